@@ -1,0 +1,41 @@
+"""basin-fingerprint: fingerprint seed-varied model populations and test what the fingerprints track.
+
+The public API (imported lazily, so ``import fingerprint`` is cheap)::
+
+    import fingerprint
+    zoo = fingerprint.Zoo.open("zoo/")           # a trained population
+    zoo.params()                                 # {name: [n_models, ...]} stacked weights
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Zoo": ("fingerprint.zoo", "Zoo"),
+    "UserError": ("fingerprint.errors", "UserError"),
+    "load_config": ("training.config", "load_config"),
+    "run_sweep": ("training.sweep", "run_sweep"),
+    "get_task": ("training.tasks", "get_task"),
+    "register_task": ("training.tasks", "register_task"),
+    "Task": ("training.tasks", "Task"),
+    "get_family": ("training.families", "get_family"),
+    # filled in by the extractor and analysis layers
+    "extractor": ("fingerprint.registry", "extractor"),
+    "ModelBatch": ("fingerprint.batch", "ModelBatch"),
+    "extract": ("fingerprint.extract", "extract"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'fingerprint' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

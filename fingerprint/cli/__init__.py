@@ -1,0 +1,56 @@
+"""The ``fingerprint`` command line. Only this package touches argv and the terminal.
+
+Commands live in sibling modules (``train``, ``extract``, ``analyze``) that register themselves on
+``app``. Every :class:`~fingerprint.errors.UserError` becomes a one-line ``error: ...`` on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from fingerprint.errors import UserError
+
+app = typer.Typer(
+    name="fingerprint",
+    help="Train seed-varied populations, fingerprint them, and test whether fingerprints track deep differences or initialization noise.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_COMMAND_MODULES = ("train", "extract", "analyze", "extras")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(f"fingerprint.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fingerprint.cli.{name}":
+                raise
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit 2."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except UserError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished shards are kept: rerun with --resume")
+        sys.exit(130)

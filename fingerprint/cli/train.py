@@ -1,0 +1,216 @@
+"""``fingerprint sweep``, ``inspect`` and ``list``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fingerprint.cli import app, console
+from fingerprint.errors import UserError
+
+
+def sweep_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("models {task.fields[models]}/{task.fields[n_models]}"),
+        TextColumn("{task.fields[rate]} model-steps/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_sweep_with_progress(config, out: Path, executor: str, models_per_batch: Optional[int], device: str,
+                            resume: bool, overwrite: bool):
+    from training.sweep import run_sweep
+
+    import time
+
+    with sweep_progress() as progress:
+        state = {"task": None, "t0": time.time(), "steps": 0}
+
+        def on_start(n_models, n_done, total_steps):
+            state["task"] = progress.add_task("training", total=max(total_steps, 1), models=n_done, n_models=n_models, rate="-")
+            if total_steps == 0:
+                progress.update(state["task"], completed=1)
+
+        def on_steps(n):
+            state["steps"] += n
+            rate = state["steps"] / max(time.time() - state["t0"], 1e-9)
+            progress.update(state["task"], advance=n, rate=f"{rate:,.0f}")
+
+        def on_done(sp):
+            t = progress.tasks[state["task"]] if False else None  # noqa: F841
+            cur = next(t for t in progress.tasks if t.id == state["task"])
+            progress.update(state["task"], models=cur.fields["models"] + sp.n_models)
+
+        return run_sweep(config, out, executor=executor, models_per_batch=models_per_batch, device=device,
+                         resume=resume, overwrite=overwrite, on_start=on_start, on_steps=on_steps, on_done=on_done)
+
+
+@app.command()
+def sweep(
+    config: str = typer.Argument(..., help="Sweep config (TOML path, or a built-in config name: see `fingerprint list`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Zoo directory to create."),
+    executor: str = typer.Option("local", help="local | process | ray"),
+    models_per_batch: Optional[int] = typer.Option(None, help="Models trained together in one shard (default: from config, 256)."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted sweep: train only missing shards."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing zoo at --out first."),
+):
+    """Train a seed sweep and store it as a zoo."""
+    from training.config import load_config
+
+    cfg = load_config(config)
+    if models_per_batch is not None and models_per_batch <= 0:
+        raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
+    s = run_sweep_with_progress(cfg, out, executor, models_per_batch, device, resume, overwrite)
+    console.print(
+        f"[green]done:[/] {s.n_planned} models in [bold]{s.zoo}[/] "
+        f"({s.n_trained_now} trained now, {s.n_skipped} already done) in {s.seconds:.1f}s"
+        + (f", {s.model_steps / max(s.seconds, 1e-9):,.0f} model-steps/s" if s.n_trained_now else "")
+    )
+    if s.diverged:
+        console.print(f"[yellow]{len(s.diverged)} diverged:[/] {', '.join(s.diverged[:10])}{' ...' if len(s.diverged) > 10 else ''}")
+
+
+def zoo_summary(zoo) -> dict:
+    """The JSON that ``inspect --json`` prints."""
+    from fingerprint.zoo import CORE_COLUMNS
+
+    m = zoo.models
+    models = []
+    for row in m:
+        models.append({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
+    metric_cols = [c for c in m.names() if c not in CORE_COLUMNS]
+    summary = {
+        "zoo": str(zoo.path),
+        "n_models": len(zoo),
+        "n_planned": len(zoo.manifest.get("planned", [])),
+        "task": zoo.task_name,
+        "task_params": zoo.task_params,
+        "family": zoo.family_spec,
+        "steps": zoo.steps,
+        "n_diverged": int(np.sum(m["diverged"])) if len(m) else 0,
+        "corrupt_shards": [str(p) for p, _ in zoo.corrupt],
+        "columns": m.names(),
+        "fingerprints": zoo.list_fingerprints(),
+        "results": zoo.list_results(),
+        "models": models,
+    }
+    if "deep_label" in m:
+        labels, counts = np.unique(m["deep_label"].astype(str), return_counts=True)
+        summary["deep_label_counts"] = {str(k): int(v) for k, v in zip(labels, counts)}
+    summary["metrics_mean"] = {c: float(np.nanmean(m[c].astype(float))) for c in metric_cols
+                               if m[c].dtype != object and m[c].dtype.kind in "fiub"}
+    return summary
+
+
+INSPECT_HOOKS: list = []  # later stages add sections (basins, scorecard): fn(zoo, console)
+
+
+@app.command()
+def inspect(
+    zoo_path: Path = typer.Argument(..., metavar="ZOO"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+):
+    """Show a zoo: sizes, seeds, lineage, metrics, diverged models, checkpoints, fingerprints, basins."""
+    from fingerprint.zoo import Zoo
+
+    zoo = Zoo.open(zoo_path, strict=False)
+    s = zoo_summary(zoo)
+    if as_json:
+        import sys
+
+        sys.stdout.write(json.dumps(s, default=str) + "\n")
+        return
+    console.print(f"[bold]{zoo.path}[/]: {s['n_models']}/{s['n_planned']} models, task [bold]{s['task']}[/], arch {s['family'].get('arch')}")
+    if s["corrupt_shards"]:
+        console.print(f"[red]corrupt shards (skipped):[/] {', '.join(s['corrupt_shards'])}")
+    kinds, counts = np.unique(zoo.models["kind"].astype(str), return_counts=True) if len(zoo) else ([], [])
+    t = Table(title="population")
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("kinds", ", ".join(f"{k}: {c}" for k, c in zip(kinds, counts)))
+    if len(zoo):
+        t.add_row("init seeds", _seed_range(zoo.models["init_seed"]))
+        t.add_row("data seeds", _seed_range(zoo.models["data_seed"]))
+    t.add_row("checkpoint steps", ", ".join(map(str, s["steps"])))
+    t.add_row("diverged", str(s["n_diverged"]))
+    for c, v in s["metrics_mean"].items():
+        t.add_row(f"mean {c}", f"{v:.4f}")
+    if "deep_label_counts" in s:
+        t.add_row("deep_label", ", ".join(f"{k}: {v}" for k, v in s["deep_label_counts"].items()))
+    console.print(t)
+    if s["fingerprints"]:
+        ft = Table(title="cached fingerprints")
+        for col in ("key", "extractor", "step", "shape"):
+            ft.add_column(col)
+        for f in s["fingerprints"]:
+            ft.add_row(str(f.get("key")), str(f.get("extractor", "")), str(f.get("step", "")), str(f.get("shape", "")))
+        console.print(ft)
+    for hook in INSPECT_HOOKS:
+        hook(zoo, console)
+
+
+def _seed_range(a) -> str:
+    u = np.unique(a)
+    return f"{len(u)} ({u.min()}..{u.max()})" if len(u) else "-"
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json")):
+    """List tasks, architectures, extractors and built-in configs."""
+    from training.config import builtin_configs
+    from training.families import list_families
+    from training.tasks import list_tasks, task_param_specs
+
+    tasks = {n: {"description": c.description, "deep_labels": list(c.deep_labels),
+                 "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
+             for n, c in sorted(list_tasks().items())}
+    archs = {n: {"description": (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""} for n, c in sorted(list_families().items())}
+    extractors = {}
+    try:
+        from fingerprint.registry import list_extractors
+    except ImportError:
+        list_extractors = None
+    if list_extractors is not None:
+        for name, spec in sorted(list_extractors().items()):
+            extractors[name] = spec.describe()
+    data = {"tasks": tasks, "architectures": archs, "extractors": extractors, "configs": sorted(builtin_configs())}
+    if as_json:
+        import sys
+
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        return
+    t = Table(title="tasks")
+    t.add_column("name")
+    t.add_column("deep labels")
+    t.add_column("parameters (default)")
+    for n, d in tasks.items():
+        t.add_row(n, ", ".join(d["deep_labels"]), ", ".join(f"{k}={v['default']}" for k, v in d["params"].items()))
+    console.print(t)
+    a = Table(title="architectures")
+    a.add_column("name")
+    a.add_column("description")
+    for n, d in archs.items():
+        a.add_row(n, d["description"])
+    console.print(a)
+    if extractors:
+        e = Table(title="extractors")
+        for col in ("name", "kind", "output", "version", "source", "parameters"):
+            e.add_column(col)
+        for n, d in extractors.items():
+            e.add_row(n, str(d.get("kind")), str(d.get("output")), str(d.get("version")), str(d.get("source")),
+                      ", ".join(f"{k}={v}" for k, v in (d.get("params") or {}).items()))
+        console.print(e)
+    console.print(f"built-in configs: {', '.join(data['configs']) or '(none)'}")

@@ -1,0 +1,522 @@
+"""The zoo: a population of trained models on disk. This module alone touches the zoo's files.
+
+A zoo is a directory (schema in ``docs/zoo-format.md``)::
+
+    ZOO/manifest.json            config, schema version, package version, planned models, shards
+    ZOO/shards/<shard>.h5        one HDF5 file per trained batch: model table + stacked checkpoints
+    ZOO/fingerprints/<key>.h5    cached fingerprints, keyed by extractor, version, params and step
+    ZOO/results/<name>.json      clusters, scorecards and other analysis results
+
+Every file is written under a temporary name and renamed into place when complete, so a crash
+leaves either the old state or the new, never half a file. Readers see the union of the shards as
+one population, in the manifest's planned order, and can stream parameters in chunks of models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from fingerprint.errors import CorruptFileError, UserError, choices
+
+SCHEMA_VERSION = 1
+SHARD_FORMAT = "basin-fingerprint/zoo-shard"
+FINGERPRINT_FORMAT = "basin-fingerprint/fingerprint"
+MANIFEST = "manifest.json"
+_STR = h5py.string_dtype("utf-8")
+
+# Columns every shard's model table has (others: metrics and task diagnostics).
+CORE_COLUMNS = ("model_id", "kind", "group", "task", "arch", "init_seed", "data_seed", "parent_id",
+                "spawn_step", "variant", "final_step", "diverged", "diverged_step")
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("basin-fingerprint")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0+unknown"
+
+
+# -- atomic writes ---------------------------------------------------------------------------------
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"'{path}' not found") from None
+    except json.JSONDecodeError as e:
+        raise CorruptFileError(f"'{path}' is not valid JSON ({e})") from None
+
+
+def step_key(step: int) -> str:
+    return f"step_{int(step):08d}"
+
+
+# -- the model table -------------------------------------------------------------------------------
+class ModelTable:
+    """Per-model metadata: columns of equal length ``[n_models]``; iterate for row dicts."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns["model_id"]) if self.columns else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            raise UserError(f"unknown model column '{name}' (valid: {choices(self.columns)})")
+        return self.columns[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self.row(i)
+
+    def row(self, i: int) -> dict[str, Any]:
+        return {k: _py(v[i]) for k, v in self.columns.items()}
+
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def select(self, idx: np.ndarray | Sequence[int]) -> "ModelTable":
+        idx = np.asarray(idx, dtype=int)
+        return ModelTable({k: v[idx] for k, v in self.columns.items()})
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _column_to_h5(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "OUS":
+        return np.asarray([str(v) for v in values], dtype=object)
+    return arr
+
+
+def _column_from_h5(ds: h5py.Dataset) -> np.ndarray:
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return np.asarray(ds.asstr()[()], dtype=object)
+    return ds[()]
+
+
+# -- shards ----------------------------------------------------------------------------------------
+@dataclass
+class ShardData:
+    """What a trained batch writes: the model table, checkpoints, and per-checkpoint metrics."""
+
+    shard: str
+    table: dict[str, Sequence[Any]]
+    checkpoints: dict[int, dict[str, torch.Tensor]]  # step -> name -> [n, ...]; may differ per model via mask
+    present: dict[int, np.ndarray] | None = None  # step -> bool [n]: which models have that checkpoint
+    metrics: dict[int, dict[str, Any]] | None = None  # step -> column -> [n]
+    attrs: dict[str, Any] | None = None
+
+
+def write_shard(zoo_dir: Path, data: ShardData) -> Path:
+    """Write one shard atomically to ``zoo_dir/shards/<shard>.h5``."""
+    path = Path(zoo_dir) / "shards" / f"{data.shard}.h5"
+    n = len(data.table["model_id"])
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = SHARD_FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["package_version"] = package_version()
+            f.attrs["shard"] = data.shard
+            f.attrs["created"] = time.time()
+            for k, v in (data.attrs or {}).items():
+                f.attrs[k] = json.dumps(v)
+            g = f.create_group("models")
+            for col, values in data.table.items():
+                arr = _column_to_h5(values)
+                if len(arr) != n:
+                    raise ValueError(f"column {col} has {len(arr)} rows, expected {n}")
+                g.create_dataset(col, data=arr, dtype=_STR if arr.dtype == object else arr.dtype)
+            f.create_dataset("steps", data=np.asarray(sorted(data.checkpoints), dtype=np.int64))
+            cg = f.create_group("checkpoints")
+            for step, params in sorted(data.checkpoints.items()):
+                sg = cg.create_group(step_key(step))
+                present = np.ones(n, dtype=bool) if data.present is None else data.present.get(step, np.ones(n, bool))
+                sg.create_dataset("present", data=present)
+                pg = sg.create_group("params")
+                for name, t in params.items():
+                    pg.create_dataset(name, data=t.detach().cpu().numpy().astype(np.float32))
+                mg = sg.create_group("metrics")
+                for col, values in ((data.metrics or {}).get(step) or {}).items():
+                    arr = _column_to_h5(values)
+                    mg.create_dataset(col, data=arr, dtype=_STR if arr.dtype == object else arr.dtype)
+    return path
+
+
+class Shard:
+    """A read handle on one shard file (opened per read; h5py handles are not kept open)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            with h5py.File(self.path, "r") as f:
+                if f.attrs.get("format") != SHARD_FORMAT:
+                    raise CorruptFileError(f"zoo shard '{self.path}' is not a basin-fingerprint shard")
+                version = int(f.attrs.get("schema_version", -1))
+                if version > SCHEMA_VERSION:
+                    raise CorruptFileError(
+                        f"zoo shard '{self.path}' has schema version {version}; this basin-fingerprint reads up to {SCHEMA_VERSION} (upgrade the package)")
+                self.table = {k: _column_from_h5(ds) for k, ds in f["models"].items()}
+                self.steps = [int(s) for s in f["steps"][()]]
+                self.present = {s: f["checkpoints"][step_key(s)]["present"][()] for s in self.steps}
+                self.param_names = list(f["checkpoints"][step_key(self.steps[-1])]["params"].keys())
+                self.attrs = {k: _maybe_json(v) for k, v in f.attrs.items()}
+        except CorruptFileError:
+            raise
+        except (OSError, KeyError, ValueError) as e:
+            raise CorruptFileError(f"zoo shard '{self.path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    @property
+    def n_models(self) -> int:
+        return len(self.table["model_id"])
+
+    def read_params(self, step: int, rows: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
+        try:
+            with h5py.File(self.path, "r") as f:
+                g = f["checkpoints"][step_key(step)]["params"]
+                sel = slice(None) if rows is None else rows
+                if isinstance(sel, np.ndarray):
+                    order = np.argsort(sel)
+                    inv = np.empty_like(order)
+                    inv[order] = np.arange(len(order))
+                    return {k: ds[np.sort(sel)][inv] for k, ds in g.items()}
+                return {k: ds[sel] for k, ds in g.items()}
+        except (OSError, KeyError) as e:
+            raise CorruptFileError(f"zoo shard '{self.path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    def read_metrics(self, step: int) -> dict[str, np.ndarray]:
+        with h5py.File(self.path, "r") as f:
+            g = f["checkpoints"][step_key(step)]["metrics"]
+            return {k: _column_from_h5(ds) for k, ds in g.items()}
+
+
+def _maybe_json(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# -- the zoo ---------------------------------------------------------------------------------------
+class Zoo:
+    """A population on disk. Open with :meth:`Zoo.open`.
+
+    ``model_ids`` lists the trained models in planned order; ``models`` is their metadata table;
+    ``params(step)`` gives stacked parameters ``{name: [n_models, ...]}`` in ``model_ids`` order.
+    """
+
+    def __init__(self, path: Path, manifest: dict, shards: list[Shard], corrupt: list[tuple[Path, str]]):
+        self.path = path
+        self.manifest = manifest
+        self.shards = shards
+        self.corrupt = corrupt
+        planned = [m["model_id"] for m in manifest.get("planned", [])]
+        rank = {mid: i for i, mid in enumerate(planned)}
+        rows = []  # (rank, shard index, row)
+        for si, sh in enumerate(shards):
+            for r, mid in enumerate(sh.table["model_id"]):
+                rows.append((rank.get(mid, len(rank) + len(rows)), si, r))
+        rows.sort()
+        seen: set[str] = set()
+        self._loc: list[tuple[int, int]] = []
+        for _, si, r in rows:
+            mid = shards[si].table["model_id"][r]
+            if mid in seen:  # a model is in exactly one shard; keep the first if a stray copy exists
+                continue
+            seen.add(mid)
+            self._loc.append((si, r))
+        cols: dict[str, list[Any]] = {}
+        all_cols = list(dict.fromkeys(c for sh in shards for c in sh.table))
+        for si, r in self._loc:
+            for c in all_cols:
+                col = shards[si].table.get(c)
+                cols.setdefault(c, []).append(col[r] if col is not None else _missing(c, shards))
+        self.models = ModelTable({c: _as_array(v) for c, v in cols.items()})
+        self.model_ids: list[str] = [str(m) for m in self.models.columns.get("model_id", [])]
+        self._index = {m: i for i, m in enumerate(self.model_ids)}
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, strict: bool = True) -> "Zoo":
+        """Open a zoo directory. ``strict=False`` skips corrupt shards (listed in ``.corrupt``)."""
+        p = Path(path)
+        if not (p / MANIFEST).exists():
+            if not p.exists():
+                raise UserError(f"zoo '{p}' does not exist")
+            raise UserError(f"'{p}' is not a zoo (no {MANIFEST})")
+        manifest = read_json(p / MANIFEST)
+        version = manifest.get("schema_version", -1)
+        if version > SCHEMA_VERSION:
+            raise CorruptFileError(f"zoo '{p}' has schema version {version}; this basin-fingerprint reads up to {SCHEMA_VERSION}")
+        shards, corrupt = [], []
+        for f in sorted((p / "shards").glob("*.h5")):
+            try:
+                shards.append(Shard(f))
+            except CorruptFileError as e:
+                if strict:
+                    raise
+                corrupt.append((f, str(e)))
+                warnings.warn(str(e), stacklevel=2)
+        return cls(p, manifest, shards, corrupt)
+
+    # -- population ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.model_ids)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_ids)
+
+    @property
+    def config(self) -> dict:
+        return self.manifest.get("config", {})
+
+    @property
+    def task_name(self) -> str | None:
+        return self.manifest.get("task", {}).get("name")
+
+    @property
+    def task_params(self) -> dict:
+        return self.manifest.get("task", {}).get("params", {})
+
+    @property
+    def family_spec(self) -> dict:
+        return self.manifest.get("family", {})
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps that every model has (the population's shared checkpoints)."""
+        common: set[int] | None = None
+        for sh in self.shards:
+            for r in range(sh.n_models):
+                have = {s for s in sh.steps if sh.present[s][r]}
+                common = have if common is None else common & have
+        return sorted(common or [])
+
+    @property
+    def all_steps(self) -> list[int]:
+        return sorted({s for sh in self.shards for s in sh.steps})
+
+    def index(self, model_ids: Sequence[str]) -> np.ndarray:
+        try:
+            return np.asarray([self._index[m] for m in model_ids], dtype=int)
+        except KeyError as e:
+            raise UserError(f"unknown model id {e.args[0]!r} in zoo '{self.path}'") from None
+
+    def params(self, step: int | None = None, model_ids: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Stacked parameters ``{name: [n_models, ...]}`` at ``step`` (each model's final step by default)."""
+        ids = self.model_ids if model_ids is None else list(model_ids)
+        idx = self.index(ids)
+        out: dict[str, np.ndarray] = {}
+        by_shard: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for pos, i in enumerate(idx):
+            si, r = self._loc[i]
+            s = int(self.models["final_step"][i]) if step is None else int(step)
+            if s not in self.shards[si].present or not self.shards[si].present[s][r]:
+                raise UserError(f"model '{ids[pos]}' has no checkpoint at step {s} (its steps: {self.model_steps(ids[pos])})")
+            by_shard.setdefault((si, s), []).append((pos, r))
+        for (si, s), items in by_shard.items():
+            rows = np.asarray([r for _, r in items])
+            arrs = self.shards[si].read_params(s, rows)
+            for name, a in arrs.items():
+                if name not in out:
+                    out[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
+                out[name][[pos for pos, _ in items]] = a
+        return {k: torch.from_numpy(v) for k, v in out.items()}
+
+    def model_steps(self, model_id: str) -> list[int]:
+        si, r = self._loc[self.index([model_id])[0]]
+        sh = self.shards[si]
+        return [s for s in sh.steps if sh.present[s][r]]
+
+    def iter_chunks(self, chunk_size: int = 256, step: int | None = None, model_ids: Sequence[str] | None = None
+                    ) -> Iterator[tuple[list[str], dict[str, torch.Tensor]]]:
+        """Stream ``(model_ids, params)`` in chunks of at most ``chunk_size`` models."""
+        ids = self.model_ids if model_ids is None else list(model_ids)
+        for i in range(0, len(ids), chunk_size):
+            chunk = ids[i : i + chunk_size]
+            yield chunk, self.params(step, chunk)
+
+    def metrics(self, step: int) -> ModelTable:
+        """Per-checkpoint metrics and diagnostics of every model at ``step`` (NaN / '' where absent)."""
+        cols: dict[str, list[Any]] = {}
+        per_shard = {si: (self.shards[si].read_metrics(step) if step in self.shards[si].present else {}) for si in range(len(self.shards))}
+        names = list(dict.fromkeys(c for m in per_shard.values() for c in m))
+        for si, r in self._loc:
+            m = per_shard[si]
+            present = step in self.shards[si].present and self.shards[si].present[step][r]
+            for c in names:
+                v = m[c][r] if (c in m and present) else None
+                cols.setdefault(c, []).append(v)
+        out = {"model_id": np.asarray(self.model_ids, dtype=object)}
+        for c, v in cols.items():
+            if all(x is None or isinstance(x, (str, bytes)) for x in v):
+                out[c] = np.asarray(["" if x is None else _py(x) for x in v], dtype=object)
+            else:
+                out[c] = np.asarray([np.nan if x is None else float(x) for x in v])
+        return ModelTable(out)
+
+    # -- fingerprints cache ----------------------------------------------------------------------
+    def model_set_hash(self, model_ids: Sequence[str] | None = None) -> str:
+        ids = self.model_ids if model_ids is None else model_ids
+        return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+    def save_fingerprint(self, key: str, values: np.ndarray, model_ids: Sequence[str], meta: dict[str, Any],
+                         extra: dict[str, np.ndarray] | None = None) -> Path:
+        """Store a fingerprint ``values`` ``[n_models, d]`` (features) or ``[n_models, n_models]`` (distances)."""
+        path = self.path / "fingerprints" / f"{key}.h5"
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FINGERPRINT_FORMAT
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["meta"] = json.dumps({**meta, "key": key, "model_set": self.model_set_hash(model_ids), "created": time.time()}, default=_json_default)
+                f.create_dataset("values", data=np.asarray(values, dtype=np.float32))
+                f.create_dataset("model_ids", data=np.asarray(list(model_ids), dtype=object), dtype=_STR)
+                for k, v in (extra or {}).items():
+                    f.create_dataset(f"extra/{k}", data=np.asarray(v))
+        return path
+
+    def load_fingerprint(self, key: str) -> tuple[np.ndarray, list[str], dict[str, Any]] | None:
+        """``(values, model_ids, meta)`` or ``None`` when not cached (or cached for other models)."""
+        path = self.path / "fingerprints" / f"{key}.h5"
+        if not path.exists():
+            return None
+        try:
+            with h5py.File(path, "r") as f:
+                meta = json.loads(f.attrs["meta"])
+                ids = [str(s) for s in f["model_ids"].asstr()[()]]
+                values = f["values"][()]
+                if "extra" in f:
+                    meta["extra"] = {k: ds[()] for k, ds in f["extra"].items()}
+        except (OSError, KeyError, ValueError) as e:
+            warnings.warn(f"fingerprint cache '{path}' is unreadable ({e}); it will be recomputed", stacklevel=2)
+            return None
+        return values, ids, meta
+
+    def list_fingerprints(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((self.path / "fingerprints").glob("*.h5")):
+            try:
+                with h5py.File(path, "r") as f:
+                    meta = json.loads(f.attrs["meta"])
+                    meta["shape"] = list(f["values"].shape)
+                out.append(meta)
+            except (OSError, KeyError, ValueError):
+                out.append({"key": path.stem, "error": "unreadable"})
+        return out
+
+    # -- analysis results ------------------------------------------------------------------------
+    def save_result(self, name: str, obj: Any) -> Path:
+        path = self.path / "results" / f"{name}.json"
+        write_json(path, obj)
+        return path
+
+    def load_result(self, name: str) -> Any | None:
+        path = self.path / "results" / f"{name}.json"
+        return read_json(path) if path.exists() else None
+
+    def list_results(self) -> list[str]:
+        return sorted(p.stem for p in (self.path / "results").glob("*.json"))
+
+
+def _as_array(values: list[Any]) -> np.ndarray:
+    if all(isinstance(v, (str, bytes)) for v in values):
+        return np.asarray([_py(v) for v in values], dtype=object)
+    return np.asarray(values)
+
+
+def _missing(col: str, shards: list[Shard]) -> Any:
+    for sh in shards:
+        if col in sh.table:
+            return "" if sh.table[col].dtype == object else np.nan
+    return None
+
+
+# -- manifests -------------------------------------------------------------------------------------
+def read_manifest(zoo_dir: Path) -> dict:
+    return read_json(Path(zoo_dir) / MANIFEST)
+
+
+def write_manifest(zoo_dir: Path, manifest: dict) -> None:
+    manifest = {**manifest, "schema_version": SCHEMA_VERSION, "package_version": package_version()}
+    write_json(Path(zoo_dir) / MANIFEST, manifest)
+
+
+def completed_shards(zoo_dir: Path) -> dict[str, Path]:
+    """Shard name -> path for complete, readable shard files; removes leftover temporaries."""
+    d = Path(zoo_dir) / "shards"
+    if not d.exists():
+        return {}
+    for tmp in d.glob(".*.tmp"):
+        tmp.unlink()
+    done = {}
+    for f in sorted(d.glob("*.h5")):
+        try:
+            Shard(f)
+        except CorruptFileError as e:
+            warnings.warn(f"{e}; it will be retrained", stacklevel=2)
+            f.unlink()
+            continue
+        done[f.stem] = f
+    return done

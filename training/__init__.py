@@ -1,0 +1,6 @@
+"""Training: tasks, batched model families, the vectorized trainer, sweeps and executors.
+
+A population is always stacked parameters ``[n_models, ...]``; nothing here loops over models on
+a hot path. A model's identity is its seeds: init comes from ``init_seed``, data order from
+``data_seed`` (and its parent, for spawned and fine-tuned models), never from batch position.
+"""

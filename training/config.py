@@ -1,0 +1,373 @@
+"""Sweep configuration: frozen dataclasses loaded from TOML and validated with messages for people.
+
+A config file has the sections ``[task]``, ``[model]``, ``[train]``, ``[seeds]``, optional
+``[[spawn]]`` / ``[[finetune]]`` blocks (lineage), and the pipeline sections ``[fingerprints]`` and
+``[analysis]`` that later stages read. Every key is checked: an unknown key or a wrong type is a
+one-line :class:`~fingerprint.errors.UserError` naming the dotted key and the valid choices.
+Configs round-trip to plain JSON (``to_dict``) for the zoo manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from fingerprint.errors import UserError, choices
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        return f"list of {_type_name(arg)}"
+    if origin is dict:
+        return "table"
+    if tp is type(None):
+        return "none"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Validate (and lightly coerce int->float) ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check(value, arg, where)
+            except UserError:
+                continue
+        raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
+    if tp is list:
+        tp, origin = list[Any], list
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
+        return [_check(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{where}' must be a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise UserError(f"config key '{where}' must be empty, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
+
+
+def from_mapping(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise UserError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise UserError(f"unknown config key '{path}' (valid: {choices(fields)})")
+        kwargs[key] = _check(value, hints[key], path)
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        path = f"{where}.{missing[0]}" if where else missing[0]
+        raise UserError(f"missing config key '{path}'")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(where)
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """A JSON-ready plain structure from (nested) dataclasses."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _positive(where: str, key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"config key '{where}.{key}' must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Which task, and its parameters (validated by the task itself)."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+    sweep: dict = field(default_factory=dict)  # param -> list of values: one sub-population each
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "task") -> "TaskSpec":
+        if not isinstance(data, dict):
+            raise UserError(f"config section '{where}' must be a table")
+        data = dict(data)
+        if "name" not in data:
+            raise UserError(f"missing config key '{where}.name'")
+        name = _check(data.pop("name"), str, f"{where}.name")
+        sweep = data.pop("sweep", {})
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise UserError(f"config key '{where}.sweep' must map parameter names to non-empty lists")
+        return cls(name=name, params=data, sweep=sweep)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture name and its hyper-parameters (validated by the family)."""
+
+    arch: str | None = None
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "model") -> "ModelSpec":
+        if not isinstance(data, dict):
+            raise UserError(f"config section '{where}' must be a table")
+        data = dict(data)
+        arch = data.pop("arch", None)
+        if arch is not None:
+            arch = _check(arch, str, f"{where}.arch")
+        return cls(arch=arch, params=data)
+
+
+_CKPT = re.compile(r"^(log|lin):(\d+)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every model of a phase."""
+
+    steps: int = 500
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine | linear
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # per-model global-norm clip; 0 = off
+    checkpoints: str | list[int] = "log:8"
+    eval_every: int = 0  # 0 = evaluate only at checkpoints
+
+    def validate(self, where: str) -> None:
+        _positive(where, "steps", self.steps)
+        _positive(where, "batch_size", self.batch_size)
+        _positive(where, "lr", self.lr)
+        _positive(where, "weight_decay", self.weight_decay, allow_zero=True)
+        _positive(where, "grad_clip", self.grad_clip, allow_zero=True)
+        _positive(where, "warmup_steps", self.warmup_steps, allow_zero=True)
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise UserError(f"unknown optimizer '{self.optimizer}' at '{where}.optimizer' (valid: adam, adamw, sgd)")
+        if self.schedule not in ("constant", "cosine", "linear"):
+            raise UserError(f"unknown schedule '{self.schedule}' at '{where}.schedule' (valid: constant, cosine, linear)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"config key '{where}.betas' must be two numbers in [0, 1)")
+        checkpoint_steps(self.checkpoints, self.steps, where=f"{where}.checkpoints")
+
+
+def checkpoint_steps(spec: str | list[int], total: int, where: str = "train.checkpoints") -> list[int]:
+    """Resolve a checkpoint spec to sorted unique steps in [0, total], always including ``total``.
+
+    ``"log:K"`` gives K log-spaced steps (plus 0 and the end), ``"lin:K"`` K evenly spaced ones,
+    a list gives exactly those steps.
+    """
+    if isinstance(spec, str):
+        m = _CKPT.match(spec)
+        if not m:
+            raise UserError(f"config key '{where}' must be 'log:K', 'lin:K' or a list of steps, got {spec!r}")
+        kind, k = m.group(1), int(m.group(2))
+        if kind == "log":
+            import numpy as np
+
+            steps = {0, total} | {int(round(s)) for s in np.geomspace(1, total, num=max(k, 1))} if total > 0 else {0}
+        else:
+            steps = {int(round(total * i / max(k, 1))) for i in range(k + 1)}
+    else:
+        bad = [s for s in spec if not 0 <= s <= total]
+        if bad:
+            raise UserError(f"config key '{where}' has step {bad[0]} outside [0, {total}]")
+        steps = set(spec) | {total}
+    return sorted(steps)
+
+
+@dataclass(frozen=True)
+class SeedGrid:
+    """``init`` x ``data`` seeds: a family is the models that share an init seed."""
+
+    init: int | list[int] = 8
+    data: int | list[int] = 1
+    init_start: int = 0
+    data_start: int = 0
+
+    def validate(self, where: str) -> None:
+        for key in ("init", "data"):
+            v = getattr(self, key)
+            if isinstance(v, int):
+                _positive(where, key, v)
+            elif not v or any(s < 0 for s in v):
+                raise UserError(f"config key '{where}.{key}' must be a positive count or a list of non-negative seeds")
+        _positive(where, "init_start", self.init_start, allow_zero=True)
+        _positive(where, "data_start", self.data_start, allow_zero=True)
+
+    def init_seeds(self) -> list[int]:
+        return list(range(self.init_start, self.init_start + self.init)) if isinstance(self.init, int) else list(self.init)
+
+    def data_seeds(self) -> list[int]:
+        return list(range(self.data_start, self.data_start + self.data)) if isinstance(self.data, int) else list(self.data)
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """Children that restart from a parent's checkpoint at ``at_step`` with new data seeds.
+
+    The linear-mode-connectivity "spawn" protocol: the child continues the parent's schedule from
+    ``at_step`` to the end with a fresh optimiser state and a data order from its own data seed.
+    """
+
+    at_step: int
+    children: int = 2
+    data_seed_start: int = 1000
+
+    def validate(self, where: str) -> None:
+        _positive(where, "at_step", self.at_step, allow_zero=True)
+        _positive(where, "children", self.children)
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """Children fine-tuned from a parent's final weights on a variant of the task."""
+
+    task: dict = field(default_factory=dict)  # overrides of the task's parameters
+    children: int = 1
+    data_seed_start: int = 2000
+    train: dict = field(default_factory=dict)  # overrides of [train] for the fine-tune phase
+    name: str = "ft"
+
+    def validate(self, where: str) -> None:
+        _positive(where, "children", self.children)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.name):
+            raise UserError(f"config key '{where}.name' must be alphanumeric, got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything needed to plan and train a population."""
+
+    task: TaskSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: SeedGrid = field(default_factory=SeedGrid)
+    spawn: list[SpawnSpec] = field(default_factory=list)
+    finetune: list[FinetuneSpec] = field(default_factory=list)
+    name: str = "sweep"
+    models_per_batch: int = 256
+    fingerprints: dict = field(default_factory=dict)  # read by the pipeline (fingerprint run)
+    analysis: dict = field(default_factory=dict)
+
+    SECTIONS = ("name", "task", "model", "train", "seeds", "spawn", "finetune", "models_per_batch", "fingerprints", "analysis")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepConfig":
+        unknown_keys = [k for k in data if k not in cls.SECTIONS]
+        if unknown_keys:
+            raise UserError(f"unknown config key '{unknown_keys[0]}' (valid: {choices(cls.SECTIONS)})")
+        if "task" not in data:
+            raise UserError("missing config section '[task]'")
+        task = TaskSpec.parse(data["task"])
+        model = ModelSpec.parse(data.get("model", {}))
+        train = from_mapping(TrainConfig, data.get("train", {}), "train")
+        seeds = from_mapping(SeedGrid, data.get("seeds", {}), "seeds")
+        spawn = [from_mapping(SpawnSpec, s, f"spawn[{i}]") for i, s in enumerate(_as_list(data.get("spawn", []), "spawn"))]
+        for i, s in enumerate(spawn):
+            if s.at_step > train.steps:
+                raise UserError(f"config key 'spawn[{i}].at_step' is {s.at_step}, past train.steps = {train.steps}")
+        finetune = [from_mapping(FinetuneSpec, s, f"finetune[{i}]") for i, s in enumerate(_as_list(data.get("finetune", []), "finetune"))]
+        name = _check(data.get("name", "sweep"), str, "name")
+        mpb = _check(data.get("models_per_batch", 256), int, "models_per_batch")
+        _positive("", "models_per_batch", mpb)
+        fps = _check(data.get("fingerprints", {}), dict, "fingerprints")
+        ana = _check(data.get("analysis", {}), dict, "analysis")
+        return cls(task=task, model=model, train=train, seeds=seeds, spawn=spawn, finetune=finetune,
+                   name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana)
+
+    def to_dict(self) -> dict:
+        d = to_dict(self)
+        d["task"] = {"name": self.task.name, **self.task.params, **({"sweep": self.task.sweep} if self.task.sweep else {})}
+        d["model"] = {**({"arch": self.model.arch} if self.model.arch else {}), **self.model.params}
+        return d
+
+
+def _as_list(v: Any, where: str) -> list:
+    if isinstance(v, dict):
+        return [v]
+    if not isinstance(v, list):
+        raise UserError(f"config key '{where}' must be a table or an array of tables")
+    return v
+
+
+def builtin_config_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "fingerprint" / "configs"
+
+
+def builtin_configs() -> dict[str, Path]:
+    """Configs shipped with the package, by name (file stem)."""
+    return {p.stem: p for p in sorted(builtin_config_dir().glob("*.toml"))}
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Read a TOML file (or a built-in config by name) into a dict, with a readable error."""
+    p = Path(path)
+    if not p.exists():
+        builtins = builtin_configs()
+        if str(path) in builtins:
+            p = builtins[str(path)]
+        else:
+            raise UserError(f"config file '{path}' not found (built-in configs: {choices(builtins)})")
+    try:
+        with open(p, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file '{p}' is not valid TOML: {e}") from None
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Load and validate a sweep config from a TOML path or a built-in config name."""
+    return SweepConfig.from_dict(read_config_file(path))

@@ -1,0 +1,139 @@
+"""The :class:`Family` interface and the architecture registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from fingerprint.errors import UserError, unknown
+from training import seeds as rng
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "gelu": nn.functional.gelu,
+    "tanh": torch.tanh,
+    "silu": nn.functional.silu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(name: str, where: str = "model.activation") -> Callable[[torch.Tensor], torch.Tensor]:
+    if name not in ACTIVATIONS:
+        raise UserError(f"unknown activation '{name}' at '{where}' (valid: {', '.join(sorted(ACTIVATIONS))})")
+    return ACTIVATIONS[name]
+
+
+class Family:
+    """A batched model family.
+
+    Subclasses are dataclasses whose fields are the architecture's hyper-parameters; ``input_shape``
+    and ``n_out`` come from the task. Stacked parameters are a ``dict[str, Tensor]`` with the model
+    axis first.
+    """
+
+    name: ClassVar[str] = "family"
+    input_shape: tuple[int, ...]
+    n_out: int
+
+    # -- parameters --------------------------------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-model parameter shapes, in a fixed order."""
+        raise NotImplementedError
+
+    def init_one(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Initialise one model's parameters from its own generator."""
+        raise NotImplementedError
+
+    def init(self, init_seeds: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Stacked parameters ``[n_models, ...]``; model ``j`` depends only on ``init_seeds[j]``."""
+        per_model = [self.init_one(rng.generator(rng.INIT, s)) for s in init_seeds]
+        return {k: torch.stack([p[k] for p in per_model]) for k in self.param_shapes()}
+
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    # -- forward -----------------------------------------------------------------------------
+    def activation_names(self) -> list[str]:
+        """Named hidden activations that ``forward`` can capture."""
+        raise NotImplementedError
+
+    def forward(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, capture: Sequence[str] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the population.
+
+        ``x`` is either shared by all models, ``[n_inputs, *input_shape]``, or per model,
+        ``[n_models, n_inputs, *input_shape]``. Returns outputs ``[n_models, n_inputs, n_out]`` and
+        the captured activations, each ``[n_models, n_inputs, ...]``.
+        """
+        raise NotImplementedError
+
+    def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return self.forward(params, x)[0]
+
+    # -- single model ------------------------------------------------------------------------
+    def module(self) -> nn.Module:
+        """A plain ``nn.Module`` for one model; ``load_state_dict`` takes one model's slice."""
+        raise NotImplementedError
+
+    def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
+        """Hidden-unit permutation symmetry: group -> [(param name, axis)] permuted together.
+
+        Used by weight matching and by permutation-invariance tests. Empty when unknown.
+        """
+        return {}
+
+    # -- description -------------------------------------------------------------------------
+    def hparams(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        d["input_shape"] = list(self.input_shape)
+        return {"arch": self.name, **d}
+
+    def _split_x(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        nd = len(self.input_shape)
+        if x.dim() == nd + 1:
+            return x, True
+        if x.dim() == nd + 2:
+            return x, False
+        raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
+
+
+_FAMILIES: dict[str, type[Family]] = {}
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: make an architecture available by ``cls.name``."""
+    _FAMILIES[cls.name] = cls
+    return cls
+
+
+def list_families() -> dict[str, type[Family]]:
+    return dict(_FAMILIES)
+
+
+def get_family(arch: str, input_shape: Sequence[int], n_out: int, params: dict | None = None) -> Family:
+    """Build a family from its name and hyper-parameters, with readable errors."""
+    if arch not in _FAMILIES:
+        raise unknown("architecture", arch, _FAMILIES)
+    cls = _FAMILIES[arch]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in ("input_shape", "n_out")}
+    params = dict(params or {})
+    for k in params:
+        if k not in fields:
+            raise UserError(f"unknown config key 'model.{k}' for arch '{arch}' (valid: {', '.join(sorted(fields))})")
+    from training.config import _check  # late: config imports nothing from here
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    clean = {k: _check(v, hints[k], f"model.{k}") for k, v in params.items()}
+    fam = cls(input_shape=tuple(int(s) for s in input_shape), n_out=int(n_out), **clean)
+    validate = getattr(fam, "validate", None)
+    if validate:
+        validate()
+    return fam

@@ -1,0 +1,86 @@
+"""Any ``nn.Module`` as a batched family, via ``torch.func.functional_call`` + ``vmap``.
+
+This is the generic path for user models (``fingerprint import``) and for architectures that are
+not hand-vectorised. Named activations come from forward hooks on named submodules (like hook
+points in interpretability libraries): ``capture=["encoder.0"]`` records that submodule's output.
+If a module cannot be vmapped, the family falls back to a per-model loop and says so once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from training.families.base import Family
+
+
+@dataclass
+class ModuleFamily(Family):
+    """Wrap a factory ``() -> nn.Module``. Not in the architecture registry: it is built in code."""
+
+    name = "module"
+    factory: Callable[[], nn.Module] = None  # type: ignore[assignment]
+    input_shape: tuple[int, ...] = ()
+    n_out: int = 0
+    label: str = "module"
+    _template: nn.Module | None = field(default=None, repr=False)
+    _loop_warned: bool = field(default=False, repr=False)
+
+    def template(self) -> nn.Module:
+        if self._template is None:
+            self._template = self.factory().eval()
+        return self._template
+
+    def param_shapes(self):
+        t = self.template()
+        return {k: tuple(v.shape) for k, v in {**dict(t.named_parameters()), **dict(t.named_buffers())}.items()}
+
+    def init_one(self, gen):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+            m = self.factory()
+        return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+    def activation_names(self):
+        return [n for n, _ in self.template().named_modules() if n]
+
+    def module(self):
+        return self.factory()
+
+    def hparams(self):
+        return {"arch": "module", "factory": self.label, "input_shape": list(self.input_shape), "n_out": self.n_out}
+
+    def forward(self, params, x, capture: Sequence[str] = ()):
+        x, shared = self._split_x(x)
+        mod = self.template()
+        names = list(capture)
+
+        def one(p, xi):
+            store: dict[str, torch.Tensor] = {}
+            handles = [
+                mod.get_submodule(n).register_forward_hook(lambda _m, _i, o, n=n: store.__setitem__(n, o))
+                for n in names
+            ]
+            try:
+                out = functional_call(mod, p, (xi,))
+            finally:
+                for h in handles:
+                    h.remove()
+            return out, tuple(store[n] for n in names)
+
+        try:
+            out, acts = vmap(one, in_dims=(0, None if shared else 0))(params, x)
+        except Exception as e:  # noqa: BLE001 - any vmap failure falls back to the loop
+            if not self._loop_warned:
+                warnings.warn(f"{self.label}: cannot vmap this module ({type(e).__name__}: {e}); using a per-model loop", stacklevel=2)
+                self._loop_warned = True
+            n = next(iter(params.values())).shape[0]
+            res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
+            out = torch.stack([r[0] for r in res])
+            acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(names)))
+        return out, dict(zip(names, acts))

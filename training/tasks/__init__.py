@@ -1,0 +1,6 @@
+"""Tasks: populations whose basins we know. Importing this package registers the built-ins."""
+
+from training.tasks.base import DataOrder, Task, get_task, list_tasks, register_task, task_param_specs
+from training.tasks import xor_cues  # noqa: F401  (registers xor-cues)
+
+__all__ = ["DataOrder", "Task", "get_task", "list_tasks", "register_task", "task_param_specs"]

@@ -1,0 +1,209 @@
+"""The task API: data, probe sets, and ground-truth diagnostics.
+
+A task is a frozen dataclass whose fields are its parameters. It declares the input/output spec
+and a default architecture; gives a deterministic train sampler driven by each model's data seed;
+names **probe sets** for fingerprints (``in_dist``, ``ood``, and task-specific ones); and computes
+**ground-truth diagnostics** after training from behaviour on held-out diagnostic inputs: a
+categorical ``deep_label`` per model plus the continuous scores it came from.
+
+A task knows nothing about fingerprints. Everything it returns is a function of its parameters
+(and, for per-model data, of each model's seeds), so probe sets are identical across processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fingerprint.errors import PluginError, UserError, unknown
+from training import seeds as rng
+
+# ``forward(x)`` runs the whole population: x shared ``[n_inputs, *input_shape]`` -> ``[n_models, n_inputs, n_out]``.
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DataOrder:
+    """Epoch-wise per-model shuffling of a finite data set of size ``n_data``.
+
+    ``indices(step)`` gives ``[n_models, batch_size]``: model ``j``'s batch at ``step`` depends only on
+    its data state (from its data seed) — the permutation of each epoch is a counter-based hash.
+    """
+
+    def __init__(self, data_states: torch.Tensor, n_data: int, batch_size: int):
+        self.states = data_states
+        self.n_data = n_data
+        self.batch_size = min(batch_size, n_data)
+        self.per_epoch = max(n_data // self.batch_size, 1)
+        self._epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._perm = rng.permutation(self.states, self.n_data, epoch)
+            self._epoch = epoch
+        assert self._perm is not None
+        return self._perm[:, k * self.batch_size : (k + 1) * self.batch_size]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base class for tasks. Subclasses are frozen dataclasses registered with :func:`register_task`."""
+
+    name: ClassVar[str] = "task"
+    description: ClassVar[str] = ""
+    loss_kind: ClassVar[str] = "classification"  # or "regression"
+    deep_labels: ClassVar[tuple[str, ...]] = ()
+    variant_names: ClassVar[tuple[str, ...]] = ("default",)
+
+    # -- spec ----------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def n_out(self) -> int:
+        raise NotImplementedError
+
+    def default_model(self) -> dict[str, Any]:
+        """Default ``[model]`` section: ``{"arch": ..., **hyper-parameters}``."""
+        return {"arch": "mlp", "width": 64, "depth": 2}
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` for bad parameters (one line, naming the key)."""
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- data ----------------------------------------------------------------------------------
+    def train_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The finite training set ``(x [N, *input_shape], y [N, ...])``."""
+        raise NotImplementedError
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out data from the training distribution."""
+        raise NotImplementedError
+
+    def variant(self, init_seeds: torch.Tensor, data_seeds: torch.Tensor) -> torch.Tensor:
+        """Per-model training condition ``[n]`` (e.g. poisoned or not); a function of seeds only."""
+        return torch.zeros(len(init_seeds), dtype=torch.int64)
+
+    def sampler(self, data_states: torch.Tensor, batch_size: int, variant: torch.Tensor) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+        """``step -> (x [n, B, *input_shape], y [n, B, ...])``. Default: shuffled epochs of ``train_set``."""
+        x, y = self.train_set()
+        order = DataOrder(data_states, len(x), batch_size)
+
+        def sample(step: int):
+            idx = order.indices(step)
+            return x[idx], y[idx]
+
+        return sample
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-model mean loss ``[n]`` from outputs ``[n, B, n_out]`` and targets ``[n, B]``."""
+        if self.loss_kind == "classification":
+            ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), reduction="none")
+            return ce.reshape(y.shape).flatten(1).mean(1)
+        return (out.squeeze(-1) - y).pow(2).flatten(1).mean(1)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, forward: Forward, variant: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Final metrics per model ``[n]``: ``train_loss``, ``test_loss`` and (classification) accuracies."""
+        out: dict[str, torch.Tensor] = {}
+        for split, (x, y) in (("train", self.train_set()), ("test", self.test_set())):
+            o = forward(x)
+            out[f"{split}_loss"] = self.loss(o, y.expand(o.shape[0], *y.shape))
+            if self.loss_kind == "classification":
+                out[f"{split}_acc"] = (o.argmax(-1) == y).float().flatten(1).mean(1)
+        return out
+
+    # -- probes and diagnostics ----------------------------------------------------------------
+    def probe_names(self) -> list[str]:
+        return ["in_dist", "ood"]
+
+    def probes(self, name: str) -> torch.Tensor:
+        """Probe inputs ``[n_probes, *input_shape]`` for fingerprints; deterministic per task params."""
+        raise unknown(f"probe set of task '{self.name}'", name, self.probe_names())
+
+    def diagnostics(self, forward: Forward, variant: torch.Tensor) -> dict[str, Any]:
+        """Ground truth per model: ``deep_label`` (array of str ``[n]``) plus continuous scores ``[n]``."""
+        return {}
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    def _gen(self, *keys: int) -> torch.Generator:
+        return rng.generator(rng.TASK, getattr(self, "seed", 0), *keys)
+
+
+def label_from_score(score: np.ndarray, hi: float, lo: float, labels: tuple[str, str, str]) -> np.ndarray:
+    """``labels[0]`` where score >= hi, ``labels[1]`` where score <= lo, else ``labels[2]``."""
+    score = np.asarray(score, dtype=float)
+    return np.where(score >= hi, labels[0], np.where(score <= lo, labels[1], labels[2])).astype(object)
+
+
+# -- registry -----------------------------------------------------------------------------------
+_TASKS: dict[str, type[Task]] = {}
+_ENTRY_POINTS_LOADED = False
+ENTRY_POINT_GROUP = "fingerprint.tasks"
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by ``cls.name`` (plugins use the same decorator)."""
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001
+            raise PluginError(f"task plugin '{ep.name}' ({ep.value}) failed to import: {type(e).__name__}: {e}") from None
+        if isinstance(obj, type) and issubclass(obj, Task):
+            _TASKS.setdefault(obj.name, obj)
+
+
+def list_tasks() -> dict[str, type[Task]]:
+    import training.tasks  # noqa: F401 - registers the built-ins
+
+    _load_entry_points()
+    return dict(_TASKS)
+
+
+def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
+    """``name -> (type name, default)`` for ``fingerprint list``."""
+    from training.config import _type_name
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: (_type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
+
+
+def get_task(name: str, params: dict | None = None) -> Task:
+    """Build a task from its name and parameters; unknown or ill-typed parameters are one-line errors."""
+    from training.config import _check
+
+    tasks = list_tasks()
+    if name not in tasks:
+        raise unknown("task", name, tasks)
+    cls = tasks[name]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    clean = {}
+    for k, v in (params or {}).items():
+        if k not in fields:
+            raise UserError(f"unknown parameter 'task.{k}' for task '{name}' (valid: {', '.join(sorted(fields))})")
+        clean[k] = _check(v, hints[k], f"task.{k}")
+    task = cls(**clean)
+    task.validate()
+    return task

@@ -1,0 +1,90 @@
+"""The vectorised trainer: one program trains a whole population.
+
+Each model's loss is computed in one batched forward pass over stacked parameters; the summed loss
+gives each model exactly its own gradient. Data order comes from per-model counter-based RNG
+(the task's sampler), so a model trained alone or among 255 others ends at the same weights.
+A model whose loss goes NaN/inf is marked diverged and frozen; the others keep training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from training import seeds as rng
+from training.config import TrainConfig
+from training.families.base import Family
+from training.optim import Optimizer, lr_at
+from training.tasks.base import Task
+
+
+@dataclass
+class TrainResult:
+    """Checkpoints ``{step: {name: [n, ...]}}`` plus per-model divergence info ``[n]``."""
+
+    checkpoints: dict[int, dict[str, torch.Tensor]]
+    diverged: torch.Tensor
+    diverged_step: torch.Tensor
+    metrics: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def train_population(
+    family: Family,
+    task: Task,
+    cfg: TrainConfig,
+    params: dict[str, torch.Tensor],
+    data_seeds: list[int],
+    variant: torch.Tensor,
+    start_step: int = 0,
+    end_step: int | None = None,
+    checkpoint_steps: list[int] | None = None,
+    step_offset: int = 0,
+    device: str = "cpu",
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train stacked ``params`` ``[n, ...]`` from ``start_step`` to ``end_step``.
+
+    ``checkpoint_steps`` (in this run's own step numbering) are recorded, plus the final step; they
+    are stored under ``step + step_offset`` (fine-tunes continue their parent's step count).
+    """
+    end_step = cfg.steps if end_step is None else end_step
+    ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
+    n = len(data_seeds)
+    p = {k: v.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True) for k, v in params.items()}
+    opt = Optimizer(p, cfg)
+    states = rng.seed_lanes(data_seeds, rng.DATA)
+    sample = task.sampler(states, cfg.batch_size, variant)
+    diverged = torch.zeros(n, dtype=torch.bool, device=device)
+    diverged_step = torch.full((n,), -1, dtype=torch.int64)
+    ckpts: dict[int, dict[str, torch.Tensor]] = {}
+
+    def snapshot(step: int) -> None:
+        ckpts[step + step_offset] = {k: v.detach().to("cpu", copy=True) for k, v in p.items()}
+
+    for step in range(start_step, end_step):
+        if step in ckpt_set:
+            snapshot(step)
+        x, y = sample(step)
+        x, y = x.to(device), y.to(device)
+        out = family(p, x)
+        losses = task.loss(out, y)
+        bad = ~torch.isfinite(losses.detach())
+        if bad.any():
+            new = bad & ~diverged
+            diverged_step[new.cpu()] = step
+            diverged |= bad
+        total = torch.where(diverged, torch.zeros_like(losses), losses).sum()
+        grads = torch.autograd.grad(total, list(p.values()))
+        opt.step(p, dict(zip(p.keys(), grads)), lr_at(cfg, step), ~diverged)
+        if on_step is not None:
+            on_step(step)
+    # a model whose weights blew up without a non-finite loss is diverged too
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(v).flatten(1).all(1) for v in p.values()]).all(0)
+        newly = ~finite & ~diverged
+        diverged_step[newly.cpu()] = end_step
+        diverged |= ~finite
+    snapshot(end_step)
+    return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step)
