@@ -346,7 +346,12 @@ class Zoo:
 
     @property
     def steps(self) -> list[int]:
-        """Checkpoint steps that every model has (the population's shared checkpoints)."""
+        """Every stored checkpoint step (a model may lack some: see :meth:`models_at`)."""
+        return sorted({s for sh in self.shards for s in sh.steps})
+
+    @property
+    def common_steps(self) -> list[int]:
+        """Checkpoint steps that every model has."""
         common: set[int] | None = None
         for sh in self.shards:
             for r in range(sh.n_models):
@@ -354,9 +359,10 @@ class Zoo:
                 common = have if common is None else common & have
         return sorted(common or [])
 
-    @property
-    def all_steps(self) -> list[int]:
-        return sorted({s for sh in self.shards for s in sh.steps})
+    def models_at(self, step: int) -> list[str]:
+        """Ids of the models that have a checkpoint at ``step``, in ``model_ids`` order."""
+        return [mid for mid, (si, r) in zip(self.model_ids, self._loc)
+                if step in self.shards[si].present and self.shards[si].present[step][r]]
 
     def index(self, model_ids: Sequence[str]) -> np.ndarray:
         try:

@@ -100,6 +100,7 @@ def zoo_summary(zoo) -> dict:
         "task_params": zoo.task_params,
         "family": zoo.family_spec,
         "steps": zoo.steps,
+        "common_steps": zoo.common_steps,
         "n_diverged": int(np.sum(m["diverged"])) if len(m) else 0,
         "corrupt_shards": [str(p) for p, _ in zoo.corrupt],
         "columns": m.names(),

@@ -1,0 +1,123 @@
+"""Benchmark: the vectorized harness vs a plain sequential per-model PyTorch loop.
+
+Trains the same population (default 256 MLPs with 2 hidden layers of 128, batch 128, 200 steps,
+on the ``xor-cues`` task) two ways in one run, and measures this machine's peak with one large
+matmul. Prints achieved GFLOP/s (matmul FLOPs of forward + backward: 6 * batch * weights), the
+fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``speedup_vs_loop`` and
+``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak.
+
+    python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+from training.config import TrainConfig
+from training.families import get_family
+from training.tasks import get_task
+from training.trainer import train_population
+
+
+def peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of one large float32 matmul (best of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def matmul_flops(widths: list[int], batch: int, steps: int, n_models: int) -> float:
+    """Forward + backward matmul FLOPs: 2 (forward) + 4 (backward) per multiply-accumulate."""
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return 6.0 * macs * batch * steps * n_models
+
+
+def run_vectorized(task, n_models: int, width: int, depth: int, batch: int, steps: int) -> float:
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": width, "depth": depth})
+    cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, checkpoints=[])
+    seeds = list(range(n_models))
+    params = fam.init(seeds)
+    t = time.perf_counter()
+    train_population(fam, task, cfg, params, seeds, torch.zeros(n_models, dtype=torch.long), checkpoint_steps=[])
+    return time.perf_counter() - t
+
+
+def run_loop(task, n_models: int, width: int, depth: int, batch: int, steps: int) -> float:
+    """One ``nn.Sequential`` + ``torch.optim.Adam`` after another: the baseline users would write."""
+    x, y = task.train_set()
+    d_in = x.shape[1]
+    t = time.perf_counter()
+    for j in range(n_models):
+        torch.manual_seed(j)
+        dims = [d_in] + [width] * depth
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Linear(dims[-1], task.n_out))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        g = torch.Generator().manual_seed(j)
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (batch,), generator=g)
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=int, default=256)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--n-noise", type=int, default=4, help="xor-cues noise dims (input dim = 4 + n_noise)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    task = get_task("xor-cues", {"n_noise": args.n_noise, "n_train": 4096})
+    d_in = task.input_shape[0]
+    widths = [d_in] + [args.width] * args.depth + [task.n_out]
+    flops = matmul_flops(widths, args.batch, args.steps, args.models)
+    peak = peak_gflops()
+    # warm up both paths so allocator/thread-pool start-up is not timed
+    run_vectorized(task, 4, args.width, args.depth, args.batch, 5)
+    run_loop(task, 1, args.width, args.depth, args.batch, 5)
+    t_vec = run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps)
+    t_loop = run_loop(task, args.models, args.width, args.depth, args.batch, args.steps)
+    peak_after = peak_gflops()
+    peak = max(peak, peak_after)
+    res = {
+        "n_models": args.models, "widths": widths, "batch": args.batch, "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "peak_gflops": round(peak, 2),
+        "vectorized_seconds": round(t_vec, 3), "loop_seconds": round(t_loop, 3),
+        "vectorized_gflops": round(flops / t_vec / 1e9, 2), "loop_gflops": round(flops / t_loop / 1e9, 2),
+        "fraction_of_peak": round(flops / t_vec / 1e9 / peak, 3),
+        "loop_fraction_of_peak": round(flops / t_loop / 1e9 / peak, 3),
+        "speedup_vs_loop": round(t_loop / t_vec, 2),
+        "model_steps_per_second": round(args.models * args.steps / t_vec, 1),
+    }
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"population: {args.models} MLPs {widths}, batch {args.batch}, {args.steps} steps, {res['threads']} threads")
+    print(f"peak (one {2048}^3 matmul): {res['peak_gflops']:.1f} GFLOP/s")
+    print(f"vectorized: {t_vec:8.2f} s  {res['vectorized_gflops']:7.1f} GFLOP/s  {res['fraction_of_peak']:.0%} of peak")
+    print(f"loop:       {t_loop:8.2f} s  {res['loop_gflops']:7.1f} GFLOP/s  {res['loop_fraction_of_peak']:.0%} of peak")
+    print(f"speed-up vs loop: {res['speedup_vs_loop']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny real configs and zoos (real HDF5 files in tmp dirs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests share 2 CPU cores; one intra-op thread per process keeps parallel work predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY = """
+name = "tiny"
+models_per_batch = {mpb}
+
+[task]
+name = "xor-cues"
+n_train = 128
+n_test = 64
+n_probes = 32
+
+[model]
+arch = "mlp"
+width = 8
+depth = 1
+
+[train]
+steps = 40
+batch_size = 32
+lr = 0.02
+checkpoints = [0, 10, 20]
+
+[seeds]
+init = 4
+data = 2
+
+[[spawn]]
+at_step = 10
+children = 1
+
+[[finetune]]
+task = {{ cue_b_strength = 0.5 }}
+children = 1
+train = {{ steps = 10, checkpoints = [5] }}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    def make(mpb: int = 256, body: str | None = None) -> Path:
+        p = tmp_path / f"tiny-{mpb}.toml"
+        p.write_text(body if body is not None else TINY.format(mpb=mpb))
+        return p
+
+    return make
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path: Path, tiny_config):
+    from training.config import load_config
+    from training.sweep import run_sweep
+
+    out = tmp_path / "zoo"
+    run_sweep(load_config(tiny_config(mpb=4)), out)
+    return out

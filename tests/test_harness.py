@@ -1,0 +1,186 @@
+"""The trainer, families and seeds: batch invariance, lineage, divergence, single-model views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fingerprint import Zoo
+from training import seeds as rng
+from training.config import TrainConfig, load_config
+from training.families import get_family
+from training.families.module import ModuleFamily
+from training.tasks import get_task
+from training.trainer import train_population
+
+
+def _train(fam, task, seeds, steps=30, **kw):
+    cfg = TrainConfig(steps=steps, batch_size=32, lr=0.01, checkpoints=[], **kw)
+    return train_population(fam, task, cfg, fam.init(seeds), seeds, torch.zeros(len(seeds), dtype=torch.long), checkpoint_steps=[])
+
+
+def test_batch_invariance_256_mlp():
+    """A model trained alone or among 255 others ends at the same weights (< 1e-4)."""
+    task = get_task("xor-cues", {"n_train": 256})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 16, "depth": 2})
+    seeds = list(range(256))
+    big = _train(fam, task, seeds, steps=60).checkpoints[60]
+    for j in (0, 97, 255):
+        alone = _train(fam, task, [j], steps=60).checkpoints[60]
+        diff = max((big[k][j] - alone[k][0]).abs().max().item() for k in alone)
+        assert diff < 1e-4, (j, diff)
+
+
+def test_batch_invariance_cnn_and_order():
+    """CNN too, and the model's position in the batch does not matter."""
+    task = get_task("xor-cues")  # CNN needs images: use a fake image task via reshaped inputs
+    fam = get_family("cnn", (1, 4, 4), 2, {"channels": [3, 4]})
+
+    class Img:
+        """xor-cues inputs padded to 16 dims and shown as 4x4 images."""
+
+        def sampler(self, states, b, variant):
+            inner = task.sampler(states, b, variant)
+
+            def sample(step):
+                x, y = inner(step)
+                x = torch.nn.functional.pad(x, (0, 16 - x.shape[-1])).reshape(*x.shape[:2], 1, 4, 4)
+                return x, y
+
+            return sample
+
+        loss = staticmethod(task.loss)
+
+    seeds = [5, 1, 9, 3]
+    cfg = TrainConfig(steps=20, batch_size=16, lr=0.01)
+    a = train_population(fam, Img(), cfg, fam.init(seeds), seeds, torch.zeros(4, dtype=torch.long)).checkpoints[20]
+    rev = seeds[::-1]
+    b = train_population(fam, Img(), cfg, fam.init(rev), rev, torch.zeros(4, dtype=torch.long)).checkpoints[20]
+    for k in a:
+        assert torch.allclose(a[k], b[k].flip(0), atol=1e-5), k
+
+
+@pytest.mark.parametrize("arch,shape,hp", [("mlp", (8,), {"width": 6, "depth": 2, "activation": "tanh"}),
+                                           ("cnn", (1, 8, 8), {"channels": [2, 3], "fc": [5]})])
+def test_single_module_view_matches_batched_forward(arch, shape, hp):
+    fam = get_family(arch, shape, 3, hp)
+    params = fam.init([0, 1, 2])
+    x = torch.randn(7, *shape)
+    out, acts = fam.forward(params, x, capture=fam.activation_names())
+    assert out.shape == (3, 7, 3)
+    assert set(acts) == set(fam.activation_names())
+    for j in range(3):
+        m = fam.module()
+        m.load_state_dict({k: v[j] for k, v in params.items()})
+        assert torch.allclose(m(x), out[j], atol=1e-5)
+    # per-model inputs give the same as shared inputs
+    per = fam(params, x.expand(3, *x.shape))
+    assert torch.allclose(per, out, atol=1e-5)
+
+
+def test_module_family_vmaps_any_module():
+    fam0 = get_family("mlp", (5,), 2, {"width": 4, "depth": 1})
+    mf = ModuleFamily(factory=fam0.module, input_shape=(5,), n_out=2)
+    params = fam0.init([3, 4])
+    x = torch.randn(6, 5)
+    out, acts = mf.forward(params, x, capture=["layer0"])
+    assert torch.allclose(out, fam0(params, x), atol=1e-6)
+    assert acts["layer0"].shape == (2, 6, 4)
+
+
+def test_init_depends_only_on_seed():
+    fam = get_family("mlp", (4,), 2, {"width": 5})
+    a, b = fam.init([7, 8, 9]), fam.init([9])
+    for k in a:
+        assert torch.equal(a[k][2], b[k][0])
+
+
+def test_diverged_model_is_frozen_and_others_unaffected():
+    task = get_task("xor-cues", {"n_train": 128})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 8, "depth": 1})
+    seeds = [0, 1, 2]
+    params = fam.init(seeds)
+    params["layer0.weight"][1] = float("nan")  # model 1 is broken from the start
+    cfg = TrainConfig(steps=20, batch_size=32, lr=0.01)
+    res = train_population(fam, task, cfg, params, seeds, torch.zeros(3, dtype=torch.long), checkpoint_steps=[])
+    assert res.diverged.tolist() == [False, True, False]
+    assert res.diverged_step[1] == 0
+    alone = train_population(fam, task, cfg, fam.init([2]), [2], torch.zeros(1, dtype=torch.long)).checkpoints[20]
+    assert all(torch.equal(res.checkpoints[20][k][2], alone[k][0]) for k in alone)
+    # the frozen model's (finite) bias never moved
+    assert torch.equal(res.checkpoints[20]["out.bias"][1], params["out.bias"][1])
+
+
+def test_grad_clip_and_schedules_run():
+    task = get_task("xor-cues", {"n_train": 128})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 8, "depth": 1})
+    for kw in ({"grad_clip": 0.1, "schedule": "cosine", "warmup_steps": 5}, {"optimizer": "sgd", "schedule": "linear"},
+               {"optimizer": "adamw", "weight_decay": 0.1}):
+        res = _train(fam, task, [0, 1], steps=15, **kw)
+        assert not res.diverged.any()
+
+
+@given(st.integers(0, 2**31), st.integers(1, 200))
+@settings(max_examples=25, deadline=None)
+def test_counter_rng_permutation_is_a_permutation(seed, n):
+    states = rng.seed_lanes([seed, seed + 1], rng.DATA)
+    perm = rng.permutation(states, n, 3)
+    for row in perm:
+        assert sorted(row.tolist()) == list(range(n))
+    # a model's stream does not depend on its neighbours
+    alone = rng.permutation(rng.seed_lanes([seed + 1], rng.DATA), n, 3)
+    assert torch.equal(alone[0], perm[1])
+
+
+def test_counter_rng_uniform_and_normal_statistics():
+    s = rng.seed_lanes(list(range(4)), rng.DATA)
+    u = rng.uniform(s, 0, shape=(20000,))
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
+    z = rng.normal(s, 1, shape=(20000,))
+    assert abs(z.mean().item()) < 0.03 and abs(z.std().item() - 1) < 0.03
+
+
+def test_lineage_spawn_and_finetune(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    m = zoo.models
+    kinds = dict(zip(*np.unique(m["kind"].astype(str), return_counts=True)))
+    assert kinds == {"base": 8, "spawn": 8, "finetune": 8}
+    spawn = [r for r in m if r["kind"] == "spawn"][0]
+    assert spawn["parent_id"] == f"i{spawn['init_seed']}-d{[r for r in m if r['model_id'] == spawn['parent_id']][0]['data_seed']}"
+    assert spawn["spawn_step"] == 10
+    # the child starts exactly at the parent's step-10 checkpoint
+    parent10 = zoo.params(10, [spawn["parent_id"]])
+    child10 = zoo.params(10, [spawn["model_id"]])
+    for k in parent10:
+        assert torch.equal(parent10[k], child10[k])
+    # but then follows its own data order
+    assert not torch.equal(zoo.params(40, [spawn["parent_id"]])["out.weight"], zoo.params(40, [spawn["model_id"]])["out.weight"])
+    ft = [r for r in m if r["kind"] == "finetune"][0]
+    assert ft["final_step"] == 50  # continues the parent's step count: 40 + 10
+    assert zoo.model_steps(ft["model_id"]) == [45, 50]
+    p40 = zoo.params(40, [ft["parent_id"]])
+    assert not torch.equal(zoo.params(None, [ft["model_id"]])["out.weight"], p40["out.weight"])
+
+
+def test_zoo_api_order_chunks_and_metrics(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    assert len(zoo) == 24
+    assert zoo.model_ids[:2] == ["i0-d0", "i0-d1"]
+    full = zoo.params()
+    assert full["layer0.weight"].shape == (24, 8, 8)
+    chunks = list(zoo.iter_chunks(5))
+    assert [len(c[0]) for c in chunks] == [5, 5, 5, 5, 4]
+    assert torch.equal(torch.cat([c[1]["out.bias"] for c in chunks]), full["out.bias"])
+    assert zoo.steps == [0, 10, 20, 40, 45, 50]
+    assert zoo.common_steps == []  # fine-tunes (45, 50) share no step with the grid
+    assert len(zoo.models_at(10)) == 16 and len(zoo.models_at(50)) == 8
+    base = [i for i in zoo.model_ids if ">" not in i]
+    m10 = zoo.metrics(10)
+    assert {"train_acc", "deep_label", "rule_a_agreement"} <= set(m10.names())
+    assert np.isnan(m10["train_acc"][zoo.index(["i0-d0>ft-d2000"])[0]])
+    assert not np.isnan(m10["train_acc"][zoo.index(base[:1])[0]])
+    with pytest.raises(Exception, match="no checkpoint at step 20"):
+        zoo.params(20, ["i0-d0>ft-d2000"])

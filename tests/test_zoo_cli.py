@@ -1,0 +1,164 @@
+"""The zoo on disk and the sweep CLI: errors for people, resume after kill -9, corrupt shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from fingerprint import Zoo
+from fingerprint.errors import CorruptFileError
+from training.config import load_config
+from training.sweep import run_sweep
+
+BIN = [sys.executable, "-m", "fingerprint.cli"]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda s: s.replace('name = "xor-cues"', 'name = "xor-cuez"'), "unknown task 'xor-cuez' (valid: "),
+    (lambda s: s.replace("lr = 0.02", "lr = 0.02\nlearning_rate = 1"), "unknown config key 'train.learning_rate' (valid: "),
+    (lambda s: s.replace("steps = 40", 'steps = "forty"'), "config key 'train.steps' must be int"),
+    (lambda s: s.replace('arch = "mlp"', 'arch = "resnet"'), "unknown architecture 'resnet' (valid: cnn, mlp"),
+    (lambda s: s.replace("n_train = 128", "n_train = -5"), "task.n_train"),
+    (lambda s: s.replace("n_probes = 32", "n_probez = 32"), "unknown parameter 'task.n_probez' for task 'xor-cues'"),
+    (lambda s: s.replace("width = 8", "widht = 8"), "unknown config key 'model.widht' for arch 'mlp'"),
+    (lambda s: s.replace("at_step = 10", "at_step = 400"), "spawn[0].at_step"),
+    (lambda s: s + "\n[extra]\nx = 1\n", "unknown config key 'extra'"),
+    (lambda s: s.replace("[train]", "[train\n"), "is not valid TOML"),
+])
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, tiny_config, edit, expect):
+    from tests.conftest import TINY
+
+    cfg = tiny_config(body=edit(TINY.format(mpb=4)))
+    out = tmp_path / "never"
+    line = _one_line_error(cli("sweep", cfg, "--out", out))
+    assert expect in line
+    assert not out.exists()
+
+
+def test_unknown_executor_and_existing_out(tmp_path, tiny_config, tiny_zoo):
+    cfg = tiny_config(mpb=4)
+    assert "unknown executor 'slurm' (valid: local, process, ray)" in _one_line_error(
+        cli("sweep", cfg, "--out", tmp_path / "x", "--executor", "slurm"))
+    assert "already exists; pass --resume" in _one_line_error(cli("sweep", cfg, "--out", tiny_zoo))
+    assert "not found" in _one_line_error(cli("sweep", tmp_path / "nope.toml", "--out", tmp_path / "y"))
+    assert "cuda" in _one_line_error(cli("sweep", cfg, "--out", tmp_path / "z", "--device", "cuda")) or torch.cuda.is_available()
+
+
+def test_resume_after_kill_9_matches_uninterrupted(tmp_path, tiny_config):
+    """kill -9 mid-sweep, then --resume: exactly the planned models, each once, identical weights."""
+    body = (Path(tiny_config(mpb=2)).read_text()
+            .replace("steps = 40", "steps = 300").replace("init = 4", "init = 6"))
+    cfg = tiny_config(body=body)
+    ref = tmp_path / "ref"
+    run_sweep(load_config(cfg), ref, models_per_batch=2)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*BIN, "sweep", str(cfg), "--out", str(out), "--models-per-batch", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "shards").glob("*.h5"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(list((out / "shards").glob("*.h5")))
+    planned = json.loads((out / "manifest.json").read_text())["planned"]
+    assert 2 <= n_before < len({p["shard"] for p in planned}), "the kill must land mid-sweep"
+    res = cli("sweep", cfg, "--out", out, "--resume")
+    assert res.returncode == 0, res.stderr
+    assert not list((out / "shards").glob(".*.tmp"))
+    a, b = Zoo.open(ref), Zoo.open(out)
+    assert a.model_ids == b.model_ids == [p["model_id"] for p in planned]
+    assert len(set(b.model_ids)) == len(b.model_ids)
+    pa, pb = a.params(), b.params()
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+    for s in (0, 10, 20):
+        ids = a.models_at(s)
+        assert all(torch.equal(a.params(s, ids)[k], b.params(s, ids)[k]) for k in pa)
+    # resuming a finished zoo trains nothing
+    res = cli("sweep", cfg, "--out", out, "--resume")
+    assert res.returncode == 0 and "0 trained now" in " ".join(res.stdout.split())
+
+
+def test_resume_refuses_changed_config(tmp_path, tiny_config, tiny_zoo):
+    body = Path(tiny_config(mpb=4)).read_text().replace("lr = 0.02", "lr = 0.03")
+    line = _one_line_error(cli("sweep", tiny_config(body=body), "--out", tiny_zoo, "--resume"))
+    assert "config differs" in line
+
+
+def test_process_executor_gives_the_same_models(tmp_path, tiny_config, tiny_zoo):
+    out = tmp_path / "proc"
+    res = cli("sweep", tiny_config(mpb=4), "--out", out, "--executor", "process")
+    assert res.returncode == 0, res.stderr
+    a, b = Zoo.open(tiny_zoo), Zoo.open(out)
+    assert a.model_ids == b.model_ids
+    pa, pb = a.params(), b.params()
+    assert all(torch.allclose(pa[k], pb[k], atol=1e-5) for k in pa)
+
+
+def test_corrupt_shard_is_named_and_others_stay_readable(tmp_path, tiny_zoo):
+    shards = sorted((tiny_zoo / "shards").glob("*.h5"))
+    victim = shards[1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])  # truncated
+    with pytest.raises(CorruptFileError, match=victim.name):
+        Zoo.open(tiny_zoo)
+    with pytest.warns(UserWarning, match=victim.name):
+        zoo = Zoo.open(tiny_zoo, strict=False)
+    assert len(zoo) == 24 - 4
+    assert zoo.params()["out.bias"].shape[0] == 20
+    res = cli("inspect", tiny_zoo, "--json")
+    assert res.returncode == 0
+    assert any(victim.name in s for s in json.loads(res.stdout)["corrupt_shards"])
+
+
+def test_not_hdf5_and_future_schema(tmp_path, tiny_zoo):
+    shard = sorted((tiny_zoo / "shards").glob("*.h5"))[0]
+    with h5py.File(shard, "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(CorruptFileError, match="schema version 99"):
+        Zoo.open(tiny_zoo)
+    shard.write_text("not hdf5")
+    line = _one_line_error(cli("inspect", tiny_zoo.parent / "nozoo"))
+    assert "does not exist" in line
+
+
+def test_inspect_json_and_list(tiny_zoo):
+    res = cli("inspect", tiny_zoo, "--json")
+    d = json.loads(res.stdout)
+    assert d["n_models"] == 24 and d["task"] == "xor-cues"
+    m = d["models"][0]
+    for key in ("model_id", "init_seed", "data_seed", "parent_id", "diverged", "deep_label"):
+        assert key in m
+    assert cli("inspect", tiny_zoo).returncode == 0
+    lst = json.loads(cli("list", "--json").stdout)
+    assert "xor-cues" in lst["tasks"] and {"mlp", "cnn"} <= set(lst["architectures"])
+    assert "xor-cues-quick" in lst["configs"]
+
+
+def test_config_roundtrips_through_the_manifest(tiny_config):
+    from training.config import SweepConfig
+
+    c = load_config(tiny_config())
+    assert SweepConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
