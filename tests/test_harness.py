@@ -64,11 +64,13 @@ def test_batch_invariance_cnn_and_order():
 
 
 @pytest.mark.parametrize("arch,shape,hp", [("mlp", (8,), {"width": 6, "depth": 2, "activation": "tanh"}),
-                                           ("cnn", (1, 8, 8), {"channels": [2, 3], "fc": [5]})])
+                                           ("cnn", (1, 8, 8), {"channels": [2, 3], "fc": [5]}),
+                                           ("transformer", (3,), {"vocab": 7, "d_model": 8, "n_heads": 2, "attention_rate": 0.5}),
+                                           ("transformer", (5, 2), {"d_model": 8, "n_heads": 2, "n_layers": 2, "layernorm": True})])
 def test_single_module_view_matches_batched_forward(arch, shape, hp):
     fam = get_family(arch, shape, 3, hp)
     params = fam.init([0, 1, 2])
-    x = torch.randn(7, *shape)
+    x = torch.randint(0, 7, (7, *shape)) if hp.get("vocab") else torch.randn(7, *shape)
     out, acts = fam.forward(params, x, capture=fam.activation_names())
     assert out.shape == (3, 7, 3)
     assert set(acts) == set(fam.activation_names())
@@ -184,3 +186,26 @@ def test_zoo_api_order_chunks_and_metrics(tiny_zoo):
     assert not np.isnan(m10["train_acc"][zoo.index(base[:1])[0]])
     with pytest.raises(Exception, match="no checkpoint at step 20"):
         zoo.params(20, ["i0-d0>ft-d2000"])
+
+
+def test_transformer_attention_rate_zero_is_uniform_and_trains():
+    fam = get_family("transformer", (4,), 5, {"vocab": 5, "d_model": 8, "n_heads": 2, "attention_rate": 0.0})
+    params = {k: v.requires_grad_() for k, v in fam.init([0, 1]).items()}
+    x = torch.randint(0, 5, (6, 4))
+    out, acts = fam.forward(params, x, capture=["block0.attn.pattern"])
+    pat = acts["block0.attn.pattern"]
+    assert torch.allclose(pat[..., -1, :], torch.full_like(pat[..., -1, :], 0.25))
+    out.sum().backward()
+    assert params["blocks.0.attn.q.weight"].grad is None  # queries are unused under constant attention
+    assert params["blocks.0.attn.v.weight"].grad.abs().sum() > 0
+    # ... and the trainer copes with unused parameters
+    from training.trainer import train_population
+
+    class Tok:
+        def sampler(self, states, b, variant):
+            return lambda step: (torch.randint(0, 5, (2, b, 4)), torch.randint(0, 5, (2, b)))
+
+        loss = staticmethod(get_task("xor-cues").loss)
+
+    res = train_population(fam, Tok(), TrainConfig(steps=3, batch_size=4), fam.init([0, 1]), [0, 1], torch.zeros(2, dtype=torch.long))
+    assert not res.diverged.any()

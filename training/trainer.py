@@ -76,7 +76,9 @@ def train_population(
             diverged_step[new.cpu()] = step
             diverged |= bad
         total = torch.where(diverged, torch.zeros_like(losses), losses).sum()
-        grads = torch.autograd.grad(total, list(p.values()))
+        # allow_unused: some parameters may not reach the loss (e.g. queries under constant attention)
+        grads = torch.autograd.grad(total, list(p.values()), allow_unused=True)
+        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(p.values(), grads)]
         opt.step(p, dict(zip(p.keys(), grads)), lr_at(cfg, step), ~diverged)
         if on_step is not None:
             on_step(step)

@@ -9,5 +9,6 @@ from training.families.base import Family, get_family, list_families, register_f
 from training.families.mlp import MLPFamily
 from training.families.cnn import CNNFamily
 from training.families.module import ModuleFamily
+from training.families.transformer import TransformerFamily
 
-__all__ = ["Family", "MLPFamily", "CNNFamily", "ModuleFamily", "get_family", "list_families", "register_family"]
+__all__ = ["Family", "MLPFamily", "CNNFamily", "ModuleFamily", "TransformerFamily", "get_family", "list_families", "register_family"]
