@@ -313,9 +313,12 @@ class ProcessExecutor:
                 proc.kill()
 
 
+def read_manifest_config(zoo_dir: Path) -> SweepConfig:
+    return SweepConfig.from_dict(zoo_io.read_manifest(zoo_dir)["config"])
+
+
 def _shard_steps(sp: ShardPlan, zoo_dir: Path) -> int:
-    config = SweepConfig.from_dict(zoo_io.read_manifest(zoo_dir)["config"])
-    return shard_steps(config, sp)
+    return shard_steps(read_manifest_config(zoo_dir), sp)
 
 
 def shard_steps(config: SweepConfig, sp: ShardPlan) -> int:
@@ -330,7 +333,9 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor, "process
 def get_executor(name: str, **kwargs: Any) -> Executor:
     if name == "ray":
         try:
-            from training.ray_executor import RayExecutor  # optional extra
+            import ray  # noqa: F401 - optional extra
+
+            from training.ray_executor import RayExecutor
         except ImportError as e:
             raise UserError(f"executor 'ray' needs the ray extra: pip install 'basin-fingerprint[ray]' ({e})") from None
         return RayExecutor(**kwargs)

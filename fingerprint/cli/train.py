@@ -29,7 +29,16 @@ def sweep_progress() -> Progress:
     )
 
 
-def run_sweep_with_progress(config, out: Path, executor: str, models_per_batch: Optional[int], device: str,
+def make_executor(name: str, address: Optional[str] = None):
+    """Build an executor by name; ``--address`` only makes sense for Ray."""
+    from training.sweep import get_executor
+
+    if address and name != "ray":
+        raise UserError(f"--address is for --executor ray, not '{name}'")
+    return get_executor(name, **({"address": address} if address else {}))
+
+
+def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optional[int], device: str,
                             resume: bool, overwrite: bool):
     from training.sweep import run_sweep
 
@@ -62,6 +71,7 @@ def sweep(
     config: str = typer.Argument(..., help="Sweep config (TOML path, or a built-in config name: see `fingerprint list`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Zoo directory to create."),
     executor: str = typer.Option("local", help="local | process | ray"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto | HOST:PORT); default: a local Ray instance."),
     models_per_batch: Optional[int] = typer.Option(None, help="Models trained together in one shard (default: from config, 256)."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted sweep: train only missing shards."),
@@ -73,7 +83,7 @@ def sweep(
     cfg = load_config(config)
     if models_per_batch is not None and models_per_batch <= 0:
         raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
-    s = run_sweep_with_progress(cfg, out, executor, models_per_batch, device, resume, overwrite)
+    s = run_sweep_with_progress(cfg, out, make_executor(executor, address), models_per_batch, device, resume, overwrite)
     console.print(
         f"[green]done:[/] {s.n_planned} models in [bold]{s.zoo}[/] "
         f"({s.n_trained_now} trained now, {s.n_skipped} already done) in {s.seconds:.1f}s"

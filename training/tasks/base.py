@@ -189,14 +189,31 @@ def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
     return {f.name: (_type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
 
 
+def _import_task(spec: str) -> type[Task]:
+    """``module:Class`` names a user task that is importable but not registered."""
+    import importlib
+
+    mod, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise PluginError(f"task '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    if not (isinstance(obj, type) and issubclass(obj, Task)):
+        raise PluginError(f"task '{spec}' is not a Task subclass")
+    return obj
+
+
 def get_task(name: str, params: dict | None = None) -> Task:
     """Build a task from its name and parameters; unknown or ill-typed parameters are one-line errors."""
     from training.config import _check
 
     tasks = list_tasks()
-    if name not in tasks:
+    if ":" in name and name not in tasks:
+        cls = _import_task(name)
+    elif name not in tasks:
         raise unknown("task", name, tasks)
-    cls = tasks[name]
+    else:
+        cls = tasks[name]
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     clean = {}

@@ -1,0 +1,105 @@
+"""The Ray executor on a real local Ray instance (2 CPUs): same models, worker kills, failing shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'basin-fingerprint[ray]')")
+
+from fingerprint import Zoo  # noqa: E402
+from fingerprint.errors import UserError  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.ray_executor import RayExecutor  # noqa: E402
+from training.sweep import run_sweep  # noqa: E402
+
+FAILING_TASK = textwrap.dedent('''
+    from dataclasses import dataclass
+    from training.tasks.xor_cues import XorCues
+
+    @dataclass(frozen=True)
+    class FailingXor(XorCues):
+        """xor-cues whose sampler fails for any shard holding init seed 3."""
+
+        def variant(self, init_seeds, data_seeds):
+            if 3 in init_seeds.tolist():
+                raise RuntimeError("planted failure for the test")
+            return super().variant(init_seeds, data_seeds)
+''')
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    plugin_dir = tmp_path_factory.mktemp("plugins")
+    (plugin_dir / "failing_task_mod.py").write_text(FAILING_TASK)
+    sys.path.insert(0, str(plugin_dir))
+    old = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(plugin_dir), str(Path.cwd()), old) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+    os.environ["PYTHONPATH"] = old
+    sys.path.remove(str(plugin_dir))
+
+
+def test_ray_gives_the_same_models_as_local(local_ray, tmp_path, tiny_config, tiny_zoo):
+    out = tmp_path / "ray"
+    run_sweep(load_config(tiny_config(mpb=4)), out, executor=RayExecutor())
+    a, b = Zoo.open(tiny_zoo), Zoo.open(out)
+    assert a.model_ids == b.model_ids
+    pa, pb = a.params(), b.params()
+    assert all(torch.allclose(pa[k], pb[k], atol=1e-5) for k in pa)
+
+
+def _worker_pids() -> list[int]:
+    res = subprocess.run(["pgrep", "-f", "ray::_train_shard_task"], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()]
+
+
+def test_killed_worker_is_retried_and_every_model_ends_up_trained(local_ray, tmp_path, tiny_config):
+    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 600").replace("init = 4", "init = 6")
+    cfg = load_config(tiny_config(body=body))
+    out = tmp_path / "killed"
+    errors: list[BaseException] = []
+
+    def go():
+        try:
+            run_sweep(cfg, out, executor=RayExecutor(max_retries=3), models_per_batch=2)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    t = threading.Thread(target=go)
+    t.start()
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and t.is_alive():
+        pids = _worker_pids()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+        time.sleep(0.05)
+    t.join(timeout=300)
+    assert killed is not None, "no Ray worker was seen running a shard"
+    assert not errors, errors
+    zoo = Zoo.open(out)
+    planned = [p["model_id"] for p in zoo.manifest["planned"]]
+    assert zoo.model_ids == planned and len(set(planned)) == len(planned)
+
+
+def test_a_shard_that_always_fails_is_named_and_others_are_kept(local_ray, tmp_path, tiny_config):
+    body = Path(tiny_config(mpb=4)).read_text().replace('name = "xor-cues"', 'name = "failing_task_mod:FailingXor"')
+    body = body.split("[[spawn]]")[0]  # base models only
+    cfg = load_config(tiny_config(body=body))
+    with pytest.raises(UserError, match=r"shard\(s\) p0-g0-0001 failed after 1 retries.*planted failure"):
+        run_sweep(cfg, tmp_path / "fail", executor=RayExecutor(max_retries=1))
+    # the healthy shard (init seeds 0, 1) finished and is kept
+    assert [p.name for p in (tmp_path / "fail" / "shards").glob("*.h5")] == ["p0-g0-0000.h5"]
