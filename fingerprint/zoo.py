@@ -6,6 +6,7 @@ A zoo is a directory (schema in ``docs/zoo-format.md``)::
     ZOO/shards/<shard>.h5        one HDF5 file per trained batch: model table + stacked checkpoints
     ZOO/fingerprints/<key>.h5    cached fingerprints, keyed by extractor, version, params and step
     ZOO/results/<name>.json      clusters, scorecards and other analysis results
+    ZOO/probes.h5                probe sets of imported zoos (sweeps get theirs from the task)
 
 Every file is written under a temporary name and renamed into place when complete, so a crash
 leaves either the old state or the new, never half a file. Readers see the union of the shards as
@@ -297,6 +298,21 @@ class Zoo:
         self._index = {m: i for i, m in enumerate(self.model_ids)}
 
     # -- opening ---------------------------------------------------------------------------------
+    module_factory = None  # set for zoos built from in-memory modules (no importable factory)
+
+    @classmethod
+    def from_modules(cls, modules, out=None, metadata=None, model_ids=None, probes=None, layers=(), factory=None,
+                     overwrite=False) -> "Zoo":
+        """A zoo from a list of same-architecture ``nn.Module`` s (written to ``out`` or a temp dir).
+
+        ``metadata`` maps column -> per-model values (lineage, labels to score against); ``probes`` maps
+        probe-set name -> inputs ``[n_probes, ...]``; ``layers`` names submodules whose outputs
+        extractors may read as activations.
+        """
+        from fingerprint.importer import zoo_from_modules
+
+        return zoo_from_modules(modules, out, metadata, model_ids, probes, layers, factory, overwrite)
+
     @classmethod
     def open(cls, path: str | Path, strict: bool = True) -> "Zoo":
         """Open a zoo directory. ``strict=False`` skips corrupt shards (listed in ``.corrupt``)."""
@@ -497,6 +513,34 @@ def _missing(col: str, shards: list[Shard]) -> Any:
         if col in sh.table:
             return "" if sh.table[col].dtype == object else np.nan
     return None
+
+
+# -- probe sets of imported zoos -----------------------------------------------------------------------
+PROBES = "probes.h5"
+
+
+def write_probes(zoo_dir: Path, probes: dict[str, torch.Tensor]) -> Path:
+    """Store named probe sets ``{name: [n_probes, *input_shape]}`` in ``ZOO/probes.h5``."""
+    path = Path(zoo_dir) / PROBES
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "basin-fingerprint/probes"
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            for name, t in probes.items():
+                arr = t.detach().cpu().numpy()
+                f.create_dataset(name, data=arr)
+    return path
+
+
+def read_probes(zoo_dir: Path) -> dict[str, torch.Tensor]:
+    path = Path(zoo_dir) / PROBES
+    if not path.exists():
+        return {}
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: torch.from_numpy(ds[()]) for k, ds in f.items()}
+    except (OSError, KeyError) as e:
+        raise CorruptFileError(f"probe file '{path}' is corrupt or truncated ({e})") from None
 
 
 # -- manifests -------------------------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""Bring your own models: build a zoo from checkpoints (or modules) trained elsewhere.
+
+``import_checkpoints`` reads a directory of ``*.safetensors`` / ``*.pt`` / ``*.pth`` state dicts
+(torch files strictly with ``weights_only=True``: a pickle that would run code is refused), checks
+every tensor against the user's architecture (``module:factory``), optionally joins a metadata CSV
+(lineage, labels to score against, free columns) and probe sets, and writes a zoo. Everything is
+validated before anything is written, and the zoo is built in a temporary directory that is renamed
+into place only when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fingerprint import zoo as zoo_io
+from fingerprint.errors import PluginError, UserError
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
+SHARD_SIZE = 256
+
+
+def resolve(spec: str, what: str) -> Any:
+    """Import ``module:attr`` (``what`` names it in errors)."""
+    mod, sep, attr = spec.partition(":")
+    if not sep or not mod or not attr:
+        raise UserError(f"{what} must be given as module:name, got {spec!r}")
+    try:
+        obj = importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise PluginError(f"{what} '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    return obj
+
+
+def build_template(factory: Callable[[], nn.Module], label: str) -> nn.Module:
+    try:
+        m = factory()
+    except Exception as e:  # noqa: BLE001
+        raise PluginError(f"architecture factory '{label}' raised {type(e).__name__}: {e}") from None
+    if not isinstance(m, nn.Module):
+        raise PluginError(f"architecture factory '{label}' returned {type(m).__name__}, not an nn.Module")
+    return m
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` from one checkpoint file; never unpickles arbitrary objects."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path), device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt, truncated, or a pickle weights_only refuses
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise UserError(f"checkpoint '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects ({msg[:200]})") from None
+        raise UserError(f"checkpoint '{path}' cannot be read (corrupt or truncated?): {msg[:200]}") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise UserError(f"checkpoint '{path}' is not a state_dict (a mapping of names to tensors)")
+    return sd
+
+
+def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise UserError(f"checkpoint '{path}' is missing key '{missing[0]}' for this architecture"
+                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
+    extra = [k for k in sd if k not in expected]
+    if extra:
+        raise UserError(f"checkpoint '{path}' has unexpected key '{extra[0]}' for this architecture"
+                        f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}")
+    for k, t in expected.items():
+        if tuple(sd[k].shape) != tuple(t.shape):
+            raise UserError(f"checkpoint '{path}' key '{k}' has shape {list(sd[k].shape)}, the architecture expects {list(t.shape)}")
+        if not torch.isfinite(sd[k].float()).all():
+            raise UserError(f"checkpoint '{path}' key '{k}' holds NaN or inf")
+
+
+def read_metadata(path: Path, model_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """CSV with a ``model_id`` column; numeric columns become numbers, others strings."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UserError(f"metadata file '{path}' cannot be read: {e}") from None
+    if not rows or "model_id" not in rows[0]:
+        raise UserError(f"metadata file '{path}' needs a 'model_id' column (and one row per model)")
+    known = set(model_ids)
+    by_id: dict[str, dict[str, str]] = {}
+    for i, r in enumerate(rows):
+        mid = (r.get("model_id") or "").strip()
+        if mid not in known:
+            raise UserError(f"metadata file '{path}' row {i + 2} names unknown model '{mid}' (checkpoints are named by file stem, e.g. '{model_ids[0]}')")
+        by_id[mid] = r
+    cols = [c for c in rows[0] if c != "model_id"]
+    reserved = set(zoo_io.CORE_COLUMNS) - {"parent_id", "init_seed", "data_seed", "group"}
+    clash = [c for c in cols if c in reserved]
+    if clash:
+        raise UserError(f"metadata file '{path}' column '{clash[0]}' is reserved (reserved: {', '.join(sorted(reserved))})")
+    out: dict[str, np.ndarray] = {}
+    for c in cols:
+        vals = [(by_id.get(m) or {}).get(c, "") or "" for m in model_ids]
+        try:
+            nums = [float(v) for v in vals]
+            out[c] = np.asarray([int(x) if x.is_integer() else x for x in nums]) if all(x.is_integer() for x in nums) else np.asarray(nums)
+        except ValueError:
+            out[c] = np.asarray(vals, dtype=object)
+    return out
+
+
+def load_probes(spec: str | Path | None) -> dict[str, torch.Tensor]:
+    """Probe sets from ``module:function`` (returning a dict or a tensor) or a ``.pt``/``.safetensors`` file."""
+    if spec is None:
+        return {}
+    s = str(spec)
+    if ":" in s and not Path(s).exists():
+        fn = resolve(s, "probe function")
+        try:
+            probes = fn()
+        except Exception as e:  # noqa: BLE001
+            raise PluginError(f"probe function '{s}' raised {type(e).__name__}: {e}") from None
+    else:
+        probes = load_state_dict(Path(s)) if Path(s).exists() else None
+        if probes is None:
+            raise UserError(f"probe file '{s}' not found")
+    if isinstance(probes, torch.Tensor):
+        probes = {"in_dist": probes}
+    if not isinstance(probes, dict) or not probes or not all(isinstance(v, torch.Tensor) for v in probes.values()):
+        raise UserError(f"probes '{s}' must be a tensor or a non-empty dict of named tensors [n_probes, ...]")
+    return {str(k): v.detach().float() if v.is_floating_point() else v.detach() for k, v in probes.items()}
+
+
+def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers: Sequence[str], label: str) -> int:
+    names = dict(template.named_modules())
+    bad = [l for l in layers if l not in names]
+    if bad:
+        valid = [n for n in names if n]
+        raise UserError(f"unknown layer '{bad[0]}' for architecture '{label}' (valid: {', '.join(valid[:30])})")
+    if not probes:
+        return -1
+    name, x = next(iter(probes.items()))
+    try:
+        with torch.no_grad():
+            out = template.eval()(x[:2])
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {e}") from None
+    return int(out.shape[-1])
+
+
+def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
+                       family: dict[str, Any], metadata: dict[str, np.ndarray] | None, probes: dict[str, torch.Tensor],
+                       source: str, overwrite: bool = False) -> Path:
+    """Write the zoo into a temporary sibling directory, then rename it onto ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"output '{out}' already exists; pass --overwrite to replace it")
+    if len(set(model_ids)) != len(model_ids):
+        dup = next(m for m in model_ids if model_ids.count(m) > 1)
+        raise UserError(f"two checkpoints map to model id '{dup}' (ids are file stems; rename one)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        n = len(model_ids)
+        shards = []
+        for s0 in range(0, n, SHARD_SIZE):
+            ids = model_ids[s0 : s0 + SHARD_SIZE]
+            sds = state_dicts[s0 : s0 + SHARD_SIZE]
+            k = len(ids)
+            table: dict[str, Any] = {
+                "model_id": ids, "kind": ["imported"] * k, "group": [""] * k, "task": [""] * k, "arch": ["module"] * k,
+                "init_seed": np.full(k, -1, np.int64), "data_seed": np.full(k, -1, np.int64), "parent_id": [""] * k,
+                "spawn_step": np.full(k, -1, np.int64), "variant": np.zeros(k, np.int64), "final_step": np.zeros(k, np.int64),
+                "diverged": np.zeros(k, bool), "diverged_step": np.full(k, -1, np.int64),
+            }
+            for c, v in (metadata or {}).items():
+                table[c] = v[s0 : s0 + SHARD_SIZE]
+            params = {name: torch.stack([sd[name].float() for sd in sds]) for name in sds[0]}
+            name = f"import-{s0 // SHARD_SIZE:04d}"
+            zoo_io.write_shard(tmp, zoo_io.ShardData(shard=name, table=table, checkpoints={0: params},
+                                                     attrs={"family": family, "kind": "imported"}))
+            shards.append({"name": name, "phase": 0, "n_models": k})
+        if probes:
+            zoo_io.write_probes(tmp, probes)
+        zoo_io.write_manifest(tmp, {
+            "kind": "zoo", "source": source, "created": time.time(), "config": {},
+            "task": {"name": None, "params": {}}, "family": family,
+            "planned": [{"model_id": m, "shard": f"import-{i // SHARD_SIZE:04d}", "kind": "imported"} for i, m in enumerate(model_ids)],
+            "shards": shards, "models_per_batch": SHARD_SIZE,
+        })
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: str | Path | None = None,
+                       probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
+                       on_file: Callable[[Path], None] | None = None) -> Path:
+    """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo."""
+    src = Path(src)
+    if not src.is_dir():
+        raise UserError(f"checkpoint directory '{src}' does not exist")
+    files = sorted(p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+    if not files:
+        raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
+    factory = resolve(arch, "architecture factory")
+    template = build_template(factory, arch)
+    expected = template.state_dict()
+    sds = []
+    for f in files:
+        sd = load_state_dict(f)
+        check_against(sd, expected, f)
+        sds.append({k: sd[k] for k in expected})
+        if on_file:
+            on_file(f)
+    ids = [f.stem for f in files]
+    meta = read_metadata(Path(metadata), ids) if metadata else None
+    probe_sets = load_probes(probes)
+    n_out = _check_forward(template, probe_sets, layers, arch)
+    input_shape = list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else []
+    family = {"arch": "module", "factory": arch, "layers": list(layers), "input_shape": input_shape, "n_out": n_out,
+              "n_params": int(sum(math.prod(t.shape) for t in expected.values()))}
+    return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite)
+
+
+def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None, metadata: dict[str, Sequence[Any]] | None = None,
+                     model_ids: Sequence[str] | None = None, probes: dict[str, torch.Tensor] | None = None,
+                     layers: Sequence[str] = (), factory: str | Callable[[], nn.Module] | None = None, overwrite: bool = False):
+    """``Zoo.from_modules``: a list of same-architecture modules -> an opened :class:`~fingerprint.Zoo`."""
+    import copy
+
+    if not modules:
+        raise UserError("Zoo.from_modules needs at least one module")
+    ids = list(model_ids) if model_ids is not None else [f"m{i}" for i in range(len(modules))]
+    if len(ids) != len(modules):
+        raise UserError(f"{len(ids)} model_ids for {len(modules)} modules")
+    template = copy.deepcopy(modules[0]).cpu().eval()
+    expected = template.state_dict()
+    sds = []
+    for mid, m in zip(ids, modules):
+        sd = {k: v.detach().cpu() for k, v in m.state_dict().items()}
+        check_against(sd, expected, Path(f"<module {mid}>"))
+        sds.append(sd)
+    meta = None
+    if metadata:
+        meta = {}
+        for c, v in metadata.items():
+            if len(v) != len(ids):
+                raise UserError(f"metadata column '{c}' has {len(v)} values for {len(ids)} modules")
+            meta[c] = np.asarray(list(v), dtype=object) if any(isinstance(x, str) for x in v) else np.asarray(list(v))
+    probe_sets = {k: v.detach().cpu() for k, v in (probes or {}).items()}
+    label = factory if isinstance(factory, str) else f"{type(template).__module__}:{type(template).__qualname__}"
+    n_out = _check_forward(template, probe_sets, layers, label)
+    family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": list(layers),
+              "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out}
+    target = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="zoo-"))
+    write_imported_zoo(target, ids, sds, family, meta, probe_sets, "modules", overwrite or out is None)
+    z = zoo_io.Zoo.open(target)
+    z.module_factory = factory if callable(factory) else (lambda: copy.deepcopy(template))
+    return z

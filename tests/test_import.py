@@ -1,0 +1,176 @@
+"""Bring your own models: import checkpoints trained with plain PyTorch; every bad input is a clear error."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from fingerprint import Zoo
+from fingerprint.errors import UserError
+from fingerprint.importer import import_checkpoints
+
+ARCH = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    def make():
+        return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def make_wide():
+        return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def probes():
+        g = torch.Generator().manual_seed(0)
+        return {"in_dist": torch.randn(40, 6, generator=g), "ood": 5 * torch.randn(40, 6, generator=g)}
+''')
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """Eight models trained here with plain PyTorch, half saved as .pt, half as .safetensors."""
+    from safetensors.torch import save_file
+
+    (tmp_path / "userarch.py").write_text(ARCH)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import userarch
+
+    importlib.reload(userarch)
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    x = torch.randn(256, 6)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    rows = []
+    for i in range(8):
+        torch.manual_seed(i)
+        m = userarch.make()
+        opt = torch.optim.Adam(m.parameters(), lr=0.01)
+        for _ in range(30):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        sd = m.state_dict()
+        if i % 2:
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(ckpts / f"model{i}.safetensors"))
+        else:
+            torch.save(sd, ckpts / f"model{i}.pt")
+        rows.append({"model_id": f"model{i}", "family": f"f{i // 4}", "label": "a" if i < 4 else "b", "lr": 0.01})
+    with open(tmp_path / "models.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return tmp_path
+
+
+def test_import_both_formats_with_metadata_and_probes(user_models):
+    out = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo",
+                             metadata=user_models / "models.csv", probes="userarch:probes", layers=["1"])
+    zoo = Zoo.open(out)
+    assert zoo.model_ids == [f"model{i}" for i in range(8)]
+    assert list(zoo.models["label"]) == ["a"] * 4 + ["b"] * 4
+    assert zoo.models["lr"].dtype.kind == "f"
+    import userarch
+
+    m = userarch.make()
+    m.load_state_dict({k: v[3] for k, v in zoo.params().items()})
+    from safetensors.torch import load_file
+
+    ref = load_file(str(user_models / "ckpts" / "model3.safetensors"))
+    assert all(torch.equal(m.state_dict()[k], ref[k]) for k in ref)
+    # the zoo runs through the batched module family with named activations
+    from fingerprint.population import family_for, task_for
+
+    fam, task = family_for(zoo), task_for(zoo)
+    assert task.probe_names() == ["in_dist", "ood"]
+    out_b, acts = fam.forward(zoo.params(), task.probes("ood"), capture=["1"])
+    assert out_b.shape == (8, 40, 3) and acts["1"].shape == (8, 40, 16)
+    assert torch.allclose(out_b[3], m(task.probes("ood")), atol=1e-5)
+
+
+@pytest.mark.parametrize("breakage,expect", [
+    ("truncate", "cannot be read (corrupt or truncated?)"),
+    ("wrong_arch", "key '0.weight' has shape [32, 6], the architecture expects [16, 6]"),
+    ("extra_key", "unexpected key 'extra.weight'"),
+    ("missing_key", "is missing key '2.bias'"),
+    ("csv_unknown", "names unknown model 'model99'"),
+    ("not_state_dict", "is not a state_dict"),
+])
+def test_bad_inputs_are_clear_errors_and_write_nothing(user_models, breakage, expect):
+    ck = user_models / "ckpts"
+    meta = None
+    if breakage == "truncate":
+        data = (ck / "model0.pt").read_bytes()
+        (ck / "model0.pt").write_bytes(data[: len(data) // 2])
+    elif breakage == "wrong_arch":
+        import userarch
+
+        torch.save(userarch.make_wide().state_dict(), ck / "model0.pt")
+    elif breakage == "extra_key":
+        sd = torch.load(ck / "model0.pt", weights_only=True)
+        sd["extra.weight"] = torch.zeros(2)
+        torch.save(sd, ck / "model0.pt")
+    elif breakage == "missing_key":
+        sd = torch.load(ck / "model0.pt", weights_only=True)
+        del sd["2.bias"]
+        torch.save(sd, ck / "model0.pt")
+    elif breakage == "csv_unknown":
+        meta = user_models / "bad.csv"
+        meta.write_text("model_id,label\nmodel0,a\nmodel99,b\n")
+    elif breakage == "not_state_dict":
+        torch.save([1, 2, 3], ck / "model0.pt")
+    with pytest.raises(UserError, match=expect.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) as e:
+        import_checkpoints(ck, "userarch:make", user_models / "zoo", metadata=meta)
+    assert "\n" not in str(e.value)
+    assert not (user_models / "zoo").exists()
+    assert not list(user_models.glob(".zoo.*"))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {Path(os.environ['EVIL_MARKER'])}",))
+
+
+def test_malicious_pickle_is_refused_not_executed(user_models, monkeypatch):
+    marker = user_models / "pwned"
+    monkeypatch.setenv("EVIL_MARKER", str(marker))
+    with open(user_models / "ckpts" / "model0.pt", "wb") as f:
+        pickle.dump({"0.weight": _Evil()}, f)
+    with pytest.raises(UserError, match="refusing to unpickle arbitrary objects"):
+        import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo")
+    assert not marker.exists()
+    assert not (user_models / "zoo").exists()
+
+
+def test_import_cli_and_errors(user_models):
+    env = {**os.environ, "PYTHONPATH": str(user_models)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, a)], capture_output=True, text=True,
+                                    cwd=user_models, env=env, timeout=120)
+    res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo", "--metadata", "models.csv", "--probes", "userarch:probes")
+    assert res.returncode == 0, res.stderr
+    assert "imported 8 models" in " ".join(res.stdout.split())
+    res = run("import", "ckpts", "--arch", "userarch:nope", "--out", "zoo2")
+    assert res.returncode == 2 and "architecture factory 'userarch:nope' cannot be imported" in res.stderr
+    res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo")
+    assert res.returncode == 2 and "already exists" in res.stderr
+    res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo3", "--layers", "7")
+    assert res.returncode == 2 and "unknown layer '7'" in res.stderr
+
+
+def test_zoo_from_modules_in_three_lines():
+    mods = [nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)) for _ in range(5)]
+    zoo = Zoo.from_modules(mods, metadata={"label": ["x", "x", "y", "y", "y"]}, probes={"in_dist": torch.randn(10, 4)})
+    assert len(zoo) == 5 and list(zoo.models["label"]) == ["x", "x", "y", "y", "y"]
+    from fingerprint.population import family_for
+
+    out = family_for(zoo)(zoo.params(), torch.randn(3, 4))
+    assert out.shape == (5, 3, 2)
