@@ -164,6 +164,7 @@ class ShardData:
     present: dict[int, np.ndarray] | None = None  # step -> bool [n]: which models have that checkpoint
     metrics: dict[int, dict[str, Any]] | None = None  # step -> column -> [n]
     attrs: dict[str, Any] | None = None
+    optimizer_states: dict[int, dict[str, torch.Tensor]] | None = None  # step -> "<param>/<buffer>" -> [n, ...]
 
 
 def write_shard(zoo_dir: Path, data: ShardData) -> Path:
@@ -194,6 +195,11 @@ def write_shard(zoo_dir: Path, data: ShardData) -> Path:
                 pg = sg.create_group("params")
                 for name, t in params.items():
                     pg.create_dataset(name, data=t.detach().cpu().numpy().astype(np.float32))
+                ostate = (data.optimizer_states or {}).get(step)
+                if ostate:
+                    og = sg.create_group("optim")
+                    for key, t in ostate.items():
+                        og.create_dataset(key.replace("/", ":"), data=t.detach().cpu().numpy())
                 mg = sg.create_group("metrics")
                 for col, values in ((data.metrics or {}).get(step) or {}).items():
                     arr = _column_to_h5(values)
@@ -241,6 +247,16 @@ class Shard:
                 return {k: ds[sel] for k, ds in g.items()}
         except (OSError, KeyError) as e:
             raise CorruptFileError(f"zoo shard '{self.path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    def read_optimizer_state(self, step: int, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+        with h5py.File(self.path, "r") as f:
+            sg = f["checkpoints"][step_key(step)]
+            if "optim" not in sg:
+                return None
+            out = {}
+            for k, ds in sg["optim"].items():
+                out[k.replace(":", "/")] = ds[()] if ds.ndim == 0 else ds[np.sort(rows)][np.argsort(np.argsort(rows))]
+            return out
 
     def read_metrics(self, step: int) -> dict[str, np.ndarray]:
         with h5py.File(self.path, "r") as f:
@@ -406,6 +422,32 @@ class Zoo:
                     out[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
                 out[name][[pos for pos, _ in items]] = a
         return {k: torch.from_numpy(v) for k, v in out.items()}
+
+    def optimizer_state(self, step: int, model_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Optimiser buffers ``{"<param>/<buffer>": [n, ...], "step": scalar}`` saved at ``step``.
+
+        Present only for sweeps trained with ``train.save_optimizer_state = true``.
+        """
+        idx = self.index(model_ids)
+        parts: list[tuple[list[int], dict[str, np.ndarray]]] = []
+        for si in sorted({self._loc[i][0] for i in idx}):
+            pos = [p for p, i in enumerate(idx) if self._loc[i][0] == si]
+            rows = np.asarray([self._loc[idx[p]][1] for p in pos])
+            st = self.shards[si].read_optimizer_state(step, rows) if step in self.shards[si].present else None
+            if st is None:
+                raise UserError(f"zoo '{self.path}' has no optimizer state at step {step} for model '{model_ids[pos[0]]}' "
+                                "(train with train.save_optimizer_state = true)")
+            parts.append((pos, st))
+        out: dict[str, np.ndarray] = {}
+        for pos, st in parts:
+            for k, v in st.items():
+                if k == "step":
+                    out[k] = v
+                    continue
+                if k not in out:
+                    out[k] = np.empty((len(idx), *v.shape[1:]), dtype=v.dtype)
+                out[k][pos] = v
+        return {k: torch.as_tensor(v) for k, v in out.items()}
 
     def model_steps(self, model_id: str) -> list[int]:
         si, r = self._loc[self.index([model_id])[0]]

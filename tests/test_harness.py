@@ -209,3 +209,24 @@ def test_transformer_attention_rate_zero_is_uniform_and_trains():
 
     res = train_population(fam, Tok(), TrainConfig(steps=3, batch_size=4), fam.init([0, 1]), [0, 1], torch.zeros(2, dtype=torch.long))
     assert not res.diverged.any()
+
+
+def test_continuing_from_a_checkpoint_with_optimizer_state_is_exact(tmp_path, tiny_config):
+    """Train to the end in one go, or to step 20 and continue from the saved state: same weights."""
+    from training.sweep import run_sweep
+
+    body = open(tiny_config()).read().replace("checkpoints = [0, 10, 20]", "checkpoints = [0, 10, 20]\nsave_optimizer_state = true")
+    body = body.split("[[spawn]]")[0]
+    run_sweep(load_config(tiny_config(body=body)), tmp_path / "z")
+    zoo = Zoo.open(tmp_path / "z")
+    task = get_task("xor-cues", {"n_train": 128, "n_test": 64, "n_probes": 32})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 8, "depth": 1})
+    ids = zoo.model_ids[2:6]
+    cfg = load_config(tiny_config(body=body)).train
+    state = zoo.optimizer_state(20, ids)
+    assert int(state["step"]) == 20 and "out.weight/exp_avg" in state
+    res = train_population(fam, task, cfg, zoo.params(20, ids), list(zoo.models["data_seed"][2:6]),
+                           torch.zeros(4, dtype=torch.long), start_step=20, optimizer_state=state)
+    final = zoo.params(40, ids)
+    for k in final:
+        assert torch.equal(res.checkpoints[40][k], final[k]), k

@@ -185,7 +185,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0  # per-model global-norm clip; 0 = off
     checkpoints: str | list[int] = "log:8"
-    eval_every: int = 0  # 0 = evaluate only at checkpoints
+    save_optimizer_state: bool = False  # store optimiser buffers at checkpoints (exact continuation, `select`)
 
     def validate(self, where: str) -> None:
         _positive(where, "steps", self.steps)

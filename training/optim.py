@@ -76,3 +76,30 @@ class Optimizer:
         if frozen:
             for k, p in params.items():
                 p[~active] = saved[k]
+
+    # -- state, for exact continuation from a checkpoint ---------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        """Per-parameter optimiser buffers ``{"<param>/<buffer>": [n, ...]}`` plus ``"step"``."""
+        out: dict[str, torch.Tensor] = {}
+        step = 0
+        for k, p in zip(self.names, self.opt.param_groups[0]["params"]):
+            for buf, v in self.opt.state.get(p, {}).items():
+                if buf == "step":
+                    step = int(v)
+                elif isinstance(v, torch.Tensor) and v.shape == p.shape:
+                    out[f"{k}/{buf}"] = v.detach().to("cpu", copy=True)
+        out["step"] = torch.tensor(step)
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore buffers saved by :meth:`state` (the model axis must match)."""
+        step = int(state.get("step", torch.tensor(0)))
+        for k, p in zip(self.names, self.opt.param_groups[0]["params"]):
+            bufs = {key.split("/", 1)[1]: v for key, v in state.items() if key.startswith(f"{k}/")}
+            if not bufs:
+                continue
+            st = self.opt.state[p]
+            for buf, v in bufs.items():
+                st[buf] = v.to(device=p.device, dtype=p.dtype).clone()
+            if self.cfg.optimizer != "sgd":
+                st["step"] = torch.tensor(float(step))

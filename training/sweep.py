@@ -169,14 +169,27 @@ def check_device(device: str) -> None:
 
 
 # -- training one shard ----------------------------------------------------------------------------
-def _forward_fn(family: Family, params: dict[str, torch.Tensor], chunk: int = 4096):
+class PopulationForward:
+    """What tasks' ``evaluate``/``diagnostics`` receive: ``forward(x) -> [n, n_inputs, n_out]`` (no grad).
+
+    Tasks whose diagnostics need more than outputs (gradients, activations) also get the
+    ``family`` and the stacked ``params``.
+    """
+
+    def __init__(self, family: Family, params: dict[str, torch.Tensor], chunk: int = 4096):
+        self.family = family
+        self.params = params
+        self.chunk = chunk
+
     @torch.no_grad()
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(next(iter(params.values())).device)
-        outs = [family(params, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(next(iter(self.params.values())).device)
+        outs = [self.family(self.params, x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]
         return torch.cat(outs, 1).cpu()
 
-    return forward
+
+def _forward_fn(family: Family, params: dict[str, torch.Tensor], chunk: int = 4096) -> PopulationForward:
+    return PopulationForward(family, params, chunk)
 
 
 def evaluate(task: Task, family: Family, params: dict[str, torch.Tensor], variant: torch.Tensor,
@@ -225,7 +238,8 @@ def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Ca
             variant = task.variant(torch.tensor(init_seeds), torch.tensor(data_seeds))
             ckpts = checkpoint_steps(tcfg.checkpoints, tcfg.steps, f"finetune[{sp.spec}].train.checkpoints")
     result = train_population(family, task, tcfg, params, data_seeds, variant, start_step=start, checkpoint_steps=ckpts,
-                              step_offset=offset, device=device, on_step=on_step)
+                              step_offset=offset, device=device, on_step=on_step,
+                              save_optimizer_state=tcfg.save_optimizer_state)
     diverged = result.diverged.numpy()
     metrics = {}
     for step, p in result.checkpoints.items():
@@ -250,6 +264,7 @@ def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Ca
     for k, v in metrics[final_step].items():
         table[k] = v
     data = zoo_io.ShardData(shard=shard_name, table=table, checkpoints=result.checkpoints, metrics=metrics,
+                            optimizer_states=result.optimizer_states or None,
                             attrs={"task": {"name": task.name, "params": task.params()}, "family": family.hparams(),
                                    "phase": sp.phase, "kind": sp.kind, "group": sp.group})
     return zoo_io.write_shard(Path(zoo_dir), data)

@@ -28,6 +28,7 @@ class TrainResult:
     diverged: torch.Tensor
     diverged_step: torch.Tensor
     metrics: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    optimizer_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def train_population(
@@ -43,6 +44,8 @@ def train_population(
     step_offset: int = 0,
     device: str = "cpu",
     on_step: Callable[[int], None] | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    save_optimizer_state: bool = False,
 ) -> TrainResult:
     """Train stacked ``params`` ``[n, ...]`` from ``start_step`` to ``end_step``.
 
@@ -54,14 +57,19 @@ def train_population(
     n = len(data_seeds)
     p = {k: v.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True) for k, v in params.items()}
     opt = Optimizer(p, cfg)
+    if optimizer_state:
+        opt.load_state(optimizer_state)
     states = rng.seed_lanes(data_seeds, rng.DATA)
     sample = task.sampler(states, cfg.batch_size, variant)
     diverged = torch.zeros(n, dtype=torch.bool, device=device)
     diverged_step = torch.full((n,), -1, dtype=torch.int64)
     ckpts: dict[int, dict[str, torch.Tensor]] = {}
+    opt_states: dict[int, dict[str, torch.Tensor]] = {}
 
     def snapshot(step: int) -> None:
         ckpts[step + step_offset] = {k: v.detach().to("cpu", copy=True) for k, v in p.items()}
+        if save_optimizer_state:
+            opt_states[step + step_offset] = opt.state()
 
     for step in range(start_step, end_step):
         if step in ckpt_set:
@@ -89,4 +97,5 @@ def train_population(
         diverged_step[newly.cpu()] = end_step
         diverged |= ~finite
     snapshot(end_step)
-    return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step)
+    return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step,
+                       optimizer_states=opt_states)
