@@ -230,3 +230,25 @@ def test_continuing_from_a_checkpoint_with_optimizer_state_is_exact(tmp_path, ti
     final = zoo.params(40, ids)
     for k in final:
         assert torch.equal(res.checkpoints[40][k], final[k]), k
+
+
+def test_continue_selected_models_reuses_checkpoints_exactly(tmp_path, tiny_config):
+    """select's training half: continued models match the source's finals; lineage points back."""
+    from training.select import continue_models
+    from training.sweep import run_sweep
+
+    body = open(tiny_config()).read().replace("checkpoints = [0, 10, 20]", "checkpoints = [0, 10, 20]\nsave_optimizer_state = true")
+    run_sweep(load_config(tiny_config(body=body)), tmp_path / "src")
+    src = Zoo.open(tmp_path / "src")
+    chosen = ["i1-d0", "i2-d1", "i3-d0>s10-d1000"]
+    summary = continue_models(tmp_path / "src", chosen, 20, tmp_path / "sel", models_per_batch=2)
+    assert summary.model_steps == 3 * 20  # only the remaining 20 steps of 3 models, nothing from scratch
+    sel = Zoo.open(tmp_path / "sel")
+    assert sel.model_ids == [f"{c}>c20" for c in chosen]
+    assert list(sel.models["parent_id"]) == chosen and set(sel.models["kind"]) == {"continued"}
+    assert sel.manifest["continue_from"]["exact"] is True
+    a, b = src.params(40, chosen), sel.params()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert list(sel.models["deep_label"]) == list(src.models["deep_label"][src.index(chosen)])
+    with pytest.raises(Exception, match="only seed-grid and spawned models"):
+        continue_models(tmp_path / "src", ["i0-d0>ft-d2000"], 20, tmp_path / "bad")

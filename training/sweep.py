@@ -209,6 +209,10 @@ def evaluate(task: Task, family: Family, params: dict[str, torch.Tensor], varian
 def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Callable[[int], None] | None = None) -> Path:
     """Train one shard of the zoo's plan and write its file atomically. Pure function of the plan."""
     manifest = zoo_io.read_manifest(zoo_dir)
+    if manifest.get("source") == "continue":
+        from training.select import train_continuation_shard
+
+        return train_continuation_shard(Path(zoo_dir), manifest, shard_name, device, on_step)
     config = SweepConfig.from_dict(manifest["config"])
     plan = make_plan(config, manifest.get("models_per_batch"))
     sp = plan.shard(shard_name)
@@ -237,8 +241,19 @@ def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Ca
             params = parents.params(None, pids)
             variant = task.variant(torch.tensor(init_seeds), torch.tensor(data_seeds))
             ckpts = checkpoint_steps(tcfg.checkpoints, tcfg.steps, f"finetune[{sp.spec}].train.checkpoints")
+    return _train_and_write(zoo_dir, shard_name, models, task, family, tcfg, params, variant, start, ckpts, offset,
+                            device, on_step, {"phase": sp.phase, "kind": sp.kind, "group": sp.group})
+
+
+def _train_and_write(zoo_dir: Path, shard_name: str, models: Sequence[PlannedModel], task: Task, family: Family,
+                     tcfg: TrainConfig, params: dict[str, torch.Tensor], variant: torch.Tensor, start: int, ckpts: list[int],
+                     offset: int, device: str, on_step: Callable[[int], None] | None, attrs: dict[str, Any],
+                     optimizer_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Train a batch of planned models, evaluate every checkpoint, and write the shard atomically."""
+    init_seeds = [m.init_seed for m in models]
+    data_seeds = [m.data_seed for m in models]
     result = train_population(family, task, tcfg, params, data_seeds, variant, start_step=start, checkpoint_steps=ckpts,
-                              step_offset=offset, device=device, on_step=on_step,
+                              step_offset=offset, device=device, on_step=on_step, optimizer_state=optimizer_state,
                               save_optimizer_state=tcfg.save_optimizer_state)
     diverged = result.diverged.numpy()
     metrics = {}
@@ -265,8 +280,7 @@ def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Ca
         table[k] = v
     data = zoo_io.ShardData(shard=shard_name, table=table, checkpoints=result.checkpoints, metrics=metrics,
                             optimizer_states=result.optimizer_states or None,
-                            attrs={"task": {"name": task.name, "params": task.params()}, "family": family.hparams(),
-                                   "phase": sp.phase, "kind": sp.kind, "group": sp.group})
+                            attrs={"task": {"name": task.name, "params": task.params()}, "family": family.hparams(), **attrs})
     return zoo_io.write_shard(Path(zoo_dir), data)
 
 
@@ -337,6 +351,8 @@ def _shard_steps(sp: ShardPlan, zoo_dir: Path) -> int:
 
 
 def shard_steps(config: SweepConfig, sp: ShardPlan) -> int:
+    if sp.kind == "continued":
+        return config.train.steps - sp.models[0].spawn_step
     if sp.kind == "spawn":
         return config.train.steps - config.spawn[sp.spec].at_step
     return phase_train_config(config, sp.kind, sp.spec).steps
@@ -426,12 +442,20 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
     out = Path(out)
     ex = get_executor(executor) if isinstance(executor, str) else executor
     plan = prepare_zoo(config, out, models_per_batch, resume, overwrite)
+    return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
+
+
+def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Executor, device: str,
+            on_start: Callable[[int, int, int], None] | None = None, on_steps: Callable[[int], None] | None = None,
+            on_done: Callable[[ShardPlan], None] | None = None) -> SweepSummary:
+    """Train the shards of a prepared zoo that are not complete yet, phase by phase."""
     done = zoo_io.completed_shards(out)
-    todo = [s for s in plan.shards if s.name not in done]
+    todo = [s for s in shards if s.name not in done]
     total_steps = sum(s.n_models * shard_steps(config, s) for s in todo)
-    n_done = sum(s.n_models for s in plan.shards if s.name in done)
+    n_planned = sum(s.n_models for s in shards)
+    n_done = n_planned - sum(s.n_models for s in todo)
     if on_start:
-        on_start(len(plan.models), n_done, total_steps)
+        on_start(n_planned, n_done, total_steps)
     t0 = time.time()
     steps_done = 0
 
@@ -445,4 +469,4 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
         ex.run(out, [s for s in todo if s.phase == phase], device, on_done or (lambda _s: None), _steps)
     zoo = zoo_io.Zoo.open(out)
     diverged = [m for m, d in zip(zoo.model_ids, zoo.models["diverged"]) if d]
-    return SweepSummary(out, len(plan.models), sum(s.n_models for s in todo), n_done, time.time() - t0, steps_done, diverged)
+    return SweepSummary(out, n_planned, n_planned - n_done, n_done, time.time() - t0, steps_done, diverged)
