@@ -1,0 +1,75 @@
+"""``fingerprint extract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fingerprint.cli import app, console, err_console
+from fingerprint.errors import UserError
+
+
+def labels_from(zoo, column: Optional[str]):
+    if column is None:
+        return None
+    return dict(zip(zoo.model_ids, zoo.models[column]))
+
+
+def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Optional[str] = None, chunk_size: int = 256):
+    from fingerprint.extract import extract
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("models"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(spec: str, done: int, total: int) -> None:
+            if spec not in tasks:
+                tasks[spec] = progress.add_task(spec, total=total)
+            progress.update(tasks[spec], completed=done)
+
+        return extract(zoo, specs, step=step, force=force, labels=labels_from(zoo, label), on_progress=on_progress,
+                       chunk_size=chunk_size)
+
+
+def report_results(results) -> int:
+    failures = 0
+    for r in results:
+        if r.error:
+            failures += 1
+            err_console.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+        else:
+            extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
+            console.print(f"{'cached ' if r.cached else 'computed'} {r.meta.get('spec', r.name):<28} step {str(r.meta.get('step')):>6} "
+                          f"{r.meta.get('output', '')} {list(r.values.shape)}{extra}")
+    return failures
+
+
+@app.command()
+def extract(
+    zoo_path: Path = typer.Argument(..., metavar="ZOO"),
+    fp: List[str] = typer.Option(..., "--fp", help="Extractor spec NAME[:key=value,...] (repeatable; module:function for plugins)."),
+    step: Optional[str] = typer.Option(None, "--step", help="Checkpoint step, 'final' (default) or 'all'."),
+    force: bool = typer.Option(False, "--force", help="Recompute even when cached."),
+    label: Optional[str] = typer.Option(None, "--label", help="Model column with labels for supervised extractors (e.g. deep_label)."),
+    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Import module:function extractors (repeatable)."),
+    chunk_size: int = typer.Option(256, help="Models per chunk for streaming extractors."),
+):
+    """Compute fingerprints for a zoo (cached in the zoo)."""
+    import sys
+
+    from fingerprint.registry import load_plugin
+    from fingerprint.zoo import Zoo
+
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    for p in plugin or []:
+        load_plugin(p)
+    zoo = Zoo.open(zoo_path)
+    if label is not None and label not in zoo.models:
+        raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
+    failures = report_results(run_extract(zoo, list(fp), step, force, label, chunk_size))
+    if failures:
+        raise typer.Exit(1)

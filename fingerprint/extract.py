@@ -1,0 +1,158 @@
+"""Run extractors over a zoo, with caching and bounded memory.
+
+``extract(zoo, ["ood-outputs", "cka:debiased=true"])`` resolves every spec first (an unknown name or
+parameter is an immediate one-line error), then computes each fingerprint -- or reuses the zoo's
+cache, keyed by (extractor, version, resolved parameters, step) and valid only for the same set of
+models. Feature extractors whose rows depend only on their own model stream the zoo in chunks of
+models; pairwise and population-level ones load the population once. A plugin that raises or
+returns a bad shape or NaN gets a one-line error in its result; the others still complete and the
+cache is never half-written. Diverged models are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fingerprint.batch import ModelBatch
+from fingerprint.errors import UserError
+from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
+from fingerprint.zoo import Zoo
+
+
+@dataclass
+class ExtractResult:
+    """One fingerprint: ``values`` ``[n, d]`` (features) or ``[n, n]`` (distances), rows in ``model_ids`` order."""
+
+    key: str
+    name: str
+    values: np.ndarray | None
+    model_ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    cached: bool = False
+
+
+def resolve_specs(specs: Sequence[str]) -> list[tuple[str, ExtractorSpec, dict[str, Any]]]:
+    """Parse and validate ``NAME[:key=value,...]`` specs before anything runs."""
+    out = []
+    for text in specs:
+        name, overrides = parse_spec(text)
+        spec = get_extractor(name)
+        out.append((text, spec, spec.resolve_params(overrides)))
+    return out
+
+
+def _steps(zoo: Zoo, step: int | str | None) -> list[int | None]:
+    if step is None or step == "final":
+        return [None]
+    if step == "all":
+        return list(zoo.steps)
+    try:
+        s = int(step)
+    except (TypeError, ValueError):
+        raise UserError(f"--step must be a checkpoint step, 'final' or 'all', got {step!r} (steps: {zoo.steps})") from None
+    if s not in zoo.steps:
+        raise UserError(f"step {s} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
+    return [s]
+
+
+def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
+    """Models to fingerprint at ``step``: those that have the checkpoint and did not diverge by then."""
+    ids = zoo.model_ids if step is None else zoo.models_at(step)
+    idx = zoo.index(ids)
+    div = np.asarray(zoo.models["diverged"], bool)[idx]
+    dstep = np.asarray(zoo.models["diverged_step"])[idx]
+    keep = ~div if step is None else ~(div & (dstep <= step))
+    return [m for m, k in zip(ids, keep) if k]
+
+
+def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int = 256,
+            labels: dict[str, Any] | Sequence[Any] | None = None, on_progress: Callable[[str, int, int], None] | None = None,
+            device: str = "cpu", model_ids: Sequence[str] | None = None) -> list[ExtractResult]:
+    """Compute (or load from the cache) fingerprints for every spec at every requested step.
+
+    ``labels`` (a mapping model_id -> label, or a sequence in ``zoo.model_ids`` order) is passed only
+    to supervised extractors. ``on_progress(spec, done, total)`` reports work in models.
+    """
+    resolved = resolve_specs(specs)
+    if isinstance(labels, dict):
+        label_map = labels
+    elif labels is not None:
+        label_map = dict(zip(zoo.model_ids, labels))
+    else:
+        label_map = None
+    results: list[ExtractResult] = []
+    for s in _steps(zoo, step):
+        ids = active_models(zoo, s) if model_ids is None else list(model_ids)
+        if not ids:
+            continue
+        finals = {int(zoo.models["final_step"][i]) for i in zoo.index(ids)}
+        step_key = s if s is not None else (finals.pop() if len(finals) == 1 else "final")
+        batch_cache: dict[str, ModelBatch] = {}
+        for text, spec, params in resolved:
+            results.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
+                                device, batch_cache))
+    return results
+
+
+def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_map, on_progress, device, batch_cache):
+    key_params = dict(params)
+    lab = None
+    if spec.supervised:
+        if label_map is None:
+            return ExtractResult(spec.cache_key(params, step_key), spec.name, None, ids,
+                                 error=f"extractor '{spec.name}' is supervised: it needs labels (--label COLUMN)")
+        lab = [label_map.get(m) for m in ids]
+        key_params["_labels"] = hashlib.sha256("\n".join(map(str, lab)).encode()).hexdigest()[:12]
+    key = spec.cache_key(key_params, step_key)
+    meta = {"extractor": spec.name, "spec": text, "version": spec.version, "kind": spec.kind, "output": spec.output,
+            "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source}
+    if not force:
+        hit = zoo.load_fingerprint(key)
+        if hit is not None and hit[2].get("model_set") == zoo.model_set_hash(ids):
+            values, cached_ids, cached_meta = hit
+            if on_progress:
+                on_progress(text, len(ids), len(ids))
+            return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
+    try:
+        if spec.streaming and len(ids) > chunk_size:
+            parts, extras = [], {}
+            for i in range(0, len(ids), chunk_size):
+                chunk = ids[i : i + chunk_size]
+                mb = ModelBatch.from_zoo(zoo, chunk, step, device)
+                v, extras = spec.compute(mb, params)
+                parts.append(v)
+                if on_progress:
+                    on_progress(text, i + len(chunk), len(ids))
+            values = np.concatenate(parts)
+        else:
+            if "all" not in batch_cache:
+                batch_cache["all"] = ModelBatch.from_zoo(zoo, ids, step, device)
+            values, extras = spec.compute(batch_cache["all"], params, lab)
+            if on_progress:
+                on_progress(text, len(ids), len(ids))
+    except UserError as e:
+        return ExtractResult(key, spec.name, None, ids, meta, error=str(e))
+    arrays = {k: np.asarray(v) for k, v in extras.items() if isinstance(v, np.ndarray)}
+    meta.update({k: v for k, v in extras.items() if not isinstance(v, np.ndarray)})
+    meta["shape"] = list(values.shape)
+    zoo.save_fingerprint(key, values, ids, meta, arrays)
+    return ExtractResult(key, spec.name, values, ids, meta)
+
+
+def load_cached(zoo: Zoo, spec_text: str, step: int | str | None = None) -> ExtractResult | None:
+    """The cached fingerprint for a spec (and step), without computing anything."""
+    name, overrides = parse_spec(spec_text)
+    spec = get_extractor(name)
+    params = spec.resolve_params(overrides)
+    for meta in zoo.list_fingerprints():
+        if meta.get("extractor") == spec.name and meta.get("params") == params and (step is None or meta.get("step") == step):
+            hit = zoo.load_fingerprint(meta["key"])
+            if hit is not None:
+                return ExtractResult(meta["key"], spec.name, hit[0], hit[1], hit[2], cached=True)
+    return None

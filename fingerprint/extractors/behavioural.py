@@ -1,0 +1,135 @@
+"""Behavioural fingerprints: what models output on chosen inputs.
+
+All run one batched forward pass for the whole population. ``probe-outputs`` (in-distribution
+inputs) is the control that should barely separate basins; ``ood-outputs`` is the original proposal
+(correlations of outputs on out-of-distribution inputs); ``anomalous-inputs`` probes never-trained
+regions (far outside the data range, constant inputs, single input dims pushed far), the analog of
+fingerprinting large models with never-trained tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from fingerprint.errors import UserError
+from fingerprint.extractors.common import correlation_normalize, generator, probes, transform_outputs
+from fingerprint.registry import extractor
+
+
+@extractor("probe-outputs", kind="behavioural")
+def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
+    """Outputs on in-distribution probes, flattened: [n_models, n_probes * n_out]."""
+    x = probes(models, probe_set, n_probes)
+    return transform_outputs(models.forward(x), transform).flatten(1)
+
+
+@extractor("ood-outputs", kind="behavioural")
+def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: str = "logprob"):
+    """Outputs on OOD probes, each model's vector centred and unit-norm (dot product = correlation)."""
+    x = probes(models, probe_set, n_probes)
+    return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+
+
+def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: int) -> torch.Tensor:
+    """Inputs from never-trained regions, built from the reference probes' statistics."""
+    ref = probes(models, reference, 0)
+    g = generator(seed)
+    if not ref.is_floating_point():  # token inputs: single repeated tokens and random token strings
+        vocab = int(getattr(models.family, "vocab", 0) or int(ref.max()) + 1)
+        T = ref.shape[1:]
+        reps = torch.arange(min(vocab, 64))[:, None].expand(-1, math.prod(T)).reshape(-1, *T)
+        rand = torch.randint(0, vocab, (n_random, *T), generator=g)
+        return torch.cat([reps, rand]).to(ref.dtype)
+    mu, sd = ref.float().mean(0), ref.float().std(0).clamp_min(1e-3)
+    far = mu + scale * sd * torch.randn(n_random, *mu.shape, generator=g)
+    const = torch.stack([torch.full(mu.shape, float(c)) for c in np.linspace(-scale, scale, 9)])
+    d = mu.numel()
+    dims = torch.linspace(0, d - 1, min(d, 64)).round().long().unique()
+    single = mu.flatten().repeat(len(dims), 1)
+    single[torch.arange(len(dims)), dims] += scale * sd.flatten()[dims]
+    return torch.cat([far, const, single.reshape(-1, *mu.shape)])
+
+
+@extractor("anomalous-inputs", kind="behavioural")
+def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: str = "in_dist", seed: int = 0,
+                     transform: str = "logprob"):
+    """Outputs on inputs far outside the training range (random far points, constants, one dim pushed
+    far), correlation-normalised like ood-outputs."""
+    x = anomalous_batch(models, n_random, scale, reference, seed)
+    return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+
+
+@extractor("disagreement", kind="behavioural", output="distances")
+def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
+    """Pairwise fraction of probes on which two models predict different classes: [n, n].
+    For one-output (regression) models: pairwise RMS difference of outputs."""
+    x = probes(models, probe_set, n_probes)
+    out = models.forward(x)
+    if out.shape[-1] == 1:
+        return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(out.shape[1])
+    onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, P * C]
+    return 1.0 - onehot @ onehot.T / out.shape[1]
+
+
+@extractor("learned-queries", kind="behavioural", supervised=True, streaming=False)
+def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int = 150, lr: float = 0.05,
+                    train_fraction: float = 0.5, reference: str = "in_dist", seed: int = 0):
+    """Query inputs optimised jointly with a linear meta-classifier on a labelled subset of models
+    (meta-neural analysis / "litmus patterns"). Supervised: needs per-model labels. Reports the
+    held-out AUROC (binary) or accuracy; the fingerprint is every model's output on the queries."""
+    from sklearn.metrics import roc_auc_score
+
+    if labels is None:
+        raise UserError("extractor 'learned-queries' is supervised: it needs per-model labels (--label COLUMN)")
+    labels = np.asarray([str(v) for v in labels])
+    classes, y_all = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise UserError(f"extractor 'learned-queries' needs at least two label values, got {list(classes)}")
+    ref = probes(models, reference, 0)
+    if not ref.is_floating_point():
+        raise UserError("extractor 'learned-queries' needs continuous inputs (this task's inputs are tokens)")
+    g = generator(seed)
+    n = len(models.model_ids)
+    rs = np.random.default_rng(seed)
+    train = np.zeros(n, bool)
+    for c in range(len(classes)):  # stratified split
+        idx = np.flatnonzero(y_all == c)
+        rs.shuffle(idx)
+        train[idx[: max(1, int(round(train_fraction * len(idx))))]] = True
+    if train.all():
+        train[rs.integers(n)] = False
+    q = ref[torch.randint(0, len(ref), (n_queries,), generator=g)].clone().float().requires_grad_(True)
+    n_out = models.task.n_out
+    W = torch.zeros(n_queries * n_out, len(classes), requires_grad=True)
+    b = torch.zeros(len(classes), requires_grad=True)
+    opt = torch.optim.Adam([q, W, b], lr=lr)
+    y = torch.as_tensor(y_all)
+    tr = torch.as_tensor(train)
+    params = {k: v.detach() for k, v in models.params.items()}
+
+    def feats() -> torch.Tensor:
+        f = transform_outputs(models.family(params, q), "logprob").flatten(1)
+        return (f - f.mean(0)) / f.std(0).clamp_min(1e-6)
+
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(feats()[tr] @ W + b, y[tr]) + 1e-3 * W.pow(2).sum()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        f = feats()
+        scores = torch.softmax(f @ W + b, -1).numpy()
+        out = transform_outputs(models.family(params, q), "logprob").flatten(1)
+    test = ~train
+    yt = y_all[test]
+    if len(np.unique(yt)) < 2:
+        heldout = float("nan")
+    elif len(classes) == 2:
+        heldout = float(roc_auc_score(yt, scores[test, 1]))
+    else:
+        heldout = float(roc_auc_score(yt, scores[test], multi_class="ovr", labels=list(range(len(classes)))))
+    return out, {"heldout_auroc": heldout, "train_mask": train.astype(np.int8), "classes": [str(c) for c in classes]}

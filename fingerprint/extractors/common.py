@@ -1,0 +1,55 @@
+"""Small helpers shared by the built-in extractors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fingerprint.errors import UserError
+from training import seeds as rng
+
+
+def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:
+    """``[n, P, n_out]`` -> transformed outputs. ``logprob`` is centred over classes (shift-invariant)."""
+    if transform == "logits" or out.shape[-1] == 1:
+        return out
+    if transform == "logprob":
+        lp = torch.log_softmax(out, -1)
+        return lp - lp.mean(-1, keepdim=True)
+    if transform == "prob":
+        return torch.softmax(out, -1)
+    raise UserError(f"unknown transform '{transform}' (valid: logits, logprob, prob)")
+
+
+def correlation_normalize(feat: torch.Tensor) -> torch.Tensor:
+    """Centre and scale each row to unit norm: the dot product of two rows is their Pearson correlation."""
+    feat = feat - feat.mean(1, keepdim=True)
+    return feat / feat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def probes(models: Any, probe_set: str, n_probes: int) -> torch.Tensor:
+    names = models.task.probe_names()
+    if probe_set not in names:
+        raise UserError(f"unknown probe set '{probe_set}' for task '{models.task.name}' (valid: {', '.join(names)})")
+    x = models.task.probes(probe_set)
+    return x[:n_probes] if n_probes > 0 else x
+
+
+def generator(seed: int) -> torch.Generator:
+    return rng.generator(rng.EXTRACT, seed)
+
+
+def default_layer(models: Any) -> str:
+    """The last hidden representation of a family (``layer{L-1}.post``, ``pool``, ``block{L-1}.resid_post``)."""
+    names = models.activation_names()
+    for suffix in (".resid_post", ".post", "pool"):
+        hits = [n for n in names if n.endswith(suffix)]
+        if hits:
+            return hits[-1]
+    layers = getattr(getattr(models.task, "_task", None), "layers", None)
+    if layers:
+        return layers[-1]
+    if not names:
+        raise UserError("this architecture exposes no named activations; pass layer=NAME")
+    return names[-1]

@@ -1,0 +1,240 @@
+"""Mechanistic fingerprints: what is inside the models (weights, representations, loss landscape).
+
+``weight-stats`` and ``weight-spectra`` are invariant to hidden-unit permutations by construction;
+``cka`` compares representations up to rotation and scale; ``aligned-weights`` removes the
+permutation symmetry by weight matching to a reference; ``lmc-barrier`` measures the loss barrier on
+the straight line between two models; ``gradients`` is an empirical-NTK view (per-example
+gradients, randomly projected). Everything is batched over the model axis; the only per-model loop
+is scipy's assignment solver inside weight matching (the cost matrices are batched).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import grad, vmap
+
+from fingerprint.errors import UserError
+from fingerprint.extractors.common import default_layer, generator, probes
+from fingerprint.registry import extractor
+
+
+# -- weights -----------------------------------------------------------------------------------------
+@extractor("weight-stats", kind="mechanistic")
+def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95]):  # noqa: B006 - a plain, hashable default
+    """Per parameter tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant)."""
+    q = torch.tensor([float(v) for v in quantiles])
+    cols = []
+    for name in sorted(models.params):
+        w = models.params[name].flatten(1).float()
+        mu, sd = w.mean(1), w.std(1, unbiased=False).clamp_min(1e-12)
+        z = (w - mu[:, None]) / sd[:, None]
+        cols += [mu, sd, w.abs().mean(1), z.pow(3).mean(1), z.pow(4).mean(1)]
+        if len(q):
+            cols += list(torch.quantile(w, q, dim=1))
+    return torch.stack(cols, 1)
+
+
+def _matrices(models) -> list[tuple[str, torch.Tensor]]:
+    """Every weight with at least two per-model dims, as ``[n, rows, cols]`` (conv kernels flattened)."""
+    return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(models.params.items()) if v.dim() >= 3]
+
+
+@extractor("weight-spectra", kind="mechanistic")
+def weight_spectra(models, top_k: int = 16, normalize: bool = False):
+    """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant)."""
+    cols = []
+    for _, m in _matrices(models):
+        s = torch.linalg.svdvals(m.float())  # [n, min(rows, cols)]
+        if normalize:
+            s = s / s.sum(1, keepdim=True).clamp_min(1e-12)
+        k = min(top_k, s.shape[1]) if top_k > 0 else s.shape[1]
+        cols.append(torch.nn.functional.pad(s[:, :k], (0, max(top_k - k, 0))))
+    if not cols:
+        raise UserError("weight-spectra: this architecture has no weight matrices")
+    return torch.cat(cols, 1)
+
+
+# -- representations ---------------------------------------------------------------------------------
+def _grams(acts: torch.Tensor) -> torch.Tensor:
+    """``[n, P, d]`` activations -> centred Gram matrices ``[n, P, P]``."""
+    x = acts.flatten(2).double()
+    x = x - x.mean(1, keepdim=True)
+    return x @ x.transpose(1, 2)
+
+
+def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
+    """Pairwise linear CKA ``[n, n]`` between the models' representations ``[n, P, ...]``."""
+    K = _grams(acts)
+    n, P, _ = K.shape
+    if not debiased:
+        flat = K.reshape(n, -1)
+        hsic = flat @ flat.T
+    else:  # unbiased HSIC estimator (Song et al., 2012), vectorised over all pairs
+        if P < 4:
+            raise UserError("debiased CKA needs at least 4 probes")
+        K = K.clone()
+        K.diagonal(dim1=1, dim2=2).zero_()
+        flat = K.reshape(n, -1)
+        tr = flat @ flat.T  # tr(K L) for symmetric K, L
+        s = K.sum((1, 2))  # 1^T K 1
+        r = K.sum(2)  # K 1, [n, P]
+        hsic = (tr + s[:, None] * s[None, :] / ((P - 1) * (P - 2)) - 2.0 / (P - 2) * (r @ r.T)) / (P * (P - 3))
+    d = hsic.diagonal().clamp_min(1e-30).sqrt()
+    return (hsic / (d[:, None] * d[None, :])).float()
+
+
+@extractor("cka", kind="mechanistic", output="distances")
+def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False):
+    """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC)."""
+    layer = layer or default_layer(models)
+    x = probes(models, probe_set, n_probes)
+    acts = models.activations(x, [layer])[layer]
+    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer}
+
+
+# -- weight matching -----------------------------------------------------------------------------------
+def _permute(w: torch.Tensor, axis: int, perm: torch.Tensor) -> torch.Tensor:
+    """Permute per-model axis ``axis`` of ``w [n, ...]`` with per-model indices ``perm [n, h]``."""
+    shape = [1] * w.dim()
+    shape[0], shape[axis + 1] = perm.shape[0], perm.shape[1]
+    idx = perm.reshape(shape).expand(*[w.shape[i] if i != axis + 1 else perm.shape[1] for i in range(w.dim())])
+    return torch.gather(w, axis + 1, idx)
+
+
+def weight_match(params: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
+                 iterations: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per-model permutations ``{group: [n, h]}`` aligning each model to ``ref`` (git re-basin weight matching)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n = next(iter(params.values())).shape[0]
+    sizes = {g: params[members[0][0]].shape[members[0][1] + 1] for g, members in groups.items()}
+    perms = {g: torch.arange(h).expand(n, h).clone() for g, h in sizes.items()}
+    axis_group = {(p, ax): g for g, members in groups.items() for p, ax in members}
+    rs = np.random.default_rng(seed)
+    for _ in range(iterations):
+        changed = False
+        for g in rs.permutation(list(groups)):
+            h = sizes[g]
+            cost = torch.zeros(n, h, h, dtype=torch.float64)
+            for p, ax in groups[g]:
+                w = params[p]
+                for other_ax in range(w.dim() - 1):  # apply the other groups' current permutations
+                    og = axis_group.get((p, other_ax))
+                    if og is not None and og != g:
+                        w = _permute(w, other_ax, perms[og])
+                a = ref[p].movedim(ax + 1, 1).reshape(1, h, -1).double()
+                b = w.movedim(ax + 1, 1).reshape(n, h, -1).double()
+                cost += a @ b.transpose(1, 2)  # [n, h_ref, h_model]
+            new = torch.stack([torch.as_tensor(linear_sum_assignment(c.numpy(), maximize=True)[1]) for c in cost])
+            if not torch.equal(new, perms[g]):
+                changed = True
+            perms[g] = new
+        if not changed:
+            break
+    return perms
+
+
+def apply_permutations(params: dict[str, torch.Tensor], perms: dict[str, torch.Tensor],
+                       groups: dict[str, list[tuple[str, int]]]) -> dict[str, torch.Tensor]:
+    out = dict(params)
+    for g, members in groups.items():
+        for p, ax in members:
+            out[p] = _permute(out[p], ax, perms[g])
+    return out
+
+
+def _aligned(models, reference: int, iterations: int) -> dict[str, torch.Tensor]:
+    groups = models.family.hidden_permutable()
+    if not groups:
+        raise UserError(f"architecture '{models.family.name}' declares no hidden-unit permutation symmetry to align")
+    if not 0 <= reference < len(models.model_ids):
+        raise UserError(f"reference must be a model index in [0, {len(models.model_ids)}), got {reference}")
+    ref = {k: v[reference : reference + 1] for k, v in models.params.items()}
+    perms = weight_match(models.params, ref, groups, iterations)
+    return apply_permutations(models.params, perms, groups)
+
+
+@extractor("aligned-weights", kind="mechanistic", streaming=False)
+def aligned_weights(models, reference: int = 0, iterations: int = 10):
+    """All weights after permutation alignment to a reference model (weight matching), flattened."""
+    aligned = _aligned(models, reference, iterations)
+    return torch.cat([aligned[k].flatten(1) for k in sorted(aligned)], 1), {"reference": models.model_ids[reference]}
+
+
+# -- loss landscape ----------------------------------------------------------------------------------
+def _labelled(models, n: int):
+    task = getattr(models.task, "_task", None)
+    if task is None or not hasattr(task, "train_set") or not hasattr(task, "loss"):
+        raise UserError("lmc-barrier needs the task's labelled training data; this zoo's task has none (imported zoos)")
+    x, y = task.train_set()
+    return x[:n], y[:n], task.loss
+
+
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False)
+def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = False, landmarks: int = 0,
+                seed: int = 0, pair_chunk: int = 2048):
+    """Loss barrier on the linear path between two models: max over interior points of
+    L((1-a) t_i + a t_j) - ((1-a) L(t_i) + a L(t_j)), on the task's training loss. ``align`` first
+    permutes every model onto model 0 (weight matching); ``landmarks`` > 0 measures each model against
+    that many landmark models instead of all pairs, giving [n, landmarks]."""
+    x, y, loss = _labelled(models, n_probes)
+    params = _aligned(models, 0, 10) if align else models.params
+    n = len(models.model_ids)
+    if landmarks > 0:
+        lm = np.sort(np.random.default_rng(seed).choice(n, size=min(landmarks, n), replace=False))
+        ii, jj = np.meshgrid(np.arange(n), lm, indexing="ij")
+    else:
+        lm = None
+        ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    ii, jj = ii.reshape(-1), jj.reshape(-1)
+    alphas = torch.linspace(0, 1, max(n_points, 3))
+    fam = models.family
+    x = x.to(models.device)
+    y = y.to(models.device)
+
+    @torch.no_grad()
+    def losses(theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = fam(theta, x)
+        return loss(out, y.expand(out.shape[0], *y.shape))
+
+    end = losses(params)  # [n]
+    barrier = torch.empty(len(ii))
+    for s in range(0, len(ii), pair_chunk):
+        a_idx = torch.as_tensor(ii[s : s + pair_chunk])
+        b_idx = torch.as_tensor(jj[s : s + pair_chunk])
+        interp = end[a_idx][:, None] * (1 - alphas[1:-1]) + end[b_idx][:, None] * alphas[1:-1]
+        path = torch.stack([losses({k: (1 - a) * v[a_idx] + a * v[b_idx] for k, v in params.items()}) for a in alphas[1:-1]], 1)
+        barrier[s : s + pair_chunk] = (path - interp).max(1).values.clamp_min(0.0)
+    out = barrier.reshape(n, -1)
+    if lm is None:
+        out = 0.5 * (out + out.T)
+        return out
+    return out, {"landmarks": [models.model_ids[i] for i in lm]}
+
+
+@extractor("gradients", kind="mechanistic")
+def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0):
+    """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
+    probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim]."""
+    x = probes(models, probe_set, n_probes).to(models.device)
+    g = generator(seed)
+    r = torch.randn(models.task.n_out, generator=g).to(models.device)
+    fam = models.family
+    params = {k: v.detach() for k, v in models.params.items()}
+
+    def scalar(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+        out = fam(p, xi.unsqueeze(0))  # [n, 1, n_out]; models are independent, so one sum gives each its own grad
+        return (out.reshape(out.shape[0], -1, out.shape[-1])[:, -1] * r).sum()
+
+    grads = vmap(grad(scalar), in_dims=(None, 0))(params, x)  # {name: [P, n, ...]}
+    n = len(models.model_ids)
+    proj = torch.zeros(n, len(x), dim, device=models.device)
+    for name in sorted(grads):
+        gi = grads[name].movedim(0, 1).reshape(n, len(x), -1)
+        R = torch.randn(gi.shape[-1], dim, generator=g).to(models.device) / math.sqrt(dim)
+        proj += gi @ R
+    return proj.flatten(1)

@@ -1,0 +1,272 @@
+"""The extractor registry: built-in and plugin fingerprints are the same kind of object.
+
+An extractor is a function ``fn(models: ModelBatch, **params) -> Tensor`` (or a class whose
+dataclass fields are its parameters and whose ``__call__(models)`` computes the fingerprint),
+registered with :func:`extractor`. Parameters and defaults come from the signature, so the cache key
+(name, version, resolved parameters, step) is derived, never hand-written. Plugins register the
+same way from their own package (entry-point group ``fingerprint.extractors``) or are named on the
+command line as ``module:function``. Output validation (shape, NaN/inf) happens once, here, for
+built-ins and plugins alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+
+from fingerprint.errors import PluginError, UserError, choices
+
+ENTRY_POINT_GROUP = "fingerprint.extractors"
+KINDS = ("behavioural", "mechanistic")
+OUTPUTS = ("features", "distances")
+
+
+@dataclass
+class ExtractorSpec:
+    """A registered extractor: its callable, declared kind/output/version, and parameter defaults."""
+
+    name: str
+    fn: Callable[..., Any]
+    kind: str = "behavioural"
+    output: str = "features"
+    version: str = "1"
+    supervised: bool = False
+    streaming: bool = True  # rows depend only on their own model: safe to compute in chunks of models
+    description: str = ""
+    source: str = "builtin"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
+                "source": self.source, "params": self.params, "description": self.description}
+
+    def resolve_params(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        out = dict(self.params)
+        for k, v in (overrides or {}).items():
+            if k not in self.params:
+                raise UserError(f"unknown parameter '{k}' for extractor '{self.name}' (valid: {choices(self.params)})")
+            default = self.params[k]
+            if isinstance(default, bool) and not isinstance(v, bool):
+                raise UserError(f"parameter '{k}' of extractor '{self.name}' must be true/false, got {v!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            out[k] = v
+        return out
+
+    def cache_key(self, params: dict[str, Any], step: int | str) -> str:
+        blob = json.dumps({"name": self.name, "version": self.version, "params": params, "step": step},
+                          sort_keys=True, default=str)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)
+        return f"{safe}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def compute(self, models: Any, params: dict[str, Any], labels: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Run and validate: features ``[n, d]`` or distances ``[n, n]`` / ``[n, n_landmarks]``, finite.
+
+        Only supervised extractors receive ``labels`` (one per model, in ``models.model_ids`` order).
+        """
+        n = len(models.model_ids)
+        kw = {"labels": labels} if self.supervised else {}
+        try:
+            if inspect.isclass(self.fn):
+                res = self.fn(**params)(models, **kw)
+            else:
+                res = self.fn(models, **params, **kw)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take the others down
+            raise PluginError(f"extractor '{self.name}' raised {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+        extra: dict[str, Any] = {}
+        if isinstance(res, tuple) and len(res) == 2 and isinstance(res[1], dict):
+            res, extra = res
+        if isinstance(res, np.ndarray):
+            res = torch.from_numpy(res)
+        if not isinstance(res, torch.Tensor):
+            raise PluginError(f"extractor '{self.name}' returned {type(res).__name__}, expected a tensor [n_models, d]")
+        res = res.detach().float().cpu()
+        if res.dim() != 2 or res.shape[0] != n:
+            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected [n_models={n}, d]")
+        if self.output == "distances" and not extra.get("landmarks") and res.shape[1] != n:
+            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
+        if res.shape[1] == 0:
+            raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
+        bad = ~torch.isfinite(res)
+        if bad.any():
+            rows = bad.any(1).nonzero().flatten().tolist()
+            ids = [models.model_ids[i] for i in rows[:3]]
+            raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
+        return res.numpy(), extra
+
+
+_REGISTRY: dict[str, ExtractorSpec] = {}
+_LOADED = {"builtins": False, "entry_points": False}
+
+
+def _params_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    if inspect.isclass(fn):
+        if dataclasses.is_dataclass(fn):
+            return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+                    for f in dataclasses.fields(fn) if f.init}
+        sig = inspect.signature(fn.__init__)
+        params = list(sig.parameters.values())[1:]
+    else:
+        params = list(inspect.signature(fn).parameters.values())[1:]  # first is the ModelBatch
+    out = {}
+    for p in params:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name == "labels":  # labels are data, not a parameter
+            continue
+        if p.default is inspect.Parameter.empty:
+            raise PluginError(f"extractor {getattr(fn, '__name__', fn)!r}: parameter '{p.name}' needs a default")
+        out[p.name] = p.default
+    return out
+
+
+def extractor(name: str, kind: str = "behavioural", output: str = "features", version: str = "1",
+              supervised: bool = False, streaming: bool | None = None, description: str | None = None):
+    """Decorator: register ``fn(models, **params)`` (or a class) as the extractor ``name``.
+
+    Examples
+    --------
+    >>> import fingerprint
+    >>> @fingerprint.extractor("mean-logit", kind="behavioural")
+    ... def mean_logit(models, probe_set: str = "ood"):
+    ...     return models.forward(models.task.probes(probe_set)).mean(1)   # [n_models, n_out]
+    """
+    if kind not in KINDS:
+        raise UserError(f"extractor '{name}': unknown kind '{kind}' (valid: {', '.join(KINDS)})")
+    if output not in OUTPUTS:
+        raise UserError(f"extractor '{name}': unknown output '{output}' (valid: {', '.join(OUTPUTS)})")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        mod = getattr(fn, "__module__", "") or ""
+        spec = ExtractorSpec(
+            name=name, fn=fn, kind=kind, output=output, version=str(version), supervised=supervised,
+            streaming=(output == "features" and not supervised) if streaming is None else streaming,
+            description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
+            source="builtin" if mod.startswith("fingerprint.extractors") else f"plugin ({mod})",
+            params=_params_of(fn),
+        )
+        _REGISTRY[name] = spec
+        fn.__extractor_spec__ = spec  # type: ignore[attr-defined]
+        return fn
+
+    return wrap
+
+
+def _load_builtins() -> None:
+    if not _LOADED["builtins"]:
+        _LOADED["builtins"] = True
+        importlib.import_module("fingerprint.extractors")
+
+
+def _load_entry_points() -> list[str]:
+    """Import installed plugins; returns one-line problems instead of failing the whole registry."""
+    problems = []
+    if _LOADED["entry_points"]:
+        return problems
+    _LOADED["entry_points"] = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"extractor plugin '{ep.name}' ({ep.value}) failed to import: {type(e).__name__}: {e}")
+            continue
+        spec = getattr(obj, "__extractor_spec__", None)
+        if spec is None and callable(obj):
+            extractor(ep.name)(obj)
+            _REGISTRY[ep.name].source = f"plugin ({ep.value})"
+    return problems
+
+
+def reset_plugins() -> None:
+    """Forget loaded entry points (tests install plugins at run time)."""
+    _LOADED["entry_points"] = False
+
+
+def list_extractors() -> dict[str, ExtractorSpec]:
+    _load_builtins()
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def load_plugin(spec: str) -> ExtractorSpec:
+    """``module:function`` named on the command line."""
+    mod, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise PluginError(f"extractor plugin '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    found = getattr(obj, "__extractor_spec__", None)
+    if found is not None:
+        return found
+    if not callable(obj):
+        raise PluginError(f"extractor plugin '{spec}' is not callable")
+    extractor(spec)(obj)
+    _REGISTRY[spec].source = f"plugin ({spec})"
+    return _REGISTRY[spec]
+
+
+def get_extractor(name: str) -> ExtractorSpec:
+    specs = list_extractors()
+    if name in specs:
+        return specs[name]
+    if ":" in name:
+        return load_plugin(name)
+    raise UserError(f"unknown extractor '{name}' (valid: {choices(specs)})")
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:key=value,...]`` -> (name, params). Values parse as JSON where they can (numbers, bools, lists)."""
+    name, params = text, {}
+    if ":" in text:
+        head, _, rest = text.partition(":")
+        if "=" in rest.split(",")[0]:
+            name = head
+            for item in _split_top(rest):
+                if "=" not in item:
+                    raise UserError(f"bad extractor spec '{text}': expected key=value, got '{item}'")
+                k, _, v = item.partition("=")
+                params[k.strip()] = _parse_value(v.strip())
+        elif "=" in rest:  # module:function:key=value
+            mod_fn, _, kv = text.rpartition(":")
+            name = mod_fn
+            return (name, parse_spec(f"x:{kv}")[1])
+    return name.strip(), params
+
+
+def _split_top(s: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _parse_value(v: str) -> Any:
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
