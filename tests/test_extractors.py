@@ -1,0 +1,248 @@
+"""Extractors: invariances that must hold, plugins, errors and the cache."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fingerprint
+from fingerprint import Zoo
+from fingerprint.batch import ModelBatch
+from fingerprint.extract import extract
+from fingerprint.extractors.mechanistic import apply_permutations, cka_matrix, weight_match
+from fingerprint.registry import get_extractor, list_extractors, reset_plugins
+from training.families import get_family
+from training.tasks import get_task
+
+
+def _batch(arch="mlp", hp=None, n=4, shape=(8,)):
+    task = get_task("xor-cues")
+    fam = get_family(arch, shape if arch != "mlp" else task.input_shape, task.n_out, hp or {"width": 12, "depth": 2})
+    return ModelBatch(fam, fam.init(list(range(n))), task, [f"m{i}" for i in range(n)])
+
+
+def _permute_hidden(mb: ModelBatch, j: int, seed: int = 0) -> ModelBatch:
+    """Permute the hidden units of model j (a function-preserving change)."""
+    groups = mb.family.hidden_permutable()
+    g = torch.Generator().manual_seed(seed)
+    perms = {name: torch.stack([torch.randperm(mb.params[m[0][0]].shape[m[0][1] + 1], generator=g) if i == j
+                                else torch.arange(mb.params[m[0][0]].shape[m[0][1] + 1]) for i in range(len(mb))])
+             for name, m in groups.items()}
+    return ModelBatch(mb.family, apply_permutations(mb.params, perms, groups), mb.task._task, mb.model_ids)
+
+
+# -- CKA ---------------------------------------------------------------------------------------------
+@given(st.integers(0, 1000), st.floats(0.1, 10))
+@settings(max_examples=20, deadline=None)
+def test_cka_invariant_to_orthogonal_transforms_and_isotropic_scaling(seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 6, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    acts = torch.stack([x, scale * x @ q, torch.randn(40, 6, generator=g)])
+    for debiased in (False, True):
+        c = cka_matrix(acts, debiased)
+        assert abs(c[0, 0].item() - 1) < 1e-5
+        assert abs(c[0, 1].item() - 1) < 1e-4
+        assert c[0, 2] < 0.9
+
+
+def test_permutation_invariant_extractors_ignore_hidden_unit_order():
+    mb = _batch()
+    pm = _permute_hidden(mb, 2)
+    # the permuted model computes the same function ...
+    x = torch.randn(5, 8)
+    assert torch.allclose(mb.forward(x), pm.forward(x), atol=1e-5)
+    # ... and its invariant fingerprints are unchanged
+    for name in ("weight-stats", "weight-spectra"):
+        spec = get_extractor(name)
+        a, _ = spec.compute(mb, spec.params)
+        b, _ = spec.compute(pm, spec.params)
+        assert np.allclose(a, b, atol=1e-4), name
+    spec = get_extractor("cka")
+    a, _ = spec.compute(mb, spec.params)
+    b, _ = spec.compute(pm, spec.params)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_weight_matching_recovers_a_known_permutation_exactly():
+    mb = _batch(n=1, hp={"width": 24, "depth": 2})
+    groups = mb.family.hidden_permutable()
+    g = torch.Generator().manual_seed(3)
+    true = {k: torch.randperm(24, generator=g)[None] for k in groups}
+    permuted = apply_permutations(mb.params, true, groups)
+    found = weight_match(permuted, mb.params, groups)
+    back = apply_permutations(permuted, found, groups)
+    for k in mb.params:
+        assert torch.equal(back[k], mb.params[k]), k
+
+
+def test_lmc_barrier_zero_on_self_positive_across_basins(tmp_path):
+    from training.config import load_config
+    from training.sweep import run_sweep
+
+    run_sweep(load_config("xor-cues-quick"), tmp_path / "z")
+    zoo = Zoo.open(tmp_path / "z")
+    labels = zoo.models["deep_label"]
+    a = [i for i, l in enumerate(labels) if l == "rule_a"][:3]
+    b = [i for i, l in enumerate(labels) if l == "rule_b"][:3]
+    assert a and b, "the quick config must produce both basins"
+    ids = [zoo.model_ids[i] for i in a + b]
+    mb = ModelBatch.from_zoo(zoo, ids)
+    spec = get_extractor("lmc-barrier")
+    d, _ = spec.compute(mb, spec.params)
+    assert np.allclose(np.diag(d), 0, atol=1e-6)
+    k = len(a)
+    across = d[:k, k:].mean()
+    assert across > 0.05, across
+
+
+# -- plugins and errors ------------------------------------------------------------------------------
+PLUGIN = textwrap.dedent('''
+    import torch
+    import fingerprint
+
+    def mean_output(models, probe_set: str = "ood"):
+        """Mean output on a probe set."""
+        return models.forward(models.task.probes(probe_set)).mean(1)
+
+    def bad_shape(models):
+        return torch.zeros(3)
+
+    def has_nan(models):
+        out = torch.zeros(len(models.model_ids), 2)
+        out[1, 0] = float("nan")
+        return out
+
+    def raises(models):
+        raise RuntimeError("boom")
+''')
+
+
+@pytest.fixture
+def plugin_package(tmp_path, monkeypatch):
+    """A real installed package: a module plus a .dist-info with entry points, on sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "myfp.py").write_text(PLUGIN)
+    dist = site / "myfp-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myfp\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[fingerprint.extractors]\nmean-output = myfp:mean_output\nbad-shape = myfp:bad_shape\n"
+        "has-nan = myfp:has_nan\nraises = myfp:raises\n")
+    monkeypatch.syspath_prepend(str(site))
+    reset_plugins()
+    yield site
+    reset_plugins()
+
+
+def test_entry_point_plugin_is_found_and_run(plugin_package, tiny_zoo):
+    specs = list_extractors()
+    assert "mean-output" in specs and specs["mean-output"].source.startswith("plugin")
+    (res,) = extract(Zoo.open(tiny_zoo), ["mean-output:probe_set=conflict"])
+    assert res.error is None and res.values.shape == (24, 2)
+
+
+def test_broken_plugins_fail_alone_with_one_line_errors(plugin_package, tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    res = {r.name: r for r in extract(zoo, ["bad-shape", "weight-stats", "has-nan", "raises", "mean-output"])}
+    assert "returned shape [3], expected [n_models=24, d]" in res["bad-shape"].error
+    assert "returned NaN/inf for 1 model(s), e.g. i0-d1" in res["has-nan"].error
+    assert "raised RuntimeError: boom" in res["raises"].error
+    assert all("\n" not in r.error for r in res.values() if r.error)
+    assert res["weight-stats"].error is None and res["mean-output"].error is None
+    cached = {m["extractor"] for m in zoo.list_fingerprints()}
+    assert cached == {"weight-stats", "mean-output"}  # nothing half-written for the failures
+
+
+def test_decorator_plugin_and_module_function(tmp_path, monkeypatch, tiny_zoo):
+    @fingerprint.extractor("first-weight", kind="mechanistic")
+    def first_weight(models, scale: float = 1.0):
+        return scale * models.params["out.bias"]
+
+    (r,) = extract(Zoo.open(tiny_zoo), ["first-weight:scale=2"])
+    assert np.allclose(r.values, 2 * Zoo.open(tiny_zoo).params()["out.bias"].numpy())
+    (tmp_path / "loose.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (r,) = extract(Zoo.open(tiny_zoo), ["loose:mean_output"])
+    assert r.error is None and r.values.shape == (24, 2)
+
+
+def test_cache_hits_misses_and_force(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    (a,) = extract(zoo, ["ood-outputs"])
+    (b,) = extract(zoo, ["ood-outputs"])
+    assert not a.cached and b.cached and a.key == b.key
+    (c,) = extract(zoo, ["ood-outputs:n_probes=16"])
+    assert not c.cached and c.key != a.key and c.values.shape[1] == 16 * 2
+    (d,) = extract(zoo, ["ood-outputs"], step=10)
+    assert not d.cached and d.key != a.key and len(d.model_ids) == 16  # fine-tunes have no step 10
+    (e,) = extract(zoo, ["ood-outputs"], force=True)
+    assert not e.cached and np.allclose(e.values, a.values)
+
+
+def test_unknown_names_and_params_are_errors(tiny_zoo):
+    from fingerprint.errors import UserError
+
+    with pytest.raises(UserError, match=r"unknown extractor 'oodd-outputs' \(valid: .*ood-outputs"):
+        extract(Zoo.open(tiny_zoo), ["oodd-outputs"])
+    with pytest.raises(UserError, match="unknown parameter 'nprobes' for extractor 'ood-outputs'"):
+        extract(Zoo.open(tiny_zoo), ["ood-outputs:nprobes=3"])
+    (r,) = extract(Zoo.open(tiny_zoo), ["learned-queries"])
+    assert "supervised" in r.error
+
+
+def test_every_builtin_runs_on_each_family(tmp_path):
+    """Smoke + shape contract for every built-in on mlp, cnn and transformer populations."""
+    task = get_task("xor-cues")
+    cases = [get_family("mlp", task.input_shape, 2, {"width": 8, "depth": 1}),
+             get_family("cnn", (1, 4, 2), 2, {"channels": [3, 4]}),
+             get_family("transformer", (2, 4), 2, {"d_model": 8, "n_heads": 2})]
+
+    class Shaped:
+        name = "shaped"
+
+        def __init__(self, shape):
+            self.input_shape, self.n_out = shape, 2
+
+        def probe_names(self):
+            return ["in_dist", "ood"]
+
+        def probes(self, name):
+            return torch.randn(20, *self.input_shape, generator=torch.Generator().manual_seed(len(name)))
+
+        def train_set(self):
+            x = self.probes("in_dist")
+            return x, (x.flatten(1).sum(1) > 0).long()
+
+        loss = staticmethod(task.loss)
+
+    for fam in cases:
+        mb = ModelBatch(fam, fam.init(range(5)), Shaped(fam.input_shape), [f"m{i}" for i in range(5)])
+        for name, spec in list_extractors().items():
+            if spec.source != "builtin":
+                continue
+            labels = ["a", "b", "a", "b", "a"] if spec.supervised else None
+            v, _ = spec.compute(mb, spec.params, labels)
+            assert v.shape[0] == 5 and np.isfinite(v).all(), (fam.name, name)
+
+
+def test_extract_cli(tiny_zoo):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, a)], capture_output=True, text=True, timeout=120)
+    res = run("extract", tiny_zoo, "--fp", "weight-stats", "--fp", "cka:n_probes=16")
+    assert res.returncode == 0, res.stderr
+    assert "computed" in res.stdout
+    res = run("extract", tiny_zoo, "--fp", "nope")
+    assert res.returncode == 2 and "unknown extractor 'nope'" in res.stderr
+    meta = json.loads(run("inspect", tiny_zoo, "--json").stdout)["fingerprints"]
+    assert {m["extractor"] for m in meta} == {"weight-stats", "cka"}
+    lst = json.loads(run("list", "--json").stdout)
+    assert lst["extractors"]["cka"]["output"] == "distances"
