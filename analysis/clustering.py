@@ -1,0 +1,298 @@
+"""Clustering fingerprints into basins, with an uncertainty on the number of basins.
+
+Feature fingerprints ``[n, d]`` are standardised, reduced by PCA, then clustered; distance
+fingerprints ``[n, n]`` are clustered on the precomputed distances (Gaussian mixture and k-means,
+which need coordinates, get classical-MDS coordinates instead). Methods: HDBSCAN, Gaussian mixture
+with k by BIC, k-means with k by silhouette, agglomerative (average / complete linkage). ``auto`` is
+the Gaussian mixture for features and average-linkage agglomerative for distances. The number of
+basins comes with a bootstrap: resample models, recluster, report the consensus k and the
+stability (mean adjusted Rand index between pairs of bootstrap clusterings, on the models they
+share). Everything is deterministic for a given ``random_state``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from fingerprint.errors import UserError, choices
+
+METHODS = ("auto", "gmm", "kmeans", "hdbscan", "agglomerative", "agglomerative-complete")
+EMBEDDINGS = ("umap", "pca")
+# silhouette-chosen methods split into k > 1 basins only when the best silhouette clears this;
+# below it the population is one basin (random data scores ~0.1-0.2 in 10 PCA dimensions)
+MIN_SILHOUETTE = 0.25
+MIN_MODELS = 4  # fewer models than this are one basin, whatever the method
+
+
+@dataclass
+class Clustering:
+    """Cluster labels ``[n]`` (``-1`` = noise, HDBSCAN only) and how they were found."""
+
+    labels: np.ndarray
+    method: str
+    k: int
+    score: float = float("nan")  # silhouette or BIC of the chosen k
+    scores: dict[int, float] = field(default_factory=dict)  # k -> silhouette or BIC
+
+
+def is_distance(values: np.ndarray) -> bool:
+    """Heuristic for unlabelled arrays: square, symmetric, zero diagonal."""
+    values = np.asarray(values)
+    return (values.ndim == 2 and values.shape[0] == values.shape[1] and values.shape[0] > 1
+            and bool(np.allclose(values, values.T, atol=1e-5)) and bool(np.allclose(np.diag(values), 0, atol=1e-5)))
+
+
+def _as_distance(values: np.ndarray, distances: bool | None) -> bool:
+    if distances is None:
+        return is_distance(values)
+    # an extractor may declare "distances" but return [n, n_landmarks]: those are coordinates
+    return bool(distances) and values.ndim == 2 and values.shape[0] == values.shape[1]
+
+
+def reduce_features(x: np.ndarray, n_components: int = 10, random_state: int = 0) -> np.ndarray:
+    """Standardise then PCA to at most ``n_components`` dims ``[n, c]`` (constant columns dropped)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    keep = x.std(0) > 1e-12
+    if not keep.any() or len(x) < 2:
+        return np.zeros((len(x), 1))
+    z = StandardScaler().fit_transform(x[:, keep])
+    c = int(min(n_components, z.shape[1], max(len(z) - 1, 1)))
+    return PCA(n_components=c, random_state=random_state).fit_transform(z)
+
+
+def distance_to_features(d: np.ndarray, n_components: int = 10) -> np.ndarray:
+    """Classical MDS coordinates ``[n, c]`` of a distance matrix ``[n, n]``."""
+    d = np.asarray(d, dtype=np.float64)
+    d = 0.5 * (d + d.T)
+    n = len(d)
+    j = np.eye(n) - 1.0 / n
+    b = -0.5 * j @ (d**2) @ j
+    vals, vecs = np.linalg.eigh(b)
+    order = np.argsort(vals)[::-1][: max(1, min(n_components, n))]
+    return vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))
+
+
+def coordinates(values: np.ndarray, distances: bool | None = None, n_components: int = 10,
+                random_state: int = 0) -> np.ndarray:
+    """Low-dimensional coordinates ``[n, c]`` of any fingerprint (PCA of features, MDS of distances)."""
+    values = np.asarray(values, dtype=np.float64)
+    if _as_distance(values, distances):
+        return distance_to_features(values, n_components)
+    return reduce_features(values, n_components, random_state)
+
+
+def combine(blocks: list[np.ndarray], distances: list[bool | None] | None = None, n_components: int = 10,
+            random_state: int = 0) -> np.ndarray:
+    """Concatenate several fingerprints of the same models ``[n, sum c_i]``.
+
+    Each block is reduced to coordinates (PCA / MDS) and scaled to unit root-mean-square norm, so
+    every extractor weighs the same whatever its raw dimension or units.
+    """
+    if not blocks:
+        raise UserError("combine needs at least one fingerprint")
+    n = len(blocks[0])
+    if any(len(b) != n for b in blocks):
+        raise UserError(f"combined fingerprints must cover the same models (sizes: {[len(b) for b in blocks]})")
+    parts = []
+    for i, b in enumerate(blocks):
+        f = coordinates(b, None if distances is None else distances[i], n_components, random_state)
+        f = f - f.mean(0)
+        parts.append(f / max(float(np.sqrt((f**2).sum(1).mean())), 1e-12))
+    return np.concatenate(parts, 1)
+
+
+def _silhouette_k(fit, data: np.ndarray, k_max: int, metric: str, k_fixed: int | None) -> Clustering:
+    n = len(data)
+    if k_fixed is not None:
+        labels = np.asarray(fit(k_fixed))
+        s = float(silhouette_score(data, labels, metric=metric)) if 1 < len(np.unique(labels)) < n else float("nan")
+        return Clustering(labels, "", k_fixed, s, {k_fixed: s})
+    scores: dict[int, float] = {}
+    best = (MIN_SILHOUETTE, 1, np.zeros(n, int))
+    for k in range(2, min(k_max, n - 1) + 1):
+        labels = np.asarray(fit(k))
+        if len(np.unique(labels)) < 2:
+            continue
+        s = float(silhouette_score(data, labels, metric=metric))
+        scores[k] = s
+        if s > best[0]:
+            best = (s, k, labels)
+    return Clustering(best[2], "", best[1], best[0] if best[1] > 1 else float("nan"), scores)
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise UserError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
+
+
+def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_state: int = 0,
+            n_components: int = 10, distances: bool | None = None, k: int | None = None) -> Clustering:
+    """Cluster a fingerprint: features ``[n, d]`` or distances ``[n, n]``.
+
+    Parameters
+    ----------
+    values : features ``[n, d]`` or a distance matrix ``[n, n]``.
+    method : one of :data:`METHODS`.
+    k_max : largest number of basins considered when k is chosen (BIC / silhouette).
+    distances : whether ``values`` are distances; ``None`` guesses (square, symmetric, zero diagonal).
+    k : a fixed number of basins (not for HDBSCAN, which chooses its own).
+
+    Returns
+    -------
+    Clustering with ``labels`` ``[n]``.
+
+    Examples
+    --------
+    >>> x = np.r_[np.zeros((10, 3)), np.ones((10, 3)) * 5] + np.random.default_rng(0).normal(size=(20, 3)) * 0.1
+    >>> cluster(x, "kmeans").k
+    2
+    """
+    check_method(method)
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if k is not None and not 1 <= k <= max(n - 1, 1):
+        raise UserError(f"fixed k = {k} is out of range for {n} models (valid: 1..{max(n - 1, 1)})")
+    if n < MIN_MODELS:
+        return Clustering(np.zeros(n, int), method, 1)
+    dist = _as_distance(values, distances)
+    if method == "auto":
+        method = "agglomerative" if dist else "gmm"
+    if k == 1:
+        return Clustering(np.zeros(n, int), method, 1)
+    if dist and method in ("gmm", "kmeans"):
+        data, dist = distance_to_features(values, n_components), False
+    else:
+        data = values if dist else reduce_features(values, n_components, random_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "hdbscan":
+            hd = HDBSCAN(min_cluster_size=max(3, n // 20), metric="precomputed" if dist else "euclidean", copy=True)
+            labels = hd.fit_predict(values if dist else data)
+            return Clustering(np.asarray(labels), "hdbscan", len(set(labels.tolist()) - {-1}))
+        if method == "gmm":
+            scores: dict[int, float] = {}
+            best = None
+            for kk in ([k] if k is not None else range(1, min(k_max, n - 1) + 1)):
+                gm = GaussianMixture(kk, covariance_type="diag", random_state=random_state, n_init=1,
+                                     reg_covar=1e-3).fit(data)
+                bic = float(gm.bic(data))
+                scores[kk] = bic
+                if best is None or bic < best[0]:
+                    best = (bic, kk, gm.predict(data))
+            labels = _relabel(best[2])
+            return Clustering(labels, "gmm", len(np.unique(labels)), best[0], scores)
+        if method == "kmeans":
+            c = _silhouette_k(lambda kk: KMeans(kk, n_init=5, random_state=random_state).fit_predict(data), data,
+                              k_max, "euclidean", k)
+            c.method = "kmeans"
+            return c
+        linkage = "complete" if method == "agglomerative-complete" else "average"
+        if dist:
+            fit = lambda kk: AgglomerativeClustering(kk, metric="precomputed", linkage=linkage).fit_predict(values)  # noqa: E731
+            c = _silhouette_k(fit, values, k_max, "precomputed", k)
+        else:
+            fit = lambda kk: AgglomerativeClustering(kk, linkage=linkage).fit_predict(data)  # noqa: E731
+            c = _silhouette_k(fit, data, k_max, "euclidean", k)
+        c.method = method
+        return c
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    """Consecutive cluster ids 0..k-1 in order of first appearance (noise stays -1)."""
+    out = np.full(len(labels), -1, int)
+    ids: dict[int, int] = {}
+    for i, v in enumerate(np.asarray(labels).tolist()):
+        if v == -1:
+            continue
+        out[i] = ids.setdefault(v, len(ids))
+    return out
+
+
+def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max: int = 8, random_state: int = 0,
+              n_components: int = 10, distances: bool | None = None, k: int | None = None) -> dict:
+    """How certain is the clustering? Resample models, recluster, compare.
+
+    Each replicate draws ``n`` models with replacement and clusters the distinct ones (a duplicated
+    model would be a fake tight cluster). Returns the consensus (most frequent) k, the histogram of
+    k, and the stability: mean ARI between every pair of replicates on the models both contain
+    (1 = the same partition every time; ~0 = unrelated partitions).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    rs = np.random.default_rng(random_state)
+    dist = _as_distance(values, distances)
+    reps: list[tuple[np.ndarray, np.ndarray]] = []  # (model indices, labels)
+    ks = []
+    for b in range(n_boot):
+        idx = np.unique(rs.integers(0, n, n))
+        if len(idx) < MIN_MODELS:
+            continue
+        sub = values[np.ix_(idx, idx)] if dist else values[idx]
+        c = cluster(sub, method, k_max, random_state + b + 1, n_components, dist, k)
+        ks.append(c.k)
+        reps.append((idx, c.labels))
+    if not ks:
+        return {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
+    aris = []
+    for i in range(len(reps)):
+        for j in range(i + 1, len(reps)):
+            shared, a, b = np.intersect1d(reps[i][0], reps[j][0], return_indices=True)
+            if len(shared) >= 2:
+                aris.append(adjusted_rand_score(reps[i][1][a], reps[j][1][b]))
+    kk, counts = np.unique(ks, return_counts=True)
+    return {"consensus_k": int(kk[np.argmax(counts)]), "k_counts": {str(int(a)): int(c) for a, c in zip(kk, counts)},
+            "stability": float(np.mean(aris)) if aris else None, "n_boot": len(ks)}
+
+
+def exemplars(values: np.ndarray, labels: np.ndarray, distances: bool | None = None, n_components: int = 10,
+              random_state: int = 0) -> dict[int, int]:
+    """Cluster -> index of its medoid model (smallest summed distance to the rest of its cluster)."""
+    values = np.asarray(values, dtype=np.float64)
+    dist = _as_distance(values, distances)
+    if not dist:
+        c = reduce_features(values, n_components, random_state)
+        d = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
+    else:
+        d = values
+    out = {}
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        out[int(lab)] = int(idx[np.argmin(d[np.ix_(idx, idx)].sum(1))])
+    return out
+
+
+def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, distances: bool | None = None
+             ) -> tuple[np.ndarray, str]:
+    """A 2-D map ``[n, 2]`` and the method actually used.
+
+    UMAP (precomputed metric for distances) needs a dozen models; smaller populations, and
+    ``method="pca"``, get PCA of the standardised features or classical MDS of the distances.
+    """
+    if method not in EMBEDDINGS:
+        raise UserError(f"unknown embedding '{method}' (valid: {choices(EMBEDDINGS)})")
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    dist = _as_distance(values, distances)
+    if n < 3:
+        return np.zeros((n, 2)), "none"
+    if method == "pca" or n < 12:
+        xy = coordinates(values, dist, 2, random_state)
+        if xy.shape[1] < 2:
+            xy = np.c_[xy, np.zeros(n)]
+        return xy[:, :2], "mds" if dist else "pca"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=min(15, n - 1), min_dist=0.1, random_state=random_state,
+                            metric="precomputed" if dist else "euclidean", n_jobs=1, init="spectral" if n > 20 else "random")
+        data = values if dist else reduce_features(values, 20, random_state)
+        return np.asarray(reducer.fit_transform(data), dtype=np.float64), "umap"

@@ -1,0 +1,164 @@
+"""Scores that compare a clustering (or a fingerprint) with per-model ground truth and lineage.
+
+``deep``: adjusted mutual information (AMI) between clusters and a label such as ``deep_label``,
+and the cross-validated AUROC of a linear probe on the fingerprint. ``noise``: AMI between
+clusters and lineage families *inside each true basin*, averaged over basins weighted by size, so
+that a fingerprint is not credited with "tracking lineage" merely because families land in
+different basins. ``lineage_nn``: how often a model's nearest neighbour (in fingerprint space,
+inside its true basin) is a relative -- an identification score that needs no clustering.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
+
+MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
+
+
+def _codes(values) -> np.ndarray:
+    arr = np.asarray([str(v) for v in values], dtype=object)
+    _, inv = np.unique(arr, return_inverse=True)
+    return inv
+
+
+def ami(a, b) -> float | None:
+    """AMI of two labellings of the same models; ``None`` when either has a single value."""
+    a, b = _codes(a), _codes(b)
+    if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
+        return None if len(np.unique(b)) < 2 else 0.0
+    return float(adjusted_mutual_info_score(b, a))
+
+
+def root_family(model_ids, parent_ids) -> np.ndarray:
+    """Each model's lineage root: follow ``parent_id`` up to a model without a parent (or unknown).
+
+    Base models are their own root; spawned / fine-tuned children share their ancestor's root.
+    """
+    ids = [str(m) for m in model_ids]
+    parent = {m: ("" if p is None else str(p)) for m, p in zip(ids, parent_ids)}
+    out = []
+    for m in ids:
+        seen = {m}
+        cur = m
+        while parent.get(cur, "") and parent[cur] not in seen:
+            cur = parent[cur]
+            seen.add(cur)
+            if cur not in parent:  # parent outside the population (e.g. left out): still a shared root
+                break
+        out.append(cur)
+    return np.asarray(out, dtype=object)
+
+
+def within_basin_ami(clusters, family, basins=None, min_basin: int = MIN_BASIN) -> tuple[float | None, dict[str, float]]:
+    """Size-weighted mean over true basins of AMI(clusters, family) restricted to each basin.
+
+    A basin counts when it has ``min_basin`` models and at least one family with two members in it
+    (otherwise no clustering could reveal lineage there). ``basins=None`` treats the population as one
+    basin (no ground truth). Returns ``(mean or None, {basin: ami})``.
+    """
+    clusters = np.asarray([str(c) for c in clusters], dtype=object)
+    family = np.asarray([str(f) for f in family], dtype=object)
+    basins = np.zeros(len(clusters), dtype=object) if basins is None else np.asarray([str(b) for b in basins], dtype=object)
+    per: dict[str, float] = {}
+    weights: dict[str, int] = {}
+    for b in sorted(set(basins.tolist())):
+        m = basins == b
+        if m.sum() < min_basin:
+            continue
+        fam = family[m]
+        _, counts = np.unique(fam, return_counts=True)
+        if counts.max() < 2 or len(counts) < 2:
+            continue
+        if len(np.unique(clusters[m])) < 2:
+            per[b] = 0.0
+        else:
+            per[b] = float(adjusted_mutual_info_score(fam, clusters[m]))
+        weights[b] = int(m.sum())
+    if not per:
+        return None, {}
+    total = sum(weights.values())
+    return float(sum(per[b] * weights[b] for b in per) / total), per
+
+
+def pairwise_distances(coords: np.ndarray) -> np.ndarray:
+    sq = (coords**2).sum(1)
+    return np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * coords @ coords.T, 0, None))
+
+
+def lineage_nn(dist: np.ndarray, family, basins=None) -> tuple[float | None, float | None]:
+    """Nearest-neighbour lineage identification inside true basins, and its chance level.
+
+    For every model whose family has another member in its basin: is its nearest neighbour among
+    the basin's models a relative? Chance: the expected rate for a random neighbour. Returns
+    ``(rate, chance)`` or ``(None, None)`` when no model has a relative in its basin.
+    """
+    family = np.asarray([str(f) for f in family], dtype=object)
+    n = len(family)
+    basins = np.zeros(n, dtype=object) if basins is None else np.asarray([str(b) for b in basins], dtype=object)
+    hits, chance = [], []
+    for b in set(basins.tolist()):
+        idx = np.flatnonzero(basins == b)
+        if len(idx) < 3:
+            continue
+        d = np.array(dist[np.ix_(idx, idx)], dtype=np.float64)
+        np.fill_diagonal(d, np.inf)
+        fam = family[idx]
+        for r in range(len(idx)):
+            rel = int((fam == fam[r]).sum()) - 1
+            if rel == 0:
+                continue
+            hits.append(float(fam[int(np.argmin(d[r]))] == fam[r]))
+            chance.append(rel / (len(idx) - 1))
+    if not hits:
+        return None, None
+    return float(np.mean(hits)), float(np.mean(chance))
+
+
+def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0) -> float | None:
+    """Cross-validated AUROC of a logistic-regression probe ``coords [n, c] -> labels``.
+
+    Binary labels: plain AUROC of the held-out probabilities; more classes: macro one-vs-rest.
+    Scaling happens inside each fold. ``None`` when a class has fewer than two models.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = _codes(labels)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 or counts.min() < 2:
+        return None
+    folds = int(min(n_splits, counts.min()))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = cross_val_predict(probe, np.asarray(coords, dtype=np.float64), y,
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=random_state), method="predict_proba")
+    if len(classes) == 2:
+        return float(roc_auc_score(y, p[:, 1]))
+    return float(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+
+
+def confusion(clusters, labels) -> dict:
+    """Counts ``[n_clusters, n_labels]`` with the row and column names."""
+    cl = [str(c) for c in clusters]
+    lb = [str(v) for v in labels]
+    rows = sorted(set(cl), key=_natural)
+    cols = sorted(set(lb), key=_natural)
+    ri = {r: i for i, r in enumerate(rows)}
+    ci = {c: i for i, c in enumerate(cols)}
+    counts = np.zeros((len(rows), len(cols)), int)
+    for a, b in zip(cl, lb):
+        counts[ri[a], ci[b]] += 1
+    return {"clusters": rows, "labels": cols, "counts": counts.tolist()}
+
+
+def _natural(s: str):
+    try:
+        return (0, float(s), "")
+    except ValueError:
+        return (1, 0.0, s)

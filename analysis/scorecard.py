@@ -1,0 +1,365 @@
+"""The deep-vs-noise scorecard: cluster each fingerprint, score it, and give a verdict.
+
+:func:`analyze` takes fingerprints (arrays with their model ids and metadata) and the population's
+per-model table (columns as arrays), and returns one JSON-ready dict: per fingerprint the basins,
+bootstrap stability, 2-D map, scores and verdict, plus the ``scorecard`` list. Formulas, thresholds
+and verdict rules are in ``docs/scorecard.md``; :class:`AnalysisOptions` mirrors the ``[analysis]``
+config section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis import clustering as cl
+from analysis import metrics as mt
+from fingerprint.errors import UserError, choices
+
+RESULT_VERSION = 1
+VERDICTS = ("tracks deep differences", "tracks initialization noise", "tracks both", "uninformative")
+NO_TRUTH = "no ground truth"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Settings of the clustering and the verdict (the ``[analysis]`` config section)."""
+
+    method: str = "auto"
+    k_max: int = 8
+    k: int = 0  # 0 = choose k (BIC / silhouette); > 0 = fixed number of basins
+    n_boot: int = 20
+    n_components: int = 10
+    embedding: str = "umap"  # umap | pca
+    seed: int = 0
+    label: str = "deep_label"  # ground-truth column ("" = none)
+    lineage: str = "init_seed"  # lineage column: models sharing a value are one family
+    combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
+    deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
+    noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
+    auroc_threshold: float = 0.85  # binary labels: cross-validated probe AUROC at or above this: deep signal
+
+    @classmethod
+    def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
+        """Validate a config section: unknown key or wrong type is a one-line :class:`UserError`."""
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kw: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in fields:
+                raise UserError(f"unknown config key '{where}.{key}' (valid: {choices(fields)})")
+            default = fields[key].default if fields[key].default is not dataclasses.MISSING else []
+            kw[key] = _typed(value, default, f"{where}.{key}")
+        opts = cls(**kw)
+        opts.validate(where)
+        return opts
+
+    def validate(self, where: str = "analysis") -> None:
+        cl.check_method(self.method)
+        if self.embedding not in cl.EMBEDDINGS:
+            raise UserError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+        for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0)):
+            if getattr(self, key) < lo:
+                raise UserError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+        for key in ("deep_threshold", "noise_threshold", "auroc_threshold"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise UserError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
+        for i, group in enumerate(self.combine):
+            if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
+                raise UserError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
+
+    def replace(self, **kw) -> "AnalysisOptions":
+        kw = {k: v for k, v in kw.items() if v is not None}
+        new = dataclasses.replace(self, **kw)
+        new.validate()
+        return new
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _typed(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:
+        ok = True
+    if not ok:
+        raise UserError(f"config key '{where}' must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+@dataclass
+class FingerprintInput:
+    """One fingerprint to analyse: ``values`` ``[n, d]`` or ``[n, n]`` with rows in ``model_ids`` order."""
+
+    name: str
+    values: np.ndarray | None
+    model_ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def distances(self) -> bool | None:
+        out = self.meta.get("output")
+        return None if out is None else out == "distances"
+
+
+def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
+            opts: AnalysisOptions, has_label: bool) -> tuple[str, str]:
+    """The verdict and the reason for it (the rules of ``docs/scorecard.md``)."""
+    if not has_label:
+        return NO_TRUTH, "no ground-truth label to score against"
+    deep_parts = []
+    if deep_ami is not None and deep_ami >= opts.deep_threshold:
+        deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}")
+    if binary and probe_auroc is not None and probe_auroc >= opts.auroc_threshold:
+        deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}")
+    noise = noise_ami is not None and noise_ami >= opts.noise_threshold
+    noise_txt = f"noise AMI {noise_ami:.2f} {'>=' if noise else '<'} {opts.noise_threshold:g}" if noise_ami is not None \
+        else "noise AMI n/a"
+    if deep_parts and noise:
+        return "tracks both", f"{' and '.join(deep_parts)}; {noise_txt}"
+    if deep_parts:
+        return "tracks deep differences", f"{' and '.join(deep_parts)}; {noise_txt}"
+    if noise:
+        d = f"deep AMI {deep_ami:.2f} < {opts.deep_threshold:g}" if deep_ami is not None else "deep AMI n/a"
+        return "tracks initialization noise", f"{d}; {noise_txt}"
+    d = f"deep AMI {deep_ami:.2f} < {opts.deep_threshold:g}" if deep_ami is not None else "deep AMI n/a"
+    return "uninformative", f"{d}; {noise_txt}"
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
+                index: dict[str, int]) -> dict[str, Any]:
+    """Cluster one fingerprint and score it against ``table`` (columns aligned with ``index``)."""
+    meta = {k: v for k, v in fp.meta.items() if k not in ("extra",)}
+    out: dict[str, Any] = {"fingerprint": fp.name, "key": meta.get("key"), "extractor": meta.get("extractor", fp.name),
+                           "kind": meta.get("kind"), "output": meta.get("output"), "step": meta.get("step"),
+                           "supervised": bool(meta.get("supervised", False)), "meta": meta, "error": fp.error}
+    if fp.error or fp.values is None:
+        out.update(error=fp.error or "no values", verdict=FAILED, reason=fp.error or "no values")
+        return out
+    t0 = time.time()
+    try:
+        out.update(_analyze_values(fp, table, opts, index))
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken fingerprint must not hide the others; shown as failed
+        out.update(error=f"analysis failed: {type(e).__name__}: {e}", verdict=FAILED,
+                   reason=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=4))
+    out["seconds"] = round(time.time() - t0, 3)
+    return out
+
+
+def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
+                    index: dict[str, int]) -> dict[str, Any]:
+    values = np.asarray(fp.values, dtype=np.float64)
+    ids = list(fp.model_ids)
+    if len(values) != len(ids):
+        raise ValueError(f"{len(values)} rows but {len(ids)} model ids")
+    if not np.isfinite(values).all():
+        raise ValueError("fingerprint has NaN or infinite values")
+    dist = cl._as_distance(values, fp.distances)
+    # leave out models the table does not know and diverged ones
+    rows = [index.get(m) for m in ids]
+    div = np.asarray(table["diverged"], bool) if "diverged" in table else np.zeros(len(table["model_id"]), bool)
+    keep = np.asarray([r is not None and not div[r] for r in rows], bool)
+    excluded = [m for m, k in zip(ids, keep) if not k]
+    if not keep.all():
+        values = values[np.ix_(keep, keep)] if dist else values[keep]
+        ids = [m for m, k in zip(ids, keep) if k]
+    rows_arr = np.asarray([index[m] for m in ids], int)
+    n = len(ids)
+    col = lambda c: np.asarray(table[c], dtype=object)[rows_arr]  # noqa: E731
+    label = col(opts.label) if opts.label and opts.label in table else None
+    lineage = col(opts.lineage) if opts.lineage and opts.lineage in table else None
+    parents = None
+    if "parent_id" in table:
+        p = col("parent_id")
+        if any(str(x) for x in p):
+            parents = mt.root_family(ids, p)
+
+    k_fixed = opts.k or None
+    c = cl.cluster(values, opts.method, opts.k_max, opts.seed, opts.n_components, dist, k_fixed)
+    boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed) \
+        if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
+    xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist)
+    coords = cl.coordinates(values, dist, opts.n_components, opts.seed)
+    dmat = values if dist else mt.pairwise_distances(cl.reduce_features(values, max(opts.n_components, 50), opts.seed))
+    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed)
+    clusters = c.labels
+
+    scores: dict[str, Any] = {}
+    has_label = label is not None and len({str(v) for v in label}) >= 2
+    binary = has_label and len({str(v) for v in label}) == 2
+    if has_label:
+        scores["deep_ami"] = mt.ami(clusters, label)
+        scores["probe_auroc"] = mt.probe_auroc(coords, label, random_state=opts.seed)
+    else:
+        scores["deep_ami"] = None
+        scores["probe_auroc"] = None
+    basins = label if has_label else None
+    if lineage is not None:
+        scores["noise_ami"], scores["noise_ami_per_basin"] = mt.within_basin_ami(clusters, lineage, basins)
+        scores["lineage_nn"], scores["lineage_nn_chance"] = mt.lineage_nn(dmat, lineage, basins)
+    if parents is not None:
+        scores["parent_noise_ami"], scores["parent_noise_ami_per_basin"] = mt.within_basin_ami(clusters, parents, basins)
+        scores["parent_nn"], scores["parent_nn_chance"] = mt.lineage_nn(dmat, parents, basins)
+    noise_vals = [v for v in (scores.get("noise_ami"), scores.get("parent_noise_ami")) if v is not None]
+    noise = max(noise_vals) if noise_vals else None
+    v, reason = verdict(scores["deep_ami"], noise, scores["probe_auroc"], binary, opts, has_label)
+
+    # what the clusters line up with, over the whole population (no ground truth needed)
+    alignment = {}
+    for name in _lineage_columns(table, opts):
+        a = mt.ami(clusters, col(name))
+        if a is not None:
+            alignment[name] = a
+    if parents is not None:
+        a = mt.ami(clusters, parents)
+        if a is not None:
+            alignment["parent family"] = a
+    aligns_with = max(alignment, key=alignment.get) if alignment and max(alignment.values()) > 0.05 else None
+
+    basin_rows = []
+    for lab in sorted(set(clusters.tolist())):
+        m = clusters == lab
+        row = {"cluster": int(lab), "size": int(m.sum()), "exemplar": ids[ex[int(lab)]]}
+        if label is not None:
+            u, cnt = np.unique(np.asarray([str(x) for x in label[m]]), return_counts=True)
+            row["labels"] = {str(a): int(b) for a, b in zip(u, cnt)}
+        if lineage is not None:
+            row["n_families"] = int(len({str(x) for x in lineage[m]}))
+        basin_rows.append(row)
+    return {
+        "n_models": n, "excluded": excluded, "method": c.method, "k": int(c.k), "k_scores": {str(a): _fmt(b) for a, b in c.scores.items()},
+        "bootstrap": boot, "embedding_method": emb, "distances": bool(dist),
+        "model_ids": ids, "clusters": clusters.tolist(), "embedding": np.round(xy, 5).tolist(),
+        "label_values": None if label is None else [str(x) for x in label],
+        "lineage_values": None if lineage is None else [str(x) for x in lineage],
+        "scores": {k: (_fmt(v) if not isinstance(v, dict) else {a: _fmt(b) for a, b in v.items()}) for k, v in scores.items()},
+        "noise_score": _fmt(noise), "verdict": v, "reason": reason, "binary_label": binary,
+        "alignment": alignment, "aligns_with": aligns_with, "basins": basin_rows,
+        "confusion": mt.confusion(clusters, label) if label is not None else None,
+    }
+
+
+def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
+    cands = [opts.lineage, "init_seed", "data_seed", "kind", "group", "variant"]
+    out = []
+    for c in cands:
+        if c and c in table and c not in out and c != opts.label:
+            out.append(c)
+    return out
+
+
+def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None
+            ) -> dict[str, Any]:
+    """Analyse every fingerprint (plus the combined ones of ``opts.combine``) against ``table``.
+
+    ``table`` maps column name -> per-model array; it must have ``model_id``. Returns the JSON-ready
+    result with ``settings``, ``fingerprints`` (full detail) and ``scorecard`` (one row each).
+    """
+    opts = opts or AnalysisOptions()
+    if "model_id" not in table:
+        raise UserError("the model table needs a 'model_id' column")
+    for what, c in (("--label", opts.label), ("--lineage", opts.lineage)):
+        if c and c not in table and not (what == "--label" and c == "deep_label"):
+            raise UserError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
+    index = {str(m): i for i, m in enumerate(table["model_id"])}
+    fps = list(fingerprints)
+    by_name = {f.name: f for f in fps}
+    for group in opts.combine:
+        fps.append(combined_input(group, by_name, opts))
+    results = [analyze_one(f, table, opts, index) for f in fps]
+    return {
+        "version": RESULT_VERSION,
+        "created": time.time(),
+        "settings": {**opts.to_dict(), "label": opts.label if opts.label in table else None,
+                     "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
+                                    "probe_auroc": opts.auroc_threshold}},
+        "n_models": len(table["model_id"]),
+        "fingerprints": results,
+        "scorecard": [scorecard_row(r) for r in results],
+    }
+
+
+def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts: AnalysisOptions) -> FingerprintInput:
+    """Concatenate several fingerprints (per-block scaling) on the models they all cover."""
+    name = "+".join(group)
+    missing = [g for g in group if g not in by_name]
+    if missing:
+        return FingerprintInput(name, None, [], {"extractor": "combined", "output": "features"},
+                                error=f"cannot combine: no fingerprint '{missing[0]}' (have: {choices(by_name)})")
+    parts = [by_name[g] for g in group]
+    bad = [p.name for p in parts if p.values is None]
+    if bad:
+        return FingerprintInput(name, None, [], {"extractor": "combined", "output": "features"},
+                                error=f"cannot combine: fingerprint '{bad[0]}' failed")
+    shared = [m for m in parts[0].model_ids if all(m in set(p.model_ids) for p in parts[1:])]
+    blocks = []
+    for p in parts:
+        pos = {m: i for i, m in enumerate(p.model_ids)}
+        idx = np.asarray([pos[m] for m in shared], int)
+        v = np.asarray(p.values)
+        d = cl._as_distance(v, p.distances)
+        blocks.append((v[np.ix_(idx, idx)] if d else v[idx], d))
+    values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed)
+    kinds = {p.meta.get("kind") for p in parts}
+    meta = {"extractor": "combined", "output": "features", "kind": kinds.pop() if len(kinds) == 1 else "mixed",
+            "parts": [p.meta.get("key") for p in parts], "supervised": any(p.meta.get("supervised") for p in parts),
+            "step": parts[0].meta.get("step")}
+    return FingerprintInput(name, values, shared, meta)
+
+
+def scorecard_row(r: dict[str, Any]) -> dict[str, Any]:
+    s = r.get("scores") or {}
+    boot = r.get("bootstrap") or {}
+    return {
+        "fingerprint": r["fingerprint"], "extractor": r.get("extractor"), "kind": r.get("kind"),
+        "output": r.get("output"), "supervised": r.get("supervised", False), "n_models": r.get("n_models"),
+        "n_clusters": r.get("k"), "consensus_k": boot.get("consensus_k"), "stability": boot.get("stability"),
+        "deep_ami": s.get("deep_ami"), "probe_auroc": s.get("probe_auroc"), "noise_ami": s.get("noise_ami"),
+        "parent_noise_ami": s.get("parent_noise_ami"), "lineage_nn": s.get("lineage_nn"),
+        "lineage_nn_chance": s.get("lineage_nn_chance"), "parent_nn": s.get("parent_nn"),
+        "parent_nn_chance": s.get("parent_nn_chance"), "aligns_with": r.get("aligns_with"),
+        "verdict": r.get("verdict"), "reason": r.get("reason"), "error": r.get("error"),
+    }
+
+
+def summary(result: dict[str, Any], provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``summary.json``: the numbers of the report without the per-model maps."""
+    fps = []
+    for r in result["fingerprints"]:
+        d = {k: v for k, v in r.items() if k not in ("embedding", "label_values", "lineage_values", "clusters", "model_ids", "traceback")}
+        if r.get("model_ids") is not None and r.get("clusters") is not None:
+            d["assignments"] = dict(zip(r["model_ids"], r["clusters"]))
+        fps.append(d)
+    ok = [r for r in result["scorecard"] if r.get("deep_ami") is not None and not r.get("error")]
+    best = max(ok, key=lambda r: r["deep_ami"]) if ok else None
+    return {"version": result.get("version"), "settings": result.get("settings"), "n_models": result.get("n_models"),
+            "scorecard": result["scorecard"], "best_deep": None if best is None else {"fingerprint": best["fingerprint"], "deep_ami": best["deep_ami"]},
+            "n_failed": sum(1 for r in result["scorecard"] if r.get("error")),
+            "fingerprints": fps, "provenance": provenance or {}}
