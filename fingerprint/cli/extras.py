@@ -39,3 +39,63 @@ def import_cmd(
     zoo = Zoo.open(path)
     console.print(f"[green]imported[/] {len(zoo)} models into [bold]{path}[/] "
                   f"(columns: {', '.join(c for c in zoo.models.names() if c not in ('task', 'arch', 'group'))})")
+
+
+@app.command("forecast")
+def forecast_cmd(
+    zoo_path: Path = typer.Argument(..., metavar="ZOO"),
+    fp: List[str] = typer.Option(["ood-outputs"], "--fp", help="Fingerprints to forecast with (repeatable)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
+):
+    """How well early fingerprints predict each model's final basin, step by step."""
+    from rich.table import Table
+
+    from fingerprint.forecast import forecast
+    from fingerprint.zoo import Zoo, write_json
+
+    zoo = Zoo.open(zoo_path)
+    with console.status("extracting fingerprints at every checkpoint and forecasting"):
+        s = forecast(zoo, list(fp), label)
+    t = Table(title=f"forecast of {s['target']} ({s['n_models']} seeds, final step {s['final_step']})")
+    for col in ("fingerprint", "step", "fraction", "accuracy", "majority", "AUROC", "AMI"):
+        t.add_column(col, justify="left" if col == "fingerprint" else "right")
+    f = lambda v: "–" if v is None else f"{v:.2f}"
+    for p in s["forecast"]:
+        t.add_row(p["fingerprint"], str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), f(p["majority"]), f(p["auroc"]), f(p["ami"]))
+    console.print(t)
+    for name, frac in s["earliest_90"].items():
+        console.print(f"{name}: 90% accuracy {'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}")
+    if json_out:
+        write_json(json_out, s)
+
+
+@app.command("select")
+def select_cmd(
+    zoo_path: Path = typer.Argument(..., metavar="ZOO"),
+    basin: str = typer.Option(..., "--basin", help="The wanted basin: a value of the label column (e.g. rule_a), or 'cluster N'."),
+    at_step: int = typer.Option(..., "--at-step", help="Checkpoint step to forecast at."),
+    out: Path = typer.Option(..., "--out", "-o", help="New zoo for the continued models."),
+    fp: str = typer.Option("ood-outputs", "--fp", help="Fingerprint to forecast with."),
+    label: Optional[str] = typer.Option(None, "--label"),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Continue at most N seeds."),
+    calibration: float = typer.Option(0.25, help="Fraction of seeds trained to the end to fit the forecaster."),
+    threshold: float = typer.Option(0.5, help="Minimum forecast probability of the wanted basin."),
+    executor: str = typer.Option("local"),
+    device: str = typer.Option("cpu"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
+    from fingerprint.cli.train import make_executor
+    from fingerprint.forecast import select_and_continue
+    from fingerprint.zoo import Zoo
+
+    zoo = Zoo.open(zoo_path)
+    r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
+                            executor=make_executor(executor), device=device, overwrite=overwrite)
+    pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
+    console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {r['fingerprint']}: "
+                  f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")
+    console.print(f"purity {pct(r['purity'])} in basin '{r['basin']}' (base rate {pct(r['base_rate'])}, recall {pct(r['recall'])}); "
+                  f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
+                  f"({pct(r['compute_saved'])} saved); new zoo: [bold]{r['out']}[/]")

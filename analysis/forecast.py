@@ -1,0 +1,77 @@
+"""Forecasting final basins from early fingerprints (the proposal's "fingerprint early" step).
+
+For each checkpoint step, a fingerprint of the models at that step is scored on how well it predicts
+each model's *final* basin: ``accuracy`` (and ``auroc``) of a cross-validated linear classifier on a
+labelled subset, and ``ami`` between an unsupervised clustering at that step and the final basins.
+Pure functions on arrays; ``fingerprint.forecast`` feeds them a zoo.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from analysis.clustering import cluster, coordinates
+
+
+def classifier() -> LogisticRegression:
+    return LogisticRegression(max_iter=3000, C=1.0)
+
+
+def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
+                  distances: bool | None = None) -> dict[str, float | None]:
+    """Scores for one step: ``values`` ``[n, d]`` (or ``[n, n]``) against final basin labels ``[n]``."""
+    y = np.asarray([str(v) for v in final])
+    classes, yi = np.unique(y, return_inverse=True)
+    out: dict[str, float | None] = {"accuracy": None, "auroc": None, "ami": None, "n_models": int(len(y)),
+                                    "majority": float(np.bincount(yi).max() / len(yi))}  # accuracy of always guessing the largest basin
+    x = coordinates(values, distances, n_components=20, random_state=random_state)
+    c = cluster(values, distances=distances, random_state=random_state)
+    out["ami"] = float(adjusted_mutual_info_score(y, c.labels.astype(str)))
+    k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
+    if k >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            proba = cross_val_predict(classifier(), x, yi, cv=StratifiedKFold(k, shuffle=True, random_state=random_state),
+                                      method="predict_proba")
+        out["accuracy"] = float((proba.argmax(1) == yi).mean())
+        if len(classes) == 2:
+            out["auroc"] = float(roc_auc_score(yi, proba[:, 1]))
+        else:
+            out["auroc"] = float(roc_auc_score(yi, proba, multi_class="ovr", labels=list(range(len(classes)))))
+    return out
+
+
+def earliest(curve: list[dict], key: str = "accuracy", level: float = 0.9) -> float | None:
+    """Smallest fraction of training at which ``key`` reaches ``level`` (None if never)."""
+    hits = [p["fraction"] for p in curve if p.get(key) is not None and p[key] >= level]
+    return min(hits) if hits else None
+
+
+def select(values_train: np.ndarray, y_train: Sequence[str], values_pool: np.ndarray, basin: str,
+           budget: int | None = None, threshold: float = 0.5, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on labelled (calibration) models, score the pool: ``(selected pool indices, P(basin) [n_pool])``.
+
+    Keeps pool models whose predicted probability of ending in ``basin`` is at least ``threshold``,
+    most likely first, at most ``budget`` of them.
+    """
+    y = np.asarray([str(v) for v in y_train]) == str(basin)
+    both = np.concatenate([values_train, values_pool])
+    x = coordinates(both, False, n_components=20, random_state=random_state)
+    xt, xp = x[: len(values_train)], x[len(values_train):]
+    if y.all() or not y.any():
+        p = np.full(len(xp), float(y.mean()))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = classifier().fit(xt, y).predict_proba(xp)[:, 1]
+    order = np.argsort(-p, kind="stable")
+    keep = order[p[order] >= threshold]
+    if budget is not None:
+        keep = keep[:budget]
+    return np.sort(keep), p

@@ -1,0 +1,119 @@
+"""Glue for ``fingerprint forecast`` and ``fingerprint select``: zoo -> early fingerprints -> basins.
+
+``forecast`` extracts a fingerprint at every checkpoint step of the seed grid and scores how well it
+predicts each model's final basin (the ground-truth label, or the fingerprint's own final clusters
+when there is none). ``select_and_continue`` runs the proposal's procedure: fit the forecaster on a
+calibration subset trained to the end, forecast the other seeds at an early step, continue only the
+seeds predicted to land in the wanted basin (from their checkpoints, never from scratch), and report
+the purity reached and the compute used against training every seed to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.clustering import cluster
+from analysis.forecast import earliest, forecast_step, select
+from fingerprint.errors import UserError
+from fingerprint.extract import active_models, extract
+from fingerprint.zoo import Zoo
+
+
+def base_models(zoo: Zoo) -> list[str]:
+    """The seed grid (kind ``base``) that did not diverge: the population forecasting is about."""
+    keep = set(active_models(zoo))
+    return [m for m, k in zip(zoo.model_ids, zoo.models["kind"]) if k == "base" and m in keep]
+
+
+def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tuple[np.ndarray, str]:
+    """Final basin per model: the ``label`` column (default deep_label) or ``fp``'s final clusters."""
+    label = label or ("deep_label" if "deep_label" in zoo.models else None)
+    if label is not None:
+        if label not in zoo.models:
+            raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
+        return np.asarray(zoo.models[label])[zoo.index(ids)].astype(str), label
+    (res,) = extract(zoo, [fp], model_ids=ids)
+    if res.error:
+        raise UserError(res.error)
+    return np.asarray([f"cluster {c}" for c in cluster(res.values).labels]), f"final clusters of {fp}"
+
+
+def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[str, Any]:
+    """Forecast curves ``[{fingerprint, step, fraction, accuracy, auroc, ami, n_models}]``."""
+    ids = base_models(zoo)
+    if len(ids) < 4:
+        raise UserError(f"zoo '{zoo.path}' has {len(ids)} seed-grid models; forecasting needs at least 4")
+    final_step = int(max(zoo.models["final_step"][zoo.index(ids)]))
+    steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in ids[:1]) and s <= final_step]
+    curve = []
+    target_name = None
+    for spec in specs:
+        y, target_name = final_basins(zoo, ids, label, spec)
+        for s in steps:
+            have = [m for m in zoo.models_at(s) if m in set(ids)]
+            (res,) = extract(zoo, [spec], step=s, model_ids=have)
+            if res.error:
+                raise UserError(res.error)
+            yy = y[[ids.index(m) for m in res.model_ids]]
+            point = forecast_step(res.values, yy)
+            curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
+    summary = {"target": target_name, "n_models": len(ids), "final_step": final_step, "forecast": curve,
+               "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
+    zoo.save_result("forecast", summary)
+    return summary
+
+
+def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str = "ood-outputs", label: str | None = None,
+                        budget: int | None = None, calibration: float = 0.25, threshold: float = 0.5, seed: int = 0,
+                        executor: Any = "local", device: str = "cpu", overwrite: bool = False, **callbacks) -> dict[str, Any]:
+    """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute."""
+    from training.select import continue_models
+
+    ids = base_models(zoo)
+    y, target = final_basins(zoo, ids, label, fp)
+    if basin not in set(y):
+        raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
+    if at_step not in zoo.steps:
+        raise UserError(f"--at-step {at_step} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
+    if not 0 < calibration < 1:
+        raise UserError(f"--calibration must be in (0, 1), got {calibration}")
+    rs = np.random.default_rng(seed)
+    order = rs.permutation(len(ids))
+    n_cal = max(2, int(round(calibration * len(ids))))
+    cal, pool = np.sort(order[:n_cal]), np.sort(order[n_cal:])
+    cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
+    (fp_cal,) = extract(zoo, [fp], step=at_step, model_ids=cal_ids)
+    (fp_pool,) = extract(zoo, [fp], step=at_step, model_ids=pool_ids)
+    for r in (fp_cal, fp_pool):
+        if r.error:
+            raise UserError(r.error)
+    keep, proba = select(fp_cal.values, y[cal], fp_pool.values, basin, budget, threshold, seed)
+    chosen = [pool_ids[i] for i in keep]
+    T = int(max(zoo.models["final_step"][zoo.index(ids)]))
+    result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
+                              "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
+                              "n_selected": len(chosen), "selected": chosen, "out": str(out)}
+    base_rate = float(np.mean(y[pool] == basin))
+    if chosen:
+        summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite, **callbacks)
+        new = Zoo.open(out)
+        got = np.asarray(new.models[label or "deep_label"]).astype(str) if (label or "deep_label") in new.models else \
+            y[[ids.index(c) for c in chosen]]
+        purity = float(np.mean(got == basin))
+        trained_steps = summary.model_steps
+    else:
+        purity, trained_steps = float("nan"), 0
+    # compute, in model-steps: every seed to at_step, calibration seeds to the end, selected seeds to the end
+    used = len(ids) * at_step + len(cal_ids) * (T - at_step) + len(chosen) * (T - at_step)
+    baseline = len(ids) * T
+    in_pool = int(np.sum(y[pool] == basin))
+    found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
+    result.update({"purity": purity, "base_rate": base_rate, "recall": found / in_pool if in_pool else None,
+                   "model_steps_used": used, "model_steps_baseline": baseline, "compute_saved": 1 - used / baseline,
+                   "continued_model_steps": trained_steps, "selected_true_basin_count": found})
+    zoo.save_result(f"select-{basin}-{at_step}".replace("/", "_").replace(" ", "_"), result)
+    return result
