@@ -219,10 +219,13 @@ def test_continuing_from_a_checkpoint_with_optimizer_state_is_exact(tmp_path, ti
     body = body.split("[[spawn]]")[0]
     run_sweep(load_config(tiny_config(body=body)), tmp_path / "z")
     zoo = Zoo.open(tmp_path / "z")
-    task = get_task("xor-cues", {"n_train": 128, "n_test": 64, "n_probes": 32})
-    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 8, "depth": 1})
+    from training.sweep import build_family, build_task
+
+    config = load_config(tiny_config(body=body))
+    task = build_task(config)
+    fam = build_family(config, task)  # the task's default model, overridden by the config
     ids = zoo.model_ids[2:6]
-    cfg = load_config(tiny_config(body=body)).train
+    cfg = config.train
     state = zoo.optimizer_state(20, ids)
     assert int(state["step"]) == 20 and "out.weight/exp_avg" in state
     res = train_population(fam, task, cfg, zoo.params(20, ids), list(zoo.models["data_seed"][2:6]),
