@@ -52,6 +52,7 @@ n_probes = 32
 arch = "mlp"
 width = 8
 depth = 1
+activation = "relu"
 [train]
 steps = 60
 batch_size = 32
