@@ -4,7 +4,10 @@ Feature fingerprints ``[n, d]`` are standardised, reduced by PCA, then clustered
 fingerprints ``[n, n]`` are clustered on the precomputed distances (Gaussian mixture and k-means,
 which need coordinates, get classical-MDS coordinates instead). Methods: HDBSCAN, Gaussian mixture
 with k by BIC, k-means with k by silhouette, agglomerative (average / complete linkage). ``auto`` is
-the Gaussian mixture for features and average-linkage agglomerative for distances. The number of
+k-means for features and average-linkage agglomerative for distances, both with k chosen by
+silhouette and a floor (:data:`MIN_SILHOUETTE`) below which the population is one basin: on real
+fingerprints the BIC-chosen mixtures either see one basin everywhere (diagonal / full covariance)
+or split structureless data (spherical). The number of
 basins comes with a bootstrap: resample models, recluster, report the consensus k and the
 stability (mean adjusted Rand index between pairs of bootstrap clusterings, on the models they
 share). Everything is deterministic for a given ``random_state``.
@@ -164,7 +167,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
         return Clustering(np.zeros(n, int), method, 1)
     dist = _as_distance(values, distances)
     if method == "auto":
-        method = "agglomerative" if dist else "gmm"
+        method = "agglomerative" if dist else "kmeans"
     if k == 1:
         return Clustering(np.zeros(n, int), method, 1)
     if dist and method in ("gmm", "kmeans"):
