@@ -3,5 +3,6 @@
 from training.tasks.base import DataOrder, Task, get_task, list_tasks, register_task, task_param_specs
 from training.tasks import xor_cues  # noqa: F401  (registers xor-cues)
 from training.tasks import modadd  # noqa: F401  (registers modadd)
+from training.tasks import digits_backdoor  # noqa: F401  (registers digits-backdoor)
 
 __all__ = ["DataOrder", "Task", "get_task", "list_tasks", "register_task", "task_param_specs"]
