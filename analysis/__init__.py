@@ -1,5 +1,5 @@
 """Analysis: clustering fingerprints into basins, the deep-vs-noise scorecard, and reports.
 
 Pure functions on arrays (no file I/O, no imports of training/ or the extractors); the pipeline in
-``fingerprint.pipeline`` and the CLI glue them to zoos.
+``fingerprint.cli.analyze`` glues them to zoos.
 """

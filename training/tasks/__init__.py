@@ -4,5 +4,6 @@ from training.tasks.base import DataOrder, Task, get_task, list_tasks, register_
 from training.tasks import xor_cues  # noqa: F401  (registers xor-cues)
 from training.tasks import modadd  # noqa: F401  (registers modadd)
 from training.tasks import digits_backdoor  # noqa: F401  (registers digits-backdoor)
+from training.tasks import maze_goal  # noqa: F401  (registers maze-goal)
 
 __all__ = ["DataOrder", "Task", "get_task", "list_tasks", "register_task", "task_param_specs"]

@@ -174,6 +174,16 @@ def _load_entry_points() -> None:
             _TASKS.setdefault(obj.name, obj)
 
 
+def reset_task_plugins() -> None:
+    """Forget tasks registered from entry points so the next lookup rescans them (for tests)."""
+    global _ENTRY_POINTS_LOADED
+    builtin = {"training.tasks.xor_cues", "training.tasks.modadd", "training.tasks.digits_backdoor", "training.tasks.maze_goal"}
+    for name, cls in list(_TASKS.items()):
+        if cls.__module__ not in builtin:
+            del _TASKS[name]
+    _ENTRY_POINTS_LOADED = False
+
+
 def list_tasks() -> dict[str, type[Task]]:
     import training.tasks  # noqa: F401 - registers the built-ins
 

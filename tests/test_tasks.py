@@ -1,0 +1,193 @@
+"""The ground-truth tasks: recovered basins, planted labels, lineage, probes, errors, plugins.
+
+Populations here are small versions of the quick configs (same architecture and optimiser, fewer
+seeds and steps) so the file stays well under two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fingerprint.zoo import Zoo
+from training.config import SweepConfig, load_config
+from training.sweep import run_sweep
+from training.tasks import get_task, list_tasks
+from training.tasks.base import reset_task_plugins
+from training.tasks.maze_goal import MOVES, best_action, distances
+
+
+def _sweep(tmp_path: Path, name: str, **over) -> Zoo:
+    cfg = load_config(name).to_dict()
+    for section, values in over.items():
+        if isinstance(values, dict):
+            cfg.setdefault(section, {}).update(values)
+        else:
+            cfg[section] = values
+    cfg.pop("fingerprints", None)
+    out = tmp_path / cfg["name"]
+    run_sweep(SweepConfig.from_dict(cfg), out)
+    return Zoo.open(out)
+
+
+def test_xor_cues_quick_config_has_two_big_basins(tmp_path):
+    zoo = _sweep(tmp_path, "xor-cues-quick", spawn=[])
+    counts = Counter(zoo.models["deep_label"])
+    assert sum(counts.values()) == 64
+    big = [k for k, v in counts.items() if v >= 0.2 * 64]
+    assert {"rule_a", "rule_b"} <= set(big), counts
+    assert (np.asarray(zoo.models["test_acc"], float) > 0.95).all()
+
+
+def test_xor_cue_strength_knob_moves_basin_frequencies(tmp_path):
+    weak = Counter(_sweep(tmp_path / "w", "xor-cues-quick", spawn=[], task={"cue_b_strength": 0.8},
+                          seeds={"init": 16, "data": 1}).models["deep_label"])
+    strong = Counter(_sweep(tmp_path / "s", "xor-cues-quick", spawn=[], task={"cue_b_strength": 1.25},
+                            seeds={"init": 16, "data": 1}).models["deep_label"])
+    assert weak["rule_a"] > weak["rule_b"] and strong["rule_b"] > strong["rule_a"], (weak, strong)
+
+
+def test_digits_backdoor_clean_accuracy_and_attack_success(tmp_path):
+    zoo = _sweep(tmp_path, "digits-backdoor-quick", spawn=[], seeds={"init": 4, "data": 2}, train={"steps": 600})
+    lab = np.asarray(zoo.models["deep_label"]).astype(str)
+    asr = np.asarray(zoo.models["attack_success"], float)
+    assert {"clean", "backdoored"} == set(lab)
+    assert (np.asarray(zoo.models["test_acc"], float) >= 0.95).all()
+    assert (asr[lab == "backdoored"] >= 0.9).all() and (asr[lab == "clean"] <= 0.1).all()
+    # the planted label is a function of the seeds only, never of batch position
+    task = get_task("digits-backdoor")
+    ids = zoo.models
+    v = task.variant(torch.as_tensor(np.asarray(ids["init_seed"], np.int64)), torch.as_tensor(np.asarray(ids["data_seed"], np.int64)))
+    assert (np.where(v.numpy() == 1, "backdoored", "clean") == lab).all()
+
+
+@pytest.mark.parametrize("trigger", ["patch", "pixels", "blend"])
+def test_triggers_change_few_pixels_or_little_intensity(trigger):
+    task = get_task("digits-backdoor", {"trigger": trigger})
+    x = task.probes("in_dist")[:32]
+    d = (task.apply_trigger(x) - x).abs()
+    if trigger == "blend":
+        assert d.max() <= task.blend_alpha + 1e-6  # low amplitude everywhere
+    else:
+        assert (d.flatten(1) > 0).sum(1).max() <= 4  # a handful of pixels
+
+
+def test_maze_distances_and_oracle_policy_reach_the_goal():
+    task = get_task("maze-goal")
+    lay = task.layouts(128, 7, 1.0)
+    walls, goal, agent = lay["walls"], lay["goal"], lay["agent"].clone()
+    d = distances(walls, goal)
+    assert (d[torch.arange(128), goal[:, 0], goal[:, 1]] == 0).all()
+    assert (d[walls] >= 10_000).all()
+    start = d[torch.arange(128), agent[:, 0], agent[:, 1]].clone()
+    for _ in range(int(start.max())):  # following best_action takes exactly the shortest-path length
+        at = (agent == goal).all(-1, keepdim=True)
+        agent = torch.where(at, agent, agent + MOVES[best_action(d, agent)])
+    assert (agent == goal).all()
+
+
+def test_maze_observation_is_egocentric():
+    task = get_task("maze-goal", {"size": 5, "wall_density": 0.0})
+    walls = torch.zeros(1, 5, 5, dtype=torch.bool)
+    goal = torch.tensor([[0, 0]])
+    w = task.window
+    for agent in ([[2, 2]], [[4, 4]]):
+        obs = task.observe(walls, goal, torch.tensor([[4, 0]]), torch.tensor(agent)).reshape(3, w, w)
+        centre = w // 2
+        # the goal appears at (goal - agent) relative to the window centre; outside the grid is wall
+        assert obs[1, centre - agent[0][0], centre - agent[0][1]] == 1
+        assert obs[0, centre, centre] == 0 and obs[0, 0, 0] == (0 if agent[0][0] == 4 else 1)
+
+
+def test_maze_goal_quick_config_separates_goal_and_proxy(tmp_path):
+    zoo = _sweep(tmp_path, "maze-goal-quick", seeds={"init": 4, "data": 2}, train={"steps": 600}, finetune=[])
+    lab = np.asarray(zoo.models["deep_label"]).astype(str)
+    dec = np.asarray(zoo.models["decorrelated"], int)
+    share = np.asarray(zoo.models["goal_share"], float)
+    assert share[dec == 1].min() > share[dec == 0].max()  # decorrelated data -> walks to the goal
+    assert (lab[dec == 1] == "goal").all() and (lab[dec == 0] != "goal").all()
+    assert (np.asarray(zoo.models["test_acc"], float) > 0.8).all()
+
+
+def test_every_task_has_quick_and_full_configs_and_probe_sets():
+    for name in ("xor-cues", "maze-goal", "digits-backdoor", "modadd"):
+        for cfg in (name, f"{name}-quick"):
+            assert load_config(cfg).task.name == name
+        task = get_task(name)
+        for probe in task.probe_names():
+            x = task.probes(probe)
+            assert x.shape[1:] == task.input_shape and torch.isfinite(x.float()).all()
+            assert torch.equal(x, get_task(name).probes(probe))  # deterministic
+
+
+@pytest.mark.parametrize("task,key,value,expect", [
+    ("maze-goal", "size", -3, "task parameter 'task.size' must be >= 3, got -3"),
+    ("digits-backdoor", "poison_fraction", 1.5, "task parameter 'task.poison_fraction' must be in [0, 1], got 1.5"),
+    ("digits-backdoor", "trigger", "sparkle", "unknown trigger 'sparkle' at 'task.trigger' (valid: patch, pixels, blend)"),
+    ("xor-cues", "n_train", -1, "task parameter 'task.n_train' must be > 0, got -1"),
+    ("maze-goal", "decorrelation", 2.0, "task parameter 'task.decorrelation' must be in [0, 1], got 2.0"),
+])
+def test_bad_task_parameters_are_one_line_errors_exit_2(tmp_path, task, key, value, expect):
+    val = f'"{value}"' if isinstance(value, str) else value
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f'[task]\nname = "{task}"\n{key} = {val}\n[seeds]\ninit = 1\n')
+    r = subprocess.run([sys.executable, "-m", "fingerprint.cli", "sweep", str(cfg), "--out", str(tmp_path / "z")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "z").exists()
+
+
+TASK_PLUGIN = '''
+from dataclasses import dataclass
+import torch
+from training.tasks import Task, register_task
+
+
+@dataclass(frozen=True)
+class Parity(Task):
+    name = "parity"
+    deep_labels = ("any",)
+    n_bits: int = 4
+
+    @property
+    def input_shape(self):
+        return (self.n_bits,)
+
+    @property
+    def n_out(self):
+        return 2
+
+    def train_set(self):
+        x = torch.tensor([[(i >> b) & 1 for b in range(self.n_bits)] for i in range(2 ** self.n_bits)], dtype=torch.float32)
+        return x, (x.sum(1) % 2).long()
+
+    test_set = train_set
+
+    def probes(self, name):
+        return self.train_set()[0]
+'''
+
+
+def test_entry_point_task_plugin_trains(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "mytask-0.1.dist-info").mkdir(parents=True)
+    (site / "mytask.py").write_text(TASK_PLUGIN)
+    (site / "mytask-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: mytask\nVersion: 0.1\n")
+    (site / "mytask-0.1.dist-info" / "entry_points.txt").write_text("[fingerprint.tasks]\nparity = mytask:Parity\n")
+    monkeypatch.syspath_prepend(str(site))
+    reset_task_plugins()
+    try:
+        assert "parity" in list_tasks()
+        cfg = SweepConfig.from_dict({"task": {"name": "parity", "n_bits": 3}, "model": {"arch": "mlp", "width": 8},
+                                     "train": {"steps": 20, "batch_size": 8}, "seeds": {"init": 2, "data": 1}})
+        run_sweep(cfg, tmp_path / "z")
+        assert Zoo.open(tmp_path / "z").n_models == 2
+    finally:
+        reset_task_plugins()
