@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import json
 import os
 import pickle
 import subprocess
@@ -221,3 +222,11 @@ def test_readme_example_runs(tmp_path):
     zoo = Zoo.open(tmp_path / "myzoo")
     assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2]
     assert len(zoo.list_fingerprints()) == 3
+    res = run(*fp, "report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {row["fingerprint"] for row in summary["scorecard"]} >= {"ood-outputs", "weight-spectra", "cka"}
+    assert all(row["deep_ami"] is None for row in summary["scorecard"])  # no ground truth: clusters only
+    assert "<html" in (tmp_path / "myreport.html").read_text()
+    res = run(*fp, "inspect", "myzoo")
+    assert res.returncode == 0 and "basins" in res.stdout.lower(), res.stdout
