@@ -1,0 +1,370 @@
+"""Analysis on synthetic arrays with known answers: clustering, bootstrap, combined fingerprints,
+the deep-vs-noise metrics, and the scorecard's verdicts (thresholds as in ``analysis/scorecard.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+from analysis import clustering as cl
+from analysis import metrics as mt
+from analysis import scorecard as sc
+from fingerprint.errors import UserError
+
+
+def blobs(codes, d: int = 6, sep: float = 10.0, seed: int = 0) -> np.ndarray:
+    """One unit-variance Gaussian blob per code; centres ``sep * sqrt(2)`` apart, rotated so that every
+    column carries signal (standardisation gives a pure-noise column as much weight as a signal one)."""
+    codes = np.asarray(codes)
+    k = int(codes.max()) + 1
+    assert d >= k
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return sep * np.eye(k, d)[codes] @ q + rng.normal(size=(len(codes), d))
+
+
+THREE = np.repeat(np.arange(3), 12)  # 36 models, 3 basins
+
+
+# -- clustering ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", cl.METHODS)
+def test_every_method_recovers_separated_blobs_from_features(method):
+    c = cl.cluster(blobs(THREE), method)
+    assert c.k == 3
+    assert adjusted_rand_score(THREE, c.labels) == 1.0
+    assert c.method == ("kmeans" if method == "auto" else method)
+
+
+@pytest.mark.parametrize("declared", [True, None])  # declared by the extractor, or guessed from the matrix
+@pytest.mark.parametrize("method", cl.METHODS)
+def test_every_method_recovers_separated_blobs_from_precomputed_distances(method, declared):
+    x = blobs(THREE, seed=1)
+    d = cdist(x, x)  # exact zeros on the diagonal
+    assert cl.is_distance(d)
+    c = cl.cluster(d, method, distances=declared)
+    assert c.k == 3
+    assert adjusted_rand_score(THREE, c.labels) == 1.0
+    assert c.method == ("agglomerative" if method == "auto" else method)
+
+
+def test_structureless_data_is_one_basin_and_tiny_populations_too():
+    noise = np.random.default_rng(3).normal(size=(40, 8))
+    assert cl.cluster(noise, "auto").k == 1  # best silhouette below MIN_SILHOUETTE
+    assert cl.cluster(cdist(noise, noise), "auto").k == 1
+    few = blobs(np.array([0, 0, 1]), d=3)
+    assert cl.MIN_MODELS > 3 and cl.cluster(few, "kmeans").k == 1
+
+
+def test_fixed_k_and_its_range():
+    x = blobs(THREE)
+    c = cl.cluster(x, "agglomerative", k=2)
+    assert c.k == 2 and len(np.unique(c.labels)) == 2
+    assert cl.cluster(x, "gmm", k=1).k == 1
+    with pytest.raises(UserError, match=r"fixed k = 36 is out of range for 36 models \(valid: 1..35\)"):
+        cl.cluster(x, "kmeans", k=36)
+    with pytest.raises(UserError, match="unknown clustering method 'dbscan'"):
+        cl.cluster(x, "dbscan")
+
+
+def test_bootstrap_on_separated_blobs_agrees_on_k_and_is_stable():
+    boot = cl.bootstrap(blobs(THREE), "auto", n_boot=8)
+    assert boot["consensus_k"] == 3 and boot["k_counts"] == {"3": 8} and boot["n_boot"] == 8
+    assert boot["stability"] > 0.95
+
+
+def test_bootstrap_on_pure_noise_is_unstable_when_forced_to_split():
+    noise = np.random.default_rng(4).normal(size=(36, 8))
+    forced = cl.bootstrap(noise, "kmeans", n_boot=10, k=3)
+    assert forced["consensus_k"] == 3
+    assert forced["stability"] < 0.5  # arbitrary partitions of structureless data disagree
+    # the default method calls noise one basin every time: "stable", but with k = 1
+    auto = cl.bootstrap(noise, "agglomerative", n_boot=6)
+    assert auto["consensus_k"] == 1
+
+
+def test_bootstrap_is_deterministic_for_a_random_state():
+    x = blobs(THREE, seed=5) + np.random.default_rng(0).normal(size=(36, 6)) * 2
+    a = cl.bootstrap(x, "agglomerative", n_boot=6, random_state=7)
+    b = cl.bootstrap(x, "agglomerative", n_boot=6, random_state=7)
+    assert a == b
+
+
+def _two_views():
+    """48 models: a feature block with 3 blobs (y) and a distance block with 2 blobs (z), crossed."""
+    y = np.repeat(np.arange(3), 16)
+    z = np.tile(np.repeat(np.arange(2), 8), 3)
+    a = blobs(y, d=4, seed=2)
+    b = blobs(z, d=4, seed=3)
+    return y, z, a, cdist(b, b)
+
+
+def test_combined_blocks_each_weigh_the_same_whatever_their_scale():
+    y, z, a, db = _two_views()
+    width_a = cl.coordinates(a).shape[1]
+    for scale in (1.0, 1000.0):
+        comb = cl.combine([a, scale * db], [False, True])
+        rms = [float(np.sqrt((blk**2).sum(1).mean())) for blk in (comb[:, :width_a], comb[:, width_a:])]
+        assert np.allclose(rms, 1.0)
+    unit = mt.pairwise_distances(cl.combine([a, db], [False, True]))
+    big = mt.pairwise_distances(cl.combine([1000 * a, 1000 * db], [False, True]))
+    assert np.allclose(unit, big, atol=1e-6)
+    # unscaled coordinates: the x1000 block decides alone; per-block scaling: both blocks shape the basins
+    naive = np.c_[cl.coordinates(a), cl.coordinates(1000 * db, True)]
+    both = y * 2 + z
+    lab = KMeans(6, n_init=5, random_state=0).fit_predict(naive)
+    assert adjusted_mutual_info_score(y, lab) < 0.2
+    lab = KMeans(6, n_init=5, random_state=0).fit_predict(cl.combine([a, 1000 * db], [False, True]))
+    assert adjusted_rand_score(both, lab) == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="cluster() re-standardises combined coordinates (whitening): noise "
+                                       "components get unit variance and the crossed basins are lost")
+def test_clustering_a_combined_fingerprint_finds_the_crossed_basins():
+    y, z, a, db = _two_views()
+    c = cl.cluster(cl.combine([a, 1000 * db], [False, True]), "auto")
+    assert c.k == 6 and adjusted_rand_score(y * 2 + z, c.labels) == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="a distance matrix with float round-off on the diagonal (accepted by "
+                                       "is_distance, produced by torch.cdist) makes silhouette_score raise")
+def test_distances_with_round_off_on_the_diagonal_still_cluster():
+    x = blobs(THREE, seed=1)
+    d = cdist(x, x) + 1e-7 * np.eye(len(x))
+    assert cl.is_distance(d)
+    assert cl.cluster(d, "auto", distances=True).k == 3
+
+
+def test_exemplars_are_members_of_their_cluster():
+    x = blobs(THREE)
+    ex = cl.exemplars(x, THREE)
+    assert sorted(ex) == [0, 1, 2] and all(THREE[i] == c for c, i in ex.items())
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def test_ami_of_identical_and_renamed_labellings_is_one():
+    a = np.array([0, 0, 1, 1, 2, 2, 2])
+    assert mt.ami(a, a) == 1.0
+    assert mt.ami(a, np.array(["x", "x", "q", "q", "b", "b", "b"])) == pytest.approx(1.0)
+    assert mt.ami(np.zeros(7), a) == 0.0  # one cluster says nothing about the label
+    assert mt.ami(a, np.zeros(7)) is None  # a label with one value cannot be scored
+
+
+# 36 models: 3 init-seed families x 2 true basins x 6; every family has members in both basins
+FAM = np.repeat(np.arange(3), 12)
+BASIN = np.tile(np.repeat(np.arange(2), 6), 3)
+
+
+def test_within_basin_lineage_ami_separates_lineage_from_deep_clusters():
+    # clusters that split each basin by family: pure lineage signal
+    noise, per = mt.within_basin_ami(FAM, FAM, BASIN)
+    assert noise == 1.0 and per == {"0": 1.0, "1": 1.0}
+    assert mt.ami(FAM, BASIN) < 0.05
+    # clusters equal to the deep label: one cluster inside each basin, so no lineage signal
+    noise, per = mt.within_basin_ami(BASIN, FAM, BASIN)
+    assert mt.ami(BASIN, BASIN) == 1.0 and noise == 0.0 and per == {"0": 0.0, "1": 0.0}
+    # both: basin x family clusters
+    assert mt.within_basin_ami(BASIN * 3 + FAM, FAM, BASIN)[0] == 1.0
+
+
+def test_within_basin_ami_does_not_credit_families_that_sit_in_different_basins():
+    fam = np.repeat(np.arange(6), 4)  # families nested in basins
+    basin = fam // 3
+    assert mt.ami(basin, fam) > 0.3  # over the whole population clusters "line up" with families ...
+    assert mt.within_basin_ami(basin, fam, basin)[0] == 0.0  # ... but not inside a basin
+
+
+def test_within_basin_ami_skips_basins_that_cannot_show_lineage():
+    # basin "a": 3 models (< MIN_BASIN); basin "b": every family has one member
+    basins = np.array(["a"] * 3 + ["b"] * 5)
+    fam = np.array([0, 0, 1, 2, 3, 4, 5, 6])
+    assert mt.within_basin_ami(fam, fam, basins) == (None, {})
+    assert mt.within_basin_ami(FAM, FAM)[0] == 1.0  # no ground truth: the population is one basin
+
+
+def test_root_family_follows_parents_to_the_root():
+    ids = ["a", "b", "a>s", "a>s>ft", "x>s", "b>ft"]
+    parents = ["", None, "a", "a>s", "x", "b"]  # "x" is not in the population
+    assert mt.root_family(ids, parents).tolist() == ["a", "b", "a", "a", "x", "b"]
+
+
+def test_lineage_nn_against_chance():
+    # one basin of 6: families {0,1}, {2,3}, {4,5}; relatives sit together
+    pts = np.array([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]])
+    fam = [0, 0, 1, 1, 2, 2]
+    rate, chance = mt.lineage_nn(cdist(pts, pts), fam)
+    assert rate == 1.0 and chance == pytest.approx(1 / 5)
+    # nearest neighbours are never relatives
+    rate, _ = mt.lineage_nn(cdist(pts, pts), [0, 1, 0, 2, 1, 2])
+    assert rate == 0.0
+    assert mt.lineage_nn(cdist(pts, pts), [0, 1, 2, 3, 4, 5]) == (None, None)
+
+
+def test_probe_auroc_for_binary_labels():
+    rng = np.random.default_rng(0)
+    y = np.repeat(["clean", "backdoor"], 20)
+    x = rng.normal(size=(40, 5))
+    sep = x.copy()
+    sep[:, 0] += 3 * (y == "backdoor")
+    assert mt.probe_auroc(sep, y) > 0.95
+    assert mt.probe_auroc(x, y) < 0.8  # the label is independent of x
+    assert mt.probe_auroc(x, ["a"] * 39 + ["b"]) is None  # a class of one model
+    assert 0 <= mt.probe_auroc(blobs(THREE), THREE) <= 1  # several classes: macro one-vs-rest
+
+
+# -- scorecard -------------------------------------------------------------------------------------
+OPTS = sc.AnalysisOptions()
+
+
+@pytest.mark.parametrize("deep,noise,auroc,binary,expect", [
+    (0.30, 0.10, None, False, "tracks deep differences"),  # thresholds are "at or above"
+    (0.2999, 0.10, None, False, "uninformative"),
+    (0.10, 0.30, None, False, "tracks initialization noise"),
+    (0.50, 0.45, None, False, "tracks both"),
+    (0.10, 0.10, 0.85, True, "tracks deep differences"),  # binary label: the probe alone suffices
+    (0.10, 0.10, 0.99, False, "uninformative"),  # more classes: the probe does not count
+    (0.10, 0.40, 0.90, True, "tracks both"),
+    (0.10, None, 0.50, True, "uninformative"),
+    (None, None, None, True, "uninformative"),
+])
+def test_verdict_rules(deep, noise, auroc, binary, expect):
+    assert (OPTS.deep_threshold, OPTS.noise_threshold, OPTS.auroc_threshold) == (0.3, 0.3, 0.85)
+    v, reason = sc.verdict(deep, noise, auroc, binary, OPTS, True)
+    assert v == expect
+    assert ("noise AMI n/a" in reason) == (noise is None)
+    if auroc is not None and binary and auroc >= 0.85:
+        assert "probe AUROC" in reason
+
+
+def test_verdict_without_label_and_with_custom_thresholds():
+    assert sc.verdict(0.9, 0.9, 0.9, True, OPTS, False) == (sc.NO_TRUTH, "no ground-truth label to score against")
+    strict = OPTS.replace(deep_threshold=0.6, noise_threshold=0.6)
+    assert sc.verdict(0.5, 0.5, None, False, strict, True)[0] == "uninformative"
+    with pytest.raises(UserError, match="analysis.deep_threshold' must be in"):
+        OPTS.replace(deep_threshold=1.5)
+
+
+def _table(deep: bool = True, parents=None) -> dict:
+    ids = np.asarray([f"m{i}" for i in range(36)], dtype=object)
+    t = {"model_id": ids, "init_seed": FAM, "data_seed": np.arange(36) % 6}
+    if deep:
+        t["deep_label"] = np.asarray(["rule_a", "rule_b"], dtype=object)[BASIN]
+    if parents is not None:
+        t["parent_id"] = np.asarray(parents, dtype=object)
+    return t
+
+
+def _fps():
+    ids = [f"m{i}" for i in range(36)]
+    rng = np.random.default_rng(0)
+    return [sc.FingerprintInput("deep", blobs(BASIN, seed=1), ids),
+            sc.FingerprintInput("noise", blobs(FAM, seed=2), ids),
+            sc.FingerprintInput("both", blobs(BASIN * 3 + FAM, seed=3), ids),
+            sc.FingerprintInput("flat", rng.normal(size=(36, 6)), ids)]
+
+
+FAST = sc.AnalysisOptions(n_boot=4, embedding="pca")
+ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "consensus_k",
+            "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",
+            "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error"}
+
+
+def test_scorecard_verdicts_for_constructed_fingerprints():
+    res = sc.analyze(_fps(), _table(), FAST)
+    rows = {r["fingerprint"]: r for r in res["scorecard"]}
+    assert all(set(r) == ROW_KEYS for r in rows.values())
+    assert rows["deep"]["verdict"] == "tracks deep differences"
+    assert rows["deep"]["deep_ami"] == 1.0 and rows["deep"]["noise_ami"] == 0.0 and rows["deep"]["n_clusters"] == 2
+    assert rows["noise"]["verdict"] == "tracks initialization noise"
+    assert rows["noise"]["deep_ami"] < 0.05 and rows["noise"]["noise_ami"] == 1.0
+    assert rows["noise"]["probe_auroc"] < 0.85
+    assert rows["noise"]["lineage_nn"] == 1.0 and rows["noise"]["lineage_nn_chance"] < 0.35
+    assert rows["both"]["verdict"] == "tracks both" and rows["both"]["n_clusters"] == 6
+    assert rows["flat"]["verdict"] == "uninformative" and rows["flat"]["n_clusters"] == 1
+    for name in ("deep", "noise", "both"):
+        assert rows[name]["consensus_k"] == rows[name]["n_clusters"] and rows[name]["stability"] > 0.95
+    assert rows["noise"]["aligns_with"] == "init_seed"
+    full = {r["fingerprint"]: r for r in res["fingerprints"]}
+    assert full["noise"]["scores"]["noise_ami_per_basin"] == {"rule_a": 1.0, "rule_b": 1.0}
+    assert full["deep"]["confusion"]["counts"] in ([[18, 0], [0, 18]], [[0, 18], [18, 0]])
+    assert res["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
+
+
+def test_probe_alone_makes_a_binary_label_deep():
+    x = np.random.default_rng(1).normal(size=(36, 10))
+    x[:, 0] += 3.5 * BASIN  # linearly readable, but no cluster structure
+    (row,) = sc.analyze([sc.FingerprintInput("weak", x, [f"m{i}" for i in range(36)])], _table(),
+                        FAST.replace(n_boot=0))["scorecard"]
+    assert row["n_clusters"] == 1 and row["deep_ami"] == 0.0
+    assert row["probe_auroc"] >= 0.85 and row["verdict"] == "tracks deep differences"
+    assert row["reason"].startswith("probe AUROC")
+
+
+def test_parent_families_count_as_noise():
+    # every model its own init seed; spawned children (parent_id) share their parent's family
+    parents = ["" if i < 12 else f"m{i % 12}" for i in range(36)]
+    table = _table(parents=parents)
+    table["init_seed"] = np.arange(36)
+    roots = np.asarray([i % 12 for i in range(36)])
+    basin = roots // 6  # two basins of 6 root families, 3 models each
+    table["deep_label"] = np.asarray(["a", "b"], dtype=object)[basin]
+    ids = [f"m{i}" for i in range(36)]
+    x = blobs(roots, d=12, seed=4)
+    res = sc.analyze([sc.FingerprintInput("parents", x, ids)], table, FAST.replace(k_max=14, n_boot=0))
+    (row,), (full,) = res["scorecard"], res["fingerprints"]
+    assert row["noise_ami"] is None  # no init-seed family has two members
+    assert row["parent_noise_ami"] == 1.0 and full["noise_score"] == 1.0
+    assert row["parent_nn"] == 1.0
+    assert row["verdict"] == "tracks both"  # 12 root-family clusters refine the 2 basins: deep AMI >= 0.3 too
+    assert row["deep_ami"] >= 0.3
+
+
+def test_without_ground_truth_clusters_stability_and_alignment_remain():
+    res = sc.analyze(_fps(), _table(deep=False), FAST)
+    assert res["settings"]["label"] is None
+    rows = {r["fingerprint"]: r for r in res["scorecard"]}
+    for r in rows.values():
+        assert r["verdict"] == sc.NO_TRUTH and r["deep_ami"] is None and r["probe_auroc"] is None
+        assert r["n_clusters"] >= 1 and r["stability"] is not None
+    assert rows["noise"]["n_clusters"] == 3 and rows["noise"]["aligns_with"] == "init_seed"
+    assert rows["noise"]["noise_ami"] == 1.0  # the whole population is one basin
+    assert rows["deep"]["n_clusters"] == 2 and rows["deep"]["aligns_with"] is None
+    full = {r["fingerprint"]: r for r in res["fingerprints"]}
+    assert full["noise"]["alignment"]["init_seed"] == 1.0 and full["noise"]["confusion"] is None
+    # an explicit empty label is the same
+    assert sc.analyze(_fps()[:1], _table(), FAST.replace(label=""))["scorecard"][0]["verdict"] == sc.NO_TRUTH
+
+
+def test_unknown_columns_are_errors_naming_the_valid_ones():
+    valid = r"\(valid: data_seed, deep_label, init_seed, model_id\)$"
+    with pytest.raises(UserError, match=r"unknown model column 'family' for --lineage " + valid):
+        sc.analyze(_fps(), _table(), FAST.replace(lineage="family"))
+    with pytest.raises(UserError, match="unknown model column 'rule' for --label"):
+        sc.analyze(_fps(), _table(), FAST.replace(label="rule"))
+
+
+def test_a_broken_fingerprint_fails_alone_and_diverged_models_are_left_out():
+    fps = _fps()[:2]
+    bad = fps[0].values.copy()
+    bad[3, 0] = np.nan
+    fps.append(sc.FingerprintInput("broken", bad, fps[0].model_ids))
+    table = _table()
+    table["diverged"] = np.arange(36) == 5
+    res = sc.analyze(fps, table, FAST)
+    rows = {r["fingerprint"]: r for r in res["scorecard"]}
+    assert rows["broken"]["verdict"] == sc.FAILED and "NaN" in rows["broken"]["error"]
+    assert rows["deep"]["verdict"] == "tracks deep differences" and rows["deep"]["n_models"] == 35
+    assert {r["fingerprint"]: r["excluded"] for r in res["fingerprints"] if "excluded" in r}["deep"] == ["m5"]
+    assert sc.summary(res)["n_failed"] == 1
+
+
+def test_combined_fingerprints_in_the_scorecard():
+    fps = _fps()
+    res = sc.analyze(fps, _table(), FAST.replace(combine=[["deep", "noise"], ["deep", "nope"]]))
+    rows = {r["fingerprint"]: r for r in res["scorecard"]}
+    assert rows["deep+noise"]["error"] is None and rows["deep+noise"]["n_models"] == 36
+    assert rows["deep+noise"]["extractor"] == "combined"
+    assert rows["deep+nope"]["verdict"] == sc.FAILED
+    assert "cannot combine: no fingerprint 'nope'" in rows["deep+nope"]["error"]
