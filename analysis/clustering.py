@@ -60,13 +60,15 @@ def _as_distance(values: np.ndarray, distances: bool | None) -> bool:
     return bool(distances) and values.ndim == 2 and values.shape[0] == values.shape[1]
 
 
-def reduce_features(x: np.ndarray, n_components: int = 10, random_state: int = 0) -> np.ndarray:
-    """Standardise then PCA to at most ``n_components`` dims ``[n, c]`` (constant columns dropped)."""
+def reduce_features(x: np.ndarray, n_components: int = 10, random_state: int = 0, standardize: bool = True) -> np.ndarray:
+    """Standardise (or only centre, with ``standardize=False``) then PCA to at most ``n_components``
+    dims ``[n, c]`` (constant columns dropped). Combined fingerprints are already block-scaled and
+    must not be re-standardised: that would give near-zero components unit variance."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     keep = x.std(0) > 1e-12
     if not keep.any() or len(x) < 2:
         return np.zeros((len(x), 1))
-    z = StandardScaler().fit_transform(x[:, keep])
+    z = StandardScaler(with_std=standardize).fit_transform(x[:, keep])
     c = int(min(n_components, z.shape[1], max(len(z) - 1, 1)))
     return PCA(n_components=c, random_state=random_state).fit_transform(z)
 
@@ -84,12 +86,12 @@ def distance_to_features(d: np.ndarray, n_components: int = 10) -> np.ndarray:
 
 
 def coordinates(values: np.ndarray, distances: bool | None = None, n_components: int = 10,
-                random_state: int = 0) -> np.ndarray:
+                random_state: int = 0, standardize: bool = True) -> np.ndarray:
     """Low-dimensional coordinates ``[n, c]`` of any fingerprint (PCA of features, MDS of distances)."""
     values = np.asarray(values, dtype=np.float64)
     if _as_distance(values, distances):
         return distance_to_features(values, n_components)
-    return reduce_features(values, n_components, random_state)
+    return reduce_features(values, n_components, random_state, standardize)
 
 
 def combine(blocks: list[np.ndarray], distances: list[bool | None] | None = None, n_components: int = 10,
@@ -137,7 +139,8 @@ def check_method(method: str) -> None:
 
 
 def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_state: int = 0,
-            n_components: int = 10, distances: bool | None = None, k: int | None = None) -> Clustering:
+            n_components: int = 10, distances: bool | None = None, k: int | None = None,
+            standardize: bool = True) -> Clustering:
     """Cluster a fingerprint: features ``[n, d]`` or distances ``[n, n]``.
 
     Parameters
@@ -147,6 +150,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
     k_max : largest number of basins considered when k is chosen (BIC / silhouette).
     distances : whether ``values`` are distances; ``None`` guesses (square, symmetric, zero diagonal).
     k : a fixed number of basins (not for HDBSCAN, which chooses its own).
+    standardize : standardise feature columns before PCA (off for block-scaled combined fingerprints).
 
     Returns
     -------
@@ -166,6 +170,9 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
     if n < MIN_MODELS:
         return Clustering(np.zeros(n, int), method, 1)
     dist = _as_distance(values, distances)
+    if dist:  # round-off from e.g. torch.cdist: sklearn's precomputed metrics need an exact zero diagonal
+        values = np.clip(0.5 * (values + values.T), 0.0, None)
+        np.fill_diagonal(values, 0.0)
     if method == "auto":
         method = "agglomerative" if dist else "kmeans"
     if k == 1:
@@ -173,7 +180,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
     if dist and method in ("gmm", "kmeans"):
         data, dist = distance_to_features(values, n_components), False
     else:
-        data = values if dist else reduce_features(values, n_components, random_state)
+        data = values if dist else reduce_features(values, n_components, random_state, standardize)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "hdbscan":
@@ -220,7 +227,8 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
 
 
 def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max: int = 8, random_state: int = 0,
-              n_components: int = 10, distances: bool | None = None, k: int | None = None) -> dict:
+              n_components: int = 10, distances: bool | None = None, k: int | None = None,
+              standardize: bool = True) -> dict:
     """How certain is the clustering? Resample models, recluster, compare.
 
     Each replicate draws ``n`` models with replacement and clusters the distinct ones (a duplicated
@@ -239,7 +247,7 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
         if len(idx) < MIN_MODELS:
             continue
         sub = values[np.ix_(idx, idx)] if dist else values[idx]
-        c = cluster(sub, method, k_max, random_state + b + 1, n_components, dist, k)
+        c = cluster(sub, method, k_max, random_state + b + 1, n_components, dist, k, standardize)
         ks.append(c.k)
         reps.append((idx, c.labels))
     if not ks:
@@ -256,12 +264,12 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
 
 
 def exemplars(values: np.ndarray, labels: np.ndarray, distances: bool | None = None, n_components: int = 10,
-              random_state: int = 0) -> dict[int, int]:
+              random_state: int = 0, standardize: bool = True) -> dict[int, int]:
     """Cluster -> index of its medoid model (smallest summed distance to the rest of its cluster)."""
     values = np.asarray(values, dtype=np.float64)
     dist = _as_distance(values, distances)
     if not dist:
-        c = reduce_features(values, n_components, random_state)
+        c = reduce_features(values, n_components, random_state, standardize)
         d = np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
     else:
         d = values
@@ -272,8 +280,8 @@ def exemplars(values: np.ndarray, labels: np.ndarray, distances: bool | None = N
     return out
 
 
-def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, distances: bool | None = None
-             ) -> tuple[np.ndarray, str]:
+def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, distances: bool | None = None,
+             standardize: bool = True) -> tuple[np.ndarray, str]:
     """A 2-D map ``[n, 2]`` and the method actually used.
 
     UMAP (precomputed metric for distances) needs a dozen models; smaller populations, and
@@ -287,7 +295,7 @@ def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, di
     if n < 3:
         return np.zeros((n, 2)), "none"
     if method == "pca" or n < 12:
-        xy = coordinates(values, dist, 2, random_state)
+        xy = coordinates(values, dist, 2, random_state, standardize)
         if xy.shape[1] < 2:
             xy = np.c_[xy, np.zeros(n)]
         return xy[:, :2], "mds" if dist else "pca"
@@ -297,5 +305,5 @@ def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, di
 
         reducer = umap.UMAP(n_neighbors=min(15, n - 1), min_dist=0.1, random_state=random_state,
                             metric="precomputed" if dist else "euclidean", n_jobs=1, init="spectral" if n > 20 else "random")
-        data = values if dist else reduce_features(values, 20, random_state)
+        data = values if dist else reduce_features(values, 20, random_state, standardize)
         return np.asarray(reducer.fit_transform(data), dtype=np.float64), "umap"

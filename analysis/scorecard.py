@@ -202,13 +202,14 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             parents = mt.root_family(ids, p)
 
     k_fixed = opts.k or None
-    c = cl.cluster(values, opts.method, opts.k_max, opts.seed, opts.n_components, dist, k_fixed)
-    boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed) \
+    std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
+    c = cl.cluster(values, opts.method, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std)
+    boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std) \
         if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
-    xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist)
-    coords = cl.coordinates(values, dist, opts.n_components, opts.seed)
-    dmat = values if dist else mt.pairwise_distances(cl.reduce_features(values, max(opts.n_components, 50), opts.seed))
-    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed)
+    xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
+    coords = cl.coordinates(values, dist, opts.n_components, opts.seed, std)
+    dmat = values if dist else mt.pairwise_distances(cl.reduce_features(values, max(opts.n_components, 50), opts.seed, std))
+    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std)
     clusters = c.labels
 
     scores: dict[str, Any] = {}
@@ -330,7 +331,7 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
     kinds = {p.meta.get("kind") for p in parts}
     meta = {"extractor": "combined", "output": "features", "kind": kinds.pop() if len(kinds) == 1 else "mixed",
             "parts": [p.meta.get("key") for p in parts], "supervised": any(p.meta.get("supervised") for p in parts),
-            "step": parts[0].meta.get("step")}
+            "step": parts[0].meta.get("step"), "standardize": False}
     return FingerprintInput(name, values, shared, meta)
 
 

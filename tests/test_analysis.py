@@ -120,16 +120,12 @@ def test_combined_blocks_each_weigh_the_same_whatever_their_scale():
     assert adjusted_rand_score(both, lab) == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="cluster() re-standardises combined coordinates (whitening): noise "
-                                       "components get unit variance and the crossed basins are lost")
 def test_clustering_a_combined_fingerprint_finds_the_crossed_basins():
     y, z, a, db = _two_views()
-    c = cl.cluster(cl.combine([a, 1000 * db], [False, True]), "auto")
+    c = cl.cluster(cl.combine([a, 1000 * db], [False, True]), "auto", standardize=False)  # as analyze() does
     assert c.k == 6 and adjusted_rand_score(y * 2 + z, c.labels) == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="a distance matrix with float round-off on the diagonal (accepted by "
-                                       "is_distance, produced by torch.cdist) makes silhouette_score raise")
 def test_distances_with_round_off_on_the_diagonal_still_cluster():
     x = blobs(THREE, seed=1)
     d = cdist(x, x) + 1e-7 * np.eye(len(x))

@@ -174,8 +174,6 @@ def test_model_ids_and_labels_are_html_escaped(evil):
     assert "ground truth <code>label</code>" in page
 
 
-@pytest.mark.xfail(strict=True, reason="inspect passes model ids to rich as markup: 'm1[final]<b>' prints as "
-                                       "'m1<b>' (and an id containing '[/]' raises MarkupError)")
 def test_inspect_prints_model_ids_verbatim(evil):
     out = ok(cli("inspect", evil.zoo)).stdout
     exemplars = {b["exemplar"] for r in evil.basins["fingerprints"] for b in r["basins"]}

@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 import typer
+from rich.markup import escape as esc
 from rich.table import Table
 
 from fingerprint.cli import app, console, err_console
@@ -218,7 +219,7 @@ def print_scorecard(result: dict) -> None:
         noise = r.get("noise_ami")
         if r.get("parent_noise_ami") is not None and (noise is None or r["parent_noise_ami"] > noise):
             noise = r["parent_noise_ami"]
-        t.add_row(str(r["fingerprint"]) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
+        t.add_row(esc(str(r["fingerprint"])) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
                   f(r.get("stability")), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(noise), nn,
                   f"[{VERDICT_STYLE.get(str(r['verdict']), '')}]{r['verdict']}[/]")
     console.print(t)
@@ -388,18 +389,18 @@ def _inspect_basins(zoo, console_) -> None:
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
     for r in res["fingerprints"]:
         if r.get("error"):
-            t.add_row(str(r["fingerprint"]), "–", f"[red]failed: {r['error']}[/]", "", "")
+            t.add_row(esc(str(r["fingerprint"])), "–", f"[red]failed: {esc(str(r['error']))}[/]", "", "")
             continue
         basins = r.get("basins") or []
-        t.add_row(str(r["fingerprint"]), f(r.get("k")), ", ".join(str(b["size"]) for b in basins),
-                  "; ".join(f"{b['cluster']}: {b['exemplar']}" for b in basins[:6]) + (" ..." if len(basins) > 6 else ""),
+        t.add_row(esc(str(r["fingerprint"])), f(r.get("k")), ", ".join(str(b["size"]) for b in basins),
+                  esc("; ".join(f"{b['cluster']}: {b['exemplar']}" for b in basins[:6])) + (" ..." if len(basins) > 6 else ""),
                   f((r.get("bootstrap") or {}).get("stability")))
     console_.print(t)
     s = Table(title="scorecard")
     for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage 1-NN", "verdict"):
         s.add_column(col)
     for r in res.get("scorecard", []):
-        s.add_row(str(r["fingerprint"]), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(r.get("noise_ami")),
+        s.add_row(esc(str(r["fingerprint"])), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(r.get("noise_ami")),
                   f(r.get("parent_noise_ami")), f(r.get("lineage_nn")),
                   f"[{VERDICT_STYLE.get(str(r.get('verdict')), '')}]{r.get('verdict')}[/]")
     console_.print(s)
