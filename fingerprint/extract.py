@@ -73,8 +73,11 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
 
 def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int = 256,
             labels: dict[str, Any] | Sequence[Any] | None = None, on_progress: Callable[[str, int, int], None] | None = None,
-            device: str = "cpu", model_ids: Sequence[str] | None = None) -> list[ExtractResult]:
+            device: str = "cpu", model_ids: Sequence[str] | None = None, runner: Any = None) -> list[ExtractResult]:
     """Compute (or load from the cache) fingerprints for every spec at every requested step.
+
+    ``runner`` (``fingerprint.parallel.get_runner("ray", address)``) computes the chunks of streaming
+    extractors as Ray tasks; the default computes them here, one chunk of weights in memory at a time.
 
     ``labels`` (a mapping model_id -> label, or a sequence in ``zoo.model_ids`` order) is passed only
     to supervised extractors. ``on_progress(spec, done, total)`` reports work in models.
@@ -96,11 +99,22 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
         batch_cache: dict[str, ModelBatch] = {}
         for text, spec, params in resolved:
             results.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
-                                device, batch_cache))
+                                device, batch_cache, runner))
     return results
 
 
-def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_map, on_progress, device, batch_cache):
+def _remote_module(spec: ExtractorSpec) -> str | None | bool:
+    """The module a worker must import to find ``spec`` (None: nothing), or False if workers cannot find it."""
+    mod = getattr(spec.fn, "__module__", None) or ""
+    if spec.source == "builtin" or mod.startswith("fingerprint.extractors"):
+        return None
+    if mod in ("__main__", "") or mod.startswith("<"):
+        return False
+    return mod
+
+
+def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_map, on_progress, device, batch_cache,
+         runner=None):
     key_params = dict(params)
     lab = None
     if spec.supervised:
@@ -119,8 +133,20 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             if on_progress:
                 on_progress(text, len(ids), len(ids))
             return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
+    remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
     try:
-        if spec.streaming and len(ids) > chunk_size:
+        if remote_module is not False:
+            chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+            done = [0]
+
+            def on_chunk(n: int) -> None:
+                done[0] += n
+                if on_progress:
+                    on_progress(text, done[0], len(ids))
+
+            parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None)
+            values, extras = np.concatenate([p[0] for p in parts]), parts[-1][1]
+        elif spec.streaming and len(ids) > chunk_size:
             parts, extras = [], {}
             for i in range(0, len(ids), chunk_size):
                 chunk = ids[i : i + chunk_size]

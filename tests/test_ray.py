@@ -103,3 +103,67 @@ def test_a_shard_that_always_fails_is_named_and_others_are_kept(local_ray, tmp_p
         run_sweep(cfg, tmp_path / "fail", executor=RayExecutor(max_retries=1))
     # the healthy shard (init seeds 0, 1) finished and is kept
     assert [p.name for p in (tmp_path / "fail" / "shards").glob("*.h5")] == ["p0-g0-0000.h5"]
+
+
+RAY_PLUGIN = textwrap.dedent('''
+    import torch
+    from fingerprint.registry import extractor
+
+    @extractor("row-norms", kind="mechanistic")
+    def row_norms(models):
+        """Per-model norm of every parameter tensor (a decorator-registered plugin in an importable module)."""
+        return torch.stack([p.flatten(1).norm(dim=1) for p in models.params.values()], 1)
+
+    @extractor("fails-on-chunk", kind="mechanistic")
+    def fails_on_chunk(models):
+        if "i3-d0" in models.model_ids:
+            raise RuntimeError("planted chunk failure")
+        return torch.zeros(len(models.model_ids), 1)
+''')
+
+
+def test_ray_extraction_matches_local_and_names_a_failing_chunk(local_ray, tmp_path, tiny_zoo):
+    from fingerprint.extract import extract
+    from fingerprint.parallel import RayChunks
+
+    plugin_dir = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])
+    (plugin_dir / "ray_fp_plugin.py").write_text(RAY_PLUGIN)
+    import ray_fp_plugin  # noqa: F401  (registers the plugins here; workers import the module)
+
+    zoo = Zoo.open(tiny_zoo)
+    specs = ["weight-stats", "ood-outputs", "row-norms", "cka"]
+    local = {r.name: r for r in extract(zoo, specs, force=True, chunk_size=5)}
+    remote = {r.name: r for r in extract(zoo, specs, force=True, chunk_size=5, runner=RayChunks())}
+    for name in specs:
+        assert remote[name].error is None, remote[name].error
+        assert remote[name].model_ids == local[name].model_ids
+        assert torch.allclose(torch.as_tensor(remote[name].values), torch.as_tensor(local[name].values), atol=1e-6)
+    (bad,) = extract(zoo, ["fails-on-chunk"], force=True, chunk_size=5, runner=RayChunks(max_retries=0))
+    assert "planted chunk failure" in bad.error and "\n" not in bad.error
+    assert not [m for m in zoo.list_fingerprints() if m["extractor"] == "fails-on-chunk"]  # nothing cached
+
+
+def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """Run the ``fingerprint`` entry point in this process (it shares the test's Ray instance)."""
+    from fingerprint.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fingerprint", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    return int(e.value.code or 0), out.out + out.err
+
+
+def test_cli_extract_and_run_accept_the_ray_executor(local_ray, tmp_path, tiny_config, monkeypatch, capsys):
+    cfg = tiny_config(mpb=8)
+    with open(cfg, "a") as f:
+        f.write('\n[fingerprints]\nnames = ["weight-stats", "ood-outputs"]\n[analysis]\nn_boot = 2\nembedding = "pca"\n')
+    code, out = _main(monkeypatch, capsys, "run", cfg, "--out", tmp_path / "run", "--executor", "ray")
+    assert code == 0, out
+    assert (tmp_path / "run" / "report.html").exists()
+    code, out = _main(monkeypatch, capsys, "extract", tmp_path / "run" / "zoo", "--fp", "weight-spectra",
+                      "--executor", "ray", "--chunk-size", "6")
+    assert code == 0 and "computed weight-spectra" in out, out
+    code, out = _main(monkeypatch, capsys, "extract", tmp_path / "run" / "zoo", "--fp", "weight-spectra",
+                      "--executor", "process")
+    assert code == 2 and "unknown executor 'process' for extraction (valid: local, ray)" in out

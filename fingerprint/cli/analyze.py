@@ -115,12 +115,13 @@ def cached_inputs(zoo, names: Optional[List[str]] = None) -> list:
 
 
 def extract_inputs(zoo, specs: list[str], step=None, label: Optional[str] = None, chunk_size: int = 256,
-                   force: bool = False) -> list:
+                   force: bool = False, runner=None, device: str = "cpu") -> list:
     """Compute (or reuse from the cache) fingerprints; failures become inputs with an error."""
     from analysis.scorecard import FingerprintInput
     from fingerprint.cli.extract import report_results, run_extract
 
-    results = run_extract(zoo, specs, step, force, label if (label and label in zoo.models) else None, chunk_size)
+    results = run_extract(zoo, specs, step, force, label if (label and label in zoo.models) else None, chunk_size,
+                          runner, device)
     report_results(results)
     out = []
     for r in results:
@@ -201,6 +202,9 @@ def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Op
         write_json(Path(json_path), s)
 
 
+SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both"}
+
+
 def print_scorecard(result: dict) -> None:
     from rich import box
 
@@ -208,11 +212,12 @@ def print_scorecard(result: dict) -> None:
     t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {settings.get('label')}, lineage "
                     f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
-                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative")
+                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative",
+              caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
                       ("AUROC", "right"), ("noise", "right"), ("1-NN/chance", "right"), ("verdict", "left")):
-        t.add_column(col, justify=just, no_wrap=col not in ("fingerprint", "verdict"), overflow="fold",
-                     min_width=16 if col == "fingerprint" else None)
+        t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
+                     min_width={"fingerprint": 14, "verdict": 13}.get(col))
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
     for r in result["scorecard"]:
         nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
@@ -221,8 +226,10 @@ def print_scorecard(result: dict) -> None:
             noise = r["parent_noise_ami"]
         t.add_row(esc(str(r["fingerprint"])) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
                   f(r.get("stability")), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(noise), nn,
-                  f"[{VERDICT_STYLE.get(str(r['verdict']), '')}]{r['verdict']}[/]")
+                  f"[{VERDICT_STYLE.get(str(r['verdict']), '')}]{SHORT_VERDICT.get(str(r['verdict']), r['verdict'])}[/]")
     console.print(t)
+    console.print("verdicts: deep = tracks deep differences, noise = tracks initialization noise, "
+                  "both = tracks both (thresholds in docs/scorecard.md)", style="dim")
     for r in result["scorecard"]:
         if r.get("error"):
             err_console.print(f"[bold red]failed:[/] {r['fingerprint']}: {r['error']}", highlight=False, soft_wrap=True)
@@ -312,7 +319,7 @@ def report(
 
 
 def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
-                 executor: str = "local", models_per_batch: Optional[int] = None) -> dict:
+                 executor: str = "local", models_per_batch: Optional[int] = None, address: Optional[str] = None) -> dict:
     """Sweep -> extract -> cluster -> report into ``out`` (``zoo/``, ``report.html``, ``summary.json``)."""
     import shutil
 
@@ -336,11 +343,14 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
             raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]1/3 sweep[/] {cfg.name}")
-    run_sweep_with_progress(cfg, zoo_dir, make_executor(executor), models_per_batch, device,
+    from fingerprint.parallel import get_runner
+
+    runner = get_runner("ray", address) if executor == "ray" else None
+    run_sweep_with_progress(cfg, zoo_dir, make_executor(executor, address), models_per_batch, device,
                             resume and (zoo_dir / MANIFEST).exists(), False)
     zoo = Zoo.open(zoo_dir)
     console.rule("[bold]2/3 fingerprints[/]")
-    inputs = extract_inputs(zoo, fps["names"], fps["step"], opts.label, fps["chunk_size"])
+    inputs = extract_inputs(zoo, fps["names"], fps["step"], opts.label, fps["chunk_size"], runner=runner, device=device)
     console.rule("[bold]3/3 basins and scorecard[/]")
     result = stored_result(zoo, inputs, opts) if resume else None
     result = result or analyze_zoo(zoo, inputs, opts)
@@ -359,11 +369,12 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run (trained shards and cached fingerprints are kept)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
-    executor: str = typer.Option("local", help="local | process | ray"),
+    executor: str = typer.Option("local", help="local | process | ray (ray also runs extraction chunks)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
     models_per_batch: Optional[int] = typer.Option(None, help="Models trained together in one shard."),
 ):
     """The main job: sweep -> fingerprints -> basins and scorecard -> report.html, from one config."""
-    run_pipeline(config, out, resume, overwrite, device, executor, models_per_batch)
+    run_pipeline(config, out, resume, overwrite, device, executor, models_per_batch, address)
 
 
 @app.command()

@@ -18,7 +18,8 @@ def labels_from(zoo, column: Optional[str]):
     return dict(zip(zoo.model_ids, zoo.models[column]))
 
 
-def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Optional[str] = None, chunk_size: int = 256):
+def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Optional[str] = None, chunk_size: int = 256,
+                runner=None, device: str = "cpu"):
     from fingerprint.extract import extract
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("models"),
@@ -31,7 +32,7 @@ def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Op
             progress.update(tasks[spec], completed=done)
 
         return extract(zoo, specs, step=step, force=force, labels=labels_from(zoo, label), on_progress=on_progress,
-                       chunk_size=chunk_size)
+                       chunk_size=chunk_size, runner=runner, device=device)
 
 
 def report_results(results) -> int:
@@ -56,12 +57,17 @@ def extract(
     label: Optional[str] = typer.Option(None, "--label", help="Model column with labels for supervised extractors (e.g. deep_label)."),
     plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Import module:function extractors (repeatable)."),
     chunk_size: int = typer.Option(256, help="Models per chunk for streaming extractors."),
+    executor: str = typer.Option("local", help="local | ray: where chunks of streaming extractors run."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
 ):
     """Compute fingerprints for a zoo (cached in the zoo)."""
     import sys
 
+    from fingerprint.parallel import get_runner
     from fingerprint.registry import load_plugin
     from fingerprint.zoo import Zoo
+    from training.sweep import check_device
 
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
@@ -70,6 +76,8 @@ def extract(
     zoo = Zoo.open(zoo_path)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
-    failures = report_results(run_extract(zoo, list(fp), step, force, label, chunk_size))
+    check_device(device)
+    runner = get_runner(executor, address)
+    failures = report_results(run_extract(zoo, list(fp), step, force, label, chunk_size, runner, device))
     if failures:
         raise typer.Exit(1)

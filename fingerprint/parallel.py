@@ -1,0 +1,108 @@
+"""Where chunks of an extraction run: in this process, or as Ray tasks on a cluster.
+
+Feature extractors whose rows depend only on their own model are computed chunk by chunk (a chunk
+is ``chunk_size`` models). Locally, ``extract`` loops over them in this process, one chunk of
+weights in memory at a time. :class:`RayChunks` submits every chunk
+as a Ray task (declared ``num_cpus``, ``num_gpus`` for CUDA). Each task opens the zoo from its
+path, which every node must share, and returns only the chunk's fingerprint rows ``[chunk, d]``.
+The driver never holds the weights. Failed tasks are retried (bounded). A chunk that keeps failing
+is named in a one-line error, and nothing is cached.
+
+Workers look extractors up by spec: built-ins, entry-point plugins and ``module:function`` names
+resolve anywhere the package is installed, and a function registered with ``@extractor`` in an
+importable module is found by importing that module. One defined in ``__main__`` (a script or a
+notebook) is unknown to workers and runs on the local runner instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fingerprint.errors import UserError
+
+ChunkResult = tuple[np.ndarray, dict[str, Any]]
+
+
+def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | None, device: str,
+                  threads: int = 0, module: str | None = None) -> ChunkResult:
+    """Open the zoo at ``zoo_dir`` and compute one streaming extractor on ``ids``: ``([len(ids), d], extras)``.
+
+    ``module`` is imported first, so extractors registered by decorator in an importable module resolve.
+    """
+    import importlib
+
+    import torch
+
+    from fingerprint.batch import ModelBatch
+    from fingerprint.registry import get_extractor, parse_spec
+    from fingerprint.zoo import Zoo
+
+    if threads:
+        torch.set_num_threads(threads)
+    if module:
+        importlib.import_module(module)
+    name, overrides = parse_spec(spec_text)
+    spec = get_extractor(name)
+    params = spec.resolve_params(overrides)
+    mb = ModelBatch.from_zoo(Zoo.open(zoo_dir), list(ids), step, device)
+    values, extras = spec.compute(mb, params)
+    return np.asarray(values), {k: v for k, v in extras.items() if not isinstance(v, np.ndarray)}
+
+
+class RayChunks:
+    """Chunks as Ray tasks; the zoo directory must be on a path every node shares."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int = 1, num_gpus: float = 1.0, max_retries: int = 2):
+        from training.ray_executor import RayExecutor
+
+        self._ray = RayExecutor(address=address, num_cpus=num_cpus, max_retries=max_retries, num_gpus=num_gpus)
+        self.num_cpus, self.num_gpus, self.max_retries = num_cpus, num_gpus, max_retries
+
+    def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None) -> list[ChunkResult]:
+        import ray
+
+        self._ray._init()
+        gpus = self.num_gpus if device.startswith("cuda") else 0
+        task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
+                          retry_exceptions=True)(compute_chunk)
+        refs = [task.remote(zoo_dir, spec_text, list(c), step, device, self.num_cpus, module) for c in chunks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[ChunkResult | None] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                i = index[ref]
+                try:
+                    results[i] = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - reported with the chunk below
+                    for r in pending:
+                        ray.cancel(r)
+                    cause = getattr(e, "cause", None) or e
+                    if isinstance(cause, UserError):
+                        raise UserError(str(cause)) from None
+                    lines = str(cause).strip().splitlines()
+                    raise UserError(f"chunk {i} (models {chunks[i][0]}..{chunks[i][-1]}) of '{spec_text}' failed after "
+                                    f"{self.max_retries} retries: {(lines[-1] if lines else type(cause).__name__)[:300]}") from None
+                on_chunk(len(chunks[i]))
+        return [r for r in results if r is not None]
+
+
+def get_runner(name: str = "local", address: str | None = None):
+    """A chunk runner by name (``local`` or ``ray``); ``address`` only for Ray."""
+    if address and name != "ray":
+        raise UserError(f"--address is for --executor ray, not '{name}'")
+    if name == "local":
+        return None  # extract's own loop: one chunk of weights in memory at a time
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--executor ray needs the 'ray' extra: pip install 'basin-fingerprint[ray]'") from None
+        return RayChunks(address)
+    raise UserError(f"unknown executor '{name}' for extraction (valid: local, ray)")
