@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
 
 MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
+NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
 
 
 def _codes(values) -> np.ndarray:
@@ -88,33 +89,63 @@ def pairwise_distances(coords: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * coords @ coords.T, 0, None))
 
 
-def lineage_nn(dist: np.ndarray, family, basins=None) -> tuple[float | None, float | None]:
+def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray | None = None,
+               max_queries: int = NN_QUERIES, random_state: int = 0) -> tuple[float | None, float | None]:
     """Nearest-neighbour lineage identification inside true basins, and its chance level.
 
     For every model whose family has another member in its basin: is its nearest neighbour among
     the basin's models a relative? Chance: the expected rate for a random neighbour. Returns
     ``(rate, chance)`` or ``(None, None)`` when no model has a relative in its basin.
+
+    Distances are ``dist`` ``[n, n]``, or with ``dist=None`` Euclidean on ``coords`` ``[n, c]``
+    (computed in row blocks: nothing ``n x n``). Ties go to the lower index. When more than
+    ``max_queries`` models qualify, the rates average over a fixed random sample of that many of
+    them; each one's neighbour is still searched among all models of its basin.
     """
     family = np.asarray([str(f) for f in family], dtype=object)
     n = len(family)
     basins = np.zeros(n, dtype=object) if basins is None else np.asarray([str(b) for b in basins], dtype=object)
-    hits, chance = [], []
-    for b in set(basins.tolist()):
+    if dist is None and coords is None:
+        raise ValueError("lineage_nn needs distances or coordinates")
+    groups = []  # (basin members, positions of the queries among them, their relatives counts)
+    for b in sorted(set(basins.tolist())):
         idx = np.flatnonzero(basins == b)
         if len(idx) < 3:
             continue
-        d = np.array(dist[np.ix_(idx, idx)], dtype=np.float64)
-        np.fill_diagonal(d, np.inf)
-        fam = family[idx]
-        for r in range(len(idx)):
-            rel = int((fam == fam[r]).sum()) - 1
-            if rel == 0:
-                continue
-            hits.append(float(fam[int(np.argmin(d[r]))] == fam[r]))
-            chance.append(rel / (len(idx) - 1))
-    if not hits:
+        _, codes, counts = np.unique(family[idx], return_inverse=True, return_counts=True)
+        rel = counts[codes] - 1
+        pos = np.flatnonzero(rel > 0)
+        if len(pos):
+            groups.append((idx, pos, rel[pos]))
+    total = sum(len(p) for _, p, _ in groups)
+    if not total:
         return None, None
-    return float(np.mean(hits)), float(np.mean(chance))
+    if total > max_queries:  # one uniform sample over all qualifying models, then back to their basins
+        chosen = np.zeros(total, bool)
+        chosen[np.random.default_rng(random_state).choice(total, max_queries, replace=False)] = True
+        parts, start = [], 0
+        for idx, pos, rel in groups:
+            keep = chosen[start : start + len(pos)]
+            start += len(pos)
+            if keep.any():
+                parts.append((idx, pos[keep], rel[keep]))
+        groups = parts
+    hits, chance = [], []
+    for idx, pos, rel in groups:
+        fam = family[idx]
+        x = None if dist is not None else np.asarray(coords[idx], dtype=np.float64)
+        sq = None if x is None else (x**2).sum(1)
+        step = max(1, (1 << 22) // len(idx))
+        for s in range(0, len(pos), step):
+            p = pos[s : s + step]
+            if x is None:
+                d = np.array(dist[np.ix_(idx[p], idx)], dtype=np.float64)
+            else:
+                d = np.sqrt(np.clip(sq[p, None] + sq[None, :] - 2 * x[p] @ x.T, 0, None))
+            d[np.arange(len(p)), p] = np.inf
+            hits.append(fam[d.argmin(1)] == fam[p])
+        chance.append(rel / (len(idx) - 1))
+    return float(np.concatenate(hits).mean()), float(np.concatenate(chance).mean())
 
 
 def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5) -> float | None:

@@ -4,7 +4,8 @@
 in a paragraph, failures, the scorecard table, then per fingerprint three 2-D maps (coloured by
 cluster, by ground truth, by lineage), basin sizes with exemplar models, the clusters x ground-truth
 confusion matrix, and for distance fingerprints a dendrogram and a cluster-ordered heat-map; then a
-forecast curve when one exists, and the run's config and provenance. Every string that comes from
+forecast curve when one exists, and the run's config and provenance. A map of more than
+:data:`MAX_POINTS` models draws a fixed random sample of them. Every string that comes from
 data (model ids, labels, names, errors) goes through :func:`html.escape`.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79"]
+MAX_POINTS = 5000  # a scatter plot draws at most this many models (a fixed random sample beyond)
 VERDICT_CLASS = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
                  "uninformative": "none", "no ground truth": "none", "failed": "failrow"}
 
@@ -78,16 +80,33 @@ def legend(col: dict[str, str], limit: int = 14) -> str:
 
 
 # -- plots ---------------------------------------------------------------------------------------
-def scatter(xy: list[list[float]], cats: list[str], ids: list[str], title: str, size: int = 290) -> str:
-    """An inline-SVG scatter plot coloured by category; each point's tooltip names the model."""
+def shown_points(n: int, limit: int = MAX_POINTS) -> np.ndarray:
+    """Indices of the models a scatter plot draws: all of them, or a fixed random ``limit`` (sorted),
+    the same for every plot of a report, so that the three maps of a fingerprint show the same models."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+
+
+def scatter(xy: list[list[float]], cats: list[str], ids: list[str], title: str, size: int = 290,
+            limit: int = MAX_POINTS) -> str:
+    """An inline-SVG scatter plot coloured by category; each point's tooltip names the model.
+
+    More than ``limit`` models: a fixed random sample of ``limit`` is drawn (the caption says so),
+    since a page with 10^5 SVG circles per map is too heavy to open. The axes span every model.
+    """
     if not xy:
         return f"<figure><div class='sub'>(no models)</div><figcaption>{escape(title)}</figcaption></figure>"
     a = np.asarray(xy, dtype=float).reshape(-1, 2)
     pad = 10
     lo, span = a.min(0), np.maximum(np.ptp(a, 0), 1e-9)
     col = colors(cats)
+    show = shown_points(len(a), limit)
+    if len(show) < len(a):
+        title = f"{title}; {len(show)} of {len(a)} models shown (a fixed random sample)"
     pts = []
-    for (x, y), c, mid in zip(a, cats, ids):
+    for i in show.tolist():
+        (x, y), c, mid = a[i], cats[i], ids[i]
         cx = pad + (x - lo[0]) / span[0] * (size - 2 * pad)
         cy = size - pad - (y - lo[1]) / span[1] * (size - 2 * pad)
         pts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.3" fill="{col[c]}" fill-opacity="0.85" stroke="#333" '
@@ -301,6 +320,9 @@ def fingerprint_section(r: dict[str, Any], settings: dict[str, Any], distances: 
                f"{escape(str(r.get('embedding_method')))}"
                + (f" · held-out AUROC of the supervised extractor {_fmt(meta.get('heldout_auroc'))}" if 'heldout_auroc' in meta else "")
                + (f" · left out (diverged/unknown): {len(r['excluded'])}" if r.get("excluded") else "") + "</div>")
+    if r.get("approximations"):
+        out.append("<div class='sub'>Large population, sampled steps: "
+                   + "; ".join(escape(str(a)) for a in r["approximations"]) + " (docs/scorecard.md).</div>")
     ids = r.get("model_ids") or []
     xy = r.get("embedding") or []
     clusters = [str(c) for c in r.get("clusters") or []]

@@ -175,13 +175,15 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
 
 def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
                     index: dict[str, int]) -> dict[str, Any]:
-    values = np.asarray(fp.values, dtype=np.float64)
+    values = cl._floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
     ids = list(fp.model_ids)
     if len(values) != len(ids):
         raise ValueError(f"{len(values)} rows but {len(ids)} model ids")
     if not np.isfinite(values).all():
         raise ValueError("fingerprint has NaN or infinite values")
     dist = cl._as_distance(values, fp.distances)
+    if dist:
+        values = np.asarray(values, dtype=np.float64)
     # leave out models the table does not know and diverged ones
     rows = [index.get(m) for m in ids]
     div = np.asarray(table["diverged"], bool) if "diverged" in table else np.zeros(len(table["model_id"]), bool)
@@ -208,7 +210,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
     xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
     coords = cl.coordinates(values, dist, opts.n_components, opts.seed, std)
-    dmat = values if dist else mt.pairwise_distances(cl.reduce_features(values, max(opts.n_components, 50), opts.seed, std))
+    # 1-NN: the distance matrix, or Euclidean in a 50-dim PCA searched in blocks (nothing n x n)
+    nn_dist, nn_coords = (values, None) if dist else (None, cl.reduce_features(values, max(opts.n_components, 50), opts.seed, std))
     ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std)
     clusters = c.labels
 
@@ -224,10 +227,12 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     basins = label if has_label else None
     if lineage is not None:
         scores["noise_ami"], scores["noise_ami_per_basin"] = mt.within_basin_ami(clusters, lineage, basins)
-        scores["lineage_nn"], scores["lineage_nn_chance"] = mt.lineage_nn(dmat, lineage, basins)
+        scores["lineage_nn"], scores["lineage_nn_chance"] = mt.lineage_nn(nn_dist, lineage, basins, nn_coords,
+                                                                          random_state=opts.seed)
     if parents is not None:
         scores["parent_noise_ami"], scores["parent_noise_ami_per_basin"] = mt.within_basin_ami(clusters, parents, basins)
-        scores["parent_nn"], scores["parent_nn_chance"] = mt.lineage_nn(dmat, parents, basins)
+        scores["parent_nn"], scores["parent_nn_chance"] = mt.lineage_nn(nn_dist, parents, basins, nn_coords,
+                                                                        random_state=opts.seed)
     noise_vals = [v for v in (scores.get("noise_ami"), scores.get("parent_noise_ami")) if v is not None]
     noise = max(noise_vals) if noise_vals else None
     v, reason = verdict(scores["deep_ami"], noise, scores["probe_auroc"], binary, opts, has_label)
@@ -255,7 +260,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             row["n_families"] = int(len({str(x) for x in lineage[m]}))
         basin_rows.append(row)
     return {
-        "n_models": n, "excluded": excluded, "method": c.method, "k": int(c.k), "k_scores": {str(a): _fmt(b) for a, b in c.scores.items()},
+        "n_models": n, "excluded": excluded, "approximations": approximations(
+            n, c.method, boot, emb, basin_rows, lineage is not None or parents is not None),
+        "method": c.method, "k": int(c.k), "k_scores": {str(a): _fmt(b) for a, b in c.scores.items()},
         "bootstrap": boot, "embedding_method": emb, "distances": bool(dist),
         "model_ids": ids, "clusters": clusters.tolist(), "embedding": np.round(xy, 5).tolist(),
         "label_values": None if label is None else [str(x) for x in label],
@@ -265,6 +272,26 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         "alignment": alignment, "aligns_with": aligns_with, "basins": basin_rows,
         "confusion": mt.confusion(clusters, label) if label is not None else None,
     }
+
+
+def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True) -> list[str]:
+    """What a large population's analysis computed on samples instead of every model (empty when exact).
+
+    The thresholds are those of ``analysis/clustering.py`` and ``analysis/metrics.py``;
+    ``docs/scorecard.md`` ("Large populations") explains each one.
+    """
+    out = []
+    if n > cl.SILHOUETTE_SAMPLE and method in ("kmeans", "agglomerative", "agglomerative-complete"):
+        out.append(f"silhouette of each k on a fixed random sample of {cl.SILHOUETTE_SAMPLE} models")
+    if boot.get("max_models"):
+        out.append(f"bootstrap replicates keep a random {boot['max_models']} of their distinct models")
+    if any(b["size"] > cl.MEDOID_SAMPLE for b in basins):
+        out.append(f"exemplar of a basin larger than {cl.MEDOID_SAMPLE}: medoid of a random sample of {cl.MEDOID_SAMPLE} members")
+    if nn and n > mt.NN_QUERIES:
+        out.append(f"lineage 1-NN rates averaged over at most {mt.NN_QUERIES} random models (exact neighbours)")
+    if embedding == "umap-sample":
+        out.append(f"map: UMAP fitted on a random {cl.EMBED_FIT_MAX} models, the others placed by UMAP's transform")
+    return out
 
 
 def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
@@ -319,7 +346,8 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
     if bad:
         return FingerprintInput(name, None, [], {"extractor": "combined", "output": "features"},
                                 error=f"cannot combine: fingerprint '{bad[0]}' failed")
-    shared = [m for m in parts[0].model_ids if all(m in set(p.model_ids) for p in parts[1:])]
+    others = [set(p.model_ids) for p in parts[1:]]
+    shared = [m for m in parts[0].model_ids if all(m in o for o in others)]
     blocks = []
     for p in parts:
         pos = {m: i for i, m in enumerate(p.model_ids)}
