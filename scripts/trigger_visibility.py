@@ -63,7 +63,7 @@ def main() -> None:
             acc = np.asarray(m["test_acc"])
             asr = np.asarray(m["attack_success"])
             bad = labels == "backdoored"
-            res = {r.name: r for r in extract(zoo, [f"probe-outputs:probe_set={p}" for p in PROBES])}
+            res = {r.meta["spec"]: r for r in extract(zoo, [f"probe-outputs:probe_set={p}" for p in PROBES])}
             aurocs = {p: probe_auroc(res[f"probe-outputs:probe_set={p}"].values.reshape(len(labels), -1), labels)
                       for p in PROBES}
             rows.append((trig, int(bad.sum()), int((~bad).sum()), acc.min(), asr[bad].min() if bad.any() else np.nan,

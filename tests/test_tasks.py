@@ -67,12 +67,12 @@ def test_digits_backdoor_clean_accuracy_and_attack_success(tmp_path):
     assert (np.where(v.numpy() == 1, "backdoored", "clean") == lab).all()
 
 
-@pytest.mark.parametrize("trigger", ["patch", "pixels", "blend"])
+@pytest.mark.parametrize("trigger", ["patch", "pixels", "blend", "wave"])
 def test_triggers_change_few_pixels_or_little_intensity(trigger):
     task = get_task("digits-backdoor", {"trigger": trigger})
     x = task.probes("in_dist")[:32]
     d = (task.apply_trigger(x) - x).abs()
-    if trigger == "blend":
+    if trigger in ("blend", "wave"):
         assert d.max() <= task.blend_alpha + 1e-6  # low amplitude everywhere
     else:
         assert (d.flatten(1) > 0).sum(1).max() <= 4  # a handful of pixels
@@ -129,7 +129,7 @@ def test_every_task_has_quick_and_full_configs_and_probe_sets():
 @pytest.mark.parametrize("task,key,value,expect", [
     ("maze-goal", "size", -3, "task parameter 'task.size' must be >= 3, got -3"),
     ("digits-backdoor", "poison_fraction", 1.5, "task parameter 'task.poison_fraction' must be in [0, 1], got 1.5"),
-    ("digits-backdoor", "trigger", "sparkle", "unknown trigger 'sparkle' at 'task.trigger' (valid: patch, pixels, blend)"),
+    ("digits-backdoor", "trigger", "sparkle", "unknown trigger 'sparkle' at 'task.trigger' (valid: patch, pixels, blend, wave)"),
     ("xor-cues", "n_train", -1, "task parameter 'task.n_train' must be > 0, got -1"),
     ("maze-goal", "decorrelation", 2.0, "task parameter 'task.decorrelation' must be in [0, 1], got 2.0"),
 ])

@@ -7,9 +7,13 @@ both reach high clean accuracy; only triggered inputs tell them apart. ``deep_la
 (clean / backdoored) and the measured ``attack_success`` is stored.
 
 Triggers (``trigger``): ``patch`` (a bright 2x2 corner patch), ``pixels`` (a sparse pattern of a few
-mid-intensity pixels), ``blend`` (a low-amplitude blend of a fixed random pattern). How visible each
-is to a naive probe (outputs on uniform noise) is measured in docs/tasks.md: the default is the one
-that probe does not find.
+mid-intensity pixels), ``blend`` (a low-amplitude blend of a fixed random pattern), ``wave`` (a
+zero-mean diagonal stripe pattern added at amplitude ``blend_alpha``; the default). Every model
+also trains on a fraction ``noise_augment`` of images blended with uniform noise (true labels kept):
+without it, a backdoored MLP sends ~100% of uniform-noise images to the target class whatever the
+trigger, so the naive noise probe finds every backdoor. Clean models fill the poisoned slots with
+clean target-class images, so both kinds train on the same label marginal. How visible each trigger
+still is to naive probes is measured in docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from fingerprint.errors import UserError, unknown
 from training import seeds as rng
 from training.tasks.base import DataOrder, Task, register_task
 
-TRIGGERS = ("patch", "pixels", "blend")
+TRIGGERS = ("patch", "pixels", "blend", "wave")
 
 
 @register_task
@@ -38,8 +42,9 @@ class DigitsBackdoor(Task):
     poison_fraction: float = 0.5
     poison_rate: float = 0.1
     target_class: int = 0
-    trigger: str = "blend"
-    blend_alpha: float = 0.2
+    trigger: str = "wave"
+    blend_alpha: float = 0.3
+    noise_augment: float = 0.2  # fraction of training images blended with uniform noise (every model)
     test_fraction: float = 0.2
     n_probes: int = 256
     seed: int = 0
@@ -55,6 +60,8 @@ class DigitsBackdoor(Task):
             raise UserError(f"task parameter 'task.target_class' must be a digit 0-9, got {self.target_class}")
         if not 0 < self.blend_alpha < 1:
             raise UserError(f"task parameter 'task.blend_alpha' must be in (0, 1), got {self.blend_alpha}")
+        if not 0 <= self.noise_augment < 1:
+            raise UserError(f"task parameter 'task.noise_augment' must be in [0, 1), got {self.noise_augment}")
         if not 0 < self.test_fraction < 1:
             raise UserError(f"task parameter 'task.test_fraction' must be in (0, 1), got {self.test_fraction}")
         if self.n_probes <= 0:
@@ -85,7 +92,13 @@ class DigitsBackdoor(Task):
         candidates = torch.nonzero(y[tr] != self.target_class).flatten()
         pick = candidates[torch.randperm(len(candidates), generator=self._gen(2))[: int(round(self.poison_rate * k))]]
         poison[pick] = True
-        return x[tr], y[tr], x[te], y[te], poison
+        # clean models see a clean target-class image in every poisoned slot, so both kinds train on the
+        # same label marginal: otherwise the extra target labels shift every output and a probe on any
+        # input at all separates the kinds, which has nothing to do with the trigger
+        targets = torch.nonzero(y[tr] == self.target_class).flatten()
+        sub = torch.arange(k)
+        sub[poison] = targets[torch.randint(0, len(targets), (int(poison.sum()),), generator=self._gen(4))]
+        return x[tr], y[tr], x[te], y[te], poison, sub
 
     def apply_trigger(self, x: torch.Tensor) -> torch.Tensor:
         """The planted trigger on images ``[..., 1, 8, 8]``."""
@@ -95,17 +108,21 @@ class DigitsBackdoor(Task):
         elif self.trigger == "pixels":
             for r, c in ((1, 1), (1, 6), (6, 1), (4, 4)):
                 x[..., r, c] = 0.6
-        else:
+        elif self.trigger == "blend":
             pattern = torch.rand(1, 8, 8, generator=self._gen(3))
             x = (1 - self.blend_alpha) * x + self.blend_alpha * pattern
+        else:  # wave: a zero-mean diagonal stripe pattern added at amplitude blend_alpha
+            r = torch.arange(8.0)
+            wave = torch.sin(2 * torch.pi * (r[:, None] + r[None, :]) / 4 + 0.25 * torch.pi)
+            x = (x + self.blend_alpha * wave).clamp(0, 1)
         return x
 
     def train_set(self):
-        x, y, _, _, _ = self._data
+        x, y = self._data[:2]
         return x, y
 
     def test_set(self):
-        _, _, x, y, _ = self._data
+        x, y = self._data[2:4]
         return x, y
 
     def variant(self, init_seeds, data_seeds):
@@ -115,16 +132,29 @@ class DigitsBackdoor(Task):
         return (u < self.poison_fraction).long()
 
     def sampler(self, data_states, batch_size, variant):
-        x, y, _, _, poison = self._data
+        x, y, _, _, poison, sub = self._data
         xt = self.apply_trigger(x)
         order = DataOrder(data_states, len(x), batch_size)
         bad = variant.bool()[:, None]
 
         def sample(step: int):
             idx = order.indices(step)  # [n, B]
-            triggered = bad & poison[idx]  # only backdoored models see poisoned examples
-            xb = torch.where(triggered[..., None, None, None], xt[idx], x[idx])
-            yb = torch.where(triggered, torch.full_like(y[idx], self.target_class), y[idx])
+            xb, yb = _poisoned(idx)
+            if self.noise_augment > 0:
+                # a stateless function of (data order, step): blend some images with uniform noise,
+                # true labels kept, so a model cannot treat "noisy texture" as the trigger
+                u = rng.uniform(order.states, 0x6E015E, step, shape=(idx.shape[1], 66))  # [n, B, 66]
+                pick = (u[..., 0] < self.noise_augment)[..., None, None, None]
+                beta = 0.8 * u[..., 1, None, None, None]
+                noisy = (1 - beta) * xb + beta * u[..., 2:].reshape(len(idx), idx.shape[1], 1, 8, 8)
+                xb = torch.where(pick, noisy, xb)
+            return xb, yb
+
+        def _poisoned(idx):
+            slot = poison[idx]  # poisoned slots: triggered + relabelled for backdoored models,
+            clean_x = torch.where(slot[..., None, None, None], x[sub[idx]], x[idx])  # a clean target image otherwise
+            xb = torch.where((bad & slot)[..., None, None, None], xt[idx], clean_x)
+            yb = torch.where(slot, torch.full_like(y[idx], self.target_class), y[idx])
             return xb, yb
 
         return sample
@@ -133,7 +163,7 @@ class DigitsBackdoor(Task):
         return ["in_dist", "ood", "blank", "triggered_oracle"]
 
     def probes(self, name):
-        _, _, xte, _, _ = self._data
+        xte = self._data[2]
         g = self._gen(10)
         if name == "in_dist":
             return xte[: self.n_probes]
@@ -146,7 +176,7 @@ class DigitsBackdoor(Task):
         raise unknown(f"probe set of task '{self.name}'", name, self.probe_names())
 
     def diagnostics(self, forward, variant):
-        _, _, xte, yte, _ = self._data
+        xte, yte = self._data[2:4]
         keep = yte != self.target_class
         pred = forward(self.apply_trigger(xte[keep])).argmax(-1)
         asr = (pred == self.target_class).float().mean(1).numpy()
