@@ -25,7 +25,7 @@ _LAZY = {
     # filled in by the extractor and analysis layers
     "extractor": ("fingerprint.registry", "extractor"),
     "ModelBatch": ("fingerprint.batch", "ModelBatch"),
-    "extract": ("fingerprint.extract", "extract"),
+    "extract": ("fingerprint.extraction", "extract"),
 }
 
 

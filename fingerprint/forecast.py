@@ -19,7 +19,7 @@ import numpy as np
 from analysis.clustering import cluster
 from analysis.forecast import earliest, forecast_step, select
 from fingerprint.errors import UserError
-from fingerprint.extract import active_models, extract
+from fingerprint.extraction import active_models, extract
 from fingerprint.zoo import Zoo
 
 

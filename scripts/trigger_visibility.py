@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.metrics import probe_auroc
-from fingerprint.extract import extract
+from fingerprint.extraction import extract
 from fingerprint.zoo import Zoo
 from training.config import SweepConfig
 from training.sweep import run_sweep

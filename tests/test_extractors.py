@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import fingerprint
 from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
-from fingerprint.extract import extract
+from fingerprint.extraction import extract
 from fingerprint.extractors.mechanistic import apply_permutations, cka_matrix, weight_match
 from fingerprint.registry import get_extractor, list_extractors, reset_plugins
 from training.families import get_family
@@ -246,3 +246,12 @@ def test_extract_cli(tiny_zoo):
     assert {m["extractor"] for m in meta} == {"weight-stats", "cka"}
     lst = json.loads(run("list", "--json").stdout)
     assert lst["extractors"]["cka"]["output"] == "distances"
+
+
+def test_public_extract_stays_a_function_after_submodule_imports():
+    """``fingerprint.extract`` is the function even once every submodule has been imported."""
+    import fingerprint
+    import fingerprint.cli.extract  # noqa: F401
+    import fingerprint.extraction  # noqa: F401
+
+    assert callable(fingerprint.extract) and fingerprint.extract is fingerprint.extraction.extract

@@ -181,7 +181,7 @@ def test_zoo_from_modules_in_three_lines():
 
 def test_imported_population_is_fingerprinted(user_models):
     """Forward-pass, activation and weight extractors run on any nn.Module through functional_call + vmap."""
-    from fingerprint.extract import extract
+    from fingerprint.extraction import extract
 
     out = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo",
                              metadata=user_models / "models.csv", probes="userarch:probes", layers=["1"])

@@ -123,7 +123,7 @@ RAY_PLUGIN = textwrap.dedent('''
 
 
 def test_ray_extraction_matches_local_and_names_a_failing_chunk(local_ray, tmp_path, tiny_zoo):
-    from fingerprint.extract import extract
+    from fingerprint.extraction import extract
     from fingerprint.parallel import RayChunks
 
     plugin_dir = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])

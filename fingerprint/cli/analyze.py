@@ -65,7 +65,7 @@ def validate_run_config(cfg) -> tuple[dict, Any]:
     """Check a sweep config's pipeline sections before anything is trained."""
     fps = fingerprint_settings(cfg.fingerprints)
     opts = analysis_options(cfg.analysis)
-    from fingerprint.extract import resolve_specs
+    from fingerprint.extraction import resolve_specs
 
     resolve_specs(fps["names"])  # unknown extractor / parameter: fail now, not after the sweep
     return fps, opts

@@ -20,7 +20,7 @@ def labels_from(zoo, column: Optional[str]):
 
 def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Optional[str] = None, chunk_size: int = 256,
                 runner=None, device: str = "cpu"):
-    from fingerprint.extract import extract
+    from fingerprint.extraction import extract
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("models"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
