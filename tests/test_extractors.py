@@ -225,6 +225,16 @@ def test_every_builtin_runs_on_each_family(tmp_path):
 
         loss = staticmethod(task.loss)
 
+        def hypotheses(self):  # for causal-ii: "the output is the sign of the input sum"
+            from training.tasks.base import Hypothesis, Interchange
+
+            def sample(n, g):
+                b, s = (torch.randn(n, *self.input_shape, generator=g) for _ in range(2))
+                sign = lambda x: (x.flatten(1).sum(1) > 0).long()  # noqa: E731
+                return Interchange(b, s, sign(b), sign(s), sign(s))
+
+            return {"sign": Hypothesis("output = sign of the input sum", sample)}
+
     for fam in cases:
         mb = ModelBatch(fam, fam.init(range(5)), Shaped(fam.input_shape), [f"m{i}" for i in range(5)])
         for name, spec in list_extractors().items():

@@ -1,3 +1,3 @@
 """Built-in extractors. Importing this package registers them (see ``fingerprint.registry``)."""
 
-from fingerprint.extractors import behavioural, mechanistic  # noqa: F401
+from fingerprint.extractors import behavioural, causal, mechanistic  # noqa: F401

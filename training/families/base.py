@@ -71,6 +71,10 @@ class Family:
         ``x`` is either shared by all models, ``[n_inputs, *input_shape]``, or per model,
         ``[n_models, n_inputs, *input_shape]``. Returns outputs ``[n_models, n_inputs, n_out]`` and
         the captured activations, each ``[n_models, n_inputs, ...]``.
+
+        Families that support interventions also take ``edit={name: fn}``: the activation ``name``
+        (same shape as captured) is replaced by ``fn(activation)`` before the rest of the network
+        reads it. ``mlp``, ``cnn`` and ``transformer`` do; :func:`supports_edit` tells.
         """
         raise NotImplementedError
 
@@ -102,6 +106,16 @@ class Family:
         if x.dim() == nd + 2:
             return x, False
         raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
+
+
+def supports_edit(family: Family) -> bool:
+    """Whether ``family.forward`` takes ``edit=`` (activation replacement for interventions)."""
+    import inspect
+
+    try:
+        return "edit" in inspect.signature(family.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 _FAMILIES: dict[str, type[Family]] = {}

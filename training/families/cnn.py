@@ -8,7 +8,7 @@ grouped convolution per layer (``groups = n_models``), the standard way to batch
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -89,8 +89,10 @@ class CNNFamily(Family):
             names += [f"{name}.pre", f"{name}.post"]
         return names + ["out"]
 
-    def forward(self, params, x, capture: Sequence[str] = ()):
+    def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
+        # edit= replaces ``pool`` and dense activations (conv maps are not editable)
         x, shared = self._split_x(x)
+        edit = edit or {}
         n = params["out.weight"].shape[0]
         act = get_activation(self.activation)
         want = set(capture)
@@ -112,12 +114,18 @@ class CNNFamily(Family):
                     acts[key] = t.reshape(B, n, cout, *t.shape[2:]).transpose(0, 1)
         h = F.avg_pool2d(h, 2)  # [B, n*C, H/2, W/2]
         h = h.reshape(B, n, -1).transpose(0, 1)  # [n, B, flat]
+        if "pool" in edit:
+            h = edit["pool"](h)
         if "pool" in want:
             acts["pool"] = h
         dense = self._dense()
         for name, _, _ in dense[:-1]:
             pre = _linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
+            if f"{name}.pre" in edit:
+                pre = edit[f"{name}.pre"](pre)
             h = act(pre)
+            if f"{name}.post" in edit:
+                h = edit[f"{name}.post"](h)
             if f"{name}.pre" in want:
                 acts[f"{name}.pre"] = pre
             if f"{name}.post" in want:

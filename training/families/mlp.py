@@ -8,7 +8,7 @@ forward is one batched matmul per layer; shared inputs broadcast instead of bein
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -74,16 +74,21 @@ class MLPFamily(Family):
             names += [f"layer{i}.pre", f"layer{i}.post"]
         return names + ["out"]
 
-    def forward(self, params, x, capture: Sequence[str] = ()):
+    def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
         h = x.reshape(x.shape[0], -1) if shared else x.reshape(x.shape[0], x.shape[1], -1)
         act = get_activation(self.activation)
         acts: dict[str, torch.Tensor] = {}
         want = set(capture)
+        edit = edit or {}
         for i in range(len(self.widths)):
             w, b = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
             pre = _linear(h, w, b)
+            if f"layer{i}.pre" in edit:
+                pre = edit[f"layer{i}.pre"](pre)
             h = act(pre)
+            if f"layer{i}.post" in edit:
+                h = edit[f"layer{i}.post"](h)
             if f"layer{i}.pre" in want:
                 acts[f"layer{i}.pre"] = pre
             if f"layer{i}.post" in want:

@@ -4,18 +4,21 @@ Inputs are either integer tokens ``[B, T]`` (``vocab > 0``: an embedding table) 
 ``[B, T, d_in]`` (``vocab = 0``: a linear embedding). Each block is attention then an MLP, both
 residual. ``attention_rate`` interpolates between standard softmax attention (1) and constant
 (uniform) attention (0), the knob of "The Clock and the Pizza" (Zhong et al., 2023). The readout is
-the last position (``readout = "last"``, outputs ``[n, B, n_out]``) or every position (``"all"``,
-``[n, B, T, n_out]``).
+the last position (``readout = "last"``, outputs ``[n, B, n_out]``), every position (``"all"``,
+``[n, B, T, n_out]``), or the even positions 0, 2, 4, ... (``"even"``, ``[n, B, ceil(T/2), n_out]``):
+the query tokens of prompts that interleave inputs and targets ``x_1, y_1, x_2, y_2, ...``, where
+each prediction of ``y_i`` sees (causally) only the pairs before it and ``x_i``.
 
 Named activations: ``embed``, ``block{i}.attn.pattern [n, B, heads, T, T]``, ``block{i}.attn.out``,
 ``block{i}.resid_mid``, ``block{i}.mlp.pre``, ``block{i}.mlp.post``, ``block{i}.resid_post``, ``out``.
-Parameters use ``nn.Linear`` layout (``[out, in]``) and the single-model module's names.
+``forward(..., edit={name: fn})`` replaces an activation by ``fn(activation)`` before the rest of
+the network reads it (interchange interventions). Parameters use ``nn.Linear`` layout (``[out, in]``) and the single-model module's names.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,8 +57,8 @@ class TransformerFamily(Family):
             raise UserError("model.n_layers and model.d_mlp must be > 0")
         if not 0.0 <= self.attention_rate <= 1.0:
             raise UserError(f"model.attention_rate must be in [0, 1], got {self.attention_rate}")
-        if self.readout not in ("last", "all"):
-            raise UserError(f"unknown readout '{self.readout}' at 'model.readout' (valid: all, last)")
+        if self.readout not in ("last", "all", "even"):
+            raise UserError(f"unknown readout '{self.readout}' at 'model.readout' (valid: all, even, last)")
         if self.vocab > 0 and len(self.input_shape) != 1:
             raise UserError(f"a token transformer (vocab > 0) needs inputs [T], the task gives {list(self.input_shape)}")
         if self.vocab == 0 and len(self.input_shape) != 2:
@@ -124,8 +127,9 @@ class TransformerFamily(Family):
             return x, False
         raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
 
-    def forward(self, params, x, capture: Sequence[str] = ()):
+    def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
+        edit = edit or {}
         n = params["pos.weight"].shape[0]
         want = set(capture)
         acts = {}
@@ -141,6 +145,8 @@ class TransformerFamily(Family):
             flat = x.reshape(B * T, -1) if shared else x.reshape(n, B * T, -1)
             h = _linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
         h = h + params["pos.weight"][:, None, :T]
+        if "embed" in edit:
+            h = edit["embed"](h)
         if "embed" in want:
             acts["embed"] = h
         if self.causal:
@@ -169,26 +175,39 @@ class TransformerFamily(Family):
                 acts[f"{a}.attn.pattern"] = pattern
             o = (pattern @ v).transpose(2, 3).reshape(n, B * T, d)
             o = torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, T, d)
+            if f"{a}.attn.out" in edit:
+                o = edit[f"{a}.attn.out"](o)
             if f"{a}.attn.out" in want:
                 acts[f"{a}.attn.out"] = o
             h = h + o
+            if f"{a}.resid_mid" in edit:
+                h = edit[f"{a}.resid_mid"](h)
             if f"{a}.resid_mid" in want:
                 acts[f"{a}.resid_mid"] = h
             z = self._ln(h, params, f"{b}.ln2") if self.layernorm else h
             pre = _linear(z.reshape(n, B * T, d), params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"])
+            if f"{a}.mlp.pre" in edit:
+                pre = edit[f"{a}.mlp.pre"](pre.reshape(n, B, T, -1)).reshape(n, B * T, -1)
             post = act(pre)
+            if f"{a}.mlp.post" in edit:
+                post = edit[f"{a}.mlp.post"](post.reshape(n, B, T, -1)).reshape(n, B * T, -1)
             m = _linear(post, params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]).reshape(n, B, T, d)
             if f"{a}.mlp.pre" in want:
                 acts[f"{a}.mlp.pre"] = pre.reshape(n, B, T, -1)
             if f"{a}.mlp.post" in want:
                 acts[f"{a}.mlp.post"] = post.reshape(n, B, T, -1)
             h = h + m
+            if f"{a}.resid_post" in edit:
+                h = edit[f"{a}.resid_post"](h)
             if f"{a}.resid_post" in want:
                 acts[f"{a}.resid_post"] = h
         if self.layernorm:
             h = self._ln(h, params, "ln_f")
         if self.readout == "last":
             out = _linear(h[:, :, -1], params["out.weight"], params["out.bias"])
+        elif self.readout == "even":
+            he = h[:, :, 0::2]
+            out = _linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"]).reshape(n, B, he.shape[2], -1)
         else:
             out = _linear(h.reshape(n, B * T, d), params["out.weight"], params["out.bias"]).reshape(n, B, T, -1)
         if "out" in want:

@@ -137,9 +137,53 @@ class Task:
         """Ground truth per model: ``deep_label`` (array of str ``[n]``) plus continuous scores ``[n]``."""
         return {}
 
+    def hypotheses(self) -> dict[str, "Hypothesis"]:
+        """Candidate high-level algorithms for the ``causal-ii`` fingerprint: ``{name: Hypothesis}``.
+
+        Default: none. A task that declares some lets ``causal-ii`` score every model by how well
+        each hypothesis's variable can be found (and swapped) inside it.
+        """
+        return {}
+
     # -- helpers for subclasses -----------------------------------------------------------------
     def _gen(self, *keys: int) -> torch.Generator:
         return rng.generator(rng.TASK, getattr(self, "seed", 0), *keys)
+
+
+@dataclass(frozen=True)
+class Interchange:
+    """A batch of interchange interventions for one hypothesis.
+
+    ``base`` and ``source`` are inputs ``[B, *input_shape]``; ``base_value`` / ``source_value`` the
+    hypothesis's high-level variable on each (``[B, ...]``); ``counterfactual [B]`` the label the
+    hypothesis predicts when the variable of ``base`` is set to ``source_value`` and everything else
+    is left as it was in ``base``.
+    """
+
+    base: torch.Tensor
+    source: torch.Tensor
+    base_value: torch.Tensor
+    source_value: torch.Tensor
+    counterfactual: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A candidate high-level algorithm, reduced to one causal variable and its interchange prediction.
+
+    ``sample(n, generator)`` returns an :class:`Interchange` of ``n`` (base, source) pairs, drawn so
+    that the variable differs between base and source (an intervention that does nothing cannot
+    score). ``layer`` names the activation where the variable is looked for (``""``: the extractor's
+    default) and ``position`` the token position to patch for sequence models (``None``: every
+    position the activation has, i.e. the whole vector for MLPs). ``k`` suggests the dimension of
+    the subspace that should hold the variable (0: the extractor's default).
+    """
+
+    description: str
+    sample: Callable[[int, torch.Generator], Interchange]
+    layer: str = ""
+    position: int | None = None
+    k: int = 0
 
 
 def label_from_score(score: np.ndarray, hi: float, lo: float, labels: tuple[str, str, str]) -> np.ndarray:

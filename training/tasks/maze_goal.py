@@ -30,7 +30,7 @@ import torch
 
 from fingerprint.errors import UserError, unknown
 from training import seeds as rng
-from training.tasks.base import DataOrder, Task, label_from_score, register_task
+from training.tasks.base import DataOrder, Hypothesis, Interchange, Task, label_from_score, register_task
 
 # actions: up, down, left, right (row, col deltas)
 MOVES = torch.tensor([[-1, 0], [1, 0], [0, -1], [0, 1]])
@@ -272,3 +272,47 @@ class MazeGoal(Task):
         label = label_from_score(goal_share, self.threshold, 1 - self.threshold, ("goal", "proxy", "mixed"))
         return {"deep_label": label, "decorrelated": variant.numpy().astype(np.int64), "goal_share": goal_share, "goal_rate": goal_rate, "proxy_rate": proxy_rate,
                 "in_dist_success": g_in.float().mean(1).numpy()}
+
+    # -- causal hypotheses ---------------------------------------------------------------------
+    def _target_pairs(self, target: str, n: int, gen: torch.Generator) -> Interchange:
+        """Base and source states with goal and proxy apart. The variable is the position of
+        ``target`` (goal or proxy) relative to the agent; set to the source's in the base layout, the
+        hypothesis predicts the first shortest-path move from the base agent to ``agent + offset``.
+        Pairs where that cell is off-grid, a wall, unreachable, or gives the same move as the base's
+        own target are dropped (a null intervention cannot score)."""
+        keep: list[dict[str, torch.Tensor]] = []
+        got = 0
+        while got < n:
+            key = 1000 + int(torch.randint(0, 2**30, (1,), generator=gen))
+            b, s = self.layouts(2 * n, key, 0.0), self.layouts(2 * n, key + 1, 0.0)
+            off_b, off_s = b[target] - b["agent"], s[target] - s["agent"]
+            new = b["agent"] + off_s
+            e, size = len(new), self.size
+            inside = ((new >= 0) & (new < size)).all(1)
+            new = new.clamp(0, size - 1)
+            free = ~b["walls"][torch.arange(e), new[:, 0], new[:, 1]]
+            d_new = distances(b["walls"], new)
+            d_old = distances(b["walls"], b[target])
+            reach = d_new[torch.arange(e), b["agent"][:, 0], b["agent"][:, 1]] < INF
+            cf = best_action(d_new, b["agent"])
+            own = best_action(d_old, b["agent"])
+            ok = inside & free & reach & (cf != own) & (new != b["agent"]).any(1)
+            idx = torch.nonzero(ok).flatten()
+            keep.append({
+                "base": self.observe(b["walls"], b["goal"], b["proxy"], b["agent"])[idx],
+                "source": self.observe(s["walls"], s["goal"], s["proxy"], s["agent"])[idx],
+                "base_value": off_b[idx], "source_value": off_s[idx], "counterfactual": cf[idx],
+            })
+            got += len(idx)
+        cat = {k: torch.cat([c[k] for c in keep])[:n] for k in keep[0]}
+        return Interchange(**cat)
+
+    def hypotheses(self):
+        """``goal``: the policy walks to the goal; ``proxy``: to the proxy marker. The variable is that
+        object's position relative to the agent, read at the last hidden layer."""
+        return {
+            "goal": Hypothesis("move towards the goal; variable: goal offset from the agent",
+                               lambda n, g: self._target_pairs("goal", n, g), k=8),
+            "proxy": Hypothesis("move towards the proxy marker; variable: proxy offset from the agent",
+                                lambda n, g: self._target_pairs("proxy", n, g), k=8),
+        }

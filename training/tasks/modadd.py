@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fingerprint.errors import UserError, unknown
-from training.tasks.base import Task, register_task
+from training.tasks.base import Hypothesis, Interchange, Task, register_task
 
 
 @register_task
@@ -129,3 +129,40 @@ class ModAdd(Task):
             (grad,) = torch.autograd.grad(sel, emb)
         cos = torch.nn.functional.cosine_similarity(grad[:, :, 0], grad[:, :, 1], dim=-1)  # [n, B]
         return cos.mean(1).detach().numpy()
+
+    # -- causal hypotheses ---------------------------------------------------------------------
+    def _operand_pairs(self, n: int, gen: torch.Generator) -> Interchange:
+        """Clock: swap operand ``a`` alone; the source's ``a`` differs from the base's."""
+        p = self.p
+        base = torch.randint(0, p, (n, 2), generator=gen)
+        src = torch.randint(0, p, (n, 2), generator=gen)
+        src[:, 0] = (base[:, 0] + torch.randint(1, p, (n,), generator=gen)) % p
+        return Interchange(base=base, source=src, base_value=base[:, 0], source_value=src[:, 0],
+                           counterfactual=(src[:, 0] + base[:, 1]) % p)
+
+    def _mean_pairs(self, n: int, gen: torch.Generator) -> Interchange:
+        """Pizza: swap the order-free mean embedding of the pair; the source's sum differs from the base's."""
+        p = self.p
+        base = torch.randint(0, p, (n, 2), generator=gen)
+        src = torch.randint(0, p, (n, 2), generator=gen)
+        s_base = base.sum(1) % p
+        bad = src.sum(1) % p == s_base
+        src[bad, 1] = (src[bad, 1] + 1) % p
+        return Interchange(base=base, source=src, base_value=base.sort(1).values, source_value=src.sort(1).values,
+                           counterfactual=src.sum(1) % p)
+
+    def hypotheses(self):
+        """Both read at the MLP input (``block0.resid_mid``, last position; docs/tasks.md).
+
+        ``clock``: the operands are separate angles composed by the MLP, so operand ``a`` alone can be
+        swapped: output ``(a_source + b_base) mod p``. ``pizza``: the operands enter the MLP only through
+        their order-free mean embedding, a low-dimensional variable fixing ``a + b``: swapping it gives
+        ``(a_source + b_source) mod p``.
+        """
+        k = 8
+        return {
+            "clock": Hypothesis("operand a as its own angle at the MLP input; swap a -> (a_src + b_base) mod p",
+                                self._operand_pairs, layer="block0.resid_mid", position=-1, k=k),
+            "pizza": Hypothesis("order-free mean embedding (E_a + E_b)/2 at the MLP input; swap it -> (a_src + b_src) mod p",
+                                self._mean_pairs, layer="block0.resid_mid", position=-1, k=k),
+        }

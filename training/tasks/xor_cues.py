@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fingerprint.errors import UserError, unknown
-from training.tasks.base import Task, label_from_score, register_task
+from training.tasks.base import Hypothesis, Interchange, Task, label_from_score, register_task
 
 
 @register_task
@@ -131,3 +131,34 @@ class XorCues(Task):
         acc_b_only = (forward(xb).argmax(-1) == yb_only).float().mean(1).numpy()
         label = label_from_score(agree_a, self.threshold, 1 - self.threshold, ("rule_a", "rule_b", "mixed"))
         return {"deep_label": label, "rule_a_agreement": agree_a, "cue_a_only_acc": acc_a_only, "cue_b_only_acc": acc_b_only}
+
+    # -- causal hypotheses ---------------------------------------------------------------------
+    def _independent(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` inputs whose two cues are drawn independently: ``(x, xor_a, xor_b)``."""
+        sa = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
+        sb = torch.randint(0, 2, (n, 2), generator=gen) * 2 - 1
+        cues = torch.cat([sa.float() * self.cue_a_strength, sb.float() * self.cue_b_strength], 1)
+        x = torch.cat([cues + self.jitter * torch.randn(n, 4, generator=gen),
+                       self.noise_std * torch.randn(n, self.n_noise, generator=gen)], 1)
+        return x, (sa[:, 0] != sa[:, 1]).long(), (sb[:, 0] != sb[:, 1]).long()
+
+    def _cue_pairs(self, cue: int, n: int, gen: torch.Generator) -> Interchange:
+        """Base and source with independent cues, the chosen cue's XOR differing between them; rule
+        ``cue`` predicts the source's XOR after the interchange."""
+        xb, *vb = self._independent(n, gen)
+        xs, *vs = self._independent(n, gen)
+        base_v, src_v = vb[cue], 1 - vb[cue]
+        # flip the source's second sign of that cue where needed so its XOR differs from the base's
+        flip = vs[cue] != src_v
+        col = 2 * cue + 1
+        xs[flip, col] = -xs[flip, col]
+        return Interchange(base=xb, source=xs, base_value=base_v, source_value=src_v, counterfactual=src_v)
+
+    def hypotheses(self):
+        """``rule_a``: the output is cue A's XOR; ``rule_b``: cue B's. The variable is that XOR, read at
+        the last hidden layer; swapping it from the source should make the model output the source's
+        value (base and source have independent cues, so the two rules predict differently)."""
+        return {
+            "rule_a": Hypothesis("output = XOR of cue A (dims 0-1); variable: that XOR", lambda n, g: self._cue_pairs(0, n, g)),
+            "rule_b": Hypothesis("output = XOR of cue B (dims 2-3); variable: that XOR", lambda n, g: self._cue_pairs(1, n, g)),
+        }
