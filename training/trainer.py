@@ -55,8 +55,8 @@ def train_population(
     end_step = cfg.steps if end_step is None else end_step
     ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
     n = len(data_seeds)
-    p = {k: v.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True) for k, v in params.items()}
-    opt = Optimizer(p, cfg)
+    opt = Optimizer({k: v.detach() for k, v in params.items()}, cfg, device)
+    p = opt.params
     if optimizer_state:
         opt.load_state(optimizer_state)
     states = rng.seed_lanes(data_seeds, rng.DATA)
@@ -87,7 +87,7 @@ def train_population(
         # allow_unused: some parameters may not reach the loss (e.g. queries under constant attention)
         grads = torch.autograd.grad(total, list(p.values()), allow_unused=True)
         grads = [torch.zeros_like(v) if g is None else g for v, g in zip(p.values(), grads)]
-        opt.step(p, dict(zip(p.keys(), grads)), lr_at(cfg, step), ~diverged)
+        opt.step(dict(zip(p.keys(), grads)), lr_at(cfg, step), ~diverged)
         if on_step is not None:
             on_step(step)
     # a model whose weights blew up without a non-finite loss is diverged too
