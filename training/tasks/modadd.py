@@ -136,9 +136,9 @@ class ModAdd(Task):
         p = self.p
         base = torch.randint(0, p, (n, 2), generator=gen)
         src = torch.randint(0, p, (n, 2), generator=gen)
-        src[:, 0] = (base[:, 0] + torch.randint(1, p, (n,), generator=gen)) % p
-        return Interchange(base=base, source=src, base_value=base[:, 0], source_value=src[:, 0],
-                           counterfactual=(src[:, 0] + base[:, 1]) % p)
+        src[:, 1] = (base[:, 1] + torch.randint(1, p, (n,), generator=gen)) % p
+        return Interchange(base=base, source=src, base_value=base[:, 1], source_value=src[:, 1],
+                           counterfactual=(base[:, 0] + src[:, 1]) % p)
 
     def _mean_pairs(self, n: int, gen: torch.Generator) -> Interchange:
         """Pizza: swap the order-free mean embedding of the pair; the source's sum differs from the base's."""
