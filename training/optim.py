@@ -87,11 +87,11 @@ class Optimizer:
         return buf[self.offsets[k] : self.offsets[k] + n].view(self.shapes[k])
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], lr: float, active: torch.Tensor) -> None:
-        """One update from per-model gradients ``{name: [n, ...]}``; models with ``active[j]`` False stay put."""
+    def step(self, lr: float, active: torch.Tensor) -> None:
+        """One update from the per-model gradients in :attr:`grads` (``{name: [n, ...]}`` views of the
+        flat gradient buffer, which the family's backward writes into); models with ``active[j]``
+        False stay put."""
         cfg = self.cfg
-        for k in self.names:
-            self.grads[k].copy_(grads[k])
         frozen = not bool(active.all())
         if frozen:  # rare: some model diverged; its NaN grads must not reach the optimiser state
             for g in self.grads.values():

@@ -76,18 +76,18 @@ def train_population(
             snapshot(step)
         x, y = sample(step)
         x, y = x.to(device), y.to(device)
-        out = family(p, x)
-        losses = task.loss(out, y)
-        bad = ~torch.isfinite(losses.detach())
-        if bad.any():
-            new = bad & ~diverged
-            diverged_step[new.cpu()] = step
-            diverged |= bad
-        total = torch.where(diverged, torch.zeros_like(losses), losses).sum()
-        # allow_unused: some parameters may not reach the loss (e.g. queries under constant attention)
-        grads = torch.autograd.grad(total, list(p.values()), allow_unused=True)
-        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(p.values(), grads)]
-        opt.step(dict(zip(p.keys(), grads)), lr_at(cfg, step), ~diverged)
+
+        def objective(out: torch.Tensor) -> torch.Tensor:
+            losses = task.loss(out, y)
+            bad = ~torch.isfinite(losses.detach())
+            if bad.any():
+                new = bad & ~diverged
+                diverged_step[new.cpu()] = step
+                diverged.logical_or_(bad)
+            return torch.where(diverged, torch.zeros_like(losses), losses).sum()
+
+        family.value_and_grad(p, x, objective, opt.grads)
+        opt.step(lr_at(cfg, step), ~diverged)
         if on_step is not None:
             on_step(step)
     # a model whose weights blew up without a non-finite loss is diverged too

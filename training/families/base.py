@@ -81,6 +81,27 @@ class Family:
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return self.forward(params, x)[0]
 
+    def value_and_grad(
+        self,
+        params: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        grads: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """The training step's gradient: ``objective(outputs [n, B, n_out]) -> scalar``.
+
+        Writes d objective / d params into the preallocated ``grads`` (``{name: [n, ...]}``, the
+        optimiser's buffers) and returns the objective. The objective is a sum of per-model terms,
+        so model ``j``'s gradient is its own. This default runs autograd; a family may override
+        it with a hand-written backward that gives the same gradients faster.
+        """
+        total = objective(self(params, x))
+        # allow_unused: some parameters may not reach the loss (e.g. queries under constant attention)
+        gs = torch.autograd.grad(total, list(params.values()), allow_unused=True)
+        for (k, _), g in zip(params.items(), gs):
+            grads[k].zero_() if g is None else grads[k].copy_(g)
+        return total.detach()
+
     # -- single model ------------------------------------------------------------------------
     def module(self) -> nn.Module:
         """A plain ``nn.Module`` for one model; ``load_state_dict`` takes one model's slice."""
