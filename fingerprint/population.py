@@ -61,10 +61,23 @@ def family_for(zoo: zoo_io.Zoo):
                             "reopen it with Zoo.from_modules or set zoo.module_factory")
         return ModuleFamily(factory=factory, input_shape=tuple(spec.get("input_shape") or ()), n_out=int(spec.get("n_out", -1)),
                             label=str(spec.get("factory") or spec.get("class")))
-    from training.sweep import build_family, build_task, read_manifest_config
+    return _trained_parts(zoo)[0]
 
-    config = read_manifest_config(zoo.path)
-    return build_family(config, build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}}))))
+
+def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
+    """``(family, task)`` of a zoo trained by a sweep, built once per open zoo from its stored config.
+
+    Extraction asks for them once per chunk of models; rebuilding them each time (reading the
+    manifest, validating the config) cost as much as fingerprinting a chunk of small models.
+    """
+    cache = zoo.__dict__.setdefault("_trained_parts", {})
+    if "parts" not in cache:
+        from training.sweep import build_family, build_task, read_manifest_config
+
+        config = read_manifest_config(zoo.path)
+        task = build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
+        cache["parts"] = (build_family(config, task), task)
+    return cache["parts"]
 
 
 def task_for(zoo: zoo_io.Zoo) -> Any:
@@ -72,7 +85,4 @@ def task_for(zoo: zoo_io.Zoo) -> Any:
     if is_imported(zoo):
         sets = zoo_io.read_probes(zoo.path)
         return ProbeSets(sets, n_out=int(zoo.family_spec.get("n_out", -1)), layers=list(zoo.family_spec.get("layers") or []))
-    from training.sweep import build_task, read_manifest_config
-
-    config = read_manifest_config(zoo.path)
-    return build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
+    return _trained_parts(zoo)[1]

@@ -14,11 +14,17 @@ def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:
     """``[n, P, n_out]`` -> transformed outputs. ``logprob`` is centred over classes (shift-invariant)."""
     if transform == "logits" or out.shape[-1] == 1:
         return out
+    # With a handful of classes, reducing over a leading axis vectorises across all [n, P] rows and
+    # is ~5x faster than reducing each tiny last axis; with many classes the last axis is faster.
+    cls = 0 if out.shape[-1] <= 16 else -1
+    o = out.movedim(-1, 0) if cls == 0 else out
     if transform == "logprob":
-        lp = torch.log_softmax(out, -1)
-        return lp - lp.mean(-1, keepdim=True)
+        lp = torch.log_softmax(o, cls)
+        lp = lp - lp.mean(cls, keepdim=True)
+        return lp.movedim(0, -1) if cls == 0 else lp
     if transform == "prob":
-        return torch.softmax(out, -1)
+        p = torch.softmax(o, cls)
+        return p.movedim(0, -1) if cls == 0 else p
     raise UserError(f"unknown transform '{transform}' (valid: logits, logprob, prob)")
 
 

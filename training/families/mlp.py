@@ -175,7 +175,11 @@ _BACKWARD_FROM_OUTPUT = {"relu": (torch.relu_, _relu_backward_), "tanh": (torch.
 def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``h [B, i]`` (shared) or ``[n, B, i]``; ``w [n, o, i]``; ``b [n, o]`` -> ``[n, B, o]``."""
     if h.dim() == 2:
-        return torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)
+        # Shared inputs: one GEMM for the whole population, ``[n*o, i] @ [i, B]``, read as ``[n, B, o]``
+        # (a transposed view, which later layers and elementwise ops take without a copy). ~3x
+        # faster than broadcasting ``h`` into a batched matmul.
+        n, o, i = w.shape
+        return (w.reshape(n * o, i) @ h.T).view(n, o, -1).transpose(1, 2) + b.unsqueeze(1)
     return _BatchedLinear.apply(h, w, b)
 
 
