@@ -67,6 +67,20 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[s
     return summary
 
 
+def calibration_split(n_seeds: int, calibration: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(calibration [n_cal], pool [n - n_cal])``, sorted: a seeded random ``calibration`` share (>= 2)."""
+    order = np.random.default_rng(seed).permutation(n_seeds)
+    n_cal = max(2, int(round(calibration * n_seeds)))
+    return np.sort(order[:n_cal]), np.sort(order[n_cal:])
+
+
+def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step: int, final_step: int) -> tuple[int, int]:
+    """``(used, baseline)`` in model-steps: every seed to ``at_step``, calibration and selected seeds on
+    to the end; against every seed trained to the end."""
+    used = n_seeds * at_step + (n_calibration + n_selected) * (final_step - at_step)
+    return used, n_seeds * final_step
+
+
 def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str = "ood-outputs", label: str | None = None,
                         budget: int | None = None, calibration: float = 0.25, threshold: float = 0.5, seed: int = 0,
                         executor: Any = "local", device: str = "cpu", overwrite: bool = False, **callbacks) -> dict[str, Any]:
@@ -81,10 +95,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
         raise UserError(f"--at-step {at_step} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
     if not 0 < calibration < 1:
         raise UserError(f"--calibration must be in (0, 1), got {calibration}")
-    rs = np.random.default_rng(seed)
-    order = rs.permutation(len(ids))
-    n_cal = max(2, int(round(calibration * len(ids))))
-    cal, pool = np.sort(order[:n_cal]), np.sort(order[n_cal:])
+    cal, pool = calibration_split(len(ids), calibration, seed)
     cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
     (fp_cal,) = extract(zoo, [fp], step=at_step, model_ids=cal_ids)
     (fp_pool,) = extract(zoo, [fp], step=at_step, model_ids=pool_ids)
@@ -107,9 +118,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
         trained_steps = summary.model_steps
     else:
         purity, trained_steps = float("nan"), 0
-    # compute, in model-steps: every seed to at_step, calibration seeds to the end, selected seeds to the end
-    used = len(ids) * at_step + len(cal_ids) * (T - at_step) + len(chosen) * (T - at_step)
-    baseline = len(ids) * T
+    used, baseline = selection_compute(len(ids), len(cal_ids), len(chosen), at_step, T)
     in_pool = int(np.sum(y[pool] == basin))
     found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
     result.update({"purity": purity, "base_rate": base_rate, "recall": found / in_pool if in_pool else None,
