@@ -110,7 +110,7 @@ def test_patching_the_whole_layer_gives_the_source_output(arch, hp, layer):
     assert torch.allclose(patched, out_s, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["xor-cues", "modadd", "maze-goal"])
+@pytest.mark.parametrize("name", ["xor-cues", "modadd", "maze-goal", "icl-regression"])
 def test_hypothesis_pairs_change_the_variable(name):
     task = get_task(name, {"size": 5} if name == "maze-goal" else {})
     hyps = task.hypotheses()
@@ -121,3 +121,47 @@ def test_hypothesis_pairs_change_the_variable(name):
         assert batch.counterfactual.shape == (32,)
         differs = (batch.base_value != batch.source_value).reshape(32, -1).any(1)
         assert differs.all()
+
+
+def test_icl_context_estimates_and_counterfactuals():
+    """ridge / gd-step estimates are what they say, and the counterfactual is the base query under the
+    source context's estimate (which differs from the base's own answer)."""
+    from training.tasks.icl_regression import context_estimate, ridge_predict
+
+    task = get_task("icl-regression", {"dim": 3, "n_pairs": 6})
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(5, 40, 3, generator=g), torch.randn(5, 3, generator=g)
+    y = (x * w[:, None]).sum(-1)
+    assert torch.allclose(context_estimate(x, y, "ridge", 0.0), w, atol=1e-4)  # noiseless least squares
+    assert torch.allclose(context_estimate(x, y, "gd-step", 0.0), (x * y[..., None]).mean(1), atol=1e-6)
+    # the ridge estimate from pairs 0..k-2 is the one ridge_predict uses for the last prediction
+    lam = task.noise_std**2
+    w_hat = context_estimate(x[:, :-1], y[:, :-1], "ridge", lam)
+    assert torch.allclose((x[:, -1] * w_hat).sum(-1), ridge_predict(x, y, lam)[:, -1], atol=1e-4)
+    for name, hyp in task.hypotheses().items():
+        pairs = hyp.sample(64, torch.Generator().manual_seed(1))
+        xb, yb = task.decode(pairs.base)
+        assert torch.allclose(pairs.counterfactual, (xb[:, -1] * pairs.source_value).sum(-1), atol=1e-5), name
+        assert (pairs.counterfactual - (xb[:, -1] * pairs.base_value).sum(-1)).abs().mean() > 0.3, name
+
+
+def test_regression_iia_counts_outputs_that_move_to_the_counterfactual():
+    """For a value-valued counterfactual, a pair counts when the patched prediction is nearer the
+    counterfactual than the model's own prediction on the base. A full-rank patch of the readout
+    token's last residual makes the prediction the source's own, so the score is known exactly."""
+    from training import seeds as rng
+
+    task = get_task("icl-regression", {"dim": 3, "n_pairs": 6})
+    fam = get_family("transformer", task.input_shape, task.n_out, {"vocab": 0, "d_model": 8, "d_mlp": 16, "readout": "all"})
+    mb = ModelBatch(fam, fam.init([0, 1, 2]), task, ["a", "b", "c"])
+    values, info = causal_ii(mb, layer="block0.resid_post", k=8, steps=0, n_pairs=64)
+    assert values.shape == (3, 2) and info["hypotheses"] == ["gd-step", "ridge"]
+    assert torch.equal(values, causal_ii(mb, layer="block0.resid_post", k=8, steps=0, n_pairs=64)[0])
+    for i, name in enumerate(info["hypotheses"]):
+        gen = rng.generator(rng.EXTRACT, 0, 0xC1, i)  # the extractor's pairs: training, then held-out
+        task.hypotheses()[name].sample(64, gen)
+        test = task.hypotheses()[name].sample(64, gen)
+        own = fam.forward(mb.params, test.base)[0][:, :, -1, 0]
+        src = fam.forward(mb.params, test.source)[0][:, :, -1, 0]
+        expected = ((src - test.counterfactual).abs() < (src - own).abs()).float().mean(1)
+        assert torch.allclose(values[:, i], expected, atol=1e-6), name

@@ -105,6 +105,8 @@ def interchange_accuracy(models: Any, hyp: Any, layer: str, k: int, steps: int, 
                             "(a dense, pool or transformer activation)")
         return out
 
+    if train.counterfactual.is_floating_point():  # a regression hypothesis: the counterfactual is a value
+        return _regression_iia(models, params, patched, train, test, src_tr, src_te, opt, steps)
     y_tr = train.counterfactual.long().to(dev)
     y_te = test.counterfactual.long().to(dev)
     for _ in range(steps):
@@ -117,6 +119,30 @@ def interchange_accuracy(models: Any, hyp: Any, layer: str, k: int, steps: int, 
         iia_te = (patched(test.base, src_te).argmax(-1) == y_te).float().mean(1)
         iia_tr = (patched(train.base, src_tr).argmax(-1) == y_tr).float().mean(1)
     return iia_te.cpu(), iia_tr.cpu()
+
+
+def _prediction(out: torch.Tensor) -> torch.Tensor:
+    """A regression output ``[n, B, 1]``, or per position ``[n, B, T, 1]`` (the last one counts) -> ``[n, B]``."""
+    return (out[:, :, -1] if out.dim() == 4 else out)[..., 0]
+
+
+def _regression_iia(models, params, patched, train, test, src_tr, src_te, opt, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """IIA for a value-valued counterfactual: the patch is trained on the squared error, and a pair
+    counts when the patched prediction lands nearer the counterfactual than the model's own
+    unpatched prediction on the base (the output moved the way the hypothesis says)."""
+    dev = models.device
+    fam = models.family
+    cf_tr, cf_te = train.counterfactual.float().to(dev), test.counterfactual.float().to(dev)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((_prediction(patched(train.base, src_tr)) - cf_tr) ** 2).mean(1).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        def iia(pairs, src, cf):
+            own = _prediction(fam.forward(params, pairs.base.to(dev))[0])
+            moved = _prediction(patched(pairs.base, src))
+            return ((moved - cf).abs() < (moved - own).abs()).float().mean(1)
+        return iia(test, src_te, cf_te).cpu(), iia(train, src_tr, cf_tr).cpu()
 
 
 @extractor("causal-ii", kind="mechanistic", version="1")

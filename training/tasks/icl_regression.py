@@ -46,7 +46,7 @@ import torch
 
 from fingerprint.errors import UserError, unknown
 from training import seeds as rng
-from training.tasks.base import Task, register_task
+from training.tasks.base import Hypothesis, Interchange, Task, register_task
 
 LABELS = ("in-context-learner", "memorizer", "mixed")
 
@@ -80,6 +80,16 @@ def dmmse_predict(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_st
     sq = (y[..., None] - preds) ** 2
     logp = -(torch.cumsum(sq, 1) - sq) / (2 * noise_std**2)
     return (torch.softmax(logp, -1) * preds).sum(-1).float()
+
+
+def context_estimate(x: torch.Tensor, y: torch.Tensor, algorithm: str, lam: float) -> torch.Tensor:
+    """The weight vector an in-context algorithm infers from pairs ``x [P, n, d]``, ``y [P, n]`` -> ``[P, d]``:
+    ``ridge`` (``(X^T X + lam I)^-1 X^T y``) or ``gd-step`` (one gradient step from 0, ``X^T y / n``)."""
+    xty = (x * y[..., None]).sum(-2)
+    if algorithm == "gd-step":
+        return xty / x.shape[-2]
+    gram = x.transpose(-1, -2) @ x + lam * torch.eye(x.shape[-1], dtype=x.dtype)
+    return torch.linalg.solve(gram, xty[..., None])[..., 0]
 
 
 def pair_tokens(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -264,6 +274,36 @@ class ICLRegression(Task):
     # -- probes ----------------------------------------------------------------------------------
     def probe_names(self):
         return ["in_dist", "pool", "ood", "scaled"]
+
+    def hypotheses(self):
+        """Candidate in-context algorithms, each reduced to the weight vector it infers from the context.
+
+        ``ridge``: ridge regression with ``lambda = noise_std^2`` (the Bayes posterior mean for fresh
+        ``w``); ``gd-step``: one gradient-descent step on the context's squared error from ``w = 0``,
+        ``w = X^T y / n`` (the construction of von Oswald et al., 2023). The variable is that estimate,
+        looked for at the last query token in a ``dim``-dimensional subspace; swapping it in from a
+        source prompt (another context, another fresh ``w``) predicts ``x_query(base) . w_hat(source)``.
+        No pool-lookup hypothesis: its counterfactual depends on each model's own pool, so it would
+        hand the fingerprint the pool size M that the analysis must see past.
+        """
+        pos = -2 if self.tokens == "interleaved" else -1  # the last query x token
+        return {name: Hypothesis(f"prediction = x_query . w_hat, w_hat from the context by {desc}; variable: w_hat",
+                                 lambda n, g, a=name: self._context_pairs(n, g, a), position=pos, k=self.dim)
+                for name, desc in (("ridge", "ridge regression"), ("gd-step", "one gradient step from w = 0"))}
+
+    def _context_pairs(self, n: int, gen: torch.Generator, algorithm: str) -> Interchange:
+        """Base and source prompts with fresh ``w``; the counterfactual is the base query under the source's estimate."""
+        k, d = self.n_pairs, self.dim
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.randn(n, k, d, generator=gen)
+            w = torch.randn(n, d, generator=gen)
+            return x, (x * w[:, None]).sum(-1) + torch.randn(n, k, generator=gen) * self.noise_std
+
+        (xb, yb), (xs, ys) = draw(), draw()
+        wb, ws = (context_estimate(x[:, :-1], y[:, :-1], algorithm, self.noise_std**2) for x, y in ((xb, yb), (xs, ys)))
+        return Interchange(base=self.encode(xb, yb), source=self.encode(xs, ys), base_value=wb, source_value=ws,
+                           counterfactual=(xb[:, -1] * ws).sum(-1))
 
     def probes(self, name):
         finite = [m for m in self.pool_sizes if m > 0]
