@@ -7,14 +7,11 @@ a fingerprint cannot leak the answer it is scored against.
 
 from __future__ import annotations
 
-import math
 
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-_CACHE_FLOATS = 1 << 18  # ~1 MB of float32: a slice of models whose activations fit a core's L2 cache
 
 
 class TaskView:
@@ -72,23 +69,7 @@ class ModelBatch:
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs ``[n_models, n_inputs, n_out]`` for shared inputs ``x [n_inputs, *input_shape]``."""
-        x = x.to(self.device)
-        if len(x) == 0:
-            return self.family(self.params, x)
-        return torch.cat([torch.cat([self.family(p, x[i : i + self.chunk]) for p in self._model_chunks(len(x[i : i + self.chunk]))], 0)
-                          for i in range(0, len(x), self.chunk)], 1)
-
-    def _model_chunks(self, n_inputs: int) -> list[dict[str, torch.Tensor]]:
-        """The stacked parameters in slices of models small enough that one slice's widest hidden
-        activation (about ``n_models * n_inputs * n_params ** 0.5`` floats) stays in a core's cache:
-        a whole population's activations stream through memory, and for small models the forward
-        pass is memory-bound. Each model's outputs are computed the same way in any slice."""
-        n = len(self.model_ids)
-        width = max(8, int(math.sqrt(sum(v[0].numel() for v in self.params.values()) if n else 1)))
-        per = max(1, min(n, _CACHE_FLOATS // max(1, n_inputs * width)))
-        if per >= n or self.device != "cpu":
-            return [self.params]
-        return [{k: v[j : j + per] for k, v in self.params.items()} for j in range(0, n, per)]
+        return self.family.outputs(self.params, x.to(self.device), self.chunk)
 
     @torch.no_grad()
     def activations(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:

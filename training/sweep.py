@@ -184,8 +184,7 @@ class PopulationForward:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(next(iter(self.params.values())).device)
-        outs = [self.family(self.params, x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]
-        return torch.cat(outs, 1).cpu()
+        return self.family.outputs(self.params, x, self.chunk).cpu()
 
 
 def _forward_fn(family: Family, params: dict[str, torch.Tensor], chunk: int = 4096) -> PopulationForward:
