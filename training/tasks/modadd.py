@@ -132,7 +132,7 @@ class ModAdd(Task):
 
     # -- causal hypotheses ---------------------------------------------------------------------
     def _operand_pairs(self, n: int, gen: torch.Generator) -> Interchange:
-        """Clock: swap operand ``a`` alone; the source's ``a`` differs from the base's."""
+        """Clock: swap operand ``b`` alone; the source's ``b`` differs from the base's."""
         p = self.p
         base = torch.randint(0, p, (n, 2), generator=gen)
         src = torch.randint(0, p, (n, 2), generator=gen)
@@ -154,14 +154,16 @@ class ModAdd(Task):
     def hypotheses(self):
         """Both read at the MLP input (``block0.resid_mid``, last position; docs/tasks.md).
 
-        ``clock``: the operands are separate angles composed by the MLP, so operand ``a`` alone can be
-        swapped: output ``(a_source + b_base) mod p``. ``pizza``: the operands enter the MLP only through
+        ``clock``: the operands are separate angles composed by the MLP, so operand ``b`` alone can be
+        swapped: output ``(a_base + b_source) mod p``. It is ``b``, the last token, because at the
+        readout position its embedding sits in the residual directly, while ``a`` arrives mixed
+        into the attention output. ``pizza``: the operands enter the MLP only through
         their order-free mean embedding, a low-dimensional variable fixing ``a + b``: swapping it gives
         ``(a_source + b_source) mod p``.
         """
         k = 8
         return {
-            "clock": Hypothesis("operand a as its own angle at the MLP input; swap a -> (a_src + b_base) mod p",
+            "clock": Hypothesis("operand b as its own angle at the MLP input; swap b -> (a_base + b_src) mod p",
                                 self._operand_pairs, layer="block0.resid_mid", position=-1, k=k),
             "pizza": Hypothesis("order-free mean embedding (E_a + E_b)/2 at the MLP input; swap it -> (a_src + b_src) mod p",
                                 self._mean_pairs, layer="block0.resid_mid", position=-1, k=k),
