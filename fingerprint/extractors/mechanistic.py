@@ -174,7 +174,7 @@ def _labelled(models, n: int):
     return x[:n], y[:n], task.loss
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False)
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="2")
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = False, landmarks: int = 0,
                 seed: int = 0, pair_chunk: int = 2048):
     """Loss barrier on the linear path between two models: max over interior points of
@@ -187,10 +187,10 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
     if landmarks > 0:
         lm = np.sort(np.random.default_rng(seed).choice(n, size=min(landmarks, n), replace=False))
         ii, jj = np.meshgrid(np.arange(n), lm, indexing="ij")
-    else:
+        ii, jj = ii.reshape(-1), jj.reshape(-1)
+    else:  # the path from j to i is the path from i to j reversed (symmetric alphas): each pair once
         lm = None
-        ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    ii, jj = ii.reshape(-1), jj.reshape(-1)
+        ii, jj = np.triu_indices(n, 1)
     alphas = torch.linspace(0, 1, max(n_points, 3))
     fam = models.family
     x = x.to(models.device)
@@ -198,7 +198,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
 
     @torch.no_grad()
     def losses(theta: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = fam(theta, x)
+        out = fam.outputs(theta, x)
         return loss(out, y.expand(out.shape[0], *y.shape))
 
     end = losses(params)  # [n]
@@ -209,11 +209,11 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
         interp = end[a_idx][:, None] * (1 - alphas[1:-1]) + end[b_idx][:, None] * alphas[1:-1]
         path = torch.stack([losses({k: (1 - a) * v[a_idx] + a * v[b_idx] for k, v in params.items()}) for a in alphas[1:-1]], 1)
         barrier[s : s + pair_chunk] = (path - interp).max(1).values.clamp_min(0.0)
-    out = barrier.reshape(n, -1)
     if lm is None:
-        out = 0.5 * (out + out.T)
-        return out
-    return out, {"landmarks": [models.model_ids[i] for i in lm]}
+        out = torch.zeros(n, n)
+        out[ii, jj] = barrier
+        return out + out.T
+    return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm]}
 
 
 @extractor("gradients", kind="mechanistic")

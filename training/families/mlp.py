@@ -180,6 +180,8 @@ def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # faster than broadcasting ``h`` into a batched matmul.
         n, o, i = w.shape
         return (w.reshape(n * o, i) @ h.T).view(n, o, -1).transpose(1, 2) + b.unsqueeze(1)
+    if not (torch.is_grad_enabled() and (h.requires_grad or w.requires_grad or b.requires_grad)):
+        return _BatchedLinear.forward(h, w, b)  # no graph to record: skip the Function's bookkeeping
     return _BatchedLinear.apply(h, w, b)
 
 
