@@ -61,6 +61,36 @@ def test_mlp_hand_written_backward_equals_autograd(activation, depth, n, batch, 
         assert torch.allclose(fast[k], ref[k], atol=1e-5, rtol=1e-5), k
 
 
+@pytest.mark.parametrize("arch,shape,hp", [("mlp", (6,), {"width": 9, "depth": 2, "activation": "tanh"}),
+                                           ("cnn", (1, 8, 8), {"channels": [2, 3], "fc": [5]}),
+                                           ("transformer", (3, 5), {"vocab": 0, "d_model": 8, "d_mlp": 16, "readout": "all"})])
+def test_sliced_forward_and_backward_equal_the_whole_population(monkeypatch, arch, shape, hp):
+    """Family.outputs and the MLP's training step cut the population into cache-sized slices of models
+    and inputs; with a tiny cache budget (slices of one model, a few inputs) they give what one whole
+    forward pass and autograd give."""
+    import training.families.base as base
+    import training.families.mlp as mlp
+
+    fam = get_family(arch, shape, 3, hp)
+    params = fam.init(list(range(5)))
+    x = torch.randn(37, *shape, generator=torch.Generator().manual_seed(0))
+    whole = fam(params, x)
+    monkeypatch.setattr(base, "CACHE_FLOATS", 64)
+    monkeypatch.setattr(mlp, "CACHE_FLOATS", 64)
+    assert torch.allclose(fam.outputs(params, x, chunk=16), whole, atol=1e-6)
+    if arch == "mlp":
+        xs = torch.randn(5, 11, *shape, generator=torch.Generator().manual_seed(1))
+        y = torch.randint(0, 3, (5, 11), generator=torch.Generator().manual_seed(2))
+        objective = lambda out: torch.nn.functional.cross_entropy(out.reshape(-1, 3), y.reshape(-1))  # noqa: E731
+        p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        fast = {k: torch.full_like(v, float("nan")) for k, v in p.items()}
+        ref = {k: torch.zeros_like(v) for k, v in p.items()}
+        fam.value_and_grad(p, xs, objective, fast)
+        base.Family.value_and_grad(fam, p, xs, objective, ref)
+        for k in p:
+            assert torch.allclose(fast[k], ref[k], atol=1e-6), k
+
+
 def test_batch_invariance_cnn_and_order():
     """CNN too, and the model's position in the batch does not matter."""
     task = get_task("xor-cues")  # CNN needs images: use a fake image task via reshaped inputs
