@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fingerprint.errors import UserError
-from training.families.base import CACHE_FLOATS, Family, get_activation, register_family
+from training.families.base import Family, get_activation, register_family
 
 
 @register_family
@@ -104,9 +104,8 @@ class MLPFamily(Family):
         Same gradients as autograd, computed with every intermediate in buffers reused from step
         to step and every weight gradient written straight into the optimiser's flat buffer: at
         training sizes each ``[n, B, width]`` activation is megabytes, and allocating fresh ones
-        (and copying gradients afterwards) costs about as much as the matmuls. The forward and the
-        backward each run over slices of models small enough to stay in a core's cache. Only the
-        objective's gradient with respect to the outputs ``[n, B, n_out]`` goes through autograd.
+        (and copying gradients afterwards) costs about as much as the matmuls. Only the objective's
+        gradient with respect to the outputs ``[n, B, n_out]`` goes through autograd.
         """
         x, shared = self._split_x(x)
         if shared or self.activation not in _BACKWARD_FROM_OUTPUT:
@@ -115,34 +114,26 @@ class MLPFamily(Family):
         acts, dacts = self._workspace(n, B, x.dtype, x.device)
         act_, dact_ = _BACKWARD_FROM_OUTPUT[self.activation]
         layers = [name for name, _, _ in self._layers()]
-        W = [params[f"{name}.weight"] for name in layers]
-        b = [params[f"{name}.bias"].unsqueeze(1) for name in layers]
-        xs = x.reshape(n, B, -1)
-        # slices of models whose activations fit a core's cache: each layer's output is still
-        # there when the next layer (forward) or the activation's backward reads it
-        per = n if x.device.type != "cpu" else max(1, CACHE_FLOATS // (B * max([xs.shape[-1], *self.widths])))
-        rows = [slice(j, min(j + per, n)) for j in range(0, n, per)]
         with torch.no_grad():
-            out = torch.empty(n, B, self.n_out, dtype=x.dtype, device=x.device)
-            for r in rows:
-                h = xs[r]
-                for k, a in enumerate(acts):
-                    h = act_(torch.bmm(h, W[k][r].transpose(1, 2), out=a[r]).add_(b[k][r]))
-                torch.bmm(h, W[-1][r].transpose(1, 2), out=out[r]).add_(b[-1][r])
+            hs = [x.reshape(n, B, -1)]  # the input of each layer
+            for name, a in zip(layers[:-1], acts):
+                torch.bmm(hs[-1], params[f"{name}.weight"].transpose(1, 2), out=a)
+                act_(a.add_(params[f"{name}.bias"].unsqueeze(1)))
+                hs.append(a)
+            out = torch.bmm(hs[-1], params["out.weight"].transpose(1, 2)).add_(params["out.bias"].unsqueeze(1))
         out.requires_grad_(True)
         with torch.enable_grad():
             total = objective(out)
-        (g_all,) = torch.autograd.grad(total, out)
+        (g,) = torch.autograd.grad(total, out)
         with torch.no_grad():
-            for r in rows:
-                hs = [xs[r]] + [a[r] for a in acts]  # the input of each layer
-                g = g_all[r]
-                for i in reversed(range(len(layers))):
-                    torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{layers[i]}.weight"][r])
-                    torch.sum(g, 1, out=grads[f"{layers[i]}.bias"][r])
-                    if i == 0:
-                        break
-                    g = dact_(torch.bmm(g, W[i][r], out=dacts[i - 1][r]), hs[i])  # through layer i-1's activation; overwrites hs[i]
+            for i in reversed(range(len(layers))):
+                name = layers[i]
+                torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
+                torch.sum(g, 1, out=grads[f"{name}.bias"])
+                if i == 0:
+                    break
+                torch.bmm(g, params[f"{name}.weight"], out=dacts[i - 1])
+                g = dact_(dacts[i - 1], hs[i])  # through layer i-1's activation; overwrites hs[i]
         return total.detach()
 
     def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
