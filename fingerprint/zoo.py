@@ -239,7 +239,12 @@ class Shard:
             with h5py.File(self.path, "r") as f:
                 g = f["checkpoints"][step_key(step)]["params"]
                 sel = slice(None) if rows is None else rows
-                if isinstance(sel, np.ndarray):
+                if isinstance(sel, np.ndarray) and len(sel):
+                    lo, hi = int(sel.min()), int(sel.max()) + 1
+                    if hi - lo <= 2 * len(sel):
+                        # dense rows (a chunk of neighbouring models): one contiguous read, then numpy
+                        # indexing; h5py's point selection costs ~0.5 ms per dataset even for a few rows
+                        return {k: ds[lo:hi][sel - lo] for k, ds in g.items()}
                     order = np.argsort(sel)
                     inv = np.empty_like(order)
                     inv[order] = np.arange(len(order))
@@ -406,21 +411,21 @@ class Zoo:
         """Stacked parameters ``{name: [n_models, ...]}`` at ``step`` (each model's final step by default)."""
         ids = self.model_ids if model_ids is None else list(model_ids)
         idx = self.index(ids)
+        loc = np.asarray(self._loc, dtype=np.int64).reshape(-1, 2)[idx]  # [n, (shard, row)]
+        steps = np.asarray(self.models["final_step"], dtype=np.int64)[idx] if step is None else np.full(len(idx), int(step))
         out: dict[str, np.ndarray] = {}
-        by_shard: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for pos, i in enumerate(idx):
-            si, r = self._loc[i]
-            s = int(self.models["final_step"][i]) if step is None else int(step)
-            if s not in self.shards[si].present or not self.shards[si].present[s][r]:
-                raise UserError(f"model '{ids[pos]}' has no checkpoint at step {s} (its steps: {self.model_steps(ids[pos])})")
-            by_shard.setdefault((si, s), []).append((pos, r))
-        for (si, s), items in by_shard.items():
-            rows = np.asarray([r for _, r in items])
-            arrs = self.shards[si].read_params(s, rows)
-            for name, a in arrs.items():
+        for si, s in sorted(set(zip(loc[:, 0].tolist(), steps.tolist()))):
+            pos = np.flatnonzero((loc[:, 0] == si) & (steps == s))
+            rows = loc[pos, 1]
+            present = self.shards[si].present.get(s)
+            missing = pos if present is None else pos[~np.asarray(present)[rows]]
+            if len(missing):
+                bad = ids[missing[0]]
+                raise UserError(f"model '{bad}' has no checkpoint at step {s} (its steps: {self.model_steps(bad)})")
+            for name, a in self.shards[si].read_params(s, rows).items():
                 if name not in out:
                     out[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
-                out[name][[pos for pos, _ in items]] = a
+                out[name][pos] = a
         return {k: torch.from_numpy(v) for k, v in out.items()}
 
     def optimizer_state(self, step: int, model_ids: Sequence[str]) -> dict[str, torch.Tensor]:
