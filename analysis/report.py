@@ -354,7 +354,7 @@ def fingerprint_section(r: dict[str, Any], settings: dict[str, Any], distances: 
     s = r.get("scores") or {}
     al = ", ".join(f"{escape(k)}: {_fmt(v)}" for k, v in (r.get("alignment") or {}).items())
     out.append(f"<div class='sub'>AMI of the clusters with lineage columns (whole population): {al or '–'}. "
-               f"Noise AMI per true basin: {escape(json.dumps(s.get('noise_ami_per_basin') or {}, default=str))}. "
+               f"Noise AMI per true basin: {', '.join(f'{escape(str(k))}: {_fmt(v)}' for k, v in (s.get('noise_ami_per_basin') or {}).items()) or '–'}. "
                f"Parent-family 1-NN: {_fmt(s.get('parent_nn'))} (chance {_fmt(s.get('parent_nn_chance'))}).</div>")
     return "".join(out)
 
