@@ -7,7 +7,6 @@ a fingerprint cannot leak the answer it is scored against.
 
 from __future__ import annotations
 
-
 from collections.abc import Sequence
 from typing import Any
 
