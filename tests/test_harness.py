@@ -241,6 +241,12 @@ def test_zoo_api_order_chunks_and_metrics(tiny_zoo):
     assert not np.isnan(m10["train_acc"][zoo.index(base[:1])[0]])
     with pytest.raises(Exception, match="no checkpoint at step 20"):
         zoo.params(20, ["i0-d0>ft-d2000"])
+    # any order, across shards, dense (one contiguous read) and sparse rows alike: each model's own weights
+    rng_ = np.random.default_rng(0)
+    for ids in (list(rng_.permutation(zoo.model_ids)), zoo.model_ids[::7], base[3:6], [base[2], base[2]]):
+        got = zoo.params(None, ids)
+        for k, v in got.items():
+            assert torch.equal(v, full[k][zoo.index(ids)]), (k, ids)
 
 
 def test_transformer_attention_rate_zero_is_uniform_and_trains():
