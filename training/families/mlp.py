@@ -120,7 +120,7 @@ class MLPFamily(Family):
                 torch.bmm(hs[-1], params[f"{name}.weight"].transpose(1, 2), out=a)
                 act_(a.add_(params[f"{name}.bias"].unsqueeze(1)))
                 hs.append(a)
-            out = torch.bmm(hs[-1], params["out.weight"].transpose(1, 2)).add_(params["out.bias"].unsqueeze(1))
+            out = _BatchedLinear.forward(hs[-1], params["out.weight"], params["out.bias"])
         out.requires_grad_(True)
         with torch.enable_grad():
             total = objective(out)
