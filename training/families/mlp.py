@@ -106,44 +106,66 @@ class MLPFamily(Family):
         training sizes each ``[n, B, width]`` activation is megabytes, and allocating fresh ones
         (and copying gradients afterwards) costs about as much as the matmuls. Only the objective's
         gradient with respect to the outputs ``[n, B, n_out]`` goes through autograd.
+
+        Two layouts keep the thin matmuls off MKL's slow paths: the first layer carries its bias as
+        an extra input column of ones (``[x, 1] @ [W, b]^T``: one matmul and no bias pass forward, and
+        ``[x, 1]^T @ g`` gives weight and bias gradients in one ``[d_in + 1, B] @ [B, width]``
+        product); and the outputs are computed class-major, ``W_out @ h^T`` ``[n, n_out, B]``, handed
+        to the objective as the transposed view ``[n, B, n_out]`` (a cross-entropy over a leading
+        class axis is then a contiguous pass).
         """
         x, shared = self._split_x(x)
-        if shared or self.activation not in _BACKWARD_FROM_OUTPUT:
+        if shared or self.activation not in _BACKWARD_FROM_OUTPUT or not self.widths:
             return super().value_and_grad(params, x, objective, grads)
         n, B = x.shape[:2]
-        acts, dacts = self._workspace(n, B, x.dtype, x.device)
+        ws = self._workspace(n, B, x.dtype, x.device)
+        acts, dacts = ws["acts"], ws["dacts"]
         act_, dact_ = _BACKWARD_FROM_OUTPUT[self.activation]
         layers = [name for name, _, _ in self._layers()]
+        first, last, d = layers[0], layers[-1], self.d_in
+        x1, w1 = ws["x1"], ws["w1"]  # [n, B, d_in + 1] (last column ones), [n, width0, d_in + 1]
         with torch.no_grad():
-            hs = [x.reshape(n, B, -1)]  # the input of each layer
-            for name, a in zip(layers[:-1], acts):
+            x1[..., :d].copy_(x.reshape(n, B, d))
+            w1[..., :d].copy_(params[f"{first}.weight"])
+            w1[..., d].copy_(params[f"{first}.bias"])
+            act_(torch.bmm(x1, w1.transpose(1, 2), out=acts[0]))
+            hs = [x1, acts[0]]  # the input of each layer
+            for name, a in zip(layers[1:-1], acts[1:]):
                 torch.bmm(hs[-1], params[f"{name}.weight"].transpose(1, 2), out=a)
                 act_(a.add_(params[f"{name}.bias"].unsqueeze(1)))
                 hs.append(a)
-            out = _BatchedLinear.forward(hs[-1], params["out.weight"], params["out.bias"])
+            out_t = torch.bmm(params[f"{last}.weight"], hs[-1].transpose(1, 2), out=ws["out"])
+            out = out_t.add_(params[f"{last}.bias"].unsqueeze(2)).transpose(1, 2)
         out.requires_grad_(True)
         with torch.enable_grad():
             total = objective(out)
         (g,) = torch.autograd.grad(total, out)
         with torch.no_grad():
-            for i in reversed(range(len(layers))):
+            for i in reversed(range(1, len(layers))):
                 name = layers[i]
                 torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
                 torch.sum(g, 1, out=grads[f"{name}.bias"])
-                if i == 0:
-                    break
                 torch.bmm(g, params[f"{name}.weight"], out=dacts[i - 1])
                 g = dact_(dacts[i - 1], hs[i])  # through layer i-1's activation; overwrites hs[i]
+            g1 = torch.bmm(x1.transpose(1, 2), g, out=ws["g1"])  # [n, d_in + 1, width0]
+            grads[f"{first}.weight"].copy_(g1[:, :d].transpose(1, 2))
+            grads[f"{first}.bias"].copy_(g1[:, d])
         return total.detach()
 
-    def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per hidden layer, an activation and a gradient buffer ``[n, B, width]``, kept between calls."""
+    def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> dict:
+        """Buffers for :meth:`value_and_grad`, kept between calls: per hidden layer an activation and a
+        gradient ``[n, B, width]`` (``acts``, ``dacts``), the first layer's ones-augmented input ``x1``,
+        weights ``w1`` and gradient ``g1``, and the class-major outputs ``out [n, n_out, B]``."""
         key = (n, B, dtype, str(device))
         cache = self.__dict__.setdefault("_workspace_cache", {})  # not a dataclass field: hparams and eq ignore it
         if key not in cache:
             cache.clear()
-            new = lambda: [torch.empty(n, B, w, dtype=dtype, device=device) for w in self.widths]  # noqa: E731
-            cache[key] = (new(), new())
+            kw = {"dtype": dtype, "device": device}
+            new = lambda: [torch.empty(n, B, w, **kw) for w in self.widths]  # noqa: E731
+            d, w0 = self.d_in, self.widths[0]
+            cache[key] = {"acts": new(), "dacts": new(), "x1": torch.ones(n, B, d + 1, **kw),
+                          "w1": torch.empty(n, w0, d + 1, **kw), "g1": torch.empty(n, d + 1, w0, **kw),
+                          "out": torch.empty(n, self.n_out, B, **kw)}
         return cache[key]
 
     def module(self) -> nn.Module:

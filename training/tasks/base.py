@@ -110,8 +110,9 @@ class Task:
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-model mean loss ``[n]`` from outputs ``[n, B, n_out]`` and targets ``[n, B]``."""
         if self.loss_kind == "classification":
-            ce = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1).long(), reduction="none")
-            return ce.reshape(y.shape).flatten(1).mean(1)
+            # classes moved to axis 1 (torch's ``[N, C, d1, ...]`` form): a contiguous pass when the
+            # outputs come class-major, as the MLP trainer computes them
+            return F.cross_entropy(out.movedim(-1, 1), y.long(), reduction="none").flatten(1).mean(1)
         return (out.squeeze(-1) - y).pow(2).flatten(1).mean(1)
 
     # -- evaluation ----------------------------------------------------------------------------
