@@ -35,13 +35,15 @@ def test_batch_invariance_256_mlp():
 
 
 @settings(max_examples=12, deadline=None)
-@given(activation=st.sampled_from(["relu", "tanh", "gelu"]), depth=st.integers(0, 3), n=st.integers(1, 6),
-       batch=st.integers(1, 9), seed=st.integers(0, 2**16))
-def test_mlp_hand_written_backward_equals_autograd(activation, depth, n, batch, seed):
-    """The MLP's hand-written training gradient (reused buffers, no autograd graph) is autograd's."""
+@given(activation=st.sampled_from(["relu", "tanh", "gelu"]), hidden=st.lists(st.sampled_from([4, 7]), max_size=3),
+       n=st.integers(1, 6), batch=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_mlp_hand_written_backward_equals_autograd(activation, hidden, n, batch, seed):
+    """The MLP's hand-written training gradient (reused buffers, shared per-width gradient buffers,
+    no autograd graph) is autograd's, for any mix of hidden widths."""
     from training.families.base import Family
 
-    fam = get_family("mlp", (5,), 3, {"width": 7, "depth": depth, "activation": activation})
+    hp = {"hidden": hidden} if hidden else {"depth": 0}
+    fam = get_family("mlp", (5,), 3, {**hp, "activation": activation})
     params = {k: v.requires_grad_(True) for k, v in fam.init([seed + j for j in range(n)]).items()}
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(n, batch, 5, generator=g), torch.randint(0, 3, (n, batch), generator=g)

@@ -30,6 +30,11 @@ from training import seeds as rng
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
+def _take(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``data[idx]`` (rows of ``data [N, ...]`` at ``idx [n, B]``) via ``index_select``: ~3x faster."""
+    return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
+
+
 class DataOrder:
     """Epoch-wise per-model shuffling of a finite data set of size ``n_data``.
 
@@ -103,7 +108,7 @@ class Task:
 
         def sample(step: int):
             idx = order.indices(step)
-            return x[idx], y[idx]
+            return _take(x, idx), _take(y, idx)
 
         return sample
 
