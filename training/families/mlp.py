@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fingerprint.errors import UserError
+from training.families import base
 from training.families.base import Family, get_activation, register_family
 
 
@@ -112,7 +113,8 @@ class MLPFamily(Family):
         ``[x, 1]^T @ g`` gives weight and bias gradients in one ``[d_in + 1, B] @ [B, width]``
         product); and the outputs are computed class-major, ``W_out @ h^T`` ``[n, n_out, B]``, handed
         to the objective as the transposed view ``[n, B, n_out]`` (a cross-entropy over a leading
-        class axis is then a contiguous pass).
+        class axis is then a contiguous pass). Going down, each layer's input gradient is formed a
+        cache-sized slice of models at a time and consumed in cache (see :func:`_backward_through`).
         """
         x, shared = self._split_x(x)
         if shared or self.activation not in _BACKWARD_FROM_OUTPUT or not self.widths:
@@ -142,29 +144,29 @@ class MLPFamily(Family):
         (g,) = torch.autograd.grad(total, out)
         with torch.no_grad():
             g = g.contiguous()  # [n, B, n_out]: a thin matmul with K = n_out is ~2x slower on the transposed view
+            torch.sum(g, 1, out=grads[f"{last}.bias"])  # the hidden layers' come from _backward_through
             for i in reversed(range(1, len(layers))):
                 name = layers[i]
                 torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
-                torch.sum(g, 1, out=grads[f"{name}.bias"])
-                torch.bmm(g, params[f"{name}.weight"], out=dacts[i - 1])
-                g = dact_(dacts[i - 1], hs[i])  # through layer i-1's activation; overwrites hs[i]
+                below = grads[f"{layers[i - 1]}.bias"] if i > 1 else None  # layer 0's: the ones column
+                g = _backward_through(g, params[f"{name}.weight"], hs[i], dacts[i - 1], dact_, below)
             g1 = torch.bmm(x1.transpose(1, 2), g, out=ws["g1"])  # [n, d_in + 1, width0]
             grads[f"{first}.weight"].copy_(g1[:, :d].transpose(1, 2))
             grads[f"{first}.bias"].copy_(g1[:, d])
         return total.detach()
 
     def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> dict:
-        """Buffers for :meth:`value_and_grad`, kept between calls: per hidden layer an activation and a
-        gradient ``[n, B, width]`` (``acts``, ``dacts``; layers of one width share a gradient buffer), the first layer's ones-augmented input ``x1``,
-        weights ``w1`` and gradient ``g1``, and the class-major outputs ``out [n, n_out, B]``."""
+        """Buffers for :meth:`value_and_grad`, kept between calls: per hidden layer an activation
+        ``[n, B, width]`` (``acts``) and a scratch gradient ``[m, B, width]`` for a cache-sized slice of
+        ``m`` models (``dacts``, shared by layers of one width); the first layer's ones-augmented input
+        ``x1``, weights ``w1`` and gradient ``g1``; and the class-major outputs ``out [n, n_out, B]``."""
         key = (n, B, dtype, str(device))
         cache = self.__dict__.setdefault("_workspace_cache", {})  # not a dataclass field: hparams and eq ignore it
         if key not in cache:
             cache.clear()
             kw = {"dtype": dtype, "device": device}
-            # one gradient buffer per distinct width: layer i's is free again once the activation's
-            # backward has moved its contents into layer i's activation buffer (less memory traffic)
-            grad_bufs = {w: torch.empty(n, B, w, **kw) for w in set(self.widths)}
+            # per distinct width, a scratch gradient for a cache-sized slice of models (see _backward_through)
+            grad_bufs = {w: torch.empty(_slice(n, B * w), B, w, **kw) for w in set(self.widths)}
             acts, dacts = [torch.empty(n, B, w, **kw) for w in self.widths], [grad_bufs[w] for w in self.widths]
             d, w0 = self.d_in, self.widths[0]
             cache[key] = {"acts": acts, "dacts": dacts, "x1": torch.ones(n, B, d + 1, **kw),
@@ -182,6 +184,30 @@ class MLPFamily(Family):
             nxt = names[i + 1]
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
+
+
+def _slice(n: int, per_model: int) -> int:
+    """Models per slice when each takes ``per_model`` floats: about one core's L2 cache in all."""
+    return max(1, min(n, base.CACHE_FLOATS // max(per_model, 1)))
+
+
+def _backward_through(g: torch.Tensor, w: torch.Tensor, h: torch.Tensor, scratch: torch.Tensor, dact_,
+                      bias_grad: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient at the input of a layer ``[n, B, i]`` from the one at its output ``g [n, B, o]``,
+    weights ``w [n, o, i]`` and the previous activation's output ``h [n, B, i]``, written over ``h``;
+    with ``bias_grad [n, i]``, also the previous layer's bias gradient (its sum over ``B``).
+
+    ``g @ w`` goes through a ``scratch [m, B, i]`` buffer of ``m`` models small enough to stay in
+    cache, a slice of models at a time: the product is consumed by the activation's backward (and
+    that by the bias sum) while still in cache, instead of a round trip through memory each.
+    """
+    m = scratch.shape[0]
+    for a in range(0, g.shape[0], m):
+        k = min(m, g.shape[0] - a)
+        gh = dact_(torch.bmm(g[a : a + k], w[a : a + k], out=scratch[:k]), h[a : a + k])
+        if bias_grad is not None:
+            torch.sum(gh, 1, out=bias_grad[a : a + k])
+    return h
 
 
 # The backward of an activation from its output ``h``, written over ``h`` (no longer needed then):
