@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -192,6 +194,23 @@ def test_counter_rng_permutation_is_a_permutation(seed, n):
     # a model's stream does not depend on its neighbours
     alone = rng.permutation(rng.seed_lanes([seed + 1], rng.DATA), n, 3)
     assert torch.equal(alone[0], perm[1])
+
+
+@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=4), st.lists(st.integers(0, 9), max_size=2),
+       st.lists(st.integers(1, 6), max_size=2))
+@settings(max_examples=30, deadline=None)
+def test_counter_rng_fast_paths_equal_the_torch_definition(seeds, counters, shape):
+    """bits (numpy uint32 on the CPU) and permutation (a packed-key sort) are exactly the int64 torch
+    hash and its stable argsort: the data order of every stored zoo depends on it."""
+    states = rng.seed_lanes(seeds, rng.DATA)
+    s = states
+    for c in counters:
+        s = rng.mix(s, c)
+    idx = torch.arange(math.prod(shape), dtype=torch.int64).reshape(shape)
+    assert torch.equal(rng.bits(states, *counters, shape=tuple(shape)), rng.mix(s.reshape(s.shape + (1,) * len(shape)), idx))
+    n = math.prod(shape)
+    ref = torch.argsort(rng.bits(states, *counters, shape=(n,)), dim=-1, stable=True)
+    assert torch.equal(rng.permutation(states, n, *counters), ref)
 
 
 def test_counter_rng_uniform_and_normal_statistics():

@@ -90,17 +90,32 @@ def bits(state: torch.Tensor, *counters: int, shape: tuple[int, ...] = ()) -> to
     s = state
     for c in counters:
         s = mix(s, int(c))
-    n = math.prod(shape)
-    idx = torch.arange(n, dtype=torch.int64, device=state.device).reshape(shape) if shape else torch.zeros((), dtype=torch.int64)
     s = s.reshape(s.shape + (1,) * len(shape))
-    rows = max(_CHUNK // max(n, 1), 1)
-    if s.dim() == 0 or s.shape[0] <= rows:
-        return mix(s, idx)
-    # ~20 elementwise int64 passes: in slices of models small enough to stay in cache, ~2x faster
-    return torch.cat([mix(s[i : i + rows], idx) for i in range(0, s.shape[0], rows)])
+    if state.device.type != "cpu":
+        return mix(s, torch.arange(math.prod(shape), dtype=torch.int64, device=state.device).reshape(shape))
+    return torch.from_numpy(_bits_u32(s, shape).astype(np.int64))
 
 
-_CHUNK = 1 << 17  # int64 elements per slice in :func:`bits` (1 MiB)
+def _bits_u32(s: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`bits` on the CPU, as uint32, from the counter-mixed states ``s [..., 1, ...]``."""
+    idx = np.arange(math.prod(shape), dtype=np.uint32).reshape(shape)
+    return np.asarray(_mix_u32(s.numpy().astype(np.uint32), idx))
+
+
+# The same hash in numpy's uint32, whose multiplication wraps mod 2**32 natively: ~7 passes over the
+# output instead of ~20 int64 ones, ~3.5x faster for a population's data order; identical values.
+def _hash32_u32(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint32(16))
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def _mix_u32(state: np.ndarray, counter: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _hash32_u32(_hash32_u32(state) + counter * np.uint32(0x9E3779B9) + np.uint32(0x632BE5AB))
 
 
 def uniform(state: torch.Tensor, *counters: int, shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -127,11 +142,17 @@ def permutation(state: torch.Tensor, n: int, *counters: int) -> torch.Tensor:
     The order of ``n`` hashed 32-bit keys, ties broken by position (a stable argsort). It is computed
     as a plain sort of ``key << b | position`` (all distinct, so any sort gives the stable order) with
     numpy's vectorised sort: ~5x faster than ``torch.argsort(stable=True)``; the same permutation.
+    On the CPU the whole computation stays in numpy (no round trips through int64 tensors).
     """
-    keys = bits(state, *counters, shape=(n,))
     shift = max(n - 1, 1).bit_length()
-    if shift > 31:  # key << shift would overflow int64
-        return torch.argsort(keys, dim=-1, stable=True)
-    packed = (keys << shift) | torch.arange(n, dtype=torch.int64, device=keys.device)
-    order = np.sort(packed.cpu().numpy(), axis=-1) & ((1 << shift) - 1)
-    return torch.from_numpy(order).to(keys.device)
+    if shift > 31 or state.device.type != "cpu":  # key << shift would overflow int64 / not on the CPU
+        return torch.argsort(bits(state, *counters, shape=(n,)), dim=-1, stable=True)
+    s = state
+    for c in counters:
+        s = mix(s, int(c))
+    packed = _bits_u32(s.unsqueeze(-1), (n,)).astype(np.int64)
+    packed <<= shift
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort(axis=-1)
+    packed &= (1 << shift) - 1
+    return torch.from_numpy(packed)
