@@ -92,10 +92,23 @@ def train_population(
             on_step(step)
     # a model whose weights blew up without a non-finite loss is diverged too
     with torch.no_grad():
-        finite = torch.stack([torch.isfinite(v).flatten(1).all(1) for v in p.values()]).all(0)
+        finite = _all_finite(p)
         newly = ~finite & ~diverged
         diverged_step[newly.cpu()] = end_step
         diverged |= ~finite
     snapshot(end_step)
     return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step,
                        optimizer_states=opt_states)
+
+
+def _all_finite(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per model ``[n]``: are all its parameters finite? A NaN or inf makes a model's sum of
+    parameters non-finite, so one reduction pass clears every model whose sums are finite; only the
+    rest (diverged, or sums past float32's range) are checked element by element."""
+    sums = torch.stack([v.detach().flatten(1).sum(1) for v in params.values()]).sum(0)
+    finite = torch.isfinite(sums)
+    if not bool(finite.all()):
+        check = ~finite
+        finite[check] = torch.stack([torch.isfinite(v.detach()[check]).flatten(1).all(1) for v in params.values()]).all(0)
+    return finite
+
