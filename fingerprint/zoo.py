@@ -223,7 +223,9 @@ class Shard:
                 self.table = {k: _column_from_h5(ds) for k, ds in f["models"].items()}
                 self.steps = [int(s) for s in f["steps"][()]]
                 self.present = {s: f["checkpoints"][step_key(s)]["present"][()] for s in self.steps}
-                self.param_names = list(f["checkpoints"][step_key(self.steps[-1])]["params"].keys())
+                pg = f["checkpoints"][step_key(self.steps[-1])]["params"]
+                self._param_shapes = {k: tuple(ds.shape) for k, ds in pg.items()}
+                self.param_names = list(self._param_shapes)
                 self.attrs = {k: _maybe_json(v) for k, v in f.attrs.items()}
         except CorruptFileError:
             raise
@@ -234,22 +236,29 @@ class Shard:
     def n_models(self) -> int:
         return len(self.table["model_id"])
 
-    def read_params(self, step: int, rows: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
+    def param_shapes(self, step: int) -> dict[str, tuple[int, ...]]:
+        """``{name: (rows, ...)}`` of the stacked parameters (the same at every stored step)."""
+        return dict(self._param_shapes)
+
+    def read_params(self, step: int, rows: np.ndarray | slice | None = None,
+                    out: dict[str, np.ndarray] | None = None, pos: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Stacked parameters of ``rows`` (all by default) at ``step``, ``{name: [len(rows), ...]}``.
+
+        With ``out`` (``{name: float32 [N, ...]}``) and ``pos``, row ``rows[j]`` is written into
+        ``out[name][pos[j]]`` instead, straight from the file when both are contiguous ranges (a
+        chunk of neighbouring models: no intermediate copy).
+        """
         try:
             with h5py.File(self.path, "r") as f:
-                g = f["checkpoints"][step_key(step)]["params"]
-                sel = slice(None) if rows is None else rows
-                if isinstance(sel, np.ndarray) and len(sel):
-                    lo, hi = int(sel.min()), int(sel.max()) + 1
-                    if hi - lo <= 2 * len(sel):
-                        # dense rows (a chunk of neighbouring models): one contiguous read, then numpy
-                        # indexing; h5py's point selection costs ~0.5 ms per dataset even for a few rows
-                        return {k: ds[lo:hi][sel - lo] for k, ds in g.items()}
-                    order = np.argsort(sel)
-                    inv = np.empty_like(order)
-                    inv[order] = np.arange(len(order))
-                    return {k: ds[np.sort(sel)][inv] for k, ds in g.items()}
-                return {k: ds[sel] for k, ds in g.items()}
+                base = f"checkpoints/{step_key(step)}/params/"
+                names = self.param_names if out is None else list(out)
+                result: dict[str, np.ndarray] = {}
+                for k in names:
+                    ds = f[base + k]
+                    a = _read_rows(ds, rows, None if out is None else out[k], pos)
+                    if a is not None:
+                        result[k] = a
+                return result
         except (OSError, KeyError) as e:
             raise CorruptFileError(f"zoo shard '{self.path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
 
@@ -267,6 +276,42 @@ class Shard:
         with h5py.File(self.path, "r") as f:
             g = f["checkpoints"][step_key(step)]["metrics"]
             return {k: _column_from_h5(ds) for k, ds in g.items()}
+
+
+def _as_range(idx: np.ndarray) -> tuple[int, int] | None:
+    """``(lo, hi)`` when ``idx`` is exactly ``lo, lo + 1, ..., hi - 1``."""
+    if len(idx) and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and (len(idx) == 1 or bool((np.diff(idx) == 1).all())):
+        return int(idx[0]), int(idx[-1]) + 1
+    return None
+
+
+def _read_rows(ds: "h5py.Dataset", rows: np.ndarray | slice | None, dest: np.ndarray | None,
+               pos: np.ndarray | None) -> np.ndarray | None:
+    """``ds[rows]``, or with ``dest``, ``dest[pos] = ds[rows]`` (then returns None)."""
+    if rows is None or isinstance(rows, slice):
+        a = ds[slice(None) if rows is None else rows]
+    else:
+        rows = np.asarray(rows)
+        span = _as_range(rows) if len(rows) else None
+        if dest is not None and span is not None and (dst := _as_range(np.asarray(pos))) is not None:
+            ds.read_direct(dest, np.s_[span[0] : span[1]], np.s_[dst[0] : dst[1]])
+            return None
+        if span is not None:
+            a = ds[span[0] : span[1]]
+        elif len(rows) and int(rows.max()) - int(rows.min()) + 1 <= 2 * len(rows):
+            # dense rows (a chunk of neighbouring models): one contiguous read, then numpy indexing;
+            # h5py's point selection costs ~0.5 ms per dataset even for a few rows
+            lo = int(rows.min())
+            a = ds[lo : int(rows.max()) + 1][rows - lo]
+        else:
+            order = np.argsort(rows)
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            a = ds[rows[order]][inv]
+    if dest is None:
+        return a
+    dest[pos] = a
+    return None
 
 
 def _maybe_json(v: Any) -> Any:
@@ -422,10 +467,10 @@ class Zoo:
             if len(missing):
                 bad = ids[missing[0]]
                 raise UserError(f"model '{bad}' has no checkpoint at step {s} (its steps: {self.model_steps(bad)})")
-            for name, a in self.shards[si].read_params(s, rows).items():
-                if name not in out:
-                    out[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
-                out[name][pos] = a
+            if not out:
+                shapes = self.shards[si].param_shapes(s)
+                out = {k: np.empty((len(ids), *shape[1:]), dtype=np.float32) for k, shape in shapes.items()}
+            self.shards[si].read_params(s, rows, out=out, pos=pos)
         return {k: torch.from_numpy(v) for k, v in out.items()}
 
     def optimizer_state(self, step: int, model_ids: Sequence[str]) -> dict[str, torch.Tensor]:
