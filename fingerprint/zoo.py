@@ -245,8 +245,7 @@ class Shard:
         """Stacked parameters of ``rows`` (all by default) at ``step``, ``{name: [len(rows), ...]}``.
 
         With ``out`` (``{name: float32 [N, ...]}``) and ``pos``, row ``rows[j]`` is written into
-        ``out[name][pos[j]]`` instead, straight from the file when both are contiguous ranges (a
-        chunk of neighbouring models: no intermediate copy).
+        ``out[name][pos[j]]`` instead (and nothing is returned).
         """
         try:
             with h5py.File(self.path, "r") as f:
@@ -293,9 +292,6 @@ def _read_rows(ds: "h5py.Dataset", rows: np.ndarray | slice | None, dest: np.nda
     else:
         rows = np.asarray(rows)
         span = _as_range(rows) if len(rows) else None
-        if dest is not None and span is not None and (dst := _as_range(np.asarray(pos))) is not None:
-            ds.read_direct(dest, np.s_[span[0] : span[1]], np.s_[dst[0] : dst[1]])
-            return None
         if span is not None:
             a = ds[span[0] : span[1]]
         elif len(rows) and int(rows.max()) - int(rows.min()) + 1 <= 2 * len(rows):
@@ -310,7 +306,8 @@ def _read_rows(ds: "h5py.Dataset", rows: np.ndarray | slice | None, dest: np.nda
             a = ds[rows[order]][inv]
     if dest is None:
         return a
-    dest[pos] = a
+    dst = _as_range(np.asarray(pos))
+    dest[slice(*dst) if dst else pos] = a  # (h5py's read_direct builds selections slower than this copy)
     return None
 
 
