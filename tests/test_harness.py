@@ -93,6 +93,16 @@ def test_sliced_forward_and_backward_equal_the_whole_population(monkeypatch, arc
             assert torch.allclose(fast[k], ref[k], atol=1e-6), k
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "silu", "identity", "gelu"])
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_mlp_in_place_outputs_equal_the_forward_pass(activation, depth):
+    """Family.outputs' in-place, feature-major MLP slices give the plain forward pass's outputs."""
+    fam = get_family("mlp", (5,), 3, {"width": 6, "depth": depth, "activation": activation})
+    params = fam.init(list(range(4)))
+    x = torch.randn(9, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(fam.outputs(params, x), fam(params, x), atol=1e-6)
+
+
 def test_batch_invariance_cnn_and_order():
     """CNN too, and the model's position in the batch does not matter."""
     task = get_task("xor-cues")  # CNN needs images: use a fake image task via reshaped inputs

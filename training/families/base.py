@@ -105,8 +105,13 @@ class Family:
         rows = []
         for j in range(0, n, per):
             p = params if per >= n else {k: v[j : j + per] for k, v in params.items()}
-            rows.append(torch.cat([self(p, x[i : i + inputs]) for i in range(0, len(x), inputs)], 1))
+            rows.append(torch.cat([self._outputs_slice(p, x[i : i + inputs]) for i in range(0, len(x), inputs)], 1))
         return torch.cat(rows, 0)
+
+    def _outputs_slice(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """One cache-sized slice of :meth:`outputs` (no grad, shared inputs); a family may override it
+        with in-place arithmetic (fresh megabyte-sized results cost page faults on every slice)."""
+        return self(params, x)
 
     def value_and_grad(
         self,

@@ -99,6 +99,22 @@ class MLPFamily(Family):
             acts["out"] = out
         return out, acts
 
+    def _outputs_slice(self, params, x):
+        """Feature-major and in place: each layer is ``[n, width, B]`` (``W @ h`` per model, the first
+        one GEMM over the population on the shared inputs), its bias and activation applied in place,
+        so a slice allocates one buffer per layer instead of three; the result is the transposed view
+        ``[n, B, n_out]``."""
+        act_ = _ACT_INPLACE.get(self.activation)
+        if act_ is None:
+            return self(params, x)
+        layers = [name for name, _, _ in self._layers()]
+        w, b = params[f"{layers[0]}.weight"], params[f"{layers[0]}.bias"]
+        n, o, i = w.shape
+        h = (w.reshape(n * o, i) @ x.reshape(len(x), -1).T).view(n, o, len(x)).add_(b.unsqueeze(2))
+        for name in layers[1:]:
+            h = torch.bmm(params[f"{name}.weight"], act_(h)).add_(params[f"{name}.bias"].unsqueeze(2))
+        return h.transpose(1, 2)
+
     def value_and_grad(self, params, x, objective, grads):
         """A hand-written backward for ``relu`` / ``tanh`` MLPs on per-model inputs ``[n, B, ...]``.
 
@@ -219,6 +235,9 @@ def _relu_backward_(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 def _tanh_backward_(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return h.mul_(h).neg_().add_(1.0).mul_(g)
 
+
+_ACT_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "identity": lambda h: h,
+                "silu": lambda h: torch.nn.functional.silu(h, inplace=True)}
 
 # activation -> (in-place forward, backward from the output, over the output)
 _BACKWARD_FROM_OUTPUT = {"relu": (torch.relu_, _relu_backward_), "tanh": (torch.tanh_, _tanh_backward_)}
