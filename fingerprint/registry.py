@@ -101,9 +101,10 @@ class ExtractorSpec:
             raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
         if res.shape[1] == 0:
             raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
-        bad = ~torch.isfinite(res)
-        if bad.any():
-            rows = bad.any(1).nonzero().flatten().tolist()
+        # one reduction pass: a NaN/inf makes its row's sum non-finite (rows whose sums overflow
+        # are then checked element by element)
+        if not bool(torch.isfinite(res.sum(1)).all()) and not bool(torch.isfinite(res).all()):
+            rows = (~torch.isfinite(res)).any(1).nonzero().flatten().tolist()
             ids = [models.model_ids[i] for i in rows[:3]]
             raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
         return res.numpy(), extra

@@ -16,15 +16,18 @@ def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:
         return out
     # With a handful of classes, reducing over a leading axis vectorises across all [n, P] rows and
     # is ~5x faster than reducing each tiny last axis; with many classes the last axis is faster.
-    cls = 0 if out.shape[-1] <= 16 else -1
-    o = out.movedim(-1, 0) if cls == 0 else out
+    # [n, P, C] outputs computed class-major (the MLP's) reduce over axis 1 of their [n, C, P] memory.
+    if out.shape[-1] > 16:
+        cls, o, back = -1, out, (lambda t: t)
+    elif out.dim() == 3 and out.transpose(1, 2).is_contiguous():
+        cls, o, back = 1, out.transpose(1, 2), (lambda t: t.transpose(1, 2))
+    else:
+        cls, o, back = 0, out.movedim(-1, 0), (lambda t: t.movedim(0, -1))
     if transform == "logprob":
         lp = torch.log_softmax(o, cls)
-        lp = lp - lp.mean(cls, keepdim=True)
-        return lp.movedim(0, -1) if cls == 0 else lp
+        return back(lp - lp.mean(cls, keepdim=True))  # not in place: learned-queries differentiates through it
     if transform == "prob":
-        p = torch.softmax(o, cls)
-        return p.movedim(0, -1) if cls == 0 else p
+        return back(torch.softmax(o, cls))
     raise UserError(f"unknown transform '{transform}' (valid: logits, logprob, prob)")
 
 

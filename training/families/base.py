@@ -102,11 +102,15 @@ class Family:
         width = max(8, math.isqrt(sum(v[0].numel() for v in params.values())))
         inputs = max(1, min(chunk, len(x), CACHE_FLOATS // width))
         per = max(1, CACHE_FLOATS // (inputs * width))
-        rows = []
+        result = None
         for j in range(0, n, per):
             p = params if per >= n else {k: v[j : j + per] for k, v in params.items()}
-            rows.append(torch.cat([self._outputs_slice(p, x[i : i + inputs]) for i in range(0, len(x), inputs)], 1))
-        return torch.cat(rows, 0)
+            for i in range(0, len(x), inputs):
+                part = self._outputs_slice(p, x[i : i + inputs])
+                if result is None:
+                    result = _like_layout(part, (n, len(x), *part.shape[2:]))
+                result[j : j + per, i : i + inputs].copy_(part)
+        return result
 
     def _outputs_slice(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """One cache-sized slice of :meth:`outputs` (no grad, shared inputs); a family may override it
@@ -159,6 +163,14 @@ class Family:
         if x.dim() == nd + 2:
             return x, False
         raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
+
+
+def _like_layout(part: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty ``shape`` tensor laid out like ``part``: class-major (``[n, C, P]`` memory seen as
+    ``[n, P, C]``) when the family's slices come that way, so the copies in are contiguous."""
+    if part.dim() == 3 and not part.is_contiguous() and part.transpose(1, 2).is_contiguous():
+        return torch.empty(shape[0], shape[2], shape[1], dtype=part.dtype, device=part.device).transpose(1, 2)
+    return torch.empty(shape, dtype=part.dtype, device=part.device)
 
 
 def supports_edit(family: Family) -> bool:

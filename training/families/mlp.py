@@ -110,10 +110,26 @@ class MLPFamily(Family):
         layers = [name for name, _, _ in self._layers()]
         w, b = params[f"{layers[0]}.weight"], params[f"{layers[0]}.bias"]
         n, o, i = w.shape
-        h = (w.reshape(n * o, i) @ x.reshape(len(x), -1).T).view(n, o, len(x)).add_(b.unsqueeze(2))
-        for name in layers[1:]:
-            h = torch.bmm(params[f"{name}.weight"], act_(h)).add_(params[f"{name}.bias"].unsqueeze(2))
+        B = len(x)
+        # hidden layers go into buffers kept between slices (the output layer's result is returned)
+        h = torch.mm(w.reshape(n * o, i), x.reshape(B, -1).T, out=self._scratch(0, n * o, B, x) if len(layers) > 1 else None)
+        h = h.view(n, o, B).add_(b.unsqueeze(2))
+        for j, name in enumerate(layers[1:], start=1):
+            wj = params[f"{name}.weight"]
+            out = self._scratch(j % 2, n, wj.shape[1], B, x) if j < len(layers) - 1 else None
+            h = torch.bmm(wj, act_(h), out=out).add_(params[f"{name}.bias"].unsqueeze(2))
         return h.transpose(1, 2)
+
+    def _scratch(self, tag: int, *shape_and_like) -> torch.Tensor:
+        """A buffer of ``shape`` like ``x`` (dtype, device), reused between calls (two per shape: ``tag``)."""
+        *shape, like = shape_and_like
+        key = (tag, tuple(shape), like.dtype, str(like.device))
+        cache = self.__dict__.setdefault("_scratch_cache", {})  # not a dataclass field
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return cache[key]
 
     def value_and_grad(self, params, x, objective, grads):
         """A hand-written backward for ``relu`` / ``tanh`` MLPs on per-model inputs ``[n, B, ...]``.
