@@ -303,3 +303,15 @@ def test_public_extract_stays_a_function_after_submodule_imports():
     import fingerprint.extraction  # noqa: F401
 
     assert callable(fingerprint.extract) and fingerprint.extract is fingerprint.extraction.extract
+
+
+def test_thin_matrix_singular_values_match_svd():
+    """weight-spectra's Gram-eigenvalue path gives torch's SVD singular values, rank-deficient too."""
+    from fingerprint.extractors.mechanistic import _singular_values
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(20, 16, 8), (20, 2, 16), (20, 40, 40), (3, 1, 7)]:
+        m = torch.randn(*shape, generator=g)
+        assert torch.allclose(_singular_values(m), torch.linalg.svdvals(m), atol=1e-5, rtol=1e-5), shape
+    low = torch.randn(6, 16, 1, generator=g) @ torch.randn(6, 1, 8, generator=g)
+    assert torch.allclose(_singular_values(low), torch.linalg.svdvals(low), atol=1e-4)

@@ -43,12 +43,26 @@ def _matrices(models) -> list[tuple[str, torch.Tensor]]:
     return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(models.params.items()) if v.dim() >= 3]
 
 
+def _singular_values(m: torch.Tensor) -> torch.Tensor:
+    """Singular values ``[n, k]`` (descending) of ``m [n, rows, cols]``, ``k = min(rows, cols)``.
+
+    For small ``k``, the square roots of the eigenvalues of the ``k x k`` Gram matrix in float64:
+    ~2x faster than batched SVD for the thin matrices of small models, and within float32 rounding
+    of it (the float64 Gram keeps the squared condition number out of float32's range).
+    """
+    if min(m.shape[1:]) > 32:
+        return torch.linalg.svdvals(m)
+    a = m.double()
+    g = a.mT @ a if a.shape[1] >= a.shape[2] else a @ a.mT
+    return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
+
+
 @extractor("weight-spectra", kind="mechanistic")
 def weight_spectra(models, top_k: int = 16, normalize: bool = False):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant)."""
     cols = []
     for _, m in _matrices(models):
-        s = torch.linalg.svdvals(m.float())  # [n, min(rows, cols)]
+        s = _singular_values(m.float())  # [n, min(rows, cols)]
         if normalize:
             s = s / s.sum(1, keepdim=True).clamp_min(1e-12)
         k = min(top_k, s.shape[1]) if top_k > 0 else s.shape[1]
