@@ -71,7 +71,19 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     return [m for m, k in zip(ids, keep) if k]
 
 
-def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int = 256,
+CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights, and at least 256 models
+
+
+def auto_chunk_size(zoo: Zoo, runner: Any = None) -> int:
+    """Models per chunk for streaming extractors when none is given: 256 with a runner (chunks are
+    its tasks: enough of them to balance), else as many as fit ``CHUNK_WEIGHT_FLOATS`` (for small
+    models a whole population at once: each chunk costs file reads and per-call set-up)."""
+    if runner is not None:
+        return 256
+    return max(256, CHUNK_WEIGHT_FLOATS // max(zoo.n_params, 1))
+
+
+def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int | None = None,
             labels: dict[str, Any] | Sequence[Any] | None = None, on_progress: Callable[[str, int, int], None] | None = None,
             device: str = "cpu", model_ids: Sequence[str] | None = None, runner: Any = None) -> list[ExtractResult]:
     """Compute (or load from the cache) fingerprints for every spec at every requested step.
@@ -83,6 +95,10 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
     to supervised extractors. ``on_progress(spec, done, total)`` reports work in models.
     """
     resolved = resolve_specs(specs)
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(zoo, runner)
+    elif chunk_size <= 0:
+        raise UserError(f"chunk size must be > 0, got {chunk_size}")
     if isinstance(labels, dict):
         label_map = labels
     elif labels is not None:

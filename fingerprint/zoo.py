@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -442,6 +443,13 @@ class Zoo:
         """Ids of the models that have a checkpoint at ``step``, in ``model_ids`` order."""
         return [mid for mid, (si, r) in zip(self.model_ids, self._loc)
                 if step in self.shards[si].present and self.shards[si].present[step][r]]
+
+    @property
+    def n_params(self) -> int:
+        """Parameters per model (0 for an empty zoo)."""
+        if not self.shards:
+            return 0
+        return int(sum(math.prod(shape[1:]) for shape in self.shards[0].param_shapes(0).values()))
 
     def index(self, model_ids: Sequence[str]) -> np.ndarray:
         try:

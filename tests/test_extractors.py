@@ -315,3 +315,14 @@ def test_thin_matrix_singular_values_match_svd():
         assert torch.allclose(_singular_values(m), torch.linalg.svdvals(m), atol=1e-5, rtol=1e-5), shape
     low = torch.randn(6, 16, 1, generator=g) @ torch.randn(6, 1, 8, generator=g)
     assert torch.allclose(_singular_values(low), torch.linalg.svdvals(low), atol=1e-4)
+
+
+def test_auto_chunk_size_follows_model_size():
+    """Without --chunk-size, a chunk holds up to 64 MB of weights (>= 256 models); 256 for Ray tasks."""
+    from types import SimpleNamespace
+
+    from fingerprint.extraction import CHUNK_WEIGHT_FLOATS, auto_chunk_size
+
+    assert auto_chunk_size(SimpleNamespace(n_params=178)) == CHUNK_WEIGHT_FLOATS // 178
+    assert auto_chunk_size(SimpleNamespace(n_params=10**7)) == 256
+    assert auto_chunk_size(SimpleNamespace(n_params=178), runner=object()) == 256

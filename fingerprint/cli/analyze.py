@@ -47,8 +47,8 @@ def fingerprint_settings(section: dict | None) -> dict[str, Any]:
     step = section.get("step", "final")
     if isinstance(step, str) and step != "final":
         raise UserError(f"config key 'fingerprints.step' must be 'final' or a checkpoint step, got {step!r}")
-    chunk = section.get("chunk_size", 256)
-    if chunk <= 0:
+    chunk = section.get("chunk_size")  # None: extraction's automatic size
+    if chunk is not None and chunk <= 0:
         raise UserError(f"config key 'fingerprints.chunk_size' must be > 0, got {chunk}")
     return {"names": list(names), "step": None if step == "final" else step, "chunk_size": chunk}
 
@@ -114,7 +114,7 @@ def cached_inputs(zoo, names: Optional[List[str]] = None) -> list:
     return out
 
 
-def extract_inputs(zoo, specs: list[str], step=None, label: Optional[str] = None, chunk_size: int = 256,
+def extract_inputs(zoo, specs: list[str], step=None, label: Optional[str] = None, chunk_size: Optional[int] = None,
                    force: bool = False, runner=None, device: str = "cpu") -> list:
     """Compute (or reuse from the cache) fingerprints; failures become inputs with an error."""
     from analysis.scorecard import FingerprintInput
