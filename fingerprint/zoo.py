@@ -56,14 +56,22 @@ def package_version() -> str:
 
 # -- atomic writes ---------------------------------------------------------------------------------
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+def atomic_path(path: Path, cache: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Readers see the old file or the complete new one, never a partial one. ``cache=True`` (for
+    recomputable files) removes an existing ``path`` before the rename instead of renaming over it:
+    a reader may briefly see no file (a cache miss), but ext4 flushes a file's data to disk when it
+    is renamed over another one, which costs ~1.5 ms per fingerprint recomputed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if cache:
+            path.unlink(missing_ok=True)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -554,7 +562,7 @@ class Zoo:
                          extra: dict[str, np.ndarray] | None = None) -> Path:
         """Store a fingerprint ``values`` ``[n_models, d]`` (features) or ``[n_models, n_models]`` (distances)."""
         path = self.path / "fingerprints" / f"{key}.h5"
-        with atomic_path(path) as tmp:
+        with atomic_path(path, cache=True) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"] = FINGERPRINT_FORMAT
                 f.attrs["schema_version"] = SCHEMA_VERSION
