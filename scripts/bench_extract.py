@@ -5,12 +5,15 @@ seed grid is widened, lineage blocks are dropped and training is shortened to ``
 uses ``--zoo``. Then, in one run:
 
 (a) Every built-in feature extractor except the supervised ``learned-queries``, and the pairwise
-    ``cka``, ``disagreement`` and ``lmc-barrier``, run two ways: through the real
-    ``fingerprint.extraction`` path (HDF5 reads, streaming chunks, validation, cache write), and as the
-    bare extractor on weights already in memory. Both are compared with a baseline that loads one
-    model at a time into the family's plain ``nn.Module`` and computes the same quantity (batched
-    over probes, looped over models, and over pairs for pairwise extractors). Results are asserted
-    numerically equal (``allclose``, rtol = atol = 1e-4) and the speed-ups are printed.
+    ``cka``, ``disagreement`` and ``lmc-barrier``, run three ways: *read + compute* (the weights
+    read from the zoo, then the vectorized extractor with its output validation: the same work as
+    the loop, and the speed-up the >= 10x target is judged on); through ``fingerprint.extract``
+    (the same plus the atomic cache write, and streaming chunks where the model size calls for
+    them); and *in memory* (the bare extractor on weights already loaded). All are compared with a
+    baseline that reads the weights, then loads one model at a time into the family's plain
+    ``nn.Module`` and computes the same quantity (batched over probes, looped over models, and over
+    pairs for pairwise extractors). Results are asserted numerically equal (``allclose``, rtol =
+    atol = 1e-4) and the speed-ups are printed.
     ``lmc-barrier``'s loop baseline runs on ``--n-lmc-loop`` models: a per-pair module loop over
     1,000 models would take hours.
 (b) The pairwise extractors with every pair vs against ``--landmarks`` landmark models.
@@ -346,6 +349,13 @@ def vectorized(zoo: Zoo, spec: str, ids: list[str]) -> np.ndarray:
     return res.values
 
 
+def read_and_compute(zoo: Zoo, name: str, ids: list[str]) -> np.ndarray:
+    """The same work as the loop: read every model's weights from the zoo, then the vectorized
+    extractor on them (with its output validation), without the cache write."""
+    spec = get_extractor(name)
+    return spec.compute(ModelBatch.from_zoo(zoo, ids), spec.params)[0]
+
+
 def in_memory(zoo: Zoo, name: str, ids: list[str]) -> Callable[[], np.ndarray]:
     """Only the extractor: one ModelBatch of every model, already loaded, one call."""
     spec = get_extractor(name)
@@ -362,6 +372,7 @@ def compare(zoo: Zoo, name: str, ids: list[str], warm: int = 8) -> dict[str, Any
     vectorized(zoo, name, ids[:warm])  # warm-up: task data, probe sets, thread pools
     looped(zoo, name, ids[:warm])
     t_vec, v = best_of(lambda: vectorized(zoo, name, ids))
+    t_read, _ = best_of(lambda: read_and_compute(zoo, name, ids))
     t_mem, _ = best_of(in_memory(zoo, name, ids))
     t_loop, l = best_of(lambda: looped(zoo, name, ids))
     if v.shape != l.shape:
@@ -370,8 +381,9 @@ def compare(zoo: Zoo, name: str, ids: list[str], warm: int = 8) -> dict[str, Any
     if not np.allclose(v, l, rtol=1e-4, atol=1e-4):
         raise AssertionError(f"{name}: vectorized and loop results differ (max |diff| {diff:.3g})")
     return {"extractor": name, "output": get_extractor(name).output, "n_models": len(ids), "shape": list(v.shape),
-            "vectorized_s": t_vec, "in_memory_s": t_mem, "loop_s": t_loop, "speedup": t_loop / t_vec,
-            "speedup_in_memory": t_loop / t_mem, "max_abs_diff": diff}
+            "vectorized_s": t_vec, "read_compute_s": t_read, "in_memory_s": t_mem, "loop_s": t_loop,
+            "speedup": t_loop / t_read, "speedup_extract": t_loop / t_vec, "speedup_in_memory": t_loop / t_mem,
+            "max_abs_diff": diff}
 
 
 def _status() -> dict[str, int]:
@@ -444,15 +456,15 @@ def _mb(b: int | None) -> str:
     return "n/a" if b is None else f"{b / 2**20:.0f} MB"
 
 
-EXTRACT_HEADER = ("| extractor | output | models | `extract` (s) | in memory (s) | loop (s) | speed-up | speed-up in memory "
-                  "| max abs diff |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+EXTRACT_HEADER = ("| extractor | output | models | read + compute (s) | `extract` (s) | in memory (s) | loop (s) "
+                  "| speed-up | via `extract` | in memory | max abs diff |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def print_extract_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
-        print(f"| {r['extractor']} | {r['output']} | {r['n_models']} | {r['vectorized_s']:.3f} | {r['in_memory_s']:.3f} | "
-              f"{r['loop_s']:.3f} | {r['speedup']:.1f}x | {r['speedup_in_memory']:.1f}x | {r['max_abs_diff']:.1e} |",
-              flush=True)
+        print(f"| {r['extractor']} | {r['output']} | {r['n_models']} | {r['read_compute_s']:.4f} | {r['vectorized_s']:.4f} | "
+              f"{r['in_memory_s']:.4f} | {r['loop_s']:.3f} | **{r['speedup']:.1f}x** | {r['speedup_extract']:.1f}x | "
+              f"{r['speedup_in_memory']:.1f}x | {r['max_abs_diff']:.1e} |", flush=True)
 
 
 def print_pairwise_table(rows: list[dict[str, Any]]) -> None:

@@ -16,16 +16,18 @@ def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:
         return out
     # With a handful of classes, reducing over a leading axis vectorises across all [n, P] rows and
     # is ~5x faster than reducing each tiny last axis; with many classes the last axis is faster.
-    # [n, P, C] outputs computed class-major (the MLP's) reduce over axis 1 of their [n, C, P] memory.
+    # [n, P, C] outputs reduce over axis 1 of a class-major [n, C, P] copy (one fast transposing copy,
+    # then contiguous passes; the result is read back through the transposed view).
     if out.shape[-1] > 16:
         cls, o, back = -1, out, (lambda t: t)
-    elif out.dim() == 3 and out.transpose(1, 2).is_contiguous():
-        cls, o, back = 1, out.transpose(1, 2), (lambda t: t.transpose(1, 2))
+    elif out.dim() == 3:
+        cls, o, back = 1, out.transpose(1, 2).contiguous(), (lambda t: t.transpose(1, 2))
     else:
         cls, o, back = 0, out.movedim(-1, 0), (lambda t: t.movedim(0, -1))
     if transform == "logprob":
         lp = torch.log_softmax(o, cls)
-        return back(lp - lp.mean(cls, keepdim=True))  # not in place: learned-queries differentiates through it
+        mean = lp.mean(cls, keepdim=True)
+        return back(lp - mean if lp.requires_grad else lp.sub_(mean))  # learned-queries differentiates through it
     if transform == "prob":
         return back(torch.softmax(o, cls))
     raise UserError(f"unknown transform '{transform}' (valid: logits, logprob, prob)")

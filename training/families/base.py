@@ -107,8 +107,8 @@ class Family:
             p = params if per >= n else {k: v[j : j + per] for k, v in params.items()}
             for i in range(0, len(x), inputs):
                 part = self._outputs_slice(p, x[i : i + inputs])
-                if result is None:
-                    result = _like_layout(part, (n, len(x), *part.shape[2:]))
+                if result is None:  # contiguous whatever the slices' layout: consumers (argmax, plugins) expect it
+                    result = torch.empty((n, len(x), *part.shape[2:]), dtype=part.dtype, device=part.device)
                 result[j : j + per, i : i + inputs].copy_(part)
         return result
 
@@ -163,14 +163,6 @@ class Family:
         if x.dim() == nd + 2:
             return x, False
         raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
-
-
-def _like_layout(part: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty ``shape`` tensor laid out like ``part``: class-major (``[n, C, P]`` memory seen as
-    ``[n, P, C]``) when the family's slices come that way, so the copies in are contiguous."""
-    if part.dim() == 3 and not part.is_contiguous() and part.transpose(1, 2).is_contiguous():
-        return torch.empty(shape[0], shape[2], shape[1], dtype=part.dtype, device=part.device).transpose(1, 2)
-    return torch.empty(shape, dtype=part.dtype, device=part.device)
 
 
 def supports_edit(family: Family) -> bool:
