@@ -71,16 +71,20 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     return [m for m, k in zip(ids, keep) if k]
 
 
-CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights, and at least 256 models
+CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights,
+CHUNK_MODELS = (256, 4096)     # and between 256 and 4,096 models (per-model intermediates scale too)
 
 
 def auto_chunk_size(zoo: Zoo, runner: Any = None) -> int:
     """Models per chunk for streaming extractors when none is given: 256 with a runner (chunks are
-    its tasks: enough of them to balance), else as many as fit ``CHUNK_WEIGHT_FLOATS`` (for small
-    models a whole population at once: each chunk costs file reads and per-call set-up)."""
+    its tasks: enough of them to balance), else as many as fit ``CHUNK_WEIGHT_FLOATS``, within
+    ``CHUNK_MODELS`` (for small models a few thousand at once: each chunk costs file reads and
+    per-call set-up, and an extractor's per-model intermediates, such as per-probe gradients,
+    grow with the chunk too)."""
     if runner is not None:
-        return 256
-    return max(256, CHUNK_WEIGHT_FLOATS // max(zoo.n_params, 1))
+        return CHUNK_MODELS[0]
+    lo, hi = CHUNK_MODELS
+    return max(lo, min(hi, CHUNK_WEIGHT_FLOATS // max(zoo.n_params, 1)))
 
 
 def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int | None = None,

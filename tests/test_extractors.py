@@ -318,11 +318,12 @@ def test_thin_matrix_singular_values_match_svd():
 
 
 def test_auto_chunk_size_follows_model_size():
-    """Without --chunk-size, a chunk holds up to 64 MB of weights (>= 256 models); 256 for Ray tasks."""
+    """Without --chunk-size, a chunk holds up to 64 MB of weights (256 to 4,096 models); 256 for Ray tasks."""
     from types import SimpleNamespace
 
     from fingerprint.extraction import CHUNK_WEIGHT_FLOATS, auto_chunk_size
 
-    assert auto_chunk_size(SimpleNamespace(n_params=178)) == CHUNK_WEIGHT_FLOATS // 178
+    assert auto_chunk_size(SimpleNamespace(n_params=178)) == 4096  # capped: per-model intermediates grow too
+    assert auto_chunk_size(SimpleNamespace(n_params=20_000)) == CHUNK_WEIGHT_FLOATS // 20_000
     assert auto_chunk_size(SimpleNamespace(n_params=10**7)) == 256
     assert auto_chunk_size(SimpleNamespace(n_params=178), runner=object()) == 256
