@@ -97,6 +97,7 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
 
     ``labels`` (a mapping model_id -> label, or a sequence in ``zoo.model_ids`` order) is passed only
     to supervised extractors. ``on_progress(spec, done, total)`` reports work in models.
+    ``chunk_size`` (models per chunk of a streaming extractor) defaults to :func:`auto_chunk_size`.
     """
     resolved = resolve_specs(specs)
     if chunk_size is None:
