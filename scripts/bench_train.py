@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -106,7 +107,7 @@ def main() -> None:
     peak = max(peak, peak_after)
     res = {
         "n_models": args.models, "widths": widths, "batch": args.batch, "steps": args.steps,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 2),
         "peak_gflops": round(peak, 2),
         "vectorized_seconds": round(t_vec, 3), "vectorized_runs": [round(t, 3) for t in t_vecs],
         "loop_seconds": round(t_loop, 3),
@@ -119,7 +120,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(res))
         return
-    print(f"population: {args.models} MLPs {widths}, batch {args.batch}, {args.steps} steps, {res['threads']} threads")
+    print(f"population: {args.models} MLPs {widths}, batch {args.batch}, {args.steps} steps, {res['threads']} threads, "
+          f"load average {res['load_average']:.1f} at the end (memory-bound passes slow most on a busy host)")
     print(f"peak (one {2048}^3 matmul): {res['peak_gflops']:.1f} GFLOP/s")
     runs = ", ".join(f"{t:.2f}" for t in t_vecs)
     print(f"vectorized: {t_vec:8.2f} s  {res['vectorized_gflops']:7.1f} GFLOP/s  {res['fraction_of_peak']:.1%} of peak"
