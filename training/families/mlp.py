@@ -112,18 +112,18 @@ class MLPFamily(Family):
         n, o, i = w.shape
         B = len(x)
         # hidden layers go into buffers kept between slices (the output layer's result is returned)
-        h = torch.mm(w.reshape(n * o, i), x.reshape(B, -1).T, out=self._scratch(0, n * o, B, x) if len(layers) > 1 else None)
+        h = torch.mm(w.reshape(n * o, i), x.reshape(B, -1).T, out=self._scratch(0, (n * o, B), x) if len(layers) > 1 else None)
         h = h.view(n, o, B).add_(b.unsqueeze(2))
         for j, name in enumerate(layers[1:], start=1):
             wj = params[f"{name}.weight"]
-            out = self._scratch(j % 2, n, wj.shape[1], B, x) if j < len(layers) - 1 else None
+            out = self._scratch(j % 2, (n, wj.shape[1], B), x) if j < len(layers) - 1 else None
             h = torch.bmm(wj, act_(h), out=out).add_(params[f"{name}.bias"].unsqueeze(2))
         return h.transpose(1, 2)
 
-    def _scratch(self, tag: int, *shape_and_like) -> torch.Tensor:
-        """A buffer of ``shape`` like ``x`` (dtype, device), reused between calls (two per shape: ``tag``)."""
-        *shape, like = shape_and_like
-        key = (tag, tuple(shape), like.dtype, str(like.device))
+    def _scratch(self, tag: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A buffer of ``shape`` with ``like``'s dtype and device, kept between calls; ``tag`` tells
+        apart two buffers of one shape (a layer's input and output)."""
+        key = (tag, shape, like.dtype, str(like.device))
         cache = self.__dict__.setdefault("_scratch_cache", {})  # not a dataclass field
         if key not in cache:
             if len(cache) > 16:
