@@ -60,7 +60,7 @@ from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import anomalous_batch
 from fingerprint.extractors.common import correlation_normalize, default_layer, generator, probes, transform_outputs
-from fingerprint.extractors.mechanistic import _grams
+from fingerprint.extractors.mechanistic import _grams, weight_match_one
 from fingerprint.population import family_for, task_for
 from fingerprint.registry import extractor, get_extractor
 from fingerprint.zoo import Zoo
@@ -183,34 +183,12 @@ def loop_gradients(zoo, ids, probe_set, n_probes, dim, seed):
 
 
 def loop_aligned_weights(zoo, ids, reference, iterations):
-    from scipy.optimize import linear_sum_assignment
-
     groups = family_for(zoo).hidden_permutable()
-    axis_group = {(p, ax): g for g, members in groups.items() for p, ax in members}
     ref = zoo_one(zoo, ids[reference])
     rows = []
     for m in one_at_a_time(zoo, ids):
         w = {k: v.clone() for k, v in m.state_dict().items()}
-        sizes = {g: w[members[0][0]].shape[members[0][1]] for g, members in groups.items()}
-        perms = {g: torch.arange(h) for g, h in sizes.items()}
-        rs = np.random.default_rng(0)
-        for _ in range(iterations):
-            changed = False
-            for g in rs.permutation(list(groups)):
-                h = sizes[g]
-                cost = torch.zeros(h, h, dtype=torch.float64)
-                for p, ax in groups[g]:
-                    wp = w[p]
-                    for other in range(wp.dim()):
-                        og = axis_group.get((p, other))
-                        if og is not None and og != g:
-                            wp = wp.index_select(other, perms[og])
-                    cost += ref[p].movedim(ax, 0).reshape(h, -1).double() @ wp.movedim(ax, 0).reshape(h, -1).double().T
-                new = torch.as_tensor(linear_sum_assignment(cost.numpy(), maximize=True)[1])
-                changed |= not torch.equal(new, perms[g])
-                perms[g] = new
-            if not changed:
-                break
+        perms = weight_match_one(w, ref, groups, iterations)  # the plain per-model algorithm
         for g, members in groups.items():
             for p, ax in members:
                 w[p] = w[p].index_select(ax, perms[g])

@@ -171,6 +171,36 @@ def weight_match(params: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], 
     return perms
 
 
+def weight_match_one(w: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
+                     iterations: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
+    """One model's permutations ``{group: [h]}`` aligning ``w`` to ``ref`` (both one model's
+    ``{name: tensor}``, ``nn.Module`` shapes): the plain coordinate ascent, every group re-solved
+    every round, that :func:`weight_match` computes for a whole population."""
+    from scipy.optimize import linear_sum_assignment
+
+    axis_group = {(p, ax): g for g, members in groups.items() for p, ax in members}
+    perms = {g: torch.arange(w[members[0][0]].shape[members[0][1]]) for g, members in groups.items()}
+    rs = np.random.default_rng(seed)
+    for _ in range(iterations):
+        changed = False
+        for g in rs.permutation(list(groups)):
+            h = len(perms[g])
+            cost = torch.zeros(h, h, dtype=torch.float64)
+            for p, ax in groups[g]:
+                wp = w[p]
+                for other in range(wp.dim()):  # the other groups' current permutations
+                    og = axis_group.get((p, other))
+                    if og is not None and og != g:
+                        wp = wp.index_select(other, perms[og])
+                cost += ref[p].movedim(ax, 0).reshape(h, -1).double() @ wp.movedim(ax, 0).reshape(h, -1).double().T
+            new = torch.as_tensor(linear_sum_assignment(cost.numpy(), maximize=True)[1])
+            changed |= not torch.equal(new, perms[g])
+            perms[g] = new
+        if not changed:
+            break
+    return perms
+
+
 def apply_permutations(params: dict[str, torch.Tensor], perms: dict[str, torch.Tensor],
                        groups: dict[str, list[tuple[str, int]]]) -> dict[str, torch.Tensor]:
     out = dict(params)
