@@ -101,10 +101,11 @@ class ExtractorSpec:
             raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
         if res.shape[1] == 0:
             raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
-        # one reduction pass: a NaN/inf makes its row's sum non-finite (rows whose sums overflow
-        # are then checked element by element)
-        if not bool(torch.isfinite(res.sum(1)).all()) and not bool(torch.isfinite(res).all()):
-            rows = (~torch.isfinite(res)).any(1).nonzero().flatten().tolist()
+        from training.trainer import finite_models
+
+        finite = finite_models({"values": res})
+        if not bool(finite.all()):
+            rows = (~finite).nonzero().flatten().tolist()
             ids = [models.model_ids[i] for i in rows[:3]]
             raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
         return res.numpy(), extra

@@ -233,8 +233,8 @@ class Shard:
                 self.steps = [int(s) for s in f["steps"][()]]
                 self.present = {s: f["checkpoints"][step_key(s)]["present"][()] for s in self.steps}
                 pg = f["checkpoints"][step_key(self.steps[-1])]["params"]
-                self._param_shapes = {k: tuple(ds.shape) for k, ds in pg.items()}
-                self.param_names = list(self._param_shapes)
+                # {name: (rows, ...)} of the stacked parameters (the same at every stored step)
+                self.param_shapes = {k: tuple(ds.shape) for k, ds in pg.items()}
                 self.attrs = {k: _maybe_json(v) for k, v in f.attrs.items()}
         except CorruptFileError:
             raise
@@ -245,9 +245,9 @@ class Shard:
     def n_models(self) -> int:
         return len(self.table["model_id"])
 
-    def param_shapes(self, step: int) -> dict[str, tuple[int, ...]]:
-        """``{name: (rows, ...)}`` of the stacked parameters (the same at every stored step)."""
-        return dict(self._param_shapes)
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.param_shapes)
 
     def read_params(self, step: int, rows: np.ndarray | slice | None = None,
                     out: dict[str, np.ndarray] | None = None, pos: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -297,12 +297,12 @@ def _as_range(idx: np.ndarray) -> tuple[int, int] | None:
 def _read_rows(ds: "h5py.Dataset", rows: np.ndarray | slice | None, dest: np.ndarray | None,
                pos: np.ndarray | None) -> np.ndarray | None:
     """``ds[rows]``, or with ``dest``, ``dest[pos] = ds[rows]`` (then returns None)."""
+    dst = None if dest is None or pos is None else _as_range(np.asarray(pos))
     if rows is None or isinstance(rows, slice):
         a = ds[slice(None) if rows is None else rows]
     else:
         rows = np.asarray(rows)
         span = _as_range(rows) if len(rows) else None
-        dst = None if dest is None or pos is None else _as_range(np.asarray(pos))
         if span is not None and dst is not None and dest.flags.c_contiguous:
             # rows lo:hi straight into dest[a:b] (contiguous): a hyperslab read, no temporary
             fspace = ds.id.get_space()
@@ -324,7 +324,6 @@ def _read_rows(ds: "h5py.Dataset", rows: np.ndarray | slice | None, dest: np.nda
             a = ds[rows[order]][inv]
     if dest is None:
         return a
-    dst = _as_range(np.asarray(pos))
     dest[slice(*dst) if dst else pos] = a  # (h5py's read_direct builds selections slower than this copy)
     return None
 
@@ -466,7 +465,7 @@ class Zoo:
         """Parameters per model (0 for an empty zoo)."""
         if not self.shards:
             return 0
-        return int(sum(math.prod(shape[1:]) for shape in self.shards[0].param_shapes(0).values()))
+        return int(sum(math.prod(shape[1:]) for shape in self.shards[0].param_shapes.values()))
 
     def index(self, model_ids: Sequence[str]) -> np.ndarray:
         try:
@@ -490,7 +489,7 @@ class Zoo:
                 bad = ids[missing[0]]
                 raise UserError(f"model '{bad}' has no checkpoint at step {s} (its steps: {self.model_steps(bad)})")
             if not out:
-                shapes = self.shards[si].param_shapes(s)
+                shapes = self.shards[si].param_shapes
                 out = {k: np.empty((len(ids), *shape[1:]), dtype=np.float32) for k, shape in shapes.items()}
             self.shards[si].read_params(s, rows, out=out, pos=pos)
         return {k: torch.from_numpy(v) for k, v in out.items()}

@@ -352,10 +352,10 @@ def test_continue_selected_models_reuses_checkpoints_exactly(tmp_path, tiny_conf
 def test_final_finiteness_check_is_exact():
     """A model is diverged at the end iff some parameter is NaN/inf: huge-but-finite weights whose
     sums overflow float32 are not flagged."""
-    from training.trainer import _all_finite
+    from training.trainer import finite_models
 
     p = {"a": torch.randn(5, 3, 4), "b": torch.randn(5, 2)}
     p["a"][1, 0, 0] = float("nan")
     p["b"][3, 1] = float("-inf")
     p["a"][4] = 3e38
-    assert _all_finite(p).tolist() == [True, False, True, False, True]
+    assert finite_models(p).tolist() == [True, False, True, False, True]

@@ -92,7 +92,7 @@ def train_population(
             on_step(step)
     # a model whose weights blew up without a non-finite loss is diverged too
     with torch.no_grad():
-        finite = _all_finite(p)
+        finite = finite_models(p)
         newly = ~finite & ~diverged
         diverged_step[newly.cpu()] = end_step
         diverged |= ~finite
@@ -101,14 +101,14 @@ def train_population(
                        optimizer_states=opt_states)
 
 
-def _all_finite(params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per model ``[n]``: are all its parameters finite? A NaN or inf makes a model's sum of
-    parameters non-finite, so one reduction pass clears every model whose sums are finite; only the
-    rest (diverged, or sums past float32's range) are checked element by element."""
-    sums = torch.stack([v.detach().flatten(1).sum(1) for v in params.values()]).sum(0)
+def finite_models(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per model ``[n]``: are all its entries (every tensor's row ``j``) finite? A NaN or inf makes
+    a model's sum non-finite, so one reduction pass clears every model whose sums are finite; only
+    the rest (diverged, or sums past float32's range) are checked element by element."""
+    sums = torch.stack([v.detach().flatten(1).sum(1) for v in tensors.values()]).sum(0)
     finite = torch.isfinite(sums)
     if not bool(finite.all()):
         check = ~finite
-        finite[check] = torch.stack([torch.isfinite(v.detach()[check]).flatten(1).all(1) for v in params.values()]).all(0)
+        finite[check] = torch.stack([torch.isfinite(v.detach()[check]).flatten(1).all(1) for v in tensors.values()]).all(0)
     return finite
 
