@@ -7,6 +7,7 @@ fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``spe
 ``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak.
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 3] [--json]
+    python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
 """
 
 from __future__ import annotations
@@ -77,6 +78,27 @@ def run_loop(task, n_models: int, width: int, depth: int, batch: int, steps: int
     return time.perf_counter() - t
 
 
+def breakdown(task, n_models: int, width: int, depth: int, batch: int, steps: int = 30, top: int = 14) -> list[dict]:
+    """Per-step self time of the harness's ops (grouped by op and input shapes), from
+    ``torch.profiler`` over ``steps`` steps after a warm-up run: which matmuls, elementwise passes
+    and optimiser work a step is made of. Profiling adds ~10% overhead, spread over all ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": width, "depth": depth})
+    cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, checkpoints=[])
+    seeds = list(range(n_models))
+    variant = torch.zeros(n_models, dtype=torch.long)
+    train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[])
+    params = fam.init(seeds)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        train_population(fam, task, cfg, params, seeds, variant, checkpoint_steps=[])
+    rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in rows)  # one run's set-up (optimiser buffers) is in it too
+    return [{"op": e.key, "shapes": [list(s) for s in e.input_shapes if s][:3], "calls_per_step": round(e.count / steps, 1),
+             "ms_per_step": round(e.self_cpu_time_total / steps / 1e3, 3), "share": round(e.self_cpu_time_total / total, 3)}
+            for e in rows[:top]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=int, default=256)
@@ -87,12 +109,22 @@ def main() -> None:
     ap.add_argument("--n-noise", type=int, default=4, help="xor-cues noise dims (input dim = 4 + n_noise)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of the vectorized harness (median reported)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--breakdown", action="store_true", help="profile a few steps and print where a step's time goes, instead")
     args = ap.parse_args()
 
     task = get_task("xor-cues", {"n_noise": args.n_noise, "n_train": 4096})
     d_in = task.input_shape[0]
     widths = [d_in] + [args.width] * args.depth + [task.n_out]
     flops = matmul_flops(widths, args.batch, args.steps, args.models)
+    if args.breakdown:
+        rows = breakdown(task, args.models, args.width, args.depth, args.batch)
+        if args.json:
+            print(json.dumps(rows))
+            return
+        print(f"per step of {args.models} MLPs {widths}, batch {args.batch} (profiled; self time of each op and shapes):")
+        for r in rows:
+            print(f"  {r['ms_per_step']:7.3f} ms {r['share']:6.1%}  {r['calls_per_step']:5.1f}x  {r['op']:28s} {r['shapes']}")
+        return
     peak = peak_gflops()
     # warm up both paths so allocator/thread-pool start-up is not timed
     run_vectorized(task, 4, args.width, args.depth, args.batch, 5)
