@@ -10,13 +10,16 @@ into place only when complete.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import importlib
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,11 +67,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             sd = load_file(str(path), device="cpu")
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on pickle protocols is not the user's business
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt, truncated, or a pickle weights_only refuses
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise UserError(f"checkpoint '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects ({msg[:200]})") from None
+            # torch's own text suggests weights_only=False (code execution): keep only its reason
+            why = re.search(r"(Unsupported global: GLOBAL \S+|Unsupported operand \d+|Unsupported class \S+)", str(e))
+            raise UserError(f"checkpoint '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
+                            f" ({why.group(1) if why else 'it holds Python objects besides tensors'})") from None
         raise UserError(f"checkpoint '{path}' cannot be read (corrupt or truncated?): {msg[:200]}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
@@ -204,6 +212,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
             "planned": [{"model_id": m, "shard": f"import-{i // SHARD_SIZE:04d}", "kind": "imported"} for i, m in enumerate(model_ids)],
             "shards": shards, "models_per_batch": SHARD_SIZE,
         })
+        zoo_io.publish_mode(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -273,7 +282,11 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     n_out = _check_forward(template, probe_sets, layers, label)
     family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": list(layers),
               "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out}
-    target = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="zoo-"))
+    if out is None:  # a scratch zoo for this session: removed when the interpreter exits
+        target = Path(tempfile.mkdtemp(prefix="zoo-"))
+        atexit.register(shutil.rmtree, target, ignore_errors=True)
+    else:
+        target = Path(out)
     write_imported_zoo(target, ids, sds, family, meta, probe_sets, "modules", overwrite or out is None)
     z = zoo_io.Zoo.open(target)
     z.module_factory = factory if callable(factory) else (lambda: copy.deepcopy(template))

@@ -70,12 +70,29 @@ def atomic_path(path: Path, cache: bool = False) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        publish_mode(tmp_path)
         if cache:
             path.unlink(missing_ok=True)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def publish_mode(path: Path) -> None:
+    """Give a finished temporary file (or directory) the permissions a plain ``open`` / ``mkdir``
+    would have: ``tempfile`` creates them private (0600 / 0700), which would hide zoos, reports
+    and caches from the other users of a shared machine once renamed into place."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -383,7 +400,8 @@ class Zoo:
     @classmethod
     def from_modules(cls, modules, out=None, metadata=None, model_ids=None, probes=None, layers=(), factory=None,
                      overwrite=False) -> "Zoo":
-        """A zoo from a list of same-architecture ``nn.Module`` s (written to ``out`` or a temp dir).
+        """A zoo from a list of same-architecture ``nn.Module`` s, written to ``out`` (without it, to a
+        temporary directory that is removed when the interpreter exits).
 
         ``metadata`` maps column -> per-model values (lineage, labels to score against); ``probes`` maps
         probe-set name -> inputs ``[n_probes, ...]``; ``layers`` names submodules whose outputs

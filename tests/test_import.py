@@ -148,8 +148,9 @@ def test_malicious_pickle_is_refused_not_executed(user_models, monkeypatch):
     monkeypatch.setenv("EVIL_MARKER", str(marker))
     with open(user_models / "ckpts" / "model0.pt", "wb") as f:
         pickle.dump({"0.weight": _Evil()}, f)
-    with pytest.raises(UserError, match="refusing to unpickle arbitrary objects"):
+    with pytest.raises(UserError, match="refusing to unpickle arbitrary objects") as err:
         import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo")
+    assert "model0.pt" in str(err.value) and "False" not in str(err.value)  # no hint to turn the check off
     assert not marker.exists()
     assert not (user_models / "zoo").exists()
 
@@ -167,6 +168,9 @@ def test_import_cli_and_errors(user_models):
     assert res.returncode == 2 and "already exists" in res.stderr
     res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo3", "--layers", "7")
     assert res.returncode == 2 and "unknown layer '7'" in res.stderr
+    assert run("import", "ckpts", "--arch", "userarch:make", "--out", "bare").returncode == 0  # no --probes
+    res = run("extract", "bare", "--fp", "ood-outputs")
+    assert res.returncode == 1 and "has no probe sets" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
 
 
 def test_zoo_from_modules_in_three_lines():

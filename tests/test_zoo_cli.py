@@ -162,3 +162,26 @@ def test_config_roundtrips_through_the_manifest(tiny_config):
 
     c = load_config(tiny_config())
     assert SweepConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_written_files_get_the_umask_permissions(tiny_zoo):
+    """Files renamed into place from private temporary names get what a plain ``open`` would give
+    (0666 minus the umask), so zoos are readable by the other users of a shared machine; so does
+    the directory ``Zoo.from_modules`` writes, and its scratch zoo is removed at exit."""
+    from fingerprint import extract
+    from fingerprint.zoo import _UMASK
+
+    extract(Zoo.open(tiny_zoo), ["weight-stats"])
+    files = [p for p in tiny_zoo.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".h5" for p in files) and any(p.name == "manifest.json" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~_UMASK)}
+
+    script = (
+        "import os, torch; from torch import nn; import fingerprint\n"
+        "z = fingerprint.Zoo.from_modules([nn.Linear(3, 2) for _ in range(2)], probes={'ood': torch.randn(4, 3)})\n"
+        "print(z.path); print(oct(os.stat(z.path).st_mode & 0o777))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    path, mode = res.stdout.split()
+    assert mode == oct(0o777 & ~_UMASK)
+    assert not os.path.exists(path)  # the scratch zoo went with the interpreter
