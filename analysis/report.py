@@ -285,6 +285,8 @@ def scorecard_table(rows: list[dict[str, Any]]) -> str:
                 sup = " <span class='sub' title='trained on the label: deep scores are optimistic'>(supervised)</span>" \
                     if r.get("supervised") else ""
                 cells.append(f"<td class='l'><a href='#fp-{_anchor(str(v))}'>{escape(str(v))}</a>{sup}</td>")
+            elif k == "n_clusters" and r.get("k_at_cap"):
+                cells.append(f"<td title='the largest k tried (k_max): more basins may fit better'>{_fmt(v)}*</td>")
             elif k == "lineage_nn" and v is not None:
                 cells.append(f"<td>{_fmt(v)} <span class='sub'>(chance {_fmt(r.get('lineage_nn_chance'))})</span></td>")
             elif k in TEXT_COLS:
@@ -295,7 +297,10 @@ def scorecard_table(rows: list[dict[str, Any]]) -> str:
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
         if r.get("error"):
             body.append(f"<tr class='failrow'><td class='l' colspan='{len(SCORE_COLUMNS)}'>error: {escape(str(r['error']))}</td></tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    note = ("<p class='sub'>* k is the largest one tried (<code>k_max</code>) and was chosen: more basins may fit "
+            "better; raise <code>--k-max</code> (each k's score is in <code>summary.json</code>'s <code>k_scores</code>).</p>"
+            if any(r.get("k_at_cap") and not r.get("error") for r in rows) else "")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
 
 def _anchor(name: str) -> str:

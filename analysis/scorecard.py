@@ -263,6 +263,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         "n_models": n, "excluded": excluded, "approximations": approximations(
             n, c.method, boot, emb, basin_rows, lineage is not None or parents is not None),
         "method": c.method, "k": int(c.k), "k_scores": {str(a): _fmt(b) for a, b in c.scores.items()},
+        # the chosen k is the largest one tried while more were possible: a larger k_max may score better
+        "k_at_cap": bool(k_fixed is None and c.k == opts.k_max and opts.k_max < n - 1),
         "bootstrap": boot, "embedding_method": emb, "distances": bool(dist),
         "model_ids": ids, "clusters": clusters.tolist(), "embedding": np.round(xy, 5).tolist(),
         "label_values": None if label is None else [str(x) for x in label],
@@ -369,7 +371,8 @@ def scorecard_row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "fingerprint": r["fingerprint"], "extractor": r.get("extractor"), "kind": r.get("kind"),
         "output": r.get("output"), "supervised": r.get("supervised", False), "n_models": r.get("n_models"),
-        "n_clusters": r.get("k"), "consensus_k": boot.get("consensus_k"), "stability": boot.get("stability"),
+        "n_clusters": r.get("k"), "k_at_cap": bool(r.get("k_at_cap")), "consensus_k": boot.get("consensus_k"),
+        "stability": boot.get("stability"),
         "deep_ami": s.get("deep_ami"), "probe_auroc": s.get("probe_auroc"), "noise_ami": s.get("noise_ami"),
         "parent_noise_ami": s.get("parent_noise_ami"), "lineage_nn": s.get("lineage_nn"),
         "lineage_nn_chance": s.get("lineage_nn_chance"), "parent_nn": s.get("parent_nn"),

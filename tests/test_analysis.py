@@ -3,6 +3,8 @@ the deep-vs-noise metrics, and the scorecard's verdicts (thresholds as in ``anal
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -262,7 +264,7 @@ def _fps():
 
 
 FAST = sc.AnalysisOptions(n_boot=4, embedding="pca")
-ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "consensus_k",
+ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
             "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",
             "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error"}
 
@@ -286,6 +288,18 @@ def test_scorecard_verdicts_for_constructed_fingerprints():
     assert full["noise"]["scores"]["noise_ami_per_basin"] == {"rule_a": 1.0, "rule_b": 1.0}
     assert full["deep"]["confusion"]["counts"] in ([[18, 0], [0, 18]], [[0, 18], [18, 0]])
     assert res["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
+
+
+def test_a_k_at_the_cap_is_flagged_as_a_ceiling():
+    """Six separated blobs with k_max = 4: the chosen k is the cap, flagged; with room (k_max 8), or
+    with k fixed by the user, it is not."""
+    both = [f for f in _fps() if f.name == "both"]
+    (capped,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4))["scorecard"]
+    assert capped["n_clusters"] == 4 and capped["k_at_cap"] is True
+    (free,) = sc.analyze(both, _table(), FAST.replace(n_boot=0))["scorecard"]
+    assert free["n_clusters"] == 6 and free["k_at_cap"] is False
+    (fixed,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4, k=4))["scorecard"]
+    assert fixed["k_at_cap"] is False
 
 
 def test_probe_alone_makes_a_binary_label_deep():
@@ -364,3 +378,22 @@ def test_combined_fingerprints_in_the_scorecard():
     assert rows["deep+noise"]["extractor"] == "combined"
     assert rows["deep+nope"]["verdict"] == sc.FAILED
     assert "cannot combine: no fingerprint 'nope'" in rows["deep+nope"]["error"]
+
+
+def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
+    """The CLI scorecard at 80 columns: spec names break between extractor and parameters, no
+    line overflows, the missing label reads "none", and a k at the cap is named under the table."""
+    from rich.console import Console
+
+    import fingerprint.cli.analyze as cli_analyze
+
+    fps = [sc.FingerprintInput("probe-outputs:probe_set=conflict", f.values, f.model_ids) for f in _fps() if f.name == "both"]
+    res = sc.analyze(fps, _table(deep=False), FAST.replace(n_boot=0, k_max=4))
+    out = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(cli_analyze, "console", out)
+    cli_analyze.print_scorecard(res)
+    text = out.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "probe-outputs:\nprobe_set=conflict" in "\n".join(line.split()[0] for line in text.splitlines() if line.strip())
+    assert "ground truth none" in text
+    assert "k = 4 is the largest k tried" in " ".join(text.split()) and "raise --k-max" in " ".join(text.split())

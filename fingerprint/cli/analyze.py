@@ -8,6 +8,7 @@ per-fingerprint clusters, 2-D maps, scores, verdicts) and ``results/scorecard.js
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any, List, Optional
@@ -205,34 +206,61 @@ def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Op
 SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both"}
 
 
+def _breakable(spec: str, width: int) -> str:
+    """A fingerprint spec, escaped for rich, broken into lines of at most ``width`` after ``:``, ``,``
+    or ``+`` (between an extractor and its parameters) rather than mid-word; unchanged if it fits."""
+    if len(spec) <= width:
+        return esc(spec)
+    lines = [""]
+    for part in re.split(r"(?<=[:,+])", spec):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(esc(line) for line in lines)
+
+
 def print_scorecard(result: dict) -> None:
     from rich import box
 
     settings = result.get("settings") or {}
-    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {settings.get('label')}, lineage "
-                    f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {settings.get('label') or 'none'}, lineage "
+                    f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
-                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative",
+                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
               caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
-                      ("AUROC", "right"), ("noise", "right"), ("1-NN/chance", "right"), ("verdict", "left")):
+                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
-                     min_width={"fingerprint": 14, "verdict": 13}.get(col))
+                     min_width={"fingerprint": 18, "verdict": 13}.get(col))
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+    name_width = max(18, console.width - 58)  # what the seven number and verdict columns leave
     for r in result["scorecard"]:
         nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
         noise = r.get("noise_ami")
         if r.get("parent_noise_ami") is not None and (noise is None or r["parent_noise_ami"] > noise):
             noise = r["parent_noise_ami"]
-        t.add_row(esc(str(r["fingerprint"])) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
+        t.add_row(_breakable(str(r["fingerprint"]), name_width) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
                   f(r.get("stability")), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(noise), nn,
                   f"[{VERDICT_STYLE.get(str(r['verdict']), '')}]{SHORT_VERDICT.get(str(r['verdict']), r['verdict'])}[/]")
     console.print(t)
     console.print("verdicts: deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both (thresholds in docs/scorecard.md)", style="dim")
+    capped = [str(r["fingerprint"]) for r in result["scorecard"] if r.get("k_at_cap") and not r.get("error")]
+    if capped:
+        console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
+                      "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores)",
+                      style="yellow", highlight=False, markup=False)
     for r in result["scorecard"]:
         if r.get("error"):
             err_console.print(f"[bold red]failed:[/] {r['fingerprint']}: {r['error']}", highlight=False, soft_wrap=True)
+
+
+_K_HELP = "Fixed number of basins (default: chosen by BIC / silhouette)."
+_K_MAX_HELP = "Largest k considered (default 8)."
+_N_BOOT_HELP = "Bootstrap replicates (default 20)."
+_EMBEDDING_HELP = "2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation)."
+_SEED_HELP = "random_state of clustering, bootstrap and maps."
+_COMBINE_HELP = "Also analyse A+B+... concatenated (repeatable)."
 
 
 def _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine):
@@ -257,12 +285,12 @@ def cluster_cmd(
     method: Optional[str] = typer.Option(None, "--method", help=_METHOD_HELP),
     label: Optional[str] = typer.Option(None, "--label", help="Ground-truth model column (default: deep_label)."),
     lineage: Optional[str] = typer.Option(None, "--lineage", help="Lineage model column (default: init_seed)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Fixed number of basins (default: chosen by BIC / silhouette)."),
-    k_max: Optional[int] = typer.Option(None, "--k-max", help="Largest k considered (default 8)."),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot", help="Bootstrap replicates (default 20)."),
-    embedding: Optional[str] = typer.Option(None, "--embedding", help="2-D map: umap | pca."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random_state of clustering, bootstrap and maps."),
-    combine: Optional[List[str]] = typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable)."),
+    k: Optional[int] = typer.Option(None, "--k", help=_K_HELP),
+    k_max: Optional[int] = typer.Option(None, "--k-max", help=_K_MAX_HELP),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", help=_N_BOOT_HELP),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help=_EMBEDDING_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_SEED_HELP),
+    combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
     from fingerprint.zoo import Zoo
@@ -299,12 +327,12 @@ def report(
     method: Optional[str] = typer.Option(None, "--method", help=_METHOD_HELP),
     label: Optional[str] = typer.Option(None, "--label", help="Ground-truth model column (default: deep_label)."),
     lineage: Optional[str] = typer.Option(None, "--lineage", help="Lineage model column (default: init_seed)."),
-    k: Optional[int] = typer.Option(None, "--k"),
-    k_max: Optional[int] = typer.Option(None, "--k-max"),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot"),
-    embedding: Optional[str] = typer.Option(None, "--embedding", help="2-D map: umap | pca."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    combine: Optional[List[str]] = typer.Option(None, "--combine"),
+    k: Optional[int] = typer.Option(None, "--k", help=_K_HELP),
+    k_max: Optional[int] = typer.Option(None, "--k-max", help=_K_MAX_HELP),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", help=_N_BOOT_HELP),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help=_EMBEDDING_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_SEED_HELP),
+    combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current."""
     from fingerprint.zoo import Zoo
@@ -364,7 +392,7 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
 
 @app.command()
 def run(
-    config: str = typer.Argument(..., help="Config (TOML path or built-in name) with optional [fingerprints] and [analysis]."),
+    config: str = typer.Argument(..., help="Config (TOML path or built-in name) with optional \\[fingerprints] and \\[analysis] sections."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: zoo/, report.html, summary.json."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run (trained shards and cached fingerprints are kept)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
@@ -394,7 +422,7 @@ def _inspect_basins(zoo, console_) -> None:
     if not res or "fingerprints" not in res:
         return
     settings = res.get("settings") or {}
-    t = Table(title=f"basins (results/basins.json; ground truth {settings.get('label')}, lineage {settings.get('lineage')})")
+    t = Table(title=f"basins (results/basins.json; ground truth {settings.get('label') or 'none'}, lineage {settings.get('lineage')})")
     for col in ("fingerprint", "k", "basin sizes", "exemplars (medoids)", "stability"):
         t.add_column(col)
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
