@@ -253,10 +253,23 @@ class Shard:
                 # {name: (rows, ...)} of the stacked parameters (the same at every stored step)
                 self.param_shapes = {k: tuple(ds.shape) for k, ds in pg.items()}
                 self.attrs = {k: _maybe_json(v) for k, v in f.attrs.items()}
+            self._check_rows()
         except CorruptFileError:
             raise
         except (OSError, KeyError, ValueError) as e:
             raise CorruptFileError(f"zoo shard '{self.path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    def _check_rows(self) -> None:
+        """Every table column, presence mask and stacked parameter has one row per model."""
+        if "model_id" not in self.table:
+            raise CorruptFileError(f"zoo shard '{self.path}' is corrupt: its model table has no 'model_id' column")
+        n = len(self.table["model_id"])
+        rows = {f"models/{k}": len(v) for k, v in self.table.items()}
+        rows.update({f"{step_key(s)}/present": len(v) for s, v in self.present.items()})
+        rows.update({f"params/{k}": shape[0] if shape else 0 for k, shape in self.param_shapes.items()})
+        bad = next((k for k, r in rows.items() if r != n), None)
+        if bad is not None:
+            raise CorruptFileError(f"zoo shard '{self.path}' is corrupt: '{bad}' has {rows[bad]} rows for {n} models")
 
     @property
     def n_models(self) -> int:
@@ -281,6 +294,9 @@ class Shard:
                 for k in names:
                     # the low-level open: h5py's path lookup f[...] costs ~70 us per dataset
                     ds = h5py.Dataset(h5py.h5d.open(f.id, (base + k).encode()))
+                    if tuple(ds.shape) != self.param_shapes[k]:  # a read into `out` trusts the shape
+                        raise CorruptFileError(f"zoo shard '{self.path}' is corrupt: parameter '{k}' at step {step} has shape "
+                                               f"{tuple(ds.shape)}, not {self.param_shapes[k]} as at its last step")
                     a = _read_rows(ds, rows, None if out is None else out[k], pos)
                     if a is not None:
                         result[k] = a
@@ -498,6 +514,7 @@ class Zoo:
         loc = np.asarray(self._loc, dtype=np.int64).reshape(-1, 2)[idx]  # [n, (shard, row)]
         steps = np.asarray(self.models["final_step"], dtype=np.int64)[idx] if step is None else np.full(len(idx), int(step))
         out: dict[str, np.ndarray] = {}
+        first = None  # the shard whose parameter shapes `out` was allocated from
         for si, s in sorted(set(zip(loc[:, 0].tolist(), steps.tolist()))):
             pos = np.flatnonzero((loc[:, 0] == si) & (steps == s))
             rows = loc[pos, 1]
@@ -506,9 +523,14 @@ class Zoo:
             if len(missing):
                 bad = ids[missing[0]]
                 raise UserError(f"model '{bad}' has no checkpoint at step {s} (its steps: {self.model_steps(bad)})")
+            shapes = {k: tuple(shape[1:]) for k, shape in self.shards[si].param_shapes.items()}
             if not out:
-                shapes = self.shards[si].param_shapes
-                out = {k: np.empty((len(ids), *shape[1:]), dtype=np.float32) for k, shape in shapes.items()}
+                out = {k: np.empty((len(ids), *shape), dtype=np.float32) for k, shape in shapes.items()}
+                first = self.shards[si].path.name
+            elif {k: v.shape[1:] for k, v in out.items()} != shapes:
+                raise CorruptFileError(f"the models of shards '{first}' and '{self.shards[si].path.name}' of zoo '{self.path}' have "
+                                       f"different parameter shapes ({ {k: v.shape[1:] for k, v in out.items()} } vs {shapes}): "
+                                       "one is corrupt, or they cannot be stacked")
             self.shards[si].read_params(s, rows, out=out, pos=pos)
         return {k: torch.from_numpy(v) for k, v in out.items()}
 

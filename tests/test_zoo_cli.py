@@ -133,6 +133,48 @@ def test_corrupt_shard_is_named_and_others_stay_readable(tmp_path, tiny_zoo):
     assert any(victim.name in s for s in json.loads(res.stdout)["corrupt_shards"])
 
 
+def test_mis_shaped_or_short_datasets_are_corrupt_not_read(tiny_zoo):
+    """A stacked parameter whose shape differs from the rest of its shard, or from the zoo's other
+    shards, or a table column with too few rows, is named as corrupt instead of being read into
+    another's buffer (which wrote out of bounds or returned garbage rows)."""
+    shards = sorted((tiny_zoo / "shards").glob("*.h5"))
+    with h5py.File(shards[1], "a") as f:
+        steps = sorted(f["checkpoints"])
+        g = f["checkpoints"][steps[0]]["params"]  # an early step: the shard still opens
+        rows = g["out.bias"].shape[0]
+        del g["out.bias"]
+        g["out.bias"] = np.zeros((rows, 7), np.float32)
+    zoo = Zoo.open(tiny_zoo)
+    step = int(steps[0].split("_")[1])
+    with pytest.raises(CorruptFileError, match=rf"{shards[1].name}' is corrupt: parameter 'out.bias' at step {step} has shape"):
+        zoo.params(step=step)
+    with h5py.File(shards[2], "a") as f:  # every step of this one: its models differ from the others'
+        for st in f["checkpoints"]:
+            g = f["checkpoints"][st]["params"]
+            rows = g["out.bias"].shape[0]
+            del g["out.bias"]
+            g["out.bias"] = np.zeros((rows, 9), np.float32)
+    with pytest.raises(CorruptFileError, match="different parameter shapes"):
+        Zoo.open(tiny_zoo).params()
+    with h5py.File(shards[3], "a") as f:
+        seeds = f["models/data_seed"][()]
+        del f["models/data_seed"]
+        f["models/data_seed"] = seeds[:1]
+    with pytest.raises(CorruptFileError, match=rf"{shards[3].name}' is corrupt: 'models/data_seed' has 1 rows"):
+        Zoo.open(tiny_zoo)
+
+
+def test_error_text_is_printed_verbatim(tmp_path, tiny_zoo):
+    """Messages are not read as rich markup: brackets in them survive, and a name that looks like a
+    closing tag is an ordinary one-line error, not a crash of the printer."""
+    (tmp_path / "empty.toml").write_text("")
+    assert "missing config section '[task]'" in _one_line_error(cli("sweep", tmp_path / "empty.toml", "--out", tmp_path / "o"))
+    assert "unknown extractor '[/x]'" in _one_line_error(cli("extract", tiny_zoo, "--fp", "[/x]"))
+    assert "'[/red]zoo' does not exist" in _one_line_error(cli("inspect", "[/red]zoo"))
+    (tmp_path / "afile").write_text("x")
+    assert "Not a directory" in _one_line_error(cli("sweep", "xor-cues-quick", "--out", tmp_path / "afile" / "zoo"))
+
+
 def test_not_hdf5_and_future_schema(tmp_path, tiny_zoo):
     shard = sorted((tiny_zoo / "shards").glob("*.h5"))[0]
     with h5py.File(shard, "a") as f:
@@ -185,3 +227,13 @@ def test_written_files_get_the_umask_permissions(tiny_zoo):
     path, mode = res.stdout.split()
     assert mode == oct(0o777 & ~_UMASK)
     assert not os.path.exists(path)  # the scratch zoo went with the interpreter
+
+
+def test_run_resume_needs_a_run_directory(tmp_path, tiny_config, tiny_zoo):
+    """`run --resume` into a zoo (or any directory without zoo/), or into nothing, is refused
+    instead of training a nested zoo there."""
+    cfg = tiny_config(mpb=4)
+    before = sorted(p.name for p in tiny_zoo.iterdir())
+    assert "not a `fingerprint run` directory" in _one_line_error(cli("run", cfg, "--out", tiny_zoo, "--resume"))
+    assert sorted(p.name for p in tiny_zoo.iterdir()) == before
+    assert "does not exist" in _one_line_error(cli("run", cfg, "--out", tmp_path / "none", "--resume"))
