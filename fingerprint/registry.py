@@ -11,6 +11,7 @@ built-ins and plugins alike.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib
@@ -78,6 +79,9 @@ class ExtractorSpec:
         """
         n = len(models.model_ids)
         kw = {"labels": labels} if self.supervised else {}
+        if self.source != "builtin":  # a plugin that edits models.params in place must not change what the next extractor sees
+            models = copy.copy(models)
+            models.params = {k: v.clone() for k, v in models.params.items()}
         try:
             if inspect.isclass(self.fn):
                 res = self.fn(**params)(models, **kw)
@@ -108,11 +112,19 @@ class ExtractorSpec:
             rows = (~finite).nonzero().flatten().tolist()
             ids = [models.model_ids[i] for i in rows[:3]]
             raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
+        from fingerprint.zoo import _json_default
+
+        for what, d in (("metadata", extra), ("parameters", params)):  # both go into the cache file's JSON
+            try:
+                json.dumps(d, default=_json_default)
+            except (TypeError, ValueError) as e:
+                raise PluginError(f"extractor '{self.name}' has {what} that cannot be stored as JSON ({e})") from None
         return res.numpy(), extra
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
 _LOADED = {"builtins": False, "entry_points": False}
+_BROKEN: dict[str, str] = {}  # entry-point name -> why it failed to import
 
 
 def _params_of(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -183,6 +195,7 @@ def _load_entry_points() -> list[str]:
             obj = ep.load()
         except Exception as e:  # noqa: BLE001
             problems.append(f"extractor plugin '{ep.name}' ({ep.value}) failed to import: {type(e).__name__}: {e}")
+            _BROKEN[ep.name] = problems[-1]  # asking for it by name then says why it is missing
             continue
         spec = getattr(obj, "__extractor_spec__", None)
         if spec is None and callable(obj):
@@ -194,6 +207,7 @@ def _load_entry_points() -> list[str]:
 def reset_plugins() -> None:
     """Forget loaded entry points (tests install plugins at run time)."""
     _LOADED["entry_points"] = False
+    _BROKEN.clear()
 
 
 def list_extractors() -> dict[str, ExtractorSpec]:
@@ -204,10 +218,12 @@ def list_extractors() -> dict[str, ExtractorSpec]:
 
 def load_plugin(spec: str) -> ExtractorSpec:
     """``module:function`` named on the command line."""
-    mod, _, attr = spec.partition(":")
+    mod, sep, attr = spec.partition(":")
+    if not sep or not mod or not attr:
+        raise PluginError(f"extractor plugin must be given as module:function, got {spec!r}")
     try:
         obj = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # noqa: BLE001 - the plugin's module itself may raise anything while importing
         raise PluginError(f"extractor plugin '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
     found = getattr(obj, "__extractor_spec__", None)
     if found is not None:
@@ -223,7 +239,13 @@ def get_extractor(name: str) -> ExtractorSpec:
     specs = list_extractors()
     if name in specs:
         return specs[name]
+    if name in _BROKEN:
+        raise PluginError(_BROKEN[name])
     if ":" in name:
+        head, _, rest = name.partition(":")
+        if head in specs:  # a built-in with a parameter that lacks '='
+            raise UserError(f"parameters of extractor '{head}' are key=value pairs, got '{rest}' "
+                            f"(its parameters: {choices(specs[head].params) or 'none'})")
         return load_plugin(name)
     raise UserError(f"unknown extractor '{name}' (valid: {choices(specs)})")
 

@@ -18,7 +18,8 @@ from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
 from fingerprint.extractors.mechanistic import apply_permutations, cka_matrix, weight_match, weight_match_one
-from fingerprint.registry import get_extractor, list_extractors, reset_plugins
+from fingerprint.errors import PluginError
+from fingerprint.registry import get_extractor, list_extractors, load_plugin, reset_plugins
 from training.families import get_family
 from training.tasks import get_task
 
@@ -138,6 +139,14 @@ PLUGIN = textwrap.dedent('''
 
     def raises(models):
         raise RuntimeError("boom")
+
+    def mutates(models):
+        for v in models.params.values():
+            v.mul_(0)
+        return torch.zeros(len(models.model_ids), 1) + 1
+
+    def bad_meta(models):
+        return torch.zeros(len(models.model_ids), 1), {"obj": object()}
 ''')
 
 
@@ -152,7 +161,8 @@ def plugin_package(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myfp\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[fingerprint.extractors]\nmean-output = myfp:mean_output\nbad-shape = myfp:bad_shape\n"
-        "has-nan = myfp:has_nan\nraises = myfp:raises\n")
+        "has-nan = myfp:has_nan\nraises = myfp:raises\nmutates = myfp:mutates\nbad-meta = myfp:bad_meta\n"
+        "broken = myfp_not_installed:f\n")
     monkeypatch.syspath_prepend(str(site))
     reset_plugins()
     yield site
@@ -176,6 +186,22 @@ def test_broken_plugins_fail_alone_with_one_line_errors(plugin_package, tiny_zoo
     assert res["weight-stats"].error is None and res["mean-output"].error is None
     cached = {m["extractor"] for m in zoo.list_fingerprints()}
     assert cached == {"weight-stats", "mean-output"}  # nothing half-written for the failures
+
+
+def test_a_plugin_cannot_change_what_the_next_extractor_sees(plugin_package, tiny_zoo):
+    """A plugin that edits ``models.params`` in place edits its own copy; metadata that cannot be
+    stored is a one-line error; a module that raises while importing is a plugin error."""
+    zoo = Zoo.open(tiny_zoo)
+    (clean,) = extract(zoo, ["weight-stats"], force=True)
+    res = {r.name: r for r in extract(zoo, ["mutates", "weight-stats", "bad-meta"], force=True)}
+    assert res["mutates"].error is None
+    assert np.array_equal(res["weight-stats"].values, clean.values)
+    assert "bad-meta" in res["bad-meta"].error and "cannot be stored as JSON" in res["bad-meta"].error
+    (plugin_package / "explodes.py").write_text("raise RuntimeError('broken at import')\n")
+    with pytest.raises(PluginError, match="'explodes:f' cannot be imported: RuntimeError: broken at import"):
+        load_plugin("explodes:f")
+    with pytest.raises(PluginError, match=r"'broken' \(myfp_not_installed:f\) failed to import: ModuleNotFoundError"):
+        get_extractor("broken")  # an entry point that fails to import says so when asked for
 
 
 def test_decorator_plugin_and_module_function(tmp_path, monkeypatch, tiny_zoo):
