@@ -42,11 +42,16 @@ def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tu
     return np.asarray([f"cluster {c}" for c in cluster(res.values).labels]), f"final clusters of {fp}"
 
 
-def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[str, Any]:
-    """Forecast curves ``[{fingerprint, step, fraction, accuracy, auroc, ami, n_models}]``."""
+def _seed_grid(zoo: Zoo) -> list[str]:
     ids = base_models(zoo)
     if len(ids) < 4:
         raise UserError(f"zoo '{zoo.path}' has {len(ids)} seed-grid models; forecasting needs at least 4")
+    return ids
+
+
+def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[str, Any]:
+    """Forecast curves ``[{fingerprint, step, fraction, accuracy, auroc, ami, n_models}]``."""
+    ids = _seed_grid(zoo)
     final_step = int(max(zoo.models["final_step"][zoo.index(ids)]))
     steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in ids[:1]) and s <= final_step]
     curve = []
@@ -83,11 +88,20 @@ def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step
 
 def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str = "ood-outputs", label: str | None = None,
                         budget: int | None = None, calibration: float = 0.25, threshold: float = 0.5, seed: int = 0,
-                        executor: Any = "local", device: str = "cpu", overwrite: bool = False, **callbacks) -> dict[str, Any]:
-    """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute."""
-    from training.select import continue_models
+                        executor: Any = "local", device: str = "cpu", overwrite: bool = False, resume: bool = False,
+                        **callbacks) -> dict[str, Any]:
+    """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute.
 
-    ids = base_models(zoo)
+    With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written."""
+    from training.select import continue_models
+    from training.sweep import check_device
+
+    check_device(device)
+    if not 0 < threshold <= 1:
+        raise UserError(f"--threshold must be in (0, 1], got {threshold}")
+    if budget is not None and budget < 1:
+        raise UserError(f"--budget must be at least 1, got {budget}")
+    ids = _seed_grid(zoo)
     y, target = final_basins(zoo, ids, label, fp)
     if basin not in set(y):
         raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
@@ -110,7 +124,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
                               "n_selected": len(chosen), "selected": chosen, "out": str(out)}
     base_rate = float(np.mean(y[pool] == basin))
     if chosen:
-        summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite, **callbacks)
+        summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite,
+                                  resume=resume, **callbacks)
         new = Zoo.open(out)
         got = np.asarray(new.models[label or "deep_label"]).astype(str) if (label or "deep_label") in new.models else \
             y[[ids.index(c) for c in chosen]]

@@ -44,7 +44,7 @@ def resolve(spec: str, what: str) -> Any:
         obj = importlib.import_module(mod)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing
         raise PluginError(f"{what} '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
     return obj
 

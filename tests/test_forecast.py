@@ -107,3 +107,25 @@ def test_select_rejects_unknown_basin_and_step(seeded_zoo, tmp_path):
         select_and_continue(seeded_zoo, "nope", 20, tmp_path / "x")
     with pytest.raises(UserError, match="--at-step 7 is not a stored checkpoint"):
         select_and_continue(seeded_zoo, "plain", 7, tmp_path / "x")
+    for kw, msg in (({"threshold": 2.0}, r"--threshold must be in \(0, 1\], got 2.0"), ({"budget": 0}, "--budget must be at least 1"),
+                    ({"device": "tpu"}, "tpu")):
+        with pytest.raises(UserError, match=msg):
+            select_and_continue(seeded_zoo, "plain", 20, tmp_path / "x", **kw)
+    assert not (tmp_path / "x").exists()
+
+
+def test_select_resume_finishes_the_same_selection(seeded_zoo, tmp_path):
+    """A continuation whose shards were lost resumes to the same models; with an existing --out and
+    neither flag it is refused, naming both flags (select has both)."""
+    from fingerprint.errors import UserError
+
+    kw = {"fp": "probe-outputs", "calibration": 0.5}
+    select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", **kw)
+    ref = Zoo.open(tmp_path / "sel").params()
+    for shard in (tmp_path / "sel" / "shards").glob("*.h5"):
+        shard.unlink()
+    with pytest.raises(UserError, match="pass --resume to finish it or --overwrite"):
+        select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", **kw)
+    select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", resume=True, **kw)
+    got = Zoo.open(tmp_path / "sel").params()
+    assert all(np.array_equal(ref[k].numpy(), got[k].numpy()) for k in ref)

@@ -252,7 +252,7 @@ def print_scorecard(result: dict) -> None:
                       style="yellow", highlight=False, markup=False)
     for r in result["scorecard"]:
         if r.get("error"):
-            err_console.print(f"[bold red]failed:[/] {r['fingerprint']}: {r['error']}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]failed:[/] {esc(str(r['fingerprint']))}: {esc(str(r['error']))}", highlight=False, soft_wrap=True)
 
 
 _K_HELP = "Fixed number of basins (default: chosen by BIC / silhouette)."
@@ -300,7 +300,7 @@ def cluster_cmd(
     inputs = _inputs(zoo, fp, opts)
     result = analyze_zoo(zoo, inputs, opts)
     print_scorecard(result)
-    console.print(f"stored in [bold]{zoo.path / 'results' / 'basins.json'}[/]")
+    console.print(f"stored in [bold]{esc(str(zoo.path / 'results' / 'basins.json'))}[/]")
     if any(r.get("error") for r in result["scorecard"]):
         raise typer.Exit(1)
 
@@ -343,7 +343,7 @@ def report(
     result = stored_result(zoo, inputs, opts) or analyze_zoo(zoo, inputs, opts)
     write_report(zoo, result, inputs, out, json_out)
     print_scorecard(result)
-    console.print(f"report: [bold]{out}[/]" + (f"  summary: [bold]{json_out}[/]" if json_out else ""))
+    console.print(f"report: [bold]{esc(str(out))}[/]" + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
 
 
 def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
@@ -362,6 +362,10 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
     zoo_dir = out / "zoo"
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
+    if resume and not out.exists():
+        raise UserError(f"cannot --resume '{out}': it does not exist")
+    if resume and any(out.iterdir()) and not (zoo_dir / MANIFEST).exists() and not (zoo_dir / "shards").exists():
+        raise UserError(f"cannot --resume '{out}': it is not a `fingerprint run` directory (no zoo/)")
     if out.exists() and any(out.iterdir()):
         if overwrite:
             if not (zoo_dir / MANIFEST).exists() and not (zoo_dir / "shards").exists():

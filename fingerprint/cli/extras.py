@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape as esc
 
 from fingerprint.cli import app, console
 
@@ -83,7 +84,8 @@ def select_cmd(
     threshold: float = typer.Option(0.5, help="Minimum forecast probability of the wanted basin."),
     executor: str = typer.Option("local"),
     device: str = typer.Option("cpu"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
     from fingerprint.cli.train import make_executor
@@ -92,10 +94,11 @@ def select_cmd(
 
     zoo = Zoo.open(zoo_path)
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
-                            executor=make_executor(executor), device=device, overwrite=overwrite)
+                            executor=make_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {r['fingerprint']}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")
     console.print(f"purity {pct(r['purity'])} in basin '{r['basin']}' (base rate {pct(r['base_rate'])}, recall {pct(r['recall'])}); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
-                  f"({pct(r['compute_saved'])} saved); new zoo: [bold]{r['out']}[/]")
+                  f"({pct(r['compute_saved'])} saved); "
+                  + (f"new zoo: [bold]{esc(r['out'])}[/]" if r["n_selected"] else "no seed reached the threshold: nothing continued, no zoo written"))
