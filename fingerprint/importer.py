@@ -104,10 +104,12 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 def read_metadata(path: Path, model_ids: Sequence[str]) -> dict[str, np.ndarray]:
     """CSV with a ``model_id`` column; numeric columns become numbers, others strings."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM from spreadsheet exports is not part of a name
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise UserError(f"metadata file '{path}' cannot be read: {e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"metadata file '{path}' is not a UTF-8 CSV ({e})") from None
     if not rows or "model_id" not in rows[0]:
         raise UserError(f"metadata file '{path}' needs a 'model_id' column (and one row per model)")
     known = set(model_ids)
@@ -116,6 +118,8 @@ def read_metadata(path: Path, model_ids: Sequence[str]) -> dict[str, np.ndarray]
         mid = (r.get("model_id") or "").strip()
         if mid not in known:
             raise UserError(f"metadata file '{path}' row {i + 2} names unknown model '{mid}' (checkpoints are named by file stem, e.g. '{model_ids[0]}')")
+        if mid in by_id:
+            raise UserError(f"metadata file '{path}' row {i + 2} names model '{mid}' a second time")
         by_id[mid] = r
     cols = [c for c in rows[0] if c != "model_id"]
     reserved = set(zoo_io.CORE_COLUMNS) - {"parent_id", "init_seed", "data_seed", "group"}

@@ -63,6 +63,14 @@ class ExtractorSpec:
                 v = int(v)
             if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
+            if isinstance(default, str) and isinstance(v, int) and not isinstance(v, bool):
+                v = str(v)  # `layer=1` names submodule "1", parsed as a number
+            for kind, ok in ((int, lambda x: isinstance(x, int) and not isinstance(x, bool)),
+                             (float, lambda x: isinstance(x, float)), (str, lambda x: isinstance(x, str)),
+                             (list, lambda x: isinstance(x, list))):
+                if isinstance(default, kind) and not isinstance(default, bool) and not ok(v):
+                    want = {int: "an integer", float: "a number", str: "a string", list: "a list, e.g. [1,2]"}[kind]
+                    raise UserError(f"parameter '{k}' of extractor '{self.name}' must be {want}, got {v!r}")
             out[k] = v
         return out
 

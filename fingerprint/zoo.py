@@ -435,14 +435,20 @@ class Zoo:
             if not p.exists():
                 raise UserError(f"zoo '{p}' does not exist")
             raise UserError(f"'{p}' is not a zoo (no {MANIFEST})")
-        manifest = read_json(p / MANIFEST)
-        version = manifest.get("schema_version", -1)
+        manifest = read_manifest(p)
+        version = manifest["schema_version"]
         if version > SCHEMA_VERSION:
             raise CorruptFileError(f"zoo '{p}' has schema version {version}; this basin-fingerprint reads up to {SCHEMA_VERSION}")
         shards, corrupt = [], []
+        planned_in = {m["model_id"]: m["shard"] for m in manifest["planned"]}
         for f in sorted((p / "shards").glob("*.h5")):
             try:
-                shards.append(Shard(f))
+                sh = Shard(f)
+                stray = next((str(m) for m in sh.table["model_id"] if planned_in.get(str(m), f.stem) != f.stem), None)
+                if stray is not None:  # e.g. one shard file copied over another
+                    raise CorruptFileError(f"zoo shard '{f}' holds model '{stray}', which the manifest plans in shard "
+                                           f"'{planned_in[stray]}'")
+                shards.append(sh)
             except CorruptFileError as e:
                 if strict:
                     raise
@@ -698,7 +704,32 @@ def read_probes(zoo_dir: Path) -> dict[str, torch.Tensor]:
 
 # -- manifests -------------------------------------------------------------------------------------
 def read_manifest(zoo_dir: Path) -> dict:
-    return read_json(Path(zoo_dir) / MANIFEST)
+    path = Path(zoo_dir) / MANIFEST
+    manifest = read_json(path)
+    check_manifest(manifest, path)
+    return manifest
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """The keys every reader relies on, with their JSON types; a :class:`CorruptFileError` naming
+    ``path`` and the key otherwise."""
+    def bad(what: str) -> CorruptFileError:
+        return CorruptFileError(f"zoo manifest '{path}' is corrupt: {what}")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"expected a JSON object, found {type(manifest).__name__}")
+    if not isinstance(manifest.get("schema_version"), int) or isinstance(manifest.get("schema_version"), bool):
+        raise bad(f"'schema_version' must be an integer, found {manifest.get('schema_version')!r}")
+    planned = manifest.get("planned")
+    if not isinstance(planned, list) or not all(isinstance(m, dict) and "model_id" in m and "shard" in m for m in planned):
+        raise bad("'planned' must be a list of {\"model_id\", \"shard\", ...} objects")
+    if not isinstance(manifest.get("shards", []), list):
+        raise bad("'shards' must be a list")
+    for key in ("config", "task", "family"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(f"'{key}' must be a JSON object")
+    if manifest.get("source", "sweep") in ("sweep", "continue") and "config" not in manifest:
+        raise bad("it has no 'config' (the sweep config it was trained from)")
 
 
 def write_manifest(zoo_dir: Path, manifest: dict) -> None:

@@ -239,6 +239,13 @@ def test_unknown_names_and_params_are_errors(tiny_zoo):
         extract(Zoo.open(tiny_zoo), ["ood-outputs:nprobes=3"])
     (r,) = extract(Zoo.open(tiny_zoo), ["learned-queries"])
     assert "supervised" in r.error
+    for spec, msg in (("ood-outputs:n_probes=abc", "'n_probes' of extractor 'ood-outputs' must be an integer, got 'abc'"),
+                      ("ood-outputs:n_probes=2.5", "must be an integer, got 2.5"),
+                      ("weight-stats:quantiles=3", "must be a list"),
+                      ("ood-outputs:n_probes", "parameters of extractor 'ood-outputs' are key=value pairs, got 'n_probes'")):
+        with pytest.raises(UserError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            extract(Zoo.open(tiny_zoo), [spec])
+    assert get_extractor("cka").resolve_params({"layer": 1})["layer"] == "1"  # submodule "1", parsed as a number
 
 
 def test_every_builtin_runs_on_each_family(tmp_path):

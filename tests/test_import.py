@@ -106,6 +106,8 @@ def test_import_both_formats_with_metadata_and_probes(user_models):
     ("extra_key", "unexpected key 'extra.weight'"),
     ("missing_key", "is missing key '2.bias'"),
     ("csv_unknown", "names unknown model 'model99'"),
+    ("csv_twice", "row 3 names model 'model0' a second time"),
+    ("csv_latin1", "is not a UTF-8 CSV"),
     ("not_state_dict", "is not a state_dict"),
 ])
 def test_bad_inputs_are_clear_errors_and_write_nothing(user_models, breakage, expect):
@@ -129,6 +131,12 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(user_models, breakage, ex
     elif breakage == "csv_unknown":
         meta = user_models / "bad.csv"
         meta.write_text("model_id,label\nmodel0,a\nmodel99,b\n")
+    elif breakage == "csv_twice":
+        meta = user_models / "bad.csv"
+        meta.write_text("model_id,label\nmodel0,a\nmodel0,b\n")
+    elif breakage == "csv_latin1":
+        meta = user_models / "bad.csv"
+        meta.write_bytes("model_id,label\nmodel0,caf\u00e9\n".encode("latin-1"))
     elif breakage == "not_state_dict":
         torch.save([1, 2, 3], ck / "model0.pt")
     with pytest.raises(UserError, match=expect.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) as e:

@@ -237,3 +237,16 @@ def test_run_resume_needs_a_run_directory(tmp_path, tiny_config, tiny_zoo):
     assert "not a `fingerprint run` directory" in _one_line_error(cli("run", cfg, "--out", tiny_zoo, "--resume"))
     assert sorted(p.name for p in tiny_zoo.iterdir()) == before
     assert "does not exist" in _one_line_error(cli("run", cfg, "--out", tmp_path / "none", "--resume"))
+
+
+def test_a_shard_copied_over_another_is_corrupt_and_partial_zoos_are_announced(tiny_zoo):
+    """A shard file holding models the manifest plans elsewhere is named as corrupt (their copies
+    were dropped silently); analysing a zoo with missing shards says how many models it has."""
+    shards = sorted((tiny_zoo / "shards").glob("*.h5"))
+    shards[1].write_bytes(shards[0].read_bytes())
+    with pytest.raises(CorruptFileError, match=rf"'{shards[1]}' holds model '.*', which the manifest plans in shard '{shards[0].stem}'"):
+        Zoo.open(tiny_zoo)
+    shards[1].unlink()
+    res = cli("extract", tiny_zoo, "--fp", "weight-stats")
+    assert res.returncode == 0
+    assert "has 20 of its 24 planned models" in " ".join(res.stderr.split())

@@ -45,6 +45,20 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def open_zoo(path):
+    """``Zoo.open`` for commands that analyse a zoo: says so (one line) when shards are still missing,
+    since every score would then describe only the models trained so far."""
+    from fingerprint.zoo import Zoo
+
+    zoo = Zoo.open(path)
+    planned = len(zoo.manifest.get("planned", []))
+    if 0 < len(zoo) < planned:
+        err_console.print(f"[yellow]warning:[/] zoo '{escape(str(zoo.path))}' has {len(zoo)} of its {planned} planned models "
+                          "(an interrupted sweep? `fingerprint sweep ... --resume` finishes it); using those", highlight=False,
+                          soft_wrap=True)
+    return zoo
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one ``warning: ...`` line, not Python's file/line/source form."""
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape as esc
 from rich.table import Table
 
-from fingerprint.cli import app, console, err_console
+from fingerprint.cli import app, console, err_console, open_zoo
 from fingerprint.cli.train import INSPECT_HOOKS
 from fingerprint.errors import UserError, choices
 
@@ -293,9 +293,7 @@ def cluster_cmd(
     combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
-    from fingerprint.zoo import Zoo
-
-    zoo = Zoo.open(zoo_path)
+    zoo = open_zoo(zoo_path)
     opts = _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine)
     inputs = _inputs(zoo, fp, opts)
     result = analyze_zoo(zoo, inputs, opts)
@@ -335,9 +333,7 @@ def report(
     combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current."""
-    from fingerprint.zoo import Zoo
-
-    zoo = Zoo.open(zoo_path)
+    zoo = open_zoo(zoo_path)
     opts = _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine)
     inputs = _inputs(zoo, fp, opts)
     result = stored_result(zoo, inputs, opts) or analyze_zoo(zoo, inputs, opts)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fingerprint.cli import app, console, err_console
+from fingerprint.cli import app, console, err_console, open_zoo
 from fingerprint.errors import UserError
 
 
@@ -67,14 +67,13 @@ def extract(
 
     from fingerprint.parallel import get_runner
     from fingerprint.registry import load_plugin
-    from fingerprint.zoo import Zoo
     from training.sweep import check_device
 
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     for p in plugin or []:
         load_plugin(p)
-    zoo = Zoo.open(zoo_path)
+    zoo = open_zoo(zoo_path)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
     check_device(device)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape as esc
 
-from fingerprint.cli import app, console
+from fingerprint.cli import app, console, open_zoo
 
 
 @app.command("import")
@@ -53,9 +53,9 @@ def forecast_cmd(
     from rich.table import Table
 
     from fingerprint.forecast import forecast
-    from fingerprint.zoo import Zoo, write_json
+    from fingerprint.zoo import write_json
 
-    zoo = Zoo.open(zoo_path)
+    zoo = open_zoo(zoo_path)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
         s = forecast(zoo, list(fp), label)
     t = Table(title=f"forecast of {s['target']} ({s['n_models']} seeds, final step {s['final_step']})")
@@ -90,9 +90,8 @@ def select_cmd(
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
     from fingerprint.cli.train import make_executor
     from fingerprint.forecast import select_and_continue
-    from fingerprint.zoo import Zoo
 
-    zoo = Zoo.open(zoo_path)
+    zoo = open_zoo(zoo_path)
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
                             executor=make_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
