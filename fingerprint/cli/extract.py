@@ -24,7 +24,7 @@ def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Op
     from fingerprint.extraction import extract
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("models"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
         tasks: dict[str, int] = {}
 
         def on_progress(spec: str, done: int, total: int) -> None:

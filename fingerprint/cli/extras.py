@@ -31,7 +31,7 @@ def import_cmd(
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # let module:factory name a file in the working directory
     n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking checkpoints", total=max(n, 1))
         path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                   on_file=lambda _f: progress.advance(task))
