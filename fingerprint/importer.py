@@ -35,6 +35,35 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 SHARD_SIZE = 256
 
 
+def factory_dir(spec: str) -> str | None:
+    """The directory that makes ``module`` of ``module:attr`` importable (where the import found it),
+    recorded so that the zoo's architecture can be rebuilt from another working directory."""
+    import sys
+
+    mod = spec.partition(":")[0]
+    file = getattr(sys.modules.get(mod), "__file__", None)
+    if not file:
+        return None
+    root = Path(file).resolve().parent
+    for _ in range(mod.count(".") + (Path(file).name == "__init__.py")):
+        root = root.parent
+    return str(root)
+
+
+def resolve_factory(spec: str, directory: str | None) -> Any:
+    """:func:`resolve` for a zoo's architecture factory, retrying with the directory it was imported
+    from on ``sys.path``."""
+    import sys
+
+    try:
+        return resolve(spec, "architecture factory")
+    except PluginError:
+        if not directory or directory in sys.path or not Path(directory).is_dir():
+            raise
+        sys.path.append(directory)
+        return resolve(spec, "architecture factory")
+
+
 def resolve(spec: str, what: str) -> Any:
     """Import ``module:attr`` (``what`` names it in errors)."""
     mod, sep, attr = spec.partition(":")
@@ -252,7 +281,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     n_out = _check_forward(template, probe_sets, layers, arch)
     input_shape = list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else []
     family = {"arch": "module", "factory": arch, "layers": list(layers), "input_shape": input_shape, "n_out": n_out,
-              "n_params": int(sum(math.prod(t.shape) for t in expected.values()))}
+              "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch)}
     return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite)
 
 

@@ -53,9 +53,9 @@ def family_for(zoo: zoo_io.Zoo):
         if zoo.module_factory is not None:
             factory = zoo.module_factory
         elif spec.get("factory"):
-            from fingerprint.importer import resolve
+            from fingerprint.importer import resolve_factory
 
-            factory = resolve(spec["factory"], "architecture factory")
+            factory = resolve_factory(spec["factory"], spec.get("factory_dir"))
         else:
             raise UserError(f"zoo '{zoo.path}' was built from in-memory modules of {spec.get('class')}; "
                             "reopen it with Zoo.from_modules or set zoo.module_factory")

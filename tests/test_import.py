@@ -176,6 +176,11 @@ def test_import_cli_and_errors(user_models):
     assert res.returncode == 2 and "already exists" in res.stderr
     res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo3", "--layers", "7")
     assert res.returncode == 2 and "unknown layer '7'" in res.stderr
+    # read from another directory, without PYTHONPATH: the factory's directory was recorded at import
+    elsewhere = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-m", "fingerprint.cli", "extract", str(user_models / "zoo"), "--fp", "ood-outputs"],
+                         capture_output=True, text=True, cwd=user_models.parent, env=elsewhere, timeout=120)
+    assert res.returncode == 0, res.stderr
     assert run("import", "ckpts", "--arch", "userarch:make", "--out", "bare").returncode == 0  # no --probes
     res = run("extract", "bare", "--fp", "ood-outputs")
     assert res.returncode == 1 and "has no probe sets" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
