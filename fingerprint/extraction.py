@@ -99,7 +99,7 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
     to supervised extractors. ``on_progress(spec, done, total)`` reports work in models.
     ``chunk_size`` (models per chunk of a streaming extractor) defaults to :func:`auto_chunk_size`.
     """
-    resolved = resolve_specs(specs)
+    resolved = resolve_specs([specs] if isinstance(specs, str) else specs)  # one spec given as a plain string
     if chunk_size is None:
         chunk_size = auto_chunk_size(zoo, runner)
     elif chunk_size <= 0:
@@ -107,6 +107,9 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
     if isinstance(labels, dict):
         label_map = labels
     elif labels is not None:
+        if len(labels) != len(zoo.model_ids):
+            raise UserError(f"labels has {len(labels)} values for the zoo's {len(zoo.model_ids)} models "
+                            "(give one per model, in zoo.model_ids order, or a mapping model_id -> label)")
         label_map = dict(zip(zoo.model_ids, labels))
     else:
         label_map = None

@@ -88,7 +88,7 @@ def build_template(factory: Callable[[], nn.Module], label: str) -> nn.Module:
     return m
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` from one checkpoint file; never unpickles arbitrary objects."""
     try:
         if path.suffix == ".safetensors":
@@ -104,13 +104,13 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             # torch's own text suggests weights_only=False (code execution): keep only its reason
             why = re.search(r"(Unsupported global: GLOBAL \S+|Unsupported operand \d+|Unsupported class \S+)", str(e))
-            raise UserError(f"checkpoint '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
+            raise UserError(f"{what} '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
                             f" ({why.group(1) if why else 'it holds Python objects besides tensors'})") from None
-        raise UserError(f"checkpoint '{path}' cannot be read (corrupt or truncated?): {msg[:200]}") from None
+        raise UserError(f"{what} '{path}' cannot be read (corrupt or truncated?): {msg[:200]}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
-        raise UserError(f"checkpoint '{path}' is not a state_dict (a mapping of names to tensors)")
+        raise UserError(f"{what} '{path}' is not a state_dict (a mapping of names to tensors)")
     return sd
 
 
@@ -178,7 +178,7 @@ def load_probes(spec: str | Path | None) -> dict[str, torch.Tensor]:
         except Exception as e:  # noqa: BLE001
             raise PluginError(f"probe function '{s}' raised {type(e).__name__}: {e}") from None
     else:
-        probes = load_state_dict(Path(s)) if Path(s).exists() else None
+        probes = load_state_dict(Path(s), "probe file") if Path(s).exists() else None
         if probes is None:
             raise UserError(f"probe file '{s}' not found")
     if isinstance(probes, torch.Tensor):
@@ -261,7 +261,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo."""
     src = Path(src)
     if not src.is_dir():
-        raise UserError(f"checkpoint directory '{src}' does not exist")
+        raise UserError(f"checkpoint directory '{src}' " + ("is a file: give the directory that holds the checkpoints"
+                                                            if src.exists() else "does not exist"))
     files = sorted(p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
     if not files:
         raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")

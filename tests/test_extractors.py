@@ -246,6 +246,10 @@ def test_unknown_names_and_params_are_errors(tiny_zoo):
         with pytest.raises(UserError, match=msg.replace("(", r"\(").replace(")", r"\)")):
             extract(Zoo.open(tiny_zoo), [spec])
     assert get_extractor("cka").resolve_params({"layer": 1})["layer"] == "1"  # submodule "1", parsed as a number
+    (one,) = extract(Zoo.open(tiny_zoo), "weight-stats")  # a single spec as a plain string
+    assert one.error is None and one.name == "weight-stats"
+    with pytest.raises(UserError, match="labels has 2 values for the zoo's 24 models"):
+        extract(Zoo.open(tiny_zoo), ["learned-queries"], labels=[0, 1])
 
 
 def test_every_builtin_runs_on_each_family(tmp_path):
