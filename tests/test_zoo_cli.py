@@ -101,6 +101,24 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path, tiny_config):
     assert res.returncode == 0 and "0 trained now" in " ".join(res.stdout.split())
 
 
+def test_ctrl_c_says_how_to_resume(tmp_path, tiny_config):
+    """SIGINT mid-sweep: exit 130, one line saying the finished shards are kept and --resume ends it."""
+    body = (Path(tiny_config(mpb=2)).read_text()
+            .replace("steps = 40", "steps = 300").replace("init = 4", "init = 6"))
+    cfg = tiny_config(body=body)
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([*BIN, "sweep", str(cfg), "--out", str(out), "--models-per-batch", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "shards").glob("*.h5")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted; finished shards are kept: rerun with --resume" in " ".join(err.split())
+    assert cli("sweep", cfg, "--out", out, "--resume").returncode == 0
+
+
 def test_resume_refuses_changed_config(tmp_path, tiny_config, tiny_zoo):
     body = Path(tiny_config(mpb=4)).read_text().replace("lr = 0.02", "lr = 0.03")
     line = _one_line_error(cli("sweep", tiny_config(body=body), "--out", tiny_zoo, "--resume"))

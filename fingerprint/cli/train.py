@@ -8,10 +8,11 @@ from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fingerprint.cli import app, console
+from fingerprint.cli import app, console, err_console
 from fingerprint.errors import UserError
 
 
@@ -58,12 +59,17 @@ def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optio
             progress.update(state["task"], advance=n, rate=f"{rate:,.0f}")
 
         def on_done(sp):
-            t = progress.tasks[state["task"]] if False else None  # noqa: F841
             cur = next(t for t in progress.tasks if t.id == state["task"])
             progress.update(state["task"], models=cur.fields["models"] + sp.n_models)
 
-        return run_sweep(config, out, executor=executor, models_per_batch=models_per_batch, device=device,
-                         resume=resume, overwrite=overwrite, on_start=on_start, on_steps=on_steps, on_done=on_done)
+        try:
+            return run_sweep(config, out, executor=executor, models_per_batch=models_per_batch, device=device,
+                             resume=resume, overwrite=overwrite, on_start=on_start, on_steps=on_steps, on_done=on_done)
+        except KeyboardInterrupt:  # click would exit 130 silently
+            progress.stop()
+            err_console.print(f"interrupted; finished shards are kept: rerun with --resume to train the rest into {escape(str(out))}",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
 
 
 @app.command()
