@@ -113,6 +113,8 @@ class ExtractorSpec:
             raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
         if res.shape[1] == 0:
             raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
+        if self.output == "distances" and self.source != "builtin":
+            _check_distances(self.name, res, extra)
         from training.trainer import finite_models
 
         finite = finite_models({"values": res})
@@ -128,6 +130,21 @@ class ExtractorSpec:
             except (TypeError, ValueError) as e:
                 raise PluginError(f"extractor '{self.name}' has {what} that cannot be stored as JSON ({e})") from None
         return res.numpy(), extra
+
+
+def _check_distances(name: str, d: torch.Tensor, extra: dict[str, Any]) -> None:
+    """A plugin's distances ``[n, n]`` (or ``[n, n_landmarks]``, one declared landmark per column)
+    are >= 0, and a square one is symmetric (up to float round-off)."""
+    scale = max(float(d.abs().max()), 1.0)
+    if float(d.min()) < -1e-6 * scale:
+        raise PluginError(f"extractor '{name}' returned negative distances (min {float(d.min()):.3g})")
+    lm = extra.get("landmarks")
+    if lm:
+        if len(lm) != d.shape[1]:
+            raise PluginError(f"extractor '{name}' declared {len(lm)} landmarks for {d.shape[1]} distance columns")
+    elif float((d - d.T).abs().max()) > 1e-4 * scale:
+        raise PluginError(f"extractor '{name}' returned a distance matrix that is not symmetric "
+                          f"(max |d - d^T| = {float((d - d.T).abs().max()):.3g})")
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}

@@ -204,6 +204,23 @@ def test_a_plugin_cannot_change_what_the_next_extractor_sees(plugin_package, tin
         get_extractor("broken")  # an entry point that fails to import says so when asked for
 
 
+def test_plugin_distances_must_be_nonnegative_and_symmetric():
+    @fingerprint.extractor("neg-dist", output="distances")
+    def neg_dist(models):
+        return -torch.ones(len(models.model_ids), len(models.model_ids))
+
+    @fingerprint.extractor("asym-dist", output="distances")
+    def asym_dist(models):
+        d = torch.arange(len(models.model_ids) ** 2, dtype=torch.float32).reshape(len(models.model_ids), -1)
+        return d.fill_diagonal_(0)
+
+    b = _batch()
+    with pytest.raises(PluginError, match="'neg-dist' returned negative distances"):
+        get_extractor("neg-dist").compute(b, {})
+    with pytest.raises(PluginError, match="'asym-dist' returned a distance matrix that is not symmetric"):
+        get_extractor("asym-dist").compute(b, {})
+
+
 def test_decorator_plugin_and_module_function(tmp_path, monkeypatch, tiny_zoo):
     @fingerprint.extractor("first-weight", kind="mechanistic")
     def first_weight(models, scale: float = 1.0):

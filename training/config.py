@@ -214,6 +214,9 @@ def checkpoint_steps(spec: str | list[int], total: int, where: str = "train.chec
         if not m:
             raise UserError(f"config key '{where}' must be 'log:K', 'lin:K' or a list of steps, got {spec!r}")
         kind, k = m.group(1), int(m.group(2))
+        if k < 1:
+            raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at least 1 "
+                            "(the final step is always kept: use [] for no others)")
         if kind == "log":
             import numpy as np
 
