@@ -196,6 +196,12 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             source="builtin" if mod.startswith("fingerprint.extractors") else f"plugin ({mod})",
             params=_params_of(fn),
         )
+        if spec.source != "builtin":
+            _load_builtins()
+            taken = _REGISTRY.get(name)
+            if taken is not None and taken.source == "builtin":
+                raise PluginError(f"extractor plugin {mod}:{getattr(fn, '__name__', name)} wants the name '{name}', which "
+                                  "is a built-in extractor's: choose another name")
         _REGISTRY[name] = spec
         fn.__extractor_spec__ = spec  # type: ignore[attr-defined]
         return fn

@@ -204,6 +204,14 @@ def test_a_plugin_cannot_change_what_the_next_extractor_sees(plugin_package, tin
         get_extractor("broken")  # an entry point that fails to import says so when asked for
 
 
+def test_a_plugin_cannot_take_a_builtin_name():
+    with pytest.raises(PluginError, match="wants the name 'ood-outputs', which is a built-in extractor's"):
+        @fingerprint.extractor("ood-outputs")
+        def shadow(models):
+            return None
+    assert get_extractor("ood-outputs").source == "builtin"
+
+
 def test_plugin_distances_must_be_nonnegative_and_symmetric():
     @fingerprint.extractor("neg-dist", output="distances")
     def neg_dist(models):

@@ -44,6 +44,7 @@ def _one_line_error(res: subprocess.CompletedProcess) -> str:
     (lambda s: s.replace("n_probes = 32", "n_probez = 32"), "unknown parameter 'task.n_probez' for task 'xor-cues'"),
     (lambda s: s.replace("width = 8", "widht = 8"), "unknown config key 'model.widht' for arch 'mlp'"),
     (lambda s: s.replace("checkpoints = [0, 10, 20]", 'checkpoints = "log:0"'), "asks for 0 checkpoints; K must be at least 1"),
+    (lambda s: s + '\n[fingerprints]\nnames = ["oodd-outputs"]\n', "unknown extractor 'oodd-outputs'"),
     (lambda s: s.replace("at_step = 10", "at_step = 400"), "spawn[0].at_step"),
     (lambda s: s + "\n[extra]\nx = 1\n", "unknown config key 'extra'"),
     (lambda s: s.replace("[train]", "[train\n"), "is not valid TOML"),

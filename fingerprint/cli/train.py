@@ -84,9 +84,11 @@ def sweep(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing zoo at --out first."),
 ):
     """Train a seed sweep and store it as a zoo."""
+    from fingerprint.cli.analyze import validate_run_config
     from training.config import load_config
 
     cfg = load_config(config)
+    validate_run_config(cfg)  # its [fingerprints] / [analysis] sections too, as `run` would
     if models_per_batch is not None and models_per_batch <= 0:
         raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
     s = run_sweep_with_progress(cfg, out, make_executor(executor, address), models_per_batch, device, resume, overwrite)
