@@ -255,14 +255,6 @@ def print_scorecard(result: dict) -> None:
             err_console.print(f"[bold red]failed:[/] {esc(str(r['fingerprint']))}: {esc(str(r['error']))}", highlight=False, soft_wrap=True)
 
 
-_K_HELP = "Fixed number of basins (default: chosen by BIC / silhouette)."
-_K_MAX_HELP = "Largest k considered (default 8)."
-_N_BOOT_HELP = "Bootstrap replicates (default 20)."
-_EMBEDDING_HELP = "2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation)."
-_SEED_HELP = "random_state of clustering, bootstrap and maps."
-_COMBINE_HELP = "Also analyse A+B+... concatenated (repeatable)."
-
-
 def _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine):
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     comb = [c.split("+") for c in combine] if combine else None
@@ -275,22 +267,33 @@ def _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, com
 
 
 # -- commands --------------------------------------------------------------------------------------
-_METHOD_HELP = "auto | gmm | kmeans | hdbscan | agglomerative | agglomerative-complete (default: config or auto)"
+# the analysis options `cluster` and `report` share (each overrides the zoo's [analysis] section)
+_ANALYSIS_OPTIONS = {
+    "method": typer.Option(None, "--method", help="auto | gmm | kmeans | hdbscan | agglomerative | agglomerative-complete (default: config or auto)"),
+    "label": typer.Option(None, "--label", help="Ground-truth model column (default: deep_label)."),
+    "lineage": typer.Option(None, "--lineage", help="Lineage model column (default: init_seed)."),
+    "k": typer.Option(None, "--k", help="Fixed number of basins (default: chosen by BIC / silhouette)."),
+    "k_max": typer.Option(None, "--k-max", help="Largest k considered (default 8)."),
+    "n_boot": typer.Option(None, "--n-boot", help="Bootstrap replicates (default 20)."),
+    "embedding": typer.Option(None, "--embedding", help="2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation)."),
+    "seed": typer.Option(None, "--seed", help="random_state of clustering, bootstrap and maps."),
+    "combine": typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable)."),
+}
 
 
 @app.command("cluster")
 def cluster_cmd(
     zoo_path: Path = typer.Argument(..., metavar="ZOO"),
     fp: Optional[List[str]] = typer.Option(None, "--fp", help="Fingerprint (spec, extractor name or cache key; computed if not cached). Default: every cached one."),
-    method: Optional[str] = typer.Option(None, "--method", help=_METHOD_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help="Ground-truth model column (default: deep_label)."),
-    lineage: Optional[str] = typer.Option(None, "--lineage", help="Lineage model column (default: init_seed)."),
-    k: Optional[int] = typer.Option(None, "--k", help=_K_HELP),
-    k_max: Optional[int] = typer.Option(None, "--k-max", help=_K_MAX_HELP),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot", help=_N_BOOT_HELP),
-    embedding: Optional[str] = typer.Option(None, "--embedding", help=_EMBEDDING_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", help=_SEED_HELP),
-    combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
+    method: Optional[str] = _ANALYSIS_OPTIONS["method"],
+    label: Optional[str] = _ANALYSIS_OPTIONS["label"],
+    lineage: Optional[str] = _ANALYSIS_OPTIONS["lineage"],
+    k: Optional[int] = _ANALYSIS_OPTIONS["k"],
+    k_max: Optional[int] = _ANALYSIS_OPTIONS["k_max"],
+    n_boot: Optional[int] = _ANALYSIS_OPTIONS["n_boot"],
+    embedding: Optional[str] = _ANALYSIS_OPTIONS["embedding"],
+    seed: Optional[int] = _ANALYSIS_OPTIONS["seed"],
+    combine: Optional[List[str]] = _ANALYSIS_OPTIONS["combine"],
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
     zoo = open_zoo(zoo_path)
@@ -322,15 +325,15 @@ def report(
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write summary.json here."),
     fp: Optional[List[str]] = typer.Option(None, "--fp", help="Fingerprints (default: every cached one)."),
-    method: Optional[str] = typer.Option(None, "--method", help=_METHOD_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help="Ground-truth model column (default: deep_label)."),
-    lineage: Optional[str] = typer.Option(None, "--lineage", help="Lineage model column (default: init_seed)."),
-    k: Optional[int] = typer.Option(None, "--k", help=_K_HELP),
-    k_max: Optional[int] = typer.Option(None, "--k-max", help=_K_MAX_HELP),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot", help=_N_BOOT_HELP),
-    embedding: Optional[str] = typer.Option(None, "--embedding", help=_EMBEDDING_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", help=_SEED_HELP),
-    combine: Optional[List[str]] = typer.Option(None, "--combine", help=_COMBINE_HELP),
+    method: Optional[str] = _ANALYSIS_OPTIONS["method"],
+    label: Optional[str] = _ANALYSIS_OPTIONS["label"],
+    lineage: Optional[str] = _ANALYSIS_OPTIONS["lineage"],
+    k: Optional[int] = _ANALYSIS_OPTIONS["k"],
+    k_max: Optional[int] = _ANALYSIS_OPTIONS["k_max"],
+    n_boot: Optional[int] = _ANALYSIS_OPTIONS["n_boot"],
+    embedding: Optional[str] = _ANALYSIS_OPTIONS["embedding"],
+    seed: Optional[int] = _ANALYSIS_OPTIONS["seed"],
+    combine: Optional[List[str]] = _ANALYSIS_OPTIONS["combine"],
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current."""
     zoo = open_zoo(zoo_path)
