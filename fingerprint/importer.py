@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -38,8 +39,6 @@ SHARD_SIZE = 256
 def factory_dir(spec: str) -> str | None:
     """The directory that makes ``module`` of ``module:attr`` importable (where the import found it),
     recorded so that the zoo's architecture can be rebuilt from another working directory."""
-    import sys
-
     mod = spec.partition(":")[0]
     file = getattr(sys.modules.get(mod), "__file__", None)
     if not file:
@@ -53,8 +52,6 @@ def factory_dir(spec: str) -> str | None:
 def resolve_factory(spec: str, directory: str | None) -> Any:
     """:func:`resolve` for a zoo's architecture factory, retrying with the directory it was imported
     from on ``sys.path``."""
-    import sys
-
     try:
         return resolve(spec, "architecture factory")
     except PluginError:

@@ -142,9 +142,10 @@ def _check_distances(name: str, d: torch.Tensor, extra: dict[str, Any]) -> None:
     if lm:
         if len(lm) != d.shape[1]:
             raise PluginError(f"extractor '{name}' declared {len(lm)} landmarks for {d.shape[1]} distance columns")
-    elif float((d - d.T).abs().max()) > 1e-4 * scale:
-        raise PluginError(f"extractor '{name}' returned a distance matrix that is not symmetric "
-                          f"(max |d - d^T| = {float((d - d.T).abs().max()):.3g})")
+        return
+    asym = float((d - d.T).abs().max())
+    if asym > 1e-4 * scale:
+        raise PluginError(f"extractor '{name}' returned a distance matrix that is not symmetric (max |d - d^T| = {asym:.3g})")
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
@@ -249,13 +250,9 @@ def list_extractors() -> dict[str, ExtractorSpec]:
 
 def load_plugin(spec: str) -> ExtractorSpec:
     """``module:function`` named on the command line."""
-    mod, sep, attr = spec.partition(":")
-    if not sep or not mod or not attr:
-        raise PluginError(f"extractor plugin must be given as module:function, got {spec!r}")
-    try:
-        obj = getattr(importlib.import_module(mod), attr)
-    except Exception as e:  # noqa: BLE001 - the plugin's module itself may raise anything while importing
-        raise PluginError(f"extractor plugin '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    from fingerprint.importer import resolve
+
+    obj = resolve(spec, "extractor plugin")
     found = getattr(obj, "__extractor_spec__", None)
     if found is not None:
         return found

@@ -520,7 +520,7 @@ class Zoo:
         loc = np.asarray(self._loc, dtype=np.int64).reshape(-1, 2)[idx]  # [n, (shard, row)]
         steps = np.asarray(self.models["final_step"], dtype=np.int64)[idx] if step is None else np.full(len(idx), int(step))
         out: dict[str, np.ndarray] = {}
-        first = None  # the shard whose parameter shapes `out` was allocated from
+        first, first_shapes = None, None  # the shard whose parameter shapes `out` was allocated from
         for si, s in sorted(set(zip(loc[:, 0].tolist(), steps.tolist()))):
             pos = np.flatnonzero((loc[:, 0] == si) & (steps == s))
             rows = loc[pos, 1]
@@ -532,11 +532,10 @@ class Zoo:
             shapes = {k: tuple(shape[1:]) for k, shape in self.shards[si].param_shapes.items()}
             if not out:
                 out = {k: np.empty((len(ids), *shape), dtype=np.float32) for k, shape in shapes.items()}
-                first = self.shards[si].path.name
-            elif {k: v.shape[1:] for k, v in out.items()} != shapes:
+                first, first_shapes = self.shards[si].path.name, shapes
+            elif shapes != first_shapes:
                 raise CorruptFileError(f"the models of shards '{first}' and '{self.shards[si].path.name}' of zoo '{self.path}' have "
-                                       f"different parameter shapes ({ {k: v.shape[1:] for k, v in out.items()} } vs {shapes}): "
-                                       "one is corrupt, or they cannot be stacked")
+                                       f"different parameter shapes ({first_shapes} vs {shapes}): one is corrupt, or they cannot be stacked")
             self.shards[si].read_params(s, rows, out=out, pos=pos)
         return {k: torch.from_numpy(v) for k, v in out.items()}
 

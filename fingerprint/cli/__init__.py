@@ -78,6 +78,3 @@ def main() -> None:
         where = f" '{e.filename}'" if e.filename else ""
         err_console.print(f"[bold red]error:[/] {escape(e.strerror or type(e).__name__)}{escape(where)}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished shards are kept: rerun with --resume")
-        sys.exit(130)

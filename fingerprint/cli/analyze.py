@@ -363,11 +363,12 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
         raise UserError("--resume and --overwrite exclude each other")
     if resume and not out.exists():
         raise UserError(f"cannot --resume '{out}': it does not exist")
-    if resume and any(out.iterdir()) and not (zoo_dir / MANIFEST).exists() and not (zoo_dir / "shards").exists():
+    is_run_dir = (zoo_dir / MANIFEST).exists() or (zoo_dir / "shards").exists()
+    if resume and any(out.iterdir()) and not is_run_dir:
         raise UserError(f"cannot --resume '{out}': it is not a `fingerprint run` directory (no zoo/)")
     if out.exists() and any(out.iterdir()):
         if overwrite:
-            if not (zoo_dir / MANIFEST).exists() and not (zoo_dir / "shards").exists():
+            if not is_run_dir:
                 raise UserError(f"refusing to --overwrite '{out}': it is not a `fingerprint run` directory (no zoo/)")
             shutil.rmtree(out)
         elif not resume:
