@@ -4,7 +4,9 @@ Trains the same population (default 256 MLPs with 2 hidden layers of 128, batch 
 on the ``xor-cues`` task) two ways in one run, and measures this machine's peak with one large
 matmul. Prints achieved GFLOP/s (matmul FLOPs of forward + backward: 6 * batch * weights), the
 fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``speedup_vs_loop`` and
-``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak.
+``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak. Each run of
+the harness is followed by one with its fused CPU kernels switched off (``--no-compare`` skips
+them), so their share is measured side by side (``kernels_speedup``).
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 5] [--json]
     python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
@@ -13,6 +15,7 @@ fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``spe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -22,7 +25,7 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
-from training.families import get_family
+from training.families import get_family, kernels
 from training.tasks import get_task
 from training.trainer import train_population
 
@@ -43,6 +46,17 @@ def matmul_flops(widths: list[int], batch: int, steps: int, n_models: int) -> fl
     """Forward + backward matmul FLOPs: 2 (forward) + 4 (backward) per multiply-accumulate."""
     macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     return 6.0 * macs * batch * steps * n_models
+
+
+@contextlib.contextmanager
+def torch_path():
+    """Train on the pure-torch path: the fused CPU kernels switched off for the duration."""
+    saved = kernels._state.get("ops")
+    kernels._state["ops"] = None
+    try:
+        yield
+    finally:
+        kernels._state["ops"] = saved
 
 
 def run_vectorized(task, n_models: int, width: int, depth: int, batch: int, steps: int) -> float:
@@ -108,6 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--n-noise", type=int, default=4, help="xor-cues noise dims (input dim = 4 + n_noise)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of the vectorized harness (best reported, as for the peak; the median too)")
+    ap.add_argument("--no-compare", dest="compare", action="store_false",
+                    help="skip the interleaved runs without the fused CPU kernels")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--breakdown", action="store_true", help="profile a few steps and print where a step's time goes, instead")
     args = ap.parse_args()
@@ -134,8 +150,15 @@ def main() -> None:
     # a run down, so the fastest is the closest to this machine's own speed; the median is printed
     # beside it. The loop, ~7x longer and compared against a 5x target, runs once, and the speed-up
     # divides it by the median vectorized run (a typical one, not the best).
-    t_vecs = sorted(run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps)
-                    for _ in range(max(args.repeats, 1)))
+    # The fused CPU kernels' share is measured side by side: each vectorized run is followed by one
+    # on the pure-torch path (the same trainer with the kernels switched off).
+    t_vecs, t_torch = [], []
+    for _ in range(max(args.repeats, 1)):
+        t_vecs.append(run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps))
+        if kernels.ops() is not None and args.compare:
+            with torch_path():
+                t_torch.append(run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps))
+    t_vecs.sort()
     t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
     t_loop = run_loop(task, args.models, args.width, args.depth, args.batch, args.steps)
     peak_after = peak_gflops()
@@ -152,7 +175,12 @@ def main() -> None:
         "loop_fraction_of_peak": round(flops / t_loop / 1e9 / peak, 3),
         "speedup_vs_loop": round(t_loop / t_med, 2),
         "model_steps_per_second": round(args.models * args.steps / t_vec, 1),
+        "cpu_kernels": kernels.status(),
     }
+    if t_torch:
+        res["torch_path_runs"] = sorted(round(t, 3) for t in t_torch)
+        res["torch_path_fraction_of_peak"] = round(flops / min(t_torch) / 1e9 / peak, 3)
+        res["kernels_speedup"] = round(min(t_torch) / t_vec, 3)
     if args.json:
         print(json.dumps(res))
         return
@@ -164,6 +192,10 @@ def main() -> None:
           f"  (best of {len(t_vecs)} runs: {runs} s; median {res['fraction_of_peak_median']:.1%})")
     print(f"loop:       {t_loop:8.2f} s  {res['loop_gflops']:7.1f} GFLOP/s  {res['loop_fraction_of_peak']:.0%} of peak")
     print(f"speed-up vs loop: {res['speedup_vs_loop']:.1f}x")
+    print(f"fused CPU kernels: {res['cpu_kernels']}")
+    if t_torch:
+        print(f"without them (pure-torch path, runs interleaved): best {min(t_torch):.2f} s, "
+              f"{res['torch_path_fraction_of_peak']:.1%} of peak; the kernels are {res['kernels_speedup']:.2f}x faster")
 
 
 if __name__ == "__main__":

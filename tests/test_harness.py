@@ -373,6 +373,7 @@ def test_bench_train_smoke():
     res = json.loads(subprocess.run([sys.executable, str(script), *tiny], capture_output=True, text=True, check=True).stdout)
     assert res["n_models"] == 4 and res["peak_gflops"] > 0
     assert res["speedup_vs_loop"] > 0 and 0 < res["fraction_of_peak"] < 1
+    assert "cpu_kernels" in res and (res["cpu_kernels"].startswith("not in use") or res["kernels_speedup"] > 0)
     out = subprocess.run([sys.executable, str(script), *tiny, "--breakdown"], capture_output=True, text=True, check=True).stdout
     rows = json.loads(out)
     assert rows and {"op", "shapes", "calls_per_step", "ms_per_step", "share"} <= set(rows[0])

@@ -205,7 +205,10 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     if list_extractors is not None:
         for name, spec in sorted(list_extractors().items()):
             extractors[name] = spec.describe()
-    data = {"tasks": tasks, "architectures": archs, "extractors": extractors, "configs": sorted(builtin_configs())}
+    from training.families import kernels
+
+    data = {"tasks": tasks, "architectures": archs, "extractors": extractors, "configs": sorted(builtin_configs()),
+            "cpu_kernels": kernels.status(build=False)}
     if as_json:
         import sys
 
@@ -233,3 +236,4 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
                       ", ".join(f"{k}={v}" for k, v in (d.get("params") or {}).items()))
         console.print(e)
     console.print(f"built-in configs: {', '.join(data['configs']) or '(none)'}")
+    console.print(f"fused CPU kernels for ReLU MLP training: {escape(data['cpu_kernels'])}")

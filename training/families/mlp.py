@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fingerprint.errors import UserError
-from training.families import base
+from training.families import base, kernels
 from training.families.base import Family, get_activation, register_family
 
 
@@ -153,6 +153,9 @@ class MLPFamily(Family):
             return super().value_and_grad(params, x, objective, grads)
         n, B = x.shape[:2]
         ws = self._workspace(n, B, x.dtype, x.device)
+        fused = self._fused_kernels(x)
+        if fused is not None:
+            return self._value_and_grad_fused(fused, params, x, objective, grads, ws)
         acts, dacts = ws["acts"], ws["dacts"]
         act_, dact_ = _BACKWARD_FROM_OUTPUT[self.activation]
         layers = [name for name, _, _ in self._layers()]
@@ -187,6 +190,67 @@ class MLPFamily(Family):
             grads[f"{first}.bias"].copy_(g1[:, d])
         return total.detach()
 
+    def _fused_kernels(self, x: torch.Tensor):
+        """The fused CPU kernels (:mod:`training.families.kernels`) when they apply to this step:
+        ReLU, float32 on the CPU, thin first and output layers (where MKL is slow), and widths the
+        kernels' 16-float vectors divide; else ``None``."""
+        if (self.activation != "relu" or x.device.type != "cpu" or x.dtype != torch.float32
+                or self.d_in > _THIN or self.n_out > _THIN or self.widths[0] % 16 or self.widths[-1] % 16):
+            return None
+        return kernels.ops()
+
+    def _value_and_grad_fused(self, K, params, x, objective, grads, ws):
+        """:meth:`value_and_grad` with the thin layers in fused kernels: the first layer's matmul,
+        bias and ReLU in one pass (``first_forward``); the last hidden layer's bias and ReLU with the
+        output layer (``out_forward``); going down, the output layer's weight gradient, its input
+        gradient, the ReLU backward and the hidden bias gradient in one pass (``out_backward``); and
+        the first layer's weight gradient (``first_backward``). The hidden-to-hidden layers are MKL
+        matmuls as in the torch path."""
+        n, B = x.shape[:2]
+        acts, dacts = ws["acts"], ws["dacts"]
+        layers = [name for name, _, _ in self._layers()]
+        first, last = layers[0], layers[-1]
+        with torch.no_grad():
+            xs = x.reshape(n, B, self.d_in).contiguous()
+            K.first_forward(xs, params[f"{first}.weight"], params[f"{first}.bias"], acts[0])
+            hs = [xs, acts[0]]  # the input of each layer
+            for name, a in zip(layers[1:-1], acts[1:]):
+                torch.bmm(hs[-1], params[f"{name}.weight"].transpose(1, 2), out=a)
+                if a is not acts[-1]:  # the last hidden layer's bias and ReLU are out_forward's
+                    torch.relu_(a.add_(params[f"{name}.bias"].unsqueeze(1)))
+                hs.append(a)
+            below = layers[-2]  # the last hidden layer
+            bias = params[f"{below}.bias"] if len(layers) > 2 else _EMPTY  # empty: already activated
+            K.out_forward(hs[-1], bias, params[f"{last}.weight"], params[f"{last}.bias"], ws["out"])
+            out = ws["out"].transpose(1, 2)
+        out.requires_grad_(True)
+        with torch.enable_grad():
+            total = objective(out)
+        (g,) = torch.autograd.grad(total, out)
+        with torch.no_grad():
+            g = g.contiguous()
+            torch.sum(g, 1, out=grads[f"{last}.bias"])
+            K.out_backward(g, params[f"{last}.weight"], hs[-1], grads[f"{last}.weight"], grads[f"{below}.bias"])
+            g = hs[-1]  # now the gradient at the last hidden layer's pre-activation
+            gw0, gb0 = grads[f"{first}.weight"], grads[f"{first}.bias"]
+            if len(layers) == 2:  # one hidden layer: out_backward gave its pre-activation gradient and bias gradient
+                K.first_backward(g, _EMPTY, xs, gw0, _EMPTY)
+                return total.detach()
+            for i in reversed(range(1, len(layers) - 1)):
+                name, w = layers[i], params[f"{layers[i]}.weight"]
+                torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
+                if i > 1:
+                    g = _backward_through(g, w, hs[i], dacts[i - 1], _relu_backward_, grads[f"{layers[i - 1]}.bias"])
+                    continue
+                # into the first layer: g @ W a cache-sized slice of models at a time, its ReLU backward
+                # and the first layer's gradients in one pass over the slice (first_backward)
+                scratch = dacts[0]
+                for a in range(0, n, scratch.shape[0]):
+                    k = min(scratch.shape[0], n - a)
+                    s = torch.bmm(g[a : a + k], w[a : a + k], out=scratch[:k])
+                    K.first_backward(s, hs[1][a : a + k], xs[a : a + k], gw0[a : a + k], gb0[a : a + k])
+        return total.detach()
+
     def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> dict:
         """Buffers for :meth:`value_and_grad`, kept between calls: per hidden layer an activation
         ``[n, B, width]`` (``acts``) and a scratch gradient ``[m, B, width]`` for a cache-sized slice of
@@ -216,6 +280,10 @@ class MLPFamily(Family):
             nxt = names[i + 1]
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
+
+
+_THIN = 16  # inputs / outputs up to which the fused kernels take the first / output layer
+_EMPTY = torch.empty(0)
 
 
 def _slice(n: int, per_model: int) -> int:

@@ -1,0 +1,100 @@
+"""Fused C++ kernels for the CPU training step of ReLU MLPs, compiled once per machine.
+
+The thin layers of a small MLP (a first layer with a handful of inputs, an output layer with a
+handful of classes) are matmuls MKL runs far below peak, and each is surrounded by bias, activation
+and activation-backward passes over a ``[n_models, batch, width]`` activation. The kernels in
+``csrc/mlp_cpu.cpp`` do each thin layer and its neighbouring passes in one pass over memory (see
+:meth:`training.families.mlp.MLPFamily.value_and_grad`). They are optional: :func:`ops` compiles
+them with ``torch.utils.cpp_extension`` (a C++ compiler and ninja; ~6 s, once per machine, into
+``$XDG_CACHE_HOME/basin-fingerprint/kernels``) and returns ``None`` when that is impossible or
+``BASIN_FINGERPRINT_KERNELS=0`` is set; the trainer then uses its pure-torch path, which computes
+the same gradients (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+ENV = "BASIN_FINGERPRINT_KERNELS"
+_SOURCE = Path(__file__).with_name("csrc") / "mlp_cpu.cpp"
+_FLAGS = ["-O3", "-march=native", "-fopenmp"]  # -fopenmp: at::parallel_for runs on torch's own OpenMP pool
+_state: dict[str, object] = {}
+
+
+def _cpu_flags() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags (a build is only reused on a like CPU)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "basin-fingerprint" / "kernels"
+
+
+def _name() -> str:
+    key = "\n".join([_SOURCE.read_text(), torch.__version__, " ".join(_FLAGS), _cpu_flags()])
+    return "basin_mlp_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _built() -> Path:
+    name = _name()
+    return _cache_dir() / name / f"{name}.so"
+
+
+def _disabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}
+
+
+def ops():
+    """The kernels' ``torch.ops`` namespace, or ``None`` if they are disabled or cannot be built
+    (:func:`status` says why). Built on first use, then loaded from the cache."""
+    if "ops" in _state:
+        return _state["ops"]
+    _state["ops"] = None
+    if _disabled():
+        _state["reason"] = f"disabled by {ENV}=0"
+        return None
+    try:
+        name = _name()
+        lib = _built()
+        try:  # built before (by this or another process)
+            torch.ops.load_library(str(lib))
+            _state["reason"] = f"loaded from {lib.parent}"
+        except OSError:  # not built yet, or still being written: build under torch's lock on the directory
+            from torch.utils.cpp_extension import load
+
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            load(name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, f"-DBASIN_KERNELS={name}"],
+                 extra_ldflags=["-fopenmp"], build_directory=str(lib.parent), is_python_module=False, verbose=False)
+            _state["reason"] = f"built in {lib.parent}"
+        _state["ops"] = getattr(torch.ops, name)
+    except Exception as e:  # no compiler, no ninja, read-only cache, ...: the torch path still works
+        first = (str(e).strip().splitlines() or [""])[0]
+        _state["reason"] = f"cannot be built ({type(e).__name__}: {first[:200]}); training uses the torch path"
+    return _state["ops"]
+
+
+def status(build: bool = True) -> str:
+    """One line: are the kernels in use, and if not, why. With ``build=False`` nothing is compiled:
+    kernels not built yet are reported as such."""
+    if not build and "ops" not in _state:
+        if _disabled():
+            return f"disabled by {ENV}=0"
+        try:
+            built = _built().is_file()
+        except OSError:
+            built = False
+        return f"built in {_built().parent}" if built else "not built yet (compiled on the first CPU training step, ~6 s)"
+    ops()
+    return ("in use: " if _state.get("ops") is not None else "not in use: ") + str(_state.get("reason", ""))
