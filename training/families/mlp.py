@@ -202,10 +202,12 @@ class MLPFamily(Family):
     def _value_and_grad_fused(self, K, params, x, objective, grads, ws):
         """:meth:`value_and_grad` with the thin layers in fused kernels: the first layer's matmul,
         bias and ReLU in one pass (``first_forward``); the last hidden layer's bias and ReLU with the
-        output layer (``out_forward``); going down, the output layer's weight gradient, its input
-        gradient, the ReLU backward and the hidden bias gradient in one pass (``out_backward``); and
-        the first layer's weight gradient (``first_backward``). The hidden-to-hidden layers are MKL
-        matmuls as in the torch path."""
+        output layer, reading its pre-activation without storing the activation (``out_forward``);
+        going down, the output layer's weight gradient, its input gradient, the ReLU backward (on
+        the activation recomputed from the pre-activation) and the hidden bias gradient in one pass
+        (``out_backward``); and into the first layer, a cache-sized slice of models at a time, the
+        ReLU backward and the first layer's weight and bias gradients in one pass over ``g @ W``
+        (``first_backward``). The hidden-to-hidden matmuls are MKL's, as in the torch path."""
         n, B = x.shape[:2]
         acts, dacts = ws["acts"], ws["dacts"]
         layers = [name for name, _, _ in self._layers()]
@@ -230,7 +232,7 @@ class MLPFamily(Family):
         with torch.no_grad():
             g = g.contiguous()
             torch.sum(g, 1, out=grads[f"{last}.bias"])
-            K.out_backward(g, params[f"{last}.weight"], hs[-1], grads[f"{last}.weight"], grads[f"{below}.bias"])
+            K.out_backward(g, params[f"{last}.weight"], hs[-1], bias, grads[f"{last}.weight"], grads[f"{below}.bias"])
             g = hs[-1]  # now the gradient at the last hidden layer's pre-activation
             gw0, gb0 = grads[f"{first}.weight"], grads[f"{first}.bias"]
             if len(layers) == 2:  # one hidden layer: out_backward gave its pre-activation gradient and bias gradient

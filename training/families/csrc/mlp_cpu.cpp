@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -21,10 +22,12 @@ inline v16 bc(float x) { return v16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x,
 #define TV 4
 #endif
 inline v16 relu(v16 v) { const v16 z = v16{}; return v > z ? v : z; }
-inline float hsum(v16 v) {  // fixed order
-  float s = 0.f;
-  for (int l = 0; l < 16; ++l) s += v[l];
-  return s;
+inline float hsum(v16 v) {  // a fixed pairwise tree: 4 dependent adds, not 15
+  float t[8];
+  for (int l = 0; l < 8; ++l) t[l] = v[l] + v[l + 8];
+  for (int l = 0; l < 4; ++l) t[l] += t[l + 4];
+  for (int l = 0; l < 2; ++l) t[l] += t[l + 2];
+  return t[0] + t[1];
 }
 
 inline void check(const at::Tensor& t, const char* what) {  // empty tensors stand for "not given"
@@ -93,17 +96,17 @@ inline v16 grad_at(const float* g, const float* h) {
   return ld(h) > v16{} ? v : v16{};
 }
 
-// One KB x (16 NV) tile of the transposed weight gradient gwt [dp, H] (a per-thread buffer),
-// accumulated over the B rows in registers.
+// One KB x (16 NV) tile of the transposed weight gradient gwt [dp, H] (a per-thread buffer) over
+// rows [i0, i1), accumulated in registers onto what gwt holds (zero at i0 == 0).
 template <bool MASK, bool BIAS, int KB, int NV>
-void first_backward_tile(const float* gm, const float* hm, const float* xp, int64_t B, int64_t H, int64_t dp,
-                         int64_t kb, int64_t j0, float* gwt, float* gbm) {
+void first_backward_tile(const float* gm, const float* hm, const float* xp, int64_t i0, int64_t i1, int64_t H,
+                         int64_t dp, int64_t kb, int64_t j0, float* gwt, float* gbm) {
   v16 a[KB][NV], sb[NV];
-  for (int k = 0; k < KB; ++k)
-    for (int v = 0; v < NV; ++v) a[k][v] = v16{};
-  for (int v = 0; v < NV; ++v) sb[v] = v16{};
   const bool bias = BIAS && kb == 0;
-  for (int64_t i = 0; i < B; ++i) {
+  for (int k = 0; k < KB; ++k)
+    for (int v = 0; v < NV; ++v) a[k][v] = i0 == 0 ? v16{} : ld(gwt + (kb + k) * H + j0 + 16 * v);
+  for (int v = 0; v < NV; ++v) sb[v] = i0 == 0 || !bias ? v16{} : ld(gbm + j0 + 16 * v);
+  for (int64_t i = i0; i < i1; ++i) {
     v16 gv[NV];
     for (int v = 0; v < NV; ++v) gv[v] = grad_at<MASK>(gm + i * H + j0 + 16 * v, hm + i * H + j0 + 16 * v);
     const float* xi = xp + i * dp + kb;
@@ -120,13 +123,19 @@ void first_backward_tile(const float* gm, const float* hm, const float* xp, int6
     for (int v = 0; v < NV; ++v) st(gbm + j0 + 16 * v, sb[v]);
 }
 
+// Rows in chunks that stay in L1 while every tile passes over them.
 template <bool MASK, bool BIAS>
 void first_backward_model(const float* gm, const float* hm, const float* xp, int64_t B, int64_t H, int64_t d,
                           int64_t dp, float* gwt, float* gwm, float* gbm) {
-  for (int64_t kb = 0; kb < dp; kb += TK) {
-    int64_t j0 = 0;
-    for (; j0 + 16 * TV <= H; j0 += 16 * TV) first_backward_tile<MASK, BIAS, TK, TV>(gm, hm, xp, B, H, dp, kb, j0, gwt, gbm);
-    for (; j0 < H; j0 += 16) first_backward_tile<MASK, BIAS, TK, 1>(gm, hm, xp, B, H, dp, kb, j0, gwt, gbm);
+  const int64_t rows = std::max<int64_t>(1, (MASK ? 4096 : 8192) / H);  // 16 KB of g (and of h)
+  for (int64_t i0 = 0; i0 < B; i0 += rows) {
+    const int64_t i1 = std::min(B, i0 + rows);
+    for (int64_t kb = 0; kb < dp; kb += TK) {
+      int64_t j0 = 0;
+      for (; j0 + 16 * TV <= H; j0 += 16 * TV)
+        first_backward_tile<MASK, BIAS, TK, TV>(gm, hm, xp, i0, i1, H, dp, kb, j0, gwt, gbm);
+      for (; j0 < H; j0 += 16) first_backward_tile<MASK, BIAS, TK, 1>(gm, hm, xp, i0, i1, H, dp, kb, j0, gwt, gbm);
+    }
   }
   for (int64_t j = 0; j < H; ++j)
     for (int64_t k = 0; k < d; ++k) gwm[j * d + k] = gwt[k * H + j];
@@ -163,83 +172,115 @@ void first_backward(const at::Tensor& g, const at::Tensor& h, const at::Tensor& 
   });
 }
 
-// The last hidden layer's bias and ReLU in place (skipped when b is empty: a already activated),
-// then the output layer, class-major: out[m, o, i] = bo[m, o] + sum_j h[m, i, j] wo[m, o, j].
+// Output-layer kernels are templated on the class count (OC > 0: known at compile time, so the
+// per-class accumulators live in registers; OC == 0: any count up to 16, read at run time).
+constexpr int OMAX = 16;
+
+// The output layer, class-major, on the last hidden layer's activation h = relu(a + b), which is
+// never stored (out_backward recomputes it); when b is empty, a is that activation already:
+// out[m, o, i] = bo[m, o] + sum_j h[m, i, j] wo[m, o, j].
 // a [n, B, H], b [n, H] or [0], wo [n, O, H], bo [n, O], out [n, O, B]
+template <int OC>
+void out_forward_models(int64_t m0, int64_t m1, int64_t B, int64_t H, int64_t O_, const float* A, const float* Bi,
+                        const float* WO, const float* BO, float* OUT) {
+  const int64_t O = OC > 0 ? OC : O_;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* am = A + m * B * H;
+    const float* bm = Bi ? Bi + m * H : nullptr;
+    const float* wom = WO + m * O * H;
+    for (int64_t i = 0; i < B; ++i) {
+      const float* ai = am + i * H;
+      v16 s[OC > 0 ? OC : OMAX];
+      for (int64_t o = 0; o < O; ++o) s[o] = v16{};
+      for (int64_t j = 0; j < H; j += 16) {
+        const v16 h = bm ? relu(ld(ai + j) + ld(bm + j)) : ld(ai + j);
+        for (int64_t o = 0; o < O; ++o) s[o] += h * ld(wom + o * H + j);
+      }
+      for (int64_t o = 0; o < O; ++o) OUT[(m * O + o) * B + i] = BO[m * O + o] + hsum(s[o]);
+    }
+  }
+}
+
 void out_forward(const at::Tensor& a, const at::Tensor& b, const at::Tensor& wo, const at::Tensor& bo,
                  const at::Tensor& out) {
   check(a, "a"); check(b, "b"); check(wo, "wo"); check(bo, "bo"); check(out, "out");
   const int64_t n = a.size(0), B = a.size(1), H = a.size(2), O = wo.size(1);
-  const bool bias = b.numel() > 0;
-  float* A = a.data_ptr<float>();
-  const float* Bi = bias ? b.data_ptr<float>() : nullptr;
+  TORCH_CHECK(O <= OMAX, "out_forward: at most ", OMAX, " outputs");
+  const float* A = a.data_ptr<float>();
+  const float* Bi = b.numel() > 0 ? b.data_ptr<float>() : nullptr;
   const float* WO = wo.data_ptr<float>();
   const float* BO = bo.data_ptr<float>();
   float* OUT = out.data_ptr<float>();
   at::parallel_for(0, n, 1, [&](int64_t m0, int64_t m1) {
-    std::vector<v16> s(O);
-    for (int64_t m = m0; m < m1; ++m) {
-      float* am = A + m * B * H;
-      const float* wom = WO + m * O * H;
-      for (int64_t i = 0; i < B; ++i) {
-        float* ai = am + i * H;
-        for (int64_t o = 0; o < O; ++o) s[o] = v16{};
-        for (int64_t j = 0; j < H; j += 16) {
-          v16 h = ld(ai + j);
-          if (bias) {
-            h = relu(h + ld(Bi + m * H + j));
-            st(ai + j, h);
-          }
-          for (int64_t o = 0; o < O; ++o) s[o] += h * ld(wom + o * H + j);
-        }
-        for (int64_t o = 0; o < O; ++o) OUT[(m * O + o) * B + i] = BO[m * O + o] + hsum(s[o]);
-      }
+    switch (O) {
+      case 1: return out_forward_models<1>(m0, m1, B, H, O, A, Bi, WO, BO, OUT);
+      case 2: return out_forward_models<2>(m0, m1, B, H, O, A, Bi, WO, BO, OUT);
+      case 3: return out_forward_models<3>(m0, m1, B, H, O, A, Bi, WO, BO, OUT);
+      case 4: return out_forward_models<4>(m0, m1, B, H, O, A, Bi, WO, BO, OUT);
+      default: return out_forward_models<0>(m0, m1, B, H, O, A, Bi, WO, BO, OUT);
     }
   });
 }
 
-// Backward through the output layer and the last hidden ReLU: from g [n, B, O] (the loss gradient
-// at the outputs) and h [n, B, H] (the last hidden activation), the output weights' gradient
-// gwo = g^T h [n, O, H]; then h is overwritten with the gradient at the hidden pre-activation,
+// Backward through the output layer and the last hidden ReLU, from g [n, B, O] (the loss gradient
+// at the outputs) and the last hidden layer's pre-activation a [n, B, H] and bias b [n, H] (or,
+// with b empty, its activation in a): the output weights' gradient gwo = g^T h [n, O, H] with
+// h = relu(a + b); then a is overwritten with the gradient at the pre-activation,
 // (g @ wo) * (h > 0), and gb [n, H] gets its sum over B (the hidden bias gradient).
-void out_backward(const at::Tensor& g, const at::Tensor& wo, const at::Tensor& h, const at::Tensor& gwo,
-                  const at::Tensor& gb) {
-  check(g, "g"); check(wo, "wo"); check(h, "h"); check(gwo, "gwo"); check(gb, "gb");
-  const int64_t n = h.size(0), B = h.size(1), H = h.size(2), O = wo.size(1);
+template <int OC>
+void out_backward_models(int64_t m0, int64_t m1, int64_t B, int64_t H, int64_t O_, const float* G, const float* WO,
+                         float* A, const float* Bi, float* GWO, float* GB) {
+  const int64_t O = OC > 0 ? OC : O_;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* gm = G + m * B * O;
+    const float* wom = WO + m * O * H;
+    float* am = A + m * B * H;
+    for (int64_t j = 0; j < H; j += 16) {
+      v16 w[OC > 0 ? OC : OMAX], gw[OC > 0 ? OC : OMAX];
+      for (int64_t o = 0; o < O; ++o) {
+        w[o] = ld(wom + o * H + j);
+        gw[o] = v16{};
+      }
+      const v16 bj = Bi ? ld(Bi + m * H + j) : v16{};
+      v16 sb = v16{};
+      for (int64_t i = 0; i < B; ++i) {
+        float* ai = am + i * H + j;
+        const v16 hv = Bi ? relu(ld(ai) + bj) : ld(ai);
+        const float* gi = gm + i * O;
+        v16 dh = v16{};
+        for (int64_t o = 0; o < O; ++o) {
+          const v16 go = bc(gi[o]);
+          dh += go * w[o];
+          gw[o] += go * hv;
+        }
+        dh = hv > v16{} ? dh : v16{};
+        st(ai, dh);
+        sb += dh;
+      }
+      for (int64_t o = 0; o < O; ++o) st(GWO + (m * O + o) * H + j, gw[o]);
+      st(GB + m * H + j, sb);
+    }
+  }
+}
+
+void out_backward(const at::Tensor& g, const at::Tensor& wo, const at::Tensor& a, const at::Tensor& b,
+                  const at::Tensor& gwo, const at::Tensor& gb) {
+  check(g, "g"); check(wo, "wo"); check(a, "a"); check(b, "b"); check(gwo, "gwo"); check(gb, "gb");
+  const int64_t n = a.size(0), B = a.size(1), H = a.size(2), O = wo.size(1);
+  TORCH_CHECK(O <= OMAX, "out_backward: at most ", OMAX, " outputs");
   const float* G = g.data_ptr<float>();
   const float* WO = wo.data_ptr<float>();
-  float* Hp = h.data_ptr<float>();
+  float* A = a.data_ptr<float>();
+  const float* Bi = b.numel() > 0 ? b.data_ptr<float>() : nullptr;
   float* GWO = gwo.data_ptr<float>();
   float* GB = gb.data_ptr<float>();
   at::parallel_for(0, n, 1, [&](int64_t m0, int64_t m1) {
-    std::vector<v16> w(O), gw(O);
-    for (int64_t m = m0; m < m1; ++m) {
-      const float* gm = G + m * B * O;
-      const float* wom = WO + m * O * H;
-      float* hm = Hp + m * B * H;
-      for (int64_t j = 0; j < H; j += 16) {
-        for (int64_t o = 0; o < O; ++o) {
-          w[o] = ld(wom + o * H + j);
-          gw[o] = v16{};
-        }
-        v16 sb = v16{};
-        for (int64_t i = 0; i < B; ++i) {
-          float* hi = hm + i * H + j;
-          const v16 hv = ld(hi);
-          const float* gi = gm + i * O;
-          v16 dh = v16{};
-          for (int64_t o = 0; o < O; ++o) {
-            const v16 go = bc(gi[o]);
-            dh += go * w[o];
-            gw[o] += go * hv;
-          }
-          dh = hv > v16{} ? dh : v16{};
-          st(hi, dh);
-          sb += dh;
-        }
-        for (int64_t o = 0; o < O; ++o) st(GWO + (m * O + o) * H + j, gw[o]);
-        st(GB + m * H + j, sb);
-      }
+    switch (O) {
+      case 1: return out_backward_models<1>(m0, m1, B, H, O, G, WO, A, Bi, GWO, GB);
+      case 2: return out_backward_models<2>(m0, m1, B, H, O, G, WO, A, Bi, GWO, GB);
+      case 3: return out_backward_models<3>(m0, m1, B, H, O, G, WO, A, Bi, GWO, GB);
+      case 4: return out_backward_models<4>(m0, m1, B, H, O, G, WO, A, Bi, GWO, GB);
+      default: return out_backward_models<0>(m0, m1, B, H, O, G, WO, A, Bi, GWO, GB);
     }
   });
 }
@@ -248,8 +289,8 @@ void out_backward(const at::Tensor& g, const at::Tensor& wo, const at::Tensor& h
 TORCH_LIBRARY(BASIN_KERNELS, m) {
   m.def("first_forward(Tensor x, Tensor w, Tensor b, Tensor(a!) out) -> ()");
   m.def("first_backward(Tensor g, Tensor h, Tensor x, Tensor(a!) gw, Tensor(b!) gb) -> ()");
-  m.def("out_forward(Tensor(a!) a, Tensor b, Tensor wo, Tensor bo, Tensor(b!) out) -> ()");
-  m.def("out_backward(Tensor g, Tensor wo, Tensor(a!) h, Tensor(b!) gwo, Tensor(c!) gb) -> ()");
+  m.def("out_forward(Tensor a, Tensor b, Tensor wo, Tensor bo, Tensor(a!) out) -> ()");
+  m.def("out_backward(Tensor g, Tensor wo, Tensor(a!) a, Tensor b, Tensor(b!) gwo, Tensor(c!) gb) -> ()");
   m.impl("first_forward", c10::DispatchKey::CPU, TORCH_FN(first_forward));
   m.impl("first_backward", c10::DispatchKey::CPU, TORCH_FN(first_backward));
   m.impl("out_forward", c10::DispatchKey::CPU, TORCH_FN(out_forward));
