@@ -173,13 +173,8 @@ class MLPFamily(Family):
                 hs.append(a)
             out_t = torch.bmm(params[f"{last}.weight"], hs[-1].transpose(1, 2), out=ws["out"])
             out = out_t.add_(params[f"{last}.bias"].unsqueeze(2)).transpose(1, 2)
-        out.requires_grad_(True)
-        with torch.enable_grad():
-            total = objective(out)
-        (g,) = torch.autograd.grad(total, out)
+        total, g = _objective_and_grad(objective, out, grads[f"{last}.bias"])
         with torch.no_grad():
-            g = g.contiguous()  # [n, B, n_out]: a thin matmul with K = n_out is ~2x slower on the transposed view
-            torch.sum(g, 1, out=grads[f"{last}.bias"])  # the hidden layers' come from _backward_through
             for i in reversed(range(1, len(layers))):
                 name = layers[i]
                 torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
@@ -188,7 +183,7 @@ class MLPFamily(Family):
             g1 = torch.bmm(x1.transpose(1, 2), g, out=ws["g1"])  # [n, d_in + 1, width0]
             grads[f"{first}.weight"].copy_(g1[:, :d].transpose(1, 2))
             grads[f"{first}.bias"].copy_(g1[:, d])
-        return total.detach()
+        return total
 
     def _fused_kernels(self, x: torch.Tensor):
         """The fused CPU kernels (:mod:`training.families.kernels`) when they apply to this step:
@@ -225,33 +220,29 @@ class MLPFamily(Family):
             bias = params[f"{below}.bias"] if len(layers) > 2 else _EMPTY  # empty: already activated
             K.out_forward(hs[-1], bias, params[f"{last}.weight"], params[f"{last}.bias"], ws["out"])
             out = ws["out"].transpose(1, 2)
-        out.requires_grad_(True)
-        with torch.enable_grad():
-            total = objective(out)
-        (g,) = torch.autograd.grad(total, out)
+        total, g = _objective_and_grad(objective, out, grads[f"{last}.bias"])
         with torch.no_grad():
-            g = g.contiguous()
-            torch.sum(g, 1, out=grads[f"{last}.bias"])
             K.out_backward(g, params[f"{last}.weight"], hs[-1], bias, grads[f"{last}.weight"], grads[f"{below}.bias"])
             g = hs[-1]  # now the gradient at the last hidden layer's pre-activation
             gw0, gb0 = grads[f"{first}.weight"], grads[f"{first}.bias"]
-            if len(layers) == 2:  # one hidden layer: out_backward gave its pre-activation gradient and bias gradient
+            if len(layers) == 2:  # one hidden layer: out_backward gave its pre-activation and bias gradients
                 K.first_backward(g, _EMPTY, xs, gw0, _EMPTY)
-                return total.detach()
-            for i in reversed(range(1, len(layers) - 1)):
-                name, w = layers[i], params[f"{layers[i]}.weight"]
+                return total
+            for i in reversed(range(2, len(layers) - 1)):  # hidden-to-hidden layers above the second
+                name = layers[i]
                 torch.bmm(g.transpose(1, 2), hs[i], out=grads[f"{name}.weight"])
-                if i > 1:
-                    g = _backward_through(g, w, hs[i], dacts[i - 1], _relu_backward_, grads[f"{layers[i - 1]}.bias"])
-                    continue
-                # into the first layer: g @ W a cache-sized slice of models at a time, its ReLU backward
-                # and the first layer's gradients in one pass over the slice (first_backward)
-                scratch = dacts[0]
-                for a in range(0, n, scratch.shape[0]):
-                    k = min(scratch.shape[0], n - a)
-                    s = torch.bmm(g[a : a + k], w[a : a + k], out=scratch[:k])
-                    K.first_backward(s, hs[1][a : a + k], xs[a : a + k], gw0[a : a + k], gb0[a : a + k])
-        return total.detach()
+                g = _backward_through(g, params[f"{name}.weight"], hs[i], dacts[i - 1], _relu_backward_,
+                                      grads[f"{layers[i - 1]}.bias"])
+            # the second layer, into the first: its weight gradient, then g @ W a cache-sized slice of
+            # models at a time, whose ReLU backward and first-layer gradients are one pass (first_backward)
+            w = params[f"{layers[1]}.weight"]
+            torch.bmm(g.transpose(1, 2), hs[1], out=grads[f"{layers[1]}.weight"])
+            scratch = dacts[0]
+            for a in range(0, n, scratch.shape[0]):
+                k = min(scratch.shape[0], n - a)
+                s = torch.bmm(g[a : a + k], w[a : a + k], out=scratch[:k])
+                K.first_backward(s, hs[1][a : a + k], xs[a : a + k], gw0[a : a + k], gb0[a : a + k])
+        return total
 
     def _workspace(self, n: int, B: int, dtype: torch.dtype, device: torch.device) -> dict:
         """Buffers for :meth:`value_and_grad`, kept between calls: per hidden layer an activation
@@ -282,6 +273,19 @@ class MLPFamily(Family):
             nxt = names[i + 1]
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
+
+
+def _objective_and_grad(objective, out: torch.Tensor, out_bias_grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective on the outputs ``out [n, B, n_out]`` and, through autograd, its gradient there
+    (made contiguous: a thin matmul with K = n_out is ~2x slower on the transposed view); the output
+    bias gradient ``[n, n_out]`` (its sum over ``B``) is written into ``out_bias_grad``."""
+    out.requires_grad_(True)
+    with torch.enable_grad():
+        total = objective(out)
+    (g,) = torch.autograd.grad(total, out)
+    g = g.contiguous()
+    torch.sum(g.detach(), 1, out=out_bias_grad)
+    return total.detach(), g
 
 
 _THIN = 16  # inputs / outputs up to which the fused kernels take the first / output layer
