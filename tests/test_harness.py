@@ -46,8 +46,6 @@ def test_batch_invariance_256_mlp():
 def test_mlp_hand_written_backward_equals_autograd(activation, hidden, n, batch, seed):
     """The MLP's hand-written training gradient (reused buffers, shared per-width gradient buffers,
     no autograd graph) is autograd's, for any mix of hidden widths."""
-    from training.families.base import Family
-
     hp = {"hidden": hidden} if hidden else {"depth": 0}
     fam = get_family("mlp", (5,), 3, {**hp, "activation": activation})
     params = {k: v.requires_grad_(True) for k, v in fam.init([seed + j for j in range(n)]).items()}
@@ -59,9 +57,17 @@ def test_mlp_hand_written_backward_equals_autograd(activation, hidden, n, batch,
         ce = torch.nn.functional.cross_entropy(out.reshape(-1, 3), y.reshape(-1), reduction="none")
         return (ce.reshape(n, batch).mean(1) * weight).sum()
 
-    fast = {k: torch.full_like(v, float("nan")) for k, v in params.items()}  # every entry must be written
+    assert_step_equals_autograd(fam, params, x, objective)
+
+
+def assert_step_equals_autograd(fam, params, x, objective) -> None:
+    """``fam.value_and_grad`` (twice: the second call reuses the first one's buffers) writes every
+    gradient entry (they start as NaN) and gives autograd's loss and gradients."""
+    from training.families.base import Family
+
+    fast = {k: torch.full_like(v, float("nan")) for k, v in params.items()}
     ref = {k: torch.zeros_like(v) for k, v in params.items()}
-    for _ in range(2):  # the second call reuses the first one's buffers
+    for _ in range(2):
         t_fast = fam.value_and_grad(params, x, objective, fast)
     t_ref = Family.value_and_grad(fam, params, x, objective, ref)
     assert torch.allclose(t_fast, t_ref, atol=1e-6)
