@@ -195,6 +195,21 @@ def test_error_text_is_printed_verbatim(tmp_path, tiny_zoo):
     assert "Not a directory" in _one_line_error(cli("sweep", "xor-cues-quick", "--out", tmp_path / "afile" / "zoo"))
 
 
+def test_usage_errors_are_one_line(tmp_path):
+    """click's own errors (an unknown option, a missing argument, a bad choice) are one line naming
+    the culprit and where the help is, exit 2; a bare `fingerprint` still shows the help."""
+    line = _one_line_error(cli("sweep", "xor-cues-quick", "--out", tmp_path / "z", "--bogus"))
+    assert "No such option: --bogus" in line and "sweep --help" in line
+    assert "Missing argument 'ZOO'" in _one_line_error(cli("inspect"))
+    line = _one_line_error(cli("inspect", tmp_path, "--jsn"))
+    assert "No such option: --jsn" in line and "--json" in line
+    assert "'--models-per-batch'" in _one_line_error(cli("sweep", "xor-cues-quick", "--out", tmp_path / "z", "--models-per-batch", "x"))
+    assert not (tmp_path / "z").exists()
+    bare = cli()
+    assert bare.returncode == 2 and "Usage:" in bare.stdout + bare.stderr and "sweep" in bare.stdout + bare.stderr
+    assert cli("sweep", "--help").returncode == 0
+
+
 def test_not_hdf5_and_future_schema(tmp_path, tiny_zoo):
     shard = sorted((tiny_zoo / "shards").glob("*.h5"))[0]
     with h5py.File(shard, "a") as f:

@@ -1,8 +1,8 @@
 """The ``fingerprint`` command line. Only this package touches argv and the terminal.
 
 Commands live in sibling modules (``train``, ``extract``, ``analyze``) that register themselves on
-``app``. Every :class:`~fingerprint.errors.UserError` becomes a one-line ``error: ...`` on stderr
-and exit status 2.
+``app``. Every :class:`~fingerprint.errors.UserError`, and every usage error of click's own (an
+unknown option, a missing argument), becomes a one-line ``error: ...`` on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+# the exceptions of the click that typer runs on (recent typers vendor their own copy)
+_click = sys.modules[typer.BadParameter.__module__]
+_NO_ARGS_IS_HELP = getattr(_click, "NoArgsIsHelpError", ())  # click >= 8.2
 err_console = Console(stderr=True)
 
 _COMMAND_MODULES = ("train", "extract", "analyze", "extras")
@@ -70,7 +73,21 @@ def main() -> None:
     warnings.showwarning = _show_warning
     _register()
     try:
-        app()
+        code = app(standalone_mode=False)  # click's own errors come here, to be shown as one line
+    except _NO_ARGS_IS_HELP as e:  # a bare `fingerprint`: the help, as click shows it
+        e.show()
+        sys.exit(e.exit_code)
+    except _click.UsageError as e:  # unknown option, missing argument, a value not among the choices
+        where = e.ctx.command_path if e.ctx is not None else "fingerprint"
+        err_console.print(f"[bold red]error:[/] {escape(e.format_message())} (see '{escape(where)} --help')",
+                          highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except _click.ClickException as e:
+        err_console.print(f"[bold red]error:[/] {escape(e.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a sweep (which says what it kept itself)
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
     except UserError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
@@ -78,3 +95,4 @@ def main() -> None:
         where = f" '{e.filename}'" if e.filename else ""
         err_console.print(f"[bold red]error:[/] {escape(e.strerror or type(e).__name__)}{escape(where)}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, or 0
