@@ -73,7 +73,10 @@ def atomic_path(path: Path, cache: bool = False) -> Iterator[Path]:
         publish_mode(tmp_path)
         if cache:
             path.unlink(missing_ok=True)
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:  # e.g. ``path`` is a directory: name it, not the temporary file
+            raise type(e)(e.errno, e.strerror, str(path)) from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

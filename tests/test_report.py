@@ -128,6 +128,15 @@ def test_unknown_column_is_a_one_line_error_naming_the_valid_ones(run, tmp_path,
     assert err == [f"error: unknown model column 'nope' for --label (valid: {names})"]
 
 
+def test_unwritable_summary_leaves_no_report(run, tmp_path):
+    """`--json` naming a directory: a one-line error, and no HTML written before it failed."""
+    res = cli("report", run.zoo, "-o", tmp_path / "r.html", "--json", tmp_path, *FAST)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(tmp_path) in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_html_is_self_contained(run):
     page = run.html
     assert page.startswith("<!DOCTYPE html>")

@@ -193,14 +193,13 @@ def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Op
     prov = provenance(zoo, extra_prov)
     forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
     html = render(result, prov, distance_matrices(inputs, result), forecast)
-    html_path = Path(html_path)
-    with atomic_path(html_path) as tmp:
+    with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(html, encoding="utf-8")
-    if json_path:
-        s = summary(result, prov)
-        if forecast:
-            s["forecast"] = forecast
-        write_json(Path(json_path), s)
+        if json_path:  # published before the HTML is renamed into place: if it fails, neither is written
+            s = summary(result, prov)
+            if forecast:
+                s["forecast"] = forecast
+            write_json(Path(json_path), s)
 
 
 SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both"}
