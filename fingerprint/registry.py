@@ -46,10 +46,12 @@ class ExtractorSpec:
     description: str = ""
     source: str = "builtin"
     params: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # numeric parameter -> (min, max), inclusive; None: open
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
-                "source": self.source, "params": self.params, "description": self.description}
+                "source": self.source, "params": self.params, "bounds": {k: list(b) for k, b in self.bounds.items()},
+                "description": self.description}
 
     def resolve_params(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
         out = dict(self.params)
@@ -71,6 +73,8 @@ class ExtractorSpec:
                 if isinstance(default, kind) and not isinstance(default, bool) and not ok(v):
                     want = {int: "an integer", float: "a number", str: "a string", list: "a list, e.g. [1,2]"}[kind]
                     raise UserError(f"parameter '{k}' of extractor '{self.name}' must be {want}, got {v!r}")
+            if not _within(v, *self.bounds.get(k, (None, None))):
+                raise UserError(f"parameter '{k}' of extractor '{self.name}' must be {bound_text(*self.bounds[k])}, got {v!r}")
             out[k] = v
         return out
 
@@ -172,9 +176,25 @@ def _params_of(fn: Callable[..., Any]) -> dict[str, Any]:
     return out
 
 
+def _within(v: Any, lo: Any, hi: Any) -> bool:
+    return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def bound_text(lo: Any, hi: Any) -> str:
+    """``>= 1``, ``<= 8`` or ``in [0, 1]``: a declared parameter range, for messages and listings."""
+    if hi is None:
+        return f">= {lo}"
+    return f"<= {hi}" if lo is None else f"in [{lo}, {hi}]"
+
+
 def extractor(name: str, kind: str = "behavioural", output: str = "features", version: str = "1",
-              supervised: bool = False, streaming: bool | None = None, description: str | None = None):
+              supervised: bool = False, streaming: bool | None = None, description: str | None = None,
+              bounds: dict[str, tuple[Any, Any]] | None = None):
     """Decorator: register ``fn(models, **params)`` (or a class) as the extractor ``name``.
+
+    ``bounds`` declares the valid range of numeric parameters, ``{name: (min, max)}`` (inclusive;
+    ``None`` for an open end): a value outside it is refused with a one-line error naming the range,
+    instead of being silently clamped by the extractor.
 
     Examples
     --------
@@ -195,8 +215,15 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
             source="builtin" if mod.startswith("fingerprint.extractors") else f"plugin ({mod})",
-            params=_params_of(fn),
+            params=_params_of(fn), bounds=dict(bounds or {}),
         )
+        for k, (lo, hi) in spec.bounds.items():
+            default = spec.params.get(k)
+            if k not in spec.params or isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise PluginError(f"extractor '{name}' declares bounds for '{k}', which is not one of its numeric "
+                                  f"parameters (valid: {choices([p for p, d in spec.params.items() if isinstance(d, (int, float)) and not isinstance(d, bool)])})")
+            if not _within(default, lo, hi):
+                raise PluginError(f"extractor '{name}': the default {k}={default!r} is outside its bounds ({bound_text(lo, hi)})")
         if spec.source != "builtin":
             _load_builtins()
             taken = _REGISTRY.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -267,14 +268,42 @@ def test_unknown_names_and_params_are_errors(tiny_zoo):
     for spec, msg in (("ood-outputs:n_probes=abc", "'n_probes' of extractor 'ood-outputs' must be an integer, got 'abc'"),
                       ("ood-outputs:n_probes=2.5", "must be an integer, got 2.5"),
                       ("weight-stats:quantiles=3", "must be a list"),
-                      ("ood-outputs:n_probes", "parameters of extractor 'ood-outputs' are key=value pairs, got 'n_probes'")):
-        with pytest.raises(UserError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+                      ("ood-outputs:n_probes", "parameters of extractor 'ood-outputs' are key=value pairs, got 'n_probes'"),
+                      ("ood-outputs:n_probes=0", "parameter 'n_probes' of extractor 'ood-outputs' must be >= 1, got 0"),
+                      ("lmc-barrier:n_points=2", "parameter 'n_points' of extractor 'lmc-barrier' must be >= 3, got 2"),
+                      ("learned-queries:train_fraction=1.5", "'train_fraction' of extractor 'learned-queries' must be in [0.0, 1.0], got 1.5")):
+        with pytest.raises(UserError, match=re.escape(msg)):
             extract(Zoo.open(tiny_zoo), [spec])
     assert get_extractor("cka").resolve_params({"layer": 1})["layer"] == "1"  # submodule "1", parsed as a number
     (one,) = extract(Zoo.open(tiny_zoo), "weight-stats")  # a single spec as a plain string
     assert one.error is None and one.name == "weight-stats"
     with pytest.raises(UserError, match="labels has 2 values for the zoo's 24 models"):
         extract(Zoo.open(tiny_zoo), ["learned-queries"], labels=[0, 1])
+
+
+def test_declared_bounds(monkeypatch):
+    """A plugin declares the range of its numeric parameters; values outside are one-line errors, and
+    a declaration that names no numeric parameter, or excludes its own default, is the plugin's error."""
+    from fingerprint import registry
+    from fingerprint.errors import PluginError, UserError
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @fingerprint.extractor("bounded-x", bounds={"n": (2, 8), "scale": (None, 1.0)})
+    def bounded(models, n: int = 4, scale: float = 0.5):
+        return models.params["out.bias"][:, :1] * 0
+
+    spec = get_extractor("bounded-x")
+    assert spec.resolve_params({"n": 8, "scale": -3}) == {"n": 8, "scale": -3.0}
+    assert spec.describe()["bounds"] == {"n": [2, 8], "scale": [None, 1.0]}
+    with pytest.raises(UserError, match=r"parameter 'n' of extractor 'bounded-x' must be in \[2, 8\], got 9"):
+        spec.resolve_params({"n": 9})
+    with pytest.raises(UserError, match="parameter 'scale' of extractor 'bounded-x' must be <= 1.0, got 2.0"):
+        spec.resolve_params({"scale": 2})
+    with pytest.raises(PluginError, match=r"declares bounds for 'm', which is not one of its numeric parameters \(valid: n\)"):
+        fingerprint.extractor("bounded-y", bounds={"m": (0, 1)})(lambda models, n=1, name="a": None)
+    with pytest.raises(PluginError, match=r"the default n=0 is outside its bounds \(>= 1\)"):
+        fingerprint.extractor("bounded-z", bounds={"n": (1, None)})(lambda models, n=0: None)
 
 
 def test_every_builtin_runs_on_each_family(tmp_path):

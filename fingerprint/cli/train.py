@@ -231,9 +231,13 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
         e = Table(title="extractors")
         for col in ("name", "kind", "output", "version", "source", "parameters"):
             e.add_column(col)
+        from fingerprint.registry import bound_text
+
         for n, d in extractors.items():
+            bounds = d.get("bounds") or {}
             e.add_row(n, str(d.get("kind")), str(d.get("output")), str(d.get("version")), str(d.get("source")),
-                      ", ".join(f"{k}={v}" for k, v in (d.get("params") or {}).items()))
+                      escape(", ".join(f"{k}={v}" + (f" ({bound_text(*bounds[k])})" if k in bounds else "")
+                                       for k, v in (d.get("params") or {}).items())))
         console.print(e)
     console.print(f"built-in configs: {', '.join(data['configs']) or '(none)'}")
     console.print(f"fused CPU kernels for ReLU MLP training: {escape(data['cpu_kernels'])}")

@@ -20,14 +20,14 @@ from fingerprint.extractors.common import correlation_normalize, generator, prob
 from fingerprint.registry import extractor
 
 
-@extractor("probe-outputs", kind="behavioural")
+@extractor("probe-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
 def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on in-distribution probes, flattened: [n_models, n_probes * n_out]."""
     x = probes(models, probe_set, n_probes)
     return transform_outputs(models.forward(x), transform).flatten(1)
 
 
-@extractor("ood-outputs", kind="behavioural")
+@extractor("ood-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
 def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on OOD probes, each model's vector centred and unit-norm (dot product = correlation)."""
     x = probes(models, probe_set, n_probes)
@@ -54,7 +54,7 @@ def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: i
     return torch.cat([far, const, single.reshape(-1, *mu.shape)])
 
 
-@extractor("anomalous-inputs", kind="behavioural")
+@extractor("anomalous-inputs", kind="behavioural", bounds={"n_random": (1, None), "scale": (0.0, None)})
 def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: str = "in_dist", seed: int = 0,
                      transform: str = "logprob"):
     """Outputs on inputs far outside the training range (random far points, constants, one dim pushed
@@ -63,7 +63,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances")
+@extractor("disagreement", kind="behavioural", output="distances", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of probes on which two models predict different classes: [n, n].
     For one-output (regression) models: pairwise RMS difference of outputs."""
@@ -75,7 +75,8 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     return 1.0 - onehot @ onehot.T / out.shape[1]
 
 
-@extractor("learned-queries", kind="behavioural", supervised=True, streaming=False)
+@extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,
+           bounds={"n_queries": (1, None), "steps": (0, None), "lr": (0.0, None), "train_fraction": (0.0, 1.0)})
 def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int = 150, lr: float = 0.05,
                     train_fraction: float = 0.5, reference: str = "in_dist", seed: int = 0):
     """Query inputs optimised jointly with a linear meta-classifier on a labelled subset of models

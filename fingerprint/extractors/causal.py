@@ -145,7 +145,7 @@ def _regression_iia(models, params, patched, train, test, src_tr, src_te, opt, s
         return iia(test, src_te, cf_te).cpu(), iia(train, src_tr, cf_tr).cpu()
 
 
-@extractor("causal-ii", kind="mechanistic", version="1")
+@extractor("causal-ii", kind="mechanistic", version="1", bounds={"k": (0, None)})
 def causal_ii(models, layer: str = "", k: int = 0, steps: int = 150, lr: float = 0.05, n_pairs: int = 256,
               seed: int = 0):
     """Interchange-intervention accuracy of each task hypothesis after a learned linear alignment

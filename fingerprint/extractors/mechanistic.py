@@ -57,7 +57,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic")
+@extractor("weight-spectra", kind="mechanistic", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant)."""
     cols = []
@@ -101,7 +101,7 @@ def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
     return (hsic / (d[:, None] * d[None, :])).float()
 
 
-@extractor("cka", kind="mechanistic", output="distances")
+@extractor("cka", kind="mechanistic", output="distances", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC)."""
     layer = layer or default_layer(models)
@@ -221,7 +221,7 @@ def _aligned(models, reference: int, iterations: int) -> dict[str, torch.Tensor]
     return apply_permutations(models.params, perms, groups)
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False)
+@extractor("aligned-weights", kind="mechanistic", streaming=False, bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10):
     """All weights after permutation alignment to a reference model (weight matching), flattened."""
     aligned = _aligned(models, reference, iterations)
@@ -237,7 +237,8 @@ def _labelled(models, n: int):
     return x[:n], y[:n], task.loss
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="2")
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="2",
+           bounds={"n_probes": (1, None), "n_points": (3, None), "landmarks": (0, None), "pair_chunk": (1, None)})
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = False, landmarks: int = 0,
                 seed: int = 0, pair_chunk: int = 2048):
     """Loss barrier on the linear path between two models: max over interior points of
@@ -254,7 +255,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
     else:  # the path from j to i is the path from i to j reversed (symmetric alphas): each pair once
         lm = None
         ii, jj = np.triu_indices(n, 1)
-    alphas = torch.linspace(0, 1, max(n_points, 3))
+    alphas = torch.linspace(0, 1, n_points)
     fam = models.family
     x = x.to(models.device)
     y = y.to(models.device)
@@ -279,7 +280,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
     return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm]}
 
 
-@extractor("gradients", kind="mechanistic")
+@extractor("gradients", kind="mechanistic", bounds={"n_probes": (1, None), "dim": (1, None)})
 def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
     probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim]."""
