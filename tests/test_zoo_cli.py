@@ -137,6 +137,45 @@ def test_process_executor_gives_the_same_models(tmp_path, tiny_config, tiny_zoo)
     assert all(torch.allclose(pa[k], pb[k], atol=1e-5) for k in pa)
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_process_workers_exit_when_the_sweep_is_killed(tmp_path, tiny_config):
+    """kill -9 of a `--executor process` sweep: its workers stop too, instead of training on as orphans."""
+    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 200000")  # minutes of work
+    proc = subprocess.Popen([*BIN, "sweep", str(tiny_config(body=body)), "--out", str(tmp_path / "z"),
+                             "--executor", "process"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and not workers:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    assert workers, "the sweep started no worker"
+    time.sleep(1.0)  # past the workers' start-up
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
 def test_corrupt_shard_is_named_and_others_stay_readable(tmp_path, tiny_zoo):
     shards = sorted((tiny_zoo / "shards").glob("*.h5"))
     victim = shards[1]

@@ -325,7 +325,8 @@ class ProcessExecutor:
             while pending or running:
                 while pending and len(running) < self.workers:
                     sp = pending.pop(0)
-                    cmd = [sys.executable, "-m", "training.worker", str(zoo_dir), sp.name, "--device", device, "--threads", str(threads)]
+                    cmd = [sys.executable, "-m", "training.worker", str(zoo_dir), sp.name, "--device", device, "--threads", str(threads),
+                           "--parent", str(os.getpid())]  # the worker exits if this process dies
                     running[subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)] = sp
                 time.sleep(0.05)
                 for proc in [p for p in running if p.poll() is not None]:

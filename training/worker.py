@@ -1,4 +1,4 @@
-"""Worker entry point: ``python -m training.worker ZOO SHARD [--device D] [--threads T]``.
+"""Worker entry point: ``python -m training.worker ZOO SHARD [--device D] [--threads T] [--parent PID]``.
 
 Trains one shard of a planned zoo and exits 0 once its file is in place. Used by the process
 executor (and usable by any scheduler that can run a command).
@@ -7,7 +7,10 @@ executor (and usable by any scheduler that can run a command).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -16,13 +19,31 @@ from fingerprint.errors import UserError
 from training.sweep import train_shard
 
 
+def exit_with_parent(parent: int, interval: float = 0.2) -> None:
+    """Exit as soon as process ``parent`` (the sweep that started this worker) is no longer this
+    worker's parent. A sweep killed with ``kill -9`` cannot stop its workers; an orphan would go on
+    training a shard that ``--resume`` trains again, on the same cores. A shard is only written at
+    the end, so nothing half-written is left. (The pid comes from the command line: a parent that
+    died while the worker was still importing torch would otherwise go unnoticed.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.worker")
     ap.add_argument("zoo")
     ap.add_argument("shard")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--parent", type=int, default=0, help="exit when this process is no longer the worker's parent")
     args = ap.parse_args(argv)
+    if args.parent:
+        exit_with_parent(args.parent)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
