@@ -30,6 +30,11 @@ def sweep_progress() -> Progress:
     )
 
 
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 def make_executor(name: str, address: Optional[str] = None):
     """Build an executor by name; ``--address`` only makes sense for Ray."""
     from training.sweep import get_executor
@@ -46,10 +51,11 @@ def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optio
     import time
 
     with sweep_progress() as progress:
-        state = {"task": None, "t0": time.time(), "steps": 0}
+        state = {"task": None, "t0": time.time(), "steps": 0, "total": 0, "logged": None}
 
         def on_start(n_models, n_done, total_steps):
             state["task"] = progress.add_task("training", total=max(total_steps, 1), models=n_done, n_models=n_models, rate="-")
+            state["total"] = total_steps
             if total_steps == 0:
                 progress.update(state["task"], completed=1)
 
@@ -60,7 +66,17 @@ def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optio
 
         def on_done(sp):
             cur = next(t for t in progress.tasks if t.id == state["task"])
-            progress.update(state["task"], models=cur.fields["models"] + sp.n_models)
+            models = cur.fields["models"] + sp.n_models
+            progress.update(state["task"], models=models)
+            if not console.is_terminal:  # no live bar in a log file: a plain line per shard, at most every 10 s
+                now, last = time.time(), models == cur.fields["n_models"]
+                if state["logged"] is None or last or now - state["logged"] >= 10:
+                    state["logged"] = now
+                    elapsed = now - state["t0"]
+                    rate = state["steps"] / max(elapsed, 1e-9)
+                    left = max(state["total"] - cur.completed, 0) / max(rate, 1e-9)
+                    console.print(f"trained {models}/{cur.fields['n_models']} models ({rate:,.0f} model-steps/s, "
+                                  f"{_clock(elapsed)} elapsed, ETA {_clock(left)})", highlight=False, soft_wrap=True)
 
         try:
             return run_sweep(config, out, executor=executor, models_per_batch=models_per_batch, device=device,
