@@ -124,3 +124,21 @@ def test_switch_off_and_status_in_fingerprint_list(tmp_path):
                             text=True, check=True).stdout
     assert json.loads(listed)["cpu_kernels"].startswith("not built yet")
     assert not any(tmp_path.iterdir())
+
+
+def test_build_from_scratch_past_a_stale_lock(tmp_path):
+    """A fresh cache builds the kernels; a lock file left by a killed build does not make it wait."""
+    _require_kernels()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    name = kernels._name()
+    build = tmp_path / "basin-fingerprint" / "kernels" / name
+    build.mkdir(parents=True)
+    (build / "lock").write_text("")
+    os.utime(build / "lock", (1, 1))  # long ago
+    code = "from training.families import kernels; print(kernels.status())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.startswith(f"in use: built in {build}"), out
+    assert (build / f"{name}.so").is_file()
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert again.startswith(f"in use: loaded from {build}"), again
+

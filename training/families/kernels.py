@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -52,6 +53,16 @@ def _built() -> Path:
     return _cache_dir() / name / f"{name}.so"
 
 
+def _clear_stale_lock(lock: Path, age: float = 300.0) -> None:
+    """torch waits for as long as a build directory's lock file exists; one left by a build that was
+    killed (a build takes ~6 s) would make every later process wait forever."""
+    try:
+        if time.time() - lock.stat().st_mtime > age:
+            lock.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _disabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}
 
@@ -75,6 +86,7 @@ def ops():
             from torch.utils.cpp_extension import load
 
             lib.parent.mkdir(parents=True, exist_ok=True)
+            _clear_stale_lock(lib.parent / "lock")
             load(name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, f"-DBASIN_KERNELS={name}"],
                  extra_ldflags=["-fopenmp"], build_directory=str(lib.parent), is_python_module=False, verbose=False)
             _state["reason"] = f"built in {lib.parent}"

@@ -13,7 +13,7 @@
 
 namespace {
 typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));  // unaligned loads from float*
 inline v16 ld(const float* p) { return *(const v16u*)p; }
 inline void st(float* p, v16 v) { *(v16u*)p = v; }
 inline v16 bc(float x) { return v16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
