@@ -15,7 +15,6 @@ them), so their share is measured side by side (``kernels_speedup``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -46,17 +45,6 @@ def matmul_flops(widths: list[int], batch: int, steps: int, n_models: int) -> fl
     """Forward + backward matmul FLOPs: 2 (forward) + 4 (backward) per multiply-accumulate."""
     macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     return 6.0 * macs * batch * steps * n_models
-
-
-@contextlib.contextmanager
-def torch_path():
-    """Train on the pure-torch path: the fused CPU kernels switched off for the duration."""
-    saved = kernels._state.get("ops")
-    kernels._state["ops"] = None
-    try:
-        yield
-    finally:
-        kernels._state["ops"] = saved
 
 
 def run_vectorized(task, n_models: int, width: int, depth: int, batch: int, steps: int) -> float:
@@ -156,7 +144,7 @@ def main() -> None:
     for _ in range(max(args.repeats, 1)):
         t_vecs.append(run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps))
         if kernels.ops() is not None and args.compare:
-            with torch_path():
+            with kernels.disabled():
                 t_torch.append(run_vectorized(task, args.models, args.width, args.depth, args.batch, args.steps))
     t_vecs.sort()
     t_vec, t_med = t_vecs[0], statistics.median(t_vecs)

@@ -13,6 +13,7 @@ the same gradients (tested).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -95,6 +96,23 @@ def ops():
         first = (str(e).strip().splitlines() or [""])[0]
         _state["reason"] = f"cannot be built ({type(e).__name__}: {first[:200]}); training uses the torch path"
     return _state["ops"]
+
+
+@contextlib.contextmanager
+def disabled():
+    """Train on the pure-torch path for the duration (benchmarks and tests compare the two)."""
+    saved = _state.get("ops", _UNSET)
+    _state["ops"] = None
+    try:
+        yield
+    finally:
+        if saved is _UNSET:
+            _state.pop("ops", None)
+        else:
+            _state["ops"] = saved
+
+
+_UNSET = object()
 
 
 def status(build: bool = True) -> str:
