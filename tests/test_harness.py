@@ -313,6 +313,39 @@ def test_transformer_attention_rate_zero_is_uniform_and_trains():
     assert not res.diverged.any()
 
 
+def test_training_in_groups_changes_no_model(monkeypatch):
+    """A population too big for the CPU's group budget trains as groups one after another: the same
+    checkpoints, divergence, optimizer states and continuation, and progress counts every model."""
+    import training.trainer as trainer
+
+    task = get_task("xor-cues", {"n_train": 256})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 16, "depth": 2})
+    seeds, zeros = list(range(10)), torch.zeros(10, dtype=torch.long)
+    cfg = TrainConfig(steps=20, batch_size=32, lr=0.01, checkpoints=[])
+
+    def run(**kw):
+        return train_population(fam, task, cfg, fam.init(seeds), seeds, zeros, checkpoint_steps=[5, 10],
+                                save_optimizer_state=True, **kw)
+
+    whole = run()
+    resumed = train_population(fam, task, cfg, whole.checkpoints[10], seeds, zeros, start_step=10,
+                               optimizer_state=whole.optimizer_states[10])
+    assert trainer.group_size(fam, 10, 32, "cpu") == 10
+    monkeypatch.setattr(trainer, "GROUP_BYTES", 4 * fam.step_floats(32) * 3)  # three models' worth
+    assert trainer.group_size(fam, 10, 32, "cpu") == 3 and trainer.group_size(fam, 10, 32, "cuda") == 10
+    calls = []
+    grouped = run(on_step=lambda step, m: calls.append(m))
+    assert sorted(calls) == sorted([3, 3, 3, 1] * 20)
+    close = lambda a, b: a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # noqa: E731
+    assert grouped.checkpoints.keys() == whole.checkpoints.keys()
+    assert all(close(grouped.checkpoints[s], whole.checkpoints[s]) for s in whole.checkpoints)
+    assert all(close(grouped.optimizer_states[s], whole.optimizer_states[s]) for s in whole.optimizer_states)
+    assert torch.equal(grouped.diverged, whole.diverged) and torch.equal(grouped.diverged_step, whole.diverged_step)
+    again = train_population(fam, task, cfg, whole.checkpoints[10], seeds, zeros, start_step=10,
+                             optimizer_state=whole.optimizer_states[10])
+    assert close(again.checkpoints[20], resumed.checkpoints[20]) and close(again.checkpoints[20], whole.checkpoints[20])
+
+
 def test_continuing_from_a_checkpoint_with_optimizer_state_is_exact(tmp_path, tiny_config):
     """Train to the end in one go, or to step 20 and continue from the saved state: same weights."""
     from training.sweep import run_sweep

@@ -96,7 +96,7 @@ def prepare_continuation(source: Path, model_ids: Sequence[str], from_step: int,
 
 
 def train_continuation_shard(zoo_dir: Path, manifest: dict, shard_name: str, device: str = "cpu",
-                             on_step: Callable[[int], None] | None = None) -> Path:
+                             on_step: Callable[[int, int], None] | None = None) -> Path:
     """Train one shard of a continuation zoo (called through ``training.sweep.train_shard``)."""
     sp = next((s for s in _shards_from_manifest(manifest) if s.name == shard_name), None)
     if sp is None:

@@ -205,7 +205,7 @@ def evaluate(task: Task, family: Family, params: dict[str, torch.Tensor], varian
     return cols
 
 
-def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Callable[[int], None] | None = None) -> Path:
+def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Callable[[int, int], None] | None = None) -> Path:
     """Train one shard of the zoo's plan and write its file atomically. Pure function of the plan."""
     manifest = zoo_io.read_manifest(zoo_dir)
     if manifest.get("source") == "continue":
@@ -246,7 +246,7 @@ def train_shard(zoo_dir: Path, shard_name: str, device: str = "cpu", on_step: Ca
 
 def _train_and_write(zoo_dir: Path, shard_name: str, models: Sequence[PlannedModel], task: Task, family: Family,
                      tcfg: TrainConfig, params: dict[str, torch.Tensor], variant: torch.Tensor, start: int, ckpts: list[int],
-                     offset: int, device: str, on_step: Callable[[int], None] | None, attrs: dict[str, Any],
+                     offset: int, device: str, on_step: Callable[[int, int], None] | None, attrs: dict[str, Any],
                      optimizer_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Train a batch of planned models, evaluate every checkpoint, and write the shard atomically."""
     init_seeds = [m.init_seed for m in models]
@@ -300,7 +300,7 @@ class LocalExecutor:
 
     def run(self, zoo_dir, shards, device, on_done, on_steps):
         for sp in shards:
-            train_shard(zoo_dir, sp.name, device, on_step=lambda _s, n=sp.n_models: on_steps(n))
+            train_shard(zoo_dir, sp.name, device, on_step=lambda _step, n: on_steps(n))
             on_done(sp)
 
 

@@ -31,6 +31,22 @@ class TrainResult:
     optimizer_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
+GROUP_BYTES = 96 << 20  # on the CPU, models are trained in groups whose training step touches about this much
+
+
+def group_size(family: Family, n: int, batch_size: int, device: str | torch.device) -> int:
+    """Models trained together in one vectorized program. On the CPU a population whose step would
+    touch more than :data:`GROUP_BYTES` (parameters, gradients, Adam moments, activations) is trained
+    as equal groups one after another: a step whose working set stays in the shared cache runs
+    faster, most on a busy host (``docs/benchmarks.md``). Models are independent (batch invariance),
+    so grouping changes no model. Families that give no estimate, and GPUs, train all at once."""
+    per_model = 4 * family.step_floats(batch_size)
+    if per_model <= 0 or torch.device(device).type != "cpu" or n * per_model <= GROUP_BYTES:
+        return n
+    groups = -(-n * per_model // GROUP_BYTES)
+    return -(-n // groups)
+
+
 def train_population(
     family: Family,
     task: Task,
@@ -43,7 +59,7 @@ def train_population(
     checkpoint_steps: list[int] | None = None,
     step_offset: int = 0,
     device: str = "cpu",
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
     optimizer_state: dict[str, torch.Tensor] | None = None,
     save_optimizer_state: bool = False,
 ) -> TrainResult:
@@ -51,7 +67,51 @@ def train_population(
 
     ``checkpoint_steps`` (in this run's own step numbering) are recorded, plus the final step; they
     are stored under ``step + step_offset`` (fine-tunes continue their parent's step count).
+    ``on_step(step, m)`` is called after ``m`` models took ``step`` (the population is trained in
+    groups of :func:`group_size`).
     """
+    n = len(data_seeds)
+    m = group_size(family, n, cfg.batch_size, device)
+    kw = dict(start_step=start_step, end_step=end_step, checkpoint_steps=checkpoint_steps, step_offset=step_offset,
+              device=device, on_step=on_step, save_optimizer_state=save_optimizer_state)
+    if m >= n:
+        return _train_group(family, task, cfg, params, data_seeds, variant, optimizer_state=optimizer_state, **kw)
+    parts = []
+    for a in range(0, n, m):
+        rows = slice(a, min(n, a + m))
+        state = {k: v if k == "step" else v[rows] for k, v in optimizer_state.items()} if optimizer_state else None
+        parts.append(_train_group(family, task, cfg, {k: v[rows] for k, v in params.items()}, data_seeds[rows],
+                                  variant[rows], optimizer_state=state, **kw))
+    return _concat(parts)
+
+
+def _concat(parts: list[TrainResult]) -> TrainResult:
+    """One result from the results of consecutive groups of models (rows in group order)."""
+    def rows(dicts: list[dict[int, dict[str, torch.Tensor]]]) -> dict[int, dict[str, torch.Tensor]]:
+        return {s: {k: v if k == "step" else torch.cat([d[s][k] for d in dicts]) for k, v in dicts[0][s].items()}
+                for s in dicts[0]}
+
+    return TrainResult(checkpoints=rows([p.checkpoints for p in parts]), diverged=torch.cat([p.diverged for p in parts]),
+                       diverged_step=torch.cat([p.diverged_step for p in parts]), metrics=rows([p.metrics for p in parts]),
+                       optimizer_states=rows([p.optimizer_states for p in parts]))
+
+
+def _train_group(
+    family: Family,
+    task: Task,
+    cfg: TrainConfig,
+    params: dict[str, torch.Tensor],
+    data_seeds: list[int],
+    variant: torch.Tensor,
+    start_step: int = 0,
+    end_step: int | None = None,
+    checkpoint_steps: list[int] | None = None,
+    step_offset: int = 0,
+    device: str = "cpu",
+    on_step: Callable[[int, int], None] | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    save_optimizer_state: bool = False,
+) -> TrainResult:
     end_step = cfg.steps if end_step is None else end_step
     ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
     n = len(data_seeds)
@@ -89,7 +149,7 @@ def train_population(
         family.value_and_grad(p, x, objective, opt.grads)
         opt.step(lr_at(cfg, step), ~diverged)
         if on_step is not None:
-            on_step(step)
+            on_step(step, n)
     # a model whose weights blew up without a non-finite loss is diverged too
     with torch.no_grad():
         finite = finite_models(p)

@@ -61,6 +61,12 @@ class Family:
     def n_params(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def step_floats(self, batch_size: int) -> int:
+        """Floats one model's training step touches (parameters, gradient, two Adam moments and the
+        activations of ``batch_size`` inputs), for :func:`training.trainer.group_size`; 0: no
+        estimate, the population trains as one group."""
+        return 0
+
     # -- forward -----------------------------------------------------------------------------
     def activation_names(self) -> list[str]:
         """Named hidden activations that ``forward`` can capture."""

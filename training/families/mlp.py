@@ -185,6 +185,11 @@ class MLPFamily(Family):
             grads[f"{first}.bias"].copy_(g1[:, d])
         return total
 
+    def step_floats(self, batch_size: int) -> int:
+        # parameters with their gradient and Adam moments; the input, each hidden activation and its
+        # gradient, the outputs and theirs
+        return 4 * self.n_params() + batch_size * (self.d_in + 2 * sum(self.widths) + 2 * self.n_out)
+
     def _fused_kernels(self, x: torch.Tensor):
         """The fused CPU kernels (:mod:`training.families.kernels`) when they apply to this step:
         ReLU, float32 on the CPU, thin first and output layers (where MKL is slow), and widths the
