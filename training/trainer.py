@@ -72,49 +72,18 @@ def train_population(
     """
     n = len(data_seeds)
     m = group_size(family, n, cfg.batch_size, device)
-    kw = dict(start_step=start_step, end_step=end_step, checkpoint_steps=checkpoint_steps, step_offset=step_offset,
-              device=device, on_step=on_step, save_optimizer_state=save_optimizer_state)
-    if m >= n:
-        return _train_group(family, task, cfg, params, data_seeds, variant, optimizer_state=optimizer_state, **kw)
-    parts = []
-    for a in range(0, n, m):
-        rows = slice(a, min(n, a + m))
-        state = {k: v if k == "step" else v[rows] for k, v in optimizer_state.items()} if optimizer_state else None
-        parts.append(_train_group(family, task, cfg, {k: v[rows] for k, v in params.items()}, data_seeds[rows],
-                                  variant[rows], optimizer_state=state, **kw))
-    return _concat(parts)
-
-
-def _concat(parts: list[TrainResult]) -> TrainResult:
-    """One result from the results of consecutive groups of models (rows in group order)."""
-    def rows(dicts: list[dict[int, dict[str, torch.Tensor]]]) -> dict[int, dict[str, torch.Tensor]]:
-        return {s: {k: v if k == "step" else torch.cat([d[s][k] for d in dicts]) for k, v in dicts[0][s].items()}
-                for s in dicts[0]}
-
-    return TrainResult(checkpoints=rows([p.checkpoints for p in parts]), diverged=torch.cat([p.diverged for p in parts]),
-                       diverged_step=torch.cat([p.diverged_step for p in parts]), metrics=rows([p.metrics for p in parts]),
-                       optimizer_states=rows([p.optimizer_states for p in parts]))
-
-
-def _train_group(
-    family: Family,
-    task: Task,
-    cfg: TrainConfig,
-    params: dict[str, torch.Tensor],
-    data_seeds: list[int],
-    variant: torch.Tensor,
-    start_step: int = 0,
-    end_step: int | None = None,
-    checkpoint_steps: list[int] | None = None,
-    step_offset: int = 0,
-    device: str = "cpu",
-    on_step: Callable[[int, int], None] | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    save_optimizer_state: bool = False,
-) -> TrainResult:
+    if m < n:  # each group is smaller, so this recursion ends
+        parts = []
+        for a in range(0, n, m):
+            rows = slice(a, min(n, a + m))
+            state = {k: v if k == "step" else v[rows] for k, v in optimizer_state.items()} if optimizer_state else None
+            parts.append(train_population(
+                family, task, cfg, {k: v[rows] for k, v in params.items()}, data_seeds[rows], variant[rows],
+                start_step=start_step, end_step=end_step, checkpoint_steps=checkpoint_steps, step_offset=step_offset,
+                device=device, on_step=on_step, optimizer_state=state, save_optimizer_state=save_optimizer_state))
+        return _concat(parts)
     end_step = cfg.steps if end_step is None else end_step
     ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
-    n = len(data_seeds)
     opt = Optimizer({k: v.detach() for k, v in params.items()}, cfg, device)
     p = opt.params
     if optimizer_state:
@@ -159,6 +128,17 @@ def _train_group(
     snapshot(end_step)
     return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step,
                        optimizer_states=opt_states)
+
+
+def _concat(parts: list[TrainResult]) -> TrainResult:
+    """One result from the results of consecutive groups of models (rows in group order)."""
+    def rows(dicts: list[dict[int, dict[str, torch.Tensor]]]) -> dict[int, dict[str, torch.Tensor]]:
+        return {s: {k: v if k == "step" else torch.cat([d[s][k] for d in dicts]) for k, v in dicts[0][s].items()}
+                for s in dicts[0]}
+
+    return TrainResult(checkpoints=rows([p.checkpoints for p in parts]), diverged=torch.cat([p.diverged for p in parts]),
+                       diverged_step=torch.cat([p.diverged_step for p in parts]), metrics=rows([p.metrics for p in parts]),
+                       optimizer_states=rows([p.optimizer_states for p in parts]))
 
 
 def finite_models(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
