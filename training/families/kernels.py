@@ -64,6 +64,23 @@ def _clear_stale_lock(lock: Path, age: float = 300.0) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _ninja_on_path():
+    """torch runs ``ninja`` from PATH; the ninja package (a dependency) installs it beside the
+    interpreter, which is not on PATH when a virtualenv's ``fingerprint`` runs unactivated."""
+    saved = os.environ.get("PATH", "")
+    try:
+        import ninja
+
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, saved]) if saved else ninja.BIN_DIR
+    except (ImportError, AttributeError):
+        pass
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = saved
+
+
 def _disabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}
 
@@ -88,8 +105,9 @@ def ops():
 
             lib.parent.mkdir(parents=True, exist_ok=True)
             _clear_stale_lock(lib.parent / "lock")
-            load(name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, f"-DBASIN_KERNELS={name}"],
-                 extra_ldflags=["-fopenmp"], build_directory=str(lib.parent), is_python_module=False, verbose=False)
+            with _ninja_on_path():
+                load(name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, f"-DBASIN_KERNELS={name}"],
+                     extra_ldflags=["-fopenmp"], build_directory=str(lib.parent), is_python_module=False, verbose=False)
             _state["reason"] = f"built in {lib.parent}"
         _state["ops"] = getattr(torch.ops, name)
     except Exception as e:  # no compiler, no ninja, read-only cache, ...: the torch path still works
