@@ -6,7 +6,8 @@ matmul. Prints achieved GFLOP/s (matmul FLOPs of forward + backward: 6 * batch *
 fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``speedup_vs_loop`` and
 ``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak. Each run of
 the harness is followed by one with its fused CPU kernels switched off (``--no-compare`` skips
-them), so their share is measured side by side (``kernels_speedup``).
+them), so their share is measured side by side (``kernels_speedup``). The harness is the trainer as
+users run it: on the CPU it trains the 256 models as cache-sized groups (``training.trainer.group_size``).
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 5] [--json]
     python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
