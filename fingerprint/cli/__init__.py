@@ -42,9 +42,19 @@ def _register() -> None:
                 raise
 
 
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr, the message printed verbatim (not read as rich markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def print_warning(message: str) -> None:
+    """One ``warning: ...`` line on stderr, verbatim."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> None:
     """Print a one-line error and exit 2."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(2)
 
 
@@ -56,15 +66,14 @@ def open_zoo(path):
     zoo = Zoo.open(path)
     planned = len(zoo.manifest.get("planned", []))
     if 0 < len(zoo) < planned:
-        err_console.print(f"[yellow]warning:[/] zoo '{escape(str(zoo.path))}' has {len(zoo)} of its {planned} planned models "
-                          "(an interrupted sweep? `fingerprint sweep ... --resume` finishes it); using those", highlight=False,
-                          soft_wrap=True)
+        print_warning(f"zoo '{zoo.path}' has {len(zoo)} of its {planned} planned models "
+                      "(an interrupted sweep? `fingerprint sweep ... --resume` finishes it); using those")
     return zoo
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one ``warning: ...`` line, not Python's file/line/source form."""
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    print_warning(str(message))
 
 
 def main() -> None:
@@ -79,20 +88,19 @@ def main() -> None:
         sys.exit(e.exit_code)
     except _click.UsageError as e:  # unknown option, missing argument, a value not among the choices
         where = e.ctx.command_path if e.ctx is not None else "fingerprint"
-        err_console.print(f"[bold red]error:[/] {escape(e.format_message())} (see '{escape(where)} --help')",
-                          highlight=False, soft_wrap=True)
+        print_error(f"{e.format_message()} (see '{where} --help')")
         sys.exit(e.exit_code)
     except _click.ClickException as e:
-        err_console.print(f"[bold red]error:[/] {escape(e.format_message())}", highlight=False, soft_wrap=True)
+        print_error(e.format_message())
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a sweep (which says what it kept itself)
         err_console.print("interrupted", highlight=False)
         sys.exit(130)
     except UserError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         sys.exit(e.exit_code)
     except OSError as e:  # a path that is a file where a directory is wanted, unwritable, ... : the user's to fix
         where = f" '{e.filename}'" if e.filename else ""
-        err_console.print(f"[bold red]error:[/] {escape(e.strerror or type(e).__name__)}{escape(where)}", highlight=False, soft_wrap=True)
+        print_error(f"{e.strerror or type(e).__name__}{where}")
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, or 0

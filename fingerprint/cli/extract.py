@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fingerprint.cli import app, console, err_console, open_zoo
+from fingerprint.cli import app, console, open_zoo, print_error
 from fingerprint.errors import UserError
 
 
@@ -41,7 +40,7 @@ def report_results(results) -> int:
     for r in results:
         if r.error:
             failures += 1
-            err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
+            print_error(str(r.error))
         else:
             extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
             console.print(f"{'cached ' if r.cached else 'computed'} {r.meta.get('spec', r.name):<28} step {str(r.meta.get('step')):>6} "
