@@ -95,8 +95,8 @@ def ops():
         _state["reason"] = f"disabled by {ENV}=0"
         return None
     try:
-        name = _name()
         lib = _built()
+        name = lib.stem
         try:  # built before (by this or another process)
             torch.ops.load_library(str(lib))
             _state["reason"] = f"loaded from {lib.parent}"
@@ -140,9 +140,11 @@ def status(build: bool = True) -> str:
         if _disabled():
             return f"disabled by {ENV}=0"
         try:
-            built = _built().is_file()
-        except OSError:
-            built = False
-        return f"built in {_built().parent}" if built else "not built yet (compiled on the first CPU training step, ~6 s)"
+            lib = _built()
+        except OSError:  # the source is unreadable: ops() would say so
+            lib = None
+        if lib is not None and lib.is_file():
+            return f"built in {lib.parent}"
+        return "not built yet (compiled on the first CPU training step, ~6 s)"
     ops()
     return ("in use: " if _state.get("ops") is not None else "not in use: ") + str(_state.get("reason", ""))
