@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from training.numerics import request_reproducible_blas as _request_reproducible_blas
+
+_request_reproducible_blas()  # before torch's first matrix product: see training.numerics
+
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-import numpy as np
 import pytest
 
+from exact import assert_bitwise_equal
 from fingerprint import Zoo
 from fingerprint.forecast import forecast, select_and_continue
 from training.config import load_config
@@ -95,7 +95,7 @@ def test_select_continues_only_selected_seeds_from_their_checkpoints(seeded_zoo,
     assert set(new.models["parent_id"]) <= set(seeded_zoo.model_ids)
     src = seeded_zoo.params(60, list(new.models["parent_id"]))
     got = new.params()
-    assert all(np.array_equal(src[k].numpy(), got[k].numpy()) for k in src)  # exact: optimizer state was saved
+    assert_bitwise_equal(src, got, "continued models")  # exact: optimizer state was saved
     assert r["purity"] == 1.0 and r["compute_saved"] > 0
     assert r["model_steps_used"] == 16 * 20 + r["n_calibration"] * 40 + r["n_selected"] * 40
 
@@ -128,4 +128,4 @@ def test_select_resume_finishes_the_same_selection(seeded_zoo, tmp_path):
         select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", **kw)
     select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", resume=True, **kw)
     got = Zoo.open(tmp_path / "sel").params()
-    assert all(np.array_equal(ref[k].numpy(), got[k].numpy()) for k in ref)
+    assert_bitwise_equal(ref, got, "resumed continuation")

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exact import assert_bitwise_equal
 from fingerprint import Zoo
 from training import seeds as rng
 from training.config import TrainConfig, load_config
@@ -190,7 +191,7 @@ def test_diverged_model_is_frozen_and_others_unaffected():
     assert res.diverged.tolist() == [False, True, False]
     assert res.diverged_step[1] == 0
     alone = train_population(fam, task, cfg, fam.init([2]), [2], torch.zeros(1, dtype=torch.long)).checkpoints[20]
-    assert all(torch.equal(res.checkpoints[20][k][2], alone[k][0]) for k in alone)
+    assert_bitwise_equal({k: v[2] for k, v in res.checkpoints[20].items()}, {k: v[0] for k, v in alone.items()}, "model 2")
     # the frozen model's (finite) bias never moved
     assert torch.equal(res.checkpoints[20]["out.bias"][1], params["out.bias"][1])
 
@@ -366,8 +367,7 @@ def test_continuing_from_a_checkpoint_with_optimizer_state_is_exact(tmp_path, ti
     res = train_population(fam, task, cfg, zoo.params(20, ids), list(zoo.models["data_seed"][2:6]),
                            torch.zeros(4, dtype=torch.long), start_step=20, optimizer_state=state)
     final = zoo.params(40, ids)
-    for k in final:
-        assert torch.equal(res.checkpoints[40][k], final[k]), k
+    assert_bitwise_equal(res.checkpoints[40], final, "continued from step 20")
 
 
 def test_continue_selected_models_reuses_checkpoints_exactly(tmp_path, tiny_config):
@@ -385,8 +385,7 @@ def test_continue_selected_models_reuses_checkpoints_exactly(tmp_path, tiny_conf
     assert sel.model_ids == [f"{c}>c20" for c in chosen]
     assert list(sel.models["parent_id"]) == chosen and set(sel.models["kind"]) == {"continued"}
     assert sel.manifest["continue_from"]["exact"] is True
-    a, b = src.params(40, chosen), sel.params()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_bitwise_equal(src.params(40, chosen), sel.params(), "continued models")
     assert list(sel.models["deep_label"]) == list(src.models["deep_label"][src.index(chosen)])
     with pytest.raises(Exception, match="only seed-grid and spawned models"):
         continue_models(tmp_path / "src", ["i0-d0>ft-d2000"], 20, tmp_path / "bad")

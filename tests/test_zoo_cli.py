@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from exact import assert_bitwise_equal
 from fingerprint import Zoo
 from fingerprint.errors import CorruptFileError
 from training.config import load_config
@@ -92,12 +93,10 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path, tiny_config):
     a, b = Zoo.open(ref), Zoo.open(out)
     assert a.model_ids == b.model_ids == [p["model_id"] for p in planned]
     assert len(set(b.model_ids)) == len(b.model_ids)
-    pa, pb = a.params(), b.params()
-    for k in pa:
-        assert torch.equal(pa[k], pb[k]), k
+    assert_bitwise_equal(a.params(), b.params(), "final weights after --resume")
     for s in (0, 10, 20):
         ids = a.models_at(s)
-        assert all(torch.equal(a.params(s, ids)[k], b.params(s, ids)[k]) for k in pa)
+        assert_bitwise_equal(a.params(s, ids), b.params(s, ids), f"step {s} after --resume")
     # resuming a finished zoo trains nothing
     res = cli("sweep", cfg, "--out", out, "--resume")
     assert res.returncode == 0 and "0 trained now" in " ".join(res.stdout.split())

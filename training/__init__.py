@@ -4,3 +4,7 @@ A population is always stacked parameters ``[n_models, ...]``; nothing here loop
 a hot path. A model's identity is its seeds: init comes from ``init_seed``, data order from
 ``data_seed`` (and its parent, for spawned and fine-tuned models), never from batch position.
 """
+
+from training.numerics import request_reproducible_blas as _request_reproducible_blas
+
+_request_reproducible_blas()  # before torch's first matrix product: see training.numerics

@@ -8,11 +8,13 @@ A model whose loss goes NaN/inf is marked diverged and frozen; the others keep t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from training import numerics
 from training import seeds as rng
 from training.config import TrainConfig
 from training.families.base import Family
@@ -70,6 +72,7 @@ def train_population(
     ``on_step(step, m)`` is called after ``m`` models took ``step`` (the population is trained in
     groups of :func:`group_size`).
     """
+    _check_reproducible_blas(device)
     n = len(data_seeds)
     m = group_size(family, n, cfg.batch_size, device)
     if m < n:  # each group is smaller, so this recursion ends
@@ -128,6 +131,20 @@ def train_population(
     snapshot(end_step)
     return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step,
                        optimizer_states=opt_states)
+
+
+_warned: list[bool] = []
+
+
+def _check_reproducible_blas(device: str | torch.device) -> None:
+    """Warn once per process when MKL's reproducible mode did not take effect (torch ran a matrix
+    product before our packages were imported): a model's last bits may then depend on its batch."""
+    if _warned or torch.device(device).type != "cpu" or numerics.blas_reproducible() is not False:
+        return
+    _warned.append(True)
+    warnings.warn("MKL's reproducible mode is off in this process (a matrix product ran before basin-fingerprint was "
+                  "imported): a model's last bits may depend on the batch it trains in. Import fingerprint or training "
+                  f"first, or set MKL_CBWR={numerics.MKL_MODE} in the environment.", RuntimeWarning, stacklevel=3)
 
 
 def _concat(parts: list[TrainResult]) -> TrainResult:

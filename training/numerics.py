@@ -1,0 +1,79 @@
+"""Reproducible floating point: what keeps a model's weights independent of the batch it trained in.
+
+torch's CPU matrix products on x86 are MKL's, and MKL picks its code path by the CPU *and by the
+address of each operand*: on an AMD EPYC host (AVX-512), a ``[2, 8] @ [8, 32]`` product whose first
+operand starts 8 bytes past a 16-byte boundary sums in another order than the same product on an
+aligned operand (a 5e-7 difference). A model's weights are views into its population's stacked
+buffer, so their address depends on how many models share the buffer: the same seed trained alone
+and among 7 others drifted apart by 6e-8 after 20 steps on that host, while an Intel host happened
+to be insensitive. MKL's *conditional numerical reproducibility* mode (``MKL_CBWR``) fixes the code
+path per run and, with ``STRICT``, makes it independent of alignment; it is read when MKL first
+runs, so :func:`request_reproducible_blas` sets it when our packages are imported (a value the user
+set wins). :func:`blas_reproducible` says whether it took effect in this process.
+
+What it guarantees, measured on that host (``tests/training/test_exactness.py``): for a fixed
+number of threads per process, a model trained alone or at any position of a larger population
+ends bit-identical (with ``OMP_NUM_THREADS=1``, as the tests and the process executor's workers run,
+at every population size; with more threads a population of exactly one model takes MKL's
+multi-threaded single-product path, which can differ in the last bit). Different hosts still give
+different bits: nothing here makes an Intel and an AMD host agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from pathlib import Path
+
+MKL_MODE = "AUTO,STRICT"  # the CPU's best code path, independent of operand alignment
+_OFF = 1  # mkl_serv_cbwr_get(MKL_CBWR_BRANCH) when the mode is off
+
+
+def request_reproducible_blas() -> None:
+    """Ask MKL for its reproducible mode (``MKL_CBWR``), unless the user chose a mode. Effective only
+    before the process's first MKL call; our package ``__init__`` modules call this."""
+    os.environ.setdefault("MKL_CBWR", MKL_MODE)
+
+
+def _mkl():
+    try:
+        import torch
+
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        return lib if hasattr(lib, "mkl_serv_cbwr_get") else None
+    except (OSError, ImportError):
+        return None
+
+
+def blas_reproducible() -> bool | None:
+    """Is MKL's reproducible mode on in this process? ``None`` when torch has no MKL (other BLAS
+    libraries, e.g. OpenBLAS on ARM builds, have no such mode and are not alignment-checked here)."""
+    lib = _mkl()
+    if lib is None:
+        return None
+    return int(lib.mkl_serv_cbwr_get(1)) != _OFF
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_features() -> str:
+    """One line naming what decides float results here: CPU, torch's SIMD level, BLAS mode, threads."""
+    import torch
+
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older torch
+        capability = "?"
+    return (f"cpu={cpu_name()!r} torch={torch.__version__} simd={capability} "
+            f"MKL_CBWR={os.environ.get('MKL_CBWR', '(unset)')} reproducible_blas={blas_reproducible()} "
+            f"threads={torch.get_num_threads()}")
