@@ -441,6 +441,8 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
     check_device(device)
     out = Path(out)
     ex = get_executor(executor) if isinstance(executor, str) else executor
+    if hasattr(ex, "check"):  # e.g. Ray at a dead address: say so before the zoo is written
+        ex.check()
     plan = prepare_zoo(config, out, models_per_batch, resume, overwrite)
     return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
 
