@@ -1,11 +1,15 @@
-"""The Ray executor on a real local Ray instance (2 CPUs): same models, worker kills, failing shards."""
+"""The Ray executor on a real local Ray instance (2 CPUs) and on a real multi-node cluster on this
+machine: same models, worker kills, failing shards, lost nodes, stale session records."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -14,6 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Ray binds its nodes to 127.0.0.1 only when this is off (it is read when ray is imported): the
+# tests' instances and clusters must not listen on the machine's network interfaces.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'basin-fingerprint[ray]')")
 
 from fingerprint import Zoo  # noqa: E402
@@ -21,6 +28,8 @@ from fingerprint.errors import UserError  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.ray_executor import RayExecutor  # noqa: E402
 from training.sweep import run_sweep  # noqa: E402
+
+from exact import assert_bitwise_equal  # noqa: E402
 
 FAILING_TASK = textwrap.dedent('''
     from dataclasses import dataclass
@@ -38,17 +47,28 @@ FAILING_TASK = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
+def plugins(tmp_path_factory):
+    """Plugin modules importable here and by every Ray worker (through PYTHONPATH, set before Ray starts)."""
     plugin_dir = tmp_path_factory.mktemp("plugins")
     (plugin_dir / "failing_task_mod.py").write_text(FAILING_TASK)
+    (plugin_dir / "ray_fp_plugin.py").write_text(RAY_PLUGIN)
     sys.path.insert(0, str(plugin_dir))
     old = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(plugin_dir), str(Path.cwd()), old) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+    import ray_fp_plugin  # noqa: F401  (registers the plugins here; workers import the module)
+
+    yield plugin_dir
     os.environ["PYTHONPATH"] = old
     sys.path.remove(str(plugin_dir))
+
+
+@pytest.fixture(scope="module")
+def local_ray(plugins):
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def test_ray_gives_the_same_models_as_local(local_ray, tmp_path, tiny_config, tiny_zoo):
@@ -106,6 +126,8 @@ def test_a_shard_that_always_fails_is_named_and_others_are_kept(local_ray, tmp_p
 
 
 RAY_PLUGIN = textwrap.dedent('''
+    import time
+
     import torch
     from fingerprint.registry import extractor
 
@@ -113,6 +135,12 @@ RAY_PLUGIN = textwrap.dedent('''
     def row_norms(models):
         """Per-model norm of every parameter tensor (a decorator-registered plugin in an importable module)."""
         return torch.stack([p.flatten(1).norm(dim=1) for p in models.params.values()], 1)
+
+    @extractor("slow-row-norms", kind="mechanistic")
+    def slow_row_norms(models):
+        """row-norms after a pause: a chunk long enough to lose its node while it runs."""
+        time.sleep(1.5)
+        return row_norms(models)
 
     @extractor("fails-on-chunk", kind="mechanistic")
     def fails_on_chunk(models):
@@ -125,10 +153,6 @@ RAY_PLUGIN = textwrap.dedent('''
 def test_ray_extraction_matches_local_and_names_a_failing_chunk(local_ray, tmp_path, tiny_zoo):
     from fingerprint.extraction import extract
     from fingerprint.parallel import RayChunks
-
-    plugin_dir = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])
-    (plugin_dir / "ray_fp_plugin.py").write_text(RAY_PLUGIN)
-    import ray_fp_plugin  # noqa: F401  (registers the plugins here; workers import the module)
 
     zoo = Zoo.open(tiny_zoo)
     specs = ["weight-stats", "ood-outputs", "row-norms", "cka"]
@@ -167,3 +191,74 @@ def test_cli_extract_and_run_accept_the_ray_executor(local_ray, tmp_path, tiny_c
     code, out = _main(monkeypatch, capsys, "extract", tmp_path / "run" / "zoo", "--fp", "weight-spectra",
                       "--executor", "process")
     assert code == 2 and "unknown executor 'process' for extraction (valid: local, ray)" in out
+
+
+# -- issue 18, case 16: a stale Ray session record -------------------------------------------------
+@pytest.fixture
+def ray_tmpdir():
+    """A private Ray temp dir (RAY_TMPDIR), short because Ray's socket paths under it must fit 107 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="bf-ray-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _dead_loopback_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"127.0.0.1:{port}"  # nothing listens there once the socket is closed
+
+
+def _stale_record(ray_tmpdir: Path) -> tuple[Path, str]:
+    """The record a killed cluster leaves: TEMP/ray/ray_current_cluster naming its (now dead) GCS, as Ray writes it."""
+    address = _dead_loopback_address()
+    record = ray_tmpdir / "ray" / "ray_current_cluster"
+    record.parent.mkdir()
+    record.write_text(address)
+    return record, address
+
+
+def _ray_processes_under(path: Path) -> list[str]:
+    res = subprocess.run(["pgrep", "-af", str(path)], capture_output=True, text=True)
+    return [ln for ln in res.stdout.splitlines() if "pgrep" not in ln]
+
+
+def _cli(args: list, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _base_only(tiny_config) -> Path:
+    return tiny_config(body=Path(tiny_config(mpb=4)).read_text().split("[[spawn]]")[0])
+
+
+@pytest.mark.slow
+def test_a_stale_session_record_does_not_stop_a_fresh_local_ray(tmp_path, tiny_config, ray_tmpdir):
+    record, dead = _stale_record(ray_tmpdir)
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmpdir), "RAY_ADDRESS": dead}  # RAY_ADDRESS left behind too
+    res = _cli(["sweep", _base_only(tiny_config), "--out", tmp_path / "zoo", "--executor", "ray"], env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    zoo = Zoo.open(tmp_path / "zoo")
+    assert zoo.model_ids == [p["model_id"] for p in zoo.manifest["planned"]] and len(zoo.model_ids) == 8
+    assert record.read_text() == dead  # the fresh instance did not join, nor rewrite, the old record
+    deadline = time.time() + 20
+    while _ray_processes_under(ray_tmpdir) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _ray_processes_under(ray_tmpdir), "the CLI's local Ray instance outlived it"
+
+
+def test_address_auto_with_a_dead_cluster_names_the_address_at_once(tmp_path, tiny_config, ray_tmpdir):
+    record, dead = _stale_record(ray_tmpdir)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": str(ray_tmpdir)}
+    t0 = time.time()
+    res = _cli(["sweep", _base_only(tiny_config), "--out", tmp_path / "zoo", "--executor", "ray", "--address", "auto"],
+               env, timeout=120)
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2 and "\n" not in out, out
+    assert f"cannot reach Ray at auto ({dead}, from Ray's session record {record})" in out, out
+    assert time.time() - t0 < 60, "Ray's own retries were waited out"  # minutes before the check
+    assert not (tmp_path / "zoo").exists()  # nothing written
+    with pytest.raises(UserError, match=f"^cannot reach Ray at {dead}: connection refused; start the cluster"):
+        RayExecutor(address=dead).check()  # an explicit dead address: the same check, no record involved
