@@ -66,6 +66,8 @@ class RayChunks:
     def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None) -> list[ChunkResult]:
         import ray
 
+        from training.ray_executor import failure_reason
+
         self._ray._init()
         gpus = self.num_gpus if device.startswith("cuda") else 0
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
@@ -86,9 +88,8 @@ class RayChunks:
                     cause = getattr(e, "cause", None) or e
                     if isinstance(cause, UserError):
                         raise UserError(str(cause)) from None
-                    lines = str(cause).strip().splitlines()
                     raise UserError(f"chunk {i} (models {chunks[i][0]}..{chunks[i][-1]}) of '{spec_text}' failed after "
-                                    f"{self.max_retries} retries: {(lines[-1] if lines else type(cause).__name__)[:300]}") from None
+                                    f"{self.max_retries} retries: {failure_reason(e)}") from None
                 on_chunk(len(chunks[i]))
         return [r for r in results if r is not None]
 

@@ -4,6 +4,7 @@ machine: same models, worker kills, failing shards, lost nodes, stale session re
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -262,3 +263,135 @@ def test_address_auto_with_a_dead_cluster_names_the_address_at_once(tmp_path, ti
     assert not (tmp_path / "zoo").exists()  # nothing written
     with pytest.raises(UserError, match=f"^cannot reach Ray at {dead}: connection refused; start the cluster"):
         RayExecutor(address=dead).check()  # an explicit dead address: the same check, no record involved
+
+
+# -- issue 18, case 15: a cluster that loses a node ------------------------------------------------
+@pytest.fixture(scope="module")
+def loopback_cluster(plugins):
+    """A real multi-node Ray cluster on this machine, every node on 127.0.0.1: a head (1 CPU), which
+    this process joins through the executor's own connect path, and worker nodes that tests add and
+    lose. Its session record goes to a private temp dir, not over another Ray user's in /tmp/ray."""
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the module's local instance, if a test above started it: join the cluster instead
+    tmp = Path(tempfile.mkdtemp(prefix="bf-rc-", dir="/tmp"))
+    old = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(tmp)
+    cluster = None
+    try:
+        cluster = Cluster(initialize_head=True,
+                          head_node_args=dict(num_cpus=1, node_ip_address="127.0.0.1", include_dashboard=False))
+        assert RayExecutor(address="auto").check() == cluster.address  # found through the cluster's session record
+        RayExecutor(address="auto")._init()
+        yield cluster
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        os.environ.pop("RAY_TMPDIR") if old is None else os.environ.__setitem__("RAY_TMPDIR", old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Ray's paragraph about a lost node, cut to one line that names the node
+NODE_LOST = r"NodeDiedError: Task failed because the node it was running on is dead or unavailable \(node 127\.0\.0\.1\)$"
+
+
+def _running_on(node, task: str) -> bool:
+    """Whether a worker of ``node`` (a child of its raylet) is running a Ray task of function ``task``."""
+    import psutil
+    from ray._private import ray_constants
+
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    for p in psutil.Process(raylet).children(recursive=True):
+        try:
+            if " ".join(p.cmdline()).startswith(f"ray::{task}"):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def _lose_a_node_during(cluster, task: str, work):
+    """Add a worker node, run ``work()`` against the cluster, and kill the node (its raylet, object
+    store and workers, as a crashed machine loses them) while it runs a ``task`` task.
+    Returns what ``work`` returned or raised."""
+    node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    outcome: list = []
+
+    def go():
+        try:
+            outcome.append(work())
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            outcome.append(e)
+
+    t = threading.Thread(target=go)
+    t.start()
+    lost, deadline = False, time.time() + 120
+    while not lost and t.is_alive() and time.time() < deadline:
+        if _running_on(node, task):
+            cluster.remove_node(node, allow_graceful=False)
+            lost = True
+        time.sleep(0.02)
+    t.join(timeout=300)
+    assert lost, f"no {task} task was seen running on the worker node"
+    assert not t.is_alive(), "the run did not end after its node was lost"
+    return outcome[0]
+
+
+@pytest.mark.slow
+def test_a_sweep_that_loses_a_node_ends_with_every_model_once(loopback_cluster, tmp_path, tiny_config):
+    body = Path(_base_only(tiny_config)).read_text().replace("steps = 40", "steps = 300")
+    cfg = load_config(tiny_config(body=body))  # 8 models in 4 shards of 2
+
+    def sweep(out: Path, **kw):
+        return lambda: run_sweep(cfg, out, executor=RayExecutor(address=loopback_cluster.address, **kw),
+                                 models_per_batch=2)
+
+    # retried: the killed shard runs again on the head node
+    res = _lose_a_node_during(loopback_cluster, "_train_shard_task", sweep(tmp_path / "retried"))
+    assert not isinstance(res, BaseException), res
+    retried = Zoo.open(tmp_path / "retried")
+    planned = [p["model_id"] for p in retried.manifest["planned"]]
+    assert retried.model_ids == planned and len(set(planned)) == len(planned) == 8
+
+    # no retries: the lost shard is named in one line, the others are kept, and --resume finishes it
+    err = _lose_a_node_during(loopback_cluster, "_train_shard_task", sweep(tmp_path / "named", max_retries=0))
+    assert isinstance(err, UserError) and "\n" not in str(err), err
+    m = re.match(r"shard\(s\) (p0-g0-\d{4}(?:, p0-g0-\d{4})*) failed after 0 retries .*: "
+                 + NODE_LOST, str(err))
+    assert m, err
+    lost = m.group(1).split(", ")
+    kept = {p.stem for p in (tmp_path / "named" / "shards").glob("*.h5")}
+    assert kept and not kept & set(lost)
+    run_sweep(cfg, tmp_path / "named", executor=RayExecutor(address=loopback_cluster.address), resume=True)
+    resumed = Zoo.open(tmp_path / "named")
+    assert resumed.model_ids == planned
+    assert_bitwise_equal(retried.params(), resumed.params(), "models after losing a node")
+
+
+@pytest.mark.slow
+def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster, tiny_zoo):
+    from fingerprint.extraction import extract, load_cached
+    from fingerprint.parallel import RayChunks
+
+    zoo = Zoo.open(tiny_zoo)
+
+    def chunks(**kw):
+        return lambda: extract(zoo, ["slow-row-norms"], force=True, chunk_size=4,
+                               runner=RayChunks(address=loopback_cluster.address, **kw))
+
+    # no retries: the lost chunk is named in one line and nothing is cached
+    (failed,) = _lose_a_node_during(loopback_cluster, "compute_chunk", chunks(max_retries=0))
+    assert failed.error and re.match(r"chunk \d+ \(models .+\) of 'slow-row-norms' failed after 0 retries: "
+                                     + NODE_LOST, failed.error), failed.error
+    assert "\n" not in failed.error
+    assert load_cached(zoo, "slow-row-norms") is None
+    assert not [m for m in zoo.list_fingerprints() if m["extractor"] == "slow-row-norms"]
+
+    # retried: the lost chunk runs again on the head node, and the whole fingerprint is cached
+    (done,) = _lose_a_node_during(loopback_cluster, "compute_chunk", chunks())
+    assert done.error is None, done.error
+    (local,) = extract(zoo, ["row-norms"], force=True, chunk_size=4)
+    cached = load_cached(zoo, "slow-row-norms")
+    assert cached.model_ids == done.model_ids == local.model_ids
+    assert torch.allclose(torch.as_tensor(cached.values), torch.as_tensor(local.values), atol=1e-6)

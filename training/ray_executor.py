@@ -12,6 +12,7 @@ With one, the address is checked first: Ray itself retries a dead cluster for mi
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,10 +40,9 @@ class RayExecutor:
         self.max_retries = max_retries
         self.num_gpus = num_gpus
 
-    def check(self) -> None:
-        """Fail fast when ``address`` points at nothing (before a sweep writes its zoo)."""
-        if self.address:
-            check_reachable(self.address)
+    def check(self) -> str | None:
+        """The address to dial; fails fast when ``address`` points at nothing (before a sweep writes its zoo)."""
+        return check_reachable(self.address) if self.address else None
 
     def _init(self) -> None:
         import ray
@@ -58,9 +58,9 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError, OSError) as e:
                 raise UserError(f"cannot start a local Ray instance: {_one_line(e)}") from None
             return
-        self.check()
+        target = self.check()
         try:
-            ray.init(address=self.address, **kwargs)
+            ray.init(address=target, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"cannot reach Ray at {self.address}: {_one_line(e)}") from None
 
@@ -86,9 +86,7 @@ class RayExecutor:
                 try:
                     ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - reported by shard name below
-                    cause = getattr(e, "cause", None) or e
-                    msg = str(cause).strip().splitlines()
-                    failed.append((sp.name, (msg[-1] if msg else type(cause).__name__)[:300]))
+                    failed.append((sp.name, failure_reason(e)))
                     continue
                 on_steps(sp.n_models * shard_steps(config, sp))
                 on_done(sp)
@@ -98,40 +96,61 @@ class RayExecutor:
                             f"(finished shards are kept; fix and rerun with --resume): {failed[0][1]}")
 
 
+def failure_reason(e: BaseException) -> str:
+    """One line for a Ray task that failed: the exception it raised, or what Ray lost under it."""
+    from ray.exceptions import RayError
+
+    cause = getattr(e, "cause", None)
+    if cause is not None or not isinstance(e, RayError):  # the task's own exception: its last line
+        lines = str(cause or e).strip().splitlines()
+        return (lines[-1] if lines else type(cause or e).__name__)[:300]
+    # a lost node, worker or object: Ray's message is a paragraph of advice; keep its first sentence
+    text = " ".join(str(e).split())
+    node = re.search(r"Node IP: ([^,\s]+)", text)
+    return (f"{type(e).__name__}: {text.split('. ')[0].rstrip('.')}"
+            + (f" (node {node.group(1)})" if node else ""))[:300]
+
+
 def _one_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return (lines[0] if lines else type(e).__name__)[:300]
 
 
-def _resolve(address: str) -> tuple[str, str]:
-    """``(HOST:PORT, where it came from)`` for a user's ``--address``; ``auto`` is resolved as Ray does it."""
-    if address.startswith("ray://"):
-        return address[len("ray://"):].split("/")[0], ""
+def resolve_address(address: str) -> tuple[str, str]:
+    """``(the address to dial, where it came from)`` for a user's ``--address``.
+
+    ``auto`` is RAY_ADDRESS, else the session record of the last cluster started on this machine. Only
+    without either does Ray's own search for any running instance apply: Ray would otherwise pass
+    over a stale record to join whichever single instance it finds (another user's, say).
+    """
     if address != "auto":
         return address, ""
-    from ray._private.services import get_ray_address_from_environment  # Ray's own order of lookups
-
     if os.environ.get("RAY_ADDRESS"):
-        source = "from RAY_ADDRESS"
-    else:
-        from ray._common.utils import get_ray_address_file
+        return os.environ["RAY_ADDRESS"], "from RAY_ADDRESS"
+    from ray._common.utils import get_ray_address_file
+    from ray._private import services
 
-        source = f"from Ray's session record {get_ray_address_file(None)}"
+    recorded = services.find_bootstrap_address(None)
+    if recorded:
+        return recorded, f"from Ray's session record {get_ray_address_file(None)}"
     try:
-        return get_ray_address_from_environment("auto", None), source
+        return services.get_ray_address_from_environment("auto", None), "found running on this machine"
     except ConnectionError:
         raise UserError("cannot reach Ray at auto: no running Ray cluster found (no RAY_ADDRESS, no session "
                         "record); start one with 'ray start --head' or pass --address HOST:PORT") from None
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, naming the address tried, when nothing answers where ``address`` points."""
+def check_reachable(address: str, timeout: float = 5.0) -> str:
+    """The address to dial for ``address``; a one-line error naming it when nothing answers there.
+
+    Ray itself retries a dead address for minutes before it gives up.
+    """
     try:
-        target, source = _resolve(address)
-    except (ImportError, AttributeError):  # another Ray layout: leave the check to ray.init
-        return
-    host, _, port = target.rpartition(":")
-    tried = target if address == target else f"{address} ({target}{', ' + source if source else ''})"
+        target, source = resolve_address(address)
+    except (ImportError, AttributeError):  # another Ray layout: leave "auto" and the check to ray.init
+        return address
+    host, _, port = target.removeprefix("ray://").split("/")[0].rpartition(":")
+    tried = target if address == target else f"{address} ({target}, {source})"
     if not host or not port.isdigit():
         raise UserError(f"cannot reach Ray at {tried}: not a HOST:PORT address")
     try:
@@ -142,3 +161,4 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
             why += "; the record was probably left by a cluster that has stopped"
         raise UserError(f"cannot reach Ray at {tried}: {why}; start the cluster ('ray start --head') "
                         f"or pass the address of a running one") from None
+    return target
