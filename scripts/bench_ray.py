@@ -34,7 +34,7 @@ def one(n_cpus: int, models: int, per_shard: int, steps: int, tmp: Path) -> tupl
                   "checkpoints": [steps]},
         "seeds": {"init": models},
     })
-    ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=n_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         out = tmp / f"zoo-{n_cpus}"
         t0 = time.perf_counter()
