@@ -24,13 +24,13 @@ import torch
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'basin-fingerprint[ray]')")
 
+from exact import assert_bitwise_equal  # noqa: E402
+
 from fingerprint import Zoo  # noqa: E402
 from fingerprint.errors import UserError  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.ray_executor import RayExecutor  # noqa: E402
 from training.sweep import run_sweep  # noqa: E402
-
-from exact import assert_bitwise_equal  # noqa: E402
 
 FAILING_TASK = textwrap.dedent('''
     from dataclasses import dataclass
@@ -222,13 +222,13 @@ def _stale_record(ray_tmpdir: Path) -> tuple[Path, str]:
 
 
 def _ray_processes_under(path: Path) -> list[str]:
-    res = subprocess.run(["pgrep", "-af", str(path)], capture_output=True, text=True)
+    res = subprocess.run(["pgrep", "-af", str(path)], capture_output=True, text=True, check=False)
     return [ln for ln in res.stdout.splitlines() if "pgrep" not in ln]
 
 
 def _cli(args: list, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def _base_only(tiny_config) -> Path:
@@ -280,7 +280,7 @@ def loopback_cluster(plugins):
     cluster = None
     try:
         cluster = Cluster(initialize_head=True,
-                          head_node_args=dict(num_cpus=1, node_ip_address="127.0.0.1", include_dashboard=False))
+                          head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False})
         assert RayExecutor(address="auto").check() == cluster.address  # found through the cluster's session record
         RayExecutor(address="auto")._init()
         yield cluster
