@@ -188,10 +188,9 @@ class ExtractorSpec:
                     extra[k] = back_rows
         back = {o: real[i] for o, i in zip(opaque, order)}
         lm = extra.get("landmarks")
-        if lm:
-            if not isinstance(lm, (list, tuple)) or not all(isinstance(x, str) and x in back for x in lm):
-                raise PluginError(f"extractor '{self.name}' declared landmarks that are not ids of the models it was given "
-                                  "(give the models.model_ids of the landmark rows)")
+        if lm and (not isinstance(lm, (list, tuple)) or not all(isinstance(x, str) and x in back for x in lm)):
+            raise PluginError(f"extractor '{self.name}' declared landmarks that are not ids of the models it was given "
+                              "(give the models.model_ids of the landmark rows)")
         for k, v in extra.items():
             if isinstance(v, str) and v in back:
                 extra[k] = back[v]
