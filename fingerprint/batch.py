@@ -1,39 +1,104 @@
 """``ModelBatch``: what an extractor sees of a population.
 
-Stacked parameters ``[n_models, ...]``, a vectorised forward pass, named activations, the task's
-probe sets, the model ids and the checkpoint step -- and nothing else: no labels, no lineage, so
-a fingerprint cannot leak the answer it is scored against.
+Stacked parameters ``[n_models, ...]``, a vectorised forward pass, named activations, a view of the
+task (probe sets, the input/output spec and two narrow interfaces some built-ins need), opaque row
+ids and the checkpoint step -- and nothing else: no seeds, no lineage, no labels, so a fingerprint
+cannot leak the answer it is scored against (``docs/extractors.md``, "What an extractor sees").
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from fingerprint.errors import UserError, unknown
+
+# The task objects behind live TaskViews, by key, with the number of views using each. A view keeps
+# only its key: walking a view's attributes reaches no Task (whose ``variant(init, data)`` maps seeds
+# to the answer). Code that goes looking in this module can find it; see the docs on the boundary.
+_BEHIND: dict[str, list[Any]] = {}
+
+
+def _release(key: str) -> None:
+    entry = _BEHIND.get(key)
+    if entry is not None:
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _BEHIND[key]
+
+
+@dataclass(frozen=True)
+class HypothesisInfo:
+    """A task's causal hypothesis as extractors see it: what it claims and where to look; its
+    (base, source) pairs come from :meth:`TaskView.interchanges`."""
+
+    description: str
+    layer: str = ""
+    position: int | None = None
+    k: int = 0
+
 
 class TaskView:
-    """The task as extractors see it: probe sets and the input/output spec."""
+    """The task as extractors see it: plain values and methods that return tensors.
+
+    ``name``, ``input_shape``, ``n_out`` and ``layers`` (the hook points an imported zoo declares),
+    probe sets (``probe_names()``, ``probes(name)``), causal hypotheses (``hypotheses()``,
+    ``interchanges(name, n, generator)``) and the labelled training data with its loss
+    (``train_data()``, ``loss(out, y)``). It holds no Task object.
+    """
 
     def __init__(self, task: Any):
-        self._task = task
-        self.name = getattr(task, "name", "task")
+        self.name = str(getattr(task, "name", "task"))
+        self.input_shape = tuple(int(s) for s in task.input_shape)
+        self.n_out = int(task.n_out)
+        self.layers = [str(x) for x in (getattr(task, "layers", None) or [])]
+        key = f"{type(task).__module__}.{type(task).__qualname__}@{id(task):x}"
+        _BEHIND.setdefault(key, [task, 0])[1] += 1
+        weakref.finalize(self, _release, key)
+        self._key = key
+
+    def _behind(self) -> Any:
+        return _BEHIND[self._key][0]
 
     def probe_names(self) -> list[str]:
-        return list(self._task.probe_names())
+        return [str(n) for n in self._behind().probe_names()]
 
     def probes(self, name: str) -> torch.Tensor:
-        """Probe inputs ``[n_probes, *input_shape]``."""
-        return self._task.probes(name)
+        """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others)."""
+        return self._behind().probes(name).clone()
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self._task.input_shape)
+    def hypotheses(self) -> dict[str, HypothesisInfo]:
+        """``{name: HypothesisInfo}`` for ``causal-ii`` (empty when the task declares none)."""
+        found = getattr(self._behind(), "hypotheses", None)
+        hyps = found() if callable(found) else {}
+        return {str(n): HypothesisInfo(str(h.description), str(h.layer or ""), h.position, int(h.k or 0))
+                for n, h in (hyps or {}).items()}
 
-    @property
-    def n_out(self) -> int:
-        return int(self._task.n_out)
+    def interchanges(self, hypothesis: str, n: int, generator: torch.Generator) -> Any:
+        """``n`` (base, source) pairs of ``hypothesis`` with its counterfactual labels: an
+        ``Interchange`` of tensors (``base``, ``source``, ``base_value``, ``source_value``,
+        ``counterfactual``)."""
+        hyps = self._behind().hypotheses() if hasattr(self._behind(), "hypotheses") else {}
+        if hypothesis not in hyps:
+            raise unknown(f"hypothesis of task '{self.name}'", hypothesis, hyps)
+        return hyps[hypothesis].sample(n, generator)
+
+    def train_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's training set ``(x [N, *input_shape], y [N, ...])``: the same for every model
+        (no per-model data order, poisoning or seeds)."""
+        task = self._behind()
+        if not hasattr(task, "train_set") or not hasattr(task, "loss"):
+            raise UserError(f"task '{self.name}' has no labelled training data (imported zoos have only probe sets)")
+        x, y = task.train_set()
+        return x.clone(), y.clone()
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's per-model training loss ``[n_models]`` from outputs ``[n_models, B, n_out]``."""
+        return self._behind().loss(out, y)
 
 
 class ModelBatch:
@@ -46,6 +111,9 @@ class ModelBatch:
     task : TaskView
         Probe sets (``task.probes("ood")``) and the input/output spec.
     model_ids : list[str]
+        Row names. An extractor called through the registry sees opaque ones (``m0000``, ...,
+        by position in the batch it is given); the zoo's ids, which encode seeds and lineage, are
+        put back on its rows after it returns.
     step : int or str
         The checkpoint step (``"final"`` for each model's last step).
     family : Family
@@ -76,8 +144,6 @@ class ModelBatch:
         valid = self.activation_names()
         bad = [n for n in names if n not in valid]
         if bad:
-            from fingerprint.errors import unknown
-
             raise unknown("activation", bad[0], valid)
         x = x.to(self.device)
         parts = [self.family.forward(self.params, x[i : i + self.chunk], capture=list(names))[1] for i in range(0, len(x), self.chunk)]

@@ -20,6 +20,7 @@ import numpy as np
 
 from fingerprint.batch import ModelBatch
 from fingerprint.errors import UserError
+from fingerprint.population import check_code
 from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
 from fingerprint.zoo import Zoo
 
@@ -157,6 +158,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             if on_progress:
                 on_progress(text, len(ids), len(ids))
             return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
+    check_code(zoo)  # outside the try: a zoo whose code the user did not allow stops the whole call, saying why
     remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
     try:
         if remote_module is not False:
@@ -168,7 +170,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
                 if on_progress:
                     on_progress(text, done[0], len(ids))
 
-            parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None)
+            parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None,
+                               code=(zoo.trust_code, zoo.module_factory))
             values, extras = np.concatenate([p[0] for p in parts]), parts[-1][1]
         elif spec.streaming and len(ids) > chunk_size:
             parts, extras = [], {}

@@ -34,6 +34,9 @@ from fingerprint.errors import PluginError, UserError
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 SHARD_SIZE = 256
+# ``module:factory`` specs the user named in this process (import, from_modules, --arch): an imported
+# zoo naming one of them runs the user's own code, so reading it needs no --trust-code
+TRUSTED_FACTORIES: set[str] = set()
 
 
 def factory_dir(spec: str) -> str | None:
@@ -127,31 +130,46 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
             raise UserError(f"checkpoint '{path}' key '{k}' holds NaN or inf")
 
 
-def read_metadata(path: Path, model_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """CSV with a ``model_id`` column; numeric columns become numbers, others strings."""
+def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) -> dict[str, np.ndarray]:
+    """CSV with a ``model_id`` column; numeric columns become numbers, others strings.
+
+    Column names become HDF5 dataset names in every shard's model table, so each must be a plain,
+    unique, non-empty name; every row has exactly the header's fields. A file that covers only some
+    of the models is a warning naming how many it misses, and with ``strict`` an error.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM from spreadsheet exports is not part of a name
-            rows = list(csv.DictReader(f))
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if r]  # (line where the row ends, fields); blank lines skipped
     except OSError as e:
         raise UserError(f"metadata file '{path}' cannot be read: {e}") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"metadata file '{path}' is not a UTF-8 CSV ({e})") from None
-    if not rows or "model_id" not in rows[0]:
+    if not rows or "model_id" not in rows[0][1]:
         raise UserError(f"metadata file '{path}' needs a 'model_id' column (and one row per model)")
+    header = rows[0][1]
+    _check_columns(f"metadata file '{path}'", header)
     known = set(model_ids)
     by_id: dict[str, dict[str, str]] = {}
-    for i, r in enumerate(rows):
-        mid = (r.get("model_id") or "").strip()
+    for line, r in rows[1:]:
+        if len(r) != len(header):
+            what = (f"an extra field '{r[len(header)]}'" if len(r) > len(header) else f"no field for column '{header[len(r)]}'")
+            raise UserError(f"metadata file '{path}' row {line} has {len(r)} fields for the header's {len(header)} ({what})")
+        row = dict(zip(header, r))
+        mid = row["model_id"].strip()
         if mid not in known:
-            raise UserError(f"metadata file '{path}' row {i + 2} names unknown model '{mid}' (checkpoints are named by file stem, e.g. '{model_ids[0]}')")
+            raise UserError(f"metadata file '{path}' row {line} names unknown model '{mid}' (checkpoints are named by file stem, e.g. '{model_ids[0]}')")
         if mid in by_id:
-            raise UserError(f"metadata file '{path}' row {i + 2} names model '{mid}' a second time")
-        by_id[mid] = r
-    cols = [c for c in rows[0] if c != "model_id"]
-    reserved = set(zoo_io.CORE_COLUMNS) - {"parent_id", "init_seed", "data_seed", "group"}
-    clash = [c for c in cols if c in reserved]
-    if clash:
-        raise UserError(f"metadata file '{path}' column '{clash[0]}' is reserved (reserved: {', '.join(sorted(reserved))})")
+            raise UserError(f"metadata file '{path}' row {line} names model '{mid}' a second time")
+        by_id[mid] = row
+    missing = [m for m in model_ids if m not in by_id]
+    if missing:
+        gap = (f"metadata file '{path}' covers {len(by_id)} of {len(model_ids)} models: {len(missing)} have no row "
+               f"(e.g. {', '.join(missing[:3])})")
+        if strict:
+            raise UserError(f"{gap}; --strict refuses a file that does not cover every model")
+        warnings.warn(f"{gap}; their columns are left blank (pass --strict to refuse)", stacklevel=2)
+    cols = [c for c in header if c != "model_id"]
     out: dict[str, np.ndarray] = {}
     for c in cols:
         vals = [(by_id.get(m) or {}).get(c, "") or "" for m in model_ids]
@@ -161,6 +179,34 @@ def read_metadata(path: Path, model_ids: Sequence[str]) -> dict[str, np.ndarray]
         except ValueError:
             out[c] = np.asarray(vals, dtype=object)
     return out
+
+
+def check_name(name: Any) -> str | None:
+    """Why ``name`` cannot name an HDF5 dataset of ours (None when it can): a '/' would nest it in
+    groups, '.' is the group itself, and control characters break one-line messages."""
+    if not isinstance(name, str) or not name.strip():
+        return "it is empty"
+    if "/" in name:
+        return "it contains '/', which HDF5 reads as nested groups"
+    if name in (".", ".."):
+        return f"'{name}' names the group itself in HDF5"
+    if not name.isprintable():
+        return "it contains a control character"
+    return None
+
+
+def _check_columns(where: str, header: Sequence[str]) -> None:
+    """Column names (``where`` names their source in messages): valid HDF5 names, unique, not reserved."""
+    for i, c in enumerate(header):
+        why = check_name(c)
+        if why:
+            raise UserError(f"{where} column {i + 1} ({c!r}) cannot be a column name: {why}; rename it")
+        if c in header[:i]:
+            raise UserError(f"{where} has two columns named '{c}' (columns {header.index(c) + 1} and {i + 1}); rename one")
+    reserved = set(zoo_io.CORE_COLUMNS) - {"parent_id", "init_seed", "data_seed", "group"}
+    clash = [c for c in header if c in reserved and c != "model_id"]
+    if clash:
+        raise UserError(f"{where} column '{clash[0]}' is reserved (reserved: {', '.join(sorted(reserved))})")
 
 
 def load_probes(spec: str | Path | None) -> dict[str, torch.Tensor]:
@@ -178,28 +224,60 @@ def load_probes(spec: str | Path | None) -> dict[str, torch.Tensor]:
         probes = load_state_dict(Path(s), "probe file") if Path(s).exists() else None
         if probes is None:
             raise UserError(f"probe file '{s}' not found")
+    return check_probes(probes, s)
+
+
+def check_probes(probes: Any, s: str) -> dict[str, torch.Tensor]:
+    """Named probe sets ``{name: [n_probes, *input_shape]}``: names that can name HDF5 datasets,
+    non-empty real-valued finite inputs, one input shape for all (``s`` names their source)."""
     if isinstance(probes, torch.Tensor):
         probes = {"in_dist": probes}
     if not isinstance(probes, dict) or not probes or not all(isinstance(v, torch.Tensor) for v in probes.values()):
         raise UserError(f"probes '{s}' must be a tensor or a non-empty dict of named tensors [n_probes, ...]")
-    return {str(k): v.detach().float() if v.is_floating_point() else v.detach() for k, v in probes.items()}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in probes.items():
+        name = str(k)
+        why = check_name(name)
+        if why:
+            raise UserError(f"probes '{s}': {name!r} cannot name a probe set: {why}")
+        if name in out:
+            raise UserError(f"probes '{s}' name probe set '{name}' twice")
+        if v.dim() < 1 or v.shape[0] == 0:
+            raise UserError(f"probe set '{name}' of '{s}' has shape {list(v.shape)}; give at least one input, [n_probes, *input_shape]")
+        if v.is_complex() or v.dtype == torch.bool:
+            raise UserError(f"probe set '{name}' of '{s}' holds {v.dtype}; probes are real numbers (floats, or integer tokens)")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"probe set '{name}' of '{s}' holds NaN or inf")
+        out[name] = v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+    shapes = {n: list(v.shape[1:]) for n, v in out.items()}
+    first = next(iter(out))
+    odd = next((n for n in out if shapes[n] != shapes[first]), None)
+    if odd is not None:
+        raise UserError(f"probe set '{odd}' of '{s}' has inputs of shape {shapes[odd]}, probe set '{first}' {shapes[first]}: "
+                        "every probe set feeds the same models")
+    return out
 
 
 def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers: Sequence[str], label: str) -> int:
     names = dict(template.named_modules())
+    if any(not l for l in layers):
+        raise UserError(f"an empty layer name names the whole model '{label}', not a submodule (valid: {', '.join([n for n in names if n][:30])})")
     bad = [l for l in layers if l not in names]
     if bad:
         valid = [n for n in names if n]
         raise UserError(f"unknown layer '{bad[0]}' for architecture '{label}' (valid: {', '.join(valid[:30])})")
     if not probes:
         return -1
-    name, x = next(iter(probes.items()))
-    try:
-        with torch.no_grad():
-            out = template.eval()(x[:2])
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {e}") from None
-    return int(out.shape[-1])
+    n_out = -1
+    for name, x in probes.items():  # every set: they share a shape, not necessarily a dtype
+        try:
+            with torch.no_grad():
+                out = template.eval()(x[:2])
+            n_out = int(out.shape[-1])
+        except Exception as e:  # noqa: BLE001
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+    return n_out
 
 
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
@@ -254,8 +332,11 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
 
 def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: str | Path | None = None,
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
-                       on_file: Callable[[Path], None] | None = None) -> Path:
-    """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo."""
+                       on_file: Callable[[Path], None] | None = None, strict: bool = False) -> Path:
+    """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
+
+    ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
+    """
     src = Path(src)
     if not src.is_dir():
         raise UserError(f"checkpoint directory '{src}' " + ("is a file: give the directory that holds the checkpoints"
@@ -263,9 +344,15 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     files = sorted(p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
     if not files:
         raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
+    ids = [model_id_of(f) for f in files]
+    meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part: a typo fails at once
     factory = resolve(arch, "architecture factory")
+    TRUSTED_FACTORIES.add(arch)  # the user named it: reading the zoo in this process may build it again
     template = build_template(factory, arch)
     expected = template.state_dict()
+    layers = list(dict.fromkeys(layers))
+    probe_sets = load_probes(probes)
+    n_out = _check_forward(template, probe_sets, layers, arch)
     sds = []
     for f in files:
         sd = load_state_dict(f)
@@ -273,14 +360,23 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         sds.append({k: sd[k] for k in expected})
         if on_file:
             on_file(f)
-    ids = [f.stem for f in files]
-    meta = read_metadata(Path(metadata), ids) if metadata else None
-    probe_sets = load_probes(probes)
-    n_out = _check_forward(template, probe_sets, layers, arch)
     input_shape = list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else []
-    family = {"arch": "module", "factory": arch, "layers": list(layers), "input_shape": input_shape, "n_out": n_out,
+    family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": input_shape, "n_out": n_out,
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch)}
     return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite)
+
+
+def model_id_of(path: Path) -> str:
+    """A checkpoint's model id (its file stem), which the zoo stores as UTF-8 and prints in one-line messages."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the name come back as surrogates
+        raise UserError(f"checkpoint file name {os.fsencode(path.name)!r} in '{path.parent}' is not valid UTF-8; "
+                        "rename it (model ids are file stems)") from None
+    if not path.stem.isprintable() or not path.stem.strip():
+        raise UserError(f"checkpoint file name {path.name!r} in '{path.parent}' cannot be a model id (empty or with a "
+                        "control character); rename it")
+    return path.stem
 
 
 def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None, metadata: dict[str, Sequence[Any]] | None = None,
@@ -294,6 +390,9 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     ids = list(model_ids) if model_ids is not None else [f"m{i}" for i in range(len(modules))]
     if len(ids) != len(modules):
         raise UserError(f"{len(ids)} model_ids for {len(modules)} modules")
+    odd = next((m for m in ids if not isinstance(m, str) or not m.strip() or not m.isprintable()), None)
+    if odd is not None or any(not isinstance(m, str) for m in ids):
+        raise UserError(f"model id {odd!r} cannot be a model id: ids are non-empty printable strings")
     template = copy.deepcopy(modules[0]).cpu().eval()
     expected = template.state_dict()
     sds = []
@@ -304,14 +403,18 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     meta = None
     if metadata:
         meta = {}
+        _check_columns("Zoo.from_modules metadata", ["model_id", *metadata])
         for c, v in metadata.items():
             if len(v) != len(ids):
                 raise UserError(f"metadata column '{c}' has {len(v)} values for {len(ids)} modules")
             meta[c] = np.asarray(list(v), dtype=object) if any(isinstance(x, str) for x in v) else np.asarray(list(v))
-    probe_sets = {k: v.detach().cpu() for k, v in (probes or {}).items()}
+    probe_sets = check_probes(probes, "Zoo.from_modules probes") if probes else {}
+    if isinstance(factory, str):
+        TRUSTED_FACTORIES.add(factory)  # the user named it for these modules
     label = factory if isinstance(factory, str) else f"{type(template).__module__}:{type(template).__qualname__}"
+    layers = list(dict.fromkeys(layers))
     n_out = _check_forward(template, probe_sets, layers, label)
-    family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": list(layers),
+    family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": layers,
               "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out}
     if out is None:  # a scratch zoo for this session: removed when the interpreter exits
         target = Path(tempfile.mkdtemp(prefix="zoo-"))

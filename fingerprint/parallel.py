@@ -27,10 +27,12 @@ ChunkResult = tuple[np.ndarray, dict[str, Any]]
 
 
 def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | None, device: str,
-                  threads: int = 0, module: str | None = None) -> ChunkResult:
+                  threads: int = 0, module: str | None = None, code: tuple[bool, Any] = (False, None)) -> ChunkResult:
     """Open the zoo at ``zoo_dir`` and compute one streaming extractor on ``ids``: ``([len(ids), d], extras)``.
 
     ``module`` is imported first, so extractors registered by decorator in an importable module resolve.
+    ``code`` carries the driver's consent to the zoo's code and its own factory, if any:
+    ``(zoo.trust_code, zoo.module_factory)``.
     """
     import importlib
 
@@ -47,7 +49,10 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
     name, overrides = parse_spec(spec_text)
     spec = get_extractor(name)
     params = spec.resolve_params(overrides)
-    mb = ModelBatch.from_zoo(Zoo.open(zoo_dir), list(ids), step, device)
+    zoo = Zoo.open(zoo_dir, trust_code=code[0])
+    if code[1] is not None:
+        zoo.module_factory = code[1]
+    mb = ModelBatch.from_zoo(zoo, list(ids), step, device)
     values, extras = spec.compute(mb, params)
     return np.asarray(values), {k: v for k, v in extras.items() if not isinstance(v, np.ndarray)}
 
@@ -63,7 +68,7 @@ class RayChunks:
         self._ray = RayExecutor(address=address, num_cpus=num_cpus, max_retries=max_retries, num_gpus=num_gpus)
         self.num_cpus, self.num_gpus, self.max_retries = num_cpus, num_gpus, max_retries
 
-    def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None) -> list[ChunkResult]:
+    def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None, code=(False, None)) -> list[ChunkResult]:
         import ray
 
         from training.ray_executor import failure_reason
@@ -72,7 +77,7 @@ class RayChunks:
         gpus = self.num_gpus if device.startswith("cuda") else 0
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
                           retry_exceptions=True)(compute_chunk)
-        refs = [task.remote(zoo_dir, spec_text, list(c), step, device, self.num_cpus, module) for c in chunks]
+        refs = [task.remote(zoo_dir, spec_text, list(c), step, device, self.num_cpus, module, code) for c in chunks]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[ChunkResult | None] = [None] * len(refs)
         pending = list(refs)

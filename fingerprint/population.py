@@ -5,11 +5,18 @@ rebuilds its architecture from the ``module:factory`` it was imported with (or t
 factory of ``Zoo.from_modules``) and reads its probe sets from ``ZOO/probes.h5``. Extractors see
 either one through the same small interface: ``probe_names()``, ``probes(name)``, ``input_shape``,
 ``n_out``.
+
+A zoo is data, and may come from anyone: nothing here imports or calls code that a zoo names (an
+imported zoo's ``module:factory`` and its ``factory_dir``, a sweep's ``module:Class`` task) unless
+the user vouched for it -- ``Zoo.open(..., trust_code=True)`` (``--trust-code``), their own factory
+(:func:`use_architecture`, ``--arch``), or having named that factory themselves in this process.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,15 +60,83 @@ def family_for(zoo: zoo_io.Zoo):
         if zoo.module_factory is not None:
             factory = zoo.module_factory
         elif spec.get("factory"):
-            from fingerprint.importer import resolve_factory
-
-            factory = resolve_factory(spec["factory"], spec.get("factory_dir"))
+            factory = _named_factory(zoo, str(spec["factory"]), spec.get("factory_dir"))
         else:
             raise UserError(f"zoo '{zoo.path}' was built from in-memory modules of {spec.get('class')}; "
                             "reopen it with Zoo.from_modules or set zoo.module_factory")
         return ModuleFamily(factory=factory, input_shape=tuple(spec.get("input_shape") or ()), n_out=int(spec.get("n_out", -1)),
                             label=str(spec.get("factory") or spec.get("class")))
     return _trained_parts(zoo)[0]
+
+
+def check_code(zoo: zoo_io.Zoo) -> None:
+    """Raise the one-line refusal now if running this zoo's models would import code it names
+    without the user's consent (extraction calls this before its first computation, so the whole
+    call stops with the reason instead of every extractor failing with it)."""
+    spec = zoo.family_spec
+    if is_imported(zoo):
+        if zoo.module_factory is None and spec.get("factory"):
+            _named_factory(zoo, str(spec["factory"]), spec.get("factory_dir"), load=False)
+        return
+    name = (zoo.config.get("task") or {}).get("name") if isinstance(zoo.config.get("task"), dict) else None
+    if isinstance(name, str):
+        check_task_code(zoo, name)
+
+
+def untrusted(zoo: zoo_io.Zoo, what: str) -> UserError:
+    """The one-line refusal to run code a zoo names, saying why and what the user can pass."""
+    return UserError(f"zoo '{zoo.path}' names code to run its models ({what}); a zoo may come from anyone, so its code "
+                     "is never imported unless you say so: pass --trust-code if you trust where the zoo came from, or "
+                     "--arch MODULE:FACTORY to build the architecture with your own code (in Python: "
+                     "Zoo.open(path, trust_code=True), or set zoo.module_factory)")
+
+
+def _named_factory(zoo: zoo_io.Zoo, spec: str, directory: Any, load: bool = True) -> Any:
+    """The factory an imported zoo's manifest names, imported only with the user's consent
+    (``load=False``: only check for it)."""
+    from fingerprint.importer import TRUSTED_FACTORIES, resolve, resolve_factory
+
+    if spec in TRUSTED_FACTORIES:  # the user named this factory in this process: their own code, found as they found it
+        return resolve(spec, "architecture factory") if load else None
+    where = f" from '{directory}'" if directory else ""
+    if not zoo.trust_code:
+        raise untrusted(zoo, f"architecture factory '{spec}'{where}")
+    if not load:
+        return None
+    if directory and not Path(str(directory)).is_absolute():  # relative to the zoo, not to wherever we run
+        directory = str((zoo.path / str(directory)).resolve())
+    return resolve_factory(spec, str(directory) if directory else None)
+
+
+def check_task_code(zoo: zoo_io.Zoo, name: str) -> None:
+    """Refuse a sweep zoo's ``module:Class`` task unless it is registered, already imported by the
+    user, or the zoo is trusted: building it would import a module the zoo names."""
+    if ":" not in name or zoo.trust_code:
+        return
+    from training.tasks import list_tasks
+
+    if name in list_tasks() or name.partition(":")[0] in sys.modules:
+        return
+    raise untrusted(zoo, f"task '{name}'")
+
+
+def use_architecture(zoo: zoo_io.Zoo, arch: str) -> None:
+    """Run an imported zoo's models with the user's own factory ``arch`` (``module:function``,
+    ``--arch``) instead of the one its manifest names; its parameters must match the zoo's."""
+    from fingerprint.importer import build_template, resolve
+
+    if not is_imported(zoo):
+        raise UserError(f"--arch is for imported zoos; zoo '{zoo.path}' was trained here with the built-in "
+                        f"architecture '{zoo.family_spec.get('arch')}'")
+    factory = resolve(arch, "architecture factory")
+    want = {k: tuple(v.shape) for k, v in build_template(factory, arch).state_dict().items()}
+    have = {k: tuple(shape[1:]) for k, shape in zoo.shards[0].param_shapes.items()} if zoo.shards else want
+    bad = next((k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)), None)
+    if bad is not None:
+        raise UserError(f"architecture '{arch}' does not match zoo '{zoo.path}': parameter '{bad}' is "
+                        f"{list(want[bad]) if bad in want else 'missing'} in it and "
+                        f"{list(have[bad]) if bad in have else 'missing'} in the zoo")
+    zoo.module_factory = factory
 
 
 def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
@@ -75,6 +150,7 @@ def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
         from training.sweep import build_family, build_task, read_manifest_config
 
         config = read_manifest_config(zoo.path)
+        check_task_code(zoo, config.task.name)
         task = build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
         cache["parts"] = (build_family(config, task), task)
     return cache["parts"]

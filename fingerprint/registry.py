@@ -11,7 +11,6 @@ built-ins and plugins alike.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import importlib
@@ -87,44 +86,33 @@ class ExtractorSpec:
     def compute(self, models: Any, params: dict[str, Any], labels: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Run and validate: features ``[n, d]`` or distances ``[n, n]`` / ``[n, n_landmarks]``, finite.
 
-        Only supervised extractors receive ``labels`` (one per model, in ``models.model_ids`` order).
+        The extractor sees opaque row ids (``m0000``, ...) instead of the zoo's (which encode seeds and
+        lineage); a plugin also sees its rows in an order drawn at random for each call, and a copy of
+        the parameters. Rows, and model ids in the returned metadata, are put back in the caller's
+        order and ids afterwards. Only supervised extractors receive ``labels`` (one per model, in
+        ``models.model_ids`` order). Any failure -- an exception, ``sys.exit``, unreadable output --
+        is a :class:`PluginError` naming the extractor.
         """
-        n = len(models.model_ids)
-        kw = {"labels": labels} if self.supervised else {}
-        if self.source != "builtin":  # a plugin that edits models.params in place must not change what the next extractor sees
-            models = copy.copy(models)
-            models.params = {k: v.clone() for k, v in models.params.items()}
+        real = list(models.model_ids)
+        n = len(real)
+        plugin = self.source != "builtin"
+        order = np.random.default_rng().permutation(n) if plugin else np.arange(n)
+        view = _blind(models, order, copy=plugin)
+        kw = {"labels": None if labels is None else [labels[i] for i in order]} if self.supervised else {}
+        res = self._call(view, params, kw)
         try:
-            if inspect.isclass(self.fn):
-                res = self.fn(**params)(models, **kw)
-            else:
-                res = self.fn(models, **params, **kw)
+            values, extra = self._validate(res, n)
+            values, extra = self._restore(values, extra, order, view.model_ids, real)
         except UserError:
             raise
-        except Exception as e:  # noqa: BLE001 - a broken plugin must not take the others down
-            raise PluginError(f"extractor '{self.name}' raised {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
-        extra: dict[str, Any] = {}
-        if isinstance(res, tuple) and len(res) == 2 and isinstance(res[1], dict):
-            res, extra = res
-        if isinstance(res, np.ndarray):
-            res = torch.from_numpy(res)
-        if not isinstance(res, torch.Tensor):
-            raise PluginError(f"extractor '{self.name}' returned {type(res).__name__}, expected a tensor [n_models, d]")
-        res = res.detach().float().cpu()
-        if res.dim() != 2 or res.shape[0] != n:
-            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected [n_models={n}, d]")
-        if self.output == "distances" and not extra.get("landmarks") and res.shape[1] != n:
-            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
-        if res.shape[1] == 0:
-            raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
-        if self.output == "distances" and self.source != "builtin":
-            _check_distances(self.name, res, extra)
+        except Exception as e:  # noqa: BLE001 - output no check foresaw (a tensor subclass, a device it cannot leave, ...)
+            raise PluginError(f"extractor '{self.name}' returned output that cannot be read: {type(e).__name__}{_first_line(e)}") from None
         from training.trainer import finite_models
 
-        finite = finite_models({"values": res})
+        finite = finite_models({"values": torch.from_numpy(values)})
         if not bool(finite.all()):
             rows = (~finite).nonzero().flatten().tolist()
-            ids = [models.model_ids[i] for i in rows[:3]]
+            ids = [real[i] for i in rows[:3]]
             raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
         from fingerprint.zoo import _json_default
 
@@ -133,12 +121,127 @@ class ExtractorSpec:
                 json.dumps(d, default=_json_default)
             except (TypeError, ValueError) as e:
                 raise PluginError(f"extractor '{self.name}' has {what} that cannot be stored as JSON ({e})") from None
+        return values, extra
+
+    def _call(self, models: Any, params: dict[str, Any], kw: dict[str, Any]) -> Any:
+        try:
+            if inspect.isclass(self.fn):
+                return self.fn(**params)(models, **kw)
+            return self.fn(models, **params, **kw)
+        except KeyboardInterrupt:  # the user's Ctrl-C stops everything
+            raise
+        except UserError as e:
+            if self.source == "builtin" or f"'{self.name}'" in str(e):
+                raise
+            raise PluginError(f"extractor '{self.name}': {_first_line(e)[2:]}") from None
+        except SystemExit as e:
+            raise PluginError(f"extractor '{self.name}' called sys.exit({e.code!r}); an extractor returns its fingerprint "
+                              "or raises, it does not end the program") from None
+        except BaseException as e:  # noqa: BLE001 - a broken plugin must not take the others down
+            raise PluginError(f"extractor '{self.name}' raised {type(e).__name__}{_first_line(e)}") from None
+
+    def _validate(self, res: Any, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The returned values as float32 ``[n, d]`` and the metadata, checked (rows still in the
+        extractor's order)."""
+        extra: dict[str, Any] = {}
+        if isinstance(res, tuple) and len(res) == 2 and isinstance(res[1], dict):
+            res, extra = res[0], dict(res[1])
+        if isinstance(res, np.ndarray):
+            if res.dtype.kind == "c":
+                raise PluginError(f"extractor '{self.name}' returned complex values ({res.dtype}); a fingerprint is real "
+                                  "(return e.g. the absolute values, or real and imaginary parts as columns)")
+            if res.dtype.kind not in "biuf":
+                raise PluginError(f"extractor '{self.name}' returned a numpy array of dtype {res.dtype}, expected numbers [n_models, d]")
+            res = torch.from_numpy(np.ascontiguousarray(res, dtype=np.float32))
+        if not isinstance(res, torch.Tensor):
+            raise PluginError(f"extractor '{self.name}' returned {type(res).__name__}, expected a tensor [n_models, d]")
+        if res.is_complex():
+            raise PluginError(f"extractor '{self.name}' returned complex values ({res.dtype}); a fingerprint is real "
+                              "(return e.g. the absolute values, or real and imaginary parts as columns)")
+        res = res.detach().to("cpu", torch.float32)
+        if res.dim() != 2 or res.shape[0] != n:
+            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected [n_models={n}, d]")
+        if self.output == "distances" and not extra.get("landmarks") and res.shape[1] != n:
+            raise PluginError(f"extractor '{self.name}' returned shape {list(res.shape)}, expected distances [{n}, {n}]")
+        if res.shape[1] == 0:
+            raise PluginError(f"extractor '{self.name}' returned no features (shape {list(res.shape)})")
+        _check_extra(self.name, extra)
+        if self.output == "distances" and self.source != "builtin":
+            _check_distances(self.name, res, extra)
         return res.numpy(), extra
+
+    def _restore(self, values: np.ndarray, extra: dict[str, Any], order: np.ndarray, opaque: list[str],
+                 real: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rows back in the caller's order, and the caller's ids for opaque ones in the metadata."""
+        n = len(real)
+        if not np.array_equal(order, np.arange(n)):
+            out = np.empty_like(values)
+            if self.output == "distances" and not extra.get("landmarks"):
+                out[np.ix_(order, order)] = values
+            else:
+                out[order] = values
+            values = out
+            for k, v in extra.items():  # per-row arrays (e.g. a train mask) follow their rows
+                if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
+                    back_rows = np.empty_like(v)
+                    back_rows[order] = v
+                    extra[k] = back_rows
+        back = {o: real[i] for o, i in zip(opaque, order)}
+        lm = extra.get("landmarks")
+        if lm and (not isinstance(lm, (list, tuple)) or not all(isinstance(x, str) and x in back for x in lm)):
+            raise PluginError(f"extractor '{self.name}' declared landmarks that are not ids of the models it was given "
+                              "(give the models.model_ids of the landmark rows)")
+        for k, v in extra.items():
+            if isinstance(v, str) and v in back:
+                extra[k] = back[v]
+            elif isinstance(v, (list, tuple)) and v and all(isinstance(x, str) and x in back for x in v):
+                extra[k] = [back[x] for x in v]
+        return values, extra
+
+
+# metadata keys extraction writes itself: an extractor's own metadata may not replace them
+RESERVED_META = ("created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "shape", "source",
+                 "spec", "step", "supervised", "version")
+
+
+def _first_line(e: BaseException) -> str:
+    """``": <first line of str(e)>"`` (empty when there is none), safe for any exception."""
+    try:
+        text = str(e).strip()
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+        text = ""
+    return f": {text.splitlines()[0][:300]}" if text else ""
+
+
+def _blind(models: Any, order: np.ndarray, copy: bool) -> Any:
+    """The batch an extractor is handed: rows in ``order``, opaque ids ``m0000``... by position (they
+    encode neither seeds nor lineage), and with ``copy`` its own copy of the parameters (a plugin that
+    edits them in place must not change what the next extractor sees)."""
+    from fingerprint.batch import ModelBatch
+
+    n = len(order)
+    width = max(4, len(str(n - 1)))
+    idx = torch.as_tensor(order, dtype=torch.long)
+    params = {k: (v[idx.to(v.device)] if copy else v) for k, v in models.params.items()}
+    return ModelBatch(models.family, params, models.task, [f"m{j:0{width}d}" for j in range(n)],
+                      getattr(models, "step", "final"), getattr(models, "device", "cpu"), getattr(models, "chunk", 2048))
+
+
+def _check_extra(name: str, extra: dict[str, Any]) -> None:
+    """Metadata keys become HDF5 names (``extra/<key>``) and JSON keys; arrays are stored as numbers."""
+    for k, v in extra.items():
+        if not isinstance(k, str) or not k or "/" in k or k in (".", "..") or not k.isprintable():
+            raise PluginError(f"extractor '{name}' returned metadata key {k!r}; keys are non-empty printable names without '/'")
+        if k in RESERVED_META:
+            raise PluginError(f"extractor '{name}' returned metadata key '{k}', which extraction writes itself "
+                              f"(reserved: {', '.join(RESERVED_META)})")
+        if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+            raise PluginError(f"extractor '{name}' returned metadata array '{k}' of dtype {v.dtype}; arrays in metadata hold numbers")
 
 
 def _check_distances(name: str, d: torch.Tensor, extra: dict[str, Any]) -> None:
     """A plugin's distances ``[n, n]`` (or ``[n, n_landmarks]``, one declared landmark per column)
-    are >= 0, and a square one is symmetric (up to float round-off)."""
+    are >= 0, and a square one is symmetric with a zero diagonal (up to float round-off)."""
     scale = max(float(d.abs().max()), 1.0)
     if float(d.min()) < -1e-6 * scale:
         raise PluginError(f"extractor '{name}' returned negative distances (min {float(d.min()):.3g})")
@@ -150,6 +253,10 @@ def _check_distances(name: str, d: torch.Tensor, extra: dict[str, Any]) -> None:
     asym = float((d - d.T).abs().max())
     if asym > 1e-4 * scale:
         raise PluginError(f"extractor '{name}' returned a distance matrix that is not symmetric (max |d - d^T| = {asym:.3g})")
+    diag = float(d.diagonal().abs().max())
+    if diag > 1e-4 * scale:
+        raise PluginError(f"extractor '{name}' returned a distance matrix whose diagonal is not zero (max |d_ii| = {diag:.3g}): "
+                          "a model is at distance 0 from itself")
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}

@@ -414,7 +414,8 @@ class Zoo:
         self._index = {m: i for i, m in enumerate(self.model_ids)}
 
     # -- opening ---------------------------------------------------------------------------------
-    module_factory = None  # set for zoos built from in-memory modules (no importable factory)
+    module_factory = None  # set for zoos built from in-memory modules (no importable factory), or by the user's --arch
+    trust_code = False  # may the code this zoo names (an imported zoo's factory, a sweep's module:Class task) be imported?
 
     @classmethod
     def from_modules(cls, modules, out=None, metadata=None, model_ids=None, probes=None, layers=(), factory=None,
@@ -431,8 +432,12 @@ class Zoo:
         return zoo_from_modules(modules, out, metadata, model_ids, probes, layers, factory, overwrite)
 
     @classmethod
-    def open(cls, path: str | Path, strict: bool = True) -> "Zoo":
-        """Open a zoo directory. ``strict=False`` skips corrupt shards (listed in ``.corrupt``)."""
+    def open(cls, path: str | Path, strict: bool = True, trust_code: bool = False) -> "Zoo":
+        """Open a zoo directory. ``strict=False`` skips corrupt shards (listed in ``.corrupt``).
+
+        Opening reads data only. ``trust_code=True`` allows running the zoo's models with code the
+        zoo names (see "Trust model" in ``docs/zoo-format.md``); without it that is refused.
+        """
         p = Path(path)
         if not (p / MANIFEST).exists():
             if not p.exists():
@@ -457,7 +462,9 @@ class Zoo:
                     raise
                 corrupt.append((f, str(e)))
                 warnings.warn(str(e), stacklevel=2)
-        return cls(p, manifest, shards, corrupt)
+        zoo = cls(p, manifest, shards, corrupt)
+        zoo.trust_code = bool(trust_code)
+        return zoo
 
     # -- population ------------------------------------------------------------------------------
     def __len__(self) -> int:

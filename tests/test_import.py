@@ -17,9 +17,13 @@ import pytest
 import torch
 from torch import nn
 
+import fingerprint
 from fingerprint import Zoo
 from fingerprint.errors import UserError
 from fingerprint.importer import import_checkpoints
+
+# the source tree under test, kept on PYTHONPATH by the CLI runs that set their own
+PACKAGE = str(Path(fingerprint.__file__).resolve().parent.parent)
 
 ARCH = textwrap.dedent('''
     import torch
@@ -164,7 +168,7 @@ def test_malicious_pickle_is_refused_not_executed(user_models, monkeypatch):
 
 
 def test_import_cli_and_errors(user_models):
-    env = {**os.environ, "PYTHONPATH": str(user_models)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(user_models), PACKAGE))}
     run = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, a)], capture_output=True, text=True,
                                     cwd=user_models, env=env, timeout=120)
     res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo", "--metadata", "models.csv", "--probes", "userarch:probes")
@@ -176,13 +180,18 @@ def test_import_cli_and_errors(user_models):
     assert res.returncode == 2 and "already exists" in res.stderr
     res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo3", "--layers", "7")
     assert res.returncode == 2 and "unknown layer '7'" in res.stderr
-    # read from another directory, without PYTHONPATH: the factory's directory was recorded at import
-    elsewhere = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-m", "fingerprint.cli", "extract", str(user_models / "zoo"), "--fp", "ood-outputs"],
-                         capture_output=True, text=True, cwd=user_models.parent, env=elsewhere, timeout=120)
+    # read from another directory, without the factory on PYTHONPATH: the zoo names code, which runs only
+    # with --trust-code, and then from the directory recorded at import
+    elsewhere = {**os.environ, "PYTHONPATH": PACKAGE}
+    extract_elsewhere = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "fingerprint.cli", "extract", str(user_models / "zoo"), "--fp", "ood-outputs", *a],
+        capture_output=True, text=True, cwd=user_models.parent, env=elsewhere, timeout=120)
+    res = extract_elsewhere()
+    assert res.returncode == 2 and "names code to run its models" in res.stderr and "--trust-code" in res.stderr
+    res = extract_elsewhere("--trust-code")
     assert res.returncode == 0, res.stderr
     assert run("import", "ckpts", "--arch", "userarch:make", "--out", "bare").returncode == 0  # no --probes
-    res = run("extract", "bare", "--fp", "ood-outputs")
+    res = run("extract", "bare", "--fp", "ood-outputs", "--arch", "userarch:make")
     assert res.returncode == 1 and "has no probe sets" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
 
 
@@ -226,7 +235,7 @@ def test_readme_example_runs(tmp_path):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("<!-- byo-example -->")[1].split("```python\n")[1].split("```")[0]
     (tmp_path / "make_models.py").write_text(block)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(tmp_path), PACKAGE))}
     run = lambda *a: subprocess.run([*a], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     res = run(sys.executable, "make_models.py")
     assert res.returncode == 0, res.stderr
@@ -234,7 +243,7 @@ def test_readme_example_runs(tmp_path):
     res = run(*fp, "import", "ckpts", "--arch", "make_models:make", "--probes", "make_models:probes",
               "--metadata", "models.csv", "--layers", "1", "--out", "myzoo")
     assert res.returncode == 0, res.stderr
-    res = run(*fp, "extract", "myzoo", "--fp", "ood-outputs", "--fp", "weight-spectra", "--fp", "cka")
+    res = run(*fp, "extract", "myzoo", "--arch", "make_models:make", "--fp", "ood-outputs", "--fp", "weight-spectra", "--fp", "cka")
     assert res.returncode == 0, res.stderr
     zoo = Zoo.open(tmp_path / "myzoo")
     assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2]

@@ -145,7 +145,7 @@ RAY_PLUGIN = textwrap.dedent('''
 
     @extractor("fails-on-chunk", kind="mechanistic")
     def fails_on_chunk(models):
-        if "i3-d0" in models.model_ids:
+        if len(models.model_ids) < 5:  # the last, short chunk (extractors see opaque ids, not the zoo's)
             raise RuntimeError("planted chunk failure")
         return torch.zeros(len(models.model_ids), 1)
 ''')

@@ -18,7 +18,8 @@ import typer
 from rich.markup import escape as esc
 from rich.table import Table
 
-from fingerprint.cli import app, console, err_console, open_zoo
+from fingerprint.cli import app, console, err_console
+from fingerprint.cli.extract import ARCH_HELP, TRUST_HELP, open_for_models
 from fingerprint.cli.train import INSPECT_HOOKS
 from fingerprint.errors import UserError, choices
 
@@ -293,9 +294,11 @@ def cluster_cmd(
     embedding: Optional[str] = _ANALYSIS_OPTIONS["embedding"],
     seed: Optional[int] = _ANALYSIS_OPTIONS["seed"],
     combine: Optional[List[str]] = _ANALYSIS_OPTIONS["combine"],
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
-    zoo = open_zoo(zoo_path)
+    zoo = open_for_models(zoo_path, trust_code, arch)
     opts = _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine)
     inputs = _inputs(zoo, fp, opts)
     result = analyze_zoo(zoo, inputs, opts)
@@ -333,9 +336,11 @@ def report(
     embedding: Optional[str] = _ANALYSIS_OPTIONS["embedding"],
     seed: Optional[int] = _ANALYSIS_OPTIONS["seed"],
     combine: Optional[List[str]] = _ANALYSIS_OPTIONS["combine"],
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current."""
-    zoo = open_zoo(zoo_path)
+    zoo = open_for_models(zoo_path, trust_code, arch)
     opts = _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine)
     inputs = _inputs(zoo, fp, opts)
     result = stored_result(zoo, inputs, opts) or analyze_zoo(zoo, inputs, opts)

@@ -12,6 +12,34 @@ from fingerprint.cli import app, console, open_zoo, print_error
 from fingerprint.errors import UserError
 
 
+TRUST_HELP = ("Allow importing the code this zoo names to run its models (an imported zoo's architecture factory, a "
+              "sweep's module:Class task). Only for zoos from a source you trust: a zoo is data, and without this "
+              "flag no code it names is ever imported.")
+ARCH_HELP = "module:factory that builds an imported zoo's nn.Module: your own code, used instead of the one the zoo names."
+
+
+def open_for_models(zoo_path: Path, trust_code: bool = False, arch: Optional[str] = None):
+    """``open_zoo`` for commands that may run the zoo's models: with the user's consent to import
+    the code it names (``--trust-code``), or with their own architecture factory (``--arch``)."""
+    from fingerprint.population import use_architecture
+
+    add_cwd_to_path()
+    zoo = open_zoo(zoo_path)
+    zoo.trust_code = trust_code
+    if arch:
+        use_architecture(zoo, arch)
+    return zoo
+
+
+def add_cwd_to_path() -> None:
+    """Let a ``module:function`` the user names live in the working directory. Appended, never
+    prepended: a file there (in a zoo one has cd'ed into, say) must not shadow an installed module."""
+    import sys
+
+    if str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
+
+
 def labels_from(zoo, column: Optional[str]):
     if column is None:
         return None
@@ -60,19 +88,18 @@ def extract(
     executor: str = typer.Option("local", help="local | ray: where chunks of streaming extractors run."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
 ):
     """Compute fingerprints for a zoo (cached in the zoo)."""
-    import sys
-
     from fingerprint.parallel import get_runner
     from fingerprint.registry import load_plugin
     from training.sweep import check_device
 
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
+    add_cwd_to_path()
     for p in plugin or []:
         load_plugin(p)
-    zoo = open_zoo(zoo_path)
+    zoo = open_for_models(zoo_path, trust_code, arch)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
     check_device(device)

@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 from rich.markup import escape as esc
 
-from fingerprint.cli import app, console, open_zoo
+from fingerprint.cli import app, console
+from fingerprint.cli.extract import TRUST_HELP, add_cwd_to_path, open_for_models
 
 
 @app.command("import")
@@ -20,21 +21,19 @@ def import_cmd(
     probes: Optional[str] = typer.Option(None, "--probes", help="module:function returning {name: inputs}, or a .pt/.safetensors file of named inputs."),
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Submodule names whose outputs extractors may read (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    strict: bool = typer.Option(False, "--strict", help="Refuse a --metadata CSV that does not cover every checkpoint (default: a warning)."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
-    import sys
-
     from rich.progress import Progress
 
     from fingerprint.importer import CHECKPOINT_SUFFIXES, import_checkpoints
 
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # let module:factory name a file in the working directory
+    add_cwd_to_path()  # let module:factory name a file in the working directory
     n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking checkpoints", total=max(n, 1))
         path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
-                                  on_file=lambda _f: progress.advance(task))
+                                  on_file=lambda _f: progress.advance(task), strict=strict)
     from fingerprint.zoo import Zoo
 
     zoo = Zoo.open(path)
@@ -48,6 +47,7 @@ def forecast_cmd(
     fp: List[str] = typer.Option(["ood-outputs"], "--fp", help="Fingerprints to forecast with (repeatable)."),
     label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
 ):
     """How well early fingerprints predict each model's final basin, step by step."""
     from rich.table import Table
@@ -55,7 +55,7 @@ def forecast_cmd(
     from fingerprint.forecast import forecast
     from fingerprint.zoo import write_json
 
-    zoo = open_zoo(zoo_path)
+    zoo = open_for_models(zoo_path, trust_code)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
         s = forecast(zoo, list(fp), label)
     t = Table(title=f"forecast of {s['target']} ({s['n_models']} seeds, final step {s['final_step']})")
@@ -86,12 +86,15 @@ def select_cmd(
     device: str = typer.Option("cpu"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
     from fingerprint.cli.train import make_executor
     from fingerprint.forecast import select_and_continue
+    from fingerprint.population import check_code
 
-    zoo = open_zoo(zoo_path)
+    zoo = open_for_models(zoo_path, trust_code)
+    check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
                             executor=make_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"

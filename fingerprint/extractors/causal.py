@@ -29,10 +29,9 @@ from training import seeds as rng
 
 
 def task_hypotheses(models: Any) -> dict[str, Any]:
-    """The hypotheses the zoo's task declares; a one-line error naming the tasks that have some."""
-    task = getattr(models.task, "_task", None)
-    hyps = getattr(task, "hypotheses", None)
-    found = hyps() if callable(hyps) else {}
+    """The hypotheses the zoo's task declares (``{name: HypothesisInfo}``, through the task view:
+    extractors never hold the task itself); a one-line error naming the tasks that have some."""
+    found = models.task.hypotheses()
     if found:
         return dict(found)
     from training.tasks.base import Task, list_tasks
@@ -69,13 +68,13 @@ def _put(h: torch.Tensor, new: torch.Tensor, position: int | None) -> torch.Tens
     return new.reshape(h.shape)
 
 
-def interchange_accuracy(models: Any, hyp: Any, layer: str, k: int, steps: int, lr: float, n_pairs: int,
+def interchange_accuracy(models: Any, name: str, hyp: Any, layer: str, k: int, steps: int, lr: float, n_pairs: int,
                          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """IIA of every model for one hypothesis: ``(held-out IIA [n], training IIA [n])``."""
+    """IIA of every model for hypothesis ``name``: ``(held-out IIA [n], training IIA [n])``."""
     fam = models.family
     dev = models.device
-    params = {name: v.detach() for name, v in models.params.items()}
-    train, test = hyp.sample(n_pairs, gen), hyp.sample(n_pairs, gen)
+    params = {p: v.detach() for p, v in models.params.items()}
+    train, test = models.task.interchanges(name, n_pairs, gen), models.task.interchanges(name, n_pairs, gen)
     pos = hyp.position
 
     with torch.no_grad():
@@ -166,7 +165,7 @@ def causal_ii(models, layer: str = "", k: int = 0, steps: int = 150, lr: float =
             raise unknown(f"activation for causal-ii hypothesis '{name}'", where, names)
         dim = k if k > 0 else (getattr(hyp, "k", 0) or 4)
         gen = rng.generator(rng.EXTRACT, seed, 0xC1, i)
-        te, tr = interchange_accuracy(models, hyp, where, dim, steps, lr, n_pairs, gen)
+        te, tr = interchange_accuracy(models, name, hyp, where, dim, steps, lr, n_pairs, gen)
         cols.append(te)
         train_iia[name] = float(tr.mean())
         layers[name] = where

@@ -61,9 +61,8 @@ def default_layer(models: Any) -> str:
         hits = [n for n in names if n.endswith(suffix)]
         if hits:
             return hits[-1]
-    layers = getattr(getattr(models.task, "_task", None), "layers", None)
-    if layers:
-        return layers[-1]
+    if models.task.layers:  # the hook points an imported zoo declares
+        return models.task.layers[-1]
     if not names:
         raise UserError("this architecture exposes no named activations; pass layer=NAME")
     return names[-1]

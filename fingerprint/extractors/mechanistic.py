@@ -230,11 +230,11 @@ def aligned_weights(models, reference: int = 0, iterations: int = 10):
 
 # -- loss landscape ----------------------------------------------------------------------------------
 def _labelled(models, n: int):
-    task = getattr(models.task, "_task", None)
-    if task is None or not hasattr(task, "train_set") or not hasattr(task, "loss"):
-        raise UserError("lmc-barrier needs the task's labelled training data; this zoo's task has none (imported zoos)")
-    x, y = task.train_set()
-    return x[:n], y[:n], task.loss
+    try:
+        x, y = models.task.train_data()
+    except UserError:
+        raise UserError("lmc-barrier needs the task's labelled training data; this zoo's task has none (imported zoos)") from None
+    return x[:n], y[:n], models.task.loss
 
 
 @extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="2",
