@@ -87,8 +87,9 @@ class ExtractorSpec:
         """Run and validate: features ``[n, d]`` or distances ``[n, n]`` / ``[n, n_landmarks]``, finite.
 
         The extractor sees opaque row ids (``m0000``, ...) instead of the zoo's (which encode seeds and
-        lineage); a plugin also sees its rows in an order drawn at random for each call, and a copy of
-        the parameters. Rows, and model ids in the returned metadata, are put back in the caller's
+        lineage); a plugin also sees its rows shuffled (by a permutation seeded from a hash of the real
+        ids, which it never sees: the zoo's seed-grid order does not reach it, and the same models give
+        the same order, so a deterministic plugin stays deterministic), and a copy of the parameters. Rows, and model ids in the returned metadata, are put back in the caller's
         order and ids afterwards. Only supervised extractors receive ``labels`` (one per model, in
         ``models.model_ids`` order). Any failure -- an exception, ``sys.exit``, unreadable output --
         is a :class:`PluginError` naming the extractor.
@@ -96,7 +97,7 @@ class ExtractorSpec:
         real = list(models.model_ids)
         n = len(real)
         plugin = self.source != "builtin"
-        order = np.random.default_rng().permutation(n) if plugin else np.arange(n)
+        order = _hidden_order(real) if plugin else np.arange(n)
         view = _blind(models, order, copy=plugin)
         kw = {"labels": None if labels is None else [labels[i] for i in order]} if self.supervised else {}
         res = self._call(view, params, kw)
@@ -456,3 +457,9 @@ def _parse_value(v: str) -> Any:
         return json.loads(v)
     except json.JSONDecodeError:
         return v
+
+
+def _hidden_order(ids: list[str]) -> np.ndarray:
+    """A permutation of ``len(ids)`` rows seeded from a hash of the ids themselves (see ``compute``)."""
+    seed = int.from_bytes(hashlib.sha256("\n".join(ids).encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).permutation(len(ids))
