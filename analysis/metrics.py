@@ -148,16 +148,20 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
     return float(np.concatenate(hits).mean()), float(np.concatenate(chance).mean())
 
 
-def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5) -> float | None:
+def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5,
+                groups=None, return_oof: bool = False):
     """Cross-validated AUROC of a logistic-regression probe ``coords [n, c] -> labels``.
 
     Binary labels: plain AUROC of the held-out probabilities; more classes: macro one-vs-rest.
-    Scaling happens inside each fold. ``None`` when a class has fewer than ``min_class`` models:
-    with two or three models in a class, 2-fold AUROCs of pure noise reach 0.85 a few percent of
-    the time, enough to fake a "deep" verdict.
+    Scaling happens inside each fold. With ``groups`` (each model's init family), folds keep a
+    family together (``StratifiedGroupKFold``): a parent and its near-copy child in different folds
+    would let the probe recognise relatives instead of the label. ``None`` when a class has fewer
+    than ``min_class`` models: with two or three models in a class, 2-fold AUROCs of pure noise reach
+    0.85 a few percent of the time, enough to fake a "deep" verdict. With ``return_oof`` the result
+    is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes])`` (for intervals), or ``None``.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -166,14 +170,32 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     if len(classes) < 2 or counts.min() < max(2, min_class):
         return None
     folds = int(min(n_splits, counts.min()))
+    cv, kw = StratifiedKFold(folds, shuffle=True, random_state=random_state), {}
+    if groups is not None:
+        g = _codes(groups)
+        folds = int(min(folds, len(np.unique(g))))
+        if folds < 2:
+            return None
+        cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state), {"groups": g}
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = cross_val_predict(probe, np.asarray(coords, dtype=np.float64), y,
-                              cv=StratifiedKFold(folds, shuffle=True, random_state=random_state), method="predict_proba")
-    if len(classes) == 2:
+        p = cross_val_predict(probe, np.asarray(coords, dtype=np.float64), y, cv=cv, method="predict_proba", **kw)
+    score = auroc_of(y, p)
+    if score is None:
+        return None
+    return (score, y, p) if return_oof else score
+
+
+def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:
+    """AUROC of class codes ``y [n]`` against probabilities ``p [n, n_classes]`` (macro one-vs-rest
+    for more than two classes); ``None`` when a class is missing from ``y``."""
+    k = p.shape[1]
+    if len(np.unique(y)) < k or k < 2:
+        return None
+    if k == 2:
         return float(roc_auc_score(y, p[:, 1]))
-    return float(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    return float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=np.arange(k)))
 
 
 def confusion(clusters, labels) -> dict:

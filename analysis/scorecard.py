@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from analysis import clustering as cl
+from analysis import labelfree as lf
 from analysis import metrics as mt
 from fingerprint.errors import UserError, choices
 
@@ -44,6 +45,9 @@ class AnalysisOptions:
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
     auroc_threshold: float = 0.85  # binary labels: cross-validated probe AUROC at or above this: deep signal
+    alpha: float = 0.05  # significance after Benjamini-Hochberg across the report's fingerprints
+    n_perm: int = 199  # family-level permutations per p-value, and null replicates of the label-free tests
+    n_family_boot: int = 200  # family bootstrap samples per 95% interval
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
@@ -64,10 +68,10 @@ class AnalysisOptions:
         cl.check_method(self.method)
         if self.embedding not in cl.EMBEDDINGS:
             raise UserError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
-        for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0)):
+        for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:
                 raise UserError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
-        for key in ("deep_threshold", "noise_threshold", "auroc_threshold"):
+        for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
                 raise UserError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
         for i, group in enumerate(self.combine):
@@ -120,27 +124,39 @@ class FingerprintInput:
 
 
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
-            opts: AnalysisOptions, has_label: bool) -> tuple[str, str]:
-    """The verdict and the reason for it (the rules of ``docs/scorecard.md``)."""
+            opts: AnalysisOptions, has_label: bool, deep_q: float | None = None, noise_q: float | None = None,
+            probe_ci: tuple[float, float] | None = None) -> tuple[str, str]:
+    """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
+    when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
+    permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
+    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5."""
     if not has_label:
         return NO_TRUTH, "no ground-truth label to score against"
-    deep_parts = []
+    deep_parts, weak = [], []
     if deep_ami is not None and deep_ami >= opts.deep_threshold:
-        deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}")
+        if deep_q is None or deep_q <= opts.alpha:
+            deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
+        else:
+            weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
     if binary and probe_auroc is not None and probe_auroc >= opts.auroc_threshold:
-        deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}")
-    noise = noise_ami is not None and noise_ami >= opts.noise_threshold
-    noise_txt = f"noise AMI {noise_ami:.2f} {'>=' if noise else '<'} {opts.noise_threshold:g}" if noise_ami is not None \
-        else "noise AMI n/a"
+        if probe_ci is None or probe_ci[0] > 0.5:
+            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}")
+        else:
+            weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
+    noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)
+    if noise_ami is not None and noise_ami >= opts.noise_threshold and not noise:
+        weak.append(f"noise AMI {noise_ami:.2f} not significant (q {noise_q:.3g})")
+    noise_txt = f"noise AMI {noise_ami:.2f} {'>=' if noise_ami >= opts.noise_threshold else '<'} {opts.noise_threshold:g}" \
+        if noise_ami is not None else "noise AMI n/a"
+    d = f"deep AMI {deep_ami:.2f} {'>=' if deep_ami >= opts.deep_threshold else '<'} {opts.deep_threshold:g}" \
+        if deep_ami is not None else "deep AMI n/a"
     if deep_parts and noise:
         return "tracks both", f"{' and '.join(deep_parts)}; {noise_txt}"
     if deep_parts:
         return "tracks deep differences", f"{' and '.join(deep_parts)}; {noise_txt}"
     if noise:
-        d = f"deep AMI {deep_ami:.2f} < {opts.deep_threshold:g}" if deep_ami is not None else "deep AMI n/a"
-        return "tracks initialization noise", f"{d}; {noise_txt}"
-    d = f"deep AMI {deep_ami:.2f} < {opts.deep_threshold:g}" if deep_ami is not None else "deep AMI n/a"
-    return "uninformative", f"{d}; {noise_txt}"
+        return "tracks initialization noise", "; ".join([d, noise_txt, *weak])
+    return "uninformative", "; ".join([d, noise_txt, *weak])
 
 
 def _fmt(v: Any) -> Any:
@@ -218,9 +234,15 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     scores: dict[str, Any] = {}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
+    # the sampling unit: init families (lineage), or each model alone when the zoo names none
+    family = lineage if lineage is not None else np.asarray(ids, dtype=object)
+    n_families = len({str(f) for f in family})
+    calib: dict[str, Any] = {"n_families": n_families}
+    oof = None
     if has_label:
         scores["deep_ami"] = mt.ami(clusters, label)
-        scores["probe_auroc"] = mt.probe_auroc(coords, label, random_state=opts.seed)
+        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=family, return_oof=True)
+        scores["probe_auroc"] = None if oof is None else oof[0]
     else:
         scores["deep_ami"] = None
         scores["probe_auroc"] = None
@@ -235,7 +257,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                                                         random_state=opts.seed)
     noise_vals = [v for v in (scores.get("noise_ami"), scores.get("parent_noise_ami")) if v is not None]
     noise = max(noise_vals) if noise_vals else None
-    v, reason = verdict(scores["deep_ami"], noise, scores["probe_auroc"], binary, opts, has_label)
+    calib.update(_calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts))
+    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) if lineage is not None else None
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}
@@ -270,10 +293,94 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         "label_values": None if label is None else [str(x) for x in label],
         "lineage_values": None if lineage is None else [str(x) for x in lineage],
         "scores": {k: (_fmt(v) if not isinstance(v, dict) else {a: _fmt(b) for a, b in v.items()}) for k, v in scores.items()},
-        "noise_score": _fmt(noise), "verdict": v, "reason": reason, "binary_label": binary,
+        "noise_score": _fmt(noise), "binary_label": binary, "calibration": calib, "has_label": has_label,
+        "_label_free": label_free,  # decided across fingerprints in analyze(), then replaced by its JSON form
         "alignment": alignment, "aligns_with": aligns_with, "basins": basin_rows,
         "confusion": mt.confusion(clusters, label) if label is not None else None,
     }
+
+
+def _calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarray | None, family: np.ndarray,
+               oof: tuple | None, scores: dict[str, Any], opts: AnalysisOptions) -> dict[str, Any]:
+    """95% intervals from a bootstrap over init families and one-sided p-values from permutations
+    at the family level (docs/scorecard.md, "Uncertainty"): deep AMI (labels move between families
+    as whole blocks), noise AMI (members move across families inside each true basin: the null that
+    the family does not matter), the probe AUROC (its out-of-fold probabilities, folds grouped by
+    family, resampled by family)."""
+    out: dict[str, Any] = {}
+    seed, nb, npm = opts.seed, opts.n_family_boot, opts.n_perm
+    if label is not None and scores.get("deep_ami") is not None:
+        out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami(clusters[r], label[r]), family, nb, seed)
+        out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami(clusters, lab), label, family, npm, seed)
+    if oof is not None:
+        _, y, prob = oof
+        out["probe_auroc_ci"] = lf.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
+    if lineage is not None and scores.get("noise_ami") is not None:
+        basins = label
+        out["noise_ami_ci"] = lf.family_bootstrap(
+            lambda r, d: mt.within_basin_ami(clusters[r], d, None if basins is None else basins[r])[0], family, nb, seed)
+        out["noise_ami_p"] = lf.member_permutation_p(lambda f: mt.within_basin_ami(clusters, f, basins)[0], lineage,
+                                                     basins, npm, seed)
+    return out
+
+
+def _decide(results: list[dict[str, Any]], opts: AnalysisOptions) -> None:
+    """Verdicts for all fingerprints at once: the labelled ones need their p-values significant after
+    a Benjamini-Hochberg correction across the report's fingerprints (deep and noise AMIs together);
+    the label-free ones come from :func:`analysis.labelfree.decide` over the same fingerprints."""
+    from scipy.stats import false_discovery_control
+
+    ok = [r for r in results if r.get("verdict") != FAILED and "calibration" in r]
+    tests = [(r, k) for r in ok for k in ("deep_ami_p", "noise_ami_p") if r["calibration"].get(k) is not None]
+    if tests:
+        qs = false_discovery_control([r["calibration"][k] for r, k in tests], method="bh")
+        for (r, k), q in zip(tests, qs):
+            r["calibration"][k.replace("_p", "_q")] = float(q)
+    free = [r for r in ok if r.get("_label_free") is not None]
+    for r, d in zip(free, lf.decide([r["_label_free"] for r in free], opts.alpha)):
+        r["_label_free"] = d
+    for r in ok:
+        c, s = r["calibration"], r["scores"]
+        few = c["n_families"] < lf.MIN_FAMILIES
+        if few and r["has_label"]:
+            r["verdict"], r["reason"] = f"insufficient: {c['n_families']} families", \
+                f"at least {lf.MIN_FAMILIES} independent init families are needed to decide"
+        else:
+            noise = r.get("noise_score")
+            r["verdict"], r["reason"] = verdict(s.get("deep_ami"), noise, s.get("probe_auroc"), r["binary_label"], opts,
+                                                r["has_label"], c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"))
+        deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
+        noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha
+        free_r = r.pop("_label_free")
+        r["label_free"] = _label_free_json(free_r, r["model_ids"])
+        r["significant"] = {"tracks deep differences": deep_ok or r["verdict"] == "tracks deep differences" and c.get("deep_ami_q") is None,
+                            "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(
+            r["verdict"], (not r["has_label"]) and r["label_free"]["verdict"] in lf.DEEP_VERDICTS + ("lineage only",))
+        if r["has_label"] and r["label_free"]["verdict"] in lf.VERDICTS:
+            r["label_free"]["agrees"] = _agree(r["verdict"], r["label_free"]["verdict"])
+    for r in results:
+        r.pop("_label_free", None)
+
+
+def _label_free_json(res: lf.LabelFreeResult | None, ids: list[str]) -> dict[str, Any]:
+    if res is None:
+        return {"verdict": "insufficient", "sentence": "insufficient: the zoo names no lineage column to group models by",
+                "candidate_basins": {}}
+    basins = res.candidate_basins
+    return {"verdict": res.verdict if res.verdict != "insufficient" else "insufficient", "sentence": res.sentence or lf.SENTENCES[res.verdict],
+            "q": _fmt(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
+            "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
+            "cluster_index_split": res.ci_split, "pseudo_f": _fmt(res.pseudo_f), "family_groups": res.family_groups,
+            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}}
+
+
+def _agree(labelled: str, free: str) -> bool | None:
+    """Do the labelled and the label-free verdict say the same thing (deep, noise, or nothing)?"""
+    kind = {"tracks deep differences": "deep", "tracks both": "deep", "tracks initialization noise": "noise",
+            "uninformative": "none", "crosses lineage": "deep", "groups lineages": "deep", "lineage only": "noise",
+            "no structure": "none"}
+    a, b = kind.get(labelled), kind.get(free)
+    return None if a is None or b is None else a == b
 
 
 def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True) -> list[str]:
@@ -324,6 +431,7 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     for group in opts.combine:
         fps.append(combined_input(group, by_name, opts))
     results = [analyze_one(f, table, opts, index) for f in fps]
+    _decide(results, opts)
     return {
         "version": RESULT_VERSION,
         "created": time.time(),
@@ -378,7 +486,18 @@ def scorecard_row(r: dict[str, Any]) -> dict[str, Any]:
         "lineage_nn_chance": s.get("lineage_nn_chance"), "parent_nn": s.get("parent_nn"),
         "parent_nn_chance": s.get("parent_nn_chance"), "aligns_with": r.get("aligns_with"),
         "verdict": r.get("verdict"), "reason": r.get("reason"), "error": r.get("error"),
+        "significant": bool(r.get("significant", False)),
+        "label_free_verdict": (r.get("label_free") or {}).get("verdict", "insufficient"),
+        "label_free_sentence": (r.get("label_free") or {}).get("sentence"),
+        "candidate_basins": (r.get("label_free") or {}).get("candidate_basins", {}),
+        "n_families": (r.get("calibration") or {}).get("n_families"),
+        **{k: _ci((r.get("calibration") or {}).get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci")},
+        **{k: (r.get("calibration") or {}).get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")},
     }
+
+
+def _ci(v: Any) -> list[float] | None:
+    return None if v is None else [float(v[0]), float(v[1])]
 
 
 def summary(result: dict[str, Any], provenance: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -150,9 +150,10 @@ def test_ami_of_identical_and_renamed_labellings_is_one():
     assert mt.ami(a, np.zeros(7)) is None  # a label with one value cannot be scored
 
 
-# 36 models: 3 init-seed families x 2 true basins x 6; every family has members in both basins
-FAM = np.repeat(np.arange(3), 12)
-BASIN = np.tile(np.repeat(np.arange(2), 6), 3)
+# 36 models: 4 init-seed families of 9 (the fewest the scorecard decides on), each with members in
+# both true basins (5 + 4 or 4 + 5, so that the data seed does not decide the basin)
+FAM = np.repeat(np.arange(4), 9)
+BASIN = (np.arange(36) % 9 + FAM) % 2
 
 
 def test_within_basin_lineage_ami_separates_lineage_from_deep_clusters():
@@ -164,7 +165,7 @@ def test_within_basin_lineage_ami_separates_lineage_from_deep_clusters():
     noise, per = mt.within_basin_ami(BASIN, FAM, BASIN)
     assert mt.ami(BASIN, BASIN) == 1.0 and noise == 0.0 and per == {"0": 0.0, "1": 0.0}
     # both: basin x family clusters
-    assert mt.within_basin_ami(BASIN * 3 + FAM, FAM, BASIN)[0] == 1.0
+    assert mt.within_basin_ami(BASIN * 4 + FAM, FAM, BASIN)[0] == 1.0
 
 
 def test_within_basin_ami_does_not_credit_families_that_sit_in_different_basins():
@@ -246,7 +247,7 @@ def test_verdict_without_label_and_with_custom_thresholds():
 
 def _table(deep: bool = True, parents=None) -> dict:
     ids = np.asarray([f"m{i}" for i in range(36)], dtype=object)
-    t = {"model_id": ids, "init_seed": FAM, "data_seed": np.arange(36) % 6}
+    t = {"model_id": ids, "init_seed": FAM, "data_seed": np.arange(36) % 9}
     if deep:
         t["deep_label"] = np.asarray(["rule_a", "rule_b"], dtype=object)[BASIN]
     if parents is not None:
@@ -259,14 +260,17 @@ def _fps():
     rng = np.random.default_rng(0)
     return [sc.FingerprintInput("deep", blobs(BASIN, seed=1), ids),
             sc.FingerprintInput("noise", blobs(FAM, seed=2), ids),
-            sc.FingerprintInput("both", blobs(BASIN * 3 + FAM, seed=3), ids),
+            sc.FingerprintInput("both", blobs(BASIN * 4 + FAM, d=8, seed=3), ids),
             sc.FingerprintInput("flat", rng.normal(size=(36, 6)), ids)]
 
 
-FAST = sc.AnalysisOptions(n_boot=4, embedding="pca")
+FAST = sc.AnalysisOptions(n_boot=4, embedding="pca", n_perm=99, n_family_boot=50)
 ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
             "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",
-            "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error"}
+            "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error",
+            # issue 20: calibrated numbers and the label-free verdict
+            "significant", "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families",
+            "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -279,7 +283,7 @@ def test_scorecard_verdicts_for_constructed_fingerprints():
     assert rows["noise"]["deep_ami"] < 0.05 and rows["noise"]["noise_ami"] == 1.0
     assert rows["noise"]["probe_auroc"] < 0.85
     assert rows["noise"]["lineage_nn"] == 1.0 and rows["noise"]["lineage_nn_chance"] < 0.35
-    assert rows["both"]["verdict"] == "tracks both" and rows["both"]["n_clusters"] == 6
+    assert rows["both"]["verdict"] == "tracks both" and rows["both"]["n_clusters"] == 8
     assert rows["flat"]["verdict"] == "uninformative" and rows["flat"]["n_clusters"] == 1
     for name in ("deep", "noise", "both"):
         assert rows[name]["consensus_k"] == rows[name]["n_clusters"] and rows[name]["stability"] > 0.95
@@ -296,8 +300,8 @@ def test_a_k_at_the_cap_is_flagged_as_a_ceiling():
     both = [f for f in _fps() if f.name == "both"]
     (capped,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4))["scorecard"]
     assert capped["n_clusters"] == 4 and capped["k_at_cap"] is True
-    (free,) = sc.analyze(both, _table(), FAST.replace(n_boot=0))["scorecard"]
-    assert free["n_clusters"] == 6 and free["k_at_cap"] is False
+    (free,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=10))["scorecard"]
+    assert free["n_clusters"] == 8 and free["k_at_cap"] is False
     (fixed,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4, k=4))["scorecard"]
     assert fixed["k_at_cap"] is False
 
@@ -338,7 +342,7 @@ def test_without_ground_truth_clusters_stability_and_alignment_remain():
     for r in rows.values():
         assert r["verdict"] == sc.NO_TRUTH and r["deep_ami"] is None and r["probe_auroc"] is None
         assert r["n_clusters"] >= 1 and r["stability"] is not None
-    assert rows["noise"]["n_clusters"] == 3 and rows["noise"]["aligns_with"] == "init_seed"
+    assert rows["noise"]["n_clusters"] == 4 and rows["noise"]["aligns_with"] == "init_seed"
     assert rows["noise"]["noise_ami"] == 1.0  # the whole population is one basin
     assert rows["deep"]["n_clusters"] == 2 and rows["deep"]["aligns_with"] is None
     full = {r["fingerprint"]: r for r in res["fingerprints"]}

@@ -1,0 +1,373 @@
+"""Answering without ground truth: lineage-aware basins, and statistics whose unit is the init family.
+
+The person running the proposal for real never has a deep label, but always has lineage: which
+models share an init seed (a *family*: its data orders, spawned and fine-tuned children). Models of
+one family are not independent samples, so every test and interval here resamples or permutes
+*families*. Jenner's objection, made operational: structure unique to one family is initialization
+noise; structure shared by many independent families, or splitting a family's members apart, is a
+candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``:
+
+- ``lineage``: are families identifiable? The pseudo-F of the family partition (between- over
+  within-family variance) against member permutations across families (the null: family does not
+  matter).
+- ``groups``: do the families' centroids fall into >= 2 groups? SigClust's statistic (Liu et al.
+  2008): the 2-means cluster index (within sum of squares of the best split over the total) of the
+  centroids, against centroids drawn from one Gaussian with their own covariance (a parametric
+  bootstrap with families as units; the sample covariance of a bimodal cloud is stretched along
+  the split, which makes the test conservative).
+- ``crosses``: do members of one family split the same way across families? The cluster index of
+  the within-family residuals, against Gaussian members with the pooled within-family covariance,
+  centred per family exactly as the data are.
+
+:func:`decide` turns the raw p-values of several fingerprints into verdicts after a
+Benjamini-Hochberg correction across all of them. Functions take arrays and return dataclasses;
+invalid input raises ``ValueError``. ``docs/scorecard.md`` ("Without ground truth") explains the
+verdicts; ``tests/test_labelfree.py`` measures the false "deep" rate on null populations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.stats import false_discovery_control
+
+VERDICTS = ("crosses lineage", "groups lineages", "lineage only", "no structure", "insufficient")
+DEEP_VERDICTS = ("crosses lineage", "groups lineages")
+MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
+MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
+CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
+SENTENCES = {
+    "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
+                       "a difference the seed does not decide (candidate deep difference).",
+    "groups lineages": "Whole init families fall into separate groups, more clearly than one Gaussian cloud would: "
+                       "candidate seed-decided basins (a deep difference, or a strong seed effect: check the groups).",
+    "lineage only": "Families are identifiable but form one cloud: this fingerprint tracks initialization noise.",
+    "no structure": "No significant family or basin structure at this population size.",
+    "insufficient": "Too few init families to decide.",
+}
+
+
+@dataclass(frozen=True)
+class LabelFreeResult:
+    """The label-free tests of one fingerprint (raw p-values; :func:`decide` sets the verdict).
+
+    ``candidate_basins`` ``[n]`` (``-1`` for none) are the basins of the verdict's kind: the
+    centroid groups (``groups``) or the split of the within-family direction (``crosses``).
+    """
+
+    n_models: int
+    n_families: int
+    p_lineage: float | None
+    p_groups: float | None
+    p_split: float | None
+    pseudo_f: float | None = None
+    ci_groups: float | None = None  # 2-means cluster index of the centroids (lower: more clustered)
+    ci_split: float | None = None  # 2-means cluster index of all models
+    split_rate: float | None = None  # share of families with relatives that the models' 2-means split cuts
+    split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
+    group_basins: np.ndarray | None = None  # [n] from the centroid groups
+    split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
+    family_groups: dict[str, int] = field(default_factory=dict)  # family -> group (centroid groups)
+    verdict: str = "no structure"
+    q: float | None = None  # the BH-adjusted p-value behind the verdict
+    candidate_basins: np.ndarray | None = None
+    sentence: str = ""
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in ("crosses lineage", "groups lineages", "lineage only")
+
+
+# -- the 2-means cluster index, batched over null replicates -----------------------------------------
+def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """2-means cluster index of each replicate ``x [b, n, d]``: within sum of squares of a 2-means
+    split over the total (1: no split helps; SigClust's statistic) ``[b]``, and the split ``[b, n]``.
+
+    The split starts from the exact best cut along the first principal direction (each side at
+    least ``min_size`` points) and is refined by Lloyd's iterations while both sides keep
+    ``min_size`` points; the same deterministic procedure serves the data and every null replicate.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    b, n, _ = x.shape
+    x = x - x.mean(1, keepdims=True)
+    total = (x**2).sum((1, 2))
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    proj = np.einsum("bnd,bd->bn", x, vt[:, 0])
+    order = np.argsort(proj, 1)
+    s = np.take_along_axis(proj, order, 1)
+    xs = np.take_along_axis(x, order[..., None], 1)
+    # within SS of a cut after position i in d dimensions: sum of both sides' SS, from prefix sums
+    c1, c2 = np.cumsum(xs, 1), np.cumsum((xs**2).sum(2), 1)
+    m = np.arange(1, n)[None, :]
+    left = c2[:, :-1] - (c1[:, :-1] ** 2).sum(2) / m
+    right_sum = c1[:, -1:] - c1[:, :-1]
+    right = (c2[:, -1:] - c2[:, :-1]) - (right_sum**2).sum(2) / (n - m)
+    w = left + right
+    lo = max(1, min_size)
+    if n - lo < lo:
+        return np.ones(b), np.zeros((b, n), int)
+    w[:, : lo - 1] = np.inf
+    w[:, n - lo :] = np.inf
+    cut = w.argmin(1)
+    labels = np.zeros((b, n), int)
+    ranks = np.argsort(order, 1)
+    labels[ranks > cut[:, None]] = 1
+    for _ in range(iters):
+        cnt1 = labels.sum(1)
+        cnt0 = n - cnt1
+        ok = (cnt0 >= lo) & (cnt1 >= lo)
+        mu1 = np.einsum("bn,bnd->bd", labels, x) / np.maximum(cnt1, 1)[:, None]
+        mu0 = np.einsum("bn,bnd->bd", 1 - labels, x) / np.maximum(cnt0, 1)[:, None]
+        d1 = ((x - mu1[:, None]) ** 2).sum(2)
+        d0 = ((x - mu0[:, None]) ** 2).sum(2)
+        new = (d1 < d0).astype(int)
+        c = new.sum(1)
+        keep = ok & (c >= lo) & (n - c >= lo)
+        changed = keep & (new != labels).any(1)
+        if not changed.any():
+            break
+        labels[changed] = new[changed]
+    cnt1 = labels.sum(1)
+    mu1 = np.einsum("bn,bnd->bd", labels, x) / np.maximum(cnt1, 1)[:, None]
+    mu0 = np.einsum("bn,bnd->bd", 1 - labels, x) / np.maximum(n - cnt1, 1)[:, None]
+    within = (labels * ((x - mu1[:, None]) ** 2).sum(2) + (1 - labels) * ((x - mu0[:, None]) ** 2).sum(2)).sum(1)
+    return within / np.maximum(total, 1e-300), labels
+
+
+def _top_dims(x: np.ndarray, k: int) -> np.ndarray:
+    """``x [n, d]`` centred and rotated onto its top ``k`` principal directions ``[n, k]``."""
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:k].T
+
+
+def _gaussian_like(x: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """``b`` replicates ``[b, n, d]`` of ``n`` points from a Gaussian with ``x``'s covariance
+    (``x`` already rotated to principal axes, so the covariance is diagonal)."""
+    sd = x.std(0, ddof=1)
+    return rng.standard_normal((b, *x.shape)) * sd
+
+
+def _codes(values: Sequence) -> tuple[np.ndarray, list[str]]:
+    names, inv = np.unique(np.asarray([str(v) for v in values], dtype=object), return_inverse=True)
+    return inv.astype(int), [str(v) for v in names]
+
+
+def _centroids(x: np.ndarray, codes: np.ndarray, n_fam: int) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.bincount(codes, minlength=n_fam).astype(np.float64)
+    sums = np.zeros((n_fam, x.shape[1]))
+    np.add.at(sums, codes, x)
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
+    """Between- over within-family mean squares of ``x [n, d]`` (PERMANOVA's statistic, Euclidean)."""
+    cent, counts = _centroids(x, codes, n_fam)
+    grand = x.mean(0)
+    ssb = float((counts[:, None] * (cent - grand) ** 2).sum())
+    ssw = float(((x - cent[codes]) ** 2).sum())
+    n = len(x)
+    if n - n_fam <= 0 or ssw <= 0:
+        return float("inf") if ssb > 0 else 0.0
+    return (ssb / (n_fam - 1)) / (ssw / (n - n_fam))
+
+
+def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8
+               ) -> LabelFreeResult:
+    """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
+    its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
+    """
+    x = np.asarray(coords, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(family):
+        raise ValueError(f"coords must be [n, d] with one family per row, got {x.shape} and {len(family)} families")
+    if not np.isfinite(x).all():
+        raise ValueError("coords have NaN or infinite values")
+    codes, names = _codes(family)
+    n, n_fam = len(x), len(names)
+    if n_fam < MIN_FAMILIES or n < 2 * MIN_FAMILIES:
+        return LabelFreeResult(n, n_fam, None, None, None, verdict="insufficient",
+                               sentence=f"insufficient: {n_fam} init families (at least {MIN_FAMILIES} needed)")
+    rng = np.random.default_rng(random_state)
+    x = x - x.mean(0)
+    cent, counts = _centroids(x, codes, n_fam)
+    multi = counts[codes] >= 2  # models with a relative: the within-family tests use only these
+
+    # lineage: pseudo-F against members permuted across families (family sizes kept)
+    f_obs = p_lin = None
+    if multi.sum() > n_fam:
+        f_obs = pseudo_f(x, codes, n_fam)
+        perms = np.argsort(rng.random((n_null, n)), 1)
+        null_f = np.array([pseudo_f(x, codes[p], n_fam) for p in perms])
+        p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
+
+    # groups: SigClust on the centroids, in their top principal directions
+    k = min(MAX_DIMS, x.shape[1], n_fam - 2)
+    min_group = 2  # a group of one family is that family's quirk, not a basin
+    c = _top_dims(cent, max(k, 1))
+    ci_obs, split = cluster_index(c[None], min_size=min_group)
+    null_ci, _ = cluster_index(_gaussian_like(c, n_null, rng), min_size=min_group)
+    p_groups = float((1 + (null_ci <= ci_obs[0]).sum()) / (n_null + 1))
+    fam_group = _group_families(cent, k_max, split[0])
+    group_basins = fam_group[codes]
+
+    # one population or two? The 2-means cluster index of all models against a hierarchical
+    # Gaussian null: family effects with the centroids' covariance, members with the pooled
+    # within-family covariance (so a family's clump counts as one unit, not as m points)
+    dims = min(MAX_DIMS, x.shape[1])
+    xr = _top_dims(x, dims)
+    cent_r, _ = _centroids(xr, codes, n_fam)
+    resid = xr - cent_r[codes]
+    cov_w = resid.T @ resid / max(n - n_fam, 1)
+    cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
+    vals, vecs = np.linalg.eigh(cov_c)
+    root_c = vecs * np.sqrt(np.clip(vals, 0, None))
+    vals_w, vecs_w = np.linalg.eigh(cov_w)
+    root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
+    min_side = max(2, n // 20)
+    ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
+    sim = (rng.standard_normal((n_null, n_fam, dims)) @ root_c.T)[:, codes] + rng.standard_normal((n_null, n, dims)) @ root_w.T
+    null_b, _ = cluster_index(sim, min_size=min_side)
+    ci_c = float(ci_arr[0])
+    p_split = float((1 + (null_b <= ci_c).sum()) / (n_null + 1))
+    split = full_split[0]
+    # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
+    multi_fams = np.flatnonzero(counts >= 2)
+    cut = [len(np.unique(split[codes == f])) > 1 for f in multi_fams]
+    split_rate = float(np.mean(cut)) if cut else 0.0
+    split_basins = split
+    majority = np.array([int(round(split[codes == f].mean())) for f in range(n_fam)])
+
+    return LabelFreeResult(
+        n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
+        group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
+        family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
+
+
+def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarray:
+    """Each family's group ``[n_families]``: the 2-means split, or more groups where k-means with a
+    higher silhouette finds them (every group at least two families)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    best, best_s = split.astype(int), -1.0
+    n_fam = len(cent)
+    if len(np.unique(best)) == 2 and n_fam > 2:
+        best_s = silhouette_score(cent, best)
+    for k in range(3, min(k_max, n_fam // 2) + 1):
+        lab = KMeans(k, n_init=10, random_state=0).fit_predict(cent)
+        if np.bincount(lab).min() < 2:
+            continue
+        s = silhouette_score(cent, lab)
+        if s > best_s:
+            best, best_s = lab, s
+    return best
+
+
+def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
+    """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
+    tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
+    when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives, else ``groups
+    lineages`` with each family on its majority side), else the centroid groups. Each result's
+    ``q`` is its verdict's adjusted p-value."""
+    pvals = [(i, name, p) for i, r in enumerate(results)
+             for name, p in (("lineage", r.p_lineage), ("groups", r.p_groups), ("split", r.p_split)) if p is not None]
+    q = {}
+    if pvals:
+        adj = false_discovery_control([p for _, _, p in pvals], method="bh")
+        q = {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
+    out = []
+    for i, r in enumerate(results):
+        if r.verdict == "insufficient":
+            out.append(r)
+            continue
+        sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
+        if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE:
+            v, basins, key = "crosses lineage", r.split_basins, "split"
+        elif "split" in sig:
+            v, basins, key = "groups lineages", r.split_families, "split"
+        elif "groups" in sig:
+            v, basins, key = "groups lineages", r.group_basins, "groups"
+        elif "lineage" in sig:
+            v, basins, key = "lineage only", None, "lineage"
+        else:
+            v, basins, key = "no structure", None, None
+        qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
+        out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=SENTENCES[v]))
+    return out
+
+
+# -- intervals and permutation p-values with families as units -------------------------------------
+def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], family: Sequence, n_boot: int = 200,
+                     random_state: int = 0, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of ``stat(rows, draw)`` over bootstrap samples that draw whole init
+    families with replacement: ``rows`` index the population (a family's members together) and
+    ``draw [len(rows)]`` numbers the draws, so a family drawn twice counts as two families.
+    ``None`` when fewer than :data:`MIN_FAMILIES` families, or when the statistic is undefined in
+    more than half of the samples."""
+    codes, names = _codes(family)
+    if len(names) < MIN_FAMILIES:
+        return None
+    members = [np.flatnonzero(codes == f) for f in range(len(names))]
+    rng = np.random.default_rng(random_state)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        rows = np.concatenate([members[j] for j in pick])
+        draw = np.repeat(np.arange(len(pick)), [len(members[j]) for j in pick])
+        v = stat(rows, draw)
+        if v is not None and np.isfinite(v):
+            vals.append(float(v))
+    if len(vals) < n_boot / 2:
+        return None
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def family_permutation_p(stat: Callable[[np.ndarray], float | None], labels: Sequence, family: Sequence,
+                         n_perm: int = 199, random_state: int = 0) -> float | None:
+    """One-sided permutation p-value of ``stat(labels) >= observed`` where labels move between
+    families as whole blocks: each family takes the label vector of another family of the same size
+    (its members' order shuffled), so a label's dependence on lineage is kept under the null."""
+    lab = np.asarray([str(v) for v in labels], dtype=object)
+    obs = stat(lab)
+    if obs is None:
+        return None
+    codes, names = _codes(family)
+    members = [np.flatnonzero(codes == f) for f in range(len(names))]
+    by_size: dict[int, list[int]] = {}
+    for f, m in enumerate(members):
+        by_size.setdefault(len(m), []).append(f)
+    rng = np.random.default_rng(random_state)
+    hits = 0
+    for _ in range(n_perm):
+        perm = lab.copy()
+        for fams in by_size.values():
+            for f, g in zip(fams, rng.permutation(fams)):
+                perm[members[f]] = lab[rng.permutation(members[g])]
+        v = stat(perm)
+        hits += v is not None and v >= obs
+    return float((1 + hits) / (n_perm + 1))
+
+
+def member_permutation_p(stat: Callable[[np.ndarray], float | None], family: Sequence, within: Sequence | None = None,
+                         n_perm: int = 199, random_state: int = 0) -> float | None:
+    """One-sided permutation p-value of ``stat(family) >= observed`` with members moved across
+    families (inside each group of ``within``, e.g. each true basin): the null that the family a
+    model came from does not matter."""
+    fam = np.asarray([str(v) for v in family], dtype=object)
+    obs = stat(fam)
+    if obs is None:
+        return None
+    groups = np.zeros(len(fam), int) if within is None else _codes(within)[0]
+    idx = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(random_state)
+    hits = 0
+    for _ in range(n_perm):
+        perm = fam.copy()
+        for ix in idx:
+            perm[ix] = fam[rng.permutation(ix)]
+        v = stat(perm)
+        hits += v is not None and v >= obs
+    return float((1 + hits) / (n_perm + 1))
