@@ -96,7 +96,6 @@ def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     proj = np.einsum("bnd,bd->bn", x, vt[:, 0])
     order = np.argsort(proj, 1)
-    s = np.take_along_axis(proj, order, 1)
     xs = np.take_along_axis(x, order[..., None], 1)
     # within SS of a cut after position i in d dimensions: sum of both sides' SS, from prefix sums
     c1, c2 = np.cumsum(xs, 1), np.cumsum((xs**2).sum(2), 1)
