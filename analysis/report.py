@@ -27,7 +27,9 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#17becf", "#393b79"]
 MAX_POINTS = 5000  # a scatter plot draws at most this many models (a fixed random sample beyond)
 VERDICT_CLASS = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
-                 "uninformative": "none", "no ground truth": "none", "failed": "failrow"}
+                 "uninformative": "none", "no ground truth": "none", "failed": "failrow",
+                 "crosses lineage": "deep", "groups lineages": "deep", "lineage only": "noise", "no structure": "none",
+                 "insufficient": "none"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:20px auto;max-width:1320px;color:#222;padding:0 16px}
@@ -231,8 +233,10 @@ SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "o
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
                  ("deep_ami", "deep AMI"), ("probe_auroc", "probe AUROC"), ("noise_ami", "noise AMI"),
                  ("parent_noise_ami", "parent AMI"), ("lineage_nn", "lineage 1-NN"), ("aligns_with", "aligns with"),
-                 ("verdict", "verdict")]
-TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict"}
+                 ("verdict", "verdict"), ("label_free_verdict", "label-free verdict")]
+TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict", "label_free_verdict"}
+INTERVALS = {"deep_ami": ("deep_ami_ci", "deep_ami_q"), "noise_ami": ("noise_ami_ci", "noise_ami_q"),
+             "probe_auroc": ("probe_auroc_ci", None)}  # a score's 95% family-bootstrap interval and BH-adjusted p
 
 
 def headline(result: dict[str, Any]) -> str:
@@ -249,11 +253,7 @@ def headline(result: dict[str, Any]) -> str:
         return "".join(parts)
     label = (result.get("settings") or {}).get("label")
     if not label or all(r.get("deep_ami") is None for r in ok):
-        best = max(ok, key=lambda r: (r.get("stability") or 0))
-        parts.append(f"<div class='ok'>No ground truth to score against (label <code>{escape(str(label))}</code>). Most "
-                     f"stable clustering: <b>{escape(str(best['fingerprint']))}</b>, {_fmt(best.get('n_clusters'))} basins "
-                     f"(stability {_fmt(best.get('stability'))}); it aligns best with "
-                     f"<code>{escape(str(best.get('aligns_with')))}</code>.</div>")
+        parts.append(label_free_headline(ok, "No ground-truth label: the verdicts below come from lineage alone. "))
         return "".join(parts)
     best = max(ok, key=lambda r: (r.get("deep_ami") if r.get("deep_ami") is not None else -1))
     by = lambda *vs: [str(r["fingerprint"]) for r in ok if r.get("verdict") in vs]  # noqa: E731
@@ -269,6 +269,21 @@ def headline(result: dict[str, Any]) -> str:
         txt = "<b>No fingerprint's basins track the deep label.</b> " + txt
     parts.append(f"<div class='{cls}'>{txt}</div>")
     return "".join(parts)
+
+
+def label_free_headline(rows: list[dict[str, Any]], prefix: str = "") -> str:
+    """What lineage alone says (docs/scorecard.md, "Without ground truth"): candidate deep basins
+    first, then the fingerprints that track initialization noise."""
+    by = lambda v: [str(r["fingerprint"]) for r in rows if r.get("label_free_verdict") == v]  # noqa: E731
+    lst = lambda xs: escape(", ".join(xs)) if xs else "<b>none</b>"  # noqa: E731
+    deep = by("crosses lineage") + by("groups lineages")
+    txt = (f"{escape(prefix)}Candidate deep differences (basins shared across init families or splitting them, "
+           f"significant after Benjamini-Hochberg): crosses lineage: {lst(by('crosses lineage'))}; groups lineages: "
+           f"{lst(by('groups lineages'))}.<br>Tracks initialization noise only: {lst(by('lineage only'))}."
+           f"<br>No structure: {lst(by('no structure'))}." + (f"<br>Insufficient: {lst(by('insufficient'))} "
+           f"({escape(str(next(r.get('label_free_sentence') for r in rows if r.get('label_free_verdict') == 'insufficient')))})."
+           if by("insufficient") else ""))
+    return f"<div class='{'ok' if deep else 'fail'}'>{txt}</div>"
 
 
 def scorecard_table(rows: list[dict[str, Any]]) -> str:
@@ -287,6 +302,14 @@ def scorecard_table(rows: list[dict[str, Any]]) -> str:
                 cells.append(f"<td class='l'><a href='#fp-{_anchor(str(v))}'>{escape(str(v))}</a>{sup}</td>")
             elif k == "n_clusters" and r.get("k_at_cap"):
                 cells.append(f"<td title='the largest k tried (k_max): more basins may fit better'>{_fmt(v)}*</td>")
+            elif k == "label_free_verdict":
+                cells.append(f"<td class='l {VERDICT_CLASS.get(str(v), 'none')}' title='{escape(str(r.get('label_free_sentence') or ''))}'>"
+                             f"{escape(str(v))}</td>")
+            elif k in INTERVALS and v is not None:
+                ci_key, q_key = INTERVALS[k]
+                ci, q = r.get(ci_key), r.get(q_key) if q_key else None
+                extra = (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "") + (f" q {q:.2g}" if q is not None else "")
+                cells.append(f"<td>{_fmt(v)}<span class='sub'>{escape(extra)}</span></td>")
             elif k == "lineage_nn" and v is not None:
                 cells.append(f"<td>{_fmt(v)} <span class='sub'>(chance {_fmt(r.get('lineage_nn_chance'))})</span></td>")
             elif k in TEXT_COLS:
@@ -361,7 +384,38 @@ def fingerprint_section(r: dict[str, Any], settings: dict[str, Any], distances: 
     out.append(f"<div class='sub'>AMI of the clusters with lineage columns (whole population): {al or '–'}. "
                f"Noise AMI per true basin: {', '.join(f'{escape(str(k))}: {_fmt(v)}' for k, v in (s.get('noise_ami_per_basin') or {}).items()) or '–'}. "
                f"Parent-family 1-NN: {_fmt(s.get('parent_nn'))} (chance {_fmt(s.get('parent_nn_chance'))}).</div>")
+    out.append(label_free_section(r))
     return "".join(out)
+
+
+def label_free_section(r: dict[str, Any]) -> str:
+    """Models -> init families -> candidate basins: the label-free verdict in one sentence, its
+    tests, and which families each candidate basin holds (and how many of their members)."""
+    free = r.get("label_free") or {}
+    if not free:
+        return ""
+    v = str(free.get("verdict"))
+    agrees = free.get("agrees")
+    head = (f"<div class='sub'><b>Without the label</b>: <span class='{VERDICT_CLASS.get(v, 'none')}'>{escape(v)}</span> — "
+            f"{escape(str(free.get('sentence') or ''))}"
+            + ("" if agrees is None else f" ({'agrees' if agrees else 'disagrees'} with the labelled verdict.)")
+            + f" Tests (p before correction): families identifiable {_fmt(free.get('p_lineage'), 3)}, family centroids in "
+            f"groups {_fmt(free.get('p_groups'), 3)}, models in two camps {_fmt(free.get('p_split'), 3)} (cutting "
+            f"{_fmt(free.get('split_rate'))} of the families); verdict q {_fmt(free.get('q'), 3)}.</div>")
+    basins = free.get("candidate_basins") or {}
+    if not basins:
+        return head
+    lineage = dict(zip(r.get("model_ids") or [], r.get("lineage_values") or []))
+    groups: dict[int, dict[str, int]] = {}
+    for m, b in basins.items():
+        fam = str(lineage.get(m, "?"))
+        groups.setdefault(int(b), {}).setdefault(fam, 0)
+        groups[int(b)][fam] += 1
+    rows = "".join(f"<tr><td>{b}</td><td>{sum(f.values())}</td><td>{len(f)}</td><td class='l'>"
+                   + escape(", ".join(f"{k} ({n})" for k, n in sorted(f.items(), key=lambda kv: _natural(kv[0]))))
+                   + "</td></tr>" for b, f in sorted(groups.items()))
+    return (head + "<table><tr><th>candidate basin</th><th>models</th><th>families</th><th class='l'>families (members "
+            f"in this basin)</th></tr>{rows}</table>")
 
 
 def render(result: dict[str, Any], provenance: dict[str, Any] | None = None,

@@ -27,7 +27,8 @@ DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "dis
                         "weight-spectra", "cka", "aligned-weights"]
 FINGERPRINT_KEYS = {"names": list, "step": (str, int), "chunk_size": int}
 VERDICT_STYLE = {"tracks deep differences": "green", "tracks initialization noise": "yellow", "tracks both": "magenta",
-                 "uninformative": "dim", "no ground truth": "cyan", "failed": "bold red"}
+                 "uninformative": "dim", "no ground truth": "cyan", "failed": "bold red", "crosses lineage": "green",
+                 "groups lineages": "green", "lineage only": "yellow", "no structure": "dim", "insufficient": "dim"}
 
 
 # -- config sections -------------------------------------------------------------------------------
@@ -203,7 +204,9 @@ def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Op
             write_json(Path(json_path), s)
 
 
-SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both"}
+SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
+                 "no ground truth": "no label", "crosses lineage": "crosses", "groups lineages": "groups",
+                 "lineage only": "lineage", "no structure": "none", "insufficient": "too few"}
 
 
 def _breakable(spec: str, width: int) -> str:
@@ -229,11 +232,11 @@ def print_scorecard(result: dict) -> None:
                       "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
               caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
-                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left")):
+                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left"), ("no label", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
-                     min_width={"fingerprint": 18, "verdict": 13}.get(col))
+                     min_width={"fingerprint": 14, "verdict": 8}.get(col))
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
-    name_width = max(18, console.width - 58)  # what the seven number and verdict columns leave
+    name_width = max(14, console.width - 66)  # what the seven number and two verdict columns leave
     for r in result["scorecard"]:
         nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
         noise = r.get("noise_ami")
@@ -241,10 +244,13 @@ def print_scorecard(result: dict) -> None:
             noise = r["parent_noise_ami"]
         t.add_row(_breakable(str(r["fingerprint"]), name_width) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
                   f(r.get("stability")), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(noise), nn,
-                  f"[{VERDICT_STYLE.get(str(r['verdict']), '')}]{SHORT_VERDICT.get(str(r['verdict']), r['verdict'])}[/]")
+                  f"[{VERDICT_STYLE.get(str(r['verdict']), 'none')}]{SHORT_VERDICT.get(str(r['verdict']), r['verdict'])}[/]",
+                  f"[{VERDICT_STYLE.get(str(r.get('label_free_verdict')), 'none')}]"
+                  f"{SHORT_VERDICT.get(str(r.get('label_free_verdict')), r.get('label_free_verdict'))}[/]")
     console.print(t)
-    console.print("verdicts: deep = tracks deep differences, noise = tracks initialization noise, "
-                  "both = tracks both (thresholds in docs/scorecard.md)", style="dim")
+    console.print("verdicts: deep = tracks deep differences, noise = tracks initialization noise, both = tracks both; "
+                  "no label (from lineage alone): crosses / groups = candidate deep basins that cross or group init "
+                  "families, lineage = initialization noise only, none = no structure (docs/scorecard.md)", style="dim")
     capped = [str(r["fingerprint"]) for r in result["scorecard"] if r.get("k_at_cap") and not r.get("error")]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
@@ -449,7 +455,7 @@ def _inspect_basins(zoo, console_) -> None:
     for r in res.get("scorecard", []):
         s.add_row(esc(str(r["fingerprint"])), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(r.get("noise_ami")),
                   f(r.get("parent_noise_ami")), f(r.get("lineage_nn")),
-                  f"[{VERDICT_STYLE.get(str(r.get('verdict')), '')}]{r.get('verdict')}[/]")
+                  f"[{VERDICT_STYLE.get(str(r.get('verdict')), 'none')}]{r.get('verdict')}[/]")
     console_.print(s)
 
 
