@@ -205,7 +205,7 @@ def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Op
 
 
 SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
-                 "no ground truth": "no label", "crosses lineage": "crosses", "groups lineages": "groups",
+                 "uninformative": "uninf.", "no ground truth": "–", "crosses lineage": "crosses", "groups lineages": "groups",
                  "lineage only": "lineage", "no structure": "none", "insufficient": "too few"}
 
 
@@ -227,16 +227,16 @@ def print_scorecard(result: dict) -> None:
 
     settings = result.get("settings") or {}
     t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {settings.get('label') or 'none'}, lineage "
-                    f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
+                    f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                       "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
               caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
-                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left"), ("no label", "left")):
+                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
-                     min_width={"fingerprint": 14, "verdict": 8}.get(col))
+                     min_width={"fingerprint": 18}.get(col))
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
-    name_width = max(14, console.width - 66)  # what the seven number and two verdict columns leave
+    name_width = max(18, console.width - 62)  # what the seven number and two verdict columns leave
     for r in result["scorecard"]:
         nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
         noise = r.get("noise_ami")
@@ -248,9 +248,10 @@ def print_scorecard(result: dict) -> None:
                   f"[{VERDICT_STYLE.get(str(r.get('label_free_verdict')), 'none')}]"
                   f"{SHORT_VERDICT.get(str(r.get('label_free_verdict')), r.get('label_free_verdict'))}[/]")
     console.print(t)
-    console.print("verdicts: deep = tracks deep differences, noise = tracks initialization noise, both = tracks both; "
-                  "no label (from lineage alone): crosses / groups = candidate deep basins that cross or group init "
-                  "families, lineage = initialization noise only, none = no structure (docs/scorecard.md)", style="dim")
+    console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
+                  "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
+                  "crosses / groups = candidate deep basins that cross or group init families, lineage = initialization "
+                  "noise only, none = no structure (docs/scorecard.md)", style="dim")
     capped = [str(r["fingerprint"]) for r in result["scorecard"] if r.get("k_at_cap") and not r.get("error")]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
