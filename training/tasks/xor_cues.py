@@ -43,9 +43,10 @@ class XorCues(Task):
         for key in ("n_train", "n_test", "n_probes"):
             if getattr(self, key) <= 0:
                 raise UserError(f"task parameter 'task.{key}' must be > 0, got {getattr(self, key)}")
-        for key in ("cue_a_strength", "cue_b_strength"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"task parameter 'task.{key}' must be > 0, got {getattr(self, key)}")
+        if self.cue_a_strength <= 0:
+            raise UserError(f"task parameter 'task.cue_a_strength' must be > 0, got {self.cue_a_strength}")
+        if self.cue_b_strength < 0:  # 0: cue B off, every model learns rule A (the built-in null population)
+            raise UserError(f"task parameter 'task.cue_b_strength' must be >= 0, got {self.cue_b_strength}")
         for key in ("jitter", "noise_std"):
             if getattr(self, key) < 0:
                 raise UserError(f"task parameter 'task.{key}' must be >= 0, got {getattr(self, key)}")
