@@ -48,6 +48,7 @@ class AnalysisOptions:
     alpha: float = 0.05  # significance after Benjamini-Hochberg across the report's fingerprints
     n_perm: int = 199  # family-level permutations per p-value, and null replicates of the label-free tests
     n_family_boot: int = 200  # family bootstrap samples per 95% interval
+    calibrate: bool = True  # false: no intervals, p-values or label-free tests (verdicts on thresholds alone)
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
@@ -257,8 +258,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                                                         random_state=opts.seed)
     noise_vals = [v for v in (scores.get("noise_ami"), scores.get("parent_noise_ami")) if v is not None]
     noise = max(noise_vals) if noise_vals else None
-    calib.update(_calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts))
-    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) if lineage is not None else None
+    if opts.calibrate:
+        calib.update(_calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts))
+    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) \
+        if lineage is not None and opts.calibrate else None
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}
@@ -352,7 +355,7 @@ def _decide(results: list[dict[str, Any]], opts: AnalysisOptions) -> None:
         deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
         noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha
         free_r = r.pop("_label_free")
-        r["label_free"] = _label_free_json(free_r, r["model_ids"])
+        r["label_free"] = _label_free_json(free_r, r["model_ids"], "" if opts.calibrate else "not computed (calibrate = false)")
         r["significant"] = {"tracks deep differences": deep_ok or r["verdict"] == "tracks deep differences" and c.get("deep_ami_q") is None,
                             "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(
             r["verdict"], (not r["has_label"]) and r["label_free"]["verdict"] in lf.DEEP_VERDICTS + ("lineage only",))
@@ -362,10 +365,10 @@ def _decide(results: list[dict[str, Any]], opts: AnalysisOptions) -> None:
         r.pop("_label_free", None)
 
 
-def _label_free_json(res: lf.LabelFreeResult | None, ids: list[str]) -> dict[str, Any]:
+def _label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:
     if res is None:
-        return {"verdict": "insufficient", "sentence": "insufficient: the zoo names no lineage column to group models by",
-                "candidate_basins": {}}
+        return {"verdict": "insufficient", "candidate_basins": {},
+                "sentence": why or "insufficient: the zoo names no lineage column to group models by"}
     basins = res.candidate_basins
     return {"verdict": res.verdict if res.verdict != "insufficient" else "insufficient", "sentence": res.sentence or lf.SENTENCES[res.verdict],
             "q": _fmt(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
