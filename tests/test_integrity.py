@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -29,8 +28,6 @@ from fingerprint import Zoo, extract
 from fingerprint import zoo as zoo_io
 from fingerprint.errors import CorruptFileError
 from fingerprint.zoo import Shard, digest_all, row_digests
-from training.config import load_config
-from training.sweep import run_sweep
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
 
