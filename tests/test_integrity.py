@@ -280,6 +280,8 @@ def test_disk_full_stops_the_sweep_in_one_line_and_resume_finishes(tmp_path, tin
     assert kept and len(kept) < 6 and not no_tmp(small_disk)
     for shard in kept:
         Shard(shard).verify()
+    line = one_line_error(cli("sweep", cfg, "--out", zoo, "--resume", "--executor", "process"))  # workers: the same line
+    assert "no space left writing '" in line and "rerun with --resume" in line and not no_tmp(small_disk)
 
     filler.unlink()
     res = cli("sweep", cfg, "--out", zoo, "--resume")

@@ -304,6 +304,9 @@ class LocalExecutor:
             on_done(sp)
 
 
+DISK_FULL_EXIT = 28  # a worker's exit status when its disk is full (ENOSPC's number)
+
+
 class ProcessExecutor:
     """Train shards in worker subprocesses (``python -m training.worker``), ``workers`` at a time.
 
@@ -334,6 +337,8 @@ class ProcessExecutor:
                     err = proc.stderr.read() if proc.stderr else ""
                     if proc.returncode != 0:
                         last = (err.strip().splitlines() or ["(no output)"])[-1]
+                        if proc.returncode == DISK_FULL_EXIT:  # the sweep says what to do about it
+                            raise DiskFullError(last.removeprefix("error: "))
                         raise UserError(f"shard '{sp.name}' failed in a worker process (exit {proc.returncode}): {last}")
                     on_steps(sp.n_models * _shard_steps(sp, zoo_dir))
                     on_done(sp)
