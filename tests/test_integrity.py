@@ -229,7 +229,7 @@ HAND_EDITS = {  # id -> (edit, command (ZOO / CFG are filled in), what the one-l
                      "is corrupt: its values have shape [5, "),
     "basins-list": (lambda z: _result(z, "basins", [1]), ["inspect", "ZOO"],
                     "basins.json' is corrupt: the top level must be an object, found a list"),
-    "forecast-number": (lambda z: (_cache(z), _result(z, "forecast", {"forecast": 5})), ["report", "ZOO", "-o", "ZOO/../r.html", "--n-boot", "2"],
+    "forecast-number": (lambda z: (_cache(z), _result(z, "forecast", {"forecast": 5})), ["report", "ZOO", "-o", "ZOO/../r.html", "--n-boot", "2", "--embedding", "pca"],
                         "forecast.json' is corrupt: 'forecast' must be a list, found a number"),
 }
 
@@ -242,6 +242,10 @@ def test_hand_edited_files_are_named_corrupt_files(tmp_path, tiny_config, tiny_z
     line = one_line_error(cli(*args))
     assert expect in line and "corrupt" in line
     assert not (tmp_path / "r.html").exists() and not no_tmp(tmp_path)
+    if case == "cache-5-rows":  # the documented repair: recompute it
+        assert cli("extract", tiny_zoo, "--fp", "weight-stats", "--force").returncode == 0
+        (path,) = (tiny_zoo / "fingerprints").glob("*.h5")
+        assert Zoo.open(tiny_zoo).load_fingerprint(path.stem)[0].shape[0] == 24
 
 
 # -- case 8: a full disk, and the temporaries of killed writers -------------------------------------
