@@ -17,7 +17,12 @@ class UserError(Exception):
 
 
 class CorruptFileError(UserError):
-    """A zoo file that cannot be read (truncated, not HDF5, wrong schema)."""
+    """A zoo file that cannot be read (truncated, not HDF5, wrong schema, failed checksum, a
+    hand-edited structure its readers cannot use)."""
+
+
+class DiskFullError(UserError):
+    """No space (or quota) left while writing a file; nothing half-written is left behind."""
 
 
 class PluginError(UserError):

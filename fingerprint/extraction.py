@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fingerprint.batch import ModelBatch
-from fingerprint.errors import UserError
+from fingerprint.errors import CorruptFileError, UserError
 from fingerprint.population import check_code
 from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
 from fingerprint.zoo import Zoo
@@ -189,6 +189,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             values, extras = spec.compute(batch_cache["all"], params, lab)
             if on_progress:
                 on_progress(text, len(ids), len(ids))
+    except CorruptFileError:  # the zoo's failure, not this extractor's: every other one would hit it too
+        raise
     except UserError as e:
         return ExtractResult(key, spec.name, None, ids, meta, error=str(e))
     arrays = {k: np.asarray(v) for k, v in extras.items() if isinstance(v, np.ndarray)}

@@ -291,7 +291,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
         dup = next(m for m in model_ids if model_ids.count(m) > 1)
         raise UserError(f"two checkpoints map to model id '{dup}' (ids are file stems; rename one)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = zoo_io.staging_dir(out)  # named after this process, so a later import can remove it if it is killed
     try:
         n = len(model_ids)
         shards = []

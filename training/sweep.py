@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fingerprint import zoo as zoo_io
-from fingerprint.errors import UserError, choices
+from fingerprint.errors import CorruptFileError, DiskFullError, UserError, choices
 from training import config as cfgmod
 from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
 from training.families import get_family
@@ -304,6 +304,9 @@ class LocalExecutor:
             on_done(sp)
 
 
+DISK_FULL_EXIT = 28  # a worker's exit status when its disk is full (ENOSPC's number)
+
+
 class ProcessExecutor:
     """Train shards in worker subprocesses (``python -m training.worker``), ``workers`` at a time.
 
@@ -334,6 +337,8 @@ class ProcessExecutor:
                     err = proc.stderr.read() if proc.stderr else ""
                     if proc.returncode != 0:
                         last = (err.strip().splitlines() or ["(no output)"])[-1]
+                        if proc.returncode == DISK_FULL_EXIT:  # the sweep says what to do about it
+                            raise DiskFullError(last.removeprefix("error: "))
                         raise UserError(f"shard '{sp.name}' failed in a worker process (exit {proc.returncode}): {last}")
                     on_steps(sp.n_models * _shard_steps(sp, zoo_dir))
                     on_done(sp)
@@ -387,6 +392,11 @@ class SweepSummary:
     diverged: list[str] = field(default_factory=list)
 
 
+def planned_entries(plan: Plan) -> list[dict[str, str]]:
+    """The manifest's ``planned`` list: every model in plan order, with its shard."""
+    return [{"model_id": m.model_id, "shard": s.name, "kind": m.kind} for s in plan.shards for m in s.models]
+
+
 def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, resume: bool, overwrite: bool) -> Plan:
     """Validate, then create (or check, when resuming) the zoo directory and its manifest."""
     plan = validate(config)
@@ -410,6 +420,9 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
                 plan = make_plan(config, old["models_per_batch"])
             elif old.get("models_per_batch") != (models_per_batch or config.models_per_batch):
                 raise UserError(f"cannot --resume '{out}' with a different --models-per-batch (it used {old.get('models_per_batch')})")
+            if old["planned"] != planned_entries(plan):  # e.g. cut short by hand: which models are missing is unknowable
+                raise CorruptFileError(f"zoo manifest '{out / zoo_io.MANIFEST}' is corrupt: its 'planned' list ({len(old['planned'])} "
+                                       f"models) is not the plan its config makes ({len(plan.models)} models)")
             return plan
         else:
             raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
@@ -425,7 +438,7 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
         "models_per_batch": models_per_batch or config.models_per_batch,
         "task": {"name": first_task.name, "params": first_task.params(), "groups": plan.groups},
         "family": family.hparams(),
-        "planned": [{"model_id": m.model_id, "shard": s.name, "kind": m.kind} for s in plan.shards for m in s.models],
+        "planned": planned_entries(plan),
         "shards": [{"name": s.name, "phase": s.phase, "n_models": s.n_models} for s in plan.shards],
         "source": "sweep",
     })
@@ -467,8 +480,11 @@ def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Exe
         if on_steps:
             on_steps(n)
 
-    for phase in sorted({s.phase for s in todo}):
-        ex.run(out, [s for s in todo if s.phase == phase], device, on_done or (lambda _s: None), _steps)
+    try:
+        for phase in sorted({s.phase for s in todo}):
+            ex.run(out, [s for s in todo if s.phase == phase], device, on_done or (lambda _s: None), _steps)
+    except DiskFullError as e:
+        raise DiskFullError(f"{e}; the finished shards are kept: free space, then rerun with --resume") from None
     zoo = zoo_io.Zoo.open(out)
     diverged = [m for m, d in zip(zoo.model_ids, zoo.models["diverged"]) if d]
     return SweepSummary(out, n_planned, n_planned - n_done, n_done, time.time() - t0, steps_done, diverged)

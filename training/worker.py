@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from fingerprint.errors import UserError
-from training.sweep import train_shard
+from fingerprint.errors import DiskFullError, UserError
+from training.sweep import DISK_FULL_EXIT, train_shard
 
 
 def exit_with_parent(parent: int, interval: float = 0.2) -> None:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         train_shard(Path(args.zoo), args.shard, args.device)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return DISK_FULL_EXIT if isinstance(e, DiskFullError) else 2
     return 0
 
 
