@@ -132,7 +132,7 @@ def _positive(where: str, key: str, value: float, allow_zero: bool = False) -> N
         raise UserError(f"config key '{where}.{key}' must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
-# Ranges of the numeric config keys, each with the reason it exists (docs/zoo-format.md lists them).
+# Ranges of the numeric config keys, each with the reason it exists (docs/config.md lists them).
 INT64_MAX = 2**63 - 1
 SEED_MAX = INT64_MAX  # seeds are stored as int64 (model tables, torch tensors); derive_seed would alias beyond 2**64
 STEP_MAX = 2**31 - 1  # step and epoch counters are mixed into 32-bit hash lanes (training.seeds.mix)
