@@ -259,6 +259,18 @@ def test_out_of_range_config_is_one_line_and_writes_nothing(tmp_path, main, old,
     assert not (tmp_path / "never").exists()
 
 
+def test_command_line_numbers_are_range_checked_before_anything_is_written(swept, main, tmp_path):
+    """The same class of input on the options: each used to fail late (a failed analysis stored in the
+    zoo, a run directory holding an empty zoo) instead of up front."""
+    for seed in ("-1", "4294967296"):  # scikit-learn's random_state is 32-bit
+        refused(main("cluster", swept.zoo, "--seed", seed), "'analysis.seed' (--seed) must be in [0, 4294967275]")
+    refused(main("run", swept.cfg, "--out", tmp_path / "r", "--models-per-batch", "-1"), "--models-per-batch must be in [1,")
+    refused(main("select", swept.zoo, "--basin", "rule_a", "--at-step", "10", "--out", tmp_path / "s", "--threshold", "nan"),
+            "--threshold must be in (0, 1]")
+    assert sorted(tmp_path.iterdir()) == []
+    assert_untouched(swept)
+
+
 def test_planned_size_is_exact_and_refused_above_max_gb(swept, tmp_path, main):
     # the estimate is what a sweep really stores: parameters and optimiser buffers of every checkpoint
     sizes: list[int] = []

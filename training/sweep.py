@@ -181,6 +181,8 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
     max_gb = DEFAULT_MAX_GB if max_gb is None else max_gb
     if not max_gb > 0:  # also nan
         raise UserError(f"--max-gb must be > 0, got {max_gb}")
+    if models_per_batch is not None and not 1 <= models_per_batch <= cfgmod.MODELS_MAX:  # < 1 would plan no shard
+        raise UserError(f"--models-per-batch must be in [1, {cfgmod.MODELS_MAX}], got {models_per_batch}")
     n_params = {}
     for group in task_groups(config):
         task = build_task(config, group)
