@@ -230,7 +230,7 @@ class TrainConfig:
         _positive(where, "eps", self.eps)
         _positive(where, "weight_decay", self.weight_decay, allow_zero=True)
         _positive(where, "grad_clip", self.grad_clip, allow_zero=True)
-        _within(where, "warmup_steps", self.warmup_steps, 0, self.steps, "at most train.steps")
+        _within(where, "warmup_steps", self.warmup_steps, 0, STEP_MAX)  # beyond steps: lr never reaches its peak
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise UserError(f"unknown optimizer '{self.optimizer}' at '{where}.optimizer' (valid: adam, adamw, sgd)")
         if self.schedule not in ("constant", "cosine", "linear"):
@@ -254,9 +254,8 @@ def checkpoint_steps(spec: str | list[int], total: int, where: str = "train.chec
         if k < 1:
             raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at least 1 "
                             "(the final step is always kept: use [] for no others)")
-        if k > min(total, CHECKPOINTS_MAX):  # more than one per step repeats steps; each costs a group per shard
-            raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at most "
-                            f"{min(total, CHECKPOINTS_MAX)} (one per step of the {total} steps, and at most {CHECKPOINTS_MAX})")
+        if k > CHECKPOINTS_MAX:  # each costs a group in every shard (a K beyond the steps only repeats steps)
+            raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at most {CHECKPOINTS_MAX}")
         if kind == "log":
             import numpy as np
 
