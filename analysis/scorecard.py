@@ -72,6 +72,9 @@ class AnalysisOptions:
         for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:
                 raise UserError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+        top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
+        if not 0 <= self.seed <= top:
+            raise UserError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
         for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
                 raise UserError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")

@@ -31,6 +31,7 @@ from torch import nn
 
 from fingerprint import zoo as zoo_io
 from fingerprint.errors import PluginError, UserError
+from fingerprint.outputs import check_output
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 SHARD_SIZE = 256
@@ -285,6 +286,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
                        source: str, overwrite: bool = False) -> Path:
     """Write the zoo into a temporary sibling directory, then rename it onto ``out``."""
     out = Path(out)
+    check_output(out, overwrite=overwrite)  # --overwrite replaces only a zoo (the caller checked its inputs)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"output '{out}' already exists; pass --overwrite to replace it")
     if len(set(model_ids)) != len(model_ids):
@@ -348,6 +350,11 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part: a typo fails at once
     factory = resolve(arch, "architecture factory")
     TRUSTED_FACTORIES.add(arch)  # the user named it: reading the zoo in this process may build it again
+    module_file = getattr(sys.modules.get(arch.partition(":")[0]), "__file__", None)
+    probe_file = Path(probes) if probes is not None and Path(probes).exists() else None
+    # before any checkpoint is read or anything deleted: --out may not be, hold or sit in what is read
+    check_output(Path(out), {"checkpoint directory": src, "metadata file": metadata, "probe file": probe_file,
+                             "architecture module": module_file}, overwrite=overwrite)
     template = build_template(factory, arch)
     expected = template.state_dict()
     layers = list(dict.fromkeys(layers))

@@ -10,10 +10,12 @@ Configs round-trip to plain JSON (``to_dict``) for the zoo manifest.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -74,9 +76,13 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -INT64_MAX - 1 <= value <= INT64_MAX:  # TOML reads any size; tensors and HDF5 hold int64
+                raise UserError(f"config key '{where}' = {value} does not fit in a 64-bit integer")
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML's nan / inf: every model would diverge, silently
+                raise UserError(f"config key '{where}' must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -124,6 +130,34 @@ def to_dict(obj: Any) -> Any:
 def _positive(where: str, key: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"config key '{where}.{key}' must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+# Ranges of the numeric config keys, each with the reason it exists (docs/config.md lists them).
+INT64_MAX = 2**63 - 1
+SEED_MAX = INT64_MAX  # seeds are stored as int64 (model tables, torch tensors); derive_seed would alias beyond 2**64
+STEP_MAX = 2**31 - 1  # step and epoch counters are mixed into 32-bit hash lanes (training.seeds.mix)
+BATCH_MAX = 2**20  # a shard holds every model's batch in memory at once
+CHECKPOINTS_MAX = 10_000  # each is a group of every shard, evaluated on every task metric
+MODELS_MAX = 1_000_000  # the plan and the manifest list every model
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _within(where: str, key: str, value: float, lo: float, hi: float, why: str = "") -> None:
+    """``lo <= value <= hi``, else a one-line error naming the key, the range and ``why`` the bound exists."""
+    if not lo <= value <= hi:
+        raise UserError(f"config key '{_key(where, key)}' must be in [{lo}, {hi}]{f' ({why})' if why else ''}, got {value!r}")
+
+
+def _seed_run(where: str, key: str, start: int, count: int) -> None:
+    """Seeds ``start .. start + count - 1`` all in [0, SEED_MAX]."""
+    if start < 0:
+        raise UserError(f"config key '{_key(where, key)}' must be >= 0, got {start}")
+    if start + count - 1 > SEED_MAX:
+        raise UserError(f"config key '{_key(where, key)}' = {start} puts seed number {count} at {start + count - 1}, "
+                        "beyond 2**63 - 1 (seeds are stored as 64-bit integers)")
 
 
 @dataclass(frozen=True)
@@ -188,12 +222,15 @@ class TrainConfig:
     save_optimizer_state: bool = False  # store optimiser buffers at checkpoints (exact continuation, `select`)
 
     def validate(self, where: str) -> None:
-        _positive(where, "steps", self.steps)
-        _positive(where, "batch_size", self.batch_size)
+        _within(where, "steps", self.steps, 1, STEP_MAX, "step counters are 32-bit")
+        _within(where, "batch_size", self.batch_size, 1, BATCH_MAX)
         _positive(where, "lr", self.lr)
+        if not 0 <= self.momentum < 1:  # torch refuses < 0 only when a shard starts, after the manifest is written; >= 1 never decays
+            raise UserError(f"config key '{where}.momentum' must be in [0, 1), got {self.momentum!r}")
+        _positive(where, "eps", self.eps)
         _positive(where, "weight_decay", self.weight_decay, allow_zero=True)
         _positive(where, "grad_clip", self.grad_clip, allow_zero=True)
-        _positive(where, "warmup_steps", self.warmup_steps, allow_zero=True)
+        _within(where, "warmup_steps", self.warmup_steps, 0, STEP_MAX)  # beyond steps: lr never reaches its peak
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise UserError(f"unknown optimizer '{self.optimizer}' at '{where}.optimizer' (valid: adam, adamw, sgd)")
         if self.schedule not in ("constant", "cosine", "linear"):
@@ -217,6 +254,8 @@ def checkpoint_steps(spec: str | list[int], total: int, where: str = "train.chec
         if k < 1:
             raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at least 1 "
                             "(the final step is always kept: use [] for no others)")
+        if k > CHECKPOINTS_MAX:  # each costs a group in every shard (a K beyond the steps only repeats steps)
+            raise UserError(f"config key '{where}' = {spec!r} asks for {k} checkpoints; K must be at most {CHECKPOINTS_MAX}")
         if kind == "log":
             import numpy as np
 
@@ -228,6 +267,8 @@ def checkpoint_steps(spec: str | list[int], total: int, where: str = "train.chec
         if bad:
             raise UserError(f"config key '{where}' has step {bad[0]} outside [0, {total}]")
         steps = set(spec) | {total}
+        if len(steps) > CHECKPOINTS_MAX:
+            raise UserError(f"config key '{where}' lists {len(steps)} checkpoint steps; at most {CHECKPOINTS_MAX}")
     return sorted(steps)
 
 
@@ -244,17 +285,27 @@ class SeedGrid:
         for key in ("init", "data"):
             v = getattr(self, key)
             if isinstance(v, int):
-                _positive(where, key, v)
-            elif not v or any(s < 0 for s in v):
-                raise UserError(f"config key '{where}.{key}' must be a positive count or a list of non-negative seeds")
-        _positive(where, "init_start", self.init_start, allow_zero=True)
-        _positive(where, "data_start", self.data_start, allow_zero=True)
+                _within(where, key, v, 1, MODELS_MAX, "seeds per sweep")
+                _seed_run(where, f"{key}_start", getattr(self, f"{key}_start"), v)
+            elif not v or any(not 0 <= s <= SEED_MAX for s in v):
+                raise UserError(f"config key '{where}.{key}' must be a count in [1, {MODELS_MAX}] or a list of seeds in "
+                                "[0, 2**63 - 1]")
+            elif len(v) > MODELS_MAX:
+                raise UserError(f"config key '{where}.{key}' lists {len(v)} seeds; at most {MODELS_MAX}")
+        _within(where, "init_start", self.init_start, 0, SEED_MAX)
+        _within(where, "data_start", self.data_start, 0, SEED_MAX)
 
     def init_seeds(self) -> list[int]:
-        return list(range(self.init_start, self.init_start + self.init)) if isinstance(self.init, int) else list(self.init)
+        return list(self.init_seeds_range())
 
     def data_seeds(self) -> list[int]:
-        return list(range(self.data_start, self.data_start + self.data)) if isinstance(self.data, int) else list(self.data)
+        return list(self.data_seeds_range())
+
+    def init_seeds_range(self) -> Sequence[int]:
+        return range(self.init_start, self.init_start + self.init) if isinstance(self.init, int) else self.init
+
+    def data_seeds_range(self) -> Sequence[int]:
+        return range(self.data_start, self.data_start + self.data) if isinstance(self.data, int) else self.data
 
 
 @dataclass(frozen=True)
@@ -270,8 +321,9 @@ class SpawnSpec:
     data_seed_start: int = 1000
 
     def validate(self, where: str) -> None:
-        _positive(where, "at_step", self.at_step, allow_zero=True)
-        _positive(where, "children", self.children)
+        _within(where, "at_step", self.at_step, 0, STEP_MAX)
+        _within(where, "children", self.children, 1, MODELS_MAX)
+        _seed_run(where, "data_seed_start", self.data_seed_start, self.children)
 
 
 @dataclass(frozen=True)
@@ -285,7 +337,8 @@ class FinetuneSpec:
     name: str = "ft"
 
     def validate(self, where: str) -> None:
-        _positive(where, "children", self.children)
+        _within(where, "children", self.children, 1, MODELS_MAX)
+        _seed_run(where, "data_seed_start", self.data_seed_start, self.children)
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.name):
             raise UserError(f"config key '{where}.name' must be alphanumeric, got {self.name!r}")
 
@@ -325,11 +378,22 @@ class SweepConfig:
         finetune = [from_mapping(FinetuneSpec, s, f"finetune[{i}]") for i, s in enumerate(_as_list(data.get("finetune", []), "finetune"))]
         name = _check(data.get("name", "sweep"), str, "name")
         mpb = _check(data.get("models_per_batch", 256), int, "models_per_batch")
-        _positive("", "models_per_batch", mpb)
+        _within("", "models_per_batch", mpb, 1, MODELS_MAX)
         fps = _check(data.get("fingerprints", {}), dict, "fingerprints")
         ana = _check(data.get("analysis", {}), dict, "analysis")
-        return cls(task=task, model=model, train=train, seeds=seeds, spawn=spawn, finetune=finetune,
-                   name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana)
+        cfg = cls(task=task, model=model, train=train, seeds=seeds, spawn=spawn, finetune=finetune,
+                  name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana)
+        n = cfg.n_planned()
+        if n > MODELS_MAX:  # counted, not listed: listing 10**8 planned models is itself the MemoryError
+            raise UserError(f"the config plans {n:,} models (task.sweep groups x seeds.init x seeds.data x "
+                            f"(1 + spawn and finetune children)); at most {MODELS_MAX:,}")
+        return cfg
+
+    def n_planned(self) -> int:
+        """How many models the plan holds, computed without listing them."""
+        groups = math.prod(len(v) for v in self.task.sweep.values()) if self.task.sweep else 1
+        per_seed = 1 + sum(s.children for s in self.spawn) + sum(f.children for f in self.finetune)
+        return groups * len(self.seeds.init_seeds_range()) * len(self.seeds.data_seeds_range()) * per_seed
 
     def to_dict(self) -> dict:
         d = to_dict(self)
@@ -355,15 +419,20 @@ def builtin_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(builtin_config_dir().glob("*.toml"))}
 
 
-def read_config_file(path: str | Path) -> dict:
-    """Read a TOML file (or a built-in config by name) into a dict, with a readable error."""
+def config_file(path: str | Path) -> Path:
+    """The file a config reference names: a TOML path, or a built-in config's file by name."""
     p = Path(path)
     if not p.exists():
         builtins = builtin_configs()
         if str(path) in builtins:
-            p = builtins[str(path)]
-        else:
-            raise UserError(f"config file '{path}' not found (built-in configs: {choices(builtins)})")
+            return builtins[str(path)]
+        raise UserError(f"config file '{path}' not found (built-in configs: {choices(builtins)})")
+    return p
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Read a TOML file (or a built-in config by name) into a dict, with a readable error."""
+    p = config_file(path)
     try:
         with open(p, "rb") as f:
             return tomllib.load(f)

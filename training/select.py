@@ -21,6 +21,7 @@ import torch
 
 from fingerprint import zoo as zoo_io
 from fingerprint.errors import UserError
+from fingerprint.outputs import check_output
 from training.config import SweepConfig
 from training.sweep import (Executor, PlannedModel, ShardPlan, SweepSummary, _train_and_write, base_checkpoints,
                             build_family, build_task, check_device, execute, get_executor)
@@ -39,6 +40,7 @@ def prepare_continuation(source: Path, model_ids: Sequence[str], from_step: int,
     """Validate and write the new zoo's manifest; returns its shards."""
     import shutil
 
+    check_output(Path(out), {"source zoo": source}, overwrite=overwrite)
     src = zoo_io.Zoo.open(source)
     if src.manifest.get("source") != "sweep":
         raise UserError(f"zoo '{source}' was not trained here; only swept zoos can be continued")

@@ -10,12 +10,13 @@ exactly when its file exists in ``ZOO/shards``; ``resume`` trains only the missi
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import torch
 
 from fingerprint import zoo as zoo_io
 from fingerprint.errors import CorruptFileError, DiskFullError, UserError, choices
+from fingerprint.outputs import check_output
 from training import config as cfgmod
 from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
 from training.families import get_family
@@ -149,16 +151,53 @@ def base_checkpoints(config: SweepConfig) -> list[int]:
     return sorted(steps | {s.at_step for s in config.spawn})
 
 
-def validate(config: SweepConfig) -> Plan:
-    """Build every task, family and phase config once, so bad input fails before anything is written."""
-    plan = make_plan(config)
-    for group in plan.groups:
+DEFAULT_MAX_GB = 20.0  # `--max-gb` / FINGERPRINT_MAX_GB: a plan above this is refused before anything is written
+
+
+def planned_bytes(config: SweepConfig, n_params: dict[str, int]) -> int:
+    """Bytes of the checkpoints a sweep stores: models x checkpoints x parameters x 4 (float32), plus the
+    optimiser buffers (Adam 2, SGD with momentum 1 per parameter) when ``train.save_optimizer_state``
+    (at every checkpoint but a phase's first step, where the optimiser is still empty).
+
+    ``n_params``: parameters per model of each task group (groups may differ, e.g. in input size)."""
+    def per_model(tcfg: TrainConfig, steps: Sequence[int], start: int) -> int:
+        buffers = (2 if tcfg.optimizer != "sgd" else int(tcfg.momentum > 0)) if tcfg.save_optimizer_state else 0
+        return 4 * (len(steps) + buffers * sum(1 for s in steps if s > start))
+
+    seeds = len(config.seeds.init_seeds_range()) * len(config.seeds.data_seeds_range())
+    base = base_checkpoints(config)
+    per_param = per_model(config.train, base, 0)
+    for sp in config.spawn:
+        per_param += sp.children * per_model(config.train, [s for s in base if s >= sp.at_step], sp.at_step)
+    for fi, ft in enumerate(config.finetune):
+        tcfg = phase_train_config(config, "finetune", fi)
+        per_param += ft.children * per_model(tcfg, checkpoint_steps(tcfg.checkpoints, tcfg.steps), 0)
+    return seeds * per_param * sum(n_params.values())
+
+
+def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: float | None = None) -> Plan:
+    """Build every task, family and phase config once and check the planned size against ``max_gb``
+    (default :data:`DEFAULT_MAX_GB`), so bad input fails before anything is written."""
+    max_gb = DEFAULT_MAX_GB if max_gb is None else max_gb
+    if not max_gb > 0:  # also nan
+        raise UserError(f"--max-gb must be > 0, got {max_gb}")
+    if models_per_batch is not None and not 1 <= models_per_batch <= cfgmod.MODELS_MAX:  # < 1 would plan no shard
+        raise UserError(f"--models-per-batch must be in [1, {cfgmod.MODELS_MAX}], got {models_per_batch}")
+    n_params = {}
+    for group in task_groups(config):
         task = build_task(config, group)
-        build_family(config, task)
+        n_params[group] = build_family(config, task).n_params()
         for fi in range(len(config.finetune)):
             build_task(config, group, fi)
             phase_train_config(config, "finetune", fi)
-    return plan
+    size = planned_bytes(config, n_params)
+    if size > max_gb * 1e9:
+        shown = f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e6:,.1f} MB"
+        raise UserError(f"the config plans {shown} of checkpoints ({config.n_planned():,} models, up to "
+                        f"{len(base_checkpoints(config))} checkpoints of {max(n_params.values()):,} parameters each), above "
+                        f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
+                        "that is meant")
+    return make_plan(config, models_per_batch)
 
 
 def check_device(device: str) -> None:
@@ -397,18 +436,18 @@ def planned_entries(plan: Plan) -> list[dict[str, str]]:
     return [{"model_id": m.model_id, "shard": s.name, "kind": m.kind} for s in plan.shards for m in s.models]
 
 
-def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, resume: bool, overwrite: bool) -> Plan:
-    """Validate, then create (or check, when resuming) the zoo directory and its manifest."""
-    plan = validate(config)
-    if models_per_batch is not None:
-        plan = make_plan(config, models_per_batch)
+def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, resume: bool, overwrite: bool,
+                inputs: Mapping[str, Path | None] | None = None, max_gb: float | None = None) -> Plan:
+    """Validate, then create (or check, when resuming) the zoo directory and its manifest.
+
+    ``inputs`` (e.g. ``{"config file": path}``) must not overlap ``out`` (see :mod:`fingerprint.outputs`)."""
+    plan = validate(config, models_per_batch, max_gb)
     out = Path(out)
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
+    check_output(out, inputs, overwrite=overwrite)
     if out.exists() and any(out.iterdir()):
         if overwrite:
-            if not (out / zoo_io.MANIFEST).exists() and not (out / "shards").exists():
-                raise UserError(f"refusing to --overwrite '{out}': it is not empty and not a zoo")
             shutil.rmtree(out)
         elif resume:
             if not (out / zoo_io.MANIFEST).exists():
@@ -449,14 +488,17 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
               device: str = "cpu", resume: bool = False, overwrite: bool = False,
               on_start: Callable[[int, int, int], None] | None = None,
               on_steps: Callable[[int], None] | None = None,
-              on_done: Callable[[ShardPlan], None] | None = None) -> SweepSummary:
-    """Plan, train and store a population. ``on_start(n_models, n_done_models, total_model_steps)``."""
+              on_done: Callable[[ShardPlan], None] | None = None,
+              inputs: Mapping[str, Path | None] | None = None, max_gb: float | None = None) -> SweepSummary:
+    """Plan, train and store a population. ``on_start(n_models, n_done_models, total_model_steps)``.
+
+    ``max_gb``: refuse a plan whose checkpoints would take more (default :data:`DEFAULT_MAX_GB`)."""
     check_device(device)
     out = Path(out)
     ex = get_executor(executor) if isinstance(executor, str) else executor
     if hasattr(ex, "check"):  # e.g. Ray at a dead address: say so before the zoo is written
         ex.check()
-    plan = prepare_zoo(config, out, models_per_batch, resume, overwrite)
+    plan = prepare_zoo(config, out, models_per_batch, resume, overwrite, inputs, max_gb)
     return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
 
 

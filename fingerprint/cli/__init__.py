@@ -42,14 +42,22 @@ def _register() -> None:
                 raise
 
 
+def esc(value: object) -> str:
+    """``value`` as literal text inside rich markup. Every string that comes from the user or from a
+    file (paths, config and column names, labels, model ids, extractor and plugin names) goes through
+    this before it reaches a ``console.print``, a table cell or title, or a progress description:
+    ``[/x]`` in a name would otherwise be read as a closing tag, and rich raises on it."""
+    return escape(str(value))
+
+
 def print_error(message: str) -> None:
     """One ``error: ...`` line on stderr, the message printed verbatim (not read as rich markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
 
 
 def print_warning(message: str) -> None:
     """One ``warning: ...`` line on stderr, verbatim."""
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {esc(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:

@@ -15,13 +15,13 @@ from typing import Any, List, Optional
 
 import numpy as np
 import typer
-from rich.markup import escape as esc
 from rich.table import Table
 
-from fingerprint.cli import app, console, err_console
+from fingerprint.cli import app, console, err_console, esc
 from fingerprint.cli.extract import ARCH_HELP, TRUST_HELP, open_for_models
-from fingerprint.cli.train import INSPECT_HOOKS
+from fingerprint.cli.train import INSPECT_HOOKS, MAX_GB_OPTION
 from fingerprint.errors import UserError, choices
+from fingerprint.outputs import check_output
 
 DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "disagreement", "weight-stats",
                         "weight-spectra", "cka", "aligned-weights"]
@@ -226,8 +226,8 @@ def print_scorecard(result: dict) -> None:
     from rich import box
 
     settings = result.get("settings") or {}
-    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {settings.get('label') or 'none'}, lineage "
-                    f"{settings.get('lineage')}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
+    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {esc(settings.get('label') or 'none')}, lineage "
+                    f"{esc(settings.get('lineage'))}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                       "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
               caption_justify="left")
@@ -244,9 +244,9 @@ def print_scorecard(result: dict) -> None:
             noise = r["parent_noise_ami"]
         t.add_row(_breakable(str(r["fingerprint"]), name_width) + (" (sup.)" if r.get("supervised") else ""), f(r.get("n_clusters")),
                   f(r.get("stability")), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(noise), nn,
-                  f"[{VERDICT_STYLE.get(str(r['verdict']), 'none')}]{SHORT_VERDICT.get(str(r['verdict']), r['verdict'])}[/]",
+                  f"[{VERDICT_STYLE.get(str(r['verdict']), 'none')}]{esc(SHORT_VERDICT.get(str(r['verdict']), r['verdict']))}[/]",
                   f"[{VERDICT_STYLE.get(str(r.get('label_free_verdict')), 'none')}]"
-                  f"{SHORT_VERDICT.get(str(r.get('label_free_verdict')), r.get('label_free_verdict'))}[/]")
+                  f"{esc(SHORT_VERDICT.get(str(r.get('label_free_verdict')), r.get('label_free_verdict')))}[/]")
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
@@ -346,7 +346,12 @@ def report(
     trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
 ):
-    """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current."""
+    """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current.
+
+    Neither file may be written inside the zoo (nor be the same file as the other)."""
+    check_output(out, {"zoo": zoo_path}, option="-o", kind="file", others={"--json": json_out})
+    if json_out:
+        check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = open_for_models(zoo_path, trust_code, arch)
     opts = _options(zoo, method, label, lineage, k, k_max, n_boot, embedding, seed, combine)
     inputs = _inputs(zoo, fp, opts)
@@ -357,13 +362,15 @@ def report(
 
 
 def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
-                 executor: str = "local", models_per_batch: Optional[int] = None, address: Optional[str] = None) -> dict:
+                 executor: str = "local", models_per_batch: Optional[int] = None, address: Optional[str] = None,
+                 max_gb: Optional[float] = None) -> dict:
     """Sweep -> extract -> cluster -> report into ``out`` (``zoo/``, ``report.html``, ``summary.json``)."""
     import shutil
 
     from fingerprint.cli.train import make_executor, run_sweep_with_progress
     from fingerprint.zoo import MANIFEST, Zoo
-    from training.config import load_config
+    from training.config import config_file, load_config
+    from training.sweep import validate
 
     t0 = time.time()
     cfg = load_config(config_ref)
@@ -372,25 +379,26 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
     zoo_dir = out / "zoo"
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
+    inputs = {"config file": config_file(config_ref)}
+    check_output(out, inputs, kind="run", overwrite=overwrite)
+    validate(cfg, models_per_batch, max_gb)  # tasks, families and the planned size: before anything is deleted
     if resume and not out.exists():
         raise UserError(f"cannot --resume '{out}': it does not exist")
     is_run_dir = (zoo_dir / MANIFEST).exists() or (zoo_dir / "shards").exists()
     if resume and any(out.iterdir()) and not is_run_dir:
         raise UserError(f"cannot --resume '{out}': it is not a `fingerprint run` directory (no zoo/)")
     if out.exists() and any(out.iterdir()):
-        if overwrite:
-            if not is_run_dir:
-                raise UserError(f"refusing to --overwrite '{out}': it is not a `fingerprint run` directory (no zoo/)")
+        if overwrite:  # check_output made sure it is a run directory
             shutil.rmtree(out)
         elif not resume:
             raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
-    console.rule(f"[bold]1/3 sweep[/] {cfg.name}")
+    console.rule(f"[bold]1/3 sweep[/] {esc(cfg.name)}")
     from fingerprint.parallel import get_runner
 
     runner = get_runner("ray", address) if executor == "ray" else None
     run_sweep_with_progress(cfg, zoo_dir, make_executor(executor, address), models_per_batch, device,
-                            resume and (zoo_dir / MANIFEST).exists(), False)
+                            resume and (zoo_dir / MANIFEST).exists(), False, inputs, max_gb)
     zoo = Zoo.open(zoo_dir)
     console.rule("[bold]2/3 fingerprints[/]")
     inputs = extract_inputs(zoo, fps["names"], fps["step"], opts.label, fps["chunk_size"], runner=runner, device=device)
@@ -400,7 +408,7 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
     write_report(zoo, result, inputs, out / "report.html", out / "summary.json",
                  {"run_config": str(config_ref), "run_seconds": round(time.time() - t0, 1)})
     print_scorecard(result)
-    console.print(f"report: [bold]{out / 'report.html'}[/]  summary: [bold]{out / 'summary.json'}[/]  "
+    console.print(f"report: [bold]{esc(out / 'report.html')}[/]  summary: [bold]{esc(out / 'summary.json')}[/]  "
                   f"({time.time() - t0:.0f}s)")
     return result
 
@@ -415,9 +423,10 @@ def run(
     executor: str = typer.Option("local", help="local | process | ray (ray also runs extraction chunks)"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
     models_per_batch: Optional[int] = typer.Option(None, help="Models trained together in one shard."),
+    max_gb: Optional[float] = MAX_GB_OPTION,
 ):
     """The main job: sweep -> fingerprints -> basins and scorecard -> report.html, from one config."""
-    run_pipeline(config, out, resume, overwrite, device, executor, models_per_batch, address)
+    run_pipeline(config, out, resume, overwrite, device, executor, models_per_batch, address, max_gb)
 
 
 @app.command()
@@ -437,7 +446,8 @@ def _inspect_basins(zoo, console_) -> None:
     if not res or "fingerprints" not in res:
         return
     settings = res.get("settings") or {}
-    t = Table(title=f"basins (results/basins.json; ground truth {settings.get('label') or 'none'}, lineage {settings.get('lineage')})")
+    t = Table(title=f"basins (results/basins.json; ground truth {esc(settings.get('label') or 'none')}, "
+                    f"lineage {esc(settings.get('lineage'))})")
     for col in ("fingerprint", "k", "basin sizes", "exemplars (medoids)", "stability"):
         t.add_column(col)
     f = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
@@ -456,7 +466,7 @@ def _inspect_basins(zoo, console_) -> None:
     for r in res.get("scorecard", []):
         s.add_row(esc(str(r["fingerprint"])), f(r.get("deep_ami")), f(r.get("probe_auroc")), f(r.get("noise_ami")),
                   f(r.get("parent_noise_ami")), f(r.get("lineage_nn")),
-                  f"[{VERDICT_STYLE.get(str(r.get('verdict')), 'none')}]{r.get('verdict')}[/]")
+                  f"[{VERDICT_STYLE.get(str(r.get('verdict')), 'none')}]{esc(r.get('verdict'))}[/]")
     console_.print(s)
 
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fingerprint.cli import app, console, open_zoo, print_error
+from fingerprint.cli import app, console, esc, open_zoo, print_error
 from fingerprint.errors import UserError
 
 
@@ -56,7 +56,7 @@ def run_extract(zoo, specs: list[str], step=None, force: bool = False, label: Op
 
         def on_progress(spec: str, done: int, total: int) -> None:
             if spec not in tasks:
-                tasks[spec] = progress.add_task(spec, total=total)
+                tasks[spec] = progress.add_task(esc(spec), total=total)  # the description is markup
             progress.update(tasks[spec], completed=done)
 
         return extract(zoo, specs, step=step, force=force, labels=labels_from(zoo, label), on_progress=on_progress,
@@ -71,8 +71,8 @@ def report_results(results) -> int:
             print_error(str(r.error))
         else:
             extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
-            console.print(f"{'cached ' if r.cached else 'computed'} {r.meta.get('spec', r.name):<28} step {str(r.meta.get('step')):>6} "
-                          f"{r.meta.get('output', '')} {list(r.values.shape)}{extra}")
+            console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
+                          f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
     return failures
 
 

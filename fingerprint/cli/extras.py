@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape as esc
 
-from fingerprint.cli import app, console
+from fingerprint.cli import app, console, esc
 from fingerprint.cli.extract import TRUST_HELP, add_cwd_to_path, open_for_models
+from fingerprint.outputs import check_output
 
 
 @app.command("import")
@@ -20,7 +20,7 @@ def import_cmd(
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a model_id column (= checkpoint file stem) and any others."),
     probes: Optional[str] = typer.Option(None, "--probes", help="module:function returning {name: inputs}, or a .pt/.safetensors file of named inputs."),
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Submodule names whose outputs extractors may read (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing zoo at --out (only a zoo is ever deleted)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a --metadata CSV that does not cover every checkpoint (default: a warning)."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
@@ -37,8 +37,8 @@ def import_cmd(
     from fingerprint.zoo import Zoo
 
     zoo = Zoo.open(path)
-    console.print(f"[green]imported[/] {len(zoo)} models into [bold]{path}[/] "
-                  f"(columns: {', '.join(c for c in zoo.models.names() if c not in ('task', 'arch', 'group'))})")
+    console.print(f"[green]imported[/] {len(zoo)} models into [bold]{esc(path)}[/] "
+                  f"(columns: {esc(', '.join(c for c in zoo.models.names() if c not in ('task', 'arch', 'group')))})")
 
 
 @app.command("forecast")
@@ -55,18 +55,20 @@ def forecast_cmd(
     from fingerprint.forecast import forecast
     from fingerprint.zoo import write_json
 
+    if json_out:
+        check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = open_for_models(zoo_path, trust_code)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
         s = forecast(zoo, list(fp), label)
-    t = Table(title=f"forecast of {s['target']} ({s['n_models']} seeds, final step {s['final_step']})")
+    t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds, final step {s['final_step']})")
     for col in ("fingerprint", "step", "fraction", "accuracy", "majority", "AUROC", "AMI"):
         t.add_column(col, justify="left" if col == "fingerprint" else "right")
     f = lambda v: "–" if v is None else f"{v:.2f}"
     for p in s["forecast"]:
-        t.add_row(p["fingerprint"], str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), f(p["majority"]), f(p["auroc"]), f(p["ami"]))
+        t.add_row(esc(p["fingerprint"]), str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), f(p["majority"]), f(p["auroc"]), f(p["ami"]))
     console.print(t)
     for name, frac in s["earliest_90"].items():
-        console.print(f"{name}: 90% accuracy {'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}")
+        console.print(f"{esc(name)}: 90% accuracy {'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}")
     if json_out:
         write_json(json_out, s)
 
@@ -93,14 +95,15 @@ def select_cmd(
     from fingerprint.forecast import select_and_continue
     from fingerprint.population import check_code
 
+    check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
     zoo = open_for_models(zoo_path, trust_code)
     check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
                             executor=make_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
-    console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {r['fingerprint']}: "
+    console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")
-    console.print(f"purity {pct(r['purity'])} in basin '{r['basin']}' (base rate {pct(r['base_rate'])}, recall {pct(r['recall'])}); "
+    console.print(f"purity {pct(r['purity'])} in basin '{esc(r['basin'])}' (base rate {pct(r['base_rate'])}, recall {pct(r['recall'])}); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
                   f"({pct(r['compute_saved'])} saved); "
                   + (f"new zoo: [bold]{esc(r['out'])}[/]" if r["n_selected"] else "no seed reached the threshold: nothing continued, no zoo written"))

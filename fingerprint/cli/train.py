@@ -8,11 +8,10 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fingerprint.cli import app, console, err_console
+from fingerprint.cli import app, console, err_console, esc
 from fingerprint.errors import UserError
 
 
@@ -35,6 +34,10 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+MAX_GB_OPTION = typer.Option(None, "--max-gb", envvar="FINGERPRINT_MAX_GB", show_envvar=True,
+                             help="Refuse a plan whose checkpoints would take more than this many GB (default 20).")
+
+
 def make_executor(name: str, address: Optional[str] = None):
     """Build an executor by name; ``--address`` only makes sense for Ray."""
     from training.sweep import get_executor
@@ -45,7 +48,7 @@ def make_executor(name: str, address: Optional[str] = None):
 
 
 def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optional[int], device: str,
-                            resume: bool, overwrite: bool):
+                            resume: bool, overwrite: bool, inputs: Optional[dict] = None, max_gb: Optional[float] = None):
     from training.sweep import run_sweep
 
     import time
@@ -80,10 +83,11 @@ def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optio
 
         try:
             return run_sweep(config, out, executor=executor, models_per_batch=models_per_batch, device=device,
-                             resume=resume, overwrite=overwrite, on_start=on_start, on_steps=on_steps, on_done=on_done)
+                             resume=resume, overwrite=overwrite, on_start=on_start, on_steps=on_steps, on_done=on_done,
+                             inputs=inputs, max_gb=max_gb)
         except KeyboardInterrupt:  # click would exit 130 silently
             progress.stop()
-            err_console.print(f"interrupted; finished shards are kept: rerun with --resume to train the rest into {escape(str(out))}",
+            err_console.print(f"interrupted; finished shards are kept: rerun with --resume to train the rest into {esc(out)}",
                               highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
@@ -97,24 +101,26 @@ def sweep(
     models_per_batch: Optional[int] = typer.Option(None, help="Models trained together in one shard (default: from config, 256)."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted sweep: train only missing shards."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing zoo at --out first."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing zoo at --out first (only a zoo is ever deleted)."),
+    max_gb: Optional[float] = MAX_GB_OPTION,
 ):
     """Train a seed sweep and store it as a zoo."""
     from fingerprint.cli.analyze import validate_run_config
-    from training.config import load_config
+    from training.config import config_file, load_config
 
     cfg = load_config(config)
     validate_run_config(cfg)  # its [fingerprints] / [analysis] sections too, as `run` would
     if models_per_batch is not None and models_per_batch <= 0:
         raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
-    s = run_sweep_with_progress(cfg, out, make_executor(executor, address), models_per_batch, device, resume, overwrite)
+    s = run_sweep_with_progress(cfg, out, make_executor(executor, address), models_per_batch, device, resume, overwrite,
+                                {"config file": config_file(config)}, max_gb)
     console.print(
-        f"[green]done:[/] {s.n_planned} models in [bold]{s.zoo}[/] "
+        f"[green]done:[/] {s.n_planned} models in [bold]{esc(s.zoo)}[/] "
         f"({s.n_trained_now} trained now, {s.n_skipped} already done) in {s.seconds:.1f}s"
         + (f", {s.model_steps / max(s.seconds, 1e-9):,.0f} model-steps/s" if s.n_trained_now else "")
     )
     if s.diverged:
-        console.print(f"[yellow]{len(s.diverged)} diverged:[/] {', '.join(s.diverged[:10])}{' ...' if len(s.diverged) > 10 else ''}")
+        console.print(f"[yellow]{len(s.diverged)} diverged:[/] {esc(', '.join(s.diverged[:10]))}{' ...' if len(s.diverged) > 10 else ''}")
 
 
 def zoo_summary(zoo) -> dict:
@@ -168,30 +174,31 @@ def inspect(
 
         sys.stdout.write(json.dumps(s, default=str) + "\n")
         return
-    console.print(f"[bold]{zoo.path}[/]: {s['n_models']}/{s['n_planned']} models, task [bold]{s['task']}[/], arch {s['family'].get('arch')}")
+    console.print(f"[bold]{esc(zoo.path)}[/]: {s['n_models']}/{s['n_planned']} models, task [bold]{esc(s['task'])}[/], "
+                  f"arch {esc(s['family'].get('arch'))}")
     if s["corrupt_shards"]:
-        console.print(f"[red]corrupt shards (skipped):[/] {', '.join(s['corrupt_shards'])}")
+        console.print(f"[red]corrupt shards (skipped):[/] {esc(', '.join(s['corrupt_shards']))}")
     kinds, counts = np.unique(zoo.models["kind"].astype(str), return_counts=True) if len(zoo) else ([], [])
     t = Table(title="population")
     t.add_column("what")
     t.add_column("value")
-    t.add_row("kinds", ", ".join(f"{k}: {c}" for k, c in zip(kinds, counts)))
+    t.add_row("kinds", esc(", ".join(f"{k}: {c}" for k, c in zip(kinds, counts))))
     if len(zoo):
         t.add_row("init seeds", _seed_range(zoo.models["init_seed"]))
         t.add_row("data seeds", _seed_range(zoo.models["data_seed"]))
     t.add_row("checkpoint steps", ", ".join(map(str, s["steps"])))
     t.add_row("diverged", str(s["n_diverged"]))
     for c, v in s["metrics_mean"].items():
-        t.add_row(f"mean {c}", f"{v:.4f}")
+        t.add_row(f"mean {esc(c)}", f"{v:.4f}")
     if "deep_label_counts" in s:
-        t.add_row("deep_label", ", ".join(f"{k}: {v}" for k, v in s["deep_label_counts"].items()))
+        t.add_row("deep_label", esc(", ".join(f"{k}: {v}" for k, v in s["deep_label_counts"].items())))
     console.print(t)
     if s["fingerprints"]:
         ft = Table(title="cached fingerprints")
         for col in ("key", "extractor", "step", "shape"):
             ft.add_column(col)
         for f in s["fingerprints"]:
-            ft.add_row(str(f.get("key")), str(f.get("extractor", "")), str(f.get("step", "")), str(f.get("shape", "")))
+            ft.add_row(*(esc(f.get(c, "")) for c in ("key", "extractor", "step", "shape")))
         console.print(ft)
     for hook in INSPECT_HOOKS:
         hook(zoo, console)
@@ -235,13 +242,13 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     t.add_column("deep labels")
     t.add_column("parameters (default)")
     for n, d in tasks.items():
-        t.add_row(n, ", ".join(d["deep_labels"]), ", ".join(f"{k}={v['default']}" for k, v in d["params"].items()))
+        t.add_row(esc(n), esc(", ".join(d["deep_labels"])), esc(", ".join(f"{k}={v['default']}" for k, v in d["params"].items())))
     console.print(t)
     a = Table(title="architectures")
     a.add_column("name")
     a.add_column("description")
     for n, d in archs.items():
-        a.add_row(n, d["description"])
+        a.add_row(esc(n), esc(d["description"]))
     console.print(a)
     if extractors:
         e = Table(title="extractors")
@@ -251,9 +258,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
 
         for n, d in extractors.items():
             bounds = d.get("bounds") or {}
-            e.add_row(n, str(d.get("kind")), str(d.get("output")), str(d.get("version")), str(d.get("source")),
-                      escape(", ".join(f"{k}={v}" + (f" ({bound_text(*bounds[k])})" if k in bounds else "")
+            e.add_row(*(esc(v) for v in (n, d.get("kind"), d.get("output"), d.get("version"), d.get("source"))),
+                      esc(", ".join(f"{k}={v}" + (f" ({bound_text(*bounds[k])})" if k in bounds else "")
                                        for k, v in (d.get("params") or {}).items())))
         console.print(e)
-    console.print(f"built-in configs: {', '.join(data['configs']) or '(none)'}")
-    console.print(f"fused CPU kernels for ReLU MLP training: {escape(data['cpu_kernels'])}")
+    console.print(f"built-in configs: {esc(', '.join(data['configs']) or '(none)')}")
+    console.print(f"fused CPU kernels for ReLU MLP training: {esc(data['cpu_kernels'])}")
