@@ -341,6 +341,6 @@ def test_markup_in_csv_labels_columns_and_model_ids(user_ckpts):
     d = user_ckpts
     out = ok(cli("import", "ckpts", "--arch", "safearch:make", "--metadata", "meta.csv", "--out", "z", cwd=d))
     assert "imported 6 models" in out and "[red]score" in out
-    ok(cli("cluster", "z", "--fp", "weight-stats", "--embedding", "pca", "--n-boot", "2", "--k", "2", cwd=d))
+    ok(cli("cluster", "z", "--trust-code", "--fp", "weight-stats", "--embedding", "pca", "--n-boot", "2", "--k", "2", cwd=d))
     out = ok(cli("inspect", "z", cwd=d))
     assert "[/red] rule 0: 3" in out and "rule [bold]1: 3" in out and "mean [red]score" in out
