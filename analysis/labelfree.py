@@ -36,6 +36,8 @@ from scipy.stats import false_discovery_control
 VERDICTS = ("crosses lineage", "groups lineages", "lineage only", "no structure", "insufficient")
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
 MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
+MAX_MODELS = 4000  # larger populations: the tests, intervals and p-values use a random sample of whole families
+NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL_CHUNK x n x dims floats)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
 SENTENCES = {
@@ -67,6 +69,7 @@ class LabelFreeResult:
     ci_split: float | None = None  # 2-means cluster index of all models
     split_rate: float | None = None  # share of families with relatives that the models' 2-means split cuts
     split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
+    sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
     split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
     family_groups: dict[str, int] = field(default_factory=dict)  # family -> group (centroid groups)
@@ -173,16 +176,36 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
     return (ssb / (n_fam - 1)) / (ssw / (n - n_fam))
 
 
+def family_sample(family: Sequence, max_models: int = MAX_MODELS, random_state: int = 0) -> np.ndarray | None:
+    """Rows ``[m]`` of a random sample of whole families holding at most ``max_models`` models (in
+    population order), or ``None`` when the population is that small already."""
+    codes, names = _codes(family)
+    if len(codes) <= max_models:
+        return None
+    sizes = np.bincount(codes)
+    order = np.random.default_rng(random_state).permutation(len(names))
+    keep = order[np.cumsum(sizes[order]) <= max_models]
+    return np.flatnonzero(np.isin(codes, keep))
+
+
 def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8
                ) -> LabelFreeResult:
     """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
     its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
+    Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
+    other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
     x = np.asarray(coords, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(family):
         raise ValueError(f"coords must be [n, d] with one family per row, got {x.shape} and {len(family)} families")
     if not np.isfinite(x).all():
         raise ValueError("coords have NaN or infinite values")
+    rows = family_sample(family, MAX_MODELS, random_state)
+    if rows is not None:
+        fam = np.asarray([str(f) for f in family], dtype=object)
+        res = label_free(x[rows], fam[rows], n_null, random_state, k_max)
+        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_basins", "split_families")}
+        return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)
     if n_fam < MIN_FAMILIES or n < 2 * MIN_FAMILIES:
@@ -226,8 +249,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
     min_side = max(2, n // 20)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
-    sim = (rng.standard_normal((n_null, n_fam, dims)) @ root_c.T)[:, codes] + rng.standard_normal((n_null, n, dims)) @ root_w.T
-    null_b, _ = cluster_index(sim, min_size=min_side)
+    null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
+        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
+                      + rng.standard_normal((b, n, dims)) @ root_w.T, min_size=min_side)[0]
+        for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
     ci_c = float(ci_arr[0])
     p_split = float((1 + (null_b <= ci_c).sum()) / (n_null + 1))
     split = full_split[0]
@@ -242,6 +267,17 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
+
+
+def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None) -> np.ndarray | None:
+    """Basins ``[len(rows)]`` found on a sample, extended to every model ``[n]`` by the nearest basin mean."""
+    if basins is None:
+        return None
+    labels = np.unique(basins)
+    means = np.stack([x[rows][basins == b].mean(0) for b in labels])
+    out = labels[((x[:, None, :] - means[None]) ** 2).sum(2).argmin(1)]
+    out[rows] = basins
+    return out
 
 
 def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarray:

@@ -290,7 +290,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         basin_rows.append(row)
     return {
         "n_models": n, "excluded": excluded, "approximations": approximations(
-            n, c.method, boot, emb, basin_rows, lineage is not None or parents is not None),
+            n, c.method, boot, emb, basin_rows, lineage is not None or parents is not None, opts.calibrate),
         "method": c.method, "k": int(c.k), "k_scores": {str(a): _fmt(b) for a, b in c.scores.items()},
         # the chosen k is the largest one tried while more were possible: a larger k_max may score better
         "k_at_cap": bool(k_fixed is None and c.k == opts.k_max and opts.k_max < n - 1),
@@ -315,6 +315,13 @@ def _calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarr
     family, resampled by family)."""
     out: dict[str, Any] = {}
     seed, nb, npm = opts.seed, opts.n_family_boot, opts.n_perm
+    rows = lf.family_sample(family, lf.MAX_MODELS, seed)
+    if rows is not None:  # a large population: on a random sample of whole families (docs/scorecard.md)
+        clusters, family = clusters[rows], family[rows]
+        label = None if label is None else label[rows]
+        lineage = None if lineage is None else lineage[rows]
+        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
+        out["sampled"] = len(rows)
     if label is not None and scores.get("deep_ami") is not None:
         out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami(clusters[r], label[r]), family, nb, seed)
         out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami(clusters, lab), label, family, npm, seed)
@@ -389,7 +396,8 @@ def _agree(labelled: str, free: str) -> bool | None:
     return None if a is None or b is None else a == b
 
 
-def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True) -> list[str]:
+def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True,
+                   calibrated: bool = False) -> list[str]:
     """What a large population's analysis computed on samples instead of every model (empty when exact).
 
     The thresholds are those of ``analysis/clustering.py`` and ``analysis/metrics.py``;
@@ -404,6 +412,9 @@ def approximations(n: int, method: str, boot: dict, embedding: str, basins: list
         out.append(f"exemplar of a basin larger than {cl.MEDOID_SAMPLE}: medoid of a random sample of {cl.MEDOID_SAMPLE} members")
     if nn and n > mt.NN_QUERIES:
         out.append(f"lineage 1-NN rates averaged over at most {mt.NN_QUERIES} random models (exact neighbours)")
+    if calibrated and n > lf.MAX_MODELS:
+        out.append(f"intervals, p-values and label-free tests on a random sample of whole families (at most "
+                   f"{lf.MAX_MODELS} models); the other models join the nearest candidate basin")
     if embedding == "umap-sample":
         out.append(f"map: UMAP fitted on a random {cl.EMBED_FIT_MAX} models, the others placed by UMAP's transform")
     return out
