@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -213,6 +212,10 @@ def test_report_refuses_to_write_into_the_zoo_or_one_file_twice(swept, main, tmp
     refused(main("report", swept.zoo, "-o", swept.zoo / "report.html"), "-o", "is inside the zoo")
     refused(main("report", swept.zoo, "-o", swept.zoo / "results" / "basins.json"), "-o", "is inside the zoo")
     refused(main("forecast", swept.zoo, "--json", swept.zoo / "results" / "forecast.json"), "--json", "is inside the zoo")
+    (tmp_path / "evil.json").symlink_to(swept.zoo / "manifest.json")  # a link is where it points
+    refused(main("report", swept.zoo, "-o", tmp_path / "r.html", "--json", tmp_path / "evil.json"),
+            "--json", f"(= '{swept.zoo / 'manifest.json'}')", "is inside the zoo")
+    (tmp_path / "evil.json").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert_untouched(swept)
 
@@ -341,6 +344,8 @@ def test_markup_in_csv_labels_columns_and_model_ids(user_ckpts):
     d = user_ckpts
     out = ok(cli("import", "ckpts", "--arch", "safearch:make", "--metadata", "meta.csv", "--out", "z", cwd=d))
     assert "imported 6 models" in out and "[red]score" in out
-    ok(cli("cluster", "z", "--trust-code", "--fp", "weight-stats", "--embedding", "pca", "--n-boot", "2", "--k", "2", cwd=d))
+    out = ok(cli("cluster", "z", "--trust-code", "--fp", "weight-stats", "--embedding", "pca", "--n-boot", "2", "--k", "2",
+                 "--lineage", "[red]score", cwd=d))
+    assert "lineage [red]score" in out  # the scorecard's title
     out = ok(cli("inspect", "z", cwd=d))
     assert "[/red] rule 0: 3" in out and "rule [bold]1: 3" in out and "mean [red]score" in out
