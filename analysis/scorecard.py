@@ -366,11 +366,12 @@ def _decide(results: list[dict[str, Any]], opts: AnalysisOptions) -> None:
         noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha
         free_r = r.pop("_label_free")
         r["label_free"] = _label_free_json(free_r, r["model_ids"], "" if opts.calibrate else "not computed (calibrate = false)")
-        r["significant"] = {"tracks deep differences": deep_ok or r["verdict"] == "tracks deep differences" and c.get("deep_ami_q") is None,
-                            "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(
-            r["verdict"], (not r["has_label"]) and r["label_free"]["verdict"] in lf.DEEP_VERDICTS + ("lineage only",))
-        if r["has_label"] and r["label_free"]["verdict"] in lf.VERDICTS:
+        if r["has_label"]:
+            r["significant"] = {"tracks deep differences": deep_ok or r["verdict"] == "tracks deep differences" and c.get("deep_ami_q") is None,
+                                "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(r["verdict"], False)
             r["label_free"]["agrees"] = _agree(r["verdict"], r["label_free"]["verdict"])
+        else:
+            r["significant"] = free_r is not None and free_r.significant
     for r in results:
         r.pop("_label_free", None)
 
@@ -380,7 +381,7 @@ def _label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = 
         return {"verdict": "insufficient", "candidate_basins": {},
                 "sentence": why or "insufficient: the zoo names no lineage column to group models by"}
     basins = res.candidate_basins
-    return {"verdict": res.verdict if res.verdict != "insufficient" else "insufficient", "sentence": res.sentence or lf.SENTENCES[res.verdict],
+    return {"verdict": res.verdict, "sentence": res.sentence or lf.SENTENCES[res.verdict],
             "q": _fmt(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "pseudo_f": _fmt(res.pseudo_f), "family_groups": res.family_groups,

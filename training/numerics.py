@@ -55,15 +55,18 @@ def blas_reproducible() -> bool | None:
     return int(lib.mkl_serv_cbwr_get(1)) != _OFF
 
 
+def cpuinfo_line(field: str) -> str | None:
+    """The first ``/proc/cpuinfo`` line starting with ``field`` (e.g. ``"flags"``), or ``None``."""
+    try:
+        return next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(field)), None)
+    except OSError:
+        return None
+
+
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    line = cpuinfo_line("model name")
+    return line.split(":", 1)[1].strip() if line else platform.processor() or platform.machine()
 
 
 def host_features() -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from training.numerics import cpuinfo_line
+
 ENV = "BASIN_FINGERPRINT_KERNELS"
 _SOURCE = Path(__file__).with_name("csrc") / "mlp_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fopenmp"]  # -fopenmp: at::parallel_for runs on torch's own OpenMP pool
@@ -30,13 +32,7 @@ _state: dict[str, object] = {}
 
 def _cpu_flags() -> str:
     """What ``-march=native`` depends on: the CPU's feature flags (a build is only reused on a like CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_line("flags") or platform.processor() or platform.machine()
 
 
 def _cache_dir() -> Path:
