@@ -161,7 +161,11 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes])`` (for intervals), or ``None``.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import (
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        cross_val_predict,
+    )
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 

@@ -20,7 +20,7 @@ import numpy as np
 from analysis import clustering as cl
 from analysis import labelfree as lf
 from analysis import metrics as mt
-from fingerprint.errors import UserError, choices
+from training.core.errors import UserError, choices
 
 RESULT_VERSION = 1
 VERDICTS = ("tracks deep differences", "tracks initialization noise", "tracks both", "uninformative")

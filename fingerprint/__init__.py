@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.numerics import request_reproducible_blas as _request_reproducible_blas
+from training.core.numerics import (
+    request_reproducible_blas as _request_reproducible_blas,
+)
 
-_request_reproducible_blas()  # before torch's first matrix product: see training.numerics
+_request_reproducible_blas()  # before torch's first matrix product: see training.core.numerics
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Zoo": ("fingerprint.zoo", "Zoo"),
-    "UserError": ("fingerprint.errors", "UserError"),
+    "UserError": ("training.core.errors", "UserError"),
     "load_config": ("training.config", "load_config"),
     "run_sweep": ("training.sweep", "run_sweep"),
     "get_task": ("training.tasks", "get_task"),

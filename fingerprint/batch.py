@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from fingerprint.errors import UserError, unknown
+from training.core.errors import UserError, unknown
 
 # The task objects behind live TaskViews, by key, with the number of views using each. A view keeps
 # only its key: walking a view's attributes reaches no Task (whose ``variant(init, data)`` maps seeds

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from fingerprint.batch import ModelBatch
-from fingerprint.errors import CorruptFileError, UserError
 from fingerprint.population import check_code
 from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
-from fingerprint.zoo import Zoo
+from training.core.errors import CorruptFileError, UserError
+from training.core.store import Zoo
 
 
 @dataclass

@@ -18,9 +18,9 @@ import numpy as np
 
 from analysis.clustering import cluster
 from analysis.forecast import earliest, forecast_step, select
-from fingerprint.errors import UserError
 from fingerprint.extraction import active_models, extract
-from fingerprint.zoo import Zoo
+from training.core.errors import UserError
+from training.core.store import Zoo
 
 
 def base_models(zoo: Zoo) -> list[str]:

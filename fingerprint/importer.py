@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fingerprint import zoo as zoo_io
-from fingerprint.errors import PluginError, UserError
-from fingerprint.outputs import check_output
+from training.core import store as zoo_io
+from training.core.errors import PluginError, UserError
+from training.core.outputs import check_output
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 SHARD_SIZE = 256

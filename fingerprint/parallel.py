@@ -16,12 +16,12 @@ notebook) is unknown to workers and runs on the local runner instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 ChunkResult = tuple[np.ndarray, dict[str, Any]]
 
@@ -40,7 +40,7 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
 
     from fingerprint.batch import ModelBatch
     from fingerprint.registry import get_extractor, parse_spec
-    from fingerprint.zoo import Zoo
+    from training.core.store import Zoo
 
     if threads:
         torch.set_num_threads(threads)

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from fingerprint import zoo as zoo_io
-from fingerprint.errors import UserError, unknown
+from training.core import store as zoo_io
+from training.core.errors import UserError, unknown
 
 
 @dataclass

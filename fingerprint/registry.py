@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fingerprint.errors import PluginError, UserError, choices
+from training.core.errors import PluginError, UserError, choices
 
 ENTRY_POINT_GROUP = "fingerprint.extractors"
 KINDS = ("behavioural", "mechanistic")
@@ -115,11 +115,11 @@ class ExtractorSpec:
             rows = (~finite).nonzero().flatten().tolist()
             ids = [real[i] for i in rows[:3]]
             raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
-        from fingerprint.zoo import _json_default
+        from training.core.files import json_default
 
         for what, d in (("metadata", extra), ("parameters", params)):  # both go into the cache file's JSON
             try:
-                json.dumps(d, default=_json_default)
+                json.dumps(d, default=json_default)
             except (TypeError, ValueError) as e:
                 raise PluginError(f"extractor '{self.name}' has {what} that cannot be stored as JSON ({e})") from None
         return values, extra

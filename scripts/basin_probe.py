@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from analysis.clustering import coordinates
-from fingerprint.zoo import Zoo
+from training.core.store import Zoo
 
 
 def main() -> None:

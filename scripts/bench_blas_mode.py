@@ -1,4 +1,4 @@
-"""Benchmark: what MKL's reproducible mode (``MKL_CBWR``, set by ``training.numerics``) costs.
+"""Benchmark: what MKL's reproducible mode (``MKL_CBWR``, set by ``training.core.numerics``) costs.
 
 Runs ``scripts/bench_train.py --json --no-compare`` (the vectorized harness vs the per-model loop)
 in subprocesses, alternating MKL's default mode (``MKL_CBWR=`` empty: off), the non-strict
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.numerics import MKL_MODE
+from training.core.numerics import MKL_MODE
 
 BENCH = Path(__file__).with_name("bench_train.py")
 

@@ -59,11 +59,17 @@ from torch.func import functional_call, grad, vmap
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import anomalous_batch
-from fingerprint.extractors.common import correlation_normalize, default_layer, generator, probes, transform_outputs
+from fingerprint.extractors.common import (
+    correlation_normalize,
+    default_layer,
+    generator,
+    probes,
+    transform_outputs,
+)
 from fingerprint.extractors.mechanistic import _grams, weight_match_one
 from fingerprint.population import family_for, task_for
 from fingerprint.registry import extractor, get_extractor
-from fingerprint.zoo import Zoo
+from training.core.store import Zoo
 
 FEATURES = ["probe-outputs", "ood-outputs", "anomalous-inputs", "weight-stats", "weight-spectra", "gradients",
             "aligned-weights"]

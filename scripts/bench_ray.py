@@ -21,8 +21,8 @@ def one(n_cpus: int, models: int, per_shard: int, steps: int, tmp: Path) -> tupl
 
     from fingerprint.extraction import extract
     from fingerprint.parallel import RayChunks
-    from fingerprint.zoo import Zoo
     from training.config import SweepConfig
+    from training.core.store import Zoo
     from training.ray_executor import RayExecutor
     from training.sweep import run_sweep
 

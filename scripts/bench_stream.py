@@ -150,7 +150,7 @@ def analyse(args: argparse.Namespace, zoo_dir: Path) -> dict:
     import fingerprint
     from analysis.scorecard import FingerprintInput
     from fingerprint.cli.analyze import analysis_options, analyze_zoo, write_report
-    from fingerprint.zoo import Zoo
+    from training.core.store import Zoo
 
     zoo = Zoo.open(zoo_dir)
     stage("open zoo", t0, n_models=len(zoo))

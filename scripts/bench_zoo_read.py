@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fingerprint.zoo import ShardData, Zoo, write_manifest, write_shard  # noqa: E402
+from training.core.store import ShardData, Zoo, write_manifest, write_shard  # noqa: E402
 
 SIZES = {  # name -> [(parameter name, shape of one model's tensor)]
     "small": [("layer0.weight", (32, 8)), ("layer0.bias", (32,)), ("layer1.weight", (32, 32)),

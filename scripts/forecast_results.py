@@ -35,8 +35,15 @@ import numpy as np
 
 from analysis.forecast import select
 from fingerprint.extraction import extract
-from fingerprint.forecast import base_models, calibration_split, final_basins, forecast, select_and_continue, selection_compute
-from fingerprint.zoo import Zoo
+from fingerprint.forecast import (
+    base_models,
+    calibration_split,
+    final_basins,
+    forecast,
+    select_and_continue,
+    selection_compute,
+)
+from training.core.store import Zoo
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from analysis.clustering import cluster, coordinates
 from analysis.metrics import ami
-from fingerprint.zoo import Zoo
+from training.core.store import Zoo
 
 
 def eta2(coords: np.ndarray, groups: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from itertools import combinations
 
 import numpy as np
 
-from fingerprint.zoo import Zoo
+from training.core.store import Zoo
 
 
 def pair_agreement(labels: np.ndarray, groups: np.ndarray) -> tuple[float, float, int]:

@@ -26,8 +26,8 @@ import numpy as np
 
 from analysis.metrics import probe_auroc
 from fingerprint.extraction import extract
-from fingerprint.zoo import Zoo
 from training.config import SweepConfig
+from training.core.store import Zoo
 from training.sweep import run_sweep
 
 PROBES = ["ood", "blank", "in_dist", "triggered_oracle"]

@@ -14,8 +14,8 @@ import torch
 
 
 def host() -> str:
+    from training.core.numerics import host_features
     from training.families import kernels
-    from training.numerics import host_features
 
     return f"{host_features()} mlp_kernels={kernels.status(build=False)!r}"
 

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from analysis import clustering as cl
 from analysis import metrics as mt
 from analysis import scorecard as sc
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 
 def blobs(codes, d: int = 6, sep: float = 10.0, seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fingerprint import ModelBatch, Zoo
-from fingerprint.errors import UserError
 from fingerprint.extractors.causal import causal_ii
+from training.core.errors import UserError
 from training.families import get_family
 from training.tasks import get_task
 
@@ -149,7 +149,7 @@ def test_regression_iia_counts_outputs_that_move_to_the_counterfactual():
     """For a value-valued counterfactual, a pair counts when the patched prediction is nearer the
     counterfactual than the model's own prediction on the base. A full-rank patch of the readout
     token's last residual makes the prediction the source's own, so the score is known exactly."""
-    from training import seeds as rng
+    from training.core import seeds as rng
 
     task = get_task("icl-regression", {"dim": 3, "n_pairs": 6})
     fam = get_family("transformer", task.input_shape, task.n_out, {"vocab": 0, "d_model": 8, "d_mlp": 16, "readout": "all"})

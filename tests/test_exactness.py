@@ -3,7 +3,7 @@
 A model's identity is its seeds: trained alone, or at any position of a larger population, it ends
 at the same bits (for a fixed thread count; the tests run one thread per process). On an AMD EPYC
 host MKL's matrix products depended on operand alignment, which depends on the population size
-(``training.numerics``); these tests fail there without MKL's reproducible mode.
+(``training.core.numerics``); these tests fail there without MKL's reproducible mode.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import sys
 
 import pytest
 import torch
-
 from exact import assert_bitwise_equal
+
 from training.config import TrainConfig
+from training.core.numerics import blas_reproducible
 from training.families import get_family, kernels
-from training.numerics import blas_reproducible
 from training.tasks import get_task
 from training.trainer import train_population
 
@@ -28,7 +28,7 @@ def test_reproducible_blas_is_on_after_import():
     """Importing our packages requests MKL's reproducible mode before torch's first product; a
     mode the user chose is kept."""
     code = ("import fingerprint, torch, os; torch.mm(torch.ones(3, 3), torch.ones(3, 3));"
-            "from training.numerics import blas_reproducible; print(os.environ['MKL_CBWR'], blas_reproducible())")
+            "from training.core.numerics import blas_reproducible; print(os.environ['MKL_CBWR'], blas_reproducible())")
     env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split()
     assert out[0] == "AUTO,STRICT" and out[1] in ("True", "None")  # None: a torch without MKL

@@ -18,9 +18,19 @@ import fingerprint
 from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
-from fingerprint.extractors.mechanistic import apply_permutations, cka_matrix, weight_match, weight_match_one
-from fingerprint.errors import PluginError
-from fingerprint.registry import get_extractor, list_extractors, load_plugin, reset_plugins
+from fingerprint.extractors.mechanistic import (
+    apply_permutations,
+    cka_matrix,
+    weight_match,
+    weight_match_one,
+)
+from fingerprint.registry import (
+    get_extractor,
+    list_extractors,
+    load_plugin,
+    reset_plugins,
+)
+from training.core.errors import PluginError
 from training.families import get_family
 from training.tasks import get_task
 
@@ -259,7 +269,7 @@ def test_cache_hits_misses_and_force(tiny_zoo):
 
 
 def test_unknown_names_and_params_are_errors(tiny_zoo):
-    from fingerprint.errors import UserError
+    from training.core.errors import UserError
 
     with pytest.raises(UserError, match=r"unknown extractor 'oodd-outputs' \(valid: .*ood-outputs"):
         extract(Zoo.open(tiny_zoo), ["oodd-outputs"])
@@ -287,7 +297,7 @@ def test_declared_bounds(monkeypatch):
     """A plugin declares the range of its numeric parameters; values outside are one-line errors, and
     a declaration that names no numeric parameter, or excludes its own default, is the plugin's error."""
     from fingerprint import registry
-    from fingerprint.errors import PluginError, UserError
+    from training.core.errors import PluginError, UserError
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 

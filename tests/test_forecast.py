@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from exact import assert_bitwise_equal
+
 from fingerprint import Zoo
 from fingerprint.forecast import forecast, select_and_continue
 from training.config import load_config
@@ -101,7 +101,7 @@ def test_select_continues_only_selected_seeds_from_their_checkpoints(seeded_zoo,
 
 
 def test_select_rejects_unknown_basin_and_step(seeded_zoo, tmp_path):
-    from fingerprint.errors import UserError
+    from training.core.errors import UserError
 
     with pytest.raises(UserError, match=r"unknown basin 'nope' for deep_label \(valid: flipped, plain\)"):
         select_and_continue(seeded_zoo, "nope", 20, tmp_path / "x")
@@ -117,7 +117,7 @@ def test_select_rejects_unknown_basin_and_step(seeded_zoo, tmp_path):
 def test_select_resume_finishes_the_same_selection(seeded_zoo, tmp_path):
     """A continuation whose shards were lost resumes to the same models; with an existing --out and
     neither flag it is refused, naming both flags (select has both)."""
-    from fingerprint.errors import UserError
+    from training.core.errors import UserError
 
     kw = {"fp": "probe-outputs", "calibration": 0.5}
     select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", **kw)

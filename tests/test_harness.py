@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from exact import assert_bitwise_equal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exact import assert_bitwise_equal
 from fingerprint import Zoo
-from training import seeds as rng
 from training.config import TrainConfig, load_config
+from training.core import seeds as rng
 from training.families import get_family
 from training.families.module import ModuleFamily
 from training.tasks import get_task

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fingerprint.errors import UserError
-from fingerprint.zoo import Zoo
-from training import seeds as rng
 from training.config import SweepConfig, TrainConfig, load_config
+from training.core import seeds as rng
+from training.core.errors import UserError
+from training.core.store import Zoo
 from training.families import get_family
 from training.sweep import run_sweep
 from training.tasks import get_task

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-
-import numpy as np
 import json
 import os
 import pickle
@@ -13,14 +11,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import fingerprint
 from fingerprint import Zoo
-from fingerprint.errors import UserError
 from fingerprint.importer import import_checkpoints
+from training.core.errors import UserError
 
 # the source tree under test, kept on PYTHONPATH by the CLI runs that set their own
 PACKAGE = str(Path(fingerprint.__file__).resolve().parent.parent)

@@ -22,12 +22,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from exact import assert_bitwise_equal
+
 from fingerprint import Zoo, extract
-from fingerprint import zoo as zoo_io
-from fingerprint.errors import CorruptFileError
-from fingerprint.zoo import Shard, digest_all, row_digests
+from training.core import store as zoo_io
+from training.core.errors import CorruptFileError
+from training.core.integrity import _attrs_digest as attrs_digest
+from training.core.store import Shard, digest_all, row_digests
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
 
@@ -183,7 +184,7 @@ def _reseal(f: h5py.File) -> None:
 
     f.visititems(visit)
     f.attrs["xxh3_datasets"] = json.dumps(digests)
-    f.attrs["xxh3_attrs"] = np.uint64(zoo_io._attrs_digest(f.attrs))
+    f.attrs["xxh3_attrs"] = np.uint64(attrs_digest(f.attrs))
 
 
 def _cache(zoo: Path) -> Path:
@@ -303,7 +304,7 @@ def test_disk_full_stops_the_sweep_in_one_line_and_resume_finishes(tmp_path, tin
 _WRITER = """
 import os, sys, time
 from pathlib import Path
-from fingerprint import zoo as zoo_io
+from training.core import store as zoo_io
 target, kind = Path(sys.argv[1]), sys.argv[2]
 if kind == "file":  # as save_fingerprint / write_shard / write_json do
     with zoo_io.atomic_path(target) as tmp:

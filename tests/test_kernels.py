@@ -13,13 +13,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_harness import assert_step_equals_autograd
 
 from training.config import TrainConfig
 from training.families import get_family, kernels
 from training.tasks import get_task
 from training.trainer import train_population
-
-from test_harness import assert_step_equals_autograd
 
 
 def _require_kernels():

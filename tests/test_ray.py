@@ -27,8 +27,8 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from exact import assert_bitwise_equal  # noqa: E402
 
 from fingerprint import Zoo  # noqa: E402
-from fingerprint.errors import UserError  # noqa: E402
 from training.config import load_config  # noqa: E402
+from training.core.errors import UserError  # noqa: E402
 from training.ray_executor import RayExecutor  # noqa: E402
 from training.sweep import run_sweep  # noqa: E402
 

@@ -18,7 +18,7 @@ from analysis import clustering as cl
 from analysis import metrics as mt
 from analysis import report as rp
 from analysis import scorecard as sc
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 BIG = 30000
 

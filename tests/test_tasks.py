@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from fingerprint.zoo import Zoo
 from training.config import SweepConfig, load_config
+from training.core.store import Zoo
 from training.sweep import run_sweep
 from training.tasks import get_task, list_tasks
 from training.tasks.base import reset_task_plugins

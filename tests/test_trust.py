@@ -22,9 +22,9 @@ from torch import nn
 
 import fingerprint
 from fingerprint import ModelBatch, Zoo
-from fingerprint.errors import UserError
 from fingerprint.extraction import active_models, extract
 from fingerprint.importer import import_checkpoints
+from training.core.errors import UserError
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
 
@@ -216,7 +216,7 @@ def echo_labels(models, labels=None):
 
 
 def test_a_plugin_that_inspects_everything_it_is_handed_finds_no_seed_lineage_or_label(tiny_zoo):
-    from fingerprint.zoo import ModelTable, Shard
+    from training.core.store import ModelTable, Shard
     from training.tasks.base import Task
 
     zoo = Zoo.open(tiny_zoo)
@@ -261,7 +261,7 @@ import sys
 import numpy as np
 import torch
 import fingerprint
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 
 @fingerprint.extractor("tb-strings")

@@ -14,11 +14,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from exact import assert_bitwise_equal
+
 from fingerprint import Zoo
-from fingerprint.errors import CorruptFileError
 from training.config import load_config
+from training.core.errors import CorruptFileError
 from training.sweep import run_sweep
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
@@ -288,7 +288,7 @@ def test_written_files_get_the_umask_permissions(tiny_zoo):
     (0666 minus the umask), so zoos are readable by the other users of a shared machine; so does
     the directory ``Zoo.from_modules`` writes, and its scratch zoo is removed at exit."""
     from fingerprint import extract
-    from fingerprint.zoo import _UMASK
+    from training.core.files import _UMASK
 
     extract(Zoo.open(tiny_zoo), ["weight-stats"])
     files = [p for p in tiny_zoo.rglob("*") if p.is_file()]

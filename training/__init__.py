@@ -5,6 +5,8 @@ a hot path. A model's identity is its seeds: init comes from ``init_seed``, data
 ``data_seed`` (and its parent, for spawned and fine-tuned models), never from batch position.
 """
 
-from training.numerics import request_reproducible_blas as _request_reproducible_blas
+from training.core.numerics import (
+    request_reproducible_blas as _request_reproducible_blas,
+)
 
-_request_reproducible_blas()  # before torch's first matrix product: see training.numerics
+_request_reproducible_blas()  # before torch's first matrix product: see training.core.numerics

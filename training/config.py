@@ -3,24 +3,30 @@
 A config file has the sections ``[task]``, ``[model]``, ``[train]``, ``[seeds]``, optional
 ``[[spawn]]`` / ``[[finetune]]`` blocks (lineage), and the pipeline sections ``[fingerprints]`` and
 ``[analysis]`` that later stages read. Every key is checked: an unknown key or a wrong type is a
-one-line :class:`~fingerprint.errors.UserError` naming the dotted key and the valid choices.
+one-line :class:`~training.core.errors.UserError` naming the dotted key and the valid choices.
 Configs round-trip to plain JSON (``to_dict``) for the zoo manifest.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import sys
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from fingerprint.errors import UserError, choices
+from training.core.errors import UserError, choices
+from training.core.validate import (
+    INT64_MAX,
+    check,
+    from_mapping,
+    key_path,
+    positive,
+    to_dict,
+    within,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,135 +34,20 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        (arg,) = typing.get_args(tp)
-        return f"list of {_type_name(arg)}"
-    if origin is dict:
-        return "table"
-    if tp is type(None):
-        return "none"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check(value: Any, tp: Any, where: str) -> Any:
-    """Validate (and lightly coerce int->float) ``value`` against the annotation ``tp``."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _check(value, arg, where)
-            except UserError:
-                continue
-        raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
-    if tp is list:
-        tp, origin = list[Any], list
-    if origin is list:
-        (arg,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
-        return [_check(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"config key '{where}' must be a table, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, value, where)
-    if tp is type(None):
-        if value is None:
-            return None
-        raise UserError(f"config key '{where}' must be empty, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not -INT64_MAX - 1 <= value <= INT64_MAX:  # TOML reads any size; tensors and HDF5 hold int64
-                raise UserError(f"config key '{where}' = {value} does not fit in a 64-bit integer")
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):  # TOML's nan / inf: every model would diverge, silently
-                raise UserError(f"config key '{where}' must be a finite number, got {value!r}")
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise UserError(f"config key '{where}' must be {_type_name(tp)}, got {value!r}")
-
-
-def from_mapping(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise UserError(f"config section '{where or cls.__name__}' must be a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in fields:
-            raise UserError(f"unknown config key '{path}' (valid: {choices(fields)})")
-        kwargs[key] = _check(value, hints[key], path)
-    missing = [
-        n for n, f in fields.items()
-        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        path = f"{where}.{missing[0]}" if where else missing[0]
-        raise UserError(f"missing config key '{path}'")
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        validate(where)
-    return obj
-
-
-def to_dict(obj: Any) -> Any:
-    """A JSON-ready plain structure from (nested) dataclasses."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def _positive(where: str, key: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UserError(f"config key '{where}.{key}' must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-
-
 # Ranges of the numeric config keys, each with the reason it exists (docs/config.md lists them).
-INT64_MAX = 2**63 - 1
 SEED_MAX = INT64_MAX  # seeds are stored as int64 (model tables, torch tensors); derive_seed would alias beyond 2**64
-STEP_MAX = 2**31 - 1  # step and epoch counters are mixed into 32-bit hash lanes (training.seeds.mix)
+STEP_MAX = 2**31 - 1  # step and epoch counters are mixed into 32-bit hash lanes (training.core.seeds.mix)
 BATCH_MAX = 2**20  # a shard holds every model's batch in memory at once
 CHECKPOINTS_MAX = 10_000  # each is a group of every shard, evaluated on every task metric
 MODELS_MAX = 1_000_000  # the plan and the manifest list every model
 
 
-def _key(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _within(where: str, key: str, value: float, lo: float, hi: float, why: str = "") -> None:
-    """``lo <= value <= hi``, else a one-line error naming the key, the range and ``why`` the bound exists."""
-    if not lo <= value <= hi:
-        raise UserError(f"config key '{_key(where, key)}' must be in [{lo}, {hi}]{f' ({why})' if why else ''}, got {value!r}")
-
-
 def _seed_run(where: str, key: str, start: int, count: int) -> None:
     """Seeds ``start .. start + count - 1`` all in [0, SEED_MAX]."""
     if start < 0:
-        raise UserError(f"config key '{_key(where, key)}' must be >= 0, got {start}")
+        raise UserError(f"config key '{key_path(where, key)}' must be >= 0, got {start}")
     if start + count - 1 > SEED_MAX:
-        raise UserError(f"config key '{_key(where, key)}' = {start} puts seed number {count} at {start + count - 1}, "
+        raise UserError(f"config key '{key_path(where, key)}' = {start} puts seed number {count} at {start + count - 1}, "
                         "beyond 2**63 - 1 (seeds are stored as 64-bit integers)")
 
 
@@ -175,7 +66,7 @@ class TaskSpec:
         data = dict(data)
         if "name" not in data:
             raise UserError(f"missing config key '{where}.name'")
-        name = _check(data.pop("name"), str, f"{where}.name")
+        name = check(data.pop("name"), str, f"{where}.name")
         sweep = data.pop("sweep", {})
         if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
             raise UserError(f"config key '{where}.sweep' must map parameter names to non-empty lists")
@@ -196,7 +87,7 @@ class ModelSpec:
         data = dict(data)
         arch = data.pop("arch", None)
         if arch is not None:
-            arch = _check(arch, str, f"{where}.arch")
+            arch = check(arch, str, f"{where}.arch")
         return cls(arch=arch, params=data)
 
 
@@ -222,15 +113,15 @@ class TrainConfig:
     save_optimizer_state: bool = False  # store optimiser buffers at checkpoints (exact continuation, `select`)
 
     def validate(self, where: str) -> None:
-        _within(where, "steps", self.steps, 1, STEP_MAX, "step counters are 32-bit")
-        _within(where, "batch_size", self.batch_size, 1, BATCH_MAX)
-        _positive(where, "lr", self.lr)
+        within(where, "steps", self.steps, 1, STEP_MAX, "step counters are 32-bit")
+        within(where, "batch_size", self.batch_size, 1, BATCH_MAX)
+        positive(where, "lr", self.lr)
         if not 0 <= self.momentum < 1:  # torch refuses < 0 only when a shard starts, after the manifest is written; >= 1 never decays
             raise UserError(f"config key '{where}.momentum' must be in [0, 1), got {self.momentum!r}")
-        _positive(where, "eps", self.eps)
-        _positive(where, "weight_decay", self.weight_decay, allow_zero=True)
-        _positive(where, "grad_clip", self.grad_clip, allow_zero=True)
-        _within(where, "warmup_steps", self.warmup_steps, 0, STEP_MAX)  # beyond steps: lr never reaches its peak
+        positive(where, "eps", self.eps)
+        positive(where, "weight_decay", self.weight_decay, allow_zero=True)
+        positive(where, "grad_clip", self.grad_clip, allow_zero=True)
+        within(where, "warmup_steps", self.warmup_steps, 0, STEP_MAX)  # beyond steps: lr never reaches its peak
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise UserError(f"unknown optimizer '{self.optimizer}' at '{where}.optimizer' (valid: adam, adamw, sgd)")
         if self.schedule not in ("constant", "cosine", "linear"):
@@ -285,15 +176,15 @@ class SeedGrid:
         for key in ("init", "data"):
             v = getattr(self, key)
             if isinstance(v, int):
-                _within(where, key, v, 1, MODELS_MAX, "seeds per sweep")
+                within(where, key, v, 1, MODELS_MAX, "seeds per sweep")
                 _seed_run(where, f"{key}_start", getattr(self, f"{key}_start"), v)
             elif not v or any(not 0 <= s <= SEED_MAX for s in v):
                 raise UserError(f"config key '{where}.{key}' must be a count in [1, {MODELS_MAX}] or a list of seeds in "
                                 "[0, 2**63 - 1]")
             elif len(v) > MODELS_MAX:
                 raise UserError(f"config key '{where}.{key}' lists {len(v)} seeds; at most {MODELS_MAX}")
-        _within(where, "init_start", self.init_start, 0, SEED_MAX)
-        _within(where, "data_start", self.data_start, 0, SEED_MAX)
+        within(where, "init_start", self.init_start, 0, SEED_MAX)
+        within(where, "data_start", self.data_start, 0, SEED_MAX)
 
     def init_seeds(self) -> list[int]:
         return list(self.init_seeds_range())
@@ -321,8 +212,8 @@ class SpawnSpec:
     data_seed_start: int = 1000
 
     def validate(self, where: str) -> None:
-        _within(where, "at_step", self.at_step, 0, STEP_MAX)
-        _within(where, "children", self.children, 1, MODELS_MAX)
+        within(where, "at_step", self.at_step, 0, STEP_MAX)
+        within(where, "children", self.children, 1, MODELS_MAX)
         _seed_run(where, "data_seed_start", self.data_seed_start, self.children)
 
 
@@ -337,7 +228,7 @@ class FinetuneSpec:
     name: str = "ft"
 
     def validate(self, where: str) -> None:
-        _within(where, "children", self.children, 1, MODELS_MAX)
+        within(where, "children", self.children, 1, MODELS_MAX)
         _seed_run(where, "data_seed_start", self.data_seed_start, self.children)
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.name):
             raise UserError(f"config key '{where}.name' must be alphanumeric, got {self.name!r}")
@@ -376,11 +267,11 @@ class SweepConfig:
             if s.at_step > train.steps:
                 raise UserError(f"config key 'spawn[{i}].at_step' is {s.at_step}, past train.steps = {train.steps}")
         finetune = [from_mapping(FinetuneSpec, s, f"finetune[{i}]") for i, s in enumerate(_as_list(data.get("finetune", []), "finetune"))]
-        name = _check(data.get("name", "sweep"), str, "name")
-        mpb = _check(data.get("models_per_batch", 256), int, "models_per_batch")
-        _within("", "models_per_batch", mpb, 1, MODELS_MAX)
-        fps = _check(data.get("fingerprints", {}), dict, "fingerprints")
-        ana = _check(data.get("analysis", {}), dict, "analysis")
+        name = check(data.get("name", "sweep"), str, "name")
+        mpb = check(data.get("models_per_batch", 256), int, "models_per_batch")
+        within("", "models_per_batch", mpb, 1, MODELS_MAX)
+        fps = check(data.get("fingerprints", {}), dict, "fingerprints")
+        ana = check(data.get("analysis", {}), dict, "analysis")
         cfg = cls(task=task, model=model, train=train, seeds=seeds, spawn=spawn, finetune=finetune,
                   name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana)
         n = cfg.n_planned()

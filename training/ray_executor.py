@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 
 def _train_shard_task(zoo_dir: str, shard: str, device: str, threads: int) -> str:

@@ -13,18 +13,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from fingerprint import zoo as zoo_io
-from fingerprint.errors import UserError
-from fingerprint.outputs import check_output
 from training.config import SweepConfig
-from training.sweep import (Executor, PlannedModel, ShardPlan, SweepSummary, _train_and_write, base_checkpoints,
-                            build_family, build_task, check_device, execute, get_executor)
+from training.core import store as zoo_io
+from training.core.errors import UserError
+from training.core.outputs import check_output
+from training.sweep import (
+    Executor,
+    PlannedModel,
+    ShardPlan,
+    SweepSummary,
+    _train_and_write,
+    base_checkpoints,
+    build_family,
+    build_task,
+    check_device,
+    execute,
+    get_executor,
+)
 
 
 def _shards_from_manifest(manifest: dict) -> list[ShardPlan]:

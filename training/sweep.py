@@ -17,18 +17,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from fingerprint import zoo as zoo_io
-from fingerprint.errors import CorruptFileError, DiskFullError, UserError, choices
-from fingerprint.outputs import check_output
 from training import config as cfgmod
 from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
+from training.core import store as zoo_io
+from training.core.errors import CorruptFileError, DiskFullError, UserError, choices
+from training.core.outputs import check_output
 from training.families import get_family
 from training.families.base import Family
 from training.tasks import Task, get_task
@@ -440,7 +440,7 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
                 inputs: Mapping[str, Path | None] | None = None, max_gb: float | None = None) -> Plan:
     """Validate, then create (or check, when resuming) the zoo directory and its manifest.
 
-    ``inputs`` (e.g. ``{"config file": path}``) must not overlap ``out`` (see :mod:`fingerprint.outputs`)."""
+    ``inputs`` (e.g. ``{"config file": path}``) must not overlap ``out`` (see :mod:`training.core.outputs`)."""
     plan = validate(config, models_per_batch, max_gb)
     out = Path(out)
     if resume and overwrite:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from training import numerics
-from training import seeds as rng
 from training.config import TrainConfig
+from training.core import numerics
+from training.core import seeds as rng
 from training.families.base import Family
 from training.optim import Optimizer, lr_at
 from training.tasks.base import Task

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fingerprint.errors import DiskFullError, UserError
+from training.core.errors import DiskFullError, UserError
 from training.sweep import DISK_FULL_EXIT, train_shard
 
 

@@ -1,7 +1,7 @@
 """The ``fingerprint`` command line. Only this package touches argv and the terminal.
 
 Commands live in sibling modules (``train``, ``extract``, ``analyze``) that register themselves on
-``app``. Every :class:`~fingerprint.errors.UserError`, and every usage error of click's own (an
+``app``. Every :class:`~training.core.errors.UserError`, and every usage error of click's own (an
 unknown option, a missing argument), becomes a one-line ``error: ...`` on stderr and exit status 2.
 """
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 app = typer.Typer(
     name="fingerprint",
@@ -69,7 +69,7 @@ def fail(message: str) -> None:
 def open_zoo(path):
     """``Zoo.open`` for commands that analyse a zoo: says so (one line) when shards are still missing,
     since every score would then describe only the models trained so far."""
-    from fingerprint.zoo import Zoo
+    from training.core.store import Zoo
 
     zoo = Zoo.open(path)
     planned = len(zoo.manifest.get("planned", []))

@@ -20,8 +20,8 @@ from rich.table import Table
 from fingerprint.cli import app, console, err_console, esc
 from fingerprint.cli.extract import ARCH_HELP, TRUST_HELP, open_for_models
 from fingerprint.cli.train import INSPECT_HOOKS, MAX_GB_OPTION
-from fingerprint.errors import UserError, choices
-from fingerprint.outputs import check_output
+from training.core.errors import UserError, choices
+from training.core.outputs import check_output
 
 DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "disagreement", "weight-stats",
                         "weight-spectra", "cka", "aligned-weights"]
@@ -142,7 +142,7 @@ def model_table(zoo) -> dict[str, np.ndarray]:
 
 
 def provenance(zoo, extra: dict | None = None) -> dict[str, Any]:
-    from fingerprint.zoo import package_version
+    from training.core.store import package_version
 
     m = zoo.manifest
     return {"zoo": str(zoo.path), "task": zoo.task_name, "task_params": zoo.task_params, "family": zoo.family_spec,
@@ -190,7 +190,7 @@ def distance_matrices(inputs: list, result: dict) -> dict[str, np.ndarray]:
 def write_report(zoo, result: dict, inputs: list, html_path: Path, json_path: Optional[Path], extra_prov: dict | None = None) -> None:
     from analysis.report import render
     from analysis.scorecard import summary
-    from fingerprint.zoo import atomic_path, write_json
+    from training.core.store import atomic_path, write_json
 
     prov = provenance(zoo, extra_prov)
     forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
@@ -368,8 +368,8 @@ def run_pipeline(config_ref: str, out: Path, resume: bool = False, overwrite: bo
     import shutil
 
     from fingerprint.cli.train import make_executor, run_sweep_with_progress
-    from fingerprint.zoo import MANIFEST, Zoo
     from training.config import config_file, load_config
+    from training.core.store import MANIFEST, Zoo
     from training.sweep import validate
 
     t0 = time.time()

@@ -6,11 +6,16 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from fingerprint.cli import app, console, esc, open_zoo, print_error
-from fingerprint.errors import UserError
-
+from training.core.errors import UserError
 
 TRUST_HELP = ("Allow importing the code this zoo names to run its models (an imported zoo's architecture factory, a "
               "sweep's module:Class task). Only for zoos from a source you trust: a zoo is data, and without this "

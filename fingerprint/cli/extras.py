@@ -9,7 +9,7 @@ import typer
 
 from fingerprint.cli import app, console, esc
 from fingerprint.cli.extract import TRUST_HELP, add_cwd_to_path, open_for_models
-from fingerprint.outputs import check_output
+from training.core.outputs import check_output
 
 
 @app.command("import")
@@ -34,7 +34,7 @@ def import_cmd(
         task = progress.add_task("checking checkpoints", total=max(n, 1))
         path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                   on_file=lambda _f: progress.advance(task), strict=strict)
-    from fingerprint.zoo import Zoo
+    from training.core.store import Zoo
 
     zoo = Zoo.open(path)
     console.print(f"[green]imported[/] {len(zoo)} models into [bold]{esc(path)}[/] "
@@ -53,7 +53,7 @@ def forecast_cmd(
     from rich.table import Table
 
     from fingerprint.forecast import forecast
-    from fingerprint.zoo import write_json
+    from training.core.store import write_json
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")

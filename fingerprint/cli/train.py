@@ -8,11 +8,17 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from fingerprint.cli import app, console, err_console, esc
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 
 
 def sweep_progress() -> Progress:
@@ -49,9 +55,9 @@ def make_executor(name: str, address: Optional[str] = None):
 
 def run_sweep_with_progress(config, out: Path, executor, models_per_batch: Optional[int], device: str,
                             resume: bool, overwrite: bool, inputs: Optional[dict] = None, max_gb: Optional[float] = None):
-    from training.sweep import run_sweep
-
     import time
+
+    from training.sweep import run_sweep
 
     with sweep_progress() as progress:
         state = {"task": None, "t0": time.time(), "steps": 0, "total": 0, "logged": None}
@@ -125,7 +131,7 @@ def sweep(
 
 def zoo_summary(zoo) -> dict:
     """The JSON that ``inspect --json`` prints."""
-    from fingerprint.zoo import CORE_COLUMNS
+    from training.core.store import CORE_COLUMNS
 
     m = zoo.models
     models = []
@@ -165,7 +171,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ):
     """Show a zoo: sizes, seeds, lineage, metrics, diverged models, checkpoints, fingerprints, basins."""
-    from fingerprint.zoo import Zoo
+    from training.core.store import Zoo
 
     zoo = Zoo.open(zoo_path, strict=False)
     s = zoo_summary(zoo)

@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fingerprint.errors import UserError
-from fingerprint.extractors.common import correlation_normalize, generator, probes, transform_outputs
+from fingerprint.extractors.common import (
+    correlation_normalize,
+    generator,
+    probes,
+    transform_outputs,
+)
 from fingerprint.registry import extractor
+from training.core.errors import UserError
 
 
 @extractor("probe-outputs", kind="behavioural", bounds={"n_probes": (1, None)})

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fingerprint.errors import UserError, unknown
 from fingerprint.extractors.common import default_layer
 from fingerprint.registry import extractor
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import UserError, unknown
 
 
 def task_hypotheses(models: Any) -> dict[str, Any]:

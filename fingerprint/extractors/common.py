@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from fingerprint.errors import UserError
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import UserError
 
 
 def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:

@@ -11,15 +11,14 @@ is scipy's assignment solver inside weight matching (the cost matrices are batch
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 from torch.func import grad, vmap
 
-from fingerprint.errors import UserError
 from fingerprint.extractors.common import default_layer, generator, probes
 from fingerprint.registry import extractor
+from training.core.errors import UserError
 
 
 # -- weights -----------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ build a plain single-model ``nn.Module`` whose ``state_dict`` keys are the same 
 """
 
 from training.families.base import Family, get_family, list_families, register_family
-from training.families.mlp import MLPFamily
 from training.families.cnn import CNNFamily
+from training.families.mlp import MLPFamily
 from training.families.module import ModuleFamily
 from training.families.transformer import TransformerFamily
 

@@ -10,8 +10,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from fingerprint.errors import UserError, unknown
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import UserError, unknown
+from training.core.validate import check
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -204,11 +205,10 @@ def get_family(arch: str, input_shape: Sequence[int], n_out: int, params: dict |
     for k in params:
         if k not in fields:
             raise UserError(f"unknown config key 'model.{k}' for arch '{arch}' (valid: {', '.join(sorted(fields))})")
-    from training.config import _check  # late: config imports nothing from here
     import typing
 
     hints = typing.get_type_hints(cls)
-    clean = {k: _check(v, hints[k], f"model.{k}") for k, v in params.items()}
+    clean = {k: check(v, hints[k], f"model.{k}") for k, v in params.items()}
     fam = cls(input_shape=tuple(int(s) for s in input_shape), n_out=int(n_out), **clean)
     validate = getattr(fam, "validate", None)
     if validate:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from training.numerics import cpuinfo_line
+from training.core.numerics import cpuinfo_line
 
 ENV = "BASIN_FINGERPRINT_KERNELS"
 _SOURCE = Path(__file__).with_name("csrc") / "mlp_cpu.cpp"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 from training.families import base, kernels
 from training.families.base import Family, get_activation, register_family
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fingerprint.errors import UserError
+from training.core.errors import UserError
 from training.families.base import Family, get_activation, register_family
 from training.families.mlp import _linear
 

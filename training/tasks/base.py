@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fingerprint.errors import PluginError, UserError, unknown
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import PluginError, UserError, unknown
+from training.core.validate import check, type_name
 
 # ``forward(x)`` runs the whole population: x shared ``[n_inputs, *input_shape]`` -> ``[n_models, n_inputs, n_out]``.
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -243,10 +244,9 @@ def list_tasks() -> dict[str, type[Task]]:
 
 def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
     """``name -> (type name, default)`` for ``fingerprint list``."""
-    from training.config import _type_name
 
     hints = typing.get_type_hints(cls)
-    return {f.name: (_type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
+    return {f.name: (type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
 
 
 def _import_task(spec: str) -> type[Task]:
@@ -265,7 +265,6 @@ def _import_task(spec: str) -> type[Task]:
 
 def get_task(name: str, params: dict | None = None) -> Task:
     """Build a task from its name and parameters; unknown or ill-typed parameters are one-line errors."""
-    from training.config import _check
 
     tasks = list_tasks()
     if ":" in name and name not in tasks:
@@ -280,7 +279,7 @@ def get_task(name: str, params: dict | None = None) -> Task:
     for k, v in (params or {}).items():
         if k not in fields:
             raise UserError(f"unknown parameter 'task.{k}' for task '{name}' (valid: {', '.join(sorted(fields))})")
-        clean[k] = _check(v, hints[k], f"task.{k}")
+        clean[k] = check(v, hints[k], f"task.{k}")
     task = cls(**clean)
     task.validate()
     return task

@@ -24,8 +24,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from fingerprint.errors import UserError, unknown
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import UserError, unknown
 from training.tasks.base import DataOrder, Task, register_task
 
 TRIGGERS = ("patch", "pixels", "blend", "wave")

@@ -37,15 +37,14 @@ dMMSE are on fresh prompts, relative to ridge's output energy: small for large p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from fingerprint.errors import UserError, unknown
-from training import seeds as rng
+from training.core import seeds as rng
+from training.core.errors import UserError, unknown
 from training.tasks.base import Hypothesis, Interchange, Task, register_task
 
 LABELS = ("in-context-learner", "memorizer", "mixed")

@@ -28,9 +28,16 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from fingerprint.errors import UserError, unknown
-from training import seeds as rng
-from training.tasks.base import DataOrder, Hypothesis, Interchange, Task, label_from_score, register_task
+from training.core import seeds as rng
+from training.core.errors import UserError, unknown
+from training.tasks.base import (
+    DataOrder,
+    Hypothesis,
+    Interchange,
+    Task,
+    label_from_score,
+    register_task,
+)
 
 # actions: up, down, left, right (row, col deltas)
 MOVES = torch.tensor([[-1, 0], [1, 0], [0, -1], [0, 1]])

@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from fingerprint.errors import UserError, unknown
+from training.core.errors import UserError, unknown
 from training.tasks.base import Hypothesis, Interchange, Task, register_task
 
 

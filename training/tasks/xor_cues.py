@@ -11,11 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import torch
 
-from fingerprint.errors import UserError, unknown
-from training.tasks.base import Hypothesis, Interchange, Task, label_from_score, register_task
+from training.core.errors import UserError, unknown
+from training.tasks.base import (
+    Hypothesis,
+    Interchange,
+    Task,
+    label_from_score,
+    register_task,
+)
 
 
 @register_task

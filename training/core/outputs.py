@@ -13,7 +13,7 @@ sweep, run, select, import, report or forecast writes (or ``--overwrite`` delete
   ``manifest.json`` has ``"kind": "zoo"``), a ``fingerprint run`` directory, or an empty directory;
   never a symbolic link, a file, or a directory that holds the working directory.
 
-It imports nothing of ours but :mod:`fingerprint.errors` (a floor module), so ``training`` may call it too.
+A floor module (``training.core``): it imports nothing above the floor, so ``training`` may call it too.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from fingerprint.errors import UserError
-
-MANIFEST = "manifest.json"  # fingerprint.zoo.MANIFEST, named here so this module imports nothing but errors
+from training.core.errors import UserError
+from training.core.integrity import MANIFEST
 
 # What `fingerprint run` puts in its directory (dot-files: temporaries of atomic writes).
 RUN_FILES = frozenset({"zoo", "report.html", "summary.json"})
