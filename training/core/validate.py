@@ -103,7 +103,10 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if validate is not None:
-        validate(where)
+        try:
+            validate(where)
+        except ValueError as e:  # a layer that raises ValueErrors (analysis/, scikit-learn's way): the message is for people
+            raise UserError(str(e)) from e
     return obj
 
 
