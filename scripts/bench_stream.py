@@ -10,7 +10,7 @@ never in memory.
 Then a fresh subprocess does what ``fingerprint extract`` + ``fingerprint report`` do:
 ``fingerprint.extract(zoo, [spec], chunk_size=--chunk-size)`` (the public API) for ``weight-stats`` and
 ``ood-outputs``; clustering, bootstrap (``--n-boot``), scores and 2-D maps with the functions
-``fingerprint report`` uses (``fingerprint.cli.analyze.analyze_zoo``, which stores
+``fingerprint report`` uses (``fingerprint.pipeline.analyze``, which stores
 ``results/basins.json`` and ``scorecard.json``); and ``write_report`` (report.html +
 summary.json). The ground truth is the tercile of each model's measured agreement with rule A on
 conflict inputs (after one step every ``deep_label`` is "mixed", which would skip the probe and
@@ -149,7 +149,8 @@ def analyse(args: argparse.Namespace, zoo_dir: Path) -> dict:
 
     import fingerprint
     from analysis.scorecard import FingerprintInput
-    from fingerprint.cli.analyze import analysis_options, analyze_zoo, write_report
+    from fingerprint.pipeline import analysis_options, write_report
+    from fingerprint.pipeline import analyze as analyze_zoo
     from training.core.store import Zoo
 
     zoo = Zoo.open(zoo_dir)

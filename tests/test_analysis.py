@@ -389,7 +389,7 @@ def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
     line overflows, the missing label reads "none", and a k at the cap is named under the table."""
     from rich.console import Console
 
-    import fingerprint.cli.analyze as cli_analyze
+    import fingerprint.cli.display as cli_analyze
 
     fps = [sc.FingerprintInput("probe-outputs:probe_set=conflict", f.values, f.model_ids) for f in _fps() if f.name == "both"]
     res = sc.analyze(fps, _table(deep=False), FAST.replace(n_boot=0, k_max=4))

@@ -69,7 +69,7 @@ def fail(message: str) -> None:
 def open_zoo(path):
     """``Zoo.open`` for commands that analyse a zoo: says so (one line) when shards are still missing,
     since every score would then describe only the models trained so far."""
-    from training.core.store import Zoo
+    from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)
     planned = len(zoo.manifest.get("planned", []))

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from fingerprint.cli import app, console, esc
-from fingerprint.cli.extract import TRUST_HELP, add_cwd_to_path, open_for_models
+from fingerprint.cli import options as o
 from training.core.outputs import check_output
 
 
@@ -26,15 +26,18 @@ def import_cmd(
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
 
-    from fingerprint.importer import CHECKPOINT_SUFFIXES, import_checkpoints
+    from fingerprint.importer import (  # deferred for start-up time (torch)
+        CHECKPOINT_SUFFIXES,
+        import_checkpoints,
+    )
 
-    add_cwd_to_path()  # let module:factory name a file in the working directory
+    o.add_cwd_to_path()  # let module:factory name a file in the working directory
     n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking checkpoints", total=max(n, 1))
         path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                   on_file=lambda _f: progress.advance(task), strict=strict)
-    from training.core.store import Zoo
+    from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)
     console.print(f"[green]imported[/] {len(zoo)} models into [bold]{esc(path)}[/] "
@@ -47,17 +50,17 @@ def forecast_cmd(
     fp: List[str] = typer.Option(["ood-outputs"], "--fp", help="Fingerprints to forecast with (repeatable)."),
     label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
-    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    trust_code: bool = o.TRUST_OPTION,
 ):
     """How well early fingerprints predict each model's final basin, step by step."""
     from rich.table import Table
 
-    from fingerprint.forecast import forecast
+    from fingerprint.forecast import forecast  # deferred for start-up time (torch)
     from training.core.store import write_json
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
-    zoo = open_for_models(zoo_path, trust_code)
+    zoo = o.open_for_models(zoo_path, trust_code)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
         s = forecast(zoo, list(fp), label)
     t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds, final step {s['final_step']})")
@@ -88,18 +91,18 @@ def select_cmd(
     device: str = typer.Option("cpu"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
-    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    trust_code: bool = o.TRUST_OPTION,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
-    from fingerprint.cli.train import make_executor
-    from fingerprint.forecast import select_and_continue
+    from fingerprint.forecast import select_and_continue  # deferred for start-up time (torch)
     from fingerprint.population import check_code
+    from training.sweep import get_executor  # deferred for start-up time (torch)
 
     check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
-    zoo = open_for_models(zoo_path, trust_code)
+    zoo = o.open_for_models(zoo_path, trust_code)
     check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
-                            executor=make_executor(executor), device=device, overwrite=overwrite, resume=resume)
+                            executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")

@@ -1,0 +1,216 @@
+"""What the CLI draws: progress bars for the pipeline's long stages, and the scorecard tables."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, ContextManager
+
+from rich import box
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from fingerprint.cli import console, err_console, esc, print_error
+from fingerprint.progress import Progress as PipelineProgress
+
+VERDICT_STYLE = {"tracks deep differences": "green", "tracks initialization noise": "yellow", "tracks both": "magenta",
+                 "uninformative": "dim", "no ground truth": "cyan", "failed": "bold red", "crosses lineage": "green",
+                 "groups lineages": "green", "lineage only": "yellow", "no structure": "dim", "insufficient": "dim"}
+SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
+                 "uninformative": "uninf.", "no ground truth": "–", "crosses lineage": "crosses", "groups lineages": "groups",
+                 "lineage only": "lineage", "no structure": "none", "insufficient": "too few"}
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class RichProgress(PipelineProgress):
+    """The pipeline's progress as rich bars (a plain line per shard, at most every 10 s, in a log file).
+
+    Use as a context manager, so that a bar still drawn when a stage fails is closed."""
+
+    def __init__(self) -> None:
+        self.in_sweep = False
+        self._bar: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+        self._sweep = {"t0": 0.0, "steps": 0, "total": 0, "logged": None, "models": 0, "n_models": 0}
+
+    def __enter__(self) -> "RichProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar, self._tasks = None, {}
+
+    def stage(self, index: int, total: int, title: str, detail: str = "") -> None:
+        self.close()
+        self.in_sweep = title == "sweep"
+        console.rule(f"[bold]{index}/{total} {esc(title)}[/]" + (f" {esc(detail)}" if detail else ""))
+
+    # -- training --
+    def sweep_started(self, n_models: int, n_done: int, total_steps: int) -> None:
+        self.close()
+        self.in_sweep = True
+        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                             TextColumn("models {task.fields[models]}/{task.fields[n_models]}"),
+                             TextColumn("{task.fields[rate]} model-steps/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                             TimeRemainingColumn(), console=console, transient=False)
+        self._bar.start()
+        self._tasks["sweep"] = self._bar.add_task("training", total=max(total_steps, 1), models=n_done, n_models=n_models, rate="-")
+        self._sweep.update(t0=time.time(), steps=0, total=total_steps, logged=None, models=n_done, n_models=n_models)
+        if total_steps == 0:
+            self._bar.update(self._tasks["sweep"], completed=1)
+
+    def sweep_advanced(self, model_steps: int) -> None:
+        s = self._sweep
+        s["steps"] += model_steps
+        rate = s["steps"] / max(time.time() - s["t0"], 1e-9)
+        if self._bar is not None:
+            self._bar.update(self._tasks["sweep"], advance=model_steps, rate=f"{rate:,.0f}")
+
+    def shard_finished(self, n_models: int) -> None:
+        s = self._sweep
+        s["models"] += n_models
+        if self._bar is not None:
+            self._bar.update(self._tasks["sweep"], models=s["models"])
+        if not console.is_terminal:  # no live bar in a log file: a plain line per shard, at most every 10 s
+            now, last = time.time(), s["models"] == s["n_models"]
+            if s["logged"] is None or last or now - s["logged"] >= 10:
+                s["logged"] = now
+                elapsed = now - s["t0"]
+                rate = s["steps"] / max(elapsed, 1e-9)
+                left = max(s["total"] - s["steps"], 0) / max(rate, 1e-9)
+                console.print(f"trained {s['models']}/{s['n_models']} models ({rate:,.0f} model-steps/s, "
+                              f"{_clock(elapsed)} elapsed, ETA {_clock(left)})", highlight=False, soft_wrap=True)
+
+    # -- fingerprints --
+    def extraction(self, spec: str, done: int, total: int) -> None:
+        if self._bar is None or "sweep" in self._tasks:
+            self.close()
+            self.in_sweep = False
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("models"),
+                                 TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+            self._bar.start()
+        if spec not in self._tasks:
+            self._tasks[spec] = self._bar.add_task(esc(spec), total=total)  # the description is markup
+        self._bar.update(self._tasks[spec], completed=done)
+
+    def extracted(self, results: list) -> None:
+        self.close()
+        report_results(results)
+
+    def analysing(self) -> ContextManager[Any]:
+        self.close()
+        return console.status("clustering, bootstrapping and scoring")
+
+
+def report_results(results: list) -> int:
+    """A line per fingerprint (computed or cached, its step and shape); failures as errors. Returns their number."""
+    failures = 0
+    for r in results:
+        if r.error:
+            failures += 1
+            print_error(str(r.error))
+        else:
+            extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
+            console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
+                          f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
+    return failures
+
+
+def _breakable(spec: str, width: int) -> str:
+    """A fingerprint spec, escaped for rich, broken into lines of at most ``width`` after ``:``, ``,``
+    or ``+`` (between an extractor and its parameters) rather than mid-word; unchanged if it fits."""
+    if len(spec) <= width:
+        return esc(spec)
+    lines = [""]
+    for part in re.split(r"(?<=[:,+])", spec):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(esc(line) for line in lines)
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def _verdict(v: Any, short: bool = True) -> str:
+    text = SHORT_VERDICT.get(str(v), v) if short else v
+    return f"[{VERDICT_STYLE.get(str(v), 'none')}]{esc(text)}[/]"
+
+
+def print_scorecard(result: dict) -> None:
+    settings = result.get("settings") or {}
+    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {esc(settings.get('label') or 'none')}, lineage "
+                    f"{esc(settings.get('lineage'))}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
+              caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
+                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
+              caption_justify="left")
+    for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
+                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
+        t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
+                     min_width={"fingerprint": 18}.get(col))
+    name_width = max(18, console.width - 62)  # what the seven number and two verdict columns leave
+    for r in result["scorecard"]:
+        nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
+        noise = r.get("noise_ami")
+        if r.get("parent_noise_ami") is not None and (noise is None or r["parent_noise_ami"] > noise):
+            noise = r["parent_noise_ami"]
+        t.add_row(_breakable(str(r["fingerprint"]), name_width) + (" (sup.)" if r.get("supervised") else ""), _num(r.get("n_clusters")),
+                  _num(r.get("stability")), _num(r.get("deep_ami")), _num(r.get("probe_auroc")), _num(noise), nn,
+                  _verdict(r["verdict"]), _verdict(r.get("label_free_verdict")))
+    console.print(t)
+    console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
+                  "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
+                  "crosses / groups = candidate deep basins that cross or group init families, lineage = initialization "
+                  "noise only, none = no structure (docs/scorecard.md)", style="dim")
+    capped = [str(r["fingerprint"]) for r in result["scorecard"] if r.get("k_at_cap") and not r.get("error")]
+    if capped:
+        console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
+                      "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores)",
+                      style="yellow", highlight=False, markup=False)
+    for r in result["scorecard"]:
+        if r.get("error"):
+            err_console.print(f"[bold red]failed:[/] {esc(str(r['fingerprint']))}: {esc(str(r['error']))}", highlight=False, soft_wrap=True)
+
+
+def print_basins(zoo: Any) -> None:
+    """The basins and scorecard sections of ``inspect`` (from ``results/basins.json``, if any)."""
+    res = zoo.load_result("basins")
+    if not res or "fingerprints" not in res:
+        return
+    settings = res.get("settings") or {}
+    t = Table(title=f"basins (results/basins.json; ground truth {esc(settings.get('label') or 'none')}, "
+                    f"lineage {esc(settings.get('lineage'))})")
+    for col in ("fingerprint", "k", "basin sizes", "exemplars (medoids)", "stability"):
+        t.add_column(col)
+    for r in res["fingerprints"]:
+        if r.get("error"):
+            t.add_row(esc(str(r["fingerprint"])), "–", f"[red]failed: {esc(str(r['error']))}[/]", "", "")
+            continue
+        basins = r.get("basins") or []
+        t.add_row(esc(str(r["fingerprint"])), _num(r.get("k")), ", ".join(str(b["size"]) for b in basins),
+                  esc("; ".join(f"{b['cluster']}: {b['exemplar']}" for b in basins[:6])) + (" ..." if len(basins) > 6 else ""),
+                  _num((r.get("bootstrap") or {}).get("stability")))
+    console.print(t)
+    s = Table(title="scorecard")
+    for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage 1-NN", "verdict"):
+        s.add_column(col)
+    for r in res.get("scorecard", []):
+        s.add_row(esc(str(r["fingerprint"])), _num(r.get("deep_ami")), _num(r.get("probe_auroc")), _num(r.get("noise_ami")),
+                  _num(r.get("parent_noise_ami")), _num(r.get("lineage_nn")), _verdict(r.get("verdict"), short=False))
+    console.print(s)

@@ -1,0 +1,54 @@
+"""Options and helpers several commands share (one definition each)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fingerprint.cli import open_zoo
+
+TRUST_HELP = ("Allow importing the code this zoo names to run its models (an imported zoo's architecture factory, a "
+              "sweep's module:Class task). Only for zoos from a source you trust: a zoo is data, and without this "
+              "flag no code it names is ever imported.")
+ARCH_HELP = "module:factory that builds an imported zoo's nn.Module: your own code, used instead of the one the zoo names."
+
+MAX_GB_OPTION = typer.Option(None, "--max-gb", envvar="FINGERPRINT_MAX_GB", show_envvar=True,
+                             help="Refuse a plan whose checkpoints would take more than this many GB (default 20).")
+TRUST_OPTION = typer.Option(False, "--trust-code", help=TRUST_HELP)
+ARCH_OPTION = typer.Option(None, "--arch", help=ARCH_HELP)
+
+# the analysis options `cluster` and `report` share (each overrides the zoo's [analysis] section)
+METHOD = typer.Option(None, "--method", help="auto | gmm | kmeans | hdbscan | agglomerative | agglomerative-complete (default: config or auto)")
+LABEL = typer.Option(None, "--label", help="Ground-truth model column (default: deep_label).")
+LINEAGE = typer.Option(None, "--lineage", help="Lineage model column (default: init_seed).")
+K = typer.Option(None, "--k", help="Fixed number of basins (default: chosen by BIC / silhouette).")
+K_MAX = typer.Option(None, "--k-max", help="Largest k considered (default 8).")
+N_BOOT = typer.Option(None, "--n-boot", help="Bootstrap replicates (default 20).")
+EMBEDDING = typer.Option(None, "--embedding", help="2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation).")
+SEED = typer.Option(None, "--seed", help="random_state of clustering, bootstrap and maps.")
+COMBINE = typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable).")
+
+
+def add_cwd_to_path() -> None:
+    """Let a ``module:function`` the user names live in the working directory. Appended, never
+    prepended: a file there (in a zoo one has cd'ed into, say) must not shadow an installed module."""
+    if str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
+
+
+def open_for_models(zoo_path: Path, trust_code: bool = False, arch: Optional[str] = None):
+    """``open_zoo`` for commands that may run the zoo's models: with the user's consent to import
+    the code it names (``--trust-code``), or with their own architecture factory (``--arch``)."""
+    from fingerprint.population import (
+        use_architecture,  # deferred for start-up time (torch)
+    )
+
+    add_cwd_to_path()
+    zoo = open_zoo(zoo_path)
+    zoo.trust_code = trust_code
+    if arch:
+        use_architecture(zoo, arch)
+    return zoo

@@ -1,0 +1,342 @@
+"""The pipeline: sweep -> fingerprints -> basins and scorecard -> report, callable from a notebook.
+
+``fingerprint run`` is a thin wrapper over :func:`run`; each stage is a function of its own, so a
+notebook can run one, look, and go on::
+
+    from fingerprint import pipeline
+    cfg = pipeline.RunConfig.load("xor-cues-quick")          # [task] ... [fingerprints] [analysis]
+    result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, summary.json
+
+    zoo = pipeline.sweep(cfg, "runs/xor/zoo")                # or stage by stage
+    inputs = pipeline.fingerprints(zoo, cfg.fingerprints.names)
+    result = pipeline.analyze(zoo, inputs, cfg.analysis)
+    pipeline.write_report(zoo, result, inputs, "report.html", "summary.json")
+
+What a zoo keeps: ``results/basins.json`` (the whole analysis: settings, clusters, 2-D maps, scores,
+verdicts) and ``results/scorecard.json`` (the ``summary.json`` numbers). Long stages report to a
+:class:`Progress` (the CLI's draws rich bars; the default is silent).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.errors import AnalysisError
+from analysis.report import render
+from analysis.scorecard import AnalysisOptions, FingerprintInput, summary
+from analysis.scorecard import analyze as analyze_inputs
+from fingerprint.extraction import ExtractResult, extract, resolve_specs
+from fingerprint.parallel import get_runner
+from fingerprint.population import use_architecture
+from fingerprint.progress import SILENT, Progress
+from training.config import SweepConfig, config_file, load_config
+from training.core.errors import UserError, choices
+from training.core.outputs import check_output
+from training.core.store import MANIFEST, Zoo, atomic_path, package_version, write_json
+from training.core.validate import from_mapping
+from training.sweep import SweepSummary, get_executor, run_sweep, validate
+
+DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "disagreement", "weight-stats",
+                        "weight-spectra", "cka", "aligned-weights"]
+
+
+# -- configuration ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FingerprintSettings:
+    """The ``[fingerprints]`` section: extractor specs, the checkpoint step, models per chunk."""
+
+    names: list[str] = field(default_factory=lambda: list(DEFAULT_FINGERPRINTS))
+    step: str | int = "final"  # "final" or a checkpoint step
+    chunk_size: int | None = None  # None: extraction's automatic size
+
+    def validate(self, where: str = "fingerprints") -> None:
+        if not self.names or not all(self.names):
+            raise UserError(f"config key '{where}.names' must be a non-empty list of extractor specs (NAME[:key=value,...])")
+        dup = next((n for n in self.names if self.names.count(n) > 1), None)
+        if dup is not None:
+            raise UserError(f"config key '{where}.names' lists '{dup}' twice")
+        if isinstance(self.step, str) and self.step != "final":
+            raise UserError(f"config key '{where}.step' must be 'final' or a checkpoint step, got {self.step!r}")
+        if self.chunk_size is not None and self.chunk_size <= 0:
+            raise UserError(f"config key '{where}.chunk_size' must be > 0, got {self.chunk_size}")
+
+    @property
+    def checkpoint(self) -> int | None:
+        """The step to fingerprint (None: each model's final one)."""
+        return None if self.step == "final" else int(self.step)
+
+
+@contextmanager
+def analysis_errors() -> Iterator[None]:
+    """``analysis/`` raises ValueErrors (scikit-learn's way); here they become one-line errors for people."""
+    try:
+        yield
+    except AnalysisError as e:
+        raise UserError(str(e)) from e
+
+
+def analysis_options(section: dict | None = None, **overrides: Any) -> AnalysisOptions:
+    """``[analysis]`` validated into :class:`~analysis.scorecard.AnalysisOptions`, then overrides (None: keep)."""
+    with analysis_errors():
+        return from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(**overrides)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: the sweep, the fingerprints to compute and the analysis settings, all validated."""
+
+    sweep: SweepConfig
+    fingerprints: FingerprintSettings
+    analysis: AnalysisOptions
+    source: Path | None = None  # the config file, if it came from one
+
+    @classmethod
+    def from_sweep(cls, sweep: SweepConfig, source: Path | None = None) -> "RunConfig":
+        """Check a sweep config's pipeline sections (and that every extractor exists) before anything is trained."""
+        fps = from_mapping(FingerprintSettings, dict(sweep.fingerprints or {}), "fingerprints")
+        opts = analysis_options(sweep.analysis)
+        resolve_specs(fps.names)  # unknown extractor / parameter: fail now, not after the sweep
+        return cls(sweep, fps, opts, source)
+
+    @classmethod
+    def load(cls, ref: str | Path) -> "RunConfig":
+        """From a TOML path or a built-in config name (``fingerprint list`` shows them)."""
+        return cls.from_sweep(load_config(ref), config_file(ref))
+
+
+# -- stages ----------------------------------------------------------------------------------------
+def open_zoo(path: str | Path, trust_code: bool = False, arch: str | None = None) -> Zoo:
+    """Open a zoo to run its models: with consent to import the code it names (``trust_code``), or
+    with the user's own architecture factory (``arch``, ``module:factory``)."""
+    zoo = Zoo.open(path)
+    zoo.trust_code = trust_code
+    if arch:
+        use_architecture(zoo, arch)
+    return zoo
+
+
+def sweep(config: RunConfig | SweepConfig, out: str | Path, executor: str = "local", address: str | None = None,
+          models_per_batch: int | None = None, device: str = "cpu", resume: bool = False, overwrite: bool = False,
+          inputs: dict | None = None, max_gb: float | None = None, progress: Progress = SILENT) -> SweepSummary:
+    """Train the sweep into the zoo ``out`` (see :func:`training.sweep.run_sweep`)."""
+    cfg = config.sweep if isinstance(config, RunConfig) else config
+    if address and executor != "ray":
+        raise UserError(f"--address is for --executor ray, not '{executor}'")
+    if models_per_batch is not None and models_per_batch <= 0:
+        raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
+    if inputs is None and isinstance(config, RunConfig) and config.source is not None:
+        inputs = {"config file": config.source}
+    ex = get_executor(executor, **({"address": address} if address else {}))
+    return run_sweep(cfg, Path(out), executor=ex, models_per_batch=models_per_batch, device=device, resume=resume,
+                     overwrite=overwrite, on_start=progress.sweep_started, on_steps=progress.sweep_advanced,
+                     on_done=lambda sp: progress.shard_finished(sp.n_models), inputs=inputs, max_gb=max_gb)
+
+
+def compute(zoo: Zoo, specs: list[str], step: int | str | None = None, force: bool = False, label: str | None = None,
+            chunk_size: int | None = None, runner: Any = None, device: str = "cpu", progress: Progress = SILENT) -> list[ExtractResult]:
+    """Compute fingerprints (cached in the zoo; cached ones are reused). ``label``: a model column that
+    supervised extractors may train on."""
+    labels = dict(zip(zoo.model_ids, zoo.models[label])) if label is not None else None
+    results = extract(zoo, specs, step=step, force=force, labels=labels, on_progress=progress.extraction,
+                      chunk_size=chunk_size, runner=runner, device=device)
+    progress.extracted(results)
+    return results
+
+
+def fingerprints(zoo: Zoo, specs: list[str], step: int | None = None, label: str | None = None, chunk_size: int | None = None,
+                 runner: Any = None, device: str = "cpu", progress: Progress = SILENT) -> list[FingerprintInput]:
+    """Fingerprints as analysis inputs, computed or reused from the cache; a failure is an input with an ``error``."""
+    results = compute(zoo, specs, step, False, label if (label and label in zoo.models) else None, chunk_size, runner,
+                      device, progress)
+    out = []
+    for r in results:
+        meta = {k: v for k, v in (r.meta or {}).items() if k != "extra"}
+        meta.setdefault("key", r.key)
+        name = str(meta.get("spec") or r.name)
+        if r.values is not None and len(results) > len(specs):  # several steps: keep them apart
+            name = f"{name}@{meta.get('step')}"
+        out.append(FingerprintInput(name, r.values, list(r.model_ids), meta, error=r.error))
+    return out
+
+
+def _fp_name(meta: dict) -> str:
+    return str(meta.get("spec") or meta.get("extractor") or meta.get("key"))
+
+
+def _step_rank(step: Any) -> float:
+    return float(step) if isinstance(step, (int, float)) else float("inf")
+
+
+def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[FingerprintInput]:
+    """Cached fingerprints as analysis inputs: the named ones (spec, extractor name or cache key) or all.
+    With several cached steps of one fingerprint, the latest is used."""
+    metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    if names:
+        chosen = []
+        for n in names:
+            hits = [m for m in metas if n in (m.get("spec"), m.get("extractor"), m.get("key"))]
+            if not hits:
+                raise UserError(f"no cached fingerprint '{n}' in zoo '{zoo.path}' (cached: {choices(_fp_name(m) for m in metas)})")
+            chosen.append(max(hits, key=lambda m: _step_rank(m.get("step"))))
+    else:
+        latest: dict[str, dict] = {}
+        for m in metas:
+            k = _fp_name(m)
+            if k not in latest or _step_rank(m.get("step")) >= _step_rank(latest[k].get("step")):
+                latest[k] = m
+        chosen = list(latest.values())
+    out = []
+    for m in chosen:
+        hit = zoo.load_fingerprint(m["key"])
+        if hit is None:
+            out.append(FingerprintInput(_fp_name(m), None, [], m, error=f"cached fingerprint '{m['key']}' is unreadable"))
+            continue
+        values, ids, meta = hit
+        meta.pop("extra", None)
+        out.append(FingerprintInput(_fp_name(meta), values, ids, meta))
+    return out
+
+
+def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, progress: Progress = SILENT) -> list[FingerprintInput]:
+    """What ``cluster`` / ``report`` analyse: the named fingerprints (computing those not cached), or every cached one."""
+    if not names:
+        inputs = cached_fingerprints(zoo)
+        if not inputs:
+            raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} --fp NAME` or pass --fp")
+        return inputs
+    metas = zoo.list_fingerprints()
+    known = {m.get("spec") for m in metas} | {m.get("key") for m in metas} | {m.get("extractor") for m in metas}
+    missing = [n for n in names if n not in known]
+    if missing:
+        fingerprints(zoo, missing, label=label, progress=progress)
+    return cached_fingerprints(zoo, names)
+
+
+def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
+    """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep)."""
+    section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
+    for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
+        if column is not None and column not in zoo.models:
+            raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(zoo.models.names())})")
+    return analysis_options(section, **overrides)
+
+
+def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
+    """Where a result came from: the zoo, its config and versions, when."""
+    m = zoo.manifest
+    return {"zoo": str(zoo.path), "task": zoo.task_name, "task_params": zoo.task_params, "family": zoo.family_spec,
+            "n_models": len(zoo), "zoo_created": m.get("created"), "zoo_source": m.get("source"),
+            "zoo_package_version": m.get("package_version"), "package_version": package_version(),
+            "config": zoo.config, "report_created": time.time(), **(extra or {})}
+
+
+def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT) -> dict:
+    """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``)."""
+    with progress.analysing(), analysis_errors():
+        result = analyze_inputs(inputs, dict(zoo.models.columns), opts)
+    result["keys"] = sorted(str(f.meta.get("key")) for f in inputs)
+    result["options"] = opts.to_dict()
+    zoo.save_result("basins", result)
+    zoo.save_result("scorecard", summary(result, provenance(zoo)))
+    return result
+
+
+def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> dict | None:
+    """The stored analysis if it was made with the same options from the same cached fingerprints."""
+    res = zoo.load_result("basins")
+    if not res or any(f.error for f in inputs):
+        return None
+    want = sorted(str(f.meta.get("key")) for f in inputs)
+    return res if res.get("keys") == want and res.get("options") == opts.to_dict() else None
+
+
+def distance_matrices(inputs: list[FingerprintInput], result: dict) -> dict[str, np.ndarray]:
+    """Square distance fingerprints re-indexed to the analysed models (for dendrograms / heat-maps)."""
+    out = {}
+    by = {str(r["fingerprint"]): r for r in result.get("fingerprints", [])}
+    for f in inputs:
+        r = by.get(f.name)
+        if r is None or f.values is None or not r.get("distances") or not r.get("model_ids"):
+            continue
+        pos = {m: i for i, m in enumerate(f.model_ids)}
+        idx = np.asarray([pos[m] for m in r["model_ids"]], int)
+        out[f.name] = np.asarray(f.values, dtype=np.float64)[np.ix_(idx, idx)]
+    return out
+
+
+def write_report(zoo: Zoo, result: dict, inputs: list[FingerprintInput], html_path: str | Path,
+                 json_path: str | Path | None = None, extra_provenance: dict | None = None) -> None:
+    """The self-contained HTML report, and ``summary.json`` (both written whole or not at all)."""
+    prov = provenance(zoo, extra_provenance)
+    forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
+    with analysis_errors():
+        html = render(result, prov, distance_matrices(inputs, result), forecast)
+    with atomic_path(Path(html_path)) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        if json_path:  # published before the HTML is renamed into place: if it fails, neither is written
+            s = summary(result, prov)
+            if forecast:
+                s["forecast"] = forecast
+            write_json(Path(json_path), s)
+
+
+# -- the whole run ---------------------------------------------------------------------------------
+def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Make ``out`` ready (checked by :func:`check_output` first): kept to resume, emptied to overwrite."""
+    zoo_dir = out / "zoo"
+    if resume and not out.exists():
+        raise UserError(f"cannot --resume '{out}': it does not exist")
+    is_run_dir = (zoo_dir / MANIFEST).exists() or (zoo_dir / "shards").exists()
+    if resume and any(out.iterdir()) and not is_run_dir:
+        raise UserError(f"cannot --resume '{out}': it is not a `fingerprint run` directory (no zoo/)")
+    if out.exists() and any(out.iterdir()):
+        if overwrite:  # check_output made sure it is a run directory
+            shutil.rmtree(out)
+        elif not resume:
+            raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
+        executor: str = "local", models_per_batch: int | None = None, address: str | None = None,
+        max_gb: float | None = None, progress: Progress = SILENT) -> dict:
+    """Sweep -> fingerprints -> basins and scorecard -> report into ``out`` (``zoo/``, ``report.html``,
+    ``summary.json``); returns the analysis (what ``results/basins.json`` holds).
+
+    ``resume`` finishes an interrupted run (trained shards, cached fingerprints and a current analysis
+    are kept); ``overwrite`` deletes an earlier run directory first (never anything else).
+    """
+    t0 = time.time()
+    ref = config if not isinstance(config, RunConfig) else None
+    cfg = config if isinstance(config, RunConfig) else RunConfig.load(config)
+    out = Path(out)
+    zoo_dir = out / "zoo"
+    inputs = {"config file": cfg.source} if cfg.source is not None else {}
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    check_output(out, inputs, kind="run", overwrite=overwrite)
+    validate(cfg.sweep, models_per_batch, max_gb)  # tasks, families and the planned size: before anything is deleted
+    _prepare_run_dir(out, resume, overwrite)
+    progress.stage(1, 3, "sweep", cfg.sweep.name)
+    runner = get_runner("ray", address) if executor == "ray" else None
+    sweep(cfg, zoo_dir, executor, address, models_per_batch, device, resume and (zoo_dir / MANIFEST).exists(), False,
+          inputs, max_gb, progress)
+    zoo = Zoo.open(zoo_dir)
+    progress.stage(2, 3, "fingerprints")
+    fps = cfg.fingerprints
+    found = fingerprints(zoo, fps.names, fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
+    progress.stage(3, 3, "basins and scorecard")
+    result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)
+    write_report(zoo, result, found, out / "report.html", out / "summary.json",
+                 {"run_config": str(ref if ref is not None else cfg.source or cfg.sweep.name),
+                  "run_seconds": round(time.time() - t0, 1)})
+    return result
+
