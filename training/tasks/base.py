@@ -238,8 +238,7 @@ def reset_task_plugins() -> None:
 
 
 def list_tasks() -> dict[str, type[Task]]:
-    import training.tasks  # noqa: F401 - registers the built-ins
-
+    # the built-ins are registered already: importing this module first runs training/tasks/__init__.py
     _load_entry_points()
     return dict(_TASKS)
 
