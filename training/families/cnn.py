@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core.errors import UserError
+from training.core.validate import positive
 from training.families.base import Family, HookPoints, get_activation, register_family
 from training.families.layers import dense_layers, linear
 
@@ -41,6 +42,7 @@ class CNNFamily(Family):
             raise UserError("model.channels must be a non-empty list of positive ints (and model.fc positive)")
         if self.kernel % 2 != 1 or self.kernel <= 0:
             raise UserError(f"model.kernel must be a positive odd int, got {self.kernel}")
+        positive("model", "init_scale", self.init_scale)
         get_activation(self.activation)
 
     def _convs(self) -> list[tuple[str, int, int]]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from training.core.errors import UserError
+from training.core.validate import positive
 from training.families import base, kernels
 from training.families.base import Family, HookPoints, get_activation, register_family
 from training.families.layers import dense_layers, linear
@@ -37,8 +38,7 @@ class MLPFamily(Family):
     def validate(self) -> None:
         if self.width <= 0 or self.depth < 0 or any(h <= 0 for h in self.hidden):
             raise UserError(f"model.width/depth/hidden must be positive, got width={self.width}, depth={self.depth}, hidden={self.hidden}")
-        if self.init_scale <= 0:
-            raise UserError(f"model.init_scale must be > 0, got {self.init_scale}")
+        positive("model", "init_scale", self.init_scale)
         get_activation(self.activation)
 
     @property

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core.errors import UserError
+from training.core.validate import positive, within
 from training.families.base import Family, HookPoints, get_activation, register_family
 from training.families.layers import linear
 
@@ -55,8 +56,8 @@ class TransformerFamily(Family):
             raise UserError(f"model.d_model ({self.d_model}) must be a positive multiple of model.n_heads ({self.n_heads})")
         if self.n_layers <= 0 or self.d_mlp <= 0:
             raise UserError("model.n_layers and model.d_mlp must be > 0")
-        if not 0.0 <= self.attention_rate <= 1.0:
-            raise UserError(f"model.attention_rate must be in [0, 1], got {self.attention_rate}")
+        within("model", "attention_rate", self.attention_rate, 0.0, 1.0)
+        positive("model", "init_scale", self.init_scale)
         if self.readout not in ("last", "all", "even"):
             raise UserError(f"unknown readout '{self.readout}' at 'model.readout' (valid: all, even, last)")
         if self.vocab > 0 and len(self.input_shape) != 1:
