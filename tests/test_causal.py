@@ -110,6 +110,29 @@ def test_patching_the_whole_layer_gives_the_source_output(arch, hp, layer):
     assert torch.allclose(patched, out_s, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch,hp,task_name", [("mlp", {"width": 8, "depth": 2}, "xor-cues"),
+                                               ("cnn", {"channels": [2, 3], "fc": [5]}, "digits-backdoor"),
+                                               ("transformer", {"vocab": 7, "d_model": 16, "d_mlp": 32}, "modadd")])
+def test_every_named_activation_is_captured_and_edited_through_one_mechanism(arch, hp, task_name):
+    """families.base.HookPoints: every activation name can be captured, and patching a hidden one with
+    the activation a source input gives changes the outputs (conv maps included: they were silently
+    not editable when each family hand-coded its edits)."""
+    task = get_task(task_name, {"p": 7} if task_name == "modadd" else {})
+    fam = get_family(arch, task.input_shape, task.n_out, hp)
+    params = fam.init([0, 1])
+    base, src = task.probes("in_dist")[:6], task.probes("ood")[:6]
+    names = fam.activation_names()
+    out_b, acts = fam.forward(params, base, capture=names)
+    assert set(acts) == set(names) and all(a.shape[:2] == (2, 6) for a in acts.values())
+    _, acts_s = fam.forward(params, src, capture=names)
+    for name in names:
+        same, _ = fam.forward(params, base, edit={name: lambda h: h})
+        assert torch.equal(same, out_b), name
+    for name in [n for n in names if n.endswith(".post") or n == "pool"]:
+        patched, _ = fam.forward(params, base, edit={name: lambda h, n=name: acts_s[n]})
+        assert not torch.equal(patched, out_b), name
+
+
 @pytest.mark.parametrize("name", ["xor-cues", "modadd", "maze-goal", "icl-regression"])
 def test_hypothesis_pairs_change_the_variable(name):
     task = get_task(name, {"size": 5} if name == "maze-goal" else {})

@@ -29,7 +29,7 @@ from exact import assert_bitwise_equal  # noqa: E402
 from fingerprint import Zoo  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.core.errors import UserError  # noqa: E402
-from training.ray_executor import RayExecutor  # noqa: E402
+from training.executors import RayExecutor  # noqa: E402
 from training.sweep import run_sweep  # noqa: E402
 
 FAILING_TASK = textwrap.dedent('''
@@ -282,7 +282,7 @@ def loopback_cluster(plugins):
         cluster = Cluster(initialize_head=True,
                           head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False})
         assert RayExecutor(address="auto").check() == cluster.address  # found through the cluster's session record
-        RayExecutor(address="auto")._init()
+        RayExecutor(address="auto").start()
         yield cluster
     finally:
         ray.shutdown()

@@ -191,3 +191,21 @@ def test_entry_point_task_plugin_trains(tmp_path, monkeypatch):
         assert Zoo.open(tmp_path / "z").n_models == 2
     finally:
         reset_task_plugins()
+
+
+def test_reset_task_plugins_keeps_every_builtin():
+    """Regression: the reset forgot icl-regression (its built-in list was written by hand), which only
+    went unnoticed because test_icl.py happens to run before this file."""
+    import pkgutil
+
+    import training.tasks
+
+    builtin = {name for name, cls in list_tasks().items() if cls.__module__.startswith("training.tasks.")}
+    modules = {m.name for m in pkgutil.iter_modules(training.tasks.__path__)} - {"base"}
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in list_tasks().values() if cls.__module__.startswith("training.tasks.")} == modules
+    reset_task_plugins()
+    try:
+        assert builtin <= set(list_tasks()), builtin - set(list_tasks())
+        assert "icl-regression" in list_tasks()
+    finally:
+        reset_task_plugins()

@@ -253,6 +253,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepConfig":
+        """A validated config from a TOML file's tables, or from a trained zoo's manifest: for an open
+        zoo, ``SweepConfig.from_dict(zoo.config)`` is the way to get its config (the manifest is
+        already read; nothing else re-reads it)."""
         unknown_keys = [k for k in data if k not in cls.SECTIONS]
         if unknown_keys:
             raise UserError(f"unknown config key '{unknown_keys[0]}' (valid: {choices(cls.SECTIONS)})")

@@ -11,44 +11,24 @@ continuation is bit-identical to the source's own uninterrupted training.
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import torch
 
 from training.config import SweepConfig
 from training.core import store as zoo_io
 from training.core.errors import UserError
 from training.core.outputs import check_output
-from training.sweep import (
-    Executor,
-    PlannedModel,
-    ShardPlan,
-    SweepSummary,
-    _train_and_write,
-    base_checkpoints,
-    build_family,
-    build_task,
-    check_device,
-    execute,
-    get_executor,
-)
-
-
-def _shards_from_manifest(manifest: dict) -> list[ShardPlan]:
-    by_shard: dict[str, list[PlannedModel]] = {}
-    for m in manifest["planned"]:
-        fields = {k: m[k] for k in ("model_id", "kind", "group", "init_seed", "data_seed", "parent_id", "spawn_step")}
-        by_shard.setdefault(m["shard"], []).append(PlannedModel(**fields))
-    return [ShardPlan(name, 0, models[0].group, "continued", -1, tuple(models)) for name, models in by_shard.items()]
+from training.executors import Executor, get_executor
+from training.plan import ShardPlan, check_device, shards_from_manifest
+from training.sweep import SweepSummary, execute
 
 
 def prepare_continuation(source: Path, model_ids: Sequence[str], from_step: int, out: Path,
                          models_per_batch: int = 256, resume: bool = False, overwrite: bool = False) -> list[ShardPlan]:
-    """Validate and write the new zoo's manifest; returns its shards."""
-    import shutil
-
+    """Validate and write the new zoo's manifest; returns its shards (trained by
+    :func:`training.shard.train_shard`, whose ``continued`` builder reads ``continue_from``)."""
     check_output(Path(out), {"source zoo": source}, overwrite=overwrite)
     src = zoo_io.Zoo.open(source)
     if src.manifest.get("source") != "sweep":
@@ -97,34 +77,13 @@ def prepare_continuation(source: Path, model_ids: Sequence[str], from_step: int,
             old = zoo_io.read_manifest(out)
             if old.get("continue_from") != manifest["continue_from"]:
                 raise UserError(f"cannot --resume '{out}': it continues a different selection")
-            return _shards_from_manifest(old)
+            return shards_from_manifest(old)
         if not overwrite:
             raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     zoo_io.write_manifest(out, manifest)
-    return _shards_from_manifest(manifest)
-
-
-def train_continuation_shard(zoo_dir: Path, manifest: dict, shard_name: str, device: str = "cpu",
-                             on_step: Callable[[int, int], None] | None = None) -> Path:
-    """Train one shard of a continuation zoo (called through ``training.sweep.train_shard``)."""
-    sp = next((s for s in _shards_from_manifest(manifest) if s.name == shard_name), None)
-    if sp is None:
-        raise UserError(f"unknown shard {shard_name!r} in continuation zoo '{zoo_dir}'")
-    cont = manifest["continue_from"]
-    config = SweepConfig.from_dict(manifest["config"])
-    src = zoo_io.Zoo.open(cont["zoo"])
-    k = int(cont["step"])
-    pids = [m.parent_id for m in sp.models]
-    task = build_task(config, sp.group)
-    family = build_family(config, task)
-    params = src.params(k, pids)
-    variant = torch.as_tensor(src.models["variant"][src.index(pids)], dtype=torch.int64)
-    state = src.optimizer_state(k, pids) if cont.get("exact") else None
-    ckpts = [s for s in base_checkpoints(config) if s >= k]
-    return _train_and_write(zoo_dir, shard_name, sp.models, task, family, config.train, params, variant, k, ckpts, 0,
-                            device, on_step, {"phase": 0, "kind": "continued", "group": sp.group}, optimizer_state=state)
+    return shards_from_manifest(manifest)
 
 
 def continue_models(source: str | Path, model_ids: Sequence[str], from_step: int, out: str | Path,

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from training.core.errors import DiskFullError, UserError
-from training.sweep import DISK_FULL_EXIT, train_shard
+from training.executors import DISK_FULL_EXIT
+from training.shard import train_shard
 
 
 def exit_with_parent(parent: int, interval: float = 0.2) -> None:

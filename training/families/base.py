@@ -1,10 +1,10 @@
-"""The :class:`Family` interface and the architecture registry."""
+"""The :class:`Family` interface, the hook points of a forward pass, and the architecture registry."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +28,36 @@ def get_activation(name: str, where: str = "model.activation") -> Callable[[torc
     if name not in ACTIVATIONS:
         raise UserError(f"unknown activation '{name}' at '{where}' (valid: {', '.join(sorted(ACTIVATIONS))})")
     return ACTIVATIONS[name]
+
+
+class HookPoints:
+    """The named places of one forward pass (TransformerLens's hook points), where activations are
+    captured and edited by name.
+
+    A family's forward names each activation once, where it is computed: ``t = hooks(name, t)``.
+    That one call applies ``edit[name]`` (an intervention: the rest of the network reads ``fn(t)``)
+    and then records the result in :attr:`acts` when ``name`` is in ``capture``; names neither
+    captured nor edited cost nothing. An activation computed in another layout (a grouped conv's
+    ``[B, n*C, H, W]``, a flattened ``[n, B*T, d]``) passes ``view`` to its documented shape
+    ``[n_models, n_inputs, ...]`` (the shape captured and handed to the edit) and ``unview`` back.
+    """
+
+    def __init__(self, capture: Sequence[str] = (), edit: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None):
+        self.capture = set(capture)
+        self.edit = dict(edit or {})
+        self.acts: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, t: torch.Tensor, view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 unview: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        if name not in self.capture and name not in self.edit:
+            return t
+        a = view(t) if view else t
+        if name in self.edit:
+            a = self.edit[name](a)
+            t = unview(a) if unview else a
+        if name in self.capture:
+            self.acts[name] = a
+        return t
 
 
 CACHE_FLOATS = 1 << 19  # 2 MB of float32: about one core's L2 cache (see Family.outputs)
@@ -84,7 +114,8 @@ class Family:
 
         Families that support interventions also take ``edit={name: fn}``: the activation ``name``
         (same shape as captured) is replaced by ``fn(activation)`` before the rest of the network
-        reads it. ``mlp``, ``cnn`` and ``transformer`` do; :func:`supports_edit` tells.
+        reads it. ``mlp``, ``cnn`` and ``transformer`` do, all through :class:`HookPoints`;
+        :func:`supports_edit` tells.
         """
         raise NotImplementedError
 
@@ -164,6 +195,7 @@ class Family:
         return {"arch": self.name, **d}
 
     def _split_x(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``(x, shared)``: whether ``x`` is shared by all models ``[n_inputs, *input_shape]`` or per model."""
         nd = len(self.input_shape)
         if x.dim() == nd + 1:
             return x, True

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core.errors import UserError
-from training.families.base import Family, get_activation, register_family
-from training.families.mlp import _linear
+from training.core.validate import positive
+from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.layers import dense_layers, linear
 
 
 @register_family
@@ -41,6 +42,7 @@ class CNNFamily(Family):
             raise UserError("model.channels must be a non-empty list of positive ints (and model.fc positive)")
         if self.kernel % 2 != 1 or self.kernel <= 0:
             raise UserError(f"model.kernel must be a positive odd int, got {self.kernel}")
+        positive("model", "init_scale", self.init_scale)
         get_activation(self.activation)
 
     def _convs(self) -> list[tuple[str, int, int]]:
@@ -90,13 +92,10 @@ class CNNFamily(Family):
         return names + ["out"]
 
     def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
-        # edit= replaces ``pool`` and dense activations (conv maps are not editable)
         x, shared = self._split_x(x)
-        edit = edit or {}
+        hooks = HookPoints(capture, edit)
         n = params["out.weight"].shape[0]
         act = get_activation(self.activation)
-        want = set(capture)
-        acts = {}
         if shared:
             B = x.shape[0]
             h = x  # [B, C, H, W]; the first conv needs no grouping
@@ -108,32 +107,17 @@ class CNNFamily(Family):
             w = w.reshape(n * cout, cin, *w.shape[3:])
             groups = 1 if (shared and i == 0) else n
             pre = F.conv2d(h, w, params[f"{name}.bias"].reshape(-1), padding=self.kernel // 2, groups=groups)
-            h = act(pre)
-            for key, t in ((f"{name}.pre", pre), (f"{name}.post", h)):
-                if key in want:
-                    acts[key] = t.reshape(B, n, cout, *t.shape[2:]).transpose(0, 1)
+            # conv maps run grouped, [B, n*C, H, W]; their hook points see [n, B, C, H, W]
+            view = lambda t, c=cout: t.reshape(B, n, c, *t.shape[2:]).transpose(0, 1)  # noqa: E731
+            unview = lambda a: a.transpose(0, 1).reshape(B, -1, *a.shape[3:])  # noqa: E731
+            pre = hooks(f"{name}.pre", pre, view, unview)
+            h = hooks(f"{name}.post", act(pre), view, unview)
         h = F.avg_pool2d(h, 2)  # [B, n*C, H/2, W/2]
-        h = h.reshape(B, n, -1).transpose(0, 1)  # [n, B, flat]
-        if "pool" in edit:
-            h = edit["pool"](h)
-        if "pool" in want:
-            acts["pool"] = h
+        h = hooks("pool", h.reshape(B, n, -1).transpose(0, 1))  # [n, B, flat]
         dense = self._dense()
-        for name, _, _ in dense[:-1]:
-            pre = _linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
-            if f"{name}.pre" in edit:
-                pre = edit[f"{name}.pre"](pre)
-            h = act(pre)
-            if f"{name}.post" in edit:
-                h = edit[f"{name}.post"](h)
-            if f"{name}.pre" in want:
-                acts[f"{name}.pre"] = pre
-            if f"{name}.post" in want:
-                acts[f"{name}.post"] = h
-        out = _linear(h, params["out.weight"], params["out.bias"])
-        if "out" in want:
-            acts["out"] = out
-        return out, acts
+        h = dense_layers(h, params, [name for name, _, _ in dense[:-1]], act, hooks)
+        out = hooks("out", linear(h, params["out.weight"], params["out.bias"]))
+        return out, hooks.acts
 
     def module(self) -> nn.Module:
         return CNNModule(self)

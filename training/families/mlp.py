@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from training.core.errors import UserError
+from training.core.validate import positive
 from training.families import base, kernels
-from training.families.base import Family, get_activation, register_family
+from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.layers import dense_layers, linear
 
 
 @register_family
@@ -36,8 +38,7 @@ class MLPFamily(Family):
     def validate(self) -> None:
         if self.width <= 0 or self.depth < 0 or any(h <= 0 for h in self.hidden):
             raise UserError(f"model.width/depth/hidden must be positive, got width={self.width}, depth={self.depth}, hidden={self.hidden}")
-        if self.init_scale <= 0:
-            raise UserError(f"model.init_scale must be > 0, got {self.init_scale}")
+        positive("model", "init_scale", self.init_scale)
         get_activation(self.activation)
 
     @property
@@ -77,27 +78,11 @@ class MLPFamily(Family):
 
     def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
+        hooks = HookPoints(capture, edit)
         h = x.reshape(x.shape[0], -1) if shared else x.reshape(x.shape[0], x.shape[1], -1)
-        act = get_activation(self.activation)
-        acts: dict[str, torch.Tensor] = {}
-        want = set(capture)
-        edit = edit or {}
-        for i in range(len(self.widths)):
-            w, b = params[f"layer{i}.weight"], params[f"layer{i}.bias"]
-            pre = _linear(h, w, b)
-            if f"layer{i}.pre" in edit:
-                pre = edit[f"layer{i}.pre"](pre)
-            h = act(pre)
-            if f"layer{i}.post" in edit:
-                h = edit[f"layer{i}.post"](h)
-            if f"layer{i}.pre" in want:
-                acts[f"layer{i}.pre"] = pre
-            if f"layer{i}.post" in want:
-                acts[f"layer{i}.post"] = h
-        out = _linear(h, params["out.weight"], params["out.bias"])
-        if "out" in want:
-            acts["out"] = out
-        return out, acts
+        h = dense_layers(h, params, [f"layer{i}" for i in range(len(self.widths))], get_activation(self.activation), hooks)
+        out = hooks("out", linear(h, params["out.weight"], params["out.bias"]))
+        return out, hooks.acts
 
     def _outputs_slice(self, params, x):
         """Feature-major and in place: each layer is ``[n, width, B]`` (``W @ h`` per model, the first
@@ -336,50 +321,6 @@ _ACT_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmo
 
 # activation -> (in-place forward, backward from the output, over the output)
 _BACKWARD_FROM_OUTPUT = {"relu": (torch.relu_, _relu_backward_), "tanh": (torch.tanh_, _tanh_backward_)}
-
-
-def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``h [B, i]`` (shared) or ``[n, B, i]``; ``w [n, o, i]``; ``b [n, o]`` -> ``[n, B, o]``."""
-    if h.dim() == 2:
-        # Shared inputs: one GEMM for the whole population, ``[n*o, i] @ [i, B]``, read as ``[n, B, o]``
-        # (a transposed view, which later layers and elementwise ops take without a copy). ~3x
-        # faster than broadcasting ``h`` into a batched matmul.
-        n, o, i = w.shape
-        return (w.reshape(n * o, i) @ h.T).view(n, o, -1).transpose(1, 2) + b.unsqueeze(1)
-    if not (torch.is_grad_enabled() and (h.requires_grad or w.requires_grad or b.requires_grad)):
-        return _BatchedLinear.forward(h, w, b)  # no graph to record: skip the Function's bookkeeping
-    return _BatchedLinear.apply(h, w, b)
-
-
-class _BatchedLinear(torch.autograd.Function):
-    """``bmm(h, w^T) + b`` with a backward whose every output is contiguous.
-
-    Autograd's own backward of ``baddbmm(b, h, w.transpose(1, 2))`` hands back the weight gradient
-    as a transposed view; every elementwise op and copy that then touches it (the activation's
-    backward, the optimiser's flat buffer) runs a strided loop ~10x slower than a contiguous one,
-    and ``baddbmm`` with a broadcast bias is itself ~2x slower than ``bmm`` + an in-place add.
-    Each model's result is still computed by its own matmul, so batch invariance is unaffected.
-    """
-
-    generate_vmap_rule = True  # torch.func transforms (vmap(grad(...)) in extractors) go through it
-
-    @staticmethod
-    def forward(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(h, w.transpose(1, 2)).add_(b.unsqueeze(1))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        h, w, _ = inputs
-        ctx.save_for_backward(h, w)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        h, w = ctx.saved_tensors
-        g = g.contiguous()
-        gh = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(g.transpose(1, 2), h) if ctx.needs_input_grad[1] else None
-        gb = g.sum(1) if ctx.needs_input_grad[2] else None
-        return gh, gw, gb
 
 
 class MLPModule(nn.Module):

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core.errors import UserError
-from training.families.base import Family, get_activation, register_family
-from training.families.mlp import _linear
+from training.core.validate import positive, within
+from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.layers import linear
 
 
 @register_family
@@ -55,8 +56,8 @@ class TransformerFamily(Family):
             raise UserError(f"model.d_model ({self.d_model}) must be a positive multiple of model.n_heads ({self.n_heads})")
         if self.n_layers <= 0 or self.d_mlp <= 0:
             raise UserError("model.n_layers and model.d_mlp must be > 0")
-        if not 0.0 <= self.attention_rate <= 1.0:
-            raise UserError(f"model.attention_rate must be in [0, 1], got {self.attention_rate}")
+        within("model", "attention_rate", self.attention_rate, 0.0, 1.0)
+        positive("model", "init_scale", self.init_scale)
         if self.readout not in ("last", "all", "even"):
             raise UserError(f"unknown readout '{self.readout}' at 'model.readout' (valid: all, even, last)")
         if self.vocab > 0 and len(self.input_shape) != 1:
@@ -119,20 +120,10 @@ class TransformerFamily(Family):
             names += [f"{b}.attn.pattern", f"{b}.attn.out", f"{b}.resid_mid", f"{b}.mlp.pre", f"{b}.mlp.post", f"{b}.resid_post"]
         return names + ["out"]
 
-    def _split_x(self, x):
-        nd = len(self.input_shape)
-        if x.dim() == nd + 1:
-            return x, True
-        if x.dim() == nd + 2:
-            return x, False
-        raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} does not match input_shape {self.input_shape}")
-
     def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
-        edit = edit or {}
+        hooks = HookPoints(capture, edit)
         n = params["pos.weight"].shape[0]
-        want = set(capture)
-        acts = {}
         d, H = self.d_model, self.n_heads
         dh = d // H
         if self.vocab > 0:
@@ -143,12 +134,8 @@ class TransformerFamily(Family):
         else:
             B, T = x.shape[-3], x.shape[-2]
             flat = x.reshape(B * T, -1) if shared else x.reshape(n, B * T, -1)
-            h = _linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
-        h = h + params["pos.weight"][:, None, :T]
-        if "embed" in edit:
-            h = edit["embed"](h)
-        if "embed" in want:
-            acts["embed"] = h
+            h = linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
+        h = hooks("embed", h + params["pos.weight"][:, None, :T])
         if self.causal:
             mask = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()
             uniform = mask.float() / mask.sum(1, keepdim=True)
@@ -156,6 +143,13 @@ class TransformerFamily(Family):
             mask = None
             uniform = torch.full((T, T), 1.0 / T, device=h.device)
         act = get_activation(self.activation)
+
+        def per_position(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(n, B, T, -1)
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(n, B * T, -1)
+
         for i in range(self.n_layers):
             b, a = f"blocks.{i}", f"block{i}"
             z = self._ln(h, params, f"{b}.ln1") if self.layernorm else h
@@ -171,48 +165,27 @@ class TransformerFamily(Family):
                     pattern = self.attention_rate * pattern + (1 - self.attention_rate) * uniform
             else:
                 pattern = uniform.expand(n, B, H, T, T)
-            if f"{a}.attn.pattern" in want:
-                acts[f"{a}.attn.pattern"] = pattern
+            pattern = hooks(f"{a}.attn.pattern", pattern)
             o = (pattern @ v).transpose(2, 3).reshape(n, B * T, d)
-            o = torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, T, d)
-            if f"{a}.attn.out" in edit:
-                o = edit[f"{a}.attn.out"](o)
-            if f"{a}.attn.out" in want:
-                acts[f"{a}.attn.out"] = o
-            h = h + o
-            if f"{a}.resid_mid" in edit:
-                h = edit[f"{a}.resid_mid"](h)
-            if f"{a}.resid_mid" in want:
-                acts[f"{a}.resid_mid"] = h
+            o = hooks(f"{a}.attn.out", torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, T, d))
+            h = hooks(f"{a}.resid_mid", h + o)
             z = self._ln(h, params, f"{b}.ln2") if self.layernorm else h
-            pre = _linear(z.reshape(n, B * T, d), params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"])
-            if f"{a}.mlp.pre" in edit:
-                pre = edit[f"{a}.mlp.pre"](pre.reshape(n, B, T, -1)).reshape(n, B * T, -1)
-            post = act(pre)
-            if f"{a}.mlp.post" in edit:
-                post = edit[f"{a}.mlp.post"](post.reshape(n, B, T, -1)).reshape(n, B * T, -1)
-            m = _linear(post, params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]).reshape(n, B, T, d)
-            if f"{a}.mlp.pre" in want:
-                acts[f"{a}.mlp.pre"] = pre.reshape(n, B, T, -1)
-            if f"{a}.mlp.post" in want:
-                acts[f"{a}.mlp.post"] = post.reshape(n, B, T, -1)
-            h = h + m
-            if f"{a}.resid_post" in edit:
-                h = edit[f"{a}.resid_post"](h)
-            if f"{a}.resid_post" in want:
-                acts[f"{a}.resid_post"] = h
+            pre = linear(z.reshape(n, B * T, d), params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"])
+            # the MLP runs on [n, B*T, .]; its hook points see [n, B, T, .]
+            pre = hooks(f"{a}.mlp.pre", pre, per_position, flat)
+            post = hooks(f"{a}.mlp.post", act(pre), per_position, flat)
+            m = linear(post, params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]).reshape(n, B, T, d)
+            h = hooks(f"{a}.resid_post", h + m)
         if self.layernorm:
             h = self._ln(h, params, "ln_f")
         if self.readout == "last":
-            out = _linear(h[:, :, -1], params["out.weight"], params["out.bias"])
+            out = linear(h[:, :, -1], params["out.weight"], params["out.bias"])
         elif self.readout == "even":
             he = h[:, :, 0::2]
-            out = _linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"]).reshape(n, B, he.shape[2], -1)
+            out = linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"]).reshape(n, B, he.shape[2], -1)
         else:
-            out = _linear(h.reshape(n, B * T, d), params["out.weight"], params["out.bias"]).reshape(n, B, T, -1)
-        if "out" in want:
-            acts["out"] = out
-        return out, acts
+            out = linear(h.reshape(n, B * T, d), params["out.weight"], params["out.bias"]).reshape(n, B, T, -1)
+        return hooks("out", out), hooks.acts
 
     @staticmethod
     def _ln(h, params, name):

@@ -1,0 +1,235 @@
+"""Planning: which models a sweep (or a continuation) trains, in which shards, and what that costs.
+
+The plan is a pure function of the config: every model gets an id from its seeds and lineage
+(``i3-d0``, ``i3-d0>s50-d1000`` for a spawned child, ``i3-d0>ft-d2000`` for a fine-tune; a
+``task.sweep`` group prefixes ``M=4:``). Models are cut into shards of at most ``models_per_batch``;
+phase 0 trains the seed grid, phase 1 spawned children, phase 2 fine-tunes. A continuation zoo
+(``fingerprint select``) stores its plan in the manifest's ``planned`` list instead
+(:func:`shards_from_manifest`); :func:`manifest_shard` finds a shard of either kind. Also here: the
+task, family and phase training config a shard is built from, the planned size in bytes, and the
+checks (:func:`validate`, :func:`check_device`) that run before anything is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training import config as cfgmod
+from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
+from training.core.errors import UserError, choices
+from training.families import get_family
+from training.families.base import Family
+from training.tasks import Task, get_task
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    model_id: str
+    kind: str  # base | spawn | finetune | continued
+    group: str
+    init_seed: int
+    data_seed: int
+    parent_id: str = ""
+    spawn_step: int = -1
+    spec: int = -1  # index into config.spawn / config.finetune
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    name: str
+    phase: int
+    group: str
+    kind: str
+    spec: int
+    models: tuple[PlannedModel, ...]
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+
+@dataclass
+class Plan:
+    config: SweepConfig
+    groups: dict[str, dict[str, Any]]  # group label -> task params
+    shards: list[ShardPlan]
+
+    @property
+    def models(self) -> list[PlannedModel]:
+        return [m for s in self.shards for m in s.models]
+
+    def shard(self, name: str) -> ShardPlan:
+        for s in self.shards:
+            if s.name == name:
+                return s
+        raise UserError(f"unknown shard {name!r} (valid: {choices(s.name for s in self.shards)})")
+
+
+def task_groups(config: SweepConfig) -> dict[str, dict[str, Any]]:
+    """Sub-populations from ``task.sweep``: label (``"M=4,noise=0.1"``) -> full task params."""
+    if not config.task.sweep:
+        return {"": dict(config.task.params)}
+    keys = list(config.task.sweep)
+    out = {}
+    for combo in itertools.product(*(config.task.sweep[k] for k in keys)):
+        label = ",".join(f"{k}={v}" for k, v in zip(keys, combo))
+        out[label] = {**config.task.params, **dict(zip(keys, combo))}
+    return out
+
+
+def make_plan(config: SweepConfig, models_per_batch: int | None = None) -> Plan:
+    """Every model of a sweep, cut into shards of at most ``models_per_batch`` (default: the config's)."""
+    mpb = models_per_batch or config.models_per_batch
+    groups = task_groups(config)
+    shards: list[ShardPlan] = []
+
+    def cut(models: list[PlannedModel], phase: int, gi: int, group: str, kind: str, spec: int, tag: str) -> None:
+        for i in range(0, len(models), mpb):
+            shards.append(ShardPlan(f"p{phase}-g{gi}{tag}-{i // mpb:04d}", phase, group, kind, spec, tuple(models[i : i + mpb])))
+
+    for gi, group in enumerate(groups):
+        prefix = f"{group}:" if group else ""
+        base = [PlannedModel(f"{prefix}i{i}-d{d}", "base", group, i, d)
+                for i in config.seeds.init_seeds() for d in config.seeds.data_seeds()]
+        cut(base, 0, gi, group, "base", -1, "")
+        for si, sp in enumerate(config.spawn):
+            kids = [PlannedModel(f"{b.model_id}>s{sp.at_step}-d{sp.data_seed_start + c}", "spawn", group, b.init_seed,
+                                 sp.data_seed_start + c, b.model_id, sp.at_step, si)
+                    for b in base for c in range(sp.children)]
+            cut(kids, 1, gi, group, "spawn", si, f"-s{si}")
+        for fi, ft in enumerate(config.finetune):
+            kids = [PlannedModel(f"{b.model_id}>{ft.name}-d{ft.data_seed_start + c}", "finetune", group, b.init_seed,
+                                 ft.data_seed_start + c, b.model_id, -1, fi)
+                    for b in base for c in range(ft.children)]
+            cut(kids, 2, gi, group, "finetune", fi, f"-f{fi}")
+    ids = [m.model_id for s in shards for m in s.models]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise UserError(f"the config plans model '{dup}' twice (overlapping seeds in [seeds], [[spawn]] or [[finetune]])")
+    return Plan(config, groups, shards)
+
+
+# -- the pieces a shard is built from ------------------------------------------------------------
+def build_task(config: SweepConfig, group: str = "", finetune: int = -1) -> Task:
+    params = task_groups(config)[group]
+    if finetune >= 0:
+        params = {**params, **config.finetune[finetune].task}
+    return get_task(config.task.name, params)
+
+
+def build_family(config: SweepConfig, task: Task) -> Family:
+    model = {**task.default_model()}
+    if config.model.arch and config.model.arch != model.get("arch"):
+        model = {"arch": config.model.arch}
+    model.update(config.model.params)
+    arch = model.pop("arch")
+    return get_family(arch, task.input_shape, task.n_out, model)
+
+
+def phase_train_config(config: SweepConfig, kind: str, spec: int) -> TrainConfig:
+    if kind != "finetune":
+        return config.train
+    merged = {**cfgmod.to_dict(config.train), **config.finetune[spec].train}
+    return from_mapping(TrainConfig, merged, f"finetune[{spec}].train")
+
+
+def base_checkpoints(config: SweepConfig) -> list[int]:
+    steps = set(checkpoint_steps(config.train.checkpoints, config.train.steps))
+    return sorted(steps | {s.at_step for s in config.spawn})
+
+
+DEFAULT_MAX_GB = 20.0  # `--max-gb` / FINGERPRINT_MAX_GB: a plan above this is refused before anything is written
+
+
+def planned_bytes(config: SweepConfig, n_params: dict[str, int]) -> int:
+    """Bytes of the checkpoints a sweep stores: models x checkpoints x parameters x 4 (float32), plus the
+    optimiser buffers (Adam 2, SGD with momentum 1 per parameter) when ``train.save_optimizer_state``
+    (at every checkpoint but a phase's first step, where the optimiser is still empty).
+
+    ``n_params``: parameters per model of each task group (groups may differ, e.g. in input size)."""
+    def per_model(tcfg: TrainConfig, steps: Sequence[int], start: int) -> int:
+        buffers = (2 if tcfg.optimizer != "sgd" else int(tcfg.momentum > 0)) if tcfg.save_optimizer_state else 0
+        return 4 * (len(steps) + buffers * sum(1 for s in steps if s > start))
+
+    seeds = len(config.seeds.init_seeds_range()) * len(config.seeds.data_seeds_range())
+    base = base_checkpoints(config)
+    per_param = per_model(config.train, base, 0)
+    for sp in config.spawn:
+        per_param += sp.children * per_model(config.train, [s for s in base if s >= sp.at_step], sp.at_step)
+    for fi, ft in enumerate(config.finetune):
+        tcfg = phase_train_config(config, "finetune", fi)
+        per_param += ft.children * per_model(tcfg, checkpoint_steps(tcfg.checkpoints, tcfg.steps), 0)
+    return seeds * per_param * sum(n_params.values())
+
+
+def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: float | None = None) -> Plan:
+    """Build every task, family and phase config once and check the planned size against ``max_gb``
+    (default :data:`DEFAULT_MAX_GB`), so bad input fails before anything is written."""
+    max_gb = DEFAULT_MAX_GB if max_gb is None else max_gb
+    if not max_gb > 0:  # also nan
+        raise UserError(f"--max-gb must be > 0, got {max_gb}")
+    if models_per_batch is not None and not 1 <= models_per_batch <= cfgmod.MODELS_MAX:  # < 1 would plan no shard
+        raise UserError(f"--models-per-batch must be in [1, {cfgmod.MODELS_MAX}], got {models_per_batch}")
+    n_params = {}
+    for group in task_groups(config):
+        task = build_task(config, group)
+        n_params[group] = build_family(config, task).n_params()
+        for fi in range(len(config.finetune)):
+            build_task(config, group, fi)
+            phase_train_config(config, "finetune", fi)
+    size = planned_bytes(config, n_params)
+    if size > max_gb * 1e9:
+        shown = f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e6:,.1f} MB"
+        raise UserError(f"the config plans {shown} of checkpoints ({config.n_planned():,} models, up to "
+                        f"{len(base_checkpoints(config))} checkpoints of {max(n_params.values()):,} parameters each), above "
+                        f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
+                        "that is meant")
+    return make_plan(config, models_per_batch)
+
+
+def check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' requested but CUDA is not available here (valid: cpu)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserError(f"unknown device '{device}' (valid: cpu, cuda, cuda:N)")
+
+
+def shard_steps(config: SweepConfig, sp: ShardPlan) -> int:
+    """Training steps each model of shard ``sp`` takes (for progress: models x steps)."""
+    if sp.kind == "continued":
+        return config.train.steps - sp.models[0].spawn_step
+    if sp.kind == "spawn":
+        return config.train.steps - config.spawn[sp.spec].at_step
+    return phase_train_config(config, sp.kind, sp.spec).steps
+
+
+def planned_entries(plan: Plan) -> list[dict[str, str]]:
+    """The manifest's ``planned`` list: every model in plan order, with its shard."""
+    return [{"model_id": m.model_id, "shard": s.name, "kind": m.kind} for s in plan.shards for m in s.models]
+
+
+def shards_from_manifest(manifest: dict) -> list[ShardPlan]:
+    """The shards of a continuation zoo, from its manifest's ``planned`` list (one phase, kind ``continued``)."""
+    by_shard: dict[str, list[PlannedModel]] = {}
+    for m in manifest["planned"]:
+        fields = {k: m[k] for k in ("model_id", "kind", "group", "init_seed", "data_seed", "parent_id", "spawn_step")}
+        by_shard.setdefault(m["shard"], []).append(PlannedModel(**fields))
+    return [ShardPlan(name, 0, models[0].group, "continued", -1, tuple(models)) for name, models in by_shard.items()]
+
+
+def manifest_shard(zoo_dir: Path, manifest: dict, shard_name: str) -> tuple[SweepConfig, ShardPlan]:
+    """The config and the plan of shard ``shard_name`` of the zoo whose manifest is ``manifest``."""
+    config = SweepConfig.from_dict(manifest["config"])
+    if manifest.get("source") == "continue":
+        sp = next((s for s in shards_from_manifest(manifest) if s.name == shard_name), None)
+        if sp is None:
+            raise UserError(f"unknown shard {shard_name!r} in continuation zoo '{zoo_dir}'")
+        return config, sp
+    return config, make_plan(config, manifest.get("models_per_batch")).shard(shard_name)
