@@ -30,7 +30,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
-from training.core.errors import UserError, choices
+from analysis.errors import AnalysisError, choices
 
 METHODS = ("auto", "gmm", "kmeans", "hdbscan", "agglomerative", "agglomerative-complete")
 EMBEDDINGS = ("umap", "pca")
@@ -161,10 +161,10 @@ def combine(blocks: list[np.ndarray], distances: list[bool | None] | None = None
     every extractor weighs the same whatever its raw dimension or units.
     """
     if not blocks:
-        raise UserError("combine needs at least one fingerprint")
+        raise AnalysisError("combine needs at least one fingerprint")
     n = len(blocks[0])
     if any(len(b) != n for b in blocks):
-        raise UserError(f"combined fingerprints must cover the same models (sizes: {[len(b) for b in blocks]})")
+        raise AnalysisError(f"combined fingerprints must cover the same models (sizes: {[len(b) for b in blocks]})")
     parts = []
     for i, b in enumerate(blocks):
         f = coordinates(b, None if distances is None else distances[i], n_components, random_state)
@@ -212,7 +212,7 @@ def _silhouette_k(fit, data: np.ndarray, k_max: int, metric: str, k_fixed: int |
 
 def check_method(method: str) -> None:
     if method not in METHODS:
-        raise UserError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
+        raise AnalysisError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
 
 
 def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_state: int = 0,
@@ -243,7 +243,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
     values = _floats(values)
     n = len(values)
     if k is not None and not 1 <= k <= max(n - 1, 1):
-        raise UserError(f"fixed k = {k} is out of range for {n} models (valid: 1..{max(n - 1, 1)})")
+        raise AnalysisError(f"fixed k = {k} is out of range for {n} models (valid: 1..{max(n - 1, 1)})")
     if n < MIN_MODELS:
         return Clustering(np.zeros(n, int), method, 1)
     dist = _as_distance(values, distances)
@@ -254,7 +254,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
     if method == "auto":
         method = "agglomerative" if dist else "kmeans"
     if method.startswith("agglomerative") and not dist and n > AGGLOMERATIVE_MAX:
-        raise UserError(f"'{method}' clustering of {n} models needs all n(n-1)/2 distances: it takes at most "
+        raise AnalysisError(f"'{method}' clustering of {n} models needs all n(n-1)/2 distances: it takes at most "
                         f"{AGGLOMERATIVE_MAX} models of a feature fingerprint (valid here: auto, kmeans, gmm, hdbscan)")
     if k == 1:
         return Clustering(np.zeros(n, int), method, 1)
@@ -402,7 +402,7 @@ def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, di
     ``"umap-sample"``): a full fit would take many minutes.
     """
     if method not in EMBEDDINGS:
-        raise UserError(f"unknown embedding '{method}' (valid: {choices(EMBEDDINGS)})")
+        raise AnalysisError(f"unknown embedding '{method}' (valid: {choices(EMBEDDINGS)})")
     values = _floats(values)
     n = len(values)
     dist = _as_distance(values, distances)

@@ -20,7 +20,7 @@ import numpy as np
 from analysis import clustering as cl
 from analysis import labelfree as lf
 from analysis import metrics as mt
-from training.core.errors import UserError, choices
+from analysis.errors import AnalysisError, choices
 
 RESULT_VERSION = 1
 VERDICTS = ("tracks deep differences", "tracks initialization noise", "tracks both", "uninformative")
@@ -52,15 +52,22 @@ class AnalysisOptions:
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
-        """Validate a config section: unknown key or wrong type is a one-line :class:`UserError`."""
+        """TRANSITIONAL, until ``fingerprint/cli/analyze.py`` calls the floor validator
+        ``training.core.validate.from_mapping(AnalysisOptions, section, "analysis")`` (which checks these
+        annotations, then calls :meth:`validate`). Only the keys and the annotated scalar types are
+        checked here, with the floor validator's messages; delete this method then."""
         data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
         kw: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in fields:
-                raise UserError(f"unknown config key '{where}.{key}' (valid: {choices(fields)})")
-            default = fields[key].default if fields[key].default is not dataclasses.MISSING else []
-            kw[key] = _typed(value, default, f"{where}.{key}")
+            if key not in hints:
+                raise AnalysisError(f"unknown config key '{where}.{key}' (valid: {choices(hints)})")
+            tp = {"bool": bool, "int": int, "float": float, "str": str, "list": list}[hints[key]]
+            ok = isinstance(value, tp) and (tp is bool or not isinstance(value, bool)) or (
+                tp is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise AnalysisError(f"config key '{where}.{key}' must be {tp.__name__}, got {value!r}")
+            kw[key] = float(value) if tp is float else value
         opts = cls(**kw)
         opts.validate(where)
         return opts
@@ -68,19 +75,19 @@ class AnalysisOptions:
     def validate(self, where: str = "analysis") -> None:
         cl.check_method(self.method)
         if self.embedding not in cl.EMBEDDINGS:
-            raise UserError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+            raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
         for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:
-                raise UserError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
         top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
         if not 0 <= self.seed <= top:
-            raise UserError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
+            raise AnalysisError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
         for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
-                raise UserError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
-                raise UserError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
+                raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
 
     def replace(self, **kw) -> "AnalysisOptions":
         kw = {k: v for k, v in kw.items() if v is not None}
@@ -90,25 +97,6 @@ class AnalysisOptions:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _typed(value: Any, default: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, list):
-        ok = isinstance(value, list)
-    else:
-        ok = True
-    if not ok:
-        raise UserError(f"config key '{where}' must be {type(default).__name__}, got {value!r}")
-    return value
 
 
 @dataclass
@@ -184,7 +172,7 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
     t0 = time.time()
     try:
         out.update(_analyze_values(fp, table, opts, index))
-    except UserError:
+    except AnalysisError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken fingerprint must not hide the others; shown as failed
         out.update(error=f"analysis failed: {type(e).__name__}: {e}", verdict=FAILED,
@@ -439,10 +427,10 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     """
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
-        raise UserError("the model table needs a 'model_id' column")
+        raise AnalysisError("the model table needs a 'model_id' column")
     for what, c in (("--label", opts.label), ("--lineage", opts.lineage)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
-            raise UserError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
+            raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
     index = {str(m): i for i, m in enumerate(table["model_id"])}
     fps = list(fingerprints)
     by_name = {f.name: f for f in fps}

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from analysis import clustering as cl
 from analysis import metrics as mt
 from analysis import scorecard as sc
-from training.core.errors import UserError
+from analysis.errors import AnalysisError
 
 
 def blobs(codes, d: int = 6, sep: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -65,9 +65,9 @@ def test_fixed_k_and_its_range():
     c = cl.cluster(x, "agglomerative", k=2)
     assert c.k == 2 and len(np.unique(c.labels)) == 2
     assert cl.cluster(x, "gmm", k=1).k == 1
-    with pytest.raises(UserError, match=r"fixed k = 36 is out of range for 36 models \(valid: 1..35\)"):
+    with pytest.raises(AnalysisError, match=r"fixed k = 36 is out of range for 36 models \(valid: 1..35\)"):
         cl.cluster(x, "kmeans", k=36)
-    with pytest.raises(UserError, match="unknown clustering method 'dbscan'"):
+    with pytest.raises(AnalysisError, match="unknown clustering method 'dbscan'"):
         cl.cluster(x, "dbscan")
 
 
@@ -241,7 +241,7 @@ def test_verdict_without_label_and_with_custom_thresholds():
     assert sc.verdict(0.9, 0.9, 0.9, True, OPTS, False) == (sc.NO_TRUTH, "no ground-truth label to score against")
     strict = OPTS.replace(deep_threshold=0.6, noise_threshold=0.6)
     assert sc.verdict(0.5, 0.5, None, False, strict, True)[0] == "uninformative"
-    with pytest.raises(UserError, match="analysis.deep_threshold' must be in"):
+    with pytest.raises(AnalysisError, match="analysis.deep_threshold' must be in"):
         OPTS.replace(deep_threshold=1.5)
 
 
@@ -353,9 +353,9 @@ def test_without_ground_truth_clusters_stability_and_alignment_remain():
 
 def test_unknown_columns_are_errors_naming_the_valid_ones():
     valid = r"\(valid: data_seed, deep_label, init_seed, model_id\)$"
-    with pytest.raises(UserError, match=r"unknown model column 'family' for --lineage " + valid):
+    with pytest.raises(AnalysisError, match=r"unknown model column 'family' for --lineage " + valid):
         sc.analyze(_fps(), _table(), FAST.replace(lineage="family"))
-    with pytest.raises(UserError, match="unknown model column 'rule' for --label"):
+    with pytest.raises(AnalysisError, match="unknown model column 'rule' for --label"):
         sc.analyze(_fps(), _table(), FAST.replace(label="rule"))
 
 
