@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.metrics import natural_key
+
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79"]
@@ -60,18 +62,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def colors(cats: list[str]) -> dict[str, str]:
     """Category -> colour: a fixed palette, then golden-angle hues for many categories."""
-    uniq = sorted(set(cats), key=_natural)
+    uniq = sorted(set(cats), key=natural_key)
     out = {}
     for i, c in enumerate(uniq):
         out[c] = "#999999" if c in ("-1", "None", "") else (PALETTE[i] if i < len(PALETTE) else f"hsl({(i * 137.508) % 360:.0f},60%,50%)")
     return out
-
-
-def _natural(s: str):
-    try:
-        return (0, float(s), "")
-    except ValueError:
-        return (1, 0.0, s)
 
 
 def legend(col: dict[str, str], limit: int = 14) -> str:
@@ -412,7 +407,7 @@ def label_free_section(r: dict[str, Any]) -> str:
         groups.setdefault(int(b), {}).setdefault(fam, 0)
         groups[int(b)][fam] += 1
     rows = "".join(f"<tr><td>{b}</td><td>{sum(f.values())}</td><td>{len(f)}</td><td class='l'>"
-                   + escape(", ".join(f"{k} ({n})" for k, n in sorted(f.items(), key=lambda kv: _natural(kv[0]))))
+                   + escape(", ".join(f"{k} ({n})" for k, n in sorted(f.items(), key=lambda kv: natural_key(kv[0]))))
                    + "</td></tr>" for b, f in sorted(groups.items()))
     return (head + "<table><tr><th>candidate basin</th><th>models</th><th>families</th><th class='l'>families (members "
             f"in this basin)</th></tr>{rows}</table>")

@@ -183,13 +183,13 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
 
 def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
                     index: dict[str, int]) -> dict[str, Any]:
-    values = cl._floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
+    values = cl.as_floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
     ids = list(fp.model_ids)
     if len(values) != len(ids):
         raise ValueError(f"{len(values)} rows but {len(ids)} model ids")
     if not np.isfinite(values).all():
         raise ValueError("fingerprint has NaN or infinite values")
-    dist = cl._as_distance(values, fp.distances)
+    dist = cl.as_distance(values, fp.distances)
     if dist:
         values = np.asarray(values, dtype=np.float64)
     # leave out models the table does not know and diverged ones
@@ -213,14 +213,17 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    c = cl.cluster(values, opts.method, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std)
+    est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
+    c = est.clustering_
     boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std) \
         if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
     xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
-    coords = cl.coordinates(values, dist, opts.n_components, opts.seed, std)
+    # the PCA the models were clustered in, reduced once (distances: their MDS coordinates)
+    coords = est.coordinates_ if not dist and est.coordinates_ is not None else \
+        cl.coordinates(values, dist, opts.n_components, opts.seed, std)
     # 1-NN: the distance matrix, or Euclidean in a 50-dim PCA searched in blocks (nothing n x n)
     nn_dist, nn_coords = (values, None) if dist else (None, cl.reduce_features(values, max(opts.n_components, 50), opts.seed, std))
-    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std)
+    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std, coords=None if dist else coords)
     clusters = c.labels
 
     scores: dict[str, Any] = {}
@@ -469,7 +472,7 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
         pos = {m: i for i, m in enumerate(p.model_ids)}
         idx = np.asarray([pos[m] for m in shared], int)
         v = np.asarray(p.values)
-        d = cl._as_distance(v, p.distances)
+        d = cl.as_distance(v, p.distances)
         blocks.append((v[np.ix_(idx, idx)] if d else v[idx], d))
     values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed)
     kinds = {p.meta.get("kind") for p in parts}
