@@ -21,11 +21,12 @@ from analysis import clustering as cl
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis.errors import AnalysisError, choices
+from analysis.verdicts import LABELLED, Verdict
 
 RESULT_VERSION = 1
-VERDICTS = ("tracks deep differences", "tracks initialization noise", "tracks both", "uninformative")
-NO_TRUTH = "no ground truth"
-FAILED = "failed"
+VERDICTS = tuple(v.value for v in LABELLED)
+NO_TRUTH = Verdict.NO_TRUTH.value
+FAILED = Verdict.FAILED.value
 
 
 @dataclass(frozen=True)
