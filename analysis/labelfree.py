@@ -33,7 +33,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.stats import false_discovery_control
 
-VERDICTS = ("crosses lineage", "groups lineages", "lineage only", "no structure", "insufficient")
+from analysis.verdicts import LABEL_FREE
+
+VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
 MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
 MAX_MODELS = 4000  # larger populations: the tests, intervals and p-values use a random sample of whole families

@@ -13,7 +13,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    pairwise_distances_chunked,
+    roc_auc_score,
+)
+from sklearn.metrics.cluster import contingency_matrix
 
 MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
 NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
@@ -133,17 +138,22 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
     hits, chance = [], []
     for idx, pos, rel in groups:
         fam = family[idx]
-        x = None if dist is not None else np.asarray(coords[idx], dtype=np.float64)
-        sq = None if x is None else (x**2).sum(1)
-        step = max(1, (1 << 22) // len(idx))
-        for s in range(0, len(pos), step):
-            p = pos[s : s + step]
-            if x is None:
+        if dist is not None:  # the given distances, read in row blocks
+            step = max(1, (1 << 22) // len(idx))
+            for s in range(0, len(pos), step):
+                p = pos[s : s + step]
                 d = np.array(dist[np.ix_(idx[p], idx)], dtype=np.float64)
-            else:
-                d = np.sqrt(np.clip(sq[p, None] + sq[None, :] - 2 * x[p] @ x.T, 0, None))
-            d[np.arange(len(p)), p] = np.inf
-            hits.append(fam[d.argmin(1)] == fam[p])
+                d[np.arange(len(p)), p] = np.inf
+                hits.append(fam[d.argmin(1)] == fam[p])
+        else:  # Euclidean in row blocks (nothing n x n); a model is not its own neighbour
+            x = np.asarray(coords[idx], dtype=np.float64)
+
+            def nearest(d: np.ndarray, start: int, pos=pos) -> np.ndarray:
+                d[np.arange(len(d)), pos[start : start + len(d)]] = np.inf
+                return d.argmin(1)
+
+            near = np.concatenate(list(pairwise_distances_chunked(x[pos], x, reduce_func=nearest, working_memory=32)))
+            hits.append(fam[near] == fam[pos])
         chance.append(rel / (len(idx) - 1))
     return float(np.concatenate(hits).mean()), float(np.concatenate(chance).mean())
 
@@ -203,20 +213,18 @@ def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:
 
 
 def confusion(clusters, labels) -> dict:
-    """Counts ``[n_clusters, n_labels]`` with the row and column names."""
+    """Counts ``[n_clusters, n_labels]`` with the row and column names (both in :func:`natural_key` order)."""
     cl = [str(c) for c in clusters]
     lb = [str(v) for v in labels]
-    rows = sorted(set(cl), key=_natural)
-    cols = sorted(set(lb), key=_natural)
-    ri = {r: i for i, r in enumerate(rows)}
-    ci = {c: i for i, c in enumerate(cols)}
-    counts = np.zeros((len(rows), len(cols)), int)
-    for a, b in zip(cl, lb):
-        counts[ri[a], ci[b]] += 1
-    return {"clusters": rows, "labels": cols, "counts": counts.tolist()}
+    rows = sorted(set(cl), key=natural_key)
+    cols = sorted(set(lb), key=natural_key)
+    counts = contingency_matrix(cl, lb)  # rows and columns in sorted-string order
+    ri, ci = np.argsort(np.argsort(rows)), np.argsort(np.argsort(cols))  # natural position -> sorted position
+    return {"clusters": rows, "labels": cols, "counts": counts[np.ix_(ri, ci)].astype(int).tolist()}
 
 
-def _natural(s: str):
+def natural_key(s: str):
+    """Sort key: numbers by value first, then other strings ("2" before "10" before "a")."""
     try:
         return (0, float(s), "")
     except ValueError:

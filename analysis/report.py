@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from analysis.metrics import natural_key
+from analysis.verdicts import css_class
+
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79"]
 MAX_POINTS = 5000  # a scatter plot draws at most this many models (a fixed random sample beyond)
-VERDICT_CLASS = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
-                 "uninformative": "none", "no ground truth": "none", "failed": "failrow",
-                 "crosses lineage": "deep", "groups lineages": "deep", "lineage only": "noise", "no structure": "none",
-                 "insufficient": "none"}
+
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:20px auto;max-width:1320px;color:#222;padding:0 16px}
@@ -60,18 +60,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def colors(cats: list[str]) -> dict[str, str]:
     """Category -> colour: a fixed palette, then golden-angle hues for many categories."""
-    uniq = sorted(set(cats), key=_natural)
+    uniq = sorted(set(cats), key=natural_key)
     out = {}
     for i, c in enumerate(uniq):
         out[c] = "#999999" if c in ("-1", "None", "") else (PALETTE[i] if i < len(PALETTE) else f"hsl({(i * 137.508) % 360:.0f},60%,50%)")
     return out
-
-
-def _natural(s: str):
-    try:
-        return (0, float(s), "")
-    except ValueError:
-        return (1, 0.0, s)
 
 
 def legend(col: dict[str, str], limit: int = 14) -> str:
@@ -294,7 +287,7 @@ def scorecard_table(rows: list[dict[str, Any]]) -> str:
         for k, _ in SCORE_COLUMNS:
             v = r.get(k)
             if k == "verdict":
-                cells.append(f"<td class='l {VERDICT_CLASS.get(str(v), 'none')}' title='{escape(str(r.get('reason') or ''))}'>"
+                cells.append(f"<td class='l {css_class(v)}' title='{escape(str(r.get('reason') or ''))}'>"
                              f"{escape(str(v))}</td>")
             elif k == "fingerprint":
                 sup = " <span class='sub' title='trained on the label: deep scores are optimistic'>(supervised)</span>" \
@@ -303,7 +296,7 @@ def scorecard_table(rows: list[dict[str, Any]]) -> str:
             elif k == "n_clusters" and r.get("k_at_cap"):
                 cells.append(f"<td title='the largest k tried (k_max): more basins may fit better'>{_fmt(v)}*</td>")
             elif k == "label_free_verdict":
-                cells.append(f"<td class='l {VERDICT_CLASS.get(str(v), 'none')}' title='{escape(str(r.get('label_free_sentence') or ''))}'>"
+                cells.append(f"<td class='l {css_class(v)}' title='{escape(str(r.get('label_free_sentence') or ''))}'>"
                              f"{escape(str(v))}</td>")
             elif k in INTERVALS and v is not None:
                 ci_key, q_key = INTERVALS[k]
@@ -333,7 +326,7 @@ def _anchor(name: str) -> str:
 def fingerprint_section(r: dict[str, Any], settings: dict[str, Any], distances: np.ndarray | None) -> str:
     name = str(r["fingerprint"])
     out = [f"<h3 id='fp-{_anchor(name)}'>{escape(name)} <span class='sub'>— "
-           f"<span class='{VERDICT_CLASS.get(str(r.get('verdict')), 'none')}'>{escape(str(r.get('verdict')))}</span> "
+           f"<span class='{css_class(r.get('verdict'))}'>{escape(str(r.get('verdict')))}</span> "
            f"({escape(str(r.get('reason') or ''))})</span></h3>"]
     if r.get("error"):
         out.append(f"<div class='fail'>{escape(str(r['error']))}</div>")
@@ -396,7 +389,7 @@ def label_free_section(r: dict[str, Any]) -> str:
         return ""
     v = str(free.get("verdict"))
     agrees = free.get("agrees")
-    head = (f"<div class='sub'><b>Without the label</b>: <span class='{VERDICT_CLASS.get(v, 'none')}'>{escape(v)}</span> — "
+    head = (f"<div class='sub'><b>Without the label</b>: <span class='{css_class(v)}'>{escape(v)}</span> — "
             f"{escape(str(free.get('sentence') or ''))}"
             + ("" if agrees is None else f" ({'agrees' if agrees else 'disagrees'} with the labelled verdict.)")
             + f" Tests (p before correction): families identifiable {_fmt(free.get('p_lineage'), 3)}, family centroids in "
@@ -412,7 +405,7 @@ def label_free_section(r: dict[str, Any]) -> str:
         groups.setdefault(int(b), {}).setdefault(fam, 0)
         groups[int(b)][fam] += 1
     rows = "".join(f"<tr><td>{b}</td><td>{sum(f.values())}</td><td>{len(f)}</td><td class='l'>"
-                   + escape(", ".join(f"{k} ({n})" for k, n in sorted(f.items(), key=lambda kv: _natural(kv[0]))))
+                   + escape(", ".join(f"{k} ({n})" for k, n in sorted(f.items(), key=lambda kv: natural_key(kv[0]))))
                    + "</td></tr>" for b, f in sorted(groups.items()))
     return (head + "<table><tr><th>candidate basin</th><th>models</th><th>families</th><th class='l'>families (members "
             f"in this basin)</th></tr>{rows}</table>")

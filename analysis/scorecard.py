@@ -20,12 +20,13 @@ import numpy as np
 from analysis import clustering as cl
 from analysis import labelfree as lf
 from analysis import metrics as mt
-from training.core.errors import UserError, choices
+from analysis.errors import AnalysisError, choices
+from analysis.verdicts import LABELLED, Verdict
 
 RESULT_VERSION = 1
-VERDICTS = ("tracks deep differences", "tracks initialization noise", "tracks both", "uninformative")
-NO_TRUTH = "no ground truth"
-FAILED = "failed"
+VERDICTS = tuple(v.value for v in LABELLED)
+NO_TRUTH = Verdict.NO_TRUTH.value
+FAILED = Verdict.FAILED.value
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,22 @@ class AnalysisOptions:
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
-        """Validate a config section: unknown key or wrong type is a one-line :class:`UserError`."""
+        """TRANSITIONAL, until ``fingerprint/cli/analyze.py`` calls the floor validator
+        ``training.core.validate.from_mapping(AnalysisOptions, section, "analysis")`` (which checks these
+        annotations, then calls :meth:`validate`). Only the keys and the annotated scalar types are
+        checked here, with the floor validator's messages; delete this method then."""
         data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = {f.name: f.type for f in dataclasses.fields(cls)}
         kw: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in fields:
-                raise UserError(f"unknown config key '{where}.{key}' (valid: {choices(fields)})")
-            default = fields[key].default if fields[key].default is not dataclasses.MISSING else []
-            kw[key] = _typed(value, default, f"{where}.{key}")
+            if key not in hints:
+                raise AnalysisError(f"unknown config key '{where}.{key}' (valid: {choices(hints)})")
+            tp = {"bool": bool, "int": int, "float": float, "str": str, "list": list}[hints[key]]
+            ok = isinstance(value, tp) and (tp is bool or not isinstance(value, bool)) or (
+                tp is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise AnalysisError(f"config key '{where}.{key}' must be {tp.__name__}, got {value!r}")
+            kw[key] = float(value) if tp is float else value
         opts = cls(**kw)
         opts.validate(where)
         return opts
@@ -68,19 +76,19 @@ class AnalysisOptions:
     def validate(self, where: str = "analysis") -> None:
         cl.check_method(self.method)
         if self.embedding not in cl.EMBEDDINGS:
-            raise UserError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+            raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
         for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:
-                raise UserError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
         top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
         if not 0 <= self.seed <= top:
-            raise UserError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
+            raise AnalysisError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
         for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
-                raise UserError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
-                raise UserError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
+                raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
 
     def replace(self, **kw) -> "AnalysisOptions":
         kw = {k: v for k, v in kw.items() if v is not None}
@@ -90,25 +98,6 @@ class AnalysisOptions:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _typed(value: Any, default: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, list):
-        ok = isinstance(value, list)
-    else:
-        ok = True
-    if not ok:
-        raise UserError(f"config key '{where}' must be {type(default).__name__}, got {value!r}")
-    return value
 
 
 @dataclass
@@ -184,7 +173,7 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
     t0 = time.time()
     try:
         out.update(_analyze_values(fp, table, opts, index))
-    except UserError:
+    except AnalysisError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken fingerprint must not hide the others; shown as failed
         out.update(error=f"analysis failed: {type(e).__name__}: {e}", verdict=FAILED,
@@ -195,13 +184,13 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
 
 def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
                     index: dict[str, int]) -> dict[str, Any]:
-    values = cl._floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
+    values = cl.as_floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
     ids = list(fp.model_ids)
     if len(values) != len(ids):
         raise ValueError(f"{len(values)} rows but {len(ids)} model ids")
     if not np.isfinite(values).all():
         raise ValueError("fingerprint has NaN or infinite values")
-    dist = cl._as_distance(values, fp.distances)
+    dist = cl.as_distance(values, fp.distances)
     if dist:
         values = np.asarray(values, dtype=np.float64)
     # leave out models the table does not know and diverged ones
@@ -225,14 +214,17 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    c = cl.cluster(values, opts.method, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std)
+    est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
+    c = est.clustering_
     boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std) \
         if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
     xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
-    coords = cl.coordinates(values, dist, opts.n_components, opts.seed, std)
+    # the PCA the models were clustered in, reduced once (distances: their MDS coordinates)
+    coords = est.coordinates_ if not dist and est.coordinates_ is not None else \
+        cl.coordinates(values, dist, opts.n_components, opts.seed, std)
     # 1-NN: the distance matrix, or Euclidean in a 50-dim PCA searched in blocks (nothing n x n)
     nn_dist, nn_coords = (values, None) if dist else (None, cl.reduce_features(values, max(opts.n_components, 50), opts.seed, std))
-    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std)
+    ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std, coords=None if dist else coords)
     clusters = c.labels
 
     scores: dict[str, Any] = {}
@@ -439,10 +431,10 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     """
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
-        raise UserError("the model table needs a 'model_id' column")
+        raise AnalysisError("the model table needs a 'model_id' column")
     for what, c in (("--label", opts.label), ("--lineage", opts.lineage)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
-            raise UserError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
+            raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
     index = {str(m): i for i, m in enumerate(table["model_id"])}
     fps = list(fingerprints)
     by_name = {f.name: f for f in fps}
@@ -481,7 +473,7 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
         pos = {m: i for i, m in enumerate(p.model_ids)}
         idx = np.asarray([pos[m] for m in shared], int)
         v = np.asarray(p.values)
-        d = cl._as_distance(v, p.distances)
+        d = cl.as_distance(v, p.distances)
         blocks.append((v[np.ix_(idx, idx)] if d else v[idx], d))
     values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed)
     kinds = {p.meta.get("kind") for p in parts}

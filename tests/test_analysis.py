@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from analysis import clustering as cl
 from analysis import metrics as mt
 from analysis import scorecard as sc
-from training.core.errors import UserError
+from analysis.errors import AnalysisError
 
 
 def blobs(codes, d: int = 6, sep: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -65,9 +65,9 @@ def test_fixed_k_and_its_range():
     c = cl.cluster(x, "agglomerative", k=2)
     assert c.k == 2 and len(np.unique(c.labels)) == 2
     assert cl.cluster(x, "gmm", k=1).k == 1
-    with pytest.raises(UserError, match=r"fixed k = 36 is out of range for 36 models \(valid: 1..35\)"):
+    with pytest.raises(AnalysisError, match=r"fixed k = 36 is out of range for 36 models \(valid: 1..35\)"):
         cl.cluster(x, "kmeans", k=36)
-    with pytest.raises(UserError, match="unknown clustering method 'dbscan'"):
+    with pytest.raises(AnalysisError, match="unknown clustering method 'dbscan'"):
         cl.cluster(x, "dbscan")
 
 
@@ -241,7 +241,7 @@ def test_verdict_without_label_and_with_custom_thresholds():
     assert sc.verdict(0.9, 0.9, 0.9, True, OPTS, False) == (sc.NO_TRUTH, "no ground-truth label to score against")
     strict = OPTS.replace(deep_threshold=0.6, noise_threshold=0.6)
     assert sc.verdict(0.5, 0.5, None, False, strict, True)[0] == "uninformative"
-    with pytest.raises(UserError, match="analysis.deep_threshold' must be in"):
+    with pytest.raises(AnalysisError, match="analysis.deep_threshold' must be in"):
         OPTS.replace(deep_threshold=1.5)
 
 
@@ -353,9 +353,9 @@ def test_without_ground_truth_clusters_stability_and_alignment_remain():
 
 def test_unknown_columns_are_errors_naming_the_valid_ones():
     valid = r"\(valid: data_seed, deep_label, init_seed, model_id\)$"
-    with pytest.raises(UserError, match=r"unknown model column 'family' for --lineage " + valid):
+    with pytest.raises(AnalysisError, match=r"unknown model column 'family' for --lineage " + valid):
         sc.analyze(_fps(), _table(), FAST.replace(lineage="family"))
-    with pytest.raises(UserError, match="unknown model column 'rule' for --label"):
+    with pytest.raises(AnalysisError, match="unknown model column 'rule' for --label"):
         sc.analyze(_fps(), _table(), FAST.replace(label="rule"))
 
 
@@ -401,3 +401,60 @@ def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
     assert "probe-outputs:\nprobe_set=conflict" in "\n".join(line.split()[0] for line in text.splitlines() if line.strip())
     assert "ground truth none" in text
     assert "k = 4 is the largest k tried" in " ".join(text.split()) and "raise --k-max" in " ".join(text.split())
+
+
+# -- layering redesign (#19): the error type, the estimator contract, the verdict table, summary keys ----
+def test_analysis_error_is_a_value_error_with_a_one_line_message():
+    from analysis.errors import AnalysisError
+
+    with pytest.raises(ValueError) as e:
+        cl.cluster(blobs(THREE), "dbscan")
+    assert isinstance(e.value, AnalysisError) and "\n" not in str(e.value)
+    assert str(e.value) == f"unknown clustering method 'dbscan' (valid: {', '.join(sorted(cl.METHODS))})"
+    with pytest.raises(AnalysisError, match=r"^config key 'analysis.alpha' must be in \[0, 1\], got 2$"):
+        sc.AnalysisOptions(alpha=2).validate("analysis")
+
+
+def test_basin_clusterer_follows_the_estimator_contract():
+    from sklearn.base import clone
+
+    est = cl.BasinClusterer(method="kmeans", k_max=5, random_state=3)
+    assert est.get_params() == {"method": "kmeans", "k": None, "k_max": 5, "n_components": 10, "distances": None,
+                                "standardize": True, "random_state": 3}
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params() and not hasattr(twin, "labels_")
+    x = blobs(THREE)
+    est.fit(x)
+    assert est.n_clusters_ == 3 and est.labels_.shape == (len(x),) and est.coordinates_.shape[0] == len(x)
+    assert np.array_equal(twin.fit(x).labels_, est.labels_)  # a clone refits to the same partition
+    assert np.array_equal(est.fit_predict(x), est.labels_)  # ClusterMixin
+    assert np.array_equal(cl.cluster(x, "kmeans", k_max=5, random_state=3).labels, est.labels_)
+
+
+def test_verdict_table_covers_every_verdict():
+    from analysis import labelfree as lf
+    from analysis.verdicts import TABLE, Verdict
+
+    assert set(TABLE) == set(Verdict)
+    names = {v.value for v in Verdict}
+    assert set(sc.VERDICTS) | {sc.NO_TRUTH, sc.FAILED} | set(lf.VERDICTS) == names
+    assert all(Verdict(v) == v for v in names)  # str-valued: equal to the stored strings
+
+
+SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "fingerprints", "provenance"]
+SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
+            "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",
+            "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error", "significant",
+            "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
+            "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q"]
+FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
+           "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
+           "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",
+           "basins", "confusion", "seconds", "verdict", "reason", "label_free", "significant", "assignments"]
+
+
+def test_summary_keys_are_pinned():
+    s = sc.summary(sc.analyze(_fps()[:1], _table(), FAST.replace(n_boot=2)))
+    assert list(s) == SUMMARY_KEYS
+    assert list(s["scorecard"][0]) == SUMMARY_ROW_KEYS
+    assert list(s["fingerprints"][0]) == FP_KEYS

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from analysis import clustering as cl
 from analysis import metrics as mt
+from analysis import reduce as rd
 from analysis import report as rp
 from analysis import scorecard as sc
 from training.core.errors import UserError
@@ -47,8 +48,8 @@ def test_streamed_pca_equals_scikit_learn_pca(monkeypatch):
     x = x.astype(np.float32)  # float32 stays float32 on the streamed path; blocks are converted
     for std in (True, False):
         exact = cl.reduce_features(x, 5, standardize=std)
-        monkeypatch.setattr(cl, "STREAM_PCA_ELEMENTS", 0)
-        monkeypatch.setattr(cl, "CHUNK_ELEMENTS", 12 * 64)  # many row blocks
+        monkeypatch.setattr(rd, "STREAM_PCA_ELEMENTS", 0)
+        monkeypatch.setattr(rd, "CHUNK_ELEMENTS", 12 * 64)  # many row blocks
         streamed = cl.reduce_features(x, 5, standardize=std)
         monkeypatch.undo()
         assert streamed.shape == exact.shape == (600, 5)
@@ -69,7 +70,7 @@ def _old_exemplars(values, labels):
 def test_blocked_exemplars_are_the_exact_medoids(monkeypatch):
     labels = np.repeat(np.arange(3), 70)
     x = blobs(labels, seed=3) + np.random.default_rng(3).normal(size=(210, 12)) * 3
-    monkeypatch.setattr(cl, "CHUNK_ELEMENTS", 500)  # blocks of a few rows
+    monkeypatch.setattr(rd, "CHUNK_ELEMENTS", 500)  # blocks of a few rows
     assert cl.exemplars(x, labels) == _old_exemplars(x, labels)
     d = cdist(x, x)
     exact = {int(lab): int(np.flatnonzero(labels == lab)[np.argmin(d[np.ix_(labels == lab, labels == lab)].sum(1))])
@@ -80,7 +81,7 @@ def test_blocked_exemplars_are_the_exact_medoids(monkeypatch):
 def test_exemplars_of_huge_basins_are_medoids_of_a_sample(monkeypatch):
     labels = np.repeat(np.arange(2), 300)
     x = blobs(labels, seed=4)
-    monkeypatch.setattr(cl, "MEDOID_SAMPLE", 50)
+    monkeypatch.setattr(rd, "MEDOID_SAMPLE", 50)
     ex = cl.exemplars(x, labels, random_state=1)
     assert ex == cl.exemplars(x, labels, random_state=1)  # deterministic
     assert all(labels[i] == lab for lab, i in ex.items())
@@ -120,8 +121,7 @@ def test_silhouette_of_a_large_population_uses_a_fixed_sample():
     labels = np.repeat(np.arange(3), 4000)
     x = blobs(labels, d=5, seed=7)
     s = cl.silhouette(x, labels, random_state=3)
-    idx = np.sort(np.random.default_rng(3).choice(len(x), cl.SILHOUETTE_SAMPLE, replace=False))
-    assert s == silhouette_score(x[idx], labels[idx])
+    assert s == silhouette_score(x, labels, sample_size=cl.SILHOUETTE_SAMPLE, random_state=3)  # scikit-learn's sample
     assert abs(s - silhouette_score(x[::3], labels[::3])) < 0.02
     small = cl.silhouette(x[::15], labels[::15])  # below the sample size: the exact score
     assert small == silhouette_score(x[::15], labels[::15])
@@ -153,7 +153,7 @@ def test_umap_is_fitted_on_a_sample_and_places_the_rest(monkeypatch):
             return data[:, :2] + 100
 
     monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
-    monkeypatch.setattr(cl, "EMBED_FIT_MAX", 150)
+    monkeypatch.setattr(rd, "EMBED_FIT_MAX", 150)
     x = blobs(np.repeat(np.arange(2), 250), seed=8)
     xy, method = cl.embed_2d(x, "umap", random_state=2)
     assert method == "umap-sample" and xy.shape == (500, 2) and np.isfinite(xy).all()
