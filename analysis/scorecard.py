@@ -51,28 +51,6 @@ class AnalysisOptions:
     n_family_boot: int = 200  # family bootstrap samples per 95% interval
     calibrate: bool = True  # false: no intervals, p-values or label-free tests (verdicts on thresholds alone)
 
-    @classmethod
-    def from_mapping(cls, data: dict | None, where: str = "analysis") -> "AnalysisOptions":
-        """TRANSITIONAL, until ``fingerprint/cli/analyze.py`` calls the floor validator
-        ``training.core.validate.from_mapping(AnalysisOptions, section, "analysis")`` (which checks these
-        annotations, then calls :meth:`validate`). Only the keys and the annotated scalar types are
-        checked here, with the floor validator's messages; delete this method then."""
-        data = dict(data or {})
-        hints = {f.name: f.type for f in dataclasses.fields(cls)}
-        kw: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in hints:
-                raise AnalysisError(f"unknown config key '{where}.{key}' (valid: {choices(hints)})")
-            tp = {"bool": bool, "int": int, "float": float, "str": str, "list": list}[hints[key]]
-            ok = isinstance(value, tp) and (tp is bool or not isinstance(value, bool)) or (
-                tp is float and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                raise AnalysisError(f"config key '{where}.{key}' must be {tp.__name__}, got {value!r}")
-            kw[key] = float(value) if tp is float else value
-        opts = cls(**kw)
-        opts.validate(where)
-        return opts
-
     def validate(self, where: str = "analysis") -> None:
         cl.check_method(self.method)
         if self.embedding not in cl.EMBEDDINGS:

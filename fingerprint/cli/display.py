@@ -17,15 +17,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from analysis import verdicts
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
-
-VERDICT_STYLE = {"tracks deep differences": "green", "tracks initialization noise": "yellow", "tracks both": "magenta",
-                 "uninformative": "dim", "no ground truth": "cyan", "failed": "bold red", "crosses lineage": "green",
-                 "groups lineages": "green", "lineage only": "yellow", "no structure": "dim", "insufficient": "dim"}
-SHORT_VERDICT = {"tracks deep differences": "deep", "tracks initialization noise": "noise", "tracks both": "both",
-                 "uninformative": "uninf.", "no ground truth": "–", "crosses lineage": "crosses", "groups lineages": "groups",
-                 "lineage only": "lineage", "no structure": "none", "insufficient": "too few"}
 
 
 def _clock(seconds: float) -> str:
@@ -149,8 +143,9 @@ def _num(v: Any) -> str:
 
 
 def _verdict(v: Any, short: bool = True) -> str:
-    text = SHORT_VERDICT.get(str(v), v) if short else v
-    return f"[{VERDICT_STYLE.get(str(v), 'none')}]{esc(text)}[/]"
+    """A verdict in its colour (``analysis.verdicts.TABLE``), in its short form for the scorecard's columns."""
+    st = verdicts.style(v)
+    return f"[{st.rich}]{esc(st.short if short else v)}[/]"
 
 
 def print_scorecard(result: dict) -> None:
