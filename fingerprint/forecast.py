@@ -21,6 +21,8 @@ from analysis.forecast import earliest, forecast_step, select
 from fingerprint.extraction import active_models, extract
 from training.core.errors import UserError
 from training.core.store import Zoo
+from training.plan import check_device
+from training.select import continue_models
 
 
 def base_models(zoo: Zoo) -> list[str]:
@@ -93,8 +95,6 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
     """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute.
 
     With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written."""
-    from training.select import continue_models
-    from training.sweep import check_device
 
     check_device(device)
     if not 0 < threshold <= 1:

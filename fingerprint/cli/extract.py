@@ -30,9 +30,9 @@ def extract(
 ):
     """Compute fingerprints for a zoo (cached in the zoo)."""
     from fingerprint import pipeline  # deferred for start-up time (torch)
-    from fingerprint.parallel import get_runner
-    from fingerprint.registry import load_plugin
-    from training.sweep import check_device
+    from fingerprint.parallel import get_runner  # deferred for start-up time
+    from fingerprint.registry import load_plugin  # deferred for start-up time
+    from training.sweep import check_device  # deferred for start-up time
 
     o.add_cwd_to_path()
     for p in plugin or []:

@@ -56,7 +56,7 @@ def forecast_cmd(
     from rich.table import Table
 
     from fingerprint.forecast import forecast  # deferred for start-up time (torch)
-    from training.core.store import write_json
+    from training.core.store import write_json  # deferred for start-up time
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
@@ -97,7 +97,7 @@ def select_cmd(
     from fingerprint.forecast import (
         select_and_continue,  # deferred for start-up time (torch)
     )
-    from fingerprint.population import check_code
+    from fingerprint.population import check_code  # deferred for start-up time
     from training.sweep import get_executor  # deferred for start-up time (torch)
 
     check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained

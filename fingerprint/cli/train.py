@@ -137,9 +137,12 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
         bound_text,
         list_extractors,
     )
-    from training.config import builtin_configs
-    from training.families import kernels, list_families
-    from training.tasks import list_tasks, task_param_specs
+    from training.config import builtin_configs  # deferred for start-up time
+    from training.families import kernels, list_families  # deferred for start-up time
+    from training.tasks import (  # deferred for start-up time
+        list_tasks,
+        task_param_specs,
+    )
 
     tasks = {n: {"description": c.description, "deep_labels": list(c.deep_labels),
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
