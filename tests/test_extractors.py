@@ -412,11 +412,11 @@ def test_auto_chunk_size_follows_model_size():
 def test_builtins_are_declared_as_entry_points_like_plugins():
     """pyproject.toml declares every built-in under the plugins' entry-point group, each naming the
     function its decorator registered: an installed dist lists them the way it lists a plugin's."""
-    import tomllib
     from pathlib import Path
 
     from fingerprint import registry
     from fingerprint.usercode import resolve
+    from training.config import tomllib  # tomllib, or tomli before Python 3.11
 
     table = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     declared = table["project"]["entry-points"][registry.ENTRY_POINT_GROUP]
