@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from fingerprint.population import family_for, task_for
 from training.core.errors import UserError, unknown
+from training.tasks import Task, list_tasks
 
 # The task objects behind live TaskViews, by key, with the number of views using each. A view keeps
 # only its key: walking a view's attributes reaches no Task (whose ``variant(init, data)`` maps seeds
@@ -71,18 +73,28 @@ class TaskView:
         """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others)."""
         return self._behind().probes(name).clone()
 
-    def hypotheses(self) -> dict[str, HypothesisInfo]:
-        """``{name: HypothesisInfo}`` for ``causal-ii`` (empty when the task declares none)."""
+    def hypotheses(self, required_by: str | None = None) -> dict[str, HypothesisInfo]:
+        """``{name: HypothesisInfo}`` for ``causal-ii`` (empty when the probe source declares none).
+
+        With ``required_by`` (an extractor's name), none is a one-line error naming the tasks that
+        do declare some, instead of an empty dict.
+        """
         found = getattr(self._behind(), "hypotheses", None)
         hyps = found() if callable(found) else {}
-        return {str(n): HypothesisInfo(str(h.description), str(h.layer or ""), h.position, int(h.k or 0))
-                for n, h in (hyps or {}).items()}
+        out = {str(n): HypothesisInfo(str(h.description), str(h.layer or ""), h.position, int(h.k or 0))
+               for n, h in (hyps or {}).items()}
+        if not out and required_by:
+            have = sorted(name for name, cls in list_tasks().items() if getattr(cls, "hypotheses", None) is not Task.hypotheses)
+            raise UserError(f"task '{self.name}' declares no causal hypotheses for {required_by} "
+                            f"(tasks that do: {', '.join(have) or '(none)'})")
+        return out
 
     def interchanges(self, hypothesis: str, n: int, generator: torch.Generator) -> Any:
         """``n`` (base, source) pairs of ``hypothesis`` with its counterfactual labels: an
         ``Interchange`` of tensors (``base``, ``source``, ``base_value``, ``source_value``,
         ``counterfactual``)."""
-        hyps = self._behind().hypotheses() if hasattr(self._behind(), "hypotheses") else {}
+        found = getattr(self._behind(), "hypotheses", None)
+        hyps = found() if callable(found) else {}
         if hypothesis not in hyps:
             raise unknown(f"hypothesis of task '{self.name}'", hypothesis, hyps)
         return hyps[hypothesis].sample(n, generator)
@@ -161,7 +173,5 @@ class ModelBatch:
     def from_zoo(cls, zoo: Any, model_ids: Sequence[str] | None = None, step: int | None = None,
                  device: str = "cpu") -> "ModelBatch":
         """Load ``model_ids`` (default: every model) at ``step`` (default: each model's final step)."""
-        from fingerprint.population import family_for, task_for
-
         ids = list(zoo.model_ids if model_ids is None else model_ids)
         return cls(family_for(zoo), zoo.params(step, ids), task_for(zoo), ids, "final" if step is None else step, device)

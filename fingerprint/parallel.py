@@ -16,12 +16,18 @@ notebook) is unknown to workers and runs on the local runner instead.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from fingerprint.batch import ModelBatch
+from fingerprint.registry import get_extractor, parse_spec
 from training.core.errors import UserError
+from training.core.store import Zoo
+from training.ray_executor import RayExecutor, failure_reason
 
 ChunkResult = tuple[np.ndarray, dict[str, Any]]
 
@@ -34,14 +40,6 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
     ``code`` carries the driver's consent to the zoo's code and its own factory, if any:
     ``(zoo.trust_code, zoo.module_factory)``.
     """
-    import importlib
-
-    import torch
-
-    from fingerprint.batch import ModelBatch
-    from fingerprint.registry import get_extractor, parse_spec
-    from training.core.store import Zoo
-
     if threads:
         torch.set_num_threads(threads)
     if module:
@@ -63,17 +61,13 @@ class RayChunks:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int = 1, num_gpus: float = 1.0, max_retries: int = 2):
-        from training.ray_executor import RayExecutor
-
         self._ray = RayExecutor(address=address, num_cpus=num_cpus, max_retries=max_retries, num_gpus=num_gpus)
         self.num_cpus, self.num_gpus, self.max_retries = num_cpus, num_gpus, max_retries
 
     def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None, code=(False, None)) -> list[ChunkResult]:
-        import ray
+        import ray  # deferred: an optional extra, and slow to import
 
-        from training.ray_executor import failure_reason
-
-        self._ray._init()
+        self._ray.start()  # public since training's RayExecutor.start() (was the private _init())
         gpus = self.num_gpus if device.startswith("cuda") else 0
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
                           retry_exceptions=True)(compute_chunk)
@@ -107,7 +101,7 @@ def get_runner(name: str = "local", address: str | None = None):
         return None  # extract's own loop: one chunk of weights in memory at a time
     if name == "ray":
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401 - deferred: an optional extra, and slow to import
         except ImportError:
             raise UserError("--executor ray needs the 'ray' extra: pip install 'basin-fingerprint[ray]'") from None
         return RayChunks(address)

@@ -21,18 +21,38 @@ from typing import Any
 
 import torch
 
+from fingerprint.usercode import (
+    TRUSTED_FACTORIES,
+    build_template,
+    resolve,
+    resolve_factory,
+)
+from training.config import SweepConfig
 from training.core import store as zoo_io
 from training.core.errors import UserError, unknown
+from training.families.module import ModuleFamily
+from training.sweep import build_family, build_task
+from training.tasks import list_tasks
 
 
 @dataclass
 class ProbeSets:
-    """The probe-only "task" of an imported zoo."""
+    """The probe-only "task" of an imported zoo.
+
+    It offers the probe API extractors see through :class:`~fingerprint.batch.TaskView` (the API a
+    task offers too): ``name``, ``input_shape``, ``n_out``, ``layers``, ``probe_names()``,
+    ``probes(name)`` -> inputs ``[n_probes, *input_shape]``, and ``hypotheses()`` -> ``{name:
+    hypothesis}`` for ``causal-ii``, where a hypothesis has ``description``, ``layer``, ``position``,
+    ``k`` and ``sample(n, generator)`` returning (base, source) pairs with their counterfactual labels
+    (``training.tasks.Hypothesis`` is one). ``causal`` holds an imported zoo's hypotheses, if its
+    owner supplies some; by default there are none.
+    """
 
     sets: dict[str, torch.Tensor]
     n_out: int
     name: str = "imported"
     layers: list[str] = field(default_factory=list)
+    causal: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,6 +66,9 @@ class ProbeSets:
             raise unknown("probe set of this imported zoo", name, self.sets)
         return self.sets[name]
 
+    def hypotheses(self) -> dict[str, Any]:
+        return dict(self.causal)
+
 
 def is_imported(zoo: zoo_io.Zoo) -> bool:
     return zoo.manifest.get("source") in ("import", "modules")
@@ -54,8 +77,6 @@ def is_imported(zoo: zoo_io.Zoo) -> bool:
 def family_for(zoo: zoo_io.Zoo):
     """The batched family that runs this zoo's stacked parameters."""
     if is_imported(zoo):
-        from training.families.module import ModuleFamily
-
         spec = zoo.family_spec
         if zoo.module_factory is not None:
             factory = zoo.module_factory
@@ -94,8 +115,6 @@ def untrusted(zoo: zoo_io.Zoo, what: str) -> UserError:
 def _named_factory(zoo: zoo_io.Zoo, spec: str, directory: Any, load: bool = True) -> Any:
     """The factory an imported zoo's manifest names, imported only with the user's consent
     (``load=False``: only check for it)."""
-    from fingerprint.importer import TRUSTED_FACTORIES, resolve, resolve_factory
-
     if spec in TRUSTED_FACTORIES:  # the user named this factory in this process: their own code, found as they found it
         return resolve(spec, "architecture factory") if load else None
     where = f" from '{directory}'" if directory else ""
@@ -113,8 +132,6 @@ def check_task_code(zoo: zoo_io.Zoo, name: str) -> None:
     user, or the zoo is trusted: building it would import a module the zoo names."""
     if ":" not in name or zoo.trust_code:
         return
-    from training.tasks import list_tasks
-
     if name in list_tasks() or name.partition(":")[0] in sys.modules:
         return
     raise untrusted(zoo, f"task '{name}'")
@@ -123,8 +140,6 @@ def check_task_code(zoo: zoo_io.Zoo, name: str) -> None:
 def use_architecture(zoo: zoo_io.Zoo, arch: str) -> None:
     """Run an imported zoo's models with the user's own factory ``arch`` (``module:function``,
     ``--arch``) instead of the one its manifest names; its parameters must match the zoo's."""
-    from fingerprint.importer import build_template, resolve
-
     if not is_imported(zoo):
         raise UserError(f"--arch is for imported zoos; zoo '{zoo.path}' was trained here with the built-in "
                         f"architecture '{zoo.family_spec.get('arch')}'")
@@ -147,9 +162,7 @@ def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
     """
     cache = zoo.__dict__.setdefault("_trained_parts", {})
     if "parts" not in cache:
-        from training.sweep import build_family, build_task, read_manifest_config
-
-        config = read_manifest_config(zoo.path)
+        config = SweepConfig.from_dict(zoo.config)  # the manifest the open zoo already holds
         check_task_code(zoo, config.task.name)
         task = build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
         cache["parts"] = (build_family(config, task), task)

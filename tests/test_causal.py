@@ -188,3 +188,19 @@ def test_regression_iia_counts_outputs_that_move_to_the_counterfactual():
         src = fam.forward(mb.params, test.source)[0][:, :, -1, 0]
         expected = ((src - test.counterfactual).abs() < (src - own).abs()).float().mean(1)
         assert torch.allclose(values[:, i], expected, atol=1e-6), name
+
+
+def test_probe_sets_can_supply_hypotheses(xor_zoo):
+    """causal-ii reads hypotheses only through the probe API: an imported zoo's ProbeSets given the
+    same hypotheses gives the same numbers as the task itself."""
+    from fingerprint.population import ProbeSets
+
+    mb = ModelBatch.from_zoo(xor_zoo).subset([0, 1, 2])
+    task = get_task("xor-cues", {"n_train": 256})
+    probes = ProbeSets({n: task.probes(n) for n in task.probe_names()}, n_out=task.n_out, causal=task.hypotheses())
+    via_probes = ModelBatch(mb.family, mb.params, probes, mb.model_ids)
+    want, _ = causal_ii(mb, steps=5, n_pairs=32, seed=1)
+    got, _ = causal_ii(via_probes, steps=5, n_pairs=32, seed=1)
+    assert torch.equal(want, got)
+    with pytest.raises(UserError, match="task 'imported' declares no causal hypotheses for causal-ii"):
+        causal_ii(ModelBatch(mb.family, mb.params, ProbeSets(probes.sets, n_out=task.n_out), mb.model_ids), steps=1)

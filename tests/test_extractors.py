@@ -407,3 +407,20 @@ def test_auto_chunk_size_follows_model_size():
     assert auto_chunk_size(SimpleNamespace(n_params=20_000)) == CHUNK_WEIGHT_FLOATS // 20_000
     assert auto_chunk_size(SimpleNamespace(n_params=10**7)) == 256
     assert auto_chunk_size(SimpleNamespace(n_params=178), runner=object()) == 256
+
+
+def test_builtins_are_declared_as_entry_points_like_plugins():
+    """pyproject.toml declares every built-in under the plugins' entry-point group, each naming the
+    function its decorator registered: an installed dist lists them the way it lists a plugin's."""
+    from pathlib import Path
+
+    from fingerprint import registry
+    from fingerprint.usercode import resolve
+    from training.config import tomllib  # tomllib, or tomli before Python 3.11
+
+    table = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = table["project"]["entry-points"][registry.ENTRY_POINT_GROUP]
+    builtins = {n: s for n, s in list_extractors().items() if s.source == "builtin"}
+    assert set(declared) == set(builtins)
+    for name, target in declared.items():
+        assert resolve(target, "entry point").__extractor_spec__ is builtins[name]

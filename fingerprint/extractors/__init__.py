@@ -1,3 +1,5 @@
-"""Built-in extractors. Importing this package registers them (see ``fingerprint.registry``)."""
+"""Built-in extractors. Importing this package registers them through ``fingerprint.registry.extractor``,
+the decorator plugins use; pyproject.toml declares the same functions as entry points of the group
+``fingerprint.extractors``, the way a plugin package does (a test keeps the two in step)."""
 
 from fingerprint.extractors import behavioural, causal, mechanistic  # noqa: F401

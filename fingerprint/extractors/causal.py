@@ -26,19 +26,13 @@ from fingerprint.extractors.common import default_layer
 from fingerprint.registry import extractor
 from training.core import seeds as rng
 from training.core.errors import UserError, unknown
+from training.families.base import supports_edit
 
 
 def task_hypotheses(models: Any) -> dict[str, Any]:
-    """The hypotheses the zoo's task declares (``{name: HypothesisInfo}``, through the task view:
-    extractors never hold the task itself); a one-line error naming the tasks that have some."""
-    found = models.task.hypotheses()
-    if found:
-        return dict(found)
-    from training.tasks.base import Task, list_tasks
-
-    have = sorted(name for name, cls in list_tasks().items() if getattr(cls, "hypotheses", None) is not Task.hypotheses)
-    raise UserError(f"task '{models.task.name}' declares no causal hypotheses for causal-ii "
-                    f"(tasks that do: {', '.join(have) or '(none)'})")
+    """The hypotheses the zoo's probe source declares (``{name: HypothesisInfo}``, through the task
+    view: extractors never hold the task itself); a one-line error naming the tasks that have some."""
+    return models.task.hypotheses(required_by="causal-ii")
 
 
 def default_patch_layer(models: Any) -> str:
@@ -149,8 +143,6 @@ def causal_ii(models, layer: str = "", k: int = 0, steps: int = 150, lr: float =
               seed: int = 0):
     """Interchange-intervention accuracy of each task hypothesis after a learned linear alignment
     (distributed alignment search on a k-dim subspace of one layer): [n_models, n_hypotheses]."""
-    from training.families.base import supports_edit
-
     hyps = task_hypotheses(models)
     if not supports_edit(models.family):
         raise UserError(f"causal-ii needs activation patching, which architecture '{models.family.name}' does not offer "
