@@ -27,7 +27,7 @@ from fingerprint.batch import ModelBatch
 from fingerprint.registry import get_extractor, parse_spec
 from training.core.errors import UserError
 from training.core.store import Zoo
-from training.ray_executor import RayExecutor, failure_reason
+from training.executors import RayExecutor, failure_reason
 
 ChunkResult = tuple[np.ndarray, dict[str, Any]]
 
@@ -67,7 +67,7 @@ class RayChunks:
     def map(self, chunks, zoo_dir, spec_text, step, device, on_chunk, module=None, code=(False, None)) -> list[ChunkResult]:
         import ray  # deferred: an optional extra, and slow to import
 
-        self._ray.start()  # public since training's RayExecutor.start() (was the private _init())
+        self._ray.start()
         gpus = self.num_gpus if device.startswith("cuda") else 0
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
                           retry_exceptions=True)(compute_chunk)

@@ -23,7 +23,7 @@ def one(n_cpus: int, models: int, per_shard: int, steps: int, tmp: Path) -> tupl
     from fingerprint.parallel import RayChunks
     from training.config import SweepConfig
     from training.core.store import Zoo
-    from training.ray_executor import RayExecutor
+    from training.executors import RayExecutor
     from training.sweep import run_sweep
 
     cfg = SweepConfig.from_dict({

@@ -150,7 +150,6 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"cannot reach Ray at {self.address}: {_one_line(e)}") from None
 
-    _init = start  # the old private name (fingerprint/parallel.py); use start()
 
     def run(self, zoo_dir, shards: Sequence, device: str, on_done: Callable, on_steps: Callable) -> None:
         import ray  # deferred: the optional extra, and seconds of start-up

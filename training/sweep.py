@@ -43,7 +43,7 @@ from training.shard import train_shard
 __all__ = [
     "DEFAULT_MAX_GB", "DISK_FULL_EXIT", "Executor", "Plan", "PlannedModel", "ShardPlan", "SweepSummary", "build_family",
     "build_task", "check_device", "execute", "get_executor", "make_plan", "planned_bytes", "prepare_zoo",
-    "read_manifest_config", "run_sweep", "train_shard", "validate",
+    "run_sweep", "train_shard", "validate",
 ]
 
 
@@ -153,9 +153,3 @@ def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Exe
     diverged = [m for m, d in zip(zoo.model_ids, zoo.models["diverged"]) if d]
     return SweepSummary(out, n_planned, n_planned - n_done, n_done, time.time() - t0, steps_done, diverged)
 
-
-def read_manifest_config(zoo_dir: Path) -> SweepConfig:
-    """Deprecated: an open zoo already holds its config; use ``SweepConfig.from_dict(zoo.config)``.
-
-    Kept only while ``fingerprint/population.py`` still calls it; nothing in ``training/`` does."""
-    return SweepConfig.from_dict(zoo_io.read_manifest(Path(zoo_dir))["config"])
