@@ -25,7 +25,7 @@ def test_constant_attention_gives_symmetric_gradients_and_softmax_does_not(tmp_p
     """Train tiny populations at attention rate 0 and 1 (p = 13): the paper's contrast on CPU."""
     sym = {}
     for rate in (0.0, 1.0):
-        body = open("fingerprint/configs/modadd-quick.toml").read()
+        body = open("training/configs/modadd-quick.toml").read()
         body = body.replace("attention_rate = 1.0", f"attention_rate = {rate}").replace("init = 6", "init = 3")
         body = body.replace("steps = 1500", "steps = 800")
         cfg_path = tmp_path / f"r{rate}.toml"

@@ -305,7 +305,7 @@ def _as_list(v: Any, where: str) -> list:
 
 
 def builtin_config_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "fingerprint" / "configs"
+    return Path(__file__).resolve().parent / "configs"
 
 
 def builtin_configs() -> dict[str, Path]:

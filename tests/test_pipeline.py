@@ -1,0 +1,96 @@
+"""fingerprint.pipeline: the notebook API is the CLI's pipeline (same files, same numbers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fingerprint import pipeline
+from training.core.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = """
+[fingerprints]
+names = ["ood-outputs", "weight-stats"]
+
+[analysis]
+embedding = "pca"
+n_boot = 4
+n_perm = 19
+n_family_boot = 20
+"""
+
+
+@pytest.fixture
+def run_config(tmp_path: Path, tiny_config) -> Path:
+    """The tiny sweep (conftest) with [fingerprints] and [analysis] sections that keep a run short."""
+    p = tmp_path / "run.toml"
+    p.write_text(tiny_config(mpb=8).read_text() + SECTIONS)
+    return p
+
+
+def test_readme_notebook_example_runs_and_matches_fingerprint_run(tmp_path, run_config):
+    """The README's notebook block, verbatim but for the config, writes what `fingerprint run` writes."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- notebook-example -->")[1].split("```python\n")[1].split("```")[0]
+    assert '"xor-cues-quick"' in block
+    block = block.replace('"xor-cues-quick"', repr(str(run_config)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "ood-outputs" in res.stdout and "weight-stats" in res.stdout
+    nb = json.loads((tmp_path / "runs/xor/summary.json").read_text())
+
+    cli = subprocess.run([sys.executable, "-m", "fingerprint.cli", "run", str(run_config), "-o", str(tmp_path / "cli")],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    ref = json.loads((tmp_path / "cli/summary.json").read_text())
+    keep = ("fingerprint", "n_clusters", "deep_ami", "noise_ami", "verdict", "label_free_verdict")
+    assert [{k: r[k] for k in keep} for r in nb["scorecard"]] == [{k: r[k] for k in keep} for r in ref["scorecard"]]
+    assert (tmp_path / "cli/report.html").exists() and (tmp_path / "runs/xor/report.html").exists()
+
+
+def test_run_config_checks_every_section_before_training(tmp_path, run_config):
+    RUN = run_config.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(RUN.replace('names = ["ood-outputs", "weight-stats"]', 'names = ["ood-outputs", "ood-outputs"]'))
+    with pytest.raises(UserError, match="'fingerprints.names' lists 'ood-outputs' twice"):
+        pipeline.RunConfig.load(bad)
+    bad.write_text(RUN.replace('embedding = "pca"', 'embedding = "tsne"'))
+    with pytest.raises(UserError, match="analysis.embedding"):  # analysis/'s ValueError, as a one-line error
+        pipeline.RunConfig.load(bad)
+    bad.write_text(RUN.replace('n_boot = 4', 'n_boot = "four"'))
+    with pytest.raises(UserError, match="config key 'analysis.n_boot' must be int"):  # the one validator
+        pipeline.RunConfig.load(bad)
+    assert not (tmp_path / "zoo").exists()
+
+
+class Recorder(pipeline.Progress):
+    def __init__(self):
+        self.events = []
+
+    def stage(self, index, total, title, detail=""):
+        self.events.append(("stage", index, title))
+
+    def shard_finished(self, n_models):
+        self.events.append(("shard", n_models))
+
+    def extracted(self, results):
+        self.events.append(("extracted", len(results)))
+
+
+def test_run_reports_progress_and_resume_reuses_everything(tmp_path, run_config):
+    cfg = pipeline.RunConfig.load(run_config)
+    rec = Recorder()
+    result = pipeline.run(cfg, tmp_path / "r", progress=rec)
+    stages = [e for e in rec.events if e[0] == "stage"]
+    assert stages == [("stage", 1, "sweep"), ("stage", 2, "fingerprints"), ("stage", 3, "basins and scorecard")]
+    assert sum(e[1] for e in rec.events if e[0] == "shard") == len(pipeline.open_zoo(tmp_path / "r" / "zoo"))
+    assert ("extracted", 2) in rec.events
+    again = pipeline.run(cfg, tmp_path / "r", resume=True)  # nothing to train, fingerprints cached, analysis stored
+    assert json.dumps(again["scorecard"], sort_keys=True, default=str) == json.dumps(result["scorecard"], sort_keys=True, default=str)
