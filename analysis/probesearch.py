@@ -12,10 +12,13 @@ score far higher).
 
 :func:`cross_fit` is the guard against the null. Chance bimodality among a few families is easy
 to find when thousands of inputs are searched, so the families are split into two halves (seeded);
-the top inputs of half A are tested on half B against the B-scores of the inputs A did not select
-(a rank p-value: under the null, where A's ranking carries no information about B, a selected input
-is one more draw from that reference), and vice versa; the p-values of both directions go through
-one Benjamini-Hochberg correction, and only the inputs that replicate are kept. On a population
+the top inputs of half A are tested on half B, and vice versa; the p-values of both directions go
+through one Benjamini-Hochberg correction, and only the inputs that replicate are kept. The
+replication null (``null=``): ``gaussian-set`` (default) scores the selected inputs together on the
+other half (first principal direction of their stacked outputs) against a hierarchical Gaussian with
+that projection's own between- and within-family variances (no camps); ``sets``: against random sets
+of as many unselected inputs (robust to non-Gaussian init noise, but blind to a deep difference that
+shows on most inputs); ``gaussian`` / ``candidates``: each input alone (weak with few families). On a population
 with no deep difference nothing should be kept (``tests/test_probesearch.py`` measures it).
 
 Arrays in, dataclasses out; invalid input raises :class:`~analysis.errors.AnalysisError`.
