@@ -420,6 +420,8 @@ def render(result: dict[str, Any], provenance: dict[str, Any] | None = None,
     to its ``[n, n]`` matrix (rows in that fingerprint's ``model_ids`` order) for the dendrogram and
     heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, ami}``.
     """
+    if not isinstance(result, dict):  # transitional: the page still reads the JSON form
+        result = result.to_dict()
     provenance = provenance or {}
     settings = result.get("settings") or {}
     th = settings.get("thresholds") or {}
