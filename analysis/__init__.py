@@ -1,5 +1,7 @@
 """Analysis: clustering fingerprints into basins, the deep-vs-noise scorecard, and reports.
 
-Pure functions on arrays (no file I/O, no imports of training/ or the extractors); the pipeline in
-``fingerprint.cli.analyze`` glues them to zoos.
+Functions on arrays (no file I/O, no imports of training/ or fingerprint/): ``options`` (what to
+do), ``scorecard`` (:func:`~analysis.scorecard.analyze`), ``calibration`` (intervals, verdicts),
+``results`` (the typed :class:`~analysis.results.AnalysisResult` and ``summary.json``), ``report``
+(HTML from ``templates/``, pictures from ``plots``). :mod:`fingerprint.pipeline` glues them to zoos.
 """

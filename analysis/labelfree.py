@@ -19,7 +19,8 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   the within-family residuals, against Gaussian members with the pooled within-family covariance,
   centred per family exactly as the data are.
 
-:func:`decide` turns the raw p-values of several fingerprints into verdicts after a
+The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
+:mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
 Benjamini-Hochberg correction across all of them. Functions take arrays and return dataclasses;
 invalid input raises ``ValueError``. ``docs/scorecard.md`` ("Without ground truth") explains the
 verdicts; ``tests/test_labelfree.py`` measures the false "deep" rate on null populations.
@@ -27,18 +28,28 @@ verdicts; ``tests/test_labelfree.py`` measures the false "deep" rate on null pop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.stats import false_discovery_control
 
+from analysis.resampling import (
+    MAX_MODELS,
+    MIN_FAMILIES,
+    family_bootstrap,
+    family_permutation_p,
+    family_sample,
+    member_permutation_p,
+)
+from analysis.resampling import family_codes as _codes
 from analysis.verdicts import LABEL_FREE
+
+__all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
+           "LabelFreeResult", "cluster_index", "pseudo_f", "label_free", "decide", "VERDICTS", "SENTENCES"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
-MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
-MAX_MODELS = 4000  # larger populations: the tests, intervals and p-values use a random sample of whole families
 NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL_CHUNK x n x dims floats)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
@@ -154,11 +165,6 @@ def _gaussian_like(x: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarra
     return rng.standard_normal((b, *x.shape)) * sd
 
 
-def _codes(values: Sequence) -> tuple[np.ndarray, list[str]]:
-    names, inv = np.unique(np.asarray([str(v) for v in values], dtype=object), return_inverse=True)
-    return inv.astype(int), [str(v) for v in names]
-
-
 def _centroids(x: np.ndarray, codes: np.ndarray, n_fam: int) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(codes, minlength=n_fam).astype(np.float64)
     sums = np.zeros((n_fam, x.shape[1]))
@@ -176,18 +182,6 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
     if n - n_fam <= 0 or ssw <= 0:
         return float("inf") if ssb > 0 else 0.0
     return (ssb / (n_fam - 1)) / (ssw / (n - n_fam))
-
-
-def family_sample(family: Sequence, max_models: int = MAX_MODELS, random_state: int = 0) -> np.ndarray | None:
-    """Rows ``[m]`` of a random sample of whole families holding at most ``max_models`` models (in
-    population order), or ``None`` when the population is that small already."""
-    codes, names = _codes(family)
-    if len(codes) <= max_models:
-        return None
-    sizes = np.bincount(codes)
-    order = np.random.default_rng(random_state).permutation(len(names))
-    keep = order[np.cumsum(sizes[order]) <= max_models]
-    return np.flatnonzero(np.isin(codes, keep))
 
 
 def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8
@@ -333,78 +327,3 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
         out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=SENTENCES[v]))
     return out
-
-
-# -- intervals and permutation p-values with families as units -------------------------------------
-def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], family: Sequence, n_boot: int = 200,
-                     random_state: int = 0, level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile interval of ``stat(rows, draw)`` over bootstrap samples that draw whole init
-    families with replacement: ``rows`` index the population (a family's members together) and
-    ``draw [len(rows)]`` numbers the draws, so a family drawn twice counts as two families.
-    ``None`` when fewer than :data:`MIN_FAMILIES` families, or when the statistic is undefined in
-    more than half of the samples."""
-    codes, names = _codes(family)
-    if len(names) < MIN_FAMILIES:
-        return None
-    members = [np.flatnonzero(codes == f) for f in range(len(names))]
-    rng = np.random.default_rng(random_state)
-    vals = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        rows = np.concatenate([members[j] for j in pick])
-        draw = np.repeat(np.arange(len(pick)), [len(members[j]) for j in pick])
-        v = stat(rows, draw)
-        if v is not None and np.isfinite(v):
-            vals.append(float(v))
-    if len(vals) < n_boot / 2:
-        return None
-    a = (1 - level) / 2
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
-
-
-def family_permutation_p(stat: Callable[[np.ndarray], float | None], labels: Sequence, family: Sequence,
-                         n_perm: int = 199, random_state: int = 0) -> float | None:
-    """One-sided permutation p-value of ``stat(labels) >= observed`` where labels move between
-    families as whole blocks: each family takes the label vector of another family of the same size
-    (its members' order shuffled), so a label's dependence on lineage is kept under the null."""
-    lab = np.asarray([str(v) for v in labels], dtype=object)
-    obs = stat(lab)
-    if obs is None:
-        return None
-    codes, names = _codes(family)
-    members = [np.flatnonzero(codes == f) for f in range(len(names))]
-    by_size: dict[int, list[int]] = {}
-    for f, m in enumerate(members):
-        by_size.setdefault(len(m), []).append(f)
-    rng = np.random.default_rng(random_state)
-    hits = 0
-    for _ in range(n_perm):
-        perm = lab.copy()
-        for fams in by_size.values():
-            for f, g in zip(fams, rng.permutation(fams)):
-                perm[members[f]] = lab[rng.permutation(members[g])]
-        v = stat(perm)
-        hits += v is not None and v >= obs
-    return float((1 + hits) / (n_perm + 1))
-
-
-def member_permutation_p(stat: Callable[[np.ndarray], float | None], family: Sequence, within: Sequence | None = None,
-                         n_perm: int = 199, random_state: int = 0) -> float | None:
-    """One-sided permutation p-value of ``stat(family) >= observed`` with members moved across
-    families (inside each group of ``within``, e.g. each true basin): the null that the family a
-    model came from does not matter."""
-    fam = np.asarray([str(v) for v in family], dtype=object)
-    obs = stat(fam)
-    if obs is None:
-        return None
-    groups = np.zeros(len(fam), int) if within is None else _codes(within)[0]
-    idx = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    rng = np.random.default_rng(random_state)
-    hits = 0
-    for _ in range(n_perm):
-        perm = fam.copy()
-        for ix in idx:
-            perm[ix] = fam[rng.permutation(ix)]
-        v = stat(perm)
-        hits += v is not None and v >= obs
-    return float((1 + hits) / (n_perm + 1))

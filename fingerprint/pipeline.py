@@ -31,7 +31,8 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.report import render
-from analysis.scorecard import AnalysisOptions, FingerprintInput, summary
+from analysis.results import AnalysisResult, summary
+from analysis.scorecard import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.parallel import get_runner
@@ -238,41 +239,44 @@ def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
             "config": zoo.config, "report_created": time.time(), **(extra or {})}
 
 
-def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT) -> dict:
+def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT
+            ) -> AnalysisResult:
     """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``)."""
     with progress.analysing(), analysis_errors():
         result = analyze_inputs(inputs, dict(zoo.models.columns), opts)
-    result["keys"] = sorted(str(f.meta.get("key")) for f in inputs)
-    result["options"] = opts.to_dict()
-    zoo.save_result("basins", result)
+    result.keys = sorted(str(f.meta.get("key")) for f in inputs)
+    result.options = opts.to_dict()
+    zoo.save_result("basins", result.to_dict())
     zoo.save_result("scorecard", summary(result, provenance(zoo)))
     return result
 
 
-def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> dict | None:
+def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
     """The stored analysis if it was made with the same options from the same cached fingerprints."""
     res = zoo.load_result("basins")
     if not res or any(f.error for f in inputs):
         return None
     want = sorted(str(f.meta.get("key")) for f in inputs)
-    return res if res.get("keys") == want and res.get("options") == opts.to_dict() else None
+    if res.get("keys") != want or res.get("options") != opts.to_dict():
+        return None
+    return AnalysisResult.from_dict(res)
 
 
-def distance_matrices(inputs: list[FingerprintInput], result: dict) -> dict[str, np.ndarray]:
+def distance_matrices(inputs: list[FingerprintInput], result: AnalysisResult) -> dict[str, np.ndarray]:
     """Square distance fingerprints re-indexed to the analysed models (for dendrograms / heat-maps)."""
     out = {}
-    by = {str(r["fingerprint"]): r for r in result.get("fingerprints", [])}
+    by = {str(r.fingerprint): r for r in result.fingerprints}
     for f in inputs:
         r = by.get(f.name)
-        if r is None or f.values is None or not r.get("distances") or not r.get("model_ids"):
+        if r is None or f.values is None or not r.distances or not r.model_ids:
             continue
         pos = {m: i for i, m in enumerate(f.model_ids)}
-        idx = np.asarray([pos[m] for m in r["model_ids"]], int)
+        idx = np.asarray([pos[m] for m in r.model_ids], int)
         out[f.name] = np.asarray(f.values, dtype=np.float64)[np.ix_(idx, idx)]
     return out
 
 
-def write_report(zoo: Zoo, result: dict, inputs: list[FingerprintInput], html_path: str | Path,
+def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None) -> None:
     """The self-contained HTML report, and ``summary.json`` (both written whole or not at all)."""
     prov = provenance(zoo, extra_provenance)

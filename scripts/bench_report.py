@@ -48,7 +48,7 @@ def main() -> None:
     for name, calibrate in (("plain", False), ("calibrated", True)):
         opts = AnalysisOptions(embedding=args.embedding, calibrate=calibrate)
         t = time.perf_counter()
-        res = analyze(fps, table, opts)
+        res = analyze(fps, table, opts).to_dict()
         times[name] = time.perf_counter() - t
         assert not any(r["error"] for r in res["scorecard"]), [r["error"] for r in res["scorecard"]]
     out = {"models": args.models, "fingerprints": args.fps, "seconds_plain": round(times["plain"], 2),

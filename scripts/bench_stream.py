@@ -173,7 +173,7 @@ def analyse(args: argparse.Namespace, zoo_dir: Path) -> dict:
     zoo.models.columns[LABEL] = np.asarray(["low", "mid", "high"], dtype=object)[
         np.digitize(agree, np.quantile(agree, [1 / 3, 2 / 3]))]
     opts = analysis_options(None, n_boot=args.n_boot, embedding=args.embedding, label=LABEL)
-    result = analyze_zoo(zoo, inputs, opts)
+    result = analyze_zoo(zoo, inputs, opts).to_dict()
     per_fp = {r["fingerprint"]: {"seconds": r.get("seconds"), "k": r.get("k"), "embedding": r.get("embedding_method"),
                                  "error": r.get("error"), "approximations": r.get("approximations")}
               for r in result["fingerprints"]}

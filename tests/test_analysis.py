@@ -275,45 +275,45 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
     res = sc.analyze(_fps(), _table(), FAST)
-    rows = {r["fingerprint"]: r for r in res["scorecard"]}
-    assert all(set(r) == ROW_KEYS for r in rows.values())
-    assert rows["deep"]["verdict"] == "tracks deep differences"
-    assert rows["deep"]["deep_ami"] == 1.0 and rows["deep"]["noise_ami"] == 0.0 and rows["deep"]["n_clusters"] == 2
-    assert rows["noise"]["verdict"] == "tracks initialization noise"
-    assert rows["noise"]["deep_ami"] < 0.05 and rows["noise"]["noise_ami"] == 1.0
-    assert rows["noise"]["probe_auroc"] < 0.85
-    assert rows["noise"]["lineage_nn"] == 1.0 and rows["noise"]["lineage_nn_chance"] < 0.35
-    assert rows["both"]["verdict"] == "tracks both" and rows["both"]["n_clusters"] == 8
-    assert rows["flat"]["verdict"] == "uninformative" and rows["flat"]["n_clusters"] == 1
+    rows = {r.fingerprint: r for r in res.scorecard}
+    assert all(set(r.to_dict()) == ROW_KEYS for r in rows.values())
+    assert rows["deep"].verdict == "tracks deep differences"
+    assert rows["deep"].deep_ami == 1.0 and rows["deep"].noise_ami == 0.0 and rows["deep"].n_clusters == 2
+    assert rows["noise"].verdict == "tracks initialization noise"
+    assert rows["noise"].deep_ami < 0.05 and rows["noise"].noise_ami == 1.0
+    assert rows["noise"].probe_auroc < 0.85
+    assert rows["noise"].lineage_nn == 1.0 and rows["noise"].lineage_nn_chance < 0.35
+    assert rows["both"].verdict == "tracks both" and rows["both"].n_clusters == 8
+    assert rows["flat"].verdict == "uninformative" and rows["flat"].n_clusters == 1
     for name in ("deep", "noise", "both"):
-        assert rows[name]["consensus_k"] == rows[name]["n_clusters"] and rows[name]["stability"] > 0.95
-    assert rows["noise"]["aligns_with"] == "init_seed"
-    full = {r["fingerprint"]: r for r in res["fingerprints"]}
-    assert full["noise"]["scores"]["noise_ami_per_basin"] == {"rule_a": 1.0, "rule_b": 1.0}
-    assert full["deep"]["confusion"]["counts"] in ([[18, 0], [0, 18]], [[0, 18], [18, 0]])
-    assert res["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
+        assert rows[name].consensus_k == rows[name].n_clusters and rows[name].stability > 0.95
+    assert rows["noise"].aligns_with == "init_seed"
+    full = {r.fingerprint: r for r in res.fingerprints}
+    assert full["noise"].scores["noise_ami_per_basin"] == {"rule_a": 1.0, "rule_b": 1.0}
+    assert full["deep"].confusion["counts"] in ([[18, 0], [0, 18]], [[0, 18], [18, 0]])
+    assert res.settings["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
 
 
 def test_a_k_at_the_cap_is_flagged_as_a_ceiling():
     """Six separated blobs with k_max = 4: the chosen k is the cap, flagged; with room (k_max 8), or
     with k fixed by the user, it is not."""
     both = [f for f in _fps() if f.name == "both"]
-    (capped,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4))["scorecard"]
-    assert capped["n_clusters"] == 4 and capped["k_at_cap"] is True
-    (free,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=10))["scorecard"]
-    assert free["n_clusters"] == 8 and free["k_at_cap"] is False
-    (fixed,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4, k=4))["scorecard"]
-    assert fixed["k_at_cap"] is False
+    (capped,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4)).scorecard
+    assert capped.n_clusters == 4 and capped.k_at_cap is True
+    (free,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=10)).scorecard
+    assert free.n_clusters == 8 and free.k_at_cap is False
+    (fixed,) = sc.analyze(both, _table(), FAST.replace(n_boot=0, k_max=4, k=4)).scorecard
+    assert fixed.k_at_cap is False
 
 
 def test_probe_alone_makes_a_binary_label_deep():
     x = np.random.default_rng(1).normal(size=(36, 10))
     x[:, 0] += 3.5 * BASIN  # linearly readable, but no cluster structure
     (row,) = sc.analyze([sc.FingerprintInput("weak", x, [f"m{i}" for i in range(36)])], _table(),
-                        FAST.replace(n_boot=0))["scorecard"]
-    assert row["n_clusters"] == 1 and row["deep_ami"] == 0.0
-    assert row["probe_auroc"] >= 0.85 and row["verdict"] == "tracks deep differences"
-    assert row["reason"].startswith("probe AUROC")
+                        FAST.replace(n_boot=0)).scorecard
+    assert row.n_clusters == 1 and row.deep_ami == 0.0
+    assert row.probe_auroc >= 0.85 and row.verdict == "tracks deep differences"
+    assert row.reason.startswith("probe AUROC")
 
 
 def test_parent_families_count_as_noise():
@@ -327,28 +327,28 @@ def test_parent_families_count_as_noise():
     ids = [f"m{i}" for i in range(36)]
     x = blobs(roots, d=12, seed=4)
     res = sc.analyze([sc.FingerprintInput("parents", x, ids)], table, FAST.replace(k_max=14, n_boot=0))
-    (row,), (full,) = res["scorecard"], res["fingerprints"]
-    assert row["noise_ami"] is None  # no init-seed family has two members
-    assert row["parent_noise_ami"] == 1.0 and full["noise_score"] == 1.0
-    assert row["parent_nn"] == 1.0
-    assert row["verdict"] == "tracks both"  # 12 root-family clusters refine the 2 basins: deep AMI >= 0.3 too
-    assert row["deep_ami"] >= 0.3
+    (row,), (full,) = res.scorecard, res.fingerprints
+    assert row.noise_ami is None  # no init-seed family has two members
+    assert row.parent_noise_ami == 1.0 and full.noise_score == 1.0
+    assert row.parent_nn == 1.0
+    assert row.verdict == "tracks both"  # 12 root-family clusters refine the 2 basins: deep AMI >= 0.3 too
+    assert row.deep_ami >= 0.3
 
 
 def test_without_ground_truth_clusters_stability_and_alignment_remain():
     res = sc.analyze(_fps(), _table(deep=False), FAST)
-    assert res["settings"]["label"] is None
-    rows = {r["fingerprint"]: r for r in res["scorecard"]}
+    assert res.settings["label"] is None
+    rows = {r.fingerprint: r for r in res.scorecard}
     for r in rows.values():
-        assert r["verdict"] == sc.NO_TRUTH and r["deep_ami"] is None and r["probe_auroc"] is None
-        assert r["n_clusters"] >= 1 and r["stability"] is not None
-    assert rows["noise"]["n_clusters"] == 4 and rows["noise"]["aligns_with"] == "init_seed"
-    assert rows["noise"]["noise_ami"] == 1.0  # the whole population is one basin
-    assert rows["deep"]["n_clusters"] == 2 and rows["deep"]["aligns_with"] is None
-    full = {r["fingerprint"]: r for r in res["fingerprints"]}
-    assert full["noise"]["alignment"]["init_seed"] == 1.0 and full["noise"]["confusion"] is None
+        assert r.verdict == sc.NO_TRUTH and r.deep_ami is None and r.probe_auroc is None
+        assert r.n_clusters >= 1 and r.stability is not None
+    assert rows["noise"].n_clusters == 4 and rows["noise"].aligns_with == "init_seed"
+    assert rows["noise"].noise_ami == 1.0  # the whole population is one basin
+    assert rows["deep"].n_clusters == 2 and rows["deep"].aligns_with is None
+    full = {r.fingerprint: r for r in res.fingerprints}
+    assert full["noise"].alignment["init_seed"] == 1.0 and full["noise"].confusion is None
     # an explicit empty label is the same
-    assert sc.analyze(_fps()[:1], _table(), FAST.replace(label=""))["scorecard"][0]["verdict"] == sc.NO_TRUTH
+    assert sc.analyze(_fps()[:1], _table(), FAST.replace(label="")).scorecard[0].verdict == sc.NO_TRUTH
 
 
 def test_unknown_columns_are_errors_naming_the_valid_ones():
@@ -367,21 +367,21 @@ def test_a_broken_fingerprint_fails_alone_and_diverged_models_are_left_out():
     table = _table()
     table["diverged"] = np.arange(36) == 5
     res = sc.analyze(fps, table, FAST)
-    rows = {r["fingerprint"]: r for r in res["scorecard"]}
-    assert rows["broken"]["verdict"] == sc.FAILED and "NaN" in rows["broken"]["error"]
-    assert rows["deep"]["verdict"] == "tracks deep differences" and rows["deep"]["n_models"] == 35
-    assert {r["fingerprint"]: r["excluded"] for r in res["fingerprints"] if "excluded" in r}["deep"] == ["m5"]
+    rows = {r.fingerprint: r for r in res.scorecard}
+    assert rows["broken"].verdict == sc.FAILED and "NaN" in rows["broken"].error
+    assert rows["deep"].verdict == "tracks deep differences" and rows["deep"].n_models == 35
+    assert {r.fingerprint: r.excluded for r in res.fingerprints if r.analysed}["deep"] == ["m5"]
     assert sc.summary(res)["n_failed"] == 1
 
 
 def test_combined_fingerprints_in_the_scorecard():
     fps = _fps()
     res = sc.analyze(fps, _table(), FAST.replace(combine=[["deep", "noise"], ["deep", "nope"]]))
-    rows = {r["fingerprint"]: r for r in res["scorecard"]}
-    assert rows["deep+noise"]["error"] is None and rows["deep+noise"]["n_models"] == 36
-    assert rows["deep+noise"]["extractor"] == "combined"
-    assert rows["deep+nope"]["verdict"] == sc.FAILED
-    assert "cannot combine: no fingerprint 'nope'" in rows["deep+nope"]["error"]
+    rows = {r.fingerprint: r for r in res.scorecard}
+    assert rows["deep+noise"].error is None and rows["deep+noise"].n_models == 36
+    assert rows["deep+noise"].extractor == "combined"
+    assert rows["deep+nope"].verdict == sc.FAILED
+    assert "cannot combine: no fingerprint 'nope'" in rows["deep+nope"].error
 
 
 def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
@@ -458,3 +458,45 @@ def test_summary_keys_are_pinned():
     assert list(s) == SUMMARY_KEYS
     assert list(s["scorecard"][0]) == SUMMARY_ROW_KEYS
     assert list(s["fingerprints"][0]) == FP_KEYS
+
+
+BASINS_KEYS = ["version", "created", "settings", "n_models", "fingerprints", "scorecard"]
+FULL_FP_KEYS = [k for k in FP_KEYS if k not in ("seconds", "verdict", "reason", "label_free", "significant", "assignments")] \
+    [:19] + ["model_ids", "clusters", "embedding", "label_values", "lineage_values"] + \
+    [k for k in FP_KEYS if k not in ("assignments",)][19:]
+
+
+def test_analysis_result_round_trips_through_its_json_form():
+    """``AnalysisResult.to_dict()`` is ``results/basins.json`` (keys pinned, in order) and
+    ``from_dict`` reads it back, failed fingerprints (before and during clustering) included."""
+    import json
+
+    from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
+
+    fps = _fps()[:1]
+    bad = fps[0].values.copy()
+    bad[3, 0] = np.nan
+    fps += [sc.FingerprintInput("broken", bad, fps[0].model_ids), sc.FingerprintInput("none", None, [], error="boom")]
+    res = sc.analyze(fps, _table(), FAST.replace(n_boot=2))
+    assert isinstance(res, AnalysisResult) and all(isinstance(r, FingerprintResult) for r in res.fingerprints)
+    assert all(isinstance(r, ScorecardRow) for r in res.scorecard)
+    d = res.to_dict()
+    assert list(d) == BASINS_KEYS
+    ok, broken, none = d["fingerprints"]
+    assert list(ok) == FULL_FP_KEYS
+    assert list(broken) == FP_KEYS[:9] + ["verdict", "reason", "traceback", "seconds"]
+    assert list(none) == FP_KEYS[:9] + ["verdict", "reason"]
+    assert all(list(r) == SUMMARY_ROW_KEYS for r in d["scorecard"])
+    res.keys, res.options = ["k"], FAST.to_dict()  # what the pipeline adds
+    stored = json.loads(json.dumps(res.to_dict()))
+    back = AnalysisResult.from_dict(stored)
+    assert back.to_dict() == stored and list(back.to_dict()) == BASINS_KEYS + ["keys", "options"]
+    assert [list(r) for r in back.to_dict()["fingerprints"]] == [list(r) for r in stored["fingerprints"]]
+    assert back.fingerprint("deep").clusters == res.fingerprint("deep").clusters
+    assert sc.summary(back) == json.loads(json.dumps(sc.summary(res)))
+    # a result stored without the scorecard list (or with keys this version does not know) still loads
+    del stored["scorecard"]
+    stored["fingerprints"][0]["future_key"] = 1
+    again = AnalysisResult.from_dict(stored)
+    assert [r.to_dict() for r in again.scorecard] == d["scorecard"]
+    assert again.to_dict()["fingerprints"][0]["future_key"] == 1

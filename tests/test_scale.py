@@ -19,7 +19,7 @@ from analysis import metrics as mt
 from analysis import reduce as rd
 from analysis import report as rp
 from analysis import scorecard as sc
-from training.core.errors import UserError
+from analysis.errors import AnalysisError
 
 BIG = 30000
 
@@ -130,7 +130,7 @@ def test_silhouette_of_a_large_population_uses_a_fixed_sample():
 def test_agglomerative_on_a_huge_feature_fingerprint_is_a_one_line_error(big):
     _, _, x = big
     for method in ("agglomerative", "agglomerative-complete"):
-        with pytest.raises(UserError) as e:
+        with pytest.raises(AnalysisError) as e:  # analysis/ raises its own one-line ValueError
             cl.cluster(x, method)
         msg = str(e.value)
         assert "\n" not in msg and f"at most {cl.AGGLOMERATIVE_MAX} models" in msg
@@ -197,16 +197,16 @@ def test_analysis_of_30000_models_is_sampled_and_memory_bounded(big):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    (row,), (full,) = res["scorecard"], res["fingerprints"]
-    assert row["error"] is None, full.get("traceback")
+    (row,), (full,) = res.scorecard, res.fingerprints
+    assert row.error is None, full.traceback
     # an n x n float64 matrix would be 7.2 GB; the fingerprint itself is 4.8 MB of float32
     assert peak < 400e6, f"peak traced memory {peak / 1e6:.0f} MB"
-    assert row["n_clusters"] == 3 and row["deep_ami"] == 1.0 and row["consensus_k"] == 3
-    assert row["lineage_nn"] > 0.99 and row["lineage_nn_chance"] == pytest.approx(1 / (BIG // 3 - 1))
-    assert adjusted_rand_score(basin, full["clusters"]) == 1.0
-    assert all(basin[int(b["exemplar"][1:])] == basin[np.asarray(full["clusters"]) == b["cluster"]][0]
-               for b in full["basins"])
-    notes = " ".join(full["approximations"])
+    assert row.n_clusters == 3 and row.deep_ami == 1.0 and row.consensus_k == 3
+    assert row.lineage_nn > 0.99 and row.lineage_nn_chance == pytest.approx(1 / (BIG // 3 - 1))
+    assert adjusted_rand_score(basin, full.clusters) == 1.0
+    assert all(basin[int(b["exemplar"][1:])] == basin[np.asarray(full.clusters) == b["cluster"]][0]
+               for b in full.basins)
+    notes = " ".join(full.approximations)
     for what in ("silhouette", "bootstrap", "exemplar", "lineage 1-NN"):
         assert what in notes
     html = rp.render(res)

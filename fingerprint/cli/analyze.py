@@ -47,7 +47,7 @@ def cluster_cmd(
         result = pipeline.analyze(zoo, inputs, opts, progress)
     print_scorecard(result)
     console.print(f"stored in [bold]{esc(str(zoo.path / 'results' / 'basins.json'))}[/]")
-    if any(r.get("error") for r in result["scorecard"]):
+    if any(r.error for r in result.scorecard):
         raise typer.Exit(1)
 
 

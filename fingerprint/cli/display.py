@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from analysis import verdicts
+from analysis.results import AnalysisResult
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
@@ -148,10 +149,10 @@ def _verdict(v: Any, short: bool = True) -> str:
     return f"[{st.rich}]{esc(st.short if short else v)}[/]"
 
 
-def print_scorecard(result: dict) -> None:
-    settings = result.get("settings") or {}
-    t = Table(title=f"scorecard: {result.get('n_models')} models, ground truth {esc(settings.get('label') or 'none')}, lineage "
-                    f"{esc(settings.get('lineage'))}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
+def print_scorecard(result: AnalysisResult) -> None:
+    settings = result.settings
+    t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
+                    f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                       "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
               caption_justify="left")
@@ -160,52 +161,52 @@ def print_scorecard(result: dict) -> None:
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
                      min_width={"fingerprint": 18}.get(col))
     name_width = max(18, console.width - 62)  # what the seven number and two verdict columns leave
-    for r in result["scorecard"]:
-        nn = "–" if r.get("lineage_nn") is None else f"{r['lineage_nn']:.2f}/{r['lineage_nn_chance']:.2f}"
-        noise = r.get("noise_ami")
-        if r.get("parent_noise_ami") is not None and (noise is None or r["parent_noise_ami"] > noise):
-            noise = r["parent_noise_ami"]
-        t.add_row(_breakable(str(r["fingerprint"]), name_width) + (" (sup.)" if r.get("supervised") else ""), _num(r.get("n_clusters")),
-                  _num(r.get("stability")), _num(r.get("deep_ami")), _num(r.get("probe_auroc")), _num(noise), nn,
-                  _verdict(r["verdict"]), _verdict(r.get("label_free_verdict")))
+    for r in result.scorecard:
+        nn = "–" if r.lineage_nn is None else f"{r.lineage_nn:.2f}/{r.lineage_nn_chance:.2f}"
+        noise = r.noise_ami
+        if r.parent_noise_ami is not None and (noise is None or r.parent_noise_ami > noise):
+            noise = r.parent_noise_ami
+        t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else ""), _num(r.n_clusters),
+                  _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), nn,
+                  _verdict(r.verdict), _verdict(r.label_free_verdict))
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = initialization "
                   "noise only, none = no structure (docs/scorecard.md)", style="dim")
-    capped = [str(r["fingerprint"]) for r in result["scorecard"] if r.get("k_at_cap") and not r.get("error")]
+    capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
                       "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores)",
                       style="yellow", highlight=False, markup=False)
-    for r in result["scorecard"]:
-        if r.get("error"):
-            err_console.print(f"[bold red]failed:[/] {esc(str(r['fingerprint']))}: {esc(str(r['error']))}", highlight=False, soft_wrap=True)
+    for r in result.scorecard:
+        if r.error:
+            err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
 
 
 def print_basins(zoo: Any) -> None:
     """The basins and scorecard sections of ``inspect`` (from ``results/basins.json``, if any)."""
-    res = zoo.load_result("basins")
-    if not res or "fingerprints" not in res:
+    stored = zoo.load_result("basins")
+    if not stored or "fingerprints" not in stored:
         return
-    settings = res.get("settings") or {}
-    t = Table(title=f"basins (results/basins.json; ground truth {esc(settings.get('label') or 'none')}, "
-                    f"lineage {esc(settings.get('lineage'))})")
+    res = AnalysisResult.from_dict(stored)
+    t = Table(title=f"basins (results/basins.json; ground truth {esc(res.label or 'none')}, "
+                    f"lineage {esc(res.lineage)})")
     for col in ("fingerprint", "k", "basin sizes", "exemplars (medoids)", "stability"):
         t.add_column(col)
-    for r in res["fingerprints"]:
-        if r.get("error"):
-            t.add_row(esc(str(r["fingerprint"])), "–", f"[red]failed: {esc(str(r['error']))}[/]", "", "")
+    for r in res.fingerprints:
+        if r.error:
+            t.add_row(esc(str(r.fingerprint)), "–", f"[red]failed: {esc(str(r.error))}[/]", "", "")
             continue
-        basins = r.get("basins") or []
-        t.add_row(esc(str(r["fingerprint"])), _num(r.get("k")), ", ".join(str(b["size"]) for b in basins),
+        basins = r.basins or []
+        t.add_row(esc(str(r.fingerprint)), _num(r.k), ", ".join(str(b["size"]) for b in basins),
                   esc("; ".join(f"{b['cluster']}: {b['exemplar']}" for b in basins[:6])) + (" ..." if len(basins) > 6 else ""),
-                  _num((r.get("bootstrap") or {}).get("stability")))
+                  _num((r.bootstrap or {}).get("stability")))
     console.print(t)
     s = Table(title="scorecard")
     for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage 1-NN", "verdict"):
         s.add_column(col)
-    for r in res.get("scorecard", []):
-        s.add_row(esc(str(r["fingerprint"])), _num(r.get("deep_ami")), _num(r.get("probe_auroc")), _num(r.get("noise_ami")),
-                  _num(r.get("parent_noise_ami")), _num(r.get("lineage_nn")), _verdict(r.get("verdict"), short=False))
+    for r in res.scorecard:
+        s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
+                  _num(r.parent_noise_ami), _num(r.lineage_nn), _verdict(r.verdict, short=False))
     console.print(s)

@@ -1,0 +1,149 @@
+"""Calibration and decisions: family-level intervals and p-values of a fingerprint's scores, and
+the verdicts of all fingerprints at once (Benjamini-Hochberg across the report).
+
+:func:`verdict` is the rule of ``docs/scorecard.md`` for one fingerprint; :func:`calibrate` its
+uncertainty; :func:`decide` sets ``verdict``, ``reason``, ``label_free`` and ``significant`` on every
+:class:`~analysis.results.FingerprintResult` of a report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analysis import labelfree as lf
+from analysis import metrics as mt
+from analysis.options import AnalysisOptions
+from analysis.results import FingerprintResult, jsonable
+from analysis.verdicts import Verdict
+
+NO_TRUTH = Verdict.NO_TRUTH.value
+FAILED = Verdict.FAILED.value
+
+
+def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
+            opts: AnalysisOptions, has_label: bool, deep_q: float | None = None, noise_q: float | None = None,
+            probe_ci: tuple[float, float] | None = None) -> tuple[str, str]:
+    """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
+    when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
+    permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
+    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5."""
+    if not has_label:
+        return NO_TRUTH, "no ground-truth label to score against"
+    deep_parts, weak = [], []
+    if deep_ami is not None and deep_ami >= opts.deep_threshold:
+        if deep_q is None or deep_q <= opts.alpha:
+            deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
+        else:
+            weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
+    if binary and probe_auroc is not None and probe_auroc >= opts.auroc_threshold:
+        if probe_ci is None or probe_ci[0] > 0.5:
+            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}")
+        else:
+            weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
+    noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)
+    if noise_ami is not None and noise_ami >= opts.noise_threshold and not noise:
+        weak.append(f"noise AMI {noise_ami:.2f} not significant (q {noise_q:.3g})")
+    noise_txt = f"noise AMI {noise_ami:.2f} {'>=' if noise_ami >= opts.noise_threshold else '<'} {opts.noise_threshold:g}" \
+        if noise_ami is not None else "noise AMI n/a"
+    d = f"deep AMI {deep_ami:.2f} {'>=' if deep_ami >= opts.deep_threshold else '<'} {opts.deep_threshold:g}" \
+        if deep_ami is not None else "deep AMI n/a"
+    if deep_parts and noise:
+        return "tracks both", f"{' and '.join(deep_parts)}; {noise_txt}"
+    if deep_parts:
+        return "tracks deep differences", f"{' and '.join(deep_parts)}; {noise_txt}"
+    if noise:
+        return "tracks initialization noise", "; ".join([d, noise_txt, *weak])
+    return "uninformative", "; ".join([d, noise_txt, *weak])
+
+
+def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarray | None, family: np.ndarray,
+               oof: tuple | None, scores: dict[str, Any], opts: AnalysisOptions) -> dict[str, Any]:
+    """95% intervals from a bootstrap over init families and one-sided p-values from permutations
+    at the family level (docs/scorecard.md, "Uncertainty"): deep AMI (labels move between families
+    as whole blocks), noise AMI (members move across families inside each true basin: the null that
+    the family does not matter), the probe AUROC (its out-of-fold probabilities, folds grouped by
+    family, resampled by family)."""
+    out: dict[str, Any] = {}
+    seed, nb, npm = opts.seed, opts.n_family_boot, opts.n_perm
+    rows = lf.family_sample(family, lf.MAX_MODELS, seed)
+    if rows is not None:  # a large population: on a random sample of whole families (docs/scorecard.md)
+        clusters, family = clusters[rows], family[rows]
+        label = None if label is None else label[rows]
+        lineage = None if lineage is None else lineage[rows]
+        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
+        out["sampled"] = len(rows)
+    if label is not None and scores.get("deep_ami") is not None:
+        out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami(clusters[r], label[r]), family, nb, seed)
+        out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami(clusters, lab), label, family, npm, seed)
+    if oof is not None:
+        _, y, prob = oof
+        out["probe_auroc_ci"] = lf.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
+    if lineage is not None and scores.get("noise_ami") is not None:
+        basins = label
+        out["noise_ami_ci"] = lf.family_bootstrap(
+            lambda r, d: mt.within_basin_ami(clusters[r], d, None if basins is None else basins[r])[0], family, nb, seed)
+        out["noise_ami_p"] = lf.member_permutation_p(lambda f: mt.within_basin_ami(clusters, f, basins)[0], lineage,
+                                                     basins, npm, seed)
+    return out
+
+
+def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], opts: AnalysisOptions) -> None:
+    """Verdicts for all fingerprints at once (each with its raw label-free tests): the labelled ones
+    need their p-values significant after a Benjamini-Hochberg correction across the report's
+    fingerprints (deep and noise AMIs together); the label-free ones come from
+    :func:`analysis.labelfree.decide` over the same fingerprints. Sets ``verdict``, ``reason``,
+    ``label_free`` and ``significant`` of the analysed results (and ``*_q`` in their calibration)."""
+    from scipy.stats import false_discovery_control
+
+    ok = [(r, f) for r, f in results if r.verdict != FAILED and r.analysed]
+    tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p") if r.calibration.get(k) is not None]
+    if tests:
+        qs = false_discovery_control([r.calibration[k] for r, k in tests], method="bh")
+        for (r, k), q in zip(tests, qs):
+            r.calibration[k.replace("_p", "_q")] = float(q)
+    free = [i for i, (_, f) in enumerate(ok) if f is not None]
+    decided = dict(zip(free, lf.decide([ok[i][1] for i in free], opts.alpha)))
+    for i, (r, _) in enumerate(ok):
+        free_r = decided.get(i)
+        c, s = r.calibration, r.scores
+        few = c["n_families"] < lf.MIN_FAMILIES
+        if few and r.has_label:
+            r.verdict, r.reason = f"insufficient: {c['n_families']} families", \
+                f"at least {lf.MIN_FAMILIES} independent init families are needed to decide"
+        else:
+            r.verdict, r.reason = verdict(s.get("deep_ami"), r.noise_score, s.get("probe_auroc"), r.binary_label, opts,
+                                          r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"))
+        deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
+        noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha
+        r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)")
+        if r.has_label:
+            r.significant = {"tracks deep differences": deep_ok or r.verdict == "tracks deep differences" and c.get("deep_ami_q") is None,
+                             "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(r.verdict, False)
+            r.label_free["agrees"] = agree(r.verdict, r.label_free["verdict"])
+        else:
+            r.significant = free_r is not None and free_r.significant
+
+
+def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:
+    if res is None:
+        return {"verdict": "insufficient", "candidate_basins": {},
+                "sentence": why or "insufficient: the zoo names no lineage column to group models by"}
+    basins = res.candidate_basins
+    return {"verdict": res.verdict, "sentence": res.sentence or lf.SENTENCES[res.verdict],
+            "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
+            "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
+            "cluster_index_split": res.ci_split, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
+            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}}
+
+
+def agree(labelled: str, free: str) -> bool | None:
+    """Do the labelled and the label-free verdict say the same thing (deep, noise, or nothing)?"""
+    kind = {"tracks deep differences": "deep", "tracks both": "deep", "tracks initialization noise": "noise",
+            "uninformative": "none", "crosses lineage": "deep", "groups lineages": "deep", "lineage only": "noise",
+            "no structure": "none"}
+    a, b = kind.get(labelled), kind.get(free)
+    return None if a is None or b is None else a == b
+
+

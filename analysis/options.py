@@ -1,0 +1,78 @@
+"""What the analysis is asked to do: :class:`AnalysisOptions` (the ``[analysis]`` config section,
+validated once) and :class:`FingerprintInput` (one fingerprint's values with its model ids)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis import clustering as cl
+from analysis.errors import AnalysisError, choices
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Settings of the clustering and the verdict (the ``[analysis]`` config section)."""
+
+    method: str = "auto"
+    k_max: int = 8
+    k: int = 0  # 0 = choose k (BIC / silhouette); > 0 = fixed number of basins
+    n_boot: int = 20
+    n_components: int = 10
+    embedding: str = "umap"  # umap | pca
+    seed: int = 0
+    label: str = "deep_label"  # ground-truth column ("" = none)
+    lineage: str = "init_seed"  # lineage column: models sharing a value are one family
+    combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
+    deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
+    noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
+    auroc_threshold: float = 0.85  # binary labels: cross-validated probe AUROC at or above this: deep signal
+    alpha: float = 0.05  # significance after Benjamini-Hochberg across the report's fingerprints
+    n_perm: int = 199  # family-level permutations per p-value, and null replicates of the label-free tests
+    n_family_boot: int = 200  # family bootstrap samples per 95% interval
+    calibrate: bool = True  # false: no intervals, p-values or label-free tests (verdicts on thresholds alone)
+
+    def validate(self, where: str = "analysis") -> None:
+        cl.check_method(self.method)
+        if self.embedding not in cl.EMBEDDINGS:
+            raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+        for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
+            if getattr(self, key) < lo:
+                raise AnalysisError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+        top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
+        if not 0 <= self.seed <= top:
+            raise AnalysisError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
+        for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise AnalysisError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
+        for i, group in enumerate(self.combine):
+            if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
+                raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
+
+    def replace(self, **kw) -> "AnalysisOptions":
+        kw = {k: v for k, v in kw.items() if v is not None}
+        new = dataclasses.replace(self, **kw)
+        new.validate()
+        return new
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FingerprintInput:
+    """One fingerprint to analyse: ``values`` ``[n, d]`` or ``[n, n]`` with rows in ``model_ids`` order."""
+
+    name: str
+    values: np.ndarray | None
+    model_ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def distances(self) -> bool | None:
+        out = self.meta.get("output")
+        return None if out is None else out == "distances"

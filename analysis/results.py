@@ -1,0 +1,255 @@
+"""Typed results of the analysis: one :class:`FingerprintResult` per fingerprint, one
+:class:`ScorecardRow` per scorecard line, and the :class:`AnalysisResult` holding them.
+
+These are what :func:`analysis.scorecard.analyze` returns and what the report, the CLI tables and the
+pipeline read (attributes, scikit-learn's way, instead of string keys). ``to_dict`` gives the JSON
+form stored as ``results/basins.json`` (key order fixed: it is a file format) and ``from_dict``
+reads one back, including results stored by earlier versions. The top two levels are typed; the
+nested payloads (``scores``, ``calibration``, ``bootstrap``, ``basins``, ``label_free``, ...) stay
+JSON dicts whose keys are documented on each field. :func:`summary` is ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def jsonable(v: Any) -> Any:
+    """A numpy scalar as a plain number (non-finite floats as ``None``); anything else unchanged."""
+    if isinstance(v, (np.floating, float)):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+# the per-fingerprint fields that only an analysed (not failed-before-clustering) fingerprint has, in file order
+ANALYSED_FIELDS = ("n_models", "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap",
+                   "embedding_method", "distances", "model_ids", "clusters", "embedding", "label_values",
+                   "lineage_values", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment",
+                   "aligns_with", "basins", "confusion")
+BASE_FIELDS = ("fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error")
+
+
+@dataclass
+class FingerprintResult:
+    """One fingerprint's analysis. A fingerprint that failed before clustering has only the
+    identification fields, ``error``, ``verdict`` and ``reason`` (``n_models is None``)."""
+
+    fingerprint: str
+    key: str | None = None
+    extractor: str | None = None
+    kind: str | None = None
+    output: str | None = None
+    step: int | None = None
+    supervised: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)  # the fingerprint's cache metadata (extractor params, ...)
+    error: str | None = None
+    # -- analysed fingerprints -------------------------------------------------------------------
+    n_models: int | None = None  # models analysed (diverged / unknown ones left out: ``excluded``)
+    excluded: list[str] = field(default_factory=list)
+    approximations: list[str] = field(default_factory=list)  # sampled steps of a large population
+    method: str | None = None  # clustering method used
+    k: int | None = None  # number of basins
+    k_scores: dict[str, float | None] = field(default_factory=dict)  # str(k) -> BIC / silhouette
+    k_at_cap: bool = False  # the chosen k is k_max while more were possible
+    bootstrap: dict[str, Any] = field(default_factory=dict)  # consensus_k, k_counts, stability, n_boot[, max_models]
+    embedding_method: str | None = None
+    distances: bool = False  # the fingerprint is an [n, n] distance matrix
+    model_ids: list[str] = field(default_factory=list)  # analysed models, the row order of the lists below
+    clusters: list[int] = field(default_factory=list)
+    embedding: list[list[float]] = field(default_factory=list)  # [n, 2] map
+    label_values: list[str] | None = None
+    lineage_values: list[str] | None = None
+    scores: dict[str, Any] = field(default_factory=dict)  # deep_ami, probe_auroc, noise_ami(_per_basin), lineage_nn(_chance), parent_*
+    noise_score: float | None = None  # max(noise AMI, parent-family noise AMI)
+    binary_label: bool = False
+    calibration: dict[str, Any] = field(default_factory=dict)  # n_families[, sampled], *_ci, *_p, *_q
+    has_label: bool = False
+    alignment: dict[str, float] = field(default_factory=dict)  # lineage column -> AMI with the clusters
+    aligns_with: str | None = None
+    basins: list[dict[str, Any]] = field(default_factory=list)  # cluster, size, exemplar[, labels, n_families]
+    confusion: dict[str, Any] | None = None  # clusters, labels, counts
+    # -- outcome ---------------------------------------------------------------------------------
+    seconds: float | None = None
+    verdict: str | None = None
+    reason: str | None = None
+    traceback: str | None = None  # an unexpected failure's last frames
+    label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins[, agrees]
+    significant: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
+
+    @property
+    def analysed(self) -> bool:
+        return self.n_models is not None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results/basins.json`` form (today's key order)."""
+        d = {k: getattr(self, k) for k in BASE_FIELDS}
+        if self.analysed:
+            d.update((k, getattr(self, k)) for k in ANALYSED_FIELDS)
+            tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant")
+        else:
+            tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
+        d.update((k, getattr(self, k)) for k in tail if getattr(self, k) is not None or k in ("verdict", "reason"))
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FingerprintResult":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        if known.get("meta") is None:
+            known.pop("meta", None)
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+
+@dataclass
+class ScorecardRow:
+    """One line of the scorecard: a fingerprint's headline numbers (``summary.json``'s ``scorecard``)."""
+
+    fingerprint: str
+    extractor: str | None = None
+    kind: str | None = None
+    output: str | None = None
+    supervised: bool = False
+    n_models: int | None = None
+    n_clusters: int | None = None
+    k_at_cap: bool = False
+    consensus_k: int | None = None
+    stability: float | None = None
+    deep_ami: float | None = None
+    probe_auroc: float | None = None
+    noise_ami: float | None = None
+    parent_noise_ami: float | None = None
+    lineage_nn: float | None = None
+    lineage_nn_chance: float | None = None
+    parent_nn: float | None = None
+    parent_nn_chance: float | None = None
+    aligns_with: str | None = None
+    verdict: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    significant: bool = False
+    label_free_verdict: str = "insufficient"
+    label_free_sentence: str | None = None
+    candidate_basins: dict[str, int] = field(default_factory=dict)  # model id -> candidate basin
+    n_families: int | None = None
+    deep_ami_ci: list[float] | None = None  # 95% family-bootstrap interval
+    noise_ami_ci: list[float] | None = None
+    probe_auroc_ci: list[float] | None = None
+    deep_ami_p: float | None = None  # family permutation p-value
+    noise_ami_p: float | None = None
+    deep_ami_q: float | None = None  # Benjamini-Hochberg adjusted across the report's fingerprints
+    noise_ami_q: float | None = None
+
+    @classmethod
+    def of(cls, r: FingerprintResult) -> "ScorecardRow":
+        s, boot, cal, free = r.scores or {}, r.bootstrap or {}, r.calibration or {}, r.label_free or {}
+        return cls(
+            fingerprint=r.fingerprint, extractor=r.extractor, kind=r.kind, output=r.output, supervised=r.supervised,
+            n_models=r.n_models, n_clusters=r.k, k_at_cap=bool(r.k_at_cap), consensus_k=boot.get("consensus_k"),
+            stability=boot.get("stability"), deep_ami=s.get("deep_ami"), probe_auroc=s.get("probe_auroc"),
+            noise_ami=s.get("noise_ami"), parent_noise_ami=s.get("parent_noise_ami"), lineage_nn=s.get("lineage_nn"),
+            lineage_nn_chance=s.get("lineage_nn_chance"), parent_nn=s.get("parent_nn"),
+            parent_nn_chance=s.get("parent_nn_chance"), aligns_with=r.aligns_with, verdict=r.verdict, reason=r.reason,
+            error=r.error, significant=bool(r.significant), label_free_verdict=free.get("verdict", "insufficient"),
+            label_free_sentence=free.get("sentence"), candidate_basins=free.get("candidate_basins", {}),
+            n_families=cal.get("n_families"),
+            **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci")},
+            **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScorecardRow":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _ci(v: Any) -> list[float] | None:
+    return None if v is None else [float(v[0]), float(v[1])]
+
+
+@dataclass
+class AnalysisResult:
+    """The analysis of a population's fingerprints (what ``results/basins.json`` stores).
+
+    ``settings`` is :class:`~analysis.options.AnalysisOptions` as a dict, with ``label`` ``None``
+    when the table has no such column and a ``thresholds`` dict. ``keys`` and ``options`` are set by
+    the pipeline (the cached fingerprints and options the result was made from).
+    """
+
+    version: int
+    created: float
+    settings: dict[str, Any]
+    n_models: int
+    fingerprints: list[FingerprintResult]
+    scorecard: list[ScorecardRow]
+    keys: list[str] | None = None
+    options: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.settings.get("label")
+
+    @property
+    def lineage(self) -> str | None:
+        return self.settings.get("lineage")
+
+    def fingerprint(self, name: str) -> FingerprintResult:
+        """The result of the fingerprint called ``name`` (``KeyError`` if none)."""
+        for r in self.fingerprints:
+            if r.fingerprint == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results/basins.json`` dict, keys in the order of earlier versions."""
+        d = {"version": self.version, "created": self.created, "settings": self.settings, "n_models": self.n_models,
+             "fingerprints": [r.to_dict() for r in self.fingerprints],
+             "scorecard": [r.to_dict() for r in self.scorecard]}
+        if self.keys is not None:
+            d["keys"] = self.keys
+        if self.options is not None:
+            d["options"] = self.options
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnalysisResult":
+        """Read a stored ``results/basins.json`` back."""
+        fps = [FingerprintResult.from_dict(r) for r in d.get("fingerprints", [])]
+        rows = d.get("scorecard")
+        return cls(version=d.get("version"), created=d.get("created"), settings=d.get("settings") or {},
+                   n_models=d.get("n_models"), fingerprints=fps,
+                   scorecard=[ScorecardRow.of(r) for r in fps] if rows is None else [ScorecardRow.from_dict(r) for r in rows],
+                   keys=d.get("keys"), options=d.get("options"))
+
+
+MAP_FIELDS = ("embedding", "label_values", "lineage_values", "clusters", "model_ids", "traceback")
+
+
+def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``summary.json``: the numbers of the report without the per-model maps."""
+    fps = []
+    for r in result.fingerprints:
+        d = {k: v for k, v in r.to_dict().items() if k not in MAP_FIELDS}
+        if r.analysed:
+            d["assignments"] = dict(zip(r.model_ids, r.clusters))
+        fps.append(d)
+    ok = [r for r in result.scorecard if r.deep_ami is not None and not r.error]
+    best = max(ok, key=lambda r: r.deep_ami) if ok else None
+    return {"version": result.version, "settings": result.settings, "n_models": result.n_models,
+            "scorecard": [r.to_dict() for r in result.scorecard],
+            "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
+            "n_failed": sum(1 for r in result.scorecard if r.error),
+            "fingerprints": fps, "provenance": provenance or {}}
