@@ -93,4 +93,4 @@ def test_run_reports_progress_and_resume_reuses_everything(tmp_path, run_config)
     assert sum(e[1] for e in rec.events if e[0] == "shard") == len(pipeline.open_zoo(tmp_path / "r" / "zoo"))
     assert ("extracted", 2) in rec.events
     again = pipeline.run(cfg, tmp_path / "r", resume=True)  # nothing to train, fingerprints cached, analysis stored
-    assert json.dumps(again["scorecard"], sort_keys=True, default=str) == json.dumps(result["scorecard"], sort_keys=True, default=str)
+    assert again.to_dict()["scorecard"] == json.loads(json.dumps(result.to_dict()["scorecard"], default=str))
