@@ -23,7 +23,7 @@ The family-level resampling (samples, bootstrap intervals, permutation p-values)
 :mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
 Benjamini-Hochberg correction across all of them. Functions take arrays and return dataclasses;
 invalid input raises ``ValueError``. ``docs/scorecard.md`` ("Without ground truth") explains the
-verdicts; ``tests/test_labelfree.py`` measures the false "deep" rate on null populations.
+verdicts; ``tests/analysis/test_labelfree.py`` measures the false "deep" rate on null populations.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ other half (first principal direction of their stacked outputs) against a hierar
 that projection's own between- and within-family variances (no camps); ``sets``: against random sets
 of as many unselected inputs (robust to non-Gaussian init noise, but blind to a deep difference that
 shows on most inputs); ``gaussian`` / ``candidates``: each input alone (weak with few families). On a population
-with no deep difference nothing should be kept (``tests/test_probesearch.py`` measures it).
+with no deep difference nothing should be kept (``tests/analysis/test_probesearch.py`` measures it).
 
 Arrays in, dataclasses out; invalid input raises :class:`~analysis.errors.AnalysisError`.
 """

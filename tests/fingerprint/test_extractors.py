@@ -418,7 +418,7 @@ def test_builtins_are_declared_as_entry_points_like_plugins():
     from fingerprint.usercode import resolve
     from training.config import tomllib  # tomllib, or tomli before Python 3.11
 
-    table = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    table = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     declared = table["project"]["entry-points"][registry.ENTRY_POINT_GROUP]
     builtins = {n: s for n, s in list_extractors().items() if s.source == "builtin"}
     assert set(declared) == set(builtins)

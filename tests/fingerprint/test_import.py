@@ -231,7 +231,7 @@ def test_readme_example_runs(tmp_path):
     """The README's "Fingerprint your own models" example, verbatim."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("<!-- byo-example -->")[1].split("```python\n")[1].split("```")[0]
     (tmp_path / "make_models.py").write_text(block)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(tmp_path), PACKAGE))}

@@ -13,7 +13,7 @@ import pytest
 from fingerprint import pipeline
 from training.core.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = """
 [fingerprints]
 names = ["ood-outputs", "weight-stats"]

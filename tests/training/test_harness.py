@@ -406,7 +406,7 @@ def test_final_finiteness_check_is_exact():
 def test_bench_train_smoke():
     """``scripts/bench_train.py`` runs end to end at a tiny size: its JSON has the keys the targets
     are judged on, and ``--breakdown`` lists the step's ops with their per-step times."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
     tiny = ["--models", "4", "--steps", "3", "--repeats", "1", "--json"]
     res = json.loads(subprocess.run([sys.executable, str(script), *tiny], capture_output=True, text=True, check=True).stdout)
     assert res["n_models"] == 4 and res["peak_gflops"] > 0
