@@ -116,15 +116,17 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
         label_map = None
     results: list[ExtractResult] = []
     for s in _steps(zoo, step):
-        ids = active_models(zoo, s) if model_ids is None else list(model_ids)
+        population = active_models(zoo, s)
+        ids = population if model_ids is None else list(model_ids)
         if not ids:
             continue
+        subset = set(ids) != set(population)  # cached under its own key: never in place of the population's
         finals = {int(zoo.models["final_step"][i]) for i in zoo.index(ids)}
         step_key = s if s is not None else (finals.pop() if len(finals) == 1 else "final")
         batch_cache: dict[str, ModelBatch] = {}
         for text, spec, params in resolved:
             results.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
-                                device, batch_cache, runner))
+                                device, batch_cache, runner, subset))
     return results
 
 
@@ -139,8 +141,10 @@ def _remote_module(spec: ExtractorSpec) -> str | None | bool:
 
 
 def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_map, on_progress, device, batch_cache,
-         runner=None):
+         runner=None, subset=False):
     key_params = dict(params)
+    if subset:  # a subset of the population (forecast, select): its own cache entry, marked as such
+        key_params["_models"] = zoo.model_set_hash(ids)[:12]
     lab = None
     if spec.supervised:
         if label_map is None:
@@ -151,6 +155,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     key = spec.cache_key(key_params, step_key)
     meta = {"extractor": spec.name, "spec": text, "version": spec.version, "kind": spec.kind, "output": spec.output,
             "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source}
+    if subset:
+        meta["subset"] = True
     if not force:
         hit = zoo.load_fingerprint(key)
         if hit is not None and hit[2].get("model_set") == zoo.model_set_hash(ids):
@@ -206,7 +212,8 @@ def load_cached(zoo: Zoo, spec_text: str, step: int | str | None = None) -> Extr
     spec = get_extractor(name)
     params = spec.resolve_params(overrides)
     for meta in zoo.list_fingerprints():
-        if meta.get("extractor") == spec.name and meta.get("params") == params and (step is None or meta.get("step") == step):
+        if (meta.get("extractor") == spec.name and meta.get("params") == params and not meta.get("subset")
+                and (step is None or meta.get("step") == step)):
             hit = zoo.load_fingerprint(meta["key"])
             if hit is not None:
                 return ExtractResult(meta["key"], spec.name, hit[0], hit[1], hit[2], cached=True)

@@ -182,14 +182,16 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
     metas = [m for m in zoo.list_fingerprints() if "error" not in m]
     if names:
         chosen = []
-        for n in names:
-            hits = [m for m in metas if n in (m.get("spec"), m.get("extractor"), m.get("key"))]
+        for n in names:  # a subset's entry (forecast, select) only when named by its cache key
+            hits = [m for m in metas if n == m.get("key") or (not m.get("subset") and n in (m.get("spec"), m.get("extractor")))]
             if not hits:
                 raise UserError(f"no cached fingerprint '{n}' in zoo '{zoo.path}' (cached: {choices(_fp_name(m) for m in metas)})")
             chosen.append(max(hits, key=lambda m: _step_rank(m.get("step"))))
     else:
         latest: dict[str, dict] = {}
         for m in metas:
+            if m.get("subset"):
+                continue
             k = _fp_name(m)
             if k not in latest or _step_rank(m.get("step")) >= _step_rank(latest[k].get("step")):
                 latest[k] = m
@@ -214,7 +216,7 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
             raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} --fp NAME` or pass --fp")
         return inputs
     metas = zoo.list_fingerprints()
-    known = {m.get("spec") for m in metas} | {m.get("key") for m in metas} | {m.get("extractor") for m in metas}
+    known = {m.get("key") for m in metas} | {m.get(f) for m in metas if not m.get("subset") for f in ("spec", "extractor")}
     missing = [n for n in names if n not in known]
     if missing:
         fingerprints(zoo, missing, label=label, progress=progress)

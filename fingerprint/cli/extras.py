@@ -94,7 +94,7 @@ def select_cmd(
     trust_code: bool = o.TRUST_OPTION,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
-    from fingerprint.forecast import select_and_continue  # deferred for start-up time (torch)
+    from fingerprint.forecast import select_and_continue  # deferred: start-up
     from fingerprint.population import check_code  # deferred for start-up time
     from training.sweep import get_executor  # deferred for start-up time (torch)
 

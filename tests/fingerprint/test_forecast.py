@@ -8,6 +8,7 @@ import pytest
 from exact import assert_bitwise_equal
 
 from fingerprint import Zoo
+from fingerprint.extraction import extract
 from fingerprint.forecast import forecast, select_and_continue
 from training.config import load_config
 from training.sweep import run_sweep
@@ -129,3 +130,20 @@ def test_select_resume_finishes_the_same_selection(seeded_zoo, tmp_path):
     select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", resume=True, **kw)
     got = Zoo.open(tmp_path / "sel").params()
     assert_bitwise_equal(ref, got, "resumed continuation")
+
+
+def test_a_subset_never_replaces_the_populations_cached_fingerprint(tiny_zoo):
+    """Issue 21 item 1: forecast/select fingerprint subsets; the population's cache entry stays whole."""
+    from fingerprint import pipeline
+
+    zoo = Zoo.open(tiny_zoo)
+    (full,) = extract(zoo, ["weight-stats"])
+    half = zoo.model_ids[: len(zoo) // 2]
+    (part,) = extract(zoo, ["weight-stats"], model_ids=half)
+    assert part.key != full.key and part.meta["subset"] and list(part.model_ids) == half
+    (again,) = extract(zoo, ["weight-stats"])
+    assert again.cached and again.key == full.key and list(again.model_ids) == list(full.model_ids)
+    (inp,) = pipeline.cached_fingerprints(zoo)  # what `report` analyses: the population's, not the subset's
+    assert inp.model_ids == list(full.model_ids)
+    (named,) = pipeline.cached_fingerprints(zoo, [part.key])  # a subset only when named by its key
+    assert named.model_ids == half
