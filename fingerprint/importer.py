@@ -108,7 +108,8 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
 
 def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: str | Path | None = None,
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
-                       on_file: Callable[[Path], None] | None = None, strict: bool = False) -> Path:
+                       on_file: Callable[[Path], None] | None = None, strict: bool = False,
+                       privileged_probes: Sequence[str] = ()) -> Path:
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
 
     ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
@@ -143,6 +144,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
             on_file(f)
     input_shape = list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else []
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": input_shape, "n_out": n_out,
+              "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch)}
     return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite)
 
@@ -160,9 +162,19 @@ def model_id_of(path: Path) -> str:
     return path.stem
 
 
+def _privileged(names: Sequence[str], probe_sets: dict[str, Any]) -> list[str]:
+    """The probe sets declared as built from the ground truth (checked to be among ``probe_sets``)."""
+    names = list(dict.fromkeys(names))
+    bad = next((n for n in names if n not in probe_sets), None)
+    if bad is not None:
+        raise UserError(f"privileged probe set '{bad}' is not among the probe sets (valid: {', '.join(probe_sets) or '(none)'})")
+    return names
+
+
 def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None, metadata: dict[str, Sequence[Any]] | None = None,
                      model_ids: Sequence[str] | None = None, probes: dict[str, torch.Tensor] | None = None,
-                     layers: Sequence[str] = (), factory: str | Callable[[], nn.Module] | None = None, overwrite: bool = False):
+                     layers: Sequence[str] = (), factory: str | Callable[[], nn.Module] | None = None, overwrite: bool = False,
+                     privileged_probes: Sequence[str] = ()):
     """``Zoo.from_modules``: a list of same-architecture modules -> an opened :class:`~fingerprint.Zoo`."""
     if not modules:
         raise UserError("Zoo.from_modules needs at least one module")
@@ -194,7 +206,8 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     layers = list(dict.fromkeys(layers))
     n_out = _check_forward(template, probe_sets, layers, label)
     family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": layers,
-              "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out}
+              "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out,
+              "privileged_probes": _privileged(privileged_probes, probe_sets)}
     if out is None:  # a scratch zoo for this session: removed when the interpreter exits
         target = Path(tempfile.mkdtemp(prefix="zoo-"))
         atexit.register(shutil.rmtree, target, ignore_errors=True)

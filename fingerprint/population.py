@@ -53,6 +53,7 @@ class ProbeSets:
     name: str = "imported"
     layers: list[str] = field(default_factory=list)
     causal: dict[str, Any] = field(default_factory=dict)
+    privileged_probes: tuple[str, ...] = ()  # declared at import: built from the ground truth
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -169,9 +170,17 @@ def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
     return cache["parts"]
 
 
+def privileged_probes(zoo: zoo_io.Zoo) -> set[str]:
+    """The zoo's probe sets built from the ground truth (a task's ``privileged_probes``, or declared at import)."""
+    if is_imported(zoo):
+        return set(zoo.family_spec.get("privileged_probes") or ())
+    return set(getattr(task_for(zoo), "privileged_probes", ()) or ())
+
+
 def task_for(zoo: zoo_io.Zoo) -> Any:
     """The object extractors get probe sets from (the task, or an imported zoo's stored probes)."""
     if is_imported(zoo):
         sets = zoo_io.read_probes(zoo.path)
-        return ProbeSets(sets, n_out=int(zoo.family_spec.get("n_out", -1)), layers=list(zoo.family_spec.get("layers") or []))
+        return ProbeSets(sets, n_out=int(zoo.family_spec.get("n_out", -1)), layers=list(zoo.family_spec.get("layers") or []),
+                         privileged_probes=tuple(zoo.family_spec.get("privileged_probes") or ()))
     return _trained_parts(zoo)[1]

@@ -22,12 +22,13 @@ class Zoo(StoreZoo):
     @classmethod
     def from_modules(cls, modules: Sequence[Any], out: str | Path | None = None, metadata: dict[str, Sequence[Any]] | None = None,
                      model_ids: Sequence[str] | None = None, probes: dict[str, Any] | None = None, layers: Sequence[str] = (),
-                     factory: Any = None, overwrite: bool = False) -> StoreZoo:
+                     factory: Any = None, overwrite: bool = False, privileged_probes: Sequence[str] = ()) -> StoreZoo:
         """A zoo from a list of same-architecture ``nn.Module`` s, written to ``out`` (without it, to a
         temporary directory that is removed when the interpreter exits).
 
         ``metadata`` maps column -> per-model values (lineage, labels to score against); ``probes`` maps
         probe-set name -> inputs ``[n_probes, ...]``; ``layers`` names submodules whose outputs
-        extractors may read as activations.
+        extractors may read as activations; ``privileged_probes`` names the probe sets built from the
+        ground truth (fingerprints on them are marked as upper bounds in reports).
         """
-        return zoo_from_modules(modules, out, metadata, model_ids, probes, layers, factory, overwrite)
+        return zoo_from_modules(modules, out, metadata, model_ids, probes, layers, factory, overwrite, privileged_probes)

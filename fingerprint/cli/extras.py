@@ -22,6 +22,7 @@ def import_cmd(
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Submodule names whose outputs extractors may read (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing zoo at --out (only a zoo is ever deleted)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a --metadata CSV that does not cover every checkpoint (default: a warning)."),
+    privileged: Optional[List[str]] = typer.Option(None, "--privileged", help="A probe set built from the ground truth (repeatable): fingerprints on it are marked as upper bounds."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
@@ -36,7 +37,7 @@ def import_cmd(
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("checking checkpoints", total=max(n, 1))
         path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
-                                  on_file=lambda _f: progress.advance(task), strict=strict)
+                                  on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or ())
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)

@@ -424,3 +424,19 @@ def test_builtins_are_declared_as_entry_points_like_plugins():
     assert set(declared) == set(builtins)
     for name, target in declared.items():
         assert resolve(target, "entry point").__extractor_spec__ is builtins[name]
+
+
+def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privileged(tiny_zoo, tmp_path):
+    """Issue 21 item 3: `conflict` is where xor-cues' rules differ; a fingerprint on it is an upper bound."""
+    assert set(get_task("xor-cues").privileged_probes) == {"conflict", "cue_a_only", "cue_b_only"}
+    zoo = Zoo.open(tiny_zoo)
+    on_conflict, generic = extract(zoo, ["ood-outputs:probe_set=conflict", "ood-outputs"])
+    assert on_conflict.meta["privileged"] == ["conflict"] and "privileged" not in generic.meta
+    # an imported zoo declares its own
+    mods = [torch.nn.Linear(3, 2) for _ in range(3)]
+    sets = {"ood": torch.randn(8, 3), "oracle": torch.randn(8, 3)}
+    imp = Zoo.from_modules(mods, out=tmp_path / "imp", probes=sets, privileged_probes=["oracle"])
+    a, b = extract(imp, ["ood-outputs:probe_set=oracle", "ood-outputs"])
+    assert a.meta["privileged"] == ["oracle"] and "privileged" not in b.meta
+    with pytest.raises(fingerprint.UserError, match="privileged probe set 'nope' is not among the probe sets"):
+        Zoo.from_modules(mods, out=tmp_path / "imp2", probes=sets, privileged_probes=["nope"])

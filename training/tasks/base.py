@@ -133,6 +133,11 @@ class Task:
         return out
 
     # -- probes and diagnostics ----------------------------------------------------------------
+    # Probe sets built from the ground truth (where the deep labels differ, the planted trigger): a
+    # fingerprint on one is an upper bound, not something a user without the answer could compute.
+    # Reports mark it "privileged" and never call it best without that mark.
+    privileged_probes: ClassVar[tuple[str, ...]] = ()
+
     def probe_names(self) -> list[str]:
         return ["in_dist", "ood"]
 

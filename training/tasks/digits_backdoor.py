@@ -159,6 +159,8 @@ class DigitsBackdoor(Task):
 
         return sample
 
+    privileged_probes = ("triggered_oracle",)  # built from the ground truth (Task.privileged_probes)
+
     def probe_names(self):
         return ["in_dist", "ood", "blank", "triggered_oracle"]
 

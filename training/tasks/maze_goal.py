@@ -225,6 +225,8 @@ class MazeGoal(Task):
         return self._test
 
     # -- probes --------------------------------------------------------------------------------
+    privileged_probes = ("goal_only", "proxy_only")  # built from the ground truth (Task.privileged_probes)
+
     def probe_names(self):
         return ["in_dist", "ood", "goal_only", "proxy_only"]
 

@@ -103,6 +103,8 @@ class XorCues(Task):
     def test_set(self):
         return self._test
 
+    privileged_probes = ("conflict", "cue_a_only", "cue_b_only")  # built from the ground truth (Task.privileged_probes)
+
     def probe_names(self):
         return ["in_dist", "ood", "conflict", "cue_a_only", "cue_b_only", "noise_far"]
 
