@@ -28,7 +28,10 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
     when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
     permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
-    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5."""
+    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5. The probe counts for any
+    label (binary: AUROC; more classes: macro one-vs-rest): a label a linear probe reads off the
+    fingerprint is a deep difference it tracks, even where the clusters do not show it (``binary``
+    is kept for callers; it no longer changes the rule)."""
     if not has_label:
         return NO_TRUTH, "no ground-truth label to score against"
     deep_parts, weak = [], []
@@ -37,9 +40,11 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
             deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
         else:
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
-    if binary and probe_auroc is not None and probe_auroc >= opts.auroc_threshold:
+    if probe_auroc is not None and probe_auroc >= opts.auroc_threshold:  # binary, or macro one-vs-rest
         if probe_ci is None or probe_ci[0] > 0.5:
-            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}")
+            clusters_too = bool(deep_parts)
+            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}"
+                              + ("" if clusters_too else ": linearly decodable, though the basins do not separate it"))
         else:
             weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
     noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)

@@ -29,7 +29,7 @@ class AnalysisOptions:
     combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
-    auroc_threshold: float = 0.85  # binary labels: cross-validated probe AUROC at or above this: deep signal
+    auroc_threshold: float = 0.85  # cross-validated probe AUROC (binary, or macro one-vs-rest) at or above this: deep signal
     alpha: float = 0.05  # significance after Benjamini-Hochberg across the report's fingerprints
     n_perm: int = 199  # family-level permutations per p-value, and null replicates of the label-free tests
     n_family_boot: int = 200  # family bootstrap samples per 95% interval

@@ -316,6 +316,22 @@ def test_probe_alone_makes_a_binary_label_deep():
     assert row.reason.startswith("probe AUROC")
 
 
+def test_probe_alone_makes_a_three_class_label_deep():
+    """Issue 21 item 2: a 3-class label a linear probe reads (AUROC ~0.9+) but no clusters show is
+    "tracks deep differences, linearly decodable", not a k = 1 "uninformative"."""
+    rng = np.random.default_rng(2)
+    three = (np.arange(36) % 9 + FAM) % 3
+    x = rng.normal(size=(36, 10))
+    x[:, 0] += 3.5 * (three == 1)
+    x[:, 1] += 3.5 * (three == 2)
+    table = _table()
+    table["deep_label"] = np.asarray(["a", "b", "c"], dtype=object)[three]
+    (row,) = sc.analyze([sc.FingerprintInput("weak3", x, [f"m{i}" for i in range(36)])], table,
+                        FAST.replace(n_boot=0, k=1)).scorecard
+    assert row.n_clusters == 1 and row.deep_ami == 0.0 and row.probe_auroc >= 0.85
+    assert row.verdict == "tracks deep differences" and "linearly decodable" in row.reason
+
+
 def test_parent_families_count_as_noise():
     # every model its own init seed; spawned children (parent_id) share their parent's family
     parents = ["" if i < 12 else f"m{i % 12}" for i in range(36)]
