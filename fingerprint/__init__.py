@@ -32,6 +32,18 @@ _LAZY = {
     "extractor": ("fingerprint.registry", "extractor"),
     "ModelBatch": ("fingerprint.batch", "ModelBatch"),
     "extract": ("fingerprint.extraction", "extract"),
+    # the pipeline (README, "Run it from a notebook")
+    "pipeline": ("fingerprint.pipeline", None),
+    "run": ("fingerprint.pipeline", "run"),
+    "RunConfig": ("fingerprint.pipeline", "RunConfig"),
+    "sweep": ("fingerprint.pipeline", "sweep"),
+    "fingerprints": ("fingerprint.pipeline", "fingerprints"),
+    "cluster": ("fingerprint.pipeline", "cluster"),
+    "scorecard": ("fingerprint.pipeline", "scorecard"),
+    "report": ("fingerprint.pipeline", "report"),
+    "AnalysisOptions": ("analysis.options", "AnalysisOptions"),
+    "AnalysisResult": ("analysis.results", "AnalysisResult"),
+    "BasinClusterer": ("analysis.clustering", "BasinClusterer"),
 }
 
 
@@ -40,8 +52,13 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
+        module = importlib.import_module(mod)
+        return module if attr is None else getattr(module, attr)
     raise AttributeError(f"module 'fingerprint' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = list(_LAZY)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
 from analysis.report import render
 from analysis.results import AnalysisResult, summary
@@ -292,6 +293,34 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
             if forecast:
                 s["forecast"] = forecast
             write_json(Path(json_path), s)
+
+
+# -- one call each, for a notebook ----------------------------------------------------------------
+def cluster(values: Any, **params: Any) -> BasinClusterer:
+    """Cluster one fingerprint ``[n_models, d]`` (or distances ``[n, n]``): a fitted
+    :class:`~analysis.clustering.BasinClusterer` (``labels_``, ``n_clusters_``, ``coordinates_``)."""
+    with analysis_errors():
+        return BasinClusterer(**params).fit(np.asarray(values))
+
+
+def scorecard(zoo: Zoo, fingerprints: list[str] | None = None, progress: Progress = SILENT, **options: Any) -> AnalysisResult:
+    """Cluster and score a zoo's fingerprints (the named ones, computed if not cached; default every
+    cached one) with the zoo's ``[analysis]`` settings and ``options`` (``AnalysisOptions`` fields:
+    ``label=``, ``lineage=``, ``k=``, ...). Stored in the zoo like ``fingerprint cluster``."""
+    opts = options_for(zoo, **options)
+    inputs = inputs_for(zoo, fingerprints, opts.label, progress)
+    return analyze(zoo, inputs, opts, progress)
+
+
+def report(zoo: Zoo, out: str | Path = "report.html", json_out: str | Path | None = None,
+           fingerprints: list[str] | None = None, progress: Progress = SILENT, **options: Any) -> Path:
+    """``fingerprint report`` in one call: the stored analysis when current (else a new one), written
+    to ``out`` (and ``summary.json`` to ``json_out``). Returns the HTML's path."""
+    opts = options_for(zoo, **options)
+    inputs = inputs_for(zoo, fingerprints, opts.label, progress)
+    result = stored_analysis(zoo, inputs, opts) or analyze(zoo, inputs, opts, progress)
+    write_report(zoo, result, inputs, out, json_out)
+    return Path(out)
 
 
 # -- the whole run ---------------------------------------------------------------------------------

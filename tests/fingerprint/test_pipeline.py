@@ -94,3 +94,36 @@ def test_run_reports_progress_and_resume_reuses_everything(tmp_path, run_config)
     assert ("extracted", 2) in rec.events
     again = pipeline.run(cfg, tmp_path / "r", resume=True)  # nothing to train, fingerprints cached, analysis stored
     assert again.to_dict()["scorecard"] == json.loads(json.dumps(result.to_dict()["scorecard"], default=str))
+
+
+def test_the_notebook_api_on_modules_held_in_memory(tmp_path):
+    """Issue 21 item 4: `import fingerprint` is the whole pipeline, on a Zoo.from_modules without out=."""
+    import numpy as np
+    import torch
+
+    import fingerprint
+
+    assert {"pipeline", "run", "RunConfig", "scorecard", "report", "cluster", "Zoo", "extract"} <= set(dir(fingerprint))
+    g = torch.Generator().manual_seed(0)
+    mods, fam = [], []
+    for i in range(16):
+        torch.manual_seed(i // 4)  # 4 families of 4 near-copies
+        m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=g))
+        mods.append(m)
+        fam.append(f"f{i // 4}")
+    zoo = fingerprint.Zoo.from_modules(mods, metadata={"family": fam}, probes={"ood": 3 * torch.randn(32, 4, generator=g)})
+    res = fingerprint.scorecard(zoo, ["ood-outputs", "weight-stats"], lineage="family", embedding="pca", n_boot=2,
+                                n_perm=19, n_family_boot=20)
+    assert isinstance(res, fingerprint.AnalysisResult)
+    assert [r.fingerprint for r in res.scorecard] == ["ood-outputs", "weight-stats"]
+    assert all(r.verdict == "no ground truth" for r in res.scorecard)
+    html = fingerprint.report(zoo, tmp_path / "r.html", tmp_path / "s.json", ["ood-outputs", "weight-stats"],
+                              lineage="family", embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
+    assert html.exists() and json.loads((tmp_path / "s.json").read_text())["scorecard"]
+    fit = fingerprint.cluster(np.r_[np.zeros((8, 2)), np.full((8, 2), 5.0)] + 0.01 * np.arange(16)[:, None], method="kmeans")
+    assert fit.n_clusters_ == 2 and len(set(fit.labels_[:8])) == 1
+    with pytest.raises(fingerprint.UserError, match="unknown model column 'nope' for --lineage"):
+        fingerprint.scorecard(zoo, ["ood-outputs"], lineage="nope")
