@@ -182,6 +182,36 @@ def print_scorecard(result: AnalysisResult) -> None:
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
+    sizes = sorted({r.n_models for r in result.scorecard if not r.error and r.n_models is not None})
+    if len(sizes) > 1:
+        console.print(f"the fingerprints cover different model sets ({', '.join(map(str, sizes))} models): their "
+                      "numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
+    console.print(f"[bold]headline:[/] {esc(headline_sentence(result))}", highlight=False)
+
+
+def _with_ci(name: str, value: float | None, ci: Any) -> str:
+    if value is None:
+        return f"{name} n/a"
+    return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def headline_sentence(result: Any) -> str:
+    """One line: what the analysis found (the labelled verdict of the best fingerprint, or the label-free ones)."""
+    from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
+
+    h = headline(result)
+    if h.mode == "nothing":
+        return "every fingerprint failed" if h.failed else "nothing analysed"
+    if h.mode == "labelled" and h.best is not None:
+        b = h.best
+        tracks = ", ".join(h.deep + h.both) or "none"
+        return (f"{b.fingerprint} aligns best with {h.label} ({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}); "
+                f"tracking the deep difference: {tracks}; label-free, {b.fingerprint}: {b.label_free_verdict}")
+    found = [(v, names) for v, names in h.free.items() if names]
+    deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
+    lead = (f"candidate deep basins (no ground truth) from {', '.join(deep)}" if deep
+            else "no candidate deep basins without ground truth")
+    return lead + "; " + "; ".join(f"{v}: {', '.join(n)}" for v, n in found)
 
 
 def print_basins(zoo: Any) -> None:

@@ -417,6 +417,7 @@ def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
     assert "probe-outputs:\nprobe_set=conflict" in "\n".join(line.split()[0] for line in text.splitlines() if line.strip())
     assert "ground truth none" in text
     assert "k = 4 is the largest k tried" in " ".join(text.split()) and "raise --k-max" in " ".join(text.split())
+    assert "headline: " in text and "without ground truth" in " ".join(text.split())  # one closing sentence
 
 
 # -- layering redesign (#19): the error type, the estimator contract, the verdict table, summary keys ----
