@@ -49,8 +49,9 @@ SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "o
                  ("parent_noise_ami", "parent AMI"), ("lineage_nn", "lineage 1-NN"), ("aligns_with", "aligns with"),
                  ("verdict", "verdict"), ("label_free_verdict", "label-free verdict")]
 TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict", "label_free_verdict"}
+# a score's 95% family-bootstrap interval and BH-adjusted p (lineage 1-NN: its own cell, with chance)
 INTERVALS = {"deep_ami": ("deep_ami_ci", "deep_ami_q"), "noise_ami": ("noise_ami_ci", "noise_ami_q"),
-             "probe_auroc": ("probe_auroc_ci", None)}  # a score's 95% family-bootstrap interval and BH-adjusted p
+             "probe_auroc": ("probe_auroc_ci", None), "stability": ("stability_ci", None)}
 
 
 def num(v: Any, digits: int = 2) -> str:

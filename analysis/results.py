@@ -146,6 +146,8 @@ class ScorecardRow:
     deep_ami_ci: list[float] | None = None  # 95% family-bootstrap interval
     noise_ami_ci: list[float] | None = None
     probe_auroc_ci: list[float] | None = None
+    lineage_nn_ci: list[float] | None = None
+    stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
     deep_ami_p: float | None = None  # family permutation p-value
     noise_ami_p: float | None = None
     deep_ami_q: float | None = None  # Benjamini-Hochberg adjusted across the report's fingerprints
@@ -164,7 +166,8 @@ class ScorecardRow:
             error=r.error, significant=bool(r.significant), label_free_verdict=free.get("verdict", "insufficient"),
             label_free_sentence=free.get("sentence"), candidate_basins=free.get("candidate_basins", {}),
             n_families=cal.get("n_families"),
-            **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci")},
+            **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "lineage_nn_ci",
+                                              "stability_ci")},
             **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")})
 
     def to_dict(self) -> dict[str, Any]:
