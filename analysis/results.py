@@ -79,7 +79,7 @@ class FingerprintResult:
     verdict: str | None = None
     reason: str | None = None
     traceback: str | None = None  # an unexpected failure's last frames
-    label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins[, agrees]
+    label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins, tree[, agrees]
     significant: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 

@@ -149,6 +149,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                replicates))
     label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) \
         if lineage is not None and opts.calibrate else None
+    if label_free is not None and label_free.verdict != "insufficient":
+        label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords, family))
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}
