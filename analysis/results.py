@@ -146,12 +146,12 @@ class ScorecardRow:
     deep_ami_ci: list[float] | None = None  # 95% family-bootstrap interval
     noise_ami_ci: list[float] | None = None
     probe_auroc_ci: list[float] | None = None
-    lineage_nn_ci: list[float] | None = None
-    stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
     deep_ami_p: float | None = None  # family permutation p-value
     noise_ami_p: float | None = None
     deep_ami_q: float | None = None  # Benjamini-Hochberg adjusted across the report's fingerprints
     noise_ami_q: float | None = None
+    lineage_nn_ci: list[float] | None = None  # 95% family-bootstrap intervals (issue 20, after the keys above)
+    stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
