@@ -64,17 +64,23 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
 
 
 def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarray | None, family: np.ndarray,
-               oof: tuple | None, scores: dict[str, Any], opts: AnalysisOptions) -> dict[str, Any]:
+               oof: tuple | None, scores: dict[str, Any], opts: AnalysisOptions, nn_hits: np.ndarray | None = None,
+               replicates: list | None = None) -> dict[str, Any]:
     """95% intervals from a bootstrap over init families and one-sided p-values from permutations
     at the family level (docs/scorecard.md, "Uncertainty"): deep AMI (labels move between families
     as whole blocks), noise AMI (members move across families inside each true basin: the null that
     the family does not matter), the probe AUROC (its out-of-fold probabilities, folds grouped by
-    family, resampled by family)."""
+    family, resampled by family), the lineage 1-NN rate (each queried model's neighbour fixed,
+    ``nn_hits [n]``, NaN where not queried) and the bootstrap stability (the ``replicates``'
+    clusterings fixed, compared on the models of each family sample)."""
     out: dict[str, Any] = {}
     seed, nb, npm = opts.seed, opts.n_family_boot, opts.n_perm
+    # the replicates index the whole population (a family sample below is a subset of its rows)
+    stab = None if not replicates else mt.replicate_agreement(replicates, len(clusters), random_state=seed)
     rows = lf.family_sample(family, lf.MAX_MODELS, seed)
     if rows is not None:  # a large population: on a random sample of whole families (docs/scorecard.md)
         clusters, family = clusters[rows], family[rows]
+        nn_hits = None if nn_hits is None else nn_hits[rows]
         label = None if label is None else label[rows]
         lineage = None if lineage is None else lineage[rows]
         oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
@@ -91,6 +97,11 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
             lambda r, d: mt.within_basin_ami(clusters[r], d, None if basins is None else basins[r])[0], family, nb, seed)
         out["noise_ami_p"] = lf.member_permutation_p(lambda f: mt.within_basin_ami(clusters, f, basins)[0], lineage,
                                                      basins, npm, seed)
+    if nn_hits is not None and np.isfinite(nn_hits).any():
+        out["lineage_nn_ci"] = lf.family_bootstrap(
+            lambda r, _d: float(np.nanmean(h)) if np.isfinite(h := nn_hits[r]).any() else None, family, nb, seed)
+    if stab is not None:
+        out["stability_ci"] = lf.family_bootstrap(lambda r, _d: stab(r if rows is None else rows[r]), family, nb, seed)
     return out
 
 
@@ -140,7 +151,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
-            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}}
+            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
 
 
 def agree(labelled: str, free: str) -> bool | None:

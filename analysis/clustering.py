@@ -249,7 +249,7 @@ def cluster(values: np.ndarray, method: str = "auto", k_max: int = 8, random_sta
 # -- how certain is the number of basins ---------------------------------------------------------
 def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max: int = 8, random_state: int = 0,
               n_components: int = 10, distances: bool | None = None, k: int | None = None,
-              standardize: bool = True) -> dict:
+              standardize: bool = True, return_replicates: bool = False):
     """How certain is the clustering? Resample models, recluster, compare.
 
     Each replicate draws ``n`` models with replacement and clusters the distinct ones (a duplicated
@@ -260,7 +260,8 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
     A replicate with more than :data:`BOOT_MAX` distinct models keeps a random :data:`BOOT_MAX` of
     them (the result then says ``max_models``): reclustering 63% of a huge population twenty times
     would cost more than everything else, and pairs of replicates still share enough models for
-    their ARI.
+    their ARI. With ``return_replicates`` the result is ``(dict, replicates)``, the replicates as
+    ``(model indices, labels)`` (the stability's interval compares them again on resampled families).
     """
     values = as_floats(values)
     n = len(values)
@@ -283,7 +284,8 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
         ks.append(c.n_clusters_)
         reps.append((idx, c.labels_))
     if not ks:
-        return {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
+        empty = {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
+        return (empty, reps) if return_replicates else empty
     aris = []
     for i in range(len(reps)):
         for j in range(i + 1, len(reps)):
@@ -295,4 +297,4 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
            "stability": float(np.mean(aris)) if aris else None, "n_boot": len(ks)}
     if capped:
         out["max_models"] = BOOT_MAX
-    return out
+    return (out, reps) if return_replicates else out

@@ -46,11 +46,12 @@ from analysis.resampling import family_codes as _codes
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
-           "LabelFreeResult", "cluster_index", "pseudo_f", "label_free", "decide", "VERDICTS", "SENTENCES"]
+           "LabelFreeResult", "cluster_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
 NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL_CHUNK x n x dims floats)
+MAX_TREE_FAMILIES = 200  # more init families than this: no dendrogram (unreadable, and it would bloat basins.json)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
 SENTENCES = {
@@ -90,6 +91,7 @@ class LabelFreeResult:
     q: float | None = None  # the BH-adjusted p-value behind the verdict
     candidate_basins: np.ndarray | None = None
     sentence: str = ""
+    tree: dict | None = None  # the families' dendrogram (:func:`family_tree`), for the report
 
     @property
     def significant(self) -> bool:
@@ -263,6 +265,22 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
+
+
+def family_tree(coords: np.ndarray, family: Sequence, max_families: int = MAX_TREE_FAMILIES) -> dict | None:
+    """Models -> families -> groups as a tree: the average-linkage dendrogram (Euclidean) of the
+    init families' centroids in ``coords [n, d]`` (the coordinates the tests ran in). Returns
+    ``{"families": names, "sizes": members each, "linkage": scipy's [n_families - 1, 4] matrix}``,
+    or ``None`` with fewer than 2 or more than ``max_families`` families."""
+    from scipy.cluster.hierarchy import linkage
+
+    codes, names = _codes(family)
+    if not 2 <= len(names) <= max_families:
+        return None
+    x = np.asarray(coords, dtype=np.float64)
+    cent, counts = _centroids(x - x.mean(0), codes, len(names))
+    z = linkage(cent, method="average")
+    return {"families": names, "sizes": counts.astype(int).tolist(), "linkage": np.round(z, 6).tolist()}
 
 
 def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None) -> np.ndarray | None:

@@ -95,7 +95,7 @@ def pairwise_distances(coords: np.ndarray) -> np.ndarray:
 
 
 def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray | None = None,
-               max_queries: int = NN_QUERIES, random_state: int = 0) -> tuple[float | None, float | None]:
+               max_queries: int = NN_QUERIES, random_state: int = 0, return_hits: bool = False):
     """Nearest-neighbour lineage identification inside true basins, and its chance level.
 
     For every model whose family has another member in its basin: is its nearest neighbour among
@@ -105,7 +105,9 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
     Distances are ``dist`` ``[n, n]``, or with ``dist=None`` Euclidean on ``coords`` ``[n, c]``
     (computed in row blocks: nothing ``n x n``). Ties go to the lower index. When more than
     ``max_queries`` models qualify, the rates average over a fixed random sample of that many of
-    them; each one's neighbour is still searched among all models of its basin.
+    them; each one's neighbour is still searched among all models of its basin. With
+    ``return_hits`` a third value ``[n]``: 1 where a queried model's neighbour is a relative, 0
+    where not, NaN for models not queried (the family-bootstrap interval resamples these).
     """
     family = np.asarray([str(f) for f in family], dtype=object)
     n = len(family)
@@ -124,7 +126,7 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
             groups.append((idx, pos, rel[pos]))
     total = sum(len(p) for _, p, _ in groups)
     if not total:
-        return None, None
+        return (None, None, np.full(n, np.nan)) if return_hits else (None, None)
     if total > max_queries:  # one uniform sample over all qualifying models, then back to their basins
         chosen = np.zeros(total, bool)
         chosen[np.random.default_rng(random_state).choice(total, max_queries, replace=False)] = True
@@ -135,8 +137,9 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
             if keep.any():
                 parts.append((idx, pos[keep], rel[keep]))
         groups = parts
-    hits, chance = [], []
+    hits, chance, queried = [], [], []
     for idx, pos, rel in groups:
+        queried.append(idx[pos])
         fam = family[idx]
         if dist is not None:  # the given distances, read in row blocks
             step = max(1, (1 << 22) // len(idx))
@@ -155,7 +158,13 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
             near = np.concatenate(list(pairwise_distances_chunked(x[pos], x, reduce_func=nearest, working_memory=32)))
             hits.append(fam[near] == fam[pos])
         chance.append(rel / (len(idx) - 1))
-    return float(np.concatenate(hits).mean()), float(np.concatenate(chance).mean())
+    hit = np.concatenate(hits)
+    rate, chance_rate = float(hit.mean()), float(np.concatenate(chance).mean())
+    if not return_hits:
+        return rate, chance_rate
+    per_model = np.full(n, np.nan)
+    per_model[np.concatenate(queried)] = hit
+    return rate, chance_rate, per_model
 
 
 def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5,
@@ -229,3 +238,52 @@ def natural_key(s: str):
         return (0, float(s), "")
     except ValueError:
         return (1, 0.0, s)
+
+
+MAX_PAIRS = 190  # replicate pairs an interval of the stability compares (all of them at the default 20 replicates)
+
+
+def replicate_agreement(reps: list[tuple[np.ndarray, np.ndarray]], n: int, max_pairs: int = MAX_PAIRS,
+                        random_state: int = 0):
+    """The bootstrap stability as a function of which models it is measured on: ``stat(rows, draw)``
+    is the mean ARI between pairs of the fixed replicate clusterings ``reps`` (``(model indices,
+    labels)`` each), counting every model as often as it occurs in ``rows`` (so a family drawn twice
+    counts twice, as in :func:`analysis.resampling.family_bootstrap`). With ``rows`` every model
+    once, it is the stability of :func:`analysis.clustering.bootstrap`. Pairs sharing fewer than two
+    models are skipped; beyond ``max_pairs`` pairs a fixed random sample of them is used.
+
+    One weighted contingency table per pair, all pairs in one ``bincount``: ``n_pairs x n`` work per
+    call instead of reclustering."""
+    pairs = [(i, j) for i in range(len(reps)) for j in range(i + 1, len(reps))]
+    if len(pairs) > max_pairs:
+        pick = np.random.default_rng(random_state).choice(len(pairs), max_pairs, replace=False)
+        pairs = [pairs[p] for p in np.sort(pick)]
+    full = np.full((len(reps), n), -1, dtype=np.int64)  # each replicate's labels, -1 where it lacks the model
+    for b, (idx, lab) in enumerate(reps):
+        full[b, idx] = np.unique(lab, return_inverse=True)[1]  # hdbscan's -1 (noise) is a label like any other
+    kmax = int(full.max()) + 1
+    size = kmax * kmax + 1  # one weighted contingency table per pair, and a last cell for models one lacks
+    codes = np.empty((len(pairs), n), dtype=np.int64)
+    for p, (i, j) in enumerate(pairs):
+        both = (full[i] >= 0) & (full[j] >= 0)
+        codes[p] = p * size + np.where(both, full[i] * kmax + full[j], size - 1)
+    codes = codes.ravel()
+    c2 = lambda x: x * (x - 1) / 2  # noqa: E731 - pairs among x (weighted) models
+
+    def stat(rows: np.ndarray, _draw: np.ndarray | None = None) -> float | None:
+        if not pairs:
+            return None
+        w = np.bincount(rows, minlength=n).astype(np.float64)
+        tab = np.bincount(codes, weights=np.tile(w, len(pairs)), minlength=len(pairs) * size)
+        t = tab.reshape(len(pairs), size)[:, :-1].reshape(len(pairs), kmax, kmax)
+        tot = t.sum((1, 2))
+        index, a, b = c2(t).sum((1, 2)), c2(t.sum(2)).sum(1), c2(t.sum(1)).sum(1)
+        ok = tot >= 2
+        if not ok.any():
+            return None
+        expected = a[ok] * b[ok] / c2(tot[ok])
+        denom = (a[ok] + b[ok]) / 2 - expected
+        safe = np.where(denom == 0, 1.0, denom)
+        return float(np.mean(np.where(denom == 0, 1.0, (index[ok] - expected) / safe)))
+
+    return stat

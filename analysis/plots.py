@@ -11,6 +11,7 @@ import base64
 import math
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from markupsafe import Markup, escape
@@ -121,6 +122,26 @@ def heatmap(d: np.ndarray, order: np.ndarray, title: str, size: int = 290) -> Ma
             f"</figcaption></figure>")
 
 
+def _tree(dn: dict, width: int, base: float, pad: int = 6) -> tuple[list[str], Callable[[float], float]]:
+    """The links of a scipy dendrogram (``no_plot=True``) as SVG polylines above ``base``, and the x
+    position of a scipy leaf coordinate (leaves sit at 5, 15, 25, ...)."""
+    n = len(dn["leaves"])
+    ymax = max(max((max(v) for v in dn["dcoord"]), default=0.0), 1e-12)
+    sx = lambda x: pad + (x - 5) / max(10 * n - 10, 1) * (width - 2 * pad)  # noqa: E731
+    sy = lambda y: base - y / ymax * (base - pad)  # noqa: E731
+    lines = []
+    for xs, ys in zip(dn["icoord"], dn["dcoord"]):
+        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
+        lines.append(f'<polyline points="{pts}" fill="none" stroke="#555" stroke-width="0.8"/>')
+    return lines, sx
+
+
+def _figure(body: str, width: int, height: float, title: str, col: dict[str, str]) -> Markup:
+    return Markup(f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" role="img" '
+                  f'aria-label="{escape(title)}" style="border:1px solid #ccc;background:#fff">{body}</svg>'
+                  f"<figcaption>{escape(title)}</figcaption>{legend(col)}</figure>")
+
+
 def dendrogram(d: np.ndarray, leaf_cats: list[str], title: str, width: int = 560, height: int = 220
                ) -> tuple[Markup, np.ndarray]:
     """Average-linkage dendrogram of a distance matrix as SVG; returns ``(svg, leaf order)``."""
@@ -134,22 +155,56 @@ def dendrogram(d: np.ndarray, leaf_cats: list[str], title: str, width: int = 560
     z = linkage(squareform(np.clip(d, 0, None), checks=False), method="average")
     dn = scipy_dendrogram(z, no_plot=True)
     order = np.asarray(dn["leaves"], int)
-    n = len(order)
-    ymax = max(max(max(v) for v in dn["dcoord"]), 1e-12)
-    pad, base = 6, height - 16
-    sx = lambda x: pad + (x - 5) / max(10 * n - 10, 1) * (width - 2 * pad)  # noqa: E731 - scipy leaves sit at 5, 15, ...
-    sy = lambda y: base - y / ymax * (base - pad)  # noqa: E731
-    lines = []
-    for xs, ys in zip(dn["icoord"], dn["dcoord"]):
-        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
-        lines.append(f'<polyline points="{pts}" fill="none" stroke="#555" stroke-width="0.8"/>')
+    base = height - 16
+    lines, sx = _tree(dn, width, base)
     col = colors(leaf_cats)
     ticks = "".join(f'<rect x="{sx(5 + 10 * i) - 1.5:.1f}" y="{base + 3}" width="3" height="9" fill="{col[leaf_cats[j]]}"/>'
                     for i, j in enumerate(order))
-    svg = Markup(f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{escape(title)}" style="border:1px solid #ccc;background:#fff">{"".join(lines)}{ticks}</svg>'
-           f"<figcaption>{escape(title)}</figcaption>{legend(col)}</figure>")
-    return svg, order
+    return _figure("".join(lines) + ticks, width, height, title, col), order
+
+
+def family_dendrogram(z: list[list[float]], families: list[str], sizes: list[int],
+                      members: dict[str, dict[str, int]], title: str, height: int = 230,
+                      max_labels: int = 60) -> Markup:
+    """Models -> init families -> candidate basins: the dendrogram ``z`` (scipy linkage) whose
+    leaves are the ``families`` (``sizes`` models each). Under each leaf a bar of its members,
+    stacked by candidate basin (``members[family] = {basin: count}``; grey when a family has none),
+    and the family's name and size (names only up to ``max_labels`` families; every leaf has a
+    tooltip). Family names are user data: escaped."""
+    from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
+
+    dn = scipy_dendrogram(np.asarray(z, dtype=float), no_plot=True)
+    order = [int(j) for j in dn["leaves"]]
+    n = len(order)
+    width = min(1100, max(420, 18 * n + 20))
+    named = n <= max_labels
+    bar_h, label_h = 28, (70 if named else 6)
+    base = height - bar_h - label_h
+    lines, sx = _tree(dn, width, base)
+    col = colors([str(b) for m in members.values() for b in m] or ["-1"])
+    step = (width - 12) / max(n, 1)
+    bw = max(2.0, min(12.0, 0.7 * step))
+    parts = []
+    for i, j in enumerate(order):
+        fam, size = families[j], int(sizes[j])
+        x = sx(5 + 10 * i)
+        shares = members.get(fam) or {"-1": size}
+        tip = f"{fam}: {size} models" + ("" if "-1" in shares and len(shares) == 1 else
+                                         "; " + ", ".join(f"candidate basin {b}: {c}" for b, c in shares.items()))
+        y = base + 3
+        segs = []
+        for b, c in sorted(shares.items(), key=lambda kv: natural_key(kv[0])):
+            h = bar_h * c / max(size, 1)
+            segs.append(f'<rect x="{x - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{h:.1f}" fill="{col.get(str(b), "#999999")}"/>')
+            y += h
+        parts.append(f'<g><title>{escape(tip)}</title>{"".join(segs)}</g>')
+        if named:
+            ty = base + bar_h + 6
+            short = fam if len(fam) <= 12 else fam[:11] + "…"  # the whole name is in the tooltip
+            parts.append(f'<text x="{x - 3:.1f}" y="{ty:.1f}" font-size="9" transform="rotate(90 {x - 3:.1f} {ty:.1f})">'
+                         f'{escape(short)} ({size})</text>')
+    col = {(f"candidate basin {k}" if k != "-1" else "no candidate basin"): v for k, v in col.items()}
+    return _figure("".join(lines) + "".join(parts), width, height, title, col)
 
 
 def line_chart(series: dict[str, list[tuple[float, float | None]]], title: str, ylabel: str, width: int = 560,

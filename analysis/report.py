@@ -30,6 +30,7 @@ from analysis.plots import (
     bars,
     colors,
     dendrogram,
+    family_dendrogram,
     heatmap,
     legend,
     line_chart,
@@ -49,8 +50,9 @@ SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "o
                  ("parent_noise_ami", "parent AMI"), ("lineage_nn", "lineage 1-NN"), ("aligns_with", "aligns with"),
                  ("verdict", "verdict"), ("label_free_verdict", "label-free verdict")]
 TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict", "label_free_verdict"}
+# a score's 95% family-bootstrap interval and BH-adjusted p (lineage 1-NN: its own cell, with chance)
 INTERVALS = {"deep_ami": ("deep_ami_ci", "deep_ami_q"), "noise_ami": ("noise_ami_ci", "noise_ami_q"),
-             "probe_auroc": ("probe_auroc_ci", None)}  # a score's 95% family-bootstrap interval and BH-adjusted p
+             "probe_auroc": ("probe_auroc_ci", None), "stability": ("stability_ci", None)}
 
 
 def num(v: Any, digits: int = 2) -> str:
@@ -131,6 +133,7 @@ class FingerprintView:
     heatmap: Markup | None = None
     confusion: dict[str, Any] | None = None  # labels, rows [(cluster, [(count, alpha), ...]), ...]
     free_groups: list[tuple[int, list[tuple[str, int]], int]] = field(default_factory=list)
+    family_tree: Markup | None = None  # models -> families -> candidate basins
 
 
 def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None) -> FingerprintView:
@@ -163,7 +166,28 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
                           "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
                                    for c, row in zip(r.confusion["clusters"], counts)]}
     view.free_groups = _candidate_groups(r)
+    view.family_tree = _family_tree(r, settings)
     return view
+
+
+def _family_tree(r: FingerprintResult, settings: dict[str, Any]) -> Markup | None:
+    """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
+    free = r.label_free or {}
+    tree = free.get("tree")
+    if not tree or free.get("verdict") == "insufficient":
+        return None
+    members: dict[str, dict[str, int]] = {}
+    lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
+    for m, b in (free.get("candidate_basins") or {}).items():
+        shares = members.setdefault(str(lineage.get(m, "?")), {})
+        shares[str(b)] = shares.get(str(b), 0) + 1
+    what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
+    try:
+        return family_dendrogram(tree["linkage"], tree["families"], tree["sizes"], members,
+                                 f"init families ({settings.get('lineage')}) clustered by their centroids (average "
+                                 f"linkage, the analysis' coordinates); leaves: families (models); {what}")
+    except Exception as e:  # noqa: BLE001 - a malformed stored tree must not lose the rest of the report
+        return Markup("<div class='fail'>family dendrogram failed: {}</div>").format(str(e))
 
 
 def _candidate_groups(r: FingerprintResult) -> list[tuple[int, list[tuple[str, int]], int]]:

@@ -79,7 +79,7 @@ class FingerprintResult:
     verdict: str | None = None
     reason: str | None = None
     traceback: str | None = None  # an unexpected failure's last frames
-    label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins[, agrees]
+    label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins, tree[, agrees]
     significant: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 
@@ -150,6 +150,8 @@ class ScorecardRow:
     noise_ami_p: float | None = None
     deep_ami_q: float | None = None  # Benjamini-Hochberg adjusted across the report's fingerprints
     noise_ami_q: float | None = None
+    lineage_nn_ci: list[float] | None = None  # 95% family-bootstrap intervals (issue 20, after the keys above)
+    stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -164,7 +166,8 @@ class ScorecardRow:
             error=r.error, significant=bool(r.significant), label_free_verdict=free.get("verdict", "insufficient"),
             label_free_sentence=free.get("sentence"), candidate_basins=free.get("candidate_basins", {}),
             n_families=cal.get("n_families"),
-            **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci")},
+            **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "lineage_nn_ci",
+                                              "stability_ci")},
             **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")})
 
     def to_dict(self) -> dict[str, Any]:

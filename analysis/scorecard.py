@@ -105,8 +105,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
-    boot = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist, k_fixed, std) \
-        if opts.n_boot > 0 else {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
+    boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
+                                    k_fixed, std, return_replicates=True) \
+        if opts.n_boot > 0 else ({"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}, None)
     xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
     # the PCA the models were clustered in, reduced once (distances: their MDS coordinates)
     coords = est.coordinates_ if not dist and est.coordinates_ is not None else \
@@ -132,10 +133,11 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         scores["deep_ami"] = None
         scores["probe_auroc"] = None
     basins = label if has_label else None
+    nn_hits = None
     if lineage is not None:
         scores["noise_ami"], scores["noise_ami_per_basin"] = mt.within_basin_ami(clusters, lineage, basins)
-        scores["lineage_nn"], scores["lineage_nn_chance"] = mt.lineage_nn(nn_dist, lineage, basins, nn_coords,
-                                                                          random_state=opts.seed)
+        scores["lineage_nn"], scores["lineage_nn_chance"], nn_hits = mt.lineage_nn(
+            nn_dist, lineage, basins, nn_coords, random_state=opts.seed, return_hits=True)
     if parents is not None:
         scores["parent_noise_ami"], scores["parent_noise_ami_per_basin"] = mt.within_basin_ami(clusters, parents, basins)
         scores["parent_nn"], scores["parent_nn_chance"] = mt.lineage_nn(nn_dist, parents, basins, nn_coords,
@@ -143,9 +145,12 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     noise_vals = [v for v in (scores.get("noise_ami"), scores.get("parent_noise_ami")) if v is not None]
     noise = max(noise_vals) if noise_vals else None
     if opts.calibrate:
-        calib.update(calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts))
+        calib.update(calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts, nn_hits,
+                               replicates))
     label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) \
         if lineage is not None and opts.calibrate else None
+    if label_free is not None and label_free.verdict != "insufficient":
+        label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords, family))
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}

@@ -270,7 +270,8 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
             "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error",
             # issue 20: calibrated numbers and the label-free verdict
             "significant", "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families",
-            "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q"}
+            "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
+            "lineage_nn_ci", "stability_ci"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -463,7 +464,8 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
             "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",
             "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error", "significant",
             "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
-            "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q"]
+            "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
+                    "lineage_nn_ci", "stability_ci"]
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",

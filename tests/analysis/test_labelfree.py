@@ -110,3 +110,62 @@ def test_bad_input_is_a_value_error():
         lf.label_free(np.zeros((5, 2)), [0, 1])
     with pytest.raises(ValueError, match="NaN"):
         lf.label_free(np.full((8, 2), np.nan), np.arange(8) // 2)
+
+
+def _planted_groups_result():
+    """12 init families of 4 models whose centroids fall into two planted groups (families 0, 2, ...
+    against 1, 3, ...), analysed without a label; one family's name is markup (user data the
+    report must escape). Returns the result and each family's planted group."""
+    from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+
+    r = np.random.default_rng(0)
+    g, fam = np.arange(12) % 2, np.repeat(np.arange(12), 4)
+    c = r.standard_normal((12, 6))
+    c[:, :3] += 8 * g[:, None]
+    x = c[fam] + 0.5 * r.standard_normal((48, 6))
+    names = np.asarray(["<i>fam</i>" if f == 0 else f"seed{f}" for f in fam], dtype=object)
+    ids = [f"m{i}" for i in range(len(x))]
+    opts = AnalysisOptions(n_perm=99, n_family_boot=50, n_boot=8, label="")
+    fp = FingerprintInput("planted", x, ids, {"extractor": "planted", "output": "features"})
+    planted = {("<i>fam</i>" if f == 0 else f"seed{f}"): int(g[f]) for f in range(12)}
+    return analyze([fp], {"model_id": np.asarray(ids), "init_seed": names}, opts), planted
+
+
+def test_report_shows_the_family_dendrogram_with_escaped_leaves():
+    from scipy.cluster.hierarchy import fcluster
+
+    from analysis.plots import family_dendrogram
+    from analysis.report import render
+
+    res, planted = _planted_groups_result()
+    r = res.fingerprints[0]
+    assert r.label_free["verdict"] != "insufficient"
+    tree = r.label_free["tree"]
+    assert sorted(tree["families"]) == sorted(planted)
+    assert len(tree["linkage"]) == 11 and tree["sizes"] == [4] * 12
+    # the tree's top split is the planted grouping of the families
+    top = fcluster(np.asarray(tree["linkage"]), 2, "maxclust")
+    assert len({(int(t), planted[f]) for t, f in zip(top, tree["families"])}) == 2
+    html = render(res)
+    assert "init families (init_seed) clustered by their centroids" in html
+    assert html.count("&lt;i&gt;fam&lt;/i&gt;") >= 2 and "<i>fam</i>" not in html  # a leaf label and its tooltip
+    # leaves coloured by candidate basin: one bar segment per (family, basin), a legend entry per basin
+    members = {f: {str(g): 4} for f, g in planted.items()}
+    members["seed1"] = {"0": 1, "1": 3}
+    svg = str(family_dendrogram(tree["linkage"], tree["families"], tree["sizes"], members, "t <x>"))
+    assert svg.count("<rect") == 13 and "candidate basin 0" in svg and "candidate basin 1" in svg
+    assert "seed1: 4 models; candidate basin 0: 1, candidate basin 1: 3" in svg and "t &lt;x&gt;" in svg
+
+
+def test_lineage_nn_and_stability_intervals_resample_families():
+    from analysis import clustering as cl
+    from analysis import metrics as mt
+
+    row = _planted_groups_result()[0].scorecard[0]
+    for value, ci in ((row.lineage_nn, row.lineage_nn_ci), (row.stability, row.stability_ci)):
+        assert ci is not None and ci[0] <= ci[1] and -1 <= ci[0] and ci[1] <= 1
+        assert ci[0] - 0.15 <= value <= ci[1] + 0.15  # the point estimate sits in (or next to) its interval
+    # the stability's statistic, on every model once, is the bootstrap's stability itself
+    x, _, _ = population("null", 1)
+    out, reps = cl.bootstrap(x, "kmeans", 8, 6, 0, return_replicates=True)
+    assert mt.replicate_agreement(reps, len(x))(np.arange(len(x))) == pytest.approx(out["stability"], abs=1e-12)
