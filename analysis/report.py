@@ -91,7 +91,8 @@ class Headline:
     failed: list[ScorecardRow]
     mode: str  # "nothing" | "label-free" | "labelled"
     label: str | None = None
-    best: ScorecardRow | None = None
+    best: ScorecardRow | None = None  # never a privileged fingerprint while another one was analysed
+    best_privileged: ScorecardRow | None = None  # a privileged one that beats ``best``: shown as an upper bound
     deep: list[str] = field(default_factory=list)
     noise: list[str] = field(default_factory=list)
     both: list[str] = field(default_factory=list)
@@ -114,7 +115,11 @@ def headline(result: AnalysisResult) -> Headline:
         h.insufficient_sentence = next((r.label_free_sentence for r in ok if r.label_free_verdict == "insufficient"), None)
         return h
     h.mode = "labelled"
-    h.best = max(ok, key=lambda r: r.deep_ami if r.deep_ami is not None else -1)
+    deep = lambda r: r.deep_ami if r.deep_ami is not None else -1  # noqa: E731
+    fair = [r for r in ok if not r.privileged] or ok
+    h.best = max(fair, key=deep)
+    top = max(ok, key=deep)
+    h.best_privileged = top if top.privileged and top is not h.best else None
     by = lambda v: [str(r.fingerprint) for r in ok if r.verdict == v]  # noqa: E731
     h.deep, h.noise = by("tracks deep differences"), by("tracks initialization noise")
     h.both, h.none = by("tracks both"), by("uninformative")

@@ -152,6 +152,7 @@ class ScorecardRow:
     noise_ami_q: float | None = None
     lineage_nn_ci: list[float] | None = None  # 95% family-bootstrap intervals (issue 20, after the keys above)
     stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
+    privileged: bool = False  # computed on a probe set built from the ground truth: an upper bound (issue 21)
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -168,7 +169,8 @@ class ScorecardRow:
             n_families=cal.get("n_families"),
             **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "lineage_nn_ci",
                                               "stability_ci")},
-            **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")})
+            **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")},
+            privileged=bool((r.meta or {}).get("privileged")))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -280,4 +280,7 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
     meta = {"extractor": "combined", "output": "features", "kind": kinds.pop() if len(kinds) == 1 else "mixed",
             "parts": [p.meta.get("key") for p in parts], "supervised": any(p.meta.get("supervised") for p in parts),
             "step": parts[0].meta.get("step"), "standardize": False}
+    privileged = sorted({str(s) for p in parts for s in (p.meta.get("privileged") or [])})
+    if privileged:
+        meta["privileged"] = privileged
     return FingerprintInput(name, values, shared, meta)

@@ -166,14 +166,15 @@ def print_scorecard(result: AnalysisResult) -> None:
         noise = r.noise_ami
         if r.parent_noise_ami is not None and (noise is None or r.parent_noise_ami > noise):
             noise = r.parent_noise_ami
-        t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else ""), _num(r.n_clusters),
+        t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), nn,
                   _verdict(r.verdict), _verdict(r.label_free_verdict))
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = initialization "
-                  "noise only, none = no structure (docs/scorecard.md)", style="dim")
+                  "noise only, none = no structure; (priv.) = on a probe set built from the ground truth, an upper bound "
+                  "(docs/scorecard.md)", style="dim")
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
@@ -205,8 +206,11 @@ def headline_sentence(result: Any) -> str:
     if h.mode == "labelled" and h.best is not None:
         b = h.best
         tracks = ", ".join(h.deep + h.both) or "none"
-        return (f"{b.fingerprint} aligns best with {h.label} ({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}); "
-                f"tracking the deep difference: {tracks}; label-free, {b.fingerprint}: {b.label_free_verdict}")
+        upper = (f"; upper bound (privileged probe set): {h.best_privileged.fingerprint}, deep AMI {h.best_privileged.deep_ami:.2f}"
+                 if h.best_privileged is not None and h.best_privileged.deep_ami is not None else "")
+        return (f"{b.fingerprint}{' (privileged)' if b.privileged else ''} aligns best with {h.label} "
+                f"({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}); "
+                f"tracking the deep difference: {tracks}; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
     lead = (f"candidate deep basins (no ground truth) from {', '.join(deep)}" if deep

@@ -145,6 +145,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     )
 
     tasks = {n: {"description": c.description, "deep_labels": list(c.deep_labels),
+                 "privileged_probes": list(getattr(c, "privileged_probes", ())),
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
              for n, c in sorted(list_tasks().items())}
     archs = {n: {"description": (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""} for n, c in sorted(list_families().items())}
@@ -158,9 +159,11 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     t = Table(title="tasks")
     t.add_column("name")
     t.add_column("deep labels")
+    t.add_column("privileged probe sets (built from the ground truth: upper bounds)")
     t.add_column("parameters (default)")
     for n, d in tasks.items():
-        t.add_row(esc(n), esc(", ".join(d["deep_labels"])), esc(", ".join(f"{k}={v['default']}" for k, v in d["params"].items())))
+        t.add_row(esc(n), esc(", ".join(d["deep_labels"])), esc(", ".join(d["privileged_probes"]) or "–"),
+                  esc(", ".join(f"{k}={v['default']}" for k, v in d["params"].items())))
     console.print(t)
     a = Table(title="architectures")
     a.add_column("name")

@@ -223,7 +223,7 @@ OPTS = sc.AnalysisOptions()
     (0.10, 0.30, None, False, "tracks initialization noise"),
     (0.50, 0.45, None, False, "tracks both"),
     (0.10, 0.10, 0.85, True, "tracks deep differences"),  # binary label: the probe alone suffices
-    (0.10, 0.10, 0.99, False, "uninformative"),  # more classes: the probe does not count
+    (0.10, 0.10, 0.99, False, "tracks deep differences"),  # more classes: the probe counts too (issue 21 item 2)
     (0.10, 0.40, 0.90, True, "tracks both"),
     (0.10, None, 0.50, True, "uninformative"),
     (None, None, None, True, "uninformative"),
@@ -271,7 +271,7 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
             # issue 20: calibrated numbers and the label-free verdict
             "significant", "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families",
             "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
-            "lineage_nn_ci", "stability_ci"}
+            "lineage_nn_ci", "stability_ci", "privileged"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -465,7 +465,7 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
             "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error", "significant",
             "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
             "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
-                    "lineage_nn_ci", "stability_ci"]
+                    "lineage_nn_ci", "stability_ci", "privileged"]
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",
@@ -519,3 +519,20 @@ def test_analysis_result_round_trips_through_its_json_form():
     again = AnalysisResult.from_dict(stored)
     assert [r.to_dict() for r in again.scorecard] == d["scorecard"]
     assert again.to_dict()["fingerprints"][0]["future_key"] == 1
+
+
+def test_a_privileged_fingerprint_is_marked_and_never_named_best_unmarked():
+    """Issue 21 item 3: a fingerprint on a probe set built from the ground truth is an upper bound."""
+    from analysis.report import headline, render
+
+    deep, *fps = [f for f in _fps() if f.name in ("deep", "both", "noise")]  # the oracle recovers the label
+    oracle = sc.FingerprintInput("probe-outputs:probe_set=conflict", deep.values, deep.model_ids,
+                                 {"privileged": ["conflict"]})
+    res = sc.analyze([oracle, *fps], _table(), FAST.replace(n_boot=0))
+    rows = {r.fingerprint: r for r in res.scorecard}
+    assert rows["probe-outputs:probe_set=conflict"].privileged and not rows["both"].privileged
+    assert res.to_dict()["scorecard"][0]["privileged"] is True
+    h = headline(res)
+    assert not h.best.privileged and h.best_privileged is not None and h.best_privileged.privileged
+    html = render(res)
+    assert "(privileged: upper bound)" in html and "Upper bound, from a probe set built from the ground truth" in html
