@@ -159,7 +159,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     t = Table(title="tasks")
     t.add_column("name")
     t.add_column("deep labels")
-    t.add_column("privileged probe sets (built from the ground truth: upper bounds)")
+    t.add_column("privileged probes")
     t.add_column("parameters (default)")
     for n, d in tasks.items():
         t.add_row(esc(n), esc(", ".join(d["deep_labels"])), esc(", ".join(d["privileged_probes"]) or "–"),
