@@ -37,7 +37,7 @@ from analysis.scorecard import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.parallel import get_runner
-from fingerprint.population import use_architecture
+from fingerprint.population import task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
@@ -48,6 +48,19 @@ from training.sweep import SweepSummary, get_executor, run_sweep, validate
 
 DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "disagreement", "weight-stats",
                         "weight-spectra", "cka", "aligned-weights"]
+
+
+def default_fingerprints(zoo: Zoo) -> list[str]:
+    """The standard set that applies to ``zoo``: :data:`DEFAULT_FINGERPRINTS`, less what an imported
+    architecture cannot give (``aligned-weights`` needs declared permutation symmetry, ``cka`` named
+    layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks."""
+    if zoo.family_spec.get("arch") != "module":
+        return list(DEFAULT_FINGERPRINTS)
+    sets = set(task_for(zoo).probe_names())
+    needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "disagreement": "ood", "cka": "in_dist",
+             "anomalous-inputs": "in_dist"}
+    skip = {"aligned-weights"} | (set() if zoo.family_spec.get("layers") else {"cka"})
+    return [f for f in DEFAULT_FINGERPRINTS if f not in skip and (f not in needs or needs[f] in sets)]
 
 
 # -- configuration ---------------------------------------------------------------------------------

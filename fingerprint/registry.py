@@ -169,6 +169,24 @@ def load_plugin(spec: str) -> ExtractorSpec:
     return _adopt(spec, resolve(spec, "extractor plugin"), spec)
 
 
+def load_plugins(spec: str) -> list[ExtractorSpec]:
+    """``--plugin``: ``module:function`` (that one), or a bare ``module``: import it and return the
+    extractors its ``@extractor`` decorators registered."""
+    if ":" in spec:
+        return [load_plugin(spec)]
+    before = set(list_extractors())
+    try:
+        importlib.import_module(spec)
+    except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing
+        raise PluginError(f"extractor plugin module '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    specs = list_extractors()
+    found = [s for n, s in specs.items() if n not in before or getattr(s.fn, "__module__", None) == spec]
+    if not found:
+        raise UserError(f"plugin module '{spec}' registers no extractor: decorate functions with "
+                        "@fingerprint.extractor(...), or name one as module:function")
+    return found
+
+
 def get_extractor(name: str) -> ExtractorSpec:
     specs = list_extractors()
     if name in specs:
@@ -185,21 +203,18 @@ def get_extractor(name: str) -> ExtractorSpec:
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """``NAME[:key=value,...]`` -> (name, params). Values parse as JSON where they can (numbers, bools, lists)."""
+    """``NAME[:key=value,...]`` or ``module:function[:key=value,...]`` -> (name, params). The name
+    ends at the last ``:`` before the first ``=``. Values parse as JSON where they can (numbers,
+    bools, lists)."""
     name, params = text, {}
-    if ":" in text:
-        head, _, rest = text.partition(":")
-        if "=" in rest.split(",")[0]:
-            name = head
-            for item in _split_top(rest):
-                if "=" not in item:
-                    raise UserError(f"bad extractor spec '{text}': expected key=value, got '{item}'")
-                k, _, v = item.partition("=")
-                params[k.strip()] = _parse_value(v.strip())
-        elif "=" in rest:  # module:function:key=value
-            mod_fn, _, kv = text.rpartition(":")
-            name = mod_fn
-            return (name, parse_spec(f"x:{kv}")[1])
+    eq = text.find("=")
+    if eq >= 0 and ":" in text[:eq]:
+        name = text[:eq].rpartition(":")[0]
+        for item in _split_top(text[len(name) + 1:]):
+            if "=" not in item:
+                raise UserError(f"bad extractor spec '{text}': expected key=value, got '{item}'")
+            k, _, v = item.partition("=")
+            params[k.strip()] = _parse_value(v.strip())
     return name.strip(), params
 
 

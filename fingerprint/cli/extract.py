@@ -16,11 +16,11 @@ from training.core.errors import UserError
 @app.command()
 def extract(
     zoo_path: Path = typer.Argument(..., metavar="ZOO"),
-    fp: List[str] = typer.Option(..., "--fp", help="Extractor spec NAME[:key=value,...] (repeatable; module:function for plugins)."),
+    fp: Optional[List[str]] = typer.Option(None, "--fp", help="Extractor spec NAME[:key=value,...] (repeatable; module:function[:key=value] for plugins). Default: the standard set that applies to this zoo."),
     step: Optional[str] = typer.Option(None, "--step", help="Checkpoint step, 'final' (default) or 'all'."),
     force: bool = typer.Option(False, "--force", help="Recompute even when cached."),
     label: Optional[str] = typer.Option(None, "--label", help="Model column with labels for supervised extractors (e.g. deep_label)."),
-    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Import module:function extractors (repeatable)."),
+    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Import extractors: module:function, or a module whose @fingerprint.extractor functions register themselves (repeatable)."),
     chunk_size: Optional[int] = typer.Option(None, min=1, help="Models per chunk for streaming extractors (default: as many as 64 MB of weights hold, 256 to 4096; 256 with --executor ray)."),
     executor: str = typer.Option("local", help="local | ray: where chunks of streaming extractors run."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
@@ -31,18 +31,19 @@ def extract(
     """Compute fingerprints for a zoo (cached in the zoo)."""
     from fingerprint import pipeline  # deferred for start-up time (torch)
     from fingerprint.parallel import get_runner  # deferred for start-up time
-    from fingerprint.registry import load_plugin  # deferred for start-up time
+    from fingerprint.registry import load_plugins  # deferred for start-up time
     from training.sweep import check_device  # deferred for start-up time
 
     o.add_cwd_to_path()
     for p in plugin or []:
-        load_plugin(p)
+        load_plugins(p)
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
     check_device(device)
     runner = get_runner(executor, address)
     with RichProgress() as progress:
-        results = pipeline.compute(zoo, list(fp), step, force, label, chunk_size, runner, device, progress)
+        results = pipeline.compute(zoo, list(fp or pipeline.default_fingerprints(zoo)), step, force, label, chunk_size,
+                                   runner, device, progress)
     if any(r.error for r in results):
         raise typer.Exit(1)

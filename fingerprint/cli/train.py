@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
@@ -131,11 +131,14 @@ def _seed_range(a) -> str:
 
 
 @app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json")):
+def list_cmd(as_json: bool = typer.Option(False, "--json"),
+             plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Also list these plugins' extractors (module or module:function, repeatable).")):
     """List tasks, architectures, extractors and built-in configs."""
+    from fingerprint.cli.options import add_cwd_to_path
     from fingerprint.registry import (  # deferred for start-up time (torch)
         bound_text,
         list_extractors,
+        load_plugins,  # deferred for start-up time (torch)
     )
     from training.config import builtin_configs  # deferred for start-up time
     from training.families import kernels, list_families  # deferred for start-up time
@@ -149,6 +152,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
              for n, c in sorted(list_tasks().items())}
     archs = {n: {"description": (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""} for n, c in sorted(list_families().items())}
+    add_cwd_to_path()
+    for p in plugin or []:
+        load_plugins(p)
     extractors = {name: spec.describe() for name, spec in sorted(list_extractors().items())}
 
     data = {"tasks": tasks, "architectures": archs, "extractors": extractors, "configs": sorted(builtin_configs()),

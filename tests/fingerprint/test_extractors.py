@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,8 @@ from fingerprint.registry import (
 from training.core.errors import PluginError
 from training.families import get_family
 from training.tasks import get_task
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _batch(arch="mlp", hp=None, n=4, shape=(8,)):
@@ -440,3 +443,39 @@ def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privi
     assert a.meta["privileged"] == ["oracle"] and "privileged" not in b.meta
     with pytest.raises(fingerprint.UserError, match="privileged probe set 'nope' is not among the probe sets"):
         Zoo.from_modules(mods, out=tmp_path / "imp2", probes=sets, privileged_probes=["nope"])
+
+
+def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tiny_zoo):
+    """Issue 21 items 11, 12: `--plugin module` registers its decorated extractors, `list --plugin` shows
+    them, `module:function:key=value` works, and `extract` without --fp runs the standard set."""
+    from fingerprint import pipeline
+    from fingerprint.registry import parse_spec
+
+    assert parse_spec("mod:fn:k=2,b=[1,2]") == ("mod:fn", {"k": 2, "b": [1, 2]})
+    assert parse_spec("ood-outputs:n_probes=8") == ("ood-outputs", {"n_probes": 8})
+    assert parse_spec("mod:fn") == ("mod:fn", {})
+    (tmp_path / "myfps.py").write_text(textwrap.dedent("""
+        import fingerprint
+
+        @fingerprint.extractor("mean-out-test", kind="behavioural")
+        def mean_out(models, probe_set: str = "ood", scale: float = 1.0):
+            return scale * models.forward(models.task.probes(probe_set)).mean(1)
+
+        def plain(models, scale: float = 1.0):
+            return scale * models.forward(models.task.probes("ood")).mean(1)
+    """))
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}{__import__('os').pathsep}{ROOT}"}
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *a], cwd=tmp_path, capture_output=True,  # noqa: E731
+                                    text=True, env=env, timeout=300)
+    lst = json.loads(cli("list", "--json", "--plugin", "myfps").stdout)
+    assert "mean-out-test" in lst["extractors"]
+    res = cli("extract", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--fp", "myfps:plain:scale=3")
+    assert res.returncode == 0, res.stderr
+    res = cli("extract", str(tiny_zoo), "--plugin", "nofps_here")
+    assert res.returncode == 2 and "cannot be imported" in res.stderr
+    zoo = Zoo.open(tiny_zoo)
+    assert pipeline.default_fingerprints(zoo) == pipeline.DEFAULT_FINGERPRINTS
+    res = cli("extract", str(tiny_zoo), "--fp", "weight-stats")  # and with no --fp: every default one
+    res = cli("extract", str(tiny_zoo))
+    assert res.returncode == 0, res.stderr
+    assert {m["extractor"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
