@@ -8,6 +8,7 @@ cannot leak the answer it is scored against (``docs/extractors.md``, "What an ex
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,22 @@ class TaskView:
         return self._behind().loss(out, y)
 
 
+class UnknownParameter(UserError, KeyError):
+    """A parameter name the architecture does not have (a one-line error listing the valid ones)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Params(dict):
+    """Stacked parameters ``{name: [n_models, ...]}``; an unknown name is an error that lists the names
+    (built-in families say ``layer0.weight``, imported ``nn.Module`` s ``0.weight``)."""
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        raise UnknownParameter(f"unknown parameter {key!r} (valid: {', '.join(sorted(self))}); "
+                               "models.weight_matrices() lists the weight matrices of any architecture")
+
+
 class ModelBatch:
     """A population of models to fingerprint.
 
@@ -136,7 +153,7 @@ class ModelBatch:
                  step: int | str = "final", device: str = "cpu", chunk: int = 2048):
         self.family = family
         self.device = device
-        self.params = {k: v.to(device) for k, v in params.items()}
+        self.params = Params({k: v.to(device) for k, v in params.items()})
         self.task = task if isinstance(task, TaskView) else TaskView(task)
         self.model_ids = list(model_ids)
         self.step = step
@@ -163,6 +180,15 @@ class ModelBatch:
 
     def activation_names(self) -> list[str]:
         return list(self.family.activation_names())
+
+    def weight_matrices(self) -> list[tuple[str, torch.Tensor]]:
+        """The weight matrices (and conv kernels) in the architecture's order, whatever their names:
+        ``[(name, [n_models, out, in, ...]), ...]``; biases and other vectors left out. One plugin
+        runs on built-in and imported zoos alike."""
+        def natural(name: str) -> list:  # layer2 before layer10, 2.weight before 10.weight
+            return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
+
+        return [(k, self.params[k]) for k in sorted(self.params, key=natural) if self.params[k].dim() >= 3]
 
     def subset(self, idx: Sequence[int]) -> "ModelBatch":
         idx_t = torch.as_tensor(list(idx), dtype=torch.long)

@@ -479,3 +479,20 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     res = cli("extract", str(tiny_zoo))
     assert res.returncode == 0, res.stderr
     assert {m["extractor"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
+
+
+def test_weight_matrices_serve_built_in_and_imported_zoos_and_wrong_names_list_the_valid_ones(tiny_zoo, tmp_path):
+    """Issue 21 item 10: one plugin for both naming schemes; a wrong name is a one-line error."""
+    from fingerprint.batch import UnknownParameter
+
+    built = ModelBatch.from_zoo(Zoo.open(tiny_zoo))
+    mods = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)) for _ in range(3)]
+    imported = ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "imp", probes={"ood": torch.randn(8, 4)}))
+    for mb in (built, imported):
+        mats = mb.weight_matrices()
+        assert len(mats) >= 2 and all(v.dim() >= 3 and v.shape[0] == len(mb) for _, v in mats)
+    assert [n for n, _ in imported.weight_matrices()] == ["0.weight", "2.weight"]
+    with pytest.raises(UnknownParameter, match=r"unknown parameter 'layer0.weight' \(valid: 0.bias, 0.weight, 2.bias, 2.weight\)"):
+        imported.params["layer0.weight"]
+    with pytest.raises(KeyError):  # still a KeyError for code that expects one
+        imported.params["nope"]
