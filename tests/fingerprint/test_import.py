@@ -247,11 +247,13 @@ def test_readme_example_runs(tmp_path):
     zoo = Zoo.open(tmp_path / "myzoo")
     assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2]
     assert len(zoo.list_fingerprints()) == 3
-    res = run(*fp, "report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family")
+    res = run(*fp, "report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family", "--label", "rule")
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {row["fingerprint"] for row in summary["scorecard"]} >= {"ood-outputs", "weight-spectra", "cka"}
-    assert all(row["deep_ami"] is None for row in summary["scorecard"])  # no ground truth: clusters only
+    rows = {row["fingerprint"]: row for row in summary["scorecard"]}
+    assert set(rows) >= {"ood-outputs", "weight-spectra", "cka"}
+    # the planted rule is found on models the toolkit did not train
+    assert max(rows["ood-outputs"]["deep_ami"], rows["ood-outputs"]["probe_auroc"] or 0) >= 0.8, rows["ood-outputs"]
     assert "<html" in (tmp_path / "myreport.html").read_text()
     res = run(*fp, "inspect", "myzoo")
     assert res.returncode == 0 and "basins" in res.stdout.lower(), res.stdout
