@@ -73,7 +73,8 @@ def anchor(name: Any) -> str:
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("analysis", "templates"),
                       autoescape=select_autoescape(["html", "html.j2", "j2"], default_for_string=True, default=True),
-                      undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+                      undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False,
+                      finalize=lambda v: "–" if v is None else v)  # never a Python "None" on the page
     env.filters.update(num=num, anchor=anchor)
     env.globals.update(css_class=css_class, columns=SCORE_COLUMNS, text_cols=TEXT_COLS, intervals=INTERVALS)
     return env

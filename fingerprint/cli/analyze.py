@@ -13,7 +13,7 @@ import typer
 
 from fingerprint.cli import app, console, err_console, esc
 from fingerprint.cli import options as o
-from fingerprint.cli.display import RichProgress, print_scorecard
+from fingerprint.cli.display import RichProgress, print_basins, print_scorecard
 from training.core.outputs import check_output
 
 
@@ -45,6 +45,7 @@ def cluster_cmd(
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine)
     with RichProgress() as progress:
         result = pipeline.analyze(zoo, inputs, opts, progress)
+    print_basins(zoo, scorecard=False)
     print_scorecard(result)
     console.print(f"stored in [bold]{esc(str(zoo.path / 'results' / 'basins.json'))}[/]")
     if any(r.error for r in result.scorecard):
@@ -128,4 +129,5 @@ def demo(
 ):
     """The whole pipeline on a built-in quick config (xor-cues, ~2 minutes on 2 CPU cores)."""
     resume = not overwrite and (out / "zoo" / "manifest.json").exists()
+    console.print(f"demo: {'resuming' if resume else 'writing'} [bold]{esc(out)}[/] (zoo/, report.html, summary.json)")
     run_pipeline(config, out, resume=resume, overwrite=overwrite)

@@ -62,7 +62,8 @@ class RichProgress(PipelineProgress):
         self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                              TextColumn("models {task.fields[models]}/{task.fields[n_models]}"),
                              TextColumn("{task.fields[rate]} model-steps/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                             TimeRemainingColumn(), console=console, transient=False)
+                             TimeRemainingColumn(), console=console, transient=False,
+                             disable=not console.is_terminal)  # a log file gets the plain lines of shard_finished only
         self._bar.start()
         self._tasks["sweep"] = self._bar.add_task("training", total=max(total_steps, 1), models=n_done, n_models=n_models, rate="-")
         self._sweep.update(t0=time.time(), steps=0, total=total_steps, logged=None, models=n_done, n_models=n_models)
@@ -218,8 +219,8 @@ def headline_sentence(result: Any) -> str:
     return lead + "; " + "; ".join(f"{v}: {', '.join(n)}" for v, n in found)
 
 
-def print_basins(zoo: Any) -> None:
-    """The basins and scorecard sections of ``inspect`` (from ``results/basins.json``, if any)."""
+def print_basins(zoo: Any, scorecard: bool = True) -> None:
+    """The basins (and scorecard) sections of ``inspect`` (from ``results/basins.json``, if any)."""
     stored = zoo.load_result("basins")
     if not stored or "fingerprints" not in stored:
         return
@@ -237,6 +238,8 @@ def print_basins(zoo: Any) -> None:
                   esc("; ".join(f"{b['cluster']}: {b['exemplar']}" for b in basins[:6])) + (" ..." if len(basins) > 6 else ""),
                   _num((r.bootstrap or {}).get("stability")))
     console.print(t)
+    if not scorecard:
+        return
     s = Table(title="scorecard")
     for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage 1-NN", "verdict"):
         s.add_column(col)

@@ -131,7 +131,7 @@ def _seed_range(a) -> str:
 
 
 @app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json"),
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Also list these plugins' extractors (module or module:function, repeatable).")):
     """List tasks, architectures, extractors and built-in configs."""
     from fingerprint.cli.options import add_cwd_to_path

@@ -536,3 +536,15 @@ def test_a_privileged_fingerprint_is_marked_and_never_named_best_unmarked():
     assert not h.best.privileged and h.best_privileged is not None and h.best_privileged.privileged
     html = render(res)
     assert "(privileged: upper bound)" in html and "Upper bound, from a probe set built from the ground truth" in html
+
+
+def test_the_report_never_shows_a_python_none():
+    """Issue 21 item 7: an imported zoo has no task and no label; the page says "–", not "None"."""
+    import re
+
+    from analysis.report import render
+
+    res = sc.analyze([f for f in _fps() if f.name == "noise"], _table(deep=False), FAST.replace(n_boot=0))
+    html = render(res, {"task": None, "zoo": "z"})
+    text = re.sub(r"<[^>]+>", " ", html.split("<h2>Config and provenance</h2>")[0])
+    assert not re.search(r"\bNone\b", text), re.findall(r".{40}\bNone\b.{40}", text)
