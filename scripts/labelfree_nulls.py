@@ -1,0 +1,106 @@
+"""False "deep" rate of the label-free verdicts on null populations (issue #20, item 4).
+
+    python scripts/labelfree_nulls.py [--seeds 12] [--n-null 199] [--alpha 0.05] [SUMMARY.json ...]
+
+Synthetic nulls: hierarchical populations of init families with no deep split (the construction of
+``tests/analysis/test_labelfree.py``: anisotropic family effects plus member noise; Gaussian,
+heavy-tailed t(3), skewed log-normal, or no family effect at all), in three designs: 12 families x 4
+models (the test's), 10 x 3 (the size of ``xor-cues-null``) and 8 x 3 (``digits-backdoor-null``).
+Each population gets four independent "fingerprints" (10 dimensions each) decided together by
+:func:`analysis.labelfree.decide`, as one report's fingerprints are, with the report's defaults
+(``n_null`` = ``n_perm`` = 199, alpha 0.05). A (population, fingerprint) pair is a false positive
+when its verdict is ``crosses lineage`` or ``groups lineages``.
+
+Real nulls: each ``summary.json`` given (from ``fingerprint run`` on a null config) adds its rows'
+``label_free_verdict``. Prints one row per design and kind, per summary, and the pooled rate with a
+95% Clopper-Pearson interval. docs/results.md quotes its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest
+
+from analysis import labelfree as lf
+
+KINDS = ("null", "null-t", "null-skew", "null-flat")
+DESIGNS = ((12, 4), (10, 3), (8, 3))
+N_FP = 4
+
+
+def population(kind: str, seed: int, n_fam: int, m: int, d: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``n_fam`` families of ``m`` models in ``d`` dimensions, no deep factor (as in the test)."""
+    r = np.random.default_rng(seed)
+    scale = np.linspace(1.5, 0.3, d)
+    if kind == "null-t":
+        c, e = r.standard_t(3, (n_fam, d)), r.standard_t(3, (n_fam * m, d)) * 0.5
+    elif kind == "null-skew":
+        c, e = r.lognormal(0, 1, (n_fam, d)) - 1, (r.lognormal(0, 0.8, (n_fam * m, d)) - 1) * 0.5
+    elif kind == "null-flat":
+        c, e = np.zeros((n_fam, d)), r.standard_normal((n_fam * m, d))
+    else:
+        c, e = r.standard_normal((n_fam, d)), r.standard_normal((n_fam * m, d)) * 0.5
+    fam = np.repeat(np.arange(n_fam), m)
+    return (c * scale)[fam] + e * scale, fam
+
+
+def ci(k: int, n: int) -> str:
+    lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{k}/{n} = {k / n:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("summaries", nargs="*", type=Path, help="summary.json of fingerprint runs on null configs")
+    ap.add_argument("--seeds", type=int, default=12, help="populations per design and kind")
+    ap.add_argument("--n-null", type=int, default=199)
+    ap.add_argument("--alpha", type=float, default=0.05)
+    args = ap.parse_args()
+
+    t0 = time.time()
+    print(f"synthetic nulls: {args.seeds} populations per design and kind, {N_FP} fingerprints each, "
+          f"n_null {args.n_null}, alpha {args.alpha}")
+    print(f"{'design':>8} {'kind':>10} {'pops':>5} {'pairs':>6} {'deep':>5} {'pops with deep':>15}  verdicts")
+    syn_deep = syn_pairs = syn_pops = syn_pops_deep = 0
+    for n_fam, m in DESIGNS:
+        for ki, kind in enumerate(KINDS):
+            deep = pairs = pops_deep = 0
+            verdicts: Counter = Counter()
+            for s in range(args.seeds):
+                seed = 10_000 * (n_fam * 10 + m) + 1000 * ki + s
+                fam = None
+                raw = []
+                for f in range(N_FP):
+                    x, fam = population(kind, seed * N_FP + f, n_fam, m)
+                    raw.append(lf.label_free(x, fam, n_null=args.n_null, random_state=seed))
+                res = lf.decide(raw, args.alpha)
+                d = sum(r.verdict in lf.DEEP_VERDICTS for r in res)
+                deep, pairs, pops_deep = deep + d, pairs + len(res), pops_deep + (d > 0)
+                verdicts.update(r.verdict for r in res)
+            syn_deep, syn_pairs = syn_deep + deep, syn_pairs + pairs
+            syn_pops, syn_pops_deep = syn_pops + args.seeds, syn_pops_deep + pops_deep
+            print(f"{n_fam:>4} x {m} {kind:>10} {args.seeds:>5} {pairs:>6} {deep:>5} {pops_deep:>15}  "
+                  + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
+    print(f"synthetic: pairs {ci(syn_deep, syn_pairs)}; populations with any deep verdict "
+          f"{ci(syn_pops_deep, syn_pops)}  ({time.time() - t0:.0f} s)")
+
+    real_deep = real_pairs = 0
+    for path in args.summaries:
+        rows = [r for r in json.loads(path.read_text())["scorecard"] if r.get("label_free_verdict")]
+        verdicts = Counter(r["label_free_verdict"] for r in rows)
+        d = sum(r["label_free_verdict"] in lf.DEEP_VERDICTS for r in rows)
+        real_deep, real_pairs = real_deep + d, real_pairs + len(rows)
+        print(f"{path}: {len(rows)} fingerprints, {d} deep; " + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
+    if args.summaries:
+        print(f"real: pairs {ci(real_deep, real_pairs)}")
+        print(f"pooled (synthetic + real): pairs {ci(syn_deep + real_deep, syn_pairs + real_pairs)}")
+
+
+if __name__ == "__main__":
+    main()
