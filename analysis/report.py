@@ -100,6 +100,7 @@ class Headline:
     none: list[str] = field(default_factory=list)
     free: dict[str, list[str]] = field(default_factory=dict)  # label-free verdict -> fingerprint names
     insufficient_sentence: str | None = None
+    model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -107,6 +108,7 @@ def headline(result: AnalysisResult) -> Headline:
     failed = [r for r in rows if r.error]
     ok = [r for r in rows if not r.error]
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
+    h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -548,3 +548,14 @@ def test_the_report_never_shows_a_python_none():
     html = render(res, {"task": None, "zoo": "z"})
     text = re.sub(r"<[^>]+>", " ", html.split("<h2>Config and provenance</h2>")[0])
     assert not re.search(r"\bNone\b", text), re.findall(r".{40}\bNone\b.{40}", text)
+
+
+def test_the_verdict_box_says_when_fingerprints_cover_different_model_sets():
+    """Issue 21 item 1: a subset's fingerprint beside the population's is named, not silently mixed."""
+    from analysis.report import render
+
+    full = [f for f in _fps() if f.name == "noise"][0]
+    part = sc.FingerprintInput("part", full.values[:24], full.model_ids[:24])
+    html = render(sc.analyze([full, part], _table(), FAST.replace(n_boot=0)))
+    assert "The fingerprints cover different model sets</b> (24, 36 models)" in html
+    assert "different model sets" not in render(sc.analyze([full], _table(), FAST.replace(n_boot=0)))
