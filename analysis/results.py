@@ -218,6 +218,18 @@ class AnalysisResult:
                 return r
         raise KeyError(name)
 
+    def _repr_html_(self) -> str:
+        """The scorecard as a table in Jupyter (user strings escaped)."""
+        from markupsafe import escape
+
+        cols = ("fingerprint", "n_clusters", "stability", "deep_ami", "probe_auroc", "noise_ami", "verdict",
+                "label_free_verdict")
+        cell = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else escape(str(v)))  # noqa: E731
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{cell(getattr(r, c))}</td>" for c in cols) + "</tr>" for r in self.scorecard)
+        return (f"<div><b>{self.n_models} models</b>, ground truth <code>{escape(str(self.label or '–'))}</code>, lineage "
+                f"<code>{escape(str(self.lineage))}</code><table><tr>{head}</tr>{body}</table></div>")
+
     def to_dict(self) -> dict[str, Any]:
         """The ``results/basins.json`` dict, keys in the order of earlier versions."""
         d = {"version": self.version, "created": self.created, "settings": self.settings, "n_models": self.n_models,

@@ -559,3 +559,10 @@ def test_the_verdict_box_says_when_fingerprints_cover_different_model_sets():
     html = render(sc.analyze([full, part], _table(), FAST.replace(n_boot=0)))
     assert "The fingerprints cover different model sets</b> (24, 36 models)" in html
     assert "different model sets" not in render(sc.analyze([full], _table(), FAST.replace(n_boot=0)))
+
+
+def test_a_result_renders_in_jupyter_with_user_strings_escaped():
+    x = [f for f in _fps() if f.name == "noise"][0]
+    res = sc.analyze([sc.FingerprintInput("<img src=x>", x.values, x.model_ids)], _table(), FAST.replace(n_boot=0))
+    html = res._repr_html_()
+    assert "&lt;img src=x&gt;" in html and "<img" not in html and "tracks" in html
