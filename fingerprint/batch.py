@@ -114,22 +114,6 @@ class TaskView:
         return self._behind().loss(out, y)
 
 
-class UnknownParameter(UserError, KeyError):
-    """A parameter name the architecture does not have (a one-line error listing the valid ones)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-class Params(dict):
-    """Stacked parameters ``{name: [n_models, ...]}``; an unknown name is an error that lists the names
-    (built-in families say ``layer0.weight``, imported ``nn.Module`` s ``0.weight``)."""
-
-    def __missing__(self, key: str) -> torch.Tensor:
-        raise UnknownParameter(f"unknown parameter {key!r} (valid: {', '.join(sorted(self))}); "
-                               "models.weight_matrices() lists the weight matrices of any architecture")
-
-
 class ModelBatch:
     """A population of models to fingerprint.
 
@@ -153,7 +137,7 @@ class ModelBatch:
                  step: int | str = "final", device: str = "cpu", chunk: int = 2048):
         self.family = family
         self.device = device
-        self.params = Params({k: v.to(device) for k, v in params.items()})
+        self.params = {k: v.to(device) for k, v in params.items()}  # a plain dict: torch.func.vmap's pytree
         self.task = task if isinstance(task, TaskView) else TaskView(task)
         self.model_ids = list(model_ids)
         self.step = step

@@ -155,6 +155,14 @@ class ExtractorSpec:
         except SystemExit as e:
             raise PluginError(f"extractor '{self.name}' called sys.exit({e.code!r}); an extractor returns its fingerprint "
                               "or raises, it does not end the program") from None
+        except KeyError as e:  # most often a parameter name of another architecture: say which ones exist
+            names = list(getattr(models, "params", {}) or {})
+            key = e.args[0] if e.args else None
+            if isinstance(key, str) and names and key not in names:
+                raise PluginError(f"extractor '{self.name}' asked for parameter {key!r}, which these models do not have "
+                                  f"(valid: {', '.join(sorted(names))}); models.weight_matrices() lists the weight "
+                                  "matrices of any architecture") from None
+            raise PluginError(f"extractor '{self.name}' raised KeyError{_first_line(e)}") from None
         except BaseException as e:  # noqa: BLE001 - a broken plugin must not take the others down
             raise PluginError(f"extractor '{self.name}' raised {type(e).__name__}{_first_line(e)}") from None
 

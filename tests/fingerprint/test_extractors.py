@@ -483,16 +483,26 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
 
 def test_weight_matrices_serve_built_in_and_imported_zoos_and_wrong_names_list_the_valid_ones(tiny_zoo, tmp_path):
     """Issue 21 item 10: one plugin for both naming schemes; a wrong name is a one-line error."""
-    from fingerprint.batch import UnknownParameter
-
     built = ModelBatch.from_zoo(Zoo.open(tiny_zoo))
     mods = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)) for _ in range(3)]
-    imported = ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "imp", probes={"ood": torch.randn(8, 4)}))
+    imp = Zoo.from_modules(mods, out=tmp_path / "imp", probes={"ood": torch.randn(8, 4)})
+    imported = ModelBatch.from_zoo(imp)
     for mb in (built, imported):
         mats = mb.weight_matrices()
         assert len(mats) >= 2 and all(v.dim() >= 3 and v.shape[0] == len(mb) for _, v in mats)
     assert [n for n, _ in imported.weight_matrices()] == ["0.weight", "2.weight"]
-    with pytest.raises(UnknownParameter, match=r"unknown parameter 'layer0.weight' \(valid: 0.bias, 0.weight, 2.bias, 2.weight\)"):
-        imported.params["layer0.weight"]
-    with pytest.raises(KeyError):  # still a KeyError for code that expects one
-        imported.params["nope"]
+    assert type(imported.params) is dict  # torch.func.vmap needs a plain dict
+
+    @fingerprint.extractor("first-layer-norm-test", kind="mechanistic")
+    def first_layer_norm(models):
+        return models.params["layer0.weight"].flatten(1).norm(dim=1, keepdim=True)
+
+    @fingerprint.extractor("first-matrix-norm-test", kind="mechanistic")
+    def first_matrix_norm(models):
+        return models.weight_matrices()[0][1].flatten(1).norm(dim=1, keepdim=True)
+
+    (bad,) = extract(imp, ["first-layer-norm-test"])
+    assert "asked for parameter 'layer0.weight', which these models do not have (valid: 0.bias, 0.weight, 2.bias, 2.weight)" in bad.error
+    for zoo in (Zoo.open(tiny_zoo), imp):
+        (ok,) = extract(zoo, ["first-matrix-norm-test"])
+        assert ok.error is None and ok.values.shape == (len(zoo), 1)
