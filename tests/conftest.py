@@ -10,6 +10,19 @@ import pytest
 # Tests share 2 CPU cores; one intra-op thread per process keeps parallel work predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Each test starts at one torch thread, whatever ran before it in this process: bit-exactness
+    is promised at one thread per process (README, "How it is built"), and a library that raised the
+    count (seen once after the suite was reordered by package) must not decide a later test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = """
 name = "tiny"
 models_per_batch = {mpb}
