@@ -134,7 +134,6 @@ def _seed_range(a) -> str:
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Also list these plugins' extractors (module or module:function, repeatable).")):
     """List tasks, architectures, extractors and built-in configs."""
-    from fingerprint.cli.options import add_cwd_to_path
     from fingerprint.registry import (  # deferred for start-up time (torch)
         bound_text,
         list_extractors,
@@ -152,7 +151,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
              for n, c in sorted(list_tasks().items())}
     archs = {n: {"description": (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""} for n, c in sorted(list_families().items())}
-    add_cwd_to_path()
+    o.add_cwd_to_path()
     for p in plugin or []:
         load_plugins(p)
     extractors = {name: spec.describe() for name, spec in sorted(list_extractors().items())}
