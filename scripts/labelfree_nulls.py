@@ -24,30 +24,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from scipy.stats import binomtest
 
 from analysis import labelfree as lf
+from analysis.synthetic import synthetic_population
 
 KINDS = ("null", "null-t", "null-skew", "null-flat")
 DESIGNS = ((12, 4), (10, 3), (8, 3))
 N_FP = 4
-
-
-def population(kind: str, seed: int, n_fam: int, m: int, d: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """``n_fam`` families of ``m`` models in ``d`` dimensions, no deep factor (as in the test)."""
-    r = np.random.default_rng(seed)
-    scale = np.linspace(1.5, 0.3, d)
-    if kind == "null-t":
-        c, e = r.standard_t(3, (n_fam, d)), r.standard_t(3, (n_fam * m, d)) * 0.5
-    elif kind == "null-skew":
-        c, e = r.lognormal(0, 1, (n_fam, d)) - 1, (r.lognormal(0, 0.8, (n_fam * m, d)) - 1) * 0.5
-    elif kind == "null-flat":
-        c, e = np.zeros((n_fam, d)), r.standard_normal((n_fam * m, d))
-    else:
-        c, e = r.standard_normal((n_fam, d)), r.standard_normal((n_fam * m, d)) * 0.5
-    fam = np.repeat(np.arange(n_fam), m)
-    return (c * scale)[fam] + e * scale, fam
 
 
 def ci(k: int, n: int) -> str:
@@ -77,7 +61,7 @@ def main() -> None:
                 fam = None
                 raw = []
                 for f in range(N_FP):
-                    x, fam = population(kind, seed * N_FP + f, n_fam, m)
+                    x, fam, _ = synthetic_population(kind, seed * N_FP + f, n_fam, m)
                     raw.append(lf.label_free(x, fam, n_null=args.n_null, random_state=seed))
                 res = lf.decide(raw, args.alpha)
                 d = sum(r.verdict in lf.DEEP_VERDICTS for r in res)
