@@ -37,7 +37,7 @@ from analysis.scorecard import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.parallel import get_runner
-from fingerprint.population import task_for, use_architecture
+from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
@@ -54,12 +54,14 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
     """The standard set that applies to ``zoo``: :data:`DEFAULT_FINGERPRINTS`, less what an imported
     architecture cannot give (``aligned-weights`` needs declared permutation symmetry, ``cka`` named
     layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks."""
+    # aligned-weights: only where the architecture has (declared or inferred) permutation groups
     if zoo.family_spec.get("arch") != "module":
         return list(DEFAULT_FINGERPRINTS)
     sets = set(task_for(zoo).probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist"}
-    skip = {"aligned-weights"} | (set() if zoo.family_spec.get("layers") else {"cka"})
+    skip = (set() if family_for(zoo).hidden_permutable() else {"aligned-weights"}) | \
+        (set() if zoo.family_spec.get("layers") else {"cka"})
     return [f for f in DEFAULT_FINGERPRINTS if f not in skip and (f not in needs or needs[f] in sets)]
 
 

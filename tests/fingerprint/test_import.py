@@ -18,6 +18,7 @@ from torch import nn
 
 import fingerprint
 from fingerprint import Zoo
+from fingerprint.extraction import extract
 from fingerprint.importer import import_checkpoints
 from training.core.errors import UserError
 
@@ -219,9 +220,9 @@ def test_imported_population_is_fingerprinted(user_models):
         assert res[name].values.shape[0] == 8 and np.isfinite(res[name].values).all()
     assert res["cka"].meta["layer"] == "1"  # the user's hook point
     # extractors that need what an imported zoo lacks say so in one line
-    bad = {r.name: r.error for r in extract(zoo, ["lmc-barrier", "aligned-weights"])}
-    assert "labelled training data" in bad["lmc-barrier"]
-    assert "no hidden-unit permutation symmetry" in bad["aligned-weights"]
+    got = {r.name: r.error for r in extract(zoo, ["lmc-barrier", "aligned-weights"])}
+    assert "labelled training data" in got["lmc-barrier"]
+    assert got["aligned-weights"] is None  # an nn.Sequential's hidden-unit symmetry is inferred (issue 21 item 9)
     # supervised extractors take the CSV's label column
     (lq,) = extract(zoo, ["learned-queries:steps=20"], labels=dict(zip(zoo.model_ids, zoo.models["label"])))
     assert lq.error is None and 0 <= lq.meta["heldout_auroc"] <= 1
@@ -257,3 +258,43 @@ def test_readme_example_runs(tmp_path):
     assert "<html" in (tmp_path / "myreport.html").read_text()
     res = run(*fp, "inspect", "myzoo")
     assert res.returncode == 0 and "basins" in res.stdout.lower(), res.stdout
+
+
+def test_imported_sequential_models_get_permutation_groups_and_aligned_weights(tmp_path):
+    """Issue 21 item 9: an nn.Sequential of Linear layers and elementwise activations has its
+    hidden-unit symmetry inferred (permuting along a group keeps the function), so aligned-weights
+    runs on an imported zoo; a module class can declare its own groups."""
+    from training.families.module import ModuleFamily
+
+    make = lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))  # noqa: E731
+    fam = ModuleFamily(factory=make, input_shape=(4,), n_out=3)
+    groups = fam.hidden_permutable()
+    assert groups == {"0": [("0.weight", 0), ("0.bias", 0), ("2.weight", 1)],
+                      "2": [("2.weight", 0), ("2.bias", 0), ("4.weight", 1)]}
+    m = make()
+    x = torch.randn(5, 4)
+    sd = {k: v.clone() for k, v in m.state_dict().items()}
+    for members in groups.values():
+        perm = torch.randperm(sd[members[0][0]].shape[0])
+        for name, axis in members:
+            sd[name] = sd[name].index_select(axis, perm)
+    m2 = make()
+    m2.load_state_dict(sd)
+    assert torch.allclose(m(x), m2(x), atol=1e-6)
+    zoo = Zoo.from_modules([make() for _ in range(6)], out=tmp_path / "z", probes={"ood": torch.randn(16, 4)})
+    (res,) = extract(zoo, ["aligned-weights"])
+    assert res.error is None and res.values.shape[0] == 6
+
+    class Declared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+        def hidden_permutable(self):
+            return {"a": [("a.weight", 0), ("a.bias", 0), ("b.weight", 1)]}
+
+    assert ModuleFamily(factory=Declared, input_shape=(4,), n_out=3).hidden_permutable() == {
+        "a": [("a.weight", 0), ("a.bias", 0), ("b.weight", 1)]}

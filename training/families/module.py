@@ -49,6 +49,17 @@ class ModuleFamily(Family):
     def activation_names(self):
         return [n for n, _ in self.template().named_modules() if n]
 
+    def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
+        """Hidden-unit permutation groups of the wrapped module: what its class declares
+        (a ``hidden_permutable()`` method returning ``{group: [(param, axis), ...]}``), else those
+        inferred for an ``nn.Sequential`` of ``Linear`` / ``Conv`` layers joined only by elementwise
+        activations (the units between two such layers permute freely); else none."""
+        t = self.template()
+        declared = getattr(t, "hidden_permutable", None)
+        if callable(declared):
+            return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
+        return sequential_groups(t)
+
     def module(self):
         return self.factory()
 
@@ -84,3 +95,28 @@ class ModuleFamily(Family):
             out = torch.stack([r[0] for r in res])
             acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(names)))
         return out, dict(zip(names, acts))
+
+
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.ELU, nn.Softplus, nn.Identity, nn.Dropout)
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
+    """Permutation groups of an ``nn.Sequential``: the output units (channels) of each ``Linear`` /
+    ``Conv`` layer whose next weighted child is another such layer with only elementwise modules
+    between them: ``[(name.weight, 0), (name.bias, 0), (next.weight, 1)]``. Anything else between
+    two layers (a norm, a reshape, a custom module) ends the inference there."""
+    if not isinstance(module, nn.Sequential):
+        return {}
+    groups: dict[str, list[tuple[str, int]]] = {}
+    prev: tuple[str, nn.Module] | None = None
+    for name, child in module.named_children():
+        if isinstance(child, LAYERS):
+            if prev is not None and (isinstance(child, nn.Linear) == isinstance(prev[1], nn.Linear)):
+                pname, player = prev
+                members = [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if player.bias is not None else [])
+                groups[pname] = members + [(f"{name}.weight", 1)]
+            prev = (name, child)
+        elif not isinstance(child, ELEMENTWISE):
+            prev = None
+    return groups
