@@ -17,6 +17,7 @@ import traceback
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
 from analysis import labelfree as lf
@@ -224,6 +225,9 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
     return out
 
 
+BLAS_THREADS = 1  # the analysis is thousands of small products: one BLAS thread is 3.7x faster on 2 cores
+
+
 def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None
             ) -> AnalysisResult:
     """Analyse every fingerprint (plus the combined ones of ``opts.combine``) against ``table``.
@@ -231,7 +235,17 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     ``table`` maps column name -> per-model array; it must have ``model_id``. Returns the
     :class:`~analysis.results.AnalysisResult` (``settings``, ``fingerprints`` in full detail,
     ``scorecard`` one row each); ``.to_dict()`` is its JSON form.
+
+    Runs with numpy/scipy's BLAS at :data:`BLAS_THREADS` thread(s): its products here are small
+    (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
+    (``docs/benchmarks.md``, "The scorecard's family statistics").
     """
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        return _analyze(fingerprints, table, opts)
+
+
+def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None
+             ) -> AnalysisResult:
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
         raise AnalysisError("the model table needs a 'model_id' column")
