@@ -52,9 +52,9 @@ DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "dis
 
 def default_fingerprints(zoo: Zoo) -> list[str]:
     """The standard set that applies to ``zoo``: :data:`DEFAULT_FINGERPRINTS`, less what an imported
-    architecture cannot give (``aligned-weights`` needs declared permutation symmetry, ``cka`` named
-    layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks."""
-    # aligned-weights: only where the architecture has (declared or inferred) permutation groups
+    architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
+    layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks.
+    ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
     if zoo.family_spec.get("arch") != "module":
         return list(DEFAULT_FINGERPRINTS)
     sets = set(task_for(zoo).probe_names())
@@ -130,14 +130,18 @@ class RunConfig:
 
 
 # -- stages ----------------------------------------------------------------------------------------
-def open_zoo(path: str | Path, trust_code: bool = False, arch: str | None = None) -> Zoo:
-    """Open a zoo to run its models: with consent to import the code it names (``trust_code``), or
+def allow_models(zoo: Zoo, trust_code: bool = False, arch: str | None = None) -> Zoo:
+    """Let an open zoo's models run: with consent to import the code it names (``trust_code``), or
     with the user's own architecture factory (``arch``, ``module:factory``)."""
-    zoo = Zoo.open(path)
     zoo.trust_code = trust_code
     if arch:
         use_architecture(zoo, arch)
     return zoo
+
+
+def open_zoo(path: str | Path, trust_code: bool = False, arch: str | None = None) -> Zoo:
+    """Open a zoo to run its models (:func:`allow_models`)."""
+    return allow_models(Zoo.open(path), trust_code, arch)
 
 
 def sweep(config: RunConfig | SweepConfig, out: str | Path, executor: str = "local", address: str | None = None,

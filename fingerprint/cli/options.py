@@ -42,11 +42,7 @@ def add_cwd_to_path() -> None:
 def open_for_models(zoo_path: Path, trust_code: bool = False, arch: Optional[str] = None):
     """``open_zoo`` for commands that may run the zoo's models: with the user's consent to import
     the code it names (``--trust-code``), or with their own architecture factory (``--arch``)."""
-    from fingerprint.population import use_architecture  # deferred: start-up time
+    from fingerprint.pipeline import allow_models  # deferred for start-up time (torch)
 
     add_cwd_to_path()
-    zoo = open_zoo(zoo_path)
-    zoo.trust_code = trust_code
-    if arch:
-        use_architecture(zoo, arch)
-    return zoo
+    return allow_models(open_zoo(zoo_path), trust_code, arch)
