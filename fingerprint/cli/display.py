@@ -184,11 +184,13 @@ def print_scorecard(result: AnalysisResult) -> None:
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
-    sizes = sorted({r.n_models for r in result.scorecard if not r.error and r.n_models is not None})
-    if len(sizes) > 1:
-        console.print(f"the fingerprints cover different model sets ({', '.join(map(str, sizes))} models): their "
-                      "numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
-    console.print(f"[bold]headline:[/] {esc(headline_sentence(result))}", highlight=False)
+    from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
+
+    h = headline(result)  # the report's verdict box: the same model-set check and the same best fingerprint
+    if len(h.model_counts) > 1:
+        console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
+                      "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
+    console.print(f"[bold]headline:[/] {esc(headline_sentence(h))}", highlight=False)
 
 
 def _with_ci(name: str, value: float | None, ci: Any) -> str:
@@ -197,11 +199,9 @@ def _with_ci(name: str, value: float | None, ci: Any) -> str:
     return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
-def headline_sentence(result: Any) -> str:
-    """One line: what the analysis found (the labelled verdict of the best fingerprint, or the label-free ones)."""
-    from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
-
-    h = headline(result)
+def headline_sentence(h: Any) -> str:
+    """One line from the report's :class:`~analysis.report.Headline`: what the analysis found (the
+    labelled verdict of the best fingerprint, or the label-free ones)."""
     if h.mode == "nothing":
         return "every fingerprint failed" if h.failed else "nothing analysed"
     if h.mode == "labelled" and h.best is not None:
