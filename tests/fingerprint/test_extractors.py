@@ -435,6 +435,8 @@ def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privi
     zoo = Zoo.open(tiny_zoo)
     on_conflict, generic = extract(zoo, ["ood-outputs:probe_set=conflict", "ood-outputs"])
     assert on_conflict.meta["privileged"] == ["conflict"] and "privileged" not in generic.meta
+    (anomalous,) = extract(zoo, ["anomalous-inputs:reference=conflict"])  # any parameter that names the set
+    assert anomalous.meta["privileged"] == ["conflict"]
     # an imported zoo declares its own
     mods = [torch.nn.Linear(3, 2) for _ in range(3)]
     sets = {"ood": torch.randn(8, 3), "oracle": torch.randn(8, 3)}
