@@ -33,7 +33,7 @@ from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
 from analysis.report import render
 from analysis.results import AnalysisResult, summary
-from analysis.scorecard import AnalysisOptions, FingerprintInput
+from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.parallel import get_runner
@@ -274,12 +274,13 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
 
 
 def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
-    """The stored analysis if it was made with the same options from the same cached fingerprints."""
+    """The stored analysis if it was made with the same options from the same cached fingerprints, by
+    code whose statistics are the same (``METHODS_VERSION``)."""
     res = zoo.load_result("basins")
     if not res or any(f.error for f in inputs):
         return None
     want = sorted(str(f.meta.get("key")) for f in inputs)
-    if res.get("keys") != want or res.get("options") != opts.to_dict():
+    if res.get("keys") != want or res.get("options") != opts.to_dict() or res.get("methods") != METHODS_VERSION:
         return None
     return AnalysisResult.from_dict(res)
 
