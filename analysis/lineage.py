@@ -6,7 +6,7 @@ independent initializations" (small: related):
 - ``exact`` (:func:`weight_test`), after Zhu, Ahmed, Kuditipudi & Liang (ICML 2025, "Independence
   tests for language models"): match the hidden units of one model to the other's with the
   Hungarian algorithm (cosine similarity of each unit's incoming and, separately, outgoing weights,
-  so positive per-unit rescaling of a ReLU layer changes nothing), then ask how close the matching is
+  after :func:`canonical_scale`, so positive per-unit rescaling of ReLU layers changes nothing), then ask how close the matching is
   to the identity (Spearman's rho of matched index against index). Initializations are drawn
   independently per unit and training is equivariant to relabelling units, so under the null the
   matching is a uniformly random permutation: its rho is compared with the rho of random
@@ -95,6 +95,31 @@ def _unit_rows(block: list[np.ndarray]) -> np.ndarray:
     """Unit-norm rows ``[P, h, d]`` of the concatenated ``[P, h, *]`` pieces of one block."""
     x = np.concatenate([p.reshape(p.shape[0], p.shape[1], -1) for p in block], 2)
     return x / np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12)
+
+
+def canonical_scale(params: Mapping[str, np.ndarray], groups: Groups) -> dict[str, np.ndarray]:
+    """Every hidden unit rescaled to unit incoming norm, the factor moved to its outgoing weights,
+    group by group in declared order: ``{name: [n_models, ...]}`` in, the same shapes out.
+
+    For a positively homogeneous activation (ReLU) the model computes the same function, and any
+    per-unit rescaling of it gives the same canonical weights: the tests below see none. For other
+    activations it is only a feature transform, the same for every model and equivariant to
+    relabelling units, so the exact test stays exact.
+    """
+    out = {k: np.asarray(v, dtype=float).copy() for k, v in params.items()}
+    for members in groups.values():
+        inc = [(p, ax) for p, ax in members if ax == 0 and p in out]
+        if not inc:
+            continue
+        sq = sum((out[p] ** 2).reshape(out[p].shape[0], out[p].shape[1], -1).sum(2) for p, _ in inc)
+        scale = np.sqrt(np.maximum(sq, 1e-24))  # [n_models, h]
+        for p, ax in members:
+            if p not in out:
+                continue
+            shape = [1] * out[p].ndim
+            shape[0], shape[ax + 1] = scale.shape
+            out[p] = out[p] / scale.reshape(shape) if ax == 0 else out[p] * scale.reshape(shape)
+    return out
 
 
 def match_units(params: Mapping[str, np.ndarray], groups: Groups, a: np.ndarray, b: np.ndarray
@@ -205,13 +230,15 @@ def weight_test(params: Mapping[str, np.ndarray], groups: Groups, pairs: tuple[n
     ``params`` ``{name: [n_models, ...]}``, ``groups`` as :func:`match_units`, ``pairs`` ``(a, b)``
     ``[n_pairs]``. Returns ``(exact, matched)``: ``exact`` has Fisher-combined Monte Carlo p-values
     (floor ``1 / (n_perm + 1)`` per layer); ``matched`` refers the log of ``1 - similarity`` to the
-    empirical null. Both carry the aligned Euclidean distance (:func:`aligned_distance`) for the tree.
+    empirical null. Both carry the aligned Euclidean distance (:func:`aligned_distance`, of the
+    weights after :func:`canonical_scale`) for the tree.
     """
     a, b = (np.asarray(x, dtype=np.int64) for x in pairs)
     if n_perm < 1:
         raise AnalysisError(f"n_perm must be >= 1, got {n_perm}")
     if len(a) == 0:
         raise AnalysisError("no pairs to test")
+    params = canonical_scale(params, groups)
     per_model = sum(int(np.prod(w.shape[1:])) for w in params.values())
     chunk = int(np.clip(2_000_000 // max(per_model, 1), 16, 4096))  # bounded memory per chunk of pairs
     rhos, sims, dists = [], [], []
