@@ -142,6 +142,10 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         s = _scores(tt, forests[name], truth, true_parent, kinds)
         by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": _n_families(n, tt), **s}
     s = by_evidence[primary]
+    if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
+        labels = families(n, t)
+        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
+                                    "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())}})
     return {
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary,

@@ -243,13 +243,35 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
     return cached_fingerprints(zoo, names)
 
 
+RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
+
+
+def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
+    """The zoo's model columns, plus ``recovered_family`` when ``fingerprint lineage`` stored
+    families recovered from the weights for exactly this model set (``results/lineage.json``)."""
+    table = dict(zoo.models.columns)
+    rec = zoo.load_result("lineage")
+    if isinstance(rec, dict) and rec.get("model_set") == zoo.model_set_hash() and RECOVERED not in table:
+        family_of = rec.get("family_of") or {}
+        table[RECOVERED] = np.asarray([str(family_of.get(m, f"alone:{m}")) for m in zoo.model_ids], dtype=object)
+    return table
+
+
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
-    """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep)."""
+    """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep). A zoo
+    whose lineage column is missing or says nothing (an import: ``init_seed`` -1 for every model)
+    uses the weight-recovered families when ``fingerprint lineage`` stored them, unless ``lineage=``
+    names a column."""
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
+    table = model_table(zoo)
     for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
-        if column is not None and column not in zoo.models:
-            raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(zoo.models.names())})")
-    return analysis_options(section, **overrides)
+        if column is not None and column not in table:
+            raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
+    opts = analysis_options(section, **overrides)
+    told = overrides.get("lineage") is not None
+    if RECOVERED in table and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
+        opts = opts.replace(lineage=RECOVERED)
+    return opts
 
 
 def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
@@ -265,12 +287,21 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
             ) -> AnalysisResult:
     """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``)."""
     with progress.analysing(), analysis_errors():
-        result = analyze_inputs(inputs, dict(zoo.models.columns), opts)
+        result = analyze_inputs(inputs, model_table(zoo), opts)
     result.keys = sorted(str(f.meta.get("key")) for f in inputs)
-    result.options = opts.to_dict()
+    result.options = _options_stamp(zoo, opts)
     zoo.save_result("basins", result.to_dict())
     zoo.save_result("scorecard", summary(result, provenance(zoo)))
     return result
+
+
+def _options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
+    """The options a stored analysis must match; with recovered families, also which recovery."""
+    d = opts.to_dict()
+    if opts.lineage == RECOVERED:
+        rec = zoo.load_result("lineage") or {}
+        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set")}
+    return d
 
 
 def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
@@ -280,7 +311,7 @@ def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     if not res or any(f.error for f in inputs):
         return None
     want = sorted(str(f.meta.get("key")) for f in inputs)
-    if res.get("keys") != want or res.get("options") != opts.to_dict() or res.get("methods") != METHODS_VERSION:
+    if res.get("keys") != want or res.get("options") != _options_stamp(zoo, opts) or res.get("methods") != METHODS_VERSION:
         return None
     return AnalysisResult.from_dict(res)
 

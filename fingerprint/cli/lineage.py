@@ -49,6 +49,10 @@ def lineage_cmd(
                   f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                   + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
                   + f"); {len(r['edges'])} edges, {len(r['families'])} families")
+    if r["evidence"] == "exact":
+        console.print(f"stored the {len(r['families'])} recovered families in the zoo (results/lineage.json): "
+                      "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
+                      "init_seed is missing or the same for every model")
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")

@@ -79,3 +79,25 @@ def test_bad_inputs_are_one_line_errors(tiny_zoo):
     res = cli(tiny_zoo, "--alpha", "2")
     lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
     assert res.returncode == 2 and len(lines) == 1 and "--alpha must be in (0, 1), got 2" in lines[0], res.stderr
+
+
+def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
+    """An import that recorded no seeds: label-free verdicts are 'insufficient' until `fingerprint
+    lineage` recovers the families from the weights; then the analysis uses them as its lineage."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from fingerprint import pipeline
+
+    zoo = Zoo.open(tiny_zoo)
+    truth = zoo.models.columns["init_seed"].copy()
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an import without seeds has it
+    before = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert before.lineage == "init_seed" and before.scorecard[0].label_free_verdict == "insufficient"
+    assert "fingerprint lineage ZOO" in before.scorecard[0].label_free_sentence
+    lineage(zoo, n_perm=999)
+    assert adjusted_mutual_info_score(truth, pipeline.model_table(zoo)[pipeline.RECOVERED]) == 1.0
+    after = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert after.lineage == pipeline.RECOVERED and after.scorecard[0].n_families == 4
+    assert after.scorecard[0].label_free_verdict != "insufficient"
+    # a zoo that has its own lineage column keeps it
+    assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
