@@ -39,6 +39,7 @@ from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
+from fingerprint.tables import RECOVERED, model_table, options_stamp
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
@@ -243,20 +244,6 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
     return cached_fingerprints(zoo, names)
 
 
-RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
-
-
-def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
-    """The zoo's model columns, plus ``recovered_family`` when ``fingerprint lineage`` stored
-    families recovered from the weights for exactly this model set (``results/lineage.json``)."""
-    table = dict(zoo.models.columns)
-    rec = zoo.load_result("lineage")
-    if isinstance(rec, dict) and rec.get("model_set") == zoo.model_set_hash() and RECOVERED not in table:
-        family_of = rec.get("family_of") or {}
-        table[RECOVERED] = np.asarray([str(family_of.get(m, f"alone:{m}")) for m in zoo.model_ids], dtype=object)
-    return table
-
-
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep). A zoo
     whose lineage column is missing or says nothing (an import: ``init_seed`` -1 for every model)
@@ -289,19 +276,10 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
     with progress.analysing(), analysis_errors():
         result = analyze_inputs(inputs, model_table(zoo), opts)
     result.keys = sorted(str(f.meta.get("key")) for f in inputs)
-    result.options = _options_stamp(zoo, opts)
+    result.options = options_stamp(zoo, opts)
     zoo.save_result("basins", result.to_dict())
     zoo.save_result("scorecard", summary(result, provenance(zoo)))
     return result
-
-
-def _options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
-    """The options a stored analysis must match; with recovered families, also which recovery."""
-    d = opts.to_dict()
-    if opts.lineage == RECOVERED:
-        rec = zoo.load_result("lineage") or {}
-        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set")}
-    return d
 
 
 def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
@@ -311,7 +289,7 @@ def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     if not res or any(f.error for f in inputs):
         return None
     want = sorted(str(f.meta.get("key")) for f in inputs)
-    if res.get("keys") != want or res.get("options") != _options_stamp(zoo, opts) or res.get("methods") != METHODS_VERSION:
+    if res.get("keys") != want or res.get("options") != options_stamp(zoo, opts) or res.get("methods") != METHODS_VERSION:
         return None
     return AnalysisResult.from_dict(res)
 
