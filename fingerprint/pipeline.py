@@ -56,13 +56,14 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
     architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
     layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks.
     ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
-    if zoo.family_spec.get("arch") != "module":
+    arch = zoo.family_spec.get("arch")
+    if arch not in ("module", "hf"):
         return list(DEFAULT_FINGERPRINTS)
     sets = set(task_for(zoo).probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist"}
     skip = (set() if family_for(zoo).hidden_permutable() else {"aligned-weights"}) | \
-        (set() if zoo.family_spec.get("layers") else {"cka"})
+        (set() if zoo.family_spec.get("layers") or arch == "hf" else {"cka"})
     return [f for f in DEFAULT_FINGERPRINTS if f not in skip and (f not in needs or needs[f] in sets)]
 
 
