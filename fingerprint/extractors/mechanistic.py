@@ -100,13 +100,39 @@ def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
     return (hsic / (d[:, None] * d[None, :])).float()
 
 
-@extractor("cka", kind="mechanistic", output="distances", bounds={"n_probes": (2, None)})
-def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False):
-    """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC)."""
+def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor, str]:
+    """Per-position activations ``[n, P, T, d]`` -> the positions ``position`` names (``"readout"``:
+    those the family reads its output from; ``"all"``: every one, joined into one vector per probe;
+    an integer such as ``"0"`` or ``"-1"``: that one), ``[n, P, T', d]``, and what was used.
+    Activations of any other shape (no position axis) are returned as they are."""
+    if position not in ("readout", "all"):
+        try:
+            index = int(position)
+        except ValueError:
+            raise UserError(f"parameter 'position' must be readout, all or a position index such as 0 or -1, got {position!r}") from None
+    readout = models.family.readout_positions()
+    if acts.dim() != 4 or position == "all" or (position == "readout" and readout is None):
+        return acts, "all"
+    T = acts.shape[2]
+    if position == "readout":
+        return acts[:, :, readout], ",".join(map(str, readout))
+    if not -T <= index < T:
+        raise UserError(f"parameter 'position' is {index}, but the activations have {T} positions (valid: {-T} to {T - 1})")
+    return acts[:, :, [index]], str(index % T)
+
+
+@extractor("cka", kind="mechanistic", output="distances", version="2", bounds={"n_probes": (2, None)})
+def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
+        position: str = "readout"):
+    """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
+
+    For sequence models, ``position`` picks the token positions compared: ``readout`` (the ones the
+    output is read from: the last for a last-position transformer), ``all`` (every position joined
+    into one vector per probe, the behaviour before version 2) or one index (``0``, ``-1``)."""
     layer = layer or default_layer(models)
     x = probes(models, probe_set, n_probes)
-    acts = models.activations(x, [layer])[layer]
-    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer}
+    acts, used = at_position(models, models.activations(x, [layer])[layer], position)
+    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer, "position": used}
 
 
 # -- weight matching -----------------------------------------------------------------------------------
