@@ -6,8 +6,9 @@
 Trains one sweep per ``model.attention_rate`` (the config's seeds replaced by ``--init`` seeds from
 ``--init-start``, no optimiser state), then prints and writes per rate the label counts and the
 mean and standard deviation of each diagnostic. ``--pilot`` prints, instead of labels, the
-diagnostics' ranges at rates 0 and 1 and the thresholds halfway between the two populations
-(how the task's default thresholds were set, on seeds other than the table's).
+diagnostics at rates 0 (pizza-like) and 1 (clock-like) and for each the threshold that best
+separates the two populations (balanced accuracy; the middle of the best-scoring range): how the
+task's default thresholds were set, on seeds other than the table's.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def summary(zoo: Zoo) -> dict:
     return row
 
 
+def separating(high: np.ndarray, low: np.ndarray) -> tuple[float, float]:
+    """The threshold that best tells ``high`` (>=) from ``low`` (<), as balanced accuracy: among the
+    midpoints between sorted pooled values, the median one (the lower of two) of those that score best."""
+    v = np.sort(np.concatenate([high, low]))
+    cands = (v[1:] + v[:-1]) / 2
+    score = np.array([((high >= t).mean() + (low < t).mean()) / 2 for t in cands])
+    best = cands[score == score.max()]
+    return float(best[(len(best) - 1) // 2]), float(score.max())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="modadd-quick")
@@ -64,9 +75,10 @@ def main() -> None:
         irr = {r: np.asarray(z.models["distance_irrelevance"], float) for r, z in zoos.items()}
         for r in rates:
             print(f"rate {r}: symmetricity {np.round(np.sort(sym[r]), 3)}\n          irrelevance {np.round(np.sort(irr[r]), 3)}")
-        # halfway between the populations' means: pizza (rate 0) high symmetricity, low irrelevance
-        print(f"thresholds halfway: symmetricity {(sym[0.0].mean() + sym[1.0].mean()) / 2:.3f}, "
-              f"irrelevance {(irr[0.0].mean() + irr[1.0].mean()) / 2:.3f}")
+        t_sym, acc_sym = separating(sym[0.0], sym[1.0])
+        t_irr, acc_irr = separating(irr[1.0], irr[0.0])
+        print(f"thresholds: symmetricity {t_sym:.3f} (balanced accuracy {acc_sym:.2f}), "
+              f"irrelevance {t_irr:.3f} (balanced accuracy {acc_irr:.2f})")
         return
     table = {str(r): summary(z) for r, z in zoos.items()}
     for r, row in table.items():
