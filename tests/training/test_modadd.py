@@ -91,3 +91,28 @@ def test_constant_attention_gives_symmetric_gradients_and_softmax_does_not(tmp_p
         sym[rate] = float(np.mean(m["gradient_symmetricity"]))
         assert set(m["deep_label"]) <= {"clock", "pizza", "mixed"}
     assert sym[0.0] > 0.9 > sym[1.0], sym
+
+
+def test_opening_a_modadd_zoo_written_before_the_papers_definitions_warns(tiny_zoo):
+    """Schema version 3 changed what modadd's label columns mean: an older zoo says so when opened."""
+    import json
+    import warnings
+
+    import pytest
+
+    from training.core.store import Zoo
+
+    manifest = json.loads((tiny_zoo / "manifest.json").read_text())
+    manifest["task"]["name"] = "modadd"
+    for version, warns in ((2, True), (3, False)):
+        (tiny_zoo / "manifest.json").write_text(json.dumps({**manifest, "schema_version": version}))
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            Zoo.open(tiny_zoo)
+        said = [str(w.message) for w in got if "meaning before version 3" in str(w.message)]
+        assert bool(said) == warns, said
+        if warns:
+            assert "deep_label" in said[0] and str(tiny_zoo) in said[0]
+    with pytest.raises(Exception, match="schema version 4"):
+        (tiny_zoo / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 4}))
+        Zoo.open(tiny_zoo)
