@@ -235,15 +235,16 @@ def loop_disagreement(zoo, ids, probe_set, n_probes):
 
 
 @torch.no_grad()
-def loop_lmc_barrier(zoo, ids, n_probes, n_points, align, landmarks, seed, pair_chunk):
+def loop_lmc_barrier(zoo, ids, n_probes, n_points, refine, align, landmarks, seed, pair_chunk):
     if align or landmarks:
         raise NotImplementedError("the loop baseline covers all pairs without alignment")
     task = task_for(zoo)
     x, y = task.train_set()
     x, y = x[:n_probes], y[:n_probes]
-    alphas = torch.linspace(0, 1, max(n_points, 3))[1:-1]
+    grid = torch.linspace(0, 1, max(n_points, 3))
     params = zoo.params(None, ids)
     module = family_for(zoo).module().eval()
+    golden = (5 ** 0.5 - 1) / 2
 
     def loss(theta: dict[str, torch.Tensor]) -> torch.Tensor:
         module.load_state_dict(theta)
@@ -255,8 +256,27 @@ def loop_lmc_barrier(zoo, ids, n_probes, n_points, align, landmarks, seed, pair_
     out = torch.zeros(n, n)
     for i in range(n):
         for j in range(i + 1, n):
-            b = max(float(loss({k: (1 - a) * models[i][k] + a * models[j][k] for k in models[i]})
-                          - ((1 - a) * end[i] + a * end[j])) for a in alphas)
+            def f(a):
+                return float(loss({k: (1 - a) * models[i][k] + a * models[j][k] for k in models[i]}) - ((1 - a) * end[i] + a * end[j]))
+            vals = [f(a) for a in grid[1:-1]]
+            k = max(range(len(vals)), key=vals.__getitem__)
+            b = vals[k]
+            if refine:  # golden-section search between the best grid point's neighbours, one pair at a time
+                lo, hi = grid[k], grid[k + 2]
+                c, d = hi - golden * (hi - lo), lo + golden * (hi - lo)
+                fc, fd = f(c), f(d)
+                b = max(b, fc, fd)
+                for _ in range(refine - 1):
+                    if fc > fd:
+                        hi, d, fd = d, c, fc
+                        c = hi - golden * (hi - lo)
+                        fc = f(c)
+                        b = max(b, fc)
+                    else:
+                        lo, c, fc = c, d, fd
+                        d = lo + golden * (hi - lo)
+                        fd = f(d)
+                        b = max(b, fd)
             out[i, j] = out[j, i] = max(b, 0.0)
     return out.numpy()
 

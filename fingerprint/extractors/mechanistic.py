@@ -100,13 +100,39 @@ def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
     return (hsic / (d[:, None] * d[None, :])).float()
 
 
-@extractor("cka", kind="mechanistic", output="distances", bounds={"n_probes": (2, None)})
-def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False):
-    """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC)."""
+def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor, str]:
+    """Per-position activations ``[n, P, T, d]`` -> the positions ``position`` names (``"readout"``:
+    those the family reads its output from; ``"all"``: every one, joined into one vector per probe;
+    an integer such as ``"0"`` or ``"-1"``: that one), ``[n, P, T', d]``, and what was used.
+    Activations of any other shape (no position axis) are returned as they are."""
+    if position not in ("readout", "all"):
+        try:
+            index = int(position)
+        except ValueError:
+            raise UserError(f"parameter 'position' must be readout, all or a position index such as 0 or -1, got {position!r}") from None
+    readout = models.family.readout_positions()
+    if acts.dim() != 4 or position == "all" or (position == "readout" and readout is None):
+        return acts, "all"
+    T = acts.shape[2]
+    if position == "readout":
+        return acts[:, :, readout], ",".join(map(str, readout))
+    if not -T <= index < T:
+        raise UserError(f"parameter 'position' is {index}, but the activations have {T} positions (valid: {-T} to {T - 1})")
+    return acts[:, :, [index]], str(index % T)
+
+
+@extractor("cka", kind="mechanistic", output="distances", version="2", bounds={"n_probes": (2, None)})
+def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
+        position: str = "readout"):
+    """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
+
+    For sequence models, ``position`` picks the token positions compared: ``readout`` (the ones the
+    output is read from: the last for a last-position transformer), ``all`` (every position joined
+    into one vector per probe, the behaviour before version 2) or one index (``0``, ``-1``)."""
     layer = layer or default_layer(models)
     x = probes(models, probe_set, n_probes)
-    acts = models.activations(x, [layer])[layer]
-    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer}
+    acts, used = at_position(models, models.activations(x, [layer])[layer], position)
+    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer, "position": used}
 
 
 # -- weight matching -----------------------------------------------------------------------------------
@@ -236,14 +262,47 @@ def _labelled(models, n: int):
     return x[:n], y[:n], models.task.loss
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="2",
-           bounds={"n_probes": (1, None), "n_points": (3, None), "landmarks": (0, None), "pair_chunk": (1, None)})
-def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = False, landmarks: int = 0,
+GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def _max_on_path(barrier_at, alphas: torch.Tensor, pairs: int, refine: int) -> torch.Tensor:
+    """The maximum ``[pairs]`` of ``barrier_at(alpha [pairs]) -> [pairs]`` over a path's interior.
+
+    First the interior points of the grid ``alphas`` (shared by all pairs); then, with ``refine`` > 0,
+    a golden-section search for each pair's maximum between the grid neighbours of its best grid
+    point (``refine`` steps, ``refine + 1`` more evaluations); the result is the best point seen.
+    """
+    grid = torch.stack([barrier_at(a.expand(pairs)) for a in alphas[1:-1]], 1)  # [pairs, k]
+    best, k = grid.max(1)
+    if refine <= 0:
+        return best
+    lo, hi = alphas[k], alphas[k + 2]  # the grid neighbours of interior point k + 1
+    c, d = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+    fc, fd = barrier_at(c), barrier_at(d)
+    best = torch.maximum(best, torch.maximum(fc, fd))
+    for _ in range(refine - 1):
+        left = fc > fd  # the maximum lies in [lo, d]: d becomes the new hi, c the new d
+        lo, hi = torch.where(left, lo, c), torch.where(left, d, hi)
+        new = torch.where(left, hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo))
+        f_new = barrier_at(new)
+        # left: the old c is the new d and the new point the new c; else the old d is the new c
+        c, fc, d, fd = (torch.where(left, new, d), torch.where(left, f_new, fd),
+                        torch.where(left, c, new), torch.where(left, fc, f_new))
+        best = torch.maximum(best, f_new)
+    return best
+
+
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="3",
+           bounds={"n_probes": (1, None), "n_points": (3, None), "refine": (0, None), "landmarks": (0, None),
+                   "pair_chunk": (1, None)})
+def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6, align: bool = False, landmarks: int = 0,
                 seed: int = 0, pair_chunk: int = 2048):
     """Loss barrier on the linear path between two models: max over interior points of
-    L((1-a) t_i + a t_j) - ((1-a) L(t_i) + a L(t_j)), on the task's training loss. ``align`` first
-    permutes every model onto model 0 (weight matching); ``landmarks`` > 0 measures each model against
-    that many landmark models instead of all pairs, giving [n, landmarks]."""
+    L((1-a) t_i + a t_j) - ((1-a) L(t_i) + a L(t_j)), on the task's training loss. The maximum is
+    sought on ``n_points`` evenly spaced points, then refined by ``refine`` golden-section steps
+    between the best point's neighbours (``refine=0``: the grid alone). ``align`` first permutes
+    every model onto model 0 (weight matching); ``landmarks`` > 0 measures each model against that
+    many landmark models instead of all pairs, giving [n, landmarks]."""
     x, y, loss = _labelled(models, n_probes)
     params = _aligned(models, 0, 10) if align else models.params
     n = len(models.model_ids)
@@ -269,9 +328,15 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, align: bool = Fa
     for s in range(0, len(ii), pair_chunk):
         a_idx = torch.as_tensor(ii[s : s + pair_chunk])
         b_idx = torch.as_tensor(jj[s : s + pair_chunk])
-        interp = end[a_idx][:, None] * (1 - alphas[1:-1]) + end[b_idx][:, None] * alphas[1:-1]
-        path = torch.stack([losses({k: (1 - a) * v[a_idx] + a * v[b_idx] for k, v in params.items()}) for a in alphas[1:-1]], 1)
-        barrier[s : s + pair_chunk] = (path - interp).max(1).values.clamp_min(0.0)
+
+        def barrier_at(alpha: torch.Tensor) -> torch.Tensor:  # alpha [pairs], one point on each pair's path
+            def mix(v: torch.Tensor) -> torch.Tensor:
+                a = alpha.to(v.device).reshape(-1, *([1] * (v.dim() - 1)))
+                return (1 - a) * v[a_idx] + a * v[b_idx]
+            a = alpha.to(end.device)
+            return losses({k: mix(v) for k, v in params.items()}) - (end[a_idx] * (1 - a) + end[b_idx] * a)
+
+        barrier[s : s + pair_chunk] = _max_on_path(barrier_at, alphas, len(a_idx), refine).clamp_min(0.0)
     if lm is None:
         out = torch.zeros(n, n)
         out[ii, jj] = barrier

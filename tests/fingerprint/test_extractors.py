@@ -132,6 +132,9 @@ def test_lmc_barrier_zero_on_self_positive_across_basins(tmp_path):
     k = len(a)
     across = d[:k, k:].mean()
     assert across > 0.05, across
+    fine, _ = spec.compute(mb, spec.resolve_params({"n_points": 101, "refine": 0}))  # the default is within 2% of 101 points
+    big = fine > 0.01
+    assert (np.abs(fine - d)[big] / fine[big]).max() < 0.02
 
 
 # -- plugins and errors ------------------------------------------------------------------------------

@@ -18,7 +18,14 @@ import xxhash
 from training.core.errors import CorruptFileError, UserError
 from training.core.files import atomic_path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Model-table columns whose meaning changed at a schema version, per task: a zoo written before
+# that version holds the earlier meaning (docs/zoo-format.md, "Versions"). Opening one warns.
+CHANGED_COLUMNS: dict[int, dict[str, tuple[tuple[str, ...], str]]] = {
+    3: {"modadd": (("deep_label", "gradient_symmetricity", "distance_irrelevance"),
+                   "the clock/pizza diagnostics follow Zhong et al. (2023): numpy's std, a random output class")},
+}
 SHARD_FORMAT = "basin-fingerprint/zoo-shard"
 FINGERPRINT_FORMAT = "basin-fingerprint/fingerprint"
 MANIFEST = "manifest.json"

@@ -33,6 +33,7 @@ import torch
 from training.core.errors import CorruptFileError, UserError
 from training.core.files import clean_zoo_orphans, json_default, read_json, write_json
 from training.core.integrity import (
+    CHANGED_COLUMNS,
     FINGERPRINT_FORMAT,
     MANIFEST,
     SCHEMA_VERSION,
@@ -55,6 +56,16 @@ from training.core.shards import (
     missing,
     to_python,
 )
+
+
+def _warn_changed_columns(path: Path, version: int, task: str) -> None:
+    """Warn that a zoo written before a schema version that changed its task's columns holds their earlier meaning."""
+    for since, tasks in sorted(CHANGED_COLUMNS.items()):
+        if version < since and task in tasks:
+            cols, why = tasks[task]
+            warnings.warn(f"zoo '{path}' was written with schema version {version}: its columns {', '.join(cols)} have "
+                          f"their meaning before version {since} ({why}); retrain it for the current one "
+                          "(docs/zoo-format.md, Versions)", stacklevel=3)
 
 
 class Zoo:
@@ -137,6 +148,7 @@ class Zoo:
             shards.append(sh)
         zoo = cls(p, manifest, shards, corrupt)
         zoo.trust_code = bool(trust_code)
+        _warn_changed_columns(p, version, str((manifest.get("task") or {}).get("name", "")))
         return zoo
 
     # -- population ------------------------------------------------------------------------------

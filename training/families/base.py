@@ -181,6 +181,12 @@ class Family:
         """A plain ``nn.Module`` for one model; ``load_state_dict`` takes one model's slice."""
         raise NotImplementedError
 
+    def readout_positions(self) -> list[int] | None:
+        """The sequence positions whose representations feed the output, for families whose
+        per-position activations are ``[n, B, T, d]``; ``None`` when activations have no position axis
+        (or it is unknown, as for imported modules)."""
+        return None
+
     def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
         """Hidden-unit permutation symmetry: group -> [(param name, axis)] permuted together.
 

@@ -113,6 +113,11 @@ class TransformerFamily(Family):
                 out[name] = (torch.rand(shape, generator=gen) * 2 - 1) * bound
         return out
 
+    def readout_positions(self):
+        """``[T - 1]`` for the last-position readout, the even positions for ``"even"``, every one for ``"all"``."""
+        T = self.seq_len
+        return {"last": [T - 1], "even": list(range(0, T, 2))}.get(self.readout, list(range(T)))
+
     def activation_names(self):
         names = ["embed"]
         for i in range(self.n_layers):

@@ -6,14 +6,18 @@ with either the "clock" algorithm (rotate by angles and multiply) or the "pizza"
 (average the two embeddings, read out by slices), and which one depends on the attention rate and
 the seed (Zhong et al., 2023, "The Clock and the Pizza").
 
-Diagnostics follow the paper's circuit metrics (exact definitions in ``docs/tasks.md``):
+Diagnostics are the paper's circuit metrics, as its evaluation code computes them (exact
+definitions in ``docs/tasks.md``):
 
-* **gradient symmetricity**: mean cosine similarity between the gradients of the correct logit with
-  respect to the input embeddings of ``a`` and of ``b``. Pizza's output depends on ``E_a + E_b`` (high,
-  ~1); clock's on their product (lower).
+* **gradient symmetricity**: over random triples ``(a, b, c)``, the mean cosine similarity between
+  the gradients of the output logit of class ``c`` with respect to the input embeddings of ``a`` and
+  of ``b``. Pizza's output depends on ``E_a + E_b`` (high, ~1); clock's on their product (lower).
+  ``gradient_symmetricity_correct`` is the earlier variant: the correct class ``(a + b) mod p``
+  instead of a random one, over random pairs.
 * **distance irrelevance**: with ``L[a, b]`` the correct-class logit, the mean over distances
   ``d = (a - b) mod p`` of the standard deviation of ``L`` along that diagonal, divided by the
-  standard deviation of all of ``L``. Pizza's logits depend on ``a - b`` (low); clock's do not (~1).
+  standard deviation of all of ``L`` (population standard deviations, numpy's ``np.std``). Pizza's
+  logits depend on ``a - b`` (low); clock's do not (~1).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ class ModAdd(Task):
 
     p: int = 31
     train_fraction: float = 0.8
-    symmetricity_threshold: float = 0.9  # >= : pizza-like gradients
-    irrelevance_threshold: float = 0.85  # >= : clock-like (logits do not depend on a - b)
-    n_diag: int = 512
+    symmetricity_threshold: float = 0.89  # >= : pizza-like gradients (docs/tasks.md: how both were set)
+    irrelevance_threshold: float = 0.83  # >= : clock-like (logits do not depend on a - b)
+    n_diag: int = 512  # random (a, b, c) triples (and (a, b) pairs) the gradient symmetricity averages over
     seed: int = 0
 
     def validate(self) -> None:
@@ -99,36 +103,52 @@ class ModAdd(Task):
         logits = forward(x)  # [n, p*p, p]
         correct = logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)  # [n, p*p]
         irrelevance = self._distance_irrelevance(correct)
-        sym = self._gradient_symmetricity(forward) if hasattr(forward, "family") else np.full(len(correct), np.nan)
+        if hasattr(forward, "family"):
+            sym = self._gradient_symmetricity(forward, *self._triples())
+            a, b = torch.randint(0, self.p, (self.n_diag, 2), generator=self._gen(2)).T  # the earlier variant's pairs
+            sym_correct = self._gradient_symmetricity(forward, a, b, (a + b) % self.p)
+        else:
+            sym = sym_correct = np.full(len(correct), np.nan)
         label = np.where((sym >= self.symmetricity_threshold) & (irrelevance < self.irrelevance_threshold), "pizza",
                          np.where((sym < self.symmetricity_threshold) & (irrelevance >= self.irrelevance_threshold), "clock", "mixed"))
         return {"deep_label": label.astype(object), "gradient_symmetricity": sym, "distance_irrelevance": irrelevance,
-                "full_acc": (logits.argmax(-1) == y).float().mean(1).numpy()}
+                "gradient_symmetricity_correct": sym_correct, "full_acc": (logits.argmax(-1) == y).float().mean(1).numpy()}
 
     def _distance_irrelevance(self, correct: torch.Tensor) -> np.ndarray:
-        """``[n, p*p]`` correct logits -> ``[n]``: mean within-diagonal std over overall std."""
+        """``[n, p*p]`` correct logits (``a``-major) -> ``[n]``: mean within-diagonal std over overall std.
+
+        Population standard deviations (``np.std``, dividing by the count), as the paper's
+        evaluation code computes them; ``torch.std``'s default ``n - 1`` would scale every value by
+        ``sqrt((p + 1) / p)``.
+        """
         p = self.p
-        L = correct.reshape(-1, p, p)
+        L = correct.reshape(-1, p, p).double()
         a = torch.arange(p)
         d = (a[:, None] - a[None, :]) % p  # [p, p] distance of each cell
-        per_d = torch.stack([L[:, d == k].std(1) for k in range(p)], 1)  # p diagonals, vectorised over models
-        return (per_d.mean(1) / L.reshape(len(L), -1).std(1).clamp_min(1e-8)).numpy()
+        per_d = torch.stack([L[:, d == k].std(1, correction=0) for k in range(p)], 1)  # [n, p]
+        overall = L.reshape(len(L), -1).std(1, correction=0).clamp_min(1e-8)
+        return (per_d.mean(1) / overall).float().numpy()
 
-    def _gradient_symmetricity(self, forward) -> np.ndarray:
-        """Mean cosine similarity of d(correct logit)/d(embedding of a) and .../d(embedding of b), ``[n]``."""
+    def _triples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n_diag`` distinct random triples ``(a, b, c)`` of ``p^3`` (all of them if fewer), ``3 x [k]``."""
+        p = self.p
+        idx = torch.randperm(p ** 3, generator=self._gen(3))[: self.n_diag]
+        return idx // (p * p), (idx // p) % p, idx % p
+
+    def _gradient_symmetricity(self, forward, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+        """Mean over the triples ``[k]`` of the cosine similarity between d(logit of class ``c``)/d(embedding
+        of ``a``) and .../d(embedding of ``b``), ``[n]``."""
         fam, params = forward.family, forward.params
-        g = self._gen(2)
-        x = torch.randint(0, self.p, (self.n_diag, 2), generator=g)
-        y = (x[:, 0] + x[:, 1]) % self.p
+        x = torch.stack([a, b], 1)  # [k, 2]
         # the positional table requiring grad puts the embedding activation in the autograd graph
         params = {k: v.detach().requires_grad_(k == "pos.weight") for k, v in params.items()}
         with torch.enable_grad():
             out, acts = fam.forward(params, x, capture=["embed"])
-            emb = acts["embed"]  # [n, B, 2, d]; each sample's logit depends only on its own row
-            sel = out.gather(-1, y.expand(out.shape[0], -1).unsqueeze(-1)).sum()
+            emb = acts["embed"]  # [n, k, 2, d]; each sample's logit depends only on its own row
+            sel = out.gather(-1, c.to(out.device).expand(out.shape[0], -1).unsqueeze(-1)).sum()
             (grad,) = torch.autograd.grad(sel, emb)
-        cos = torch.nn.functional.cosine_similarity(grad[:, :, 0], grad[:, :, 1], dim=-1)  # [n, B]
-        return cos.mean(1).detach().numpy()
+        cos = torch.nn.functional.cosine_similarity(grad[:, :, 0], grad[:, :, 1], dim=-1)  # [n, k]
+        return cos.mean(1).detach().cpu().numpy()
 
     # -- causal hypotheses ---------------------------------------------------------------------
     def _operand_pairs(self, n: int, gen: torch.Generator) -> Interchange:
