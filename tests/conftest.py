@@ -69,11 +69,25 @@ def tiny_config(tmp_path: Path):
     return make
 
 
-@pytest.fixture
-def tiny_zoo(tmp_path: Path, tiny_config):
+@pytest.fixture(scope="session")
+def _tiny_zoo_once(tmp_path_factory) -> Path:
+    """The tiny sweep, trained once per test session (each test gets its own copy)."""
     from training.config import load_config
     from training.sweep import run_sweep
 
+    root = tmp_path_factory.mktemp("tiny-zoo-once")
+    config = root / "tiny-4.toml"
+    config.write_text(TINY.format(mpb=4))
+    run_sweep(load_config(config), root / "zoo")
+    return root / "zoo"
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path: Path, _tiny_zoo_once: Path) -> Path:
+    """A fresh copy of the tiny sweep's zoo (24 models: 4 inits x 2 data orders, a spawned and a
+    fine-tuned child each), for a test to read, extend or break."""
+    import shutil
+
     out = tmp_path / "zoo"
-    run_sweep(load_config(tiny_config(mpb=4)), out)
+    shutil.copytree(_tiny_zoo_once, out)
     return out
