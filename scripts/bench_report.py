@@ -4,7 +4,9 @@ Builds synthetic fingerprints (``--fps`` of them, ``--dim`` features) for ``--mo
 init families of ``--family-size``, and times ``analysis.scorecard.analyze`` side by side in one
 run: with ``calibrate = false`` (what the report computed before issue 20: clusters, bootstrap,
 maps, scores) and with the family bootstrap intervals, family permutation p-values and label-free
-tests (the default). Prints seconds and the ratio; ``--json`` prints them as one object.
+tests (the default). Then it times the report page made from the calibrated result
+(:func:`analysis.report.render`, every figure drawn). Prints seconds and the ratio; ``--json``
+prints them as one object.
 
     python scripts/bench_report.py [--models 1000] [--fps 10] [--embedding pca] [--json]
 """
@@ -17,6 +19,8 @@ import time
 
 import numpy as np
 
+from analysis.report import render
+from analysis.results import AnalysisResult
 from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 
 
@@ -51,11 +55,16 @@ def main() -> None:
         res = analyze(fps, table, opts).to_dict()
         times[name] = time.perf_counter() - t
         assert not any(r["error"] for r in res["scorecard"]), [r["error"] for r in res["scorecard"]]
+    t = time.perf_counter()
+    page = render(AnalysisResult.from_dict(res))
+    times["render"] = time.perf_counter() - t
     out = {"models": args.models, "fingerprints": args.fps, "seconds_plain": round(times["plain"], 2),
-           "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2)}
+           "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2),
+           "seconds_render": round(times["render"], 2), "html_mb": round(len(page.encode()) / 1e6, 2)}
     print(json.dumps(out) if args.json else
           f"{args.models} models x {args.fps} fingerprints: plain {out['seconds_plain']} s, with family statistics "
-          f"{out['seconds_calibrated']} s, ratio {out['ratio']}")
+          f"{out['seconds_calibrated']} s, ratio {out['ratio']}; report page {out['seconds_render']} s "
+          f"({out['html_mb']} MB)")
 
 
 if __name__ == "__main__":
