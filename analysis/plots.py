@@ -13,13 +13,15 @@ also a marker each), so that "cluster 2" and a label never share a look.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from markupsafe import Markup
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -92,6 +94,17 @@ def shown_points(n: int, limit: int = MAX_POINTS) -> np.ndarray:
 
 
 # -- one figure from start to files ----------------------------------------------------------------
+def _styled(draw: Callable) -> Callable:
+    """Run a figure function under :data:`STYLE` (text sizes are fixed when the text is made)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def _new(width: float, height: float, **kw) -> MplFigure:
     fig = MplFigure(figsize=(width, height), layout="constrained", **kw)
     FigureCanvasAgg(fig)
@@ -105,7 +118,7 @@ def _finish(fig: MplFigure, name: str, caption: str, formats: Sequence[str], tit
     meta = {"Date": None, "Creator": None, "Format": None, "Type": None}
     files = {}
     try:
-        with matplotlib.rc_context({**STYLE, "svg.hashsalt": name}), warnings.catch_warnings():
+        with matplotlib.rc_context({"svg.hashsalt": name}), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a glyph missing from the font: shown as a box
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata=meta)
@@ -145,6 +158,7 @@ def _dot(color: str, label: str, marker: str = "o") -> Line2D:
 
 
 # -- maps ------------------------------------------------------------------------------------------
+@_styled
 def model_map(name: str, xy: Sequence[Sequence[float]], ids: Sequence[str], caption: str, clusters: Sequence[str],
               labels: Sequence[str] | None = None, families: Sequence[str] | None = None, axes: str = "map",
               formats: Sequence[str] = (), limit: int = MAX_POINTS) -> Figure:
@@ -198,6 +212,7 @@ def model_map(name: str, xy: Sequence[Sequence[float]], ids: Sequence[str], capt
     return _finish(fig, name, caption, formats, titles)
 
 
+@_styled
 def basin_sizes(name: str, sizes: Sequence[tuple[str, int]], caption: str, formats: Sequence[str] = ()) -> Figure:
     """Horizontal bars: models per cluster (``[(cluster, size), ...]``)."""
     col = cluster_colors([k for k, _ in sizes])
@@ -227,6 +242,7 @@ def _tree(ax, z: np.ndarray) -> list[int]:
     return [int(j) for j in dn["leaves"]]
 
 
+@_styled
 def dendrogram(name: str, d: np.ndarray, leaf_cats: Sequence[str], caption: str, palette: str = "label",
                formats: Sequence[str] = ()) -> tuple[Figure, np.ndarray]:
     """Average-linkage dendrogram of a distance matrix ``[n, n]``, with a strip under the leaves
@@ -258,6 +274,7 @@ def dendrogram(name: str, d: np.ndarray, leaf_cats: Sequence[str], caption: str,
     return _finish(fig, name, caption, formats), order
 
 
+@_styled
 def heatmap(name: str, d: np.ndarray, order: np.ndarray, caption: str, formats: Sequence[str] = ()) -> Figure:
     """The distance matrix ``[n, n]`` with models in ``order`` (dark = close), with a colour bar."""
     d = np.asarray(d, dtype=float)[np.ix_(order, order)]
@@ -270,6 +287,7 @@ def heatmap(name: str, d: np.ndarray, order: np.ndarray, caption: str, formats: 
     return _finish(fig, name, caption, formats)
 
 
+@_styled
 def family_dendrogram(name: str, z: Sequence[Sequence[float]], families: Sequence[str], sizes: Sequence[int],
                       members: dict[str, dict[str, int]], caption: str, formats: Sequence[str] = ()) -> Figure:
     """Models -> init families -> candidate basins: the dendrogram ``z`` (scipy linkage) of the
@@ -315,6 +333,7 @@ def family_dendrogram(name: str, z: Sequence[Sequence[float]], families: Sequenc
 
 
 # -- forecast and selection ------------------------------------------------------------------------
+@_styled
 def forecast_chart(name: str, curve: Sequence[dict], caption: str, formats: Sequence[str] = ()) -> Figure:
     """Forecast accuracy (and AMI) against the fraction of training, one line with points per
     fingerprint, and the majority baseline (always guessing the largest basin). ``curve``:
@@ -323,16 +342,16 @@ def forecast_chart(name: str, curve: Sequence[dict], caption: str, formats: Sequ
     acc, ami = fig.subplots(1, 2, sharex=True)
     fr = [float(p.get("fraction") or 0.0) for p in curve]
     positive = [f for f in fr if f > 0]
-    log = bool(positive) and max(positive) / min(positive) >= 20
+    log = bool(positive) and max(positive) / min(positive) >= 20  # log-spaced checkpoints: symlog, step 0 included
     names = list(dict.fromkeys(str(p.get("fingerprint")) for p in curve))
     col = {n: CLUSTER_COLORS[::-1][i % len(CLUSTER_COLORS)] for i, n in enumerate(names)}
     for n in names:
-        pts = sorted((f, p) for f, p in zip(fr, curve) if str(p.get("fingerprint")) == n and (f > 0 or not log))
+        pts = sorted(((f, p) for f, p in zip(fr, curve) if str(p.get("fingerprint")) == n), key=lambda fp: fp[0])
         for ax, key in ((acc, "accuracy"), (ami, "ami")):
             xy = [(f, p[key]) for f, p in pts if p.get(key) is not None]
             if xy:
                 ax.plot(*zip(*xy), marker="o", markersize=3.5, lw=1.3, color=col[n], label=n)
-    base = sorted({(f, p["majority"]) for f, p in zip(fr, curve) if p.get("majority") is not None and (f > 0 or not log)})
+    base = sorted({(f, p["majority"]) for f, p in zip(fr, curve) if p.get("majority") is not None})
     if base:
         acc.plot(*zip(*base), ls="--", color="#555", lw=1, label="majority baseline")
     for ax, what in ((acc, "forecast accuracy (cross-validated)"), (ami, "AMI of clusters with final basins")):
@@ -341,11 +360,17 @@ def forecast_chart(name: str, curve: Sequence[dict], caption: str, formats: Sequ
         ax.set_ylabel(what)
         ax.grid(alpha=0.3, lw=0.5)
         if log:
-            ax.set_xscale("log")
+            lo = min(positive)
+            ax.set_xscale("symlog", linthresh=lo, linscale=0.5)
+            ax.set_xlim(0, max(fr) * 1.15)
+            ax.set_xticks([0.0] + [10.0 ** k for k in range(int(np.ceil(np.log10(lo))), 1)])
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # no mathtext
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     acc.legend(loc="lower right", frameon=False)
     return _finish(fig, name, caption, formats)
 
 
+@_styled
 def selection_chart(name: str, sel: dict, caption: str, formats: Sequence[str] = ()) -> Figure:
     """A selection's outcome: purity against the base rate, and the compute used against training
     every seed to the end (``sel``: a ``select`` result)."""
