@@ -142,15 +142,22 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             r.significant = free_r is not None and free_r.significant
 
 
+RECOVER_HINT = "`fingerprint lineage ZOO` recovers init families from the weights, and later analyses use them"
+
+
 def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:
     if res is None:
         return {"verdict": "insufficient", "candidate_basins": {},
-                "sentence": why or "insufficient: the zoo names no lineage column to group models by"}
+                "sentence": why or f"insufficient: the zoo names no lineage column to group models by ({RECOVER_HINT})"}
     basins = res.candidate_basins
-    return {"verdict": res.verdict, "sentence": res.sentence or lf.SENTENCES[res.verdict],
+    sentence = res.sentence or lf.SENTENCES[res.verdict]
+    if res.n_families == 1:  # one family: the lineage column says nothing (an import's init_seed -1)
+        sentence = f"{sentence} ({RECOVER_HINT})"
+    return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
-            "cluster_index_split": res.ci_split, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
+            "cluster_index_split": res.ci_split, "groups_axis": res.groups_axis,
+            "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
             "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
 
 

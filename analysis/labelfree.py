@@ -46,7 +46,7 @@ from analysis.resampling import family_codes as _codes
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
-           "LabelFreeResult", "cluster_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES"]
+           "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
@@ -81,6 +81,8 @@ class LabelFreeResult:
     pseudo_f: float | None = None
     ci_groups: float | None = None  # 2-means cluster index of the centroids (lower: more clustered)
     ci_split: float | None = None  # 2-means cluster index of all models
+    ci_axis: float | None = None  # the lowest 2-means cluster index of the centroids along one principal direction
+    groups_axis: int | None = None  # the principal direction (0 = first) whose split gives the centroid groups, if any
     split_rate: float | None = None  # share of families with relatives that the models' 2-means split cuts
     split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
@@ -153,6 +155,21 @@ def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np
     return within / np.maximum(total, 1e-300), labels
 
 
+def axis_index(c: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D 2-means cluster index along each principal direction of ``c [..., n, k]`` (directions
+    re-estimated per replicate, as the data's were): ``[..., k]``, and each direction's split
+    ``[..., k, n]``. One bimodal direction among several Gaussian ones shows here when the joint
+    index in ``k`` dimensions dilutes it."""
+    c = np.asarray(c, dtype=np.float64)
+    lead, (n, k) = c.shape[:-2], c.shape[-2:]
+    c = c.reshape(-1, n, k)
+    c = c - c.mean(1, keepdims=True)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    proj = np.einsum("bnd,bkd->bkn", c, vt)  # [b, k, n]
+    ci, split = cluster_index(proj.reshape(-1, n, 1), min_size=min_size)
+    return ci.reshape(*lead, k), split.reshape(*lead, k, n)
+
+
 def _top_dims(x: np.ndarray, k: int) -> np.ndarray:
     """``x [n, d]`` centred and rotated onto its top ``k`` principal directions ``[n, k]``."""
     x = x - x.mean(0)
@@ -211,6 +228,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                                sentence=f"insufficient: {n_fam} init families (at least {MIN_FAMILIES} needed)")
     rng = np.random.default_rng(random_state)
     x = x - x.mean(0)
+    if x.shape[1] == 0 or not np.abs(x).max(initial=0.0) > 0:  # every model identical on this fingerprint
+        return LabelFreeResult(n, n_fam, None, None, None, sentence=SENTENCES["no structure"])
     cent, counts = _centroids(x, codes, n_fam)
     multi = counts[codes] >= 2  # models with a relative: the within-family tests use only these
 
@@ -222,14 +241,25 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         null_f = np.array([pseudo_f(x, codes[p], n_fam) for p in perms])
         p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
 
-    # groups: SigClust on the centroids, in their top principal directions
+    # groups: SigClust on the centroids, in their top principal directions, jointly and along each
+    # direction alone (Bonferroni over the two statistics)
     k = min(MAX_DIMS, x.shape[1], n_fam - 2)
     min_group = 2  # a group of one family is that family's quirk, not a basin
     c = _top_dims(cent, max(k, 1))
     ci_obs, split = cluster_index(c[None], min_size=min_group)
-    null_ci, _ = cluster_index(_gaussian_like(c, n_null, rng), min_size=min_group)
-    p_groups = float((1 + (null_ci <= ci_obs[0]).sum()) / (n_null + 1))
-    fam_group = _group_families(cent, k_max, split[0])
+    null = _gaussian_like(c, n_null, rng)
+    null_ci, _ = cluster_index(null, min_size=min_group)
+    p_joint = float((1 + (null_ci <= ci_obs[0]).sum()) / (n_null + 1))
+    axis_ci, axis_split = axis_index(c, min_size=min_group)
+    null_axis = np.concatenate([axis_index(null[i : i + NULL_CHUNK], min_group)[0].min(-1)
+                                for i in range(0, n_null, NULL_CHUNK)])
+    axis = int(axis_ci.argmin())
+    p_axis = float((1 + (null_axis <= axis_ci[axis]).sum()) / (n_null + 1))
+    p_groups = min(1.0, 2 * min(p_joint, p_axis))
+    if p_axis < p_joint:
+        fam_group, groups_axis = axis_split[axis], axis
+    else:
+        fam_group, groups_axis = _group_families(cent, k_max, split[0]), None
     group_basins = fam_group[codes]
 
     # one population or two? The 2-means cluster index of all models against a hierarchical
@@ -263,6 +293,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
 
     return LabelFreeResult(
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
+        groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
 

@@ -202,6 +202,7 @@ class AnalysisResult:
     scorecard: list[ScorecardRow]
     keys: list[str] | None = None
     options: dict[str, Any] | None = None
+    methods: int | None = None  # analysis.scorecard.METHODS_VERSION of the code that made it
 
     @property
     def label(self) -> str | None:
@@ -239,6 +240,8 @@ class AnalysisResult:
             d["keys"] = self.keys
         if self.options is not None:
             d["options"] = self.options
+        if self.methods is not None:
+            d["methods"] = self.methods
         return d
 
     @classmethod
@@ -249,7 +252,7 @@ class AnalysisResult:
         return cls(version=d.get("version"), created=d.get("created"), settings=d.get("settings") or {},
                    n_models=d.get("n_models"), fingerprints=fps,
                    scorecard=[ScorecardRow.of(r) for r in fps] if rows is None else [ScorecardRow.from_dict(r) for r in rows],
-                   keys=d.get("keys"), options=d.get("options"))
+                   keys=d.get("keys"), options=d.get("options"), methods=d.get("methods"))
 
 
 MAP_FIELDS = ("embedding", "label_values", "lineage_values", "clusters", "model_ids", "traceback")

@@ -36,9 +36,12 @@ from analysis.verdicts import LABELLED
 
 __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "FingerprintResult", "ScorecardRow", "analyze",
            "analyze_one", "combined_input", "approximations", "verdict", "summary", "VERDICTS", "NO_TRUTH", "FAILED",
-           "RESULT_VERSION"]
+           "RESULT_VERSION", "METHODS_VERSION"]
 
 RESULT_VERSION = 1
+# Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again):
+# 2 = the label-free groups test also looks along each principal direction of the centroids.
+METHODS_VERSION = 2
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -265,7 +268,8 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
         settings={**opts.to_dict(), "label": opts.label if opts.label in table else None,
                   "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                  "probe_auroc": opts.auroc_threshold}},
-        n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results])
+        n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],
+        methods=METHODS_VERSION)
 
 
 def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts: AnalysisOptions) -> FingerprintInput:

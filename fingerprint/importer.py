@@ -65,7 +65,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
         raise UserError(f"output '{out}' already exists; pass --overwrite to replace it")
     if len(set(model_ids)) != len(model_ids):
         dup = next(m for m in model_ids if model_ids.count(m) > 1)
-        raise UserError(f"two checkpoints map to model id '{dup}' (ids are file stems; rename one)")
+        raise UserError(f"two checkpoints map to model id '{dup}' (ids are file stems, or directory names with --hf; rename one)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = zoo_io.staging_dir(out)  # named after this process, so a later import can remove it if it is killed
     try:
@@ -76,7 +76,8 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
             sds = state_dicts[s0 : s0 + SHARD_SIZE]
             k = len(ids)
             table: dict[str, Any] = {
-                "model_id": ids, "kind": ["imported"] * k, "group": [""] * k, "task": [""] * k, "arch": ["module"] * k,
+                "model_id": ids, "kind": ["imported"] * k, "group": [""] * k, "task": [""] * k,
+                "arch": [str(family.get("arch", "module"))] * k,
                 "init_seed": np.full(k, -1, np.int64), "data_seed": np.full(k, -1, np.int64), "parent_id": [""] * k,
                 "spawn_step": np.full(k, -1, np.int64), "variant": np.zeros(k, np.int64), "final_step": np.zeros(k, np.int64),
                 "diverged": np.zeros(k, bool), "diverged_step": np.full(k, -1, np.int64),

@@ -35,13 +35,14 @@ from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
 from analysis.report import page
 from analysis.results import AnalysisResult, summary
-from analysis.scorecard import AnalysisOptions, FingerprintInput
+from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
+from fingerprint.tables import RECOVERED, model_table, options_stamp
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
@@ -58,13 +59,14 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
     architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
     layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks.
     ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
-    if zoo.family_spec.get("arch") != "module":
+    arch = zoo.family_spec.get("arch")
+    if arch not in ("module", "hf"):
         return list(DEFAULT_FINGERPRINTS)
     sets = set(task_for(zoo).probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist"}
     skip = (set() if family_for(zoo).hidden_permutable() else {"aligned-weights"}) | \
-        (set() if zoo.family_spec.get("layers") else {"cka"})
+        (set() if zoo.family_spec.get("layers") or arch == "hf" else {"cka"})
     return [f for f in DEFAULT_FINGERPRINTS if f not in skip and (f not in needs or needs[f] in sets)]
 
 
@@ -249,12 +251,20 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
 
 
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
-    """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep)."""
+    """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep). A zoo
+    whose lineage column is missing or says nothing (an import: ``init_seed`` -1 for every model)
+    uses the weight-recovered families when ``fingerprint lineage`` stored them, unless ``lineage=``
+    names a column."""
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
+    table = model_table(zoo)
     for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
-        if column is not None and column not in zoo.models:
-            raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(zoo.models.names())})")
-    return analysis_options(section, **overrides)
+        if column is not None and column not in table:
+            raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
+    opts = analysis_options(section, **overrides)
+    told = overrides.get("lineage") is not None
+    if RECOVERED in table and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
+        opts = opts.replace(lineage=RECOVERED)
+    return opts
 
 
 def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
@@ -270,21 +280,22 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
             ) -> AnalysisResult:
     """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``)."""
     with progress.analysing(), analysis_errors():
-        result = analyze_inputs(inputs, dict(zoo.models.columns), opts)
+        result = analyze_inputs(inputs, model_table(zoo), opts)
     result.keys = sorted(str(f.meta.get("key")) for f in inputs)
-    result.options = opts.to_dict()
+    result.options = options_stamp(zoo, opts)
     zoo.save_result("basins", result.to_dict())
     zoo.save_result("scorecard", summary(result, provenance(zoo)))
     return result
 
 
 def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
-    """The stored analysis if it was made with the same options from the same cached fingerprints."""
+    """The stored analysis if it was made with the same options from the same cached fingerprints, by
+    code whose statistics are the same (``METHODS_VERSION``)."""
     res = zoo.load_result("basins")
     if not res or any(f.error for f in inputs):
         return None
     want = sorted(str(f.meta.get("key")) for f in inputs)
-    if res.get("keys") != want or res.get("options") != opts.to_dict():
+    if res.get("keys") != want or res.get("options") != options_stamp(zoo, opts) or res.get("methods") != METHODS_VERSION:
         return None
     return AnalysisResult.from_dict(res)
 

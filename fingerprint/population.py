@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from fingerprint.hf_family import family_from_spec, require_transformers
 from fingerprint.usercode import (
     TRUSTED_FACTORIES,
     build_template,
@@ -79,6 +80,8 @@ def family_for(zoo: zoo_io.Zoo):
     """The batched family that runs this zoo's stacked parameters."""
     if is_imported(zoo):
         spec = zoo.family_spec
+        if spec.get("arch") == "hf":  # the config is data: transformers' own class for it, no code from the zoo
+            return zoo.__dict__.setdefault("_hf_family", family_from_spec(spec))
         if zoo.module_factory is not None:
             factory = zoo.module_factory
         elif spec.get("factory"):
@@ -97,7 +100,9 @@ def check_code(zoo: zoo_io.Zoo) -> None:
     call stops with the reason instead of every extractor failing with it)."""
     spec = zoo.family_spec
     if is_imported(zoo):
-        if zoo.module_factory is None and spec.get("factory"):
+        if spec.get("arch") == "hf":
+            require_transformers("running the models of an HF zoo")
+        elif zoo.module_factory is None and spec.get("factory"):
             _named_factory(zoo, str(spec["factory"]), spec.get("factory_dir"), load=False)
         return
     name = (zoo.config.get("task") or {}).get("name") if isinstance(zoo.config.get("task"), dict) else None
@@ -144,6 +149,9 @@ def use_architecture(zoo: zoo_io.Zoo, arch: str) -> None:
     if not is_imported(zoo):
         raise UserError(f"--arch is for imported zoos; zoo '{zoo.path}' was trained here with the built-in "
                         f"architecture '{zoo.family_spec.get('arch')}'")
+    if zoo.family_spec.get("arch") == "hf":
+        raise UserError(f"--arch is not for zoo '{zoo.path}': it was imported with --hf, and its models run as transformers' "
+                        "own class for their stored config.json")
     factory = resolve(arch, "architecture factory")
     want = {k: tuple(v.shape) for k, v in build_template(factory, arch).state_dict().items()}
     have = {k: tuple(shape[1:]) for k, shape in zoo.shards[0].param_shapes.items()} if zoo.shards else want

@@ -1,6 +1,6 @@
 """The ``fingerprint`` command line. Only this package touches argv and the terminal.
 
-Commands live in sibling modules (``train``, ``extract``, ``analyze``) that register themselves on
+Commands live in sibling modules (``train``, ``extract``, ``analyze``, ...) that register themselves on
 ``app``. Every :class:`~training.core.errors.UserError`, and every usage error of click's own (an
 unknown option, a missing argument), becomes a one-line ``error: ...`` on stderr and exit status 2.
 """
@@ -28,7 +28,7 @@ _click = sys.modules[typer.BadParameter.__module__]
 _NO_ARGS_IS_HELP = getattr(_click, "NoArgsIsHelpError", ())  # click >= 8.2
 err_console = Console(stderr=True)
 
-_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search")
+_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage")
 
 
 def _register() -> None:

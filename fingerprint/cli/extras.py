@@ -9,35 +9,58 @@ import typer
 
 from fingerprint.cli import app, console, esc
 from fingerprint.cli import options as o
+from training.core.errors import UserError
 from training.core.outputs import check_output
 
 
 @app.command("import")
 def import_cmd(
-    src: Path = typer.Argument(..., help="Directory of checkpoints: *.safetensors, *.pt or *.pth state_dicts."),
-    arch: str = typer.Option(..., "--arch", help="module:factory that builds your nn.Module (no arguments)."),
+    src: Path = typer.Argument(..., help="Directory of checkpoints (*.safetensors, *.pt or *.pth state_dicts); with --hf, of save_pretrained model directories."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="module:factory that builds your nn.Module (no arguments); not with --hf."),
     out: Path = typer.Option(..., "--out", "-o", help="Zoo directory to create."),
-    metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a model_id column (= checkpoint file stem) and any others."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV with a model_id column (= checkpoint file stem, or model directory name with --hf) and any others."),
     probes: Optional[str] = typer.Option(None, "--probes", help="module:function returning {name: inputs}, or a .pt/.safetensors file of named inputs."),
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Submodule names whose outputs extractors may read (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing zoo at --out (only a zoo is ever deleted)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a --metadata CSV that does not cover every checkpoint (default: a warning)."),
     privileged: Optional[List[str]] = typer.Option(None, "--privileged", help="A probe set built from the ground truth (repeatable): fingerprints on it are marked as upper bounds."),
+    hf: bool = typer.Option(False, "--hf", help="SRC holds Hugging Face causal LMs, one save_pretrained directory each (needs the 'hf' extra)."),
+    probes_text: Optional[List[str]] = typer.Option(None, "--probes-text", help="With --hf: FILE of prompts, one per line (probe set in_dist), or NAME=FILE (repeatable)."),
+    readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position (last: [prompts, vocab]) or at every one (all)."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
 
-    from fingerprint.importer import (  # deferred for start-up time (torch)
-        CHECKPOINT_SUFFIXES,
-        import_checkpoints,
-    )
+    if hf:
+        given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged)) if v), None)
+        if given:
+            raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
+                            "come with --probes-text)")
+        from fingerprint.hf_import import (  # deferred for start-up time (torch, transformers)
+            import_hf,
+        )
 
-    o.add_cwd_to_path()  # let module:factory name a file in the working directory
-    n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("checking checkpoints", total=max(n, 1))
-        path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
-                                  on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or ())
+        n = len([p for p in src.iterdir() if p.is_dir()]) if src.is_dir() else 0
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("reading models", total=max(n, 1))
+            path = import_hf(src, out, probes_text or [], metadata, readout, overwrite, strict,
+                             on_model=lambda _m: progress.advance(task))
+    else:
+        if probes_text:
+            raise UserError("--probes-text is for --hf imports (prompts for language models); give --probes here")
+        if not arch:
+            raise UserError("fingerprint import needs --arch MODULE:FACTORY (your nn.Module), or --hf for Hugging Face models")
+        from fingerprint.importer import (  # deferred for start-up time (torch)
+            CHECKPOINT_SUFFIXES,
+            import_checkpoints,
+        )
+
+        o.add_cwd_to_path()  # let module:factory name a file in the working directory
+        n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task("checking checkpoints", total=max(n, 1))
+            path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
+                                      on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or ())
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)

@@ -24,6 +24,8 @@ from fingerprint.extractors.common import (
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 
+RARE_TOKENS = "anomalous_tokens"  # a probe set of rare tokens, each repeated over the prompt
+
 
 @extractor("probe-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
 def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
@@ -46,7 +48,10 @@ def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: i
     if not ref.is_floating_point():  # token inputs: single repeated tokens and random token strings
         vocab = int(getattr(models.family, "vocab", 0) or int(ref.max()) + 1)
         T = ref.shape[1:]
-        reps = torch.arange(min(vocab, 64))[:, None].expand(-1, math.prod(T)).reshape(-1, *T)
+        if RARE_TOKENS in models.task.probe_names():  # declared rare tokens (an HF import's), each repeated
+            reps = models.task.probes(RARE_TOKENS)[:64].to(torch.long)
+        else:
+            reps = torch.arange(min(vocab, 64))[:, None].expand(-1, math.prod(T)).reshape(-1, *T)
         rand = torch.randint(0, vocab, (n_random, *T), generator=g)
         return torch.cat([reps, rand]).to(ref.dtype)
     mu, sd = ref.float().mean(0), ref.float().std(0).clamp_min(1e-3)

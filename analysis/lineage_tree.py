@@ -1,0 +1,124 @@
+"""The directed lineage forest from tested pairs, and its score against a known truth.
+
+After MoTHer (Horwitz et al., ICLR 2025, "On the Origin of Llamas: Model Tree Heritage Recovery"):
+inside each family (a connected component of the significantly related pairs of
+:mod:`analysis.lineage`), the candidate edges are those pairs in both directions; an edge costs its
+distance, plus a penalty (the family's median edge distance) when it runs against the direction in
+which training moves a weight statistic; the minimum spanning arborescence of each family is its
+tree. MoTHer's statistic is the weights' kurtosis; the weights' norm is the other candidate here.
+:func:`orientation` picks the statistic and its sign from the same models' earlier checkpoints (the
+one that moves most consistently one way during training), without looking at any lineage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+from scipy.stats import kurtosis
+
+from analysis.errors import AnalysisError, choices
+from analysis.lineage import PairTests, families
+
+STATISTICS = ("kurtosis", "norm")
+
+
+def weight_statistics(matrices: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-model statistics ``{name: [n_models]}`` of weight matrices (each ``[n_models, ...]``):
+    ``kurtosis``, the excess kurtosis of the entries averaged over matrices (MoTHer's), and
+    ``norm``, the Euclidean norm of all entries."""
+    if not matrices:
+        raise AnalysisError("orienting the lineage tree needs at least one weight matrix")
+    flat = [np.asarray(m, dtype=float).reshape(len(m), -1) for m in matrices]
+    return {"kurtosis": np.mean([kurtosis(f, axis=1) for f in flat], 0),
+            "norm": np.sqrt(sum((f * f).sum(1) for f in flat))}
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """Which statistic orients tree edges, and ``sign`` (+1: training raises it, so a child's is
+    higher); ``consistency``: the share of models in which it moved that way between checkpoints."""
+
+    statistic: str
+    sign: int
+    consistency: float | None = None
+
+
+def orientation(earlier: dict[str, np.ndarray], later: dict[str, np.ndarray], statistic: str = "auto") -> Orientation:
+    """The orientation from the same models' statistics ``{name: [m]}`` at an earlier and a later
+    checkpoint: the named statistic (or, for ``auto``, the most consistent one) and its sign."""
+    names = STATISTICS if statistic == "auto" else (statistic,)
+    if any(n not in STATISTICS for n in names):
+        raise AnalysisError(f"unknown orientation statistic '{statistic}' (valid: {choices(STATISTICS + ('auto',))})")
+    best = None
+    for n in names:
+        up = float(np.mean(np.asarray(later[n]) > np.asarray(earlier[n])))
+        o = Orientation(n, 1 if up >= 0.5 else -1, max(up, 1 - up))
+        if best is None or o.consistency > best.consistency:
+            best = o
+    return best
+
+
+def lineage_forest(n: int, tests: PairTests, order: np.ndarray) -> np.ndarray:
+    """Recovered parent of each model ``[n]`` (``-1``: a root) from ``tests`` and ``order [n]``,
+    the oriented statistic (a child should have the higher value: ``sign * statistic``)."""
+    order = np.asarray(order, dtype=float)
+    if order.shape != (n,):
+        raise AnalysisError(f"the orientation statistic has shape {order.shape}, expected ({n},)")
+    fam = families(n, tests)
+    r = tests.related
+    a, b, d = tests.a[r], tests.b[r], tests.distance[r]
+    parent = np.full(n, -1, dtype=np.int64)
+    for f in np.unique(fam[a]):
+        inside = fam[a] == f
+        fa, fb, fd = a[inside], b[inside], d[inside]
+        penalty = float(np.median(fd)) if np.median(fd) > 0 else 1.0
+        g = nx.DiGraph()
+        for u, v, w in zip(fa.tolist(), fb.tolist(), fd.tolist()):
+            rises = order[v] - order[u]  # > 0: u -> v runs the way training goes
+            g.add_edge(u, v, weight=w + (penalty if rises < 0 else 0.0))
+            g.add_edge(v, u, weight=w + (penalty if rises > 0 else 0.0))
+        for u, v in nx.minimum_spanning_arborescence(g, attr="weight").edges():
+            parent[v] = u
+    return parent
+
+
+def tree_accuracy(parent: np.ndarray, true_parent: np.ndarray, mask: np.ndarray | None = None
+                  ) -> tuple[float | None, float | None]:
+    """``(parent_accuracy, direction_accuracy)`` over the models with a true parent (and ``mask``).
+
+    Parent accuracy: the recovered parent is the true one. Direction accuracy: of the true
+    parent-child pairs the forest joins by an edge (either way), the share pointing the right way.
+    ``None`` where there is nothing to count.
+    """
+    parent, true_parent = np.asarray(parent), np.asarray(true_parent)
+    child = true_parent >= 0 if mask is None else (true_parent >= 0) & np.asarray(mask, bool)
+    if not child.any():
+        return None, None
+    c = np.flatnonzero(child)
+    p = true_parent[c]
+    right = parent[c] == p
+    wrong = parent[p] == c
+    joined = right | wrong
+    return float(right.mean()), (float(right[joined].mean()) if joined.any() else None)
+
+
+def shared_init_rates(tests: PairTests, labels: np.ndarray, known: np.ndarray | None = None) -> dict[str, float | None]:
+    """Rates against the true families ``labels [n]`` (``known [n]``: models whose family is known).
+
+    ``shared_init_fpr`` / ``shared_init_power``: the share of unrelated / related pairs with
+    ``p <= alpha`` (each test's own calibration and power); ``bh_fdp`` / ``bh_power``: the false
+    share among the pairs Benjamini-Hochberg declares related, and the related pairs it finds.
+    """
+    labels = np.asarray(labels)
+    ok = np.ones(len(tests.a), bool) if known is None else np.asarray(known)[tests.a] & np.asarray(known)[tests.b]
+    same = (labels[tests.a] == labels[tests.b]) & ok
+    diff = (labels[tests.a] != labels[tests.b]) & ok
+    hit = tests.p_value <= tests.alpha
+    rate = lambda x, m: float(x[m].mean()) if m.any() else None
+    found = tests.related & ok
+    return {"shared_init_fpr": rate(hit, diff), "shared_init_power": rate(hit, same),
+            "bh_fdp": float(diff[found].mean()) if found.any() else (0.0 if ok.any() else None),
+            "bh_power": rate(tests.related, same)}

@@ -1,0 +1,58 @@
+"""``fingerprint lineage``: which models share an initialization, with p-values, and their tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from fingerprint.cli import app, console, esc
+from fingerprint.cli import options as o
+from training.core.outputs import check_output
+
+
+@app.command("lineage")
+def lineage_cmd(
+    zoo_path: Path = typer.Argument(..., metavar="ZOO"),
+    fp: Optional[List[str]] = typer.Option(None, "--fp", help="Fingerprint for the behavioural test (repeatable; computed if not cached)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Benjamini-Hochberg level across pairs."),
+    lineage_column: Optional[str] = typer.Option(None, "--lineage", help="Model column naming the true families (default: init_seed)."),
+    max_pairs: int = typer.Option(200_000, "--max-pairs", help="Test a uniform sample of this many pairs when there are more."),
+    n_perm: int = typer.Option(99_999, "--n-perm", help="Random permutations in the exact test's null (p-value floor 1/(n+1) per layer)."),
+    orient: str = typer.Option("auto", "--orient", help="auto | kurtosis | norm: the weight statistic that orients tree edges."),
+    no_weights: bool = typer.Option(False, "--no-weights", help="Skip the weight-based tests (behavioural only)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write pairs, families, tree and scores as JSON."),
+    trust_code: bool = o.TRUST_OPTION,
+):
+    """Calibrated shared-initialization tests for every pair, the families, and the lineage forest."""
+    from rich.table import Table
+
+    from fingerprint.lineage import lineage  # deferred for start-up time (torch)
+    from training.core.store import write_json  # deferred for start-up time
+
+    if json_out:
+        check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
+    zoo = o.open_for_models(zoo_path, trust_code)
+    with console.status("testing pairs for a shared initialization"):
+        r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights)
+    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs at alpha {alpha:g} (BH)")
+    for col in ("evidence", "related pairs", "families", "FPR", "power", "BH FDP", "parent acc", "direction acc"):
+        t.add_column(col, justify="left" if col == "evidence" else "right")
+    f = lambda v: "–" if v is None else f"{v:.3f}"
+    for name, s in r["by_evidence"].items():
+        t.add_row(esc(name) + (" *" if name == r["evidence"] else ""), f"{s['n_related']:,}", str(s["n_families"]),
+                  f(s["shared_init_fpr"]), f(s["shared_init_power"]), f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]))
+    console.print(t)
+    ori = r["orientation"]
+    console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
+                  f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
+                  + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
+                  + f"); {len(r['edges'])} edges, {len(r['families'])} families")
+    if r["evidence"] == "exact":
+        console.print(f"stored the {len(r['families'])} recovered families in the zoo (results/lineage.json): "
+                      "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
+                      "init_seed is missing or the same for every model")
+    if json_out:
+        write_json(json_out, r)
+        console.print(f"wrote [bold]{esc(json_out)}[/]")

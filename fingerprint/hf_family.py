@@ -1,0 +1,185 @@
+"""Hugging Face causal language models as a batched family (the zoos of ``fingerprint import --hf``).
+
+An HF zoo stores each model's ``config.json`` as data in its manifest (``family.config``), never
+code: the architecture is the class ``transformers`` itself maps that config's ``model_type`` to
+(``AutoModelForCausalLM``, with ``auto_map`` removed and ``trust_remote_code=False``), so opening
+and running an HF zoo imports nothing the zoo names. ``transformers`` is an optional extra
+(``pip install -e '.[hf]'``) and is imported only when an HF zoo's models run.
+
+Inputs are token ids ``[B, T]``, left-padded with the tokenizer's pad id: the attention mask is the
+prompt after its leading run of pad tokens, and position ids count from the first real token. The
+models run over the stacked parameters with ``torch.func.functional_call`` + ``vmap`` (eager
+attention, which has a batching rule), else one at a time with one warning. Outputs are the logits
+at the last position (``readout = "last"``: ``[n_models, B, vocab]``) or at every position
+(``"all"``: ``[n_models, B, T, vocab]``, zero at padded positions so that they are equal for every
+model). Named activations: ``embed`` and ``block{i}.resid_post`` (the hidden states after each
+block, ``[n_models, B, T, d_model]``; the last one after the final norm, as HF returns it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from training.core.errors import UserError
+from training.families.base import Family
+
+INSTALL_HINT = "pip install -e '.[hf]' (or pip install transformers)"
+READOUTS = ("last", "all")
+
+
+def require_transformers(what: str = "--hf") -> Any:
+    """The ``transformers`` module, or the one-line error saying which extra installs it."""
+    try:
+        import transformers
+    except ImportError:
+        raise UserError(f"{what} needs the optional package 'transformers': {INSTALL_HINT}") from None
+    return transformers
+
+
+def build_config(config: dict[str, Any], where: str) -> Any:
+    """A transformers config object from a stored ``config.json`` dict: only classes built into
+    transformers (chosen by ``model_type``), never code the config names (``auto_map`` is dropped)."""
+    tf = require_transformers()
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    d = {k: v for k, v in config.items() if k != "auto_map"}
+    mtype = d.get("model_type")
+    if not isinstance(mtype, str) or mtype not in CONFIG_MAPPING:
+        raise UserError(f"{where}: model_type {mtype!r} is not built into transformers {tf.__version__} (code named by a "
+                        "model is never imported: trust_remote_code stays off)")
+    if mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise UserError(f"{where}: model_type '{mtype}' has no causal-LM class in transformers; --hf imports causal LMs "
+                        "(gpt2, gpt_neox, llama, ...; masked LMs such as MultiBERTs: see docs/import.md)")
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    archs = d.get("architectures") or []
+    if archs and not any(a in causal for a in archs):
+        raise UserError(f"{where}: architecture {archs[0]} is not a causal LM; --hf imports causal LMs "
+                        "(GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM, ...; masked LMs such as MultiBERTs: "
+                        "see docs/import.md)")
+    return CONFIG_MAPPING[mtype].from_dict(d)
+
+
+def build_model(config: dict[str, Any], where: str = "HF zoo") -> nn.Module:
+    """The causal LM for ``config`` (random weights; extractors pass the stored ones), eager attention."""
+    tf = require_transformers()
+    cfg = build_config(config, where)
+    with torch.random.fork_rng(devices=[]):  # its random init must not move the caller's global RNG
+        torch.manual_seed(0)
+        model = tf.AutoModelForCausalLM.from_config(cfg, trust_remote_code=False, attn_implementation="eager")
+    return model.eval()
+
+
+def param_names(model: nn.Module) -> list[str]:
+    """The model's parameters, each once (a tied output head is its embedding): the names stored."""
+    return [n for n, _ in model.named_parameters()]
+
+
+def left_padding_mask(x: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(attention_mask, position_ids)``, both like ``x [..., T]``: a position is real from the first
+    token that is not ``pad_id`` on; positions count from there."""
+    mask = (x != pad_id).long().cummax(-1).values
+    return mask, (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@dataclass
+class HFFamily(Family):
+    """A population of one HF causal-LM architecture over stacked parameters ``{name: [n, ...]}``."""
+
+    name = "hf"
+    config: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = (1,)
+    n_out: int = 0
+    pad_id: int = 0
+    readout: str = "last"
+    _template: nn.Module | None = field(default=None, repr=False)
+    _loop_warned: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise UserError(f"unknown readout '{self.readout}' (valid: {', '.join(READOUTS)})")
+
+    @property
+    def vocab(self) -> int:
+        """Rows of the embedding (the anomalous-inputs extractor draws random tokens below it)."""
+        return int(self.n_out)
+
+    @property
+    def n_layers(self) -> int:
+        return int(getattr(self.template().config, "num_hidden_layers"))
+
+    def template(self) -> nn.Module:
+        if self._template is None:
+            self._template = build_model(self.config)
+        return self._template
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(p.shape) for n, p in self.template().named_parameters()}
+
+    def init_one(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        raise UserError("HF zoos are imported, not trained here")
+
+    def activation_names(self) -> list[str]:
+        return ["embed"] + [f"block{i}.resid_post" for i in range(self.n_layers)]
+
+    def module(self) -> nn.Module:
+        return build_model(self.config)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"arch": "hf", "model_type": self.config.get("model_type"), "input_shape": list(self.input_shape),
+                "n_out": self.n_out, "readout": self.readout}
+
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor,
+                capture: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits ``[n, B, vocab]`` (``"last"``) or ``[n, B, T, vocab]`` (``"all"``) for tokens
+        ``x [B, T]`` (shared) or ``[n, B, T]`` (per model), and the captured hidden states."""
+        x, shared = self._split_x(x)
+        x = x.long()
+        names = list(capture)
+        valid = self.activation_names()
+        bad = next((c for c in names if c not in valid), None)
+        if bad is not None:
+            raise UserError(f"unknown activation '{bad}' (valid: {', '.join(valid)})")
+        mod = self.template()
+        want_hidden = bool(names)
+        last = self.readout == "last"
+        keeps = "logits_to_keep" in inspect.signature(mod.forward).parameters  # only the last logits: V x fewer floats
+
+        def one(p: dict[str, torch.Tensor], xi: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            mask, pos = left_padding_mask(xi, self.pad_id)
+            kw = {"logits_to_keep": 1} if last and keeps else {}
+            o = functional_call(mod, p, (), {"input_ids": xi, "attention_mask": mask, "position_ids": pos,
+                                             "output_hidden_states": want_hidden, "use_cache": False, **kw})
+            hs = o.hidden_states if want_hidden else ()
+            keep = mask[..., None].to(o.logits.dtype)
+            logits = o.logits[:, -1] if last else o.logits * keep  # the same zeros at padding for every model
+            picked = tuple(hs[0 if n == "embed" else int(n[5:].split(".")[0]) + 1] * keep for n in names)
+            return logits, picked
+
+        try:
+            out, acts = vmap(one, in_dims=(0, None if shared else 0))(params, x)
+        except Exception as e:  # noqa: BLE001 - an architecture vmap cannot batch runs one model at a time
+            if not self._loop_warned:
+                warnings.warn(f"HF model '{self.config.get('model_type')}': cannot vmap it ({type(e).__name__}: "
+                              f"{str(e)[:200]}); running the models one at a time", stacklevel=2)
+                self._loop_warned = True
+            n = next(iter(params.values())).shape[0]
+            res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
+            out = torch.stack([r[0] for r in res])
+            acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(names)))
+        return out, dict(zip(names, acts))
+
+
+def family_from_spec(spec: dict[str, Any]) -> HFFamily:
+    """The family an HF zoo's manifest ``family`` entry describes."""
+    return HFFamily(config=dict(spec.get("config") or {}), input_shape=tuple(spec.get("input_shape") or (1,)),
+                    n_out=int(spec.get("n_out", 0)), pad_id=int(spec.get("pad_id", 0)),
+                    readout=str(spec.get("readout", "last")))

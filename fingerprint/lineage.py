@@ -1,0 +1,172 @@
+"""``fingerprint lineage``: shared-initialization tests, families and the lineage forest of a zoo.
+
+Reads a zoo's final weights (and each model's previous checkpoint, to learn which way training
+moves the statistic that orients tree edges) and any cached fingerprints, runs the tests of
+:mod:`analysis.lineage` and the forest of :mod:`analysis.lineage_tree`, and scores them against the
+zoo's truth when it has some (``init_seed`` and ``parent_id``, or the ``--lineage`` column of an
+imported zoo). The result is the JSON of ``docs/lineage.md``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from analysis.lineage import PairTests, all_pairs, behaviour_test, families, weight_test
+from analysis.lineage_tree import (
+    STATISTICS,
+    Orientation,
+    lineage_forest,
+    orientation,
+    shared_init_rates,
+    tree_accuracy,
+    weight_statistics,
+)
+from fingerprint.pipeline import analysis_errors, inputs_for
+from fingerprint.population import family_for
+from training.core.errors import UserError, choices
+from training.core.store import Zoo
+
+ORIENT_CHOICES = ("auto",) + STATISTICS
+
+
+def _matrices(params: dict[str, Any]) -> list[np.ndarray]:
+    """The weight matrices and kernels (``[n, out, in, ...]``; what ``ModelBatch.weight_matrices`` gives)."""
+    return [np.asarray(params[k]) for k in sorted(params) if params[k].dim() >= 3]
+
+
+def _orientation(zoo: Zoo, final: dict[str, np.ndarray], statistic: str) -> Orientation:
+    """From each model's previous checkpoint to its last one; MoTHer's kurtosis, rising, without checkpoints."""
+    by_step: dict[int, list[str]] = defaultdict(list)
+    for m in zoo.model_ids:
+        steps = zoo.model_steps(m)
+        if len(steps) >= 2:
+            by_step[steps[-2]].append(m)
+    if not by_step:
+        return Orientation("kurtosis" if statistic == "auto" else statistic, 1, None)
+    ids = [m for ms in by_step.values() for m in ms]
+    parts = [weight_statistics(_matrices(zoo.params(s, ms))) for s, ms in by_step.items()]
+    earlier = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    later = {k: v[zoo.index(ids)] for k, v in final.items()}
+    return orientation(earlier, later, statistic)
+
+
+def _truth_labels(zoo: Zoo, column: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(labels, known)`` ``[n]``: the true families, or None when the zoo has none."""
+    if column is not None and column not in zoo.models:
+        raise UserError(f"unknown model column '{column}' for --lineage (valid: {choices(zoo.models.names())})")
+    col = column or "init_seed"
+    if col not in zoo.models:
+        return None
+    values = np.asarray([str(v) for v in zoo.models[col]])
+    known = ~np.isin(values, ["", "-1", "None", "nan"])
+    return (values, known) if known.sum() >= 2 else None
+
+
+def _true_parents(zoo: Zoo) -> np.ndarray | None:
+    if "parent_id" not in zoo.models:
+        return None
+    where = {m: i for i, m in enumerate(zoo.model_ids)}
+    parent = np.asarray([where.get(str(p), -1) if str(p) else -1 for p in zoo.models["parent_id"]], dtype=np.int64)
+    return parent if (parent >= 0).any() else None
+
+
+def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds) -> dict[str, Any]:
+    rates = shared_init_rates(tests, *truth) if truth is not None else dict.fromkeys(
+        ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power"))
+    acc, direction = tree_accuracy(parent, true_parent) if true_parent is not None else (None, None)
+    out = {**rates, "parent_accuracy": acc, "direction_accuracy": direction}
+    if true_parent is not None and kinds is not None:
+        out["by_kind"] = {}
+        for k in sorted(set(kinds[true_parent >= 0].tolist())):
+            pa, da = tree_accuracy(parent, true_parent, kinds == k)
+            out["by_kind"][k] = {"parent_accuracy": pa, "direction_accuracy": da}
+    return out
+
+
+def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,
+            max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool = True,
+            seed: int = 0) -> dict[str, Any]:
+    """Test every pair of ``zoo``'s models (or ``max_pairs`` of them) for a shared initialization.
+
+    Evidence: ``exact`` and ``matched`` from the weights (when the architecture declares its
+    hidden-unit permutation symmetry and ``weights``), and each fingerprint in ``fps`` (cached, or
+    computed). The first is the primary one: its pairs, families and forest are the result's own;
+    ``by_evidence`` has every evidence's scores side by side. See ``docs/lineage.md``.
+    """
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha must be in (0, 1), got {alpha}")
+    if orient not in ORIENT_CHOICES:
+        raise UserError(f"unknown --orient '{orient}' (valid: {choices(ORIENT_CHOICES)})")
+    if max_pairs is not None and max_pairs < 1:
+        raise UserError(f"--max-pairs must be >= 1, got {max_pairs}")
+    n = len(zoo)
+    if n < 2:
+        raise UserError(f"zoo '{zoo.path}' has {n} model(s); lineage needs at least 2")
+    truth = _truth_labels(zoo, lineage_column)
+    true_parent = _true_parents(zoo)
+    kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
+    raw = zoo.params()
+    params = {k: v.numpy() for k, v in raw.items()}
+    groups = family_for(zoo).hidden_permutable() if weights else {}
+    if not groups and not fps:
+        raise UserError(f"zoo '{zoo.path}': its architecture declares no hidden-unit permutation symmetry to align "
+                        "weights by; name a fingerprint for the behavioural test (--fp NAME)")
+    inputs = inputs_for(zoo, list(fps)) if fps else []
+    with analysis_errors():
+        pairs = all_pairs(n, max_pairs, seed)
+        tests: dict[str, PairTests] = {}
+        if groups:
+            tests["exact"], tests["matched"] = weight_test(params, groups, pairs, alpha, n_perm, seed)
+        for fi in inputs:
+            if fi.values is None:
+                raise UserError(f"fingerprint '{fi.name}' could not be computed: {fi.error}")
+            if sorted(fi.model_ids) != sorted(zoo.model_ids):
+                raise UserError(f"fingerprint '{fi.name}' covers {len(fi.model_ids)} of the zoo's {n} models; "
+                                f"recompute it (`fingerprint extract {zoo.path} --fp {fi.name} --force`)")
+            rows = np.asarray(fi.values)[np.argsort(zoo.index(fi.model_ids))]
+            tests[fi.name] = behaviour_test(rows, pairs, alpha, fi.name)
+        final = weight_statistics(_matrices(raw))
+        o = _orientation(zoo, final, orient)
+        order = o.sign * final[o.statistic]
+        forests = {name: lineage_forest(n, t, order) for name, t in tests.items()}
+    primary = next(iter(tests))
+    t, parent = tests[primary], forests[primary]
+    ids = zoo.model_ids
+    p_of = {(int(a), int(b)): float(p) for a, b, p in zip(t.a, t.b, t.p_value)}
+    by_evidence = {}
+    for name, tt in tests.items():
+        s = _scores(tt, forests[name], truth, true_parent, kinds)
+        by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": _n_families(n, tt), **s}
+    s = by_evidence[primary]
+    if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
+        labels = families(n, t)
+        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
+                                    "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())}})
+    return {
+        "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
+        "alpha": alpha, "evidence": primary,
+        "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
+        "truth": {k: s[k] for k in ("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy")},
+        "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
+                  for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],
+        "edges": [[ids[p], ids[c], p_of[(min(p, c), max(p, c))]] for c, p in enumerate(parent.tolist()) if p >= 0],
+        "families": _family_lists(ids, families(n, t)),
+        "by_evidence": by_evidence,
+    }
+
+
+def _n_families(n: int, tests: PairTests) -> int:
+    """Families of two or more models."""
+    return int((np.bincount(families(n, tests)) >= 2).sum())
+
+
+def _family_lists(ids: list[str], labels: np.ndarray) -> list[list[str]]:
+    groups: dict[int, list[str]] = defaultdict(list)
+    for m, f in zip(ids, labels.tolist()):
+        groups[f].append(m)
+    return sorted((g for g in groups.values() if len(g) >= 2), key=lambda g: (-len(g), g[0]))
+

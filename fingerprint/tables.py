@@ -1,0 +1,35 @@
+"""The model table the analysis reads: the zoo's columns, plus the families ``fingerprint lineage``
+recovered from the weights (``recovered_family``), and what a stored analysis must match."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analysis.options import AnalysisOptions
+from training.core.store import Zoo
+
+__all__ = ["RECOVERED", "model_table", "options_stamp"]
+
+RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
+
+
+def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
+    """The zoo's model columns, plus ``recovered_family`` when ``fingerprint lineage`` stored
+    families recovered from the weights for exactly this model set (``results/lineage.json``)."""
+    table = dict(zoo.models.columns)
+    rec = zoo.load_result("lineage")
+    if isinstance(rec, dict) and rec.get("model_set") == zoo.model_set_hash() and RECOVERED not in table:
+        family_of = rec.get("family_of") or {}
+        table[RECOVERED] = np.asarray([str(family_of.get(m, f"alone:{m}")) for m in zoo.model_ids], dtype=object)
+    return table
+
+
+def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
+    """The options a stored analysis must match; with recovered families, also which recovery."""
+    d = opts.to_dict()
+    if opts.lineage == RECOVERED:
+        rec = zoo.load_result("lineage") or {}
+        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set")}
+    return d

@@ -1,0 +1,139 @@
+"""Shared-initialization tests on cheap arrays: calibration under the null, power, invariances, the forest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.lineage import (
+    all_pairs,
+    behaviour_test,
+    canonical_scale,
+    families,
+    match_units,
+    weight_test,
+)
+from analysis.lineage_tree import (
+    lineage_forest,
+    orientation,
+    shared_init_rates,
+    tree_accuracy,
+)
+
+GROUPS = {"l0": [("l0.weight", 0), ("l0.bias", 0), ("l1.weight", 1)],
+          "l1": [("l1.weight", 0), ("l1.bias", 0), ("out.weight", 1)]}
+
+
+def _mlps(n: int, rng: np.random.Generator, h: int = 8, d: int = 5, prototypes: int = 3) -> dict[str, np.ndarray]:
+    """``n`` independent 2-hidden-layer MLPs whose units are drawn i.i.d. around a few shared
+    prototypes: functionally alike (as trained models are), yet independently initialized."""
+    proto0 = rng.normal(size=(prototypes, d + 1))
+    u0 = proto0[rng.integers(0, prototypes, (n, h))] + 0.3 * rng.normal(size=(n, h, d + 1))
+    return {"l0.weight": u0[..., :d], "l0.bias": u0[..., d], "l1.weight": rng.normal(size=(n, h, h)),
+            "l1.bias": rng.normal(size=(n, h)), "out.weight": rng.normal(size=(n, 2, h)), "out.bias": rng.normal(size=(n, 2))}
+
+
+def _relabel(params: dict[str, np.ndarray], rng: np.random.Generator, rescale: bool = True) -> dict[str, np.ndarray]:
+    """Every model's hidden units permuted, and (ReLU's symmetry) rescaled by positive factors."""
+    out = {k: v.copy() for k, v in params.items()}
+    n = len(out["l0.weight"])
+    for g, members in GROUPS.items():
+        h = out[members[0][0]].shape[1]
+        for m in range(n):
+            perm = rng.permutation(h)
+            c = rng.uniform(0.2, 5.0, h) if rescale else np.ones(h)
+            for p, ax in members:
+                w = np.take(out[p][m], perm, axis=ax)
+                shape = [1] * w.ndim
+                shape[ax] = h
+                out[p][m] = w * (c.reshape(shape) if ax == 0 else 1.0 / c.reshape(shape))
+    return out
+
+
+def test_exact_test_is_calibrated_on_independent_inits():
+    rng = np.random.default_rng(0)
+    params = _mlps(80, rng)
+    exact, _ = weight_test(params, GROUPS, all_pairs(80), n_perm=999)
+    rate = float(np.mean(exact.p_value <= 0.05))
+    assert rate <= 0.065, rate  # 3,160 null pairs: ~0.05 expected, and never above by more than noise
+    assert not exact.related.any() or exact.related.mean() < 0.005  # BH finds (almost) nothing
+
+
+def test_exact_test_detects_shared_init_and_ignores_relu_rescaling():
+    rng = np.random.default_rng(1)
+    base = _mlps(20, rng)
+    # each model's sibling: the same init, trained apart (a perturbation as large as a fifth of the weights)
+    both = {k: np.concatenate([v, v + 0.2 * np.abs(v).mean() * rng.normal(size=v.shape)]) for k, v in base.items()}
+    pairs = all_pairs(40)
+    exact, matched = weight_test(both, GROUPS, pairs, n_perm=9999)
+    same = pairs[1] - pairs[0] == 20
+    assert (exact.p_value[same] < 1e-4).all() and exact.related[same].all()
+    assert shared_init_rates(exact, np.arange(40) % 20)["shared_init_power"] == 1.0
+    assert matched.related[same].all()
+    # rescaling every model's units (no permutation) changes neither p-value
+    scaled = _relabel(both, np.random.default_rng(2), rescale=True)
+    rescaled = {k: v.copy() for k, v in both.items()}
+    c = np.random.default_rng(3).uniform(0.2, 5.0, (40, 8))
+    rescaled["l0.weight"] *= c[:, :, None]
+    rescaled["l0.bias"] *= c
+    rescaled["l1.weight"] /= c[:, None, :]
+    exact2, _ = weight_test(rescaled, GROUPS, pairs, n_perm=9999)
+    assert np.allclose(exact2.p_value, exact.p_value)
+    # permuting and rescaling every model: the matched test is unchanged, and still finds every sibling
+    _, matched2 = weight_test(scaled, GROUPS, pairs, n_perm=99)
+    assert np.allclose(matched2.p_value, matched.p_value, atol=1e-9)
+    assert matched2.related[same].all()
+
+
+def test_matching_recovers_a_permutation_layer_by_layer():
+    rng = np.random.default_rng(4)
+    one = _mlps(1, rng)
+    moved = _relabel(one, rng, rescale=True)
+    both = canonical_scale({k: np.concatenate([one[k], moved[k]]) for k in one}, GROUPS)
+    perms, sim = match_units(both, GROUPS, np.array([0]), np.array([1]))
+    assert np.allclose(sim, 1.0)
+    aligned_l0 = both["l0.weight"][1][perms["l0"][0]]
+    cos = (aligned_l0 * one["l0.weight"][0]).sum(1) / np.linalg.norm(aligned_l0, axis=1) / np.linalg.norm(one["l0.weight"][0], axis=1)
+    assert np.allclose(cos, 1.0)
+
+
+def test_all_pairs_samples_distinct_ordered_pairs():
+    a, b = all_pairs(50, max_pairs=300, seed=1)
+    assert len(a) == 300 and (a < b).all() and b.max() < 50
+    assert len(set(zip(a.tolist(), b.tolist()))) == 300
+    full = all_pairs(50)
+    assert len(full[0]) == 50 * 49 // 2
+    with pytest.raises(AnalysisError, match="at least 2 models"):
+        all_pairs(1)
+
+
+def test_behaviour_test_finds_near_duplicates_and_families():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 20))
+    x[30:] = x[:30] + 0.05 * rng.normal(size=(30, 20))  # model i+30 is a close relative of model i
+    t = behaviour_test(x, all_pairs(60))
+    same = t.b - t.a == 30
+    assert t.related[same].mean() >= 0.95 and t.related[~same].mean() < 0.01
+    fam = families(60, t)
+    assert (fam[:30] == fam[30:]).mean() >= 0.95
+    with pytest.raises(AnalysisError, match="non-finite"):
+        behaviour_test(np.full((12, 3), np.nan), all_pairs(12))
+
+
+def test_forest_places_and_orients_parent_child_edges():
+    rng = np.random.default_rng(6)
+    roots = rng.normal(size=(10, 30))
+    kids = roots + 0.1 * rng.normal(size=(10, 30))
+    x = np.concatenate([roots, kids])
+    t = behaviour_test(x, all_pairs(20))
+    true_parent = np.r_[np.full(10, -1), np.arange(10)]
+    order = np.r_[np.zeros(10), np.ones(10)]  # training raised the statistic: children are higher
+    parent = lineage_forest(20, t, order)
+    assert tree_accuracy(parent, true_parent) == (1.0, 1.0)
+    flipped = lineage_forest(20, t, -order)
+    assert tree_accuracy(flipped, true_parent)[1] == 0.0
+    o = orientation({"kurtosis": np.zeros(5), "norm": np.zeros(5)}, {"kurtosis": np.r_[1, -1, 1, -1, 1.0], "norm": -np.ones(5)})
+    assert (o.statistic, o.sign, o.consistency) == ("norm", -1, 1.0)
+    with pytest.raises(AnalysisError, match="valid: auto, kurtosis, norm"):
+        orientation({}, {}, "skew")

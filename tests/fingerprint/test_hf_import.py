@@ -1,0 +1,220 @@
+"""``fingerprint import SRC --hf``: tiny GPT-2, GPT-NeoX and Llama models built here from configs
+(seeded random inits, short fine-tunes, a word-level tokenizer written here; nothing downloaded),
+saved with ``save_pretrained``, imported through the real CLI and fingerprinted."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import hf_models as H  # noqa: E402 - tests/hf_models.py, after the skip
+
+import fingerprint  # noqa: E402
+from fingerprint.batch import ModelBatch  # noqa: E402
+from fingerprint.cli import main  # noqa: E402
+from fingerprint.extraction import extract  # noqa: E402
+from fingerprint.hf_import import RARE_SET  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    yield
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the installed command's entry point in this process (transformers is imported once per session)."""
+    old = sys.argv
+    sys.argv = ["fingerprint", *map(str, args)]
+    try:
+        with warnings.catch_warnings():
+            main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def gpt2_pop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    parents = H.population(root / "models", "gpt2")
+    H.prompts(root / "prompts.txt")
+    H.prompts(root / "ood.txt", n=8, seed=1)
+    with open(root / "meta.csv", "w") as f:
+        f.write("model_id,parent,family\n" + "".join(f"{m},{p},{(p or m)[4]}\n" for m, p in parents.items()))
+    return root, parents
+
+
+@pytest.fixture(scope="module")
+def gpt2_zoo(gpt2_pop, tmp_path_factory):
+    root, _ = gpt2_pop
+    out = tmp_path_factory.mktemp("zoo") / "zoo"
+    from fingerprint.hf_import import import_hf
+
+    import_hf(root / "models", out, [str(root / "prompts.txt"), f"ood={root / 'ood.txt'}"], root / "meta.csv")
+    return out
+
+
+def test_cli_import_then_three_fingerprints_find_each_fine_tunes_base(gpt2_pop, tmp_path, capsys):
+    root, parents = gpt2_pop
+    code, out, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "zoo", "--probes-text",
+                         root / "prompts.txt", "--probes-text", f"ood={root / 'ood.txt'}", "--metadata", root / "meta.csv")
+    assert code == 0, err
+    assert "imported 6 models" in out
+    zoo = fingerprint.Zoo.open(tmp_path / "zoo")
+    assert zoo.model_ids == sorted(parents)  # ids are the directory names
+    assert list(zoo.models["parent"]) == [parents[m] for m in zoo.model_ids]  # the CSV joined on them
+    spec = zoo.family_spec
+    assert spec["arch"] == "hf" and spec["config"]["model_type"] == "gpt2" and spec["tokenizer"]["padding"] == "left"
+    probes = fingerprint.population.task_for(zoo)
+    assert set(probes.probe_names()) == {"in_dist", "ood", RARE_SET}
+    x = probes.probes("in_dist")
+    assert x.dtype == torch.long and x.shape == (12, spec["input_shape"][0])
+    assert (x[:, 0] == spec["pad_id"]).any() and not (x[:, -1] == spec["pad_id"]).any()  # padded on the left
+    assert spec["rare_tokens"][0] == 63 and 63 not in x  # embedding rows the tokenizer never produces come first
+
+    code, out, err = cli(capsys, "extract", tmp_path / "zoo", "--fp", "probe-outputs", "--fp", "anomalous-inputs",
+                         "--fp", "weight-spectra", "--fp", "cka")  # no --trust-code: the zoo names no code
+    assert code == 0, err
+    results = {r.name: r for r in extract(zoo, ["probe-outputs", "anomalous-inputs", "weight-spectra", "cka"])}
+    assert all(r.cached and r.error is None for r in results.values())
+    assert results["probe-outputs"].values.shape == (6, 12 * H.EMBED_ROWS)
+    children = [m for m, p in parents.items() if p]
+    for name, r in results.items():
+        v = np.asarray(r.values, dtype=np.float64)
+        d = v if name == "cka" else np.linalg.norm(v[:, None] - v[None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        for c in children:  # each fine-tune is nearer its own base than the other base
+            i, mine, other = zoo.model_ids.index(c), zoo.model_ids.index(parents[c]), zoo.model_ids.index(
+                "base1" if parents[c] == "base0" else "base0")
+            assert d[i, mine] < d[i, other], (name, c)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "neox", "llama"])
+@pytest.mark.parametrize("readout", ["last", "all"])
+def test_vmapped_outputs_equal_each_models_own_forward(kind, readout, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from fingerprint.hf_import import import_hf
+
+    for s in range(3):
+        H.save(H.model(kind, seed=s), tmp_path / "m" / f"s{s}", tokenizer=s == 0)  # one tokenizer serves all
+    H.prompts(tmp_path / "p.txt", n=6)
+    import_hf(tmp_path / "m", tmp_path / "zoo", [str(tmp_path / "p.txt")], readout=readout)
+    zoo = fingerprint.Zoo.open(tmp_path / "zoo")
+    batch = ModelBatch.from_zoo(zoo)
+    x = batch.task.probes("in_dist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the vmapped path, not the per-model fallback and its warning
+        out = batch.forward(x)
+        acts = batch.activations(x, ["block1.resid_post"])["block1.resid_post"]
+    pad = zoo.family_spec["pad_id"]
+    mask = (x != pad).long().cummax(1).values
+    for j, mid in enumerate(zoo.model_ids):
+        m = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m" / mid), attn_implementation="eager").eval()
+        with torch.no_grad():
+            o = m(input_ids=x, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp_min(0),
+                  output_hidden_states=True)
+        want = o.logits[:, -1] if readout == "last" else o.logits * mask[..., None]
+        assert torch.allclose(out[j], want, atol=1e-5, rtol=1e-4), (kind, mid)
+        assert torch.allclose(acts[j], o.hidden_states[2] * mask[..., None], atol=1e-5, rtol=1e-4)
+    assert out.shape[:2] == (3, 6) and out.shape[-1] == H.EMBED_ROWS
+
+
+def test_mixed_architectures_name_the_odd_one_out(tmp_path, capsys):
+    for s in range(2):
+        H.save(H.model("gpt2", seed=s), tmp_path / "m" / f"gpt{s}")
+    H.save(H.model("neox", seed=0), tmp_path / "m" / "odd")
+    code, _, err = cli(capsys, "import", tmp_path / "m", "--hf", "--out", tmp_path / "zoo")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "model 'odd' is a gpt_neox model" in err and "share an architecture" in err
+    H.save(H.model("gpt2", seed=3, width=64), tmp_path / "m" / "odd")  # same type, other width
+    code, _, err = cli(capsys, "import", tmp_path / "m", "--hf", "--out", tmp_path / "zoo")
+    assert code == 2 and "model 'odd' has config n_embd = 64" in err and "32" in err
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_hf_zoo_never_runs_code_it_names(gpt2_zoo, tmp_path):
+    """The stored config is data: an ``auto_map`` pointing at a module inside the zoo is never
+    imported, and a model type transformers does not have is a one-line error, not remote code."""
+    import shutil
+
+    zoo_dir = tmp_path / "zoo"
+    shutil.copytree(gpt2_zoo, zoo_dir)
+    marker = tmp_path / "ran"
+    (zoo_dir / "evil_model.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    manifest = json.loads((zoo_dir / "manifest.json").read_text())
+    manifest["family"]["config"]["auto_map"] = {"AutoConfig": "evil_model.Config", "AutoModelForCausalLM": "evil_model.Model"}
+    (zoo_dir / "manifest.json").write_text(json.dumps(manifest))
+    zoo = fingerprint.Zoo.open(zoo_dir)
+    assert zoo.trust_code is False
+    r = extract(zoo, ["weight-stats", "probe-outputs"])
+    assert all(x.error is None for x in r)
+    assert not marker.exists() and "evil_model" not in sys.modules
+
+    manifest["family"]["config"]["model_type"] = "evil"
+    (zoo_dir / "manifest.json").write_text(json.dumps(manifest))
+    (r,) = extract(fingerprint.Zoo.open(zoo_dir), ["probe-outputs:n_probes=3"])
+    assert "model_type 'evil' is not built into transformers" in r.error and "\n" not in r.error
+    assert not marker.exists()
+
+
+def test_pickled_weights_load_only_as_plain_tensors(tmp_path, capsys):
+    """A ``pytorch_model.bin`` is read with ``weights_only=True``: plain tensors import, a pickle
+    that would run code is refused with one line."""
+    for s in range(2):
+        d = H.save(H.model("gpt2", seed=s), tmp_path / "m" / f"s{s}")
+        sd = H.model("gpt2", seed=s).state_dict()
+        (d / "model.safetensors").unlink()
+        torch.save(sd, d / "pytorch_model.bin")
+    code, _, err = cli(capsys, "import", tmp_path / "m", "--hf", "--out", tmp_path / "zoo")
+    assert code == 0, err
+    params = fingerprint.Zoo.open(tmp_path / "zoo").params()
+    assert torch.equal(params["transformer.wte.weight"][1], H.model("gpt2", seed=1).transformer.wte.weight.detach())
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"transformer.wte.weight": Evil()}, tmp_path / "m" / "s1" / "pytorch_model.bin")
+    code, out, err = cli(capsys, "import", tmp_path / "m", "--hf", "--out", tmp_path / "zoo2")
+    assert code == 2 and "refusing to unpickle" in err and "pwned" not in out
+    assert not (tmp_path / "zoo2").exists()
+
+
+def test_bad_inputs_are_one_line_errors(gpt2_pop, tmp_path, capsys, monkeypatch):
+    root, _ = gpt2_pop
+    models = root / "models"
+    cases = [
+        (["--hf", "--arch", "x:y"], "--arch is not for --hf imports"),
+        (["--probes-text", root / "prompts.txt"], "--probes-text is for --hf imports"),
+        ([], "needs --arch MODULE:FACTORY"),
+        (["--hf", "--probes-text", f"in_dist={root / 'nope.txt'}"], "prompt file"),
+        (["--hf", "--probes-text", f"{RARE_SET}={root / 'ood.txt'}"], "the importer adds that set itself"),
+        (["--hf", "--readout", "middle"], "unknown readout 'middle'"),
+    ]
+    for extra, msg in cases:
+        code, _, err = cli(capsys, "import", models, "--out", tmp_path / "zoo", *extra)
+        assert code == 2 and msg in err and err.strip().count("\n") == 0, (extra, err)
+    (tmp_path / "src" / "empty").mkdir(parents=True)
+    code, _, err = cli(capsys, "import", tmp_path / "src", "--hf", "--out", tmp_path / "zoo")
+    assert code == 2 and "has no config.json" in err
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
+    code, _, err = cli(capsys, "import", models, "--hf", "--out", tmp_path / "zoo")
+    assert code == 2 and "pip install -e '.[hf]'" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "zoo").exists()

@@ -1,0 +1,103 @@
+"""``fingerprint lineage`` on a real tiny zoo: related pairs found, the tree recovered, the JSON contract, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fingerprint import Zoo
+from fingerprint.lineage import lineage
+from training.core.errors import UserError
+
+BIN = [sys.executable, "-m", "fingerprint.cli"]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}  # the table's names unabridged
+    return subprocess.run([*BIN, "lineage", *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_related_pairs_and_fine_tune_parents_are_recovered(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    r = lineage(zoo, n_perm=9999)
+    assert r["evidence"] == "exact" and r["n_pairs"] == len(zoo) * (len(zoo) - 1) // 2
+    seeds = dict(zip(zoo.model_ids, zoo.models["init_seed"].tolist()))
+    pairs = {(p["a"], p["b"]): p for p in r["pairs"]}
+    # same init, different data order: found; different inits: not
+    siblings = [p for (a, b), p in pairs.items() if seeds[a] == seeds[b] and ">" not in a + b]
+    assert siblings and all(p["related"] for p in siblings)
+    assert r["truth"]["shared_init_power"] == 1.0
+    assert r["truth"]["shared_init_fpr"] <= 0.1
+    # families are the init seeds; the forest joins only relatives; a fine-tune points away from its
+    # parent (more training raised the weights' norm, learnt from the checkpoints)
+    assert sorted(len(f) for f in r["families"]) == [6, 6, 6, 6]
+    assert len(r["edges"]) == len(zoo) - 4 and all(seeds[p] == seeds[c] for p, c, _ in r["edges"])
+    assert r["orientation"]["statistic"] == "norm" and r["orientation"]["sign"] == 1
+    assert r["by_evidence"]["exact"]["by_kind"]["finetune"]["direction_accuracy"] == 1.0
+
+
+def test_cli_writes_the_json_contract_with_behavioural_evidence(tiny_zoo, tmp_path):
+    out = tmp_path / "lineage.json"
+    res = cli(tiny_zoo, "--fp", "probe-outputs", "--n-perm", "999", "--json", out)
+    assert res.returncode == 0, res.stderr
+    assert "exact *" in res.stdout and "probe-outputs" in res.stdout
+    r = json.loads(out.read_text())
+    assert set(r["truth"]) == {"shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy"}
+    assert all(isinstance(v, float) for v in r["truth"].values())
+    assert set(r["pairs"][0]) == {"a", "b", "p_value", "q_value", "related"}
+    assert all(len(e) == 3 and 0.0 <= e[2] <= 1.0 for e in r["edges"])
+    assert set(r["by_evidence"]) == {"exact", "matched", "probe-outputs"}
+    # the behavioural test alone, on sampled pairs, with the truth named by a column
+    r = lineage(Zoo.open(tiny_zoo), ["probe-outputs"], weights=False, max_pairs=100, lineage_column="init_seed")
+    assert r["evidence"] == "probe-outputs" and r["n_pairs"] == 100 and r["n_pairs_total"] == 276
+
+
+def test_truth_is_null_where_the_zoo_has_none(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an imported zoo has it
+    zoo.models.columns["parent_id"] = np.asarray([""] * len(zoo))
+    r = lineage(zoo, n_perm=99)
+    assert r["truth"] == dict.fromkeys(("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy"))
+
+
+def test_bad_inputs_are_one_line_errors(tiny_zoo):
+    zoo = Zoo.open(tiny_zoo)
+    for kwargs, expect in [({"alpha": 2.0}, "--alpha must be in (0, 1), got 2"),
+                           ({"lineage_column": "nosuch"}, "unknown model column 'nosuch' for --lineage (valid: "),
+                           ({"orient": "skew"}, "unknown --orient 'skew' (valid: auto, kurtosis, norm)"),
+                           ({"max_pairs": 0}, "--max-pairs must be >= 1"),
+                           ({"weights": False}, "name a fingerprint for the behavioural test (--fp NAME)"),
+                           ({"fps": ["nosuch"]}, "nosuch")]:
+        with pytest.raises(UserError) as e:
+            lineage(zoo, **kwargs)
+        assert expect in str(e.value) and "\n" not in str(e.value), (kwargs, str(e.value))
+    res = cli(tiny_zoo, "--alpha", "2")
+    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and "--alpha must be in (0, 1), got 2" in lines[0], res.stderr
+
+
+def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
+    """An import that recorded no seeds: label-free verdicts are 'insufficient' until `fingerprint
+    lineage` recovers the families from the weights; then the analysis uses them as its lineage."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from fingerprint import pipeline
+
+    zoo = Zoo.open(tiny_zoo)
+    truth = zoo.models.columns["init_seed"].copy()
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an import without seeds has it
+    before = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert before.lineage == "init_seed" and before.scorecard[0].label_free_verdict == "insufficient"
+    assert "fingerprint lineage ZOO" in before.scorecard[0].label_free_sentence
+    lineage(zoo, n_perm=999)
+    assert adjusted_mutual_info_score(truth, pipeline.model_table(zoo)[pipeline.RECOVERED]) == 1.0
+    after = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert after.lineage == pipeline.RECOVERED and after.scorecard[0].n_families == 4
+    assert after.scorecard[0].label_free_verdict != "insufficient"
+    # a zoo that has its own lineage column keeps it
+    assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
