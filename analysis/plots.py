@@ -58,6 +58,9 @@ class Figure:
     svg: str
     files: dict[str, bytes] = field(default_factory=dict)
 
+    def _repr_svg_(self) -> str:  # shown in Jupyter
+        return self.svg
+
     def __html__(self) -> str:
         return str(Markup('<figure class="plot" id="fig-{}">{}<figcaption>{}</figcaption></figure>').format(
             self.name, Markup(self.svg), self.caption))
