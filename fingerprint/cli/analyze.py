@@ -69,6 +69,7 @@ def report(
     from fingerprint import pipeline  # deferred for start-up time
 
     check_output(out, {"zoo": zoo_path}, option="-o", kind="file", others={"--json": json_out})
+    check_output(out.parent / "figures", {"zoo": zoo_path}, option="figures/ (beside -o)")  # the figures' PNG and PDF
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
