@@ -5,7 +5,7 @@ notebook can run one, look, and go on::
 
     from fingerprint import pipeline
     cfg = pipeline.RunConfig.load("xor-cues-quick")          # [task] ... [fingerprints] [analysis]
-    result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, summary.json
+    result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, figures/, summary.json
 
     zoo = pipeline.sweep(cfg, "runs/xor/zoo")                # or stage by stage
     inputs = pipeline.fingerprints(zoo, cfg.fingerprints.names)
