@@ -1,14 +1,16 @@
-"""The HTML report: one self-contained file (inline CSS, SVG and PNG; no scripts, no network).
+"""The HTML report: one self-contained file (inline CSS and SVG; no scripts, no network), and its
+figures as PNG and PDF.
 
-:func:`render` turns an :class:`~analysis.results.AnalysisResult` into HTML: the verdict in a
-paragraph, failures, the scorecard table, then per fingerprint three 2-D maps (coloured by cluster,
-by ground truth, by lineage), basin sizes with exemplar models, the clusters x ground-truth
-confusion matrix, and for distance fingerprints a dendrogram and a cluster-ordered heat-map; then a
-forecast curve when one exists, and the run's config and provenance. The page comes from the Jinja2
-templates in ``analysis/templates/`` with autoescaping on, so every string from data (model ids,
-labels, names, errors) is escaped by the engine; the plots (:mod:`analysis.plots`) escape their own
-text and arrive as ``Markup``. A map of more than :data:`MAX_POINTS` models draws a fixed random
-sample of them.
+:func:`page` turns an :class:`~analysis.results.AnalysisResult` into HTML: the verdict in a
+paragraph, failures, the scorecard table, the forecast curve and the selections when they exist,
+then per fingerprint three 2-D maps (coloured by cluster, by ground truth, and by lineage with each
+init family's members joined), basin sizes with exemplar models, the clusters x ground-truth
+confusion matrix, and for distance fingerprints a dendrogram and a cluster-ordered heat-map; and the
+run's config and provenance. The figures are matplotlib's (:mod:`analysis.plots`), inlined as SVG
+and returned with their PNG and PDF bytes for ``figures/``; :func:`render` is the HTML alone. The
+page comes from the Jinja2 templates in ``analysis/templates/`` with autoescaping on, so every
+string from data (model ids, labels, names, errors) is escaped by the engine; the figures' SVG is
+escaped by its writer. A map of more than :data:`MAX_POINTS` models draws a fixed random sample.
 """
 
 from __future__ import annotations
@@ -25,24 +27,21 @@ from markupsafe import Markup
 
 from analysis.metrics import natural_key
 from analysis.plots import (
+    FORMATS,
     MAX_POINTS,
-    PALETTE,
-    bars,
-    colors,
+    Figure,
+    basin_sizes,
     dendrogram,
     family_dendrogram,
+    forecast_chart,
     heatmap,
-    legend,
-    line_chart,
-    png,
-    scatter,
-    shown_points,
+    model_map,
+    selection_chart,
 )
 from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
 from analysis.verdicts import css_class
 
-__all__ = ["render", "MAX_POINTS", "PALETTE", "bars", "colors", "dendrogram", "heatmap", "legend", "line_chart", "png",
-           "scatter", "shown_points", "SCORE_COLUMNS"]
+__all__ = ["render", "page", "Page", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
@@ -66,6 +65,11 @@ def num(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def pct(v: Any) -> str:
+    """A share as a percentage (``–`` for none / NaN)."""
+    return "–" if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.1f}%"
+
+
 def anchor(name: Any) -> str:
     return "".join(c if c.isalnum() else "-" for c in str(name))
 
@@ -75,7 +79,7 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(["html", "html.j2", "j2"], default_for_string=True, default=True),
                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False,
                       finalize=lambda v: "–" if v is None else v)  # never a Python "None" on the page
-    env.filters.update(num=num, anchor=anchor)
+    env.filters.update(num=num, anchor=anchor, pct=pct)
     env.globals.update(css_class=css_class, columns=SCORE_COLUMNS, text_cols=TEXT_COLS, intervals=INTERVALS)
     return env
 
@@ -131,42 +135,54 @@ def headline(result: AnalysisResult) -> Headline:
 
 @dataclass
 class FingerprintView:
-    """One fingerprint's section: its result plus the pictures and tables made from it."""
+    """One fingerprint's section: its result plus the figures and tables made from it."""
 
     r: FingerprintResult
     label_name: str
     k_counts: str = ""
-    figures: list[Markup] = field(default_factory=list)
-    dendrogram: Markup | None = None
-    heatmap: Markup | None = None
+    figures: list[Figure | Markup] = field(default_factory=list)
+    dendrogram: Figure | Markup | None = None
+    heatmap: Figure | None = None
     confusion: dict[str, Any] | None = None  # labels, rows [(cluster, [(count, alpha), ...]), ...]
     free_groups: list[tuple[int, list[tuple[str, int]], int]] = field(default_factory=list)
-    family_tree: Markup | None = None  # models -> families -> candidate basins
+    family_tree: Figure | Markup | None = None  # models -> families -> candidate basins
 
 
-def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None) -> FingerprintView:
+def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None,
+                     formats: tuple[str, ...] = ()) -> FingerprintView:
+    """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``)."""
     view = FingerprintView(r, str(settings.get("label")))
     if r.error:
         return view
     view.k_counts = json.dumps((r.bootstrap or {}).get("k_counts", {}))
     ids, xy = r.model_ids or [], r.embedding or []
+    stem = anchor(r.fingerprint)
     clusters = [str(c) for c in r.clusters or []]
-    view.figures.append(scatter(xy, clusters, ids, "coloured by cluster"))
-    if r.label_values is not None:
-        view.figures.append(scatter(xy, r.label_values, ids, f"coloured by ground truth ({settings.get('label')})"))
-    if r.lineage_values is not None:
-        view.figures.append(scatter(xy, r.lineage_values, ids, f"coloured by lineage ({settings.get('lineage')})"))
-    sizes = [(f"cluster {b['cluster']}" if b["cluster"] >= 0 else "noise", int(b["size"])) for b in r.basins or []]
-    view.figures.append(bars(sizes, "basin sizes"))
+    axes = str(r.embedding_method or "map").split("-")[0].upper()
+    if xy:
+        view.figures.append(model_map(f"{stem}-clusters", xy, ids, "coloured by cluster", clusters, axes=axes,
+                                      formats=formats))
+        if r.label_values is not None:
+            view.figures.append(model_map(f"{stem}-ground-truth", xy, ids, f"by ground truth ({settings.get('label')})",
+                                          clusters, labels=r.label_values, axes=axes, formats=formats))
+        if r.lineage_values is not None:
+            view.figures.append(model_map(f"{stem}-lineage", xy, ids, f"lineage ({settings.get('lineage')}): each init "
+                                          "family's members joined, coloured by cluster", clusters,
+                                          families=r.lineage_values, axes=axes, formats=formats))
+    sizes = [(str(b["cluster"]), int(b["size"])) for b in r.basins or []]
+    if sizes:
+        view.figures.append(basin_sizes(f"{stem}-basin-sizes", sizes, "basin sizes", formats))
     if distances is not None and len(distances) == len(ids) and len(ids) >= 3:
         cats = r.label_values or clusters
         try:
-            view.dendrogram, order = dendrogram(distances, [str(c) for c in cats], "dendrogram (average linkage); leaves "
-                                                "coloured by " + ("ground truth" if r.label_values else "cluster"))
+            view.dendrogram, order = dendrogram(f"{stem}-dendrogram", distances, [str(c) for c in cats],
+                                                "dendrogram (average linkage); leaves coloured by "
+                                                + ("ground truth" if r.label_values else "cluster"),
+                                                "label" if r.label_values else "cluster", formats)
         except Exception as e:  # noqa: BLE001 - a degenerate matrix must not lose the rest of the report
             view.dendrogram = Markup("<div class='fail'>dendrogram failed: {}</div>").format(str(e))
             order = np.argsort(np.asarray(r.clusters), kind="stable")
-        view.heatmap = heatmap(distances, order, "distance heat-map (dendrogram order)")
+        view.heatmap = heatmap(f"{stem}-heatmap", distances, order, "distance heat-map (dendrogram order)", formats)
     if r.confusion:  # cells shaded by count: (count, alpha) per cell
         counts = np.asarray(r.confusion["counts"])
         top = max(counts.max() if counts.size else 1, 1)
@@ -174,11 +190,11 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
                           "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
                                    for c, row in zip(r.confusion["clusters"], counts)]}
     view.free_groups = _candidate_groups(r)
-    view.family_tree = _family_tree(r, settings)
+    view.family_tree = _family_tree(r, settings, formats)
     return view
 
 
-def _family_tree(r: FingerprintResult, settings: dict[str, Any]) -> Markup | None:
+def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
     """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
     free = r.label_free or {}
     tree = free.get("tree")
@@ -191,9 +207,10 @@ def _family_tree(r: FingerprintResult, settings: dict[str, Any]) -> Markup | Non
         shares[str(b)] = shares.get(str(b), 0) + 1
     what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
     try:
-        return family_dendrogram(tree["linkage"], tree["families"], tree["sizes"], members,
-                                 f"init families ({settings.get('lineage')}) clustered by their centroids (average "
-                                 f"linkage, the analysis' coordinates); leaves: families (models); {what}")
+        return family_dendrogram(f"{anchor(r.fingerprint)}-families", tree["linkage"], tree["families"], tree["sizes"],
+                                 members, f"init families ({settings.get('lineage')}) clustered by their centroids "
+                                 f"(average linkage, the analysis' coordinates); leaves: families (models); {what}",
+                                 formats)
     except Exception as e:  # noqa: BLE001 - a malformed stored tree must not lose the rest of the report
         return Markup("<div class='fail'>family dendrogram failed: {}</div>").format(str(e))
 
@@ -211,27 +228,59 @@ def _candidate_groups(r: FingerprintResult) -> list[tuple[int, list[tuple[str, i
     return [(b, sorted(f.items(), key=lambda kv: natural_key(kv[0])), sum(f.values())) for b, f in sorted(groups.items())]
 
 
-def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
-           distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
-           title: str = "Basin fingerprint report") -> str:
-    """The whole report as one HTML string.
+@dataclass
+class Page:
+    """The report: its ``html`` (one self-contained page) and its ``figures`` (each with the PNG and
+    PDF bytes asked for, to be written to ``figures/`` beside it)."""
+
+    html: str
+    figures: list[Figure]
+
+
+@dataclass
+class SelectionView:
+    """One ``fingerprint select`` result as the report shows it."""
+
+    s: dict[str, Any]
+    figure: Figure
+
+
+def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
+         distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
+         selections: list[dict] | None = None, title: str = "Basin fingerprint report",
+         formats: tuple[str, ...] = FORMATS) -> Page:
+    """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
     to its ``[n, n]`` matrix (rows in that fingerprint's ``model_ids`` order) for the dendrogram and
-    heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, ami}``.
+    heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, majority, ami}``;
+    ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...).
     """
     provenance = provenance or {}
     settings = result.settings or {}
+    formats = tuple(formats)
     chart = None
     if forecast:
-        series: dict[str, list] = {}
-        for f in forecast:
-            series.setdefault(str(f.get("fingerprint")), []).append((f.get("fraction", 0.0), f.get("accuracy")))
-        chart = line_chart(series, "forecast accuracy vs fraction of training", "accuracy")
-    views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint))) for r in result.fingerprints]
+        chart = forecast_chart("forecast", forecast, "forecast of the final basin vs fraction of training; dashed: the "
+                               "majority baseline (always guessing the largest basin)", formats)
+    sels = [SelectionView(s, selection_chart(anchor(f"select-{s.get('basin')}-{s.get('at_step')}"), s,
+                                             f"select '{s.get('basin')}' at step {s.get('at_step')}", formats))
+            for s in selections or []]
+    views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints]
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result.created if result.created is not None else time.time()))
-    return ENV.get_template("report.html.j2").render(
+    html = ENV.get_template("report.html.j2").render(
         title=title, provenance=provenance, result=result, settings=settings, th=settings.get("thresholds") or {},
-        created=created, head=headline(result), forecast_chart=chart, views=views, config_json=config)
+        created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config)
+    figures = [f for f in ([chart] + [v.figure for v in sels] if chart else [v.figure for v in sels]) if f is not None]
+    for v in views:
+        figures += [f for f in (*v.figures, v.dendrogram, v.heatmap, v.family_tree) if isinstance(f, Figure)]
+    return Page(html, figures)
+
+
+def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
+           distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
+           title: str = "Basin fingerprint report", selections: list[dict] | None = None) -> str:
+    """The whole report as one HTML string (:func:`page` without figure files)."""
+    return page(result, provenance, distances, forecast, selections, title, formats=()).html

@@ -5,12 +5,14 @@ predicts each model's final basin (the ground-truth label, or the fingerprint's 
 when there is none). ``select_and_continue`` runs the proposal's procedure: fit the forecaster on a
 calibration subset trained to the end, forecast the other seeds at an early step, continue only the
 seeds predicted to land in the wanted basin (from their checkpoints, never from scratch), and report
-the purity reached and the compute used against training every seed to the end.
+the purity reached and the compute used against training every seed to the end. ``procedure``
+runs both for ``fingerprint run`` (and the demo) from the config's ``[forecast]`` section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,60 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
                    "continued_model_steps": trained_steps, "selected_true_basin_count": found})
     zoo.save_result(f"select-{basin}-{at_step}".replace("/", "_").replace(" ", "_"), result)
     return result
+
+
+# -- the whole procedure in a run (the config's [forecast] section) ---------------------------------
+@dataclass(frozen=True)
+class ForecastSettings:
+    """The ``[forecast]`` section of a run: forecast curves for ``fingerprints``, then, with a
+    ``basin``, the selection (``select``) of the seeds bound for it, continued into ``selected/``."""
+
+    fingerprints: list[str] = field(default_factory=list)  # empty: no forecast
+    basin: str | None = None  # the wanted basin (a value of the label column); None: no selection
+    at_step: int | None = None  # None: the earliest checkpoint whose forecast accuracy reaches 90% (else the best one)
+    fingerprint: str | None = None  # the forecaster of the selection; None: the first of ``fingerprints``
+    calibration: float = 0.25
+    threshold: float = 0.5
+    budget: int | None = None
+
+    def validate(self, where: str = "forecast") -> None:
+        if self.basin is not None and not (self.fingerprints or self.fingerprint):
+            raise UserError(f"config key '{where}.basin' needs '{where}.fingerprints' (or '{where}.fingerprint')")
+        if not 0 < self.calibration < 1:
+            raise UserError(f"config key '{where}.calibration' must be in (0, 1), got {self.calibration}")
+        if not 0 < self.threshold <= 1:
+            raise UserError(f"config key '{where}.threshold' must be in (0, 1], got {self.threshold}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.fingerprints or self.basin)
+
+
+def forecast_step_for(curve: list[dict], fp: str, final_step: int, level: float = 0.9) -> int:
+    """The checkpoint to select at: the earliest before the end whose forecast accuracy with ``fp``
+    reaches ``level``, else the most accurate one before the end."""
+    pts = [p for p in curve if p["fingerprint"] == fp and p["step"] < final_step and p.get("accuracy") is not None]
+    if not pts:
+        raise UserError(f"no forecast of '{fp}' before the final step {final_step}: set forecast.at_step")
+    hits = [p["step"] for p in pts if p["accuracy"] >= level]
+    return min(hits) if hits else max(pts, key=lambda p: (p["accuracy"], -p["step"]))["step"]
+
+
+def procedure(zoo: Zoo, settings: ForecastSettings, selected: Path, label: str | None = None, resume: bool = False,
+              **callbacks) -> dict[str, Any]:
+    """Forecast, then select and continue into ``selected`` (a new zoo): both results are stored in
+    ``zoo`` (``results/forecast.json``, ``results/select-B-S.json``) for the report."""
+    out: dict[str, Any] = {}
+    fp = settings.fingerprint or (list(settings.fingerprints) or [None])[0]
+    auto = settings.basin is not None and settings.at_step is None  # the forecast curve picks the step
+    specs = list(dict.fromkeys([*settings.fingerprints, *([fp] if auto else [])]))
+    if specs:
+        out["forecast"] = forecast(zoo, specs, label)
+    if settings.basin is not None:
+        step = settings.at_step
+        if step is None:
+            step = forecast_step_for(out["forecast"]["forecast"], fp, out["forecast"]["final_step"])
+        out["select"] = select_and_continue(zoo, settings.basin, step, selected, fp, label, settings.budget,
+                                            settings.calibration, settings.threshold, resume=resume and selected.exists(),
+                                            **callbacks)
+    return out

@@ -5,7 +5,7 @@ notebook can run one, look, and go on::
 
     from fingerprint import pipeline
     cfg = pipeline.RunConfig.load("xor-cues-quick")          # [task] ... [fingerprints] [analysis]
-    result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, summary.json
+    result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, figures/, summary.json
 
     zoo = pipeline.sweep(cfg, "runs/xor/zoo")                # or stage by stage
     inputs = pipeline.fingerprints(zoo, cfg.fingerprints.names)
@@ -13,8 +13,10 @@ notebook can run one, look, and go on::
     pipeline.write_report(zoo, result, inputs, "report.html", "summary.json")
 
 What a zoo keeps: ``results/basins.json`` (the whole analysis: settings, clusters, 2-D maps, scores,
-verdicts) and ``results/scorecard.json`` (the ``summary.json`` numbers). Long stages report to a
-:class:`Progress` (the CLI's draws rich bars; the default is silent).
+verdicts), ``results/scorecard.json`` (the ``summary.json`` numbers), and ``results/forecast.json``
+and ``results/select-*.json`` when forecast and select ran (the report shows them). Long stages
+report to a :class:`Progress` (the CLI's draws rich bars; the default is silent). Longer than 400
+lines: it is the one place the stages are glued, for the CLI and a notebook alike.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ import numpy as np
 
 from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
-from analysis.report import render
+from analysis.report import page
 from analysis.results import AnalysisResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import ExtractResult, extract, resolve_specs
+from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
@@ -116,14 +119,16 @@ class RunConfig:
     fingerprints: FingerprintSettings
     analysis: AnalysisOptions
     source: Path | None = None  # the config file, if it came from one
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)  # forecast and selection (docs/forecasting.md)
 
     @classmethod
     def from_sweep(cls, sweep: SweepConfig, source: Path | None = None) -> "RunConfig":
         """Check a sweep config's pipeline sections (and that every extractor exists) before anything is trained."""
         fps = from_mapping(FingerprintSettings, dict(sweep.fingerprints or {}), "fingerprints")
         opts = analysis_options(sweep.analysis)
-        resolve_specs(fps.names)  # unknown extractor / parameter: fail now, not after the sweep
-        return cls(sweep, fps, opts, source)
+        fc = from_mapping(ForecastSettings, dict(sweep.forecast or {}), "forecast")
+        resolve_specs([*fps.names, *fc.fingerprints, *([fc.fingerprint] if fc.fingerprint else [])])  # fail now, not after the sweep
+        return cls(sweep, fps, opts, source, fc)
 
     @classmethod
     def load(cls, ref: str | Path) -> "RunConfig":
@@ -309,19 +314,37 @@ def distance_matrices(inputs: list[FingerprintInput], result: AnalysisResult) ->
     return out
 
 
+def selections(zoo: Zoo) -> list[dict]:
+    """The stored ``select`` results (``results/select-*.json``), in name order."""
+    return [r for r in (zoo.load_result(n) for n in zoo.list_results() if n.startswith("select-")) if isinstance(r, dict)]
+
+
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None) -> None:
-    """The self-contained HTML report, and ``summary.json`` (both written whole or not at all)."""
+    """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in
+    ``figures/`` beside the HTML (files of the same name replaced). The forecast and selections
+    stored in the zoo are in all three. Figures and summary are written before the HTML is renamed
+    into place: if one fails, no new HTML is published."""
+    figs = Path(html_path).parent / "figures"
+    check_output(figs, {"zoo": zoo.path}, option="figures/")
     prov = provenance(zoo, extra_provenance)
     forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
+    chosen = selections(zoo)
     with analysis_errors():
-        html = render(result, prov, distance_matrices(inputs, result), forecast)
+        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen)
     with atomic_path(Path(html_path)) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+        tmp.write_text(pg.html, encoding="utf-8")
+        figs.mkdir(parents=True, exist_ok=True)
+        for f in pg.figures:
+            for ext, data in f.files.items():
+                with atomic_path(figs / f"{f.name}.{ext}") as ftmp:
+                    ftmp.write_bytes(data)
         if json_path:  # published before the HTML is renamed into place: if it fails, neither is written
             s = summary(result, prov)
             if forecast:
                 s["forecast"] = forecast
+            if chosen:
+                s["selections"] = chosen
             write_json(Path(json_path), s)
 
 
@@ -373,8 +396,9 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
         executor: str = "local", models_per_batch: int | None = None, address: str | None = None,
         max_gb: float | None = None, progress: Progress = SILENT) -> dict:
-    """Sweep -> fingerprints -> basins and scorecard -> report into ``out`` (``zoo/``, ``report.html``,
-    ``summary.json``); returns the analysis (what ``results/basins.json`` holds).
+    """Sweep -> fingerprints -> basins and scorecard [-> forecast and selection, the config's
+    ``[forecast]``] -> report into ``out`` (``zoo/``, ``report.html``, ``summary.json``, ``figures/``
+    and the selected seeds' zoo ``selected/``); returns the analysis (``results/basins.json``).
 
     ``resume`` finishes an interrupted run (trained shards, cached fingerprints and a current analysis
     are kept); ``overwrite`` deletes an earlier run directory first (never anything else).
@@ -390,16 +414,20 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     check_output(out, inputs, kind="run", overwrite=overwrite)
     validate(cfg.sweep, models_per_batch, max_gb)  # tasks, families and the planned size: before anything is deleted
     _prepare_run_dir(out, resume, overwrite)
-    progress.stage(1, 3, "sweep", cfg.sweep.name)
+    n_stages = 4 if cfg.forecast.enabled else 3
+    progress.stage(1, n_stages, "sweep", cfg.sweep.name)
     runner = get_runner("ray", address) if executor == "ray" else None
     sweep(cfg, zoo_dir, executor, address, models_per_batch, device, resume and (zoo_dir / MANIFEST).exists(), False,
           inputs, max_gb, progress)
     zoo = Zoo.open(zoo_dir)
-    progress.stage(2, 3, "fingerprints")
+    progress.stage(2, n_stages, "fingerprints")
     fps = cfg.fingerprints
     found = fingerprints(zoo, fps.names, fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
-    progress.stage(3, 3, "basins and scorecard")
+    progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)
+    if cfg.forecast.enabled:
+        progress.stage(4, n_stages, "forecast and selection", "seeds continued into selected/" if cfg.forecast.basin else "")
+        procedure(zoo, cfg.forecast, out / "selected", cfg.analysis.label, resume)
     write_report(zoo, result, found, out / "report.html", out / "summary.json",
                  {"run_config": str(ref if ref is not None else cfg.source or cfg.sweep.name),
                   "run_seconds": round(time.time() - t0, 1)})

@@ -4,7 +4,10 @@ Builds synthetic fingerprints (``--fps`` of them, ``--dim`` features) for ``--mo
 init families of ``--family-size``, and times ``analysis.scorecard.analyze`` side by side in one
 run: with ``calibrate = false`` (what the report computed before issue 20: clusters, bootstrap,
 maps, scores) and with the family bootstrap intervals, family permutation p-values and label-free
-tests (the default). Prints seconds and the ratio; ``--json`` prints them as one object.
+tests (the default). Then it times the report page made from the calibrated result
+(:func:`analysis.report.render`, every figure drawn as inline SVG), and the page with every figure
+also as PNG and PDF (:func:`analysis.report.page`, what ``report`` writes). Prints seconds and the
+ratio; ``--json`` prints them as one object.
 
     python scripts/bench_report.py [--models 1000] [--fps 10] [--embedding pca] [--json]
 """
@@ -17,6 +20,8 @@ import time
 
 import numpy as np
 
+from analysis.report import page, render
+from analysis.results import AnalysisResult
 from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 
 
@@ -51,11 +56,20 @@ def main() -> None:
         res = analyze(fps, table, opts).to_dict()
         times[name] = time.perf_counter() - t
         assert not any(r["error"] for r in res["scorecard"]), [r["error"] for r in res["scorecard"]]
+    t = time.perf_counter()
+    html = render(AnalysisResult.from_dict(res))
+    times["render"] = time.perf_counter() - t
+    t = time.perf_counter()
+    files = page(AnalysisResult.from_dict(res)).figures  # every figure also as PNG and PDF (figures/)
+    times["files"] = time.perf_counter() - t
     out = {"models": args.models, "fingerprints": args.fps, "seconds_plain": round(times["plain"], 2),
-           "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2)}
+           "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2),
+           "seconds_render": round(times["render"], 2), "html_mb": round(len(html.encode()) / 1e6, 2),
+           "seconds_render_with_files": round(times["files"], 2), "figures": len(files)}
     print(json.dumps(out) if args.json else
           f"{args.models} models x {args.fps} fingerprints: plain {out['seconds_plain']} s, with family statistics "
-          f"{out['seconds_calibrated']} s, ratio {out['ratio']}")
+          f"{out['seconds_calibrated']} s, ratio {out['ratio']}; report page {out['seconds_render']} s "
+          f"({out['html_mb']} MB), with {out['figures']} figures also as PNG and PDF {out['seconds_render_with_files']} s")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Sweep configuration: frozen dataclasses loaded from TOML and validated with messages for people.
 
 A config file has the sections ``[task]``, ``[model]``, ``[train]``, ``[seeds]``, optional
-``[[spawn]]`` / ``[[finetune]]`` blocks (lineage), and the pipeline sections ``[fingerprints]`` and
-``[analysis]`` that later stages read. Every key is checked: an unknown key or a wrong type is a
+``[[spawn]]`` / ``[[finetune]]`` blocks (lineage), and the pipeline sections ``[fingerprints]``,
+``[analysis]`` and ``[forecast]`` that later stages read. Every key is checked: an unknown key or a wrong type is a
 one-line :class:`~training.core.errors.UserError` naming the dotted key and the valid choices.
 Configs round-trip to plain JSON (``to_dict``) for the zoo manifest.
 """
@@ -248,8 +248,10 @@ class SweepConfig:
     models_per_batch: int = 256
     fingerprints: dict = field(default_factory=dict)  # read by the pipeline (fingerprint run)
     analysis: dict = field(default_factory=dict)
+    forecast: dict = field(default_factory=dict)  # forecast and selection after the analysis (fingerprint run)
 
-    SECTIONS = ("name", "task", "model", "train", "seeds", "spawn", "finetune", "models_per_batch", "fingerprints", "analysis")
+    SECTIONS = ("name", "task", "model", "train", "seeds", "spawn", "finetune", "models_per_batch", "fingerprints", "analysis",
+                "forecast")
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepConfig":
@@ -275,8 +277,9 @@ class SweepConfig:
         within("", "models_per_batch", mpb, 1, MODELS_MAX)
         fps = check(data.get("fingerprints", {}), dict, "fingerprints")
         ana = check(data.get("analysis", {}), dict, "analysis")
+        fc = check(data.get("forecast", {}), dict, "forecast")
         cfg = cls(task=task, model=model, train=train, seeds=seeds, spawn=spawn, finetune=finetune,
-                  name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana)
+                  name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana, forecast=fc)
         n = cfg.n_planned()
         if n > MODELS_MAX:  # counted, not listed: listing 10**8 planned models is itself the MemoryError
             raise UserError(f"the config plans {n:,} models (task.sweep groups x seeds.init x seeds.data x "

@@ -69,6 +69,7 @@ def report(
     from fingerprint import pipeline  # deferred for start-up time
 
     check_output(out, {"zoo": zoo_path}, option="-o", kind="file", others={"--json": json_out})
+    check_output(out.parent / "figures", {"zoo": zoo_path}, option="figures/ (beside -o)")  # the figures' PNG and PDF
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
@@ -77,7 +78,8 @@ def report(
         result = pipeline.stored_analysis(zoo, inputs, opts) or pipeline.analyze(zoo, inputs, opts, progress)
     pipeline.write_report(zoo, result, inputs, out, json_out)
     print_scorecard(result)
-    console.print(f"report: [bold]{esc(str(out))}[/]" + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
+    console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(out.parent / 'figures')})"
+                  + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
 
 
 def run_pipeline(config: str, out: Path, resume: bool = False, overwrite: bool = False, device: str = "cpu",
@@ -100,7 +102,15 @@ def run_pipeline(config: str, out: Path, resume: bool = False, overwrite: bool =
                               f"{esc(Path(out) / 'zoo')}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
     print_scorecard(result)
-    console.print(f"report: [bold]{esc(Path(out) / 'report.html')}[/]  summary: [bold]{esc(Path(out) / 'summary.json')}[/]  "
+    from training.core.store import Zoo  # deferred for start-up time
+
+    for s in pipeline.selections(Zoo.open(Path(out) / "zoo")):
+        pct = lambda v: "–" if v is None or v != v else f"{100 * v:.0f}%"  # noqa: E731
+        console.print(f"selection: {s['n_selected']} of {s['n_pool']} seeds forecast for '{esc(s['basin'])}' at step "
+                      f"{s['at_step']} ({pct(s['fraction'])} of training): purity {pct(s['purity'])} (base rate "
+                      f"{pct(s['base_rate'])}), compute saved {pct(s['compute_saved'])}")
+    console.print(f"report: [bold]{esc(Path(out) / 'report.html')}[/] (figures in {esc(Path(out) / 'figures')})  "
+                  f"summary: [bold]{esc(Path(out) / 'summary.json')}[/]  "
                   f"({time.time() - t0:.0f}s)")
     return result
 
@@ -108,7 +118,7 @@ def run_pipeline(config: str, out: Path, resume: bool = False, overwrite: bool =
 @app.command()
 def run(
     config: str = typer.Argument(..., help="Config (TOML path or built-in name) with optional \\[fingerprints] and \\[analysis] sections."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: zoo/, report.html, summary.json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: zoo/, report.html, figures/, summary.json (and selected/)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run (trained shards and cached fingerprints are kept)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
@@ -127,7 +137,8 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the demo afresh."),
     config: str = typer.Option("demo", "--config", hidden=True, help="Config to run instead of the built-in demo (tests)."),
 ):
-    """The whole pipeline on a built-in quick config (xor-cues, ~2 minutes on 2 CPU cores)."""
+    """The whole procedure on a built-in quick config (xor-cues): basins, a forecast, a selection; ~2 minutes on 2 CPU cores."""
     resume = not overwrite and (out / "zoo" / "manifest.json").exists()
-    console.print(f"demo: {'resuming' if resume else 'writing'} [bold]{esc(out)}[/] (zoo/, report.html, summary.json)")
+    console.print(f"demo: {'resuming' if resume else 'writing'} [bold]{esc(out)}[/] (zoo/, selected/, report.html, "
+                  "figures/, summary.json)")
     run_pipeline(config, out, resume=resume, overwrite=overwrite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from markupsafe import Markup
 from sklearn.metrics import adjusted_mutual_info_score
 
 from analysis import labelfree as lf
@@ -150,9 +151,13 @@ def test_report_shows_the_family_dendrogram_with_escaped_leaves():
     # leaves coloured by candidate basin: one bar segment per (family, basin), a legend entry per basin
     members = {f: {str(g): 4} for f, g in planted.items()}
     members["seed1"] = {"0": 1, "1": 3}
-    svg = str(family_dendrogram(tree["linkage"], tree["families"], tree["sizes"], members, "t <x>"))
-    assert svg.count("<rect") == 13 and "candidate basin 0" in svg and "candidate basin 1" in svg
-    assert "seed1: 4 models; candidate basin 0: 1, candidate basin 1: 3" in svg and "t &lt;x&gt;" in svg
+    fig = family_dendrogram("tree", tree["linkage"], tree["families"], tree["sizes"], members, "t <x>")
+    svg = fig.svg
+    assert svg.count("<title>") == 13  # one tooltip per bar segment: 12 families, seed1 in two basins
+    assert "candidate basin 0" in svg and "candidate basin 1" in svg  # the legend
+    assert svg.count("seed1: 4 models; candidate basin 0: 1, candidate basin 1: 3") == 2
+    assert "&lt;i&gt;fam&lt;/i&gt; (4)" in svg  # the leaf's tick label, escaped
+    assert "t &lt;x&gt;" in str(Markup(fig.__html__())) and 'aria-label="t &lt;x&gt;"' in svg
 
 
 def test_lineage_nn_and_stability_intervals_resample_families():

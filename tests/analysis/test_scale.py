@@ -163,18 +163,21 @@ def test_umap_is_fitted_on_a_sample_and_places_the_rest(monkeypatch):
     assert cl.embed_2d(x[:150], "umap")[1] == "umap" and calls == [("fit", 150)]
 
 
-def test_report_scatter_draws_a_fixed_sample_of_a_large_population():
+def test_report_map_draws_a_fixed_sample_of_a_large_population():
+    from analysis import plots
+
     n = 12000
     rng = np.random.default_rng(9)
     xy = rng.normal(size=(n, 2)).tolist()
     cats = [str(i % 3) for i in range(n)]
     ids = [f"m{i}" for i in range(n)]
-    svg = rp.scatter(xy, cats, ids, "coloured by cluster")
-    assert svg.count("<circle") == rp.MAX_POINTS
-    assert f"{rp.MAX_POINTS} of {n} models shown (a fixed random sample)" in svg
-    assert svg == rp.scatter(xy, cats, ids, "coloured by cluster")
-    small = rp.scatter(xy[:300], cats[:300], ids[:300], "coloured by cluster")
-    assert small.count("<circle") == 300 and "models shown" not in small
+    fig = plots.model_map("big", xy, ids, "coloured by cluster", cats)
+    assert fig.svg.count("<title>") == plots.MAX_POINTS  # one tooltip per point drawn
+    assert f"{plots.MAX_POINTS} of {n} models shown (a fixed random sample)" in fig.caption
+    again = plots.model_map("big", xy, ids, "coloured by cluster", cats)
+    assert again.svg == fig.svg  # the same sample (and the same SVG ids) every time
+    small = plots.model_map("small", xy[:300], ids[:300], "coloured by cluster", cats[:300])
+    assert small.svg.count("<title>") == 300 and "models shown" not in small.caption
 
 
 # -- a 30,000-model feature fingerprint end to end ----------------------------------------------------

@@ -127,3 +127,29 @@ def test_the_notebook_api_on_modules_held_in_memory(tmp_path):
     assert fit.n_clusters_ == 2 and len(set(fit.labels_[:8])) == 1
     with pytest.raises(fingerprint.UserError, match="unknown model column 'nope' for --lineage"):
         fingerprint.scorecard(zoo, ["ood-outputs"], lineage="nope")
+
+
+def test_a_run_with_a_forecast_section_reports_the_forecast_and_the_selection(tmp_path, run_config):
+    """Issue 21 item 6: `run` (and so `demo`) forecasts, selects, and the report shows both, with figures."""
+    base = run_config.read_text()
+    cfg = tmp_path / "forecast.toml"
+    cfg.write_text(base + '\n[forecast]\nfingerprints = ["weight-stats"]\nbasin = "BASIN"\nat_step = 10\n')
+    pipeline.sweep(pipeline.RunConfig.load(run_config), tmp_path / "probe")  # which basins the tiny grid reaches
+    basin = str(pipeline.open_zoo(tmp_path / "probe").models["deep_label"][0])
+    cfg.write_text(cfg.read_text().replace("BASIN", basin))
+    out = tmp_path / "r"
+    rec = Recorder()
+    pipeline.run(pipeline.RunConfig.load(cfg), out, progress=rec)
+    assert ("stage", 4, "forecast and selection") in rec.events
+    page = (out / "report.html").read_text()
+    assert "<h2>Forecast and selection</h2>" in page and 'id="fig-forecast"' in page
+    assert f"Selection: basin <code>{basin}</code> at step 10" in page and "purity (measured on the continued models)" in page
+    s = json.loads((out / "summary.json").read_text())
+    (sel,) = s["selections"]
+    assert sel["basin"] == basin and sel["at_step"] == 10 and sel["n_pool"] + sel["n_calibration"] == 8
+    assert sel["model_steps_used"] == 8 * 10 + (sel["n_calibration"] + sel["n_selected"]) * 30  # steps 10 -> 40
+    assert {p["step"] for p in s["forecast"]} >= {0, 10, 20}
+    assert (out / "figures" / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "figures" / f"select-{basin.replace('_', '-')}-10.pdf").read_bytes()[:5] == b"%PDF-"
+    if sel["n_selected"]:
+        assert pipeline.open_zoo(out / "selected").model_ids  # the continued seeds

@@ -141,14 +141,43 @@ def test_html_is_self_contained(run):
     page = run.html
     assert page.startswith("<!DOCTYPE html>")
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
-    for tag in ("<script", "<link", "<iframe", "@import", "url("):
+    for tag in ("<script", "<link", "<iframe", "@import"):
         assert tag not in page.lower()
+    assert all(v.startswith("#") for v in re.findall(r"url\(\s*[\"']?([^)\"']*)", page))  # clip paths inside the SVG
     assert all(v.startswith("data:image/png;base64,") for v in re.findall(r"\bsrc\s*=\s*[\"']([^\"']*)", page))
-    assert all(v.startswith("#") for v in re.findall(r"\bhref\s*=\s*[\"']([^\"']*)", page))
-    assert set(re.findall(r"https?://[^\s\"'<>)]*", page)) <= {"http://www.w3.org/2000/svg"}  # SVG namespace only
+    # links inside the page, and the heat-map's pixels inside its SVG
+    assert all(v.startswith(("#", "data:image/png;base64,")) for v in re.findall(r"\bhref\s*=\s*[\"']([^\"']*)", page))
+    namespaces = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert set(re.findall(r"https?://[^\s\"'<>)]*", page)) <= namespaces  # SVG namespaces only
     for name in FPS:
         assert f"id='fp-{''.join(c if c.isalnum() else '-' for c in name)}'" in page
-    assert page.count('class="hm"') == 1  # one heat-map: the one distance fingerprint
+    assert page.count('-heatmap"') == 1  # one heat-map: the one distance fingerprint
+
+
+def test_every_figure_is_also_a_png_and_a_pdf_beside_the_report(run):
+    """Issue 21 item 5: the figures, ready for a paper, in figures/ next to report.html."""
+    names = re.findall(r'<figure class="plot" id="fig-([^"]+)"', run.html)
+    assert len(names) >= 3 * 5 and len(set(names)) == len(names)  # per fingerprint: 3 maps, sizes, family tree
+    for n in names:
+        assert (run.root / "figures" / f"{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (run.root / "figures" / f"{n}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.stem for p in (run.root / "figures").iterdir()) == sorted(names * 2)
+    png = png_pixels((run.root / "figures" / "disagreement-heatmap.png").read_bytes())
+    assert png.shape[0] > 400 and png.shape[1] > 400  # 200 dpi
+
+
+def test_figures_have_ticks_labels_legends_and_their_own_palettes(run):
+    page = run.html
+    for chunk in page.split('<figure class="plot"')[1:]:
+        svg = chunk.split("</figure>")[0]
+        assert re.search(r'id="[xy]tick_\d+".*?<text', svg, re.S), svg[:200]  # tick labels as text
+    clusters = page.split('id="fig-weight-stats-clusters"')[1].split("</figure>")[0]
+    truth = page.split('id="fig-weight-stats-ground-truth"')[1].split("</figure>")[0]
+    assert "cluster 0" in clusters and "ground truth" in truth and ">rule_a<" in truth.replace("</text>", "<")
+    fill = lambda svg: set(re.findall(r"fill: (#[0-9a-f]{6})", svg)) - {"#ffffff", "#000000", "#333333"}  # noqa: E731
+    assert fill(clusters) and fill(truth) and not fill(clusters) & fill(truth)  # never "cluster 2 and rule_b both red"
+    lineage = page.split('id="fig-weight-stats-lineage"')[1].split("</figure>")[0]
+    assert re.search(r"init family \(4\): members joined", lineage)  # 4 init seeds (children share theirs)
 
 
 # -- escaping --------------------------------------------------------------------------------------
@@ -274,11 +303,15 @@ def png_pixels(data: bytes) -> np.ndarray:
     return out.reshape(h, w, bpp)
 
 
-def test_png_decoder_round_trips_the_reports_encoder():
-    from analysis.report import png
+def test_png_decoder_reads_matplotlibs_png():
+    import io
+
+    from matplotlib.image import imsave
 
     img = np.random.default_rng(0).integers(0, 256, (7, 5, 3)).astype(np.uint8)
-    assert np.array_equal(png_pixels(png(img))[..., :3], img)
+    buf = io.BytesIO()
+    imsave(buf, img, format="png")
+    assert np.array_equal(png_pixels(buf.getvalue())[..., :3], img)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -300,8 +333,14 @@ def test_report_renders_in_a_headless_browser_without_console_errors(run, tmp_pa
     assert "<h1>Basin fingerprint report</h1>" in dom and "</html>" in dom
     n_points = sum(r["n_models"] * (1 + (r["label_values"] is not None) + (r["lineage_values"] is not None))
                    for r in run.stored["fingerprints"])
-    assert dom.count("<circle") == n_points  # every scatter point of every map made it into the DOM
-    assert dom.count("<polyline") >= 23  # the dendrogram of the distance fingerprint (24 leaves)
+    assert len(re.findall(r"<title>[^<]*: cluster -?\d+", dom)) == n_points  # every point of every map, with its tooltip
+    figures = dom.split('<figure class="plot"')[1:]
+    assert len(figures) == len(re.findall(r'<figure class="plot"', run.html)) >= 15
+    for fig in figures:  # each figure is an SVG in the DOM with tick labels as text
+        assert "<svg" in fig.split("</figure>")[0]
+        ticks = re.findall(r'id="[xy]tick_\d+".*?<text[^>]*>([^<]+)</text>', fig.split("</figure>")[0], re.S)
+        assert ticks and any(re.fullmatch(r"[−-]?[\d.]+", t.strip()) for t in ticks), fig[:300]
+    assert 'id="fig-disagreement-dendrogram"' in dom and 'id="fig-disagreement-heatmap"' in dom
 
     assert shot.exists() and shot.stat().st_size > 10_000
     px = png_pixels(shot.read_bytes())[..., :3]
@@ -311,4 +350,4 @@ def test_report_renders_in_a_headless_browser_without_console_errors(run, tmp_pa
     assert len(np.unique(codes)) > 200  # text, plots and a heat-map, not a blank page
     assert (codes == 0xFFFFFF).mean() < 0.97
     assert (codes == 0xF4F4F4).sum() > 1000  # the table headers' background: the inline CSS applied
-    assert (codes == 0x4E79A7).sum() > 50  # the first palette colour: SVG basin-size bars drawn
+    assert (codes == 0x1F77B4).sum() > 50  # the first cluster colour: the figures were painted

@@ -27,7 +27,7 @@ from training.core.errors import UserError
 from training.core.integrity import MANIFEST
 
 # What `fingerprint run` puts in its directory (dot-files: temporaries of atomic writes).
-RUN_FILES = frozenset({"zoo", "report.html", "summary.json"})
+RUN_FILES = frozenset({"zoo", "report.html", "summary.json", "figures", "selected"})
 KINDS = ("zoo", "run", "file")
 
 
@@ -90,7 +90,7 @@ def _not_replaceable(out: Path, kind: str) -> str | None:
     zoo = out / "zoo"  # a zoo, or still empty when the run stopped before its manifest was written
     if strays or not (is_zoo(zoo) or zoo.is_dir() and not zoo.is_symlink() and not any(zoo.iterdir())):
         found = f"; it holds '{strays[0]}'" if strays else ""
-        return f"it is not a `fingerprint run` directory (only zoo/, report.html and summary.json{found})"
+        return f"it is not a `fingerprint run` directory (only zoo/, selected/, figures/, report.html and summary.json{found})"
     return None
 
 
