@@ -2,7 +2,7 @@
 
 The plan is a pure function of the config: every model gets an id from its seeds and lineage
 (``i3-d0``, ``i3-d0>s50-d1000`` for a spawned child, ``i3-d0>ft-d2000`` for a fine-tune; a
-``task.sweep`` group prefixes ``M=4:``). Models are cut into shards of at most ``models_per_batch``;
+``task.sweep`` or ``model.sweep`` group prefixes ``M=4:`` or ``model.width=16:``). Models are cut into shards of at most ``models_per_batch``;
 phase 0 trains the seed grid, phase 1 spawned children, phase 2 fine-tunes. A continuation zoo
 (``fingerprint select``) stores its plan in the manifest's ``planned`` list instead
 (:func:`shards_from_manifest`); :func:`manifest_shard` finds a shard of either kind. Also here: the
