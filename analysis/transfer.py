@@ -15,6 +15,7 @@ caller checks: here they only need to be one table ``[n_models, d]``.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,11 @@ class TransferResult:
 
     def to_dict(self) -> dict:
         return {"fit_on": self.fit_on, "classes": list(self.classes), "scales": [asdict(s) for s in self.scales]}
+
+
+def scale_key(label: str) -> list:
+    """Sort key of a scale label, numbers by value: ``model.width=16`` before ``model.width=128``."""
+    return [(0, float(p), "") if re.fullmatch(r"\d+(\.\d+)?", p) else (1, 0.0, p) for p in re.split(r"(\d+(?:\.\d+)?)", label)]
 
 
 def _classifier():
@@ -101,7 +107,7 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
 
     Returns
     -------
-    TransferResult, scales in natural order; the fit scale's AUROC and accuracy are out-of-fold
+    TransferResult, scales in :func:`scale_key` order; the fit scale's AUROC and accuracy are out-of-fold
     (``StratifiedGroupKFold`` by family), the others are the fitted classifier applied unchanged.
     """
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
@@ -115,7 +121,7 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
                             f"{list(x.shape)} and {len(lab)}, {len(sc)}, {len(fam)} values")
     if not np.isfinite(x).all():
         raise AnalysisError("features hold NaN or infinite values")
-    scales = sorted(set(sc), key=natural_key)
+    scales = sorted(set(sc), key=scale_key)
     if fit_on not in scales:
         raise AnalysisError(f"unknown fit scale {fit_on!r} (valid: {choices(scales)})")
     fit = sc == fit_on

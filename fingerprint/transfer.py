@@ -17,7 +17,7 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.metrics import natural_key
-from analysis.transfer import basin_transfer
+from analysis.transfer import basin_transfer, scale_key
 from fingerprint.extraction import active_models, extract
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
@@ -62,12 +62,12 @@ def transfer(zoo: Zoo, fp: str, fit: str, label: str | None = None, family: str 
     ids = active_models(zoo)
     idx = zoo.index(ids)
     groups = [str(g) for g in np.asarray(zoo.models["group"], dtype=str)[idx]]
-    want = parse_fit(fit, sorted(set(groups), key=natural_key))
+    want = parse_fit(fit, sorted(set(groups), key=scale_key))
     fit_name = ",".join(f"{k}={v}" for k, v in want.items())
     scale = [fit_name if all(group_settings(g).get(k) == v for k, v in want.items()) else g for g in groups]
     if len(set(scale)) < 2:
         raise UserError(f"every model matches --fit {fit_name}: no other scale to transfer to "
-                        f"(groups: {', '.join(sorted(set(groups), key=natural_key))})")
+                        f"(groups: {', '.join(sorted(set(groups), key=scale_key))})")
     (res,) = extract(zoo, [fp], model_ids=ids)
     if res.error:
         raise UserError(res.error)

@@ -81,3 +81,10 @@ def test_errors_name_the_culprit(kw, msg):
     args = {"features": x, "labels": lab, "scale": sc, "family": fam, "fit_on": "s1", **kw}
     with pytest.raises(AnalysisError, match=msg.replace("(", r"\(").replace(")", r"\)")):
         basin_transfer(**args)
+
+
+def test_scales_sort_by_their_numbers():
+    from analysis.transfer import scale_key
+
+    labels = ["model.width=128,model.depth=1", "model.width=16,model.depth=2", "model.width=16,model.depth=1"]
+    assert sorted(labels, key=scale_key) == [labels[2], labels[1], labels[0]]
