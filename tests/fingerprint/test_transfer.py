@@ -80,6 +80,11 @@ def test_the_setting_is_stored_per_model_and_shapes_follow_it(scaled_zoo):
     assert "cannot be stacked" in cka.error  # population-level: refused in one line, not a crash
 
 
+def test_stacking_every_width_is_a_user_error_not_corruption(scaled_zoo):
+    with pytest.raises(UserError, match="span the model.sweep architectures"):
+        Zoo.open(scaled_zoo).params()
+
+
 def test_weight_fingerprints_of_different_widths_are_refused(scaled_zoo):
     (res,) = extract(Zoo.open(scaled_zoo), ["weight-spectra:top_k=0"])
     assert "cannot be compared across architectures" in res.error
