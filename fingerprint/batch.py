@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fingerprint.population import family_for, task_for
+from fingerprint.population import family_for, model_setting, stackable_runs, task_for
 from training.core.errors import UserError, unknown
 from training.tasks import Task, list_tasks
 
@@ -184,4 +184,10 @@ class ModelBatch:
                  device: str = "cpu") -> "ModelBatch":
         """Load ``model_ids`` (default: every model) at ``step`` (default: each model's final step)."""
         ids = list(zoo.model_ids if model_ids is None else model_ids)
-        return cls(family_for(zoo), zoo.params(step, ids), task_for(zoo), ids, "final" if step is None else step, device)
+        settings = sorted(set(model_setting(zoo, ids)))
+        if len(settings) > 1:  # a model.sweep: parameters of different shapes cannot be stacked
+            raise UserError(f"the models span {len(settings)} architectures of the zoo's model.sweep ({', '.join(settings)}), "
+                            "whose parameters cannot be stacked: this needs the models of one setting at a time "
+                            "(streaming extractors such as probe-outputs do that; population-level ones cannot)")
+        group = stackable_runs(zoo, ids)[0][0] if ids else ""
+        return cls(family_for(zoo, group), zoo.params(step, ids), task_for(zoo), ids, "final" if step is None else step, device)

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from fingerprint.batch import ModelBatch
-from fingerprint.population import check_code, privileged_probes
+from fingerprint.population import (
+    check_code,
+    model_setting,
+    privileged_probes,
+    stackable_runs,
+)
 from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
 from training.core.errors import CorruptFileError, UserError
 from training.core.store import Zoo
@@ -169,9 +174,10 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     if uses:  # built from the ground truth: an upper bound, marked in every report
         meta["privileged"] = uses
     remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
+    # chunks of streaming extractors: never across a model.sweep's architectures (their weights cannot be stacked)
+    chunks = [run[i : i + chunk_size] for _, run in stackable_runs(zoo, ids) for i in range(0, len(run), chunk_size)]
     try:
         if remote_module is not False:
-            chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
             done = [0]
 
             def on_chunk(n: int) -> None:
@@ -181,16 +187,18 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
 
             parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None,
                                code=(zoo.trust_code, zoo.module_factory))
+            _check_widths(zoo, text, ids, [p[0] for p in parts])
             values, extras = np.concatenate([p[0] for p in parts]), parts[-1][1]
-        elif spec.streaming and len(ids) > chunk_size:
-            parts, extras = [], {}
-            for i in range(0, len(ids), chunk_size):
-                chunk = ids[i : i + chunk_size]
+        elif spec.streaming and len(chunks) > 1:
+            parts, extras, done = [], {}, 0
+            for chunk in chunks:
                 mb = ModelBatch.from_zoo(zoo, chunk, step, device)
                 v, extras = spec.compute(mb, params)
                 parts.append(v)
+                done += len(chunk)
                 if on_progress:
-                    on_progress(text, i + len(chunk), len(ids))
+                    on_progress(text, done, len(ids))
+            _check_widths(zoo, text, ids, parts)
             values = np.concatenate(parts)
         else:
             if "all" not in batch_cache:
@@ -207,6 +215,15 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     meta["shape"] = list(values.shape)
     zoo.save_fingerprint(key, values, ids, meta, arrays)
     return ExtractResult(key, spec.name, values, ids, meta)
+
+
+def _check_widths(zoo: Zoo, text: str, ids: Sequence[str], parts: Sequence[np.ndarray]) -> None:
+    """One-line error when chunks of models of different architectures (a ``model.sweep``) gave
+    fingerprints of different widths (weights of different sizes): they cannot be one table."""
+    if len({p.shape[1:] for p in parts}) > 1:
+        raise UserError(f"fingerprint '{text}' has {' vs '.join(sorted({str(p.shape[1:]) for p in parts}))} columns across the "
+                        f"zoo's model.sweep groups ({', '.join(sorted(set(model_setting(zoo, ids))))}): it cannot be compared "
+                        "across architectures (behavioural ones on a shared probe set, e.g. probe-outputs, can)")
 
 
 def load_cached(zoo: Zoo, spec_text: str, step: int | str | None = None) -> ExtractResult | None:

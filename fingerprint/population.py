@@ -15,10 +15,12 @@ the user vouched for it -- ``Zoo.open(..., trust_code=True)`` (``--trust-code``)
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fingerprint.hf_family import family_from_spec, require_transformers
@@ -32,6 +34,7 @@ from training.config import SweepConfig
 from training.core import store as zoo_io
 from training.core.errors import UserError, unknown
 from training.families.module import ModuleFamily
+from training.plan import MODEL_PREFIX, group_settings
 from training.sweep import build_family, build_task
 from training.tasks import list_tasks
 
@@ -76,8 +79,9 @@ def is_imported(zoo: zoo_io.Zoo) -> bool:
     return zoo.manifest.get("source") in ("import", "modules")
 
 
-def family_for(zoo: zoo_io.Zoo):
-    """The batched family that runs this zoo's stacked parameters."""
+def family_for(zoo: zoo_io.Zoo, group: str = ""):
+    """The batched family that runs this zoo's stacked parameters (those of ``group``'s models, in a
+    zoo whose ``model.sweep`` gives groups different architectures)."""
     if is_imported(zoo):
         spec = zoo.family_spec
         if spec.get("arch") == "hf":  # the config is data: transformers' own class for it, no code from the zoo
@@ -91,7 +95,35 @@ def family_for(zoo: zoo_io.Zoo):
                             "reopen it with Zoo.from_modules or set zoo.module_factory")
         return ModuleFamily(factory=factory, input_shape=tuple(spec.get("input_shape") or ()), n_out=int(spec.get("n_out", -1)),
                             label=str(spec.get("factory") or spec.get("class")))
-    return _trained_parts(zoo)[0]
+    return _trained_parts(zoo, group)[0]
+
+
+def model_setting(zoo: zoo_io.Zoo, model_ids: Sequence[str]) -> list[str]:
+    """Each model's ``model.sweep`` setting (``"model.width=16"``; ``""`` outside a model sweep) ``[n]``:
+    models with equal settings share their parameter shapes and can be stacked."""
+    model = zoo.config.get("model") if isinstance(zoo.config, dict) else None
+    if is_imported(zoo) or not (isinstance(model, dict) and model.get("sweep")) or "group" not in zoo.models.names():
+        return [""] * len(model_ids)
+    names, inv = np.unique(np.asarray(zoo.models["group"], dtype=str)[zoo.index(model_ids)], return_inverse=True)
+    own = [",".join(f"{k}={v}" for k, v in group_settings(str(g)).items() if k.startswith(MODEL_PREFIX)) for g in names]
+    return [own[i] for i in inv.ravel()]
+
+
+def stackable_runs(zoo: zoo_io.Zoo, model_ids: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``model_ids`` cut into runs of consecutive models of one architecture: ``[(a group of the
+    run, ids), ...]``, in order (one run outside a ``model.sweep``)."""
+    ids = list(model_ids)
+    if not ids:
+        return []
+    setting = model_setting(zoo, ids)
+    groups = (np.asarray(zoo.models["group"], dtype=object)[zoo.index(ids)] if any(setting) else [""] * len(ids))
+    runs: list[tuple[str, list[str]]] = []
+    for i, m in enumerate(ids):
+        if runs and setting[i] == setting[i - 1]:
+            runs[-1][1].append(m)
+        else:
+            runs.append((str(groups[i]), [m]))
+    return runs
 
 
 def check_code(zoo: zoo_io.Zoo) -> None:
@@ -163,19 +195,21 @@ def use_architecture(zoo: zoo_io.Zoo, arch: str) -> None:
     zoo.module_factory = factory
 
 
-def _trained_parts(zoo: zoo_io.Zoo) -> tuple[Any, Any]:
-    """``(family, task)`` of a zoo trained by a sweep, built once per open zoo from its stored config.
+def _trained_parts(zoo: zoo_io.Zoo, group: str = "") -> tuple[Any, Any]:
+    """``(family, task)`` of a zoo trained by a sweep, built once per open zoo (and group of a
+    ``model.sweep``) from its stored config; the task (probe sets) is the first group's.
 
     Extraction asks for them once per chunk of models; rebuilding them each time (reading the
     manifest, validating the config) cost as much as fingerprinting a chunk of small models.
     """
     cache = zoo.__dict__.setdefault("_trained_parts", {})
-    if "parts" not in cache:
+    if group not in cache:
         config = SweepConfig.from_dict(zoo.config)  # the manifest the open zoo already holds
         check_task_code(zoo, config.task.name)
         task = build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
-        cache["parts"] = (build_family(config, task), task)
-    return cache["parts"]
+        own = group if config.model.sweep else ""  # task.sweep groups share one architecture
+        cache[group] = (build_family(config, build_task(config, own) if own else task, own), task)
+    return cache[group]
 
 
 def privileged_probes(zoo: zoo_io.Zoo) -> set[str]:

@@ -75,10 +75,15 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture name and its hyper-parameters (validated by the family)."""
+    """Architecture name and its hyper-parameters (validated by the family).
+
+    ``sweep`` maps hyper-parameters to lists of values (``sweep = { width = [16, 32, 64] }``): one
+    sub-population (group) per combination, labelled ``model.width=16``, for populations at several
+    scales. Models of a group share their shapes; shards never mix groups."""
 
     arch: str | None = None
     params: dict = field(default_factory=dict)
+    sweep: dict = field(default_factory=dict)  # hyper-parameter -> list of values: one group each
 
     @classmethod
     def parse(cls, data: Any, where: str = "model") -> "ModelSpec":
@@ -88,7 +93,12 @@ class ModelSpec:
         arch = data.pop("arch", None)
         if arch is not None:
             arch = check(arch, str, f"{where}.arch")
-        return cls(arch=arch, params=data)
+        sweep = data.pop("sweep", {})
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise UserError(f"config key '{where}.sweep' must map hyper-parameter names to non-empty lists")
+        if "arch" in sweep:  # the architecture decides which keys exist; one per zoo
+            raise UserError(f"config key '{where}.sweep' cannot sweep 'arch' (sweep its hyper-parameters, e.g. width, depth)")
+        return cls(arch=arch, params=data, sweep=sweep)
 
 
 _CKPT = re.compile(r"^(log|lin):(\d+)$")
@@ -282,20 +292,21 @@ class SweepConfig:
                   name=name, models_per_batch=mpb, fingerprints=fps, analysis=ana, forecast=fc)
         n = cfg.n_planned()
         if n > MODELS_MAX:  # counted, not listed: listing 10**8 planned models is itself the MemoryError
-            raise UserError(f"the config plans {n:,} models (task.sweep groups x seeds.init x seeds.data x "
+            raise UserError(f"the config plans {n:,} models (task.sweep x model.sweep groups x seeds.init x seeds.data x "
                             f"(1 + spawn and finetune children)); at most {MODELS_MAX:,}")
         return cfg
 
     def n_planned(self) -> int:
         """How many models the plan holds, computed without listing them."""
-        groups = math.prod(len(v) for v in self.task.sweep.values()) if self.task.sweep else 1
+        groups = math.prod(len(v) for v in self.task.sweep.values()) * math.prod(len(v) for v in self.model.sweep.values())
         per_seed = 1 + sum(s.children for s in self.spawn) + sum(f.children for f in self.finetune)
         return groups * len(self.seeds.init_seeds_range()) * len(self.seeds.data_seeds_range()) * per_seed
 
     def to_dict(self) -> dict:
         d = to_dict(self)
         d["task"] = {"name": self.task.name, **self.task.params, **({"sweep": self.task.sweep} if self.task.sweep else {})}
-        d["model"] = {**({"arch": self.model.arch} if self.model.arch else {}), **self.model.params}
+        d["model"] = {**({"arch": self.model.arch} if self.model.arch else {}), **self.model.params,
+                      **({"sweep": self.model.sweep} if self.model.sweep else {})}
         return d
 
 

@@ -2,7 +2,7 @@
 
 The plan is a pure function of the config: every model gets an id from its seeds and lineage
 (``i3-d0``, ``i3-d0>s50-d1000`` for a spawned child, ``i3-d0>ft-d2000`` for a fine-tune; a
-``task.sweep`` group prefixes ``M=4:``). Models are cut into shards of at most ``models_per_batch``;
+``task.sweep`` or ``model.sweep`` group prefixes ``M=4:`` or ``model.width=16:``). Models are cut into shards of at most ``models_per_batch``;
 phase 0 trains the seed grid, phase 1 spawned children, phase 2 fine-tunes. A continuation zoo
 (``fingerprint select``) stores its plan in the manifest's ``planned`` list instead
 (:func:`shards_from_manifest`); :func:`manifest_shard` finds a shard of either kind. Also here: the
@@ -72,16 +72,32 @@ class Plan:
         raise UserError(f"unknown shard {name!r} (valid: {choices(s.name for s in self.shards)})")
 
 
-def task_groups(config: SweepConfig) -> dict[str, dict[str, Any]]:
-    """Sub-populations from ``task.sweep``: label (``"M=4,noise=0.1"``) -> full task params."""
-    if not config.task.sweep:
-        return {"": dict(config.task.params)}
-    keys = list(config.task.sweep)
+MODEL_PREFIX = "model."  # a model.sweep key in a group label (``model.width=16``); task.sweep keys have none
+
+
+def sweep_groups(config: SweepConfig) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Sub-populations from ``task.sweep`` x ``model.sweep``: label (``"M=4,model.width=16"``) ->
+    (full task params, the model hyper-parameters this group overrides)."""
+    swept = [(k, vs) for k, vs in config.task.sweep.items()] + [(MODEL_PREFIX + k, vs) for k, vs in config.model.sweep.items()]
+    if not swept:
+        return {"": (dict(config.task.params), {})}
     out = {}
-    for combo in itertools.product(*(config.task.sweep[k] for k in keys)):
-        label = ",".join(f"{k}={v}" for k, v in zip(keys, combo))
-        out[label] = {**config.task.params, **dict(zip(keys, combo))}
+    for combo in itertools.product(*(vs for _, vs in swept)):
+        label = ",".join(f"{k}={v}" for (k, _), v in zip(swept, combo))
+        task = {k: v for (k, _), v in zip(swept, combo) if not k.startswith(MODEL_PREFIX)}
+        model = {k[len(MODEL_PREFIX):]: v for (k, _), v in zip(swept, combo) if k.startswith(MODEL_PREFIX)}
+        out[label] = ({**config.task.params, **task}, model)
     return out
+
+
+def task_groups(config: SweepConfig) -> dict[str, dict[str, Any]]:
+    """Sub-populations: label (``"M=4,noise=0.1"``) -> full task params (see :func:`sweep_groups`)."""
+    return {label: task for label, (task, _) in sweep_groups(config).items()}
+
+
+def group_settings(label: str) -> dict[str, str]:
+    """A group label's settings, ``"M=4,model.width=16"`` -> ``{"M": "4", "model.width": "16"}``."""
+    return dict(part.split("=", 1) for part in label.split(",") if "=" in part) if label else {}
 
 
 def make_plan(config: SweepConfig, models_per_batch: int | None = None) -> Plan:
@@ -124,11 +140,18 @@ def build_task(config: SweepConfig, group: str = "", finetune: int = -1) -> Task
     return get_task(config.task.name, params)
 
 
-def build_family(config: SweepConfig, task: Task) -> Family:
+def build_family(config: SweepConfig, task: Task, group: str = "") -> Family:
+    """The architecture of ``group``'s models (the task's default, the config's ``[model]``, the group's
+    ``model.sweep`` settings, in that order)."""
     model = {**task.default_model()}
     if config.model.arch and config.model.arch != model.get("arch"):
         model = {"arch": config.model.arch}
     model.update(config.model.params)
+    if group:
+        groups = sweep_groups(config)
+        if group not in groups:
+            raise UserError(f"unknown group {group!r} (valid: {choices(groups)})")
+        model.update(groups[group][1])
     arch = model.pop("arch")
     return get_family(arch, task.input_shape, task.n_out, model)
 
@@ -180,7 +203,7 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
     n_params = {}
     for group in task_groups(config):
         task = build_task(config, group)
-        n_params[group] = build_family(config, task).n_params()
+        n_params[group] = build_family(config, task, group).n_params()
         for fi in range(len(config.finetune)):
             build_task(config, group, fi)
             phase_train_config(config, "finetune", fi)

@@ -104,7 +104,7 @@ def _parents(zoo: zoo_io.Zoo, sp: ShardPlan) -> tuple[list[str], torch.Tensor]:
 
 def build_base(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: ShardPlan) -> ShardStart:
     task = build_task(config, sp.group)
-    family = build_family(config, task)
+    family = build_family(config, task, sp.group)
     init_seeds, data_seeds = _seeds(sp)
     return ShardStart(task, family, config.train, family.init(init_seeds),
                       task.variant(torch.tensor(init_seeds), torch.tensor(data_seeds)), base_checkpoints(config))
@@ -115,7 +115,7 @@ def build_spawn(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: ShardPla
     parents = zoo_io.Zoo.open(zoo_dir)
     pids, variant = _parents(parents, sp)
     start = config.spawn[sp.spec].at_step
-    return ShardStart(task, build_family(config, task), config.train, parents.params(start, pids), variant,
+    return ShardStart(task, build_family(config, task, sp.group), config.train, parents.params(start, pids), variant,
                       [s for s in base_checkpoints(config) if s >= start], start=start)
 
 
@@ -125,7 +125,7 @@ def build_finetune(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: Shard
     parents = zoo_io.Zoo.open(zoo_dir)
     pids, _ = _parents(parents, sp)
     init_seeds, data_seeds = _seeds(sp)
-    return ShardStart(task, build_family(config, task), tcfg, parents.params(None, pids),
+    return ShardStart(task, build_family(config, task, sp.group), tcfg, parents.params(None, pids),
                       task.variant(torch.tensor(init_seeds), torch.tensor(data_seeds)),
                       checkpoint_steps(tcfg.checkpoints, tcfg.steps, f"finetune[{sp.spec}].train.checkpoints"),
                       offset=int(max(parents.models["final_step"][parents.index(pids)])))
@@ -138,7 +138,7 @@ def build_continued(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: Shar
     k = int(cont["step"])
     pids, variant = _parents(src, sp)
     state = src.optimizer_state(k, pids) if cont.get("exact") else None
-    return ShardStart(task, build_family(config, task), config.train, src.params(k, pids), variant,
+    return ShardStart(task, build_family(config, task, sp.group), config.train, src.params(k, pids), variant,
                       [s for s in base_checkpoints(config) if s >= k], start=k, optimizer_state=state)
 
 

@@ -91,7 +91,7 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
         raise UserError(f"cannot --resume '{out}': it does not exist")
     out.mkdir(parents=True, exist_ok=True)
     first_task = build_task(config, next(iter(plan.groups)))
-    family = build_family(config, first_task)
+    family = build_family(config, first_task, next(iter(plan.groups)))
     zoo_io.write_manifest(out, {
         "kind": "zoo",
         "created": time.time(),

@@ -28,7 +28,7 @@ _click = sys.modules[typer.BadParameter.__module__]
 _NO_ARGS_IS_HELP = getattr(_click, "NoArgsIsHelpError", ())  # click >= 8.2
 err_console = Console(stderr=True)
 
-_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage")
+_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage", "transfer")
 
 
 def _register() -> None:

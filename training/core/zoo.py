@@ -228,6 +228,10 @@ class Zoo:
             if not out:
                 out = {k: np.empty((len(ids), *shape), dtype=np.float32) for k, shape in shapes.items()}
                 first, first_shapes = self.shards[si].path.name, shapes
+            elif shapes != first_shapes and isinstance(self.config.get("model"), dict) and self.config["model"].get("sweep"):
+                raise UserError(f"the models span the model.sweep architectures of zoo '{self.path}' (shards '{first}' and "
+                                f"'{self.shards[si].path.name}'), whose parameters cannot be stacked: ask for the models of one "
+                                "group at a time (its 'group' column)")
             elif shapes != first_shapes:
                 raise CorruptFileError(f"the models of shards '{first}' and '{self.shards[si].path.name}' of zoo '{self.path}' have "
                                        f"different parameter shapes ({first_shapes} vs {shapes}): one is corrupt, or they cannot be stacked")
