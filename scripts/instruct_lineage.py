@@ -7,8 +7,9 @@ children only:
 
 - **base match**: is a child's nearest base model (Euclidean in the scorecard's standardised 50-d
   PCA, or the fingerprint's own distances) its parent? Chance is 1 / number of bases.
-- **deep AMI**: the scorecard's clustering (same defaults) of the children alone against their
-  ``deep_label``, and the family-grouped cross-validated probe AUROC (groups: the parent).
+- **deep AMI**: the scorecard's clustering (same defaults; and with k fixed at 2) of the children
+  alone against their ``deep_label``, and the family-grouped cross-validated probe AUROC (groups:
+  the parent).
 
 Beside them the whole-zoo scorecard's ``parent_nn`` / ``deep_ami`` / ``probe_auroc`` from the stored
 run's ``summary.json``, when given a run directory. docs/results.md ("tiny-lm") quotes the output.
@@ -44,7 +45,7 @@ def main() -> None:
     summary = path / "summary.json"
     stored = {fp["fingerprint"]: fp for fp in json.loads(summary.read_text())["scorecard"]} if summary.exists() else {}
     out = {}
-    print(f"{'fingerprint':44s} {'base match':>10s} {'chance':>6s} {'deep AMI':>8s} {'AUROC':>6s} | "
+    print(f"{'fingerprint':44s} {'base match':>10s} {'chance':>6s} {'deep AMI':>8s} {'k=2':>5s} {'AUROC':>6s} | "
           f"{'zoo parent_nn':>13s} {'zoo deep AMI':>12s}")
     for fp in pipeline.cached_fingerprints(zoo):
         if fp.values is None:
@@ -67,15 +68,16 @@ def main() -> None:
         est = cl.BasinClusterer("auto", None, 8, 10, dist, True, args.seed).fit(kid_vals)
         lab = label[r[kids]]
         ami = mt.ami(est.clustering_.labels, lab)
+        ami2 = mt.ami(cl.BasinClusterer("auto", 2, 8, 10, dist, True, args.seed).fit(kid_vals).clustering_.labels, lab)
         kc = cl.coordinates(kid_vals, dist, 10, args.seed, True)
         auroc = mt.probe_auroc(kc, lab, random_state=args.seed, groups=parent[r[kids]])
         s = stored.get(fp.name, {})
-        out[fp.name] = {"base_match": match, "chance": 1 / len(bases), "children_deep_ami": ami,
+        out[fp.name] = {"base_match": match, "chance": 1 / len(bases), "children_deep_ami": ami, "children_deep_ami_k2": ami2,
                         "children_probe_auroc": auroc, "zoo_parent_nn": s.get("parent_nn"),
                         "zoo_parent_nn_chance": s.get("parent_nn_chance"), "zoo_deep_ami": s.get("deep_ami"),
                         "zoo_probe_auroc": s.get("probe_auroc")}
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"{fp.name:44s} {match:10.2f} {1 / len(bases):6.3f} {fmt(ami):>8s} {fmt(auroc):>6s} | "
+        print(f"{fp.name:44s} {match:10.2f} {1 / len(bases):6.3f} {fmt(ami):>8s} {fmt(ami2):>5s} {fmt(auroc):>6s} | "
               f"{fmt(s.get('parent_nn')):>13s} {fmt(s.get('deep_ami')):>12s}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
