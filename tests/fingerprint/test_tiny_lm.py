@@ -3,8 +3,6 @@ anomalous-token fingerprint on the task's untrained tokens (a real tiny zoo, tra
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -153,7 +151,7 @@ def test_anomalous_inputs_falls_back_to_rare_tokens_without_a_marked_set():
     assert np.asarray(values).shape[0] == 2 and np.isfinite(np.asarray(values, float)).all()
 
 
-def test_tiny_lm_configs_load(tmp_path: Path):
+def test_tiny_lm_configs_load():
     for name in ("tiny-lm", "tiny-lm-quick"):
         cfg = load_config(name)
         assert cfg.task.name == "tiny-lm" and cfg.finetune[0].task == {"stage": "instruct"}

