@@ -129,7 +129,8 @@ def loop_ood_outputs(zoo, ids, probe_set, n_probes, transform):
     return loop_outputs(zoo, ids, _probes(zoo, probe_set, n_probes), transform, True)
 
 
-def loop_anomalous_inputs(zoo, ids, n_random, scale, reference, seed, transform):
+def loop_anomalous_inputs(zoo, ids, n_random, scale, reference, seed, transform, n_tokens=64):
+    # vector inputs (the benchmark's zoos); n_tokens is for token inputs only
     x = anomalous_batch(_view(zoo), n_random, scale, reference, seed)  # the inputs are shared, not per model
     return loop_outputs(zoo, ids, x, transform, True)
 

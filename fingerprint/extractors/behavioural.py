@@ -41,19 +41,45 @@ def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: 
     return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
 
 
+UNTRAINED = "untrained_tokens"  # the probe set in which a task (or an imported zoo) names its never-trained tokens
+
+
+def anomalous_tokens(models, reference: str, n_tokens: int, seed: int) -> torch.Tensor:
+    """The token ids to probe ``[k]``: the task's never-trained tokens (the distinct tokens of its probe
+    set ``untrained_tokens``) when it names some, else an import's declared rare tokens (the first
+    ``n_tokens`` rows of the probe set ``anomalous_tokens``), else the ``n_tokens`` rarest tokens of the reference
+    probes (tokens never seen there first; ties broken by a permutation drawn from ``seed``)."""
+    if UNTRAINED in models.task.probe_names():
+        return models.task.probes(UNTRAINED).long().unique()
+    if RARE_TOKENS in models.task.probe_names():  # an import's declared rare tokens (rows: one token repeated)
+        return models.task.probes(RARE_TOKENS)[:n_tokens, 0].long()
+    ref = probes(models, reference, 0).long()
+    vocab = int(getattr(models.family, "vocab", 0) or int(ref.max()) + 1)
+    counts = torch.bincount(ref.flatten().clamp(0, vocab - 1), minlength=vocab)
+    tie = torch.randperm(vocab, generator=generator(seed))
+    return torch.argsort(counts * vocab + tie)[: min(n_tokens, vocab)]
+
+
+def anomalous_token_batch(models, n_random: int, reference: str, seed: int, n_tokens: int = 64,
+                          n_contexts: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token prompts around the anomalous tokens ``[k]`` of :func:`anomalous_tokens`: each token repeated
+    over a window ``[k, T]``, and ``n_random`` random strings of them ``[n_random, T]`` (``whole``: every
+    output position counts); the first ``n_contexts`` reference probes with their last token replaced by
+    each anomalous token (``last``: ``[n_contexts * k, T]``, only the last position counts)."""
+    ref = probes(models, reference, 0)
+    tokens = anomalous_tokens(models, reference, n_tokens, seed).to(ref.dtype)
+    T = ref.shape[1:]
+    reps = tokens[:, None].expand(-1, math.prod(T)).reshape(-1, *T)
+    rand = tokens[torch.randint(0, len(tokens), (n_random, *T), generator=generator(seed))]
+    ctx = ref[:n_contexts].repeat_interleave(len(tokens), 0).reshape(-1, math.prod(T)).clone()
+    ctx[:, -1] = tokens.repeat(min(n_contexts, len(ref)))
+    return torch.cat([reps, rand]), ctx.reshape(-1, *T)
+
+
 def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: int) -> torch.Tensor:
-    """Inputs from never-trained regions, built from the reference probes' statistics."""
+    """Inputs from never-trained regions, built from the reference probes' statistics (vector inputs)."""
     ref = probes(models, reference, 0)
     g = generator(seed)
-    if not ref.is_floating_point():  # token inputs: single repeated tokens and random token strings
-        vocab = int(getattr(models.family, "vocab", 0) or int(ref.max()) + 1)
-        T = ref.shape[1:]
-        if RARE_TOKENS in models.task.probe_names():  # declared rare tokens (an HF import's), each repeated
-            reps = models.task.probes(RARE_TOKENS)[:64].to(torch.long)
-        else:
-            reps = torch.arange(min(vocab, 64))[:, None].expand(-1, math.prod(T)).reshape(-1, *T)
-        rand = torch.randint(0, vocab, (n_random, *T), generator=g)
-        return torch.cat([reps, rand]).to(ref.dtype)
     mu, sd = ref.float().mean(0), ref.float().std(0).clamp_min(1e-3)
     far = mu + scale * sd * torch.randn(n_random, *mu.shape, generator=g)
     const = torch.stack([torch.full(mu.shape, float(c)) for c in np.linspace(-scale, scale, 9)])
@@ -64,13 +90,23 @@ def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: i
     return torch.cat([far, const, single.reshape(-1, *mu.shape)])
 
 
-@extractor("anomalous-inputs", kind="behavioural", bounds={"n_random": (1, None), "scale": (0.0, None)})
+@extractor("anomalous-inputs", kind="behavioural", version="2",
+           bounds={"n_random": (1, None), "scale": (0.0, None), "n_tokens": (1, None)})
 def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: str = "in_dist", seed: int = 0,
-                     transform: str = "logprob"):
+                     transform: str = "logprob", n_tokens: int = 64):
     """Outputs on inputs far outside the training range (random far points, constants, one dim pushed
-    far), correlation-normalised like ood-outputs."""
-    x = anomalous_batch(models, n_random, scale, reference, seed)
-    return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+    far; for token inputs, prompts made of never-trained or rare tokens), correlation-normalised like
+    ood-outputs."""
+    ref = probes(models, reference, 0)
+    if ref.is_floating_point():
+        x = anomalous_batch(models, n_random, scale, reference, seed)
+        return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+    whole, last = anomalous_token_batch(models, n_random, reference, seed, n_tokens)
+    out_last = models.forward(last)
+    if out_last.dim() == 4:  # per-position outputs [n, P, T, V]: only the position that read the token
+        out_last = out_last[:, :, -1]
+    parts = [transform_outputs(models.forward(whole), transform).flatten(1), transform_outputs(out_last, transform).flatten(1)]
+    return correlation_normalize(torch.cat(parts, 1))
 
 
 @extractor("disagreement", kind="behavioural", output="distances", bounds={"n_probes": (1, None)})

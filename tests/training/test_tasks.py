@@ -116,7 +116,7 @@ def test_maze_goal_quick_config_separates_goal_and_proxy(tmp_path):
 
 
 def test_every_task_has_quick_and_full_configs_and_probe_sets():
-    for name in ("xor-cues", "maze-goal", "digits-backdoor", "modadd"):
+    for name in ("xor-cues", "maze-goal", "digits-backdoor", "modadd", "tiny-lm"):
         for cfg in (name, f"{name}-quick"):
             assert load_config(cfg).task.name == name
         task = get_task(name)

@@ -5,6 +5,7 @@ from training.tasks import (
     icl_regression,  # noqa: F401  (registers icl-regression)
     maze_goal,  # noqa: F401  (registers maze-goal)
     modadd,  # noqa: F401  (registers modadd)
+    tiny_lm,  # noqa: F401  (registers tiny-lm)
     xor_cues,  # noqa: F401  (registers xor-cues)
 )
 from training.tasks.base import (
