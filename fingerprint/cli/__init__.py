@@ -28,6 +28,24 @@ _click = sys.modules[typer.BadParameter.__module__]
 _NO_ARGS_IS_HELP = getattr(_click, "NoArgsIsHelpError", ())  # click >= 8.2
 err_console = Console(stderr=True)
 
+
+def _flags_as_flags() -> None:
+    """Recent typers print a flag's type (``--resume <bool>``) in help; a flag takes no value, so show none."""
+    core = sys.modules.get("typer.core")
+    option = getattr(core, "TyperOption", None)
+    show = getattr(option, "display_type_rich", None)
+    if show is None or getattr(show, "_flags_as_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001 (typer's signature)
+        return None if getattr(self, "is_flag", False) and not getattr(self, "count", False) else show(self, ctx)
+
+    display_type_rich._flags_as_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_as_flags()
+
 _COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage", "transfer")
 
 

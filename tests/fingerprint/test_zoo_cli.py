@@ -327,3 +327,24 @@ def test_a_shard_copied_over_another_is_corrupt_and_partial_zoos_are_announced(t
     res = cli("extract", tiny_zoo, "--fp", "weight-stats")
     assert res.returncode == 0
     assert "has 20 of its 24 planned models" in " ".join(res.stderr.split())
+
+
+def test_every_command_helps_with_every_option_and_shows_flags_as_flags():
+    """`fingerprint CMD --help` for every command: each option says what it does, and a flag shows no
+    value type (no `--resume <bool>`)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from fingerprint.cli import _register, app
+
+    _register()
+    group = typer.main.get_command(app)
+    runner = CliRunner()
+    assert len(group.commands) >= 12
+    for name, command in group.commands.items():
+        undocumented = [p.name for p in command.params
+                        if p.param_type_name == "option" and not (getattr(p, "help", None) or "").strip()]
+        assert not undocumented, (name, undocumented)
+        res = runner.invoke(app, [name, "--help"], env={"COLUMNS": "100"})
+        assert res.exit_code == 0, (name, res.output)
+        assert "<bool>" not in res.output, (name, res.output)
