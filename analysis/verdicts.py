@@ -55,9 +55,12 @@ LABEL_FREE = (Verdict.CROSSES, Verdict.GROUPS, Verdict.LINEAGE_ONLY, Verdict.NO_
 
 
 def style(verdict: str | None) -> VerdictStyle:
-    """The style of a verdict string; unknown ones (e.g. ``insufficient: 3 families``) look like "none"."""
+    """The style of a verdict string; ``insufficient: 3 families`` is insufficient's, other unknown ones look like "none"."""
+    text = str(verdict)
+    if text.startswith(Verdict.INSUFFICIENT.value):
+        text = Verdict.INSUFFICIENT.value
     try:
-        return TABLE[Verdict(str(verdict))]
+        return TABLE[Verdict(text)]
     except ValueError:
         return VerdictStyle("none", "dim", str(verdict))
 

@@ -75,6 +75,7 @@ def forecast_cmd(
     label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
     trust_code: bool = o.TRUST_OPTION,
+    arch: Optional[str] = o.ARCH_OPTION,
 ):
     """How well early fingerprints predict each model's final basin, step by step."""
     from rich.table import Table
@@ -84,7 +85,7 @@ def forecast_cmd(
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
-    zoo = o.open_for_models(zoo_path, trust_code)
+    zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
         s = forecast(zoo, list(fp), label)
     t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds, final step {s['final_step']})")

@@ -24,6 +24,7 @@ def lineage_cmd(
     no_weights: bool = typer.Option(False, "--no-weights", help="Skip the weight-based tests (behavioural only)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write pairs, families, tree and scores as JSON."),
     trust_code: bool = o.TRUST_OPTION,
+    arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Calibrated shared-initialization tests for every pair, the families, and the lineage forest."""
     from rich.table import Table
@@ -33,7 +34,7 @@ def lineage_cmd(
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
-    zoo = o.open_for_models(zoo_path, trust_code)
+    zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights)
     t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs at alpha {alpha:g} (BH)")

@@ -22,6 +22,7 @@ def transfer_cmd(
     n_boot: int = typer.Option(200, "--n-boot", help="Family-bootstrap replicates of each AUROC interval."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the per-scale table as JSON."),
     trust_code: bool = o.TRUST_OPTION,
+    arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Fit a basin classifier on one scale's models; AUROC, accuracy and basin shares at every scale."""
     from rich.table import Table
@@ -31,7 +32,7 @@ def transfer_cmd(
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
-    zoo = o.open_for_models(zoo_path, trust_code)
+    zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status(f"extracting {fp} and fitting on {fit}"):
         r = transfer(zoo, fp, fit, label, lineage_column, n_boot)
     t = Table(title=f"{esc(r['label'])} classifier on {esc(r['fingerprint'])}, fit on {esc(r['fit_on'])}")
