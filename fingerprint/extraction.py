@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.metrics import lineage_groups
 from fingerprint.batch import ModelBatch
 from fingerprint.population import check_code, privileged_probes
 from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
@@ -70,6 +71,21 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     dstep = np.asarray(zoo.models["diverged_step"])[idx]
     keep = ~div if step is None else ~(div & (dstep <= step))
     return [m for m, k in zip(ids, keep) if k]
+
+
+def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed") -> np.ndarray:
+    """Each model's init family ``[n]`` (for folds and held-out splits that keep relatives together):
+    the ``lineage`` column joined along ``parent_id`` links, as in the scorecard
+    (:func:`analysis.metrics.lineage_groups`). A negative seed (an imported model's ``-1``: none
+    recorded) is no family: such a model is joined only to its parent or children."""
+    idx = zoo.index(list(ids))
+    parents = np.asarray(zoo.models["parent_id"], dtype=object)[idx] if "parent_id" in zoo.models else None
+    values = None
+    if lineage in zoo.models:
+        col = np.asarray(zoo.models[lineage])[idx]
+        values = np.asarray([f"model {m}" if np.issubdtype(col.dtype, np.integer) and lineage.endswith("_seed") and v < 0
+                             else str(v) for m, v in zip(ids, col)], dtype=object)
+    return lineage_groups(ids, values, parents)
 
 
 CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights,
@@ -145,13 +161,16 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     key_params = dict(params)
     if subset:  # a subset of the population (forecast, select): its own cache entry, marked as such
         key_params["_models"] = zoo.model_set_hash(ids)[:12]
-    lab = None
+    lab = fam = None
     if spec.supervised:
         if label_map is None:
             return ExtractResult(spec.cache_key(params, step_key), spec.name, None, ids,
                                  error=f"extractor '{spec.name}' is supervised: it needs labels (--label COLUMN)")
         lab = [label_map.get(m) for m in ids]
         key_params["_labels"] = hashlib.sha256("\n".join(map(str, lab)).encode()).hexdigest()[:12]
+        if spec.takes_groups:  # held out by whole families: relatives on both sides would flatter the score
+            _, fam = np.unique(family_groups(zoo, ids).astype(str), return_inverse=True)
+            key_params["_groups"] = hashlib.sha256(fam.astype(np.int64).tobytes()).hexdigest()[:12]
     key = spec.cache_key(key_params, step_key)
     meta = {"extractor": spec.name, "spec": text, "version": spec.version, "kind": spec.kind, "output": spec.output,
             "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source}
@@ -195,7 +214,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
         else:
             if "all" not in batch_cache:
                 batch_cache["all"] = ModelBatch.from_zoo(zoo, ids, step, device)
-            values, extras = spec.compute(batch_cache["all"], params, lab)
+            values, extras = spec.compute(batch_cache["all"], params, lab, fam)
             if on_progress:
                 on_progress(text, len(ids), len(ids))
     except CorruptFileError:  # the zoo's failure, not this extractor's: every other one would hit it too
