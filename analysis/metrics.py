@@ -13,8 +13,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import (
     adjusted_mutual_info_score,
     pairwise_distances_chunked,
@@ -61,26 +59,21 @@ def root_family(model_ids, parent_ids) -> np.ndarray:
 
 
 def lineage_groups(model_ids, lineage=None, parent_ids=None) -> np.ndarray:
-    """Each model's cross-validation group ``[n]``: models joined by a shared ``lineage`` value or by a
-    ``parent_id`` link are one group: the tree under a lineage root (:func:`root_family`). A parent
-    and its spawned / fine-tuned child always share a group, even when an imported zoo gives them
-    different lineage values. A group is named by its first model's lineage value (so a zoo whose
-    children keep their parent's value keeps its family names), or by its root model's id without
-    ``lineage``; ``None`` for both gives each model its own group."""
+    """Each model's cross-validation group ``[n]``: the lineage value of its root (:func:`root_family`:
+    follow ``parent_id`` up to a model without a parent), so a parent and its spawned / fine-tuned
+    children share a group even when an imported zoo gives them different lineage values, and
+    models whose roots share a value (one init seed) share it too. A root outside the population
+    takes the value of its first member. Without ``lineage``, the root's id; without either, each
+    model alone."""
     ids = [str(m) for m in model_ids]
     roots = root_family(ids, parent_ids) if parent_ids is not None else np.asarray(ids, dtype=object)
     if lineage is None:
         return roots
-    values = np.asarray([str(x) for x in lineage], dtype=object)
-    root_names, r = np.unique(roots.astype(str), return_inverse=True)
-    _, v = np.unique(values, return_inverse=True)
-    n_nodes = len(root_names) + int(v.max()) + 1  # a root node per lineage root, a value node per lineage value
-    graph = coo_matrix((np.ones(len(ids)), (r, len(root_names) + v)), shape=(n_nodes, n_nodes))
-    _, comp = connected_components(graph, directed=False)
-    first: dict[int, str] = {}
-    for c, value in zip(comp[r], values):
-        first.setdefault(int(c), value)
-    return np.asarray([first[int(c)] for c in comp[r]], dtype=object)
+    own = dict(zip(ids, (str(x) for x in lineage)))
+    name: dict[str, str] = {}
+    for m, root in zip(ids, roots):
+        name.setdefault(root, own.get(root, own[m]))
+    return np.asarray([name[r] for r in roots], dtype=object)
 
 
 def within_basin_ami(clusters, family, basins=None, min_basin: int = MIN_BASIN) -> tuple[float | None, dict[str, float]]:

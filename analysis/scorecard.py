@@ -124,16 +124,17 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     scores: dict[str, Any] = {}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
-    # the sampling unit and the probe's folds: init families (lineage) joined along parent links (a
-    # child whose imported lineage value differs from its parent's still sits in its parent's family),
-    # or each model alone when the zoo names neither
-    family = mt.lineage_groups(ids, lineage, parent_ids)
+    # the sampling unit: init families (lineage), or each model alone when the zoo names none
+    family = lineage if lineage is not None else np.asarray(ids, dtype=object)
+    # the probe's folds: the lineage value of each model's root, so that a child (whose imported
+    # lineage value may differ from its parent's) never sits across a fold from its parent
+    folds = mt.lineage_groups(ids, lineage, parent_ids)
     n_families = len({str(f) for f in family})
     calib: dict[str, Any] = {"n_families": n_families}
     oof = None
     if has_label:
         scores["deep_ami"] = mt.ami(clusters, label)
-        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=family, return_oof=True)
+        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=folds, return_oof=True)
         scores["probe_auroc"] = None if oof is None else oof[0]
     else:
         scores["deep_ami"] = None

@@ -4,7 +4,7 @@ The scorecard's probe AUROC is defined for two-valued labels; with three basins 
 mixed) this asks the binary question directly: can a linear classifier on the fingerprint (the
 scorecard's coordinates: standardised, PCA to at most 10 dimensions) tell the models of basin
 ``--basin`` from all others? Stratified 5-fold cross-validation in folds that keep an init family
-(``init_seed``, joined along parent links) together; the floor is the majority rate.
+(the ``init_seed`` of each model's lineage root) together; the floor is the majority rate.
 
     python scripts/basin_probe.py ZOO --basin clock [--label deep_label]
 """

@@ -189,12 +189,13 @@ def test_root_family_follows_parents_to_the_root():
     assert mt.root_family(ids, parents).tolist() == ["a", "b", "a", "a", "x", "b"]
 
 
-def test_lineage_groups_join_lineage_values_along_parent_links():
-    ids = ["a", "b", "c", "d", "e"]
-    # c is a's child with another lineage value (an imported zoo); d shares c's value; e's parent is absent
-    groups = mt.lineage_groups(ids, [1, 2, 3, 3, 4], ["", "", "a", "", "x"])
-    assert groups.tolist() == ["1", "2", "1", "1", "4"]
-    assert mt.lineage_groups(ids, None, ["", "a", "b", "", "d"]).tolist() == ["a", "a", "a", "d", "d"]
+def test_lineage_groups_are_the_lineage_of_each_root():
+    ids = ["a", "b", "c", "d", "e", "f"]
+    # c is a's child with another lineage value (an imported zoo); d shares a's value (one init seed);
+    # e and f are children of x, which is not in the population
+    groups = mt.lineage_groups(ids, [1, 2, 3, 1, 4, 5], ["", "", "a", "", "x", "x"])
+    assert groups.tolist() == ["1", "2", "1", "1", "4", "4"]
+    assert mt.lineage_groups(ids, None, ["", "a", "b", "", "d", ""]).tolist() == ["a", "a", "a", "d", "d", "f"]
     assert mt.lineage_groups(ids).tolist() == ids
 
 
