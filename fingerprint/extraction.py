@@ -12,6 +12,7 @@ cache is never half-written. Diverged models are left out.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,9 +76,9 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
 
 def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed") -> np.ndarray:
     """Each model's init family ``[n]`` (for folds and held-out splits that keep relatives together):
-    the ``lineage`` column joined along ``parent_id`` links, as in the scorecard
+    the ``lineage`` value of the model's lineage root, as in the scorecard
     (:func:`analysis.metrics.lineage_groups`). A negative seed (an imported model's ``-1``: none
-    recorded) is no family: such a model is joined only to its parent or children."""
+    recorded) is no family: such a model shares a group only with its own ancestors and descendants."""
     idx = zoo.index(list(ids))
     parents = np.asarray(zoo.models["parent_id"], dtype=object)[idx] if "parent_id" in zoo.models else None
     values = None
@@ -228,15 +229,55 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     return ExtractResult(key, spec.name, values, ids, meta)
 
 
+def _params_blob(params: Any) -> str:
+    return json.dumps(params, sort_keys=True, default=str)  # as the cache key sees them
+
+
+def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> list[dict]:
+    """The cache entries (one per cached step) that ``text`` names, resolved as extraction keys them.
+
+    ``text`` is a cache key, or a spec resolved to its extractor, version and parameters with the
+    defaults merged (``cka`` and ``cka:debiased=false`` are one entry). A bare name whose default
+    is not cached takes its one cached variant; several are a :class:`UserError` listing them. A
+    name no registered extractor has (``probe-search``, a plugin not loaded) matches stored specs
+    as written. A subset's entry (forecast, select) is found only by its key. ``[]``: not cached.
+    """
+    if metas is None:
+        metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    by_key = [m for m in metas if m.get("key") == text]
+    if by_key:
+        return by_key
+    population = [m for m in metas if not m.get("subset")]
+    try:
+        name, overrides = parse_spec(text)
+        spec = get_extractor(name)
+        params = spec.resolve_params(overrides)
+    except UserError:
+        return [m for m in population if text in (m.get("spec"), m.get("extractor"))]
+    mine = [m for m in population if m.get("extractor") == spec.name and str(m.get("version")) == str(spec.version)]
+    exact = [m for m in mine if _params_blob(m.get("params")) == _params_blob(params)]
+    if exact or overrides:
+        return exact
+    variants = {_params_blob(m.get("params")): m for m in mine}
+    if len(variants) > 1:
+        names = sorted(variant_spec(spec.name, m.get("params") or {}, params) for m in variants.values())
+        raise UserError(f"'{text}' is ambiguous: its default is not cached, and {len(names)} variants are "
+                        f"(name one with --fp): {', '.join(names)}")
+    return mine
+
+
+def variant_spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``name:key=value,...`` with the parameters that differ from the defaults."""
+    diff = [f"{k}={_params_blob(v).strip(chr(34))}" for k, v in sorted(params.items())
+            if _params_blob(v) != _params_blob(defaults.get(k))]
+    return f"{name}:{','.join(diff)}" if diff else name
+
+
 def load_cached(zoo: Zoo, spec_text: str, step: int | str | None = None) -> ExtractResult | None:
-    """The cached fingerprint for a spec (and step), without computing anything."""
-    name, overrides = parse_spec(spec_text)
-    spec = get_extractor(name)
-    params = spec.resolve_params(overrides)
-    for meta in zoo.list_fingerprints():
-        if (meta.get("extractor") == spec.name and meta.get("params") == params and not meta.get("subset")
-                and (step is None or meta.get("step") == step)):
+    """The cached fingerprint for a spec (and step), without computing anything (:func:`find_cached`)."""
+    for meta in find_cached(zoo, spec_text):
+        if step is None or meta.get("step") == step:
             hit = zoo.load_fingerprint(meta["key"])
             if hit is not None:
-                return ExtractResult(meta["key"], spec.name, hit[0], hit[1], hit[2], cached=True)
+                return ExtractResult(meta["key"], str(meta.get("extractor")), hit[0], hit[1], hit[2], cached=True)
     return None
