@@ -105,7 +105,7 @@ class TaskView:
         (no per-model data order, poisoning or seeds)."""
         task = self._behind()
         if not hasattr(task, "train_set") or not hasattr(task, "loss"):
-            raise UserError(f"task '{self.name}' has no labelled training data (imported zoos have only probe sets)")
+            raise UserError(f"task '{self.name}' has no labelled training data")
         x, y = task.train_set()
         return x.clone(), y.clone()
 

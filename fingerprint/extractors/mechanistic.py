@@ -279,8 +279,8 @@ def aligned_weights(models, reference: int = 0, iterations: int = 10):
 def _labelled(models, n: int):
     try:
         x, y = models.task.train_data()
-    except UserError:
-        raise UserError("lmc-barrier needs the task's labelled training data; this zoo's task has none (imported zoos)") from None
+    except UserError as e:
+        raise UserError(f"lmc-barrier needs labelled training data: {e}") from None
     return x[:n], y[:n], models.task.loss
 
 
