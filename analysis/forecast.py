@@ -44,8 +44,8 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     out["ami"] = float(adjusted_mutual_info_score(y, c.labels.astype(str)))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
     cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
-    if groups is not None:
-        _, g = np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)
+    g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
+    if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
         k = min(k, int(g.max()) + 1)
         cv, kw = StratifiedGroupKFold(max(k, 2), shuffle=True, random_state=random_state), {"groups": g}
     if k >= 2:

@@ -144,14 +144,14 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
 def heldout_split(y: np.ndarray, groups: Any, train_fraction: float, seed: int) -> tuple[np.ndarray, str]:
     """A train mask ``[n]`` stratified by the class codes ``y [n]``, and how it split: ``"families"``
     (whole ``groups`` on one side: ``StratifiedGroupKFold`` into up to 10 folds, the first
-    ``round((1 - train_fraction) * folds)`` held out) or ``"models"`` (no groups, or fewer than two:
-    each class split on its own)."""
+    ``round((1 - train_fraction) * folds)`` held out) or ``"models"`` (no groups, fewer than two, or
+    none with two members: each class split on its own, as without groups)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n = len(y)
     rs = np.random.default_rng(seed)
     n_groups = len(set(map(str, groups))) if groups is not None else 0
-    if n_groups >= 2 and np.bincount(y).max() >= 2:
+    if 2 <= n_groups < n and np.bincount(y).max() >= 2:  # some family has relatives to keep together
         folds = min(10, n_groups, int(np.bincount(y).max()))
         n_test = int(np.clip(round((1 - train_fraction) * folds), 1, folds - 1))
         codes = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
