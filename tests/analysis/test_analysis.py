@@ -227,7 +227,8 @@ def test_scorecard_probe_folds_follow_parent_links(lineage):
              "parent_id": np.asarray(parent_id, dtype=object)}
     if lineage:
         table["family"] = np.arange(len(ids))  # every model its own lineage value
-    opts = sc.AnalysisOptions(label="kind", lineage="family" if lineage else None, n_boot=0, calibrate=False)
+    opts = sc.AnalysisOptions(label="kind", lineage="family" if lineage else None, n_boot=0, calibrate=False,
+                              embedding="pca")
     res = sc.analyze([sc.FingerprintInput("fp", x, ids, {})], table, opts)
     auroc = res.fingerprints[0].scores["probe_auroc"]
     assert 0.35 < auroc < 0.65, auroc
