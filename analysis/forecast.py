@@ -2,8 +2,9 @@
 
 For each checkpoint step, a fingerprint of the models at that step is scored on how well it predicts
 each model's *final* basin: ``accuracy`` (and ``auroc``) of a cross-validated linear classifier on a
-labelled subset, and ``ami`` between an unsupervised clustering at that step and the final basins.
-Pure functions on arrays; ``fingerprint.forecast`` feeds them a zoo.
+labelled subset (folds keep an init family together), and ``ami`` between an unsupervised
+clustering at that step and the final basins. Pure functions on arrays; ``fingerprint.forecast``
+feeds them a zoo.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import (
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    cross_val_predict,
+)
 
 from analysis.clustering import cluster, coordinates
 
@@ -24,8 +29,12 @@ def classifier() -> LogisticRegression:
 
 
 def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
-                  distances: bool | None = None) -> dict[str, float | None]:
-    """Scores for one step: ``values`` ``[n, d]`` (or ``[n, n]``) against final basin labels ``[n]``."""
+                  distances: bool | None = None, groups: Sequence | None = None) -> dict[str, float | None]:
+    """Scores for one step: ``values`` ``[n, d]`` (or ``[n, n]``) against final basin labels ``[n]``.
+
+    ``groups`` ``[n]`` (each model's init family) keeps a family in one fold
+    (``StratifiedGroupKFold``): relatives on both sides of a fold would let the classifier
+    recognise a relative instead of forecasting the basin."""
     y = np.asarray([str(v) for v in final])
     classes, yi = np.unique(y, return_inverse=True)
     out: dict[str, float | None] = {"accuracy": None, "auroc": None, "ami": None, "n_models": int(len(y)),
@@ -34,11 +43,15 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     c = cluster(values, distances=distances, random_state=random_state)
     out["ami"] = float(adjusted_mutual_info_score(y, c.labels.astype(str)))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
+    cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
+    g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
+    if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
+        k = min(k, int(g.max()) + 1)
+        cv, kw = StratifiedGroupKFold(max(k, 2), shuffle=True, random_state=random_state), {"groups": g}
     if k >= 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            proba = cross_val_predict(classifier(), x, yi, cv=StratifiedKFold(k, shuffle=True, random_state=random_state),
-                                      method="predict_proba")
+            proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba", **kw)
         out["accuracy"] = float((proba.argmax(1) == yi).mean())
         if len(classes) == 2:
             out["auroc"] = float(roc_auc_score(yi, proba[:, 1]))

@@ -58,6 +58,24 @@ def root_family(model_ids, parent_ids) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+def lineage_groups(model_ids, lineage=None, parent_ids=None) -> np.ndarray:
+    """Each model's cross-validation group ``[n]``: the lineage value of its root (:func:`root_family`:
+    follow ``parent_id`` up to a model without a parent), so a parent and its spawned / fine-tuned
+    children share a group even when an imported zoo gives them different lineage values, and
+    models whose roots share a value (one init seed) share it too. A root outside the population
+    takes the value of its first member. Without ``lineage``, the root's id; without either, each
+    model alone."""
+    ids = [str(m) for m in model_ids]
+    roots = root_family(ids, parent_ids) if parent_ids is not None else np.asarray(ids, dtype=object)
+    if lineage is None:
+        return roots
+    own = dict(zip(ids, (str(x) for x in lineage)))
+    name: dict[str, str] = {}
+    for m, root in zip(ids, roots):
+        name.setdefault(root, own.get(root, own[m]))
+    return np.asarray([name[r] for r in roots], dtype=object)
+
+
 def within_basin_ami(clusters, family, basins=None, min_basin: int = MIN_BASIN) -> tuple[float | None, dict[str, float]]:
     """Size-weighted mean over true basins of AMI(clusters, family) restricted to each basin.
 

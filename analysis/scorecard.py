@@ -99,11 +99,11 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     col = lambda c: np.asarray(table[c], dtype=object)[rows_arr]  # noqa: E731
     label = col(opts.label) if opts.label and opts.label in table else None
     lineage = col(opts.lineage) if opts.lineage and opts.lineage in table else None
-    parents = None
+    parents = parent_ids = None
     if "parent_id" in table:
         p = col("parent_id")
         if any(str(x) for x in p):
-            parents = mt.root_family(ids, p)
+            parent_ids, parents = p, mt.root_family(ids, p)
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
@@ -126,12 +126,15 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none
     family = lineage if lineage is not None else np.asarray(ids, dtype=object)
+    # the probe's folds: the lineage value of each model's root, so that a child (whose imported
+    # lineage value may differ from its parent's) never sits across a fold from its parent
+    folds = mt.lineage_groups(ids, lineage, parent_ids)
     n_families = len({str(f) for f in family})
     calib: dict[str, Any] = {"n_families": n_families}
     oof = None
     if has_label:
         scores["deep_ami"] = mt.ami(clusters, label)
-        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=family, return_oof=True)
+        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=folds, return_oof=True)
         scores["probe_auroc"] = None if oof is None else oof[0]
     else:
         scores["deep_ami"] = None

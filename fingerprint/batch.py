@@ -105,13 +105,18 @@ class TaskView:
         (no per-model data order, poisoning or seeds)."""
         task = self._behind()
         if not hasattr(task, "train_set") or not hasattr(task, "loss"):
-            raise UserError(f"task '{self.name}' has no labelled training data (imported zoos have only probe sets)")
+            raise UserError(f"task '{self.name}' has no labelled training data")
         x, y = task.train_set()
         return x.clone(), y.clone()
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The task's per-model training loss ``[n_models]`` from outputs ``[n_models, B, n_out]``."""
         return self._behind().loss(out, y)
+
+
+def _natural(name: str) -> list:
+    """Sort key: layer2 before layer10, 2.weight before 10.weight."""
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
 
 
 class ModelBatch:
@@ -167,12 +172,22 @@ class ModelBatch:
 
     def weight_matrices(self) -> list[tuple[str, torch.Tensor]]:
         """The weight matrices (and conv kernels) in the architecture's order, whatever their names:
-        ``[(name, [n_models, out, in, ...]), ...]``; biases and other vectors left out. One plugin
-        runs on built-in and imported zoos alike."""
-        def natural(name: str) -> list:  # layer2 before layer10, 2.weight before 10.weight
-            return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
+        ``[(name, [n_models, out, in, ...]), ...]``; biases, other vectors, scalars and buffers left
+        out. One plugin runs on built-in and imported zoos alike."""
+        w = self.weights()
+        return [(k, w[k]) for k in sorted(w, key=_natural) if w[k].dim() >= 3]
 
-        return [(k, self.params[k]) for k in sorted(self.params, key=natural) if self.params[k].dim() >= 3]
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The trained weights ``{name: [n_models, ...]}``: every parameter but the entries of
+        :meth:`non_weights` (an imported module's buffers). Weight-space extractors read these."""
+        skip = self.non_weights()
+        return {k: v for k, v in self.params.items() if k not in skip}
+
+    def non_weights(self) -> dict[str, str]:
+        """State entries that are not weights, and what each is (``{"norm.running_mean": "buffer",
+        "count": "int64 buffer"}``): extractors leave them out and say so in their metadata."""
+        found = getattr(self.family, "non_weights", None)
+        return {k: v for k, v in (found() if callable(found) else {}).items() if k in self.params}
 
     def subset(self, idx: Sequence[int]) -> "ModelBatch":
         idx_t = torch.as_tensor(list(idx), dtype=torch.long)

@@ -12,12 +12,14 @@ cache is never half-written. Diverged models are left out.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from analysis.metrics import lineage_groups
 from fingerprint.batch import ModelBatch
 from fingerprint.population import (
     check_code,
@@ -75,6 +77,21 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     dstep = np.asarray(zoo.models["diverged_step"])[idx]
     keep = ~div if step is None else ~(div & (dstep <= step))
     return [m for m, k in zip(ids, keep) if k]
+
+
+def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed") -> np.ndarray:
+    """Each model's init family ``[n]`` (for folds and held-out splits that keep relatives together):
+    the ``lineage`` value of the model's lineage root, as in the scorecard
+    (:func:`analysis.metrics.lineage_groups`). A negative seed (an imported model's ``-1``: none
+    recorded) is no family: such a model shares a group only with its own ancestors and descendants."""
+    idx = zoo.index(list(ids))
+    parents = np.asarray(zoo.models["parent_id"], dtype=object)[idx] if "parent_id" in zoo.models else None
+    values = None
+    if lineage in zoo.models:
+        col = np.asarray(zoo.models[lineage])[idx]
+        values = np.asarray([f"model {m}" if np.issubdtype(col.dtype, np.integer) and lineage.endswith("_seed") and v < 0
+                             else str(v) for m, v in zip(ids, col)], dtype=object)
+    return lineage_groups(ids, values, parents)
 
 
 CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights,
@@ -150,13 +167,16 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     key_params = dict(params)
     if subset:  # a subset of the population (forecast, select): its own cache entry, marked as such
         key_params["_models"] = zoo.model_set_hash(ids)[:12]
-    lab = None
+    lab = fam = None
     if spec.supervised:
         if label_map is None:
             return ExtractResult(spec.cache_key(params, step_key), spec.name, None, ids,
                                  error=f"extractor '{spec.name}' is supervised: it needs labels (--label COLUMN)")
         lab = [label_map.get(m) for m in ids]
         key_params["_labels"] = hashlib.sha256("\n".join(map(str, lab)).encode()).hexdigest()[:12]
+        if spec.takes_groups:  # held out by whole families: relatives on both sides would flatter the score
+            _, fam = np.unique(family_groups(zoo, ids).astype(str), return_inverse=True)
+            key_params["_groups"] = hashlib.sha256(fam.astype(np.int64).tobytes()).hexdigest()[:12]
     key = spec.cache_key(key_params, step_key)
     meta = {"extractor": spec.name, "spec": text, "version": spec.version, "kind": spec.kind, "output": spec.output,
             "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source}
@@ -203,7 +223,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
         else:
             if "all" not in batch_cache:
                 batch_cache["all"] = ModelBatch.from_zoo(zoo, ids, step, device)
-            values, extras = spec.compute(batch_cache["all"], params, lab)
+            values, extras = spec.compute(batch_cache["all"], params, lab, fam)
             if on_progress:
                 on_progress(text, len(ids), len(ids))
     except CorruptFileError:  # the zoo's failure, not this extractor's: every other one would hit it too
@@ -226,15 +246,55 @@ def _check_widths(zoo: Zoo, text: str, ids: Sequence[str], parts: Sequence[np.nd
                         "across architectures (behavioural ones on a shared probe set, e.g. probe-outputs, can)")
 
 
+def _params_blob(params: Any) -> str:
+    return json.dumps(params, sort_keys=True, default=str)  # as the cache key sees them
+
+
+def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> list[dict]:
+    """The cache entries (one per cached step) that ``text`` names, resolved as extraction keys them.
+
+    ``text`` is a cache key, or a spec resolved to its extractor, version and parameters with the
+    defaults merged (``cka`` and ``cka:debiased=false`` are one entry). A bare name whose default
+    is not cached takes its one cached variant; several are a :class:`UserError` listing them. A
+    name no registered extractor has (``probe-search``, a plugin not loaded) matches stored specs
+    as written. A subset's entry (forecast, select) is found only by its key. ``[]``: not cached.
+    """
+    if metas is None:
+        metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    by_key = [m for m in metas if m.get("key") == text]
+    if by_key:
+        return by_key
+    population = [m for m in metas if not m.get("subset")]
+    try:
+        name, overrides = parse_spec(text)
+        spec = get_extractor(name)
+        params = spec.resolve_params(overrides)
+    except UserError:
+        return [m for m in population if text in (m.get("spec"), m.get("extractor"))]
+    mine = [m for m in population if m.get("extractor") == spec.name and str(m.get("version")) == str(spec.version)]
+    exact = [m for m in mine if _params_blob(m.get("params")) == _params_blob(params)]
+    if exact or overrides:
+        return exact
+    variants = {_params_blob(m.get("params")): m for m in mine}
+    if len(variants) > 1:
+        names = sorted(variant_spec(spec.name, m.get("params") or {}, params) for m in variants.values())
+        raise UserError(f"'{text}' is ambiguous: its default is not cached, and {len(names)} variants are "
+                        f"(name one with --fp): {', '.join(names)}")
+    return mine
+
+
+def variant_spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``name:key=value,...`` with the parameters that differ from the defaults."""
+    diff = [f"{k}={_params_blob(v).strip(chr(34))}" for k, v in sorted(params.items())
+            if _params_blob(v) != _params_blob(defaults.get(k))]
+    return f"{name}:{','.join(diff)}" if diff else name
+
+
 def load_cached(zoo: Zoo, spec_text: str, step: int | str | None = None) -> ExtractResult | None:
-    """The cached fingerprint for a spec (and step), without computing anything."""
-    name, overrides = parse_spec(spec_text)
-    spec = get_extractor(name)
-    params = spec.resolve_params(overrides)
-    for meta in zoo.list_fingerprints():
-        if (meta.get("extractor") == spec.name and meta.get("params") == params and not meta.get("subset")
-                and (step is None or meta.get("step") == step)):
+    """The cached fingerprint for a spec (and step), without computing anything (:func:`find_cached`)."""
+    for meta in find_cached(zoo, spec_text):
+        if step is None or meta.get("step") == step:
             hit = zoo.load_fingerprint(meta["key"])
             if hit is not None:
-                return ExtractResult(meta["key"], spec.name, hit[0], hit[1], hit[2], cached=True)
+                return ExtractResult(meta["key"], str(meta.get("extractor")), hit[0], hit[1], hit[2], cached=True)
     return None

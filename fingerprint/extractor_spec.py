@@ -98,13 +98,20 @@ class ExtractorSpec:
             out[k] = check_param(self.name, k, v, self.params[k], self.bounds.get(k))
         return out
 
+    @property
+    def takes_groups(self) -> bool:
+        """A supervised extractor that holds out whole init families: its function takes ``groups``."""
+        fn = self.fn.__call__ if inspect.isclass(self.fn) else self.fn
+        return "groups" in inspect.signature(fn).parameters
+
     def cache_key(self, params: dict[str, Any], step: int | str) -> str:
         blob = json.dumps({"name": self.name, "version": self.version, "params": params, "step": step},
                           sort_keys=True, default=str)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)
         return f"{safe}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
-    def compute(self, models: Any, params: dict[str, Any], labels: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def compute(self, models: Any, params: dict[str, Any], labels: Any = None, groups: Any = None
+                ) -> tuple[np.ndarray, dict[str, Any]]:
         """Run and validate: features ``[n, d]`` or distances ``[n, n]`` / ``[n, n_landmarks]``, finite.
 
         The extractor sees opaque row ids (``m0000``, ...) instead of the zoo's (which encode seeds and
@@ -112,7 +119,8 @@ class ExtractorSpec:
         ids, which it never sees: the zoo's seed-grid order does not reach it, and the same models give
         the same order, so a deterministic plugin stays deterministic), and a copy of the parameters. Rows, and model ids in the returned metadata, are put back in the caller's
         order and ids afterwards. Only supervised extractors receive ``labels`` (one per model, in
-        ``models.model_ids`` order). Any failure -- an exception, ``sys.exit``, unreadable output --
+        ``models.model_ids`` order), and those with a ``groups`` argument also ``groups``: each
+        model's init family as an opaque integer (relatives share one), to hold out whole families. Any failure -- an exception, ``sys.exit``, unreadable output --
         is a :class:`PluginError` naming the extractor.
         """
         real = list(models.model_ids)
@@ -121,6 +129,8 @@ class ExtractorSpec:
         order = _hidden_order(real) if plugin else np.arange(n)
         view = _blind(models, order, copy=plugin)
         kw = {"labels": None if labels is None else [labels[i] for i in order]} if self.supervised else {}
+        if self.supervised and self.takes_groups:
+            kw["groups"] = None if groups is None else [groups[i] for i in order]
         res = self._call(view, params, kw)
         try:
             values, extra = self._validate(res, n)
@@ -295,7 +305,7 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Any]:
         params = list(inspect.signature(fn).parameters.values())[1:]  # first is the ModelBatch
     out = {}
     for p in params:
-        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name == "labels":  # labels are data, not a parameter
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in ("labels", "groups"):  # data, not parameters
             continue
         if p.default is inspect.Parameter.empty:
             raise PluginError(f"extractor {getattr(fn, '__name__', fn)!r}: parameter '{p.name}' needs a default")

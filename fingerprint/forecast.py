@@ -2,7 +2,7 @@
 
 ``forecast`` extracts a fingerprint at every checkpoint step of the seed grid and scores how well it
 predicts each model's final basin (the ground-truth label, or the fingerprint's own final clusters
-when there is none). ``select_and_continue`` runs the proposal's procedure: fit the forecaster on a
+when there is none), cross-validated in folds that keep an init family together. ``select_and_continue`` runs the proposal's procedure: fit the forecaster on a
 calibration subset trained to the end, forecast the other seeds at an early step, continue only the
 seeds predicted to land in the wanted basin (from their checkpoints, never from scratch), and report
 the purity reached and the compute used against training every seed to the end. ``procedure``
@@ -20,7 +20,7 @@ import numpy as np
 
 from analysis.clustering import cluster
 from analysis.forecast import earliest, forecast_step, select
-from fingerprint.extraction import active_models, extract
+from fingerprint.extraction import active_models, extract, family_groups
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.plan import check_device
@@ -58,6 +58,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[s
     ids = _seed_grid(zoo)
     final_step = int(max(zoo.models["final_step"][zoo.index(ids)]))
     steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in ids[:1]) and s <= final_step]
+    families = family_groups(zoo, ids)  # folds keep an init family together
     curve = []
     target_name = None
     for spec in specs:
@@ -67,8 +68,8 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[s
             (res,) = extract(zoo, [spec], step=s, model_ids=have)
             if res.error:
                 raise UserError(res.error)
-            yy = y[[ids.index(m) for m in res.model_ids]]
-            point = forecast_step(res.values, yy)
+            rows = [ids.index(m) for m in res.model_ids]
+            point = forecast_step(res.values, y[rows], groups=families[rows])
             curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
     summary = {"target": target_name, "n_models": len(ids), "final_step": final_step, "forecast": curve,
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}

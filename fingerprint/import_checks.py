@@ -213,3 +213,50 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
     return n_out
+
+
+def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[int] | None
+              ) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    """Labelled data for an imported zoo, checked: ``(x [N, *input_shape], y [N, ...], loss)``.
+
+    ``spec`` is ``module:function`` (called with no arguments, returning ``(x, y)`` tensors) or the
+    pair itself; ``None`` gives ``None``. Integer ``y`` are class indices (``classification``:
+    cross-entropy over the model's outputs); float ``y`` are targets of the outputs' shape
+    (``regression``: mean squared error). ``x`` must have the probes' input shape and run through
+    the model."""
+    if spec is None:
+        return None
+    s = spec if isinstance(spec, str) else "data"
+    if isinstance(spec, str):
+        fn = resolve(spec, "data function")
+        try:
+            spec = fn()
+        except Exception as e:  # noqa: BLE001 - the user's function may raise anything
+            raise PluginError(f"data function '{s}' raised {type(e).__name__}: {e}") from None
+    if not isinstance(spec, (tuple, list)) or len(spec) != 2 or not all(isinstance(t, torch.Tensor) for t in spec):
+        raise UserError(f"data '{s}' must be a pair of tensors (x [N, *input_shape], y [N, ...]), got {type(spec).__name__}")
+    x, y = (t.detach().cpu() for t in spec)
+    if x.dim() < 1 or len(x) == 0 or len(y) != len(x):
+        raise UserError(f"data '{s}': x {list(x.shape)} and y {list(y.shape)} need the same number (> 0) of examples")
+    for name, t in (("x", x), ("y", y)):
+        if t.is_complex() or (t.is_floating_point() and not bool(torch.isfinite(t).all())):
+            raise UserError(f"data '{s}': {name} holds complex, NaN or inf values")
+    if input_shape is not None and list(x.shape[1:]) != list(input_shape):
+        raise UserError(f"data '{s}': inputs of shape {list(x.shape[1:])}, the probe sets' are {list(input_shape)}")
+    x = x.float() if x.is_floating_point() else x
+    try:
+        with torch.no_grad():
+            out = template.eval()(x[:2])
+    except Exception as e:  # noqa: BLE001
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"data '{s}' x {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+    n_out = int(out.shape[-1])
+    if y.dtype == torch.bool or not y.is_floating_point():
+        if y.dim() != 1 or int(y.min()) < 0 or int(y.max()) >= n_out:
+            raise UserError(f"data '{s}': integer y are class indices [N] in [0, {n_out}) for the model's {n_out} outputs, "
+                            f"got shape {list(y.shape)}, values {int(y.min())}..{int(y.max())}")
+        return x, y.long(), "classification"
+    if list(y.shape[1:]) != list(out.shape[1:]) and not (y.dim() == 1 and n_out == 1):
+        raise UserError(f"data '{s}': float y are regression targets of the outputs' shape {list(out.shape[1:])}, "
+                        f"got {list(y.shape[1:])} per example (class labels: give integer y)")
+    return x, y.float(), "regression"

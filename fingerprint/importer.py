@@ -33,6 +33,7 @@ from fingerprint.import_checks import (
     _check_forward,
     check_against,
     check_probes,
+    load_data,
     load_probes,
     load_state_dict,
     read_metadata,
@@ -57,8 +58,9 @@ __all__ = ["CHECKPOINT_SUFFIXES", "SHARD_SIZE", "TRUSTED_FACTORIES", "build_temp
 
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
                        family: dict[str, Any], metadata: dict[str, np.ndarray] | None, probes: dict[str, torch.Tensor],
-                       source: str, overwrite: bool = False) -> Path:
-    """Write the zoo into a temporary sibling directory, then rename it onto ``out``."""
+                       source: str, overwrite: bool = False, data: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Path:
+    """Write the zoo into a temporary sibling directory, then rename it onto ``out``. ``data``: the
+    checked ``(x, y, loss)`` of :func:`~fingerprint.import_checks.load_data`, stored in ``data.h5``."""
     out = Path(out)
     check_output(out, overwrite=overwrite)  # --overwrite replaces only a zoo (the caller checked its inputs)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -91,6 +93,8 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
             shards.append({"name": name, "phase": 0, "n_models": k})
         if probes:
             zoo_io.write_probes(tmp, probes)
+        if data is not None:
+            zoo_io.write_data(tmp, *data)
         zoo_io.write_manifest(tmp, {
             "kind": "zoo", "source": source, "created": time.time(), "config": {},
             "task": {"name": None, "params": {}}, "family": family,
@@ -110,10 +114,12 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
 def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: str | Path | None = None,
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
                        on_file: Callable[[Path], None] | None = None, strict: bool = False,
-                       privileged_probes: Sequence[str] = ()) -> Path:
+                       privileged_probes: Sequence[str] = (), data: str | None = None) -> Path:
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
 
     ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
+    ``data`` (``module:function`` returning ``(x, y)``) gives the zoo labelled data, so that losses,
+    loss gradients and ``lmc-barrier`` work on it.
     """
     src = Path(src)
     if not src.is_dir():
@@ -136,6 +142,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     layers = list(dict.fromkeys(layers))
     probe_sets = load_probes(probes)
     n_out = _check_forward(template, probe_sets, layers, arch)
+    labelled = load_data(data, template, arch, _input_shape(probe_sets))
     sds = []
     for f in files:
         sd = load_state_dict(f)
@@ -143,11 +150,33 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         sds.append({k: sd[k] for k in expected})
         if on_file:
             on_file(f)
-    input_shape = list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else []
-    family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": input_shape, "n_out": n_out,
-              "privileged_probes": _privileged(privileged_probes, probe_sets),
-              "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch)}
-    return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite)
+    family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
+              "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
+              "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
+              **_data_spec(labelled, data)}
+    return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled)
+
+
+def _input_shape(probe_sets: dict[str, torch.Tensor], labelled: Any = None) -> list[int] | None:
+    """The models' input shape: the probe sets', else the labelled data's (``None`` before data is read)."""
+    if probe_sets:
+        return list(next(iter(probe_sets.values())).shape[1:])
+    return list(labelled[0].shape[1:]) if labelled is not None else None
+
+
+def _n_out(n_out: int, template: nn.Module, labelled: Any) -> int:
+    """Outputs per input: from the probes' forward pass, else from the data's."""
+    if n_out >= 0 or labelled is None:
+        return n_out
+    with torch.no_grad():
+        return int(template.eval()(labelled[0][:2]).shape[-1])
+
+
+def _data_spec(labelled: Any, source: Any) -> dict[str, Any]:
+    """The manifest's note on ``data.h5``: ``{"data": {"n", "loss", "source"}}``, or nothing."""
+    if labelled is None:
+        return {}
+    return {"data": {"n": int(len(labelled[0])), "loss": labelled[2], "source": source if isinstance(source, str) else "in memory"}}
 
 
 def model_id_of(path: Path) -> str:
@@ -175,7 +204,7 @@ def _privileged(names: Sequence[str], probe_sets: dict[str, Any]) -> list[str]:
 def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None, metadata: dict[str, Sequence[Any]] | None = None,
                      model_ids: Sequence[str] | None = None, probes: dict[str, torch.Tensor] | None = None,
                      layers: Sequence[str] = (), factory: str | Callable[[], nn.Module] | None = None, overwrite: bool = False,
-                     privileged_probes: Sequence[str] = ()):
+                     privileged_probes: Sequence[str] = (), data: Any = None):
     """``Zoo.from_modules``: a list of same-architecture modules -> an opened :class:`~fingerprint.Zoo`."""
     if not modules:
         raise UserError("Zoo.from_modules needs at least one module")
@@ -206,15 +235,16 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     label = factory if isinstance(factory, str) else f"{type(template).__module__}:{type(template).__qualname__}"
     layers = list(dict.fromkeys(layers))
     n_out = _check_forward(template, probe_sets, layers, label)
+    labelled = load_data(data, template, label, _input_shape(probe_sets))
     family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": layers,
-              "input_shape": list(next(iter(probe_sets.values())).shape[1:]) if probe_sets else [], "n_out": n_out,
-              "privileged_probes": _privileged(privileged_probes, probe_sets)}
+              "input_shape": _input_shape(probe_sets, labelled) or [], "n_out": _n_out(n_out, template, labelled),
+              "privileged_probes": _privileged(privileged_probes, probe_sets), **_data_spec(labelled, data)}
     if out is None:  # a scratch zoo for this session: removed when the interpreter exits
         target = Path(tempfile.mkdtemp(prefix="zoo-"))
         atexit.register(shutil.rmtree, target, ignore_errors=True)
     else:
         target = Path(out)
-    write_imported_zoo(target, ids, sds, family, meta, probe_sets, "modules", overwrite or out is None)
+    write_imported_zoo(target, ids, sds, family, meta, probe_sets, "modules", overwrite or out is None, labelled)
     z = zoo_io.Zoo.open(target)
     z.module_factory = factory if callable(factory) else (lambda: copy.deepcopy(template))
     return z

@@ -37,7 +37,7 @@ from analysis.report import page
 from analysis.results import AnalysisResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
-from fingerprint.extraction import ExtractResult, extract, resolve_specs
+from fingerprint.extraction import ExtractResult, extract, find_cached, resolve_specs
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
@@ -204,16 +204,19 @@ def _step_rank(step: Any) -> float:
 
 
 def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[FingerprintInput]:
-    """Cached fingerprints as analysis inputs: the named ones (spec, extractor name or cache key) or all.
-    With several cached steps of one fingerprint, the latest is used."""
+    """Cached fingerprints as analysis inputs: the named ones (a spec resolved to its cache entry with
+    the defaults merged, or a cache key: :func:`~fingerprint.extraction.find_cached`) or all. With
+    several cached steps of one fingerprint, the latest is used."""
     metas = [m for m in zoo.list_fingerprints() if "error" not in m]
     if names:
         chosen = []
-        for n in names:  # a subset's entry (forecast, select) only when named by its cache key
-            hits = [m for m in metas if n == m.get("key") or (not m.get("subset") and n in (m.get("spec"), m.get("extractor")))]
+        for n in names:  # resolved as extraction keys it: `cka` and `cka:debiased=false` are one entry
+            hits = find_cached(zoo, n, metas)
             if not hits:
                 raise UserError(f"no cached fingerprint '{n}' in zoo '{zoo.path}' (cached: {choices(_fp_name(m) for m in metas)})")
-            chosen.append(max(hits, key=lambda m: _step_rank(m.get("step"))))
+            best = max(hits, key=lambda m: _step_rank(m.get("step")))
+            if best["key"] not in {c["key"] for c in chosen}:  # two names of one entry: analysed once
+                chosen.append(best)
     else:
         latest: dict[str, dict] = {}
         for m in metas:
@@ -242,9 +245,8 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
         if not inputs:
             raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} --fp NAME` or pass --fp")
         return inputs
-    metas = zoo.list_fingerprints()
-    known = {m.get("key") for m in metas} | {m.get(f) for m in metas if not m.get("subset") for f in ("spec", "extractor")}
-    missing = [n for n in names if n not in known]
+    metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here
     if missing:
         fingerprints(zoo, missing, label=label, progress=progress)
     return cached_fingerprints(zoo, names)

@@ -58,6 +58,8 @@ class ProbeSets:
     layers: list[str] = field(default_factory=list)
     causal: dict[str, Any] = field(default_factory=dict)
     privileged_probes: tuple[str, ...] = ()  # declared at import: built from the ground truth
+    data_dir: Path | None = None  # the zoo whose data.h5 holds its labelled data (read on first use)
+    _data: Any = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -73,6 +75,26 @@ class ProbeSets:
 
     def hypotheses(self) -> dict[str, Any]:
         return dict(self.causal)
+
+    def train_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled data given at import, ``(x [N, *input_shape], y [N, ...])``."""
+        return self._labelled()[:2]
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-model mean loss ``[n]`` from outputs ``[n, B, n_out]`` and targets ``[n, B, ...]``:
+        cross-entropy for class indices, squared error for float targets (as a built-in task's)."""
+        if self._labelled()[2] == "classification":
+            return torch.nn.functional.cross_entropy(out.movedim(-1, 1), y.long(), reduction="none").flatten(1).mean(1)
+        return (out.squeeze(-1) if y.dim() == out.dim() - 1 else out).sub(y).pow(2).flatten(1).mean(1)
+
+    def _labelled(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        if self._data is None:
+            found = zoo_io.read_data(self.data_dir) if self.data_dir is not None else None
+            if found is None:
+                raise UserError("this imported zoo has no labelled data: import it with --data module:function "
+                                "(a function returning (x, y) tensors; in Python Zoo.from_modules(..., data=(x, y)))")
+            self._data = found
+        return self._data
 
 
 def is_imported(zoo: zoo_io.Zoo) -> bool:
@@ -224,5 +246,5 @@ def task_for(zoo: zoo_io.Zoo) -> Any:
     if is_imported(zoo):
         sets = zoo_io.read_probes(zoo.path)
         return ProbeSets(sets, n_out=int(zoo.family_spec.get("n_out", -1)), layers=list(zoo.family_spec.get("layers") or []),
-                         privileged_probes=tuple(zoo.family_spec.get("privileged_probes") or ()))
+                         privileged_probes=tuple(zoo.family_spec.get("privileged_probes") or ()), data_dir=zoo.path)
     return _trained_parts(zoo)[1]

@@ -32,7 +32,7 @@ def _analysis(zoo_path, fp, trust_code, arch, **overrides):
 @app.command("cluster")
 def cluster_cmd(
     zoo_path: Path = typer.Argument(..., metavar="ZOO"),
-    fp: Optional[List[str]] = typer.Option(None, "--fp", help="Fingerprint (spec, extractor name or cache key; computed if not cached). Default: every cached one."),
+    fp: Optional[List[str]] = typer.Option(None, "--fp", help="Fingerprint (spec, extractor name or cache key; defaults merged, computed if not cached). Default: every cached one."),
     method: Optional[str] = o.METHOD, label: Optional[str] = o.LABEL, lineage: Optional[str] = o.LINEAGE,
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,

@@ -27,12 +27,14 @@ def import_cmd(
     hf: bool = typer.Option(False, "--hf", help="SRC holds Hugging Face causal LMs, one save_pretrained directory each (needs the 'hf' extra)."),
     probes_text: Optional[List[str]] = typer.Option(None, "--probes-text", help="With --hf: FILE of prompts, one per line (probe set in_dist), or NAME=FILE (repeatable)."),
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position (last: [prompts, vocab]) or at every one (all)."),
+    data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
 
     if hf:
-        given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged)) if v), None)
+        given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
+                                             ("--data", data)) if v), None)
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
@@ -60,7 +62,8 @@ def import_cmd(
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("checking checkpoints", total=max(n, 1))
             path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
-                                      on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or ())
+                                      on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or (),
+                                      data=data)
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)

@@ -10,6 +10,7 @@ fingerprinting large models with never-trained tokens.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -124,10 +125,11 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
 @extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,
            bounds={"n_queries": (1, None), "steps": (0, None), "lr": (0.0, None), "train_fraction": (0.0, 1.0)})
 def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int = 150, lr: float = 0.05,
-                    train_fraction: float = 0.5, reference: str = "in_dist", seed: int = 0):
+                    train_fraction: float = 0.5, reference: str = "in_dist", seed: int = 0, groups: Any = None):
     """Query inputs optimised jointly with a linear meta-classifier on a labelled subset of models
     (meta-neural analysis / "litmus patterns"). Supervised: needs per-model labels. Reports the
-    held-out AUROC (binary) or accuracy; the fingerprint is every model's output on the queries."""
+    held-out AUROC (binary) or accuracy; the fingerprint is every model's output on the queries.
+    ``groups`` (init families) keeps a family on one side of the split (:func:`heldout_split`)."""
     from sklearn.metrics import roc_auc_score
 
     if labels is None:
@@ -140,15 +142,7 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
     if not ref.is_floating_point():
         raise UserError("extractor 'learned-queries' needs continuous inputs (this task's inputs are tokens)")
     g = generator(seed)
-    n = len(models.model_ids)
-    rs = np.random.default_rng(seed)
-    train = np.zeros(n, bool)
-    for c in range(len(classes)):  # stratified split
-        idx = np.flatnonzero(y_all == c)
-        rs.shuffle(idx)
-        train[idx[: max(1, int(round(train_fraction * len(idx))))]] = True
-    if train.all():
-        train[rs.integers(n)] = False
+    train, split = heldout_split(y_all, groups, train_fraction, seed)
     q = ref[torch.randint(0, len(ref), (n_queries,), generator=g)].clone().float().requires_grad_(True)
     n_out = models.task.n_out
     W = torch.zeros(n_queries * n_out, len(classes), requires_grad=True)
@@ -179,4 +173,36 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
         heldout = float(roc_auc_score(yt, scores[test, 1]))
     else:
         heldout = float(roc_auc_score(yt, scores[test], multi_class="ovr", labels=list(range(len(classes)))))
-    return out, {"heldout_auroc": heldout, "train_mask": train.astype(np.int8), "classes": [str(c) for c in classes]}
+    return out, {"heldout_auroc": heldout, "heldout_split": split, "train_mask": train.astype(np.int8),
+                 "classes": [str(c) for c in classes]}
+
+
+def heldout_split(y: np.ndarray, groups: Any, train_fraction: float, seed: int) -> tuple[np.ndarray, str]:
+    """A train mask ``[n]`` stratified by the class codes ``y [n]``, and how it split: ``"families"``
+    (whole ``groups`` on one side: ``StratifiedGroupKFold`` into up to 10 folds, the first
+    ``round((1 - train_fraction) * folds)`` held out) or ``"models"`` (no groups, fewer than two, or
+    none with two members: each class split on its own, as without groups)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = len(y)
+    rs = np.random.default_rng(seed)
+    n_groups = len(set(map(str, groups))) if groups is not None else 0
+    if 2 <= n_groups < n and np.bincount(y).max() >= 2:  # some family has relatives to keep together
+        folds = min(10, n_groups, int(np.bincount(y).max()))
+        n_test = int(np.clip(round((1 - train_fraction) * folds), 1, folds - 1))
+        codes = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a class with fewer members than folds: sklearn warns, still splits
+            cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            tests = [t for _, t in cv.split(np.zeros(n), y, codes)]
+        train = np.ones(n, bool)
+        train[np.concatenate(tests[:n_test])] = False
+        return train, "families"
+    train = np.zeros(n, bool)
+    for c in np.unique(y):  # stratified split
+        idx = np.flatnonzero(y == c)
+        rs.shuffle(idx)
+        train[idx[: max(1, int(round(train_fraction * len(idx))))]] = True
+    if train.all():
+        train[rs.integers(n)] = False
+    return train, "models"

@@ -11,6 +11,7 @@ is scipy's assignment solver inside weight matching (the cost matrices are batch
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,24 +23,43 @@ from training.core.errors import UserError
 
 
 # -- weights -----------------------------------------------------------------------------------------
+def _weights(models, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights a weight-space extractor reads (no buffers) and the metadata that says what it
+    left out: ``{"skipped": {entry: "buffer" | "<dtype> buffer"}}`` (empty when nothing was)."""
+    weights = models.weights()
+    if not weights:
+        raise UserError(f"{name}: these models have no weights, only buffers ({', '.join(sorted(models.params))})")
+    skipped = models.non_weights()
+    return weights, ({"skipped": dict(sorted(skipped.items()))} if skipped else {})
+
+
 @extractor("weight-stats", kind="mechanistic")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95]):  # noqa: B006 - a plain, hashable default
-    """Per parameter tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant)."""
+    """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
+    a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``)."""
     q = torch.tensor([float(v) for v in quantiles])
+    weights, meta = _weights(models, "weight-stats")
     cols = []
-    for name in sorted(models.params):
-        w = models.params[name].flatten(1).float()
+    scalars = []
+    for name in sorted(weights):
+        w = weights[name].reshape(len(weights[name]), -1).float()  # [n, numel]; a 0-d weight stacks to [n]
+        if w.shape[1] == 1:  # no spread to describe: the value itself
+            cols.append(w[:, 0])
+            scalars.append(name)
+            continue
         mu, sd = w.mean(1), w.std(1, unbiased=False).clamp_min(1e-12)
         z = (w - mu[:, None]) / sd[:, None]
         cols += [mu, sd, w.abs().mean(1), z.pow(3).mean(1), z.pow(4).mean(1)]
         if len(q):
             cols += list(torch.quantile(w, q, dim=1))
-    return torch.stack(cols, 1)
+    if scalars:
+        meta["scalars"] = scalars
+    return torch.stack(cols, 1), meta
 
 
 def _matrices(models) -> list[tuple[str, torch.Tensor]]:
     """Every weight with at least two per-model dims, as ``[n, rows, cols]`` (conv kernels flattened)."""
-    return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(models.params.items()) if v.dim() >= 3]
+    return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(models.weights().items()) if v.dim() >= 3]
 
 
 def _singular_values(m: torch.Tensor) -> torch.Tensor:
@@ -68,7 +88,7 @@ def weight_spectra(models, top_k: int = 16, normalize: bool = False):
         cols.append(torch.nn.functional.pad(s[:, :k], (0, max(top_k - k, 0))))
     if not cols:
         raise UserError("weight-spectra: this architecture has no weight matrices")
-    return torch.cat(cols, 1)
+    return torch.cat(cols, 1), _weights(models, "weight-spectra")[1]
 
 
 # -- representations ---------------------------------------------------------------------------------
@@ -250,15 +270,17 @@ def _aligned(models, reference: int, iterations: int) -> dict[str, torch.Tensor]
 def aligned_weights(models, reference: int = 0, iterations: int = 10):
     """All weights after permutation alignment to a reference model (weight matching), flattened."""
     aligned = _aligned(models, reference, iterations)
-    return torch.cat([aligned[k].flatten(1) for k in sorted(aligned)], 1), {"reference": models.model_ids[reference]}
+    weights, meta = _weights(models, "aligned-weights")
+    return (torch.cat([aligned[k].reshape(len(aligned[k]), -1) for k in sorted(weights)], 1),
+            {"reference": models.model_ids[reference], **meta})
 
 
 # -- loss landscape ----------------------------------------------------------------------------------
 def _labelled(models, n: int):
     try:
         x, y = models.task.train_data()
-    except UserError:
-        raise UserError("lmc-barrier needs the task's labelled training data; this zoo's task has none (imported zoos)") from None
+    except UserError as e:
+        raise UserError(f"lmc-barrier needs labelled training data: {e}") from None
     return x[:n], y[:n], models.task.loss
 
 
@@ -352,10 +374,12 @@ def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int =
     g = generator(seed)
     r = torch.randn(models.task.n_out, generator=g).to(models.device)
     fam = models.family
-    params = {k: v.detach() for k, v in models.params.items()}
+    weights, meta = _weights(models, "gradients")
+    params = {k: v.detach() for k, v in weights.items()}
+    buffers = {k: v.detach() for k, v in models.params.items() if k not in weights}  # used, not differentiated
 
     def scalar(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
-        out = fam(p, xi.unsqueeze(0))  # [n, 1, n_out]; models are independent, so one sum gives each its own grad
+        out = fam({**p, **buffers}, xi.unsqueeze(0))  # [n, 1, n_out]; models are independent, so one sum gives each its own grad
         return (out.reshape(out.shape[0], -1, out.shape[-1])[:, -1] * r).sum()
 
     grads = vmap(grad(scalar), in_dims=(None, 0))(params, x)  # {name: [P, n, ...]}
@@ -365,4 +389,4 @@ def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int =
         gi = grads[name].movedim(0, 1).reshape(n, len(x), -1)
         R = torch.randn(gi.shape[-1], dim, generator=g).to(models.device) / math.sqrt(dim)
         proj += gi @ R
-    return proj.flatten(1)
+    return proj.flatten(1), meta

@@ -189,6 +189,61 @@ def test_root_family_follows_parents_to_the_root():
     assert mt.root_family(ids, parents).tolist() == ["a", "b", "a", "a", "x", "b"]
 
 
+def test_lineage_groups_are_the_lineage_of_each_root():
+    ids = ["a", "b", "c", "d", "e", "f"]
+    # c is a's child with another lineage value (an imported zoo); d shares a's value (one init seed);
+    # e and f are children of x, which is not in the population
+    groups = mt.lineage_groups(ids, [1, 2, 3, 1, 4, 5], ["", "", "a", "", "x", "x"])
+    assert groups.tolist() == ["1", "2", "1", "1", "4", "4"]
+    assert mt.lineage_groups(ids, None, ["", "a", "b", "", "d", ""]).tolist() == ["a", "a", "a", "d", "d", "f"]
+    assert mt.lineage_groups(ids).tolist() == ids
+
+
+def relatives_with_opposite_labels(n_pairs: int = 40, d: int = 8, seed: int = 0):
+    """Pairs of near-identical models (a parent and its near-copy child) whose binary label differs:
+    no fingerprint direction carries the label, so an honest probe scores chance."""
+    rng = np.random.default_rng(seed)
+    parents = rng.normal(size=(n_pairs, d))
+    x = np.repeat(parents, 2, axis=0) + 1e-3 * rng.normal(size=(2 * n_pairs, d))
+    label = np.tile(["kid", "parent"], n_pairs)[::-1]  # parent, kid, parent, kid, ...
+    ids = [f"p{i}" + (">s" if j else "") for i in range(n_pairs) for j in range(2)]
+    parent_id = ["" if j == 0 else f"p{i}" for i in range(n_pairs) for j in range(2)]
+    return x, label, ids, parent_id
+
+
+def test_probe_auroc_keeps_relatives_in_one_fold_so_opposite_labels_score_chance():
+    x, label, ids, parent_id = relatives_with_opposite_labels()
+    split = mt.probe_auroc(x, label)  # relatives on both sides of a fold: the sibling's label is learned, inverted
+    assert split < 0.35
+    grouped = mt.probe_auroc(x, label, groups=mt.lineage_groups(ids, None, parent_id))
+    assert 0.35 < grouped < 0.65
+
+
+@pytest.mark.parametrize("lineage", [False, True])
+def test_scorecard_probe_folds_follow_parent_links(lineage):
+    # an imported zoo: a child's own lineage value differs from its parent's, only parent_id links them
+    x, label, ids, parent_id = relatives_with_opposite_labels()
+    table = {"model_id": np.asarray(ids, dtype=object), "kind": label.astype(object),
+             "parent_id": np.asarray(parent_id, dtype=object)}
+    if lineage:
+        table["family"] = np.arange(len(ids))  # every model its own lineage value
+    opts = sc.AnalysisOptions(label="kind", lineage="family" if lineage else None, n_boot=0, calibrate=False,
+                              embedding="pca")
+    res = sc.analyze([sc.FingerprintInput("fp", x, ids, {})], table, opts)
+    auroc = res.fingerprints[0].scores["probe_auroc"]
+    assert 0.35 < auroc < 0.65, auroc
+
+
+def test_forecast_folds_keep_families_together():
+    from analysis.forecast import forecast_step
+
+    x, label, ids, parent_id = relatives_with_opposite_labels()
+    split = forecast_step(x, label)
+    grouped = forecast_step(x, label, groups=mt.lineage_groups(ids, None, parent_id))
+    assert split["auroc"] < 0.35
+    assert 0.35 < grouped["auroc"] < 0.65
+
+
 def test_lineage_nn_against_chance():
     # one basin of 6: families {0,1}, {2,3}, {4,5}; relatives sit together
     pts = np.array([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]])

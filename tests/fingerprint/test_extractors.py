@@ -511,3 +511,19 @@ def test_weight_matrices_serve_built_in_and_imported_zoos_and_wrong_names_list_t
     for zoo in (Zoo.open(tiny_zoo), imp):
         (ok,) = extract(zoo, ["first-matrix-norm-test"])
         assert ok.error is None and ok.values.shape == (len(zoo), 1)
+
+
+def test_learned_queries_holds_out_whole_init_families(tiny_zoo):
+    """A parent and its spawned / fine-tuned children differ in ``kind``: a split between relatives
+    would score recognising a relative; the held-out half is whole init families."""
+    zoo = Zoo.open(tiny_zoo)
+    (r,) = extract(zoo, ["learned-queries:steps=5,n_queries=2"], labels=dict(zip(zoo.model_ids, zoo.models["kind"])))
+    assert r.error is None and r.meta["heldout_split"] == "families"
+    _, ids, meta = zoo.load_fingerprint(r.key)
+    train = dict(zip(ids, np.asarray(meta["extra"]["train_mask"]).astype(bool)))
+    seeds = np.asarray(zoo.models["init_seed"])[zoo.index(r.model_ids)]
+    sides = {}
+    for m, s in zip(r.model_ids, seeds):
+        sides.setdefault(int(s), set()).add(bool(train[m]))
+    assert all(len(v) == 1 for v in sides.values()), sides  # every family on one side
+    assert {next(iter(v)) for v in sides.values()} == {True, False}  # and both sides used

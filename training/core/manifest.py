@@ -1,4 +1,4 @@
-"""The manifest (config, planned models, shards) and the probe sets of imported zoos.
+"""The manifest (config, planned models, shards), and the probe sets and labelled data of imported zoos.
 """
 
 from __future__ import annotations
@@ -54,6 +54,43 @@ def read_probes(zoo_dir: Path) -> dict[str, torch.Tensor]:
     with reading(label), h5py.File(path, "r") as f:
         check = open_checks(f, label, PROBES_FORMAT, "probe file")
         return {k: torch.from_numpy(check(ds, ds[()])) for k, ds in f.items()}
+
+
+DATA = "data.h5"
+DATA_FORMAT = "basin-fingerprint/data"
+LOSSES = ("classification", "regression")
+
+
+def write_data(zoo_dir: Path, x: torch.Tensor, y: torch.Tensor, loss: str) -> Path:
+    """Store an imported zoo's labelled data ``x [N, *input_shape]``, ``y [N, ...]`` in ``ZOO/data.h5``,
+    with the loss it is scored with (``classification``: cross-entropy on class indices;
+    ``regression``: mean squared error)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    path = Path(zoo_dir) / DATA
+    clean_zoo_orphans(zoo_dir)
+    with h5_writer(path) as w:
+        f = w.file
+        f.attrs["format"] = DATA_FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["loss"] = loss
+        w.put(f, "x", x.detach().cpu().numpy())
+        w.put(f, "y", y.detach().cpu().numpy())
+    return path
+
+
+def read_data(zoo_dir: Path) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    """``(x, y, loss)`` of an imported zoo's labelled data, or ``None`` when it was imported without."""
+    path = Path(zoo_dir) / DATA
+    if not path.exists():
+        return None
+    label = f"data file '{path}'"
+    with reading(label), h5py.File(path, "r") as f:
+        check = open_checks(f, label, DATA_FORMAT, "data file")
+        loss = str(f.attrs.get("loss", ""))
+        if loss not in LOSSES or set(f) != {"x", "y"}:
+            raise CorruptFileError(f"{label} is corrupt: expected datasets x, y and a loss in {LOSSES}")
+        return torch.from_numpy(check(f["x"], f["x"][()])), torch.from_numpy(check(f["y"], f["y"][()])), loss
 
 
 # -- manifests -------------------------------------------------------------------------------------

@@ -28,11 +28,14 @@ from training.core.integrity import (
            step_key,
 )
 from training.core.manifest import (
+           DATA,
            PROBES,
            check_manifest,
            completed_shards,
+           read_data,
            read_manifest,
            read_probes,
+           write_data,
            write_manifest,
            write_probes,
 )
@@ -40,8 +43,8 @@ from training.core.schema import RESULT_SCHEMAS, model_set_hash
 from training.core.shards import CORE_COLUMNS, ModelTable, Shard, ShardData, write_shard
 from training.core.zoo import Zoo
 
-__all__ = ["CHECKSUM", "CHECKSUMS", "CORE_COLUMNS", "FINGERPRINT_FORMAT", "MANIFEST", "PROBES", "RESULT_SCHEMAS", "SCHEMA_VERSION",
+__all__ = ["CHECKSUM", "CHECKSUMS", "CORE_COLUMNS", "DATA", "FINGERPRINT_FORMAT", "MANIFEST", "PROBES", "RESULT_SCHEMAS", "SCHEMA_VERSION",
            "SHARD_FORMAT", "ModelTable", "Shard", "ShardData", "Zoo", "atomic_path", "check_manifest", "clean_orphans",
            "clean_zoo_orphans", "completed_shards", "digest_all", "model_set_hash", "package_version", "publish_mode",
-           "read_json", "read_manifest", "read_probes", "row_digests", "staging_dir", "step_key", "write_json", "write_manifest",
-           "write_probes", "write_shard"]
+           "read_data", "read_json", "read_manifest", "read_probes", "row_digests", "staging_dir", "step_key", "write_data", "write_json",
+           "write_manifest", "write_probes", "write_shard"]

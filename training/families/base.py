@@ -194,6 +194,13 @@ class Family:
         """
         return {}
 
+    def non_weights(self) -> dict[str, str]:
+        """State entries that are not trained weights, and what each is: ``{name: "buffer"}`` (a
+        float buffer, e.g. a norm's running mean) or ``{name: "int64 buffer"}`` (its dtype).
+        Weight-space extractors leave them out; the forward pass still uses them. Built-in
+        families have none."""
+        return {}
+
     # -- description -------------------------------------------------------------------------
     def hparams(self) -> dict[str, Any]:
         d = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}

@@ -46,6 +46,19 @@ class ModuleFamily(Family):
             m = self.factory()
         return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
+    def non_weights(self) -> dict[str, str]:
+        """The module's buffers in its state dict (``register_buffer``, a norm's running statistics):
+        ``"buffer"`` for float ones, ``"<dtype> buffer"`` otherwise (``"int64 buffer"``)."""
+        t = self.template()
+        state = t.state_dict()
+        return {k: ("buffer" if b.is_floating_point() else f"{str(b.dtype).removeprefix('torch.')} buffer")
+                for k, b in t.named_buffers() if k in state}
+
+    def _state_dtypes(self) -> dict[str, torch.dtype]:
+        """The non-float entries of the state dict: a zoo stores every entry as float32, and an int
+        buffer (an index, a counter) must be an int again before the module uses it."""
+        return {k: v.dtype for k, v in self.template().state_dict().items() if not v.is_floating_point()}
+
     def activation_names(self):
         return [n for n, _ in self.template().named_modules() if n]
 
@@ -70,6 +83,9 @@ class ModuleFamily(Family):
         x, shared = self._split_x(x)
         mod = self.template()
         names = list(capture)
+        dtypes = self._state_dtypes()
+        if dtypes:  # exact: float32 holds integers up to 2^24
+            params = {k: (v.round().to(dtypes[k]) if k in dtypes and v.is_floating_point() else v) for k, v in params.items()}
 
         def one(p, xi):
             store: dict[str, torch.Tensor] = {}

@@ -1,0 +1,136 @@
+"""Imported zoos with labelled data (issue 21 item 9): ``fingerprint import --data module:function``
+stores ``(x, y)`` in the zoo, so that ``lmc-barrier`` and the task's loss work on models trained
+elsewhere; without it, the error says to pass ``--data``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fingerprint
+from fingerprint import Zoo
+from fingerprint.batch import ModelBatch
+from fingerprint.extraction import extract
+from training.core.errors import UserError
+
+ARCH = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    def make():
+        return nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+
+    def probes():
+        return {"in_dist": torch.randn(24, 5, generator=torch.Generator().manual_seed(1))}
+
+    def data():
+        x = torch.randn(96, 5, generator=torch.Generator().manual_seed(2))
+        return x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+
+    def bad_shape():
+        return torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
+
+    def bad_classes():
+        return torch.randn(10, 5), torch.full((10,), 7)
+''')
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """Four models trained here with plain PyTorch on ``userdata.data()``, saved as state dicts."""
+    (tmp_path / "userdata.py").write_text(ARCH)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import userdata
+
+    importlib.reload(userdata)
+    x, y = userdata.data()
+    (tmp_path / "ckpts").mkdir()
+    models = []
+    for i in range(4):
+        torch.manual_seed(i)
+        m = userdata.make()
+        opt = torch.optim.Adam(m.parameters(), lr=0.02)
+        for _ in range(25):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        torch.save(m.state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
+        models.append(m.eval())
+    return tmp_path, userdata, models
+
+
+def cli(cwd, *args: str) -> subprocess.CompletedProcess:
+    package = str(Path(fingerprint.__file__).resolve().parent.parent)  # the source tree under test
+    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{package}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "fingerprint.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def barrier(make, a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, alphas=(0.25, 0.5, 0.75)) -> float:
+    """The loss barrier on the straight line between two plain modules, written out by hand."""
+    def loss(sd):
+        m = make()
+        m.load_state_dict(sd)
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(m(x), y))
+
+    sa, sb = a.state_dict(), b.state_dict()
+    la, lb = loss(sa), loss(sb)
+    return max(0.0, max(loss({k: (1 - t) * sa[k] + t * sb[k] for k in sa}) - ((1 - t) * la + t * lb) for t in alphas))
+
+
+def test_import_with_data_gives_lmc_barriers_and_losses(trained):
+    root, userdata, models = trained
+    res = cli(root, "import", "ckpts", "--arch", "userdata:make", "--probes", "userdata:probes", "--data", "userdata:data",
+              "--out", "zoo")
+    assert res.returncode == 0, res.stderr
+    assert (root / "zoo" / "data.h5").exists()
+    zoo = Zoo.open(root / "zoo", trust_code=True)
+    assert zoo.family_spec["data"] == {"n": 96, "loss": "classification", "source": "userdata:data"}
+    (lmc,) = extract(zoo, ["lmc-barrier:n_probes=64,refine=0"])  # the 5-point grid, as below
+    assert lmc.error is None, lmc.error
+    x, y = userdata.data()
+    order = [int(m[1:]) for m in lmc.model_ids]
+    want = np.array([[barrier(userdata.make, models[i], models[j], x[:64], y[:64]) if i != j else 0.0 for j in order] for i in order])
+    assert np.allclose(lmc.values, want, atol=1e-4), (lmc.values, want)
+    assert want.max() > 0  # independently trained models: a real barrier to find
+    # the task's loss, as a plugin would compute it (losses and their gradients)
+    mb = ModelBatch.from_zoo(zoo)
+    xd, yd = mb.task.train_data()
+    out = mb.forward(xd)
+    per_model = mb.task.loss(out, yd.expand(len(mb), *yd.shape))
+    with torch.no_grad():
+        hand = [float(nn.functional.cross_entropy(models[int(m[1:])](x), y)) for m in mb.model_ids]
+    assert np.allclose(per_model.numpy(), hand, atol=1e-5)
+
+
+def test_without_data_the_error_says_to_pass_it_and_bad_data_is_refused(trained):
+    root, userdata, models = trained
+    zoo = Zoo.from_modules(models, out=root / "nodata", probes=userdata.probes())
+    (r,) = extract(zoo, ["lmc-barrier"])
+    assert "labelled training data" in r.error and "--data module:function" in r.error
+    with pytest.raises(UserError, match=r"data 'userdata:bad_shape': inputs of shape \[4\], the probe sets' are \[5\]"):
+        Zoo.from_modules(models, out=root / "bad", probes=userdata.probes(), data="userdata:bad_shape")
+    with pytest.raises(UserError, match=r"integer y are class indices \[N\] in \[0, 3\)"):
+        Zoo.from_modules(models, out=root / "bad", probes=userdata.probes(), data="userdata:bad_classes")
+    assert not (root / "bad").exists()
+    # in memory, and regression targets (float y of the outputs' shape: squared error)
+    x = torch.randn(20, 5)
+    with torch.no_grad():
+        target = models[0](x)
+    z = Zoo.from_modules(models, out=root / "reg", probes=userdata.probes(), data=(x, target))
+    assert z.family_spec["data"]["loss"] == "regression"
+    mb = ModelBatch.from_zoo(z)
+    xd, yd = mb.task.train_data()
+    losses = mb.task.loss(mb.forward(xd), yd.expand(len(mb), *yd.shape))
+    assert float(losses[0]) < 1e-10 and float(losses[1:].min()) > 1e-3  # model 0 fits its own outputs
