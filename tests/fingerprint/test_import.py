@@ -246,7 +246,7 @@ def test_readme_example_runs(tmp_path):
     res = run(*fp, "extract", "myzoo", "--arch", "make_models:make", "--fp", "ood-outputs", "--fp", "weight-spectra", "--fp", "cka")
     assert res.returncode == 0, res.stderr
     zoo = Zoo.open(tmp_path / "myzoo")
-    assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2]
+    assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2, 3, 4, 5]
     assert len(zoo.list_fingerprints()) == 3
     res = run(*fp, "report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family", "--label", "rule")
     assert res.returncode == 0, res.stderr
@@ -255,6 +255,7 @@ def test_readme_example_runs(tmp_path):
     assert set(rows) >= {"ood-outputs", "weight-spectra", "cka"}
     # the planted rule is found on models the toolkit did not train
     assert max(rows["ood-outputs"]["deep_ami"], rows["ood-outputs"]["probe_auroc"] or 0) >= 0.8, rows["ood-outputs"]
+    assert rows["cka"]["deep_ami"] >= 0.8 and rows["cka"]["label_free_verdict"] == "crosses lineage", rows["cka"]
     assert "<html" in (tmp_path / "myreport.html").read_text()
     res = run(*fp, "inspect", "myzoo")
     assert res.returncode == 0 and "basins" in res.stdout.lower(), res.stdout
