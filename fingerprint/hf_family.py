@@ -19,17 +19,17 @@ block, ``[n_models, B, T, d_model]``; the last one after the final norm, as HF r
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from training.core.errors import UserError
 from training.families.base import Family
+from training.families.module import vmap_or_loop
 
 INSTALL_HINT = "pip install -e '.[hf]' (or pip install transformers)"
 READOUTS = ("last", "all")
@@ -164,17 +164,7 @@ class HFFamily(Family):
             picked = tuple(hs[0 if n == "embed" else int(n[5:].split(".")[0]) + 1] * keep for n in names)
             return logits, picked
 
-        try:
-            out, acts = vmap(one, in_dims=(0, None if shared else 0))(params, x)
-        except Exception as e:  # noqa: BLE001 - an architecture vmap cannot batch runs one model at a time
-            if not self._loop_warned:
-                warnings.warn(f"HF model '{self.config.get('model_type')}': cannot vmap it ({type(e).__name__}: "
-                              f"{str(e)[:200]}); running the models one at a time", stacklevel=2)
-                self._loop_warned = True
-            n = next(iter(params.values())).shape[0]
-            res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
-            out = torch.stack([r[0] for r in res])
-            acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(names)))
+        out, acts = vmap_or_loop(one, params, x, shared, self, f"HF model '{self.config.get('model_type')}': cannot vmap it")
         return out, dict(zip(names, acts))
 
 

@@ -11,12 +11,31 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
 from training.families.base import Family
+
+
+def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, owner: Any, why: str
+                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``one(params_of_one_model, x_of_one_model) -> (out, (activation, ...))`` over the model axis of
+    ``params`` (``[n_models, ...]`` each) with ``vmap``; a module vmap cannot batch runs one model at a
+    time, with one warning per ``owner`` (``why``, then the error). ``x`` is shared by every model or
+    ``[n_models, ...]``."""
+    try:
+        return vmap(one, in_dims=(0, None if shared else 0))(params, x)
+    except Exception as e:  # noqa: BLE001 - any vmap failure falls back to the loop
+        if not getattr(owner, "_loop_warned", False):
+            warnings.warn(f"{why} ({type(e).__name__}: {str(e)[:200]}); running the models one at a time", stacklevel=3)
+            owner._loop_warned = True
+        n = next(iter(params.values())).shape[0]
+        res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
+        acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(res[0][1]))) if res else ()
+        return torch.stack([r[0] for r in res]), acts
 
 
 @dataclass
@@ -100,16 +119,7 @@ class ModuleFamily(Family):
                     h.remove()
             return out, tuple(store[n] for n in names)
 
-        try:
-            out, acts = vmap(one, in_dims=(0, None if shared else 0))(params, x)
-        except Exception as e:  # noqa: BLE001 - any vmap failure falls back to the loop
-            if not self._loop_warned:
-                warnings.warn(f"{self.label}: cannot vmap this module ({type(e).__name__}: {e}); using a per-model loop", stacklevel=2)
-                self._loop_warned = True
-            n = next(iter(params.values())).shape[0]
-            res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
-            out = torch.stack([r[0] for r in res])
-            acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(names)))
+        out, acts = vmap_or_loop(one, params, x, shared, self, f"{self.label}: cannot vmap this module")
         return out, dict(zip(names, acts))
 
 
