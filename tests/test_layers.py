@@ -123,3 +123,10 @@ def test_modules_stay_small_or_say_why(module):
     text = MODULES[module].read_text()
     n = text.count("\n")
     assert n <= 420 or "Longer than" in text[:3000], f"{module} has {n} lines and no reason at its top"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by basename (no packages under tests/): two test_x.py in different
+    folders stop the whole suite at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
