@@ -10,6 +10,30 @@ import pytest
 # Tests share 2 CPU cores; one intra-op thread per process keeps parallel work predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+_EXIT: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave with pytest's own exit status once everything is reported, without the interpreter's
+    teardown: with the whole suite in one process (torch, Ray, transformers' tokenizers, matplotlib),
+    a CI run whose 537 tests all passed was killed by a segmentation fault in that teardown (exit 139,
+    not reproduced on a subset). ``FINGERPRINT_TEST_NORMAL_EXIT=1`` keeps the normal exit to chase it."""
+    if "status" not in _EXIT or os.environ.get("FINGERPRINT_TEST_NORMAL_EXIT") == "1":
+        return
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT["status"])
+
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
