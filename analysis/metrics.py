@@ -197,14 +197,11 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     0.85 a few percent of the time, enough to fake a "deep" verdict. With ``return_oof`` the result
     is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes])`` (for intervals), or ``None``.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import (
         StratifiedGroupKFold,
         StratifiedKFold,
         cross_val_predict,
     )
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     y = _codes(labels)
     classes, counts = np.unique(y, return_counts=True)
@@ -218,7 +215,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
         if folds < 2:
             return None
         cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state), {"groups": g}
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    probe = linear_probe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p = cross_val_predict(probe, np.asarray(coords, dtype=np.float64), y, cv=cv, method="predict_proba", **kw)
@@ -226,6 +223,15 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     if score is None:
         return None
     return (score, y, p) if return_oof else score
+
+
+def linear_probe():
+    """The linear probe: standardisation (fit on the training fold only) then logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
 
 
 def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.metrics import natural_key
+from analysis.metrics import linear_probe, natural_key
 from analysis.resampling import MIN_FAMILIES, family_bootstrap
 
 N_SPLITS = 5  # folds of the fit scale's cross-validation (fewer when it has fewer families)
@@ -61,14 +61,6 @@ class TransferResult:
 def scale_key(label: str) -> list:
     """Sort key of a scale label, numbers by value: ``model.width=16`` before ``model.width=128``."""
     return [(0, float(p), "") if re.fullmatch(r"\d+(\.\d+)?", p) else (1, 0.0, p) for p in re.split(r"(\d+(?:\.\d+)?)", label)]
-
-
-def _classifier():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
 
 
 def macro_auroc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -134,7 +126,7 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
                             f"needs at least {min_class} of each (train more seeds at that scale)")
     code = {c: i for i, c in enumerate(classes)}
     y = np.asarray([code.get(v, -1) for v in lab])
-    clf = _classifier()
+    clf = linear_probe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf.fit(x[fit], y[fit])
@@ -145,7 +137,7 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
         cv_ok = folds >= 2
         if cv_ok:
             cv = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state)
-            proba[fit] = cross_val_predict(_classifier(), x[fit], y[fit], cv=cv, groups=fam[fit], method="predict_proba")
+            proba[fit] = cross_val_predict(linear_probe(), x[fit], y[fit], cv=cv, groups=fam[fit], method="predict_proba")
     pred = np.asarray(classes, dtype=object)[proba.argmax(1)]
     out = []
     for s in scales:
