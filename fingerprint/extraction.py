@@ -250,6 +250,11 @@ def _params_blob(params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=str)  # as the cache key sees them
 
 
+def cache_entries(zoo: Zoo) -> list[dict]:
+    """The metadata of every usable cache entry of ``zoo`` (failed extractions left out)."""
+    return [m for m in zoo.list_fingerprints() if "error" not in m]
+
+
 def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> list[dict]:
     """The cache entries (one per cached step) that ``text`` names, resolved as extraction keys them.
 
@@ -260,7 +265,7 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
     as written. A subset's entry (forecast, select) is found only by its key. ``[]``: not cached.
     """
     if metas is None:
-        metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+        metas = cache_entries(zoo)
     by_key = [m for m in metas if m.get("key") == text]
     if by_key:
         return by_key

@@ -37,7 +37,13 @@ from analysis.report import page
 from analysis.results import AnalysisResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
-from fingerprint.extraction import ExtractResult, extract, find_cached, resolve_specs
+from fingerprint.extraction import (
+    ExtractResult,
+    cache_entries,
+    extract,
+    find_cached,
+    resolve_specs,
+)
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
@@ -207,7 +213,7 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
     """Cached fingerprints as analysis inputs: the named ones (a spec resolved to its cache entry with
     the defaults merged, or a cache key: :func:`~fingerprint.extraction.find_cached`) or all. With
     several cached steps of one fingerprint, the latest is used."""
-    metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    metas = cache_entries(zoo)
     if names:
         chosen = []
         for n in names:  # resolved as extraction keys it: `cka` and `cka:debiased=false` are one entry
@@ -245,7 +251,7 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
         if not inputs:
             raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} --fp NAME` or pass --fp")
         return inputs
-    metas = [m for m in zoo.list_fingerprints() if "error" not in m]
+    metas = cache_entries(zoo)
     missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here
     if missing:
         fingerprints(zoo, missing, label=label, progress=progress)
