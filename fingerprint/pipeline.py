@@ -56,7 +56,7 @@ from training.core.store import MANIFEST, Zoo, atomic_path, package_version, wri
 from training.core.validate import from_mapping
 from training.sweep import SweepSummary, get_executor, run_sweep, validate
 
-DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "anomalous-inputs", "disagreement", "weight-stats",
+DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs", "disagreement", "weight-stats",
                         "weight-spectra", "cka", "aligned-weights"]
 
 
@@ -69,7 +69,7 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
     if arch not in ("module", "hf"):
         return list(DEFAULT_FINGERPRINTS)
     sets = set(task_for(zoo).probe_names())
-    needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "disagreement": "ood", "cka": "in_dist",
+    needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist"}
     skip = (set() if family_for(zoo).hidden_permutable() else {"aligned-weights"}) | \
         (set() if zoo.family_spec.get("layers") or arch == "hf" else {"cka"})

@@ -42,6 +42,44 @@ def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: 
     return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
 
 
+RECOMBINE_MODES = ("coord", "block")
+
+
+def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int) -> torch.Tensor:
+    """``n_probes`` inputs ``[n_probes, ...]``, each made of two random reference inputs: every input
+    coordinate (a pixel, a token position) from one or the other, independently at random (``coord``),
+    or the coordinates before a random cut of the flattened input from one and the rest from the other
+    (``block``)."""
+    if mode not in RECOMBINE_MODES:
+        raise UserError(f"unknown recombination mode '{mode}' (valid: {', '.join(RECOMBINE_MODES)})")
+    if len(ref) < 2:
+        raise UserError(f"recombined-outputs needs at least 2 reference probes, got {len(ref)}")
+    g = generator(seed)
+    i, j = torch.randint(0, len(ref), (2, n_probes), generator=g)
+    d = ref[0].numel()
+    if mode == "coord":
+        mask = torch.rand(n_probes, d, generator=g) < 0.5
+    else:
+        cut = torch.randint(1, max(d, 2), (n_probes,), generator=g)
+        mask = torch.arange(d)[None] < cut[:, None]
+    return torch.where(mask.reshape(n_probes, *ref.shape[1:]), ref[i], ref[j])
+
+
+@extractor("recombined-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
+def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, mode: str = "coord",
+                       transform: str = "prob", seed: int = 0):
+    """Outputs on cue-conflict inputs made by recombining pairs of reference (in-distribution) inputs:
+    features that always agree in training disagree here, so the models' choice between them shows
+    (the probe set needs no labels; ``docs/extractors.md``). Probabilities by default: the choice is
+    a difference of which class wins, which log-probabilities dilute with confidence. Token models
+    with per-position outputs: the last position. ``[n_models, n_probes * n_out]``."""
+    x = recombined_batch(probes(models, reference, 0), n_probes, mode, seed)
+    out = models.forward(x)
+    if out.dim() == 4:  # per-position outputs [n, P, T, V]: the next token after the whole input
+        out = out[:, :, -1]
+    return transform_outputs(out, transform).flatten(1)
+
+
 UNTRAINED = "untrained_tokens"  # the probe set in which a task (or an imported zoo) names its never-trained tokens
 
 

@@ -1,0 +1,84 @@
+"""``recombined-outputs``: cue-conflict inputs made from in-distribution ones, with no labels.
+
+A seed-decided choice between two cues that always agree in training is invisible on training-like
+inputs and shows on recombinations of them; that is what lets the label-free tests see the rule of
+``xor-cues`` (docs/results.md, "Recombined inputs").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_mutual_info_score
+
+from analysis.options import AnalysisOptions, FingerprintInput
+from analysis.scorecard import analyze
+from fingerprint import Zoo
+from fingerprint.extraction import extract
+from fingerprint.extractors.behavioural import recombined_batch
+from training.core.errors import UserError
+
+
+def test_each_coordinate_comes_from_one_of_two_reference_inputs_and_the_seed_fixes_which():
+    ref = torch.arange(10.0)[:, None] * 10 + torch.arange(4.0)  # every value names its row
+    x = recombined_batch(ref, 64, "coord", seed=3)
+    assert x.shape == (64, 4)
+    rows = (x // 10).long()  # [64, 4]: the reference row each coordinate came from
+    assert torch.equal(x % 10, torch.arange(4.0).expand(64, 4))  # coordinates keep their position
+    assert all(len(set(r.tolist())) <= 2 for r in rows)
+    assert (rows != rows[:, :1]).any()  # some inputs really mix two references
+    assert torch.equal(x, recombined_batch(ref, 64, "coord", seed=3))
+    assert not torch.equal(x, recombined_batch(ref, 64, "coord", seed=4))
+    blk = (recombined_batch(ref, 64, "block", seed=3) // 10).long()
+    for r in blk:  # a prefix from one reference, the rest from another
+        change = (r[1:] != r[:-1]).sum()
+        assert change <= 1
+
+
+def test_token_inputs_stay_tokens_and_bad_arguments_are_one_line_errors():
+    ref = torch.randint(0, 7, (12, 5))
+    x = recombined_batch(ref, 20, "coord", seed=0)
+    assert x.dtype == ref.dtype and int(x.min()) >= 0 and int(x.max()) < 7
+    with pytest.raises(UserError, match=r"unknown recombination mode 'patch' \(valid: coord, block\)"):
+        recombined_batch(ref, 4, "patch", seed=0)
+    with pytest.raises(UserError, match="at least 2 reference probes"):
+        recombined_batch(ref[:1], 4, "coord", seed=0)
+
+
+def _two_cue_population(tmp_path, n_families: int = 12, members: int = 3):
+    """Linear models that read cue 0 (camp 0) or cue 1 (camp 1), the camp decided by the family; the
+    two cues are equal on every in-distribution input, so the camps agree there."""
+    g = torch.Generator().manual_seed(0)
+    mods, fam, camp = [], [], []
+    for f in range(n_families):
+        base = 0.05 * torch.randn(2, 4, generator=g)
+        base[0, f % 2], base[1, f % 2] = 1.5, -1.5
+        for _ in range(members):
+            m = torch.nn.Linear(4, 2)
+            with torch.no_grad():
+                m.weight.copy_(base + 0.01 * torch.randn(2, 4, generator=g))
+                m.bias.zero_()
+            mods.append(m)
+            fam.append(f"fam{f}")
+            camp.append(f % 2)
+    cue = torch.randn(128, 1, generator=g)
+    in_dist = torch.cat([cue, cue, 0.3 * torch.randn(128, 2, generator=g)], 1)
+    zoo = Zoo.from_modules(mods, out=tmp_path / "two-cues", metadata={"family": fam},
+                           probes={"in_dist": in_dist})
+    return zoo, np.asarray(camp)
+
+
+def test_a_seed_decided_cue_choice_is_found_without_labels_on_recombined_inputs_only(tmp_path):
+    zoo, camp = _two_cue_population(tmp_path)
+    fps = extract(zoo, ["probe-outputs:transform=prob", "recombined-outputs"])
+    assert all(r.error is None for r in fps), [r.error for r in fps]
+    inputs = [FingerprintInput(r.name, r.values, list(r.model_ids), r.meta) for r in fps]
+    table = {"model_id": np.asarray(zoo.model_ids), "family": np.asarray(zoo.models["family"], dtype=object)}
+    res = analyze(inputs, table, AnalysisOptions(lineage="family", label="", n_perm=99, n_boot=0, n_family_boot=30,
+                                                     embedding="pca"))
+    plain, recombined = res.fingerprints
+    assert recombined.label_free["verdict"] == "groups lineages"
+    cand = [recombined.label_free["candidate_basins"][m] for m in zoo.model_ids]
+    assert adjusted_mutual_info_score(camp, cand) == pytest.approx(1.0)
+    assert plain.label_free["verdict"] not in ("groups lineages", "crosses lineage")
