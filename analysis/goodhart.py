@@ -29,7 +29,7 @@ from analysis.errors import AnalysisError, choices
 from analysis.metrics import linear_probe
 from analysis.resampling import family_bootstrap
 
-KEEPS = (0.5, 0.2, 0.05, 0.01)  # the selection fractions always reported
+KEEPS = (1.0, 0.5, 0.2, 0.05, 0.01)  # the selection fractions always reported (1.0: no selection, the base rate)
 FINER = (0.005, 0.002, 0.001)  # reported too when the held-out models number at least 1 / fraction
 N_SPLITS = 5  # folds of the detector's calibration (fewer with fewer families or B models)
 Interval = tuple[float, float] | None
