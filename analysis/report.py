@@ -25,6 +25,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from analysis.goodhart_chart import goodhart_chart
 from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
@@ -248,13 +249,14 @@ class SelectionView:
 def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
-         formats: tuple[str, ...] = FORMATS) -> Page:
+         formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
     to its ``[n, n]`` matrix (rows in that fingerprint's ``model_ids`` order) for the dendrogram and
     heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, majority, ami}``;
-    ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...).
+    ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
+    ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -266,14 +268,20 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     sels = [SelectionView(s, selection_chart(anchor(f"select-{s.get('basin')}-{s.get('at_step')}"), s,
                                              f"select '{s.get('basin')}' at step {s.get('at_step')}", formats))
             for s in selections or []]
+    gh = None
+    if goodhart:
+        gh = goodhart_chart("goodhart", goodhart, f"the '{goodhart.get('basin')}' detector on {goodhart.get('fingerprint')}: "
+                            "selecting by it (kept fraction) and training against it (lambda); below the dashed "
+                            "diagonal, models that only look like the basin", formats)
     views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints]
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result.created if result.created is not None else time.time()))
     html = ENV.get_template("report.html.j2").render(
         title=title, provenance=provenance, result=result, settings=settings, th=settings.get("thresholds") or {},
-        created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config)
-    figures = [f for f in ([chart] + [v.figure for v in sels] if chart else [v.figure for v in sels]) if f is not None]
+        created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config,
+        goodhart=goodhart, goodhart_chart=gh)
+    figures = [f for f in [chart, *(v.figure for v in sels), gh] if f is not None]
     for v in views:
         figures += [f for f in (*v.figures, v.dendrogram, v.heatmap, v.family_tree) if isinstance(f, Figure)]
     return Page(html, figures)

@@ -330,16 +330,17 @@ def selections(zoo: Zoo) -> list[dict]:
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None) -> None:
     """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in
-    ``figures/`` beside the HTML (files of the same name replaced). The forecast and selections
-    stored in the zoo are in all three. Figures and summary are written before the HTML is renamed
-    into place: if one fails, no new HTML is published."""
+    ``figures/`` beside the HTML (files of the same name replaced). The forecast, selections and
+    goodhart curves stored in the zoo are in all three. Figures and summary are written before the
+    HTML is renamed into place: if one fails, no new HTML is published."""
     figs = Path(html_path).parent / "figures"
     check_output(figs, {"zoo": zoo.path}, option="figures/")
     prov = provenance(zoo, extra_provenance)
     forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
     chosen = selections(zoo)
+    goodhart = zoo.load_result("goodhart") if "goodhart" in zoo.list_results() else None
     with analysis_errors():
-        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen)
+        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(pg.html, encoding="utf-8")
         figs.mkdir(parents=True, exist_ok=True)
@@ -353,6 +354,8 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
                 s["forecast"] = forecast
             if chosen:
                 s["selections"] = chosen
+            if goodhart:
+                s["goodhart"] = goodhart
             write_json(Path(json_path), s)
 
 

@@ -22,6 +22,24 @@ from training.optim import Optimizer, lr_at
 from training.tasks.base import Task
 
 
+@dataclass(frozen=True)
+class Penalty:
+    """An extra per-model term of the training objective, read off the models' outputs on fixed inputs.
+
+    ``inputs [P, *input_shape]`` are shared by every model and appended to each model's batch (so a
+    family's own backward, hand-written or autograd, carries the term's gradient); ``fn(outputs [n, P,
+    n_out]) -> [n]`` must be row-wise (model ``j``'s value from its own row: the population may be
+    trained in groups); ``weight [n]`` multiplies each model's value (``0``: the plain objective).
+    """
+
+    inputs: torch.Tensor
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    weight: torch.Tensor
+
+    def rows(self, rows: slice) -> "Penalty":
+        return Penalty(self.inputs, self.fn, self.weight[rows])
+
+
 @dataclass
 class TrainResult:
     """Checkpoints ``{step: {name: [n, ...]}}`` plus per-model divergence info ``[n]``."""
@@ -64,13 +82,14 @@ def train_population(
     on_step: Callable[[int, int], None] | None = None,
     optimizer_state: dict[str, torch.Tensor] | None = None,
     save_optimizer_state: bool = False,
+    penalty: Penalty | None = None,
 ) -> TrainResult:
     """Train stacked ``params`` ``[n, ...]`` from ``start_step`` to ``end_step``.
 
     ``checkpoint_steps`` (in this run's own step numbering) are recorded, plus the final step; they
     are stored under ``step + step_offset`` (fine-tunes continue their parent's step count).
     ``on_step(step, m)`` is called after ``m`` models took ``step`` (the population is trained in
-    groups of :func:`group_size`).
+    groups of :func:`group_size`). ``penalty`` adds its weighted term to each model's loss.
     """
     _check_reproducible_blas(device)
     n = len(data_seeds)
@@ -83,7 +102,8 @@ def train_population(
             parts.append(train_population(
                 family, task, cfg, {k: v[rows] for k, v in params.items()}, data_seeds[rows], variant[rows],
                 start_step=start_step, end_step=end_step, checkpoint_steps=checkpoint_steps, step_offset=step_offset,
-                device=device, on_step=on_step, optimizer_state=state, save_optimizer_state=save_optimizer_state))
+                device=device, on_step=on_step, optimizer_state=state, save_optimizer_state=save_optimizer_state,
+                penalty=None if penalty is None else penalty.rows(rows)))
         return _concat(parts)
     end_step = cfg.steps if end_step is None else end_step
     ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
@@ -97,6 +117,8 @@ def train_population(
     diverged_step = torch.full((n,), -1, dtype=torch.int64)
     ckpts: dict[int, dict[str, torch.Tensor]] = {}
     opt_states: dict[int, dict[str, torch.Tensor]] = {}
+    if penalty is not None:
+        extra, weight = penalty.inputs.to(device), penalty.weight.to(device)
 
     def snapshot(step: int) -> None:
         ckpts[step + step_offset] = {k: v.detach().to("cpu", copy=True) for k, v in p.items()}
@@ -108,9 +130,12 @@ def train_population(
             snapshot(step)
         x, y = sample(step)
         x, y = x.to(device), y.to(device)
+        if penalty is not None:
+            x = torch.cat([x, extra.expand(n, *extra.shape)], 1)
 
         def objective(out: torch.Tensor) -> torch.Tensor:
-            losses = task.loss(out, y)
+            losses = task.loss(out, y) if penalty is None else (
+                task.loss(out[:, : y.shape[1]], y) + weight * penalty.fn(out[:, y.shape[1]:]))
             bad = ~torch.isfinite(losses.detach())
             if bad.any():
                 new = bad & ~diverged

@@ -46,7 +46,7 @@ def _flags_as_flags() -> None:
 
 _flags_as_flags()
 
-_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage", "transfer")
+_COMMAND_MODULES = ("train", "extract", "analyze", "extras", "search", "lineage", "transfer", "goodhart")
 
 
 def _register() -> None:

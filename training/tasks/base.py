@@ -149,6 +149,15 @@ class Task:
         """Ground truth per model: ``deep_label`` (array of str ``[n]``) plus continuous scores ``[n]``."""
         return {}
 
+    def behaviour_label(self, diagnostics: dict[str, Any]) -> np.ndarray:
+        """The basin each model is in by its behaviour alone ``[n]``, from :meth:`diagnostics`' output.
+
+        ``deep_label`` where that is measured (the default). A task whose ``deep_label`` is planted
+        (the training condition: poisoned or not) overrides this with the measured behaviour, so that
+        a model trained further (``fingerprint goodhart``) is relabelled by what it does now.
+        """
+        return np.asarray(diagnostics["deep_label"], dtype=object)
+
     def hypotheses(self) -> dict[str, "Hypothesis"]:
         """Candidate high-level algorithms for the ``causal-ii`` fingerprint: ``{name: Hypothesis}``.
 
