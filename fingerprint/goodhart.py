@@ -47,7 +47,7 @@ from training.shard import evaluate
 from training.trainer import Penalty, train_population
 
 LAMBDAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-DIFFERENTIABLE = "probe-outputs, ood-outputs, anomalous-inputs"  # built-ins that are functions of outputs alone
+DIFFERENTIABLE = "probe-outputs, ood-outputs, recombined-outputs, anomalous-inputs"  # built-ins that are functions of outputs alone
 REPLAY_TOL = 1e-3  # replayed vs extracted fingerprint of the stored models (float32 sums in another order)
 
 

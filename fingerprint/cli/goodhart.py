@@ -27,7 +27,7 @@ def _numbers(text: Optional[str], option: str) -> Optional[list[float]]:
 @app.command("goodhart")
 def goodhart_cmd(
     zoo_path: Path = typer.Argument(..., metavar="ZOO"),
-    fp: str = typer.Option("ood-outputs", "--fp", help="Fingerprint of the detector: one computed from the models' outputs on fixed inputs (probe-outputs, ood-outputs, anomalous-inputs)."),
+    fp: str = typer.Option("ood-outputs", "--fp", help="Fingerprint of the detector: one computed from the models' outputs on fixed inputs (probe-outputs, ood-outputs, recombined-outputs, anomalous-inputs)."),
     basin: str = typer.Option(..., "--basin", help="The wanted basin (a value of --label, e.g. rule_a or clean)."),
     label: Optional[str] = typer.Option(None, "--label", help="Basin column (default: deep_label)."),
     lineage_column: str = typer.Option("init_seed", "--lineage", help="Init-family column: the split and the bootstrap keep a family together."),
