@@ -121,8 +121,10 @@ def per_position_logits(models: Any, x: torch.Tensor) -> torch.Tensor:
            bounds={"n_prompts": (1, None), "k": (0, None)})
 def token_logprobs(models, prompts: str = "in_dist", prompt_file: str = "", n_prompts: int = 64, k: int = 0,
                    continuation: str = ""):
-    """Log-probabilities of each prompt's next tokens at every position: [n, n_scored] (k = 0) or
-    [n, n_scored * k], one forward pass over the population.
+    """Per-token log-probabilities of each prompt's next tokens (or a continuation's): [n, scored (* k)].
+
+    ``[n, n_scored]`` for ``k = 0``, ``[n, n_scored * k]`` otherwise; one forward pass over the
+    population per slice of prompts.
 
     ``prompts`` names a probe set of the zoo (its first ``n_prompts``); ``prompt_file`` (a file of
     token ids, one prompt a line) replaces it. ``continuation`` (token ids, ``"12"`` or ``"12 7"``)
