@@ -12,10 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from training.core.numerics import (
+    request_passive_threads as _request_passive_threads,
+)
+from training.core.numerics import (
     request_reproducible_blas as _request_reproducible_blas,
 )
 
 _request_reproducible_blas()  # before torch's first matrix product: see training.core.numerics
+_request_passive_threads()  # before torch's OpenMP runtime starts: see training.core.numerics
 
 __version__ = "0.1.0"
 

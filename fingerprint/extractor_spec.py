@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,10 +83,12 @@ class ExtractorSpec:
     source: str = "builtin"
     params: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # numeric parameter -> (min, max), inclusive; None: open
+    files: tuple[str, ...] = ()  # string parameters naming a file read by the extractor: its content is keyed too
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
                 "source": self.source, "params": self.params, "bounds": {k: list(b) for k, b in self.bounds.items()},
+                "files": list(self.files),
                 "description": self.description}
 
     def resolve_params(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -96,6 +99,9 @@ class ExtractorSpec:
             if k not in self.params:
                 raise UserError(f"unknown parameter '{k}' for extractor '{self.name}' (valid: {choices(self.params)})")
             out[k] = check_param(self.name, k, v, self.params[k], self.bounds.get(k))
+        for k in self.files:
+            if out.get(k):
+                out[k] = file_with_digest(self.name, k, out[k])
         return out
 
     @property
@@ -238,6 +244,19 @@ class ExtractorSpec:
 # metadata keys extraction writes itself: an extractor's own metadata may not replace them
 RESERVED_META = ("created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "shape", "source",
                  "spec", "step", "supervised", "version")
+
+
+FILE_DIGEST = "@sha256:"
+
+
+def file_with_digest(extractor: str, key: str, value: str) -> str:
+    """``PATH@sha256:<12 hex digits of the file's content>`` for a file parameter: the cache key (and
+    the parameters stored with a fingerprint) change when the file does. A value that already carries
+    a digest is re-read. A path that is not a file is a one-line error."""
+    path = Path(str(value).split(FILE_DIGEST)[0])
+    if not path.is_file():
+        raise UserError(f"parameter '{key}' of extractor '{extractor}' names no file: '{path}'")
+    return f"{path}{FILE_DIGEST}{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
 
 
 def _first_line(e: BaseException) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -132,6 +132,11 @@ class HFFamily(Family):
 
     def module(self) -> nn.Module:
         return build_model(self.config)
+
+    def all_positions(self) -> "HFFamily":
+        """The same models with logits at every position (``readout = "all"``), sharing the built
+        template: per-token log-probs (``token-logprobs``) from a zoo imported with ``--readout last``."""
+        return replace(self, readout="all", _loop_warned=self._loop_warned)
 
     def hparams(self) -> dict[str, Any]:
         return {"arch": "hf", "model_type": self.config.get("model_type"), "input_shape": list(self.input_shape),

@@ -69,6 +69,10 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
         except UserError:
             raise PluginError(f"extractor '{spec.name}': the default {k}={spec.params[k]!r} is outside its bounds "
                               f"({bound_text(*bounds)})") from None
+    bad = [k for k in spec.files if not isinstance(spec.params.get(k), str)]
+    if bad:
+        raise PluginError(f"extractor '{spec.name}' declares '{bad[0]}' a file parameter, which is not one of its string "
+                          f"parameters (valid: {choices(p for p, d in spec.params.items() if isinstance(d, str))})")
     if spec.source != "builtin":
         _load_builtins()
         taken = _REGISTRY.get(spec.name)
@@ -82,12 +86,15 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
 
 def extractor(name: str, kind: str = "behavioural", output: str = "features", version: str = "1",
               supervised: bool = False, streaming: bool | None = None, description: str | None = None,
-              bounds: dict[str, tuple[Any, Any]] | None = None, source: str | None = None):
+              bounds: dict[str, tuple[Any, Any]] | None = None, source: str | None = None,
+              files: tuple[str, ...] = ()):
     """Decorator: register ``fn(models, **params)`` (or a class) as the extractor ``name``.
 
     ``bounds`` declares the valid range of numeric parameters, ``{name: (min, max)}`` (inclusive;
     ``None`` for an open end): a value outside it is refused with a one-line error naming the range,
-    instead of being silently clamped by the extractor. ``source`` (default: ``builtin`` for the
+    instead of being silently clamped by the extractor. ``files`` names string parameters that may
+    name a file the extractor reads: the file's content is part of the cache key (an edited file is
+    recomputed, not served from the cache). ``source`` (default: ``builtin`` for the
     modules of ``fingerprint.extractors``, ``plugin (<module>)`` otherwise) is how listings name
     where it came from.
 
@@ -110,7 +117,7 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
             source=source or ("builtin" if mod.startswith(BUILTIN_PACKAGE) else f"plugin ({mod})"),
-            params=params_of(fn), bounds=dict(bounds or {}),
+            params=params_of(fn), bounds=dict(bounds or {}), files=tuple(files),
         ))
         return fn
 

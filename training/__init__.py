@@ -6,7 +6,11 @@ a hot path. A model's identity is its seeds: init comes from ``init_seed``, data
 """
 
 from training.core.numerics import (
+    request_passive_threads as _request_passive_threads,
+)
+from training.core.numerics import (
     request_reproducible_blas as _request_reproducible_blas,
 )
 
 _request_reproducible_blas()  # before torch's first matrix product: see training.core.numerics
+_request_passive_threads()  # before torch's OpenMP runtime starts: see training.core.numerics

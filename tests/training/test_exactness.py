@@ -37,6 +37,16 @@ def test_reproducible_blas_is_on_after_import():
     assert out[0] == "COMPATIBLE"
 
 
+def test_idle_openmp_threads_sleep_unless_the_user_chose():
+    """Importing our packages asks OpenMP for the passive wait policy (threads spinning at barriers
+    burn shared cores: training.core.numerics.request_passive_threads); a policy the user set is kept."""
+    code = "import training, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, check=True).stdout.strip()  # noqa: E731
+    assert run(env) == "PASSIVE"
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+
+
 @pytest.mark.parametrize("offset", [1, 2, 3, 4, 8])
 def test_matrix_products_do_not_depend_on_operand_alignment(offset):
     """The root cause, pinned: the product of a ``[2, 8]`` operand placed at any float offset in its
