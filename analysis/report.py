@@ -46,10 +46,10 @@ __all__ = ["render", "page", "Page", "Figure", "FORMATS", "MAX_POINTS", "SCORE_C
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
                  ("deep_ami", "deep AMI"), ("probe_auroc", "probe AUROC"), ("noise_ami", "noise AMI"),
-                 ("parent_noise_ami", "parent AMI"), ("lineage_nn", "lineage 1-NN"), ("aligns_with", "aligns with"),
+                 ("parent_noise_ami", "parent AMI"), ("lineage_auc", "identifies lineage"), ("aligns_with", "aligns with"),
                  ("verdict", "verdict"), ("label_free_verdict", "label-free verdict")]
 TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict", "label_free_verdict"}
-# a score's 95% family-bootstrap interval and BH-adjusted p (lineage 1-NN: its own cell, with chance)
+# a score's 95% family-bootstrap interval and BH-adjusted p (identifies lineage: its own cell, 1-NN in its tooltip)
 INTERVALS = {"deep_ami": ("deep_ami_ci", "deep_ami_q"), "noise_ami": ("noise_ami_ci", "noise_ami_q"),
              "probe_auroc": ("probe_auroc_ci", None), "stability": ("stability_ci", None)}
 
