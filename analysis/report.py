@@ -25,6 +25,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from analysis.lineage_report import LineageView, lineage_view
 from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
@@ -248,13 +249,14 @@ class SelectionView:
 def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
-         formats: tuple[str, ...] = FORMATS) -> Page:
+         formats: tuple[str, ...] = FORMATS, lineage: dict[str, Any] | None = None) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
     to its ``[n, n]`` matrix (rows in that fingerprint's ``model_ids`` order) for the dendrogram and
     heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, majority, ami}``;
-    ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...).
+    ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...); ``lineage``
+    is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -267,13 +269,17 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
                                              f"select '{s.get('basin')}' at step {s.get('at_step')}", formats))
             for s in selections or []]
     views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints]
+    tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result.created if result.created is not None else time.time()))
     html = ENV.get_template("report.html.j2").render(
         title=title, provenance=provenance, result=result, settings=settings, th=settings.get("thresholds") or {},
-        created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config)
+        created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config,
+        lineage=tree)
     figures = [f for f in ([chart] + [v.figure for v in sels] if chart else [v.figure for v in sels]) if f is not None]
+    if tree is not None and tree.figure is not None:
+        figures.append(tree.figure)
     for v in views:
         figures += [f for f in (*v.figures, v.dendrogram, v.heatmap, v.family_tree) if isinstance(f, Figure)]
     return Page(html, figures)
@@ -281,6 +287,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
 
 def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
            distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
-           title: str = "Basin fingerprint report", selections: list[dict] | None = None) -> str:
+           title: str = "Basin fingerprint report", selections: list[dict] | None = None,
+           lineage: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML string (:func:`page` without figure files)."""
-    return page(result, provenance, distances, forecast, selections, title, formats=()).html
+    return page(result, provenance, distances, forecast, selections, title, formats=(), lineage=lineage).html
