@@ -34,7 +34,8 @@ MARKS = {"parent": ("#009E73", "true parent -> child"), "reversed": ("#E69F00", 
 
 @dataclass
 class LineageView:
-    """The lineage section: ``scores`` (per evidence), ``rows`` of the edge table, ``figure``."""
+    """The lineage section: ``scores`` (per evidence), ``rows`` of the edge table (one per model, its
+    own mark), ``counts`` of the recovered edges by :func:`mark`, ``figure``."""
 
     evidence: str
     alpha: float | None
@@ -156,7 +157,8 @@ def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: S
             what = mark(p, m, true_parent, true_family)
         rows.append({"model": m, "true_parent": true_parent.get(m), "parent": p, "p_value": pv, "mark": what})
     view.n_rows, view.rows = len(rows), rows[:MAX_ROWS]
-    view.counts = {k: n for k in (*MARKS, "missed") if (n := sum(r["mark"] == k for r in rows))}
+    marks = [mark(p, c, true_parent, true_family) for p, c, _ in edges]  # per edge, as the figure's legend counts
+    view.counts = {k: n for k in MARKS if (n := marks.count(k))}
     ids = [str(m) for m in model_ids]
     if 2 <= len(ids) <= MAX_DRAWN:
         view.figure = forest_figure("lineage-forest", ids, edges, true_parent, true_family,

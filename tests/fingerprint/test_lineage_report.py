@@ -50,6 +50,8 @@ def test_report_shows_the_recovered_forest_next_to_the_true_one(reported):
     recovered = {c: p for p, c, _ in r["edges"]}
     parent = dict(zip(zoo.model_ids, map(str, zoo.models["parent_id"])))
     assert all((k == "parent") == (recovered.get(m) == parent[m] != "") for k, m in rows)
+    counts = re.search(r"Recovered edges: ([^.;]*)", page).group(1)
+    assert sum(int(n) for n in re.findall(r": (\d+)", counts)) == len(r["edges"])
     # the figure: both panels' nodes with tooltips, and its PNG and PDF beside the report
     fig = page.split('id="fig-lineage-forest"')[1].split("</figure>")[0]
     assert len(re.findall(r"<title>[^<]*: family ", fig)) == 2 * len(zoo)
