@@ -24,7 +24,8 @@ FAILED = Verdict.FAILED.value
 
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
             opts: AnalysisOptions, has_label: bool, deep_q: float | None = None, noise_q: float | None = None,
-            probe_ci: tuple[float, float] | None = None) -> tuple[str, str]:
+            probe_ci: tuple[float, float] | None = None, lineage_auc: float | None = None,
+            lineage_q: float | None = None) -> tuple[str, str]:
     """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
     when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
     permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
@@ -52,6 +53,14 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
         weak.append(f"noise AMI {noise_ami:.2f} not significant (q {noise_q:.3g})")
     noise_txt = f"noise AMI {noise_ami:.2f} {'>=' if noise_ami >= opts.noise_threshold else '<'} {opts.noise_threshold:g}" \
         if noise_ami is not None else "noise AMI n/a"
+    if lineage_auc is not None:
+        high = lineage_auc >= opts.lineage_threshold
+        ident = high and (lineage_q is None or lineage_q <= opts.alpha)
+        noise = noise or ident
+        noise_txt += f"; identifies lineage: AUC {lineage_auc:.2f} {'>=' if high else '<'} {opts.lineage_threshold:g}" \
+            + ("" if lineage_q is None else f" (q {lineage_q:.3g})")
+        if high and not ident:
+            weak.append(f"lineage AUC {lineage_auc:.2f} not significant (q {lineage_q:.3g})")
     d = f"deep AMI {deep_ami:.2f} {'>=' if deep_ami >= opts.deep_threshold else '<'} {opts.deep_threshold:g}" \
         if deep_ami is not None else "deep AMI n/a"
     if deep_parts and noise:
@@ -108,13 +117,13 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
 def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], opts: AnalysisOptions) -> None:
     """Verdicts for all fingerprints at once (each with its raw label-free tests): the labelled ones
     need their p-values significant after a Benjamini-Hochberg correction across the report's
-    fingerprints (deep and noise AMIs together); the label-free ones come from
+    fingerprints (deep and noise AMIs and lineage AUCs together); the label-free ones come from
     :func:`analysis.labelfree.decide` over the same fingerprints. Sets ``verdict``, ``reason``,
     ``label_free`` and ``significant`` of the analysed results (and ``*_q`` in their calibration)."""
     from scipy.stats import false_discovery_control
 
     ok = [(r, f) for r, f in results if r.verdict != FAILED and r.analysed]
-    tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p") if r.calibration.get(k) is not None]
+    tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p", "lineage_auc_p") if r.calibration.get(k) is not None]
     if tests:
         qs = false_discovery_control([r.calibration[k] for r, k in tests], method="bh")
         for (r, k), q in zip(tests, qs):
@@ -130,9 +139,12 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
                 f"at least {lf.MIN_FAMILIES} independent init families are needed to decide"
         else:
             r.verdict, r.reason = verdict(s.get("deep_ami"), r.noise_score, s.get("probe_auroc"), r.binary_label, opts,
-                                          r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"))
+                                          r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
+                                          s.get("lineage_auc"), c.get("lineage_auc_q"))
         deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
-        noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha
+        ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
+            and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
+        noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha or ident_ok
         r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)")
         if r.has_label:
             r.significant = {"tracks deep differences": deep_ok or r.verdict == "tracks deep differences" and c.get("deep_ami_q") is None,

@@ -80,9 +80,62 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray) -> np.ndarray:
             rises = order[v] - order[u]  # > 0: u -> v runs the way training goes
             g.add_edge(u, v, weight=w + (penalty if rises < 0 else 0.0))
             g.add_edge(v, u, weight=w + (penalty if rises > 0 else 0.0))
-        for u, v in nx.minimum_spanning_arborescence(g, attr="weight").edges():
+        try:
+            tree = list(nx.minimum_spanning_arborescence(g, attr="weight").edges())
+        except nx.NetworkXException:  # networkx 3.6 finds none in some strongly connected graphs (measured: 185 nodes)
+            tree = _edmonds(list(g.edges(data="weight")))
+        for u, v in tree:
             parent[v] = u
     return parent
+
+
+def _edmonds(edges: list[tuple[int, int, float]]) -> list[tuple[int, int]]:
+    """Chu-Liu/Edmonds: the minimum spanning arborescence ``[(parent, child), ...]`` of a strongly
+    connected graph given as ``(u, v, weight)`` edges, over every choice of root (a virtual root
+    joined to every node at a cost above any tree's, so the optimum uses one such edge)."""
+    nodes = sorted({x for u, v, _ in edges for x in (u, v)})
+    index = {m: i for i, m in enumerate(nodes)}
+    big = 1.0 + sum(abs(w) for *_, w in edges)
+    root = len(nodes)
+    level = [(index[u], index[v], float(w), k) for k, (u, v, w) in enumerate(edges)]
+    level += [(root, i, big, len(edges) + i) for i in range(len(nodes))]
+    chosen = _contract(level, len(nodes) + 1, root)
+    return [(edges[k][0], edges[k][1]) for k in chosen if k < len(edges)]
+
+
+def _contract(edges: list[tuple[int, int, float, int]], n: int, root: int) -> list[int]:
+    """The ids of the edges ``(u, v, w, id)`` of the minimum arborescence rooted at ``root`` (nodes ``0..n-1``)."""
+    best: dict[int, tuple[int, int, float, int]] = {}
+    for e in edges:
+        if e[1] != root and e[0] != e[1] and (e[1] not in best or e[2] < best[e[1]][2]):
+            best[e[1]] = e
+    cycle_of = [-1] * n
+    seen = [-1] * n
+    n_cycles = 0
+    for s in range(n):  # follow the cheapest incoming edges back from each node; a walk that meets itself is a cycle
+        v = s
+        while v != root and seen[v] == -1 and cycle_of[v] == -1:
+            seen[v] = s
+            v = best[v][0]
+        if v != root and seen[v] == s and cycle_of[v] == -1:
+            while cycle_of[v] == -1:
+                cycle_of[v] = n_cycles
+                v = best[v][0]
+            n_cycles += 1
+    if not n_cycles:
+        return [best[v][3] for v in best]
+    new_id, k = [0] * n, n_cycles
+    for v in range(n):
+        if cycle_of[v] >= 0:
+            new_id[v] = cycle_of[v]
+        else:
+            new_id[v], k = k, k + 1
+    head = {e[3]: e[1] for e in edges}
+    smaller = [(new_id[u], new_id[v], w - (best[v][2] if cycle_of[v] >= 0 else 0.0), i) for u, v, w, i in edges
+               if new_id[u] != new_id[v]]
+    inner = _contract(smaller, k, new_id[root])
+    entered = {head[i] for i in inner if cycle_of[head[i]] >= 0}
+    return inner + [best[v][3] for v in range(n) if cycle_of[v] >= 0 and v not in entered]
 
 
 def tree_accuracy(parent: np.ndarray, true_parent: np.ndarray, mask: np.ndarray | None = None

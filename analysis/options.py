@@ -30,6 +30,7 @@ class AnalysisOptions:
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
     auroc_threshold: float = 0.85  # cross-validated probe AUROC (binary, or macro one-vs-rest) at or above this: deep signal
+    lineage_threshold: float = 0.9  # within-basin lineage identification AUC at or above this (significant): noise signal
     alpha: float = 0.05  # significance after Benjamini-Hochberg across the report's fingerprints
     n_perm: int = 199  # family-level permutations per p-value, and null replicates of the label-free tests
     n_family_boot: int = 200  # family bootstrap samples per 95% interval
@@ -45,7 +46,7 @@ class AnalysisOptions:
         top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
         if not 0 <= self.seed <= top:
             raise AnalysisError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
-        for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "alpha"):
+        for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "lineage_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
                 raise AnalysisError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
         for i, group in enumerate(self.combine):

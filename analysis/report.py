@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from analysis.goodhart_chart import goodhart_chart
+from analysis.lineage_report import LineageView, lineage_view
 from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
@@ -47,10 +48,10 @@ __all__ = ["render", "page", "Page", "Figure", "FORMATS", "MAX_POINTS", "SCORE_C
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
                  ("deep_ami", "deep AMI"), ("probe_auroc", "probe AUROC"), ("noise_ami", "noise AMI"),
-                 ("parent_noise_ami", "parent AMI"), ("lineage_nn", "lineage 1-NN"), ("aligns_with", "aligns with"),
+                 ("parent_noise_ami", "parent AMI"), ("lineage_auc", "identifies lineage"), ("aligns_with", "aligns with"),
                  ("verdict", "verdict"), ("label_free_verdict", "label-free verdict")]
 TEXT_COLS = {"fingerprint", "kind", "output", "aligns_with", "verdict", "label_free_verdict"}
-# a score's 95% family-bootstrap interval and BH-adjusted p (lineage 1-NN: its own cell, with chance)
+# a score's 95% family-bootstrap interval and BH-adjusted p (identifies lineage: its own cell, 1-NN in its tooltip)
 INTERVALS = {"deep_ami": ("deep_ami_ci", "deep_ami_q"), "noise_ami": ("noise_ami_ci", "noise_ami_q"),
              "probe_auroc": ("probe_auroc_ci", None), "stability": ("stability_ci", None)}
 
@@ -249,14 +250,16 @@ class SelectionView:
 def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
-         formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None) -> Page:
+         formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None, lineage: dict[str, Any] | None = None
+         ) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
     to its ``[n, n]`` matrix (rows in that fingerprint's ``model_ids`` order) for the dendrogram and
     heat-map; ``forecast`` is a list of ``{fingerprint, step, fraction, accuracy, majority, ami}``;
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
-    ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves).
+    ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
+    is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -274,14 +277,17 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
                             "selecting by it (kept fraction) and training against it (lambda); below the dashed "
                             "diagonal, models that only look like the basin", formats)
     views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints]
+    tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(result.created if result.created is not None else time.time()))
     html = ENV.get_template("report.html.j2").render(
         title=title, provenance=provenance, result=result, settings=settings, th=settings.get("thresholds") or {},
         created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config,
-        goodhart=goodhart, goodhart_chart=gh)
+        goodhart=goodhart, goodhart_chart=gh, lineage=tree)
     figures = [f for f in [chart, *(v.figure for v in sels), gh] if f is not None]
+    if tree is not None and tree.figure is not None:
+        figures.append(tree.figure)
     for v in views:
         figures += [f for f in (*v.figures, v.dendrogram, v.heatmap, v.family_tree) if isinstance(f, Figure)]
     return Page(html, figures)
@@ -289,6 +295,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
 
 def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
            distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
-           title: str = "Basin fingerprint report", selections: list[dict] | None = None) -> str:
+           title: str = "Basin fingerprint report", selections: list[dict] | None = None,
+           lineage: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML string (:func:`page` without figure files)."""
-    return page(result, provenance, distances, forecast, selections, title, formats=()).html
+    return page(result, provenance, distances, forecast, selections, title, formats=(), lineage=lineage).html

@@ -153,6 +153,9 @@ class ScorecardRow:
     lineage_nn_ci: list[float] | None = None  # 95% family-bootstrap intervals (issue 20, after the keys above)
     stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
     privileged: bool = False  # computed on a probe set built from the ground truth: an upper bound (issue 21)
+    lineage_auc: float | None = None  # identifies lineage: P(relatives closer than unrelated models), 0.5 chance (issue 22)
+    lineage_auc_p: float | None = None  # its permutation p-value (members moved across families inside basins)
+    lineage_auc_q: float | None = None  # Benjamini-Hochberg adjusted with the deep and noise p-values
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -170,7 +173,8 @@ class ScorecardRow:
             **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "lineage_nn_ci",
                                               "stability_ci")},
             **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")},
-            privileged=bool((r.meta or {}).get("privileged")))
+            privileged=bool((r.meta or {}).get("privileged")), lineage_auc=s.get("lineage_auc"),
+            lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

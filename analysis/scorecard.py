@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
+from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
@@ -40,8 +41,9 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again):
-# 2 = the label-free groups test also looks along each principal direction of the centroids.
-METHODS_VERSION = 2
+# 2 = the label-free groups test also looks along each principal direction of the centroids;
+# 3 = the calibrated lineage identification (stratified AUC, permutation p-value) is noise evidence.
+METHODS_VERSION = 3
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -145,6 +147,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         scores["noise_ami"], scores["noise_ami_per_basin"] = mt.within_basin_ami(clusters, lineage, basins)
         scores["lineage_nn"], scores["lineage_nn_chance"], nn_hits = mt.lineage_nn(
             nn_dist, lineage, basins, nn_coords, random_state=opts.seed, return_hits=True)
+        identified = ident.lineage_identification(lineage, basins, nn_coords, nn_dist,
+                                                  opts.n_perm if opts.calibrate else 0, opts.seed)
+        scores["lineage_auc"] = identified.auc
     if parents is not None:
         scores["parent_noise_ami"], scores["parent_noise_ami_per_basin"] = mt.within_basin_ami(clusters, parents, basins)
         scores["parent_nn"], scores["parent_nn_chance"] = mt.lineage_nn(nn_dist, parents, basins, nn_coords,
@@ -154,6 +159,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     if opts.calibrate:
         calib.update(calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts, nn_hits,
                                replicates))
+        if lineage is not None:
+            calib["lineage_auc_p"] = identified.p_value
     label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
@@ -214,6 +221,9 @@ def approximations(n: int, method: str, boot: dict, embedding: str, basins: list
         out.append(f"exemplar of a basin larger than {cl.MEDOID_SAMPLE}: medoid of a random sample of {cl.MEDOID_SAMPLE} members")
     if nn and n > mt.NN_QUERIES:
         out.append(f"lineage 1-NN rates averaged over at most {mt.NN_QUERIES} random models (exact neighbours)")
+    if nn and n > ident.MAX_MODELS:
+        out.append(f"lineage identification (AUC and its p-value) on a random sample of whole families (at most "
+                   f"{ident.MAX_MODELS} models)")
     if calibrated and n > lf.MAX_MODELS:
         out.append(f"intervals, p-values and label-free tests on a random sample of whole families (at most "
                    f"{lf.MAX_MODELS} models); the other models join the nearest candidate basin")
@@ -270,7 +280,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
         version=RESULT_VERSION, created=time.time(),
         settings={**opts.to_dict(), "label": opts.label if opts.label in table else None,
                   "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
-                                 "probe_auroc": opts.auroc_threshold}},
+                                 "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}},
         n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],
         methods=METHODS_VERSION)
 

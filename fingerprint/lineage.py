@@ -142,11 +142,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         s = _scores(tt, forests[name], truth, true_parent, kinds)
         by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": _n_families(n, tt), **s}
     s = by_evidence[primary]
-    if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
-        labels = families(n, t)
-        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
-                                    "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())}})
-    return {
+    labels = families(n, t)
+    out = {
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary,
         "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
@@ -154,9 +151,17 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
                   for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],
         "edges": [[ids[p], ids[c], p_of[(min(p, c), max(p, c))]] for c, p in enumerate(parent.tolist()) if p >= 0],
-        "families": _family_lists(ids, families(n, t)),
+        "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
     }
+    if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
+        # what later analyses use (family_of) and the report shows (the forest and its scores; not the pairs)
+        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
+                                    "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())},
+                                    "lineage_column": lineage_column or "init_seed",
+                                    **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "truth", "edges",
+                                                           "by_evidence")}})
+    return out
 
 
 def _n_families(n: int, tests: PairTests) -> int:

@@ -48,7 +48,7 @@ from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
-from fingerprint.tables import RECOVERED, model_table, options_stamp
+from fingerprint.tables import RECOVERED, model_table, options_stamp, stored_lineage
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
@@ -339,8 +339,9 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
     forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
     chosen = selections(zoo)
     goodhart = zoo.load_result("goodhart") if "goodhart" in zoo.list_results() else None
+    tree = stored_lineage(zoo)
     with analysis_errors():
-        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart)
+        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart, lineage=tree)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(pg.html, encoding="utf-8")
         figs.mkdir(parents=True, exist_ok=True)
@@ -356,6 +357,8 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
                 s["selections"] = chosen
             if goodhart:
                 s["goodhart"] = goodhart
+            if tree:
+                s["lineage"] = {k: tree.get(k) for k in ("evidence", "alpha", "truth", "by_evidence", "edges")}
             write_json(Path(json_path), s)
 
 

@@ -155,20 +155,22 @@ def print_scorecard(result: AnalysisResult) -> None:
     t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
                     f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
-                      "noise: within-basin AMI with lineage (max of init / parent), 1-NN: nearest neighbour is a relative / chance",
+                      "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
+                      "unrelated models of a basin (* significant)",
               caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
-                      ("AUROC", "right"), ("noise", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
+                      ("AUROC", "right"), ("noise", "right"), ("ident", "right"), ("verdict", "left"), ("lineage", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
                      min_width={"fingerprint": 18}.get(col))
     name_width = max(18, console.width - 62)  # what the seven number and two verdict columns leave
     for r in result.scorecard:
-        nn = "–" if r.lineage_nn is None else f"{r.lineage_nn:.2f}/{r.lineage_nn_chance:.2f}"
+        sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", 0.05)
+        ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
         noise = r.noise_ami
         if r.parent_noise_ami is not None and (noise is None or r.parent_noise_ami > noise):
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
-                  _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), nn,
+                  _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), _verdict(r.label_free_verdict))
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
@@ -241,9 +243,9 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
     if not scorecard:
         return
     s = Table(title="scorecard")
-    for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage 1-NN", "verdict"):
+    for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage AUC", "lineage 1-NN", "verdict"):
         s.add_column(col)
     for r in res.scorecard:
         s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
-                  _num(r.parent_noise_ami), _num(r.lineage_nn), _verdict(r.verdict, short=False))
+                  _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict, short=False))
     console.print(s)

@@ -326,7 +326,9 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
             # issue 20: calibrated numbers and the label-free verdict
             "significant", "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families",
             "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
-            "lineage_nn_ci", "stability_ci", "privileged"}
+            "lineage_nn_ci", "stability_ci", "privileged",
+            # issue 22: the calibrated lineage identification
+            "lineage_auc", "lineage_auc_p", "lineage_auc_q"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -347,7 +349,12 @@ def test_scorecard_verdicts_for_constructed_fingerprints():
     full = {r.fingerprint: r for r in res.fingerprints}
     assert full["noise"].scores["noise_ami_per_basin"] == {"rule_a": 1.0, "rule_b": 1.0}
     assert full["deep"].confusion["counts"] in ([[18, 0], [0, 18]], [[0, 18], [18, 0]])
-    assert res.settings["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
+    assert res.settings["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85, "lineage_auc": 0.9}
+    # identifies lineage: the noise fingerprint's relatives are closer than anyone else, significantly;
+    # the deep one's are not (inside a true basin its members are exchangeable)
+    assert rows["noise"].lineage_auc == 1.0 and rows["noise"].lineage_auc_q <= 0.05
+    assert rows["deep"].lineage_auc < 0.75 and rows["deep"].lineage_auc_p > 0.05
+    assert "identifies lineage: AUC 1.00 >= 0.9" in rows["noise"].reason
 
 
 def test_a_k_at_the_cap_is_flagged_as_a_ceiling():
@@ -520,7 +527,7 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
             "parent_nn", "parent_nn_chance", "aligns_with", "verdict", "reason", "error", "significant",
             "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
             "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
-                    "lineage_nn_ci", "stability_ci", "privileged"]
+                    "lineage_nn_ci", "stability_ci", "privileged", "lineage_auc", "lineage_auc_p", "lineage_auc_q"]
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",

@@ -137,3 +137,29 @@ def test_forest_places_and_orients_parent_child_edges():
     assert (o.statistic, o.sign, o.consistency) == ("norm", -1, 1.0)
     with pytest.raises(AnalysisError, match="valid: auto, kurtosis, norm"):
         orientation({}, {}, "skew")
+
+
+def test_edmonds_matches_networkx_and_covers_the_graph_networkx_fails_on():
+    """The forest's fallback (Chu-Liu/Edmonds over every root) gives networkx's optimum on random
+    graphs, and a spanning arborescence on a 185-model family graph from a 1,000-model population
+    (scripts/bench_lineage.py) for which networkx 3.6 raises "No minimum spanning arborescence"."""
+    from pathlib import Path
+
+    import networkx as nx
+
+    from analysis.lineage_tree import _edmonds
+
+    rng = np.random.default_rng(0)
+    for t in range(30):
+        und = nx.connected_watts_strogatz_graph(int(rng.integers(4, 25)), 4, 0.3, seed=t)
+        edges = [e for u, v in und.edges() for e in ((u, v, float(rng.uniform(1, 9))), (v, u, float(rng.uniform(1, 9))))]
+        cost = {(u, v): w for u, v, w in edges}
+        g = nx.DiGraph()
+        g.add_weighted_edges_from(edges)
+        ours = _edmonds(edges)
+        assert len(ours) == len(g) - 1 and nx.is_arborescence(nx.DiGraph(ours))
+        assert abs(sum(cost[e] for e in ours) - sum(cost[e] for e in nx.minimum_spanning_arborescence(g).edges())) < 1e-9
+    g = nx.read_weighted_edgelist(Path(__file__).parent / "data" / "networkx_no_arborescence.txt",
+                                  create_using=nx.DiGraph, nodetype=int)
+    tree = nx.DiGraph(_edmonds(list(g.edges(data="weight"))))
+    assert tree.number_of_nodes() == len(g) == 185 and nx.is_arborescence(tree)

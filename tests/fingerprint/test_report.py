@@ -77,7 +77,7 @@ def test_summary_json_schema(run):
     assert top <= set(s)
     assert s["n_models"] == 24 and s["n_failed"] == 0
     assert s["settings"]["label"] == "deep_label" and s["settings"]["lineage"] == "init_seed"
-    assert s["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85}
+    assert s["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85, "lineage_auc": 0.9}
     assert isinstance(s["scorecard"], list) and len(s["scorecard"]) == len(FPS)
     for row in s["scorecard"]:
         assert isinstance(row, dict) and ROW_KEYS <= set(row)
