@@ -160,3 +160,11 @@ def test_input_grad_symmetry_refuses_inputs_without_positions(tiny_zoo):
     assert res.error is not None and "at least two input positions" in res.error and "\n" not in res.error
     bad = fingerprint.extract(fingerprint.Zoo.open(tiny_zoo), ["input-grad-symmetry:summary=kde"])[0]
     assert "unknown summary 'kde'" in bad.error and "quantiles, histogram" in bad.error
+
+
+def test_the_basins_configs_hold_one_rate_and_two_data_orders_per_init():
+    for name in ("modadd-basins-quick", "modadd-basins"):
+        cfg = load_config(name)
+        assert cfg.task.name == "modadd" and cfg.seeds.data >= 2 and cfg.seeds.init >= 12
+        assert not cfg.model.sweep, name  # one attention rate: the rate is no confound
+        assert get_task("modadd", cfg.task.params).n_key_freqs == 2
