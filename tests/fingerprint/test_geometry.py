@@ -12,6 +12,7 @@ import fingerprint
 from fingerprint.batch import ModelBatch
 from fingerprint.extractors.geometry import position_gradients
 from fingerprint.extractors.mechanistic import apply_permutations
+from fingerprint.pipeline import RunConfig
 from fingerprint.registry import get_extractor
 from training.config import load_config
 from training.core.errors import UserError
@@ -168,3 +169,5 @@ def test_the_basins_configs_hold_one_rate_and_two_data_orders_per_init():
         assert cfg.task.name == "modadd" and cfg.seeds.data >= 2 and cfg.seeds.init >= 12
         assert not cfg.model.sweep, name  # one attention rate: the rate is no confound
         assert get_task("modadd", cfg.task.params).n_key_freqs == 2
+        specs = RunConfig.load(name).fingerprints.names  # resolves every spec: a typo would fail here
+        assert {s.split(":")[0] for s in specs} >= {"input-grad-symmetry", "activation-spectrum"}
