@@ -76,8 +76,8 @@ def test_key_freqs_of_a_pure_frequency_embedding_and_a_bad_k():
     from training.tasks.modadd import key_freqs
 
     assert key_freqs(emb[None].float(), 2).tolist() == ["3-5"]
-    with pytest.raises(UserError, match="n_key_freqs"):
-        get_task("modadd", {"p": 7, "n_key_freqs": 4}).validate()
+    with pytest.raises(UserError, match="'task.n_key_freqs' must be >= 1, got 0"):
+        get_task("modadd", {"p": 7, "n_key_freqs": 0}).validate()
 
 
 def test_both_extractors_run_on_a_transformer_zoo_and_are_cached(modadd_zoo):
@@ -156,8 +156,16 @@ def test_its_mean_is_modadds_gradient_symmetricity_on_the_same_triples():
     assert np.allclose(got, want, atol=1e-5)
 
 
-def test_input_grad_symmetry_refuses_inputs_without_positions(tiny_zoo):
-    res = fingerprint.extract(fingerprint.Zoo.open(tiny_zoo), ["input-grad-symmetry"])[0]
+def test_other_architectures_vector_transformers_and_mlps(tiny_zoo):
+    """input-grad-symmetry on a vector-input transformer (icl-regression's: 12 positions, one output);
+    activation-spectrum on an MLP zoo; input-grad-symmetry refuses inputs without positions in one line."""
+    task = get_task("icl-regression")
+    fam = get_family("transformer", task.input_shape, task.n_out,
+                     {"vocab": 0, "d_model": 8, "n_heads": 2, "d_mlp": 16, "readout": "all"})
+    sym = _run(fam, fam.init([0, 1]), task, "input-grad-symmetry", n_probes=16)
+    assert sym.shape == (2, 11) and np.isfinite(sym).all()
+    spec, res = fingerprint.extract(fingerprint.Zoo.open(tiny_zoo), ["activation-spectrum", "input-grad-symmetry"])
+    assert spec.error is None and np.asarray(spec.values).shape[0] == 24
     assert res.error is not None and "at least two input positions" in res.error and "\n" not in res.error
     bad = fingerprint.extract(fingerprint.Zoo.open(tiny_zoo), ["input-grad-symmetry:summary=kde"])[0]
     assert "unknown summary 'kde'" in bad.error and "quantiles, histogram" in bad.error
