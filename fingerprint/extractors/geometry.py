@@ -93,8 +93,9 @@ def input_grad_symmetry(models, probe_set: str = "in_dist", n_probes: int = 256,
     """Distribution over probes, random classes and position pairs of cos(d logit_c / d h_s, d logit_c / d h_t),
     h the input representation at positions s != t: [n, bins + 2] (mean, std, quantiles or histogram).
 
-    Any sequence model whose family supports ``edit``: a transformer (token or vector inputs, at
-    ``embed``), an imported model at a named layer with a position axis. Invariant to any
+    Any sequence model whose family supports ``edit`` and has a position axis at ``layer``: the
+    built-in transformer (token or vector inputs, at ``embed``). MLPs and CNNs (no positions) and
+    imported modules (no ``edit`` yet) are one-line errors. Invariant to any
     orthogonal change of basis of the input representation (a cosine of two gradients that turn
     with it); the random class of each probe is drawn from ``seed``, the same for every model.
     """
