@@ -2,9 +2,11 @@
 
     python scripts/modadd_rates.py --config modadd-quick --init 16 --init-start 100 \
         --rates 0 0.25 0.5 0.75 1 --out runs/rates --json docs/data/modadd-attention-rate.json
+    python scripts/modadd_rates.py --config modadd-quick --steps 3000 --init 16 --init-start 100 \
+        --rates 0.55 0.6 0.65 --out runs/rates3000 --json docs/data/modadd-attention-rate-3000.json
 
 Trains one sweep per ``model.attention_rate`` (the config's seeds replaced by ``--init`` seeds from
-``--init-start``, no optimiser state), then prints and writes per rate the label counts and the
+``--init-start``, no optimiser state; ``--steps`` replaces ``train.steps``), then prints and writes per rate the label counts and the
 mean and standard deviation of each diagnostic. ``--pilot`` prints, instead of labels, the
 diagnostics at rates 0 (pizza-like) and 1 (clock-like) and for each the threshold that best
 separates the two populations (balanced accuracy; the middle of the best-scoring range): how the
@@ -27,8 +29,10 @@ from training.sweep import run_sweep
 DIAGNOSTICS = ("gradient_symmetricity", "distance_irrelevance", "gradient_symmetricity_correct", "test_acc")
 
 
-def train(config: str, rate: float, init: int, init_start: int, out: Path) -> Zoo:
+def train(config: str, rate: float, init: int, init_start: int, out: Path, steps: int | None = None) -> Zoo:
     data = read_config_file(config)
+    if steps:
+        data["train"] = {**data["train"], "steps": steps}
     data["model"]["attention_rate"] = rate
     data["seeds"] = {**data["seeds"], "init": init, "init_start": init_start}
     data["train"] = {**data["train"], "save_optimizer_state": False}
@@ -64,12 +68,13 @@ def main() -> None:
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     ap.add_argument("--init", type=int, default=16)
     ap.add_argument("--init-start", type=int, default=100)
+    ap.add_argument("--steps", type=int, help="training steps (default: the config's)")
     ap.add_argument("--out", type=Path, required=True, help="directory for the zoos (reused when present)")
     ap.add_argument("--json", type=Path, help="write the table here")
     ap.add_argument("--pilot", action="store_true", help="print the diagnostics at rates 0 and 1 and midpoint thresholds")
     args = ap.parse_args()
     rates = [0.0, 1.0] if args.pilot else args.rates
-    zoos = {r: train(args.config, r, args.init, args.init_start, args.out) for r in rates}
+    zoos = {r: train(args.config, r, args.init, args.init_start, args.out, args.steps) for r in rates}
     if args.pilot:
         sym = {r: np.asarray(z.models["gradient_symmetricity"], float) for r, z in zoos.items()}
         irr = {r: np.asarray(z.models["distance_irrelevance"], float) for r, z in zoos.items()}
@@ -86,9 +91,10 @@ def main() -> None:
     if args.json:
         cfg = read_config_file(args.config)
         args.json.write_text(json.dumps({
-            "command": f"python scripts/modadd_rates.py --config {args.config} --init {args.init} --init-start {args.init_start}",
+            "command": f"python scripts/modadd_rates.py --config {args.config}" + (f" --steps {args.steps}" if args.steps else "")
+                       + f" --init {args.init} --init-start {args.init_start}",
             "task": cfg["task"], "model": {k: v for k, v in cfg["model"].items() if k != "attention_rate"},
-            "train": {k: v for k, v in cfg["train"].items() if k != "checkpoints"},
+            "train": {k: v for k, v in cfg["train"].items() if k != "checkpoints"} | ({"steps": args.steps} if args.steps else {}),
             "rates": table}, indent=2) + "\n")
 
 

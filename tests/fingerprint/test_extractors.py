@@ -324,6 +324,11 @@ def test_declared_bounds(monkeypatch):
         fingerprint.extractor("bounded-z", bounds={"n": (1, None)})(lambda models, n=0: None)
 
 
+# built-ins that do not apply to an architecture, and the error that says so
+NOT_APPLICABLE = {("input-grad-symmetry", "mlp"): "at least two input positions",  # gradients at two input positions
+                  ("input-grad-symmetry", "cnn"): "at least two input positions"}
+
+
 def test_every_builtin_runs_on_each_family(tmp_path):
     """Smoke + shape contract for every built-in on mlp, cnn and transformer populations."""
     task = get_task("xor-cues")
@@ -368,6 +373,10 @@ def test_every_builtin_runs_on_each_family(tmp_path):
             if name == "token-logprobs":  # language models only (tests/fingerprint/test_token_logprobs.py)
                 with pytest.raises(UserError, match="token prompts"):
                     spec.compute(mb, spec.params)
+                continue
+            if (name, fam.name) in NOT_APPLICABLE:  # declared: a one-line error that says why
+                with pytest.raises(UserError, match=NOT_APPLICABLE[name, fam.name]):
+                    spec.compute(mb, spec.params, labels)
                 continue
             v, _ = spec.compute(mb, spec.params, labels)
             assert v.shape[0] == 5 and np.isfinite(v).all(), (fam.name, name)

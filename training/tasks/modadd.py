@@ -18,6 +18,11 @@ definitions in ``docs/tasks.md``):
   ``d = (a - b) mod p`` of the standard deviation of ``L`` along that diagonal, divided by the
   standard deviation of all of ``L`` (population standard deviations, numpy's ``np.std``). Pizza's
   logits depend on ``a - b`` (low); clock's do not (~1).
+
+Beside the label, ``key_freqs`` names the Fourier frequencies a model's token embedding uses (the
+``n_key_freqs`` frequencies ``1..(p-1)/2`` of largest norm, ascending, ``"2-5-6"``): which ones is
+decided by the seed and carries no algorithm, a mechanistic nuisance to score with
+``--lineage key_freqs``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class ModAdd(Task):
     symmetricity_threshold: float = 0.89  # >= : pizza-like gradients (docs/tasks.md: how both were set)
     irrelevance_threshold: float = 0.83  # >= : clock-like (logits do not depend on a - b)
     n_diag: int = 512  # random (a, b, c) triples (and (a, b) pairs) the gradient symmetricity averages over
+    n_key_freqs: int = 3  # how many embedding frequencies the key_freqs column names (at most the (p-1)/2 there are)
     seed: int = 0
 
     def validate(self) -> None:
@@ -53,6 +59,8 @@ class ModAdd(Task):
             raise UserError(f"task parameter 'task.train_fraction' must be in (0, 1), got {self.train_fraction}")
         if self.n_diag <= 0:
             raise UserError(f"task parameter 'task.n_diag' must be > 0, got {self.n_diag}")
+        if self.n_key_freqs < 1:
+            raise UserError(f"task parameter 'task.n_key_freqs' must be >= 1, got {self.n_key_freqs}")
 
     @property
     def input_shape(self):
@@ -107,12 +115,14 @@ class ModAdd(Task):
             sym = self._gradient_symmetricity(forward, *self._triples())
             a, b = torch.randint(0, self.p, (self.n_diag, 2), generator=self._gen(2)).T  # the earlier variant's pairs
             sym_correct = self._gradient_symmetricity(forward, a, b, (a + b) % self.p)
+            freqs = key_freqs(forward.params["embed.weight"], min(self.n_key_freqs, (self.p - 1) // 2))  # all there are, for a small p
         else:
             sym = sym_correct = np.full(len(correct), np.nan)
+            freqs = np.full(len(correct), "", dtype=object)
         label = np.where((sym >= self.symmetricity_threshold) & (irrelevance < self.irrelevance_threshold), "pizza",
                          np.where((sym < self.symmetricity_threshold) & (irrelevance >= self.irrelevance_threshold), "clock", "mixed"))
         return {"deep_label": label.astype(object), "gradient_symmetricity": sym, "distance_irrelevance": irrelevance,
-                "gradient_symmetricity_correct": sym_correct, "full_acc": (logits.argmax(-1) == y).float().mean(1).numpy()}
+                "gradient_symmetricity_correct": sym_correct, "key_freqs": freqs, "full_acc": (logits.argmax(-1) == y).float().mean(1).numpy()}
 
     def _distance_irrelevance(self, correct: torch.Tensor) -> np.ndarray:
         """``[n, p*p]`` correct logits (``a``-major) -> ``[n]``: mean within-diagonal std over overall std.
@@ -188,3 +198,17 @@ class ModAdd(Task):
             "pizza": Hypothesis("order-free mean embedding (E_a + E_b)/2 at the MLP input; swap it -> (a_src + b_src) mod p",
                                 self._mean_pairs, layer="block0.resid_mid", position=-1, k=k),
         }
+
+
+def fourier_norms(embed: torch.Tensor) -> torch.Tensor:
+    """Token embeddings ``[n, p, d]`` -> the norm of each frequency ``1..(p-1)/2`` of their discrete
+    Fourier transform over the token axis, ``[n, (p-1)/2]`` (frequency ``k`` and ``p - k`` are
+    conjugate, so one of each pair; the constant frequency 0 is left out)."""
+    f = torch.fft.rfft(embed.detach().double(), dim=1)  # [n, p//2 + 1, d]
+    return f[:, 1 : (embed.shape[1] - 1) // 2 + 1].abs().pow(2).sum(-1).sqrt()
+
+
+def key_freqs(embed: torch.Tensor, k: int) -> np.ndarray:
+    """``[n]`` strings naming each model's ``k`` largest embedding frequencies, ascending: ``"2-5-6"``."""
+    top = fourier_norms(embed).topk(k, dim=1).indices.sort(1).values + 1  # [n, k], frequencies from 1
+    return np.array(["-".join(map(str, row)) for row in top.tolist()], dtype=object)

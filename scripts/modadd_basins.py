@@ -1,0 +1,82 @@
+"""The `modadd-basins` table of docs/results.md: clock vs pizza against two kinds of noise.
+
+    fingerprint run modadd-basins-quick --out runs/mbq
+    python scripts/modadd_basins.py runs/mbq/zoo [--fp NAME ...] [--json out.json]
+
+Prints the label counts, the key_freqs values, how often two models of one init seed share a label
+and a key_freqs value, then for every cached fingerprint (or the ``--fp`` ones) the scorecard twice:
+with the default lineage (``init_seed``: noise AMI against the init family) and with
+``--lineage key_freqs`` (noise AMI against the frequency choice), plus the AMI of each
+fingerprint's clusters with key_freqs over the whole population (``alignment``). A third pass
+(``*_cp`` columns) scores the clock and pizza models only (these two passes uncalibrated: AMIs and
+probe AUROCs, no intervals): the `mixed` ones are left out of the
+model table, so the analysis leaves them out (nothing is stored for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from analysis.scorecard import analyze
+from fingerprint.pipeline import inputs_for, open_zoo, options_for, scorecard
+from fingerprint.tables import model_table
+
+
+def same_init_agreement(col: np.ndarray, init: np.ndarray) -> tuple[float, float]:
+    """Fraction of same-init pairs with equal values, and of all pairs."""
+    pairs = list(combinations(range(len(col)), 2))
+    same = [col[i] == col[j] for i, j in pairs if init[i] == init[j]]
+    every = [col[i] == col[j] for i, j in pairs]
+    return float(np.mean(same)) if same else float("nan"), float(np.mean(every))
+
+
+def r(v):
+    return None if v is None else round(float(v), 3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("zoo", type=Path)
+    ap.add_argument("--fp", action="append", default=None, help="fingerprints (default: every cached one)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    zoo = open_zoo(args.zoo)
+    m = zoo.models
+    label = np.asarray([str(x) for x in m["deep_label"]])
+    freqs = np.asarray([str(x) for x in m["key_freqs"]])
+    init = np.asarray(m["init_seed"])
+    out: dict = {"n": len(label), "labels": dict(Counter(label.tolist())), "key_freqs": dict(Counter(freqs.tolist())),
+                 "same_init_label": same_init_agreement(label, init), "same_init_key_freqs": same_init_agreement(freqs, init)}
+    print(json.dumps(out))
+    by_init = scorecard(zoo, args.fp)
+    by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False)  # AMIs only: no intervals or p-values
+    table = model_table(zoo)
+    keep = np.asarray([str(x) != "mixed" for x in table["deep_label"]])
+    opts = options_for(zoo, calibrate=False)
+    cp = analyze(inputs_for(zoo, args.fp, opts.label), {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
+    rows = []
+    for a in by_init.scorecard:
+        f = by_init.fingerprint(a.fingerprint)
+        b = next(x for x in by_freq.scorecard if x.fingerprint == a.fingerprint)
+        fb = by_freq.fingerprint(a.fingerprint)
+        c = next(x for x in cp.scorecard if x.fingerprint == a.fingerprint)
+        rows.append({"fingerprint": a.fingerprint, "k": a.n_clusters, "stability": r(a.stability), "deep_ami": r(a.deep_ami),
+                     "deep_ami_ci": a.deep_ami_ci, "probe_auroc": r(a.probe_auroc), "noise_ami_init": r(a.noise_ami),
+                     "noise_ami_key_freqs": r(b.noise_ami), "ami_key_freqs_all": r(fb.alignment.get("key_freqs")),
+                     "ami_init_all": r(f.alignment.get("init_seed")), "verdict": a.verdict, "verdict_key_freqs": b.verdict,
+                     "k_cp": c.n_clusters, "deep_ami_cp": r(c.deep_ami), "deep_ami_ci_cp": c.deep_ami_ci,
+                     "probe_auroc_cp": r(c.probe_auroc), "noise_ami_init_cp": r(c.noise_ami), "verdict_cp": c.verdict,
+                     "error": a.error})
+        print(json.dumps(rows[-1]))
+    if args.json:
+        args.json.write_text(json.dumps({**out, "fingerprints": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
