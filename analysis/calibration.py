@@ -32,12 +32,17 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5. The probe counts for any
     label (binary: AUROC; more classes: macro one-vs-rest): a label a linear probe reads off the
     fingerprint is a deep difference it tracks, even where the clusters do not show it (``binary``
-    is kept for callers; it no longer changes the rule)."""
+    is kept for callers; it no longer changes the rule). Identifying lineage (``lineage_auc`` at or
+    above ``opts.lineage_threshold``, significant) is noise evidence unless the basins themselves
+    follow the label significantly and not the families: then the basins are clean and the
+    identification is only named in the reason."""
     if not has_label:
         return NO_TRUTH, "no ground-truth label to score against"
     deep_parts, weak = [], []
+    clean_basins = False  # the basins follow the label (significantly) and not the families
     if deep_ami is not None and deep_ami >= opts.deep_threshold:
         if deep_q is None or deep_q <= opts.alpha:
+            clean_basins = True
             deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
         else:
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
@@ -56,9 +61,11 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     if lineage_auc is not None:
         high = lineage_auc >= opts.lineage_threshold
         ident = high and (lineage_q is None or lineage_q <= opts.alpha)
-        noise = noise or ident
+        clean_basins = clean_basins and not noise
+        noise = noise or (ident and not clean_basins)
         noise_txt += f"; identifies lineage: AUC {lineage_auc:.2f} {'>=' if high else '<'} {opts.lineage_threshold:g}" \
-            + ("" if lineage_q is None else f" (q {lineage_q:.3g})")
+            + ("" if lineage_q is None else f" (q {lineage_q:.3g})") \
+            + (" within basins that follow the label, not the families" if ident and clean_basins else "")
         if high and not ident:
             weak.append(f"lineage AUC {lineage_auc:.2f} not significant (q {lineage_q:.3g})")
     d = f"deep AMI {deep_ami:.2f} {'>=' if deep_ami >= opts.deep_threshold else '<'} {opts.deep_threshold:g}" \

@@ -67,5 +67,12 @@ def test_the_verdict_uses_identification_as_noise_evidence():
     v, why = verdict(0.1, 0.1, None, False, opts, True, **quiet, lineage_auc=0.97, lineage_q=0.2)
     assert v == "uninformative" and "lineage AUC 0.97 not significant" in why
     assert verdict(0.1, 0.1, None, False, opts, True, **quiet, lineage_auc=0.8, lineage_q=0.001)[0] == "uninformative"
-    assert verdict(0.6, 0.1, None, False, opts, True, deep_q=0.01, noise_q=0.5, lineage_auc=0.95,
+    # basins that follow the label and not the families stay clean: identification is only named
+    v, why = verdict(0.6, 0.1, None, False, opts, True, deep_q=0.01, noise_q=0.5, lineage_auc=0.95, lineage_q=0.01)
+    assert v == "tracks deep differences" and "within basins that follow the label, not the families" in why
+    # ... while a label only a probe reads, in basins that do not show it, is deep and noise
+    assert verdict(0.1, 0.1, 0.95, False, opts, True, **quiet, probe_ci=(0.9, 0.99), lineage_auc=0.95,
+                   lineage_q=0.01)[0] == "tracks both"
+    # basins that follow the families as well as the label: both, with or without identification
+    assert verdict(0.6, 0.5, None, False, opts, True, deep_q=0.01, noise_q=0.01, lineage_auc=0.95,
                    lineage_q=0.01)[0] == "tracks both"
