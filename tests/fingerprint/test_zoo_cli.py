@@ -17,15 +17,12 @@ import torch
 from exact import assert_bitwise_equal
 
 from fingerprint import Zoo
+from tests.conftest import run_cli as cli
 from training.config import load_config
 from training.core.errors import CorruptFileError
 from training.sweep import run_sweep
 
-BIN = [sys.executable, "-m", "fingerprint.cli"]
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+BIN = [sys.executable, "-m", "fingerprint.cli"]  # a real process, where signals and kill -9 are the point; else `cli`
 
 
 def _one_line_error(res: subprocess.CompletedProcess) -> str:
