@@ -55,9 +55,9 @@ def run_cli(*args: object, cwd: Path | str | None = None, env: dict[str, str] | 
     # deferred: a test module that never runs a command need not import the CLI
     from fingerprint import cli
 
-    consoles = {c: c._color_system for c in (cli.console, cli.err_console)}
-    for c in consoles:  # colours are chosen once, when a console is made: plain text, as into a pipe
-        c._color_system = None
+    consoles = {c: (c._color_system, c._width) for c in (cli.console, cli.err_console)}
+    for c in consoles:  # colours (and a COLUMNS width) are fixed when a console is made: as a fresh process sees them
+        c._color_system, c._width = None, None
     out, err = io.StringIO(), io.StringIO()
     argv, here, show = sys.argv, os.getcwd(), warnings.showwarning
     saved = {k: os.environ.get(k) for k in env or {}}
@@ -77,8 +77,8 @@ def run_cli(*args: object, cwd: Path | str | None = None, env: dict[str, str] | 
                 code = 1
     finally:
         sys.argv, warnings.showwarning = argv, show
-        for c, colours in consoles.items():
-            c._color_system = colours
+        for c, (colours, width) in consoles.items():
+            c._color_system, c._width = colours, width
         os.chdir(here)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)

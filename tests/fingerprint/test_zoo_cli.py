@@ -125,11 +125,12 @@ def test_resume_refuses_changed_config(tmp_path, tiny_config, tiny_zoo):
 
 def test_process_executor_gives_the_same_models(tmp_path, tiny_config, tiny_zoo):
     out = tmp_path / "proc"
-    res = cli("sweep", tiny_config(mpb=4), "--out", out, "--executor", "process")
+    # shards of 8 (one a phase): a worker process each, every one starting torch (the conftest zoo has 4 a shard)
+    res = cli("sweep", tiny_config(mpb=8), "--out", out, "--executor", "process")
     assert res.returncode == 0, res.stderr
     # not a terminal: plain progress lines (the first shard, then at most every 10 s, and the last)
     lines = [l for l in res.stdout.splitlines() if l.startswith("trained ")]
-    assert lines[0].startswith("trained 4/24 models (") and lines[-1].startswith("trained 24/24 models (")
+    assert lines[0].startswith("trained 8/24 models (") and lines[-1].startswith("trained 24/24 models (")
     assert "model-steps/s" in lines[-1] and "ETA 0:00:00" in lines[-1]
     a, b = Zoo.open(tiny_zoo), Zoo.open(out)
     assert a.model_ids == b.model_ids
