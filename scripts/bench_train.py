@@ -11,6 +11,15 @@ users run it: on the CPU it trains the 256 models as cache-sized groups (``train
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 5] [--json]
     python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
+
+``--family transformer`` does the same for transformers with the shapes, population, batch and
+optimiser of the full ``configs/modadd.toml`` and ``configs/tiny-lm.toml`` (``--config`` picks one):
+the harness against one ``nn.Module`` transformer (``nn.Embedding``, ``nn.Linear``, ``nn.LayerNorm``)
+with ``torch.optim.AdamW`` / ``Adam`` after another. FLOPs count the q/k/v/o projections, the MLP,
+attention's two ``[T, T]`` products and the readout. ``--json`` prints ``speedup_vs_loop`` and
+``fraction_of_peak`` (the worse of the configs) and each config's figures under ``configs``.
+
+    python scripts/bench_train.py --family transformer [--config modadd] [--steps 200] [--loop-models 8] [--json] [--breakdown]
 """
 
 from __future__ import annotations
