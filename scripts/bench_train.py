@@ -11,23 +11,40 @@ users run it: on the CPU it trains the 256 models as cache-sized groups (``train
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 5] [--json]
     python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
+
+``--family transformer`` does the same for transformers with the shapes, population, batch and
+optimiser of the full ``configs/modadd.toml`` and ``configs/tiny-lm.toml`` (``--config`` picks one):
+the harness against one ``nn.Module`` transformer (``nn.Embedding``, ``nn.Linear``, ``nn.LayerNorm``)
+with ``torch.optim.AdamW`` / ``Adam`` after another. FLOPs count the q/k/v/o projections, the MLP,
+attention's two ``[T, T]`` products and the readout. ``--json`` prints ``speedup_vs_loop`` and
+``fraction_of_peak`` (the worse of the configs) and each config's figures under ``configs``.
+
+    python scripts/bench_train.py --family transformer [--config modadd] [--steps 200] [--loop-models 8] [--json] [--breakdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from training.config import TrainConfig
+from training.config import TrainConfig, load_config
 from training.families import get_family, kernels
+from training.plan import build_family, build_task
 from training.tasks import get_task
 from training.trainer import train_population
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TRANSFORMER_CONFIGS = ("modadd", "tiny-lm")  # the full configs whose shapes --family transformer trains
 
 
 def peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -81,25 +98,188 @@ def run_loop(task, n_models: int, width: int, depth: int, batch: int, steps: int
     return time.perf_counter() - t
 
 
-def breakdown(task, n_models: int, width: int, depth: int, batch: int, steps: int = 30, top: int = 14) -> list[dict]:
-    """Per-step self time of the harness's ops (grouped by op and input shapes), from
-    ``torch.profiler`` over ``steps`` steps after a warm-up run: which matmuls, elementwise passes
-    and optimiser work a step is made of. Profiling adds ~10% overhead, spread over all ops."""
+def profile_ops(train, steps: int, top: int = 14) -> list[dict]:
+    """Per-step self time of ``train()``'s ops (grouped by op and input shapes), from ``torch.profiler``
+    over one run of ``steps`` steps after a warm-up run: which matmuls, elementwise passes and
+    optimiser work a step is made of. Profiling adds ~10% overhead, spread over all ops."""
     from torch.profiler import ProfilerActivity, profile
 
-    fam = get_family("mlp", task.input_shape, task.n_out, {"width": width, "depth": depth})
-    cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, checkpoints=[])
-    seeds = list(range(n_models))
-    variant = torch.zeros(n_models, dtype=torch.long)
-    train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[])
-    params = fam.init(seeds)
+    train()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        train_population(fam, task, cfg, params, seeds, variant, checkpoint_steps=[])
+        train()
     rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in rows)  # one run's set-up (optimiser buffers) is in it too
     return [{"op": e.key, "shapes": [list(s) for s in e.input_shapes if s][:3], "calls_per_step": round(e.count / steps, 1),
              "ms_per_step": round(e.self_cpu_time_total / steps / 1e3, 3), "share": round(e.self_cpu_time_total / total, 3)}
             for e in rows[:top]]
+
+
+def breakdown(task, n_models: int, width: int, depth: int, batch: int, steps: int = 30) -> list[dict]:
+    """:func:`profile_ops` of the MLP harness."""
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": width, "depth": depth})
+    cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, checkpoints=[])
+    seeds = list(range(n_models))
+    variant = torch.zeros(n_models, dtype=torch.long)
+    return profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[]), steps)
+
+
+def print_rows(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"  {r['ms_per_step']:7.3f} ms {r['share']:6.1%}  {r['calls_per_step']:5.1f}x  {r['op']:28s} {r['shapes']}")
+
+
+# -- transformers (--family transformer): the shapes of the modadd and tiny-lm full configs ----------
+def transformer_setup(name: str, steps: int):
+    """The task, family and training settings of ``configs/<name>.toml`` (``steps`` steps, no checkpoints)."""
+    config = load_config(CONFIGS / f"{name}.toml")
+    task = build_task(config)
+    fam = build_family(config, task)
+    cfg = dataclasses.replace(config.train, steps=steps, checkpoints=[])
+    return config, task, fam, cfg
+
+
+def transformer_flops(fam, batch: int, steps: int, n_models: int) -> float:
+    """Matmul FLOPs of forward + backward (6 per multiply-accumulate): per token and block the q, k, v,
+    o projections (4 d^2), the MLP (2 d d_mlp) and attention's two ``[T, T]`` products (2 T d, all
+    T^2 entries, as computed before the causal mask); a vector input's embedding; the readout at its
+    positions. Token embeddings are gathers, not matmuls."""
+    T, d = fam.seq_len, fam.d_model
+    per_token = fam.n_layers * (4 * d * d + 2 * d * fam.d_mlp + 2 * T * d) + (0 if fam.vocab > 0 else d * fam.input_shape[1])
+    macs = T * per_token + len(fam.readout_positions()) * d * fam.n_out
+    return 6.0 * macs * batch * steps * n_models
+
+
+def run_transformer_vectorized(task, fam, cfg: TrainConfig, n_models: int) -> float:
+    seeds = list(range(n_models))
+    params = fam.init(seeds)
+    t = time.perf_counter()
+    train_population(fam, task, cfg, params, seeds, torch.zeros(n_models, dtype=torch.long), checkpoint_steps=[])
+    return time.perf_counter() - t
+
+
+class UserBlock(nn.Module):
+    """Attention (softmax mixed with uniform attention at ``rate``) then a ReLU MLP, both residual."""
+
+    def __init__(self, d: int, heads: int, d_mlp: int, rate: float, layernorm: bool):
+        super().__init__()
+        self.ln1, self.ln2 = (nn.LayerNorm(d) if layernorm else nn.Identity() for _ in range(2))
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d, bias=False) for _ in range(4))
+        self.fc, self.proj = nn.Linear(d, d_mlp), nn.Linear(d_mlp, d)
+        self.heads, self.rate = heads, rate
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, T, d = h.shape
+        z = self.ln1(h)
+        q, k, v = (m(z).view(B, T, self.heads, -1).transpose(1, 2) for m in (self.q, self.k, self.v))
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        att = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf")).softmax(-1)
+        if self.rate < 1:
+            att = self.rate * att + (1 - self.rate) * (mask / mask.sum(1, keepdim=True))
+        h = h + self.o((att @ v).transpose(1, 2).reshape(B, T, d))
+        return h + self.proj(F.relu(self.fc(self.ln2(h))))
+
+
+class UserTransformer(nn.Module):
+    """The per-model baseline: the same architecture as a user would write it, from ``nn`` layers."""
+
+    def __init__(self, fam):
+        super().__init__()
+        d = fam.d_model
+        self.embed = nn.Embedding(fam.vocab, d)
+        self.pos = nn.Parameter(torch.randn(fam.seq_len, d) / math.sqrt(d))
+        self.blocks = nn.ModuleList(UserBlock(d, fam.n_heads, fam.d_mlp, fam.attention_rate, fam.layernorm)
+                                    for _ in range(fam.n_layers))
+        self.ln_f = nn.LayerNorm(d) if fam.layernorm else nn.Identity()
+        self.out = nn.Linear(d, fam.n_out)
+        self.positions = fam.readout_positions()
+
+    def forward(self, tok: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tok) + self.pos
+        for block in self.blocks:
+            h = block(h)
+        h = self.ln_f(h)
+        return self.out(h[:, -1] if len(self.positions) == 1 else h[:, self.positions])
+
+
+def run_transformer_loop(task, fam, cfg: TrainConfig, n_models: int) -> float:
+    """One ``UserTransformer`` + torch's Adam/AdamW (the config's optimiser and settings) after another."""
+    x, y = task.train_set()
+    y = y if len(fam.readout_positions()) == 1 else y[:, fam.readout_positions()]
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    t = time.perf_counter()
+    for j in range(n_models):
+        torch.manual_seed(j)
+        model = UserTransformer(fam)
+        opt = opt_cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        g = torch.Generator().manual_seed(j)
+        for _ in range(cfg.steps):
+            idx = torch.randint(0, len(x), (cfg.batch_size,), generator=g)
+            loss = F.cross_entropy(model(x[idx]).reshape(-1, fam.n_out), y[idx].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t
+
+
+def bench_transformer(name: str, steps: int, repeats: int, loop_models: int) -> dict:
+    """One config: the harness (best and median of ``repeats``) and the loop (once, over
+    ``loop_models`` models, scaled to the population) on the same population and steps."""
+    config, task, fam, cfg = transformer_setup(name, steps)
+    n = config.seeds.init * config.seeds.data
+    flops = transformer_flops(fam, cfg.batch_size, steps, n)
+    peak = peak_gflops()
+    run_transformer_vectorized(task, fam, dataclasses.replace(cfg, steps=5), 4)  # warm-up
+    run_transformer_loop(task, fam, dataclasses.replace(cfg, steps=5), 1)
+    t_vecs = sorted(run_transformer_vectorized(task, fam, cfg, n) for _ in range(max(repeats, 1)))
+    m = min(loop_models or n, n)
+    t_loop = run_transformer_loop(task, fam, cfg, m) * n / m
+    peak = max(peak, peak_gflops())
+    t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
+    shapes = {k: getattr(fam, k) for k in ("vocab", "d_model", "n_heads", "n_layers", "d_mlp", "attention_rate", "layernorm", "readout")}
+    return {
+        "config": name, "n_models": n, "seq_len": fam.seq_len, **shapes, "batch": cfg.batch_size, "steps": steps,
+        "optimizer": cfg.optimizer, "peak_gflops": round(peak, 2),
+        "vectorized_seconds": round(t_vec, 3), "vectorized_runs": [round(t, 3) for t in t_vecs],
+        "loop_seconds": round(t_loop, 3), "loop_models_timed": m,
+        "vectorized_gflops": round(flops / t_vec / 1e9, 2), "loop_gflops": round(flops / t_loop / 1e9, 2),
+        "fraction_of_peak": round(flops / t_vec / 1e9 / peak, 3),
+        "fraction_of_peak_median": round(flops / t_med / 1e9 / peak, 3),
+        "loop_fraction_of_peak": round(flops / t_loop / 1e9 / peak, 3),
+        "speedup_vs_loop": round(t_loop / t_med, 2),
+        "model_steps_per_second": round(n * steps / t_vec, 1),
+    }
+
+
+def transformer_main(args) -> None:
+    names = TRANSFORMER_CONFIGS if args.config == "all" else (args.config,)
+    if args.breakdown:
+        for name in names:
+            config, task, fam, cfg = transformer_setup(name, 30)
+            n = config.seeds.init * config.seeds.data
+            seeds, variant = list(range(n)), torch.zeros(n, dtype=torch.long)
+            rows = profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[]), 30)
+            print(json.dumps(rows) if args.json else f"per step of {n} {name} transformers (profiled; self time of each op and shapes):")
+            if not args.json:
+                print_rows(rows)
+        return
+    runs = [bench_transformer(name, args.steps, args.repeats, args.loop_models) for name in names]
+    res = {"threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 2), "configs": runs,
+           # the headline figures are the worse of the configs
+           "speedup_vs_loop": min(r["speedup_vs_loop"] for r in runs),
+           "fraction_of_peak": min(r["fraction_of_peak"] for r in runs)}
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"{res['threads']} threads, load average {res['load_average']:.1f} at the end")
+    for r in runs:
+        print(f"{r['config']}: {r['n_models']} transformers d_model {r['d_model']}, {r['n_layers']} layer(s), d_mlp {r['d_mlp']}, "
+              f"T {r['seq_len']}, batch {r['batch']}, {r['steps']} {r['optimizer']} steps; peak {r['peak_gflops']:.1f} GFLOP/s")
+        runs_s = ", ".join(f"{t:.2f}" for t in r["vectorized_runs"])
+        print(f"  vectorized: {r['vectorized_seconds']:8.2f} s  {r['vectorized_gflops']:7.1f} GFLOP/s  {r['fraction_of_peak']:.1%} of peak"
+              f"  (best of {len(r['vectorized_runs'])}: {runs_s} s; median {r['fraction_of_peak_median']:.1%})")
+        print(f"  loop:       {r['loop_seconds']:8.2f} s  {r['loop_gflops']:7.1f} GFLOP/s  {r['loop_fraction_of_peak']:.1%} of peak"
+              f"  ({r['loop_models_timed']} models timed)")
+        print(f"  speed-up vs loop: {r['speedup_vs_loop']:.1f}x")
 
 
 def main() -> None:
@@ -115,7 +295,15 @@ def main() -> None:
                     help="skip the interleaved runs without the fused CPU kernels")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--breakdown", action="store_true", help="profile a few steps and print where a step's time goes, instead")
+    ap.add_argument("--family", choices=("mlp", "transformer"), default="mlp",
+                    help="transformer: the shapes of the full modadd and tiny-lm configs (their populations, batch, optimiser)")
+    ap.add_argument("--config", choices=(*TRANSFORMER_CONFIGS, "all"), default="all", help="--family transformer: which config")
+    ap.add_argument("--loop-models", type=int, default=0,
+                    help="--family transformer: time the loop on this many models and scale it to the population (0: all)")
     args = ap.parse_args()
+    if args.family == "transformer":
+        transformer_main(args)
+        return
 
     task = get_task("xor-cues", {"n_noise": args.n_noise, "n_train": 4096})
     d_in = task.input_shape[0]
@@ -127,8 +315,7 @@ def main() -> None:
             print(json.dumps(rows))
             return
         print(f"per step of {args.models} MLPs {widths}, batch {args.batch} (profiled; self time of each op and shapes):")
-        for r in rows:
-            print(f"  {r['ms_per_step']:7.3f} ms {r['share']:6.1%}  {r['calls_per_step']:5.1f}x  {r['op']:28s} {r['shapes']}")
+        print_rows(rows)
         return
     peak = peak_gflops()
     # warm up both paths so allocator/thread-pool start-up is not timed

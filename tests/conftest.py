@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
+import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,52 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT["status"])
+
+
+def run_cli(*args: object, cwd: Path | str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``fingerprint ARGS`` through the installed entry point (``fingerprint.cli:main``) in this
+    process, returned as a finished process: exit status, stdout, stderr.
+
+    A fresh interpreter spends 3-5 s of CPU importing torch, scikit-learn and matplotlib before the
+    command starts, which this process has already paid, and the suite runs ~150 commands. The entry
+    point is the same code (argv parsing, one-line errors, exit statuses); the command's output is
+    not a terminal here either. ``env`` is set for the call only (``COLUMNS`` for rich's width). An
+    exception that escapes ``main`` is what a process would print: a traceback and exit 1. Tests
+    where a real process is the point (signals, kill -9, start-up, plugins on ``PYTHONPATH``, Ray)
+    keep ``subprocess``."""
+    # deferred: a test module that never runs a command need not import the CLI
+    from fingerprint import cli
+
+    consoles = {c: (c._color_system, c._width) for c in (cli.console, cli.err_console)}
+    for c in consoles:  # colours (and a COLUMNS width) are fixed when a console is made: as a fresh process sees them
+        c._color_system, c._width = None, None
+    out, err = io.StringIO(), io.StringIO()
+    argv, here, show = sys.argv, os.getcwd(), warnings.showwarning
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    sys.argv = ["fingerprint", *map(str, args)]
+    code: int | str | None = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            try:
+                cli.main()
+            except SystemExit as e:
+                code = e.code
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, warnings.showwarning = argv, show
+        for c, (colours, width) in consoles.items():
+            c._color_system, c._width = colours, width
+        os.chdir(here)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    if not isinstance(code, int):  # sys.exit("message") or sys.exit(None), as the interpreter reads them
+        code = 0 if code is None else 1
+    return subprocess.CompletedProcess(["fingerprint", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(autouse=True)

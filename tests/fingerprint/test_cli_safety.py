@@ -4,8 +4,9 @@ Outputs never destroy inputs (``--overwrite`` replaces only a zoo; no output is,
 inside an input, compared through symbolic links); config values that used to crash after the
 manifest was written are one-line errors before anything is written, and so is a plan larger than
 ``--max-gb``; user strings (paths, config, column, label, model and plugin names) never reach rich
-as markup. The headline case of each class runs as a subprocess (``python -m fingerprint.cli``);
-its variants run the same ``main()`` in-process, which is as real but skips the ~2 s of imports.
+as markup. Commands run the installed entry point ``main()`` in this process (``run_cli`` and the
+``main`` fixture), which is as real but skips the 3-5 s of imports of a fresh interpreter; a plugin
+under ``TTY_COMPATIBLE`` (which rich reads when a console is made) runs as a subprocess.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 import torch
 
 from fingerprint import Zoo
+from tests.conftest import run_cli
 from training.config import load_config
 from training.sweep import planned_bytes, run_sweep
 
@@ -34,6 +36,11 @@ TINY_MODELS = 24
 
 
 def cli(*args, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd, env={"COLUMNS": "200", **(env or {})})
+
+
+def proc(*args, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m fingerprint.cli ARGS``: a fresh process (a plugin module, rich's start-up environment)."""
     env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([*BIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
@@ -333,9 +340,9 @@ def test_markup_in_a_plugin_name_cached_then_inspected(swept, tmp_path):
     shutil.copytree(swept.zoo, zoo)
     (tmp_path / "plug.py").write_text(PLUGIN)
     # TTY_COMPATIBLE: rich draws its progress bar, whose description is the plugin's name
-    out = ok(cli("extract", zoo, "--plugin", "plug:fp", "--fp", "[/x]-fp", cwd=tmp_path, env={"TTY_COMPATIBLE": "1"}))
+    out = ok(proc("extract", zoo, "--plugin", "plug:fp", "--fp", "[/x]-fp", cwd=tmp_path, env={"TTY_COMPATIBLE": "1"}))
     assert "[/x]-fp" in out
-    ok(cli("cluster", zoo, "--fp", "[/x]-fp", "--embedding", "pca", "--n-boot", "2", cwd=tmp_path))
+    ok(proc("cluster", zoo, "--fp", "[/x]-fp", "--embedding", "pca", "--n-boot", "2", cwd=tmp_path))
     out = ok(cli("inspect", zoo, cwd=tmp_path))
     assert "[/x]-fp" in out
 

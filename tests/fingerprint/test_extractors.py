@@ -31,6 +31,7 @@ from fingerprint.registry import (
     load_plugin,
     reset_plugins,
 )
+from tests.conftest import run_cli
 from training.core.errors import PluginError, UserError
 from training.families import get_family
 from training.tasks import get_task
@@ -383,7 +384,7 @@ def test_every_builtin_runs_on_each_family(tmp_path):
 
 
 def test_extract_cli(tiny_zoo):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, a)], capture_output=True, text=True, timeout=120)
+    run = run_cli  # the entry point in this process
     res = run("extract", tiny_zoo, "--fp", "weight-stats", "--fp", "cka:n_probes=16")
     assert res.returncode == 0, res.stderr
     assert "computed" in res.stdout
@@ -493,8 +494,7 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     assert res.returncode == 2 and "cannot be imported" in res.stderr
     zoo = Zoo.open(tiny_zoo)
     assert pipeline.default_fingerprints(zoo) == pipeline.DEFAULT_FINGERPRINTS
-    res = cli("extract", str(tiny_zoo), "--fp", "weight-stats")  # and with no --fp: every default one
-    res = cli("extract", str(tiny_zoo))
+    res = cli("extract", str(tiny_zoo))  # with no --fp: every default one
     assert res.returncode == 0, res.stderr
     assert {m["extractor"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from fingerprint import pipeline
 from fingerprint.extraction import extract, find_cached, load_cached
+from tests.conftest import run_cli
 from training.core.errors import UserError
 from training.core.store import Zoo
 
@@ -18,8 +18,7 @@ VARIANTS = ["cka:probe_set=ood,n_probes=16", "cka:n_probes=16"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return run_cli(*args)  # the entry point in this process
 
 
 def test_a_bare_name_with_several_cached_variants_and_no_default_is_an_error(tiny_zoo):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,14 +11,14 @@ import pytest
 
 from fingerprint import Zoo
 from fingerprint.lineage import lineage
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}  # the table's names unabridged
-    return subprocess.run([*BIN, "lineage", *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    return run_cli("lineage", *args, env={"COLUMNS": "200"})  # in this process; the table's names unabridged
 
 
 def test_related_pairs_and_fine_tune_parents_are_recovered(tiny_zoo):

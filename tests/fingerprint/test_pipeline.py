@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fingerprint import pipeline
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,13 +42,18 @@ def test_readme_notebook_example_runs_and_matches_fingerprint_run(tmp_path, run_
     assert '"xor-cues-quick"' in block
     block = block.replace('"xor-cues-quick"', repr(str(run_config)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert "ood-outputs" in res.stdout and "weight-stats" in res.stdout
+    # the block runs as a script in its own interpreter while `fingerprint run` runs in this process:
+    # one core each, side by side
+    nb_proc = subprocess.Popen([sys.executable, "-c", block], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        cli = run_cli("run", run_config, "-o", tmp_path / "cli", cwd=tmp_path)
+        out, err = nb_proc.communicate(timeout=600)
+    finally:
+        nb_proc.kill()
+    assert nb_proc.returncode == 0, err
+    assert "ood-outputs" in out and "weight-stats" in out
     nb = json.loads((tmp_path / "runs/xor/summary.json").read_text())
-
-    cli = subprocess.run([sys.executable, "-m", "fingerprint.cli", "run", str(run_config), "-o", str(tmp_path / "cli")],
-                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert cli.returncode == 0, cli.stderr
     ref = json.loads((tmp_path / "cli/summary.json").read_text())
     keep = ("fingerprint", "n_clusters", "deep_ami", "noise_ami", "verdict", "label_free_verdict")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import struct
@@ -22,6 +21,7 @@ from torch import nn
 
 import fingerprint
 from fingerprint import Zoo
+from tests.conftest import run_cli
 from training.config import load_config
 from training.sweep import run_sweep
 
@@ -32,9 +32,9 @@ VERDICTS = {"tracks deep differences", "tracks initialization noise", "tracks bo
 ROW_KEYS = {"fingerprint", "n_clusters", "deep_ami", "noise_ami", "stability", "verdict"}
 
 
-def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}  # wide enough that rich tables do not wrap model ids
-    return subprocess.run([*BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+def cli(*args) -> subprocess.CompletedProcess:
+    """The command in this process (``run_cli``), 250 columns wide: rich tables do not wrap model ids."""
+    return run_cli(*args, env={"COLUMNS": "250"})
 
 
 def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from fingerprint import Zoo
 from fingerprint.extraction import extract
+from tests.conftest import run_cli
 from training.config import load_config
 from training.core.errors import UserError
 from training.plan import make_plan
@@ -52,9 +51,7 @@ def scaled_zoo(tmp_path_factory):
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "fingerprint.cli", "transfer", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return run_cli("transfer", *args, env={"COLUMNS": "200"})  # the entry point in this process
 
 
 def test_a_model_sweep_plans_one_group_per_setting(tmp_path):

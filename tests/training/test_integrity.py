@@ -25,16 +25,11 @@ import pytest
 from exact import assert_bitwise_equal
 
 from fingerprint import Zoo, extract
+from tests.conftest import run_cli as cli
 from training.core import store as zoo_io
 from training.core.errors import CorruptFileError
 from training.core.integrity import _attrs_digest as attrs_digest
 from training.core.store import Shard, digest_all, row_digests
-
-BIN = [sys.executable, "-m", "fingerprint.cli"]
-
-
-def cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
 def one_line_error(res: subprocess.CompletedProcess) -> str:
@@ -304,7 +299,7 @@ def test_disk_full_stops_the_sweep_in_one_line_and_resume_finishes(tmp_path, tin
 _WRITER = """
 import os, sys, time
 from pathlib import Path
-from training.core import store as zoo_io
+from training.core import files as zoo_io  # store re-exports these two; files alone starts without torch
 target, kind = Path(sys.argv[1]), sys.argv[2]
 if kind == "file":  # as save_fingerprint / write_shard / write_json do
     with zoo_io.atomic_path(target) as tmp:
@@ -319,17 +314,18 @@ else:  # as `fingerprint import` stages a whole zoo
 """
 
 
-def _writer(target: Path, kind: str) -> tuple[subprocess.Popen, Path]:
-    """A real writer paused half-way: returns the process and its temporary."""
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target), kind], stdout=subprocess.PIPE, text=True)
-    return proc, Path(proc.stdout.readline().strip())
+def _writers(*jobs: tuple[Path, str]) -> list[tuple[subprocess.Popen, Path]]:
+    """Real writers paused half-way (started together): each process and its temporary."""
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(target), kind], stdout=subprocess.PIPE, text=True)
+             for target, kind in jobs]
+    return [(proc, Path(proc.stdout.readline().strip())) for proc in procs]
 
 
 def test_temporaries_of_killed_writers_are_cleaned_on_the_next_write(tiny_zoo):
     """kill -9 during a cache write and during an import's staging leaves temporaries; the next
     write to the zoo removes them, and leaves alone the one a live writer is still filling."""
-    killed = [_writer(tiny_zoo / "fingerprints" / "weight-stats-0123.h5", "file"), _writer(tiny_zoo, "dir")]
-    live, live_tmp = _writer(tiny_zoo / "results" / "notes.json", "file")
+    *killed, (live, live_tmp) = _writers((tiny_zoo / "fingerprints" / "weight-stats-0123.h5", "file"), (tiny_zoo, "dir"),
+                                         (tiny_zoo / "results" / "notes.json", "file"))
     try:
         for proc, tmp in killed:
             assert tmp.exists() and f"-{proc.pid}." in tmp.name
