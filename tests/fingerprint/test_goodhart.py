@@ -4,21 +4,18 @@ lambda = 0 / no-training rows reproducing the plain detector."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from fingerprint import Zoo
 from fingerprint.goodhart import goodhart
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "fingerprint.cli", "goodhart", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return run_cli("goodhart", *args, env={"COLUMNS": "200"})
 
 
 def test_goodhart_json_contract_and_the_untrained_rows_equal_the_plain_detector(tiny_zoo, tmp_path):
