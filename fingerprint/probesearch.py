@@ -25,6 +25,7 @@ import torch
 from analysis.probesearch import camp_scores, cross_fit
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import active_models
+from fingerprint.extractors.behavioural import recombined_batch
 from fingerprint.extractors.common import generator, probes, transform_outputs
 from fingerprint.population import check_code
 from training.core.errors import UserError, unknown
@@ -46,14 +47,13 @@ class SearchResult:
 
 def candidates(x: torch.Tensor, n: int, seed: int = 0, vocab: int | None = None) -> torch.Tensor:
     """``n`` candidate inputs generated from probes ``x`` ``[P, *input_shape]`` (seeded)."""
-    g = generator(seed)
     P = len(x)
     if P < 2:
         raise UserError(f"the probe search needs a starting probe set of >= 2 inputs, got {P}")
+    if not x.is_floating_point():  # tokens: each position from one of two probes, as recombined-outputs makes them
+        return recombined_batch(x, n, "coord", seed)
+    g = generator(seed)
     i, j = torch.randint(0, P, (n,), generator=g), torch.randint(0, P, (n,), generator=g)
-    if not x.is_floating_point():  # tokens: each position from one of two probes
-        pick = torch.rand(n, *x.shape[1:], generator=g) < 0.5
-        return torch.where(pick, x[i], x[j])
     x = x.float()
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-3)
     kind = torch.arange(n) % 4
