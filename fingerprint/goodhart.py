@@ -41,7 +41,7 @@ from fingerprint.batch import TaskView
 from fingerprint.extraction import active_models, extract, family_groups, resolve_specs
 from fingerprint.population import family_for, model_setting, task_for
 from training.config import SweepConfig
-from training.core.errors import UserError, choices
+from training.core.errors import UserError, choices, unknown
 from training.core.store import Zoo
 from training.shard import evaluate
 from training.trainer import Penalty, train_population
@@ -120,7 +120,7 @@ def _detector_logit(fp: Fingerprint, det: Detector) -> Callable[[torch.Tensor], 
 def _columns(zoo: Zoo, label: str, family: str) -> None:
     for col in (label, family):
         if col not in zoo.models:
-            raise UserError(f"unknown model column '{col}' (valid: {choices(zoo.models.names())})")
+            raise unknown("model column", col, zoo.models.names())
 
 
 def goodhart(zoo: Zoo, fp: str, basin: str, label: str | None = None, lineage: str = "init_seed",
