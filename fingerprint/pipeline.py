@@ -336,9 +336,9 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
     figs = Path(html_path).parent / "figures"
     check_output(figs, {"zoo": zoo.path}, option="figures/")
     prov = provenance(zoo, extra_provenance)
-    forecast = (zoo.load_result("forecast") or {}).get("forecast") if "forecast" in zoo.list_results() else None
+    forecast = (zoo.load_result("forecast") or {}).get("forecast")  # load_result: None when none is stored
     chosen = selections(zoo)
-    goodhart = zoo.load_result("goodhart") if "goodhart" in zoo.list_results() else None
+    goodhart = zoo.load_result("goodhart")
     tree = stored_lineage(zoo)
     with analysis_errors():
         pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart, lineage=tree)

@@ -41,7 +41,7 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     with the zoo's truth beside it: ``true_parent`` ``{child: parent}`` (``parent_id``) and
     ``true_family`` ``{model: family}`` (the column the run scored against; ``{}`` when unknown).
     None when nothing current is stored, or it predates the stored forest."""
-    rec = zoo.load_result("lineage") if "lineage" in zoo.list_results() else None
+    rec = zoo.load_result("lineage")
     if not isinstance(rec, dict) or rec.get("model_set") != zoo.model_set_hash() or "edges" not in rec:
         return None
     ids = [str(m) for m in zoo.model_ids]
