@@ -296,6 +296,15 @@ def loopback_cluster(plugins):
 NODE_LOST = r"NodeDiedError: Task failed because the node it was running on is dead or unavailable \(node 127\.0\.0\.1\)$"
 
 
+@ray.remote(num_cpus=1)
+class _HoldACpu:
+    """Holds one CPU of the node it is placed on for as long as it lives (an actor given ``num_cpus``
+    keeps it, not only while it is scheduled)."""
+
+    def ready(self) -> bool:
+        return True
+
+
 def _running_on(node, task: str) -> bool:
     """Whether a worker of ``node`` (a child of its raylet) is running a Ray task of function ``task``."""
     import psutil
@@ -314,8 +323,17 @@ def _running_on(node, task: str) -> bool:
 def _lose_a_node_during(cluster, task: str, work):
     """Add a worker node, run ``work()`` against the cluster, and kill the node (its raylet, object
     store and workers, as a crashed machine loses them) while it runs a ``task`` task.
-    Returns what ``work`` returned or raised."""
+    Returns what ``work`` returned or raised.
+
+    The head node's CPU is held until the node is lost, so the first task must run on the new node:
+    otherwise a fast host finishes every task on the head's warm worker before the new node has
+    started one (seen on CI: "no _train_shard_task task was seen running on the worker node")."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    head = NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
+    hold = _HoldACpu.options(scheduling_strategy=head).remote()
+    ray.get(hold.ready.remote(), timeout=60)
     outcome: list = []
 
     def go():
@@ -327,11 +345,14 @@ def _lose_a_node_during(cluster, task: str, work):
     t = threading.Thread(target=go)
     t.start()
     lost, deadline = False, time.time() + 120
-    while not lost and t.is_alive() and time.time() < deadline:
-        if _running_on(node, task):
-            cluster.remove_node(node, allow_graceful=False)
-            lost = True
-        time.sleep(0.02)
+    try:
+        while not lost and t.is_alive() and time.time() < deadline:
+            if _running_on(node, task):
+                cluster.remove_node(node, allow_graceful=False)
+                lost = True
+            time.sleep(0.02)
+    finally:
+        ray.kill(hold)  # the head's CPU is free for the retried and the remaining tasks
     t.join(timeout=300)
     assert lost, f"no {task} task was seen running on the worker node"
     assert not t.is_alive(), "the run did not end after its node was lost"
