@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
+from analysis import agreement as ag
 from analysis.errors import AnalysisError, choices
 from analysis.reduce import (  # noqa: F401 - re-exported: analysis.clustering is the callers' one import
     CHUNK_ELEMENTS,
@@ -291,7 +292,7 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
         for j in range(i + 1, len(reps)):
             shared, a, b = np.intersect1d(reps[i][0], reps[j][0], return_indices=True)
             if len(shared) >= 2:
-                aris.append(adjusted_rand_score(reps[i][1][a], reps[j][1][b]))
+                aris.append(ag.ari(reps[i][1][a], reps[j][1][b]))
     kk, counts = np.unique(ks, return_counts=True)
     out = {"consensus_k": int(kk[np.argmax(counts)]), "k_counts": {str(int(a)): int(c) for a, c in zip(kk, counts)},
            "stability": float(np.mean(aris)) if aris else None, "n_boot": len(ks)}

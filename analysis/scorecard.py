@@ -17,6 +17,7 @@ import traceback
 from typing import Any
 
 import numpy as np
+import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
@@ -257,7 +258,10 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
     (``docs/benchmarks.md``, "The scorecard's family statistics").
     """
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+    # inputs are checked once here (finite values, known options): scikit-learn's per-call validation
+    # of the same arrays cost more than some of its computations (docs/benchmarks.md, "The report's speed")
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"), \
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         return _analyze(fingerprints, table, opts)
 
 
