@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances, silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from analysis import agreement as ag
@@ -52,6 +52,7 @@ MIN_MODELS = 4  # fewer models than this are one basin, whatever the method
 
 # -- large populations: above these sizes the quadratic steps sample (docs/scorecard.md) -----------
 SILHOUETTE_SAMPLE = 4000  # silhouette of a clustering: on a fixed random sample of this many models
+SHARED_DISTANCES_MAX = 2000  # up to this many models, the silhouettes of every k share one distance matrix (32 MB)
 AGGLOMERATIVE_MAX = 10000  # agglomerative linkage of features keeps n(n-1)/2 distances (0.4 GB here)
 BOOT_MAX = 5000  # distinct models kept in one bootstrap replicate
 HDBSCAN_MIN_SAMPLES_MAX = 100  # HDBSCAN's core distance uses at most this many neighbours
@@ -201,9 +202,12 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
 
     def _silhouette_k(self, fit, data: np.ndarray, metric: str) -> Clustering:
         n, rs = len(data), self.random_state
+        sil_data = data
+        if metric == "euclidean" and n <= SHARED_DISTANCES_MAX:  # the distances once, not once per k
+            sil_data, metric = pairwise_distances(data), "precomputed"
         if self.k is not None:
             labels = np.asarray(fit(self.k))
-            s = silhouette(data, labels, metric, rs)
+            s = silhouette(sil_data, labels, metric, rs)
             return Clustering(labels, "", self.k, s, {self.k: s})
         scores: dict[int, float] = {}
         best = (MIN_SILHOUETTE, 1, np.zeros(n, int))
@@ -211,7 +215,7 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
             labels = np.asarray(fit(k))
             if len(np.unique(labels)) < 2:
                 continue
-            s = silhouette(data, labels, metric, rs)
+            s = silhouette(sil_data, labels, metric, rs)
             if not np.isfinite(s):
                 continue
             scores[k] = s

@@ -9,6 +9,7 @@ sample above :data:`EMBED_FIT_MAX` models (``docs/scorecard.md``, "Large populat
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -215,15 +216,13 @@ def _umap():
     calls; the compiled code is the same, kept in numba's cache directory (``NUMBA_CACHE_DIR``, else
     beside the package or in the user's cache)."""
     import umap
-    import umap.distances
-    import umap.layouts
-    import umap.umap_
-    import umap.utils
     from numba.core.caching import NullCache
     from numba.core.registry import CPUDispatcher
 
-    for mod in (umap.umap_, umap.layouts, umap.utils, umap.distances):
-        for f in list(vars(mod).values()):
-            if isinstance(f, CPUDispatcher) and isinstance(f._cache, NullCache):
-                f.enable_caching()
+    # umap's own modules, loaded by its __init__ (umap_, layouts, utils, distances, spectral, ...)
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("umap.") and mod is not None:
+            for f in list(vars(mod).values()):
+                if isinstance(f, CPUDispatcher) and isinstance(f._cache, NullCache):
+                    f.enable_caching()
     return umap

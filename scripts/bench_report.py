@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models."""
     fps, table = population(n, args.fps, args.dim, args.family_size)
     opts = AnalysisOptions(embedding=args.embedding)
+    c = cpu()
     t = time.perf_counter()
     res = analyze(fps, table, opts)
     t_analysis = time.perf_counter() - t
@@ -58,7 +60,13 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     t = time.perf_counter()
     pg = page(res)
     t_page = time.perf_counter() - t
-    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures)}
+    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c}
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (a shared host's load does not inflate them)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def plain(args: argparse.Namespace) -> dict:
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         out[f"seconds_{n}_analysis"] = round(s["analysis"], 2)
         out[f"seconds_{n}_page"] = round(s["page"], 2)
         out[f"figures_{n}"] = s["figures"]
+        out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)
+    out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "
         f"page with {out[f'figures_{n}']} figures as SVG, PNG and PDF {out[f'seconds_{n}_page']} s)" for n in args.sizes))
