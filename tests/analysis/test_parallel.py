@@ -49,3 +49,17 @@ def test_jobs_from_the_environment(monkeypatch):
     monkeypatch.setenv(parallel.ENV, "many")
     with pytest.raises(AnalysisError, match=parallel.ENV):
         parallel.jobs()
+
+
+def test_pooled_page_equals_serial(monkeypatch):
+    from analysis.report import page
+
+    fps, table = _population(24, 2)
+    res = analyze(fps, table, AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20))
+    monkeypatch.setenv(parallel.ENV, "1")
+    serial = page(res, formats=("png",))
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(parallel, "MIN_ROWS", 0)
+    pooled = page(res, formats=("png",))
+    assert pooled.html == serial.html
+    assert [(f.name, f.files) for f in pooled.figures] == [(f.name, f.files) for f in serial.figures]
