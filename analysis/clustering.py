@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.metrics import pairwise_distances, silhouette_score
 from sklearn.mixture import GaussianMixture
 
+from analysis import agreement as ag
 from analysis.errors import AnalysisError, choices
 from analysis.reduce import (  # noqa: F401 - re-exported: analysis.clustering is the callers' one import
     CHUNK_ELEMENTS,
@@ -51,6 +52,7 @@ MIN_MODELS = 4  # fewer models than this are one basin, whatever the method
 
 # -- large populations: above these sizes the quadratic steps sample (docs/scorecard.md) -----------
 SILHOUETTE_SAMPLE = 4000  # silhouette of a clustering: on a fixed random sample of this many models
+SHARED_DISTANCES_MAX = 2000  # up to this many models, the silhouettes of every k share one distance matrix (32 MB)
 AGGLOMERATIVE_MAX = 10000  # agglomerative linkage of features keeps n(n-1)/2 distances (0.4 GB here)
 BOOT_MAX = 5000  # distinct models kept in one bootstrap replicate
 HDBSCAN_MIN_SAMPLES_MAX = 100  # HDBSCAN's core distance uses at most this many neighbours
@@ -200,9 +202,12 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
 
     def _silhouette_k(self, fit, data: np.ndarray, metric: str) -> Clustering:
         n, rs = len(data), self.random_state
+        sil_data = data
+        if metric == "euclidean" and n <= SHARED_DISTANCES_MAX:  # the distances once, not once per k
+            sil_data, metric = pairwise_distances(data), "precomputed"
         if self.k is not None:
             labels = np.asarray(fit(self.k))
-            s = silhouette(data, labels, metric, rs)
+            s = silhouette(sil_data, labels, metric, rs)
             return Clustering(labels, "", self.k, s, {self.k: s})
         scores: dict[int, float] = {}
         best = (MIN_SILHOUETTE, 1, np.zeros(n, int))
@@ -210,7 +215,7 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
             labels = np.asarray(fit(k))
             if len(np.unique(labels)) < 2:
                 continue
-            s = silhouette(data, labels, metric, rs)
+            s = silhouette(sil_data, labels, metric, rs)
             if not np.isfinite(s):
                 continue
             scores[k] = s
@@ -291,7 +296,7 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
         for j in range(i + 1, len(reps)):
             shared, a, b = np.intersect1d(reps[i][0], reps[j][0], return_indices=True)
             if len(shared) >= 2:
-                aris.append(adjusted_rand_score(reps[i][1][a], reps[j][1][b]))
+                aris.append(ag.ari(reps[i][1][a], reps[j][1][b]))
     kk, counts = np.unique(ks, return_counts=True)
     out = {"consensus_k": int(kk[np.argmax(counts)]), "k_counts": {str(int(a)): int(c) for a, c in zip(kk, counts)},
            "stability": float(np.mean(aris)) if aris else None, "n_boot": len(ks)}

@@ -13,12 +13,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import (
-    adjusted_mutual_info_score,
-    pairwise_distances_chunked,
-    roc_auc_score,
-)
+from sklearn.metrics import pairwise_distances_chunked
 from sklearn.metrics.cluster import contingency_matrix
+
+from analysis import agreement as ag
 
 MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
 NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
@@ -35,7 +33,7 @@ def ami(a, b) -> float | None:
     a, b = _codes(a), _codes(b)
     if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
         return None if len(np.unique(b)) < 2 else 0.0
-    return float(adjusted_mutual_info_score(b, a))
+    return ag.ami(b, a)
 
 
 def root_family(model_ids, parent_ids) -> np.ndarray:
@@ -99,7 +97,7 @@ def within_basin_ami(clusters, family, basins=None, min_basin: int = MIN_BASIN) 
         if len(np.unique(clusters[m])) < 2:
             per[b] = 0.0
         else:
-            per[b] = float(adjusted_mutual_info_score(fam, clusters[m]))
+            per[b] = ag.ami(fam, clusters[m])
         weights[b] = int(m.sum())
     if not per:
         return None, {}
@@ -240,9 +238,7 @@ def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:
     k = p.shape[1]
     if len(np.unique(y)) < k or k < 2:
         return None
-    if k == 2:
-        return float(roc_auc_score(y, p[:, 1]))
-    return float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=np.arange(k)))
+    return ag.auroc(np.asarray(y), p)  # scikit-learn's roc_auc_score (binary, or macro one-vs-rest), in numpy
 
 
 def confusion(clusters, labels) -> dict:

@@ -9,6 +9,7 @@ sample above :data:`EMBED_FIT_MAX` models (``docs/scorecard.md``, "Large populat
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -193,8 +194,7 @@ def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, di
         return xy[:, :2], "mds" if dist else "pca"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import umap
-
+        umap = _umap()
         reducer = umap.UMAP(n_neighbors=min(15, n - 1), min_dist=0.1, random_state=random_state,
                             metric="precomputed" if dist else "euclidean", n_jobs=1, init="spectral" if n > 20 else "random")
         data = values if dist else reduce_features(values, 20, random_state, standardize)
@@ -206,3 +206,23 @@ def embed_2d(values: np.ndarray, method: str = "umap", random_state: int = 0, di
         xy[fit] = reducer.fit_transform(data[fit])
         xy[~fit] = reducer.transform(data[~fit])  # one call: UMAP shortens its epochs for large batches
         return xy, "umap-sample"
+
+
+def _umap():
+    """The ``umap`` module, its numba functions compiled once per machine: umap-learn caches only a few
+    of them on disk, and compiling the others (``fast_knn_indices``, ``smooth_knn_dist``, the layout's
+    epoch, ...) took 10-15 s of CPU in every new process, more than the rest of a 100-model report
+    (``docs/benchmarks.md``, "The report's speed"). ``enable_caching`` is what ``@njit(cache=True)``
+    calls; the compiled code is the same, kept in numba's cache directory (``NUMBA_CACHE_DIR``, else
+    beside the package or in the user's cache)."""
+    import umap
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    # umap's own modules, loaded by its __init__ (umap_, layouts, utils, distances, spectral, ...)
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("umap.") and mod is not None:
+            for f in list(vars(mod).values()):
+                if isinstance(f, CPUDispatcher) and isinstance(f._cache, NullCache):
+                    f.enable_caching()
+    return umap

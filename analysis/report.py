@@ -25,6 +25,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from analysis import parallel
 from analysis.goodhart_chart import goodhart_chart
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.metrics import natural_key
@@ -276,7 +277,10 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
         gh = goodhart_chart("goodhart", goodhart, f"the '{goodhart.get('basin')}' detector on {goodhart.get('fingerprint')}: "
                             "selecting by it (kept fraction) and training against it (lambda); below the dashed "
                             "diagonal, models that only look like the basin", formats)
-    views = [fingerprint_view(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints]
+    # a large population's figures are drawn a fingerprint per process (analysis.parallel), like its analysis
+    views = parallel.map_ordered(
+        fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints],
+        sum(r.n_models or 0 for r in result.fingerprints), preload=["analysis.report"])
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)

@@ -11,18 +11,21 @@ re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
 from typing import Any
 
 import numpy as np
+import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
+from analysis import parallel
 from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
 from analysis.errors import AnalysisError, choices
 from analysis.options import AnalysisOptions, FingerprintInput
@@ -257,8 +260,25 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
     (``docs/benchmarks.md``, "The scorecard's family statistics").
     """
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+    with _limits():
         return _analyze(fingerprints, table, opts)
+
+
+def _analyze_one_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
+                         index: dict[str, int]) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
+    """:func:`analyze_one` under :func:`analyze`'s limits, in whichever process runs it."""
+    with _limits():
+        return analyze_one(fp, table, opts, index)
+
+
+@contextlib.contextmanager
+def _limits():
+    """One BLAS thread, and scikit-learn's per-call validation off: inputs are checked once
+    (finite values, known options), and its validation of the same arrays cost more than some of its
+    computations (docs/benchmarks.md, "The report's speed")."""
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"), \
+            sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        yield
 
 
 def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None
@@ -274,7 +294,10 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     by_name = {f.name: f for f in fps}
     for group in opts.combine:
         fps.append(combined_input(group, by_name, opts))
-    analysed = [analyze_one(f, table, opts, index) for f in fps]
+    # large populations: one process per fingerprint (analysis.parallel); the same results as in turn
+    rows = sum(len(f.model_ids) for f in fps)
+    analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
+                                    preload=["analysis.scorecard"])
     decide(analysed, opts)
     results = [r for r, _ in analysed]
     return AnalysisResult(

@@ -1,21 +1,29 @@
-"""Benchmark: the scorecard's cost, with and without its family-level statistics.
+"""Benchmark: ``fingerprint report``'s analysis and page on synthetic fingerprints (issue 26 item 2).
 
-Builds synthetic fingerprints (``--fps`` of them, ``--dim`` features) for ``--models`` models in
-init families of ``--family-size``, and times ``analysis.scorecard.analyze`` side by side in one
-run: with ``calibrate = false`` (what the report computed before issue 20: clusters, bootstrap,
-maps, scores) and with the family bootstrap intervals, family permutation p-values and label-free
-tests (the default). Then it times the report page made from the calibrated result
-(:func:`analysis.report.render`, every figure drawn as inline SVG), and the page with every figure
-also as PNG and PDF (:func:`analysis.report.page`, what ``report`` writes). Prints seconds and the
-ratio; ``--json`` prints them as one object.
+Builds synthetic feature fingerprints (``--fps`` of them, ``--dim`` features) for populations of
+``--sizes`` models in init families of ``--family-size`` with a two-valued deep label, and times
+what ``fingerprint report`` does with them: :func:`analysis.scorecard.analyze` at the default
+options (UMAP maps, bootstrap, family statistics) and :func:`analysis.report.page` (the HTML and
+every figure also as PNG and PDF). A small run in another process warms the machine first
+(numba's compiled UMAP in its on-disk cache); this process then starts cold, as ``fingerprint
+report`` does, and times each size in turn. Prints seconds per size; ``--json`` prints ``{"seconds_100": ..., "seconds_1000": ...}`` (one key per size) and the
+analysis / page split.
 
-    python scripts/bench_report.py [--models 1000] [--fps 10] [--embedding pca] [--json]
+``--plain`` keeps the older comparison instead: the analysis with ``calibrate = false`` and with the
+family statistics side by side, and the page with and without figure files, at ``--sizes[0]``
+models and ``--embedding`` maps.
+
+    python scripts/bench_report.py [--sizes 100 1000] [--fps 10] [--json]
+    python scripts/bench_report.py --plain [--sizes 1000] [--embedding pca]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -26,6 +34,7 @@ from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 
 
 def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
+    """``n_fps`` fingerprints ``[n, dim]`` mixing a family effect, a deep effect and noise, and the table."""
     rng = np.random.default_rng(seed)
     fam = np.arange(n) // family_size
     deep = rng.integers(0, 2, n)
@@ -39,16 +48,32 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
     return fps, table
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=int, default=1000)
-    ap.add_argument("--fps", type=int, default=10)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--family-size", type=int, default=4)
-    ap.add_argument("--embedding", default="pca", choices=["pca", "umap"])
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    fps, table = population(args.models, args.fps, args.dim, args.family_size)
+def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
+    """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models."""
+    fps, table = population(n, args.fps, args.dim, args.family_size)
+    opts = AnalysisOptions(embedding=args.embedding)
+    c = cpu()
+    t = time.perf_counter()
+    res = analyze(fps, table, opts)
+    t_analysis = time.perf_counter() - t
+    c_analysis = cpu() - c
+    assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
+    t = time.perf_counter()
+    pg = page(res)
+    t_page = time.perf_counter() - t
+    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis}
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (a shared host's load does not inflate them)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def plain(args: argparse.Namespace) -> dict:
+    """The older side-by-side: analysis without and with the family statistics, page without and with files."""
+    n = args.sizes[0]
+    fps, table = population(n, args.fps, args.dim, args.family_size)
     times = {}
     for name, calibrate in (("plain", False), ("calibrated", True)):
         opts = AnalysisOptions(embedding=args.embedding, calibrate=calibrate)
@@ -62,14 +87,46 @@ def main() -> None:
     t = time.perf_counter()
     files = page(AnalysisResult.from_dict(res)).figures  # every figure also as PNG and PDF (figures/)
     times["files"] = time.perf_counter() - t
-    out = {"models": args.models, "fingerprints": args.fps, "seconds_plain": round(times["plain"], 2),
-           "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2),
-           "seconds_render": round(times["render"], 2), "html_mb": round(len(html.encode()) / 1e6, 2),
-           "seconds_render_with_files": round(times["files"], 2), "figures": len(files)}
-    print(json.dumps(out) if args.json else
-          f"{args.models} models x {args.fps} fingerprints: plain {out['seconds_plain']} s, with family statistics "
-          f"{out['seconds_calibrated']} s, ratio {out['ratio']}; report page {out['seconds_render']} s "
-          f"({out['html_mb']} MB), with {out['figures']} figures also as PNG and PDF {out['seconds_render_with_files']} s")
+    return {"models": n, "fingerprints": args.fps, "seconds_plain": round(times["plain"], 2),
+            "seconds_calibrated": round(times["calibrated"], 2), "ratio": round(times["calibrated"] / times["plain"], 2),
+            "seconds_render": round(times["render"], 2), "html_mb": round(len(html.encode()) / 1e6, 2),
+            "seconds_render_with_files": round(times["files"], 2), "figures": len(files)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="population sizes (models)")
+    ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--family-size", type=int, default=4)
+    ap.add_argument("--embedding", default="umap", choices=["pca", "umap"])
+    ap.add_argument("--no-warmup", action="store_true", help="time the first size cold (numba compiling UMAP)")
+    ap.add_argument("--plain", action="store_true", help="the older plain vs calibrated analysis comparison")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.plain:
+        out = plain(args)
+        print(json.dumps(out) if args.json else
+              f"{out['models']} models x {args.fps} fingerprints: plain {out['seconds_plain']} s, with family statistics "
+              f"{out['seconds_calibrated']} s, ratio {out['ratio']}; report page {out['seconds_render']} s "
+              f"({out['html_mb']} MB), with {out['figures']} figures also as PNG and PDF {out['seconds_render_with_files']} s")
+        return
+    if not args.no_warmup:  # a warm machine: numba's compiled UMAP in its on-disk cache, files in the page cache
+        subprocess.run([sys.executable, __file__, "--sizes", "30", "--fps", "1", "--no-warmup", "--json"], check=True,
+                       capture_output=True)
+    out: dict = {"fingerprints": args.fps, "embedding": args.embedding}
+    for n in args.sizes:
+        s = report_seconds(n, args)
+        out[f"seconds_{n}"] = round(s["analysis"] + s["page"], 2)
+        out[f"seconds_{n}_analysis"] = round(s["analysis"], 2)
+        out[f"seconds_{n}_page"] = round(s["page"], 2)
+        out[f"figures_{n}"] = s["figures"]
+        out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers are the forkserver's children: not counted
+        out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
+    out["load_average"] = os.getloadavg()[0]
+    print(json.dumps(out) if args.json else "\n".join(
+        f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "
+        f"page with {out[f'figures_{n}']} figures as SVG, PNG and PDF {out[f'seconds_{n}_page']} s)" for n in args.sizes))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""Fingerprints analysed in parallel processes, for large populations.
+
+Each fingerprint's analysis is independent of the others' and single-threaded (one BLAS thread:
+``analysis.scorecard.BLAS_THREADS``), so above :data:`MIN_ROWS` models x fingerprints they go to a
+pool of processes, one fingerprint a task, results back in input order. Workers fork from a
+``forkserver`` that has imported the analysis once (forking the caller itself would copy its
+BLAS / numba threads' state). Inputs and results travel between our own processes by pickle;
+nothing is written to disk. ``BASIN_FINGERPRINT_JOBS`` sets the number of workers (default
+``os.cpu_count()``; ``1``: no pool).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+from analysis.errors import AnalysisError
+
+MIN_ROWS = 5000  # models x fingerprints below which a pool's start-up (~2-5 s) costs more than it saves
+ENV = "BASIN_FINGERPRINT_JOBS"
+
+
+def jobs() -> int:
+    """Worker processes: ``BASIN_FINGERPRINT_JOBS``, else the machine's CPU count."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return os.cpu_count() or 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise AnalysisError(f"{ENV} must be a positive integer, got {raw!r}")
+    return n
+
+
+def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_jobs: int | None = None,
+                min_rows: int | None = None, preload: Sequence[str] = ()) -> list[Any]:
+    """``[fn(*args) for args in items]``, in a process pool when ``rows`` (models x fingerprints)
+    reaches ``min_rows`` (default :data:`MIN_ROWS`) and there are several workers and items. ``fn`` must be a module-level
+    function; ``preload`` names the modules the forkserver imports once for every worker."""
+    n_jobs = min(jobs() if n_jobs is None else n_jobs, len(items))
+    if n_jobs <= 1 or rows < (MIN_ROWS if min_rows is None else min_rows):
+        return [fn(*args) for args in items]
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(fn, *args) for args in items]
+        return [f.result() for f in futures]

@@ -1,0 +1,65 @@
+"""Fingerprints analysed in a process pool give the same results as in turn (issue 26 item 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import parallel
+from analysis.errors import AnalysisError
+from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+
+
+def _population(n=32, n_fps=3):
+    rng = np.random.default_rng(3)
+    fam = np.arange(n) // 4
+    deep = rng.integers(0, 2, n)
+    ids = [f"m{i}" for i in range(n)]
+    fps = [FingerprintInput(f"fp{j}", rng.standard_normal((fam.max() + 1, 5))[fam] + np.outer(deep, rng.standard_normal(5))
+                            + rng.standard_normal((n, 5)), ids) for j in range(n_fps)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam,
+             "deep_label": np.asarray(["a", "b"], dtype=object)[deep]}
+    return fps, table
+
+
+def _numbers(res):
+    d = res.to_dict()
+    d.pop("created")
+    for f in d["fingerprints"]:
+        f.pop("seconds")
+    return d
+
+
+def test_pool_results_equal_serial(monkeypatch):
+    fps, table = _population()
+    opts = AnalysisOptions(embedding="pca", n_boot=4, n_perm=19, n_family_boot=20)
+    monkeypatch.setenv(parallel.ENV, "1")
+    serial = _numbers(analyze(fps, table, opts))
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(parallel, "MIN_ROWS", 0)
+    pooled = _numbers(analyze(fps, table, opts))
+    assert pooled == serial
+
+
+def test_jobs_from_the_environment(monkeypatch):
+    monkeypatch.setenv(parallel.ENV, "3")
+    assert parallel.jobs() == 3
+    monkeypatch.delenv(parallel.ENV)
+    assert parallel.jobs() >= 1
+    monkeypatch.setenv(parallel.ENV, "many")
+    with pytest.raises(AnalysisError, match=parallel.ENV):
+        parallel.jobs()
+
+
+def test_pooled_page_equals_serial(monkeypatch):
+    from analysis.report import page
+
+    fps, table = _population(24, 2)
+    res = analyze(fps, table, AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20))
+    monkeypatch.setenv(parallel.ENV, "1")
+    serial = page(res, formats=("png",))
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(parallel, "MIN_ROWS", 0)
+    pooled = page(res, formats=("png",))
+    assert pooled.html == serial.html
+    assert [(f.name, f.files) for f in pooled.figures] == [(f.name, f.files) for f in serial.figures]
