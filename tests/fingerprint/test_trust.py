@@ -24,6 +24,7 @@ import fingerprint
 from fingerprint import ModelBatch, Zoo
 from fingerprint.extraction import active_models, extract
 from fingerprint.importer import import_checkpoints
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
@@ -473,14 +474,15 @@ def test_metadata_covering_fewer_models_warns_with_the_count_and_strict_refuses(
 
 
 def test_cli_import_metadata_errors_and_coverage(ckpts):
+    # in this process (run_cli): the fixture put trust_arch's directory on sys.path, as `python -m` from it would
     (ckpts / "slash.csv").write_text("model_id,a/b\nmodel0,1\n")
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "slash.csv", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "slash.csv", cwd=ckpts)
     assert res.returncode == 2 and "column 2 ('a/b')" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert _nothing_written(ckpts)
     (ckpts / "partial.csv").write_text("model_id,label\nmodel2,x\n")
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", "--strict", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", "--strict", cwd=ckpts)
     assert res.returncode == 2 and "covers 1 of 4 models" in res.stderr, res.stderr
     assert _nothing_written(ckpts)
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", cwd=ckpts)
     assert res.returncode == 0 and "warning:" in res.stderr and "covers 1 of 4 models: 3 have no row" in res.stderr, res.stderr
     assert len(Zoo.open(ckpts / "zoo")) == 4
