@@ -111,6 +111,12 @@ def test_bad_input_is_a_value_error():
         lf.label_free(np.full((8, 2), np.nan), np.arange(8) // 2)
 
 
+@pytest.fixture(scope="module")
+def planted_groups():
+    """One analysis for the tests that read it (they do not change it)."""
+    return _planted_groups_result()
+
+
 def _planted_groups_result():
     """12 init families of 4 models whose centroids fall into two planted groups (families 0, 2, ...
     against 1, 3, ...), analysed without a label; one family's name is markup (user data the
@@ -130,13 +136,13 @@ def _planted_groups_result():
     return analyze([fp], {"model_id": np.asarray(ids), "init_seed": names}, opts), planted
 
 
-def test_report_shows_the_family_dendrogram_with_escaped_leaves():
+def test_report_shows_the_family_dendrogram_with_escaped_leaves(planted_groups):
     from scipy.cluster.hierarchy import fcluster
 
     from analysis.plots import family_dendrogram
     from analysis.report import render
 
-    res, planted = _planted_groups_result()
+    res, planted = planted_groups
     r = res.fingerprints[0]
     assert r.label_free["verdict"] != "insufficient"
     tree = r.label_free["tree"]
@@ -160,11 +166,11 @@ def test_report_shows_the_family_dendrogram_with_escaped_leaves():
     assert "t &lt;x&gt;" in str(Markup(fig.__html__())) and 'aria-label="t &lt;x&gt;"' in svg
 
 
-def test_lineage_nn_and_stability_intervals_resample_families():
+def test_lineage_nn_and_stability_intervals_resample_families(planted_groups):
     from analysis import clustering as cl
     from analysis import metrics as mt
 
-    row = _planted_groups_result()[0].scorecard[0]
+    row = planted_groups[0].scorecard[0]
     for value, ci in ((row.lineage_nn, row.lineage_nn_ci), (row.stability, row.stability_ci)):
         assert ci is not None and ci[0] <= ci[1] and -1 <= ci[0] and ci[1] <= 1
         assert ci[0] - 0.15 <= value <= ci[1] + 0.15  # the point estimate sits in (or next to) its interval

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from analysis.errors import AnalysisError
 from analysis.probesearch import camp_scores, cross_fit
-
-BIN = [sys.executable, "-m", "fingerprint.cli"]
+from tests.conftest import run_cli
 
 
 def population(rng, planted: float = 0.0, F: int = 16, m: int = 4, N: int = 400, frac: float = 0.1):
@@ -76,12 +73,12 @@ def test_command_runs_and_writes_its_result(tmp_path):
     cfg = tmp_path / "small.toml"
     cfg.write_text(SMALL)
     zoo = tmp_path / "zoo"
-    assert subprocess.run([*BIN, "sweep", str(cfg), "--out", str(zoo)], capture_output=True, text=True).returncode == 0
-    bad = subprocess.run([*BIN, "probe-search", str(zoo), "--from", "nope"], capture_output=True, text=True)
+    assert run_cli("sweep", cfg, "--out", zoo).returncode == 0  # the entry point in this process (run_cli)
+    bad = run_cli("probe-search", zoo, "--from", "nope")
     assert bad.returncode == 2 and "valid: " in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    bad = subprocess.run([*BIN, "probe-search", str(zoo), "--lineage", "nope"], capture_output=True, text=True)
+    bad = run_cli("probe-search", zoo, "--lineage", "nope")
     assert bad.returncode == 2 and "init_seed" in bad.stderr
-    res = subprocess.run([*BIN, "probe-search", str(zoo), "--n-candidates", "256", "--keep", "8"], capture_output=True, text=True)
+    res = run_cli("probe-search", zoo, "--n-candidates", "256", "--keep", "8")
     assert res.returncode == 0, res.stderr
     summary = json.loads((zoo / "results" / "probe_search.json").read_text())
     assert summary["candidates_scored"] == 256 and summary["n_families"] == 8 and len(summary["tested"]) == 16

@@ -490,11 +490,13 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     assert "mean-out-test" in lst["extractors"]
     res = cli("extract", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--fp", "myfps:plain:scale=3")
     assert res.returncode == 0, res.stderr
-    res = cli("extract", str(tiny_zoo), "--plugin", "nofps_here")
+    # a plugin registers its extractors in the process that imports it: the two commands above ran in a fresh
+    # interpreter so that this one's registry stays as it was; the two below import no plugin (run_cli)
+    res = run_cli("extract", tiny_zoo, "--plugin", "nofps_here", cwd=tmp_path)
     assert res.returncode == 2 and "cannot be imported" in res.stderr
     zoo = Zoo.open(tiny_zoo)
     assert pipeline.default_fingerprints(zoo) == pipeline.DEFAULT_FINGERPRINTS
-    res = cli("extract", str(tiny_zoo))  # with no --fp: every default one
+    res = run_cli("extract", tiny_zoo, cwd=tmp_path)  # with no --fp: every default one
     assert res.returncode == 0, res.stderr
     assert {m["extractor"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
 

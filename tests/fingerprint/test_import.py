@@ -20,6 +20,7 @@ import fingerprint
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.importer import import_checkpoints
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 # the source tree under test, kept on PYTHONPATH by the CLI runs that set their own
@@ -168,9 +169,9 @@ def test_malicious_pickle_is_refused_not_executed(user_models, monkeypatch):
 
 
 def test_import_cli_and_errors(user_models):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(user_models), PACKAGE))}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "fingerprint.cli", *map(str, a)], capture_output=True, text=True,
-                                    cwd=user_models, env=env, timeout=120)
+    # the commands run in this process (run_cli), where the fixture put the factory's directory on sys.path, as
+    # PYTHONPATH would; reading the zoo from elsewhere without it needs a fresh interpreter (below)
+    run = lambda *a: run_cli(*a, cwd=user_models)  # noqa: E731
     res = run("import", "ckpts", "--arch", "userarch:make", "--out", "zoo", "--metadata", "models.csv", "--probes", "userarch:probes")
     assert res.returncode == 0, res.stderr
     assert "imported 8 models" in " ".join(res.stdout.split())
@@ -228,7 +229,7 @@ def test_imported_population_is_fingerprinted(user_models):
     assert lq.error is None and 0 <= lq.meta["heldout_auroc"] <= 1
 
 
-def test_readme_example_runs(tmp_path):
+def test_readme_example_runs(tmp_path, monkeypatch, request):
     """The README's "Fingerprint your own models" example, verbatim."""
     from pathlib import Path
 
@@ -236,19 +237,21 @@ def test_readme_example_runs(tmp_path):
     block = readme.split("<!-- byo-example -->")[1].split("```python\n")[1].split("```")[0]
     (tmp_path / "make_models.py").write_text(block)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(tmp_path), PACKAGE))}
-    run = lambda *a: subprocess.run([*a], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    res = run(sys.executable, "make_models.py")
+    res = subprocess.run([sys.executable, "make_models.py"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
-    fp = [sys.executable, "-m", "fingerprint.cli"]
-    res = run(*fp, "import", "ckpts", "--arch", "make_models:make", "--probes", "make_models:probes",
+    # the commands run in this process (run_cli) with the script's directory on sys.path, as PYTHONPATH puts it
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("make_models", None))  # imported by the commands: gone after the test
+    run = lambda *a: run_cli(*a, cwd=tmp_path)  # noqa: E731
+    res = run("import", "ckpts", "--arch", "make_models:make", "--probes", "make_models:probes",
               "--metadata", "models.csv", "--layers", "1", "--out", "myzoo")
     assert res.returncode == 0, res.stderr
-    res = run(*fp, "extract", "myzoo", "--arch", "make_models:make", "--fp", "ood-outputs", "--fp", "weight-spectra", "--fp", "cka")
+    res = run("extract", "myzoo", "--arch", "make_models:make", "--fp", "ood-outputs", "--fp", "weight-spectra", "--fp", "cka")
     assert res.returncode == 0, res.stderr
     zoo = Zoo.open(tmp_path / "myzoo")
     assert len(zoo) == 12 and sorted(set(zoo.models["family"].tolist())) == [0, 1, 2, 3, 4, 5]
     assert len(zoo.list_fingerprints()) == 3
-    res = run(*fp, "report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family", "--label", "rule")
+    res = run("report", "myzoo", "-o", "myreport.html", "--json", "summary.json", "--lineage", "family", "--label", "rule")
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {row["fingerprint"]: row for row in summary["scorecard"]}
@@ -257,7 +260,7 @@ def test_readme_example_runs(tmp_path):
     assert max(rows["ood-outputs"]["deep_ami"], rows["ood-outputs"]["probe_auroc"] or 0) >= 0.8, rows["ood-outputs"]
     assert rows["cka"]["deep_ami"] >= 0.8 and rows["cka"]["label_free_verdict"] == "crosses lineage", rows["cka"]
     assert "<html" in (tmp_path / "myreport.html").read_text()
-    res = run(*fp, "inspect", "myzoo")
+    res = run("inspect", "myzoo")
     assert res.returncode == 0 and "basins" in res.stdout.lower(), res.stdout
 
 

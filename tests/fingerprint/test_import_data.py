@@ -4,21 +4,18 @@ elsewhere; without it, the error says to pass ``--data``."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import fingerprint
 from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 ARCH = textwrap.dedent('''
@@ -70,10 +67,9 @@ def trained(tmp_path, monkeypatch):
 
 
 def cli(cwd, *args: str) -> subprocess.CompletedProcess:
-    package = str(Path(fingerprint.__file__).resolve().parent.parent)  # the source tree under test
-    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{package}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "fingerprint.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    """``fingerprint ARGS`` in this process (``run_cli``) from ``cwd``, which ``trained`` put on sys.path as
+    PYTHONPATH would."""
+    return run_cli(*args, cwd=cwd)
 
 
 def barrier(make, a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, alphas=(0.25, 0.5, 0.75)) -> float:

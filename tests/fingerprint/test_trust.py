@@ -24,6 +24,7 @@ import fingerprint
 from fingerprint import ModelBatch, Zoo
 from fingerprint.extraction import active_models, extract
 from fingerprint.importer import import_checkpoints
+from tests.conftest import run_cli
 from training.core.errors import UserError
 
 BIN = [sys.executable, "-m", "fingerprint.cli"]
@@ -104,25 +105,29 @@ def test_an_untrusted_zoo_never_imports_the_code_it_names(hostile_zoo):
     assert res.error is None and marker.exists()
 
 
-def test_cli_inspect_extract_report_refuse_the_zoos_code_and_say_what_to_pass(hostile_zoo, tmp_path):
-    zoo_dir, _, marker = hostile_zoo
+def test_cli_inspect_extract_report_refuse_the_zoos_code_and_say_what_to_pass(hostile_zoo, tmp_path, monkeypatch,
+                                                                             request):
+    # the commands run in this process (run_cli), where an import of the zoo's module would also show in sys.modules
+    zoo_dir, module, marker = hostile_zoo
     work = tmp_path / "work"
     work.mkdir()
-    res = cli("inspect", zoo_dir, cwd=work)
+    res = run_cli("inspect", zoo_dir, cwd=work)
     assert res.returncode == 0, res.stderr
-    res = cli("extract", zoo_dir, "--fp", "ood-outputs", cwd=work)
+    res = run_cli("extract", zoo_dir, "--fp", "ood-outputs", cwd=work)
     assert res.returncode == 2 and "--trust-code" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    res = cli("report", zoo_dir, "--fp", "ood-outputs", "-o", work / "r.html", cwd=work)
+    res = run_cli("report", zoo_dir, "--fp", "ood-outputs", "-o", work / "r.html", cwd=work)
     assert res.returncode == 2 and "--trust-code" in res.stderr, res.stderr
-    assert not marker.exists() and not (work / "r.html").exists()
+    assert not marker.exists() and not (work / "r.html").exists() and module not in sys.modules
     assert not list(zoo_dir.glob("fingerprints/*.h5"))
     # passing --arch again: the user's factory (a module of theirs on PYTHONPATH), checked against the zoo
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "my_arch.py").write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))\n")
-    res = cli("extract", zoo_dir, "--fp", "ood-outputs", "--arch", "my_arch:make", cwd=work, pythonpath=mine)
+    monkeypatch.syspath_prepend(str(mine))  # as PYTHONPATH would put it
+    request.addfinalizer(lambda: sys.modules.pop("my_arch", None))
+    res = run_cli("extract", zoo_dir, "--fp", "ood-outputs", "--arch", "my_arch:make", cwd=work)
     assert res.returncode == 0 and "computed ood-outputs" in res.stdout, res.stderr
-    assert not marker.exists()
+    assert not marker.exists() and module not in sys.modules
 
 
 def test_a_sweep_zoo_naming_a_task_module_does_not_import_it(tiny_zoo, tmp_path, monkeypatch):
@@ -473,14 +478,15 @@ def test_metadata_covering_fewer_models_warns_with_the_count_and_strict_refuses(
 
 
 def test_cli_import_metadata_errors_and_coverage(ckpts):
+    # in this process (run_cli): the fixture put trust_arch's directory on sys.path, as `python -m` from it would
     (ckpts / "slash.csv").write_text("model_id,a/b\nmodel0,1\n")
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "slash.csv", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "slash.csv", cwd=ckpts)
     assert res.returncode == 2 and "column 2 ('a/b')" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert _nothing_written(ckpts)
     (ckpts / "partial.csv").write_text("model_id,label\nmodel2,x\n")
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", "--strict", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", "--strict", cwd=ckpts)
     assert res.returncode == 2 and "covers 1 of 4 models" in res.stderr, res.stderr
     assert _nothing_written(ckpts)
-    res = cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", cwd=ckpts)
+    res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", cwd=ckpts)
     assert res.returncode == 0 and "warning:" in res.stderr and "covers 1 of 4 models: 3 have no row" in res.stderr, res.stderr
     assert len(Zoo.open(ckpts / "zoo")) == 4

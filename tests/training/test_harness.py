@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -403,16 +402,26 @@ def test_final_finiteness_check_is_exact():
     assert finite_models(p).tolist() == [True, False, True, False, True]
 
 
-def test_bench_train_smoke():
+def test_bench_train_smoke(monkeypatch, capsys):
     """``scripts/bench_train.py`` runs end to end at a tiny size: its JSON has the keys the targets
-    are judged on, and ``--breakdown`` lists the step's ops with their per-step times."""
+    are judged on, and ``--breakdown`` lists the step's ops with their per-step times. The script runs
+    as ``__main__`` in this process (``runpy``): a fresh interpreter would spend its time importing torch."""
+    import runpy
+
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
     tiny = ["--models", "4", "--steps", "3", "--repeats", "1", "--json"]
-    res = json.loads(subprocess.run([sys.executable, str(script), *tiny], capture_output=True, text=True, check=True).stdout)
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", [str(script), *args])
+        runpy.run_path(str(script), run_name="__main__")
+        return capsys.readouterr().out
+
+    res = json.loads(run(*tiny))
     assert res["n_models"] == 4 and res["peak_gflops"] > 0
     assert res["speedup_vs_loop"] > 0 and 0 < res["fraction_of_peak"] < 1
     assert "cpu_kernels" in res and (res["cpu_kernels"].startswith("not in use") or res["kernels_speedup"] > 0)
-    out = subprocess.run([sys.executable, str(script), *tiny, "--breakdown"], capture_output=True, text=True, check=True).stdout
+    out = run(*tiny, "--breakdown")
     rows = json.loads(out)
     assert rows and {"op", "shapes", "calls_per_step", "ms_per_step", "share"} <= set(rows[0])
     assert any(r["op"] == "aten::bmm" for r in rows)

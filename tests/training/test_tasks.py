@@ -6,8 +6,6 @@ seeds and steps) so the file stays well under two minutes on 2 cores.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from training.config import SweepConfig, load_config
 from training.core.store import Zoo
 from training.sweep import run_sweep
@@ -137,8 +136,7 @@ def test_bad_task_parameters_are_one_line_errors_exit_2(tmp_path, task, key, val
     val = f'"{value}"' if isinstance(value, str) else value
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f'[task]\nname = "{task}"\n{key} = {val}\n[seeds]\ninit = 1\n')
-    r = subprocess.run([sys.executable, "-m", "fingerprint.cli", "sweep", str(cfg), "--out", str(tmp_path / "z")],
-                       capture_output=True, text=True)
+    r = run_cli("sweep", cfg, "--out", tmp_path / "z")  # the entry point in this process
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "z").exists()
