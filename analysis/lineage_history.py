@@ -1,0 +1,93 @@
+"""Lineage from checkpoint histories: whose trajectory a model's first checkpoint continues.
+
+A spawned child starts as a copy of its parent's checkpoint at the fork step, and a fine-tuned
+child's first checkpoint lies a few steps from its parent's last one; a model trained from scratch
+starts at its initialization, which only its same-init siblings (at *their* first checkpoint)
+share. So when a zoo stores checkpoints, the directed evidence "``v``'s first checkpoint is near a
+checkpoint of ``p`` that is not ``p``'s first one, at a step no later than ``v``'s first" says
+that ``p`` can be ``v``'s parent, and how far ``v`` started from ``p``'s trajectory; its converse
+never holds (``p``'s matched checkpoint comes after ``p``'s first, so ``p`` started strictly
+earlier than ``v``). Final weights cannot tell a child spawned at step 20 from its parent (both
+train the rest of the way), histories can. Arrays in, arrays out; the zoo glue is in
+``fingerprint/lineage.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.errors import AnalysisError
+
+
+def _first_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
+    """Row of each model's first (lowest-step) checkpoint ``[n]`` (``-1``: the model has none)."""
+    order = np.lexsort((step, owner))
+    first = np.full(n, -1, dtype=np.int64)
+    o = owner[order]
+    starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+    first[o[starts]] = order[starts]
+    return first
+
+
+def _sq_distances(q: np.ndarray, x: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Squared Euclidean distances ``[m, k]`` between rows of ``q [m, P]`` and ``x [k, P]``, in
+    float64 (a copied checkpoint is at distance ~0, not float32 round-off of the norms)."""
+    q64 = q.astype(np.float64)
+    qq = (q64 * q64).sum(1)
+    out = np.empty((len(q), len(x)))
+    for i in range(0, len(x), block):
+        xb = x[i:i + block].astype(np.float64)
+        out[:, i:i + block] = qq[:, None] + (xb * xb).sum(1)[None, :] - 2.0 * q64 @ xb.T
+    return np.maximum(out, 0.0)
+
+
+def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, n: int,
+                  family: np.ndarray | None = None) -> np.ndarray:
+    """Directed history distances ``[n, n]``: ``cost[p, v]``, the relative distance
+    ``||x_v - x_p(t)|| / ||x_v||`` from model ``v``'s first checkpoint ``x_v`` to the nearest
+    checkpoint ``x_p(t)`` of ``p`` that is not ``p``'s first and has ``t <= `` ``v``'s first step;
+    ``inf`` where there is none (``p`` cannot be ``v``'s parent), or ``p`` and ``v`` are of
+    different ``family [n]`` (when given).
+
+    ``checkpoints [k, P]``: every stored checkpoint of one architecture, flattened; ``owner [k]``
+    its model (``0..n-1``), ``step [k]`` its training step. One batched distance computation
+    (each model's first checkpoint against all ``k`` checkpoints), reduced per owner.
+    """
+    x = np.asarray(checkpoints)
+    owner, step = np.asarray(owner, dtype=np.int64), np.asarray(step, dtype=np.int64)
+    if x.ndim != 2 or owner.shape != (len(x),) or step.shape != (len(x),):
+        raise AnalysisError(f"checkpoints must be [k, P] with owner and step [k]; got {x.shape}, {owner.shape}, {step.shape}")
+    if len(x) and (owner.min() < 0 or owner.max() >= n):
+        raise AnalysisError(f"checkpoint owners must be in 0..{n - 1}")
+    cost = np.full((n, n), np.inf)
+    first = _first_rows(owner, step, n)
+    have = np.flatnonzero(first >= 0)
+    if len(have) < 2:
+        return cost
+    is_first = np.zeros(len(x), bool)
+    is_first[first[have]] = True
+    cand = np.flatnonzero(~is_first)  # a parent's checkpoint after its own start
+    if not len(cand):
+        return cost
+    q = x[first[have]]
+    d = np.sqrt(_sq_distances(q, x[cand])) / np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
+    ok = (owner[cand][None, :] != have[:, None]) & (step[cand][None, :] <= step[first[have]][:, None])
+    if family is not None:
+        family = np.asarray(family)
+        ok &= family[owner[cand]][None, :] == family[have][:, None]
+    d = np.where(ok, d, np.inf)
+    order = np.argsort(owner[cand], kind="stable")  # reduce each query's row to one value per owner
+    o = owner[cand][order]
+    starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+    per_owner = np.minimum.reduceat(d[:, order], starts, axis=1)  # [len(have), n_owners]
+    cost[np.ix_(o[starts], have)] = per_owner.T
+    return cost
+
+
+def history_parents(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's nearest admissible parent by history alone ``[n]`` (``-1``: none) and its
+    relative distance ``[n]`` (``inf``: none); from :func:`history_costs`."""
+    cost = np.asarray(cost)
+    p = np.argmin(cost, axis=0)
+    d = cost[p, np.arange(cost.shape[1])]
+    return np.where(np.isfinite(d), p, -1), d
