@@ -42,7 +42,7 @@ def _sq_distances(q: np.ndarray, x: np.ndarray, block: int = 1024) -> np.ndarray
 
 
 def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, n: int,
-                  family: np.ndarray | None = None) -> np.ndarray:
+                  family: np.ndarray | None = None, block: int = 512) -> np.ndarray:
     """Directed history distances ``[n, n]``: ``cost[p, v]``, the relative distance
     ``||x_v - x_p(t)|| / ||x_v||`` from model ``v``'s first checkpoint ``x_v`` to the nearest
     checkpoint ``x_p(t)`` of ``p`` that is not ``p``'s first and has ``t <= `` ``v``'s first step;
@@ -51,7 +51,8 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
 
     ``checkpoints [k, P]``: every stored checkpoint of one architecture, flattened; ``owner [k]``
     its model (``0..n-1``), ``step [k]`` its training step. One batched distance computation
-    (each model's first checkpoint against all ``k`` checkpoints), reduced per owner.
+    (each model's first checkpoint against all ``k`` checkpoints, ``block`` models at a time),
+    reduced per owner. Memory: the ``[n, n]`` result and ``[block, k]`` distances.
     """
     x = np.asarray(checkpoints)
     owner, step = np.asarray(owner, dtype=np.int64), np.asarray(step, dtype=np.int64)
@@ -69,18 +70,19 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     cand = np.flatnonzero(~is_first)  # a parent's checkpoint after its own start
     if not len(cand):
         return cost
-    q = x[first[have]]
-    d = np.sqrt(_sq_distances(q, x[cand])) / np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
-    ok = (owner[cand][None, :] != have[:, None]) & (step[cand][None, :] <= step[first[have]][:, None])
-    if family is not None:
-        family = np.asarray(family)
-        ok &= family[owner[cand]][None, :] == family[have][:, None]
-    d = np.where(ok, d, np.inf)
-    order = np.argsort(owner[cand], kind="stable")  # reduce each query's row to one value per owner
-    o = owner[cand][order]
+    cand = cand[np.argsort(owner[cand], kind="stable")]  # grouped by owner, to reduce each query's row per owner
+    o = owner[cand]
     starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
-    per_owner = np.minimum.reduceat(d[:, order], starts, axis=1)  # [len(have), n_owners]
-    cost[np.ix_(o[starts], have)] = per_owner.T
+    xc = x[cand]
+    family = None if family is None else np.asarray(family)
+    for i in range(0, len(have), block):  # query blocks bound the [block, k] distances' memory
+        v = have[i:i + block]
+        q = x[first[v]]
+        d = np.sqrt(_sq_distances(q, xc)) / np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
+        ok = (o[None, :] != v[:, None]) & (step[cand][None, :] <= step[first[v]][:, None])
+        if family is not None:
+            ok &= family[o][None, :] == family[v][:, None]
+        cost[np.ix_(o[starts], v)] = np.minimum.reduceat(np.where(ok, d, np.inf), starts, axis=1).T
     return cost
 
 

@@ -36,6 +36,7 @@ def test_children_continue_their_parents_trajectory_and_never_the_reverse():
     # same-init siblings share only their first checkpoints: neither is the other's parent; the
     # children cannot be their parents' parents, nor can anything precede a step-0 start
     assert np.isinf(cost[:, [0, 1, 4]]).all() and np.isinf(cost[2, 0]) and np.isinf(cost[3, 1])
+    assert np.array_equal(history_costs(x, owner, step, 5, block=2), cost)  # query blocks change nothing
     parent, d = history_parents(cost)
     assert parent.tolist() == [-1, -1, 0, 1, -1] and np.isinf(d[[0, 1, 4]]).all()
     fam = np.asarray([0, 0, 0, 0, 1])
