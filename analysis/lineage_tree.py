@@ -63,13 +63,15 @@ def orientation(earlier: dict[str, np.ndarray], later: dict[str, np.ndarray], st
     return best
 
 
-def lineage_forest(n: int, tests: PairTests, order: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
+                   history: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Recovered parent of each model ``[n]`` (``-1``: a root) from ``tests`` and ``order [n]``,
     the oriented statistic (a child should have the higher value: ``sign * statistic``).
 
-    ``history [n, n]`` (:func:`analysis.lineage_history.history_costs`), when given, replaces the
-    final-weight edges: inside each family, ``p -> v`` is a candidate edge where ``history[p, v]``
-    is finite, at that cost, and a model without one is a root (it started from its
+    ``history [n, n]`` (:func:`analysis.lineage_history.history_costs`), or the same as edges
+    ``(parent [e], child [e], cost [e])`` (:func:`analysis.lineage_history.history_edges`), when
+    given, replaces the final-weight edges: inside each family, ``p -> v`` is a candidate edge where
+    ``history[p, v]`` is finite, at that cost, and a model without one is a root (it started from its
     initialization, as did its same-init siblings); the minimum spanning branching (fewest roots,
     then least cost) is the forest, and ``order`` is not used.
     """
@@ -78,7 +80,7 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray, history: np.ndar
         raise AnalysisError(f"the orientation statistic has shape {order.shape}, expected ({n},)")
     fam = families(n, tests)
     if history is not None:
-        return _history_forest(n, fam, np.asarray(history, dtype=float))
+        return _history_forest(n, fam, history)
     r = tests.related
     a, b, d = tests.a[r], tests.b[r], tests.distance[r]
     parent = np.full(n, -1, dtype=np.int64)
@@ -100,16 +102,21 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray, history: np.ndar
     return parent
 
 
-def _history_forest(n: int, fam: np.ndarray, history: np.ndarray) -> np.ndarray:
-    if history.shape != (n, n):
-        raise AnalysisError(f"the history costs have shape {history.shape}, expected ({n}, {n})")
+def _history_forest(n: int, fam: np.ndarray, history) -> np.ndarray:
+    if isinstance(history, tuple):
+        p, v, c = (np.asarray(h) for h in history)
+    else:
+        history = np.asarray(history, dtype=float)
+        if history.shape != (n, n):
+            raise AnalysisError(f"the history costs have shape {history.shape}, expected ({n}, {n})")
+        p, v = np.nonzero(np.isfinite(history))
+        c = history[p, v]
+    keep = (p != v) & (fam[p] == fam[v]) & np.isfinite(c)
+    p, v, c = p[keep], v[keep], c[keep]
     parent = np.full(n, -1, dtype=np.int64)
-    p, v = np.nonzero(np.isfinite(history) & (fam[:, None] == fam[None, :]))
-    keep = p != v
-    p, v = p[keep], v[keep]
     for f in np.unique(fam[v]):
         inside = fam[v] == f
-        edges = list(zip(p[inside].tolist(), v[inside].tolist(), history[p[inside], v[inside]].tolist()))
+        edges = list(zip(p[inside].tolist(), v[inside].tolist(), c[inside].tolist()))
         for u, w in _edmonds(edges, sorted(np.flatnonzero(fam == f).tolist())):
             parent[w] = u
     return parent

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analysis.lineage import PairTests, all_pairs, behaviour_test, families, weight_test
-from analysis.lineage_history import history_costs
+from analysis.lineage_history import history_edges
 from analysis.lineage_tree import (
     STATISTICS,
     Orientation,
@@ -56,17 +56,17 @@ def _orientation(zoo: Zoo, final: dict[str, np.ndarray], statistic: str) -> Orie
     return orientation(earlier, later, statistic)
 
 
-def _history(zoo: Zoo) -> np.ndarray | None:
-    """History costs ``[n, n]`` (:func:`analysis.lineage_history.history_costs`) from every stored
-    checkpoint, one architecture (``group``) at a time; None when no model has two checkpoints (an
-    imported zoo: its one state dict each), so the forest falls back to final weights."""
+def _checkpoints(zoo: Zoo) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """Every stored checkpoint, one architecture (``group``) at a time: ``(x [k, P], owner [k],
+    step [k])`` each; None when no model has two checkpoints (an imported zoo: its one state dict
+    each), so the forest falls back to final weights."""
     ids = zoo.model_ids
     steps = [zoo.model_steps(m) for m in ids]
     if max(len(s) for s in steps) < 2:
         return None
     n = len(ids)
-    cost = np.full((n, n), np.inf)
     group = np.asarray([str(g) for g in zoo.models["group"]]) if "group" in zoo.models else np.full(n, "")
+    out = []
     for g in np.unique(group):  # a model.sweep group has its own parameter shapes; parents are in the child's group
         members = np.flatnonzero(group == g)
         rows, owner, step = [], [], []
@@ -76,8 +76,16 @@ def _history(zoo: Zoo) -> np.ndarray | None:
             rows.append(np.concatenate([p[k].numpy().reshape(len(at), -1) for k in sorted(p)], axis=1))
             owner.append(zoo.index(at))
             step.append(np.full(len(at), s, dtype=np.int64))
-        cost = np.minimum(cost, history_costs(np.concatenate(rows), np.concatenate(owner), np.concatenate(step), n))
-    return cost
+        out.append((np.concatenate(rows), np.concatenate(owner), np.concatenate(step)))
+    return out
+
+
+def _history(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], family: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """History edges ``(parent, child, cost)`` inside ``family [n]``
+    (:func:`analysis.lineage_history.history_edges`), over every architecture."""
+    edges = [history_edges(x, o, s, family) for x, o, s in parts]
+    return tuple(np.concatenate([e[i] for e in edges]) for i in range(3))
 
 
 def _truth_labels(zoo: Zoo, column: str | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -161,8 +169,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         final = weight_statistics(_matrices(raw))
         o = _orientation(zoo, final, orient)
         order = o.sign * final[o.statistic]
-        h = _history(zoo) if history else None
-        forests = {name: lineage_forest(n, t, order, h) for name, t in tests.items()}
+        parts = _checkpoints(zoo) if history else None
+        h = {name: _history(parts, families(n, t)) for name, t in tests.items()} if parts else {}
+        forests = {name: lineage_forest(n, t, order, h.get(name)) for name, t in tests.items()}
     primary = next(iter(tests))
     t, parent = tests[primary], forests[primary]
     ids = zoo.model_ids
@@ -177,8 +186,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary,
         "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
-        "history": {"used": h is not None,
-                    "n_continuing": None if h is None else int(np.isfinite(h).any(axis=0).sum())},
+        "history": {"used": bool(h),
+                    "n_continuing": int(len(np.unique(h[primary][1]))) if h else None},
         "truth": {k: s[k] for k in ("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy")},
         "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
                   for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],

@@ -10,7 +10,7 @@ same order, as training from one initialization leaves them. Then it times, on a
 ``--fp-dim``-column fingerprint, and the forest (:func:`analysis.lineage_tree.lineage_forest`),
 from final weights and from checkpoint histories (:func:`histories`: ``--checkpoints`` per model,
 the first two of each family from its initialization, the rest spawned from one of them at a
-random checkpoint; :func:`analysis.lineage_history.history_costs` then the forest).
+random checkpoint; :func:`analysis.lineage_history.history_edges` inside the exact test's families, then the forest).
 Prints wall seconds per stage (and the process's CPU seconds: on a shared machine the wall
 time measures the neighbours too), pairs per second and the false-positive rate / power at 0.05 (a check
 that the population is what it claims); ``--json`` prints one object.
@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from analysis.lineage import all_pairs, behaviour_test, weight_test
-from analysis.lineage_history import history_costs
+from analysis.lineage import all_pairs, behaviour_test, families, weight_test
+from analysis.lineage_history import history_edges
 from analysis.lineage_tree import lineage_forest, shared_init_rates, tree_accuracy
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     out["forest_s"] = round(time.perf_counter() - t2, 2)
     x, owner, step, true_parent = histories(fam, sum(v[0].size for v in params.values()), args.checkpoints)
     t3, c3 = time.perf_counter(), time.process_time()
-    cost = history_costs(x, owner, step, args.models)
+    cost = history_edges(x, owner, step, families(args.models, exact))
     out["history_costs_s"] = round(time.perf_counter() - t3, 2)
     t4 = time.perf_counter()
     parent = lineage_forest(args.models, exact, np.zeros(args.models), cost)

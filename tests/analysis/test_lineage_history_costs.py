@@ -7,7 +7,7 @@ import pytest
 
 from analysis.errors import AnalysisError
 from analysis.lineage import PairTests
-from analysis.lineage_history import history_costs, history_parents
+from analysis.lineage_history import history_costs, history_edges, history_parents
 from analysis.lineage_tree import lineage_forest
 
 
@@ -47,6 +47,12 @@ def test_children_continue_their_parents_trajectory_and_never_the_reverse():
     tests = PairTests(a, b, np.where(related, 1e-4, 0.5), np.where(related, 1e-3, 0.5), related,
                       np.ones(len(a)), "exact", 0.05)
     assert lineage_forest(5, tests, np.zeros(5), cost).tolist() == [-1, -1, 0, 1, -1]
+    # the same, one family at a time, as edges: exactly the finite in-family entries of the dense costs
+    p, v, c = history_edges(x, owner, step, fam)
+    dense = history_costs(x, owner, step, 5, family=fam)
+    assert sorted(zip(p.tolist(), v.tolist())) == sorted(zip(*np.nonzero(np.isfinite(dense))))
+    assert np.array_equal(c, dense[p, v])
+    assert lineage_forest(5, tests, np.zeros(5), (p, v, c)).tolist() == [-1, -1, 0, 1, -1]
 
 
 def test_bad_shapes_are_errors():
