@@ -163,6 +163,7 @@ def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: S
     if 2 <= len(ids) <= MAX_DRAWN:
         view.figure = forest_figure("lineage-forest", ids, edges, true_parent, true_family,
                                     "lineage forest: the true one (top; parent links from parent_id, init families "
-                                    "underlined) and the one `fingerprint lineage` recovered (bottom, same positions), "
-                                    "each edge coloured by what it got right", formats)
+                                    "underlined) and the one `fingerprint lineage` recovered (bottom, same positions; "
+                                    + ("edges from checkpoint histories" if (stored.get("history") or {}).get("used")
+                                       else "edges from final weights") + "), each edge coloured by what it got right", formats)
     return view

@@ -7,7 +7,9 @@ distance, plus a penalty (the family's median edge distance) when it runs agains
 which training moves a weight statistic; the minimum spanning arborescence of each family is its
 tree. MoTHer's statistic is the weights' kurtosis; the weights' norm is the other candidate here.
 :func:`orientation` picks the statistic and its sign from the same models' earlier checkpoints (the
-one that moves most consistently one way during training), without looking at any lineage.
+one that moves most consistently one way during training), without looking at any lineage. With
+checkpoint histories (:mod:`analysis.lineage_history`) the edges and their direction come from
+them instead: a model's parent is a relative whose trajectory its first checkpoint continues.
 """
 
 from __future__ import annotations
@@ -61,13 +63,24 @@ def orientation(earlier: dict[str, np.ndarray], later: dict[str, np.ndarray], st
     return best
 
 
-def lineage_forest(n: int, tests: PairTests, order: np.ndarray) -> np.ndarray:
+def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
+                   history: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Recovered parent of each model ``[n]`` (``-1``: a root) from ``tests`` and ``order [n]``,
-    the oriented statistic (a child should have the higher value: ``sign * statistic``)."""
+    the oriented statistic (a child should have the higher value: ``sign * statistic``).
+
+    ``history [n, n]`` (:func:`analysis.lineage_history.history_costs`), or the same as edges
+    ``(parent [e], child [e], cost [e])`` (:func:`analysis.lineage_history.history_edges`), when
+    given, replaces the final-weight edges: inside each family, ``p -> v`` is a candidate edge where
+    ``history[p, v]`` is finite, at that cost, and a model without one is a root (it started from its
+    initialization, as did its same-init siblings); the minimum spanning branching (fewest roots,
+    then least cost) is the forest, and ``order`` is not used.
+    """
     order = np.asarray(order, dtype=float)
     if order.shape != (n,):
         raise AnalysisError(f"the orientation statistic has shape {order.shape}, expected ({n},)")
     fam = families(n, tests)
+    if history is not None:
+        return _history_forest(n, fam, history)
     r = tests.related
     a, b, d = tests.a[r], tests.b[r], tests.distance[r]
     parent = np.full(n, -1, dtype=np.int64)
@@ -89,11 +102,32 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray) -> np.ndarray:
     return parent
 
 
-def _edmonds(edges: list[tuple[int, int, float]]) -> list[tuple[int, int]]:
-    """Chu-Liu/Edmonds: the minimum spanning arborescence ``[(parent, child), ...]`` of a strongly
-    connected graph given as ``(u, v, weight)`` edges, over every choice of root (a virtual root
-    joined to every node at a cost above any tree's, so the optimum uses one such edge)."""
-    nodes = sorted({x for u, v, _ in edges for x in (u, v)})
+def _history_forest(n: int, fam: np.ndarray, history) -> np.ndarray:
+    if isinstance(history, tuple):
+        p, v, c = (np.asarray(h) for h in history)
+    else:
+        history = np.asarray(history, dtype=float)
+        if history.shape != (n, n):
+            raise AnalysisError(f"the history costs have shape {history.shape}, expected ({n}, {n})")
+        p, v = np.nonzero(np.isfinite(history))
+        c = history[p, v]
+    keep = (p != v) & (fam[p] == fam[v]) & np.isfinite(c)
+    p, v, c = p[keep], v[keep], c[keep]
+    parent = np.full(n, -1, dtype=np.int64)
+    for f in np.unique(fam[v]):
+        inside = fam[v] == f
+        edges = list(zip(p[inside].tolist(), v[inside].tolist(), c[inside].tolist()))
+        for u, w in _edmonds(edges, sorted(np.flatnonzero(fam == f).tolist())):
+            parent[w] = u
+    return parent
+
+
+def _edmonds(edges: list[tuple[int, int, float]], nodes: list[int] | None = None) -> list[tuple[int, int]]:
+    """Chu-Liu/Edmonds: the minimum spanning branching ``[(parent, child), ...]`` of a graph given
+    as ``(u, v, weight)`` edges on ``nodes`` (default: the edges' ends), over every choice of roots
+    (a virtual root joined to every node at a cost above any tree's, so the optimum has the fewest
+    roots: one for a strongly connected graph)."""
+    nodes = sorted({x for u, v, _ in edges for x in (u, v)}) if nodes is None else nodes
     index = {m: i for i, m in enumerate(nodes)}
     big = 1.0 + sum(abs(w) for *_, w in edges)
     root = len(nodes)

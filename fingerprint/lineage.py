@@ -2,7 +2,8 @@
 
 Reads a zoo's final weights (and each model's previous checkpoint, to learn which way training
 moves the statistic that orients tree edges) and any cached fingerprints, runs the tests of
-:mod:`analysis.lineage` and the forest of :mod:`analysis.lineage_tree`, and scores them against the
+:mod:`analysis.lineage` and the forest of :mod:`analysis.lineage_tree` (from the checkpoint
+histories of :mod:`analysis.lineage_history` when the zoo stores them), and scores them against the
 zoo's truth when it has some (``init_seed`` and ``parent_id``, or the ``--lineage`` column of an
 imported zoo). The result is the JSON of ``docs/lineage.md``.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from analysis.lineage import PairTests, all_pairs, behaviour_test, families, weight_test
+from analysis.lineage_history import history_edges
 from analysis.lineage_tree import (
     STATISTICS,
     Orientation,
@@ -54,6 +56,38 @@ def _orientation(zoo: Zoo, final: dict[str, np.ndarray], statistic: str) -> Orie
     return orientation(earlier, later, statistic)
 
 
+def _checkpoints(zoo: Zoo) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """Every stored checkpoint, one architecture (``group``) at a time: ``(x [k, P], owner [k],
+    step [k])`` each; None when no model has two checkpoints (an imported zoo: its one state dict
+    each), so the forest falls back to final weights."""
+    ids = zoo.model_ids
+    steps = [zoo.model_steps(m) for m in ids]
+    if max(len(s) for s in steps) < 2:
+        return None
+    n = len(ids)
+    group = np.asarray([str(g) for g in zoo.models["group"]]) if "group" in zoo.models else np.full(n, "")
+    out = []
+    for g in np.unique(group):  # a model.sweep group has its own parameter shapes; parents are in the child's group
+        members = np.flatnonzero(group == g)
+        rows, owner, step = [], [], []
+        for s in sorted({s for i in members for s in steps[i]}):
+            at = [ids[i] for i in members if s in steps[i]]
+            p = zoo.params(s, at)
+            rows.append(np.concatenate([p[k].numpy().reshape(len(at), -1) for k in sorted(p)], axis=1))
+            owner.append(zoo.index(at))
+            step.append(np.full(len(at), s, dtype=np.int64))
+        out.append((np.concatenate(rows), np.concatenate(owner), np.concatenate(step)))
+    return out
+
+
+def _history(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], family: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """History edges ``(parent, child, cost)`` inside ``family [n]``
+    (:func:`analysis.lineage_history.history_edges`), over every architecture."""
+    edges = [history_edges(x, o, s, family) for x, o, s in parts]
+    return tuple(np.concatenate([e[i] for e in edges]) for i in range(3))
+
+
 def _truth_labels(zoo: Zoo, column: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(labels, known)`` ``[n]``: the true families, or None when the zoo has none."""
     if column is not None and column not in zoo.models:
@@ -89,13 +123,16 @@ def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds) -> 
 
 def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,
             max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool = True,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, history: bool = True) -> dict[str, Any]:
     """Test every pair of ``zoo``'s models (or ``max_pairs`` of them) for a shared initialization.
 
     Evidence: ``exact`` and ``matched`` from the weights (when the architecture declares its
     hidden-unit permutation symmetry and ``weights``), and each fingerprint in ``fps`` (cached, or
     computed). The first is the primary one: its pairs, families and forest are the result's own;
-    ``by_evidence`` has every evidence's scores side by side. See ``docs/lineage.md``.
+    ``by_evidence`` has every evidence's scores side by side. With ``history`` (and a zoo that
+    stores two or more checkpoints of some model), every evidence's forest comes from the
+    checkpoint histories inside its families; otherwise from final-weight distances, oriented by
+    a weight statistic. See ``docs/lineage.md``.
     """
     if not 0 < alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {alpha}")
@@ -132,7 +169,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         final = weight_statistics(_matrices(raw))
         o = _orientation(zoo, final, orient)
         order = o.sign * final[o.statistic]
-        forests = {name: lineage_forest(n, t, order) for name, t in tests.items()}
+        parts = _checkpoints(zoo) if history else None
+        h = {name: _history(parts, families(n, t)) for name, t in tests.items()} if parts else {}
+        forests = {name: lineage_forest(n, t, order, h.get(name)) for name, t in tests.items()}
     primary = next(iter(tests))
     t, parent = tests[primary], forests[primary]
     ids = zoo.model_ids
@@ -147,6 +186,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary,
         "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
+        "history": {"used": bool(h),
+                    "n_continuing": int(len(np.unique(h[primary][1]))) if h else None},
         "truth": {k: s[k] for k in ("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy")},
         "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
                   for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],
@@ -159,7 +200,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
                                     "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())},
                                     "lineage_column": lineage_column or "init_seed",
-                                    **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "truth", "edges",
+                                    **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",
                                                            "by_evidence")}})
     return out
 

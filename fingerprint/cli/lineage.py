@@ -22,6 +22,7 @@ def lineage_cmd(
     n_perm: int = typer.Option(99_999, "--n-perm", help="Random permutations in the exact test's null (p-value floor 1/(n+1) per layer)."),
     orient: str = typer.Option("auto", "--orient", help="auto | kurtosis | norm: the weight statistic that orients tree edges."),
     no_weights: bool = typer.Option(False, "--no-weights", help="Skip the weight-based tests (behavioural only)."),
+    no_history: bool = typer.Option(False, "--no-history", help="Build the forest from final weights even when the zoo stores checkpoint histories."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write pairs, families, tree and scores as JSON."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
@@ -36,7 +37,8 @@ def lineage_cmd(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("testing pairs for a shared initialization"):
-        r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights)
+        r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
+                    history=not no_history)
     t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs at alpha {alpha:g} (BH)")
     for col in ("evidence", "related pairs", "families", "FPR", "power", "BH FDP", "parent acc", "direction acc"):
         t.add_column(col, justify="left" if col == "evidence" else "right")
@@ -46,10 +48,14 @@ def lineage_cmd(
                   f(s["shared_init_fpr"]), f(s["shared_init_power"]), f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]))
     console.print(t)
     ori = r["orientation"]
-    console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
-                  f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
-                  + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
-                  + f"); {len(r['edges'])} edges, {len(r['families'])} families")
+    if r["history"]["used"]:
+        console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
+                      f"start on another's trajectory); {len(r['edges'])} edges, {len(r['families'])} families")
+    else:
+        console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
+                      f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
+                      + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
+                      + f"); {len(r['edges'])} edges, {len(r['families'])} families")
     if r["evidence"] == "exact":
         console.print(f"stored the {len(r['families'])} recovered families in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "

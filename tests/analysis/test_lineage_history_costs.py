@@ -1,0 +1,64 @@
+"""Checkpoint-history evidence on hand-built trajectories: copies found, direction one way only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.lineage import PairTests
+from analysis.lineage_history import history_costs, history_edges, history_parents
+from analysis.lineage_tree import lineage_forest
+
+
+def _trajectories(seed: int = 0):
+    """Models 0, 1: same init, different paths (steps 0, 10, 20); 2: spawned from 0 at step 10
+    (a copy, then its own path); 3: fine-tuned from 1 (first checkpoint at 25, near 1's step 20);
+    4: another init. Returns ``(x [k, P], owner [k], step [k])``."""
+    rng = np.random.default_rng(seed)
+    p = 50
+    init, other = rng.normal(size=p), rng.normal(size=p)
+    walk = lambda x: x + 0.3 * rng.normal(size=p)
+    a10, b10 = walk(init), walk(init)
+    a20, b20 = walk(a10), walk(b10)
+    rows = [(0, 0, init), (0, 10, a10), (0, 20, a20), (1, 0, init), (1, 10, b10), (1, 20, b20),
+            (2, 10, a10), (2, 20, walk(a10)), (3, 25, b20 + 0.01 * rng.normal(size=p)), (3, 30, walk(b20)),
+            (4, 0, other), (4, 10, walk(other)), (4, 20, walk(other))]
+    owner, step, x = zip(*rows)
+    return np.asarray(x, dtype=np.float32), np.asarray(owner), np.asarray(step)
+
+
+def test_children_continue_their_parents_trajectory_and_never_the_reverse():
+    x, owner, step = _trajectories()
+    cost = history_costs(x, owner, step, 5)
+    assert cost[0, 2] < 1e-6  # the spawned child's first checkpoint copies its parent's step 10
+    assert 0 < cost[1, 3] < 0.05 and cost[1, 3] < cost[:, 3][np.arange(5) != 1].min()
+    # same-init siblings share only their first checkpoints: neither is the other's parent; the
+    # children cannot be their parents' parents, nor can anything precede a step-0 start
+    assert np.isinf(cost[:, [0, 1, 4]]).all() and np.isinf(cost[2, 0]) and np.isinf(cost[3, 1])
+    assert np.array_equal(history_costs(x, owner, step, 5, block=2), cost)  # query blocks change nothing
+    parent, d = history_parents(cost)
+    assert parent.tolist() == [-1, -1, 0, 1, -1] and np.isinf(d[[0, 1, 4]]).all()
+    fam = np.asarray([0, 0, 0, 0, 1])
+    assert np.isinf(history_costs(x, owner, step, 5, family=np.asarray([0, 0, 1, 0, 1]))[0, 2])
+    # the forest from these costs: inside the related family, every recovered edge is a true one
+    a, b = np.triu_indices(5, 1)
+    related = fam[a] == fam[b]
+    tests = PairTests(a, b, np.where(related, 1e-4, 0.5), np.where(related, 1e-3, 0.5), related,
+                      np.ones(len(a)), "exact", 0.05)
+    assert lineage_forest(5, tests, np.zeros(5), cost).tolist() == [-1, -1, 0, 1, -1]
+    # the same, one family at a time, as edges: exactly the finite in-family entries of the dense costs
+    p, v, c = history_edges(x, owner, step, fam)
+    dense = history_costs(x, owner, step, 5, family=fam)
+    assert sorted(zip(p.tolist(), v.tolist())) == sorted(zip(*np.nonzero(np.isfinite(dense))))
+    assert np.array_equal(c, dense[p, v])
+    assert lineage_forest(5, tests, np.zeros(5), (p, v, c)).tolist() == [-1, -1, 0, 1, -1]
+
+
+def test_bad_shapes_are_errors():
+    x, owner, step = _trajectories()
+    with pytest.raises(AnalysisError, match="checkpoints must be"):
+        history_costs(x[:, :, None], owner, step, 5)
+    with pytest.raises(AnalysisError, match="owners must be in 0..3"):
+        history_costs(x, owner, step, 4)
+    assert np.isinf(history_costs(x[:1], owner[:1], step[:1], 5)).all()  # one checkpoint: no evidence
