@@ -1,0 +1,100 @@
+"""A permutation-invariant weight-space classifier: DeepSets over a transformer's MLP hidden units.
+
+Each hidden unit of the MLP is one set element, described by the weights that enter and leave it,
+composed with the rest of the network so that they are written in the task's own coordinates
+(tokens, positions, output classes) rather than in the residual stream's arbitrary basis:
+
+* in, direct: ``fc @ E^T`` ``[V]`` and ``fc @ P^T`` ``[T]`` (token and position embeddings read by the unit),
+* in, through attention's value/output path: ``fc @ O @ V @ E^T`` ``[V]`` and ``fc @ O @ V @ P^T`` ``[T]``,
+* its bias ``[1]``, and out: ``U @ proj`` ``[C]`` (the unit's direct effect on each logit).
+
+So a unit's description ``[2V + 2T + 1 + C]`` is unchanged by any orthogonal change of the residual
+basis (without layer norm, any invertible one), and the classifier (a per-unit MLP, mean- and
+max-pooled, then an MLP) is invariant to permuting the hidden units. Attention's query/key path is
+left out. For a token transformer with one block (``vocab > 0``, ``n_layers = 1``, no layer norm).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.core.errors import UserError
+
+__all__ = ["WeightSetClassifier", "unit_features"]
+
+
+def unit_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-hidden-unit descriptions ``[n_models, d_mlp, 2V + 2T + 1 + C]`` of a one-block token
+    transformer (``params``: stacked ``[n_models, ...]``)."""
+    ok = getattr(family, "name", "") == "transformer" and getattr(family, "vocab", 0) > 0 \
+        and getattr(family, "n_layers", 0) == 1 and not getattr(family, "layernorm", True)
+    if not ok:
+        raise UserError(f"the weight-set classifier reads one-block token transformers without layer norm "
+                        f"(arch 'transformer', vocab > 0, n_layers 1), got arch '{getattr(family, 'name', '?')}'")
+    p = {k: v.detach().float() for k, v in params.items()}
+    E, P = p["embed.weight"], p["pos.weight"]  # [n, V, d], [n, T, d]
+    fc, bias = p["blocks.0.mlp.fc.weight"], p["blocks.0.mlp.fc.bias"]  # [n, H, d], [n, H]
+    ov = p["blocks.0.attn.o.weight"] @ p["blocks.0.attn.v.weight"]  # [n, d, d]
+    fov = fc @ ov  # [n, H, d]
+    out = (p["out.weight"] @ p["blocks.0.mlp.proj.weight"]).transpose(1, 2)  # [n, H, C]
+    parts = [fc @ E.transpose(1, 2), fc @ P.transpose(1, 2), fov @ E.transpose(1, 2), fov @ P.transpose(1, 2),
+             bias[..., None], out]
+    return torch.cat(parts, -1)
+
+
+class _DeepSets(nn.Module):
+    def __init__(self, n_in: int, width: int, n_out: int = 1):
+        super().__init__()
+        self.phi = nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.rho = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, H, F] -> [n]
+        h = self.phi(x)
+        return self.rho(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
+
+
+class WeightSetClassifier:
+    """DeepSets binary classifier over set elements ``X [n_models, n_units, n_features]``.
+
+    Features are standardised with the training models' per-feature statistics (over models and
+    units). Training is full-batch Adam; each step sees a random ``keep`` fraction of each model's
+    units (set subsampling: the pooled statistics must hold on part of the set). ``n_ensemble``
+    networks from different seeds are averaged (their logits)."""
+
+    def __init__(self, width: int = 32, steps: int = 400, lr: float = 3e-3, weight_decay: float = 1e-3,
+                 keep: float = 0.75, n_ensemble: int = 3, seed: int = 0):
+        self.width, self.steps, self.lr, self.weight_decay = width, steps, lr, weight_decay
+        self.keep, self.n_ensemble, self.seed = keep, n_ensemble, seed
+
+    def _z(self, X: torch.Tensor) -> torch.Tensor:
+        return (torch.as_tensor(X, dtype=torch.float32) - self.mean_) / self.std_
+
+    def fit(self, X: torch.Tensor, y: np.ndarray) -> "WeightSetClassifier":
+        X = torch.as_tensor(X, dtype=torch.float32)
+        self.mean_, self.std_ = X.mean((0, 1)), X.std((0, 1)).clamp_min(1e-6)
+        Z = self._z(X)
+        t = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+        n, H, F = Z.shape
+        k = max(1, int(round(self.keep * H)))
+        self.nets_ = []
+        for e in range(self.n_ensemble):
+            g = torch.Generator().manual_seed(self.seed * 1000 + e)
+            torch.manual_seed(self.seed * 1000 + e)  # nn.Linear's init reads the global generator
+            net = _DeepSets(F, self.width)
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            for _ in range(self.steps):
+                idx = torch.rand(n, H, generator=g).argsort(1)[:, :k]  # a random subset of units per model
+                sub = Z.gather(1, idx[..., None].expand(n, k, F))
+                loss = nn.functional.binary_cross_entropy_with_logits(net(sub), t)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.nets_.append(net.eval())
+        return self
+
+    def decision_function(self, X: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            Z = self._z(X)
+            return torch.stack([net(Z) for net in self.nets_]).mean(0).numpy()
