@@ -22,7 +22,7 @@ from torch import nn
 
 from training.core.errors import UserError
 
-__all__ = ["WeightSetClassifier", "unit_features"]
+__all__ = ["NFNClassifier", "WeightSetClassifier", "unit_features"]
 
 
 def unit_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -98,3 +98,59 @@ class WeightSetClassifier:
         with torch.no_grad():
             Z = self._z(X)
             return torch.stack([net(Z) for net in self.nets_]).mean(0).numpy()
+
+
+class NFNClassifier:
+    """The `nfn` package's neural functional (Zhou et al., 2023: ``HNPLinear`` layers, equivariant to
+    hidden-unit permutations, then ``HNPPool``) on the same units, read as a two-layer network:
+    inputs (token and position coordinates, ``2V + 2T``) -> hidden units -> logits ``C``. An optional
+    extra (``pip install nfn``); :class:`WeightSetClassifier` is the tested default.
+
+    ``X [n_models, n_units, 2V + 2T + 1 + C]`` as from :func:`unit_features`, ``n_out`` = ``C``."""
+
+    def __init__(self, n_out: int, channels: int = 8, steps: int = 300, lr: float = 3e-3, weight_decay: float = 1e-3,
+                 n_ensemble: int = 3, seed: int = 0):
+        self.n_out, self.channels, self.steps, self.lr = n_out, channels, steps, lr
+        self.weight_decay, self.n_ensemble, self.seed = weight_decay, n_ensemble, seed
+
+    def _ws(self, X: torch.Tensor):
+        from nfn.common import WeightSpaceFeatures
+
+        Z = (torch.as_tensor(X, dtype=torch.float32) - self.mean_) / self.std_
+        C = self.n_out
+        w1, b1, w2 = Z[..., : -C - 1], Z[..., -C - 1], Z[..., -C:].transpose(1, 2)
+        b2 = torch.zeros(Z.shape[0], C)  # biases of the logits are not unit features: left at 0
+        return WeightSpaceFeatures([w1[:, None], w2[:, None]], [b1[:, None], b2[:, None]])
+
+    def _net(self, ws):
+        from nfn.common import network_spec_from_wsfeat
+        from nfn.layers import HNPLinear, HNPPool, TupleOp
+
+        spec = network_spec_from_wsfeat(ws)
+        c = self.channels
+        return nn.Sequential(HNPLinear(spec, 1, c), TupleOp(nn.ReLU()), HNPLinear(spec, c, c), TupleOp(nn.ReLU()),
+                             HNPPool(spec), nn.Flatten(), nn.LazyLinear(1))
+
+    def fit(self, X: torch.Tensor, y: np.ndarray) -> "NFNClassifier":
+        X = torch.as_tensor(X, dtype=torch.float32)
+        self.mean_, self.std_ = X.mean((0, 1)), X.std((0, 1)).clamp_min(1e-6)
+        ws = self._ws(X)
+        t = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+        self.nets_ = []
+        for e in range(self.n_ensemble):
+            torch.manual_seed(self.seed * 1000 + e)
+            net = self._net(ws)
+            net(ws)  # materialise the lazy readout
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            for _ in range(self.steps):
+                loss = nn.functional.binary_cross_entropy_with_logits(net(ws).squeeze(-1), t)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.nets_.append(net.eval())
+        return self
+
+    def decision_function(self, X: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            ws = self._ws(X)
+            return torch.stack([net(ws).squeeze(-1) for net in self.nets_]).mean(0).numpy()
