@@ -57,15 +57,21 @@ class _Generator(torch.nn.Module):
 class SoftProbeClassifier:
     """Soft-token probes (via a shared generator) and a linear readout, trained jointly.
 
+    ``sort``: the readout sees each probe's log-probabilities sorted (the distribution's shape).
+
     ``X`` is a :class:`ProbeInputs` (family and stacked parameters; indexable by model), ``y`` in
     {0, 1}. ``decision_function`` returns the readout's logit per model."""
 
     def __init__(self, n_probes: int = 16, code: int = 8, steps: int = 200, lr: float = 0.03, l2: float = 1e-2,
-                 seed: int = 0):
+                 sort: bool = False, seed: int = 0):
         self.n_probes, self.code, self.steps, self.lr, self.l2, self.seed = n_probes, code, steps, lr, l2, seed
+        self.sort = sort
 
     def _feats(self, X: "ProbeInputs") -> torch.Tensor:
-        return soft_token_outputs(X.family, X.params, self.gen_()).flatten(1)  # [n, Q * C]
+        lp = soft_token_outputs(X.family, X.params, self.gen_())  # [n, Q, C]
+        if self.sort:  # the shape of each output distribution, not which classes: blind to relabelled classes
+            lp = lp.sort(-1, descending=True).values
+        return lp.flatten(1)  # [n, Q * C]
 
     def fit(self, X: "ProbeInputs", y: np.ndarray) -> "SoftProbeClassifier":
         torch.manual_seed(self.seed)

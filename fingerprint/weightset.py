@@ -10,7 +10,12 @@ composed with the rest of the network so that they are written in the task's own
 
 So a unit's description ``[2V + 2T + 1 + C]`` is unchanged by any orthogonal change of the residual
 basis (without layer norm, any invertible one), and the classifier (a per-unit MLP, mean- and
-max-pooled, then an MLP) is invariant to permuting the hidden units. Attention's query/key path is
+max-pooled, then an MLP) is invariant to permuting the hidden units. :func:`unit_invariants` adds
+(``"both"``) or keeps only (``"invariant"``) descriptions that also ignore a common relabelling of
+the tokens and of the classes: per unit, the norms of its centred token-indexed channels, their
+cosine, the channels' means, its bias, position weights, and its output channel's norm and mean. On
+``modadd`` this removes which Fourier frequencies a unit uses (seed noise), keeping how it combines
+its two operands. Attention's query/key path is
 left out. For a token transformer with one block (``vocab > 0``, ``n_layers = 1``, no layer norm).
 """
 
@@ -22,7 +27,7 @@ from torch import nn
 
 from training.core.errors import UserError
 
-__all__ = ["NFNClassifier", "WeightSetClassifier", "unit_features"]
+__all__ = ["NFNClassifier", "WeightSetClassifier", "set_features", "unit_features", "unit_invariants"]
 
 
 def unit_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -42,6 +47,33 @@ def unit_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
     parts = [fc @ E.transpose(1, 2), fc @ P.transpose(1, 2), fov @ E.transpose(1, 2), fov @ P.transpose(1, 2),
              bias[..., None], out]
     return torch.cat(parts, -1)
+
+
+def unit_invariants(X: torch.Tensor, vocab: int, seq_len: int, n_out: int) -> torch.Tensor:
+    """``[n, H, 12]`` per-unit descriptions unchanged by relabelling tokens (and classes) from
+    :func:`unit_features` ``X [n, H, 2V + 2T + 1 + C]`` (``seq_len`` T = 2 only)."""
+    V, T, C = vocab, seq_len, n_out
+    if T != 2:
+        raise UserError(f"unit_invariants reads two-token inputs, got seq_len {T}")
+    td, to = X[..., :V], X[..., V + T: 2 * V + T]
+    pd, po = X[..., V: V + T], X[..., 2 * V + T: 2 * V + 2 * T]
+    bias, out = X[..., 2 * V + 2 * T], X[..., -C:]
+    tdc, toc, outc = (t - t.mean(-1, keepdim=True) for t in (td, to, out))
+    cos = (tdc * toc).sum(-1) / (tdc.norm(dim=-1) * toc.norm(dim=-1)).clamp_min(1e-9)
+    return torch.stack([tdc.norm(dim=-1), toc.norm(dim=-1), cos, outc.norm(dim=-1), td.mean(-1), to.mean(-1), bias,
+                        pd[..., 0], pd[..., 1], po[..., 0], po[..., 1], out.mean(-1)], -1)
+
+
+def set_features(family, params: dict[str, torch.Tensor], kind: str = "both") -> torch.Tensor:
+    """Set elements for the classifiers: ``"raw"`` (:func:`unit_features`), ``"invariant"``
+    (:func:`unit_invariants`) or ``"both"`` (concatenated): ``[n_models, d_mlp, F]``."""
+    if kind not in ("raw", "invariant", "both"):
+        raise UserError(f"unknown unit description '{kind}' (valid: both, invariant, raw)")
+    X = unit_features(family, params)
+    if kind == "raw":
+        return X
+    inv = unit_invariants(X, family.vocab, family.seq_len, family.n_out)
+    return inv if kind == "invariant" else torch.cat([X, inv], -1)
 
 
 class _DeepSets(nn.Module):

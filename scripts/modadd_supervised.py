@@ -9,9 +9,11 @@ families' models; one AUROC over the pooled out-of-fold scores, its 95% interval
 families, and the FLOPs counted by torch over every fit (train) and every held-out scoring (eval).
 Methods:
 
-* ``weight-set``: DeepSets over MLP hidden units in token coordinates (``fingerprint/weightset.py``);
+* ``weight-set``: DeepSets over MLP hidden units in token coordinates (``fingerprint/weightset.py``;
+  ``--units``: raw descriptions, token-relabelling invariants, or both);
 * ``nfn``: the `nfn` package's HNP neural functional on the same units (if `nfn` is installed);
 * ``soft-probes``: learned soft-token probe inputs and a linear readout (``fingerprint/softprobes.py``);
+  ``soft-probes-sorted``: the readout sees each probe's sorted log-probabilities;
 * ``readout:SPEC``: a linear readout of an unsupervised fingerprint (default: the
   ``input-grad-symmetry`` setting of the config), its extraction's FLOPs as eval FLOPs. A supervised
   readout of an unsupervised fingerprint, not a weight-space method.
@@ -33,10 +35,15 @@ from fingerprint.extraction import resolve_specs
 from fingerprint.pipeline import open_zoo
 from fingerprint.softprobes import ProbeInputs, SoftProbeClassifier
 from fingerprint.supervised import LinearReadout, count_flops, evaluate
-from fingerprint.weightset import NFNClassifier, WeightSetClassifier, unit_features
+from fingerprint.weightset import (
+    NFNClassifier,
+    WeightSetClassifier,
+    set_features,
+    unit_features,
+)
 
 IGS = "input-grad-symmetry:probe_set=all,n_probes=0,bins=3"
-METHODS = ["weight-set", "nfn", "soft-probes", f"readout:{IGS}", "readout:weight-spectra"]
+METHODS = ["weight-set", "nfn", "soft-probes", "soft-probes-sorted", f"readout:{IGS}", "readout:weight-spectra"]
 
 
 def fingerprint_features(batch: ModelBatch, spec_text: str) -> tuple[torch.Tensor, int]:
@@ -52,6 +59,7 @@ def main() -> None:
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--method", action="append", default=None, help=f"repeatable (default: {' '.join(METHODS)})")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--units", default="both", help="weight-set unit descriptions: raw, invariant, both (default)")
     ap.add_argument("--seeds", type=int, default=1, help="fold seeds: the AUROC is reported per seed and averaged")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -83,9 +91,9 @@ def main() -> None:
                     continue
                 clf, X = NFNClassifier(batch.family.n_out), units
             else:
-                clf, X = WeightSetClassifier(), units
-        elif method == "soft-probes":
-            clf, X = SoftProbeClassifier(), ProbeInputs(batch.family, batch.params)
+                clf, X = WeightSetClassifier(), set_features(batch.family, batch.params, args.units)
+        elif method in ("soft-probes", "soft-probes-sorted"):
+            clf, X = SoftProbeClassifier(sort=method.endswith("sorted")), ProbeInputs(batch.family, batch.params)
         elif method.startswith("readout:"):
             X, extra_eval = fingerprint_features(batch, method.split(":", 1)[1])
             clf = LinearReadout()
@@ -93,7 +101,8 @@ def main() -> None:
             raise SystemExit(f"unknown method '{method}' (valid: {', '.join(METHODS)})")
         per_seed = [evaluate(clf, X, y, groups, args.folds, seed=s) for s in range(args.seeds)]
         r = per_seed[0]
-        row = {"method": method, **r.to_dict(), "eval_flops": r.eval_flops + extra_eval, "extract_flops": extra_eval,
+        name = f"{method}:{args.units}" if method == "weight-set" else method
+        row = {"method": name, **r.to_dict(), "eval_flops": r.eval_flops + extra_eval, "extract_flops": extra_eval,
                "auroc_seeds": [round(p.auroc, 4) for p in per_seed],
                "auroc_mean": round(float(np.mean([p.auroc for p in per_seed])), 4), "seconds": round(time.time() - t0, 1)}
         rows.append(row)

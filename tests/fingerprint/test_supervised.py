@@ -15,7 +15,12 @@ from fingerprint.supervised import (
     family_bootstrap_auroc,
     family_folds,
 )
-from fingerprint.weightset import WeightSetClassifier, unit_features
+from fingerprint.weightset import (
+    NFNClassifier,
+    WeightSetClassifier,
+    set_features,
+    unit_features,
+)
 from training.core.errors import UserError
 from training.families.base import get_family
 
@@ -136,3 +141,26 @@ def test_soft_probes_learn_a_planted_behaviour_on_held_out_families():
     fam, params, y, groups = planted(out_shift=1.0)
     r = evaluate(SoftProbeClassifier(n_probes=4, steps=40), ProbeInputs(fam, params), y, groups, n_splits=3, n_boot=100)
     assert r.auroc > 0.9 and r.train_flops > 0 and r.eval_flops > 0
+
+
+def test_unit_invariants_ignore_relabelled_tokens_and_classes():
+    fam, params, _, _ = planted(n_fam=3, per=1)
+    g = torch.Generator().manual_seed(2)
+    tok, cls = torch.randperm(V, generator=g), torch.randperm(V, generator=g)
+    other = dict(params, **{"embed.weight": params["embed.weight"][:, tok], "out.weight": params["out.weight"][:, cls],
+                            "out.bias": params["out.bias"][:, cls]})
+    a, b = set_features(fam, params, "invariant"), set_features(fam, other, "invariant")
+    assert a.shape == (3, H, 12) and set_features(fam, params, "both").shape[-1] == 12 + 2 * V + 2 * T + 1 + V
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(set_features(fam, params, "raw"), set_features(fam, other, "raw"))
+    with pytest.raises(UserError, match="valid: both, invariant, raw"):
+        set_features(fam, params, "sorted")
+
+
+def test_nfn_extra_is_invariant_to_hidden_permutation():
+    pytest.importorskip("nfn")  # an optional extra; the tested default is WeightSetClassifier
+    fam, params, y, _ = planted(n_fam=4, per=1, shift=0.5)
+    perm = torch.randperm(H, generator=torch.Generator().manual_seed(3))
+    X = unit_features(fam, params)
+    clf = NFNClassifier(V, channels=4, steps=5, n_ensemble=1).fit(X, y)
+    np.testing.assert_allclose(clf.decision_function(X[:, perm]), clf.decision_function(X), atol=1e-4)
