@@ -27,7 +27,7 @@ from torch import nn
 
 from training.core.errors import UserError
 
-__all__ = ["NFNClassifier", "WeightSetClassifier", "set_features", "unit_features", "unit_invariants"]
+__all__ = ["NFNClassifier", "Sets", "WeightSetClassifier", "head_features", "set_features", "unit_features", "unit_invariants"]
 
 
 def unit_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -76,57 +76,108 @@ def set_features(family, params: dict[str, torch.Tensor], kind: str = "both") ->
     return inv if kind == "invariant" else torch.cat([X, inv], -1)
 
 
-class _DeepSets(nn.Module):
-    def __init__(self, n_in: int, width: int, n_out: int = 1):
-        super().__init__()
-        self.phi = nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
-        self.rho = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, n_out))
+def head_features(family, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-head descriptions ``[n_models, n_heads, 4]`` of a one-block, two-token transformer's
+    query-key circuit, in token coordinates: with ``s[h, b, a]`` the attention logit of the last
+    position (token ``b``) for position 0 (token ``a``) minus that for itself, over every ``(a, b)``,
+    the standard deviation and mean of ``s`` and of ``sigmoid(s)`` (the softmax weight on position 0
+    before the ``attention_rate`` mix). Unchanged by the residual basis and by relabelling tokens
+    (statistics over every pair); a head is a set element, so their order does not matter."""
+    unit_features(family, params)  # the same architecture check
+    if family.seq_len != 2:
+        raise UserError(f"head_features reads two-token inputs, got seq_len {family.seq_len}")
+    p = {k: v.detach().float() for k, v in params.items()}
+    E, P = p["embed.weight"], p["pos.weight"]
+    H, dh = family.n_heads, family.d_model // family.n_heads
+    Wq = p["blocks.0.attn.q.weight"].reshape(-1, H, dh, family.d_model)
+    Wk = p["blocks.0.attn.k.weight"].reshape(-1, H, dh, family.d_model)
+    q = torch.einsum("nhed,nvd->nhve", Wq, E + P[:, 1:2])  # [n, H, V, dh]
+    k0 = torch.einsum("nhed,nvd->nhve", Wk, E + P[:, 0:1])
+    k1 = torch.einsum("nhed,nvd->nhve", Wk, E + P[:, 1:2])
+    s = (q @ k0.transpose(-1, -2) - (q * k1).sum(-1)[..., None]) / dh ** 0.5  # [n, H, V(b), V(a)]
+    w = torch.sigmoid(s)
+    return torch.stack([s.std((-1, -2)), s.mean((-1, -2)), w.std((-1, -2)), w.mean((-1, -2))], -1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, H, F] -> [n]
-        h = self.phi(x)
-        return self.rho(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
+
+class Sets:
+    """Several sets per model (e.g. MLP units ``[n, H, F]`` and attention heads ``[n, h, G]``),
+    indexable by model (``X[idx]``) like a tensor."""
+
+    def __init__(self, *sets: torch.Tensor):
+        self.sets = [torch.as_tensor(s, dtype=torch.float32) for s in sets]
+
+    def __len__(self) -> int:
+        return self.sets[0].shape[0]
+
+    def __getitem__(self, idx) -> "Sets":
+        idx = torch.as_tensor(np.asarray(idx))
+        return Sets(*(s[idx] for s in self.sets))
+
+
+class _DeepSets(nn.Module):
+    def __init__(self, n_in: list[int], width: int, n_out: int = 1):
+        super().__init__()
+        self.phi = nn.ModuleList(nn.Sequential(nn.Linear(f, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+                                 for f in n_in)
+        self.rho = nn.Sequential(nn.Linear(2 * width * len(n_in), width), nn.ReLU(), nn.Linear(width, n_out))
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:  # each [n, m_i, F_i] -> [n]
+        pooled = []
+        for phi, x in zip(self.phi, xs):
+            h = phi(x)
+            pooled += [h.mean(1), h.amax(1)]
+        return self.rho(torch.cat(pooled, -1)).squeeze(-1)
 
 
 class WeightSetClassifier:
-    """DeepSets binary classifier over set elements ``X [n_models, n_units, n_features]``.
+    """DeepSets binary classifier over set elements ``X [n_models, n_units, n_features]`` (or
+    several sets, :class:`Sets`: each its own element network, pooled features concatenated).
 
     Features are standardised with the training models' per-feature statistics (over models and
-    units). Training is full-batch Adam; each step sees a random ``keep`` fraction of each model's
-    units (set subsampling: the pooled statistics must hold on part of the set). ``n_ensemble``
-    networks from different seeds are averaged (their logits)."""
+    elements). Training is full-batch Adam; each step sees a random ``keep`` fraction of the
+    elements of each set larger than 8 (set subsampling: the pooled statistics must hold on part of
+    the set). ``n_ensemble`` networks from different seeds are averaged (their logits)."""
 
     def __init__(self, width: int = 32, steps: int = 400, lr: float = 3e-3, weight_decay: float = 1e-3,
                  keep: float = 0.75, n_ensemble: int = 3, seed: int = 0):
         self.width, self.steps, self.lr, self.weight_decay = width, steps, lr, weight_decay
         self.keep, self.n_ensemble, self.seed = keep, n_ensemble, seed
 
-    def _z(self, X: torch.Tensor) -> torch.Tensor:
-        return (torch.as_tensor(X, dtype=torch.float32) - self.mean_) / self.std_
+    def _z(self, X) -> list[torch.Tensor]:
+        sets = X.sets if isinstance(X, Sets) else [torch.as_tensor(X, dtype=torch.float32)]
+        return [(s - m) / sd for s, m, sd in zip(sets, self.mean_, self.std_)]
 
-    def fit(self, X: torch.Tensor, y: np.ndarray) -> "WeightSetClassifier":
-        X = torch.as_tensor(X, dtype=torch.float32)
-        self.mean_, self.std_ = X.mean((0, 1)), X.std((0, 1)).clamp_min(1e-6)
+    def fit(self, X, y: np.ndarray) -> "WeightSetClassifier":
+        sets = X.sets if isinstance(X, Sets) else [torch.as_tensor(X, dtype=torch.float32)]
+        self.mean_ = [s.mean((0, 1)) for s in sets]
+        self.std_ = [s.std((0, 1)).clamp_min(1e-6) for s in sets]
         Z = self._z(X)
         t = torch.as_tensor(np.asarray(y), dtype=torch.float32)
-        n, H, F = Z.shape
-        k = max(1, int(round(self.keep * H)))
+        n = len(t)
         self.nets_ = []
         for e in range(self.n_ensemble):
             g = torch.Generator().manual_seed(self.seed * 1000 + e)
             torch.manual_seed(self.seed * 1000 + e)  # nn.Linear's init reads the global generator
-            net = _DeepSets(F, self.width)
+            net = _DeepSets([z.shape[-1] for z in Z], self.width)
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             for _ in range(self.steps):
-                idx = torch.rand(n, H, generator=g).argsort(1)[:, :k]  # a random subset of units per model
-                sub = Z.gather(1, idx[..., None].expand(n, k, F))
-                loss = nn.functional.binary_cross_entropy_with_logits(net(sub), t)
+                subs = []
+                for z in Z:
+                    m, F = z.shape[1], z.shape[2]
+                    if m <= 8:
+                        subs.append(z)
+                        continue
+                    k = max(1, int(round(self.keep * m)))
+                    idx = torch.rand(n, m, generator=g).argsort(1)[:, :k]  # a random subset of elements per model
+                    subs.append(z.gather(1, idx[..., None].expand(n, k, F)))
+                loss = nn.functional.binary_cross_entropy_with_logits(net(subs), t)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             self.nets_.append(net.eval())
         return self
 
-    def decision_function(self, X: torch.Tensor) -> np.ndarray:
+    def decision_function(self, X) -> np.ndarray:
         with torch.no_grad():
             Z = self._z(X)
             return torch.stack([net(Z) for net in self.nets_]).mean(0).numpy()

@@ -10,7 +10,9 @@ families, and the FLOPs counted by torch over every fit (train) and every held-o
 Methods:
 
 * ``weight-set``: DeepSets over MLP hidden units in token coordinates (``fingerprint/weightset.py``;
-  ``--units``: raw descriptions, token-relabelling invariants, or both);
+  ``--units``: raw descriptions, token-relabelling invariants, or both); ``weight-set+heads``: the
+  same with attention heads as a second set (query-key circuit statistics, ``head_features``);
+  ``heads-readout``: a linear readout of the head descriptions sorted over heads;
 * ``nfn``: the `nfn` package's HNP neural functional on the same units (if `nfn` is installed);
 * ``soft-probes``: learned soft-token probe inputs and a linear readout (``fingerprint/softprobes.py``);
   ``soft-probes-sorted``: the readout sees each probe's sorted log-probabilities;
@@ -37,13 +39,15 @@ from fingerprint.softprobes import ProbeInputs, SoftProbeClassifier
 from fingerprint.supervised import LinearReadout, count_flops, evaluate
 from fingerprint.weightset import (
     NFNClassifier,
+    Sets,
     WeightSetClassifier,
+    head_features,
     set_features,
     unit_features,
 )
 
 IGS = "input-grad-symmetry:probe_set=all,n_probes=0,bins=3"
-METHODS = ["weight-set", "nfn", "soft-probes", "soft-probes-sorted", f"readout:{IGS}", "readout:weight-spectra"]
+METHODS = ["weight-set", "weight-set+heads", "heads-readout", "nfn", "soft-probes", "soft-probes-sorted", f"readout:{IGS}", "readout:weight-spectra"]
 
 
 def fingerprint_features(batch: ModelBatch, spec_text: str) -> tuple[torch.Tensor, int]:
@@ -80,7 +84,12 @@ def main() -> None:
     for method in args.method or METHODS:
         t0 = time.time()
         extra_eval = 0
-        if method in ("weight-set", "nfn"):
+        if method == "weight-set+heads":
+            clf, X = WeightSetClassifier(), Sets(set_features(batch.family, batch.params, args.units),
+                                                 head_features(batch.family, batch.params))
+        elif method == "heads-readout":
+            clf, X = LinearReadout(), head_features(batch.family, batch.params).sort(1).values  # sorted: head order ignored
+        elif method in ("weight-set", "nfn"):
             if units is None:
                 units = unit_features(batch.family, batch.params)
             if method == "nfn":
@@ -101,7 +110,7 @@ def main() -> None:
             raise SystemExit(f"unknown method '{method}' (valid: {', '.join(METHODS)})")
         per_seed = [evaluate(clf, X, y, groups, args.folds, seed=s) for s in range(args.seeds)]
         r = per_seed[0]
-        name = f"{method}:{args.units}" if method == "weight-set" else method
+        name = f"{method}:{args.units}" if method.startswith("weight-set") else method
         row = {"method": name, **r.to_dict(), "eval_flops": r.eval_flops + extra_eval, "extract_flops": extra_eval,
                "auroc_seeds": [round(p.auroc, 4) for p in per_seed],
                "auroc_mean": round(float(np.mean([p.auroc for p in per_seed])), 4), "seconds": round(time.time() - t0, 1)}

@@ -17,7 +17,9 @@ from fingerprint.supervised import (
 )
 from fingerprint.weightset import (
     NFNClassifier,
+    Sets,
     WeightSetClassifier,
+    head_features,
     set_features,
     unit_features,
 )
@@ -164,3 +166,27 @@ def test_nfn_extra_is_invariant_to_hidden_permutation():
     X = unit_features(fam, params)
     clf = NFNClassifier(V, channels=4, steps=5, n_ensemble=1).fit(X, y)
     np.testing.assert_allclose(clf.decision_function(X[:, perm]), clf.decision_function(X), atol=1e-4)
+
+
+def test_head_features_follow_heads_and_ignore_basis_and_token_labels():
+    fam, params, y, _ = planted(n_fam=6, per=1, shift=0.5)
+    g = torch.Generator().manual_seed(4)
+    R = torch.linalg.qr(torch.randn(D, D, generator=g))[0]
+    rotated = _symmetries(params, torch.arange(H), R)
+    dh = D // 2
+    swap = torch.cat([torch.arange(dh, D), torch.arange(dh)])  # the two heads exchanged
+    swapped = dict(params, **{f"blocks.0.attn.{m}.weight": params[f"blocks.0.attn.{m}.weight"][:, swap] for m in "qkv"})
+    swapped["blocks.0.attn.o.weight"] = params["blocks.0.attn.o.weight"][:, :, swap]
+    x = torch.tensor([[a, b] for a in range(V) for b in range(V)])
+    torch.testing.assert_close(fam(swapped, x), fam(params, x), atol=1e-5, rtol=1e-5)  # the same functions
+    relabelled = dict(params, **{"embed.weight": params["embed.weight"][:, torch.randperm(V, generator=g)]})
+    h = head_features(fam, params)
+    assert h.shape == (6, 2, 4)
+    torch.testing.assert_close(head_features(fam, rotated), h, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(head_features(fam, relabelled), h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head_features(fam, swapped), h[:, [1, 0]], atol=1e-5, rtol=1e-5)
+    units = set_features(fam, params, "invariant")
+    clf = WeightSetClassifier(steps=10, n_ensemble=1).fit(Sets(units, h), y)
+    np.testing.assert_allclose(clf.decision_function(Sets(units, h[:, [1, 0]])), clf.decision_function(Sets(units, h)),
+                               atol=1e-5)
+    assert len(Sets(units, h)[np.array([0, 2])]) == 2
