@@ -6,7 +6,9 @@
 Only the clock and pizza models (``deep_label``; ``mixed`` left out). Every method is fitted on the
 training families of each fold (``StratifiedGroupKFold`` over ``init_seed``) and scores the held-out
 families' models; one AUROC over the pooled out-of-fold scores, its 95% interval resampling
-families, and the FLOPs counted by torch over every fit (train) and every held-out scoring (eval).
+families, and the FLOPs counted by torch over every fit (train) and every held-out scoring (eval;
+plus ``extract_flops``, computing the inputs of every model once: weight compositions or a
+fingerprint).
 Methods:
 
 * ``weight-set``: DeepSets over MLP hidden units in token coordinates (``fingerprint/weightset.py``;
@@ -63,7 +65,7 @@ def main() -> None:
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--method", action="append", default=None, help=f"repeatable (default: {' '.join(METHODS)})")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--units", default="both", help="weight-set unit descriptions: raw, invariant, both (default)")
+    ap.add_argument("--units", default="invariant", help="weight-set unit descriptions: raw, invariant (default), both")
     ap.add_argument("--seeds", type=int, default=1, help="fold seeds: the AUROC is reported per seed and averaged")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -79,28 +81,29 @@ def main() -> None:
     info = {"zoo": str(args.zoo), "n": len(ids), "labels": dict(Counter(label[keep].tolist())),
             "n_families": len(set(groups)), "folds": args.folds, "positive": "pizza"}
     print(json.dumps(info))
-    units = None
     rows = []
     for method in args.method or METHODS:
         t0 = time.time()
         extra_eval = 0
         if method == "weight-set+heads":
-            clf, X = WeightSetClassifier(), Sets(set_features(batch.family, batch.params, args.units),
-                                                 head_features(batch.family, batch.params))
+            (units, heads), extra_eval = count_flops(lambda: (set_features(batch.family, batch.params, args.units),
+                                                              head_features(batch.family, batch.params)))
+            clf, X = WeightSetClassifier(), Sets(units, heads)
         elif method == "heads-readout":
-            clf, X = LinearReadout(), head_features(batch.family, batch.params).sort(1).values  # sorted: head order ignored
+            heads, extra_eval = count_flops(head_features, batch.family, batch.params)
+            clf, X = LinearReadout(), heads.sort(1).values  # sorted: head order ignored
         elif method in ("weight-set", "nfn"):
-            if units is None:
-                units = unit_features(batch.family, batch.params)
             if method == "nfn":
                 try:
                     import nfn  # noqa: F401
                 except ImportError:
                     print(json.dumps({"method": method, "error": "nfn is not installed (pip install nfn)"}))
                     continue
-                clf, X = NFNClassifier(batch.family.n_out), units
+                X, extra_eval = count_flops(unit_features, batch.family, batch.params)
+                clf = NFNClassifier(batch.family.n_out)
             else:
-                clf, X = WeightSetClassifier(), set_features(batch.family, batch.params, args.units)
+                X, extra_eval = count_flops(set_features, batch.family, batch.params, args.units)
+                clf = WeightSetClassifier()
         elif method in ("soft-probes", "soft-probes-sorted"):
             clf, X = SoftProbeClassifier(sort=method.endswith("sorted")), ProbeInputs(batch.family, batch.params)
         elif method.startswith("readout:"):
