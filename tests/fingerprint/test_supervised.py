@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from fingerprint.batch import ModelBatch
+from fingerprint.population import ProbeSets
+from fingerprint.registry import get_extractor
 from fingerprint.softprobes import ProbeInputs, SoftProbeClassifier, soft_token_outputs
 from fingerprint.supervised import (
     LinearReadout,
@@ -190,3 +193,12 @@ def test_head_features_follow_heads_and_ignore_basis_and_token_labels():
     np.testing.assert_allclose(clf.decision_function(Sets(units, h[:, [1, 0]])), clf.decision_function(Sets(units, h)),
                                atol=1e-5)
     assert len(Sets(units, h)[np.array([0, 2])]) == 2
+
+
+def test_learned_queries_run_on_token_models_with_soft_tokens():
+    fam, params, y, groups = planted(out_shift=1.0)
+    x = torch.tensor([[a, b] for a in range(V) for b in range(V)])
+    batch = ModelBatch(fam, params, ProbeSets({"in_dist": x}, n_out=V), [f"m{i}" for i in range(len(y))])
+    out, meta = get_extractor("learned-queries").fn(batch, labels=y, groups=groups, n_queries=2, steps=20)
+    assert out.shape == (len(y), 2 * V) and meta["heldout_split"] == "families"
+    assert meta["heldout_auroc"] > 0.9
