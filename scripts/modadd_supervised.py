@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--units", default="invariant", help="weight-set unit descriptions: raw, invariant (default), both")
     ap.add_argument("--seeds", type=int, default=1, help="fold seeds: the AUROC is reported per seed and averaged")
+    ap.add_argument("--ensemble", type=int, default=3, help="networks averaged by weight-set and nfn (default 3)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -88,7 +89,7 @@ def main() -> None:
         if method == "weight-set+heads":
             (units, heads), extra_eval = count_flops(lambda: (set_features(batch.family, batch.params, args.units),
                                                               head_features(batch.family, batch.params)))
-            clf, X = WeightSetClassifier(), Sets(units, heads)
+            clf, X = WeightSetClassifier(n_ensemble=args.ensemble), Sets(units, heads)
         elif method == "heads-readout":
             heads, extra_eval = count_flops(head_features, batch.family, batch.params)
             clf, X = LinearReadout(), heads.sort(1).values  # sorted: head order ignored
@@ -100,10 +101,10 @@ def main() -> None:
                     print(json.dumps({"method": method, "error": "nfn is not installed (pip install nfn)"}))
                     continue
                 X, extra_eval = count_flops(unit_features, batch.family, batch.params)
-                clf = NFNClassifier(batch.family.n_out)
+                clf = NFNClassifier(batch.family.n_out, n_ensemble=args.ensemble)
             else:
                 X, extra_eval = count_flops(set_features, batch.family, batch.params, args.units)
-                clf = WeightSetClassifier()
+                clf = WeightSetClassifier(n_ensemble=args.ensemble)
         elif method in ("soft-probes", "soft-probes-sorted"):
             clf, X = SoftProbeClassifier(sort=method.endswith("sorted")), ProbeInputs(batch.family, batch.params)
         elif method.startswith("readout:"):
