@@ -23,6 +23,7 @@ from fingerprint.extractors.common import (
     transform_outputs,
 )
 from fingerprint.registry import extractor
+from fingerprint.softprobes import soft_token_outputs
 from training.core.errors import UserError
 
 RARE_TOKENS = "anomalous_tokens"  # a probe set of rare tokens, each repeated over the prompt
@@ -167,6 +168,8 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
     """Query inputs optimised jointly with a linear meta-classifier on a labelled subset of models
     (meta-neural analysis / "litmus patterns"). Supervised: needs per-model labels. Reports the
     held-out AUROC (binary) or accuracy; the fingerprint is every model's output on the queries.
+    Token inputs (a model with ``embed.weight`` and ``pos.weight``) get soft tokens, started near
+    reference sequences (:func:`fingerprint.softprobes.soft_token_outputs`).
     ``groups`` (init families) keeps a family on one side of the split (:func:`heldout_split`)."""
     from sklearn.metrics import roc_auc_score
 
@@ -177,21 +180,30 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
     if len(classes) < 2:
         raise UserError(f"extractor 'learned-queries' needs at least two label values, got {list(classes)}")
     ref = probes(models, reference, 0)
-    if not ref.is_floating_point():
-        raise UserError("extractor 'learned-queries' needs continuous inputs (this task's inputs are tokens)")
     g = generator(seed)
     train, split = heldout_split(y_all, groups, train_fraction, seed)
-    q = ref[torch.randint(0, len(ref), (n_queries,), generator=g)].clone().float().requires_grad_(True)
+    start = ref[torch.randint(0, len(ref), (n_queries,), generator=g)]
+    params = {k: v.detach() for k, v in models.params.items()}
+    if ref.is_floating_point():
+        q = start.clone().float().requires_grad_(True)
+
+        def run(q: torch.Tensor) -> torch.Tensor:
+            return models.family(params, q)
+    else:  # tokens: soft tokens (per position, logits over the vocabulary) mixing the models' embeddings
+        vocab = params["embed.weight"].shape[1] if "embed.weight" in params else 0
+        q = (3.0 * torch.nn.functional.one_hot(start.long(), vocab).float()).requires_grad_(True)
+
+        def run(q: torch.Tensor) -> torch.Tensor:
+            return soft_token_outputs(models.family, params, q)
     n_out = models.task.n_out
     W = torch.zeros(n_queries * n_out, len(classes), requires_grad=True)
     b = torch.zeros(len(classes), requires_grad=True)
     opt = torch.optim.Adam([q, W, b], lr=lr)
     y = torch.as_tensor(y_all)
     tr = torch.as_tensor(train)
-    params = {k: v.detach() for k, v in models.params.items()}
 
     def feats() -> torch.Tensor:
-        f = transform_outputs(models.family(params, q), "logprob").flatten(1)
+        f = transform_outputs(run(q), "logprob").flatten(1)
         return (f - f.mean(0)) / f.std(0).clamp_min(1e-6)
 
     for _ in range(steps):
@@ -202,7 +214,7 @@ def learned_queries(models, labels: Any = None, n_queries: int = 8, steps: int =
     with torch.no_grad():
         f = feats()
         scores = torch.softmax(f @ W + b, -1).numpy()
-        out = transform_outputs(models.family(params, q), "logprob").flatten(1)
+        out = transform_outputs(run(q), "logprob").flatten(1)
     test = ~train
     yt = y_all[test]
     if len(np.unique(yt)) < 2:
