@@ -165,6 +165,7 @@ class ForecastSettings:
     ``basin``, the selection (``select``) of the seeds bound for it, continued into ``selected/``."""
 
     fingerprints: list[str] = field(default_factory=list)  # empty: no forecast
+    exclude_basins: list[str] = field(default_factory=list)  # final basins left out of the forecast (e.g. mixed)
     basin: str | None = None  # the wanted basin (a value of the label column); None: no selection
     at_step: int | None = None  # None: the earliest checkpoint whose forecast accuracy reaches 90% (else the best one)
     fingerprint: str | None = None  # the forecaster of the selection; None: the first of ``fingerprints``
@@ -204,7 +205,7 @@ def procedure(zoo: Zoo, settings: ForecastSettings, selected: Path, label: str |
     auto = settings.basin is not None and settings.at_step is None  # the forecast curve picks the step
     specs = list(dict.fromkeys([*settings.fingerprints, *([fp] if auto else [])]))
     if specs:
-        out["forecast"] = forecast(zoo, specs, label)
+        out["forecast"] = forecast(zoo, specs, label, settings.exclude_basins)
     if settings.basin is not None:
         step = settings.at_step
         if step is None:

@@ -173,6 +173,14 @@ def test_forecast_exclude_basin_leaves_its_models_out(seeded_zoo, tmp_path):
     assert s["forecast"][-1]["accuracy"] == 1.0  # the two rules stay perfectly separable at the end
 
 
+def test_run_forecast_section_passes_exclude_basins(seeded_zoo, tmp_path):
+    from fingerprint.forecast import ForecastSettings, procedure
+    from training.core.errors import UserError
+
+    with pytest.raises(UserError, match=r"unknown basin 'nope' .*\(valid: flipped, plain\)"):
+        procedure(seeded_zoo, ForecastSettings(fingerprints=["probe-outputs"], exclude_basins=["nope"]), tmp_path / "sel")
+
+
 def test_forecast_accuracy_interval_contains_the_estimate(seeded_zoo):
     s = forecast(seeded_zoo, ["probe-outputs"])
     for p in s["forecast"]:
