@@ -186,3 +186,20 @@ def test_forecast_accuracy_interval_contains_the_estimate(seeded_zoo):
     for p in s["forecast"]:
         lo, hi = p["accuracy_ci"]
         assert 0 <= lo <= p["accuracy"] + 1e-12 and p["accuracy"] - 1e-12 <= hi <= 1
+
+
+def test_label_by_step_reads_the_label_stored_with_each_checkpoint(seeded_zoo):
+    """scripts/label_by_step.py: the seeded task's label is fixed from step 0, so it agrees with the
+    final one at every checkpoint; the counts at a step are that step's stored diagnostics."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("label_by_step", Path(__file__).parents[2] / "scripts" / "label_by_step.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.label_by_step(seeded_zoo, exclude=("flipped",), diagnostics=("train_acc",))
+    assert [r["step"] for r in out["steps"]] == [0, 5, 20, 60] and out["n_models"] == 16
+    for r in out["steps"]:
+        assert r["agree"] == 1.0 and r["agree_ci"] == [1.0, 1.0] and r["agree_kept"] == 1.0
+        assert r["counts"] == out["final_counts"] == {"flipped": 8, "plain": 8}
+    assert abs(out["steps"][-1]["corr"]["train_acc"] - 1) < 1e-9
