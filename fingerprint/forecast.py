@@ -70,7 +70,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
             raise UserError(f"unknown basin '{unknown[0]}' for --exclude-basin of {target_name} (valid: {', '.join(sorted(set(y_all)))})")
         keep = ~np.isin(y_all, list(exclude_basins))
         ids, y = [m for m, k in zip(all_ids, keep) if k], y_all[keep]
-        if len(set(y)) < 2:
+        if exclude_basins and len(set(y)) < 2:  # without exclusions a one-basin grid is scored as before (accuracy None)
             raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {target_name}; forecasting needs at least 2")
         families = family_groups(zoo, ids)  # folds (and the accuracy interval) keep an init family together
         wanted = set(ids)
