@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -28,16 +29,35 @@ def classifier() -> LogisticRegression:
     return LogisticRegression(max_iter=3000, C=1.0)
 
 
+def family_bootstrap_ci(correct: np.ndarray, groups: Sequence | None = None, n_boot: int = 2000, level: float = 0.95,
+                        random_state: int = 0) -> tuple[float, float]:
+    """Percentile interval of an accuracy, resampling whole families: ``correct`` ``[n]`` (0/1 per
+    model), ``groups`` ``[n]`` (each model's init family; None: every model its own family).
+
+    Relatives share their fate (a forecaster right about one sibling is right about the other),
+    so resampling models one by one would make the interval too narrow. Families are drawn with
+    replacement (``n_boot`` draws, vectorized as multinomial counts ``[n_boot, n_families]``)."""
+    correct = np.asarray(correct, dtype=float)
+    g = np.arange(len(correct)) if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
+    hits, sizes = np.bincount(g, weights=correct), np.bincount(g).astype(float)  # [n_families]
+    draws = np.random.default_rng(random_state).multinomial(len(sizes), np.full(len(sizes), 1 / len(sizes)), size=n_boot)
+    acc = (draws @ hits) / (draws @ sizes)  # [n_boot]
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(acc, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
-                  distances: bool | None = None, groups: Sequence | None = None) -> dict[str, float | None]:
+                  distances: bool | None = None, groups: Sequence | None = None) -> dict[str, Any]:
     """Scores for one step: ``values`` ``[n, d]`` (or ``[n, n]``) against final basin labels ``[n]``.
 
     ``groups`` ``[n]`` (each model's init family) keeps a family in one fold
     (``StratifiedGroupKFold``): relatives on both sides of a fold would let the classifier
-    recognise a relative instead of forecasting the basin."""
+    recognise a relative instead of forecasting the basin, and is what ``accuracy_ci`` (a 95%
+    interval, :func:`family_bootstrap_ci`) resamples."""
     y = np.asarray([str(v) for v in final])
     classes, yi = np.unique(y, return_inverse=True)
-    out: dict[str, float | None] = {"accuracy": None, "auroc": None, "ami": None, "n_models": int(len(y)),
+    out: dict[str, Any] = {"accuracy": None, "accuracy_ci": None, "auroc": None, "ami": None, "n_models": int(len(y)),
                                     "majority": float(np.bincount(yi).max() / len(yi))}  # accuracy of always guessing the largest basin
     x = coordinates(values, distances, n_components=20, random_state=random_state)
     c = cluster(values, distances=distances, random_state=random_state)
@@ -52,7 +72,9 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba", **kw)
-        out["accuracy"] = float((proba.argmax(1) == yi).mean())
+        right = proba.argmax(1) == yi
+        out["accuracy"] = float(right.mean())
+        out["accuracy_ci"] = list(family_bootstrap_ci(right, groups, random_state=random_state))  # 95%, by init family
         if len(classes) == 2:
             out["auroc"] = float(roc_auc_score(yi, proba[:, 1]))
         else:

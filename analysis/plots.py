@@ -340,7 +340,8 @@ def family_dendrogram(name: str, z: Sequence[Sequence[float]], families: Sequenc
 def forecast_chart(name: str, curve: Sequence[dict], caption: str, formats: Sequence[str] = ()) -> Figure:
     """Forecast accuracy (and AMI) against the fraction of training, one line with points per
     fingerprint, and the majority baseline (always guessing the largest basin). ``curve``:
-    ``[{fingerprint, fraction, step, accuracy, majority, ami}, ...]``."""
+    ``[{fingerprint, fraction, step, accuracy, majority, ami}, ...]``; a shaded band where points
+    carry ``accuracy_ci``."""
     fig = _new(6.4, 2.6)
     acc, ami = fig.subplots(1, 2, sharex=True)
     fr = [float(p.get("fraction") or 0.0) for p in curve]
@@ -354,6 +355,9 @@ def forecast_chart(name: str, curve: Sequence[dict], caption: str, formats: Sequ
             xy = [(f, p[key]) for f, p in pts if p.get(key) is not None]
             if xy:
                 ax.plot(*zip(*xy), marker="o", markersize=3.5, lw=1.3, color=col[n], label=n)
+        band = [(f, *p["accuracy_ci"]) for f, p in pts if p.get("accuracy_ci")]  # 95% over init families
+        if band:
+            acc.fill_between(*zip(*band), color=col[n], alpha=0.15, lw=0)
     base = sorted({(f, p["majority"]) for f, p in zip(fr, curve) if p.get("majority") is not None})
     if base:
         acc.plot(*zip(*base), ls="--", color="#555", lw=1, label="majority baseline")

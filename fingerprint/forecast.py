@@ -53,18 +53,29 @@ def _seed_grid(zoo: Zoo) -> list[str]:
     return ids
 
 
-def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[str, Any]:
-    """Forecast curves ``[{fingerprint, step, fraction, accuracy, auroc, ami, n_models}]``."""
-    ids = _seed_grid(zoo)
-    final_step = int(max(zoo.models["final_step"][zoo.index(ids)]))
-    steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in ids[:1]) and s <= final_step]
-    families = family_groups(zoo, ids)  # folds keep an init family together
+def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_basins: Sequence[str] = ()) -> dict[str, Any]:
+    """Forecast curves ``[{fingerprint, step, fraction, accuracy, accuracy_ci, auroc, ami, n_models}]``.
+
+    ``exclude_basins``: final basins whose models are left out (e.g. ``mixed``, a label that means
+    the diagnostics disagree rather than a basin); the forecast is then between the others."""
+    all_ids = _seed_grid(zoo)
+    final_step = int(max(zoo.models["final_step"][zoo.index(all_ids)]))
+    steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in all_ids[:1]) and s <= final_step]
     curve = []
     target_name = None
     for spec in specs:
-        y, target_name = final_basins(zoo, ids, label, spec)
+        y_all, target_name = final_basins(zoo, all_ids, label, spec)
+        unknown = sorted(set(exclude_basins) - set(y_all))
+        if unknown:
+            raise UserError(f"unknown basin '{unknown[0]}' for --exclude-basin of {target_name} (valid: {', '.join(sorted(set(y_all)))})")
+        keep = ~np.isin(y_all, list(exclude_basins))
+        ids, y = [m for m, k in zip(all_ids, keep) if k], y_all[keep]
+        if exclude_basins and len(set(y)) < 2:  # without exclusions a one-basin grid is scored as before (accuracy None)
+            raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {target_name}; forecasting needs at least 2")
+        families = family_groups(zoo, ids)  # folds (and the accuracy interval) keep an init family together
+        wanted = set(ids)
         for s in steps:
-            have = [m for m in zoo.models_at(s) if m in set(ids)]
+            have = [m for m in zoo.models_at(s) if m in wanted]
             (res,) = extract(zoo, [spec], step=s, model_ids=have)
             if res.error:
                 raise UserError(res.error)
@@ -72,6 +83,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None) -> dict[s
             point = forecast_step(res.values, y[rows], groups=families[rows])
             curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
     summary = {"target": target_name, "n_models": len(ids), "final_step": final_step, "forecast": curve,
+               "excluded_basins": sorted(set(exclude_basins)),
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
     zoo.save_result("forecast", summary)
     return summary
@@ -153,6 +165,7 @@ class ForecastSettings:
     ``basin``, the selection (``select``) of the seeds bound for it, continued into ``selected/``."""
 
     fingerprints: list[str] = field(default_factory=list)  # empty: no forecast
+    exclude_basins: list[str] = field(default_factory=list)  # final basins left out of the forecast (e.g. mixed)
     basin: str | None = None  # the wanted basin (a value of the label column); None: no selection
     at_step: int | None = None  # None: the earliest checkpoint whose forecast accuracy reaches 90% (else the best one)
     fingerprint: str | None = None  # the forecaster of the selection; None: the first of ``fingerprints``
@@ -192,7 +205,7 @@ def procedure(zoo: Zoo, settings: ForecastSettings, selected: Path, label: str |
     auto = settings.basin is not None and settings.at_step is None  # the forecast curve picks the step
     specs = list(dict.fromkeys([*settings.fingerprints, *([fp] if auto else [])]))
     if specs:
-        out["forecast"] = forecast(zoo, specs, label)
+        out["forecast"] = forecast(zoo, specs, label, settings.exclude_basins)
     if settings.basin is not None:
         step = settings.at_step
         if step is None:

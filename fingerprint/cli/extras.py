@@ -77,10 +77,11 @@ def forecast_cmd(
     fp: List[str] = typer.Option(["ood-outputs"], "--fp", help="Fingerprints to forecast with (repeatable)."),
     label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
+    exclude_basin: List[str] = typer.Option([], "--exclude-basin", help="Leave out the models of this final basin, e.g. mixed (repeatable)."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
 ):
-    """How well early fingerprints predict each model's final basin, step by step."""
+    """How well early fingerprints predict each model's final basin, step by step (accuracy with a 95% interval over init families)."""
     from rich.table import Table
 
     from fingerprint.forecast import forecast  # deferred for start-up time (torch)
@@ -90,13 +91,15 @@ def forecast_cmd(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
-        s = forecast(zoo, list(fp), label)
-    t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds, final step {s['final_step']})")
-    for col in ("fingerprint", "step", "fraction", "accuracy", "majority", "AUROC", "AMI"):
+        s = forecast(zoo, list(fp), label, list(exclude_basin))
+    left_out = f"; without {', '.join(s['excluded_basins'])}" if s["excluded_basins"] else ""
+    t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds{esc(left_out)}, final step {s['final_step']})")
+    for col in ("fingerprint", "step", "fraction", "accuracy", "95% CI", "majority", "AUROC", "AMI"):
         t.add_column(col, justify="left" if col == "fingerprint" else "right")
     f = lambda v: "–" if v is None else f"{v:.2f}"
     for p in s["forecast"]:
-        t.add_row(esc(p["fingerprint"]), str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), f(p["majority"]), f(p["auroc"]), f(p["ami"]))
+        ci = "–" if p.get("accuracy_ci") is None else f"[{p['accuracy_ci'][0]:.2f}, {p['accuracy_ci'][1]:.2f}]"
+        t.add_row(esc(p["fingerprint"]), str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), ci, f(p["majority"]), f(p["auroc"]), f(p["ami"]))
     console.print(t)
     for name, frac in s["earliest_90"].items():
         console.print(f"{esc(name)}: 90% accuracy {'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}")

@@ -147,3 +147,59 @@ def test_a_subset_never_replaces_the_populations_cached_fingerprint(tiny_zoo):
     assert inp.model_ids == list(full.model_ids)
     (named,) = pipeline.cached_fingerprints(zoo, [part.key])  # a subset only when named by its key
     assert named.model_ids == half
+
+
+def test_forecast_exclude_basin_leaves_its_models_out(seeded_zoo, tmp_path):
+    """`--exclude-basin` drops a basin's models (e.g. modadd's `mixed`); an unknown one is a one-line
+    error listing the valid basins, before anything is extracted."""
+    from conftest import run_cli
+
+    r = run_cli("forecast", seeded_zoo.path, "--fp", "probe-outputs", "--exclude-basin", "nope")
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "unknown basin 'nope'" in err and "(valid: flipped, plain)" in err and len(err.splitlines()) == 1
+    r = run_cli("forecast", seeded_zoo.path, "--fp", "probe-outputs", "--exclude-basin", "flipped")
+    assert r.returncode != 0 and "leaves 1 basin" in r.stderr  # nothing left to tell apart
+    # a third basin to drop: a label column (in memory) that calls the plain models of every 4th init seed "other"
+    import numpy as np
+
+    y = np.asarray(seeded_zoo.models["deep_label"]).astype(str)
+    y3 = np.where((np.asarray(seeded_zoo.models["init_seed"]) % 4 == 0) & (y == "plain"), "other", y)
+    assert 0 < (y3 == "other").sum()
+    seeded_zoo.models.columns["three"] = y3.astype(object)
+    s = forecast(seeded_zoo, ["probe-outputs"], label="three", exclude_basins=["other"])
+    assert s["excluded_basins"] == ["other"] and s["n_models"] == int((y3 != "other").sum())
+    assert all(p["n_models"] == s["n_models"] for p in s["forecast"])
+    assert s["forecast"][-1]["accuracy"] == 1.0  # the two rules stay perfectly separable at the end
+
+
+def test_run_forecast_section_passes_exclude_basins(seeded_zoo, tmp_path):
+    from fingerprint.forecast import ForecastSettings, procedure
+    from training.core.errors import UserError
+
+    with pytest.raises(UserError, match=r"unknown basin 'nope' .*\(valid: flipped, plain\)"):
+        procedure(seeded_zoo, ForecastSettings(fingerprints=["probe-outputs"], exclude_basins=["nope"]), tmp_path / "sel")
+
+
+def test_forecast_accuracy_interval_contains_the_estimate(seeded_zoo):
+    s = forecast(seeded_zoo, ["probe-outputs"])
+    for p in s["forecast"]:
+        lo, hi = p["accuracy_ci"]
+        assert 0 <= lo <= p["accuracy"] + 1e-12 and p["accuracy"] - 1e-12 <= hi <= 1
+
+
+def test_label_by_step_reads_the_label_stored_with_each_checkpoint(seeded_zoo):
+    """scripts/label_by_step.py: the seeded task's label is fixed from step 0, so it agrees with the
+    final one at every checkpoint; the counts at a step are that step's stored diagnostics."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("label_by_step", Path(__file__).parents[2] / "scripts" / "label_by_step.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.label_by_step(seeded_zoo, exclude=("flipped",), diagnostics=("train_acc",))
+    assert [r["step"] for r in out["steps"]] == [0, 5, 20, 60] and out["n_models"] == 16
+    for r in out["steps"]:
+        assert r["agree"] == 1.0 and r["agree_ci"] == [1.0, 1.0] and r["agree_kept"] == 1.0
+        assert r["counts"] == out["final_counts"] == {"flipped": 8, "plain": 8}
+    assert abs(out["steps"][-1]["corr"]["train_acc"] - 1) < 1e-9
