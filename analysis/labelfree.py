@@ -15,13 +15,9 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   centroids, against centroids drawn from one Gaussian with their own covariance (a parametric
   bootstrap with families as units; the sample covariance of a bimodal cloud is stretched along
   the split, which makes the test conservative).
-- ``split``: one population or two? The cluster index of all models in their top principal
-  directions against a hierarchical Gaussian null (family effects with the centroids' covariance,
-  members with the pooled within-family covariance), combined (the smaller p-value, calibrated on
-  the same replicates) with the 1-D index along each principal direction of the within-family
-  residuals, whose null is the replicates' members centred per family as the data are. A
-  significant split that cuts families reads ``crosses lineage`` (members of one family split
-  the same way across families); one that keeps families whole reads ``groups lineages``.
+- ``crosses``: do members of one family split the same way across families? The cluster index of
+  the within-family residuals, against Gaussian members with the pooled within-family covariance,
+  centred per family exactly as the data are.
 
 The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
 :mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
@@ -174,19 +170,6 @@ def axis_index(c: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray
     return ci.reshape(*lead, k), split.reshape(*lead, k, n)
 
 
-def _chunks(n_null: int) -> list[int]:
-    """Null replicates in chunks of :data:`NULL_CHUNK` (all at once would not scale with n)."""
-    return [b for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b]
-
-
-def _p_low(obs: float | np.ndarray, null: np.ndarray) -> float | np.ndarray:
-    """Monte Carlo p-value of a statistic whose low values are extreme: ``(1 + #{null <= obs}) /
-    (n + 1)``, for one observation or for each of an array (the null's own replicates, for min-p)."""
-    obs_arr = np.asarray(obs, dtype=np.float64)
-    p = (1 + (np.asarray(null)[None, :] <= obs_arr.reshape(-1, 1)).sum(1)) / (len(null) + 1)
-    return float(p[0]) if obs_arr.ndim == 0 else p
-
-
 def _top_dims(x: np.ndarray, k: int) -> np.ndarray:
     """``x [n, d]`` centred and rotated onto its top ``k`` principal directions ``[n, k]``."""
     x = x - x.mean(0)
@@ -294,36 +277,13 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
     min_side = max(2, n // 20)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
-    ci_c, split = float(ci_arr[0]), full_split[0]
-    # ... and the 1-D index along each principal direction of the within-family residuals (models
-    # with relatives), whose null is the same replicates' residuals: Gaussian members centred per
-    # family as the data are (family effects cancel, so skewed family effects do not read as a
-    # split). One clean within-family split among several noisy directions shows here when the
-    # joint index dilutes it (an imported CNN whose rule a data order decides: joint p 0.15).
-    # The two are combined by their smaller p-value, calibrated on the same replicates (min-p).
-    axis_ok = multi.sum() >= 2 * min_side and multi.sum() > n_fam
-    onehot = np.eye(n_fam)[codes]  # [n, n_fam]
-    null_b, null_res = [], []
-    for b in _chunks(n_null):  # in chunks: n_null x n x dims floats at once would not scale
-        f = (rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
-        e = rng.standard_normal((b, n, dims)) @ root_w.T
-        null_b.append(cluster_index(f + e, min_size=min_side)[0])
-        if axis_ok:
-            e = e - (np.einsum("nf,bnd->bfd", onehot, e) / counts[:, None])[:, codes]
-            null_res.append(axis_index(e[:, multi], min_size=min_side)[0].min(-1))
-    null_b = np.concatenate(null_b)
-    p_split = _p_low(ci_c, null_b)
-    if axis_ok:
-        null_res = np.concatenate(null_res)
-        res_ci, _ = axis_index(resid[multi], min_size=min_side)
-        s_axis = int(res_ci.argmin())
-        p_axis_obs = _p_low(float(res_ci[s_axis]), null_res)
-        null_min = np.minimum(_p_low(null_b, null_b), _p_low(null_res, null_res))
-        p_combined = _p_low(min(p_split, p_axis_obs), null_min)
-        if p_axis_obs < p_split:  # the candidate basins: all models split along that direction
-            _, _, vt = np.linalg.svd(resid[multi] - resid[multi].mean(0), full_matrices=False)
-            split = cluster_index((xr @ vt[s_axis])[None, :, None], min_size=min_side)[1][0]
-        p_split = p_combined
+    null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
+        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
+                      + rng.standard_normal((b, n, dims)) @ root_w.T, min_size=min_side)[0]
+        for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
+    ci_c = float(ci_arr[0])
+    p_split = float((1 + (null_b <= ci_c).sum()) / (n_null + 1))
+    split = full_split[0]
     # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
     multi_fams = np.flatnonzero(counts >= 2)
     cut = [len(np.unique(split[codes == f])) > 1 for f in multi_fams]
