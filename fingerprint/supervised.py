@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from analysis.agreement import binary_auroc
 from training.core.errors import UserError
 
 __all__ = ["HeldOut", "LinearReadout", "count_flops", "evaluate", "family_bootstrap_auroc", "family_folds"]
@@ -50,12 +51,11 @@ def family_folds(y: np.ndarray, groups: Sequence[Any], n_splits: int = 5, seed: 
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    """AUROC by ranks (ties counted half); nan with one class."""
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
+    """AUROC of ``s [n]`` for ``y [n]`` in {0, 1} (ties counted half); nan with one class."""
+    y = np.asarray(y) == 1
+    if y.all() or not y.any():
         return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+    return binary_auroc(y, s)
 
 
 def family_bootstrap_auroc(y: np.ndarray, scores: np.ndarray, groups: Sequence[Any], n_boot: int = 2000,
