@@ -19,6 +19,18 @@ import numpy as np
 from analysis.errors import AnalysisError
 
 
+def _checked(checkpoints, owner, step, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x [k, P], owner [k], step [k])`` as arrays, or an :class:`AnalysisError` naming what does
+    not fit (shapes, or an owner outside ``0..n-1``)."""
+    x = np.asarray(checkpoints)
+    owner, step = np.asarray(owner, dtype=np.int64), np.asarray(step, dtype=np.int64)
+    if x.ndim != 2 or owner.shape != (len(x),) or step.shape != (len(x),):
+        raise AnalysisError(f"checkpoints must be [k, P] with owner and step [k]; got {x.shape}, {owner.shape}, {step.shape}")
+    if len(x) and (owner.min() < 0 or owner.max() >= n):
+        raise AnalysisError(f"checkpoint owners must be in 0..{n - 1}")
+    return x, owner, step
+
+
 def _first_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
     """Row of each model's first (lowest-step) checkpoint ``[n]`` (``-1``: the model has none)."""
     order = np.lexsort((step, owner))
@@ -54,12 +66,7 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     (each model's first checkpoint against all ``k`` checkpoints, ``block`` models at a time),
     reduced per owner. Memory: the ``[n, n]`` result and ``[block, k]`` distances.
     """
-    x = np.asarray(checkpoints)
-    owner, step = np.asarray(owner, dtype=np.int64), np.asarray(step, dtype=np.int64)
-    if x.ndim != 2 or owner.shape != (len(x),) or step.shape != (len(x),):
-        raise AnalysisError(f"checkpoints must be [k, P] with owner and step [k]; got {x.shape}, {owner.shape}, {step.shape}")
-    if len(x) and (owner.min() < 0 or owner.max() >= n):
-        raise AnalysisError(f"checkpoint owners must be in 0..{n - 1}")
+    x, owner, step = _checked(checkpoints, owner, step, n)
     cost = np.full((n, n), np.inf)
     first = _first_rows(owner, step, n)
     have = np.flatnonzero(first >= 0)
@@ -101,12 +108,7 @@ def history_edges(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     cost [e])``: one family at a time (rows sorted by family once), so memory and time grow with
     the families' sizes, not with ``n^2`` (30,000 models in families of 6 are 5,000 small blocks)."""
     family = np.asarray(family)
-    owner, step = np.asarray(owner, dtype=np.int64), np.asarray(step, dtype=np.int64)
-    x = np.asarray(checkpoints)
-    if x.ndim != 2 or owner.shape != (len(x),) or step.shape != (len(x),):
-        raise AnalysisError(f"checkpoints must be [k, P] with owner and step [k]; got {x.shape}, {owner.shape}, {step.shape}")
-    if len(x) and (owner.min() < 0 or owner.max() >= len(family)):
-        raise AnalysisError(f"checkpoint owners must be in 0..{len(family) - 1}")
+    x, owner, step = _checked(checkpoints, owner, step, len(family))
     order = np.argsort(family[owner], kind="stable")
     f = family[owner][order]
     bounds = np.flatnonzero(np.r_[True, f[1:] != f[:-1], True])
