@@ -143,12 +143,15 @@ class WeightSetClassifier:
         self.width, self.steps, self.lr, self.weight_decay = width, steps, lr, weight_decay
         self.keep, self.n_ensemble, self.seed = keep, n_ensemble, seed
 
+    @staticmethod
+    def _sets(X) -> list[torch.Tensor]:
+        return X.sets if isinstance(X, Sets) else [torch.as_tensor(X, dtype=torch.float32)]
+
     def _z(self, X) -> list[torch.Tensor]:
-        sets = X.sets if isinstance(X, Sets) else [torch.as_tensor(X, dtype=torch.float32)]
-        return [(s - m) / sd for s, m, sd in zip(sets, self.mean_, self.std_)]
+        return [(s - m) / sd for s, m, sd in zip(self._sets(X), self.mean_, self.std_)]
 
     def fit(self, X, y: np.ndarray) -> "WeightSetClassifier":
-        sets = X.sets if isinstance(X, Sets) else [torch.as_tensor(X, dtype=torch.float32)]
+        sets = self._sets(X)
         self.mean_ = [s.mean((0, 1)) for s in sets]
         self.std_ = [s.std((0, 1)).clamp_min(1e-6) for s in sets]
         Z = self._z(X)
