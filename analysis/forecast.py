@@ -23,28 +23,11 @@ from sklearn.model_selection import (
 )
 
 from analysis.clustering import cluster, coordinates
+from analysis.resampling import family_bootstrap_mean
 
 
 def classifier() -> LogisticRegression:
     return LogisticRegression(max_iter=3000, C=1.0)
-
-
-def family_bootstrap_ci(correct: np.ndarray, groups: Sequence | None = None, n_boot: int = 2000, level: float = 0.95,
-                        random_state: int = 0) -> tuple[float, float]:
-    """Percentile interval of an accuracy, resampling whole families: ``correct`` ``[n]`` (0/1 per
-    model), ``groups`` ``[n]`` (each model's init family; None: every model its own family).
-
-    Relatives share their fate (a forecaster right about one sibling is right about the other),
-    so resampling models one by one would make the interval too narrow. Families are drawn with
-    replacement (``n_boot`` draws, vectorized as multinomial counts ``[n_boot, n_families]``)."""
-    correct = np.asarray(correct, dtype=float)
-    g = np.arange(len(correct)) if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
-    hits, sizes = np.bincount(g, weights=correct), np.bincount(g).astype(float)  # [n_families]
-    draws = np.random.default_rng(random_state).multinomial(len(sizes), np.full(len(sizes), 1 / len(sizes)), size=n_boot)
-    acc = (draws @ hits) / (draws @ sizes)  # [n_boot]
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(acc, [tail, 100 - tail])
-    return float(lo), float(hi)
 
 
 def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
@@ -54,7 +37,7 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     ``groups`` ``[n]`` (each model's init family) keeps a family in one fold
     (``StratifiedGroupKFold``): relatives on both sides of a fold would let the classifier
     recognise a relative instead of forecasting the basin, and is what ``accuracy_ci`` (a 95%
-    interval, :func:`family_bootstrap_ci`) resamples."""
+    interval, :func:`analysis.resampling.family_bootstrap_mean`; ``None`` below four families) resamples."""
     y = np.asarray([str(v) for v in final])
     classes, yi = np.unique(y, return_inverse=True)
     out: dict[str, Any] = {"accuracy": None, "accuracy_ci": None, "auroc": None, "ami": None, "n_models": int(len(y)),
@@ -74,7 +57,8 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
             proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba", **kw)
         right = proba.argmax(1) == yi
         out["accuracy"] = float(right.mean())
-        out["accuracy_ci"] = list(family_bootstrap_ci(right, groups, random_state=random_state))  # 95%, by init family
+        ci = family_bootstrap_mean(right, groups, random_state=random_state)  # 95%, by init family
+        out["accuracy_ci"] = None if ci is None else list(ci)
         if len(classes) == 2:
             out["auroc"] = float(roc_auc_score(yi, proba[:, 1]))
         else:

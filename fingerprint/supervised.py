@@ -27,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.agreement import binary_auroc
+from analysis.resampling import family_bootstrap
 from training.core.errors import UserError
 
 __all__ = ["HeldOut", "LinearReadout", "count_flops", "evaluate", "family_bootstrap_auroc", "family_folds"]
@@ -61,18 +62,11 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
 def family_bootstrap_auroc(y: np.ndarray, scores: np.ndarray, groups: Sequence[Any], n_boot: int = 2000,
                            seed: int = 0) -> tuple[float, float, float]:
     """AUROC of ``scores [n]`` for ``y [n]`` and its 95% interval resampling init families
-    (``groups [n]``) with replacement: ``(auroc, low, high)``."""
+    (``groups [n]``) with replacement (:func:`analysis.resampling.family_bootstrap`):
+    ``(auroc, low, high)``; the interval is NaN below four families."""
     y, scores = np.asarray(y), np.asarray(scores, dtype=float)
-    codes = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
-    members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
-    rs = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        idx = np.concatenate([members[i] for i in rs.integers(0, len(members), len(members))])
-        a = _auroc(y[idx], scores[idx])
-        if a == a:
-            boot.append(a)
-    lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (float("nan"), float("nan"))
+    ci = family_bootstrap(lambda r, _d: _auroc(y[r], scores[r]), groups, n_boot, seed)
+    lo, hi = ci if ci is not None else (float("nan"), float("nan"))
     return _auroc(y, scores), float(lo), float(hi)
 
 

@@ -20,10 +20,16 @@ import sys
 
 import numpy as np
 
-from analysis.forecast import family_bootstrap_ci
+from analysis.resampling import family_bootstrap_mean
 from fingerprint.extraction import family_groups
 from fingerprint.forecast import base_models
 from training.core.store import Zoo
+
+
+def _ci(hits: np.ndarray, family: np.ndarray) -> list[float] | None:
+    """95% interval of an agreement rate, resampling init families (``None`` below four families)."""
+    ci = family_bootstrap_mean(hits, family)
+    return None if ci is None else list(ci)
 
 
 def label_by_step(zoo: Zoo, label: str = "deep_label", exclude: tuple[str, ...] = (), diagnostics: tuple[str, ...] = ()) -> dict:
@@ -44,12 +50,12 @@ def label_by_step(zoo: Zoo, label: str = "deep_label", exclude: tuple[str, ...] 
         have = at != ""
         same = (at == final)[have]
         row = {"step": int(s), "fraction": s / final_step, "n": int(have.sum()),
-               "agree": float(same.mean()), "agree_ci": list(family_bootstrap_ci(same, fam[have])),
+               "agree": float(same.mean()), "agree_ci": _ci(same, fam[have]),
                "counts": dict(zip(*[v.tolist() for v in np.unique(at[have], return_counts=True)]))}
         k = have & kept
         if exclude and k.any():
             same_k = (at == final)[k]
-            row.update({"agree_kept": float(same_k.mean()), "agree_kept_ci": list(family_bootstrap_ci(same_k, fam[k]))})
+            row.update({"agree_kept": float(same_k.mean()), "agree_kept_ci": _ci(same_k, fam[k])})
         if diagnostics:
             row["corr"] = {}
             for c in diagnostics:

@@ -1,22 +1,39 @@
-"""The forecast accuracy's interval resamples init families, not models."""
+"""Family-bootstrap intervals: whole init families are the unit, one draw scheme serves every
+statistic, and too few families give no interval."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from analysis.forecast import family_bootstrap_ci, forecast_step
+from analysis.forecast import forecast_step
+from analysis.resampling import family_bootstrap, family_bootstrap_mean
 
 
 def test_family_bootstrap_resamples_whole_families():
-    right = np.r_[np.ones(8), np.zeros(8)]
-    # two families of 8 that share their fate: a resample holds 0, 1 or 2 copies of the right one
-    lo, hi = family_bootstrap_ci(right, ["a"] * 8 + ["b"] * 8)
-    assert (lo, hi) == (0.0, 1.0)
-    # the same 16 outcomes as 16 independent models: a narrow interval around 0.5
-    lo1, hi1 = family_bootstrap_ci(right)
-    assert 0.2 < lo1 < 0.5 < hi1 < 0.8
-    assert family_bootstrap_ci(right, None) == family_bootstrap_ci(right, [str(i) for i in range(16)])
-    assert family_bootstrap_ci(np.ones(5), list("aabbc")) == (1.0, 1.0)
+    right = np.r_[np.ones(16), np.zeros(16)]
+    fam = np.repeat(list("abcd"), 8)  # four families of 8 that share their fate: two right, two wrong
+    lo, hi = family_bootstrap_mean(right, fam)
+    assert lo <= 0.25 and hi >= 0.75  # a resample holds 0-4 copies of the right families
+    # the same 32 outcomes as 32 independent models: a narrow interval around 0.5
+    lo1, hi1 = family_bootstrap_mean(right)
+    assert 0.25 < lo1 < 0.5 < hi1 < 0.75
+    assert family_bootstrap_mean(right, None) == family_bootstrap_mean(right, [str(i) for i in range(32)])
+    assert family_bootstrap_mean(np.ones(8), list("aabbccdd")) == (1.0, 1.0)
+
+
+def test_fewer_than_four_families_give_no_interval():
+    assert family_bootstrap_mean(np.r_[np.ones(8), np.zeros(8)], ["a"] * 8 + ["b"] * 8) is None
+    assert family_bootstrap_mean(np.ones(6), list("aabbcc")) is None
+    assert family_bootstrap_mean(np.ones(6), list("aabbcc"), min_families=2) == (1.0, 1.0)
+
+
+def test_the_mean_interval_is_the_generic_bootstrap_of_a_mean():
+    rng = np.random.default_rng(3)
+    v = rng.random(30)
+    fam = rng.integers(0, 9, 30)
+    fast = family_bootstrap_mean(v, fam, n_boot=300, random_state=5)
+    slow = family_bootstrap(lambda r, _d: float(v[r].mean()), fam, n_boot=300, random_state=5)
+    assert np.allclose(fast, slow, rtol=0, atol=1e-12)
 
 
 def test_forecast_step_interval_contains_its_accuracy():
@@ -27,3 +44,4 @@ def test_forecast_step_interval_contains_its_accuracy():
     out = forecast_step(x, y, groups=fam)
     lo, hi = out["accuracy_ci"]
     assert lo <= out["accuracy"] <= hi and hi - lo > 0
+    assert forecast_step(x[:6], y[[0, 1, 2, 20, 21, 22]], groups=[0, 0, 1, 1, 2, 2])["accuracy_ci"] is None

@@ -68,12 +68,14 @@ def test_too_few_families_is_a_user_error():
 
 
 def test_family_bootstrap_auroc():
-    y = np.array([0, 0, 1, 1, 0, 1])
-    groups = ["a", "a", "b", "b", "c", "c"]
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
     auc, lo, hi = family_bootstrap_auroc(y, y * 2.0, groups, n_boot=200)
     assert auc == lo == hi == 1.0
-    auc, lo, hi = family_bootstrap_auroc(y, np.zeros(6), groups, n_boot=200)
+    auc, lo, hi = family_bootstrap_auroc(y, np.zeros(8), groups, n_boot=200)
     assert auc == 0.5 and lo <= auc <= hi
+    auc, lo, hi = family_bootstrap_auroc(y[:6], y[:6] * 2.0, groups[:6], n_boot=200)
+    assert auc == 1.0 and np.isnan(lo) and np.isnan(hi)  # three families: no interval
 
 
 def test_count_flops_counts_a_matmul():
