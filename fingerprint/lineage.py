@@ -88,6 +88,21 @@ def _history(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], family: np.
     return tuple(np.concatenate([e[i] for e in edges]) for i in range(3))
 
 
+def _histories(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fams: dict[str, np.ndarray]
+               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """History edges per evidence (``fams``: each evidence's families ``[n]``), measured once per
+    distinct partition: evidences that recover the same families (the usual case) share them."""
+    done: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    out = {}
+    for name, fam in fams.items():
+        key = np.unique(fam, return_index=True, return_inverse=True)[1:]  # relabelled by first member
+        canon = np.argsort(np.argsort(key[0]))[key[1]].astype(np.int64).tobytes()
+        if canon not in done:
+            done[canon] = _history(parts, fam)
+        out[name] = done[canon]
+    return out
+
+
 def _truth_labels(zoo: Zoo, column: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(labels, known)`` ``[n]``: the true families, or None when the zoo has none."""
     if column is not None and column not in zoo.models:
@@ -170,7 +185,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         o = _orientation(zoo, final, orient)
         order = o.sign * final[o.statistic]
         parts = _checkpoints(zoo) if history else None
-        h = {name: _history(parts, families(n, t)) for name, t in tests.items()} if parts else {}
+        fams = {name: families(n, t) for name, t in tests.items()}
+        h = _histories(parts, fams) if parts else {}
         forests = {name: lineage_forest(n, t, order, h.get(name)) for name, t in tests.items()}
     primary = next(iter(tests))
     t, parent = tests[primary], forests[primary]
@@ -179,9 +195,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     by_evidence = {}
     for name, tt in tests.items():
         s = _scores(tt, forests[name], truth, true_parent, kinds)
-        by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": _n_families(n, tt), **s}
+        by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()), **s}
     s = by_evidence[primary]
-    labels = families(n, t)
+    labels = fams[primary]
     out = {
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary,
@@ -203,11 +219,6 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
                                     **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",
                                                            "by_evidence")}})
     return out
-
-
-def _n_families(n: int, tests: PairTests) -> int:
-    """Families of two or more models."""
-    return int((np.bincount(families(n, tests)) >= 2).sum())
 
 
 def _family_lists(ids: list[str], labels: np.ndarray) -> list[list[str]]:

@@ -56,3 +56,14 @@ def test_an_import_without_histories_falls_back_to_final_weights(tmp_path):
     assert sorted(len(f) for f in r["families"]) == [3, 3, 3, 3] and len(r["edges"]) == 8
     assert r["edges"] == lineage(zoo, lineage_column="family", n_perm=999, history=False)["edges"]
     assert np.isfinite([e[2] for e in r["edges"]]).all()
+
+
+def test_evidences_with_the_same_families_share_one_history_measurement(monkeypatch):
+    """The checkpoint distances are measured once per distinct partition, not once per evidence."""
+    import fingerprint.lineage as fl
+
+    calls = []
+    monkeypatch.setattr(fl, "_history", lambda parts, fam: calls.append(fam) or (fam, fam, fam))
+    same = np.array([0, 0, 1, 1, 2])
+    h = fl._histories([], {"exact": same, "matched": same.copy(), "fp": np.array([0, 1, 1, 2, 2])})
+    assert len(calls) == 2 and h["exact"] is h["matched"] and h["fp"] is not h["exact"]
