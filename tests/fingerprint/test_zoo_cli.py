@@ -126,7 +126,8 @@ def test_resume_refuses_changed_config(tmp_path, tiny_config, tiny_zoo):
 def test_process_executor_gives_the_same_models(tmp_path, tiny_config, tiny_zoo):
     out = tmp_path / "proc"
     # shards of 8 (one a phase): a worker process each, every one starting torch (the conftest zoo has 4 a shard)
-    res = cli("sweep", tiny_config(mpb=8), "--out", out, "--executor", "process")
+    # wide enough that the closing summary never wraps into a line starting "trained " on a slow host
+    res = cli("sweep", tiny_config(mpb=8), "--out", out, "--executor", "process", env={"COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
     # not a terminal: plain progress lines (the first shard, then at most every 10 s, and the last)
     lines = [l for l in res.stdout.splitlines() if l.startswith("trained ")]
