@@ -75,8 +75,8 @@ def report(
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine)
     with RichProgress() as progress:
-        result = pipeline.stored_analysis(zoo, inputs, opts) or pipeline.analyze(zoo, inputs, opts, progress)
-    pipeline.write_report(zoo, result, inputs, out, json_out)
+        result, drawn = pipeline.report_analysis(zoo, inputs, opts, progress)  # figures drawn meanwhile
+    pipeline.write_report(zoo, result, inputs, out, json_out, drawn=drawn)
     print_scorecard(result)
     console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(out.parent / 'figures')})"
                   + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
