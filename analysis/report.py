@@ -198,6 +198,16 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
     return with_verdicts(view, r, settings, formats) if decided else view
 
 
+def _drawn(v: Any) -> FingerprintView | None:
+    """A section drawn ahead (or its future's, waited for); ``None`` when its drawing failed."""
+    if v is None or isinstance(v, FingerprintView):
+        return v
+    try:
+        return v.result()
+    except Exception:  # noqa: BLE001 - drawn again in this process, which reports a real error
+        return None
+
+
 def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
                   formats: tuple[str, ...] = ()) -> FingerprintView:
     """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
@@ -264,7 +274,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
          formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None, lineage: dict[str, Any] | None = None,
-         drawn: dict[str, FingerprintView] | None = None) -> Page:
+         drawn: dict[str, Any] | None = None) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
@@ -273,8 +283,9 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
-    ``drawn`` maps a fingerprint's name to its section drawn already, while the analysis ran
-    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here.
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
+    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
+    futures are waited for (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -292,13 +303,18 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
                             "selecting by it (kept fraction) and training against it (lambda); below the dashed "
                             "diagonal, models that only look like the basin", formats)
     # a large population's figures are drawn a fingerprint per process (analysis.parallel), like its analysis
+    # sections drawn (or being drawn) during the analysis are taken once the others are drawn here
     drawn = drawn or {}
     todo = [r for r in result.fingerprints if str(r.fingerprint) not in drawn]
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
-    views = [fresh[str(r.fingerprint)] if str(r.fingerprint) in fresh else
-             with_verdicts(drawn[str(r.fingerprint)], r, settings, formats) for r in result.fingerprints]
+    views = []
+    for r in result.fingerprints:
+        name = str(r.fingerprint)
+        ahead = _drawn(drawn.get(name)) if name not in fresh else None
+        views.append(fresh[name] if name in fresh else with_verdicts(ahead, r, settings, formats) if ahead is not None
+                     else fingerprint_view(r, settings, (distances or {}).get(name), formats))
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
@@ -344,7 +360,10 @@ class SectionDrawer:
         self._futures: dict[str, Any] = {}
         self._pool = None
         if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
-            self._pool = parallel.background_pool(["analysis.report"])
+            try:
+                self._pool = parallel.background_pool(["analysis.report"])
+            except (OSError, ValueError):  # no second process here: page() draws everything
+                self._pool = None
 
     def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
         if self._pool is None or r.error:
@@ -352,15 +371,10 @@ class SectionDrawer:
         self._futures[str(r.fingerprint)] = self._pool.submit(
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
-    def views(self) -> dict[str, FingerprintView]:
-        """The sections drawn (waiting for those still being drawn), by fingerprint name."""
-        out = {}
-        for name, f in self._futures.items():
-            try:
-                out[name] = f.result()
-            except Exception:  # noqa: BLE001 - page() draws it again, and reports a real error there
-                continue
-        return out
+    def views(self) -> dict[str, Any]:
+        """The sections drawn or being drawn (futures), by fingerprint name, for :func:`page`'s ``drawn``.
+        Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile."""
+        return {name: f for name, f in self._futures.items() if not f.cancel()}
 
     def close(self) -> None:
         if self._pool is not None:

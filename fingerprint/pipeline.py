@@ -33,7 +33,7 @@ import numpy as np
 
 from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
-from analysis.report import FingerprintView, SectionDrawer, page
+from analysis.report import SectionDrawer, page
 from analysis.results import AnalysisResult, FingerprintResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
@@ -329,18 +329,21 @@ def distance_matrix(inputs: list[FingerprintInput], r: FingerprintResult) -> np.
     return np.asarray(f.values, dtype=np.float64)[np.ix_(idx, idx)]
 
 
+@contextmanager
 def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT
-                    ) -> tuple[AnalysisResult, dict[str, FingerprintView]]:
-    """The analysis ``report`` shows: the stored one when current, else a new one, with the report's
-    fingerprint sections drawn in a second process while it runs (:class:`analysis.report.SectionDrawer`;
-    pass them to :func:`write_report`'s ``drawn``)."""
+                    ) -> Iterator[tuple[AnalysisResult, dict[str, Any]]]:
+    """``with report_analysis(...) as (result, drawn)``: the analysis ``report`` shows (the stored one
+    when current, else a new one) and, for a new one, the fingerprints' sections drawn in a second
+    process while it ran (:class:`analysis.report.SectionDrawer`), for :func:`write_report`'s
+    ``drawn`` inside the block (the drawing process ends with it)."""
     result = stored_analysis(zoo, inputs, opts)
     if result is not None:
-        return result, {}
+        yield result, {}
+        return
     rows = sum(len(f.model_ids) for f in inputs)
     with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
         result = analyze(zoo, inputs, opts, progress, on_result=drawer)
-        return result, drawer.views()
+        yield result, drawer.views()
 
 
 def selections(zoo: Zoo) -> list[dict]:
@@ -350,7 +353,7 @@ def selections(zoo: Zoo) -> list[dict]:
 
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None,
-                 drawn: dict[str, FingerprintView] | None = None) -> None:
+                 drawn: dict[str, Any] | None = None) -> None:
     """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in
     ``figures/`` beside the HTML (files of the same name replaced). The forecast, selections and
     goodhart curves stored in the zoo are in all three. Figures and summary are written before the
@@ -409,8 +412,8 @@ def report(zoo: Zoo, out: str | Path = "report.html", json_out: str | Path | Non
     to ``out`` (and ``summary.json`` to ``json_out``). Returns the HTML's path."""
     opts = options_for(zoo, **options)
     inputs = inputs_for(zoo, fingerprints, opts.label, progress)
-    result, drawn = report_analysis(zoo, inputs, opts, progress)
-    write_report(zoo, result, inputs, out, json_out, drawn=drawn)
+    with report_analysis(zoo, inputs, opts, progress) as (result, drawn):
+        write_report(zoo, result, inputs, out, json_out, drawn=drawn)
     return Path(out)
 
 

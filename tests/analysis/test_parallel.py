@@ -76,12 +76,13 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     with SectionDrawer(24 * 2, formats=("png",)) as drawer:
         assert drawer._pool is not None  # active: two workers, a small population
         res = analyze(fps, table, opts, on_result=drawer)
-        drawn = drawer.views()
-    assert sorted(drawn) == ["fp0", "fp1"]
+        ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
+        overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
+    assert sorted(ahead) == ["fp0", "fp1"]
     alone = page(res, formats=("png",))
-    overlapped = page(res, formats=("png",), drawn=drawn)
-    partly = page(res, formats=("png",), drawn={"fp1": drawn["fp1"]})
-    for pg in (overlapped, partly):
+    worker = page(res, formats=("png",), drawn=ahead)
+    partly = page(res, formats=("png",), drawn={"fp1": ahead["fp1"]})
+    for pg in (overlapped, worker, partly):
         assert pg.html == alone.html
         assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
     monkeypatch.setenv(parallel.ENV, "1")
