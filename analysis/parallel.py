@@ -70,3 +70,9 @@ def background_pool(preload: Sequence[str] = ()) -> ProcessPoolExecutor:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
     pool.submit(int)  # start the worker (and the forkserver's imports) while the caller works
     return pool
+
+
+def process_cpu() -> float:
+    """CPU seconds (user + system) of the calling process itself (for a worker: ask it by ``submit``)."""
+    t = os.times()
+    return t.user + t.system

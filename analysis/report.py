@@ -376,6 +376,10 @@ class SectionDrawer:
         Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile."""
         return {name: f for name, f in self._futures.items() if not f.cancel()}
 
+    def worker_cpu(self) -> float:
+        """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
+        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

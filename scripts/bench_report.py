@@ -65,8 +65,10 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
         t = time.perf_counter()
         pg = page(res, drawn=drawer.views() if drawer else None)
-    t_page = time.perf_counter() - t
-    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis}
+        t_page = time.perf_counter() - t
+        c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
+    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
+            "cpu_worker": c_worker}
 
 
 def cpu() -> float:
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         out[f"figures_{n}"] = s["figures"]
         out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers (and the drawer) are the forkserver's children: not counted
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
+        out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "
