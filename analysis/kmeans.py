@@ -29,7 +29,7 @@ def kmeans_labels(X: np.ndarray, k: int, n_init: int = 5, random_state: int = 0,
     --------
     >>> x = np.r_[np.zeros((10, 2)), np.ones((10, 2)) * 5] + np.random.default_rng(0).normal(size=(20, 2)) * 0.1
     >>> lab = kmeans_labels(x, 2)
-    >>> len(set(lab[:10])) == len(set(lab[10:])) == 1 and lab[0] != lab[10]
+    >>> bool(len(set(lab[:10])) == len(set(lab[10:])) == 1 and lab[0] != lab[10])
     True
     """
     X = np.array(X, dtype=np.float64, order="C")  # a copy: centred in place below
