@@ -52,8 +52,8 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
 def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models. As ``fingerprint
     report`` does it: the fingerprints' sections drawn in a second process while the analysis runs
-    (``SectionDrawer``; "page" is then what is left after the analysis), or with ``--serial`` one
-    after the other."""
+    (``SectionDrawer``; "page" is then what is left after the analysis) when a core is idle (or
+    ``BASIN_FINGERPRINT_JOBS`` is set), or with ``--serial`` one after the other."""
     fps, table = population(n, args.fps, args.dim, args.family_size)
     opts = AnalysisOptions(embedding=args.embedding)
     c = cpu()
@@ -67,8 +67,9 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         pg = page(res, drawn=drawer.views() if drawer else None)
         t_page = time.perf_counter() - t
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
+        overlapped = bool(drawer and drawer.active)
     return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
-            "cpu_worker": c_worker}
+            "cpu_worker": c_worker, "overlapped": overlapped}
 
 
 def cpu() -> float:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_warmup:  # a warm machine: numba's compiled UMAP in its on-disk cache, files in the page cache
         subprocess.run([sys.executable, __file__, "--sizes", "30", "--fps", "1", "--no-warmup", "--json"], check=True,
                        capture_output=True)
-    out: dict = {"fingerprints": args.fps, "embedding": args.embedding, "overlapped_page": not args.serial}
+    out: dict = {"fingerprints": args.fps, "embedding": args.embedding}
     for n in args.sizes:
         s = report_seconds(n, args)
         out[f"seconds_{n}"] = round(s["analysis"] + s["page"], 2)
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers (and the drawer) are the forkserver's children: not counted
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
         out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
+        out[f"overlapped_page_{n}"] = s["overlapped"]  # a second process drew (BASIN_FINGERPRINT_JOBS=2 forces it)
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "

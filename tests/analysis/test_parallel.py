@@ -89,3 +89,18 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     with SectionDrawer(24 * 2) as off:  # one worker: nothing drawn ahead, page() draws it all
         analyze(fps[:1], table, opts, on_result=off)
         assert off.views() == {}
+
+
+def test_section_drawer_only_on_an_idle_core(monkeypatch):
+    from analysis.report import SectionDrawer
+
+    monkeypatch.delenv(parallel.ENV, raising=False)
+    monkeypatch.setattr(parallel, "jobs", lambda: 2)
+    monkeypatch.setattr(parallel, "idle_cores", lambda: 0.2)  # a busy host: page() draws everything
+    with SectionDrawer(100) as busy:
+        assert not busy.active
+    monkeypatch.setattr(parallel, "idle_cores", lambda: 1.5)
+    with SectionDrawer(100) as idle:
+        assert idle.active
+    with SectionDrawer(parallel.MIN_ROWS) as large:  # the analysis has the pool
+        assert not large.active
