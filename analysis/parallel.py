@@ -77,11 +77,3 @@ def process_cpu() -> float:
     t = os.times()
     return t.user + t.system
 
-
-def idle_cores() -> float:
-    """Cores not busy by the 1-minute load average (the CPU count minus it; the count when unknown)."""
-    n = os.cpu_count() or 1
-    try:
-        return n - os.getloadavg()[0]
-    except OSError:  # no load average on this platform
-        return float(n)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -341,10 +340,6 @@ def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
 
 
 # -- the figures drawn while the analysis runs ------------------------------------------------------
-# a second process draws only if this many cores are idle by the load average (the report's own process
-# counts in it once it has run a while): on a host busy with other work it made the report slower
-MIN_IDLE_CORES = 0.5
-
 class SectionDrawer:
     """Draws each fingerprint's section (its maps, basin sizes, dendrogram and heat-map) in one
     background process while the analysis goes on to the next fingerprint: pass it as
@@ -352,11 +347,9 @@ class SectionDrawer:
     On two cores the page is then mostly drawn by the time the analysis ends (docs/benchmarks.md,
     "The report's speed"); the figures' bytes and the HTML are the same as :func:`page` alone draws.
 
-    Active when there are at least two workers (:func:`analysis.parallel.jobs`), the population is
-    below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
-    pool) and, unless ``BASIN_FINGERPRINT_JOBS`` asks for workers, a core is idle by the load
-    average (:data:`MIN_IDLE_CORES`: on a busy host a second process only slows the analysis);
-    otherwise it does nothing and :func:`page` draws everything. ``distances(result)`` gives
+    Active when there are at least two workers (:func:`analysis.parallel.jobs`) and the population
+    is below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
+    pool); otherwise it does nothing and :func:`page` draws everything. ``distances(result)`` gives
     a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
     ``None``. A section whose drawing failed is drawn again by :func:`page`."""
 
@@ -366,8 +359,7 @@ class SectionDrawer:
         self._distances = distances or (lambda _r: None)
         self._futures: dict[str, Any] = {}
         self._pool = None
-        asked = bool(os.environ.get(parallel.ENV, "").strip())
-        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS and (asked or parallel.idle_cores() >= MIN_IDLE_CORES):
+        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
             try:
                 self._pool = parallel.background_pool(["analysis.report"])
             except (OSError, ValueError):  # no second process here: page() draws everything

@@ -52,8 +52,8 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
 def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models. As ``fingerprint
     report`` does it: the fingerprints' sections drawn in a second process while the analysis runs
-    (``SectionDrawer``; "page" is then what is left after the analysis) when a core is idle (or
-    ``BASIN_FINGERPRINT_JOBS`` is set), or with ``--serial`` one after the other."""
+    (``SectionDrawer``; "page" is then what is left after the analysis), or with ``--serial`` one
+    after the other."""
     fps, table = population(n, args.fps, args.dim, args.family_size)
     opts = AnalysisOptions(embedding=args.embedding)
     c = cpu()
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers (and the drawer) are the forkserver's children: not counted
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
         out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
-        out[f"overlapped_page_{n}"] = s["overlapped"]  # a second process drew (BASIN_FINGERPRINT_JOBS=2 forces it)
+        out[f"overlapped_page_{n}"] = s["overlapped"]  # a second process drew
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "

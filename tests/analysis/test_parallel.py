@@ -91,16 +91,15 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
         assert off.views() == {}
 
 
-def test_section_drawer_only_on_an_idle_core(monkeypatch):
+
+def test_section_drawer_only_with_two_workers_below_the_pool(monkeypatch):
     from analysis.report import SectionDrawer
 
-    monkeypatch.delenv(parallel.ENV, raising=False)
-    monkeypatch.setattr(parallel, "jobs", lambda: 2)
-    monkeypatch.setattr(parallel, "idle_cores", lambda: 0.2)  # a busy host: page() draws everything
-    with SectionDrawer(100) as busy:
-        assert not busy.active
-    monkeypatch.setattr(parallel, "idle_cores", lambda: 1.5)
-    with SectionDrawer(100) as idle:
-        assert idle.active
+    monkeypatch.setenv(parallel.ENV, "2")
+    with SectionDrawer(100) as small:
+        assert small.active
     with SectionDrawer(parallel.MIN_ROWS) as large:  # the analysis has the pool
         assert not large.active
+    monkeypatch.setenv(parallel.ENV, "1")
+    with SectionDrawer(100) as one:
+        assert not one.active
