@@ -58,6 +58,7 @@ AGGLOMERATIVE_MAX = 10000  # agglomerative linkage of features keeps n(n-1)/2 di
 BOOT_MAX = 5000  # distinct models kept in one bootstrap replicate
 HDBSCAN_MIN_SAMPLES_MAX = 100  # HDBSCAN's core distance uses at most this many neighbours
 KMEANS_NUMPY_MAX = 500  # up to this many models k-means runs in numpy (analysis.kmeans); above, scikit-learn (faster there)
+SILHOUETTE_NUMPY_MAX = 1000  # likewise the silhouette on a distance matrix (numpy 2.8 vs 4.7 ms at 1,000; 16.8 vs 11.8 at 2,000)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def silhouette(data: np.ndarray, labels: np.ndarray, metric: str = "euclidean", 
     n = len(labels)
     if not 1 < len(np.unique(labels)) < n:
         return float("nan")
-    if metric == "precomputed" and n <= SILHOUETTE_SAMPLE:  # scikit-learn's score, without its per-call cost
+    if metric == "precomputed" and n <= SILHOUETTE_NUMPY_MAX:  # scikit-learn's score, without its per-call cost
         return km.silhouette_precomputed(data, labels)
     try:
         return float(silhouette_score(data, labels, metric=metric, random_state=random_state,
