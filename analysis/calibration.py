@@ -102,8 +102,9 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
         out["sampled"] = len(rows)
     if label is not None and scores.get("deep_ami") is not None:
-        out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami(clusters[r], label[r]), family, nb, seed)
-        out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami(clusters, lab), label, family, npm, seed)
+        cc, lc = mt._codes(clusters), mt._codes(label)  # coded once: the samples take subsets of the codes
+        out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami_codes(cc[r], lc[r]), family, nb, seed)
+        out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami_codes(cc, mt._codes(lab)), label, family, npm, seed)
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = lf.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)

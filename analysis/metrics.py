@@ -30,7 +30,12 @@ def _codes(values) -> np.ndarray:
 
 def ami(a, b) -> float | None:
     """AMI of two labellings of the same models; ``None`` when either has a single value."""
-    a, b = _codes(a), _codes(b)
+    return ami_codes(_codes(a), _codes(b))
+
+
+def ami_codes(a: np.ndarray, b: np.ndarray) -> float | None:
+    """:func:`ami` of two labellings given as integer codes in the order of their values as strings
+    (:func:`_codes`, or a subset of such codes: a family bootstrap codes once and resamples the codes)."""
     if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
         return None if len(np.unique(b)) < 2 else 0.0
     return ag.ami(b, a)

@@ -37,15 +37,43 @@ def jobs() -> int:
 
 
 def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_jobs: int | None = None,
-                min_rows: int | None = None, preload: Sequence[str] = ()) -> list[Any]:
+                min_rows: int | None = None, preload: Sequence[str] = (),
+                on_each: Callable[[Any], None] | None = None) -> list[Any]:
     """``[fn(*args) for args in items]``, in a process pool when ``rows`` (models x fingerprints)
     reaches ``min_rows`` (default :data:`MIN_ROWS`) and there are several workers and items. ``fn`` must be a module-level
-    function; ``preload`` names the modules the forkserver imports once for every worker."""
+    function; ``preload`` names the modules the forkserver imports once for every worker. ``on_each``
+    is called with each result, in input order, as soon as it and those before it are done."""
     n_jobs = min(jobs() if n_jobs is None else n_jobs, len(items))
+    each = on_each or (lambda _r: None)
     if n_jobs <= 1 or rows < (MIN_ROWS if min_rows is None else min_rows):
-        return [fn(*args) for args in items]
+        out = []
+        for args in items:
+            out.append(fn(*args))
+            each(out[-1])
+        return out
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
         futures = [pool.submit(fn, *args) for args in items]
-        return [f.result() for f in futures]
+        out = []
+        for f in futures:
+            out.append(f.result())
+            each(out[-1])
+        return out
+
+
+def background_pool(preload: Sequence[str] = ()) -> ProcessPoolExecutor:
+    """One worker process (from the ``forkserver``, which imports ``preload`` once) for work that
+    overlaps the caller's own: the report's figures while the analysis runs. Its start-up begins now."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+    pool.submit(int)  # start the worker (and the forkserver's imports) while the caller works
+    return pool
+
+
+def process_cpu() -> float:
+    """CPU seconds (user + system) of the calling process itself (for a worker: ask it by ``submit``)."""
+    t = os.times()
+    return t.user + t.system
+

@@ -125,7 +125,10 @@ def _finish(fig: MplFigure, name: str, caption: str, formats: Sequence[str], tit
             warnings.simplefilter("ignore", UserWarning)  # a glyph missing from the font: shown as a box
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata=meta)
-            fig.set_layout_engine("none")  # laid out by the first save: the other formats keep it (one draw each)
+            # laid out by the first save: the other formats keep it. No engine at all (not "none", whose
+            # placeholder engine still costs every save a second, layout-only draw): one draw per format
+            with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+                fig.set_layout_engine(None)
             for fmt in formats:
                 b = io.BytesIO()
                 fig.savefig(b, format=fmt, metadata={"Creator": None} if fmt == "pdf" else None)

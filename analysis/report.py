@@ -15,11 +15,12 @@ escaped by its writer. A map of more than :data:`MAX_POINTS` models draws a fixe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -44,7 +45,7 @@ from analysis.plots import (
 from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
 from analysis.verdicts import css_class
 
-__all__ = ["render", "page", "Page", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
+__all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
@@ -152,8 +153,10 @@ class FingerprintView:
 
 
 def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None,
-                     formats: tuple[str, ...] = ()) -> FingerprintView:
-    """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``)."""
+                     formats: tuple[str, ...] = (), decided: bool = True) -> FingerprintView:
+    """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``).
+    ``decided=False``: without the parts that the verdicts decide (the candidate basins and the
+    families' tree: :func:`with_verdicts` adds them)."""
     view = FingerprintView(r, str(settings.get("label")))
     if r.error:
         return view
@@ -192,8 +195,27 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
         view.confusion = {"labels": r.confusion["labels"],
                           "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
                                    for c, row in zip(r.confusion["clusters"], counts)]}
-    view.free_groups = _candidate_groups(r)
-    view.family_tree = _family_tree(r, settings, formats)
+    return with_verdicts(view, r, settings, formats) if decided else view
+
+
+def _drawn(v: Any) -> FingerprintView | None:
+    """A section drawn ahead (or its future's, waited for); ``None`` when its drawing failed."""
+    if v is None or isinstance(v, FingerprintView):
+        return v
+    try:
+        return v.result()
+    except Exception:  # noqa: BLE001 - drawn again in this process, which reports a real error
+        return None
+
+
+def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
+                  formats: tuple[str, ...] = ()) -> FingerprintView:
+    """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
+    basins and its families' tree, which the verdicts across fingerprints decide."""
+    view = dataclasses.replace(view, r=r)
+    if not r.error:
+        view.free_groups = _candidate_groups(r)
+        view.family_tree = _family_tree(r, settings, formats)
     return view
 
 
@@ -251,8 +273,8 @@ class SelectionView:
 def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
-         formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None, lineage: dict[str, Any] | None = None
-         ) -> Page:
+         formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None, lineage: dict[str, Any] | None = None,
+         drawn: dict[str, Any] | None = None) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
@@ -261,6 +283,9 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
+    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
+    futures are waited for (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -278,9 +303,18 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
                             "selecting by it (kept fraction) and training against it (lambda); below the dashed "
                             "diagonal, models that only look like the basin", formats)
     # a large population's figures are drawn a fingerprint per process (analysis.parallel), like its analysis
-    views = parallel.map_ordered(
-        fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in result.fingerprints],
-        sum(r.n_models or 0 for r in result.fingerprints), preload=["analysis.report"])
+    # sections drawn (or being drawn) during the analysis are taken once the others are drawn here
+    drawn = drawn or {}
+    todo = [r for r in result.fingerprints if str(r.fingerprint) not in drawn]
+    fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
+        fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
+        sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
+    views = []
+    for r in result.fingerprints:
+        name = str(r.fingerprint)
+        ahead = _drawn(drawn.get(name)) if name not in fresh else None
+        views.append(fresh[name] if name in fresh else with_verdicts(ahead, r, settings, formats) if ahead is not None
+                     else fingerprint_view(r, settings, (distances or {}).get(name), formats))
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)
@@ -303,3 +337,61 @@ def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
            lineage: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML string (:func:`page` without figure files)."""
     return page(result, provenance, distances, forecast, selections, title, formats=(), lineage=lineage).html
+
+
+# -- the figures drawn while the analysis runs ------------------------------------------------------
+class SectionDrawer:
+    """Draws each fingerprint's section (its maps, basin sizes, dendrogram and heat-map) in one
+    background process while the analysis goes on to the next fingerprint: pass it as
+    :func:`analysis.scorecard.analyze`'s ``on_result``, then :meth:`views` to :func:`page`'s ``drawn``.
+    On two cores the page is then mostly drawn by the time the analysis ends (docs/benchmarks.md,
+    "The report's speed"); the figures' bytes and the HTML are the same as :func:`page` alone draws.
+
+    Active when there are at least two workers (:func:`analysis.parallel.jobs`) and the population
+    is below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
+    pool); otherwise it does nothing and :func:`page` draws everything. ``distances(result)`` gives
+    a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
+    ``None``. A section whose drawing failed is drawn again by :func:`page`."""
+
+    def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
+                 distances: Callable[[FingerprintResult], np.ndarray | None] | None = None):
+        self.formats = tuple(formats)
+        self._distances = distances or (lambda _r: None)
+        self._futures: dict[str, Any] = {}
+        self._pool = None
+        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
+            try:
+                self._pool = parallel.background_pool(["analysis.report"])
+            except (OSError, ValueError):  # no second process here: page() draws everything
+                self._pool = None
+
+    def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
+        if self._pool is None or r.error:
+            return
+        self._futures[str(r.fingerprint)] = self._pool.submit(
+            fingerprint_view, r, settings, self._distances(r), self.formats, False)
+
+    def views(self) -> dict[str, Any]:
+        """The sections drawn or being drawn (futures), by fingerprint name, for :func:`page`'s ``drawn``.
+        Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile."""
+        return {name: f for name, f in self._futures.items() if not f.cancel()}
+
+    @property
+    def active(self) -> bool:
+        """Whether a second process draws (else :func:`page` draws everything)."""
+        return self._pool is not None
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
+        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "SectionDrawer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import sklearn
@@ -248,8 +248,8 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
 BLAS_THREADS = 1  # the analysis is thousands of small products: one BLAS thread is 3.7x faster on 2 cores
 
 
-def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None
-            ) -> AnalysisResult:
+def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None,
+            on_result: Callable[[FingerprintResult, dict[str, Any]], None] | None = None) -> AnalysisResult:
     """Analyse every fingerprint (plus the combined ones of ``opts.combine``) against ``table``.
 
     ``table`` maps column name -> per-model array; it must have ``model_id``. Returns the
@@ -259,9 +259,13 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     Runs with numpy/scipy's BLAS at :data:`BLAS_THREADS` thread(s): its products here are small
     (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
     (``docs/benchmarks.md``, "The scorecard's family statistics").
+
+    ``on_result(result, settings)`` is called with each fingerprint's result as soon as it is analysed
+    (before the verdicts, which are decided across all of them) and the result's ``settings``: the
+    report draws figures meanwhile (:class:`analysis.report.SectionDrawer`).
     """
     with _limits():
-        return _analyze(fingerprints, table, opts)
+        return _analyze(fingerprints, table, opts, on_result)
 
 
 def _analyze_one_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
@@ -281,8 +285,8 @@ def _limits():
         yield
 
 
-def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None
-             ) -> AnalysisResult:
+def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None,
+             on_result: Callable[[FingerprintResult, dict[str, Any]], None] | None = None) -> AnalysisResult:
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
         raise AnalysisError("the model table needs a 'model_id' column")
@@ -296,16 +300,17 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
         fps.append(combined_input(group, by_name, opts))
     # large populations: one process per fingerprint (analysis.parallel); the same results as in turn
     rows = sum(len(f.model_ids) for f in fps)
+    settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
+                "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
+                               "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}}
+    each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
-                                    preload=["analysis.scorecard"])
+                                    preload=["analysis.scorecard"], on_each=each)
     decide(analysed, opts)
     results = [r for r, _ in analysed]
     return AnalysisResult(
         version=RESULT_VERSION, created=time.time(),
-        settings={**opts.to_dict(), "label": opts.label if opts.label in table else None,
-                  "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
-                                 "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}},
-        n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],
+        settings=settings, n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],
         methods=METHODS_VERSION)
 
 

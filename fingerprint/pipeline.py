@@ -33,8 +33,8 @@ import numpy as np
 
 from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
-from analysis.report import page
-from analysis.results import AnalysisResult, summary
+from analysis.report import SectionDrawer, page
+from analysis.results import AnalysisResult, FingerprintResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
 from fingerprint.extraction import (
@@ -284,11 +284,12 @@ def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
             "config": zoo.config, "report_created": time.time(), **(extra or {})}
 
 
-def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT
-            ) -> AnalysisResult:
-    """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``)."""
+def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT,
+            on_result=None) -> AnalysisResult:
+    """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``).
+    ``on_result``: :func:`analysis.scorecard.analyze`'s, called with each fingerprint's result as it comes."""
     with progress.analysing(), analysis_errors():
-        result = analyze_inputs(inputs, model_table(zoo), opts)
+        result = analyze_inputs(inputs, model_table(zoo), opts, on_result)
     result.keys = sorted(str(f.meta.get("key")) for f in inputs)
     result.options = options_stamp(zoo, opts)
     zoo.save_result("basins", result.to_dict())
@@ -311,15 +312,38 @@ def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
 def distance_matrices(inputs: list[FingerprintInput], result: AnalysisResult) -> dict[str, np.ndarray]:
     """Square distance fingerprints re-indexed to the analysed models (for dendrograms / heat-maps)."""
     out = {}
-    by = {str(r.fingerprint): r for r in result.fingerprints}
-    for f in inputs:
-        r = by.get(f.name)
-        if r is None or f.values is None or not r.distances or not r.model_ids:
-            continue
-        pos = {m: i for i, m in enumerate(f.model_ids)}
-        idx = np.asarray([pos[m] for m in r.model_ids], int)
-        out[f.name] = np.asarray(f.values, dtype=np.float64)[np.ix_(idx, idx)]
+    for r in result.fingerprints:
+        d = distance_matrix(inputs, r)
+        if d is not None:
+            out[str(r.fingerprint)] = d
     return out
+
+
+def distance_matrix(inputs: list[FingerprintInput], r: FingerprintResult) -> np.ndarray | None:
+    """``r``'s distance fingerprint re-indexed to its analysed models, or ``None`` (features, or not an input)."""
+    f = next((f for f in inputs if f.name == str(r.fingerprint)), None)
+    if f is None or f.values is None or not r.distances or not r.model_ids:
+        return None
+    pos = {m: i for i, m in enumerate(f.model_ids)}
+    idx = np.asarray([pos[m] for m in r.model_ids], int)
+    return np.asarray(f.values, dtype=np.float64)[np.ix_(idx, idx)]
+
+
+@contextmanager
+def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT
+                    ) -> Iterator[tuple[AnalysisResult, dict[str, Any]]]:
+    """``with report_analysis(...) as (result, drawn)``: the analysis ``report`` shows (the stored one
+    when current, else a new one) and, for a new one, the fingerprints' sections drawn in a second
+    process while it ran (:class:`analysis.report.SectionDrawer`), for :func:`write_report`'s
+    ``drawn`` inside the block (the drawing process ends with it)."""
+    result = stored_analysis(zoo, inputs, opts)
+    if result is not None:
+        yield result, {}
+        return
+    rows = sum(len(f.model_ids) for f in inputs)
+    with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
+        result = analyze(zoo, inputs, opts, progress, on_result=drawer)
+        yield result, drawer.views()
 
 
 def selections(zoo: Zoo) -> list[dict]:
@@ -328,11 +352,13 @@ def selections(zoo: Zoo) -> list[dict]:
 
 
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
-                 json_path: str | Path | None = None, extra_provenance: dict | None = None) -> None:
+                 json_path: str | Path | None = None, extra_provenance: dict | None = None,
+                 drawn: dict[str, Any] | None = None) -> None:
     """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in
     ``figures/`` beside the HTML (files of the same name replaced). The forecast, selections and
     goodhart curves stored in the zoo are in all three. Figures and summary are written before the
-    HTML is renamed into place: if one fails, no new HTML is published."""
+    HTML is renamed into place: if one fails, no new HTML is published. ``drawn``: sections drawn
+    already (:func:`report_analysis`)."""
     figs = Path(html_path).parent / "figures"
     check_output(figs, {"zoo": zoo.path}, option="figures/")
     prov = provenance(zoo, extra_provenance)
@@ -341,7 +367,8 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
     goodhart = zoo.load_result("goodhart")
     tree = stored_lineage(zoo)
     with analysis_errors():
-        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart, lineage=tree)
+        pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart, lineage=tree,
+                  drawn=drawn)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(pg.html, encoding="utf-8")
         figs.mkdir(parents=True, exist_ok=True)
@@ -385,8 +412,8 @@ def report(zoo: Zoo, out: str | Path = "report.html", json_out: str | Path | Non
     to ``out`` (and ``summary.json`` to ``json_out``). Returns the HTML's path."""
     opts = options_for(zoo, **options)
     inputs = inputs_for(zoo, fingerprints, opts.label, progress)
-    result = stored_analysis(zoo, inputs, opts) or analyze(zoo, inputs, opts, progress)
-    write_report(zoo, result, inputs, out, json_out)
+    with report_analysis(zoo, inputs, opts, progress) as (result, drawn):
+        write_report(zoo, result, inputs, out, json_out, drawn=drawn)
     return Path(out)
 
 

@@ -20,6 +20,7 @@ models and ``--embedding`` maps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +29,7 @@ import time
 
 import numpy as np
 
-from analysis.report import page, render
+from analysis.report import FORMATS, SectionDrawer, page, render
 from analysis.results import AnalysisResult
 from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 
@@ -49,19 +50,26 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
 
 
 def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
-    """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models."""
+    """Seconds of the analysis and of the page (HTML + PNG + PDF) for ``n`` models. As ``fingerprint
+    report`` does it: the fingerprints' sections drawn in a second process while the analysis runs
+    (``SectionDrawer``; "page" is then what is left after the analysis), or with ``--serial`` one
+    after the other."""
     fps, table = population(n, args.fps, args.dim, args.family_size)
     opts = AnalysisOptions(embedding=args.embedding)
     c = cpu()
     t = time.perf_counter()
-    res = analyze(fps, table, opts)
-    t_analysis = time.perf_counter() - t
-    c_analysis = cpu() - c
-    assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
-    t = time.perf_counter()
-    pg = page(res)
-    t_page = time.perf_counter() - t
-    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis}
+    with contextlib.nullcontext() if args.serial else SectionDrawer(n * args.fps, formats=FORMATS) as drawer:
+        res = analyze(fps, table, opts, on_result=drawer)
+        t_analysis = time.perf_counter() - t
+        c_analysis = cpu() - c
+        assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
+        t = time.perf_counter()
+        pg = page(res, drawn=drawer.views() if drawer else None)
+        t_page = time.perf_counter() - t
+        c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
+        overlapped = bool(drawer and drawer.active)
+    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
+            "cpu_worker": c_worker, "overlapped": overlapped}
 
 
 def cpu() -> float:
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--embedding", default="umap", choices=["pca", "umap"])
     ap.add_argument("--no-warmup", action="store_true", help="time the first size cold (numba compiling UMAP)")
     ap.add_argument("--plain", action="store_true", help="the older plain vs calibrated analysis comparison")
+    ap.add_argument("--serial", action="store_true", help="draw the page after the analysis, not meanwhile")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.plain:
@@ -121,8 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         out[f"seconds_{n}_analysis"] = round(s["analysis"], 2)
         out[f"seconds_{n}_page"] = round(s["page"], 2)
         out[f"figures_{n}"] = s["figures"]
-        out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers are the forkserver's children: not counted
+        out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers (and the drawer) are the forkserver's children: not counted
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
+        out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
+        out[f"overlapped_page_{n}"] = s["overlapped"]  # a second process drew
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "

@@ -6,6 +6,7 @@ The pipeline (and what it imports: torch, scikit-learn) is imported inside each 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -74,9 +75,10 @@ def report(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine)
-    with RichProgress() as progress:
-        result = pipeline.stored_analysis(zoo, inputs, opts) or pipeline.analyze(zoo, inputs, opts, progress)
-    pipeline.write_report(zoo, result, inputs, out, json_out)
+    with contextlib.ExitStack() as stack:
+        with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process
+            result, drawn = stack.enter_context(pipeline.report_analysis(zoo, inputs, opts, progress))
+        pipeline.write_report(zoo, result, inputs, out, json_out, drawn=drawn)
     print_scorecard(result)
     console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(out.parent / 'figures')})"
                   + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))

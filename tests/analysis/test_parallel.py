@@ -63,3 +63,43 @@ def test_pooled_page_equals_serial(monkeypatch):
     pooled = page(res, formats=("png",))
     assert pooled.html == serial.html
     assert [(f.name, f.files) for f in pooled.figures] == [(f.name, f.files) for f in serial.figures]
+
+
+def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
+    """SectionDrawer: the fingerprints' figures drawn in a second process while the analysis runs give
+    the same HTML and figure bytes as page() drawing them afterwards (and page() redraws what it lacks)."""
+    from analysis.report import SectionDrawer, page
+
+    fps, table = _population(24, 2)
+    opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
+    monkeypatch.setenv(parallel.ENV, "2")
+    with SectionDrawer(24 * 2, formats=("png",)) as drawer:
+        assert drawer._pool is not None  # active: two workers, a small population
+        res = analyze(fps, table, opts, on_result=drawer)
+        ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
+        overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
+    assert sorted(ahead) == ["fp0", "fp1"]
+    alone = page(res, formats=("png",))
+    worker = page(res, formats=("png",), drawn=ahead)
+    partly = page(res, formats=("png",), drawn={"fp1": ahead["fp1"]})
+    for pg in (overlapped, worker, partly):
+        assert pg.html == alone.html
+        assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
+    monkeypatch.setenv(parallel.ENV, "1")
+    with SectionDrawer(24 * 2) as off:  # one worker: nothing drawn ahead, page() draws it all
+        analyze(fps[:1], table, opts, on_result=off)
+        assert off.views() == {}
+
+
+
+def test_section_drawer_only_with_two_workers_below_the_pool(monkeypatch):
+    from analysis.report import SectionDrawer
+
+    monkeypatch.setenv(parallel.ENV, "2")
+    with SectionDrawer(100) as small:
+        assert small.active
+    with SectionDrawer(parallel.MIN_ROWS) as large:  # the analysis has the pool
+        assert not large.active
+    monkeypatch.setenv(parallel.ENV, "1")
+    with SectionDrawer(100) as one:
+        assert not one.active

@@ -1,0 +1,75 @@
+"""analysis.kmeans's numpy k-means and silhouette equal scikit-learn's (issue 26 item 2)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import pairwise_distances, silhouette_score
+
+from analysis import clustering as cl
+from analysis.kmeans import kmeans_labels, silhouette_precomputed
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    out = []
+    for n, d in ((6, 1), (30, 2), (100, 10), (77, 13), (250, 5)):
+        out.append(rng.standard_normal((n, d)))  # no structure: many close calls between inits
+        out.append(rng.standard_normal((n, d)) + 4 * rng.integers(0, 3, (n, 1)))  # three blobs
+        out.append(rng.standard_normal((max(2, n // 8), d))[rng.integers(0, max(2, n // 8), n)])  # duplicates: empty clusters
+    out.append(np.round(rng.standard_normal((60, 3)), 1) * 1e6)  # large values, ties on a grid
+    return out
+
+
+@pytest.mark.parametrize("x", _data())
+def test_kmeans_labels_equal_sklearn(x):
+    rng = np.random.default_rng(len(x))
+    for k in range(2, min(9, len(x)) + 1):
+        seed = int(rng.integers(0, 2**31))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fewer distinct points than k
+            want = KMeans(k, n_init=5, random_state=seed).fit_predict(x)
+        got = kmeans_labels(x, k, 5, seed)
+        assert np.array_equal(got, want), (k, seed)
+
+
+def test_kmeans_other_settings_and_errors():
+    x = np.random.default_rng(3).standard_normal((40, 4))
+    for n_init, tol, max_iter in ((1, 1e-4, 300), (10, 0.0, 300), (3, 1e-1, 2)):
+        want = KMeans(4, n_init=n_init, tol=tol, max_iter=max_iter, random_state=7).fit_predict(x)
+        assert np.array_equal(kmeans_labels(x, 4, n_init, 7, max_iter, tol), want)
+    with pytest.raises(ValueError, match="k = 41 clusters for 40 models"):
+        kmeans_labels(x, 41)
+
+
+def test_silhouette_equals_sklearn():
+    rng = np.random.default_rng(1)
+    for n, k in ((5, 2), (40, 3), (100, 8), (300, 4)):
+        x = rng.standard_normal((n, 6))
+        d = pairwise_distances(x)
+        lab = np.r_[np.arange(k), rng.integers(0, k, n - k)]
+        assert abs(silhouette_precomputed(d, lab) - silhouette_score(d, lab, metric="precomputed")) < 1e-12
+        assert abs(silhouette_precomputed(d, lab.astype(str)) - silhouette_score(d, lab, metric="precomputed")) < 1e-12
+    d = pairwise_distances(rng.standard_normal((10, 2)))
+    assert np.isnan(silhouette_precomputed(d, np.zeros(10, int)))  # one cluster
+    assert np.isnan(silhouette_precomputed(d, np.arange(10)))  # every model its own
+    d[0, 0] = 1.0
+    assert np.isnan(silhouette_precomputed(d, np.arange(10) % 2))  # scikit-learn refuses a non-zero diagonal
+
+
+def test_basin_clusterer_unchanged_by_the_numpy_kmeans(monkeypatch):
+    """The clustering (labels, k, every k's silhouette) is the same with scikit-learn's KMeans."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((120, 20)) + 3 * rng.integers(0, 3, (120, 1))
+    fast = cl.BasinClusterer("kmeans", random_state=5).fit(x)
+    monkeypatch.setattr(cl, "KMEANS_NUMPY_MAX", 0)
+    monkeypatch.setattr(cl, "SILHOUETTE_SAMPLE", 0)  # scikit-learn's silhouette_score too (no sample: n <= 4000)
+    monkeypatch.setattr(cl, "silhouette", lambda data, labels, metric="euclidean", random_state=0: float(
+        silhouette_score(data, labels, metric=metric)))
+    slow = cl.BasinClusterer("kmeans", random_state=5).fit(x)
+    assert np.array_equal(fast.labels_, slow.labels_) and fast.n_clusters_ == slow.n_clusters_
+    assert fast.scores_.keys() == slow.scores_.keys()
+    assert all(abs(fast.scores_[k] - slow.scores_[k]) < 1e-12 for k in fast.scores_)
