@@ -16,7 +16,8 @@ On a zoo with groups (a ``model.sweep``, e.g. two attention rates: ``modadd-basi
 is itself a cause of the algorithm, so the script adds the label counts per group, each
 fingerprint's AMI with the group over every model (``ami_group_all``: does it merely separate the
 groups?) and the clock-vs-pizza pass again inside each group where both occur (``within``: k, AMI,
-probe AUROC, uncalibrated).
+probe AUROC, uncalibrated), and the same with every model of a group and the three-valued label
+(``within_all``: e.g. pizza vs mixed at a rate that gives no clock).
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ def same_init_agreement(col: np.ndarray, init: np.ndarray) -> tuple[float, float
     return float(np.mean(same)) if same else float("nan"), float(np.mean(every))
 
 
-def within_groups(label: np.ndarray, group: np.ndarray) -> dict[str, np.ndarray]:
-    """``{group: mask}`` of the clock and pizza models of each group in which both occur (a group
-    with one algorithm has nothing to separate inside it)."""
+def within_groups(label: np.ndarray, group: np.ndarray, labels: tuple[str, ...] | None = ("clock", "pizza")
+                  ) -> dict[str, np.ndarray]:
+    """``{group: mask}`` of each group's models with one of ``labels`` (None: every model), for the
+    groups in which at least two of them occur (a group of one label has nothing to separate)."""
     out = {}
     for g in sorted(set(group.tolist())):
-        mask = (group == g) & np.isin(label, ("clock", "pizza"))
-        if {"clock", "pizza"} <= set(label[mask].tolist()):
+        mask = (group == g) & (np.isin(label, labels) if labels else True)
+        if len(set(label[mask].tolist())) >= 2:
             out[str(g)] = mask
     return out
 
@@ -81,11 +83,13 @@ def main() -> None:
     opts = options_for(zoo, calibrate=False)
     inputs = inputs_for(zoo, args.fp, opts.label)
     cp = analyze(inputs, {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
-    within = {}
+    within: dict = {"within": {}, "within_all": {}}
     if group is not None and len(set(group.tolist())) > 1:
         tlabel, tgroup = (np.asarray([str(x) for x in table[c]]) for c in ("deep_label", "group"))
-        for g, mask in within_groups(tlabel, tgroup).items():
-            within[g] = (dict(Counter(tlabel[mask].tolist())), analyze(inputs, {k: np.asarray(v)[mask] for k, v in table.items()}, opts))
+        for name, labels in (("within", ("clock", "pizza")), ("within_all", None)):
+            for g, mask in within_groups(tlabel, tgroup, labels).items():
+                within[name][g] = (dict(Counter(tlabel[mask].tolist())),
+                                   analyze(inputs, {k: np.asarray(v)[mask] for k, v in table.items()}, opts))
     rows = []
     for a in by_init.scorecard:
         f = by_init.fingerprint(a.fingerprint)
@@ -101,10 +105,11 @@ def main() -> None:
                      "error": a.error})
         if group is not None and len(set(group.tolist())) > 1:
             rows[-1]["ami_group_all"] = r(f.alignment.get("group"))
-            rows[-1]["within"] = {}
-            for g, (counts, res) in within.items():
-                w = next(x for x in res.scorecard if x.fingerprint == a.fingerprint)
-                rows[-1]["within"][g] = {"labels": counts, "k": w.n_clusters, "ami": r(w.deep_ami), "probe_auroc": r(w.probe_auroc)}
+            for name, passes in within.items():
+                rows[-1][name] = {}
+                for g, (counts, res) in passes.items():
+                    w = next(x for x in res.scorecard if x.fingerprint == a.fingerprint)
+                    rows[-1][name][g] = {"labels": counts, "k": w.n_clusters, "ami": r(w.deep_ami), "probe_auroc": r(w.probe_auroc)}
         print(json.dumps(rows[-1]))
     if args.json:
         args.json.write_text(json.dumps({**out, "fingerprints": rows}, indent=2) + "\n")
