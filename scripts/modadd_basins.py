@@ -11,6 +11,13 @@ fingerprint's clusters with key_freqs over the whole population (``alignment``).
 (``*_cp`` columns) scores the clock and pizza models only (these two passes uncalibrated: AMIs and
 probe AUROCs, no intervals): the `mixed` ones are left out of the
 model table, so the analysis leaves them out (nothing is stored for it).
+
+On a zoo with groups (a ``model.sweep``, e.g. two attention rates: ``modadd-basins-mixed``) the rate
+is itself a cause of the algorithm, so the script adds the label counts per group, each
+fingerprint's AMI with the group over every model (``ami_group_all``: does it merely separate the
+groups?) and the clock-vs-pizza pass again inside each group where both occur (``within``: k, AMI,
+probe AUROC, uncalibrated), and the same with every model of a group and the three-valued label
+(``within_all``: e.g. pizza vs mixed at a rate that gives no clock).
 """
 
 from __future__ import annotations
@@ -36,6 +43,18 @@ def same_init_agreement(col: np.ndarray, init: np.ndarray) -> tuple[float, float
     return float(np.mean(same)) if same else float("nan"), float(np.mean(every))
 
 
+def within_groups(label: np.ndarray, group: np.ndarray, labels: tuple[str, ...] | None = ("clock", "pizza")
+                  ) -> dict[str, np.ndarray]:
+    """``{group: mask}`` of each group's models with one of ``labels`` (None: every model), for the
+    groups in which at least two of them occur (a group of one label has nothing to separate)."""
+    out = {}
+    for g in sorted(set(group.tolist())):
+        mask = (group == g) & (np.isin(label, labels) if labels else True)
+        if len(set(label[mask].tolist())) >= 2:
+            out[str(g)] = mask
+    return out
+
+
 def r(v):
     return None if v is None else round(float(v), 3)
 
@@ -53,13 +72,24 @@ def main() -> None:
     init = np.asarray(m["init_seed"])
     out: dict = {"n": len(label), "labels": dict(Counter(label.tolist())), "key_freqs": dict(Counter(freqs.tolist())),
                  "same_init_label": same_init_agreement(label, init), "same_init_key_freqs": same_init_agreement(freqs, init)}
+    group = np.asarray([str(x) for x in m["group"]]) if "group" in m.names() else None
+    if group is not None and len(set(group.tolist())) > 1:
+        out["labels_by_group"] = {g: dict(Counter(label[group == g].tolist())) for g in sorted(set(group.tolist()))}
     print(json.dumps(out))
     by_init = scorecard(zoo, args.fp)
     by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False)  # AMIs only: no intervals or p-values
     table = model_table(zoo)
     keep = np.asarray([str(x) != "mixed" for x in table["deep_label"]])
     opts = options_for(zoo, calibrate=False)
-    cp = analyze(inputs_for(zoo, args.fp, opts.label), {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
+    inputs = inputs_for(zoo, args.fp, opts.label)
+    cp = analyze(inputs, {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
+    within: dict = {"within": {}, "within_all": {}}
+    if group is not None and len(set(group.tolist())) > 1:
+        tlabel, tgroup = (np.asarray([str(x) for x in table[c]]) for c in ("deep_label", "group"))
+        for name, labels in (("within", ("clock", "pizza")), ("within_all", None)):
+            for g, mask in within_groups(tlabel, tgroup, labels).items():
+                within[name][g] = (dict(Counter(tlabel[mask].tolist())),
+                                   analyze(inputs, {k: np.asarray(v)[mask] for k, v in table.items()}, opts))
     rows = []
     for a in by_init.scorecard:
         f = by_init.fingerprint(a.fingerprint)
@@ -73,6 +103,13 @@ def main() -> None:
                      "k_cp": c.n_clusters, "deep_ami_cp": r(c.deep_ami), "deep_ami_ci_cp": c.deep_ami_ci,
                      "probe_auroc_cp": r(c.probe_auroc), "noise_ami_init_cp": r(c.noise_ami), "verdict_cp": c.verdict,
                      "error": a.error})
+        if group is not None and len(set(group.tolist())) > 1:
+            rows[-1]["ami_group_all"] = r(f.alignment.get("group"))
+            for name, passes in within.items():
+                rows[-1][name] = {}
+                for g, (counts, res) in passes.items():
+                    w = next(x for x in res.scorecard if x.fingerprint == a.fingerprint)
+                    rows[-1][name][g] = {"labels": counts, "k": w.n_clusters, "ami": r(w.deep_ami), "probe_auroc": r(w.probe_auroc)}
         print(json.dumps(rows[-1]))
     if args.json:
         args.json.write_text(json.dumps({**out, "fingerprints": rows}, indent=2) + "\n")

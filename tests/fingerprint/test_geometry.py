@@ -179,3 +179,38 @@ def test_the_basins_configs_hold_one_rate_and_two_data_orders_per_init():
         assert get_task("modadd", cfg.task.params).n_key_freqs == 2
         specs = RunConfig.load(name).fingerprints.names  # resolves every spec: a typo would fail here
         assert {s.split(":")[0] for s in specs} >= {"input-grad-symmetry", "activation-spectrum"}
+
+
+def test_the_mixed_rate_configs_hold_two_rates_and_two_data_orders_per_init():
+    for name in ("modadd-basins-mixed-quick", "modadd-basins-mixed"):
+        cfg = load_config(name)
+        assert cfg.task.name == "modadd" and cfg.seeds.data >= 2 and cfg.seeds.init >= 6
+        rates = cfg.model.sweep["attention_rate"]
+        assert len(rates) == 2 and min(rates) < 0.5 < max(rates), name  # one rate on either side of 0.5
+        assert get_task("modadd", cfg.task.params).n_key_freqs == 2
+        specs = RunConfig.load(name).fingerprints.names
+        assert {s.split(":")[0] for s in specs} >= {"input-grad-symmetry", "activation-spectrum"}
+
+
+def test_a_zoo_of_two_attention_rates_runs_each_group_with_its_own_rate(tmp_path):
+    """A `model.sweep` over attention_rate keeps one architecture's shapes, so nothing stops the two
+    groups' weights from being stacked; each group must still run with its own rate. Its
+    fingerprints equal those of two single-rate zoos of the same seeds (rate 0 and 1 give different
+    input gradients, so running a group with the other's rate would show)."""
+    swept = TINY_MODADD.replace("attention_rate = 0.5", "sweep = { attention_rate = [0.0, 1.0] }")
+    (tmp_path / "s.toml").write_text(swept.replace("data = 2", "data = 1"))
+    run_sweep(load_config(tmp_path / "s.toml"), tmp_path / "swept")
+    zoo = fingerprint.Zoo.open(tmp_path / "swept")
+    groups = [str(g) for g in zoo.models["group"]]
+    assert sorted(set(groups)) == ["model.attention_rate=0.0", "model.attention_rate=1.0"]
+    got = np.asarray(fingerprint.extract(zoo, ["input-grad-symmetry"])[0].values, dtype=np.float64)
+    for rate in (0.0, 1.0):
+        (tmp_path / f"r{rate}.toml").write_text(TINY_MODADD.replace("attention_rate = 0.5", f"attention_rate = {rate}")
+                                                .replace("data = 2", "data = 1"))
+        run_sweep(load_config(tmp_path / f"r{rate}.toml"), tmp_path / f"r{rate}")
+        single = fingerprint.Zoo.open(tmp_path / f"r{rate}")
+        want = np.asarray(fingerprint.extract(single, ["input-grad-symmetry"])[0].values, dtype=np.float64)
+        mine = [i for i, g in enumerate(groups) if g == f"model.attention_rate={rate}"]
+        assert np.allclose(zoo.params(None)["embed.weight"][mine], single.params(None)["embed.weight"])  # the same training
+        assert np.allclose(got[mine], want, atol=1e-5), rate
+    assert not np.allclose(got[:2], got[2:], atol=1e-2)  # the two rates do differ
