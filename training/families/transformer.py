@@ -28,7 +28,7 @@ from torch import nn
 from training.core.errors import UserError
 from training.core.validate import positive, within
 from training.families.base import Family, HookPoints, get_activation, register_family
-from training.families.layers import linear
+from training.families.layers import linear, relu_mlp
 
 
 @register_family
@@ -128,6 +128,9 @@ class TransformerFamily(Family):
     def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
         hooks = HookPoints(capture, edit)
+        # Nothing captured or edited (training, outputs): the pass may skip what cannot reach the
+        # outputs and use the fused attention and MLP; torch.func transforms get the plain ops.
+        fast = not (hooks.capture or hooks.edit or torch._C._are_functorch_transforms_active())
         n = params["pos.weight"].shape[0]
         d, H = self.d_model, self.n_heads
         dh = d // H
@@ -141,62 +144,79 @@ class TransformerFamily(Family):
             flat = x.reshape(B * T, -1) if shared else x.reshape(n, B * T, -1)
             h = linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
         h = hooks("embed", h + params["pos.weight"][:, None, :T])
-        if self.causal:
-            mask = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()
-            uniform = mask.float() / mask.sum(1, keepdim=True)
-        else:
-            mask = None
-            uniform = torch.full((T, T), 1.0 / T, device=h.device)
+        pos = torch.arange(T, device=h.device)
+        allowed = pos[None, :] <= pos[:, None] if self.causal else torch.ones(T, T, dtype=torch.bool, device=h.device)
+        uniform = allowed.float() / allowed.sum(1, keepdim=True)
         act = get_activation(self.activation)
-
-        def per_position(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(n, B, T, -1)
-
-        def flat(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(n, B * T, -1)
+        keep = self._kept_positions(T) if fast else slice(None)
 
         for i in range(self.n_layers):
             b, a = f"blocks.{i}", f"block{i}"
+            # the last block's queries, attention output and MLP only where the readout reads them
+            rows = keep if i == self.n_layers - 1 else slice(None)
+            Tq = len(range(T)[rows])
             z = self._ln(h, params, f"{b}.ln1") if self.layernorm else h
-            zf = z.reshape(n, B * T, d)
-            q, k, v = (torch.bmm(zf, params[f"{b}.attn.{m}.weight"].transpose(1, 2)).reshape(n, B, T, H, dh).transpose(2, 3)
-                       for m in ("q", "k", "v"))
-            if self.attention_rate > 0:
-                scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [n, B, H, T, T]
-                if mask is not None:
-                    scores = scores.masked_fill(~mask, float("-inf"))
-                pattern = torch.softmax(scores, -1)
-                if self.attention_rate < 1:
-                    pattern = self.attention_rate * pattern + (1 - self.attention_rate) * uniform
+            zf, rate = z.reshape(n, B * T, d), self.attention_rate
+            if rate == 0:  # constant attention: queries and keys are unused (and get no gradient)
+                v = torch.bmm(zf, params[f"{b}.attn.v.weight"].transpose(1, 2)).view(n, B, T, d)
+                if fast:
+                    o = torch.matmul(uniform[rows], v).reshape(n, B * Tq, d)  # one product per model and input
+                else:
+                    pattern = hooks(f"{a}.attn.pattern", uniform[rows].expand(n, B, H, Tq, T))
+                    o = (pattern @ v.view(n, B, T, H, dh).transpose(2, 3)).transpose(2, 3).reshape(n, B * Tq, d)
             else:
-                pattern = uniform.expand(n, B, H, T, T)
-            pattern = hooks(f"{a}.attn.pattern", pattern)
-            o = (pattern @ v).transpose(2, 3).reshape(n, B * T, d)
-            o = hooks(f"{a}.attn.out", torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, T, d))
-            h = hooks(f"{a}.resid_mid", h + o)
+                # q, k, v as one product; 1/sqrt(dh) folded into the queries' weights
+                w = torch.cat([params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh)), params[f"{b}.attn.k.weight"],
+                               params[f"{b}.attn.v.weight"]], 1)
+                qkv = torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, 3, H, dh)
+                if fast:
+                    attention = SmallTAttention if T <= SMALL_T else BatchedAttention
+                    o = attention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
+                else:
+                    q, k, v = qkv.unbind(3)  # (unbind's backward stacks the three gradients in one pass)
+                    q, k, v = q[:, :, rows].transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3)
+                    scores = (q @ k.transpose(-1, -2)).masked_fill(~allowed[rows], float("-inf"))  # [n, B, H, Tq, T]
+                    pattern = torch.softmax(scores, -1)
+                    if rate < 1:
+                        pattern = rate * pattern + (1 - rate) * uniform[rows]
+                    pattern = hooks(f"{a}.attn.pattern", pattern)
+                    o = (pattern @ v).transpose(2, 3).reshape(n, B * Tq, d)
+            o = hooks(f"{a}.attn.out", torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, Tq, d))
+            h = hooks(f"{a}.resid_mid", h[:, :, rows] + o)
             z = self._ln(h, params, f"{b}.ln2") if self.layernorm else h
-            pre = linear(z.reshape(n, B * T, d), params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"])
-            # the MLP runs on [n, B*T, .]; its hook points see [n, B, T, .]
-            pre = hooks(f"{a}.mlp.pre", pre, per_position, flat)
-            post = hooks(f"{a}.mlp.post", act(pre), per_position, flat)
-            m = linear(post, params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]).reshape(n, B, T, d)
+            w1, b1 = params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"]
+            w2, b2 = params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]
+            if fast and self.activation == "relu":
+                m = relu_mlp(z.reshape(n, B * Tq, d), w1, b1, w2, b2).reshape(n, B, Tq, d)
+            else:
+                per_position = lambda t: t.reshape(n, B, Tq, -1)  # noqa: E731
+                flat = lambda t: t.reshape(n, B * Tq, -1)  # noqa: E731
+                # the MLP runs on [n, B*T, .]; its hook points see [n, B, T, .]
+                pre = hooks(f"{a}.mlp.pre", linear(z.reshape(n, B * Tq, d), w1, b1), per_position, flat)
+                post = hooks(f"{a}.mlp.post", act(pre), per_position, flat)
+                m = linear(post, w2, b2).reshape(n, B, Tq, d)
             h = hooks(f"{a}.resid_post", h + m)
         if self.layernorm:
             h = self._ln(h, params, "ln_f")
-        if self.readout == "last":
-            out = linear(h[:, :, -1], params["out.weight"], params["out.bias"])
-        elif self.readout == "even":
-            he = h[:, :, 0::2]
-            out = linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"]).reshape(n, B, he.shape[2], -1)
+        if keep != slice(None):  # h holds the readout positions only
+            he = h
+        elif self.readout == "last":
+            he = h[:, :, -1:]
         else:
-            out = linear(h.reshape(n, B * T, d), params["out.weight"], params["out.bias"]).reshape(n, B, T, -1)
+            he = h[:, :, 0::2] if self.readout == "even" else h
+        out = linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"])
+        out = out.reshape(n, B, -1) if self.readout == "last" else out.reshape(n, B, he.shape[2], -1)
         return hooks("out", out), hooks.acts
+
+    def _kept_positions(self, T: int) -> slice:
+        """The positions whose last-block output reaches the readout (a slice of ``range(T)``)."""
+        return {"last": slice(T - 1, T), "even": slice(0, T, 2)}.get(self.readout, slice(None))
 
     @staticmethod
     def _ln(h, params, name):
         w, b = params[f"{name}.weight"], params[f"{name}.bias"]
         shape = (w.shape[0],) + (1,) * (h.dim() - 2) + (w.shape[1],)
-        return F.layer_norm(h, h.shape[-1:]) * w.reshape(shape) + b.reshape(shape)
+        return torch.addcmul(b.reshape(shape), F.layer_norm(h, h.shape[-1:]), w.reshape(shape))
 
     def module(self) -> nn.Module:
         return TransformerModule(self)
@@ -230,3 +250,118 @@ class TransformerModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {k: v.unsqueeze(0) for k, v in self.named_parameters()}
         return self.fam(params, x)[0]
+
+
+SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
+
+
+class SmallTAttention(torch.autograd.Function):
+    """Attention over a short sequence as elementwise products over the model and batch axes, with
+    its backward by hand: ``qkv [n, B, T, 3, H, dh]`` (the fused projection; the queries' scale
+    already in it), queries at the positions ``rows`` (a slice) -> ``[n, B, Tq, H, dh]``.
+
+    At T = 2 (modadd) ``q @ k^T`` as a batched matmul is n * B * H products of ``[2, 16] x [16, 2]``,
+    each dominated by the call's overhead, and autograd's backward builds each of q, k and v's
+    gradients as a zero-filled ``[n, B, T, 3, H, dh]`` tensor (a select's backward) before summing
+    them. Here each key position is one broadcast product, and the backward writes q, k and v's
+    gradients into their slices of one tensor. ``allowed [Tq, T]`` is the causal mask,
+    ``uniform [Tq, T]`` the constant pattern mixed in at ``1 - rate`` (``0 < rate <= 1``).
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, rows: slice, allowed: torch.Tensor, uniform: torch.Tensor, rate: float):
+        T = qkv.shape[2]
+        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        s = torch.stack([(q * k[:, :, j, None]).sum(-1) for j in range(T)], -1)  # [n, B, Tq, H, T]
+        soft = torch.softmax(s.masked_fill_(~allowed[:, None], float("-inf")), -1)
+        p = soft if rate == 1 else torch.add(uniform[:, None] * (1 - rate), soft, alpha=rate)
+        o = p[..., 0, None] * v[:, :, 0, None]
+        for j in range(1, T):
+            o.addcmul_(p[..., j, None], v[:, :, j, None])
+        ctx.rows, ctx.rate = rows, rate
+        ctx.save_for_backward(qkv, soft, p)
+        return o
+
+    @staticmethod
+    def backward(ctx, go: torch.Tensor):
+        qkv, soft, p = ctx.saved_tensors
+        rows, rate = ctx.rows, ctx.rate
+        T, Tq = qkv.shape[2], p.shape[2]
+        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        g = torch.empty_like(qkv)
+        gq, gk, gv = g[:, :, rows, 0], g[:, :, :, 1], g[:, :, :, 2]
+
+        def over_queries(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+            """``out [n, B, 1, H, dh]``, a slice of ``g``, = the sum over queries of ``a * b``."""
+            if Tq == 1:
+                torch.mul(a, b, out=out)
+            else:
+                torch.sum(a * b, 2, keepdim=True, out=out)
+
+        for j in range(T):  # v_j's gradient: sum over queries of p[t, j] * go[t]
+            over_queries(p[..., j, None], go, gv[:, :, j : j + 1])
+        if Tq < T:  # queries not computed at the other positions
+            g[:, :, :, 0].zero_()
+        gp = torch.stack([(go * v[:, :, j, None]).sum(-1) for j in range(T)], -1)  # [n, B, Tq, H, T]
+        if rate != 1:
+            gp.mul_(rate)
+        gs = torch._softmax_backward_data(gp, soft, -1, soft.dtype)
+        torch.mul(gs[..., 0, None], k[:, :, 0, None], out=gq)
+        for j in range(1, T):
+            gq.addcmul_(gs[..., j, None], k[:, :, j, None])
+        for j in range(T):  # k_j's gradient: sum over queries of gs[t, j] * q[t]
+            over_queries(gs[..., j, None], q, gk[:, :, j : j + 1])
+        return g, None, None, None, None
+
+
+class BatchedAttention(torch.autograd.Function):
+    """Attention as batched matmuls over ``n * B * H`` small ``[T, dh]`` matrices, with its backward by
+    hand: ``qkv [n, B, T, 3, H, dh]`` (the fused projection; the queries' scale already in it),
+    queries at the positions ``rows`` (a slice) -> ``[n, B, Tq, H, dh]``.
+
+    q, k and v are laid out head-major in one copy (autograd's 5-d matmuls copy each operand, and
+    each gradient, separately), the causal mask is applied in place, and the backward's matmuls
+    write q, k and v's gradients straight into one head-major buffer. ``allowed [Tq, T]``,
+    ``uniform [Tq, T]`` and ``rate`` as in :class:`SmallTAttention`.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, rows: slice, allowed: torch.Tensor, uniform: torch.Tensor, rate: float):
+        n, B, T, _, H, dh = qkv.shape
+        N = n * B * H
+        x = qkv.permute(3, 0, 1, 4, 2, 5).contiguous()  # [3, n, B, H, T, dh]
+        q = x[0][..., rows, :].reshape(N, -1, dh)
+        k, v = x[1].view(N, T, dh), x[2].view(N, T, dh)
+        Tq = q.shape[1]
+        s = torch.bmm(q, k.transpose(1, 2))
+        if not bool(allowed.all()):
+            s.masked_fill_(~allowed, float("-inf"))
+        soft = torch.softmax(s, -1)
+        p = soft if rate == 1 else torch.add(uniform * (1 - rate), soft, alpha=rate)
+        o = torch.bmm(p, v).view(n, B, H, Tq, dh).transpose(2, 3)
+        ctx.rows, ctx.rate, ctx.Tq = rows, rate, Tq
+        ctx.save_for_backward(x, soft, p)
+        return o
+
+    @staticmethod
+    def backward(ctx, go: torch.Tensor):
+        x, soft, p = ctx.saved_tensors
+        rows, rate, Tq = ctx.rows, ctx.rate, ctx.Tq
+        _, n, B, H, T, dh = x.shape
+        N = n * B * H
+        q = x[0][..., rows, :].reshape(N, Tq, dh)
+        k, v = x[1].view(N, T, dh), x[2].view(N, T, dh)
+        go = go.transpose(2, 3).reshape(N, Tq, dh)  # [n, B, Tq, H, dh] -> head-major (a copy)
+        g = torch.empty_like(x)
+        torch.bmm(p.transpose(1, 2), go, out=g[2].view(N, T, dh))
+        gp = torch.bmm(go, v.transpose(1, 2))
+        if rate != 1:
+            gp.mul_(rate)
+        gs = torch._softmax_backward_data(gp, soft, -1, soft.dtype)
+        torch.bmm(gs.transpose(1, 2), q, out=g[1].view(N, T, dh))
+        if Tq == T:
+            torch.bmm(gs, k, out=g[0].view(N, T, dh))
+        else:
+            g[0].zero_()
+            g[0][..., rows, :] = torch.bmm(gs, k).view(n, B, H, Tq, dh)
+        return g.permute(1, 2, 4, 0, 3, 5), None, None, None, None
