@@ -92,7 +92,9 @@ class ReluMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor):
-        post = torch.ops.aten._add_relu_(torch.bmm(h, w1.transpose(1, 2)), b1.unsqueeze(1))
+        pre = torch.bmm(h, w1.transpose(1, 2))
+        # aten::_add_relu_ (bias add and ReLU in one pass) has only a CPU kernel
+        post = torch.ops.aten._add_relu_(pre, b1.unsqueeze(1)) if pre.device.type == "cpu" else pre.add_(b1.unsqueeze(1)).relu_()
         return torch.bmm(post, w2.transpose(1, 2)).add_(b2.unsqueeze(1)), post
 
     @staticmethod

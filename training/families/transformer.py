@@ -268,55 +268,74 @@ class SmallTAttention(torch.autograd.Function):
     At T = 2 (modadd) ``q @ k^T`` as a batched matmul is n * B * H products of ``[2, 16] x [16, 2]``,
     each dominated by the call's overhead, and autograd's backward builds each of q, k and v's
     gradients as a zero-filled ``[n, B, T, 3, H, dh]`` tensor (a select's backward) before summing
-    them. Here each key position is one broadcast product, and the backward writes q, k and v's
-    gradients into their slices of one tensor. ``allowed [Tq, T]`` is the causal mask,
-    ``uniform [Tq, T]`` the constant pattern mixed in at ``1 - rate`` (``0 < rate <= 1``).
+    them. Here scores and pattern are one ``[n, B, Tq, H]`` tensor per key position, so every op is
+    a contiguous elementwise pass (a softmax over a last axis of 2, or a product broadcast over the
+    head dim, runs ~10x slower than one), and the backward assembles q, k and v's gradients in one
+    copy. ``allowed [Tq, T]`` is the causal mask, ``uniform [Tq, T]`` the constant pattern mixed in
+    at ``1 - rate`` (``0 < rate <= 1``).
     """
 
     @staticmethod
     def forward(ctx, qkv: torch.Tensor, rows: slice, allowed: torch.Tensor, uniform: torch.Tensor, rate: float):
-        T = qkv.shape[2]
+        T, dh = qkv.shape[2], qkv.shape[-1]
         q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
-        s = torch.stack([(q * k[:, :, j, None]).sum(-1) for j in range(T)], -1)  # [n, B, Tq, H, T]
-        soft = torch.softmax(s.add_(_mask_bias(allowed)[:, None]), -1)
-        p = soft if rate == 1 else torch.add(uniform[:, None] * (1 - rate), soft, alpha=rate)
-        o = p[..., 0, None] * v[:, :, 0, None]
+        s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
+        for j in range(T):
+            if not bool(allowed[:, j].all()):
+                s[j] = s[j] + _mask_bias(allowed[:, j])[:, None]
+        m = s[0]
+        for x in s[1:]:
+            m = torch.maximum(m, x)
+        e = [torch.exp(x - m) for x in s]
+        z = e[0].clone()
+        for x in e[1:]:
+            z.add_(x)
+        soft = [x.div_(z) for x in e]
+        p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
+        o = _per_dim(p[0], dh) * v[:, :, 0, None]
         for j in range(1, T):
-            o.addcmul_(p[..., j, None], v[:, :, j, None])
+            o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
         ctx.rows, ctx.rate = rows, rate
-        ctx.save_for_backward(qkv, soft, p)
+        ctx.save_for_backward(qkv, torch.stack(soft), torch.stack(p) if rate != 1 else None)
         return o
 
     @staticmethod
     def backward(ctx, go: torch.Tensor):
-        qkv, soft, p = ctx.saved_tensors
+        qkv, soft_t, p_t = ctx.saved_tensors
         rows, rate = ctx.rows, ctx.rate
-        T, Tq = qkv.shape[2], p.shape[2]
+        n, B, T, _, H, dh = qkv.shape
         q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
-        g = torch.empty_like(qkv)
-        gq, gk, gv = g[:, :, rows, 0], g[:, :, :, 1], g[:, :, :, 2]
+        soft = soft_t.unbind(0)
+        p = soft if p_t is None else p_t.unbind(0)
+        Tq = soft[0].shape[2]
+        go = go.contiguous()
 
-        def over_queries(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-            """``out [n, B, 1, H, dh]``, a slice of ``g``, = the sum over queries of ``a * b``."""
-            if Tq == 1:
-                torch.mul(a, b, out=out)
-            else:
-                torch.sum(a * b, 2, keepdim=True, out=out)
+        def over_queries(t: torch.Tensor) -> torch.Tensor:  # [n, B, Tq, H, dh] -> [n, B, H, dh]
+            return t.squeeze(2) if Tq == 1 else t.sum(2)
 
-        for j in range(T):  # v_j's gradient: sum over queries of p[t, j] * go[t]
-            over_queries(p[..., j, None], go, gv[:, :, j : j + 1])
-        if Tq < T:  # queries not computed at the other positions
-            g[:, :, :, 0].zero_()
-        gp = torch.stack([(go * v[:, :, j, None]).sum(-1) for j in range(T)], -1)  # [n, B, Tq, H, T]
+        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
         if rate != 1:
-            gp.mul_(rate)
-        gs = torch._softmax_backward_data(gp, soft, -1, soft.dtype)
-        torch.mul(gs[..., 0, None], k[:, :, 0, None], out=gq)
+            gp = [x.mul_(rate) for x in gp]
+        dot = soft[0] * gp[0]
         for j in range(1, T):
-            gq.addcmul_(gs[..., j, None], k[:, :, j, None])
-        for j in range(T):  # k_j's gradient: sum over queries of gs[t, j] * q[t]
-            over_queries(gs[..., j, None], q, gk[:, :, j : j + 1])
-        return g, None, None, None, None
+            dot.addcmul_(soft[j], gp[j])
+        gs = [soft[j] * (gp[j] - dot) for j in range(T)]  # the softmax's backward
+        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
+        for j in range(1, T):
+            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+        query_at = {t: i for i, t in enumerate(range(T)[rows])}
+        zero = qkv.new_zeros(()).expand(n, B, H, dh)
+        pieces = []
+        for j in range(T):  # g[:, :, j, 0 / 1 / 2]: q, k and v's gradients at position j
+            pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
+                       over_queries(_per_dim(p[j], dh) * go)]
+        return torch.stack(pieces, 2).view(qkv.shape), None, None, None, None
+
+
+def _per_dim(t: torch.Tensor, dh: int) -> torch.Tensor:
+    """``[..., H] -> [..., H, dh]``, materialized: products with a contiguous operand vectorize, a
+    broadcast over the innermost axis does not."""
+    return t.unsqueeze(-1).expand(*t.shape, dh).contiguous()
 
 
 class BatchedAttention(torch.autograd.Function):
