@@ -457,3 +457,16 @@ def test_transformer_training_pass_equals_the_hooked_pass(shape, hp):
             assert (a is None) == (b is None), k
             if a is not None:
                 assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
+
+
+@pytest.mark.parametrize("shape,hp", [((2,), {"vocab": 9, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}),
+                                      ((6,), {"vocab": 9, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_layers": 2,
+                                              "layernorm": True, "readout": "even"})])
+def test_transformer_training_pass_runs_off_the_cpu(shape, hp):
+    """No CPU-only op or CPU tensor in the training pass (``--device cuda``): forward and backward run
+    on torch's ``meta`` device (shapes only; no GPU on the test hosts)."""
+    fam = get_family("transformer", shape, 5, hp)
+    params = {k: v.to("meta").requires_grad_(True) for k, v in fam.init([0, 1]).items()}
+    out = fam(params, torch.randint(0, 9, (4, *shape)).to("meta"))
+    grads = torch.autograd.grad(out.sum(), list(params.values()))
+    assert out.shape[:2] == (2, 4) and all(g.shape == p.shape for g, p in zip(grads, params.values()))

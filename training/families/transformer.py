@@ -144,8 +144,10 @@ class TransformerFamily(Family):
             flat = x.reshape(B * T, -1) if shared else x.reshape(n, B * T, -1)
             h = linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
         h = hooks("embed", h + params["pos.weight"][:, None, :T])
-        pos = torch.arange(T, device=h.device)
-        allowed = pos[None, :] <= pos[:, None] if self.causal else torch.ones(T, T, dtype=torch.bool, device=h.device)
+        pos = torch.arange(T)
+        # the mask stays on the CPU (the fused attentions read it without a device sync), a copy on h's device
+        allowed_cpu = pos[None, :] <= pos[:, None] if self.causal else torch.ones(T, T, dtype=torch.bool)
+        allowed = allowed_cpu.to(h.device)
         uniform = allowed.float() / allowed.sum(1, keepdim=True)
         act = get_activation(self.activation)
         keep = self._kept_positions(T) if fast else slice(None)
@@ -171,7 +173,7 @@ class TransformerFamily(Family):
                 qkv = torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, 3, H, dh)
                 if fast:
                     attention = SmallTAttention if T <= SMALL_T else BatchedAttention
-                    o = attention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
+                    o = attention.apply(qkv, rows, allowed_cpu[rows], uniform[rows], rate).reshape(n, B * Tq, d)
                 else:
                     q, k, v = qkv.unbind(3)  # (unbind's backward stacks the three gradients in one pass)
                     q, k, v = q[:, :, rows].transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3)
@@ -252,9 +254,10 @@ class TransformerModule(nn.Module):
         return self.fam(params, x)[0]
 
 
-def _mask_bias(allowed: torch.Tensor) -> torch.Tensor:
-    """0 where attention is allowed, -inf where it is masked: ``scores + bias`` is the masked scores."""
-    return torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+def _mask_bias(allowed: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """0 where attention is allowed, -inf where it is masked (on ``device``): ``scores + bias`` is the
+    masked scores."""
+    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(device)
 
 
 SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
@@ -271,7 +274,7 @@ class SmallTAttention(torch.autograd.Function):
     them. Here scores and pattern are one ``[n, B, Tq, H]`` tensor per key position, so every op is
     a contiguous elementwise pass (a softmax over a last axis of 2, or a product broadcast over the
     head dim, runs ~10x slower than one), and the backward assembles q, k and v's gradients in one
-    copy. ``allowed [Tq, T]`` is the causal mask, ``uniform [Tq, T]`` the constant pattern mixed in
+    copy. ``allowed [Tq, T]`` is the causal mask (on the CPU), ``uniform [Tq, T]`` the constant pattern mixed in
     at ``1 - rate`` (``0 < rate <= 1``).
     """
 
@@ -282,7 +285,7 @@ class SmallTAttention(torch.autograd.Function):
         s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
         for j in range(T):
             if not bool(allowed[:, j].all()):
-                s[j] = s[j] + _mask_bias(allowed[:, j])[:, None]
+                s[j] = s[j] + _mask_bias(allowed[:, j], qkv.device)[:, None]
         m = s[0]
         for x in s[1:]:
             m = torch.maximum(m, x)
@@ -359,7 +362,7 @@ class BatchedAttention(torch.autograd.Function):
         Tq = q.shape[1]
         s = torch.bmm(q, k.transpose(1, 2))
         if not bool(allowed.all()):  # the causal mask as an added 0 / -inf (a plain add: ~4x cheaper than masked_fill)
-            s.add_(_mask_bias(allowed))
+            s.add_(_mask_bias(allowed, qkv.device))
         soft = torch.softmax(s, -1)
         p = soft if rate == 1 else torch.add(uniform * (1 - rate), soft, alpha=rate)
         o = torch.bmm(p, v).view(n, B, H, Tq, dh).transpose(2, 3)
