@@ -94,8 +94,9 @@ def test_a_model_alone_and_in_any_batch_position_is_bit_identical(act, width, n_
     ("tiny-lm", {"vocab": 64, "d_model": 16, "n_heads": 4, "d_mlp": 24, "n_layers": 2, "layernorm": True, "readout": "all"}, 5),
 ])
 def test_a_transformer_alone_and_in_any_batch_position_is_bit_identical(task_name, hp, batch):
-    """The transformer's training pass (fused q/k/v, hand-written attention and ReLU-MLP backwards)
-    keeps a model's identity too: alone == at position 0 == at position 3 of 5."""
+    """The transformer's training pass (fused q/k/v, the short-sequence attention's hand-written
+    backward, the last block pruned) keeps a model's identity too: alone == at position 0 == at
+    position 3 of 5."""
     task = get_task(task_name, {"p": 7} if task_name == "modadd" else {})
     fam = get_family("transformer", task.input_shape, task.n_out, hp)
     cfg = TrainConfig(steps=6, batch_size=batch, lr=0.01, optimizer="adamw", weight_decay=1.0, checkpoints=[])

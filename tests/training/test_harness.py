@@ -437,9 +437,9 @@ def test_bench_train_smoke(monkeypatch, capsys):
     ((6, 3), {"vocab": 0, "d_model": 8, "n_heads": 2, "d_mlp": 16, "layernorm": True, "readout": "all", "activation": "gelu"}),
 ])
 def test_transformer_training_pass_equals_the_hooked_pass(shape, hp):
-    """With nothing captured the transformer takes its training pass (fused attention and ReLU-MLP
-    with hand-written backwards, the last block only at the read-out positions); with a hook it
-    runs every op through autograd at every position. Outputs and gradients agree, on shared and
+    """With nothing captured the transformer takes its training pass (short sequences' attention with
+    a hand-written backward, the last block only at the read-out positions); with a hook it runs
+    every op through autograd at every position. Outputs and gradients agree, on shared and
     per-model inputs."""
     fam = get_family("transformer", shape, 5, hp)
     params = {k: v.requires_grad_(True) for k, v in fam.init([0, 1, 2]).items()}
