@@ -166,15 +166,16 @@ class TransformerFamily(Family):
                     pattern = hooks(f"{a}.attn.pattern", uniform[rows].expand(n, B, H, Tq, T))
                     o = (pattern @ v.view(n, B, T, H, dh).transpose(2, 3)).transpose(2, 3).reshape(n, B * Tq, d)
             else:
-                # q, k, v as one product; 1/sqrt(dh) folded into the queries' weights
-                w = torch.cat([params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh)), params[f"{b}.attn.k.weight"],
-                               params[f"{b}.attn.v.weight"]], 1)
-                qkv = torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, 3, H, dh)
-                if fast and T <= SMALL_T:
+                wq = params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh))  # the scores' 1/sqrt(dh), folded in
+                wk, wv = params[f"{b}.attn.k.weight"], params[f"{b}.attn.v.weight"]
+                if fast and T <= SMALL_T:  # q, k, v as one product
+                    qkv = torch.bmm(zf, torch.cat([wq, wk, wv], 1).transpose(1, 2)).view(n, B, T, 3, H, dh)
                     o = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
                 else:
-                    q, k, v = qkv.unbind(3)  # (unbind's backward stacks the three gradients in one pass)
-                    q, k, v = q[:, :, rows].transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3)
+                    # three products: a fused one's gradient is assembled from q, k and v's by a strided copy
+                    # that costs more than the two extra matmuls
+                    q, k, v = (torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, H, dh).transpose(2, 3) for w in (wq, wk, wv))
+                    q = q[:, :, :, rows]
                     scores = q @ k.transpose(-1, -2)  # [n, B, H, Tq, T]
                     if not bool(allowed[rows].all()):  # the mask as an added 0 / -inf: ~4x cheaper than masked_fill
                         scores = scores + _mask_bias(allowed[rows], h.device)
