@@ -13,6 +13,10 @@ Named activations: ``embed``, ``block{i}.attn.pattern [n, B, heads, T, T]``, ``b
 ``block{i}.resid_mid``, ``block{i}.mlp.pre``, ``block{i}.mlp.post``, ``block{i}.resid_post``, ``out``.
 ``forward(..., edit={name: fn})`` replaces an activation by ``fn(activation)`` before the rest of
 the network reads it (interchange interventions). Parameters use ``nn.Linear`` layout (``[out, in]``) and the single-model module's names.
+
+With nothing captured or edited (training, ``Family.outputs``) the pass computes the last block only
+at the read-out positions and runs attention over short sequences with :class:`SmallTAttention`; a
+hooked pass runs every position through autograd. The two agree to float rounding (tested).
 """
 
 from __future__ import annotations
