@@ -92,6 +92,8 @@ def train_population(
     groups of :func:`group_size`). ``penalty`` adds its weighted term to each model's loss.
     """
     _check_reproducible_blas(device)
+    if torch.device(device).type == "cpu":
+        numerics.retain_freed_memory()
     n = len(data_seeds)
     m = group_size(family, n, cfg.batch_size, device)
     if m < n:  # each group is smaller, so this recursion ends

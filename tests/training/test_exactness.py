@@ -86,3 +86,24 @@ def test_a_model_alone_and_in_any_batch_position_is_bit_identical(act, width, n_
             assert_bitwise_equal({k: v[j] for k, v in big.items()}, {k: v[0] for k, v in alone.items()},
                                  f"{act} width {width} model {j}")
 
+
+
+@pytest.mark.parametrize("task_name,hp,batch", [
+    ("modadd", {"vocab": 7, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}, 13),  # T = 2, pruned last block
+    ("modadd", {"vocab": 7, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.0}, 13),  # constant attention
+    ("tiny-lm", {"vocab": 64, "d_model": 16, "n_heads": 4, "d_mlp": 24, "n_layers": 2, "layernorm": True, "readout": "all"}, 5),
+])
+def test_a_transformer_alone_and_in_any_batch_position_is_bit_identical(task_name, hp, batch):
+    """The transformer's training pass (fused q/k/v, the short-sequence attention's hand-written
+    backward, the last block pruned) keeps a model's identity too: alone == at position 0 == at
+    position 3 of 5."""
+    task = get_task(task_name, {"p": 7} if task_name == "modadd" else {})
+    fam = get_family("transformer", task.input_shape, task.n_out, hp)
+    cfg = TrainConfig(steps=6, batch_size=batch, lr=0.01, optimizer="adamw", weight_decay=1.0, checkpoints=[])
+    seeds = [11, 3, 7, 5, 2]
+    variant = torch.zeros(5, dtype=torch.long)
+    big = train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[]).checkpoints[6]
+    for j in (0, 3):
+        alone = train_population(fam, task, cfg, fam.init(seeds[j : j + 1]), seeds[j : j + 1], variant[:1],
+                                 checkpoint_steps=[]).checkpoints[6]
+        assert_bitwise_equal({k: v[j] for k, v in big.items()}, {k: v[0] for k, v in alone.items()}, f"{task_name} model {j}")

@@ -425,3 +425,48 @@ def test_bench_train_smoke(monkeypatch, capsys):
     rows = json.loads(out)
     assert rows and {"op", "shapes", "calls_per_step", "ms_per_step", "share"} <= set(rows[0])
     assert any(r["op"] == "aten::bmm" for r in rows)
+
+
+@pytest.mark.parametrize("shape,hp", [
+    ((2,), {"vocab": 9, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}),  # modadd's: short, last block pruned
+    ((3,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_layers": 2, "readout": "all"}),
+    ((4,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.3, "readout": "even", "causal": False}),
+    ((7,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.7, "readout": "even", "n_layers": 2}),
+    ((9,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_layers": 2, "layernorm": True, "readout": "last"}),
+    ((6,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.0, "readout": "even"}),
+    ((6, 3), {"vocab": 0, "d_model": 8, "n_heads": 2, "d_mlp": 16, "layernorm": True, "readout": "all", "activation": "gelu"}),
+])
+def test_transformer_training_pass_equals_the_hooked_pass(shape, hp):
+    """With nothing captured the transformer takes its training pass (short sequences' attention with
+    a hand-written backward, the last block only at the read-out positions); with a hook it runs
+    every op through autograd at every position. Outputs and gradients agree, on shared and
+    per-model inputs."""
+    fam = get_family("transformer", shape, 5, hp)
+    params = {k: v.requires_grad_(True) for k, v in fam.init([0, 1, 2]).items()}
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 7, (11, *shape), generator=g) if hp["vocab"] else torch.randn(11, *shape, generator=g)
+    for xin in (x, x.expand(3, *x.shape)):
+        fast = fam(params, xin)
+        ref, acts = fam.forward(params, xin, capture=["embed"])
+        assert fast.shape == ref.shape and "embed" in acts
+        assert torch.allclose(fast, ref, atol=1e-5)
+        r = torch.randn(fast.shape, generator=g)
+        g_fast = torch.autograd.grad((fast * r).sum(), list(params.values()), allow_unused=True)
+        g_ref = torch.autograd.grad((ref * r).sum(), list(params.values()), allow_unused=True)
+        for k, a, b in zip(params, g_fast, g_ref):
+            assert (a is None) == (b is None), k
+            if a is not None:
+                assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
+
+
+@pytest.mark.parametrize("shape,hp", [((2,), {"vocab": 9, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}),
+                                      ((6,), {"vocab": 9, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_layers": 2,
+                                              "layernorm": True, "readout": "even"})])
+def test_transformer_training_pass_runs_off_the_cpu(shape, hp):
+    """No CPU-only op or CPU tensor in the training pass (``--device cuda``): forward and backward run
+    on torch's ``meta`` device (shapes only; no GPU on the test hosts)."""
+    fam = get_family("transformer", shape, 5, hp)
+    params = {k: v.to("meta").requires_grad_(True) for k, v in fam.init([0, 1]).items()}
+    out = fam(params, torch.randint(0, 9, (4, *shape)).to("meta"))
+    grads = torch.autograd.grad(out.sum(), list(params.values()))
+    assert out.shape[:2] == (2, 4) and all(g.shape == p.shape for g, p in zip(grads, params.values()))

@@ -94,3 +94,26 @@ def host_features() -> str:
     return (f"cpu={cpu_name()!r} torch={torch.__version__} simd={capability} "
             f"MKL_CBWR={os.environ.get('MKL_CBWR', '(unset)')} reproducible_blas={blas_reproducible()} "
             f"threads={torch.get_num_threads()}")
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+RETAIN_BYTES = 256 << 20
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed blocks of up to :data:`RETAIN_BYTES` for reuse instead of
+    returning them to the system (``mallopt``: no ``mmap`` below that size, no trimming of the heap
+    below it). Returns whether it took effect (glibc only; elsewhere nothing happens).
+
+    Why: torch's CPU tensors come from ``malloc``. A training step allocates and frees the same
+    megabyte-sized activations every step; glibc serves blocks that large with ``mmap`` (or trims
+    them off the heap when freed), so every step page-faults its activations in afresh, which
+    measured ~10% of a transformer population's step as kernel time (``docs/benchmarks.md``).
+    Process-wide and permanent: the process keeps up to that much freed memory."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES))

@@ -13,6 +13,10 @@ Named activations: ``embed``, ``block{i}.attn.pattern [n, B, heads, T, T]``, ``b
 ``block{i}.resid_mid``, ``block{i}.mlp.pre``, ``block{i}.mlp.post``, ``block{i}.resid_post``, ``out``.
 ``forward(..., edit={name: fn})`` replaces an activation by ``fn(activation)`` before the rest of
 the network reads it (interchange interventions). Parameters use ``nn.Linear`` layout (``[out, in]``) and the single-model module's names.
+
+With nothing captured or edited (training, ``Family.outputs``) the pass computes the last block only
+at the read-out positions and runs attention over short sequences with :class:`SmallTAttention`; a
+hooked pass runs every position through autograd. The two agree to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -128,6 +132,9 @@ class TransformerFamily(Family):
     def forward(self, params, x, capture: Sequence[str] = (), edit: Mapping[str, Callable] | None = None):
         x, shared = self._split_x(x)
         hooks = HookPoints(capture, edit)
+        # Nothing captured or edited (training, outputs): the pass may skip what cannot reach the
+        # outputs and use the hand-written short-sequence attention; torch.func transforms get plain ops.
+        fast = not (hooks.capture or hooks.edit or torch._C._are_functorch_transforms_active())
         n = params["pos.weight"].shape[0]
         d, H = self.d_model, self.n_heads
         dh = d // H
@@ -141,62 +148,79 @@ class TransformerFamily(Family):
             flat = x.reshape(B * T, -1) if shared else x.reshape(n, B * T, -1)
             h = linear(flat, params["embed.weight"], params["embed.bias"]).reshape(n, B, T, d)
         h = hooks("embed", h + params["pos.weight"][:, None, :T])
-        if self.causal:
-            mask = torch.ones(T, T, dtype=torch.bool, device=h.device).tril()
-            uniform = mask.float() / mask.sum(1, keepdim=True)
-        else:
-            mask = None
-            uniform = torch.full((T, T), 1.0 / T, device=h.device)
+        pos = torch.arange(T)
+        # the mask stays on the CPU (read without a device sync); the constant pattern goes to h's device
+        allowed = pos[None, :] <= pos[:, None] if self.causal else torch.ones(T, T, dtype=torch.bool)
+        uniform = (allowed.float() / allowed.sum(1, keepdim=True)).to(h.device)
         act = get_activation(self.activation)
-
-        def per_position(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(n, B, T, -1)
-
-        def flat(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(n, B * T, -1)
+        keep = self._kept_positions(T) if fast else slice(None)
 
         for i in range(self.n_layers):
             b, a = f"blocks.{i}", f"block{i}"
+            # the last block's queries, attention output and MLP only where the readout reads them
+            rows = keep if i == self.n_layers - 1 else slice(None)
+            Tq = len(range(T)[rows])
             z = self._ln(h, params, f"{b}.ln1") if self.layernorm else h
-            zf = z.reshape(n, B * T, d)
-            q, k, v = (torch.bmm(zf, params[f"{b}.attn.{m}.weight"].transpose(1, 2)).reshape(n, B, T, H, dh).transpose(2, 3)
-                       for m in ("q", "k", "v"))
-            if self.attention_rate > 0:
-                scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [n, B, H, T, T]
-                if mask is not None:
-                    scores = scores.masked_fill(~mask, float("-inf"))
-                pattern = torch.softmax(scores, -1)
-                if self.attention_rate < 1:
-                    pattern = self.attention_rate * pattern + (1 - self.attention_rate) * uniform
+            zf, rate = z.reshape(n, B * T, d), self.attention_rate
+            if rate == 0:  # constant attention: queries and keys are unused (and get no gradient)
+                v = torch.bmm(zf, params[f"{b}.attn.v.weight"].transpose(1, 2)).view(n, B, T, d)
+                if fast:
+                    o = torch.matmul(uniform[rows], v).reshape(n, B * Tq, d)  # one product per model and input
+                else:
+                    pattern = hooks(f"{a}.attn.pattern", uniform[rows].expand(n, B, H, Tq, T))
+                    o = (pattern @ v.view(n, B, T, H, dh).transpose(2, 3)).transpose(2, 3).reshape(n, B * Tq, d)
             else:
-                pattern = uniform.expand(n, B, H, T, T)
-            pattern = hooks(f"{a}.attn.pattern", pattern)
-            o = (pattern @ v).transpose(2, 3).reshape(n, B * T, d)
-            o = hooks(f"{a}.attn.out", torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, T, d))
-            h = hooks(f"{a}.resid_mid", h + o)
+                wq = params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh))  # the scores' 1/sqrt(dh), folded in
+                wk, wv = params[f"{b}.attn.k.weight"], params[f"{b}.attn.v.weight"]
+                if fast and T <= SMALL_T:  # q, k, v as one product
+                    qkv = torch.bmm(zf, torch.cat([wq, wk, wv], 1).transpose(1, 2)).view(n, B, T, 3, H, dh)
+                    o = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
+                else:
+                    # three products: a fused one's gradient is assembled from q, k and v's by a strided copy
+                    # that costs more than the two extra matmuls
+                    q, k, v = (torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, H, dh).transpose(2, 3) for w in (wq, wk, wv))
+                    q = q[:, :, :, rows]
+                    scores = q @ k.transpose(-1, -2)  # [n, B, H, Tq, T]
+                    if not bool(allowed[rows].all()):  # the mask as an added 0 / -inf: ~4x cheaper than masked_fill
+                        scores = scores + _mask_bias(allowed[rows], h.device)
+                    pattern = torch.softmax(scores, -1)
+                    if rate < 1:
+                        pattern = rate * pattern + (1 - rate) * uniform[rows]
+                    pattern = hooks(f"{a}.attn.pattern", pattern)
+                    o = (pattern @ v).transpose(2, 3).reshape(n, B * Tq, d)
+            o = hooks(f"{a}.attn.out", torch.bmm(o, params[f"{b}.attn.o.weight"].transpose(1, 2)).reshape(n, B, Tq, d))
+            h = hooks(f"{a}.resid_mid", h[:, :, rows] + o)
             z = self._ln(h, params, f"{b}.ln2") if self.layernorm else h
-            pre = linear(z.reshape(n, B * T, d), params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"])
+            w1, b1 = params[f"{b}.mlp.fc.weight"], params[f"{b}.mlp.fc.bias"]
+            w2, b2 = params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]
+            per_position = lambda t: t.reshape(n, B, Tq, -1)  # noqa: E731
+            flat = lambda t: t.reshape(n, B * Tq, -1)  # noqa: E731
             # the MLP runs on [n, B*T, .]; its hook points see [n, B, T, .]
-            pre = hooks(f"{a}.mlp.pre", pre, per_position, flat)
+            pre = hooks(f"{a}.mlp.pre", linear(z.reshape(n, B * Tq, d), w1, b1), per_position, flat)
             post = hooks(f"{a}.mlp.post", act(pre), per_position, flat)
-            m = linear(post, params[f"{b}.mlp.proj.weight"], params[f"{b}.mlp.proj.bias"]).reshape(n, B, T, d)
+            m = linear(post, w2, b2).reshape(n, B, Tq, d)
             h = hooks(f"{a}.resid_post", h + m)
         if self.layernorm:
             h = self._ln(h, params, "ln_f")
-        if self.readout == "last":
-            out = linear(h[:, :, -1], params["out.weight"], params["out.bias"])
-        elif self.readout == "even":
-            he = h[:, :, 0::2]
-            out = linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"]).reshape(n, B, he.shape[2], -1)
+        if keep != slice(None):  # h holds the readout positions only
+            he = h
+        elif self.readout == "last":
+            he = h[:, :, -1:]
         else:
-            out = linear(h.reshape(n, B * T, d), params["out.weight"], params["out.bias"]).reshape(n, B, T, -1)
+            he = h[:, :, 0::2] if self.readout == "even" else h
+        out = linear(he.reshape(n, -1, d), params["out.weight"], params["out.bias"])
+        out = out.reshape(n, B, -1) if self.readout == "last" else out.reshape(n, B, he.shape[2], -1)
         return hooks("out", out), hooks.acts
+
+    def _kept_positions(self, T: int) -> slice:
+        """The positions whose last-block output reaches the readout (a slice of ``range(T)``)."""
+        return {"last": slice(T - 1, T), "even": slice(0, T, 2)}.get(self.readout, slice(None))
 
     @staticmethod
     def _ln(h, params, name):
         w, b = params[f"{name}.weight"], params[f"{name}.bias"]
         shape = (w.shape[0],) + (1,) * (h.dim() - 2) + (w.shape[1],)
-        return F.layer_norm(h, h.shape[-1:]) * w.reshape(shape) + b.reshape(shape)
+        return torch.addcmul(b.reshape(shape), F.layer_norm(h, h.shape[-1:]), w.reshape(shape))
 
     def module(self) -> nn.Module:
         return TransformerModule(self)
@@ -230,3 +254,91 @@ class TransformerModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {k: v.unsqueeze(0) for k, v in self.named_parameters()}
         return self.fam(params, x)[0]
+
+
+def _mask_bias(allowed: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """0 where attention is allowed, -inf where it is masked (on ``device``): ``scores + bias`` is the
+    masked scores."""
+    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(device)
+
+
+SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
+
+
+class SmallTAttention(torch.autograd.Function):
+    """Attention over a short sequence as elementwise products over the model and batch axes, with
+    its backward by hand: ``qkv [n, B, T, 3, H, dh]`` (the fused projection; the queries' scale
+    already in it), queries at the positions ``rows`` (a slice) -> ``[n, B, Tq, H, dh]``.
+
+    At T = 2 (modadd) ``q @ k^T`` as a batched matmul is n * B * H products of ``[2, 16] x [16, 2]``,
+    each dominated by the call's overhead, and autograd's backward builds each of q, k and v's
+    gradients as a zero-filled ``[n, B, T, 3, H, dh]`` tensor (a select's backward) before summing
+    them. Here scores and pattern are one ``[n, B, Tq, H]`` tensor per key position, so every op is
+    a contiguous elementwise pass (a softmax over a last axis of 2, or a product broadcast over the
+    head dim, runs ~10x slower than one), and the backward assembles q, k and v's gradients in one
+    copy. ``allowed [Tq, T]`` is the causal mask (on the CPU), ``uniform [Tq, T]`` the constant pattern mixed in
+    at ``1 - rate`` (``0 < rate <= 1``).
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, rows: slice, allowed: torch.Tensor, uniform: torch.Tensor, rate: float):
+        T, dh = qkv.shape[2], qkv.shape[-1]
+        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
+        for j in range(T):
+            if not bool(allowed[:, j].all()):
+                s[j] = s[j] + _mask_bias(allowed[:, j], qkv.device)[:, None]
+        m = s[0]
+        for x in s[1:]:
+            m = torch.maximum(m, x)
+        e = [torch.exp(x - m) for x in s]
+        z = e[0].clone()
+        for x in e[1:]:
+            z.add_(x)
+        soft = [x.div_(z) for x in e]
+        p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
+        o = _per_dim(p[0], dh) * v[:, :, 0, None]
+        for j in range(1, T):
+            o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
+        ctx.rows, ctx.rate = rows, rate
+        ctx.save_for_backward(qkv, torch.stack(soft), torch.stack(p) if rate != 1 else None)
+        return o
+
+    @staticmethod
+    def backward(ctx, go: torch.Tensor):
+        qkv, soft_t, p_t = ctx.saved_tensors
+        rows, rate = ctx.rows, ctx.rate
+        n, B, T, _, H, dh = qkv.shape
+        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        soft = soft_t.unbind(0)
+        p = soft if p_t is None else p_t.unbind(0)
+        Tq = soft[0].shape[2]
+        go = go.contiguous()
+
+        def over_queries(t: torch.Tensor) -> torch.Tensor:  # [n, B, Tq, H, dh] -> [n, B, H, dh]
+            return t.squeeze(2) if Tq == 1 else t.sum(2)
+
+        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
+        if rate != 1:
+            gp = [x.mul_(rate) for x in gp]
+        dot = soft[0] * gp[0]
+        for j in range(1, T):
+            dot.addcmul_(soft[j], gp[j])
+        gs = [soft[j] * (gp[j] - dot) for j in range(T)]  # the softmax's backward
+        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
+        for j in range(1, T):
+            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+        query_at = {t: i for i, t in enumerate(range(T)[rows])}
+        zero = qkv.new_zeros(()).expand(n, B, H, dh)
+        pieces = []
+        for j in range(T):  # g[:, :, j, 0 / 1 / 2]: q, k and v's gradients at position j
+            pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
+                       over_queries(_per_dim(p[j], dh) * go)]
+        return torch.stack(pieces, 2).view(qkv.shape), None, None, None, None
+
+
+def _per_dim(t: torch.Tensor, dh: int) -> torch.Tensor:
+    """``[..., H] -> [..., H, dh]``, materialized: products with a contiguous operand vectorize, a
+    broadcast over the innermost axis does not."""
+    return t.unsqueeze(-1).expand(*t.shape, dh).contiguous()
+

@@ -116,6 +116,10 @@ class Task:
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-model mean loss ``[n]`` from outputs ``[n, B, n_out]`` and targets ``[n, B]``."""
         if self.loss_kind == "classification":
+            if out.dim() > 2 and out.stride(-1) == 1 and out.is_contiguous():
+                # outputs laid out class-last (a transformer's): rows of classes, no transposed copy
+                n_out = out.shape[-1]
+                return F.cross_entropy(out.reshape(-1, n_out), y.long().reshape(-1), reduction="none").view(out.shape[0], -1).mean(1)
             # classes moved to axis 1 (torch's ``[N, C, d1, ...]`` form): a contiguous pass when the
             # outputs come class-major, as the MLP trainer computes them
             return F.cross_entropy(out.movedim(-1, 1), y.long(), reduction="none").flatten(1).mean(1)
