@@ -172,10 +172,11 @@ def test_other_architectures_vector_transformers_and_mlps(tiny_zoo):
 
 
 def test_the_basins_configs_hold_one_rate_and_two_data_orders_per_init():
-    for name in ("modadd-basins-quick", "modadd-basins"):
+    for name in ("modadd-basins-quick", "modadd-basins", "modadd-basins-p23-quick", "modadd-basins-p23"):
         cfg = load_config(name)
         assert cfg.task.name == "modadd" and cfg.seeds.data >= 2 and cfg.seeds.init >= 12
         assert not cfg.model.sweep, name  # one attention rate: the rate is no confound
+        assert cfg.model.params["vocab"] == cfg.task.params["p"], name  # the task's p is the model's vocabulary
         assert get_task("modadd", cfg.task.params).n_key_freqs == 2
         specs = RunConfig.load(name).fingerprints.names  # resolves every spec: a typo would fail here
         assert {s.split(":")[0] for s in specs} >= {"input-grad-symmetry", "activation-spectrum"}
