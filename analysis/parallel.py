@@ -1,6 +1,6 @@
 """Fingerprints analysed in parallel processes, for large populations.
 
-Each fingerprint's analysis is independent of the others' and single-threaded (one BLAS thread:
+Each fingerprint's analysis is independent of the others' and single-threaded (one BLAS and one OpenMP thread:
 ``analysis.scorecard.BLAS_THREADS``), so above :data:`MIN_ROWS` models x fingerprints they go to a
 pool of processes, one fingerprint a task, results back in input order. Workers fork from a
 ``forkserver`` that has imported the analysis once (forking the caller itself would copy its
