@@ -32,6 +32,11 @@ def _ci(hits: np.ndarray, family: np.ndarray) -> list[float] | None:
     return None if ci is None else list(ci)
 
 
+def _fmt_ci(ci: list[float] | None) -> str:
+    """``[lo, hi]`` to two decimals, or a dash where there is no interval (fewer than four families)."""
+    return "–" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 def label_by_step(zoo: Zoo, label: str = "deep_label", exclude: tuple[str, ...] = (), diagnostics: tuple[str, ...] = ()) -> dict:
     """``{"final_step", "n_models", "steps": [{step, fraction, agree, agree_ci, agree_kept, agree_kept_ci, counts, corr}]}``;
     ``corr``: for each numeric column of ``diagnostics`` (e.g. modadd's ``distance_irrelevance``),
@@ -80,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = f"  agree w/o {','.join(args.exclude)}" if args.exclude else ""
     print(f"{'step':>6s} {'fraction':>8s} {'agree':>6s} {'95% CI':>13s}{kept}  counts at step")
     for r in out["steps"]:
-        ci = f"[{r['agree_ci'][0]:.2f}, {r['agree_ci'][1]:.2f}]"
-        k = f"  {r['agree_kept']:.2f} [{r['agree_kept_ci'][0]:.2f}, {r['agree_kept_ci'][1]:.2f}]" if "agree_kept" in r else ""
+        ci = _fmt_ci(r["agree_ci"])
+        k = f"  {r['agree_kept']:.2f} {_fmt_ci(r['agree_kept_ci'])}" if "agree_kept" in r else ""
         corr = "".join(f"  r({c})={'-' if v is None else format(v, '.2f')}" for c, v in r.get("corr", {}).items())
         print(f"{r['step']:6d} {r['fraction']:8.3f} {r['agree']:6.2f} {ci:>13s}{k}  {r['counts']}{corr}")
     if args.json:

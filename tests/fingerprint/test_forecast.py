@@ -203,3 +203,5 @@ def test_label_by_step_reads_the_label_stored_with_each_checkpoint(seeded_zoo):
         assert r["agree"] == 1.0 and r["agree_ci"] == [1.0, 1.0] and r["agree_kept"] == 1.0
         assert r["counts"] == out["final_counts"] == {"flipped": 8, "plain": 8}
     assert abs(out["steps"][-1]["corr"]["train_acc"] - 1) < 1e-9
+    # below four init families there is no interval: the table prints a dash, not a crash
+    assert mod._fmt_ci(None) == "–" and mod._fmt_ci([0.5, 1.0]) == "[0.50, 1.00]"
