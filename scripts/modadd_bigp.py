@@ -22,12 +22,13 @@ import numpy as np
 
 from analysis.resampling import family_bootstrap_mean
 from training.core.store import Zoo
+from training.tasks.modadd import ModAdd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from label_by_step import label_by_step  # noqa: E402
 
 
-def summarise(path: str, threshold: float = 0.89) -> dict:
+def summarise(path: str, threshold: float = ModAdd.symmetricity_threshold) -> dict:
     zoo = Zoo.open(path)
     m = zoo.models
     sym = np.asarray(m["gradient_symmetricity"], float)
@@ -64,7 +65,7 @@ def summarise(path: str, threshold: float = 0.89) -> dict:
     }
 
 
-def pooled(rows: list[dict], threshold: float = 0.89) -> dict:
+def pooled(rows: list[dict], threshold: float = ModAdd.symmetricity_threshold) -> dict:
     """The zoos of one attention rate together (init seeds differ between them): label shares with a 95%
     interval resampling init families, and the symmetricity histogram and the values either side of
     ``threshold``."""
