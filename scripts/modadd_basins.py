@@ -73,7 +73,8 @@ def main() -> None:
     out: dict = {"n": len(label), "labels": dict(Counter(label.tolist())), "key_freqs": dict(Counter(freqs.tolist())),
                  "same_init_label": same_init_agreement(label, init), "same_init_key_freqs": same_init_agreement(freqs, init)}
     group = np.asarray([str(x) for x in m["group"]]) if "group" in m.names() else None
-    if group is not None and len(set(group.tolist())) > 1:
+    grouped = group is not None and len(set(group.tolist())) > 1  # several groups: the per-group passes too
+    if grouped:
         out["labels_by_group"] = {g: dict(Counter(label[group == g].tolist())) for g in sorted(set(group.tolist()))}
     print(json.dumps(out))
     by_init = scorecard(zoo, args.fp)
@@ -84,7 +85,7 @@ def main() -> None:
     inputs = inputs_for(zoo, args.fp, opts.label)
     cp = analyze(inputs, {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
     within: dict = {"within": {}, "within_all": {}}
-    if group is not None and len(set(group.tolist())) > 1:
+    if grouped:
         tlabel, tgroup = (np.asarray([str(x) for x in table[c]]) for c in ("deep_label", "group"))
         for name, labels in (("within", ("clock", "pizza")), ("within_all", None)):
             for g, mask in within_groups(tlabel, tgroup, labels).items():
@@ -103,7 +104,7 @@ def main() -> None:
                      "k_cp": c.n_clusters, "deep_ami_cp": r(c.deep_ami), "deep_ami_ci_cp": c.deep_ami_ci,
                      "probe_auroc_cp": r(c.probe_auroc), "noise_ami_init_cp": r(c.noise_ami), "verdict_cp": c.verdict,
                      "error": a.error})
-        if group is not None and len(set(group.tolist())) > 1:
+        if grouped:
             rows[-1]["ami_group_all"] = r(f.alignment.get("group"))
             for name, passes in within.items():
                 rows[-1][name] = {}
