@@ -312,9 +312,12 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     views = []
     for r in result.fingerprints:
         name = str(r.fingerprint)
-        ahead = _drawn(drawn.get(name)) if name not in fresh else None
-        views.append(fresh[name] if name in fresh else with_verdicts(ahead, r, settings, formats) if ahead is not None
-                     else fingerprint_view(r, settings, (distances or {}).get(name), formats))
+        if name in fresh:
+            views.append(fresh[name])
+        elif (ahead := _drawn(drawn.get(name))) is not None:
+            views.append(with_verdicts(ahead, r, settings, formats))
+        else:  # its drawing in the background failed: drawn here, where a real error is reported
+            views.append(fingerprint_view(r, settings, (distances or {}).get(name), formats))
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)

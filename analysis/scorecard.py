@@ -245,7 +245,7 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
     return out
 
 
-BLAS_THREADS = 1  # the analysis is thousands of small products: one BLAS thread is 3.7x faster on 2 cores
+BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 
 def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None,
@@ -256,8 +256,8 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     :class:`~analysis.results.AnalysisResult` (``settings``, ``fingerprints`` in full detail,
     ``scorecard`` one row each); ``.to_dict()`` is its JSON form.
 
-    Runs with numpy/scipy's BLAS at :data:`BLAS_THREADS` thread(s): its products here are small
-    (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
+    Runs with BLAS and OpenMP at :data:`BLAS_THREADS` thread(s) (:func:`_limits`): its products here
+    are small (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
     (``docs/benchmarks.md``, "The scorecard's family statistics").
 
     ``on_result(result, settings)`` is called with each fingerprint's result as soon as it is analysed
