@@ -95,8 +95,8 @@ def _histories(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fams: dic
     done: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out = {}
     for name, fam in fams.items():
-        key = np.unique(fam, return_index=True, return_inverse=True)[1:]  # relabelled by first member
-        canon = np.argsort(np.argsort(key[0]))[key[1]].astype(np.int64).tobytes()
+        _, first, inverse = np.unique(fam, return_index=True, return_inverse=True)
+        canon = np.argsort(np.argsort(first))[inverse].astype(np.int64).tobytes()  # families numbered by first member
         if canon not in done:
             done[canon] = _history(parts, fam)
         out[name] = done[canon]
