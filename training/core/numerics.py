@@ -22,6 +22,7 @@ different bits: nothing here makes an Intel and an AMD host agree.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from pathlib import Path
@@ -101,6 +102,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 RETAIN_BYTES = 256 << 20
 
 
+@functools.cache  # process-wide: once is enough, however many populations a process trains
 def retain_freed_memory() -> bool:
     """Ask glibc's allocator to keep freed blocks of up to :data:`RETAIN_BYTES` for reuse instead of
     returning them to the system (``mallopt``: no ``mmap`` below that size, no trimming of the heap

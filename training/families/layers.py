@@ -66,4 +66,3 @@ class BatchedLinear(torch.autograd.Function):
         gw = torch.bmm(g.transpose(1, 2), h) if ctx.needs_input_grad[1] else None
         gb = g.sum(1) if ctx.needs_input_grad[2] else None
         return gh, gw, gb
-

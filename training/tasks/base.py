@@ -116,7 +116,7 @@ class Task:
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-model mean loss ``[n]`` from outputs ``[n, B, n_out]`` and targets ``[n, B]``."""
         if self.loss_kind == "classification":
-            if out.dim() > 2 and out.stride(-1) == 1 and out.is_contiguous():
+            if out.dim() > 2 and out.is_contiguous():
                 # outputs laid out class-last (a transformer's): rows of classes, no transposed copy
                 n_out = out.shape[-1]
                 return F.cross_entropy(out.reshape(-1, n_out), y.long().reshape(-1), reduction="none").view(out.shape[0], -1).mean(1)
