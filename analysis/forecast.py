@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
 from sklearn.model_selection import (
     StratifiedGroupKFold,
     StratifiedKFold,
     cross_val_predict,
 )
 
+from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
 from analysis.resampling import family_bootstrap_mean
 
@@ -44,7 +44,7 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
                                     "majority": float(np.bincount(yi).max() / len(yi))}  # accuracy of always guessing the largest basin
     x = coordinates(values, distances, n_components=20, random_state=random_state)
     c = cluster(values, distances=distances, random_state=random_state)
-    out["ami"] = float(adjusted_mutual_info_score(y, c.labels.astype(str)))
+    out["ami"] = ag.ami(y, c.labels.astype(str))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
     cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
@@ -59,10 +59,7 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
         out["accuracy"] = float(right.mean())
         ci = family_bootstrap_mean(right, groups, random_state=random_state)  # 95%, by init family
         out["accuracy_ci"] = None if ci is None else list(ci)
-        if len(classes) == 2:
-            out["auroc"] = float(roc_auc_score(yi, proba[:, 1]))
-        else:
-            out["auroc"] = float(roc_auc_score(yi, proba, multi_class="ovr", labels=list(range(len(classes)))))
+        out["auroc"] = ag.auroc(yi, proba)  # scikit-learn's roc_auc_score (binary, or macro one-vs-rest), in numpy
     return out
 
 
