@@ -13,11 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import torch
-
-from training.core.errors import DiskFullError, UserError
-from training.executors import DISK_FULL_EXIT
-from training.shard import train_shard
+# Nothing heavy at import: torch and the trainer are imported in main(), once the parent watch has
+# started. Importing them takes seconds on a loaded host, and a sweep killed in those seconds must
+# not leave a worker that only notices after its imports (seen on a loaded 2-core CI host).
 
 
 def exit_with_parent(parent: int, interval: float = 0.2) -> None:
@@ -45,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.parent:
         exit_with_parent(args.parent)
+    import torch
+
+    from training.core.errors import DiskFullError, UserError
+    from training.executors import DISK_FULL_EXIT
+    from training.shard import train_shard
+
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
