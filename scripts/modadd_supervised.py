@@ -47,6 +47,7 @@ from fingerprint.weightset import (
     set_features,
     unit_features,
 )
+from training.core.store import write_json
 
 IGS = "input-grad-symmetry:probe_set=all,n_probes=0,bins=3"
 METHODS = ["weight-set", "weight-set+heads", "heads-readout", "nfn", "soft-probes", "soft-probes-sorted", f"readout:{IGS}", "readout:weight-spectra"]
@@ -121,7 +122,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps({**info, "methods": rows}, indent=2) + "\n")
+        write_json(args.json, {**info, "methods": rows})  # a NaN interval (< 4 families) is null
 
 
 if __name__ == "__main__":

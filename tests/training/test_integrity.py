@@ -339,3 +339,21 @@ def test_temporaries_of_killed_writers_are_cleaned_on_the_next_write(tiny_zoo):
     finally:
         live.kill()
         live.wait()
+
+
+def test_json_files_write_nan_and_infinity_as_null(tmp_path):
+    """summary.json and the other JSON outputs are standard JSON: an interval that could not be
+    computed (NaN) is null, not the NaN token strict readers reject; finite numbers are unchanged."""
+    import json
+
+    import numpy as np
+
+    from training.core.store import write_json
+
+    obj = {"auroc": 0.75, "ci": [float("nan"), np.float64("inf")], "arr": np.array([1.5, np.nan]),
+           "nested": ({"x": np.float32(-np.inf), "n": 3, "s": "NaN"},), "ints": np.arange(2)}
+    write_json(tmp_path / "out.json", obj)
+    text = (tmp_path / "out.json").read_text()
+    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}")) == {
+        "auroc": 0.75, "ci": [None, None], "arr": [1.5, None], "nested": [{"x": None, "n": 3, "s": "NaN"}], "ints": [0, 1]}

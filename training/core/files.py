@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -158,8 +159,25 @@ def publish_mode(path: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as standard JSON: a NaN or infinite number (an interval that could not be
+    computed, e.g. with fewer than 4 families) is written as ``null``, which every JSON reader
+    accepts, instead of the ``NaN`` token Python would write and strict readers reject."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=json_default) + "\n")
+        tmp.write_text(json.dumps(finite_or_null(obj), indent=2, default=json_default, allow_nan=False) + "\n")
+
+
+def finite_or_null(o: Any) -> Any:
+    """``o`` with every non-finite float (Python's or numpy's, in dicts, lists, tuples and arrays)
+    replaced by ``None``; everything else unchanged."""
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: finite_or_null(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite_or_null(v) for v in o]
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f":
+        return finite_or_null(o.tolist())
+    return o
 
 
 def json_default(o: Any) -> Any:
