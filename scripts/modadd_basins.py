@@ -1,13 +1,15 @@
 """The `modadd-basins` table of docs/results.md: clock vs pizza against two kinds of noise.
 
     fingerprint run modadd-basins-quick --out runs/mbq
-    python scripts/modadd_basins.py runs/mbq/zoo [--fp NAME ...] [--json out.json]
+    python scripts/modadd_basins.py runs/mbq/zoo [--fp NAME ...] [--combine A+B ...] [--json out.json]
 
 Prints the label counts, the key_freqs values, how often two models of one init seed share a label
 and a key_freqs value, then for every cached fingerprint (or the ``--fp`` ones) the scorecard twice:
 with the default lineage (``init_seed``: noise AMI against the init family) and with
 ``--lineage key_freqs`` (noise AMI against the frequency choice), plus the AMI of each
-fingerprint's clusters with key_freqs over the whole population (``alignment``). A third pass
+fingerprint's clusters with key_freqs over the whole population (``alignment``). ``--combine A+B``
+also scores fingerprints A and B concatenated (each block reduced and scaled to unit RMS norm, as
+``fingerprint analyze --combine``), in every pass. A third pass
 (``*_cp`` columns) scores the clock and pizza models only (these two passes uncalibrated: AMIs and
 probe AUROCs, no intervals): the `mixed` ones are left out of the
 model table, so the analysis leaves them out (nothing is stored for it).
@@ -63,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--fp", action="append", default=None, help="fingerprints (default: every cached one)")
+    ap.add_argument("--combine", action="append", default=None, help="also score A+B+... concatenated (repeatable)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     zoo = open_zoo(args.zoo)
@@ -77,11 +80,12 @@ def main() -> None:
     if grouped:
         out["labels_by_group"] = {g: dict(Counter(label[group == g].tolist())) for g in sorted(set(group.tolist()))}
     print(json.dumps(out))
-    by_init = scorecard(zoo, args.fp)
-    by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False)  # AMIs only: no intervals or p-values
+    combine = [c.split("+") for c in args.combine] if args.combine else None
+    by_init = scorecard(zoo, args.fp, combine=combine)
+    by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False, combine=combine)  # AMIs only: no intervals or p-values
     table = model_table(zoo)
     keep = np.asarray([str(x) != "mixed" for x in table["deep_label"]])
-    opts = options_for(zoo, calibrate=False)
+    opts = options_for(zoo, calibrate=False, combine=combine)
     inputs = inputs_for(zoo, args.fp, opts.label)
     cp = analyze(inputs, {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
     within: dict = {"within": {}, "within_all": {}}
