@@ -181,3 +181,17 @@ def test_regression_models_are_refused():
     fam = get_family("mlp", task.input_shape, task.n_out, {})
     with pytest.raises(UserError, match="output-profile needs class outputs .* use probe-outputs"):
         _run(fam, fam.init([0]), task)
+
+
+def test_token_models_count_every_position_of_every_probe_as_an_input():
+    task = get_task("tiny-lm", {})
+    cfg = {k: v for k, v in task.default_model().items() if k != "arch"} | {"d_model": 8, "n_heads": 2, "d_mlp": 16}
+    fam = get_family("transformer", task.input_shape, task.n_out, cfg)
+    params = fam.init([0, 1])
+    values, meta = _run(fam, params, task, n_probes=8, bins=3)
+    x = task.probes("in_dist")[:8]
+    with torch.no_grad():
+        out = fam(params, x)  # [2, 8, T, V]: a next-token distribution at every position
+    assert out.dim() == 4 and meta["inputs"] == 8 * out.shape[2]
+    by_hand = profile_summary(confidence_stats(out.flatten(1, 2), ["logprob", "margin", "entropy"]), 3, "none")
+    assert values.shape == (2, 15) and np.allclose(values, by_hand.numpy(), rtol=1e-5, atol=1e-6)
