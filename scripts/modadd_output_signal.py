@@ -22,6 +22,9 @@ Three measurements on the p x p grid, every model of the zoo at its final step:
 3. ``repeated_tokens``: a per-input statistic's std over the inputs a == b over its std over the
    grid (clock/pizza means, AUROC, correlation with both diagnostics, k-means AMI alone and beside
    the cached tuned ``input-grad-symmetry``).
+4. ``interaction``: the share of a per-input statistic's variance over the grid that is not
+   additive in the two tokens (the residual of row plus column means: a two-way ANOVA's
+   interaction), blind to any relabelling of either token; the same columns as 3.
 
 AUROCs are max(AUROC, 1 - AUROC) where the direction is not fixed by the hypothesis; k-means
 (scikit-learn, 10 starts, seed 0) is not the scorecard's clustering.
@@ -138,6 +141,21 @@ def main() -> None:
             "r_symmetricity": float(np.corrcoef(ratio, sym)[0, 1]), "kmeans_cp_ami": kmeans_ami(y, ratio[cp, None]),
             "kmeans_cp_ami_with_igs": float(adjusted_mutual_info_score(
                 y, KMeans(2, n_init=10, random_state=0).fit(np.column_stack([igs_z, rz])[cp]).labels_))}
+    res["interaction"] = {}
+    for name, v in {"shift": out.mean(-1), "top-1 logit": top2[..., 0], "logsumexp": torch.logsumexp(out, -1),
+                    "margin": top2[..., 0] - top2[..., 1], "top-1 log-prob": lp.max(-1).values,
+                    "entropy": -(lp.exp() * lp).sum(-1)}.items():
+        grid = v.reshape(len(v), p, p)  # probe set "all" is the grid in row-major (a, b) order
+        grid = grid - grid.mean((1, 2), keepdim=True)
+        resid = grid - grid.mean(2, keepdim=True) - grid.mean(1, keepdim=True)
+        share = (resid.pow(2).mean((1, 2)) / grid.pow(2).mean((1, 2))).numpy()
+        sz = ((share - share.mean()) / share.std())[:, None]
+        res["interaction"][name] = {
+            "clock": float(share[lab == "clock"].mean()), "pizza": float(share[lab == "pizza"].mean()),
+            "auroc_pizza_high": float(roc_auc_score(y, share[cp])), "r_irrelevance": float(np.corrcoef(share, irr)[0, 1]),
+            "r_symmetricity": float(np.corrcoef(share, sym)[0, 1]), "kmeans_cp_ami": kmeans_ami(y, share[cp, None]),
+            "kmeans_cp_ami_with_igs": float(adjusted_mutual_info_score(
+                y, KMeans(2, n_init=10, random_state=0).fit(np.column_stack([igs_z, sz])[cp]).labels_))}
     print(json.dumps(res, indent=1))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
