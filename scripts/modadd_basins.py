@@ -1,16 +1,20 @@
 """The `modadd-basins` table of docs/results.md: clock vs pizza against two kinds of noise.
 
     fingerprint run modadd-basins-quick --out runs/mbq
-    python scripts/modadd_basins.py runs/mbq/zoo [--fp NAME ...] [--json out.json]
+    python scripts/modadd_basins.py runs/mbq/zoo [--fp NAME ...] [--combine A+B ...] [--json out.json]
 
 Prints the label counts, the key_freqs values, how often two models of one init seed share a label
 and a key_freqs value, then for every cached fingerprint (or the ``--fp`` ones) the scorecard twice:
 with the default lineage (``init_seed``: noise AMI against the init family) and with
 ``--lineage key_freqs`` (noise AMI against the frequency choice), plus the AMI of each
-fingerprint's clusters with key_freqs over the whole population (``alignment``). A third pass
+fingerprint's clusters with key_freqs over the whole population (``alignment``). ``--combine A+B``
+also scores fingerprints A and B concatenated (each block reduced and scaled to unit RMS norm, as
+``fingerprint analyze --combine``), in every pass. A third pass
 (``*_cp`` columns) scores the clock and pizza models only (these two passes uncalibrated: AMIs and
 probe AUROCs, no intervals): the `mixed` ones are left out of the
-model table, so the analysis leaves them out (nothing is stored for it).
+model table, so the analysis leaves them out (nothing is stored for it); its AMI gets a 95% interval
+from the same init-family bootstrap as the scorecard's (``deep_ami_ci_cp``: the clusters fixed,
+whole families redrawn).
 
 On a zoo with groups (a ``model.sweep``, e.g. two attention rates: ``modadd-basins-mixed``) the rate
 is itself a cause of the algorithm, so the script adds the label counts per group, each
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis import metrics as mt
+from analysis.resampling import family_bootstrap
 from analysis.scorecard import analyze
 from fingerprint.pipeline import inputs_for, open_zoo, options_for, scorecard
 from fingerprint.tables import model_table
@@ -55,6 +61,18 @@ def within_groups(label: np.ndarray, group: np.ndarray, labels: tuple[str, ...] 
     return out
 
 
+def cp_interval(res, table: dict, keep: np.ndarray) -> list[float] | None:
+    """95% init-family bootstrap interval of the AMI of ``res``'s clusters (fixed) with the label, on
+    the models ``keep`` selects (the scorecard's ``deep_ami_ci``, for an uncalibrated pass)."""
+    if not res.clusters or res.label_values is None:
+        return None
+    pos = {m: i for i, m in enumerate(np.asarray(table["model_id"])[keep])}
+    family = np.asarray([str(x) for x in np.asarray(table["init_seed"])[keep]])[[pos[m] for m in res.model_ids]]
+    cc, lc = mt._codes(np.asarray(res.clusters)), mt._codes(np.asarray(res.label_values))
+    ci = family_bootstrap(lambda rows, _d: mt.ami_codes(cc[rows], lc[rows]), family, 1000, 0)
+    return None if ci is None else [round(float(v), 3) for v in ci]
+
+
 def r(v):
     return None if v is None else round(float(v), 3)
 
@@ -63,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--fp", action="append", default=None, help="fingerprints (default: every cached one)")
+    ap.add_argument("--combine", action="append", default=None, help="also score A+B+... concatenated (repeatable)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     zoo = open_zoo(args.zoo)
@@ -77,11 +96,12 @@ def main() -> None:
     if grouped:
         out["labels_by_group"] = {g: dict(Counter(label[group == g].tolist())) for g in sorted(set(group.tolist()))}
     print(json.dumps(out))
-    by_init = scorecard(zoo, args.fp)
-    by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False)  # AMIs only: no intervals or p-values
+    combine = [c.split("+") for c in args.combine] if args.combine else None
+    by_init = scorecard(zoo, args.fp, combine=combine)
+    by_freq = scorecard(zoo, args.fp, lineage="key_freqs", calibrate=False, combine=combine)  # AMIs only: no intervals or p-values
     table = model_table(zoo)
     keep = np.asarray([str(x) != "mixed" for x in table["deep_label"]])
-    opts = options_for(zoo, calibrate=False)
+    opts = options_for(zoo, calibrate=False, combine=combine)
     inputs = inputs_for(zoo, args.fp, opts.label)
     cp = analyze(inputs, {k: np.asarray(v)[keep] for k, v in table.items()}, opts)
     within: dict = {"within": {}, "within_all": {}}
@@ -97,11 +117,12 @@ def main() -> None:
         b = next(x for x in by_freq.scorecard if x.fingerprint == a.fingerprint)
         fb = by_freq.fingerprint(a.fingerprint)
         c = next(x for x in cp.scorecard if x.fingerprint == a.fingerprint)
+        c_ci = cp_interval(cp.fingerprint(a.fingerprint), table, keep)
         rows.append({"fingerprint": a.fingerprint, "k": a.n_clusters, "stability": r(a.stability), "deep_ami": r(a.deep_ami),
                      "deep_ami_ci": a.deep_ami_ci, "probe_auroc": r(a.probe_auroc), "noise_ami_init": r(a.noise_ami),
                      "noise_ami_key_freqs": r(b.noise_ami), "ami_key_freqs_all": r(fb.alignment.get("key_freqs")),
                      "ami_init_all": r(f.alignment.get("init_seed")), "verdict": a.verdict, "verdict_key_freqs": b.verdict,
-                     "k_cp": c.n_clusters, "deep_ami_cp": r(c.deep_ami), "deep_ami_ci_cp": c.deep_ami_ci,
+                     "k_cp": c.n_clusters, "deep_ami_cp": r(c.deep_ami), "deep_ami_ci_cp": c.deep_ami_ci or c_ci,
                      "probe_auroc_cp": r(c.probe_auroc), "noise_ami_init_cp": r(c.noise_ami), "verdict_cp": c.verdict,
                      "error": a.error})
         if grouped:

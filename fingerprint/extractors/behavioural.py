@@ -4,7 +4,9 @@ All run one batched forward pass for the whole population. ``probe-outputs`` (in
 inputs) is the control that should barely separate basins; ``ood-outputs`` is the original proposal
 (correlations of outputs on out-of-distribution inputs); ``anomalous-inputs`` probes never-trained
 regions (far outside the data range, constant inputs, single input dims pushed far), the analog of
-fingerprinting large models with never-trained tokens.
+fingerprinting large models with never-trained tokens. ``output-profile`` keeps no input's identity:
+the distribution over probes of per-input confidence statistics (top-1 log-prob, logit margin,
+entropy), unchanged by any relabelling or reordering of the probe inputs.
 """
 
 from __future__ import annotations
@@ -79,6 +81,66 @@ def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, 
     if out.dim() == 4:  # per-position outputs [n, P, T, V]: the next token after the whole input
         out = out[:, :, -1]
     return transform_outputs(out, transform).flatten(1)
+
+
+PROFILE_STATS = ("logprob", "margin", "entropy", "logit", "shift")
+PROFILE_SCALES = ("none", "median")
+
+
+def confidence_stats(out: torch.Tensor, stats: list) -> torch.Tensor:
+    """Per-input statistics ``[n, len(stats), P]`` of class outputs ``out [n, P, C]`` (float64):
+    ``logprob`` the top-1 log-probability, ``margin`` the top-1 minus the top-2 logit, ``entropy``
+    the softmax entropy (nats), ``logit`` the raw top-1 logit and ``shift`` the mean logit over
+    classes (the per-input offset a softmax ignores; these two are not shift-invariant)."""
+    o = out.double()
+    lp = torch.log_softmax(o, -1)
+    top2 = o.topk(2, -1).values
+    make = {"logprob": lambda: lp.max(-1).values, "margin": lambda: top2[..., 0] - top2[..., 1],
+            "entropy": lambda: -(lp.exp() * lp).sum(-1), "logit": lambda: top2[..., 0], "shift": lambda: o.mean(-1)}
+    return torch.stack([make[s]() for s in stats], 1)
+
+
+def profile_summary(v: torch.Tensor, bins: int, scale: str) -> torch.Tensor:
+    """``[n, S, P]`` per-input values -> ``[n, S * (bins + 2)]``: per statistic its mean, std and
+    ``bins`` interior quantiles over the ``P`` inputs (after dividing by the model's median
+    absolute value of that statistic with ``scale="median"``: the shape of the distribution, not its
+    level). Sorting makes it blind to which input had which value."""
+    if scale == "median":
+        v = v / v.abs().median(-1, keepdim=True).values.clamp_min(1e-12)
+    q = torch.linspace(0, 1, bins + 2, dtype=v.dtype)[1:-1]
+    dist = torch.quantile(v, q, dim=-1).permute(1, 2, 0)  # [n, S, bins]
+    return torch.cat([v.mean(-1, keepdim=True), v.std(-1, keepdim=True), dist], -1).flatten(1)
+
+
+@extractor("output-profile", kind="behavioural", bounds={"n_probes": (0, None), "bins": (1, None)})
+def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
+                   stats: list = ["logprob", "margin", "entropy"],  # noqa: B006 - a plain, hashable default
+                   bins: int = 9, scale: str = "none"):
+    """The distribution over probe inputs of per-input confidence statistics of the models' own
+    outputs (``stats``: top-1 log-prob, top-1 minus top-2 logit margin, entropy; raw top-1 ``logit``,
+    mean-logit ``shift``), each as mean, std and ``bins`` quantiles: ``[n, len(stats) * (bins + 2)]``.
+
+    Any classifier or token model (per-position outputs: every position of every probe is one
+    input). Invariant to permuting the probe inputs (so, on ``modadd``, to which Fourier
+    frequencies a model uses: a relabelling of the tokens), and needs no label.
+    """
+    if not isinstance(stats, list) or not stats:
+        raise UserError(f"parameter 'stats' of extractor 'output-profile' must be a non-empty list of statistics "
+                        f"(valid: {', '.join(PROFILE_STATS)})")
+    bad = [s for s in stats if s not in PROFILE_STATS]
+    if bad:
+        raise UserError(f"unknown statistic '{bad[0]}' for output-profile (valid: {', '.join(PROFILE_STATS)})")
+    if scale not in PROFILE_SCALES:
+        raise UserError(f"unknown scale '{scale}' for output-profile (valid: {', '.join(PROFILE_SCALES)})")
+    x = probes(models, probe_set, n_probes)
+    out = models.forward(x)
+    if out.shape[-1] < 2:
+        raise UserError(f"output-profile needs class outputs (at least 2), but task '{models.task.name}' has "
+                        f"{out.shape[-1]} output: use probe-outputs for regression models")
+    out = out.reshape(out.shape[0], -1, out.shape[-1])  # [n, P(*T), C]: every readout position an input
+    if out.shape[1] < 2:
+        raise UserError(f"output-profile needs at least 2 probe inputs, probe set '{probe_set}' gives {out.shape[1]}")
+    return profile_summary(confidence_stats(out, list(stats)), bins, scale).float(), {"inputs": int(out.shape[1])}
 
 
 UNTRAINED = "untrained_tokens"  # the probe set in which a task (or an imported zoo) names its never-trained tokens
