@@ -22,6 +22,11 @@ loop's those of every position. ``--json`` prints ``speedup_vs_loop`` and ``frac
 worse of the configs) and each config's figures under ``configs``.
 
     python scripts/bench_train.py --family transformer [--config modadd] [--steps 200] [--loop-models 8] [--json] [--breakdown]
+
+``--workers 2`` adds, per config, the harness and the loop each split over two one-thread processes
+(what ``fingerprint sweep --executor process`` does with a sweep's shards): under ``in_workers``, the
+speed-up against the loop as written (one process, the configured threads) and like for like (the
+loop split over the same workers).
 """
 
 from __future__ import annotations
@@ -160,8 +165,8 @@ def transformer_flops(fam, batch: int, steps: int, n_models: int, pruned: bool =
     return 6.0 * macs * batch * steps * n_models
 
 
-def run_transformer_vectorized(task, fam, cfg: TrainConfig, n_models: int) -> float:
-    seeds = list(range(n_models))
+def run_transformer_vectorized(task, fam, cfg: TrainConfig, n_models: int, first: int = 0) -> float:
+    seeds = list(range(first, first + n_models))
     params = fam.init(seeds)
     t = time.perf_counter()
     train_population(fam, task, cfg, params, seeds, torch.zeros(n_models, dtype=torch.long), checkpoint_steps=[])
@@ -232,6 +237,60 @@ def run_transformer_loop(task, fam, cfg: TrainConfig, n_models: int) -> float:
     return time.perf_counter() - t
 
 
+def _timed_in_worker(name: str, steps: int, kind: str, n_models: int, first: int, repeats: int, barrier) -> list[float]:
+    """In a one-thread worker process: warm up, then ``repeats`` timed runs of ``kind`` (``harness``:
+    ``n_models`` models from seed ``first`` as one population; ``loop``: ``n_models`` models one after
+    another), each started together with the other workers' (``barrier``)."""
+    torch.set_num_threads(1)
+    _, task, fam, cfg = transformer_setup(name, steps)
+    short = dataclasses.replace(cfg, steps=5)
+    run_transformer_vectorized(task, fam, short, 4) if kind == "harness" else run_transformer_loop(task, fam, short, 1)
+    times = []
+    for _ in range(repeats):
+        barrier.wait()
+        times.append(run_transformer_vectorized(task, fam, cfg, n_models, first) if kind == "harness"
+                     else run_transformer_loop(task, fam, cfg, n_models))
+    return times
+
+
+def in_workers(name: str, steps: int, kind: str, n_models: int, workers: int, repeats: int) -> list[float]:
+    """Wall seconds of each of ``repeats`` rounds in which ``workers`` one-thread processes each train
+    an equal share of ``n_models`` (what ``--executor process`` does with a sweep's shards): a round
+    lasts as long as its slowest worker."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    share = n_models // workers
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        barrier = manager.Barrier(workers)
+        jobs = [pool.submit(_timed_in_worker, name, steps, kind, share, i * share, repeats, barrier) for i in range(workers)]
+        per_worker = [j.result() for j in jobs]
+    return [max(r) for r in zip(*per_worker)]
+
+
+def bench_in_workers(name: str, steps: int, repeats: int, loop_models: int, workers: int, single: dict) -> dict:
+    """The harness and the loop each split over ``workers`` one-thread processes, beside ``single``
+    (the same config in this process at the configured thread count)."""
+    config, _, fam, cfg = transformer_setup(name, steps)
+    n = config.seeds.init * config.seeds.data
+    flops = transformer_flops(fam, cfg.batch_size, steps, n, pruned=True)
+    t_vecs = sorted(in_workers(name, steps, "harness", n, workers, max(repeats, 1)))
+    m = max(min(loop_models or n, n) // workers, 1) * workers
+    t_loop = in_workers(name, steps, "loop", m, workers, 1)[0] * n / m
+    peak = single["peak_gflops"]
+    t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
+    return {
+        "workers": workers, "vectorized_seconds": round(t_vec, 3), "vectorized_runs": [round(t, 3) for t in t_vecs],
+        "loop_seconds": round(t_loop, 3), "loop_models_timed": m,
+        "fraction_of_peak": round(flops / t_vec / 1e9 / peak, 3),
+        # what a user gets: the toolkit's sweep in one-thread workers against their loop as written (one process)
+        "speedup_vs_loop": round(single["loop_seconds"] / t_med, 2),
+        # like for like: the loop split over the same workers
+        "speedup_vs_loop_in_workers": round(t_loop / t_med, 2),
+    }
+
+
 def bench_transformer(name: str, steps: int, repeats: int, loop_models: int) -> dict:
     """One config: the harness (best and median of ``repeats``) and the loop (once, over
     ``loop_models`` models, scaled to the population) on the same population and steps."""
@@ -290,6 +349,9 @@ def transformer_main(args) -> None:
                 print_rows(rows)
         return
     runs = [bench_transformer(name, args.steps, args.repeats, args.loop_models) for name in names]
+    if args.workers > 1:
+        for r in runs:
+            r["in_workers"] = bench_in_workers(r["config"], args.steps, args.repeats, args.loop_models, args.workers, r)
     res = {"threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 2), "configs": runs,
            # the headline figures are the worse of the configs
            "speedup_vs_loop": min(r["speedup_vs_loop"] for r in runs),
@@ -311,6 +373,13 @@ def transformer_main(args) -> None:
               f"  ({r['loop_models_timed']} models timed)")
         print(f"  speed-up vs loop: {r['speedup_vs_loop']:.1f}x (in CPU seconds of all threads: {r['speedup_vs_loop_cpu']:.1f}x, "
               f"harness {statistics.median(r['vectorized_cpu_seconds']):.2f} s, loop {r['loop_cpu_seconds']:.2f} s)")
+        if "in_workers" in r:
+            w = r["in_workers"]
+            runs_s = ", ".join(f"{t:.2f}" for t in w["vectorized_runs"])
+            print(f"  in {w['workers']} one-thread worker processes: harness {w['vectorized_seconds']:.2f} s ({runs_s}), "
+                  f"{w['fraction_of_peak']:.1%} of peak; loop {w['loop_seconds']:.2f} s ({w['loop_models_timed']} models timed)")
+            print(f"    speed-up vs the loop as written (one process): {w['speedup_vs_loop']:.1f}x; "
+                  f"vs the loop in the same workers: {w['speedup_vs_loop_in_workers']:.1f}x")
 
 
 def main() -> None:
@@ -329,6 +398,8 @@ def main() -> None:
     ap.add_argument("--family", choices=("mlp", "transformer"), default="mlp",
                     help="transformer: the shapes of the full modadd and tiny-lm configs (their populations, batch, optimiser)")
     ap.add_argument("--config", choices=(*TRANSFORMER_CONFIGS, "all"), default="all", help="--family transformer: which config")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="--family transformer: also time the harness and the loop split over this many one-thread processes")
     ap.add_argument("--loop-models", type=int, default=0,
                     help="--family transformer: time the loop on this many models and scale it to the population (0: all)")
     args = ap.parse_args()
