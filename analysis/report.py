@@ -16,6 +16,7 @@ escaped by its writer. A map of more than :data:`MAX_POINTS` models draws a fixe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -45,7 +46,7 @@ from analysis.plots import (
 from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
 from analysis.verdicts import css_class
 
-__all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
+__all__ = ["render", "page", "Page", "SectionDrawer", "Ahead", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
@@ -208,15 +209,65 @@ def _drawn(v: Any) -> FingerprintView | None:
         return None
 
 
+_UNDRAWN = object()  # with_verdicts' tree: not drawn elsewhere, draw it here
+
+
 def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
-                  formats: tuple[str, ...] = ()) -> FingerprintView:
+                  formats: tuple[str, ...] = (), tree: Any = _UNDRAWN) -> FingerprintView:
     """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
-    basins and its families' tree, which the verdicts across fingerprints decide."""
+    basins and its families' tree, which the verdicts across fingerprints decide (``tree``: that
+    figure drawn elsewhere from ``r``, else drawn here)."""
     view = dataclasses.replace(view, r=r)
     if not r.error:
         view.free_groups = _candidate_groups(r)
-        view.family_tree = _family_tree(r, settings, formats)
+        view.family_tree = _family_tree(r, settings, formats) if tree is _UNDRAWN else tree
     return view
+
+
+@dataclass
+class Ahead:
+    """A fingerprint's section drawn in :class:`SectionDrawer`'s process (a future of it) and its
+    families' tree, which that process can draw once the verdicts are decided: ``tree()`` submits it
+    there and returns the future (:func:`page` does, whenever that process is idle)."""
+
+    section: Any
+    tree: Callable[[], Any]
+
+
+def _share_trees(drawn: dict[str, Any], decided: dict[str, FingerprintResult], settings: dict[str, Any],
+                 formats: tuple[str, ...]) -> dict[str, Any]:
+    """The families' trees of the sections drawn ahead (:class:`Ahead`), shared between this process
+    and the drawing one: whenever that one is idle (its sections done, its last tree too) it takes the
+    next tree from the front; this one draws from the back meanwhile. Name -> figure, or a future."""
+    queue = [n for n, v in drawn.items() if isinstance(v, Ahead) and n in decided and _has_tree(decided[n])]
+    busy = [v.section if isinstance(v, Ahead) else v for v in drawn.values()]
+    out: dict[str, Any] = {}
+    running = None
+    while queue:
+        if (running is None or running.done()) and all(getattr(f, "done", lambda: True)() for f in busy):
+            name = queue.pop(0)
+            running = out[name] = drawn[name].tree()
+        if queue:
+            name = queue.pop()
+            out[name] = _family_tree(decided[name], settings, formats)
+    return out
+
+
+def _tree_drawn(f: Any) -> Any:
+    """The tree a future drew, or :data:`_UNDRAWN` (withdrawn before the drawing process started it,
+    or failed there: :func:`page` draws it, where a real error is reported)."""
+    if f.cancel():
+        return _UNDRAWN
+    try:
+        return f.result()
+    except Exception:  # noqa: BLE001 - drawn again in this process
+        return _UNDRAWN
+
+
+def _has_tree(r: FingerprintResult) -> bool:
+    """Whether :func:`_family_tree` draws a figure for ``r`` (else it returns ``None`` at once)."""
+    free = r.label_free or {}
+    return not r.error and bool(free.get("tree")) and free.get("verdict") != "insufficient"
 
 
 def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
@@ -283,9 +334,10 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
-    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
-    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
-    futures are waited for (one that failed is drawn here).
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it,
+    or an :class:`Ahead` (the section's future, and its families' tree to draw there) (:meth:`SectionDrawer.views`,
+    in these ``formats``); the others are drawn here first, then the families' trees (shared with the
+    drawing process while it is idle), then the futures are waited for (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -309,12 +361,17 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
+    trees = _share_trees(drawn, {str(r.fingerprint): r for r in result.fingerprints}, settings, formats)
     views = []
     for r in result.fingerprints:
         name = str(r.fingerprint)
         if name in fresh:
             views.append(fresh[name])
-        elif (ahead := _drawn(drawn.get(name))) is not None:
+        elif isinstance(got := drawn.get(name), Ahead) and (ahead := _drawn(got.section)) is not None:
+            fam_tree = trees.get(name, _UNDRAWN)
+            fam_tree = _tree_drawn(fam_tree) if hasattr(fam_tree, "cancel") else fam_tree
+            views.append(with_verdicts(ahead, r, settings, formats, fam_tree))
+        elif not isinstance(got, Ahead) and (ahead := _drawn(got)) is not None:
             views.append(with_verdicts(ahead, r, settings, formats))
         else:  # its drawing in the background failed: drawn here, where a real error is reported
             views.append(fingerprint_view(r, settings, (distances or {}).get(name), formats))
@@ -374,10 +431,18 @@ class SectionDrawer:
         self._futures[str(r.fingerprint)] = self._pool.submit(
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
-    def views(self) -> dict[str, Any]:
+    def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
         """The sections drawn or being drawn (futures), by fingerprint name, for :func:`page`'s ``drawn``.
-        Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile."""
-        return {name: f for name, f in self._futures.items() if not f.cancel()}
+        Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile.
+        With the decided ``result``, each section kept is an :class:`Ahead`: the worker can draw its
+        families' tree too, when :func:`page` finds it idle."""
+        kept = {name: f for name, f in self._futures.items() if not f.cancel()}
+        if result is None or self._pool is None:
+            return kept
+        settings, pool = result.settings or {}, self._pool
+        decided = {str(r.fingerprint): r for r in result.fingerprints}
+        return {name: Ahead(f, functools.partial(pool.submit, _family_tree, decided[name], settings, self.formats))
+                if name in decided and _has_tree(decided[name]) else f for name, f in kept.items()}
 
     @property
     def active(self) -> bool:
