@@ -121,16 +121,25 @@ def family_permutations(family: Sequence, n_perm: int = 199, random_state: int =
     takes the label of model ``out[p, i]``. Each family takes the members of another family of the
     same size (their order shuffled), the families of one size permuted among themselves."""
     codes, names = family_codes(family)
-    members = [np.flatnonzero(codes == f) for f in range(len(names))]
+    order = np.argsort(codes, kind="stable")  # the families' slots side by side, members in population order
+    sizes = np.bincount(codes, minlength=len(names))
+    starts = np.cumsum(sizes) - sizes
+    members = [order[a : a + m] for a, m in zip(starts, sizes)]
     by_size: dict[int, list[int]] = {}
     for f, m in enumerate(members):
         by_size.setdefault(len(m), []).append(f)
     rng = np.random.default_rng(random_state)
-    out = np.empty((n_perm, len(codes)), dtype=np.int64)
+    slots = np.empty((n_perm, len(codes)), dtype=np.int64)
     for p in range(n_perm):  # the draws one at a time, in the order they have always been made
+        row = slots[p]
         for fams in by_size.values():
             for f, g in zip(fams, rng.permutation(fams)):
-                out[p, members[f]] = rng.permutation(members[g])
+                # rng.permutation(members[g]) is a copy shuffled: shuffled in place in the slots, the same draws
+                view = row[starts[f] : starts[f] + sizes[f]]
+                view[:] = members[g]
+                rng.shuffle(view)
+    out = np.empty_like(slots)
+    out[:, order] = slots
     return out
 
 
