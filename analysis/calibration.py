@@ -152,10 +152,8 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
 
         out["lineage_nn_ci"] = boot(nn_rate)
     if stab is not None:
-        def stab_rate(picks, _c):
-            w = np.zeros((len(picks), stab.n))
-            w[:, np.arange(len(fcodes)) if rows is None else rows] = weights_of(picks)
-            return stab.of_weights(w)
+        def stab_rate(picks, _c):  # the replicates index the population; a family sample is its rows
+            return stab.of_weights(weights_of(picks), None if rows is None else rows)
 
         out["stability_ci"] = boot(stab_rate)
     return out

@@ -353,8 +353,9 @@ class ReplicateAgreement:
         v = self.of_weights(np.bincount(rows, minlength=self.n)[None])[0]
         return None if np.isnan(v) else float(v)
 
-    def of_weights(self, w: np.ndarray) -> np.ndarray:
-        """The statistic of each sample ``[B]`` that holds model ``i`` ``w[s, i]`` times (``w [B, n]``),
+    def of_weights(self, w: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """The statistic of each sample ``[B]`` that holds model ``i`` ``w[s, i]`` times (``w [B, n]``;
+        with ``cols``, ``w [B, len(cols)]`` are the counts of models ``cols``, the others absent),
         NaN where no pair shares two models."""
         w = np.asarray(w, dtype=np.float64)
         out = np.full(len(w), np.nan)
@@ -362,8 +363,9 @@ class ReplicateAgreement:
             return out
         cells = self.n_pairs * self.size
         # model i adds its weight to its cell of every pair: w @ one-hot [n, pairs x cells] (integer sums, exact)
-        onehot = csr_matrix((np.ones(self.codes.size), (np.tile(np.arange(self.n), self.n_pairs), self.codes.ravel())),
-                            shape=(self.n, cells))
+        codes = self.codes if cols is None else self.codes[:, np.asarray(cols)]
+        m = codes.shape[1]
+        onehot = csr_matrix((np.ones(codes.size), (np.tile(np.arange(m), self.n_pairs), codes.ravel())), shape=(m, cells))
         step = max(1, self.CHUNK // cells)
         for s in range(0, len(w), step):
             tab = np.asarray(onehot.T @ w[s : s + step].T).T  # [b, pairs x cells]
