@@ -26,6 +26,8 @@ from scipy.special import gammaln
 from scipy.stats import rankdata
 
 _EPS = np.finfo(np.float64).eps
+TABLE_CELLS = 1 << 16  # contingency-table cells :func:`ami_tables` scores at once (bounds its memory)
+EMI_TERMS = 1 << 18  # terms of the expected mutual information summed at once (one table's may be more)
 
 
 def codes(labels) -> np.ndarray:
@@ -145,10 +147,13 @@ def ami_tables(c: np.ndarray) -> np.ndarray:
     counts, rows the first labelling's values in sorted order; empty rows and columns are values that
     do not occur, dropped as a recoding would): ``[B]``. The cells are computed for all tables at
     once; each table's sums then run over its own cells in :func:`ami`'s order (pairwise, as
-    ``np.sum``), so the values equal :func:`ami`'s but for the logarithms' last bits."""
+    ``np.sum``), so the values equal :func:`ami`'s (bit for bit where they were checked)."""
     c = np.asarray(c)
     if c.ndim != 3:
         raise ValueError(f"contingency tables must be [B, R, C], got shape {c.shape}")
+    step = max(1, TABLE_CELLS // max(c.shape[1] * c.shape[2], 1))
+    if len(c) > step:  # in chunks of tables: the expected mutual information's flat pass grows with the cells
+        return np.concatenate([ami_tables(c[i : i + step]) for i in range(0, len(c), step)])
     c = c.astype(np.int64)
     a, b = c.sum(2), c.sum(1)  # [B, R], [B, C]
     n = a.sum(1)  # [B]
@@ -207,6 +212,17 @@ def _expected_mutual_info_batch(a: np.ndarray, b: np.ndarray, n: np.ndarray, log
     total = int(length.sum())
     if not total:
         return np.zeros(bsz)
+    per_table = length.reshape(bsz, -1).sum(1)
+    if bsz > 1 and total > EMI_TERMS:  # in runs of tables of at most EMI_TERMS terms (or one table): memory
+        cuts, acc = [0], 0
+        for t, m in enumerate(per_table.tolist()):
+            if acc and acc + m > EMI_TERMS:
+                cuts.append(t)
+                acc = 0
+            acc += m
+        cuts.append(bsz)
+        return np.concatenate([_expected_mutual_info_batch(a[i:j], b[i:j], n[i:j], logn[i:j])
+                               for i, j in zip(cuts[:-1], cuts[1:])])
     cell = np.repeat(np.arange(bsz * r * k), length)
     nij = start[cell] + np.arange(total) - np.repeat(np.cumsum(length) - length, length)
     s, rest = cell // (r * k), cell % (r * k)
@@ -215,7 +231,7 @@ def _expected_mutual_info_batch(a: np.ndarray, b: np.ndarray, n: np.ndarray, log
     term2 = logn[s] + np.log(nij) - np.log(ai) - np.log(bj)
     gln = (lg[ai + 1] + lg[bj + 1] + lg[ns - ai + 1] + lg[ns - bj + 1] - lg[nij + 1] - lg[ns + 1]
            - lg[ai - nij + 1] - lg[bj - nij + 1] - lg[ns - ai - bj + nij + 1])
-    return _segment_sums(nij / ns * term2 * np.exp(gln), length.reshape(bsz, -1).sum(1))
+    return _segment_sums(nij / ns * term2 * np.exp(gln), per_table)
 
 
 def binary_auroc_weighted(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -224,13 +240,13 @@ def binary_auroc_weighted(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np
     a class. The Mann-Whitney count (pairs ranked right, ties half) equals the rank sum's, exactly."""
     y = np.asarray(y).astype(bool)
     w = np.asarray(w, dtype=np.float64)
-    _, grp = np.unique(np.asarray(score), return_inverse=True)  # tied scores share a group
-    grp = grp.reshape(-1)
-    g = int(grp.max()) + 1 if grp.size else 0
-    onehot = np.zeros((len(grp), g))
-    onehot[np.arange(len(grp)), grp] = 1.0
-    pos_g = (w * y) @ onehot  # [B, G]: positives' weight at each score (integers: exact)
-    neg_g = (w * ~y) @ onehot
+    if not y.size:
+        return np.full(len(w), np.nan)
+    order = np.argsort(np.asarray(score), kind="stable")  # models by score; tied scores make one group
+    s = np.asarray(score)[order]
+    starts = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+    pos_g = np.add.reduceat((w * y)[:, order], starts, axis=1)  # [B, G]: positives' weight at each score (exact)
+    neg_g = np.add.reduceat((w * ~y)[:, order], starts, axis=1)
     below = np.cumsum(neg_g, 1) - neg_g  # negatives' weight strictly below each score
     u = (pos_g * (below + 0.5 * neg_g)).sum(1)
     pos, neg = pos_g.sum(1), neg_g.sum(1)

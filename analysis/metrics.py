@@ -343,7 +343,7 @@ class ReplicateAgreement:
     """:func:`replicate_agreement`'s statistic: ``codes [n_pairs, n]`` are each model's cell in each
     pair's contingency table (``p * size + cell``; the last cell of a pair for models one lacks)."""
 
-    CHUNK = 1 << 22  # table cells (samples x pairs x cells) built at once by :meth:`of_weights`
+    CHUNK = 1 << 20  # table cells (samples x pairs x cells) built at once by :meth:`of_weights` (8 MB)
 
     def __init__(self, n: int, n_pairs: int, kmax: int, codes: np.ndarray):
         self.n, self.n_pairs, self.kmax, self.size = n, n_pairs, kmax, kmax * kmax + 1

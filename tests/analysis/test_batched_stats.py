@@ -184,6 +184,20 @@ def test_ami_tables_equals_ami_with_empty_rows_and_special_cases():
     assert one.tolist() == [1.0, 0.0, 1.0]  # one value each; one side constant; no models
 
 
+def test_ami_tables_in_chunks_equals_ami(monkeypatch):
+    """Many or large tables are scored in chunks (memory): the same values."""
+    monkeypatch.setattr(ag, "EMI_TERMS", 50)
+    monkeypatch.setattr(ag, "TABLE_CELLS", 64)
+    rng = np.random.default_rng(5)
+    tables, want = [], []
+    for _ in range(100):
+        n, ka, kb = int(rng.integers(1, 120)), int(rng.integers(1, 6)), int(rng.integers(1, 9))
+        a, b = rng.integers(0, ka, n), rng.integers(0, kb, n)
+        tables.append(_tables(a, b, 6, 9))
+        want.append(ag.ami(a, b))
+    assert np.abs(ag.ami_tables(np.stack(tables)) - np.array(want)).max() <= TOL
+
+
 def test_weighted_auroc_equals_auroc_of_the_expanded_sample():
     rng = np.random.default_rng(1)
     for k in (2, 3, 4):
