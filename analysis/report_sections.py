@@ -239,10 +239,10 @@ class SectionDrawer:
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
     def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
-        """The sections drawn or being drawn (futures), by fingerprint name, for :func:`~analysis.report.page`'s ``drawn``.
-        Those the worker has not started are withdrawn: :func:`~analysis.report.page` draws them in this process meanwhile.
-        With the decided ``result``, each section kept is an :class:`Ahead`: the worker can draw its
-        families' tree too, when :func:`~analysis.report.page` finds it idle."""
+        """The sections drawn or being drawn (futures), by fingerprint name, for
+        :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
+        ``page`` draws them in this process meanwhile. With the decided ``result``, each section kept
+        is an :class:`Ahead`: the worker can draw its families' tree too, when ``page`` finds it idle."""
         kept = {name: f for name, f in self._futures.items() if not f.cancel()}
         if result is None or self._pool is None:
             return kept
