@@ -7,6 +7,14 @@ formulas (scikit-learn's, including its special cases and its arithmetic-mean no
 integer codes, with the contingency table from ``np.bincount`` and the expected mutual information
 summed in one vectorized pass instead of a loop over cells; ``tests/analysis/test_agreement.py``
 checks them against scikit-learn within 1e-12.
+
+The batched forms score many resampled labellings at once for the family bootstraps and the
+permutation tests (:mod:`analysis.calibration`): :func:`ami_tables` takes a stack of contingency
+tables ``[B, R, C]`` (a sample's table is a sum of its families' tables, or one ``bincount`` over
+all permutations), :func:`auroc_weighted` the models' multiplicities ``[B, n]`` in each sample.
+They compute what :func:`ami` and :func:`auroc` give for each sample's labellings (the same
+formulas; only the order of some sums differs), checked within 1e-12 by
+``tests/analysis/test_batched_stats.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from scipy.special import gammaln
 from scipy.stats import rankdata
 
 _EPS = np.finfo(np.float64).eps
+TABLE_CELLS = 1 << 16  # contingency-table cells :func:`ami_tables` scores at once (bounds its memory)
+EMI_TERMS = 1 << 18  # terms of the expected mutual information summed at once (one table's may be more)
 
 
 def codes(labels) -> np.ndarray:
@@ -129,3 +139,133 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
     if p.shape[1] == 2:
         return binary_auroc(y == 1, p[:, 1])
     return float(np.mean([binary_auroc(y == c, p[:, c]) for c in range(p.shape[1])]))
+
+
+# -- batched: many resampled labellings at once --------------------------------------------------
+def ami_tables(c: np.ndarray) -> np.ndarray:
+    """:func:`ami` of each labelling pair counted by the contingency tables ``c [B, R, C]`` (integer
+    counts, rows the first labelling's values in sorted order; empty rows and columns are values that
+    do not occur, dropped as a recoding would): ``[B]``. The cells are computed for all tables at
+    once; each table's sums then run over its own cells in :func:`ami`'s order (pairwise, as
+    ``np.sum``), so the values equal :func:`ami`'s (bit for bit where they were checked)."""
+    c = np.asarray(c)
+    if c.ndim != 3:
+        raise ValueError(f"contingency tables must be [B, R, C], got shape {c.shape}")
+    step = max(1, TABLE_CELLS // max(c.shape[1] * c.shape[2], 1))
+    if len(c) > step:  # in chunks of tables: the expected mutual information's flat pass grows with the cells
+        return np.concatenate([ami_tables(c[i : i + step]) for i in range(0, len(c), step)])
+    c = c.astype(np.int64)
+    a, b = c.sum(2), c.sum(1)  # [B, R], [B, C]
+    n = a.sum(1)  # [B]
+    ka, kb = (a > 0).sum(1), (b > 0).sum(1)
+    out = np.zeros(c.shape[0])
+    out[(ka == kb) & (ka <= 1)] = 1.0  # one value each (or no models): identical labellings
+    go = np.flatnonzero((ka > 1) & (kb > 1))
+    if not go.size:
+        return out
+    c, a, b, n = c[go], a[go], b[go], n[go]
+    logn = np.array([log(v) for v in n.tolist()])  # math.log, as the scalar functions use
+    # mutual information: the non-empty cells of every table, in row-major order
+    s, i, j = np.nonzero(c)
+    nz = c[s, i, j].astype(np.float64)
+    nm = nz / n[s]
+    outer = a[s, i] * b[s, j]
+    cell = nm * (np.log(nz) - logn[s]) + nm * (-np.log(outer) + logn[s] + logn[s])
+    cell = np.where(np.abs(cell) < _EPS, 0.0, cell)
+    mi = np.clip(_segment_sums(cell, np.bincount(s, minlength=len(go))), 0.0, None)
+    emi = _expected_mutual_info_batch(a, b, n, logn)
+    norm = (_entropy_rows(a, n, logn) + _entropy_rows(b, n, logn)) / 2
+    den = norm - emi
+    den = np.where(den < 0, np.minimum(den, -_EPS), np.maximum(den, _EPS))
+    num = mi - emi
+    num = np.where(num < 0, np.minimum(num, -_EPS), np.maximum(num, _EPS))
+    out[go] = num / den
+    return out
+
+
+def _segment_sums(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``values`` cut into consecutive segments of ``lengths [B]``, each summed by ``np.sum`` (pairwise,
+    as the scalar functions sum one table's terms): ``[B]``."""
+    return np.array([seg.sum() for seg in np.split(values, np.cumsum(lengths)[:-1])], dtype=np.float64)
+
+
+def _entropy_rows(counts: np.ndarray, n: np.ndarray, logn: np.ndarray) -> np.ndarray:
+    """:func:`_entropy` of each row of ``counts [B, k]`` (zeros ignored) whose totals are ``n [B]``
+    (``logn [B]`` their logs)."""
+    r, k = np.nonzero(counts)
+    pi = counts[r, k].astype(np.float64)
+    lengths = np.bincount(r, minlength=len(counts))
+    h = -_segment_sums((pi / n[r]) * (np.log(pi) - logn[r]), lengths)
+    return np.where(lengths == 1, 0.0, h)
+
+
+def _expected_mutual_info_batch(a: np.ndarray, b: np.ndarray, n: np.ndarray, logn: np.ndarray) -> np.ndarray:
+    """:func:`_expected_mutual_info` of each table's marginals ``a [B, R]``, ``b [B, C]`` and size
+    ``n [B]`` (``logn [B]`` its log; empty rows and columns have no feasible counts and add nothing):
+    every table, cell and feasible count in one flat pass, summed per table."""
+    bsz, r, k = a.shape[0], a.shape[1], b.shape[1]
+    nn = n[:, None, None]
+    ai, bj = a[:, :, None], b[:, None, :]
+    start = np.maximum(1, ai - nn + bj).ravel()
+    end = (np.minimum(ai, bj) + 1).ravel()
+    length = np.maximum(end - start, 0)
+    total = int(length.sum())
+    if not total:
+        return np.zeros(bsz)
+    per_table = length.reshape(bsz, -1).sum(1)
+    if bsz > 1 and total > EMI_TERMS:  # in runs of tables of at most EMI_TERMS terms (or one table): memory
+        cuts, acc = [0], 0
+        for t, m in enumerate(per_table.tolist()):
+            if acc and acc + m > EMI_TERMS:
+                cuts.append(t)
+                acc = 0
+            acc += m
+        cuts.append(bsz)
+        return np.concatenate([_expected_mutual_info_batch(a[i:j], b[i:j], n[i:j], logn[i:j])
+                               for i, j in zip(cuts[:-1], cuts[1:])])
+    cell = np.repeat(np.arange(bsz * r * k), length)
+    nij = start[cell] + np.arange(total) - np.repeat(np.cumsum(length) - length, length)
+    s, rest = cell // (r * k), cell % (r * k)
+    ai, bj, ns = a[s, rest // k], b[s, rest % k], n[s]
+    lg = gammaln(np.arange(int(n.max()) + 2, dtype=np.float64))  # lg[m] = gammaln(m), each value once
+    term2 = logn[s] + np.log(nij) - np.log(ai) - np.log(bj)
+    gln = (lg[ai + 1] + lg[bj + 1] + lg[ns - ai + 1] + lg[ns - bj + 1] - lg[nij + 1] - lg[ns + 1]
+           - lg[ai - nij + 1] - lg[bj - nij + 1] - lg[ns - ai - bj + nij + 1])
+    return _segment_sums(nij / ns * term2 * np.exp(gln), per_table)
+
+
+def binary_auroc_weighted(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`binary_auroc` of each sample that holds model ``i`` ``w[s, i]`` times (``y [n]`` 0/1
+    or boolean, ``score [n]``, integer multiplicities ``w [B, n]``): ``[B]``, NaN where a sample lacks
+    a class. The Mann-Whitney count (pairs ranked right, ties half) equals the rank sum's, exactly."""
+    y = np.asarray(y).astype(bool)
+    w = np.asarray(w, dtype=np.float64)
+    if not y.size:
+        return np.full(len(w), np.nan)
+    order = np.argsort(np.asarray(score), kind="stable")  # models by score; tied scores make one group
+    s = np.asarray(score)[order]
+    starts = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+    pos_g = np.add.reduceat((w * y)[:, order], starts, axis=1)  # [B, G]: positives' weight at each score (exact)
+    neg_g = np.add.reduceat((w * ~y)[:, order], starts, axis=1)
+    below = np.cumsum(neg_g, 1) - neg_g  # negatives' weight strictly below each score
+    u = (pos_g * (below + 0.5 * neg_g)).sum(1)
+    pos, neg = pos_g.sum(1), neg_g.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((pos > 0) & (neg > 0), u / (pos * neg), np.nan)
+
+
+def auroc_weighted(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`auroc` of class codes ``y [n]`` against ``p [n, k]`` in each sample of multiplicities
+    ``w [B, n]``: ``[B]``, NaN where a sample lacks one of the ``k`` classes."""
+    y = np.asarray(y)
+    w = np.asarray(w, dtype=np.float64)
+    k = p.shape[1]
+    present = np.stack([(w[:, y == c] > 0).any(1) for c in range(k)], 1).all(1) if k else np.zeros(len(w), bool)
+    if k == 2:
+        out = binary_auroc_weighted(y == 1, p[:, 1], w)
+    else:
+        out = binary_auroc_weighted(y == 0, p[:, 0], w)
+        for c in range(1, k):
+            out = out + binary_auroc_weighted(y == c, p[:, c], w)
+        out = out / k
+    return np.where(present, out, np.nan)

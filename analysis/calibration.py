@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis import labelfree as lf
 from analysis import metrics as mt
+from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
 from analysis.verdicts import Verdict
@@ -101,25 +102,84 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         lineage = None if lineage is None else lineage[rows]
         oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
         out["sampled"] = len(rows)
+    # every statistic is computed for all bootstrap samples (permutations) at once, from the same
+    # draws as the per-sample loops of analysis.resampling (docs/scorecard.md, "Uncertainty")
+    fcodes, fnames = rs.family_codes(family)
+    nf = len(fnames)
+    boot = lambda stat: rs.family_bootstrap_batch(stat, family, nb, seed)  # noqa: E731
+    counts_of = lambda picks: rs.family_counts(picks, nf)  # noqa: E731
+    weights_of = lambda picks: counts_of(picks)[:, fcodes]  # noqa: E731 - each model's count in each sample
     if label is not None and scores.get("deep_ami") is not None:
         cc, lc = mt._codes(clusters), mt._codes(label)  # coded once: the samples take subsets of the codes
-        out["deep_ami_ci"] = lf.family_bootstrap(lambda r, _d: mt.ami_codes(cc[r], lc[r]), family, nb, seed)
-        out["deep_ami_p"] = lf.family_permutation_p(lambda lab: mt.ami_codes(cc, mt._codes(lab)), label, family, npm, seed)
+        kc, kl = int(cc.max()) + 1, int(lc.max()) + 1
+        fam_tab = np.bincount(fcodes * (kl * kc) + lc * kc + cc, minlength=nf * kl * kc).reshape(nf, kl * kc)
+        out["deep_ami_ci"] = boot(lambda picks, _c: mt.ami_codes_tables((counts_of(picks) @ fam_tab).reshape(-1, kl, kc)))
+        obs = mt.ami_codes(cc, lc)
+        if obs is not None:
+            perm = rs.family_permutations(family, npm, seed)  # perm[p, i]: the model whose label model i takes
+            null = mt.ami_codes_tables(_tables(lc[perm], cc, kl, kc))
+            out["deep_ami_p"] = rs.permutation_p(obs, [None if np.isnan(v) else float(v) for v in null])
+        else:
+            out["deep_ami_p"] = None
     if oof is not None:
         _, y, prob = oof
-        out["probe_auroc_ci"] = lf.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
+        out["probe_auroc_ci"] = boot(lambda picks, _c: mt.auroc_of_weighted(y, prob, weights_of(picks)))
     if lineage is not None and scores.get("noise_ami") is not None:
         basins = label
-        out["noise_ami_ci"] = lf.family_bootstrap(
-            lambda r, d: mt.within_basin_ami(clusters[r], d, None if basins is None else basins[r])[0], family, nb, seed)
-        out["noise_ami_p"] = lf.member_permutation_p(lambda f: mt.within_basin_ami(clusters, f, basins)[0], lineage,
-                                                     basins, npm, seed)
+        bcodes = np.zeros(len(clusters), int) if basins is None else mt._codes(basins)  # basins in sorted order
+        cc = mt._codes(clusters)
+        kc = int(cc.max()) + 1
+        out["noise_ami_ci"] = boot(lambda picks, _c: _noise_boot(picks, fcodes, nf, cc, kc, bcodes))
+        obs = mt.within_basin_ami(clusters, lineage, basins)[0]
+        if obs is not None:
+            perm = rs.member_permutations(len(clusters), basins, npm, seed)  # the family of model perm[p, i]
+            lcodes = rs.family_codes(lineage)[0]
+            null = mt.within_basin_ami_tables([_tables(lcodes[perm][:, m], cc[m], int(lcodes.max()) + 1, kc)
+                                               for m in (bcodes == b for b in range(int(bcodes.max()) + 1))])
+            out["noise_ami_p"] = rs.permutation_p(obs, [None if np.isnan(v) else float(v) for v in null])
+        else:
+            out["noise_ami_p"] = None
     if nn_hits is not None and np.isfinite(nn_hits).any():
-        out["lineage_nn_ci"] = lf.family_bootstrap(
-            lambda r, _d: float(np.nanmean(h)) if np.isfinite(h := nn_hits[r]).any() else None, family, nb, seed)
+        hit = np.isfinite(nn_hits)
+        sums = np.bincount(fcodes, weights=np.where(hit, nn_hits, 0.0), minlength=nf)
+        seen = np.bincount(fcodes, weights=hit.astype(np.float64), minlength=nf)
+
+        def nn_rate(picks, _c):
+            k = counts_of(picks).astype(np.float64)
+            num, den = k @ sums, k @ seen  # integer sums: the same as the mean of each sample's hits
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, num / den, np.nan)
+
+        out["lineage_nn_ci"] = boot(nn_rate)
     if stab is not None:
-        out["stability_ci"] = lf.family_bootstrap(lambda r, _d: stab(r if rows is None else rows[r]), family, nb, seed)
+        def stab_rate(picks, _c):  # the replicates index the population; a family sample is its rows
+            return stab.of_weights(weights_of(picks), None if rows is None else rows)
+
+        out["stability_ci"] = boot(stab_rate)
     return out
+
+
+def _tables(row_codes: np.ndarray, col_codes: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
+    """Contingency tables ``[B, n_rows, n_cols]`` of each sample's row codes ``[B, m]`` against the
+    fixed column codes ``[m]``: one ``bincount`` for all samples."""
+    bsz = len(row_codes)
+    flat = (np.arange(bsz)[:, None] * (n_rows * n_cols) + row_codes * n_cols + col_codes[None, :]).ravel()
+    return np.bincount(flat, minlength=bsz * n_rows * n_cols).reshape(bsz, n_rows, n_cols)
+
+
+def _noise_boot(picks: np.ndarray, fcodes: np.ndarray, nf: int, cc: np.ndarray, kc: int, bcodes: np.ndarray) -> np.ndarray:
+    """The noise AMI of each bootstrap sample (``picks [B, nf]``): inside each true basin, the draws
+    (a family drawn twice is two families) against the clusters. A draw's row of the basin's table is
+    its family's; the rows are put in the order of the draw numbers as strings, as
+    :func:`analysis.metrics.within_basin_ami` codes them."""
+    order = np.asarray(sorted(range(picks.shape[1]), key=str))
+    picks = picks[:, order]
+    tables = []
+    for b in range(int(bcodes.max()) + 1):
+        m = bcodes == b
+        fam_tab = np.bincount(fcodes[m] * kc + cc[m], minlength=nf * kc).reshape(nf, kc)
+        tables.append(fam_tab[picks])  # [B, draws, clusters]
+    return mt.within_basin_ami_tables(tables)
 
 
 def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], opts: AnalysisOptions) -> None:

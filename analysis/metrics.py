@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from sklearn.metrics import pairwise_distances_chunked
 from sklearn.metrics.cluster import contingency_matrix
 
@@ -39,6 +40,19 @@ def ami_codes(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
         return None if len(np.unique(b)) < 2 else 0.0
     return ag.ami(b, a)
+
+
+def ami_codes_tables(tables: np.ndarray) -> np.ndarray:
+    """:func:`ami_codes` of each sample's codes, given as contingency tables ``[B, labels, clusters]``
+    (the second argument's values as rows): ``[B]``, NaN where :func:`ami_codes` gives ``None``."""
+    tables = np.asarray(tables)
+    rows, cols = (tables.sum(2) > 0).sum(1), (tables.sum(1) > 0).sum(1)
+    n = tables.sum((1, 2))
+    out = np.where(rows < 2, np.nan, 0.0)
+    go = np.flatnonzero((rows >= 2) & (cols >= 2) & (n >= 2))
+    if go.size:
+        out[go] = ag.ami_tables(tables[go])
+    return out
 
 
 def root_family(model_ids, parent_ids) -> np.ndarray:
@@ -108,6 +122,28 @@ def within_basin_ami(clusters, family, basins=None, min_basin: int = MIN_BASIN) 
         return None, {}
     total = sum(weights.values())
     return float(sum(per[b] * weights[b] for b in per) / total), per
+
+
+def within_basin_ami_tables(tables: list[np.ndarray], min_basin: int = MIN_BASIN) -> np.ndarray:
+    """:func:`within_basin_ami`'s mean of many samples at once: ``tables`` holds, per true basin (in
+    sorted order), the contingency tables ``[B, families, clusters]`` of each sample's models in
+    that basin (families and clusters as rows and columns in the order of their values as strings;
+    empty ones allowed). ``[B]``, NaN where :func:`within_basin_ami` gives ``None``."""
+    bsz = len(tables[0]) if tables else 0
+    acc, total, seen = np.zeros(bsz), np.zeros(bsz, np.int64), np.zeros(bsz, bool)
+    for t in tables:
+        t = np.asarray(t)
+        size, fams = t.sum((1, 2)), t.sum(2)
+        counted = (size >= min_basin) & (fams.max(1) >= 2) & ((fams > 0).sum(1) >= 2)
+        split = counted & ((t.sum(1) > 0).sum(1) >= 2)  # one cluster in the basin: AMI 0
+        per = np.zeros(bsz)
+        if split.any():
+            per[split] = ag.ami_tables(t[split])
+        acc = acc + np.where(counted, per * size, 0.0)  # in basin order, as the sum over basins
+        total += np.where(counted, size, 0)
+        seen |= counted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(seen, acc / np.maximum(total, 1), np.nan)
 
 
 def pairwise_distances(coords: np.ndarray) -> np.ndarray:
@@ -246,6 +282,14 @@ def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:
     return ag.auroc(np.asarray(y), p)  # scikit-learn's roc_auc_score (binary, or macro one-vs-rest), in numpy
 
 
+def auroc_of_weighted(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`auroc_of` of each sample holding model ``i`` ``w[s, i]`` times (``w [B, n]``): ``[B]``,
+    NaN where :func:`auroc_of` gives ``None`` (a class missing from the sample)."""
+    if p.shape[1] < 2:
+        return np.full(len(w), np.nan)
+    return ag.auroc_weighted(np.asarray(y), p, w)
+
+
 def confusion(clusters, labels) -> dict:
     """Counts ``[n_clusters, n_labels]`` with the row and column names (both in :func:`natural_key` order)."""
     cl = [str(c) for c in clusters]
@@ -269,16 +313,16 @@ MAX_PAIRS = 190  # replicate pairs an interval of the stability compares (all of
 
 
 def replicate_agreement(reps: list[tuple[np.ndarray, np.ndarray]], n: int, max_pairs: int = MAX_PAIRS,
-                        random_state: int = 0):
+                        random_state: int = 0) -> "ReplicateAgreement":
     """The bootstrap stability as a function of which models it is measured on: ``stat(rows, draw)``
     is the mean ARI between pairs of the fixed replicate clusterings ``reps`` (``(model indices,
     labels)`` each), counting every model as often as it occurs in ``rows`` (so a family drawn twice
     counts twice, as in :func:`analysis.resampling.family_bootstrap`). With ``rows`` every model
     once, it is the stability of :func:`analysis.clustering.bootstrap`. Pairs sharing fewer than two
     models are skipped; beyond ``max_pairs`` pairs a fixed random sample of them is used.
+    ``stat.of_weights(w [B, n])`` gives it for many samples at once (``w``: each model's count).
 
-    One weighted contingency table per pair, all pairs in one ``bincount``: ``n_pairs x n`` work per
-    call instead of reclustering."""
+    One weighted contingency table per pair: ``n_pairs x n`` work per sample instead of reclustering."""
     pairs = [(i, j) for i in range(len(reps)) for j in range(i + 1, len(reps))]
     if len(pairs) > max_pairs:
         pick = np.random.default_rng(random_state).choice(len(pairs), max_pairs, replace=False)
@@ -292,23 +336,53 @@ def replicate_agreement(reps: list[tuple[np.ndarray, np.ndarray]], n: int, max_p
     for p, (i, j) in enumerate(pairs):
         both = (full[i] >= 0) & (full[j] >= 0)
         codes[p] = p * size + np.where(both, full[i] * kmax + full[j], size - 1)
-    codes = codes.ravel()
-    c2 = lambda x: x * (x - 1) / 2  # noqa: E731 - pairs among x (weighted) models
+    return ReplicateAgreement(n, len(pairs), kmax, codes)
 
-    def stat(rows: np.ndarray, _draw: np.ndarray | None = None) -> float | None:
-        if not pairs:
-            return None
-        w = np.bincount(rows, minlength=n).astype(np.float64)
-        tab = np.bincount(codes, weights=np.tile(w, len(pairs)), minlength=len(pairs) * size)
-        t = tab.reshape(len(pairs), size)[:, :-1].reshape(len(pairs), kmax, kmax)
-        tot = t.sum((1, 2))
-        index, a, b = c2(t).sum((1, 2)), c2(t.sum(2)).sum(1), c2(t.sum(1)).sum(1)
+
+class ReplicateAgreement:
+    """:func:`replicate_agreement`'s statistic: ``codes [n_pairs, n]`` are each model's cell in each
+    pair's contingency table (``p * size + cell``; the last cell of a pair for models one lacks)."""
+
+    CHUNK = 1 << 20  # table cells (samples x pairs x cells) built at once by :meth:`of_weights` (8 MB)
+
+    def __init__(self, n: int, n_pairs: int, kmax: int, codes: np.ndarray):
+        self.n, self.n_pairs, self.kmax, self.size = n, n_pairs, kmax, kmax * kmax + 1
+        self.codes = codes
+
+    def __call__(self, rows: np.ndarray, _draw: np.ndarray | None = None) -> float | None:
+        v = self.of_weights(np.bincount(rows, minlength=self.n)[None])[0]
+        return None if np.isnan(v) else float(v)
+
+    def of_weights(self, w: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """The statistic of each sample ``[B]`` that holds model ``i`` ``w[s, i]`` times (``w [B, n]``;
+        with ``cols``, ``w [B, len(cols)]`` are the counts of models ``cols``, the others absent),
+        NaN where no pair shares two models."""
+        w = np.asarray(w, dtype=np.float64)
+        out = np.full(len(w), np.nan)
+        if not self.n_pairs:
+            return out
+        cells = self.n_pairs * self.size
+        # model i adds its weight to its cell of every pair: w @ one-hot [n, pairs x cells] (integer sums, exact)
+        codes = self.codes if cols is None else self.codes[:, np.asarray(cols)]
+        m = codes.shape[1]
+        onehot = csr_matrix((np.ones(codes.size), (np.tile(np.arange(m), self.n_pairs), codes.ravel())), shape=(m, cells))
+        step = max(1, self.CHUNK // cells)
+        for s in range(0, len(w), step):
+            tab = np.asarray(onehot.T @ w[s : s + step].T).T  # [b, pairs x cells]
+            out[s : s + step] = self._mean_ari(tab.reshape(len(tab), self.n_pairs, self.size))
+        return out
+
+    def _mean_ari(self, tab: np.ndarray) -> np.ndarray:
+        """Mean ARI over the pairs with two or more shared models, from the weighted tables ``[b, pairs, cells]``."""
+        c2 = lambda x: x * (x - 1) / 2  # noqa: E731 - pairs among x (weighted) models
+        k = self.kmax
+        t = tab[:, :, :-1].reshape(len(tab), self.n_pairs, k, k)
+        tot = t.sum((2, 3))
+        index, a, b = c2(t).sum((2, 3)), c2(t.sum(3)).sum(2), c2(t.sum(2)).sum(2)
         ok = tot >= 2
-        if not ok.any():
-            return None
-        expected = a[ok] * b[ok] / c2(tot[ok])
-        denom = (a[ok] + b[ok]) / 2 - expected
-        safe = np.where(denom == 0, 1.0, denom)
-        return float(np.mean(np.where(denom == 0, 1.0, (index[ok] - expected) / safe)))
-
-    return stat
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = a * b / c2(tot)
+            denom = (a + b) / 2 - expected
+            ari = np.where(denom == 0, 1.0, (index - expected) / np.where(denom == 0, 1.0, denom))
+        # each sample's mean over its own valid pairs (np.mean's pairwise sum, as one sample alone)
+        return np.array([r[o].mean() if o.any() else np.nan for r, o in zip(ari, ok)])

@@ -11,41 +11,46 @@ and returned with their PNG and PDF bytes for ``figures/``; :func:`render` is th
 page comes from the Jinja2 templates in ``analysis/templates/`` with autoescaping on, so every
 string from data (model ids, labels, names, errors) is escaped by the engine; the figures' SVG is
 escaped by its writer. A map of more than :data:`MAX_POINTS` models draws a fixed random sample.
+Each fingerprint's section, and the process that draws sections while the analysis runs
+(:class:`SectionDrawer`), are :mod:`analysis.report_sections`'.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
 from analysis import parallel
 from analysis.goodhart_chart import goodhart_chart
 from analysis.lineage_report import LineageView, lineage_view
-from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
     MAX_POINTS,
     Figure,
-    basin_sizes,
-    dendrogram,
-    family_dendrogram,
     forecast_chart,
-    heatmap,
-    model_map,
     selection_chart,
 )
-from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
+from analysis.report_sections import (
+    _UNDRAWN,
+    Ahead,
+    SectionDrawer,
+    _drawn,
+    _share_trees,
+    _tree_drawn,
+    anchor,
+    fingerprint_view,
+    with_verdicts,
+)
+from analysis.results import AnalysisResult, ScorecardRow
 from analysis.verdicts import css_class
 
-__all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
+__all__ = ["render", "page", "Page", "SectionDrawer", "Ahead", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
@@ -72,10 +77,6 @@ def num(v: Any, digits: int = 2) -> str:
 def pct(v: Any) -> str:
     """A share as a percentage (``–`` for none / NaN)."""
     return "–" if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.1f}%"
-
-
-def anchor(name: Any) -> str:
-    return "".join(c if c.isalnum() else "-" for c in str(name))
 
 
 def _environment() -> Environment:
@@ -138,122 +139,6 @@ def headline(result: AnalysisResult) -> Headline:
 
 
 @dataclass
-class FingerprintView:
-    """One fingerprint's section: its result plus the figures and tables made from it."""
-
-    r: FingerprintResult
-    label_name: str
-    k_counts: str = ""
-    figures: list[Figure | Markup] = field(default_factory=list)
-    dendrogram: Figure | Markup | None = None
-    heatmap: Figure | None = None
-    confusion: dict[str, Any] | None = None  # labels, rows [(cluster, [(count, alpha), ...]), ...]
-    free_groups: list[tuple[int, list[tuple[str, int]], int]] = field(default_factory=list)
-    family_tree: Figure | Markup | None = None  # models -> families -> candidate basins
-
-
-def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None,
-                     formats: tuple[str, ...] = (), decided: bool = True) -> FingerprintView:
-    """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``).
-    ``decided=False``: without the parts that the verdicts decide (the candidate basins and the
-    families' tree: :func:`with_verdicts` adds them)."""
-    view = FingerprintView(r, str(settings.get("label")))
-    if r.error:
-        return view
-    view.k_counts = json.dumps((r.bootstrap or {}).get("k_counts", {}))
-    ids, xy = r.model_ids or [], r.embedding or []
-    stem = anchor(r.fingerprint)
-    clusters = [str(c) for c in r.clusters or []]
-    axes = str(r.embedding_method or "map").split("-")[0].upper()
-    if xy:
-        view.figures.append(model_map(f"{stem}-clusters", xy, ids, "coloured by cluster", clusters, axes=axes,
-                                      formats=formats))
-        if r.label_values is not None:
-            view.figures.append(model_map(f"{stem}-ground-truth", xy, ids, f"by ground truth ({settings.get('label')})",
-                                          clusters, labels=r.label_values, axes=axes, formats=formats))
-        if r.lineage_values is not None:
-            view.figures.append(model_map(f"{stem}-lineage", xy, ids, f"lineage ({settings.get('lineage')}): each init "
-                                          "family's members joined, coloured by cluster", clusters,
-                                          families=r.lineage_values, axes=axes, formats=formats))
-    sizes = [(str(b["cluster"]), int(b["size"])) for b in r.basins or []]
-    if sizes:
-        view.figures.append(basin_sizes(f"{stem}-basin-sizes", sizes, "basin sizes", formats))
-    if distances is not None and len(distances) == len(ids) and len(ids) >= 3:
-        cats = r.label_values or clusters
-        try:
-            view.dendrogram, order = dendrogram(f"{stem}-dendrogram", distances, [str(c) for c in cats],
-                                                "dendrogram (average linkage); leaves coloured by "
-                                                + ("ground truth" if r.label_values else "cluster"),
-                                                "label" if r.label_values else "cluster", formats)
-        except Exception as e:  # noqa: BLE001 - a degenerate matrix must not lose the rest of the report
-            view.dendrogram = Markup("<div class='fail'>dendrogram failed: {}</div>").format(str(e))
-            order = np.argsort(np.asarray(r.clusters), kind="stable")
-        view.heatmap = heatmap(f"{stem}-heatmap", distances, order, "distance heat-map (dendrogram order)", formats)
-    if r.confusion:  # cells shaded by count: (count, alpha) per cell
-        counts = np.asarray(r.confusion["counts"])
-        top = max(counts.max() if counts.size else 1, 1)
-        view.confusion = {"labels": r.confusion["labels"],
-                          "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
-                                   for c, row in zip(r.confusion["clusters"], counts)]}
-    return with_verdicts(view, r, settings, formats) if decided else view
-
-
-def _drawn(v: Any) -> FingerprintView | None:
-    """A section drawn ahead (or its future's, waited for); ``None`` when its drawing failed."""
-    if v is None or isinstance(v, FingerprintView):
-        return v
-    try:
-        return v.result()
-    except Exception:  # noqa: BLE001 - drawn again in this process, which reports a real error
-        return None
-
-
-def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
-                  formats: tuple[str, ...] = ()) -> FingerprintView:
-    """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
-    basins and its families' tree, which the verdicts across fingerprints decide."""
-    view = dataclasses.replace(view, r=r)
-    if not r.error:
-        view.free_groups = _candidate_groups(r)
-        view.family_tree = _family_tree(r, settings, formats)
-    return view
-
-
-def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
-    """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
-    free = r.label_free or {}
-    tree = free.get("tree")
-    if not tree or free.get("verdict") == "insufficient":
-        return None
-    members: dict[str, dict[str, int]] = {}
-    lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
-    for m, b in (free.get("candidate_basins") or {}).items():
-        shares = members.setdefault(str(lineage.get(m, "?")), {})
-        shares[str(b)] = shares.get(str(b), 0) + 1
-    what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
-    try:
-        return family_dendrogram(f"{anchor(r.fingerprint)}-families", tree["linkage"], tree["families"], tree["sizes"],
-                                 members, f"init families ({settings.get('lineage')}) clustered by their centroids "
-                                 f"(average linkage, the analysis' coordinates); leaves: families (models); {what}",
-                                 formats)
-    except Exception as e:  # noqa: BLE001 - a malformed stored tree must not lose the rest of the report
-        return Markup("<div class='fail'>family dendrogram failed: {}</div>").format(str(e))
-
-
-def _candidate_groups(r: FingerprintResult) -> list[tuple[int, list[tuple[str, int]], int]]:
-    """Models -> init families -> candidate basins: per candidate basin, its families (with how many
-    of their members it holds) and its number of models."""
-    basins = (r.label_free or {}).get("candidate_basins") or {}
-    lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
-    groups: dict[int, dict[str, int]] = {}
-    for m, b in basins.items():
-        fam = str(lineage.get(m, "?"))
-        groups.setdefault(int(b), {}).setdefault(fam, 0)
-        groups[int(b)][fam] += 1
-    return [(b, sorted(f.items(), key=lambda kv: natural_key(kv[0])), sum(f.values())) for b, f in sorted(groups.items())]
-
-
-@dataclass
 class Page:
     """The report: its ``html`` (one self-contained page) and its ``figures`` (each with the PNG and
     PDF bytes asked for, to be written to ``figures/`` beside it)."""
@@ -283,9 +168,10 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
-    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
-    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
-    futures are waited for (one that failed is drawn here).
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it,
+    or an :class:`Ahead` (the section's future, and its families' tree to draw there) (:meth:`SectionDrawer.views`,
+    in these ``formats``); the others are drawn here first, then the families' trees (shared with the
+    drawing process while it is idle), then the futures are waited for (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -309,12 +195,17 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
+    trees = _share_trees(drawn, {str(r.fingerprint): r for r in result.fingerprints}, settings, formats)
     views = []
     for r in result.fingerprints:
         name = str(r.fingerprint)
         if name in fresh:
             views.append(fresh[name])
-        elif (ahead := _drawn(drawn.get(name))) is not None:
+        elif isinstance(got := drawn.get(name), Ahead) and (ahead := _drawn(got.section)) is not None:
+            fam_tree = trees.get(name, _UNDRAWN)
+            fam_tree = _tree_drawn(fam_tree) if hasattr(fam_tree, "cancel") else fam_tree
+            views.append(with_verdicts(ahead, r, settings, formats, fam_tree))
+        elif not isinstance(got, Ahead) and (ahead := _drawn(got)) is not None:
             views.append(with_verdicts(ahead, r, settings, formats))
         else:  # its drawing in the background failed: drawn here, where a real error is reported
             views.append(fingerprint_view(r, settings, (distances or {}).get(name), formats))
@@ -340,61 +231,3 @@ def render(result: AnalysisResult, provenance: dict[str, Any] | None = None,
            lineage: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML string (:func:`page` without figure files)."""
     return page(result, provenance, distances, forecast, selections, title, formats=(), lineage=lineage).html
-
-
-# -- the figures drawn while the analysis runs ------------------------------------------------------
-class SectionDrawer:
-    """Draws each fingerprint's section (its maps, basin sizes, dendrogram and heat-map) in one
-    background process while the analysis goes on to the next fingerprint: pass it as
-    :func:`analysis.scorecard.analyze`'s ``on_result``, then :meth:`views` to :func:`page`'s ``drawn``.
-    On two cores the page is then mostly drawn by the time the analysis ends (docs/benchmarks.md,
-    "The report's speed"); the figures' bytes and the HTML are the same as :func:`page` alone draws.
-
-    Active when there are at least two workers (:func:`analysis.parallel.jobs`) and the population
-    is below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
-    pool); otherwise it does nothing and :func:`page` draws everything. ``distances(result)`` gives
-    a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
-    ``None``. A section whose drawing failed is drawn again by :func:`page`."""
-
-    def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
-                 distances: Callable[[FingerprintResult], np.ndarray | None] | None = None):
-        self.formats = tuple(formats)
-        self._distances = distances or (lambda _r: None)
-        self._futures: dict[str, Any] = {}
-        self._pool = None
-        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
-            try:
-                self._pool = parallel.background_pool(["analysis.report"])
-            except (OSError, ValueError):  # no second process here: page() draws everything
-                self._pool = None
-
-    def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
-        if self._pool is None or r.error:
-            return
-        self._futures[str(r.fingerprint)] = self._pool.submit(
-            fingerprint_view, r, settings, self._distances(r), self.formats, False)
-
-    def views(self) -> dict[str, Any]:
-        """The sections drawn or being drawn (futures), by fingerprint name, for :func:`page`'s ``drawn``.
-        Those the worker has not started are withdrawn: :func:`page` draws them in this process meanwhile."""
-        return {name: f for name, f in self._futures.items() if not f.cancel()}
-
-    @property
-    def active(self) -> bool:
-        """Whether a second process draws (else :func:`page` draws everything)."""
-        return self._pool is not None
-
-    def worker_cpu(self) -> float:
-        """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
-        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> "SectionDrawer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -50,7 +50,8 @@ def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], fam
     families with replacement: ``rows`` index the population (a family's members together) and
     ``draw [len(rows)]`` numbers the draws, so a family drawn twice counts as two families.
     ``None`` when fewer than ``min_families`` families (default :data:`MIN_FAMILIES`), or when the
-    statistic is undefined in more than half of the samples."""
+    statistic is undefined in more than half of the samples. :func:`family_bootstrap_batch` is the
+    same interval for a statistic computed on all samples at once."""
     codes, names = family_codes(family)
     if len(names) < max(min_families, 1):
         return None
@@ -62,6 +63,33 @@ def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], fam
         v = stat(rows, draw)
         if v is not None and np.isfinite(v):
             vals.append(float(v))
+    return _interval(vals, n_boot, level)
+
+
+def family_bootstrap_batch(stat: Callable[[np.ndarray, np.ndarray], np.ndarray], family: Sequence, n_boot: int = 200,
+                           random_state: int = 0, level: float = 0.95,
+                           min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
+    """:func:`family_bootstrap` with the statistic of every sample computed at once:
+    ``stat(picks, codes)`` gets the families each sample draws, ``picks [n_boot, n_families]`` (the
+    same draws, in the same order), and each model's family code ``codes [n]`` (sorted-name order,
+    as :func:`family_codes`), and returns the ``[n_boot]`` values, NaN where undefined. The same
+    interval as :func:`family_bootstrap` with the per-sample statistic, when the values are."""
+    codes, names = family_codes(family)
+    if len(names) < max(min_families, 1):
+        return None
+    vals = np.asarray(stat(family_picks(len(names), n_boot, random_state), codes), dtype=np.float64)
+    return _interval([float(v) for v in vals if np.isfinite(v)], n_boot, level)
+
+
+def family_counts(picks: np.ndarray, n_families: int) -> np.ndarray:
+    """How often each sample of ``picks [n_boot, k]`` draws each family: ``[n_boot, n_families]`` (int)."""
+    n_boot = len(picks)
+    flat = (np.arange(n_boot)[:, None] * n_families + picks).ravel()
+    return np.bincount(flat, minlength=n_boot * n_families).reshape(n_boot, n_families)
+
+
+def _interval(vals: list[float], n_boot: int, level: float) -> tuple[float, float] | None:
+    """The percentile interval of the defined values, ``None`` when fewer than half the samples have one."""
     if len(vals) < n_boot / 2:
         return None
     a = (1 - level) / 2
@@ -88,49 +116,73 @@ def family_bootstrap_mean(values: Sequence[float], family: Sequence | None = Non
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def family_permutation_p(stat: Callable[[np.ndarray], float | None], labels: Sequence, family: Sequence,
-                         n_perm: int = 199, random_state: int = 0) -> float | None:
-    """One-sided permutation p-value of ``stat(labels) >= observed`` where labels move between
-    families as whole blocks: each family takes the label vector of another family of the same size
-    (its members' order shuffled), so a label's dependence on lineage is kept under the null."""
-    lab = np.asarray([str(v) for v in labels], dtype=object)
-    obs = stat(lab)
-    if obs is None:
-        return None
+def family_permutations(family: Sequence, n_perm: int = 199, random_state: int = 0) -> np.ndarray:
+    """The permutations of :func:`family_permutation_p`, ``[n_perm, n]``: in permutation ``p`` model ``i``
+    takes the label of model ``out[p, i]``. Each family takes the members of another family of the
+    same size (their order shuffled), the families of one size permuted among themselves."""
     codes, names = family_codes(family)
-    members = [np.flatnonzero(codes == f) for f in range(len(names))]
+    order = np.argsort(codes, kind="stable")  # the families' slots side by side, members in population order
+    sizes = np.bincount(codes, minlength=len(names))
+    starts = np.cumsum(sizes) - sizes
+    members = [order[a : a + m] for a, m in zip(starts, sizes)]
     by_size: dict[int, list[int]] = {}
     for f, m in enumerate(members):
         by_size.setdefault(len(m), []).append(f)
     rng = np.random.default_rng(random_state)
-    hits = 0
-    for _ in range(n_perm):
-        perm = lab.copy()
+    slots = np.empty((n_perm, len(codes)), dtype=np.int64)
+    for p in range(n_perm):  # the draws one at a time, in the order they have always been made
+        row = slots[p]
         for fams in by_size.values():
             for f, g in zip(fams, rng.permutation(fams)):
-                perm[members[f]] = lab[rng.permutation(members[g])]
-        v = stat(perm)
-        hits += v is not None and v >= obs
-    return float((1 + hits) / (n_perm + 1))
+                # rng.permutation(members[g]) is a copy shuffled: shuffled in place in the slots, the same draws
+                view = row[starts[f] : starts[f] + sizes[f]]
+                view[:] = members[g]
+                rng.shuffle(view)
+    out = np.empty_like(slots)
+    out[:, order] = slots
+    return out
+
+
+def member_permutations(n: int, within: Sequence | None = None, n_perm: int = 199, random_state: int = 0) -> np.ndarray:
+    """The permutations of :func:`member_permutation_p`, ``[n_perm, n]``: in permutation ``p`` model ``i``
+    takes the family of model ``out[p, i]``, a model of its own group of ``within`` (all: one group)."""
+    groups = np.zeros(n, int) if within is None else family_codes(within)[0]
+    idx = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(random_state)
+    out = np.empty((n_perm, n), dtype=np.int64)
+    for p in range(n_perm):
+        for ix in idx:
+            out[p, ix] = rng.permutation(ix)
+    return out
+
+
+def permutation_p(observed: float, null: Sequence[float | None]) -> float:
+    """One-sided p-value ``(1 + #{null >= observed}) / (len(null) + 1)``; a null value that is
+    ``None`` or NaN does not count as reaching the observed one."""
+    hits = sum(1 for v in null if v is not None and v >= observed)
+    return float((1 + hits) / (len(null) + 1))
+
+
+def family_permutation_p(stat: Callable[[np.ndarray], float | None], labels: Sequence, family: Sequence,
+                         n_perm: int = 199, random_state: int = 0) -> float | None:
+    """One-sided permutation p-value of ``stat(labels) >= observed`` where labels move between
+    families as whole blocks: each family takes the label vector of another family of the same size
+    (its members' order shuffled), so a label's dependence on lineage is kept under the null
+    (:func:`family_permutations`)."""
+    lab = np.asarray([str(v) for v in labels], dtype=object)
+    obs = stat(lab)
+    if obs is None:
+        return None
+    return permutation_p(obs, [stat(lab[p]) for p in family_permutations(family, n_perm, random_state)])
 
 
 def member_permutation_p(stat: Callable[[np.ndarray], float | None], family: Sequence, within: Sequence | None = None,
                          n_perm: int = 199, random_state: int = 0) -> float | None:
     """One-sided permutation p-value of ``stat(family) >= observed`` with members moved across
     families (inside each group of ``within``, e.g. each true basin): the null that the family a
-    model came from does not matter."""
+    model came from does not matter (:func:`member_permutations`)."""
     fam = np.asarray([str(v) for v in family], dtype=object)
     obs = stat(fam)
     if obs is None:
         return None
-    groups = np.zeros(len(fam), int) if within is None else family_codes(within)[0]
-    idx = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    rng = np.random.default_rng(random_state)
-    hits = 0
-    for _ in range(n_perm):
-        perm = fam.copy()
-        for ix in idx:
-            perm[ix] = fam[rng.permutation(ix)]
-        v = stat(perm)
-        hits += v is not None and v >= obs
-    return float((1 + hits) / (n_perm + 1))
+    return permutation_p(obs, [stat(fam[p]) for p in member_permutations(len(fam), within, n_perm, random_state)])

@@ -1,0 +1,272 @@
+"""One fingerprint's section of the report, and the process that draws sections ahead of the page.
+
+:func:`fingerprint_view` draws a fingerprint's figures and tables (:class:`FingerprintView`: its
+maps, basin sizes, dendrogram, heat-map and confusion matrix); :func:`with_verdicts` adds the parts
+the verdicts across fingerprints decide (the candidate basins and the init families' tree).
+:class:`SectionDrawer` draws the sections in a second process while the analysis runs, and the
+families' trees there too once the verdicts are decided (:class:`Ahead`), while that process is
+idle; :func:`analysis.report.page` takes what it drew. Figures are :mod:`analysis.plots`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from markupsafe import Markup
+
+from analysis import parallel
+from analysis.metrics import natural_key
+from analysis.plots import (
+    FORMATS,
+    Figure,
+    basin_sizes,
+    dendrogram,
+    family_dendrogram,
+    heatmap,
+    model_map,
+)
+from analysis.results import AnalysisResult, FingerprintResult
+
+__all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "Ahead", "SectionDrawer", "anchor"]
+
+
+def anchor(name: Any) -> str:
+    """A name as an HTML id and file stem: every character but letters and digits as ``-``."""
+    return "".join(c if c.isalnum() else "-" for c in str(name))
+
+
+@dataclass
+class FingerprintView:
+    """One fingerprint's section: its result plus the figures and tables made from it."""
+
+    r: FingerprintResult
+    label_name: str
+    k_counts: str = ""
+    figures: list[Figure | Markup] = field(default_factory=list)
+    dendrogram: Figure | Markup | None = None
+    heatmap: Figure | None = None
+    confusion: dict[str, Any] | None = None  # labels, rows [(cluster, [(count, alpha), ...]), ...]
+    free_groups: list[tuple[int, list[tuple[str, int]], int]] = field(default_factory=list)
+    family_tree: Figure | Markup | None = None  # models -> families -> candidate basins
+
+
+def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None,
+                     formats: tuple[str, ...] = (), decided: bool = True) -> FingerprintView:
+    """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``).
+    ``decided=False``: without the parts that the verdicts decide (the candidate basins and the
+    families' tree: :func:`with_verdicts` adds them)."""
+    view = FingerprintView(r, str(settings.get("label")))
+    if r.error:
+        return view
+    view.k_counts = json.dumps((r.bootstrap or {}).get("k_counts", {}))
+    ids, xy = r.model_ids or [], r.embedding or []
+    stem = anchor(r.fingerprint)
+    clusters = [str(c) for c in r.clusters or []]
+    axes = str(r.embedding_method or "map").split("-")[0].upper()
+    if xy:
+        view.figures.append(model_map(f"{stem}-clusters", xy, ids, "coloured by cluster", clusters, axes=axes,
+                                      formats=formats))
+        if r.label_values is not None:
+            view.figures.append(model_map(f"{stem}-ground-truth", xy, ids, f"by ground truth ({settings.get('label')})",
+                                          clusters, labels=r.label_values, axes=axes, formats=formats))
+        if r.lineage_values is not None:
+            view.figures.append(model_map(f"{stem}-lineage", xy, ids, f"lineage ({settings.get('lineage')}): each init "
+                                          "family's members joined, coloured by cluster", clusters,
+                                          families=r.lineage_values, axes=axes, formats=formats))
+    sizes = [(str(b["cluster"]), int(b["size"])) for b in r.basins or []]
+    if sizes:
+        view.figures.append(basin_sizes(f"{stem}-basin-sizes", sizes, "basin sizes", formats))
+    if distances is not None and len(distances) == len(ids) and len(ids) >= 3:
+        cats = r.label_values or clusters
+        try:
+            view.dendrogram, order = dendrogram(f"{stem}-dendrogram", distances, [str(c) for c in cats],
+                                                "dendrogram (average linkage); leaves coloured by "
+                                                + ("ground truth" if r.label_values else "cluster"),
+                                                "label" if r.label_values else "cluster", formats)
+        except Exception as e:  # noqa: BLE001 - a degenerate matrix must not lose the rest of the report
+            view.dendrogram = Markup("<div class='fail'>dendrogram failed: {}</div>").format(str(e))
+            order = np.argsort(np.asarray(r.clusters), kind="stable")
+        view.heatmap = heatmap(f"{stem}-heatmap", distances, order, "distance heat-map (dendrogram order)", formats)
+    if r.confusion:  # cells shaded by count: (count, alpha) per cell
+        counts = np.asarray(r.confusion["counts"])
+        top = max(counts.max() if counts.size else 1, 1)
+        view.confusion = {"labels": r.confusion["labels"],
+                          "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
+                                   for c, row in zip(r.confusion["clusters"], counts)]}
+    return with_verdicts(view, r, settings, formats) if decided else view
+
+
+def _drawn(v: Any) -> FingerprintView | None:
+    """A section drawn ahead (or its future's, waited for); ``None`` when its drawing failed."""
+    if v is None or isinstance(v, FingerprintView):
+        return v
+    try:
+        return v.result()
+    except Exception:  # noqa: BLE001 - drawn again in this process, which reports a real error
+        return None
+
+
+_UNDRAWN = object()  # with_verdicts' tree: not drawn elsewhere, draw it here
+
+
+def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
+                  formats: tuple[str, ...] = (), tree: Any = _UNDRAWN) -> FingerprintView:
+    """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
+    basins and its families' tree, which the verdicts across fingerprints decide (``tree``: that
+    figure drawn elsewhere from ``r``, else drawn here)."""
+    view = dataclasses.replace(view, r=r)
+    if not r.error:
+        view.free_groups = _candidate_groups(r)
+        view.family_tree = _family_tree(r, settings, formats) if tree is _UNDRAWN else tree
+    return view
+
+
+@dataclass
+class Ahead:
+    """A fingerprint's section drawn in :class:`SectionDrawer`'s process (a future of it) and its
+    families' tree, which that process can draw once the verdicts are decided: ``tree()`` submits it
+    there and returns the future (:func:`~analysis.report.page` does, whenever that process is idle)."""
+
+    section: Any
+    tree: Callable[[], Any]
+
+
+def _share_trees(drawn: dict[str, Any], decided: dict[str, FingerprintResult], settings: dict[str, Any],
+                 formats: tuple[str, ...]) -> dict[str, Any]:
+    """The families' trees of the sections drawn ahead (:class:`Ahead`), shared between this process
+    and the drawing one: whenever that one is idle (its sections done, its last tree too) it takes the
+    next tree from the front; this one draws from the back meanwhile. Name -> figure, or a future."""
+    queue = [n for n, v in drawn.items() if isinstance(v, Ahead) and n in decided and _has_tree(decided[n])]
+    busy = [v.section if isinstance(v, Ahead) else v for v in drawn.values()]
+    out: dict[str, Any] = {}
+    running = None
+    while queue:
+        if (running is None or running.done()) and all(getattr(f, "done", lambda: True)() for f in busy):
+            name = queue.pop(0)
+            running = out[name] = drawn[name].tree()
+        if queue:
+            name = queue.pop()
+            out[name] = _family_tree(decided[name], settings, formats)
+    return out
+
+
+def _tree_drawn(f: Any) -> Any:
+    """The tree a future drew, or :data:`_UNDRAWN` (withdrawn before the drawing process started it,
+    or failed there: :func:`~analysis.report.page` draws it, where a real error is reported)."""
+    if f.cancel():
+        return _UNDRAWN
+    try:
+        return f.result()
+    except Exception:  # noqa: BLE001 - drawn again in this process
+        return _UNDRAWN
+
+
+def _has_tree(r: FingerprintResult) -> bool:
+    """Whether :func:`_family_tree` draws a figure for ``r`` (else it returns ``None`` at once)."""
+    free = r.label_free or {}
+    return not r.error and bool(free.get("tree")) and free.get("verdict") != "insufficient"
+
+
+def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
+    """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
+    free = r.label_free or {}
+    tree = free.get("tree")
+    if not tree or free.get("verdict") == "insufficient":
+        return None
+    members: dict[str, dict[str, int]] = {}
+    lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
+    for m, b in (free.get("candidate_basins") or {}).items():
+        shares = members.setdefault(str(lineage.get(m, "?")), {})
+        shares[str(b)] = shares.get(str(b), 0) + 1
+    what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
+    try:
+        return family_dendrogram(f"{anchor(r.fingerprint)}-families", tree["linkage"], tree["families"], tree["sizes"],
+                                 members, f"init families ({settings.get('lineage')}) clustered by their centroids "
+                                 f"(average linkage, the analysis' coordinates); leaves: families (models); {what}",
+                                 formats)
+    except Exception as e:  # noqa: BLE001 - a malformed stored tree must not lose the rest of the report
+        return Markup("<div class='fail'>family dendrogram failed: {}</div>").format(str(e))
+
+
+def _candidate_groups(r: FingerprintResult) -> list[tuple[int, list[tuple[str, int]], int]]:
+    """Models -> init families -> candidate basins: per candidate basin, its families (with how many
+    of their members it holds) and its number of models."""
+    basins = (r.label_free or {}).get("candidate_basins") or {}
+    lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
+    groups: dict[int, dict[str, int]] = {}
+    for m, b in basins.items():
+        fam = str(lineage.get(m, "?"))
+        groups.setdefault(int(b), {}).setdefault(fam, 0)
+        groups[int(b)][fam] += 1
+    return [(b, sorted(f.items(), key=lambda kv: natural_key(kv[0])), sum(f.values())) for b, f in sorted(groups.items())]
+
+
+# -- the figures drawn while the analysis runs ------------------------------------------------------
+class SectionDrawer:
+    """Draws each fingerprint's section (its maps, basin sizes, dendrogram and heat-map) in one
+    background process while the analysis goes on to the next fingerprint: pass it as
+    :func:`analysis.scorecard.analyze`'s ``on_result``, then :meth:`views` to :func:`~analysis.report.page`'s ``drawn``.
+    On two cores the page is then mostly drawn by the time the analysis ends (docs/benchmarks.md,
+    "The report's speed"); the figures' bytes and the HTML are the same as :func:`~analysis.report.page` alone draws.
+
+    Active when there are at least two workers (:func:`analysis.parallel.jobs`) and the population
+    is below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
+    pool); otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
+    a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
+    ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`."""
+
+    def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
+                 distances: Callable[[FingerprintResult], np.ndarray | None] | None = None):
+        self.formats = tuple(formats)
+        self._distances = distances or (lambda _r: None)
+        self._futures: dict[str, Any] = {}
+        self._pool = None
+        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
+            try:
+                self._pool = parallel.background_pool(["analysis.report"])
+            except (OSError, ValueError):  # no second process here: page() draws everything
+                self._pool = None
+
+    def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
+        if self._pool is None or r.error:
+            return
+        self._futures[str(r.fingerprint)] = self._pool.submit(
+            fingerprint_view, r, settings, self._distances(r), self.formats, False)
+
+    def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
+        """The sections drawn or being drawn (futures), by fingerprint name, for
+        :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
+        ``page`` draws them in this process meanwhile. With the decided ``result``, each section kept
+        is an :class:`Ahead`: the worker can draw its families' tree too, when ``page`` finds it idle."""
+        kept = {name: f for name, f in self._futures.items() if not f.cancel()}
+        if result is None or self._pool is None:
+            return kept
+        settings, pool = result.settings or {}, self._pool
+        decided = {str(r.fingerprint): r for r in result.fingerprints}
+        return {name: Ahead(f, functools.partial(pool.submit, _family_tree, decided[name], settings, self.formats))
+                if name in decided and _has_tree(decided[name]) else f for name, f in kept.items()}
+
+    @property
+    def active(self) -> bool:
+        """Whether a second process draws (else :func:`~analysis.report.page` draws everything)."""
+        return self._pool is not None
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
+        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "SectionDrawer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
