@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_parent(args.parent)
     import torch
 
-    from training.core.errors import DiskFullError, UserError  # deferred: after the parent watch starts
-    from training.executors import DISK_FULL_EXIT  # deferred: after the parent watch starts
-    from training.shard import train_shard  # deferred: after the parent watch starts
+    from training.core.errors import DiskFullError, UserError  # deferred: start-up
+    from training.executors import DISK_FULL_EXIT  # deferred: start-up
+    from training.shard import train_shard  # deferred: start-up
 
     if args.threads:
         torch.set_num_threads(args.threads)
