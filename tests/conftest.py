@@ -16,6 +16,9 @@ import pytest
 # Tests share 2 CPU cores; one intra-op thread per process keeps parallel work predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# fixtures kept in their own modules beside this one (tests/<name>.py)
+pytest_plugins = ["modadd_zoo"]
+
 _EXIT: dict[str, int] = {}
 
 

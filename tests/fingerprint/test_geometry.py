@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from modadd_zoo import TINY_MODADD
 
 import fingerprint
 from fingerprint.batch import ModelBatch
@@ -21,40 +22,6 @@ from training.shard import PopulationForward
 from training.sweep import run_sweep
 from training.tasks import get_task
 from training.tasks.modadd import fourier_norms
-
-TINY_MODADD = """
-name = "tiny-modadd"
-[task]
-name = "modadd"
-p = 7
-n_diag = 32
-n_key_freqs = 2
-[model]
-arch = "transformer"
-vocab = 7
-d_model = 8
-n_heads = 2
-d_mlp = 16
-attention_rate = 0.5
-[train]
-steps = 30
-batch_size = 32
-optimizer = "adamw"
-lr = 0.003
-weight_decay = 1.0
-checkpoints = [0, 30]
-[seeds]
-init = 2
-data = 2
-"""
-
-
-@pytest.fixture(scope="module")
-def modadd_zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-modadd")
-    (root / "tiny.toml").write_text(TINY_MODADD)
-    run_sweep(load_config(root / "tiny.toml"), root / "zoo")
-    return fingerprint.Zoo.open(root / "zoo")
 
 
 def test_key_freqs_column_names_the_largest_embedding_frequencies(modadd_zoo):

@@ -15,45 +15,9 @@ import fingerprint
 from fingerprint.batch import ModelBatch
 from fingerprint.extractors.behavioural import confidence_stats, profile_summary
 from fingerprint.registry import get_extractor
-from training.config import load_config
 from training.core.errors import UserError
 from training.families import get_family
-from training.sweep import run_sweep
 from training.tasks import get_task
-
-TINY_MODADD = """
-name = "tiny-modadd"
-[task]
-name = "modadd"
-p = 7
-n_diag = 32
-n_key_freqs = 2
-[model]
-arch = "transformer"
-vocab = 7
-d_model = 8
-n_heads = 2
-d_mlp = 16
-attention_rate = 0.5
-[train]
-steps = 30
-batch_size = 32
-optimizer = "adamw"
-lr = 0.003
-weight_decay = 1.0
-checkpoints = [0, 30]
-[seeds]
-init = 2
-data = 2
-"""
-
-
-@pytest.fixture(scope="module")
-def modadd_zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-modadd-profile")
-    (root / "tiny.toml").write_text(TINY_MODADD)
-    run_sweep(load_config(root / "tiny.toml"), root / "zoo")
-    return fingerprint.Zoo.open(root / "zoo")
 
 
 def _batch(n=3, seed=0):
