@@ -6,7 +6,8 @@ This compares two zoos model by model (matched by ``model_id``): how many models
 bit-identical parameters, the largest parameter difference, and how many keep their label, with a
 95% interval that resamples init families (as the scorecard's); the same over the models that are
 clock or pizza in the first zoo (``--exclude mixed``); the label transitions; and for each
-``--diag`` column the median and largest absolute change.
+``--diag`` column the median and largest absolute change (a categorical column: how many models keep
+their value).
 
     python scripts/retrain_agreement.py ZOO_A ZOO_B [--label deep_label] [--exclude mixed] [--diag COL ...] [--json out.json]
 """
@@ -68,8 +69,12 @@ def compare(zoo_a: Zoo, zoo_b: Zoo, label: str = "deep_label", exclude: tuple[st
     out["changed"] = [f"{m}: {x} -> {y}" for m, x, y in zip(ids, la, lb) if x != y]
     out["diagnostics"] = {}
     for c in diagnostics:
-        d = np.abs(np.asarray(zoo_a.models[c], dtype=float)[ia] - np.asarray(zoo_b.models[c], dtype=float)[ib])
-        out["diagnostics"][c] = {"median_abs_change": float(np.median(d)), "max_abs_change": float(d.max())}
+        va, vb = np.asarray(zoo_a.models[c])[ia], np.asarray(zoo_b.models[c])[ib]
+        if va.dtype.kind in "fiub" and vb.dtype.kind in "fiub":
+            d = np.abs(va.astype(float) - vb.astype(float))
+            out["diagnostics"][c] = {"median_abs_change": float(np.median(d)), "max_abs_change": float(d.max())}
+        else:  # a categorical column (e.g. modadd's key_freqs): how many models keep their value
+            out["diagnostics"][c] = {"equal": int((va.astype(str) == vb.astype(str)).sum())}
     return out
 
 
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{ci(lab['agree_kept_ci'])}")
     print(f"counts: {lab['counts_a']} -> {lab['counts_b']}; transitions {lab['transitions']}")
     for c, d in r["diagnostics"].items():
-        print(f"{c}: median |change| {d['median_abs_change']:.4f}, max {d['max_abs_change']:.4f}")
+        print(f"{c}: equal in {d['equal']} of {r['n_models']}" if "equal" in d else
+              f"{c}: median |change| {d['median_abs_change']:.4f}, max {d['max_abs_change']:.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=2)
