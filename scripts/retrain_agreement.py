@@ -15,14 +15,14 @@ their value).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 from collections import Counter
 
 import numpy as np
 
 from analysis.resampling import family_bootstrap_mean
-from training.core.store import Zoo
+from training.core.store import Zoo, write_json
 
 
 def label_agreement(labels_a, labels_b, family, exclude: tuple[str, ...] = ()) -> dict:
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c}: equal in {d['equal']} of {r['n_models']}" if "equal" in d else
               f"{c}: median |change| {d['median_abs_change']:.4f}, max {d['max_abs_change']:.4f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        write_json(Path(args.json), r)  # an undefined share (no model kept by --exclude) is null, not NaN
     return 0
 
 
