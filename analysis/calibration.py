@@ -109,16 +109,18 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
     boot = lambda stat: rs.family_bootstrap_batch(stat, family, nb, seed)  # noqa: E731
     counts_of = lambda picks: rs.family_counts(picks, nf)  # noqa: E731
     weights_of = lambda picks: counts_of(picks)[:, fcodes]  # noqa: E731 - each model's count in each sample
+    cc = mt._codes(clusters)  # coded once: the samples take subsets of the codes
+    kc = int(cc.max(initial=-1)) + 1
     if label is not None and scores.get("deep_ami") is not None:
-        cc, lc = mt._codes(clusters), mt._codes(label)  # coded once: the samples take subsets of the codes
-        kc, kl = int(cc.max()) + 1, int(lc.max()) + 1
+        lc = mt._codes(label)
+        kl = int(lc.max()) + 1
         fam_tab = np.bincount(fcodes * (kl * kc) + lc * kc + cc, minlength=nf * kl * kc).reshape(nf, kl * kc)
         out["deep_ami_ci"] = boot(lambda picks, _c: mt.ami_codes_tables((counts_of(picks) @ fam_tab).reshape(-1, kl, kc)))
         obs = mt.ami_codes(cc, lc)
         if obs is not None:
             perm = rs.family_permutations(family, npm, seed)  # perm[p, i]: the model whose label model i takes
             null = mt.ami_codes_tables(_tables(lc[perm], cc, kl, kc))
-            out["deep_ami_p"] = rs.permutation_p(obs, [None if np.isnan(v) else float(v) for v in null])
+            out["deep_ami_p"] = rs.permutation_p(obs, null)  # a NaN (undefined) null value never reaches obs
         else:
             out["deep_ami_p"] = None
     if oof is not None:
@@ -127,8 +129,6 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
     if lineage is not None and scores.get("noise_ami") is not None:
         basins = label
         bcodes = np.zeros(len(clusters), int) if basins is None else mt._codes(basins)  # basins in sorted order
-        cc = mt._codes(clusters)
-        kc = int(cc.max()) + 1
         out["noise_ami_ci"] = boot(lambda picks, _c: _noise_boot(picks, fcodes, nf, cc, kc, bcodes))
         obs = mt.within_basin_ami(clusters, lineage, basins)[0]
         if obs is not None:
@@ -136,7 +136,7 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
             lcodes = rs.family_codes(lineage)[0]
             null = mt.within_basin_ami_tables([_tables(lcodes[perm][:, m], cc[m], int(lcodes.max()) + 1, kc)
                                                for m in (bcodes == b for b in range(int(bcodes.max()) + 1))])
-            out["noise_ami_p"] = rs.permutation_p(obs, [None if np.isnan(v) else float(v) for v in null])
+            out["noise_ami_p"] = rs.permutation_p(obs, null)  # a NaN (undefined) null value never reaches obs
         else:
             out["noise_ami_p"] = None
     if nn_hits is not None and np.isfinite(nn_hits).any():
