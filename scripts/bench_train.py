@@ -243,13 +243,15 @@ def _timed_in_worker(name: str, steps: int, kind: str, n_models: int, first: int
     another), each started together with the other workers' (``barrier``)."""
     torch.set_num_threads(1)
     _, task, fam, cfg = transformer_setup(name, steps)
-    short = dataclasses.replace(cfg, steps=5)
-    run_transformer_vectorized(task, fam, short, 4) if kind == "harness" else run_transformer_loop(task, fam, short, 1)
+
+    def run(c: TrainConfig, m: int) -> float:
+        return run_transformer_vectorized(task, fam, c, m, first) if kind == "harness" else run_transformer_loop(task, fam, c, m)
+
+    run(dataclasses.replace(cfg, steps=5), 4 if kind == "harness" else 1)  # warm-up, as bench_transformer's
     times = []
     for _ in range(repeats):
         barrier.wait()
-        times.append(run_transformer_vectorized(task, fam, cfg, n_models, first) if kind == "harness"
-                     else run_transformer_loop(task, fam, cfg, n_models))
+        times.append(run(cfg, n_models))
     return times
 
 
