@@ -61,6 +61,8 @@ class DrawsBootstrap:
     means: np.ndarray
     mean_ci: tuple[float, float] | None
     one_draw_ci: tuple[float, float] | None
+    n_families: int = 0
+    random_state: int = 0
 
     def share_at_least(self, threshold: float) -> float | None:
         """Share of (sample, training) values >= ``threshold``: how often one training, its seeds
@@ -95,7 +97,19 @@ def draws_bootstrap(stats: Sequence[Callable[[np.ndarray], np.ndarray]], n_famil
     flat = values[np.isfinite(values)]
     return DrawsBootstrap(values, draws, means,
                           _interval([float(v) for v in means if np.isfinite(v)], n_boot, level),
-                          _interval([float(v) for v in flat], values.size, level))
+                          _interval([float(v) for v in flat], values.size, level), n_families, random_state)
+
+
+def paired_difference(a: DrawsBootstrap, b: DrawsBootstrap, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of ``a.means - b.means``, sample by sample: two statistics (e.g. two
+    fingerprints) on the same draws and families, so what varies with the draw or the families
+    cancels. Both must come from :func:`draws_bootstrap` with the same families, trainings, number of
+    samples and seed (checked: otherwise the samples are not paired)."""
+    if (a.n_families, a.random_state, a.values.shape) != (b.n_families, b.random_state, b.values.shape) \
+            or not np.array_equal(a.draws, b.draws):
+        raise ValueError("the two bootstraps do not draw the same samples (families, trainings, n_boot or seed differ)")
+    d = a.means - b.means
+    return _interval([float(v) for v in d if np.isfinite(v)], len(d), level)
 
 
 def share_interval(hits: int, n: int, level: float = 0.95) -> tuple[float, float] | None:

@@ -23,6 +23,8 @@ met (that AMI >= ``--target`` 0.8 and the noise AMI < ``--noise-target`` 0.2); t
 two-level bootstrap (draws, then init families shared by the draws: :mod:`analysis.draws`) giving
 the interval of the mean over draws and of one draw's value, and the share of draws meeting the
 target with its Jeffreys interval (K is small: with 6 draws a share of 3/6 has [0.17, 0.83]).
+Each fingerprint after the first also gets its gain in mean AMI over the first, with a paired
+interval (the same bootstrap samples for both, so the variation they share cancels).
 The clusters of each draw are fixed, as in the scorecard's intervals. Scoring stores results in the
 zoos (``results/``, as ``fingerprint cluster``) and computes fingerprints not yet cached: score copies.
 """
@@ -39,7 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.draws import ami_by_families, draws_bootstrap, share_interval
+from analysis.draws import (
+    ami_by_families,
+    draws_bootstrap,
+    paired_difference,
+    share_interval,
+)
 from fingerprint.pipeline import inputs_for, open_zoo, options_for, scorecard
 from fingerprint.tables import model_table
 from training.core.errors import UserError, choices
@@ -197,9 +204,10 @@ def _ci(ci):
     return None if ci is None else [round(float(x), 3) for x in ci]
 
 
-def over_draws(passes: list[dict | None], n_boot: int, seed: int, target: float | None = None) -> dict:
+def over_draws(passes: list[dict | None], n_boot: int, seed: int, target: float | None = None) -> tuple[dict, object]:
     """Per-draw family intervals and the two-level bootstrap of the AMI of fixed clusters with the
-    label, over the draws whose pass exists. Families: those of every draw's pass, in one order."""
+    label, over the draws whose pass exists (and the bootstrap itself, for paired differences).
+    Families: those of every draw's pass, in one order."""
     have = [p for p in passes if p is not None]
     names = sorted({f for p in have for f in p["family"]})
     stats = [ami_by_families(p["clusters"], p["labels"], p["family"], names) for p in have]
@@ -217,7 +225,7 @@ def over_draws(passes: list[dict | None], n_boot: int, seed: int, target: float 
            "one_draw_ci": None if both is None else _ci(both.one_draw_ci)}
     if target is not None and both is not None:
         out["one_draw_share_at_least_target"] = _r(both.share_at_least(target))
-    return out
+    return out, both
 
 
 def score(paths: list[Path], fps: list[str] | None, combine, label: str = "deep_label", exclude=("mixed",),
@@ -232,14 +240,15 @@ def score(paths: list[Path], fps: list[str] | None, combine, label: str = "deep_
     out = {"draws": [{"zoo": str(z.path), "name": n, "labels": c} for z, n, c in zip(zoos, names, counts)],
            "label": label, "exclude": list(exclude), "noise": noise, "target": {"ami_cp": target, "noise_ami": noise_target},
            "n_boot": n_boot, "seed": seed, "fingerprints": []}
+    ref = None  # the first fingerprint's clock/pizza bootstrap: the others' paired gain is over it
     for fp in per_draw[0]:
         rows = [d.get(fp) for d in per_draw]
         if any(r is None for r in rows):
             raise UserError(f"fingerprint {fp!r} is not scored on every draw (draws: {choices(names)})")
         met = [None if r["ami_cp"] is None or r["noise_ami"] is None
                else bool(r["ami_cp"] >= target and r["noise_ami"] < noise_target) for r in rows]
-        cp = over_draws([r["cp"] for r in rows], n_boot, seed, target)
-        deep = over_draws([r["full"] for r in rows], n_boot, seed)
+        cp, cp_boot = over_draws([r["cp"] for r in rows], n_boot, seed, target)
+        deep, _ = over_draws([r["full"] for r in rows], n_boot, seed)
         judged = [m for m in met if m is not None]
         hits = int(sum(judged))
         vals_cp = [r["ami_cp"] for r in rows if r["ami_cp"] is not None]
@@ -257,6 +266,16 @@ def score(paths: list[Path], fps: list[str] | None, combine, label: str = "deep_
                            "jeffreys_95": _ci(share_interval(hits, len(judged)))},
             "verdicts": dict(Counter(r["verdict"] for r in rows)),
         })
+        if ref is None:
+            ref = (fp, cp_boot, vals_cp)
+        elif cp_boot is not None and ref[1] is not None and len(vals_cp) == len(ref[2]):
+            try:  # the same draws and families for both: the gain over the first fingerprint, paired
+                ci = paired_difference(cp_boot, ref[1])
+            except ValueError:  # another set of families in the passes: not paired
+                ci = None
+            if ci is not None:
+                out["fingerprints"][-1]["ami_cp"]["gain_over_first"] = {
+                    "reference": ref[0], "mean": _r(np.mean(vals_cp) - np.mean(ref[2])), "ci": _ci(ci)}
     return out
 
 
@@ -271,6 +290,9 @@ def _print(res: dict) -> None:
         print(f"  over {a['n_draws']} draws: AMI mean {a['mean']} {a['mean_ci']} (one draw {a['one_draw_ci']}); "
               f"deep AMI mean {f['deep_ami']['mean']} {f['deep_ami']['mean_ci']}; "
               f"target met on {t['hits']} of {t['n']} {t['jeffreys_95']}")
+        if "gain_over_first" in a:
+            g = a["gain_over_first"]
+            print(f"  gain over {g['reference']}: {g['mean']} {g['ci']} (paired: the same samples)")
 
 
 def main(argv: list[str] | None = None) -> int:

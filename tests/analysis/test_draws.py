@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from analysis import metrics as mt
-from analysis.draws import ami_by_families, draws_bootstrap, share_interval
+from analysis.draws import (
+    ami_by_families,
+    draws_bootstrap,
+    paired_difference,
+    share_interval,
+)
 from analysis.resampling import family_bootstrap, family_codes
 
 FAMILY = np.repeat(np.arange(12), 2)  # 12 init families of 2 models (two data orders)
@@ -94,3 +99,18 @@ def test_share_interval_jeffreys():
     assert share_interval(0, 0) is None
     with pytest.raises(ValueError, match="between 0 and n"):
         share_interval(7, 6)
+
+
+def test_paired_difference_cancels_what_two_fingerprints_share():
+    """Two fingerprints' clusters on the same draws: the difference is taken sample by sample, so a
+    fingerprint against itself differs by exactly 0, and a better one's gain interval is above 0."""
+    good = [_labels(s, 0.05) for s in (10, 11, 12)]
+    bad = [(np.where(np.arange(len(FAMILY)) % 3 == 0, 1 - (lab == "pizza"), lab == "pizza").astype(int), lab) for _, lab in good]
+    bg = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in good], 12, 500, 0)
+    bb = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in bad], 12, 500, 0)
+    assert paired_difference(bg, bg) == (0.0, 0.0)
+    lo, hi = paired_difference(bg, bb)
+    assert 0 < lo <= np.nanmean(bg.means - bb.means) <= hi
+    other = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in bad], 12, 500, 1)
+    with pytest.raises(ValueError, match="same samples"):
+        paired_difference(bg, other)

@@ -99,3 +99,14 @@ def test_unknown_or_clashing_arithmetic_is_refused_with_the_valid_names():
         rd.arithmetic_env("avx2")
     with pytest.raises(UserError, match="sets ATEN_CPU_CAPABILITY twice"):
         rd.arithmetic_env("aten-avx2+aten-default")
+
+
+def test_a_second_fingerprint_gets_its_paired_gain_over_the_first(draws):
+    _, a, b, _ = draws
+    res = rd.score([a, b], [FP, "weight-stats"], None, exclude=())
+    first, second = res["fingerprints"]
+    assert "gain_over_first" not in first["ami_cp"]
+    g = second["ami_cp"]["gain_over_first"]
+    assert g["reference"] == FP
+    assert g["mean"] == pytest.approx(second["ami_cp"]["mean"] - first["ami_cp"]["mean"], abs=2e-3)
+    assert g["ci"][0] <= g["mean"] <= g["ci"][1]
