@@ -134,6 +134,10 @@ def check_draws(zoos: list) -> None:
     """Raise a :class:`UserError` naming the zoo and the culprit unless every zoo is the first one's
     config (up to :data:`IGNORED_CONFIG_KEYS`), task and models with the same seeds."""
     ref = zoos[0]
+    paths = [Path(z.path).resolve() for z in zoos]
+    twice = next((p for i, p in enumerate(paths) if p in paths[:i]), None)
+    if twice is not None:
+        raise UserError(f"zoo '{twice}' is given twice: each draw is another training (copy a zoo only to score it)")
     for z in zoos[1:]:
         for what, a, b in (("config", ref.config, z.config), ("task parameters", ref.task_params, z.task_params)):
             d = _first_difference(a, b)

@@ -88,6 +88,8 @@ def test_zoos_of_another_config_or_other_seeds_are_refused_naming_the_culprit(dr
     slower = _sweep(root, "slower", TINY.replace("lr = 0.003", "lr = 0.001"))
     with pytest.raises(UserError, match=r"zoo '.*slower' is not a draw of zoo '.*default': config key 'train.lr' is 0.001 there and 0.003 here"):
         rd.check_draws([rd.open_zoo(a), rd.open_zoo(slower)])
+    with pytest.raises(UserError, match="is given twice"):
+        rd.check_draws([rd.open_zoo(a), rd.open_zoo(a)])
     seeds = _sweep(root, "seeds", TINY.replace("init = 4", "init = 3"))
     with pytest.raises(UserError, match=r"seeds' is not a draw .*config key 'seeds.init' is 3 there and 4 here"):
         rd.score([a, seeds], [FP], None, exclude=())
