@@ -133,6 +133,14 @@ class HFFamily(Family):
     def module(self) -> nn.Module:
         return build_model(self.config)
 
+    def token_embedding(self) -> str | None:
+        """The stored name of the input embedding (``transformer.wte.weight`` for gpt2,
+        ``model.embed_tokens.weight`` for llama): the parameter ``get_input_embeddings()`` holds."""
+        mod = self.template()
+        emb = mod.get_input_embeddings()
+        weight = getattr(emb, "weight", None)
+        return next((n for n, p in mod.named_parameters() if p is weight), None)
+
     def all_positions(self) -> "HFFamily":
         """The same models with logits at every position (``readout = "all"``), sharing the built
         template: per-token log-probs (``token-logprobs``) from a zoo imported with ``--readout last``."""

@@ -1,6 +1,8 @@
 """Does the raw logit level follow how alike the model sees its two input tokens? A label-free
 reading of the irrelevance half of clock vs pizza, measured over rounding draws (docs/results.md,
-"Intervals over rounding draws"): a measurement, not an extractor.
+"Intervals over rounding draws"): the measurement; the extractor ``token-similarity`` computes the
+same reading (signed, for any token model and any number of tokens; tests/fingerprint/test_token_similarity.py
+checks that the two agree).
 
     python scripts/modadd_similarity_signal.py ZOO_1 ... ZOO_K [--json out.json]
 

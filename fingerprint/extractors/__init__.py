@@ -2,4 +2,11 @@
 the decorator plugins use; pyproject.toml declares the same functions as entry points of the group
 ``fingerprint.extractors``, the way a plugin package does (a test keeps the two in step)."""
 
-from fingerprint.extractors import behavioural, causal, geometry, language, mechanistic  # noqa: F401
+from fingerprint.extractors import (  # noqa: F401
+    behavioural,
+    causal,
+    geometry,
+    language,
+    mechanistic,
+    similarity,
+)

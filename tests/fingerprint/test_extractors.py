@@ -327,7 +327,8 @@ def test_declared_bounds(monkeypatch):
 
 # built-ins that do not apply to an architecture, and the error that says so
 NOT_APPLICABLE = {("input-grad-symmetry", "mlp"): "at least two input positions",  # gradients at two input positions
-                  ("input-grad-symmetry", "cnn"): "at least two input positions"}
+                  ("input-grad-symmetry", "cnn"): "at least two input positions",
+                  **{("token-similarity", f): "has no token embedding matrix" for f in ("mlp", "cnn", "transformer")}}  # vector inputs
 
 
 def test_every_builtin_runs_on_each_family(tmp_path):

@@ -187,6 +187,12 @@ class Family:
         (or it is unknown, as for imported modules)."""
         return None
 
+    def token_embedding(self) -> str | None:
+        """The name of the parameter ``[n, vocab, d]`` whose rows are the vectors of the input token
+        ids, for families whose inputs are token sequences; ``None`` otherwise (vector inputs, or
+        unknown, as for imported modules)."""
+        return None
+
     def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
         """Hidden-unit permutation symmetry: group -> [(param name, axis)] permuted together.
 

@@ -122,6 +122,10 @@ class TransformerFamily(Family):
         T = self.seq_len
         return {"last": [T - 1], "even": list(range(0, T, 2))}.get(self.readout, list(range(T)))
 
+    def token_embedding(self):
+        """``embed.weight [n, vocab, d]`` for token inputs (``vocab > 0``); vector inputs have none."""
+        return "embed.weight" if self.vocab > 0 else None
+
     def activation_names(self):
         names = ["embed"]
         for i in range(self.n_layers):
