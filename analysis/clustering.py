@@ -199,13 +199,18 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
             return Clustering(labels, "gmm", len(np.unique(labels)), best[0], scores)
         if method == "kmeans":
             if n <= KMEANS_NUMPY_MAX:  # scikit-learn's KMeans step for step, without its per-call cost (analysis.kmeans)
-                return self._silhouette_k(lambda kk: km.kmeans_labels(data, kk, 5, rs), data, "euclidean")
+                each = km.kmeans_labels_each(data, [k] if k is not None else self._ks(n), 5, rs)  # every k in one batch
+                return self._silhouette_k(each.__getitem__, data, "euclidean")
             return self._silhouette_k(lambda kk: KMeans(kk, n_init=5, random_state=rs).fit_predict(data), data, "euclidean")
         linkage = "complete" if method == "agglomerative-complete" else "average"
         if dist:
             fit = lambda kk: AgglomerativeClustering(kk, metric="precomputed", linkage=linkage).fit_predict(data)  # noqa: E731
             return self._silhouette_k(fit, data, "precomputed")
         return self._silhouette_k(lambda kk: AgglomerativeClustering(kk, linkage=linkage).fit_predict(data), data, "euclidean")
+
+    def _ks(self, n: int) -> range:
+        """The numbers of basins tried when k is chosen by silhouette."""
+        return range(2, min(self.k_max, n - 1) + 1)
 
     def _silhouette_k(self, fit, data: np.ndarray, metric: str) -> Clustering:
         n, rs = len(data), self.random_state
@@ -218,7 +223,7 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
             return Clustering(labels, "", self.k, s, {self.k: s})
         scores: dict[int, float] = {}
         best = (MIN_SILHOUETTE, 1, np.zeros(n, int))
-        for k in range(2, min(self.k_max, n - 1) + 1):
+        for k in self._ks(n):
             labels = np.asarray(fit(k))
             if len(np.unique(labels)) < 2:
                 continue

@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances, silhouette_score
 
 from analysis import clustering as cl
-from analysis.kmeans import kmeans_labels, silhouette_precomputed
+from analysis.kmeans import kmeans_labels, kmeans_labels_each, silhouette_precomputed
 
 
 def _data():
@@ -36,6 +36,21 @@ def test_kmeans_labels_equal_sklearn(x):
         assert np.array_equal(got, want), (k, seed)
 
 
+@pytest.mark.parametrize("x", _data())
+def test_every_k_in_one_batch_equals_each_k_alone(x):
+    """kmeans_labels_each (every k's inits seeded and iterated side by side, as the clusterer fits
+    them) gives each k the labels of that k fitted alone, and so scikit-learn's."""
+    seed = len(x) * 7 + x.shape[1]
+    ks = range(2, min(9, len(x)) + 1)
+    each = kmeans_labels_each(x, ks, 5, seed)
+    assert sorted(each) == list(ks)
+    for k in ks:
+        assert np.array_equal(each[k], kmeans_labels(x, k, 5, seed)), k
+    assert kmeans_labels_each(x, [], 5, seed) == {}
+    sub = kmeans_labels_each(x, [min(3, len(x)), 2], 5, seed)  # any subset, any order
+    assert all(np.array_equal(sub[k], each[k]) for k in sub)
+
+
 def test_kmeans_other_settings_and_errors():
     x = np.random.default_rng(3).standard_normal((40, 4))
     for n_init, tol, max_iter in ((1, 1e-4, 300), (10, 0.0, 300), (3, 1e-1, 2)):
@@ -43,6 +58,11 @@ def test_kmeans_other_settings_and_errors():
         assert np.array_equal(kmeans_labels(x, 4, n_init, 7, max_iter, tol), want)
     with pytest.raises(ValueError, match="k = 41 clusters for 40 models"):
         kmeans_labels(x, 41)
+    with pytest.raises(ValueError, match="k = 41 clusters for 40 models"):
+        kmeans_labels_each(x, [2, 41])
+    for n_init, tol, max_iter in ((1, 1e-4, 300), (3, 1e-1, 2)):  # the batch under the same settings
+        each = kmeans_labels_each(x, [2, 4, 8], n_init, 7, max_iter, tol)
+        assert np.array_equal(each[4], KMeans(4, n_init=n_init, tol=tol, max_iter=max_iter, random_state=7).fit_predict(x))
 
 
 def test_silhouette_equals_sklearn():
