@@ -93,3 +93,28 @@ def test_basin_clusterer_unchanged_by_the_numpy_kmeans(monkeypatch):
     assert np.array_equal(fast.labels_, slow.labels_) and fast.n_clusters_ == slow.n_clusters_
     assert fast.scores_.keys() == slow.scores_.keys()
     assert all(abs(fast.scores_[k] - slow.scores_[k]) < 1e-12 for k in fast.scores_)
+
+
+def test_clusterer_and_bootstrap_equal_one_fit_per_k(monkeypatch):
+    """BasinClusterer and the bootstrap fit every k in one batch (kmeans_labels_each): their labels, k,
+    silhouettes, replicates and stability equal those of one kmeans_labels fit per k."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((90, 16)) + 2.5 * rng.integers(0, 3, (90, 1))
+    fast = cl.BasinClusterer("kmeans", random_state=3).fit(x)
+    boot, reps = cl.bootstrap(x, "kmeans", n_boot=6, random_state=3, return_replicates=True)
+    one_k = kmeans_labels_each  # kmeans_labels goes through it: one k a call
+    monkeypatch.setattr(cl.km, "kmeans_labels_each", lambda X, ks, n_init=5, rs=0: {k: one_k(X, [k], n_init, rs)[k] for k in ks})
+    slow = cl.BasinClusterer("kmeans", random_state=3).fit(x)
+    boot_slow, reps_slow = cl.bootstrap(x, "kmeans", n_boot=6, random_state=3, return_replicates=True)
+    assert np.array_equal(fast.labels_, slow.labels_) and fast.scores_ == slow.scores_
+    assert boot == boot_slow
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(reps, reps_slow))
+
+
+def test_the_shared_generator_restarts_at_each_seed():
+    """The per-thread RandomState is seeded again for every fit: a fit's labels do not depend on the fits before it."""
+    x = np.random.default_rng(6).standard_normal((50, 3))
+    first = kmeans_labels(x, 4, 5, 11)
+    kmeans_labels_each(x, [2, 3, 8], 5, 12)
+    assert np.array_equal(kmeans_labels(x, 4, 5, 11), first)
+    assert np.array_equal(first, KMeans(4, n_init=5, random_state=11).fit_predict(x))
