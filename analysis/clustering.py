@@ -303,15 +303,15 @@ def bootstrap(values: np.ndarray, method: str = "auto", n_boot: int = 20, k_max:
     if not ks:
         empty = {"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}
         return (empty, reps) if return_replicates else empty
-    aris = []
-    for i in range(len(reps)):
-        for j in range(i + 1, len(reps)):
-            shared, a, b = np.intersect1d(reps[i][0], reps[j][0], return_indices=True)
-            if len(shared) >= 2:
-                aris.append(ag.ari(reps[i][1][a], reps[j][1][b]))
+    # every pair of replicates at once: each replicate's labels as a row over all models (-1: not drawn)
+    rows = np.full((len(reps), n), -1, np.int64)
+    for r, (idx, lab) in enumerate(reps):
+        rows[r, idx] = ag.codes(lab)
+    pair_ari, shared = ag.ari_pairs(rows, np.transpose(np.triu_indices(len(reps), 1)))
+    aris = pair_ari[shared >= 2]  # in the order of the pairs (i, j), i < j
     kk, counts = np.unique(ks, return_counts=True)
     out = {"consensus_k": int(kk[np.argmax(counts)]), "k_counts": {str(int(a)): int(c) for a, c in zip(kk, counts)},
-           "stability": float(np.mean(aris)) if aris else None, "n_boot": len(ks)}
+           "stability": float(np.mean(aris)) if len(aris) else None, "n_boot": len(ks)}
     if capped:
         out["max_models"] = BOOT_MAX
     return (out, reps) if return_replicates else out
