@@ -16,7 +16,7 @@ from analysis.kmeans import kmeans_labels, kmeans_labels_each, silhouette_precom
 def _data():
     rng = np.random.default_rng(0)
     out = []
-    for n, d in ((6, 1), (30, 2), (100, 10), (77, 13), (250, 5)):
+    for n, d in ((6, 1), (30, 2), (100, 10), (77, 13), (250, 5), (640, 6)):  # 640: a 1,000-model replicate
         out.append(rng.standard_normal((n, d)))  # no structure: many close calls between inits
         out.append(rng.standard_normal((n, d)) + 4 * rng.integers(0, 3, (n, 1)))  # three blobs
         out.append(rng.standard_normal((max(2, n // 8), d))[rng.integers(0, max(2, n // 8), n)])  # duplicates: empty clusters
