@@ -7,7 +7,8 @@ scikit-learn's per-call validation and k-means++ bookkeeping cost more than the 
 (docs/benchmarks.md, "The report's speed"). :func:`kmeans_labels` is ``KMeans(k, n_init=...,
 random_state=...).fit_predict(X)`` step for step: the same centring, tolerance, k-means++ seeding
 from the same random draws, Lloyd iterations with the same convergence tests and empty-cluster
-relocation, and the same choice among inits; the inits' Lloyd iterations run side by side.
+relocation, and the same choice among inits; the inits' Lloyd iterations run side by side, and
+:func:`kmeans_labels_each` runs those of every k a silhouette choice tries in one batch.
 :func:`silhouette_precomputed` is ``silhouette_score(D, labels, metric="precomputed")``. Results
 equal scikit-learn's (``tests/analysis/test_kmeans.py``) except where a floating-point tie falls the
 other way (the products go through numpy's BLAS rather than scipy's).
