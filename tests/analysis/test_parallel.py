@@ -69,7 +69,6 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     """SectionDrawer: the fingerprints' figures drawn in a second process while the analysis runs give
     the same HTML and figure bytes as page() drawing them afterwards (and page() redraws what it lacks)."""
     from analysis.report import SectionDrawer, page
-    from analysis.report_sections import Queued
 
     fps, table = _population(24, 2)
     opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
@@ -79,19 +78,12 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
         res = analyze(fps, table, opts, on_result=drawer)
         ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
         overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
-        queued = drawer.views(res)  # the families' trees queued behind the sections
-        assert all(isinstance(q, Queued) and q.tree is not None for q in queued.values())
-        shared = page(res, formats=("png",), drawn=queued)  # each piece drawn by whichever process takes it
-        queued = drawer.views(res)
-        trees = {n: q.tree.result() for n, q in queued.items()}  # every tree drawn by the drawing process
-        from_worker = page(res, formats=("png",), drawn={n: Queued(_Done(ahead[n]), _Done(t)) for n, t in trees.items()})
-        tree_failed = page(res, formats=("png",), drawn={n: Queued(_Done(ahead[n]), _Failed()) for n in trees})
     assert sorted(ahead) == ["fp0", "fp1"]
     alone = page(res, formats=("png",))
     worker = page(res, formats=("png",), drawn=ahead)
     partly = page(res, formats=("png",), drawn={"fp1": ahead["fp1"]})
     failed = page(res, formats=("png",), drawn={"fp0": _Failed(), "fp1": _Done(ahead["fp1"])})  # fp0 drawn again here
-    for pg in (overlapped, worker, partly, failed, shared, from_worker, tree_failed):
+    for pg in (overlapped, worker, partly, failed):
         assert pg.html == alone.html
         assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
     monkeypatch.setenv(parallel.ENV, "1")
