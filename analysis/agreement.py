@@ -11,8 +11,9 @@ checks them against scikit-learn within 1e-12.
 The batched forms score many resampled labellings at once for the family bootstraps and the
 permutation tests (:mod:`analysis.calibration`): :func:`ami_tables` takes a stack of contingency
 tables ``[B, R, C]`` (a sample's table is a sum of its families' tables, or one ``bincount`` over
-all permutations), :func:`auroc_weighted` the models' multiplicities ``[B, n]`` in each sample.
-They compute what :func:`ami` and :func:`auroc` give for each sample's labellings (the same
+all permutations), :func:`auroc_weighted` the models' multiplicities ``[B, n]`` in each sample,
+:func:`ari_pairs` every pair of the clustering bootstrap's replicates (bit for bit :func:`ari`'s).
+The others compute what :func:`ami` and :func:`auroc` give for each sample's labellings (the same
 formulas; only the order of some sums differs), checked within 1e-12 by
 ``tests/analysis/test_batched_stats.py``.
 """
@@ -121,6 +122,37 @@ def ari(true, pred) -> float:
     if fn == 0 and fp == 0:
         return 1.0
     return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+
+
+def ari_pairs(labels: np.ndarray, pairs: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ari` of rows ``i`` and ``j`` of ``labels [R, n]`` (codes ``0..k-1``; ``-1``: the model is
+    not in that row) on the models both hold, for every pair ``(i, j)`` of ``pairs [P, 2]``: ARIs
+    ``[P]`` and the numbers of shared models ``[P]`` (the ARI is 1.0 where fewer than one is shared).
+    Equal to :func:`ari` of each pair alone: the same integer counts, then the same float formula."""
+    labels = np.asarray(labels, dtype=np.int64)
+    pairs = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
+    n = labels.shape[1]
+    k = int(labels.max()) + 1 if labels.size else 1
+    out, shared = np.ones(len(pairs)), np.zeros(len(pairs), np.int64)
+    step = max(1, chunk // max(n, k * k, 1))  # pairs per block: bounded memory for many models or clusters
+    for s in range(0, len(pairs), step):
+        a, b = labels[pairs[s : s + step, 0]], labels[pairs[s : s + step, 1]]
+        both = (a >= 0) & (b >= 0)
+        p = len(a)
+        cell = np.where(both, np.arange(p)[:, None] * (k * k) + a * k + b, p * k * k)
+        c = np.bincount(cell.ravel(), minlength=p * k * k + 1)[:-1].reshape(p, k, k)
+        m = both.sum(1)
+        n_c, n_k = c.sum(2), c.sum(1)
+        sq = (c * c).sum((1, 2))
+        fp = np.einsum("pij,pj->p", c, n_k) - sq
+        fn = np.einsum("pij,pi->p", c, n_c) - sq
+        tp, tn = sq - m, m * m - fp - fn - sq
+        perfect = (fn == 0) & (fp == 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+        out[s : s + step] = np.where(perfect, 1.0, v)
+        shared[s : s + step] = m
+    return out, shared
 
 
 def binary_auroc(y: np.ndarray, score: np.ndarray) -> float:

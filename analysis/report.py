@@ -37,20 +37,15 @@ from analysis.plots import (
     selection_chart,
 )
 from analysis.report_sections import (
-    _UNDRAWN,
-    Ahead,
     SectionDrawer,
-    _drawn,
-    _share_trees,
-    _tree_drawn,
     anchor,
     fingerprint_view,
-    with_verdicts,
+    finish_section,
 )
 from analysis.results import AnalysisResult, ScorecardRow
 from analysis.verdicts import css_class
 
-__all__ = ["render", "page", "Page", "SectionDrawer", "Ahead", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
+__all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
 SCORE_COLUMNS = [("fingerprint", "fingerprint"), ("kind", "kind"), ("output", "output"), ("n_models", "models"),
                  ("n_clusters", "basins k"), ("consensus_k", "bootstrap k"), ("stability", "stability"),
@@ -168,10 +163,9 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
-    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it,
-    or an :class:`Ahead` (the section's future, and its families' tree to draw there) (:meth:`SectionDrawer.views`,
-    in these ``formats``); the others are drawn here first, then the families' trees (shared with the
-    drawing process while it is idle), then the futures are waited for (one that failed is drawn here).
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
+    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
+    futures are waited for and completed with the verdicts' parts (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -195,19 +189,14 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
-    trees = _share_trees(drawn, {str(r.fingerprint): r for r in result.fingerprints}, settings, formats)
     views = []
     for r in result.fingerprints:
         name = str(r.fingerprint)
         if name in fresh:
             views.append(fresh[name])
-        elif isinstance(got := drawn.get(name), Ahead) and (ahead := _drawn(got.section)) is not None:
-            fam_tree = trees.get(name, _UNDRAWN)
-            fam_tree = _tree_drawn(fam_tree) if hasattr(fam_tree, "cancel") else fam_tree
-            views.append(with_verdicts(ahead, r, settings, formats, fam_tree))
-        elif not isinstance(got, Ahead) and (ahead := _drawn(got)) is not None:
-            views.append(with_verdicts(ahead, r, settings, formats))
-        else:  # its drawing in the background failed: drawn here, where a real error is reported
+        elif (done := finish_section(drawn.get(name), r, settings, formats)) is not None:
+            views.append(done)
+        else:  # not drawn ahead, or its drawing in the background failed: drawn here, where a real error is reported
             views.append(fingerprint_view(r, settings, (distances or {}).get(name), formats))
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},

@@ -3,15 +3,14 @@
 :func:`fingerprint_view` draws a fingerprint's figures and tables (:class:`FingerprintView`: its
 maps, basin sizes, dendrogram, heat-map and confusion matrix); :func:`with_verdicts` adds the parts
 the verdicts across fingerprints decide (the candidate basins and the init families' tree).
-:class:`SectionDrawer` draws the sections in a second process while the analysis runs, and the
-families' trees there too once the verdicts are decided (:class:`Ahead`), while that process is
-idle; :func:`analysis.report.page` takes what it drew. Figures are :mod:`analysis.plots`'s.
+:class:`SectionDrawer` draws the sections in a second process while the analysis runs;
+:func:`finish_section` completes one it drew for :func:`analysis.report.page`. Figures are
+:mod:`analysis.plots`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,9 +29,9 @@ from analysis.plots import (
     heatmap,
     model_map,
 )
-from analysis.results import AnalysisResult, FingerprintResult
+from analysis.results import FingerprintResult
 
-__all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "Ahead", "SectionDrawer", "anchor"]
+__all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "finish_section", "SectionDrawer", "anchor"]
 
 
 def anchor(name: Any) -> str:
@@ -101,75 +100,29 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
     return with_verdicts(view, r, settings, formats) if decided else view
 
 
-def _drawn(v: Any) -> FingerprintView | None:
-    """A section drawn ahead (or its future's, waited for); ``None`` when its drawing failed."""
-    if v is None or isinstance(v, FingerprintView):
-        return v
-    try:
-        return v.result()
-    except Exception:  # noqa: BLE001 - drawn again in this process, which reports a real error
-        return None
-
-
-_UNDRAWN = object()  # with_verdicts' tree: not drawn elsewhere, draw it here
-
-
 def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
-                  formats: tuple[str, ...] = (), tree: Any = _UNDRAWN) -> FingerprintView:
+                  formats: tuple[str, ...] = ()) -> FingerprintView:
     """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
-    basins and its families' tree, which the verdicts across fingerprints decide (``tree``: that
-    figure drawn elsewhere from ``r``, else drawn here)."""
+    basins and its families' tree, which the verdicts across fingerprints decide."""
     view = dataclasses.replace(view, r=r)
     if not r.error:
         view.free_groups = _candidate_groups(r)
-        view.family_tree = _family_tree(r, settings, formats) if tree is _UNDRAWN else tree
+        view.family_tree = _family_tree(r, settings, formats)
     return view
 
 
-@dataclass
-class Ahead:
-    """A fingerprint's section drawn in :class:`SectionDrawer`'s process (a future of it) and its
-    families' tree, which that process can draw once the verdicts are decided: ``tree()`` submits it
-    there and returns the future (:func:`~analysis.report.page` does, whenever that process is idle)."""
-
-    section: Any
-    tree: Callable[[], Any]
-
-
-def _share_trees(drawn: dict[str, Any], decided: dict[str, FingerprintResult], settings: dict[str, Any],
-                 formats: tuple[str, ...]) -> dict[str, Any]:
-    """The families' trees of the sections drawn ahead (:class:`Ahead`), shared between this process
-    and the drawing one: whenever that one is idle (its sections done, its last tree too) it takes the
-    next tree from the front; this one draws from the back meanwhile. Name -> figure, or a future."""
-    queue = [n for n, v in drawn.items() if isinstance(v, Ahead) and n in decided and _has_tree(decided[n])]
-    busy = [v.section if isinstance(v, Ahead) else v for v in drawn.values()]
-    out: dict[str, Any] = {}
-    running = None
-    while queue:
-        if (running is None or running.done()) and all(getattr(f, "done", lambda: True)() for f in busy):
-            name = queue.pop(0)
-            running = out[name] = drawn[name].tree()
-        if queue:
-            name = queue.pop()
-            out[name] = _family_tree(decided[name], settings, formats)
-    return out
-
-
-def _tree_drawn(f: Any) -> Any:
-    """The tree a future drew, or :data:`_UNDRAWN` (withdrawn before the drawing process started it,
-    or failed there: :func:`~analysis.report.page` draws it, where a real error is reported)."""
-    if f.cancel():
-        return _UNDRAWN
-    try:
-        return f.result()
-    except Exception:  # noqa: BLE001 - drawn again in this process
-        return _UNDRAWN
-
-
-def _has_tree(r: FingerprintResult) -> bool:
-    """Whether :func:`_family_tree` draws a figure for ``r`` (else it returns ``None`` at once)."""
-    free = r.label_free or {}
-    return not r.error and bool(free.get("tree")) and free.get("verdict") != "insufficient"
+def finish_section(drawn: Any, r: FingerprintResult, settings: dict[str, Any],
+                   formats: tuple[str, ...] = ()) -> FingerprintView | None:
+    """The section of the decided result ``r`` from ``drawn``, its section drawn before the verdicts
+    (a :class:`FingerprintView`, or a future of one from :meth:`SectionDrawer.views`, waited for):
+    :func:`with_verdicts` of it, or ``None`` when there is none or its drawing failed (the caller
+    then draws it, where a real error is reported)."""
+    if drawn is not None and not isinstance(drawn, FingerprintView):
+        try:
+            drawn = drawn.result()
+        except Exception:  # noqa: BLE001 - drawn again by the caller
+            drawn = None
+    return None if drawn is None else with_verdicts(drawn, r, settings, formats)
 
 
 def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
@@ -238,18 +191,11 @@ class SectionDrawer:
         self._futures[str(r.fingerprint)] = self._pool.submit(
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
-    def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
+    def views(self) -> dict[str, Any]:
         """The sections drawn or being drawn (futures), by fingerprint name, for
         :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
-        ``page`` draws them in this process meanwhile. With the decided ``result``, each section kept
-        is an :class:`Ahead`: the worker can draw its families' tree too, when ``page`` finds it idle."""
-        kept = {name: f for name, f in self._futures.items() if not f.cancel()}
-        if result is None or self._pool is None:
-            return kept
-        settings, pool = result.settings or {}, self._pool
-        decided = {str(r.fingerprint): r for r in result.fingerprints}
-        return {name: Ahead(f, functools.partial(pool.submit, _family_tree, decided[name], settings, self.formats))
-                if name in decided and _has_tree(decided[name]) else f for name, f in kept.items()}
+        ``page`` draws them in this process meanwhile."""
+        return {name: f for name, f in self._futures.items() if not f.cancel()}
 
     @property
     def active(self) -> bool:

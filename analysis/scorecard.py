@@ -280,7 +280,7 @@ def _limits():
     """One BLAS and one OpenMP thread, and scikit-learn's per-call validation off: inputs are checked
     once (finite values, known options), and its validation of the same arrays cost more than some of
     its computations (docs/benchmarks.md, "The report's speed"). OpenMP too: scikit-learn's k-means
-    (above 500 models) runs OpenMP threads, and in a pool of one worker per core each worker's
+    (above 700 models) runs OpenMP threads, and in a pool of one worker per core each worker's
     threads spun waiting on the others' (1,000 x 10 took 11 minutes instead of ~40 s)."""
     with threadpool_limits(limits=BLAS_THREADS), \
             sklearn.config_context(assume_finite=True, skip_parameter_validation=True):

@@ -343,7 +343,7 @@ def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     rows = sum(len(f.model_ids) for f in inputs)
     with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
         result = analyze(zoo, inputs, opts, progress, on_result=drawer)
-        yield result, drawer.views(result)  # the families' trees too, queued behind the sections
+        yield result, drawer.views()
 
 
 def selections(zoo: Zoo) -> list[dict]:

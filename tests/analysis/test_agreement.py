@@ -40,3 +40,25 @@ def test_auroc_equals_sklearn_with_ties_and_classes():
         p /= p.sum(1, keepdims=True)
         want = roc_auc_score(y, p[:, 1]) if k == 2 else roc_auc_score(y, p, multi_class="ovr", labels=np.arange(k))
         assert abs(ag.auroc(y, p) - want) < 1e-12
+
+
+def test_ari_pairs_equal_ari_of_each_pair():
+    """ari_pairs (every pair of bootstrap replicates at once, -1 = a model the replicate lacks) equals
+    ari on each pair's shared models exactly: integer counts, then the same float formula."""
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        n, n_rows, k = int(rng.integers(3, 120)), int(rng.integers(2, 9)), int(rng.integers(1, 9))
+        reps = []
+        for _ in range(n_rows):
+            idx = np.unique(rng.integers(0, n, n if t % 3 else 3))  # some rows share fewer than two models
+            reps.append((idx, rng.integers(-1 if t % 4 == 0 else 0, k, len(idx))))  # -1: HDBSCAN's noise, a label
+        rows = np.full((n_rows, n), -1)
+        for r, (idx, lab) in enumerate(reps):
+            rows[r, idx] = ag.codes(lab)
+        pairs = np.transpose(np.triu_indices(n_rows, 1))
+        got, shared = ag.ari_pairs(rows, pairs, chunk=int(rng.choice([1, 64, 1 << 20])))
+        for (i, j), g, m in zip(pairs, got, shared):
+            common, a, b = np.intersect1d(reps[i][0], reps[j][0], return_indices=True)
+            assert m == len(common)
+            if m >= 2:
+                assert g == ag.ari(reps[i][1][a], reps[j][1][b]), (t, i, j)

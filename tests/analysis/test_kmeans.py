@@ -10,13 +10,13 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances, silhouette_score
 
 from analysis import clustering as cl
-from analysis.kmeans import kmeans_labels, silhouette_precomputed
+from analysis.kmeans import kmeans_labels, kmeans_labels_each, silhouette_precomputed
 
 
 def _data():
     rng = np.random.default_rng(0)
     out = []
-    for n, d in ((6, 1), (30, 2), (100, 10), (77, 13), (250, 5)):
+    for n, d in ((6, 1), (30, 2), (100, 10), (77, 13), (250, 5), (640, 6)):  # 640: a 1,000-model replicate
         out.append(rng.standard_normal((n, d)))  # no structure: many close calls between inits
         out.append(rng.standard_normal((n, d)) + 4 * rng.integers(0, 3, (n, 1)))  # three blobs
         out.append(rng.standard_normal((max(2, n // 8), d))[rng.integers(0, max(2, n // 8), n)])  # duplicates: empty clusters
@@ -36,6 +36,21 @@ def test_kmeans_labels_equal_sklearn(x):
         assert np.array_equal(got, want), (k, seed)
 
 
+@pytest.mark.parametrize("x", _data())
+def test_every_k_in_one_batch_equals_each_k_alone(x):
+    """kmeans_labels_each (every k's inits seeded and iterated side by side, as the clusterer fits
+    them) gives each k the labels of that k fitted alone, and so scikit-learn's."""
+    seed = len(x) * 7 + x.shape[1]
+    ks = range(2, min(9, len(x)) + 1)
+    each = kmeans_labels_each(x, ks, 5, seed)
+    assert sorted(each) == list(ks)
+    for k in ks:
+        assert np.array_equal(each[k], kmeans_labels(x, k, 5, seed)), k
+    assert kmeans_labels_each(x, [], 5, seed) == {}
+    sub = kmeans_labels_each(x, [min(3, len(x)), 2], 5, seed)  # any subset, any order
+    assert all(np.array_equal(sub[k], each[k]) for k in sub)
+
+
 def test_kmeans_other_settings_and_errors():
     x = np.random.default_rng(3).standard_normal((40, 4))
     for n_init, tol, max_iter in ((1, 1e-4, 300), (10, 0.0, 300), (3, 1e-1, 2)):
@@ -43,6 +58,11 @@ def test_kmeans_other_settings_and_errors():
         assert np.array_equal(kmeans_labels(x, 4, n_init, 7, max_iter, tol), want)
     with pytest.raises(ValueError, match="k = 41 clusters for 40 models"):
         kmeans_labels(x, 41)
+    with pytest.raises(ValueError, match="k = 41 clusters for 40 models"):
+        kmeans_labels_each(x, [2, 41])
+    for n_init, tol, max_iter in ((1, 1e-4, 300), (3, 1e-1, 2)):  # the batch under the same settings
+        each = kmeans_labels_each(x, [2, 4, 8], n_init, 7, max_iter, tol)
+        assert np.array_equal(each[4], KMeans(4, n_init=n_init, tol=tol, max_iter=max_iter, random_state=7).fit_predict(x))
 
 
 def test_silhouette_equals_sklearn():
@@ -73,3 +93,28 @@ def test_basin_clusterer_unchanged_by_the_numpy_kmeans(monkeypatch):
     assert np.array_equal(fast.labels_, slow.labels_) and fast.n_clusters_ == slow.n_clusters_
     assert fast.scores_.keys() == slow.scores_.keys()
     assert all(abs(fast.scores_[k] - slow.scores_[k]) < 1e-12 for k in fast.scores_)
+
+
+def test_clusterer_and_bootstrap_equal_one_fit_per_k(monkeypatch):
+    """BasinClusterer and the bootstrap fit every k in one batch (kmeans_labels_each): their labels, k,
+    silhouettes, replicates and stability equal those of one kmeans_labels fit per k."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((90, 16)) + 2.5 * rng.integers(0, 3, (90, 1))
+    fast = cl.BasinClusterer("kmeans", random_state=3).fit(x)
+    boot, reps = cl.bootstrap(x, "kmeans", n_boot=6, random_state=3, return_replicates=True)
+    one_k = kmeans_labels_each  # kmeans_labels goes through it: one k a call
+    monkeypatch.setattr(cl.km, "kmeans_labels_each", lambda X, ks, n_init=5, rs=0: {k: one_k(X, [k], n_init, rs)[k] for k in ks})
+    slow = cl.BasinClusterer("kmeans", random_state=3).fit(x)
+    boot_slow, reps_slow = cl.bootstrap(x, "kmeans", n_boot=6, random_state=3, return_replicates=True)
+    assert np.array_equal(fast.labels_, slow.labels_) and fast.scores_ == slow.scores_
+    assert boot == boot_slow
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(reps, reps_slow))
+
+
+def test_the_shared_generator_restarts_at_each_seed():
+    """The per-thread RandomState is seeded again for every fit: a fit's labels do not depend on the fits before it."""
+    x = np.random.default_rng(6).standard_normal((50, 3))
+    first = kmeans_labels(x, 4, 5, 11)
+    kmeans_labels_each(x, [2, 3, 8], 5, 12)
+    assert np.array_equal(kmeans_labels(x, 4, 5, 11), first)
+    assert np.array_equal(first, KMeans(4, n_init=5, random_state=11).fit_predict(x))
