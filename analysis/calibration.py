@@ -109,10 +109,10 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
     boot = lambda stat: rs.family_bootstrap_batch(stat, family, nb, seed)  # noqa: E731
     counts_of = lambda picks: rs.family_counts(picks, nf)  # noqa: E731
     weights_of = lambda picks: counts_of(picks)[:, fcodes]  # noqa: E731 - each model's count in each sample
-    cc = mt._codes(clusters)  # coded once: the samples take subsets of the codes
+    cc = mt.label_codes(clusters)  # coded once: the samples take subsets of the codes
     kc = int(cc.max(initial=-1)) + 1
     if label is not None and scores.get("deep_ami") is not None:
-        lc = mt._codes(label)
+        lc = mt.label_codes(label)
         kl = int(lc.max()) + 1
         fam_tab = np.bincount(fcodes * (kl * kc) + lc * kc + cc, minlength=nf * kl * kc).reshape(nf, kl * kc)
         out["deep_ami_ci"] = boot(lambda picks, _c: mt.ami_codes_tables((counts_of(picks) @ fam_tab).reshape(-1, kl, kc)))
@@ -128,7 +128,7 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         out["probe_auroc_ci"] = boot(lambda picks, _c: mt.auroc_of_weighted(y, prob, weights_of(picks)))
     if lineage is not None and scores.get("noise_ami") is not None:
         basins = label
-        bcodes = np.zeros(len(clusters), int) if basins is None else mt._codes(basins)  # basins in sorted order
+        bcodes = np.zeros(len(clusters), int) if basins is None else mt.label_codes(basins)  # basins in sorted order
         out["noise_ami_ci"] = boot(lambda picks, _c: _noise_boot(picks, fcodes, nf, cc, kc, bcodes))
         obs = mt.within_basin_ami(clusters, lineage, basins)[0]
         if obs is not None:

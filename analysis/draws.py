@@ -23,7 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis import metrics as mt
-from analysis.resampling import MIN_FAMILIES, _interval, family_counts, family_picks
+from analysis.resampling import (
+    MIN_FAMILIES,
+    family_counts,
+    family_picks,
+    percentile_interval,
+)
 
 
 def ami_by_families(clusters: Sequence, labels: Sequence, family: Sequence,
@@ -39,7 +44,7 @@ def ami_by_families(clusters: Sequence, labels: Sequence, family: Sequence,
     if unknown:
         raise ValueError(f"families {unknown[:5]} are not among the {len(pos)} names given")
     fcodes = np.asarray([pos[f] for f in fam], dtype=int)
-    cc, lc = mt._codes(np.asarray(clusters)), mt._codes(np.asarray(labels))
+    cc, lc = mt.label_codes(np.asarray(clusters)), mt.label_codes(np.asarray(labels))
     kc, kl = int(cc.max(initial=-1)) + 1, int(lc.max(initial=-1)) + 1
     cells = kl * kc
     fam_tab = np.bincount(fcodes * cells + lc * kc + cc, minlength=len(pos) * cells).reshape(len(pos), cells)
@@ -96,8 +101,8 @@ def draws_bootstrap(stats: Sequence[Callable[[np.ndarray], np.ndarray]], n_famil
         means = np.nanmean(picked, axis=1)
     flat = values[np.isfinite(values)]
     return DrawsBootstrap(values, draws, means,
-                          _interval([float(v) for v in means if np.isfinite(v)], n_boot, level),
-                          _interval([float(v) for v in flat], values.size, level), n_families, random_state)
+                          percentile_interval([float(v) for v in means if np.isfinite(v)], n_boot, level),
+                          percentile_interval([float(v) for v in flat], values.size, level), n_families, random_state)
 
 
 def paired_difference(a: DrawsBootstrap, b: DrawsBootstrap, level: float = 0.95) -> tuple[float, float] | None:
@@ -109,7 +114,7 @@ def paired_difference(a: DrawsBootstrap, b: DrawsBootstrap, level: float = 0.95)
             or not np.array_equal(a.draws, b.draws):
         raise ValueError("the two bootstraps do not draw the same samples (families, trainings, n_boot or seed differ)")
     d = a.means - b.means
-    return _interval([float(v) for v in d if np.isfinite(v)], len(d), level)
+    return percentile_interval([float(v) for v in d if np.isfinite(v)], len(d), level)
 
 
 def share_interval(hits: int, n: int, level: float = 0.95) -> tuple[float, float] | None:

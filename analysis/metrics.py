@@ -23,7 +23,9 @@ MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
 NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
 
 
-def _codes(values) -> np.ndarray:
+def label_codes(values) -> np.ndarray:
+    """Integer codes ``[n]`` of any labelling ``[n]``, in the sorted order of its values read as
+    strings (so mixed types and ``None`` code consistently)."""
     arr = np.asarray([str(v) for v in values], dtype=object)
     _, inv = np.unique(arr, return_inverse=True)
     return inv
@@ -31,12 +33,12 @@ def _codes(values) -> np.ndarray:
 
 def ami(a, b) -> float | None:
     """AMI of two labellings of the same models; ``None`` when either has a single value."""
-    return ami_codes(_codes(a), _codes(b))
+    return ami_codes(label_codes(a), label_codes(b))
 
 
 def ami_codes(a: np.ndarray, b: np.ndarray) -> float | None:
     """:func:`ami` of two labellings given as integer codes in the order of their values as strings
-    (:func:`_codes`, or a subset of such codes: a family bootstrap codes once and resamples the codes)."""
+    (:func:`label_codes`, or a subset of such codes: a family bootstrap codes once and resamples the codes)."""
     if len(a) < 2 or len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
         return None if len(np.unique(b)) < 2 else 0.0
     return ag.ami(b, a)
@@ -242,14 +244,14 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
         cross_val_predict,
     )
 
-    y = _codes(labels)
+    y = label_codes(labels)
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2 or counts.min() < max(2, min_class):
         return None
     folds = int(min(n_splits, counts.min()))
     cv, kw = StratifiedKFold(folds, shuffle=True, random_state=random_state), {}
     if groups is not None:
-        g = _codes(groups)
+        g = label_codes(groups)
         folds = int(min(folds, len(np.unique(g))))
         if folds < 2:
             return None

@@ -63,7 +63,7 @@ def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], fam
         v = stat(rows, draw)
         if v is not None and np.isfinite(v):
             vals.append(float(v))
-    return _interval(vals, n_boot, level)
+    return percentile_interval(vals, n_boot, level)
 
 
 def family_bootstrap_batch(stat: Callable[[np.ndarray, np.ndarray], np.ndarray], family: Sequence, n_boot: int = 200,
@@ -78,7 +78,7 @@ def family_bootstrap_batch(stat: Callable[[np.ndarray, np.ndarray], np.ndarray],
     if len(names) < max(min_families, 1):
         return None
     vals = np.asarray(stat(family_picks(len(names), n_boot, random_state), codes), dtype=np.float64)
-    return _interval([float(v) for v in vals if np.isfinite(v)], n_boot, level)
+    return percentile_interval([float(v) for v in vals if np.isfinite(v)], n_boot, level)
 
 
 def family_counts(picks: np.ndarray, n_families: int) -> np.ndarray:
@@ -88,7 +88,7 @@ def family_counts(picks: np.ndarray, n_families: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_boot * n_families).reshape(n_boot, n_families)
 
 
-def _interval(vals: list[float], n_boot: int, level: float) -> tuple[float, float] | None:
+def percentile_interval(vals: list[float], n_boot: int, level: float) -> tuple[float, float] | None:
     """The percentile interval of the defined values, ``None`` when fewer than half the samples have one."""
     if len(vals) < n_boot / 2:
         return None

@@ -68,7 +68,7 @@ def cp_interval(res, table: dict, keep: np.ndarray) -> list[float] | None:
         return None
     pos = {m: i for i, m in enumerate(np.asarray(table["model_id"])[keep])}
     family = np.asarray([str(x) for x in np.asarray(table["init_seed"])[keep]])[[pos[m] for m in res.model_ids]]
-    cc, lc = mt._codes(np.asarray(res.clusters)), mt._codes(np.asarray(res.label_values))
+    cc, lc = mt.label_codes(np.asarray(res.clusters)), mt.label_codes(np.asarray(res.label_values))
     ci = family_bootstrap(lambda rows, _d: mt.ami_codes(cc[rows], lc[rows]), family, 1000, 0)
     return None if ci is None else [round(float(v), 3) for v in ci]
 

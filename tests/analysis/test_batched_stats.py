@@ -96,9 +96,9 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
         oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
         out["sampled"] = len(rows)
     if label is not None and scores.get("deep_ami") is not None:
-        cc, lc = mt._codes(clusters), mt._codes(label)
+        cc, lc = mt.label_codes(clusters), mt.label_codes(label)
         out["deep_ami_ci"] = rs.family_bootstrap(lambda r, _d: mt.ami_codes(cc[r], lc[r]), family, nb, seed)
-        out["deep_ami_p"] = _loop_family_permutation_p(lambda lab: mt.ami_codes(cc, mt._codes(lab)), label, family, npm, seed)
+        out["deep_ami_p"] = _loop_family_permutation_p(lambda lab: mt.ami_codes(cc, mt.label_codes(lab)), label, family, npm, seed)
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = rs.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
@@ -131,7 +131,7 @@ def _case(seed: int):
     lineage = np.asarray([f"s{v}" for v in fam], dtype=object)
     basins = labels if seed % 6 else None
     scores = {"deep_ami": mt.ami(clusters, labels), "noise_ami": mt.within_basin_ami(clusters, lineage, basins)[0]}
-    oof = (0.5, mt._codes(labels), rng.dirichlet(np.ones(kl), n).round(2))
+    oof = (0.5, mt.label_codes(labels), rng.dirichlet(np.ones(kl), n).round(2))
     hits = rng.integers(0, 2, n).astype(float)
     hits[rng.random(n) < 0.3] = np.nan
     reps = []
@@ -218,7 +218,7 @@ def test_within_basin_tables_equal_within_basin_ami_under_permutations():
     basins = np.asarray([f"b{v}" for v in rng.integers(0, 3, len(fam))], dtype=object)
     clusters = rng.integers(0, 4, len(fam))
     perm = rs.member_permutations(len(fam), basins, 25, 0)
-    bcodes, cc = mt._codes(basins), mt._codes(clusters)
+    bcodes, cc = mt.label_codes(basins), mt.label_codes(clusters)
     tables = [_stack(fam[perm][:, bcodes == b], cc[bcodes == b], 12, 4) for b in range(3)]
     got = mt.within_basin_ami_tables(tables)
     for p in range(len(perm)):

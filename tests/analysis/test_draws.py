@@ -29,7 +29,7 @@ def _labels(seed: int, flip: float) -> tuple[np.ndarray, np.ndarray]:
 def test_one_draw_is_the_family_interval():
     """K = 1: both intervals are the family bootstrap's, sample for sample (same seed, same picks)."""
     clusters, label = _labels(0, 0.2)
-    codes_c, codes_l = mt._codes(clusters), mt._codes(label)
+    codes_c, codes_l = mt.label_codes(clusters), mt.label_codes(label)
     fam = [str(f) for f in FAMILY]
     ref = family_bootstrap(lambda rows, _d: mt.ami_codes(codes_c[rows], codes_l[rows]), fam, 300, 7)
     b = draws_bootstrap([ami_by_families(clusters, label, fam, NAMES)], 12, 300, 7)

@@ -61,7 +61,7 @@ def test_one_draw_reduces_to_its_family_interval(draws):
     fp = next(x for x in result["fingerprints"] if x["fingerprint"] == FP)
     fam = dict(zip(z.model_ids, np.asarray(z.models["init_seed"]).astype(str)))
     family = [fam[m] for m in fp["model_ids"]]
-    cc, lc = mt._codes(np.asarray(fp["clusters"])), mt._codes(np.asarray(fp["label_values"]))
+    cc, lc = mt.label_codes(np.asarray(fp["clusters"])), mt.label_codes(np.asarray(fp["label_values"]))
     ref = family_bootstrap(lambda rows, _d: mt.ami_codes(cc[rows], lc[rows]), family, 1000, 0)
     ref = [round(v, 3) for v in ref]
     assert d["deep_ami_ci"] == ref and f["deep_ami"]["mean_ci"] == ref and f["deep_ami"]["one_draw_ci"] == ref
