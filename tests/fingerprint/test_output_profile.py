@@ -5,34 +5,22 @@ that varies over inputs, and refuses bad parameters in one line."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
+from modadd_zoo import relabel_tokens, run_extractor
+from modadd_zoo import tiny_modadd as _batch
 
 import fingerprint
-from fingerprint.batch import ModelBatch
 from fingerprint.extractors.behavioural import confidence_stats, profile_summary
-from fingerprint.registry import get_extractor
 from training.core.errors import UserError
 from training.families import get_family
 from training.tasks import get_task
 
-
-def _batch(n=3, seed=0):
-    task = get_task("modadd", {"p": 7})
-    fam = get_family("transformer", task.input_shape, task.n_out,
-                     {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.7})
-    return fam, fam.init(list(range(seed, seed + n))), task
-
-
-def _run(fam, params, task, spec="output-profile", **kw):
-    ex = get_extractor(spec)
-    n = len(next(iter(params.values())))
-    values, meta = ex.compute(ModelBatch(fam, params, task, [f"m{i}" for i in range(n)]),
-                              ex.resolve_params(kw))
-    return np.asarray(values, dtype=np.float64), meta
+_run = functools.partial(run_extractor, "output-profile")  # (family, params, task, **params) -> (values, meta)
 
 
 def test_runs_on_a_transformer_zoo_with_one_row_per_model_and_is_cached(modadd_zoo):
@@ -80,10 +68,7 @@ def test_blind_to_a_relabelling_of_modadd_tokens():
     frequency set is such a relabelling (a -> u a mod p)."""
     fam, params, task = _batch()
     perm = torch.tensor([3, 5, 0, 6, 1, 4, 2])  # token a becomes perm[a]
-    relabelled = dict(params)
-    for k in ("embed.weight", "out.weight", "out.bias"):
-        relabelled[k] = torch.empty_like(params[k])
-        relabelled[k][:, perm] = params[k]
+    relabelled = relabel_tokens(params, perm)
     x = task.probes("all")
     with torch.no_grad():
         before, after = fam(params, x), fam(relabelled, perm[x])

@@ -6,6 +6,7 @@ embedding in one line that names where it applies."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import warnings
@@ -14,34 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from modadd_zoo import relabel_tokens, run_extractor
+from modadd_zoo import tiny_modadd as _modadd
 
 import fingerprint
 from fingerprint.batch import ModelBatch
 from fingerprint.extractors.similarity import correlate, token_similarity
-from fingerprint.registry import get_extractor
 from training.core.errors import UserError
 from training.families import get_family
 from training.tasks import get_task
+
+_run = functools.partial(run_extractor, "token-similarity")  # (family, params, task, **params) -> (values, meta)
 
 _spec = importlib.util.spec_from_file_location("similarity_signal", Path(__file__).parents[2] / "scripts" / "modadd_similarity_signal.py")
 ss = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ss)
 
 BOTH = 'token-similarity:probe_set=all,n_probes=0,surfaces=["logit","shift"]'
-
-
-def _modadd(n=3, seed=0, **model):
-    task = get_task("modadd", {"p": 7})
-    fam = get_family("transformer", task.input_shape, task.n_out,
-                     {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.7, **model})
-    return fam, fam.init(list(range(seed, seed + n))), task
-
-
-def _run(fam, params, task, **kw):
-    ex = get_extractor("token-similarity")
-    n = len(next(iter(params.values())))
-    values, meta = ex.compute(ModelBatch(fam, params, task, [f"m{i}" for i in range(n)]), ex.resolve_params(kw))
-    return np.asarray(values, dtype=np.float64), meta
 
 
 def test_equals_the_scripts_reading_on_a_modadd_zoo_and_is_cached(modadd_zoo):
@@ -94,10 +84,7 @@ def test_blind_to_a_relabelling_of_the_tokens():
     modadd is such a relabelling."""
     fam, params, task = _modadd()
     perm = torch.tensor([3, 5, 0, 6, 1, 4, 2])  # token a becomes perm[a]
-    relabelled = dict(params)
-    for k in ("embed.weight", "out.weight", "out.bias"):
-        relabelled[k] = torch.empty_like(params[k])
-        relabelled[k][:, perm] = params[k]
+    relabelled = relabel_tokens(params, perm)
     x = task.probes("all")
     with torch.no_grad():
         assert torch.allclose(fam(relabelled, perm[x])[..., perm], fam(params, x), atol=1e-5)
