@@ -3,6 +3,7 @@ the decorator plugins use; pyproject.toml declares the same functions as entry p
 ``fingerprint.extractors``, the way a plugin package does (a test keeps the two in step)."""
 
 from fingerprint.extractors import (  # noqa: F401
+    anomaly,
     behavioural,
     causal,
     geometry,

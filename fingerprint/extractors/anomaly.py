@@ -1,0 +1,108 @@
+"""Activation statistics in the style of mechanistic anomaly detection (cupbearer's Mahalanobis
+detector), turned into a fingerprint: how far a model's activations on one probe set lie from the
+Gaussian it fits to its own activations on another.
+
+``activation-mahalanobis`` fits, per model and per named activation, the mean and covariance of the
+activations on a reference probe set (``in_dist``), shrunk towards a multiple of the identity, and
+summarises the Mahalanobis distances of a test probe set's activations to it (mean, std and
+quantiles over the test inputs). Each model is measured against itself only: no population centroid,
+no labels, so a row never depends on the other models. Everything runs batched over the model axis
+(one Cholesky factorisation of ``[n_models, D, D]`` per layer).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fingerprint.extractors.common import probes
+from fingerprint.extractors.mechanistic import at_position
+from fingerprint.registry import extractor
+from training.core.errors import UserError
+
+SCALES = ("none", "median")
+
+
+def _hidden_layers(models) -> list[str]:
+    """Every hidden activation: all named ones but the output and attention patterns."""
+    names = [n for n in models.activation_names() if n != "out" and not n.endswith(".pattern")] or list(models.task.layers)
+    if not names:
+        raise UserError("activation-mahalanobis: this architecture exposes no named activations; pass layers=[NAME, ...]")
+    return names
+
+
+def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: float = 0.0) -> torch.Tensor:
+    """Mahalanobis distances ``[n, S]`` of ``test [n, S, D]`` to the Gaussian fitted to ``ref [n, R, D]``.
+
+    Per model ``i``: ``mu = mean(ref[i])``, ``C = cov(ref[i])`` (divided by ``R``), regularised to
+    ``(1 - shrinkage) C + shrinkage * trace(C) / D * I``, and ``d = sqrt((x - mu)^T C^-1 (x - mu))``,
+    through one batched Cholesky factorisation and triangular solve, in float64.
+
+    With ``shrinkage = 0`` (a full-rank ``C``: ``R > D``) the distances are unchanged by any
+    invertible affine map ``x -> A x + b`` applied to both sets (``C -> A C A^T``). With
+    ``shrinkage > 0`` the identity target breaks that for non-orthogonal ``A``: the distances are then
+    unchanged only by translations, rotations, reflections, permutations of the units and an overall
+    scale. A model whose reference activations are all equal (``trace(C) = 0``) gets distances
+    measured against a tiny isotropic covariance (1e-12) rather than an error.
+    """
+    ref, test = ref.double(), test.double()
+    D = ref.shape[-1]
+    mu = ref.mean(1, keepdim=True)
+    r = ref - mu
+    cov = r.transpose(1, 2) @ r / ref.shape[1]  # [n, D, D]
+    eye = torch.eye(D, dtype=cov.dtype)
+    scale = cov.diagonal(dim1=1, dim2=2).sum(-1).div(D).clamp_min(1e-12)[:, None, None]  # [n, 1, 1]
+    cov = (1.0 - shrinkage) * cov + shrinkage * scale * eye
+    L, info = torch.linalg.cholesky_ex(cov)
+    if bool((info > 0).any()):  # singular without shrinkage: fall back to the smallest ridge that works
+        cov = cov + 1e-10 * scale * eye
+        L = torch.linalg.cholesky(cov)
+    z = torch.linalg.solve_triangular(L, (test - mu).transpose(1, 2), upper=False)  # [n, D, S]
+    return z.pow(2).sum(1).sqrt()
+
+
+def _summary(d: torch.Tensor, bins: int) -> torch.Tensor:
+    """``[n, S]`` distances -> ``[n, bins + 2]``: mean, std and ``bins`` interior quantiles over inputs."""
+    q = torch.linspace(0, 1, bins + 2, dtype=d.dtype)[1:-1]
+    return torch.cat([d.mean(1, keepdim=True), d.std(1, keepdim=True), torch.quantile(d, q, dim=1).T], 1)
+
+
+@extractor("activation-mahalanobis", kind="mechanistic",
+           bounds={"n_probes": (0, None), "shrinkage": (0.0, 1.0), "bins": (1, None)})
+def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist", probe_set: str = "ood",  # noqa: B006 - a plain, hashable default
+                           n_probes: int = 0, position: str = "readout", shrinkage: float = 0.1, bins: int = 9,
+                           scale: str = "none"):
+    """Distances of probe activations to the model's own Gaussian fit per layer: [n, layers * (bins + 2)].
+
+    Per hidden activation: mean, std and ``bins`` quantiles over the ``probe_set`` inputs of their
+    Mahalanobis distance to the Gaussian fitted to the model's activations on ``reference``.
+
+    Any architecture with named activations (``layers=[]``: every one but ``out`` and attention
+    patterns). ``shrinkage`` pulls the covariance towards ``trace / D * I`` (needed when the layer is
+    wider than the reference set or has dead units). ``scale="median"`` divides each layer's
+    distances by the median distance of the reference inputs themselves (in-sample). ``position``
+    picks token positions as for ``cka`` (several are joined into one vector per input). Invariant to
+    translations, rotations, permutations and the overall scale of the hidden units, and with
+    ``shrinkage=0`` to any invertible linear map of them; not to a nonlinear reparametrisation, to
+    which probes are used, or to an anisotropic rescaling of units once ``shrinkage > 0``.
+    """
+    if scale not in SCALES:
+        raise UserError(f"unknown scale '{scale}' for activation-mahalanobis (valid: {', '.join(SCALES)})")
+    valid = models.activation_names() or list(models.task.layers)
+    names = [str(n) for n in layers] or _hidden_layers(models)
+    for name in names:
+        if name not in valid:
+            raise UserError(f"unknown activation '{name}' for activation-mahalanobis (valid: {', '.join(valid)})")
+    x_ref = probes(models, reference, n_probes)
+    x_test = probes(models, probe_set, n_probes)
+    acts_ref = models.activations(x_ref, names)
+    acts_test = models.activations(x_test, names)
+    cols, used = [], {}
+    for name in names:
+        a, used[name] = at_position(models, acts_ref[name], position)
+        b, _ = at_position(models, acts_test[name], position)
+        a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
+        d = mahalanobis_distances(a, b, shrinkage)  # [n, S]
+        if scale == "median":
+            d = d / mahalanobis_distances(a, a, shrinkage).median(1, keepdim=True).values.clamp_min(1e-30)
+        cols.append(_summary(d, bins))
+    return torch.cat(cols, 1).float(), {"layers": names, "positions": used}
