@@ -42,27 +42,32 @@ def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: floa
     ``shrinkage > 0`` the identity target breaks that for non-orthogonal ``A``: the distances are then
     unchanged only by translations, rotations, reflections, permutations of the units and an overall
     scale. A model whose reference activations are all equal (``trace(C) = 0``) gets distances
-    measured against a tiny isotropic covariance (1e-12) rather than an error.
+    measured against a tiny isotropic covariance (about 1e-22 with ``shrinkage = 0``: huge distances) rather than an error;
+    a singular ``C`` without shrinkage gets a ridge of ``1e-10 * trace(C) / D`` for that model only.
     """
     ref, test = ref.double(), test.double()
     D = ref.shape[-1]
     mu = ref.mean(1, keepdim=True)
     r = ref - mu
     cov = r.transpose(1, 2) @ r / ref.shape[1]  # [n, D, D]
-    eye = torch.eye(D, dtype=cov.dtype)
+    eye = torch.eye(D, dtype=cov.dtype, device=cov.device)
     scale = cov.diagonal(dim1=1, dim2=2).sum(-1).div(D).clamp_min(1e-12)[:, None, None]  # [n, 1, 1]
     cov = (1.0 - shrinkage) * cov + shrinkage * scale * eye
     L, info = torch.linalg.cholesky_ex(cov)
-    if bool((info > 0).any()):  # singular without shrinkage: fall back to the smallest ridge that works
-        cov = cov + 1e-10 * scale * eye
-        L = torch.linalg.cholesky(cov)
+    if bool((info > 0).any()):  # singular without shrinkage: a small ridge for those models only (a row
+        # must not depend on which other models share its batch)
+        ridge = torch.where(info > 0, 1e-10, 0.0).to(cov)[:, None, None]
+        L, info = torch.linalg.cholesky_ex(cov + ridge * scale * eye)
+        if bool((info > 0).any()):
+            raise UserError(f"activation-mahalanobis: the reference covariance of model row {int((info > 0).nonzero()[0])} "
+                            "is not positive definite even with a ridge (non-finite activations?); try shrinkage > 0")
     z = torch.linalg.solve_triangular(L, (test - mu).transpose(1, 2), upper=False)  # [n, D, S]
     return z.pow(2).sum(1).sqrt()
 
 
 def _summary(d: torch.Tensor, bins: int) -> torch.Tensor:
     """``[n, S]`` distances -> ``[n, bins + 2]``: mean, std and ``bins`` interior quantiles over inputs."""
-    q = torch.linspace(0, 1, bins + 2, dtype=d.dtype)[1:-1]
+    q = torch.linspace(0, 1, bins + 2, dtype=d.dtype, device=d.device)[1:-1]
     return torch.cat([d.mean(1, keepdim=True), d.std(1, keepdim=True), torch.quantile(d, q, dim=1).T], 1)
 
 
@@ -92,6 +97,8 @@ def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist"
     for name in names:
         if name not in valid:
             raise UserError(f"unknown activation '{name}' for activation-mahalanobis (valid: {', '.join(valid)})")
+    if n_probes == 1:
+        raise UserError("activation-mahalanobis: n_probes must be 0 (every probe) or at least 2 (a spread over inputs needs two)")
     x_ref = probes(models, reference, n_probes)
     x_test = probes(models, probe_set, n_probes)
     acts_ref = models.activations(x_ref, names)

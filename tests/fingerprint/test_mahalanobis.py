@@ -11,13 +11,12 @@ import torch
 
 import fingerprint
 from fingerprint.batch import ModelBatch
-from fingerprint.extractors.anomaly import mahalanobis_distances
+from fingerprint.extractors.anomaly import _summary, mahalanobis_distances
 from fingerprint.registry import get_extractor
 from training.core.errors import UserError
 from training.families import get_family
 from training.tasks import get_task
 
-RESID = 'activation-mahalanobis:layers=["block0.resid_mid"],shrinkage=0'
 
 
 def _gen(seed=0):
@@ -61,6 +60,25 @@ def test_a_singular_covariance_without_shrinkage_still_gives_finite_distances():
     ref[1] = 0
     d = mahalanobis_distances(ref, torch.ones(2, 3, 4, dtype=torch.float64), 0.0)
     assert torch.isfinite(d).all()
+
+
+def test_a_singular_model_does_not_move_the_others_distances():
+    """The ridge a singular covariance needs is added to that model only: an ill-conditioned but
+    full-rank model gets the same distances alone and beside a singular one."""
+    g = torch.Generator().manual_seed(0)
+    good = torch.randn(1, 40, 4, generator=g, dtype=torch.float64)
+    good[..., 3] *= 1e-4  # ill-conditioned, full rank: a ridge would move its distances
+    test = torch.randn(1, 5, 4, generator=g, dtype=torch.float64)
+    singular = torch.zeros(1, 40, 4, dtype=torch.float64)
+    alone = mahalanobis_distances(good, test, 0.0)
+    beside = mahalanobis_distances(torch.cat([good, singular]), torch.cat([test, test]), 0.0)
+    assert torch.allclose(alone[0], beside[0], rtol=1e-10, atol=0) and torch.isfinite(beside).all()  # the old shared ridge: off by 33
+
+
+def test_the_summary_runs_off_the_cpu():
+    """The quantile levels are made on the distances' device (``--device cuda``): on torch's ``meta``
+    device a CPU tensor in the arithmetic is an error."""
+    assert _summary(torch.empty(2, 7, dtype=torch.float64, device="meta"), 3).shape == (2, 5)
 
 
 def _rotate_residual_stream(params, A):
