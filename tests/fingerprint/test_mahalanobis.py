@@ -18,7 +18,6 @@ from training.families import get_family
 from training.tasks import get_task
 
 
-
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
