@@ -144,3 +144,14 @@ def test_token_models_count_every_position_of_every_probe_as_an_input():
     assert out.dim() == 4 and meta["inputs"] == 8 * out.shape[2]
     by_hand = profile_summary(confidence_stats(out.flatten(1, 2), ["logprob", "margin", "entropy"]), 3, "none")
     assert values.shape == (2, 15) and np.allclose(values, by_hand.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_summaries_run_off_the_cpu():
+    """The quantile levels and histograms are made on the values' device (``--device cuda``): on
+    torch's ``meta`` device a CPU tensor in the arithmetic is an error."""
+    from fingerprint.extractors.geometry import _summarise
+
+    v = torch.empty(3, 2, 11, device="meta")
+    assert profile_summary(v, 4, "none").shape == (3, 2 * 6)
+    assert _summarise(torch.empty(3, 11, device="meta"), "quantiles", 4).shape == (3, 6)
+    assert _summarise(torch.empty(3, 11, device="meta"), "histogram", 4).shape == (3, 6)
