@@ -46,8 +46,8 @@ def token_similarity(embed: torch.Tensor, x: torch.Tensor, real: torch.Tensor | 
     ``(|sum u|^2 - m) / (m (m - 1))`` for ``m`` real tokens: ``O(T d)`` per input, not ``O(T^2 d)``.
     For ``T = 2`` it is the cosine of the two tokens. Inputs with fewer than two real tokens are NaN.
     """
-    e = embed.double()
-    e = e - e.mean(1, keepdim=True)
+    used, x = torch.unique(x, return_inverse=True)  # only the rows the probes use: a 50k vocabulary is not copied
+    e = embed[:, used.to(embed.device)].double() - embed.mean(1, keepdim=True, dtype=torch.float64)
     e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     if real is None:
         real = torch.ones(x.shape, dtype=torch.bool)
@@ -98,7 +98,7 @@ def token_similarity_reading(models, probe_set: str = "in_dist", n_probes: int =
     Per input, the similarity is the mean pairwise cosine of its tokens' rows of the token
     embedding, centred over the vocabulary (for two tokens, their cosine); padding (HF zoos) does
     not count, and inputs with fewer than two real tokens are left out. The surfaces are read at
-    the last output position (the one that sees the whole input): ``logit`` (raw top-1 logit),
+    the last output position the model returns: ``logit`` (raw top-1 logit),
     ``shift`` (mean logit over classes). ``correlation``: ``pearson`` or ``spearman`` (average ranks).
     Token models only: the built-in transformer with ``vocab > 0`` and HF causal LMs; anything
     else is a one-line error. Invariant to relabelling the tokens (when the probe set is closed
