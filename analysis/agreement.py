@@ -127,8 +127,10 @@ def ari(true, pred) -> float:
 def ari_pairs(labels: np.ndarray, pairs: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
     """:func:`ari` of rows ``i`` and ``j`` of ``labels [R, n]`` (codes ``0..k-1``; ``-1``: the model is
     not in that row) on the models both hold, for every pair ``(i, j)`` of ``pairs [P, 2]``: ARIs
-    ``[P]`` and the numbers of shared models ``[P]`` (the ARI is 1.0 where fewer than one is shared).
-    Equal to :func:`ari` of each pair alone: the same integer counts, then the same float formula."""
+    ``[P]`` and the numbers of shared models ``[P]`` (the ARI is 1.0 where fewer than two are shared).
+    Equal to :func:`ari` of each pair alone: the same integer counts, then the same float formula.
+    The pair counts are int64 (:func:`ari` uses Python ints): their products stay exact below about
+    50,000 shared models (the bootstrap's replicates hold at most 5,000)."""
     labels = np.asarray(labels, dtype=np.int64)
     pairs = np.asarray(pairs, dtype=np.intp).reshape(-1, 2)
     n = labels.shape[1]
