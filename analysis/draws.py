@@ -68,6 +68,8 @@ class DrawsBootstrap:
     one_draw_ci: tuple[float, float] | None
     n_families: int = 0
     random_state: int = 0
+    families: tuple = ()  # the family names in the order the counts index them, when given
+    trainings: tuple = ()  # which trainings the statistics are of, when given
 
     def share_at_least(self, threshold: float) -> float | None:
         """Share of (sample, training) values >= ``threshold``: how often one training, its seeds
@@ -77,7 +79,8 @@ class DrawsBootstrap:
 
 
 def draws_bootstrap(stats: Sequence[Callable[[np.ndarray], np.ndarray]], n_families: int, n_boot: int = 1000,
-                    random_state: int = 0, level: float = 0.95, min_families: int = MIN_FAMILIES) -> DrawsBootstrap | None:
+                    random_state: int = 0, level: float = 0.95, min_families: int = MIN_FAMILIES,
+                    families: Sequence[str] = (), trainings: Sequence = ()) -> DrawsBootstrap | None:
     """Two-level bootstrap over K trainings of one config (``stats``, one per training, each mapping
     family ``counts [n_boot, n_families]`` to ``[n_boot]`` values, NaN where undefined: e.g.
     :func:`ami_by_families`) and over their ``n_families`` shared init families.
@@ -88,7 +91,8 @@ def draws_bootstrap(stats: Sequence[Callable[[np.ndarray], np.ndarray]], n_famil
     of the samples' means over their drawn trainings; ``one_draw_ci``: of all ``n_boot * K`` values,
     one training's value with seeds and rounding drawn. With one training both equal the family
     interval of ``family_bootstrap_batch`` with the same seed. ``None`` below ``min_families``
-    families or without a training."""
+    families or without a training. ``families`` (the names the counts index) and ``trainings``
+    (which trainings ``stats`` are of) are recorded for :func:`paired_difference` to check."""
     k = len(stats)
     if k == 0 or n_families < max(min_families, 1):
         return None
@@ -102,7 +106,8 @@ def draws_bootstrap(stats: Sequence[Callable[[np.ndarray], np.ndarray]], n_famil
     flat = values[np.isfinite(values)]
     return DrawsBootstrap(values, draws, means,
                           percentile_interval([float(v) for v in means if np.isfinite(v)], n_boot, level),
-                          percentile_interval([float(v) for v in flat], values.size, level), n_families, random_state)
+                          percentile_interval([float(v) for v in flat], values.size, level), n_families, random_state,
+                          tuple(map(str, families)), tuple(trainings))
 
 
 def paired_difference(a: DrawsBootstrap, b: DrawsBootstrap, level: float = 0.95) -> tuple[float, float] | None:
@@ -110,8 +115,8 @@ def paired_difference(a: DrawsBootstrap, b: DrawsBootstrap, level: float = 0.95)
     fingerprints) on the same draws and families, so what varies with the draw or the families
     cancels. Both must come from :func:`draws_bootstrap` with the same families, trainings, number of
     samples and seed (checked: otherwise the samples are not paired)."""
-    if (a.n_families, a.random_state, a.values.shape) != (b.n_families, b.random_state, b.values.shape) \
-            or not np.array_equal(a.draws, b.draws):
+    if (a.n_families, a.random_state, a.values.shape, a.families, a.trainings) \
+            != (b.n_families, b.random_state, b.values.shape, b.families, b.trainings) or not np.array_equal(a.draws, b.draws):
         raise ValueError("the two bootstraps do not draw the same samples (families, trainings, n_boot or seed differ)")
     d = a.means - b.means
     return percentile_interval([float(v) for v in d if np.isfinite(v)], len(d), level)

@@ -223,7 +223,8 @@ def over_draws(passes: list[dict | None], n_boot: int, seed: int, target: float 
         mine = sorted(set(p["family"]))
         b = draws_bootstrap([ami_by_families(p["clusters"], p["labels"], p["family"], mine)], len(mine), n_boot, seed)
         own.append(None if b is None else _ci(b.mean_ci))
-    both = draws_bootstrap(stats, len(names), n_boot, seed) if stats else None
+    both = draws_bootstrap(stats, len(names), n_boot, seed, families=names,
+                           trainings=[i for i, p in enumerate(passes) if p is not None]) if stats else None
     out = {"family_ci": own, "n_draws": len(have), "n_families": len(names),
            "mean_ci": None if both is None else _ci(both.mean_ci),
            "one_draw_ci": None if both is None else _ci(both.one_draw_ci)}

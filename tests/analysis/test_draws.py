@@ -114,3 +114,11 @@ def test_paired_difference_cancels_what_two_fingerprints_share():
     other = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in bad], 12, 500, 1)
     with pytest.raises(ValueError, match="same samples"):
         paired_difference(bg, other)
+    # the same seed and counts, but of other families or of other trainings: not paired either
+    named = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in good], 12, 500, 0, families=NAMES, trainings=[0, 1, 2])
+    renamed = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in bad], 12, 500, 0,
+                              families=NAMES[::-1], trainings=[0, 1, 2])
+    elsewhere = draws_bootstrap([ami_by_families(c, lab, FAMILY, NAMES) for c, lab in bad], 12, 500, 0, families=NAMES, trainings=[0, 1, 3])
+    for b in (renamed, elsewhere):
+        with pytest.raises(ValueError, match="same samples"):
+            paired_difference(named, b)
