@@ -36,7 +36,9 @@ def test_children_continue_their_parents_trajectory_and_never_the_reverse():
     # same-init siblings share only their first checkpoints: neither is the other's parent; the
     # children cannot be their parents' parents, nor can anything precede a step-0 start
     assert np.isinf(cost[:, [0, 1, 4]]).all() and np.isinf(cost[2, 0]) and np.isinf(cost[3, 1])
-    assert np.array_equal(history_costs(x, owner, step, 5, block=2), cost)  # query blocks change nothing
+    blocked = history_costs(x, owner, step, 5, block=2)  # query blocks change nothing: the same pattern of
+    assert np.array_equal(np.isinf(blocked), np.isinf(cost))  # allowed pairs, and the same costs up to how
+    np.testing.assert_allclose(blocked[np.isfinite(cost)], cost[np.isfinite(cost)], rtol=1e-12, atol=1e-12)  # BLAS sums a block
     parent, d = history_parents(cost)
     assert parent.tolist() == [-1, -1, 0, 1, -1] and np.isinf(d[[0, 1, 4]]).all()
     fam = np.asarray([0, 0, 0, 0, 1])
@@ -51,7 +53,7 @@ def test_children_continue_their_parents_trajectory_and_never_the_reverse():
     p, v, c = history_edges(x, owner, step, fam)
     dense = history_costs(x, owner, step, 5, family=fam)
     assert sorted(zip(p.tolist(), v.tolist())) == sorted(zip(*np.nonzero(np.isfinite(dense))))
-    assert np.array_equal(c, dense[p, v])
+    np.testing.assert_allclose(c, dense[p, v], rtol=1e-12, atol=1e-12)  # other product shapes: equal up to BLAS's summation order
     assert lineage_forest(5, tests, np.zeros(5), (p, v, c)).tolist() == [-1, -1, 0, 1, -1]
 
 
