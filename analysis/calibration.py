@@ -114,8 +114,8 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
     if label is not None and scores.get("deep_ami") is not None:
         lc = mt.label_codes(label)
         kl = int(lc.max()) + 1
-        fam_tab = np.bincount(fcodes * (kl * kc) + lc * kc + cc, minlength=nf * kl * kc).reshape(nf, kl * kc)
-        out["deep_ami_ci"] = boot(lambda picks, _c: mt.ami_codes_tables((counts_of(picks) @ fam_tab).reshape(-1, kl, kc)))
+        deep_ami = mt.ami_codes_by_family_counts(cc, lc, fcodes, nf)
+        out["deep_ami_ci"] = boot(lambda picks, _c: deep_ami(counts_of(picks)))
         obs = mt.ami_codes(cc, lc)
         if obs is not None:
             perm = rs.family_permutations(family, npm, seed)  # perm[p, i]: the model whose label model i takes

@@ -44,15 +44,8 @@ def ami_by_families(clusters: Sequence, labels: Sequence, family: Sequence,
     if unknown:
         raise ValueError(f"families {unknown[:5]} are not among the {len(pos)} names given")
     fcodes = np.asarray([pos[f] for f in fam], dtype=int)
-    cc, lc = mt.label_codes(np.asarray(clusters)), mt.label_codes(np.asarray(labels))
-    kc, kl = int(cc.max(initial=-1)) + 1, int(lc.max(initial=-1)) + 1
-    cells = kl * kc
-    fam_tab = np.bincount(fcodes * cells + lc * kc + cc, minlength=len(pos) * cells).reshape(len(pos), cells)
-
-    def stat(counts: np.ndarray) -> np.ndarray:
-        return mt.ami_codes_tables((np.asarray(counts) @ fam_tab).reshape(-1, kl, kc))
-
-    return stat
+    return mt.ami_codes_by_family_counts(mt.label_codes(np.asarray(clusters)), mt.label_codes(np.asarray(labels)),
+                                         fcodes, len(pos))
 
 
 @dataclass(frozen=True)

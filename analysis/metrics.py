@@ -11,6 +11,7 @@ inside its true basin) is a relative -- an identification score that needs no cl
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -55,6 +56,19 @@ def ami_codes_tables(tables: np.ndarray) -> np.ndarray:
     if go.size:
         out[go] = ag.ami_tables(tables[go])
     return out
+
+
+def ami_codes_by_family_counts(clusters: np.ndarray, labels: np.ndarray, family: np.ndarray,
+                               n_families: int) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`ami_codes` of fixed ``clusters [n]`` with ``labels [n]`` (integer codes, as
+    :func:`label_codes`) on samples of whole families, as a function of ``counts [B, n_families]``
+    (how often each sample draws each family; ``family [n]``: each model's family code) returning
+    ``[B]``, NaN where undefined. One contingency table per family, summed by a matrix product:
+    a family bootstrap of the AMI without a loop over samples."""
+    kc, kl = int(clusters.max(initial=-1)) + 1, int(labels.max(initial=-1)) + 1
+    cells = kl * kc
+    fam_tab = np.bincount(family * cells + labels * kc + clusters, minlength=n_families * cells).reshape(n_families, cells)
+    return lambda counts: ami_codes_tables((np.asarray(counts) @ fam_tab).reshape(-1, kl, kc))
 
 
 def root_family(model_ids, parent_ids) -> np.ndarray:
