@@ -36,6 +36,7 @@ from analysis.draws import ami_by_families, draws_bootstrap, share_interval
 from analysis.options import FingerprintInput
 from analysis.scorecard import analyze
 from fingerprint.batch import ModelBatch
+from fingerprint.extractors.similarity import correlate, token_similarity
 from fingerprint.pipeline import inputs_for, open_zoo, options_for
 from fingerprint.tables import model_table
 from training.core.store import write_json
@@ -44,20 +45,10 @@ IGS = "input-grad-symmetry:probe_set=all,n_probes=0,bins=3"
 NAME = "similarity-reading"
 
 
-def token_similarity(embed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Cosine of the centred token embeddings (``embed [n, vocab, d]``, centred over the vocabulary)
-    of each input's two tokens (``x [inputs, 2]``): ``[n, inputs]``."""
-    e = embed.double() - embed.double().mean(1, keepdim=True)
-    e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    return (e[:, x[:, 0]] * e[:, x[:, 1]]).sum(-1)
-
-
 def reading(similarity: torch.Tensor, surface: torch.Tensor) -> np.ndarray:
-    """|Pearson correlation| over the inputs of ``surface [n, inputs]`` with ``similarity [n, inputs]``: ``[n]``."""
-    s = similarity - similarity.mean(1, keepdim=True)
-    v = surface.double() - surface.double().mean(1, keepdim=True)
-    r = (s * v).sum(1) / (s.norm(dim=1) * v.norm(dim=1)).clamp_min(1e-30)
-    return r.abs().numpy()
+    """|Pearson correlation| over the inputs of ``surface [n, inputs]`` with ``similarity [n, inputs]``
+    (the ``token-similarity`` extractor's :func:`token_similarity`): ``[n]``."""
+    return correlate(similarity, surface).abs().numpy()
 
 
 def features(zoo) -> tuple[np.ndarray, list[str], list[str]]:

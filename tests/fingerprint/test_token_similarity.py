@@ -64,7 +64,8 @@ def test_the_similarity_is_the_mean_pairwise_cosine_of_centred_embeddings_withou
         else:
             assert torch.isnan(sim[j, i])
     two = torch.tensor([[0, 1], [3, 3]])
-    assert torch.allclose(token_similarity(embed, two), ss.token_similarity(embed, two), atol=1e-12)  # T = 2: the script's
+    cosine = torch.nn.functional.cosine_similarity(e[:, two[:, 0]], e[:, two[:, 1]], -1)
+    assert torch.allclose(token_similarity(embed, two), cosine, atol=1e-12)  # T = 2: the cosine of the two tokens
 
 
 def test_spearman_uses_average_ranks_so_ties_do_not_depend_on_order():
