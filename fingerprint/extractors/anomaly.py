@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from fingerprint.extractors.common import probes
+from fingerprint.extractors.common import distribution_summary, probes
 from fingerprint.extractors.mechanistic import at_position
 from fingerprint.registry import extractor
 from training.core.errors import UserError
@@ -65,12 +65,6 @@ def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: floa
     return z.pow(2).sum(1).sqrt()
 
 
-def _summary(d: torch.Tensor, bins: int) -> torch.Tensor:
-    """``[n, S]`` distances -> ``[n, bins + 2]``: mean, std and ``bins`` interior quantiles over inputs."""
-    q = torch.linspace(0, 1, bins + 2, dtype=d.dtype, device=d.device)[1:-1]
-    return torch.cat([d.mean(1, keepdim=True), d.std(1, keepdim=True), torch.quantile(d, q, dim=1).T], 1)
-
-
 @extractor("activation-mahalanobis", kind="mechanistic",
            bounds={"n_probes": (0, None), "shrinkage": (0.0, 1.0), "bins": (1, None)})
 def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist", probe_set: str = "ood",  # noqa: B006 - a plain, hashable default
@@ -111,5 +105,5 @@ def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist"
         d = mahalanobis_distances(a, b, shrinkage)  # [n, S]
         if scale == "median":
             d = d / mahalanobis_distances(a, a, shrinkage).median(1, keepdim=True).values.clamp_min(1e-30)
-        cols.append(_summary(d, bins))
+        cols.append(distribution_summary(d, bins))
     return torch.cat(cols, 1).float(), {"layers": names, "positions": used}

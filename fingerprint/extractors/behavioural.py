@@ -20,6 +20,7 @@ import torch
 
 from fingerprint.extractors.common import (
     correlation_normalize,
+    distribution_summary,
     generator,
     probes,
     transform_outputs,
@@ -107,9 +108,7 @@ def profile_summary(v: torch.Tensor, bins: int, scale: str) -> torch.Tensor:
     level). Sorting makes it blind to which input had which value."""
     if scale == "median":
         v = v / v.abs().median(-1, keepdim=True).values.clamp_min(1e-12)
-    q = torch.linspace(0, 1, bins + 2, dtype=v.dtype, device=v.device)[1:-1]
-    dist = torch.quantile(v, q, dim=-1).permute(1, 2, 0)  # [n, S, bins]
-    return torch.cat([v.mean(-1, keepdim=True), v.std(-1, keepdim=True), dist], -1).flatten(1)
+    return distribution_summary(v, bins).flatten(1)
 
 
 @extractor("output-profile", kind="behavioural", bounds={"n_probes": (0, None), "bins": (1, None)})

@@ -66,3 +66,11 @@ def default_layer(models: Any) -> str:
     if not names:
         raise UserError("this architecture exposes no named activations; pass layer=NAME")
     return names[-1]
+
+
+def distribution_summary(v: torch.Tensor, bins: int) -> torch.Tensor:
+    """``[..., m]`` values -> ``[..., bins + 2]``: their mean, std and ``bins`` interior quantiles
+    (evenly spaced levels, the ends left out) over the last axis. The levels are made on ``v``'s
+    device, so the summary runs wherever the values are."""
+    q = torch.linspace(0, 1, bins + 2, dtype=v.dtype, device=v.device)[1:-1]
+    return torch.cat([v.mean(-1, keepdim=True), v.std(-1, keepdim=True), torch.quantile(v, q, dim=-1).movedim(0, -1)], -1)

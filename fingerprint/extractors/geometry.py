@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fingerprint.extractors.common import generator, probes
+from fingerprint.extractors.common import distribution_summary, generator, probes
 from fingerprint.extractors.mechanistic import at_position
 from fingerprint.registry import extractor
 from training.core.errors import UserError
@@ -79,11 +79,10 @@ def position_gradients(models: Any, x: torch.Tensor, classes: torch.Tensor, laye
 def _summarise(v: torch.Tensor, summary: str, bins: int) -> torch.Tensor:
     """``[n, m]`` values in [-1, 1] -> ``[n, bins + 2]``: their mean, std and quantiles (or histogram)."""
     if summary == "quantiles":
-        q = torch.linspace(0, 1, bins + 2, dtype=v.dtype, device=v.device)[1:-1]
-        dist = torch.quantile(v, q, dim=1).T
-    else:  # the fraction of values in each of ``bins`` equal bins of [-1, 1], batched over models
-        idx = ((v.clamp(-1, 1) + 1) / 2 * bins).long().clamp_max(bins - 1)
-        dist = torch.zeros(len(v), bins, dtype=v.dtype, device=v.device).scatter_add_(1, idx, torch.ones_like(v)) / v.shape[1]
+        return distribution_summary(v, bins)
+    # the fraction of values in each of ``bins`` equal bins of [-1, 1], batched over models
+    idx = ((v.clamp(-1, 1) + 1) / 2 * bins).long().clamp_max(bins - 1)
+    dist = torch.zeros(len(v), bins, dtype=v.dtype, device=v.device).scatter_add_(1, idx, torch.ones_like(v)) / v.shape[1]
     return torch.cat([v.mean(1, keepdim=True), v.std(1, keepdim=True), dist], 1)
 
 

@@ -11,7 +11,8 @@ import torch
 
 import fingerprint
 from fingerprint.batch import ModelBatch
-from fingerprint.extractors.anomaly import _summary, mahalanobis_distances
+from fingerprint.extractors.anomaly import mahalanobis_distances
+from fingerprint.extractors.common import distribution_summary
 from fingerprint.registry import get_extractor
 from training.core.errors import UserError
 from training.families import get_family
@@ -77,7 +78,7 @@ def test_a_singular_model_does_not_move_the_others_distances():
 def test_the_summary_runs_off_the_cpu():
     """The quantile levels are made on the distances' device (``--device cuda``): on torch's ``meta``
     device a CPU tensor in the arithmetic is an error."""
-    assert _summary(torch.empty(2, 7, dtype=torch.float64, device="meta"), 3).shape == (2, 5)
+    assert distribution_summary(torch.empty(2, 7, dtype=torch.float64, device="meta"), 3).shape == (2, 5)
 
 
 def _rotate_residual_stream(params, A):
