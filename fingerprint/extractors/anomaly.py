@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import torch
 
-from fingerprint.extractors.common import distribution_summary, probes
+from fingerprint.extractors.common import distribution_summary, hidden_layers, probes
 from fingerprint.extractors.mechanistic import at_position
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 
 SCALES = ("none", "median")
-
-
-def _hidden_layers(models) -> list[str]:
-    """Every hidden activation: all named ones but the output and attention patterns."""
-    names = [n for n in models.activation_names() if n != "out" and not n.endswith(".pattern")] or list(models.task.layers)
-    if not names:
-        raise UserError("activation-mahalanobis: this architecture exposes no named activations; pass layers=[NAME, ...]")
-    return names
 
 
 def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: float = 0.0) -> torch.Tensor:
@@ -87,7 +79,7 @@ def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist"
     if scale not in SCALES:
         raise UserError(f"unknown scale '{scale}' for activation-mahalanobis (valid: {', '.join(SCALES)})")
     valid = models.activation_names() or list(models.task.layers)
-    names = [str(n) for n in layers] or _hidden_layers(models)
+    names = [str(n) for n in layers] or hidden_layers(models, "activation-mahalanobis")
     for name in names:
         if name not in valid:
             raise UserError(f"unknown activation '{name}' for activation-mahalanobis (valid: {', '.join(valid)})")

@@ -74,3 +74,13 @@ def distribution_summary(v: torch.Tensor, bins: int) -> torch.Tensor:
     device, so the summary runs wherever the values are."""
     q = torch.linspace(0, 1, bins + 2, dtype=v.dtype, device=v.device)[1:-1]
     return torch.cat([v.mean(-1, keepdim=True), v.std(-1, keepdim=True), torch.quantile(v, q, dim=-1).movedim(0, -1)], -1)
+
+
+def hidden_layers(models: Any, extractor: str) -> list[str]:
+    """Every hidden activation: all named ones but the output and attention patterns (probabilities
+    over positions, not a representation), else the task's declared layers; a one-line error naming
+    ``extractor`` when there are none."""
+    names = [n for n in models.activation_names() if n != "out" and not n.endswith(".pattern")] or list(models.task.layers)
+    if not names:
+        raise UserError(f"{extractor}: this architecture exposes no named activations; pass layers=[NAME, ...]")
+    return names

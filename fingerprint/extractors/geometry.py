@@ -17,7 +17,12 @@ from typing import Any
 
 import torch
 
-from fingerprint.extractors.common import distribution_summary, generator, probes
+from fingerprint.extractors.common import (
+    distribution_summary,
+    generator,
+    hidden_layers,
+    probes,
+)
 from fingerprint.extractors.mechanistic import at_position
 from fingerprint.registry import extractor
 from training.core.errors import UserError
@@ -112,17 +117,6 @@ def input_grad_symmetry(models, probe_set: str = "in_dist", n_probes: int = 256,
     return _summarise(v, summary, bins).float(), {"layer": layer, "positions": T}
 
 
-def _default_layers(models: Any) -> list[str]:
-    """Every hidden activation: all named ones but the output and attention patterns (probabilities
-    over positions, not a representation)."""
-    names = [n for n in models.activation_names() if n != "out" and not n.endswith(".pattern")]
-    if not names and models.task.layers:
-        names = list(models.task.layers)
-    if not names:
-        raise UserError("activation-spectrum: this architecture exposes no named activations; pass layers=[NAME, ...]")
-    return names
-
-
 def covariance_spectrum(acts: torch.Tensor) -> torch.Tensor:
     """Eigenvalues ``[n, min(P, D)]`` (descending, >= 0) of the covariance over probes of ``acts [n, P, D]``.
 
@@ -144,7 +138,7 @@ def activation_spectrum(models, layers: list = [], probe_set: str = "in_dist", n
     units and to their overall scale. For sequence models, ``position`` picks the token positions
     (``readout``, ``all`` joined into one vector per probe, or an index), as ``cka`` does.
     """
-    names = [str(n) for n in layers] or _default_layers(models)
+    names = [str(n) for n in layers] or hidden_layers(models, "activation-spectrum")
     x = probes(models, probe_set, n_probes)
     acts = models.activations(x, names)
     cols, used = [], {}
