@@ -37,7 +37,14 @@ def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: floa
     measured against a tiny isotropic covariance (about 1e-22 with ``shrinkage = 0``: huge distances) rather than an error;
     a singular ``C`` without shrinkage gets a ridge of ``1e-10 * trace(C) / D`` for that model only.
     """
-    ref, test = ref.double(), test.double()
+    mu, L = gaussian_fit(ref, shrinkage)
+    return distances_to(mu, L, test)
+
+
+def gaussian_fit(ref: torch.Tensor, shrinkage: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean ``[n, 1, D]`` and the Cholesky factor ``[n, D, D]`` (float64) of the regularised
+    covariance of ``ref [n, R, D]``, as :func:`mahalanobis_distances` describes."""
+    ref = ref.double()
     D = ref.shape[-1]
     mu = ref.mean(1, keepdim=True)
     r = ref - mu
@@ -53,7 +60,12 @@ def mahalanobis_distances(ref: torch.Tensor, test: torch.Tensor, shrinkage: floa
         if bool((info > 0).any()):
             raise UserError(f"activation-mahalanobis: the reference covariance of model row {int((info > 0).nonzero()[0])} "
                             "is not positive definite even with a ridge (non-finite activations?); try shrinkage > 0")
-    z = torch.linalg.solve_triangular(L, (test - mu).transpose(1, 2), upper=False)  # [n, D, S]
+    return mu, L
+
+
+def distances_to(mu: torch.Tensor, L: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """Mahalanobis distances ``[n, S]`` of ``test [n, S, D]`` to the fit ``(mu, L)`` of :func:`gaussian_fit`."""
+    z = torch.linalg.solve_triangular(L, (test.double() - mu).transpose(1, 2), upper=False)  # [n, D, S]
     return z.pow(2).sum(1).sqrt()
 
 
@@ -94,8 +106,9 @@ def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist"
         a, used[name] = at_position(models, acts_ref[name], position)
         b, _ = at_position(models, acts_test[name], position)
         a, b = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
-        d = mahalanobis_distances(a, b, shrinkage)  # [n, S]
+        mu, L = gaussian_fit(a, shrinkage)  # one factorisation per layer, for both sets
+        d = distances_to(mu, L, b)  # [n, S]
         if scale == "median":
-            d = d / mahalanobis_distances(a, a, shrinkage).median(1, keepdim=True).values.clamp_min(1e-30)
+            d = d / distances_to(mu, L, a).median(1, keepdim=True).values.clamp_min(1e-30)
         cols.append(distribution_summary(d, bins))
     return torch.cat(cols, 1).float(), {"layers": names, "positions": used}
