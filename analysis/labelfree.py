@@ -15,9 +15,13 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   centroids, against centroids drawn from one Gaussian with their own covariance (a parametric
   bootstrap with families as units; the sample covariance of a bimodal cloud is stretched along
   the split, which makes the test conservative).
-- ``crosses``: do members of one family split the same way across families? The cluster index of
-  the within-family residuals, against Gaussian members with the pooled within-family covariance,
-  centred per family exactly as the data are.
+- ``crosses``: do members of one family split the same way across families? Two statistics,
+  Bonferroni-combined: the 2-means cluster index of all models against a hierarchical Gaussian null
+  (family effects with the centroids' covariance, members with the pooled within-family one), and
+  the lowest 1-D cluster index of the within-family residuals along one of their principal
+  directions, against Gaussian members with the pooled within-family covariance, centred per family
+  exactly as the data are. The second has the power the first lacks when the split cuts every
+  family: there the split itself inflates the pooled within-family covariance of the first's null.
 
 The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
 :mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
@@ -84,6 +88,8 @@ class LabelFreeResult:
     ci_axis: float | None = None  # the lowest 2-means cluster index of the centroids along one principal direction
     groups_axis: int | None = None  # the principal direction (0 = first) whose split gives the centroid groups, if any
     split_rate: float | None = None  # share of families with relatives that the models' 2-means split cuts
+    ci_within: float | None = None  # the lowest 1-D cluster index of the within-family residuals
+    split_within: bool = False  # the split is the within-family residuals' (the stronger evidence, cutting families)
     split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
@@ -291,11 +297,62 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     split_basins = split
     majority = np.array([int(round(split[codes == f].mean())) for f in range(n_fam)])
 
+    # camps inside the families, the same way across them: the within-family residuals alone (drawn
+    # last, so the tests above keep their random streams). Used when it is the stronger evidence and
+    # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
+    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_null, rng)
+    split_within = False
+    if p_w is not None:
+        w_cut = [len(np.unique(w_split[(codes == f) & (w_split >= 0)])) > 1 for f in multi_fams]
+        w_rate = float(np.mean(w_cut)) if w_cut else 0.0
+        if p_w < p_split and w_rate >= CROSS_SPLIT_RATE:
+            p_split, split_rate, split_basins, split_within = min(1.0, 2 * p_w), w_rate, w_split, True
+        else:
+            p_split = min(1.0, 2 * p_split)
+
     return LabelFreeResult(
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
+        ci_within=ci_w, split_within=split_within,
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
+
+
+def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator
+                  ) -> tuple[float | None, float | None, np.ndarray]:
+    """Members of a family in two camps, the same way across families: the lowest 1-D 2-means cluster
+    index of the within-family residuals of ``x [n, d]`` (models with relatives only) along their top
+    principal directions, its p-value against Gaussian members with the pooled within-family
+    covariance centred per family as the data are (directions re-estimated per replicate), and the
+    split ``[n]`` (``-1``: a model without relatives). ``(None, None, all -1)`` when too few models."""
+    counts = np.bincount(codes, minlength=n_fam)
+    rows = np.flatnonzero(counts[codes] >= 2)
+    none = np.full(len(x), -1)
+    _, fam = np.unique(codes[rows], return_inverse=True)
+    n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
+    k = min(MAX_DIMS, x.shape[1], m - n_f)
+    if n_f < MIN_FAMILIES or k < 1:
+        return None, None, none
+    onehot = np.zeros((m, n_f))
+    onehot[np.arange(m), fam] = 1.0
+    size = onehot.sum(0)
+
+    def centred(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus each family's mean
+        return e - (np.swapaxes(onehot, 0, 1) @ e / size[:, None])[..., fam, :]
+
+    r = _top_dims(centred(x[rows]), k)
+    if not np.abs(r).max(initial=0.0) > 0:  # the members of every family identical
+        return None, None, none
+    min_side = max(2, -(-m // 10))  # a camp, not a pair of outliers
+    ci, split = axis_index(r, min_size=min_side)
+    j = int(ci.argmin())
+    sd = np.sqrt((r**2).sum(0) / (m - n_f))  # pooled within-family sd per direction
+    null = np.concatenate([axis_index(centred(rng.standard_normal((b, m, k)) * sd), min_side)[0].min(-1)
+                           for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
+    p = float((1 + (null <= ci[j]).sum()) / (n_null + 1))
+    out = none.copy()
+    out[rows] = split[j]
+    return float(ci[j]), p, out
 
 
 def family_tree(coords: np.ndarray, family: Sequence, max_families: int = MAX_TREE_FAMILIES) -> dict | None:
@@ -374,5 +431,25 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
-        out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=SENTENCES[v]))
+        sentence = SENTENCES[v]
+        if v in ("lineage only", "no structure"):
+            sentence = _with_unconfirmed(sentence, r, q, i, alpha)
+        out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=sentence))
     return out
+
+
+def _with_unconfirmed(sentence: str, r: LabelFreeResult, q: dict, i: int, alpha: float) -> str:
+    """``sentence`` of a verdict without a deep difference, qualified when a deep test was significant
+    before the correction across fingerprints but not after: the answer is then "cannot tell", not
+    "one cloud"."""
+    hints = []
+    if r.p_split is not None and r.p_split <= alpha:
+        hints.append(f"two camps p {r.p_split:.3g} (q {q.get((i, 'split'), 1.0):.3g}), cutting {r.split_rate or 0:.0%} of the families")
+    if r.p_groups is not None and r.p_groups <= alpha:
+        hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
+    if not hints:
+        return sentence
+    if sentence == SENTENCES["lineage only"]:
+        sentence = "Families are identifiable."
+    return (f"{sentence} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the correction "
+            "across fingerprints but not after (more init families, or more null replicates with `--n-perm`, would tell).")

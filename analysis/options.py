@@ -40,15 +40,16 @@ class AnalysisOptions:
         cl.check_method(self.method)
         if self.embedding not in cl.EMBEDDINGS:
             raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+        flag = {"k_max": " (--k-max)", "n_boot": " (--n-boot)", "k": " (--k)", "n_perm": " (--n-perm)", "alpha": " (--alpha)"}
         for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:
-                raise AnalysisError(f"config key '{where}.{key}' must be >= {lo}, got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}'{flag.get(key, '')} must be >= {lo}, got {getattr(self, key)}")
         top = 2**32 - 1 - self.n_boot  # scikit-learn's random_state is 32-bit; replicate b uses seed + b + 1
         if not 0 <= self.seed <= top:
             raise AnalysisError(f"config key '{where}.seed' (--seed) must be in [0, {top}], got {self.seed}")
         for key in ("deep_threshold", "noise_threshold", "auroc_threshold", "lineage_threshold", "alpha"):
             if not 0 <= getattr(self, key) <= 1:
-                raise AnalysisError(f"config key '{where}.{key}' must be in [0, 1], got {getattr(self, key)}")
+                raise AnalysisError(f"config key '{where}.{key}'{flag.get(key, '')} must be in [0, 1], got {getattr(self, key)}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")

@@ -37,13 +37,15 @@ def cluster_cmd(
     method: Optional[str] = o.METHOD, label: Optional[str] = o.LABEL, lineage: Optional[str] = o.LINEAGE,
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
+    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
     from fingerprint import pipeline  # deferred for start-up time
 
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
-                                  k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine)
+                                  k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
+                                  n_perm=n_perm, alpha=alpha)
     with RichProgress() as progress:
         result = pipeline.analyze(zoo, inputs, opts, progress)
     print_basins(zoo, scorecard=False)
@@ -62,6 +64,7 @@ def report(
     method: Optional[str] = o.METHOD, label: Optional[str] = o.LABEL, lineage: Optional[str] = o.LINEAGE,
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
+    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current.
@@ -74,7 +77,8 @@ def report(
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
-                                  k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine)
+                                  k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
+                                  n_perm=n_perm, alpha=alpha)
     with contextlib.ExitStack() as stack:
         with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process
             result, drawn = stack.enter_context(pipeline.report_analysis(zoo, inputs, opts, progress))

@@ -29,6 +29,9 @@ K_MAX = typer.Option(None, "--k-max", help="Largest k considered (default 8).")
 N_BOOT = typer.Option(None, "--n-boot", help="Bootstrap replicates (default 20).")
 EMBEDDING = typer.Option(None, "--embedding", help="2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation).")
 SEED = typer.Option(None, "--seed", help="random_state of clustering, bootstrap and maps.")
+N_PERM = typer.Option(None, "--n-perm", help="Family-level permutations per p-value and null replicates of the "
+                      "label-free tests (default 199: p-value floor 1/(n+1) = 0.005).")
+ALPHA = typer.Option(None, "--alpha", help="Significance after Benjamini-Hochberg across the report's fingerprints (default 0.05).")
 COMBINE = typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable).")
 
 

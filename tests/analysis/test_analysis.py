@@ -491,7 +491,7 @@ def test_analysis_error_is_a_value_error_with_a_one_line_message():
         cl.cluster(blobs(THREE), "dbscan")
     assert isinstance(e.value, AnalysisError) and "\n" not in str(e.value)
     assert str(e.value) == f"unknown clustering method 'dbscan' (valid: {', '.join(sorted(cl.METHODS))})"
-    with pytest.raises(AnalysisError, match=r"^config key 'analysis.alpha' must be in \[0, 1\], got 2$"):
+    with pytest.raises(AnalysisError, match=r"^config key 'analysis.alpha' \(--alpha\) must be in \[0, 1\], got 2$"):
         sc.AnalysisOptions(alpha=2).validate("analysis")
 
 

@@ -35,11 +35,13 @@ def test_null_populations_rarely_get_a_deep_verdict():
 @pytest.mark.parametrize("kind,verdict", [("groups", "groups lineages"), ("cross", "crosses lineage")])
 def test_planted_deep_factors_are_found_without_the_label(kind, verdict):
     """A seed-decided factor groups whole families; a per-model one splits them. Found in most
-    populations, with candidate basins that recover the label (AMI >= 0.8)."""
+    populations, with candidate basins that recover the label (AMI >= 0.8). 199 null replicates, the
+    report's default: the split test is the smaller of two p-values, doubled (Bonferroni), so with 99
+    its floor 0.02 cannot survive the correction over three tests."""
     found, amis = 0, []
     for seed in range(8):
         x, fam, label = population(kind, seed, delta=6.0)
-        (r,) = lf.decide([lf.label_free(x, fam, n_null=99, random_state=seed)])
+        (r,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=seed)])
         if r.verdict == verdict:
             found += 1
             amis.append(adjusted_mutual_info_score(label, r.candidate_basins))
@@ -63,6 +65,55 @@ def test_a_split_along_one_lesser_direction_is_found_by_the_per_direction_test()
         if res.verdict == "groups lineages" and res.groups_axis is not None:
             found.append(adjusted_mutual_info_score(camp[fam], res.candidate_basins))
     assert len(found) >= 3 and min(found) >= 0.9, found
+
+
+def _crossing_split(seed: int, shift: float, n_fam: int = 10, m: int = 4, d: int = 5):
+    """Families (sd 1) of ``m`` members (sd 0.5) in which every other member is shifted by ``shift``
+    along the first coordinate: a planted backdoor in half of each family (an outside user's audit)."""
+    r = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(n_fam), m)
+    side = np.tile(np.arange(m) % 2, n_fam)
+    x = 0.5 * r.standard_normal((n_fam * m, d)) + r.standard_normal((n_fam, d))[fam]
+    x[:, 0] += shift * side
+    return x, fam, side
+
+
+def test_a_split_inside_every_family_is_found_by_the_within_family_test():
+    """A split that cuts every family inflates the pooled within-family covariance of the all-model
+    test's null along itself (p 0.1-0.3 at a shift of 8 member sds before the within-family test).
+    The residuals' own camps find it at 4 member sds, call it ``crosses lineage``, and its candidate
+    basins are the planted halves (a member or two of 40 on the wrong side at this shift)."""
+    amis = []
+    for seed in range(4):
+        x, fam, side = _crossing_split(seed, 2.0)
+        (r,) = lf.decide([lf.label_free(x, fam, n_null=99, random_state=seed)])
+        assert r.verdict == "crosses lineage" and r.split_within and r.split_rate == 1.0, (seed, r.verdict, r.p_split)
+        amis.append(adjusted_mutual_info_score(side, r.candidate_basins))
+    assert np.mean(amis) >= 0.85 and min(amis) >= 0.7, amis
+
+
+def test_the_within_family_test_leaves_models_without_relatives_out():
+    """Singletons have no residual: their candidate basin is -1; the others still split by the plant."""
+    x, fam, side = _crossing_split(0, 2.0)
+    x = np.vstack([x, np.random.default_rng(9).standard_normal((3, 5))])
+    fam = np.concatenate([fam, [100, 101, 102]])
+    (r,) = lf.decide([lf.label_free(x, fam, n_null=99, random_state=0)])
+    assert r.verdict == "crosses lineage" and r.split_within
+    assert (r.candidate_basins[-3:] == -1).all()
+    assert adjusted_mutual_info_score(side, r.candidate_basins[:-3]) >= 0.7
+
+
+def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
+    """'Lineage only' must not claim 'one cloud' when a split was significant before the correction
+    across fingerprints and not after: it says so, with both numbers."""
+    base = lf.LabelFreeResult(40, 10, 0.005, 0.6, 0.03, split_rate=1.0)
+    others = [lf.LabelFreeResult(40, 10, 0.001, 0.9, 0.9) for _ in range(5)]
+    r = lf.decide([base, *others])[0]
+    assert r.verdict == "lineage only"
+    assert "one cloud" not in r.sentence and "Inconclusive about a deep difference" in r.sentence
+    assert "two camps p 0.03" in r.sentence and "cutting 100% of the families" in r.sentence
+    clean = lf.decide([lf.LabelFreeResult(40, 10, 0.005, 0.6, 0.6), *others])[0]
+    assert clean.sentence == lf.SENTENCES["lineage only"]
 
 
 def test_a_fingerprint_on_which_every_model_is_identical_has_no_structure():
