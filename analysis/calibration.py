@@ -222,7 +222,9 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             r.significant = free_r is not None and free_r.significant
 
 
-RECOVER_HINT = "`fingerprint lineage ZOO` recovers init families from the weights, and later analyses use them"
+RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model's init family (e.g. a column of an "
+                "import's --metadata CSV), or `fingerprint lineage ZOO` recovers init families from the weights, and "
+                "later analyses use them")
 
 
 def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:

@@ -41,12 +41,20 @@ def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Ten
             why = re.search(r"(Unsupported global: GLOBAL \S+|Unsupported operand \d+|Unsupported class \S+)", str(e))
             raise UserError(f"{what} '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
                             f" ({why.group(1) if why else 'it holds Python objects besides tensors'})") from None
-        raise UserError(f"{what} '{path}' cannot be read (corrupt or truncated?): {msg[:200]}") from None
+        raise UserError(f"{what} '{path}' cannot be read (corrupt or truncated?): {_first_sentence(msg)}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise UserError(f"{what} '{path}' is not a state_dict (a mapping of names to tensors)")
     return sd
+
+
+def _first_sentence(msg: str, limit: int = 200) -> str:
+    """A library's error text cut to its first sentence, and at a word within ``limit`` characters."""
+    msg = re.split(r"(?<=[.!?])\s", msg, maxsplit=1)[0]
+    if len(msg) <= limit:
+        return msg
+    return msg[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
 
 
 def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:

@@ -166,7 +166,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     groups = family_for(zoo).hidden_permutable() if weights else {}
     if not groups and not fps:
         raise UserError(f"zoo '{zoo.path}': its architecture declares no hidden-unit permutation symmetry to align "
-                        "weights by; name a fingerprint for the behavioural test (--fp NAME)")
+                        "weights by: give the module a hidden_permutable() method (docs/extractors.md, 'family'), or "
+                        "name a fingerprint for the behavioural test (--fp NAME)")
     inputs = inputs_for(zoo, list(fps)) if fps else []
     with analysis_errors():
         pairs = all_pairs(n, max_pairs, seed)

@@ -150,19 +150,26 @@ def _verdict(v: Any, short: bool = True) -> str:
     return f"[{st.rich}]{esc(st.short if short else v)}[/]"
 
 
+def _q(q: Any) -> str:
+    """`` q 0.012`` after a label-free verdict (its adjusted p-value), or nothing."""
+    return "" if q is None or q != q else f" [dim]q {q:.2g}[/]"
+
+
 def print_scorecard(result: AnalysisResult) -> None:
     settings = result.settings
     t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
                     f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
               caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                       "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
-                      "unrelated models of a basin (* significant)",
+                      "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
+                      "adjusted p-value). 95% intervals of every number: the report and summary.json",
               caption_justify="left")
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
                       ("AUROC", "right"), ("noise", "right"), ("ident", "right"), ("verdict", "left"), ("lineage", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
                      min_width={"fingerprint": 18}.get(col))
-    name_width = max(18, console.width - 62)  # what the seven number and two verdict columns leave
+    name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
+    free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
     for r in result.scorecard:
         sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", 0.05)
         ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
@@ -171,7 +178,7 @@ def print_scorecard(result: AnalysisResult) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), _verdict(r.label_free_verdict))
+                  _verdict(r.verdict), _verdict(r.label_free_verdict) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "

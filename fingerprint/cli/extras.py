@@ -26,7 +26,7 @@ def import_cmd(
     privileged: Optional[List[str]] = typer.Option(None, "--privileged", help="A probe set built from the ground truth (repeatable): fingerprints on it are marked as upper bounds."),
     hf: bool = typer.Option(False, "--hf", help="SRC holds Hugging Face causal LMs, one save_pretrained directory each (needs the 'hf' extra)."),
     probes_text: Optional[List[str]] = typer.Option(None, "--probes-text", help="With --hf: FILE of prompts, one per line (probe set in_dist), or NAME=FILE (repeatable)."),
-    readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position (last: [prompts, vocab]) or at every one (all)."),
+    readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),
     data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""

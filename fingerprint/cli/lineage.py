@@ -39,7 +39,8 @@ def lineage_cmd(
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
                     history=not no_history)
-    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs at alpha {alpha:g} (BH)")
+    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, "
+              f"related when significant at alpha {alpha:g} (BH)")
     for col in ("evidence", "related pairs", "families", "FPR", "power", "BH FDP", "parent acc", "direction acc"):
         t.add_column(col, justify="left" if col == "evidence" else "right")
     f = lambda v: "–" if v is None else f"{v:.3f}"

@@ -95,9 +95,12 @@ def inspect(
     s = zoo_summary(zoo)
     if as_json:
         sys.stdout.write(json.dumps(s, default=str) + "\n")
+        _exit_if_corrupt(s)
         return
+    fam = s["family"]
+    arch = f"{fam.get('arch')} ({fam['factory']})" if fam.get("factory") else str(fam.get("arch"))
     console.print(f"[bold]{esc(zoo.path)}[/]: {s['n_models']}/{s['n_planned']} models, task [bold]{esc(s['task'])}[/], "
-                  f"arch {esc(s['family'].get('arch'))}")
+                  f"arch {esc(arch)}")
     if s["corrupt_shards"]:
         console.print(f"[red]corrupt shards (skipped):[/] {esc(', '.join(s['corrupt_shards']))}")
     kinds, counts = np.unique(zoo.models["kind"].astype(str), return_counts=True) if len(zoo) else ([], [])
@@ -123,6 +126,15 @@ def inspect(
             ft.add_row(*(esc(f.get(c, "")) for c in ("key", "extractor", "step", "shape")))
         console.print(ft)
     print_basins(zoo)
+    _exit_if_corrupt(s)
+
+
+def _exit_if_corrupt(s: dict) -> None:
+    """Exit 1 after showing what is readable, when shards are corrupt (a script must notice)."""
+    if s["corrupt_shards"]:
+        err_console.print(f"error: {len(s['corrupt_shards'])} corrupt shard(s) skipped: {esc(s['corrupt_shards'][0])}"
+                          + (" and more" if len(s["corrupt_shards"]) > 1 else ""), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _seed_range(a) -> str:

@@ -189,9 +189,12 @@ def test_corrupt_shard_is_named_and_others_stay_readable(tmp_path, tiny_zoo):
         zoo = Zoo.open(tiny_zoo, strict=False)
     assert len(zoo) == 24 - 4
     assert zoo.params()["out.bias"].shape[0] == 20
-    res = cli("inspect", tiny_zoo, "--json")
-    assert res.returncode == 0
+    res = cli("inspect", tiny_zoo, "--json")  # what is readable, then exit 1 naming the corrupt shard
+    last = res.stderr.strip().splitlines()[-1]  # after the reader's warning
+    assert res.returncode == 1 and last.startswith("error: 1 corrupt shard(s) skipped") and victim.name in last
     assert any(victim.name in s for s in json.loads(res.stdout)["corrupt_shards"])
+    res = cli("inspect", tiny_zoo)
+    assert res.returncode == 1 and "corrupt shards (skipped)" in res.stdout
 
 
 def test_mis_shaped_or_short_datasets_are_corrupt_not_read(tiny_zoo):
