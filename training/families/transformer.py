@@ -319,9 +319,6 @@ class SmallTAttention(torch.autograd.Function):
         Tq = soft[0].shape[2]
         go = go.contiguous()
 
-        def over_queries(t: torch.Tensor) -> torch.Tensor:  # [n, B, Tq, H, dh] -> [n, B, H, dh]
-            return t.squeeze(2) if Tq == 1 else t.sum(2)
-
         gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
         if rate != 1:
             gp = [x.mul_(rate) for x in gp]
@@ -333,12 +330,20 @@ class SmallTAttention(torch.autograd.Function):
         for j in range(1, T):
             gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
         query_at = {t: i for i, t in enumerate(range(T)[rows])}
-        zero = qkv.new_zeros(()).expand(n, B, H, dh)
-        pieces = []
+        # q, k and v's gradients written where they go (a product straight into its slot: the same
+        # multiplication, with no stacking copy of the pieces)
+        g = qkv.new_empty(qkv.shape)
         for j in range(T):  # g[:, :, j, 0 / 1 / 2]: q, k and v's gradients at position j
-            pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
-                       over_queries(_per_dim(p[j], dh) * go)]
-        return torch.stack(pieces, 2).view(qkv.shape), None, None, None, None
+            if j in query_at:
+                g[:, :, j, 0].copy_(gq[:, :, query_at[j]])
+            else:
+                g[:, :, j, 0].zero_()
+            for slot, a, b in ((1, gs[j], q), (2, p[j], go)):
+                if Tq == 1:
+                    torch.mul(_per_dim(a, dh).squeeze(2), b.squeeze(2), out=g[:, :, j, slot])
+                else:
+                    g[:, :, j, slot].copy_((_per_dim(a, dh) * b).sum(2))
+        return g, None, None, None, None
 
 
 def _per_dim(t: torch.Tensor, dh: int) -> torch.Tensor:

@@ -1,0 +1,80 @@
+"""The transformer training pass's speed changes keep every float op's arithmetic: bit-identical
+gradients to the formulation they replaced, computed in the same process (so on any host).
+
+Trained weights scored in docs/results.md come from the earlier formulation; a change that moved a
+last bit would move modadd's clock/pizza labels (``scripts/check_train_bits.py`` compares whole
+training runs against a checkout of the earlier code, on one host).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.families.transformer import SmallTAttention, _per_dim
+
+
+def stacked_backward(qkv, rows, allowed, uniform, rate, go):
+    """The q/k/v gradient as ``SmallTAttention.backward`` assembled it before: every piece computed
+    separately, then one ``torch.stack`` (the formulation the trained zoos come from)."""
+    n, B, T, _, H, dh = qkv.shape
+    q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+    s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]
+    for j in range(T):
+        if not bool(allowed[:, j].all()):
+            s[j] = s[j] + torch.zeros(allowed[:, j].shape).masked_fill_(~allowed[:, j], float("-inf"))[:, None]
+    m = s[0]
+    for x in s[1:]:
+        m = torch.maximum(m, x)
+    e = [torch.exp(x - m) for x in s]
+    z = e[0].clone()
+    for x in e[1:]:
+        z.add_(x)
+    soft = [x.div_(z) for x in e]
+    p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
+    Tq = soft[0].shape[2]
+
+    def over_queries(t):
+        return t.squeeze(2) if Tq == 1 else t.sum(2)
+
+    gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
+    if rate != 1:
+        gp = [x.mul_(rate) for x in gp]
+    dot = soft[0] * gp[0]
+    for j in range(1, T):
+        dot.addcmul_(soft[j], gp[j])
+    gs = [soft[j] * (gp[j] - dot) for j in range(T)]
+    gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
+    for j in range(1, T):
+        gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+    query_at = {t: i for i, t in enumerate(range(T)[rows])}
+    zero = qkv.new_zeros(()).expand(n, B, H, dh)
+    pieces = []
+    for j in range(T):
+        pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
+                   over_queries(_per_dim(p[j], dh) * go)]
+    return torch.stack(pieces, 2).view(qkv.shape)
+
+
+@pytest.mark.parametrize("T,rows,rate,causal", [
+    (2, slice(1, 2), 0.5, True),  # modadd: the last block's query at the last position
+    (2, slice(1, 2), 1.0, True),
+    (2, slice(None), 0.25, True),  # an earlier block: every position queries
+    (3, slice(0, 3, 2), 0.3, False),  # even read-out
+    (4, slice(None), 1.0, True),
+    (4, slice(3, 4), 0.7, True),
+])
+def test_small_t_attention_gradient_is_the_stacked_formulation_bit_for_bit(T, rows, rate, causal):
+    g = torch.Generator().manual_seed(T)
+    n, B, H, dh = 3, 37, 4, 16
+    qkv = torch.randn(n, B, T, 3, H, dh, generator=g).requires_grad_(True)
+    pos = torch.arange(T)
+    allowed = pos[None, :] <= pos[:, None] if causal else torch.ones(T, T, dtype=torch.bool)
+    uniform = allowed.float() / allowed.sum(1, keepdim=True)
+    out = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate)
+    go = torch.randn(out.shape, generator=g)
+    (got,) = torch.autograd.grad(out, qkv, go)
+    want = stacked_backward(qkv.detach(), rows, allowed[rows], uniform[rows], rate, go)
+    assert got.shape == want.shape and got.is_contiguous()
+    # bitwise, signed zeros included
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
