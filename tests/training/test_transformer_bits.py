@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.families.transformer import SmallTAttention, _per_dim
+from training.families.transformer import PerModelEmbedding, SmallTAttention, _per_dim
 
 
 def stacked_backward(qkv, rows, allowed, uniform, rate, go):
@@ -78,3 +78,18 @@ def test_small_t_attention_gradient_is_the_stacked_formulation_bit_for_bit(T, ro
     assert got.shape == want.shape and got.is_contiguous()
     # bitwise, signed zeros included
     assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+
+
+def test_per_model_embedding_is_advanced_indexing_bit_for_bit():
+    """Rows read by ``index_select``; the gradient accumulates repeated tokens in autograd's order."""
+    g = torch.Generator().manual_seed(0)
+    n, vocab, d = 5, 7, 16
+    emb = torch.randn(n, vocab, d, generator=g).requires_grad_(True)
+    tok = torch.randint(0, vocab, (n, 300, 2), generator=g)  # every token repeated many times per model
+    got = PerModelEmbedding.apply(emb, tok)
+    want = emb[torch.arange(n)[:, None, None], tok]
+    assert torch.equal(got, want)
+    go = torch.randn(got.shape, generator=g)
+    (g_got,) = torch.autograd.grad(got, emb, go)
+    (g_want,) = torch.autograd.grad(want, emb, go)
+    assert torch.equal(g_got.view(torch.int32), g_want.view(torch.int32))

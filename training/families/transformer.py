@@ -145,7 +145,12 @@ class TransformerFamily(Family):
         if self.vocab > 0:
             tok = x.long()
             emb = params["embed.weight"]  # [n, vocab, d]
-            h = emb[:, tok] if shared else emb[torch.arange(n, device=emb.device)[:, None, None], tok]
+            if shared:
+                h = emb[:, tok]
+            elif fast:
+                h = PerModelEmbedding.apply(emb, tok)
+            else:
+                h = emb[torch.arange(n, device=emb.device)[:, None, None], tok]
             B, T = tok.shape[-2], tok.shape[-1]
         else:
             B, T = x.shape[-3], x.shape[-2]
@@ -264,6 +269,27 @@ def _mask_bias(allowed: torch.Tensor, device: torch.device) -> torch.Tensor:
     """0 where attention is allowed, -inf where it is masked (on ``device``): ``scores + bias`` is the
     masked scores."""
     return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(device)
+
+
+class PerModelEmbedding(torch.autograd.Function):
+    """``emb[arange(n)[:, None, None], tok]`` (``emb [n, vocab, d]``, per-model tokens ``tok [n, B, T]``)
+    read as one ``index_select`` of rows (~8x faster than advanced indexing: the same values, copied);
+    the backward is autograd's own for the indexing (``index_put`` accumulating into zeros), so the
+    embedding's gradient keeps its summation order bit for bit."""
+
+    @staticmethod
+    def forward(ctx, emb: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+        n, vocab, d = emb.shape
+        rows = torch.arange(n, device=emb.device)[:, None, None]
+        ctx.save_for_backward(tok)
+        ctx.shape = emb.shape
+        return emb.reshape(n * vocab, d).index_select(0, (rows * vocab + tok).reshape(-1)).view(*tok.shape, d)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (tok,) = ctx.saved_tensors
+        rows = torch.arange(ctx.shape[0], device=g.device)[:, None, None]
+        return torch.ops.aten._index_put_impl_(g.new_zeros(ctx.shape), [rows, tok], g, True, True), None
 
 
 SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
