@@ -181,12 +181,7 @@ class TransformerFamily(Family):
             else:
                 wq = params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh))  # the scores' 1/sqrt(dh), folded in
                 wk, wv = params[f"{b}.attn.k.weight"], params[f"{b}.attn.v.weight"]
-                if fast and T <= SMALL_T and Tq < T and _env_q_at_readout():  # SCRATCH: q only where read
-                    kv = torch.bmm(zf, torch.cat([wk, wv], 1).transpose(1, 2)).view(n, B, T, 2, H, dh)
-                    zq = z[:, :, rows].reshape(n, B * Tq, d)
-                    qq = torch.bmm(zq, wq.transpose(1, 2)).view(n, B, Tq, H, dh)
-                    o = SmallTAttentionQ.apply(qq, kv, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
-                elif fast and T <= SMALL_T:  # q, k, v as one product
+                if fast and T <= SMALL_T:  # q, k, v as one product
                     qkv = torch.bmm(zf, torch.cat([wq, wk, wv], 1).transpose(1, 2)).view(n, B, T, 3, H, dh)
                     o = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
                 else:
@@ -382,66 +377,3 @@ def _per_dim(t: torch.Tensor, dh: int) -> torch.Tensor:
     broadcast over the innermost axis does not."""
     return t.unsqueeze(-1).expand(*t.shape, dh).contiguous()
 
-
-
-def _env_q_at_readout() -> bool:
-    import os
-    return os.environ.get("TF5X_Q_AT_READOUT") == "1"
-
-
-class SmallTAttentionQ(torch.autograd.Function):
-    """SCRATCH: SmallTAttention with the queries projected only at the read-out positions:
-    ``q [n, B, Tq, H, dh]`` and ``kv [n, B, T, 2, H, dh]``."""
-
-    @staticmethod
-    def forward(ctx, q, kv, allowed, uniform, rate):
-        T, dh = kv.shape[2], kv.shape[-1]
-        k, v = kv[:, :, :, 0], kv[:, :, :, 1]
-        s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]
-        for j in range(T):
-            if not bool(allowed[:, j].all()):
-                s[j] = s[j] + _mask_bias(allowed[:, j], q.device)[:, None]
-        m = s[0]
-        for x in s[1:]:
-            m = torch.maximum(m, x)
-        e = [torch.exp(x - m) for x in s]
-        z = e[0].clone()
-        for x in e[1:]:
-            z.add_(x)
-        soft = [x.div_(z) for x in e]
-        p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
-        o = _per_dim(p[0], dh) * v[:, :, 0, None]
-        for j in range(1, T):
-            o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
-        ctx.rate = rate
-        ctx.save_for_backward(q, kv, torch.stack(soft), torch.stack(p) if rate != 1 else None)
-        return o
-
-    @staticmethod
-    def backward(ctx, go):
-        q, kv, soft_t, p_t = ctx.saved_tensors
-        rate = ctx.rate
-        n, B, T, _, H, dh = kv.shape
-        k, v = kv[:, :, :, 0], kv[:, :, :, 1]
-        soft = soft_t.unbind(0)
-        p = soft if p_t is None else p_t.unbind(0)
-        Tq = soft[0].shape[2]
-        go = go.contiguous()
-        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
-        if rate != 1:
-            gp = [x.mul_(rate) for x in gp]
-        dot = soft[0] * gp[0]
-        for j in range(1, T):
-            dot.addcmul_(soft[j], gp[j])
-        gs = [soft[j] * (gp[j] - dot) for j in range(T)]
-        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
-        for j in range(1, T):
-            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
-        g = kv.new_empty(kv.shape)
-        for j in range(T):
-            for slot, a, b in ((0, gs[j], q), (1, p[j], go)):
-                if Tq == 1:
-                    torch.mul(_per_dim(a, dh).squeeze(2), b.squeeze(2), out=g[:, :, j, slot])
-                else:
-                    g[:, :, j, slot].copy_((_per_dim(a, dh) * b).sum(2))
-        return gq, g, None, None, None
