@@ -14,10 +14,9 @@ import torch
 from training.families.transformer import PerModelEmbedding, SmallTAttention, _per_dim
 
 
-def stacked_backward(qkv, rows, allowed, uniform, rate, go):
-    """The q/k/v gradient as ``SmallTAttention.backward`` assembled it before: every piece computed
-    separately, then one ``torch.stack`` (the formulation the trained zoos come from)."""
-    n, B, T, _, H, dh = qkv.shape
+def _old_forward(qkv, rows, allowed, uniform, rate):
+    """Scores, softmax, mixed pattern and output from the fused ``qkv [n, B, T, 3, H, dh]``."""
+    T, dh = qkv.shape[2], qkv.shape[-1]
     q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
     s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]
     for j in range(T):
@@ -32,28 +31,58 @@ def stacked_backward(qkv, rows, allowed, uniform, rate, go):
         z.add_(x)
     soft = [x.div_(z) for x in e]
     p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
-    Tq = soft[0].shape[2]
-
-    def over_queries(t):
-        return t.squeeze(2) if Tq == 1 else t.sum(2)
-
-    gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
-    if rate != 1:
-        gp = [x.mul_(rate) for x in gp]
-    dot = soft[0] * gp[0]
+    o = _per_dim(p[0], dh) * v[:, :, 0, None]
     for j in range(1, T):
-        dot.addcmul_(soft[j], gp[j])
-    gs = [soft[j] * (gp[j] - dot) for j in range(T)]
-    gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
-    for j in range(1, T):
-        gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
-    query_at = {t: i for i, t in enumerate(range(T)[rows])}
-    zero = qkv.new_zeros(()).expand(n, B, H, dh)
-    pieces = []
-    for j in range(T):
-        pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
-                   over_queries(_per_dim(p[j], dh) * go)]
-    return torch.stack(pieces, 2).view(qkv.shape)
+        o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
+    return o, soft, p
+
+
+class StackedSmallTAttention(torch.autograd.Function):
+    """Attention as ``SmallTAttention`` computed it before (the formulation the trained zoos come
+    from): on the output of one fused q/k/v product, queries read at ``rows`` of it, and the
+    backward's six pieces stacked into the gradient of that product."""
+
+    @staticmethod
+    def forward(ctx, qkv, rows, allowed, uniform, rate):
+        o, _, _ = _old_forward(qkv, rows, allowed, uniform, rate)
+        ctx.save_for_backward(qkv)
+        ctx.args = rows, allowed, uniform, rate
+        return o
+
+    @staticmethod
+    def backward(ctx, go):
+        (qkv,) = ctx.saved_tensors
+        rows, allowed, uniform, rate = ctx.args
+        n, B, T, _, H, dh = qkv.shape
+        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+        _, soft, p = _old_forward(qkv, rows, allowed, uniform, rate)
+        Tq = soft[0].shape[2]
+
+        def over_queries(t):
+            return t.squeeze(2) if Tq == 1 else t.sum(2)
+
+        go = go.contiguous()
+        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
+        if rate != 1:
+            gp = [x.mul_(rate) for x in gp]
+        dot = soft[0] * gp[0]
+        for j in range(1, T):
+            dot.addcmul_(soft[j], gp[j])
+        gs = [soft[j] * (gp[j] - dot) for j in range(T)]
+        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
+        for j in range(1, T):
+            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+        query_at = {t: i for i, t in enumerate(range(T)[rows])}
+        zero = qkv.new_zeros(()).expand(n, B, H, dh)
+        pieces = []
+        for j in range(T):
+            pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
+                       over_queries(_per_dim(p[j], dh) * go)]
+        return torch.stack(pieces, 2).view(qkv.shape), None, None, None, None
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32)  # bitwise, signed zeros included
 
 
 @pytest.mark.parametrize("T,rows,rate,causal", [
@@ -64,20 +93,25 @@ def stacked_backward(qkv, rows, allowed, uniform, rate, go):
     (4, slice(None), 1.0, True),
     (4, slice(3, 4), 0.7, True),
 ])
-def test_small_t_attention_gradient_is_the_stacked_formulation_bit_for_bit(T, rows, rate, causal):
+def test_small_t_attention_is_the_fused_product_formulation_bit_for_bit(T, rows, rate, causal):
+    """Queries projected only where read, k and v as one product, the gradient written in place:
+    output and gradients (of the block input and of the stacked weights) equal the fused product
+    followed by the stacked-pieces attention, bit for bit."""
     g = torch.Generator().manual_seed(T)
     n, B, H, dh = 3, 37, 4, 16
-    qkv = torch.randn(n, B, T, 3, H, dh, generator=g).requires_grad_(True)
+    d = H * dh
+    zf = torch.randn(n, B * T, d, generator=g).requires_grad_(True)
+    w = (torch.randn(n, 3 * d, d, generator=g) / 8).requires_grad_(True)
     pos = torch.arange(T)
     allowed = pos[None, :] <= pos[:, None] if causal else torch.ones(T, T, dtype=torch.bool)
     uniform = allowed.float() / allowed.sum(1, keepdim=True)
-    out = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate)
-    go = torch.randn(out.shape, generator=g)
-    (got,) = torch.autograd.grad(out, qkv, go)
-    want = stacked_backward(qkv.detach(), rows, allowed[rows], uniform[rows], rate, go)
-    assert got.shape == want.shape and got.is_contiguous()
-    # bitwise, signed zeros included
-    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    got = SmallTAttention.apply(zf, w, (n, B, T, H, dh), rows, allowed[rows], uniform[rows], rate)
+    qkv = torch.bmm(zf, w.transpose(1, 2)).view(n, B, T, 3, H, dh)
+    want = StackedSmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate)
+    assert torch.equal(bits(got), bits(want))
+    go = torch.randn(got.shape, generator=g)
+    for a, b in zip(torch.autograd.grad(got, (zf, w), go), torch.autograd.grad(want, (zf, w), go)):
+        assert a.shape == b.shape and torch.equal(bits(a), bits(b))
 
 
 def test_per_model_embedding_is_advanced_indexing_bit_for_bit():
