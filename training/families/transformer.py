@@ -16,7 +16,9 @@ the network reads it (interchange interventions). Parameters use ``nn.Linear`` l
 
 With nothing captured or edited (training, ``Family.outputs``) the pass computes the last block only
 at the read-out positions and runs attention over short sequences with :class:`SmallTAttention`; a
-hooked pass runs every position through autograd. The two agree to float rounding (tested).
+hooked pass runs every position through autograd. The two agree to float rounding (tested). Speed
+changes to the training pass keep every op's arithmetic, so trained weights stay bit-identical
+(``tests/training/test_transformer_bits.py``; ``scripts/check_train_bits.py`` for whole runs).
 """
 
 from __future__ import annotations
