@@ -16,7 +16,9 @@ the network reads it (interchange interventions). Parameters use ``nn.Linear`` l
 
 With nothing captured or edited (training, ``Family.outputs``) the pass computes the last block only
 at the read-out positions and runs attention over short sequences with :class:`SmallTAttention`; a
-hooked pass runs every position through autograd. The two agree to float rounding (tested).
+hooked pass runs every position through autograd. The two agree to float rounding (tested). Speed
+changes to the training pass keep every op's arithmetic, so trained weights stay bit-identical
+(``tests/training/test_transformer_bits.py``; ``scripts/check_train_bits.py`` for whole runs).
 """
 
 from __future__ import annotations
@@ -145,7 +147,12 @@ class TransformerFamily(Family):
         if self.vocab > 0:
             tok = x.long()
             emb = params["embed.weight"]  # [n, vocab, d]
-            h = emb[:, tok] if shared else emb[torch.arange(n, device=emb.device)[:, None, None], tok]
+            if shared:
+                h = emb[:, tok]
+            elif fast:
+                h = PerModelEmbedding.apply(emb, tok)
+            else:
+                h = emb[torch.arange(n, device=emb.device)[:, None, None], tok]
             B, T = tok.shape[-2], tok.shape[-1]
         else:
             B, T = x.shape[-3], x.shape[-2]
@@ -176,9 +183,9 @@ class TransformerFamily(Family):
             else:
                 wq = params[f"{b}.attn.q.weight"] * (1 / math.sqrt(dh))  # the scores' 1/sqrt(dh), folded in
                 wk, wv = params[f"{b}.attn.k.weight"], params[f"{b}.attn.v.weight"]
-                if fast and T <= SMALL_T:  # q, k, v as one product
-                    qkv = torch.bmm(zf, torch.cat([wq, wk, wv], 1).transpose(1, 2)).view(n, B, T, 3, H, dh)
-                    o = SmallTAttention.apply(qkv, rows, allowed[rows], uniform[rows], rate).reshape(n, B * Tq, d)
+                if fast and T <= SMALL_T:  # the projections inside: q, k, v as one weight
+                    o = SmallTAttention.apply(zf, torch.cat([wq, wk, wv], 1), (n, B, T, H, dh), rows, allowed[rows],
+                                              uniform[rows], rate).reshape(n, B * Tq, d)
                 else:
                     # three products: a fused one's gradient is assembled from q, k and v's by a strided copy
                     # that costs more than the two extra matmuls
@@ -266,32 +273,65 @@ def _mask_bias(allowed: torch.Tensor, device: torch.device) -> torch.Tensor:
     return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(device)
 
 
+class PerModelEmbedding(torch.autograd.Function):
+    """``emb[arange(n)[:, None, None], tok]`` (``emb [n, vocab, d]``, per-model tokens ``tok [n, B, T]``)
+    read as one ``index_select`` of rows (~8x faster than advanced indexing: the same values, copied);
+    the backward is autograd's own for the indexing (``index_put`` accumulating into zeros), so the
+    embedding's gradient keeps its summation order bit for bit."""
+
+    @staticmethod
+    def forward(ctx, emb: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+        n, vocab, d = emb.shape
+        rows = torch.arange(n, device=emb.device)[:, None, None]
+        ctx.save_for_backward(tok)
+        ctx.shape = emb.shape
+        return emb.reshape(n * vocab, d).index_select(0, (rows * vocab + tok).reshape(-1)).view(*tok.shape, d)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (tok,) = ctx.saved_tensors
+        rows = torch.arange(ctx.shape[0], device=g.device)[:, None, None]
+        return torch.ops.aten._index_put_impl_(g.new_zeros(ctx.shape), [rows, tok], g, True, True), None
+
+
 SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
 
 
 class SmallTAttention(torch.autograd.Function):
-    """Attention over a short sequence as elementwise products over the model and batch axes, with
-    its backward by hand: ``qkv [n, B, T, 3, H, dh]`` (the fused projection; the queries' scale
-    already in it), queries at the positions ``rows`` (a slice) -> ``[n, B, Tq, H, dh]``.
+    """The q, k, v projection and attention over a short sequence, as elementwise products over the
+    model and batch axes, with its backward by hand: ``zf [n, B*T, d]`` (the block's input),
+    ``w [n, 3d, d]`` (q, k and v's weights stacked, the queries' scale already in them), ``shape``
+    ``(n, B, T, H, dh)``, queries at the positions ``rows`` (a slice) -> ``[n, B, Tq, H, dh]``.
 
     At T = 2 (modadd) ``q @ k^T`` as a batched matmul is n * B * H products of ``[2, 16] x [16, 2]``,
     each dominated by the call's overhead, and autograd's backward builds each of q, k and v's
     gradients as a zero-filled ``[n, B, T, 3, H, dh]`` tensor (a select's backward) before summing
     them. Here scores and pattern are one ``[n, B, Tq, H]`` tensor per key position, so every op is
     a contiguous elementwise pass (a softmax over a last axis of 2, or a product broadcast over the
-    head dim, runs ~10x slower than one), and the backward assembles q, k and v's gradients in one
-    copy. ``allowed [Tq, T]`` is the causal mask (on the CPU), ``uniform [Tq, T]`` the constant pattern mixed in
-    at ``1 - rate`` (``0 < rate <= 1``).
+    head dim, runs ~10x slower than one), and the backward writes q, k and v's gradients into one
+    tensor. ``allowed [Tq, T]`` is the causal mask (on the CPU), ``uniform [Tq, T]`` the constant
+    pattern mixed in at ``1 - rate`` (``0 < rate <= 1``).
+
+    The forward projects queries only at ``rows`` (k and v at every position, as one product): each
+    entry of a matrix product is the same sum whatever other rows and columns are computed with it
+    (MKL's kernels: tested against the one ``[n, B*T, 3d]`` product), and the others cannot reach the
+    output. The backward's products are the fused ones, ``g [n, B*T, 3d]`` (zero where no query was
+    read) against ``w`` and ``zf``, so gradients are the same sums too.
     """
 
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, rows: slice, allowed: torch.Tensor, uniform: torch.Tensor, rate: float):
-        T, dh = qkv.shape[2], qkv.shape[-1]
-        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+    def forward(ctx, zf: torch.Tensor, w: torch.Tensor, shape: tuple[int, ...], rows: slice, allowed: torch.Tensor,
+                uniform: torch.Tensor, rate: float):
+        n, B, T, H, dh = shape
+        d = H * dh
+        kv = torch.bmm(zf, w[:, d:].transpose(1, 2)).view(n, B, T, 2, H, dh)
+        zq = zf if rows == slice(None) else zf.view(n, B, T, d)[:, :, rows].reshape(n, -1, d)
+        q = torch.bmm(zq, w[:, :d].transpose(1, 2)).view(n, B, -1, H, dh)  # [n, B, Tq, H, dh]
+        k, v = kv[:, :, :, 0], kv[:, :, :, 1]
         s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
         for j in range(T):
             if not bool(allowed[:, j].all()):
-                s[j] = s[j] + _mask_bias(allowed[:, j], qkv.device)[:, None]
+                s[j] = s[j] + _mask_bias(allowed[:, j], zf.device)[:, None]
         m = s[0]
         for x in s[1:]:
             m = torch.maximum(m, x)
@@ -304,23 +344,20 @@ class SmallTAttention(torch.autograd.Function):
         o = _per_dim(p[0], dh) * v[:, :, 0, None]
         for j in range(1, T):
             o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
-        ctx.rows, ctx.rate = rows, rate
-        ctx.save_for_backward(qkv, torch.stack(soft), torch.stack(p) if rate != 1 else None)
+        ctx.rows, ctx.rate, ctx.shape, ctx.T = rows, rate, shape, T
+        ctx.save_for_backward(zf, w, q, kv, *soft, *(p if rate != 1 else ()))
         return o
 
     @staticmethod
     def backward(ctx, go: torch.Tensor):
-        qkv, soft_t, p_t = ctx.saved_tensors
-        rows, rate = ctx.rows, ctx.rate
-        n, B, T, _, H, dh = qkv.shape
-        q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
-        soft = soft_t.unbind(0)
-        p = soft if p_t is None else p_t.unbind(0)
+        zf, w, q, kv, *saved = ctx.saved_tensors
+        rows, rate, T = ctx.rows, ctx.rate, ctx.T
+        n, B, _, H, dh = ctx.shape
+        k, v = kv[:, :, :, 0], kv[:, :, :, 1]
+        soft = saved[:T]
+        p = soft if rate == 1 else saved[T:]
         Tq = soft[0].shape[2]
         go = go.contiguous()
-
-        def over_queries(t: torch.Tensor) -> torch.Tensor:  # [n, B, Tq, H, dh] -> [n, B, H, dh]
-            return t.squeeze(2) if Tq == 1 else t.sum(2)
 
         gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
         if rate != 1:
@@ -333,12 +370,23 @@ class SmallTAttention(torch.autograd.Function):
         for j in range(1, T):
             gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
         query_at = {t: i for i, t in enumerate(range(T)[rows])}
-        zero = qkv.new_zeros(()).expand(n, B, H, dh)
-        pieces = []
+        # q, k and v's gradients written where they go (a product straight into its slot)
+        g = zf.new_empty(n, B, T, 3, H, dh)
         for j in range(T):  # g[:, :, j, 0 / 1 / 2]: q, k and v's gradients at position j
-            pieces += [gq[:, :, query_at[j]] if j in query_at else zero, over_queries(_per_dim(gs[j], dh) * q),
-                       over_queries(_per_dim(p[j], dh) * go)]
-        return torch.stack(pieces, 2).view(qkv.shape), None, None, None, None
+            if j in query_at:
+                g[:, :, j, 0].copy_(gq[:, :, query_at[j]])
+            else:
+                g[:, :, j, 0].zero_()
+            for slot, a, b in ((1, gs[j], q), (2, p[j], go)):
+                if Tq == 1:
+                    torch.mul(_per_dim(a, dh).squeeze(2), b.squeeze(2), out=g[:, :, j, slot])
+                else:
+                    g[:, :, j, slot].copy_((_per_dim(a, dh) * b).sum(2))
+        g = g.view(n, B * T, -1)
+        # autograd's own backward of bmm(zf, w^T), the products it would run
+        gz = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(zf.transpose(1, 2), g).transpose(1, 2) if ctx.needs_input_grad[1] else None
+        return gz, gw, None, None, None, None, None
 
 
 def _per_dim(t: torch.Tensor, dh: int) -> torch.Tensor:
