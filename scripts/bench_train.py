@@ -26,7 +26,8 @@ worse of the configs) and each config's figures under ``configs``.
 ``--workers 2`` adds, per config, the harness and the loop each split over two one-thread processes
 (what ``fingerprint sweep --executor process`` does with a sweep's shards): under ``in_workers``, the
 speed-up against the loop as written (one process, the configured threads) and like for like (the
-loop split over the same workers).
+loop split over the same workers; one pool of workers serves both). ``--peak-size N`` measures the
+peak with an ``N^3`` matmul instead of ``2048^3`` (the tests' tiny runs use 1024).
 """
 
 from __future__ import annotations
@@ -255,31 +256,33 @@ def _timed_in_worker(name: str, steps: int, kind: str, n_models: int, first: int
     return times
 
 
-def in_workers(name: str, steps: int, kind: str, n_models: int, workers: int, repeats: int) -> list[float]:
-    """Wall seconds of each of ``repeats`` rounds in which ``workers`` one-thread processes each train
-    an equal share of ``n_models`` (what ``--executor process`` does with a sweep's shards): a round
-    lasts as long as its slowest worker."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("spawn")
+def in_workers(name: str, steps: int, kind: str, n_models: int, workers: int, repeats: int, pool, manager) -> list[float]:
+    """Wall seconds of each of ``repeats`` rounds in which ``workers`` one-thread processes (``pool``)
+    each train an equal share of ``n_models`` (what ``--executor process`` does with a sweep's shards):
+    a round lasts as long as its slowest worker."""
     share = n_models // workers
-    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        barrier = manager.Barrier(workers)
-        jobs = [pool.submit(_timed_in_worker, name, steps, kind, share, i * share, repeats, barrier) for i in range(workers)]
-        per_worker = [j.result() for j in jobs]
+    barrier = manager.Barrier(workers)
+    jobs = [pool.submit(_timed_in_worker, name, steps, kind, share, i * share, repeats, barrier) for i in range(workers)]
+    per_worker = [j.result() for j in jobs]
     return [max(r) for r in zip(*per_worker)]
 
 
 def bench_in_workers(name: str, steps: int, repeats: int, loop_models: int, workers: int, single: dict) -> dict:
     """The harness and the loop each split over ``workers`` one-thread processes, beside ``single``
-    (the same config in this process at the configured thread count)."""
+    (the same config in this process at the configured thread count). One pool serves both: each
+    worker warms up again before a kind's timed runs, and starting the processes (torch's import)
+    is not timed."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     config, _, fam, cfg = transformer_setup(name, steps)
     n = config.seeds.init * config.seeds.data
     flops = transformer_flops(fam, cfg.batch_size, steps, n, pruned=True)
-    t_vecs = sorted(in_workers(name, steps, "harness", n, workers, max(repeats, 1)))
     m = max(min(loop_models or n, n) // workers, 1) * workers
-    t_loop = in_workers(name, steps, "loop", m, workers, 1)[0] * n / m
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        t_vecs = sorted(in_workers(name, steps, "harness", n, workers, max(repeats, 1), pool, manager))
+        t_loop = in_workers(name, steps, "loop", m, workers, 1, pool, manager)[0] * n / m
     peak = single["peak_gflops"]
     t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
     return {
@@ -293,14 +296,14 @@ def bench_in_workers(name: str, steps: int, repeats: int, loop_models: int, work
     }
 
 
-def bench_transformer(name: str, steps: int, repeats: int, loop_models: int) -> dict:
+def bench_transformer(name: str, steps: int, repeats: int, loop_models: int, peak_size: int = 2048) -> dict:
     """One config: the harness (best and median of ``repeats``) and the loop (once, over
     ``loop_models`` models, scaled to the population) on the same population and steps."""
     config, task, fam, cfg = transformer_setup(name, steps)
     n = config.seeds.init * config.seeds.data
     flops = transformer_flops(fam, cfg.batch_size, steps, n, pruned=True)  # what the harness computes
     loop_flops = transformer_flops(fam, cfg.batch_size, steps, n)  # what the loop computes (every position)
-    peak = peak_gflops()
+    peak = peak_gflops(peak_size)
     run_transformer_vectorized(task, fam, dataclasses.replace(cfg, steps=5), 4)  # warm-up
     run_transformer_loop(task, fam, dataclasses.replace(cfg, steps=5), 1)
     # CPU seconds (all threads) beside wall seconds: at one thread on a shared host, the CPU time a
@@ -316,7 +319,7 @@ def bench_transformer(name: str, steps: int, repeats: int, loop_models: int) -> 
     c = time.process_time()
     t_loop = run_transformer_loop(task, fam, cfg, m) * n / m
     cpu_loop = (time.process_time() - c) * n / m
-    peak = max(peak, peak_gflops())
+    peak = max(peak, peak_gflops(peak_size))
     t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
     shapes = {k: getattr(fam, k) for k in ("vocab", "d_model", "n_heads", "n_layers", "d_mlp", "attention_rate", "layernorm", "readout")}
     return {
@@ -350,7 +353,7 @@ def transformer_main(args) -> None:
             if not args.json:
                 print_rows(rows)
         return
-    runs = [bench_transformer(name, args.steps, args.repeats, args.loop_models) for name in names]
+    runs = [bench_transformer(name, args.steps, args.repeats, args.loop_models, args.peak_size) for name in names]
     if args.workers > 1:
         for r in runs:
             r["in_workers"] = bench_in_workers(r["config"], args.steps, args.repeats, args.loop_models, args.workers, r)
@@ -404,6 +407,8 @@ def main() -> None:
                     help="--family transformer: also time the harness and the loop split over this many one-thread processes")
     ap.add_argument("--loop-models", type=int, default=0,
                     help="--family transformer: time the loop on this many models and scale it to the population (0: all)")
+    ap.add_argument("--peak-size", type=int, default=2048,
+                    help="side of the square float32 matmul that measures this machine's peak (the tests' tiny runs use a smaller one)")
     args = ap.parse_args()
     if args.family == "transformer":
         transformer_main(args)
@@ -421,7 +426,7 @@ def main() -> None:
         print(f"per step of {args.models} MLPs {widths}, batch {args.batch} (profiled; self time of each op and shapes):")
         print_rows(rows)
         return
-    peak = peak_gflops()
+    peak = peak_gflops(args.peak_size)
     # warm up both paths so allocator/thread-pool start-up is not timed
     run_vectorized(task, 4, args.width, args.depth, args.batch, 5)
     run_loop(task, 1, args.width, args.depth, args.batch, 5)
@@ -441,7 +446,7 @@ def main() -> None:
     t_vecs.sort()
     t_vec, t_med = t_vecs[0], statistics.median(t_vecs)
     t_loop = run_loop(task, args.models, args.width, args.depth, args.batch, args.steps)
-    peak_after = peak_gflops()
+    peak_after = peak_gflops(args.peak_size)
     peak = max(peak, peak_after)
     res = {
         "n_models": args.models, "widths": widths, "batch": args.batch, "steps": args.steps,
@@ -466,7 +471,7 @@ def main() -> None:
         return
     print(f"population: {args.models} MLPs {widths}, batch {args.batch}, {args.steps} steps, {res['threads']} threads, "
           f"load average {res['load_average']:.1f} at the end (memory-bound passes slow most on a busy host)")
-    print(f"peak (one {2048}^3 matmul): {res['peak_gflops']:.1f} GFLOP/s")
+    print(f"peak (one {args.peak_size}^3 matmul): {res['peak_gflops']:.1f} GFLOP/s")
     runs = ", ".join(f"{t:.2f}" for t in t_vecs)
     print(f"vectorized: {t_vec:8.2f} s  {res['vectorized_gflops']:7.1f} GFLOP/s  {res['fraction_of_peak']:.1%} of peak"
           f"  (best of {len(t_vecs)} runs: {runs} s; median {res['fraction_of_peak_median']:.1%})")

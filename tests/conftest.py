@@ -21,6 +21,34 @@ pytest_plugins = ["modadd_zoo"]
 
 _EXIT: dict[str, int] = {}
 
+# The longest test files, longest first (a run's per-test durations summed by file, 2026-12-03):
+# `--dist loadfile` hands each file whole to one worker, in collection order (`--no-loadscope-reorder`
+# in pyproject.toml; xdist's default orders by number of tests, which put ~60 s of Ray, kill and
+# benchmark tests on one worker while the other sat idle). Starting the long files first leaves the
+# short ones to fill in at the end. Only the order changes; a file missing here runs after these.
+LONGEST_FILES_FIRST = (
+    "training/test_ray.py", "fingerprint/test_zoo_cli.py", "training/test_harness.py", "fingerprint/test_import.py",
+    "training/test_kernels.py", "training/test_integrity.py", "fingerprint/test_report.py",
+    "fingerprint/test_extractors.py", "analysis/test_scale.py", "fingerprint/test_pipeline.py",
+    "training/test_tasks.py", "analysis/test_labelfree.py", "fingerprint/test_trust.py", "training/test_exactness.py",
+    "analysis/test_rounding_draws_script.py", "training/test_icl.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The files of ``LONGEST_FILES_FIRST`` first, in its order; the other files after, in
+    collection order; each file's tests in their own order (the sort is stable)."""
+    here = Path(__file__).parent
+    rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+
+    def key(item) -> int:
+        try:
+            return rank.get(Path(item.path).relative_to(here).as_posix(), len(rank))
+        except ValueError:  # a test outside tests/ (named on the command line)
+            return len(rank)
+
+    items.sort(key=key)
+
 
 def pytest_sessionfinish(session, exitstatus):
     _EXIT["status"] = int(exitstatus)

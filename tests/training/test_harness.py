@@ -410,7 +410,8 @@ def test_bench_train_smoke(monkeypatch, capsys):
     import runpy
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
-    tiny = ["--models", "4", "--steps", "3", "--repeats", "1", "--json"]
+    # a 1024^3 peak matmul: ~1/8 of the default 2048^3's seconds, at a similar GFLOP/s on the test hosts
+    tiny = ["--models", "4", "--steps", "3", "--repeats", "1", "--peak-size", "1024", "--json"]
 
     def run(*args: str) -> str:
         capsys.readouterr()
@@ -435,7 +436,7 @@ def test_bench_train_transformer_with_workers(tmp_path):
     (spawned: the script runs as its own process, since the workers import it as ``__main__``)."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
     res = subprocess.run([sys.executable, str(script), "--family", "transformer", "--config", "modadd", "--steps", "2",
-                          "--repeats", "1", "--loop-models", "2", "--workers", "2", "--json"],
+                          "--repeats", "1", "--loop-models", "2", "--workers", "2", "--peak-size", "1024", "--json"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])

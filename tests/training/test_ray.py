@@ -87,7 +87,8 @@ def _worker_pids() -> list[int]:
 
 
 def test_killed_worker_is_retried_and_every_model_ends_up_trained(local_ray, tmp_path, tiny_config):
-    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 600").replace("init = 4", "init = 6")
+    # 12 shards of 2 models, each long enough (600 steps) for a running one to be seen and killed
+    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 600")
     cfg = load_config(tiny_config(body=body))
     out = tmp_path / "killed"
     errors: list[BaseException] = []
