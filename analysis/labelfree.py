@@ -126,10 +126,13 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
     return (ssb / (n_fam - 1)) / (ssw / (n - n_fam))
 
 
-def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8
-               ) -> LabelFreeResult:
+def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8,
+               strata: Sequence[Sequence] = (), nested: Sequence | None = None) -> LabelFreeResult:
     """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
     its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
+    ``strata`` are known design factors crossed with the families (each ``[n]``: data order, kind),
+    taken out before the within-family camps are looked for, as are ``nested`` sub-families (each
+    model's parent-chain root, ``[n]``) (:func:`_within_split`).
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
     other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
@@ -141,7 +144,9 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     rows = family_sample(family, MAX_MODELS, random_state)
     if rows is not None:
         fam = np.asarray([str(f) for f in family], dtype=object)
-        res = label_free(x[rows], fam[rows], n_null, random_state, k_max)
+        res = label_free(x[rows], fam[rows], n_null, random_state, k_max,
+                         [np.asarray(c, dtype=object)[rows] for c in strata],
+                         None if nested is None else np.asarray(nested, dtype=object)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_basins", "split_families")}
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
@@ -200,12 +205,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
     min_side = max(2, n // 20)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
+    # the split's p-value is the smaller of two, doubled (Bonferroni, below): twice the replicates keep
+    # its floor at 1 / (n_null + 1)
+    n_split = 2 * n_null + 1
     null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
         cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
                       + rng.standard_normal((b, n, dims)) @ root_w.T, min_size=min_side)[0]
-        for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
+        for b in [NULL_CHUNK] * (n_split // NULL_CHUNK) + [n_split % NULL_CHUNK] if b])
     ci_c = float(ci_arr[0])
-    p_split = float((1 + (null_b <= ci_c).sum()) / (n_null + 1))
+    p_split = float((1 + (null_b <= ci_c).sum()) / (n_split + 1))
     split = full_split[0]
     # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
     multi_fams = np.flatnonzero(counts >= 2)
@@ -217,7 +225,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
     # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
-    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_null, rng)
+    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested)
     split_within = False
     if p_w is not None:
         w_cut = [len(np.unique(w_split[(codes == f) & (w_split >= 0)])) > 1 for f in multi_fams]
@@ -235,36 +243,53 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
 
 
-def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator
+def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator,
+                  strata: Sequence[np.ndarray] = (), nested: Sequence | None = None
                   ) -> tuple[float | None, float | None, np.ndarray]:
     """Members of a family in two camps, the same way across families: the lowest 1-D 2-means cluster
     index of the within-family residuals of ``x [n, d]`` (models with relatives only) along their top
     principal directions, its p-value against Gaussian members with the pooled within-family
-    covariance centred per family as the data are (directions re-estimated per replicate), and the
-    split ``[n]`` (``-1``: a model without relatives). ``(None, None, all -1)`` when too few models."""
+    covariance, residualised as the data are (directions re-estimated per replicate), and the split
+    ``[n]`` (``-1``: a model without relatives). ``(None, None, all -1)`` when too few models.
+
+    ``strata``: known design factors crossed with the families (each ``[n]``: the data order, the
+    kind of model), whose shared effects are lineage too (models trained on one data order are
+    relatives across init families): the residuals are taken from an additive least-squares fit of
+    family and every stratum whose values recur across families, so that a split along one of them
+    is not a camp. ``nested`` ``[n]``: sub-families inside the init families (the root of each model's
+    parent chain: a base model and its spawned or fine-tuned children), taken out the same way."""
     counts = np.bincount(codes, minlength=n_fam)
     rows = np.flatnonzero(counts[codes] >= 2)
     none = np.full(len(x), -1)
     _, fam = np.unique(codes[rows], return_inverse=True)
     n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
-    k = min(MAX_DIMS, x.shape[1], m - n_f)
+    blocks = [np.eye(n_f)[fam]]
+    for col in strata:
+        _, lev = np.unique(np.asarray([str(v) for v in np.asarray(col, dtype=object)[rows]]), return_inverse=True)
+        if lev.max(initial=0) >= 1 and any(len(np.unique(fam[lev == v])) >= 2 for v in np.unique(lev)):
+            blocks.append(np.eye(lev.max() + 1)[lev][:, 1:])  # crossed with the families: one level is the baseline
+    if nested is not None:
+        _, sub = np.unique(np.asarray([str(v) for v in np.asarray(nested, dtype=object)[rows]]), return_inverse=True)
+        if n_f < sub.max(initial=0) + 1 < m:  # finer than the families, coarser than the models
+            blocks.append(np.eye(sub.max() + 1)[sub])
+    design = np.hstack(blocks)
+    rank = int(np.linalg.matrix_rank(design))
+    k = min(MAX_DIMS, x.shape[1], m - rank)
     if n_f < MIN_FAMILIES or k < 1:
         return None, None, none
-    onehot = np.zeros((m, n_f))
-    onehot[np.arange(m), fam] = 1.0
-    size = onehot.sum(0)
+    fit = design @ np.linalg.pinv(design)  # [m, m] hat matrix; models with relatives <= MAX_MODELS
 
-    def centred(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus each family's mean
-        return e - (np.swapaxes(onehot, 0, 1) @ e / size[:, None])[..., fam, :]
+    def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit
+        return e - fit @ e
 
-    r = _top_dims(centred(x[rows]), k)
-    if not np.abs(r).max(initial=0.0) > 0:  # the members of every family identical
+    r = _top_dims(residual(x[rows]), k)
+    if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
         return None, None, none
     min_side = max(2, -(-m // 10))  # a camp, not a pair of outliers
     ci, split = axis_index(r, min_size=min_side)
     j = int(ci.argmin())
-    sd = np.sqrt((r**2).sum(0) / (m - n_f))  # pooled within-family sd per direction
-    null = np.concatenate([axis_index(centred(rng.standard_normal((b, m, k)) * sd), min_side)[0].min(-1)
+    sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
+    null = np.concatenate([axis_index(residual(rng.standard_normal((b, m, k)) * sd), min_side)[0].min(-1)
                            for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
     p = float((1 + (null <= ci[j]).sum()) / (n_null + 1))
     out = none.copy()

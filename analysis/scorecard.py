@@ -166,7 +166,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                replicates))
         if lineage is not None:
             calib["lineage_auc_p"] = identified.p_value
-    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max) \
+    # known design factors crossed with the init families (a data order shared by several inits, the
+    # kind of model): relatives too, so a split along them is not a candidate deep difference
+    strata = [col(c) for c in STRATA if c in table and c not in (opts.lineage, opts.label)]
+    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max, strata, parents) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords, family))
@@ -246,6 +249,7 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
     return out
 
 
+STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test)
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 
