@@ -314,12 +314,9 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}}
-    # each result as analysed, with its label-free decision alone (a guess at the verdicts': the report draws
-    # ahead), and its own calibration dict: decide() adds the q-values to the original's, maybe while a
-    # process pool's feeder thread is still pickling the copy
+    # each result as analysed, with its label-free decision alone (a guess at the verdicts': the report draws ahead)
     each = None if on_result is None else (lambda one: on_result(dataclasses.replace(
-        one[0], label_free=label_free_alone(one[0], one[1], opts), calibration=dict(one[0].calibration or {})),
-        settings))
+        one[0], label_free=label_free_alone(one[0], one[1], opts)), settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)
     decide(analysed, opts)
