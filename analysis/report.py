@@ -37,7 +37,6 @@ from analysis.plots import (
     selection_chart,
 )
 from analysis.report_sections import (
-    FingerprintView,
     SectionDrawer,
     anchor,
     fingerprint_view,
@@ -166,9 +165,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
     ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
     (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
-    futures the drawing process has not started are withdrawn from the back of its queue and drawn
-    here, one at a time, and the rest are waited for and completed with the verdicts' parts (one
-    that failed is drawn here).
+    futures are waited for and completed with the verdicts' parts (one that failed is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -192,16 +189,6 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
-    # the drawing process works from the front of its queue: what it has not started is withdrawn from the
-    # back, one section at a time, and drawn here meanwhile, so that both processes stay busy until they meet
-    for r in reversed(result.fingerprints):
-        name = str(r.fingerprint)
-        ahead = drawn.get(name)
-        if name in fresh or ahead is None or isinstance(ahead, FingerprintView) or ahead.done():
-            continue
-        if not ahead.cancel():
-            break  # started, and so is every section queued before it
-        fresh[name] = fingerprint_view(r, settings, (distances or {}).get(name), formats)
     views = []
     for r in result.fingerprints:
         name = str(r.fingerprint)

@@ -209,10 +209,10 @@ class SectionDrawer:
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
     def views(self) -> dict[str, Any]:
-        """The sections drawn, being drawn or queued (futures), by fingerprint name in the order
-        queued, for :func:`~analysis.report.page`'s ``drawn``: ``page`` withdraws those the worker
-        has not started from the back of the queue, one at a time, and draws them meanwhile."""
-        return dict(self._futures)
+        """The sections drawn or being drawn (futures), by fingerprint name, for
+        :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
+        ``page`` draws them in this process meanwhile."""
+        return {name: f for name, f in self._futures.items() if not f.cancel()}
 
     @property
     def active(self) -> bool:

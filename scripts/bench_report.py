@@ -70,7 +70,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
         overlapped = bool(drawer and drawer.active)
     return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
-            "cpu_worker": c_worker, "overlapped": overlapped, "ahead": sum(not f.cancelled() for f in (views or {}).values())}
+            "cpu_worker": c_worker, "overlapped": overlapped, "ahead": len(views or {})}
 
 
 def cpu() -> float:

@@ -132,52 +132,6 @@ def test_families_tree_drawn_ahead_is_kept_when_the_verdicts_agree_else_drawn_ag
         assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
 
 
-def test_page_withdraws_unstarted_sections_from_the_back_of_the_queue(monkeypatch):
-    """page() takes what the drawing process has not started from the back of its queue, and stops at
-    the first one it has started (every section queued before that one is started too)."""
-    from analysis.report import SectionDrawer, page
-
-    fps, table = _population(24, 3)
-    opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
-    monkeypatch.setenv(parallel.ENV, "2")
-    with SectionDrawer(24 * 3, formats=("png",)) as drawer:
-        res = analyze(fps, table, opts, on_result=drawer)
-        ahead = {name: f.result() for name, f in drawer._futures.items()}
-    alone = page(res, formats=("png",))
-    queued = {"fp0": _Queued(ahead["fp0"]), "fp1": _Running(ahead["fp1"]), "fp2": _Queued(ahead["fp2"])}
-    pg = page(res, formats=("png",), drawn=queued)
-    assert queued["fp2"].withdrawn and not queued["fp1"].withdrawn and not queued["fp0"].withdrawn
-    assert queued["fp0"].waited and queued["fp1"].waited and not queued["fp2"].waited
-    assert pg.html == alone.html
-    assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
-
-
-class _Queued:
-    """A future the drawing process has not started: it can be withdrawn."""
-
-    def __init__(self, value):
-        self.value, self.withdrawn, self.waited = value, False, False
-
-    def done(self):
-        return False
-
-    def cancel(self):
-        self.withdrawn = True
-        return True
-
-    def result(self):
-        assert not self.withdrawn, "waited for a withdrawn section"
-        self.waited = True
-        return self.value
-
-
-class _Running(_Queued):
-    """A future the drawing process has started: it cannot be withdrawn."""
-
-    def cancel(self):
-        return False
-
-
 class _Done:
     """A finished future of ``value``."""
 
