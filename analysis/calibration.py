@@ -222,18 +222,6 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             r.significant = free_r is not None and free_r.significant
 
 
-def label_free_alone(r: FingerprintResult, free: lf.LabelFreeResult | None, opts: AnalysisOptions) -> dict[str, Any] | None:
-    """``r``'s label-free decision as if it were the report's only fingerprint (Benjamini-Hochberg over
-    its own tests), in :func:`label_free_json`'s form, or ``None`` when :func:`decide` leaves ``r``
-    without one (failed). A guess at what :func:`decide` gives it, made before the other fingerprints
-    are analysed: the report draws its families' tree from it ahead of the verdicts
-    (:class:`analysis.report.SectionDrawer`) and draws it again when :func:`decide` differs."""
-    if r.verdict == FAILED or not r.analysed:
-        return None
-    alone = lf.decide([free], opts.alpha)[0] if free is not None else None
-    return label_free_json(alone, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)")
-
-
 RECOVER_HINT = "`fingerprint lineage ZOO` recovers init families from the weights, and later analyses use them"
 
 

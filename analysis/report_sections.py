@@ -52,16 +52,13 @@ class FingerprintView:
     confusion: dict[str, Any] | None = None  # labels, rows [(cluster, [(count, alpha), ...]), ...]
     free_groups: list[tuple[int, list[tuple[str, int]], int]] = field(default_factory=list)
     family_tree: Figure | Markup | None = None  # models -> families -> candidate basins
-    family_tree_drawn: tuple | None = None  # what ``family_tree`` was drawn from (:func:`_family_tree_args`)
 
 
 def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: np.ndarray | None,
                      formats: tuple[str, ...] = (), decided: bool = True) -> FingerprintView:
     """The section of one fingerprint; its figures are named ``<fingerprint>-<what>`` (``figures/``).
-    ``decided=False``: before the verdicts, which decide the candidate basins (:func:`with_verdicts`
-    adds them); the families' tree is drawn from ``r.label_free`` as it stands (analyze()'s guess,
-    :func:`analysis.calibration.label_free_alone`) and kept by :func:`with_verdicts` when the
-    verdicts leave its picture as it was."""
+    ``decided=False``: without the parts that the verdicts decide (the candidate basins and the
+    families' tree: :func:`with_verdicts` adds them)."""
     view = FingerprintView(r, str(settings.get("label")))
     if r.error:
         return view
@@ -100,24 +97,17 @@ def fingerprint_view(r: FingerprintResult, settings: dict[str, Any], distances: 
         view.confusion = {"labels": r.confusion["labels"],
                           "rows": [(c, [(int(v), f"{0.08 + 0.7 * v / top:.2f}") for v in row])
                                    for c, row in zip(r.confusion["clusters"], counts)]}
-    if not decided:
-        view.family_tree_drawn = _family_tree_args(r, settings)
-        view.family_tree = _family_tree(view.family_tree_drawn, formats)
-        return view
-    return with_verdicts(view, r, settings, formats)
+    return with_verdicts(view, r, settings, formats) if decided else view
 
 
 def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[str, Any],
                   formats: tuple[str, ...] = ()) -> FingerprintView:
     """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
-    basins and its families' tree, which the verdicts across fingerprints decide (the tree drawn
-    ahead is kept when it was drawn from the same picture)."""
+    basins and its families' tree, which the verdicts across fingerprints decide."""
     view = dataclasses.replace(view, r=r)
     if not r.error:
         view.free_groups = _candidate_groups(r)
-        args = _family_tree_args(r, settings)
-        if view.family_tree_drawn is None or view.family_tree_drawn != args:
-            view.family_tree, view.family_tree_drawn = _family_tree(args, formats), args
+        view.family_tree = _family_tree(r, settings, formats)
     return view
 
 
@@ -135,12 +125,11 @@ def finish_section(drawn: Any, r: FingerprintResult, settings: dict[str, Any],
     return None if drawn is None else with_verdicts(drawn, r, settings, formats)
 
 
-def _family_tree_args(r: FingerprintResult, settings: dict[str, Any]) -> tuple | None:
-    """What the families' tree of ``r`` shows (:func:`analysis.plots.family_dendrogram`'s arguments
-    but the formats), or ``None`` when it has none: equal arguments draw the same bytes."""
+def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
+    """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
     free = r.label_free or {}
     tree = free.get("tree")
-    if r.error or not tree or free.get("verdict") == "insufficient":
+    if not tree or free.get("verdict") == "insufficient":
         return None
     members: dict[str, dict[str, int]] = {}
     lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
@@ -148,17 +137,11 @@ def _family_tree_args(r: FingerprintResult, settings: dict[str, Any]) -> tuple |
         shares = members.setdefault(str(lineage.get(m, "?")), {})
         shares[str(b)] = shares.get(str(b), 0) + 1
     what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
-    return (f"{anchor(r.fingerprint)}-families", tree["linkage"], tree["families"], tree["sizes"], members,
-            f"init families ({settings.get('lineage')}) clustered by their centroids (average linkage, the analysis' "
-            f"coordinates); leaves: families (models); {what}")
-
-
-def _family_tree(args: tuple | None, formats: tuple[str, ...] = ()) -> Figure | Markup | None:
-    """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
-    if args is None:
-        return None
     try:
-        return family_dendrogram(*args, formats)
+        return family_dendrogram(f"{anchor(r.fingerprint)}-families", tree["linkage"], tree["families"], tree["sizes"],
+                                 members, f"init families ({settings.get('lineage')}) clustered by their centroids "
+                                 f"(average linkage, the analysis' coordinates); leaves: families (models); {what}",
+                                 formats)
     except Exception as e:  # noqa: BLE001 - a malformed stored tree must not lose the rest of the report
         return Markup("<div class='fail'>family dendrogram failed: {}</div>").format(str(e))
 

@@ -26,14 +26,7 @@ from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import parallel
-from analysis.calibration import (
-    FAILED,
-    NO_TRUTH,
-    calibrate,
-    decide,
-    label_free_alone,
-    verdict,
-)
+from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
 from analysis.errors import AnalysisError, choices
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import (
@@ -269,9 +262,7 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
 
     ``on_result(result, settings)`` is called with each fingerprint's result as soon as it is analysed
     (before the verdicts, which are decided across all of them) and the result's ``settings``: the
-    report draws figures meanwhile (:class:`analysis.report.SectionDrawer`). That ``result`` is a copy
-    whose ``label_free`` is the fingerprint's label-free decision alone
-    (:func:`analysis.calibration.label_free_alone`), not yet the one corrected across fingerprints.
+    report draws figures meanwhile (:class:`analysis.report.SectionDrawer`).
     """
     with _limits():
         return _analyze(fingerprints, table, opts, on_result)
@@ -314,9 +305,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}}
-    # each result as analysed, with its label-free decision alone (a guess at the verdicts': the report draws ahead)
-    each = None if on_result is None else (lambda one: on_result(dataclasses.replace(
-        one[0], label_free=label_free_alone(one[0], one[1], opts)), settings))
+    each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)
     decide(analysed, opts)

@@ -64,13 +64,12 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         c_analysis = cpu() - c
         assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
         t = time.perf_counter()
-        views = drawer.views() if drawer else None
-        pg = page(res, drawn=views)
+        pg = page(res, drawn=drawer.views() if drawer else None)
         t_page = time.perf_counter() - t
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
         overlapped = bool(drawer and drawer.active)
     return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
-            "cpu_worker": c_worker, "overlapped": overlapped, "ahead": len(views or {})}
+            "cpu_worker": c_worker, "overlapped": overlapped}
 
 
 def cpu() -> float:
@@ -135,7 +134,6 @@ def main(argv: list[str] | None = None) -> None:
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
         out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
         out[f"overlapped_page_{n}"] = s["overlapped"]  # a second process drew
-        out[f"sections_ahead_{n}"] = s["ahead"]  # fingerprints' sections it drew (the others were withdrawn: drawn after)
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "

@@ -92,46 +92,6 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
         assert off.views() == {}
 
 
-def test_each_result_comes_with_its_label_free_decision_alone():
-    """on_result's copy carries label_free_alone: for a report of one fingerprint it is decide()'s."""
-    fps, table = _population(32, 1)
-    seen = {}
-    res = analyze(fps, table, AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20),
-                  on_result=lambda r, _s: seen.setdefault(str(r.fingerprint), r))
-    ahead, decided = seen["fp0"], res.fingerprints[0]
-    assert ahead is not decided and ahead.label_free["tree"]
-    assert ahead.label_free == {k: v for k, v in decided.label_free.items() if k != "agrees"}
-
-
-def test_families_tree_drawn_ahead_is_kept_when_the_verdicts_agree_else_drawn_again(monkeypatch):
-    """The drawing process draws each fingerprint's families' tree from its label-free decision alone;
-    page() keeps that figure when the decided result shows the same picture, and draws it again when
-    not (the bytes are page()'s alone either way)."""
-    import dataclasses
-
-    from analysis.plots import Figure
-    from analysis.report import SectionDrawer, page
-
-    fps, table = _population(24, 2)
-    opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
-    monkeypatch.setenv(parallel.ENV, "2")
-    with SectionDrawer(24 * 2, formats=("png",)) as drawer:
-        res = analyze(fps, table, opts, on_result=drawer)
-        ahead = {name: f.result() for name, f in drawer._futures.items()}
-    assert all(isinstance(v.family_tree, Figure) and v.family_tree.files["png"] for v in ahead.values())
-    alone = page(res, formats=("png",))
-    kept = page(res, formats=("png",), drawn=ahead)
-    assert [f for f in kept.figures if f.name.endswith("-families")] == [ahead["fp0"].family_tree, ahead["fp1"].family_tree]
-    assert all(any(f is v.family_tree for f in kept.figures) for v in ahead.values())  # the drawing process's, not redrawn
-    stale = Figure("fp0-families", "a wrong guess", "<svg/>", {"png": b"stale"})
-    guessed = dataclasses.replace(ahead["fp0"], family_tree=stale, family_tree_drawn=("another picture",))
-    redrawn = page(res, formats=("png",), drawn={"fp0": guessed, "fp1": ahead["fp1"]})
-    assert not any(f is stale for f in redrawn.figures)
-    for pg in (kept, redrawn):
-        assert pg.html == alone.html
-        assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
-
-
 class _Done:
     """A finished future of ``value``."""
 
