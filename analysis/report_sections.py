@@ -191,6 +191,20 @@ class SectionDrawer:
         self._futures[str(r.fingerprint)] = self._pool.submit(
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
+    def draw_ahead(self, result: Any, share: float = 0.6) -> dict[str, Any]:
+        """For an analysis that is already done (the stored one): the first ``share`` of its
+        fingerprints' sections go to the drawing process now, and are returned as futures for
+        :func:`~analysis.report.page`'s ``drawn``, which draws the rest here meanwhile and then
+        completes them with the verdicts' parts (this process also draws the families' trees,
+        hence less than half here). Nothing when inactive."""
+        if self._pool is None:
+            return {}
+        settings = result.settings or {}
+        todo = [r for r in result.fingerprints if not r.error]
+        for r in todo[: round(share * len(todo))]:
+            self(r, settings)
+        return dict(self._futures)
+
     def views(self) -> dict[str, Any]:
         """The sections drawn or being drawn (futures), by fingerprint name, for
         :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:

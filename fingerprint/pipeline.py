@@ -337,10 +337,11 @@ def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     process while it ran (:class:`analysis.report.SectionDrawer`), for :func:`write_report`'s
     ``drawn`` inside the block (the drawing process ends with it)."""
     result = stored_analysis(zoo, inputs, opts)
-    if result is not None:
-        yield result, {}
-        return
     rows = sum(len(f.model_ids) for f in inputs)
+    if result is not None:  # its sections shared between a second process and this one
+        with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
+            yield result, drawer.draw_ahead(result)
+        return
     with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
         result = analyze(zoo, inputs, opts, progress, on_result=drawer)
         yield result, drawer.views()

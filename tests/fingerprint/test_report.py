@@ -71,6 +71,21 @@ def test_cluster_stores_basins_and_report_reuses_them(run):
     assert now["created"] == run.stored["created"]
 
 
+def test_a_stored_analysis_is_drawn_by_two_processes_with_the_same_bytes(run, tmp_path):
+    """``report`` on a stored analysis shares its sections between a second process and this one
+    (``SectionDrawer.draw_ahead``); the figures and the page are those one process draws alone."""
+    from tests.conftest import run_cli
+
+    ok(run_cli("report", run.zoo, "-o", tmp_path / "one.html", *FAST, env={"BASIN_FINGERPRINT_JOBS": "1"}))
+    shared, alone = run.root / "figures", tmp_path / "figures"
+    pngs = sorted(p.name for p in shared.glob("*.png"))
+    assert pngs and pngs == sorted(p.name for p in alone.glob("*.png"))
+    for name in pngs:
+        assert (shared / name).read_bytes() == (alone / name).read_bytes(), name
+    strip = lambda html: re.sub(r"report_created&#34;: [0-9.]+", "", html)  # noqa: E731
+    assert strip(run.html) == strip((tmp_path / "one.html").read_text())
+
+
 def test_summary_json_schema(run):
     s = run.summary
     top = {"version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "fingerprints", "provenance"}
