@@ -96,8 +96,8 @@ def test_random_bit_flips_in_a_shard_are_named_or_harmless(tiny_config, tiny_zoo
     line = one_line_error(cli("extract", tiny_zoo, "--fp", "weight-stats"))
     assert f"zoo shard '{shard}'" in line
     assert f"zoo shard '{shard}'" in one_line_error(cli("cluster", tiny_zoo))
-    res = cli("inspect", tiny_zoo, "--json")  # inspect shows the rest of the zoo and names what it skipped
-    assert res.returncode == 0 and any(shard.name in s for s in json.loads(res.stdout)["corrupt_shards"])
+    res = cli("inspect", tiny_zoo, "--json")  # inspect shows the rest of the zoo, names what it skipped, exits 1
+    assert res.returncode == 1 and any(shard.name in s for s in json.loads(res.stdout)["corrupt_shards"])
     res = cli("sweep", tiny_config(mpb=4), "--out", tiny_zoo, "--resume")
     assert res.returncode == 0, res.stderr
     assert shard.name in res.stderr and "moved aside" in res.stderr
