@@ -19,8 +19,9 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   Bonferroni-combined: the 2-means cluster index of all models against a hierarchical Gaussian null
   (family effects with the centroids' covariance, members with the pooled within-family one), and
   the lowest 1-D cluster index of the within-family residuals along one of their principal
-  directions, against Gaussian members with the pooled within-family covariance, centred per family
-  exactly as the data are. The second has the power the first lacks when the split cuts every
+  directions, against Gaussian members with the pooled within-family covariance, residualised
+  exactly as the data are (family, plus known design factors such as a data order shared across
+  families, and parent chains). The second has the power the first lacks when the split cuts every
   family: there the split itself inflates the pooled within-family covariance of the first's null.
 
 The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
@@ -47,7 +48,7 @@ from analysis.resampling import (
     member_permutation_p,
 )
 from analysis.resampling import family_codes as _codes
-from analysis.sigclust import _gaussian_like, _top_dims, axis_index, cluster_index
+from analysis.sigclust import axis_index, cluster_index, gaussian_like, top_dims
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
@@ -173,9 +174,9 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # direction alone (Bonferroni over the two statistics)
     k = min(MAX_DIMS, x.shape[1], n_fam - 2)
     min_group = 2  # a group of one family is that family's quirk, not a basin
-    c = _top_dims(cent, max(k, 1))
+    c = top_dims(cent, max(k, 1))
     ci_obs, split = cluster_index(c[None], min_size=min_group)
-    null = _gaussian_like(c, n_null, rng)
+    null = gaussian_like(c, n_null, rng)
     null_ci, _ = cluster_index(null, min_size=min_group)
     p_joint = float((1 + (null_ci <= ci_obs[0]).sum()) / (n_null + 1))
     axis_ci, axis_split = axis_index(c, min_size=min_group)
@@ -194,7 +195,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # Gaussian null: family effects with the centroids' covariance, members with the pooled
     # within-family covariance (so a family's clump counts as one unit, not as m points)
     dims = min(MAX_DIMS, x.shape[1])
-    xr = _top_dims(x, dims)
+    xr = top_dims(x, dims)
     cent_r, _ = _centroids(xr, codes, n_fam)
     resid = xr - cent_r[codes]
     cov_w = resid.T @ resid / max(n - n_fam, 1)
@@ -282,7 +283,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit
         return e - fit @ e
 
-    r = _top_dims(residual(x[rows]), k)
+    r = top_dims(residual(x[rows]), k)
     if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
         return None, None, none
     min_side = max(2, -(-m // 10))  # a camp, not a pair of outliers
@@ -317,7 +318,9 @@ def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None) -> np.nd
     """Basins ``[len(rows)]`` found on a sample, extended to every model ``[n]`` by the nearest basin mean."""
     if basins is None:
         return None
-    labels = np.unique(basins)
+    labels = np.unique(basins[basins >= 0])  # -1: no basin (a model without relatives)
+    if not len(labels):
+        return np.full(len(x), -1)
     means = np.stack([x[rows][basins == b].mean(0) for b in labels])
     out = labels[((x[:, None, :] - means[None]) ** 2).sum(2).argmin(1)]
     out[rows] = basins

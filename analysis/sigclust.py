@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cluster_index", "axis_index"]
+__all__ = ["cluster_index", "axis_index", "top_dims", "gaussian_like"]
 
 
 def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -81,14 +81,14 @@ def axis_index(c: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray
     return ci.reshape(*lead, k), split.reshape(*lead, k, n)
 
 
-def _top_dims(x: np.ndarray, k: int) -> np.ndarray:
+def top_dims(x: np.ndarray, k: int) -> np.ndarray:
     """``x [n, d]`` centred and rotated onto its top ``k`` principal directions ``[n, k]``."""
     x = x - x.mean(0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     return x @ vt[:k].T
 
 
-def _gaussian_like(x: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+def gaussian_like(x: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """``b`` replicates ``[b, n, d]`` of ``n`` points from a Gaussian with ``x``'s covariance
     (``x`` already rotated to principal axes, so the covariance is diagonal)."""
     sd = x.std(0, ddof=1)
