@@ -11,30 +11,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.families.transformer import PerModelEmbedding, SmallTAttention, _per_dim
+from training.families.transformer import (
+    PerModelEmbedding,
+    SmallTAttention,
+    _per_dim,
+    attend,
+)
 
 
 def _old_forward(qkv, rows, allowed, uniform, rate):
     """Scores, softmax, mixed pattern and output from the fused ``qkv [n, B, T, 3, H, dh]``."""
-    T, dh = qkv.shape[2], qkv.shape[-1]
-    q, k, v = qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
-    s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]
-    for j in range(T):
-        if not bool(allowed[:, j].all()):
-            s[j] = s[j] + torch.zeros(allowed[:, j].shape).masked_fill_(~allowed[:, j], float("-inf"))[:, None]
-    m = s[0]
-    for x in s[1:]:
-        m = torch.maximum(m, x)
-    e = [torch.exp(x - m) for x in s]
-    z = e[0].clone()
-    for x in e[1:]:
-        z.add_(x)
-    soft = [x.div_(z) for x in e]
-    p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
-    o = _per_dim(p[0], dh) * v[:, :, 0, None]
-    for j in range(1, T):
-        o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
-    return o, soft, p
+    return attend(qkv[:, :, rows, 0], qkv[:, :, :, 1], qkv[:, :, :, 2], allowed, uniform, rate)
 
 
 class StackedSmallTAttention(torch.autograd.Function):

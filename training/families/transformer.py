@@ -297,6 +297,33 @@ class PerModelEmbedding(torch.autograd.Function):
 SMALL_T = 4  # sequences up to this long run attention as elementwise products (SmallTAttention)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, uniform: torch.Tensor,
+           rate: float) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Short-sequence attention's forward from queries ``q [n, B, Tq, H, dh]`` and keys / values
+    ``[n, B, T, H, dh]``: scores per key position (masked where ``allowed [Tq, T]`` is false), their
+    softmax, the pattern mixed with ``uniform`` at attention ``rate``, and the output
+    ``[n, B, Tq, H, dh]``. Returns ``(output, softmax per key position, mixed pattern per key
+    position)``; elementwise products in a fixed order (the trained zoos' arithmetic)."""
+    T, dh = k.shape[2], q.shape[-1]
+    s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
+    for j in range(T):
+        if not bool(allowed[:, j].all()):
+            s[j] = s[j] + _mask_bias(allowed[:, j], q.device)[:, None]
+    m = s[0]
+    for x in s[1:]:
+        m = torch.maximum(m, x)
+    e = [torch.exp(x - m) for x in s]
+    z = e[0].clone()
+    for x in e[1:]:
+        z.add_(x)
+    soft = [x.div_(z) for x in e]
+    p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
+    o = _per_dim(p[0], dh) * v[:, :, 0, None]
+    for j in range(1, T):
+        o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
+    return o, soft, p
+
+
 class SmallTAttention(torch.autograd.Function):
     """The q, k, v projection and attention over a short sequence, as elementwise products over the
     model and batch axes, with its backward by hand: ``zf [n, B*T, d]`` (the block's input),
@@ -328,22 +355,7 @@ class SmallTAttention(torch.autograd.Function):
         zq = zf if rows == slice(None) else zf.view(n, B, T, d)[:, :, rows].reshape(n, -1, d)
         q = torch.bmm(zq, w[:, :d].transpose(1, 2)).view(n, B, -1, H, dh)  # [n, B, Tq, H, dh]
         k, v = kv[:, :, :, 0], kv[:, :, :, 1]
-        s = [(q * k[:, :, j, None]).sum(-1) for j in range(T)]  # [n, B, Tq, H] per key position
-        for j in range(T):
-            if not bool(allowed[:, j].all()):
-                s[j] = s[j] + _mask_bias(allowed[:, j], zf.device)[:, None]
-        m = s[0]
-        for x in s[1:]:
-            m = torch.maximum(m, x)
-        e = [torch.exp(x - m) for x in s]
-        z = e[0].clone()
-        for x in e[1:]:
-            z.add_(x)
-        soft = [x.div_(z) for x in e]
-        p = soft if rate == 1 else [x * rate + (1 - rate) * uniform[:, j, None] for j, x in enumerate(soft)]
-        o = _per_dim(p[0], dh) * v[:, :, 0, None]
-        for j in range(1, T):
-            o.addcmul_(_per_dim(p[j], dh), v[:, :, j, None])
+        o, soft, p = attend(q, k, v, allowed, uniform, rate)
         ctx.rows, ctx.rate, ctx.shape, ctx.T = rows, rate, shape, T
         ctx.save_for_backward(zf, w, q, kv, *soft, *(p if rate != 1 else ()))
         return o
