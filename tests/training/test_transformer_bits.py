@@ -16,6 +16,7 @@ from training.families.transformer import (
     SmallTAttention,
     _per_dim,
     attend,
+    attend_backward,
 )
 
 
@@ -49,16 +50,7 @@ class StackedSmallTAttention(torch.autograd.Function):
             return t.squeeze(2) if Tq == 1 else t.sum(2)
 
         go = go.contiguous()
-        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
-        if rate != 1:
-            gp = [x.mul_(rate) for x in gp]
-        dot = soft[0] * gp[0]
-        for j in range(1, T):
-            dot.addcmul_(soft[j], gp[j])
-        gs = [soft[j] * (gp[j] - dot) for j in range(T)]
-        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
-        for j in range(1, T):
-            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+        gs, gq = attend_backward(go, k, v, soft, rate)
         query_at = {t: i for i, t in enumerate(range(T)[rows])}
         zero = qkv.new_zeros(()).expand(n, B, H, dh)
         pieces = []

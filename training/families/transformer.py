@@ -324,6 +324,26 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Ten
     return o, soft, p
 
 
+def attend_backward(go: torch.Tensor, k: torch.Tensor, v: torch.Tensor, soft: Sequence[torch.Tensor], rate: float
+                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The backward of :func:`attend` from the output's gradient ``go [n, B, Tq, H, dh]``: the
+    scores' gradients per key position (through the mix and the softmax) and the queries' gradient
+    ``[n, B, Tq, H, dh]``; the keys' and values' gradients are left to the caller (they are summed
+    over queries where they are written)."""
+    T, dh = k.shape[2], go.shape[-1]
+    gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
+    if rate != 1:
+        gp = [x.mul_(rate) for x in gp]
+    dot = soft[0] * gp[0]
+    for j in range(1, T):
+        dot.addcmul_(soft[j], gp[j])
+    gs = [soft[j] * (gp[j] - dot) for j in range(T)]  # the softmax's backward
+    gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
+    for j in range(1, T):
+        gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+    return gs, gq
+
+
 class SmallTAttention(torch.autograd.Function):
     """The q, k, v projection and attention over a short sequence, as elementwise products over the
     model and batch axes, with its backward by hand: ``zf [n, B*T, d]`` (the block's input),
@@ -370,17 +390,7 @@ class SmallTAttention(torch.autograd.Function):
         p = soft if rate == 1 else saved[T:]
         Tq = soft[0].shape[2]
         go = go.contiguous()
-
-        gp = [(go * v[:, :, j, None]).sum(-1) for j in range(T)]
-        if rate != 1:
-            gp = [x.mul_(rate) for x in gp]
-        dot = soft[0] * gp[0]
-        for j in range(1, T):
-            dot.addcmul_(soft[j], gp[j])
-        gs = [soft[j] * (gp[j] - dot) for j in range(T)]  # the softmax's backward
-        gq = _per_dim(gs[0], dh) * k[:, :, 0, None]
-        for j in range(1, T):
-            gq.addcmul_(_per_dim(gs[j], dh), k[:, :, j, None])
+        gs, gq = attend_backward(go, k, v, soft, rate)
         query_at = {t: i for i, t in enumerate(range(T)[rows])}
         # q, k and v's gradients written where they go (a product straight into its slot)
         g = zf.new_empty(n, B, T, 3, H, dh)
