@@ -29,6 +29,10 @@ The family-level resampling (samples, bootstrap intervals, permutation p-values)
 Benjamini-Hochberg correction across all of them. Functions take arrays and return dataclasses;
 invalid input raises ``ValueError``. ``docs/scorecard.md`` ("Without ground truth") explains the
 verdicts; ``tests/analysis/test_labelfree.py`` measures the false "deep" rate on null populations.
+
+Longer than ~400 lines: the three tests, their null simulations and the residualisation the split
+test shares with its null are one statistic's definition; the cluster index itself is in
+:mod:`analysis.sigclust`.
 """
 
 from __future__ import annotations
@@ -149,6 +153,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_basins", "split_families")}
+        if res.split_within:  # camps of the within-family residuals: extended in residual space
+            spread["split_basins"] = _extend(_family_centred(x, fam), rows, res.split_basins, _family_sizes(fam) >= 2)
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)
@@ -265,23 +271,26 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     _, fam = np.unique(codes[rows], return_inverse=True)
     n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
     blocks = [np.eye(n_f)[fam]]
-    for col in strata:
-        _, lev = np.unique(np.asarray([str(v) for v in np.asarray(col, dtype=object)[rows]]), return_inverse=True)
-        if lev.max(initial=0) >= 1 and any(len(np.unique(fam[lev == v])) >= 2 for v in np.unique(lev)):
-            blocks.append(np.eye(lev.max() + 1)[lev][:, 1:])  # crossed with the families: one level is the baseline
-    if nested is not None:
+    for col in strata:  # a column per level shared by several families (a missing value is no level)
+        vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)[rows]], dtype=object)
+        for v in {v for v in vals.tolist() if v is not None}:
+            if len(np.unique(fam[vals == v])) >= 2:
+                blocks.append((vals == v).astype(np.float64)[:, None])
+    if nested is not None:  # a column per parent-chain root with two or more members here
         _, sub = np.unique(np.asarray([str(v) for v in np.asarray(nested, dtype=object)[rows]]), return_inverse=True)
-        if n_f < sub.max(initial=0) + 1 < m:  # finer than the families, coarser than the models
-            blocks.append(np.eye(sub.max() + 1)[sub])
+        size = np.bincount(sub)
+        for v in np.flatnonzero(size >= 2):
+            blocks.append((sub == v).astype(np.float64)[:, None])
     design = np.hstack(blocks)
-    rank = int(np.linalg.matrix_rank(design))
+    u, sv, _ = np.linalg.svd(design, full_matrices=False)
+    basis = u[:, sv > sv.max() * max(design.shape) * np.finfo(float).eps]  # [m, rank] orthonormal
+    rank = basis.shape[1]
     k = min(MAX_DIMS, x.shape[1], m - rank)
     if n_f < MIN_FAMILIES or k < 1:
         return None, None, none
-    fit = design @ np.linalg.pinv(design)  # [m, m] hat matrix; models with relatives <= MAX_MODELS
 
-    def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit
-        return e - fit @ e
+    def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit (its projection)
+        return e - basis @ (basis.T @ e)
 
     r = top_dims(residual(x[rows]), k)
     if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
@@ -296,6 +305,15 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     out = none.copy()
     out[rows] = split[j]
     return float(ci[j]), p, out
+
+
+def _level(v) -> str | None:
+    """A stratum value as a level: ``None`` for a missing one (NaN, None, empty); ``1`` and ``1.0`` alike."""
+    if v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None"):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def family_tree(coords: np.ndarray, family: Sequence, max_families: int = MAX_TREE_FAMILIES) -> dict | None:
@@ -314,8 +332,10 @@ def family_tree(coords: np.ndarray, family: Sequence, max_families: int = MAX_TR
     return {"families": names, "sizes": counts.astype(int).tolist(), "linkage": np.round(z, 6).tolist()}
 
 
-def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None) -> np.ndarray | None:
-    """Basins ``[len(rows)]`` found on a sample, extended to every model ``[n]`` by the nearest basin mean."""
+def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None, eligible: np.ndarray | None = None
+            ) -> np.ndarray | None:
+    """Basins ``[len(rows)]`` found on a sample, extended to every model ``[n]`` by the nearest basin
+    mean; models not ``eligible`` (e.g. without relatives, for within-family camps) get -1."""
     if basins is None:
         return None
     labels = np.unique(basins[basins >= 0])  # -1: no basin (a model without relatives)
@@ -323,8 +343,24 @@ def _extend(x: np.ndarray, rows: np.ndarray, basins: np.ndarray | None) -> np.nd
         return np.full(len(x), -1)
     means = np.stack([x[rows][basins == b].mean(0) for b in labels])
     out = labels[((x[:, None, :] - means[None]) ** 2).sum(2).argmin(1)]
+    if eligible is not None:
+        out[~eligible] = -1
     out[rows] = basins
     return out
+
+
+def _family_sizes(family: np.ndarray) -> np.ndarray:
+    """Each model's family size ``[n]``."""
+    codes, _ = _codes(family)
+    return np.bincount(codes)[codes]
+
+
+def _family_centred(x: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """``x [n, d]`` minus each model's family mean (whole families are sampled, so a family's mean is
+    the same over the sample and over everyone)."""
+    codes, names = _codes(family)
+    cent, _ = _centroids(x, codes, len(names))
+    return x - cent[codes]
 
 
 def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarray:

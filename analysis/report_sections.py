@@ -134,6 +134,8 @@ def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[
     members: dict[str, dict[str, int]] = {}
     lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
     for m, b in (free.get("candidate_basins") or {}).items():
+        if int(b) < 0:  # no basin: a model without relatives (the within-family camps)
+            continue
         shares = members.setdefault(str(lineage.get(m, "?")), {})
         shares[str(b)] = shares.get(str(b), 0) + 1
     what = "bars: members by candidate basin" if members else "no candidate basins for this verdict"
@@ -153,6 +155,8 @@ def _candidate_groups(r: FingerprintResult) -> list[tuple[int, list[tuple[str, i
     lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
     groups: dict[int, dict[str, int]] = {}
     for m, b in basins.items():
+        if int(b) < 0:  # no basin: a model without relatives (the within-family camps)
+            continue
         fam = str(lineage.get(m, "?"))
         groups.setdefault(int(b), {}).setdefault(fam, 0)
         groups[int(b)][fam] += 1
@@ -201,6 +205,8 @@ class SectionDrawer:
             return {}
         settings = result.settings or {}
         todo = [r for r in result.fingerprints if not r.error]
+        if len(todo) < 2:  # one section: drawn here, not after a second process starts
+            return {}
         for r in todo[: round(share * len(todo))]:
             self(r, settings)
         return dict(self._futures)

@@ -111,6 +111,35 @@ def test_a_data_order_shared_across_families_is_lineage_not_a_camp():
     assert adjusted_mutual_info_score(plant, found.candidate_basins) >= 0.7
 
 
+def test_within_family_camps_of_a_sampled_population_extend_to_everyone(monkeypatch):
+    """Above MAX_MODELS the tests run on whole families; models outside the sample join the camp
+    nearest in residual space (their family's mean taken out), not in raw coordinates where the
+    family effects would decide it (a review found 67% right that way)."""
+    monkeypatch.setattr(lf, "MAX_MODELS", 120)
+    r = np.random.default_rng(0)
+    fam = np.repeat(np.arange(80), 4)
+    side = np.tile([0, 1, 0, 1], 80)
+    x = 0.3 * r.standard_normal((320, 4)) + 2.0 * r.standard_normal((80, 4))[fam]
+    x[:, 0] += 2.0 * side
+    res = lf.label_free(x, fam, n_null=39, random_state=0)
+    assert res.sampled == 120 and res.split_within
+    assert adjusted_mutual_info_score(side, res.split_basins) >= 0.95
+
+
+def test_parent_chains_of_one_model_do_not_take_the_within_family_test_apart():
+    """Only parent-chain roots with two or more members are taken out: a zoo where a few models have
+    children (most roots are one model) keeps the test's power (a review: p 0.01 -> 0.29 before)."""
+    r = np.random.default_rng(1)
+    fam = np.repeat(np.arange(8), 6)
+    side = np.tile(np.arange(6) % 2, 8)
+    x = 0.5 * r.standard_normal((48, 5)) + r.standard_normal((8, 5))[fam]
+    x[:, 0] += 3.0 * side
+    roots = np.array([f"m{i}" for i in range(48)], dtype=object)
+    roots[1], roots[7] = "m0", "m6"  # two spawned children; 46 roots of one model
+    (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0, nested=roots)])
+    assert res.verdict == "crosses lineage" and res.split_within, (res.verdict, res.p_split)
+
+
 def test_the_within_family_test_leaves_models_without_relatives_out():
     """Singletons have no residual: their candidate basin is -1; the others still split by the plant."""
     x, fam, side = _crossing_split(0, 2.0)
