@@ -270,6 +270,8 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     none = np.full(len(x), -1)
     _, fam = np.unique(codes[rows], return_inverse=True)
     n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
+    if n_f < MIN_FAMILIES:  # too few families with relatives (none at all: every model its own family)
+        return None, None, none
     blocks = [np.eye(n_f)[fam]]
     for col in strata:  # a column per level shared by several families (a missing value is no level)
         vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)[rows]], dtype=object)
