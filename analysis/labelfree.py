@@ -152,9 +152,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         res = label_free(x[rows], fam[rows], n_null, random_state, k_max,
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows])
-        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_basins", "split_families")}
-        if res.split_within:  # camps of the within-family residuals: extended in residual space
-            spread["split_basins"] = _extend(_family_centred(x, fam), rows, res.split_basins, _family_sizes(fam) >= 2)
+        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+        spread["split_basins"] = (  # camps of the within-family residuals: extended in residual space
+            _extend(_family_centred(x, fam), rows, res.split_basins, _family_sizes(fam) >= 2) if res.split_within
+            else _extend(x, rows, res.split_basins))
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)
@@ -218,14 +219,13 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
         cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
                       + rng.standard_normal((b, n, dims)) @ root_w.T, min_size=min_side)[0]
-        for b in [NULL_CHUNK] * (n_split // NULL_CHUNK) + [n_split % NULL_CHUNK] if b])
+        for b in _chunks(n_split)])
     ci_c = float(ci_arr[0])
     p_split = float((1 + (null_b <= ci_c).sum()) / (n_split + 1))
     split = full_split[0]
     # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
     multi_fams = np.flatnonzero(counts >= 2)
-    cut = [len(np.unique(split[codes == f])) > 1 for f in multi_fams]
-    split_rate = float(np.mean(cut)) if cut else 0.0
+    split_rate = _cut_rate(split, codes, multi_fams)
     split_basins = split
     majority = np.array([int(round(split[codes == f].mean())) for f in range(n_fam)])
 
@@ -235,8 +235,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested)
     split_within = False
     if p_w is not None:
-        w_cut = [len(np.unique(w_split[(codes == f) & (w_split >= 0)])) > 1 for f in multi_fams]
-        w_rate = float(np.mean(w_cut)) if w_cut else 0.0
+        w_rate = _cut_rate(w_split, codes, multi_fams)
         if p_w < p_split and w_rate >= CROSS_SPLIT_RATE:
             p_split, split_rate, split_basins, split_within = min(1.0, 2 * p_w), w_rate, w_split, True
         else:
@@ -288,7 +287,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     basis = u[:, sv > sv.max() * max(design.shape) * np.finfo(float).eps]  # [m, rank] orthonormal
     rank = basis.shape[1]
     k = min(MAX_DIMS, x.shape[1], m - rank)
-    if n_f < MIN_FAMILIES or k < 1:
+    if k < 1:
         return None, None, none
 
     def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit (its projection)
@@ -302,11 +301,22 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     j = int(ci.argmin())
     sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
     null = np.concatenate([axis_index(residual(rng.standard_normal((b, m, k)) * sd), min_side)[0].min(-1)
-                           for b in [NULL_CHUNK] * (n_null // NULL_CHUNK) + [n_null % NULL_CHUNK] if b])
+                           for b in _chunks(n_null)])
     p = float((1 + (null <= ci[j]).sum()) / (n_null + 1))
     out = none.copy()
     out[rows] = split[j]
     return float(ci[j]), p, out
+
+
+def _chunks(n: int) -> list[int]:
+    """Null replicates simulated :data:`NULL_CHUNK` at a time: the chunks' sizes, summing to ``n``."""
+    return [NULL_CHUNK] * (n // NULL_CHUNK) + ([n % NULL_CHUNK] if n % NULL_CHUNK else [])
+
+
+def _cut_rate(split: np.ndarray, codes: np.ndarray, families: np.ndarray) -> float:
+    """The share of ``families`` whose members ``split [n]`` puts on both sides (``-1``, no side, ignored)."""
+    cut = [len(np.unique(split[(codes == f) & (split >= 0)])) > 1 for f in families]
+    return float(np.mean(cut)) if cut else 0.0
 
 
 def _level(v) -> str | None:
