@@ -173,17 +173,18 @@ class SectionDrawer:
 
     Active when there are at least two workers (:func:`analysis.parallel.jobs`) and the population
     is below :data:`analysis.parallel.MIN_ROWS` models x fingerprints (above, the analysis has the
-    pool); otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
+    pool) and, when ``sections`` (the number of sections to draw) is known, there are at least two;
+    otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
     a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
     ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`."""
 
     def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
-                 distances: Callable[[FingerprintResult], np.ndarray | None] | None = None):
+                 distances: Callable[[FingerprintResult], np.ndarray | None] | None = None, sections: int | None = None):
         self.formats = tuple(formats)
         self._distances = distances or (lambda _r: None)
         self._futures: dict[str, Any] = {}
         self._pool = None
-        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS:
+        if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS and (sections is None or sections >= 2):
             try:
                 self._pool = parallel.background_pool(["analysis.report"])
             except (OSError, ValueError):  # no second process here: page() draws everything
@@ -200,13 +201,12 @@ class SectionDrawer:
         fingerprints' sections go to the drawing process now, and are returned as futures for
         :func:`~analysis.report.page`'s ``drawn``, which draws the rest here meanwhile and then
         completes them with the verdicts' parts (this process also draws the families' trees,
-        hence less than half here). Nothing when inactive."""
+        hence less than half here). Nothing when inactive (built with ``sections``, a single section
+        never starts the second process)."""
         if self._pool is None:
             return {}
         settings = result.settings or {}
         todo = [r for r in result.fingerprints if not r.error]
-        if len(todo) < 2:  # one section: drawn here, not after a second process starts
-            return {}
         for r in todo[: round(share * len(todo))]:
             self(r, settings)
         return dict(self._futures)

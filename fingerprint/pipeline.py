@@ -336,15 +336,15 @@ def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     when current, else a new one) and, for a new one, the fingerprints' sections drawn in a second
     process while it ran (:class:`analysis.report.SectionDrawer`), for :func:`write_report`'s
     ``drawn`` inside the block (the drawing process ends with it)."""
-    result = stored_analysis(zoo, inputs, opts)
+    stored = stored_analysis(zoo, inputs, opts)
     rows = sum(len(f.model_ids) for f in inputs)
-    if result is not None:  # its sections shared between a second process and this one
-        with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
-            yield result, drawer.draw_ahead(result)
-        return
-    with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r)) as drawer:
-        result = analyze(zoo, inputs, opts, progress, on_result=drawer)
-        yield result, drawer.views()
+    sections = None if stored is None else sum(not r.error for r in stored.fingerprints)
+    with SectionDrawer(rows, distances=lambda r: distance_matrix(inputs, r), sections=sections) as drawer:
+        if stored is not None:  # its sections shared between a second process and this one
+            yield stored, drawer.draw_ahead(stored)
+        else:
+            result = analyze(zoo, inputs, opts, progress, on_result=drawer)
+            yield result, drawer.views()
 
 
 def selections(zoo: Zoo) -> list[dict]:

@@ -126,6 +126,10 @@ def test_section_drawer_only_with_two_workers_below_the_pool(monkeypatch):
         assert small.active
     with SectionDrawer(parallel.MIN_ROWS) as large:  # the analysis has the pool
         assert not large.active
+    with SectionDrawer(100, sections=2) as two:  # a stored analysis of two sections: shared
+        assert two.active
+    with SectionDrawer(100, sections=1) as single:  # one section: drawn here, no second process started
+        assert not single.active
     monkeypatch.setenv(parallel.ENV, "1")
     with SectionDrawer(100) as one:
         assert not one.active
