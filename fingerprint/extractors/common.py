@@ -43,8 +43,8 @@ def probes(models: Any, probe_set: str, n_probes: int) -> torch.Tensor:
     names = models.task.probe_names()
     if probe_set not in names:
         if not names:  # an imported zoo given no probe sets
-            raise UserError(f"probe set '{probe_set}' is needed, but this imported zoo has no probe sets: "
-                            "re-import it with `--probes MODULE:FUNCTION` or a file of named inputs (`Zoo.from_modules(probes=...)` in Python)")
+            raise UserError(f"probe set '{probe_set}' is needed, but this imported zoo has no probe sets (no probes.h5 in "
+                            "the zoo): re-import it with `--probes MODULE:FUNCTION` or a file of named inputs (`Zoo.from_modules(probes=...)` in Python)")
         raise UserError(f"unknown probe set '{probe_set}' for task '{models.task.name}' (valid: {', '.join(names)})")
     x = models.task.probes(probe_set)
     return x[:n_probes] if n_probes > 0 else x

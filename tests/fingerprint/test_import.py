@@ -193,7 +193,7 @@ def test_import_cli_and_errors(user_models):
     assert res.returncode == 0, res.stderr
     assert run("import", "ckpts", "--arch", "userarch:make", "--out", "bare").returncode == 0  # no --probes
     res = run("extract", "bare", "--fp", "ood-outputs", "--arch", "userarch:make")
-    assert res.returncode == 1 and "has no probe sets" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
+    assert res.returncode == 1 and "has no probe sets (no probes.h5" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
 
 
 def test_zoo_from_modules_in_three_lines():
