@@ -69,9 +69,20 @@ SENTENCES = {
                        "a difference the seed does not decide (candidate deep difference).",
     "groups lineages": "Whole init families fall into separate groups, more clearly than one Gaussian cloud would: "
                        "candidate seed-decided basins (a deep difference, or a strong seed effect: check the groups).",
-    "lineage only": "Families are identifiable but form one cloud: this fingerprint tracks initialization noise.",
+    "lineage only": "Families are identifiable but form one cloud: this fingerprint tracks what the init seed decides, "
+                    "initialization noise unless a difference the seed decides is too weak or too graded to group the "
+                    "families (more families would tell).",
     "no structure": "No significant family or basin structure at this population size.",
     "insufficient": "Too few init families to decide.",
+}
+# every model its own init family: nothing tells a seed-decided difference from one the training decided,
+# and the lineage and within-family tests cannot run
+NO_RELATIVES = {
+    "groups lineages": "The models fall into separate groups, more clearly than one Gaussian cloud would: candidate "
+                       "basins. Every model is its own init family, so whether the seed or the training decided them "
+                       "cannot be told.",
+    "no structure": "No significant basin structure at this population size. Every model is its own init family, so "
+                    "whether families are identifiable, and whether camps cut across them, was not tested.",
 }
 
 
@@ -97,6 +108,7 @@ class LabelFreeResult:
     ci_within: float | None = None  # the lowest 1-D cluster index of the within-family residuals
     split_within: bool = False  # the split is the within-family residuals' (the stronger evidence, cutting families)
     split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
+    split_min_families: int | None = None  # init families on the smaller side of ``split_families``
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
     split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
@@ -245,7 +257,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
-        ci_within=ci_w, split_within=split_within,
+        ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority, minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
 
 
@@ -415,7 +427,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
         if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE:
             v, basins, key = "crosses lineage", r.split_basins, "split"
-        elif "split" in sig:
+        elif "split" in sig and (r.split_min_families is None or r.split_min_families >= 2):
             v, basins, key = "groups lineages", r.split_families, "split"
         elif "groups" in sig:
             v, basins, key = "groups lineages", r.group_basins, "groups"
@@ -424,7 +436,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
-        sentence = SENTENCES[v]
+        sentence = NO_RELATIVES.get(v, SENTENCES[v]) if r.n_families == r.n_models else SENTENCES[v]
         if v in ("lineage only", "no structure"):
             sentence = _with_unconfirmed(sentence, r, q, i, alpha)
         out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=sentence))
@@ -435,14 +447,19 @@ def _with_unconfirmed(sentence: str, r: LabelFreeResult, q: dict, i: int, alpha:
     """``sentence`` of a verdict without a deep difference, qualified when a deep test was significant
     before the correction across fingerprints but not after: the answer is then "cannot tell", not
     "one cloud"."""
-    hints = []
-    if r.p_split is not None and r.p_split <= alpha:
-        hints.append(f"two camps p {r.p_split:.3g} (q {q.get((i, 'split'), 1.0):.3g}), cutting {r.split_rate or 0:.0%} of the families")
+    hints, lone = [], ""
+    q_split = q.get((i, "split"), 1.0)
+    if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
+        lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
+                "quirk, not a basin (a group needs at least two families).")
+    elif r.p_split is not None and r.p_split <= alpha:
+        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), cutting {r.split_rate or 0:.0%} of the families")
     if r.p_groups is not None and r.p_groups <= alpha:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
     if not hints:
-        return sentence
+        return sentence + lone
     if sentence == SENTENCES["lineage only"]:
         sentence = "Families are identifiable."
-    return (f"{sentence} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the correction "
-            "across fingerprints but not after (more init families, or more null replicates with `--n-perm`, would tell).")
+    return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
+            "correction across fingerprints but not after (more init families, or more null replicates with "
+            "`--n-perm`, would tell).")

@@ -47,8 +47,9 @@ RESULT_VERSION = 1
 # 2 = the label-free groups test also looks along each principal direction of the centroids;
 # 3 = the calibrated lineage identification (stratified AUC, permutation p-value) is noise evidence;
 # 4 = ... except where the basins follow the label and not the families (clean basins);
-# 5 = the label-free split test also looks for camps within the families (their residuals), Bonferroni with the joint one.
-METHODS_VERSION = 5
+# 5 = the label-free split test also looks for camps within the families (their residuals), Bonferroni with the joint one;
+# 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk).
+METHODS_VERSION = 6
 VERDICTS = tuple(v.value for v in LABELLED)
 
 

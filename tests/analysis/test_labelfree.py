@@ -164,6 +164,39 @@ def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
     assert clean.sentence == lf.SENTENCES["lineage only"]
 
 
+def test_one_family_set_apart_is_a_quirk_not_a_group_of_lineages():
+    """A split whose sides are one init family and the rest (an outside audit's attention null: one
+    family answered differently off-distribution) is not ``groups lineages``: a group needs two
+    families, as in the centroid groups test. The sentence names what the split found."""
+    r = np.random.default_rng(0)
+    fam = np.repeat(np.arange(6), 4)
+    x = r.standard_normal((6, 5))[fam] * 0.7 + r.standard_normal((24, 5)) * 0.5
+    x[fam == 3, 0] += 20.0  # family 3 alone, far away
+    (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
+    assert res.split_min_families == 1 and res.p_split <= 0.01
+    assert res.verdict == "lineage only" and res.candidate_basins is None
+    assert "set one init family apart from the others" in res.sentence
+    two = x.copy()
+    two[fam == 4, 0] += 20.0  # two families together: a group of lineages
+    (res2,) = lf.decide([lf.label_free(two, fam, n_null=199, random_state=0)])
+    assert res2.split_min_families == 2 and res2.verdict == "groups lineages"
+
+
+def test_without_relatives_the_sentences_say_what_was_not_tested():
+    """Every model its own init family: no lineage or within-family test, and a split of the models
+    cannot be called seed-decided."""
+    r = np.random.default_rng(1)
+    null = r.standard_normal((24, 5))
+    planted = null.copy()
+    planted[::2, 0] += 6.0
+    a, b = lf.decide([lf.label_free(null, np.arange(24), random_state=0),
+                      lf.label_free(planted, np.arange(24), random_state=0)])
+    assert a.p_lineage is None and a.verdict == "no structure"
+    assert a.sentence.startswith(lf.NO_RELATIVES["no structure"]) and "was not tested" in a.sentence
+    assert b.verdict == "groups lineages" and "cannot be told" in b.sentence
+    assert adjusted_mutual_info_score(np.arange(24) % 2, b.candidate_basins) == 1.0
+
+
 def test_a_fingerprint_on_which_every_model_is_identical_has_no_structure():
     for x in (np.zeros((24, 0)), np.ones((24, 3))):
         (r,) = lf.decide([lf.label_free(x, np.repeat(np.arange(12), 2))])
