@@ -456,10 +456,10 @@ def _with_unconfirmed(sentence: str, r: LabelFreeResult, q: dict, i: int, alpha:
         hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), cutting {r.split_rate or 0:.0%} of the families")
     if r.p_groups is not None and r.p_groups <= alpha:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
+    if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "one cloud"
+        sentence = "Families are identifiable."
     if not hints:
         return sentence + lone
-    if sentence == SENTENCES["lineage only"]:
-        sentence = "Families are identifiable."
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
             "correction across fingerprints but not after (more init families, or more null replicates with "
             "`--n-perm`, would tell).")
