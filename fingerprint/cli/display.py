@@ -182,8 +182,9 @@ def print_scorecard(result: AnalysisResult) -> None:
     console.print(t)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
-                  "crosses / groups = candidate deep basins that cross or group init families, lineage = initialization "
-                  "noise only, none = no structure; (priv.) = on a probe set built from the ground truth, an upper bound "
+                  "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
+                  "identifiable but not grouped (initialization noise, or a seed-decided difference too weak to group "
+                  "them), none = no structure; (priv.) = on a probe set built from the ground truth, an upper bound "
                   "(docs/scorecard.md)", style="dim")
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
