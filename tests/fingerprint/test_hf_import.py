@@ -218,3 +218,28 @@ def test_bad_inputs_are_one_line_errors(gpt2_pop, tmp_path, capsys, monkeypatch)
     code, _, err = cli(capsys, "import", models, "--hf", "--out", tmp_path / "zoo")
     assert code == 2 and "pip install -e '.[hf]'" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "zoo").exists()
+
+
+def test_recombined_prompts_of_several_lengths_are_read_as_the_models_read_real_prompts(gpt2_pop, gpt2_zoo):
+    """recombined-outputs on an HF zoo whose prompts have 3 to 9 words: every recombined prompt is a
+    valid left-padded prompt, so its outputs are the model's own on the prompt's real tokens alone."""
+    from transformers import AutoModelForCausalLM
+
+    from fingerprint.extractors.behavioural import recombined_batch
+
+    root, _ = gpt2_pop
+    zoo = fingerprint.Zoo.open(gpt2_zoo)
+    pad = zoo.family_spec["pad_id"]
+    ref = fingerprint.population.task_for(zoo).probes("in_dist")
+    assert len(set((ref != pad).sum(1).tolist())) > 2  # prompts of several lengths
+    x = recombined_batch(ref, 24, "coord", 0, pad)
+    real = (x != pad).long().cummax(1).values.bool()
+    assert not ((x == pad) & real).any()
+    (r,) = extract(zoo, ["recombined-outputs:n_probes=24,transform=logits"])
+    assert r.error is None
+    got = torch.as_tensor(np.asarray(r.values)).reshape(len(zoo.model_ids), 24, -1)
+    for k in (0, 3):
+        m = AutoModelForCausalLM.from_pretrained(str(root / "models" / zoo.model_ids[k]), attn_implementation="eager").eval()
+        with torch.no_grad():
+            want = torch.stack([m(input_ids=row[keep][None]).logits[0, -1] for row, keep in zip(x, real)])
+        assert torch.allclose(got[k], want, atol=1e-4, rtol=1e-4)
