@@ -122,6 +122,8 @@ def report_results(results: list) -> int:
             print_error(str(r.error))
         else:
             extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
+            if isinstance(r.meta.get("layer"), str) and r.meta["layer"]:  # cka's layer: its default depends on the zoo
+                extra += f" layer '{esc(r.meta['layer'])}'"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
     return failures
