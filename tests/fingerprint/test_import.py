@@ -331,7 +331,7 @@ SEQ_ARCH = textwrap.dedent('''
 
 @pytest.fixture
 def seq_models(tmp_path, monkeypatch):
-    """Four GRU models (not an nn.Sequential; a submodule whose output is a tuple) saved as .pt."""
+    """Eight GRU models (not an nn.Sequential; a submodule whose output is a tuple) saved as .pt."""
     (tmp_path / "seqarch.py").write_text(SEQ_ARCH)
     monkeypatch.syspath_prepend(str(tmp_path))
     import importlib
@@ -340,7 +340,7 @@ def seq_models(tmp_path, monkeypatch):
 
     importlib.reload(seqarch)
     (tmp_path / "ckpts").mkdir()
-    for i in range(4):
+    for i in range(8):
         torch.manual_seed(i)
         torch.save(seqarch.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
     return tmp_path
@@ -385,3 +385,28 @@ def test_extract_says_which_defaults_it_leaves_out_and_which_layer_cka_compares(
     from fingerprint.pipeline import skipped_defaults
 
     assert skipped_defaults(Zoo.open(seq_models / "bare"))["cka"].endswith("--fp cka:layer=NAME")
+
+
+def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_report_says_how_to_name_some(seq_models):
+    """An import without seeds, no weight test (no permutation groups): `lineage` finds families from a
+    fingerprint but does not store them, and says so; the next `cluster` says, in the terminal, why every
+    label-free verdict is 'too few' and how to name init families."""
+    run = lambda *a: run_cli(*a, cwd=seq_models, env={"COLUMNS": "400"})  # noqa: E731
+    assert run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--out", "zoo").returncode == 0
+    res = run("lineage", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--json", "lin.json")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "`report` and `cluster` need init families, else every label-free verdict is 'too few'" in out, res.stdout
+    assert "--lineage COLUMN" in out
+    found = json.loads((seq_models / "lin.json").read_text())["by_evidence"]["probe-outputs"]["n_families"]
+    if found:  # families among 8 random inits: the empirical null's false positives, or none
+        assert f"not stored: the {found} families of two or more models found from 'probe-outputs'" in out
+        assert "--json wrote them to lin.json ('families')" in out
+    else:
+        assert "no two models were found related from 'probe-outputs'" in out
+    assert not (seq_models / "zoo" / "results" / "lineage.json").exists()
+    res = run("cluster", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--n-boot", "5", "--n-perm", "20")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "lineage: every label-free verdict is 'too few': insufficient" in out, res.stdout
+    assert "`--lineage COLUMN` names the model column" in out
