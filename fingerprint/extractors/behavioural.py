@@ -142,7 +142,7 @@ def profile_summary(v: torch.Tensor, bins: int, scale: str) -> torch.Tensor:
     return distribution_summary(v, bins).flatten(1)
 
 
-@extractor("output-profile", kind="behavioural", bounds={"n_probes": (0, None), "bins": (1, None)})
+@extractor("output-profile", kind="behavioural", version="2", bounds={"n_probes": (0, None), "bins": (1, None)})
 def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
                    stats: list = ["logprob", "margin", "entropy"],  # noqa: B006 - a plain, hashable default
                    bins: int = 9, scale: str = "none"):
@@ -151,8 +151,9 @@ def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
     mean-logit ``shift``), each as mean, std and ``bins`` quantiles: ``[n, len(stats) * (bins + 2)]``.
 
     Any classifier or token model (per-position outputs: every position of every probe is one
-    input). Invariant to permuting the probe inputs (so, on ``modadd``, to which Fourier
-    frequencies a model uses: a relabelling of the tokens), and needs no label.
+    input; an HF zoo's left padding is none). Invariant to permuting the probe inputs (so, on
+    ``modadd``, to which Fourier frequencies a model uses: a relabelling of the tokens), and needs
+    no label.
     """
     if not isinstance(stats, list) or not stats:
         raise UserError(f"parameter 'stats' of extractor 'output-profile' must be a non-empty list of statistics "
@@ -167,6 +168,9 @@ def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
     if out.shape[-1] < 2:
         raise UserError(f"output-profile needs class outputs (at least 2), but task '{models.task.name}' has "
                         f"{out.shape[-1]} output: use probe-outputs for regression models")
+    pad = getattr(models.family, "pad_id", None)
+    if out.dim() == 4 and pad is not None and x.dim() == 2:  # HF zoos, --readout all: padding is no input
+        out = out[:, (x != pad).long().cummax(-1).values.bool()]  # [n, real positions, C]
     out = out.reshape(out.shape[0], -1, out.shape[-1])  # [n, P(*T), C]: every readout position an input
     if out.shape[1] < 2:
         raise UserError(f"output-profile needs at least 2 probe inputs, probe set '{probe_set}' gives {out.shape[1]}")

@@ -243,3 +243,23 @@ def test_recombined_prompts_of_several_lengths_are_read_as_the_models_read_real_
         with torch.no_grad():
             want = torch.stack([m(input_ids=row[keep][None]).logits[0, -1] for row, keep in zip(x, real)])
         assert torch.allclose(got[k], want, atol=1e-4, rtol=1e-4)
+
+
+def test_output_profile_of_every_position_leaves_padding_out(gpt2_pop, tmp_path):
+    """--readout all: padded positions are no inputs, so more left padding (a longer prompt in another
+    probe set) leaves the in_dist profile as it was."""
+    from fingerprint.hf_import import import_hf
+
+    root, _ = gpt2_pop
+    (tmp_path / "long.txt").write_text(" ".join(H.WORDS[:20]) + "\n")
+    import_hf(root / "models", tmp_path / "short", [str(root / "prompts.txt")], readout="all")
+    import_hf(root / "models", tmp_path / "long", [str(root / "prompts.txt"), f"long={tmp_path / 'long.txt'}"], readout="all")
+    rows = []
+    for name in ("short", "long"):
+        zoo = fingerprint.Zoo.open(tmp_path / name)
+        rows.append(zoo.family_spec["input_shape"][0])
+        (r,) = extract(zoo, ["output-profile"])
+        assert r.error is None
+        rows.append(np.asarray(r.values, dtype=np.float64))
+    assert rows[2] > rows[0]  # the long prompt pads in_dist further
+    assert np.allclose(rows[1], rows[3], atol=1e-4)
