@@ -192,7 +192,7 @@ def tokenize(tok: Any, sets: dict[str, list[str]], pad: int, max_len: int | None
 def rare_tokens(tok: Any, vocab: int, n: int) -> list[int]:
     """Generic rare tokens: embedding rows beyond the tokenizer (never produced, so never trained),
     then the tokenizer's highest ordinary ids (a BPE vocabulary's last merges, its rarest tokens)."""
-    special = set(getattr(tok, "all_special_ids", []) or [])
+    special = set(getattr(tok, "all_special_ids", []) or []) | {pad_id_of(tok)}  # a row of pads would read as padding
     beyond = list(range(len(tok), vocab))
     ordinary = [i for i in range(min(len(tok), vocab) - 1, -1, -1) if i not in special]
     return (beyond + ordinary)[:n]

@@ -21,6 +21,7 @@ from torch import nn
 from fingerprint.usercode import resolve
 from training.core import store as zoo_io
 from training.core.errors import PluginError, UserError
+from training.families.module import not_a_tensor
 
 
 def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -212,14 +213,24 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
     if not probes:
         return -1
     n_out = -1
-    for name, x in probes.items():  # every set: they share a shape, not necessarily a dtype
-        try:
-            with torch.no_grad():
-                out = template.eval()(x[:2])
-            n_out = int(out.shape[-1])
-        except Exception as e:  # noqa: BLE001
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+    seen: dict[str, object] = {}
+    hooks = [names[l].register_forward_hook(lambda _m, _i, o, l=l: seen.__setitem__(l, o)) for l in layers]
+    try:
+        for name, x in probes.items():  # every set: they share a shape, not necessarily a dtype
+            try:
+                with torch.no_grad():
+                    out = template.eval()(x[:2])
+                n_out = int(out.shape[-1])
+            except Exception as e:  # noqa: BLE001
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    for l in layers:  # an activation is one tensor: a GRU's (output, h) is refused here, not at extraction
+        bad = not_a_tensor(l, seen[l]) if l in seen else None
+        if bad:
+            raise UserError(bad)
     return n_out
 
 

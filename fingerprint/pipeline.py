@@ -63,17 +63,33 @@ DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "a
 def default_fingerprints(zoo: Zoo) -> list[str]:
     """The standard set that applies to ``zoo``: :data:`DEFAULT_FINGERPRINTS`, less what an imported
     architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
-    layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks.
+    layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks
+    (:func:`skipped_defaults` says why each is left out).
     ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
+    skip = skipped_defaults(zoo)
+    return [f for f in DEFAULT_FINGERPRINTS if f not in skip]
+
+
+def skipped_defaults(zoo: Zoo) -> dict[str, str]:
+    """``{extractor: why}`` for each of :data:`DEFAULT_FINGERPRINTS` that does not apply to ``zoo``
+    (none for a built-in zoo), in that order."""
     arch = zoo.family_spec.get("arch")
     if arch not in ("module", "hf"):
-        return list(DEFAULT_FINGERPRINTS)
+        return {}
     sets = set(task_for(zoo).probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist"}
-    skip = (set() if family_for(zoo).hidden_permutable() else {"aligned-weights"}) | \
-        (set() if zoo.family_spec.get("layers") or arch == "hf" else {"cka"})
-    return [f for f in DEFAULT_FINGERPRINTS if f not in skip and (f not in needs or needs[f] in sets)]
+    why: dict[str, str] = {}
+    for f in DEFAULT_FINGERPRINTS:
+        if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
+            why[f] = ("no hidden-unit permutation groups (an HF zoo declares none)" if arch == "hf" else
+                      "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers, "
+                      "else declared by a hidden_permutable() method of the module")
+        elif f == "cka" and arch == "module" and not zoo.family_spec.get("layers"):
+            why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
+        elif f in needs and needs[f] not in sets:
+            why[f] = f"no probe set '{needs[f]}'"
+    return why
 
 
 # -- configuration ---------------------------------------------------------------------------------

@@ -45,13 +45,14 @@ class SearchResult:
     summary: dict[str, Any]
 
 
-def candidates(x: torch.Tensor, n: int, seed: int = 0, vocab: int | None = None) -> torch.Tensor:
-    """``n`` candidate inputs generated from probes ``x`` ``[P, *input_shape]`` (seeded)."""
+def candidates(x: torch.Tensor, n: int, seed: int = 0, vocab: int | None = None, pad_id: int | None = None) -> torch.Tensor:
+    """``n`` candidate inputs generated from probes ``x`` ``[P, *input_shape]`` (seeded); token prompts
+    left-padded with ``pad_id`` (HF zoos) stay valid prompts."""
     P = len(x)
     if P < 2:
         raise UserError(f"the probe search needs a starting probe set of >= 2 inputs, got {P}")
     if not x.is_floating_point():  # tokens: each position from one of two probes, as recombined-outputs makes them
-        return recombined_batch(x, n, "coord", seed)
+        return recombined_batch(x, n, "coord", seed, pad_id)
     g = generator(seed)
     i, j = torch.randint(0, P, (n,), generator=g), torch.randint(0, P, (n,), generator=g)
     x = x.float()
@@ -86,7 +87,7 @@ def search(zoo: Zoo, probe_set: str = "ood", lineage: str = "init_seed", n_candi
     batch = ModelBatch.from_zoo(zoo, ids, None, device)
     x0 = probes(batch, probe_set, 0)  # an unknown set: one line listing the valid ones
     vocab = getattr(batch.family, "vocab", None)
-    cand = candidates(x0, n_candidates, seed, vocab)
+    cand = candidates(x0, n_candidates, seed, vocab, getattr(batch.family, "pad_id", None))
     out = transform_outputs(batch.forward(cand), transform).numpy()  # [n_models, n_candidates, n_out]
     families = [str(v) for v in np.asarray(zoo.models[lineage])[zoo.index(ids)]]
     fit = cross_fit(out, families, keep=keep, alpha=alpha, seed=seed)

@@ -122,6 +122,8 @@ def report_results(results: list) -> int:
             print_error(str(r.error))
         else:
             extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
+            if isinstance(r.meta.get("layer"), str) and r.meta["layer"]:  # cka's layer: its default depends on the zoo
+                extra += f" layer '{esc(r.meta['layer'])}'"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
     return failures
@@ -180,6 +182,9 @@ def print_scorecard(result: AnalysisResult) -> None:
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), _verdict(r.label_free_verdict) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
+    hint = insufficient_hint(result)
+    if hint:
+        console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
@@ -201,6 +206,16 @@ def print_scorecard(result: AnalysisResult) -> None:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
                       "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
     console.print(f"[bold]headline:[/] {esc(headline_sentence(h))}", highlight=False)
+
+
+def insufficient_hint(result: AnalysisResult) -> str | None:
+    """One line when every fingerprint's label-free verdict is ``insufficient`` (``too few``): why,
+    and how to name init families (the sentences summary.json and the report hold), else ``None``."""
+    free = [f.label_free or {} for f in result.fingerprints if not getattr(f, "error", None)]
+    if not free or any(verdicts.style(d.get("verdict")) is not verdicts.TABLE[verdicts.Verdict.INSUFFICIENT] for d in free):
+        return None
+    why = list(dict.fromkeys(str(d.get("sentence") or d.get("verdict")) for d in free))
+    return f"lineage: every label-free verdict is 'too few': {'; '.join(why)}"
 
 
 def _with_ci(name: str, value: float | None, ci: Any) -> str:

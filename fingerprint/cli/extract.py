@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app
+from fingerprint.cli import app, console, esc
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress
 from training.core.errors import UserError
@@ -42,6 +42,11 @@ def extract(
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
     check_device(device)
     runner = get_runner(executor, address)
+    if not fp:
+        skipped = pipeline.skipped_defaults(zoo)
+        if skipped:  # the standard set, less what this import cannot give: say so, once
+            console.print("default set without " + "; ".join(f"{esc(n)} ({esc(w)})" for n, w in skipped.items()),
+                          highlight=False, soft_wrap=True)
     with RichProgress() as progress:
         results = pipeline.compute(zoo, list(fp or pipeline.default_fingerprints(zoo)), step, force, label, chunk_size,
                                    runner, device, progress)

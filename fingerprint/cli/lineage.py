@@ -61,6 +61,23 @@ def lineage_cmd(
         console.print(f"stored the {len(r['families'])} recovered families in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
                       "init_seed is missing or the same for every model")
+    else:
+        console.print(not_stored(r, json_out), highlight=False, markup=False, soft_wrap=True)
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")
+
+
+def not_stored(r: dict, json_out: Optional[Path]) -> str:
+    """What to do with families recovered from a fingerprint (or the matched weights), which are not
+    stored: the next ``report`` has no init families, and says ``too few`` for every fingerprint."""
+    many = r["by_evidence"][r["evidence"]]["n_families"]
+    if not many:
+        return (f"no two models were found related from '{r['evidence']}': no families to use as the lineage. `report` and "
+                "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
+                "them with --lineage COLUMN (a column of your --metadata CSV, re-imported)")
+    where = f"--json wrote them to {json_out} ('families')" if json_out else "--json OUT writes them ('families')"
+    return (f"not stored: the {many} families of two or more models found from '{r['evidence']}' (only the weight test's, "
+            "'exact', are stored; testing fingerprints against families a fingerprint found would be circular). "
+            "`report` and `cluster` need init families, else every label-free verdict is 'too few': "
+            f"{where}; to use them anyway, put them in a column of your --metadata CSV, re-import, and pass --lineage COLUMN")

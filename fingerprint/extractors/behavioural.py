@@ -49,11 +49,18 @@ def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: 
 RECOMBINE_MODES = ("coord", "block")
 
 
-def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int) -> torch.Tensor:
+def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int, pad_id: int | None = None) -> torch.Tensor:
     """``n_probes`` inputs ``[n_probes, ...]``, each made of two random reference inputs: every input
     coordinate (a pixel, a token position) from one or the other, independently at random (``coord``),
     or the coordinates before a random cut of the flattened input from one and the rest from the other
-    (``block``)."""
+    (``block``).
+
+    Left-padded token prompts (``pad_id``, HF zoos: the padding is each prompt's leading run of
+    ``pad_id``) are recombined on their real tokens only, position by position counted from each
+    prompt's first token (as the models count positions): a position only the longer prompt reaches
+    takes its token, and the result, as long as the longer prompt, is left-padded again. So every
+    recombined prompt is a valid prompt (no padding inside it), and prompts of one length recombine
+    exactly as without ``pad_id``."""
     if mode not in RECOMBINE_MODES:
         raise UserError(f"unknown recombination mode '{mode}' (valid: {', '.join(RECOMBINE_MODES)})")
     if len(ref) < 2:
@@ -66,18 +73,42 @@ def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int) -> 
     else:
         cut = torch.randint(1, max(d, 2), (n_probes,), generator=g)
         mask = torch.arange(d)[None] < cut[:, None]
+    if pad_id is not None and ref.dim() == 2 and not ref.is_floating_point():
+        return recombine_left_padded(ref, i, j, mask, pad_id)
     return torch.where(mask.reshape(n_probes, *ref.shape[1:]), ref[i], ref[j])
 
 
-@extractor("recombined-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
+def recombine_left_padded(ref: torch.Tensor, i: torch.Tensor, j: torch.Tensor, mask: torch.Tensor,
+                          pad_id: int) -> torch.Tensor:
+    """Prompts ``ref [P, T]`` left-padded with ``pad_id`` recombined pairwise (``i``, ``j`` ``[n]``,
+    ``mask [n, T]``: take ``i``'s token) on start-aligned real tokens; left-padded ``[n, T]``."""
+    T = ref.shape[1]
+    length = (ref != pad_id).long().cummax(-1).values.sum(-1)  # [P] real tokens (after the leading pads)
+    t = torch.arange(T)
+    # start-aligned: position t of a prompt is its t-th real token (pad beyond its length)
+    src = (T - length[:, None] + t[None]).clamp_max(T - 1)
+    start = torch.where(t[None] < length[:, None], ref.gather(1, src), torch.full_like(ref, pad_id))
+    li, lj = length[i][:, None], length[j][:, None]
+    n = torch.maximum(li, lj)  # [n, 1] the recombined prompt's length
+    has_i, has_j = t[None] < li, t[None] < lj
+    mask = mask.gather(1, (T - n + t[None]).clamp_max(T - 1))  # the mask's columns where the prompt will sit
+    take_i = torch.where(has_i & has_j, mask, has_i)  # a position one prompt lacks comes from the other
+    tok = torch.where(take_i, start[i], start[j])
+    back = (t[None] - (T - n)).clamp_min(0)  # left-pad again: output position s holds token s - (T - n)
+    return torch.where(t[None] >= T - n, tok.gather(1, back), torch.full_like(tok, pad_id))
+
+
+@extractor("recombined-outputs", kind="behavioural", version="2", bounds={"n_probes": (1, None)})
 def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, mode: str = "coord",
                        transform: str = "prob", seed: int = 0):
     """Outputs on cue-conflict inputs made by recombining pairs of reference (in-distribution) inputs:
     features that always agree in training disagree here, so the models' choice between them shows
     (the probe set needs no labels; ``docs/extractors.md``). Probabilities by default: the choice is
     a difference of which class wins, which log-probabilities dilute with confidence. Token models
-    with per-position outputs: the last position. ``[n_models, n_probes * n_out]``."""
-    x = recombined_batch(probes(models, reference, 0), n_probes, mode, seed)
+    with per-position outputs: the last position. Left-padded prompts (HF zoos) recombine on their
+    real tokens (:func:`recombined_batch`; version 1 mixed padding into them).
+    ``[n_models, n_probes * n_out]``."""
+    x = recombined_batch(probes(models, reference, 0), n_probes, mode, seed, getattr(models.family, "pad_id", None))
     out = models.forward(x)
     if out.dim() == 4:  # per-position outputs [n, P, T, V]: the next token after the whole input
         out = out[:, :, -1]
@@ -111,7 +142,7 @@ def profile_summary(v: torch.Tensor, bins: int, scale: str) -> torch.Tensor:
     return distribution_summary(v, bins).flatten(1)
 
 
-@extractor("output-profile", kind="behavioural", bounds={"n_probes": (0, None), "bins": (1, None)})
+@extractor("output-profile", kind="behavioural", version="2", bounds={"n_probes": (0, None), "bins": (1, None)})
 def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
                    stats: list = ["logprob", "margin", "entropy"],  # noqa: B006 - a plain, hashable default
                    bins: int = 9, scale: str = "none"):
@@ -120,8 +151,9 @@ def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
     mean-logit ``shift``), each as mean, std and ``bins`` quantiles: ``[n, len(stats) * (bins + 2)]``.
 
     Any classifier or token model (per-position outputs: every position of every probe is one
-    input). Invariant to permuting the probe inputs (so, on ``modadd``, to which Fourier
-    frequencies a model uses: a relabelling of the tokens), and needs no label.
+    input; an HF zoo's left padding is none). Invariant to permuting the probe inputs (so, on
+    ``modadd``, to which Fourier frequencies a model uses: a relabelling of the tokens), and needs
+    no label.
     """
     if not isinstance(stats, list) or not stats:
         raise UserError(f"parameter 'stats' of extractor 'output-profile' must be a non-empty list of statistics "
@@ -136,6 +168,9 @@ def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
     if out.shape[-1] < 2:
         raise UserError(f"output-profile needs class outputs (at least 2), but task '{models.task.name}' has "
                         f"{out.shape[-1]} output: use probe-outputs for regression models")
+    pad = getattr(models.family, "pad_id", None)
+    if out.dim() == 4 and pad is not None and x.dim() == 2:  # HF zoos, --readout all: padding is no input
+        out = out[:, (x != pad).long().cummax(-1).values.bool()]  # [n, real positions, C]
     out = out.reshape(out.shape[0], -1, out.shape[-1])  # [n, P(*T), C]: every readout position an input
     if out.shape[1] < 2:
         raise UserError(f"output-profile needs at least 2 probe inputs, probe set '{probe_set}' gives {out.shape[1]}")

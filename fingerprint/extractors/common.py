@@ -55,14 +55,15 @@ def generator(seed: int) -> torch.Generator:
 
 
 def default_layer(models: Any) -> str:
-    """The last hidden representation of a family (``layer{L-1}.post``, ``pool``, ``block{L-1}.resid_post``)."""
+    """The last hidden representation of a family (``layer{L-1}.post``, ``pool``, ``block{L-1}.resid_post``);
+    for an imported zoo that declares hook points (``--layers``), the last of them."""
+    if models.task.layers:  # declared by the user: before any name that merely looks like a last layer
+        return models.task.layers[-1]
     names = models.activation_names()
     for suffix in (".resid_post", ".post", "pool"):
         hits = [n for n in names if n.endswith(suffix)]
         if hits:
             return hits[-1]
-    if models.task.layers:  # the hook points an imported zoo declares
-        return models.task.layers[-1]
     if not names:
         raise UserError("this architecture exposes no named activations; pass layer=NAME")
     return names[-1]

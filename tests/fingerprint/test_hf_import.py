@@ -218,3 +218,48 @@ def test_bad_inputs_are_one_line_errors(gpt2_pop, tmp_path, capsys, monkeypatch)
     code, _, err = cli(capsys, "import", models, "--hf", "--out", tmp_path / "zoo")
     assert code == 2 and "pip install -e '.[hf]'" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "zoo").exists()
+
+
+def test_recombined_prompts_of_several_lengths_are_read_as_the_models_read_real_prompts(gpt2_pop, gpt2_zoo):
+    """recombined-outputs on an HF zoo whose prompts have 3 to 9 words: every recombined prompt is a
+    valid left-padded prompt, so its outputs are the model's own on the prompt's real tokens alone."""
+    from transformers import AutoModelForCausalLM
+
+    from fingerprint.extractors.behavioural import recombined_batch
+
+    root, _ = gpt2_pop
+    zoo = fingerprint.Zoo.open(gpt2_zoo)
+    pad = zoo.family_spec["pad_id"]
+    ref = fingerprint.population.task_for(zoo).probes("in_dist")
+    assert len(set((ref != pad).sum(1).tolist())) > 2  # prompts of several lengths
+    x = recombined_batch(ref, 24, "coord", 0, pad)
+    real = (x != pad).long().cummax(1).values.bool()
+    assert not ((x == pad) & real).any()
+    (r,) = extract(zoo, ["recombined-outputs:n_probes=24,transform=logits"])
+    assert r.error is None
+    got = torch.as_tensor(np.asarray(r.values)).reshape(len(zoo.model_ids), 24, -1)
+    for k in (0, 3):
+        m = AutoModelForCausalLM.from_pretrained(str(root / "models" / zoo.model_ids[k]), attn_implementation="eager").eval()
+        with torch.no_grad():
+            want = torch.stack([m(input_ids=row[keep][None]).logits[0, -1] for row, keep in zip(x, real)])
+        assert torch.allclose(got[k], want, atol=1e-4, rtol=1e-4)
+
+
+def test_output_profile_of_every_position_leaves_padding_out(gpt2_pop, tmp_path):
+    """--readout all: padded positions are no inputs, so more left padding (a longer prompt in another
+    probe set) leaves the in_dist profile as it was."""
+    from fingerprint.hf_import import import_hf
+
+    root, _ = gpt2_pop
+    (tmp_path / "long.txt").write_text(" ".join(H.WORDS[:20]) + "\n")
+    import_hf(root / "models", tmp_path / "short", [str(root / "prompts.txt")], readout="all")
+    import_hf(root / "models", tmp_path / "long", [str(root / "prompts.txt"), f"long={tmp_path / 'long.txt'}"], readout="all")
+    rows = []
+    for name in ("short", "long"):
+        zoo = fingerprint.Zoo.open(tmp_path / name)
+        rows.append(zoo.family_spec["input_shape"][0])
+        (r,) = extract(zoo, ["output-profile"])
+        assert r.error is None
+        rows.append(np.asarray(r.values, dtype=np.float64))
+    assert rows[2] > rows[0]  # the long prompt pads in_dist further
+    assert np.allclose(rows[1], rows[3], atol=1e-4)

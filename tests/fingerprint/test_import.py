@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -302,3 +303,110 @@ def test_imported_sequential_models_get_permutation_groups_and_aligned_weights(t
 
     assert ModuleFamily(factory=Declared, input_shape=(4,), n_out=3).hidden_permutable() == {
         "a": [("a.weight", 0), ("a.bias", 0), ("b.weight", 1)]}
+
+
+SEQ_ARCH = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class GRUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(6, 8)
+            self.gru = nn.GRU(8, 12, batch_first=True)  # returns (output, h): not one tensor
+            self.pool = nn.Identity()
+            self.head = nn.Linear(12, 3)
+
+        def forward(self, ids):
+            out, _ = self.gru(self.emb(ids))
+            return self.head(self.pool(out[:, -1]))
+
+    def make():
+        return GRUNet()
+
+    def probes():
+        return {"in_dist": torch.randint(0, 6, (16, 7), generator=torch.Generator().manual_seed(0))}
+''')
+
+
+@pytest.fixture
+def seq_models(tmp_path, monkeypatch):
+    """Eight GRU models (not an nn.Sequential; a submodule whose output is a tuple) saved as .pt."""
+    (tmp_path / "seqarch.py").write_text(SEQ_ARCH)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import seqarch
+
+    importlib.reload(seqarch)
+    (tmp_path / "ckpts").mkdir()
+    for i in range(8):
+        torch.manual_seed(i)
+        torch.save(seqarch.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
+    return tmp_path
+
+
+def test_a_layer_that_returns_a_tuple_is_a_one_line_error_at_import_and_at_extraction(seq_models):
+    tmp_path = seq_models
+    run = lambda *a: run_cli(*a, cwd=tmp_path)  # noqa: E731
+    res = run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--layers", "pool",
+              "--layers", "gru", "--out", "zoo")
+    assert res.returncode == 2 and not (tmp_path / "zoo").exists()
+    err = " ".join(res.stderr.split())
+    assert "layer 'gru' returns a tuple (tensor [2, 7, 12], tensor [1, 2, 12]), not a tensor" in err, res.stderr
+    assert "name a module whose output is a tensor" in err and len(res.stderr.strip().splitlines()) == 1
+    res = run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--layers", "pool", "--out", "zoo")
+    assert res.returncode == 0, res.stderr
+    zoo = Zoo.open(tmp_path / "zoo")
+    ok, gru, spectrum = extract(zoo, ["cka", "cka:layer=gru", "activation-spectrum"])  # the last: every named module
+    assert ok.error is None and ok.meta["layer"] == "pool"
+    for r in (gru, spectrum):
+        assert "layer 'gru' returns a tuple (tensor [16, 7, 12], tensor [1, 16, 12]), not a tensor" in r.error, r.error
+
+
+def test_extract_says_which_defaults_it_leaves_out_and_which_layer_cka_compares(seq_models):
+    run = lambda *a: run_cli(*a, cwd=seq_models)  # noqa: E731
+    # the declared layer is cka's default, before a module whose name looks like a last layer ('pool')
+    assert run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--layers", "emb",
+               "--out", "zoo").returncode == 0
+    res = run("extract", "zoo", "--arch", "seqarch:make")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    lines = [line for line in res.stdout.splitlines() if line.startswith("default set without")]
+    assert len(lines) == 1, res.stdout
+    assert "default set without ood-outputs (no probe set 'ood'); disagreement (no probe set 'ood'); aligned-weights " \
+           "(no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers" in out
+    assert "computed recombined-outputs" in out and "computed aligned-weights" not in out
+    assert re.search(r"computed cka .* layer 'emb'", out), res.stdout
+    # without --layers, cka is left out too, and the line says how to name a layer
+    assert run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--out", "bare").returncode == 0
+    res = run("extract", "bare", "--arch", "seqarch:make", "--fp", "weight-stats")
+    assert "default set without" not in res.stdout  # an explicit --fp list skips nothing
+    from fingerprint.pipeline import skipped_defaults
+
+    assert skipped_defaults(Zoo.open(seq_models / "bare"))["cka"].endswith("--fp cka:layer=NAME")
+
+
+def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_report_says_how_to_name_some(seq_models):
+    """An import without seeds, no weight test (no permutation groups): `lineage` finds families from a
+    fingerprint but does not store them, and says so; the next `cluster` says, in the terminal, why every
+    label-free verdict is 'too few' and how to name init families."""
+    run = lambda *a: run_cli(*a, cwd=seq_models, env={"COLUMNS": "400"})  # noqa: E731
+    assert run("import", "ckpts", "--arch", "seqarch:make", "--probes", "seqarch:probes", "--out", "zoo").returncode == 0
+    res = run("lineage", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--json", "lin.json")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "`report` and `cluster` need init families, else every label-free verdict is 'too few'" in out, res.stdout
+    assert "--lineage COLUMN" in out
+    found = json.loads((seq_models / "lin.json").read_text())["by_evidence"]["probe-outputs"]["n_families"]
+    if found:  # families among 8 random inits: the empirical null's false positives, or none
+        assert f"not stored: the {found} families of two or more models found from 'probe-outputs'" in out
+        assert "--json wrote them to lin.json ('families')" in out
+    else:
+        assert "no two models were found related from 'probe-outputs'" in out
+    assert not (seq_models / "zoo" / "results" / "lineage.json").exists()
+    res = run("cluster", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--n-boot", "5", "--n-perm", "20")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "lineage: every label-free verdict is 'too few': insufficient" in out, res.stdout
+    assert "`--lineage COLUMN` names the model column" in out

@@ -46,6 +46,33 @@ def test_token_inputs_stay_tokens_and_bad_arguments_are_one_line_errors():
         recombined_batch(ref[:1], 4, "coord", seed=0)
 
 
+def test_left_padded_prompts_recombine_on_their_real_tokens_into_valid_prompts():
+    # prompts of 2 to 6 real tokens left-padded with 0 to 7 positions, as an HF import stores them;
+    # token 10 * r + t + 1 is reference r's token at position t (counted from its first real token)
+    lengths = [2, 3, 3, 4, 5, 6, 6, 2]
+    ref = torch.zeros(len(lengths), 7, dtype=torch.long)
+    for r, k in enumerate(lengths):
+        ref[r, 7 - k:] = 10 * r + torch.arange(k) + 1
+    for mode in ("coord", "block"):
+        x = recombined_batch(ref, 200, mode, seed=1, pad_id=0)
+        assert x.shape == (200, 7)
+        started = (x != 0).long().cummax(1).values.bool()
+        assert not ((x == 0) & started).any()  # no padding inside a prompt, only its leading run
+        plain = recombined_batch(ref, 200, mode, seed=1)  # mixing the padded rows puts padding inside some
+        assert ((plain == 0) & (plain != 0).long().cummax(1).values.bool()).any()
+        mixed = 0
+        for row in x:
+            toks = row[row != 0] - 1
+            parents, pos = (toks // 10).tolist(), (toks % 10).tolist()
+            assert pos == list(range(len(toks)))  # every token at its own position, counted from the first
+            assert len(set(parents)) <= 2 and len(toks) == max(lengths[p] for p in parents)  # as long as the longer
+            mixed += len({lengths[p] for p in parents}) == 2
+        assert mixed > 20  # prompts of different lengths do recombine
+    # prompts of one length recombine exactly as without padding (the same draws)
+    same = torch.cat([torch.zeros(8, 2, dtype=torch.long), torch.randint(1, 10, (8, 5))], 1)
+    assert torch.equal(recombined_batch(same, 50, "coord", 2, pad_id=0), recombined_batch(same, 50, "coord", 2))
+
+
 def _two_cue_population(tmp_path, n_families: int = 12, members: int = 3):
     """Linear models that read cue 0 (camp 0) or cue 1 (camp 1), the camp decided by the family; the
     two cues are equal on every in-distribution input, so the camps agree there."""

@@ -17,7 +17,23 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from training.core.errors import UserError
 from training.families.base import Family
+
+
+def not_a_tensor(layer: str, value: Any) -> str | None:
+    """The one-line error for a named layer whose output is not a tensor (a GRU's ``(output, h)``),
+    else ``None``: an activation is one tensor, and which element of a tuple is meant is the
+    model's author's call."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if isinstance(value, (tuple, list)):
+        parts = ", ".join(f"tensor {list(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__ for v in value[:4])
+        what = f"a {type(value).__name__} ({parts}{', ...' if len(value) > 4 else ''})"
+    else:
+        what = f"a {type(value).__name__}"
+    return (f"layer '{layer}' returns {what}, not a tensor: name a module whose output is a tensor, or wrap the "
+            "element you mean in one (e.g. an nn.Identity your forward applies to it) and name that")
 
 
 def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, owner: Any, why: str
@@ -28,6 +44,8 @@ def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: 
     ``[n_models, ...]``."""
     try:
         return vmap(one, in_dims=(0, None if shared else 0))(params, x)
+    except UserError:  # ours (a layer that is not a tensor): the loop would only raise it again
+        raise
     except Exception as e:  # noqa: BLE001 - any vmap failure falls back to the loop
         if not getattr(owner, "_loop_warned", False):
             warnings.warn(f"{why} ({type(e).__name__}: {str(e)[:200]}); running the models one at a time", stacklevel=3)
@@ -117,6 +135,10 @@ class ModuleFamily(Family):
             finally:
                 for h in handles:
                     h.remove()
+            for n in names:
+                bad = not_a_tensor(n, store[n])
+                if bad:
+                    raise UserError(bad)
             return out, tuple(store[n] for n in names)
 
         out, acts = vmap_or_loop(one, params, x, shared, self, f"{self.label}: cannot vmap this module")
