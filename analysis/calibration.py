@@ -223,8 +223,8 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
 
 
 RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model's init family (e.g. a column of an "
-                "import's --metadata CSV), or `fingerprint lineage ZOO` recovers init families from the weights, and "
-                "later analyses use them")
+                "import's --metadata CSV), or `fingerprint lineage ZOO` recovers init families from the weights (where the "
+                "architecture has hidden-unit permutation groups), and later analyses use them")
 
 
 def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:
