@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -63,16 +64,46 @@ def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_job
         return out
 
 
-def background_pool(preload: Sequence[str] = ()) -> ProcessPoolExecutor:
+def background_pool(preload: Sequence[str] = ()) -> "Starting":
     """One worker process (from the ``forkserver``, which imports ``preload`` once) for work that
-    overlaps the caller's own: the report's figures while the analysis runs. Its start-up begins now."""
+    overlaps the caller's own: the report's figures while the analysis runs. Its start-up begins now,
+    in a thread (:class:`Starting`): the caller goes on at once instead of waiting for the
+    forkserver's imports."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
     # gc.freeze: the imported modules' objects left out of the cyclic collector's passes (matplotlib makes
     # many short-lived cycles: its collections took 0.5-0.6 s of a 100 x 10 page's CPU, 0.3-0.4 s frozen)
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=gc.freeze)
-    pool.submit(int)  # start the worker (and the forkserver's imports) while the caller works
-    return pool
+    return Starting(ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=gc.freeze))
+
+
+class Starting:
+    """A pool whose worker is being started in a thread. ``ProcessPoolExecutor.submit`` starts the
+    worker in the calling thread, and from a ``forkserver`` that waits until the forkserver has
+    imported its preloaded modules (1.5-2 s for the report's, matplotlib's included): the report's
+    analysis stood still that long. :attr:`ready` says whether the start is over; :meth:`pool` waits
+    for it and gives the pool, or ``None`` when the worker could not be started."""
+
+    def __init__(self, pool: ProcessPoolExecutor):
+        self._pool: ProcessPoolExecutor | None = pool
+        self._thread = threading.Thread(target=self._start, name="background-pool-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self._pool.submit(int)  # returns once the worker process exists
+        except Exception:  # noqa: BLE001 - no second process here (OSError, a broken pool): the caller works alone
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the start is over (then :meth:`pool` does not wait)."""
+        return not self._thread.is_alive()
+
+    def pool(self) -> ProcessPoolExecutor | None:
+        """The pool once its worker is started (waited for), or ``None`` when it could not be."""
+        self._thread.join()
+        return self._pool
 
 
 def process_cpu() -> float:

@@ -176,25 +176,41 @@ class SectionDrawer:
     pool) and, when ``sections`` (the number of sections to draw) is known, there are at least two;
     otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
     a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
-    ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`."""
+    ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`.
+    The drawing process starts in a thread (:func:`analysis.parallel.background_pool`); sections
+    given before it is up are held and sent once it is, so the analysis never waits for it."""
 
     def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
                  distances: Callable[[FingerprintResult], np.ndarray | None] | None = None, sections: int | None = None):
         self.formats = tuple(formats)
         self._distances = distances or (lambda _r: None)
         self._futures: dict[str, Any] = {}
-        self._pool = None
+        self._held: list[tuple[str, tuple]] = []  # sections given before the drawing process was up
+        self._start: parallel.Starting | None = None
         if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS and (sections is None or sections >= 2):
-            try:
-                self._pool = parallel.background_pool(["analysis.report"])
+            try:  # started in a thread: the analysis goes on meanwhile
+                self._start = parallel.background_pool(["analysis.report"])
             except (OSError, ValueError):  # no second process here: page() draws everything
-                self._pool = None
+                self._start = None
 
     def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
-        if self._pool is None or r.error:
+        if self._start is None or r.error:
             return
-        self._futures[str(r.fingerprint)] = self._pool.submit(
-            fingerprint_view, r, settings, self._distances(r), self.formats, False)
+        self._held.append((str(r.fingerprint), (fingerprint_view, r, settings, self._distances(r), self.formats, False)))
+        if self._start.ready:  # else held until it is (the analysis never waits for the drawing process's start)
+            self._send()
+
+    def _send(self) -> None:
+        """The held sections to the drawing process (waiting for its start), in the order given."""
+        if self._start is None:
+            return
+        pool = self._start.pool()
+        held, self._held = self._held, []
+        if pool is None:  # it could not be started: page() draws everything
+            self._start = None
+            return
+        for name, call in held:
+            self._futures[name] = pool.submit(*call)
 
     def draw_ahead(self, result: Any, share: float = 0.6) -> dict[str, Any]:
         """For an analysis that is already done (the stored one): the first ``share`` of its
@@ -203,33 +219,38 @@ class SectionDrawer:
         completes them with the verdicts' parts (this process also draws the families' trees,
         hence less than half here). Nothing when inactive (built with ``sections``, a single section
         never starts the second process)."""
-        if self._pool is None:
+        if self._start is None:
             return {}
         settings = result.settings or {}
         todo = [r for r in result.fingerprints if not r.error]
         for r in todo[: round(share * len(todo))]:
             self(r, settings)
+        self._send()
         return dict(self._futures)
 
     def views(self) -> dict[str, Any]:
         """The sections drawn or being drawn (futures), by fingerprint name, for
         :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
         ``page`` draws them in this process meanwhile."""
+        self._send()
         return {name: f for name, f in self._futures.items() if not f.cancel()}
 
     @property
     def active(self) -> bool:
         """Whether a second process draws (else :func:`~analysis.report.page` draws everything)."""
-        return self._pool is not None
+        return self._start is not None
 
     def worker_cpu(self) -> float:
         """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
-        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
+        pool = None if self._start is None else self._start.pool()
+        return 0.0 if pool is None else float(pool.submit(parallel.process_cpu).result())
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._start is not None:
+            pool = self._start.pool()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._start = None
 
     def __enter__(self) -> "SectionDrawer":
         return self

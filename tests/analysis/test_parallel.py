@@ -74,8 +74,9 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
     monkeypatch.setenv(parallel.ENV, "2")
     with SectionDrawer(24 * 2, formats=("png",)) as drawer:
-        assert drawer._pool is not None  # active: two workers, a small population
+        assert drawer.active  # two workers, a small population
         res = analyze(fps, table, opts, on_result=drawer)
+        drawer._send()  # sections held while the drawing process started (this analysis is quick) sent now
         ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
         overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
     assert sorted(ahead) == ["fp0", "fp1"]
