@@ -64,7 +64,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         c_analysis = cpu() - c
         assert not any(r.error for r in res.fingerprints), [r.error for r in res.fingerprints]
         t = time.perf_counter()
-        pg = page(res, drawn=drawer.views() if drawer else None)
+        pg = page(res, drawn=drawer.views(res) if drawer else None)
         t_page = time.perf_counter() - t
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
         overlapped = bool(drawer and drawer.active)
