@@ -20,7 +20,6 @@ import numpy as np
 from markupsafe import Markup
 
 from analysis import parallel
-from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
     Figure,
@@ -31,6 +30,7 @@ from analysis.plots import (
     model_map,
 )
 from analysis.results import AnalysisResult, FingerprintResult
+from analysis.sortkeys import natural_key
 
 __all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "finish_sections", "Queued", "SectionDrawer", "anchor"]
 
