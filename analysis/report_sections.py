@@ -233,86 +233,67 @@ class SectionDrawer:
     otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
     a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
     ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`.
-    The drawing process starts in a thread (:func:`analysis.parallel.background_pool`); sections
-    given before it is up are held and sent once it is, so the analysis never waits for it."""
+    The drawing process starts in a thread and is given one piece at a time
+    (:class:`analysis.parallel.Background`): the analysis never waits for it, and what it has not
+    been given can be taken back (:func:`finish_sections`)."""
 
     def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
                  distances: Callable[[FingerprintResult], np.ndarray | None] | None = None, sections: int | None = None):
         self.formats = tuple(formats)
         self._distances = distances or (lambda _r: None)
         self._futures: dict[str, Any] = {}
-        self._held: list[tuple[str, tuple]] = []  # sections given before the drawing process was up
-        self._start: parallel.Starting | None = None
+        self._bg: parallel.Background | None = None
         if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS and (sections is None or sections >= 2):
             try:  # started in a thread: the analysis goes on meanwhile
-                self._start = parallel.background_pool(["analysis.report"])
+                self._bg = parallel.background_pool(["analysis.report"])
             except (OSError, ValueError):  # no second process here: page() draws everything
-                self._start = None
+                self._bg = None
 
     def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
-        if self._start is None or r.error:
+        if self._bg is None or r.error:
             return
-        self._held.append((str(r.fingerprint), (fingerprint_view, r, settings, self._distances(r), self.formats, False)))
-        if self._start.ready:  # else held until it is (the analysis never waits for the drawing process's start)
-            self._send()
+        self._futures[str(r.fingerprint)] = self._bg.submit(
+            fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
-    def _send(self) -> None:
-        """The held sections to the drawing process (waiting for its start), in the order given."""
-        if self._start is None:
-            return
-        pool = self._start.pool()
-        held, self._held = self._held, []
-        if pool is None:  # it could not be started: page() draws everything
-            self._start = None
-            return
-        for name, call in held:
-            self._futures[name] = pool.submit(*call)
-
-    def draw_ahead(self, result: AnalysisResult, share: float = 0.6) -> dict[str, Any]:
-        """For an analysis that is already done (the stored one): the first ``share`` of its
-        fingerprints' sections go to the drawing process now, and every families' tree behind them
-        (:meth:`views`), for :func:`~analysis.report.page`'s ``drawn``, which draws the other sections
-        here meanwhile and then shares the rest of the queue (:func:`finish_sections`). Nothing when
-        inactive (built with ``sections``, a single section never starts the second process)."""
-        if self._start is None:
+    def draw_ahead(self, result: AnalysisResult) -> dict[str, Any]:
+        """For an analysis that is already done (the stored one): every fingerprint's section goes to
+        the drawing process's queue now, and every families' tree behind them (:meth:`views`), for
+        :func:`~analysis.report.page`'s ``drawn``; :func:`finish_sections` then takes from the back
+        of that queue what the drawing process has not started, so the two processes share it. Nothing
+        when inactive (built with ``sections``, a single section never starts the second process)."""
+        if self._bg is None:
             return {}
         settings = result.settings or {}
-        todo = [r for r in result.fingerprints if not r.error]
-        for r in todo[: round(share * len(todo))]:
+        for r in result.fingerprints:
             self(r, settings)
         return self.views(result)
 
     def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
         """The sections given to the drawing process (futures), by fingerprint name, for
-        :func:`~analysis.report.page`'s ``drawn`` (waiting for the process's start if need be).
+        :func:`~analysis.report.page`'s ``drawn``.
         With the decided ``result``, each is a :class:`Queued` whose families' tree is queued there
         too, behind every section. :func:`finish_sections` withdraws from the back of that queue what
         the drawing process has not started and draws it in the caller's process meanwhile."""
-        self._send()
-        pool = None if self._start is None else self._start.pool()
-        if result is None or pool is None:
+        if result is None or self._bg is None:
             return dict(self._futures)
         settings = result.settings or {}
-        return {str(r.fingerprint): Queued(self._futures[str(r.fingerprint)], pool.submit(
+        return {str(r.fingerprint): Queued(self._futures[str(r.fingerprint)], self._bg.submit(
                     _family_tree, r, settings, self.formats) if _has_tree(r) else None)
                 for r in result.fingerprints if str(r.fingerprint) in self._futures}
 
     @property
     def active(self) -> bool:
         """Whether a second process draws (else :func:`~analysis.report.page` draws everything)."""
-        return self._start is not None
+        return self._bg is not None
 
     def worker_cpu(self) -> float:
         """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
-        pool = None if self._start is None else self._start.pool()
-        return 0.0 if pool is None else float(pool.submit(parallel.process_cpu).result())
+        return 0.0 if self._bg is None else float(self._bg.submit(parallel.process_cpu).result())
 
     def close(self) -> None:
-        if self._start is not None:
-            pool = self._start.pool()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            self._start = None
+        if self._bg is not None:
+            self._bg.shutdown()
+            self._bg = None
 
     def __enter__(self) -> "SectionDrawer":
         return self

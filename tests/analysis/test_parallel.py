@@ -78,7 +78,6 @@ def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     with SectionDrawer(24 * 2, formats=("png",)) as drawer:
         assert drawer.active  # two workers, a small population
         res = analyze(fps, table, opts, on_result=drawer)
-        drawer._send()  # sections held while the drawing process started (this analysis is quick) sent now
         ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
         overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
         queued = drawer.views(res)  # the families' trees queued behind the sections
