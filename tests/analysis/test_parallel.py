@@ -196,3 +196,69 @@ def test_section_drawer_only_with_two_workers_below_the_pool(monkeypatch):
     monkeypatch.setenv(parallel.ENV, "1")
     with SectionDrawer(100) as one:
         assert not one.active
+
+
+def test_background_gives_its_worker_one_call_at_a_time():
+    """parallel.Background: submit returns at once; the calls run in order in another process, one at a
+    time, so those not given to it yet can still be cancelled (ProcessPoolExecutor hands out three);
+    shutdown cancels what is left."""
+    import os
+    import time
+
+    bg = parallel.background_pool()
+    try:
+        first = bg.submit(time.sleep, 1.0)
+        second, third = bg.submit(os.getpid), bg.submit(os.getpid)
+        assert third.cancel() and third.cancelled()  # not given to the worker: taken back
+        assert second.result() != os.getpid() and first.done() and first.result() is None
+        last, after = bg.submit(time.sleep, 1.0), bg.submit(os.getpid)
+    finally:
+        bg.shutdown()
+    assert last.done() and after.cancelled()
+
+
+def test_background_without_a_worker_fails_each_call():
+    """A worker that cannot be started (no processes here): each call's future fails, and the report's
+    process then draws that piece itself (finish_sections)."""
+
+    class NoProcesses:
+        def submit(self, *args):
+            raise OSError("no more processes")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    bg = parallel.Background(NoProcesses())
+    call = bg.submit(sum, [1, 2])
+    with pytest.raises(OSError, match="no more processes"):
+        call.result()
+    bg.shutdown()
+
+
+def test_the_drawing_process_does_not_import_scikit_learn():
+    """The drawing process's forkserver imports analysis.report: without scikit-learn and scipy.stats
+    (natural_key is analysis.sortkeys'), ~1.3 s of CPU less per report."""
+    import subprocess
+    import sys
+
+    code = "import sys, analysis.report; print(sorted(m for m in ('sklearn', 'scipy.stats', 'umap') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_analyze_freezes_the_heap_only_while_it_runs():
+    """analyze() keeps the objects that exist when it starts out of the collector's passes meanwhile
+    (gc.freeze), and unfreezes them after; a caller's own freeze is left as it was."""
+    import gc
+
+    fps, table = _population(16, 1)
+    opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
+    seen = []
+    analyze(fps, table, opts, on_result=lambda r, s: seen.append(gc.get_freeze_count()))
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        analyze(fps, table, opts)
+        assert gc.get_freeze_count() > 0  # not unfrozen by analyze()
+    finally:
+        gc.unfreeze()
