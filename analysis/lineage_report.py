@@ -19,8 +19,8 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
-from analysis.metrics import natural_key
 from analysis.plots import Figure, _finish, _hue, _legend, _new, _styled
+from analysis.sortkeys import natural_key
 
 __all__ = ["LineageView", "lineage_view", "forest_figure", "MAX_ROWS", "MAX_DRAWN", "MARKS"]
 

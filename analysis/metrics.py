@@ -19,6 +19,7 @@ from sklearn.metrics import pairwise_distances_chunked
 from sklearn.metrics.cluster import contingency_matrix
 
 from analysis import agreement as ag
+from analysis.sortkeys import natural_key
 
 MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
 NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
@@ -315,14 +316,6 @@ def confusion(clusters, labels) -> dict:
     counts = contingency_matrix(cl, lb)  # rows and columns in sorted-string order
     ri, ci = np.argsort(np.argsort(rows)), np.argsort(np.argsort(cols))  # natural position -> sorted position
     return {"clusters": rows, "labels": cols, "counts": counts[np.ix_(ri, ci)].astype(int).tolist()}
-
-
-def natural_key(s: str):
-    """Sort key: numbers by value first, then other strings ("2" before "10" before "a")."""
-    try:
-        return (0, float(s), "")
-    except ValueError:
-        return (1, 0.0, s)
 
 
 MAX_PAIRS = 190  # replicate pairs an interval of the stability compares (all of them at the default 20 replicates)

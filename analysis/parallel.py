@@ -11,10 +11,12 @@ nothing is written to disk. ``BASIN_FINGERPRINT_JOBS`` sets the number of worker
 
 from __future__ import annotations
 
+import collections
 import gc
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
 from analysis.errors import AnalysisError
@@ -63,16 +65,75 @@ def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_job
         return out
 
 
-def background_pool(preload: Sequence[str] = ()) -> ProcessPoolExecutor:
+def background_pool(preload: Sequence[str] = ()) -> "Background":
     """One worker process (from the ``forkserver``, which imports ``preload`` once) for work that
-    overlaps the caller's own: the report's figures while the analysis runs. Its start-up begins now."""
+    overlaps the caller's own: the report's figures while the analysis runs (:class:`Background`).
+    Its start-up begins now, in a thread: the caller goes on at once."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
     # gc.freeze: the imported modules' objects left out of the cyclic collector's passes (matplotlib makes
     # many short-lived cycles: its collections took 0.5-0.6 s of a 100 x 10 page's CPU, 0.3-0.4 s frozen)
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=gc.freeze)
-    pool.submit(int)  # start the worker (and the forkserver's imports) while the caller works
-    return pool
+    return Background(ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=gc.freeze))
+
+
+class Background:
+    """A one-worker pool that is given its calls one at a time, in the order submitted, by a thread of
+    the caller's process. :meth:`submit` never waits and returns a ``Future``; one the worker has not
+    been given yet can still be cancelled, so the caller can take work back from the end of the
+    queue and do it itself meanwhile (``ProcessPoolExecutor`` hands its worker up to three calls at
+    once, and those can no longer be cancelled). The worker is started by the same thread: from a
+    ``forkserver``, ``ProcessPoolExecutor.submit`` waits until the forkserver has imported its
+    preloaded modules, and the report's analysis stood still that long (1.5-2 s)."""
+
+    def __init__(self, pool: ProcessPoolExecutor):
+        self._pool = pool
+        self._queue: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._feed, name="background-feed", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """``fn(*args)`` in the worker, after every call submitted before it (a module-level ``fn``)."""
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("submit after shutdown")
+            self._queue.append((future, fn, args))
+            self._cond.notify()
+        return future
+
+    def _feed(self) -> None:
+        broken: BaseException | None = None
+        try:
+            self._pool.submit(int)  # starts the worker: returns once its process exists
+        except Exception as e:  # noqa: BLE001 - no second process here: every call fails, the caller does it
+            broken = e
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                future, fn, args = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # taken back by the caller
+            try:
+                if broken is not None:
+                    raise broken
+                future.set_result(self._pool.submit(fn, *args).result())
+            except BaseException as e:  # noqa: BLE001 - handed to whoever waits for it
+                future.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Cancel what the worker has not been given, wait for the rest, end the worker."""
+        with self._cond:
+            self._closed = True
+            for future, _, _ in self._queue:
+                future.cancel()
+            self._cond.notify()
+        self._thread.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def process_cpu() -> float:

@@ -29,7 +29,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 
-from analysis.metrics import natural_key
+from analysis.sortkeys import natural_key
 
 MAX_POINTS = 5000  # a map draws at most this many models (a fixed random sample beyond)
 MAX_LEGEND = 16  # legend entries shown (then "+ N more")

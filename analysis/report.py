@@ -40,7 +40,7 @@ from analysis.report_sections import (
     SectionDrawer,
     anchor,
     fingerprint_view,
-    finish_section,
+    finish_sections,
 )
 from analysis.results import AnalysisResult, ScorecardRow
 from analysis.verdicts import css_class
@@ -163,9 +163,10 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
-    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it
-    (:meth:`SectionDrawer.views`, in these ``formats``); the others are drawn here first, then the
-    futures are waited for and completed with the verdicts' parts (one that failed is drawn here).
+    ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it,
+    or a :class:`~analysis.report_sections.Queued` (:meth:`SectionDrawer.views`, in these ``formats``);
+    the others are drawn here first, then :func:`~analysis.report_sections.finish_sections` shares
+    what the drawing process has not started yet (one that failed there is drawn here).
     """
     provenance = provenance or {}
     settings = result.settings or {}
@@ -183,21 +184,13 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
                             "selecting by it (kept fraction) and training against it (lambda); below the dashed "
                             "diagonal, models that only look like the basin", formats)
     # a large population's figures are drawn a fingerprint per process (analysis.parallel), like its analysis
-    # sections drawn (or being drawn) during the analysis are taken once the others are drawn here
     drawn = drawn or {}
-    todo = [r for r in result.fingerprints if str(r.fingerprint) not in drawn]
+    todo = [r for r in result.fingerprints if drawn.get(str(r.fingerprint)) is None]
     fresh = dict(zip((str(r.fingerprint) for r in todo), parallel.map_ordered(
         fingerprint_view, [(r, settings, (distances or {}).get(str(r.fingerprint)), formats) for r in todo],
         sum(r.n_models or 0 for r in todo), preload=["analysis.report"])))
-    views = []
-    for r in result.fingerprints:
-        name = str(r.fingerprint)
-        if name in fresh:
-            views.append(fresh[name])
-        elif (done := finish_section(drawn.get(name), r, settings, formats)) is not None:
-            views.append(done)
-        else:  # not drawn ahead, or its drawing in the background failed: drawn here, where a real error is reported
-            views.append(fingerprint_view(r, settings, (distances or {}).get(name), formats))
+    fresh.update(finish_sections(drawn, result, formats, distances))  # drawn (or being drawn) in the drawing process
+    views = [fresh[str(r.fingerprint)] for r in result.fingerprints]
     tree: LineageView | None = lineage_view(lineage, list(lineage.get("family_of") or {}), formats) if lineage else None
     config = json.dumps({"provenance": provenance, "analysis": settings, "fingerprints": [r.meta for r in result.fingerprints]},
                         indent=2, default=str)

@@ -3,9 +3,10 @@
 :func:`fingerprint_view` draws a fingerprint's figures and tables (:class:`FingerprintView`: its
 maps, basin sizes, dendrogram, heat-map and confusion matrix); :func:`with_verdicts` adds the parts
 the verdicts across fingerprints decide (the candidate basins and the init families' tree).
-:class:`SectionDrawer` draws the sections in a second process while the analysis runs;
-:func:`finish_section` completes one it drew for :func:`analysis.report.page`. Figures are
-:mod:`analysis.plots`'s.
+:class:`SectionDrawer` draws the sections in a second process while the analysis runs, and
+the families' trees there too once the verdicts are decided; :func:`finish_sections` shares what is
+left of that queue between the two processes (this one from the back) for :func:`analysis.report.page`.
+Figures are :mod:`analysis.plots`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import numpy as np
 from markupsafe import Markup
 
 from analysis import parallel
-from analysis.metrics import natural_key
 from analysis.plots import (
     FORMATS,
     Figure,
@@ -29,9 +29,10 @@ from analysis.plots import (
     heatmap,
     model_map,
 )
-from analysis.results import FingerprintResult
+from analysis.results import AnalysisResult, FingerprintResult
+from analysis.sortkeys import natural_key
 
-__all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "finish_section", "SectionDrawer", "anchor"]
+__all__ = ["FingerprintView", "fingerprint_view", "with_verdicts", "finish_sections", "Queued", "SectionDrawer", "anchor"]
 
 
 def anchor(name: Any) -> str:
@@ -104,25 +105,80 @@ def with_verdicts(view: FingerprintView, r: FingerprintResult, settings: dict[st
                   formats: tuple[str, ...] = ()) -> FingerprintView:
     """``view`` (drawn from ``r`` before the verdicts) for the decided result ``r``: its candidate
     basins and its families' tree, which the verdicts across fingerprints decide."""
+    return _decided(view, r, _family_tree(r, settings, formats))
+
+
+def _decided(view: FingerprintView, r: FingerprintResult, tree: Figure | Markup | None) -> FingerprintView:
+    """:func:`with_verdicts` with the families' tree already drawn (here or in the drawing process)."""
     view = dataclasses.replace(view, r=r)
     if not r.error:
         view.free_groups = _candidate_groups(r)
-        view.family_tree = _family_tree(r, settings, formats)
+        view.family_tree = tree
     return view
 
 
-def finish_section(drawn: Any, r: FingerprintResult, settings: dict[str, Any],
-                   formats: tuple[str, ...] = ()) -> FingerprintView | None:
-    """The section of the decided result ``r`` from ``drawn``, its section drawn before the verdicts
-    (a :class:`FingerprintView`, or a future of one from :meth:`SectionDrawer.views`, waited for):
-    :func:`with_verdicts` of it, or ``None`` when there is none or its drawing failed (the caller
-    then draws it, where a real error is reported)."""
-    if drawn is not None and not isinstance(drawn, FingerprintView):
-        try:
-            drawn = drawn.result()
-        except Exception:  # noqa: BLE001 - drawn again by the caller
-            drawn = None
-    return None if drawn is None else with_verdicts(drawn, r, settings, formats)
+@dataclass
+class Queued:
+    """A fingerprint's work in :class:`SectionDrawer`'s process: its section (a future, or a
+    :class:`FingerprintView` drawn already) and, once the verdicts are decided, its families' tree
+    (a future queued behind every section; ``None``: drawn by :func:`finish_sections`)."""
+
+    section: Any
+    tree: Any = None
+
+
+_FAILED = object()  # a drawing that failed in the drawing process
+
+
+def _outcome(f: Any) -> Any:
+    """What a future drew (waited for), or :data:`_FAILED`; a view drawn already is itself."""
+    if isinstance(f, FingerprintView):
+        return f
+    try:
+        return f.result()
+    except Exception:  # noqa: BLE001 - drawn again here, where a real error is reported
+        return _FAILED
+
+
+def finish_sections(drawn: dict[str, Any], result: AnalysisResult, formats: tuple[str, ...] = (),
+                    distances: dict[str, np.ndarray] | None = None) -> dict[str, FingerprintView]:
+    """The decided section of each fingerprint of ``result`` named in ``drawn`` (name -> a
+    :class:`FingerprintView` drawn before the verdicts, a future of one, or a :class:`Queued`:
+    :meth:`SectionDrawer.views`).
+
+    The drawing process works through its queue (the sections, then the families' trees) from the
+    front; this process withdraws what that one has not started from the back, one piece at a time,
+    and draws it meanwhile, so both stay busy until they meet; the rest is waited for. A drawing that
+    failed there is drawn here, where a real error is reported. The bytes are the same whichever
+    process draws a piece."""
+    settings, dist = result.settings or {}, distances or {}
+    decided = {str(r.fingerprint): r for r in result.fingerprints}
+    queued = {n: v if isinstance(v, Queued) else Queued(v) for n, v in drawn.items() if n in decided and v is not None}
+    line = [(n, False, q.section) for n, q in queued.items()]
+    line += [(n, True, q.tree) for n, q in queued.items() if q.tree is not None]
+    here: dict[tuple[str, bool], Any] = {}  # (name, is_tree) -> what this process drew
+    for n, is_tree, f in reversed(line):
+        if isinstance(f, FingerprintView) or not f.cancel():
+            break  # the drawing process has started it, so it has done or is doing all before it
+        r = decided[n]
+        here[n, is_tree] = (_family_tree(r, settings, formats) if is_tree
+                            else fingerprint_view(r, settings, dist.get(n), formats, decided=False))
+    views: dict[str, FingerprintView] = {}
+    for n, q in queued.items():
+        r = decided[n]
+        view = here[n, False] if (n, False) in here else _outcome(q.section)
+        if view is _FAILED or view is None:
+            views[n] = fingerprint_view(r, settings, dist.get(n), formats)
+            continue
+        tree = here[n, True] if (n, True) in here else _FAILED if q.tree is None else _outcome(q.tree)
+        views[n] = _decided(view, r, _family_tree(r, settings, formats) if tree is _FAILED else tree)
+    return views
+
+
+def _has_tree(r: FingerprintResult) -> bool:
+    """Whether :func:`_family_tree` draws a figure for ``r`` (else it returns ``None`` at once)."""
+    free = r.label_free or {}
+    return not r.error and bool(free.get("tree")) and free.get("verdict") != "insufficient"
 
 
 def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
@@ -176,60 +232,68 @@ class SectionDrawer:
     pool) and, when ``sections`` (the number of sections to draw) is known, there are at least two;
     otherwise it does nothing and :func:`~analysis.report.page` draws everything. ``distances(result)`` gives
     a distance fingerprint's ``[n, n]`` matrix in its ``model_ids`` order (dendrogram, heat-map), or
-    ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`."""
+    ``None``. A section whose drawing failed is drawn again by :func:`~analysis.report.page`.
+    The drawing process starts in a thread and is given one piece at a time
+    (:class:`analysis.parallel.Background`): the analysis never waits for it, and what it has not
+    been given can be taken back (:func:`finish_sections`)."""
 
     def __init__(self, rows: int, formats: tuple[str, ...] = FORMATS,
                  distances: Callable[[FingerprintResult], np.ndarray | None] | None = None, sections: int | None = None):
         self.formats = tuple(formats)
         self._distances = distances or (lambda _r: None)
         self._futures: dict[str, Any] = {}
-        self._pool = None
+        self._bg: parallel.Background | None = None
         if parallel.jobs() >= 2 and rows < parallel.MIN_ROWS and (sections is None or sections >= 2):
-            try:
-                self._pool = parallel.background_pool(["analysis.report"])
+            try:  # started in a thread: the analysis goes on meanwhile
+                self._bg = parallel.background_pool(["analysis.report"])
             except (OSError, ValueError):  # no second process here: page() draws everything
-                self._pool = None
+                self._bg = None
 
     def __call__(self, r: FingerprintResult, settings: dict[str, Any]) -> None:
-        if self._pool is None or r.error:
+        if self._bg is None or r.error:
             return
-        self._futures[str(r.fingerprint)] = self._pool.submit(
+        self._futures[str(r.fingerprint)] = self._bg.submit(
             fingerprint_view, r, settings, self._distances(r), self.formats, False)
 
-    def draw_ahead(self, result: Any, share: float = 0.6) -> dict[str, Any]:
-        """For an analysis that is already done (the stored one): the first ``share`` of its
-        fingerprints' sections go to the drawing process now, and are returned as futures for
-        :func:`~analysis.report.page`'s ``drawn``, which draws the rest here meanwhile and then
-        completes them with the verdicts' parts (this process also draws the families' trees,
-        hence less than half here). Nothing when inactive (built with ``sections``, a single section
-        never starts the second process)."""
-        if self._pool is None:
+    def draw_ahead(self, result: AnalysisResult) -> dict[str, Any]:
+        """For an analysis that is already done (the stored one): every fingerprint's section goes to
+        the drawing process's queue now, and every families' tree behind them (:meth:`views`), for
+        :func:`~analysis.report.page`'s ``drawn``; :func:`finish_sections` then takes from the back
+        of that queue what the drawing process has not started, so the two processes share it. Nothing
+        when inactive (built with ``sections``, a single section never starts the second process)."""
+        if self._bg is None:
             return {}
         settings = result.settings or {}
-        todo = [r for r in result.fingerprints if not r.error]
-        for r in todo[: round(share * len(todo))]:
+        for r in result.fingerprints:
             self(r, settings)
-        return dict(self._futures)
+        return self.views(result)
 
-    def views(self) -> dict[str, Any]:
-        """The sections drawn or being drawn (futures), by fingerprint name, for
-        :func:`~analysis.report.page`'s ``drawn``. Those the worker has not started are withdrawn:
-        ``page`` draws them in this process meanwhile."""
-        return {name: f for name, f in self._futures.items() if not f.cancel()}
+    def views(self, result: AnalysisResult | None = None) -> dict[str, Any]:
+        """The sections given to the drawing process (futures), by fingerprint name, for
+        :func:`~analysis.report.page`'s ``drawn``.
+        With the decided ``result``, each is a :class:`Queued` whose families' tree is queued there
+        too, behind every section. :func:`finish_sections` withdraws from the back of that queue what
+        the drawing process has not started and draws it in the caller's process meanwhile."""
+        if result is None or self._bg is None:
+            return dict(self._futures)
+        settings = result.settings or {}
+        return {str(r.fingerprint): Queued(self._futures[str(r.fingerprint)], self._bg.submit(
+                    _family_tree, r, settings, self.formats) if _has_tree(r) else None)
+                for r in result.fingerprints if str(r.fingerprint) in self._futures}
 
     @property
     def active(self) -> bool:
         """Whether a second process draws (else :func:`~analysis.report.page` draws everything)."""
-        return self._pool is not None
+        return self._bg is not None
 
     def worker_cpu(self) -> float:
         """CPU seconds the drawing process has used so far (0 when inactive): for benchmarks."""
-        return 0.0 if self._pool is None else float(self._pool.submit(parallel.process_cpu).result())
+        return 0.0 if self._bg is None else float(self._bg.submit(parallel.process_cpu).result())
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._bg is not None:
+            self._bg.shutdown()
+            self._bg = None
 
     def __enter__(self) -> "SectionDrawer":
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import time
 import traceback
 from typing import Any, Callable
@@ -287,10 +288,28 @@ def _limits():
     once (finite values, known options), and its validation of the same arrays cost more than some of
     its computations (docs/benchmarks.md, "The report's speed"). OpenMP too: scikit-learn's k-means
     (above 700 models) runs OpenMP threads, and in a pool of one worker per core each worker's
-    threads spun waiting on the others' (1,000 x 10 took 11 minutes instead of ~40 s)."""
-    with threadpool_limits(limits=BLAS_THREADS), \
+    threads spun waiting on the others' (1,000 x 10 took 11 minutes instead of ~40 s). And the objects
+    that exist already (the imported modules: ~150,000 after scikit-learn's import, ~260,000 after
+    umap's) out of the cyclic collector's full passes meanwhile (:func:`_frozen`)."""
+    with threadpool_limits(limits=BLAS_THREADS), _frozen(), \
             sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         yield
+
+
+@contextlib.contextmanager
+def _frozen():
+    """``gc.freeze()`` while the analysis runs, ``gc.unfreeze()`` after it (unless something else has
+    frozen objects already): its full collections scanned every imported module's objects, 0.3-0.4 s of
+    a 100 x 10 analysis's ~5.5 s of CPU (docs/benchmarks.md, "The report's speed"). Garbage made of
+    objects frozen here is collected once they are unfrozen."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None,

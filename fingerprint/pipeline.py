@@ -360,7 +360,7 @@ def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
             yield stored, drawer.draw_ahead(stored)
         else:
             result = analyze(zoo, inputs, opts, progress, on_result=drawer)
-            yield result, drawer.views()
+            yield result, drawer.views(result)  # the families' trees queued there too, behind the sections
 
 
 def selections(zoo: Zoo) -> list[dict]:

@@ -67,29 +67,61 @@ def test_pooled_page_equals_serial(monkeypatch):
 
 def test_sections_drawn_during_the_analysis_equal_the_page_alone(monkeypatch):
     """SectionDrawer: the fingerprints' figures drawn in a second process while the analysis runs give
-    the same HTML and figure bytes as page() drawing them afterwards (and page() redraws what it lacks)."""
+    the same HTML and figure bytes as page() drawing them afterwards (and page() redraws what it lacks),
+    whichever process draws each section and each families' tree."""
     from analysis.report import SectionDrawer, page
+    from analysis.report_sections import Queued
 
     fps, table = _population(24, 2)
     opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
     monkeypatch.setenv(parallel.ENV, "2")
     with SectionDrawer(24 * 2, formats=("png",)) as drawer:
-        assert drawer._pool is not None  # active: two workers, a small population
+        assert drawer.active  # two workers, a small population
         res = analyze(fps, table, opts, on_result=drawer)
         ahead = {name: f.result() for name, f in drawer._futures.items()}  # every section, drawn by the worker
         overlapped = page(res, formats=("png",), drawn=drawer.views())  # futures, or drawn here if withdrawn
+        queued = drawer.views(res)  # the families' trees queued behind the sections
+        assert all(isinstance(q, Queued) and q.tree is not None for q in queued.values())
+        shared = page(res, formats=("png",), drawn=queued)  # each piece drawn by whichever process takes it
+        trees = {n: q.tree.result() for n, q in drawer.views(res).items()}  # every tree drawn by the drawing process
     assert sorted(ahead) == ["fp0", "fp1"]
     alone = page(res, formats=("png",))
     worker = page(res, formats=("png",), drawn=ahead)
     partly = page(res, formats=("png",), drawn={"fp1": ahead["fp1"]})
     failed = page(res, formats=("png",), drawn={"fp0": _Failed(), "fp1": _Done(ahead["fp1"])})  # fp0 drawn again here
-    for pg in (overlapped, worker, partly, failed):
+    from_worker = page(res, formats=("png",), drawn={n: Queued(_Done(ahead[n]), _Done(t)) for n, t in trees.items()})
+    tree_failed = page(res, formats=("png",), drawn={n: Queued(_Done(ahead[n]), _Failed()) for n in trees})
+    line = {n: Queued(_Pending(), _Pending()) for n in trees}  # nothing started there: all withdrawn, drawn here
+    withdrawn = page(res, formats=("png",), drawn=line)
+    assert all(q.section.cancelled and q.tree.cancelled for q in line.values())
+    for pg in (overlapped, worker, partly, failed, shared, from_worker, tree_failed, withdrawn):
         assert pg.html == alone.html
         assert [(f.name, f.files) for f in pg.figures] == [(f.name, f.files) for f in alone.figures]
     monkeypatch.setenv(parallel.ENV, "1")
     with SectionDrawer(24 * 2) as off:  # one worker: nothing drawn ahead, page() draws it all
         analyze(fps[:1], table, opts, on_result=off)
-        assert off.views() == {}
+        assert off.views() == {} and off.views(res) == {}
+
+
+def test_the_queue_is_withdrawn_from_the_back_up_to_the_first_started_piece():
+    """finish_sections: the drawing process works from the front (sections, then trees), this process
+    takes from the back what that one has not started, stops at the first piece it has, and waits for
+    the rest; the page is the one this process draws alone."""
+    from analysis.report import page
+    from analysis.report_sections import Queued, _family_tree, fingerprint_view
+
+    fps, table = _population(24, 3)
+    res = analyze(fps, table, AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20))
+    s, fmt = res.settings, ("png",)
+    line = {str(r.fingerprint): Queued(_Started(fingerprint_view(r, s, None, fmt, decided=False)),
+                                       _Started(_family_tree(r, s, fmt))) for r in res.fingerprints}
+    line["fp2"].tree = _Pending()
+    shared, alone = page(res, formats=fmt, drawn=line), page(res, formats=fmt)
+    assert shared.html == alone.html
+    assert [(f.name, f.files) for f in shared.figures] == [(f.name, f.files) for f in alone.figures]
+    assert line["fp2"].tree.cancelled and line["fp1"].tree.asked  # withdrawn; started there, so the walk stops
+    assert not line["fp0"].tree.asked and not any(q.section.asked for q in line.values())
+    assert all(q.section.waited for q in line.values()) and line["fp0"].tree.waited and line["fp1"].tree.waited
 
 
 class _Done:
@@ -105,6 +137,37 @@ class _Done:
         return False
 
     def result(self):
+        return self.value
+
+
+class _Pending(_Done):
+    """A future the drawing process has not started: withdrawn by ``cancel()``, never waited for."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+        return True
+
+    def result(self):
+        raise AssertionError("waited for a piece that was withdrawn")
+
+
+class _Started(_Done):
+    """A future the drawing process has started (``cancel()`` fails): records being asked and waited for."""
+
+    def __init__(self, value):
+        super().__init__(value)
+        self.asked = self.waited = False
+
+    def cancel(self):
+        self.asked = True
+        return False
+
+    def result(self):
+        self.waited = True
         return self.value
 
 
@@ -133,3 +196,69 @@ def test_section_drawer_only_with_two_workers_below_the_pool(monkeypatch):
     monkeypatch.setenv(parallel.ENV, "1")
     with SectionDrawer(100) as one:
         assert not one.active
+
+
+def test_background_gives_its_worker_one_call_at_a_time():
+    """parallel.Background: submit returns at once; the calls run in order in another process, one at a
+    time, so those not given to it yet can still be cancelled (ProcessPoolExecutor hands out three);
+    shutdown cancels what is left."""
+    import os
+    import time
+
+    bg = parallel.background_pool()
+    try:
+        first = bg.submit(time.sleep, 1.0)
+        second, third = bg.submit(os.getpid), bg.submit(os.getpid)
+        assert third.cancel() and third.cancelled()  # not given to the worker: taken back
+        assert second.result() != os.getpid() and first.done() and first.result() is None
+        last, after = bg.submit(time.sleep, 1.0), bg.submit(os.getpid)
+    finally:
+        bg.shutdown()
+    assert last.done() and after.cancelled()
+
+
+def test_background_without_a_worker_fails_each_call():
+    """A worker that cannot be started (no processes here): each call's future fails, and the report's
+    process then draws that piece itself (finish_sections)."""
+
+    class NoProcesses:
+        def submit(self, *args):
+            raise OSError("no more processes")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    bg = parallel.Background(NoProcesses())
+    call = bg.submit(sum, [1, 2])
+    with pytest.raises(OSError, match="no more processes"):
+        call.result()
+    bg.shutdown()
+
+
+def test_the_drawing_process_does_not_import_scikit_learn():
+    """The drawing process's forkserver imports analysis.report: without scikit-learn and scipy.stats
+    (natural_key is analysis.sortkeys'), ~1.3 s of CPU less per report."""
+    import subprocess
+    import sys
+
+    code = "import sys, analysis.report; print(sorted(m for m in ('sklearn', 'scipy.stats', 'umap') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_analyze_freezes_the_heap_only_while_it_runs():
+    """analyze() keeps the objects that exist when it starts out of the collector's passes meanwhile
+    (gc.freeze), and unfreezes them after; a caller's own freeze is left as it was."""
+    import gc
+
+    fps, table = _population(16, 1)
+    opts = AnalysisOptions(embedding="pca", n_boot=2, n_perm=19, n_family_boot=20)
+    seen = []
+    analyze(fps, table, opts, on_result=lambda r, s: seen.append(gc.get_freeze_count()))
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        analyze(fps, table, opts)
+        assert gc.get_freeze_count() > 0  # not unfrozen by analyze()
+    finally:
+        gc.unfreeze()
