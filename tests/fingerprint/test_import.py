@@ -346,6 +346,7 @@ def seq_models(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.filterwarnings("ignore:seqarch.make. cannot vmap this module")  # a GRU: expected, and said once
 def test_a_layer_that_returns_a_tuple_is_a_one_line_error_at_import_and_at_extraction(seq_models):
     tmp_path = seq_models
     run = lambda *a: run_cli(*a, cwd=tmp_path)  # noqa: E731
