@@ -183,10 +183,10 @@ def _has_tree(r: FingerprintResult) -> bool:
 
 def _family_tree(r: FingerprintResult, settings: dict[str, Any], formats: tuple[str, ...] = ()) -> Figure | Markup | None:
     """The dendrogram of the init families (leaves: families, bars: their members by candidate basin)."""
-    free = r.label_free or {}
-    tree = free.get("tree")
-    if not tree or free.get("verdict") == "insufficient":
+    if not _has_tree(r):
         return None
+    free = r.label_free or {}
+    tree = free["tree"]
     members: dict[str, dict[str, int]] = {}
     lineage = dict(zip(r.model_ids or [], r.lineage_values or []))
     for m, b in (free.get("candidate_basins") or {}).items():
