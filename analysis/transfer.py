@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.metrics import linear_probe, natural_key
+from analysis.metrics import linear_probe
 from analysis.resampling import MIN_FAMILIES, family_bootstrap
+from analysis.sortkeys import natural_key
 
 N_SPLITS = 5  # folds of the fit scale's cross-validation (fewer when it has fewer families)
 

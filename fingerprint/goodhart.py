@@ -36,7 +36,7 @@ from analysis.goodhart import (
     selection_curve,
     split_families,
 )
-from analysis.metrics import natural_key
+from analysis.sortkeys import natural_key
 from fingerprint.batch import TaskView
 from fingerprint.extraction import active_models, extract, family_groups, resolve_specs
 from fingerprint.population import family_for, model_setting, task_for

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import AnalysisError
-from analysis.metrics import natural_key
+from analysis.sortkeys import natural_key
 from analysis.transfer import basin_transfer, scale_key
 from fingerprint.extraction import active_models, extract
 from training.core.errors import UserError, choices
