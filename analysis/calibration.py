@@ -15,6 +15,7 @@ import numpy as np
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
+from analysis.labelfree_sentences import closest_groups
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
 from analysis.verdicts import Verdict
@@ -237,10 +238,12 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
         sentence = f"{sentence} ({RECOVER_HINT})"
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
-            "n_families": res.n_families, "split_rate": res.split_rate, "cluster_index_groups": res.ci_groups,
+            "n_families": res.n_families, "split_rate": res.split_rate, "n_related_families": res.n_related_families,
+            "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,
             "split_min_families": res.split_min_families, "groups_axis": res.groups_axis,
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
+            "closest_groups": closest_groups(res),
             "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
 
 

@@ -26,7 +26,8 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
 
 The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
 :mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
-Benjamini-Hochberg correction across all of them. Functions take arrays and return dataclasses;
+Benjamini-Hochberg correction across all of them; what each verdict's sentence says is in
+:mod:`analysis.labelfree_sentences`. Functions take arrays and return dataclasses;
 invalid input raises ``ValueError``. ``docs/scorecard.md`` ("Without ground truth") explains the
 verdicts; ``tests/analysis/test_labelfree.py`` measures the false "deep" rate on null populations.
 
@@ -43,6 +44,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.stats import false_discovery_control
 
+from analysis.labelfree_sentences import (
+    NO_RELATIVES,
+    SENTENCES,
+    closest_split,
+    families,
+    few_families,
+    with_unconfirmed,
+)
 from analysis.resampling import (
     MAX_MODELS,
     MIN_FAMILIES,
@@ -56,7 +65,8 @@ from analysis.sigclust import axis_index, cluster_index, gaussian_like, top_dims
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
-           "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES"]
+           "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES",
+           "NO_RELATIVES"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
@@ -64,26 +74,6 @@ NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL
 MAX_TREE_FAMILIES = 200  # more init families than this: no dendrogram (unreadable, and it would bloat basins.json)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
-SENTENCES = {
-    "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
-                       "a difference the seed does not decide (candidate deep difference).",
-    "groups lineages": "Whole init families fall into separate groups, more clearly than one Gaussian cloud would: "
-                       "candidate seed-decided basins (a deep difference, or a strong seed effect: check the groups).",
-    "lineage only": "Families are identifiable but form one cloud: this fingerprint tracks what the init seed decides, "
-                    "initialization noise unless a difference the seed decides is too weak or too graded to group the "
-                    "families (more families would tell).",
-    "no structure": "No significant family or basin structure at this population size.",
-    "insufficient": "Too few init families to decide.",
-}
-# every model its own init family: nothing tells a seed-decided difference from one the training decided,
-# and the lineage and within-family tests cannot run
-NO_RELATIVES = {
-    "groups lineages": "The models fall into separate groups, more clearly than one Gaussian cloud would: candidate "
-                       "basins. Every model is its own init family, so whether the seed or the training decided them "
-                       "cannot be told.",
-    "no structure": "No significant basin structure at this population size. Every model is its own init family, so "
-                    "whether families are identifiable, and whether camps cut across them, was not tested.",
-}
 
 
 @dataclass(frozen=True)
@@ -105,6 +95,7 @@ class LabelFreeResult:
     ci_axis: float | None = None  # the lowest 2-means cluster index of the centroids along one principal direction
     groups_axis: int | None = None  # the principal direction (0 = first) whose split gives the centroid groups, if any
     split_rate: float | None = None  # share of families with relatives that the models' 2-means split cuts
+    n_related_families: int | None = None  # init families with two or more models (``split_rate``'s denominator)
     ci_within: float | None = None  # the lowest 1-D cluster index of the within-family residuals
     split_within: bool = False  # the split is the within-family residuals' (the stronger evidence, cutting families)
     split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
@@ -113,6 +104,7 @@ class LabelFreeResult:
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
     split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
     family_groups: dict[str, int] = field(default_factory=dict)  # family -> group (centroid groups)
+    family_sizes: dict[str, int] = field(default_factory=dict)  # family -> models (of those tested)
     verdict: str = "no structure"
     q: float | None = None  # the BH-adjusted p-value behind the verdict
     candidate_basins: np.ndarray | None = None
@@ -173,7 +165,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     n, n_fam = len(x), len(names)
     if n_fam < MIN_FAMILIES or n < 2 * MIN_FAMILIES:
         return LabelFreeResult(n, n_fam, None, None, None, verdict="insufficient",
-                               sentence=f"insufficient: {n_fam} init families (at least {MIN_FAMILIES} needed)")
+                               sentence=f"insufficient: {families(n_fam)} (at least {MIN_FAMILIES} needed)")
     rng = np.random.default_rng(random_state)
     x = x - x.mean(0)
     if x.shape[1] == 0 or not np.abs(x).max(initial=0.0) > 0:  # every model identical on this fingerprint
@@ -258,7 +250,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
         ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority, minlength=2).min()),
-        family_groups={names[i]: int(g) for i, g in enumerate(fam_group)})
+        family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
+        family_sizes={names[i]: int(c) for i, c in enumerate(counts)})
 
 
 def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator,
@@ -437,29 +430,10 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
         sentence = NO_RELATIVES.get(v, SENTENCES[v]) if r.n_families == r.n_models else SENTENCES[v]
+        done = replace(r, verdict=v, q=qv, candidate_basins=basins)
         if v in ("lineage only", "no structure"):
-            sentence = _with_unconfirmed(sentence, r, q, i, alpha)
-        out.append(replace(r, verdict=v, q=qv, candidate_basins=basins, sentence=sentence))
+            sentence = with_unconfirmed(sentence, r, q, i, alpha)
+            sentence += closest_split(done, tail="would tell" not in sentence)
+        out.append(replace(done, sentence=sentence + few_families(done)))
     return out
 
-
-def _with_unconfirmed(sentence: str, r: LabelFreeResult, q: dict, i: int, alpha: float) -> str:
-    """``sentence`` of a verdict without a deep difference, qualified when a deep test was significant
-    before the correction across fingerprints but not after: the answer is then "cannot tell", not
-    "one cloud"."""
-    hints, lone = [], ""
-    q_split = q.get((i, "split"), 1.0)
-    if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
-        lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
-                "quirk, not a basin (a group needs at least two families).")
-    elif r.p_split is not None and r.p_split <= alpha:
-        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), cutting {r.split_rate or 0:.0%} of the families")
-    if r.p_groups is not None and r.p_groups <= alpha:
-        hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
-    if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "one cloud"
-        sentence = "Families are identifiable."
-    if not hints:
-        return sentence + lone
-    return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
-            "correction across fingerprints but not after (more init families, or more null replicates with "
-            "`--n-perm`, would tell).")

@@ -49,8 +49,10 @@ RESULT_VERSION = 1
 # 3 = the calibrated lineage identification (stratified AUC, permutation p-value) is noise evidence;
 # 4 = ... except where the basins follow the label and not the families (clean basins);
 # 5 = the label-free split test also looks for camps within the families (their residuals), Bonferroni with the joint one;
-# 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk).
-METHODS_VERSION = 6
+# 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk);
+# 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
+#     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
+METHODS_VERSION = 7
 VERDICTS = tuple(v.value for v in LABELLED)
 
 

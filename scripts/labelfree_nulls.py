@@ -9,7 +9,9 @@ models (the test's), 10 x 3 (the size of ``xor-cues-null``) and 8 x 3 (``digits-
 Each population gets four independent "fingerprints" (10 dimensions each) decided together by
 :func:`analysis.labelfree.decide`, as one report's fingerprints are, with the report's defaults
 (``n_null`` = ``n_perm`` = 199, alpha 0.05). A (population, fingerprint) pair is a false positive
-when its verdict is ``crosses lineage`` or ``groups lineages``.
+when its verdict is ``crosses lineage`` or ``groups lineages``. The ``pointer`` column counts the
+pairs without a deep verdict whose sentence names a closest, not significant, split of the families
+(``closest_groups``: raw groups p below ``EXPLORATORY_P``; docs/scorecard.md, "Closest split").
 
 Real nulls: each ``summary.json`` given (from ``fingerprint run`` on a null config) adds its rows'
 ``label_free_verdict``. Prints one row per design and kind, per summary, and the pooled rate with a
@@ -27,6 +29,7 @@ from pathlib import Path
 from scipy.stats import binomtest
 
 from analysis import labelfree as lf
+from analysis.labelfree_sentences import EXPLORATORY_P, closest_groups
 from analysis.synthetic import synthetic_population
 
 KINDS = ("null", "null-t", "null-skew", "null-flat")
@@ -50,11 +53,11 @@ def main() -> None:
     t0 = time.time()
     print(f"synthetic nulls: {args.seeds} populations per design and kind, {N_FP} fingerprints each, "
           f"n_null {args.n_null}, alpha {args.alpha}")
-    print(f"{'design':>8} {'kind':>10} {'pops':>5} {'pairs':>6} {'deep':>5} {'pops with deep':>15}  verdicts")
-    syn_deep = syn_pairs = syn_pops = syn_pops_deep = 0
+    print(f"{'design':>8} {'kind':>10} {'pops':>5} {'pairs':>6} {'deep':>5} {'pops with deep':>15} {'pointer':>8}  verdicts")
+    syn_deep = syn_pairs = syn_pops = syn_pops_deep = syn_point = syn_free = 0
     for n_fam, m in DESIGNS:
         for ki, kind in enumerate(KINDS):
-            deep = pairs = pops_deep = 0
+            deep = pairs = pops_deep = point = 0
             verdicts: Counter = Counter()
             for s in range(args.seeds):
                 seed = 10_000 * (n_fam * 10 + m) + 1000 * ki + s
@@ -66,23 +69,33 @@ def main() -> None:
                 res = lf.decide(raw, args.alpha)
                 d = sum(r.verdict in lf.DEEP_VERDICTS for r in res)
                 deep, pairs, pops_deep = deep + d, pairs + len(res), pops_deep + (d > 0)
+                point += sum(closest_groups(r) is not None for r in res)
+                syn_free += sum(r.verdict in ("lineage only", "no structure") for r in res)
                 verdicts.update(r.verdict for r in res)
-            syn_deep, syn_pairs = syn_deep + deep, syn_pairs + pairs
+            syn_deep, syn_pairs, syn_point = syn_deep + deep, syn_pairs + pairs, syn_point + point
             syn_pops, syn_pops_deep = syn_pops + args.seeds, syn_pops_deep + pops_deep
-            print(f"{n_fam:>4} x {m} {kind:>10} {args.seeds:>5} {pairs:>6} {deep:>5} {pops_deep:>15}  "
+            print(f"{n_fam:>4} x {m} {kind:>10} {args.seeds:>5} {pairs:>6} {deep:>5} {pops_deep:>15} {point:>8}  "
                   + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
     print(f"synthetic: pairs {ci(syn_deep, syn_pairs)}; populations with any deep verdict "
           f"{ci(syn_pops_deep, syn_pops)}  ({time.time() - t0:.0f} s)")
+    print(f"synthetic: closest-split pointer (raw groups p < {EXPLORATORY_P:g}) on pairs without a deep verdict "
+          f"{ci(syn_point, syn_free)}")
 
-    real_deep = real_pairs = 0
+    real_deep = real_pairs = real_point = real_free = 0
     for path in args.summaries:
         rows = [r for r in json.loads(path.read_text())["scorecard"] if r.get("label_free_verdict")]
         verdicts = Counter(r["label_free_verdict"] for r in rows)
         d = sum(r["label_free_verdict"] in lf.DEEP_VERDICTS for r in rows)
         real_deep, real_pairs = real_deep + d, real_pairs + len(rows)
-        print(f"{path}: {len(rows)} fingerprints, {d} deep; " + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
+        free = [f.get("label_free") or {} for f in json.loads(path.read_text()).get("fingerprints", [])]
+        point = sum(bool(f.get("closest_groups")) for f in free)
+        real_point, real_free = real_point + point, real_free + sum(f.get("verdict") in ("lineage only", "no structure") for f in free)
+        print(f"{path}: {len(rows)} fingerprints, {d} deep, {point} pointers; "
+              + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
     if args.summaries:
         print(f"real: pairs {ci(real_deep, real_pairs)}")
+        if real_free:
+            print(f"real: closest-split pointer on pairs without a deep verdict {ci(real_point, real_free)}")
         print(f"pooled (synthetic + real): pairs {ci(syn_deep + real_deep, syn_pairs + real_pairs)}")
 
 

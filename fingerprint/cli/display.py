@@ -18,6 +18,11 @@ from rich.progress import (
 from rich.table import Table
 
 from analysis import verdicts
+from analysis.labelfree_sentences import (
+    FEW_FAMILIES,
+    closest_split_text,
+    few_families_text,
+)
 from analysis.results import AnalysisResult
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
@@ -180,7 +185,7 @@ def print_scorecard(result: AnalysisResult) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), _verdict(r.label_free_verdict) + _q(free_q.get(str(r.fingerprint))))
+                  _verdict(r.verdict), _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
     hint = insufficient_hint(result)
     if hint:
@@ -188,14 +193,16 @@ def print_scorecard(result: AnalysisResult) -> None:
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
-                  "identifiable but not grouped (initialization noise, or a seed-decided difference too weak to group "
-                  "them), none = no structure; (priv.) = on a probe set built from the ground truth, an upper bound "
+                  "identifiable, no groups shown (initialization noise, or a seed-decided difference too weak or graded "
+                  "to group them), none = no structure, (no relatives) = every model its own init family; (priv.) = on a probe set built from the ground truth, an upper bound "
                   "(docs/scorecard.md)", style="dim")
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
                       "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores)",
                       style="yellow", highlight=False, markup=False)
+    for line in label_free_notes(result):
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
@@ -206,6 +213,28 @@ def print_scorecard(result: AnalysisResult) -> None:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
                       "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
     console.print(f"[bold]headline:[/] {esc(headline_sentence(h))}", highlight=False)
+
+
+def _no_relatives(r: Any) -> str:
+    """`` (no relatives)`` after a ``groups lineages`` whose every model is its own init family."""
+    alone = r.n_families is not None and r.n_families == r.n_models
+    return " [dim](no relatives)[/]" if r.label_free_verdict == "groups lineages" and alone else ""
+
+
+def label_free_notes(result: AnalysisResult) -> list[str]:
+    """What the label-free sentences add that the terminal should not keep to the report: the caution
+    of a deep verdict from few init families, and the closest, not significant, split of the
+    families of a verdict without a deep difference (``closest_groups``). One line per fingerprint."""
+    lines = []
+    for f in result.fingerprints:
+        d = f.label_free or {}
+        deep = d.get("verdict") in ("crosses lineage", "groups lineages")
+        if deep and d.get("n_families") is not None and d["n_families"] <= FEW_FAMILIES:
+            lines.append(f"lineage, {f.fingerprint} ({d['verdict']}): {few_families_text(d['n_families'])}")
+        elif d.get("closest_groups"):
+            text = closest_split_text(d["closest_groups"], d.get("n_families") == f.n_models)
+            lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
+    return lines
 
 
 def insufficient_hint(result: AnalysisResult) -> str | None:

@@ -77,7 +77,7 @@ def not_stored(r: dict, json_out: Optional[Path]) -> str:
                 "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
                 "them with --lineage COLUMN (a column of your --metadata CSV, re-imported)")
     where = f"--json wrote them to {json_out} ('families')" if json_out else "--json OUT writes them ('families')"
-    return (f"not stored: the {many} families of two or more models found from '{r['evidence']}' (only the weight test's, "
+    return (f"not stored: the {many} {'family' if many == 1 else 'families'} of two or more models found from '{r['evidence']}' (only the weight test's, "
             "'exact', are stored; testing fingerprints against families a fingerprint found would be circular). "
             "`report` and `cluster` need init families, else every label-free verdict is 'too few': "
             f"{where}; to use them anyway, put them in a column of your --metadata CSV, re-import, and pass --lineage COLUMN")

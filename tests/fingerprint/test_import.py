@@ -401,7 +401,8 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     assert "--lineage COLUMN" in out
     found = json.loads((seq_models / "lin.json").read_text())["by_evidence"]["probe-outputs"]["n_families"]
     if found:  # families among 8 random inits: the empirical null's false positives, or none
-        assert f"not stored: the {found} families of two or more models found from 'probe-outputs'" in out
+        fams = "family" if found == 1 else "families"
+        assert f"not stored: the {found} {fams} of two or more models found from 'probe-outputs'" in out
         assert "--json wrote them to lin.json ('families')" in out
     else:
         assert "no two models were found related from 'probe-outputs'" in out

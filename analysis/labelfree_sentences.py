@@ -1,0 +1,146 @@
+"""The words of the label-free verdicts: each verdict's sentence and the qualifications added to it.
+
+:func:`analysis.labelfree.decide` sets a verdict from the corrected tests; this module says what to
+conclude from it, and no more than the tests showed: a failure to find groups is "could not be told
+apart from one cloud", not "one cloud"; a groups test near significance names its closest split of
+the families as exploratory (:data:`EXPLORATORY_P`); a deep verdict from few families carries the
+caution of ``docs/scorecard.md`` ("Few families"). Nothing here changes a test statistic or a
+p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this
+module imports nothing of ours) and return strings or plain dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analysis.sortkeys import natural_key
+
+__all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "families", "closest_groups",
+           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed"]
+
+SENTENCES = {
+    "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
+                       "a difference the seed does not decide (candidate deep difference).",
+    "groups lineages": "Whole init families fall into separate groups, more clearly than one Gaussian cloud would: "
+                       "candidate seed-decided basins (a deep difference, or a strong seed effect: check the groups).",
+    "lineage only": "Families are identifiable, but their centroids could not be told apart from one cloud (no groups "
+                    "shown): this fingerprint tracks what the init seed decides, initialization noise unless a "
+                    "difference the seed decides is too weak or too graded to group the families (more families "
+                    "would tell).",
+    "no structure": "No significant family or basin structure at this population size.",
+    "insufficient": "Too few init families to decide.",
+}
+# every model its own init family: nothing tells a seed-decided difference from one the training decided,
+# and the lineage and within-family tests cannot run
+NO_RELATIVES = {
+    "groups lineages": "The models fall into separate groups, more clearly than one Gaussian cloud would: candidate "
+                       "basins. Every model is its own init family, so whether the seed or the training decided them "
+                       "cannot be told.",
+    "no structure": "No significant basin structure at this population size. Every model is its own init family, so "
+                    "whether families are identifiable, and whether camps cut across them, was not tested.",
+}
+# A verdict without a deep difference whose raw groups p-value is below this names the groups test's
+# split of the families, as exploratory. 0.2: an outside audit's 12 families of a seed-decided
+# first/last rule got p_groups 0.09-0.12 with groups equal to the truth (docs/scorecard.md, "Closest
+# split"); on a calibrated null the pointer appears for at most a fifth of the fingerprints (fewer:
+# the groups test is conservative), so it is a lead to check, never evidence.
+EXPLORATORY_P = 0.2
+FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries the caution of docs/scorecard.md
+MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
+
+
+def families(n: int) -> str:
+    """``"1 init family"``, ``"4 init families"``."""
+    return f"{n} init famil{'y' if n == 1 else 'ies'}"
+
+
+def closest_groups(r: Any) -> dict[str, Any] | None:
+    """The exploratory pointer of a verdict without a deep difference whose groups test has a raw
+    p-value below :data:`EXPLORATORY_P`: ``{groups: {family: group}, sizes: {family: models},
+    p_groups, threshold}`` (the groups test's own split of the families, not significant), else ``None``."""
+    if r.verdict not in ("lineage only", "no structure") or r.p_groups is None or not r.family_groups:
+        return None
+    if not r.p_groups < EXPLORATORY_P or len(set(r.family_groups.values())) < 2:
+        return None
+    sizes = getattr(r, "family_sizes", None) or {}
+    return {"groups": dict(r.family_groups), "sizes": {f: int(sizes[f]) for f in r.family_groups if f in sizes},
+            "p_groups": r.p_groups, "threshold": EXPLORATORY_P}
+
+
+def closest_split(r: Any, tail: bool = True) -> str:
+    """The sentence naming :func:`closest_groups` of ``r`` (:func:`closest_split_text`), or ``""``."""
+    cg = closest_groups(r)
+    return "" if cg is None else " " + closest_split_text(cg, r.n_families == r.n_models, tail)
+
+
+def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool = True) -> str:
+    """``closest_groups`` ``cg`` in words: families by name, with how many families and models each
+    group holds, long groups shortened to :data:`MAX_NAMES` names and a count. ``singletons``: every
+    model is its own family (the groups are of models); ``tail``: end with "more families would
+    tell" (not when the verdict's sentence says it already)."""
+    sizes = cg.get("sizes") or {}
+    members: dict[int, list[str]] = {}
+    for f, g in cg["groups"].items():
+        members.setdefault(int(g), []).append(str(f))
+    parts = []
+    for g in sorted(members, key=lambda g: min(map(natural_key, members[g]))):
+        names = sorted(members[g], key=natural_key)
+        shown = ", ".join(names[:MAX_NAMES]) + (f", ... {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+        n_models = sum(int(sizes.get(f, 0)) for f in names)
+        count = (f"{len(names)} models" if singletons else
+                 f"{len(names)} {'family' if len(names) == 1 else 'families'}" + (f", {n_models} models" if n_models else ""))
+        parts.append(f"{{{shown}}} ({count})")
+    what = "models" if singletons else "families"
+    return (f"Closest split of the {what} (exploratory, not significant: family groups p {cg['p_groups']:.2g}, "
+            f"below {cg.get('threshold', EXPLORATORY_P):g} before any correction): {' vs '.join(parts)}"
+            + (f"; more {what} would tell." if tail else "."))
+
+
+def few_families(r: Any) -> str:
+    """The caution after a deep verdict from :data:`FEW_FAMILIES` init families or fewer, else ``""``."""
+    if r.verdict not in ("crosses lineage", "groups lineages") or r.n_families > FEW_FAMILIES:
+        return ""
+    return " " + few_families_text(r.n_families)
+
+
+def few_families_text(n_families: int) -> str:
+    """The few-families caution (docs/scorecard.md, "Few families")."""
+    return (f"Only {families(n_families)}: at this few, a deep verdict near q 0.05 is a reason to train more "
+            "families, not a finding (docs/scorecard.md, \"Few families\").")
+
+
+def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> str:
+    """``sentence`` of a verdict without a deep difference, qualified when a deep test was significant
+    before the correction across fingerprints but not after: the answer is then "cannot tell", not
+    "no groups shown". ``q``: the adjusted p-values by ``(result index, test)``; ``i``: this one's."""
+    hints, lone = [], ""
+    q_split = q.get((i, "split"), 1.0)
+    if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
+        lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
+                "quirk, not a basin (a group needs at least two families).")
+    elif r.p_split is not None and r.p_split <= alpha:
+        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {_cutting(r)}")
+    if r.p_groups is not None and r.p_groups <= alpha:
+        hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
+    if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "no groups shown"
+        sentence = "Families are identifiable."
+    if not hints:
+        return sentence + lone
+    return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
+            "correction across fingerprints but not after (more init families, or more null replicates with "
+            "`--n-perm`, would tell).")
+
+
+def _cutting(r: Any) -> str:
+    """``cutting none of the 16 families with relatives`` / ``3 of 16 ...`` / ``all 16 ...`` (a share when the
+    count of families with relatives is not known)."""
+    n = getattr(r, "n_related_families", None)
+    if n == 0:
+        return "no family has relatives to cut"
+    if n is None:
+        return f"cutting {r.split_rate or 0:.0%} of the families"
+    cut = int(round((r.split_rate or 0) * n))
+    with_rel = f"{n} {'family' if n == 1 else 'families'} with relatives"
+    if cut == 0:
+        return f"cutting none of the {with_rel}"
+    return f"cutting all {with_rel}" if cut == n else f"cutting {cut} of {with_rel}"

@@ -1,0 +1,154 @@
+"""What the label-free verdicts say (analysis/labelfree_sentences.py): no more than the tests showed,
+the closest split of the families when the groups test comes near, the few-families caution, and
+counts in words (an outside audit's findings 1, 3 and 8)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sklearn.metrics import adjusted_mutual_info_score
+
+from analysis import labelfree as lf
+from analysis import labelfree_sentences as ls
+from analysis.calibration import label_free_json
+from analysis.results import AnalysisResult, FingerprintResult
+from analysis.synthetic import synthetic_population as population
+from fingerprint.cli.display import label_free_notes
+
+OTHERS = [lf.LabelFreeResult(40, 10, 0.001, 0.9, 0.9) for _ in range(5)]  # fingerprints decided alongside
+
+
+def _fams(n_fam: int, per: int = 2) -> tuple[dict[str, int], dict[str, int]]:
+    """Families ``"0"..`` split even / odd, and ``per`` models each."""
+    return {str(i): i % 2 for i in range(n_fam)}, {str(i): per for i in range(n_fam)}
+
+
+def test_lineage_only_says_could_not_be_told_apart_not_one_cloud():
+    clean = lf.decide([lf.LabelFreeResult(40, 10, 0.005, 0.6, 0.6), *OTHERS])[0]
+    assert clean.verdict == "lineage only" and clean.sentence == lf.SENTENCES["lineage only"]
+    assert "could not be told apart from one cloud (no groups shown)" in clean.sentence
+    assert "form one cloud" not in clean.sentence and "more families would tell" in clean.sentence
+
+
+def test_closest_split_is_named_below_the_exploratory_threshold_and_not_above():
+    groups, sizes = _fams(12)
+    near = lf.LabelFreeResult(24, 12, 0.005, 0.09, 0.6, family_groups=groups, family_sizes=sizes)
+    far = lf.LabelFreeResult(24, 12, 0.005, ls.EXPLORATORY_P, 0.6, family_groups=groups, family_sizes=sizes)
+    a, b = lf.decide([near, far, *OTHERS])[:2]
+    assert a.verdict == b.verdict == "lineage only"
+    assert ("Closest split of the families (exploratory, not significant: family groups p 0.09, below 0.2 before any "
+            "correction): {0, 2, 4, 6, 8, 10} (6 families, 12 models) vs {1, 3, 5, 7, 9, 11} "
+            "(6 families, 12 models).") in a.sentence
+    assert a.sentence.count("more families would tell") == 1  # the lineage-only sentence says it already
+    assert "Closest split" not in b.sentence and b.sentence == lf.SENTENCES["lineage only"]
+    # summary.json carries it: the groups test's own split, its p-value and the threshold
+    ja, jb = label_free_json(a, [f"m{i}" for i in range(24)]), label_free_json(b, [f"m{i}" for i in range(24)])
+    assert ja["closest_groups"] == {"groups": groups, "sizes": sizes, "p_groups": 0.09, "threshold": ls.EXPLORATORY_P}
+    assert jb["closest_groups"] is None and "Closest split" in ja["sentence"]
+
+
+def test_closest_split_under_no_structure_and_never_after_a_deep_verdict():
+    groups, sizes = _fams(8)
+    flat = lf.LabelFreeResult(16, 8, 0.6, 0.15, 0.7, family_groups=groups, family_sizes=sizes)
+    deep = lf.LabelFreeResult(16, 8, 0.005, 0.001, 0.7, family_groups=groups, family_sizes=sizes)
+    a, b = lf.decide([flat, deep])
+    assert a.verdict == "no structure" and a.sentence.endswith("; more families would tell.")
+    assert "Closest split of the families" in a.sentence
+    assert b.verdict == "groups lineages" and "Closest split" not in b.sentence and ls.closest_groups(b) is None
+
+
+def test_a_long_closest_split_is_shortened_with_counts():
+    groups, sizes = _fams(30, per=3)
+    (r,) = lf.decide([lf.LabelFreeResult(90, 30, 0.005, 0.1, 0.8, family_groups=groups, family_sizes=sizes)])
+    assert "{0, 2, 4, 6, 8, 10, 12, 14, ... 7 more} (15 families, 45 models)" in r.sentence
+    assert "28" not in r.sentence
+
+
+def test_the_closest_split_names_the_true_groups_of_a_weak_seed_decided_factor():
+    """A seed-decided factor too weak for a verdict at 12 families (2.5 units; the families' spread
+    on that axis 1.5): the groups test's p-value falls between 0.05 and the exploratory threshold, and
+    the named split is the planted one."""
+    x, fam, label = population("groups", 0, n_fam=12, m=4, delta=2.5)
+    (r,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
+    assert r.verdict == "lineage only" and 0.05 < r.p_groups < ls.EXPLORATORY_P, r.p_groups
+    cg = ls.closest_groups(r)
+    truth = {str(f): int(label[fam == f][0]) for f in np.unique(fam)}
+    assert adjusted_mutual_info_score([truth[f] for f in cg["groups"]], list(cg["groups"].values())) == 1.0
+    assert "Closest split of the families" in r.sentence and "(6 families, 24 models)" in r.sentence
+
+
+def test_a_deep_verdict_from_few_families_carries_the_caution():
+    caution = 'at this few, a deep verdict near q 0.05 is a reason to train more families'
+    for n_fam, expected in ((4, True), (5, True), (6, False)):
+        (r,) = lf.decide([lf.LabelFreeResult(6 * n_fam, n_fam, 0.005, 0.9, 0.005, split_rate=1.0)])
+        assert r.verdict == "crosses lineage"
+        assert (caution in r.sentence) is expected, (n_fam, r.sentence)
+        assert (f"Only {n_fam} init families" in r.sentence) is expected
+        assert (caution in label_free_json(r, [f"m{i}" for i in range(6 * n_fam)])["sentence"]) is expected
+    x, fam, _ = population("cross", 1, n_fam=4, m=4, delta=6.0)  # a real one: members split the same way
+    (c,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
+    assert c.verdict == "crosses lineage" and caution in c.sentence
+    (none,) = lf.decide([lf.LabelFreeResult(16, 4, 0.005, 0.9, 0.9)])
+    assert none.verdict == "lineage only" and caution not in none.sentence
+
+
+def test_counts_read_as_words():
+    assert ls.families(1) == "1 init family" and ls.families(4) == "4 init families"
+    (one,) = lf.decide([lf.label_free(np.random.default_rng(0).standard_normal((8, 3)), np.zeros(8))])
+    assert one.sentence == "insufficient: 1 init family (at least 4 needed)"
+
+    def camps(rate: float) -> str:
+        r = lf.LabelFreeResult(32, 16, 0.005, 0.6, 0.03, split_rate=rate, n_related_families=16)
+        return lf.decide([r, *OTHERS])[0].sentence
+
+    assert "two camps p 0.03 (q " in camps(0.0) and "), cutting none of the 16 families with relatives," in camps(0.0)
+    assert "cutting 3 of 16 families with relatives" in camps(3 / 16)
+    assert "cutting all 16 families with relatives" in camps(1.0)
+    assert "%" not in camps(3 / 16)
+
+
+def test_the_terminal_notes_carry_the_pointer_and_the_caution_only():
+    def fp(name: str, free: dict) -> FingerprintResult:
+        return FingerprintResult(name, n_models=16, label_free=free)
+
+    cg = {"groups": {"a": 0, "b": 0, "c": 1, "d": 1}, "sizes": {"a": 4, "b": 4, "c": 4, "d": 4}, "p_groups": 0.11,
+          "threshold": 0.2}
+    res = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
+        fp("w", {"verdict": "crosses lineage", "n_families": 4, "sentence": "W."}),
+        fp("x", {"verdict": "crosses lineage", "n_families": 8, "sentence": "X."}),
+        fp("y", {"verdict": "lineage only", "n_families": 4, "closest_groups": cg, "sentence": "Y."}),
+        fp("z", {"verdict": "lineage only", "n_families": 4, "closest_groups": None, "sentence": "Z."})])
+    assert label_free_notes(res) == [
+        "lineage, w (crosses lineage): Only 4 init families: at this few, a deep verdict near q 0.05 is a reason to "
+        'train more families, not a finding (docs/scorecard.md, "Few families").',
+        "lineage, y (lineage only): Closest split of the families (exploratory, not significant: family groups p "
+        "0.11, below 0.2 before any correction): {a, b} (2 families, 8 models) vs {c, d} (2 families, 8 models); "
+        "more families would tell."]
+
+
+def _analyze(x: np.ndarray, family: np.ndarray):
+    from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+
+    ids = [f"m{i}" for i in range(len(x))]
+    opts = AnalysisOptions(n_perm=99, n_family_boot=20, n_boot=4, label="")
+    fp = FingerprintInput("fp", x, ids, {"extractor": "fp", "output": "features"})
+    return analyze([fp], {"model_id": np.asarray(ids), "init_seed": family.astype(str)}, opts)
+
+
+def test_the_report_counts_cut_families_and_marks_groups_without_relatives():
+    from analysis.report import render
+
+    x, fam, _ = population("null", 2, n_fam=8, m=3)
+    res = _analyze(x, fam)
+    free = res.fingerprints[0].label_free
+    assert free["n_related_families"] == 8 and "%" not in free["sentence"]
+    assert re.search(r"models in two camps [0-9.]+ \(cutting (none of the|all|[1-7] of) 8 families with relatives",
+                     render(res))
+    planted = np.random.default_rng(1).standard_normal((24, 5))
+    planted[::2] += 6.0  # on every column: standardisation keeps it (docs/scorecard.md, "power after standardisation")
+    alone = _analyze(planted, np.arange(24))
+    free = alone.fingerprints[0].label_free
+    assert free["verdict"] == "groups lineages" and free["n_related_families"] == 0  # the stored value is unchanged
+    html = render(alone)
+    assert "groups lineages (no relatives)" in html and "no family has relatives to cut" in html
