@@ -436,4 +436,3 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             sentence += closest_split(done, tail="would tell" not in sentence)
         out.append(replace(done, sentence=sentence + few_families(done)))
     return out
-
