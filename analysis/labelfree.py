@@ -171,11 +171,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     if x.shape[1] == 0 or not np.abs(x).max(initial=0.0) > 0:  # every model identical on this fingerprint
         return LabelFreeResult(n, n_fam, None, None, None, sentence=SENTENCES["no structure"])
     cent, counts = _centroids(x, codes, n_fam)
-    multi = counts[codes] >= 2  # models with a relative: the within-family tests use only these
 
     # lineage: pseudo-F against members permuted across families (family sizes kept)
     f_obs = p_lin = None
-    if multi.sum() > n_fam:
+    if n > n_fam:  # some family has relatives (singletons join the permutations: they once kept the test from running)
         f_obs = pseudo_f(x, codes, n_fam)
         perms = np.argsort(rng.random((n_null, n)), 1)
         null_f = np.array([pseudo_f(x, codes[p], n_fam) for p in perms])

@@ -151,6 +151,18 @@ def test_the_within_family_test_leaves_models_without_relatives_out():
     assert adjusted_mutual_info_score(side, r.candidate_basins[:-3]) >= 0.7
 
 
+def test_singletons_beside_the_families_do_not_switch_the_lineage_test_off():
+    """12 families of two and 12 models without relatives (an outside audit's population): the
+    lineage test runs on all 36 (singletons join its permutations) and finds the pairs."""
+    rng = np.random.default_rng(3)
+    fam = [f"f{i}" for i in range(12) for _ in range(2)] + [f"s{i}" for i in range(12)]
+    effect = {f: rng.standard_normal(6) * 2.0 for f in dict.fromkeys(fam)}
+    x = np.stack([effect[f] + 0.3 * rng.standard_normal(6) for f in fam])
+    res = lf.decide([lf.label_free(x, fam, n_null=99)])[0]
+    assert res.p_lineage is not None and res.p_lineage <= 0.02
+    assert res.verdict == "lineage only"
+
+
 def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
     """'Lineage only' must not claim 'one cloud' when a split was significant before the correction
     across fingerprints and not after: it says so, with both numbers."""
