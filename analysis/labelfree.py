@@ -204,11 +204,17 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # one population or two? The 2-means cluster index of all models against a hierarchical
     # Gaussian null: family effects with the centroids' covariance, members with the pooled
     # within-family covariance (so a family's clump counts as one unit, not as m points)
+    # Known design factors shared across families (strata: a data order, the generation in a parent
+    # chain) are taken out of the members first, data and null alike: their within-family contrasts
+    # are projected out (family centroids untouched), so a split along them is not a camp here either
+    design = _stratum_contrasts(codes, n_fam, strata)
+    n_design = 0 if design is None else design.shape[1]
+    x_all = x if design is None else x - design @ (design.T @ x)
     dims = min(MAX_DIMS, x.shape[1])
-    xr = top_dims(x, dims)
+    xr = top_dims(x_all, dims)
     cent_r, _ = _centroids(xr, codes, n_fam)
     resid = xr - cent_r[codes]
-    cov_w = resid.T @ resid / max(n - n_fam, 1)
+    cov_w = resid.T @ resid / max(n - n_fam - n_design, 1)
     cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
     vals, vecs = np.linalg.eigh(cov_c)
     root_c = vecs * np.sqrt(np.clip(vals, 0, None))
@@ -219,9 +225,13 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # the split's p-value is the smaller of two, doubled (Bonferroni, below): twice the replicates keep
     # its floor at 1 / (n_null + 1)
     n_split = 2 * n_null + 1
+
+    def members(b: int) -> np.ndarray:  # [b, n, dims] member noise, residualised on the strata as the data are
+        e = rng.standard_normal((b, n, dims)) @ root_w.T
+        return e if design is None else e - design @ (design.T @ e)
+
     null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
-        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes]
-                      + rng.standard_normal((b, n, dims)) @ root_w.T, min_size=min_side)[0]
+        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + members(b), min_size=min_side)[0]
         for b in _chunks(n_split)])
     ci_c = float(ci_arr[0])
     p_split = float((1 + (null_b <= ci_c).sum()) / (n_split + 1))
@@ -310,6 +320,29 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     out = none.copy()
     out[rows] = split[j]
     return float(ci[j]), p, out
+
+
+def _stratum_contrasts(codes: np.ndarray, n_fam: int, strata: Sequence[np.ndarray]) -> np.ndarray | None:
+    """An orthonormal basis ``[n, r]`` of the strata's within-family contrasts: a column per level
+    shared by two or more families with relatives (as :func:`_within_split` takes them), centred in
+    each family, so that projecting it out removes a design factor's effect on the members and leaves
+    the family centroids as they are. ``None`` without such a level (nothing to take out)."""
+    counts = np.bincount(codes, minlength=n_fam)
+    related = counts[codes] >= 2
+    cols = []
+    for col in strata:
+        vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)], dtype=object)
+        for v in sorted({v for v in vals[related].tolist() if v is not None}):
+            if len(np.unique(codes[related & (vals == v)])) >= 2:
+                cols.append((vals == v).astype(np.float64))
+    if not cols:
+        return None
+    s = np.stack(cols, 1)
+    s = s - _centroids(s, codes, n_fam)[0][codes]
+    u, sv, _ = np.linalg.svd(s, full_matrices=False)
+    if not sv.max(initial=0.0) > 1e-9:  # every level constant inside each family: no contrast
+        return None
+    return u[:, sv > sv.max() * max(s.shape) * np.finfo(float).eps]
 
 
 def _chunks(n: int) -> list[int]:

@@ -92,6 +92,25 @@ def root_family(model_ids, parent_ids) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+def generation(model_ids, parent_ids) -> np.ndarray:
+    """Each model's generation in its parent chain ``[n]`` (int): 0 for a model without a parent, 1
+    for its spawned / fine-tuned child, 2 for a grandchild, ... A parent outside the population still
+    counts (a fine-tuned child whose base model was not imported is generation 1); a cycle stops at
+    the first repeat."""
+    ids = [str(m) for m in model_ids]
+    parent = {m: ("" if p is None or (isinstance(p, float) and p != p) else str(p).strip())
+              for m, p in zip(ids, parent_ids)}
+    out = []
+    for m in ids:
+        seen, cur, depth = {m}, m, 0
+        while parent.get(cur, "") and parent[cur] not in seen:
+            cur = parent[cur]
+            seen.add(cur)
+            depth += 1
+        out.append(depth)
+    return np.asarray(out, dtype=np.int64)
+
+
 def lineage_groups(model_ids, lineage=None, parent_ids=None) -> np.ndarray:
     """Each model's cross-validation group ``[n]``: the lineage value of its root (:func:`root_family`:
     follow ``parent_id`` up to a model without a parent), so a parent and its spawned / fine-tuned

@@ -52,7 +52,7 @@ RESULT_VERSION = 1
 # 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk);
 # 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
 #     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
-METHODS_VERSION = 7
+METHODS_VERSION = 8
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -171,8 +171,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         if lineage is not None:
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
-    # kind of model): relatives too, so a split along them is not a candidate deep difference
+    # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     strata = [col(c) for c in STRATA if c in table and c not in (opts.lineage, opts.label)]
+    if parent_ids is not None:  # the generation in the parent chain (a base model vs its fine-tunes) too
+        strata.append(mt.generation(ids, parent_ids).astype(object))
     label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max, strata, parents) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
@@ -253,7 +255,8 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
     return out
 
 
-STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test)
+STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
+# with parent links, the generation from parent_id joins them: metrics.generation)
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 

@@ -6,6 +6,12 @@ member noise), ``null-t`` (heavy-tailed, t with 3 dof), ``null-skew`` (log-norma
 (no family effect). Planted kinds: ``groups`` (the seed decides a binary factor: whole families shift
 by +-delta) and ``cross`` (each model's factor is a coin flip: families split). Used by
 ``tests/analysis/test_labelfree.py`` and ``scripts/labelfree_nulls.py`` (docs/results.md).
+
+``parent_population(kind, seed, ...)`` gives ``(x, family, generation, label)``: base models each
+fine-tuned into children, the base imported beside them (generation 0 and 1), with a strong shift
+from base to fine-tune shared across families (plus a per-family part). ``parents-null``: no deep
+factor; ``parents-cross``: each child's factor is a coin flip (a planted difference among the
+children, the parents on the factor's 0 side).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 KINDS = ("null", "null-t", "null-skew", "null-flat", "groups", "cross")
+PARENT_KINDS = ("parents-null", "parents-cross")
 
 
 def synthetic_population(kind: str, seed: int, n_fam: int = 12, m: int = 4, d: int = 10, delta: float = 4.0):
@@ -41,3 +48,30 @@ def synthetic_population(kind: str, seed: int, n_fam: int = 12, m: int = 4, d: i
         label = r.integers(0, 2, n_fam * m)
         e[:, 0] += delta * (2 * label - 1)
     return c[fam] + e, fam, label
+
+
+def parent_population(kind: str, seed: int, n_fam: int = 6, m: int = 4, d: int = 10, shift: float = 6.0,
+                      delta: float = 4.0, jitter: float = 0.3):
+    """``n_fam`` base models (generation 0), each with ``m`` fine-tuned children (generation 1), in
+    ``d`` dimensions: family effects and member noise as ``null``, the children moved by ``shift``
+    along a direction shared by every family plus a per-family part (``jitter`` times as large, a
+    random direction). ``parents-cross``: each child's deep factor is a coin flip that moves it by
+    ``delta`` along the first dimension (the parents have factor 0). Returns ``(x [n, d], family [n],
+    generation [n], label [n])``."""
+    if kind not in PARENT_KINDS:
+        raise ValueError(f"unknown parent kind {kind!r} (valid: {', '.join(PARENT_KINDS)})")
+    r = np.random.default_rng(seed)
+    scale = np.linspace(1.5, 0.3, d)
+    size = m + 1
+    fam = np.repeat(np.arange(n_fam), size)
+    gen = np.tile(np.r_[0, np.ones(m, int)], n_fam)
+    c, e = r.standard_normal((n_fam, d)) * scale, r.standard_normal((n_fam * size, d)) * 0.5 * scale
+    way = r.standard_normal(d)
+    per_fam = r.standard_normal((n_fam, d))
+    move = shift * (way / np.linalg.norm(way) + jitter * per_fam / np.linalg.norm(per_fam, axis=1, keepdims=True))
+    x = c[fam] + e + gen[:, None] * move[fam]
+    label = np.zeros(len(x), int)
+    if kind == "parents-cross":
+        label = np.where(gen == 1, r.integers(0, 2, len(x)), 0)
+        x[:, 0] += delta * label
+    return x, fam, gen, label
