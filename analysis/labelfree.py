@@ -136,12 +136,17 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
 
 
 def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8,
-               strata: Sequence[Sequence] = (), nested: Sequence | None = None) -> LabelFreeResult:
+               strata: Sequence[Sequence] = (), nested: Sequence | None = None,
+               generation: Sequence | None = None) -> LabelFreeResult:
     """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
     its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
     ``strata`` are known design factors crossed with the families (each ``[n]``: data order, kind),
     taken out before the within-family camps are looked for, as are ``nested`` sub-families (each
-    model's parent-chain root, ``[n]``) (:func:`_within_split`).
+    model's parent-chain root, ``[n]``) (:func:`_within_split`). ``generation`` ``[n]`` (int: 0 for a
+    model without a parent, 1 for its fine-tuned child, ...; :func:`analysis.metrics.generation`) is
+    a design factor of both split statistics: the within-family camps are looked for among the
+    models of one family and one generation, and the all-model split sees the members with the
+    generation's shared effect taken out, as a stratum's.
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
     other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
@@ -150,12 +155,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         raise ValueError(f"coords must be [n, d] with one family per row, got {x.shape} and {len(family)} families")
     if not np.isfinite(x).all():
         raise ValueError("coords have NaN or infinite values")
+    if generation is not None and len({int(g) for g in np.asarray(generation)}) < 2:
+        generation = None  # one generation (no parent links here): nothing to take out
     rows = family_sample(family, MAX_MODELS, random_state)
     if rows is not None:
         fam = np.asarray([str(f) for f in family], dtype=object)
         res = label_free(x[rows], fam[rows], n_null, random_state, k_max,
                          [np.asarray(c, dtype=object)[rows] for c in strata],
-                         None if nested is None else np.asarray(nested, dtype=object)[rows])
+                         None if nested is None else np.asarray(nested, dtype=object)[rows],
+                         None if generation is None else np.asarray(generation)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
         spread["split_basins"] = (  # camps of the within-family residuals: extended in residual space
             _extend(_family_centred(x, fam), rows, res.split_basins, _family_sizes(fam) >= 2) if res.split_within
@@ -202,50 +210,32 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     group_basins = fam_group[codes]
 
     # one population or two? The 2-means cluster index of all models against a hierarchical
-    # Gaussian null: family effects with the centroids' covariance, members with the pooled
-    # within-family covariance (so a family's clump counts as one unit, not as m points)
-    # Known design factors shared across families (strata: a data order, the generation in a parent
-    # chain) are taken out of the members first, data and null alike: their within-family contrasts
-    # are projected out (family centroids untouched), so a split along them is not a camp here either
-    design = _stratum_contrasts(codes, n_fam, strata)
-    n_design = 0 if design is None else design.shape[1]
-    x_all = x if design is None else x - design @ (design.T @ x)
-    dims = min(MAX_DIMS, x.shape[1])
-    xr = top_dims(x_all, dims)
-    cent_r, _ = _centroids(xr, codes, n_fam)
-    resid = xr - cent_r[codes]
-    cov_w = resid.T @ resid / max(n - n_fam - n_design, 1)
-    cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
-    vals, vecs = np.linalg.eigh(cov_c)
-    root_c = vecs * np.sqrt(np.clip(vals, 0, None))
-    vals_w, vecs_w = np.linalg.eigh(cov_w)
-    root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
-    min_side = max(2, n // 20)
-    ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
-    # the split's p-value is the smaller of two, doubled (Bonferroni, below): twice the replicates keep
-    # its floor at 1 / (n_null + 1)
-    n_split = 2 * n_null + 1
-
-    def members(b: int) -> np.ndarray:  # [b, n, dims] member noise, residualised on the strata as the data are
-        e = rng.standard_normal((b, n, dims)) @ root_w.T
-        return e if design is None else e - design @ (design.T @ e)
-
-    null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
-        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + members(b), min_size=min_side)[0]
-        for b in _chunks(n_split)])
-    ci_c = float(ci_arr[0])
-    p_split = float((1 + (null_b <= ci_c).sum()) / (n_split + 1))
-    split = full_split[0]
+    # Gaussian null (:func:`_all_split`). With parent links, a model alone in its generation of its
+    # family (a base model imported beside its fine-tunes) is left out of it: its offset from its
+    # family is the generation's effect and the children's camps at once, and either way it lands
+    # between the camps (measured: the planted backdoor of the outside audit's imports was lost)
+    n_split = 2 * n_null + 1  # the split's p is the smaller of two, doubled: twice the replicates keep its floor
+    design_strata = list(strata) if generation is None else [*strata, np.asarray(generation, dtype=object)]
+    keep = _with_generation_relatives(codes, generation)
+    if keep is None:
+        ci_c, p_split, split = _all_split(x, codes, n_fam, n_split, rng, design_strata)
+    else:
+        sub = _codes(codes[keep])[0]
+        ci_c, p_split, side = _all_split(x[keep] - x[keep].mean(0), sub, int(sub.max()) + 1, n_split, rng,
+                                         [np.asarray(c, dtype=object)[keep] for c in design_strata])
+        split = np.full(n, -1)
+        split[keep] = side
     # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
     multi_fams = np.flatnonzero(counts >= 2)
     split_rate = _cut_rate(split, codes, multi_fams)
     split_basins = split
-    majority = np.array([int(round(split[codes == f].mean())) for f in range(n_fam)])
+    majority = np.array([int(round(split[(codes == f) & (split >= 0)].mean())) if ((codes == f) & (split >= 0)).any()
+                         else -1 for f in range(n_fam)])  # -1: a family with no model in the split
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
     # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
-    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested)
+    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation)
     split_within = False
     if p_w is not None:
         w_rate = _cut_rate(w_split, codes, multi_fams)
@@ -258,14 +248,14 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
-        ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority, minlength=2).min()),
+        ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority[majority >= 0], minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)})
 
 
 def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator,
-                  strata: Sequence[np.ndarray] = (), nested: Sequence | None = None
-                  ) -> tuple[float | None, float | None, np.ndarray]:
+                  strata: Sequence[np.ndarray] = (), nested: Sequence | None = None,
+                  generation: Sequence | None = None) -> tuple[float | None, float | None, np.ndarray]:
     """Members of a family in two camps, the same way across families: the lowest 1-D 2-means cluster
     index of the within-family residuals of ``x [n, d]`` (models with relatives only) along their top
     principal directions, its p-value against Gaussian members with the pooled within-family
@@ -277,15 +267,25 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     relatives across init families): the residuals are taken from an additive least-squares fit of
     family and every stratum whose values recur across families, so that a split along one of them
     is not a camp. ``nested`` ``[n]``: sub-families inside the init families (the root of each model's
-    parent chain: a base model and its spawned or fine-tuned children), taken out the same way."""
-    counts = np.bincount(codes, minlength=n_fam)
-    rows = np.flatnonzero(counts[codes] >= 2)
+    parent chain: a base model and its spawned or fine-tuned children), taken out the same way.
+    ``generation`` ``[n]``: each model's generation in its parent chain; the relatives are then the
+    models of one family *and* one generation (a base model imported beside its fine-tunes is not a
+    member of their camps: measured on an outside audit's imports, base-vs-fine-tuned read as camps
+    in 7 of 24 null fingerprints, and taking the generation out as a stratum instead lost the planted
+    backdoor, the base models landing between its camps), so a model alone in its generation of its
+    family is left out as a model without relatives is."""
+    cell = codes if generation is None else _codes([f"{c}|{g}" for c, g in zip(codes, np.asarray(generation))])[0]
+    counts = np.bincount(cell)
+    rows = np.flatnonzero(counts[cell] >= 2)
     none = np.full(len(x), -1)
     _, fam = np.unique(codes[rows], return_inverse=True)
     n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
     if n_f < MIN_FAMILIES:  # too few families with relatives (none at all: every model its own family)
         return None, None, none
     blocks = [np.eye(n_f)[fam]]
+    if generation is not None:  # a column per (family, generation) cell: the generations' means taken out
+        _, gen_cell = np.unique(cell[rows], return_inverse=True)
+        blocks.append(np.eye(int(gen_cell.max(initial=-1)) + 1)[gen_cell])
     for col in strata:  # a column per level shared by several families (a missing value is no level)
         vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)[rows]], dtype=object)
         for v in {v for v in vals.tolist() if v is not None}:
@@ -320,6 +320,54 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     out = none.copy()
     out[rows] = split[j]
     return float(ci[j]), p, out
+
+
+def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -> np.ndarray | None:
+    """Models ``[n]`` (bool) the all-model split looks at when parent links give generations: all but
+    a model alone in its generation of a family that has other models. ``None``: all of them."""
+    if generation is None:
+        return None
+    cell = _codes([f"{c}|{g}" for c, g in zip(codes, np.asarray(generation))])[0]
+    keep = (np.bincount(cell)[cell] >= 2) | (np.bincount(codes)[codes] == 1)
+    return None if keep.all() else keep
+
+
+def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: np.random.Generator,
+               strata: Sequence[np.ndarray] = ()) -> tuple[float, float, np.ndarray]:
+    """The 2-means cluster index of all models ``x [n, d]`` (centred), its p-value against a
+    hierarchical Gaussian null (``n_split`` replicates: family effects with the centroids' covariance,
+    members with the pooled within-family covariance, so a family's clump counts as one unit, not as
+    m points), and the split ``[n]``. Known design factors shared across families (``strata``: a data
+    order, the generation in a parent chain) are taken out of the members first, data and null alike:
+    their within-family contrasts are projected out (family centroids untouched), so a split along
+    them is not a camp here either."""
+    n = len(x)
+    counts = np.bincount(codes, minlength=n_fam).astype(np.float64)
+    design = _stratum_contrasts(codes, n_fam, strata)
+    n_design = 0 if design is None else design.shape[1]
+    x_all = x if design is None else x - design @ (design.T @ x)
+    dims = min(MAX_DIMS, x.shape[1])
+    xr = top_dims(x_all, dims)
+    cent_r, _ = _centroids(xr, codes, n_fam)
+    resid = xr - cent_r[codes]
+    cov_w = resid.T @ resid / max(n - n_fam - n_design, 1)
+    cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
+    vals, vecs = np.linalg.eigh(cov_c)
+    root_c = vecs * np.sqrt(np.clip(vals, 0, None))
+    vals_w, vecs_w = np.linalg.eigh(cov_w)
+    root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
+    min_side = max(2, n // 20)
+    ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
+
+    def members(b: int) -> np.ndarray:  # [b, n, dims] member noise, residualised on the strata as the data are
+        e = rng.standard_normal((b, n, dims)) @ root_w.T
+        return e if design is None else e - design @ (design.T @ e)
+
+    null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
+        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + members(b), min_size=min_side)[0]
+        for b in _chunks(n_split)])
+    ci_c = float(ci_arr[0])
+    return ci_c, float((1 + (null_b <= ci_c).sum()) / (n_split + 1)), full_split[0]
 
 
 def _stratum_contrasts(codes: np.ndarray, n_fam: int, strata: Sequence[np.ndarray]) -> np.ndarray | None:

@@ -173,9 +173,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     strata = [col(c) for c in STRATA if c in table and c not in (opts.lineage, opts.label)]
-    if parent_ids is not None:  # the generation in the parent chain (a base model vs its fine-tunes) too
-        strata.append(mt.generation(ids, parent_ids).astype(object))
-    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max, strata, parents) \
+    generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
+    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords, family))

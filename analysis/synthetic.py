@@ -51,12 +51,13 @@ def synthetic_population(kind: str, seed: int, n_fam: int = 12, m: int = 4, d: i
 
 
 def parent_population(kind: str, seed: int, n_fam: int = 6, m: int = 4, d: int = 10, shift: float = 6.0,
-                      delta: float = 4.0, jitter: float = 0.3):
+                      delta: float = 8.0, jitter: float = 0.3):
     """``n_fam`` base models (generation 0), each with ``m`` fine-tuned children (generation 1), in
     ``d`` dimensions: family effects and member noise as ``null``, the children moved by ``shift``
     along a direction shared by every family plus a per-family part (``jitter`` times as large, a
     random direction). ``parents-cross``: each child's deep factor is a coin flip that moves it by
-    ``delta`` along the first dimension (the parents have factor 0). Returns ``(x [n, d], family [n],
+    ``delta`` along the first dimension (the parents have factor 0; 8 is the distance between the
+    sides of ``cross``'s +-4). Returns ``(x [n, d], family [n],
     generation [n], label [n])``."""
     if kind not in PARENT_KINDS:
         raise ValueError(f"unknown parent kind {kind!r} (valid: {', '.join(PARENT_KINDS)})")
