@@ -1,0 +1,63 @@
+"""Base models imported beside their fine-tuned children (parent_id): the generation in the parent
+chain is a known design factor of the label-free split tests, not a candidate deep difference
+(an outside audit: 7 of 24 null fingerprints read "crosses lineage" with camps = parent vs child)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_mutual_info_score
+
+from analysis import labelfree as lf
+from analysis import metrics as mt
+from analysis import scorecard as sc
+from analysis.synthetic import parent_population
+
+
+def test_generation_counts_the_links_up_the_parent_chain():
+    ids = ["a", "b", "c", "d", "e", "f"]
+    parent = ["", "a", "b", "gone", "f", "e"]  # d's parent was not imported; e and f point at each other
+    assert mt.generation(ids, parent).tolist() == [0, 1, 2, 1, 1, 1]
+    assert mt.generation(ids, [None, np.nan, "", "a", "a", "d"]).tolist() == [0, 0, 0, 1, 1, 2]
+
+
+def _decided(kind: str, seed: int, told: bool, **kw) -> list[lf.LabelFreeResult]:
+    """Four fingerprints of one population, corrected together as a report's are."""
+    raw, labels = [], []
+    for f in range(4):
+        x, fam, gen, label = parent_population(kind, 4 * seed + f, **kw)
+        raw.append(lf.label_free(x, fam, n_null=199, random_state=seed, generation=gen if told else None))
+        labels.append(label)
+    return list(zip(lf.decide(raw), labels))
+
+
+@pytest.mark.parametrize("shift", [6.0, 20.0])  # 6: the within-family split fires blind; 20: the all-model one too
+def test_parents_beside_their_fine_tunes_are_not_a_deep_difference(shift):
+    blind = [r for s in range(2) for r, _ in _decided("parents-null", s, False, shift=shift)]
+    assert sum(r.verdict == "crosses lineage" for r in blind) >= 4  # the audit's false verdict, reproduced
+    told = [r for s in range(3) for r, _ in _decided("parents-null", s, True, shift=shift)]
+    assert not [r.verdict for r in told if r.verdict in lf.DEEP_VERDICTS], [(r.verdict, r.p_split) for r in told]
+
+
+def test_a_planted_difference_among_the_children_is_found_with_the_parents_present():
+    """Half the children of each base model carry a deep factor (a backdoor, say), the base models
+    none: found, and the candidate camps are the factor's (the base models in no camp)."""
+    for s in range(3):
+        (r, label), *_ = _decided("parents-cross", s, True, n_fam=6, delta=12.0)
+        assert r.verdict == "crosses lineage", (s, r.verdict, r.p_split)
+        camp = r.candidate_basins >= 0
+        assert adjusted_mutual_info_score(label[camp], r.candidate_basins[camp]) >= 0.9
+
+
+def test_the_scorecard_takes_the_generation_from_parent_id():
+    """An import with ``parent_id`` and the parent family as lineage: no deep verdict on a null with a
+    strong base-to-fine-tune shift (without the generation, "crosses lineage")."""
+    x, fam, gen, _ = parent_population("parents-null", 0, n_fam=6, shift=6.0)
+    ids = [f"p{f}" if g == 0 else f"p{f}c{i}" for i, (f, g) in enumerate(zip(fam, gen))]
+    table = {"model_id": np.asarray(ids, dtype=object), "parent": fam.astype(object),
+             "parent_id": np.asarray(["" if g == 0 else f"p{f}" for f, g in zip(fam, gen)], dtype=object)}
+    opts = sc.AnalysisOptions(label="", lineage="parent", n_boot=0, embedding="pca", n_family_boot=20)
+    free = sc.analyze([sc.FingerprintInput("fp", x, ids, {})], table, opts).fingerprints[0].label_free
+    assert free and free["verdict"] not in lf.DEEP_VERDICTS, (free["verdict"], free["p_split"])
+    blind = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])[0]
+    assert blind.verdict == "crosses lineage"
