@@ -13,6 +13,13 @@ when its verdict is ``crosses lineage`` or ``groups lineages``. The ``pointer`` 
 pairs without a deep verdict whose sentence names a closest, not significant, split of the families
 (``closest_groups``: raw groups p below ``EXPLORATORY_P``; docs/scorecard.md, "Closest split").
 
+Parents (``--parents``): base models imported beside their fine-tuned children
+(:func:`analysis.synthetic.parent_population`: a shift from base to fine-tune shared across families
+plus a per-family part), the generation given as the scorecard derives it from ``parent_id``; the
+false "deep" rate on ``parents-null`` (5 x (1 + 4), the audit's design, and 8 x (1 + 3); shift 6 and
+20) and the power on ``parents-cross`` (half the children moved by 12 along one dimension), with the
+same populations' children alone beside it.
+
 Real nulls: each ``summary.json`` given (from ``fingerprint run`` on a null config) adds its rows'
 ``label_free_verdict``. Prints one row per design and kind, per summary, and the pooled rate with a
 95% Clopper-Pearson interval. docs/results.md quotes its output.
@@ -30,10 +37,12 @@ from scipy.stats import binomtest
 
 from analysis import labelfree as lf
 from analysis.labelfree_sentences import EXPLORATORY_P, closest_groups
-from analysis.synthetic import synthetic_population
+from analysis.synthetic import parent_population, synthetic_population
 
 KINDS = ("null", "null-t", "null-skew", "null-flat")
 DESIGNS = ((12, 4), (10, 3), (8, 3))
+PARENT_DESIGNS = ((5, 4), (8, 3))  # base models x fine-tuned children each
+PARENT_SHIFTS = (6.0, 20.0)
 N_FP = 4
 
 
@@ -48,7 +57,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=12, help="populations per design and kind")
     ap.add_argument("--n-null", type=int, default=199)
     ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--parents", action="store_true", help="only the parents-beside-children populations")
     args = ap.parse_args()
+    if args.parents:
+        parents(args)
+        return
 
     t0 = time.time()
     print(f"synthetic nulls: {args.seeds} populations per design and kind, {N_FP} fingerprints each, "
@@ -97,6 +110,52 @@ def main() -> None:
         if real_free:
             print(f"real: closest-split pointer on pairs without a deep verdict {ci(real_point, real_free)}")
         print(f"pooled (synthetic + real): pairs {ci(syn_deep + real_deep, syn_pairs + real_pairs)}")
+
+
+def parents(args) -> None:
+    """False deep rate on parents-null and power on parents-cross, the generation given (and, for the
+    power, the same populations' children alone)."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    t0 = time.time()
+    print(f"parents beside fine-tuned children: {args.seeds} populations per design and shift, {N_FP} fingerprints "
+          f"each, n_null {args.n_null}, alpha {args.alpha}")
+    tot_deep = tot_pairs = 0
+    for n_fam, m in PARENT_DESIGNS:
+        for shift in PARENT_SHIFTS:
+            deep = pairs = 0
+            verdicts: Counter = Counter()
+            for s in range(args.seeds):
+                seed = 50_000 + 1000 * n_fam + 10 * int(shift) + s
+                raw = []
+                for f in range(N_FP):
+                    x, fam, gen, _ = parent_population("parents-null", seed * N_FP + f, n_fam, m, shift=shift)
+                    raw.append(lf.label_free(x, fam, n_null=args.n_null, random_state=seed, generation=gen))
+                res = lf.decide(raw, args.alpha)
+                deep, pairs = deep + sum(r.verdict in lf.DEEP_VERDICTS for r in res), pairs + len(res)
+                verdicts.update(r.verdict for r in res)
+            tot_deep, tot_pairs = tot_deep + deep, tot_pairs + pairs
+            print(f"null {n_fam:>2} x (1 + {m}) shift {shift:>4g}: deep {ci(deep, pairs)}; "
+                  + ", ".join(f"{v} {c}" for v, c in sorted(verdicts.items())))
+    print(f"null pooled: deep {ci(tot_deep, tot_pairs)}")
+    for n_fam, m in PARENT_DESIGNS:
+        for who in ("with parents", "children only"):
+            found, amis = 0, []
+            for s in range(args.seeds):
+                seed = 70_000 + 1000 * n_fam + s
+                x, fam, gen, label = parent_population("parents-cross", seed, n_fam, m, delta=12.0)
+                if who == "children only":
+                    k = gen == 1
+                    x, fam, gen, label = x[k], fam[k], gen[k], label[k]
+                (r,) = lf.decide([lf.label_free(x, fam, n_null=args.n_null, random_state=seed, generation=gen)],
+                                 args.alpha)
+                if r.verdict == "crosses lineage":
+                    camp = r.candidate_basins >= 0
+                    found += 1
+                    amis.append(adjusted_mutual_info_score(label[camp], r.candidate_basins[camp]))
+            ami = f"{sum(amis) / len(amis):.2f} (min {min(amis):.2f})" if amis else "-"
+            print(f"cross {n_fam:>2} x (1 + {m}) {who:>13}: found {ci(found, args.seeds)}, candidate AMI mean {ami}")
+    print(f"({time.time() - t0:.0f} s)")
 
 
 if __name__ == "__main__":
