@@ -328,12 +328,16 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
 
 def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -> np.ndarray | None:
     """Models ``[n]`` (bool) the all-model split looks at when parent links give generations: all but
-    a model alone in its generation of a family that has other models. ``None``: all of them."""
+    a model alone in its generation of a family that has other models. ``None``: all of them (also
+    when fewer than :data:`MIN_FAMILIES` families or twice as many models would be left, e.g. every
+    family a base and one fine-tune: then the generation is only projected out, as a stratum)."""
     if generation is None:
         return None
     cell = _codes([f"{c}|{g}" for c, g in zip(codes, np.asarray(generation))])[0]
     keep = (np.bincount(cell)[cell] >= 2) | (np.bincount(codes)[codes] == 1)
-    return None if keep.all() else keep
+    if keep.all() or len(np.unique(codes[keep])) < MIN_FAMILIES or keep.sum() < 2 * MIN_FAMILIES:
+        return None
+    return keep
 
 
 def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: np.random.Generator,

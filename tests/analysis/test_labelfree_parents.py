@@ -61,3 +61,18 @@ def test_the_scorecard_takes_the_generation_from_parent_id():
     assert free and free["verdict"] not in lf.DEEP_VERDICTS, (free["verdict"], free["p_split"])
     blind = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])[0]
     assert blind.verdict == "crosses lineage"
+
+
+def test_every_family_a_base_and_one_fine_tune_is_no_deep_difference():
+    """No family has two models of one generation: the split test runs on every model with the
+    generation projected out (it once had no models left to run on)."""
+    verdicts = []
+    for s in range(4):
+        r = np.random.default_rng(s)
+        fam, gen = np.repeat(np.arange(8), 2), np.tile([0, 1], 8)
+        x = r.standard_normal((8, 5))[fam] + 0.3 * r.standard_normal((16, 5))
+        x[:, 0] += 3.0 * gen + 0.5 * gen * r.standard_normal(16)
+        (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=s, generation=gen)])
+        assert res.p_split is not None
+        verdicts.append(res.verdict)
+    assert not [v for v in verdicts if v in lf.DEEP_VERDICTS], verdicts
