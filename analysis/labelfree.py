@@ -23,10 +23,7 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   exactly as the data are (family, plus known design factors such as a data order shared across
   families, and parent chains). The second has the power the first lacks when the split cuts every
   family: there the split itself inflates the pooled within-family covariance of the first's null.
-  Both take the known design factors out (the first projects their shared levels' within-family
-  contrasts out of data and null), and with parent links the generation in the parent chain too: a
-  base model imported beside its fine-tunes is in no camp (docs/scorecard.md, "Parents imported
-  beside their fine-tunes").
+  Both take the design factors and the generation from ``parent_id`` out (docs/scorecard.md).
 
 The family-level resampling (samples, bootstrap intervals, permutation p-values) lives in
 :mod:`analysis.resampling` and is re-exported here. :func:`decide` turns the raw p-values of several fingerprints into verdicts after a
