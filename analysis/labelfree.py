@@ -166,9 +166,12 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          None if nested is None else np.asarray(nested, dtype=object)[rows],
                          None if generation is None else np.asarray(generation)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+        # with generations, a model alone in its generation of its family is in no camp (as in the sample)
+        cells = fam if generation is None else np.asarray([f"{f}|{g}" for f, g in zip(fam, np.asarray(generation))])
+        lone = _with_generation_relatives(_codes(fam)[0], generation)
         spread["split_basins"] = (  # camps of the within-family residuals: extended in residual space
-            _extend(_family_centred(x, fam), rows, res.split_basins, _family_sizes(fam) >= 2) if res.split_within
-            else _extend(x, rows, res.split_basins))
+            _extend(_family_centred(x, cells), rows, res.split_basins, _family_sizes(cells) >= 2) if res.split_within
+            else _extend(x, rows, res.split_basins, lone))
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)

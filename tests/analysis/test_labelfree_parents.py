@@ -76,3 +76,15 @@ def test_every_family_a_base_and_one_fine_tune_is_no_deep_difference():
         assert res.p_split is not None
         verdicts.append(res.verdict)
     assert not [v for v in verdicts if v in lf.DEEP_VERDICTS], verdicts
+
+
+def test_bases_outside_a_sample_join_no_camp(monkeypatch):
+    """Above MAX_MODELS the tests run on whole families; a base outside the sample is in no camp,
+    as the bases inside it are, and the children's camps are the planted factor's."""
+    monkeypatch.setattr(lf, "MAX_MODELS", 40)
+    x, fam, gen, label = parent_population("parents-cross", 0, n_fam=12, m=4, delta=12.0)
+    (r,) = lf.decide([lf.label_free(x, fam, n_null=199, generation=gen)])
+    assert r.sampled == 40 and r.verdict == "crosses lineage"
+    camp = r.candidate_basins >= 0
+    assert not camp[gen == 0].any() and camp[gen == 1].all()
+    assert adjusted_mutual_info_score(label[camp], r.candidate_basins[camp]) >= 0.9
