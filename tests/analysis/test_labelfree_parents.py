@@ -88,3 +88,21 @@ def test_bases_outside_a_sample_join_no_camp(monkeypatch):
     camp = r.candidate_basins >= 0
     assert not camp[gen == 0].any() and camp[gen == 1].all()
     assert adjusted_mutual_info_score(label[camp], r.candidate_basins[camp]) >= 0.9
+
+
+def test_the_lineage_test_sees_families_through_a_large_generation_shift():
+    """Members are permuted across families within their generation, its mean shift taken out: the
+    families of a shift-20 null are identified (they once read ``no structure``), and without any
+    family effect the test stays calibrated."""
+    for s in range(3):
+        x, fam, gen, _ = parent_population("parents-null", s, shift=20.0)
+        (r,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=s, generation=gen)])
+        assert r.verdict == "lineage only", (s, r.verdict, r.p_lineage)
+    hits = 0
+    for s in range(40):
+        r = np.random.default_rng(s)
+        fam, gen = np.repeat(np.arange(6), 5), np.tile([0, 1, 1, 1, 1], 6)
+        x = r.standard_normal((30, 5))
+        x[:, 0] += 10.0 * gen + 3.0 * gen * r.standard_normal(30)
+        hits += lf.label_free(x, fam, n_null=99, random_state=s, generation=gen).p_lineage <= 0.05
+    assert hits <= 6, hits  # 5% of 40 is 2; P(more than 6 | calibrated) < 0.01
