@@ -53,7 +53,8 @@ RESULT_VERSION = 1
 # 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
 #     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
 # 8 = the label-free split tests take the generation in the parent chain (parent_id) out, and the all-model
-#     split the strata's within-family contrasts too (docs/scorecard.md, "Parents imported beside their fine-tunes").
+#     split the strata's within-family contrasts too, and the lineage test permutes within generations
+#     (docs/scorecard.md, "Parents imported beside their fine-tunes").
 METHODS_VERSION = 8
 VERDICTS = tuple(v.value for v in LABELLED)
 
