@@ -187,13 +187,12 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # lineage: pseudo-F against members permuted across families (family sizes kept)
     f_obs = p_lin = None
     if n > n_fam:  # some family has relatives (singletons join the permutations: they once kept the test from running)
-        xl, perms = x, np.argsort(rng.random((n_null, n)), 1)
+        xl, u = x, rng.random((n_null, n))
+        perms = np.argsort(u, 1)
         if generation is not None:  # members exchangeable within a generation only, its mean shift taken out
             g = _codes(np.asarray(generation))[0]
             xl = x - _centroids(x, g, int(g.max()) + 1)[0][g]
-            ordered = np.argsort(g, kind="stable")
-            perms = np.empty_like(perms)
-            perms[:, ordered] = np.argsort(g + rng.random((n_null, n)), 1)  # a permutation inside each generation
+            perms[:, np.argsort(g, kind="stable")] = np.argsort(g + u, 1)  # a permutation inside each generation
         f_obs = pseudo_f(xl, codes, n_fam)
         null_f = np.array([pseudo_f(xl, codes[p], n_fam) for p in perms])
         p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
