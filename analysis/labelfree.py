@@ -145,9 +145,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     taken out before the within-family camps are looked for, as are ``nested`` sub-families (each
     model's parent-chain root, ``[n]``) (:func:`_within_split`). ``generation`` ``[n]`` (int: 0 for a
     model without a parent, 1 for its fine-tuned child, ...; :func:`analysis.metrics.generation`) is
-    a design factor of both split statistics: the within-family camps are looked for among the
-    models of one family and one generation, and the all-model split sees the members with the
-    generation's shared effect taken out, as a stratum's.
+    a design factor of all three tests: the lineage permutations stay inside a generation, the
+    within-family camps are looked for among the models of one family and one generation, and the
+    all-model split leaves out a model alone in its generation of its family and sees the rest with
+    the generation's shared effect taken out, as a stratum's.
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
     other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
