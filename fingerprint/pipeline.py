@@ -127,10 +127,16 @@ def analysis_errors() -> Iterator[None]:
         raise UserError(str(e)) from e
 
 
-def analysis_options(section: dict | None = None, **overrides: Any) -> AnalysisOptions:
-    """``[analysis]`` validated into :class:`~analysis.scorecard.AnalysisOptions`, then overrides (None: keep)."""
+def analysis_options(section: dict | AnalysisOptions | None = None, **overrides: Any) -> AnalysisOptions:
+    """``[analysis]`` (a mapping, or options already validated such as ``RunConfig.analysis``) validated into
+    :class:`~analysis.scorecard.AnalysisOptions`, then overrides (None: keep; an unknown name is a UserError)."""
+    known = set(AnalysisOptions.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(f"unknown analysis option '{unknown[0]}' (valid: {choices(sorted(known))})")
     with analysis_errors():
-        return from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(**overrides)
+        base = section if isinstance(section, AnalysisOptions) else from_mapping(AnalysisOptions, dict(section or {}), "analysis")
+        return base.replace(**overrides)
 
 
 @dataclass(frozen=True)
