@@ -114,7 +114,7 @@ def test_import_both_formats_with_metadata_and_probes(user_models):
     ("csv_unknown", "names unknown model 'model99'"),
     ("csv_twice", "row 3 names model 'model0' a second time"),
     ("csv_latin1", "is not a UTF-8 CSV"),
-    ("not_state_dict", "is not a state_dict"),
+    ("not_state_dict", "holds a list of 3, not a state_dict"),
 ])
 def test_bad_inputs_are_clear_errors_and_write_nothing(user_models, breakage, expect):
     ck = user_models / "ckpts"
