@@ -41,12 +41,12 @@ def lineage_cmd(
     ori = r["orientation"]
     if r["history"]["used"]:
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
-                      f"start on another's trajectory); {len(r['edges'])} edges, {_families(len(r['families']))}")
+                      f"start on another's trajectory); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
     else:
         console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
-                      + f"); {len(r['edges'])} edges, {_families(len(r['families']))}")
+                      + f"); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
     if r["evidence"] == "exact":
         console.print(f"stored the recovered {_families(len(r['families']))} in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
@@ -83,6 +83,10 @@ def evidence_table(r: dict, alpha: float):
 
 def _families(n: int) -> str:
     return f"{n} {'family' if n == 1 else 'families'}"
+
+
+def _edges(n: int) -> str:
+    return f"{n} {'edge' if n == 1 else 'edges'}"
 
 
 def not_stored(r: dict, json_out: Optional[Path]) -> str:
