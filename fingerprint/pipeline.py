@@ -412,6 +412,7 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
 
 
 FIGURE_SUFFIXES = (".png", ".pdf")
+DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, left in any folder it showed
 
 
 def figures_dir(html_path: str | Path) -> Path:
@@ -430,8 +431,8 @@ def check_figures_dir(figs: Path, zoo_path: str | Path, json_path: str | Path | 
     if figs.is_symlink() or figs.exists() and not figs.is_dir():
         raise UserError(f"refusing to replace '{figs}', where the report's figures go: it is "
                         f"{'a symbolic link' if figs.is_symlink() else 'a file'}; move it or write the report (-o) elsewhere")
-    stray = next((p.name for p in sorted(figs.iterdir()) if not p.is_file() or p.suffix not in FIGURE_SUFFIXES), None) \
-        if figs.is_dir() else None
+    stray = next((p.name for p in sorted(figs.iterdir()) if not p.is_file() or p.suffix not in FIGURE_SUFFIXES
+                  and p.name not in DESKTOP_FILES), None) if figs.is_dir() else None
     if stray is not None:
         raise UserError(f"refusing to replace '{figs}', where the report's figures go: it holds '{stray}', which is not a "
                         "report's figure (PNG or PDF); move it or write the report (-o) elsewhere")
