@@ -182,6 +182,8 @@ def print_scorecard(result: AnalysisResult) -> None:
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), _verdict(r.label_free_verdict) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
+    for line in metadata_lines(result):
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     hint = insufficient_hint(result)
     if hint:
         console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
@@ -216,6 +218,22 @@ def insufficient_hint(result: AnalysisResult) -> str | None:
         return None
     why = list(dict.fromkeys(str(d.get("sentence") or d.get("verdict")) for d in free))
     return f"lineage: every label-free verdict is 'too few': {'; '.join(why)}"
+
+
+def metadata_lines(result: AnalysisResult) -> list[str]:
+    """One line per model column that a fingerprint's candidate basins match (``metadata_match``,
+    :mod:`analysis.metadata`): the statistics with their family-bootstrap intervals."""
+    out = []
+    for r in result.fingerprints:
+        hits: dict[str, list[str]] = {}
+        for e in getattr(r, "metadata_match", None) or []:
+            if e.get("match"):
+                hits.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
+        for col, stats in hits.items():
+            out.append(f"{r.fingerprint}: candidate basins match column '{col}' ({'; '.join(stats)}): check whether that "
+                       "is the difference you mean (a difference in how the models were made, such as training length, "
+                       "is not necessarily a basin)")
+    return out
 
 
 def _with_ci(name: str, value: float | None, ci: Any) -> str:
