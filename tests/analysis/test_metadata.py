@@ -140,3 +140,23 @@ def test_stored_results_round_trip_the_comparison(analysed):
     assert back.fingerprints[0].metadata_match == res.fingerprints[0].metadata_match
     old = dataclasses.replace(res.fingerprints[0], metadata_match=None).to_dict()
     assert "metadata_match" not in old  # a result without candidate basins stores no key
+
+
+def test_the_terminal_names_each_matched_column_once(analysed, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import fingerprint.cli.display as display
+
+    decided, _, res = analysed
+    out = Console(width=100, record=True, file=io.StringIO())
+    monkeypatch.setattr(display, "console", out)
+    display.print_scorecard(res)
+    lines = [ln for ln in out.export_text().splitlines() if "candidate basins match column" in ln]
+    if decided:
+        (line,) = lines  # one line per column, both statistics in it
+        assert line.startswith("camps: candidate basins match column 'epochs' (AMI 1.00 [1.00, 1.00]; AUROC 1.00 [1.00, 1.00])")
+        assert "check whether that is the difference you mean" in line
+    else:
+        assert lines == []
