@@ -63,8 +63,9 @@ def test_candidate_basins_are_compared_with_the_other_columns(analysed):
     entries = {(e["column"], e["statistic"]): e for e in r.metadata_match}
     # ids, names and the lineage under another name are left out; a few-valued number gets both statistics
     assert set(entries) == {("epochs", "AMI"), ("epochs", "AUROC"), ("lr", "AUROC"), ("optimizer", "AMI")}
-    for e in entries.values():
-        assert e["ci"] is not None and e["ci"][0] <= e["value"] + 1e-12 and e["n_models"] == 32
+    for e in entries.values():  # an AMI far below its level (half) gets no interval: no match either way
+        assert e["n_models"] == 32 and (e["ci"] is not None or e["statistic"] == "AMI" and e["value"] < 0.15)
+        assert e["ci"] is None or e["ci"][0] <= e["value"] + 1e-12
     assert not entries["lr", "AUROC"]["match"] and not entries["optimizer", "AMI"]["match"]
     assert entries["epochs", "AMI"]["match"] is decided and entries["epochs", "AUROC"]["match"] is decided
     if decided:
