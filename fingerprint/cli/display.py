@@ -221,18 +221,22 @@ def insufficient_hint(result: AnalysisResult) -> str | None:
 
 
 def metadata_lines(result: AnalysisResult) -> list[str]:
-    """One line per model column that a fingerprint's candidate basins match (``metadata_match``,
-    :mod:`analysis.metadata`): the statistics with their family-bootstrap intervals."""
-    out = []
+    """One line per model column that candidate basins match (``metadata_match``,
+    :mod:`analysis.metadata`), naming the fingerprints with their statistics and family-bootstrap
+    intervals (fingerprints with the same numbers together), then one line saying what to check."""
+    by_col: dict[str, dict[str, list[str]]] = {}
     for r in result.fingerprints:
-        hits: dict[str, list[str]] = {}
+        stats: dict[str, list[str]] = {}
         for e in getattr(r, "metadata_match", None) or []:
             if e.get("match"):
-                hits.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
-        for col, stats in hits.items():
-            out.append(f"{r.fingerprint}: candidate basins match column '{col}' ({'; '.join(stats)}): check whether that "
-                       "is the difference you mean (a difference in how the models were made, such as training length, "
-                       "is not necessarily a basin)")
+                stats.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
+        for col, st in stats.items():
+            by_col.setdefault(col, {}).setdefault("; ".join(st), []).append(str(r.fingerprint))
+    out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
+           for col, groups in by_col.items()]
+    if out:
+        out.append("check whether that is the difference you mean: a difference in how the models were made (training "
+                   "length, learning rate, data) is not necessarily a basin (summary.json: metadata_match)")
     return out
 
 
