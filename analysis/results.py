@@ -101,7 +101,8 @@ class FingerprintResult:
             tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match")
         else:
             tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
-        d.update((k, getattr(self, k)) for k in tail if getattr(self, k) is not None or k in ("verdict", "reason"))
+        always = ("verdict", "reason", "metadata_match")  # metadata_match: null without candidate basins
+        d.update((k, getattr(self, k)) for k in tail if getattr(self, k) is not None or k in always)
         d.update(self.extra)
         return d
 

@@ -92,7 +92,7 @@ def test_a_fingerprint_without_candidate_basins_is_not_compared():
     res = analyze([fp], _table(ids, fam, np.zeros(len(x), int), 0, False), opts)
     r = res.fingerprints[0]
     assert r.label_free["verdict"] not in ("crosses lineage", "groups lineages")
-    assert r.metadata_match is None and "metadata_match" not in summary(res)["fingerprints"][0]
+    assert r.metadata_match is None and summary(res)["fingerprints"][0]["metadata_match"] is None
     assert "Candidate basins and your metadata" not in render(res)
 
 
@@ -134,13 +134,14 @@ def test_every_model_its_own_family_still_compares_a_shared_column():
 
 
 def test_stored_results_round_trip_the_comparison(analysed):
-    from analysis.results import AnalysisResult
+    from analysis.results import AnalysisResult, FingerprintResult
 
     _, _, res = analysed
     back = AnalysisResult.from_dict(res.to_dict())
     assert back.fingerprints[0].metadata_match == res.fingerprints[0].metadata_match
-    old = dataclasses.replace(res.fingerprints[0], metadata_match=None).to_dict()
-    assert "metadata_match" not in old  # a result without candidate basins stores no key
+    none = dataclasses.replace(res.fingerprints[0], metadata_match=None)
+    assert none.to_dict()["metadata_match"] is None  # without candidate basins: null, the key pinned
+    assert FingerprintResult.from_dict({k: v for k, v in none.to_dict().items() if k != "metadata_match"}).metadata_match is None
 
 
 def test_the_terminal_names_each_matched_column_once(analysed, monkeypatch):
