@@ -163,3 +163,21 @@ def test_the_terminal_names_each_matched_column_once(analysed, monkeypatch):
         assert "check whether that is the difference you mean" in text
     else:
         assert lines == [] and "check whether that is the difference you mean" not in text
+
+
+def test_the_null_script_counts_matches_of_unrelated_and_deciding_columns(capsys):
+    """scripts/metadata_match_nulls.py (the rates docs/scorecard.md quotes): a deciding column always
+    matches, unrelated ones at 12 families never in these draws."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "metadata_match_nulls.py"
+    spec = importlib.util.spec_from_file_location("metadata_match_nulls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--reps", "10", "--families", "12", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 * len(mod.KINDS)
+    for r in rows:
+        assert r["matches"] == (10 if r["column"] == "decides" else 0), r
