@@ -25,8 +25,8 @@ from threadpoolctl import threadpool_limits
 from analysis import clustering as cl
 from analysis import identification as ident
 from analysis import labelfree as lf
+from analysis import metadata, parallel
 from analysis import metrics as mt
-from analysis import parallel
 from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
 from analysis.errors import AnalysisError, choices
 from analysis.options import AnalysisOptions, FingerprintInput
@@ -52,6 +52,7 @@ RESULT_VERSION = 1
 # 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk);
 # 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
 #     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
+#     Also 7: candidate basins compared with the model table's other columns (metadata_match, analysis.metadata).
 METHODS_VERSION = 7
 VERDICTS = tuple(v.value for v in LABELLED)
 
@@ -337,6 +338,8 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
                                     preload=["analysis.scorecard"], on_each=each)
     decide(analysed, opts)
     results = [r for r, _ in analysed]
+    if opts.calibrate:  # the candidate basins against the model table's other columns (docs/scorecard.md)
+        metadata.attach(results, table, opts)
     return AnalysisResult(
         version=RESULT_VERSION, created=time.time(),
         settings=settings, n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],

@@ -190,6 +190,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
+    for line in metadata_lines(result):
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     hint = insufficient_hint(result, zoo)
     if hint:
         console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
@@ -279,6 +281,26 @@ def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset()) -> dict[st
         n = len({str(v) for v in col})
         if MIN_FAMILIES <= n < len(col):
             out[c] = n
+    return out
+
+
+def metadata_lines(result: AnalysisResult) -> list[str]:
+    """One line per model column that candidate basins match (``metadata_match``,
+    :mod:`analysis.metadata`), naming the fingerprints with their statistics and family-bootstrap
+    intervals (fingerprints with the same numbers together), then one line saying what to check."""
+    by_col: dict[str, dict[str, list[str]]] = {}
+    for r in result.fingerprints:
+        stats: dict[str, list[str]] = {}
+        for e in getattr(r, "metadata_match", None) or []:
+            if e.get("match"):
+                stats.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
+        for col, st in stats.items():
+            by_col.setdefault(col, {}).setdefault("; ".join(st), []).append(str(r.fingerprint))
+    out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
+           for col, groups in by_col.items()]
+    if out:
+        out.append("check whether that is the difference you mean: a difference in how the models were made (training "
+                   "length, learning rate, data) is not necessarily a basin (summary.json: metadata_match)")
     return out
 
 
