@@ -299,8 +299,9 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
            for col, groups in by_col.items()]
     if out:
-        out.append("check whether that is the difference you mean: a difference in how the models were made (training "
-                   "length, learning rate, data) is not necessarily a basin (summary.json: metadata_match)")
+        out.append("check whether that is the difference you mean: a column recording how the models were made (training "
+                   "length, learning rate, data) is not necessarily a basin; one measuring what they do may be the basin "
+                   "itself (summary.json: metadata_match)")
     return out
 
 
