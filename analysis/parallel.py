@@ -6,17 +6,22 @@ pool of processes, one fingerprint a task, results back in input order. Workers 
 ``forkserver`` that has imported the analysis once (forking the caller itself would copy its
 BLAS / numba threads' state). Inputs and results travel between our own processes by pickle;
 nothing is written to disk. ``BASIN_FINGERPRINT_JOBS`` sets the number of workers (default
-``os.cpu_count()``; ``1``: no pool).
+``os.cpu_count()``; ``1``: no pool). A script without an ``if __name__ == "__main__":`` guard gets no
+pool (:func:`main_reruns`): its workers would run it again.
 """
 
 from __future__ import annotations
 
+import ast
 import collections
+import functools
 import gc
 import multiprocessing
 import os
+import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from analysis.errors import AnalysisError
@@ -26,7 +31,10 @@ ENV = "BASIN_FINGERPRINT_JOBS"
 
 
 def jobs() -> int:
-    """Worker processes: ``BASIN_FINGERPRINT_JOBS``, else the machine's CPU count."""
+    """Worker processes: ``BASIN_FINGERPRINT_JOBS``, else the machine's CPU count; ``1`` when the
+    caller is a script that a worker would run again (:func:`main_reruns`)."""
+    if main_reruns():
+        return 1
     raw = os.environ.get(ENV, "").strip()
     if not raw:
         return os.cpu_count() or 1
@@ -37,6 +45,38 @@ def jobs() -> int:
     if n < 1:
         raise AnalysisError(f"{ENV} must be a positive integer, got {raw!r}")
     return n
+
+
+def main_reruns() -> bool:
+    """Whether a worker process would run the caller's script again: ``forkserver`` (and ``spawn``)
+    workers import the main module before they work, and a script without an ``if __name__ ==
+    "__main__":`` guard at its top level would redo everything it does there (an outside audit's
+    notebook-style script trained, extracted and reported twice). Not for a notebook, ``python -c`` or
+    standard input (no main file), nor a ``-m`` package's ``__main__`` (never imported again)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    spec = getattr(main, "__spec__", None)
+    if not path or (spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__"))):
+        return False
+    return not _has_main_guard(os.path.abspath(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _has_main_guard(path: str) -> bool:
+    """Whether the Python file at ``path`` has an ``if __name__ == "__main__":`` at its top level (a
+    file that cannot be read or parsed counts as guarded: a worker could not run it either)."""
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return True
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if isinstance(test, ast.Compare) and len(test.comparators) == 1:
+            sides = [test.left, test.comparators[0]]
+            if any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and \
+                    any(isinstance(a, ast.Constant) and a.value == "__main__" for a in sides):
+                return True
+    return False
 
 
 def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_jobs: int | None = None,

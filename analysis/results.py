@@ -81,6 +81,8 @@ class FingerprintResult:
     traceback: str | None = None  # an unexpected failure's last frames
     label_free: dict[str, Any] | None = None  # verdict, sentence, q, p_*, candidate_basins, tree[, agrees]
     significant: bool | None = None
+    # candidate basins against the model table's other columns (analysis.metadata): column, statistic, value, ci, match
+    metadata_match: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 
     @property
@@ -96,10 +98,11 @@ class FingerprintResult:
         d = {k: getattr(self, k) for k in BASE_FIELDS}
         if self.analysed:
             d.update((k, getattr(self, k)) for k in ANALYSED_FIELDS)
-            tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant")
+            tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match")
         else:
             tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
-        d.update((k, getattr(self, k)) for k in tail if getattr(self, k) is not None or k in ("verdict", "reason"))
+        always = ("verdict", "reason", "metadata_match")  # metadata_match: null without candidate basins
+        d.update((k, getattr(self, k)) for k in tail if getattr(self, k) is not None or k in always)
         d.update(self.extra)
         return d
 

@@ -25,8 +25,8 @@ from threadpoolctl import threadpool_limits
 from analysis import clustering as cl
 from analysis import identification as ident
 from analysis import labelfree as lf
+from analysis import metadata, parallel
 from analysis import metrics as mt
-from analysis import parallel
 from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
 from analysis.errors import AnalysisError, choices
 from analysis.options import AnalysisOptions, FingerprintInput
@@ -52,6 +52,7 @@ RESULT_VERSION = 1
 # 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk);
 # 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
 #     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
+#     Also 7: candidate basins compared with the model table's other columns (metadata_match, analysis.metadata).
 # 8 = the label-free split tests take the generation in the parent chain (parent_id) out, and the all-model
 #     split the strata's within-family contrasts too, and the lineage test permutes within generations
 #     (docs/scorecard.md, "Parents imported beside their fine-tunes").
@@ -258,7 +259,7 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
 
 
 STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
-# with parent links, the generation from parent_id joins them: metrics.generation)
+# with parent links, the generation from parent_id goes beside them: label_free(generation=...), metrics.generation)
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 
@@ -342,6 +343,8 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
                                     preload=["analysis.scorecard"], on_each=each)
     decide(analysed, opts)
     results = [r for r, _ in analysed]
+    if opts.calibrate:  # the candidate basins against the model table's other columns (docs/scorecard.md)
+        metadata.attach(results, table, opts)
     return AnalysisResult(
         version=RESULT_VERSION, created=time.time(),
         settings=settings, n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],

@@ -21,20 +21,19 @@ from torch import nn
 from fingerprint.usercode import resolve
 from training.core import store as zoo_io
 from training.core.errors import PluginError, UserError
-from training.families.module import not_a_tensor
+from training.families.module import not_a_tensor, output_not_a_tensor
 
 
-def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` from one checkpoint file; never unpickles arbitrary objects."""
+def _load(path: Path, what: str) -> Any:
+    """What one checkpoint file holds, read without unpickling arbitrary objects."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            sd = load_file(str(path), device="cpu")
-        else:
-            with warnings.catch_warnings():  # torch's note on pickle protocols is not the user's business
-                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-                sd = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        with warnings.catch_warnings():  # torch's note on pickle protocols is not the user's business
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt, truncated, or a pickle weights_only refuses
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
@@ -43,11 +42,64 @@ def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Ten
             raise UserError(f"{what} '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
                             f" ({why.group(1) if why else 'it holds Python objects besides tensors'})") from None
         raise UserError(f"{what} '{path}' cannot be read (corrupt or truncated?): {_first_sentence(msg)}") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` from one checkpoint file; never unpickles arbitrary objects."""
+    sd = _load(path, what)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise UserError(f"{what} '{path}' is not a state_dict (a mapping of names to tensors)")
     return sd
+
+
+def read_checkpoint(path: Path, state_key: str | None = None) -> tuple[dict[str, torch.Tensor], str | None]:
+    """``(state_dict, key)`` of one checkpoint file: the file's own ``{name: tensor}`` (``key`` None),
+    or the one under a top-level key of a training checkpoint (``{"model": sd, "step": 100}``).
+
+    ``state_key`` names that key; without it the key is ``state_dict`` (Lightning's) if present,
+    else the only top-level value that is a state_dict. Several candidates, or none, are a
+    :class:`UserError` listing the file's top-level keys."""
+    obj = _load(path, "checkpoint")
+    if state_key is not None:
+        if not isinstance(obj, dict) or state_key not in obj:
+            keys = ", ".join(map(str, list(obj)[:12])) if isinstance(obj, dict) else f"it holds a {type(obj).__name__}"
+            raise UserError(f"checkpoint '{path}' has no top-level key '{state_key}' (--state-key; its keys: {keys})")
+        if not _is_state_dict(obj[state_key]):
+            raise UserError(f"checkpoint '{path}' key '{state_key}' holds {_kind(obj[state_key])}, not a state_dict "
+                            "(a mapping of names to tensors)")
+        return obj[state_key], state_key
+    if _is_state_dict(obj):
+        return obj, None
+    if not isinstance(obj, dict):
+        raise UserError(f"checkpoint '{path}' holds {_kind(obj)}, not a state_dict (a mapping of names to tensors)")
+    inner = [k for k, v in obj.items() if isinstance(k, str) and _is_state_dict(v)]
+    if "state_dict" in inner:
+        return obj["state_dict"], "state_dict"
+    if len(inner) == 1:
+        return obj[inner[0]], inner[0]
+    keys = ", ".join(f"{k} ({_kind(v).split(' ', 1)[1]})" for k, v in list(obj.items())[:12]) + (", ..." if len(obj) > 12 else "")
+    if inner:
+        raise UserError(f"checkpoint '{path}' holds {len(inner)} state_dicts, under {', '.join(repr(k) for k in inner)}: "
+                        f"name the one to import with --state-key KEY (its top-level keys: {keys})")
+    raise UserError(f"checkpoint '{path}' is not a state_dict (a mapping of names to tensors), nor holds one under a "
+                    f"top-level key: its keys are {keys}")
+
+
+def _kind(v: Any) -> str:
+    """A few words on a checkpoint entry: ``a tensor [32, 10]``, ``a dict of 3``, ``an int``."""
+    name = type(v).__name__
+    a = "an" if name[:1].lower() in "aeiou" else "a"
+    if isinstance(v, torch.Tensor):
+        return f"a tensor {list(v.shape)}"
+    if isinstance(v, (dict, list, tuple)):
+        return f"{a} {name} of {len(v)}"
+    return f"{a} {name}"
 
 
 def _first_sentence(msg: str, limit: int = 200) -> str:
@@ -58,15 +110,64 @@ def _first_sentence(msg: str, limit: int = 200) -> str:
     return msg[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
 
 
+# Key prefixes a training wrapper adds to every key, not part of the model: stripped when every key
+# has one and the keys without it are the architecture's, exactly (see strip_wrapper_prefix).
+WRAPPER_PREFIXES = {"module.": "DataParallel / DistributedDataParallel", "_orig_mod.": "torch.compile"}
+
+
+def strip_wrapper_prefix(sd: dict[str, torch.Tensor], expected: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """``sd`` without the wrapper prefixes (``module.``, ``_orig_mod.``, in any nesting) that every
+    one of its keys carries, and the prefix stripped (``""``: none) — only when the keys without it
+    are exactly the architecture's (``expected``), so a model whose own submodule is named
+    ``module`` is never renamed, and a partial match is left for :func:`check_against` to explain."""
+    keys, prefix = list(sd), ""
+    while keys and not set(keys) <= set(expected):
+        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
+        if p is None:
+            break
+        keys, prefix = [k[len(p):] for k in keys], prefix + p
+    if not prefix or set(keys) != set(expected):
+        return sd, ""
+    return {k[len(prefix):]: v for k, v in sd.items()}, prefix
+
+
+def _prefix_hint(sd: dict[str, torch.Tensor], expected: Any) -> str:
+    """Why a checkpoint's keys may not match: a dotted prefix every key carries (and the
+    architecture's keys do not), and whether the keys without it would match."""
+    keys = list(sd)
+    shared = []  # the leading components every key has (each key keeps at least its own name)
+    for parts in zip(*(k.split(".")[:-1] for k in keys)):
+        if len(set(parts)) > 1:
+            break
+        shared.append(parts[0])
+    for n in range(1, len(shared) + 1):
+        prefix = ".".join(shared[:n]) + "."
+        if {k[len(prefix):] for k in keys} == set(expected):
+            break
+    else:
+        prefix = shared[0] + "." if shared else ""
+    if not prefix or all(k.startswith(prefix) for k in expected):
+        return ""
+    wrapper = next((f" ({w})" for p, w in WRAPPER_PREFIXES.items() if prefix.startswith(p)), "")
+    if {k[len(prefix):] for k in keys} == set(expected):
+        return (f"; every key starts with '{prefix}'{wrapper} and matches without it: save the inner module's "
+                f"state_dict, or strip '{prefix}' from the keys")
+    inner = {k[len(prefix):] for k in keys}
+    gap = next((f"'{k}' is missing" for k in expected if k not in inner), None) or \
+        next(f"'{k}' is unexpected" for k in sorted(inner) if k not in expected)
+    return f"; every key starts with '{prefix}'{wrapper}, but even without it key {gap}"
+
+
 def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
     missing = [k for k in expected if k not in sd]
-    if missing:
-        raise UserError(f"checkpoint '{path}' is missing key '{missing[0]}' for this architecture"
-                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
     extra = [k for k in sd if k not in expected]
+    more = lambda ks: f" (and {len(ks) - 1} more)" if len(ks) > 1 else ""  # noqa: E731
+    if missing:
+        also = f" and has unexpected key '{extra[0]}'{more(extra)}" if extra else ""
+        raise UserError(f"checkpoint '{path}' is missing key '{missing[0]}' for this architecture{more(missing)}{also}"
+                        f"{_prefix_hint(sd, expected) if extra else ''}")
     if extra:
-        raise UserError(f"checkpoint '{path}' has unexpected key '{extra[0]}' for this architecture"
-                        f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}")
+        raise UserError(f"checkpoint '{path}' has unexpected key '{extra[0]}' for this architecture{more(extra)}")
     for k, t in expected.items():
         if tuple(sd[k].shape) != tuple(t.shape):
             raise UserError(f"checkpoint '{path}' key '{k}' has shape {list(sd[k].shape)}, the architecture expects {list(t.shape)}")
@@ -220,10 +321,10 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
             try:
                 with torch.no_grad():
                     out = template.eval()(x[:2])
-                n_out = int(out.shape[-1])
             except Exception as e:  # noqa: BLE001
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+            n_out = output_width(out, label)
     finally:
         for h in hooks:
             h.remove()
@@ -232,6 +333,18 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
         if bad:
             raise UserError(bad)
     return n_out
+
+
+def output_width(out: Any, label: str) -> int:
+    """The number of outputs per input (the last axis) of one forward pass of architecture ``label``;
+    a tuple, dict or HF ``ModelOutput`` is a :class:`UserError` saying what came back and what to do."""
+    bad = output_not_a_tensor(label, out)
+    if bad:
+        raise UserError(bad)
+    if out.dim() == 0:
+        raise UserError(f"architecture '{label}' returns a 0-d tensor from forward (a loss?): make forward return the "
+                        "outputs, one row per input ([batch, ...])")
+    return int(out.shape[-1])
 
 
 def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[int] | None
@@ -269,7 +382,7 @@ def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[
     except Exception as e:  # noqa: BLE001
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UserError(f"data '{s}' x {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
-    n_out = int(out.shape[-1])
+    n_out = output_width(out, label)
     if y.dtype == torch.bool or not y.is_floating_point():
         if y.dim() != 1 or int(y.min()) < 0 or int(y.max()) >= n_out:
             raise UserError(f"data '{s}': integer y are class indices [N] in [0, {n_out}) for the model's {n_out} outputs, "

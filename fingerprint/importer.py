@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,17 @@ import torch
 from torch import nn
 
 from fingerprint.import_checks import (
+    WRAPPER_PREFIXES,
     _check_columns,
     _check_forward,
     check_against,
     check_probes,
     load_data,
     load_probes,
-    load_state_dict,
+    output_width,
+    read_checkpoint,
     read_metadata,
+    strip_wrapper_prefix,
 )
 from fingerprint.usercode import (
     TRUSTED_FACTORIES,
@@ -114,12 +118,18 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
 def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: str | Path | None = None,
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
                        on_file: Callable[[Path], None] | None = None, strict: bool = False,
-                       privileged_probes: Sequence[str] = (), data: str | None = None) -> Path:
+                       privileged_probes: Sequence[str] = (), data: str | None = None, state_key: str | None = None,
+                       on_note: Callable[[str], None] | None = None) -> Path:
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
 
     ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
     ``data`` (``module:function`` returning ``(x, y)``) gives the zoo labelled data, so that losses,
-    loss gradients and ``lmc-barrier`` work on it.
+    loss gradients and ``lmc-barrier`` work on it. A training checkpoint's state_dict is read from
+    the top-level key ``state_key`` (default: ``state_dict``, else the only state_dict it holds), and
+    a wrapper's key prefix (``module.``, ``_orig_mod.``) is stripped when every key carries it and
+    the rest match exactly (:func:`~fingerprint.import_checks.read_checkpoint`,
+    :func:`~fingerprint.import_checks.strip_wrapper_prefix`); ``on_note`` gets one line saying so
+    (default: a warning).
     """
     src = Path(src)
     if not src.is_dir():
@@ -144,17 +154,38 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     n_out = _check_forward(template, probe_sets, layers, arch)
     labelled = load_data(data, template, arch, _input_shape(probe_sets))
     sds = []
+    unwrapped: dict[str, int] = {}
+    stripped: dict[str, int] = {}
     for f in files:
-        sd = load_state_dict(f)
+        sd, key = read_checkpoint(f, state_key)
+        sd, prefix = strip_wrapper_prefix(sd, expected)
         check_against(sd, expected, f)
         sds.append({k: sd[k] for k in expected})
+        if key is not None:
+            unwrapped[key] = unwrapped.get(key, 0) + 1
+        if prefix:
+            stripped[prefix] = stripped.get(prefix, 0) + 1
         if on_file:
             on_file(f)
+    note = _format_note(unwrapped, stripped, len(files))
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
-    return write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled)
+    path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled)
+    if note:
+        (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
+    return path
+
+
+def _format_note(unwrapped: dict[str, int], stripped: dict[str, int], n: int) -> str:
+    """One line on what the import read other than a plain state_dict file: the top-level keys it
+    took the state_dicts from, and the wrapper prefixes it stripped, with how many of ``n`` files."""
+    of = lambda c: "every checkpoint" if c == n else f"{c} of {n} checkpoints"  # noqa: E731
+    parts = [f"read the state_dict under key '{k}' of {of(c)}" for k, c in unwrapped.items()]
+    parts += [f"stripped the key prefix '{p}' ({', '.join(w for q, w in WRAPPER_PREFIXES.items() if q in p)}) from "
+              f"{of(c)}" for p, c in stripped.items()]
+    return "; ".join(parts)
 
 
 def _input_shape(probe_sets: dict[str, torch.Tensor], labelled: Any = None) -> list[int] | None:
@@ -169,7 +200,7 @@ def _n_out(n_out: int, template: nn.Module, labelled: Any) -> int:
     if n_out >= 0 or labelled is None:
         return n_out
     with torch.no_grad():
-        return int(template.eval()(labelled[0][:2]).shape[-1])
+        return output_width(template.eval()(labelled[0][:2]), "module")
 
 
 def _data_spec(labelled: Any, source: Any) -> dict[str, Any]:

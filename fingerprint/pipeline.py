@@ -21,7 +21,9 @@ lines: it is the one place the stages are glued, for the CLI and a notebook alik
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +54,14 @@ from fingerprint.tables import RECOVERED, model_table, options_stamp, stored_lin
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
-from training.core.store import MANIFEST, Zoo, atomic_path, package_version, write_json
+from training.core.store import (
+    MANIFEST,
+    Zoo,
+    atomic_path,
+    package_version,
+    publish_mode,
+    write_json,
+)
 from training.core.validate import from_mapping
 from training.sweep import SweepSummary, get_executor, run_sweep, validate
 
@@ -127,10 +136,16 @@ def analysis_errors() -> Iterator[None]:
         raise UserError(str(e)) from e
 
 
-def analysis_options(section: dict | None = None, **overrides: Any) -> AnalysisOptions:
-    """``[analysis]`` validated into :class:`~analysis.scorecard.AnalysisOptions`, then overrides (None: keep)."""
+def analysis_options(section: dict | AnalysisOptions | None = None, **overrides: Any) -> AnalysisOptions:
+    """``[analysis]`` (a mapping, or options already validated such as ``RunConfig.analysis``) validated into
+    :class:`~analysis.scorecard.AnalysisOptions`, then overrides (None: keep; an unknown name is a UserError)."""
+    known = set(AnalysisOptions.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(f"unknown analysis option '{unknown[0]}' (valid: {choices(sorted(known))})")
     with analysis_errors():
-        return from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(**overrides)
+        base = section if isinstance(section, AnalysisOptions) else from_mapping(AnalysisOptions, dict(section or {}), "analysis")
+        return base.replace(**overrides)
 
 
 @dataclass(frozen=True)
@@ -371,13 +386,13 @@ def selections(zoo: Zoo) -> list[dict]:
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None,
                  drawn: dict[str, Any] | None = None) -> None:
-    """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in
-    ``figures/`` beside the HTML (files of the same name replaced). The forecast, selections and
-    goodhart curves stored in the zoo are in all three. Figures and summary are written before the
-    HTML is renamed into place: if one fails, no new HTML is published. ``drawn``: sections drawn
-    already (:func:`report_analysis`)."""
-    figs = Path(html_path).parent / "figures"
-    check_output(figs, {"zoo": zoo.path}, option="figures/")
+    """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in the
+    report's own figures directory (:func:`figures_dir`), replaced as a whole so that no figure of
+    an earlier report stays among them. The forecast, selections and goodhart curves stored in the
+    zoo are in all three. Figures and summary are written before the HTML is renamed into place: if
+    one fails, no new HTML is published. ``drawn``: sections drawn already (:func:`report_analysis`)."""
+    figs = figures_dir(html_path)
+    check_figures_dir(figs, zoo.path, json_path)
     prov = provenance(zoo, extra_provenance)
     forecast = (zoo.load_result("forecast") or {}).get("forecast")  # load_result: None when none is stored
     chosen = selections(zoo)
@@ -388,11 +403,7 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
                   drawn=drawn)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(pg.html, encoding="utf-8")
-        figs.mkdir(parents=True, exist_ok=True)
-        for f in pg.figures:
-            for ext, data in f.files.items():
-                with atomic_path(figs / f"{f.name}.{ext}") as ftmp:
-                    ftmp.write_bytes(data)
+        publish_figures(figs, {f"{f.name}.{ext}": data for f in pg.figures for ext, data in f.files.items()})
         if json_path:  # published before the HTML is renamed into place: if it fails, neither is written
             s = summary(result, prov)
             if forecast:
@@ -404,6 +415,60 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
             if tree:
                 s["lineage"] = {k: tree.get(k) for k in ("evidence", "alpha", "truth", "by_evidence", "edges")}
             write_json(Path(json_path), s)
+
+
+FIGURE_SUFFIXES = (".png", ".pdf")
+DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, left in any folder it showed
+
+
+def figures_dir(html_path: str | Path) -> Path:
+    """Where a report's PNG and PDF figures go: ``figures/`` beside ``report.html`` (a run
+    directory's layout), ``NAME-figures/`` beside any other ``NAME.html``, so that two reports in
+    one directory never share, or mix, their figures."""
+    html = Path(html_path)
+    return html.parent / ("figures" if html.stem == "report" else f"{html.stem}-figures")
+
+
+def check_figures_dir(figs: Path, zoo_path: str | Path, json_path: str | Path | None = None) -> None:
+    """Refuse (one line) a figures directory a report may not replace: inside the zoo, holding the
+    ``--json`` output, or holding anything but PNG and PDF files (not a report's figures: a
+    directory of the user's own)."""
+    check_output(figs, {"zoo": zoo_path}, option=f"{figs.name}/ (beside -o)", others={"--json": json_path})
+    if figs.is_symlink() or figs.exists() and not figs.is_dir():
+        raise UserError(f"refusing to replace '{figs}', where the report's figures go: it is "
+                        f"{'a symbolic link' if figs.is_symlink() else 'a file'}; move it or write the report (-o) elsewhere")
+    stray = next((p.name for p in sorted(figs.iterdir()) if not p.is_file() or p.suffix not in FIGURE_SUFFIXES
+                  and p.name not in DESKTOP_FILES), None) if figs.is_dir() else None
+    if stray is not None:
+        raise UserError(f"refusing to replace '{figs}', where the report's figures go: it holds '{stray}', which is not a "
+                        "report's figure (PNG or PDF); move it or write the report (-o) elsewhere")
+
+
+def publish_figures(figs: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (``{name: bytes}``) as the directory ``figs``: built in a temporary sibling,
+    then swapped for the old one, which is removed, so that the directory holds exactly this
+    report's figures (none of an earlier report's left among them) and is never half-written."""
+    figs.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{figs.name}.", suffix=".tmp", dir=figs.parent))
+    old, moved = None, False
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+            publish_mode(tmp / name)
+        publish_mode(tmp)
+        if figs.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{figs.name}.", suffix=".old", dir=figs.parent))
+            os.replace(figs, old / figs.name)
+            moved = True
+        os.replace(tmp, figs)
+        moved = False
+    finally:
+        if moved:  # the new directory could not take its place: the old one goes back
+            os.replace(old / figs.name, figs)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 # -- one call each, for a notebook ----------------------------------------------------------------

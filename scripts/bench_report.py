@@ -37,8 +37,11 @@ from analysis.results import AnalysisResult
 # the main module), and `fingerprint report`'s main module, the CLI, imports next to nothing there.
 
 
-def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
-    """``n_fps`` fingerprints ``[n, dim]`` mixing a family effect, a deep effect and noise, and the table."""
+def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0, columns: int = 0):
+    """``n_fps`` fingerprints ``[n, dim]`` mixing a family effect, a deep effect and noise, and the
+    table; ``columns`` more model columns (an import's metadata, which the candidate basins are
+    compared with: ``meta0`` following the deep label, as an epochs column might, then numeric and
+    3-valued columns at random)."""
     # not at the top: see the imports
     from analysis.scorecard import FingerprintInput
 
@@ -52,6 +55,9 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0):
         deep_eff = np.outer(deep, rng.standard_normal(dim)) * rng.uniform(0, 3)
         fps.append(FingerprintInput(f"fp{j}", fam_eff + deep_eff + rng.standard_normal((n, dim)), ids))
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "deep_label": np.asarray(["a", "b"], dtype=object)[deep]}
+    for c in range(columns):
+        table[f"meta{c}"] = (np.where(deep == 1, 40, 10) if c == 0 else rng.uniform(0, 1, n) if c % 2 else
+                             np.asarray(rng.choice(["x", "y", "z"], n), dtype=object))
     return fps, table
 
 
@@ -63,7 +69,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     # not at the top: see the imports
     from analysis.scorecard import AnalysisOptions, analyze
 
-    fps, table = population(n, args.fps, args.dim, args.family_size)
+    fps, table = population(n, args.fps, args.dim, args.family_size, columns=args.columns)
     opts = AnalysisOptions(embedding=args.embedding)
     c = cpu()
     t = time.perf_counter()
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--family-size", type=int, default=4)
     ap.add_argument("--embedding", default="umap", choices=["pca", "umap"])
+    ap.add_argument("--columns", type=int, default=0, help="metadata columns the candidate basins are compared with")
     ap.add_argument("--no-warmup", action="store_true", help="time the first size cold (numba compiling UMAP)")
     ap.add_argument("--plain", action="store_true", help="the older plain vs calibrated analysis comparison")
     ap.add_argument("--serial", action="store_true", help="draw the page after the analysis, not meanwhile")
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_warmup:  # a warm machine: numba's compiled UMAP in its on-disk cache, files in the page cache
         subprocess.run([sys.executable, __file__, "--sizes", "30", "--fps", "1", "--no-warmup", "--json"], check=True,
                        capture_output=True)
-    out: dict = {"fingerprints": args.fps, "embedding": args.embedding}
+    out: dict = {"fingerprints": args.fps, "embedding": args.embedding, "columns": args.columns}
     for n in args.sizes:
         s = report_seconds(n, args)
         out[f"seconds_{n}"] = round(s["analysis"] + s["page"], 2)

@@ -3,6 +3,17 @@
 Commands live in sibling modules (``train``, ``extract``, ``analyze``, ...) that register themselves on
 ``app``. Every :class:`~training.core.errors.UserError`, and every usage error of click's own (an
 unknown option, a missing argument), becomes a one-line ``error: ...`` on stderr and exit status 2.
+
+Exit statuses, the same for every command (README, "A tour of the CLI"):
+
+* 0: done;
+* 2: refused, nothing done: a usage error or a problem with the user's input (a ``UserError``, which
+  names the culprit and what to do); also when a command that works on several parts (``extract``'s
+  fingerprints) finished none of them, each refused for such a reason;
+* 1: done in part: some parts failed, each said in its own line, and the rest were written
+  (``extract`` with some fingerprints failed, ``cluster`` with some fingerprints failed,
+  ``inspect`` of a zoo with corrupt shards), or an unexpected exception (a traceback: a bug);
+* 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def cluster_cmd(
     with RichProgress() as progress:
         result = pipeline.analyze(zoo, inputs, opts, progress)
     print_basins(zoo, scorecard=False)
-    print_scorecard(result)
+    print_scorecard(result, zoo)
     console.print(f"stored in [bold]{esc(str(zoo.path / 'results' / 'basins.json'))}[/]")
     if any(r.error for r in result.scorecard):
         raise typer.Exit(1)
@@ -73,7 +73,7 @@ def report(
     from fingerprint import pipeline  # deferred for start-up time
 
     check_output(out, {"zoo": zoo_path}, option="-o", kind="file", others={"--json": json_out})
-    check_output(out.parent / "figures", {"zoo": zoo_path}, option="figures/ (beside -o)")  # the figures' PNG and PDF
+    pipeline.check_figures_dir(pipeline.figures_dir(out), zoo_path, json_out)  # the figures' PNG and PDF, before any analysis
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
@@ -83,8 +83,8 @@ def report(
         with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process
             result, drawn = stack.enter_context(pipeline.report_analysis(zoo, inputs, opts, progress))
         pipeline.write_report(zoo, result, inputs, out, json_out, drawn=drawn)
-    print_scorecard(result)
-    console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(out.parent / 'figures')})"
+    print_scorecard(result, zoo)
+    console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(pipeline.figures_dir(out))})"
                   + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
 
 

@@ -23,6 +23,7 @@ from analysis.labelfree_sentences import (
     closest_split_text,
     few_families_text,
 )
+from analysis.resampling import MIN_FAMILIES
 from analysis.results import AnalysisResult
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
@@ -162,7 +163,9 @@ def _q(q: Any) -> str:
     return "" if q is None or q != q else f" [dim]q {q:.2g}[/]"
 
 
-def print_scorecard(result: AnalysisResult) -> None:
+def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
+    """The scorecard table and its notes; ``zoo`` (optional) lets the 'too few' note name the model
+    columns that could be the lineage."""
     settings = result.settings
     t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
                     f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
@@ -187,7 +190,9 @@ def print_scorecard(result: AnalysisResult) -> None:
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
-    hint = insufficient_hint(result)
+    for line in metadata_lines(result):
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+    hint = insufficient_hint(result, zoo)
     if hint:
         console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
@@ -237,14 +242,67 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     return lines
 
 
-def insufficient_hint(result: AnalysisResult) -> str | None:
+def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
     """One line when every fingerprint's label-free verdict is ``insufficient`` (``too few``): why,
-    and how to name init families (the sentences summary.json and the report hold), else ``None``."""
+    and how to name init families (the sentences summary.json and the report hold), and, given the
+    ``zoo``, its model columns that could (:func:`lineage_candidates`); else ``None``."""
     free = [f.label_free or {} for f in result.fingerprints if not getattr(f, "error", None)]
     if not free or any(verdicts.style(d.get("verdict")) is not verdicts.TABLE[verdicts.Verdict.INSUFFICIENT] for d in free):
         return None
     why = list(dict.fromkeys(str(d.get("sentence") or d.get("verdict")) for d in free))
-    return f"lineage: every label-free verdict is 'too few': {'; '.join(why)}"
+    line = f"lineage: every label-free verdict is 'too few': {'; '.join(why)}"
+    if zoo is None:
+        return line
+    found = lineage_candidates(zoo, {result.label, result.lineage})
+    if not found:
+        return (line + f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families (add one "
+                "to the --metadata CSV and re-import)")
+    cols = ", ".join(f"{c} ({n} values)" for c, n in found.items())
+    return line + f"; the zoo's model {'column' if len(found) == 1 else 'columns'} that could be --lineage: {cols}"
+
+
+def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset()) -> dict[str, int]:
+    """The zoo's own model columns (its metadata CSV's, not the core ones; not those in ``skip``,
+    the label and the lineage already used) that could name init families, each with its number of
+    distinct values: at least ``MIN_FAMILIES`` of them and fewer than the models (a column where
+    every model has its own value makes every model its own family), and not measurements
+    (floats that are not whole numbers). Which one holds the init seeds only the user knows."""
+    import numpy as np  # deferred for start-up time
+
+    from training.core.store import CORE_COLUMNS  # deferred for start-up time (h5py)
+
+    out = {}
+    for c in zoo.models.names():
+        if c in CORE_COLUMNS or c in skip:
+            continue
+        col = np.asarray(zoo.models[c])
+        if col.dtype.kind == "f" and not np.all(np.isnan(col) | (col == np.round(col))):
+            continue
+        n = len({str(v) for v in col})
+        if MIN_FAMILIES <= n < len(col):
+            out[c] = n
+    return out
+
+
+def metadata_lines(result: AnalysisResult) -> list[str]:
+    """One line per model column that candidate basins match (``metadata_match``,
+    :mod:`analysis.metadata`), naming the fingerprints with their statistics and family-bootstrap
+    intervals (fingerprints with the same numbers together), then one line saying what to check."""
+    by_col: dict[str, dict[str, list[str]]] = {}
+    for r in result.fingerprints:
+        stats: dict[str, list[str]] = {}
+        for e in getattr(r, "metadata_match", None) or []:
+            if e.get("match"):
+                stats.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
+        for col, st in stats.items():
+            by_col.setdefault(col, {}).setdefault("; ".join(st), []).append(str(r.fingerprint))
+    out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
+           for col, groups in by_col.items()]
+    if out:
+        out.append("check whether that is the difference you mean: a column recording how the models were made (training "
+                   "length, learning rate, data) is not necessarily a basin; one measuring what they do may be the basin "
+                   "itself (summary.json: metadata_match)")
+    return out
 
 
 def _with_ci(name: str, value: float | None, ci: Any) -> str:

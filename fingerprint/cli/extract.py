@@ -50,5 +50,5 @@ def extract(
     with RichProgress() as progress:
         results = pipeline.compute(zoo, list(fp or pipeline.default_fingerprints(zoo)), step, force, label, chunk_size,
                                    runner, device, progress)
-    if any(r.error for r in results):
-        raise typer.Exit(1)
+    if any(r.error for r in results):  # each said in its own line; the exit status: fingerprint.cli's convention
+        raise typer.Exit(2 if all(r.error for r in results) else 1)

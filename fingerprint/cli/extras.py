@@ -28,13 +28,14 @@ def import_cmd(
     probes_text: Optional[List[str]] = typer.Option(None, "--probes-text", help="With --hf: FILE of prompts, one per line (probe set in_dist), or NAME=FILE (repeatable)."),
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),
     data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
+    state_key: Optional[str] = typer.Option(None, "--state-key", help="Top-level key of training checkpoints that holds the state_dict (default: 'state_dict', else the only state_dict a checkpoint holds)."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
 
     if hf:
         given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
-                                             ("--data", data)) if v), None)
+                                             ("--data", data), ("--state-key", state_key)) if v), None)
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
@@ -63,7 +64,8 @@ def import_cmd(
             task = progress.add_task("checking checkpoints", total=max(n, 1))
             path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                       on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or (),
-                                      data=data)
+                                      data=data, state_key=state_key,
+                                      on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)

@@ -28,8 +28,6 @@ def lineage_cmd(
     arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Calibrated shared-initialization tests for every pair, the families, and the lineage forest."""
-    from rich.table import Table
-
     from fingerprint.lineage import lineage  # deferred for start-up time (torch)
     from training.core.store import write_json  # deferred for start-up time
 
@@ -39,26 +37,18 @@ def lineage_cmd(
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
                     history=not no_history)
-    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, "
-              f"related when significant at alpha {alpha:g} (BH)")
-    for col in ("evidence", "related pairs", "families", "FPR", "power", "BH FDP", "parent acc", "direction acc"):
-        t.add_column(col, justify="left" if col == "evidence" else "right")
-    f = lambda v: "–" if v is None else f"{v:.3f}"
-    for name, s in r["by_evidence"].items():
-        t.add_row(esc(name) + (" *" if name == r["evidence"] else ""), f"{s['n_related']:,}", str(s["n_families"]),
-                  f(s["shared_init_fpr"]), f(s["shared_init_power"]), f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]))
-    console.print(t)
+    console.print(evidence_table(r, alpha))
     ori = r["orientation"]
     if r["history"]["used"]:
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
-                      f"start on another's trajectory); {len(r['edges'])} edges, {len(r['families'])} families")
+                      f"start on another's trajectory); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
     else:
         console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
-                      + f"); {len(r['edges'])} edges, {len(r['families'])} families")
+                      + f"); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
     if r["evidence"] == "exact":
-        console.print(f"stored the {len(r['families'])} recovered families in the zoo (results/lineage.json): "
+        console.print(f"stored the recovered {_families(len(r['families']))} in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
                       "init_seed is missing or the same for every model")
     else:
@@ -66,6 +56,37 @@ def lineage_cmd(
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")
+
+
+def evidence_table(r: dict, alpha: float):
+    """One row per kind of evidence. Fits 80 columns: number columns never wrap, the evidence name
+    folds onto a second line rather than being cut (``anomalo…`` named nothing)."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, "
+              f"related when significant at alpha {alpha:g} (BH)", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+              show_edge=False, collapse_padding=True, caption_justify="left",
+              caption="parent, direction: accuracy of the recovered parents and of the edges' directions")
+    names = [esc(n) + (" *" if n == r["evidence"] else "") for n in r["by_evidence"]]
+    for col in ("evidence", "related", "families", "FPR", "power", "BH FDP", "parent", "direction"):
+        if col == "evidence":
+            t.add_column(col, overflow="fold", ratio=1, min_width=min(18, max(map(len, names), default=8)))
+        else:
+            t.add_column(col, justify="right", no_wrap=True)
+    f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, s in zip(names, r["by_evidence"].values()):
+        t.add_row(name, f"{s['n_related']:,}", str(s["n_families"]), f(s["shared_init_fpr"]), f(s["shared_init_power"]),
+                  f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]))
+    return t
+
+
+def _families(n: int) -> str:
+    return f"{n} {'family' if n == 1 else 'families'}"
+
+
+def _edges(n: int) -> str:
+    return f"{n} {'edge' if n == 1 else 'edges'}"
 
 
 def not_stored(r: dict, json_out: Optional[Path]) -> str:
@@ -77,7 +98,7 @@ def not_stored(r: dict, json_out: Optional[Path]) -> str:
                 "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
                 "them with --lineage COLUMN (a column of your --metadata CSV, re-imported)")
     where = f"--json wrote them to {json_out} ('families')" if json_out else "--json OUT writes them ('families')"
-    return (f"not stored: the {many} {'family' if many == 1 else 'families'} of two or more models found from '{r['evidence']}' (only the weight test's, "
+    return (f"not stored: the {_families(many)} of two or more models found from '{r['evidence']}' (only the weight test's, "
             "'exact', are stored; testing fingerprints against families a fingerprint found would be circular). "
             "`report` and `cluster` need init families, else every label-free verdict is 'too few': "
             f"{where}; to use them anyway, put them in a column of your --metadata CSV, re-import, and pass --lineage COLUMN")

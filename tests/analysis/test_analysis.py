@@ -531,7 +531,8 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",
-           "basins", "confusion", "seconds", "verdict", "reason", "label_free", "significant", "assignments"]
+           "basins", "confusion", "seconds", "verdict", "reason", "label_free", "significant", "metadata_match",
+           "assignments"]
 
 
 def test_summary_keys_are_pinned():
@@ -542,7 +543,8 @@ def test_summary_keys_are_pinned():
 
 
 BASINS_KEYS = ["version", "created", "settings", "n_models", "fingerprints", "scorecard", "methods"]
-FULL_FP_KEYS = [k for k in FP_KEYS if k not in ("seconds", "verdict", "reason", "label_free", "significant", "assignments")] \
+FULL_FP_KEYS = [k for k in FP_KEYS if k not in ("seconds", "verdict", "reason", "label_free", "significant", "metadata_match",
+                                                 "assignments")] \
     [:19] + ["model_ids", "clusters", "embedding", "label_values", "lineage_values"] + \
     [k for k in FP_KEYS if k not in ("assignments",)][19:]
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -262,3 +267,35 @@ def test_analyze_freezes_the_heap_only_while_it_runs():
         assert gc.get_freeze_count() > 0  # not unfrozen by analyze()
     finally:
         gc.unfreeze()
+
+
+_POOLED_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from analysis import parallel
+from tests.analysis.test_parallel import _population
+from analysis.scorecard import AnalysisOptions, analyze
+with open({log!r}, "a") as f:
+    f.write(f"{{os.getpid()}} {{parallel.main_reruns()}} {{parallel.jobs()}}\\n")
+parallel.MIN_ROWS = 0
+fps, table = _population(n=16, n_fps=2)
+analyze(fps, table, AnalysisOptions(embedding="pca", n_boot=2, n_perm=9, n_family_boot=5))
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_is_run_once(tmp_path, guarded):
+    """A notebook-style script (no ``if __name__ == "__main__":``) gets no worker processes: a
+    forkserver worker imports the main module and would run the script again (an outside audit's
+    script trained and reported twice). With the guard, the pool is used and the script runs once."""
+    root, log = str(Path(__file__).resolve().parents[2]), tmp_path / "runs.txt"
+    body = _POOLED_SCRIPT.format(root=root, log=str(log))
+    if guarded:
+        body = "if __name__ == '__main__':\n" + "".join(f"    {line}\n" for line in body.strip().splitlines())
+    script = tmp_path / "script.py"
+    script.write_text(body)
+    env = {**os.environ, parallel.ENV: "2", "PYTHONPATH": root}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=300, capture_output=True)
+    runs = log.read_text().split()
+    assert len(runs) == 3  # one run: pid, main_reruns, jobs
+    assert runs[1:] == (["False", "2"] if guarded else ["True", "1"])

@@ -114,7 +114,7 @@ def test_import_both_formats_with_metadata_and_probes(user_models):
     ("csv_unknown", "names unknown model 'model99'"),
     ("csv_twice", "row 3 names model 'model0' a second time"),
     ("csv_latin1", "is not a UTF-8 CSV"),
-    ("not_state_dict", "is not a state_dict"),
+    ("not_state_dict", "holds a list of 3, not a state_dict"),
 ])
 def test_bad_inputs_are_clear_errors_and_write_nothing(user_models, breakage, expect):
     ck = user_models / "ckpts"
@@ -194,7 +194,10 @@ def test_import_cli_and_errors(user_models):
     assert res.returncode == 0, res.stderr
     assert run("import", "ckpts", "--arch", "userarch:make", "--out", "bare").returncode == 0  # no --probes
     res = run("extract", "bare", "--fp", "ood-outputs", "--arch", "userarch:make")
-    assert res.returncode == 1 and "has no probe sets (no probes.h5" in res.stderr and "--probes" in res.stderr  # 1: an extractor failed
+    # 2: nothing computed, the input's to fix (as at import); 1: done in part, the rest cached
+    assert res.returncode == 2 and "has no probe sets (no probes.h5" in res.stderr and "--probes" in res.stderr
+    res = run("extract", "bare", "--fp", "ood-outputs", "--fp", "weight-stats", "--arch", "userarch:make")
+    assert res.returncode == 1 and "has no probe sets (no probes.h5" in res.stderr and "weight-stats" in res.stdout
 
 
 def test_zoo_from_modules_in_three_lines():
@@ -363,6 +366,11 @@ def test_a_layer_that_returns_a_tuple_is_a_one_line_error_at_import_and_at_extra
     assert ok.error is None and ok.meta["layer"] == "pool"
     for r in (gru, spectrum):
         assert "layer 'gru' returns a tuple (tensor [16, 7, 12], tensor [1, 16, 12]), not a tensor" in r.error, r.error
+    # the CLI: the same line exits 2 as at import when it stops everything asked, 1 when the rest is cached
+    res = run("extract", "zoo", "--arch", "seqarch:make", "--fp", "cka:layer=gru")
+    assert res.returncode == 2 and "error: layer 'gru' returns a tuple" in res.stderr, res.stderr
+    res = run("extract", "zoo", "--arch", "seqarch:make", "--fp", "cka:layer=gru", "--fp", "weight-stats")
+    assert res.returncode == 1 and "error: layer 'gru' returns a tuple" in res.stderr and "weight-stats" in res.stdout
 
 
 def test_extract_says_which_defaults_it_leaves_out_and_which_layer_cka_compares(seq_models):
@@ -412,3 +420,4 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     out = " ".join(res.stdout.split())
     assert "lineage: every label-free verdict is 'too few': insufficient" in out, res.stdout
     assert "`--lineage COLUMN` names the model column" in out
+    assert "no model column of the zoo groups its models into at least 4 families (add one to the --metadata CSV" in out

@@ -101,3 +101,26 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     assert after.scorecard[0].label_free_verdict != "insufficient"
     # a zoo that has its own lineage column keeps it
     assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
+
+
+def test_the_evidence_table_fits_80_columns_without_cutting_a_name():
+    """At COLUMNS=80 the table showed `anomalo…`: names fold instead, and no number is cut."""
+    from rich.console import Console
+
+    from fingerprint.cli.lineage import evidence_table
+
+    row = {"n_related": 12345, "n_families": 7, "shared_init_fpr": 0.052, "shared_init_power": 1.0, "bh_fdp": 0.048,
+           "parent_accuracy": 0.5, "direction_accuracy": None}
+    names = ["anomalous-inputs", "token-logprobs:prompts=ood", "anomalous-inputs:n_random=16"]
+    r = {"zoo": "hf42/zoo_lin", "n_pairs": 105, "n_pairs_total": 105, "evidence": names[0], "by_evidence": {n: row for n in names}}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(evidence_table(r, 0.05))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "…" not in text and max(map(len, lines)) <= 80
+    assert "anomalous-inputs *" in text  # the primary evidence, whole
+    rows = [l for l in lines if "12,345" in l]
+    assert len(rows) == 3 and all(l.split()[-7:] == ["12,345", "7", "0.052", "1.000", "0.048", "0.500", "–"] for l in rows)
+    # a longer name folds onto the next line: its pieces, joined, are the name
+    folded = "".join(l.split("  ")[0].strip() for l in lines[lines.index(rows[2]):lines.index(rows[2]) + 2])
+    assert folded == "anomalous-inputs:n_random=16", lines

@@ -159,3 +159,16 @@ def test_a_run_with_a_forecast_section_reports_the_forecast_and_the_selection(tm
     assert (out / "figures" / f"select-{basin.replace('_', '-')}-10.pdf").read_bytes()[:5] == b"%PDF-"
     if sel["n_selected"]:
         assert pipeline.open_zoo(out / "selected").model_ids  # the continued seeds
+
+
+def test_analysis_options_takes_a_run_configs_options_and_names_unknown_overrides():
+    """``analysis_options(cfg.analysis, k=3)`` (an outside audit's notebook call) re-validates options
+    that are already ``AnalysisOptions``; a misspelt override is a one-line error listing the valid ones."""
+    cfg = pipeline.RunConfig.load("xor-cues-quick")
+    assert pipeline.analysis_options(cfg.analysis, k=3).k == 3
+    assert pipeline.analysis_options(cfg.analysis).method == cfg.analysis.method
+    assert pipeline.analysis_options({"k": 2}).k == 2
+    with pytest.raises(UserError, match=r"unknown analysis option 'kk' \(valid: alpha, .*k, k_max"):
+        pipeline.analysis_options(cfg.analysis, kk=3)
+    with pytest.raises(UserError, match="analysis.k"):
+        pipeline.analysis_options(cfg.analysis, k=-3)

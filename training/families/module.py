@@ -9,7 +9,7 @@ If a module cannot be vmapped, the family falls back to a per-model loop and say
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,19 +21,50 @@ from training.core.errors import UserError
 from training.families.base import Family
 
 
+def describe(value: Any, limit: int = 4) -> str:
+    """What a forward pass returned, in a few words, when it is not one tensor: ``a tuple (tensor
+    [2, 10, 32], tensor [1, 2, 32])``, ``a dict (logits: tensor [2, 3], loss: NoneType)``, ``a
+    CausalLMOutput (logits: tensor [2, 5, 50], ...)`` (an HF ``ModelOutput`` is a mapping)."""
+    shown = lambda v: f"tensor {list(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__  # noqa: E731
+    kind = type(value).__name__
+    a = "an" if kind[:1].lower() in "aeiou" else "a"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        parts = ", ".join(f"{k}: {shown(v)}" for k, v in items[:limit])
+    elif isinstance(value, (tuple, list)):
+        items = list(value)
+        parts = ", ".join(shown(v) for v in items[:limit])
+    else:
+        return f"{a} {kind}"
+    return f"{a} {kind} ({parts}{', ...' if len(items) > limit else ''})"
+
+
 def not_a_tensor(layer: str, value: Any) -> str | None:
     """The one-line error for a named layer whose output is not a tensor (a GRU's ``(output, h)``),
     else ``None``: an activation is one tensor, and which element of a tuple is meant is the
     model's author's call."""
     if isinstance(value, torch.Tensor):
         return None
-    if isinstance(value, (tuple, list)):
-        parts = ", ".join(f"tensor {list(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__ for v in value[:4])
-        what = f"a {type(value).__name__} ({parts}{', ...' if len(value) > 4 else ''})"
-    else:
-        what = f"a {type(value).__name__}"
-    return (f"layer '{layer}' returns {what}, not a tensor: name a module whose output is a tensor, or wrap the "
+    return (f"layer '{layer}' returns {describe(value)}, not a tensor: name a module whose output is a tensor, or wrap the "
             "element you mean in one (e.g. an nn.Identity your forward applies to it) and name that")
+
+
+def output_not_a_tensor(label: str, value: Any) -> str | None:
+    """The one-line error for a model whose forward returns a tuple, dict or HF ``ModelOutput``
+    instead of its outputs (logits) as one tensor, else ``None``. The advice is a subclass, not a
+    wrapper module: a subclass keeps the checkpoints' key names (``fc1.weight``), a wrapper holding
+    the model as ``self.m`` would prefix every key (``m.fc1.weight``) and no checkpoint would load."""
+    if isinstance(value, torch.Tensor):
+        return None
+    call = "super().forward(x)"
+    if isinstance(value, Mapping):
+        key = next((k for k in ("logits", "last_hidden_state") if k in value), next(iter(value), None))
+        pick = f"{call}.{key}" if type(value) is not dict and str(key).isidentifier() else f"{call}[{key!r}]"
+    else:
+        pick = f"{call}[0]"
+    return (f"architecture '{label}' returns {describe(value)} from forward, not one tensor of outputs: make forward "
+            f"return the logits tensor (e.g. a factory that builds a subclass whose forward returns {pick}; a subclass "
+            "keeps the checkpoints' key names, a wrapper module would prefix them)")
 
 
 def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, owner: Any, why: str
@@ -135,6 +166,9 @@ class ModuleFamily(Family):
             finally:
                 for h in handles:
                     h.remove()
+            bad = output_not_a_tensor(self.label, out)
+            if bad:
+                raise UserError(bad)
             for n in names:
                 bad = not_a_tensor(n, store[n])
                 if bad:

@@ -1,0 +1,160 @@
+"""Candidate basins against the population's other model columns: does a label-free deep verdict
+coincide with something the user already knows about the models (training length, learning rate,
+data size, an optimizer)?
+
+A label-free ``crosses lineage`` / ``groups lineages`` verdict says the models fall into two camps
+the init seed does not explain. Camps that are exactly the models trained 10 epochs instead of 40
+are true, but they are a training setting, not necessarily a basin. :func:`compare` scores the two
+candidate basins against every other stored column: a categorical column (2 to n/2 distinct values)
+by the adjusted mutual information (scikit-learn's AMI), a numeric column (any number of values) by
+the AUROC of the column between the two basins (scikit-learn's ``roc_auc_score``: the Mann-Whitney
+rank statistic, oriented so that it is at least 0.5); a numeric column with few values gets both.
+Each has a 95% family-bootstrap interval (whole init families drawn, :mod:`analysis.resampling`)
+and *matches* when the interval's lower end reaches the scorecard's own level for "tracks the
+label": ``deep_threshold`` (AMI 0.3) and ``auroc_threshold`` (AUROC 0.85). An AMI below half its
+level is no match and gets no interval (its resampled expected mutual information is the cost). :func:`attach` sets
+``metadata_match`` on each fingerprint result with candidate basins. ``docs/scorecard.md``
+("Candidate basins and your metadata") explains the choices. The extractors never see these
+columns: only this comparison, after the verdicts, does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from analysis import agreement as ag
+from analysis import metrics as mt
+from analysis import resampling as rs
+from analysis.options import AnalysisOptions
+from analysis.results import FingerprintResult
+
+__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "matches"]
+
+# ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
+NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
+AMI_INTERVAL_FROM = 0.5  # an AMI gets its interval from this share of the level up (below: no match, no interval)
+MISSING = ("", "nan", "None", "NaN")  # a model the metadata CSV has no value for (docs/zoo-format.md)
+
+
+def column_kind(values: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(numbers, present)``: the column as floats (``None`` unless every present value is a finite
+    number; bools count as 0/1) and which models have a value (``""``, ``None`` and NaN are missing)."""
+    vals = np.asarray(values, dtype=object)
+    present = np.asarray([not (v is None or str(v) in MISSING) for v in vals], bool)
+    try:
+        nums = np.asarray([float(v) for v in vals[present]], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, present
+    if not np.isfinite(nums).all():
+        return None, present
+    out = np.full(len(vals), np.nan)
+    out[present] = nums
+    return out, present
+
+
+def _same_partition(col: np.ndarray, family: np.ndarray) -> bool:
+    """``col`` groups the models exactly as the families do: another name for the lineage column."""
+    pairs = {(str(c), str(f)) for c, f in zip(col, family)}
+    return len({c for c, _ in pairs}) == len(pairs) == len({f for _, f in pairs})
+
+
+def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarray, n_boot: int = 200,
+            random_state: int = 0, ami_level: float = 0.3, auroc_level: float = 0.85) -> list[dict[str, Any]]:
+    """Two candidate basins ``basins [n]`` (``-1``: no basin, left out) against each column of
+    ``columns`` (name -> ``[n]``), with ``family [n]`` the init families the bootstrap draws.
+
+    Returns one entry per statistic computed, matches first, then by strength:
+    ``{column, statistic ("AMI" | "AUROC"), value, ci ([lo, hi] or None), match, level, n_models}``
+    (AUROC entries also ``higher_in``: the basin where the column's values are higher). A column is
+    left out when it is constant on the models, has no numbers and more than n/2 distinct values (names,
+    paths), or groups the models exactly as the families do (another name for the lineage)."""
+    basins = np.asarray(basins)
+    fam_all = np.asarray([str(f) for f in family], dtype=object)
+    out = []
+    for name, values in columns.items():
+        nums, present = column_kind(np.asarray(values, dtype=object))
+        keep = present & (basins >= 0)
+        if keep.sum() < 4 or len(np.unique(basins[keep])) < 2:
+            continue
+        col = np.asarray(values, dtype=object)[keep]
+        b, fam = basins[keep], fam_all[keep]
+        strs = np.asarray([str(v) for v in col] if nums is None else [repr(v) for v in nums[keep].tolist()], dtype=object)
+        distinct = len(set(strs.tolist()))
+        if distinct < 2 or _same_partition(strs, fam):
+            continue
+        n = len(b)
+        fcodes, fnames = rs.family_codes(fam)
+        nf = len(fnames)
+        if distinct <= n // 2:
+            out.append(_ami_entry(name, b, strs, fcodes, fam, nf, n_boot, random_state, ami_level))
+        if nums is not None and len(np.unique(b)) == 2:
+            out.append(_auroc_entry(name, b, nums[keep], fcodes, fam, nf, n_boot, random_state, auroc_level))
+    return sorted(out, key=lambda e: (not e["match"], -(e["value"] or 0.0), e["column"], e["statistic"]))
+
+
+def _ami_entry(name: str, b: np.ndarray, strs: np.ndarray, fcodes: np.ndarray, fam: np.ndarray, nf: int, n_boot: int,
+               seed: int, level: float) -> dict[str, Any]:
+    bc, lc = mt.label_codes(b), mt.label_codes(strs)
+    value = mt.ami_codes(bc, lc)  # scikit-learn's adjusted_mutual_info_score (analysis.agreement: the same formula)
+    ci = None
+    # the expected mutual information of 200 resampled tables is the cost here (~0.1 s for 1,000 models):
+    # a value below half the level is no match whatever its interval, and gets none (docs/scorecard.md)
+    if value is not None and value >= level * AMI_INTERVAL_FROM:
+        of_counts = mt.ami_codes_by_family_counts(bc, lc, fcodes, nf)
+        ci = rs.family_bootstrap_batch(lambda picks, _c: of_counts(rs.family_counts(picks, nf)), fam, n_boot, seed)
+    return _entry(name, "AMI", value, ci, level, len(b))
+
+
+def _auroc_entry(name: str, b: np.ndarray, x: np.ndarray, fcodes: np.ndarray, fam: np.ndarray, nf: int, n_boot: int,
+                 seed: int, level: float) -> dict[str, Any]:
+    hi = int(np.max(b))
+    y = b == hi
+    value = float(roc_auc_score(y, x))
+    flip = value < 0.5  # oriented: the AUROC of the basin where the column is higher
+    lo_b = int(np.min(b))
+    w = lambda picks, _c: rs.family_counts(picks, nf)[:, fcodes]  # noqa: E731 - each model's count in each sample
+    ci = rs.family_bootstrap_batch(lambda picks, c: ag.binary_auroc_weighted(y, x, w(picks, c)), fam, n_boot, seed)
+    if flip:
+        value, ci = 1.0 - value, None if ci is None else (1.0 - ci[1], 1.0 - ci[0])
+    e = _entry(name, "AUROC", value, ci, level, len(b))
+    e["higher_in"] = lo_b if flip else hi
+    return e
+
+
+def _entry(name: str, stat: str, value: float | None, ci: tuple[float, float] | None, level: float, n: int) -> dict[str, Any]:
+    value = None if value is None or not np.isfinite(value) else float(value)
+    return {"column": str(name), "statistic": stat, "value": value, "ci": None if ci is None else [float(ci[0]), float(ci[1])],
+            "match": matches(value, ci, level), "level": float(level), "n_models": int(n)}
+
+
+def matches(value: float | None, ci: tuple[float, float] | list[float] | None, level: float) -> bool:
+    """A match: the interval's lower end at or above ``level`` (without an interval -- fewer than 4
+    families, or an AMI below half the level -- the value itself)."""
+    if value is None:
+        return False
+    return bool((ci[0] if ci is not None else value) >= level)
+
+
+def attach(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions) -> None:
+    """Set ``metadata_match`` on every analysed result whose label-free verdict gave candidate basins:
+    the basins against every column of ``table`` except ids, the lineage column and the label in use
+    (:func:`compare`); ``[]`` when no column qualifies. Results without candidate basins keep ``None``."""
+    skip = {*NOT_COMPARED, opts.lineage, opts.label}
+    names = [c for c in table if c not in skip]
+    index = {str(m): i for i, m in enumerate(table["model_id"])}
+    for r in results:
+        cand = (r.label_free or {}).get("candidate_basins") or {}
+        if not r.analysed or r.error or not cand or r.lineage_values is None:
+            continue
+        rows = np.asarray([index[str(m)] for m in r.model_ids], int)
+        basins = np.asarray([int(cand.get(str(m), -1)) for m in r.model_ids], int)
+        family = np.asarray(r.lineage_values, dtype=object)
+        sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)  # a large population: whole families, as calibrate
+        if sample is not None:
+            rows, basins, family = rows[sample], basins[sample], family[sample]
+        cols = {c: np.asarray(table[c], dtype=object)[rows] for c in names}
+        r.metadata_match = compare(basins, cols, family, opts.n_family_boot, opts.seed, opts.deep_threshold,
+                                   opts.auroc_threshold)

@@ -1,0 +1,183 @@
+"""Candidate basins against the model table's other columns (analysis/metadata.py): a column that
+decides the camps is named in summary.json and the report, an unrelated one is not, and the
+statistics are scikit-learn's with intervals over whole families."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_mutual_info_score, roc_auc_score
+
+from analysis import metadata as md
+from analysis.report import render
+from analysis.results import summary
+from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+from analysis.synthetic import synthetic_population as population
+
+
+def _table(ids, fam, camp, seed, decided: bool):
+    """The model table of a population whose camps are ``camp``: ``epochs`` (10 or 40) decides them
+    when ``decided``, else it is drawn at random like the other columns (unrelated)."""
+    r = np.random.default_rng(seed)
+    n = len(ids)
+    epochs = np.where(camp == 1, 40, 10) if decided else r.choice([10, 40], n)
+    return {"model_id": np.asarray(ids, dtype=object), "init_seed": fam,
+            "epochs": epochs,
+            "lr": r.uniform(1e-4, 1e-2, n),  # numeric, every value distinct: AUROC only
+            "optimizer": np.asarray(r.choice(["adam", "sgd", "lion"], n), dtype=object),  # categorical: AMI only
+            "checkpoint": np.asarray([f"/ckpt/{m}.pt" for m in ids], dtype=object),  # a name per model: not compared
+            "family_name": np.asarray([f"fam{f}" for f in fam], dtype=object)}  # another name for the lineage: not compared
+
+
+def _camps(seed: int = 0, n_fam: int = 8, m: int = 4, d: int = 6, delta: float = 4.0):
+    """``n_fam`` init families of ``m`` models in ``d`` dimensions, half of each family's members
+    shifted by ``delta`` along the first (two camps across every family, as training 10 epochs
+    instead of 40 did in the audit's population)."""
+    r = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(n_fam), m)
+    camp = np.concatenate([r.permutation(np.arange(m) % 2) for _ in range(n_fam)])
+    x = r.standard_normal((n_fam, d))[fam] + 0.5 * r.standard_normal((n_fam * m, d))
+    x[:, 0] += delta * camp
+    return x, fam, camp
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["epochs-decides", "epochs-unrelated"])
+def analysed(request):
+    """8 families of 4 models whose members split into two camps inside every family, analysed
+    without a label; ``epochs`` decides the camps, or is unrelated to them."""
+    x, fam, camp = _camps()
+    ids = [f"m{i}" for i in range(len(x))]
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    fp = FingerprintInput("camps", x, ids, {"extractor": "camps", "output": "features"})
+    return request.param, camp, analyze([fp], _table(ids, fam, camp, 7, request.param), opts)
+
+
+def test_candidate_basins_are_compared_with_the_other_columns(analysed):
+    decided, camp, res = analysed
+    r = res.fingerprints[0]
+    assert r.label_free["verdict"] == "crosses lineage"
+    cand = np.asarray([r.label_free["candidate_basins"][m] for m in r.model_ids])
+    assert adjusted_mutual_info_score(camp, cand) > 0.8  # the planted camps were found
+    entries = {(e["column"], e["statistic"]): e for e in r.metadata_match}
+    # ids, names and the lineage under another name are left out; a few-valued number gets both statistics
+    assert set(entries) == {("epochs", "AMI"), ("epochs", "AUROC"), ("lr", "AUROC"), ("optimizer", "AMI")}
+    for e in entries.values():  # an AMI far below its level (half) gets no interval: no match either way
+        assert e["n_models"] == 32 and (e["ci"] is not None or e["statistic"] == "AMI" and e["value"] < 0.15)
+        assert e["ci"] is None or e["ci"][0] <= e["value"] + 1e-12
+    assert not entries["lr", "AUROC"]["match"] and not entries["optimizer", "AMI"]["match"]
+    assert entries["epochs", "AMI"]["match"] is decided and entries["epochs", "AUROC"]["match"] is decided
+    if decided:
+        assert entries["epochs", "AMI"]["ci"][0] >= 0.3 and entries["epochs", "AUROC"]["ci"][0] >= 0.85
+        assert r.metadata_match[0]["column"] == "epochs"  # matches first
+    s = summary(res)["fingerprints"][0]["metadata_match"]
+    assert s == r.metadata_match
+    html = render(res)
+    assert "Candidate basins and your metadata" in html
+    if decided:
+        assert "the candidate basins match column <code>epochs</code>: check whether that is the difference you mean" in html
+        assert html.count("<b>match</b>") == 2
+    else:
+        assert "no other model column matches the candidate basins" in html and "<b>match</b>" not in html
+
+
+def test_a_fingerprint_without_candidate_basins_is_not_compared():
+    """A null population (``lineage only``): nothing to compare, ``metadata_match`` stays None and
+    the report shows no such section."""
+    x, fam, _ = population("null", 1, n_fam=8, m=4)
+    ids = [f"m{i}" for i in range(len(x))]
+    opts = AnalysisOptions(n_perm=99, n_boot=4, label="", embedding="pca")
+    fp = FingerprintInput("null", x, ids, {"extractor": "null", "output": "features"})
+    res = analyze([fp], _table(ids, fam, np.zeros(len(x), int), 0, False), opts)
+    r = res.fingerprints[0]
+    assert r.label_free["verdict"] not in ("crosses lineage", "groups lineages")
+    assert r.metadata_match is None and summary(res)["fingerprints"][0]["metadata_match"] is None
+    assert "Candidate basins and your metadata" not in render(res)
+
+
+def test_statistics_are_scikit_learns_and_the_auroc_is_oriented():
+    r = np.random.default_rng(0)
+    fam = np.repeat(np.arange(6), 4)
+    basins = r.integers(0, 2, 24)
+    basins[:2] = [0, 1]
+    size = np.where(basins == 0, 3.0, 1.0) + r.normal(0, 0.1, 24)  # higher in basin 0
+    cat = np.asarray(r.choice(["a", "b", "c"], 24), dtype=object)
+    out = md.compare(basins, {"size": size, "cat": cat}, fam)
+    by = {(e["column"], e["statistic"]): e for e in out}
+    assert by["cat", "AMI"]["value"] == pytest.approx(adjusted_mutual_info_score(basins, cat), abs=1e-12)
+    auc = by["size", "AUROC"]
+    assert auc["value"] == pytest.approx(1 - roc_auc_score(basins, size), abs=1e-12) and auc["value"] == 1.0
+    assert auc["higher_in"] == 0 and auc["match"] and auc["ci"] == [1.0, 1.0]
+
+
+def test_missing_values_constant_columns_and_few_families():
+    fam = np.repeat(np.arange(3), 4)  # 3 families: no interval (fewer than 4), a match on the value itself
+    basins = np.tile([0, 0, 1, 1], 3)
+    steps = np.where(basins == 1, 400, 100).astype(object)
+    steps[0] = ""  # a model the metadata CSV has no row for
+    out = md.compare(basins, {"steps": steps, "same": np.ones(12), "none": np.asarray([""] * 12, dtype=object)}, fam)
+    assert {e["column"] for e in out} == {"steps"}
+    for e in out:
+        assert e["n_models"] == 11 and e["ci"] is None and e["match"]
+    none = md.compare(np.full(12, -1), {"steps": steps}, fam)  # no candidate basin at all
+    assert none == []
+
+
+def test_every_model_its_own_family_still_compares_a_shared_column():
+    """Without relatives (each model its own family) a column shared by many models is not another
+    name for the lineage: the planted ``nudge`` is compared and matches."""
+    basins = np.tile([0, 1], 10)
+    nudge = np.asarray(np.where(basins == 1, "B", "A"), dtype=object)
+    (e,) = md.compare(basins, {"nudge": nudge}, np.arange(20))
+    assert e["column"] == "nudge" and e["value"] == pytest.approx(1.0) and e["match"]
+
+
+def test_stored_results_round_trip_the_comparison(analysed):
+    from analysis.results import AnalysisResult, FingerprintResult
+
+    _, _, res = analysed
+    back = AnalysisResult.from_dict(res.to_dict())
+    assert back.fingerprints[0].metadata_match == res.fingerprints[0].metadata_match
+    none = dataclasses.replace(res.fingerprints[0], metadata_match=None)
+    assert none.to_dict()["metadata_match"] is None  # without candidate basins: null, the key pinned
+    assert FingerprintResult.from_dict({k: v for k, v in none.to_dict().items() if k != "metadata_match"}).metadata_match is None
+
+
+def test_the_terminal_names_each_matched_column_once(analysed, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import fingerprint.cli.display as display
+
+    decided, _, res = analysed
+    out = Console(width=100, record=True, file=io.StringIO())
+    monkeypatch.setattr(display, "console", out)
+    display.print_scorecard(res)
+    text = out.export_text()
+    lines = [ln for ln in text.splitlines() if "candidate basins match column" in ln]
+    if decided:
+        (line,) = lines  # one line per column, both statistics in it
+        assert line == "candidate basins match column 'epochs': camps (AMI 1.00 [1.00, 1.00]; AUROC 1.00 [1.00, 1.00])"
+        assert "check whether that is the difference you mean" in text
+    else:
+        assert lines == [] and "check whether that is the difference you mean" not in text
+
+
+def test_the_null_script_counts_matches_of_unrelated_and_deciding_columns(capsys):
+    """scripts/metadata_match_nulls.py (the rates docs/scorecard.md quotes): a deciding column always
+    matches, unrelated ones at 12 families never in these draws."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "metadata_match_nulls.py"
+    spec = importlib.util.spec_from_file_location("metadata_match_nulls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--reps", "10", "--families", "12", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 * len(mod.KINDS)
+    for r in rows:
+        assert r["matches"] == (10 if r["column"] == "decides" else 0), r

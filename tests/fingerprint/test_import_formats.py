@@ -1,0 +1,238 @@
+"""Import of the checkpoint and model shapes users bring from training code: a forward that returns a
+tuple / dict / ModelOutput, keys saved through a DataParallel or torch.compile wrapper, training
+checkpoints that hold the state_dict under a key. Each is read as users expect, or refused in one
+line that says what was found and what to do, with nothing written."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from fingerprint import Zoo
+from fingerprint.importer import import_checkpoints, zoo_from_modules
+from tests.conftest import run_cli
+from training.core.errors import UserError
+
+ARCH = textwrap.dedent('''
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(6, 8)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.fc1(x)))
+
+
+    class TupNet(Net):
+        def forward(self, x):
+            h = torch.relu(self.fc1(x))
+            return self.head(h), h
+
+
+    class DictNet(Net):
+        def forward(self, x):
+            return {"logits": super().forward(x)}
+
+
+    class Output(OrderedDict):  # what an HF ModelOutput is: a mapping with attribute access
+        def __getattr__(self, k):
+            return self[k]
+
+
+    class OutNet(Net):
+        def forward(self, x):
+            return Output(logits=super().forward(x))
+
+
+    class Logits(TupNet):  # the fix the error suggests: a subclass keeps the checkpoints' keys
+        def forward(self, x):
+            return super().forward(x)[0]
+
+
+    def make():
+        return Net()
+
+    def make_tup():
+        return TupNet()
+
+    def make_dict():
+        return DictNet()
+
+    def make_out():
+        return OutNet()
+
+    def make_logits():
+        return Logits()
+
+    def probes():
+        return {"in_dist": torch.randn(10, 6, generator=torch.Generator().manual_seed(0))}
+''')
+
+
+@pytest.fixture
+def fmt_models(tmp_path, monkeypatch):
+    """Four untrained models of ``fmtarch.Net`` saved as plain state dicts in ckpts/."""
+    (tmp_path / "fmtarch.py").write_text(ARCH)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import fmtarch
+
+    importlib.reload(fmtarch)
+    (tmp_path / "ckpts").mkdir()
+    for i in range(4):
+        torch.manual_seed(i)
+        torch.save(fmtarch.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
+    return tmp_path
+
+
+def _resave(ckpts, wrap):
+    """Every checkpoint in ``ckpts`` saved again as ``wrap(state_dict)``."""
+    for f in sorted(ckpts.glob("*.pt")):
+        torch.save(wrap(torch.load(f, weights_only=True)), f)
+
+
+def _nothing_written(tmp_path):
+    return not (tmp_path / "zoo").exists() and not list(tmp_path.glob(".zoo*"))
+
+
+@pytest.mark.parametrize("factory,expect", [
+    ("make_tup", "returns a tuple (tensor [2, 3], tensor [2, 8]) from forward, not one tensor of outputs: make forward "
+                 "return the logits tensor (e.g. a factory that builds a subclass whose forward returns super().forward(x)[0];"),
+    ("make_dict", "returns a dict (logits: tensor [2, 3]) from forward, not one tensor of outputs: make forward return the "
+                  "logits tensor (e.g. a factory that builds a subclass whose forward returns super().forward(x)['logits'];"),
+    ("make_out", "returns an Output (logits: tensor [2, 3]) from forward, not one tensor of outputs: make forward return "
+                 "the logits tensor (e.g. a factory that builds a subclass whose forward returns super().forward(x).logits;"),
+])
+def test_a_forward_that_returns_a_tuple_or_dict_says_what_it_returned_and_what_to_do(fmt_models, factory, expect):
+    res = run_cli("import", "ckpts", "--arch", f"fmtarch:{factory}", "--probes", "fmtarch:probes", "--out", "zoo",
+                  cwd=fmt_models, env={"COLUMNS": "400"})
+    assert res.returncode == 2 and _nothing_written(fmt_models)
+    err = " ".join(res.stderr.split())
+    assert f"error: architecture 'fmtarch:{factory}' {expect}" in err, res.stderr
+    assert "a wrapper module would prefix them" in err and len(res.stderr.strip().splitlines()) == 1
+    # the subclass the message suggests imports the same checkpoints, keys unchanged
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make_logits", "--probes", "fmtarch:probes", "--out", "zoo",
+                  cwd=fmt_models)
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_same_output_check_guards_labelled_data_modules_and_extraction(fmt_models):
+    import fmtarch
+
+    x, y = torch.randn(5, 6), torch.zeros(5, dtype=torch.long)
+    with pytest.raises(UserError, match=r"returns a dict \(logits: tensor \[2, 3\]\) from forward") as e:
+        import_checkpoints(fmt_models / "ckpts", "fmtarch:make_dict", fmt_models / "zoo", data=(x, y))
+    assert "\n" not in str(e.value) and _nothing_written(fmt_models)
+    with pytest.raises(UserError, match=r"'fmtarch:make_tup' returns a tuple \(tensor \[2, 3\], tensor \[2, 8\]\)"):
+        zoo_from_modules([fmtarch.make_tup(), fmtarch.make_tup()], fmt_models / "zoo", probes=fmtarch.probes(),
+                         factory="fmtarch:make_tup")
+    assert _nothing_written(fmt_models)
+    # with neither probes nor data nothing runs at import; the batched family says it at extraction
+    from training.families.module import ModuleFamily
+
+    fam = ModuleFamily(factory=fmtarch.make_tup, input_shape=(6,), label="fmtarch:make_tup")
+    params = {k: torch.stack([v, v]) for k, v in fmtarch.make_tup().state_dict().items()}
+    with pytest.raises(UserError, match=r"'fmtarch:make_tup' returns a tuple \(tensor \[3, 3\], tensor \[3, 8\]\) from forward"):
+        fam.forward(params, torch.randn(3, 6))
+
+
+@pytest.mark.parametrize("prefix,who", [("module.", "DataParallel / DistributedDataParallel"),
+                                        ("_orig_mod.", "torch.compile"),
+                                        ("module._orig_mod.", "DataParallel / DistributedDataParallel, torch.compile")])
+def test_a_wrapper_prefix_on_every_key_is_stripped_and_said(fmt_models, prefix, who):
+    plain = {f.stem: torch.load(f, weights_only=True) for f in sorted((fmt_models / "ckpts").glob("*.pt"))}
+    _resave(fmt_models / "ckpts", lambda sd: {prefix + k: v for k, v in sd.items()})
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--out", "zoo", cwd=fmt_models, env={"COLUMNS": "400"})
+    assert res.returncode == 0, res.stderr
+    assert f"stripped the key prefix '{prefix}' ({who}) from every checkpoint" in res.stdout, res.stdout
+    zoo = Zoo.open(fmt_models / "zoo")
+    params = zoo.params()
+    assert sorted(params) == sorted(plain["m0"])
+    for i, mid in enumerate(zoo.model_ids):
+        assert all(torch.equal(params[k][i], v) for k, v in plain[mid].items())
+
+
+def test_a_prefix_that_does_not_explain_the_keys_is_an_error_naming_it(fmt_models):
+    # one key short: stripping would not make the keys the architecture's, so nothing is renamed
+    _resave(fmt_models / "ckpts", lambda sd: {f"module.{k}": v for k, v in sd.items() if k != "head.bias"})
+    with pytest.raises(UserError) as e:
+        import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo")
+    assert str(e.value).endswith("m0.pt' is missing key 'fc1.weight' for this architecture (and 3 more) and has unexpected "
+                                 "key 'module.fc1.weight' (and 2 more); every key starts with 'module.' (DataParallel / "
+                                 "DistributedDataParallel), but even without it key 'head.bias' is missing"), str(e.value)
+    assert _nothing_written(fmt_models)
+
+
+def test_an_unknown_prefix_is_not_stripped_but_the_error_says_the_keys_match_without_it(fmt_models):
+    _resave(fmt_models / "ckpts", lambda sd: {f"model.{k}": v for k, v in sd.items()})  # a Lightning module's self.model
+    with pytest.raises(UserError) as e:
+        import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo")
+    assert ("has unexpected key 'model.fc1.weight' (and 3 more); every key starts with 'model.' and matches without it: "
+            "save the inner module's state_dict, or strip 'model.' from the keys") in str(e.value)
+    assert _nothing_written(fmt_models)
+
+
+def test_a_model_whose_own_submodule_is_named_module_is_not_renamed():
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = nn.Linear(2, 2)
+
+    from fingerprint.import_checks import strip_wrapper_prefix
+
+    sd = Outer().state_dict()
+    assert strip_wrapper_prefix(sd, sd) == (sd, "")
+    wrapped = {f"module.{k}": v for k, v in sd.items()}  # DataParallel around it: module.module.weight
+    assert strip_wrapper_prefix(wrapped, sd)[1] == "module."
+
+
+def test_a_training_checkpoint_is_read_from_its_only_state_dict_and_said(fmt_models):
+    _resave(fmt_models / "ckpts", lambda sd: {"model": sd, "step": 100, "optimizer": {"state": {}, "param_groups": []}})
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--out", "zoo", cwd=fmt_models, env={"COLUMNS": "400"})
+    assert res.returncode == 0, res.stderr
+    assert "read the state_dict under key 'model' of every checkpoint" in res.stdout, res.stdout
+    notes = []
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", on_note=notes.append)
+    assert notes == ["read the state_dict under key 'model' of every checkpoint"]
+
+
+def test_several_state_dicts_need_state_key_and_none_lists_the_keys(fmt_models):
+    ck = fmt_models / "ckpts"
+    _resave(ck, lambda sd: {"model": dict(sd), "ema": {k: v + 1 for k, v in sd.items()}, "step": 100})
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--out", "zoo", cwd=fmt_models, env={"COLUMNS": "400"})
+    assert res.returncode == 2 and _nothing_written(fmt_models)
+    assert ("m0.pt' holds 2 state_dicts, under 'model', 'ema': name the one to import with --state-key KEY (its top-level "
+            "keys: model (dict of 4), ema (dict of 4), step (int))") in " ".join(res.stderr.split()), res.stderr
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--out", "zoo", "--state-key", "ema", cwd=fmt_models)
+    assert res.returncode == 0, res.stderr
+    ema = torch.load(ck / "m1.pt", weights_only=True)["ema"]
+    params = Zoo.open(fmt_models / "zoo").params()
+    assert all(torch.equal(params[k][1], v) for k, v in ema.items())
+    for key, expect in (("nope", "has no top-level key 'nope' (--state-key; its keys: model, ema, step)"),
+                        ("step", "key 'step' holds an int, not a state_dict")):
+        with pytest.raises(UserError, match=expect.replace("(", r"\(").replace(")", r"\)")):
+            import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3", state_key=key)
+    _resave(ck, lambda d: {"step": d["step"], "hparams": {"lr": 0.1}})
+    with pytest.raises(UserError, match=r"is not a state_dict \(a mapping of names to tensors\), nor holds one under a "
+                                        r"top-level key: its keys are step \(int\), hparams \(dict of 1\)"):
+        import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
+    assert not (fmt_models / "zoo3").exists()
+
+
+def test_the_lightning_layout_state_dict_key_wins_as_before(fmt_models):
+    _resave(fmt_models / "ckpts", lambda sd: {"state_dict": sd, "ema": OrderedDict(sd), "epoch": 3})
+    notes = []
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", on_note=notes.append)
+    assert notes == ["read the state_dict under key 'state_dict' of every checkpoint"]

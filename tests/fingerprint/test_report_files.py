@@ -1,0 +1,103 @@
+"""Where a report's figures go: each report its own directory (``figures/`` beside ``report.html``,
+``NAME-figures/`` beside ``NAME.html``), replaced as a whole, so two reports in one directory never
+mix their figures and none of an earlier report's stay; a directory a report did not write is
+refused before anything is analysed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fingerprint
+from fingerprint import Zoo
+from fingerprint.pipeline import figures_dir
+from tests.conftest import run_cli
+
+FAST = ("--embedding", "pca", "--n-boot", "4", "--n-perm", "20")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("figs")
+    torch.manual_seed(0)
+    mods = [nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)) for _ in range(8)]
+    zoo = Zoo.from_modules(mods, out=root / "zoo", metadata={"family": [i // 2 for i in range(8)]},
+                           probes={"in_dist": torch.randn(16, 4, generator=torch.Generator().manual_seed(1))})
+    assert all(r.error is None for r in fingerprint.extract(zoo, ["probe-outputs", "weight-stats"]))
+    return root
+
+
+def report(small, out, *fps):
+    res = run_cli("report", small / "zoo", "-o", out, "--lineage", "family", *FAST, *[a for f in fps for a in ("--fp", f)],
+                  env={"COLUMNS": "400"})
+    return res, " ".join(res.stdout.split()), " ".join(res.stderr.split())
+
+
+def stems(d):
+    return {p.name.rsplit("-", 1)[0] for p in d.iterdir()}
+
+
+def test_figures_dir_is_named_after_the_report():
+    assert figures_dir("runs/x/report.html").as_posix() == "runs/x/figures"  # a run directory's layout, unchanged
+    assert figures_dir("runs/x/nolin.html").as_posix() == "runs/x/nolin-figures"
+
+
+def test_a_second_report_replaces_its_own_figures_whole_and_never_touches_another_reports(small, tmp_path):
+    res, out, _ = report(small, tmp_path / "report.html", "probe-outputs", "weight-stats")
+    assert res.returncode == 0, res.stderr
+    assert f"report: {tmp_path / 'report.html'} (figures in {tmp_path / 'figures'})" in out, res.stdout
+    first = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert any(n.startswith("probe-outputs-") for n in first) and any(n.startswith("weight-stats-") for n in first)
+    # another report in the same directory: its own figures directory, the first one's untouched
+    res, out, _ = report(small, tmp_path / "nolin.html", "weight-stats")
+    assert res.returncode == 0, res.stderr
+    assert f"(figures in {tmp_path / 'nolin-figures'})" in out, res.stdout
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == first
+    assert {p.name for p in (tmp_path / "nolin-figures").iterdir()} and \
+        not any(p.name.startswith("probe-outputs-") for p in (tmp_path / "nolin-figures").iterdir())
+    # the same report again, with one fingerprint fewer: no figure of the first run stays (nor a file browser's)
+    (tmp_path / "figures" / ".DS_Store").write_bytes(b"")
+    res, _, _ = report(small, tmp_path / "report.html", "weight-stats")
+    assert res.returncode == 0, res.stderr
+    again = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert again and not any(n.startswith("probe-outputs-") for n in again)
+    assert again == {p.name for p in (tmp_path / "nolin-figures").iterdir()}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_a_figures_directory_with_files_a_report_did_not_write_is_refused_before_analysis(small, tmp_path):
+    figs = tmp_path / "mine-figures"
+    figs.mkdir()
+    (figs / "notes.txt").write_text("mine")
+    (figs / "plot.png").write_bytes(b"png")
+    res, _, err = report(small, tmp_path / "mine.html", "weight-stats")
+    assert res.returncode == 2 and not (tmp_path / "mine.html").exists()
+    assert (f"error: refusing to replace '{figs}', where the report's figures go: it holds 'notes.txt', which is not a "
+            "report's figure (PNG or PDF); move it or write the report (-o) elsewhere") in err, res.stderr
+    assert sorted(p.name for p in figs.iterdir()) == ["notes.txt", "plot.png"]
+    res = run_cli("report", small / "zoo", "-o", tmp_path / "r.html", "--json", tmp_path / "r-figures" / "s.json", *FAST)
+    assert res.returncode == 2 and "it contains the --json output" in " ".join(res.stderr.split()), res.stderr
+
+
+def test_when_every_verdict_is_too_few_the_hint_names_the_columns_that_could_be_the_lineage(small):
+    """An import's init_seed is -1 for every model: one family, every label-free verdict 'too few';
+    the line says which of the zoo's own columns could name init families (at least 4 groups)."""
+    res = run_cli("cluster", small / "zoo", "--fp", "weight-stats", *FAST, env={"COLUMNS": "400"})
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "lineage: every label-free verdict is 'too few': insufficient" in out, res.stdout
+    assert "; the zoo's model column that could be --lineage: family (4 values)" in out, res.stdout
+    res = run_cli("cluster", small / "zoo", "--fp", "weight-stats", "--lineage", "family", *FAST, env={"COLUMNS": "400"})
+    assert res.returncode == 0 and "every label-free verdict is 'too few'" not in " ".join(res.stdout.split())
+
+
+def test_lineage_candidates_leave_out_core_columns_measurements_and_columns_that_do_not_group(tmp_path):
+    from fingerprint.cli.display import lineage_candidates
+
+    mods = [nn.Linear(2, 2) for _ in range(8)]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "zoo", metadata={
+        "seed": [i // 2 for i in range(8)], "order": [i % 2 for i in range(8)], "acc": [0.5 + i / 100 for i in range(8)],
+        "name": [f"n{i}" for i in range(8)], "epochs": [10.0, 20.0, 30.0, 40.0] * 2, "rule": ["a", "b"] * 4})
+    assert lineage_candidates(zoo) == {"seed": 4, "epochs": 4}
+    assert lineage_candidates(zoo, {"seed"}) == {"epochs": 4}
