@@ -15,7 +15,7 @@ import numpy as np
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
-from analysis.labelfree_sentences import closest_groups
+from analysis.labelfree_sentences import closest_groups, cutting
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
 from analysis.verdicts import Verdict
@@ -239,6 +239,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             "n_families": res.n_families, "split_rate": res.split_rate, "n_related_families": res.n_related_families,
+            "cutting": cutting(res),
             "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,
             "split_min_families": res.split_min_families, "groups_axis": res.groups_axis,

@@ -48,6 +48,7 @@ from scipy.stats import false_discovery_control
 from analysis.labelfree_sentences import (
     NO_RELATIVES,
     SENTENCES,
+    alone,
     closest_split,
     families,
     few_families,
@@ -523,7 +524,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
-        sentence = NO_RELATIVES.get(v, SENTENCES[v]) if r.n_families == r.n_models else SENTENCES[v]
+        sentence = NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]
         done = replace(r, verdict=v, q=qv, candidate_basins=basins)
         if v in ("lineage only", "no structure"):
             sentence = with_unconfirmed(sentence, r, q, i, alpha)

@@ -6,7 +6,7 @@ apart from one cloud", not "one cloud"; a groups test near significance names it
 the families as exploratory (:data:`EXPLORATORY_P`); a deep verdict from few families carries the
 caution of ``docs/scorecard.md`` ("Few families"). Nothing here changes a test statistic or a
 p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this
-module imports nothing of ours) and return strings or plain dicts.
+module imports nothing of ours but :mod:`analysis.sortkeys`) and return strings or plain dicts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from analysis.sortkeys import natural_key
 
 __all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "families", "closest_groups",
-           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed"]
+           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting"]
 
 SENTENCES = {
     "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
@@ -49,6 +49,29 @@ FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
 
 
+def alone(r: Any) -> bool:
+    """Whether every model of ``r`` (a result, or its ``label_free`` dict) is its own init family: no
+    family has relatives (counted on the tested models, so a sampled population says it too)."""
+    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    n_rel = get("n_related_families")
+    if n_rel is not None:
+        return n_rel == 0
+    return get("n_families") is not None and get("n_families") == get("n_models")
+
+
+def few_count(r: Any) -> tuple[int, bool] | None:
+    """``(families, with_relatives)`` behind a deep verdict of ``r`` (a result or its ``label_free``
+    dict) when they are :data:`FEW_FAMILIES` or fewer, else ``None``: a ``crosses lineage`` rests on
+    the families with relatives (models on their own cut no family), ``groups lineages`` on all."""
+    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    verdict, n_fam, n_rel = get("verdict"), get("n_families"), get("n_related_families")
+    if verdict not in ("crosses lineage", "groups lineages") or n_fam is None:
+        return None
+    if verdict == "crosses lineage" and n_rel is not None and n_rel < n_fam:
+        return (n_rel, True) if n_rel <= FEW_FAMILIES else None
+    return (n_fam, False) if n_fam <= FEW_FAMILIES else None
+
+
 def families(n: int) -> str:
     """``"1 init family"``, ``"4 init families"``."""
     return f"{n} init famil{'y' if n == 1 else 'ies'}"
@@ -70,7 +93,7 @@ def closest_groups(r: Any) -> dict[str, Any] | None:
 def closest_split(r: Any, tail: bool = True) -> str:
     """The sentence naming :func:`closest_groups` of ``r`` (:func:`closest_split_text`), or ``""``."""
     cg = closest_groups(r)
-    return "" if cg is None else " " + closest_split_text(cg, r.n_families == r.n_models, tail)
+    return "" if cg is None else " " + closest_split_text(cg, alone(r), tail)
 
 
 def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool = True) -> str:
@@ -97,16 +120,15 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
 
 
 def few_families(r: Any) -> str:
-    """The caution after a deep verdict from :data:`FEW_FAMILIES` init families or fewer, else ``""``."""
-    if r.verdict not in ("crosses lineage", "groups lineages") or r.n_families > FEW_FAMILIES:
-        return ""
-    return " " + few_families_text(r.n_families)
+    """The caution after a deep verdict from :data:`FEW_FAMILIES` init families or fewer (:func:`few_count`), else ``""``."""
+    few = few_count(r)
+    return "" if few is None else " " + few_families_text(*few)
 
 
-def few_families_text(n_families: int) -> str:
+def few_families_text(n_families: int, with_relatives: bool = False) -> str:
     """The few-families caution (docs/scorecard.md, "Few families")."""
-    return (f"Only {families(n_families)}: at this few, a deep verdict near q 0.05 is a reason to train more "
-            "families, not a finding (docs/scorecard.md, \"Few families\").")
+    return (f"Only {families(n_families)}{' with relatives' if with_relatives else ''}: at this few, a deep verdict "
+            "is a reason to train more families, not a finding (docs/scorecard.md, \"Few families\").")
 
 
 def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> str:
@@ -119,7 +141,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> st
         lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
                 "quirk, not a basin (a group needs at least two families).")
     elif r.p_split is not None and r.p_split <= alpha:
-        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {_cutting(r)}")
+        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {cutting(r)}")
     if r.p_groups is not None and r.p_groups <= alpha:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
     if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "no groups shown"
@@ -131,15 +153,16 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> st
             "`--n-perm`, would tell).")
 
 
-def _cutting(r: Any) -> str:
+def cutting(r: Any) -> str:
     """``cutting none of the 16 families with relatives`` / ``3 of 16 ...`` / ``all 16 ...`` (a share when the
     count of families with relatives is not known)."""
-    n = getattr(r, "n_related_families", None)
+    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    n, rate = get("n_related_families"), get("split_rate")
     if n == 0:
         return "no family has relatives to cut"
     if n is None:
-        return f"cutting {r.split_rate or 0:.0%} of the families"
-    cut = int(round((r.split_rate or 0) * n))
+        return f"cutting {rate or 0:.0%} of the families"
+    cut = int(round((rate or 0) * n))
     with_rel = f"{n} {'family' if n == 1 else 'families'} with relatives"
     if cut == 0:
         return f"cutting none of the {with_rel}"

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +35,7 @@ def jobs() -> int:
     """Worker processes: ``BASIN_FINGERPRINT_JOBS``, else the machine's CPU count; ``1`` when the
     caller is a script that a worker would run again (:func:`main_reruns`)."""
     if main_reruns():
+        _warn_unguarded()
         return 1
     raw = os.environ.get(ENV, "").strip()
     if not raw:
@@ -59,6 +61,14 @@ def main_reruns() -> bool:
     if not path or (spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__"))):
         return False
     return not _has_main_guard(os.path.abspath(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_unguarded() -> None:
+    """Once a process: why this script gets no worker processes, and the fix."""
+    warnings.warn("this script has no `if __name__ == \"__main__\":` guard, so the analysis and the report's figures run "
+                  "in its own process (a worker process would run the script again): put the calls under that guard "
+                  "to use worker processes", RuntimeWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=8)

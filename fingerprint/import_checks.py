@@ -40,7 +40,9 @@ def _load(path: Path, what: str) -> Any:
             # torch's own text suggests weights_only=False (code execution): keep only its reason
             why = re.search(r"(Unsupported global: GLOBAL \S+|Unsupported operand \d+|Unsupported class \S+)", str(e))
             raise UserError(f"{what} '{path}' is not a plain state_dict: refusing to unpickle arbitrary objects"
-                            f" ({why.group(1) if why else 'it holds Python objects besides tensors'})") from None
+                            f" ({why.group(1) if why else 'it holds Python objects besides tensors'}); a training "
+                            "checkpoint with such objects beside the weights (args, RNG state) imports once its "
+                            "weights are saved alone: torch.save(ckpt['model'], path)") from None
         raise UserError(f"{what} '{path}' cannot be read (corrupt or truncated?): {_first_sentence(msg)}") from None
 
 
@@ -87,6 +89,8 @@ def read_checkpoint(path: Path, state_key: str | None = None) -> tuple[dict[str,
     if inner:
         raise UserError(f"checkpoint '{path}' holds {len(inner)} state_dicts, under {', '.join(repr(k) for k in inner)}: "
                         f"name the one to import with --state-key KEY (its top-level keys: {keys})")
+    if not obj:
+        raise UserError(f"checkpoint '{path}' is an empty dict: no weights to import")
     raise UserError(f"checkpoint '{path}' is not a state_dict (a mapping of names to tensors), nor holds one under a "
                     f"top-level key: its keys are {keys}")
 

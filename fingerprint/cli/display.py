@@ -19,8 +19,9 @@ from rich.table import Table
 
 from analysis import verdicts
 from analysis.labelfree_sentences import (
-    FEW_FAMILIES,
+    alone,
     closest_split_text,
+    few_count,
     few_families_text,
 )
 from analysis.resampling import MIN_FAMILIES
@@ -233,11 +234,11 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     lines = []
     for f in result.fingerprints:
         d = f.label_free or {}
-        deep = d.get("verdict") in ("crosses lineage", "groups lineages")
-        if deep and d.get("n_families") is not None and d["n_families"] <= FEW_FAMILIES:
-            lines.append(f"lineage, {f.fingerprint} ({d['verdict']}): {few_families_text(d['n_families'])}")
+        few = few_count(d)
+        if few is not None:
+            lines.append(f"lineage, {f.fingerprint} ({d['verdict']}): {few_families_text(*few)}")
         elif d.get("closest_groups"):
-            text = closest_split_text(d["closest_groups"], d.get("n_families") == f.n_models)
+            text = closest_split_text(d["closest_groups"], alone(d))
             lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
     return lines
 
@@ -255,8 +256,10 @@ def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
         return line
     found = lineage_candidates(zoo, {result.label, result.lineage})
     if not found:
-        return (line + f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families (add one "
-                "to the --metadata CSV and re-import)")
+        kinds = {str(k) for k in zoo.models["kind"]} if "kind" in zoo.models.names() else {"imported"}
+        fix = ("add one to the --metadata CSV and re-import" if kinds == {"imported"} else
+               f"train at least {MIN_FAMILIES} init seeds: seeds.init in the config")
+        return line + f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families ({fix})"
     cols = ", ".join(f"{c} ({n} values)" for c, n in found.items())
     return line + f"; the zoo's model {'column' if len(found) == 1 else 'columns'} that could be --lineage: {cols}"
 
@@ -308,7 +311,7 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
 def _with_ci(name: str, value: float | None, ci: Any) -> str:
     if value is None:
         return f"{name} n/a"
-    return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (no interval: the value itself)")
 
 
 def headline_sentence(h: Any) -> str:

@@ -15,6 +15,7 @@ from analysis.report import render
 from analysis.results import summary
 from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 from analysis.synthetic import synthetic_population as population
+from fingerprint.cli.display import _with_ci
 
 
 def _table(ids, fam, camp, seed, decided: bool):
@@ -120,6 +121,7 @@ def test_missing_values_constant_columns_and_few_families():
     assert {e["column"] for e in out} == {"steps"}
     for e in out:
         assert e["n_models"] == 11 and e["ci"] is None and e["match"]
+    assert _with_ci("AMI", 1.0, None) == "AMI 1.00 (no interval: the value itself)"
     none = md.compare(np.full(12, -1), {"steps": steps}, fam)  # no candidate basin at all
     assert none == []
 

@@ -295,7 +295,8 @@ def test_a_script_without_a_main_guard_is_run_once(tmp_path, guarded):
     script = tmp_path / "script.py"
     script.write_text(body)
     env = {**os.environ, parallel.ENV: "2", "PYTHONPATH": root}
-    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=300, capture_output=True)
+    res = subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=300, capture_output=True, text=True)
+    assert ("has no `if __name__ == \"__main__\":` guard" in res.stderr) is not guarded, res.stderr
     runs = log.read_text().split()
     assert len(runs) == 3  # one run: pid, main_reruns, jobs
     assert runs[1:] == (["False", "2"] if guarded else ["True", "1"])

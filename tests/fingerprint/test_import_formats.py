@@ -236,3 +236,20 @@ def test_the_lightning_layout_state_dict_key_wins_as_before(fmt_models):
     notes = []
     import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", on_note=notes.append)
     assert notes == ["read the state_dict under key 'state_dict' of every checkpoint"]
+
+
+def test_an_empty_checkpoint_and_one_with_python_objects_say_what_to_do(fmt_models):
+    """An empty dict says so (not "its keys are " with nothing after); a training checkpoint with
+    Python objects beside the weights (argparse args) is refused unread, with how to save the weights alone."""
+    import argparse
+
+    ck = fmt_models / "ckpts"
+    _resave(ck, lambda sd: {})
+    with pytest.raises(UserError, match=r"m0.pt' is an empty dict: no weights to import"):
+        import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
+    for f in sorted(ck.glob("*.pt")):
+        torch.save({"model": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, f)
+    with pytest.raises(UserError, match=r"refusing to unpickle arbitrary objects \(Unsupported global: GLOBAL "
+                                        r"argparse.Namespace\); .*torch.save\(ckpt\['model'\], path\)"):
+        import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
+    assert not (fmt_models / "zoo3").exists()
