@@ -15,7 +15,7 @@ from typing import Any
 
 from analysis.sortkeys import natural_key
 
-__all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "families", "closest_groups",
+__all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
            "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting"]
 
 SENTENCES = {
@@ -46,6 +46,9 @@ NO_RELATIVES = {
 # the groups test is conservative), so it is a lead to check, never evidence.
 EXPLORATORY_P = 0.2
 FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries the caution of docs/scorecard.md
+# ... when its q is above this: real null populations of 4-6 families gave their deep verdicts at q 0.027-0.048
+# (docs/scorecard.md, "Few families"); a planted backdoor at 5 families came at q 0.008 on every fingerprint
+FEW_FAMILIES_Q = 0.02
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
 
 
@@ -61,11 +64,12 @@ def alone(r: Any) -> bool:
 
 def few_count(r: Any) -> tuple[int, bool] | None:
     """``(families, with_relatives)`` behind a deep verdict of ``r`` (a result or its ``label_free``
-    dict) when they are :data:`FEW_FAMILIES` or fewer, else ``None``: a ``crosses lineage`` rests on
-    the families with relatives (models on their own cut no family), ``groups lineages`` on all."""
+    dict) when they are :data:`FEW_FAMILIES` or fewer and its q is above :data:`FEW_FAMILIES_Q`, else
+    ``None``: a ``crosses lineage`` rests on the families with relatives (models on their own cut no
+    family), ``groups lineages`` on all."""
     get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
-    verdict, n_fam, n_rel = get("verdict"), get("n_families"), get("n_related_families")
-    if verdict not in ("crosses lineage", "groups lineages") or n_fam is None:
+    verdict, n_fam, n_rel, q = get("verdict"), get("n_families"), get("n_related_families"), get("q")
+    if verdict not in ("crosses lineage", "groups lineages") or n_fam is None or (q is not None and q <= FEW_FAMILIES_Q):
         return None
     if verdict == "crosses lineage" and n_rel is not None and n_rel < n_fam:
         return (n_rel, True) if n_rel <= FEW_FAMILIES else None
@@ -128,7 +132,8 @@ def few_families(r: Any) -> str:
 def few_families_text(n_families: int, with_relatives: bool = False) -> str:
     """The few-families caution (docs/scorecard.md, "Few families")."""
     return (f"Only {families(n_families)}{' with relatives' if with_relatives else ''}: at this few, a deep verdict "
-            "is a reason to train more families, not a finding (docs/scorecard.md, \"Few families\").")
+            f"at q above {FEW_FAMILIES_Q:g} is a reason to train more families, not yet a finding (docs/scorecard.md, "
+            "\"Few families\").")
 
 
 def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> str:

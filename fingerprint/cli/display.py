@@ -231,16 +231,16 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     """What the label-free sentences add that the terminal should not keep to the report: the caution
     of a deep verdict from few init families, and the closest, not significant, split of the
     families of a verdict without a deep difference (``closest_groups``). One line per fingerprint."""
-    lines = []
+    lines, cautions = [], {}  # one caution line for every fingerprint it applies to
     for f in result.fingerprints:
         d = f.label_free or {}
         few = few_count(d)
         if few is not None:
-            lines.append(f"lineage, {f.fingerprint} ({d['verdict']}): {few_families_text(*few)}")
+            cautions.setdefault(few_families_text(*few), []).append(f"{f.fingerprint} ({d['verdict']})")
         elif d.get("closest_groups"):
             text = closest_split_text(d["closest_groups"], alone(d))
             lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
-    return lines
+    return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
 
 
 def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:

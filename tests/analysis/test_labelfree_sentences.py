@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_mutual_info_score
 
 from analysis import labelfree as lf
@@ -79,16 +80,20 @@ def test_the_closest_split_names_the_true_groups_of_a_weak_seed_decided_factor()
 
 
 def test_a_deep_verdict_from_few_families_carries_the_caution():
-    caution = 'at this few, a deep verdict is a reason to train more families'
+    """At 5 families or fewer, a deep verdict whose q is above 0.02 (where real nulls' deep verdicts
+    came) carries the caution; one at q 0.0075 (a planted difference every test sees) does not."""
+    caution = 'at this few, a deep verdict at q above 0.02 is a reason to train more families'
     for n_fam, expected in ((4, True), (5, True), (6, False)):
-        (r,) = lf.decide([lf.LabelFreeResult(6 * n_fam, n_fam, 0.005, 0.9, 0.005, split_rate=1.0)])
-        assert r.verdict == "crosses lineage"
+        (r,) = lf.decide([lf.LabelFreeResult(6 * n_fam, n_fam, 0.005, 0.9, 0.03, split_rate=1.0)])
+        assert r.verdict == "crosses lineage" and r.q == pytest.approx(0.045)
         assert (caution in r.sentence) is expected, (n_fam, r.sentence)
         assert (f"Only {n_fam} init families" in r.sentence) is expected
         assert (caution in label_free_json(r, [f"m{i}" for i in range(6 * n_fam)])["sentence"]) is expected
+    (strong,) = lf.decide([lf.LabelFreeResult(24, 4, 0.005, 0.9, 0.005, split_rate=1.0)])
+    assert strong.verdict == "crosses lineage" and strong.q <= 0.02 and "Only" not in strong.sentence
     x, fam, _ = population("cross", 1, n_fam=4, m=4, delta=6.0)  # a real one: members split the same way
     (c,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
-    assert c.verdict == "crosses lineage" and caution in c.sentence
+    assert c.verdict == "crosses lineage" and (caution in c.sentence) is (c.q > 0.02)
     (none,) = lf.decide([lf.LabelFreeResult(16, 4, 0.005, 0.9, 0.9)])
     assert none.verdict == "lineage only" and caution not in none.sentence
 
@@ -97,9 +102,9 @@ def test_the_caution_counts_the_families_with_relatives_and_no_relatives_holds_w
     """A camp that cuts families rests on the families with relatives: 3 of them beside 10 models on
     their own get the caution (a review's case); a sampled population of singletons (fewer families
     tested than models) still reads as having no relatives."""
-    (r,) = lf.decide([lf.LabelFreeResult(28, 13, 0.005, 0.9, 0.005, split_rate=1.0, n_related_families=3)])
+    (r,) = lf.decide([lf.LabelFreeResult(28, 13, 0.005, 0.9, 0.03, split_rate=1.0, n_related_families=3)])
     assert r.verdict == "crosses lineage" and "Only 3 init families with relatives" in r.sentence
-    (g,) = lf.decide([lf.LabelFreeResult(28, 13, 0.005, 0.005, 0.9, n_related_families=3)])
+    (g,) = lf.decide([lf.LabelFreeResult(28, 13, 0.005, 0.03, 0.9, n_related_families=3)])
     assert g.verdict == "groups lineages" and "Only" not in g.sentence
     (s,) = lf.decide([lf.LabelFreeResult(4200, 4000, None, 0.9, 0.9, n_related_families=0)])
     assert "Every model is its own init family" in s.sentence
@@ -128,13 +133,15 @@ def test_the_terminal_notes_carry_the_pointer_and_the_caution_only():
     cg = {"groups": {"a": 0, "b": 0, "c": 1, "d": 1}, "sizes": {"a": 4, "b": 4, "c": 4, "d": 4}, "p_groups": 0.11,
           "threshold": 0.2}
     res = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
-        fp("w", {"verdict": "crosses lineage", "n_families": 4, "sentence": "W."}),
+        fp("w", {"verdict": "crosses lineage", "n_families": 4, "q": 0.04, "sentence": "W."}),
+        fp("v", {"verdict": "groups lineages", "n_families": 4, "q": 0.03, "sentence": "V."}),
+        fp("u", {"verdict": "groups lineages", "n_families": 4, "q": 0.008, "sentence": "U."}),
         fp("x", {"verdict": "crosses lineage", "n_families": 8, "sentence": "X."}),
         fp("y", {"verdict": "lineage only", "n_families": 4, "closest_groups": cg, "sentence": "Y."}),
         fp("z", {"verdict": "lineage only", "n_families": 4, "closest_groups": None, "sentence": "Z."})])
     assert label_free_notes(res) == [
-        "lineage, w (crosses lineage): Only 4 init families: at this few, a deep verdict is a reason to "
-        'train more families, not a finding (docs/scorecard.md, "Few families").',
+        "lineage, w (crosses lineage), v (groups lineages): Only 4 init families: at this few, a deep verdict at q "
+        'above 0.02 is a reason to train more families, not yet a finding (docs/scorecard.md, "Few families").',
         "lineage, y (lineage only): Closest split of the families (exploratory, not significant: family groups p "
         "0.11, below 0.2 before any correction): {a, b} (2 families, 8 models) vs {c, d} (2 families, 8 models); "
         "more families would tell."]
