@@ -72,6 +72,23 @@ def pytest_unconfigure(config):
     os._exit(_EXIT["status"])
 
 
+def saved_models(tmp_path: Path, monkeypatch, module: str, source: str, n: int) -> Path:
+    """``n`` untrained models of ``module.make()`` (its code: ``source``, written to ``tmp_path``)
+    saved as plain state dicts ``tmp_path/ckpts/m{i}.pt`` (seed ``i``), the module importable."""
+    import importlib
+
+    import torch
+
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.reload(importlib.import_module(module))
+    (tmp_path / "ckpts").mkdir()
+    for i in range(n):
+        torch.manual_seed(i)
+        torch.save(mod.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
+    return tmp_path
+
+
 def run_cli(*args: object, cwd: Path | str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``fingerprint ARGS`` through the installed entry point (``fingerprint.cli:main``) in this
     process, returned as a finished process: exit status, stdout, stderr.

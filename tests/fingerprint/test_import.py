@@ -21,7 +21,7 @@ import fingerprint
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.importer import import_checkpoints
-from tests.conftest import run_cli
+from tests.conftest import run_cli, saved_models
 from training.core.errors import UserError
 
 # the source tree under test, kept on PYTHONPATH by the CLI runs that set their own
@@ -335,18 +335,7 @@ SEQ_ARCH = textwrap.dedent('''
 @pytest.fixture
 def seq_models(tmp_path, monkeypatch):
     """Eight GRU models (not an nn.Sequential; a submodule whose output is a tuple) saved as .pt."""
-    (tmp_path / "seqarch.py").write_text(SEQ_ARCH)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    import seqarch
-
-    importlib.reload(seqarch)
-    (tmp_path / "ckpts").mkdir()
-    for i in range(8):
-        torch.manual_seed(i)
-        torch.save(seqarch.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
-    return tmp_path
+    return saved_models(tmp_path, monkeypatch, "seqarch", SEQ_ARCH, 8)
 
 
 @pytest.mark.filterwarnings("ignore:seqarch.make. cannot vmap this module")  # a GRU: expected, and said once

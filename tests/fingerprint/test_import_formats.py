@@ -14,7 +14,7 @@ from torch import nn
 
 from fingerprint import Zoo
 from fingerprint.importer import import_checkpoints, zoo_from_modules
-from tests.conftest import run_cli
+from tests.conftest import run_cli, saved_models
 from training.core.errors import UserError
 
 ARCH = textwrap.dedent('''
@@ -83,18 +83,7 @@ ARCH = textwrap.dedent('''
 @pytest.fixture
 def fmt_models(tmp_path, monkeypatch):
     """Four untrained models of ``fmtarch.Net`` saved as plain state dicts in ckpts/."""
-    (tmp_path / "fmtarch.py").write_text(ARCH)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    import fmtarch
-
-    importlib.reload(fmtarch)
-    (tmp_path / "ckpts").mkdir()
-    for i in range(4):
-        torch.manual_seed(i)
-        torch.save(fmtarch.make().state_dict(), tmp_path / "ckpts" / f"m{i}.pt")
-    return tmp_path
+    return saved_models(tmp_path, monkeypatch, "fmtarch", ARCH, 4)
 
 
 def _resave(ckpts, wrap):
