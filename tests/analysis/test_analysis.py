@@ -630,3 +630,20 @@ def test_a_result_renders_in_jupyter_with_user_strings_escaped():
     res = sc.analyze([sc.FingerprintInput("<img src=x>", x.values, x.model_ids)], _table(), FAST.replace(n_boot=0))
     html = res._repr_html_()
     assert "&lt;img src=x&gt;" in html and "<img" not in html and "tracks" in html
+
+
+def test_models_without_a_lineage_value_are_each_their_own_family():
+    """Models the metadata CSV had no row for (an empty lineage value) are not one family together
+    (an outside audit's 10 models of two seeds counted as relatives): each is its own."""
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(6), 4).astype(object)
+    fam = np.concatenate([fam, np.asarray([""] * 6 + [None, float("nan")], dtype=object)])
+    n = len(fam)
+    ids = [f"m{i}" for i in range(n)]
+    effect = {f: rng.standard_normal(4) * 3 for f in range(6)}
+    x = np.stack([effect[f] if f in effect else rng.standard_normal(4) * 3 for f in fam]) + rng.standard_normal((n, 4))
+    table = {"model_id": np.asarray(ids, dtype=object), "family": fam}
+    res = sc.analyze([sc.FingerprintInput("fp", x, ids)], table,
+                     sc.AnalysisOptions(embedding="pca", lineage="family", n_boot=2, n_perm=19, n_family_boot=5))
+    free = res.fingerprints[0].label_free
+    assert free["n_families"] == 6 + 8 and free["n_related_families"] == 6
