@@ -149,7 +149,9 @@ class ExtractorSpec:
         if not bool(finite.all()):
             rows = (~finite).nonzero().flatten().tolist()
             ids = [real[i] for i in rows[:3]]
-            raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}")
+            raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
+                              "a diverged model (weights so large its outputs overflow)? Check those models; a population "
+                              "without them fingerprints (re-import leaving them out)")
         for what, d in (("metadata", extra), ("parameters", params)):  # both go into the cache file's JSON
             try:
                 json.dumps(d, default=json_default)
