@@ -176,7 +176,8 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
         if tuple(sd[k].shape) != tuple(t.shape):
             raise UserError(f"checkpoint '{path}' key '{k}' has shape {list(sd[k].shape)}, the architecture expects {list(t.shape)}")
         if not torch.isfinite(sd[k].float()).all():
-            raise UserError(f"checkpoint '{path}' key '{k}' holds NaN or inf")
+            raise UserError(f"checkpoint '{path}' key '{k}' holds NaN or inf: a diverged model cannot be fingerprinted; "
+                            "import the others (move this file out, and its row from the --metadata CSV)")
 
 
 def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) -> dict[str, np.ndarray]:

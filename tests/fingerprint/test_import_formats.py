@@ -242,3 +242,15 @@ def test_an_empty_checkpoint_and_one_with_python_objects_say_what_to_do(fmt_mode
                                         r"argparse.Namespace\); .*torch.save\(ckpt\['model'\], path\)"):
         import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
     assert not (fmt_models / "zoo3").exists()
+
+
+def test_a_checkpoint_with_nan_weights_is_named_with_what_to_do(fmt_models):
+    ck = fmt_models / "ckpts"
+    sd = torch.load(ck / "m2.pt", weights_only=True)
+    key = sorted(sd)[0]
+    sd[key] = torch.full_like(sd[key], float("nan"))
+    torch.save(sd, ck / "m2.pt")
+    with pytest.raises(UserError, match=rf"m2.pt' key '{key}' holds NaN or inf: a diverged model cannot be fingerprinted; "
+                                        r"import the others \(move this file out, and its row from the --metadata CSV\)"):
+        import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
+    assert not (fmt_models / "zoo3").exists()
