@@ -281,10 +281,25 @@ def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset()) -> dict[st
         col = np.asarray(zoo.models[c])
         if col.dtype.kind == "f" and not np.all(np.isnan(col) | (col == np.round(col))):
             continue
+        if col.dtype.kind in "OUS" and _measurement([str(v) for v in col]):  # numbers stored as text (a blank among them)
+            continue
         n = len({str(v) for v in col})
         if MIN_FAMILIES <= n < len(col):
             out[c] = n
     return out
+
+
+def _measurement(values: list[str]) -> bool:
+    """Whether text values are numbers, some not whole (a measurement, not a family name), blanks aside."""
+    nums = []
+    for v in values:
+        if v.strip() in ("", "nan", "None"):
+            continue
+        try:
+            nums.append(float(v))
+        except ValueError:
+            return False
+    return bool(nums) and any(x != round(x) for x in nums if x == x and abs(x) != float("inf"))
 
 
 def metadata_lines(result: AnalysisResult) -> list[str]:

@@ -101,3 +101,12 @@ def test_lineage_candidates_leave_out_core_columns_measurements_and_columns_that
         "name": [f"n{i}" for i in range(8)], "epochs": [10.0, 20.0, 30.0, 40.0] * 2, "rule": ["a", "b"] * 4})
     assert lineage_candidates(zoo) == {"seed": 4, "epochs": 4}
     assert lineage_candidates(zoo, {"seed"}) == {"epochs": 4}
+
+
+def test_a_measurement_stored_as_text_is_not_offered_as_a_lineage_column():
+    """A float column with a blank is stored as text; it is still a measurement (an outside audit saw
+    `follows_a` offered as --lineage), while integer-like or named values stay candidates."""
+    from fingerprint.cli.display import _measurement
+
+    assert _measurement(["0.93", "", "0.5", "1"])
+    assert not _measurement(["1", "2", "", "3"]) and not _measurement(["seed-0", "seed-1"])
