@@ -240,7 +240,31 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
         elif d.get("closest_groups"):
             text = closest_split_text(d["closest_groups"], alone(d))
             lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
+    splits = {str(f.fingerprint): (f.label_free or {}).get("closest_groups") for f in result.fingerprints}
+    splits = {k: v["groups"] for k, v in splits.items() if v}
+    kinds = _distinct_partitions(splits)
+    if len(kinds) > 1:
+        lines.append("lineage: these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds)
+                     + "): at most one can be real; leads to check, not findings")
     return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
+
+
+def _distinct_partitions(splits: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The fingerprints of ``splits`` (name -> {family: group}) grouped by the partition of the
+    families they name (the same partition whatever its group numbers)."""
+    kinds: list[tuple[frozenset, list[str]]] = []
+    for name, groups in splits.items():
+        members: dict[int, set] = {}
+        for fam, g in groups.items():
+            members.setdefault(int(g), set()).add(str(fam))
+        part = frozenset(frozenset(m) for m in members.values())
+        for p, names in kinds:
+            if p == part:
+                names.append(name)
+                break
+        else:
+            kinds.append((part, [name]))
+    return [names for _, names in kinds]
 
 
 def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:

@@ -172,3 +172,20 @@ def test_the_report_counts_cut_families_and_marks_groups_without_relatives():
     assert free["verdict"] == "groups lineages" and free["n_related_families"] == 0  # the stored value is unchanged
     html = render(alone)
     assert "groups lineages (no relatives)" in html and "no family has relatives to cut" in html
+
+
+def test_the_terminal_says_when_closest_splits_disagree():
+    """Two fingerprints pointing at different splits of the same families (an outside audit: one the
+    truth, one not) get a line saying so; the same split under other group numbers is one."""
+    def fp(name: str, groups: dict) -> FingerprintResult:
+        cg = {"groups": groups, "sizes": {}, "p_groups": 0.1, "threshold": 0.2}
+        return FingerprintResult(name, n_models=16, label_free={"verdict": "lineage only", "n_families": 4,
+                                                                "closest_groups": cg, "sentence": "."})
+
+    same = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
+        fp("a", {"f0": 0, "f1": 0, "f2": 1, "f3": 1}), fp("b", {"f0": 1, "f1": 1, "f2": 0, "f3": 0})])
+    assert not any("disagree" in line for line in label_free_notes(same))
+    other = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
+        *same.fingerprints, fp("c", {"f0": 0, "f1": 1, "f2": 0, "f3": 1})])
+    assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c): at most one can be real; "
+                                           "leads to check, not findings")
