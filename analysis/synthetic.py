@@ -12,6 +12,10 @@ fine-tuned into children, the base imported beside them (generation 0 and 1), wi
 from base to fine-tune shared across families (plus a per-family part). ``parents-null``: no deep
 factor; ``parents-cross``: each child's factor is a coin flip (a planted difference among the
 children, the parents on the factor's 0 side).
+
+``crossed_population(kind, seed, ...)`` gives ``(x, family, order, label)``: init families crossed
+with data orders shared by every family, each order moving its models the same way in every family
+(``null`` or ``cross`` as above, plus the orders' shared effects).
 """
 
 from __future__ import annotations
@@ -48,6 +52,21 @@ def synthetic_population(kind: str, seed: int, n_fam: int = 12, m: int = 4, d: i
         label = r.integers(0, 2, n_fam * m)
         e[:, 0] += delta * (2 * label - 1)
     return c[fam] + e, fam, label
+
+
+def crossed_population(kind: str, seed: int, n_fam: int = 8, n_orders: int = 4, d: int = 10,
+                       order_sd: float = 1.0, delta: float = 4.0):
+    """``n_fam`` init families, each with one model per data order (``n_orders`` orders shared by every
+    family), in ``d`` dimensions: family effects and member noise as :func:`synthetic_population`'s
+    (``null`` or ``cross``, with ``delta``), plus each order's shared effect, Gaussian with sd
+    ``order_sd`` times the family effects' per dimension. Returns ``(x [n, d], family [n], order [n],
+    label [n])``."""
+    if kind not in ("null", "cross"):
+        raise ValueError(f"unknown crossed kind {kind!r} (valid: null, cross)")
+    x, fam, label = synthetic_population(kind, seed, n_fam, n_orders, d, delta)
+    order = np.tile(np.arange(n_orders), n_fam)
+    shared = np.random.default_rng([seed, 1]).standard_normal((n_orders, d)) * order_sd * np.linspace(1.5, 0.3, d)
+    return x + shared[order], fam, order, label
 
 
 def parent_population(kind: str, seed: int, n_fam: int = 6, m: int = 4, d: int = 10, shift: float = 6.0,
