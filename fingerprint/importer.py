@@ -156,10 +156,15 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     sds = []
     unwrapped: dict[str, int] = {}
     stripped: dict[str, int] = {}
+    bad: list[tuple[Path, str]] = []  # every refused checkpoint is named at once, not one per run
     for f in files:
-        sd, key = read_checkpoint(f, state_key)
-        sd, prefix = strip_wrapper_prefix(sd, expected)
-        check_against(sd, expected, f)
+        try:
+            sd, key = read_checkpoint(f, state_key)
+            sd, prefix = strip_wrapper_prefix(sd, expected)
+            check_against(sd, expected, f)
+        except UserError as e:
+            bad.append((Path(f), str(e)))
+            continue
         sds.append({k: sd[k] for k in expected})
         if key is not None:
             unwrapped[key] = unwrapped.get(key, 0) + 1
@@ -167,6 +172,11 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
             stripped[prefix] = stripped.get(prefix, 0) + 1
         if on_file:
             on_file(f)
+    if bad:
+        more = bad[1:]
+        names = ", ".join(p.name for p, _ in more[:3]) + (", ..." if len(more) > 3 else "")
+        raise UserError(bad[0][1] + (f" (and {len(more)} more checkpoint{'s' if len(more) > 1 else ''} refused: {names})"
+                                     if more else ""))
     note = _format_note(unwrapped, stripped, len(files))
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
