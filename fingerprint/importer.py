@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import hashlib
 import math
 import os
 import shutil
@@ -177,7 +178,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         names = ", ".join(p.name for p, _ in more[:3]) + (", ..." if len(more) > 3 else "")
         raise UserError(bad[0][1] + (f" (and {len(more)} more checkpoint{'s' if len(more) > 1 else ''} refused: {names})"
                                      if more else ""))
-    note = _format_note(unwrapped, stripped, len(files))
+    note = " ".join(n for n in (_format_note(unwrapped, stripped, len(files)), _duplicates_note(ids, sds)) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
@@ -186,6 +187,28 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     if note:
         (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
     return path
+
+
+def _duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:
+    """One line naming models whose weights are exactly the same (a checkpoint copied twice: the
+    two would look like the closest of relatives), else ``""``."""
+    seen: dict[str, str] = {}
+    pairs = []
+    for mid, sd in zip(ids, sds):
+        h = hashlib.sha256()
+        for k in sorted(sd):
+            h.update(k.encode())
+            h.update(sd[k].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())  # any dtype (bfloat16)
+        digest = h.hexdigest()
+        if digest in seen:
+            pairs.append(f"{mid} = {seen[digest]}")
+        else:
+            seen[digest] = mid
+    if not pairs:
+        return ""
+    shown = ", ".join(pairs[:4]) + (", ..." if len(pairs) > 4 else "")
+    return (f"{len(pairs)} model{'s have' if len(pairs) > 1 else ' has'} exactly the weights of another ({shown}): "
+            "a checkpoint copied twice? Duplicates read as the closest of relatives")
 
 
 def _format_note(unwrapped: dict[str, int], stripped: dict[str, int], n: int) -> str:

@@ -257,3 +257,18 @@ def test_a_checkpoint_with_nan_weights_is_named_with_what_to_do(fmt_models):
                                         r"\(and 1 more checkpoint refused: m3.pt\)$"):
         import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
     assert not (fmt_models / "zoo3").exists()
+
+
+def test_a_checkpoint_copied_twice_is_named_and_still_imported(fmt_models):
+    import shutil
+
+    shutil.copy(fmt_models / "ckpts" / "m1.pt", fmt_models / "ckpts" / "m9.pt")
+    notes = []
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", on_note=notes.append)
+    assert notes == ["1 model has exactly the weights of another (m9 = m1): a checkpoint copied twice? Duplicates read "
+                     "as the closest of relatives"]
+    assert len(Zoo.open(fmt_models / "zoo").model_ids) == 5
+    notes.clear()
+    (fmt_models / "ckpts" / "m9.pt").unlink()
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", on_note=notes.append)
+    assert notes == []
