@@ -68,7 +68,7 @@ from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
            "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES",
-           "NO_RELATIVES"]
+           "NO_RELATIVES", "missing"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")
@@ -169,7 +169,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          None if generation is None else np.asarray(generation)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
         # with generations, a model alone in its generation of its family is in no camp (as in the sample)
-        cells = fam if generation is None else np.asarray([f"{f}|{g}" for f, g in zip(fam, np.asarray(generation))])
+        cells = fam if generation is None else _generation_cells(fam, generation)
         lone = _with_generation_relatives(_codes(fam)[0], generation)
         spread["split_basins"] = (  # camps of the within-family residuals: extended in residual space
             _extend(_family_centred(x, cells), rows, res.split_basins, _family_sizes(cells) >= 2) if res.split_within
@@ -285,7 +285,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     in 7 of 24 null fingerprints, and taking the generation out as a stratum instead lost the planted
     backdoor, the base models landing between its camps), so a model alone in its generation of its
     family is left out as a model without relatives is."""
-    cell = codes if generation is None else _codes([f"{c}|{g}" for c, g in zip(codes, np.asarray(generation))])[0]
+    cell = codes if generation is None else _generation_cells(codes, generation)
     counts = np.bincount(cell)
     rows = np.flatnonzero(counts[cell] >= 2)
     none = np.full(len(x), -1)
@@ -340,11 +340,17 @@ def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -
     family a base and one fine-tune: then the generation is only projected out, as a stratum)."""
     if generation is None:
         return None
-    cell = _codes([f"{c}|{g}" for c, g in zip(codes, np.asarray(generation))])[0]
+    cell = _generation_cells(codes, generation)
     keep = (np.bincount(cell)[cell] >= 2) | (np.bincount(codes)[codes] == 1)
     if keep.all() or len(np.unique(codes[keep])) < MIN_FAMILIES or keep.sum() < 2 * MIN_FAMILIES:
         return None
     return keep
+
+
+def _generation_cells(family: Sequence, generation: Sequence) -> np.ndarray:
+    """Each model's (family, generation) cell ``[n]`` as codes: the relatives of a model when parent
+    links give generations (a base model and its fine-tunes are in different cells of one family)."""
+    return _codes([f"{f}|{g}" for f, g in zip(family, np.asarray(generation))])[0]
 
 
 def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: np.random.Generator,
@@ -419,9 +425,15 @@ def _cut_rate(split: np.ndarray, codes: np.ndarray, families: np.ndarray) -> flo
     return float(np.mean(cut)) if cut else 0.0
 
 
+def missing(v) -> bool:
+    """A model-column value that names nothing: ``None``, NaN, an empty or blank string (a model the
+    metadata CSV had no row for)."""
+    return v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None")
+
+
 def _level(v) -> str | None:
-    """A stratum value as a level: ``None`` for a missing one (NaN, None, empty); ``1`` and ``1.0`` alike."""
-    if v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None"):
+    """A stratum value as a level: ``None`` for a missing one (:func:`missing`); ``1`` and ``1.0`` alike."""
+    if missing(v):
         return None
     if isinstance(v, (int, float, np.integer, np.floating)) and float(v).is_integer():
         return str(int(v))

@@ -52,10 +52,15 @@ FEW_FAMILIES_Q = 0.02
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
 
 
+def _getter(r: Any) -> Any:
+    """``get(name)`` on a result (its attribute) or on its ``label_free`` dict (its key)."""
+    return r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+
+
 def alone(r: Any) -> bool:
     """Whether every model of ``r`` (a result, or its ``label_free`` dict) is its own init family: no
     family has relatives (counted on the tested models, so a sampled population says it too)."""
-    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    get = _getter(r)
     n_rel = get("n_related_families")
     if n_rel is not None:
         return n_rel == 0
@@ -67,7 +72,7 @@ def few_count(r: Any) -> tuple[int, bool] | None:
     dict) when they are :data:`FEW_FAMILIES` or fewer and its q is above :data:`FEW_FAMILIES_Q`, else
     ``None``: a ``crosses lineage`` rests on the families with relatives (models on their own cut no
     family), ``groups lineages`` on all."""
-    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    get = _getter(r)
     verdict, n_fam, n_rel, q = get("verdict"), get("n_families"), get("n_related_families"), get("q")
     if verdict not in ("crosses lineage", "groups lineages") or n_fam is None or (q is not None and q <= FEW_FAMILIES_Q):
         return None
@@ -161,7 +166,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> st
 def cutting(r: Any) -> str:
     """``cutting none of the 16 families with relatives`` / ``3 of 16 ...`` / ``all 16 ...`` (a share when the
     count of families with relatives is not known)."""
-    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    get = _getter(r)
     n, rate = get("n_related_families"), get("split_rate")
     if n == 0:
         return "no family has relatives to cut"

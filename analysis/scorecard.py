@@ -115,7 +115,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     label = col(opts.label) if opts.label and opts.label in table else None
     lineage = col(opts.lineage) if opts.lineage and opts.lineage in table else None
     if lineage is not None:  # a model without a value (no CSV row) is its own family, not one family with the others
-        lineage = np.asarray([f"(none: {m})" if _missing(v) else v for v, m in zip(lineage, ids)], dtype=object)
+        lineage = np.asarray([f"(none: {m})" if lf.missing(v) else v for v, m in zip(lineage, ids)], dtype=object)
     parents = parent_ids = None
     if "parent_id" in table:
         p = col("parent_id")
@@ -249,12 +249,6 @@ def approximations(n: int, method: str, boot: dict, embedding: str, basins: list
     if embedding == "umap-sample":
         out.append(f"map: UMAP fitted on a random {cl.EMBED_FIT_MAX} models, the others placed by UMAP's transform")
     return out
-
-
-def _missing(v: Any) -> bool:
-    """A lineage value that names no family: ``None``, NaN, an empty or blank string (a model the
-    metadata CSV had no row for)."""
-    return v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None")
 
 
 def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:

@@ -55,7 +55,7 @@ def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Ten
     sd = _load(path, what)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+    if not (isinstance(sd, dict) and (not sd or _is_state_dict(sd))):  # an empty mapping is one of no tensors
         raise UserError(f"{what} '{path}' is not a state_dict (a mapping of names to tensors)")
     return sd
 
