@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +59,7 @@ from training.core.store import (
     atomic_path,
     package_version,
     publish_mode,
+    staging_dir,
     write_json,
 )
 from training.core.validate import from_mapping
@@ -447,9 +447,9 @@ def check_figures_dir(figs: Path, zoo_path: str | Path, json_path: str | Path | 
 def publish_figures(figs: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` (``{name: bytes}``) as the directory ``figs``: built in a temporary sibling,
     then swapped for the old one, which is removed, so that the directory holds exactly this
-    report's figures (none of an earlier report's left among them) and is never half-written."""
-    figs.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{figs.name}.", suffix=".tmp", dir=figs.parent))
+    report's figures (none of an earlier report's left among them) and is never half-written. The
+    temporaries are named after their writer, so that the next report removes those of a killed one."""
+    tmp = staging_dir(figs)  # also removes what killed writers left for ``figs``
     old, moved = None, False
     try:
         for name, data in files.items():
@@ -457,7 +457,7 @@ def publish_figures(figs: Path, files: dict[str, bytes]) -> None:
             publish_mode(tmp / name)
         publish_mode(tmp)
         if figs.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{figs.name}.", suffix=".old", dir=figs.parent))
+            old = staging_dir(figs)
             os.replace(figs, old / figs.name)
             moved = True
         os.replace(tmp, figs)

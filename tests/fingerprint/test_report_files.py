@@ -5,14 +5,18 @@ refused before anything is analysed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 import torch
 from torch import nn
 
 import fingerprint
 from fingerprint import Zoo
-from fingerprint.pipeline import figures_dir
+from fingerprint.pipeline import figures_dir, publish_figures
 from tests.conftest import run_cli
+from training.core.files import _tmp_prefix
 
 FAST = ("--embedding", "pca", "--n-boot", "4", "--n-perm", "20")
 
@@ -110,3 +114,20 @@ def test_a_measurement_stored_as_text_is_not_offered_as_a_lineage_column():
 
     assert _measurement(["0.93", "", "0.5", "1"])
     assert not _measurement(["1", "2", "", "3"]) and not _measurement(["seed-0", "seed-1"])
+
+
+def test_a_killed_reports_figures_temporaries_are_removed_by_the_next_report_and_a_live_ones_kept(tmp_path):
+    figs = tmp_path / "figures"
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a writer that is gone (killed with kill -9 mid-write) left a half-built directory
+    orphan = tmp_path / _tmp_prefix(figs).replace(f"-{os.getpid()}.", f"-{dead.pid}.")
+    live = tmp_path / (_tmp_prefix(figs) + "abc.tmp")  # this process's: another report still writing
+    (orphan := orphan.with_name(orphan.name + "xyz.tmp")).mkdir()
+    (orphan / "a.png").write_bytes(b"half")
+    live.mkdir()
+    publish_figures(figs, {"b.png": b"png"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "figures"])
+    assert [p.name for p in figs.iterdir()] == ["b.png"]
+    publish_figures(figs, {"c.png": b"png"})  # replacing an existing directory leaves no temporary either
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "figures"])
+    assert [p.name for p in figs.iterdir()] == ["c.png"]
