@@ -284,9 +284,15 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
         return inputs
     metas = cache_entries(zoo)
     missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here
+    failed = {}
     if missing:
-        fingerprints(zoo, missing, label=label, progress=progress)
-    return cached_fingerprints(zoo, names)
+        errors = [r.error for r in fingerprints(zoo, missing, label=label, progress=progress) if r.error]
+        metas = cache_entries(zoo)
+        failed = {n: errors[0] if len(errors) == 1 else "; ".join(errors) for n in missing if not find_cached(zoo, n, metas)}
+    if failed and len(failed) == len(names):  # each one's error is already shown: no analysis of nothing
+        raise UserError(f"nothing to analyse: {choices(failed)} could not be computed (above)")
+    ok = cached_fingerprints(zoo, [n for n in names if n not in failed])
+    return ok + [FingerprintInput(n, None, [], {"spec": n}, error=e) for n, e in failed.items()]
 
 
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:

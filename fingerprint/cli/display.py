@@ -189,7 +189,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
+                  _verdict(r.verdict), "–" if r.error else _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
     for line in metadata_lines(result):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)

@@ -6,6 +6,7 @@ refused before anything is analysed."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -131,3 +132,17 @@ def test_a_killed_reports_figures_temporaries_are_removed_by_the_next_report_and
     publish_figures(figs, {"c.png": b"png"})  # replacing an existing directory leaves no temporary either
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "figures"])
     assert [p.name for p in figs.iterdir()] == ["c.png"]
+
+
+def test_a_fingerprint_that_cannot_be_computed_is_named_once_and_the_others_are_still_analysed(small, tmp_path):
+    shutil.copytree(small / "zoo", tmp_path / "zoo")  # cluster stores its result in the zoo
+    res = run_cli("cluster", tmp_path / "zoo", "--fp", "cka:layer=gru", *FAST)
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 2, res.stdout
+    assert "error: zoo" in err and "nothing to analyse: cka:layer=gru could not be computed (above)" in err
+    assert "no cached fingerprint" not in err  # not a second, contradicting reason
+    res = run_cli("cluster", tmp_path / "zoo", "--fp", "cka:layer=gru", "--fp", "weight-stats", "--lineage", "family", *FAST,
+                  env={"COLUMNS": "400"})
+    out, err = " ".join(res.stdout.split()), " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stderr  # partial: the other fingerprint analysed, the failure named
+    assert "failed: cka:layer=gru: zoo" in err and "too few" not in out.split("scorecard:")[1].split("k: basins")[0]
