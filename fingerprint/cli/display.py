@@ -245,7 +245,8 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     kinds = _distinct_partitions(splits)
     if len(kinds) > 1:
         lines.append("lineage: these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds)
-                     + "): at most one can be real; leads to check, not findings")
+                     + "): at most one can be real; leads to check, not findings (more families, or probes on which "
+                     "the candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
     return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
 
 

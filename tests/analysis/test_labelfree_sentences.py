@@ -188,4 +188,5 @@ def test_the_terminal_says_when_closest_splits_disagree():
     other = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
         *same.fingerprints, fp("c", {"f0": 0, "f1": 1, "f2": 0, "f3": 1})])
     assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c): at most one can be real; "
-                                           "leads to check, not findings")
+                                           "leads to check, not findings (more families, or probes on which the "
+                                           "candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
