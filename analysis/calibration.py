@@ -238,7 +238,8 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
         sentence = f"{sentence} ({RECOVER_HINT})"
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
-            "n_families": res.n_families, "split_rate": res.split_rate, "n_related_families": res.n_related_families,
+            "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
+            "n_related_families": res.n_related_families,
             "cutting": cutting(res),
             "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,

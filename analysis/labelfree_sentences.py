@@ -128,6 +128,18 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
             + (f"; more {what} would tell." if tail else "."))
 
 
+def unknown_note(r: Any) -> str:
+    """The note of a result whose tests left out the models without a lineage value, else ``""``."""
+    n = int(_getter(r)("n_unknown") or 0)
+    return "" if not n else " " + unknown_text(n)
+
+
+def unknown_text(n: int, tests: str = "these tests") -> str:
+    """Why ``n`` models without a lineage value are not in the label-free tests."""
+    return (f"{n} {'model has' if n == 1 else 'models have'} no lineage value (no row in the metadata CSV?): left out of "
+            f"{tests}, since nobody knows whose relatives they are; each joins the nearest candidate basin.")
+
+
 def few_families(r: Any) -> str:
     """The caution after a deep verdict from :data:`FEW_FAMILIES` init families or fewer (:func:`few_count`), else ``""``."""
     few = few_count(r)

@@ -114,7 +114,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     col = lambda c: np.asarray(table[c], dtype=object)[rows_arr]  # noqa: E731
     label = col(opts.label) if opts.label and opts.label in table else None
     lineage = col(opts.lineage) if opts.lineage and opts.lineage in table else None
-    if lineage is not None:  # a model without a value (no CSV row) is its own family, not one family with the others
+    lineage_values = lineage  # the label-free tests leave a model without a value out (labelfree._without_unknown)
+    if lineage is not None:  # elsewhere a model without a value (no CSV row) is its own family, not one with the others
         lineage = np.asarray([f"(none: {m})" if lf.missing(v) else v for v, m in zip(lineage, ids)], dtype=object)
     parents = parent_ids = None
     if "parent_id" in table:
@@ -180,10 +181,11 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     strata = [col(c) for c in STRATA if c in table and c not in (opts.lineage, opts.label)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
-    label_free = lf.label_free(coords, family, opts.n_perm, opts.seed, opts.k_max, strata, parents, generation) \
+    label_free = lf.label_free(coords, lineage_values, opts.n_perm, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
-        label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords, family))
+        known = np.asarray([not lf.missing(v) for v in lineage_values], bool)
+        label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}

@@ -23,6 +23,7 @@ from analysis.labelfree_sentences import (
     closest_split_text,
     few_count,
     few_families_text,
+    unknown_text,
 )
 from analysis.resampling import MIN_FAMILIES
 from analysis.results import AnalysisResult
@@ -240,6 +241,9 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
         elif d.get("closest_groups"):
             text = closest_split_text(d["closest_groups"], alone(d))
             lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
+    unknown = max(((f.label_free or {}).get("n_unknown") or 0 for f in result.fingerprints), default=0)
+    if unknown:  # one line for the population, not one per fingerprint
+        lines.append(f"lineage: {unknown_text(unknown, 'the label-free tests')}")
     splits = {str(f.fingerprint): (f.label_free or {}).get("closest_groups") for f in result.fingerprints}
     splits = {k: v["groups"] for k, v in splits.items() if v}
     kinds = _distinct_partitions(splits)

@@ -632,9 +632,11 @@ def test_a_result_renders_in_jupyter_with_user_strings_escaped():
     assert "&lt;img src=x&gt;" in html and "<img" not in html and "tracks" in html
 
 
-def test_models_without_a_lineage_value_are_each_their_own_family():
-    """Models the metadata CSV had no row for (an empty lineage value) are not one family together
-    (an outside audit's 10 models of two seeds counted as relatives): each is its own."""
+def test_models_without_a_lineage_value_are_left_out_of_the_label_free_tests_and_placed_after():
+    """Models the metadata CSV had no row for (an empty lineage value) are neither one family together
+    (an outside audit's 10 models of two seeds counted as relatives) nor each a family of its own
+    (relatives passed off as independent families: a null read `groups lineages`): the label-free
+    tests leave them out, say so, and each joins the nearest candidate basin."""
     rng = np.random.default_rng(0)
     fam = np.repeat(np.arange(6), 4).astype(object)
     fam = np.concatenate([fam, np.asarray([""] * 6 + [None, float("nan")], dtype=object)])
@@ -646,4 +648,6 @@ def test_models_without_a_lineage_value_are_each_their_own_family():
     res = sc.analyze([sc.FingerprintInput("fp", x, ids)], table,
                      sc.AnalysisOptions(embedding="pca", lineage="family", n_boot=2, n_perm=19, n_family_boot=5))
     free = res.fingerprints[0].label_free
-    assert free["n_families"] == 6 + 8 and free["n_related_families"] == 6
+    assert free["n_families"] == 6 and free["n_related_families"] == 6 and free["n_unknown"] == 8
+    assert "8 models have no lineage value (no row in the metadata CSV?): left out of these tests" in free["sentence"]
+    assert len(free["tree"]["families"]) == 6

@@ -185,6 +185,23 @@ def test_singletons_beside_the_families_do_not_switch_the_lineage_test_off():
     assert res.verdict == "lineage only"
 
 
+def test_models_without_a_lineage_value_are_left_out_and_then_placed_in_the_nearest_basin():
+    """A model without a lineage value (no metadata CSV row) is in none of the tests: the p-values
+    are those of the known models alone, and every model still gets a candidate basin."""
+    x, fam, side = _crossing_split(0, 2.0)
+    extra = x[:6] + 0.05 * np.random.default_rng(1).standard_normal((6, x.shape[1]))  # relatives of known models
+    xa = np.vstack([x, extra])
+    fama = np.concatenate([np.asarray(fam, dtype=object), np.asarray(["", None, float("nan"), " ", "", ""], dtype=object)])
+    known = lf.label_free(x, fam, n_null=99, random_state=0)
+    res = lf.label_free(xa, fama, n_null=99, random_state=0)
+    assert (res.p_lineage, res.p_groups, res.p_split) == (known.p_lineage, known.p_groups, known.p_split)
+    assert res.n_models == len(xa) and res.n_unknown == 6 and res.n_families == known.n_families
+    (r,) = lf.decide([res])
+    assert r.verdict == "crosses lineage" and len(r.candidate_basins) == len(xa)
+    assert "6 models have no lineage value" in r.sentence
+    assert lf.label_free(xa[-6:], fama[-6:]).verdict == "insufficient"
+
+
 def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
     """'Lineage only' must not claim 'one cloud' when a split was significant before the correction
     across fingerprints and not after: it says so, with both numbers."""
