@@ -401,3 +401,13 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
         s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
                   _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict, short=False))
     console.print(s)
+
+
+def missing_line(missing: list[dict[str, str]]) -> str:
+    """One line naming the fingerprints that are not in a report because their extraction failed
+    (:func:`fingerprint.pipeline.not_in_report`), with the first one's reason."""
+    names = ", ".join(m["fingerprint"] for m in missing)
+    first = missing[0]
+    why = first["error"] if len(missing) == 1 else f"{first['fingerprint']}: {first['error']}"
+    return (f"not in this report: {names} ({'its' if len(missing) == 1 else 'their'} extraction failed; {why}); "
+            "`fingerprint extract` again once fixed")
