@@ -25,7 +25,7 @@ from analysis.labelfree_sentences import (
     few_families_text,
 )
 from analysis.resampling import MIN_FAMILIES
-from analysis.results import AnalysisResult
+from analysis.results import AnalysisResult, lone_sentences
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
@@ -214,6 +214,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
     from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
 
+    for line in lone_sentences(result):
+        console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     h = headline(result)  # the report's verdict box: the same model-set check and the same best fingerprint
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
