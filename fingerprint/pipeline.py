@@ -294,8 +294,8 @@ def not_in_report(zoo: Zoo, inputs: list[FingerprintInput]) -> list[dict[str, st
     """The fingerprints whose last extraction for this population failed and that are therefore not
     among ``inputs`` (``[{"fingerprint", "error"}]``, from ``results/extraction_failures.json``):
     a report of the cached fingerprints says they are missing, and why."""
-    have = {str(f.meta.get("key")) for f in inputs}
-    return [{"fingerprint": f["spec"], "error": f["error"]} for f in failures(zoo) if f["key"] not in have]
+    have = {str(f.meta.get("key")) for f in inputs} | {f.name.split("@")[0] for f in inputs}  # at another step: there
+    return [{"fingerprint": f["spec"], "error": f["error"]} for f in failures(zoo) if not {f["key"], f["spec"]} & have]
 
 
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
