@@ -132,13 +132,13 @@ def outlier_note(model_ids: Sequence[str], health: Health) -> str:
     keep = [i for i in range(len(model_ids)) if i not in health.nonfinite]
     w = health.weight_max[keep]
     o = health.output_max[keep]
-    flagged = outliers(w) | outliers(o)
-    if not flagged.any():
+    by_w, by_o = outliers(w), outliers(o)
+    if not (by_w | by_o).any():
         return ""
     parts = []
-    for j in np.flatnonzero(flagged):
-        what = [_magnitude("weights", w, j)] if outliers(w)[j] else []
-        what += [_magnitude("outputs", o, j)] if outliers(o)[j] else []
+    for j in np.flatnonzero(by_w | by_o):
+        what = [_magnitude("weights", w, j)] if by_w[j] else []
+        what += [_magnitude("outputs", o, j)] if by_o[j] else []
         parts.append(f"'{model_ids[keep[j]]}' ({'; '.join(what)})")
     shown = ", ".join(parts[:3]) + (f", and {len(parts) - 3} more" if len(parts) > 3 else "")
     one = len(parts) == 1
