@@ -42,7 +42,7 @@ from analysis.report_sections import (
     fingerprint_view,
     finish_sections,
 )
-from analysis.results import AnalysisResult, ScorecardRow
+from analysis.results import AnalysisResult, ScorecardRow, lone_sentences
 from analysis.verdicts import css_class
 
 __all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
@@ -105,6 +105,7 @@ class Headline:
     free: dict[str, list[str]] = field(default_factory=dict)  # label-free verdict -> fingerprint names
     insufficient_sentence: str | None = None
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
+    lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -113,6 +114,7 @@ def headline(result: AnalysisResult) -> Headline:
     ok = [r for r in rows if not r.error]
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
+    h.lone = lone_sentences(result)
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -12,6 +12,7 @@ JSON dicts whose keys are documented on each field. :func:`summary` is ``summary
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,6 +266,48 @@ class AnalysisResult:
 MAP_FIELDS = ("embedding", "label_values", "lineage_values", "clusters", "model_ids", "traceback")
 
 
+TINY_BASIN = 0.02  # a basin of one model, or of fewer than this share of the models, is an outlier
+
+
+def lone_models(r: FingerprintResult) -> list[str]:
+    """The models of ``r``'s tiny basins (one model, or under :data:`TINY_BASIN` of the models) when
+    every other model sits in one basin, i.e. the basins are "the rest and a few outliers" (a
+    diverged run among healthy ones: k = 2 = {m2_3} vs 19); else ``[]``. Several real basins with
+    a small one besides are left alone: a one-model basin is common there (118 of 829 analyses of
+    the outside audits' zoos), "one basin and outliers" rare (16, of which 3 the diverged run)."""
+    if not r.analysed or not r.clusters:
+        return []
+    sizes: dict[int, int] = {}
+    for c in r.clusters:
+        sizes[c] = sizes.get(c, 0) + 1
+    n = len(r.clusters)
+    tiny = {c for c, k in sizes.items() if k == 1 or k < TINY_BASIN * n}
+    if not tiny or len(sizes) - len(tiny) != 1:
+        return []
+    return [m for m, c in zip(r.model_ids, r.clusters) if c in tiny]
+
+
+def lone_models_text(names: Sequence[str], ids: Sequence[str], n: int) -> str:
+    """The one sentence for fingerprints (``names``) whose basins are the rest and the outliers ``ids``."""
+    who = f"1 model ({ids[0]})" if len(ids) == 1 else f"{len(ids)} models ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})"
+    return (f"{', '.join(names)}: the basins are {n - len(ids)} models and {who} alone: an outlier, not a basin? A model "
+            "far from all the others (a diverged run?) decides k and can swamp the label-free tests; check it, and "
+            "report without it")
+
+
+def lone_sentences(result: AnalysisResult) -> list[str]:
+    """One sentence per set of outlier models (:func:`lone_models`), naming the fingerprints where
+    they are the only basin besides the rest; for the report's headline and the terminal."""
+    by: dict[tuple[str, ...], list[str]] = {}
+    sizes: dict[tuple[str, ...], int] = {}
+    for r in result.fingerprints:
+        ids = tuple(lone_models(r))
+        if ids:
+            by.setdefault(ids, []).append(str(r.fingerprint))
+            sizes[ids] = len(r.clusters)
+    return [lone_models_text(names, list(ids), sizes[ids]) for ids, names in by.items()]
+
+
 def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """``summary.json``: the numbers of the report without the per-model maps."""
     fps = []
@@ -279,4 +322,5 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "scorecard": [r.to_dict() for r in result.scorecard],
             "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
             "n_failed": sum(1 for r in result.scorecard if r.error),
+            "lone_models": {str(r.fingerprint): lone_models(r) for r in result.fingerprints if lone_models(r)},
             "fingerprints": fps, "provenance": provenance or {}}

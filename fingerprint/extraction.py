@@ -146,10 +146,41 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
         finals = {int(zoo.models["final_step"][i]) for i in zoo.index(ids)}
         step_key = s if s is not None else (finals.pop() if len(finals) == 1 else "final")
         batch_cache: dict[str, ModelBatch] = {}
+        done = []
         for text, spec, params in resolved:
-            results.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
-                                device, batch_cache, runner, subset))
+            done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
+                             device, batch_cache, runner, subset))
+        if not subset:
+            record_failures(zoo, done, zoo.model_set_hash(ids))
+        results += done
     return results
+
+
+FAILURES = "extraction_failures"  # results/extraction_failures.json (docs/zoo-format.md)
+
+
+def record_failures(zoo: Zoo, results: Sequence[ExtractResult], model_set: str) -> None:
+    """Keep in the zoo which fingerprints failed to extract, and why (``results/extraction_failures.json``):
+    a later ``report`` of the cached fingerprints says which are missing from it. A fingerprint
+    computed since (or cached) drops out of the record; nothing is written when nothing changes."""
+    stored = failures(zoo, model_set=None)
+    now = {f["key"]: f for f in stored}
+    for r in results:
+        if r.error:
+            now[r.key] = {"key": r.key, "spec": str((r.meta or {}).get("spec") or r.name), "extractor": r.name,
+                          "step": (r.meta or {}).get("step"), "model_set": model_set, "error": r.error}
+        else:
+            now.pop(r.key, None)
+    if list(now.values()) != stored:
+        zoo.save_result(FAILURES, {"failures": list(now.values())})
+
+
+def failures(zoo: Zoo, model_set: str | None = "") -> list[dict]:
+    """The recorded extraction failures (:func:`record_failures`), of ``model_set`` (``""``: the
+    zoo's population; ``None``: every one recorded)."""
+    rec = zoo.load_result(FAILURES) or {}
+    want = zoo.model_set_hash(active_models(zoo)) if model_set == "" else model_set
+    return [f for f in rec.get("failures", []) if want is None or f.get("model_set") == want]
 
 
 def _remote_module(spec: ExtractorSpec) -> str | None | bool:

@@ -149,9 +149,11 @@ class ExtractorSpec:
         if not bool(finite.all()):
             rows = (~finite).nonzero().flatten().tolist()
             ids = [real[i] for i in rows[:3]]
-            raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
-                              "a diverged model (weights so large its outputs overflow)? Check those models; a population "
-                              "without them fingerprints (re-import leaving them out)")
+            if plugin:  # the plugin's own arithmetic may be at fault: name it first
+                raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
+                                  "a diverged model (weights so large its outputs overflow)? Check those models; a population "
+                                  "without them fingerprints (re-import leaving them out)")
+            raise UserError(nonfinite_models(ids, len(rows), self.name))
         for what, d in (("metadata", extra), ("parameters", params)):  # both go into the cache file's JSON
             try:
                 json.dumps(d, default=json_default)
@@ -338,3 +340,14 @@ def _hidden_order(ids: list[str]) -> np.ndarray:
     """A permutation of ``len(ids)`` rows seeded from a hash of the ids themselves (see ``compute``)."""
     seed = int.from_bytes(hashlib.sha256("\n".join(ids).encode()).digest()[:8], "little")
     return np.random.default_rng(seed).permutation(len(ids))
+
+
+def nonfinite_models(ids: list[str], n: int, fingerprint: str) -> str:
+    """The one line for models whose built-in fingerprint is NaN/inf: the models first (up to three
+    of ``n`` named by ``ids``), since it is the model and not the extractor, and what to do."""
+    more = f" (and {n - len(ids)} more)" if n > len(ids) else ""
+    who = (f"model '{ids[0]}' gives" if n == 1 else f"models {', '.join(repr(m) for m in ids)}{more} give")
+    return (f"{who} NaN/inf values in fingerprint '{fingerprint}': a diverged run (weights so large its outputs "
+            f"overflow)? It is the model{'s' if n > 1 else ''}, not the extractor: leave {'them' if n > 1 else 'it'} out of the zoo "
+            "(`fingerprint import --skip-bad` refuses models whose outputs are not finite; docs/import.md)")
+

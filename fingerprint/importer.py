@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fingerprint import model_health
 from fingerprint.import_checks import (
     WRAPPER_PREFIXES,
     _check_columns,
@@ -120,7 +121,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
                        on_file: Callable[[Path], None] | None = None, strict: bool = False,
                        privileged_probes: Sequence[str] = (), data: str | None = None, state_key: str | None = None,
-                       on_note: Callable[[str], None] | None = None) -> Path:
+                       on_note: Callable[[str], None] | None = None, skip_bad: bool = False) -> Path:
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
 
     ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
@@ -131,6 +132,13 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     the rest match exactly (:func:`~fingerprint.import_checks.read_checkpoint`,
     :func:`~fingerprint.import_checks.strip_wrapper_prefix`); ``on_note`` gets one line saying so
     (default: a warning).
+
+    Every checkpoint that passes those checks runs the first inputs of each probe set (else of
+    ``data``) (:func:`fingerprint.model_health.run_probes`): NaN/inf outputs refuse the model by
+    name; a largest weight or output far above the population's is a note (a warning). Refused
+    checkpoints are all named in one :class:`UserError`; with ``skip_bad`` the others are imported,
+    the refused ones (and their metadata rows) left out, and ``on_note`` gets one line naming them
+    with their reasons (docs/import.md, "Diverged models and --skip-bad").
     """
     src = Path(src)
     if not src.is_dir():
@@ -155,38 +163,77 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     n_out = _check_forward(template, probe_sets, layers, arch)
     labelled = load_data(data, template, arch, _input_shape(probe_sets))
     sds = []
+    kept: list[int] = []  # indices into files / ids of the checkpoints that passed
     unwrapped: dict[str, int] = {}
     stripped: dict[str, int] = {}
-    bad: list[tuple[Path, str]] = []  # every refused checkpoint is named at once, not one per run
-    for f in files:
+    bad: list[tuple[int, str, str]] = []  # (index, message, short reason): every refused checkpoint named at once
+    for i, f in enumerate(files):
         try:
             sd, key = read_checkpoint(f, state_key)
             sd, prefix = strip_wrapper_prefix(sd, expected)
             check_against(sd, expected, f)
         except UserError as e:
-            bad.append((Path(f), str(e)))
+            bad.append((i, str(e), _short_reason(str(e), f)))
             continue
         sds.append({k: sd[k] for k in expected})
+        kept.append(i)
         if key is not None:
             unwrapped[key] = unwrapped.get(key, 0) + 1
         if prefix:
             stripped[prefix] = stripped.get(prefix, 0) + 1
         if on_file:
             on_file(f)
-    if bad:
+    inputs = dict(probe_sets) if probe_sets else ({"data": labelled[0]} if labelled is not None else {})
+    health = model_health.run_probes(template, sds, inputs)
+    for j, why in sorted(health.nonfinite.items()):
+        bad.append((kept[j], model_health.refusal(ids[kept[j]], health, j), why.split(":")[0]))
+    bad.sort()
+    if bad and (not skip_bad or len(bad) == len(files)):
         more = bad[1:]
-        names = ", ".join(p.name for p, _ in more[:3]) + (", ..." if len(more) > 3 else "")
+        names = ", ".join(files[i].name for i, _, _ in more[:3]) + (", ..." if len(more) > 3 else "")
+        hint = ("every checkpoint was refused" if len(bad) == len(files) else
+                f"or pass --skip-bad to import the other {len(files) - len(bad)} (their CSV rows are then ignored)")
         raise UserError(bad[0][1] + (f" (and {len(more)} more checkpoint{'s' if len(more) > 1 else ''} refused: {names})"
-                                     if more else ""))
-    note = " ".join(n for n in (_format_note(unwrapped, stripped, len(files)), _duplicates_note(ids, sds)) if n)
+                                     if more else "") + f"; {hint}")
+    outlier = model_health.outlier_note([ids[i] for i in kept], health)
+    n_read = len(kept)  # the checkpoints read (before --skip-bad drops those whose outputs are not finite)
+    if bad:  # skip_bad: leave the refused models (and their metadata rows) out
+        drop = {i for i, _, _ in bad}
+        good = [j for j, i in enumerate(kept) if i not in drop]
+        sds = [sds[j] for j in good]
+        kept = [kept[j] for j in good]
+        meta = {c: v[kept] for c, v in meta.items()} if meta else meta
+        ids = [ids[i] for i in kept]
+    skipped = _skipped_note([(files[i].name, why) for i, _, why in bad], len(files))
+    note = " ".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds)) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
     path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled)
+    for w in (skipped, outlier):  # warnings: the CLI prints each as one 'warning: ...' line
+        if w:
+            warnings.warn(w, stacklevel=2)
     if note:
         (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
     return path
+
+
+def _short_reason(message: str, path: Path) -> str:
+    """A refused checkpoint's reason in a few words, for the one ``--skip-bad`` line: its message
+    without the leading ``checkpoint 'PATH'`` and without the advice after the first ':' or ';'."""
+    text = message.removeprefix(f"checkpoint '{path}' ")
+    for sep in (": ", "; "):
+        text = text.split(sep)[0]
+    return text.strip()
+
+
+def _skipped_note(skipped: list[tuple[str, str]], n: int) -> str:
+    """The one line naming what ``--skip-bad`` left out, with each file's reason, else ``""``."""
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{name} ({why})" for name, why in skipped[:8]) + ("; ..." if len(skipped) > 8 else "")
+    return f"skipped {len(skipped)} of {n} checkpoints (--skip-bad; their CSV rows ignored): {shown}"
 
 
 def _duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:

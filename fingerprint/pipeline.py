@@ -42,6 +42,7 @@ from fingerprint.extraction import (
     ExtractResult,
     cache_entries,
     extract,
+    failures,
     find_cached,
     resolve_specs,
 )
@@ -295,6 +296,14 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
     return ok + [FingerprintInput(n, None, [], {"spec": n}, error=e) for n, e in failed.items()]
 
 
+def not_in_report(zoo: Zoo, inputs: list[FingerprintInput]) -> list[dict[str, str]]:
+    """The fingerprints whose last extraction for this population failed and that are therefore not
+    among ``inputs`` (``[{"fingerprint", "error"}]``, from ``results/extraction_failures.json``):
+    a report of the cached fingerprints says they are missing, and why."""
+    have = {str(f.meta.get("key")) for f in inputs} | {f.name.split("@")[0] for f in inputs}  # at another step: there
+    return [{"fingerprint": f["spec"], "error": f["error"]} for f in failures(zoo) if not {f["key"], f["spec"]} & have]
+
+
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep). A zoo
     whose lineage column is missing or says nothing (an import: ``init_seed`` -1 for every model)
@@ -391,15 +400,19 @@ def selections(zoo: Zoo) -> list[dict]:
 
 def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput], html_path: str | Path,
                  json_path: str | Path | None = None, extra_provenance: dict | None = None,
-                 drawn: dict[str, Any] | None = None) -> None:
+                 drawn: dict[str, Any] | None = None, missing: list[dict[str, str]] | None = None) -> None:
     """The self-contained HTML report, ``summary.json``, and every figure as PNG and PDF in the
     report's own figures directory (:func:`figures_dir`), replaced as a whole so that no figure of
     an earlier report stays among them. The forecast, selections and goodhart curves stored in the
     zoo are in all three. Figures and summary are written before the HTML is renamed into place: if
-    one fails, no new HTML is published. ``drawn``: sections drawn already (:func:`report_analysis`)."""
+    one fails, no new HTML is published. ``drawn``: sections drawn already (:func:`report_analysis`).
+    ``missing``: fingerprints not in the report because their extraction failed (:func:`not_in_report`),
+    named in the HTML and in ``summary.json`` (``not_in_report``)."""
     figs = figures_dir(html_path)
     check_figures_dir(figs, zoo.path, json_path)
     prov = provenance(zoo, extra_provenance)
+    if missing:
+        prov["not_in_report"] = missing
     forecast = (zoo.load_result("forecast") or {}).get("forecast")  # load_result: None when none is stored
     chosen = selections(zoo)
     goodhart = zoo.load_result("goodhart")
@@ -412,6 +425,7 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
         publish_figures(figs, {f"{f.name}.{ext}": data for f in pg.figures for ext, data in f.files.items()})
         if json_path:  # published before the HTML is renamed into place: if it fails, neither is written
             s = summary(result, prov)
+            s["not_in_report"] = list(missing or [])
             if forecast:
                 s["forecast"] = forecast
             if chosen:

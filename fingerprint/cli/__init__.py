@@ -12,7 +12,8 @@ Exit statuses, the same for every command (README, "A tour of the CLI"):
   fingerprints) finished none of them, each refused for such a reason;
 * 1: done in part: some parts failed, each said in its own line, and the rest were written
   (``extract`` with some fingerprints failed, ``cluster`` with some fingerprints failed,
-  ``inspect`` of a zoo with corrupt shards), or an unexpected exception (a traceback: a bug);
+  ``import --skip-bad`` with some checkpoints left out, ``inspect`` of a zoo with corrupt shards),
+  or an unexpected exception (a traceback: a bug);
 * 130: interrupted (Ctrl-C).
 """
 

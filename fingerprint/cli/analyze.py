@@ -12,9 +12,14 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app, console, err_console, esc
+from fingerprint.cli import app, console, err_console, esc, print_warning
 from fingerprint.cli import options as o
-from fingerprint.cli.display import RichProgress, print_basins, print_scorecard
+from fingerprint.cli.display import (
+    RichProgress,
+    missing_line,
+    print_basins,
+    print_scorecard,
+)
 from training.core.outputs import check_output
 
 
@@ -79,11 +84,14 @@ def report(
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
                                   n_perm=n_perm, alpha=alpha)
+    missing = [] if fp else pipeline.not_in_report(zoo, inputs)  # every cached one: say which failed to extract
     with contextlib.ExitStack() as stack:
         with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process
             result, drawn = stack.enter_context(pipeline.report_analysis(zoo, inputs, opts, progress))
-        pipeline.write_report(zoo, result, inputs, out, json_out, drawn=drawn)
+        pipeline.write_report(zoo, result, inputs, out, json_out, drawn=drawn, missing=missing)
     print_scorecard(result, zoo)
+    if missing:
+        print_warning(missing_line(missing))
     console.print(f"report: [bold]{esc(str(out))}[/] (figures in {esc(pipeline.figures_dir(out))})"
                   + (f"  summary: [bold]{esc(str(json_out))}[/]" if json_out else ""))
 

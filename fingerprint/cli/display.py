@@ -26,7 +26,7 @@ from analysis.labelfree_sentences import (
     unknown_text,
 )
 from analysis.resampling import MIN_FAMILIES
-from analysis.results import AnalysisResult
+from analysis.results import AnalysisResult, lone_sentences
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
@@ -215,6 +215,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
     from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
 
+    for line in lone_sentences(result):
+        console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     h = headline(result)  # the report's verdict box: the same model-set check and the same best fingerprint
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
@@ -406,3 +408,13 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
         s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
                   _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict, short=False))
     console.print(s)
+
+
+def missing_line(missing: list[dict[str, str]]) -> str:
+    """One line naming the fingerprints that are not in a report because their extraction failed
+    (:func:`fingerprint.pipeline.not_in_report`), with the first one's reason."""
+    names = ", ".join(m["fingerprint"] for m in missing)
+    first = missing[0]
+    why = first["error"] if len(missing) == 1 else f"{first['fingerprint']}: {first['error']}"
+    return (f"not in this report: {names} ({'its' if len(missing) == 1 else 'their'} extraction failed; {why}); "
+            "`fingerprint extract` again once fixed")

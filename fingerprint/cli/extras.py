@@ -29,13 +29,14 @@ def import_cmd(
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),
     data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
     state_key: Optional[str] = typer.Option(None, "--state-key", help="Top-level key of training checkpoints that holds the state_dict (default: 'state_dict', else the only state_dict a checkpoint holds)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Import the good checkpoints and leave out the refused ones (wrong keys or shapes, NaN/inf weights or outputs) and their CSV rows, named in one line; exit status 1 when any was left out."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
     from rich.progress import Progress
 
     if hf:
         given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
-                                             ("--data", data), ("--state-key", state_key)) if v), None)
+                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad)) if v), None)
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
@@ -64,13 +65,16 @@ def import_cmd(
             task = progress.add_task("checking checkpoints", total=max(n, 1))
             path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                       on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or (),
-                                      data=data, state_key=state_key,
+                                      data=data, state_key=state_key, skip_bad=skip_bad,
                                       on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)
-    console.print(f"[green]imported[/] {len(zoo)} models into [bold]{esc(path)}[/] "
+    partial = skip_bad and len(zoo) < n
+    console.print(f"[green]imported[/] {len(zoo)} {'of ' + str(n) + ' ' if partial else ''}models into [bold]{esc(path)}[/] "
                   f"(columns: {esc(', '.join(c for c in zoo.models.names() if c not in ('task', 'arch', 'group')))})")
+    if partial:  # --skip-bad left some out: done in part (fingerprint.cli's exit statuses)
+        raise typer.Exit(1)
 
 
 @app.command("forecast")

@@ -161,7 +161,7 @@ def test_a_prefix_that_does_not_explain_the_keys_is_an_error_naming_it(fmt_model
     assert str(e.value).endswith("m0.pt' is missing key 'fc1.weight' for this architecture (and 3 more) and has unexpected "
                                  "key 'module.fc1.weight' (and 2 more); every key starts with 'module.' (DataParallel / "
                                  "DistributedDataParallel), but even without it key 'head.bias' is missing (and 3 more "
-                                 "checkpoints refused: m1.pt, m2.pt, m3.pt)"), str(e.value)
+                                 "checkpoints refused: m1.pt, m2.pt, m3.pt); every checkpoint was refused"), str(e.value)
     assert _nothing_written(fmt_models)
 
 
@@ -254,7 +254,8 @@ def test_a_checkpoint_with_nan_weights_is_named_with_what_to_do(fmt_models):
     torch.save({}, ck / "m3.pt")  # a second bad one is named in the same run
     with pytest.raises(UserError, match=rf"m2.pt' key '{key}' holds NaN or inf: a diverged model cannot be fingerprinted; "
                                         r"import the others \(move this file out, and its row from the --metadata CSV\) "
-                                        r"\(and 1 more checkpoint refused: m3.pt\)$"):
+                                        r"\(and 1 more checkpoint refused: m3.pt\); or pass --skip-bad to import the "
+                                        r"other 2 \(their CSV rows are then ignored\)$"):
         import_checkpoints(ck, "fmtarch:make", fmt_models / "zoo3")
     assert not (fmt_models / "zoo3").exists()
 

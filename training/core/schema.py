@@ -25,6 +25,7 @@ RESULT_SCHEMAS: dict[str, Any] = {
                "settings?": dict, "keys?": [str], "options?": dict},
     "scorecard": {"scorecard": [{"fingerprint": str}]},
     "forecast": {"forecast": [{"fingerprint": str, "step": int, "fraction": _NUMBER}], "earliest_90?": dict},
+    "extraction_failures": {"failures": [{"key": str, "spec": str, "model_set": str, "error": str}]},
     "goodhart": {"basin": str, "fingerprint": str, "detector": dict, "settings": dict,
                  "selection": [{"keep": _NUMBER, "purity": _NUMBER, "looks_only": _NUMBER}],
                  "optimization": [{"lambda": _NUMBER, "detector_says": (_NUMBER, type(None)), "truly": (_NUMBER, type(None))}]},
