@@ -170,16 +170,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     columns that could be the lineage."""
     settings = result.settings
     t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
-                    f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True,
-              caption="k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
-                      "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
-                      "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
-                      "adjusted p-value). 95% intervals of every number: the report and summary.json",
-              caption_justify="left")
+                    f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True)
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
                       ("AUROC", "right"), ("noise", "right"), ("ident", "right"), ("verdict", "left"), ("lineage", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
                      min_width={"fingerprint": 18}.get(col))
+    # narrow (80 columns, a log file): q on a line of its own, not cut ("q 0.00" read as zero; rich crops this cell)
+    q_sep = "\n" if console.width < 100 else ""
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
     for r in result.scorecard:
@@ -190,8 +187,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), "–" if r.error else _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
+                  _verdict(r.verdict), "–" if r.error else _verdict(r.label_free_verdict) + _no_relatives(r) + (q_sep + _q(free_q.get(str(r.fingerprint))).lstrip() if q_sep else _q(free_q.get(str(r.fingerprint)))))
     console.print(t)
+    console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
+                  "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
+                  "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
+                  "adjusted p-value). 95% intervals of every number: the report and summary.json", style="dim",
+                  highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
     for line in metadata_lines(result):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     hint = insufficient_hint(result, zoo)

@@ -5,6 +5,7 @@ refused before anything is analysed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -146,3 +147,19 @@ def test_a_fingerprint_that_cannot_be_computed_is_named_once_and_the_others_are_
     out, err = " ".join(res.stdout.split()), " ".join(res.stderr.split())
     assert res.returncode == 1, res.stderr  # partial: the other fingerprint analysed, the failure named
     assert "failed: cka:layer=gru: zoo" in err and "too few" not in out.split("scorecard:")[1].split("k: basins")[0]
+
+
+def test_at_80_columns_the_scorecard_keeps_each_q_whole_and_the_legend_every_word(small, tmp_path):
+    """A log file is 80 columns wide: the label-free q goes on a line of its own rather than being cut
+    (``q 0.00`` read as zero), and the legend is wrapped, not cut at the table's edge."""
+    res = run_cli("report", small / "zoo", "-o", tmp_path / "r.html", "--json", tmp_path / "s.json", "--lineage", "family",
+                  *FAST, env={"COLUMNS": "80"})
+    assert res.returncode == 0, res.stderr
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    for f in json.loads((tmp_path / "s.json").read_text())["fingerprints"]:
+        q = f["label_free"].get("q")
+        if q is not None:
+            assert f"q {q:.2g}" in res.stdout, res.stdout
+    legend = " ".join(res.stdout.split())
+    assert "ident: AUC that relatives are closer than unrelated models of a basin (* significant)" in legend
+    assert "95% intervals of every number" in legend
