@@ -42,7 +42,12 @@ from analysis.report_sections import (
     fingerprint_view,
     finish_sections,
 )
-from analysis.results import AnalysisResult, ScorecardRow, lone_sentences
+from analysis.results import (
+    AnalysisResult,
+    ScorecardRow,
+    candidates_apart_sentence,
+    lone_sentences,
+)
 from analysis.verdicts import css_class
 
 __all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
@@ -106,6 +111,7 @@ class Headline:
     insufficient_sentence: str | None = None
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
     lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
+    apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -115,6 +121,7 @@ def headline(result: AnalysisResult) -> Headline:
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     h.lone = lone_sentences(result)
+    h.apart = candidates_apart_sentence(result)
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -308,6 +308,41 @@ def lone_sentences(result: AnalysisResult) -> list[str]:
     return [lone_models_text(names, list(ids), sizes[ids]) for ids, names in by.items()]
 
 
+MATCHES_CLUSTERS = 0.5  # AMI at or above which a deep verdict's candidate basins count as its clusters
+
+
+def candidates_apart(r: FingerprintResult) -> str | None:
+    """How a deep label-free verdict's candidate basins differ from the fingerprint's clusters
+    (``"its clusters: 1 basin"`` or ``"AMI 0.01 with its clusters"``, on the models with a candidate basin), or ``None`` when
+    they agree (AMI >= :data:`MATCHES_CLUSTERS`) or the verdict is not deep."""
+    # deferred: results is read by the CLI without the metrics' scikit-learn
+    from analysis.metrics import ami
+
+    free = r.label_free or {}
+    if free.get("verdict") not in ("crosses lineage", "groups lineages") or not r.clusters:
+        return None
+    basins = free.get("candidate_basins") or {}
+    pairs = [(c, basins[m]) for m, c in zip(r.model_ids, r.clusters) if basins.get(m, -1) >= 0]
+    if len({c for c, _ in pairs}) < 2:
+        k = len(set(r.clusters))
+        return f"its clusters: {k} {'basin' if k == 1 else 'basins, one holding every candidate'}"
+    a = ami([c for c, _ in pairs], [b for _, b in pairs])
+    return None if a is None or a >= MATCHES_CLUSTERS else f"AMI {a:.2f} with its clusters"
+
+
+def candidates_apart_sentence(result: AnalysisResult) -> str | None:
+    """One sentence naming the fingerprints whose deep verdict's candidate basins are not their
+    clusters (:func:`candidates_apart`): the basin table, the maps' colours, ``forecast`` and
+    ``select`` use the clusters, the verdict is about the candidate basins."""
+    apart = [(str(r.fingerprint), how) for r in result.fingerprints if (how := candidates_apart(r))]
+    if not apart:
+        return None
+    return (f"the candidate basins of {', '.join(f'{n} ({how})' for n, how in apart)} are not the "
+            "clusters of the basin table and the maps: the clusters are each fingerprint's strongest structure, the "
+            "verdict is about the label-free split (its candidate basins: the report's label-free section, summary.json "
+            "label_free.candidate_basins); forecast and select use the clusters")
+
+
 def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """``summary.json``: the numbers of the report without the per-model maps."""
     fps = []
@@ -323,4 +358,5 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
             "n_failed": sum(1 for r in result.scorecard if r.error),
             "lone_models": {str(r.fingerprint): lone_models(r) for r in result.fingerprints if lone_models(r)},
+            "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "fingerprints": fps, "provenance": provenance or {}}

@@ -1,4 +1,8 @@
-"""What the CLI draws: progress bars for the pipeline's long stages, and the scorecard tables."""
+"""What the CLI draws: progress bars for the pipeline's long stages, and the scorecard tables.
+
+Longer than ~400 lines: the scorecard's table and the notes printed under it (label-free cautions,
+metadata matches, outliers, two partitions, the too-few hint) are one screen, drawn in one place.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from analysis.labelfree_sentences import (
     unknown_text,
 )
 from analysis.resampling import MIN_FAMILIES
-from analysis.results import AnalysisResult, lone_sentences
+from analysis.results import AnalysisResult, candidates_apart_sentence, lone_sentences
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
@@ -219,6 +223,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
 
     for line in lone_sentences(result):
         console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    apart = candidates_apart_sentence(result)
+    if apart:
+        console.print(f"two partitions: {apart}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     h = headline(result)  # the report's verdict box: the same model-set check and the same best fingerprint
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "

@@ -521,7 +521,8 @@ def test_verdict_table_covers_every_verdict():
     assert all(Verdict(v) == v for v in names)  # str-valued: equal to the stored strings
 
 
-SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "fingerprints",
+SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "candidates_apart",
+                "fingerprints",
                 "provenance"]
 SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
             "stability", "deep_ami", "probe_auroc", "noise_ami", "parent_noise_ami", "lineage_nn", "lineage_nn_chance",

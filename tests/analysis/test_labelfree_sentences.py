@@ -13,7 +13,13 @@ from sklearn.metrics import adjusted_mutual_info_score
 from analysis import labelfree as lf
 from analysis import labelfree_sentences as ls
 from analysis.calibration import label_free_json
-from analysis.results import AnalysisResult, FingerprintResult
+from analysis.report import headline
+from analysis.results import (
+    AnalysisResult,
+    FingerprintResult,
+    candidates_apart,
+    summary,
+)
 from analysis.synthetic import synthetic_population as population
 from fingerprint.cli.display import label_free_notes
 
@@ -190,3 +196,28 @@ def test_the_terminal_says_when_closest_splits_disagree():
     assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c): at most one can be real; "
                                            "leads to check, not findings (more families, or probes on which the "
                                            "candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
+
+
+def test_a_deep_verdict_whose_candidate_basins_are_not_the_clusters_is_named():
+    """The basin table shows each fingerprint's clusters, the verdict is about its candidate basins:
+    when they differ (one cluster; or AMI below 0.5) the report and terminal say so; when they
+    agree, nothing (an outside audit: k 1 beside `crosses lineage` at AMI 1.00 with a backdoor)."""
+    ids = [f"m{i}" for i in range(12)]
+    camps = {m: i % 2 for i, m in enumerate(ids)}
+
+    def fp(name: str, clusters: list[int], verdict: str = "crosses lineage") -> FingerprintResult:
+        return FingerprintResult(name, n_models=12, model_ids=ids, clusters=clusters,
+                                 label_free={"verdict": verdict, "candidate_basins": camps, "sentence": "."})
+
+    one = fp("weight-stats", [0] * 12)
+    other = fp("cka", [i // 6 for i in range(12)])  # families' halves, not the camps
+    same = fp("disagreement", [(i + 1) % 2 for i in range(12)])  # the camps under other numbers
+    quiet = fp("probe-outputs", [0] * 12, "lineage only")
+    assert candidates_apart(one) == "its clusters: 1 basin"
+    assert candidates_apart(other) == "AMI 0.00 with its clusters" or candidates_apart(other).startswith("AMI -")
+    assert candidates_apart(same) is None and candidates_apart(quiet) is None
+    res = AnalysisResult(1, 0.0, {}, 12, scorecard=[], fingerprints=[one, other, same, quiet])
+    h = headline(res)
+    assert h.apart.startswith("the candidate basins of weight-stats (its clusters: 1 basin), cka (AMI")
+    assert "disagreement" not in h.apart and "forecast and select use the clusters" in h.apart
+    assert set(summary(res)["candidates_apart"]) == {"weight-stats", "cka"}
