@@ -315,8 +315,7 @@ def candidates_apart(r: FingerprintResult) -> str | None:
     """How a deep label-free verdict's candidate basins differ from the fingerprint's clusters
     (``"its clusters: 1 basin"`` or ``"AMI 0.01 with its clusters"``, on the models with a candidate basin), or ``None`` when
     they agree (AMI >= :data:`MATCHES_CLUSTERS`) or the verdict is not deep."""
-    # deferred: results is read by the CLI without the metrics' scikit-learn
-    from analysis.metrics import ami
+    from analysis.metrics import ami  # deferred for start-up time (scikit-learn)
 
     free = r.label_free or {}
     if free.get("verdict") not in ("crosses lineage", "groups lineages") or not r.clusters:
