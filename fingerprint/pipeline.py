@@ -46,6 +46,7 @@ from fingerprint.extraction import (
     find_cached,
     resolve_specs,
 )
+from fingerprint.extractors.behavioural import ONE_COORDINATE
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
@@ -99,6 +100,8 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
             why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
         elif f in needs and needs[f] not in sets:
             why[f] = f"no probe set '{needs[f]}'"
+        elif f == "recombined-outputs" and task_for(zoo).probes("in_dist")[0].numel() == 1:
+            why[f] = ONE_COORDINATE
     return why
 
 

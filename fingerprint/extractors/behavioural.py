@@ -49,6 +49,10 @@ def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: 
 RECOMBINE_MODES = ("coord", "block")
 
 
+ONE_COORDINATE = ("reference inputs have a single coordinate (a 1-D regression input): a recombined input would be "
+                  "one of them, so it adds nothing to probe-outputs")
+
+
 def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int, pad_id: int | None = None) -> torch.Tensor:
     """``n_probes`` inputs ``[n_probes, ...]``, each made of two random reference inputs: every input
     coordinate (a pixel, a token position) from one or the other, independently at random (``coord``),
@@ -65,9 +69,11 @@ def recombined_batch(ref: torch.Tensor, n_probes: int, mode: str, seed: int, pad
         raise UserError(f"unknown recombination mode '{mode}' (valid: {', '.join(RECOMBINE_MODES)})")
     if len(ref) < 2:
         raise UserError(f"recombined-outputs needs at least 2 reference probes, got {len(ref)}")
+    d = ref[0].numel()
+    if d == 1:
+        raise UserError(f"recombined-outputs: the {ONE_COORDINATE}")
     g = generator(seed)
     i, j = torch.randint(0, len(ref), (2, n_probes), generator=g)
-    d = ref[0].numel()
     if mode == "coord":
         mask = torch.rand(n_probes, d, generator=g) < 0.5
     else:

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import adjusted_mutual_info_score
+from torch import nn
 
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import recombined_batch
+from fingerprint.pipeline import default_fingerprints, skipped_defaults
 from training.core.errors import UserError
 
 
@@ -109,3 +111,16 @@ def test_a_seed_decided_cue_choice_is_found_without_labels_on_recombined_inputs_
     cand = [recombined.label_free["candidate_basins"][m] for m in zoo.model_ids]
     assert adjusted_mutual_info_score(camp, cand) == pytest.approx(1.0)
     assert plain.label_free["verdict"] not in ("groups lineages", "crosses lineage")
+
+
+def test_one_coordinate_inputs_leave_recombined_outputs_out_of_the_default_set_and_asking_for_it_says_why(tmp_path):
+    """A 1-D regression input has nothing to recombine (each "recombined" input would be one of the
+    references, an outside audit's regression zoos): the default set says so; asked for, one line."""
+    torch.manual_seed(0)
+    mods = [nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)) for _ in range(4)]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "zoo", probes={"in_dist": torch.linspace(-3, 3, 32)[:, None],
+                                                               "ood": torch.linspace(5, 9, 16)[:, None]})
+    assert "recombined-outputs" not in default_fingerprints(zoo) and "probe-outputs" in default_fingerprints(zoo)
+    assert "single coordinate" in skipped_defaults(zoo)["recombined-outputs"]
+    with pytest.raises(UserError, match="recombined-outputs: the reference inputs have a single coordinate"):
+        recombined_batch(torch.linspace(-3, 3, 32)[:, None], 8, "coord", 0)
