@@ -160,6 +160,7 @@ class ScorecardRow:
     lineage_auc: float | None = None  # identifies lineage: P(relatives closer than unrelated models), 0.5 chance (issue 22)
     lineage_auc_p: float | None = None  # its permutation p-value (members moved across families inside basins)
     lineage_auc_q: float | None = None  # Benjamini-Hochberg adjusted with the deep and noise p-values
+    label_free_q: float | None = None  # the label-free verdict's adjusted p-value (its raw p's: FingerprintResult.label_free)
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -178,7 +179,7 @@ class ScorecardRow:
                                               "stability_ci")},
             **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")},
             privileged=bool((r.meta or {}).get("privileged")), lineage_auc=s.get("lineage_auc"),
-            lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"))
+            lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"), label_free_q=free.get("q"))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
