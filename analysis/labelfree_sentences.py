@@ -117,7 +117,8 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
     parts = []
     for g in sorted(members, key=lambda g: min(map(natural_key, members[g]))):
         names = sorted(members[g], key=natural_key)
-        shown = ", ".join(names[:MAX_NAMES]) + (f", ... {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+        cut = len(names) > MAX_NAMES + 1  # one name more is shorter than "... 1 more"
+        shown = ", ".join(names[:MAX_NAMES] if cut else names) + (f", ... {len(names) - MAX_NAMES} more" if cut else "")
         n_models = sum(int(sizes.get(f, 0)) for f in names)
         count = (f"{len(names)} models" if singletons else
                  f"{len(names)} {'family' if len(names) == 1 else 'families'}" + (f", {n_models} models" if n_models else ""))

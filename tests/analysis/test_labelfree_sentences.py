@@ -70,6 +70,9 @@ def test_a_long_closest_split_is_shortened_with_counts():
     (r,) = lf.decide([lf.LabelFreeResult(90, 30, 0.005, 0.1, 0.8, family_groups=groups, family_sizes=sizes)])
     assert "{0, 2, 4, 6, 8, 10, 12, 14, ... 7 more} (15 families, 45 models)" in r.sentence
     assert "28" not in r.sentence
+    groups, sizes = _fams(18, per=3)  # 9 families a side: the ninth name is shorter than "... 1 more"
+    (r,) = lf.decide([lf.LabelFreeResult(54, 18, 0.005, 0.1, 0.8, family_groups=groups, family_sizes=sizes)])
+    assert "{0, 2, 4, 6, 8, 10, 12, 14, 16} (9 families, 27 models)" in r.sentence and "1 more" not in r.sentence
 
 
 def test_the_closest_split_names_the_true_groups_of_a_weak_seed_decided_factor():
