@@ -384,9 +384,8 @@ def headline_sentence(h: Any) -> str:
                 f"tracking the deep difference: {tracks}; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
-    lead = (f"candidate deep basins (no ground truth) from {', '.join(deep)}" if deep
-            else "no candidate deep basins without ground truth")
-    return lead + "; " + "; ".join(f"{v}: {', '.join(n)}" for v, n in found)
+    lead = "candidate deep basins (no ground truth)" if deep else "no candidate deep basins without ground truth"
+    return lead + "; " + "; ".join(f"{v}: {', '.join(n)}" for v, n in found)  # each name once, under its verdict
 
 
 def print_basins(zoo: Any, scorecard: bool = True) -> None:
