@@ -35,7 +35,7 @@ __all__ = ["SizedLabelFree", "sized", "basin_effect", "family_apart", "share_of_
 # (2 sqrt(2/pi) / sqrt(1 - 2/pi) = 2.65). Candidate basins closer than that along the line between
 # them are "a small difference" in the verdict's sentence: no further apart than a split of one
 # cloud. Measured (docs/results.md, "Effect sizes and one family apart (audit 45)"): the false
-# `crosses lineage` of a null regression population 0.48 SDs, 72 planted deep verdicts 4.7-149.
+# `crosses lineage` of a null regression population 0.48 SDs, 77 planted deep verdicts 4.7-149.
 GAUSSIAN_HALVES = float(2 * np.sqrt(2 / np.pi) / np.sqrt(1 - 2 / np.pi))
 RAW_MAX = 4_000_000  # raw fingerprints with more values: the shares in the test coordinates only (bootstrap copies)
 APART_MIN_FAMILIES = 6  # with fewer, "one family against the rest" is one against a handful: no pointer
