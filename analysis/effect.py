@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 
 from analysis.labelfree import LabelFreeResult
-from analysis.resampling import family_bootstrap, family_codes
+from analysis.resampling import (
+    family_bootstrap,
+    family_bootstrap_batch,
+    family_codes,
+    family_counts,
+)
 
 __all__ = ["SizedLabelFree", "sized", "basin_effect", "family_apart", "share_of_variance", "separation", "GAUSSIAN_HALVES",
            "APART_MIN_FAMILIES", "centroid_ratio"]
@@ -37,7 +42,8 @@ __all__ = ["SizedLabelFree", "sized", "basin_effect", "family_apart", "share_of_
 # cloud. Measured (docs/results.md, "Effect sizes and one family apart (audit 45)"): the false
 # `crosses lineage` of a null regression population 0.48 SDs, 77 planted deep verdicts 4.7-149.
 GAUSSIAN_HALVES = float(2 * np.sqrt(2 / np.pi) / np.sqrt(1 - 2 / np.pi))
-RAW_MAX = 4_000_000  # raw fingerprints with more values: the shares in the test coordinates only (bootstrap copies)
+RAW_MAX = 4_000_000  # raw fingerprints with more values: the shares in the test coordinates only (memory, time)
+MAX_CELLS = 2000  # (family, basin) cells up to which the shares' bootstrap samples are computed at once
 APART_MIN_FAMILIES = 6  # with fewer, "one family against the rest" is one against a handful: no pointer
 
 
@@ -123,6 +129,48 @@ def _family_centred(x: np.ndarray, family: Sequence) -> np.ndarray:
     return x - (sums / np.bincount(codes)[:, None])[codes]
 
 
+def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distances: bool):
+    """:func:`share_of_variance` of every family bootstrap sample at once, as
+    :func:`~analysis.resampling.family_bootstrap_batch` wants it (``stat(picks, codes) -> [n_boot]``).
+    A sample's sums of squares are quadratic forms of its family counts: with the models grouped in
+    cells (family x basin) and ``D[a, b]`` the sum of squared distances between cells ``a`` and ``b``,
+    SS = sum_ab w_a w_b D_ab / (2 sum_a w_a n_a) for cell weights ``w`` (how often its family is
+    drawn): the same value as the sample's rows stacked, a family drawn twice counted twice."""
+    keep = basins >= 0
+    codes, _ = family_codes(family)
+    cell_of = {}
+    cells = np.asarray([cell_of.setdefault((int(f), int(v)), len(cell_of)) for f, v in zip(codes[keep], basins[keep])])
+    n_cells = len(cell_of)
+    cell_family = np.asarray([f for f, _ in cell_of], int)
+    cell_basin = np.asarray([v for _, v in cell_of], int)
+    sizes = np.bincount(cells, minlength=n_cells).astype(np.float64)
+    if distances:
+        d2 = np.asarray(x, dtype=np.float64)[np.ix_(keep, keep)] ** 2
+        rows = np.zeros((n_cells, d2.shape[1]))
+        np.add.at(rows, cells, d2)
+        pair = np.zeros((n_cells, n_cells))
+        np.add.at(pair.T, cells, rows.T)
+    else:
+        xk = np.asarray(x, dtype=np.float64)[keep]
+        xk = xk - xk.mean(0)
+        sums = np.zeros((n_cells, xk.shape[1]))
+        np.add.at(sums, cells, xk)
+        sq = np.bincount(cells, weights=(xk**2).sum(1), minlength=n_cells)
+        pair = sizes[None, :] * sq[:, None] + sizes[:, None] * sq[None, :] - 2 * sums @ sums.T
+    masks = [cell_basin == v for v in np.unique(cell_basin)]
+
+    def stat(picks: np.ndarray, _codes: np.ndarray) -> np.ndarray:
+        w = family_counts(picks, int(codes.max()) + 1)[:, cell_family].astype(np.float64)  # [B, cells]
+        total = np.einsum("bc,cd,bd->b", w, pair, w) / (2 * (w @ sizes))
+        within = sum(np.einsum("bc,cd,bd->b", w[:, m], pair[np.ix_(m, m)], w[:, m]) / (2 * np.maximum(w[:, m] @ sizes[m], 1e-300))
+                     for m in masks)
+        two = np.sum([(w[:, m] @ sizes[m]) > 0 for m in masks], 0) >= 2  # a sample with one basin: undefined
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(two & (total > 0), np.clip(1 - within / total, 0.0, None), np.nan)
+
+    return stat
+
+
 def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np.ndarray | None = None,
                  raw_distances: bool = False, within: bool = False, n_boot: int = 200,
                  random_state: int = 0) -> dict[str, Any] | None:
@@ -150,16 +198,22 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
         # family-centred within each draw (a family drawn twice is two families, each centred on itself)
         return separation(_family_centred(c[rows], draw), b[rows])
 
-    stats = {
-        "share": (share_of_variance(r, b, dist),
+    # the shares' samples at once need [cells, cells] sums (family x basin cells); beyond MAX_CELLS, one at a time
+    cells_ok = len({(f, v) for f, v in zip(fam[b >= 0], b[b >= 0])}) <= MAX_CELLS
+    stats = {  # (value, statistic of all bootstrap samples at once or None, of one sample)
+        "share": (share_of_variance(r, b, dist), _share_samples(r, b, fam, dist) if cells_ok else None,
                   lambda rows, _d: share_of_variance(r[np.ix_(rows, rows)] if dist else r[rows], b[rows], dist)),
-        "share_coords": (share_of_variance(c, b), lambda rows, _d: share_of_variance(c[rows], b[rows])),
-        "separation": (separation(sep_x, b), sep_of),
+        "share_coords": (share_of_variance(c, b), _share_samples(c, b, fam, False) if cells_ok else None,
+                         lambda rows, _d: share_of_variance(c[rows], b[rows])),
+        "separation": (separation(sep_x, b), None, sep_of),
     }
     out: dict[str, Any] = {"raw": raw is not None}
-    for name, (value, stat) in stats.items():
+    for name, (value, batch, one) in stats.items():
         out[name] = value
-        ci = family_bootstrap(stat, fam, n_boot, random_state) if value is not None else None
+        ci = None
+        if value is not None:
+            ci = (family_bootstrap_batch(batch, fam, n_boot, random_state) if batch is not None
+                  else family_bootstrap(one, fam, n_boot, random_state))
         out[f"{name}_ci"] = None if ci is None else [ci[0], ci[1]]
     out["small"] = bool(out["separation"] is not None and out["separation"] < GAUSSIAN_HALVES)
     out["threshold"] = GAUSSIAN_HALVES

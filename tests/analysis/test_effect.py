@@ -90,3 +90,33 @@ def test_the_pointer_reaches_the_sentence_and_the_json():
     assert d["family_apart"]["family"] == "3" and d["family_apart"]["ratio"] > 3
     assert "Family 3 (4 models) stands apart from the other 11 on disagreement" in d["sentence"]
     assert d["effect"] is None or d["verdict"] in lf.DEEP_VERDICTS
+
+
+def test_the_shares_bootstrap_at_once_is_the_per_sample_one():
+    """The share's interval from quadratic forms of the family counts equals the one from stacking
+    each sample's rows (a family drawn twice counted twice), for features and for distances."""
+    from analysis.effect import _share_samples
+    from analysis.resampling import family_bootstrap, family_bootstrap_batch
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(9), 4).astype(str)
+    basins = np.tile([0, 1, 1, -1], 9)  # -1: a model in no basin
+    x = rng.normal(size=(36, 7))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    for dist, v in ((False, x), (True, d)):
+        def one(rows, _draw, v=v, dist=dist):
+            return share_of_variance(v[np.ix_(rows, rows)] if dist else v[rows], basins[rows], dist)
+
+        loop = family_bootstrap(one, fam, 100, 3)
+        batch = family_bootstrap_batch(_share_samples(v, basins, fam, dist), fam, 100, 3)
+        assert batch == pytest.approx(loop, rel=1e-9)
+
+
+def test_many_cells_take_the_samples_one_at_a_time(monkeypatch):
+    from analysis import effect
+
+    x, fam, camp = _population(8.0, n_fam=6)
+    at_once = basin_effect(camp, fam, x, within=True, n_boot=40)
+    monkeypatch.setattr(effect, "MAX_CELLS", 1)
+    one_by_one = basin_effect(camp, fam, x, within=True, n_boot=40)
+    assert one_by_one["share_ci"] == pytest.approx(at_once["share_ci"], rel=1e-9)
