@@ -15,7 +15,13 @@ import numpy as np
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
-from analysis.labelfree_sentences import closest_groups, cutting
+from analysis.effect import SizedLabelFree
+from analysis.labelfree_sentences import (
+    apart_text,
+    closest_groups,
+    cutting,
+    effect_text,
+)
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
 from analysis.verdicts import Verdict
@@ -214,7 +220,8 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
         noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha or ident_ok
-        r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)")
+        r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)",
+                                       str(r.fingerprint))
         if r.has_label:
             r.significant = {"tracks deep differences": deep_ok or r.verdict == "tracks deep differences" and c.get("deep_ami_q") is None,
                              "tracks initialization noise": noise_ok, "tracks both": deep_ok and noise_ok}.get(r.verdict, False)
@@ -228,7 +235,11 @@ RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model
                 "architecture has hidden-unit permutation groups), and later analyses use them")
 
 
-def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "") -> dict[str, Any]:
+def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "", name: str = "this fingerprint"
+                    ) -> dict[str, Any]:
+    """The ``label_free`` dict of a fingerprint's result (summary.json): the verdict, its sentence,
+    the tests' numbers, and, from :class:`analysis.effect.SizedLabelFree`, ``effect`` (the size of a
+    deep verdict's difference) and ``family_apart`` (one family set apart by the basins of ``name``)."""
     if res is None:
         return {"verdict": "insufficient", "candidate_basins": {},
                 "sentence": why or f"insufficient: the zoo names no lineage column to group models by ({RECOVER_HINT})"}
@@ -236,6 +247,9 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
     sentence = res.sentence or lf.SENTENCES[res.verdict]
     if res.n_families == 1:  # one family: the lineage column says nothing (an import's init_seed -1)
         sentence = f"{sentence} ({RECOVER_HINT})"
+    size = res.effect() if isinstance(res, SizedLabelFree) and res.verdict in lf.DEEP_VERDICTS else None
+    apart = res.apart if isinstance(res, SizedLabelFree) else None
+    sentence = " ".join(t for t in (sentence, effect_text(size), apart_text(apart, name)) if t)
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
@@ -245,7 +259,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,
             "split_min_families": res.split_min_families, "groups_axis": res.groups_axis,
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
-            "closest_groups": closest_groups(res),
+            "closest_groups": closest_groups(res), "effect": size, "family_apart": apart,
             "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from analysis.sortkeys import natural_key
 
 __all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
-           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting"]
+           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
+           "effect_text", "effect_brief", "apart_text", "size_lines"]
 
 SENTENCES = {
     "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
@@ -127,6 +128,66 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
     return (f"Closest split of the {what} (exploratory, not significant: family groups p {cg['p_groups']:.2g}, "
             f"below {cg.get('threshold', EXPLORATORY_P):g} before any correction): {' vs '.join(parts)}"
             + (f"; more {what} would tell." if tail else "."))
+
+
+def effect_text(e: dict[str, Any] | None) -> str:
+    """How big a deep verdict's difference is (:func:`analysis.effect.basin_effect` ``e``), in words:
+    "a small difference: ..." when its candidate basins are closer than two halves of one Gaussian
+    cloud along the line between them (``e["small"]``), else the size. ``""`` without ``e``."""
+    if not e or e.get("share") is None:
+        return ""
+    where = "fingerprint's" if e.get("raw", True) else "test coordinates'"
+    share = f"{_pct(e['share'])} of the {where} variance{_ci(e.get('share_ci'), _pct)}"
+    sep = e.get("separation")
+    apart = "" if sep is None else f", {sep:.2g} within-basin SDs apart{_ci(e.get('separation_ci'), lambda v: f'{v:.2g}')}"
+    if e.get("small"):
+        return (f"A small difference: {share}{apart}, closer than the two halves of one Gaussian cloud "
+                f"({e.get('threshold', 2.65):.2f} SDs): real perhaps, but check that it matters before calling it a basin "
+                "(docs/scorecard.md, \"How big is the difference\").")
+    return f"Size: the candidate basins explain {share}{apart}."
+
+
+def effect_brief(e: dict[str, Any]) -> str:
+    """``e`` (:func:`analysis.effect.basin_effect`) in a few words: ``0.2% [0.04-9.7%], 0.48 SDs (small)``."""
+    share = "–" if e.get("share") is None else _pct(e["share"]) + (
+        f" [{_pct(e['share_ci'][0])}-{_pct(e['share_ci'][1])}]" if e.get("share_ci") else "")
+    sep = "" if e.get("separation") is None else f", {e['separation']:.2g} SDs"
+    return share + sep + (" (small)" if e.get("small") else "")
+
+
+def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The terminal's lines from ``(fingerprint, label_free dict)`` pairs: one with the size of every
+    deep verdict's difference (``effect``), one per family set apart by a fingerprint's basins."""
+    sizes = [f"{name} {effect_brief(d['effect'])}" for name, d in results
+             if d.get("effect") and d.get("verdict") in ("crosses lineage", "groups lineages")]
+    lines = []
+    if sizes:
+        threshold = next(d["effect"].get("threshold") for _, d in results if d.get("effect")) or 2.65
+        lines.append("lineage, how big each candidate deep difference is (share of the fingerprint's variance the "
+                     "candidate basins explain [95% family-bootstrap interval]; their separation in within-basin SDs, "
+                     f"small below {threshold:.2f}, two halves of one Gaussian cloud): " + "; ".join(sizes))
+    return lines + [f"lineage, {name}: {apart_text(d['family_apart'], name)}" for name, d in results
+                    if d.get("family_apart")]
+
+
+def _pct(v: float) -> str:
+    """A share as a percentage with two significant digits (``0.2%``, ``43%``)."""
+    return f"{100 * v:.2g}%"
+
+
+def _ci(ci: Any, fmt: Any) -> str:
+    return "" if not ci else f" (95% family-bootstrap interval {fmt(ci[0])}-{fmt(ci[1])})"
+
+
+def apart_text(a: dict[str, Any] | None, fingerprint: str = "this fingerprint") -> str:
+    """The exploratory pointer of one family set apart by a fingerprint's basins
+    (:func:`analysis.effect.family_apart` ``a``), or ``""``."""
+    if not a:
+        return ""
+    n = int(a["models"])
+    return (f"Family {a['family']} ({n} model{'' if n == 1 else 's'}) stands apart from the other "
+            f"{a['n_families'] - 1} on {fingerprint}: one of its basins is exactly that family (exploratory: one family "
+            "is one seed's quirk, or a difference only its seed got; look at its models).")
 
 
 def unknown_note(r: Any) -> str:

@@ -23,9 +23,9 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
+from analysis import effect, metadata, parallel
 from analysis import identification as ident
 from analysis import labelfree as lf
-from analysis import metadata, parallel
 from analysis import metrics as mt
 from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
 from analysis.errors import AnalysisError, choices
@@ -186,6 +186,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     if label_free is not None and label_free.verdict != "insufficient":
         known = np.asarray([not lf.missing(v) for v in lineage_values], bool)
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))
+        # how big each candidate difference is, and one family set apart by the basins (docs/scorecard.md)
+        label_free = effect.sized(label_free, lineage_values, coords, values, bool(dist), clusters, known, opts.alpha,
+                                  opts.n_family_boot, opts.seed)
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}

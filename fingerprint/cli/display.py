@@ -27,6 +27,7 @@ from analysis.labelfree_sentences import (
     closest_split_text,
     few_count,
     few_families_text,
+    size_lines,
     unknown_text,
 )
 from analysis.resampling import MIN_FAMILIES
@@ -240,9 +241,8 @@ def _no_relatives(r: Any) -> str:
 
 
 def label_free_notes(result: AnalysisResult) -> list[str]:
-    """What the label-free sentences add that the terminal should not keep to the report: the caution
-    of a deep verdict from few init families, and the closest, not significant, split of the
-    families of a verdict without a deep difference (``closest_groups``). One line per fingerprint."""
+    """Lines the terminal adds to the label-free sentences: few-families cautions, closest splits
+    (``closest_groups``), the sizes of the deep verdicts and families set apart (``size_lines``)."""
     lines, cautions = [], {}  # one caution line for every fingerprint it applies to
     for f in result.fingerprints:
         d = f.label_free or {}
@@ -250,8 +250,8 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
         if few is not None:
             cautions.setdefault(few_families_text(*few), []).append(f"{f.fingerprint} ({d['verdict']})")
         elif d.get("closest_groups"):
-            text = closest_split_text(d["closest_groups"], alone(d))
-            lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {text}")
+            lines.append(f"lineage, {f.fingerprint} ({d.get('verdict')}): {closest_split_text(d['closest_groups'], alone(d))}")
+    lines += size_lines([(str(f.fingerprint), f.label_free or {}) for f in result.fingerprints])
     unknown = max(((f.label_free or {}).get("n_unknown") or 0 for f in result.fingerprints), default=0)
     if unknown:  # one line for the population, not one per fingerprint
         lines.append(f"lineage: {unknown_text(unknown, 'the label-free tests')}")

@@ -1,0 +1,291 @@
+"""How big a candidate deep difference is, and one init family standing apart from the others.
+
+The label-free tests (:mod:`analysis.labelfree`) say whether candidate basins are there, not how
+big the difference between them is: a null regression population's camps 1e-4 apart in normalised
+outputs read exactly like a planted backdoor (docs/scorecard.md, "How big is the difference"). Here:
+
+- :func:`basin_effect`: the share of a fingerprint's variance the candidate basins explain
+  (between-basin over total sum of squares), in the raw fingerprint and in the coordinates the tests
+  ran in, and the basins' separation along the line joining their means in pooled within-basin
+  SDs, each with a 95% family-bootstrap interval (the basins fixed, whole families resampled).
+- :func:`family_apart`: one init family that a fingerprint's own basins set apart from all the
+  others (a basin of exactly its models, every other basin of two or more families), an
+  exploratory pointer: by design one family apart is one seed's quirk, not a basin, and real null
+  populations show it too (measured in docs/results.md, "Effect sizes and one family apart (audit 45)").
+
+Nothing here changes a verdict or a p-value. Arrays in, plain dicts out; invalid input raises
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.labelfree import LabelFreeResult
+from analysis.resampling import (
+    family_bootstrap,
+    family_bootstrap_batch,
+    family_codes,
+    family_counts,
+)
+
+__all__ = ["SizedLabelFree", "sized", "basin_effect", "family_apart", "share_of_variance", "separation", "GAUSSIAN_HALVES",
+           "APART_MIN_FAMILIES", "centroid_ratio"]
+
+# Two halves of one Gaussian cloud, split at its mean, are this many within-half SDs apart
+# (2 sqrt(2/pi) / sqrt(1 - 2/pi) = 2.65). Candidate basins closer than that along the line between
+# them are "a small difference" in the verdict's sentence: no further apart than a split of one
+# cloud. Measured (docs/results.md, "Effect sizes and one family apart (audit 45)"): the false
+# `crosses lineage` of a null regression population 0.48 SDs, 77 planted deep verdicts 4.7-149.
+GAUSSIAN_HALVES = float(2 * np.sqrt(2 / np.pi) / np.sqrt(1 - 2 / np.pi))
+RAW_MAX = 4_000_000  # raw fingerprints with more values: the shares in the test coordinates only (memory, time)
+MAX_CELLS = 2000  # (family, basin) cells up to which the shares' bootstrap samples are computed at once
+APART_MIN_FAMILIES = 6  # with fewer, "one family against the rest" is one against a handful: no pointer
+
+
+@dataclass(frozen=True)
+class SizedLabelFree(LabelFreeResult):
+    """A :class:`~analysis.labelfree.LabelFreeResult` with the sizes of its candidate partitions and
+    the family-apart pointer (:func:`analysis.labelfree.decide` keeps them: it ``replace``\ s).
+    ``effects``: :func:`basin_effect` by partition, ``"split"`` (``split_basins``),
+    ``"split_families"`` or ``"groups"`` (``group_basins``), for those whose raw p-value could make
+    a verdict; ``apart``: :func:`family_apart`."""
+
+    effects: dict[str, Any] = field(default_factory=dict)
+    apart: dict[str, Any] | None = None
+
+    def effect(self) -> dict[str, Any] | None:
+        """The size of the verdict's candidate basins (the partition :func:`~analysis.labelfree.decide` chose)."""
+        basins = self.candidate_basins
+        if basins is None:
+            return None
+        for key, attr in (("split", "split_basins"), ("split_families", "split_families"), ("groups", "group_basins")):
+            mine = getattr(self, attr)
+            if key in self.effects and mine is not None and (mine is basins or np.array_equal(mine, basins)):
+                return self.effects[key]
+        return None
+
+
+def _as_basins(basins: Sequence) -> np.ndarray:
+    b = np.asarray(basins)
+    if b.ndim != 1:
+        raise ValueError(f"basins must be [n], got shape {b.shape}")
+    return b.astype(int)
+
+
+def share_of_variance(x: np.ndarray, basins: np.ndarray, distances: bool = False) -> float | None:
+    """Between-basin over total sum of squares of ``x [n, d]`` (or of a Euclidean distance matrix
+    ``[n, n]`` with ``distances``, by the identity SS = sum of squared pairwise distances / 2m), on
+    the models with a basin (``>= 0``). ``None`` with fewer than two basins or no variance."""
+    b = _as_basins(basins)
+    keep = b >= 0
+    if len(np.unique(b[keep])) < 2:
+        return None
+    if distances:
+        d2 = np.asarray(x, dtype=np.float64)[np.ix_(keep, keep)] ** 2
+        bk = b[keep]
+        total = d2.sum() / (2 * len(bk))
+        within = sum(d2[np.ix_(bk == v, bk == v)].sum() / (2 * (bk == v).sum()) for v in np.unique(bk))
+    else:
+        xk = np.asarray(x, dtype=np.float64)[keep]
+        bk = b[keep]
+        total = ((xk - xk.mean(0)) ** 2).sum()
+        within = sum(((xk[bk == v] - xk[bk == v].mean(0)) ** 2).sum() for v in np.unique(bk))
+    if not total > 0:
+        return None
+    return float(max(0.0, 1.0 - within / total))
+
+
+def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
+    """The distance between the means of the two largest basins of ``x [n, d]`` in pooled
+    within-basin SDs along the line joining them (Cohen's d of the projection). ``None`` with fewer
+    than two basins of two models each, or no spread along that line."""
+    b = _as_basins(basins)
+    labels, sizes = np.unique(b[b >= 0], return_counts=True)
+    if len(labels) < 2:
+        return None
+    two = labels[np.argsort(-sizes, kind="stable")[:2]]
+    xa, xb = (np.asarray(x, dtype=np.float64)[b == v] for v in two)
+    if len(xa) < 2 or len(xb) < 2:
+        return None
+    diff = xb.mean(0) - xa.mean(0)
+    norm = float(np.linalg.norm(diff))
+    if not norm > 0:
+        return 0.0
+    pa, pb = xa @ (diff / norm), xb @ (diff / norm)
+    pooled = ((pa - pa.mean()) ** 2).sum() + ((pb - pb.mean()) ** 2).sum()
+    sd = np.sqrt(pooled / (len(pa) + len(pb) - 2))
+    return float(norm / sd) if sd > 0 else None
+
+
+def _family_centred(x: np.ndarray, family: Sequence) -> np.ndarray:
+    codes, names = family_codes(family)
+    sums = np.zeros((len(names), x.shape[1]))
+    np.add.at(sums, codes, x)
+    return x - (sums / np.bincount(codes)[:, None])[codes]
+
+
+def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distances: bool):
+    """:func:`share_of_variance` of every family bootstrap sample at once, as
+    :func:`~analysis.resampling.family_bootstrap_batch` wants it (``stat(picks, codes) -> [n_boot]``).
+    A sample's sums of squares are quadratic forms of its family counts: with the models grouped in
+    cells (family x basin) and ``D[a, b]`` the sum of squared distances between cells ``a`` and ``b``,
+    SS = sum_ab w_a w_b D_ab / (2 sum_a w_a n_a) for cell weights ``w`` (how often its family is
+    drawn): the same value as the sample's rows stacked, a family drawn twice counted twice."""
+    keep = basins >= 0
+    codes, _ = family_codes(family)
+    cell_of = {}
+    cells = np.asarray([cell_of.setdefault((int(f), int(v)), len(cell_of)) for f, v in zip(codes[keep], basins[keep])])
+    n_cells = len(cell_of)
+    cell_family = np.asarray([f for f, _ in cell_of], int)
+    cell_basin = np.asarray([v for _, v in cell_of], int)
+    sizes = np.bincount(cells, minlength=n_cells).astype(np.float64)
+    if distances:
+        d2 = np.asarray(x, dtype=np.float64)[np.ix_(keep, keep)] ** 2
+        rows = np.zeros((n_cells, d2.shape[1]))
+        np.add.at(rows, cells, d2)
+        pair = np.zeros((n_cells, n_cells))
+        np.add.at(pair.T, cells, rows.T)
+    else:
+        xk = np.asarray(x, dtype=np.float64)[keep]
+        xk = xk - xk.mean(0)
+        sums = np.zeros((n_cells, xk.shape[1]))
+        np.add.at(sums, cells, xk)
+        sq = np.bincount(cells, weights=(xk**2).sum(1), minlength=n_cells)
+        pair = sizes[None, :] * sq[:, None] + sizes[:, None] * sq[None, :] - 2 * sums @ sums.T
+    masks = [cell_basin == v for v in np.unique(cell_basin)]
+
+    def stat(picks: np.ndarray, _codes: np.ndarray) -> np.ndarray:
+        w = family_counts(picks, int(codes.max()) + 1)[:, cell_family].astype(np.float64)  # [B, cells]
+        total = np.einsum("bc,cd,bd->b", w, pair, w) / (2 * (w @ sizes))
+        within = sum(np.einsum("bc,cd,bd->b", w[:, m], pair[np.ix_(m, m)], w[:, m]) / (2 * np.maximum(w[:, m] @ sizes[m], 1e-300))
+                     for m in masks)
+        two = np.sum([(w[:, m] @ sizes[m]) > 0 for m in masks], 0) >= 2  # a sample with one basin: undefined
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(two & (total > 0), np.clip(1 - within / total, 0.0, None), np.nan)
+
+    return stat
+
+
+def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np.ndarray | None = None,
+                 raw_distances: bool = False, within: bool = False, n_boot: int = 200,
+                 random_state: int = 0) -> dict[str, Any] | None:
+    """The size of the difference between candidate ``basins [n]`` (``-1``: in none): ``share`` of
+    the raw fingerprint's variance (``raw [n, d]``, or ``[n, n]`` distances with ``raw_distances``;
+    ``None``: ``coords``), ``share_coords`` of the variance of the test coordinates ``coords [n, k]``,
+    and ``separation`` along the line between the two largest basins' means in pooled within-basin
+    SDs, in the test coordinates, family-centred when the basins are camps found within the
+    families (``within``). Each with ``*_ci``, a 95% interval over family bootstrap samples (the
+    basins fixed; ``None`` with fewer than 4 families). ``None`` when fewer than two basins."""
+    b = _as_basins(basins)
+    c = np.asarray(coords, dtype=np.float64)
+    if len(b) != len(c) or len(family) != len(c):
+        raise ValueError(f"basins ({len(b)}), family ({len(family)}) and coords ({len(c)}) must have one row per model")
+    if len(np.unique(b[b >= 0])) < 2:
+        return None
+    fam = np.asarray([str(f) for f in family], dtype=object)
+    r = c if raw is None else np.asarray(raw, dtype=np.float64)
+    dist = raw is not None and raw_distances
+    sep_x = _family_centred(c, fam) if within else c
+
+    def sep_of(rows: np.ndarray, draw: np.ndarray) -> float | None:
+        if not within:
+            return separation(c[rows], b[rows])
+        # family-centred within each draw (a family drawn twice is two families, each centred on itself)
+        return separation(_family_centred(c[rows], draw), b[rows])
+
+    # the shares' samples at once need [cells, cells] sums (family x basin cells); beyond MAX_CELLS, one at a time
+    cells_ok = len({(f, v) for f, v in zip(fam[b >= 0], b[b >= 0])}) <= MAX_CELLS
+    stats = {  # (value, statistic of all bootstrap samples at once or None, of one sample)
+        "share": (share_of_variance(r, b, dist), _share_samples(r, b, fam, dist) if cells_ok else None,
+                  lambda rows, _d: share_of_variance(r[np.ix_(rows, rows)] if dist else r[rows], b[rows], dist)),
+        "share_coords": (share_of_variance(c, b), _share_samples(c, b, fam, False) if cells_ok else None,
+                         lambda rows, _d: share_of_variance(c[rows], b[rows])),
+        "separation": (separation(sep_x, b), None, sep_of),
+    }
+    out: dict[str, Any] = {"raw": raw is not None}
+    for name, (value, batch, one) in stats.items():
+        out[name] = value
+        ci = None
+        if value is not None:
+            ci = (family_bootstrap_batch(batch, fam, n_boot, random_state) if batch is not None
+                  else family_bootstrap(one, fam, n_boot, random_state))
+        out[f"{name}_ci"] = None if ci is None else [ci[0], ci[1]]
+    out["small"] = bool(out["separation"] is not None and out["separation"] < GAUSSIAN_HALVES)
+    out["threshold"] = GAUSSIAN_HALVES
+    return out
+
+
+def centroid_ratio(coords: np.ndarray, family: Sequence, which: str) -> float | None:
+    """Family ``which``'s centroid distance from the mean of the other families' centroids in
+    ``coords [n, k]``, over those centroids' RMS distance from that mean (``None``: no spread)."""
+    x = np.asarray(coords, dtype=np.float64)
+    codes, names = family_codes(family)
+    cent = np.zeros((len(names), x.shape[1]))
+    np.add.at(cent, codes, x)
+    cent /= np.bincount(codes)[:, None]
+    f = names.index(str(which))
+    others = np.delete(cent, f, 0)
+    centre = others.mean(0)
+    spread = float(np.sqrt(((others - centre) ** 2).sum(1).mean()))
+    return float(np.linalg.norm(cent[f] - centre) / spread) if spread > 0 else None
+
+
+def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None = None,
+                 min_families: int = APART_MIN_FAMILIES) -> dict[str, Any] | None:
+    """One init family set apart by a fingerprint's own basins ``clusters [n]``: one basin holds
+    exactly that family's models, all of them, and every other basin holds models of at least two
+    families. ``{family, models, n_families, basin, ratio}`` (``ratio``: :func:`centroid_ratio` in
+    ``coords``, when given), else ``None`` (also with fewer than ``min_families`` families)."""
+    c = np.asarray(clusters)
+    fam = np.asarray([str(f) for f in family], dtype=object)
+    if len(c) != len(fam):
+        raise ValueError(f"clusters ({len(c)}) and family ({len(fam)}) must have one entry per model")
+    names = sorted(set(fam.tolist()))
+    if len(names) < max(min_families, 3):
+        return None
+    found = []
+    for lab in np.unique(c):
+        inside = set(fam[c == lab].tolist())
+        if len(inside) == 1:
+            f = inside.pop()
+            if (fam == f).sum() == (c == lab).sum():
+                found.append((f, lab))
+    others_ok = all(len(set(fam[c == lab].tolist())) >= 2 for lab in np.unique(c) if not found or lab != found[0][1])
+    if len(found) != 1 or not others_ok:
+        return None
+    f, lab = found[0]
+    return {"family": f, "models": int((fam == f).sum()), "n_families": len(names), "basin": int(lab),
+            "ratio": None if coords is None else centroid_ratio(coords, fam, f)}
+
+
+def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.ndarray | None, raw_distances: bool,
+          clusters: Sequence, known: np.ndarray | None = None, alpha: float = 0.05, n_boot: int = 200,
+          random_state: int = 0) -> SizedLabelFree:
+    """``res`` (the tests on ``coords [n, k]`` with each model's init ``family [n]``) with the sizes of
+    its candidate partitions whose raw p-value is at most ``alpha`` (only those can become a verdict
+    after the correction) and the family-apart pointer of the fingerprint's own basins ``clusters
+    [n]``, all on the models with a lineage value (``known [n]`` bool; ``None``: all)."""
+    keep = np.ones(len(coords), bool) if known is None else np.asarray(known, bool)
+    if raw is not None and np.asarray(raw).size > RAW_MAX:  # each bootstrap sample copies its rows: the test coordinates
+        raw = None
+    fam = [str(f) for f, k in zip(family, keep) if k]
+    c = np.asarray(coords, dtype=np.float64)[keep]
+    r = None if raw is None else np.asarray(raw)[np.ix_(keep, keep)] if raw_distances else np.asarray(raw)[keep]
+    parts = []
+    if res.p_split is not None and res.p_split <= alpha:
+        parts += [("split", res.split_basins, res.split_within), ("split_families", res.split_families, False)]
+    if res.p_groups is not None and res.p_groups <= alpha:
+        parts.append(("groups", res.group_basins, False))
+    effects = {}
+    for key, basins, within in parts:
+        if basins is not None:
+            e = basin_effect(np.asarray(basins)[keep], fam, c, r, raw_distances, within, n_boot, random_state)
+            if e is not None:
+                effects[key] = e
+    fields = {k: getattr(res, k) for k in LabelFreeResult.__dataclass_fields__}
+    return SizedLabelFree(**fields, effects=effects, apart=family_apart(np.asarray(clusters)[keep], fam, c))

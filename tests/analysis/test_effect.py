@@ -1,0 +1,122 @@
+"""The size of a candidate deep difference, and one family set apart (analysis/effect.py)."""
+
+import numpy as np
+import pytest
+
+from analysis import labelfree as lf
+from analysis.calibration import label_free_json
+from analysis.effect import (
+    GAUSSIAN_HALVES,
+    basin_effect,
+    family_apart,
+    share_of_variance,
+    sized,
+)
+from analysis.labelfree_sentences import size_lines
+
+
+def _population(offset: float, n_fam: int = 12, m: int = 4, seed: int = 0, camp_sd: float = 0.05):
+    """``n_fam`` families of ``m``: family effects and member noise in 4 dims, and in a fifth the
+    members split in two camps the same way in every family (``offset`` apart, ``camp_sd`` around)."""
+    rng = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(n_fam), m).astype(str)
+    camp = np.tile(np.arange(m) % 2, n_fam)
+    x = rng.normal(size=(n_fam, 4))[np.repeat(np.arange(n_fam), m)] * 3 + rng.normal(size=(n_fam * m, 4))
+    y = offset * camp + rng.normal(scale=camp_sd * max(offset, 1e-12), size=n_fam * m)
+    return np.column_stack([x, y]), fam, camp
+
+
+def test_gaussian_halves_is_the_split_of_one_gaussian():
+    z = np.random.default_rng(1).standard_normal(200_000)
+    halves = z > 0
+    d = (z[halves].mean() - z[~halves].mean()) / np.sqrt((z[halves].var() + z[~halves].var()) / 2)
+    assert d == pytest.approx(GAUSSIAN_HALVES, rel=0.01)
+
+
+def test_share_from_distances_equals_share_from_features():
+    x, fam, camp = _population(5.0)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    assert share_of_variance(d, camp, distances=True) == pytest.approx(share_of_variance(x, camp), rel=1e-9)
+    assert share_of_variance(x, np.zeros(len(x), int)) is None  # one basin: no between-basin variance
+
+
+def test_a_planted_split_is_large_and_a_tiny_one_small():
+    x, fam, camp = _population(8.0)
+    big = basin_effect(camp, fam, x, within=True, n_boot=50)
+    assert big["share"] > 0.2 and big["separation"] > 5 * GAUSSIAN_HALVES and not big["small"]
+    assert big["share_ci"][0] <= big["share"] <= big["share_ci"][1]
+    # the same camps 1e-3 apart next to family effects and noise of SD 1-3: a real but tiny difference
+    x, fam, camp = _population(1e-3)
+    small = basin_effect(camp, fam, x, within=True, n_boot=50)
+    assert small["share"] < 0.02 and small["separation"] < GAUSSIAN_HALVES and small["small"]
+
+
+def test_a_tiny_significant_split_reads_crosses_lineage_but_says_small():
+    """The audit's false positive in miniature: camps the split test finds (tight, the same way in
+    every family) but negligible next to the fingerprint's other variance."""
+    for offset, small in ((1e-3, True), (8.0, False)):
+        x, fam, camp = _population(offset)
+        res = lf.decide([lf.label_free(x, fam, n_null=99)])[0]
+        assert res.verdict == "crosses lineage"
+        res = lf.decide([sized(lf.label_free(x, fam, n_null=99), fam, x, None, False, np.zeros(len(x), int))])[0]
+        d = label_free_json(res, [f"m{i}" for i in range(len(x))], name="fp")
+        assert d["effect"]["small"] is small
+        assert ("A small difference:" in d["sentence"]) is small and ("Size:" in d["sentence"]) is not small
+        line = size_lines([("fp", d)])[0]
+        assert line.startswith("lineage, how big") and line.endswith("(small)") is small
+
+
+def test_one_family_apart_is_named_and_silent_otherwise():
+    fam = np.repeat(np.arange(12), 3).astype(str)
+    one = (fam != "0").astype(int)  # basins: {family 0} vs the 33 others
+    a = family_apart(one, fam)
+    assert a["family"] == "0" and a["models"] == 3 and a["n_families"] == 12
+    assert family_apart(fam, fam) is None  # every basin a family: lineage, no family singled out
+    assert family_apart(np.zeros(36, int), fam) is None  # one basin
+    two = np.isin(fam, ["0", "1"]).astype(int)  # two families together: a group, not one family apart
+    assert family_apart(two, fam) is None
+    mixed = np.tile([0, 1, 1], 12)  # basins that cut the families
+    assert family_apart(mixed, fam) is None
+    few = np.repeat(np.arange(5), 3).astype(str)  # below APART_MIN_FAMILIES
+    assert family_apart((few != "0").astype(int), few) is None
+
+
+def test_the_pointer_reaches_the_sentence_and_the_json():
+    x, fam, _ = _population(0.0, camp_sd=0.0)
+    x[fam == "3"] += 30.0  # family 3 far from the others
+    clusters = (fam == "3").astype(int)
+    res = lf.decide([sized(lf.label_free(x, fam, n_null=99), fam, x, None, False, clusters)])[0]
+    d = label_free_json(res, [f"m{i}" for i in range(len(x))], name="disagreement")
+    assert d["family_apart"]["family"] == "3" and d["family_apart"]["ratio"] > 3
+    assert "Family 3 (4 models) stands apart from the other 11 on disagreement" in d["sentence"]
+    assert d["effect"] is None or d["verdict"] in lf.DEEP_VERDICTS
+
+
+def test_the_shares_bootstrap_at_once_is_the_per_sample_one():
+    """The share's interval from quadratic forms of the family counts equals the one from stacking
+    each sample's rows (a family drawn twice counted twice), for features and for distances."""
+    from analysis.effect import _share_samples
+    from analysis.resampling import family_bootstrap, family_bootstrap_batch
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(9), 4).astype(str)
+    basins = np.tile([0, 1, 1, -1], 9)  # -1: a model in no basin
+    x = rng.normal(size=(36, 7))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    for dist, v in ((False, x), (True, d)):
+        def one(rows, _draw, v=v, dist=dist):
+            return share_of_variance(v[np.ix_(rows, rows)] if dist else v[rows], basins[rows], dist)
+
+        loop = family_bootstrap(one, fam, 100, 3)
+        batch = family_bootstrap_batch(_share_samples(v, basins, fam, dist), fam, 100, 3)
+        assert batch == pytest.approx(loop, rel=1e-9)
+
+
+def test_many_cells_take_the_samples_one_at_a_time(monkeypatch):
+    from analysis import effect
+
+    x, fam, camp = _population(8.0, n_fam=6)
+    at_once = basin_effect(camp, fam, x, within=True, n_boot=40)
+    monkeypatch.setattr(effect, "MAX_CELLS", 1)
+    one_by_one = basin_effect(camp, fam, x, within=True, n_boot=40)
+    assert one_by_one["share_ci"] == pytest.approx(at_once["share_ci"], rel=1e-9)
