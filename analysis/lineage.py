@@ -26,8 +26,9 @@ referred to a normal centred on all tested pairs' median and fitted to their low
 assumes most pairs are unrelated and is approximate; ``docs/lineage.md`` gives its measured
 false-discovery shares.
 
-Then Benjamini-Hochberg across pairs, families as the connected components of the significant
-pairs, and a directed forest after MoTHer (Horwitz et al., ICLR 2025): within a family, distances
+Then Benjamini-Hochberg across pairs, families from the significant pairs (:func:`families`: a
+significant pair joins two models only when their relatives mostly coincide, so that one false
+pair does not merge two families), and a directed forest after MoTHer (Horwitz et al., ICLR 2025): within a family, distances
 place the edges, weight kurtosis orients them (training moves it one way), and a minimum spanning
 arborescence picks the tree. Functions take arrays and return dataclasses; bad input raises
 :class:`~analysis.errors.AnalysisError`.
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, identity
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import chi2, false_discovery_control, norm
 
@@ -296,8 +297,41 @@ def behaviour_test(values: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], alp
     return _finish(a, b, empirical_null_p(np.log(d + floor), a, b), d, name, alpha)
 
 
+FAMILY_RULE = "shared relatives >= 1/2"  # stamped on stored families: what built them (before: connected components)
+
+
 def families(n: int, tests: PairTests) -> np.ndarray:
-    """Family label ``[n]`` per model: connected components of the significant-pair graph."""
+    """Family label ``[n]`` per model, from the significant pairs.
+
+    A significant pair ``(u, v)`` joins its two models when they share at least half of their
+    relatives: the Jaccard index of their closed neighbourhoods (each model with the models it is
+    significantly related to) is ``>= 1/2``; families are the connected components of the pairs
+    that pass. Connected components of all significant pairs would let one false pair merge two
+    families (and the expected number of false pairs grows with the number of pairs): a false pair
+    between families of sizes ``a`` and ``b`` has Jaccard ``2 / (a + b)``, so it passes only when
+    ``a + b <= 4`` (two pairs joined by a pair: a chain of four, which it may be). A true family
+    passes whole: a clique (Jaccard 1), a pair (1), a chain parent -> child -> grandchild whose
+    grandparent pair was missed (2/3). Depends only on which pairs are significant, so relabelling
+    the models relabels the families. ``docs/lineage.md`` measures it.
+    """
+    return families_of(n, tests.a[tests.related], tests.b[tests.related])
+
+
+def families_of(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`families` from the significant pairs ``(a[k], b[k])`` themselves."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if len(a) == 0:
+        return np.arange(n)
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)).tocsr()
+    closed = ((g + g.T) > 0).astype(np.int64) + identity(n, dtype=np.int64, format="csr")
+    size = np.asarray(closed.sum(1)).ravel()
+    shared = np.asarray((closed[a].multiply(closed[b])).sum(1)).ravel()  # |N[a] & N[b]| per pair
+    keep = 2 * shared >= size[a] + size[b] - shared  # Jaccard >= 1/2, in integers
+    kept = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    return connected_components(kept, directed=False)[1]
+
+
+def between_families(family: np.ndarray, tests: PairTests) -> int:
+    """The significant pairs of ``tests`` whose two models :func:`families` put in different families."""
     r = tests.related
-    g = coo_matrix((np.ones(int(r.sum())), (tests.a[r], tests.b[r])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
+    return int((family[tests.a[r]] != family[tests.b[r]]).sum())

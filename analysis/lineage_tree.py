@@ -81,7 +81,7 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
     fam = families(n, tests)
     if history is not None:
         return _history_forest(n, fam, history)
-    r = tests.related
+    r = tests.related & (fam[tests.a] == fam[tests.b])  # not the significant pairs left between families
     a, b, d = tests.a[r], tests.b[r], tests.distance[r]
     parent = np.full(n, -1, dtype=np.int64)
     for f in np.unique(fam[a]):

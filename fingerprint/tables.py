@@ -32,7 +32,7 @@ def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
     d = opts.to_dict()
     if opts.lineage == RECOVERED:
         rec = zoo.load_result("lineage") or {}
-        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set")}
+        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set", "family_rule")}
     return d
 
 
