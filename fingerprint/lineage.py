@@ -29,6 +29,7 @@ from analysis.lineage_history import history_edges
 from analysis.lineage_tree import (
     STATISTICS,
     Orientation,
+    family_scores,
     lineage_forest,
     orientation,
     shared_init_rates,
@@ -131,9 +132,9 @@ def _true_parents(zoo: Zoo) -> np.ndarray | None:
     return parent if (parent >= 0).any() else None
 
 
-def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds) -> dict[str, Any]:
-    rates = shared_init_rates(tests, *truth) if truth is not None else dict.fromkeys(
-        ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power"))
+def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, family: np.ndarray) -> dict[str, Any]:
+    rates = ({**shared_init_rates(tests, *truth), **family_scores(family, *truth)} if truth is not None else dict.fromkeys(
+        ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power", "family_ami", "n_merged", "n_split")))
     acc, direction = tree_accuracy(parent, true_parent) if true_parent is not None else (None, None)
     out = {**rates, "parent_accuracy": acc, "direction_accuracy": direction}
     if true_parent is not None and kinds is not None:
@@ -203,7 +204,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     p_of = {(int(a), int(b)): float(p) for a, b, p in zip(t.a, t.b, t.p_value)}
     by_evidence = {}
     for name, tt in tests.items():
-        s = _scores(tt, forests[name], truth, true_parent, kinds)
+        s = _scores(tt, forests[name], truth, true_parent, kinds, fams[name])
         by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()),
                              "n_between": between_families(fams[name], tt), **s}
     s = by_evidence[primary]

@@ -192,11 +192,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict), "–" if r.error else _verdict(r.label_free_verdict) + _no_relatives(r) + _q(free_q.get(str(r.fingerprint))))
     console.print(t)
-    for line in metadata_lines(result):
+    from fingerprint.tables import recovered_line  # deferred for start-up time
+    for line in filter(None, [recovered_line(result.lineage, zoo), *metadata_lines(result), insufficient_hint(result, zoo)]):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
-    hint = insufficient_hint(result, zoo)
-    if hint:
-        console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "

@@ -89,16 +89,14 @@ def _families(n: int) -> str:
 
 
 def family_sizes(fams: list[list[str]], most: int = 6) -> str:
-    """``14 families: 72, 32 (x2), 16 (x2), 8 (x9) models``: the count and the sizes, largest first (the
-    ``most`` largest distinct sizes, then ``...``)."""
-    sizes = sorted((len(f) for f in fams), reverse=True)
-    if not sizes:
-        return _families(0)
-    runs = [(s, sizes.count(s)) for s in dict.fromkeys(sizes)]
-    if len(runs) == 1:
+    """``14 families: 72, 32 (x2), 16 (x2), 8 (x9) models``: the count and the sizes, largest first
+    (:func:`fingerprint.tables.sizes_text`)."""
+    from fingerprint.tables import sizes_text  # deferred for start-up time
+
+    sizes = [len(f) for f in fams]
+    if len(set(sizes)) == 1:
         return f"{_families(len(sizes))} of {sizes[0]} models"
-    text = ", ".join(f"{s} (x{c})" if c > 1 else str(s) for s, c in runs[:most])
-    return f"{_families(len(sizes))}: {text}" + (", ..." if len(runs) > most else "") + " models"
+    return f"{_families(len(sizes))}: {sizes_text(sizes, most)} models" if sizes else _families(0)
 
 
 def left_out(r: dict) -> str | None:
