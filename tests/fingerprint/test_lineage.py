@@ -106,6 +106,11 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     assert recovered_line(after.lineage, zoo) == ("lineage: the 4 families recovered by `fingerprint lineage` (weights, "
                                                   "exact; 6 (x4) models), not a column of the zoo: an estimate (docs/lineage.md)")
     assert recovered_line(before.lineage, zoo) is None
+    # a stored analysis is reused only with families built by the same rule (before it: connected components)
+    from analysis.lineage import FAMILY_RULE
+    from fingerprint.tables import options_stamp
+
+    assert options_stamp(zoo, pipeline.options_for(zoo))["recovered"]["family_rule"] == FAMILY_RULE
     # a zoo that has its own lineage column keeps it
     assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
 
