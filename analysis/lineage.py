@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix, identity
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import chi2, false_discovery_control, norm
 
@@ -311,22 +311,37 @@ def families(n: int, tests: PairTests) -> np.ndarray:
     between families of sizes ``a`` and ``b`` has Jaccard ``2 / (a + b)``, so it passes only when
     ``a + b <= 4`` (two pairs joined by a pair: a chain of four, which it may be). A true family
     passes whole: a clique (Jaccard 1), a pair (1), a chain parent -> child -> grandchild whose
-    grandparent pair was missed (2/3). Depends only on which pairs are significant, so relabelling
-    the models relabels the families. ``docs/lineage.md`` measures it.
+    grandparent pair was missed (2/3). With a sample of the pairs tested (``--max-pairs``), both
+    counts run only over the models whose pairs with both ends were tested, so that the untested
+    pairs do not read as unrelated. Depends only on which pairs are significant (and tested), so
+    relabelling the models relabels the families. ``docs/lineage.md`` measures it.
     """
-    return families_of(n, tests.a[tests.related], tests.b[tests.related])
+    every = len(tests.a) >= n * (n - 1) // 2
+    return families_of(n, tests.a[tests.related], tests.b[tests.related], None if every else (tests.a, tests.b))
 
 
-def families_of(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`families` from the significant pairs ``(a[k], b[k])`` themselves."""
+def _symmetric(n: int, a: np.ndarray, b: np.ndarray):
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)).tocsr()
+    return ((g + g.T) > 0).astype(np.int64).tocsr()
+
+
+def families_of(n: int, a: np.ndarray, b: np.ndarray, tested: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`families` from the significant pairs ``(a[k], b[k])`` themselves; ``tested`` the
+    pairs tested ``(a, b)`` when not every pair was."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     if len(a) == 0:
         return np.arange(n)
-    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)).tocsr()
-    closed = ((g + g.T) > 0).astype(np.int64) + identity(n, dtype=np.int64, format="csr")
-    size = np.asarray(closed.sum(1)).ravel()
-    shared = np.asarray((closed[a].multiply(closed[b])).sum(1)).ravel()  # |N[a] & N[b]| per pair
-    keep = 2 * shared >= size[a] + size[b] - shared  # Jaccard >= 1/2, in integers
+    r = _symmetric(n, a, b)
+    both = np.asarray(r[a].multiply(r[b]).sum(1)).ravel()  # relatives of both ends (neither end itself)
+    if tested is None:
+        deg = np.asarray(r.sum(1)).ravel()
+        either = deg[a] - 1 + deg[b] - 1 - both  # relatives of either end, but for the ends themselves
+    else:
+        t = _symmetric(n, *(np.asarray(x, dtype=np.int64) for x in tested))
+        a_rel_b_tested = np.asarray(r[a].multiply(t[b]).sum(1)).ravel()  # relatives of a that were tested against b
+        b_rel_a_tested = np.asarray(r[b].multiply(t[a]).sum(1)).ravel()
+        either = a_rel_b_tested + b_rel_a_tested - both  # among the models tested against both ends
+    keep = 2 * (both + 2) >= either + 2  # Jaccard of the closed neighbourhoods >= 1/2, in integers
     kept = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
     return connected_components(kept, directed=False)[1]
 

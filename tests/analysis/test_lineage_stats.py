@@ -220,3 +220,15 @@ def test_relabelling_models_permutes_the_families():
     # and the forest is built inside each family: no edge between the recovered families
     parent = lineage_forest(n, _related(n, edges), np.arange(n, dtype=float))
     assert all(fam[p] == fam[c] for c, p in enumerate(parent) if p >= 0)
+
+
+def test_sampled_pairs_do_not_read_as_unrelated():
+    """With --max-pairs, untested pairs are not evidence against relatedness: 5 families of 8 with
+    40% of the pairs tested stay 5 (counting untested pairs as unrelated shattered them into 17)."""
+    n, truth = 40, np.repeat(np.arange(5), 8)
+    a, b = all_pairs(n, 312, seed=0)
+    r = truth[a] == truth[b]
+    p = np.where(r, 1e-6, 0.5)
+    fam = families(n, PairTests(a, b, p, p, r, np.ones(len(a)), "exact", 0.05))
+    assert len(set(fam.tolist())) == 5 and all(len(set(fam[truth == k].tolist())) == 1 for k in range(5))
+    assert len(set(families_of(n, a[r], b[r]).tolist())) > 5  # the same pairs read as if every pair were tested
