@@ -311,7 +311,8 @@ def families(n: int, tests: PairTests) -> np.ndarray:
     between families of sizes ``a`` and ``b`` has Jaccard ``2 / (a + b)``, so it passes only when
     ``a + b <= 4`` (two pairs joined by a pair: a chain of four, which it may be). A true family
     passes whole: a clique (Jaccard 1), a pair (1), a chain parent -> child -> grandchild whose
-    grandparent pair was missed (2/3). With a sample of the pairs tested (``--max-pairs``), both
+    grandparent pair was missed (2/3). A model the rule leaves alone whose significant pairs all
+    go into one family joins it (a relative whose other pairs were missed). With a sample of the pairs tested (``--max-pairs``), both
     counts run only over the models whose pairs with both ends were tested, so that the untested
     pairs do not read as unrelated. Depends only on which pairs are significant (and tested), so
     relabelling the models relabels the families. ``docs/lineage.md`` measures it.
@@ -343,7 +344,27 @@ def families_of(n: int, a: np.ndarray, b: np.ndarray, tested: tuple[np.ndarray, 
         either = a_rel_b_tested + b_rel_a_tested - both  # among the models tested against both ends
     keep = 2 * (both + 2) >= either + 2  # Jaccard of the closed neighbourhoods >= 1/2, in integers
     kept = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
-    return connected_components(kept, directed=False)[1]
+    return _attach_lone(connected_components(kept, directed=False)[1], a, b)
+
+
+def _attach_lone(fam: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A model the rule left alone whose significant pairs all go into one family (of two or more)
+    joins it: a relative whose other pairs were missed (low power) rather than a family of its
+    own. One model with a false pair joins a family this way, but two families never merge."""
+    size = np.bincount(fam)
+    lone = size[fam] == 1
+    u, v = np.r_[a, b], np.r_[b, a]
+    out = fam.copy()
+    blocked = np.zeros(len(fam), bool)
+    blocked[u[lone[u] & lone[v]]] = True  # a relative that is alone too: not one family's
+    m = lone[u] & ~lone[v] & ~blocked[u]
+    first = np.full(len(fam), -1)
+    first[u[m]] = fam[v[m]]
+    one = np.ones(len(fam), bool)
+    np.logical_and.at(one, u[m], fam[v[m]] == first[u[m]])  # every such pair into the same family
+    go = (first >= 0) & one
+    out[go] = first[go]
+    return out
 
 
 def between_families(family: np.ndarray, tests: PairTests) -> int:

@@ -232,3 +232,13 @@ def test_sampled_pairs_do_not_read_as_unrelated():
     fam = families(n, PairTests(a, b, p, p, r, np.ones(len(a)), "exact", 0.05))
     assert len(set(fam.tolist())) == 5 and all(len(set(fam[truth == k].tolist())) == 1 for k in range(5))
     assert len(set(families_of(n, a[r], b[r]).tolist())) > 5  # the same pairs read as if every pair were tested
+
+
+def test_a_model_with_one_relative_joins_its_family_but_families_do_not_merge():
+    """A relative whose other pairs were missed (one significant pair into a family of 6) joins
+    that family; a model whose pairs go into two families stays alone; two families stay two."""
+    edges = _clique(list(range(6))) + [(6, 2)] + _clique(list(range(7, 11))) + [(11, 0), (11, 8)] + [(5, 9)]
+    t = _related(12, edges)
+    fam = families(12, t)
+    assert len(set(fam[:7])) == 1 and len(set(fam[7:11])) == 1 and fam[0] != fam[7]
+    assert fam[11] not in (fam[0], fam[7]) and between_families(fam, t) == 3
