@@ -74,4 +74,6 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
     return (f"lineage: the {n} {'family' if n == 1 else 'families'} recovered by `fingerprint lineage` (weights, "
             f"{rec.get('evidence', 'exact')}; {sizes_text([s for s in sizes if s >= 2])} models"
             + (f", and {alone} {'model' if alone == 1 else 'models'} alone" if alone else "")
-            + "), not a column of the zoo: an estimate (docs/lineage.md)")
+            + "), not a column of the zoo: an estimate (docs/lineage.md)"
+            + ("" if rec.get("family_rule") else "; stored before the family rule, as connected components of the "
+               "significant pairs, which one false pair merges: rerun `fingerprint lineage ZOO`"))

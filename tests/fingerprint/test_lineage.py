@@ -111,6 +111,9 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     from fingerprint.tables import options_stamp
 
     assert options_stamp(zoo, pipeline.options_for(zoo))["recovered"]["family_rule"] == FAMILY_RULE
+    old = {k: v for k, v in zoo.load_result("lineage").items() if k != "family_rule"}
+    zoo.save_result("lineage", old)  # as stored before audit 45: connected components
+    assert recovered_line(after.lineage, zoo).endswith("one false pair merges: rerun `fingerprint lineage ZOO`")
     # a zoo that has its own lineage column keeps it
     assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
 
