@@ -26,8 +26,9 @@ referred to a normal centred on all tested pairs' median and fitted to their low
 assumes most pairs are unrelated and is approximate; ``docs/lineage.md`` gives its measured
 false-discovery shares.
 
-Then Benjamini-Hochberg across pairs, families as the connected components of the significant
-pairs, and a directed forest after MoTHer (Horwitz et al., ICLR 2025): within a family, distances
+Then Benjamini-Hochberg across pairs, families from the significant pairs (:func:`families`: a
+significant pair joins two models only when their relatives mostly coincide, so that one false
+pair does not merge two families), and a directed forest after MoTHer (Horwitz et al., ICLR 2025): within a family, distances
 place the edges, weight kurtosis orients them (training moves it one way), and a minimum spanning
 arborescence picks the tree. Functions take arrays and return dataclasses; bad input raises
 :class:`~analysis.errors.AnalysisError`.
@@ -296,8 +297,77 @@ def behaviour_test(values: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], alp
     return _finish(a, b, empirical_null_p(np.log(d + floor), a, b), d, name, alpha)
 
 
+FAMILY_RULE = "shared relatives >= 1/2"  # stamped on stored families: what built them (before: connected components)
+
+
 def families(n: int, tests: PairTests) -> np.ndarray:
-    """Family label ``[n]`` per model: connected components of the significant-pair graph."""
+    """Family label ``[n]`` per model, from the significant pairs.
+
+    A significant pair ``(u, v)`` joins its two models when they share at least half of their
+    relatives: the Jaccard index of their closed neighbourhoods (each model with the models it is
+    significantly related to) is ``>= 1/2``; families are the connected components of the pairs
+    that pass. Connected components of all significant pairs would let one false pair merge two
+    families (and the expected number of false pairs grows with the number of pairs): a false pair
+    between families of sizes ``a`` and ``b`` has Jaccard ``2 / (a + b)``, so it passes only when
+    ``a + b <= 4`` (two pairs joined by a pair: a chain of four, which it may be). A true family
+    passes whole: a clique (Jaccard 1), a pair (1), a chain parent -> child -> grandchild whose
+    grandparent pair was missed (2/3). A model the rule leaves alone whose significant pairs all
+    go into one family joins it (a relative whose other pairs were missed). With a sample of the pairs tested (``--max-pairs``), both
+    counts run only over the models whose pairs with both ends were tested, so that the untested
+    pairs do not read as unrelated. Depends only on which pairs are significant (and tested), so
+    relabelling the models relabels the families. ``docs/lineage.md`` measures it.
+    """
+    every = len(tests.a) >= n * (n - 1) // 2
+    return families_of(n, tests.a[tests.related], tests.b[tests.related], None if every else (tests.a, tests.b))
+
+
+def _symmetric(n: int, a: np.ndarray, b: np.ndarray):
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)).tocsr()
+    return ((g + g.T) > 0).astype(np.int64).tocsr()
+
+
+def families_of(n: int, a: np.ndarray, b: np.ndarray, tested: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`families` from the significant pairs ``(a[k], b[k])`` themselves; ``tested`` the
+    pairs tested ``(a, b)`` when not every pair was."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if len(a) == 0:
+        return np.arange(n)
+    r = _symmetric(n, a, b)
+    both = np.asarray(r[a].multiply(r[b]).sum(1)).ravel()  # relatives of both ends (neither end itself)
+    if tested is None:
+        deg = np.asarray(r.sum(1)).ravel()
+        either = deg[a] - 1 + deg[b] - 1 - both  # relatives of either end, but for the ends themselves
+    else:
+        t = _symmetric(n, *(np.asarray(x, dtype=np.int64) for x in tested))
+        a_rel_b_tested = np.asarray(r[a].multiply(t[b]).sum(1)).ravel()  # relatives of a that were tested against b
+        b_rel_a_tested = np.asarray(r[b].multiply(t[a]).sum(1)).ravel()
+        either = a_rel_b_tested + b_rel_a_tested - both  # among the models tested against both ends
+    keep = 2 * (both + 2) >= either + 2  # Jaccard of the closed neighbourhoods >= 1/2, in integers
+    kept = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+    return _attach_lone(connected_components(kept, directed=False)[1], a, b)
+
+
+def _attach_lone(fam: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A model the rule left alone whose significant pairs all go into one family (of two or more)
+    joins it: a relative whose other pairs were missed (low power) rather than a family of its
+    own. One model with a false pair joins a family this way, but two families never merge."""
+    size = np.bincount(fam)
+    lone = size[fam] == 1
+    u, v = np.r_[a, b], np.r_[b, a]
+    out = fam.copy()
+    blocked = np.zeros(len(fam), bool)
+    blocked[u[lone[u] & lone[v]]] = True  # a relative that is alone too: not one family's
+    m = lone[u] & ~lone[v] & ~blocked[u]
+    first = np.full(len(fam), -1)
+    first[u[m]] = fam[v[m]]
+    one = np.ones(len(fam), bool)
+    np.logical_and.at(one, u[m], fam[v[m]] == first[u[m]])  # every such pair into the same family
+    go = (first >= 0) & one
+    out[go] = first[go]
+    return out
+
+
+def between_families(family: np.ndarray, tests: PairTests) -> int:
+    """The significant pairs of ``tests`` whose two models :func:`families` put in different families."""
     r = tests.related
-    g = coo_matrix((np.ones(int(r.sum())), (tests.a[r], tests.b[r])), shape=(n, n))
-    return connected_components(g, directed=False)[1]
+    return int((family[tests.a[r]] != family[tests.b[r]]).sum())

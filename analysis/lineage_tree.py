@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 from scipy.stats import kurtosis
+from sklearn.metrics import adjusted_mutual_info_score
 
 from analysis.errors import AnalysisError, choices
 from analysis.lineage import PairTests, families
@@ -81,7 +82,7 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
     fam = families(n, tests)
     if history is not None:
         return _history_forest(n, fam, history)
-    r = tests.related
+    r = tests.related & (fam[tests.a] == fam[tests.b])  # not the significant pairs left between families
     a, b, d = tests.a[r], tests.b[r], tests.distance[r]
     parent = np.full(n, -1, dtype=np.int64)
     for f in np.unique(fam[a]):
@@ -209,3 +210,17 @@ def shared_init_rates(tests: PairTests, labels: np.ndarray, known: np.ndarray | 
     return {"shared_init_fpr": rate(hit, diff), "shared_init_power": rate(hit, same),
             "bh_fdp": float(diff[found].mean()) if found.any() else (0.0 if ok.any() else None),
             "bh_power": rate(tests.related, same)}
+
+
+def family_scores(family: np.ndarray, labels: np.ndarray, known: np.ndarray | None = None) -> dict[str, float | int | None]:
+    """Recovered families ``family [n]`` against the true ones ``labels [n]`` (among ``known``):
+    ``family_ami`` (adjusted mutual information), ``n_merged`` (recovered families holding models
+    of two or more true families) and ``n_split`` (true families of two or more models spread over
+    two or more recovered ones)."""
+    ok = np.ones(len(family), bool) if known is None else np.asarray(known, bool)
+    f, t = np.asarray(family)[ok], np.asarray(labels)[ok]
+    if len(f) < 2:
+        return {"family_ami": None, "n_merged": None, "n_split": None}
+    merged = sum(len(set(t[f == g].tolist())) > 1 for g in np.unique(f))
+    split = sum(len(set(f[t == g].tolist())) > 1 for g in np.unique(t) if (t == g).sum() >= 2)
+    return {"family_ami": float(adjusted_mutual_info_score(t, f)), "n_merged": int(merged), "n_split": int(split)}

@@ -16,11 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from analysis.lineage import PairTests, all_pairs, behaviour_test, families, weight_test
+from analysis.lineage import (
+    FAMILY_RULE,
+    PairTests,
+    all_pairs,
+    behaviour_test,
+    between_families,
+    families,
+    weight_test,
+)
 from analysis.lineage_history import history_edges
 from analysis.lineage_tree import (
     STATISTICS,
     Orientation,
+    family_scores,
     lineage_forest,
     orientation,
     shared_init_rates,
@@ -123,9 +132,9 @@ def _true_parents(zoo: Zoo) -> np.ndarray | None:
     return parent if (parent >= 0).any() else None
 
 
-def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds) -> dict[str, Any]:
-    rates = shared_init_rates(tests, *truth) if truth is not None else dict.fromkeys(
-        ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power"))
+def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, family: np.ndarray) -> dict[str, Any]:
+    rates = ({**shared_init_rates(tests, *truth), **family_scores(family, *truth)} if truth is not None else dict.fromkeys(
+        ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power", "family_ami", "n_merged", "n_split")))
     acc, direction = tree_accuracy(parent, true_parent) if true_parent is not None else (None, None)
     out = {**rates, "parent_accuracy": acc, "direction_accuracy": direction}
     if true_parent is not None and kinds is not None:
@@ -195,13 +204,14 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     p_of = {(int(a), int(b)): float(p) for a, b, p in zip(t.a, t.b, t.p_value)}
     by_evidence = {}
     for name, tt in tests.items():
-        s = _scores(tt, forests[name], truth, true_parent, kinds)
-        by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()), **s}
+        s = _scores(tt, forests[name], truth, true_parent, kinds, fams[name])
+        by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()),
+                             "n_between": between_families(fams[name], tt), **s}
     s = by_evidence[primary]
     labels = fams[primary]
     out = {
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
-        "alpha": alpha, "evidence": primary,
+        "alpha": alpha, "evidence": primary, "family_rule": FAMILY_RULE,
         "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
         "history": {"used": bool(h),
                     "n_continuing": int(len(np.unique(h[primary][1]))) if h else None},
@@ -215,6 +225,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
         # what later analyses use (family_of) and the report shows (the forest and its scores; not the pairs)
         zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
+                                    "family_rule": FAMILY_RULE,
                                     "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())},
                                     "lineage_column": lineage_column or "init_seed",
                                     **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",

@@ -11,7 +11,7 @@ import numpy as np
 from analysis.options import AnalysisOptions
 from training.core.store import Zoo
 
-__all__ = ["RECOVERED", "model_table", "options_stamp", "stored_lineage"]
+__all__ = ["RECOVERED", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
 
@@ -32,7 +32,7 @@ def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
     d = opts.to_dict()
     if opts.lineage == RECOVERED:
         rec = zoo.load_result("lineage") or {}
-        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set")}
+        d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set", "family_rule")}
     return d
 
 
@@ -51,3 +51,29 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     fams = [str(v) for v in zoo.models[col]] if col in zoo.models else []
     return {**rec, "true_parent": {c: p for c, p in zip(ids, parents) if p in known and p != c},
             "true_family": {m: f for m, f in zip(ids, fams) if f not in ("", "-1", "None", "nan")}}
+
+
+def sizes_text(sizes: list[int], most: int = 6) -> str:
+    """``72, 32 (x2), 16 (x2), 8 (x9)``: family sizes, largest first, repeats counted (the ``most``
+    largest distinct sizes, then ``...``)."""
+    sizes = sorted(sizes, reverse=True)
+    runs = [(s, sizes.count(s)) for s in dict.fromkeys(sizes)]
+    return ", ".join(f"{s} (x{c})" if c > 1 else str(s) for s, c in runs[:most]) + (", ..." if len(runs) > most else "")
+
+
+def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
+    """The terminal's line when the lineage used is the families ``fingerprint lineage`` recovered
+    from the weights (an estimate standing in for the zoo's missing one): how many, their sizes,
+    from what. None for any other lineage."""
+    if zoo is None or lineage != RECOVERED:
+        return None
+    rec = zoo.load_result("lineage") or {}
+    values = [str(v) for v in model_table(zoo).get(RECOVERED, [])]
+    sizes = [values.count(v) for v in set(values)]
+    n, alone = sum(s >= 2 for s in sizes), sum(s == 1 for s in sizes)
+    return (f"lineage: the {n} {'family' if n == 1 else 'families'} recovered by `fingerprint lineage` (weights, "
+            f"{rec.get('evidence', 'exact')}; {sizes_text([s for s in sizes if s >= 2])} models"
+            + (f", and {alone} {'model' if alone == 1 else 'models'} alone" if alone else "")
+            + "), not a column of the zoo: an estimate (docs/lineage.md)"
+            + ("" if rec.get("family_rule") else "; stored before the family rule, as connected components of the "
+               "significant pairs, which one false pair merges: rerun `fingerprint lineage ZOO`"))

@@ -199,11 +199,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
                   "adjusted p-value). 95% intervals of every number: the report and summary.json", style="dim",
                   highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
-    for line in metadata_lines(result):
+    from fingerprint.tables import recovered_line  # deferred for start-up time
+    for line in filter(None, [recovered_line(result.lineage, zoo), *metadata_lines(result), insufficient_hint(result, zoo)]):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
-    hint = insufficient_hint(result, zoo)
-    if hint:
-        console.print(hint, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "

@@ -41,12 +41,15 @@ def lineage_cmd(
     ori = r["orientation"]
     if r["history"]["used"]:
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
-                      f"start on another's trajectory); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
+                      f"start on another's trajectory); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
     else:
         console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
-                      + f"); {_edges(len(r['edges']))}, {_families(len(r['families']))}")
+                      + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+    left = left_out(r)
+    if left:
+        console.print(left, highlight=False, markup=False, soft_wrap=True)
     if r["evidence"] == "exact":
         console.print(f"stored the recovered {_families(len(r['families']))} in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
@@ -83,6 +86,27 @@ def evidence_table(r: dict, alpha: float):
 
 def _families(n: int) -> str:
     return f"{n} {'family' if n == 1 else 'families'}"
+
+
+def family_sizes(fams: list[list[str]], most: int = 6) -> str:
+    """``14 families: 72, 32 (x2), 16 (x2), 8 (x9) models``: the count and the sizes, largest first
+    (:func:`fingerprint.tables.sizes_text`)."""
+    from fingerprint.tables import sizes_text  # deferred for start-up time
+
+    sizes = [len(f) for f in fams]
+    if len(set(sizes)) == 1:
+        return f"{_families(len(sizes))} of {sizes[0]} models"
+    return f"{_families(len(sizes))}: {sizes_text(sizes, most)} models" if sizes else _families(0)
+
+
+def left_out(r: dict) -> str | None:
+    """The significant pairs the family rule left between families (``None``: none)."""
+    n = r["by_evidence"][r["evidence"]].get("n_between") or 0
+    if not n:
+        return None
+    return (f"{n} significant {'pair' if n == 1 else 'pairs'} between the recovered families {'was' if n == 1 else 'were'} "
+            "left out: a pair joins two models into a family only when they share at least half of their relatives, so "
+            "that a few false pairs do not merge families (docs/lineage.md, 'Families')")
 
 
 def _edges(n: int) -> str:

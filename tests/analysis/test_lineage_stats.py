@@ -7,10 +7,13 @@ import pytest
 
 from analysis.errors import AnalysisError
 from analysis.lineage import (
+    PairTests,
     all_pairs,
     behaviour_test,
+    between_families,
     canonical_scale,
     families,
+    families_of,
     match_units,
     weight_test,
 )
@@ -163,3 +166,79 @@ def test_edmonds_matches_networkx_and_covers_the_graph_networkx_fails_on():
                                   create_using=nx.DiGraph, nodetype=int)
     tree = nx.DiGraph(_edmonds(list(g.edges(data="weight"))))
     assert tree.number_of_nodes() == len(g) == 185 and nx.is_arborescence(tree)
+
+
+def _related(n: int, edges: list[tuple[int, int]]) -> PairTests:
+    """Every pair of ``n`` models tested, ``edges`` the significant ones."""
+    a, b = all_pairs(n)
+    sig = {(min(u, v), max(u, v)) for u, v in edges}
+    r = np.asarray([(int(x), int(y)) in sig for x, y in zip(a, b)])
+    p = np.where(r, 1e-6, 0.5)
+    return PairTests(a, b, p, p, r, np.ones(len(a)), "exact", 0.05)
+
+
+def _clique(members) -> list[tuple[int, int]]:
+    return [(u, v) for i, u in enumerate(members) for v in members[i + 1:]]
+
+
+def test_one_false_pair_between_two_families_leaves_them_two():
+    """Connected components merged them (audit 45: 21 false pairs of 27,840 chained 30 families
+    into 14); a false pair between families of 8 and 5 shares 2 of 13 relatives."""
+    edges = _clique(list(range(8))) + _clique(list(range(8, 13))) + [(3, 10)]
+    t = _related(15, edges)
+    fam = families(15, t)
+    assert len(set(fam[:8])) == 1 and len(set(fam[8:13])) == 1 and fam[0] != fam[8]
+    assert len(set(fam.tolist())) == 4  # and the two models without relatives alone
+    assert between_families(fam, t) == 1
+    # a chain of families joined by one false pair each stays apart too
+    chain = [e for k in range(5) for e in _clique(list(range(4 * k, 4 * k + 4)))] + [(4 * k + 3, 4 * k + 4) for k in range(4)]
+    fam = families(20, _related(20, chain))
+    assert len(set(fam.tolist())) == 5 and all(len(set(fam[4 * k:4 * k + 4])) == 1 for k in range(5))
+
+
+def test_true_families_stay_whole_pairs_chains_and_weak_cliques():
+    # a pair is a family; a parent -> child -> grandchild chain whose grandparent pair was missed is one;
+    # a family of 8 with a quarter of its pairs missed (deterministically) is one
+    weak = [e for i, e in enumerate(_clique(list(range(5, 13)))) if i % 4]
+    t = _related(13, [(0, 1), (2, 3), (3, 4)] + weak)
+    fam = families(13, t)
+    assert fam[0] == fam[1] and fam[2] == fam[3] == fam[4] and len(set(fam[5:13])) == 1
+    assert len({fam[0], fam[2], fam[5]}) == 3 and between_families(fam, t) == 0
+    assert (families_of(4, np.array([], dtype=int), np.array([], dtype=int)) == np.arange(4)).all()
+
+
+def test_relabelling_models_permutes_the_families():
+    rng = np.random.default_rng(11)
+    edges = _clique(list(range(6))) + _clique(list(range(6, 9))) + [(6, 9)] + _clique(list(range(10, 16))) + [(2, 12), (0, 7)]
+    n = 18
+    fam = families(n, _related(n, edges))
+    for _ in range(5):
+        perm = rng.permutation(n)  # model i is called perm[i]
+        fam2 = families(n, _related(n, [(perm[u], perm[v]) for u, v in edges]))
+        same = fam[:, None] == fam[None, :]
+        assert (same == (fam2[perm][:, None] == fam2[perm][None, :])).all()
+    # and the forest is built inside each family: no edge between the recovered families
+    parent = lineage_forest(n, _related(n, edges), np.arange(n, dtype=float))
+    assert all(fam[p] == fam[c] for c, p in enumerate(parent) if p >= 0)
+
+
+def test_sampled_pairs_do_not_read_as_unrelated():
+    """With --max-pairs, untested pairs are not evidence against relatedness: 5 families of 8 with
+    40% of the pairs tested stay 5 (counting untested pairs as unrelated shattered them into 17)."""
+    n, truth = 40, np.repeat(np.arange(5), 8)
+    a, b = all_pairs(n, 312, seed=0)
+    r = truth[a] == truth[b]
+    p = np.where(r, 1e-6, 0.5)
+    fam = families(n, PairTests(a, b, p, p, r, np.ones(len(a)), "exact", 0.05))
+    assert len(set(fam.tolist())) == 5 and all(len(set(fam[truth == k].tolist())) == 1 for k in range(5))
+    assert len(set(families_of(n, a[r], b[r]).tolist())) > 5  # the same pairs read as if every pair were tested
+
+
+def test_a_model_with_one_relative_joins_its_family_but_families_do_not_merge():
+    """A relative whose other pairs were missed (one significant pair into a family of 6) joins
+    that family; a model whose pairs go into two families stays alone; two families stay two."""
+    edges = _clique(list(range(6))) + [(6, 2)] + _clique(list(range(7, 11))) + [(11, 0), (11, 8)] + [(5, 9)]
+    t = _related(12, edges)
+    fam = families(12, t)
+    assert len(set(fam[:7])) == 1 and len(set(fam[7:11])) == 1 and fam[0] != fam[7]
+    assert fam[11] not in (fam[0], fam[7]) and between_families(fam, t) == 3

@@ -46,6 +46,7 @@ def test_cli_writes_the_json_contract_with_behavioural_evidence(tiny_zoo, tmp_pa
     res = cli(tiny_zoo, "--fp", "probe-outputs", "--n-perm", "999", "--json", out)
     assert res.returncode == 0, res.stderr
     assert "exact *" in res.stdout and "probe-outputs" in res.stdout
+    assert "4 families of 6 models" in res.stdout  # the recovered sizes, not only their count
     r = json.loads(out.read_text())
     assert set(r["truth"]) == {"shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy"}
     assert all(isinstance(v, float) for v in r["truth"].values())
@@ -99,6 +100,20 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     after = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
     assert after.lineage == pipeline.RECOVERED and after.scorecard[0].n_families == 4
     assert after.scorecard[0].label_free_verdict != "insufficient"
+    # the terminal says, once, that the lineage is the recovered one
+    from fingerprint.tables import recovered_line
+
+    assert recovered_line(after.lineage, zoo) == ("lineage: the 4 families recovered by `fingerprint lineage` (weights, "
+                                                  "exact; 6 (x4) models), not a column of the zoo: an estimate (docs/lineage.md)")
+    assert recovered_line(before.lineage, zoo) is None
+    # a stored analysis is reused only with families built by the same rule (before it: connected components)
+    from analysis.lineage import FAMILY_RULE
+    from fingerprint.tables import options_stamp
+
+    assert options_stamp(zoo, pipeline.options_for(zoo))["recovered"]["family_rule"] == FAMILY_RULE
+    old = {k: v for k, v in zoo.load_result("lineage").items() if k != "family_rule"}
+    zoo.save_result("lineage", old)  # as stored before audit 45: connected components
+    assert recovered_line(after.lineage, zoo).endswith("one false pair merges: rerun `fingerprint lineage ZOO`")
     # a zoo that has its own lineage column keeps it
     assert pipeline.options_for(Zoo.open(tiny_zoo)).lineage == "init_seed"
 
@@ -124,3 +139,20 @@ def test_the_evidence_table_fits_80_columns_without_cutting_a_name():
     # a longer name folds onto the next line: its pieces, joined, are the name
     folded = "".join(l.split("  ")[0].strip() for l in lines[lines.index(rows[2]):lines.index(rows[2]) + 2])
     assert folded == "anomalous-inputs:n_random=16", lines
+
+
+def test_the_family_line_gives_sizes_and_the_pairs_left_between_families():
+    """Audit 45: '14 families' hid a 72-model family of 9 seeds; the sizes show it, and the pairs
+    the family rule left between families are counted."""
+    from fingerprint.cli.lineage import family_sizes, left_out
+
+    fams = [["m"] * s for s in [72, 32, 32, 16, 16] + [8] * 9]
+    assert family_sizes(fams) == "14 families: 72, 32 (x2), 16 (x2), 8 (x9) models"
+    assert family_sizes([["a", "b"]] * 30) == "30 families of 2 models"
+    assert family_sizes([["m"] * s for s in range(2, 12)]) == "10 families: 11, 10, 9, 8, 7, 6, ... models"
+    assert family_sizes([]) == "0 families"
+    r = {"evidence": "exact", "by_evidence": {"exact": {"n_between": 21}}}
+    assert left_out(r).startswith("21 significant pairs between the recovered families were left out: a pair joins two "
+                                  "models into a family only when they share at least half of their relatives")
+    r["by_evidence"]["exact"]["n_between"] = 0
+    assert left_out(r) is None
