@@ -252,13 +252,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          else -1 for f in range(n_fam)])  # -1: a family with no model in the split
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
-    # last, so the tests above keep their random streams). Used when it is the stronger evidence and
-    # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
+    # last, so the tests above keep their random streams). Used when it is the stronger evidence (or as
+    # strong: both at the floor, which the calibrated all-model null reaches on strong camps too, whose
+    # own split then mixes camps and families) and its split cuts families as a crossing split does;
+    # Bonferroni over the two statistics either way.
     ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation)
     split_within = False
     if p_w is not None:
         w_rate = _cut_rate(w_split, codes, multi_fams)
-        if p_w < p_split and w_rate >= CROSS_SPLIT_RATE:
+        if p_w <= p_split and w_rate >= CROSS_SPLIT_RATE:
             p_split, split_rate, split_basins, split_within = min(1.0, 2 * p_w), w_rate, w_split, True
         else:
             p_split = min(1.0, 2 * p_split)
