@@ -16,11 +16,8 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   bootstrap with families as units; the sample covariance of a bimodal cloud is stretched along
   the split, which makes the test conservative).
 - ``crosses``: do members of one family split the same way across families? Two statistics,
-  Bonferroni-combined: the 2-means cluster index of all models against a hierarchical Gaussian
-  rotation null (the data's centroids and within-family residuals, each rotated at random in its own
-  subspace: their scatter matrices kept exactly, so the test is exact for Gaussian family effects and
-  members with equal family sizes, whatever their covariances; ``METHODS_VERSION`` 9, where the
-  plug-in Gaussian null before it was conservative, raw p <= 0.05 in 0 of 300 nulls), and
+  Bonferroni-combined: the 2-means cluster index of all models against a rotation null (the data's
+  centroids and within-family residuals rotated at random: exact for Gaussian families; :func:`_all_split`), and
   the lowest 1-D cluster index of the within-family residuals along one of their principal
   directions, against Gaussian members with the pooled within-family covariance, residualised
   exactly as the data are (family, plus known design factors such as a data order shared across
