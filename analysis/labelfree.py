@@ -16,8 +16,8 @@ candidate deep difference. Three tests on a fingerprint's coordinates ``[n, d]``
   bootstrap with families as units; the sample covariance of a bimodal cloud is stretched along
   the split, which makes the test conservative).
 - ``crosses``: do members of one family split the same way across families? Two statistics,
-  Bonferroni-combined: the 2-means cluster index of all models against a hierarchical Gaussian null
-  (family effects with the centroids' covariance, members with the pooled within-family one), and
+  Bonferroni-combined: the 2-means cluster index of all models against a rotation null (the data's
+  centroids and within-family residuals rotated at random: exact for Gaussian families; :func:`_all_split`), and
   the lowest 1-D cluster index of the within-family residuals along one of their principal
   directions, against Gaussian members with the pooled within-family covariance, residualised
   exactly as the data are (family, plus known design factors such as a data order shared across
@@ -252,13 +252,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          else -1 for f in range(n_fam)])  # -1: a family with no model in the split
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
-    # last, so the tests above keep their random streams). Used when it is the stronger evidence and
-    # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
+    # last, so the tests above keep their random streams). Used when it is the stronger evidence (or as
+    # strong: both at the floor, which the calibrated all-model null reaches on strong camps too, whose
+    # own split then mixes camps and families) and its split cuts families as a crossing split does;
+    # Bonferroni over the two statistics either way.
     ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation)
     split_within = False
     if p_w is not None:
         w_rate = _cut_rate(w_split, codes, multi_fams)
-        if p_w < p_split and w_rate >= CROSS_SPLIT_RATE:
+        if p_w <= p_split and w_rate >= CROSS_SPLIT_RATE:
             p_split, split_rate, split_basins, split_within = min(1.0, 2 * p_w), w_rate, w_split, True
         else:
             p_split = min(1.0, 2 * p_split)
@@ -378,14 +380,28 @@ def _generation_cells(family: Sequence, generation: Sequence) -> np.ndarray:
 
 
 def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: np.random.Generator,
-               strata: Sequence[np.ndarray] = ()) -> tuple[float, float, np.ndarray]:
+               strata: Sequence[np.ndarray] = (), null: str = "rotation") -> tuple[float, float, np.ndarray]:
     """The 2-means cluster index of all models ``x [n, d]`` (centred), its p-value against a
-    hierarchical Gaussian null (``n_split`` replicates: family effects with the centroids' covariance,
-    members with the pooled within-family covariance, so a family's clump counts as one unit, not as
-    m points), and the split ``[n]``. Known design factors shared across families (``strata``: a data
-    order, the generation in a parent chain) are taken out of the members first, data and null alike:
-    their within-family contrasts are projected out (family centroids untouched), so a split along
-    them is not a camp here either."""
+    hierarchical Gaussian null (``n_split`` replicates, a family's clump one unit, not m points), and
+    the split ``[n]``. Known design factors shared across families (``strata``: a data order, the
+    generation in a parent chain) are taken out of the members first, data and null alike: their
+    within-family contrasts are projected out (family centroids untouched), so a split along them is
+    not a camp here either.
+
+    ``null="rotation"`` (``METHODS_VERSION`` 9): each replicate keeps the data's between-family and
+    within-family scatter matrices exactly and draws only their arrangement: the (size-weighted)
+    centroids and the within-family residuals are rotated by random orthonormal frames in their own
+    subspaces (orthogonal to the grand mean, resp. to the families and the design contrasts). For
+    Gaussian family effects and members with equal family sizes that arrangement is uniform given
+    the scatter matrices, so the test is exact whatever the covariances (a rotation test). With
+    unequal sizes each centroid is weighted by ``1 / sqrt(tr cov_c + tr cov_w / m)`` first (its sd,
+    isotropic approximation). ``null="plug-in"`` (up to ``METHODS_VERSION`` 8, kept to measure
+    against): family effects drawn from N(0, cov_c) with cov_c the centroids' covariance minus the
+    within part, estimated from few centroids: its eigenvalues spread wider than the truth's, the
+    replicates looked more split than the data and the test was conservative (raw p <= 0.05 in 0 of
+    300 nulls; docs/results.md, "All-model split: a calibrated null")."""
+    if null not in ("rotation", "plug-in"):
+        raise ValueError(f"unknown all-model null {null!r} (valid: rotation, plug-in)")
     n = len(x)
     counts = np.bincount(codes, minlength=n_fam).astype(np.float64)
     design = _stratum_contrasts(codes, n_fam, strata)
@@ -397,22 +413,65 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     resid = xr - cent_r[codes]
     cov_w = resid.T @ resid / max(n - n_fam - n_design, 1)
     cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
-    vals, vecs = np.linalg.eigh(cov_c)
-    root_c = vecs * np.sqrt(np.clip(vals, 0, None))
-    vals_w, vecs_w = np.linalg.eigh(cov_w)
-    root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
     min_side = max(2, n // 20)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
 
-    def members(b: int) -> np.ndarray:  # [b, n, dims] member noise, residualised on the strata as the data are
-        e = rng.standard_normal((b, n, dims)) @ root_w.T
+    def residualised(e: np.ndarray) -> np.ndarray:  # [b, n, k] minus family means and the strata's contrasts
+        e = e - _batch_centroids(e, codes, n_fam, counts)[:, codes]
         return e if design is None else e - design @ (design.T @ e)
 
+    if null == "rotation":
+        tr_c, tr_w = max(float(np.trace(cov_c)), 0.0), float(np.trace(cov_w))
+        w = 1 / np.sqrt(tr_c + tr_w / counts) if tr_c + tr_w > 0 else np.ones(n_fam)
+        y = cent_r * w[:, None]
+        y = y - np.outer(w, w @ y) / (w @ w)  # the weighted grand mean out (it moves every model alike)
+        between, within = _frame_factor(y), _frame_factor(resid)
+
+        def replicate(b: int) -> np.ndarray:
+            g = rng.standard_normal((b, n_fam, between.shape[0]))
+            g = g - w[:, None] * np.einsum("f,bfk->bk", w, g)[:, None] / (w @ w)
+            c = (_haar_frame(g) @ between) / w[:, None]
+            e = _haar_frame(residualised(rng.standard_normal((b, n, within.shape[0])))) @ within
+            return c[:, codes] + e
+    else:
+        vals, vecs = np.linalg.eigh(cov_c)
+        root_c = vecs * np.sqrt(np.clip(vals, 0, None))
+        vals_w, vecs_w = np.linalg.eigh(cov_w)
+        root_w = vecs_w * np.sqrt(np.clip(vals_w, 0, None))
+
+        def replicate(b: int) -> np.ndarray:  # member noise residualised on the strata as the data are
+            e = rng.standard_normal((b, n, dims)) @ root_w.T
+            e = e if design is None else e - design @ (design.T @ e)
+            return (rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + e
+
     null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
-        cluster_index((rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + members(b), min_size=min_side)[0]
-        for b in _chunks(n_split)])
+        cluster_index(replicate(b), min_size=min_side)[0] for b in _chunks(n_split)])
     ci_c = float(ci_arr[0])
     return ci_c, float((1 + (null_b <= ci_c).sum()) / (n_split + 1)), full_split[0]
+
+
+def _batch_centroids(e: np.ndarray, codes: np.ndarray, n_fam: int, counts: np.ndarray) -> np.ndarray:
+    """Family means ``[b, n_fam, k]`` of each replicate ``e [b, n, k]`` (every family has a model)."""
+    order = np.argsort(codes, kind="stable")
+    starts = np.r_[0, np.cumsum(counts[:-1])].astype(int)
+    return np.add.reduceat(e[:, order], starts, axis=1) / counts[None, :, None]
+
+
+def _frame_factor(a: np.ndarray) -> np.ndarray:
+    """``a [m, k]``'s thin SVD without its left frame: ``S V^T [r, k]`` over its ``r`` nonzero
+    singular values (at least one row, zeros when ``a`` is zero), so a random frame ``[m, r]`` times it
+    has ``a``'s scatter matrix ``a^T a``."""
+    _, sv, vt = np.linalg.svd(a, full_matrices=False)
+    r = max(int((sv > sv.max(initial=0.0) * max(a.shape) * np.finfo(float).eps).sum()), 1)
+    return sv[:r, None] * vt[:r]
+
+
+def _haar_frame(g: np.ndarray) -> np.ndarray:
+    """Orthonormal frames ``[b, m, r]`` uniform on the subspace that Gaussian ``g [b, m, r]`` (already
+    projected onto it) spans: its QR's Q with the signs fixed by R's diagonal (Mezzadri 2007)."""
+    q, r = np.linalg.qr(g)
+    sign = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
+    return q * np.where(sign == 0, 1.0, sign)[:, None, :]
 
 
 def _stratum_contrasts(codes: np.ndarray, n_fam: int, strata: Sequence[np.ndarray]) -> np.ndarray | None:

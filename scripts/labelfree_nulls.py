@@ -1,6 +1,6 @@
 """False "deep" rate of the label-free verdicts on null populations (issue #20, item 4).
 
-    python scripts/labelfree_nulls.py [--seeds 12] [--n-null 199] [--alpha 0.05] [SUMMARY.json ...]
+    python scripts/labelfree_nulls.py [--seeds 12] [--n-null 199] [--alpha 0.05] [--null plug-in] [SUMMARY.json ...]
 
 Synthetic nulls: hierarchical populations of init families with no deep split (the construction of
 ``tests/analysis/test_labelfree.py``: anisotropic family effects plus member noise; Gaussian,
@@ -23,11 +23,15 @@ same populations' children alone beside it.
 Real nulls: each ``summary.json`` given (from ``fingerprint run`` on a null config) adds its rows'
 ``label_free_verdict``. Prints one row per design and kind, per summary, and the pooled rate with a
 95% Clopper-Pearson interval. docs/results.md quotes its output.
+
+``--null plug-in``: the all-model split's null before ``METHODS_VERSION`` 9 (family effects drawn
+from the centroids' plug-in covariance) instead of the rotation null, to compare the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections import Counter
@@ -58,14 +62,16 @@ def main() -> None:
     ap.add_argument("--n-null", type=int, default=199)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--parents", action="store_true", help="only the parents-beside-children populations")
+    ap.add_argument("--null", default="rotation", choices=["rotation", "plug-in"], help="the all-model split's null")
     args = ap.parse_args()
+    lf._all_split = functools.partial(lf._all_split, null=args.null)
     if args.parents:
         parents(args)
         return
 
     t0 = time.time()
     print(f"synthetic nulls: {args.seeds} populations per design and kind, {N_FP} fingerprints each, "
-          f"n_null {args.n_null}, alpha {args.alpha}")
+          f"n_null {args.n_null}, alpha {args.alpha}, all-model null {args.null}")
     print(f"{'design':>8} {'kind':>10} {'pops':>5} {'pairs':>6} {'deep':>5} {'pops with deep':>15} {'pointer':>8}  verdicts")
     syn_deep = syn_pairs = syn_pops = syn_pops_deep = syn_point = syn_free = 0
     for n_fam, m in DESIGNS:
@@ -119,7 +125,7 @@ def parents(args) -> None:
 
     t0 = time.time()
     print(f"parents beside fine-tuned children: {args.seeds} populations per design and shift, {N_FP} fingerprints "
-          f"each, n_null {args.n_null}, alpha {args.alpha}")
+          f"each, n_null {args.n_null}, alpha {args.alpha}, all-model null {args.null}")
     tot_deep = tot_pairs = 0
     for n_fam, m in PARENT_DESIGNS:
         for shift in PARENT_SHIFTS:

@@ -1,20 +1,25 @@
 """Is the all-model split test calibrated with design strata projected out? (docs/results.md,
 "All-model split with design strata: calibration").
 
-    python scripts/strata_calibration.py [--pops 200] [--n-null 199]
+    python scripts/strata_calibration.py [--pops 200] [--n-null 199] [--method both|rotation|plug-in]
 
 Synthetic crossed designs (:func:`analysis.synthetic.crossed_population`): init families x data
 orders shared by every family, each order moving its models the same way everywhere (Gaussian, sd
 ``order_sd`` times the family effects'), given to :func:`analysis.labelfree.label_free` as a stratum.
 For each population the raw p-values of the two split statistics are captured (the all-model 2-means
 index, :func:`analysis.labelfree._all_split`, and the within-family residuals',
-:func:`analysis.labelfree._within_split`) beside the combined ``p_split``, twice: ``after`` (the
-code as it is: the strata's within-family contrasts projected out of the all-model statistic and its
-null) and ``before`` (``_stratum_contrasts`` switched off: the all-model statistic as it was before
-``METHODS_VERSION`` 8, which took no strata out; the within-family statistic took them out then too).
-Prints, per design and mode, the KS distance of the raw p's from uniform, the share at or below 0.05
+:func:`analysis.labelfree._within_split`) beside the combined ``p_split``, with the strata's
+within-family contrasts projected out of the all-model statistic and its null (``METHODS_VERSION`` 8)
+and, with ``--projection-off``, also without (``_stratum_contrasts`` switched off: the all-model
+statistic as it was before 8, which took no strata out; the within-family statistic took them out then too).
+Prints, per design, null and mode, the KS distance of the raw p's from uniform, the share at or below 0.05
 and the share equal to 1 (95% Clopper-Pearson), and the same for the combined p. ``cross`` rows are
 power: a planted coin-flip factor crossing families.
+
+``--method``: the all-model statistic's null (:func:`analysis.labelfree._all_split`'s ``null``): the
+rotation null of ``METHODS_VERSION`` 9, the plug-in Gaussian null before it, or both side by side
+(the default; each row of the table is then one method, both with the strata projected out).
+``--projection-off`` adds the ``before`` rows above (``_stratum_contrasts`` switched off).
 
 ``--diagnose``: why the all-model statistic is conservative with or without strata. On null
 populations without strata, its p-value against nulls whose family-effect and member covariances are
@@ -42,13 +47,14 @@ def ci(k: int, n: int) -> str:
     return f"{k:>3}/{n} {k / n:5.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def run(x, fam, strata, n_null: int, seed: int, mode: str) -> dict:
-    """One population's raw p-values (all-model, within-family) and combined p_split."""
+def run(x, fam, strata, n_null: int, seed: int, mode: str, null: str = "rotation") -> dict:
+    """One population's raw p-values (all-model, within-family) and combined p_split, with the
+    all-model statistic's ``null``."""
     got: dict = {}
     all_split, within_split, contrasts = lf._all_split, lf._within_split, lf._stratum_contrasts
 
     def a(*args, **kw):
-        out = all_split(*args, **kw)
+        out = all_split(*args, **kw, null=null)
         got["p_all"] = out[1]
         return out
 
@@ -118,6 +124,9 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1.0, help="planted factor of the cross rows (+-delta on dim 0)")
     ap.add_argument("--power-only", action="store_true", help="only the cross rows")
     ap.add_argument("--diagnose", action="store_true", help="only the covariance diagnosis")
+    ap.add_argument("--method", default="both", choices=["both", "rotation", "plug-in"],
+                    help="the all-model statistic's null")
+    ap.add_argument("--projection-off", action="store_true", help="also rows without the strata's projection")
     args = ap.parse_args()
     t0 = time.time()
     if args.diagnose:
@@ -128,7 +137,9 @@ def main() -> None:
                 ("null, no strata", "null", 0.0, False), (f"cross {args.delta:g}, orders sd 1", "cross", 1.0, True))
     for n_fam, n_orders in DESIGNS:
         for name, kind, order_sd, given in settings[3:] if args.power_only else settings:
-            for mode in ("before", "after"):
+            methods = ("plug-in", "rotation") if args.method == "both" else (args.method,)
+            modes = [(m, "after") for m in methods] + ([(m, "before") for m in methods] if args.projection_off else [])
+            for null, mode in modes:
                 rows = []
                 for s in range(args.pops):
                     seed = 100_000 * n_fam + 1000 * n_orders + s
@@ -137,11 +148,13 @@ def main() -> None:
                                                               delta=args.delta)
                     else:
                         x, fam, _ = synthetic_population(kind, seed, n_fam, n_orders)
-                    rows.append(run(x, fam, [order] if given else [], args.n_null, s, mode))
+                    rows.append(run(x, fam, [order] if given else [], args.n_null, s, mode, null))
                 within = sum(r["within"] for r in rows)
-                print(f"{n_fam:>2} x {n_orders} {name:<22} {mode:<6} all-model raw: {summary(rows, 'p_all')}")
-                print(f"{'':>29} {'':<6} within raw:    {summary(rows, 'p_w')}")
-                print(f"{'':>29} {'':<6} combined:      {summary(rows, 'p')}; within used {within}/{len(rows)}")
+                tag = null if mode == "after" else f"{null}, no projection"
+                print(f"{n_fam:>2} x {n_orders} {name:<22} {tag:<10} all-model raw: {summary(rows, 'p_all')}")
+                print(f"{'':>29} {'':<10} within raw:    {summary(rows, 'p_w')}")
+                print(f"{'':>29} {'':<10} combined:      {summary(rows, 'p')}; within used {within}/{len(rows)}",
+                      flush=True)
     print(f"({time.time() - t0:.0f} s)")
 
 
