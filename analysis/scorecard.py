@@ -56,9 +56,10 @@ RESULT_VERSION = 1
 # 8 = the label-free split tests take the generation in the parent chain (parent_id) out, and the all-model
 #     split the strata's within-family contrasts too, and the lineage test permutes within generations
 #     (docs/scorecard.md, "Parents imported beside their fine-tunes").
-# 9 = the all-model split's null is a rotation null (the data's between- and within-family scatter kept,
-#     only their arrangement drawn): calibrated where the plug-in Gaussian null was conservative; on a tie
-#     with the within-family split, the within-family split is used (docs/scorecard.md, "All-model split").
+# 9 = the label-free tests leave out models without a lineage value, each deep verdict carries its effect
+#     size and a one-family pointer, recovered families resist single false links (stored analyses from
+#     before lack them; docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
+#     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
 METHODS_VERSION = 9
 VERDICTS = tuple(v.value for v in LABELLED)
 

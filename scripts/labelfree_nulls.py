@@ -1,6 +1,6 @@
 """False "deep" rate of the label-free verdicts on null populations (issue #20, item 4).
 
-    python scripts/labelfree_nulls.py [--seeds 12] [--n-null 199] [--alpha 0.05] [--null plug-in] [SUMMARY.json ...]
+    python scripts/labelfree_nulls.py [--seeds 12] [--n-null 199] [--alpha 0.05] [--null rotation] [SUMMARY.json ...]
 
 Synthetic nulls: hierarchical populations of init families with no deep split (the construction of
 ``tests/analysis/test_labelfree.py``: anisotropic family effects plus member noise; Gaussian,
@@ -24,8 +24,8 @@ Real nulls: each ``summary.json`` given (from ``fingerprint run`` on a null conf
 ``label_free_verdict``. Prints one row per design and kind, per summary, and the pooled rate with a
 95% Clopper-Pearson interval. docs/results.md quotes its output.
 
-``--null plug-in``: the all-model split's null before ``METHODS_VERSION`` 9 (family effects drawn
-from the centroids' plug-in covariance) instead of the rotation null, to compare the two.
+``--null rotation``: the all-model split's rotation null (measured, not the default) instead of the
+plug-in Gaussian null, to compare the two.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--n-null", type=int, default=199)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--parents", action="store_true", help="only the parents-beside-children populations")
-    ap.add_argument("--null", default="rotation", choices=["rotation", "plug-in"], help="the all-model split's null")
+    ap.add_argument("--null", default="plug-in", choices=["rotation", "plug-in"], help="the all-model split's null")
     args = ap.parse_args()
     lf._all_split = functools.partial(lf._all_split, null=args.null)
     if args.parents:

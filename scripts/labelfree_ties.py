@@ -6,10 +6,10 @@
 Synthetic nulls (:func:`analysis.synthetic.synthetic_population`, the four kinds of
 ``scripts/labelfree_nulls.py``, 12 x 4 and 8 x 3), each coordinate cut into ``L`` equal-width integer
 levels (or left continuous), 4 fingerprints decided together by :func:`analysis.labelfree.decide`.
-For the all-model split's rotation null (``METHODS_VERSION`` 9) and the plug-in null before it,
+For the all-model split's rotation null (measured, not the default) and the plug-in null (the default),
 prints the (population, fingerprint) pairs with a deep verdict, the raw all-model p <= 0.05 share,
 and the deep verdicts that a Benjamini-Hochberg correction over the deep tests only (groups and
-split, the lineage tests left out) would give. docs/results.md, "All-model split: a calibrated null".
+split, the lineage tests left out) would give. docs/results.md, "All-model split: a calibrated null, measured".
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ and the share equal to 1 (95% Clopper-Pearson), and the same for the combined p.
 power: a planted coin-flip factor crossing families.
 
 ``--method``: the all-model statistic's null (:func:`analysis.labelfree._all_split`'s ``null``): the
-rotation null of ``METHODS_VERSION`` 9, the plug-in Gaussian null before it, or both side by side
+rotation null (measured, not the default), the plug-in Gaussian null (the default), or both side by side
 (the default; each row of the table is then one method, both with the strata projected out).
 ``--projection-off`` adds the ``before`` rows above (``_stratum_contrasts`` switched off).
 
