@@ -50,7 +50,7 @@ APART_MIN_FAMILIES = 6  # with fewer, "one family against the rest" is one again
 @dataclass(frozen=True)
 class SizedLabelFree(LabelFreeResult):
     """A :class:`~analysis.labelfree.LabelFreeResult` with the sizes of its candidate partitions and
-    the family-apart pointer (:func:`analysis.labelfree.decide` keeps them: it ``replace``\ s).
+    the family-apart pointer (:func:`analysis.labelfree.decide` keeps them: it uses ``replace``).
     ``effects``: :func:`basin_effect` by partition, ``"split"`` (``split_basins``),
     ``"split_families"`` or ``"groups"`` (``group_basins``), for those whose raw p-value could make
     a verdict; ``apart``: :func:`family_apart`."""

@@ -112,6 +112,7 @@ class Headline:
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
     lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
+    small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -122,6 +123,7 @@ def headline(result: AnalysisResult) -> Headline:
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     h.lone = lone_sentences(result)
     h.apart = candidates_apart_sentence(result)
+    h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -229,7 +229,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
                       "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
-    console.print(f"[bold]headline:[/] {esc(headline_sentence(h))}", highlight=False)
+    console.print(f"[bold]headline:[/] {esc(headline_sentence(h, set(h.small)))}", highlight=False)
 
 
 def _no_relatives(r: Any) -> str:
@@ -367,9 +367,13 @@ def _with_ci(name: str, value: float | None, ci: Any) -> str:
     return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (no interval: the value itself)")
 
 
-def headline_sentence(h: Any) -> str:
+DEEP = ("crosses lineage", "groups lineages")
+
+
+def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) -> str:
     """One line from the report's :class:`~analysis.report.Headline`: what the analysis found (the
-    labelled verdict of the best fingerprint, or the label-free ones)."""
+    labelled verdict of the best fingerprint, or the label-free ones; ``small``: fingerprints whose
+    deep verdict is a small difference, marked so)."""
     if h.mode == "nothing":
         return "every fingerprint failed" if h.failed else "nothing analysed"
     if h.mode == "labelled" and h.best is not None:
@@ -382,8 +386,11 @@ def headline_sentence(h: Any) -> str:
                 f"tracking the deep difference: {tracks}; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
-    lead = "candidate deep basins (no ground truth)" if deep else "no candidate deep basins without ground truth"
-    return lead + "; " + "; ".join(f"{v}: {', '.join(n)}" for v, n in found)  # each name once, under its verdict
+    lead = ("no candidate deep basins without ground truth" if not deep else
+            "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
+            "candidate deep basins (no ground truth)")
+    named = lambda v, names: ", ".join(f"{n} (small)" if n in small and v in DEEP else n for n in names)  # noqa: E731
+    return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 
 
 def print_basins(zoo: Any, scorecard: bool = True) -> None:

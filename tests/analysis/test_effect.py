@@ -120,3 +120,28 @@ def test_many_cells_take_the_samples_one_at_a_time(monkeypatch):
     monkeypatch.setattr(effect, "MAX_CELLS", 1)
     one_by_one = basin_effect(camp, fam, x, within=True, n_boot=40)
     assert one_by_one["share_ci"] == pytest.approx(at_once["share_ci"], rel=1e-9)
+
+
+def test_the_headline_marks_small_deep_differences_in_the_terminal_and_the_report():
+    """A deep verdict that is a small difference is not headlined as a candidate basin like any other
+    (an outside audit's false `crosses lineage` on a regression null read exactly like a backdoor)."""
+    from analysis.report import headline, render
+    from analysis.results import AnalysisResult, FingerprintResult, ScorecardRow
+    from fingerprint.cli.display import headline_sentence
+
+    def fp(name, small):
+        return FingerprintResult(name, n_models=8, label_free={"verdict": "crosses lineage", "sentence": ".",
+                                                              "effect": {"small": small}})
+
+    def result(*fps):
+        return AnalysisResult(1, 0.0, {}, 8, scorecard=[ScorecardRow.of(f) for f in fps], fingerprints=list(fps))
+
+    only_small = result(fp("a", True))
+    h = headline(only_small)
+    assert h.small == ["a"]
+    assert headline_sentence(h, set(h.small)).startswith("only small candidate deep differences (no ground truth); "
+                                                         "crosses lineage: a (small)")
+    both = result(fp("a", True), fp("b", False))
+    h = headline(both)
+    assert headline_sentence(h, set(h.small)) == "candidate deep basins (no ground truth); crosses lineage: a (small), b"
+    assert "a (a small difference)" in render(only_small)
