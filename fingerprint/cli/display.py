@@ -138,7 +138,16 @@ def report_results(results: list) -> int:
                 extra += f" layer '{esc(r.meta['layer'])}'"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
+            for w in fingerprint_warnings(r.meta):  # a plugin that is not deterministic: kept, and said
+                console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     return failures
+
+
+def fingerprint_warnings(meta: Any) -> list[str]:
+    """The warnings extraction stored with a fingerprint (``meta["warnings"]``: a plugin whose two
+    runs on the same models differ, :func:`fingerprint.extraction.determinism_warning`)."""
+    found = (meta or {}).get("warnings") if isinstance(meta, dict) else None
+    return [str(w) for w in found] if isinstance(found, list) else []
 
 
 def _breakable(spec: str, width: int) -> str:
@@ -216,6 +225,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                       style="yellow", highlight=False, markup=False)
     for line in label_free_notes(result):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+    for f in result.fingerprints:  # stored at extraction (cache meta): shown wherever the fingerprint is scored
+        for w in fingerprint_warnings(f.meta):
+            console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
