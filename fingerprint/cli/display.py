@@ -421,13 +421,23 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
     console.print(t)
     if not scorecard:
         return
-    s = Table(title="scorecard")
-    for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage AUC", "lineage 1-NN", "verdict"):
-        s.add_column(col)
+    # as print_scorecard lays it out: names and verdicts whole at 80 columns (a log file), numbers never wrapped
+    s = Table(title="scorecard", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True)
+    for col, just in (("fingerprint", "left"), ("deep", "right"), ("AUROC", "right"), ("noise", "right"),
+                      ("parent", "right"), ("ident", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
+        s.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold", min_width={"fingerprint": 18}.get(col))
+    q_sep = "\n" if console.width < 100 else ""
+    name_width = max(18, console.width - 62)  # what the six number and two verdict columns leave
+    free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in res.fingerprints}
     for r in res.scorecard:
-        s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
-                  _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict, short=False))
+        q = r.label_free_q if r.label_free_q is not None else free_q.get(str(r.fingerprint))
+        s.add_row(_breakable(str(r.fingerprint), name_width), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
+                  _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict),
+                  "–" if r.error else _verdict(r.label_free_verdict) + (q_sep + _q(q).lstrip() if q_sep else _q(q)))
     console.print(s)
+    console.print("deep: AMI with ground truth, AUROC: linear probe, noise / parent: within-basin AMI with lineage / parent "
+                  "family, ident: lineage AUC, 1-NN: lineage 1-NN; lineage: the label-free verdict and its q "
+                  "(`fingerprint report` explains each)", style="dim", highlight=False)
 
 
 def missing_line(missing: list[dict[str, str]]) -> str:
