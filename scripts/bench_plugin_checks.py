@@ -7,7 +7,7 @@ rows shuffled, parameters copied, exactly the path a plugin takes), and for each
 ``--plugin`` modules: the extractor on the zoo's first 3 models twice, at 1 and at ``--threads``
 torch threads; the largest ``|a - b|`` relative to the largest ``|value|``; then the wall time of
 :func:`fingerprint.extraction.determinism_warning` (what extraction adds) beside the time of the
-extraction of the whole zoo (``force=True``). Works on a copy of the zoo (cache entries are written).
+extraction of the whole zoo (``force=True``, the check included: built-ins run as plugins are checked). Works on a copy of the zoo (cache entries are written).
 
     python scripts/bench_plugin_checks.py ZOO [--arch module:factory] [--plugin module ...] [--threads 2] [--json]
 """
@@ -63,7 +63,7 @@ def main() -> None:
         print(json.dumps(rows, indent=1))
         return
     print(f"load average {os.getloadavg()[0]:.1f}; zoo {a.zoo}; {DETERMINISM_MODELS} models; torch threads 1 / {a.threads}")
-    print(f"{'extractor':28s} {'source':8s} {'rel diff 1 thr':>14s} {'rel diff N thr':>14s} {'check s':>8s} {'extract s':>9s}  warning")
+    print(f"{'extractor':28s} {'source':8s} {'rel diff 1 thr':>14s} {'rel diff N thr':>14s} {'check s':>8s} {'extract s':>9s}  warning  (extract s: the whole extraction, its check included)")
     for r in rows:
         print(f"{r['extractor']:28s} {r['source']:8s} {fmt(r['rel_diff_1'])} {fmt(r['rel_diff_n'])} "
               f"{fmt(r['check_s'], 8)} {fmt(r['extract_s'], 9)}  {'yes' if r['warning'] else ('skipped' if r['skipped'] else 'no')}")
