@@ -6,7 +6,9 @@ cache, keyed by (extractor, version, resolved parameters, step) and valid only f
 models. Feature extractors whose rows depend only on their own model stream the zoo in chunks of
 models; pairwise and population-level ones load the population once. A plugin that raises or
 returns a bad shape or NaN gets a one-line error in its result; the others still complete and the
-cache is never half-written. Diverged models are left out.
+cache is never half-written. A plugin is also run twice more on a few models and, when the two runs
+differ, its entry keeps a warning (:func:`determinism_warning`); its key covers its source text, so
+an edited body is recomputed. Diverged models are left out.
 """
 
 from __future__ import annotations
@@ -364,17 +366,22 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
 
 
 def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
-    """One entry per (extractor, version, parameters, step) among a plugin's entries that differ only
-    in the source they were computed with (``code``): the one of ``code`` if given, else the newest.
-    A plugin not loaded is found by name, and an edit since leaves the old body's entry beside the
-    new one; an entry made before sources were keyed has no ``code`` and is kept when it is alone."""
-    best: dict[tuple, tuple[tuple, dict]] = {}
+    """A plugin's entries that differ only in the source they were computed with (``code``), one per
+    (extractor, version, parameters, step): the one of ``code`` if given, else the newest. A plugin
+    not loaded is found by name, and an edit since leaves the old body's entry beside the new one.
+    Entries without ``code`` (built-ins, ``probe-search``, plugin entries made before sources were
+    keyed) are all kept where no entry of theirs has one."""
+    groups: dict[tuple, list[dict]] = {}
     for m in metas:
         ident = (m.get("extractor"), str(m.get("version")), _params_blob(m.get("params")), str(m.get("step")))
-        rank = (code is not None and m.get("code") == code, float(m.get("created") or 0.0))
-        if ident not in best or rank > best[ident][0]:
-            best[ident] = (rank, m)
-    keep = {id(m) for _, m in best.values()}
+        groups.setdefault(ident, []).append(m)
+    keep = set()
+    for group in groups.values():
+        if any(m.get("code") for m in group):
+            best = max(group, key=lambda m: (code is not None and m.get("code") == code, float(m.get("created") or 0.0)))
+            keep.add(id(best))
+        else:
+            keep.update(id(m) for m in group)
     return [m for m in metas if id(m) in keep]
 
 
