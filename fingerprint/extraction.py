@@ -6,7 +6,9 @@ cache, keyed by (extractor, version, resolved parameters, step) and valid only f
 models. Feature extractors whose rows depend only on their own model stream the zoo in chunks of
 models; pairwise and population-level ones load the population once. A plugin that raises or
 returns a bad shape or NaN gets a one-line error in its result; the others still complete and the
-cache is never half-written. Diverged models are left out.
+cache is never half-written. A plugin is also run twice more on a few models and, when the two runs
+differ, its entry keeps a warning (:func:`determinism_warning`); its key covers its source text, so
+an edited body is recomputed. Diverged models are left out.
 """
 
 from __future__ import annotations
@@ -213,6 +215,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source}
     if subset:
         meta["subset"] = True
+    if spec.code is not None and spec.source != "builtin":
+        meta["code"] = spec.code  # find_cached tells this entry from one of an earlier body
     if not force:
         hit = zoo.load_fingerprint(key)
         if hit is not None and hit[2].get("model_set") == zoo.model_set_hash(ids):
@@ -263,9 +267,49 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
         return ExtractResult(key, spec.name, None, ids, meta, error=str(e))
     arrays = {k: np.asarray(v) for k, v in extras.items() if isinstance(v, np.ndarray)}
     meta.update({k: v for k, v in extras.items() if not isinstance(v, np.ndarray)})
+    if spec.source != "builtin":
+        warning = determinism_warning(zoo, spec, params, ids, step, device, lab, fam)
+        if warning:
+            meta["warnings"] = [warning]
     meta["shape"] = list(values.shape)
     zoo.save_fingerprint(key, values, ids, meta, arrays)
     return ExtractResult(key, spec.name, values, ids, meta)
+
+
+DETERMINISM_MODELS = 3  # models a plugin is run on twice more (cheap; one model cannot show a shuffled row)
+DETERMINISM_RTOL, DETERMINISM_ATOL = 1e-4, 1e-6  # atol relative to the largest |value|; measured: docs/extractors.md
+
+
+def determinism_warning(zoo: Zoo, spec: ExtractorSpec, params: dict[str, Any], ids: Sequence[str], step: int | None,
+                        device: str, labels: Sequence[Any] | None = None, groups: Any = None) -> str | None:
+    """One line when a plugin gives different values on two runs over the same few models (its first
+    :data:`DETERMINISM_MODELS`), else ``None``. Extractors must be deterministic: a fingerprint that
+    is partly a fresh random draw clusters noise, and its cache entry cannot be reproduced. A plugin
+    that cannot run on so few models (population-level statistics, a probe trained on labels) is not
+    checked: whatever it raises here is ignored."""
+    k = min(DETERMINISM_MODELS, len(ids))
+    if k < 1:
+        return None
+    sub = list(ids[:k])
+    lab = None if labels is None else list(labels[:k])
+    grp = None if groups is None else groups[:k]
+    try:
+        mb = ModelBatch.from_zoo(zoo, sub, step, device)
+        a, _ = spec.compute(mb, params, lab, grp)
+        b, _ = spec.compute(mb, params, lab, grp)
+    except Exception:  # noqa: BLE001 - the check is advice: it never fails an extraction that succeeded
+        return None
+    if a.shape != b.shape:
+        diff, scale = float("inf"), 1.0
+    else:
+        diff = float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+        scale = float(max(np.abs(a).max(), np.abs(b).max())) if a.size else 0.0
+        if np.allclose(a, b, rtol=DETERMINISM_RTOL, atol=DETERMINISM_ATOL * max(scale, 1e-30)):
+            return None
+    what = f"shapes {list(a.shape)} and {list(b.shape)}" if diff == float("inf") else f"values up to {diff:.3g} apart (largest |value| {scale:.3g})"
+    return (f"extractor '{spec.name}' is not deterministic: two runs on the same {k} model{'s' if k > 1 else ''} gave "
+            f"{what}, so its basins are partly noise. An unseeded random draw? take a seed parameter and use "
+            "torch.Generator().manual_seed(seed)")
 
 
 def _check_widths(zoo: Zoo, text: str, ids: Sequence[str], parts: Sequence[np.ndarray]) -> None:
@@ -306,8 +350,10 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
         spec = get_extractor(name)
         params = spec.resolve_params(overrides)
     except UserError:
-        return [m for m in population if text in (m.get("spec"), m.get("extractor"))]
+        return _latest_bodies([m for m in population if text in (m.get("spec"), m.get("extractor"))])
     mine = [m for m in population if m.get("extractor") == spec.name and str(m.get("version")) == str(spec.version)]
+    if spec.code is not None and spec.source != "builtin":  # a loaded plugin: never an entry of an edited body
+        mine = _latest_bodies([m for m in mine if m.get("code") in (None, spec.code)], spec.code)
     exact = [m for m in mine if _params_blob(m.get("params")) == _params_blob(params)]
     if exact or overrides:
         return exact
@@ -317,6 +363,26 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
         raise UserError(f"'{text}' is ambiguous: its default is not cached, and {len(names)} variants are "
                         f"(name one with --fp): {', '.join(names)}")
     return mine
+
+
+def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
+    """A plugin's entries that differ only in the source they were computed with (``code``), one per
+    (extractor, version, parameters, step): the one of ``code`` if given, else the newest. A plugin
+    not loaded is found by name, and an edit since leaves the old body's entry beside the new one.
+    Entries without ``code`` (built-ins, ``probe-search``, plugin entries made before sources were
+    keyed) are all kept where no entry of theirs has one."""
+    groups: dict[tuple, list[dict]] = {}
+    for m in metas:
+        ident = (m.get("extractor"), str(m.get("version")), _params_blob(m.get("params")), str(m.get("step")))
+        groups.setdefault(ident, []).append(m)
+    keep = set()
+    for group in groups.values():
+        if any(m.get("code") for m in group):
+            best = max(group, key=lambda m: (code is not None and m.get("code") == code, float(m.get("created") or 0.0)))
+            keep.add(id(best))
+        else:
+            keep.update(id(m) for m in group)
+    return [m for m in metas if id(m) in keep]
 
 
 def variant_spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:

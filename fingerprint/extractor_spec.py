@@ -84,6 +84,7 @@ class ExtractorSpec:
     params: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # numeric parameter -> (min, max), inclusive; None: open
     files: tuple[str, ...] = ()  # string parameters naming a file read by the extractor: its content is keyed too
+    code: str | None = None  # a plugin's source digest (source_digest), keyed: an edited body is recomputed
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
@@ -111,8 +112,13 @@ class ExtractorSpec:
         return "groups" in inspect.signature(fn).parameters
 
     def cache_key(self, params: dict[str, Any], step: int | str) -> str:
-        blob = json.dumps({"name": self.name, "version": self.version, "params": params, "step": step},
-                          sort_keys=True, default=str)
+        """``<name>-<12 hex of sha256(name, version, params, step)>``; a plugin's key also covers its
+        source (``code``), so editing its body without bumping ``version`` is not served stale values.
+        Built-ins have no ``code``: their keys are what they always were."""
+        what = {"name": self.name, "version": self.version, "params": params, "step": step}
+        if self.code is not None and self.source != "builtin":
+            what["code"] = self.code
+        blob = json.dumps(what, sort_keys=True, default=str)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)
         return f"{safe}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -246,11 +252,23 @@ class ExtractorSpec:
 
 
 # metadata keys extraction writes itself: an extractor's own metadata may not replace them
-RESERVED_META = ("created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "shape", "source",
-                 "spec", "step", "supervised", "version")
+RESERVED_META = ("code", "created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "shape", "source",
+                 "spec", "step", "supervised", "version", "warnings")
 
 
 FILE_DIGEST = "@sha256:"
+
+
+def source_digest(fn: Any) -> str | None:
+    """12 hex digits of sha256 of ``fn``'s source text (a function's, or a class's), read when it is
+    registered: the code that runs, not a file edited since. ``None`` where Python keeps no source
+    (a lambda typed at a bare interpreter prompt, a compiled extension): such a plugin is keyed by
+    name, version and parameters alone. Only ``fn``'s own text counts, not helpers it calls."""
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def file_with_digest(extractor: str, key: str, value: str) -> str:

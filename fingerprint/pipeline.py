@@ -244,6 +244,10 @@ def _step_rank(step: Any) -> float:
     return float(step) if isinstance(step, (int, float)) else float("inf")
 
 
+def _entry_rank(meta: dict) -> tuple[float, float]:
+    return _step_rank(meta.get("step")), float(meta.get("created") or 0.0)
+
+
 def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[FingerprintInput]:
     """Cached fingerprints as analysis inputs: the named ones (a spec resolved to its cache entry with
     the defaults merged, or a cache key: :func:`~fingerprint.extraction.find_cached`) or all. With
@@ -255,7 +259,7 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
             hits = find_cached(zoo, n, metas)
             if not hits:
                 raise UserError(f"no cached fingerprint '{n}' in zoo '{zoo.path}' (cached: {choices(_fp_name(m) for m in metas)})")
-            best = max(hits, key=lambda m: _step_rank(m.get("step")))
+            best = max(hits, key=_entry_rank)
             if best["key"] not in {c["key"] for c in chosen}:  # two names of one entry: analysed once
                 chosen.append(best)
     else:
@@ -264,7 +268,8 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
             if m.get("subset"):
                 continue
             k = _fp_name(m)
-            if k not in latest or _step_rank(m.get("step")) >= _step_rank(latest[k].get("step")):
+            # the latest step; of one step, the newest entry (a plugin edited since: its old body's entry is stale)
+            if k not in latest or _entry_rank(m) >= _entry_rank(latest[k]):
                 latest[k] = m
         chosen = list(latest.values())
     out = []

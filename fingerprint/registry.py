@@ -32,6 +32,7 @@ from fingerprint.extractor_spec import (
     bound_text,
     check_param,
     params_of,
+    source_digest,
 )
 from fingerprint.usercode import resolve
 from training.core.errors import PluginError, UserError, choices
@@ -112,12 +113,13 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         mod = getattr(fn, "__module__", "") or ""
+        where = source or ("builtin" if mod.startswith(BUILTIN_PACKAGE) else f"plugin ({mod})")
         register(ExtractorSpec(
             name=name, fn=fn, kind=kind, output=output, version=str(version), supervised=supervised,
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
-            source=source or ("builtin" if mod.startswith(BUILTIN_PACKAGE) else f"plugin ({mod})"),
-            params=params_of(fn), bounds=dict(bounds or {}), files=tuple(files),
+            source=where, params=params_of(fn), bounds=dict(bounds or {}), files=tuple(files),
+            code=None if where == "builtin" else source_digest(fn),
         ))
         return fn
 

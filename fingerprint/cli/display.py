@@ -139,7 +139,16 @@ def report_results(results: list) -> int:
                 extra += f" layer '{esc(r.meta['layer'])}'"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
+            for w in fingerprint_warnings(r.meta):  # a plugin that is not deterministic: kept, and said
+                console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     return failures
+
+
+def fingerprint_warnings(meta: Any) -> list[str]:
+    """The warnings extraction stored with a fingerprint (``meta["warnings"]``: a plugin whose two
+    runs on the same models differ, :func:`fingerprint.extraction.determinism_warning`)."""
+    found = (meta or {}).get("warnings") if isinstance(meta, dict) else None
+    return [str(w) for w in found] if isinstance(found, list) else []
 
 
 def _breakable(spec: str, width: int) -> str:
@@ -215,6 +224,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                       style="yellow", highlight=False, markup=False)
     for line in label_free_notes(result):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+    for f in result.fingerprints:  # stored at extraction (cache meta): shown wherever the fingerprint is scored
+        for w in fingerprint_warnings(f.meta):
+            console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
@@ -414,13 +426,23 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
     console.print(t)
     if not scorecard:
         return
-    s = Table(title="scorecard")
-    for col in ("fingerprint", "deep AMI", "probe AUROC", "noise AMI", "parent AMI", "lineage AUC", "lineage 1-NN", "verdict"):
-        s.add_column(col)
+    # as print_scorecard lays it out: names and verdicts whole at 80 columns (a log file), numbers never wrapped
+    s = Table(title="scorecard", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True)
+    for col, just in (("fingerprint", "left"), ("deep", "right"), ("AUROC", "right"), ("noise", "right"),
+                      ("parent", "right"), ("ident", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
+        s.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold", min_width={"fingerprint": 18}.get(col))
+    q_sep = "\n" if console.width < 100 else ""
+    name_width = max(18, console.width - 62)  # what the six number and two verdict columns leave
+    free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in res.fingerprints}
     for r in res.scorecard:
-        s.add_row(esc(str(r.fingerprint)), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
-                  _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict, short=False))
+        q = r.label_free_q if r.label_free_q is not None else free_q.get(str(r.fingerprint))
+        s.add_row(_breakable(str(r.fingerprint), name_width), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
+                  _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict),
+                  "–" if r.error else _verdict(r.label_free_verdict) + (q_sep + _q(q).lstrip() if q_sep else _q(q)))
     console.print(s)
+    console.print("deep: AMI with ground truth, AUROC: linear probe, noise / parent: within-basin AMI with lineage / parent "
+                  "family, ident: lineage AUC, 1-NN: lineage 1-NN; lineage: the label-free verdict and its q "
+                  "(`fingerprint report` explains each)", style="dim", highlight=False)
 
 
 def missing_line(missing: list[dict[str, str]]) -> str:

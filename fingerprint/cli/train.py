@@ -78,8 +78,13 @@ def zoo_summary(zoo) -> dict:
     if "deep_label" in m:
         labels, counts = np.unique(m["deep_label"].astype(str), return_counts=True)
         summary["deep_label_counts"] = {str(k): int(v) for k, v in zip(labels, counts)}
-    summary["metrics_mean"] = {c: float(np.nanmean(m[c].astype(float))) for c in metric_cols
-                               if m[c].dtype != object and m[c].dtype.kind in "fiub"}
+    numeric = [c for c in metric_cols if m[c].dtype != object and m[c].dtype.kind in "fiub"]
+    # an integer column of more than two values is a family, an order, a seed or a count: its mean says
+    # nothing ("mean family 14.5"), its distinct values and range do; 0/1 columns keep theirs (a share)
+    levels = [c for c in numeric if m[c].dtype.kind in "iu" and len(np.unique(m[c])) > 2]
+    summary["metrics_mean"] = {c: float(np.nanmean(m[c].astype(float))) for c in numeric if c not in levels}
+    summary["metrics_levels"] = {c: {"distinct": int(len(np.unique(m[c]))), "min": int(np.min(m[c])), "max": int(np.max(m[c]))}
+                                 for c in levels}
     return summary
 
 
@@ -115,6 +120,8 @@ def inspect(
     t.add_row("diverged", str(s["n_diverged"]))
     for c, v in s["metrics_mean"].items():
         t.add_row(f"mean {esc(c)}", f"{v:.4f}")
+    for c, v in s["metrics_levels"].items():  # integer ids and levels: how many, not their mean
+        t.add_row(f"{esc(c)} values", f"{v['distinct']} ({v['min']}..{v['max']})")
     if "deep_label_counts" in s:
         t.add_row("deep_label", esc(", ".join(f"{k}: {v}" for k, v in s["deep_label_counts"].items())))
     console.print(t)

@@ -246,9 +246,13 @@ def test_inspect_shows_basins_after_cluster(run):
         assert f"{r['bootstrap']['stability']:.2f}" == cells[4]
         for b in r["basins"][:6]:
             assert f"{b['cluster']}: {b['exemplar']}" in basins
-    for r in run.stored["scorecard"]:
-        line = next(line for line in scorecard.splitlines() if line.startswith(f"│ {r['fingerprint']} "))
-        assert line.split("│")[-2].strip() == r["verdict"]
+    from analysis import verdicts
+
+    for r in run.stored["scorecard"]:  # laid out as the report's scorecard: name, 6 numbers, the two verdicts
+        line = next(line for line in scorecard.splitlines() if line.startswith(f"{r['fingerprint']} "))
+        cells = line.split()
+        assert cells[7] == verdicts.style(r["verdict"]).short
+        assert " ".join(cells[8:]).startswith(verdicts.style(r["label_free_verdict"]).short)
 
 
 # -- a real browser --------------------------------------------------------------------------------

@@ -1,0 +1,211 @@
+"""Two silent failures of plugin extractors, found by an outside audit (audit 45, finding 6), and
+`inspect`'s tables (finding 8 ii, iii).
+
+A plugin that is not deterministic (an unseeded ``torch.rand``) was cached and scored with no word:
+extraction now runs a plugin twice more on the first few models and keeps a warning in the cache
+entry, which ``extract``, ``cluster`` / ``report`` and the HTML show. A plugin whose body was edited
+without bumping ``version`` was served its stale cache entry: a plugin's key now covers its source.
+Plugins are real files on disk, imported by a fresh interpreter (``--plugin``), as a user runs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fingerprint
+from fingerprint import registry
+from fingerprint.extraction import determinism_warning, extract, find_cached
+from fingerprint.extractor_spec import ExtractorSpec, source_digest
+from fingerprint.registry import get_extractor
+from tests.conftest import run_cli
+from training.core.store import Zoo
+
+PLUGIN = '''
+import torch
+import fingerprint
+
+
+@fingerprint.extractor("noisy-t", kind="behavioural")
+def noisy(models, n: int = 4):
+    return torch.rand(len(models), n)
+
+
+@fingerprint.extractor("steady-t", kind="behavioural")
+def steady(models, scale: float = 1.0):
+    return scale * models.forward(models.task.probes("ood")).mean(1)
+'''
+
+
+def _plugin_spec(name, fn):
+    return ExtractorSpec(name=name, fn=fn, source="plugin (test)", code=source_digest(fn))
+
+
+def test_a_plugin_that_is_not_deterministic_is_named_with_its_difference_and_the_fix(tiny_zoo):
+    import torch
+
+    zoo = Zoo.open(tiny_zoo)
+    ids = zoo.model_ids
+
+    def noisy(models, n: int = 4):
+        return torch.rand(len(models), n)
+
+    def steady(models):
+        return models.forward(models.task.probes("ood")).mean(1)
+
+    def seeded(models, seed: int = 0):  # a random draw from its own generator: deterministic
+        g = torch.Generator().manual_seed(seed)
+        return models.forward(torch.randn(8, *models.task.input_shape, generator=g)).mean(1)
+
+    def population(models):  # needs many models (a z-score over the population): not checked on 3
+        if len(models) < 10:
+            raise ValueError("needs the population")
+        return models.forward(models.task.probes("ood")).mean(1)
+
+    w = determinism_warning(zoo, _plugin_spec("noisy", noisy), {"n": 4}, ids, None, "cpu")
+    assert w is not None and w.startswith("extractor 'noisy' is not deterministic: two runs on the same 3 models")
+    assert "apart (largest |value|" in w and "torch.Generator().manual_seed(seed)" in w
+    for name, fn, params in (("steady", steady, {}), ("seeded", seeded, {"seed": 0}), ("population", population, {})):
+        assert determinism_warning(zoo, _plugin_spec(name, fn), params, ids, None, "cpu") is None, name
+    # a zoo of one model is checked on it
+    assert determinism_warning(zoo, _plugin_spec("noisy", noisy), {"n": 4}, ids[:1], None, "cpu").count("1 model ") == 1
+
+
+def test_a_plugins_cache_key_covers_its_source_and_builtins_keep_theirs():
+    ns1 = {}
+    exec("def f(models, k: int = 1):\n    return models\n", ns1)  # no file behind it: no source to key
+    assert source_digest(ns1["f"]) is None
+
+    def a(models, k: int = 1):
+        return k
+
+    def b(models, k: int = 1):
+        return k + 1
+
+    assert source_digest(a) != source_digest(b) and len(source_digest(a)) == 12
+    sa, sb, none = _plugin_spec("p", a), _plugin_spec("p", b), ExtractorSpec(name="p", fn=a, source="plugin (test)")
+    assert len({sa.cache_key({"k": 1}, 5), sb.cache_key({"k": 1}, 5), none.cache_key({"k": 1}, 5)}) == 3
+    ood = get_extractor("ood-outputs")
+    assert ood.code is None  # a built-in's key is what it always was (a release bumps `version`)
+
+
+def _entry(zoo, spec, code=None, value=0.0):
+    meta = {"extractor": spec.name, "spec": spec.name, "version": spec.version, "params": dict(spec.params), "step": 20,
+            "source": spec.source, "kind": spec.kind, "output": spec.output}
+    if code is not None:
+        meta["code"] = code
+    key = f"{spec.name}-{code or 'old'}"
+    zoo.save_fingerprint(key, np.full((len(zoo.model_ids), 2), value, np.float32), zoo.model_ids, meta)
+    return key
+
+
+def test_find_cached_never_serves_an_edited_bodys_entry_and_keeps_one_made_before(tiny_zoo, monkeypatch):
+    zoo = Zoo.open(tiny_zoo)
+
+    def body(models, scale: float = 1.0):
+        return scale
+
+    spec = _plugin_spec("bodied-t", body)
+    old = _entry(zoo, spec)  # made before sources were keyed: no `code`
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)  # the plugin loaded, as --plugin does
+    assert [m["key"] for m in find_cached(zoo, "bodied-t")] == [old]  # alone: still used
+    time.sleep(0.01)
+    stale = _entry(zoo, spec, "0123456789ab")  # an earlier body's
+    assert [m["key"] for m in find_cached(zoo, "bodied-t")] == [old]
+    time.sleep(0.01)
+    now = _entry(zoo, spec, spec.code, value=1.0)
+    assert [m["key"] for m in find_cached(zoo, "bodied-t")] == [now]
+    monkeypatch.delitem(registry._REGISTRY, spec.name)  # not loaded: found by name, the newest entry
+    assert [m["key"] for m in find_cached(zoo, "bodied-t")] == [now]
+    from fingerprint.pipeline import cached_fingerprints
+
+    for names in (["bodied-t"], None):
+        (fp,) = [f for f in cached_fingerprints(zoo, names) if f.name == "bodied-t"]
+        assert fp.meta["key"] == now and float(fp.values[0, 0]) == 1.0
+    assert stale != now
+
+
+def test_cli_warns_about_a_noisy_plugin_and_recomputes_an_edited_one(tiny_zoo, tmp_path, monkeypatch):
+    """The audit's two cases through the CLI, a plugin file imported by `--plugin`: `extract` prints
+    the warning; editing the body without bumping `version` recomputes; `cluster` without the plugin
+    uses the new entry and repeats the warning; the stored result keeps it in the fingerprint's meta.
+    In this process (a fresh interpreter costs 4 s of imports): the registry, sys.path and the
+    imported module are put back afterwards, and the edited file is imported anew, as a new process would."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # an edit within the second: never a stale .pyc
+    (tmp_path / "plugt.py").write_text(PLUGIN)
+
+    def extract_cli():
+        sys.modules.pop("plugt", None)
+        importlib.invalidate_caches()
+        res = run_cli("extract", tiny_zoo, "--plugin", "plugt", "--fp", "noisy-t", "--fp", "steady-t", cwd=tmp_path,
+                      env={"COLUMNS": "200"})
+        sys.modules.pop("plugt", None)
+        assert res.returncode == 0, res.stderr
+        return " ".join(res.stdout.split())
+
+    out = extract_cli()
+    assert "computed noisy-t" in out and "computed steady-t" in out
+    assert ("warning: extractor 'noisy-t' is not deterministic: two runs on the same 3 models gave values up to" in out
+            and "take a seed parameter and use torch.Generator().manual_seed(seed)" in out)
+    assert out.count("warning:") == 1  # steady-t: none
+    first = {m["extractor"]: m for m in Zoo.open(tiny_zoo).list_fingerprints() if m["extractor"] in ("noisy-t", "steady-t")}
+    assert first["noisy-t"]["warnings"] and "warnings" not in first["steady-t"] and first["steady-t"]["code"]
+    (tmp_path / "plugt.py").write_text(PLUGIN.replace("scale * models", "2 * scale * models"))  # version not bumped
+    out = extract_cli()
+    assert "cached noisy-t" in out and "computed steady-t" in out
+    assert out.count("warning: extractor 'noisy-t'") == 1  # a cached entry keeps its warning
+    new = [m for m in Zoo.open(tiny_zoo).list_fingerprints() if m["extractor"] == "steady-t"]
+    assert len(new) == 2 and len({m["code"] for m in new}) == 2
+    # the plugin not loaded: its entries are found by name, and the edited body's is used
+    for name in ("noisy-t", "steady-t"):
+        registry._REGISTRY.pop(name)
+    res = run_cli("cluster", tiny_zoo, "--fp", "noisy-t", "--fp", "steady-t", "--embedding", "pca", "--n-boot", "2",
+                  "--k", "2", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    assert " ".join(res.stdout.split()).count("warning: extractor 'noisy-t' is not deterministic") == 1
+    stored = Zoo.open(tiny_zoo).load_result("basins")
+    metas = {f["fingerprint"]: f["meta"] for f in stored["fingerprints"]}
+    newest = max(new, key=lambda m: m["created"])
+    assert metas["steady-t"]["key"] == newest["key"] and metas["noisy-t"]["warnings"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_inspect_shows_whole_names_and_verdicts_and_no_mean_of_ids(tiny_zoo, tmp_path, width):
+    """Audit 45 finding 8: `weight…` for both weight-spectra and weight-stats, the label-free verdict cut,
+    and `mean family 14.5000` for an id column."""
+    zoo = Zoo.open(tiny_zoo)
+    extract(zoo, ["weight-spectra", "weight-stats"])
+    res = run_cli("cluster", tiny_zoo, "--fp", "weight-spectra", "--fp", "weight-stats", "--embedding", "pca",
+                  "--n-boot", "2", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    out = run_cli("inspect", tiny_zoo, env={"COLUMNS": str(width)}).stdout
+    assert "…" not in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("weight-spectra ", "weight-stats "))}
+    assert set(rows) == {"weight-spectra", "weight-stats"} and all(len(line) <= width for line in out.splitlines())
+    stored = {r["fingerprint"]: r for r in Zoo.open(tiny_zoo).load_result("basins")["scorecard"]}
+    from analysis import verdicts
+
+    for name, line in rows.items():
+        assert verdicts.style(stored[name]["label_free_verdict"]).short in line
+
+
+def test_inspect_gives_integer_id_columns_their_range_not_a_mean(tmp_path):
+    import torch
+
+    from fingerprint.cli.train import zoo_summary
+
+    n = 6
+    meta = {"family": [0, 0, 1, 1, 2, 2], "order": [0, 1, 0, 1, 0, 1], "acc": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
+    zoo = fingerprint.Zoo.from_modules([torch.nn.Linear(3, 2) for _ in range(n)], out=tmp_path / "z", metadata=meta,
+                           probes={"ood": torch.randn(4, 3)})
+    s = zoo_summary(zoo)
+    assert s["metrics_levels"] == {"family": {"distinct": 3, "min": 0, "max": 2}}
+    assert set(s["metrics_mean"]) == {"order", "acc"}  # a 0/1 column's mean is a share
+    out = " ".join(run_cli("inspect", tmp_path / "z", env={"COLUMNS": "80"}).stdout.split())
+    assert "family values │ 3 (0..2)" in out and "mean family" not in out and "mean acc │ 0.7500" in out
