@@ -13,7 +13,8 @@ outputs read exactly like a planted backdoor (docs/scorecard.md, "How big is the
   exploratory pointer: by design one family apart is one seed's quirk, not a basin, and real null
   populations show it too (measured in docs/results.md, "Effect sizes and one family apart (audit 45)").
 
-Nothing here changes a verdict or a p-value. Arrays in, plain dicts out; invalid input raises
+Nothing here changes a p-value; :func:`analysis.labelfree.decide` reads the ``small`` mark (no deep
+verdict from a small partition). Arrays in, plain dicts out; invalid input raises
 ``ValueError``.
 """
 

@@ -593,6 +593,15 @@ def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarr
     return best
 
 
+def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
+    """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"groups"``) whose size
+    (:class:`analysis.effect.SizedLabelFree`'s ``effects``) is small: basins closer than the two
+    halves of one Gaussian cloud, which no deep verdict is made of (docs/scorecard.md, "How big is the
+    difference"). Empty for a result without sizes."""
+    effects = getattr(r, "effects", None) or {}
+    return {k: e for k, e in effects.items() if (e or {}).get("small")}
+
+
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
@@ -611,11 +620,13 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             out.append(replace(r, sentence=r.sentence + unknown_note(r)))
             continue
         sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
-        if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE:
+        small = _small_partitions(r)  # closer than two halves of one Gaussian cloud: not a basin
+        if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
             v, basins, key = "crosses lineage", r.split_basins, "split"
-        elif "split" in sig and (r.split_min_families is None or r.split_min_families >= 2):
+        elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
+              and (r.split_min_families is None or r.split_min_families >= 2) and "split_families" not in small):
             v, basins, key = "groups lineages", r.split_families, "split"
-        elif "groups" in sig:
+        elif "groups" in sig and "groups" not in small:
             v, basins, key = "groups lineages", r.group_basins, "groups"
         elif "lineage" in sig:
             v, basins, key = "lineage only", None, "lineage"
@@ -625,7 +636,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sentence = NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]
         done = replace(r, verdict=v, q=qv, candidate_basins=basins)
         if v in ("lineage only", "no structure"):
-            sentence = with_unconfirmed(sentence, r, q, i, alpha)
+            sentence = with_unconfirmed(sentence, r, q, i, alpha, {k: small[k] for k in small if k.split("_")[0] in sig})
             sentence += closest_split(done, tail="would tell" not in sentence)
         out.append(replace(done, sentence=sentence + few_families(done) + unknown_note(done)))
     return out

@@ -215,12 +215,23 @@ def few_families_text(n_families: int, with_relatives: bool = False) -> str:
             "\"Few families\").")
 
 
-def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float) -> str:
+def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small: dict | None = None) -> str:
     """``sentence`` of a verdict without a deep difference, qualified when a deep test was significant
     before the correction across fingerprints but not after: the answer is then "cannot tell", not
-    "no groups shown". ``q``: the adjusted p-values by ``(result index, test)``; ``i``: this one's."""
+    "no groups shown". ``q``: the adjusted p-values by ``(result index, test)``; ``i``: this one's;
+    ``small``: the significant partitions left out for being small (:func:`analysis.labelfree.decide`)."""
     hints, lone = [], ""
     q_split = q.get((i, "split"), 1.0)
+    if small:  # significant, but closer than two halves of one Gaussian cloud
+        key = next(iter(small))
+        e, test = small[key], "groups" if key == "groups" else "split"
+        what = "family groups" if test == "groups" else "models' two camps"
+        lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {e['separation']:.2g} within-basin SDs apart, "
+                f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
+                "to call a basin (docs/scorecard.md, \"How big is the difference\").")
+        if sentence == SENTENCES["lineage only"]:
+            sentence = "Families are identifiable."
+        return sentence + lone
     if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
         lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
                 "quirk, not a basin (a group needs at least two families).")

@@ -57,8 +57,8 @@ RESULT_VERSION = 1
 #     split the strata's within-family contrasts too, and the lineage test permutes within generations
 #     (docs/scorecard.md, "Parents imported beside their fine-tunes").
 # 9 = the label-free tests leave out models without a lineage value, each deep verdict carries its effect
-#     size and a one-family pointer, recovered families resist single false links (stored analyses from
-#     before lack them; docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
+#     size and a one-family pointer, a partition closer than two halves of one Gaussian cloud is no deep
+#     verdict, recovered families resist single false links (docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
 #     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
 METHODS_VERSION = 9
 VERDICTS = tuple(v.value for v in LABELLED)

@@ -51,19 +51,26 @@ def test_a_planted_split_is_large_and_a_tiny_one_small():
     assert small["share"] < 0.02 and small["separation"] < GAUSSIAN_HALVES and small["small"]
 
 
-def test_a_tiny_significant_split_reads_crosses_lineage_but_says_small():
+def test_a_tiny_significant_split_is_not_a_deep_verdict_and_a_large_one_is():
     """The audit's false positive in miniature: camps the split test finds (tight, the same way in
-    every family) but negligible next to the fingerprint's other variance."""
+    every family) but negligible next to the fingerprint's other variance. Unsized, it reads `crosses
+    lineage`; sized, the split is closer than the two halves of one Gaussian cloud and is no basin:
+    `lineage only`, with a sentence saying why. A large one stays `crosses lineage` with its size."""
     for offset, small in ((1e-3, True), (8.0, False)):
         x, fam, camp = _population(offset)
         res = lf.decide([lf.label_free(x, fam, n_null=99)])[0]
         assert res.verdict == "crosses lineage"
         res = lf.decide([sized(lf.label_free(x, fam, n_null=99), fam, x, None, False, np.zeros(len(x), int))])[0]
         d = label_free_json(res, [f"m{i}" for i in range(len(x))], name="fp")
-        assert d["effect"]["small"] is small
-        assert ("A small difference:" in d["sentence"]) is small and ("Size:" in d["sentence"]) is not small
-        line = size_lines([("fp", d)])[0]
-        assert line.startswith("lineage, how big") and line.endswith("(small)") is small
+        if small:
+            assert d["verdict"] == "lineage only" and d["effect"] is None
+            assert "within-basin SDs apart, closer than the two halves of one Gaussian cloud (2.65): too small a " \
+                   "difference to call a basin" in d["sentence"], d["sentence"]
+            assert "set one init family apart" not in d["sentence"]
+        else:
+            assert d["verdict"] == "crosses lineage" and d["effect"]["small"] is False and "Size:" in d["sentence"]
+            line = size_lines([("fp", d)])[0]
+            assert line.startswith("lineage, how big") and not line.endswith("(small)")
 
 
 def test_one_family_apart_is_named_and_silent_otherwise():
