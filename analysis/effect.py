@@ -250,13 +250,14 @@ def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None
     if len(names) < max(min_families, 3):
         return None
     found = []
-    for lab in np.unique(c):
+    labels = np.unique(c[c >= 0] if np.issubdtype(c.dtype, np.number) else c)  # -1: a density clustering's noise
+    for lab in labels:
         inside = set(fam[c == lab].tolist())
         if len(inside) == 1:
             f = inside.pop()
             if (fam == f).sum() == (c == lab).sum():
                 found.append((f, lab))
-    others_ok = all(len(set(fam[c == lab].tolist())) >= 2 for lab in np.unique(c) if not found or lab != found[0][1])
+    others_ok = all(len(set(fam[c == lab].tolist())) >= 2 for lab in labels if not found or lab != found[0][1])
     if len(found) != 1 or not others_ok:
         return None
     f, lab = found[0]

@@ -616,8 +616,9 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         q = {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
     out = []
     for i, r in enumerate(results):
-        if r.verdict == "insufficient":
-            out.append(replace(r, sentence=r.sentence + unknown_note(r)))
+        if r.verdict == "insufficient":  # no candidate basins to join: the unknown ones only counted, if some are known
+            known = 0 < r.n_unknown < r.n_models
+            out.append(replace(r, sentence=r.sentence.rstrip(".") + "." + unknown_note(r, basins=False) if known else r.sentence))
             continue
         sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud: not a basin

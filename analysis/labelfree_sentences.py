@@ -190,16 +190,18 @@ def apart_text(a: dict[str, Any] | None, fingerprint: str = "this fingerprint") 
             "is one seed's quirk, or a difference only its seed got; look at its models).")
 
 
-def unknown_note(r: Any) -> str:
-    """The note of a result whose tests left out the models without a lineage value, else ``""``."""
+def unknown_note(r: Any, basins: bool = True) -> str:
+    """The note of a result whose tests left out the models without a lineage value, else ``""``
+    (``basins``: say that each joins the nearest candidate basin)."""
     n = int(_getter(r)("n_unknown") or 0)
-    return "" if not n else " " + unknown_text(n)
+    return "" if not n else " " + unknown_text(n, basins=basins)
 
 
-def unknown_text(n: int, tests: str = "these tests") -> str:
+def unknown_text(n: int, tests: str = "these tests", basins: bool = True) -> str:
     """Why ``n`` models without a lineage value are not in the label-free tests."""
     return (f"{n} {'model has' if n == 1 else 'models have'} no lineage value (no row in the metadata CSV?): left out of "
-            f"{tests}, since nobody knows whose relatives they are; each joins the nearest candidate basin.")
+            f"{tests}, since nobody knows whose relatives they are"
+            + ("; each joins the nearest candidate basin." if basins else "."))
 
 
 def few_families(r: Any) -> str:

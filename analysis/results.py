@@ -324,7 +324,7 @@ def candidates_apart(r: FingerprintResult) -> str | None:
     basins = free.get("candidate_basins") or {}
     pairs = [(c, basins[m]) for m, c in zip(r.model_ids, r.clusters) if basins.get(m, -1) >= 0]
     if len({c for c, _ in pairs}) < 2:
-        k = len(set(r.clusters))
+        k = len({c for c in r.clusters if c >= 0})  # -1: a density clustering's noise, no basin
         return f"its clusters: {k} {'basin' if k == 1 else 'basins, one holding every candidate'}"
     a = ami([c for c, _ in pairs], [b for _, b in pairs])
     return None if a is None or a >= MATCHES_CLUSTERS else f"AMI {a:.2f} with its clusters"

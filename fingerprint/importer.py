@@ -137,8 +137,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     ``data``) (:func:`fingerprint.model_health.run_probes`): NaN/inf outputs refuse the model by
     name; a largest weight or output far above the population's is a note (a warning). Refused
     checkpoints are all named in one :class:`UserError`; with ``skip_bad`` the others are imported,
-    the refused ones (and their metadata rows) left out, and ``on_note`` gets one line naming them
-    with their reasons (docs/import.md, "Diverged models and --skip-bad").
+    the refused ones (and their metadata rows) left out, and one warning (``warnings.warn``, as the
+    outlier note) names them with their reasons (docs/import.md, "Diverged models and --skip-bad").
     """
     src = Path(src)
     if not src.is_dir():

@@ -295,9 +295,12 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
     missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here
     failed = {}
     if missing:
-        errors = [r.error for r in fingerprints(zoo, missing, label=label, progress=progress) if r.error]
+        got = fingerprints(zoo, missing, label=label, progress=progress)
+        errors = [r.error for r in got if r.error]
+        # one result per spec (one step): each failure's own error; several steps: all of them
+        own = {n: r.error for n, r in zip(missing, got) if r.error} if len(got) == len(missing) else {}
         metas = cache_entries(zoo)
-        failed = {n: errors[0] if len(errors) == 1 else "; ".join(errors) for n in missing if not find_cached(zoo, n, metas)}
+        failed = {n: own.get(n) or "; ".join(errors) or "not computed" for n in missing if not find_cached(zoo, n, metas)}
     if failed and len(failed) == len(names):  # each one's error is already shown: no analysis of nothing
         raise UserError(f"nothing to analyse: {choices(failed)} could not be computed (above)")
     ok = cached_fingerprints(zoo, [n for n in names if n not in failed])

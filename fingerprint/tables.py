@@ -4,6 +4,7 @@ stored lineage forest with the zoo's true one, for the report."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,7 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
 def sizes_text(sizes: list[int], most: int = 6) -> str:
     """``72, 32 (x2), 16 (x2), 8 (x9)``: family sizes, largest first, repeats counted (the ``most``
     largest distinct sizes, then ``...``)."""
-    sizes = sorted(sizes, reverse=True)
-    runs = [(s, sizes.count(s)) for s in dict.fromkeys(sizes)]
+    runs = sorted(Counter(sizes).items(), reverse=True)
     return ", ".join(f"{s} (x{c})" if c > 1 else str(s) for s, c in runs[:most]) + (", ..." if len(runs) > most else "")
 
 
@@ -69,7 +69,7 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
         return None
     rec = zoo.load_result("lineage") or {}
     values = [str(v) for v in model_table(zoo).get(RECOVERED, [])]
-    sizes = [values.count(v) for v in set(values)]
+    sizes = list(Counter(values).values())
     n, alone = sum(s >= 2 for s in sizes), sum(s == 1 for s in sizes)
     return (f"lineage: the {n} {'family' if n == 1 else 'families'} recovered by `fingerprint lineage` (weights, "
             f"{rec.get('evidence', 'exact')}; {sizes_text([s for s in sizes if s >= 2])} models"

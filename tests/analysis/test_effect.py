@@ -86,6 +86,8 @@ def test_one_family_apart_is_named_and_silent_otherwise():
     assert family_apart(mixed, fam) is None
     few = np.repeat(np.arange(5), 3).astype(str)  # below APART_MIN_FAMILIES
     assert family_apart((few != "0").astype(int), few) is None
+    noise = np.where(fam == "0", -1, 0)  # a density clustering's noise points are no basin, even one family's
+    assert family_apart(noise, fam) is None
 
 
 def test_the_pointer_reaches_the_sentence_and_the_json():

@@ -263,7 +263,11 @@ def test_models_without_a_lineage_value_are_left_out_and_then_placed_in_the_near
     (r,) = lf.decide([res])
     assert r.verdict == "crosses lineage" and len(r.candidate_basins) == len(xa)
     assert "6 models have no lineage value" in r.sentence
-    assert lf.label_free(xa[-6:], fama[-6:]).verdict == "insufficient"
+    (none,) = lf.decide([lf.label_free(xa[-6:], fama[-6:])])  # every value missing: said once, no basins
+    assert none.verdict == "insufficient" and none.sentence == "insufficient: no model has a lineage value"
+    (few,) = lf.decide([lf.label_free(xa[-14:], fama[-14:])])  # two known families: no candidate basin to join
+    assert few.sentence.startswith("insufficient: 2 init families (at least 4 needed). 6 models have no lineage value")
+    assert "candidate basin" not in few.sentence
 
 
 def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():

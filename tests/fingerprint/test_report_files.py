@@ -147,6 +147,13 @@ def test_a_fingerprint_that_cannot_be_computed_is_named_once_and_the_others_are_
     out, err = " ".join(res.stdout.split()), " ".join(res.stderr.split())
     assert res.returncode == 1, res.stderr  # partial: the other fingerprint analysed, the failure named
     assert "failed: cka:layer=gru: zoo" in err and "too few" not in out.split("scorecard:")[1].split("k: basins")[0]
+    res = run_cli("cluster", tmp_path / "zoo", "--fp", "cka:layer=gru", "--fp", "probe-outputs:probe_set=nope", "--fp",
+                  "weight-stats", "--lineage", "family", *FAST, env={"COLUMNS": "400"})
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stderr  # two failures, each named with its own reason, not both reasons joined
+    for spec in ("cka:layer=gru", "probe-outputs:probe_set=nope"):
+        line = err.split(f"failed: {spec}: ")[1].split("failed:")[0]
+        assert line.count("was built from in-memory modules") == 1, err
 
 
 def test_at_80_columns_the_scorecard_keeps_each_q_whole_and_the_legend_every_word(small, tmp_path):
