@@ -224,6 +224,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
     ``small``: the significant partitions left out for being small (:func:`analysis.labelfree.decide`)."""
     hints, lone = [], ""
     q_split = q.get((i, "split"), 1.0)
+    small = small or {}
     if small:  # significant, but closer than two halves of one Gaussian cloud
         key = next(iter(small))
         e, test = small[key], "groups" if key == "groups" else "split"
@@ -231,15 +232,14 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {e['separation']:.2g} within-basin SDs apart, "
                 f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
                 "to call a basin (docs/scorecard.md, \"How big is the difference\").")
-        if sentence == SENTENCES["lineage only"]:
-            sentence = "Families are identifiable."
-        return sentence + lone
-    if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
-        lone = (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
-                "quirk, not a basin (a group needs at least two families).")
-    elif r.p_split is not None and r.p_split <= alpha:
-        hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {cutting(r)}")
-    if r.p_groups is not None and r.p_groups <= alpha:
+    tests_small = {"groups" if k == "groups" else "split" for k in small}
+    if "split" not in tests_small:  # (a small split is said above)
+        if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
+            lone += (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
+                     "quirk, not a basin (a group needs at least two families).")
+        elif r.p_split is not None and r.p_split <= alpha:
+            hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {cutting(r)}")
+    if r.p_groups is not None and r.p_groups <= alpha and "groups" not in tests_small:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
     if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "no groups shown"
         sentence = "Families are identifiable."

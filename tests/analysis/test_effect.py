@@ -154,3 +154,19 @@ def test_the_headline_marks_small_deep_differences_in_the_terminal_and_the_repor
     h = headline(both)
     assert headline_sentence(h, set(h.small)) == "candidate deep basins (no ground truth); crosses lineage: a (small), b"
     assert "a (a small difference)" in render(only_small)
+
+
+def test_a_small_split_keeps_the_other_inconclusive_hints():
+    """A split left out for being small still lets the sentence say that the family groups were
+    significant before the correction but not after."""
+    from analysis.effect import SizedLabelFree
+
+    base = lf.LabelFreeResult(40, 10, 0.005, 0.03, 0.005, split_rate=1.0)
+    fields = {k: getattr(base, k) for k in lf.LabelFreeResult.__dataclass_fields__}
+    small = SizedLabelFree(**fields, effects={"split": {"small": True, "separation": 0.5, "threshold": 2.65}})
+    others = [lf.LabelFreeResult(40, 10, 0.001, 0.9, 0.9) for _ in range(5)]
+    r = lf.decide([small, *others])[0]
+    assert r.verdict == "lineage only"
+    assert "only 0.5 within-basin SDs apart" in r.sentence and "too small a difference to call a basin" in r.sentence
+    assert "Inconclusive about a deep difference: family groups p 0.03" in r.sentence
+    assert "two camps p" not in r.sentence and "set one init family apart" not in r.sentence
