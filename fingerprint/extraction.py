@@ -273,7 +273,18 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             meta["warnings"] = [warning]
     meta["shape"] = list(values.shape)
     zoo.save_fingerprint(key, values, ids, meta, arrays)
+    if meta.get("code") and _edited(zoo, meta):  # said once, by this run; not stored
+        return ExtractResult(key, spec.name, values, ids, {**meta, "source_changed": True})
     return ExtractResult(key, spec.name, values, ids, meta)
+
+
+def _edited(zoo: Zoo, meta: dict) -> bool:
+    """Whether the zoo holds this plugin fingerprint (extractor, version, parameters, step) computed
+    by another body of its function (another ``code``): the cache was not reused because it changed."""
+    ident = (meta.get("extractor"), str(meta.get("version")), _params_blob(meta.get("params")), str(meta.get("step")))
+    return any(m.get("code") not in (None, meta["code"]) and not m.get("subset") and
+               (m.get("extractor"), str(m.get("version")), _params_blob(m.get("params")), str(m.get("step"))) == ident
+               for m in cache_entries(zoo))
 
 
 DETERMINISM_MODELS = 3  # models a plugin is run on twice more (cheap; one model cannot show a shuffled row)

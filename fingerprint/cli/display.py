@@ -137,6 +137,8 @@ def report_results(results: list) -> int:
             extra = f" held-out AUROC {r.meta['heldout_auroc']:.3f}" if "heldout_auroc" in r.meta else ""
             if isinstance(r.meta.get("layer"), str) and r.meta["layer"]:  # cka's layer: its default depends on the zoo
                 extra += f" layer '{esc(r.meta['layer'])}'"
+            if r.meta.get("source_changed"):  # a plugin edited since its values were cached
+                extra += " (recomputed: the plugin's source changed since it was cached)"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
             for w in fingerprint_warnings(r.meta):  # a plugin that is not deterministic: kept, and said

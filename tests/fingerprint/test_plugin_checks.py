@@ -159,6 +159,8 @@ def test_cli_warns_about_a_noisy_plugin_and_recomputes_an_edited_one(tiny_zoo, t
     (tmp_path / "plugt.py").write_text(PLUGIN.replace("scale * models", "2 * scale * models"))  # version not bumped
     out = extract_cli()
     assert "cached noisy-t" in out and "computed steady-t" in out
+    assert "(recomputed: the plugin's source changed since it was cached)" in out.split("computed steady-t")[1]
+    assert out.count("recomputed:") == 1  # only the edited one
     assert out.count("warning: extractor 'noisy-t'") == 1  # a cached entry keeps its warning
     new = [m for m in Zoo.open(tiny_zoo).list_fingerprints() if m["extractor"] == "steady-t"]
     assert len(new) == 2 and len({m["code"] for m in new}) == 2
