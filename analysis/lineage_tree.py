@@ -221,6 +221,9 @@ def family_scores(family: np.ndarray, labels: np.ndarray, known: np.ndarray | No
     f, t = np.asarray(family)[ok], np.asarray(labels)[ok]
     if len(f) < 2:
         return {"family_ami": None, "n_merged": None, "n_split": None}
-    merged = sum(len(set(t[f == g].tolist())) > 1 for g in np.unique(f))
-    split = sum(len(set(f[t == g].tolist())) > 1 for g in np.unique(t) if (t == g).sum() >= 2)
+    fc, tc = np.unique(f, return_inverse=True)[1].ravel(), np.unique(t, return_inverse=True)[1].ravel()
+    pairs = np.unique(np.stack([fc, tc], 1), axis=0)  # the distinct (recovered, true) pairs, in one pass
+    merged = int((np.bincount(pairs[:, 0]) > 1).sum())  # recovered families meeting two or more true ones
+    spread = np.bincount(pairs[:, 1]) > 1  # true families over two or more recovered ones ...
+    split = int((spread & (np.bincount(tc) >= 2)).sum())  # ... of two or more models
     return {"family_ami": float(adjusted_mutual_info_score(t, f)), "n_merged": int(merged), "n_split": int(split)}

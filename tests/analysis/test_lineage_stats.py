@@ -285,3 +285,24 @@ def test_the_family_rule_equals_its_definition_and_a_big_family_stays_cheap():
                 by_sets(n, i[both], j[both], (i[sampled], j[sampled]))).all()
     i, j = np.triu_indices(600, 1)
     assert len(set(families_of(600, i, j).tolist())) == 1
+
+
+def test_family_scores_count_merges_and_splits_as_defined():
+    """n_merged: recovered families holding models of two or more true families; n_split: true
+    families of two or more models spread over two or more recovered ones (counted in one pass,
+    checked against the definition on random labellings, integer and string)."""
+    from analysis.lineage_tree import family_scores
+
+    got = family_scores(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 1, 2, 3]))  # recovered 1 holds true 1 and 2
+    assert (got["n_merged"], got["n_split"]) == (1, 0)
+    got = family_scores(np.array([0, 1, 2, 2]), np.array([0, 0, 1, 1]))  # true 0 over recovered 0 and 1
+    assert (got["n_merged"], got["n_split"]) == (0, 1)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 60))
+        f = rng.integers(0, int(rng.integers(1, 15)), n)
+        t = rng.integers(0, int(rng.integers(1, 15)), n).astype(str)
+        merged = sum(len(set(t[f == g].tolist())) > 1 for g in np.unique(f))
+        split = sum(len(set(f[t == g].tolist())) > 1 for g in np.unique(t) if (t == g).sum() >= 2)
+        got = family_scores(f, t)
+        assert (got["n_merged"], got["n_split"]) == (merged, split)
