@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.labelfree import LabelFreeResult
+from analysis.labelfree import LabelFreeResult, _centroids, _family_centred
 from analysis.resampling import (
     family_bootstrap,
     family_bootstrap_batch,
@@ -121,13 +121,6 @@ def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
     pooled = ((pa - pa.mean()) ** 2).sum() + ((pb - pb.mean()) ** 2).sum()
     sd = np.sqrt(pooled / (len(pa) + len(pb) - 2))
     return float(norm / sd) if sd > 0 else None
-
-
-def _family_centred(x: np.ndarray, family: Sequence) -> np.ndarray:
-    codes, names = family_codes(family)
-    sums = np.zeros((len(names), x.shape[1]))
-    np.add.at(sums, codes, x)
-    return x - (sums / np.bincount(codes)[:, None])[codes]
 
 
 def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distances: bool):
@@ -226,9 +219,7 @@ def centroid_ratio(coords: np.ndarray, family: Sequence, which: str) -> float | 
     ``coords [n, k]``, over those centroids' RMS distance from that mean (``None``: no spread)."""
     x = np.asarray(coords, dtype=np.float64)
     codes, names = family_codes(family)
-    cent = np.zeros((len(names), x.shape[1]))
-    np.add.at(cent, codes, x)
-    cent /= np.bincount(codes)[:, None]
+    cent, _ = _centroids(x, codes, len(names))
     f = names.index(str(which))
     others = np.delete(cent, f, 0)
     centre = others.mean(0)

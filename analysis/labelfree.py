@@ -47,6 +47,7 @@ import numpy as np
 from scipy.stats import false_discovery_control
 
 from analysis.labelfree_sentences import (
+    DEEP_VERDICTS,
     NO_RELATIVES,
     SENTENCES,
     alone,
@@ -69,11 +70,10 @@ from analysis.sigclust import axis_index, cluster_index, gaussian_like, top_dims
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
-           "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "SENTENCES",
+           "LabelFreeResult", "cluster_index", "axis_index", "pseudo_f", "label_free", "family_tree", "decide", "VERDICTS", "DEEP_VERDICTS", "SENTENCES",
            "NO_RELATIVES", "missing"]
 
 VERDICTS = tuple(v.value for v in LABEL_FREE)
-DEEP_VERDICTS = ("crosses lineage", "groups lineages")
 NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL_CHUNK x n x dims floats)
 MAX_TREE_FAMILIES = 200  # more init families than this: no dendrogram (unreadable, and it would bloat basins.json)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)

@@ -15,9 +15,11 @@ from typing import Any
 
 from analysis.sortkeys import natural_key
 
-__all__ = ["SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
+__all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
            "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines"]
+
+DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
 
 SENTENCES = {
     "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "
@@ -75,7 +77,7 @@ def few_count(r: Any) -> tuple[int, bool] | None:
     family), ``groups lineages`` on all."""
     get = _getter(r)
     verdict, n_fam, n_rel, q = get("verdict"), get("n_families"), get("n_related_families"), get("q")
-    if verdict not in ("crosses lineage", "groups lineages") or n_fam is None or (q is not None and q <= FEW_FAMILIES_Q):
+    if verdict not in DEEP_VERDICTS or n_fam is None or (q is not None and q <= FEW_FAMILIES_Q):
         return None
     if verdict == "crosses lineage" and n_rel is not None and n_rel < n_fam:
         return (n_rel, True) if n_rel <= FEW_FAMILIES else None
@@ -159,7 +161,7 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The terminal's lines from ``(fingerprint, label_free dict)`` pairs: one with the size of every
     deep verdict's difference (``effect``), one per family set apart by a fingerprint's basins."""
     sizes = [f"{name} {effect_brief(d['effect'])}" for name, d in results
-             if d.get("effect") and d.get("verdict") in ("crosses lineage", "groups lineages")]
+             if d.get("effect") and d.get("verdict") in DEEP_VERDICTS]
     lines = []
     if sizes:
         threshold = next(d["effect"].get("threshold") for _, d in results if d.get("effect")) or 2.65

@@ -65,7 +65,8 @@ def orientation(earlier: dict[str, np.ndarray], later: dict[str, np.ndarray], st
 
 
 def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
-                   history: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                   history: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   family: np.ndarray | None = None) -> np.ndarray:
     """Recovered parent of each model ``[n]`` (``-1``: a root) from ``tests`` and ``order [n]``,
     the oriented statistic (a child should have the higher value: ``sign * statistic``).
 
@@ -74,12 +75,13 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
     given, replaces the final-weight edges: inside each family, ``p -> v`` is a candidate edge where
     ``history[p, v]`` is finite, at that cost, and a model without one is a root (it started from its
     initialization, as did its same-init siblings); the minimum spanning branching (fewest roots,
-    then least cost) is the forest, and ``order`` is not used.
+    then least cost) is the forest, and ``order`` is not used. ``family [n]``: :func:`families` of
+    ``tests`` when the caller has them already (else computed here).
     """
     order = np.asarray(order, dtype=float)
     if order.shape != (n,):
         raise AnalysisError(f"the orientation statistic has shape {order.shape}, expected ({n},)")
-    fam = families(n, tests)
+    fam = families(n, tests) if family is None else np.asarray(family)
     if history is not None:
         return _history_forest(n, fam, history)
     r = tests.related & (fam[tests.a] == fam[tests.b])  # not the significant pairs left between families

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.labelfree_sentences import DEEP_VERDICTS
+
 
 def jsonable(v: Any) -> Any:
     """A numpy scalar as a plain number (non-finite floats as ``None``); anything else unchanged."""
@@ -319,7 +321,7 @@ def candidates_apart(r: FingerprintResult) -> str | None:
     from analysis.metrics import ami  # deferred for start-up time (scikit-learn)
 
     free = r.label_free or {}
-    if free.get("verdict") not in ("crosses lineage", "groups lineages") or not r.clusters:
+    if free.get("verdict") not in DEEP_VERDICTS or not r.clusters:
         return None
     basins = free.get("candidate_basins") or {}
     pairs = [(c, basins[m]) for m, c in zip(r.model_ids, r.clusters) if basins.get(m, -1) >= 0]
@@ -357,6 +359,6 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "scorecard": [r.to_dict() for r in result.scorecard],
             "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
             "n_failed": sum(1 for r in result.scorecard if r.error),
-            "lone_models": {str(r.fingerprint): lone_models(r) for r in result.fingerprints if lone_models(r)},
+            "lone_models": {str(r.fingerprint): ids for r in result.fingerprints if (ids := lone_models(r))},
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "fingerprints": fps, "provenance": provenance or {}}

@@ -197,7 +197,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         parts = _checkpoints(zoo) if history else None
         fams = {name: families(n, t) for name, t in tests.items()}
         h = _histories(parts, fams) if parts else {}
-        forests = {name: lineage_forest(n, t, order, h.get(name)) for name, t in tests.items()}
+        forests = {name: lineage_forest(n, t, order, h.get(name), fams[name]) for name, t in tests.items()}
     primary = next(iter(tests))
     t, parent = tests[primary], forests[primary]
     ids = zoo.model_ids

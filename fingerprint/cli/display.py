@@ -23,6 +23,7 @@ from rich.table import Table
 
 from analysis import verdicts
 from analysis.labelfree_sentences import (
+    DEEP_VERDICTS,
     alone,
     closest_split_text,
     few_count,
@@ -176,6 +177,16 @@ def _verdict(v: Any, short: bool = True) -> str:
     return f"[{st.rich}]{esc(st.short if short else v)}[/]"
 
 
+def _lineage_cell(r: Any, q: Any, marks: str = "") -> str:
+    """A scorecard row's label-free cell: the verdict, ``marks`` and its q; ``–`` for a failed row.
+    Narrow (80 columns, a log file): the q on a line of its own, not cut ("q 0.00" read as zero;
+    rich crops this cell)."""
+    if r.error:
+        return "–"
+    q_text = _q(q)
+    return _verdict(r.label_free_verdict) + marks + ("\n" + q_text.lstrip() if console.width < 100 else q_text)
+
+
 def _q(q: Any) -> str:
     """`` q 0.012`` after a label-free verdict (its adjusted p-value), or nothing."""
     return "" if q is None or q != q else f" [dim]q {q:.2g}[/]"
@@ -191,8 +202,6 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                       ("AUROC", "right"), ("noise", "right"), ("ident", "right"), ("verdict", "left"), ("lineage", "left")):
         t.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold",
                      min_width={"fingerprint": 18}.get(col))
-    # narrow (80 columns, a log file): q on a line of its own, not cut ("q 0.00" read as zero; rich crops this cell)
-    q_sep = "\n" if console.width < 100 else ""
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
     for r in result.scorecard:
@@ -203,7 +212,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), "–" if r.error else _verdict(r.label_free_verdict) + _no_relatives(r) + (q_sep + _q(free_q.get(str(r.fingerprint))).lstrip() if q_sep else _q(free_q.get(str(r.fingerprint)))))
+                  _verdict(r.verdict), _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r)))
     console.print(t)
     console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                   "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
@@ -381,9 +390,6 @@ def _with_ci(name: str, value: float | None, ci: Any) -> str:
     return f"{name} {value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (no interval: the value itself)")
 
 
-DEEP = ("crosses lineage", "groups lineages")
-
-
 def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) -> str:
     """One line from the report's :class:`~analysis.report.Headline`: what the analysis found (the
     labelled verdict of the best fingerprint, or the label-free ones; ``small``: fingerprints whose
@@ -403,7 +409,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
             "candidate deep basins (no ground truth)")
-    named = lambda v, names: ", ".join(f"{n} (small)" if n in small and v in DEEP else n for n in names)  # noqa: E731
+    named = lambda v, names: ", ".join(f"{n} (small)" if n in small and v in DEEP_VERDICTS else n for n in names)  # noqa: E731
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 
 
@@ -433,14 +439,13 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
     for col, just in (("fingerprint", "left"), ("deep", "right"), ("AUROC", "right"), ("noise", "right"),
                       ("parent", "right"), ("ident", "right"), ("1-NN", "right"), ("verdict", "left"), ("lineage", "left")):
         s.add_column(col, justify=just, no_wrap=col != "fingerprint", overflow="fold", min_width={"fingerprint": 18}.get(col))
-    q_sep = "\n" if console.width < 100 else ""
     name_width = max(18, console.width - 62)  # what the six number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in res.fingerprints}
     for r in res.scorecard:
         q = r.label_free_q if r.label_free_q is not None else free_q.get(str(r.fingerprint))
         s.add_row(_breakable(str(r.fingerprint), name_width), _num(r.deep_ami), _num(r.probe_auroc), _num(r.noise_ami),
                   _num(r.parent_noise_ami), _num(r.lineage_auc), _num(r.lineage_nn), _verdict(r.verdict),
-                  "–" if r.error else _verdict(r.label_free_verdict) + (q_sep + _q(q).lstrip() if q_sep else _q(q)))
+                  _lineage_cell(r, q))
     console.print(s)
     console.print("deep: AMI with ground truth, AUROC: linear probe, noise / parent: within-basin AMI with lineage / parent "
                   "family, ident: lineage AUC, 1-NN: lineage 1-NN; lineage: the label-free verdict and its q "
