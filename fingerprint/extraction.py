@@ -6,9 +6,10 @@ cache, keyed by (extractor, version, resolved parameters, step) and valid only f
 models. Feature extractors whose rows depend only on their own model stream the zoo in chunks of
 models; pairwise and population-level ones load the population once. A plugin that raises or
 returns a bad shape or NaN gets a one-line error in its result; the others still complete and the
-cache is never half-written. A plugin is also run twice more on a few models and, when the two runs
-differ, its entry keeps a warning (:func:`determinism_warning`); its key covers its source text, so
-an edited body is recomputed. Diverged models are left out.
+cache is never half-written. A plugin is also run again on a few models and its entry keeps a
+warning when two runs differ or its rows depend on the other models in the call
+(:mod:`fingerprint.plugin_checks`); its key covers its source text, so an edited body is
+recomputed, and the entries of its earlier bodies are then removed. Diverged models are left out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from analysis.metrics import lineage_groups
 from fingerprint.batch import ModelBatch
+from fingerprint.plugin_checks import plugin_warnings
 from fingerprint.population import (
     check_code,
     model_setting,
@@ -268,59 +270,28 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     arrays = {k: np.asarray(v) for k, v in extras.items() if isinstance(v, np.ndarray)}
     meta.update({k: v for k, v in extras.items() if not isinstance(v, np.ndarray)})
     if spec.source != "builtin":
-        warning = determinism_warning(zoo, spec, params, ids, step, device, lab, fam)
-        if warning:
-            meta["warnings"] = [warning]
+        warnings = plugin_warnings(zoo, spec, params, ids, step, device, lab, fam)
+        if warnings:
+            meta["warnings"] = warnings
     meta["shape"] = list(values.shape)
     zoo.save_fingerprint(key, values, ids, meta, arrays)
-    if meta.get("code") and _edited(zoo, meta):  # said once, by this run; not stored
+    if meta.get("code") and _replace_bodies(zoo, key):  # said once, by this run; not stored
         return ExtractResult(key, spec.name, values, ids, {**meta, "source_changed": True})
     return ExtractResult(key, spec.name, values, ids, meta)
 
 
-def _edited(zoo: Zoo, meta: dict) -> bool:
-    """Whether the zoo holds this plugin fingerprint (extractor, version, parameters, step) computed
-    by another body of its function (another ``code``): the cache was not reused because it changed."""
-    ident = (meta.get("extractor"), str(meta.get("version")), _params_blob(meta.get("params")), str(meta.get("step")))
-    return any(m.get("code") not in (None, meta["code"]) and not m.get("subset") and
-               (m.get("extractor"), str(m.get("version")), _params_blob(m.get("params")), str(m.get("step"))) == ident
-               for m in cache_entries(zoo))
-
-
-DETERMINISM_MODELS = 3  # models a plugin is run on twice more (cheap; one model cannot show a shuffled row)
-DETERMINISM_RTOL, DETERMINISM_ATOL = 1e-4, 1e-6  # atol relative to the largest |value|; measured: docs/extractors.md
-
-
-def determinism_warning(zoo: Zoo, spec: ExtractorSpec, params: dict[str, Any], ids: Sequence[str], step: int | None,
-                        device: str, labels: Sequence[Any] | None = None, groups: Any = None) -> str | None:
-    """One line when a plugin gives different values on two runs over the same few models (its first
-    :data:`DETERMINISM_MODELS`), else ``None``. Extractors must be deterministic: a fingerprint that
-    is partly a fresh random draw clusters noise, and its cache entry cannot be reproduced. A plugin
-    that cannot run on so few models (population-level statistics, a probe trained on labels) is not
-    checked: whatever it raises here is ignored."""
-    k = min(DETERMINISM_MODELS, len(ids))
-    if k < 1:
-        return None
-    sub = list(ids[:k])
-    lab = None if labels is None else list(labels[:k])
-    grp = None if groups is None else groups[:k]
-    try:
-        mb = ModelBatch.from_zoo(zoo, sub, step, device)
-        a, _ = spec.compute(mb, params, lab, grp)
-        b, _ = spec.compute(mb, params, lab, grp)
-    except Exception:  # noqa: BLE001 - the check is advice: it never fails an extraction that succeeded
-        return None
-    if a.shape != b.shape:
-        diff, scale = float("inf"), 1.0
-    else:
-        diff = float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
-        scale = float(max(np.abs(a).max(), np.abs(b).max())) if a.size else 0.0
-        if np.allclose(a, b, rtol=DETERMINISM_RTOL, atol=DETERMINISM_ATOL * max(scale, 1e-30)):
-            return None
-    what = f"shapes {list(a.shape)} and {list(b.shape)}" if diff == float("inf") else f"values up to {diff:.3g} apart (largest |value| {scale:.3g})"
-    return (f"extractor '{spec.name}' is not deterministic: two runs on the same {k} model{'s' if k > 1 else ''} gave "
-            f"{what}, so its basins are partly noise. An unseeded random draw? take a seed parameter and use "
-            "torch.Generator().manual_seed(seed)")
+def _replace_bodies(zoo: Zoo, key: str) -> bool:
+    """After a plugin's entry ``key`` is saved: remove the zoo's entries of the same fingerprint
+    (:func:`_body_group`) computed by another body of its function (another ``code``, or none: made
+    before sources were keyed), which nothing loads once the new one exists. Whether one of them was
+    of another (known) body: the cache was not reused because the source changed."""
+    metas = cache_entries(zoo)
+    mine = next((m for m in metas if m.get("key") == key), None)
+    if mine is None:
+        return False
+    old = [m for m in metas if _body_group(m) == _body_group(mine) and m.get("code") != mine.get("code")]
+    zoo.remove_fingerprints([m["key"] for m in old])
+    return any(m.get("code") for m in old)
 
 
 def _check_widths(zoo: Zoo, text: str, ids: Sequence[str], parts: Sequence[np.ndarray]) -> None:
@@ -378,14 +349,14 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
 
 def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
     """A plugin's entries that differ only in the source they were computed with (``code``), one per
-    (extractor, version, parameters, step): the one of ``code`` if given, else the newest. A plugin
-    not loaded is found by name, and an edit since leaves the old body's entry beside the new one.
-    Entries without ``code`` (built-ins, ``probe-search``, plugin entries made before sources were
-    keyed) are all kept where no entry of theirs has one."""
+    fingerprint (:func:`_body_group`): the one of ``code`` if given, else the newest. A plugin not
+    loaded is found by name; an entry an earlier body left (extraction removes them when it
+    recomputes: :func:`_replace_bodies`) is not taken. Entries without ``code`` (built-ins,
+    ``probe-search``, plugin entries made before sources were keyed) are all kept where no entry of
+    theirs has one."""
     groups: dict[tuple, list[dict]] = {}
     for m in metas:
-        ident = (m.get("extractor"), str(m.get("version")), _params_blob(m.get("params")), str(m.get("step")))
-        groups.setdefault(ident, []).append(m)
+        groups.setdefault(_body_group(m), []).append(m)
     keep = set()
     for group in groups.values():
         if any(m.get("code") for m in group):
@@ -394,6 +365,26 @@ def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
         else:
             keep.update(id(m) for m in group)
     return [m for m in metas if id(m) in keep]
+
+
+def _body_group(meta: dict) -> tuple:
+    """What makes entries one fingerprint, whichever body of a plugin computed them: extractor,
+    version, parameters and step (and a subset's model set)."""
+    return (meta.get("extractor"), str(meta.get("version")), _params_blob(meta.get("params")), str(meta.get("step")),
+            meta.get("model_set") if meta.get("subset") else None)
+
+
+def superseded(metas: Sequence[dict]) -> set[str]:
+    """The keys of the cache entries ``metas`` holds that a newer body of their plugin replaced:
+    another entry of the same fingerprint (:func:`_body_group`), with another ``code``, is newer.
+    Extraction removes them when it recomputes the plugin; ones left (by a run before it did, or a
+    crash between the save and the removal) are marked by ``inspect`` and used by no analysis."""
+    newest: dict[tuple, dict[Any, float]] = {}
+    for m in metas:
+        by_code = newest.setdefault(_body_group(m), {})
+        by_code[m.get("code")] = max(by_code.get(m.get("code"), -np.inf), float(m.get("created") or 0.0))
+    return {str(m.get("key")) for m in metas
+            if any(c != m.get("code") and t > float(m.get("created") or 0.0) for c, t in newest[_body_group(m)].items())}
 
 
 def variant_spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from fingerprint.extraction import (
     failures,
     find_cached,
     resolve_specs,
+    superseded,
 )
 from fingerprint.extractors.behavioural import ONE_COORDINATE
 from fingerprint.forecast import ForecastSettings, procedure
@@ -251,7 +252,8 @@ def _entry_rank(meta: dict) -> tuple[float, float]:
 def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[FingerprintInput]:
     """Cached fingerprints as analysis inputs: the named ones (a spec resolved to its cache entry with
     the defaults merged, or a cache key: :func:`~fingerprint.extraction.find_cached`) or all. With
-    several cached steps of one fingerprint, the latest is used."""
+    several cached steps of one fingerprint, the latest is used; an entry of a plugin's earlier body
+    (:func:`~fingerprint.extraction.superseded`) never is."""
     metas = cache_entries(zoo)
     if names:
         chosen = []
@@ -264,11 +266,12 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
                 chosen.append(best)
     else:
         latest: dict[str, dict] = {}
+        stale = superseded(metas)  # an earlier body's entry, under whatever spec text it was extracted
         for m in metas:
-            if m.get("subset"):
+            if m.get("subset") or m.get("key") in stale:
                 continue
             k = _fp_name(m)
-            # the latest step; of one step, the newest entry (a plugin edited since: its old body's entry is stale)
+            # the latest step; of one step, the newest entry
             if k not in latest or _entry_rank(m) >= _entry_rank(latest[k]):
                 latest[k] = m
         chosen = list(latest.values())

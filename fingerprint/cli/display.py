@@ -139,17 +139,18 @@ def report_results(results: list) -> int:
             if isinstance(r.meta.get("layer"), str) and r.meta["layer"]:  # cka's layer: its default depends on the zoo
                 extra += f" layer '{esc(r.meta['layer'])}'"
             if r.meta.get("source_changed"):  # a plugin edited since its values were cached
-                extra += " (recomputed: the plugin's source changed since it was cached)"
+                extra += " (recomputed: the plugin's source changed since it was cached; the old entry was replaced)"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
-            for w in fingerprint_warnings(r.meta):  # a plugin that is not deterministic: kept, and said
+            for w in fingerprint_warnings(r.meta):  # a plugin's check failed: kept, and said
                 console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     return failures
 
 
 def fingerprint_warnings(meta: Any) -> list[str]:
     """The warnings extraction stored with a fingerprint (``meta["warnings"]``: a plugin whose two
-    runs on the same models differ, :func:`fingerprint.extraction.determinism_warning`)."""
+    runs on the same models differ, or whose rows depend on the other models in the call:
+    :mod:`fingerprint.plugin_checks`)."""
     found = (meta or {}).get("warnings") if isinstance(meta, dict) else None
     return [str(w) for w in found] if isinstance(found, list) else []
 

@@ -52,9 +52,15 @@ def sweep(
 
 def zoo_summary(zoo) -> dict:
     """The JSON that ``inspect --json`` prints."""
+    from fingerprint.extraction import superseded  # deferred for start-up time (torch)
     from training.core.store import CORE_COLUMNS  # deferred for start-up time (torch)
 
     m = zoo.models
+    cached = zoo.list_fingerprints()
+    stale = superseded(cached)
+    for f in cached:  # an earlier body of a plugin, with a newer entry beside it: no analysis uses it
+        if f.get("key") in stale:
+            f["superseded"] = True
     models = []
     for row in m:
         models.append({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
@@ -71,7 +77,7 @@ def zoo_summary(zoo) -> dict:
         "n_diverged": int(np.sum(m["diverged"])) if len(m) else 0,
         "corrupt_shards": [str(p) for p, _ in zoo.corrupt],
         "columns": m.names(),
-        "fingerprints": zoo.list_fingerprints(),
+        "fingerprints": cached,
         "results": zoo.list_results(),
         "models": models,
     }
@@ -130,8 +136,14 @@ def inspect(
         for col in ("key", "extractor", "step", "shape"):
             ft.add_column(col)
         for f in s["fingerprints"]:
-            ft.add_row(*(esc(f.get(c, "")) for c in ("key", "extractor", "step", "shape")))
+            name = esc(f.get("extractor", "")) + (" [yellow](superseded)[/]" if f.get("superseded") else "")
+            ft.add_row(esc(f.get("key", "")), name, *(esc(f.get(c, "")) for c in ("step", "shape")))
         console.print(ft)
+        if any(f.get("superseded") for f in s["fingerprints"]):
+            console.print("superseded: computed by an earlier body of its plugin; a newer entry of the same fingerprint "
+                          "replaces it in every analysis. Extraction removes such entries when it recomputes the plugin "
+                          "(extract --force with the plugin loaded), or delete the file", style="yellow", highlight=False,
+                          markup=False, soft_wrap=True)
     print_basins(zoo)
     _exit_if_corrupt(s)
 

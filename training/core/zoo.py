@@ -334,6 +334,23 @@ class Zoo:
         check_cache_rows(values, ids, meta, label)
         return values, ids, meta
 
+    def remove_fingerprints(self, keys: Sequence[str]) -> list[str]:
+        """Remove the cache entries ``keys`` (``fingerprints/<key>.h5``; one unlink each, so a reader
+        sees an entry whole or not at all). Returns the keys that were there. A key that is not a
+        plain file name is a :class:`UserError`."""
+        bad = [k for k in keys if not k or "/" in k or "\\" in k or k.startswith(".")]
+        if bad:  # checked before anything is removed
+            raise UserError(f"'{bad[0]}' is not a fingerprint cache key (a name like 'ood-outputs-0123456789ab')")
+        removed = []
+        for key in keys:
+            path = self.path / "fingerprints" / f"{key}.h5"
+            try:
+                path.unlink()
+            except FileNotFoundError:  # another process removed it first
+                continue
+            removed.append(key)
+        return removed
+
     def list_fingerprints(self) -> list[dict[str, Any]]:
         """The metadata of every cached fingerprint, with its ``shape``."""
         out = []
