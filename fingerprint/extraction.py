@@ -332,7 +332,10 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
         spec = get_extractor(name)
         params = spec.resolve_params(overrides)
     except UserError:
-        return _latest_bodies([m for m in population if text in (m.get("spec"), m.get("extractor"))])
+        named = [m for m in population if text in (m.get("spec"), m.get("extractor"))]
+        # an earlier body's entry names the fingerprint; a later body's, under another spec text, holds it now
+        groups, seen = {_body_group(m) for m in named}, {id(m) for m in named}
+        return _latest_bodies(named + [m for m in population if m.get("code") and id(m) not in seen and _body_group(m) in groups])
     mine = [m for m in population if m.get("extractor") == spec.name and str(m.get("version")) == str(spec.version)]
     if spec.code is not None and spec.source != "builtin":  # a loaded plugin: never an entry of an edited body
         mine = _latest_bodies([m for m in mine if m.get("code") in (None, spec.code)], spec.code)

@@ -332,6 +332,9 @@ def test_an_entry_of_an_earlier_body_left_by_an_older_run_is_superseded(tiny_zoo
     assert "superseded: computed by an earlier body of its plugin" in out
     keys = {f.meta["key"] for f in cached_fingerprints(zoo)}
     assert now in keys and old not in keys
+    for text in ("bodied-t:scale=1.0", "bodied-t"):  # the plugin not loaded: the old entry's own spec text finds the new
+        assert [m["key"] for m in find_cached(zoo, text)] == [now], text
+        assert [f.meta["key"] for f in cached_fingerprints(zoo, [text])] == [now], text
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
     (r,) = extract(zoo, ["bodied-t"], step=20, force=True)
     assert r.error is None and r.meta.get("source_changed")
