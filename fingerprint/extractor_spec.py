@@ -138,7 +138,7 @@ class ExtractorSpec:
         real = list(models.model_ids)
         n = len(real)
         plugin = self.source != "builtin"
-        order = _hidden_order(real) if plugin else np.arange(n)
+        order = hidden_order(real) if plugin else np.arange(n)
         view = _blind(models, order, copy=plugin)
         kw = {"labels": None if labels is None else [labels[i] for i in order]} if self.supervised else {}
         if self.supervised and self.takes_groups:
@@ -354,8 +354,9 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Any]:
     return out
 
 
-def _hidden_order(ids: list[str]) -> np.ndarray:
-    """A permutation of ``len(ids)`` rows seeded from a hash of the ids themselves (see ``compute``)."""
+def hidden_order(ids: list[str]) -> np.ndarray:
+    """A permutation of ``len(ids)`` rows seeded from a hash of the ids themselves (see ``compute``):
+    a plugin's row ``j`` is the caller's row ``hidden_order(ids)[j]``."""
     seed = int.from_bytes(hashlib.sha256("\n".join(ids).encode()).digest()[:8], "little")
     return np.random.default_rng(seed).permutation(len(ids))
 

@@ -2,7 +2,7 @@
 
 After a plugin extractor has computed its fingerprint, :func:`plugin_warnings` runs it twice more on
 the zoo's first :data:`DETERMINISM_MODELS` models and, when the two runs agree and the plugin is
-declared streaming, once more on a subset of them in another order. A plugin whose two runs differ
+declared streaming, once more on a subset of them (:func:`subset_rows`). A plugin whose two runs differ
 (:func:`determinism_warning`), or whose rows change with the other models in the call
 (:func:`row_independence_warning`: a z-score across models, a similarity matrix returned as
 features, a row that reads its position), gets a one-line warning that extraction keeps in the
@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from fingerprint.batch import ModelBatch
-from fingerprint.extractor_spec import ExtractorSpec
+from fingerprint.extractor_spec import ExtractorSpec, hidden_order
 from training.core.store import Zoo
 
 DETERMINISM_MODELS = 3  # models a plugin is run on twice more (cheap; one model cannot show a shuffled row)
 DETERMINISM_RTOL, DETERMINISM_ATOL = 1e-4, 1e-6  # atol relative to the largest |value|; measured: docs/extractors.md
-SUBSET_ROWS = (2, 0)  # the row-independence run: these of the first 3 models, in this order (of 2 models: the second)
 
 
 def plugin_warnings(zoo: Zoo, spec: ExtractorSpec, params: dict[str, Any], ids: Sequence[str], step: int | None,
@@ -62,8 +61,8 @@ def row_checked(spec: ExtractorSpec) -> bool:
 def row_independence_warning(zoo: Zoo, spec: ExtractorSpec, params: dict[str, Any], ids: Sequence[str],
                              step: int | None, device: str) -> str | None:
     """One line when a streaming plugin's rows depend on the other models in the call: run on
-    :data:`SUBSET_ROWS` of the first :data:`DETERMINISM_MODELS` models (2 of them, in another order),
-    a model's row differs from its row in the run on all of them; else ``None``. Not checked (``None``):
+    :func:`subset_rows` of the first :data:`DETERMINISM_MODELS` models, a model's row differs from
+    its row in the run on all of them; else ``None``. Not checked (``None``):
     a plugin :func:`row_checked` leaves out, one that is not deterministic (that is
     :func:`determinism_warning`'s to say), or one that cannot run on so few models."""
     if not row_checked(spec):
@@ -72,6 +71,16 @@ def row_independence_warning(zoo: Zoo, spec: ExtractorSpec, params: dict[str, An
     if runs is None or _nondeterminism(spec.name, runs[1], runs[2]) is not None:
         return None
     return _row_dependence(spec, params, runs[0], runs[1])
+
+
+def subset_rows(ids: Sequence[str]) -> list[int]:
+    """The rows (of ``ids``, the first models) the row-independence run takes: every one but the
+    row the plugin saw first in the run on all of them (its hidden order,
+    :func:`fingerprint.extractor_spec.hidden_order`), last seen first. So whatever its own hidden
+    order, the subset lacks the model a plugin aligned to its first row would align to, and the
+    model it saw last can no longer be in that position: a plugin that reads the row order is always
+    caught, not by luck of the order. Of 3 models 2; of 2 the one seen second; of 1 none."""
+    return [int(i) for i in hidden_order(list(ids))[1:][::-1]]
 
 
 def _first_runs(zoo: Zoo, spec: ExtractorSpec, params: dict[str, Any], ids: Sequence[str], step: int | None, device: str,
@@ -120,9 +129,9 @@ def _nondeterminism(name: str, a: np.ndarray, b: np.ndarray) -> str | None:
 def _row_dependence(spec: ExtractorSpec, params: dict[str, Any], mb: ModelBatch, a: np.ndarray) -> str | None:
     """The row-independence line for a deterministic plugin whose run on all of ``mb`` gave ``a``."""
     k = len(mb)
-    if k < 2:
+    rows = subset_rows(mb.model_ids)
+    if not rows:
         return None
-    rows = list(SUBSET_ROWS) if k > 2 else [k - 1]
     try:
         c, _ = spec.compute(mb.subset(rows), params)
     except Exception:  # noqa: BLE001 - advice, as above: a plugin that needs more models is not checked
@@ -133,7 +142,7 @@ def _row_dependence(spec: ExtractorSpec, params: dict[str, Any], mb: ModelBatch,
     what = (f"shape {list(c.shape)} (on all {k}: {list(a.shape)})" if apart[0] == float("inf") else
             _values_apart(*apart) + " from their rows on all of them")
     return (f"extractor '{spec.name}' gives rows that depend on the other models in the call: run on {len(rows)} of the "
-            f"same {k} models{' in another order' if len(rows) > 1 else ''}, it gave {what}. Extraction "
+            f"same {k} models, it gave {what}. Extraction "
             "runs in chunks of models, so its values depend on the chunking: compute each row from its own model only, "
             "or declare streaming=False to get the whole population in one call")
 

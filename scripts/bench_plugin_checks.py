@@ -1,14 +1,14 @@
 """Benchmark: the checks extraction runs on plugin extractors (docs/extractors.md, "Plugins must be
 deterministic" and "Rows must not depend on the other models"): how far apart two runs of a
 *deterministic* extractor land (the float noise the tolerance must pass), how far a model's row
-moves when the extractor runs on a subset of the models in another order (zero for an extractor
+moves when the extractor runs on a subset of the models (zero for an extractor
 whose rows are its own model's), and what the checks cost next to the extraction itself.
 
 For every unsupervised built-in extractor, run as if it were a plugin (its spec with a plugin source:
 rows shuffled, parameters copied, exactly the path a plugin takes), and for each extractor of the
 ``--plugin`` modules: the extractor on the zoo's first 3 models twice, at 1 and at ``--threads``
 torch threads; the largest ``|a - b|`` relative to the largest ``|value|``; the same for the run on
-models [2, 0] against their rows of the 3-model run (for every extractor, also those the check
+2 of them (``subset_rows``) against their rows of the 3-model run (for every extractor, also those the check
 leaves out: ``streaming=False`` ones show what it would see); then the wall time of
 :func:`fingerprint.plugin_checks.determinism_warning` (the two runs and the load) and of the
 row-independence run (the one more call on 2 models; median of ``--repeat``), beside the time of the
@@ -39,10 +39,10 @@ from fingerprint.extraction import active_models, extract
 from fingerprint.pipeline import allow_models
 from fingerprint.plugin_checks import (
     DETERMINISM_MODELS,
-    SUBSET_ROWS,
     _row_dependence,
     determinism_warning,
     row_checked,
+    subset_rows,
 )
 from fingerprint.registry import list_extractors, register
 from training.core.store import Zoo
@@ -74,7 +74,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}; zoo {a.zoo}; {DETERMINISM_MODELS} models; torch threads 1 / {a.threads}")
     print(f"{'extractor':28s} {'source':8s} {'rel diff 1 thr':>14s} {'rel diff N thr':>14s} {'row diff':>9s} {'check s':>8s} "
           f"{'row s':>8s} {'extract s':>9s}  warning  (extract s: the whole extraction, its checks included; row: "
-          "models [2, 0] against the 3-model run, () where the check leaves the extractor out)")
+          "2 of the 3 models against the 3-model run, () where the check leaves the extractor out)")
     for r in rows:
         row = fmt(r["row_diff"], 9 if r["row_checked"] else 7)
         print(f"{r['extractor']:28s} {r['source']:8s} {fmt(r['rel_diff_1'])} {fmt(r['rel_diff_n'])} "
@@ -128,8 +128,9 @@ def run(zoo: Zoo, threads: int, repeat: int) -> list[dict]:
         if len(sub) == DETERMINISM_MODELS and diffs[1] is not None:
             try:
                 a, _ = as_plugin.compute(mb, dict(spec.params))
-                c, _ = as_plugin.compute(mb.subset(list(SUBSET_ROWS)), dict(spec.params))
-                rdiff = row_diff(a[list(SUBSET_ROWS)], c)
+                rows_ = subset_rows(sub)
+                c, _ = as_plugin.compute(mb.subset(rows_), dict(spec.params))
+                rdiff = row_diff(a[rows_], c)
                 times = []
                 for _ in range(repeat):  # what extraction adds: the one call on 2 models (and the comparison)
                     t0 = time.perf_counter()

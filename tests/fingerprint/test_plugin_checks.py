@@ -244,6 +244,10 @@ def _row_plugins():
     def position(models):  # a column that reads the row order
         return torch.cat([mean_out(models), torch.arange(len(models), dtype=torch.float32)[:, None]], 1)
 
+    def first_row(models):  # each row relative to the first one it is given (a reference model picked by row)
+        x = mean_out(models)
+        return x - x[:1]
+
     def centred(models):  # population-level, and declared so
         x = mean_out(models)
         return x - x.mean(0)
@@ -252,14 +256,15 @@ def _row_plugins():
         return torch.cdist(mean_out(models), mean_out(models))
 
     return {"zscored": (zscored, {}), "own": (own, {}), "noisy": (noisy, {}), "similarity": (similarity, {}),
-            "position": (position, {}), "centred": (centred, {"streaming": False}),
+            "position": (position, {}), "first-row": (first_row, {}), "centred": (centred, {"streaming": False}),
             "centred-sup": (centred, {"supervised": True}), "distances": (distances, {"output": "distances"})}
 
 
 def test_a_streaming_plugin_whose_rows_depend_on_the_other_models_is_named_and_the_fix_given(tiny_zoo):
-    """The subset run ([2, 0] of the first 3 models) against the 3-model run: a z-scoring, a
-    similarity-as-features and a row-order plugin are named; a per-model one is not; a random one gets
-    only the determinism line; streaming=False, supervised and distance plugins are not checked."""
+    """The subset run (2 of the first 3 models) against the 3-model run: a z-scoring, a
+    similarity-as-features, a row-order and a first-row-reference plugin are named; a per-model one
+    is not; a random one gets only the determinism line; streaming=False, supervised and distance
+    plugins are not checked."""
     from fingerprint.plugin_checks import plugin_warnings, row_independence_warning
 
     zoo = Zoo.open(tiny_zoo)
@@ -270,11 +275,11 @@ def test_a_streaming_plugin_whose_rows_depend_on_the_other_models_is_named_and_t
         labels = list(range(len(ids))) if spec.supervised else None
         got[name] = plugin_warnings(zoo, spec, {}, ids, None, "cpu", labels)
         assert row_independence_warning(zoo, spec, {}, ids, None, "cpu") == (got[name][0] if name in (
-            "zscored", "similarity", "position") else None), name
-    for name in ("zscored", "similarity", "position"):
+            "zscored", "similarity", "position", "first-row") else None), name
+    for name in ("zscored", "similarity", "position", "first-row"):
         (w,) = got[name]
         assert w.startswith(f"extractor '{name}' gives rows that depend on the other models in the call: run on 2 of the "
-                            "same 3 models in another order, it gave ")
+                            "same 3 models, it gave ")
         assert ("Extraction runs in chunks of models, so its values depend on the chunking: compute each row from its own "
                 "model only, or declare streaming=False to get the whole population in one call") in w
         assert "\n" not in w
@@ -283,9 +288,14 @@ def test_a_streaming_plugin_whose_rows_depend_on_the_other_models_is_named_and_t
     assert "is not deterministic" in w and "depend on the other models" not in w
     assert got["own"] == got["centred"] == got["centred-sup"] == got["distances"] == []
     # two models: the subset is the second alone; one model: nothing to compare
-    position = _plugin_spec("position", _row_plugins()["position"][0])
-    assert "run on 1 of the same 2 models, it gave" in plugin_warnings(zoo, position, {}, ids[:2], None, "cpu")[0]
-    assert plugin_warnings(zoo, position, {}, ids[:1], None, "cpu") == []
+    # a plugin that reads the row order is caught whatever the hidden orders: never by luck of them
+    for name in ("position", "first-row"):
+        spec = _plugin_spec(name, _row_plugins()[name][0])
+        for i in range(len(ids) - 2):
+            assert row_independence_warning(zoo, spec, {}, ids[i:i + 3], None, "cpu"), (name, i)
+    centred = _plugin_spec("centred", _row_plugins()["centred"][0])  # left streaming: its lone row is 0
+    assert "run on 1 of the same 2 models, it gave" in plugin_warnings(zoo, centred, {}, ids[:2], None, "cpu")[0]
+    assert plugin_warnings(zoo, centred, {}, ids[:1], None, "cpu") == []
 
 
 def test_extraction_stores_the_row_warning_with_the_entry(tiny_zoo, monkeypatch):
