@@ -27,6 +27,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from analysis import parallel
+from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.plots import (
@@ -113,6 +114,7 @@ class Headline:
     lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
+    answer: str | None = None  # the population's label-free answer (analysis.answer)
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -123,6 +125,8 @@ def headline(result: AnalysisResult) -> Headline:
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     h.lone = lone_sentences(result)
     h.apart = candidates_apart_sentence(result)
+    ans = label_free_answer(result)
+    h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
     if not ok:
         return h

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.answer import AGREE, label_free_answer
 from analysis.labelfree_sentences import DEEP_VERDICTS
 
 
@@ -311,7 +312,7 @@ def lone_sentences(result: AnalysisResult) -> list[str]:
     return [lone_models_text(names, list(ids), sizes[ids]) for ids, names in by.items()]
 
 
-MATCHES_CLUSTERS = 0.5  # AMI at or above which a deep verdict's candidate basins count as its clusters
+MATCHES_CLUSTERS = AGREE  # AMI at or above which a deep verdict's candidate basins count as its clusters
 
 
 def candidates_apart(r: FingerprintResult) -> str | None:
@@ -361,4 +362,5 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "n_failed": sum(1 for r in result.scorecard if r.error),
             "lone_models": {str(r.fingerprint): ids for r in result.fingerprints if (ids := lone_models(r))},
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
+            "label_free_answer": None if (ans := label_free_answer(result)) is None else ans.to_dict(),
             "fingerprints": fps, "provenance": provenance or {}}

@@ -253,6 +253,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
                       "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
+    if h.answer:
+        console.print(f"[bold]label-free answer:[/] {esc(h.answer)}", highlight=False)  # wrapped, as the headline
     console.print(f"[bold]headline:[/] {esc(headline_sentence(h, set(h.small)))}", highlight=False)
 
 

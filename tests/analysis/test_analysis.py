@@ -481,6 +481,7 @@ def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
     assert "ground truth none" in text
     assert "k = 4 is the largest k tried" in " ".join(text.split()) and "raise --k-max" in " ".join(text.split())
     assert "headline: " in text and "without ground truth" in " ".join(text.split())  # one closing sentence
+    assert "label-free answer: " in text  # the population-level line (analysis.answer), before the headline
 
 
 # -- layering redesign (#19): the error type, the estimator contract, the verdict table, summary keys ----

@@ -88,8 +88,13 @@ def test_a_stored_analysis_is_drawn_by_two_processes_with_the_same_bytes(run, tm
 
 def test_summary_json_schema(run):
     s = run.summary
-    top = {"version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "fingerprints", "provenance"}
+    top = {"version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "fingerprints", "provenance",
+           "label_free_answer"}
     assert top <= set(s)
+    answer = s["label_free_answer"]  # analysis.answer: every deep verdict is in exactly one candidate
+    deep = {f["fingerprint"] for f in s["fingerprints"] if f["label_free"]["verdict"] in ("crosses lineage", "groups lineages")}
+    assert sorted(f for c in answer["candidates"] for f in c["fingerprints"]) == sorted(deep)
+    assert answer["sentence"] and f"Label-free answer</b>: {answer['sentence']}" in run.html.replace("&#39;", "'")
     assert s["n_models"] == 24 and s["n_failed"] == 0
     assert s["settings"]["label"] == "deep_label" and s["settings"]["lineage"] == "init_seed"
     assert s["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85, "lineage_auc": 0.9}

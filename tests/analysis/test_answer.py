@@ -1,0 +1,92 @@
+"""The population's label-free answer (analysis.answer): deep verdicts whose candidate basins agree
+are one candidate difference, with the consensus as representative; disagreeing ones are several."""
+
+from __future__ import annotations
+
+from analysis.answer import AGREE, label_free_answer
+from analysis.report import headline
+from analysis.results import AnalysisResult, FingerprintResult, summary
+
+IDS = [f"m{i:02d}" for i in range(24)]
+CAMPS = {m: i % 2 for i, m in enumerate(IDS)}  # the planted difference: every other model
+HALVES = {m: int(i >= 12) for i, m in enumerate(IDS)}  # another partition (AMI 0 with CAMPS)
+
+
+def fp(name: str, basins: dict[str, int] | None, verdict: str = "crosses lineage", q: float = 0.01,
+       sep: float | None = 6.0, privileged: bool = False) -> FingerprintResult:
+    free = {"verdict": verdict, "q": q, "sentence": ".", "candidate_basins": basins or {},
+            "effect": None if sep is None else {"separation": sep}}
+    return FingerprintResult(name, n_models=len(IDS), model_ids=IDS, clusters=[0] * len(IDS), label_free=free,
+                             meta={"privileged": ["conflict"]} if privileged else {})
+
+
+def result(*fps: FingerprintResult) -> AnalysisResult:
+    return AnalysisResult(1, 0.0, {}, len(IDS), scorecard=[], fingerprints=list(fps))
+
+
+def flipped(basins: dict[str, int], k: int, start: int = 0) -> dict[str, int]:
+    """``basins`` with ``k`` models from the ``start``-th moved to the other side (24 models in two
+    camps: AMI 0.78 with one moved, 0.57 with two, 0.45 with three)."""
+    return {m: (1 - b if start <= i < start + k else b) for i, (m, b) in enumerate(basins.items())}
+
+
+def test_agreeing_deep_verdicts_are_one_candidate_and_the_consensus_represents_it():
+    near = flipped(CAMPS, 1)  # AMI 0.78 with CAMPS, 0.45 with far
+    far = flipped(CAMPS, 2, start=1)  # 0.57 with CAMPS: the lowest q and the widest separation, not the consensus
+    ans = label_free_answer(result(fp("a", near, q=0.02), fp("b", CAMPS, "groups lineages", q=0.02),
+                                   fp("c", far, q=0.001, sep=20.0), fp("d", None, "lineage only")))
+    assert ans.n_fingerprints == ans.n_judged == 4 and len(ans.candidates) == 1
+    c = ans.candidates[0]
+    assert c.fingerprints == ["a", "b", "c"] and c.verdicts["b"] == "groups lineages"
+    assert c.representative == "b"  # agrees best with the others (mean AMI 0.68), not c's lowest q
+    assert c.basins == CAMPS and c.sizes == [12, 12] and c.q == 0.02
+    assert c.ami is not None and round(c.ami[0], 2) == 0.45 and round(c.ami[1], 2) == 0.78
+    assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c; their "
+                                   "candidate basins linked by pairs that agree, pairwise AMI 0.45-0.78): ")
+    assert "candidate basins of 12 and 12 models (the consensus, b's, q 0.02, 6.0 SDs apart)" in ans.sentence
+
+
+def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_first():
+    ans = label_free_answer(result(fp("x", HALVES, q=0.003), fp("a", CAMPS), fp("b", flipped(CAMPS, 1))))
+    assert [c.fingerprints for c in ans.candidates] == [["a", "b"], ["x"]]
+    assert ans.candidates[1].ami is None and ans.candidates[1].representative == "x"
+    assert ans.sentence.startswith(f"2 candidate deep differences whose candidate basins do not agree (AMI below {AGREE:g}): "
+                                   "(1) found by 2 of 3 fingerprints (a, b; their candidate basins agree")
+    assert "(2) found by 1 of 3 fingerprints (x): candidate basins of 12 and 12 models (its, q 0.003" in ans.sentence
+    assert ans.sentence.endswith("several differences, or not all real; look at the models of each (summary.json "
+                                 "label_free_answer)")
+
+
+def test_a_privileged_fingerprint_joins_but_does_not_represent_unless_alone():
+    ans = label_free_answer(result(fp("conflict", CAMPS, q=0.001, privileged=True), fp("ood", flipped(CAMPS, 1))))
+    c = ans.candidates[0]
+    assert c.representative == "ood" and not c.privileged and c.fingerprints == ["conflict", "ood"]
+    alone = label_free_answer(result(fp("conflict", CAMPS, privileged=True), fp("ood", None, "lineage only"))).candidates[0]
+    assert alone.representative == "conflict" and alone.privileged
+    assert "(conflict (privileged)):" in label_free_answer(result(fp("conflict", CAMPS, privileged=True))).sentence
+
+
+def test_no_deep_verdict_insufficient_and_failed_fingerprints():
+    none = label_free_answer(result(fp("a", None, "lineage only"), fp("b", None, "no structure"),
+                                    fp("c", None, "insufficient")))
+    assert none.candidates == [] and none.n_judged == 2 and none.n_fingerprints == 3
+    assert none.sentence.startswith("no candidate deep difference: none of the 2 fingerprints judged")
+    few = label_free_answer(result(fp("a", None, "insufficient")))
+    assert few.sentence.startswith("no answer without ground truth: every fingerprint's label-free verdict is insufficient")
+    assert label_free_answer(result(FingerprintResult("broken", error="boom"))) is None
+
+
+def test_candidate_basins_placed_on_too_few_common_models_do_not_link():
+    """Two fingerprints over disjoint model sets (different --fp model subsets) are not compared."""
+    first = {m: b for m, b in CAMPS.items() if m < "m12"}
+    second = {m: b for m, b in CAMPS.items() if m >= "m12"}
+    ans = label_free_answer(result(fp("a", first), fp("b", second)))
+    assert len(ans.candidates) == 2 and all(c.ami is None for c in ans.candidates)
+
+
+def test_summary_headline_carry_the_answer():
+    res = result(fp("a", CAMPS), fp("b", None, "lineage only"))
+    s = summary(res)["label_free_answer"]
+    assert s["candidates"][0]["representative"] == "a" and s["candidates"][0]["basins"] == CAMPS
+    assert s["sentence"] == headline(res).answer
+    assert summary(result(FingerprintResult("broken", error="boom")))["label_free_answer"] is None
