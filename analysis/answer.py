@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.labelfree_sentences import DEEP_VERDICTS
+from analysis.labelfree_sentences import DEEP_VERDICTS, sds
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
 # imports this one for summary.json, and the layer rule wants no cycle, not even for types.
@@ -158,7 +158,7 @@ def _candidate_text(c: Candidate, n: int) -> str:
     size = " and ".join(map(str, c.sizes)) if len(c.sizes) <= 4 else f"{', '.join(map(str, c.sizes[:4]))}, ..."
     how = [f"q {c.q:.2g}"] if c.q is not None else []
     if c.separation is not None:
-        how.append(f"{c.separation:.1f} SDs apart")
+        how.append(f"{sds(c.separation)} SDs apart")
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''})")

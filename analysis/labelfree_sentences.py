@@ -141,7 +141,7 @@ def effect_text(e: dict[str, Any] | None) -> str:
     where = "fingerprint's" if e.get("raw", True) else "test coordinates'"
     share = f"{_pct(e['share'])} of the {where} variance{_ci(e.get('share_ci'), _pct)}"
     sep = e.get("separation")
-    apart = "" if sep is None else f", {sep:.2g} within-basin SDs apart{_ci(e.get('separation_ci'), lambda v: f'{v:.2g}')}"
+    apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{_ci(e.get('separation_ci'), sds)}"
     if e.get("small"):
         return (f"A small difference: {share}{apart}, closer than the two halves of one Gaussian cloud "
                 f"({e.get('threshold', 2.65):.2f} SDs): real perhaps, but check that it matters before calling it a basin "
@@ -153,7 +153,7 @@ def effect_brief(e: dict[str, Any]) -> str:
     """``e`` (:func:`analysis.effect.basin_effect`) in a few words: ``0.2% [0.04-9.7%], 0.48 SDs (small)``."""
     share = "–" if e.get("share") is None else _pct(e["share"]) + (
         f" [{_pct(e['share_ci'][0])}-{_pct(e['share_ci'][1])}]" if e.get("share_ci") else "")
-    sep = "" if e.get("separation") is None else f", {e['separation']:.2g} SDs"
+    sep = "" if e.get("separation") is None else f", {sds(e['separation'])} SDs"
     return share + sep + (" (small)" if e.get("small") else "")
 
 
@@ -173,8 +173,16 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 
 def _pct(v: float) -> str:
-    """A share as a percentage with two significant digits (``0.2%``, ``43%``)."""
-    return f"{100 * v:.2g}%"
+    """A share as a percentage, two significant digits below 10% (``0.2%``, ``4.3%``), whole above
+    (``43%``, ``100%``: not ``1e+02%``)."""
+    return f"{100 * v:.2g}%" if 100 * v < 9.95 else f"{100 * v:.0f}%"
+
+
+def sds(v: float) -> str:
+    """A separation in within-basin SDs: two significant digits below 10, whole below 1,000, and
+    ``over 1,000`` above (basins whose models answer all but identically: no within-basin spread to
+    measure against, not ``7.1e+15``)."""
+    return f"{v:.2g}" if v < 9.95 else f"{v:.0f}" if v < 1000 else "over 1,000"
 
 
 def _ci(ci: Any, fmt: Any) -> str:
@@ -231,7 +239,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         key = next(iter(small))
         e, test = small[key], "groups" if key == "groups" else "split"
         what = "family groups" if test == "groups" else "models' two camps"
-        lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {e['separation']:.2g} within-basin SDs apart, "
+        lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
                 f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
                 "to call a basin (docs/scorecard.md, \"How big is the difference\").")
     tests_small = {"groups" if k == "groups" else "split" for k in small}

@@ -102,7 +102,9 @@ def _styled(draw: Callable) -> Callable:
 
     @functools.wraps(draw)
     def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(STYLE):
+        with matplotlib.rc_context(STYLE), warnings.catch_warnings():
+            # every model of a basin at one point (a perfect split): matplotlib widens the axis itself
+            warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
             return draw(*args, **kwargs)
 
     return wrapper

@@ -326,10 +326,15 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     if odd is not None or any(not isinstance(m, str) for m in ids):
         raise UserError(f"model id {odd!r} cannot be a model id: ids are non-empty printable strings")
     template = copy.deepcopy(modules[0]).cpu().eval()
+    cast = sorted(set().union(*(_not_float32(m) for m in modules)))
+    if cast:  # as `fingerprint import` reads float16 / bfloat16 / float64 checkpoints: the models run in float32
+        template = template.float()
+        warnings.warn(f"Zoo.from_modules: the modules' {', '.join(cast)} weights are stored and run as float32 (as "
+                      "`fingerprint import` does); probes are float32 too", stacklevel=3)
     expected = template.state_dict()
     sds = []
     for mid, m in zip(ids, modules):
-        sd = {k: v.detach().cpu() for k, v in m.state_dict().items()}
+        sd = {k: _as_float32(v.detach().cpu()) for k, v in m.state_dict().items()}
         check_against(sd, expected, Path(f"<module {mid}>"))
         sds.append(sd)
     meta = None
@@ -359,3 +364,14 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     z = zoo_io.Zoo.open(target)
     z.module_factory = factory if callable(factory) else (lambda: copy.deepcopy(template))
     return z
+
+
+def _not_float32(module: nn.Module) -> set[str]:
+    """The floating dtypes other than float32 among ``module``'s parameters and buffers (``{"float16"}``)."""
+    return {str(t.dtype).replace("torch.", "") for t in [*module.parameters(), *module.buffers()]
+            if t.is_floating_point() and t.dtype != torch.float32}
+
+
+def _as_float32(t: torch.Tensor) -> torch.Tensor:
+    """A floating tensor as float32 (an integer buffer, a norm's step counter, as it is)."""
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t

@@ -43,7 +43,7 @@ def test_agreeing_deep_verdicts_are_one_candidate_and_the_consensus_represents_i
     assert c.ami is not None and round(c.ami[0], 2) == 0.45 and round(c.ami[1], 2) == 0.78
     assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c; their "
                                    "candidate basins linked by pairs that agree, pairwise AMI 0.45-0.78): ")
-    assert "candidate basins of 12 and 12 models (the consensus, b's, q 0.02, 6.0 SDs apart)" in ans.sentence
+    assert "candidate basins of 12 and 12 models (the consensus, b's, q 0.02, 6 SDs apart)" in ans.sentence
 
 
 def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_first():

@@ -170,3 +170,14 @@ def test_a_small_split_keeps_the_other_inconclusive_hints():
     assert "only 0.5 within-basin SDs apart" in r.sentence and "too small a difference to call a basin" in r.sentence
     assert "Inconclusive about a deep difference: family groups p 0.03" in r.sentence
     assert "two camps p" not in r.sentence and "set one init family apart" not in r.sentence
+
+
+def test_sizes_read_as_numbers_at_the_extremes():
+    """The sixth audit: ``1e+02% [1e+02%-1e+02%], 7.1e+15 SDs`` for a perfect split (models of a
+    basin answering identically). Shares above 10% are whole percents, separations whole above 10 and
+    ``over 1,000`` past that."""
+    from analysis.labelfree_sentences import effect_brief, sds
+
+    assert effect_brief({"share": 0.9996, "share_ci": [0.9991, 1.0], "separation": 511.4}) == "100% [100%-100%], 511 SDs"
+    assert effect_brief({"share": 0.057, "share_ci": [0.048, 0.1], "separation": 7.1e15}) == "5.7% [4.8%-10%], over 1,000 SDs"
+    assert [sds(v) for v in (0.48, 2.65, 9.9, 12.4, 999.4)] == ["0.48", "2.6", "9.9", "12", "999"]

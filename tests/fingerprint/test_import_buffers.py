@@ -74,3 +74,28 @@ def test_every_extractor_runs_on_modules_with_scalar_and_int_buffers(tmp_path):
     assert res["weight-spectra"].values.shape[1] == 2 * 16  # the two weight matrices, not the 2-d-looking buffers
     n_weights = sum(p.numel() for p in mods[0].parameters())
     assert res["aligned-weights"].values.shape[1] == n_weights
+
+
+def test_half_and_double_modules_are_stored_and_run_as_float32_saying_so(tmp_path):
+    """A notebook's ``.half()`` / ``.double()`` modules (the sixth audit: refused with a dtype
+    mismatch that did not say what to do) are read as ``fingerprint import`` reads such checkpoints:
+    as float32, with one warning naming the dtypes; the outputs are the float32
+    modules' own."""
+    import warnings
+
+    torch.manual_seed(0)
+    base = [Buffered().eval() for _ in range(4)]
+    mods = [m.half() if i < 2 else m.double() for i, m in enumerate(__import__("copy").deepcopy(base))]
+    probes = {"x": torch.randn(16, 4).half()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zoo = Zoo.from_modules(mods, tmp_path / "z", metadata={"family": [0, 0, 1, 1]}, probes=probes)
+    said = [str(w.message) for w in caught if "float32" in str(w.message)]
+    assert said == ["Zoo.from_modules: the modules' float16, float64 weights are stored and run as float32 (as "
+                    "`fingerprint import` does); probes are float32 too"]
+    batch = ModelBatch.from_zoo(zoo, zoo.model_ids, None, "cpu")
+    assert batch.params["fc1.weight"].dtype == torch.float32
+    out = batch.forward(probes["x"].float())  # [4, 16, 3]
+    want = torch.stack([m.float()(probes["x"].float()) for m in __import__("copy").deepcopy(mods)]).detach()
+    assert torch.allclose(out, want, atol=1e-5)
+    assert extract(zoo, ["weight-stats"])[0].values.dtype == np.float32
