@@ -46,6 +46,7 @@ class Candidate:
     sizes: list[int]
     basins: dict[str, int]
     ami: list[float] | None = None
+    columns: dict[str, bool] = field(default_factory=dict)  # model columns the candidate basins match -> graded
 
 
 @dataclass
@@ -141,7 +142,18 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=sizes, basins=basins,
-        ami=[float(pairs.min()), float(pairs.max())] if pairs.size else None)
+        ami=[float(pairs.min()), float(pairs.max())] if pairs.size else None, columns=_columns(group))
+
+
+def _columns(group: list[FingerprintResult]) -> dict[str, bool]:
+    """The model columns that some member's candidate basins match (:mod:`analysis.metadata`), each
+    with whether it is graded (many numbers: the camps may be a threshold on a continuum)."""
+    out: dict[str, bool] = {}
+    for r in group:
+        for e in r.metadata_match or []:
+            if e.get("match"):
+                out[str(e["column"])] = out.get(str(e["column"]), False) or bool(e.get("graded"))
+    return out
 
 
 def _privileged(r: FingerprintResult) -> bool:
@@ -160,8 +172,10 @@ def _candidate_text(c: Candidate, n: int) -> str:
     if c.separation is not None:
         how.append(f"{sds(c.separation)} SDs apart")
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
+    cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
+                   for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''})")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){cols}")
 
 
 def answer_sentence(ans: Answer) -> str:

@@ -31,7 +31,7 @@ from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
 
-__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "matches"]
+__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "matches", "measurements"]
 
 # ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
 NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
@@ -55,6 +55,26 @@ def column_kind(values: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     return out, present
 
 
+GRADED_VALUES = 5  # distinct numbers from which a matched column reads as graded: camps at a threshold of it (AUROC entries)
+MEASURED_VALUES = 3  # distinct non-integer numbers from which a label column reads as measurements, not classes
+
+
+def measurements(values: np.ndarray) -> tuple[int, int] | None:
+    """``(distinct values, models with a value)`` when a column holds measurements rather than
+    classes -- numbers, not all whole, at least :data:`MEASURED_VALUES` distinct ones (a weight decay,
+    a score; ``0.25`` / ``1.0`` rates are two classes) -- else ``None``. As ``--label`` its every value
+    would be a class of its own (the sixth audit: a measured score with 4 values read ``tracks deep
+    differences`` on a null, and a per-model weight decay gave intervals above their point)."""
+    nums, present = column_kind(values)
+    if nums is None:
+        return None
+    vals = nums[present]
+    distinct = len(np.unique(vals))
+    if distinct < MEASURED_VALUES or np.all(vals == np.round(vals)):
+        return None
+    return distinct, int(present.sum())
+
+
 def _same_partition(col: np.ndarray, family: np.ndarray) -> bool:
     """``col`` groups the models exactly as the families do: another name for the lineage column."""
     pairs = {(str(c), str(f)) for c, f in zip(col, family)}
@@ -68,7 +88,9 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
 
     Returns one entry per statistic computed, matches first, then by strength:
     ``{column, statistic ("AMI" | "AUROC"), value, ci ([lo, hi] or None), match, level, n_models}``
-    (AUROC entries also ``higher_in``: the basin where the column's values are higher). A column is
+    (AUROC entries also ``higher_in``: the basin where the column's values are higher, ``distinct``: its
+    number of values, and ``graded``: at least :data:`GRADED_VALUES` of them, so that two camps it
+    matches may be a threshold on a continuum rather than two basins). A column is
     left out when it is constant on the models, has no numbers and more than n/2 distinct values (names,
     paths), or groups the models exactly as the families do (another name for the lineage)."""
     basins = np.asarray(basins)
@@ -92,6 +114,8 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
             out.append(_ami_entry(name, b, strs, fcodes, fam, nf, n_boot, random_state, ami_level))
         if nums is not None and len(np.unique(b)) == 2:
             out.append(_auroc_entry(name, b, nums[keep], fcodes, fam, nf, n_boot, random_state, auroc_level))
+            out[-1]["distinct"] = distinct
+            out[-1]["graded"] = distinct >= GRADED_VALUES
     return sorted(out, key=lambda e: (not e["match"], -(e["value"] or 0.0), e["column"], e["statistic"]))
 
 

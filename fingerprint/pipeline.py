@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 
 from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
+from analysis.metadata import measurements
 from analysis.report import SectionDrawer, page
 from analysis.results import AnalysisResult, FingerprintResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
@@ -328,6 +330,16 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
         if column is not None and column not in table:
             raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
+    label = overrides.get("label")
+    measured = None if label is None else measurements(np.asarray(table[label], dtype=object))
+    if measured is not None:
+        distinct, n = measured
+        what = f"--label {label} holds measurements ({distinct} distinct numbers, not all whole, on {n} models), not classes"
+        fix = ("give a column of classes (bin it in your metadata CSV), or read the metadata match, which compares the "
+               "candidate basins with every column, numbers by rank (docs/scorecard.md, \"Candidate basins and your metadata\")")
+        if distinct > max(10, n // 2):  # a value per model, or nearly: no basin to score against
+            raise UserError(f"{what}: the deep scores would treat each value as a basin; {fix}")
+        warnings.warn(f"{what}: the deep scores treat each of its {distinct} values as a basin; {fix}", stacklevel=2)
     opts = analysis_options(section, **overrides)
     told = overrides.get("lineage") is not None
     if RECOVERED in table and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):

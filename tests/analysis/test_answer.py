@@ -90,3 +90,15 @@ def test_summary_headline_carry_the_answer():
     assert s["candidates"][0]["representative"] == "a" and s["candidates"][0]["basins"] == CAMPS
     assert s["sentence"] == headline(res).answer
     assert summary(result(FingerprintResult("broken", error="boom")))["label_free_answer"] is None
+
+
+def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
+    """The sixth audit's weight-decay nulls: camps that are a threshold on a per-model number."""
+    a, b = fp("a", CAMPS), fp("b", HALVES)
+    a.metadata_match = [{"column": "weight_decay", "match": True, "graded": True},
+                        {"column": "lr", "match": False, "graded": True}]
+    b.metadata_match = [{"column": "epochs", "match": True, "graded": False}]
+    ans = label_free_answer(result(a, b))
+    assert [c.columns for c in ans.candidates] == [{"weight_decay": True}, {"epochs": False}]
+    assert "(its, q 0.01, 6 SDs apart); it matches column 'weight_decay' (graded: perhaps a continuum cut in two); (2)" in ans.sentence
+    assert "it matches column 'epochs':" in ans.sentence

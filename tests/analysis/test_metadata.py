@@ -110,6 +110,9 @@ def test_statistics_are_scikit_learns_and_the_auroc_is_oriented():
     auc = by["size", "AUROC"]
     assert auc["value"] == pytest.approx(1 - roc_auc_score(basins, size), abs=1e-12) and auc["value"] == 1.0
     assert auc["higher_in"] == 0 and auc["match"] and auc["ci"] == [1.0, 1.0]
+    assert auc["graded"] and auc["distinct"] == 24  # a number per model: camps at a threshold of it (the sixth audit)
+    two = md.compare(basins, {"epochs": np.where(basins == 0, 40, 10)}, fam)
+    assert [(e["statistic"], e.get("graded")) for e in two] == [("AMI", None), ("AUROC", False)]
 
 
 def test_missing_values_constant_columns_and_few_families():

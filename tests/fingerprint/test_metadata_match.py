@@ -64,3 +64,30 @@ def test_the_report_names_the_metadata_column_that_decides_the_camps(tmp_path, d
     text = out.export_text()
     assert ("candidate basins match column 'epochs': ood-outputs, weight-stats (AMI 1.00 [1.00, 1.00]; AUROC 1.00 "
             "[1.00, 1.00])" in text) is decides
+
+
+def test_a_label_of_measurements_is_refused_or_warned_not_scored_as_classes(monkeypatch):
+    """The sixth audit: ``--label weight_decay`` (a number per model) or a measured score with 4
+    values scored each value as a basin (a null read ``tracks deep differences``). A column of
+    numbers, not all whole, is refused when nearly every model has its own value, warned about with
+    a few values; whole numbers and two rates (0.25 / 1.0) are classes."""
+    import fingerprint.pipeline as pl
+    from analysis.metadata import measurements
+    from training.core.errors import UserError
+
+    assert measurements(np.asarray([0.25, 1.0, 0.25, 1.0], dtype=object)) is None  # two rates: classes
+    assert measurements(np.asarray([1, 2, 3, 4, 5.0], dtype=object)) is None  # whole numbers
+    assert measurements(np.asarray(["a", "b", "c"], dtype=object)) is None
+    assert measurements(np.asarray([0.1, 0.2, "", 0.3], dtype=object)) == (3, 3)  # a missing value is not counted
+    zoo = _zoo(True)
+    with pytest.raises(UserError) as e:
+        pl.options_for(zoo, label="lr", lineage="family")
+    assert str(e.value).startswith("--label lr holds measurements (24 distinct numbers, not all whole, on 24 models), "
+                                   "not classes: the deep scores would treat each value as a basin; give a column of classes")
+    assert pl.options_for(zoo, label="epochs", lineage="family").label == "epochs"  # whole numbers: classes, silently
+    table = pl.model_table(zoo)
+    table["lr"] = np.asarray([0.125, 0.25, 0.375, 0.5] * 6, dtype=object)  # a measured score with 4 values
+    monkeypatch.setattr(pl, "model_table", lambda _zoo: table)
+    with pytest.warns(UserWarning, match="^--label lr holds measurements \\(4 distinct numbers") as w:
+        opts = pl.options_for(zoo, label="lr", lineage="family")
+    assert opts.label == "lr" and len(w) == 1
