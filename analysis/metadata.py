@@ -75,6 +75,17 @@ def measurements(values: np.ndarray) -> tuple[int, int] | None:
     return distinct, int(present.sum())
 
 
+def _crossed(col: np.ndarray, family: np.ndarray) -> bool:
+    """``col`` is crossed with the families as a design factor is (a data order shared by the inits):
+    some level is in two or more families, and some family holds two or more levels."""
+    fams_of: dict[str, set] = {}
+    levels_of: dict[str, set] = {}
+    for c, f in zip(col.tolist(), family.tolist()):
+        fams_of.setdefault(c, set()).add(f)
+        levels_of.setdefault(f, set()).add(c)
+    return max(map(len, fams_of.values())) >= 2 and max(map(len, levels_of.values())) >= 2
+
+
 def _same_partition(col: np.ndarray, family: np.ndarray) -> bool:
     """``col`` groups the models exactly as the families do: another name for the lineage column."""
     pairs = {(str(c), str(f)) for c, f in zip(col, family)}
@@ -90,7 +101,8 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
     ``{column, statistic ("AMI" | "AUROC"), value, ci ([lo, hi] or None), match, level, n_models}``
     (AUROC entries also ``higher_in``: the basin where the column's values are higher, ``distinct``: its
     number of values, and ``graded``: at least :data:`GRADED_VALUES` of them, so that two camps it
-    matches may be a threshold on a continuum rather than two basins). A column is
+    matches may be a threshold on a continuum rather than two basins; AMI entries ``crossed``: crossed
+    with the families as a shared data order is, which ``--strata`` takes out). A column is
     left out when it is constant on the models, has no numbers and more than n/2 distinct values (names,
     paths), or groups the models exactly as the families do (another name for the lineage)."""
     basins = np.asarray(basins)
@@ -112,6 +124,7 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
         nf = len(fnames)
         if distinct <= n // 2:
             out.append(_ami_entry(name, b, strs, fcodes, fam, nf, n_boot, random_state, ami_level))
+            out[-1]["crossed"] = _crossed(strs, fam)
         if nums is not None and len(np.unique(b)) == 2:
             out.append(_auroc_entry(name, b, nums[keep], fcodes, fam, nf, n_boot, random_state, auroc_level))
             out[-1]["distinct"] = distinct

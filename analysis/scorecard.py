@@ -183,7 +183,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
-    strata = [col(c) for c in STRATA if c in table and c not in (opts.lineage, opts.label)]
+    strata = [col(c) for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
     label_free = lf.label_free(coords, lineage_values, opts.n_perm, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
@@ -336,7 +336,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
         raise AnalysisError("the model table needs a 'model_id' column")
-    for what, c in (("--label", opts.label), ("--lineage", opts.lineage)):
+    for what, c in (("--label", opts.label), ("--lineage", opts.lineage), *(("--strata", c) for c in opts.strata)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
             raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
     index = {str(m): i for i, m in enumerate(table["model_id"])}

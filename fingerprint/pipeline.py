@@ -327,7 +327,8 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     names a column."""
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     table = model_table(zoo)
-    for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
+    for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage")),
+                         *(("--strata", c) for c in overrides.get("strata") or [])):
         if column is not None and column not in table:
             raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
     label = overrides.get("label")

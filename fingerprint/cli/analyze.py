@@ -28,8 +28,9 @@ def _analysis(zoo_path, fp, trust_code, arch, **overrides):
     from fingerprint import pipeline  # deferred for start-up time
 
     zoo = o.open_for_models(zoo_path, trust_code, arch)
-    combine = overrides.pop("combine")
-    opts = pipeline.options_for(zoo, combine=[c.split("+") for c in combine] if combine else None, **overrides)
+    combine, strata = overrides.pop("combine"), overrides.pop("strata")
+    opts = pipeline.options_for(zoo, combine=[c.split("+") for c in combine] if combine else None,
+                                strata=list(strata) if strata else None, **overrides)
     with RichProgress() as progress:
         inputs = pipeline.inputs_for(zoo, fp, opts.label, progress)
     return zoo, opts, inputs
@@ -42,7 +43,7 @@ def cluster_cmd(
     method: Optional[str] = o.METHOD, label: Optional[str] = o.LABEL, lineage: Optional[str] = o.LINEAGE,
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
-    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA,
+    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
@@ -50,7 +51,7 @@ def cluster_cmd(
 
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
-                                  n_perm=n_perm, alpha=alpha)
+                                  n_perm=n_perm, alpha=alpha, strata=strata)
     with RichProgress() as progress:
         result = pipeline.analyze(zoo, inputs, opts, progress)
     print_basins(zoo, scorecard=False)
@@ -69,7 +70,7 @@ def report(
     method: Optional[str] = o.METHOD, label: Optional[str] = o.LABEL, lineage: Optional[str] = o.LINEAGE,
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
-    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA,
+    n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current.
@@ -83,7 +84,7 @@ def report(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
-                                  n_perm=n_perm, alpha=alpha)
+                                  n_perm=n_perm, alpha=alpha, strata=strata)
     missing = [] if fp else pipeline.not_in_report(zoo, inputs)  # every cached one: say which failed to extract
     with contextlib.ExitStack() as stack:
         with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process

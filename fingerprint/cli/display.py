@@ -372,6 +372,8 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     intervals (fingerprints with the same numbers together), then one line saying what to check."""
     by_col: dict[str, dict[str, list[str]]] = {}
     graded: dict[str, int] = {}  # matched numeric columns with many values: the camps may be a threshold on them
+    crossed: set[str] = set()  # matched columns crossed with the families as a shared data order is
+    design = set(result.settings.get("strata") or ())
     for r in result.fingerprints:
         stats: dict[str, list[str]] = {}
         for e in getattr(r, "metadata_match", None) or []:
@@ -379,11 +381,15 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
                 stats.setdefault(str(e["column"]), []).append(_with_ci(e["statistic"], e.get("value"), e.get("ci")))
                 if e.get("graded"):
                     graded[str(e["column"])] = int(e.get("distinct") or 0)
+                if e.get("crossed"):
+                    crossed.add(str(e["column"]))
         for col, st in stats.items():
             by_col.setdefault(col, {}).setdefault("; ".join(st), []).append(str(r.fingerprint))
     out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
            + (f"; a graded column ({graded[col]} values) cut in two: the camps may be the two ends of a continuum, not "
               "two basins" if col in graded else "")
+           + (f"; if '{col}' is a design factor the init families share (a data order, a batch), it is lineage: "
+              f"report with --strata {col}" if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
     if out:
         out.append("check whether that is the difference you mean: a column recording how the models were made (training "

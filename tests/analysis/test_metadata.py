@@ -164,7 +164,8 @@ def test_the_terminal_names_each_matched_column_once(analysed, monkeypatch):
     lines = [ln for ln in text.splitlines() if "candidate basins match column" in ln]
     if decided:
         (line,) = lines  # one line per column, both statistics in it
-        assert line == "candidate basins match column 'epochs': camps (AMI 1.00 [1.00, 1.00]; AUROC 1.00 [1.00, 1.00])"
+        assert line.startswith("candidate basins match column 'epochs': camps (AMI 1.00 [1.00, 1.00]; AUROC 1.00 [1.00, 1.00])")
+        assert "--strata epochs" in " ".join(text.split())  # 10 / 40 epochs recur in every family: crossed as a design factor
         assert "check whether that is the difference you mean" in text
     else:
         assert lines == [] and "check whether that is the difference you mean" not in text
@@ -186,3 +187,35 @@ def test_the_null_script_counts_matches_of_unrelated_and_deciding_columns(capsys
     assert len(rows) == 2 * len(mod.KINDS)
     for r in rows:
         assert r["matches"] == (10 if r["column"] == "decides" else 0), r
+
+
+def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_strata():
+    """The sixth audit: 60 families x 4 whose data orders 0-3 recur in every family, stored as
+    ``order`` (not ``data_seed``): 5 of 9 fingerprints read ``crosses lineage`` on a null. The match
+    says the column is crossed with the families and how to take it out; ``strata=["order"]`` (the
+    CLI's ``--strata order``) does, as a ``data_seed`` column would."""
+    r = np.random.default_rng(3)
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    x = r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
+    x[:, 0] += 3.0 * (order % 2)  # what a shared data order does to every family alike
+    ids = [f"m{i}" for i in range(32)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "order": order}
+    fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    res = analyze([fp], table, opts)
+    plain = res.fingerprints[0]
+    assert plain.label_free["verdict"] == "crosses lineage"
+    from fingerprint.cli.display import metadata_lines
+
+    assert metadata_lines(res)[0].endswith("; if 'order' is a design factor the init families share (a data order, a "
+                                           "batch), it is lineage: report with --strata order")
+    hit = next(e for e in plain.metadata_match if e["column"] == "order" and e["statistic"] == "AMI")
+    assert hit["match"] and hit["crossed"]
+    taken = analyze([fp], table, opts.replace(strata=["order"])).fingerprints[0]
+    assert taken.label_free["verdict"] not in ("crosses lineage", "groups lineages")
+    renamed = analyze([fp], {**table, "data_seed": order}, opts).fingerprints[0]  # the name it is known by
+    assert renamed.label_free["verdict"] == taken.label_free["verdict"]
+    with pytest.raises(ValueError, match="unknown model column 'nope' for --strata"):
+        analyze([fp], table, opts.replace(strata=["nope"]))
+    with pytest.raises(ValueError, match="strata"):
+        opts.replace(strata="order")
