@@ -60,6 +60,23 @@ def test_streamed_pca_equals_scikit_learn_pca(monkeypatch):
         assert np.allclose(streamed, exact, atol=1e-8)  # same components, same signs
 
 
+def test_wide_features_are_reduced_through_the_gram_matrix_as_scikit_learns_exact_pca(monkeypatch):
+    """Wider than tall (a population's flattened weights, the sixth audit's 32 x 1M): the PCA
+    scores from the models' Gram matrix are scikit-learn's exact (full-SVD) PCA, signs included."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(30, 6)) @ rng.normal(size=(6, 900)) + rng.normal(size=(30, 900))).astype(np.float32)
+    x[:, 7] = 2.0  # a constant column is dropped
+    monkeypatch.setattr(rd, "STREAM_PCA_ELEMENTS", 0)  # take the wide path at this size
+    for std in (True, False):
+        got = cl.reduce_features(x, 5, standardize=std)
+        z = StandardScaler(with_std=std).fit_transform(np.asarray(x, np.float64)[:, x.std(0) > 1e-12])
+        want = PCA(n_components=5, svd_solver="full").fit_transform(z)
+        assert got.shape == (30, 5) and np.allclose(got, want, atol=1e-6 * np.abs(want).max())
+
+
 def _old_exemplars(values, labels):
     """The exact n x n x c medoid computation that the blocked one replaces."""
     c = cl.reduce_features(values)
