@@ -174,8 +174,10 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     params = {k: v.numpy() for k, v in raw.items()}
     groups = family_for(zoo).hidden_permutable() if weights else {}
     if not groups and not fps:
+        stop = getattr(family_for(zoo), "permutation_stop", lambda: None)()
+        where = "" if stop is None else f" (its units cannot be followed past {stop})"
         raise UserError(f"zoo '{zoo.path}': its architecture declares no hidden-unit permutation symmetry to align "
-                        "weights by: give the module a hidden_permutable() method (docs/extractors.md, 'family'), or "
+                        f"weights by{where}: give the module a hidden_permutable() method (docs/extractors.md, 'family'), or "
                         "name a fingerprint for the behavioural test (--fp NAME)")
     inputs = inputs_for(zoo, list(fps)) if fps else []
     with analysis_errors():

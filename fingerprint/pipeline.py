@@ -96,9 +96,11 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     why: dict[str, str] = {}
     for f in DEFAULT_FINGERPRINTS:
         if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
+            stop = getattr(family_for(zoo), "permutation_stop", lambda: None)()
             why[f] = ("no hidden-unit permutation groups (an HF zoo declares none)" if arch == "hf" else
                       "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers, "
-                      "else declared by a hidden_permutable() method of the module")
+                      + (f"whose units cannot be followed past {stop} here, " if stop else "")
+                      + "else declared by a hidden_permutable() method of the module")
         elif f == "cka" and arch == "module" and not zoo.family_spec.get("layers"):
             why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
         elif f in needs and needs[f] not in sets:

@@ -255,10 +255,20 @@ def apply_permutations(params: dict[str, torch.Tensor], perms: dict[str, torch.T
     return out
 
 
+def stop_hint(family) -> str:
+    """``: an nn.Sequential's units cannot be followed past '3' (Flatten) ...`` when that is why no
+    permutation group was inferred, else ``""``."""
+    stop = getattr(family, "permutation_stop", lambda: None)()
+    return ("" if stop is None else f": its units cannot be followed past {stop} (only elementwise modules, per-unit "
+            "norms and a Conv's pooling may sit between two layers); give the module a hidden_permutable() method "
+            "(docs/extractors.md, 'family')")
+
+
 def _aligned(models, reference: int, iterations: int) -> dict[str, torch.Tensor]:
     groups = models.family.hidden_permutable()
     if not groups:
-        raise UserError(f"architecture '{models.family.name}' declares no hidden-unit permutation symmetry to align")
+        raise UserError(f"architecture '{models.family.name}' declares no hidden-unit permutation symmetry to align"
+                        + stop_hint(models.family))
     if not 0 <= reference < len(models.model_ids):
         raise UserError(f"reference must be a model index in [0, {len(models.model_ids)}), got {reference}")
     ref = {k: v[reference : reference + 1] for k, v in models.params.items()}

@@ -544,3 +544,39 @@ def test_learned_queries_holds_out_whole_init_families(tiny_zoo):
         sides.setdefault(int(s), set()).add(bool(train[m]))
     assert all(len(v) == 1 for v in sides.values()), sides  # every family on one side
     assert {next(iter(v)) for v in sides.values()} == {True, False}  # and both sides used
+
+
+def test_a_sequential_with_norms_and_pooling_permutes_its_units_and_keeps_its_function(tmp_path):
+    """The sixth audit: a CNN with BatchNorm in an nn.Sequential got no permutation groups, so
+    aligned-weights was skipped and lineage refused without saying why. Batch norms over the
+    channels, a layer norm over a Linear's features and a Conv's pooling now carry the units through
+    (their per-unit tensors permuted too, running statistics included): permuting every group leaves
+    each model's outputs as they were. A Flatten ends the inference, and the message names it."""
+    from training.families.module import sequential_groups
+
+    def cnn():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(3),
+            torch.nn.Flatten(), torch.nn.Linear(72, 10), torch.nn.LayerNorm(10), torch.nn.Tanh(), torch.nn.Linear(10, 3))
+
+    torch.manual_seed(0)
+    mods = [cnn() for _ in range(3)]
+    for m in mods:  # running statistics of their own, as trained models have
+        m.train()
+        m(torch.randn(32, 1, 8, 8))
+        m.eval()
+    groups = sequential_groups(mods[0])
+    assert set(groups) == {"0", "9"} and ("1.running_var", 0) in groups["0"] and ("10.weight", 0) in groups["9"]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "cnn", probes={"ood": torch.randn(16, 1, 8, 8)})
+    mb = ModelBatch.from_zoo(zoo)
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    moved = _permute_hidden(mb, 1, seed=3)
+    assert not torch.equal(moved.params["0.weight"][1], mb.params["0.weight"][1])
+    assert torch.allclose(moved.forward(x), mb.forward(x), atol=1e-5)
+    (aligned,) = extract(zoo, ["aligned-weights"])
+    assert aligned.error is None
+
+    flat = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Flatten(), torch.nn.Linear(8, 3)) for _ in range(2)]
+    (refused,) = extract(Zoo.from_modules(flat, out=tmp_path / "flat", probes={"ood": torch.randn(8, 4)}), ["aligned-weights"])
+    assert "its units cannot be followed past '1' (Flatten)" in refused.error

@@ -141,6 +141,12 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return sequential_groups(t)
 
+    def permutation_stop(self) -> str | None:
+        """Why an ``nn.Sequential`` without a ``hidden_permutable()`` has no inferred groups: the first
+        child that ended the inference after a layer (``"'3' (Flatten)"``), else ``None``."""
+        t = self.template()
+        return None if callable(getattr(t, "hidden_permutable", None)) else sequential_stop(t)
+
     def module(self):
         return self.factory()
 
@@ -181,24 +187,64 @@ class ModuleFamily(Family):
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.ELU, nn.Softplus, nn.Identity, nn.Dropout)
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# after a Conv: act on each channel alone, so the channels permute through them
+CHANNELWISE = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+               nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+               nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
+NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")  # per unit: permuted with it (not num_batches_tracked)
 
 
-def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
-    """Permutation groups of an ``nn.Sequential``: the output units (channels) of each ``Linear`` /
-    ``Conv`` layer whose next weighted child is another such layer with only elementwise modules
-    between them: ``[(name.weight, 0), (name.bias, 0), (next.weight, 1)]``. Anything else between
-    two layers (a norm, a reshape, a custom module) ends the inference there."""
-    if not isinstance(module, nn.Sequential):
-        return {}
+def _units(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def _per_unit(child: nn.Module, layer: nn.Module) -> bool:
+    """``child`` after ``layer`` treats ``layer``'s output units alike and one by one (so permuting the
+    units permutes ``child``'s per-unit tensors): a batch norm over its channels, a layer norm over a
+    Linear's features, pooling or channel dropout after a Conv."""
+    if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        return child.num_features == _units(layer)
+    if isinstance(child, nn.LayerNorm):
+        return isinstance(layer, nn.Linear) and tuple(child.normalized_shape) == (layer.out_features,)
+    return isinstance(child, CHANNELWISE) and not isinstance(layer, nn.Linear)
+
+
+def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None]:
+    """:func:`sequential_groups` and the first child that ended an inference (``"'3' (Flatten)"``)."""
     groups: dict[str, list[tuple[str, int]]] = {}
     prev: tuple[str, nn.Module] | None = None
+    between: list[tuple[str, int]] = []  # per-unit tensors of the norms since ``prev``
+    stop = None
     for name, child in module.named_children():
         if isinstance(child, LAYERS):
             if prev is not None and (isinstance(child, nn.Linear) == isinstance(prev[1], nn.Linear)):
                 pname, player = prev
                 members = [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if player.bias is not None else [])
-                groups[pname] = members + [(f"{name}.weight", 1)]
-            prev = (name, child)
+                groups[pname] = members + between + [(f"{name}.weight", 1)]
+            prev, between = (name, child), []
+        elif prev is not None and _per_unit(child, prev[1]):
+            between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
         elif not isinstance(child, ELEMENTWISE):
-            prev = None
-    return groups
+            if prev is not None and stop is None:
+                stop = f"'{name}' ({type(child).__name__})"
+            prev, between = None, []
+    return groups, stop
+
+
+def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
+    """Permutation groups of an ``nn.Sequential``: the output units (channels) of each ``Linear`` /
+    ``Conv`` layer whose next weighted child is another such layer with only elementwise modules,
+    per-unit norms (a batch norm over the channels, a layer norm over a Linear's features) and, after
+    a Conv, pooling between them: ``[(name.weight, 0), (name.bias, 0), (norm.weight, 0), ...,
+    (next.weight, 1)]``. Anything else between two layers (a reshape, a custom module) ends the
+    inference there (:func:`sequential_stop` names it)."""
+    if not isinstance(module, nn.Sequential):
+        return {}
+    return _walk(module)[0]
+
+
+def sequential_stop(module: nn.Module) -> str | None:
+    """The first child of an ``nn.Sequential`` that ended a permutation-group inference after a layer
+    (``"'3' (Flatten)"``), for the message when no group was found; ``None`` otherwise."""
+    return _walk(module)[1] if isinstance(module, nn.Sequential) else None
