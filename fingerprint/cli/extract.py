@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app, console, esc
+from fingerprint.cli import app, console, err_console, esc
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress
 from training.core.errors import UserError
@@ -47,8 +47,18 @@ def extract(
         if skipped:  # the standard set, less what this import cannot give: say so, once
             console.print("default set without " + "; ".join(f"{esc(n)} ({esc(w)})" for n, w in skipped.items()),
                           highlight=False, soft_wrap=True)
+    specs = list(fp or pipeline.default_fingerprints(zoo))
+    before = {m.get("key") for m in zoo.list_fingerprints()}
     with RichProgress() as progress:
-        results = pipeline.compute(zoo, list(fp or pipeline.default_fingerprints(zoo)), step, force, label, chunk_size,
-                                   runner, device, progress)
+        try:
+            results = pipeline.compute(zoo, specs, step, force, label, chunk_size, runner, device, progress)
+        except KeyboardInterrupt:  # click would exit 130 silently: say what is kept
+            progress.close()
+            new = [m for m in zoo.list_fingerprints() if m.get("key") not in before]
+            names = ", ".join(str(m.get("spec") or m.get("extractor")) for m in new)
+            err_console.print(f"interrupted; {len(new)} fingerprint{'' if len(new) == 1 else 's'} computed by this run "
+                              f"{'are' if len(new) != 1 else 'is'} cached{': ' + esc(names) if new else ''}; the same "
+                              "command computes the rest (nothing half-written is kept)", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     if any(r.error for r in results):  # each said in its own line; the exit status: fingerprint.cli's convention
         raise typer.Exit(2 if all(r.error for r in results) else 1)

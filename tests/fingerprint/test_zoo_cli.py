@@ -350,3 +350,24 @@ def test_every_command_helps_with_every_option_and_shows_flags_as_flags():
         res = runner.invoke(app, [name, "--help"], env={"COLUMNS": "100"})
         assert res.exit_code == 0, (name, res.output)
         assert "<bool>" not in res.output, (name, res.output)
+
+
+def test_ctrl_c_during_extract_says_what_is_cached(tmp_path, tiny_zoo):
+    """The sixth audit: SIGINT mid-extract exited 130 saying nothing. Now one line names what this
+    run cached; the same command computes the rest. A plugin that sleeps keeps the run going."""
+    (tmp_path / "slowfp.py").write_text(
+        "import time\nimport fingerprint\n\n\n@fingerprint.extractor('slow-test', kind='behavioural')\n"
+        "def slow(models):\n    time.sleep(120)\n    return models.params[next(iter(models.params))].flatten(1)[:, :2]\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    fps = tiny_zoo / "fingerprints"
+    proc = subprocess.Popen([*BIN, "extract", str(tiny_zoo), "--plugin", "slowfp", "--fp", "weight-stats", "--fp", "slow-test"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(fps.glob("weight-stats*.h5")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert ("interrupted; 1 fingerprint computed by this run is cached: weight-stats; the same command computes the "
+            "rest (nothing half-written is kept)") in " ".join(err.split())
+    assert [p.name.split("-")[0] for p in fps.glob("*.h5")] == ["weight"]
