@@ -296,7 +296,10 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
     if not names:
         inputs = cached_fingerprints(zoo)
         if not inputs:
-            raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} --fp NAME` or pass --fp")
+            spec = zoo.family_spec or {}  # an import runs your factory again (--arch; a zoo never imports code itself)
+            arch = f" --arch {spec.get('factory') or 'MODULE:FACTORY'}" if spec.get("arch") == "module" else ""
+            raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path}{arch}` (the "
+                            "default set) or pass --fp")
         return inputs
     metas = cache_entries(zoo)
     missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here

@@ -99,3 +99,15 @@ def test_half_and_double_modules_are_stored_and_run_as_float32_saying_so(tmp_pat
     want = torch.stack([m.float()(probes["x"].float()) for m in __import__("copy").deepcopy(mods)]).detach()
     assert torch.allclose(out, want, atol=1e-5)
     assert extract(zoo, ["weight-stats"])[0].values.dtype == np.float32
+
+
+def test_a_report_of_an_import_without_fingerprints_says_the_command_that_works(tmp_path):
+    """The sixth audit: the suggested `fingerprint extract ZOO --fp NAME` failed on an imported zoo,
+    which needs its factory again (--arch)."""
+    from tests.conftest import run_cli
+
+    zoo = Zoo.from_modules([Buffered() for _ in range(4)], tmp_path / "z", probes={"x": torch.randn(8, 4)})
+    res = run_cli("report", zoo.path, "-o", tmp_path / "r.html")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"error: zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} "
+                                  "--arch MODULE:FACTORY` (the default set) or pass --fp")
