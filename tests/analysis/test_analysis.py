@@ -523,6 +523,7 @@ def test_verdict_table_covers_every_verdict():
 
 
 SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "candidates_apart",
+                "label_free_answer",
                 "fingerprints",
                 "provenance"]
 SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
