@@ -12,6 +12,8 @@ from analysis import resampling as rs
 from analysis import scorecard as sc
 from analysis.calibration import Floor, verdict
 from analysis.reduce import reduce_features
+from analysis.report import headline, page
+from fingerprint.cli.display import headline_sentence
 
 SIX = np.repeat(np.arange(6), 2)  # 6 families of 2
 ONE_EACH = np.tile(["a", "b"], 6)  # every family one model of each label
@@ -119,3 +121,24 @@ def test_probe_on_principal_coordinates_stays_at_chance_for_random_labels():
     assert len(scores) >= 30
     assert abs(scores.mean() - 0.5) < 0.1
     assert (scores >= 0.85).mean() <= 0.1
+
+
+def test_four_families_perfect_basins_without_a_probe_are_insufficient_and_the_headline_says_so():
+    """4 families of 2 (classes of 4: no probe, below its 5 models a class): the basins match the
+    label exactly, the floor is 2/16, and the verdict and the headline say too few families."""
+    fam, lab = np.repeat(np.arange(4), 2), np.tile(["a", "b"], 4)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=20)
+    x = rng.normal(size=(8, 20)) + 40.0 * (lab == "b")[:, None] * (u / np.linalg.norm(u))
+    table = {"model_id": np.asarray([f"m{i}" for i in range(8)], dtype=object), "init_seed": fam,
+             "deep_label": lab.astype(object)}
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_perm=199, n_family_boot=100, k=2)
+    result = sc.analyze([sc.FingerprintInput("fp", x, list(table["model_id"]))], table, opts)
+    (row,) = result.scorecard
+    assert row.deep_ami == 1.0 and row.probe_auroc is None
+    assert row.verdict == "insufficient: 4 families" and not row.significant
+    assert "with 4 families the family permutation cannot give p below 0.12" in row.reason
+    h = headline(result)
+    assert h.floor == ["fp"] and h.none == []
+    assert "basins match deep_label but too few families to test: fp" in headline_sentence(h)
+    assert "too few init families to test it (the permutation floor): fp" in page(result, formats=()).html
