@@ -8,6 +8,7 @@ uncertainty; :func:`decide` sets ``verdict``, ``reason``, ``label_free`` and ``s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,16 +25,17 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
-from analysis.verdicts import Verdict
+from analysis.verdicts import FLOOR_REASON, Verdict
 
 NO_TRUTH = Verdict.NO_TRUTH.value
 FAILED = Verdict.FAILED.value
+FLOOR_TIE = 1e-9  # a null AMI within this of the observed one ties it (the same partition, recomputed)
 
 
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
             opts: AnalysisOptions, has_label: bool, deep_q: float | None = None, noise_q: float | None = None,
             probe_ci: tuple[float, float] | None = None, lineage_auc: float | None = None,
-            lineage_q: float | None = None) -> tuple[str, str]:
+            lineage_q: float | None = None, floor: Floor | None = None) -> tuple[str, str]:
     """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
     when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
     permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
@@ -43,22 +45,33 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     is kept for callers; it no longer changes the rule). Identifying lineage (``lineage_auc`` at or
     above ``opts.lineage_threshold``, significant) is noise evidence unless the basins themselves
     follow the label significantly and not the families: then the basins are clean and the
-    identification is only named in the reason."""
+    identification is only named in the reason.
+
+    A deep AMI at or above the threshold whose p-value is at the permutation ``floor`` (no
+    relabelling beat it, only ties: the smallest p the family permutation can give, e.g. 1/32 with
+    6 families of one model of each label) and not significant after the correction is not
+    evidence of nothing: the reason names the floor, and without other evidence the verdict is
+    ``insufficient: N families`` (or ``insufficient: N permutations`` where ``--n-perm`` is the limit)."""
     if not has_label:
         return NO_TRUTH, "no ground-truth label to score against"
     deep_parts, weak = [], []
     clean_basins = False  # the basins follow the label (significantly) and not the families
+    limited = None  # the basins match the label, but the permutation test cannot reach alpha: why
+    basins_txt = ": linearly decodable, though the basins do not separate it"
     if deep_ami is not None and deep_ami >= opts.deep_threshold:
         if deep_q is None or deep_q <= opts.alpha:
             clean_basins = True
             deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
+        elif floor is not None and floor.at_floor:
+            limited = floor.text(deep_ami, deep_q, opts.alpha)
+            basins_txt = f"; {limited}"
         else:
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
+            basins_txt = f"; the basins follow the label (deep AMI {deep_ami:.2f}) but not significantly (q {deep_q:.3g} > {opts.alpha:g})"
     if probe_auroc is not None and probe_auroc >= opts.auroc_threshold:  # binary, or macro one-vs-rest
         if probe_ci is None or probe_ci[0] > 0.5:
             clusters_too = bool(deep_parts)
-            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}"
-                              + ("" if clusters_too else ": linearly decodable, though the basins do not separate it"))
+            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}" + ("" if clusters_too else basins_txt))
         else:
             weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
     noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)
@@ -83,8 +96,47 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     if deep_parts:
         return "tracks deep differences", f"{' and '.join(deep_parts)}; {noise_txt}"
     if noise:
-        return "tracks initialization noise", "; ".join([d, noise_txt, *weak])
+        return "tracks initialization noise", "; ".join([d, noise_txt, *weak, *([limited] if limited else [])])
+    if limited:
+        return f"insufficient: {floor.limit}", "; ".join([limited, noise_txt, *weak, floor.advice])
     return "uninformative", "; ".join([d, noise_txt, *weak])
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The floor of a deep AMI's family permutation p-value (:func:`analysis.resampling.family_permutation_floor`,
+    or ``1 / (n_perm + 1)`` where that is higher): ``p_floor``, what sets it (``by``: ``families`` or
+    ``permutations``), whether the observed AMI is at it (``at_floor``: no relabelling beat it),
+    ``p`` the p-value reached, and the counts the sentences name."""
+
+    p_floor: float
+    by: str
+    at_floor: bool
+    p: float
+    n_families: int
+    n_perm: int
+
+    @property
+    def limit(self) -> str:
+        return f"{self.n_families} families" if self.by == "families" else f"{self.n_perm} permutations"
+
+    @property
+    def advice(self) -> str:
+        return "more init families would decide" if self.by == "families" else "more permutations (--n-perm) would decide"
+
+    def text(self, deep_ami: float, deep_q: float, alpha: float) -> str:
+        how = (f"with {self.n_families} families the family permutation cannot give p below {self.p_floor:.2g}"
+               if self.by == "families" else f"with {self.n_perm} permutations p cannot go below {self.p_floor:.2g}")
+        return (f"{FLOOR_REASON} (deep AMI {deep_ami:.2f}), but {how} "
+                f"(p {self.p:.2g}, q {deep_q:.2g} > {alpha:g})")
+
+    @classmethod
+    def of(cls, calibration: dict[str, Any], n_perm: int) -> Floor | None:
+        c = calibration
+        if c.get("deep_ami_p_floor") is None or c.get("deep_ami_p") is None:
+            return None
+        return cls(c["deep_ami_p_floor"], c["deep_ami_floor_by"], bool(c["deep_ami_at_floor"]), c["deep_ami_p"],
+                   int(c["n_families"]), n_perm)
 
 
 def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarray | None, family: np.ndarray,
@@ -128,6 +180,12 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
             perm = rs.family_permutations(family, npm, seed)  # perm[p, i]: the model whose label model i takes
             null = mt.ami_codes_tables(_tables(lc[perm], cc, kl, kc))
             out["deep_ami_p"] = rs.permutation_p(obs, null)  # a NaN (undefined) null value never reaches obs
+            # the smallest p these permutations can give (a perfect match ties the relabellings that
+            # keep the label's partition), and whether obs is there: no relabelling beat it, only ties
+            exact = rs.family_permutation_floor(label, family)
+            out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
+            out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
+            out["deep_ami_at_floor"] = bool(not np.any(np.asarray(null, dtype=np.float64) > obs + FLOOR_TIE))
         else:
             out["deep_ami_p"] = None
     if oof is not None:
@@ -215,7 +273,7 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
         else:
             r.verdict, r.reason = verdict(s.get("deep_ami"), r.noise_score, s.get("probe_auroc"), r.binary_label, opts,
                                           r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
-                                          s.get("lineage_auc"), c.get("lineage_auc_q"))
+                                          s.get("lineage_auc"), c.get("lineage_auc_q"), Floor.of(c, opts.n_perm))
         deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold

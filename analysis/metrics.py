@@ -6,6 +6,9 @@ clusters and lineage families *inside each true basin*, averaged over basins wei
 that a fingerprint is not credited with "tracking lineage" merely because families land in
 different basins. ``lineage_nn``: how often a model's nearest neighbour (in fingerprint space,
 inside its true basin) is a relative -- an identification score that needs no clustering.
+
+Longer than ~400 lines: the AMI, probe and 1-NN scores share their coding helpers and each has its
+vectorized form for the resampling of :mod:`analysis.calibration` beside it.
 """
 
 from __future__ import annotations
@@ -261,11 +264,16 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
 
 
 def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5,
-                groups=None, return_oof: bool = False):
+                groups=None, return_oof: bool = False, scale: str = "columns"):
     """Cross-validated AUROC of a logistic-regression probe ``coords [n, c] -> labels``.
 
     Binary labels: plain AUROC of the held-out probabilities; more classes: macro one-vs-rest.
-    Scaling happens inside each fold. With ``groups`` (each model's init family), folds keep a
+    ``scale="columns"``: each column standardised inside each fold (raw features of different
+    units). ``scale="common"``: principal coordinates keep their relative variances, all divided by
+    one number (the root of their mean variance, from all models: no label enters it), so the
+    L2-penalised probe favours the directions that vary most; standardising them instead gives a
+    difference held by PC1 the weight of each noise component, which at 12 models and 10 components
+    took a 64-SD separation to AUROC 0.64 (docs/scorecard.md, "The probe at few families"). With ``groups`` (each model's init family), folds keep a
     family together (``StratifiedGroupKFold``): a parent and its near-copy child in different folds
     would let the probe recognise relatives instead of the label. ``None`` when a class has fewer
     than ``min_class`` models: with two or three models in a class, 2-fold AUROCs of pure noise reach
@@ -290,23 +298,29 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
         if folds < 2:
             return None
         cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state), {"groups": g}
-    probe = linear_probe()
+    x = np.asarray(coords, dtype=np.float64)
+    if scale not in ("columns", "common"):
+        raise ValueError(f"unknown probe scale '{scale}' (valid: columns, common)")
+    if scale == "common":
+        x = x / (np.sqrt(x.var(0).mean()) or 1.0)
+    probe = linear_probe(standardize=scale == "columns")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = cross_val_predict(probe, np.asarray(coords, dtype=np.float64), y, cv=cv, method="predict_proba", **kw)
+        p = cross_val_predict(probe, x, y, cv=cv, method="predict_proba", **kw)
     score = auroc_of(y, p)
     if score is None:
         return None
     return (score, y, p) if return_oof else score
 
 
-def linear_probe():
-    """The linear probe: standardisation (fit on the training fold only) then logistic regression."""
+def linear_probe(standardize: bool = True):
+    """The linear probe: standardisation (fit on the training fold only; ``standardize=False``: only
+    centring, for coordinates scaled already) then L2 logistic regression (C = 1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    return make_pipeline(StandardScaler(with_std=standardize), LogisticRegression(C=1.0, max_iter=2000))
 
 
 def auroc_of(y: np.ndarray, p: np.ndarray) -> float | None:

@@ -49,7 +49,7 @@ from analysis.results import (
     candidates_apart_sentence,
     lone_sentences,
 )
-from analysis.verdicts import css_class
+from analysis.verdicts import FLOOR_REASON, css_class
 
 __all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
@@ -108,6 +108,7 @@ class Headline:
     noise: list[str] = field(default_factory=list)
     both: list[str] = field(default_factory=list)
     none: list[str] = field(default_factory=list)
+    floor: list[str] = field(default_factory=list)  # insufficient: basins match the label at the permutation floor
     free: dict[str, list[str]] = field(default_factory=dict)  # label-free verdict -> fingerprint names
     insufficient_sentence: str | None = None
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
@@ -145,6 +146,8 @@ def headline(result: AnalysisResult) -> Headline:
     by = lambda v: [str(r.fingerprint) for r in ok if r.verdict == v]  # noqa: E731
     h.deep, h.noise = by("tracks deep differences"), by("tracks initialization noise")
     h.both, h.none = by("tracks both"), by("uninformative")
+    h.floor = [str(r.fingerprint) for r in ok if str(r.verdict).startswith("insufficient:")
+               and str(r.reason or "").startswith(FLOOR_REASON)]
     return h
 
 

@@ -143,6 +143,62 @@ def family_permutations(family: Sequence, n_perm: int = 199, random_state: int =
     return out
 
 
+def family_permutation_floor(labels: Sequence, family: Sequence, max_relabellings: int = 120) -> float:
+    """The smallest p-value a family permutation of ``labels [n]`` can give a statistic of partitions
+    (AMI): the probability that one permutation of :func:`family_permutations` reproduces the
+    labels' partition (the same models together, whatever the label names), which then ties the
+    observed value of a perfect match. Exact: within each group of families of one size the families
+    are permuted uniformly (a family must receive labels whose multiset is its own, up to a renaming
+    of the labels) and each family's members shuffled uniformly (the one order of the family's own
+    labels). E.g. 6 families of 2, each one label a and one b: 2 of 2^6 relabellings, 1/32.
+
+    Every renaming that maps the families' label counts onto themselves adds the identity's
+    probability; the renamings tried are those between labels of equal counts (others change the
+    partition's block sizes), at most ``max_relabellings``; beyond that only the identity, a lower
+    bound (then "p cannot go below" it stays true)."""
+    from itertools import permutations, product  # deferred: used only here
+    from math import factorial, lgamma
+
+    lcodes, lnames = family_codes(labels)
+    fcodes, fnames = family_codes(family)
+    k, nf = len(lnames), len(fnames)
+    table = np.zeros((nf, k), dtype=np.int64)  # table[f, v]: members of family f with label v
+    np.add.at(table, (fcodes, lcodes), 1)
+    sizes = table.sum(1)
+    # the identity: per size group, prod(c_T!) / n_group! family permutations keep every family's
+    # multiset, and each family's shuffle gives its own order with prod(count!) / size!; in logs
+    log_p = 0.0
+    groups = []
+    for m in np.unique(sizes):
+        rows = table[sizes == m]
+        kinds, counts = np.unique(rows, axis=0, return_counts=True)
+        log_p += sum(lgamma(c + 1) for c in counts) - lgamma(len(rows) + 1)
+        log_p += float(np.sum([lgamma(c + 1) for c in rows.ravel()])) - len(rows) * lgamma(m + 1)
+        groups.append((rows, kinds, counts))
+    totals = table.sum(0)
+    same_count = [np.flatnonzero(totals == t) for t in np.unique(totals)]
+    n_maps = 1
+    for g in same_count:
+        n_maps *= factorial(len(g))
+    valid = 1
+    if 1 < n_maps <= max_relabellings and log_p > -30:  # below, even every renaming adds < 1e-11
+        valid = 0
+        for choice in product(*[permutations(g) for g in same_count]):
+            sigma = np.arange(k)
+            for g, img in zip(same_count, choice):
+                sigma[list(g)] = img
+            ok = True
+            for rows, kinds, counts in groups:  # renaming v -> sigma[v] keeps each size group's multisets
+                renamed = np.zeros_like(rows)
+                renamed[:, sigma] = rows
+                k2, c2 = np.unique(renamed, axis=0, return_counts=True)
+                if not (np.array_equal(k2, kinds) and np.array_equal(c2, counts)):
+                    ok = False
+                    break
+            valid += ok
+    return float(f"{min(valid * np.exp(log_p), 1.0):.12g}")  # the logs' last bits off: 1/32 prints as 0.031
+
+
 def member_permutations(n: int, within: Sequence | None = None, n_perm: int = 199, random_state: int = 0) -> np.ndarray:
     """The permutations of :func:`member_permutation_p`, ``[n_perm, n]``: in permutation ``p`` model ``i``
     takes the family of model ``out[p, i]``, a model of its own group of ``within`` (all: one group)."""

@@ -60,7 +60,10 @@ RESULT_VERSION = 1
 #     size and a one-family pointer, a partition closer than two halves of one Gaussian cloud is no deep
 #     verdict, recovered families resist single false links (docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
 #     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
-METHODS_VERSION = 9
+# 10 = the probe keeps the principal coordinates' relative variances (one common scale, not each standardised),
+#      and a deep AMI at the family permutation's floor is "insufficient: N families", not "uninformative"
+#      (docs/scorecard.md, "The probe at few families" and "The permutation floor").
+METHODS_VERSION = 10
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -156,7 +159,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     oof = None
     if has_label:
         scores["deep_ami"] = mt.ami(clusters, label)
-        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=folds, return_oof=True)
+        oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=folds, return_oof=True, scale="common")
         scores["probe_auroc"] = None if oof is None else oof[0]
     else:
         scores["deep_ami"] = None

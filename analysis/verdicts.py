@@ -30,6 +30,11 @@ class Verdict(str, Enum):
         return self.value
 
 
+# A labelled ``insufficient: N families`` verdict whose basins match the label but whose family permutation
+# p-value cannot reach alpha (analysis.calibration.Floor) has a reason starting so (the report lists them).
+FLOOR_REASON = "the basins match the label"
+
+
 @dataclass(frozen=True)
 class VerdictStyle:
     css: str  # the report's CSS class

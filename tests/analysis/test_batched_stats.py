@@ -36,6 +36,8 @@ def _same(a, b, path=""):
             _same(x, y, f"{path}[{i}]")
     elif a is None or b is None:
         assert a is None and b is None, (path, a, b)
+    elif isinstance(a, str):
+        assert a == b, (path, a, b)
     elif isinstance(a, float) and math.isnan(a):
         assert math.isnan(b), (path, a, b)
     else:
@@ -43,7 +45,9 @@ def _same(a, b, path=""):
 
 
 # -- the per-sample versions (analysis.resampling and analysis.calibration before batching) ------------
-def _loop_family_permutation_p(stat, labels, family, n_perm=199, random_state=0):
+def _loop_family_permutation_p(stat, labels, family, n_perm=199, random_state=0, beaten=None):
+    """The p-value; with a list ``beaten``, also appends whether a permutation's value exceeded the
+    observed one (not only tied it: the calibration's ``deep_ami_at_floor`` is its negation)."""
     lab = np.asarray([str(v) for v in labels], dtype=object)
     obs = stat(lab)
     if obs is None:
@@ -54,7 +58,7 @@ def _loop_family_permutation_p(stat, labels, family, n_perm=199, random_state=0)
     for f, m in enumerate(members):
         by_size.setdefault(len(m), []).append(f)
     rng = np.random.default_rng(random_state)
-    hits = 0
+    hits, over = 0, False
     for _ in range(n_perm):
         perm = lab.copy()
         for fams in by_size.values():
@@ -62,6 +66,9 @@ def _loop_family_permutation_p(stat, labels, family, n_perm=199, random_state=0)
                 perm[members[f]] = lab[rng.permutation(members[g])]
         v = stat(perm)
         hits += v is not None and v >= obs
+        over = over or (v is not None and v > obs + 1e-9)
+    if beaten is not None:
+        beaten.append(over)
     return float((1 + hits) / (n_perm + 1))
 
 
@@ -98,7 +105,14 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
     if label is not None and scores.get("deep_ami") is not None:
         cc, lc = mt.label_codes(clusters), mt.label_codes(label)
         out["deep_ami_ci"] = rs.family_bootstrap(lambda r, _d: mt.ami_codes(cc[r], lc[r]), family, nb, seed)
-        out["deep_ami_p"] = _loop_family_permutation_p(lambda lab: mt.ami_codes(cc, mt.label_codes(lab)), label, family, npm, seed)
+        beaten: list[bool] = []
+        out["deep_ami_p"] = _loop_family_permutation_p(lambda lab: mt.ami_codes(cc, mt.label_codes(lab)), label, family, npm,
+                                                       seed, beaten)
+        if out["deep_ami_p"] is not None:
+            exact = rs.family_permutation_floor(label, family)
+            out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
+            out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
+            out["deep_ami_at_floor"] = not beaten[0]
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = rs.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)

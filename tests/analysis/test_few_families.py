@@ -1,0 +1,144 @@
+"""The supervised scorecard at few init families: the floor of the family permutation p-value
+(:func:`analysis.resampling.family_permutation_floor`, the ``insufficient: N families`` verdict at
+it) and the probe on principal coordinates (``probe_auroc(scale="common")``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import metrics as mt
+from analysis import resampling as rs
+from analysis import scorecard as sc
+from analysis.calibration import Floor, verdict
+from analysis.reduce import reduce_features
+from analysis.report import headline, page
+from fingerprint.cli.display import headline_sentence
+
+SIX = np.repeat(np.arange(6), 2)  # 6 families of 2
+ONE_EACH = np.tile(["a", "b"], 6)  # every family one model of each label
+
+
+def _same_partition_rate(labels, family, n: int, seed: int) -> float:
+    lab = np.asarray(labels)
+    perms = rs.family_permutations(family, n, seed)
+    k = len(set(lab))  # the same partition: each label meets exactly one permuted label
+    return float(np.mean([len(set(zip(lab, lab[p]))) == k for p in perms]))
+
+
+@pytest.mark.parametrize("labels,family,exact", [
+    (ONE_EACH, SIX, 2 / 64),  # 2 of the 2^6 relabellings keep the partition (a <-> b renamed)
+    (np.repeat(["a", "b"], 6), SIX, 2 * 36 / 720),  # a label per family: 3 families each side, 2 * 3! 3! / 6!
+    (np.array(list("aabababbba")), np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 3]), 1 / 36),  # sizes 3, 2: unequal counts
+])
+def test_permutation_floor_is_the_rate_at_which_family_permutations_keep_the_partition(labels, family, exact):
+    floor = rs.family_permutation_floor(labels, family)
+    assert floor == pytest.approx(exact)
+    assert _same_partition_rate(labels, family, 4000, 1) == pytest.approx(exact, abs=0.012)
+
+
+def test_three_labels_eight_families_floor_is_tiny():
+    assert rs.family_permutation_floor(np.tile(["a", "b", "c"], 8), np.repeat(np.arange(8), 3)) == pytest.approx(6 / 6**8)
+
+
+def _six_families(seed: int = 0, sep: float = 40.0) -> tuple[np.ndarray, dict]:
+    """12 models, 6 families of 2 (one of each label), 20 features: the label far apart along one
+    random direction (every column carries some of it: the features are standardised before the
+    PCA), each family its own offset, the rest noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(12, 20)) + 2.0 * rng.normal(size=(6, 20))[SIX]
+    u = rng.normal(size=20)
+    x += sep * (ONE_EACH == "b")[:, None] * (u / np.linalg.norm(u))
+    ids = np.asarray([f"m{i}" for i in range(12)], dtype=object)
+    return x, {"model_id": ids, "init_seed": SIX, "deep_label": ONE_EACH.astype(object)}
+
+
+def test_six_families_perfect_basins_reach_the_floor_and_say_so():
+    x, table = _six_families()
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_perm=199, n_family_boot=100, k=2)
+    (res,) = sc.analyze([sc.FingerprintInput("fp", x, list(table["model_id"]))], table, opts).fingerprints
+    c = res.calibration
+    assert res.scores["deep_ami"] == 1.0
+    assert c["deep_ami_p_floor"] == pytest.approx(1 / 32) and c["deep_ami_floor_by"] == "families"
+    assert c["deep_ami_at_floor"] is True and c["deep_ami_p"] >= 1 / 32 - 0.01
+    # the probe reads the label (its PC1): deep through the probe, and the reason does not claim
+    # that the basins miss it
+    assert res.scores["probe_auroc"] == 1.0 and res.verdict == "tracks deep differences"
+    assert "though the basins do not separate it" not in res.reason
+    if c["deep_ami_q"] > opts.alpha:
+        assert "the basins match the label (deep AMI 1.00), but with 6 families the family permutation cannot give " \
+               "p below 0.031" in res.reason
+
+
+def test_verdict_at_the_floor_without_other_evidence_is_insufficient_not_uninformative():
+    opts = sc.AnalysisOptions()
+    at = Floor(p_floor=1 / 32, by="families", at_floor=True, p=0.04, n_families=6, n_perm=199)
+    v, why = verdict(1.0, None, 0.6, True, opts, True, deep_q=0.06, floor=at)
+    assert v == "insufficient: 6 families"
+    assert why.startswith("the basins match the label (deep AMI 1.00), but with 6 families the family permutation "
+                          "cannot give p below 0.031 (p 0.04, q 0.06 > 0.05)")
+    assert why.endswith("more init families would decide")
+    # beaten by some relabelling: not the floor, the old "not significant"
+    v, why = verdict(1.0, None, 0.6, True, opts, True, deep_q=0.06,
+                     floor=Floor(1 / 32, "families", False, 0.04, 6, 199))
+    assert v == "uninformative" and "deep AMI 1.00 not significant (q 0.06 > 0.05)" in why
+    # a probe that passes: deep, and the basins' match named with its floor
+    v, why = verdict(1.0, None, 0.95, True, opts, True, deep_q=0.06, probe_ci=(0.8, 1.0), floor=at)
+    assert v == "tracks deep differences" and "linearly decodable" not in why and "cannot give p below" in why
+    # the floor set by --n-perm
+    v, why = verdict(1.0, None, None, True, opts, True, deep_q=0.06, floor=Floor(0.01, "permutations", True, 0.01, 9, 99))
+    assert v == "insufficient: 99 permutations" and "--n-perm" in why
+    # below the deep threshold the floor changes nothing
+    assert verdict(0.2, None, None, True, opts, True, deep_q=0.5, floor=at)[0] == "uninformative"
+
+
+def test_probe_on_principal_coordinates_reads_a_difference_on_pc1_at_twelve_models():
+    """The audit's case: 12 models, 10 principal coordinates, the label on PC1 (tens of SDs): the
+    standardised probe gives it the weight of each noise component; the common scale does not."""
+    x, table = _six_families(seed=3)
+    pcs = reduce_features(x, 10, 0)
+    common = mt.probe_auroc(pcs, table["deep_label"], groups=SIX, scale="common")
+    columns = mt.probe_auroc(pcs, table["deep_label"], groups=SIX, scale="columns")
+    assert common == 1.0
+    assert columns < common
+    with pytest.raises(ValueError, match="valid: columns, common"):
+        mt.probe_auroc(pcs, table["deep_label"], groups=SIX, scale="pcs")
+
+
+def test_probe_on_principal_coordinates_stays_at_chance_for_random_labels():
+    """Random member-level labels (one of each per family) on family-structured noise: the common
+    scale's AUROC averages near 0.5 and rarely reaches the 0.85 threshold."""
+    rng = np.random.default_rng(5)
+    fam = np.repeat(np.arange(8), 2)
+    scores = []
+    for _ in range(40):
+        x = rng.normal(size=(16, 30)) + 1.5 * rng.normal(size=(8, 30))[fam]
+        order = np.argsort(fam * 2 + rng.random(16))  # one of each label per family
+        y = np.empty(16, object)
+        y[order] = np.tile(["a", "b"], 8)
+        scores.append(mt.probe_auroc(reduce_features(x, 10, 0), y, groups=fam, scale="common"))
+    scores = np.asarray([s for s in scores if s is not None])
+    assert len(scores) >= 30
+    assert abs(scores.mean() - 0.5) < 0.1
+    assert (scores >= 0.85).mean() <= 0.1
+
+
+def test_four_families_perfect_basins_without_a_probe_are_insufficient_and_the_headline_says_so():
+    """4 families of 2 (classes of 4: no probe, below its 5 models a class): the basins match the
+    label exactly, the floor is 2/16, and the verdict and the headline say too few families."""
+    fam, lab = np.repeat(np.arange(4), 2), np.tile(["a", "b"], 4)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=20)
+    x = rng.normal(size=(8, 20)) + 40.0 * (lab == "b")[:, None] * (u / np.linalg.norm(u))
+    table = {"model_id": np.asarray([f"m{i}" for i in range(8)], dtype=object), "init_seed": fam,
+             "deep_label": lab.astype(object)}
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_perm=199, n_family_boot=100, k=2)
+    result = sc.analyze([sc.FingerprintInput("fp", x, list(table["model_id"]))], table, opts)
+    (row,) = result.scorecard
+    assert row.deep_ami == 1.0 and row.probe_auroc is None
+    assert row.verdict == "insufficient: 4 families" and not row.significant
+    assert "with 4 families the family permutation cannot give p below 0.12" in row.reason
+    h = headline(result)
+    assert h.floor == ["fp"] and h.none == []
+    assert "basins match deep_label but too few families to test: fp" in headline_sentence(h)
+    assert "too few init families to test it (the permutation floor): fp" in page(result, formats=()).html
