@@ -60,7 +60,9 @@ RESULT_VERSION = 1
 #     size and a one-family pointer, a partition closer than two halves of one Gaussian cloud is no deep
 #     verdict, recovered families resist single false links (docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
 #     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
-METHODS_VERSION = 9
+# 10 = a `groups lineages` verdict from the models' split names the families it cuts and puts each of their
+#     models on its own side (whole families as before), sized as such (docs/scorecard.md, "Cut families").
+METHODS_VERSION = 10
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
