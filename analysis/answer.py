@@ -97,11 +97,13 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
 def refinement(r: FingerprintResult) -> int | None:
     """How many clusters ``r``'s own basins (``clusters``) have when they refine its deep verdict's
     candidate camps, else ``None``: at least 3 clusters (density noise, -1, left out), each with at
-    least :data:`REFINE_PURITY` of its models in one camp and models of two or more init families,
-    more clusters than camps, and in every camp holding two or more clusters those clusters separate
+    least :data:`REFINE_PURITY` of its models in one camp and models of two or more init families
+    (a group needs two families, as the verdicts ask), more clusters than camps, and for a
+    ``crosses lineage`` verdict, in every camp holding two or more clusters, those clusters separate
     the models of at least :data:`REFINE_CUT` of its families with relatives there (a finer split
-    the seed does not decide, as ``crosses lineage`` asks of the camps; a split into whole families
-    is the families' identity). Counted on the models with a candidate basin and a cluster."""
+    the seed does not decide, as ``crosses lineage`` asks of the camps: there a split into whole
+    families is the families' identity; a ``groups lineages`` verdict's camps are whole families,
+    and so may their refinement be). Counted on the models with a candidate basin and a cluster."""
     basins, fam = _basins(r), r.lineage_values
     if not basins or not r.clusters or fam is None or len(fam) != len(r.model_ids):
         return None
@@ -118,6 +120,8 @@ def refinement(r: FingerprintResult) -> int | None:
         if n_top < REFINE_PURITY * len(members) or len({f for _, f in members}) < 2:
             return None
         home[c] = top
+    if r.label_free.get("verdict") != "crosses lineage":  # camps of whole families: so may their refinement be
+        return len(by_cluster)
     for camp, n_clusters in Counter(home.values()).items():
         if n_clusters < 2:
             continue
@@ -309,6 +313,9 @@ def answer_sentence(ans: Answer) -> str:
                 f"{AGREE:g}): {finer}: {texts}; keeping one camp's seeds would keep several kinds (summary.json "
                 "label_free_answer.finer)")
     which = ", ".join(map(str, fin["candidates"]))
+    others = [str(i) for i in range(1, len(ans.candidates) + 1) if i not in shared]
+    rest = (f"candidate {others[0]}: another difference, or not real" if len(others) == 1 else
+            f"candidates {', '.join(others)}: other differences, or not all real")
     return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below {AGREE:g}): "
             f"{texts}. Candidates {which} are one difference of {fin['k']} kinds: {finer} (summary.json "
-            "label_free_answer.finer); the others: several differences, or not all real")
+            f"label_free_answer.finer); {rest}")

@@ -146,3 +146,32 @@ def test_candidates_that_pair_one_finer_partition_differently_say_so():
     assert ans2.finer is None and ans2.candidates[1].refined_by == {}
     assert ans2.sentence.endswith("several differences, or not all real; look at the models of each "
                                                          "(summary.json label_free_answer)")
+
+
+def test_whole_family_clusters_refine_seed_decided_groups_but_not_a_crossing_split():
+    """Three rules decided by the seed (families 0-2, 3-5, 6-8), groups of whole families: the
+    clusters of whole families refine a `groups lineages` verdict's camps (the audit's
+    mlp-three-rules-seeddecided), not a `crosses lineage` one's (there they are the families' identity);
+    a third candidate that nothing refines is named apart."""
+    from analysis.answer import refinement
+
+    rule = [int(f) // 3 for f in FAM3]
+    groups_fp = lambda name, apart: FingerprintResult(  # noqa: E731
+        name, n_models=len(IDS3), model_ids=IDS3, clusters=rule, lineage_values=FAM3,
+        label_free={"verdict": "groups lineages", "q": 0.017, "sentence": ".", "effect": {"separation": 30.0},
+                    "candidate_basins": {m: int(r == apart) for m, r in zip(IDS3, rule)}})
+    assert refinement(groups_fp("cka", 2)) == 3
+    crossing = groups_fp("cka", 2)
+    crossing.label_free = {**crossing.label_free, "verdict": "crosses lineage"}
+    assert refinement(crossing) is None
+    halves = {m: int(i >= 13) for i, m in enumerate(IDS3)}
+    odd = FingerprintResult("weight-spectra", n_models=len(IDS3), model_ids=IDS3, clusters=[0] * len(IDS3),
+                            lineage_values=FAM3, label_free={"verdict": "groups lineages", "q": 0.017, "sentence": ".",
+                                                             "candidate_basins": halves, "effect": None})
+    ans = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                                           fingerprints=[groups_fp("cka", 2), groups_fp("ood", 1), odd]))
+    assert len(ans.candidates) == 3 and ans.finer is not None and ans.finer["candidates"] == [1, 2]
+    assert ans.sentence.endswith("Candidates 1, 2 are one difference of 3 kinds: the clusters of 2 of 3 fingerprints "
+                                 "agree on 3 basins of 9, 9, 9 models (cka's, pairwise AMI 1.00), which the label-free "
+                                 "camps pair differently (summary.json label_free_answer.finer); candidate 3: another "
+                                 "difference, or not real")
