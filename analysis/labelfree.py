@@ -107,6 +107,7 @@ class LabelFreeResult:
     # [n] the models' split as a `groups lineages` verdict's candidate basins: a whole family (or a model the
     # split left out) on its family's majority side, each model of a cut family on its own side
     split_families: np.ndarray | None = None
+    split_majority: np.ndarray | None = None  # [n] each family wholly on its majority side of the split
     split_min_families: int | None = None  # init families on the smaller side of the split (each on its majority side)
     cut_families: tuple[str, ...] = ()  # families with relatives on both sides of the all-model split (:func:`decide`
     # keeps them for a `groups lineages` verdict from that split only: the seeds that did not decide its side)
@@ -182,7 +183,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows],
                          None if generation is None else np.asarray(generation)[rows])
-        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
         # with generations, a model alone in its generation of its family is in no camp (as in the sample)
         cells = fam if generation is None else _generation_cells(fam, generation)
         lone = _with_generation_relatives(_codes(fam)[0], generation)
@@ -278,6 +279,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
         group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=own_side,
+        split_majority=majority[codes],
         ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority[majority >= 0], minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
@@ -295,7 +297,7 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
     pick = lambda c: None if c is None else np.asarray(c, dtype=object)[rows]  # noqa: E731
     res = label_free(x[rows], pick(family), n_null, random_state, k_max, [pick(c) for c in strata], pick(nested),
                      None if generation is None else np.asarray(generation)[rows])
-    spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+    spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
     spread["split_basins"] = _extend(x, rows, res.split_basins, ~unknown if res.split_within else None)
     return replace(res, n_models=len(x), n_unknown=int(unknown.sum()), **spread)
 
@@ -605,7 +607,7 @@ def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarr
 
 
 def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
-    """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"groups"``) whose size
+    """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"split_majority"``, ``"groups"``) whose size
     (:class:`analysis.effect.SizedLabelFree`'s ``effects``) is small: basins closer than the two
     halves of one Gaussian cloud, which no deep verdict is made of (docs/scorecard.md, "How big is the
     difference"). Empty for a result without sizes."""
@@ -618,7 +620,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
     when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives, else ``groups
     lineages`` with each whole family on its side and each model of a cut family on its own, the cut
-    families named: ``cut_families``), else the centroid groups. Each result's ``q`` is its verdict's
+    families named: ``cut_families``; neither that partition nor each family on its majority side
+    small), else the centroid groups. Each result's ``q`` is its verdict's
     adjusted p-value."""
     pvals = [(i, name, p) for i, r in enumerate(results)
              for name, p in (("lineage", r.p_lineage), ("groups", r.p_groups), ("split", r.p_split)) if p is not None]
@@ -638,7 +641,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
             v, basins, key = "crosses lineage", r.split_basins, "split"
         elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
-              and (r.split_min_families is None or r.split_min_families >= 2) and "split_families" not in small):
+              and (r.split_min_families is None or r.split_min_families >= 2)
+              and "split_families" not in small and "split_majority" not in small):
             v, basins, key, cut = "groups lineages", r.split_families, "split", r.cut_families
         elif "groups" in sig and "groups" not in small:
             v, basins, key = "groups lineages", r.group_basins, "groups"

@@ -18,9 +18,11 @@ the scorecard's would, on synthetic populations (:mod:`analysis.synthetic`):
 - nulls (``null``, ``null-t``, ``null-skew``, ``null-flat``): no factor; a verdict that changes is a
   false one gained or lost.
 
+Three rules: ``majority`` (version 9), ``own`` (own side, sized and decided alone) and ``both`` (own
+side reported and sized; the verdict also needs the majority partition not small: version 10).
 Prints per design and kind: populations with a `groups lineages` verdict from the split under each
-rule, families cut, the share of cut families whose members truly differ, and the mean AMI of each
-rule's candidate basins with the truth. docs/scorecard.md ("Cut families") quotes its output.
+rule, families cut (and how many truly hold both values), and the mean AMI with the truth of the
+majority and the version-10 candidate basins. docs/scorecard.md ("Cut families") quotes its output.
 """
 
 from __future__ import annotations
@@ -55,16 +57,20 @@ def partitions(res: lf.LabelFreeResult, fam: np.ndarray) -> tuple[np.ndarray, np
     return majority, own, cut
 
 
+RULES = ("majority", "own", "both")  # version 9; own side sized alone; own side reported, neither small (version 10)
+
+
 def one(x: np.ndarray, fam: np.ndarray, label: np.ndarray, seed: int, n_null: int) -> dict:
     res = lf.label_free(x, fam, n_null, seed)
     out = {}
     if res.split_within or res.split_basins is None:  # the within-family camps: crosses lineage if anything
         base = lf.decide([effect.sized(res, fam, x, None, False, np.zeros(len(x), int), n_boot=20)])[0]
-        return {"majority": base.verdict, "own": base.verdict, "cut": [], "mixed": 0, "ami": {}}
+        return {**{k: base.verdict for k in RULES}, "cut": [], "mixed": 0, "ami": {}}
     majority, own, cut = partitions(res, fam)
     amis = {}
-    for name, part in (("majority", majority), ("own", own)):
-        r = effect.sized(replace(res, split_families=part), fam, x, None, False, np.zeros(len(x), int), n_boot=20)
+    for name, part, guard in (("majority", majority, majority), ("own", own, own), ("both", own, majority)):
+        r = effect.sized(replace(res, split_families=part, split_majority=guard), fam, x, None, False,
+                         np.zeros(len(x), int), n_boot=20)
         d = lf.decide([r])[0]
         out[name] = d.verdict
         if d.verdict == "groups lineages" and d.candidate_basins is not None and d.candidate_basins is part:
@@ -82,8 +88,8 @@ def main() -> None:
     t0 = time.time()
     kinds = [("partial 0.8", 4.0), ("partial 0.6", 4.0), ("partial 0.8", 3.0), ("groups", 4.0), ("groups", 3.0), ("groups", 2.0)]
     kinds += [(k, 0.0) for k in NULLS]
-    print("design  kind          delta  groups(split) maj/own  verdict changes  cut fams (truly mixed)  "
-          "AMI truth majority -> own (same populations)")
+    print("design  kind          delta  groups from the split: majority / own / both   cut fams (truly mixed, with 'both')  "
+          "AMI with the truth: majority -> both (populations with both; both better, worse)")
     for n_fam, m in DESIGNS:
         for kind, delta in kinds:
             rows = []
@@ -93,19 +99,17 @@ def main() -> None:
                 else:
                     x, fam, label = synthetic_population(kind, s, n_fam, m, delta=delta)
                 rows.append(one(x, fam, label, s, args.n_null))
-            g_maj = sum(r["majority"] == "groups (split)" for r in rows)
-            g_own = sum(r["own"] == "groups (split)" for r in rows)
-            changed = sum(r["majority"] != r["own"] for r in rows)
-            both = [r for r in rows if "majority" in r["ami"] and "own" in r["ami"]]
-            n_cut = sum(len(r["cut"]) for r in rows if r["own"] == "groups (split)")
-            n_mixed = sum(r["mixed"] for r in rows if r["own"] == "groups (split)")
-            a_maj = np.mean([r["ami"]["majority"] for r in both]) if both else float("nan")
-            a_own = np.mean([r["ami"]["own"] for r in both]) if both else float("nan")
-            better = sum(r["ami"]["own"] > r["ami"]["majority"] + 1e-9 for r in both)
-            worse = sum(r["ami"]["own"] < r["ami"]["majority"] - 1e-9 for r in both)
-            print(f"{n_fam:2d} x {m}  {kind:12s}  {delta:4.1f}   {g_maj:3d}/{g_own:<3d}       {changed:3d} of {len(rows)}"
-                  f"             {n_cut:3d} ({n_mixed})                 {a_maj:.3f} -> {a_own:.3f} ({len(both)}; own better "
-                  f"{better}, worse {worse})", flush=True)
+            g = {k: sum(r[k] == "groups (split)" for r in rows) for k in RULES}
+            same = [r for r in rows if "majority" in r["ami"] and "both" in r["ami"]]
+            n_cut = sum(len(r["cut"]) for r in rows if r["both"] == "groups (split)")
+            n_mixed = sum(r["mixed"] for r in rows if r["both"] == "groups (split)")
+            a_maj = np.mean([r["ami"]["majority"] for r in same]) if same else float("nan")
+            a_both = np.mean([r["ami"]["both"] for r in same]) if same else float("nan")
+            better = sum(r["ami"]["both"] > r["ami"]["majority"] + 1e-9 for r in same)
+            worse = sum(r["ami"]["both"] < r["ami"]["majority"] - 1e-9 for r in same)
+            print(f"{n_fam:2d} x {m}  {kind:12s}  {delta:4.1f}   {g['majority']:3d} / {g['own']:3d} / {g['both']:3d}"
+                  f"                         {n_cut:3d} ({n_mixed})                              {a_maj:.3f} -> {a_both:.3f} "
+                  f"({len(same)}; {better}, {worse})", flush=True)
     print(f"{time.time() - t0:.0f} s")
 
 

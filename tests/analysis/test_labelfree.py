@@ -456,3 +456,24 @@ def test_a_groups_split_names_its_cut_families_and_keeps_their_models_on_their_o
     xc, fc, _ = population("cross", 0)
     crossed = lf.decide([lf.label_free(xc, fc)])[0]
     assert crossed.verdict == "crosses lineage" and crossed.cut_families == ()
+
+
+def test_a_groups_split_also_needs_its_families_majority_sides_apart():
+    """The own-side partition of a split that cuts families is the 2-means split itself, further apart
+    than its families' majority sides; measured on a real null (the audit's cnn-bn-null-24fam, 7 of 24
+    families cut: majority sides 2.6 SDs apart, own sides 4.1), sizing only the reported partition made
+    a false `groups lineages`. Both must be larger than two halves of one Gaussian cloud."""
+    from dataclasses import replace
+
+    from analysis import effect
+    from analysis.synthetic import partly_seeded_population
+
+    x, fam, _ = partly_seeded_population(5, 12, 2)
+    sized = effect.sized(lf.label_free(x, fam), fam, x, None, False, np.zeros(len(x), int))
+    assert {"split_families", "split_majority"} <= set(sized.effects)
+    assert sized.effects["split_majority"]["separation"] < sized.effects["split_families"]["separation"]
+    assert lf.decide([sized])[0].verdict == "groups lineages"
+    small = {**sized.effects, "split_majority": {**sized.effects["split_majority"], "small": True, "separation": 2.6}}
+    r = lf.decide([replace(sized, effects=small)])[0]
+    assert r.verdict != "groups lineages" and r.cut_families == ()
+    assert "The models' two camps (q " in r.sentence and "are only 2.6 within-basin SDs apart" in r.sentence
