@@ -61,7 +61,8 @@ RESULT_VERSION = 1
 #     verdict, recovered families resist single false links (docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
 #     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
 # 10 = a `groups lineages` verdict from the models' split names the families it cuts and puts each of their
-#     models on its own side (whole families as before), sized as such (docs/scorecard.md, "Cut families").
+#     models on its own side (whole families as before), sized as such; the verdict also needs each family's
+#     majority-side partition not small, as before (docs/scorecard.md, "Cut families").
 METHODS_VERSION = 10
 VERDICTS = tuple(v.value for v in LABELLED)
 
