@@ -174,7 +174,8 @@ def effect_brief(e: dict[str, Any]) -> str:
 
 def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The terminal's lines from ``(fingerprint, label_free dict)`` pairs: one with the size of every
-    deep verdict's difference (``effect``), one per family set apart by a fingerprint's basins."""
+    deep verdict's difference (``effect``), one per set of families a `groups lineages` split cuts
+    (``cut_families``, with the fingerprints that cut them), one per family set apart by a fingerprint's basins."""
     sizes = [f"{name} {effect_brief(d['effect'])}" for name, d in results
              if d.get("effect") and d.get("verdict") in DEEP_VERDICTS]
     lines = []
@@ -183,6 +184,11 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         lines.append("lineage, how big each candidate deep difference is (share of the fingerprint's variance the "
                      "candidate basins explain [95% family-bootstrap interval]; their separation in within-basin SDs, "
                      f"small below {threshold:.2f}, two halves of one Gaussian cloud): " + "; ".join(sizes))
+    cut: dict[tuple[str, ...], list[str]] = {}  # the families a groups split cuts -> the fingerprints that cut them
+    for name, d in results:
+        if d.get("cut_families") and d.get("verdict") == "groups lineages":
+            cut.setdefault(tuple(map(str, d["cut_families"])), []).append(name)
+    lines += [f"lineage, {', '.join(names)}:{cut_text(fams)}" for fams, names in cut.items()]
     return lines + [f"lineage, {name}: {apart_text(d['family_apart'], name)}" for name, d in results
                     if d.get("family_apart")]
 

@@ -240,3 +240,11 @@ def test_cut_families_in_words_short_and_in_summary_json():
     d = label_free_json(r, [f"m{i}" for i in range(len(x))])
     assert d["verdict"] == "groups lineages" and d["cut_families"] == ["0", "1"]
     assert "Families 0 and 1 are cut by the split" in d["sentence"]
+
+
+def test_the_terminal_names_the_cut_families_once_per_set():
+    d = {"verdict": "groups lineages", "cut_families": ["3", "5"]}
+    lines = ls.size_lines([("cka", d), ("ood-outputs", d), ("other", {"verdict": "lineage only", "cut_families": []})])
+    assert lines == ["lineage, cka, ood-outputs: Families 3 and 5 are cut by the split: their models fall on both sides "
+                     "(seeds that did not decide the difference, or models near its boundary), each in its own side's "
+                     "candidate basin (summary.json label_free.cut_families)."]
