@@ -11,10 +11,18 @@ whose candidate basins agree best with the others', among the fingerprints not c
 set built from the ground truth (privileged ones are an upper bound and only stand in when nothing
 else finds the candidate). Descriptive: agreement
 between fingerprints that read the same outputs is not independent evidence.
+
+The label-free split has two sides. When a fingerprint's own clusters (k >= 3) refine its candidate
+camps, each cluster mostly inside one camp and the clusters of a camp cutting across its families
+(:func:`refinement`), the candidate names them (``refined_by``): a user keeping the seeds of one camp
+would keep a merged pair. When the refining clusters of fingerprints of different candidates agree,
+the candidates are different pairings of one finer partition (``Answer.finer``), not several
+differences (an outside audit's three rules, one per member: two pairings over six fingerprints).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +35,10 @@ from analysis.labelfree_sentences import DEEP_VERDICTS, sds
 AnalysisResult = FingerprintResult = Any
 AGREE = 0.5  # AMI at or above which two partitions count as one (candidate basins here, clusters in analysis.results)
 MIN_COMMON = 4  # models both verdicts place, below which their agreement is not measured
+REFINE_PURITY = 0.8  # share of a cluster's models in one candidate camp, at or above which it lies inside that camp
+# share of a camp's families (with two or more models in it) whose models its clusters separate, at or above
+# which the clusters cut across families (analysis.labelfree.CROSS_SPLIT_RATE, not imported: start-up time)
+REFINE_CUT = 1 / 3
 
 
 @dataclass
@@ -47,17 +59,22 @@ class Candidate:
     basins: dict[str, int]
     ami: list[float] | None = None
     columns: dict[str, bool] = field(default_factory=dict)  # model columns the candidate basins match -> graded
+    refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
 
 
 @dataclass
 class Answer:
     """The label-free answer of a report: its ``candidates`` (most fingerprints first), the number
-    of fingerprints judged (``n_judged``: analysed, not ``insufficient``), and one ``sentence``."""
+    of fingerprints judged (``n_judged``: analysed, not ``insufficient``), and one ``sentence``.
+    ``finer``: when the refining clusters (``Candidate.refined_by``) of fingerprints of two or more
+    candidates agree, the partition they share: ``{fingerprints: {fingerprint: k}, candidates
+    (1-based), representative, k, sizes, basins (model id -> its cluster), ami ([min, max] pairwise)}``."""
 
     n_fingerprints: int
     n_judged: int
     candidates: list[Candidate] = field(default_factory=list)
     sentence: str = ""
+    finer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,9 +90,95 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), c.q or 1.0))
-    ans = Answer(len(analysed), len(judged), cands)
+    ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}))
     ans.sentence = answer_sentence(ans)
     return ans
+
+
+def refinement(r: FingerprintResult) -> int | None:
+    """How many clusters ``r``'s own basins (``clusters``) have when they refine its deep verdict's
+    candidate camps, else ``None``: at least 3 clusters (density noise, -1, left out), each with at
+    least :data:`REFINE_PURITY` of its models in one camp and models of two or more init families
+    (a group needs two families, as the verdicts ask), more clusters than camps, and for a
+    ``crosses lineage`` verdict, in every camp holding two or more clusters, those clusters separate
+    the models of at least :data:`REFINE_CUT` of its families with relatives there (a finer split
+    the seed does not decide, as ``crosses lineage`` asks of the camps: there a split into whole
+    families is the families' identity; a ``groups lineages`` verdict's camps are whole families,
+    and so may their refinement be). Counted on the models with a candidate basin and a cluster."""
+    basins, fam = _basins(r), r.lineage_values
+    if not basins or not r.clusters or fam is None or len(fam) != len(r.model_ids):
+        return None
+    rows = [(int(c), basins[m], str(f)) for m, c, f in zip(r.model_ids, r.clusters, fam)
+            if m in basins and int(c) >= 0 and str(f).strip() not in ("", "nan", "None")]  # no lineage value: no family
+    by_cluster: dict[int, list[tuple[int, str]]] = {}
+    for c, b, f in rows:
+        by_cluster.setdefault(c, []).append((b, f))
+    if len(by_cluster) < 3 or len(by_cluster) <= len({b for _, b, _ in rows}):
+        return None
+    home = {}
+    for c, members in by_cluster.items():
+        (top, n_top), = Counter(b for b, _ in members).most_common(1)
+        if n_top < REFINE_PURITY * len(members) or len({f for _, f in members}) < 2:
+            return None
+        home[c] = top
+    if r.label_free.get("verdict") != "crosses lineage":  # camps of whole families: so may their refinement be
+        return len(by_cluster)
+    for camp, n_clusters in Counter(home.values()).items():
+        if n_clusters < 2:
+            continue
+        seen: dict[str, set[int]] = {}  # family -> the clusters its models of this camp are in
+        sizes: Counter = Counter()
+        for c, b, f in rows:
+            if b == camp:
+                seen.setdefault(f, set()).add(c)
+                sizes[f] += 1
+        related = [f for f, n in sizes.items() if n >= 2]
+        if not related or sum(len(seen[f]) > 1 for f in related) < REFINE_CUT * len(related):
+            return None
+    return len(by_cluster)
+
+
+def _clusters(r: FingerprintResult) -> dict[str, int]:
+    """Model id -> ``r``'s own cluster (density noise, -1, left out)."""
+    return {str(m): int(c) for m, c in zip(r.model_ids, r.clusters) if int(c) >= 0}
+
+
+def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dict[str, Any] | None:
+    """The partition that the refining clusters of fingerprints of two or more candidates share
+    (:class:`Answer`'s ``finer``), or ``None``."""
+    refined = [(i, f) for i, c in enumerate(cands, 1) for f in c.refined_by]
+    if len({i for i, _ in refined}) < 2:
+        return None
+    fps = [by_name[f] for _, f in refined]
+    parts = [_clusters(r) for r in fps]
+    best = None
+    for group, amis in _linked(fps, parts):
+        names = {str(r.fingerprint) for r in group}
+        spans = sorted({i for i, f in refined if f in names})
+        if len(spans) >= 2 and (best is None or len(group) > len(best[0])):
+            best = (group, amis, spans)
+    if best is None:
+        return None
+    group, amis, spans = best
+    rep = group[_consensus(amis, group)]
+    basins = _clusters(rep)
+    pairs = amis[np.triu_indices(len(group), 1)]
+    pairs = pairs[~np.isnan(pairs)]
+    ks = {f: k for c in cands for f, k in c.refined_by.items()}
+    return {"fingerprints": {str(r.fingerprint): ks[str(r.fingerprint)] for r in group}, "candidates": spans,
+            "representative": str(rep.fingerprint), "k": len(set(basins.values())), "sizes": _sizes(basins),
+            "basins": basins, "ami": [float(pairs.min()), float(pairs.max())] if pairs.size else None}
+
+
+def _sizes(basins: dict[str, int]) -> list[int]:
+    return sorted((sum(1 for b in basins.values() if b == c) for c in set(basins.values())), reverse=True)
+
+
+def _consensus(amis: np.ndarray, group: list[FingerprintResult]) -> int:
+    """The member of ``group`` whose partition agrees best with the others' (``amis [k, k]``), not privileged."""
+    k = len(group)
+    mean = np.nanmean(np.where(np.eye(k, dtype=bool), np.nan, amis), 1) if k > 1 else np.zeros(1)
+    return min(range(k), key=lambda i: (_privileged(group[i]), -np.nan_to_num(mean[i], nan=-1.0)))
 
 
 def _basins(r: FingerprintResult) -> dict[str, int]:
@@ -93,10 +196,12 @@ def _agreement(a: dict[str, int], b: dict[str, int]) -> float | None:
     return ami([a[m] for m in common], [b[m] for m in common])
 
 
-def _linked(deep: list[FingerprintResult]) -> list[tuple[list[FingerprintResult], np.ndarray]]:
-    """The deep verdicts in groups linked by agreeing candidate basins (single linkage), each with
-    the AMIs between its members ``[k, k]`` (NaN: not measured)."""
-    parts = [_basins(r) for r in deep]
+def _linked(deep: list[FingerprintResult], parts: list[dict[str, int]] | None = None
+            ) -> list[tuple[list[FingerprintResult], np.ndarray]]:
+    """The deep verdicts in groups linked by agreeing candidate basins (or ``parts``, one partition
+    each: model id -> basin) (single linkage), each with the AMIs between its members ``[k, k]``
+    (NaN: not measured)."""
+    parts = [_basins(r) for r in deep] if parts is None else parts
     n = len(deep)
     amis = np.full((n, n), np.nan)
     parent = list(range(n))
@@ -134,15 +239,15 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
 
     rep = group[min(range(k), key=rank)]
     basins = _basins(rep)
-    sizes = sorted((sum(1 for b in basins.values() if b == c) for c in set(basins.values())), reverse=True)
     pairs = amis[np.triu_indices(k, 1)]
     pairs = pairs[~np.isnan(pairs)]
     return Candidate(
         fingerprints=[str(r.fingerprint) for r in group],
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
-        separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=sizes, basins=basins,
-        ami=[float(pairs.min()), float(pairs.max())] if pairs.size else None, columns=_columns(group))
+        separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
+        ami=[float(pairs.min()), float(pairs.max())] if pairs.size else None, columns=_columns(group),
+        refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))})
 
 
 def _columns(group: list[FingerprintResult]) -> dict[str, bool]:
@@ -160,7 +265,7 @@ def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
 
-def _candidate_text(c: Candidate, n: int) -> str:
+def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
     who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
@@ -175,7 +280,22 @@ def _candidate_text(c: Candidate, n: int) -> str:
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){cols}")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){cols}{_refined_text(c, finer)}")
+
+
+def _refined_text(c: Candidate, finer: bool = False) -> str:
+    """``; their own clusters split the camps further: k = 3 (cka, ood-outputs), ...`` for a candidate
+    with ``refined_by``, else ``""`` (also with ``finer``: the answer names the shared partition once)."""
+    if not c.refined_by:
+        return ""
+    by_k: dict[int, list[str]] = {}
+    for f, k in c.refined_by.items():
+        by_k.setdefault(k, []).append(f)
+    ks = "; ".join(f"k = {k} ({', '.join(fs)})" for k, fs in sorted(by_k.items()))
+    if finer:  # the answer says it once, for the shared partition
+        return ""
+    return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and cutting across "
+            "families: keeping one camp's seeds would keep several kinds of model (the clusters: summary.json assignments)")
 
 
 def answer_sentence(ans: Answer) -> str:
@@ -189,6 +309,27 @@ def answer_sentence(ans: Answer) -> str:
                 "and families cannot show)")
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n)
-    texts = "; ".join(f"({i}) {_candidate_text(c, n)}" for i, c in enumerate(ans.candidates, 1))
+    fin = ans.finer
+    shared = set(fin["candidates"]) if fin else set()
+    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared)}" for i, c in enumerate(ans.candidates, 1))
+    if fin is None:
+        return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "
+                f"{AGREE:g}): {texts}: several differences, or not all real; look at the models of each (summary.json "
+                "label_free_answer)")
+    agree = "" if not fin.get("ami") else (
+        f", pairwise AMI {fin['ami'][0]:.2f}" if round(fin["ami"][0], 2) == round(fin["ami"][1], 2)
+        else f", pairwise AMI {fin['ami'][0]:.2f}-{fin['ami'][1]:.2f}")
+    size = ", ".join(map(str, fin["sizes"][:6])) + (", ..." if len(fin["sizes"]) > 6 else "")
+    finer = (f"the clusters of {len(fin['fingerprints'])} of {n} fingerprints agree on {fin['k']} basins of {size} "
+             f"models ({fin['representative']}'s{agree}), which the label-free camps pair differently")
+    if len(fin["candidates"]) == len(ans.candidates):
+        return (f"one candidate deep difference of {fin['k']} kinds, whose two-camp splits do not agree (AMI below "
+                f"{AGREE:g}): {finer}: {texts}; keeping one camp's seeds would keep several kinds (summary.json "
+                "label_free_answer.finer)")
+    which = ", ".join(map(str, fin["candidates"]))
+    others = [str(i) for i in range(1, len(ans.candidates) + 1) if i not in shared]
+    rest = (f"candidate {others[0]}: another difference, or not real" if len(others) == 1 else
+            f"candidates {', '.join(others)}: other differences, or not all real")
     return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below {AGREE:g}): "
-            f"{texts}: several differences, or not all real; look at the models of each (summary.json label_free_answer)")
+            f"{texts}. Candidates {which} are one difference of {fin['k']} kinds: {finer} (summary.json "
+            f"label_free_answer.finer); {rest}")

@@ -53,8 +53,10 @@ class SizedLabelFree(LabelFreeResult):
     """A :class:`~analysis.labelfree.LabelFreeResult` with the sizes of its candidate partitions and
     the family-apart pointer (:func:`analysis.labelfree.decide` keeps them: it uses ``replace``).
     ``effects``: :func:`basin_effect` by partition, ``"split"`` (``split_basins``),
-    ``"split_families"`` or ``"groups"`` (``group_basins``), for those whose raw p-value could make
-    a verdict; ``apart``: :func:`family_apart`."""
+    ``"split_families"``, ``"split_majority"`` (each family on its majority side: a `groups lineages`
+    verdict from the split needs it not small either, though it reports ``split_families``) or
+    ``"groups"`` (``group_basins``), for those whose raw p-value could make a verdict; ``apart``:
+    :func:`family_apart`."""
 
     effects: dict[str, Any] = field(default_factory=dict)
     apart: dict[str, Any] | None = None
@@ -271,7 +273,8 @@ def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.nd
     r = None if raw is None else np.asarray(raw)[np.ix_(keep, keep)] if raw_distances else np.asarray(raw)[keep]
     parts = []
     if res.p_split is not None and res.p_split <= alpha:
-        parts += [("split", res.split_basins, res.split_within), ("split_families", res.split_families, False)]
+        parts += [("split", res.split_basins, res.split_within), ("split_families", res.split_families, False),
+                  ("split_majority", res.split_majority, False)]
     if res.p_groups is not None and res.p_groups <= alpha:
         parts.append(("groups", res.group_basins, False))
     effects = {}

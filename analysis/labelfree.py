@@ -52,6 +52,7 @@ from analysis.labelfree_sentences import (
     SENTENCES,
     alone,
     closest_split,
+    cut_text,
     families,
     few_families,
     unknown_note,
@@ -67,6 +68,7 @@ from analysis.resampling import (
 )
 from analysis.resampling import family_codes as _codes
 from analysis.sigclust import axis_index, cluster_index, gaussian_like, top_dims
+from analysis.sortkeys import natural_key
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
@@ -102,8 +104,13 @@ class LabelFreeResult:
     n_related_families: int | None = None  # init families with two or more models (``split_rate``'s denominator)
     ci_within: float | None = None  # the lowest 1-D cluster index of the within-family residuals
     split_within: bool = False  # the split is the within-family residuals' (the stronger evidence, cutting families)
-    split_families: np.ndarray | None = None  # [n] the models' split, each family on its majority side
-    split_min_families: int | None = None  # init families on the smaller side of ``split_families``
+    # [n] the models' split as a `groups lineages` verdict's candidate basins: a whole family (or a model the
+    # split left out) on its family's majority side, each model of a cut family on its own side
+    split_families: np.ndarray | None = None
+    split_majority: np.ndarray | None = None  # [n] each family wholly on its majority side of the split
+    split_min_families: int | None = None  # init families on the smaller side of the split (each on its majority side)
+    cut_families: tuple[str, ...] = ()  # families with relatives on both sides of the all-model split (:func:`decide`
+    # keeps them for a `groups lineages` verdict from that split only: the seeds that did not decide its side)
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
     n_unknown: int = 0  # models without a lineage value (:func:`missing`): left out of the tests, placed after
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
@@ -176,7 +183,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows],
                          None if generation is None else np.asarray(generation)[rows])
-        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+        spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
         # with generations, a model alone in its generation of its family is in no camp (as in the sample)
         cells = fam if generation is None else _generation_cells(fam, generation)
         lone = _with_generation_relatives(_codes(fam)[0], generation)
@@ -251,6 +258,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     split_basins = split
     majority = np.array([int(round(split[(codes == f) & (split >= 0)].mean())) if ((codes == f) & (split >= 0)).any()
                          else -1 for f in range(n_fam)])  # -1: a family with no model in the split
+    # a cut family's models each keep their own side: they are the seeds whose side the init did not decide
+    # (measured: scripts/labelfree_cut_families.py, docs/scorecard.md "Cut families")
+    cut = [names[f] for f in multi_fams if len(np.unique(split[(codes == f) & (split >= 0)])) > 1]
+    own_side = np.where(split >= 0, split, majority[codes])
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
@@ -267,10 +278,12 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     return LabelFreeResult(
         n, n_fam, p_lin, p_groups, p_split, pseudo_f=f_obs, ci_groups=float(ci_obs[0]), ci_split=ci_c,
         groups_axis=groups_axis, ci_axis=float(axis_ci[axis]),
-        group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=majority[codes],
+        group_basins=group_basins, split_basins=split_basins, split_rate=split_rate, split_families=own_side,
+        split_majority=majority[codes],
         ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority[majority >= 0], minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
-        family_sizes={names[i]: int(c) for i, c in enumerate(counts)})
+        family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
+        cut_families=tuple(sorted(cut, key=natural_key)))
 
 
 def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_null: int, random_state: int, k_max: int,
@@ -284,7 +297,7 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
     pick = lambda c: None if c is None else np.asarray(c, dtype=object)[rows]  # noqa: E731
     res = label_free(x[rows], pick(family), n_null, random_state, k_max, [pick(c) for c in strata], pick(nested),
                      None if generation is None else np.asarray(generation)[rows])
-    spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families")}
+    spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
     spread["split_basins"] = _extend(x, rows, res.split_basins, ~unknown if res.split_within else None)
     return replace(res, n_models=len(x), n_unknown=int(unknown.sum()), **spread)
 
@@ -594,7 +607,7 @@ def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarr
 
 
 def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
-    """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"groups"``) whose size
+    """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"split_majority"``, ``"groups"``) whose size
     (:class:`analysis.effect.SizedLabelFree`'s ``effects``) is small: basins closer than the two
     halves of one Gaussian cloud, which no deep verdict is made of (docs/scorecard.md, "How big is the
     difference"). Empty for a result without sizes."""
@@ -606,8 +619,10 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
     when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives, else ``groups
-    lineages`` with each family on its majority side), else the centroid groups. Each result's
-    ``q`` is its verdict's adjusted p-value."""
+    lineages`` with each whole family on its side and each model of a cut family on its own, the cut
+    families named: ``cut_families``; neither that partition nor each family on its majority side
+    small), else the centroid groups. Each result's ``q`` is its verdict's
+    adjusted p-value."""
     pvals = [(i, name, p) for i, r in enumerate(results)
              for name, p in (("lineage", r.p_lineage), ("groups", r.p_groups), ("split", r.p_split)) if p is not None]
     q = {}
@@ -622,11 +637,13 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             continue
         sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud: not a basin
+        cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
         if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
             v, basins, key = "crosses lineage", r.split_basins, "split"
         elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
-              and (r.split_min_families is None or r.split_min_families >= 2) and "split_families" not in small):
-            v, basins, key = "groups lineages", r.split_families, "split"
+              and (r.split_min_families is None or r.split_min_families >= 2)
+              and "split_families" not in small and "split_majority" not in small):
+            v, basins, key, cut = "groups lineages", r.split_families, "split", r.cut_families
         elif "groups" in sig and "groups" not in small:
             v, basins, key = "groups lineages", r.group_basins, "groups"
         elif "lineage" in sig:
@@ -634,8 +651,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
-        sentence = NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]
-        done = replace(r, verdict=v, q=qv, candidate_basins=basins)
+        sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
+        done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
             sentence = with_unconfirmed(sentence, r, q, i, alpha, {k: small[k] for k in small if k.split("_")[0] in sig})
             sentence += closest_split(done, tail="would tell" not in sentence)

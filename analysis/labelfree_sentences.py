@@ -16,7 +16,7 @@ from typing import Any
 from analysis.sortkeys import natural_key
 
 __all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
-           "closest_split", "closest_split_text", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
+           "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines"]
 
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
@@ -53,6 +53,7 @@ FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries
 # (docs/scorecard.md, "Few families"); a planted backdoor at 5 families came at q 0.008 on every fingerprint
 FEW_FAMILIES_Q = 0.02
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
+MAX_CUT_NAMES = 6  # cut families named in a `groups lineages` sentence; the rest as a count (all in summary.json)
 
 
 def _getter(r: Any) -> Any:
@@ -132,6 +133,20 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
             + (f"; more {what} would tell." if tail else "."))
 
 
+def cut_text(cut: Any) -> str:
+    """The words on the families a `groups lineages` split cuts (``cut``: their names), else ``""``:
+    their models are on both sides, so each model is in its own side's candidate basin."""
+    cut = [str(f) for f in cut or ()]
+    if not cut:
+        return ""
+    shown = cut if len(cut) <= MAX_CUT_NAMES + 1 else [*cut[:MAX_CUT_NAMES], f"{len(cut) - MAX_CUT_NAMES} more"]
+    names = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    one = len(cut) == 1
+    return (f" Famil{'y' if one else 'ies'} {names} {'is' if one else 'are'} cut by the split: {'its' if one else 'their'} "
+            "models fall on both sides (seeds that did not decide the difference, or models near its boundary), "
+            "each in its own side's candidate basin (summary.json label_free.cut_families).")
+
+
 def effect_text(e: dict[str, Any] | None) -> str:
     """How big a deep verdict's difference is (:func:`analysis.effect.basin_effect` ``e``), in words:
     "a small difference: ..." when its candidate basins are closer than two halves of one Gaussian
@@ -159,7 +174,8 @@ def effect_brief(e: dict[str, Any]) -> str:
 
 def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The terminal's lines from ``(fingerprint, label_free dict)`` pairs: one with the size of every
-    deep verdict's difference (``effect``), one per family set apart by a fingerprint's basins."""
+    deep verdict's difference (``effect``), one per set of families a `groups lineages` split cuts
+    (``cut_families``, with the fingerprints that cut them), one per family set apart by a fingerprint's basins."""
     sizes = [f"{name} {effect_brief(d['effect'])}" for name, d in results
              if d.get("effect") and d.get("verdict") in DEEP_VERDICTS]
     lines = []
@@ -168,6 +184,11 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         lines.append("lineage, how big each candidate deep difference is (share of the fingerprint's variance the "
                      "candidate basins explain [95% family-bootstrap interval]; their separation in within-basin SDs, "
                      f"small below {threshold:.2f}, two halves of one Gaussian cloud): " + "; ".join(sizes))
+    cut: dict[tuple[str, ...], list[str]] = {}  # the families a groups split cuts -> the fingerprints that cut them
+    for name, d in results:
+        if d.get("cut_families") and d.get("verdict") == "groups lineages":
+            cut.setdefault(tuple(map(str, d["cut_families"])), []).append(name)
+    lines += [f"lineage, {', '.join(names)}:{cut_text(fams)}" for fams, names in cut.items()]
     return lines + [f"lineage, {name}: {apart_text(d['family_apart'], name)}" for name, d in results
                     if d.get("family_apart")]
 

@@ -63,6 +63,9 @@ RESULT_VERSION = 1
 # 10 = the probe keeps the principal coordinates' relative variances (one common scale, not each standardised),
 #      and a deep AMI at the family permutation's floor is "insufficient: N families", not "uninformative"
 #      (docs/scorecard.md, "The probe at few families" and "The permutation floor").
+# 10 = a `groups lineages` verdict from the models' split names the families it cuts and puts each of their
+#     models on its own side (whole families as before), sized as such; the verdict also needs each family's
+#     majority-side partition not small, as before (docs/scorecard.md, "Cut families").
 METHODS_VERSION = 10
 VERDICTS = tuple(v.value for v in LABELLED)
 

@@ -13,6 +13,10 @@ from base to fine-tune shared across families (plus a per-family part). ``parent
 factor; ``parents-cross``: each child's factor is a coin flip (a planted difference among the
 children, the parents on the factor's 0 side).
 
+``partly_seeded_population(seed, ...)`` gives ``(x, family, label)``: the seed decides a binary
+factor for most families (a share ``decided``); in the others each member's factor is a coin flip,
+so the all-model split cuts those families only (an outside audit's MLPs, families 3 and 5 split).
+
 ``crossed_population(kind, seed, ...)`` gives ``(x, family, order, label)``: init families crossed
 with data orders shared by every family, each order moving its models the same way in every family
 (``null`` or ``cross`` as above, plus the orders' shared effects).
@@ -51,6 +55,24 @@ def synthetic_population(kind: str, seed: int, n_fam: int = 12, m: int = 4, d: i
     elif kind == "cross":
         label = r.integers(0, 2, n_fam * m)
         e[:, 0] += delta * (2 * label - 1)
+    return c[fam] + e, fam, label
+
+
+def partly_seeded_population(seed: int, n_fam: int = 12, m: int = 2, d: int = 10, delta: float = 4.0,
+                             decided: float = 0.8):
+    """``n_fam`` init families of ``m`` models in ``d`` dimensions (``null``'s family effects and
+    member noise) with a binary factor that moves a model by ``+-delta`` along the first dimension:
+    in each family with probability ``decided`` the seed decides it (every member alike, balanced
+    across those families), otherwise each member's is a coin flip. Returns ``(x [n, d], family [n],
+    label [n])``."""
+    r = np.random.default_rng(seed)
+    scale = np.linspace(1.5, 0.3, d)
+    c, e = r.standard_normal((n_fam, d)) * scale, r.standard_normal((n_fam * m, d)) * 0.5 * scale
+    fam = np.repeat(np.arange(n_fam), m)
+    seeded = r.random(n_fam) < decided
+    g = r.permutation(np.arange(n_fam) % 2)
+    label = np.where(seeded[fam], g[fam], r.integers(0, 2, n_fam * m))
+    e[:, 0] += delta * (2 * label - 1)
     return c[fam] + e, fam, label
 
 

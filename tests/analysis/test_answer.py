@@ -102,3 +102,88 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
     assert [c.columns for c in ans.candidates] == [{"weight_decay": True}, {"epochs": False}]
     assert "(its, q 0.01, 6 SDs apart); it matches column 'weight_decay' (graded: perhaps a continuum cut in two); (2)" in ans.sentence
     assert "it matches column 'epochs':" in ans.sentence
+
+
+# three kinds of model, one per member of 9 init families (the sixth audit's mlp-three-rules)
+IDS3 = [f"f{f}-m{j}" for f in range(9) for j in range(3)]
+FAM3 = [str(f) for f in range(9) for _ in range(3)]
+RULE3 = [j for _ in range(9) for j in range(3)]
+
+
+def fp3(name: str, apart: int, clusters: list[int], q: float = 0.015) -> FingerprintResult:
+    """A `crosses lineage` verdict whose two camps are rule ``apart`` against the other two, and its own clusters."""
+    basins = {m: int(r == apart) for m, r in zip(IDS3, RULE3)}
+    free = {"verdict": "crosses lineage", "q": q, "sentence": ".", "candidate_basins": basins, "effect": {"separation": 20.0}}
+    return FingerprintResult(name, n_models=len(IDS3), model_ids=IDS3, clusters=clusters, lineage_values=FAM3,
+                             label_free=free)
+
+
+def test_clusters_that_split_the_camps_across_families_refine_the_candidate():
+    from analysis.answer import refinement
+
+    one = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[], fingerprints=[fp3("cka", 2, RULE3)]))
+    c = one.candidates[0]
+    assert c.refined_by == {"cka": 3} and one.finer is None
+    assert ("candidate basins of 18 and 9 models (its, q 0.015, 20 SDs apart); their own clusters split the camps "
+            "further: k = 3 (cka), each cluster inside one camp and cutting across families") in one.sentence
+    # clusters that are the camps, whole families, or clusters that straddle the camps: no refinement
+    assert refinement(fp3("a", 2, [int(r == 2) for r in RULE3])) is None
+    assert refinement(fp3("a", 2, [int(f) // 3 if r != 2 else 3 + int(f) % 2 for f, r in zip(FAM3, RULE3)])) is None
+    assert refinement(fp3("a", 2, [int(f) % 3 for f in FAM3])) is None  # each cluster across both camps
+    assert refinement(fp3("a", 2, [r if i % 9 else (r + 1) % 3 for i, r in enumerate(RULE3)])) == 3  # 1 stray in 9: mostly inside
+
+
+def test_candidates_that_pair_one_finer_partition_differently_say_so():
+    """Two fingerprints put rule 2 apart, one rule 1: two candidates (AMI 0 between their camps), but
+    every fingerprint's clusters are the three rules: one difference of three kinds, not two."""
+    res = AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                         fingerprints=[fp3("cka", 2, RULE3), fp3("disagreement", 2, RULE3), fp3("ood-outputs", 1, RULE3)])
+    ans = label_free_answer(res)
+    assert [c.fingerprints for c in ans.candidates] == [["cka", "disagreement"], ["ood-outputs"]]
+    assert [c.refined_by for c in ans.candidates] == [{"cka": 3, "disagreement": 3}, {"ood-outputs": 3}]
+    f = ans.finer
+    assert f["candidates"] == [1, 2] and f["k"] == 3 and f["sizes"] == [9, 9, 9] and f["ami"] == [1.0, 1.0]
+    assert f["fingerprints"] == {"cka": 3, "disagreement": 3, "ood-outputs": 3}
+    assert f["basins"] == dict(zip(IDS3, RULE3))
+    assert ans.sentence.startswith("one candidate deep difference of 3 kinds, whose two-camp splits do not agree (AMI "
+                                   "below 0.5): the clusters of 3 of 3 fingerprints agree on 3 basins of 9, 9, 9 models "
+                                   "(cka's, pairwise AMI 1.00), which the label-free camps pair differently: (1) found by 2")
+    assert ans.sentence.endswith("keeping one camp's seeds would keep several kinds (summary.json label_free_answer.finer)")
+    assert "several differences, or not all real" not in ans.sentence
+    assert summary(res)["label_free_answer"]["finer"]["k"] == 3
+    # only one candidate refined (the other's clusters are its camps): several differences, as before
+    res2 = AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                          fingerprints=[fp3("cka", 2, RULE3), fp3("ood", 1, [int(r == 1) for r in RULE3])])
+    ans2 = label_free_answer(res2)
+    assert ans2.finer is None and ans2.candidates[1].refined_by == {}
+    assert ans2.sentence.endswith("several differences, or not all real; look at the models of each "
+                                                         "(summary.json label_free_answer)")
+
+
+def test_whole_family_clusters_refine_seed_decided_groups_but_not_a_crossing_split():
+    """Three rules decided by the seed (families 0-2, 3-5, 6-8), groups of whole families: the
+    clusters of whole families refine a `groups lineages` verdict's camps (the audit's
+    mlp-three-rules-seeddecided), not a `crosses lineage` one's (there they are the families' identity);
+    a third candidate that nothing refines is named apart."""
+    from analysis.answer import refinement
+
+    rule = [int(f) // 3 for f in FAM3]
+    groups_fp = lambda name, apart: FingerprintResult(  # noqa: E731
+        name, n_models=len(IDS3), model_ids=IDS3, clusters=rule, lineage_values=FAM3,
+        label_free={"verdict": "groups lineages", "q": 0.017, "sentence": ".", "effect": {"separation": 30.0},
+                    "candidate_basins": {m: int(r == apart) for m, r in zip(IDS3, rule)}})
+    assert refinement(groups_fp("cka", 2)) == 3
+    crossing = groups_fp("cka", 2)
+    crossing.label_free = {**crossing.label_free, "verdict": "crosses lineage"}
+    assert refinement(crossing) is None
+    halves = {m: int(i >= 13) for i, m in enumerate(IDS3)}
+    odd = FingerprintResult("weight-spectra", n_models=len(IDS3), model_ids=IDS3, clusters=[0] * len(IDS3),
+                            lineage_values=FAM3, label_free={"verdict": "groups lineages", "q": 0.017, "sentence": ".",
+                                                             "candidate_basins": halves, "effect": None})
+    ans = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                                           fingerprints=[groups_fp("cka", 2), groups_fp("ood", 1), odd]))
+    assert len(ans.candidates) == 3 and ans.finer is not None and ans.finer["candidates"] == [1, 2]
+    assert ans.sentence.endswith("Candidates 1, 2 are one difference of 3 kinds: the clusters of 2 of 3 fingerprints "
+                                 "agree on 3 basins of 9, 9, 9 models (cka's, pairwise AMI 1.00), which the label-free "
+                                 "camps pair differently (summary.json label_free_answer.finer); candidate 3: another "
+                                 "difference, or not real")

@@ -429,3 +429,51 @@ def test_lineage_nn_and_stability_intervals_resample_families(planted_groups):
     x, _, _ = population("null", 1)
     out, reps = cl.bootstrap(x, "kmeans", 8, 6, 0, return_replicates=True)
     assert mt.replicate_agreement(reps, len(x))(np.arange(len(x))) == pytest.approx(out["stability"], abs=1e-12)
+
+
+def test_a_groups_split_names_its_cut_families_and_keeps_their_models_on_their_own_side():
+    """The sixth audit's finding 4: the seed decides the factor in most families, coin flips in the
+    rest (families 0 and 1 here, one model on each side). The split fires with families mostly whole
+    (`groups lineages`); the cut families' models each keep their own side (candidate basins = the
+    truth, where each family on its majority side put one of each pair wrong), the sentence and
+    ``cut_families`` name them, and the verdict's size is that of the partition it reports."""
+    from analysis import effect
+    from analysis.synthetic import partly_seeded_population
+
+    x, fam, label = partly_seeded_population(5, 12, 2)
+    mixed = [str(f) for f in np.unique(fam) if len(set(label[fam == f])) > 1]
+    res = lf.label_free(x, fam)
+    r = lf.decide([effect.sized(res, fam, x, None, False, np.zeros(len(x), int))])[0]
+    assert r.verdict == "groups lineages" and r.candidate_basins is r.split_families
+    assert list(r.cut_families) == mixed == ["0", "1"]
+    assert adjusted_mutual_info_score(label, r.candidate_basins) == pytest.approx(1.0)
+    whole = np.asarray([int(round(r.candidate_basins[fam == f].mean())) for f in fam])  # each family on its majority side
+    assert adjusted_mutual_info_score(label, whole) < 0.85
+    assert "Families 0 and 1 are cut by the split: their models fall on both sides" in r.sentence
+    assert r.effect() == effect.basin_effect(r.candidate_basins, fam, x)
+    assert r.effect()["separation"] > effect.separation(x, whole)
+    # a crossing split cuts most families: no list (the verdict says it), as for the centroid groups
+    xc, fc, _ = population("cross", 0)
+    crossed = lf.decide([lf.label_free(xc, fc)])[0]
+    assert crossed.verdict == "crosses lineage" and crossed.cut_families == ()
+
+
+def test_a_groups_split_also_needs_its_families_majority_sides_apart():
+    """The own-side partition of a split that cuts families is the 2-means split itself, further apart
+    than its families' majority sides; measured on a real null (the audit's cnn-bn-null-24fam, 7 of 24
+    families cut: majority sides 2.6 SDs apart, own sides 4.1), sizing only the reported partition made
+    a false `groups lineages`. Both must be larger than two halves of one Gaussian cloud."""
+    from dataclasses import replace
+
+    from analysis import effect
+    from analysis.synthetic import partly_seeded_population
+
+    x, fam, _ = partly_seeded_population(5, 12, 2)
+    sized = effect.sized(lf.label_free(x, fam), fam, x, None, False, np.zeros(len(x), int))
+    assert {"split_families", "split_majority"} <= set(sized.effects)
+    assert sized.effects["split_majority"]["separation"] < sized.effects["split_families"]["separation"]
+    assert lf.decide([sized])[0].verdict == "groups lineages"
+    small = {**sized.effects, "split_majority": {**sized.effects["split_majority"], "small": True, "separation": 2.6}}
+    r = lf.decide([replace(sized, effects=small)])[0]
+    assert r.verdict != "groups lineages" and r.cut_families == ()
+    assert "The models' two camps (q " in r.sentence and "are only 2.6 within-basin SDs apart" in r.sentence

@@ -224,3 +224,27 @@ def test_a_deep_verdict_whose_candidate_basins_are_not_the_clusters_is_named():
     assert h.apart.startswith("the candidate basins of weight-stats (its clusters: 1 basin), cka (AMI")
     assert "disagreement" not in h.apart and "forecast and select use the clusters" in h.apart
     assert set(summary(res)["candidates_apart"]) == {"weight-stats", "cka"}
+
+
+def test_cut_families_in_words_short_and_in_summary_json():
+    assert ls.cut_text(()) == ""
+    assert ls.cut_text(["3"]).startswith(" Family 3 is cut by the split: its models fall on both sides")
+    assert ls.cut_text(["3", "5"]).startswith(" Families 3 and 5 are cut by the split: their models")
+    many = ls.cut_text([str(i) for i in range(10)])
+    assert many.startswith(f" Families 0, 1, 2, 3, 4, 5 and {10 - ls.MAX_CUT_NAMES} more are cut")
+    assert ls.cut_text([str(i) for i in range(ls.MAX_CUT_NAMES + 1)]).startswith(" Families 0, 1, 2, 3, 4, 5 and 6 are")
+    from analysis.synthetic import partly_seeded_population
+
+    x, fam, _ = partly_seeded_population(5, 12, 2)
+    r = lf.decide([lf.label_free(x, fam)])[0]
+    d = label_free_json(r, [f"m{i}" for i in range(len(x))])
+    assert d["verdict"] == "groups lineages" and d["cut_families"] == ["0", "1"]
+    assert "Families 0 and 1 are cut by the split" in d["sentence"]
+
+
+def test_the_terminal_names_the_cut_families_once_per_set():
+    d = {"verdict": "groups lineages", "cut_families": ["3", "5"]}
+    lines = ls.size_lines([("cka", d), ("ood-outputs", d), ("other", {"verdict": "lineage only", "cut_families": []})])
+    assert lines == ["lineage, cka, ood-outputs: Families 3 and 5 are cut by the split: their models fall on both sides "
+                     "(seeds that did not decide the difference, or models near its boundary), each in its own side's "
+                     "candidate basin (summary.json label_free.cut_families)."]
