@@ -379,3 +379,26 @@ def between_families(family: np.ndarray, tests: PairTests) -> int:
     """The significant pairs of ``tests`` whose two models :func:`families` put in different families."""
     r = tests.related
     return int((family[tests.a[r]] != family[tests.b[r]]).sum())
+
+
+def nearest_candidates(t: PairTests, is_candidate: np.ndarray) -> dict[str, np.ndarray]:
+    """For every model that is not a candidate, the candidate it is most related to by the pair tests
+    ``t`` (lowest p-value, then smallest distance) and the runner-up: ``{"model", "best", "p_best",
+    "second", "p_second"}``, each ``[m]`` (indices; ``-1`` / NaN without a second tested candidate).
+    Ranking needs no significance: a fine-tune's own base is the nearest of the bases far more often
+    than its pair reaches Benjamini-Hochberg (docs/lineage.md, "Which base"). Only tested pairs count
+    (``--max-pairs`` samples them above its size)."""
+    cand = np.asarray(is_candidate, bool)
+    a, b = np.asarray(t.a), np.asarray(t.b)
+    one = cand[a] != cand[b]  # a candidate and a model to place
+    model = np.where(cand[a[one]], b[one], a[one])
+    other = np.where(cand[a[one]], a[one], b[one])
+    p, d = np.asarray(t.p_value)[one], np.asarray(t.distance)[one]
+    order = np.lexsort((d, p, model))  # by model, then p, then distance
+    model, other, p = model[order], other[order], p[order]
+    first = np.r_[True, model[1:] != model[:-1]] if len(model) else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    has_second = np.r_[starts[1:], len(model)] - starts >= 2
+    nxt = np.minimum(starts + 1, max(len(model) - 1, 0))
+    return {"model": model[starts], "best": other[starts], "p_best": p[starts],
+            "second": np.where(has_second, other[nxt], -1), "p_second": np.where(has_second, p[nxt], np.nan)}

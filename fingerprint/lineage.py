@@ -23,6 +23,7 @@ from analysis.lineage import (
     behaviour_test,
     between_families,
     families,
+    nearest_candidates,
     weight_test,
 )
 from analysis.lineage_history import history_edges
@@ -147,7 +148,7 @@ def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, fam
 
 def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,
             max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool = True,
-            seed: int = 0, history: bool = True) -> dict[str, Any]:
+            seed: int = 0, history: bool = True, candidates: str | None = None) -> dict[str, Any]:
     """Test every pair of ``zoo``'s models (or ``max_pairs`` of them) for a shared initialization.
 
     Evidence: ``exact`` and ``matched`` from the weights (when the architecture declares its
@@ -156,7 +157,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     ``by_evidence`` has every evidence's scores side by side. With ``history`` (and a zoo that
     stores two or more checkpoints of some model), every evidence's forest comes from the
     checkpoint histories inside its families; otherwise from final-weight distances, oriented by
-    a weight statistic. See ``docs/lineage.md``.
+    a weight statistic. ``candidates`` (``COLUMN=VALUE``, e.g. ``kind=base``) names the models that
+    may be the others' origin: every other model gets its nearest candidate by each evidence, with
+    or without a significant pair (``nearest``). See ``docs/lineage.md``.
     """
     if not 0 < alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {alpha}")
@@ -168,6 +171,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     if n < 2:
         raise UserError(f"zoo '{zoo.path}' has {n} model(s); lineage needs at least 2")
     truth = _truth_labels(zoo, lineage_column)
+    is_candidate = _candidates(zoo, candidates)
     true_parent = _true_parents(zoo)
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
     raw = zoo.params()
@@ -224,6 +228,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
     }
+    if is_candidate is not None:
+        out["nearest"] = {"candidates": candidates, "by_evidence": {
+            name: _nearest(tt, is_candidate, ids, truth, true_parent) for name, tt in tests.items()}}
     if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
         # what later analyses use (family_of) and the report shows (the forest and its scores; not the pairs)
         zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
@@ -232,6 +239,45 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
                                     "lineage_column": lineage_column or "init_seed",
                                     **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",
                                                            "by_evidence")}})
+    return out
+
+
+def _candidates(zoo: Zoo, spec: str | None) -> np.ndarray | None:
+    """``--candidates COLUMN=VALUE``: the models ``[n]`` (bool) whose column holds that value."""
+    if spec is None:
+        return None
+    col, eq, value = spec.partition("=")
+    if not eq or not col:
+        raise UserError(f"--candidates must be COLUMN=VALUE (e.g. kind=base), got '{spec}'")
+    if col not in zoo.models:
+        raise UserError(f"unknown model column '{col}' for --candidates (valid: {choices(zoo.models.names())})")
+    values = np.asarray([str(v) for v in zoo.models[col]])
+    mask = values == value
+    if not mask.any() or mask.all():
+        seen = sorted(set(values.tolist()))
+        raise UserError(f"--candidates {spec}: {'no' if not mask.any() else 'every'} model has {col} = '{value}', so "
+                        f"there is nothing to rank (values: {choices(seen[:12])}{', ...' if len(seen) > 12 else ''})")
+    return mask
+
+
+def _nearest(t: PairTests, is_candidate: np.ndarray, ids: list[str], truth, true_parent) -> dict[str, Any]:
+    """One evidence's nearest candidates (:func:`analysis.lineage.nearest_candidates`) as rows, and
+    how often the nearest is the model's true parent (``parent_id``) or of its true family."""
+    r = nearest_candidates(t, is_candidate)
+    rows = [{"model": ids[m], "nearest": ids[b], "p_value": float(p),
+             "runner_up": ids[s] if s >= 0 else None, "p_runner_up": None if s < 0 else float(q)}
+            for m, b, p, s, q in zip(r["model"].tolist(), r["best"].tolist(), r["p_best"].tolist(),
+                                     r["second"].tolist(), r["p_second"].tolist())]
+    out: dict[str, Any] = {"rows": rows, "parent_match": None, "family_match": None}
+    if true_parent is not None:
+        has = is_candidate[np.maximum(true_parent[r["model"]], 0)] & (true_parent[r["model"]] >= 0)
+        if has.any():
+            out["parent_match"] = [int((r["best"][has] == true_parent[r["model"]][has]).sum()), int(has.sum())]
+    if truth is not None:
+        labels, known = truth
+        ok = known[r["model"]] & known[r["best"]]
+        if ok.any():
+            out["family_match"] = [int((labels[r["model"]][ok] == labels[r["best"]][ok]).sum()), int(ok.sum())]
     return out
 
 

@@ -24,6 +24,8 @@ def lineage_cmd(
     no_weights: bool = typer.Option(False, "--no-weights", help="Skip the weight-based tests (behavioural only)."),
     no_history: bool = typer.Option(False, "--no-history", help="Build the forest from final weights even when the zoo stores checkpoint histories."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write pairs, families, tree and scores as JSON."),
+    candidates: Optional[str] = typer.Option(None, "--candidates", help="COLUMN=VALUE (e.g. kind=base): the models that may be "
+                                             "the others' origin; each other model gets its nearest one (lowest pair p-value), significant or not."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
 ):
@@ -36,7 +38,7 @@ def lineage_cmd(
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
-                    history=not no_history)
+                    history=not no_history, candidates=candidates)
     console.print(evidence_table(r, alpha))
     ori = r["orientation"]
     if r["history"]["used"]:
@@ -47,6 +49,8 @@ def lineage_cmd(
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
                       + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+    for line in nearest_lines(r):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     left = left_out(r)
     if left:
         console.print(left, highlight=False, markup=False, soft_wrap=True)
@@ -97,6 +101,24 @@ def family_sizes(fams: list[list[str]], most: int = 6) -> str:
     if len(set(sizes)) == 1:
         return f"{_families(len(sizes))} of {sizes[0]} models"
     return f"{_families(len(sizes))}: {sizes_text(sizes, most)} models" if sizes else _families(0)
+
+
+def nearest_lines(r: dict) -> list[str]:
+    """One line per evidence for ``--candidates``: how many models were placed, and how often the
+    nearest candidate is the true parent / of the true family when the zoo knows them."""
+    near = r.get("nearest")
+    if not near:
+        return []
+    out = []
+    for name, e in near["by_evidence"].items():
+        n = len(e["rows"])
+        sig = sum(1 for row in e["rows"] if row["p_value"] <= r["alpha"])
+        truth = "; ".join(f"{what} for {k} of {m}" for what, km in (("the true parent", e["parent_match"]),
+                                                                    ("of the true family", e["family_match"])) if km for k, m in [km])
+        out.append(f"nearest candidate ({near['candidates']}) of {n} {'model' if n == 1 else 'models'} by {name}: "
+                   f"{sig} at p <= {r['alpha']:g}" + (f"; {truth}" if truth else "")
+                   + "; each model's nearest and runner-up: --json (nearest)")
+    return out
 
 
 def left_out(r: dict) -> str | None:

@@ -156,3 +156,30 @@ def test_the_family_line_gives_sizes_and_the_pairs_left_between_families():
                                   "models into a family only when they share at least half of their relatives")
     r["by_evidence"]["exact"]["n_between"] = 0
     assert left_out(r) is None
+
+
+def test_each_model_gets_its_nearest_candidate_significant_or_not(tiny_zoo, tmp_path):
+    """The sixth audit: on Hugging Face fine-tunes imported beside their bases, BH called no base
+    pair, yet ranking the bases by each child's pair p-value put its own base first for 24 of 24.
+    ``--candidates COLUMN=VALUE`` ranks them: each other model's nearest candidate and runner-up, by
+    every evidence, with how often it is the true parent / of the true family."""
+    zoo = Zoo.open(tiny_zoo)
+    r = lineage(zoo, n_perm=999, candidates="kind=base")
+    kinds = dict(zip(zoo.model_ids, zoo.models["kind"].tolist()))
+    seeds = dict(zip(zoo.model_ids, zoo.models["init_seed"].tolist()))
+    near = r["nearest"]["by_evidence"]["exact"]
+    assert r["nearest"]["candidates"] == "kind=base" and set(r["nearest"]["by_evidence"]) == {"exact", "matched"}
+    assert sorted(row["model"] for row in near["rows"]) == sorted(m for m, k in kinds.items() if k != "base")
+    assert all(kinds[row["nearest"]] == "base" and kinds[row["runner_up"]] == "base" for row in near["rows"])
+    assert all(seeds[row["nearest"]] == seeds[row["model"]] for row in near["rows"])  # a base of its own init
+    assert near["family_match"] == [16, 16] and near["parent_match"][1] > 0
+    assert all(row["p_value"] <= row["p_runner_up"] for row in near["rows"])
+    res = run_cli("lineage", tiny_zoo, "--candidates", "kind=base", "--n-perm", "999")
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in " ".join(res.stdout.split()).split("nearest candidate")[1:2])
+    assert line.startswith(" (kind=base) of 16 models by exact:") and "of the true family for 16 of 16" in line
+    for bad, msg in (("kind", "--candidates must be COLUMN=VALUE (e.g. kind=base), got 'kind'"),
+                     ("nope=base", "unknown model column 'nope' for --candidates"),
+                     ("kind=parent", "--candidates kind=parent: no model has kind = 'parent', so there is nothing to rank")):
+        with pytest.raises(UserError, match=msg.replace("(", "\\(").replace(")", "\\)")):
+            lineage(zoo, n_perm=99, candidates=bad)
