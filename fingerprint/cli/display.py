@@ -51,6 +51,7 @@ class RichProgress(PipelineProgress):
         self.in_sweep = False
         self._bar: Progress | None = None
         self._tasks: dict[str, Any] = {}
+        self._logged: dict[str, tuple[float, float]] = {}  # spec -> (started, last plain line), for a log file
         self._sweep = {"t0": 0.0, "steps": 0, "total": 0, "logged": None, "models": 0, "n_models": 0}
 
     def __enter__(self) -> "RichProgress":
@@ -116,7 +117,15 @@ class RichProgress(PipelineProgress):
             self._bar.start()
         if spec not in self._tasks:
             self._tasks[spec] = self._bar.add_task(esc(spec), total=total)  # the description is markup
+            self._logged[spec] = (time.time(), time.time())
+            if not console.is_terminal:  # no live bar in a log file: what is being computed, then a line every 10 s
+                console.print(f"extracting {esc(spec)} ({total} models)", highlight=False, soft_wrap=True)
         self._bar.update(self._tasks[spec], completed=done)
+        t0, last = self._logged[spec]
+        if not console.is_terminal and 0 < done < total and time.time() - last >= 10:
+            self._logged[spec] = (t0, time.time())
+            console.print(f"extracting {esc(spec)}: {done}/{total} models ({_clock(time.time() - t0)} elapsed)",
+                          highlight=False, soft_wrap=True)
 
     def extracted(self, results: list) -> None:
         self.close()
@@ -124,6 +133,8 @@ class RichProgress(PipelineProgress):
 
     def analysing(self) -> ContextManager[Any]:
         self.close()
+        if not console.is_terminal:  # a status spinner shows nothing in a log file: say it once
+            console.print("analysing: clustering, bootstrapping and scoring", highlight=False)
         return console.status("clustering, bootstrapping and scoring")
 
 

@@ -36,6 +36,8 @@ def lineage_cmd(
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = o.open_for_models(zoo_path, trust_code, arch)
+    if not console.is_terminal:  # a status spinner shows nothing in a log file: say it once
+        console.print("testing pairs for a shared initialization", highlight=False)
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
                     history=not no_history, candidates=candidates)

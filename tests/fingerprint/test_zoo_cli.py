@@ -371,3 +371,16 @@ def test_ctrl_c_during_extract_says_what_is_cached(tmp_path, tiny_zoo):
     assert ("interrupted; 1 fingerprint computed by this run is cached: weight-stats; the same command computes the "
             "rest (nothing half-written is kept)") in " ".join(err.split())
     assert [p.name.split("-")[0] for p in fps.glob("*.h5")] == ["weight"]
+
+
+def test_a_log_file_says_what_is_being_extracted_and_analysed(tiny_zoo, tmp_path):
+    """The sixth audit: in a log file (no terminal, no live bars) extract and report were silent
+    until they finished (140 s on a wide zoo). A plain line says what is being computed."""
+    res = cli("extract", tiny_zoo, "--fp", "weight-stats")
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert f"extracting weight-stats ({len(Zoo.open(tiny_zoo))} models)" in out
+    assert out.index("extracting weight-stats") < out.index("computed weight-stats")
+    res = cli("report", tiny_zoo, "-o", tmp_path / "r.html", "--embedding", "pca")
+    assert res.returncode == 0, res.stderr
+    assert "analysing: clustering, bootstrapping and scoring" in res.stdout
