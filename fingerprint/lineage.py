@@ -178,6 +178,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     params = {k: v.numpy() for k, v in raw.items()}
     groups = family_for(zoo).hidden_permutable() if weights else {}
     if not groups and not fps:
+        if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
+            raise UserError(f"zoo '{zoo.path}': a Hugging Face import has no weight alignment for the weight tests: name a "
+                            "fingerprint for the behavioural test (--fp anomalous-inputs, --fp probe-outputs)")
         stop = getattr(family_for(zoo), "permutation_stop", lambda: None)()
         where = "" if stop is None else f" (its units cannot be followed past {stop})"
         raise UserError(f"zoo '{zoo.path}': its architecture declares no hidden-unit permutation symmetry to align "
@@ -228,6 +231,10 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
     }
+    if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it
+        labels, known = truth
+        both = known[t.a] & known[t.b]
+        out["related_share"] = float((labels[t.a] == labels[t.b])[both].mean()) if both.any() else None
     if is_candidate is not None:
         out["nearest"] = {"candidates": candidates, "by_evidence": {
             name: _nearest(tt, is_candidate, ids, truth, true_parent) for name, tt in tests.items()}}

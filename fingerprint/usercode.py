@@ -58,7 +58,11 @@ def resolve(spec: str, what: str) -> Any:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing
-        raise PluginError(f"{what} '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+        hint = ""
+        if isinstance(e, ModuleNotFoundError) and e.name == mod.split(".")[0]:  # the user's own module, not one it imports
+            hint = (f" (the module is looked for in the working directory and on PYTHONPATH: run from the directory of "
+                    f"{mod.split('.')[0]}.py, or set PYTHONPATH)")
+        raise PluginError(f"{what} '{spec}' cannot be imported: {type(e).__name__}: {e}{hint}") from None
     return obj
 
 

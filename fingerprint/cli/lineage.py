@@ -51,6 +51,12 @@ def lineage_cmd(
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
                       + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+    share = r.get("related_share")
+    if share is not None and share > 0.05 and any(e not in ("exact", "matched") for e in r["by_evidence"]):
+        console.print(f"{100 * share:.1f}% of the tested pairs are relatives by the lineage column: more than the 5% tail "
+                      "the behavioural tests' null is fitted to, so that null is too wide and BH calls few pairs; rank "
+                      "instead (--candidates COLUMN=VALUE), or test more families with fewer models each "
+                      "(docs/lineage.md)", style="yellow", highlight=False, markup=False, soft_wrap=True)
     for line in nearest_lines(r):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     left = left_out(r)

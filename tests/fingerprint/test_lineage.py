@@ -183,3 +183,28 @@ def test_each_model_gets_its_nearest_candidate_significant_or_not(tiny_zoo, tmp_
                      ("kind=parent", "--candidates kind=parent: no model has kind = 'parent', so there is nothing to rank")):
         with pytest.raises(UserError, match=msg.replace("(", "\\(").replace(")", "\\)")):
             lineage(zoo, n_perm=99, candidates=bad)
+
+
+def test_more_relatives_than_the_nulls_tail_is_said(tiny_zoo):
+    """The sixth audit: 13.8% of the pairs related under --lineage, the behavioural null (fitted to
+    the pairs' 5% tail) too wide, and nothing called without a word. The share is in the JSON, and
+    the terminal says it for behavioural evidence."""
+    zoo = Zoo.open(tiny_zoo)
+    r = lineage(zoo, ["weight-stats"], weights=False)
+    seeds = zoo.models["init_seed"].tolist()
+    same = sum(seeds[i] == seeds[j] for i in range(len(seeds)) for j in range(i + 1, len(seeds)))
+    assert r["related_share"] == pytest.approx(same / (len(seeds) * (len(seeds) - 1) / 2))
+    res = run_cli("lineage", tiny_zoo, "--fp", "weight-stats", "--no-weights")
+    assert res.returncode == 0, res.stderr
+    assert (f"{100 * r['related_share']:.1f}% of the tested pairs are relatives by the lineage column: more than the 5% "
+            "tail") in " ".join(res.stdout.split())
+
+
+def test_a_factory_module_not_found_says_where_it_is_looked_for():
+    from fingerprint.usercode import resolve
+    from training.core.errors import PluginError
+
+    with pytest.raises(PluginError) as e:
+        resolve("no_such_module_here:make", "architecture factory")
+    assert str(e.value).endswith("(the module is looked for in the working directory and on PYTHONPATH: run from the "
+                                 "directory of no_such_module_here.py, or set PYTHONPATH)")
