@@ -610,9 +610,12 @@ def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
     """The candidate partitions of ``r`` (``"split"``, ``"split_families"``, ``"split_majority"``, ``"groups"``) whose size
     (:class:`analysis.effect.SizedLabelFree`'s ``effects``) is small: basins closer than the two
     halves of one Gaussian cloud, which no deep verdict is made of (docs/scorecard.md, "How big is the
-    difference"). Empty for a result without sizes."""
+    difference"), or, but for ``"split_majority"`` (a guard on the families' sides only), without a gap
+    between them (``no_gap``: the models spread along the line between the basins as one continuum,
+    Hartigan's dip test; "A gap between the camps"). Empty for a result without sizes."""
     effects = getattr(r, "effects", None) or {}
-    return {k: e for k, e in effects.items() if (e or {}).get("small")}
+    return {k: e for k, e in effects.items()
+            if (e or {}).get("small") or ((e or {}).get("no_gap") and k != "split_majority")}
 
 
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
@@ -636,7 +639,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             out.append(replace(r, sentence=r.sentence.rstrip(".") + "." + unknown_note(r, basins=False) if known else r.sentence))
             continue
         sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
-        small = _small_partitions(r)  # closer than two halves of one Gaussian cloud: not a basin
+        small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
         if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
             v, basins, key = "crosses lineage", r.split_basins, "split"

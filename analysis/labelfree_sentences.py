@@ -260,9 +260,15 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         key = next(iter(small))
         e, test = small[key], "groups" if key == "groups" else "split"
         what = "family groups" if test == "groups" else "models' two camps"
-        lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
-                f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
-                "to call a basin (docs/scorecard.md, \"How big is the difference\").")
+        if e.get("small"):
+            lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
+                    f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
+                    "to call a basin (docs/scorecard.md, \"How big is the difference\").")
+        else:  # far enough apart, but no gap between them
+            lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) have no gap between them: along the line joining them the "
+                    f"models spread as one continuum (dip test p {e['dip_p']:.2g}), a graded difference cut in two (a "
+                    "training knob varied per model, a data order shared by the families) as likely as two basins "
+                    "(docs/scorecard.md, \"A gap between the camps\").")
     tests_small = {"groups" if k == "groups" else "split" for k in small}
     if "split" not in tests_small:  # (a small split is said above)
         if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest

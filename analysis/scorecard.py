@@ -66,7 +66,10 @@ RESULT_VERSION = 1
 # 10 = a `groups lineages` verdict from the models' split names the families it cuts and puts each of their
 #     models on its own side (whole families as before), sized as such; the verdict also needs each family's
 #     majority-side partition not small, as before (docs/scorecard.md, "Cut families").
-METHODS_VERSION = 10
+# 11 = a deep verdict's candidate basins need a gap between them (Hartigan's dip test along the line
+#      joining them, p <= 0.05): camps that are a continuum cut in two (a graded knob, a shared data order)
+#      are no deep verdict (docs/scorecard.md, "A gap between the camps").
+METHODS_VERSION = 11
 VERDICTS = tuple(v.value for v in LABELLED)
 
 

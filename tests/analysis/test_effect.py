@@ -181,3 +181,32 @@ def test_sizes_read_as_numbers_at_the_extremes():
     assert effect_brief({"share": 0.9996, "share_ci": [0.9991, 1.0], "separation": 511.4}) == "100% [100%-100%], 511 SDs"
     assert effect_brief({"share": 0.057, "share_ci": [0.048, 0.1], "separation": 7.1e15}) == "5.7% [4.8%-10%], over 1,000 SDs"
     assert [sds(v) for v in (0.48, 2.65, 9.9, 12.4, 999.4)] == ["0.48", "2.6", "9.9", "12", "999"]
+
+
+def test_a_continuum_cut_in_two_is_not_a_deep_verdict_and_two_camps_are():
+    """The sixth audit: a training knob drawn per model (weight decay, log-uniform) moves a
+    fingerprint smoothly; spread evenly along one line, its models have a lower 2-means index than
+    the Gaussian null, so the split test finds 'camps' that are a continuum cut in two. Sized, the
+    camps have no gap (Hartigan's dip test along the line between them): no deep verdict, and the
+    sentence says why. Two real camps keep theirs."""
+    from analysis.effect import gap_p
+
+    rng = np.random.default_rng(0)
+    line = rng.uniform(0, 1, 60)
+    assert gap_p(line[:, None], (line > 0.5).astype(int)) > 0.5  # one continuum
+    two = np.r_[rng.normal(0, 0.1, 30), rng.normal(1, 0.1, 30)]
+    assert gap_p(two[:, None], (two > 0.5).astype(int)) < 0.01  # two camps
+    x, fam, _ = _population(0.0)
+    rng = np.random.default_rng(0)
+    rng.uniform(0, 1, len(x))
+    knee = np.log1p(np.exp(8 * (rng.uniform(0, 1, len(x)) - 0.6)))  # a knob's effect past a knee, per model
+    x[:, 4] = 12.0 * knee / knee.std()  # (9 of 12 such populations read `crosses lineage` unsized)
+    plain = lf.decide([lf.label_free(x, fam, n_null=99)])[0]
+    assert plain.verdict == "crosses lineage"  # the split test alone reads the continuum as camps
+    res = lf.decide([sized(lf.label_free(x, fam, n_null=99), fam, x, None, False, np.zeros(len(x), int))])[0]
+    d = label_free_json(res, [f"m{i}" for i in range(len(x))], name="fp")
+    assert d["verdict"] == "lineage only", d["sentence"]
+    assert "have no gap between them: along the line joining them the models spread as one continuum (dip test p" in d["sentence"]
+    x2, fam2, _ = _population(8.0)
+    kept = lf.decide([sized(lf.label_free(x2, fam2, n_null=99), fam2, x2, None, False, np.zeros(len(x2), int))])[0]
+    assert kept.verdict == "crosses lineage" and kept.effects["split"]["dip_p"] < 0.05 and not kept.effects["split"]["no_gap"]
