@@ -109,18 +109,26 @@ def share_of_variance(x: np.ndarray, basins: np.ndarray, distances: bool = False
     return float(max(0.0, 1.0 - within / total))
 
 
-def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
-    """The distance between the means of the two largest basins of ``x [n, d]`` in pooled
-    within-basin SDs along the line joining them (Cohen's d of the projection). ``None`` with fewer
-    than two basins of two models each, or no spread along that line."""
+def _two_basins(x: np.ndarray, basins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of ``x [n, d]`` in the two largest basins, or ``None`` with fewer than two basins of
+    two models each."""
     b = _as_basins(basins)
     labels, sizes = np.unique(b[b >= 0], return_counts=True)
     if len(labels) < 2:
         return None
     two = labels[np.argsort(-sizes, kind="stable")[:2]]
     xa, xb = (np.asarray(x, dtype=np.float64)[b == v] for v in two)
-    if len(xa) < 2 or len(xb) < 2:
+    return None if len(xa) < 2 or len(xb) < 2 else (xa, xb)
+
+
+def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
+    """The distance between the means of the two largest basins of ``x [n, d]`` in pooled
+    within-basin SDs along the line joining them (Cohen's d of the projection). ``None`` with fewer
+    than two basins of two models each, or no spread along that line."""
+    pair = _two_basins(x, basins)
+    if pair is None:
         return None
+    xa, xb = pair
     diff = xb.mean(0) - xa.mean(0)
     norm = float(np.linalg.norm(diff))
     if not norm > 0:
@@ -129,24 +137,6 @@ def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
     pooled = ((pa - pa.mean()) ** 2).sum() + ((pb - pb.mean()) ** 2).sum()
     sd = np.sqrt(pooled / (len(pa) + len(pb) - 2))
     return float(norm / sd) if sd > 0 else None
-
-
-def _positions(x: np.ndarray, basins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The positions ``(pa, pb)`` of the two largest basins' models along the line joining their means
-    (unit length), or ``None`` with fewer than two basins of two models each, or no distance between them."""
-    b = _as_basins(basins)
-    labels, sizes = np.unique(b[b >= 0], return_counts=True)
-    if len(labels) < 2:
-        return None
-    two = labels[np.argsort(-sizes, kind="stable")[:2]]
-    xa, xb = (np.asarray(x, dtype=np.float64)[b == v] for v in two)
-    if len(xa) < 2 or len(xb) < 2:
-        return None
-    diff = xb.mean(0) - xa.mean(0)
-    norm = float(np.linalg.norm(diff))
-    if not norm > 0:
-        return None
-    return xa @ (diff / norm), xb @ (diff / norm)
 
 
 def gap_p(x: np.ndarray, basins: np.ndarray) -> float | None:
@@ -158,13 +148,15 @@ def gap_p(x: np.ndarray, basins: np.ndarray) -> float | None:
     :func:`separation` gives no value."""
     from diptest import diptest  # deferred for start-up time
 
-    pos = _positions(x, basins)
-    if pos is None:
+    pair = _two_basins(x, basins)
+    if pair is None:
         return None
-    p = np.concatenate(pos)
-    if np.ptp(p) == 0:
+    xa, xb = pair
+    diff = xb.mean(0) - xa.mean(0)
+    pos = np.concatenate([xa, xb]) @ diff
+    if not np.ptp(pos) > 0:
         return None
-    return float(diptest(p)[1])
+    return float(diptest(pos)[1])
 
 
 def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distances: bool):
