@@ -618,6 +618,19 @@ def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
             if (e or {}).get("small") or ((e or {}).get("no_gap") and k != "split_majority")}
 
 
+def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict]) -> dict[str, dict]:
+    """The partitions of ``small`` that kept a significant test from its deep verdict in
+    :func:`decide`'s ladder (the split's own when it cuts enough families to cross lineage, else its
+    families' sides; the centroid groups'), for the sentence that says why: not a partition the
+    ladder never used."""
+    keys = []
+    if "split" in sig:
+        keys += ["split"] if (r.split_rate or 0) >= CROSS_SPLIT_RATE else ["split_families", "split_majority"]
+    if "groups" in sig:
+        keys.append("groups")
+    return {k: small[k] for k in keys if k in small}
+
+
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
@@ -657,7 +670,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
         done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
-            sentence = with_unconfirmed(sentence, r, q, i, alpha, {k: small[k] for k in small if k.split("_")[0] in sig})
+            sentence = with_unconfirmed(sentence, r, q, i, alpha, _blocking(r, sig, small))
             sentence += closest_split(done, tail="would tell" not in sentence)
         out.append(replace(done, sentence=sentence + few_families(done) + unknown_note(done)))
     return out

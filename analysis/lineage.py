@@ -382,8 +382,8 @@ def between_families(family: np.ndarray, tests: PairTests) -> int:
 
 
 def nearest_candidates(t: PairTests, is_candidate: np.ndarray) -> dict[str, np.ndarray]:
-    """For every model that is not a candidate, the candidate it is most related to by the pair tests
-    ``t`` (lowest p-value, then smallest distance) and the runner-up: ``{"model", "best", "p_best",
+    """For every model that is not a candidate and has a tested pair with one, the candidate it is
+    most related to by the pair tests ``t`` (lowest p-value, then smallest distance) and the runner-up: ``{"model", "best", "p_best",
     "second", "p_second"}``, each ``[m]`` (indices; ``-1`` / NaN without a second tested candidate).
     Ranking needs no significance: a fine-tune's own base is the nearest of the bases far more often
     than its pair reaches Benjamini-Hochberg (docs/lineage.md, "Which base"). Only tested pairs count

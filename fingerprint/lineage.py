@@ -271,11 +271,14 @@ def _nearest(t: PairTests, is_candidate: np.ndarray, ids: list[str], truth, true
     """One evidence's nearest candidates (:func:`analysis.lineage.nearest_candidates`) as rows, and
     how often the nearest is the model's true parent (``parent_id``) or of its true family."""
     r = nearest_candidates(t, is_candidate)
-    rows = [{"model": ids[m], "nearest": ids[b], "p_value": float(p),
-             "runner_up": ids[s] if s >= 0 else None, "p_runner_up": None if s < 0 else float(q)}
+    num = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731 - JSON has no NaN
+    rows = [{"model": ids[m], "nearest": ids[b], "p_value": num(p),
+             "runner_up": ids[s] if s >= 0 else None, "p_runner_up": None if s < 0 else num(q)}
             for m, b, p, s, q in zip(r["model"].tolist(), r["best"].tolist(), r["p_best"].tolist(),
                                      r["second"].tolist(), r["p_second"].tolist())]
-    out: dict[str, Any] = {"rows": rows, "parent_match": None, "family_match": None}
+    # a model without a tested pair to any candidate (--max-pairs samples the pairs) is not placed: counted
+    out: dict[str, Any] = {"rows": rows, "n_unplaced": int((~is_candidate).sum()) - len(rows),
+                           "parent_match": None, "family_match": None}
     if true_parent is not None:
         has = is_candidate[np.maximum(true_parent[r["model"]], 0)] & (true_parent[r["model"]] >= 0)
         if has.any():

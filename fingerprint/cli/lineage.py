@@ -120,11 +120,12 @@ def nearest_lines(r: dict) -> list[str]:
     out = []
     for name, e in near["by_evidence"].items():
         n = len(e["rows"])
-        sig = sum(1 for row in e["rows"] if row["p_value"] <= r["alpha"])
+        sig = sum(1 for row in e["rows"] if row["p_value"] is not None and row["p_value"] <= r["alpha"])
         truth = "; ".join(f"{what} for {k} of {m}" for what, km in (("the true parent", e["parent_match"]),
                                                                     ("of the true family", e["family_match"])) if km for k, m in [km])
         out.append(f"nearest candidate ({near['candidates']}) of {n} {'model' if n == 1 else 'models'} by {name}: "
                    f"{sig} at p <= {r['alpha']:g}" + (f"; {truth}" if truth else "")
+                   + (f"; {e['n_unplaced']} without a tested pair to a candidate (--max-pairs)" if e.get("n_unplaced") else "")
                    + "; each model's nearest and runner-up: --json (nearest)")
     return out
 

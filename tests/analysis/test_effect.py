@@ -7,6 +7,7 @@ from analysis import labelfree as lf
 from analysis.calibration import label_free_json
 from analysis.effect import (
     GAUSSIAN_HALVES,
+    SizedLabelFree,
     basin_effect,
     family_apart,
     share_of_variance,
@@ -210,3 +211,17 @@ def test_a_continuum_cut_in_two_is_not_a_deep_verdict_and_two_camps_are():
     x2, fam2, _ = _population(8.0)
     kept = lf.decide([sized(lf.label_free(x2, fam2, n_null=99), fam2, x2, None, False, np.zeros(len(x2), int))])[0]
     assert kept.verdict == "crosses lineage" and kept.effects["split"]["dip_p"] < 0.05 and not kept.effects["split"]["no_gap"]
+
+
+def test_the_sentence_explains_the_partition_that_blocked_the_verdict():
+    """The review: a split that cuts too few families to cross lineage is judged on its families'
+    sides; the sentence must quote those (small), not the models' split (which has no gap but was
+    never the candidate)."""
+    split = {"separation": 6.0, "small": False, "no_gap": True, "dip_p": 0.6, "threshold": GAUSSIAN_HALVES}
+    majority = {"separation": 1.0, "small": True, "no_gap": False, "dip_p": 0.01, "threshold": GAUSSIAN_HALVES}
+    fams = {"separation": 5.0, "small": False, "no_gap": False, "dip_p": 0.001, "threshold": GAUSSIAN_HALVES}
+    r = SizedLabelFree(40, 10, 0.005, 0.9, 0.001, split_rate=0.1, split_min_families=4,
+                       effects={"split": split, "split_majority": majority, "split_families": fams})
+    d = lf.decide([r, *[lf.LabelFreeResult(40, 10, 0.005, 0.9, 0.9) for _ in range(4)]])[0]
+    assert d.verdict == "lineage only"
+    assert "only 1 within-basin SDs apart" in d.sentence and "dip test" not in d.sentence

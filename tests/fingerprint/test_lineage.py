@@ -172,7 +172,9 @@ def test_each_model_gets_its_nearest_candidate_significant_or_not(tiny_zoo, tmp_
     assert sorted(row["model"] for row in near["rows"]) == sorted(m for m, k in kinds.items() if k != "base")
     assert all(kinds[row["nearest"]] == "base" and kinds[row["runner_up"]] == "base" for row in near["rows"])
     assert all(seeds[row["nearest"]] == seeds[row["model"]] for row in near["rows"])  # a base of its own init
-    assert near["family_match"] == [16, 16] and near["parent_match"][1] > 0
+    assert near["family_match"] == [16, 16] and near["parent_match"][1] > 0 and near["n_unplaced"] == 0
+    few = lineage(zoo, n_perm=99, candidates="kind=base", max_pairs=40)["nearest"]["by_evidence"]["exact"]
+    assert len(few["rows"]) + few["n_unplaced"] == 16 and few["n_unplaced"] > 0  # a sample of the pairs: some not placed
     assert all(row["p_value"] <= row["p_runner_up"] for row in near["rows"])
     res = run_cli("lineage", tiny_zoo, "--candidates", "kind=base", "--n-perm", "999")
     assert res.returncode == 0, res.stderr
