@@ -89,7 +89,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     judged = [r for r in analysed if r.label_free.get("verdict") != "insufficient"]
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
-    cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), c.q or 1.0))
+    cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}))
     ans.sentence = answer_sentence(ans)
     return ans

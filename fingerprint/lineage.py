@@ -41,6 +41,7 @@ from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
+from training.families.module import matching_groups
 
 ORIENT_CHOICES = ("auto",) + STATISTICS
 
@@ -176,7 +177,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
     raw = zoo.params()
     params = {k: v.numpy() for k, v in raw.items()}
-    groups = family_for(zoo).hidden_permutable() if weights else {}
+    groups = matching_groups(family_for(zoo).hidden_permutable()) if weights else {}  # a norm's statistics: no evidence
     if not groups and not fps:
         if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
             raise UserError(f"zoo '{zoo.path}': a Hugging Face import has no weight alignment for the weight tests: name a "

@@ -336,7 +336,11 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
                          *(("--strata", c) for c in overrides.get("strata") or [])):
         if column is not None and column not in table:
             raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
-    label = overrides.get("label")
+    opts = analysis_options(section, **overrides)
+    for c in opts.strata:  # a config's [analysis] strata too
+        if c not in table:
+            raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)})")
+    label = opts.label if opts.label in table else None  # --label or the config's
     measured = None if label is None else measurements(np.asarray(table[label], dtype=object))
     if measured is not None:
         distinct, n = measured
@@ -346,7 +350,6 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
         if distinct > max(10, n // 2):  # a value per model, or nearly: no basin to score against
             raise UserError(f"{what}: the deep scores would treat each value as a basin; {fix}")
         warnings.warn(f"{what}: the deep scores treat each of its {distinct} values as a basin; {fix}", stacklevel=2)
-    opts = analysis_options(section, **overrides)
     told = overrides.get("lineage") is not None
     if RECOVERED in table and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
         opts = opts.replace(lineage=RECOVERED)

@@ -20,6 +20,7 @@ from torch.func import grad, vmap
 from fingerprint.extractors.common import default_layer, generator, probes
 from fingerprint.registry import extractor
 from training.core.errors import UserError
+from training.families.module import matching_groups
 
 
 # -- weights -----------------------------------------------------------------------------------------
@@ -272,8 +273,8 @@ def _aligned(models, reference: int, iterations: int) -> dict[str, torch.Tensor]
     if not 0 <= reference < len(models.model_ids):
         raise UserError(f"reference must be a model index in [0, {len(models.model_ids)}), got {reference}")
     ref = {k: v[reference : reference + 1] for k, v in models.params.items()}
-    perms = weight_match(models.params, ref, groups, iterations)
-    return apply_permutations(models.params, perms, groups)
+    perms = weight_match(models.params, ref, matching_groups(groups), iterations)  # a norm's statistics are no evidence
+    return apply_permutations(models.params, perms, groups)  # ... but follow their units
 
 
 @extractor("aligned-weights", kind="mechanistic", streaming=False, bounds={"reference": (0, None), "iterations": (0, None)})

@@ -580,3 +580,39 @@ def test_a_sequential_with_norms_and_pooling_permutes_its_units_and_keeps_its_fu
     flat = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Flatten(), torch.nn.Linear(8, 3)) for _ in range(2)]
     (refused,) = extract(Zoo.from_modules(flat, out=tmp_path / "flat", probes={"ood": torch.randn(8, 4)}), ["aligned-weights"])
     assert "its units cannot be followed past '1' (Flatten)" in refused.error
+
+
+def test_a_norms_running_statistics_follow_their_units_but_do_not_decide_the_matching():
+    """The session's review: with a batch norm's running statistics in the matching cost (activation
+    scales of 1-50), an exact unit permutation of a model whose statistics drifted (a retrained
+    sibling's) was matched on 6 of 16 units. Matching compares the weights only (16 of 16); the
+    statistics are still permuted with their units."""
+    from fingerprint.extractors.mechanistic import weight_match
+    from training.families.module import matching_groups, sequential_groups
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    a = {k: v.detach().clone().float() for k, v in m.state_dict().items() if v.is_floating_point()}
+    a["1.running_var"], a["1.running_mean"] = torch.rand(16) * 50 + 1, torch.randn(16) * 5
+    perm = torch.randperm(16)
+    b = {k: a[k][perm] for k in ("0.weight", "0.bias", "1.weight", "1.bias")}
+    b["3.weight"], b["3.bias"] = a["3.weight"][:, perm], a["3.bias"]
+    b["1.running_var"] = a["1.running_var"][perm] * torch.exp(0.5 * torch.randn(16))
+    b["1.running_mean"] = a["1.running_mean"][perm] + 3 * torch.randn(16)
+    params = {k: torch.stack([a[k], b[k]]) for k in a}
+    groups = sequential_groups(m)
+    assert ("1.running_mean", 0) in groups["0"] and ("1.running_mean", 0) not in matching_groups(groups)["0"]
+    found = weight_match(params, {k: v[:1] for k, v in params.items()}, matching_groups(groups))["0"][1]
+    assert torch.equal(found, torch.argsort(perm))
+
+
+def test_a_grouped_convolution_ends_the_inference_with_its_name():
+    """The session's review: a grouped (or depthwise) Conv got a group pairing 8 output units with an
+    input axis of 4, and weight matching crashed. Its units are tied to their group: it ends the
+    inference, and the message names it."""
+    from training.families.module import sequential_groups, sequential_stop
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, groups=2), torch.nn.ReLU(),
+                            torch.nn.Conv2d(8, 4, 3))
+    assert sequential_groups(m) == {}
+    assert sequential_stop(m) == "'2' (Conv2d, groups=2)"
