@@ -162,12 +162,10 @@ def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dic
     group, amis, spans = best
     rep = group[_consensus(amis, group)]
     basins = _clusters(rep)
-    pairs = amis[np.triu_indices(len(group), 1)]
-    pairs = pairs[~np.isnan(pairs)]
     ks = {f: k for c in cands for f, k in c.refined_by.items()}
     return {"fingerprints": {str(r.fingerprint): ks[str(r.fingerprint)] for r in group}, "candidates": spans,
             "representative": str(rep.fingerprint), "k": len(set(basins.values())), "sizes": _sizes(basins),
-            "basins": basins, "ami": [float(pairs.min()), float(pairs.max())] if pairs.size else None}
+            "basins": basins, "ami": _ami_range(amis)}
 
 
 def _sizes(basins: dict[str, int]) -> list[int]:
@@ -176,9 +174,28 @@ def _sizes(basins: dict[str, int]) -> list[int]:
 
 def _consensus(amis: np.ndarray, group: list[FingerprintResult]) -> int:
     """The member of ``group`` whose partition agrees best with the others' (``amis [k, k]``), not privileged."""
-    k = len(group)
-    mean = np.nanmean(np.where(np.eye(k, dtype=bool), np.nan, amis), 1) if k > 1 else np.zeros(1)
-    return min(range(k), key=lambda i: (_privileged(group[i]), -np.nan_to_num(mean[i], nan=-1.0)))
+    mean = _mean_agreement(amis)
+    return min(range(len(group)), key=lambda i: (_privileged(group[i]), -mean[i]))
+
+
+def _mean_agreement(amis: np.ndarray) -> np.ndarray:
+    """Each member's mean AMI with the others ``[k]`` (``amis [k, k]``; -1 where none was measured)."""
+    k = len(amis)
+    if k < 2:
+        return np.zeros(k)
+    return np.nan_to_num(np.nanmean(np.where(np.eye(k, dtype=bool), np.nan, amis), 1), nan=-1.0)
+
+
+def _ami_range(amis: np.ndarray) -> list[float] | None:
+    """``[min, max]`` of the measured pairwise AMIs of ``amis [k, k]``, or ``None``."""
+    pairs = amis[np.triu_indices(len(amis), 1)]
+    pairs = pairs[~np.isnan(pairs)]
+    return [float(pairs.min()), float(pairs.max())] if pairs.size else None
+
+
+def _span_text(ami: list[float]) -> str:
+    """``0.54`` or ``0.39-1.00``: a range of AMIs as the sentences give it."""
+    return f"{ami[0]:.2f}" if round(ami[0], 2) == round(ami[1], 2) else f"{ami[0]:.2f}-{ami[1]:.2f}"
 
 
 def _basins(r: FingerprintResult) -> dict[str, int]:
@@ -229,24 +246,21 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
     the others' (mean AMI), not privileged, then the lowest q, then the widest separation (measured on
     the demo: the lowest q alone, tied at the permutation floor, picked the member furthest from the
     truth)."""
-    k = len(group)
-    mean = np.nanmean(np.where(np.eye(k, dtype=bool), np.nan, amis), 1) if k > 1 else np.zeros(1)
+    mean = _mean_agreement(amis)
 
     def rank(i: int) -> tuple:
         free = group[i].label_free
         q, sep = free.get("q"), (free.get("effect") or {}).get("separation")
-        return (_privileged(group[i]), -np.nan_to_num(mean[i], nan=-1.0), 1.0 if q is None else q, -(sep or 0.0))
+        return (_privileged(group[i]), -mean[i], 1.0 if q is None else q, -(sep or 0.0))
 
-    rep = group[min(range(k), key=rank)]
+    rep = group[min(range(len(group)), key=rank)]
     basins = _basins(rep)
-    pairs = amis[np.triu_indices(k, 1)]
-    pairs = pairs[~np.isnan(pairs)]
     return Candidate(
         fingerprints=[str(r.fingerprint) for r in group],
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
-        ami=[float(pairs.min()), float(pairs.max())] if pairs.size else None, columns=_columns(group),
+        ami=_ami_range(amis), columns=_columns(group),
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))})
 
 
@@ -269,7 +283,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
     who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
-        span = f"{c.ami[0]:.2f}" if round(c.ami[0], 2) == round(c.ami[1], 2) else f"{c.ami[0]:.2f}-{c.ami[1]:.2f}"
+        span = _span_text(c.ami)
         agree = (f"; their candidate basins agree, pairwise AMI {span}" if c.ami[0] >= AGREE else
                  f"; their candidate basins linked by pairs that agree, pairwise AMI {span}")
     size = " and ".join(map(str, c.sizes)) if len(c.sizes) <= 4 else f"{', '.join(map(str, c.sizes[:4]))}, ..."
@@ -286,14 +300,12 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
 def _refined_text(c: Candidate, finer: bool = False) -> str:
     """``; their own clusters split the camps further: k = 3 (cka, ood-outputs), ...`` for a candidate
     with ``refined_by``, else ``""`` (also with ``finer``: the answer names the shared partition once)."""
-    if not c.refined_by:
+    if not c.refined_by or finer:  # with ``finer`` the answer says it once, for the shared partition
         return ""
     by_k: dict[int, list[str]] = {}
     for f, k in c.refined_by.items():
         by_k.setdefault(k, []).append(f)
     ks = "; ".join(f"k = {k} ({', '.join(fs)})" for k, fs in sorted(by_k.items()))
-    if finer:  # the answer says it once, for the shared partition
-        return ""
     return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and cutting across "
             "families: keeping one camp's seeds would keep several kinds of model (the clusters: summary.json assignments)")
 
@@ -316,9 +328,7 @@ def answer_sentence(ans: Answer) -> str:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "
                 f"{AGREE:g}): {texts}: several differences, or not all real; look at the models of each (summary.json "
                 "label_free_answer)")
-    agree = "" if not fin.get("ami") else (
-        f", pairwise AMI {fin['ami'][0]:.2f}" if round(fin["ami"][0], 2) == round(fin["ami"][1], 2)
-        else f", pairwise AMI {fin['ami'][0]:.2f}-{fin['ami'][1]:.2f}")
+    agree = f", pairwise AMI {_span_text(fin['ami'])}" if fin.get("ami") else ""
     size = ", ".join(map(str, fin["sizes"][:6])) + (", ..." if len(fin["sizes"]) > 6 else "")
     finer = (f"the clusters of {len(fin['fingerprints'])} of {n} fingerprints agree on {fin['k']} basins of {size} "
              f"models ({fin['representative']}'s{agree}), which the label-free camps pair differently")
