@@ -97,7 +97,8 @@ def _gram_pca(x: np.ndarray, n_components: int, standardize: bool) -> np.ndarray
     c = int(min(n_components, z.shape[1], len(z) - 1))
     order = np.argsort(vals)[::-1][:c]
     u, s = vecs[:, order], np.sqrt(np.clip(vals[order], 0, None))
-    signs = np.sign((u.T @ z)[np.arange(c), np.abs(u.T @ z).argmax(1)])  # the largest loading of each component > 0
+    load = u.T @ z  # [c, d]: each component's loadings (up to its scale)
+    signs = np.sign(load[np.arange(c), np.abs(load).argmax(1)])  # the largest loading of each component > 0
     return u * s * np.where(signs == 0, 1.0, signs)
 
 

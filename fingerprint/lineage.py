@@ -182,7 +182,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
             raise UserError(f"zoo '{zoo.path}': a Hugging Face import has no weight alignment for the weight tests: name a "
                             "fingerprint for the behavioural test (--fp anomalous-inputs, --fp probe-outputs)")
-        stop = getattr(family_for(zoo), "permutation_stop", lambda: None)()
+        stop = family_for(zoo).permutation_stop()
         where = "" if stop is None else f" (its units cannot be followed past {stop})"
         raise UserError(f"zoo '{zoo.path}': its architecture declares no hidden-unit permutation symmetry to align "
                         f"weights by{where}: give the module a hidden_permutable() method (docs/extractors.md, 'family'), or "

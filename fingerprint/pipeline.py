@@ -96,7 +96,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     why: dict[str, str] = {}
     for f in DEFAULT_FINGERPRINTS:
         if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
-            stop = getattr(family_for(zoo), "permutation_stop", lambda: None)()
+            stop = family_for(zoo).permutation_stop()
             why[f] = ("no hidden-unit permutation groups (an HF zoo declares none)" if arch == "hf" else
                       "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers, "
                       + (f"whose units cannot be followed past {stop} here, " if stop else "")
@@ -332,12 +332,11 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     names a column."""
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     table = model_table(zoo)
-    for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage")),
-                         *(("--strata", c) for c in overrides.get("strata") or [])):
+    for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
         if column is not None and column not in table:
             raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
     opts = analysis_options(section, **overrides)
-    for c in opts.strata:  # a config's [analysis] strata too
+    for c in opts.strata:  # --strata, or a config's [analysis] strata
         if c not in table:
             raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)})")
     label = opts.label if opts.label in table else None  # --label or the config's

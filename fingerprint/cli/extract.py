@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -48,13 +49,13 @@ def extract(
             console.print("default set without " + "; ".join(f"{esc(n)} ({esc(w)})" for n, w in skipped.items()),
                           highlight=False, soft_wrap=True)
     specs = list(fp or pipeline.default_fingerprints(zoo))
-    before = {m.get("key") for m in zoo.list_fingerprints()}
+    started = time.time()  # an interrupted run names the entries it saved (their meta's `created`), not a scan made ahead
     with RichProgress() as progress:
         try:
             results = pipeline.compute(zoo, specs, step, force, label, chunk_size, runner, device, progress)
         except KeyboardInterrupt:  # click would exit 130 silently: say what is kept
             progress.close()
-            new = [m for m in zoo.list_fingerprints() if m.get("key") not in before]
+            new = [m for m in zoo.list_fingerprints() if float(m.get("created") or 0.0) >= started]
             names = ", ".join(str(m.get("spec") or m.get("extractor")) for m in new)
             err_console.print(f"interrupted; {len(new)} fingerprint{'' if len(new) == 1 else 's'} computed by this run "
                               f"{'are' if len(new) != 1 else 'is'} cached{': ' + esc(names) if new else ''}; the same "

@@ -259,7 +259,7 @@ def apply_permutations(params: dict[str, torch.Tensor], perms: dict[str, torch.T
 def stop_hint(family) -> str:
     """``: an nn.Sequential's units cannot be followed past '3' (Flatten) ...`` when that is why no
     permutation group was inferred, else ``""``."""
-    stop = getattr(family, "permutation_stop", lambda: None)()
+    stop = family.permutation_stop()
     return ("" if stop is None else f": its units cannot be followed past {stop} (only elementwise modules, per-unit "
             "norms and a Conv's pooling may sit between two layers); give the module a hidden_permutable() method "
             "(docs/extractors.md, 'family')")

@@ -200,6 +200,11 @@ class Family:
         """
         return {}
 
+    def permutation_stop(self) -> str | None:
+        """Why :meth:`hidden_permutable` found no group where one could be inferred (the module that
+        ended the inference, ``"'3' (Flatten)"``), for the messages; ``None`` here: nothing inferred."""
+        return None
+
     def non_weights(self) -> dict[str, str]:
         """State entries that are not trained weights, and what each is: ``{name: "buffer"}`` (a
         float buffer, e.g. a norm's running mean) or ``{name: "int64 buffer"}`` (its dtype).
