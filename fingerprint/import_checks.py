@@ -214,7 +214,7 @@ def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) ->
         by_id[mid] = row
     missing = [m for m in model_ids if m not in by_id]
     if missing:
-        gap = (f"metadata file '{path}' covers {len(by_id)} of {len(model_ids)} models: {len(missing)} have no row "
+        gap = (f"metadata file '{path}' covers {len(by_id)} of {len(model_ids)} models: {len(missing)} {'has' if len(missing) == 1 else 'have'} no row "
                f"(e.g. {', '.join(missing[:3])})")
         if strict:
             raise UserError(f"{gap}; --strict refuses a file that does not cover every model")

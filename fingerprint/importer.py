@@ -62,6 +62,17 @@ __all__ = ["CHECKPOINT_SUFFIXES", "SHARD_SIZE", "TRUSTED_FACTORIES", "build_temp
            "load_probes", "read_metadata", "resolve", "resolve_factory", "write_imported_zoo", "zoo_from_modules"]
 
 
+def check_unique_ids(model_ids: list[str], files: Sequence[Path] = ()) -> None:
+    """Refuse two checkpoints with one model id (a file stem, or a directory name with --hf), naming both files."""
+    seen: dict[str, int] = {}
+    for i, m in enumerate(model_ids):
+        if m in seen:
+            both = f" ({files[seen[m]].name}, {files[i].name})" if files else ""
+            raise UserError(f"two checkpoints map to model id '{m}'{both} (ids are file stems, or directory names with "
+                            "--hf; rename one)")
+        seen[m] = i
+
+
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
                        family: dict[str, Any], metadata: dict[str, np.ndarray] | None, probes: dict[str, torch.Tensor],
                        source: str, overwrite: bool = False, data: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Path:
@@ -71,9 +82,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
     check_output(out, overwrite=overwrite)  # --overwrite replaces only a zoo (the caller checked its inputs)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"output '{out}' already exists; pass --overwrite to replace it")
-    if len(set(model_ids)) != len(model_ids):
-        dup = next(m for m in model_ids if model_ids.count(m) > 1)
-        raise UserError(f"two checkpoints map to model id '{dup}' (ids are file stems, or directory names with --hf; rename one)")
+    check_unique_ids(model_ids)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = zoo_io.staging_dir(out)  # named after this process, so a later import can remove it if it is killed
     try:
@@ -148,6 +157,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     if not files:
         raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
     ids = [model_id_of(f) for f in files]
+    check_unique_ids(ids, files)  # before anything is read: the other checks would count the files as models
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part: a typo fails at once
     factory = resolve(arch, "architecture factory")
     TRUSTED_FACTORIES.add(arch)  # the user named it: reading the zoo in this process may build it again

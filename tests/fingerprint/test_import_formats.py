@@ -273,3 +273,25 @@ def test_a_checkpoint_copied_twice_is_named_and_still_imported(fmt_models):
     (fmt_models / "ckpts" / "m9.pt").unlink()
     import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", on_note=notes.append)
     assert notes == []
+
+
+def test_two_files_with_one_stem_are_named_before_anything_else_is_read(fmt_models):
+    """m1.pt and m1.safetensors: the duplicate id is the first error, naming both files (the audit saw
+    another checkpoint's shape error first, and a metadata count of files as models)."""
+    from safetensors.torch import save_file
+
+    ckpts = fmt_models / "ckpts"
+    save_file({k: v.contiguous() for k, v in torch.load(ckpts / "m1.pt", weights_only=True).items()},
+              str(ckpts / "m1.safetensors"))
+    torch.save({"fc1.weight": torch.zeros(2, 2)}, ckpts / "m0.pt")  # a broken checkpoint too
+    (fmt_models / "meta.csv").write_text("model_id,family\nm1,0\n")
+    with pytest.raises(UserError, match=r"^two checkpoints map to model id 'm1' \(m1.pt, m1.safetensors\) \(ids are "
+                                        r"file stems, or directory names with --hf; rename one\)$"):
+        import_checkpoints(ckpts, "fmtarch:make", fmt_models / "zoo", metadata=fmt_models / "meta.csv")
+    assert _nothing_written(fmt_models)
+
+
+def test_one_model_without_a_metadata_row_is_said_in_the_singular(fmt_models):
+    (fmt_models / "meta.csv").write_text("model_id,family\nm0,0\nm1,0\nm2,1\n")
+    with pytest.warns(UserWarning, match=r"covers 3 of 4 models: 1 has no row \(e.g. m3\)"):
+        import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", metadata=fmt_models / "meta.csv")
