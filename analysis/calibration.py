@@ -25,7 +25,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult, jsonable
-from analysis.verdicts import FLOOR_REASON, Verdict
+from analysis.verdicts import FLOOR_REASON, PROBE_FLOOR_REASON, Verdict
 
 NO_TRUTH = Verdict.NO_TRUTH.value
 FAILED = Verdict.FAILED.value
@@ -35,11 +35,13 @@ FLOOR_TIE = 1e-9  # a null AMI within this of the observed one ties it (the same
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
             opts: AnalysisOptions, has_label: bool, deep_q: float | None = None, noise_q: float | None = None,
             probe_ci: tuple[float, float] | None = None, lineage_auc: float | None = None,
-            lineage_q: float | None = None, floor: Floor | None = None) -> tuple[str, str]:
+            lineage_q: float | None = None, floor: Floor | None = None, probe_q: float | None = None,
+            probe_p: float | None = None) -> tuple[str, str]:
     """The verdict and the reason for it (the rules of ``docs/scorecard.md``). A score counts only
     when it is significant: deep and noise AMI need their Benjamini-Hochberg-adjusted family
     permutation p-values ``deep_q`` / ``noise_q`` at or below ``opts.alpha`` (``None``: untested),
-    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5. The probe counts for any
+    the probe AUROC a family-bootstrap interval ``probe_ci`` above 0.5 and its adjusted
+    family-permutation p-value ``probe_q`` at or below alpha (:func:`probe_permutation_p`). The probe counts for any
     label (binary: AUROC; more classes: macro one-vs-rest): a label a linear probe reads off the
     fingerprint is a deep difference it tracks, even where the clusters do not show it (``binary``
     is kept for callers; it no longer changes the rule). Identifying lineage (``lineage_auc`` at or
@@ -69,9 +71,16 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
             basins_txt = f"; the basins follow the label (deep AMI {deep_ami:.2f}) but not significantly (q {deep_q:.3g} > {opts.alpha:g})"
     if probe_auroc is not None and probe_auroc >= opts.auroc_threshold:  # binary, or macro one-vs-rest
-        if probe_ci is None or probe_ci[0] > 0.5:
+        if (probe_ci is None or probe_ci[0] > 0.5) and (probe_q is None or probe_q <= opts.alpha):
             clusters_too = bool(deep_parts)
-            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}" + ("" if clusters_too else basins_txt))
+            deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}"
+                              + ("" if probe_q is None else f" (q {probe_q:.3g})") + ("" if clusters_too else basins_txt))
+        elif (probe_ci is None or probe_ci[0] > 0.5) and limited is None and floor is not None \
+                and floor.by == "families" and floor.reaches(probe_p):  # the permutation test at its floor
+            limited = floor.probe_text(probe_auroc, probe_p, probe_q, opts.alpha)
+        elif probe_ci is None or probe_ci[0] > 0.5:  # the interval passed, the permutation test did not
+            weak.append(f"probe AUROC {probe_auroc:.2f} not significant when the label moves between families "
+                        f"(q {probe_q:.3g} > {opts.alpha:g})")
         else:
             weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
     noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)
@@ -124,11 +133,20 @@ class Floor:
     def advice(self) -> str:
         return "more init families would decide" if self.by == "families" else "more permutations (--n-perm) would decide"
 
+    @property
+    def how(self) -> str:
+        return (f"with {self.n_families} families the family permutation cannot give p below {self.p_floor:.2g}"
+                if self.by == "families" else f"with {self.n_perm} permutations p cannot go below {self.p_floor:.2g}")
+
     def text(self, deep_ami: float, deep_q: float, alpha: float) -> str:
-        how = (f"with {self.n_families} families the family permutation cannot give p below {self.p_floor:.2g}"
-               if self.by == "families" else f"with {self.n_perm} permutations p cannot go below {self.p_floor:.2g}")
-        return (f"{FLOOR_REASON} (deep AMI {deep_ami:.2f}), but {how} "
-                f"(p {self.p:.2g}, q {deep_q:.2g} > {alpha:g})")
+        return f"{FLOOR_REASON} (deep AMI {deep_ami:.2f}), but {self.how} (p {self.p:.2g}, q {deep_q:.2g} > {alpha:g})"
+
+    def probe_text(self, auroc: float, p: float, q: float, alpha: float) -> str:
+        return f"{PROBE_FLOOR_REASON} (probe AUROC {auroc:.2f}), but {self.how} (p {p:.2g}, q {q:.2g} > {alpha:g})"
+
+    def reaches(self, p: float | None) -> bool:
+        """Is ``p`` the floor, up to its Monte Carlo error (:func:`near_floor`)?"""
+        return p is not None and p <= near_floor(self.p_floor, self.n_perm)
 
     @classmethod
     def of(cls, calibration: dict[str, Any], n_perm: int) -> Floor | None:
@@ -139,16 +157,24 @@ class Floor:
                    int(c["n_families"]), n_perm)
 
 
+def near_floor(p_floor: float, n_perm: int) -> float:
+    """The largest Monte Carlo p-value (``n_perm`` permutations) that still reads as the exact floor
+    ``p_floor``: within three binomial standard errors, plus one permutation's share."""
+    return p_floor + 3 * np.sqrt(p_floor / n_perm) + 1.0 / (n_perm + 1)
+
+
 def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarray | None, family: np.ndarray,
                oof: tuple | None, scores: dict[str, Any], opts: AnalysisOptions, nn_hits: np.ndarray | None = None,
-               replicates: list | None = None) -> dict[str, Any]:
+               replicates: list | None = None, probe: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """95% intervals from a bootstrap over init families and one-sided p-values from permutations
     at the family level (docs/scorecard.md, "Uncertainty"): deep AMI (labels move between families
     as whole blocks), noise AMI (members move across families inside each true basin: the null that
     the family does not matter), the probe AUROC (its out-of-fold probabilities, folds grouped by
     family, resampled by family), the lineage 1-NN rate (each queried model's neighbour fixed,
     ``nn_hits [n]``, NaN where not queried) and the bootstrap stability (the ``replicates``'
-    clusterings fixed, compared on the models of each family sample)."""
+    clusterings fixed, compared on the models of each family sample). With ``probe``, the probe's
+    coordinates ``[n, c]`` and fold groups ``[n]``, the probe's readability also gets a family
+    permutation p-value, ``probe_auroc_p`` (:func:`probe_permutation_p`)."""
     out: dict[str, Any] = {}
     seed, nb, npm = opts.seed, opts.n_family_boot, opts.n_perm
     # the replicates index the whole population (a family sample below is a subset of its rows)
@@ -160,6 +186,7 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         label = None if label is None else label[rows]
         lineage = None if lineage is None else lineage[rows]
         oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
+        probe = None if probe is None else (probe[0][rows], probe[1][rows])
         out["sampled"] = len(rows)
     # every statistic is computed for all bootstrap samples (permutations) at once, from the same
     # draws as the per-sample loops of analysis.resampling (docs/scorecard.md, "Uncertainty")
@@ -185,12 +212,17 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
             exact = rs.family_permutation_floor(label, family)
             out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
             out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
-            out["deep_ami_at_floor"] = bool(not np.any(np.asarray(null, dtype=np.float64) > obs + FLOOR_TIE))
+            # ... within the Monte Carlo error of the floor: a statistic every relabelling ties (clusters that
+            # are the families, a label constant in each: AMI the same for all) has p 1, no floor to speak of
+            out["deep_ami_at_floor"] = bool(not np.any(np.asarray(null, dtype=np.float64) > obs + FLOOR_TIE)
+                                            and out["deep_ami_p"] <= near_floor(out["deep_ami_p_floor"], npm))
         else:
             out["deep_ami_p"] = None
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = boot(lambda picks, _c: mt.auroc_of_weighted(y, prob, weights_of(picks)))
+        if probe is not None:
+            out["probe_auroc_p"] = probe_permutation_p(probe[0], y, family, probe[1], npm, seed)
     if lineage is not None and scores.get("noise_ami") is not None:
         basins = label
         bcodes = np.zeros(len(clusters), int) if basins is None else mt.label_codes(basins)  # basins in sorted order
@@ -222,6 +254,77 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
 
         out["stability_ci"] = boot(stab_rate)
     return out
+
+
+RIDGE = 1.0  # the permutation test's least-squares probe: the penalty of the probe's C = 1 in its own loss
+
+
+def probe_permutation_p(coords: np.ndarray, y: np.ndarray, family: np.ndarray, groups: np.ndarray, n_perm: int,
+                        seed: int) -> float | None:
+    """The family-permutation p-value of the probe's readability: the label (class codes ``y [n]``)
+    moves between init families as whole blocks (:func:`analysis.resampling.family_permutations`,
+    the deep AMI's draws), and a probe is refitted on every relabelling.
+
+    The refitted probe is a least-squares one (:func:`ridge_probe_auroc`: one-hot targets, ridge
+    :data:`RIDGE`, the scorecard probe's common scale and fold groups ``groups [n]``, the folds fixed
+    for all relabellings), so that all ``n_perm`` refits are one solve per fold; its out-of-fold AUROC
+    on the observed label is compared with the relabellings' (ties count, as a perfect match ties the
+    relabellings that keep the label's partition). The family bootstrap of the logistic probe's
+    held-out AUROC keeps its fit fixed and so does not price in that 8 families give a
+    10-component probe room to fit many splits of them (docs/scorecard.md, "The probe's permutation
+    test"). ``None`` with fewer than two fold groups."""
+    perms = rs.family_permutations(family, n_perm, seed)
+    stats = ridge_probe_auroc(coords, np.vstack([np.asarray(y)[None, :], np.asarray(y)[perms]]), groups, seed)
+    if stats is None:
+        return None
+    return rs.permutation_p(float(stats[0]), stats[1:] + FLOOR_TIE)
+
+
+def ridge_probe_auroc(coords: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0,
+                      n_splits: int = 5) -> np.ndarray | None:
+    """Out-of-fold AUROC ``[P]`` of a least-squares probe ``coords [n, c] -> labels [P, n]`` (class
+    codes 0..k-1; binary: AUROC, else macro one-vs-rest), for all P labellings at once. The folds
+    keep each group of ``groups [n]`` together (``min(n_splits, groups)`` folds, the groups dealt to
+    them in a seeded random order); each fold's probe is the ridge solution on the training rows,
+    centred, with the coordinates divided by the root of their mean variance (the scorecard probe's
+    common scale). ``None`` with fewer than two groups."""
+    x = np.asarray(coords, dtype=np.float64)
+    x = x / (np.sqrt(x.var(0).mean()) or 1.0)
+    gcodes = rs.family_codes(groups)[0]
+    n_groups = int(gcodes.max()) + 1
+    k_folds = min(n_splits, n_groups)
+    if k_folds < 2:
+        return None
+    fold = (np.random.default_rng(seed).permutation(n_groups) % k_folds)[gcodes]  # [n]
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1
+    onehot = (labels[:, :, None] == np.arange(n_classes)).astype(np.float64)  # [P, n, k]
+    pred = np.empty_like(onehot)
+    eye = RIDGE * np.eye(x.shape[1])
+    for f in range(k_folds):
+        tr, te = fold != f, fold == f
+        mu = x[tr].mean(0)
+        xc = x[tr] - mu
+        t = onehot[:, tr]  # [P, m, k]
+        tm = t.mean(1, keepdims=True)
+        w = np.linalg.solve(xc.T @ xc + eye, np.einsum("mc,pmk->pck", xc, t - tm))  # [P, c, k]
+        pred[:, te] = np.einsum("nc,pck->pnk", x[te] - mu, w) + tm
+    return _aurocs(labels, pred)
+
+
+def _aurocs(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """AUROC ``[P]`` of class codes ``labels [P, n]`` against scores ``pred [P, n, k]`` (binary: the
+    second class's score; else the macro mean of one-vs-rest), ties counting half."""
+    from scipy.stats import rankdata  # deferred: scipy.stats costs ~0.3 s to import
+
+    cols = [1] if pred.shape[2] == 2 else range(pred.shape[2])
+    out = np.zeros(len(labels))
+    for c in cols:
+        pos = labels == c  # [P, n]
+        n_pos = pos.sum(1)
+        ranks = rankdata(pred[:, :, c], axis=1)
+        out += (np.where(pos, ranks, 0.0).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * (labels.shape[1] - n_pos))
+    return out / len(cols)
 
 
 def _tables(row_codes: np.ndarray, col_codes: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
@@ -256,7 +359,8 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
     from scipy.stats import false_discovery_control
 
     ok = [(r, f) for r, f in results if r.verdict != FAILED and r.analysed]
-    tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p", "lineage_auc_p") if r.calibration.get(k) is not None]
+    tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p", "lineage_auc_p", "probe_auroc_p")
+             if r.calibration.get(k) is not None]
     if tests:
         qs = false_discovery_control([r.calibration[k] for r, k in tests], method="bh")
         for (r, k), q in zip(tests, qs):
@@ -273,11 +377,13 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
         else:
             r.verdict, r.reason = verdict(s.get("deep_ami"), r.noise_score, s.get("probe_auroc"), r.binary_label, opts,
                                           r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
-                                          s.get("lineage_auc"), c.get("lineage_auc_q"), Floor.of(c, opts.n_perm))
+                                          s.get("lineage_auc"), c.get("lineage_auc_q"), Floor.of(c, opts.n_perm),
+                                          c.get("probe_auroc_q"), c.get("probe_auroc_p"))
         deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
         noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha or ident_ok
+        deep_ok = deep_ok or c.get("probe_auroc_q") is not None and c["probe_auroc_q"] <= opts.alpha
         r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)",
                                        str(r.fingerprint))
         if r.has_label:

@@ -49,7 +49,7 @@ from analysis.results import (
     candidates_apart_sentence,
     lone_sentences,
 )
-from analysis.verdicts import FLOOR_REASON, css_class
+from analysis.verdicts import FLOOR_REASON, PROBE_FLOOR_REASON, css_class
 
 __all__ = ["render", "page", "Page", "SectionDrawer", "Figure", "FORMATS", "MAX_POINTS", "SCORE_COLUMNS"]
 
@@ -108,7 +108,7 @@ class Headline:
     noise: list[str] = field(default_factory=list)
     both: list[str] = field(default_factory=list)
     none: list[str] = field(default_factory=list)
-    floor: list[str] = field(default_factory=list)  # insufficient: basins match the label at the permutation floor
+    floor: list[str] = field(default_factory=list)  # insufficient: basins or probe match the label at the permutation floor
     free: dict[str, list[str]] = field(default_factory=dict)  # label-free verdict -> fingerprint names
     insufficient_sentence: str | None = None
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
@@ -147,7 +147,7 @@ def headline(result: AnalysisResult) -> Headline:
     h.deep, h.noise = by("tracks deep differences"), by("tracks initialization noise")
     h.both, h.none = by("tracks both"), by("uninformative")
     h.floor = [str(r.fingerprint) for r in ok if str(r.verdict).startswith("insufficient:")
-               and str(r.reason or "").startswith(FLOOR_REASON)]
+               and str(r.reason or "").startswith((FLOOR_REASON, PROBE_FLOOR_REASON))]
     return h
 
 

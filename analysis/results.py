@@ -164,6 +164,8 @@ class ScorecardRow:
     lineage_auc_p: float | None = None  # its permutation p-value (members moved across families inside basins)
     lineage_auc_q: float | None = None  # Benjamini-Hochberg adjusted with the deep and noise p-values
     label_free_q: float | None = None  # the label-free verdict's adjusted p-value (its raw p's: FingerprintResult.label_free)
+    probe_auroc_p: float | None = None  # family permutation of the label, a least-squares probe refitted on each
+    probe_auroc_q: float | None = None  # Benjamini-Hochberg adjusted with the others
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -180,7 +182,8 @@ class ScorecardRow:
             n_families=cal.get("n_families"),
             **{k: _ci(cal.get(k)) for k in ("deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "lineage_nn_ci",
                                               "stability_ci")},
-            **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q")},
+            **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q", "probe_auroc_p",
+                                        "probe_auroc_q")},
             privileged=bool((r.meta or {}).get("privileged")), lineage_auc=s.get("lineage_auc"),
             lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"), label_free_q=free.get("q"))
 

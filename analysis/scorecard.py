@@ -69,7 +69,10 @@ RESULT_VERSION = 1
 # 11 = a deep verdict's candidate basins need a gap between them (Hartigan's dip test along the line
 #      joining them, p <= 0.05): camps that are a continuum cut in two (a graded knob, a shared data order)
 #      are no deep verdict (docs/scorecard.md, "A gap between the camps").
-METHODS_VERSION = 11
+# 12 = the probe AUROC counts towards a deep verdict only with its family-permutation p-value (a least-squares
+#      probe refitted on each relabelling) significant after BH, with the other tests; a deep AMI whose p is
+#      far above its floor is not "at the floor" (docs/scorecard.md, "The probe's permutation test").
+METHODS_VERSION = 12
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -187,7 +190,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     noise = max(noise_vals) if noise_vals else None
     if opts.calibrate:
         calib.update(calibrate(clusters, label if has_label else None, lineage, family, oof, scores, opts, nn_hits,
-                               replicates))
+                               replicates, probe=(coords, np.asarray(folds))))
         if lineage is not None:
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the

@@ -33,6 +33,7 @@ class Verdict(str, Enum):
 # A labelled ``insufficient: N families`` verdict whose basins match the label but whose family permutation
 # p-value cannot reach alpha (analysis.calibration.Floor) has a reason starting so (the report lists them).
 FLOOR_REASON = "the basins match the label"
+PROBE_FLOOR_REASON = "the probe reads the label"  # the same, where the probe's p-value is at that floor
 
 
 @dataclass(frozen=True)

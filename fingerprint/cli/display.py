@@ -429,7 +429,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
         return (f"{b.fingerprint}{' (privileged)' if b.privileged else ''} aligns best with {h.label} "
                 f"({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}); "
                 f"tracking the deep difference: {tracks}"
-                + (f"; basins match {h.label} but too few families to test: {', '.join(h.floor)}" if h.floor else "")
+                + (f"; basins or probe match {h.label} but too few families to test: {', '.join(h.floor)}" if h.floor else "")
                 + f"; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])

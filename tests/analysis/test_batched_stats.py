@@ -112,7 +112,8 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
             exact = rs.family_permutation_floor(label, family)
             out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
             out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
-            out["deep_ami_at_floor"] = not beaten[0]
+            near = out["deep_ami_p_floor"] + 3 * np.sqrt(out["deep_ami_p_floor"] / npm) + 1.0 / (npm + 1)
+            out["deep_ami_at_floor"] = bool(not beaten[0] and out["deep_ami_p"] <= near)
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = rs.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)

@@ -140,5 +140,88 @@ def test_four_families_perfect_basins_without_a_probe_are_insufficient_and_the_h
     assert "with 4 families the family permutation cannot give p below 0.12" in row.reason
     h = headline(result)
     assert h.floor == ["fp"] and h.none == []
-    assert "basins match deep_label but too few families to test: fp" in headline_sentence(h)
+    assert "basins or probe match deep_label but too few families to test: fp" in headline_sentence(h)
     assert "too few init families to test it (the permutation floor): fp" in page(result, formats=()).html
+
+
+def _family_noise(seed: int = 4) -> np.ndarray:
+    """16 models, 8 families of 2, nothing but each family's offset and noise: the 10 principal coordinates."""
+    rng = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(8), 2)
+    return reduce_features(rng.normal(size=(16, 30)) + 3 * rng.normal(size=(8, 30))[fam], 10, 0)
+
+
+def test_probe_permutation_p_is_the_share_of_family_relabellings_that_fit_as_well():
+    """A label constant in each of 8 families, on pure family noise: the logistic probe reads some of
+    the 70 balanced splits of the families at AUROC >= 0.85 (and its family-bootstrap interval can
+    clear 0.5). The permutation test refits a least-squares probe on every relabelling: its Monte
+    Carlo p-value is near the exact share of the 70 splits that the refitted probe reads as well,
+    and above 0.05 for every split the logistic probe reads best."""
+    from itertools import combinations
+
+    from analysis.calibration import probe_permutation_p, ridge_probe_auroc
+
+    fam, pcs = np.repeat(np.arange(8), 2), _family_noise()
+    splits = np.asarray([[int(f in a) for f in fam] for a in combinations(range(8), 4)])
+    logistic = np.asarray([mt.probe_auroc(pcs, y, groups=fam, scale="common") for y in splits])
+    refit = ridge_probe_auroc(pcs, splits, fam)
+    assert (logistic >= 0.85).sum() >= 4
+    for i in np.flatnonzero(logistic >= 0.85):
+        exact = float(np.mean(refit >= refit[i] - 1e-9))
+        p = probe_permutation_p(pcs, splits[i], fam, fam, 199, 0)
+        assert abs(p - exact) < 0.06 and p > 0.05
+
+
+def test_ridge_probe_auroc_reads_a_real_difference_and_its_permutation_p_is_the_floor():
+    rng = np.random.default_rng(1)
+    fam = np.repeat(np.arange(8), 2)
+    y = np.tile([0, 1], 8)
+    x = rng.normal(size=(16, 30)) + 1.0 * rng.normal(size=(8, 30))[fam] + 8.0 * y[:, None]
+    pcs = reduce_features(x, 10, 0)
+    from analysis.calibration import probe_permutation_p, ridge_probe_auroc
+
+    assert ridge_probe_auroc(pcs, y[None], fam)[0] == 1.0
+    assert mt.probe_auroc(pcs, y, groups=fam, scale="common") == 1.0
+    # only the relabellings that keep the partition (2 of 256) tie it
+    assert probe_permutation_p(pcs, y, fam, fam, 199, 0) <= 3 / 200
+    # three classes: the macro one-vs-rest AUROC, as the probe's
+    y3 = np.tile([0, 1, 2], 8)
+    fam3 = np.repeat(np.arange(8), 3)
+    x3 = rng.normal(size=(24, 12)) + 6.0 * np.eye(3)[y3] @ rng.normal(size=(3, 12))
+    assert ridge_probe_auroc(x3, y3[None], fam3)[0] == 1.0
+    assert ridge_probe_auroc(x3, y3[None], np.zeros(24)) is None  # one group: no held-out fold
+
+
+def test_verdict_of_a_probe_that_fails_its_permutation_test_is_not_deep():
+    opts = sc.AnalysisOptions()
+    v, why = verdict(0.1, None, 0.89, True, opts, True, deep_q=0.9, probe_ci=(0.6, 1.0), probe_q=0.2)
+    assert v == "uninformative"
+    assert "probe AUROC 0.89 not significant when the label moves between families (q 0.2 > 0.05)" in why
+    v, why = verdict(0.1, None, 0.89, True, opts, True, deep_q=0.9, probe_ci=(0.6, 1.0), probe_q=0.01)
+    assert v == "tracks deep differences" and "probe AUROC 0.89 >= 0.85 (q 0.01)" in why
+    # the probe's p at the floor of 6 families (the deep AMI's not): too few families, said so
+    floor = Floor(p_floor=1 / 32, by="families", at_floor=False, p=0.6, n_families=6, n_perm=199)
+    v, why = verdict(0.1, None, 1.0, True, opts, True, deep_q=0.9, probe_ci=(1.0, 1.0), probe_q=0.053, probe_p=0.04,
+                     floor=floor)
+    assert v == "insufficient: 6 families"
+    assert why.startswith("the probe reads the label (probe AUROC 1.00), but with 6 families the family permutation "
+                          "cannot give p below 0.031 (p 0.04, q 0.053 > 0.05)")
+    # far above the floor: not significant, no more
+    v, why = verdict(0.1, None, 1.0, True, opts, True, deep_q=0.9, probe_ci=(1.0, 1.0), probe_q=0.3, probe_p=0.2,
+                     floor=floor)
+    assert v == "uninformative" and "not significant when the label moves between families (q 0.3 > 0.05)" in why
+
+
+def test_family_level_label_on_family_clusters_is_not_at_the_floor():
+    """Clusters that are the 8 families and a label constant in each: every relabelling of the
+    families gives the same deep AMI (p 1), which is no floor and says so (not "the basins match")."""
+    fam = np.repeat(np.arange(8), 2)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16, 30)) + 3 * rng.normal(size=(8, 30))[fam]
+    ids = [f"m{i}" for i in range(16)]
+    y = np.asarray(["a" if f in (0, 3, 4, 7) else "b" for f in fam], dtype=object)
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "rnd": y}
+    opts = sc.AnalysisOptions(label="rnd", n_boot=0, embedding="pca", k=8)
+    (res,) = sc.analyze([sc.FingerprintInput("fp", x, ids)], table, opts).fingerprints
+    assert res.calibration["deep_ami_p"] == 1.0 and res.calibration["deep_ami_at_floor"] is False
+    assert "basins match the label" not in res.reason and res.verdict == "tracks initialization noise"
