@@ -209,13 +209,15 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
             out["deep_ami_p"] = rs.permutation_p(obs, null)  # a NaN (undefined) null value never reaches obs
             # the smallest p these permutations can give (a perfect match ties the relabellings that
             # keep the label's partition), and whether obs is there: no relabelling beat it, only ties
-            exact = rs.family_permutation_floor(label, family)
+            exact, is_exact = rs.family_permutation_floor_exact(label, family)
             out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
             out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
             # ... within the Monte Carlo error of the floor: a statistic every relabelling ties (clusters that
             # are the families, a label constant in each: AMI the same for all) has p 1, no floor to speak of
             out["deep_ami_at_floor"] = bool(not np.any(np.asarray(null, dtype=np.float64) > obs + FLOOR_TIE)
                                             and out["deep_ami_p"] <= near_floor(out["deep_ami_p_floor"], npm))
+            if is_exact and obs >= 1.0 - FLOOR_TIE:  # a perfect match: exactly the relabellings that keep the
+                out["deep_ami_p"] = exact  # partition reach it, so the floor is its exact p (no Monte Carlo error)
         else:
             out["deep_ami_p"] = None
     if oof is not None:

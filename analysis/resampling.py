@@ -144,6 +144,12 @@ def family_permutations(family: Sequence, n_perm: int = 199, random_state: int =
 
 
 def family_permutation_floor(labels: Sequence, family: Sequence, max_relabellings: int = 120) -> float:
+    """:func:`family_permutation_floor_exact`'s floor alone."""
+    return family_permutation_floor_exact(labels, family, max_relabellings)[0]
+
+
+def family_permutation_floor_exact(labels: Sequence, family: Sequence, max_relabellings: int = 120
+                                   ) -> tuple[float, bool]:
     """The smallest p-value a family permutation of ``labels [n]`` can give a statistic of partitions
     (AMI): the probability that one permutation of :func:`family_permutations` reproduces the
     labels' partition (the same models together, whatever the label names), which then ties the
@@ -155,7 +161,8 @@ def family_permutation_floor(labels: Sequence, family: Sequence, max_relabelling
     Every renaming that maps the families' label counts onto themselves adds the identity's
     probability; the renamings tried are those between labels of equal counts (others change the
     partition's block sizes), at most ``max_relabellings``; beyond that only the identity, a lower
-    bound (then "p cannot go below" it stays true)."""
+    bound (then "p cannot go below" it stays true). Returns the floor and whether it is exact (not
+    that lower bound): an exact floor is also the exact p-value of a perfect match."""
     from itertools import permutations, product  # deferred: used only here
     from math import factorial, lgamma
 
@@ -180,8 +187,9 @@ def family_permutation_floor(labels: Sequence, family: Sequence, max_relabelling
     n_maps = 1
     for g in same_count:
         n_maps *= factorial(len(g))
-    valid = 1
+    valid, exact = 1, n_maps == 1
     if 1 < n_maps <= max_relabellings and log_p > -30:  # below, even every renaming adds < 1e-11
+        exact = True
         valid = 0
         for choice in product(*[permutations(g) for g in same_count]):
             sigma = np.arange(k)
@@ -196,7 +204,7 @@ def family_permutation_floor(labels: Sequence, family: Sequence, max_relabelling
                     ok = False
                     break
             valid += ok
-    return float(f"{min(valid * np.exp(log_p), 1.0):.12g}")  # the logs' last bits off: 1/32 prints as 0.031
+    return float(f"{min(valid * np.exp(log_p), 1.0):.12g}"), exact  # the logs' last bits off: 1/32 prints as 0.031
 
 
 def member_permutations(n: int, within: Sequence | None = None, n_perm: int = 199, random_state: int = 0) -> np.ndarray:

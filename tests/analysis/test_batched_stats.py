@@ -109,11 +109,13 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
         out["deep_ami_p"] = _loop_family_permutation_p(lambda lab: mt.ami_codes(cc, mt.label_codes(lab)), label, family, npm,
                                                        seed, beaten)
         if out["deep_ami_p"] is not None:
-            exact = rs.family_permutation_floor(label, family)
+            exact, is_exact = rs.family_permutation_floor_exact(label, family)
             out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
             out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
             near = out["deep_ami_p_floor"] + 3 * np.sqrt(out["deep_ami_p_floor"] / npm) + 1.0 / (npm + 1)
             out["deep_ami_at_floor"] = bool(not beaten[0] and out["deep_ami_p"] <= near)
+            if is_exact and mt.ami_codes(cc, lc) >= 1.0 - 1e-9:
+                out["deep_ami_p"] = exact
     if oof is not None:
         _, y, prob = oof
         out["probe_auroc_ci"] = rs.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
