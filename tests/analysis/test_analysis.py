@@ -328,7 +328,7 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
             "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
             "lineage_nn_ci", "stability_ci", "privileged",
             # issue 22: the calibrated lineage identification
-            "lineage_auc", "lineage_auc_p", "lineage_auc_q", "label_free_q"}
+            "lineage_auc", "lineage_auc_p", "lineage_auc_q", "label_free_q", "probe_auroc_p", "probe_auroc_q"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -532,7 +532,7 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
             "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
             "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
                     "lineage_nn_ci", "stability_ci", "privileged", "lineage_auc", "lineage_auc_p", "lineage_auc_q",
-                    "label_free_q"]
+                    "label_free_q", "probe_auroc_p", "probe_auroc_q"]
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",

@@ -160,7 +160,7 @@ def test_probe_permutation_p_is_the_share_of_family_relabellings_that_fit_as_wel
     and above 0.05 for every split the logistic probe reads best."""
     from itertools import combinations
 
-    from analysis.calibration import probe_permutation_p, ridge_probe_auroc
+    from analysis.probe_permutation import probe_permutation_p, ridge_probe_auroc
 
     fam, pcs = np.repeat(np.arange(8), 2), _family_noise()
     splits = np.asarray([[int(f in a) for f in fam] for a in combinations(range(8), 4)])
@@ -179,7 +179,7 @@ def test_ridge_probe_auroc_reads_a_real_difference_and_its_permutation_p_is_the_
     y = np.tile([0, 1], 8)
     x = rng.normal(size=(16, 30)) + 1.0 * rng.normal(size=(8, 30))[fam] + 8.0 * y[:, None]
     pcs = reduce_features(x, 10, 0)
-    from analysis.calibration import probe_permutation_p, ridge_probe_auroc
+    from analysis.probe_permutation import probe_permutation_p, ridge_probe_auroc
 
     assert ridge_probe_auroc(pcs, y[None], fam)[0] == 1.0
     assert mt.probe_auroc(pcs, y, groups=fam, scale="common") == 1.0

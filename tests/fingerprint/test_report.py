@@ -122,7 +122,9 @@ def test_label_and_lineage_columns(run, tmp_path):
     rows = {r["fingerprint"]: r for r in s["scorecard"]}
     assert set(rows) == {*FPS, "probe-outputs+weight-stats"}
     for r in rows.values():
-        assert r["error"] is None and r["deep_ami"] is not None and r["verdict"] in VERDICTS - {"no ground truth"}
+        # 4 data orders as lineage: a probe or basins at the permutation floor of 4 families say so
+        assert r["error"] is None and r["deep_ami"] is not None
+        assert r["verdict"] in VERDICTS - {"no ground truth"} or r["verdict"] == "insufficient: 4 families", r
     for f in s["fingerprints"]:
         assert set(f["scores"]["noise_ami_per_basin"]) <= {"base", "spawn", "finetune"}
         assert {b for basin in f["basins"] for b in basin["labels"]} <= {"base", "spawn", "finetune"}
