@@ -98,6 +98,8 @@ def closest_groups(r: Any) -> dict[str, Any] | None:
         return None
     if not r.p_groups < EXPLORATORY_P or len(set(r.family_groups.values())) < 2:
         return None
+    if r.p_split is not None and r.p_split <= 0.05 and (r.split_rate or 0.0) > 0:  # the models' camps cut families:
+        return None  # a split of whole families would point at families whose members sit on both sides
     sizes = getattr(r, "family_sizes", None) or {}
     return {"groups": dict(r.family_groups), "sizes": {f: int(sizes[f]) for f in r.family_groups if f in sizes},
             "p_groups": r.p_groups, "threshold": EXPLORATORY_P}
@@ -266,7 +268,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                     "to call a basin (docs/scorecard.md, \"How big is the difference\").")
         else:  # far enough apart, but no gap between them
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) have no gap between them: along the line joining them the "
-                    f"models spread as one continuum (dip test p {e['dip_p']:.2g}), a graded difference cut in two (a "
+                    f"models spread as one continuum (dip test p {e['dip_p']:.2g}{_spacing(e)}), a graded difference cut in two (a "
                     "training knob varied per model, a data order shared by the families) as likely as two basins "
                     "(docs/scorecard.md, \"A gap between the camps\").")
     tests_small = {"groups" if k == "groups" else "split" for k in small}
@@ -280,6 +282,8 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
     if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "no groups shown"
         sentence = "Families are identifiable."
+    elif sentence == SENTENCES["no structure"] and lone:  # a significant partition that is no deep verdict
+        sentence = "No deep difference on this evidence."
     if not hints:
         return sentence + lone
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
@@ -301,3 +305,9 @@ def cutting(r: Any) -> str:
     if cut == 0:
         return f"cutting none of the {with_rel}"
     return f"cutting all {with_rel}" if cut == n else f"cutting {cut} of {with_rel}"
+
+
+def _spacing(effect: dict) -> str:
+    """``; spacing p 1`` for a size that carries the spacing bound (``analysis.effect.spacing_p``), else ``""``."""
+    p = effect.get("spacing_p")
+    return "" if p is None else f"; spacing p {p:.2g}"

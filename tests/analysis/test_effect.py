@@ -225,3 +225,37 @@ def test_the_sentence_explains_the_partition_that_blocked_the_verdict():
     d = lf.decide([r, *[lf.LabelFreeResult(40, 10, 0.005, 0.9, 0.9) for _ in range(4)]])[0]
     assert d.verdict == "lineage only"
     assert "only 1 within-basin SDs apart" in d.sentence and "dip test" not in d.sentence
+
+
+def test_the_spacing_bound_finds_the_gap_beside_a_small_minority_that_the_dip_cannot():
+    """The seventh audit, finding 1: 4 models of 24 far from the other 20 (a planted minority): the
+    dip test cannot reject one mode (its statistic is capped by the minority's share), the spacing
+    bound can; a continuum cut anywhere, or a long tail split off, it leaves alone."""
+    from analysis.effect import gap_p, spacing_p
+
+    rng = np.random.default_rng(0)
+    far = np.r_[rng.normal(0, 1, 20), rng.normal(40, 1, 4)]
+    minority = (np.arange(24) >= 20).astype(int)
+    assert gap_p(far[:, None], minority) > 0.05 and spacing_p(far[:, None], minority) < 0.01
+    hits = 0
+    for _ in range(200):  # one continuum (uniform, lognormal tail), cut at the place 2-means would
+        for x in (np.sort(rng.uniform(size=24)), np.sort(rng.lognormal(size=24))):
+            cut = min(range(2, 23), key=lambda c: x[:c].var() * c + x[c:].var() * (24 - c))
+            hits += spacing_p(x[:, None], (np.arange(24) >= cut).astype(int)) <= 0.05
+    assert hits <= 8  # of 400: at most 2%
+    overlap = np.r_[np.arange(12.0), np.arange(12.0) + 6][:, None]
+    assert spacing_p(overlap, np.repeat([0, 1], 12)) == 1.0
+
+
+def test_a_far_minority_of_four_in_twenty_four_keeps_its_deep_verdict():
+    """4 of 24 models (one in each of 4 of 12 families) 40 SDs from the rest along one direction:
+    `crosses lineage`, not blocked as a continuum."""
+    rng = np.random.default_rng(3)
+    fam = np.repeat(np.arange(12), 2).astype(str)
+    x = rng.normal(size=(12, 4))[np.repeat(np.arange(12), 2)] * 3 + rng.normal(size=(24, 4))
+    rule_b = np.zeros(24, bool)
+    rule_b[[2, 9, 14, 21]] = True  # families 1, 4, 7, 10
+    x = np.column_stack([x, 40.0 * rule_b + rng.normal(size=24)])
+    res = lf.decide([sized(lf.label_free(x, fam, n_null=199), fam, x, None, False, np.zeros(24, int))])[0]
+    assert res.verdict == "crosses lineage", res.sentence
+    assert set(np.flatnonzero(np.asarray(res.candidate_basins) == res.candidate_basins[2])) == {2, 9, 14, 21}
