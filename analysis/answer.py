@@ -294,7 +294,13 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){cols}{_refined_text(c, finer)}")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){RELATION.get(c.verdicts.get(c.representative), '')}"
+            f"{cols}{_refined_text(c, finer)}")
+
+
+# how the representative's camps sit with the init families (the first thing to know about a difference)
+RELATION = {"crosses lineage": "; the camps cut across the init families (the seed does not decide them)",
+            "groups lineages": "; whole init families on each side (the seed decides them, or a strong seed effect)"}
 
 
 def _refined_text(c: Candidate, finer: bool = False) -> str:

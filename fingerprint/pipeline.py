@@ -340,6 +340,12 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
         if c not in table:
             raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)})")
     label = opts.label if opts.label in table else None  # --label or the config's
+    if label is not None and overrides.get("label") is not None:
+        values = {str(v) for v in table[label].tolist()}
+        if len(values) < 2:  # every verdict would be "no ground truth" without saying why
+            warnings.warn(f"--label {label} has one value ({next(iter(values), '')!r}) for all {len(table[label])} "
+                          "models: nothing to score against, so every verdict is 'no ground truth' (the label-free "
+                          "verdicts are unaffected)", stacklevel=2)
     measured = None if label is None else measurements(np.asarray(table[label], dtype=object))
     if measured is not None:
         distinct, n = measured

@@ -91,3 +91,17 @@ def test_a_label_of_measurements_is_refused_or_warned_not_scored_as_classes(monk
     with pytest.warns(UserWarning, match="^--label lr holds measurements \\(4 distinct numbers") as w:
         opts = pl.options_for(zoo, label="lr", lineage="family")
     assert opts.label == "lr" and len(w) == 1
+
+
+def test_a_label_with_one_value_says_so(monkeypatch):
+    """The seventh audit: ``--label rule`` where every model has rule 'a' made every verdict 'no
+    ground truth' without saying why."""
+    import fingerprint.pipeline as pl
+
+    zoo = _zoo(True)
+    table = pl.model_table(zoo)
+    table["rule"] = np.asarray(["a"] * len(table["model_id"]), dtype=object)
+    monkeypatch.setattr(pl, "model_table", lambda _zoo: table)
+    with pytest.warns(UserWarning, match=r"^--label rule has one value \('a'\) for all 24 models: nothing to score "
+                                         r"against, so every verdict is 'no ground truth'"):
+        pl.options_for(zoo, label="rule", lineage="family")
