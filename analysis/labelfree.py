@@ -114,6 +114,7 @@ class LabelFreeResult:
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
     n_unknown: int = 0  # models without a lineage value (:func:`missing`): left out of the tests, placed after
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
+    n_null: int | None = None  # null replicates per test (a raw p cannot go below 1 / (n_null + 1))
     split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
     family_groups: dict[str, int] = field(default_factory=dict)  # family -> group (centroid groups)
     family_sizes: dict[str, int] = field(default_factory=dict)  # family -> models (of those tested)
@@ -283,7 +284,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority[majority >= 0], minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
-        cut_families=tuple(sorted(cut, key=natural_key)))
+        cut_families=tuple(sorted(cut, key=natural_key)), n_null=n_null)
 
 
 def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_null: int, random_state: int, k_max: int,

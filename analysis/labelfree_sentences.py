@@ -286,9 +286,13 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         sentence = "No deep difference on this evidence."
     if not hints:
         return sentence + lone
+    n_null = getattr(r, "n_null", None)
+    raw = [p for p in (r.p_split, r.p_groups) if p is not None and p <= alpha]
+    floor = (f"; p {min(raw):.2g} is the smallest {n_null} null replicates can give" if n_null and raw
+             and min(raw) <= 1.0 / (n_null + 1) + 1e-12 else "")
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
             "correction across fingerprints but not after (more init families, or more null replicates with "
-            "`--n-perm`, would tell).")
+            f"`--n-perm`, would tell{floor}).")
 
 
 def cutting(r: Any) -> str:

@@ -281,6 +281,13 @@ def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
     assert "two camps p 0.03" in r.sentence and "cutting 100% of the families" in r.sentence
     clean = lf.decide([lf.LabelFreeResult(40, 10, 0.005, 0.6, 0.6), *others])[0]
     assert clean.sentence == lf.SENTENCES["lineage only"]
+    # at the smallest p the null replicates can give, the sentence says so (the seventh audit: weight-stats,
+    # two camps p 0.005 with 199 replicates, q 0.06)
+    floor = lf.decide([lf.LabelFreeResult(40, 10, 0.005, 0.6, 0.005, split_rate=1.0, n_null=199),
+                       *[lf.LabelFreeResult(40, 10, 0.5, 0.9, 0.9) for _ in range(15)]])[0]
+    assert floor.verdict == "no structure" and "two camps p 0.005" in floor.sentence
+    assert "would tell; p 0.005 is the smallest 199 null replicates can give)." in floor.sentence
+    assert "smallest" not in r.sentence  # p 0.03 is not the floor
 
 
 def test_one_family_set_apart_is_a_quirk_not_a_group_of_lineages():
