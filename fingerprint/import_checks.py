@@ -337,7 +337,28 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
         bad = not_a_tensor(l, seen[l]) if l in seen else None
         if bad:
             raise UserError(bad)
+    ids = token_ids_as_floats(template, probes)
+    if ids:
+        warnings.warn(ids, stacklevel=2)
     return n_out
+
+
+def token_ids_as_floats(template: nn.Module, probes: dict[str, torch.Tensor]) -> str | None:
+    """A warning when a module with an ``nn.Embedding`` gets probe sets of whole numbers stored as
+    floats: token ids the forward casts. Extractors read a float probe as a vector and perturb it
+    (``anomalous-inputs`` scales and shifts it), which gives fractional or out-of-range ids: the
+    seventh outside audit saw a bare ``IndexError`` at extraction. ``None`` otherwise."""
+    emb = [m for m in template.modules() if isinstance(m, nn.Embedding)]
+    if not emb:
+        return None
+    sets = [n for n, x in probes.items() if x.is_floating_point() and x.numel() and bool((x == x.round()).all())
+            and float(x.min()) >= 0 and float(x.max()) < max(m.num_embeddings for m in emb)]
+    if not sets:
+        return None
+    return (f"probe set{'s' if len(sets) > 1 else ''} {', '.join(repr(n) for n in sets)} hold{'' if len(sets) > 1 else 's'} "
+            "whole numbers stored as floats and the module has an nn.Embedding: if they are token ids, save them as an "
+            "integer tensor (torch.long); extractors read float probes as vectors and perturb them (anomalous-inputs), "
+            "which makes fractional or out-of-range ids")
 
 
 def output_width(out: Any, label: str) -> int:

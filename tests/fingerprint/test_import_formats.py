@@ -295,3 +295,29 @@ def test_one_model_without_a_metadata_row_is_said_in_the_singular(fmt_models):
     (fmt_models / "meta.csv").write_text("model_id,family\nm0,0\nm1,0\nm2,1\n")
     with pytest.warns(UserWarning, match=r"covers 3 of 4 models: 1 has no row \(e.g. m3\)"):
         import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", metadata=fmt_models / "meta.csv")
+
+
+class _Tokens(nn.Module):
+    """Token ids in, class logits out; the forward casts whatever it gets to ids (as users' do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(23, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.emb(x.long()).mean(1))
+
+
+def test_token_ids_stored_as_floats_are_named_at_import(tmp_path):
+    """The seventh audit: float probes of token ids ran at import and failed at extraction with a
+    bare IndexError (anomalous-inputs perturbs a float probe as a vector)."""
+    ids = torch.randint(0, 23, (10, 5), generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"probe set 'tokens' holds whole numbers stored as floats and the module has an "
+                                         r"nn.Embedding: if they are token ids, save them as an integer tensor"):
+        zoo_from_modules([_Tokens(), _Tokens()], tmp_path / "zoo", probes={"tokens": ids.float()})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zoo_from_modules([_Tokens(), _Tokens()], tmp_path / "zoo2", probes={"tokens": ids})  # integer ids: silent
