@@ -204,6 +204,16 @@ def _q(q: Any) -> str:
     return "" if q is None or q != q else f" [dim]q {q:.2g}[/]"
 
 
+def _probe_only(r: Any, settings: dict) -> bool:
+    """A deep verdict whose basins do not follow the label significantly: the probe alone made it
+    (the seventh audit read `deep` beside `deep 0.00` as strong support)."""
+    if r.verdict not in ("tracks deep differences", "tracks both"):
+        return False
+    basins = (r.deep_ami is not None and r.deep_ami >= settings.get("thresholds", {}).get("deep_ami", 0.3)
+              and (r.deep_ami_q is None or r.deep_ami_q <= settings.get("alpha", 0.05)))
+    return not basins
+
+
 def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     """The scorecard table and its notes; ``zoo`` (optional) lets the 'too few' note name the model
     columns that could be the lineage."""
@@ -224,7 +234,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict), _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r)))
+                  _verdict(r.verdict) + (" (probe)" if _probe_only(r, settings) else ""),
+                  _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r)))
     console.print(t)
     console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                   "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
@@ -235,7 +246,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     for line in filter(None, [recovered_line(result.lineage, zoo), *metadata_lines(result), insufficient_hint(result, zoo)]):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
-                  "both = tracks both, uninf. = uninformative; lineage (the label-free verdict, from lineage alone): "
+                  "both = tracks both, uninf. = uninformative, (probe) = from the linear probe alone, the basins do not "
+                  "follow the label; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
                   "identifiable, no groups shown (initialization noise, or a seed-decided difference too weak or graded "
                   "to group them), none = no structure, (no relatives) = every model its own init family; (priv.) = on a probe set built from the ground truth, an upper bound "

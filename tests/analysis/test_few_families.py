@@ -226,3 +226,17 @@ def test_family_level_label_on_family_clusters_is_not_at_the_floor():
     (res,) = sc.analyze([sc.FingerprintInput("fp", x, ids)], table, opts).fingerprints
     assert res.calibration["deep_ami_p"] == 1.0 and res.calibration["deep_ami_at_floor"] is False
     assert "basins match the label" not in res.reason and res.verdict == "tracks initialization noise"
+
+
+def test_the_terminal_marks_a_deep_verdict_made_by_the_probe_alone():
+    """The seventh audit: ``deep`` beside ``deep 0.00`` (one basin, the probe reads the label) read as
+    strong support; the cell says ``(probe)``."""
+    from analysis.results import ScorecardRow
+    from fingerprint.cli.display import _probe_only
+
+    settings = {"alpha": 0.05, "thresholds": {"deep_ami": 0.3}}
+    probe = ScorecardRow("a", deep_ami=0.0, deep_ami_q=1.0, probe_auroc=0.95, verdict="tracks deep differences")
+    basins = ScorecardRow("b", deep_ami=0.9, deep_ami_q=0.01, probe_auroc=0.95, verdict="tracks deep differences")
+    weak = ScorecardRow("c", deep_ami=0.9, deep_ami_q=0.2, probe_auroc=0.95, verdict="tracks both")
+    assert _probe_only(probe, settings) and not _probe_only(basins, settings) and _probe_only(weak, settings)
+    assert not _probe_only(ScorecardRow("d", deep_ami=0.0, verdict="uninformative"), settings)
