@@ -343,7 +343,8 @@ def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str
 
     ``start="invariant"`` (version 2) starts the matching from a solution that does not depend on
     the order of a model's stored units, so a model and any exact unit permutation of it get the
-    same features; ``"identity"`` is version 1's start (docs/extractors.md, aligned-weights)."""
+    same features; ``"identity"`` is version 1's start (docs/extractors.md, aligned-weights).
+    ``iterations=0`` gives the start alone (version 1: no matching at all)."""
     _check_start(start)
     aligned = _aligned(models, reference, iterations, start)
     weights, meta = _weights(models, "aligned-weights")
