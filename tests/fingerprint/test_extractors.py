@@ -106,13 +106,14 @@ def test_weight_matching_equals_re_solving_every_group_every_round():
     mb = _batch(n=12, hp={"hidden": [7, 5, 7]})
     groups = mb.family.hidden_permutable()
     ref = {k: v[:1] for k, v in mb.params.items()}
-    for iterations in (1, 2, 10):
-        found = weight_match(mb.params, ref, groups, iterations)
+    for iterations, start in [(0, "invariant"), (1, "invariant"), (2, "invariant"), (10, "invariant"), (2, "identity"),
+                              (10, "identity")]:
+        found = weight_match(mb.params, ref, groups, iterations, start=start)
         for j in range(12):
             plain = weight_match_one({k: v[j] for k, v in mb.params.items()}, {k: v[0] for k, v in ref.items()},
-                                     groups, iterations)
+                                     groups, iterations, start=start)
             for g in groups:
-                assert torch.equal(found[g][j], plain[g]), (iterations, j, g)
+                assert torch.equal(found[g][j], plain[g]), (iterations, start, j, g)
 
 
 def test_aligned_weights_do_not_depend_on_the_order_a_models_units_are_stored_in():
