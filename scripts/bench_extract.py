@@ -189,13 +189,13 @@ def loop_gradients(zoo, ids, probe_set, n_probes, dim, seed):
     return torch.stack(rows).detach().numpy()
 
 
-def loop_aligned_weights(zoo, ids, reference, iterations):
+def loop_aligned_weights(zoo, ids, reference, iterations, start):
     groups = family_for(zoo).hidden_permutable()
     ref = zoo_one(zoo, ids[reference])
     rows = []
     for m in one_at_a_time(zoo, ids):
         w = {k: v.clone() for k, v in m.state_dict().items()}
-        perms = weight_match_one(w, ref, groups, iterations)  # the plain per-model algorithm
+        perms = weight_match_one(w, ref, groups, iterations, start=start)  # the plain per-model algorithm
         for g, members in groups.items():
             for p, ax in members:
                 w[p] = w[p].index_select(ax, perms[g])

@@ -106,13 +106,42 @@ def test_weight_matching_equals_re_solving_every_group_every_round():
     mb = _batch(n=12, hp={"hidden": [7, 5, 7]})
     groups = mb.family.hidden_permutable()
     ref = {k: v[:1] for k, v in mb.params.items()}
-    for iterations in (1, 2, 10):
-        found = weight_match(mb.params, ref, groups, iterations)
+    for iterations, start in [(0, "invariant"), (1, "invariant"), (2, "invariant"), (10, "invariant"), (2, "identity"),
+                              (10, "identity")]:
+        found = weight_match(mb.params, ref, groups, iterations, start=start)
         for j in range(12):
             plain = weight_match_one({k: v[j] for k, v in mb.params.items()}, {k: v[0] for k, v in ref.items()},
-                                     groups, iterations)
+                                     groups, iterations, start=start)
             for g in groups:
-                assert torch.equal(found[g][j], plain[g]), (iterations, j, g)
+                assert torch.equal(found[g][j], plain[g]), (iterations, start, j, g)
+
+
+def test_aligned_weights_do_not_depend_on_the_order_a_models_units_are_stored_in():
+    """The sixth audit (finding 6): aligned-weights' verdict flipped when the same models were saved
+    in float16, one family's matching having changed. Behind it: the coordinate ascent started from
+    each model's stored unit order, so even an exact unit permutation of a model (not the
+    reference) was aligned elsewhere. From the order-free start, every permuted copy gets its
+    original's features exactly, and a copy with noise of 1e-5 of the weights' scale stays beside
+    it; from the identity (version 1), copies land far apart."""
+    base = _batch(n=4, hp={"width": 16, "depth": 2})
+    groups = base.family.hidden_permutable()
+    g = torch.Generator().manual_seed(5)
+    perms = {k: torch.stack([torch.randperm(16, generator=g) for _ in range(8)]) for k in groups}
+    copies = apply_permutations({k: v.repeat(2, *[1] * (v.dim() - 1)) for k, v in base.params.items()}, perms, groups)
+    noisy = {k: v + 1e-5 * v.std() * torch.randn(v.shape, generator=g) for k, v in copies.items()}
+    params = {k: torch.cat([base.params[k], copies[k], noisy[k]]) for k in base.params}  # 4 models, 8 copies, 8 noisy
+    mb = ModelBatch(base.family, params, base.task, [f"m{i}" for i in range(20)])
+    spec = get_extractor("aligned-weights")
+    new, meta = spec.compute(mb, spec.params)
+    new, old = torch.as_tensor(new), torch.as_tensor(spec.compute(mb, spec.resolve_params({"start": "identity"}))[0])
+    of = torch.arange(8) % 4  # copy i is of model i % 4
+    scale = new.abs().mean()
+    assert torch.equal(new[4:12], new[of])  # exact: the same matching, whatever the stored order
+    assert (new[12:] - new[of]).abs().max() < 1e-3 * scale
+    assert (old[4:12] - old[of]).abs().mean(1).max() > 0.1 * scale  # the identity start: far apart
+    assert torch.equal(new[0], old[0]) and meta["reference"] == "m0"  # the reference itself is not moved
+    with pytest.raises(UserError, match="parameter 'start' must be invariant or identity, got 'mean'"):
+        spec.compute(mb, spec.resolve_params({"start": "mean"}))
 
 
 def test_lmc_barrier_zero_on_self_positive_across_basins(tmp_path):
