@@ -262,7 +262,14 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
         key = next(iter(small))
         e, test = small[key], "groups" if key == "groups" else "split"
         what = "family groups" if test == "groups" else "models' two camps"
-        if e.get("small"):
+        held = e.get("separation_heldout")
+        if e.get("small") and held is not None and e.get("separation") is not None and held < e["separation"] \
+                and e["separation"] >= e.get("threshold", 2.65):  # only the line fitted to them separates them
+            lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are {sds(e['separation'])} within-basin SDs apart on "
+                    f"the line fitted to them, but {sds(held)} on lines fitted without each family, closer than the "
+                    f"two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): camps that no other family "
+                    "would draw, not a basin (docs/scorecard.md, \"How big is the difference\").")
+        elif e.get("small"):
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
                     f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
                     "to call a basin (docs/scorecard.md, \"How big is the difference\").")
