@@ -21,7 +21,7 @@ from pathlib import Path
 
 from training.config import SweepConfig
 from training.core import store as zoo_io
-from training.core.errors import CorruptFileError, DiskFullError, UserError
+from training.core.errors import CorruptFileError, DiskFullError, PluginError, UserError
 from training.core.outputs import check_output
 from training.executors import DISK_FULL_EXIT, Executor, get_executor
 from training.plan import (
@@ -120,8 +120,24 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
     ex = get_executor(executor) if isinstance(executor, str) else executor
     if hasattr(ex, "check"):  # e.g. Ray at a dead address: say so before the zoo is written
         ex.check()
+    fresh = not resume or not (out / zoo_io.MANIFEST).exists()
     plan = prepare_zoo(config, out, models_per_batch, resume, overwrite, inputs, max_gb)
-    return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
+    try:
+        return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
+    except (UserError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - a user's task is the likely culprit; a built-in one's failure is a bug
+        task = str(config.task.name)
+        if ":" not in task:  # a built-in task: a bug, with its traceback
+            raise
+        trained = bool(zoo_io.completed_shards(out))
+        if fresh and not trained:  # nothing trained: leave nothing half-written (only the manifest was)
+            shutil.rmtree(out, ignore_errors=True)
+        first = (str(e).strip().splitlines() or [""])[0]
+        kept = ("nothing was written" if fresh and not trained else
+                "the finished shards are kept: fix the task, then rerun with --resume")
+        raise PluginError(f"training failed with task '{task}' (a task plugin's train_set, test_set, probes or "
+                          f"diagnostics not matching the architecture?): {type(e).__name__}: {first[:300]}; {kept}") from None
 
 
 def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Executor, device: str,

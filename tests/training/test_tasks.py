@@ -207,3 +207,43 @@ def test_reset_task_plugins_keeps_every_builtin():
         assert "icl-regression" in list_tasks()
     finally:
         reset_task_plugins()
+
+
+BROKEN_TASKS = TASK_PLUGIN.replace("name = \"parity\"", "name = \"parity-broken\"") + '''
+
+@dataclass(frozen=True)
+class WrongWidth(Parity):
+    def train_set(self):
+        x, y = super().train_set()
+        return x[:, :2], y  # narrower than input_shape says
+
+
+@dataclass(frozen=True)
+class Raises(Parity):
+    def train_set(self):
+        raise ValueError("train_set exploded")
+'''
+
+
+@pytest.mark.parametrize("spec,expect", [
+    ("brokentasks:WrongWidth", "training failed with task 'brokentasks:WrongWidth' (a task plugin's train_set, "
+                               "test_set, probes or diagnostics not matching the architecture?): RuntimeError"),
+    ("brokentasks:Raises", "ValueError: train_set exploded; nothing was written"),
+    ("syntaxtask:X", "task 'syntaxtask:X' cannot be imported: SyntaxError"),
+    ("nosuchtask:X", "task 'nosuchtask:X' cannot be imported: ModuleNotFoundError: No module named 'nosuchtask' (the "
+                     "module is looked for in the working directory and on PYTHONPATH"),
+])
+def test_a_broken_task_plugin_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, spec, expect):
+    """The seventh audit: a task plugin with a syntax error, a train_set of the wrong width or one
+    that raises gave a 56-74 line traceback and left a zoo of a manifest only."""
+    (tmp_path / "brokentasks.py").write_text(BROKEN_TASKS)
+    (tmp_path / "syntaxtask.py").write_text("def f(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = SweepConfig.from_dict({"task": {"name": spec}, "model": {"arch": "mlp", "width": 8},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 2, "data": 1}})
+    from training.core.errors import PluginError
+
+    with pytest.raises(PluginError) as e:
+        run_sweep(cfg, tmp_path / "z")
+    assert expect in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())

@@ -275,8 +275,12 @@ def _import_task(spec: str) -> type[Task]:
     mod, _, attr = spec.partition(":")
     try:
         obj = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise PluginError(f"task '{spec}' cannot be imported: {type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing (a SyntaxError)
+        hint = ""
+        if isinstance(e, ModuleNotFoundError) and e.name == mod.split(".")[0]:  # the user's own module, not one it imports
+            hint = (f" (the module is looked for in the working directory and on PYTHONPATH: run from the directory of "
+                    f"{mod.split('.')[0]}.py, or set PYTHONPATH)")
+        raise PluginError(f"task '{spec}' cannot be imported: {type(e).__name__}: {e}{hint}") from None
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise PluginError(f"task '{spec}' is not a Task subclass")
     return obj
