@@ -297,9 +297,14 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
         inputs = cached_fingerprints(zoo)
         if not inputs:
             spec = zoo.family_spec or {}  # an import runs your factory again (--arch; a zoo never imports code itself)
-            arch = f" --arch {spec.get('factory') or 'MODULE:FACTORY'}" if spec.get("arch") == "module" else ""
+            # the zoo's own factory name is only named, never put in the command: following a hint built from a
+            # downloaded zoo would import whatever module of that name sits in the working directory
+            module = spec.get("arch") == "module"
+            arch = " --arch MODULE:FACTORY" if module else ""
+            own = ("; MODULE:FACTORY is your own code that builds the architecture"
+                   + (f", as '{spec['factory']}' did at import" if spec.get("factory") else "")) if module else ""
             raise UserError(f"zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path}{arch}` (the "
-                            "default set) or pass --fp")
+                            f"default set{own}) or pass --fp")
         return inputs
     metas = cache_entries(zoo)
     missing = [n for n in names if not find_cached(zoo, n, metas)]  # an ambiguous bare name stops here

@@ -164,12 +164,14 @@ def check_code(zoo: zoo_io.Zoo) -> None:
         check_task_code(zoo, name)
 
 
-def untrusted(zoo: zoo_io.Zoo, what: str) -> UserError:
-    """The one-line refusal to run code a zoo names, saying why and what the user can pass."""
+def untrusted(zoo: zoo_io.Zoo, what: str, task: bool = False) -> UserError:
+    """The one-line refusal to run code a zoo names, saying why and what the user can pass (a sweep's
+    ``module:Class`` task: only --trust-code; --arch is for an imported zoo's architecture)."""
+    other = ("" if task else ", or --arch MODULE:FACTORY to build the architecture with your own code")
+    python = "Zoo.open(path, trust_code=True)" + ("" if task else ", or set zoo.module_factory")
     return UserError(f"zoo '{zoo.path}' names code to run its models ({what}); a zoo may come from anyone, so its code "
-                     "is never imported unless you say so: pass --trust-code if you trust where the zoo came from, or "
-                     "--arch MODULE:FACTORY to build the architecture with your own code (in Python: "
-                     "Zoo.open(path, trust_code=True), or set zoo.module_factory)")
+                     f"is never imported unless you say so: pass --trust-code if you trust where the zoo came from"
+                     f"{other} (in Python: {python})")
 
 
 def _named_factory(zoo: zoo_io.Zoo, spec: str, directory: Any, load: bool = True) -> Any:
@@ -194,7 +196,7 @@ def check_task_code(zoo: zoo_io.Zoo, name: str) -> None:
         return
     if name in list_tasks() or name.partition(":")[0] in sys.modules:
         return
-    raise untrusted(zoo, f"task '{name}'")
+    raise untrusted(zoo, f"task '{name}'", task=True)
 
 
 def use_architecture(zoo: zoo_io.Zoo, arch: str) -> None:

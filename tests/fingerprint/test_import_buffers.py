@@ -110,4 +110,5 @@ def test_a_report_of_an_import_without_fingerprints_says_the_command_that_works(
     res = run_cli("report", zoo.path, "-o", tmp_path / "r.html")
     assert res.returncode == 2
     assert res.stderr.strip() == (f"error: zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} "
-                                  "--arch MODULE:FACTORY` (the default set) or pass --fp")
+                                  "--arch MODULE:FACTORY` (the default set; MODULE:FACTORY is your own code that builds "
+                                  "the architecture) or pass --fp")

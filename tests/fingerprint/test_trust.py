@@ -145,8 +145,9 @@ def test_a_sweep_zoo_naming_a_task_module_does_not_import_it(tiny_zoo, tmp_path,
     manifest = json.loads((tiny_zoo / "manifest.json").read_text())
     manifest["config"]["task"]["name"] = f"{module}:Evil"
     (tiny_zoo / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UserError, match=f"task '{module}:Evil'.*--trust-code"):
+    with pytest.raises(UserError, match=f"task '{module}:Evil'.*--trust-code") as err:
         extract(Zoo.open(tiny_zoo), ["ood-outputs"])
+    assert "--arch" not in str(err.value)  # --arch builds an imported zoo's architecture: no help for a task (audit 7B)
     assert not marker.exists() and module not in sys.modules
     try:
         (res,) = extract(Zoo.open(tiny_zoo, trust_code=True), ["ood-outputs"])
