@@ -190,5 +190,6 @@ def write_trained_shard(zoo_dir: Path, sp: ShardPlan, s: ShardStart, device: str
     data = zoo_io.ShardData(shard=sp.name, table=table, checkpoints=result.checkpoints, metrics=metrics,
                             optimizer_states=result.optimizer_states or None,
                             attrs={"task": {"name": task.name, "params": task.params()}, "family": family.hparams(),
-                                   "phase": sp.phase, "kind": sp.kind, "group": sp.group})
+                                   "phase": sp.phase, "kind": sp.kind, "group": sp.group,
+                                   "training_path": family.training_path(device)})
     return zoo_io.write_shard(Path(zoo_dir), data)

@@ -59,7 +59,7 @@ class SweepSummary:
 
 
 def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, resume: bool, overwrite: bool,
-                inputs: Mapping[str, Path | None] | None = None, max_gb: float | None = None) -> Plan:
+                inputs: Mapping[str, Path | None] | None = None, max_gb: float | None = None, device: str = "cpu") -> Plan:
     """Validate, then create (or check, when resuming) the zoo directory and its manifest.
 
     ``inputs`` (e.g. ``{"config file": path}``) must not overlap ``out`` (see :mod:`training.core.outputs`)."""
@@ -84,6 +84,7 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
             if old["planned"] != planned_entries(plan):  # e.g. cut short by hand: which models are missing is unknowable
                 raise CorruptFileError(f"zoo manifest '{out / zoo_io.MANIFEST}' is corrupt: its 'planned' list ({len(old['planned'])} "
                                        f"models) is not the plan its config makes ({len(plan.models)} models)")
+            _check_training_path(out, config, plan, device)
             return plan
         else:
             raise UserError(f"output '{out}' already exists; pass --resume to finish it or --overwrite to replace it")
@@ -106,6 +107,27 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
     return plan
 
 
+def _check_training_path(out: Path, config: SweepConfig, plan: Plan, device: str) -> None:
+    """Refuse to --resume a zoo on another training path than its finished shards' (the fused MLP
+    kernels or torch: they agree only to float rounding, so the same seeds would not give the same
+    models; the seventh outside audit resumed a killed sweep without a C++ compiler and got 32
+    models of one path and 64 of the other, silently)."""
+    done = zoo_io.completed_shards(out)
+    if not done:
+        return
+    group = next(iter(plan.groups))
+    here = build_family(config, build_task(config, group), group).training_path(device)
+    theirs = {p for p in (zoo_io.Shard(f, verify=False).attrs.get("training_path") for f in done.values()) if p}
+    if theirs and theirs != {here}:
+        from training.families import kernels  # deferred: the kernels module is only needed to say why
+
+        raise UserError(f"cannot --resume '{out}': its finished shards were trained on the {' and '.join(sorted(theirs))} "
+                        f"path and this process would train on the {here} path (kernels: {kernels.status(build=False)}); "
+                        "the two agree only to float rounding, so the same seeds would not give the same models: resume "
+                        f"where the kernels {'build' if 'fused kernels' in theirs else 'are off'} (set "
+                        f"{kernels.ENV}={'1' if 'fused kernels' in theirs else '0'}), or start a new --out")
+
+
 def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "local", models_per_batch: int | None = None,
               device: str = "cpu", resume: bool = False, overwrite: bool = False,
               on_start: Callable[[int, int, int], None] | None = None,
@@ -121,7 +143,7 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
     if hasattr(ex, "check"):  # e.g. Ray at a dead address: say so before the zoo is written
         ex.check()
     fresh = not resume or not (out / zoo_io.MANIFEST).exists()
-    plan = prepare_zoo(config, out, models_per_batch, resume, overwrite, inputs, max_gb)
+    plan = prepare_zoo(config, out, models_per_batch, resume, overwrite, inputs, max_gb, device)
     try:
         return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
     except (UserError, KeyboardInterrupt, SystemExit):

@@ -142,3 +142,29 @@ def test_build_from_scratch_past_a_stale_lock(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
     assert again.startswith(f"in use: loaded from {build}"), again
 
+
+
+def test_a_zoo_records_its_training_path_and_resume_refuses_the_other(tmp_path):
+    """The seventh audit: a sweep killed on the kernels' path and resumed on torch's (no compiler,
+    or BASIN_FINGERPRINT_KERNELS=0) finished with models of both paths, which agree only to float
+    rounding, silently. Each shard records its path; --resume on the other one is refused."""
+    _require_kernels()
+    from training.config import SweepConfig
+    from training.core import store as zoo_io
+    from training.core.errors import UserError
+    from training.sweep import run_sweep
+
+    cfg = SweepConfig.from_dict({"task": {"name": "xor-cues"}, "model": {"arch": "mlp", "width": 16, "activation": "relu"},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 4, "data": 1},
+                                 "models_per_batch": 2})
+    run_sweep(cfg, tmp_path / "z")
+    shards = sorted((tmp_path / "z" / "shards").glob("*.h5"))
+    assert len(shards) == 2
+    assert {zoo_io.Shard(f).attrs["training_path"] for f in shards} == {"fused kernels"}
+    shards[1].unlink()  # as a kill would leave it
+    with kernels.disabled(), pytest.raises(UserError, match=r"cannot --resume '.*': its finished shards were trained on "
+                                                           r"the fused kernels path and this process would train on the "
+                                                           r"torch path"):
+        run_sweep(cfg, tmp_path / "z", resume=True)
+    run_sweep(cfg, tmp_path / "z", resume=True)  # on the same path: finished as planned
+    assert len(list((tmp_path / "z" / "shards").glob("*.h5"))) == 2

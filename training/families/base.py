@@ -213,6 +213,13 @@ class Family:
         return {}
 
     # -- description -------------------------------------------------------------------------
+    def training_path(self, device: str = "cpu") -> str:
+        """Which code computes this family's training step on ``device``: ``"torch"`` here; a family
+        with its own kernels says when they are used (:meth:`training.families.mlp.MLPFamily.training_path`).
+        Recorded in each shard: two paths agree only to float rounding, so a model's identity (its
+        seeds) holds within one path."""
+        return "torch"
+
     def hparams(self) -> dict[str, Any]:
         d = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
         d["input_shape"] = list(self.input_shape)

@@ -8,7 +8,8 @@ and activation-backward passes over a ``[n_models, batch, width]`` activation. T
 them with ``torch.utils.cpp_extension`` (a C++ compiler and ninja; ~6 s, once per machine, into
 ``$XDG_CACHE_HOME/basin-fingerprint/kernels``) and returns ``None`` when that is impossible or
 ``BASIN_FINGERPRINT_KERNELS=0`` is set; the trainer then uses its pure-torch path, which computes
-the same gradients (tested).
+the same gradients up to float rounding (tested), not bit for bit: each shard records which path
+trained it (``Family.training_path``) and ``--resume`` refuses the other.
 """
 
 from __future__ import annotations

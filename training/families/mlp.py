@@ -175,6 +175,13 @@ class MLPFamily(Family):
         # gradient, the outputs and theirs
         return 4 * self.n_params() + batch_size * (self.d_in + 2 * sum(self.widths) + 2 * self.n_out)
 
+    def training_path(self, device: str = "cpu") -> str:
+        """``"fused kernels"`` where :meth:`_fused_kernels` applies to a float32 step on ``device``
+        and the kernels build (:mod:`training.families.kernels`), else ``"torch"``."""
+        if device != "cpu":
+            return "torch"
+        return "fused kernels" if self._fused_kernels(torch.empty(1, 1, self.d_in)) is not None else "torch"
+
     def _fused_kernels(self, x: torch.Tensor):
         """The fused CPU kernels (:mod:`training.families.kernels`) when they apply to this step:
         ReLU, float32 on the CPU, thin first and output layers (where MKL is slow), and widths the
