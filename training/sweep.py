@@ -119,7 +119,7 @@ def _check_training_path(out: Path, config: SweepConfig, plan: Plan, device: str
     here = build_family(config, build_task(config, group), group).training_path(device)
     theirs = {p for p in (zoo_io.Shard(f, verify=False).attrs.get("training_path") for f in done.values()) if p}
     if theirs and theirs != {here}:
-        from training.families import kernels  # deferred: the kernels module is only needed to say why
+        from training.families import kernels  # deferred: only to say why
 
         raise UserError(f"cannot --resume '{out}': its finished shards were trained on the {' and '.join(sorted(theirs))} "
                         f"path and this process would train on the {here} path (kernels: {kernels.status(build=False)}); "
