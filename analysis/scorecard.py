@@ -71,7 +71,10 @@ RESULT_VERSION = 1
 #      are no deep verdict (docs/scorecard.md, "A gap between the camps").
 # 12 = the probe AUROC counts towards a deep verdict only with its family-permutation p-value (a least-squares
 #      probe refitted on each relabelling) significant after BH, with the other tests; a deep AMI whose p is
-#      far above its floor is not "at the floor" (docs/scorecard.md, "The probe's permutation test").
+#      far above its floor is not "at the floor" (docs/scorecard.md, "The probe's permutation test"); the gap
+#      rule also asks a spacing bound (a small minority's gap), and camps closer than two Gaussian halves on
+#      lines fitted without each family are small (docs/scorecard.md, "A gap beside a small minority",
+#      "Camps only their own line separates").
 METHODS_VERSION = 12
 VERDICTS = tuple(v.value for v in LABELLED)
 
