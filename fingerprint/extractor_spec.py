@@ -155,10 +155,14 @@ class ExtractorSpec:
         if not bool(finite.all()):
             rows = (~finite).nonzero().flatten().tolist()
             ids = [real[i] for i in rows[:3]]
+            if plugin and len(rows) == n:  # every model: the plugin's own arithmetic, not the models (audit 7B)
+                raise PluginError(f"extractor '{self.name}' returned NaN/inf for every model ({n}): its own arithmetic is "
+                                  "the likely culprit (a division by zero, a log of 0, an overflow?); call it on one model "
+                                  "and look at where the NaN appears")
             if plugin:  # the plugin's own arithmetic may be at fault: name it first
                 raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
                                   "a diverged model (weights so large its outputs overflow)? Check those models; a population "
-                                  "without them fingerprints (re-import leaving them out)")
+                                  "without them fingerprints (leave them out: an import's --skip-bad, or a new zoo)")
             raise UserError(nonfinite_models(ids, len(rows), self.name))
         for what, d in (("metadata", extra), ("parameters", params)):  # both go into the cache file's JSON
             try:

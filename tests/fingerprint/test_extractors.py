@@ -184,6 +184,9 @@ PLUGIN = textwrap.dedent('''
         out[1, 0] = float("nan")
         return out
 
+    def all_inf(models):
+        return torch.full((len(models.model_ids), 2), float("inf"))
+
     def raises(models):
         raise RuntimeError("boom")
 
@@ -208,7 +211,7 @@ def plugin_package(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myfp\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[fingerprint.extractors]\nmean-output = myfp:mean_output\nbad-shape = myfp:bad_shape\n"
-        "has-nan = myfp:has_nan\nraises = myfp:raises\nmutates = myfp:mutates\nbad-meta = myfp:bad_meta\n"
+        "has-nan = myfp:has_nan\nall-inf = myfp:all_inf\nraises = myfp:raises\nmutates = myfp:mutates\nbad-meta = myfp:bad_meta\n"
         "broken = myfp_not_installed:f\n")
     monkeypatch.syspath_prepend(str(site))
     reset_plugins()
@@ -225,12 +228,14 @@ def test_entry_point_plugin_is_found_and_run(plugin_package, tiny_zoo):
 
 def test_broken_plugins_fail_alone_with_one_line_errors(plugin_package, tiny_zoo):
     zoo = Zoo.open(tiny_zoo)
-    res = {r.name: r for r in extract(zoo, ["bad-shape", "weight-stats", "has-nan", "raises", "mean-output"])}
+    res = {r.name: r for r in extract(zoo, ["bad-shape", "weight-stats", "has-nan", "raises", "mean-output", "all-inf"])}
     assert "returned shape [3], expected [n_models=24, d]" in res["bad-shape"].error
     # the plugin poisons its row 1; plugins see rows in a random order, so the zoo model named varies
     assert "returned NaN/inf for 1 model(s), e.g. " in res["has-nan"].error
     assert res["has-nan"].error.rsplit("e.g. ", 1)[1].split(":")[0] in zoo.model_ids
     assert "a diverged model" in res["has-nan"].error
+    # every model: the plugin, not the models (the seventh audit: a healthy sweep's 24 models were blamed)
+    assert "returned NaN/inf for every model (24): its own arithmetic is the likely culprit" in res["all-inf"].error
     assert "raised RuntimeError: boom" in res["raises"].error
     assert all("\n" not in r.error for r in res.values() if r.error)
     assert res["weight-stats"].error is None and res["mean-output"].error is None
