@@ -266,7 +266,12 @@ def test_camps_only_the_line_fitted_to_them_separates_are_small():
     to them, -1 on lines fitted without each family. Random camps of family-centred pairs in 40
     coordinates: apart in-sample (self-influence of each model on the line), not held out; a real
     difference is apart both ways."""
-    from analysis.effect import _family_centred, basin_effect, heldout_separation, separation
+    from analysis.effect import (
+        _family_centred,
+        basin_effect,
+        heldout_separation,
+        separation,
+    )
 
     rng = np.random.default_rng(0)
     fam = np.repeat(np.arange(12), 2).astype(str)
