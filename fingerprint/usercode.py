@@ -3,12 +3,12 @@ user vouched for in this process.
 
 The extractor registry (``module:function`` plugins), the importer (``module:factory``
 architectures, probe functions) and the population (an imported zoo's factory) all import user code
-through :func:`resolve`, so a failure reads the same everywhere: one :class:`PluginError` line.
+through :func:`resolve` (:mod:`training.core.imports`, which task plugins use too), so a failure
+reads the same everywhere: one :class:`PluginError` line.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from training.core.errors import PluginError, UserError
+from training.core.errors import PluginError
+from training.core.imports import resolve
 
 # ``module:factory`` specs the user named in this process (import, from_modules, --arch): an imported
 # zoo naming one of them runs the user's own code, so reading it needs no --trust-code
@@ -46,24 +47,6 @@ def resolve_factory(spec: str, directory: str | None) -> Any:
             raise
         sys.path.append(directory)
         return resolve(spec, "architecture factory")
-
-
-def resolve(spec: str, what: str) -> Any:
-    """Import ``module:attr`` (``what`` names it in errors)."""
-    mod, sep, attr = spec.partition(":")
-    if not sep or not mod or not attr:
-        raise UserError(f"{what} must be given as module:name, got {spec!r}")
-    try:
-        obj = importlib.import_module(mod)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing
-        hint = ""
-        if isinstance(e, ModuleNotFoundError) and e.name == mod.split(".")[0]:  # the user's own module, not one it imports
-            hint = (f" (the module is looked for in the working directory and on PYTHONPATH: run from the directory of "
-                    f"{mod.split('.')[0]}.py, or set PYTHONPATH)")
-        raise PluginError(f"{what} '{spec}' cannot be imported: {type(e).__name__}: {e}{hint}") from None
-    return obj
 
 
 def build_template(factory: Callable[[], nn.Module], label: str) -> nn.Module:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from training.core import seeds as rng
 from training.core.errors import PluginError, UserError, unknown
+from training.core.imports import resolve
 from training.core.validate import check, type_name
 
 # ``forward(x)`` runs the whole population: x shared ``[n_inputs, *input_shape]`` -> ``[n_models, n_inputs, n_out]``.
@@ -270,17 +271,7 @@ def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
 
 def _import_task(spec: str) -> type[Task]:
     """``module:Class`` names a user task that is importable but not registered."""
-    import importlib
-
-    mod, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(mod), attr)
-    except Exception as e:  # noqa: BLE001 - the user's module itself may raise anything while importing (a SyntaxError)
-        hint = ""
-        if isinstance(e, ModuleNotFoundError) and e.name == mod.split(".")[0]:  # the user's own module, not one it imports
-            hint = (f" (the module is looked for in the working directory and on PYTHONPATH: run from the directory of "
-                    f"{mod.split('.')[0]}.py, or set PYTHONPATH)")
-        raise PluginError(f"task '{spec}' cannot be imported: {type(e).__name__}: {e}{hint}") from None
+    obj = resolve(spec, "task")
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise PluginError(f"task '{spec}' is not a Task subclass")
     return obj
