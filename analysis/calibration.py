@@ -72,18 +72,17 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
             basins_txt = f"; the basins follow the label (deep AMI {deep_ami:.2f}) but not significantly (q {deep_q:.3g} > {opts.alpha:g})"
     if probe_auroc is not None and probe_auroc >= opts.auroc_threshold:  # binary, or macro one-vs-rest
-        if (probe_ci is None or probe_ci[0] > 0.5) and (probe_q is None or probe_q <= opts.alpha):
+        if probe_ci is not None and probe_ci[0] <= 0.5:
+            weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
+        elif probe_q is None or probe_q <= opts.alpha:
             clusters_too = bool(deep_parts)
             deep_parts.append(f"probe AUROC {probe_auroc:.2f} >= {opts.auroc_threshold:g}"
                               + ("" if probe_q is None else f" (q {probe_q:.3g})") + ("" if clusters_too else basins_txt))
-        elif (probe_ci is None or probe_ci[0] > 0.5) and limited is None and floor is not None \
-                and floor.by == "families" and floor.reaches(probe_p):  # the permutation test at its floor
-            limited = floor.probe_text(probe_auroc, probe_p, probe_q, opts.alpha)
-        elif probe_ci is None or probe_ci[0] > 0.5:  # the interval passed, the permutation test did not
+        elif limited is None and floor is not None and floor.by == "families" and floor.reaches(probe_p):
+            limited = floor.probe_text(probe_auroc, probe_p, probe_q, opts.alpha)  # the permutation test at its floor
+        else:  # the interval passed, the permutation test did not
             weak.append(f"probe AUROC {probe_auroc:.2f} not significant when the label moves between families "
                         f"(q {probe_q:.3g} > {opts.alpha:g})")
-        else:
-            weak.append(f"probe AUROC {probe_auroc:.2f} whose interval reaches 0.5")
     noise = noise_ami is not None and noise_ami >= opts.noise_threshold and (noise_q is None or noise_q <= opts.alpha)
     if noise_ami is not None and noise_ami >= opts.noise_threshold and not noise:
         weak.append(f"noise AMI {noise_ami:.2f} not significant (q {noise_q:.3g})")
@@ -311,11 +310,10 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
                                           r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
                                           s.get("lineage_auc"), c.get("lineage_auc_q"), Floor.of(c, opts.n_perm),
                                           c.get("probe_auroc_q"), c.get("probe_auroc_p"))
-        deep_ok = c.get("deep_ami_q") is not None and c["deep_ami_q"] <= opts.alpha
+        deep_ok = any(c.get(k) is not None and c[k] <= opts.alpha for k in ("deep_ami_q", "probe_auroc_q"))
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
         noise_ok = c.get("noise_ami_q") is not None and c["noise_ami_q"] <= opts.alpha or ident_ok
-        deep_ok = deep_ok or c.get("probe_auroc_q") is not None and c["probe_auroc_q"] <= opts.alpha
         r.label_free = label_free_json(free_r, r.model_ids, "" if opts.calibrate else "not computed (calibrate = false)",
                                        str(r.fingerprint))
         if r.has_label:

@@ -109,16 +109,32 @@ def share_of_variance(x: np.ndarray, basins: np.ndarray, distances: bool = False
     return float(max(0.0, 1.0 - within / total))
 
 
+def _two_largest(b: np.ndarray) -> np.ndarray | None:
+    """The labels of the two largest basins of ``b [n]`` (``-1``: in none), largest first, or ``None``."""
+    labels, sizes = np.unique(b[b >= 0], return_counts=True)
+    return None if len(labels) < 2 else labels[np.argsort(-sizes, kind="stable")[:2]]
+
+
 def _two_basins(x: np.ndarray, basins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The rows of ``x [n, d]`` in the two largest basins, or ``None`` with fewer than two basins of
     two models each."""
     b = _as_basins(basins)
-    labels, sizes = np.unique(b[b >= 0], return_counts=True)
-    if len(labels) < 2:
+    two = _two_largest(b)
+    if two is None:
         return None
-    two = labels[np.argsort(-sizes, kind="stable")[:2]]
     xa, xb = (np.asarray(x, dtype=np.float64)[b == v] for v in two)
     return None if len(xa) < 2 or len(xb) < 2 else (xa, xb)
+
+
+def _positions(x: np.ndarray, basins: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two largest basins' models' positions ``([m_a], [m_b])`` along the line from the first's
+    mean to the second's (unnormalised), or ``None`` as :func:`_two_basins`."""
+    pair = _two_basins(x, basins)
+    if pair is None:
+        return None
+    xa, xb = pair
+    diff = xb.mean(0) - xa.mean(0)
+    return xa @ diff, xb @ diff
 
 
 def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
@@ -149,10 +165,10 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
     matched nothing, beside a family-bootstrap interval of 1.3-5); held out, such camps fall
     together. ``None`` with fewer than :data:`APART_MIN_FAMILIES` families projected."""
     b = _as_basins(basins)
-    labels, sizes = np.unique(b[b >= 0], return_counts=True)
-    if len(labels) < 2:
+    two = _two_largest(b)
+    if two is None:
         return None
-    lo, hi = labels[np.argsort(-sizes, kind="stable")[:2]]
+    lo, hi = two
     xx = np.asarray(x, dtype=np.float64)
     fam = np.asarray([str(f) for f in family], dtype=object)
     pos, side, seen = [], [], 0
@@ -188,12 +204,10 @@ def gap_p(x: np.ndarray, basins: np.ndarray) -> float | None:
     :func:`separation` gives no value."""
     from diptest import diptest  # deferred for start-up time
 
-    pair = _two_basins(x, basins)
-    if pair is None:
+    pos = _positions(x, basins)
+    if pos is None:
         return None
-    xa, xb = pair
-    diff = xb.mean(0) - xa.mean(0)
-    pos = np.concatenate([xa, xb]) @ diff
+    pos = np.concatenate(pos)
     if not np.ptp(pos) > 0:
         return None
     return float(diptest(pos)[1])
@@ -214,12 +228,10 @@ def spacing_p(x: np.ndarray, basins: np.ndarray) -> float | None:
     larger of the two camps' bounds, times the ``n - 1`` places a cut could have been made (the camps
     were chosen by the data), capped at 1. A camp of one model gives 1 (no telling a mode from an
     outlier); overlapping camps give 1. ``None`` as :func:`separation` gives no value."""
-    pair = _two_basins(x, basins)
-    if pair is None:
+    pos = _positions(x, basins)
+    if pos is None:
         return None
-    xa, xb = pair
-    diff = xb.mean(0) - xa.mean(0)
-    pa, pb = xa @ diff, xb @ diff
+    pa, pb = pos
     gap = pb.min() - pa.max()
     if not gap > 0:
         return 1.0

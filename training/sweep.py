@@ -146,7 +146,7 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
     plan = prepare_zoo(config, out, models_per_batch, resume, overwrite, inputs, max_gb, device)
     try:
         return execute(config, plan.shards, out, ex, device, on_start, on_steps, on_done)
-    except (UserError, KeyboardInterrupt, SystemExit):
+    except UserError:  # (a kill or Ctrl-C is no Exception: it passes through as before)
         raise
     except Exception as e:  # noqa: BLE001 - a user's task is the likely culprit; a built-in one's failure is a bug
         task = str(config.task.name)

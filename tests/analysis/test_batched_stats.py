@@ -18,7 +18,7 @@ from analysis import agreement as ag
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
-from analysis.calibration import calibrate
+from analysis.calibration import calibrate, near_floor
 from analysis.options import AnalysisOptions
 
 TOL = 1e-12
@@ -112,8 +112,7 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
             exact, is_exact = rs.family_permutation_floor_exact(label, family)
             out["deep_ami_p_floor"] = max(exact, 1.0 / (npm + 1))
             out["deep_ami_floor_by"] = "families" if exact >= 1.0 / (npm + 1) else "permutations"
-            near = out["deep_ami_p_floor"] + 3 * np.sqrt(out["deep_ami_p_floor"] / npm) + 1.0 / (npm + 1)
-            out["deep_ami_at_floor"] = bool(not beaten[0] and out["deep_ami_p"] <= near)
+            out["deep_ami_at_floor"] = bool(not beaten[0] and out["deep_ami_p"] <= near_floor(out["deep_ami_p_floor"], npm))
             if is_exact and mt.ami_codes(cc, lc) >= 1.0 - 1e-9:
                 out["deep_ami_p"] = exact
     if oof is not None:
