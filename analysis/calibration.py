@@ -30,7 +30,7 @@ from analysis.verdicts import FLOOR_REASON, PROBE_FLOOR_REASON, Verdict
 
 NO_TRUTH = Verdict.NO_TRUTH.value
 FAILED = Verdict.FAILED.value
-FLOOR_TIE = 1e-9  # a null AMI within this of the observed one ties it (the same partition, recomputed)
+FLOOR_TIE = rs.TIE  # a null AMI within this of the observed one ties it (the same partition, recomputed)
 
 
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,

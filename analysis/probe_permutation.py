@@ -12,8 +12,6 @@ import numpy as np
 
 from analysis import resampling as rs
 
-TIE = 1e-9  # a relabelling's AUROC within this of the observed one ties it
-
 RIDGE = 1.0  # the permutation test's least-squares probe: the penalty of the probe's C = 1 in its own loss
 
 
@@ -35,7 +33,7 @@ def probe_permutation_p(coords: np.ndarray, y: np.ndarray, family: np.ndarray, g
     stats = ridge_probe_auroc(coords, np.vstack([np.asarray(y)[None, :], np.asarray(y)[perms]]), groups, seed)
     if stats is None:
         return None
-    return rs.permutation_p(float(stats[0]), stats[1:] + TIE)
+    return rs.permutation_p(float(stats[0]), stats[1:] + rs.TIE)  # a relabelling's AUROC within rs.TIE of the observed one ties it
 
 
 def ridge_probe_auroc(coords: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
+TIE = 1e-9  # a permutation's statistic within this of the observed one ties it (the same partition, recomputed)
 MAX_MODELS = 4000  # larger populations: the tests, intervals and p-values use a random sample of whole families
 
 
