@@ -281,6 +281,20 @@ def _noise_boot(picks: np.ndarray, fcodes: np.ndarray, nf: int, cc: np.ndarray, 
     return mt.within_basin_ami_tables(tables)
 
 
+def _decided(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]]) -> list[int]:
+    """Where in ``results`` the analysed (not failed) ones are, which :func:`decide` decides together."""
+    return [j for j, (r, _) in enumerate(results) if r.verdict != FAILED and r.analysed]
+
+
+def more_replicates(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], opts: AnalysisOptions
+                    ) -> dict[int, int]:
+    """``{index into results: null replicates}`` for the fingerprints whose label-free deep test sits
+    at its floor unconfirmed by :func:`decide`'s correction (:func:`analysis.labelfree.replicates_to_decide`):
+    analysed again with that many replicates, they are decided on p-values that can go low enough."""
+    free = [j for j in _decided(results) if results[j][1] is not None]
+    return {free[i]: n for i, n in lf.replicates_to_decide([results[j][1] for j in free], opts.alpha).items()}
+
+
 def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], opts: AnalysisOptions) -> None:
     """Verdicts for all fingerprints at once (each with its raw label-free tests): the labelled ones
     need their p-values significant after a Benjamini-Hochberg correction across the report's
@@ -289,7 +303,7 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
     ``label_free`` and ``significant`` of the analysed results (and ``*_q`` in their calibration)."""
     from scipy.stats import false_discovery_control
 
-    ok = [(r, f) for r, f in results if r.verdict != FAILED and r.analysed]
+    ok = [results[j] for j in _decided(results)]
     tests = [(r, k) for r, _ in ok for k in ("deep_ami_p", "noise_ami_p", "lineage_auc_p", "probe_auroc_p")
              if r.calibration.get(k) is not None]
     if tests:
@@ -346,7 +360,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
     sentence = " ".join(t for t in (sentence, effect_text(size), apart_text(apart, name)) if t)
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
-            "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
+            "n_null": res.n_null, "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
             "n_related_families": res.n_related_families,
             "cutting": cutting(res),
             "cluster_index_groups": res.ci_groups,

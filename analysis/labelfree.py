@@ -632,6 +632,56 @@ def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict])
     return {k: small[k] for k in keys if k in small}
 
 
+TESTS = ("lineage", "groups", "split")
+MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for
+
+
+def _adjusted(results: Sequence[LabelFreeResult]) -> dict[tuple[int, str], float]:
+    """Benjamini-Hochberg adjusted p-values of every test of ``results``, by ``(index, test)``."""
+    pvals = [(i, name, p) for i, r in enumerate(results)
+             for name, p in zip(TESTS, (r.p_lineage, r.p_groups, r.p_split)) if p is not None]
+    if not pvals:
+        return {}
+    adj = false_discovery_control([p for _, _, p in pvals], method="bh")
+    return {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
+
+
+def p_floor(r: LabelFreeResult, test: str) -> float | None:
+    """The smallest raw p-value ``test`` (``groups`` or ``split``) can give with ``r.n_null`` replicates:
+    ``2 / (n_null + 1)`` for the groups (two statistics, each ``1 / (n_null + 1)`` at best, doubled),
+    ``1 / (n_null + 1)`` for the split (two statistics on ``2 n_null + 1`` replicates each, doubled)."""
+    if not r.n_null:
+        return None
+    return (2.0 if test == "groups" else 1.0) / (r.n_null + 1)
+
+
+def replicates_for(n_tests: int, alpha: float) -> int:
+    """Null replicates that put a deep test's floor (:func:`p_floor`, at most ``2 / (n + 1)``) at ``alpha
+    / (2 n_tests)``: a test at that floor is significant after the Benjamini-Hochberg correction over
+    ``n_tests`` tests even when it is the only small p-value among them (its q is ``alpha / 2``)."""
+    return min(MAX_NULL, int(np.ceil(4 * n_tests / alpha)) - 1)
+
+
+def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> dict[int, int]:
+    """``{index: n_null}`` for each result of ``results`` whose split or groups test sits at the floor
+    of its null replicates and is not significant after :func:`decide`'s correction: with more
+    replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
+    Not a test that a smaller floor could not change (significant already, or some null replicate as
+    extreme as the data), and nothing when ``n_null`` is that large already. Running only these
+    tests again with more replicates keeps each p-value valid (a Monte Carlo p-value refined only
+    when it is at its floor is never below its level: docs/scorecard.md, "Null replicates")."""
+    q = _adjusted(results)
+    need = replicates_for(len(q), alpha)
+    out = {}
+    for (i, test), qv in q.items():
+        r = results[i]
+        p = {"groups": r.p_groups, "split": r.p_split}.get(test)
+        floor = p_floor(r, test) if p is not None else None
+        if floor is not None and qv > alpha and p <= floor * (1 + 1e-9) and r.n_null < need:
+            out[i] = need
+    return out
+
+
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
@@ -640,19 +690,14 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     families named: ``cut_families``; neither that partition nor each family on its majority side
     small), else the centroid groups. Each result's ``q`` is its verdict's
     adjusted p-value."""
-    pvals = [(i, name, p) for i, r in enumerate(results)
-             for name, p in (("lineage", r.p_lineage), ("groups", r.p_groups), ("split", r.p_split)) if p is not None]
-    q = {}
-    if pvals:
-        adj = false_discovery_control([p for _, _, p in pvals], method="bh")
-        q = {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
+    q = _adjusted(results)
     out = []
     for i, r in enumerate(results):
         if r.verdict == "insufficient":  # no candidate basins to join: the unknown ones only counted, if some are known
             known = 0 < r.n_unknown < r.n_models
             out.append(replace(r, sentence=r.sentence.rstrip(".") + "." + unknown_note(r, basins=False) if known else r.sentence))
             continue
-        sig = {name: q[(i, name)] for name in ("lineage", "groups", "split") if (i, name) in q and q[(i, name)] <= alpha}
+        sig = {name: q[(i, name)] for name in TESTS if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
         if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
@@ -667,7 +712,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             v, basins, key = "lineage only", None, "lineage"
         else:
             v, basins, key = "no structure", None, None
-        qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in ("lineage", "groups", "split")), default=None)
+        qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in TESTS), default=None)
         sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
         done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):

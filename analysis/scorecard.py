@@ -27,7 +27,14 @@ from analysis import effect, metadata, parallel
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
-from analysis.calibration import FAILED, NO_TRUTH, calibrate, decide, verdict
+from analysis.calibration import (
+    FAILED,
+    NO_TRUTH,
+    calibrate,
+    decide,
+    more_replicates,
+    verdict,
+)
 from analysis.errors import AnalysisError, choices
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import (
@@ -75,16 +82,19 @@ RESULT_VERSION = 1
 #      rule also asks a spacing bound (a small minority's gap), and camps closer than two Gaussian halves on
 #      lines fitted without each family are small (docs/scorecard.md, "A gap beside a small minority",
 #      "Camps only their own line separates").
-METHODS_VERSION = 12
+# 13: a label-free deep test at the floor of its null replicates and unconfirmed after BH is drawn again with
+#      replicates enough to decide it (docs/scorecard.md, "Null replicates").
+METHODS_VERSION = 13
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
 def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
-                index: dict[str, int]) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
+                index: dict[str, int], n_null: int | None = None) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
     """Cluster one fingerprint and score it against ``table`` (columns aligned with ``index``).
 
     Returns the result (no verdict yet: :func:`analysis.calibration.decide` sets it across all
-    fingerprints) and the raw label-free tests (``None`` without lineage or calibration)."""
+    fingerprints) and the raw label-free tests (``None`` without lineage or calibration), with
+    ``n_null`` null replicates each (default ``opts.n_perm``)."""
     meta = {k: v for k, v in fp.meta.items() if k not in ("extra",)}
     out = FingerprintResult(fingerprint=fp.name, key=meta.get("key"), extractor=meta.get("extractor", fp.name),
                             kind=meta.get("kind"), output=meta.get("output"), step=meta.get("step"),
@@ -96,7 +106,7 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
     t0 = time.time()
     free = None
     try:
-        fields, free = _analyze_values(fp, table, opts, index)
+        fields, free = _analyze_values(fp, table, opts, index, n_null or opts.n_perm)
         out = dataclasses.replace(out, **fields)
     except AnalysisError:
         raise
@@ -108,7 +118,7 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
 
 
 def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
-                    index: dict[str, int]) -> tuple[dict[str, Any], lf.LabelFreeResult | None]:
+                    index: dict[str, int], n_null: int) -> tuple[dict[str, Any], lf.LabelFreeResult | None]:
     """The :class:`~analysis.results.FingerprintResult` fields of an analysed fingerprint, and its
     raw label-free tests."""
     values = cl.as_floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
@@ -200,7 +210,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     strata = [col(c) for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
-    label_free = lf.label_free(coords, lineage_values, opts.n_perm, opts.seed, opts.k_max, strata, parents, generation) \
+    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict != "insufficient":
         known = np.asarray([not lf.missing(v) for v in lineage_values], bool)
@@ -310,10 +320,11 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
 
 
 def _analyze_one_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
-                         index: dict[str, int]) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
+                         index: dict[str, int], n_null: int | None = None
+                         ) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
     """:func:`analyze_one` under :func:`analyze`'s limits, in whichever process runs it."""
     with _limits():
-        return analyze_one(fp, table, opts, index)
+        return analyze_one(fp, table, opts, index, n_null)
 
 
 @contextlib.contextmanager
@@ -367,6 +378,13 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)
+    # a label-free deep test at the floor of its null replicates, unconfirmed after the correction
+    # across fingerprints: analysed again with replicates enough to decide it (docs/scorecard.md, "Null replicates")
+    again = more_replicates(analysed, opts)
+    redone = parallel.map_ordered(_analyze_one_limited, [(fps[i], table, opts, index, n) for i, n in again.items()],
+                                  sum(len(fps[i].model_ids) for i in again), preload=["analysis.scorecard"])
+    for i, one in zip(again, redone):
+        analysed[i] = one
     decide(analysed, opts)
     results = [r for r, _ in analysed]
     if opts.calibrate:  # the candidate basins against the model table's other columns (docs/scorecard.md)

@@ -656,3 +656,28 @@ def test_models_without_a_lineage_value_are_left_out_of_the_label_free_tests_and
     assert free["n_families"] == 6 and free["n_related_families"] == 6 and free["n_unknown"] == 8
     assert "8 models have no lineage value (no row in the metadata CSV?): left out of these tests" in free["sentence"]
     assert len(free["tree"]["families"]) == 6
+
+
+def test_a_lone_deep_test_at_its_floor_is_decided_with_more_replicates():
+    """The seventh audit's tf_planted_long, in small: 6 init families of 2, the two members of each on
+    the two sides of a large split in one fingerprint of ten (the other nine noise). With 199 null
+    replicates its split's p (0.005) is the floor, and the correction over 30 tests lifts it to q
+    0.15; the analysis draws that fingerprint's null again with 2,399 replicates and calls the camps,
+    while the nine noise fingerprints keep their results exactly (they are not analysed again)."""
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(6), 2)
+    ids = [f"m{i}" for i in range(12)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}
+    camps = blobs(np.arange(12) % 2, d=4, sep=20.0) + 0.5 * rng.normal(size=(6, 4))[fam]
+    noise = [sc.FingerprintInput(f"noise{j}", rng.normal(size=(12, 4)), ids) for j in range(9)]
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_family_boot=50)
+    res = sc.analyze([sc.FingerprintInput("camps", camps, ids), *noise], table, opts)
+    free = res.fingerprints[0].label_free
+    assert free["verdict"] == "crosses lineage" and free["n_null"] == 2399 and free["q"] <= opts.alpha
+    assert free["p_split"] == pytest.approx(1 / 2400)
+    assert set(free["candidate_basins"].values()) == {0, 1}
+    assert adjusted_rand_score(np.arange(12) % 2, [free["candidate_basins"][m] for m in ids]) == 1.0
+    alone = sc.analyze(noise, table, opts)
+    for a, b in zip(res.fingerprints[1:], alone.fingerprints):
+        assert a.label_free["n_null"] == 199 and a.label_free["verdict"] == "no structure"
+        assert (a.label_free["p_lineage"], a.label_free["p_split"]) == (b.label_free["p_lineage"], b.label_free["p_split"])

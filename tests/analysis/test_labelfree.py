@@ -3,6 +3,8 @@ structure, and families -- not models -- as the sampling unit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from markupsafe import Markup
@@ -484,3 +486,25 @@ def test_a_groups_split_also_needs_its_families_majority_sides_apart():
     r = lf.decide([replace(sized, effects=small)])[0]
     assert r.verdict != "groups lineages" and r.cut_families == ()
     assert "The models' two camps (q " in r.sentence and "are only 2.6 within-basin SDs apart" in r.sentence
+
+
+def test_a_deep_test_at_its_floor_unconfirmed_by_the_correction_asks_for_more_replicates():
+    """The seventh audit's tf_planted_long: one fingerprint's split at the floor of 199 replicates
+    (p 0.005), lifted to q 0.075 by the correction over 30 tests. :func:`replicates_to_decide` asks
+    for that fingerprint again with replicates enough for a lone test at the floor to pass (q =
+    alpha / 2), and for nothing else: not a significant test, not one above its floor, not one with
+    enough replicates already."""
+    assert lf.replicates_for(30, 0.05) == 2399 and lf.replicates_for(10**6, 0.05) == lf.MAX_NULL
+    at_floor = lf.LabelFreeResult(12, 6, 0.98, 1.0, 1 / 200, split_rate=1.0, n_null=199)
+    nulls = [lf.LabelFreeResult(12, 6, 0.5, 0.9, 0.9, n_null=199) for _ in range(9)]
+    assert lf.replicates_to_decide([at_floor, *nulls]) == {0: 2399}
+    assert lf.decide([at_floor, *nulls])[0].verdict == "no structure"
+    groups = replace(at_floor, p_groups=2 / 200, p_split=0.9)  # the groups test's floor is 2 / (n + 1)
+    assert lf.replicates_to_decide([*nulls, groups]) == {9: 2399}
+    above = replace(at_floor, p_split=2 / 200)  # one null replicate as extreme: more would not help
+    assert lf.replicates_to_decide([above, *nulls]) == {}
+    assert lf.replicates_to_decide([at_floor, *nulls[:2]]) == {}  # 9 tests: significant already
+    assert lf.decide([at_floor, *nulls[:2]])[0].verdict == "crosses lineage"
+    enough = replace(at_floor, p_split=1 / 2400, n_null=2399)
+    assert lf.replicates_to_decide([enough, *nulls]) == {}
+    assert lf.decide([enough, *nulls])[0].verdict == "crosses lineage"
