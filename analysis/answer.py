@@ -60,6 +60,7 @@ class Candidate:
     ami: list[float] | None = None
     columns: dict[str, bool] = field(default_factory=dict)  # model columns the candidate basins match -> graded
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
+    kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Answer:
     candidates: list[Candidate] = field(default_factory=list)
     sentence: str = ""
     finer: dict[str, Any] | None = None
+    n_behavioural: int = 0  # behavioural fingerprints judged (what the models output)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +92,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
-    ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}))
+    ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
+                 n_behavioural=sum(r.kind == "behavioural" for r in judged))
     ans.sentence = answer_sentence(ans)
     return ans
 
@@ -261,7 +264,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
         ami=_ami_range(amis), columns=_columns(group),
-        refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))})
+        refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
+        kinds=sorted({str(r.kind) for r in group if r.kind}))
 
 
 def _columns(group: list[FingerprintResult]) -> dict[str, bool]:
@@ -279,7 +283,7 @@ def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
 
-def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
+def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0) -> str:
     who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
@@ -295,7 +299,18 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False) -> str:
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){RELATION.get(c.verdicts.get(c.representative), '')}"
-            f"{cols}{_refined_text(c, finer)}")
+            f"{cols}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
+
+
+def _inside_text(c: Candidate, n_behavioural: int) -> str:
+    """``; none of the 5 behavioural fingerprints ... finds it: ...`` for a candidate that only mechanistic
+    fingerprints find while behavioural ones were judged (the seventh outside audit's Adam vs SGD
+    population: weight-stats and weight-spectra split the optimizers), else ``""``."""
+    if not n_behavioural or "behavioural" in c.kinds or not c.kinds:
+        return ""
+    return (f"; none of the {n_behavioural} behavioural fingerprints (what the models output) finds it: a difference "
+            "inside the models that their outputs here do not show, which a training setting (the optimizer, weight "
+            "decay) leaves as well as a different mechanism")
 
 
 # how the representative's camps sit with the init families (the first thing to know about a difference)
@@ -326,10 +341,10 @@ def answer_sentence(ans: Answer) -> str:
                 "group the init families (initialization noise on this evidence, or a difference these fingerprints "
                 "and families cannot show)")
     if len(ans.candidates) == 1:
-        return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n)
+        return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural)
     fin = ans.finer
     shared = set(fin["candidates"]) if fin else set()
-    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared)}" for i, c in enumerate(ans.candidates, 1))
+    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared, ans.n_behavioural)}" for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "
                 f"{AGREE:g}): {texts}: several differences, or not all real; look at the models of each (summary.json "

@@ -190,3 +190,22 @@ def test_whole_family_clusters_refine_seed_decided_groups_but_not_a_crossing_spl
                                  "agree on 3 basins of 9, 9, 9 models (cka's, pairwise AMI 1.00), which the label-free "
                                  "camps pair differently (summary.json label_free_answer.finer); candidate 3: another "
                                  "difference, or not real")
+
+
+def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_show_it():
+    """The seventh audit's Adam vs SGD population: only weight-stats and weight-spectra split the
+    optimizers. The answer says that none of the behavioural fingerprints judged finds it; a
+    candidate that one behavioural fingerprint finds, or a report without any, says nothing of it."""
+    def kind(r: FingerprintResult, k: str) -> FingerprintResult:
+        r.kind = k
+        return r
+
+    weights = [kind(fp("weight-stats", CAMPS), "mechanistic"), kind(fp("weight-spectra", CAMPS), "mechanistic")]
+    outputs = [kind(fp(f"out{i}", None, "lineage only"), "behavioural") for i in range(3)]
+    ans = label_free_answer(result(*weights, *outputs))
+    assert ans.n_behavioural == 3 and ans.candidates[0].kinds == ["mechanistic"]
+    assert ("it matches" not in ans.sentence and "; none of the 3 behavioural fingerprints (what the models output) finds it: "
+            "a difference inside the models that their outputs here do not show") in ans.sentence
+    seen = label_free_answer(result(*weights, kind(fp("out0", CAMPS), "behavioural"), *outputs[1:]))
+    assert "behavioural fingerprints" not in seen.sentence
+    assert "behavioural fingerprints" not in label_free_answer(result(*weights)).sentence
