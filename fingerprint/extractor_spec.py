@@ -339,7 +339,9 @@ def _check_distances(name: str, d: torch.Tensor, extra: dict[str, Any]) -> None:
 
 
 
-def params_of(fn: Callable[..., Any]) -> dict[str, Any]:
+def params_of(fn: Callable[..., Any], name: str | None = None) -> dict[str, Any]:
+    """The declared parameters of extractor ``fn`` (registered as ``name``: the error names it as the
+    spec was written) and their defaults; a parameter without a default is a one-line error."""
     if inspect.isclass(fn):
         if dataclasses.is_dataclass(fn):
             return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
@@ -353,7 +355,7 @@ def params_of(fn: Callable[..., Any]) -> dict[str, Any]:
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in ("labels", "groups"):  # data, not parameters
             continue
         if p.default is inspect.Parameter.empty:
-            raise PluginError(f"extractor {getattr(fn, '__name__', fn)!r}: parameter '{p.name}' needs a default")
+            raise PluginError(f"extractor {name or getattr(fn, '__name__', fn)!r}: parameter '{p.name}' needs a default")
         out[p.name] = p.default
     return out
 

@@ -118,7 +118,7 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             name=name, fn=fn, kind=kind, output=output, version=str(version), supervised=supervised,
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
-            source=where, params=params_of(fn), bounds=dict(bounds or {}), files=tuple(files),
+            source=where, params=params_of(fn, name), bounds=dict(bounds or {}), files=tuple(files),
             code=None if where == "builtin" else source_digest(fn),
         ))
         return fn

@@ -534,7 +534,7 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     assert pipeline.default_fingerprints(zoo) == pipeline.DEFAULT_FINGERPRINTS
     res = run_cli("extract", tiny_zoo, cwd=tmp_path)  # with no --fp: every default one
     assert res.returncode == 0, res.stderr
-    assert {m["extractor"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
+    assert {m["spec"] for m in Zoo.open(tiny_zoo).list_fingerprints()} >= set(pipeline.DEFAULT_FINGERPRINTS)
 
 
 def test_weight_matrices_serve_built_in_and_imported_zoos_and_wrong_names_list_the_valid_ones(tiny_zoo, tmp_path):
@@ -650,3 +650,15 @@ def test_a_grouped_convolution_ends_the_inference_with_its_name():
                             torch.nn.Conv2d(8, 4, 3))
     assert sequential_groups(m) == {}
     assert sequential_stop(m) == "'2' (Conv2d, groups=2)"
+
+
+def test_a_parameter_without_a_default_is_named_by_the_spec_it_was_asked_as(plugin_package):
+    """The seventh audit (B, F7): `--fp brk:no_default` said "extractor 'no_default'"; every other
+    plugin error names the spec."""
+    (plugin_package / "brk_nodefault.py").write_text("def no_default(models, k):\n    return None\n")
+    with pytest.raises(PluginError, match=r"^extractor 'brk_nodefault:no_default': parameter 'k' needs a default$"):
+        load_plugin("brk_nodefault:no_default")
+    with pytest.raises(PluginError, match=r"^extractor 'needs-k': parameter 'k' needs a default$"):
+        @fingerprint.extractor("needs-k")
+        def needs_k(models, k):
+            return None
