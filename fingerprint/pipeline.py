@@ -70,8 +70,11 @@ from training.core.store import (
 from training.core.validate import from_mapping
 from training.sweep import SweepSummary, get_executor, run_sweep, validate
 
-DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs", "disagreement", "weight-stats",
-                        "weight-spectra", "cka", "aligned-weights"]
+# which class each model predicts on in-distribution probes: a different rule (a+b vs a-b) disagrees on most of
+# them, where confidence dominates the outputs' own features (the seventh outside audit; docs/extractors.md)
+PREDICTIONS = "disagreement:probe_set=in_dist"
+DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs", "disagreement", PREDICTIONS,
+                        "weight-stats", "weight-spectra", "cka", "aligned-weights"]
 
 
 def default_fingerprints(zoo: Zoo) -> list[str]:
@@ -92,7 +95,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         return {}
     sets = set(task_for(zoo).probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
-             "anomalous-inputs": "in_dist"}
+             "anomalous-inputs": "in_dist", PREDICTIONS: "in_dist"}
     why: dict[str, str] = {}
     for f in DEFAULT_FINGERPRINTS:
         if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
