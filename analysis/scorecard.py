@@ -51,39 +51,8 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
            "RESULT_VERSION", "METHODS_VERSION"]
 
 RESULT_VERSION = 1
-# Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again):
-# 2 = the label-free groups test also looks along each principal direction of the centroids;
-# 3 = the calibrated lineage identification (stratified AUC, permutation p-value) is noise evidence;
-# 4 = ... except where the basins follow the label and not the families (clean basins);
-# 5 = the label-free split test also looks for camps within the families (their residuals), Bonferroni with the joint one;
-# 6 = a split whose families' sides are one family and the rest is not a group of lineages (a family's quirk);
-# 7 = no statistic changed: the label-free results gain closest_groups and n_related_families and their sentences
-#     the closest-split pointer and the few-families caution, so results stored by 6 are analysed again.
-#     Also 7: candidate basins compared with the model table's other columns (metadata_match, analysis.metadata).
-# 8 = the label-free split tests take the generation in the parent chain (parent_id) out, and the all-model
-#     split the strata's within-family contrasts too, and the lineage test permutes within generations
-#     (docs/scorecard.md, "Parents imported beside their fine-tunes").
-# 9 = the label-free tests leave out models without a lineage value, each deep verdict carries its effect
-#     size and a one-family pointer, a partition closer than two halves of one Gaussian cloud is no deep
-#     verdict, recovered families resist single false links (docs/scorecard.md). The all-model split's null is unchanged (plug-in; the rotation
-#     null was measured and not adopted: docs/results.md, "All-model split: a calibrated null, measured").
-# 10 = the probe keeps the principal coordinates' relative variances (one common scale, not each standardised),
-#      and a deep AMI at the family permutation's floor is "insufficient: N families", not "uninformative"
-#      (docs/scorecard.md, "The probe at few families" and "The permutation floor").
-# 10 = a `groups lineages` verdict from the models' split names the families it cuts and puts each of their
-#     models on its own side (whole families as before), sized as such; the verdict also needs each family's
-#     majority-side partition not small, as before (docs/scorecard.md, "Cut families").
-# 11 = a deep verdict's candidate basins need a gap between them (Hartigan's dip test along the line
-#      joining them, p <= 0.05): camps that are a continuum cut in two (a graded knob, a shared data order)
-#      are no deep verdict (docs/scorecard.md, "A gap between the camps").
-# 12 = the probe AUROC counts towards a deep verdict only with its family-permutation p-value (a least-squares
-#      probe refitted on each relabelling) significant after BH, with the other tests; a deep AMI whose p is
-#      far above its floor is not "at the floor" (docs/scorecard.md, "The probe's permutation test"); the gap
-#      rule also asks a spacing bound (a small minority's gap), and camps closer than two Gaussian halves on
-#      lines fitted without each family are small (docs/scorecard.md, "A gap beside a small minority",
-#      "Camps only their own line separates").
-# 13: a label-free deep test at the floor of its null replicates and unconfirmed after BH is drawn again with
-#      replicates enough to decide it (docs/scorecard.md, "Null replicates").
+# Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
+# what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
 METHODS_VERSION = 13
 VERDICTS = tuple(v.value for v in LABELLED)
 
