@@ -251,16 +251,19 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="2", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
-    """Pairwise fraction of probes on which two models predict different classes: [n, n].
-    For one-output (regression) models: pairwise RMS difference of outputs."""
+    """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
+    prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
+    (version 1 divided by the probes alone there: ``1 - T x agreement``, negative). For one-output
+    (regression) models: pairwise RMS difference of outputs."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
+    per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
     if out.shape[-1] == 1:
-        return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(out.shape[1])
-    onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, P * C]
-    return 1.0 - onehot @ onehot.T / out.shape[1]
+        return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model)
+    onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, per_model * C]
+    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0)
 
 
 @extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,

@@ -11,6 +11,7 @@ from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import anomalous_tokens
+from fingerprint.extractors.common import probes
 from fingerprint.population import ProbeSets
 from training.config import load_config
 from training.core.seeds import DATA, seed_lanes
@@ -156,3 +157,19 @@ def test_tiny_lm_configs_load():
         cfg = load_config(name)
         assert cfg.task.name == "tiny-lm" and cfg.finetune[0].task == {"stage": "instruct"}
         assert len(cfg.seeds.init_seeds()) >= 8 and len(cfg.seeds.data_seeds()) >= 2
+
+
+def test_disagreement_counts_every_position_of_per_position_outputs(lm_zoo):
+    """The eighth audit (F1): on models with an output per position ``[n, P, T, V]`` the disagreement
+    divided the agreeing predictions by the probes alone, ``1 - T x agreement`` (identical models at
+    ``1 - T``), and the analysis failed on the negative distances. Now it is the share of the ``P x T``
+    predictions on which two models differ, as a loop over model pairs counts it."""
+    (res,) = extract(lm_zoo, ["disagreement:probe_set=in_dist"], force=True)
+    d = np.asarray(res.values)
+    mb = ModelBatch.from_zoo(lm_zoo)
+    out = mb.forward(probes(mb, "in_dist", 256))  # the probes the extractor reads
+    assert out.dim() == 4  # readout = "all": [n, P, T, V]
+    pred = out.argmax(-1).reshape(len(out), -1)
+    ref = np.array([[float((pred[i] != pred[j]).float().mean()) for j in range(len(out))] for i in range(len(out))])
+    assert d.min() >= 0 and np.allclose(np.diag(d), 0) and np.allclose(d, ref, atol=1e-6)
+    assert d.max() > 0  # base models and their fine-tunes predict differently somewhere
