@@ -18,7 +18,7 @@ from analysis.scorecard import analyze
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import recombined_batch
-from fingerprint.pipeline import default_fingerprints, skipped_defaults
+from fingerprint.pipeline import PREDICTIONS, default_fingerprints, skipped_defaults
 from training.core.errors import UserError
 
 
@@ -124,3 +124,16 @@ def test_one_coordinate_inputs_leave_recombined_outputs_out_of_the_default_set_a
     assert "single coordinate" in skipped_defaults(zoo)["recombined-outputs"]
     with pytest.raises(UserError, match="recombined-outputs: the reference inputs have a single coordinate"):
         recombined_batch(torch.linspace(-3, 3, 32)[:, None], 8, "coord", 0)
+
+
+def test_an_import_without_in_dist_probes_leaves_the_in_dist_predictions_out_and_says_why(tmp_path):
+    """The default set's `disagreement:probe_set=in_dist` reads the `in_dist` probes: an import without
+    them leaves it out, with the reason, as it does `probe-outputs`; the `ood` one stays."""
+    mods = [nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)) for _ in range(3)]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "imp", probes={"ood": torch.randn(8, 4)})
+    why = skipped_defaults(zoo)
+    assert why[PREDICTIONS] == why["probe-outputs"] == "no probe set 'in_dist'"
+    assert PREDICTIONS not in default_fingerprints(zoo) and "disagreement" in default_fingerprints(zoo)
+    both = Zoo.from_modules(mods, out=tmp_path / "both", probes={"ood": torch.randn(8, 4), "in_dist": torch.randn(8, 4)})
+    (res,) = extract(both, [PREDICTIONS])
+    assert res.error is None and res.values.shape == (3, 3) and np.allclose(np.diag(res.values), 0)
