@@ -294,12 +294,14 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
     if not hints:
         return sentence + lone
     n_null = getattr(r, "n_null", None)
-    raw = [p for p in (r.p_split, r.p_groups) if p is not None and p <= alpha]
-    floor = (f"; p {min(raw):.2g} is the smallest {n_null} null replicates can give" if n_null and raw
-             and min(raw) <= 1.0 / (n_null + 1) + 1e-12 else "")
+    # at the floor of its replicates (the split's 1 / (n + 1), the groups' 2 / (n + 1)): more of them could tell;
+    # above it (after the re-draw, analysis.labelfree.replicates_to_decide, too) only more families can
+    at = [p for p, k in ((r.p_split, 1.0), (r.p_groups, 2.0))
+          if p is not None and p <= alpha and n_null and p <= k / (n_null + 1) + 1e-12]
+    more, floor = ((", or more null replicates with `--n-perm`,", f"; p {min(at):.2g} is the smallest {n_null} null "
+                    "replicates can give") if at else ("", ""))
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
-            "correction across fingerprints but not after (more init families, or more null replicates with "
-            f"`--n-perm`, would tell{floor}).")
+            f"correction across fingerprints but not after (more init families{more} would tell{floor}).")
 
 
 def cutting(r: Any) -> str:

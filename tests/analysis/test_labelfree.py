@@ -290,6 +290,10 @@ def test_a_deep_test_significant_only_before_the_correction_says_inconclusive():
     assert floor.verdict == "no structure" and "two camps p 0.005" in floor.sentence
     assert "would tell; p 0.005 is the smallest 199 null replicates can give)." in floor.sentence
     assert "smallest" not in r.sentence  # p 0.03 is not the floor
+    # above the floor more replicates would not tell (the eighth audit: a groups test redrawn with 2,159
+    # replicates, p 0.0083, still advised `--n-perm`); at it they could
+    assert "(more init families would tell)." in r.sentence and "--n-perm" not in r.sentence
+    assert "(more init families, or more null replicates with `--n-perm`, would tell; p 0.005" in floor.sentence
 
 
 def test_one_family_set_apart_is_a_quirk_not_a_group_of_lineages():
