@@ -51,6 +51,7 @@ from analysis.labelfree_sentences import (
     NO_RELATIVES,
     SENTENCES,
     alone,
+    at_floor,
     closest_split,
     cut_text,
     families,
@@ -646,17 +647,8 @@ def _adjusted(results: Sequence[LabelFreeResult]) -> dict[tuple[int, str], float
     return {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
 
 
-def p_floor(r: LabelFreeResult, test: str) -> float | None:
-    """The smallest raw p-value ``test`` (``groups`` or ``split``) can give with ``r.n_null`` replicates:
-    ``2 / (n_null + 1)`` for the groups (two statistics, each ``1 / (n_null + 1)`` at best, doubled),
-    ``1 / (n_null + 1)`` for the split (two statistics on ``2 n_null + 1`` replicates each, doubled)."""
-    if not r.n_null:
-        return None
-    return (2.0 if test == "groups" else 1.0) / (r.n_null + 1)
-
-
 def replicates_for(n_tests: int, alpha: float) -> int:
-    """Null replicates that put a deep test's floor (:func:`p_floor`, at most ``2 / (n + 1)``) at ``alpha
+    """Null replicates that put a deep test's floor (:func:`~analysis.labelfree_sentences.p_floor`, at most ``2 / (n + 1)``) at ``alpha
     / (2 n_tests)``: a test at that floor is significant after the Benjamini-Hochberg correction over
     ``n_tests`` tests even when it is the only small p-value among them (its q is ``alpha / 2``)."""
     return min(MAX_NULL, int(np.ceil(4 * n_tests / alpha)) - 1)
@@ -676,8 +668,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     for (i, test), qv in q.items():
         r = results[i]
         p = {"groups": r.p_groups, "split": r.p_split}.get(test)
-        floor = p_floor(r, test) if p is not None else None
-        if floor is not None and qv > alpha and p <= floor * (1 + 1e-9) and r.n_null < need:
+        if p is not None and qv > alpha and at_floor(p, r.n_null, test) and r.n_null < need:
             out[i] = need
     return out
 

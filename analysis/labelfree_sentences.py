@@ -294,14 +294,28 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
     if not hints:
         return sentence + lone
     n_null = getattr(r, "n_null", None)
-    # at the floor of its replicates (the split's 1 / (n + 1), the groups' 2 / (n + 1)): more of them could tell;
-    # above it (after the re-draw, analysis.labelfree.replicates_to_decide, too) only more families can
-    at = [p for p, k in ((r.p_split, 1.0), (r.p_groups, 2.0))
-          if p is not None and p <= alpha and n_null and p <= k / (n_null + 1) + 1e-12]
+    # at the floor of its replicates more of them could tell; above it (after the re-draw,
+    # analysis.labelfree.replicates_to_decide, too) only more families can
+    at = [p for p, test in ((r.p_split, "split"), (r.p_groups, "groups"))
+          if p is not None and p <= alpha and at_floor(p, n_null, test)]
     more, floor = ((", or more null replicates with `--n-perm`,", f"; p {min(at):.2g} is the smallest {n_null} null "
                     "replicates can give") if at else ("", ""))
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "
             f"correction across fingerprints but not after (more init families{more} would tell{floor}).")
+
+
+def p_floor(n_null: int | None, test: str) -> float | None:
+    """The smallest raw p-value the label-free ``test`` (``groups`` or ``split``) can give with ``n_null``
+    replicates: ``2 / (n_null + 1)`` for the groups (two statistics, each ``1 / (n_null + 1)`` at best,
+    doubled), ``1 / (n_null + 1)`` for the split (two statistics on ``2 n_null + 1`` replicates each,
+    doubled); ``None`` without replicates."""
+    return (2.0 if test == "groups" else 1.0) / (n_null + 1) if n_null else None
+
+
+def at_floor(p: float, n_null: int | None, test: str) -> bool:
+    """Is the raw p-value ``p`` of ``test`` at :func:`p_floor` (up to float rounding)?"""
+    floor = p_floor(n_null, test)
+    return floor is not None and p <= floor * (1 + 1e-9)
 
 
 def cutting(r: Any) -> str:
