@@ -172,17 +172,18 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
     xx = np.asarray(x, dtype=np.float64)
     fam = np.asarray([str(f) for f in family], dtype=object)
     pos, side, seen = [], [], 0
+    in_two = (b == lo) | (b == hi)
     for f in np.unique(fam):
         mine, rest = fam == f, fam != f
         a, c = rest & (b == lo), rest & (b == hi)
-        held = mine & ((b == lo) | (b == hi))
+        held = mine & in_two
         if not a.any() or not c.any() or not held.any():
             continue
         diff = xx[c].mean(0) - xx[a].mean(0)
         norm = float(np.linalg.norm(diff))
         if not norm > 0:
             continue
-        pos.append((xx[held] - xx[rest & ((b == lo) | (b == hi))].mean(0)) @ (diff / norm))
+        pos.append((xx[held] - xx[rest & in_two].mean(0)) @ (diff / norm))
         side.append(b[held] == hi)
         seen += 1
     if seen < APART_MIN_FAMILIES:
