@@ -345,7 +345,6 @@ def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str
     the order of a model's stored units, so a model and any exact unit permutation of it get the
     same features; ``"identity"`` is version 1's start (docs/extractors.md, aligned-weights).
     ``iterations=0`` gives the start alone (version 1: no matching at all)."""
-    _check_start(start)
     aligned = _aligned(models, reference, iterations, start)
     weights, meta = _weights(models, "aligned-weights")
     return (torch.cat([aligned[k].reshape(len(aligned[k]), -1) for k in sorted(weights)], 1),
