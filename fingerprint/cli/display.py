@@ -31,6 +31,7 @@ from analysis.labelfree_sentences import (
     size_lines,
     unknown_text,
 )
+from analysis.options import AnalysisOptions
 from analysis.resampling import MIN_FAMILIES
 from analysis.results import AnalysisResult, candidates_apart_sentence, lone_sentences
 from fingerprint.cli import console, err_console, esc, print_error
@@ -204,13 +205,16 @@ def _q(q: Any) -> str:
     return "" if q is None or q != q else f" [dim]q {q:.2g}[/]"
 
 
+DEFAULTS = AnalysisOptions()  # the thresholds of a result whose settings predate them
+
+
 def _probe_only(r: Any, settings: dict) -> bool:
     """A deep verdict whose basins do not follow the label significantly: the probe alone made it
     (the seventh audit read `deep` beside `deep 0.00` as strong support)."""
     if r.verdict not in ("tracks deep differences", "tracks both"):
         return False
-    basins = (r.deep_ami is not None and r.deep_ami >= settings.get("thresholds", {}).get("deep_ami", 0.3)
-              and (r.deep_ami_q is None or r.deep_ami_q <= settings.get("alpha", 0.05)))
+    basins = (r.deep_ami is not None and r.deep_ami >= settings.get("thresholds", {}).get("deep_ami", DEFAULTS.deep_threshold)
+              and (r.deep_ami_q is None or r.deep_ami_q <= settings.get("alpha", DEFAULTS.alpha)))
     return not basins
 
 
@@ -227,7 +231,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
     for r in result.scorecard:
-        sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", 0.05)
+        sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", DEFAULTS.alpha)
         ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
         noise = r.noise_ami
         if r.parent_noise_ami is not None and (noise is None or r.parent_noise_ami > noise):
