@@ -7,7 +7,8 @@ outputs read exactly like a planted backdoor (docs/scorecard.md, "How big is the
 - :func:`basin_effect`: the share of a fingerprint's variance the candidate basins explain
   (between-basin over total sum of squares), in the raw fingerprint and in the coordinates the tests
   ran in, and the basins' separation along the line joining their means in pooled within-basin
-  SDs, each with a 95% family-bootstrap interval (the basins fixed, whole families resampled).
+  SDs, each with a bias-corrected estimate and a 95% basic family-bootstrap interval (the basins
+  fixed, whole families resampled).
 - :func:`family_apart`: one init family that a fingerprint's own basins set apart from all the
   others (a basin of exactly its models, every other basin of two or more families), an
   exploratory pointer: by design one family apart is one seed's quirk, not a basin, and real null
@@ -28,8 +29,9 @@ import numpy as np
 
 from analysis.labelfree import LabelFreeResult, _centroids, _family_centred
 from analysis.resampling import (
-    family_bootstrap,
-    family_bootstrap_batch,
+    basic_interval,
+    family_bootstrap_batch_values,
+    family_bootstrap_values,
     family_codes,
     family_counts,
 )
@@ -290,8 +292,10 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     ``None``: ``coords``), ``share_coords`` of the variance of the test coordinates ``coords [n, k]``,
     and ``separation`` along the line between the two largest basins' means in pooled within-basin
     SDs, in the test coordinates, family-centred when the basins are camps found within the
-    families (``within``). Each with ``*_ci``, a 95% interval over family bootstrap samples (the
-    basins fixed; ``None`` with fewer than 4 families). ``None`` when fewer than two basins."""
+    families (``within``): the sample's values, which the rules read. Each with ``*_bc`` and
+    ``*_ci``, the family bootstrap's bias-corrected estimate and 95% basic interval (the basins
+    fixed; :func:`~analysis.resampling.basic_interval`, the separation's on the log scale; ``None``
+    with fewer than 4 families). ``None`` when fewer than two basins."""
     b = _as_basins(basins)
     c = np.asarray(coords, dtype=np.float64)
     if len(b) != len(c) or len(family) != len(c):
@@ -318,14 +322,17 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
                          lambda rows, _d: share_of_variance(c[rows], b[rows])),
         "separation": (separation(sep_x, b), None, sep_of),
     }
-    out: dict[str, Any] = {"raw": raw is not None}
+    out: dict[str, Any] = {"raw": raw is not None, "ci_method": "basic"}
     for name, (value, batch, one) in stats.items():
         out[name] = value
         ci = None
         if value is not None:
-            ci = (family_bootstrap_batch(batch, fam, n_boot, random_state) if batch is not None
-                  else family_bootstrap(one, fam, n_boot, random_state))
-        out[f"{name}_ci"] = None if ci is None else [ci[0], ci[1]]
+            vals = (family_bootstrap_batch_values(batch, fam, n_boot, random_state) if batch is not None
+                    else family_bootstrap_values(one, fam, n_boot, random_state))
+            sep = name == "separation"  # a ratio with a skewed bootstrap: on the log scale, never below 0
+            ci = None if vals is None else basic_interval(vals, value, n_boot, 0.95, (0.0, np.inf if sep else 1.0), log=sep)
+        out[f"{name}_bc"] = None if ci is None else ci[0]
+        out[f"{name}_ci"] = None if ci is None else [ci[1], ci[2]]
     out["separation_heldout"] = heldout_separation(sep_x, b, fam)
     # small: closer than two halves of one Gaussian cloud, on the line fitted to them or on lines fitted without
     # each family (camps that only the line fitted to them separates are no basins)

@@ -152,13 +152,16 @@ def cut_text(cut: Any) -> str:
 def effect_text(e: dict[str, Any] | None) -> str:
     """How big a deep verdict's difference is (:func:`analysis.effect.basin_effect` ``e``), in words:
     "a small difference: ..." when its candidate basins are closer than two halves of one Gaussian
-    cloud along the line between them (``e["small"]``), else the size. ``""`` without ``e``."""
+    cloud along the line between them (``e["small"]``), else the size. The share is the family
+    bootstrap's bias-corrected estimate with its interval (these models' own share beside it); the
+    separation is these models' own, which the ``small`` rule reads, with the bias-corrected one
+    beside it. ``""`` without ``e``."""
     if not e or e.get("share") is None:
         return ""
     where = "fingerprint's" if e.get("raw", True) else "test coordinates'"
-    share = f"{_pct(e['share'])} of the {where} variance{_ci(e.get('share_ci'), _pct)}"
+    share = f"{_pct(_corrected(e, 'share'))} of the {where} variance{_bc_ci(e, 'share', _pct)}"
     sep = e.get("separation")
-    apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{_ci(e.get('separation_ci'), sds)}"
+    apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{_bc_ci(e, 'separation', sds)}"
     if e.get("small"):
         return (f"A small difference: {share}{apart}, closer than the two halves of one Gaussian cloud "
                 f"({e.get('threshold', 2.65):.2f} SDs): real perhaps, but check that it matters before calling it a basin "
@@ -166,9 +169,30 @@ def effect_text(e: dict[str, Any] | None) -> str:
     return f"Size: the candidate basins explain {share}{apart}."
 
 
+def _corrected(e: dict[str, Any], name: str) -> float:
+    """``e``'s bias-corrected ``name`` (``share``, ``separation``), or the sample's where there is none
+    (fewer than 4 families, or an analysis stored before ``METHODS_VERSION`` 14)."""
+    v = e.get(f"{name}_bc")
+    return e[name] if v is None else v
+
+
+def _bc_ci(e: dict[str, Any], name: str, fmt: Any) -> str:
+    """The parenthesis after ``e``'s ``name``: for the share (shown bias-corrected) these models' own
+    value, for the separation (shown as these models' own) the bias-corrected one, each with the
+    95% interval; an analysis stored without ``*_bc`` (its interval a percentile one): the interval alone."""
+    ci = e.get(f"{name}_ci")
+    if e.get(f"{name}_bc") is None:
+        return _ci(ci, fmt)
+    interval = "" if not ci else f", 95% family-bootstrap interval {fmt(ci[0])}-{fmt(ci[1])}"
+    if name == "share":
+        return f" (bias-corrected{interval}; {fmt(e[name])} in these models)"
+    return f" (bias-corrected {fmt(e[f'{name}_bc'])}{interval})"
+
+
 def effect_brief(e: dict[str, Any]) -> str:
-    """``e`` (:func:`analysis.effect.basin_effect`) in a few words: ``0.2% [0.04-9.7%], 0.48 SDs (small)``."""
-    share = "–" if e.get("share") is None else _pct(e["share"]) + (
+    """``e`` (:func:`analysis.effect.basin_effect`) in a few words: ``0.2% [0.04-9.7%], 0.48 SDs (small)``
+    (the share bias-corrected, with its interval; the separation these models' own)."""
+    share = "–" if e.get("share") is None else _pct(_corrected(e, "share")) + (
         f" [{_pct(e['share_ci'][0])}-{_pct(e['share_ci'][1])}]" if e.get("share_ci") else "")
     sep = "" if e.get("separation") is None else f", {sds(e['separation'])} SDs"
     return share + sep + (" (small)" if e.get("small") else "")
@@ -184,7 +208,8 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     if sizes:
         threshold = next(d["effect"].get("threshold") for _, d in results if d.get("effect")) or 2.65
         lines.append("lineage, how big each candidate deep difference is (share of the fingerprint's variance the "
-                     "candidate basins explain [95% family-bootstrap interval]; their separation in within-basin SDs, "
+                     "candidate basins explain, bias-corrected [95% family-bootstrap interval]; their separation in within-basin "
+                     "SDs in these models, "
                      f"small below {threshold:.2f}, two halves of one Gaussian cloud): " + "; ".join(sizes))
     cut: dict[tuple[str, ...], list[str]] = {}  # the families a groups split cuts -> the fingerprints that cut them
     for name, d in results:

@@ -48,11 +48,21 @@ def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], fam
                      random_state: int = 0, level: float = 0.95,
                      min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
     """Percentile interval of ``stat(rows, draw)`` over bootstrap samples that draw whole init
-    families with replacement: ``rows`` index the population (a family's members together) and
-    ``draw [len(rows)]`` numbers the draws, so a family drawn twice counts as two families.
-    ``None`` when fewer than ``min_families`` families (default :data:`MIN_FAMILIES`), or when the
-    statistic is undefined in more than half of the samples. :func:`family_bootstrap_batch` is the
-    same interval for a statistic computed on all samples at once."""
+    families with replacement (:func:`family_bootstrap_values`). ``None`` when fewer than
+    ``min_families`` families (default :data:`MIN_FAMILIES`), or when the statistic is undefined in
+    more than half of the samples. :func:`family_bootstrap_batch` is the same interval for a
+    statistic computed on all samples at once."""
+    vals = family_bootstrap_values(stat, family, n_boot, random_state, min_families)
+    return None if vals is None else percentile_interval(vals.tolist(), n_boot, level)
+
+
+def family_bootstrap_values(stat: Callable[[np.ndarray, np.ndarray], float | None], family: Sequence,
+                            n_boot: int = 200, random_state: int = 0,
+                            min_families: int = MIN_FAMILIES) -> np.ndarray | None:
+    """The defined values ``[<= n_boot]`` of ``stat(rows, draw)`` over bootstrap samples that draw
+    whole init families with replacement: ``rows`` index the population (a family's members
+    together) and ``draw [len(rows)]`` numbers the draws, so a family drawn twice counts as two
+    families. ``None`` below ``min_families`` families."""
     codes, names = family_codes(family)
     if len(names) < max(min_families, 1):
         return None
@@ -64,22 +74,31 @@ def family_bootstrap(stat: Callable[[np.ndarray, np.ndarray], float | None], fam
         v = stat(rows, draw)
         if v is not None and np.isfinite(v):
             vals.append(float(v))
-    return percentile_interval(vals, n_boot, level)
+    return np.asarray(vals, dtype=np.float64)
 
 
 def family_bootstrap_batch(stat: Callable[[np.ndarray, np.ndarray], np.ndarray], family: Sequence, n_boot: int = 200,
                            random_state: int = 0, level: float = 0.95,
                            min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
-    """:func:`family_bootstrap` with the statistic of every sample computed at once:
+    """:func:`family_bootstrap` with the statistic of every sample computed at once
+    (:func:`family_bootstrap_batch_values`): the same interval as :func:`family_bootstrap` with the
+    per-sample statistic, when the values are."""
+    vals = family_bootstrap_batch_values(stat, family, n_boot, random_state, min_families)
+    return None if vals is None else percentile_interval(vals.tolist(), n_boot, level)
+
+
+def family_bootstrap_batch_values(stat: Callable[[np.ndarray, np.ndarray], np.ndarray], family: Sequence,
+                                  n_boot: int = 200, random_state: int = 0,
+                                  min_families: int = MIN_FAMILIES) -> np.ndarray | None:
+    """:func:`family_bootstrap_values` with the statistic of every sample computed at once:
     ``stat(picks, codes)`` gets the families each sample draws, ``picks [n_boot, n_families]`` (the
     same draws, in the same order), and each model's family code ``codes [n]`` (sorted-name order,
-    as :func:`family_codes`), and returns the ``[n_boot]`` values, NaN where undefined. The same
-    interval as :func:`family_bootstrap` with the per-sample statistic, when the values are."""
+    as :func:`family_codes`), and returns the ``[n_boot]`` values, NaN where undefined."""
     codes, names = family_codes(family)
     if len(names) < max(min_families, 1):
         return None
     vals = np.asarray(stat(family_picks(len(names), n_boot, random_state), codes), dtype=np.float64)
-    return percentile_interval([float(v) for v in vals if np.isfinite(v)], n_boot, level)
+    return vals[np.isfinite(vals)]
 
 
 def family_counts(picks: np.ndarray, n_families: int) -> np.ndarray:
@@ -95,6 +114,31 @@ def percentile_interval(vals: list[float], n_boot: int, level: float) -> tuple[f
         return None
     a = (1 - level) / 2
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float = 0.95,
+                   bounds: tuple[float, float] = (-np.inf, np.inf),
+                   log: bool = False) -> tuple[float, float, float] | None:
+    """The bias-corrected estimate and the basic (reverse-percentile) bootstrap interval of a
+    statistic whose sample value is ``estimate`` and whose bootstrap values are ``vals``:
+    ``(2 estimate - median, 2 estimate - q_hi, 2 estimate - q_lo)``, clipped to ``bounds``; with
+    ``log`` the same on the log scale (``estimate**2 / median``, ...: for a positive ratio whose
+    bootstrap is skewed, a separation in SDs; the linear scale where a value is not positive).
+    The bootstrap values stand to the estimate as the estimate stands to the population's value, so
+    where resampling inflates a statistic (a share of variance drawn with duplicated families, a
+    separation along a line fitted to the same models) the percentile interval sits too high, can
+    exclude the estimate, and covers the population's value far less often than its level says; the
+    basic interval moves the other way (docs/scorecard.md, "How big is the difference"). The
+    corrected estimate lies inside its interval. ``None`` when fewer than half the samples have a value."""
+    pi = percentile_interval(list(vals), n_boot, level)
+    if pi is None:
+        return None
+    med = float(np.median(vals))
+    if log and estimate > 0 and pi[0] > 0:
+        mid, lo, hi = estimate**2 / med, estimate**2 / pi[1], estimate**2 / pi[0]
+    else:
+        mid, lo, hi = 2 * estimate - med, 2 * estimate - pi[1], 2 * estimate - pi[0]
+    return tuple(float(np.clip(v, *bounds)) for v in (mid, lo, hi))
 
 
 def family_bootstrap_mean(values: Sequence[float], family: Sequence | None = None, n_boot: int = 2000,
