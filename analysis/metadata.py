@@ -100,8 +100,9 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
     Returns one entry per statistic computed, matches first, then by strength:
     ``{column, statistic ("AMI" | "AUROC"), value, ci ([lo, hi] or None), match, level, n_models}``
     (AUROC entries also ``higher_in``: the basin where the column's values are higher, ``distinct``: its
-    number of values, and ``graded``: at least :data:`GRADED_VALUES` of them, so that two camps it
-    matches may be a threshold on a continuum rather than two basins; AMI entries ``crossed``: crossed
+    number of values, and ``graded``: at least :data:`GRADED_VALUES` of them, not two levels apart
+    (:func:`_two_levels`), so that two camps it matches may be a threshold on a continuum rather than
+    two basins; AMI entries ``crossed``: crossed
     with the families as a shared data order is, which ``--strata`` takes out). A column is
     left out when it is constant on the models, has no numbers and more than n/2 distinct values (names,
     paths), or groups the models exactly as the families do (another name for the lineage)."""
@@ -128,8 +129,17 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
         if nums is not None and len(np.unique(b)) == 2:
             out.append(_auroc_entry(name, b, nums[keep], fcodes, fam, nf, n_boot, random_state, auroc_level))
             out[-1]["distinct"] = distinct
-            out[-1]["graded"] = distinct >= GRADED_VALUES
+            out[-1]["graded"] = distinct >= GRADED_VALUES and not _two_levels(nums[keep], b)
     return sorted(out, key=lambda e: (not e["match"], -(e["value"] or 0.0), e["column"], e["statistic"]))
+
+
+def _two_levels(x: np.ndarray, b: np.ndarray) -> bool:
+    """Are the two basins' values of ``x [n]`` two levels, not a continuum cut in two: their ranges
+    apart, with a gap between them at least as wide as the wider range (an outcome measured on each
+    model: 0.0 for every clean model, 0.96-0.99 for every backdoored one)?"""
+    lo, hi = sorted((x[b == v] for v in np.unique(b)), key=np.median)
+    gap = float(hi.min() - lo.max())
+    return gap > 0 and gap >= max(float(np.ptp(lo)), float(np.ptp(hi)))
 
 
 def _ami_entry(name: str, b: np.ndarray, strs: np.ndarray, fcodes: np.ndarray, fam: np.ndarray, nf: int, n_boot: int,

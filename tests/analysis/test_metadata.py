@@ -110,9 +110,19 @@ def test_statistics_are_scikit_learns_and_the_auroc_is_oriented():
     auc = by["size", "AUROC"]
     assert auc["value"] == pytest.approx(1 - roc_auc_score(basins, size), abs=1e-12) and auc["value"] == 1.0
     assert auc["higher_in"] == 0 and auc["match"] and auc["ci"] == [1.0, 1.0]
-    assert auc["graded"] and auc["distinct"] == 24  # a number per model: camps at a threshold of it (the sixth audit)
+    # a number per model, but two levels 2 apart, each 0.5 wide: an outcome of each basin, not a graded knob
+    assert not auc["graded"] and auc["distinct"] == 24
     two = md.compare(basins, {"epochs": np.where(basins == 0, 40, 10)}, fam)
     assert [(e["statistic"], e.get("graded")) for e in two] == [("AMI", None), ("AUROC", False)]
+    # a knob drawn per model (log-uniform weight decay) and the camps at a threshold of it: graded (the sixth audit)
+    knob = np.sort(r.uniform(-5, -2, 24))
+    cut = (np.arange(24) >= 12).astype(int)
+    graded = [e for e in md.compare(cut, {"log_wd": knob}, fam) if e["statistic"] == "AUROC"][0]
+    assert graded["graded"] and graded["value"] == 1.0
+    # the ninth audit: the share of triggered inputs sent to class 0, 0.0 for every clean model and 0.96-0.99
+    # for every backdoored one, is two levels, not "perhaps a continuum cut in two"
+    trig = np.where(cut == 1, r.uniform(0.96, 0.99, 24), 0.0)
+    assert not [e for e in md.compare(cut, {"trig_to0": trig}, fam) if e["statistic"] == "AUROC"][0]["graded"]
 
 
 def test_missing_values_constant_columns_and_few_families():
