@@ -324,6 +324,8 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
                                           r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
                                           s.get("lineage_auc"), c.get("lineage_auc_q"), Floor.of(c, opts.n_perm),
                                           c.get("probe_auroc_q"), c.get("probe_auroc_p"))
+            if s.get("probe_skipped") and r.has_label:
+                r.reason = f"{r.reason}; {s['probe_skipped']}"
         deep_ok = any(c.get(k) is not None and c[k] <= opts.alpha for k in ("deep_ami_q", "probe_auroc_q"))
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold

@@ -152,6 +152,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         scores["deep_ami"] = mt.ami(clusters, label)
         oof = mt.probe_auroc(coords, label, random_state=opts.seed, groups=folds, return_oof=True, scale="common")
         scores["probe_auroc"] = None if oof is None else oof[0]
+        if oof is None:  # the verdict's reason says why the AUROC column reads "–"
+            scores["probe_skipped"] = mt.probe_skipped(label, folds)
     else:
         scores["deep_ami"] = None
         scores["probe_auroc"] = None

@@ -234,6 +234,21 @@ def test_scorecard_probe_folds_follow_parent_links(lineage):
     assert 0.35 < auroc < 0.65, auroc
 
 
+def test_a_probe_skipped_for_a_small_class_says_why():
+    """The ninth audit: 4 of 24 models on another rule, and every fingerprint's AUROC read "–" with no
+    reason anywhere. The verdict's reason now names the class size the probe needs."""
+    rng = np.random.default_rng(0)
+    ids = [f"m{i}" for i in range(24)]
+    kind = np.where(np.arange(24) % 6 == 0, "minority", "majority").astype(object)  # 4 of 24
+    x = rng.normal(size=(24, 6)) + 5.0 * (kind == "minority")[:, None]
+    table = {"model_id": np.asarray(ids, dtype=object), "kind": kind, "family": np.repeat(np.arange(12), 2)}
+    opts = sc.AnalysisOptions(label="kind", lineage="family", n_boot=0, embedding="pca", n_family_boot=20)
+    r = sc.analyze([sc.FingerprintInput("fp", x, ids, {})], table, opts).fingerprints[0]
+    assert r.scores["probe_auroc"] is None
+    assert "no probe AUROC: the label's smallest class has 4 models, and the probe needs 5 in each" in r.reason
+    assert mt.probe_skipped(np.zeros(6)) == "no probe AUROC: the label has one class"
+
+
 def test_forecast_folds_keep_families_together():
     from analysis.forecast import forecast_step
 
