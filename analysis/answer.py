@@ -61,6 +61,7 @@ class Candidate:
     columns: dict[str, bool] = field(default_factory=dict)  # model columns the candidate basins match -> graded
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
+    balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
 
 
 @dataclass
@@ -265,7 +266,38 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
         ami=_ami_range(amis), columns=_columns(group),
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
-        kinds=sorted({str(r.kind) for r in group if r.kind}))
+        kinds=sorted({str(r.kind) for r in group if r.kind}),
+        balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None)
+
+
+def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | None:
+    """Two camps ``basins`` that cut every init family of ``r`` the same way: each family has the same
+    number of models, ``k`` of them in the smaller camp. ``{n_families, members, k, chance}``, with
+    ``chance`` the probability of that balance if each model fell in the smaller camp independently
+    with the camps' overall rate (a difference the seed decides), or ``None`` (fewer than 4 families,
+    another count anywhere, or more than two camps). The ninth outside audit: fine-tuned children
+    whose data-order seed j is the same under every parent gave camps "order 0 vs the rest", one
+    model per family, on a seed-only null; a difference a seed decides would vary between families."""
+    if r.lineage_values is None or len(set(basins.values())) != 2:
+        return None
+    fam = {str(m): str(f) for m, f in zip(r.model_ids, r.lineage_values)}
+    small = min(set(basins.values()), key=lambda v: (sum(b == v for b in basins.values()), v))
+    counts: dict[str, list[int]] = {}
+    for m, b in basins.items():
+        if m in fam:
+            c = counts.setdefault(fam[m], [0, 0])
+            c[0] += 1
+            c[1] += b == small
+    shapes = set(map(tuple, counts.values()))
+    if len(counts) < 4 or len(shapes) != 1:
+        return None
+    members, k = shapes.pop()
+    if not 0 < k < members:
+        return None
+    from scipy.stats import binom  # deferred for start-up time
+
+    chance = float(binom.pmf(k, members, k / members) ** len(counts))
+    return {"n_families": len(counts), "members": int(members), "k": int(k), "chance": chance}
 
 
 def _columns(group: list[FingerprintResult]) -> dict[str, bool]:
@@ -299,7 +331,20 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){RELATION.get(c.verdicts.get(c.representative), '')}"
-            f"{cols}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
+            f"{cols}{_balance_text(c)}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
+
+
+def _balance_text(c: Candidate) -> str:
+    """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
+    candidate whose camps cut every family alike (:func:`_balance`), else ``""``."""
+    b = c.balanced
+    if not b or c.columns:  # a matched column already names the factor
+        return ""
+    return (f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the "
+            f"smaller camp (a difference the seed decides would vary from family to family: chance {b['chance']:.2g}): "
+            "the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            "every family (seed noise: record it and report with --strata COLUMN) or a difference planted member by "
+            "member (deep)")
 
 
 def _inside_text(c: Candidate, n_behavioural: int) -> str:

@@ -127,8 +127,9 @@ def test_clusters_that_split_the_camps_across_families_refine_the_candidate():
     c = one.candidates[0]
     assert c.refined_by == {"cka": 3} and one.finer is None
     assert ("candidate basins of 18 and 9 models (its, q 0.015, 20 SDs apart); the camps cut across the init families "
-            "(the seed does not decide them); their own clusters split the camps further: k = 3 (cka), each cluster "
-            "inside one camp and cutting across families") in one.sentence
+            "(the seed does not decide them); every one of the 9 families has exactly 1 of its 3 models") in one.sentence
+    assert ("; their own clusters split the camps further: k = 3 (cka), each cluster inside one camp and cutting across "
+            "families") in one.sentence
     # clusters that are the camps, whole families, or clusters that straddle the camps: no refinement
     assert refinement(fp3("a", 2, [int(r == 2) for r in RULE3])) is None
     assert refinement(fp3("a", 2, [int(f) // 3 if r != 2 else 3 + int(f) % 2 for f, r in zip(FAM3, RULE3)])) is None
@@ -209,3 +210,25 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
     seen = label_free_answer(result(*weights, kind(fp("out0", CAMPS), "behavioural"), *outputs[1:]))
     assert "behavioural fingerprints" not in seen.sentence
     assert "behavioural fingerprints" not in label_free_answer(result(*weights)).sentence
+
+
+def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
+    """The ninth audit: fine-tuned children whose data-order seed j is the same under every parent
+    split "order 0 vs the rest", one model of every family, on a seed-only null. A difference a seed
+    decides would put a varying number of each family's models in the smaller camp."""
+    ids = [f"m{i:02d}" for i in range(24)]
+    fam = [f"f{i // 4}" for i in range(24)]  # 6 families of 4
+    order0 = {m: int(i % 4 == 0) for i, m in enumerate(ids)}  # child 0 of every family
+    r = FingerprintResult("ood", n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=fam,
+                          label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".", "candidate_basins": order0})
+    ans = label_free_answer(result(r))
+    b = ans.candidates[0].balanced
+    assert b["n_families"] == 6 and b["members"] == 4 and b["k"] == 1
+    assert abs(b["chance"] - (4 * 0.25 * 0.75**3) ** 6) < 1e-12
+    assert ("every one of the 6 families has exactly 1 of its 4 models in the smaller camp (a difference the seed "
+            "decides would vary from family to family: chance 0.0056)") in ans.sentence
+    varied = dict(order0, m01=1)  # family f0 has two models in the smaller camp
+    r.label_free = dict(r.label_free, candidate_basins=varied)
+    assert label_free_answer(result(r)).candidates[0].balanced is None
+    r.label_free = dict(r.label_free, verdict="groups lineages", candidate_basins=order0)  # not a crossing split
+    assert label_free_answer(result(r)).candidates[0].balanced is None
