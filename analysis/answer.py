@@ -315,7 +315,7 @@ def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
 
-def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0) -> str:
+def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False) -> str:
     who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
@@ -331,17 +331,20 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){RELATION.get(c.verdicts.get(c.representative), '')}"
-            f"{cols}{_balance_text(c)}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
+            f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
 
 
-def _balance_text(c: Candidate) -> str:
+def _balance_text(c: Candidate, told: bool = False) -> str:
     """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
-    candidate whose camps cut every family alike (:func:`_balance`), else ``""``."""
+    candidate whose camps cut every family alike (:func:`_balance`), else ``""``; ``told``: an
+    earlier candidate of the sentence explained what that means, so this one only refers to it."""
     b = c.balanced
     if not b or c.columns:  # a matched column already names the factor
         return ""
-    return (f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the "
-            f"smaller camp (a difference the seed decides would vary from family to family: chance {b['chance']:.2g}): "
+    head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
+    if told:
+        return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above)"
+    return (f"{head} (a difference the seed decides would vary from family to family: chance {b['chance']:.2g}): "
             "the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             "every family (seed noise: record it and report with --strata COLUMN) or a difference planted member by "
             "member (deep)")
@@ -389,7 +392,9 @@ def answer_sentence(ans: Answer) -> str:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural)
     fin = ans.finer
     shared = set(fin["candidates"]) if fin else set()
-    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared, ans.n_behavioural)}" for i, c in enumerate(ans.candidates, 1))
+    first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
+    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first)}"
+                      for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "
                 f"{AGREE:g}): {texts}: several differences, or not all real; look at the models of each (summary.json "

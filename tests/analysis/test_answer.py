@@ -232,3 +232,18 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
     assert label_free_answer(result(r)).candidates[0].balanced is None
     r.label_free = dict(r.label_free, verdict="groups lineages", candidate_basins=order0)  # not a crossing split
     assert label_free_answer(result(r)).candidates[0].balanced is None
+
+
+def test_the_shared_factor_is_explained_once_in_a_sentence_of_several_candidates():
+    ids = [f"m{i:02d}" for i in range(24)]
+    fam = [f"f{i // 4}" for i in range(24)]
+
+    def one(name: str, j: int) -> FingerprintResult:
+        basins = {m: int(i % 4 == j) for i, m in enumerate(ids)}  # order j vs the rest
+        return FingerprintResult(name, n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=fam,
+                                 label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".",
+                                             "candidate_basins": basins})
+
+    s = label_free_answer(result(one("a", 0), one("b", 1))).sentence
+    assert s.count("the pattern of a factor the families share by design") == 1
+    assert "(chance 0.0056: a factor shared by design, as above)" in s
