@@ -35,6 +35,10 @@ from analysis.labelfree_sentences import DEEP_VERDICTS, sds
 AnalysisResult = FingerprintResult = Any
 AGREE = 0.5  # AMI at or above which two partitions count as one (candidate basins here, clusters in analysis.results)
 MIN_COMMON = 4  # models both verdicts place, below which their agreement is not measured
+# crossing camps that agree on "the same camp or not" for this share of the within-family pairs (at least
+# MIN_PAIRS of them, families of 3 or more) are one difference, however each family is oriented (_same_within)
+WITHIN_AGREE = 0.95
+MIN_PAIRS = 12
 REFINE_PURITY = 0.8  # share of a cluster's models in one candidate camp, at or above which it lies inside that camp
 # share of a camp's families (with two or more models in it) whose models its clusters separate, at or above
 # which the clusters cut across families (analysis.labelfree.CROSS_SPLIT_RATE, not imported: start-up time)
@@ -236,12 +240,33 @@ def _linked(deep: list[FingerprintResult], parts: list[dict[str, int]] | None = 
         for j in range(i + 1, n):
             a = _agreement(parts[i], parts[j])
             amis[i, j] = amis[j, i] = np.nan if a is None else a
-            if a is not None and a >= AGREE:
+            if a is not None and a >= AGREE or _same_within(deep[i], deep[j], parts[i], parts[j]):
                 parent[root(j)] = root(i)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root(i), []).append(i)
     return [([deep[i] for i in g], amis[np.ix_(g, g)]) for g in groups.values()]
+
+
+def _same_within(r: FingerprintResult, o: FingerprintResult, a: dict[str, int], b: dict[str, int]) -> bool:
+    """Two `crosses lineage` camps ``a`` and ``b`` that split every family's members the same way,
+    however each family is oriented: on the pairs of models of one family (families of 3 or more)
+    both place, "the same camp or not" agrees on at least :data:`WITHIN_AGREE` of at least
+    :data:`MIN_PAIRS` pairs, both kinds present. Camps found within the families can be oriented
+    differently in one family (the ninth outside audit: one fingerprint's backdoor camps swapped
+    in one of four parents, AMI 0.15 with the seven that agree, read as a second difference)."""
+    if r.label_free.get("verdict") != "crosses lineage" or o.label_free.get("verdict") != "crosses lineage" \
+            or r.lineage_values is None:
+        return False
+    fam: dict[str, list[str]] = {}
+    for m, f in zip(r.model_ids, r.lineage_values):
+        if str(m) in a and str(m) in b:
+            fam.setdefault(str(f), []).append(str(m))
+    same = [(a[x] == a[y], b[x] == b[y]) for ms in fam.values() if len(ms) >= 3
+            for i, x in enumerate(ms) for y in ms[i + 1:]]
+    if len(same) < MIN_PAIRS or len({s for s, _ in same}) < 2:
+        return False
+    return sum(s == t for s, t in same) >= WITHIN_AGREE * len(same)
 
 
 def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:

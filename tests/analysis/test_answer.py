@@ -247,3 +247,25 @@ def test_the_shared_factor_is_explained_once_in_a_sentence_of_several_candidates
     s = label_free_answer(result(one("a", 0), one("b", 1))).sentence
     assert s.count("the pattern of a factor the families share by design") == 1
     assert "(chance 0.0056: a factor shared by design, as above)" in s
+
+
+def test_crossing_camps_oriented_differently_in_one_family_are_one_difference():
+    """The ninth audit: 4 parents x 4 fine-tuned children, 2 of each parent backdoored; one
+    fingerprint's camps were the same within-family split with one parent's two camps swapped (AMI
+    0.15 with the seven that agree) and read as a second difference. Within the families the two
+    partitions agree pair for pair: one candidate. A split that differs within the families stays apart."""
+    ids = [f"p{f}-c{j}" for f in range(4) for j in range(4)]
+    fam = [f"p{f}" for f in range(4) for _ in range(4)]
+    truth = {m: int(j >= 2) for m, j in zip(ids, [j for _ in range(4) for j in range(4)])}
+    swapped = {m: (1 - b if m.startswith("p3") else b) for m, b in truth.items()}
+    other = {m: int(j % 2) for m, j in zip(ids, [j for _ in range(4) for j in range(4)])}  # another within-family split
+
+    def one(name: str, basins: dict[str, int]) -> FingerprintResult:
+        return FingerprintResult(name, n_models=16, model_ids=ids, clusters=[0] * 16, lineage_values=fam,
+                                 label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".",
+                                             "candidate_basins": basins})
+
+    ans = label_free_answer(result(one("a", truth), one("b", truth), one("c", swapped)))
+    assert [c.fingerprints for c in ans.candidates] == [["a", "b", "c"]]
+    ans = label_free_answer(result(one("a", truth), one("x", other)))
+    assert len(ans.candidates) == 2
