@@ -44,7 +44,7 @@ def test_agreeing_deep_verdicts_are_one_candidate_and_the_consensus_represents_i
     assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c; their "
                                    "candidate basins linked by pairs that agree, pairwise AMI 0.45-0.78): ")
     assert ("candidate basins of 12 and 12 models (the consensus, b's, q 0.02, 6 SDs apart); whole init families on "
-            "each side (the seed decides them, or a strong seed effect)") in ans.sentence  # b's verdict: groups lineages
+            "each side (the init seed decides them, or a strong init-seed effect)") in ans.sentence  # b's verdict: groups lineages
 
 
 def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_first():
@@ -101,7 +101,7 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
     b.metadata_match = [{"column": "epochs", "match": True, "graded": False}]
     ans = label_free_answer(result(a, b))
     assert [c.columns for c in ans.candidates] == [{"weight_decay": True}, {"epochs": False}]
-    assert ("(its, q 0.01, 6 SDs apart); the camps cut across the init families (the seed does not decide them); it "
+    assert ("(its, q 0.01, 6 SDs apart); the camps cut across the init families (the init seed does not decide them); it "
             "matches column 'weight_decay' (graded: perhaps a continuum cut in two); (2)") in ans.sentence
     assert "it matches column 'epochs':" in ans.sentence
 
@@ -127,7 +127,7 @@ def test_clusters_that_split_the_camps_across_families_refine_the_candidate():
     c = one.candidates[0]
     assert c.refined_by == {"cka": 3} and one.finer is None
     assert ("candidate basins of 18 and 9 models (its, q 0.015, 20 SDs apart); the camps cut across the init families "
-            "(the seed does not decide them); every one of the 9 families has exactly 1 of its 3 models") in one.sentence
+            "(the init seed does not decide them); every one of the 9 families has exactly 1 of its 3 models") in one.sentence
     assert ("; their own clusters split the camps further: k = 3 (cka), each cluster inside one camp and cutting across "
             "families") in one.sentence
     # clusters that are the camps, whole families, or clusters that straddle the camps: no refinement
