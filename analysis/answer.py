@@ -18,6 +18,9 @@ camps, each cluster mostly inside one camp and the clusters of a camp cutting ac
 would keep a merged pair. When the refining clusters of fingerprints of different candidates agree,
 the candidates are different pairings of one finer partition (``Answer.finer``), not several
 differences (an outside audit's three rules, one per member: two pairings over six fingerprints).
+
+Longer than ~400 lines: linking the verdicts, each candidate's facts (refinement, a factor shared by
+design, the columns it matches) and the one sentence that states them are one answer, read together.
 """
 
 from __future__ import annotations
