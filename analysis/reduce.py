@@ -148,11 +148,12 @@ def coordinates(values: np.ndarray, distances: bool | None = None, n_components:
 
 
 def combine(blocks: list[np.ndarray], distances: list[bool | None] | None = None, n_components: int = 10,
-            random_state: int = 0) -> np.ndarray:
+            random_state: int = 0, standardize: list[bool] | None = None) -> np.ndarray:
     """Concatenate several fingerprints of the same models ``[n, sum c_i]``.
 
-    Each block is reduced to coordinates (PCA / MDS) and scaled to unit root-mean-square norm, so
-    every extractor weighs the same whatever its raw dimension or units.
+    Each block is reduced to coordinates (PCA / MDS; a feature block's columns standardised unless
+    its ``standardize`` entry is false) and scaled to unit root-mean-square norm, so every extractor
+    weighs the same whatever its raw dimension or units.
     """
     if not blocks:
         raise AnalysisError("combine needs at least one fingerprint")
@@ -161,7 +162,8 @@ def combine(blocks: list[np.ndarray], distances: list[bool | None] | None = None
         raise AnalysisError(f"combined fingerprints must cover the same models (sizes: {[len(b) for b in blocks]})")
     parts = []
     for i, b in enumerate(blocks):
-        f = coordinates(b, None if distances is None else distances[i], n_components, random_state)
+        f = coordinates(b, None if distances is None else distances[i], n_components, random_state,
+                        True if standardize is None else standardize[i])
         f = f - f.mean(0)
         parts.append(f / max(float(np.sqrt((f**2).sum(1).mean())), 1e-12))
     return np.concatenate(parts, 1)

@@ -53,7 +53,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 14
+METHODS_VERSION = 15
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -387,7 +387,8 @@ def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts:
         v = np.asarray(p.values)
         d = cl.as_distance(v, p.distances)
         blocks.append((v[np.ix_(idx, idx)] if d else v[idx], d))
-    values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed)
+    values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed,
+                        [bool(p.meta.get("standardize", True)) for p in parts])
     kinds = {p.meta.get("kind") for p in parts}
     meta = {"extractor": "combined", "output": "features", "kind": kinds.pop() if len(kinds) == 1 else "mixed",
             "parts": [p.meta.get("key") for p in parts], "supervised": any(p.meta.get("supervised") for p in parts),

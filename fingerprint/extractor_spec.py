@@ -85,11 +85,14 @@ class ExtractorSpec:
     bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # numeric parameter -> (min, max), inclusive; None: open
     files: tuple[str, ...] = ()  # string parameters naming a file read by the extractor: its content is keyed too
     code: str | None = None  # a plugin's source digest (source_digest), keyed: an edited body is recomputed
+    # how the analysis scales a feature fingerprint's columns before its PCA: "columns", each standardised
+    # (columns in different units); "common", only centred (columns in one unit: a model's outputs)
+    scale: str = "columns"
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
                 "source": self.source, "params": self.params, "bounds": {k: list(b) for k, b in self.bounds.items()},
-                "files": list(self.files),
+                "files": list(self.files), "scale": self.scale,
                 "description": self.description}
 
     def resolve_params(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -256,8 +259,8 @@ class ExtractorSpec:
 
 
 # metadata keys extraction writes itself: an extractor's own metadata may not replace them
-RESERVED_META = ("code", "created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "shape", "source",
-                 "spec", "step", "supervised", "version", "warnings")
+RESERVED_META = ("code", "created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "scale", "shape",
+                 "source", "spec", "step", "supervised", "version", "warnings")
 
 
 FILE_DIGEST = "@sha256:"

@@ -37,13 +37,14 @@ from fingerprint.extractor_spec import (
 from fingerprint.usercode import resolve
 from training.core.errors import PluginError, UserError, choices
 
-__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "RESERVED_META", "ExtractorSpec", "bound_text", "extractor",
-           "get_extractor", "list_extractors", "load_plugin", "parse_spec", "register", "reset_plugins"]
+__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "SCALES", "RESERVED_META", "ExtractorSpec", "bound_text", "builtin_scale",
+           "extractor", "get_extractor", "list_extractors", "load_plugin", "parse_spec", "register", "reset_plugins"]
 
 ENTRY_POINT_GROUP = "fingerprint.extractors"
 BUILTIN_PACKAGE = "fingerprint.extractors"  # importing it registers the built-ins
 KINDS = ("behavioural", "mechanistic")
 OUTPUTS = ("features", "distances")
+SCALES = ("columns", "common")  # ExtractorSpec.scale: standardise each column, or only centre (one unit)
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
 _LOADED = {"builtins": False, "entry_points": False}
@@ -60,6 +61,8 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
         raise UserError(f"extractor '{spec.name}': unknown kind '{spec.kind}' (valid: {', '.join(KINDS)})")
     if spec.output not in OUTPUTS:
         raise UserError(f"extractor '{spec.name}': unknown output '{spec.output}' (valid: {', '.join(OUTPUTS)})")
+    if spec.scale not in SCALES:
+        raise UserError(f"extractor '{spec.name}': unknown scale '{spec.scale}' (valid: {', '.join(SCALES)})")
     numeric = [p for p, d in spec.params.items() if isinstance(d, (int, float)) and not isinstance(d, bool)]
     for k, bounds in spec.bounds.items():
         if k not in numeric:
@@ -88,14 +91,18 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
 def extractor(name: str, kind: str = "behavioural", output: str = "features", version: str = "1",
               supervised: bool = False, streaming: bool | None = None, description: str | None = None,
               bounds: dict[str, tuple[Any, Any]] | None = None, source: str | None = None,
-              files: tuple[str, ...] = ()):
+              files: tuple[str, ...] = (), scale: str = "columns"):
     """Decorator: register ``fn(models, **params)`` (or a class) as the extractor ``name``.
 
     ``bounds`` declares the valid range of numeric parameters, ``{name: (min, max)}`` (inclusive;
     ``None`` for an open end): a value outside it is refused with a one-line error naming the range,
     instead of being silently clamped by the extractor. ``files`` names string parameters that may
     name a file the extractor reads: the file's content is part of the cache key (an edited file is
-    recomputed, not served from the cache). ``source`` (default: ``builtin`` for the
+    recomputed, not served from the cache). ``scale`` says how the analysis puts a feature
+    fingerprint's columns on one footing before its PCA: ``"columns"`` (default) standardises each
+    (columns in different units: norms, counts, statistics), ``"common"`` only centres them (columns
+    in one unit, such as a model's log-probabilities on probe inputs, where standardising would give
+    a column every model agrees on as much weight as the one that tells them apart). ``source`` (default: ``builtin`` for the
     modules of ``fingerprint.extractors``, ``plugin (<module>)`` otherwise) is how listings name
     where it came from.
 
@@ -110,6 +117,8 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
         raise UserError(f"extractor '{name}': unknown kind '{kind}' (valid: {', '.join(KINDS)})")
     if output not in OUTPUTS:
         raise UserError(f"extractor '{name}': unknown output '{output}' (valid: {', '.join(OUTPUTS)})")
+    if scale not in SCALES:
+        raise UserError(f"extractor '{name}': unknown scale '{scale}' (valid: {', '.join(SCALES)})")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         mod = getattr(fn, "__module__", "") or ""
@@ -119,7 +128,7 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
             source=where, params=params_of(fn, name), bounds=dict(bounds or {}), files=tuple(files),
-            code=None if where == "builtin" else source_digest(fn),
+            code=None if where == "builtin" else source_digest(fn), scale=scale,
         ))
         return fn
 
@@ -194,6 +203,14 @@ def load_plugins(spec: str) -> list[ExtractorSpec]:
         raise UserError(f"plugin module '{spec}' registers no extractor: decorate functions with "
                         "@fingerprint.extractor(...), or name one as module:function")
     return found
+
+
+def builtin_scale(name: str) -> str | None:
+    """The declared ``scale`` of the built-in extractor ``name``, ``None`` for any other (nothing is
+    imported but the built-ins: a cached fingerprint's plugin is never loaded to read it)."""
+    _load_builtins()
+    spec = _REGISTRY.get(str(name))
+    return spec.scale if spec is not None and spec.source == "builtin" else None
 
 
 def get_extractor(name: str) -> ExtractorSpec:

@@ -32,14 +32,14 @@ from training.core.errors import UserError
 RARE_TOKENS = "anomalous_tokens"  # a probe set of rare tokens, each repeated over the prompt
 
 
-@extractor("probe-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
+@extractor("probe-outputs", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
 def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on in-distribution probes, flattened: [n_models, n_probes * n_out]."""
     x = probes(models, probe_set, n_probes)
     return transform_outputs(models.forward(x), transform).flatten(1)
 
 
-@extractor("ood-outputs", kind="behavioural", bounds={"n_probes": (1, None)})
+@extractor("ood-outputs", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
 def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on OOD probes, each model's vector centred and unit-norm (dot product = correlation)."""
     x = probes(models, probe_set, n_probes)
@@ -104,7 +104,7 @@ def recombine_left_padded(ref: torch.Tensor, i: torch.Tensor, j: torch.Tensor, m
     return torch.where(t[None] >= T - n, tok.gather(1, back), torch.full_like(tok, pad_id))
 
 
-@extractor("recombined-outputs", kind="behavioural", version="2", bounds={"n_probes": (1, None)})
+@extractor("recombined-outputs", kind="behavioural", version="2", scale="common", bounds={"n_probes": (1, None)})
 def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, mode: str = "coord",
                        transform: str = "prob", seed: int = 0):
     """Outputs on cue-conflict inputs made by recombining pairs of reference (in-distribution) inputs:
@@ -232,7 +232,7 @@ def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: i
     return torch.cat([far, const, single.reshape(-1, *mu.shape)])
 
 
-@extractor("anomalous-inputs", kind="behavioural", version="2",
+@extractor("anomalous-inputs", kind="behavioural", version="2", scale="common",
            bounds={"n_random": (1, None), "scale": (0.0, None), "n_tokens": (1, None)})
 def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: str = "in_dist", seed: int = 0,
                      transform: str = "logprob", n_tokens: int = 64):
