@@ -372,7 +372,7 @@ def _balance_text(c: Candidate, told: bool = False) -> str:
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     if told:
         return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above)"
-    return (f"{head} (a difference the seed decides would vary from family to family: chance {b['chance']:.2g}): "
+    return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
             "the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             "every family (seed noise: record it and report with --strata COLUMN) or a difference planted member by "
             "member (deep)")

@@ -225,8 +225,8 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
     b = ans.candidates[0].balanced
     assert b["n_families"] == 6 and b["members"] == 4 and b["k"] == 1
     assert abs(b["chance"] - (4 * 0.25 * 0.75**3) ** 6) < 1e-12
-    assert ("every one of the 6 families has exactly 1 of its 4 models in the smaller camp (a difference the seed "
-            "decides would vary from family to family: chance 0.0056)") in ans.sentence
+    assert ("every one of the 6 families has exactly 1 of its 4 models in the smaller camp (a difference decided by "
+            "each model's own seeds would vary from family to family: chance 0.0056)") in ans.sentence
     varied = dict(order0, m01=1)  # family f0 has two models in the smaller camp
     r.label_free = dict(r.label_free, candidate_basins=varied)
     assert label_free_answer(result(r)).candidates[0].balanced is None
