@@ -271,7 +271,9 @@ def probe_skipped(labels, groups=None, min_class: int = 5) -> str:
     if counts.min() < max(2, min_class):
         return (f"no probe AUROC: the label's smallest class has {counts.min()} models, and the probe needs "
                 f"{max(2, min_class)} in each (with fewer, cross-validated AUROCs of noise reach 0.85 too often)")
-    return "no probe AUROC: fewer than two init families to hold out"
+    if groups is not None and len(np.unique(label_codes(groups))) < 2:
+        return "no probe AUROC: fewer than two init families to hold out"
+    return "no probe AUROC"
 
 
 def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5,
