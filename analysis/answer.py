@@ -185,16 +185,40 @@ def _sizes(basins: dict[str, int]) -> list[int]:
 
 def _consensus(amis: np.ndarray, group: list[FingerprintResult]) -> int:
     """The member of ``group`` whose partition agrees best with the others' (``amis [k, k]``), not privileged."""
-    mean = _mean_agreement(amis)
+    mean = _mean_agreement(amis, [_source(r) for r in group])
     return min(range(len(group)), key=lambda i: (_privileged(group[i]), -mean[i]))
 
 
-def _mean_agreement(amis: np.ndarray) -> np.ndarray:
-    """Each member's mean AMI with the others ``[k]`` (``amis [k, k]``; -1 where none was measured)."""
+def _mean_agreement(amis: np.ndarray, sources: list[str] | None = None) -> np.ndarray:
+    """Each member's mean AMI with the others ``[k]`` (``amis [k, k]``; -1 where none was measured).
+    With ``sources`` (what each member reads: :func:`_source`), the others of one source count as
+    one voter (their mean), and a member's own source does not vote for it: two fingerprints of the
+    same outputs agree without being two pieces of evidence (the demo: `ood-outputs` and
+    `disagreement`, both on the `ood` probes, at AMI 0.85 outweighed the rest)."""
     k = len(amis)
     if k < 2:
         return np.zeros(k)
-    return np.nan_to_num(np.nanmean(np.where(np.eye(k, dtype=bool), np.nan, amis), 1), nan=-1.0)
+    off = np.where(np.eye(k, dtype=bool), np.nan, amis)
+    plain = np.nan_to_num(np.nanmean(off, 1), nan=-1.0)
+    if sources is None or len(set(sources)) < 2:
+        return plain
+    src = np.asarray(sources, dtype=object)
+    out = np.empty(k)
+    for i in range(k):
+        votes = [np.nanmean(off[i, src == g]) for g in dict.fromkeys(sources) if g != src[i]]
+        votes = [v for v in votes if np.isfinite(v)]
+        out[i] = float(np.mean(votes)) if votes else plain[i]
+    return out
+
+
+def _source(r: FingerprintResult) -> str:
+    """What a fingerprint reads, for the consensus: a behavioural fingerprint's probe set
+    (``probe_set``: `ood-outputs` and `disagreement` on the `ood` probes are one source), anything
+    else its own name."""
+    params = (r.meta or {}).get("params") or {}
+    if r.kind == "behavioural" and isinstance(params, dict) and params.get("probe_set"):
+        return f"outputs on {params['probe_set']}"
+    return str(r.fingerprint)
 
 
 def _ami_range(amis: np.ndarray) -> list[float] | None:
@@ -275,10 +299,11 @@ def _same_within(r: FingerprintResult, o: FingerprintResult, a: dict[str, int], 
 def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
     """The :class:`Candidate` of one group of agreeing deep verdicts ``amis [k, k]`` (their pairwise
     AMIs). Its representative is the consensus: the member whose candidate basins agree best with
-    the others' (mean AMI), not privileged, then the lowest q, then the widest separation (measured on
+    the others' (mean AMI, the fingerprints of one probe set one voter: :func:`_mean_agreement`),
+    not privileged, then the lowest q, then the widest separation (measured on
     the demo: the lowest q alone, tied at the permutation floor, picked the member furthest from the
     truth)."""
-    mean = _mean_agreement(amis)
+    mean = _mean_agreement(amis, [_source(r) for r in group])
 
     def rank(i: int) -> tuple:
         free = group[i].label_free

@@ -3,6 +3,9 @@ are one candidate difference, with the consensus as representative; disagreeing 
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from analysis.answer import AGREE, label_free_answer
 from analysis.report import headline
 from analysis.results import AnalysisResult, FingerprintResult, summary
@@ -269,3 +272,21 @@ def test_crossing_camps_oriented_differently_in_one_family_are_one_difference():
     assert [c.fingerprints for c in ans.candidates] == [["a", "b", "c"]]
     ans = label_free_answer(result(one("a", truth), one("x", other)))
     assert len(ans.candidates) == 2
+
+
+def test_fingerprints_of_one_probe_set_are_one_voter_for_the_consensus():
+    """The demo at METHODS_VERSION 15: ood-outputs and disagreement (both on the ood probes) agreed at
+    0.85 and made disagreement the consensus (AMI 0.51 with the truth) over recombined-outputs (0.73).
+    Counted as one voter, their agreement no longer weighs twice."""
+    from analysis.answer import _mean_agreement
+
+    # ood-outputs, recombined-outputs, disagreement, disagreement:probe_set=conflict (the demo's pairwise AMIs)
+    amis = np.array([[np.nan, 0.51, 0.85, 0.46], [0.51, np.nan, 0.65, 0.80],
+                     [0.85, 0.65, np.nan, 0.54], [0.46, 0.80, 0.54, np.nan]])
+    plain = _mean_agreement(amis)
+    assert int(np.argmax(plain)) == 2  # disagreement
+    voted = _mean_agreement(amis, ["outputs on ood", "recombined-outputs", "outputs on ood", "outputs on conflict"])
+    assert int(np.argmax(voted)) == 1  # recombined-outputs: (mean(0.51, 0.65) + 0.80) / 2
+    assert voted[1] == pytest.approx((0.58 + 0.80) / 2)
+    assert voted[2] == pytest.approx((0.65 + 0.54) / 2)  # its own probe set's 0.85 does not vote for it
+    assert np.allclose(_mean_agreement(amis, ["a"] * 4), plain)  # one source: the plain mean
