@@ -215,7 +215,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         meta = {c: v[kept] for c, v in meta.items()} if meta else meta
         ids = [ids[i] for i in kept]
     skipped = _skipped_note([(files[i].name, why) for i, _, why in bad], len(files))
-    note = " ".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds)) if n)
+    note = " ".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds),
+                                _shared_order_note(meta)) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
@@ -266,6 +267,20 @@ def _duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:
     shown = ", ".join(pairs[:4]) + (", ..." if len(pairs) > 4 else "")
     return (f"{len(pairs)} model{'s have' if len(pairs) > 1 else ' has'} exactly the weights of another ({shown}): "
             "a checkpoint copied twice? Duplicates read as the closest of relatives")
+
+
+def _shared_order_note(meta: dict[str, Any] | None) -> str:
+    """A note for children of parents (``parent_id``) imported without a ``data_seed`` column: the
+    ninth outside audit's fine-tunes, child j of every parent trained with data-order seed j and
+    nothing else different, read as a difference cutting across the families in 10 of 15 such
+    populations when the order was not recorded (README, "Say which models share a data order")."""
+    parents = (meta or {}).get("parent_id")
+    if parents is None or "data_seed" in meta or not any(str(p).strip() for p in parents):
+        return ""
+    return ("children of parents (parent_id) and no data_seed column: if children of different parents "
+            "share a data-order or batch seed (child j of every parent trained with seed j), record it as data_seed "
+            "(or report with --strata COLUMN), or the label-free tests can read the shared order as a difference "
+            "that cuts across the families")
 
 
 def _format_note(unwrapped: dict[str, int], stripped: dict[str, int], n: int) -> str:

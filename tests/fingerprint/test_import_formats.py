@@ -275,6 +275,24 @@ def test_a_checkpoint_copied_twice_is_named_and_still_imported(fmt_models):
     assert notes == []
 
 
+def test_children_without_a_data_seed_column_get_a_note_about_shared_orders(fmt_models):
+    """The ninth audit: fine-tuned children whose data-order seed j was the same under every parent,
+    unrecorded, read as a difference crossing the families. Import says so when children come
+    without a data_seed column, and not when the column is there."""
+    csv = fmt_models / "meta.csv"
+    csv.write_text("model_id,family,parent_id\nm0,a,\nm1,a,m0\nm2,b,\nm3,b,m2\n")
+    notes = []
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", metadata=csv, on_note=notes.append)
+    assert notes == ["children of parents (parent_id) and no data_seed column: if children of different parents share "
+                     "a data-order or batch seed (child j of every parent trained with seed j), record it as data_seed "
+                     "(or report with --strata COLUMN), or the label-free tests can read the shared order as a "
+                     "difference that cuts across the families"]
+    csv.write_text("model_id,family,parent_id,data_seed\nm0,a,,0\nm1,a,m0,1\nm2,b,,0\nm3,b,m2,1\n")
+    notes.clear()
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", metadata=csv, on_note=notes.append)
+    assert notes == []
+
+
 def test_two_files_with_one_stem_are_named_before_anything_else_is_read(fmt_models):
     """m1.pt and m1.safetensors: the duplicate id is the first error, naming both files (the audit saw
     another checkpoint's shape error first, and a metadata count of files as models)."""
