@@ -327,8 +327,9 @@ def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | N
     """Two camps ``basins`` that cut every init family of ``r`` the same way: each family has the same
     number of models, ``k`` of them in the smaller camp. ``{n_families, members, k, chance}``, with
     ``chance`` the probability of that balance if each model fell in the smaller camp independently
-    with the camps' overall rate (a difference the seed decides), or ``None`` (fewer than 4 families,
-    another count anywhere, or more than two camps). The ninth outside audit: fine-tuned children
+    with the camps' overall rate (a difference the seed decides; given that every family is cut, for
+    camps found within the families, ``split_within``), or ``None`` (fewer than 4 families, another
+    count anywhere, more than two camps, or a chance above 0.5: two models a family split within it). The ninth outside audit: fine-tuned children
     whose data-order seed j is the same under every parent gave camps "order 0 vs the rest", one
     model per family, on a seed-only null; a difference a seed decides would vary between families."""
     if r.lineage_values is None or len(set(basins.values())) != 2:
@@ -349,7 +350,12 @@ def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | N
         return None
     from scipy.stats import binom  # deferred for start-up time
 
-    chance = float(binom.pmf(k, members, k / members) ** len(counts))
+    p = float(binom.pmf(k, members, k / members))
+    if r.label_free.get("split_within"):  # camps of the members within their families cut every family by construction
+        p /= 1.0 - float(binom.pmf(0, members, k / members)) - float(binom.pmf(members, members, k / members))
+    chance = p ** len(counts)
+    if chance > 0.5:  # the balance says nothing (two models a family, split within it: always one on each side)
+        return None
     return {"n_families": len(counts), "members": int(members), "k": int(k), "chance": chance}
 
 

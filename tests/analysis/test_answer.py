@@ -290,3 +290,22 @@ def test_fingerprints_of_one_probe_set_are_one_voter_for_the_consensus():
     assert voted[1] == pytest.approx((0.58 + 0.80) / 2)
     assert voted[2] == pytest.approx((0.65 + 0.54) / 2)  # its own probe set's 0.85 does not vote for it
     assert np.allclose(_mean_agreement(amis, ["a"] * 4), plain)  # one source: the plain mean
+
+
+def test_a_balance_the_split_within_families_forces_is_no_evidence():
+    """Camps found within the families (``split_within``) cut every family by construction: the chance
+    of the balance is given that, and with two models a family (always one on each side) it is none."""
+    from scipy.stats import binom
+
+    def one(members: int, within: bool) -> FingerprintResult:
+        ids = [f"m{i:02d}" for i in range(6 * members)]
+        basins = {m: int(i % members == 0) for i, m in enumerate(ids)}
+        return FingerprintResult("ood", n_models=len(ids), model_ids=ids, clusters=[0] * len(ids),
+                                 lineage_values=[f"f{i // members}" for i in range(len(ids))],
+                                 label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".",
+                                             "candidate_basins": basins, "split_within": within})
+
+    given_cut = binom.pmf(1, 4, 0.25) / (1 - binom.pmf(0, 4, 0.25) - binom.pmf(4, 4, 0.25))
+    assert abs(label_free_answer(result(one(4, True))).candidates[0].balanced["chance"] - given_cut**6) < 1e-12
+    assert label_free_answer(result(one(2, True))).candidates[0].balanced is None
+    assert label_free_answer(result(one(2, False))).candidates[0].balanced["chance"] == pytest.approx(0.5**6)
