@@ -263,7 +263,10 @@ def lineage_nn(dist: np.ndarray | None, family, basins=None, coords: np.ndarray 
     return rate, chance_rate, per_model
 
 
-def probe_skipped(labels, groups=None, min_class: int = 5) -> str:
+PROBE_MIN_CLASS = 5  # models of each class the probe needs (probe_auroc; probe_skipped says so when one has fewer)
+
+
+def probe_skipped(labels, groups=None, min_class: int = PROBE_MIN_CLASS) -> str:
     """Why :func:`probe_auroc` gave no AUROC for ``labels [n]`` (folds by ``groups [n]``), in words."""
     _, counts = np.unique(label_codes(labels), return_counts=True)
     if len(counts) < 2:
@@ -276,7 +279,7 @@ def probe_skipped(labels, groups=None, min_class: int = 5) -> str:
     return "no probe AUROC"
 
 
-def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = 5,
+def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = PROBE_MIN_CLASS,
                 groups=None, return_oof: bool = False, scale: str = "columns"):
     """Cross-validated AUROC of a logistic-regression probe ``coords [n, c] -> labels``.
 

@@ -117,8 +117,6 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
         raise UserError(f"extractor '{name}': unknown kind '{kind}' (valid: {', '.join(KINDS)})")
     if output not in OUTPUTS:
         raise UserError(f"extractor '{name}': unknown output '{output}' (valid: {', '.join(OUTPUTS)})")
-    if scale not in SCALES:
-        raise UserError(f"extractor '{name}': unknown scale '{scale}' (valid: {', '.join(SCALES)})")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         mod = getattr(fn, "__module__", "") or ""
