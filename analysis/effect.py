@@ -16,7 +16,8 @@ outputs read exactly like a planted backdoor (docs/scorecard.md, "How big is the
 
 Nothing here changes a p-value; :func:`analysis.labelfree.decide` reads the ``small`` mark (no deep
 verdict from a small partition). Arrays in, plain dicts out; invalid input raises
-``ValueError``.
+``ValueError``. Longer than ~400 lines because the three statistics, their bootstrap samples and the
+rules that read them (``small``, ``no_gap``) share helpers and are read together.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from analysis.resampling import (
     family_bootstrap_values,
     family_codes,
     family_counts,
+    small_sample_expansion,
 )
 
 __all__ = ["SizedLabelFree", "sized", "basin_effect", "family_apart", "share_of_variance", "separation", "GAUSSIAN_HALVES",
@@ -293,9 +295,9 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     and ``separation`` along the line between the two largest basins' means in pooled within-basin
     SDs, in the test coordinates, family-centred when the basins are camps found within the
     families (``within``): the sample's values, which the rules read. Each with ``*_bc`` and
-    ``*_ci``, the family bootstrap's bias-corrected estimate and 95% basic interval (the basins
-    fixed; :func:`~analysis.resampling.basic_interval`, the separation's on the log scale; ``None``
-    with fewer than 4 families). ``None`` when fewer than two basins."""
+    ``*_ci``, the family bootstrap's bias-corrected estimate and 95% basic interval widened for few
+    families (the basins fixed; :func:`~analysis.resampling.basic_interval` and ``small_sample_expansion``,
+    the separation's on the log scale; ``None`` with fewer than 4 families). ``None``: fewer than two basins."""
     b = _as_basins(basins)
     c = np.asarray(coords, dtype=np.float64)
     if len(b) != len(c) or len(family) != len(c):
@@ -322,7 +324,8 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
                          lambda rows, _d: share_of_variance(c[rows], b[rows])),
         "separation": (separation(sep_x, b), None, sep_of),
     }
-    out: dict[str, Any] = {"raw": raw is not None, "ci_method": "basic"}
+    out: dict[str, Any] = {"raw": raw is not None, "ci_method": "basic-expanded"}
+    widen = small_sample_expansion(len(set(fam)))
     for name, (value, batch, one) in stats.items():
         out[name] = value
         ci = None
@@ -330,7 +333,8 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
             vals = (family_bootstrap_batch_values(batch, fam, n_boot, random_state) if batch is not None
                     else family_bootstrap_values(one, fam, n_boot, random_state))
             sep = name == "separation"  # a ratio with a skewed bootstrap: on the log scale, never below 0
-            ci = None if vals is None else basic_interval(vals, value, n_boot, 0.95, (0.0, np.inf if sep else 1.0), log=sep)
+            ci = None if vals is None else basic_interval(vals, value, n_boot, 0.95, (0.0, np.inf if sep else 1.0),
+                                                          log=sep, expand=widen)
         out[f"{name}_bc"] = None if ci is None else ci[0]
         out[f"{name}_ci"] = None if ci is None else [ci[1], ci[2]]
     out["separation_heldout"] = heldout_separation(sep_x, b, fam)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import stats
 
 MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
 TIE = 1e-9  # a permutation's statistic within this of the observed one ties it (the same partition, recomputed)
@@ -118,7 +119,7 @@ def percentile_interval(vals: list[float], n_boot: int, level: float) -> tuple[f
 
 def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float = 0.95,
                    bounds: tuple[float, float] = (-np.inf, np.inf),
-                   log: bool = False) -> tuple[float, float, float] | None:
+                   log: bool = False, expand: float = 1.0) -> tuple[float, float, float] | None:
     """The bias-corrected estimate and the basic (reverse-percentile) bootstrap interval of a
     statistic whose sample value is ``estimate`` and whose bootstrap values are ``vals``:
     ``(2 estimate - median, 2 estimate - q_hi, 2 estimate - q_lo)``, clipped to ``bounds``; with
@@ -128,8 +129,10 @@ def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float 
     where resampling inflates a statistic (a share of variance drawn with duplicated families, a
     separation along a line fitted to the same models) the percentile interval sits too high, can
     exclude the estimate, and covers the population's value far less often than its level says; the
-    basic interval moves the other way (docs/scorecard.md, "How big is the difference"). The
-    corrected estimate lies inside its interval. ``None`` when fewer than half the samples have a value."""
+    basic interval moves the other way (docs/scorecard.md, "How big is the difference"). ``expand``
+    widens both halves about the corrected estimate by that factor (on the log scale with ``log``;
+    :func:`small_sample_expansion`). The corrected estimate lies inside its interval. ``None`` when
+    fewer than half the samples have a value."""
     pi = percentile_interval(list(vals), n_boot, level)
     if pi is None:
         return None
@@ -138,7 +141,25 @@ def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float 
         mid, lo, hi = estimate**2 / med, estimate**2 / pi[1], estimate**2 / pi[0]
     else:
         mid, lo, hi = 2 * estimate - med, 2 * estimate - pi[1], 2 * estimate - pi[0]
+    if expand != 1.0:
+        if log and estimate > 0 and pi[0] > 0:
+            lo, hi = mid * (lo / mid) ** expand, mid * (hi / mid) ** expand
+        else:
+            lo, hi = mid - expand * (mid - lo), mid + expand * (hi - mid)
     return tuple(float(np.clip(v, *bounds)) for v in (mid, lo, hi))
+
+
+def small_sample_expansion(n_groups: int, level: float = 0.95) -> float:
+    """How much wider than the bootstrap's a ``level`` interval from ``n_groups`` resampled units
+    (init families) should be: ``sqrt(G / (G - 1)) * t_{G-1} / z``, Hesterberg's expanded bootstrap
+    interval (2015, "What teachers should know about the bootstrap"). A bootstrap of G units
+    sees their spread divided by G, not G - 1, and treats it as known, not estimated; both
+    matter at the 4-12 families of a typical population (1.44 at 6 families, 1.22 at 10, 1.08 at
+    24). 1.0 below 2 units."""
+    if n_groups < 2:
+        return 1.0
+    a = (1 - level) / 2
+    return float(np.sqrt(n_groups / (n_groups - 1)) * stats.t.ppf(1 - a, n_groups - 1) / stats.norm.ppf(1 - a))
 
 
 def family_bootstrap_mean(values: Sequence[float], family: Sequence | None = None, n_boot: int = 2000,
