@@ -212,13 +212,18 @@ def _mean_agreement(amis: np.ndarray, sources: list[str] | None = None) -> np.nd
 
 
 def _source(r: FingerprintResult) -> str:
-    """What a fingerprint reads, for the consensus: a behavioural fingerprint's probe set
-    (``probe_set``: `ood-outputs` and `disagreement` on the `ood` probes are one source), anything
-    else its own name."""
-    params = (r.meta or {}).get("params") or {}
-    if r.kind == "behavioural" and isinstance(params, dict) and params.get("probe_set"):
-        return f"outputs on {params['probe_set']}"
-    return str(r.fingerprint)
+    """What a fingerprint summarises, for the consensus: what its extractor declared it reads
+    (``meta["reads"]``: outputs, activations or gradients on its ``probe_set``, or the weights), a
+    behavioural fingerprint's outputs on its probe set where nothing was declared (`ood-outputs` and
+    `disagreement` on the `ood` probes are one source; so are `weight-stats` and `weight-spectra`),
+    anything else its own name."""
+    meta = r.meta or {}
+    params = meta.get("params") or {}
+    probes = params.get("probe_set") if isinstance(params, dict) else None
+    reads = meta.get("reads") or ("outputs" if r.kind == "behavioural" and probes else "")
+    if not reads:
+        return str(r.fingerprint)
+    return f"{reads} on {probes}" if probes else reads
 
 
 def _ami_range(amis: np.ndarray) -> list[float] | None:

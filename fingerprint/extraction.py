@@ -214,7 +214,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             key_params["_groups"] = hashlib.sha256(fam.astype(np.int64).tobytes()).hexdigest()[:12]
     key = spec.cache_key(key_params, step_key)
     meta = {"extractor": spec.name, "spec": text, "version": spec.version, "kind": spec.kind, "output": spec.output,
-            "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source, "scale": spec.scale}
+            "params": params, "step": step_key, "supervised": spec.supervised, "source": spec.source, "scale": spec.scale,
+            "reads": spec.reads}
     if subset:
         meta["subset"] = True
     if spec.code is not None and spec.source != "builtin":

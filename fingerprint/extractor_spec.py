@@ -88,11 +88,14 @@ class ExtractorSpec:
     # how the analysis scales a feature fingerprint's columns before its PCA: "columns", each standardised
     # (columns in different units); "common", only centred (columns in one unit: a model's outputs)
     scale: str = "columns"
+    # what it summarises, for the population's answer: "outputs", "activations" or "gradients" (on its
+    # probe_set), "weights", or "" (its own): the fingerprints of one source are one voter in the consensus
+    reads: str = ""
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "output": self.output, "version": self.version, "supervised": self.supervised,
                 "source": self.source, "params": self.params, "bounds": {k: list(b) for k, b in self.bounds.items()},
-                "files": list(self.files), "scale": self.scale,
+                "files": list(self.files), "scale": self.scale, "reads": self.reads,
                 "description": self.description}
 
     def resolve_params(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -259,7 +262,7 @@ class ExtractorSpec:
 
 
 # metadata keys extraction writes itself: an extractor's own metadata may not replace them
-RESERVED_META = ("code", "created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "scale", "shape",
+RESERVED_META = ("code", "created", "extra", "extractor", "key", "kind", "model_set", "output", "params", "reads", "scale", "shape",
                  "source", "spec", "step", "supervised", "version", "warnings")
 
 

@@ -54,7 +54,7 @@ from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
-from fingerprint.registry import builtin_scale
+from fingerprint.registry import builtin_reads, builtin_scale
 from fingerprint.tables import RECOVERED, model_table, options_stamp, stored_lineage
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
@@ -241,17 +241,20 @@ def fingerprints(zoo: Zoo, specs: list[str], step: int | None = None, label: str
         name = str(meta.get("spec") or r.name)
         if r.values is not None and len(results) > len(specs):  # several steps: keep them apart
             name = f"{name}@{meta.get('step')}"
-        out.append(FingerprintInput(name, r.values, list(r.model_ids), _scaled(meta), error=r.error))
+        out.append(FingerprintInput(name, r.values, list(r.model_ids), _declared(meta), error=r.error))
     return out
 
 
-def _scaled(meta: dict) -> dict:
-    """``meta`` with ``standardize``, how the analysis scales the fingerprint's columns: from the
-    ``scale`` extraction stored with it, or (a cache written before it stored one) the built-in's
-    declared scale; anything else is standardised column by column (``ExtractorSpec.scale``)."""
+def _declared(meta: dict) -> dict:
+    """``meta`` with what its extractor declared, for the analysis: ``standardize``, how it scales the
+    fingerprint's columns (``ExtractorSpec.scale``), and ``reads``, what the fingerprint summarises
+    (``ExtractorSpec.reads``), each from what extraction stored with it or (a cache written before it
+    stored one) the built-in's declaration; a plugin's, columns standardised and its own source."""
     if "standardize" not in meta:
         scale = meta.get("scale") or builtin_scale(str(meta.get("extractor"))) or "columns"
         meta["standardize"] = scale == "columns"
+    if "reads" not in meta:
+        meta["reads"] = builtin_reads(str(meta.get("extractor"))) or ""
     return meta
 
 
@@ -301,7 +304,7 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
             continue
         values, ids, meta = hit
         meta.pop("extra", None)
-        out.append(FingerprintInput(_fp_name(meta), values, ids, _scaled(meta)))
+        out.append(FingerprintInput(_fp_name(meta), values, ids, _declared(meta)))
     return out
 
 

@@ -37,7 +37,7 @@ from fingerprint.extractor_spec import (
 from fingerprint.usercode import resolve
 from training.core.errors import PluginError, UserError, choices
 
-__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "SCALES", "RESERVED_META", "ExtractorSpec", "bound_text", "builtin_scale",
+__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "READS", "SCALES", "RESERVED_META", "ExtractorSpec", "bound_text", "builtin_reads", "builtin_scale",
            "extractor", "get_extractor", "list_extractors", "load_plugin", "parse_spec", "register", "reset_plugins"]
 
 ENTRY_POINT_GROUP = "fingerprint.extractors"
@@ -45,6 +45,7 @@ BUILTIN_PACKAGE = "fingerprint.extractors"  # importing it registers the built-i
 KINDS = ("behavioural", "mechanistic")
 OUTPUTS = ("features", "distances")
 SCALES = ("columns", "common")  # ExtractorSpec.scale: standardise each column, or only centre (one unit)
+READS = ("", "outputs", "activations", "gradients", "weights")  # ExtractorSpec.reads: "" its own source
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
 _LOADED = {"builtins": False, "entry_points": False}
@@ -63,6 +64,9 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
         raise UserError(f"extractor '{spec.name}': unknown output '{spec.output}' (valid: {', '.join(OUTPUTS)})")
     if spec.scale not in SCALES:
         raise UserError(f"extractor '{spec.name}': unknown scale '{spec.scale}' (valid: {', '.join(SCALES)})")
+    if spec.reads not in READS:
+        raise UserError(f"extractor '{spec.name}': unknown reads '{spec.reads}' (valid: {choices(r for r in READS if r)}, "
+                        "or leave it out)")
     numeric = [p for p, d in spec.params.items() if isinstance(d, (int, float)) and not isinstance(d, bool)]
     for k, bounds in spec.bounds.items():
         if k not in numeric:
@@ -91,7 +95,7 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
 def extractor(name: str, kind: str = "behavioural", output: str = "features", version: str = "1",
               supervised: bool = False, streaming: bool | None = None, description: str | None = None,
               bounds: dict[str, tuple[Any, Any]] | None = None, source: str | None = None,
-              files: tuple[str, ...] = (), scale: str = "columns"):
+              files: tuple[str, ...] = (), scale: str = "columns", reads: str = ""):
     """Decorator: register ``fn(models, **params)`` (or a class) as the extractor ``name``.
 
     ``bounds`` declares the valid range of numeric parameters, ``{name: (min, max)}`` (inclusive;
@@ -102,7 +106,11 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
     fingerprint's columns on one footing before its PCA: ``"columns"`` (default) standardises each
     (columns in different units: norms, counts, statistics), ``"common"`` only centres them (columns
     in one unit, such as a model's log-probabilities on probe inputs, where standardising would give
-    a column every model agrees on as much weight as the one that tells them apart). ``source`` (default: ``builtin`` for the
+    a column every model agrees on as much weight as the one that tells them apart). ``reads`` says
+    what it summarises: ``"outputs"``, ``"activations"`` or ``"gradients"`` (on its ``probe_set``
+    parameter's inputs), ``"weights"``, or ``""`` (default: its own source); in the population's
+    answer, fingerprints of one source count as one voter (two summaries of the same outputs agree
+    without being two pieces of evidence). ``source`` (default: ``builtin`` for the
     modules of ``fingerprint.extractors``, ``plugin (<module>)`` otherwise) is how listings name
     where it came from.
 
@@ -126,7 +134,7 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
             streaming=(output == "features" and not supervised) if streaming is None else streaming,
             description=(description or (inspect.getdoc(fn) or "").split("\n")[0]),
             source=where, params=params_of(fn, name), bounds=dict(bounds or {}), files=tuple(files),
-            code=None if where == "builtin" else source_digest(fn), scale=scale,
+            code=None if where == "builtin" else source_digest(fn), scale=scale, reads=reads,
         ))
         return fn
 
@@ -201,6 +209,14 @@ def load_plugins(spec: str) -> list[ExtractorSpec]:
         raise UserError(f"plugin module '{spec}' registers no extractor: decorate functions with "
                         "@fingerprint.extractor(...), or name one as module:function")
     return found
+
+
+def builtin_reads(name: str) -> str | None:
+    """The declared ``reads`` of the built-in extractor ``name``, ``None`` for any other (as
+    :func:`builtin_scale`: for a cache written before extraction stored it)."""
+    _load_builtins()
+    spec = _REGISTRY.get(str(name))
+    return spec.reads if spec is not None and spec.source == "builtin" else None
 
 
 def builtin_scale(name: str) -> str | None:

@@ -69,7 +69,7 @@ def distances_to(mu: torch.Tensor, L: torch.Tensor, test: torch.Tensor) -> torch
     return z.pow(2).sum(1).sqrt()
 
 
-@extractor("activation-mahalanobis", kind="mechanistic",
+@extractor("activation-mahalanobis", kind="mechanistic", reads="activations",
            bounds={"n_probes": (0, None), "shrinkage": (0.0, 1.0), "bins": (1, None)})
 def activation_mahalanobis(models, layers: list = [], reference: str = "in_dist", probe_set: str = "ood",  # noqa: B006 - a plain, hashable default
                            n_probes: int = 0, position: str = "readout", shrinkage: float = 0.1, bins: int = 9,

@@ -32,14 +32,14 @@ from training.core.errors import UserError
 RARE_TOKENS = "anomalous_tokens"  # a probe set of rare tokens, each repeated over the prompt
 
 
-@extractor("probe-outputs", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
+@extractor("probe-outputs", kind="behavioural", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
 def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on in-distribution probes, flattened: [n_models, n_probes * n_out]."""
     x = probes(models, probe_set, n_probes)
     return transform_outputs(models.forward(x), transform).flatten(1)
 
 
-@extractor("ood-outputs", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
+@extractor("ood-outputs", kind="behavioural", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
 def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on OOD probes, each model's vector centred and unit-norm (dot product = correlation)."""
     x = probes(models, probe_set, n_probes)
@@ -148,7 +148,7 @@ def profile_summary(v: torch.Tensor, bins: int, scale: str) -> torch.Tensor:
     return distribution_summary(v, bins).flatten(1)
 
 
-@extractor("output-profile", kind="behavioural", version="2", bounds={"n_probes": (0, None), "bins": (1, None)})
+@extractor("output-profile", kind="behavioural", version="2", reads="outputs", bounds={"n_probes": (0, None), "bins": (1, None)})
 def output_profile(models, probe_set: str = "in_dist", n_probes: int = 256,
                    stats: list = ["logprob", "margin", "entropy"],  # noqa: B006 - a plain, hashable default
                    bins: int = 9, scale: str = "none"):
@@ -251,7 +251,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", version="2", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="2", reads="outputs", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``

@@ -91,7 +91,7 @@ def _summarise(v: torch.Tensor, summary: str, bins: int) -> torch.Tensor:
     return torch.cat([v.mean(1, keepdim=True), v.std(1, keepdim=True), dist], 1)
 
 
-@extractor("input-grad-symmetry", kind="mechanistic", bounds={"n_probes": (0, None), "bins": (1, None)})
+@extractor("input-grad-symmetry", kind="mechanistic", reads="gradients", bounds={"n_probes": (0, None), "bins": (1, None)})
 def input_grad_symmetry(models, probe_set: str = "in_dist", n_probes: int = 256, layer: str = "", summary: str = "quantiles",
                         bins: int = 9, seed: int = 0):
     """Distribution over probes, random classes and position pairs of cos(d logit_c / d h_s, d logit_c / d h_t),
@@ -128,7 +128,7 @@ def covariance_spectrum(acts: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(m / a.shape[1]).clamp_min(0).flip(-1)
 
 
-@extractor("activation-spectrum", kind="mechanistic", bounds={"n_probes": (0, None), "top_k": (1, None)})
+@extractor("activation-spectrum", kind="mechanistic", reads="activations", bounds={"n_probes": (0, None), "top_k": (1, None)})
 def activation_spectrum(models, layers: list = [], probe_set: str = "in_dist", n_probes: int = 256,  # noqa: B006 - a plain, hashable default
                         position: str = "readout", top_k: int = 16):
     """Per hidden activation: the top_k eigenvalues of its covariance over probes as fractions of the

@@ -36,7 +36,7 @@ def _weights(models, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return weights, ({"skipped": dict(sorted(skipped.items()))} if skipped else {})
 
 
-@extractor("weight-stats", kind="mechanistic")
+@extractor("weight-stats", kind="mechanistic", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95]):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``)."""
@@ -79,7 +79,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant)."""
     cols = []
@@ -144,7 +144,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="2", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="2", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout"):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -336,7 +336,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant") 
     return apply_permutations(models.params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="2",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="2", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant"):
     """All weights after permutation alignment to a reference model (weight matching), flattened.
@@ -442,7 +442,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6,
     return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm]}
 
 
-@extractor("gradients", kind="mechanistic", bounds={"n_probes": (1, None), "dim": (1, None)})
+@extractor("gradients", kind="mechanistic", reads="gradients", bounds={"n_probes": (1, None), "dim": (1, None)})
 def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
     probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim]."""

@@ -292,6 +292,25 @@ def test_fingerprints_of_one_probe_set_are_one_voter_for_the_consensus():
     assert np.allclose(_mean_agreement(amis, ["a"] * 4), plain)  # one source: the plain mean
 
 
+def test_what_a_fingerprint_reads_decides_its_voter():
+    """``meta["reads"]`` (``ExtractorSpec.reads``): the weight fingerprints are one source, activations
+    and outputs are told apart by their probe set, an undeclared behavioural fingerprint reads the
+    outputs on its probe set, and anything else is its own source."""
+    from analysis.answer import _source
+
+    def fp(name: str, kind: str, reads: str | None, **params) -> FingerprintResult:
+        meta = {"params": params} if reads is None else {"params": params, "reads": reads}
+        return FingerprintResult(name, n_models=0, model_ids=[], clusters=[], kind=kind, meta=meta)
+
+    assert _source(fp("weight-stats", "mechanistic", "weights")) == _source(fp("weight-spectra", "mechanistic", "weights"))
+    assert _source(fp("cka", "mechanistic", "activations", probe_set="in_dist")) == "activations on in_dist"
+    assert _source(fp("cka", "mechanistic", "activations", probe_set="ood")) != "activations on in_dist"
+    assert _source(fp("ood-outputs", "behavioural", "outputs", probe_set="ood")) == "outputs on ood"
+    assert _source(fp("my-plugin", "behavioural", None, probe_set="ood")) == "outputs on ood"  # cached before reads
+    assert _source(fp("my-plugin", "mechanistic", "", probe_set="ood")) == "my-plugin"
+    assert _source(fp("anomalous-inputs", "behavioural", "")) == "anomalous-inputs"
+
+
 def test_a_balance_the_split_within_families_forces_is_no_evidence():
     """Camps found within the families (``split_within``) cut every family by construction: the chance
     of the balance is given that, and with two models a family (always one on each side) it is none."""

@@ -10,7 +10,13 @@ import pytest
 from analysis import scorecard as sc
 from analysis.metrics import ami
 from fingerprint import pipeline
-from fingerprint.registry import builtin_scale, extractor, get_extractor, reset_plugins
+from fingerprint.registry import (
+    builtin_reads,
+    builtin_scale,
+    extractor,
+    get_extractor,
+    reset_plugins,
+)
 from training.core.errors import UserError
 
 
@@ -55,12 +61,23 @@ def test_built_ins_declare_their_scale_and_a_bad_one_is_refused():
         extractor("test-bad-scale", scale="unit")(lambda models: None)
 
 
+def test_built_ins_declare_what_they_read_and_a_bad_declaration_is_refused():
+    """``ExtractorSpec.reads``, the consensus's voters (analysis.answer._source)."""
+    assert {n for n in ("weight-stats", "weight-spectra", "aligned-weights") if get_extractor(n).reads == "weights"} == \
+        {"weight-stats", "weight-spectra", "aligned-weights"}
+    assert get_extractor("cka").reads == builtin_reads("cka") == "activations"
+    assert get_extractor("disagreement").reads == "outputs" and get_extractor("anomalous-inputs").reads == ""
+    assert builtin_reads("my_module:my_plugin") is None
+    with pytest.raises(UserError, match=r"unknown reads 'logits' \(valid: activations, gradients, outputs, weights, or leave it out"):
+        extractor("test-bad-reads", reads="logits")(lambda models: None)
+
+
 def test_the_declared_scale_is_stored_with_the_fingerprint_and_reaches_the_analysis(tiny_zoo):
     """A plugin's ``scale`` is stored in the cache entry, so ``fingerprint report`` (another process,
     the plugin not loaded) scales it the same way; a cache entry stored before entries had a scale
     takes its built-in's declaration, and an unknown extractor's is standardised."""
     try:
-        @extractor("test-common-outputs", scale="common")
+        @extractor("test-common-outputs", scale="common", reads="outputs")
         def common_outputs(models, n_probes: int = 8):
             return models.forward(models.task.probes("in_dist")[:n_probes]).flatten(1)
 
@@ -69,9 +86,11 @@ def test_the_declared_scale_is_stored_with_the_fingerprint_and_reaches_the_analy
         reset_plugins()  # a later process: the plugin is not registered
         got = {fp.name: fp.meta for fp in pipeline.cached_fingerprints(pipeline.open_zoo(tiny_zoo))}
         assert got["test-common-outputs"]["scale"] == "common" and got["test-common-outputs"]["standardize"] is False
+        assert got["test-common-outputs"]["reads"] == "outputs" and got["weight-stats"]["reads"] == "weights"
         assert got["weight-stats"]["standardize"] is True
     finally:
         reset_plugins()
     old = {"extractor": "probe-outputs"}  # cached before entries stored their scale
-    assert pipeline._scaled(old)["standardize"] is False
-    assert pipeline._scaled({"extractor": "some.module:fn"})["standardize"] is True
+    assert pipeline._declared(old)["standardize"] is False and pipeline._declared(old)["reads"] == "outputs"
+    assert pipeline._declared({"extractor": "some.module:fn"})["standardize"] is True
+    assert pipeline._declared({"extractor": "some.module:fn"})["reads"] == ""
