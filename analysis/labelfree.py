@@ -56,6 +56,7 @@ from analysis.labelfree_sentences import (
     cut_text,
     families,
     few_families,
+    minority_text,
     unknown_note,
     with_unconfirmed,
 )
@@ -81,6 +82,9 @@ NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL
 MAX_TREE_FAMILIES = 200  # more init families than this: no dendrogram (unreadable, and it would bloat basins.json)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
+# ... and so does one whose smaller side is models of at least this many families, each beside relatives on the
+# other side (a minority of few models, which cuts few of many families: docs/scorecard.md, "A minority")
+MINORITY_FAMILIES = 2
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,9 @@ class LabelFreeResult:
     split_families: np.ndarray | None = None
     split_majority: np.ndarray | None = None  # [n] each family wholly on its majority side of the split
     split_min_families: int | None = None  # init families on the smaller side of the split (each on its majority side)
+    # families with a model on the split's smaller side, and how many of them have more than half their models there
+    split_side_families: int = 0
+    split_side_whole: int = 0
     cut_families: tuple[str, ...] = ()  # families with relatives on both sides of the all-model split (:func:`decide`
     # keeps them for a `groups lineages` verdict from that split only: the seeds that did not decide its side)
     sampled: int | None = None  # models the tests ran on, when fewer than n_models (a sample of whole families)
@@ -264,6 +271,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # (measured: scripts/labelfree_cut_families.py, docs/scorecard.md "Cut families")
     cut = [names[f] for f in multi_fams if len(np.unique(split[(codes == f) & (split >= 0)])) > 1]
     own_side = np.where(split >= 0, split, majority[codes])
+    side_families, side_whole = _smaller_side(split, codes)
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
@@ -285,7 +293,29 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         ci_within=ci_w, split_within=split_within, split_min_families=int(np.bincount(majority[majority >= 0], minlength=2).min()),
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
-        cut_families=tuple(sorted(cut, key=natural_key)), n_null=n_null)
+        cut_families=tuple(sorted(cut, key=natural_key)), n_null=n_null, split_side_families=side_families,
+        split_side_whole=side_whole)
+
+
+def _smaller_side(split: np.ndarray, codes: np.ndarray) -> tuple[int, int]:
+    """The init families (``codes [n]``) with a model on the smaller side of ``split [n]`` (-1: not in
+    it), and how many of them have more than half their models in the split on that side."""
+    inside = split >= 0
+    if not inside.any():
+        return 0, 0
+    side = int(np.bincount(split[inside], minlength=2)[:2].argmin())
+    on = np.bincount(codes[inside & (split == side)], minlength=int(codes.max()) + 1)
+    tested = np.bincount(codes[inside], minlength=int(codes.max()) + 1)
+    return int((on > 0).sum()), int((2 * on > tested).sum())
+
+
+def minority(r: LabelFreeResult) -> bool:
+    """Is ``r``'s split a minority across families: cutting fewer than :data:`CROSS_SPLIT_RATE` of them,
+    its smaller side made of models of at least :data:`MINORITY_FAMILIES` families, none with more
+    than half its models there (each beside relatives on the other side). Such a split is no family
+    group (no family is on the smaller side), and its few models are not decided by their init seed."""
+    return ((r.split_rate or 0) < CROSS_SPLIT_RATE and r.split_side_whole == 0
+            and r.split_side_families >= MINORITY_FAMILIES)
 
 
 def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_null: int, random_state: int, k_max: int,
@@ -627,7 +657,7 @@ def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict])
     ladder never used."""
     keys = []
     if "split" in sig:
-        keys += ["split"] if (r.split_rate or 0) >= CROSS_SPLIT_RATE else ["split_families", "split_majority"]
+        keys += ["split"] if (r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r) else ["split_families", "split_majority"]
     if "groups" in sig:
         keys.append("groups")
     return {k: small[k] for k in keys if k in small}
@@ -676,7 +706,8 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
-    when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives, else ``groups
+    when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives or is a
+    :func:`minority` of models from several families, each beside relatives on the other side, else ``groups
     lineages`` with each whole family on its side and each model of a cut family on its own, the cut
     families named: ``cut_families``; neither that partition nor each family on its majority side
     small), else the centroid groups. Each result's ``q`` is its verdict's
@@ -691,7 +722,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sig = {name: q[(i, name)] for name in TESTS if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
-        if "split" in sig and (r.split_rate or 0) >= CROSS_SPLIT_RATE and "split" not in small:
+        if "split" in sig and ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small:
             v, basins, key = "crosses lineage", r.split_basins, "split"
         elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
               and (r.split_min_families is None or r.split_min_families >= 2)
@@ -705,6 +736,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in TESTS), default=None)
         sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
+        if v == "crosses lineage" and (r.split_rate or 0) < CROSS_SPLIT_RATE:
+            sentence += minority_text(r)
         done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
             sentence = with_unconfirmed(sentence, r, q, i, alpha, _blocking(r, sig, small))

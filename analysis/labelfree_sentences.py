@@ -17,7 +17,7 @@ from analysis.sortkeys import natural_key
 
 __all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
-           "effect_text", "effect_brief", "apart_text", "size_lines"]
+           "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text"]
 
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
 
@@ -133,6 +133,15 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
     return (f"Closest split of the {what} (exploratory, not significant: family groups p {cg['p_groups']:.2g}, "
             f"below {cg.get('threshold', EXPLORATORY_P):g} before any correction): {' vs '.join(parts)}"
             + (f"; more {what} would tell." if tail else "."))
+
+
+def minority_text(r: Any) -> str:
+    """The words on a `crosses lineage` split that is a minority (:func:`analysis.labelfree.minority`)."""
+    n_side, n_cut, n_rel = r.split_side_families, len(r.cut_families or ()), r.n_related_families
+    return (f" The smaller candidate basin is a minority: models of {n_side} init families, each beside relatives in the "
+            f"other basin (it cuts {n_cut} of {n_rel} families, too few to cross lineage by that share, and sets no "
+            "family apart): a difference of few models that their init seed does not decide (docs/scorecard.md, "
+            "\"A minority\").")
 
 
 def cut_text(cut: Any) -> str:
@@ -305,7 +314,10 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                     "(docs/scorecard.md, \"A gap between the camps\").")
     tests_small = {"groups" if k == "groups" else "split" for k in small}
     if "split" not in tests_small:  # (a small split is said above)
-        if r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
+        if r.p_split is not None and q_split <= alpha and getattr(r, "split_side_whole", 1) == 0:
+            lone += (f" The models' two camps (q {q_split:.3g}) set models of one init family apart from their relatives: "
+                     "that seed's quirk, not a basin (a minority needs models of at least two families).")
+        elif r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
             lone += (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
                      "quirk, not a basin (a group needs at least two families).")
         elif r.p_split is not None and r.p_split <= alpha:

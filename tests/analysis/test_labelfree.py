@@ -314,6 +314,29 @@ def test_one_family_set_apart_is_a_quirk_not_a_group_of_lineages():
     assert res2.split_min_families == 2 and res2.verdict == "groups lineages"
 
 
+def test_a_minority_of_models_from_several_families_crosses_lineage():
+    """The tenth outside audit's minority: 3 of 24 models (12 families of 2) on another rule, each from
+    its own family. The split cuts 3 of 12 families (below ``CROSS_SPLIT_RATE``) and sets no family
+    apart, so it was neither verdict and the sentence said "one init family apart". A smaller side of
+    models of two or more families, each beside a relative on the other side, is a minority: `crosses
+    lineage`, said as such. The models of one family alone on the smaller side stay that seed's quirk."""
+    r = np.random.default_rng(1)
+    fam = np.repeat(np.arange(12), 2)
+    x = r.standard_normal((12, 5))[fam] * 0.7 + r.standard_normal((24, 5)) * 0.5
+    moved = [0, 8, 16]  # one model of families 0, 4 and 8
+    x[moved, 0] += 20.0
+    (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
+    assert res.split_rate == pytest.approx(3 / 12) and (res.split_side_families, res.split_side_whole) == (3, 0)
+    assert res.verdict == "crosses lineage" and sorted(np.flatnonzero(res.candidate_basins == res.candidate_basins[0])) == moved
+    assert "a minority: models of 3 init families, each beside relatives in the other basin (it cuts 3 of 12" in res.sentence
+    fam4 = np.repeat(np.arange(6), 4)
+    one = r.standard_normal((6, 5))[fam4] * 0.7 + r.standard_normal((24, 5)) * 0.5
+    one[[12, 13], 0] += 20.0  # two of family 3's four models: that seed's quirk
+    (res1,) = lf.decide([lf.label_free(one, fam4, n_null=199, random_state=0)])
+    assert res1.p_split <= 0.01 and (res1.split_side_families, res1.split_side_whole) == (1, 0)
+    assert res1.verdict == "lineage only" and "set models of one init family apart from their relatives" in res1.sentence
+
+
 def test_without_relatives_the_sentences_say_what_was_not_tested():
     """Every model its own init family: no lineage or within-family test, and a split of the models
     cannot be called seed-decided."""
