@@ -69,6 +69,7 @@ class Candidate:
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
+    relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Answer:
     sentence: str = ""
     finer: dict[str, Any] | None = None
     n_behavioural: int = 0  # behavioural fingerprints judged (what the models output)
+    # judged fingerprints of the predicted classes (meta "predicts": disagreement on classifiers)
+    predictions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +104,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     groups = _linked(deep)
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
-                 n_behavioural=sum(r.kind == "behavioural" for r in judged))
+                 n_behavioural=sum(r.kind == "behavioural" for r in judged),
+                 predictions=[str(r.fingerprint) for r in judged if (r.meta or {}).get("predicts") == "classes"])
     ans.sentence = answer_sentence(ans)
     return ans
 
@@ -325,7 +329,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         ami=_ami_range(amis), columns=_columns(group),
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
-        balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None)
+        balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
+        relatives=rep.label_free.get("n_related_families") != 0)
 
 
 def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | None:
@@ -379,7 +384,8 @@ def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
 
-def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False) -> str:
+def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
+                    predictions: list[str] | None = None) -> str:
     who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
@@ -394,8 +400,30 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){RELATION.get(c.verdicts.get(c.representative), '')}"
-            f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_refined_text(c, finer)}")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
+            f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+            f"{_refined_text(c, finer)}")
+
+
+def _relation(c: Candidate) -> str:
+    """How the representative's camps sit with the init families (:data:`RELATION`); with no relatives
+    (every model its own init family) that cannot be told."""
+    if not c.relatives:
+        return ("; every model is its own init family, so whether the init seed or the training decided the camps "
+                "cannot be told")
+    return RELATION.get(c.verdicts.get(c.representative), "")
+
+
+def _decisions_text(c: Candidate, predictions: list[str]) -> str:
+    """``; no fingerprint of the predicted classes (disagreement) finds it: ...`` for a candidate that
+    model-output fingerprints find while every judged fingerprint of the predicted classes does not
+    (the tenth outside audit: a learning rate or batch size crossed with the families moved the
+    outputs' values, 35-49 SDs, and no prediction), else ``""``."""
+    if not predictions or "behavioural" not in c.kinds or set(predictions) & set(c.fingerprints):
+        return ""
+    return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in their "
+            "outputs' values (such as confidence) more than in the classes they predict on these probes, which a "
+            "training setting (learning rate, batch size) leaves as well as a different rule")
 
 
 def _balance_text(c: Candidate, told: bool = False) -> str:
@@ -453,11 +481,13 @@ def answer_sentence(ans: Answer) -> str:
                 "group the init families (initialization noise on this evidence, or a difference these fingerprints "
                 "and families cannot show)")
     if len(ans.candidates) == 1:
-        return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural)
+        return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
+                                                                   predictions=ans.predictions)
     fin = ans.finer
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
-    texts = "; ".join(f"({i}) {_candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first)}"
+    texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
+                                                  ans.predictions)
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

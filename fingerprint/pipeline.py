@@ -236,12 +236,24 @@ def fingerprints(zoo: Zoo, specs: list[str], step: int | None = None, label: str
                       device, progress)
     out = []
     for r in results:
-        meta = {k: v for k, v in (r.meta or {}).items() if k != "extra"}
+        meta = _lifted(r.meta or {})
         meta.setdefault("key", r.key)
         name = str(meta.get("spec") or r.name)
         if r.values is not None and len(results) > len(specs):  # several steps: keep them apart
             name = f"{name}@{meta.get('step')}"
         out.append(FingerprintInput(name, r.values, list(r.model_ids), _declared(meta), error=r.error))
+    return out
+
+
+LIFTED = ("predicts",)  # keys of an extractor's own metadata the analysis reads (disagreement: classes or values)
+
+
+def _lifted(meta: dict) -> dict:
+    """``meta`` without the extractor's own metadata (``extra``: layers, landmarks, ...), but for the
+    :data:`LIFTED` keys the analysis reads."""
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    out = {k: v for k, v in meta.items() if k != "extra"}
+    out.update({k: extra[k] for k in LIFTED if k in extra})
     return out
 
 
@@ -303,7 +315,7 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
             out.append(FingerprintInput(_fp_name(m), None, [], m, error=f"cached fingerprint '{m['key']}' is unreadable"))
             continue
         values, ids, meta = hit
-        meta.pop("extra", None)
+        meta = _lifted(meta)
         out.append(FingerprintInput(_fp_name(meta), values, ids, _declared(meta)))
     return out
 

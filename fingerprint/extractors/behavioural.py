@@ -256,14 +256,15 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
     (version 1 divided by the probes alone there: ``1 - T x agreement``, negative). For one-output
-    (regression) models: pairwise RMS difference of outputs."""
+    (regression) models: pairwise RMS difference of outputs. Its metadata's ``predicts`` says which
+    (``classes`` or ``values``), for the population's answer."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
     per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
     if out.shape[-1] == 1:
-        return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model)
+        return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model), {"predicts": "values"}
     onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, per_model * C]
-    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0)
+    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {"predicts": "classes"}
 
 
 @extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,

@@ -328,3 +328,29 @@ def test_a_balance_the_split_within_families_forces_is_no_evidence():
     assert abs(label_free_answer(result(one(4, True))).candidates[0].balanced["chance"] - given_cut**6) < 1e-12
     assert label_free_answer(result(one(2, True))).candidates[0].balanced is None
     assert label_free_answer(result(one(2, False))).candidates[0].balanced["chance"] == pytest.approx(0.5**6)
+
+
+def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_without_relatives():
+    """The tenth outside audit: a learning rate crossed with the families gave output fingerprints'
+    candidate (35-49 SDs) while `disagreement` (the predicted classes) read lineage only; and a
+    planted rule in a population of singletons was said to be "whole init families on each side"
+    although every model is its own family."""
+    def kinded(f: FingerprintResult, kind: str, **meta) -> FingerprintResult:
+        f.kind, f.meta = kind, dict(meta)
+        return f
+
+    out = kinded(fp("ood-outputs", CAMPS), "behavioural")
+    argmax = kinded(fp("disagreement", None, "lineage only"), "behavioural", predicts="classes")
+    ans = label_free_answer(result(out, argmax))
+    assert ans.predictions == ["disagreement"]
+    assert ("; no fingerprint of the predicted classes (disagreement) finds it: the camps differ in their outputs' "
+            "values (such as confidence) more than in the classes they predict on these probes") in ans.sentence
+    found = kinded(fp("disagreement", CAMPS), "behavioural", predicts="classes")
+    assert "no fingerprint of the predicted classes" not in label_free_answer(result(out, found)).sentence
+    rms = kinded(fp("disagreement", None, "lineage only"), "behavioural", predicts="values")  # a regression's outputs
+    assert "no fingerprint of the predicted classes" not in label_free_answer(result(out, rms)).sentence
+    alone = kinded(fp("ood-outputs", CAMPS, "groups lineages"), "behavioural")
+    alone.label_free["n_related_families"] = 0
+    text = label_free_answer(result(alone)).sentence
+    assert "every model is its own init family, so whether the init seed or the training decided the camps cannot " \
+           "be told" in text and "whole init families" not in text

@@ -82,12 +82,14 @@ def test_the_declared_scale_is_stored_with_the_fingerprint_and_reaches_the_analy
             return models.forward(models.task.probes("in_dist")[:n_probes]).flatten(1)
 
         zoo = pipeline.open_zoo(tiny_zoo)
-        pipeline.compute(zoo, ["test-common-outputs", "weight-stats"])
+        pipeline.compute(zoo, ["test-common-outputs", "weight-stats", "disagreement:probe_set=in_dist"])
         reset_plugins()  # a later process: the plugin is not registered
         got = {fp.name: fp.meta for fp in pipeline.cached_fingerprints(pipeline.open_zoo(tiny_zoo))}
         assert got["test-common-outputs"]["scale"] == "common" and got["test-common-outputs"]["standardize"] is False
         assert got["test-common-outputs"]["reads"] == "outputs" and got["weight-stats"]["reads"] == "weights"
         assert got["weight-stats"]["standardize"] is True
+        # an extractor's own metadata stays out of the analysis, but for what it reads (disagreement: classes)
+        assert got["disagreement:probe_set=in_dist"]["predicts"] == "classes" and "extra" not in got["weight-stats"]
     finally:
         reset_plugins()
     old = {"extractor": "probe-outputs"}  # cached before entries stored their scale
