@@ -192,12 +192,14 @@ def _verdict(v: Any, short: bool = True) -> str:
 
 def _lineage_cell(r: Any, q: Any, marks: str = "") -> str:
     """A scorecard row's label-free cell: the verdict, ``marks`` and its q; ``–`` for a failed row.
-    Narrow (80 columns, a log file): the q on a line of its own, not cut ("q 0.00" read as zero;
-    rich crops this cell)."""
+    Narrow (80 columns, a log file): the marks and the q each on a line of their own, not cut ("q 0.00"
+    read as zero, "groups (no rela"; rich crops this cell)."""
     if r.error:
         return "–"
     q_text = _q(q)
-    return _verdict(r.label_free_verdict) + marks + ("\n" + q_text.lstrip() if console.width < 100 else q_text)
+    if console.width < 100:
+        return _verdict(r.label_free_verdict) + ("\n" + marks.lstrip() if marks else "") + "\n" + q_text.lstrip()
+    return _verdict(r.label_free_verdict) + marks + q_text
 
 
 def _q(q: Any) -> str:
@@ -254,7 +256,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   "follow the label; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
                   "identifiable, no groups shown (initialization noise, or a seed-decided difference too weak or graded "
-                  "to group them), none = no structure, (no relatives) = every model its own init family; (priv.) = on a probe set built from the ground truth, an upper bound "
+                  "to group them), none = no structure, groups (no relatives) = groups of models that are each their own init family; (priv.) = on a probe set built from the ground truth, an upper bound "
                   "(docs/scorecard.md)", style="dim")
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
@@ -418,7 +420,12 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
            + (f"; if '{col}' is a design factor the init families share (a data order, a batch), it is lineage: "
               f"report with --strata {col}" if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
-    if out:
+    if design:  # the user's --strata: say what it did, whether or not anything matched
+        cols = ", ".join(f"'{c}'" for c in sorted(design))
+        out.insert(0, f"label-free tests stratified by {cols} (--strata): models that share a value are relatives, as "
+                      "a shared data order is, so a difference that follows the column reads as lineage, not as a "
+                      "candidate deep difference; report without --strata to see whether it separates the models")
+    if by_col:
         out.append("check whether that is the difference you mean: a column recording how the models were made (training "
                    "length, learning rate, data) is not necessarily a basin; one measuring what they do may be the basin "
                    "itself (summary.json: metadata_match)")

@@ -221,8 +221,12 @@ def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_stra
                                            "batch), it is lineage: report with --strata order")
     hit = next(e for e in plain.metadata_match if e["column"] == "order" and e["statistic"] == "AMI")
     assert hit["match"] and hit["crossed"]
-    taken = analyze([fp], table, opts.replace(strata=["order"])).fingerprints[0]
+    stratified = analyze([fp], table, opts.replace(strata=["order"]))
+    taken = stratified.fingerprints[0]
     assert taken.label_free["verdict"] not in ("crosses lineage", "groups lineages")
+    # the terminal says the tests were stratified (the tenth outside audit: nothing said so)
+    assert metadata_lines(stratified)[0].startswith("label-free tests stratified by 'order' (--strata): models that "
+                                                    "share a value are relatives")
     renamed = analyze([fp], {**table, "data_seed": order}, opts).fingerprints[0]  # the name it is known by
     assert renamed.label_free["verdict"] == taken.label_free["verdict"]
     with pytest.raises(ValueError, match="unknown model column 'nope' for --strata"):
