@@ -438,8 +438,9 @@ def _balance_text(c: Candidate, told: bool = False) -> str:
         return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above)"
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
             "the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
-            "every family (seed noise: record it and report with --strata COLUMN) or a difference planted member by "
-            "member (deep)")
+            "every family (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
+            "every family (a learning rate, a batch size: real, but a setting, not another rule) or a difference planted "
+            "member by member (deep)")
 
 
 def _inside_text(c: Candidate, n_behavioural: int) -> str:

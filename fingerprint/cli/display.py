@@ -352,17 +352,24 @@ def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
         kinds = {str(k) for k in zoo.models["kind"]} if "kind" in zoo.models.names() else {"imported"}
         fix = ("add one to the --metadata CSV and re-import" if kinds == {"imported"} else
                f"train at least {MIN_FAMILIES} init seeds: seeds.init in the config")
+        singles = lineage_candidates(zoo, {result.label, result.lineage}, singletons=True)
+        if singles:  # every model its own init family (each its own seed): the tests still run, with less to say
+            cols = ", ".join(f"'{c}'" for c in singles)
+            return line + (f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families with "
+                           f"relatives; {cols} gives every model its own: --lineage {next(iter(singles))} tests whether "
+                           "the models fall into groups, not whether their seed decided them")
         return line + f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families ({fix})"
     cols = ", ".join(f"{c} ({n} values)" for c, n in found.items())
     return line + f"; the zoo's model {'column' if len(found) == 1 else 'columns'} that could be --lineage: {cols}"
 
 
-def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset()) -> dict[str, int]:
+def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset(), singletons: bool = False) -> dict[str, int]:
     """The zoo's own model columns (its metadata CSV's, not the core ones; not those in ``skip``,
     the label and the lineage already used) that could name init families, each with its number of
     distinct values: at least ``MIN_FAMILIES`` of them and fewer than the models (a column where
     every model has its own value makes every model its own family), and not measurements
-    (floats that are not whole numbers). Which one holds the init seeds only the user knows."""
+    (floats that are not whole numbers). Which one holds the init seeds only the user knows. With
+    ``singletons``, instead the columns that give every model its own value (every model its own seed)."""
     import numpy as np  # deferred for start-up time
 
     from training.core.store import CORE_COLUMNS  # deferred for start-up time (h5py)
@@ -377,7 +384,7 @@ def lineage_candidates(zoo: Any, skip: set[str | None] = frozenset()) -> dict[st
         if col.dtype.kind in "OUS" and _measurement([str(v) for v in col]):  # numbers stored as text (a blank among them)
             continue
         n = len({str(v) for v in col})
-        if MIN_FAMILIES <= n < len(col):
+        if (n == len(col) >= MIN_FAMILIES) if singletons else (MIN_FAMILIES <= n < len(col)):
             out[c] = n
     return out
 
@@ -418,7 +425,8 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
            + (f"; a graded column ({graded[col]} values) cut in two: the camps may be the two ends of a continuum, not "
               "two basins" if col in graded else "")
            + (f"; if '{col}' is a design factor the init families share (a data order, a batch), it is lineage: "
-              f"report with --strata {col}" if col in crossed and col not in graded and col not in design else "")
+              f"report with --strata {col} (not if it records a setting or a rule: that is the difference itself)"
+              if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
     if design:  # the user's --strata: say what it did, whether or not anything matched
         cols = ", ".join(f"'{c}'" for c in sorted(design))

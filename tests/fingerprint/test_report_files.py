@@ -107,6 +107,16 @@ def test_lineage_candidates_leave_out_core_columns_measurements_and_columns_that
         "name": [f"n{i}" for i in range(8)], "epochs": [10.0, 20.0, 30.0, 40.0] * 2, "rule": ["a", "b"] * 4})
     assert lineage_candidates(zoo) == {"seed": 4, "epochs": 4}
     assert lineage_candidates(zoo, {"seed"}) == {"epochs": 4}
+    assert lineage_candidates(zoo, singletons=True) == {"name": 8}  # every model its own (the tenth audit's family)
+    from analysis.results import AnalysisResult, FingerprintResult
+    from fingerprint.cli.display import insufficient_hint
+
+    too_few = FingerprintResult("weight-stats", n_models=8, model_ids=[], clusters=[],
+                                label_free={"verdict": "insufficient", "sentence": "insufficient: 1 init family"})
+    alone = Zoo.from_modules(mods, out=tmp_path / "alone", metadata={"name": [f"n{i}" for i in range(8)]})
+    hint = insufficient_hint(AnalysisResult(1, 0.0, {}, 8, scorecard=[], fingerprints=[too_few]), alone)
+    assert hint.endswith("'name' gives every model its own: --lineage name tests whether the models fall into groups, "
+                         "not whether their seed decided them"), hint
 
 
 def test_a_measurement_stored_as_text_is_not_offered_as_a_lineage_column():
