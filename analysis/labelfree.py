@@ -741,6 +741,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
             sentence = with_unconfirmed(sentence, r, q, i, alpha, _blocking(r, sig, small))
-            sentence += closest_split(done, tail="would tell" not in sentence)
+            if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"
+                sentence += closest_split(done, tail="would tell" not in sentence)
         out.append(replace(done, sentence=sentence + few_families(done) + unknown_note(done)))
     return out

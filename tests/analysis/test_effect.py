@@ -246,6 +246,23 @@ def test_a_small_split_keeps_the_other_inconclusive_hints():
     assert "two camps p" not in r.sentence and "set one init family apart" not in r.sentence
 
 
+def test_significant_groups_kept_small_are_not_called_not_significant():
+    """The tenth outside audit: "The family groups (q 0.025) are 3.2 within-basin SDs apart ...
+    Closest split of the families (exploratory, not significant: ...)". A groups test significant
+    after the correction but kept from its verdict by its size gets no "not significant" pointer."""
+    from analysis.effect import SizedLabelFree
+
+    base = lf.LabelFreeResult(40, 10, 0.001, 0.001, 0.9, split_rate=1.0, family_groups={str(i): i % 2 for i in range(10)},
+                              family_sizes={str(i): 4 for i in range(10)})
+    fields = {k: getattr(base, k) for k in lf.LabelFreeResult.__dataclass_fields__}
+    small = SizedLabelFree(**fields, effects={"groups": {"small": True, "separation": 2.0, "threshold": 2.65}})
+    r = lf.decide([small])[0]
+    assert r.verdict == "lineage only" and "only 2 within-basin SDs apart" in r.sentence
+    assert "Closest split" not in r.sentence and "not significant" not in r.sentence
+    plain = lf.decide([lf.LabelFreeResult(40, 10, 0.001, 0.1, 0.9, split_rate=1.0, family_groups=base.family_groups)])[0]
+    assert "Closest split of the families (exploratory, not significant: family groups p 0.1" in plain.sentence
+
+
 def test_sizes_read_as_numbers_at_the_extremes():
     """The sixth audit: ``1e+02% [1e+02%-1e+02%], 7.1e+15 SDs`` for a perfect split (models of a
     basin answering identically). Shares above 10% are whole percents, separations whole above 10 and
