@@ -48,6 +48,7 @@ from analysis.results import (
     ScorecardRow,
     candidates_apart_sentence,
     lone_sentences,
+    small_basin_sentences,
 )
 from analysis.verdicts import FLOOR_REASON, PROBE_FLOOR_REASON, css_class
 
@@ -113,6 +114,7 @@ class Headline:
     insufficient_sentence: str | None = None
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
     lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
+    leads: list[str] = field(default_factory=list)  # small basins several fingerprints agree on (small_basin_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
     answer: str | None = None  # the population's label-free answer (analysis.answer)
@@ -125,6 +127,7 @@ def headline(result: AnalysisResult) -> Headline:
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     h.lone = lone_sentences(result)
+    h.leads = small_basin_sentences(result)
     h.apart = candidates_apart_sentence(result)
     ans = label_free_answer(result)
     h.answer = None if ans is None else ans.sentence

@@ -315,6 +315,74 @@ def lone_sentences(result: AnalysisResult) -> list[str]:
     return [lone_models_text(names, list(ids), sizes[ids]) for ids, names in by.items()]
 
 
+SMALL_BASIN = 0.15  # a basin of two or more models, not outliers, but at most this share of the models: a lead
+MIN_LEAD_FINGERPRINTS = 2  # fingerprints whose clusters agree on one small basin before it is named
+
+
+def small_basin(r: FingerprintResult) -> tuple[str, ...]:
+    """The models of ``r``'s smaller basin when its clusters are two basins, the smaller of two or
+    more models (not :func:`lone_models`' outliers) and at most :data:`SMALL_BASIN` of the models,
+    from two or more init families, and no deep label-free verdict of ``r`` has them as a camp; else
+    ``()``. A minority a few models strong: the label-free gap test cannot tell it from outliers
+    (a camp of two models needs a gap hundreds of times its own spread), so it is only a lead."""
+    if not r.analysed or not r.clusters or lone_models(r):
+        return ()
+    ks = [c for c in r.clusters if c >= 0]
+    if len(set(ks)) != 2:
+        return ()
+    small = min(set(ks), key=ks.count)
+    ids = tuple(m for m, c in zip(r.model_ids, r.clusters) if c == small)
+    if not 2 <= len(ids) <= SMALL_BASIN * len(r.clusters):
+        return ()
+    fams = {r.lineage_values[i] for i, c in enumerate(r.clusters) if c == small} if r.lineage_values else set()
+    if len(fams) < 2:
+        return ()
+    free = r.label_free or {}
+    camp = {m for m, b in (free.get("candidate_basins") or {}).items() if b == (free.get("candidate_basins") or {}).get(ids[0])}
+    return () if free.get("verdict") in DEEP_VERDICTS and camp == set(ids) else ids
+
+
+def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
+    """The small basins (:func:`small_basin`) that :data:`MIN_LEAD_FINGERPRINTS` or more fingerprints'
+    clusters agree on and no candidate of the answer holds as a camp, each ``{fingerprints, models,
+    n_models, n_families, beside}`` (``beside``: each of its models has a relative in the larger basin).
+    The tenth outside audit: 2 of 24 models on another rule, each in its own family, clustered
+    exactly by 6 fingerprints, confirmed by no label-free verdict, and nothing said so."""
+    by: dict[tuple[str, ...], list[FingerprintResult]] = {}
+    for r in result.fingerprints:
+        ids = small_basin(r)
+        if ids:
+            by.setdefault(tuple(sorted(ids)), []).append(r)
+    by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS}
+    ans = label_free_answer(result) if by else None
+    found = [{m for m, b in c.basins.items() if b == side} for c in (ans.candidates if ans else [])
+             for side in set(c.basins.values())]
+    out = []
+    for ids, rs in by.items():
+        if set(ids) in found:  # a candidate's camp already: the answer says it
+            continue
+        where = dict(zip(rs[0].model_ids, rs[0].lineage_values or []))
+        beside = all(sum(v == where.get(m) for v in where.values()) > sum(where.get(x) == where.get(m) for x in ids)
+                     for m in ids)
+        out.append({"fingerprints": [str(r.fingerprint) for r in rs], "models": list(ids),
+                    "n_models": len(rs[0].clusters), "n_families": len({where.get(m) for m in ids}), "beside": beside})
+    return out
+
+
+def small_basin_sentences(result: AnalysisResult) -> list[str]:
+    """One sentence per :func:`small_basin_leads` lead, for the report's verdict box and the terminal."""
+    out = []
+    for lead in small_basin_leads(result):
+        ids = lead["models"]
+        who = ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
+        out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_models'] - len(ids)} models and "
+                   f"{len(ids)} models ({who}) of {lead['n_families']} init families"
+                   + (", each beside relatives in the larger basin" if lead["beside"] else "")
+                   + ": a small basin that no label-free verdict confirms (too few models to tell a basin from "
+                   "outliers), an exploratory lead: look at these models (a few that learned something else?)")
+    return out
+
+
 MATCHES_CLUSTERS = AGREE  # AMI at or above which a deep verdict's candidate basins count as its clusters
 
 
@@ -364,6 +432,7 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
             "n_failed": sum(1 for r in result.scorecard if r.error),
             "lone_models": {str(r.fingerprint): ids for r in result.fingerprints if (ids := lone_models(r))},
+            "small_basins": small_basin_leads(result),
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "label_free_answer": None if (ans := label_free_answer(result)) is None else ans.to_dict(),
             "fingerprints": fps, "provenance": provenance or {}}

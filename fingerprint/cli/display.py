@@ -33,7 +33,12 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import AnalysisOptions
 from analysis.resampling import MIN_FAMILIES
-from analysis.results import AnalysisResult, candidates_apart_sentence, lone_sentences
+from analysis.results import (
+    AnalysisResult,
+    candidates_apart_sentence,
+    lone_sentences,
+    small_basin_sentences,
+)
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
@@ -275,6 +280,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
 
     for line in lone_sentences(result):
         console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    for line in small_basin_sentences(result):
+        console.print(f"small basin, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     apart = candidates_apart_sentence(result)
     if apart:
         console.print(f"two partitions: {apart}", style="yellow", highlight=False, markup=False, soft_wrap=True)

@@ -354,3 +354,33 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     text = label_free_answer(result(alone)).sentence
     assert "every model is its own init family, so whether the init seed or the training decided the camps cannot " \
            "be told" in text and "whole init families" not in text
+
+
+def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
+    """The tenth outside audit's 2-of-24 minority (12 families of 2, the two models in families 1 and
+    6): six fingerprints' clusters were exactly it, no label-free verdict could confirm it (a camp of
+    two models cannot show a gap), and nothing said so. Two or more fingerprints agreeing on a small
+    basin of models from two or more families name it as a lead; one fingerprint, a one-family basin,
+    or a camp a candidate already holds do not."""
+    from analysis.results import small_basin_sentences
+
+    fams = [f"f{i // 2}" for i in range(24)]
+    minority = {"m02", "m13"}  # one model of f1, one of f6
+
+    def clustered(name: str, small: set[str], verdict: str = "lineage only") -> FingerprintResult:
+        basins = {m: int(m in small) for m in IDS} if verdict == "crosses lineage" else {}
+        return FingerprintResult(name, n_models=24, model_ids=IDS, clusters=[int(m in small) for m in IDS],
+                                 lineage_values=fams, kind="behavioural",
+                                 label_free={"verdict": verdict, "q": 0.01, "sentence": ".", "candidate_basins": basins})
+
+    res = result(clustered("a", minority), clustered("b", minority), clustered("c", set()))
+    (line,) = small_basin_sentences(res)
+    assert summary(res)["small_basins"] == [{"fingerprints": ["a", "b"], "models": ["m02", "m13"], "n_models": 24,
+                                             "n_families": 2, "beside": True}]
+    assert line.startswith("a, b: the basins are 22 models and 2 models (m02, m13) of 2 init families, each beside "
+                           "relatives in the larger basin: a small basin that no label-free verdict confirms"), line
+    assert small_basin_sentences(result(clustered("a", minority), clustered("c", set()))) == []
+    one_family = {"m02", "m03"}  # both of f1: that seed's quirk
+    assert small_basin_sentences(result(clustered("a", one_family), clustered("b", one_family))) == []
+    found = result(clustered("a", minority), clustered("b", minority), clustered("d", minority, "crosses lineage"))
+    assert small_basin_sentences(found) == []  # the answer names it already
