@@ -217,10 +217,10 @@ def _mean_agreement(amis: np.ndarray, sources: list[str] | None = None) -> np.nd
 
 def _source(r: FingerprintResult) -> str:
     """What a fingerprint summarises, for the consensus: what its extractor declared it reads
-    (``meta["reads"]``: outputs, activations or gradients on its ``probe_set``, or the weights), a
-    behavioural fingerprint's outputs on its probe set where nothing was declared (`ood-outputs` and
-    `disagreement` on the `ood` probes are one source; so are `weight-stats` and `weight-spectra`),
-    anything else its own name."""
+    (``meta["reads"]``: outputs, activations or gradients on its ``probe_set``, or the weights:
+    `ood-outputs` and `disagreement` on the `ood` probes are one source, so are `weight-stats` and
+    `weight-spectra`), a behavioural fingerprint's outputs on its probe set where nothing was
+    declared, anything else its own name."""
     meta = r.meta or {}
     params = meta.get("params") or {}
     probes = params.get("probe_set") if isinstance(params, dict) else None

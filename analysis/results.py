@@ -322,8 +322,7 @@ MIN_LEAD_FINGERPRINTS = 2  # fingerprints whose clusters agree on one small basi
 def small_basin(r: FingerprintResult) -> tuple[str, ...]:
     """The models of ``r``'s smaller basin when its clusters are two basins, the smaller of two or
     more models (not :func:`lone_models`' outliers) and at most :data:`SMALL_BASIN` of the models,
-    from two or more init families, and no deep label-free verdict of ``r`` has them as a camp; else
-    ``()``. A minority a few models strong: the label-free gap test cannot tell it from outliers
+    from two or more init families; else ``()``. A minority a few models strong: the label-free gap test cannot tell it from outliers
     (a camp of two models needs a gap hundreds of times its own spread), so it is only a lead."""
     if not r.analysed or not r.clusters or lone_models(r):
         return ()
@@ -335,11 +334,7 @@ def small_basin(r: FingerprintResult) -> tuple[str, ...]:
     if not 2 <= len(ids) <= SMALL_BASIN * len(r.clusters):
         return ()
     fams = {r.lineage_values[i] for i, c in enumerate(r.clusters) if c == small} if r.lineage_values else set()
-    if len(fams) < 2:
-        return ()
-    free = r.label_free or {}
-    camp = {m for m, b in (free.get("candidate_basins") or {}).items() if b == (free.get("candidate_basins") or {}).get(ids[0])}
-    return () if free.get("verdict") in DEEP_VERDICTS and camp == set(ids) else ids
+    return ids if len(fams) >= 2 else ()
 
 
 def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
