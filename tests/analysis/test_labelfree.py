@@ -535,3 +535,18 @@ def test_a_deep_test_at_its_floor_unconfirmed_by_the_correction_asks_for_more_re
     enough = replace(at_floor, p_split=1 / 2400, n_null=2399)
     assert lf.replicates_to_decide([enough, *nulls]) == {}
     assert lf.decide([enough, *nulls])[0].verdict == "crosses lineage"
+
+
+def test_the_minority_nulls_script_runs_and_its_heavy_tailed_nulls_get_no_minority_verdict(capsys):
+    """scripts/labelfree_minority_nulls.py (the rates docs/results.md quotes), in a few draws."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "labelfree_minority_nulls.py"
+    spec = importlib.util.spec_from_file_location("labelfree_minority_nulls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--reps", "3", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(mod.DESIGNS) and all(r["by_minority_rule"] == 0.0 for r in rows)
