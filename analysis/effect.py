@@ -369,7 +369,8 @@ def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None
     """One init family set apart by a fingerprint's own basins ``clusters [n]``: one basin holds
     exactly that family's models, all of them, and every other basin holds models of at least two
     families. ``{family, models, n_families, basin, ratio}`` (``ratio``: :func:`centroid_ratio` in
-    ``coords``, when given), else ``None`` (also with fewer than ``min_families`` families)."""
+    ``coords``, when given), else ``None`` (also with fewer than ``min_families`` families, and for a
+    family of one model: a lone model, which the report's outlier line names)."""
     c = np.asarray(clusters)
     fam = np.asarray([str(f) for f in family], dtype=object)
     if len(c) != len(fam):
@@ -389,6 +390,8 @@ def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None
     if len(found) != 1 or not others_ok:
         return None
     f, lab = found[0]
+    if (fam == f).sum() < 2:
+        return None
     return {"family": f, "models": int((fam == f).sum()), "n_families": len(names), "basin": int(lab),
             "ratio": None if coords is None else centroid_ratio(coords, fam, f)}
 

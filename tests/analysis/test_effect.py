@@ -162,6 +162,8 @@ def test_one_family_apart_is_named_and_silent_otherwise():
     assert family_apart((few != "0").astype(int), few) is None
     noise = np.where(fam == "0", -1, 0)  # a density clustering's noise points are no basin, even one family's
     assert family_apart(noise, fam) is None
+    singles = np.array([f"m{i}" for i in range(24)])  # every model its own family (the tenth audit's no lineage)
+    assert family_apart((singles != "m20").astype(int), singles) is None  # a lone model: the outliers line names it
 
 
 def test_the_pointer_reaches_the_sentence_and_the_json():
