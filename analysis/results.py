@@ -7,6 +7,9 @@ form stored as ``results/basins.json`` (key order fixed: it is a file format) an
 reads one back, including results stored by earlier versions. The top two levels are typed; the
 nested payloads (``scores``, ``calibration``, ``bootstrap``, ``basins``, ``label_free``, ...) stay
 JSON dicts whose keys are documented on each field. :func:`summary` is ``summary.json``.
+Longer than ~400 lines because the readings of a whole result that ``summary.json``, the report's
+verdict box and the terminal share (outliers, small-basin leads, candidate basins apart from the
+clusters) live beside the types they read.
 """
 
 from __future__ import annotations
