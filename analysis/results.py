@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from analysis.answer import AGREE, label_free_answer
+from analysis.labelfree import missing
 from analysis.labelfree_sentences import DEEP_VERDICTS
 
 
@@ -336,8 +337,9 @@ def small_basin(r: FingerprintResult) -> tuple[str, ...]:
     ids = tuple(m for m, c in zip(r.model_ids, r.clusters) if c == small)
     if not 2 <= len(ids) <= SMALL_BASIN * len(r.clusters):
         return ()
-    fams = {r.lineage_values[i] for i, c in enumerate(r.clusters) if c == small} if r.lineage_values else set()
-    return ids if len(fams) >= 2 else ()
+    values = r.lineage_values or []
+    fams = {values[i] for i, c in enumerate(r.clusters) if c == small and i < len(values) and not missing(values[i])}
+    return ids if len(fams) >= 2 else ()  # models without a lineage value tell no family
 
 
 def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
