@@ -325,7 +325,7 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
         "separation": (separation(sep_x, b), None, sep_of),
     }
     out: dict[str, Any] = {"raw": raw is not None, "ci_method": "basic-expanded"}
-    widen = small_sample_expansion(len(set(fam)))
+    widen = small_sample_expansion(len(set(fam[b >= 0])))
     for name, (value, batch, one) in stats.items():
         out[name] = value
         ci = None

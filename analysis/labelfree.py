@@ -265,8 +265,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     multi_fams = np.flatnonzero(counts >= 2)
     split_rate = _cut_rate(split, codes, multi_fams)
     split_basins = split
-    majority = np.array([int(round(split[(codes == f) & (split >= 0)].mean())) if ((codes == f) & (split >= 0)).any()
-                         else -1 for f in range(n_fam)])  # -1: a family with no model in the split
+    larger = int(np.bincount(split[split >= 0], minlength=2)[:2].argmax()) if (split >= 0).any() else 0
+    shares = [split[(codes == f) & (split >= 0)].mean() if ((codes == f) & (split >= 0)).any() else None for f in range(n_fam)]
+    # -1: a family with no model in the split; a family split evenly is on the larger side (not the smaller one's)
+    majority = np.array([-1 if s is None else larger if s == 0.5 else int(s > 0.5) for s in shares])
     # a cut family's models each keep their own side: they are the seeds whose side the init did not decide
     # (measured: scripts/labelfree_cut_families.py, docs/scorecard.md "Cut families")
     cut = [names[f] for f in multi_fams if len(np.unique(split[(codes == f) & (split >= 0)])) > 1]

@@ -345,7 +345,8 @@ def small_basin(r: FingerprintResult) -> tuple[str, ...]:
 def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
     """The small basins (:func:`small_basin`) that :data:`MIN_LEAD_FINGERPRINTS` or more fingerprints'
     clusters agree on and no candidate of the answer holds as a camp, each ``{fingerprints, models,
-    n_models, n_families, beside}`` (``beside``: each of its models has a relative in the larger basin).
+    n_larger, n_families, beside}`` (``n_larger``: the models of the larger basin; ``n_families``: the
+    known init families of its models; ``beside``: each of them has a relative in the larger basin).
     The tenth outside audit: 2 of 24 models on another rule, each in its own family, clustered
     exactly by 6 fingerprints, confirmed by no label-free verdict, and nothing said so."""
     by: dict[tuple[str, ...], list[FingerprintResult]] = {}
@@ -361,11 +362,13 @@ def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
     for ids, rs in by.items():
         if set(ids) in found:  # a candidate's camp already: the answer says it
             continue
-        where = dict(zip(rs[0].model_ids, rs[0].lineage_values or []))
-        beside = all(sum(v == where.get(m) for v in where.values()) > sum(where.get(x) == where.get(m) for x in ids)
-                     for m in ids)
-        out.append({"fingerprints": [str(r.fingerprint) for r in rs], "models": list(ids),
-                    "n_models": len(rs[0].clusters), "n_families": len({where.get(m) for m in ids}), "beside": beside})
+        r = rs[0]
+        where = {m: v for m, v in zip(r.model_ids, r.lineage_values or []) if not missing(v)}  # known families only
+        larger = [m for m, c in zip(r.model_ids, r.clusters) if c >= 0 and m not in ids]  # density noise (-1) aside
+        known = [m for m in ids if m in where]
+        beside = bool(known) and all(any(where.get(x) == where[m] for x in larger) for m in known)
+        out.append({"fingerprints": [str(x.fingerprint) for x in rs], "models": list(ids), "n_larger": len(larger),
+                    "n_families": len({where[m] for m in known}), "beside": beside})
     return out
 
 
@@ -375,7 +378,7 @@ def small_basin_sentences(result: AnalysisResult) -> list[str]:
     for lead in small_basin_leads(result):
         ids = lead["models"]
         who = ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
-        out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_models'] - len(ids)} models and "
+        out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_larger']} models and "
                    f"{len(ids)} models ({who}) of {lead['n_families']} init families"
                    + (", each beside relatives in the larger basin" if lead["beside"] else "")
                    + ": a small basin that no label-free verdict confirms (too few models to tell a basin from "

@@ -108,7 +108,8 @@ def extractor(name: str, kind: str = "behavioural", output: str = "features", ve
     in one unit, such as a model's log-probabilities on probe inputs, where standardising would give
     a column every model agrees on as much weight as the one that tells them apart). ``reads`` says
     what it summarises: ``"outputs"``, ``"activations"`` or ``"gradients"`` (on its ``probe_set``
-    parameter's inputs), ``"weights"``, or ``""`` (default: its own source); in the population's
+    parameter's inputs), ``"weights"``, or ``""`` (default: its own source, except that a behavioural
+    extractor with a ``probe_set`` parameter reads the outputs on it); in the population's
     answer, fingerprints of one source count as one voter (two summaries of the same outputs agree
     without being two pieces of evidence). ``source`` (default: ``builtin`` for the
     modules of ``fingerprint.extractors``, ``plugin (<module>)`` otherwise) is how listings name

@@ -375,7 +375,7 @@ def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
 
     res = result(clustered("a", minority), clustered("b", minority), clustered("c", set()))
     (line,) = small_basin_sentences(res)
-    assert summary(res)["small_basins"] == [{"fingerprints": ["a", "b"], "models": ["m02", "m13"], "n_models": 24,
+    assert summary(res)["small_basins"] == [{"fingerprints": ["a", "b"], "models": ["m02", "m13"], "n_larger": 22,
                                              "n_families": 2, "beside": True}]
     assert line.startswith("a, b: the basins are 22 models and 2 models (m02, m13) of 2 init families, each beside "
                            "relatives in the larger basin: a small basin that no label-free verdict confirms"), line
@@ -384,3 +384,14 @@ def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
     assert small_basin_sentences(result(clustered("a", one_family), clustered("b", one_family))) == []
     found = result(clustered("a", minority), clustered("b", minority), clustered("d", minority, "crosses lineage"))
     assert small_basin_sentences(found) == []  # the answer names it already
+    # the reviewer's cases: density noise (-1) is in neither basin, and a model without a lineage value tells no family
+    noisy = [clustered("a", minority), clustered("b", minority)]
+    for f in noisy:
+        f.clusters = [-1 if m in ("m20", "m21", "m22") else c for m, c in zip(IDS, f.clusters)]
+    assert "the basins are 19 models and 2 models" in small_basin_sentences(result(*noisy))[0]
+    three = minority | {"m04"}
+    unknown = [clustered("a", three), clustered("b", three)]
+    for f in unknown:
+        f.lineage_values = ["nan" if m == "m04" else v for m, v in zip(IDS, fams)]
+    (lead,) = summary(result(*unknown))["small_basins"]
+    assert lead["n_families"] == 2 and lead["beside"] is True

@@ -324,8 +324,11 @@ def test_a_minority_of_models_from_several_families_crosses_lineage():
     fam = np.repeat(np.arange(12), 2)
     x = r.standard_normal((12, 5))[fam] * 0.7 + r.standard_normal((24, 5)) * 0.5
     moved = [0, 8, 16]  # one model of families 0, 4 and 8
-    x[moved, 0] += 20.0
-    (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0)])
+    x[moved, 0] += 40.0  # far enough for the gap rule: a camp of 3 needs a gap ~20 times its own range
+    from analysis.effect import sized
+
+    (res,) = lf.decide([sized(lf.label_free(x, fam, n_null=199, random_state=0), fam.astype(str), x, None, False,
+                              np.zeros(24, int))])
     assert res.split_rate == pytest.approx(3 / 12) and (res.split_side_families, res.split_side_whole) == (3, 0)
     assert res.verdict == "crosses lineage" and sorted(np.flatnonzero(res.candidate_basins == res.candidate_basins[0])) == moved
     assert "a minority: models of 3 init families, each beside relatives in the other basin (it cuts 3 of 12" in res.sentence
