@@ -71,6 +71,7 @@ from analysis.resampling import (
 from analysis.resampling import family_codes as _codes
 from analysis.sigclust import axis_index, cluster_index, gaussian_like, top_dims
 from analysis.sortkeys import natural_key
+from analysis.values import missing
 from analysis.verdicts import LABEL_FREE
 
 __all__ = ["MAX_MODELS", "MIN_FAMILIES", "family_bootstrap", "family_permutation_p", "family_sample", "member_permutation_p",
@@ -556,12 +557,6 @@ def _cut_rate(split: np.ndarray, codes: np.ndarray, families: np.ndarray) -> flo
     """The share of ``families`` whose members ``split [n]`` puts on both sides (``-1``, no side, ignored)."""
     cut = [len(np.unique(split[(codes == f) & (split >= 0)])) > 1 for f in families]
     return float(np.mean(cut)) if cut else 0.0
-
-
-def missing(v) -> bool:
-    """A model-column value that names nothing: ``None``, NaN, an empty or blank string (a model the
-    metadata CSV had no row for)."""
-    return v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None")
 
 
 def _level(v) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 MIN_FAMILIES = 4  # fewer init families than this cannot tell a shared structure from one family's quirk
 TIE = 1e-9  # a permutation's statistic within this of the observed one ties it (the same partition, recomputed)
@@ -156,6 +155,10 @@ def small_sample_expansion(n_groups: int, level: float = 0.95) -> float:
     sees their spread divided by G, not G - 1, and treats it as known, not estimated; both
     matter at the 4-12 families of a typical population (1.44 at 6 families, 1.22 at 10, 1.08 at
     24). 1.0 below 2 units."""
+    from scipy import (
+        stats,  # deferred for start-up time (the report's drawing process imports this module)
+    )
+
     if n_groups < 2:
         return 1.0
     a = (1 - level) / 2

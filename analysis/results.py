@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from analysis.answer import AGREE, label_free_answer
-from analysis.labelfree import missing
 from analysis.labelfree_sentences import DEEP_VERDICTS
+from analysis.values import missing
 
 
 def jsonable(v: Any) -> Any:
