@@ -314,7 +314,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                     "(docs/scorecard.md, \"A gap between the camps\").")
     tests_small = {"groups" if k == "groups" else "split" for k in small}
     if "split" not in tests_small:  # (a small split is said above)
-        if r.p_split is not None and q_split <= alpha and getattr(r, "split_side_whole", 1) == 0:
+        if r.p_split is not None and q_split <= alpha and (r.split_side_families, r.split_side_whole) == (1, 0):
             lone += (f" The models' two camps (q {q_split:.3g}) set models of one init family apart from their relatives: "
                      "that seed's quirk, not a basin (a minority needs models of at least two families).")
         elif r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
