@@ -266,15 +266,20 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     multi_fams = np.flatnonzero(counts >= 2)
     split_rate = _cut_rate(split, codes, multi_fams)
     split_basins = split
-    larger = int(np.bincount(split[split >= 0], minlength=2)[:2].argmax()) if (split >= 0).any() else 0
-    shares = [split[(codes == f) & (split >= 0)].mean() if ((codes == f) & (split >= 0)).any() else None for f in range(n_fam)]
+    inside = split >= 0
+    tested = np.bincount(codes[inside], minlength=n_fam)  # [n_fam] each family's models in the split
+    ones = np.bincount(codes[inside & (split == 1)], minlength=n_fam)  # [n_fam] ... of them on side 1
+    sides = np.array([tested.sum() - ones.sum(), ones.sum()])
+    larger, smaller = int(sides.argmax()), int(sides.argmin())
     # -1: a family with no model in the split; a family split evenly is on the larger side (not the smaller one's)
-    majority = np.array([-1 if s is None else larger if s == 0.5 else int(s > 0.5) for s in shares])
+    majority = np.where(tested == 0, -1, np.where(2 * ones == tested, larger, (2 * ones > tested).astype(int)))
     # a cut family's models each keep their own side: they are the seeds whose side the init did not decide
     # (measured: scripts/labelfree_cut_families.py, docs/scorecard.md "Cut families")
-    cut = [names[f] for f in multi_fams if len(np.unique(split[(codes == f) & (split >= 0)])) > 1]
-    own_side = np.where(split >= 0, split, majority[codes])
-    side_families, side_whole = _smaller_side(split, codes)
+    cut = [names[f] for f in multi_fams if 0 < ones[f] < tested[f]]
+    own_side = np.where(inside, split, majority[codes])
+    # the families with a model on the smaller side, and those with more than half their models there (minority)
+    on_small = ones if smaller == 1 else tested - ones
+    side_families, side_whole = int((on_small > 0).sum()), int((2 * on_small > tested).sum())
 
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
@@ -298,18 +303,6 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
         cut_families=tuple(sorted(cut, key=natural_key)), n_null=n_null, split_side_families=side_families,
         split_side_whole=side_whole)
-
-
-def _smaller_side(split: np.ndarray, codes: np.ndarray) -> tuple[int, int]:
-    """The init families (``codes [n]``) with a model on the smaller side of ``split [n]`` (-1: not in
-    it), and how many of them have more than half their models in the split on that side."""
-    inside = split >= 0
-    if not inside.any():
-        return 0, 0
-    side = int(np.bincount(split[inside], minlength=2)[:2].argmin())
-    on = np.bincount(codes[inside & (split == side)], minlength=int(codes.max()) + 1)
-    tested = np.bincount(codes[inside], minlength=int(codes.max()) + 1)
-    return int((on > 0).sum()), int((2 * on > tested).sum())
 
 
 def minority(r: LabelFreeResult) -> bool:
