@@ -54,7 +54,7 @@ from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
-from fingerprint.registry import builtin_reads, builtin_scale
+from fingerprint.registry import builtin_spec
 from fingerprint.tables import RECOVERED, model_table, options_stamp, stored_lineage
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
@@ -236,38 +236,34 @@ def fingerprints(zoo: Zoo, specs: list[str], step: int | None = None, label: str
                       device, progress)
     out = []
     for r in results:
-        meta = _lifted(r.meta or {})
+        meta = _declared(r.meta or {})
         meta.setdefault("key", r.key)
         name = str(meta.get("spec") or r.name)
         if r.values is not None and len(results) > len(specs):  # several steps: keep them apart
             name = f"{name}@{meta.get('step')}"
-        out.append(FingerprintInput(name, r.values, list(r.model_ids), _declared(meta), error=r.error))
+        out.append(FingerprintInput(name, r.values, list(r.model_ids), meta, error=r.error))
     return out
 
 
 LIFTED = ("predicts",)  # keys of an extractor's own metadata the analysis reads (disagreement: classes or values)
 
 
-def _lifted(meta: dict) -> dict:
-    """``meta`` without the extractor's own metadata (``extra``: layers, landmarks, ...), but for the
-    :data:`LIFTED` keys the analysis reads."""
+def _declared(meta: dict) -> dict:
+    """A cache entry's ``meta`` as the analysis reads it: without the extractor's own metadata
+    (``extra``: layers, landmarks, ...) but for its :data:`LIFTED` keys, and with what the extractor
+    declared: ``standardize``, how it scales the fingerprint's columns (``ExtractorSpec.scale``), and
+    ``reads``, what the fingerprint summarises (``ExtractorSpec.reads``), each from what extraction
+    stored with it or (a cache written before it stored one) the built-in's declaration; a plugin's,
+    columns standardised and its own source."""
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
     out = {k: v for k, v in meta.items() if k != "extra"}
     out.update({k: extra[k] for k in LIFTED if k in extra})
+    spec = None if "standardize" in out and "reads" in out else builtin_spec(str(out.get("extractor")))
+    if "standardize" not in out:
+        out["standardize"] = (out.get("scale") or (spec.scale if spec else None) or "columns") == "columns"
+    if "reads" not in out:
+        out["reads"] = (spec.reads if spec else None) or ""
     return out
-
-
-def _declared(meta: dict) -> dict:
-    """``meta`` with what its extractor declared, for the analysis: ``standardize``, how it scales the
-    fingerprint's columns (``ExtractorSpec.scale``), and ``reads``, what the fingerprint summarises
-    (``ExtractorSpec.reads``), each from what extraction stored with it or (a cache written before it
-    stored one) the built-in's declaration; a plugin's, columns standardised and its own source."""
-    if "standardize" not in meta:
-        scale = meta.get("scale") or builtin_scale(str(meta.get("extractor"))) or "columns"
-        meta["standardize"] = scale == "columns"
-    if "reads" not in meta:
-        meta["reads"] = builtin_reads(str(meta.get("extractor"))) or ""
-    return meta
 
 
 def _fp_name(meta: dict) -> str:
@@ -315,8 +311,8 @@ def cached_fingerprints(zoo: Zoo, names: list[str] | None = None) -> list[Finger
             out.append(FingerprintInput(_fp_name(m), None, [], m, error=f"cached fingerprint '{m['key']}' is unreadable"))
             continue
         values, ids, meta = hit
-        meta = _lifted(meta)
-        out.append(FingerprintInput(_fp_name(meta), values, ids, _declared(meta)))
+        meta = _declared(meta)
+        out.append(FingerprintInput(_fp_name(meta), values, ids, meta))
     return out
 
 

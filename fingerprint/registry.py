@@ -37,7 +37,7 @@ from fingerprint.extractor_spec import (
 from fingerprint.usercode import resolve
 from training.core.errors import PluginError, UserError, choices
 
-__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "READS", "SCALES", "RESERVED_META", "ExtractorSpec", "bound_text", "builtin_reads", "builtin_scale",
+__all__ = ["ENTRY_POINT_GROUP", "KINDS", "OUTPUTS", "READS", "SCALES", "RESERVED_META", "ExtractorSpec", "bound_text", "builtin_spec",
            "extractor", "get_extractor", "list_extractors", "load_plugin", "parse_spec", "register", "reset_plugins"]
 
 ENTRY_POINT_GROUP = "fingerprint.extractors"
@@ -212,20 +212,13 @@ def load_plugins(spec: str) -> list[ExtractorSpec]:
     return found
 
 
-def builtin_reads(name: str) -> str | None:
-    """The declared ``reads`` of the built-in extractor ``name``, ``None`` for any other (as
-    :func:`builtin_scale`: for a cache written before extraction stored it)."""
+def builtin_spec(name: str) -> ExtractorSpec | None:
+    """The spec of the built-in extractor ``name``, ``None`` for any other (nothing is imported but
+    the built-ins: a cached fingerprint's plugin is never loaded to read what it declared); for a
+    cache entry written before extraction stored the declarations (``scale``, ``reads``)."""
     _load_builtins()
     spec = _REGISTRY.get(str(name))
-    return spec.reads if spec is not None and spec.source == "builtin" else None
-
-
-def builtin_scale(name: str) -> str | None:
-    """The declared ``scale`` of the built-in extractor ``name``, ``None`` for any other (nothing is
-    imported but the built-ins: a cached fingerprint's plugin is never loaded to read it)."""
-    _load_builtins()
-    spec = _REGISTRY.get(str(name))
-    return spec.scale if spec is not None and spec.source == "builtin" else None
+    return spec if spec is not None and spec.source == "builtin" else None
 
 
 def get_extractor(name: str) -> ExtractorSpec:

@@ -11,8 +11,7 @@ from analysis import scorecard as sc
 from analysis.metrics import ami
 from fingerprint import pipeline
 from fingerprint.registry import (
-    builtin_reads,
-    builtin_scale,
+    builtin_spec,
     extractor,
     get_extractor,
     reset_plugins,
@@ -53,10 +52,10 @@ def test_outputs_in_one_unit_are_centred_not_standardised():
 
 def test_built_ins_declare_their_scale_and_a_bad_one_is_refused():
     for name in ("probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs"):
-        assert get_extractor(name).scale == builtin_scale(name) == "common"
+        assert get_extractor(name).scale == builtin_spec(name).scale == "common"
     for name in ("weight-stats", "weight-spectra", "output-profile", "token-logprobs"):
         assert get_extractor(name).scale == "columns"
-    assert builtin_scale("my_module:my_plugin") is None  # never imported to read it
+    assert builtin_spec("my_module:my_plugin") is None  # never imported to read it
     with pytest.raises(UserError, match=r"unknown scale 'unit' \(valid: columns, common\)"):
         extractor("test-bad-scale", scale="unit")(lambda models: None)
 
@@ -65,9 +64,8 @@ def test_built_ins_declare_what_they_read_and_a_bad_declaration_is_refused():
     """``ExtractorSpec.reads``, the consensus's voters (analysis.answer._source)."""
     assert {n for n in ("weight-stats", "weight-spectra", "aligned-weights") if get_extractor(n).reads == "weights"} == \
         {"weight-stats", "weight-spectra", "aligned-weights"}
-    assert get_extractor("cka").reads == builtin_reads("cka") == "activations"
+    assert get_extractor("cka").reads == builtin_spec("cka").reads == "activations"
     assert get_extractor("disagreement").reads == "outputs" and get_extractor("anomalous-inputs").reads == ""
-    assert builtin_reads("my_module:my_plugin") is None
     with pytest.raises(UserError, match=r"unknown reads 'logits' \(valid: activations, gradients, outputs, weights, or leave it out"):
         extractor("test-bad-reads", reads="logits")(lambda models: None)
 
