@@ -127,9 +127,9 @@ def headline(result: AnalysisResult) -> Headline:
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
     h.lone = lone_sentences(result)
-    h.leads = small_basin_sentences(result)
-    h.apart = candidates_apart_sentence(result)
     ans = label_free_answer(result)
+    h.leads = small_basin_sentences(result, ans)
+    h.apart = candidates_apart_sentence(result)
     h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
     if not ok:

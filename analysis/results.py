@@ -342,20 +342,21 @@ def small_basin(r: FingerprintResult) -> tuple[str, ...]:
     return ids if len(fams) >= 2 else ()  # models without a lineage value tell no family
 
 
-def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
+def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[str, Any]]:
     """The small basins (:func:`small_basin`) that :data:`MIN_LEAD_FINGERPRINTS` or more fingerprints'
     clusters agree on and no candidate of the answer holds as a camp, each ``{fingerprints, models,
     n_larger, n_families, beside}`` (``n_larger``: the models of the larger basin; ``n_families``: the
     known init families of its models; ``beside``: each of them has a relative in the larger basin).
     The tenth outside audit: 2 of 24 models on another rule, each in its own family, clustered
-    exactly by 6 fingerprints, confirmed by no label-free verdict, and nothing said so."""
+    exactly by 6 fingerprints, confirmed by no label-free verdict, and nothing said so. ``answer``:
+    ``result``'s :func:`~analysis.answer.label_free_answer` where the caller has it (else computed)."""
     by: dict[tuple[str, ...], list[FingerprintResult]] = {}
     for r in result.fingerprints:
         ids = small_basin(r)
         if ids:
             by.setdefault(tuple(sorted(ids)), []).append(r)
     by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS}
-    ans = label_free_answer(result) if by else None
+    ans = (answer or label_free_answer(result)) if by else None
     found = [{m for m, b in c.basins.items() if b == side} for c in (ans.candidates if ans else [])
              for side in set(c.basins.values())]
     out = []
@@ -372,10 +373,10 @@ def small_basin_leads(result: AnalysisResult) -> list[dict[str, Any]]:
     return out
 
 
-def small_basin_sentences(result: AnalysisResult) -> list[str]:
+def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:
     """One sentence per :func:`small_basin_leads` lead, for the report's verdict box and the terminal."""
     out = []
-    for lead in small_basin_leads(result):
+    for lead in small_basin_leads(result, answer):
         ids = lead["models"]
         who = ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
         out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_larger']} models and "
@@ -430,12 +431,13 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
         fps.append(d)
     ok = [r for r in result.scorecard if r.deep_ami is not None and not r.error]
     best = max(ok, key=lambda r: r.deep_ami) if ok else None
+    ans = label_free_answer(result)
     return {"version": result.version, "settings": result.settings, "n_models": result.n_models,
             "scorecard": [r.to_dict() for r in result.scorecard],
             "best_deep": None if best is None else {"fingerprint": best.fingerprint, "deep_ami": best.deep_ami},
             "n_failed": sum(1 for r in result.scorecard if r.error),
             "lone_models": {str(r.fingerprint): ids for r in result.fingerprints if (ids := lone_models(r))},
-            "small_basins": small_basin_leads(result),
+            "small_basins": small_basin_leads(result, ans),
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
-            "label_free_answer": None if (ans := label_free_answer(result)) is None else ans.to_dict(),
+            "label_free_answer": None if ans is None else ans.to_dict(),
             "fingerprints": fps, "provenance": provenance or {}}

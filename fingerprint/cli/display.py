@@ -35,9 +35,6 @@ from analysis.options import AnalysisOptions
 from analysis.resampling import MIN_FAMILIES
 from analysis.results import (
     AnalysisResult,
-    candidates_apart_sentence,
-    lone_sentences,
-    small_basin_sentences,
 )
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
@@ -278,14 +275,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
     from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
 
-    for line in lone_sentences(result):
+    h = headline(result)  # the report's verdict box: its outliers, leads and partitions, the same model-set check
+    for line in h.lone:
         console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
-    for line in small_basin_sentences(result):
+    for line in h.leads:
         console.print(f"small basin, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
-    apart = candidates_apart_sentence(result)
-    if apart:
-        console.print(f"two partitions: {apart}", style="yellow", highlight=False, markup=False, soft_wrap=True)
-    h = headline(result)  # the report's verdict box: the same model-set check and the same best fingerprint
+    if h.apart:
+        console.print(f"two partitions: {h.apart}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if len(h.model_counts) > 1:
         console.print(f"the fingerprints cover different model sets ({', '.join(map(str, h.model_counts))} models): "
                       "their numbers are not comparable row to row", style="yellow", highlight=False, markup=False)
