@@ -33,9 +33,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import AnalysisOptions
 from analysis.resampling import MIN_FAMILIES
-from analysis.results import (
-    AnalysisResult,
-)
+from analysis.results import AnalysisResult
 from fingerprint.cli import console, err_console, esc, print_error
 from fingerprint.progress import Progress as PipelineProgress
 
