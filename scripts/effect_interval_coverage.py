@@ -49,7 +49,7 @@ def population(families: int, members: int, dims: int, family_sd: float, member_
 
 
 def coverage(design: tuple, reps: int, n_boot: int) -> dict:
-    """The population's values and the two intervals' coverage over ``reps`` populations of ``design``."""
+    """The population's values and the three intervals' coverage over ``reps`` populations of ``design``."""
     crossed = design[-1]
     rng = np.random.default_rng(0)
     xb, bb, fb = population(20_000, *design[1:], rng)
