@@ -233,9 +233,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "by_evidence": by_evidence,
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it
-        labels, known = truth
+        true_labels, known = truth  # not `labels`: those are the recovered families, saved below
         both = known[t.a] & known[t.b]
-        out["related_share"] = float((labels[t.a] == labels[t.b])[both].mean()) if both.any() else None
+        out["related_share"] = float((true_labels[t.a] == true_labels[t.b])[both].mean()) if both.any() else None
     if is_candidate is not None:
         out["nearest"] = {"candidates": candidates, "by_evidence": {
             name: _nearest(tt, is_candidate, ids, truth, true_parent) for name, tt in tests.items()}}

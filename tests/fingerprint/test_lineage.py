@@ -210,3 +210,17 @@ def test_a_factory_module_not_found_says_where_it_is_looked_for():
         resolve("no_such_module_here:make", "architecture factory")
     assert str(e.value).endswith("(the module is looked for in the working directory and on PYTHONPATH: run from the "
                                  "directory of no_such_module_here.py, or set PYTHONPATH)")
+
+
+def test_a_lineage_column_of_strings_scores_the_recovered_families_and_the_saved_ones_are_the_recovered(tiny_zoo):
+    """The eleventh audit: `--lineage family` with string values crashed (`int('s5')`), and with integer
+    values the saved families (what later reports use) were the column itself, not the recovered ones."""
+    zoo = Zoo.open(tiny_zoo)
+    r = lineage(zoo, lineage_column="kind", n_perm=99)
+    saved: dict[str, list[str]] = {}
+    for m, f in zoo.load_result("lineage")["family_of"].items():
+        saved.setdefault(f, []).append(m)
+    assert sorted(sorted(g) for g in saved.values() if len(g) >= 2) == sorted(sorted(g) for g in r["families"])
+    assert zoo.load_result("lineage")["lineage_column"] == "kind" and r["related_share"] is not None
+    by_seed = lineage(zoo, n_perm=99)  # the recovered families do not depend on which column scores them
+    assert sorted(map(sorted, by_seed["families"])) == sorted(map(sorted, r["families"]))
