@@ -88,6 +88,8 @@ class Answer:
     n_behavioural: int = 0  # behavioural fingerprints judged (what the models output)
     # judged fingerprints of the predicted classes (meta "predicts": disagreement on classifiers)
     predictions: list[str] = field(default_factory=list)
+    # those of them whose significant test was kept from a deep verdict by its size or gap: they do see camps
+    predictions_held: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,11 +105,22 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
+    alpha = float(result.settings.get("alpha", 0.05))
+    preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
-                 predictions=[str(r.fingerprint) for r in judged if (r.meta or {}).get("predicts") == "classes"])
+                 predictions=[str(r.fingerprint) for r in preds],
+                 predictions_held=[str(r.fingerprint) for r in preds if _held(r, alpha)])
     ans.sentence = answer_sentence(ans)
     return ans
+
+
+def _held(r: FingerprintResult, alpha: float) -> bool:
+    """Whether ``r``'s label-free verdict is ``no structure`` although one of its deep tests was
+    significant (its ``q``, the smallest of its tests' then, at most ``alpha``): camps kept from a
+    verdict by their size or gap (analysis.labelfree.decide), such as three rules in two camps."""
+    lf = r.label_free or {}
+    return lf.get("verdict") == "no structure" and lf.get("q") is not None and lf["q"] <= alpha
 
 
 def refinement(r: FingerprintResult) -> int | None:
@@ -475,6 +488,8 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
 def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal."""
     n = ans.n_judged
+    # the predicted classes' note says none of them sees camps: not when one's camps were only held back as small
+    predictions = [] if ans.predictions_held else ans.predictions
     if n == 0:
         return "no answer without ground truth: every fingerprint's label-free verdict is insufficient (too few init families)"
     if not ans.candidates:
@@ -483,12 +498,12 @@ def answer_sentence(ans: Answer) -> str:
                 "and families cannot show)")
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
-                                                                   predictions=ans.predictions)
+                                                                   predictions=predictions)
     fin = ans.finer
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  ans.predictions)
+                                                  predictions)
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

@@ -349,6 +349,14 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     assert "no fingerprint of the predicted classes" not in label_free_answer(result(out, found)).sentence
     rms = kinded(fp("disagreement", None, "lineage only"), "behavioural", predicts="values")  # a regression's outputs
     assert "no fingerprint of the predicted classes" not in label_free_answer(result(out, rms)).sentence
+    # the eleventh audit: three rules 12/8/4, `disagreement`'s significant two camps held back as small (1.3 SDs:
+    # two rules in one camp), its own k = 3 clusters the rules; it did see camps, so no note
+    held = kinded(fp("disagreement", None, "no structure", q=0.02), "behavioural", predicts="classes")
+    ans = label_free_answer(result(out, held))
+    assert ans.predictions_held == ["disagreement"] and "no fingerprint of the predicted classes" not in ans.sentence
+    blind = kinded(fp("disagreement", None, "no structure", q=0.3), "behavioural", predicts="classes")
+    ans = label_free_answer(result(out, blind))
+    assert ans.predictions_held == [] and "no fingerprint of the predicted classes (disagreement) finds it" in ans.sentence
     alone = kinded(fp("ood-outputs", CAMPS, "groups lineages"), "behavioural")
     alone.label_free["n_related_families"] = 0
     text = label_free_answer(result(alone)).sentence
