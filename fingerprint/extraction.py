@@ -275,6 +275,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
         if warnings:
             meta["warnings"] = warnings
     meta["shape"] = list(values.shape)
+    if spec.output == "distances" and values.shape[1] != len(ids):  # to landmarks, [n, L]: coordinates, stored as features
+        meta["output"] = "features"
     zoo.save_fingerprint(key, values, ids, meta, arrays)
     if meta.get("code") and _replace_bodies(zoo, key):  # said once, by this run; not stored
         return ExtractResult(key, spec.name, values, ids, {**meta, "source_changed": True})

@@ -261,6 +261,11 @@ def test_rows_distances_landmarks_and_labels_come_back_in_the_zoos_order(tiny_zo
     assert np.allclose(res["trust-landmarks"].values, torch.cdist(w, w[[ids.index(m) for m in lm]]).numpy(), atol=1e-4)
     assert np.array_equal(res["trust-labels"].values[:, 0], np.asarray(zoo.models["init_seed"], float))
     assert res["aligned-weights"].meta["reference"] == ids[0]  # a built-in's model id in its metadata, mapped back
+    # distances to landmarks are [n, L] coordinates: stored as features, so the cache reads them back (it refused a
+    # non-square "distances" entry as corrupt: `lmc-barrier:landmarks=L` failed on its second use)
+    (again,) = extract(zoo, ["trust-landmarks"], model_ids=ids)
+    assert again.cached and again.error is None and again.meta["output"] == "features"
+    assert np.array_equal(again.values, res["trust-landmarks"].values)
 
 
 # -- case 11: a broken plugin is that plugin's failure only --------------------------------------------
