@@ -488,8 +488,10 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
 def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal."""
     n = ans.n_judged
-    # the predicted classes' note says none of them sees camps: not when one's camps were only held back as small
-    predictions = [] if ans.predictions_held else ans.predictions
+    # the predicted classes' note says none of them sees camps: not when one's camps were only held back as small,
+    # nor when one is in any candidate (several rules: it pairs the same kinds of model into other camps)
+    found = {f for c in ans.candidates for f in c.fingerprints}
+    predictions = [] if ans.predictions_held or found & set(ans.predictions) else ans.predictions
     if n == 0:
         return "no answer without ground truth: every fingerprint's label-free verdict is insufficient (too few init families)"
     if not ans.candidates:

@@ -354,6 +354,10 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     held = kinded(fp("disagreement", None, "no structure", q=0.02), "behavioural", predicts="classes")
     ans = label_free_answer(result(out, held))
     assert ans.predictions_held == ["disagreement"] and "no fingerprint of the predicted classes" not in ans.sentence
+    # four rules: `disagreement`'s camps are another pairing of the same four kinds, a candidate of their own
+    other = kinded(fp("disagreement", flipped(CAMPS, 6)), "behavioural", predicts="classes")
+    ans = label_free_answer(result(out, other))
+    assert len(ans.candidates) == 2 and "no fingerprint of the predicted classes" not in ans.sentence
     blind = kinded(fp("disagreement", None, "no structure", q=0.3), "behavioural", predicts="classes")
     ans = label_free_answer(result(out, blind))
     assert ans.predictions_held == [] and "no fingerprint of the predicted classes (disagreement) finds it" in ans.sentence
