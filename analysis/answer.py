@@ -46,6 +46,8 @@ REFINE_PURITY = 0.8  # share of a cluster's models in one candidate camp, at or 
 # share of a camp's families (with two or more models in it) whose models its clusters separate, at or above
 # which the clusters cut across families (analysis.labelfree.CROSS_SPLIT_RATE, not imported: start-up time)
 REFINE_CUT = 1 / 3
+# fingerprints whose lineage test ran, from which none finding the init families is said (lineage_unseen_text)
+LINEAGE_UNSEEN_MIN = 3
 
 
 @dataclass
@@ -90,6 +92,10 @@ class Answer:
     predictions: list[str] = field(default_factory=list)
     # those of them whose significant test was kept from a deep verdict by its size or gap: they do see camps
     predictions_held: list[str] = field(default_factory=list)
+    # judged fingerprints whose lineage test ran (init families with relatives), and those of them at p <= alpha
+    lineage_tested: int = 0
+    lineage_found: int = 0
+    lineage_column: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,8 +117,26 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if _held(r, alpha)])
-    ans.sentence = answer_sentence(ans)
+    tested = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
+    ans.lineage_tested, ans.lineage_found = len(tested), sum(p <= alpha for p in tested)
+    ans.lineage_column = result.settings.get("lineage")
+    ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
+
+
+def lineage_unseen_text(ans: Answer) -> str:
+    """``; no fingerprint finds the init families ...`` when :data:`LINEAGE_UNSEEN_MIN` or more
+    fingerprints tested the lineage and none found it (raw p above alpha), else ``""``. Either training
+    forgot the init (a convex problem trained to its optimum: the eighth audit's L-BFGS populations),
+    or the column does not give each model's init seed (the eleventh audit's shuffled family columns,
+    on which a seed-only null of 96 models read a candidate that "cuts across the init families")."""
+    if ans.lineage_tested < LINEAGE_UNSEEN_MIN or ans.lineage_found:
+        return ""
+    col = f" in column '{ans.lineage_column}'" if ans.lineage_column else ""
+    return (f"; no fingerprint finds the init families{col} (none of the {ans.lineage_tested} lineage tests is "
+            "significant): training may have forgotten the init (a convex problem, a long training), or the column "
+            "does not give each model's init seed, and then what the tests say of the init families means little "
+            "(`fingerprint lineage ZOO` tests from the weights which models share one)")
 
 
 def _held(r: FingerprintResult, alpha: float) -> bool:

@@ -266,7 +266,7 @@ def unknown_note(r: Any, basins: bool = True) -> str:
 
 def unknown_text(n: int, tests: str = "these tests", basins: bool = True) -> str:
     """Why ``n`` models without a lineage value are not in the label-free tests."""
-    return (f"{n} {'model has' if n == 1 else 'models have'} no lineage value (no row in the metadata CSV?): left out of "
+    return (f"{n} {'model has' if n == 1 else 'models have'} no lineage value (a blank cell, or no row in the metadata CSV): left out of "
             f"{tests}, since nobody knows whose relatives they are"
             + ("; each joins the nearest candidate basin." if basins else "."))
 

@@ -669,7 +669,7 @@ def test_models_without_a_lineage_value_are_left_out_of_the_label_free_tests_and
                      sc.AnalysisOptions(embedding="pca", lineage="family", n_boot=2, n_perm=19, n_family_boot=5))
     free = res.fingerprints[0].label_free
     assert free["n_families"] == 6 and free["n_related_families"] == 6 and free["n_unknown"] == 8
-    assert "8 models have no lineage value (no row in the metadata CSV?): left out of these tests" in free["sentence"]
+    assert "8 models have no lineage value (a blank cell, or no row in the metadata CSV): left out of these tests" in free["sentence"]
     assert len(free["tree"]["families"]) == 6
 
 

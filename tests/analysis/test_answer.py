@@ -407,3 +407,27 @@ def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
         f.lineage_values = ["nan" if m == "m04" else v for m, v in zip(IDS, fams)]
     (lead,) = summary(result(*unknown))["small_basins"]
     assert lead["n_families"] == 2 and lead["beside"] is True
+
+
+def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
+    """The eleventh outside audit: a 96-model seed-only null with its family column shuffled read a candidate
+    that "cuts across the init families", and nothing said that no fingerprint found those families (with the
+    true column nine of ten did). The eighth audit's L-BFGS populations forgot their init: the same silence."""
+    def with_lineage(f: FingerprintResult, p: float | None) -> FingerprintResult:
+        f.label_free["p_lineage"] = p
+        return f
+
+    res = result(*(with_lineage(fp(n, None, "no structure", q=0.6), 0.4) for n in "abc"))
+    res.settings = {"lineage": "family", "alpha": 0.05}
+    ans = label_free_answer(res)
+    assert (ans.lineage_tested, ans.lineage_found) == (3, 0)
+    assert ans.sentence.endswith("; no fingerprint finds the init families in column 'family' (none of the 3 lineage "
+                                 "tests is significant): training may have forgotten the init (a convex problem, a long "
+                                 "training), or the column does not give each model's init seed, and then what the tests "
+                                 "say of the init families means little (`fingerprint lineage ZOO` tests from the weights "
+                                 "which models share one)")
+    seen = result(*(with_lineage(fp(n, None, "no structure", q=0.6), p) for n, p in zip("abc", (0.4, 0.4, 0.01))))
+    assert "no fingerprint finds the init families" not in label_free_answer(seen).sentence
+    two = result(*(with_lineage(fp(n, None, "no structure", q=0.6), 0.4) for n in "ab"))  # too few tests to say
+    alone = result(*(with_lineage(fp(n, None, "no structure", q=0.6), None) for n in "abcd"))  # no relatives: untested
+    assert all("no fingerprint finds" not in label_free_answer(r).sentence for r in (two, alone))
