@@ -92,7 +92,8 @@ class Answer:
     predictions: list[str] = field(default_factory=list)
     # those of them whose significant test was kept from a deep verdict by its size or gap: they do see camps
     predictions_held: list[str] = field(default_factory=list)
-    # judged fingerprints whose lineage test ran (init families with relatives), and those of them at p <= alpha
+    # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
+    # after a Benjamini-Hochberg correction across them
     lineage_tested: int = 0
     lineage_found: int = 0
     lineage_column: str | None = None
@@ -118,15 +119,25 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if _held(r, alpha)])
     tested = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
-    ans.lineage_tested, ans.lineage_found = len(tested), sum(p <= alpha for p in tested)
+    ans.lineage_tested, ans.lineage_found = len(tested), _discoveries(tested, alpha)
     ans.lineage_column = result.settings.get("lineage")
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
 
 
+def _discoveries(p: list[float], alpha: float) -> int:
+    """How many of the p-values ``p`` a Benjamini-Hochberg procedure at ``alpha`` rejects: the largest
+    ``k`` with the ``k``-th smallest at most ``k alpha / m`` (the step-up rule; no scipy here, which the
+    report's drawing process does not load)."""
+    s = np.sort(np.asarray(p, dtype=float))
+    ok = np.nonzero(s <= alpha * np.arange(1, len(s) + 1) / max(len(s), 1))[0]
+    return int(ok[-1] + 1) if len(ok) else 0
+
+
 def lineage_unseen_text(ans: Answer) -> str:
     """``; no fingerprint finds the init families ...`` when :data:`LINEAGE_UNSEEN_MIN` or more
-    fingerprints tested the lineage and none found it (raw p above alpha), else ``""``. Either training
+    fingerprints tested the lineage and none found it (none significant after a Benjamini-Hochberg
+    correction across them: with ten tests, one p below 0.05 by chance is common), else ``""``. Either training
     forgot the init (a convex problem trained to its optimum: the eighth audit's L-BFGS populations),
     or the column does not give each model's init seed (the eleventh audit's shuffled family columns,
     on which a seed-only null of 96 models read a candidate that "cuts across the init families")."""
