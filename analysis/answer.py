@@ -137,10 +137,11 @@ def _discoveries(p: list[float], alpha: float) -> int:
 def lineage_unseen_text(ans: Answer) -> str:
     """``; no fingerprint finds the init families ...`` when :data:`LINEAGE_UNSEEN_MIN` or more
     fingerprints tested the lineage and none found it (none significant after a Benjamini-Hochberg
-    correction across them: with ten tests, one p below 0.05 by chance is common), else ``""``. Either training
-    forgot the init (a convex problem trained to its optimum: the eighth audit's L-BFGS populations),
-    or the column does not give each model's init seed (the eleventh audit's shuffled family columns,
-    on which a seed-only null of 96 models read a candidate that "cuts across the init families")."""
+    correction across them: with ten tests, one p below 0.05 by chance is common), else ``""``.
+    Either training forgot the init (a convex problem trained to its optimum: the eighth audit's
+    L-BFGS populations), or the column does not give each model's init seed (the eleventh audit's
+    shuffled family columns, on which a seed-only null of 96 models read a candidate that "cuts
+    across the init families")."""
     if ans.lineage_tested < LINEAGE_UNSEEN_MIN or ans.lineage_found:
         return ""
     col = f" in column '{ans.lineage_column}'" if ans.lineage_column else ""
