@@ -49,6 +49,7 @@ from fingerprint.extraction import (
     resolve_specs,
     superseded,
 )
+from fingerprint.extractors.attribution import ONE_VALUE
 from fingerprint.extractors.behavioural import ONE_COORDINATE
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
@@ -75,7 +76,8 @@ from training.sweep import SweepSummary, get_executor, run_sweep, validate
 # them, where confidence dominates the outputs' own features (the seventh outside audit; docs/extractors.md)
 PREDICTIONS = "disagreement:probe_set=in_dist"
 DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs", "disagreement", PREDICTIONS,
-                        "weight-stats", "weight-spectra", "cka", "aligned-weights"]
+                        "weight-stats", "weight-spectra", "cka", "aligned-weights", "input-saliency"]
+TOKEN_INPUTS = "the 'in_dist' probes are token ids, which have no input gradient"
 
 
 def default_fingerprints(zoo: Zoo) -> list[str]:
@@ -90,13 +92,14 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
 
 def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     """``{extractor: why}`` for each of :data:`DEFAULT_FINGERPRINTS` that does not apply to ``zoo``
-    (none for a built-in zoo), in that order."""
+    (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""
     arch = zoo.family_spec.get("arch")
-    if arch not in ("module", "hf"):
-        return {}
-    sets = set(task_for(zoo).probe_names())
+    if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids come with a token embedding
+        return {"input-saliency": TOKEN_INPUTS} if family_for(zoo).token_embedding() is not None else {}
+    task = task_for(zoo)
+    sets = set(task.probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
-             "anomalous-inputs": "in_dist", PREDICTIONS: "in_dist"}
+             "anomalous-inputs": "in_dist", PREDICTIONS: "in_dist", "input-saliency": "in_dist"}
     why: dict[str, str] = {}
     for f in DEFAULT_FINGERPRINTS:
         if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
@@ -109,8 +112,12 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
             why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
         elif f in needs and needs[f] not in sets:
             why[f] = f"no probe set '{needs[f]}'"
-        elif f == "recombined-outputs" and task_for(zoo).probes("in_dist")[0].numel() == 1:
+        elif f == "recombined-outputs" and task.probes("in_dist")[0].numel() == 1:
             why[f] = ONE_COORDINATE
+        elif f == "input-saliency" and not task.probes("in_dist").is_floating_point():
+            why[f] = TOKEN_INPUTS
+        elif f == "input-saliency" and task.probes("in_dist")[0].numel() == 1:
+            why[f] = ONE_VALUE
     return why
 
 

@@ -58,6 +58,7 @@ from torch.func import functional_call, grad, vmap
 
 from fingerprint.batch import ModelBatch
 from fingerprint.extraction import extract
+from fingerprint.extractors.attribution import output_directions
 from fingerprint.extractors.behavioural import anomalous_batch
 from fingerprint.extractors.common import (
     correlation_normalize,
@@ -72,7 +73,7 @@ from fingerprint.registry import extractor, get_extractor
 from training.core.store import Zoo
 
 FEATURES = ["probe-outputs", "ood-outputs", "anomalous-inputs", "weight-stats", "weight-spectra", "gradients",
-            "aligned-weights"]
+            "aligned-weights", "input-saliency"]
 PAIRWISE = ["cka", "disagreement", "lmc-barrier"]
 
 
@@ -189,6 +190,19 @@ def loop_gradients(zoo, ids, probe_set, n_probes, dim, seed):
     return torch.stack(rows).detach().numpy()
 
 
+def loop_input_saliency(zoo, ids, probe_set, n_probes, dim, seed):
+    x = _probes(zoo, probe_set, n_probes)
+    dirs = output_directions(task_for(zoo).n_out, dim, seed)
+    rows = []
+    for m in one_at_a_time(zoo, ids):
+        xi = x.clone().requires_grad_(True)
+        out = m(xi)  # [P, n_out]
+        sq = sum(torch.autograd.grad((out * u).sum(), xi, retain_graph=True)[0] ** 2 for u in dirs)
+        rms = sq.reshape(len(x), -1).mean(0).sqrt()
+        rows.append(rms / rms.sum())
+    return torch.stack(rows).detach().numpy()
+
+
 def loop_aligned_weights(zoo, ids, reference, iterations, start):
     groups = family_for(zoo).hidden_permutable()
     ref = zoo_one(zoo, ids[reference])
@@ -204,7 +218,8 @@ def loop_aligned_weights(zoo, ids, reference, iterations, start):
 
 
 @torch.no_grad()
-def loop_cka(zoo, ids, layer, probe_set, n_probes, debiased):
+def loop_cka(zoo, ids, layer, probe_set, n_probes, debiased, position="readout"):
+    # `position` picks token positions of sequence models; the benchmark's MLP activations have none (used whole)
     if debiased:
         raise NotImplementedError("the loop baseline covers plain linear CKA")
     layer = layer or default_layer(_view(zoo))
@@ -285,7 +300,7 @@ def loop_lmc_barrier(zoo, ids, n_probes, n_points, refine, align, landmarks, see
 LOOPS: dict[str, Callable[..., np.ndarray]] = {
     "probe-outputs": loop_probe_outputs, "ood-outputs": loop_ood_outputs, "anomalous-inputs": loop_anomalous_inputs,
     "weight-stats": loop_weight_stats, "weight-spectra": loop_weight_spectra, "gradients": loop_gradients,
-    "aligned-weights": loop_aligned_weights, "cka": loop_cka, "disagreement": loop_disagreement,
+    "input-saliency": loop_input_saliency, "aligned-weights": loop_aligned_weights, "cka": loop_cka, "disagreement": loop_disagreement,
     "lmc-barrier": loop_lmc_barrier,
 }
 

@@ -4,6 +4,7 @@ the decorator plugins use; pyproject.toml declares the same functions as entry p
 
 from fingerprint.extractors import (  # noqa: F401
     anomaly,
+    attribution,
     behavioural,
     causal,
     geometry,

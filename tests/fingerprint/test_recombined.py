@@ -122,6 +122,7 @@ def test_one_coordinate_inputs_leave_recombined_outputs_out_of_the_default_set_a
                                                                "ood": torch.linspace(5, 9, 16)[:, None]})
     assert "recombined-outputs" not in default_fingerprints(zoo) and "probe-outputs" in default_fingerprints(zoo)
     assert "single coordinate" in skipped_defaults(zoo)["recombined-outputs"]
+    assert "single input value" in skipped_defaults(zoo)["input-saliency"]  # its share would be 1 for every model
     with pytest.raises(UserError, match="recombined-outputs: the reference inputs have a single coordinate"):
         recombined_batch(torch.linspace(-3, 3, 32)[:, None], 8, "coord", 0)
 

@@ -1,0 +1,92 @@
+"""Attribution fingerprints: which inputs a model's output reads.
+
+``input-saliency`` is the share of each input coordinate in the size of the output's gradient with
+respect to the input, over a probe set: for models that compute the same outputs in different ways
+(one reads copy A of a feature, another copy B of it; one a shape, another a colour that coincides
+with it on the training data), their outputs agree where the copies agree, but the gradients do not.
+It needs only the family's forward pass (built-in or imported), no named layer and no permutation
+groups, and reads real-valued inputs (token ids have no input gradient). It is a property of the
+function alone (two models that compute the same function have the same rows), so it is behavioural,
+read from the gradients rather than the outputs: its own voter in the population's answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fingerprint.extractors.common import generator, probes
+from fingerprint.registry import extractor
+from training.core.errors import UserError
+
+ONE_VALUE = "a single input value (a 1-D regression input) takes all of every model's input gradient (a share of 1): nothing to compare"
+MODELS_PER_PASS = 128  # models differentiated in one pass (their activations and graph held at once)
+
+
+def output_directions(n_out: int, dim: int, seed: int) -> torch.Tensor:
+    """``[m, n_out]`` directions in output space that sum to zero across the outputs (a shift of all
+    logits changes no prediction): an orthonormal basis of that space when it has at most ``dim``
+    dimensions (``m = n_out - 1``), else ``dim`` random Gaussian directions in it, scaled so that
+    their squared projections estimate the squared norm. One output: ``[[1.0]]``."""
+    if n_out == 1:
+        return torch.ones(1, 1)
+    centre = torch.eye(n_out) - 1.0 / n_out
+    if n_out - 1 <= dim:
+        q, _ = torch.linalg.qr(centre[:, : n_out - 1].double())
+        return q.T.float()
+    r = torch.randn(dim, n_out, generator=generator(seed)) @ centre
+    return r / (dim ** 0.5)
+
+
+def saliency(models: Any, x: torch.Tensor, dim: int, seed: int, chunk: int = MODELS_PER_PASS) -> tuple[torch.Tensor, int]:
+    """Squared gradients ``[n, P, D]`` of the outputs along :func:`output_directions` (summed over
+    the directions) with respect to each model's input ``x [P, *input_shape]`` (``D`` its values),
+    and the number of directions.
+
+    Each model of a chunk is given its own copy of the probes (a family's per-model inputs
+    ``[n, P, ...]``), so one backward pass per direction gives every model its own input gradient
+    (models do not interact). A readout over positions is read at the last one."""
+    fam = models.family
+    params = {k: v.detach() for k, v in models.params.items()}
+    n = len(models.model_ids)
+    d = None
+    out = []
+    for s in range(0, n, chunk):
+        sub = {k: v[s : s + chunk] for k, v in params.items()}
+        c = min(chunk, n - s)
+        xr = x.to(models.device).expand(c, *x.shape).clone().requires_grad_(True)  # [c, P, ...]: one copy per model
+        with torch.enable_grad():
+            y = fam(sub, xr)  # [c, P, ..., n_out]
+            y = y.reshape(c, len(x), -1, y.shape[-1])[:, :, -1]  # [c, P, n_out]
+            if d is None:  # the outputs the models give, whatever the zoo declared
+                d = output_directions(y.shape[-1], dim, seed).to(models.device)
+            sq = torch.zeros_like(xr)
+            for j, u in enumerate(d):
+                (g,) = torch.autograd.grad((y * u).sum(), xr, retain_graph=j < len(d) - 1)
+                sq += g.detach() ** 2
+        out.append(sq.reshape(c, len(x), -1))
+    return torch.cat(out), 0 if d is None else len(d)
+
+
+@extractor("input-saliency", kind="behavioural", reads="gradients", scale="common",
+           bounds={"n_probes": (1, None), "dim": (1, None)})
+def input_saliency(models, probe_set: str = "in_dist", n_probes: int = 64, dim: int = 16, seed: int = 0):
+    """Each input value's share of the output's input gradient on ``n_probes`` probes: ``[n, D]``
+    (``D`` the values of one input), each row summing to 1.
+
+    For each model and input value, the root mean square over the probes of the gradient's norm
+    over output directions that sum to zero across the outputs (so a shift of all logits, which
+    changes no prediction, adds nothing; ``dim`` random ones beyond ``dim + 1`` outputs, drawn from
+    ``seed``), divided by the row's sum: where a model looks, not how steep its outputs are (logits
+    that are only scaled give the same row). Invariant to permutations of hidden units; not to permutations of the inputs, whose order means something."""
+    x = probes(models, probe_set, n_probes)
+    if not x.is_floating_point():
+        raise UserError(f"input-saliency reads real-valued inputs; probe set '{probe_set}' holds {x.dtype} values "
+                        "(token ids have no input gradient; the default set leaves it out for token inputs)")
+    if x[0].numel() == 1:
+        raise UserError(f"input-saliency: {ONE_VALUE}")
+    sq, m = saliency(models, x.float(), dim, seed)
+    rms = sq.mean(1).sqrt()  # [n, D]
+    total = rms.sum(1, keepdim=True)  # 0 for a model whose outputs do not move on these probes: its row stays 0
+    return rms / total.clamp_min(torch.finfo(rms.dtype).tiny), {"probe_set": probe_set, "directions": m}
