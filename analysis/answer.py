@@ -119,7 +119,11 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if _held(r, alpha)])
     tested = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
-    ans.lineage_tested, ans.lineage_found = len(tested), _discoveries(tested, alpha)
+    # a p-value at the permutations' floor is as small as the test can say: found, however many tests there
+    # are (with 11 tests at 199 permutations, BH cannot reject a floor p of 0.005 alone)
+    floor = 1.0 / (int(result.settings.get("n_perm", 199)) + 1) * (1 + 1e-9)
+    ans.lineage_tested = len(tested)
+    ans.lineage_found = max(_discoveries(tested, alpha), sum(p <= floor for p in tested))
     ans.lineage_column = result.settings.get("lineage")
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
@@ -137,7 +141,8 @@ def _discoveries(p: list[float], alpha: float) -> int:
 def lineage_unseen_text(ans: Answer) -> str:
     """``; no fingerprint finds the init families ...`` when :data:`LINEAGE_UNSEEN_MIN` or more
     fingerprints tested the lineage and none found it (none significant after a Benjamini-Hochberg
-    correction across them: with ten tests, one p below 0.05 by chance is common), else ``""``.
+    correction across them: with ten tests, one p below 0.05 by chance is common; and none at the
+    permutations' floor), else ``""``.
     Either training forgot the init (a convex problem trained to its optimum: the eighth audit's
     L-BFGS populations), or the column does not give each model's init seed (the eleventh audit's
     shuffled family columns, on which a seed-only null of 96 models read a candidate that "cuts

@@ -433,6 +433,11 @@ def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
                       for i, p in enumerate((0.035, 0.05, 0.065, 0.25, 0.27, 0.3, 0.33, 0.44, 0.5, 0.6))))
     assert label_free_answer(chance).lineage_found == 0
     assert "none of the 10 lineage tests is significant" in label_free_answer(chance).sentence
+    # a p at the permutations' floor (1 / (n_perm + 1)) is found, however many tests: with 11, BH alone could not
+    floor = result(*(with_lineage(fp(f"f{i}", None, "no structure", q=0.6), p)
+                     for i, p in enumerate((0.005, 0.05, 0.09, 0.27, 0.33, 0.34, 0.43, 0.56, 0.6, 0.74, 0.98))))
+    floor.settings = {"n_perm": 199}
+    assert label_free_answer(floor).lineage_found == 1
     two = result(*(with_lineage(fp(n, None, "no structure", q=0.6), 0.4) for n in "ab"))  # too few tests to say
     alone = result(*(with_lineage(fp(n, None, "no structure", q=0.6), None) for n in "abcd"))  # no relatives: untested
     assert all("no fingerprint finds" not in label_free_answer(r).sentence for r in (two, alone))
