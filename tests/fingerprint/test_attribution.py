@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from label_free_run import label_free
 from sklearn.metrics import adjusted_mutual_info_score
 from torch import nn
 
-from analysis.options import AnalysisOptions, FingerprintInput
-from analysis.scorecard import analyze
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.extractors.attribution import output_directions
@@ -57,11 +56,7 @@ def test_which_copy_of_an_input_a_model_reads_is_found_without_labels_where_outp
     sal = fps[0].values
     assert sal.shape == (32, 4) and np.allclose(sal.sum(1), 1.0, atol=1e-5)
     assert np.allclose(sal[camp == 0][:, 2:], 0) and np.allclose(sal[camp == 1][:, :2], 0)
-    inputs = [FingerprintInput(r.name, r.values, list(r.model_ids), r.meta) for r in fps]
-    table = {"model_id": np.asarray(zoo.model_ids), "family": np.asarray(zoo.models["family"], dtype=object)}
-    res = analyze(inputs, table, AnalysisOptions(lineage="family", label="", n_perm=99, n_boot=0, n_family_boot=30,
-                                                 embedding="pca"))
-    saliency, outputs = res.fingerprints
+    saliency, outputs = label_free(zoo, fps)
     assert saliency.label_free["verdict"] == "crosses lineage"
     cand = [saliency.label_free["candidate_basins"][m] for m in zoo.model_ids]
     assert adjusted_mutual_info_score(camp, cand) == pytest.approx(1.0)

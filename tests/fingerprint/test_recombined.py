@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from label_free_run import label_free
 from sklearn.metrics import adjusted_mutual_info_score
 from torch import nn
 
-from analysis.options import AnalysisOptions, FingerprintInput
-from analysis.scorecard import analyze
 from fingerprint import Zoo
 from fingerprint.extraction import extract
 from fingerprint.extractors.behavioural import recombined_batch
@@ -102,11 +101,7 @@ def test_a_seed_decided_cue_choice_is_found_without_labels_on_recombined_inputs_
     zoo, camp = _two_cue_population(tmp_path)
     fps = extract(zoo, ["probe-outputs:transform=prob", "recombined-outputs"])
     assert all(r.error is None for r in fps), [r.error for r in fps]
-    inputs = [FingerprintInput(r.name, r.values, list(r.model_ids), r.meta) for r in fps]
-    table = {"model_id": np.asarray(zoo.model_ids), "family": np.asarray(zoo.models["family"], dtype=object)}
-    res = analyze(inputs, table, AnalysisOptions(lineage="family", label="", n_perm=99, n_boot=0, n_family_boot=30,
-                                                     embedding="pca"))
-    plain, recombined = res.fingerprints
+    plain, recombined = label_free(zoo, fps)
     assert recombined.label_free["verdict"] == "groups lineages"
     cand = [recombined.label_free["candidate_basins"][m] for m in zoo.model_ids]
     assert adjusted_mutual_info_score(camp, cand) == pytest.approx(1.0)
