@@ -114,28 +114,35 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
+    held = _held(analysed, alpha)
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
-                 predictions_held=[str(r.fingerprint) for r in preds if _held(r, alpha)])
+                 predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held])
     tested = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
     # a p-value at the permutations' floor is as small as the test can say: found, however many tests there
-    # are (with 11 tests at 199 permutations, BH cannot reject a floor p of 0.005 alone)
-    floor = 1.0 / (int(result.settings.get("n_perm", 199)) + 1) * (1 + 1e-9)
+    # are (with 11 tests at 199 permutations, BH cannot reject a floor p of 0.005 alone); not when the floor
+    # is near alpha itself (--n-perm 19: a floor of 0.05, which a null family reaches one time in twenty)
+    floor = 1.0 / (int(result.settings.get("n_perm", 199)) + 1)
+    at_floor = sum(p <= floor * (1 + 1e-9) for p in tested) if floor <= alpha / 2 else 0
     ans.lineage_tested = len(tested)
-    ans.lineage_found = max(_discoveries(tested, alpha), sum(p <= floor for p in tested))
+    ans.lineage_found = max(int((_bh(tested) <= alpha).sum()), at_floor)
     ans.lineage_column = result.settings.get("lineage")
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
 
 
-def _discoveries(p: list[float], alpha: float) -> int:
-    """How many of the p-values ``p`` a Benjamini-Hochberg procedure at ``alpha`` rejects: the largest
-    ``k`` with the ``k``-th smallest at most ``k alpha / m`` (the step-up rule; no scipy here, which the
-    report's drawing process does not load)."""
-    s = np.sort(np.asarray(p, dtype=float))
-    ok = np.nonzero(s <= alpha * np.arange(1, len(s) + 1) / max(len(s), 1))[0]
-    return int(ok[-1] + 1) if len(ok) else 0
+def _bh(p: list[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of ``p``, in its order (``q_(i) = min_{j >= i} p_(j) m / j``,
+    capped at 1; numpy, not scipy, which the report's drawing process does not load)."""
+    v = np.asarray(p, dtype=float)
+    if not v.size:
+        return v
+    order = np.argsort(v)
+    q = np.minimum.accumulate((v[order] * len(v) / np.arange(1, len(v) + 1))[::-1])[::-1]
+    out = np.empty_like(v)
+    out[order] = np.minimum(q, 1.0)
+    return out
 
 
 def lineage_unseen_text(ans: Answer) -> str:
@@ -156,12 +163,16 @@ def lineage_unseen_text(ans: Answer) -> str:
             "(`fingerprint lineage ZOO` tests from the weights which models share one)")
 
 
-def _held(r: FingerprintResult, alpha: float) -> bool:
-    """Whether ``r``'s label-free verdict is ``no structure`` although one of its deep tests was
-    significant (its ``q``, the smallest of its tests' then, at most ``alpha``): camps kept from a
-    verdict by their size or gap (analysis.labelfree.decide), such as three rules in two camps."""
-    lf = r.label_free or {}
-    return lf.get("verdict") == "no structure" and lf.get("q") is not None and lf["q"] <= alpha
+def _held(analysed: list[FingerprintResult], alpha: float) -> set[str]:
+    """The fingerprints of ``analysed`` whose groups or split test is significant after the
+    Benjamini-Hochberg correction over every label-free test (as :func:`analysis.labelfree.decide`
+    computes it) but whose verdict is not deep: camps kept from a verdict by their size or gap, such
+    as three rules in two camps, whether the verdict then says `no structure` or `lineage only`."""
+    tests = [(str(r.fingerprint), name, r.label_free.get(f"p_{name}")) for r in analysed for name in ("lineage", "groups", "split")]
+    tests = [t for t in tests if t[2] is not None]
+    q = _bh([p for _, _, p in tests])
+    deep = {str(r.fingerprint) for r in analysed if r.label_free.get("verdict") in DEEP_VERDICTS}
+    return {f for (f, name, _), qv in zip(tests, q) if name != "lineage" and qv <= alpha and f not in deep}
 
 
 def refinement(r: FingerprintResult) -> int | None:

@@ -94,8 +94,8 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     """``{extractor: why}`` for each of :data:`DEFAULT_FINGERPRINTS` that does not apply to ``zoo``
     (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""
     arch = zoo.family_spec.get("arch")
-    if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids come with a token embedding
-        return {"input-saliency": TOKEN_INPUTS} if family_for(zoo).token_embedding() is not None else {}
+    if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids: a vocabulary (no code run)
+        return {"input-saliency": TOKEN_INPUTS} if int(zoo.family_spec.get("vocab", 0) or 0) > 0 else {}
     task = task_for(zoo)
     sets = set(task.probe_names())
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
@@ -642,7 +642,8 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     zoo = Zoo.open(zoo_dir)
     progress.stage(2, n_stages, "fingerprints")
     fps = cfg.fingerprints
-    found = fingerprints(zoo, fps.names, fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
+    names = default_fingerprints(zoo) if fps.names == DEFAULT_FINGERPRINTS else fps.names  # not given: what applies
+    found = fingerprints(zoo, names, fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
     progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)
     if cfg.forecast.enabled:

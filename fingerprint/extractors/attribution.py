@@ -21,7 +21,16 @@ from fingerprint.registry import extractor
 from training.core.errors import UserError
 
 ONE_VALUE = "a single input value (a 1-D regression input) takes all of every model's input gradient (a share of 1): nothing to compare"
-MODELS_PER_PASS = 128  # models differentiated in one pass (their activations and graph held at once)
+MODELS_PER_PASS = 128  # at most this many models differentiated in one pass (their activations and graph held at once)
+# and about this many floats per pass: a model's graph on one probe is taken as 32 input-sized activations plus
+# its weights (a 2-conv CNN on 3 x 16 x 16 inputs held 1.6 GB for 128 models x 64 probes; now 21 models a pass)
+PASS_FLOATS = 1 << 25
+
+
+def models_per_pass(n_probes: int, input_values: int, n_params: int) -> int:
+    """Models differentiated together: :data:`PASS_FLOATS` over a model's estimated graph, in ``[1, MODELS_PER_PASS]``."""
+    per_model = n_probes * input_values * 32 + n_params
+    return max(1, min(MODELS_PER_PASS, PASS_FLOATS // max(per_model, 1)))
 
 
 def output_directions(n_out: int, dim: int, seed: int) -> torch.Tensor:
@@ -39,7 +48,7 @@ def output_directions(n_out: int, dim: int, seed: int) -> torch.Tensor:
     return r / (dim ** 0.5)
 
 
-def saliency(models: Any, x: torch.Tensor, dim: int, seed: int, chunk: int = MODELS_PER_PASS) -> tuple[torch.Tensor, int]:
+def saliency(models: Any, x: torch.Tensor, dim: int, seed: int, chunk: int | None = None) -> tuple[torch.Tensor, int]:
     """Squared gradients ``[n, P, D]`` of the outputs along :func:`output_directions` (summed over
     the directions) with respect to each model's input ``x [P, *input_shape]`` (``D`` its values),
     and the number of directions.
@@ -50,6 +59,8 @@ def saliency(models: Any, x: torch.Tensor, dim: int, seed: int, chunk: int = MOD
     fam = models.family
     params = {k: v.detach() for k, v in models.params.items()}
     n = len(models.model_ids)
+    if chunk is None:
+        chunk = models_per_pass(len(x), x[0].numel(), sum(v[0].numel() for v in params.values()))
     d = None
     out = []
     for s in range(0, n, chunk):
@@ -82,8 +93,9 @@ def input_saliency(models, probe_set: str = "in_dist", n_probes: int = 64, dim: 
     that are only scaled give the same row). Invariant to permutations of hidden units; not to permutations of the inputs, whose order means something."""
     x = probes(models, probe_set, n_probes)
     if not x.is_floating_point():
-        raise UserError(f"input-saliency reads real-valued inputs; probe set '{probe_set}' holds {x.dtype} values "
-                        "(token ids have no input gradient; the default set leaves it out for token inputs)")
+        raise UserError(f"input-saliency reads real-valued inputs; probe set '{probe_set}' holds {x.dtype} values, which "
+                        "have no input gradient (token ids: the default set leaves it out; images stored as integers: "
+                        "give float probes)")
     if x[0].numel() == 1:
         raise UserError(f"input-saliency: {ONE_VALUE}")
     sq, m = saliency(models, x.float(), dim, seed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import false_discovery_control
 
-from analysis.answer import AGREE, label_free_answer
+from analysis.answer import AGREE, _bh, label_free_answer
 from analysis.report import headline
 from analysis.results import AnalysisResult, FingerprintResult, summary
 
@@ -352,13 +353,18 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     # the eleventh audit: three rules 12/8/4, `disagreement`'s significant two camps held back as small (1.3 SDs:
     # two rules in one camp), its own k = 3 clusters the rules; it did see camps, so no note
     held = kinded(fp("disagreement", None, "no structure", q=0.02), "behavioural", predicts="classes")
+    held.label_free.update(p_split=0.005, p_groups=0.6)  # significant after the correction, yet no verdict
     ans = label_free_answer(result(out, held))
     assert ans.predictions_held == ["disagreement"] and "no fingerprint of the predicted classes" not in ans.sentence
+    # the same under `lineage only` (its lineage test significant too: the verdict's q is the lineage one's)
+    held.label_free.update(verdict="lineage only", p_lineage=0.005)
+    assert label_free_answer(result(out, held)).predictions_held == ["disagreement"]
     # four rules: `disagreement`'s camps are another pairing of the same four kinds, a candidate of their own
     other = kinded(fp("disagreement", flipped(CAMPS, 6)), "behavioural", predicts="classes")
     ans = label_free_answer(result(out, other))
     assert len(ans.candidates) == 2 and "no fingerprint of the predicted classes" not in ans.sentence
     blind = kinded(fp("disagreement", None, "no structure", q=0.3), "behavioural", predicts="classes")
+    blind.label_free.update(p_split=0.3, p_groups=0.6)
     ans = label_free_answer(result(out, blind))
     assert ans.predictions_held == [] and "no fingerprint of the predicted classes (disagreement) finds it" in ans.sentence
     alone = kinded(fp("ood-outputs", CAMPS, "groups lineages"), "behavioural")
@@ -432,12 +438,16 @@ def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
     chance = result(*(with_lineage(fp(f"f{i}", None, "no structure", q=0.6), p)
                       for i, p in enumerate((0.035, 0.05, 0.065, 0.25, 0.27, 0.3, 0.33, 0.44, 0.5, 0.6))))
     assert label_free_answer(chance).lineage_found == 0
+    p = [0.01, 0.04, 0.03, 0.5, 0.005, 0.2, 0.04]
+    assert np.allclose(_bh(p), false_discovery_control(p, method="bh")) and _bh([]).size == 0
     assert "none of the 10 lineage tests is significant" in label_free_answer(chance).sentence
     # a p at the permutations' floor (1 / (n_perm + 1)) is found, however many tests: with 11, BH alone could not
     floor = result(*(with_lineage(fp(f"f{i}", None, "no structure", q=0.6), p)
                      for i, p in enumerate((0.005, 0.05, 0.09, 0.27, 0.33, 0.34, 0.43, 0.56, 0.6, 0.74, 0.98))))
     floor.settings = {"n_perm": 199}
     assert label_free_answer(floor).lineage_found == 1
+    floor.settings = {"n_perm": 19}  # a floor of 0.05, which a null family reaches one time in twenty: BH alone
+    assert label_free_answer(floor).lineage_found == 0
     two = result(*(with_lineage(fp(n, None, "no structure", q=0.6), 0.4) for n in "ab"))  # too few tests to say
     alone = result(*(with_lineage(fp(n, None, "no structure", q=0.6), None) for n in "abcd"))  # no relatives: untested
     assert all("no fingerprint finds" not in label_free_answer(r).sentence for r in (two, alone))

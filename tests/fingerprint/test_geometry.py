@@ -13,7 +13,13 @@ import fingerprint
 from fingerprint.batch import ModelBatch
 from fingerprint.extractors.geometry import position_gradients
 from fingerprint.extractors.mechanistic import apply_permutations
-from fingerprint.pipeline import RunConfig
+from fingerprint.pipeline import (
+    DEFAULT_FINGERPRINTS,
+    TOKEN_INPUTS,
+    RunConfig,
+    default_fingerprints,
+    skipped_defaults,
+)
 from fingerprint.registry import get_extractor
 from training.config import load_config
 from training.core.errors import UserError
@@ -182,3 +188,10 @@ def test_a_zoo_of_two_attention_rates_runs_each_group_with_its_own_rate(tmp_path
         assert np.allclose(zoo.params(None)["embed.weight"][mine], single.params(None)["embed.weight"])  # the same training
         assert np.allclose(got[mine], want, atol=1e-5), rate
     assert not np.allclose(got[:2], got[2:], atol=1e-2)  # the two rates do differ
+
+
+def test_a_token_zoo_leaves_input_saliency_out_of_the_default_set_without_running_code(modadd_zoo):
+    """Token ids have no input gradient: `extract` without --fp and `fingerprint run` with no
+    [fingerprints] names leave `input-saliency` out, said from the stored hyper-parameters (vocab)."""
+    assert skipped_defaults(modadd_zoo) == {"input-saliency": TOKEN_INPUTS}
+    assert default_fingerprints(modadd_zoo) == [f for f in DEFAULT_FINGERPRINTS if f != "input-saliency"]

@@ -266,6 +266,9 @@ def test_rows_distances_landmarks_and_labels_come_back_in_the_zoos_order(tiny_zo
     (again,) = extract(zoo, ["trust-landmarks"], model_ids=ids)
     assert again.cached and again.error is None and again.meta["output"] == "features"
     assert np.array_equal(again.values, res["trust-landmarks"].values)
+    # an entry written before (output "distances", [n, L], with its landmarks) still loads
+    zoo.save_fingerprint(again.key, again.values, list(again.model_ids), {**again.meta, "output": "distances"}, {})
+    assert np.array_equal(zoo.load_fingerprint(again.key)[0], again.values)
 
 
 # -- case 11: a broken plugin is that plugin's failure only --------------------------------------------

@@ -92,7 +92,9 @@ def model_set_hash(model_ids: Sequence[str]) -> str:
 def check_cache_rows(values: np.ndarray, ids: list[str], meta: dict[str, Any], label: str) -> None:
     """One row of values per model id (and a square matrix for distances), for the model set named in meta."""
     n = len(ids)
-    if values.ndim != 2 or values.shape[0] != n or (meta.get("output") == "distances" and values.shape[1] != n):
+    # distances to landmarks ([n, L]) were stored as "distances" before they were stored as features: still read
+    square = values.ndim != 2 or meta.get("output") != "distances" or values.shape[1] == n or "landmarks" in meta
+    if values.ndim != 2 or values.shape[0] != n or not square:
         raise CorruptFileError(f"{label} is corrupt: its values have shape {list(values.shape)} for {n} model ids")
     if model_set_hash(ids) != meta["model_set"]:
         raise CorruptFileError(f"{label} is corrupt: its {n} model ids are not the model set its meta names")
