@@ -98,6 +98,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         return {"input-saliency": TOKEN_INPUTS} if int(zoo.family_spec.get("vocab", 0) or 0) > 0 else {}
     task = task_for(zoo)
     sets = set(task.probe_names())
+    x = task.probes("in_dist") if "in_dist" in sets else None  # read once: the checks below all look at it
     needs = {"probe-outputs": "in_dist", "ood-outputs": "ood", "recombined-outputs": "in_dist", "disagreement": "ood", "cka": "in_dist",
              "anomalous-inputs": "in_dist", PREDICTIONS: "in_dist", "input-saliency": "in_dist"}
     why: dict[str, str] = {}
@@ -112,12 +113,10 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
             why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
         elif f in needs and needs[f] not in sets:
             why[f] = f"no probe set '{needs[f]}'"
-        elif f == "recombined-outputs" and task.probes("in_dist")[0].numel() == 1:
+        elif f == "recombined-outputs" and x[0].numel() == 1:
             why[f] = ONE_COORDINATE
-        elif f == "input-saliency" and not task.probes("in_dist").is_floating_point():
-            why[f] = TOKEN_INPUTS
-        elif f == "input-saliency" and task.probes("in_dist")[0].numel() == 1:
-            why[f] = ONE_VALUE
+        elif f == "input-saliency" and (not x.is_floating_point() or x[0].numel() == 1):
+            why[f] = TOKEN_INPUTS if not x.is_floating_point() else ONE_VALUE
     return why
 
 
