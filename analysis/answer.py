@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.labelfree_sentences import DEEP_VERDICTS, sds
+from analysis.labelfree_sentences import DEEP_VERDICTS, TESTS, sds
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
 # imports this one for summary.json, and the layer rule wants no cycle, not even for types.
@@ -114,19 +114,14 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
-    held = _held(analysed, alpha)
+    q = _test_q(analysed)
+    held = _held(analysed, q, alpha)
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held])
-    tested = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
-    # a p-value at the permutations' floor is as small as the test can say: found, however many tests there
-    # are (with 11 tests at 199 permutations, BH cannot reject a floor p of 0.005 alone); not when the floor
-    # is near alpha itself (--n-perm 19: a floor of 0.05, which a null family reaches one time in twenty)
-    floor = 1.0 / (int(result.settings.get("n_perm", 199)) + 1)
-    at_floor = sum(p <= floor * (1 + 1e-9) for p in tested) if floor <= alpha / 2 else 0
-    ans.lineage_tested = len(tested)
-    ans.lineage_found = max(int((_bh(tested) <= alpha).sum()), at_floor)
+    ans.lineage_tested, ans.lineage_found = _lineage_found(judged, q, alpha,
+                                                           int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
@@ -163,16 +158,42 @@ def lineage_unseen_text(ans: Answer) -> str:
             "(`fingerprint lineage ZOO` tests from the weights which models share one)")
 
 
-def _held(analysed: list[FingerprintResult], alpha: float) -> set[str]:
-    """The fingerprints of ``analysed`` whose groups or split test is significant after the
-    Benjamini-Hochberg correction over every label-free test (as :func:`analysis.labelfree.decide`
-    computes it) but whose verdict is not deep: camps kept from a verdict by their size or gap, such
-    as three rules in two camps, whether the verdict then says `no structure` or `lineage only`."""
-    tests = [(str(r.fingerprint), name, r.label_free.get(f"p_{name}")) for r in analysed for name in ("lineage", "groups", "split")]
-    tests = [t for t in tests if t[2] is not None]
-    q = _bh([p for _, _, p in tests])
+def _test_q(analysed: list[FingerprintResult]) -> dict[tuple[str, str], float]:
+    """``{(fingerprint, test): q}``: each label-free test's Benjamini-Hochberg adjusted p-value over every
+    test, as :func:`analysis.labelfree.decide` stored it (``q_lineage``, ``q_groups``, ``q_split``); for a
+    summary written before decide stored them, the same correction redone from the stored p-values."""
+    tests = [(str(r.fingerprint), name, r.label_free) for r in analysed for name in TESTS
+             if r.label_free.get(f"p_{name}") is not None]
+    if all(free.get(f"q_{name}") is not None for _, name, free in tests):
+        return {(f, name): float(free[f"q_{name}"]) for f, name, free in tests}
+    q = _bh([free[f"p_{name}"] for _, name, free in tests])
+    return {(f, name): float(qv) for (f, name, _), qv in zip(tests, q)}
+
+
+def _held(analysed: list[FingerprintResult], q: dict[tuple[str, str], float], alpha: float) -> set[str]:
+    """The fingerprints of ``analysed`` whose groups or split test is significant (``q``, :func:`_test_q`)
+    but whose verdict is not deep: camps kept from a verdict by their size or gap, such as three rules in
+    two camps, whether the verdict then says `no structure` or `lineage only`."""
     deep = {str(r.fingerprint) for r in analysed if r.label_free.get("verdict") in DEEP_VERDICTS}
-    return {f for (f, name, _), qv in zip(tests, q) if name != "lineage" and qv <= alpha and f not in deep}
+    return {f for (f, name), qv in q.items() if name != "lineage" and qv <= alpha and f not in deep}
+
+
+def _lineage_found(judged: list[FingerprintResult], q: dict[tuple[str, str], float], alpha: float,
+                   n_perm: int) -> tuple[int, int]:
+    """``(tested, found)``: the judged fingerprints whose lineage test ran, and those of them that find the
+    init families. Found is any of: significant in :func:`analysis.labelfree.decide`'s correction over
+    every test (``q``; so a `lineage only` verdict always counts), significant after a Benjamini-Hochberg
+    correction across the lineage tests alone (the question "does any fingerprint find the families" is
+    theirs), or at the permutations' floor, as small as the test can say (with 11 tests at 199
+    permutations, neither correction rejects a floor p of 0.005 alone), but not when that floor is near
+    alpha itself (``--n-perm 19``: a floor of 0.05, which a null family reaches one time in twenty)."""
+    names = [str(r.fingerprint) for r in judged if r.label_free.get("p_lineage") is not None]
+    p = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
+    floor = 1.0 / (n_perm + 1)
+    found = (_bh(p) <= alpha) | np.array([q.get((f, "lineage"), 1.0) <= alpha for f in names], dtype=bool)
+    if floor <= alpha / 2:
+        found |= np.asarray(p, dtype=float) <= floor * (1 + 1e-9)
+    return len(p), int(found.sum())
 
 
 def refinement(r: FingerprintResult) -> int | None:

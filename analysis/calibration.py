@@ -362,6 +362,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
     sentence = " ".join(t for t in (sentence, effect_text(size), apart_text(apart, name)) if t)
     return {"verdict": res.verdict, "sentence": sentence,
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
+            **{f"q_{name}": res.q_tests.get(name) for name in lf.TESTS},
             "n_null": res.n_null, "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
             "n_related_families": res.n_related_families,
             "cutting": cutting(res),

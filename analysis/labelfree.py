@@ -50,6 +50,7 @@ from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     NO_RELATIVES,
     SENTENCES,
+    TESTS,
     alone,
     at_floor,
     closest_split,
@@ -129,6 +130,8 @@ class LabelFreeResult:
     family_sizes: dict[str, int] = field(default_factory=dict)  # family -> models (of those tested)
     verdict: str = "no structure"
     q: float | None = None  # the BH-adjusted p-value behind the verdict
+    # each test's BH-adjusted p-value ("lineage", "groups", "split"), over every test :func:`decide` corrected
+    q_tests: dict[str, float] = field(default_factory=dict)
     candidate_basins: np.ndarray | None = None
     sentence: str = ""
     tree: dict | None = None  # the families' dendrogram (:func:`family_tree`), for the report
@@ -653,7 +656,6 @@ def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict])
     return {k: small[k] for k in keys if k in small}
 
 
-TESTS = ("lineage", "groups", "split")
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for
 
 
@@ -665,6 +667,11 @@ def _adjusted(results: Sequence[LabelFreeResult]) -> dict[tuple[int, str], float
         return {}
     adj = false_discovery_control([p for _, _, p in pvals], method="bh")
     return {(i, name): float(a) for (i, name, _), a in zip(pvals, adj)}
+
+
+def _own(q: dict[tuple[int, str], float], i: int) -> dict[str, float]:
+    """The adjusted p-values of the ``i``-th result's tests, by test name."""
+    return {name: q[(i, name)] for name in TESTS if (i, name) in q}
 
 
 def replicates_for(n_tests: int, alpha: float) -> int:
@@ -701,13 +708,14 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     lineages`` with each whole family on its side and each model of a cut family on its own, the cut
     families named: ``cut_families``; neither that partition nor each family on its majority side
     small), else the centroid groups. Each result's ``q`` is its verdict's
-    adjusted p-value."""
+    adjusted p-value, and ``q_tests`` every one of its tests' (for the answer, which reads which tests
+    were significant without a deep verdict, and which found the lineage)."""
     q = _adjusted(results)
     out = []
     for i, r in enumerate(results):
         if r.verdict == "insufficient":  # no candidate basins to join: the unknown ones only counted, if some are known
             known = 0 < r.n_unknown < r.n_models
-            out.append(replace(r, sentence=r.sentence.rstrip(".") + "." + unknown_note(r, basins=False) if known else r.sentence))
+            out.append(replace(r, q_tests=_own(q, i), sentence=r.sentence.rstrip(".") + "." + unknown_note(r, basins=False) if known else r.sentence))
             continue
         sig = {name: q[(i, name)] for name in TESTS if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
@@ -728,7 +736,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
         if v == "crosses lineage" and (r.split_rate or 0) < CROSS_SPLIT_RATE:
             sentence += minority_text(r)
-        done = replace(r, verdict=v, q=qv, candidate_basins=basins, cut_families=cut)
+        done = replace(r, verdict=v, q=qv, q_tests=_own(q, i), candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
             sentence = with_unconfirmed(sentence, r, q, i, alpha, _blocking(r, sig, small))
             if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"

@@ -20,6 +20,7 @@ __all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_F
            "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text"]
 
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
+TESTS = ("lineage", "groups", "split")  # a fingerprint's label-free tests, in the order decide() corrects them
 
 SENTENCES = {
     "crosses lineage": "Members of one init family land in different candidate basins, the same way across families: "

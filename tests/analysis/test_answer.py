@@ -451,3 +451,44 @@ def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
     two = result(*(with_lineage(fp(n, None, "no structure", q=0.6), 0.4) for n in "ab"))  # too few tests to say
     alone = result(*(with_lineage(fp(n, None, "no structure", q=0.6), None) for n in "abcd"))  # no relatives: untested
     assert all("no fingerprint finds" not in label_free_answer(r).sentence for r in (two, alone))
+
+
+def test_the_answer_reads_the_q_values_decide_stored():
+    """``decide`` stores every test's q (over all the tests it corrects) in ``label_free``, and the answer
+    reads them rather than redoing the correction: a fingerprint whose verdict is `lineage only` (its
+    lineage q significant in decide's correction, eased by the other fingerprints' small p-values) is
+    one that finds the init families, even where a correction across the lineage tests alone would not
+    reject its p; and a significant split decide held back is read from its stored q."""
+    from analysis import labelfree as lf
+    from analysis.calibration import label_free_json
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(8), 3)
+    camps = np.tile([0.0, 4.0, 8.0], 8)[:, None] + rng.normal(size=(24, 2))  # every model's camp: its place in its family
+    res = lf.decide([lf.label_free(camps, fam, n_null=99, random_state=0),
+                     lf.label_free(rng.normal(size=(24, 2)), fam, n_null=99, random_state=0)])
+    tests = [(i, name, p) for i, r in enumerate(res) for name, p in zip(lf.TESTS, (r.p_lineage, r.p_groups, r.p_split))
+             if p is not None]
+    want = false_discovery_control([p for *_, p in tests], method="bh")
+    assert [res[i].q_tests[name] for i, name, _ in tests] == pytest.approx(list(want))
+    stored = label_free_json(res[0], [f"m{i}" for i in range(24)])
+    assert {k: stored[f"q_{k}"] for k in res[0].q_tests} == res[0].q_tests
+
+    def lineage(name: str, p: float, q: float, verdict: str = "no structure") -> FingerprintResult:
+        f = fp(name, None, verdict, q=q)
+        f.label_free.update(p_lineage=p, q_lineage=q)
+        return f
+
+    # p 0.02 among three lineage tests: 0.06 across them alone, 0.03 in decide's correction (the verdict's q)
+    res = result(lineage("a", 0.02, 0.03, "lineage only"), lineage("b", 0.5, 0.6), lineage("c", 0.6, 0.6))
+    res.settings = {"lineage": "family"}
+    ans = label_free_answer(res)
+    assert (ans.lineage_tested, ans.lineage_found) == (3, 1) and "no fingerprint finds" not in ans.sentence
+    # without the stored q's (a summary written before decide stored them) the correction is redone from the p's
+    for f in res.fingerprints:
+        del f.label_free["q_lineage"]
+    assert label_free_answer(res).lineage_found == 0
+    held = fp("disagreement", None, "no structure", q=0.04)
+    held.kind, held.meta = "behavioural", {"predicts": "classes"}
+    held.label_free.update(p_split=0.03, q_split=0.04, p_groups=0.5, q_groups=0.6)
+    assert label_free_answer(result(fp("ood-outputs", CAMPS), held)).predictions_held == ["disagreement"]
