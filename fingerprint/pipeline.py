@@ -8,7 +8,7 @@ notebook can run one, look, and go on::
     result = pipeline.run(cfg, "runs/xor")                   # zoo/, report.html, figures/, summary.json
 
     zoo = pipeline.sweep(cfg, "runs/xor/zoo")                # or stage by stage
-    inputs = pipeline.fingerprints(zoo, cfg.fingerprints.names)
+    inputs = pipeline.fingerprints(zoo, cfg.fingerprints.specs(zoo))
     result = pipeline.analyze(zoo, inputs, cfg.analysis)
     pipeline.write_report(zoo, result, inputs, "report.html", "summary.json")
 
@@ -125,20 +125,25 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
 class FingerprintSettings:
     """The ``[fingerprints]`` section: extractor specs, the checkpoint step, models per chunk."""
 
-    names: list[str] = field(default_factory=lambda: list(DEFAULT_FINGERPRINTS))
+    names: list[str] | None = None  # None (not given): the default set that applies to the zoo (:meth:`specs`)
     step: str | int = "final"  # "final" or a checkpoint step
     chunk_size: int | None = None  # None: extraction's automatic size
 
     def validate(self, where: str = "fingerprints") -> None:
-        if not self.names or not all(self.names):
+        if self.names is not None and (not self.names or not all(self.names)):
             raise UserError(f"config key '{where}.names' must be a non-empty list of extractor specs (NAME[:key=value,...])")
-        dup = next((n for n in self.names if self.names.count(n) > 1), None)
+        dup = next((n for n in self.names or [] if self.names.count(n) > 1), None)
         if dup is not None:
             raise UserError(f"config key '{where}.names' lists '{dup}' twice")
         if isinstance(self.step, str) and self.step != "final":
             raise UserError(f"config key '{where}.step' must be 'final' or a checkpoint step, got {self.step!r}")
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise UserError(f"config key '{where}.chunk_size' must be > 0, got {self.chunk_size}")
+
+    def specs(self, zoo: Zoo) -> list[str]:
+        """The extractor specs to compute on ``zoo``: ``names`` as given, else :func:`default_fingerprints`
+        (the default set less what does not apply to the zoo's inputs, such as ``input-saliency`` on token ids)."""
+        return list(self.names) if self.names is not None else default_fingerprints(zoo)
 
     @property
     def checkpoint(self) -> int | None:
@@ -183,7 +188,7 @@ class RunConfig:
         fps = from_mapping(FingerprintSettings, dict(sweep.fingerprints or {}), "fingerprints")
         opts = analysis_options(sweep.analysis)
         fc = from_mapping(ForecastSettings, dict(sweep.forecast or {}), "forecast")
-        resolve_specs([*fps.names, *fc.fingerprints, *([fc.fingerprint] if fc.fingerprint else [])])  # fail now, not after the sweep
+        resolve_specs([*(fps.names or DEFAULT_FINGERPRINTS), *fc.fingerprints, *([fc.fingerprint] if fc.fingerprint else [])])  # fail now, not after the sweep
         return cls(sweep, fps, opts, source, fc)
 
     @classmethod
@@ -641,8 +646,7 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     zoo = Zoo.open(zoo_dir)
     progress.stage(2, n_stages, "fingerprints")
     fps = cfg.fingerprints
-    names = default_fingerprints(zoo) if fps.names == DEFAULT_FINGERPRINTS else fps.names  # not given: what applies
-    found = fingerprints(zoo, names, fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
+    found = fingerprints(zoo, fps.specs(zoo), fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
     progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)
     if cfg.forecast.enabled:

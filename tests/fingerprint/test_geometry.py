@@ -16,6 +16,7 @@ from fingerprint.extractors.mechanistic import apply_permutations
 from fingerprint.pipeline import (
     DEFAULT_FINGERPRINTS,
     TOKEN_INPUTS,
+    FingerprintSettings,
     RunConfig,
     default_fingerprints,
     skipped_defaults,
@@ -195,3 +196,8 @@ def test_a_token_zoo_leaves_input_saliency_out_of_the_default_set_without_runnin
     [fingerprints] names leave `input-saliency` out, said from the stored hyper-parameters (vocab)."""
     assert skipped_defaults(modadd_zoo) == {"input-saliency": TOKEN_INPUTS}
     assert default_fingerprints(modadd_zoo) == [f for f in DEFAULT_FINGERPRINTS if f != "input-saliency"]
+    # a config without [fingerprints] names asks for the set that applies; one that lists names gets them as listed
+    # (input-saliency named on a token zoo is then the one-line error, not dropped in silence)
+    assert FingerprintSettings().names is None
+    assert FingerprintSettings().specs(modadd_zoo) == default_fingerprints(modadd_zoo)
+    assert FingerprintSettings(list(DEFAULT_FINGERPRINTS)).specs(modadd_zoo) == DEFAULT_FINGERPRINTS
