@@ -90,6 +90,12 @@ def default_fingerprints(zoo: Zoo) -> list[str]:
     return [f for f in DEFAULT_FINGERPRINTS if f not in skip]
 
 
+def skipped_text(skipped: dict[str, str]) -> str:
+    """``default set without NAME (why); ...`` for :func:`skipped_defaults`' answer, or ``""`` (said once, by
+    ``extract`` before its first result and by ``fingerprint run`` at its fingerprints stage)."""
+    return "default set without " + "; ".join(f"{n} ({w})" for n, w in skipped.items()) if skipped else ""
+
+
 def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     """``{extractor: why}`` for each of :data:`DEFAULT_FINGERPRINTS` that does not apply to ``zoo``
     (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""
@@ -644,8 +650,8 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     sweep(cfg, zoo_dir, executor, address, models_per_batch, device, resume and (zoo_dir / MANIFEST).exists(), False,
           inputs, max_gb, progress)
     zoo = Zoo.open(zoo_dir)
-    progress.stage(2, n_stages, "fingerprints")
     fps = cfg.fingerprints
+    progress.stage(2, n_stages, "fingerprints", skipped_text(skipped_defaults(zoo)) if fps.names is None else "")
     found = fingerprints(zoo, fps.specs(zoo), fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
     progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)

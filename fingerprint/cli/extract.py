@@ -46,8 +46,7 @@ def extract(
     if not fp:
         skipped = pipeline.skipped_defaults(zoo)
         if skipped:  # the standard set, less what this import cannot give: say so, once
-            console.print("default set without " + "; ".join(f"{esc(n)} ({esc(w)})" for n, w in skipped.items()),
-                          highlight=False, soft_wrap=True)
+            console.print(esc(pipeline.skipped_text(skipped)), highlight=False, soft_wrap=True)
     specs = list(fp or pipeline.default_fingerprints(zoo))
     started = time.time()  # an interrupted run names the entries it saved (their meta's `created`), not a scan made ahead
     with RichProgress() as progress:

@@ -20,6 +20,7 @@ from fingerprint.pipeline import (
     RunConfig,
     default_fingerprints,
     skipped_defaults,
+    skipped_text,
 )
 from fingerprint.registry import get_extractor
 from training.config import load_config
@@ -201,3 +202,5 @@ def test_a_token_zoo_leaves_input_saliency_out_of_the_default_set_without_runnin
     assert FingerprintSettings().names is None
     assert FingerprintSettings().specs(modadd_zoo) == default_fingerprints(modadd_zoo)
     assert FingerprintSettings(list(DEFAULT_FINGERPRINTS)).specs(modadd_zoo) == DEFAULT_FINGERPRINTS
+    assert skipped_text(skipped_defaults(modadd_zoo)) == f"default set without input-saliency ({TOKEN_INPUTS})"
+    assert skipped_text({}) == ""
