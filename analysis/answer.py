@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.labelfree_sentences import DEEP_VERDICTS, TESTS, sds
+from analysis.labelfree_sentences import (
+    DEEP_VERDICTS,
+    TESTS,
+    few_count,
+    few_families_text,
+    sds,
+)
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
 # imports this one for summary.json, and the layer rule wants no cycle, not even for types.
@@ -72,6 +78,9 @@ class Candidate:
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
+    # [families, with_relatives] when every one of its verdicts rests on few init families at a q above
+    # FEW_FAMILIES_Q (few_count): a lead to train more families for, not a candidate (Answer.few_family_leads)
+    few: list | None = None
 
 
 @dataclass
@@ -97,6 +106,8 @@ class Answer:
     lineage_tested: int = 0
     lineage_found: int = 0
     lineage_column: str | None = None
+    # candidates every one of whose verdicts rests on few init families at a q above FEW_FAMILIES_Q: leads
+    few_family_leads: list[Candidate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +122,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     judged = [r for r in analysed if r.label_free.get("verdict") != "insufficient"]
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
-    cands = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
+    found = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
+    cands = [c for c in found if c.few is None]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     q = _test_q(analysed)
@@ -119,7 +131,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
-                 predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held])
+                 predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
+                 few_family_leads=[c for c in found if c.few is not None])
     ans.lineage_tested, ans.lineage_found = _lineage_found(judged, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
@@ -416,7 +429,19 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
-        relatives=rep.label_free.get("n_related_families") != 0)
+        relatives=rep.label_free.get("n_related_families") != 0,
+        few=_few(group, rep))
+
+
+def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
+    """``[families, with_relatives]`` of ``rep`` when every verdict of ``group`` rests on few init families at
+    a q above :data:`~analysis.labelfree_sentences.FEW_FAMILIES_Q` (:func:`few_count`), else ``None``. Such
+    verdicts are a reason to train more families, not yet a finding: on the stored summaries of the sixth to
+    eleventh audits, every such candidate was on a seed-only null (three at 4 families) or a second, weaker
+    copy of a real candidate, and no planted difference was found only so (docs/scorecard.md, "Few families")."""
+    if any(few_count(r.label_free) is None for r in group):
+        return None
+    return list(few_count(rep.label_free))
 
 
 def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | None:
@@ -559,7 +584,25 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
 
 
 def answer_sentence(ans: Answer) -> str:
-    """One sentence for the report's headline and the terminal."""
+    """One sentence for the report's headline and the terminal: the candidates, then any few-families leads."""
+    leads = _few_leads_text(ans)
+    if ans.n_judged and not ans.candidates and leads:
+        return "no candidate deep difference that so few init families can confirm: " + leads
+    return _candidates_sentence(ans) + (f"; besides, {leads}" if leads else "")
+
+
+def _few_leads_text(ans: Answer) -> str:
+    """``a lead, not a candidate: found by 1 of 11 fingerprints (...): ...; Only 4 init families: ...`` for each
+    of :attr:`Answer.few_family_leads`, or ``""``."""
+    out = []
+    for c in ans.few_family_leads:
+        caution = few_families_text(*c.few).rstrip(".")
+        out.append(f"a lead, not a candidate: {_candidate_text(c, ans.n_judged)}; {caution[0].lower()}{caution[1:]}")
+    return "; ".join(out)
+
+
+def _candidates_sentence(ans: Answer) -> str:
+    """The candidates' part of :func:`answer_sentence`."""
     n = ans.n_judged
     # the predicted classes' note says none of them sees camps: not when one's camps were only held back as small,
     # nor when one is in any candidate (several rules: it pairs the same kinds of model into other camps)

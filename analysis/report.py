@@ -29,6 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from analysis import parallel
 from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
+from analysis.labelfree_sentences import few_count
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.plots import (
     FORMATS,
@@ -117,6 +118,7 @@ class Headline:
     leads: list[str] = field(default_factory=list)  # small basins several fingerprints agree on (small_basin_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
+    few: list[str] = field(default_factory=list)  # deep verdicts from few init families at a q above FEW_FAMILIES_Q
     answer: str | None = None  # the population's label-free answer (analysis.answer)
 
 
@@ -132,6 +134,7 @@ def headline(result: AnalysisResult) -> Headline:
     h.apart = candidates_apart_sentence(result)
     h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
+    h.few = [str(f.fingerprint) for f in result.fingerprints if few_count(f.label_free or {}) is not None]
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -357,11 +357,11 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
             by.setdefault(tuple(sorted(ids)), []).append(r)
     by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS}
     ans = (answer or label_free_answer(result)) if by else None
-    found = [{m for m, b in c.basins.items() if b == side} for c in (ans.candidates if ans else [])
+    found = [{m for m, b in c.basins.items() if b == side} for c in ([*ans.candidates, *ans.few_family_leads] if ans else [])
              for side in set(c.basins.values())]
     out = []
     for ids, rs in by.items():
-        if set(ids) in found:  # a candidate's camp already: the answer says it
+        if set(ids) in found:  # a candidate's (or a few-families lead's) camp already: the answer says it
             continue
         r = rs[0]
         where = {m: v for m, v in zip(r.model_ids, r.lineage_values or []) if not missing(v)}  # known families only

@@ -465,8 +465,10 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
                 + f"; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
+    few = set(getattr(h, "few", ()))
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
+            "only candidate deep basins that so few init families cannot confirm (no ground truth)" if set(deep) <= few | set(small) else
             "candidate deep basins (no ground truth)")
     named = lambda v, names: ", ".join(f"{n} (small)" if n in small and v in DEEP_VERDICTS else n for n in names)  # noqa: E731
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict

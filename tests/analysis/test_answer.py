@@ -492,3 +492,35 @@ def test_the_answer_reads_the_q_values_decide_stored():
     held.kind, held.meta = "behavioural", {"predicts": "classes"}
     held.label_free.update(p_split=0.03, q_split=0.04, p_groups=0.5, q_groups=0.6)
     assert label_free_answer(result(fp("ood-outputs", CAMPS), held)).predictions_held == ["disagreement"]
+
+
+def test_a_candidate_only_few_families_find_at_a_weak_q_is_a_lead_not_a_candidate():
+    """The ninth audit's shared-data-order null of 4 families (two fingerprints, q 0.025) and its fine-tunes'
+    null (`input-saliency` alone, q 0.028, "whole init families on each side") were each read as one candidate
+    deep difference, although every verdict carried "only 4 init families: ... not yet a finding". A candidate
+    every one of whose verdicts is that weak is now a lead (``few_family_leads``); one strong verdict keeps it."""
+    from fingerprint.cli.display import headline_sentence
+
+    def at(name: str, basins: dict[str, int] | None, q: float, n_families: int = 4, verdict: str = "crosses lineage"):
+        f = fp(name, basins, verdict, q=q)
+        f.label_free.update(n_families=n_families, n_related_families=n_families)
+        return f
+
+    weak = result(at("anomalous-inputs", CAMPS, 0.025), at("probe-outputs", CAMPS, 0.025))
+    ans = label_free_answer(weak)
+    assert ans.candidates == [] and [c.fingerprints for c in ans.few_family_leads] == [["anomalous-inputs", "probe-outputs"]]
+    assert ans.sentence.startswith("no candidate deep difference that so few init families can confirm: a lead, not a "
+                                   "candidate: found by 2 of 2 fingerprints (anomalous-inputs, probe-outputs; ")
+    assert ans.sentence.endswith("; only 4 init families: at this few, a deep verdict at q above 0.02 is a reason to train "
+                                 "more families, not yet a finding (docs/scorecard.md, \"Few families\")")
+    h = headline(weak)
+    h.mode, h.free = "label-free", {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
+    assert headline_sentence(h, set(h.small)).startswith("only candidate deep basins that so few init families cannot confirm")
+    # one verdict at q 0.01 among them: a candidate, as at many families
+    strong = label_free_answer(result(at("anomalous-inputs", CAMPS, 0.01), at("probe-outputs", CAMPS, 0.025)))
+    assert len(strong.candidates) == 1 and strong.few_family_leads == []
+    # six families: no caution, a candidate; a weak copy beside a real candidate is said after it
+    assert len(label_free_answer(result(at("a", CAMPS, 0.03, n_families=6))).candidates) == 1
+    both = label_free_answer(result(at("a", CAMPS, 0.01), at("b", CAMPS, 0.01), at("c", HALVES, 0.03)))
+    assert len(both.candidates) == 1 and both.few_family_leads[0].fingerprints == ["c"]
+    assert both.sentence.startswith("one candidate deep difference, found by 2 of 3") and "; besides, a lead, not a candidate: found by 1 of 3 fingerprints (c)" in both.sentence
