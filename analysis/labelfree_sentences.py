@@ -169,7 +169,7 @@ def effect_text(e: dict[str, Any] | None) -> str:
     if not e or e.get("share") is None:
         return ""
     where = "fingerprint's" if e.get("raw", True) else "test coordinates'"
-    share = f"{_pct(_corrected(e, 'share'))} of the {where} variance{_bc_ci(e, 'share', _pct)}"
+    share = f"{share_pct(_corrected(e, 'share'))} of the {where} variance{_bc_ci(e, 'share', share_pct)}"
     sep = e.get("separation")
     apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{_bc_ci(e, 'separation', sds)}"
     if e.get("small"):
@@ -202,8 +202,8 @@ def _bc_ci(e: dict[str, Any], name: str, fmt: Any) -> str:
 def effect_brief(e: dict[str, Any]) -> str:
     """``e`` (:func:`analysis.effect.basin_effect`) in a few words: ``0.2% [0.04-9.7%], 0.48 SDs (small)``
     (the share bias-corrected, with its interval; the separation these models' own)."""
-    share = "–" if e.get("share") is None else _pct(_corrected(e, "share")) + (
-        f" [{_pct(e['share_ci'][0])}-{_pct(e['share_ci'][1])}]" if e.get("share_ci") else "")
+    share = "–" if e.get("share") is None else share_pct(_corrected(e, "share")) + (
+        f" [{share_pct(e['share_ci'][0])}-{share_pct(e['share_ci'][1])}]" if e.get("share_ci") else "")
     sep = "" if e.get("separation") is None else f", {sds(e['separation'])} SDs"
     return share + sep + (" (small)" if e.get("small") else "")
 
@@ -230,7 +230,7 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                     if d.get("family_apart")]
 
 
-def _pct(v: float) -> str:
+def share_pct(v: float) -> str:
     """A share as a percentage, two significant digits below 10% (``0.2%``, ``4.3%``), whole above
     (``43%``, ``100%``: not ``1e+02%``)."""
     return f"{100 * v:.2g}%" if 100 * v < 9.95 else f"{100 * v:.0f}%"

@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from analysis import parallel
 from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
-from analysis.labelfree_sentences import few_count
+from analysis.labelfree_sentences import few_count, sds, share_pct
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.plots import (
     FORMATS,
@@ -87,7 +87,8 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(["html", "html.j2", "j2"], default_for_string=True, default=True),
                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False,
                       finalize=lambda v: "–" if v is None else v)  # never a Python "None" on the page
-    env.filters.update(num=num, anchor=anchor, pct=pct)
+    env.filters.update(num=num, anchor=anchor, pct=pct, share=share_pct,  # share, sds: as the sentences say them
+                       sds=lambda v: sds(v) if isinstance(v, (int, float)) and not math.isnan(v) else "–")
     env.globals.update(css_class=css_class, columns=SCORE_COLUMNS, text_cols=TEXT_COLS, intervals=INTERVALS)
     return env
 

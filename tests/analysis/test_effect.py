@@ -381,3 +381,19 @@ def test_camps_only_the_line_fitted_to_them_separates_are_small():
     real[:, 0] += 8 * y
     e = basin_effect(y, fam, real, within=True, n_boot=20)
     assert not e["small"] and e["separation_heldout"] > 0.8 * e["separation"]
+
+
+def test_the_report_says_sizes_as_the_sentences_do():
+    """The twelfth outside audit: camps whose models answer identically (within-basin variance 0) printed
+    "13054882766467884.00 within-basin SDs apart" and shares "1e+02% [1e+02%, 1e+02%]" in the HTML report,
+    while the terminal said "over 1,000 SDs"."""
+    from analysis.report import ENV
+    from analysis.results import FingerprintResult
+
+    effect = {"share": 1.0, "share_ci": [1.0, 1.0], "share_coords": 0.999, "separation": 1.3e16,
+              "separation_ci": [2e15, 3e16], "threshold": 2.65, "small": False}
+    r = FingerprintResult("disagreement", label_free={"verdict": "crosses lineage", "effect": effect, "p_lineage": 0.005,
+                                                      "p_groups": 1.0, "p_split": 0.005, "q": 0.01})
+    html = " ".join(ENV.get_template("macros.html.j2").module.label_free_section(r, None, None).split())
+    assert "camps are over 1,000 within-basin SDs apart" in html and "[over 1,000, over 1,000]" in html
+    assert "explain 100% [100%, 100%]" in html and "e+" not in html
