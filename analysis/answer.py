@@ -33,9 +33,10 @@ import numpy as np
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
+    FEW_FAMILIES_Q,
     TESTS,
+    families,
     few_count,
-    few_families_text,
     sds,
 )
 
@@ -133,7 +134,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
                  few_family_leads=[c for c in found if c.few is not None])
-    ans.lineage_tested, ans.lineage_found = _lineage_found(judged, q, alpha,
+    ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -171,42 +172,45 @@ def lineage_unseen_text(ans: Answer) -> str:
             "(`fingerprint lineage ZOO` tests from the weights which models share one)")
 
 
-def _test_q(analysed: list[FingerprintResult]) -> dict[tuple[str, str], float]:
-    """``{(fingerprint, test): q}``: each label-free test's Benjamini-Hochberg adjusted p-value over every
-    test, as :func:`analysis.labelfree.decide` stored it (``q_lineage``, ``q_groups``, ``q_split``); for a
-    summary written before decide stored them, the same correction redone from the stored p-values."""
-    tests = [(str(r.fingerprint), name, r.label_free) for r in analysed for name in TESTS
+def _test_q(analysed: list[FingerprintResult]) -> dict[tuple[int, str], float]:
+    """``{(index, test): q}``, by position in ``analysed`` (names could repeat): each label-free test's
+    Benjamini-Hochberg adjusted p-value over every test, as :func:`analysis.labelfree.decide` stored it
+    (``q_lineage``, ``q_groups``, ``q_split``); for a summary written before decide stored them, the same
+    correction redone from the stored p-values."""
+    tests = [(i, name, r.label_free) for i, r in enumerate(analysed) for name in TESTS
              if r.label_free.get(f"p_{name}") is not None]
     if all(free.get(f"q_{name}") is not None for _, name, free in tests):
-        return {(f, name): float(free[f"q_{name}"]) for f, name, free in tests}
+        return {(i, name): float(free[f"q_{name}"]) for i, name, free in tests}
     q = _bh([free[f"p_{name}"] for _, name, free in tests])
-    return {(f, name): float(qv) for (f, name, _), qv in zip(tests, q)}
+    return {(i, name): float(qv) for (i, name, _), qv in zip(tests, q)}
 
 
-def _held(analysed: list[FingerprintResult], q: dict[tuple[str, str], float], alpha: float) -> set[str]:
+def _held(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], alpha: float) -> set[str]:
     """The fingerprints of ``analysed`` whose groups or split test is significant (``q``, :func:`_test_q`)
     but whose verdict is not deep: camps kept from a verdict by their size or gap, such as three rules in
     two camps, whether the verdict then says `no structure` or `lineage only`."""
-    deep = {str(r.fingerprint) for r in analysed if r.label_free.get("verdict") in DEEP_VERDICTS}
-    return {f for (f, name), qv in q.items() if name != "lineage" and qv <= alpha and f not in deep}
+    return {str(analysed[i].fingerprint) for (i, name), qv in q.items()
+            if name != "lineage" and qv <= alpha and analysed[i].label_free.get("verdict") not in DEEP_VERDICTS}
 
 
-def _lineage_found(judged: list[FingerprintResult], q: dict[tuple[str, str], float], alpha: float,
+def _lineage_found(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], alpha: float,
                    n_perm: int) -> tuple[int, int]:
-    """``(tested, found)``: the judged fingerprints whose lineage test ran, and those of them that find the
-    init families. Found is any of: significant in :func:`analysis.labelfree.decide`'s correction over
-    every test (``q``; so a `lineage only` verdict always counts), significant after a Benjamini-Hochberg
-    correction across the lineage tests alone (the question "does any fingerprint find the families" is
-    theirs), or at the permutations' floor, as small as the test can say (with 11 tests at 199
-    permutations, neither correction rejects a floor p of 0.005 alone), but not when that floor is near
-    alpha itself (``--n-perm 19``: a floor of 0.05, which a null family reaches one time in twenty)."""
-    names = [str(r.fingerprint) for r in judged if r.label_free.get("p_lineage") is not None]
-    p = [r.label_free["p_lineage"] for r in judged if r.label_free.get("p_lineage") is not None]
+    """``(tested, found)``: the judged fingerprints of ``analysed`` (not `insufficient`) whose lineage test
+    ran, and those of them that find the init families. Found is any of: significant in
+    :func:`analysis.labelfree.decide`'s correction over every test (``q``; so a `lineage only` verdict
+    always counts), significant after a Benjamini-Hochberg correction across the lineage tests alone (the
+    question "does any fingerprint find the families" is theirs), or at the permutations' floor, as small
+    as the test can say (with 11 tests at 199 permutations, neither correction rejects a floor p of 0.005
+    alone), but not when that floor is near alpha itself (``--n-perm 19``: a floor of 0.05, which a null
+    family reaches one time in twenty)."""
+    rows = [i for i, r in enumerate(analysed)
+            if r.label_free.get("verdict") != "insufficient" and r.label_free.get("p_lineage") is not None]
+    p = np.array([analysed[i].label_free["p_lineage"] for i in rows], dtype=float)
+    found = (_bh(list(p)) <= alpha) | np.array([q.get((i, "lineage"), 1.0) <= alpha for i in rows], dtype=bool)
     floor = 1.0 / (n_perm + 1)
-    found = (_bh(p) <= alpha) | np.array([q.get((f, "lineage"), 1.0) <= alpha for f in names], dtype=bool)
     if floor <= alpha / 2:
-        found |= np.asarray(p, dtype=float) <= floor * (1 + 1e-9)
-    return len(p), int(found.sum())
+        found |= p <= floor * (1 + 1e-9)
+    return len(rows), int(found.sum())
 
 
 def refinement(r: FingerprintResult) -> int | None:
@@ -587,18 +591,25 @@ def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal: the candidates, then any few-families leads."""
     leads = _few_leads_text(ans)
     if ans.n_judged and not ans.candidates and leads:
-        return "no candidate deep difference that so few init families can confirm: " + leads
+        return f"no candidate deep difference; {leads}"
     return _candidates_sentence(ans) + (f"; besides, {leads}" if leads else "")
 
 
 def _few_leads_text(ans: Answer) -> str:
-    """``a lead, not a candidate: found by 1 of 11 fingerprints (...): ...; Only 4 init families: ...`` for each
-    of :attr:`Answer.few_family_leads`, or ``""``."""
-    out = []
-    for c in ans.few_family_leads:
-        caution = few_families_text(*c.few).rstrip(".")
-        out.append(f"a lead, not a candidate: {_candidate_text(c, ans.n_judged)}; {caution[0].lower()}{caution[1:]}")
-    return "; ".join(out)
+    """``a lead that 4 init families cannot confirm (...): found by ...`` for :attr:`Answer.few_family_leads`
+    (several numbered ``(lead 1)``, ``(lead 2)``), or ``""``."""
+    leads = ans.few_family_leads
+    if not leads:
+        return ""
+    counts = {tuple(c.few) for c in leads}
+    n, rel = next(iter(counts)) if len(counts) == 1 else (None, False)
+    who = f"{families(n)}{' with relatives' if rel else ''}" if n is not None else "so few init families"
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm (at this few, a deep "
+            f"verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more families, not yet a finding: "
+            "docs/scorecard.md, \"Few families\")")
+    if len(leads) == 1:
+        return f"{head}: {_candidate_text(leads[0], ans.n_judged)}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged)}" for i, c in enumerate(leads, 1))
 
 
 def _candidates_sentence(ans: Answer) -> str:

@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from analysis import parallel
 from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
-from analysis.labelfree_sentences import few_count, sds, share_pct
+from analysis.labelfree_sentences import sds, share_pct
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.plots import (
     FORMATS,
@@ -119,7 +119,8 @@ class Headline:
     leads: list[str] = field(default_factory=list)  # small basins several fingerprints agree on (small_basin_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
-    few: list[str] = field(default_factory=list)  # deep verdicts from few init families at a q above FEW_FAMILIES_Q
+    few: list[str] = field(default_factory=list)  # fingerprints of the answer's few-families leads only (none of its candidates)
+    leads_only: bool = False  # the answer has few-families leads and no candidate
     answer: str | None = None  # the population's label-free answer (analysis.answer)
 
 
@@ -135,7 +136,10 @@ def headline(result: AnalysisResult) -> Headline:
     h.apart = candidates_apart_sentence(result)
     h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
-    h.few = [str(f.fingerprint) for f in result.fingerprints if few_count(f.label_free or {}) is not None]
+    if ans is not None:  # the answer's own split of its candidates and leads, so the box never contradicts it
+        held = {f for c in ans.candidates for f in c.fingerprints}
+        h.few = [f for c in ans.few_family_leads for f in c.fingerprints if f not in held]
+        h.leads_only = bool(ans.few_family_leads) and not ans.candidates
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

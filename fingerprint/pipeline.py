@@ -195,6 +195,10 @@ class RunConfig:
         opts = analysis_options(sweep.analysis)
         fc = from_mapping(ForecastSettings, dict(sweep.forecast or {}), "forecast")
         resolve_specs([*(fps.names or DEFAULT_FINGERPRINTS), *fc.fingerprints, *([fc.fingerprint] if fc.fingerprint else [])])  # fail now, not after the sweep
+        if "input-saliency" in {n.split(":")[0] for n in fps.names or []} and int(sweep.model.params.get("vocab", 0) or 0) > 0:
+            raise UserError("config key 'fingerprints.names' lists input-saliency, but this model's inputs are token ids "
+                            "(model.vocab > 0), which have no input gradient (remove it: with no names, the default set "
+                            "leaves it out)")
         return cls(sweep, fps, opts, source, fc)
 
     @classmethod
@@ -651,7 +655,9 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
           inputs, max_gb, progress)
     zoo = Zoo.open(zoo_dir)
     fps = cfg.fingerprints
-    progress.stage(2, n_stages, "fingerprints", skipped_text(skipped_defaults(zoo)) if fps.names is None else "")
+    progress.stage(2, n_stages, "fingerprints")
+    if fps.names is None and (skipped := skipped_defaults(zoo)):
+        progress.note(skipped_text(skipped))
     found = fingerprints(zoo, fps.specs(zoo), fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
     progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)

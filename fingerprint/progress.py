@@ -13,6 +13,9 @@ class Progress:
     def stage(self, index: int, total: int, title: str, detail: str = "") -> None:
         """A pipeline stage begins (``index`` of ``total``); ``detail`` names what it works on."""
 
+    def note(self, text: str) -> None:
+        """A line for the user about the stage under way (e.g. the default fingerprints it leaves out, and why)."""
+
     def sweep_started(self, n_models: int, n_done: int, total_steps: int) -> None:
         """Training begins: ``n_done`` of ``n_models`` are already trained, ``total_steps`` model-steps to go."""
 

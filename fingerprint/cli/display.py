@@ -71,6 +71,10 @@ class RichProgress(PipelineProgress):
         self.in_sweep = title == "sweep"
         console.rule(f"[bold]{index}/{total} {esc(title)}[/]" + (f" {esc(detail)}" if detail else ""))
 
+    def note(self, text: str) -> None:
+        self.close()
+        console.print(esc(text), highlight=False, soft_wrap=True)
+
     # -- training --
     def sweep_started(self, n_models: int, n_done: int, total_steps: int) -> None:
         self.close()
@@ -465,12 +469,15 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
                 + f"; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
-    few = set(getattr(h, "few", ()))
+    few = set(getattr(h, "few", ()))  # the answer's few-families leads (analysis.report.Headline)
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
-            "only candidate deep basins that so few init families cannot confirm (no ground truth)" if set(deep) <= few | set(small) else
-            "candidate deep basins (no ground truth)")
-    named = lambda v, names: ", ".join(f"{n} (small)" if n in small and v in DEEP_VERDICTS else n for n in names)  # noqa: E731
+            "no candidate deep basins, only leads that so few init families cannot confirm (no ground truth)"
+            if getattr(h, "leads_only", False) else "candidate deep basins (no ground truth)")
+
+    def named(v: str, names: list[str]) -> str:
+        marks = lambda n: (" (small)" if n in small else "") + (" (few families: a lead)" if n in few else "")  # noqa: E731
+        return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 
 

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import false_discovery_control
 
 from analysis.answer import AGREE, _bh, label_free_answer
-from analysis.report import headline
+from analysis.report import ENV, headline
 from analysis.results import AnalysisResult, FingerprintResult, summary
 
 IDS = [f"m{i:02d}" for i in range(24)]
@@ -488,6 +488,9 @@ def test_the_answer_reads_the_q_values_decide_stored():
     for f in res.fingerprints:
         del f.label_free["q_lineage"]
     assert label_free_answer(res).lineage_found == 0
+    # two results of one name (not made by the analysis, whose names are unique): each keeps its own q
+    twin = result(lineage("a", 0.02, 0.03, "lineage only"), lineage("a", 0.9, 0.9), lineage("c", 0.6, 0.6))
+    assert label_free_answer(twin).lineage_found == 1
     held = fp("disagreement", None, "no structure", q=0.04)
     held.kind, held.meta = "behavioural", {"predicts": "classes"}
     held.label_free.update(p_split=0.03, q_split=0.04, p_groups=0.5, q_groups=0.6)
@@ -499,6 +502,7 @@ def test_a_candidate_only_few_families_find_at_a_weak_q_is_a_lead_not_a_candidat
     null (`input-saliency` alone, q 0.028, "whole init families on each side") were each read as one candidate
     deep difference, although every verdict carried "only 4 init families: ... not yet a finding". A candidate
     every one of whose verdicts is that weak is now a lead (``few_family_leads``); one strong verdict keeps it."""
+    from analysis.labelfree import VERDICTS
     from fingerprint.cli.display import headline_sentence
 
     def at(name: str, basins: dict[str, int] | None, q: float, n_families: int = 4, verdict: str = "crosses lineage"):
@@ -509,18 +513,35 @@ def test_a_candidate_only_few_families_find_at_a_weak_q_is_a_lead_not_a_candidat
     weak = result(at("anomalous-inputs", CAMPS, 0.025), at("probe-outputs", CAMPS, 0.025))
     ans = label_free_answer(weak)
     assert ans.candidates == [] and [c.fingerprints for c in ans.few_family_leads] == [["anomalous-inputs", "probe-outputs"]]
-    assert ans.sentence.startswith("no candidate deep difference that so few init families can confirm: a lead, not a "
-                                   "candidate: found by 2 of 2 fingerprints (anomalous-inputs, probe-outputs; ")
-    assert ans.sentence.endswith("; only 4 init families: at this few, a deep verdict at q above 0.02 is a reason to train "
-                                 "more families, not yet a finding (docs/scorecard.md, \"Few families\")")
+    assert ans.sentence.startswith("no candidate deep difference; a lead that 4 init families cannot confirm (at this few, "
+                                   "a deep verdict at q above 0.02 is a reason to train more families, not yet a finding: "
+                                   "docs/scorecard.md, \"Few families\"): found by 2 of 2 fingerprints (anomalous-inputs, "
+                                   "probe-outputs; ")
     h = headline(weak)
-    h.mode, h.free = "label-free", {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
-    assert headline_sentence(h, set(h.small)).startswith("only candidate deep basins that so few init families cannot confirm")
-    # one verdict at q 0.01 among them: a candidate, as at many families
-    strong = label_free_answer(result(at("anomalous-inputs", CAMPS, 0.01), at("probe-outputs", CAMPS, 0.025)))
+    h.mode, h.free = "label-free", dict.fromkeys(VERDICTS, []) | {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
+    assert h.few == ["anomalous-inputs", "probe-outputs"] and h.leads_only
+    assert headline_sentence(h, set(h.small)) == ("no candidate deep basins, only leads that so few init families cannot "
+                                                  "confirm (no ground truth); crosses lineage: anomalous-inputs (few "
+                                                  "families: a lead), probe-outputs (few families: a lead)")
+    # one verdict at q 0.01 among them: a candidate, as at many families, and nothing marks either as a lead
+    both_q = result(at("anomalous-inputs", CAMPS, 0.01), at("probe-outputs", CAMPS, 0.025))
+    strong = label_free_answer(both_q)
     assert len(strong.candidates) == 1 and strong.few_family_leads == []
+    h = headline(both_q)
+    h.mode, h.free = "label-free", dict.fromkeys(VERDICTS, []) | {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
+    assert h.few == [] and headline_sentence(h, set()).startswith("candidate deep basins (no ground truth); ")
+    box = ENV.get_template("macros.html.j2").module.headline(h)
+    assert "(few families: a lead)" not in box and "<div class='ok'>No ground-truth label" in box
+    h = headline(weak)
+    h.mode, h.free = "label-free", dict.fromkeys(VERDICTS, []) | {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
+    box = ENV.get_template("macros.html.j2").module.headline(h)
+    assert "anomalous-inputs (few families: a lead)" in box and "<div class='fail'>No ground-truth label" in box
     # six families: no caution, a candidate; a weak copy beside a real candidate is said after it
     assert len(label_free_answer(result(at("a", CAMPS, 0.03, n_families=6))).candidates) == 1
     both = label_free_answer(result(at("a", CAMPS, 0.01), at("b", CAMPS, 0.01), at("c", HALVES, 0.03)))
     assert len(both.candidates) == 1 and both.few_family_leads[0].fingerprints == ["c"]
-    assert both.sentence.startswith("one candidate deep difference, found by 2 of 3") and "; besides, a lead, not a candidate: found by 1 of 3 fingerprints (c)" in both.sentence
+    assert both.sentence.startswith("one candidate deep difference, found by 2 of 3") and \
+        "; besides, a lead that 4 init families cannot confirm (at this few" in both.sentence
+    two = label_free_answer(result(at("a", CAMPS, 0.03), at("b", HALVES, 0.03, n_families=5)))
+    assert two.sentence.startswith("no candidate deep difference; 2 leads that so few init families cannot confirm (") \
+        and "(lead 1) found by 1 of 2 fingerprints" in two.sentence and "(lead 2) found by 1 of 2" in two.sentence

@@ -204,3 +204,37 @@ def test_a_token_zoo_leaves_input_saliency_out_of_the_default_set_without_runnin
     assert FingerprintSettings(list(DEFAULT_FINGERPRINTS)).specs(modadd_zoo) == DEFAULT_FINGERPRINTS
     assert skipped_text(skipped_defaults(modadd_zoo)) == f"default set without input-saliency ({TOKEN_INPUTS})"
     assert skipped_text({}) == ""
+
+
+def test_a_config_naming_input_saliency_on_token_inputs_is_refused_before_training(tmp_path):
+    """Found by review: it failed at extraction, after the sweep, although configs are checked "now, not after
+    the sweep"."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(TINY_MODADD + '[fingerprints]\nnames = ["probe-outputs", "input-saliency:n_probes=8"]\n')
+    with pytest.raises(UserError, match=r"^config key 'fingerprints.names' lists input-saliency, but this model's inputs "
+                                        r"are token ids \(model.vocab > 0\)"):
+        RunConfig.load(cfg)
+    cfg.write_text(TINY_MODADD + '[fingerprints]\nnames = ["probe-outputs"]\n')
+    assert RunConfig.load(cfg).fingerprints.names == ["probe-outputs"]
+
+
+def test_fingerprint_run_says_which_defaults_it_leaves_out(tmp_path, monkeypatch):
+    """With no [fingerprints] names, `fingerprint run` computes the defaults that apply and says, on a line
+    of its own under the stage title (a title is cut to one line), which it leaves out and why."""
+    from fingerprint import pipeline
+    from fingerprint.progress import Progress
+
+    notes: list[str] = []
+
+    class Notes(Progress):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(TINY_MODADD + "[analysis]\nn_boot = 0\nn_perm = 19\n")
+    run_cfg = RunConfig.load(cfg)
+    assert run_cfg.fingerprints.names is None
+    monkeypatch.setattr(pipeline, "DEFAULT_FINGERPRINTS", ["probe-outputs", "input-saliency"])  # two: a quick run
+    pipeline.run(run_cfg, tmp_path / "run", progress=Notes())
+    assert notes == [f"default set without input-saliency ({TOKEN_INPUTS})"]
+    assert {m["spec"] for m in fingerprint.Zoo.open(tmp_path / "run" / "zoo").list_fingerprints()} == {"probe-outputs"}
