@@ -23,6 +23,7 @@ from sklearn.model_selection import (
 
 from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
+from analysis.metrics import one_family_class
 from analysis.resampling import family_bootstrap_mean
 
 
@@ -49,7 +50,7 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
     if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
-        k = min(k, int(g.max()) + 1)
+        k = min(k, int(g.max()) + 1) if one_family_class(y, groups) is None else 0  # a fold would train without a class
         cv, kw = StratifiedGroupKFold(max(k, 2), shuffle=True, random_state=random_state), {"groups": g}
     if k >= 2:
         with warnings.catch_warnings():

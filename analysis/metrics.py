@@ -276,7 +276,26 @@ def probe_skipped(labels, groups=None, min_class: int = PROBE_MIN_CLASS) -> str:
                 f"{max(2, min_class)} in each (with fewer, cross-validated AUROCs of noise reach 0.85 too often)")
     if groups is not None and len(np.unique(label_codes(groups))) < 2:
         return "no probe AUROC: fewer than two init families to hold out"
+    lone = one_family_class(labels, groups)
+    if lone is not None:
+        value, family = lone
+        return (f"no probe AUROC: the label's class '{value}' is in one init family only ('{family}'), so the fold "
+                "that holds that family out would train the probe without it")
     return "no probe AUROC"
+
+
+def one_family_class(labels, groups) -> tuple[str, str] | None:
+    """``(class, family)`` for the first class of ``labels [n]`` whose models are all in one family of
+    ``groups [n]`` (the probe's folds keep a family together, so one fold would train without that class),
+    else ``None``."""
+    if groups is None:
+        return None
+    lab, fam = np.asarray([str(v) for v in labels]), np.asarray([str(v) for v in groups])
+    for value in sorted(set(lab)):
+        families = set(fam[lab == value])
+        if len(families) == 1:
+            return value, families.pop()
+    return None
 
 
 def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int = 0, min_class: int = PROBE_MIN_CLASS,
@@ -311,7 +330,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     if groups is not None:
         g = label_codes(groups)
         folds = int(min(folds, len(np.unique(g))))
-        if folds < 2:
+        if folds < 2 or one_family_class(labels, groups) is not None:  # a fold would train without a class
             return None
         cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state), {"groups": g}
     x = np.asarray(coords, dtype=np.float64)

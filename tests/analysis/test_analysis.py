@@ -249,6 +249,26 @@ def test_a_probe_skipped_for_a_small_class_says_why():
     assert mt.probe_skipped(np.zeros(6)) == "no probe AUROC: the label has one class"
 
 
+def test_a_label_class_inside_one_family_skips_the_probe_and_the_rest_is_scored():
+    """The twelfth outside audit: 6 of family s0's 12 models on another rule (beside 6 families of 2), and every
+    fingerprint of `--label rule` read `failed` ("This solver needs samples of at least 2 classes"): the
+    family-grouped fold that held s0 out trained on one class. The probe is skipped, saying why; the rest is scored."""
+    rng = np.random.default_rng(0)
+    ids = [f"m{i}" for i in range(24)]
+    family = np.array(["s0"] * 12 + [f"s{1 + i // 2}" for i in range(12)], dtype=object)
+    rule = np.array(["b" if i < 6 else "a" for i in range(24)], dtype=object)  # b: half of s0, and nowhere else
+    x = rng.normal(size=(24, 6)) + 6.0 * (rule == "b")[:, None]
+    table = {"model_id": np.asarray(ids, dtype=object), "rule": rule, "family": family}
+    opts = sc.AnalysisOptions(label="rule", lineage="family", n_boot=0, embedding="pca", n_family_boot=20)
+    r = sc.analyze([sc.FingerprintInput("fp", x, ids, {})], table, opts).fingerprints[0]
+    assert r.error is None and r.scores["probe_auroc"] is None and r.scores["deep_ami"] == pytest.approx(1.0)
+    assert ("no probe AUROC: the label's class 'b' is in one init family only ('s0'), so the fold that holds that "
+            "family out would train the probe without it") in r.reason
+    from analysis.forecast import forecast_step  # the forecast's folds keep families together too: no accuracy, no crash
+
+    assert forecast_step(x, rule, groups=family)["accuracy"] is None
+
+
 def test_forecast_folds_keep_families_together():
     from analysis.forecast import forecast_step
 
