@@ -316,8 +316,10 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
     tests_small = {"groups" if k == "groups" else "split" for k in small}
     if "split" not in tests_small:  # (a small split is said above)
         if r.p_split is not None and q_split <= alpha and (r.split_side_families, r.split_side_whole) == (1, 0):
-            lone += (f" The models' two camps (q {q_split:.3g}) set models of one init family apart from their relatives: "
-                     "that seed's quirk, not a basin (a minority needs models of at least two families).")
+            lone += (f" The models' two camps (q {q_split:.3g}) split the models of one init family, relatives on both "
+                     "sides, and leave every other family whole: a difference the seed did not decide, seen in one family "
+                     "only, which cannot tell a basin from that family's own quirk (a minority needs models of at least "
+                     "two families); an exploratory lead: look at that family's models.")
         elif r.p_split is not None and q_split <= alpha:  # significant, but its families' sides are one family and the rest
             lone += (f" The models' two camps (q {q_split:.3g}) set one init family apart from the others: that family's "
                      "quirk, not a basin (a group needs at least two families).")
