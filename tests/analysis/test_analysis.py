@@ -264,7 +264,9 @@ def test_a_label_class_inside_one_family_skips_the_probe_and_the_rest_is_scored(
     assert r.error is None and r.scores["probe_auroc"] is None and r.scores["deep_ami"] == pytest.approx(1.0)
     assert ("no probe AUROC: the label's class 'b' is in one init family only ('s0'), so the fold that holds that "
             "family out would train the probe without it") in r.reason
-    from analysis.forecast import forecast_step  # the forecast's folds keep families together too: no accuracy, no crash
+    from analysis.forecast import forecast_step
+
+    # the forecast's folds keep families together too: no accuracy, and no crash
 
     assert forecast_step(x, rule, groups=family)["accuracy"] is None
 
