@@ -74,7 +74,9 @@ class Candidate:
     sizes: list[int]
     basins: dict[str, int]
     ami: list[float] | None = None
-    columns: dict[str, bool] = field(default_factory=dict)  # model columns the candidate basins match -> graded
+    columns: dict[str, bool] = field(default_factory=dict)  # model columns the representative's basins match -> graded
+    # columns only other members' candidate basins match -> those members
+    columns_of_others: dict[str, list[str]] = field(default_factory=dict)
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
@@ -429,7 +431,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
-        ami=_ami_range(amis), columns=_columns(group),
+        ami=_ami_range(amis), columns=_columns([rep]), columns_of_others=_columns_of_others(group, rep),
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
@@ -495,6 +497,20 @@ def _columns(group: list[FingerprintResult]) -> dict[str, bool]:
     return out
 
 
+def _columns_of_others(group: list[FingerprintResult], rep: FingerprintResult) -> dict[str, list[str]]:
+    """``{column: [fingerprint, ...]}``: columns that members' candidate basins match but the
+    representative's do not (a candidate linked by pairs that agree can hold camps of another
+    partition: the twelfth audit's init-scheme population, whose consensus camps had AMI -0.03 with
+    the column two of its members matched)."""
+    own = set(_columns([rep]))
+    out: dict[str, list[str]] = {}
+    for r in group:
+        for col in _columns([r]):
+            if col not in own:
+                out.setdefault(col, []).append(str(r.fingerprint))
+    return out
+
+
 def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
@@ -514,6 +530,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
+    cols += "".join(f"; the camps of {', '.join(who)} (not the {'consensus' if len(c.fingerprints) > 1 else 'representative'}'s) "
+                    f"match column '{col}'" for col, who in c.columns_of_others.items())
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
             f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"

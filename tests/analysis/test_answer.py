@@ -545,3 +545,17 @@ def test_a_candidate_only_few_families_find_at_a_weak_q_is_a_lead_not_a_candidat
     two = label_free_answer(result(at("a", CAMPS, 0.03), at("b", HALVES, 0.03, n_families=5)))
     assert two.sentence.startswith("no candidate deep difference; 2 leads that so few init families cannot confirm (") \
         and "(lead 1) found by 1 of 2 fingerprints" in two.sentence and "(lead 2) found by 1 of 2" in two.sentence
+
+
+def test_a_column_only_some_members_match_is_said_of_them_not_of_the_consensus():
+    """The twelfth outside audit's init-scheme null: a candidate linked by pairs that agree held the
+    consensus's camps (AMI -0.03 with the `setting` column) and two weight fingerprints' camps (the
+    column exactly), and the answer said "it matches column 'setting'" of the consensus's camps."""
+    a, b = fp("probe-outputs", CAMPS, q=0.01), fp("weight-stats", CAMPS, q=0.02)
+    b.metadata_match = [{"column": "setting", "match": True, "graded": False}]
+    text = label_free_answer(result(a, b)).sentence
+    assert "; the camps of weight-stats (not the consensus's) match column 'setting'" in text
+    assert "it matches column" not in text
+    a.metadata_match = [{"column": "setting", "match": True, "graded": False}]
+    text = label_free_answer(result(a, b)).sentence
+    assert "; it matches column 'setting'" in text and "not the consensus's" not in text
