@@ -67,7 +67,7 @@ from fingerprint.extractors.common import (
     probes,
     transform_outputs,
 )
-from fingerprint.extractors.mechanistic import _grams, weight_match_one
+from fingerprint.extractors.mechanistic import _grams, balance_units, weight_match_one
 from fingerprint.population import family_for, task_for
 from fingerprint.registry import extractor, get_extractor
 from training.core.store import Zoo
@@ -93,12 +93,15 @@ def build_zoo(out: Path, n_models: int, steps: int) -> float:
     return time.perf_counter() - t
 
 
-def one_at_a_time(zoo: Zoo, ids: list[str]) -> Iterator[nn.Module]:
-    """Each model in turn as the family's plain ``nn.Module`` (one module, reloaded: the cheap way)."""
+def one_at_a_time(zoo: Zoo, ids: list[str], balance: bool = False) -> Iterator[nn.Module]:
+    """Each model in turn as the family's plain ``nn.Module`` (one module, reloaded: the cheap way);
+    ``balance``: its ReLU units balanced first, one model at a time (as the weight extractors do)."""
     params = zoo.params(None, ids)
+    groups = family_for(zoo).hidden_rescalable() if balance else {}
     module = family_for(zoo).module().eval()
     for j in range(len(ids)):
-        module.load_state_dict({k: v[j] for k, v in params.items()})
+        one = balance_units({k: v[j : j + 1] for k, v in params.items()}, groups)
+        module.load_state_dict({k: v[0] for k, v in one.items()})
         yield module
 
 
@@ -137,10 +140,10 @@ def loop_anomalous_inputs(zoo, ids, n_random, scale, reference, seed, transform,
 
 
 @torch.no_grad()
-def loop_weight_stats(zoo, ids, quantiles):
+def loop_weight_stats(zoo, ids, quantiles, balance):
     q = torch.tensor([float(v) for v in quantiles])
     rows = []
-    for m in one_at_a_time(zoo, ids):
+    for m in one_at_a_time(zoo, ids, balance):
         cols = []
         for _, w in sorted(m.state_dict().items()):
             w = w.flatten().float()
@@ -154,9 +157,9 @@ def loop_weight_stats(zoo, ids, quantiles):
 
 
 @torch.no_grad()
-def loop_weight_spectra(zoo, ids, top_k, normalize):
+def loop_weight_spectra(zoo, ids, top_k, normalize, balance):
     rows = []
-    for m in one_at_a_time(zoo, ids):
+    for m in one_at_a_time(zoo, ids, balance):
         cols = []
         for _, w in sorted(m.state_dict().items()):
             if w.dim() < 2:
@@ -203,11 +206,13 @@ def loop_input_saliency(zoo, ids, probe_set, n_probes, dim, seed):
     return torch.stack(rows).detach().numpy()
 
 
-def loop_aligned_weights(zoo, ids, reference, iterations, start):
+def loop_aligned_weights(zoo, ids, reference, iterations, start, balance):
     groups = family_for(zoo).hidden_permutable()
     ref = zoo_one(zoo, ids[reference])
+    scaled = family_for(zoo).hidden_rescalable() if balance else {}
+    ref = {k: v[0] for k, v in balance_units({k: v[None] for k, v in ref.items()}, scaled).items()}
     rows = []
-    for m in one_at_a_time(zoo, ids):
+    for m in one_at_a_time(zoo, ids, balance):
         w = {k: v.clone() for k, v in m.state_dict().items()}
         perms = weight_match_one(w, ref, groups, iterations, start=start)  # the plain per-model algorithm
         for g, members in groups.items():

@@ -24,24 +24,97 @@ from fingerprint.registry import extractor
 from training.core.errors import UserError
 from training.families.module import matching_groups
 
-
 # -- weights -----------------------------------------------------------------------------------------
-def _weights(models, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights a weight-space extractor reads (no buffers) and the metadata that says what it
-    left out: ``{"skipped": {entry: "buffer" | "<dtype> buffer"}}`` (empty when nothing was)."""
-    weights = models.weights()
-    if not weights:
+BALANCE_TOL = 1e-8  # the largest |log| change of a unit's scale at which balancing stops (float64; float32 weights resolve 6e-8)
+BALANCE_ITERATIONS = 500
+
+
+def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]) -> dict[str, torch.Tensor]:
+    """``params`` (each ``[n, ...]``) with the hidden units of ``groups`` (``Family.hidden_rescalable``:
+    group -> [(param, axis)], axis 0 the unit's incoming weights and bias, axis 1 its outgoing
+    weights) rescaled so that each unit's incoming and outgoing weights have equal norms: the
+    function is unchanged (a positively homogeneous activation passes the scale), and every positive
+    rescaling of a model's units gives the same balanced weights, the unique point of its orbit with
+    the least total squared norm. Block coordinate descent over the groups: each step balances one
+    group's units exactly given its neighbours' scales (neighbouring groups share a matrix, so it
+    repeats until no unit's scale moves by more than :data:`BALANCE_TOL` in log), on the squared
+    weights summed to ``[n, out, in]`` (a matrix-vector product per group and step), in float64, all
+    models at once; the weights are scaled once at the end. A dead unit (no incoming or no outgoing
+    weight) keeps its scale. Other entries are returned unchanged."""
+    if not groups:
+        return params
+    row_of = {p: g for g, members in groups.items() for p, a in members if a == 0}  # whose units its axis 0 holds
+    col_of = {p: g for g, members in groups.items() for p, a in members if a == 1}  # ... and its axis 1
+    touched = set(row_of) | set(col_of)
+    sq = {}  # [n, out] (a bias) or [n, out, in]: squared entries summed over a kernel's other axes
+    for p in touched:
+        w = params[p].double().pow(2)
+        sq[p] = w if w.dim() == 2 else w.reshape(*w.shape[:3], -1).sum(-1)
+    n = next(iter(sq.values())).shape[0]
+    units = {g: params[members[0][0]].shape[1 + members[0][1]] for g, members in groups.items()}
+    s = {g: torch.ones(n, units[g], dtype=torch.float64) for g in groups}  # each unit's squared scale
+
+    def norms(g: str) -> tuple[torch.Tensor, torch.Tensor]:  # [n, units] incoming and outgoing, g's own scale left out
+        inc = torch.zeros(n, units[g], dtype=torch.float64)
+        out = torch.zeros_like(inc)
+        for p, a in groups[g]:
+            q = sq[p]
+            if a == 0:
+                inc += q if q.dim() == 2 else (q @ (1 / s[col_of[p]])[..., None])[..., 0] if p in col_of else q.sum(-1)
+            else:
+                out += (s[row_of[p]][:, None, :] @ q)[:, 0] if p in row_of else q.sum(1)
+        return inc, out
+
+    for _ in range(BALANCE_ITERATIONS):
+        worst = 0.0
+        for g in groups:
+            inc, out = norms(g)
+            live = (inc > 0) & (out > 0)
+            new = torch.where(live, (out / inc.clamp_min(1e-300)).sqrt(), s[g])
+            worst = max(worst, float(0.25 * (new / s[g]).log().abs().max()))  # log c, c = sqrt(s)
+            s[g] = new
+        if worst <= BALANCE_TOL:
+            break
+    out = dict(params)
+    for p in touched:
+        w = params[p].double()
+        for g, a in ((row_of.get(p), 0), (col_of.get(p), 1)):
+            if g is not None:
+                shape = [n] + [1] * (w.dim() - 1)
+                shape[1 + a] = units[g]
+                w = w * (s[g].sqrt() if a == 0 else 1 / s[g].sqrt()).reshape(shape)
+        out[p] = w.to(params[p].dtype)
+    return out
+
+
+def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The models' parameters with their rescalable units balanced (:func:`balance_units`) when
+    ``balance`` and the family declares or infers any (``hidden_rescalable``), and the metadata that
+    says which groups were (``{"balanced": [group, ...]}``)."""
+    groups = models.family.hidden_rescalable() if balance else {}
+    return (balance_units(models.params, groups), {"balanced": sorted(groups)}) if groups else (models.params, {})
+
+
+def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights a weight-space extractor reads (no buffers; balanced when ``balance``: :func:`_canonical`)
+    and the metadata that says what it left out (``{"skipped": {entry: "buffer" | "<dtype> buffer"}}``)
+    and which groups it balanced."""
+    names = models.weights()
+    if not names:
         raise UserError(f"{name}: these models have no weights, only buffers ({', '.join(sorted(models.params))})")
+    params, meta = _canonical(models, balance)
     skipped = models.non_weights()
-    return weights, ({"skipped": dict(sorted(skipped.items()))} if skipped else {})
+    return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", reads="weights")
-def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95]):  # noqa: B006 - a plain, hashable default
+@extractor("weight-stats", kind="mechanistic", version="2", reads="weights")
+def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
-    a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``)."""
+    a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
+    ``balance`` (version 2): hidden units whose scale moves freely between layers (ReLU) are balanced
+    first (:func:`balance_units`), so a model and any rescaling of its units get the same row."""
     q = torch.tensor([float(v) for v in quantiles])
-    weights, meta = _weights(models, "weight-stats")
+    weights, meta = _weights(models, "weight-stats", balance)
     cols = []
     scalars = []
     for name in sorted(weights):
@@ -60,9 +133,9 @@ def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95]):  # no
     return torch.stack(cols, 1), meta
 
 
-def _matrices(models) -> list[tuple[str, torch.Tensor]]:
+def _matrices(weights: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     """Every weight with at least two per-model dims, as ``[n, rows, cols]`` (conv kernels flattened)."""
-    return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(models.weights().items()) if v.dim() >= 3]
+    return [(k, v.flatten(2) if v.dim() > 3 else v) for k, v in sorted(weights.items()) if v.dim() >= 3]
 
 
 def _singular_values(m: torch.Tensor) -> torch.Tensor:
@@ -79,11 +152,13 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", reads="weights", bounds={"top_k": (0, None)})
-def weight_spectra(models, top_k: int = 16, normalize: bool = False):
-    """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant)."""
+@extractor("weight-spectra", kind="mechanistic", version="2", reads="weights", bounds={"top_k": (0, None)})
+def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
+    """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
+    ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
+    weights, meta = _weights(models, "weight-spectra", balance)
     cols = []
-    for _, m in _matrices(models):
+    for _, m in _matrices(weights):
         s = _singular_values(m.float())  # [n, min(rows, cols)]
         if normalize:
             s = s / s.sum(1, keepdim=True).clamp_min(1e-12)
@@ -91,7 +166,7 @@ def weight_spectra(models, top_k: int = 16, normalize: bool = False):
         cols.append(torch.nn.functional.pad(s[:, :k], (0, max(top_k - k, 0))))
     if not cols:
         raise UserError("weight-spectra: this architecture has no weight matrices")
-    return torch.cat(cols, 1), _weights(models, "weight-spectra")[1]
+    return torch.cat(cols, 1), meta
 
 
 # -- representations ---------------------------------------------------------------------------------
@@ -324,29 +399,33 @@ def stop_hint(family) -> str:
             "(docs/extractors.md, 'family')")
 
 
-def _aligned(models, reference: int, iterations: int, start: str = "invariant") -> dict[str, torch.Tensor]:
+def _aligned(models, reference: int, iterations: int, start: str = "invariant",
+             params: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """``params`` (default: the models') permuted to match the reference model's units."""
+    params = models.params if params is None else params
     groups = models.family.hidden_permutable()
     if not groups:
         raise UserError(f"architecture '{models.family.name}' declares no hidden-unit permutation symmetry to align"
                         + stop_hint(models.family))
     if not 0 <= reference < len(models.model_ids):
         raise UserError(f"reference must be a model index in [0, {len(models.model_ids)}), got {reference}")
-    ref = {k: v[reference : reference + 1] for k, v in models.params.items()}
-    perms = weight_match(models.params, ref, matching_groups(groups), iterations, start=start)  # a norm's statistics are no evidence
-    return apply_permutations(models.params, perms, groups)  # ... but follow their units
+    ref = {k: v[reference : reference + 1] for k, v in params.items()}
+    perms = weight_match(params, ref, matching_groups(groups), iterations, start=start)  # a norm's statistics are no evidence
+    return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="2", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="3", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
-def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant"):
+def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.
 
     ``start="invariant"`` (version 2) starts the matching from a solution that does not depend on
     the order of a model's stored units, so a model and any exact unit permutation of it get the
     same features; ``"identity"`` is version 1's start (docs/extractors.md, aligned-weights).
-    ``iterations=0`` gives the start alone (version 1: no matching at all)."""
-    aligned = _aligned(models, reference, iterations, start)
-    weights, meta = _weights(models, "aligned-weights")
+    ``iterations=0`` gives the start alone (version 1: no matching at all). ``balance`` (version 3):
+    rescalable units are balanced before the matching (:func:`balance_units`), as in ``weight-stats``."""
+    weights, meta = _weights(models, "aligned-weights", balance)
+    aligned = _aligned(models, reference, iterations, start, _canonical(models, balance)[0])
     return (torch.cat([aligned[k].reshape(len(aligned[k]), -1) for k in sorted(weights)], 1),
             {"reference": models.model_ids[reference], **meta})
 

@@ -14,6 +14,7 @@ from training.core import seeds as rng
 from training.core.errors import UserError, unknown
 from training.core.validate import check
 
+HOMOGENEOUS_ACTIVATIONS = ("relu", "identity")  # f(c x) = c f(x) for c > 0: a hidden unit's scale moves freely
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "gelu": nn.functional.gelu,
@@ -198,6 +199,15 @@ class Family:
 
         Used by weight matching and by permutation-invariance tests. Empty when unknown.
         """
+        return {}
+
+    def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
+        """The groups of :meth:`hidden_permutable` whose units also carry a positive-rescaling symmetry:
+        only positively homogeneous modules (ReLU, leaky ReLU, identity, pooling, dropout) and no norm
+        between the layer and the next, so multiplying a unit's incoming weights and bias (axis 0) by
+        ``c > 0`` and its outgoing weights (axis 1) by ``1 / c`` leaves the function unchanged.
+        Weight-space fingerprints balance them (:func:`fingerprint.extractors.mechanistic.balance_units`).
+        Empty when unknown."""
         return {}
 
     def permutation_stop(self) -> str | None:

@@ -17,7 +17,13 @@ from torch import nn
 
 from training.core.errors import UserError
 from training.core.validate import positive
-from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.base import (
+    HOMOGENEOUS_ACTIVATIONS,
+    Family,
+    HookPoints,
+    get_activation,
+    register_family,
+)
 from training.families.layers import dense_layers, linear
 
 
@@ -131,6 +137,9 @@ class CNNFamily(Family):
         for i, (name, _, _) in enumerate(dense[:-1]):
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{dense[i + 1][0]}.weight", 1)]
         return groups
+
+    def hidden_rescalable(self):
+        return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}  # average pooling: homogeneous
 
 
 class CNNModule(nn.Module):

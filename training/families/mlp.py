@@ -17,7 +17,13 @@ from torch import nn
 from training.core.errors import UserError
 from training.core.validate import positive
 from training.families import base, kernels
-from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.base import (
+    HOMOGENEOUS_ACTIVATIONS,
+    Family,
+    HookPoints,
+    get_activation,
+    register_family,
+)
 from training.families.layers import dense_layers, linear
 
 
@@ -270,6 +276,9 @@ class MLPFamily(Family):
             nxt = names[i + 1]
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
+
+    def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
+        return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
 
 
 def _objective_and_grad(objective, out: torch.Tensor, out_bias_grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -141,6 +141,17 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return sequential_groups(t)
 
+    def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
+        """Groups whose units also carry a positive-rescaling symmetry: what the module's class declares (a
+        ``hidden_rescalable()`` method), else, for an ``nn.Sequential`` whose groups were inferred, those with
+        only positively homogeneous modules between their layers (:func:`sequential_rescalable`); else none
+        (a declared ``hidden_permutable()`` says nothing of the activations)."""
+        t = self.template()
+        declared = getattr(t, "hidden_rescalable", None)
+        if callable(declared):
+            return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
+        return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
+
     def permutation_stop(self) -> str | None:
         """Why an ``nn.Sequential`` without a ``hidden_permutable()`` has no inferred groups: the first
         child that ended the inference after a layer (``"'3' (Flatten)"``), else ``None``."""
@@ -191,6 +202,8 @@ LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CHANNELWISE = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
                nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+# positively homogeneous (f(c x) = c f(x), c > 0): a unit's scale passes through them (hidden_rescalable)
+HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, *CHANNELWISE)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
 NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")  # per unit: permuted with it (not num_batches_tracked)
 NORM_STATISTICS = ("running_mean", "running_var")  # permuted with their unit, but no evidence of which unit it is
@@ -219,11 +232,24 @@ def _per_unit(child: nn.Module, layer: nn.Module) -> bool:
     return isinstance(child, CHANNELWISE) and not isinstance(layer, nn.Linear)
 
 
-def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None]:
-    """:func:`sequential_groups` and the first child that ended an inference (``"'3' (Flatten)"``)."""
+def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
+    """The groups of :func:`sequential_groups` with only positively homogeneous modules between the two
+    layers (:data:`HOMOGENEOUS`: ReLU, leaky ReLU, pooling, dropout; no norm, no tanh or GELU): their
+    units' scale moves freely between incoming and outgoing weights (``Family.hidden_rescalable``)."""
+    if not isinstance(module, nn.Sequential):
+        return {}
+    groups, _, homogeneous = _walk(module)
+    return {g: v for g, v in groups.items() if g in homogeneous}
+
+
+def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str]]:
+    """:func:`sequential_groups`, the first child that ended an inference (``"'3' (Flatten)"``), and the
+    groups with only positively homogeneous modules between their layers (:func:`sequential_rescalable`)."""
     groups: dict[str, list[tuple[str, int]]] = {}
+    homogeneous: set[str] = set()
     prev: tuple[str, nn.Module] | None = None
     between: list[tuple[str, int]] = []  # per-unit tensors of the norms since ``prev``
+    scaled = True  # only positively homogeneous modules since ``prev``
     stop = None
     for name, child in module.named_children():
         if isinstance(child, LAYERS) and getattr(child, "groups", 1) != 1:  # grouped / depthwise: units tied to a group
@@ -235,14 +261,19 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
                 pname, player = prev
                 members = [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if player.bias is not None else [])
                 groups[pname] = members + between + [(f"{name}.weight", 1)]
-            prev, between = (name, child), []
+                if scaled and not between:
+                    homogeneous.add(pname)
+            prev, between, scaled = (name, child), [], True
         elif prev is not None and _per_unit(child, prev[1]):
             between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
+            scaled = scaled and isinstance(child, HOMOGENEOUS)  # pooling after a Conv keeps the scale; a norm does not
         elif not isinstance(child, ELEMENTWISE):
             if prev is not None and stop is None:
                 stop = f"'{name}' ({type(child).__name__})"
             prev, between = None, []
-    return groups, stop
+        else:
+            scaled = scaled and isinstance(child, HOMOGENEOUS)
+    return groups, stop, homogeneous
 
 
 def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
