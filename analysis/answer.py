@@ -443,8 +443,9 @@ def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
     """``[families, with_relatives]`` of ``rep`` when every verdict of ``group`` rests on few init families at
     a q above :data:`~analysis.labelfree_sentences.FEW_FAMILIES_Q` (:func:`few_count`), else ``None``. Such
     verdicts are a reason to train more families, not yet a finding: on the stored summaries of the sixth to
-    eleventh audits, every such candidate was on a seed-only null (three at 4 families) or a second, weaker
-    copy of a real candidate, and no planted difference was found only so (docs/scorecard.md, "Few families")."""
+    eleventh audits, every such candidate was on a null of 4 families (a shared data order; fine-tunes of 4
+    parents) or a second, weaker copy of a real candidate, and no planted difference was found only so
+    (docs/scorecard.md, "Few families")."""
     if any(few_count(r.label_free) is None for r in group):
         return None
     return list(few_count(rep.label_free))

@@ -43,6 +43,10 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     weight) keeps its scale. Other entries are returned unchanged."""
     if not groups:
         return params
+    bad = next(((g, p, a) for g, members in groups.items() for p, a in members if a not in (0, 1)), None)
+    if bad is not None:
+        raise UserError(f"hidden_rescalable() group '{bad[0]}' lists ('{bad[1]}', {bad[2]}): a unit's incoming weights "
+                        "are axis 0 of their tensor, its outgoing weights axis 1 (valid axes: 0, 1)")
     row_of = {p: g for g, members in groups.items() for p, a in members if a == 0}  # whose units its axis 0 holds
     col_of = {p: g for g, members in groups.items() for p, a in members if a == 1}  # ... and its axis 1
     touched = set(row_of) | set(col_of)
@@ -50,12 +54,12 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     for p in touched:
         w = params[p].double().pow(2)
         sq[p] = w if w.dim() == 2 else w.reshape(*w.shape[:3], -1).sum(-1)
-    n = next(iter(sq.values())).shape[0]
+    n, device = next(iter(sq.values())).shape[0], next(iter(sq.values())).device
     units = {g: params[members[0][0]].shape[1 + members[0][1]] for g, members in groups.items()}
-    s = {g: torch.ones(n, units[g], dtype=torch.float64) for g in groups}  # each unit's squared scale
+    s = {g: torch.ones(n, units[g], dtype=torch.float64, device=device) for g in groups}  # each unit's squared scale
 
     def norms(g: str) -> tuple[torch.Tensor, torch.Tensor]:  # [n, units] incoming and outgoing, g's own scale left out
-        inc = torch.zeros(n, units[g], dtype=torch.float64)
+        inc = torch.zeros(n, units[g], dtype=torch.float64, device=device)
         out = torch.zeros_like(inc)
         for p, a in groups[g]:
             q = sq[p]
@@ -424,10 +428,11 @@ def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str
     same features; ``"identity"`` is version 1's start (docs/extractors.md, aligned-weights).
     ``iterations=0`` gives the start alone (version 1: no matching at all). ``balance`` (version 3):
     rescalable units are balanced before the matching (:func:`balance_units`), as in ``weight-stats``."""
-    weights, meta = _weights(models, "aligned-weights", balance)
-    aligned = _aligned(models, reference, iterations, start, _canonical(models, balance)[0])
+    weights, meta = _weights(models, "aligned-weights")  # which entries are weights, and what was skipped
+    params, balanced = _canonical(models, balance)  # every parameter balanced, once: the matching permutes them all
+    aligned = _aligned(models, reference, iterations, start, params)
     return (torch.cat([aligned[k].reshape(len(aligned[k]), -1) for k in sorted(weights)], 1),
-            {"reference": models.model_ids[reference], **meta})
+            {"reference": models.model_ids[reference], **meta, **balanced})
 
 
 # -- loss landscape ----------------------------------------------------------------------------------
