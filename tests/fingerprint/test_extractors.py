@@ -144,6 +144,10 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 3))
     assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3"]
     assert get_family("mlp", (8,), 2, {"width": 4, "depth": 2, "activation": "gelu"}).hidden_rescalable() == {}
+    tf = {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16}
+    relu_tf = get_family("transformer", (5,), 7, tf)  # its blocks' MLP units (fc -> ReLU -> proj); attention is not
+    assert relu_tf.hidden_rescalable() == relu_tf.hidden_permutable() and list(relu_tf.hidden_rescalable()) == ["blocks.0.mlp"]
+    assert get_family("transformer", (5,), 7, {**tf, "activation": "gelu"}).hidden_rescalable() == {}
     with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('w', 2\): .*\(valid axes: 0, 1\)$"):
         balance_units({"w": torch.ones(1, 2, 2, 2)}, {"g": [("w", 2)]})  # a module's own declaration, mistyped
 

@@ -33,7 +33,13 @@ from torch import nn
 
 from training.core.errors import UserError
 from training.core.validate import positive, within
-from training.families.base import Family, HookPoints, get_activation, register_family
+from training.families.base import (
+    HOMOGENEOUS_ACTIVATIONS,
+    Family,
+    HookPoints,
+    get_activation,
+    register_family,
+)
 from training.families.layers import linear
 
 
@@ -240,6 +246,10 @@ class TransformerFamily(Family):
         # MLP hidden units of each block can be permuted freely (attention heads are left alone).
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
                                     (f"blocks.{i}.mlp.proj.weight", 1)] for i in range(self.n_layers)}
+
+    def hidden_rescalable(self):
+        # the MLP units between fc and proj pass a positive scale with a homogeneous activation (attention: not these)
+        return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
 
 
 class _Params(nn.Module):
