@@ -19,6 +19,8 @@ at the read-out positions and runs attention over short sequences with :class:`S
 hooked pass runs every position through autograd. The two agree to float rounding (tested). Speed
 changes to the training pass keep every op's arithmetic, so trained weights stay bit-identical
 (``tests/training/test_transformer_bits.py``; ``scripts/check_train_bits.py`` for whole runs).
+Longer than ~420 lines: the batched forward, its fast unhooked path and the single-model module are
+one architecture, read together.
 """
 
 from __future__ import annotations
@@ -247,8 +249,7 @@ class TransformerFamily(Family):
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
                                     (f"blocks.{i}.mlp.proj.weight", 1)] for i in range(self.n_layers)}
 
-    def hidden_rescalable(self):
-        # the MLP units between fc and proj pass a positive scale with a homogeneous activation (attention: not these)
+    def hidden_rescalable(self):  # the MLP units (fc in, proj out) with a homogeneous activation; not attention's
         return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
 
 
