@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
-    StratifiedGroupKFold,
     StratifiedKFold,
     cross_val_predict,
 )
 
 from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
-from analysis.metrics import one_family_class
+from analysis.metrics import grouped_splits, one_family_class
 from analysis.resampling import family_bootstrap_mean
 
 
@@ -50,8 +49,12 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
     if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
-        k = min(k, int(g.max()) + 1) if one_family_class(y, groups) is None else 0  # a fold would train without a class
-        cv, kw = StratifiedGroupKFold(max(k, 2), shuffle=True, random_state=random_state), {"groups": g}
+        lone = one_family_class(y, groups)
+        cv, kw = (None if lone is not None else grouped_splits(yi, g, min(k, int(g.max()) + 1), random_state)), {}
+        if cv is None and k >= 2:  # no folds that train on every class: say why, not a later, unrelated error
+            k = 0
+            out["skipped"] = (f"basin '{lone[0]}' is in one init family only ('{lone[1]}')" if lone else
+                              "the init families cannot be split into folds that each train on every basin")
     if k >= 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

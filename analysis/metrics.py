@@ -281,7 +281,26 @@ def probe_skipped(labels, groups=None, min_class: int = PROBE_MIN_CLASS) -> str:
         value, family = lone
         return (f"no probe AUROC: the label's class '{value}' is in one init family only ('{family}'), so the fold "
                 "that holds that family out would train the probe without it")
+    if groups is not None:
+        return ("no probe AUROC: the init families cannot be split into two or more folds that each hold a model out "
+                "and train on every class")
     return "no probe AUROC"
+
+
+def grouped_splits(y: np.ndarray, groups: np.ndarray, folds: int, random_state: int = 0) -> list | None:
+    """Family-grouped stratified folds of class codes ``y [n]`` (``StratifiedGroupKFold``, shuffled) as a list
+    of ``(train, test)`` index arrays, each test set non-empty and each training set holding every class;
+    with fewer folds when ``folds`` cannot give that (one fold can hold two families and leave another
+    empty, and a class of few families can then be missing from a training set), ``None`` when even two
+    cannot. Measured by a review: 49 of 6,113 small designs (4-6 families) crashed the probe without this."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    classes = set(np.unique(y).tolist())
+    for k in range(int(folds), 1, -1):
+        splits = list(StratifiedGroupKFold(k, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y, groups))
+        if all(len(test) and set(np.unique(y[train]).tolist()) == classes for train, test in splits):
+            return splits
+    return None
 
 
 def one_family_class(labels, groups) -> tuple[str, str] | None:
@@ -315,11 +334,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     0.85 a few percent of the time, enough to fake a "deep" verdict. With ``return_oof`` the result
     is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes])`` (for intervals), or ``None``.
     """
-    from sklearn.model_selection import (
-        StratifiedGroupKFold,
-        StratifiedKFold,
-        cross_val_predict,
-    )
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     y = label_codes(labels)
     classes, counts = np.unique(y, return_counts=True)
@@ -332,7 +347,9 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
         folds = int(min(folds, len(np.unique(g))))
         if folds < 2 or one_family_class(labels, groups) is not None:  # a fold would train without a class
             return None
-        cv, kw = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state), {"groups": g}
+        cv, kw = grouped_splits(y, g, folds, random_state), {}
+        if cv is None:
+            return None
     x = np.asarray(coords, dtype=np.float64)
     if scale not in ("columns", "common"):
         raise ValueError(f"unknown probe scale '{scale}' (valid: columns, common)")

@@ -191,7 +191,9 @@ def forecast_step_for(curve: list[dict], fp: str, final_step: int, level: float 
     reaches ``level``, else the most accurate one before the end."""
     pts = [p for p in curve if p["fingerprint"] == fp and p["step"] < final_step and p.get("accuracy") is not None]
     if not pts:
-        raise UserError(f"no forecast of '{fp}' before the final step {final_step}: set forecast.at_step")
+        why = next((p["skipped"] for p in curve if p["fingerprint"] == fp and p.get("skipped")), None)
+        raise UserError(f"no forecast of '{fp}' before the final step {final_step}"
+                        + (f" ({why}, so no classifier can be cross-validated)" if why else "") + ": set forecast.at_step")
     hits = [p["step"] for p in pts if p["accuracy"] >= level]
     return min(hits) if hits else max(pts, key=lambda p: (p["accuracy"], -p["step"]))["step"]
 

@@ -267,8 +267,21 @@ def test_a_label_class_inside_one_family_skips_the_probe_and_the_rest_is_scored(
     from analysis.forecast import forecast_step
 
     # the forecast's folds keep families together too: no accuracy, and no crash
-
-    assert forecast_step(x, rule, groups=family)["accuracy"] is None
+    point = forecast_step(x, rule, groups=family)
+    assert point["accuracy"] is None and point["skipped"] == "basin 'b' is in one init family only ('s0')"
+    # the review's case: 5 families of 5, class b all of s3 and 2 of s4; with 5 folds one fold held two families
+    # and another none ("Found array with 0 sample(s)"); fewer folds that train on every class are used instead
+    family5 = np.repeat([f"s{i}" for i in range(5)], 5).astype(object)
+    rule5 = np.where((family5 == "s3") | np.isin(np.arange(25), [20, 21]), "b", "a").astype(object)
+    x5 = rng.normal(size=(25, 6)) + 6.0 * (rule5 == "b")[:, None]
+    ids5 = [f"m{i}" for i in range(25)]
+    table5 = {"model_id": np.asarray(ids5, dtype=object), "rule": rule5, "family": family5}
+    r5 = sc.analyze([sc.FingerprintInput("fp", x5, ids5, {})], table5, opts).fingerprints[0]
+    assert r5.error is None and (r5.scores["probe_auroc"] is None or r5.scores["probe_auroc"] > 0.9)
+    assert forecast_step(x5, rule5, groups=family5)["accuracy"] is not None
+    for seed in range(20):  # every split of the folds grouped_splits gives holds a model out and trains on both classes
+        splits = mt.grouped_splits(np.asarray(rule5 == "b", int), np.unique(family5, return_inverse=True)[1], 5, seed)
+        assert splits is not None and all(len(test) and len(set(rule5[train])) == 2 for train, test in splits)
 
 
 def test_forecast_folds_keep_families_together():
