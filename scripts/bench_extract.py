@@ -100,7 +100,7 @@ def one_at_a_time(zoo: Zoo, ids: list[str], balance: bool = False) -> Iterator[n
     groups = family_for(zoo).hidden_rescalable() if balance else {}
     module = family_for(zoo).module().eval()
     for j in range(len(ids)):
-        one = balance_units({k: v[j : j + 1] for k, v in params.items()}, groups)
+        one = balance_units({k: v[j : j + 1] for k, v in params.items()}, groups)[0]
         module.load_state_dict({k: v[0] for k, v in one.items()})
         yield module
 
@@ -210,7 +210,7 @@ def loop_aligned_weights(zoo, ids, reference, iterations, start, balance):
     groups = family_for(zoo).hidden_permutable()
     ref = zoo_one(zoo, ids[reference])
     scaled = family_for(zoo).hidden_rescalable() if balance else {}
-    ref = {k: v[0] for k, v in balance_units({k: v[None] for k, v in ref.items()}, scaled).items()}
+    ref = {k: v[0] for k, v in balance_units({k: v[None] for k, v in ref.items()}, scaled)[0].items()}
     rows = []
     for m in one_at_a_time(zoo, ids, balance):
         w = {k: v.clone() for k, v in m.state_dict().items()}

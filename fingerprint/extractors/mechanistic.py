@@ -12,6 +12,7 @@ the tests compare it with) sits beside the extractors that use it (aligned-weigh
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -25,37 +26,72 @@ from training.core.errors import UserError
 from training.families.module import matching_groups
 
 # -- weights -----------------------------------------------------------------------------------------
-BALANCE_TOL = 1e-8  # the largest |log| change of a unit's scale at which balancing stops (float64; float32 weights resolve 6e-8)
-BALANCE_ITERATIONS = 500
+BALANCE_TOL = 1e-8  # the largest change of a unit's log scale at which balancing stops (float32 weights resolve 6e-8)
+BALANCE_ITERATIONS = 5000  # deep stacks converge slowly (80 layers: ~5,000 sweeps); past this, meta says how far off
 
 
-def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]) -> dict[str, torch.Tensor]:
-    """``params`` (each ``[n, ...]``) with the hidden units of ``groups`` (``Family.hidden_rescalable``:
-    group -> [(param, axis)], axis 0 the unit's incoming weights and bias, axis 1 its outgoing
-    weights) rescaled so that each unit's incoming and outgoing weights have equal norms: the
-    function is unchanged (a positively homogeneous activation passes the scale), and every positive
-    rescaling of a model's units gives the same balanced weights, the unique point of its orbit with
-    the least total squared norm. Block coordinate descent over the groups: each step balances one
+def _check_groups(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]) -> dict[str, int]:
+    """``{group: units}`` of rescalable ``groups`` after checking them (a module may declare its own): every
+    member a parameter, axis 0 (incoming) or 1 (outgoing), no (parameter, axis) in two groups, and every
+    member's axis of the group's size (an outgoing axis may hold whole blocks of it: a Linear after a
+    flattened Conv reads each channel's ``H*W`` columns together). One-line errors name the culprit."""
+    units, seen = {}, {}
+    for g, members in groups.items():
+        for p, a in members:
+            where = f"hidden_rescalable() group '{g}' lists ('{p}', {a})"
+            if a not in (0, 1):
+                raise UserError(f"{where}: a unit's incoming weights are axis 0 of their tensor, its outgoing weights "
+                                "axis 1 (valid axes: 0, 1)")
+            if p not in params or params[p].dim() < 2 + a:
+                raise UserError(f"{where}, which is not a parameter with that axis (parameters: "
+                                f"{', '.join(sorted(params)[:12])}{', ...' if len(params) > 12 else ''})")
+            if (p, a) in seen:
+                raise UserError(f"{where}, already in group '{seen[(p, a)]}'")
+            seen[(p, a)] = g
+        incoming = [params[p].shape[1] for p, a in members if a == 0]
+        units[g] = incoming[0] if incoming else params[members[0][0]].shape[2]
+        for p, a in members:
+            n = params[p].shape[1 + a]
+            if n != units[g] and not (a == 1 and n % units[g] == 0):
+                raise UserError(f"hidden_rescalable() group '{g}': '{p}' axis {a} has {n} entries, the group's other "
+                                f"members {units[g]} units")
+    return units
+
+
+def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]
+                  ) -> tuple[dict[str, torch.Tensor], float]:
+    """``(params, residual)``: ``params`` (each ``[n, ...]``) with the hidden units of ``groups``
+    (``Family.hidden_rescalable``: group -> [(param, axis)], axis 0 the unit's incoming weights and
+    bias, axis 1 its outgoing weights, possibly in blocks: :func:`_check_groups`) rescaled so that
+    each unit's incoming and outgoing weights have equal norms. The function is unchanged (a
+    positively homogeneous activation passes the scale), and every positive rescaling of a model's
+    units gives the same balanced weights: the unique point of its orbit with the least total
+    squared norm. A unit that a rescaling cannot balance because one side is all zero (a dead unit:
+    the function does not read its other side) gets that other side's norm set to 1, which every
+    rescaling of it reaches too. Block coordinate descent over the groups: each step balances one
     group's units exactly given its neighbours' scales (neighbouring groups share a matrix, so it
-    repeats until no unit's scale moves by more than :data:`BALANCE_TOL` in log), on the squared
-    weights summed to ``[n, out, in]`` (a matrix-vector product per group and step), in float64, all
-    models at once; the weights are scaled once at the end. A dead unit (no incoming or no outgoing
-    weight) keeps its scale. Other entries are returned unchanged."""
+    repeats until no unit's log scale moves by more than :data:`BALANCE_TOL`, at most
+    :data:`BALANCE_ITERATIONS` times; ``residual`` is the last sweep's largest move, 0 when
+    converged), on the squared weights summed to ``[n, out, units]`` (a matrix-vector product per
+    group and sweep) with float64 scales, all models at once; the weights are scaled once at the
+    end, in their own dtype. Other entries are returned unchanged."""
     if not groups:
-        return params
-    bad = next(((g, p, a) for g, members in groups.items() for p, a in members if a not in (0, 1)), None)
-    if bad is not None:
-        raise UserError(f"hidden_rescalable() group '{bad[0]}' lists ('{bad[1]}', {bad[2]}): a unit's incoming weights "
-                        "are axis 0 of their tensor, its outgoing weights axis 1 (valid axes: 0, 1)")
+        return params, 0.0
+    units = _check_groups(params, groups)
     row_of = {p: g for g, members in groups.items() for p, a in members if a == 0}  # whose units its axis 0 holds
     col_of = {p: g for g, members in groups.items() for p, a in members if a == 1}  # ... and its axis 1
     touched = set(row_of) | set(col_of)
-    sq = {}  # [n, out] (a bias) or [n, out, in]: squared entries summed over a kernel's other axes
+    sq = {}  # [n, out] (a bias) or [n, out, in]: squared entries summed over a kernel's other axes and column blocks
     for p in touched:
-        w = params[p].double().pow(2)
-        sq[p] = w if w.dim() == 2 else w.reshape(*w.shape[:3], -1).sum(-1)
+        w = params[p]
+        if w.dim() == 2:
+            sq[p] = w.double().pow(2)
+            continue
+        m = w.reshape(*w.shape[:3], -1).pow(2).sum(-1, dtype=torch.float64)  # [n, out, in]
+        if p in col_of and m.shape[2] != units[col_of[p]]:  # a flattened Conv's channels: blocks of columns
+            m = m.reshape(m.shape[0], m.shape[1], units[col_of[p]], -1).sum(-1)
+        sq[p] = m
     n, device = next(iter(sq.values())).shape[0], next(iter(sq.values())).device
-    units = {g: params[members[0][0]].shape[1 + members[0][1]] for g, members in groups.items()}
     s = {g: torch.ones(n, units[g], dtype=torch.float64, device=device) for g in groups}  # each unit's squared scale
 
     def norms(g: str) -> tuple[torch.Tensor, torch.Tensor]:  # [n, units] incoming and outgoing, g's own scale left out
@@ -69,26 +105,32 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
                 out += (s[row_of[p]][:, None, :] @ q)[:, 0] if p in row_of else q.sum(1)
         return inc, out
 
+    residual = 0.0
     for _ in range(BALANCE_ITERATIONS):
-        worst = 0.0
+        residual = 0.0
         for g in groups:
             inc, out = norms(g)
-            live = (inc > 0) & (out > 0)
-            new = torch.where(live, (out / inc.clamp_min(1e-300)).sqrt(), s[g])
-            worst = max(worst, float(0.25 * (new / s[g]).log().abs().max()))  # log c, c = sqrt(s)
+            # s * inc = out / s balances a live unit; a dead one's other side goes to norm 1
+            new = torch.where((inc > 0) & (out > 0), (out / inc.clamp_min(1e-300)).sqrt(),
+                              torch.where(inc > 0, 1 / inc.clamp_min(1e-300), torch.where(out > 0, out, s[g])))
+            residual = max(residual, float(0.5 * (new / s[g]).log().abs().max()))  # log c moves by half of log s
             s[g] = new
-        if worst <= BALANCE_TOL:
+        if residual <= BALANCE_TOL:
+            residual = 0.0
             break
     out = dict(params)
     for p in touched:
-        w = params[p].double()
+        w = params[p]
         for g, a in ((row_of.get(p), 0), (col_of.get(p), 1)):
             if g is not None:
+                c = s[g].sqrt() if a == 0 else 1 / s[g].sqrt()  # [n, units]
+                if a == 1 and w.shape[2] != units[g]:  # whole blocks of columns per unit
+                    c = c.repeat_interleave(w.shape[2] // units[g], dim=1)
                 shape = [n] + [1] * (w.dim() - 1)
-                shape[1 + a] = units[g]
-                w = w * (s[g].sqrt() if a == 0 else 1 / s[g].sqrt()).reshape(shape)
-        out[p] = w.to(params[p].dtype)
-    return out
+                shape[1 + a] = c.shape[1]
+                w = w * c.reshape(shape).to(w.dtype)
+        out[p] = w
+    return out, residual
 
 
 def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -96,7 +138,10 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     ``balance`` and the family declares or infers any (``hidden_rescalable``), and the metadata that
     says which groups were (``{"balanced": [group, ...]}``)."""
     groups = models.family.hidden_rescalable() if balance else {}
-    return (balance_units(models.params, groups), {"balanced": sorted(groups)}) if groups else (models.params, {})
+    if not groups:
+        return models.params, {}
+    params, residual = balance_units(models.params, groups)
+    return params, {"balanced": sorted(groups), **({"balance_residual": residual} if residual else {})}
 
 
 def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -223,18 +268,26 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="2", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="3", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
-        position: str = "readout"):
+        position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
 
     For sequence models, ``position`` picks the token positions compared: ``readout`` (the ones the
     output is read from: the last for a last-position transformer), ``all`` (every position joined
-    into one vector per probe, the behaviour before version 2) or one index (``0``, ``-1``)."""
+    into one vector per probe, the behaviour before version 2) or one index (``0``, ``-1``).
+    ``balance`` (version 3): the activations come from the models with their rescalable units balanced
+    (:func:`balance_units`): linear CKA is blind to a rotation and one overall scale, not to each unit's
+    own scale, which a ReLU unit moves freely between its layers."""
     layer = layer or default_layer(models)
     x = probes(models, probe_set, n_probes)
-    acts, used = at_position(models, models.activations(x, [layer])[layer], position)
-    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer, "position": used}
+    params, balanced = _canonical(models, balance)
+    view = models
+    if balanced:  # the same models, their units balanced (a shallow copy: the caller's batch keeps its weights)
+        view = copy.copy(models)
+        view.params = params
+    acts, used = at_position(models, view.activations(x, [layer])[layer], position)
+    return (1.0 - cka_matrix(acts, debiased)).clamp_min(0.0), {"layer": layer, "position": used, **balanced}
 
 
 # -- weight matching -----------------------------------------------------------------------------------

@@ -97,9 +97,11 @@ def _rescale_hidden(mb: ModelBatch, j: int, seed: int = 0, spread: float = 1.0) 
     for members in mb.family.hidden_rescalable().values():
         c = torch.exp(spread * torch.randn(params[members[0][0]].shape[members[0][1] + 1], generator=g))
         for p, a in members:
+            size = params[p].shape[1 + a]
+            cc = c.repeat_interleave(size // len(c))  # a flattened conv's channels: blocks of columns
             shape = [1] * (params[p].dim() - 1)
-            shape[a] = len(c)
-            params[p][j] = params[p][j] * (c if a == 0 else 1 / c).reshape(shape)
+            shape[a] = size
+            params[p][j] = params[p][j] * (cc if a == 0 else 1 / cc).reshape(shape)
     return ModelBatch(mb.family, params, mb.task, mb.model_ids)
 
 
@@ -114,7 +116,8 @@ def test_weight_fingerprints_ignore_a_rescaling_of_relu_units(arch, hp, shape):
     rs = _rescale_hidden(mb, 2)
     x = torch.randn(5, *([8] if arch == "mlp" else shape))
     assert torch.allclose(mb.forward(x), rs.forward(x), atol=1e-5)  # the same function ...
-    for name in ("weight-stats", "weight-spectra", "aligned-weights"):
+    # cka reads the hidden units' activations on the task's probes (this CNN's task has no image probes)
+    for name in ("weight-stats", "weight-spectra", "aligned-weights") + (("cka",) if arch == "mlp" else ()):
         spec = get_extractor(name)
         a, meta = spec.compute(mb, spec.params)
         b, _ = spec.compute(rs, spec.params)
@@ -123,13 +126,25 @@ def test_weight_fingerprints_ignore_a_rescaling_of_relu_units(arch, hp, shape):
         raw_a, raw_meta = spec.compute(mb, {**spec.params, "balance": False})
         raw_b, _ = spec.compute(rs, {**spec.params, "balance": False})
         assert "balanced" not in raw_meta and not np.allclose(raw_a[2], raw_b[2], rtol=1e-3), name
-    balanced = balance_units(mb.params, mb.family.hidden_rescalable())
+    balanced, residual = balance_units(mb.params, mb.family.hidden_rescalable())
+    assert residual == 0.0
     assert torch.allclose(ModelBatch(mb.family, balanced, mb.task, mb.model_ids).forward(x), mb.forward(x), atol=1e-5)
     for members in mb.family.hidden_rescalable().values():  # each unit's incoming and outgoing norms are equal
-        norm = lambda p, a: balanced[p].movedim(1 + a, 1).reshape(len(mb), balanced[p].shape[1 + a], -1).pow(2).sum(2)  # noqa: E731
+        units = balanced[members[0][0]].shape[1]
+        norm = lambda p, a: balanced[p].movedim(1 + a, 1).reshape(len(mb), units, -1).pow(2).sum(2)  # noqa: E731
         inc = sum(norm(p, a) for p, a in members if a == 0)
         out = sum(norm(p, a) for p, a in members if a == 1)
         assert torch.allclose(inc, out, rtol=1e-4)
+    # a dead unit (no incoming weight or bias): its outgoing side, which the function does not read, goes to norm 1
+    first, members = next(iter(mb.family.hidden_rescalable().items()))
+    dead = {k: v.clone() for k, v in mb.params.items()}
+    for p, a in members:
+        if a == 0:
+            dead[p][:, 0] = 0.0
+    groups = mb.family.hidden_rescalable()
+    once, twice = (balance_units(d, groups)[0] for d in (dead, _rescale_hidden(ModelBatch(
+        mb.family, dead, mb.task, mb.model_ids), 1).params))
+    assert all(torch.allclose(once[k][1], twice[k][1], rtol=1e-4, atol=1e-6) for k in once)
 
 
 def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
@@ -142,7 +157,7 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     assert list(sequential_groups(mlp)) == ["0", "3"] and list(sequential_rescalable(mlp)) == ["0"]
     cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.LeakyReLU(),
                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 3))
-    assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3"]
+    assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3", "6"]  # '6': flattened
     assert get_family("mlp", (8,), 2, {"width": 4, "depth": 2, "activation": "gelu"}).hidden_rescalable() == {}
     tf = {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16}
     relu_tf = get_family("transformer", (5,), 7, tf)  # its blocks' MLP units (fc -> ReLU -> proj); attention is not
@@ -150,6 +165,18 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     assert get_family("transformer", (5,), 7, {**tf, "activation": "gelu"}).hidden_rescalable() == {}
     with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('w', 2\): .*\(valid axes: 0, 1\)$"):
         balance_units({"w": torch.ones(1, 2, 2, 2)}, {"g": [("w", 2)]})  # a module's own declaration, mistyped
+    two = {"a.weight": torch.ones(1, 4, 3), "a.bias": torch.ones(1, 4), "b.weight": torch.ones(1, 2, 4)}
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('a.bais', 0\), which is not a parameter"):
+        balance_units(two, {"g": [("a.weight", 0), ("a.bais", 0), ("b.weight", 1)]})
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g': 'b.weight' axis 1 has 4 entries, the group's "
+                                        r"other members 3 units$"):
+        balance_units(two, {"g": [("b.weight", 0), ("b.weight", 1)]} | {} if False else {"g": [("a.weight", 1), ("b.weight", 1)]})
+    with pytest.raises(UserError, match=r"already in group 'g'$"):
+        balance_units(two, {"g": [("a.weight", 0), ("b.weight", 1)], "h": [("a.weight", 0), ("b.weight", 1)]})
+    flat = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 8), nn.ReLU(),
+                         nn.Linear(8, 3))  # the conv's channels, read by the Linear as blocks of 9 columns
+    assert sequential_rescalable(flat) == {"0": [("0.weight", 0), ("0.bias", 0), ("4.weight", 1)],
+                                           "4": [("4.weight", 0), ("4.bias", 0), ("6.weight", 1)]}
 
 
 def test_weight_matching_recovers_a_known_permutation_exactly():

@@ -139,7 +139,15 @@ class CNNFamily(Family):
         return groups
 
     def hidden_rescalable(self):
-        return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}  # average pooling: homogeneous
+        """The permutation groups, and the last conv's channels, which the first dense layer reads after
+        average pooling (homogeneous) and flattening as blocks of columns, channel-major."""
+        if self.activation not in HOMOGENEOUS_ACTIVATIONS:
+            return {}
+        groups = self.hidden_permutable()
+        if self.channels:
+            last = self._convs()[-1][0]
+            groups[last] = [(f"{last}.weight", 0), (f"{last}.bias", 0), (f"{self._dense()[0][0]}.weight", 1)]
+        return groups
 
 
 class CNNModule(nn.Module):

@@ -239,7 +239,30 @@ def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]
     if not isinstance(module, nn.Sequential):
         return {}
     groups, _, homogeneous = _walk(module)
-    return {g: v for g, v in groups.items() if g in homogeneous}
+    return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
+
+
+def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
+    """Conv channels read by a Linear after a ``Flatten`` (only positively homogeneous modules around it):
+    ``{conv: [(conv.weight, 0), (conv.bias, 0), (linear.weight, 1)]}``, the Linear's columns in blocks of
+    ``in_features / channels`` per channel (channel-major, as ``Flatten`` lays them out)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    conv: tuple[str, nn.Module] | None = None
+    flat = False
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and getattr(child, "groups", 1) == 1:
+            conv, flat = (name, child), False
+        elif isinstance(child, nn.Linear) and conv is not None and flat:
+            cname, layer = conv
+            if child.in_features % layer.out_channels == 0:
+                out[cname] = [(f"{cname}.weight", 0)] + ([(f"{cname}.bias", 0)] if layer.bias is not None else []) \
+                    + [(f"{name}.weight", 1)]
+            conv = None
+        elif isinstance(child, nn.Flatten) and conv is not None and not flat:
+            flat = True
+        elif not isinstance(child, HOMOGENEOUS):
+            conv = None
+    return out
 
 
 def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str]]:
