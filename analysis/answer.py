@@ -531,8 +531,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
-    cols += "".join(f"; the camps of {', '.join(who)} (not the {'consensus' if len(c.fingerprints) > 1 else 'representative'}'s) "
-                    f"match column '{col}'" for col, who in c.columns_of_others.items())
+    cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
+                    for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
             f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
