@@ -223,14 +223,14 @@ def loop_aligned_weights(zoo, ids, reference, iterations, start, balance):
 
 
 @torch.no_grad()
-def loop_cka(zoo, ids, layer, probe_set, n_probes, debiased, position="readout"):
+def loop_cka(zoo, ids, layer, probe_set, n_probes, debiased, position="readout", balance=True):
     # `position` picks token positions of sequence models; the benchmark's MLP activations have none (used whole)
     if debiased:
         raise NotImplementedError("the loop baseline covers plain linear CKA")
     layer = layer or default_layer(_view(zoo))
     x = _probes(zoo, probe_set, n_probes)
     K = []
-    for m in one_at_a_time(zoo, ids):
+    for m in one_at_a_time(zoo, ids, balance):
         a = hidden(m, x, layer).double()
         a = a - a.mean(0)
         K.append(a @ a.T)  # centred Gram [P, P]
