@@ -87,7 +87,7 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
         if w.dim() == 2:
             sq[p] = w.double().pow(2)
             continue
-        m = w.reshape(*w.shape[:3], -1).pow(2).sum(-1, dtype=torch.float64)  # [n, out, in]
+        m = w.reshape(*w.shape[:3], -1).double().pow(2).sum(-1)  # [n, out, in]; float64 (a diverged model's 1e20 squared)
         if p in col_of and m.shape[2] != units[col_of[p]]:  # a flattened Conv's channels: blocks of columns
             m = m.reshape(m.shape[0], m.shape[1], units[col_of[p]], -1).sum(-1)
         sq[p] = m
