@@ -102,7 +102,9 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path, tiny_config):
 
 def test_ctrl_c_says_how_to_resume(tmp_path, tiny_config):
     """SIGINT mid-sweep: exit 130, one line saying the finished shards are kept and --resume ends it."""
-    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 100")  # 12 shards, as above
+    # 12 shards, long enough (~0.3 s each) that the first one's file is seen before the sweep ends: with 100 steps a
+    # loaded 2-core host (two test workers beside the sweep) finished all 12 before the poll woke, and it exited 0
+    body = Path(tiny_config(mpb=2)).read_text().replace("steps = 40", "steps = 600")
     cfg = tiny_config(body=body)
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([*BIN, "sweep", str(cfg), "--out", str(out), "--models-per-batch", "2"],
