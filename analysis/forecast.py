@@ -46,19 +46,18 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     c = cluster(values, distances=distances, random_state=random_state)
     out["ami"] = ag.ami(y, c.labels.astype(str))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
-    cv, kw = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state), {}
+    cv = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state)
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
     if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
-        lone = one_family_class(y, groups)
-        cv, kw = (None if lone is not None else grouped_splits(yi, g, min(k, int(g.max()) + 1), random_state)), {}
+        cv = grouped_splits(yi, g, min(k, int(g.max()) + 1), random_state)
         if cv is None and k >= 2:  # no folds that train on every class: say why, not a later, unrelated error
-            k = 0
+            k, lone = 0, one_family_class(y, groups)
             out["skipped"] = (f"basin '{lone[0]}' is in one init family only ('{lone[1]}')" if lone else
                               "the init families cannot be split into folds that each train on every basin")
     if k >= 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba", **kw)
+            proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba")
         right = proba.argmax(1) == yi
         out["accuracy"] = float(right.mean())
         ci = family_bootstrap_mean(right, groups, random_state=random_state)  # 95%, by init family

@@ -341,13 +341,10 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     if len(classes) < 2 or counts.min() < max(2, min_class):
         return None
     folds = int(min(n_splits, counts.min()))
-    cv, kw = StratifiedKFold(folds, shuffle=True, random_state=random_state), {}
-    if groups is not None:
+    cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    if groups is not None:  # None too when a class is in one family: its fold would train without it
         g = label_codes(groups)
-        folds = int(min(folds, len(np.unique(g))))
-        if folds < 2 or one_family_class(labels, groups) is not None:  # a fold would train without a class
-            return None
-        cv, kw = grouped_splits(y, g, folds, random_state), {}
+        cv = grouped_splits(y, g, min(folds, len(np.unique(g))), random_state)
         if cv is None:
             return None
     x = np.asarray(coords, dtype=np.float64)
@@ -358,7 +355,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     probe = linear_probe(standardize=scale == "columns")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = cross_val_predict(probe, x, y, cv=cv, method="predict_proba", **kw)
+        p = cross_val_predict(probe, x, y, cv=cv, method="predict_proba")
     score = auroc_of(y, p)
     if score is None:
         return None
