@@ -80,13 +80,13 @@ DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "a
 TOKEN_INPUTS = "the 'in_dist' probes are token ids, which have no input gradient"
 
 
-def default_fingerprints(zoo: Zoo) -> list[str]:
+def default_fingerprints(zoo: Zoo, skipped: dict[str, str] | None = None) -> list[str]:
     """The standard set that applies to ``zoo``: :data:`DEFAULT_FINGERPRINTS`, less what an imported
     architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
     layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks
-    (:func:`skipped_defaults` says why each is left out).
+    (:func:`skipped_defaults` says why each is left out; ``skipped``: its answer, when the caller has it).
     ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
-    skip = skipped_defaults(zoo)
+    skip = skipped_defaults(zoo) if skipped is None else skipped
     return [f for f in DEFAULT_FINGERPRINTS if f not in skip]
 
 
@@ -146,10 +146,11 @@ class FingerprintSettings:
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise UserError(f"config key '{where}.chunk_size' must be > 0, got {self.chunk_size}")
 
-    def specs(self, zoo: Zoo) -> list[str]:
+    def specs(self, zoo: Zoo, skipped: dict[str, str] | None = None) -> list[str]:
         """The extractor specs to compute on ``zoo``: ``names`` as given, else :func:`default_fingerprints`
-        (the default set less what does not apply to the zoo's inputs, such as ``input-saliency`` on token ids)."""
-        return list(self.names) if self.names is not None else default_fingerprints(zoo)
+        (the default set less what does not apply to the zoo's inputs, such as ``input-saliency`` on token ids;
+        ``skipped``: :func:`skipped_defaults`' answer, when the caller has it)."""
+        return list(self.names) if self.names is not None else default_fingerprints(zoo, skipped)
 
     @property
     def checkpoint(self) -> int | None:
@@ -656,9 +657,10 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     zoo = Zoo.open(zoo_dir)
     fps = cfg.fingerprints
     progress.stage(2, n_stages, "fingerprints")
-    if fps.names is None and (skipped := skipped_defaults(zoo)):
+    skipped = skipped_defaults(zoo) if fps.names is None else {}  # read once: said, then left out
+    if skipped:
         progress.note(skipped_text(skipped))
-    found = fingerprints(zoo, fps.specs(zoo), fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
+    found = fingerprints(zoo, fps.specs(zoo, skipped), fps.checkpoint, cfg.analysis.label, fps.chunk_size, runner, device, progress)
     progress.stage(3, n_stages, "basins and scorecard")
     result = (stored_analysis(zoo, found, cfg.analysis) if resume else None) or analyze(zoo, found, cfg.analysis, progress)
     if cfg.forecast.enabled:

@@ -43,11 +43,10 @@ def extract(
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
     check_device(device)
     runner = get_runner(executor, address)
-    if not fp:
-        skipped = pipeline.skipped_defaults(zoo)
-        if skipped:  # the standard set, less what this import cannot give: say so, once
-            console.print(esc(pipeline.skipped_text(skipped)), highlight=False, soft_wrap=True)
-    specs = list(fp or pipeline.default_fingerprints(zoo))
+    skipped = {} if fp else pipeline.skipped_defaults(zoo)
+    if skipped:  # the standard set, less what this import cannot give: say so, once
+        console.print(esc(pipeline.skipped_text(skipped)), highlight=False, soft_wrap=True)
+    specs = list(fp or pipeline.default_fingerprints(zoo, skipped))
     started = time.time()  # an interrupted run names the entries it saved (their meta's `created`), not a scan made ahead
     with RichProgress() as progress:
         try:
