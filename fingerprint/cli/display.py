@@ -469,11 +469,11 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
                 + f"; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
-    few = set(getattr(h, "few", ()))  # the answer's few-families leads (analysis.report.Headline)
+    few = set(h.few)  # the answer's few-families leads
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
             "no candidate deep basins, only leads that so few init families cannot confirm (no ground truth)"
-            if getattr(h, "leads_only", False) else "candidate deep basins (no ground truth)")
+            if h.leads_only else "candidate deep basins (no ground truth)")
 
     def named(v: str, names: list[str]) -> str:
         marks = lambda n: (" (small)" if n in small else "") + (" (few families: a lead)" if n in few else "")  # noqa: E731
