@@ -33,6 +33,7 @@ import numpy as np
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
+    FEW_ALWAYS,
     FEW_FAMILIES_Q,
     TESTS,
     families,
@@ -623,9 +624,11 @@ def _few_leads_text(ans: Answer) -> str:
     counts = {tuple(c.few) for c in leads}
     n, rel = next(iter(counts)) if len(counts) == 1 else (None, False)
     who = f"{families(n)}{' with relatives' if rel else ''}" if n is not None else "so few init families"
-    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm (at this few, a deep "
-            f"verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more families, not yet a finding: "
-            "docs/scorecard.md, \"Few families\")")
+    why = ("with two or three, only the camps inside the families are tested, and a deep verdict is a reason to train "
+           "more families, not yet a finding: docs/scorecard.md, \"Two or three families\"" if n is not None and n <= FEW_ALWAYS
+           and not rel else f"at this few, a deep verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more "
+           "families, not yet a finding: docs/scorecard.md, \"Few families\"")
+    head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why})"
     if len(leads) == 1:
         return f"{head}: {_candidate_text(leads[0], ans.n_judged)}"
     return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged)}" for i, c in enumerate(leads, 1))

@@ -315,10 +315,10 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
     for i, (r, _) in enumerate(ok):
         free_r = decided.get(i)
         c, s = r.calibration, r.scores
-        few = c["n_families"] < lf.MIN_FAMILIES
+        few = c["n_families"] < lf.FEW_MIN_FAMILIES
         if few and r.has_label:
-            r.verdict, r.reason = f"insufficient: {c['n_families']} families", \
-                f"at least {lf.MIN_FAMILIES} independent init families are needed to decide"
+            r.verdict, r.reason = f"insufficient: {lf.families(c['n_families']).replace(' init', '')}", \
+                f"at least {lf.FEW_MIN_FAMILIES} independent init families are needed to decide"
         else:
             r.verdict, r.reason = verdict(s.get("deep_ami"), r.noise_score, s.get("probe_auroc"), r.binary_label, opts,
                                           r.has_label, c.get("deep_ami_q"), c.get("noise_ami_q"), c.get("probe_auroc_ci"),
@@ -326,6 +326,8 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
                                           c.get("probe_auroc_q"), c.get("probe_auroc_p"))
             if s.get("probe_skipped") and r.has_label:
                 r.reason = f"{r.reason}; {s['probe_skipped']}"
+            if c["n_families"] < lf.MIN_FAMILIES and r.has_label:
+                r.reason = f"{r.reason}; {few_families_reason(c['n_families'])}"
         deep_ok = any(c.get(k) is not None and c[k] <= opts.alpha for k in ("deep_ami_q", "probe_auroc_q"))
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
@@ -338,6 +340,13 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             r.label_free["agrees"] = agree(r.verdict, r.label_free["verdict"])
         else:
             r.significant = free_r is not None and free_r.significant
+
+
+def few_families_reason(n_families: int) -> str:
+    """The caution on a labelled verdict from two or three init families (docs/scorecard.md, "Two or three
+    families"): the permutations are valid (they move the label within the families), the intervals are not."""
+    return (f"only {n_families} init families: the permutation tests move the label among the models of each, "
+            f"but no interval resamples so few families (at least {lf.MIN_FAMILIES}), and another family could differ")
 
 
 RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model's init family (e.g. a column of an "

@@ -87,6 +87,10 @@ CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of
 # ... and so does one whose smaller side is models of at least this many families, each beside relatives on the
 # other side (a minority of few models, which cuts few of many families: docs/scorecard.md, "A minority")
 MINORITY_FAMILIES = 2
+# two or three init families: only the within-family camps are tested (:func:`_few_families`), and they cross
+# lineage when they cut at least FEW_CUT_FAMILIES of them (a difference seen in one family is its quirk)
+FEW_MIN_FAMILIES = 2
+FEW_CUT_FAMILIES = 2
 
 
 @dataclass(frozen=True)
@@ -206,14 +210,19 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)
-    if n_fam < MIN_FAMILIES or n < 2 * MIN_FAMILIES:
+    if n_fam < FEW_MIN_FAMILIES or n < 2 * MIN_FAMILIES:
+        need = f"at least {FEW_MIN_FAMILIES} with relatives and {2 * MIN_FAMILIES} models" if n_fam >= FEW_MIN_FAMILIES \
+            else f"at least {FEW_MIN_FAMILIES} needed"
         return LabelFreeResult(n, n_fam, None, None, None, verdict="insufficient",
-                               sentence=f"insufficient: {families(n_fam)} (at least {MIN_FAMILIES} needed)")
+                               sentence=f"insufficient: {families(n_fam)} ({need})")
     rng = np.random.default_rng(random_state)
     x = x - x.mean(0)
     if x.shape[1] == 0 or not np.abs(x).max(initial=0.0) > 0:  # every model identical on this fingerprint
         return LabelFreeResult(n, n_fam, None, None, None, sentence=SENTENCES["no structure"])
     cent, counts = _centroids(x, codes, n_fam)
+    if n_fam < MIN_FAMILIES and int((counts >= 2).sum()) < FEW_MIN_FAMILIES:
+        return LabelFreeResult(n, n_fam, None, None, None, verdict="insufficient",
+                               sentence=f"insufficient: {families(n_fam)} (at least {FEW_MIN_FAMILIES} with relatives needed)")
 
     # lineage: pseudo-F against members permuted across families (family sizes kept)
     f_obs = p_lin = None
@@ -227,6 +236,9 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         f_obs = pseudo_f(xl, codes, n_fam)
         null_f = np.array([pseudo_f(xl, codes[p], n_fam) for p in perms])
         p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
+    if n_fam < MIN_FAMILIES:  # two or three families: no groups of families, camps inside them only
+        return _few_families(x, codes, names, counts, n_null, rng, strata, nested, generation,
+                             LabelFreeResult(n, n_fam, p_lin, None, None, pseudo_f=f_obs, n_null=n_null))
 
     # groups: SigClust on the centroids, in their top principal directions, jointly and along each
     # direction alone (Bonferroni over the two statistics)
@@ -308,6 +320,37 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         split_side_whole=side_whole)
 
 
+def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np.ndarray, n_null: int,
+                  rng: np.random.Generator, strata: Sequence[Sequence], nested: Sequence | None,
+                  generation: Sequence | None, base: LabelFreeResult) -> LabelFreeResult:
+    """:func:`label_free` with two or three init families (``base``: its lineage test): no test of
+    groups of families (a group needs two families, two groups four), and no all-model split (its
+    null draws family effects from the centroids' covariance, which two or three centroids cannot
+    estimate). What is left is the within-family camps (:func:`_within_split`), the test that needs
+    no family-level null: members of each family in two camps the same way. Its p-value is doubled
+    as the full test's is (one floor, :func:`~analysis.labelfree_sentences.p_floor`, for every
+    population), and :func:`decide` reads it as crossing lineage only when it cuts at least two
+    families (:data:`FEW_CUT_FAMILIES`): a difference seen in one family cannot be told from that
+    family's quirk (docs/scorecard.md, "Two or three families")."""
+    n_fam = len(names)
+    ci_w, p_w, split = _within_split(x, codes, n_fam, 2 * n_null + 1, rng, strata, nested, generation,
+                                     min_families=FEW_MIN_FAMILIES)
+    family_sizes = {names[i]: int(c) for i, c in enumerate(counts)}
+    multi = np.flatnonzero(counts >= 2)
+    if p_w is None:
+        return replace(base, family_sizes=family_sizes, n_related_families=len(multi))
+    inside = split >= 0
+    tested = np.bincount(codes[inside], minlength=n_fam)
+    ones = np.bincount(codes[inside & (split == 1)], minlength=n_fam)
+    on_small = ones if 2 * ones.sum() <= tested.sum() else tested - ones
+    return replace(
+        base, p_split=min(1.0, 2 * p_w), ci_within=ci_w, split_within=True, split_basins=split,
+        split_rate=_cut_rate(split, codes, multi), n_related_families=len(multi), family_sizes=family_sizes,
+        split_min_families=0,  # no groups of families from two or three
+        cut_families=tuple(sorted((names[f] for f in multi if 0 < ones[f] < tested[f]), key=natural_key)),
+        split_side_families=int((on_small > 0).sum()), split_side_whole=int((2 * on_small > tested).sum()))
+
+
 def minority(r: LabelFreeResult) -> bool:
     """Is ``r``'s split a minority across families: cutting fewer than :data:`CROSS_SPLIT_RATE` of them,
     its smaller side made of models of at least :data:`MINORITY_FAMILIES` families, none with more
@@ -335,7 +378,8 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
 
 def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator,
                   strata: Sequence[np.ndarray] = (), nested: Sequence | None = None,
-                  generation: Sequence | None = None) -> tuple[float | None, float | None, np.ndarray]:
+                  generation: Sequence | None = None, min_families: int = MIN_FAMILIES
+                  ) -> tuple[float | None, float | None, np.ndarray]:
     """Members of a family in two camps, the same way across families: the lowest 1-D 2-means cluster
     index of the within-family residuals of ``x [n, d]`` (models with relatives only) along their top
     principal directions, its p-value against Gaussian members with the pooled within-family
@@ -353,14 +397,15 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     member of their camps: measured on an outside audit's imports, base-vs-fine-tuned read as camps
     in 7 of 24 null fingerprints, and taking the generation out as a stratum instead lost the planted
     backdoor, the base models landing between its camps), so a model alone in its generation of its
-    family is left out as a model without relatives is."""
+    family is left out as a model without relatives is. ``min_families``: the fewest families with
+    relatives to look in (:func:`_few_families` looks in two or three)."""
     cell = codes if generation is None else _generation_cells(codes, generation)
     counts = np.bincount(cell)
     rows = np.flatnonzero(counts[cell] >= 2)
     none = np.full(len(x), -1)
     _, fam = np.unique(codes[rows], return_inverse=True)
     n_f, m = int(fam.max(initial=-1)) + 1, len(rows)
-    if n_f < MIN_FAMILIES:  # too few families with relatives (none at all: every model its own family)
+    if n_f < min_families:  # too few families with relatives (none at all: every model its own family)
         return None, None, none
     blocks = [np.eye(n_f)[fam]]
     if generation is not None:  # a column per (family, generation) cell: the generations' means taken out
@@ -720,7 +765,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sig = {name: q[(i, name)] for name in TESTS if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
-        if "split" in sig and ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small:
+        enough = r.n_families >= MIN_FAMILIES or len(r.cut_families) >= FEW_CUT_FAMILIES  # two or three: both cut
+        if "split" in sig and ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small and enough:
             v, basins, key = "crosses lineage", r.split_basins, "split"
         elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
               and (r.split_min_families is None or r.split_min_families >= 2)

@@ -15,7 +15,7 @@ from typing import Any
 
 from analysis.sortkeys import natural_key
 
-__all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "families", "closest_groups",
+__all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text"]
 
@@ -53,6 +53,10 @@ FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries
 # ... when its q is above this: real null populations of 4-6 families gave their deep verdicts at q 0.027-0.048
 # (docs/scorecard.md, "Few families"); a planted backdoor at 5 families came at q 0.008 on every fingerprint
 FEW_FAMILIES_Q = 0.02
+# ... and with this many or fewer (only the camps inside the families are tested: analysis.labelfree._few_families),
+# at any q: on subsets of 2 and 3 families of the outside audits' null zoos, 3 of 40 three-family subsets gave a
+# deep verdict at q 0.01-0.018 (docs/scorecard.md, "Two or three families")
+FEW_ALWAYS = 3
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
 MAX_CUT_NAMES = 6  # cut families named in a `groups lineages` sentence; the rest as a count (all in summary.json)
 
@@ -74,12 +78,16 @@ def alone(r: Any) -> bool:
 
 def few_count(r: Any) -> tuple[int, bool] | None:
     """``(families, with_relatives)`` behind a deep verdict of ``r`` (a result or its ``label_free``
-    dict) when they are :data:`FEW_FAMILIES` or fewer and its q is above :data:`FEW_FAMILIES_Q`, else
-    ``None``: a ``crosses lineage`` rests on the families with relatives (models on their own cut no
+    dict) when they are :data:`FEW_FAMILIES` or fewer and its q is above :data:`FEW_FAMILIES_Q`, or
+    :data:`FEW_ALWAYS` or fewer whatever its q, else ``None``: a ``crosses lineage`` rests on the families with relatives (models on their own cut no
     family), ``groups lineages`` on all."""
     get = _getter(r)
     verdict, n_fam, n_rel, q = get("verdict"), get("n_families"), get("n_related_families"), get("q")
-    if verdict not in DEEP_VERDICTS or n_fam is None or (q is not None and q <= FEW_FAMILIES_Q):
+    if verdict not in DEEP_VERDICTS or n_fam is None:
+        return None
+    if n_fam <= FEW_ALWAYS:  # two or three families: a lead at any q
+        return n_fam, False
+    if q is not None and q <= FEW_FAMILIES_Q:
         return None
     if verdict == "crosses lineage" and n_rel is not None and n_rel < n_fam:
         return (n_rel, True) if n_rel <= FEW_FAMILIES else None
@@ -279,7 +287,11 @@ def few_families(r: Any) -> str:
 
 
 def few_families_text(n_families: int, with_relatives: bool = False) -> str:
-    """The few-families caution (docs/scorecard.md, "Few families")."""
+    """The few-families caution (docs/scorecard.md, "Few families", and "Two or three families")."""
+    if n_families <= FEW_ALWAYS and not with_relatives:
+        return (f"Only {families(n_families)}: with two or three, only the camps inside the families are tested, and a "
+                "deep verdict is a reason to train more families, not yet a finding (docs/scorecard.md, \"Two or three "
+                "families\").")
     return (f"Only {families(n_families)}{' with relatives' if with_relatives else ''}: at this few, a deep verdict "
             f"at q above {FEW_FAMILIES_Q:g} is a reason to train more families, not yet a finding (docs/scorecard.md, "
             "\"Few families\").")

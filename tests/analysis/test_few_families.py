@@ -240,3 +240,30 @@ def test_the_terminal_marks_a_deep_verdict_made_by_the_probe_alone():
     weak = ScorecardRow("c", deep_ami=0.9, deep_ami_q=0.2, probe_auroc=0.95, verdict="tracks both")
     assert _probe_only(probe, settings) and not _probe_only(basins, settings) and _probe_only(weak, settings)
     assert not _probe_only(ScorecardRow("d", deep_ami=0.0, verdict="uninformative"), settings)
+
+
+def test_two_families_split_the_same_way_are_a_lead_and_a_supervised_verdict():
+    """2 families of 12, half of each family's models shifted (a rule the seed did not decide): without
+    the label, the within-family camps find it, and the answer calls it a lead two families cannot
+    confirm (never a candidate with two or three); with the label, the family permutation (which moves
+    it among each family's models) decides it, and the reason says no interval resamples two families."""
+    from analysis.answer import label_free_answer
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(["s0", "s1"], 12)
+    lab = np.tile(["a", "b"], 12)
+    x = rng.normal(size=(24, 20)) + rng.normal(size=(2, 20))[np.repeat([0, 1], 12)]
+    x[lab == "b", :10] += 6.0
+    ids = [f"m{i}" for i in range(24)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam.astype(object), "deep_label": lab.astype(object)}
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_perm=199, n_family_boot=100, k=2)
+    result = sc.analyze([sc.FingerprintInput("fp", x, ids)], table, opts)
+    (row,) = result.scorecard
+    assert row.verdict == "tracks deep differences" and row.significant, row.reason
+    assert "only 2 init families: the permutation tests move the label among the models of each" in row.reason
+    (f,) = result.fingerprints
+    assert f.label_free["verdict"] == "crosses lineage" and f.label_free["n_families"] == 2
+    ans = label_free_answer(result)
+    assert ans.candidates == [] and len(ans.few_family_leads) == 1
+    assert ans.sentence.startswith("no candidate deep difference; a lead that 2 init families cannot confirm (with two "
+                                   "or three, only the camps inside the families are tested"), ans.sentence

@@ -123,7 +123,7 @@ def test_the_caution_counts_the_families_with_relatives_and_no_relatives_holds_w
 def test_counts_read_as_words():
     assert ls.families(1) == "1 init family" and ls.families(4) == "4 init families"
     (one,) = lf.decide([lf.label_free(np.random.default_rng(0).standard_normal((8, 3)), np.zeros(8))])
-    assert one.sentence == "insufficient: 1 init family (at least 4 needed)"
+    assert one.sentence == "insufficient: 1 init family (at least 2 needed)"
 
     def camps(rate: float) -> str:
         r = lf.LabelFreeResult(32, 16, 0.005, 0.6, 0.03, split_rate=rate, n_related_families=16)
