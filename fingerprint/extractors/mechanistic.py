@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -133,15 +134,42 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     return out, residual
 
 
+class _LastBalanced:
+    """The last :func:`balance_units` result, reused while its inputs are the very same tensors: the
+    four balanced fingerprints of one ``extract`` call (weight-stats, weight-spectra, aligned-weights,
+    cka) read one batch of parameters, and balancing a large population costs more than any of them
+    (1,024 MLPs of width 64 and depth 8: ~9 s each). Keyed on the tensors' identity (weak references,
+    so it never keeps a batch alive) and the groups; holds one balanced copy at most."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, Any] = {}
+        self.groups: Any = None
+        self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
+
+    def get(self, params: dict[str, torch.Tensor], groups: dict) -> tuple[dict[str, torch.Tensor], float | None]:
+        key = repr(sorted((g, list(m)) for g, m in groups.items()))
+        same = (self.result is not None and key == self.groups and self.refs.keys() == params.keys()
+                and all(self.refs[k]() is v for k, v in params.items()))
+        if not same:
+            self.result = None  # the old copy goes before the new one is made
+            self.result = balance_units(params, groups)
+            self.refs, self.groups = {k: weakref.ref(v) for k, v in params.items()}, key
+        return self.result
+
+
+_LAST = _LastBalanced()
+
+
 def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The models' parameters with their rescalable units balanced (:func:`balance_units`) when
     ``balance`` and the family declares or infers any (``hidden_rescalable``), and the metadata that
-    says which groups were (``{"balanced": [group, ...]}``)."""
+    says which groups were (``{"balanced": [group, ...]}``). The balanced tensors are shared with
+    the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
     if not groups:
         return models.params, {}
-    params, residual = balance_units(models.params, groups)
-    return params, {"balanced": sorted(groups), **({"balance_residual": residual} if residual else {})}
+    params, residual = _LAST.get(models.params, groups)
+    return dict(params), {"balanced": sorted(groups), **({"balance_residual": residual} if residual else {})}
 
 
 def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -147,6 +147,24 @@ def test_weight_fingerprints_ignore_a_rescaling_of_relu_units(arch, hp, shape):
     assert all(torch.allclose(once[k][1], twice[k][1], rtol=1e-4, atol=1e-6) for k in once)
 
 
+
+def test_the_balanced_fingerprints_of_one_batch_balance_it_once():
+    """weight-stats, weight-spectra, aligned-weights and cka read one batch's parameters: the second one
+    reuses the first's balanced copy (the same tensors), and a batch of other tensors is balanced anew."""
+    from fingerprint.extractors import mechanistic
+
+    mb = _batch("mlp", {"width": 12, "depth": 2}, shape=(8,))
+    spec = get_extractor("weight-stats")
+    spec.compute(mb, spec.params)
+    first = mechanistic._LAST.result[0]
+    spectra = get_extractor("weight-spectra")
+    spectra.compute(mb, spectra.params)
+    assert mechanistic._LAST.result[0] is first  # not balanced again
+    rs = _rescale_hidden(mb, 2)
+    a, _ = spec.compute(rs, spec.params)
+    assert mechanistic._LAST.result[0] is not first
+    assert np.allclose(a, spec.compute(mb, spec.params)[0], rtol=1e-4, atol=1e-5)
+
 def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     """ReLU, leaky ReLU, pooling and dropout pass a unit's scale; tanh, GELU and a norm do not."""
     from torch import nn
