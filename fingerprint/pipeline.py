@@ -77,7 +77,10 @@ from training.sweep import SweepSummary, get_executor, run_sweep, validate
 PREDICTIONS = "disagreement:probe_set=in_dist"
 DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "anomalous-inputs", "disagreement", PREDICTIONS,
                         "weight-stats", "weight-spectra", "cka", "aligned-weights", "input-saliency"]
-TOKEN_INPUTS = "the 'in_dist' probes are token ids, which have no input gradient"
+TOKEN_INPUTS = "the 'in_dist' probes are token ids, which have no input gradient: token-occlusion in its place"
+ONE_TOKEN = "the 'in_dist' probes are single token ids: no input gradient, and no other position to compare"
+# where input-saliency is left out for TOKEN_INPUTS, the default set reads the positions the outputs move on instead
+TOKEN_SALIENCY = "token-occlusion"
 
 
 def default_fingerprints(zoo: Zoo, skipped: dict[str, str] | None = None) -> list[str]:
@@ -85,9 +88,10 @@ def default_fingerprints(zoo: Zoo, skipped: dict[str, str] | None = None) -> lis
     architecture cannot give (``aligned-weights`` needs permutation symmetry, ``cka`` named
     layers) and the probe-set fingerprints whose default probe set (``in_dist`` / ``ood``) it lacks
     (:func:`skipped_defaults` says why each is left out; ``skipped``: its answer, when the caller has it).
-    ``aligned-weights`` stays where the architecture has declared or inferred permutation groups."""
+    ``aligned-weights`` stays where the architecture has declared or inferred permutation groups. On
+    token sequences, :data:`TOKEN_SALIENCY` (``token-occlusion``) takes ``input-saliency``'s place, last."""
     skip = skipped_defaults(zoo) if skipped is None else skipped
-    return [f for f in DEFAULT_FINGERPRINTS if f not in skip]
+    return [f for f in DEFAULT_FINGERPRINTS if f not in skip] + ([TOKEN_SALIENCY] if skip.get("input-saliency") == TOKEN_INPUTS else [])
 
 
 def skipped_text(skipped: dict[str, str]) -> str:
@@ -101,7 +105,10 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""
     arch = zoo.family_spec.get("arch")
     if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids: a vocabulary (no code run)
-        return {"input-saliency": TOKEN_INPUTS} if int(zoo.family_spec.get("vocab", 0) or 0) > 0 else {}
+        if int(zoo.family_spec.get("vocab", 0) or 0) > 0:
+            return {"input-saliency": TOKEN_INPUTS if len(zoo.family_spec.get("input_shape") or [0, 0]) == 1
+                    and int((zoo.family_spec.get("input_shape") or [0])[0]) >= 2 else ONE_TOKEN}
+        return {}
     task = task_for(zoo)
     sets = set(task.probe_names())
     x = task.probes("in_dist") if "in_dist" in sets else None  # read once: the checks below all look at it
@@ -122,7 +129,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         elif f == "recombined-outputs" and x[0].numel() == 1:
             why[f] = ONE_COORDINATE
         elif f == "input-saliency" and (not x.is_floating_point() or x[0].numel() == 1):
-            why[f] = TOKEN_INPUTS if not x.is_floating_point() else ONE_VALUE
+            why[f] = ONE_VALUE if x.is_floating_point() else TOKEN_INPUTS if x.dim() == 2 and x.shape[1] >= 2 else ONE_TOKEN
     return why
 
 

@@ -102,3 +102,53 @@ def input_saliency(models, probe_set: str = "in_dist", n_probes: int = 64, dim: 
     rms = sq.mean(1).sqrt()  # [n, D]
     total = rms.sum(1, keepdim=True)  # 0 for a model whose outputs do not move on these probes: its row stays 0
     return rms / total.clamp_min(torch.finfo(rms.dtype).tiny), {"probe_set": probe_set, "directions": m}
+
+
+def substitutes(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """For token probes ``x [P, T]``, a token ``[P, T]`` to put in place of each one: drawn (from
+    ``seed``) among the other tokens the probes use, never the one it replaces (so always a token the
+    models take, whatever the vocabulary). Needs two distinct tokens."""
+    vals = torch.unique(x)
+    if len(vals) < 2:
+        raise UserError("token-occlusion: the probes use a single token; nothing to put in its place")
+    draw = torch.randint(0, len(vals) - 1, x.shape, generator=generator(seed))  # [P, T] among the others
+    own = torch.searchsorted(vals, x)
+    return vals[draw + (draw >= own).long()]
+
+
+@extractor("token-occlusion", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
+def token_occlusion(models, probe_set: str = "in_dist", n_probes: int = 64, seed: int = 0):
+    """Each input position's share of how far the output moves when its token is replaced: ``[n, T]``,
+    each row summing to 1 (0 for a model whose outputs no replacement moves).
+
+    For each probe and position, the token is swapped for another token the probes use (drawn from
+    ``seed``, the same for every model), and the change of the model's log-probabilities at its
+    read-out (the last position of a per-position output) is measured as their Euclidean distance
+    (a shift of all logits, which changes no prediction, adds nothing); the root mean square over the
+    probes, divided by the row's sum: where a model reads its answer from, not how confident it is.
+    The token version of ``input-saliency`` (token ids have no input gradient): models that give the
+    same answers by different routes (copying a token vs reversing the sequence, a rule that reads
+    the first token vs one that counts) move on different positions. A property of the function
+    alone; its own voter in the population's answer."""
+    x = probes(models, probe_set, n_probes)
+    if x.is_floating_point():
+        raise UserError(f"token-occlusion reads token ids; probe set '{probe_set}' holds {x.dtype} values "
+                        "(real-valued inputs: input-saliency)")
+    if x.dim() != 2 or x.shape[1] < 2:
+        raise UserError(f"token-occlusion needs token sequences [probes, positions] of two or more positions, got "
+                        f"{list(x.shape)}")
+    sub = substitutes(x, seed)
+
+    def logp(inputs: torch.Tensor) -> torch.Tensor:  # [n, P, n_out] at the read-out
+        y = models.forward(inputs)
+        return torch.log_softmax(y.reshape(y.shape[0], len(inputs), -1, y.shape[-1])[:, :, -1].double(), -1)
+
+    base = logp(x)
+    sq = []
+    for t in range(x.shape[1]):  # one position at a time: [n, P, n_out] held, not [n, P * T, n_out]
+        xt = x.clone()
+        xt[:, t] = sub[:, t]
+        sq.append((logp(xt) - base).pow(2).sum(-1))  # [n, P]
+    rms = torch.stack(sq, -1).mean(1).sqrt()  # [n, T]
+    total = rms.sum(1, keepdim=True)
+    return (rms / total.clamp_min(torch.finfo(rms.dtype).tiny)).float(), {"probe_set": probe_set}

@@ -111,4 +111,43 @@ def test_a_regression_model_works_and_token_inputs_are_a_one_line_error(tmp_path
     assert "\n" not in bad.error
     # the default set leaves it out of a token zoo, with the reason, and keeps it for real-valued inputs
     assert skipped_defaults(tok)["input-saliency"] == TOKEN_INPUTS and "input-saliency" not in default_fingerprints(tok)
-    assert "input-saliency" in default_fingerprints(zoo)
+    assert default_fingerprints(tok)[-1] == "token-occlusion"
+    assert "input-saliency" in default_fingerprints(zoo) and "token-occlusion" not in default_fingerprints(zoo)
+    (occ,) = extract(tok, ["token-occlusion"])
+    assert occ.error is None and occ.values.shape == (3, 3) and np.allclose(occ.values.sum(1), 1.0)
+    (bad,) = extract(zoo, ["token-occlusion"])
+    assert bad.error == ("token-occlusion reads token ids; probe set 'in_dist' holds torch.float32 values (real-valued "
+                         "inputs: input-saliency)")
+
+
+def test_token_occlusion_says_which_position_each_rule_reads(tmp_path):
+    """Two rules on token sequences of 4: one answers with the first token, one with the last. Replacing a
+    token moves only the position each reads: rows [1, 0, 0, 0] and [0, 0, 0, 1], the same for every model
+    of a rule whatever its weights, and one token everywhere is a one-line error."""
+    from fingerprint.extractors.attribution import substitutes
+
+    class Reads(nn.Module):  # logits: the embedding of the first token times a, plus the last one's times b
+        def __init__(self, first: bool, seed: int):
+            super().__init__()
+            g = torch.Generator().manual_seed(seed)
+            self.emb = nn.Embedding(6, 6)
+            self.a = nn.Parameter(torch.tensor(1.0 if first else 0.0))
+            self.b = nn.Parameter(torch.tensor(0.0 if first else 1.0))
+            with torch.no_grad():
+                self.emb.weight.copy_(torch.eye(6) * (2 + torch.rand(6, generator=g)))
+
+        def forward(self, x):
+            e = self.emb(x)
+            return self.a * e[:, 0] + self.b * e[:, -1]
+
+    x = torch.randint(0, 6, (32, 4), generator=torch.Generator().manual_seed(0))
+    sub = substitutes(x, 0)
+    assert (sub != x).all() and set(sub.unique().tolist()) <= set(x.unique().tolist())
+    mods = [Reads(True, s) for s in range(3)] + [Reads(False, s) for s in range(3)]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "z", probes={"in_dist": x, "one": torch.zeros(4, 4, dtype=torch.long)})
+    (res,) = extract(zoo, ["token-occlusion"])
+    want = np.zeros((6, 4))
+    want[:3, 0] = want[3:, 3] = 1.0
+    assert np.allclose(res.values, want, atol=1e-6), res.values
+    (one,) = extract(zoo, ["token-occlusion:probe_set=one"])
+    assert one.error == "token-occlusion: the probes use a single token; nothing to put in its place"

@@ -194,9 +194,10 @@ def test_a_zoo_of_two_attention_rates_runs_each_group_with_its_own_rate(tmp_path
 
 def test_a_token_zoo_leaves_input_saliency_out_of_the_default_set_without_running_code(modadd_zoo):
     """Token ids have no input gradient: `extract` without --fp and `fingerprint run` with no
-    [fingerprints] names leave `input-saliency` out, said from the stored hyper-parameters (vocab)."""
+    [fingerprints] names leave `input-saliency` out, said from the stored hyper-parameters (vocab), and
+    read the positions the outputs move on instead (`token-occlusion`, last)."""
     assert skipped_defaults(modadd_zoo) == {"input-saliency": TOKEN_INPUTS}
-    assert default_fingerprints(modadd_zoo) == [f for f in DEFAULT_FINGERPRINTS if f != "input-saliency"]
+    assert default_fingerprints(modadd_zoo) == [f for f in DEFAULT_FINGERPRINTS if f != "input-saliency"] + ["token-occlusion"]
     # a config without [fingerprints] names asks for the set that applies; one that lists names gets them as listed
     # (input-saliency named on a token zoo is then the one-line error, not dropped in silence)
     assert FingerprintSettings().names is None
@@ -237,4 +238,5 @@ def test_fingerprint_run_says_which_defaults_it_leaves_out(tmp_path, monkeypatch
     monkeypatch.setattr(pipeline, "DEFAULT_FINGERPRINTS", ["probe-outputs", "input-saliency"])  # two: a quick run
     pipeline.run(run_cfg, tmp_path / "run", progress=Notes())
     assert notes == [f"default set without input-saliency ({TOKEN_INPUTS})"]
-    assert {m["spec"] for m in fingerprint.Zoo.open(tmp_path / "run" / "zoo").list_fingerprints()} == {"probe-outputs"}
+    assert {m["spec"] for m in fingerprint.Zoo.open(tmp_path / "run" / "zoo").list_fingerprints()} == {"probe-outputs",
+                                                                                                  "token-occlusion"}
