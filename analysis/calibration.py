@@ -327,7 +327,7 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             if s.get("probe_skipped") and r.has_label:
                 r.reason = f"{r.reason}; {s['probe_skipped']}"
             if c["n_families"] < lf.MIN_FAMILIES and r.has_label:
-                r.reason = f"{r.reason}; {few_families_reason(c['n_families'])}"
+                r.reason = f"{r.reason}; {few_families_reason(c['n_families'], r.verdict)}"
         deep_ok = any(c.get(k) is not None and c[k] <= opts.alpha for k in ("deep_ami_q", "probe_auroc_q"))
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold
@@ -342,11 +342,13 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
             r.significant = free_r is not None and free_r.significant
 
 
-def few_families_reason(n_families: int) -> str:
+def few_families_reason(n_families: int, verdict: str = "") -> str:
     """The caution on a labelled verdict from two or three init families (docs/scorecard.md, "Two or three
-    families"): the permutations are valid (they move the label within the families), the intervals are not."""
-    return (f"only {n_families} init families: the permutation tests move the label among the models of each, "
-            f"but no interval resamples so few families (at least {lf.MIN_FAMILIES}), and another family could differ")
+    families"): the permutations are valid (a deep verdict's move the label within the families), the intervals are not."""
+    if verdict in ("tracks deep differences", "tracks both"):
+        return (f"only {n_families} init families: the permutation tests move the label among the models of each, "
+                f"but no interval resamples so few families (at least {lf.MIN_FAMILIES}), and another family could differ")
+    return f"only {n_families} init families: no interval resamples so few (at least {lf.MIN_FAMILIES})"
 
 
 RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model's init family (e.g. a column of an "

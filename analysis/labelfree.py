@@ -48,6 +48,7 @@ from scipy.stats import false_discovery_control
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
+    FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
     TESTS,
@@ -91,6 +92,7 @@ MINORITY_FAMILIES = 2
 # lineage when they cut at least FEW_CUT_FAMILIES of them (a difference seen in one family is its quirk)
 FEW_MIN_FAMILIES = 2
 FEW_CUT_FAMILIES = 2
+FEW_SAME_WAY = 0.5  # ... each of them with its own camps at least this share as far apart as the farthest family's
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,7 @@ def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np
     multi = np.flatnonzero(counts >= 2)
     if p_w is None:
         return replace(base, family_sizes=family_sizes, n_related_families=len(multi))
+    cut = _cut_the_same_way(x, codes, split, generation)
     inside = split >= 0
     tested = np.bincount(codes[inside], minlength=n_fam)
     ones = np.bincount(codes[inside & (split == 1)], minlength=n_fam)
@@ -347,8 +350,35 @@ def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np
         base, p_split=min(1.0, 2 * p_w), ci_within=ci_w, split_within=True, split_basins=split,
         split_rate=_cut_rate(split, codes, multi), n_related_families=len(multi), family_sizes=family_sizes,
         split_min_families=0,  # no groups of families from two or three
-        cut_families=tuple(sorted((names[f] for f in multi if 0 < ones[f] < tested[f]), key=natural_key)),
-        split_side_families=int((on_small > 0).sum()), split_side_whole=int((2 * on_small > tested).sum()))
+        cut_families=tuple(sorted((names[f] for f in cut), key=natural_key)),
+        # the families the camps really divide: one alone is the one-family lead, "leaving every other family whole"
+        split_side_families=len(cut) if len(cut) < FEW_CUT_FAMILIES else int((on_small > 0).sum()),
+        split_side_whole=0 if len(cut) < FEW_CUT_FAMILIES else int((2 * on_small > tested).sum()))
+
+
+def _cut_the_same_way(x: np.ndarray, codes: np.ndarray, split: np.ndarray, generation: Sequence | None) -> list[int]:
+    """The families (codes) that the within-family camps ``split [n]`` (``-1``: no camp) divide the
+    way they divide the others: along the line joining the camps' means of the family-centred
+    ``x [n, d]`` (centred in each family and generation), each family's own camps at least
+    :data:`FEW_SAME_WAY` as far apart as the farthest family's. A family that only the threshold cuts
+    (its models one cloud, some on each side of a split another family's quirk set) has camps about
+    2.65 of its own SDs apart, not the quirk's distance: counted, it made one family's quirk cross
+    lineage with unequal family sizes (a review: 17 of 20 populations of 20 + 4 models, half of the
+    larger family shifted)."""
+    cells = codes if generation is None else _generation_cells(codes, generation)
+    xc = _family_centred(x, cells)
+    a, b = split == 0, split == 1
+    if not a.any() or not b.any():
+        return []
+    u = xc[b].mean(0) - xc[a].mean(0)
+    norm = float(np.linalg.norm(u))
+    if not norm > 0:
+        return []
+    pos = xc @ (u / norm)
+    gaps = {int(f): float(pos[(codes == f) & b].mean() - pos[(codes == f) & a].mean())
+            for f in np.unique(codes[a | b]) if ((codes == f) & a).any() and ((codes == f) & b).any()}
+    top = max(gaps.values(), default=0.0)
+    return sorted(f for f, g in gaps.items() if top > 0 and g >= FEW_SAME_WAY * top)
 
 
 def minority(r: LabelFreeResult) -> bool:
@@ -650,7 +680,8 @@ def _family_sizes(family: np.ndarray) -> np.ndarray:
 
 def _family_centred(x: np.ndarray, family: np.ndarray) -> np.ndarray:
     """``x [n, d]`` minus each model's family mean (whole families are sampled, so a family's mean is
-    the same over the sample and over everyone)."""
+    the same over the sample and over everyone; where a few large families are sampled member by
+    member, :func:`~analysis.resampling.family_sample`, about the same)."""
     codes, names = _codes(family)
     cent, _ = _centroids(x, codes, len(names))
     return x - cent[codes]
@@ -765,7 +796,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         sig = {name: q[(i, name)] for name in TESTS if (i, name) in q and q[(i, name)] <= alpha}
         small = _small_partitions(r)  # closer than two halves of one Gaussian cloud, or no gap: not a basin
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
-        enough = r.n_families >= MIN_FAMILIES or len(r.cut_families) >= FEW_CUT_FAMILIES  # two or three: both cut
+        few = r.n_families < MIN_FAMILIES  # two or three: camps inside the families only (_few_families)
+        enough = not few or len(r.cut_families) >= FEW_CUT_FAMILIES
         if "split" in sig and ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small and enough:
             v, basins, key = "crosses lineage", r.split_basins, "split"
         elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
@@ -779,7 +811,10 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in TESTS), default=None)
-        sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else SENTENCES[v]) + cut_text(cut)
+        sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else FEW_SENTENCES.get(v, SENTENCES[v]) if few
+                    else SENTENCES[v]) + cut_text(cut)
+        if v == "crosses lineage" and few:  # the families the camps divide the same way: what the verdict rests on
+            cut = r.cut_families
         if v == "crosses lineage" and (r.split_rate or 0) < CROSS_SPLIT_RATE:
             sentence += minority_text(r)
         done = replace(r, verdict=v, q=qv, q_tests=_own(q, i), candidate_basins=basins, cut_families=cut)

@@ -15,7 +15,7 @@ from typing import Any
 
 from analysis.sortkeys import natural_key
 
-__all__ = ["DEEP_VERDICTS", "SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
+__all__ = ["DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text"]
 
@@ -33,6 +33,14 @@ SENTENCES = {
                     "would tell).",
     "no structure": "No significant family or basin structure at this population size.",
     "insufficient": "Too few init families to decide.",
+}
+# the verdicts' sentences at two or three families, where no groups of families are tested
+FEW_SENTENCES = {
+    "crosses lineage": "Members of one init family land in different candidate basins, the same way in each of the "
+                       "families they divide: a difference the seed does not decide (a lead at two or three families).",
+    "lineage only": "Families are identifiable (with two or three, groups of families are not tested): this fingerprint "
+                    "tracks what the init seed decides, initialization noise unless the difference between these few "
+                    "families is itself the one sought (more families would tell).",
 }
 # every model its own init family: nothing tells a seed-decided difference from one the training decided,
 # and the lineage and within-family tests cannot run
@@ -225,9 +233,11 @@ def size_lines(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = []
     if sizes:
         threshold = next(d["effect"].get("threshold") for _, d in results if d.get("effect")) or 2.65
+        intervals = any(d["effect"].get("share_ci") for _, d in results if d.get("effect"))
+        share = ("bias-corrected [95% family-bootstrap interval]" if intervals else
+                 "as measured: no interval resamples fewer than 4 init families")
         lines.append("lineage, how big each candidate deep difference is (share of the fingerprint's variance the "
-                     "candidate basins explain, bias-corrected [95% family-bootstrap interval]; their separation in within-basin "
-                     "SDs in these models, "
+                     f"candidate basins explain, {share}; their separation in within-basin SDs in these models, "
                      f"small below {threshold:.2f}, two halves of one Gaussian cloud): " + "; ".join(sizes))
     cut: dict[tuple[str, ...], list[str]] = {}  # the families a groups split cuts -> the fingerprints that cut them
     for name, d in results:
@@ -339,7 +349,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
             hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {cutting(r)}")
     if r.p_groups is not None and r.p_groups <= alpha and "groups" not in tests_small:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
-    if sentence == SENTENCES["lineage only"] and (hints or lone):  # not "no groups shown"
+    if sentence in (SENTENCES["lineage only"], FEW_SENTENCES["lineage only"]) and (hints or lone):  # not "no groups shown"
         sentence = "Families are identifiable."
     elif sentence == SENTENCES["no structure"] and lone:  # a significant partition that is no deep verdict
         sentence = "No deep difference on this evidence."

@@ -25,14 +25,23 @@ def family_codes(values: Sequence) -> tuple[np.ndarray, list[str]]:
 
 def family_sample(family: Sequence, max_models: int = MAX_MODELS, random_state: int = 0) -> np.ndarray | None:
     """Rows ``[m]`` of a random sample of whole families holding at most ``max_models`` models (in
-    population order), or ``None`` when the population is that small already."""
+    population order), or ``None`` when the population is that small already. When whole families
+    would leave fewer than :data:`MIN_FAMILIES` of them (or fewer than the population has, below
+    that: a few large families, such as two base models with thousands of fine-tunes each), every
+    family is kept instead, each with a random share of its members (at least two where it has
+    them): sampling whole families there would have tested 2 families of 2,100 models as one."""
     codes, names = family_codes(family)
     if len(codes) <= max_models:
         return None
     sizes = np.bincount(codes)
-    order = np.random.default_rng(random_state).permutation(len(names))
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(names))
     keep = order[np.cumsum(sizes[order]) <= max_models]
-    return np.flatnonzero(np.isin(codes, keep))
+    if len(keep) >= min(len(names), MIN_FAMILIES):
+        return np.flatnonzero(np.isin(codes, keep))
+    take = np.minimum(sizes, np.maximum(2, sizes * max_models // len(codes)))
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == f), take[f], replace=False)
+                                   for f in range(len(names))]))
 
 
 # -- intervals and permutation p-values with families as units -------------------------------------

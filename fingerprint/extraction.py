@@ -24,6 +24,7 @@ import numpy as np
 
 from analysis.metrics import lineage_groups
 from fingerprint.batch import ModelBatch
+from fingerprint.extractors.mechanistic import forget_balanced
 from fingerprint.plugin_checks import plugin_warnings
 from fingerprint.population import (
     check_code,
@@ -140,6 +141,15 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
         label_map = dict(zip(zoo.model_ids, labels))
     else:
         label_map = None
+    try:
+        return _extract_steps(zoo, resolved, step, force, chunk_size, label_map, on_progress, device, model_ids, runner)
+    finally:
+        forget_balanced()  # the balanced copy the weight fingerprints shared: not past this call
+
+
+def _extract_steps(zoo, resolved, step, force, chunk_size, label_map, on_progress, device, model_ids, runner
+                   ) -> list[ExtractResult]:
+    """:func:`extract`'s work, step by step (the specs resolved, the labels as a mapping)."""
     results: list[ExtractResult] = []
     for s in _steps(zoo, step):
         population = active_models(zoo, s)

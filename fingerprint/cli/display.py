@@ -341,6 +341,11 @@ def _distinct_partitions(splits: dict[str, dict[str, int]]) -> list[list[str]]:
     return [names for _, names in kinds]
 
 
+# what lineage_candidates takes for a column of init seeds; two or three families are tested too (one column that
+# has them the user names with --lineage), but a column of so few values is as likely a label or a setting
+SEED_LIKE = f"{MIN_FAMILIES} or more values, fewer than the models; 2 or 3 init families are enough to test"
+
+
 def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
     """One line when every fingerprint's label-free verdict is ``insufficient`` (``too few``): why,
     and how to name init families (the sentences summary.json and the report hold), and, given the
@@ -360,10 +365,10 @@ def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
         singles = lineage_candidates(zoo, {result.label, result.lineage}, singletons=True)
         if singles:  # every model its own init family (each its own seed): the tests still run, with less to say
             cols = ", ".join(f"'{c}'" for c in singles)
-            return line + (f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families with "
-                           f"relatives; {cols} gives every model its own: --lineage {next(iter(singles))} tests whether "
-                           "the models fall into groups, not whether their seed decided them")
-        return line + f"; no model column of the zoo groups its models into at least {MIN_FAMILIES} families ({fix})"
+            return line + (f"; no model column of the zoo looks like init seeds with relatives ({SEED_LIKE}); {cols} gives "
+                           f"every model its own: --lineage {next(iter(singles))} tests whether the models fall into "
+                           "groups, not whether their seed decided them")
+        return line + f"; no model column of the zoo looks like init seeds ({SEED_LIKE}; {fix})"
     cols = ", ".join(f"{c} ({n} values)" for c, n in found.items())
     return line + f"; the zoo's model {'column' if len(found) == 1 else 'columns'} that could be --lineage: {cols}"
 

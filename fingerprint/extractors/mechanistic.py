@@ -135,26 +135,38 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
 
 
 class _LastBalanced:
-    """The last :func:`balance_units` result, reused while its inputs are the very same tensors: the
-    four balanced fingerprints of one ``extract`` call (weight-stats, weight-spectra, aligned-weights,
-    cka) read one batch of parameters, and balancing a large population costs more than any of them
-    (1,024 MLPs of width 64 and depth 8: ~9 s each). Keyed on the tensors' identity (weak references,
-    so it never keeps a batch alive) and the groups; holds one balanced copy at most."""
+    """The last :func:`balance_units` result, reused while its inputs are the very same tensors,
+    unedited: the four balanced fingerprints of one ``extract`` call (weight-stats, weight-spectra,
+    aligned-weights, cka) read one batch of parameters, and balancing a large population costs more
+    than any of them (1,024 MLPs of width 64 and depth 8: ~9 s each). Keyed on the groups and each
+    tensor's identity (a weak reference) and version (``_version``: an in-place edit moves it). It
+    holds the balanced tensors (and, through them, the batch's unbalanced ones) until the next
+    batch or :meth:`clear`, which ``extract`` calls when it is done."""
 
     def __init__(self) -> None:
         self.refs: dict[str, Any] = {}
+        self.versions: dict[str, int] = {}
         self.groups: Any = None
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
     def get(self, params: dict[str, torch.Tensor], groups: dict) -> tuple[dict[str, torch.Tensor], float | None]:
         key = repr(sorted((g, list(m)) for g, m in groups.items()))
         same = (self.result is not None and key == self.groups and self.refs.keys() == params.keys()
-                and all(self.refs[k]() is v for k, v in params.items()))
+                and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
-            self.result = None  # the old copy goes before the new one is made
+            self.clear()  # the old copy goes before the new one is made
             self.result = balance_units(params, groups)
             self.refs, self.groups = {k: weakref.ref(v) for k, v in params.items()}, key
+            self.versions = {k: v._version for k, v in params.items()}
         return self.result
+
+    def clear(self) -> None:
+        self.result, self.refs, self.versions, self.groups = None, {}, {}, None
+
+
+def forget_balanced() -> None:
+    """Let go of the last balanced parameters (:class:`_LastBalanced`); ``extract`` calls it when done."""
+    _LAST.clear()
 
 
 _LAST = _LastBalanced()

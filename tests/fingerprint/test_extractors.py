@@ -164,6 +164,15 @@ def test_the_balanced_fingerprints_of_one_batch_balance_it_once():
     a, _ = spec.compute(rs, spec.params)
     assert mechanistic._LAST.result[0] is not first
     assert np.allclose(a, spec.compute(mb, spec.params)[0], rtol=1e-4, atol=1e-5)
+    # an edit in place is a new batch too (found by review: the same tensors, edited, gave the old rows)
+    before, _ = spec.compute(mb, spec.params)
+    mb.params["layer0.weight"].mul_(3.0)
+    after, _ = spec.compute(mb, spec.params)
+    fresh, _ = spec.compute(ModelBatch(mb.family, {k: v.clone() for k, v in mb.params.items()}, mb.task, mb.model_ids),
+                            spec.params)
+    assert not np.allclose(before, after) and np.allclose(after, fresh)
+    mechanistic.forget_balanced()
+    assert mechanistic._LAST.result is None
 
 def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     """ReLU, leaky ReLU, pooling and dropout pass a unit's scale; tanh, GELU and a norm do not."""
@@ -518,6 +527,10 @@ def test_every_builtin_runs_on_each_family(tmp_path):
             labels = ["a", "b", "a", "b", "a"] if spec.supervised else None
             if name == "token-logprobs":  # language models only (tests/fingerprint/test_token_logprobs.py)
                 with pytest.raises(UserError, match="token prompts"):
+                    spec.compute(mb, spec.params)
+                continue
+            if name == "token-occlusion":  # token sequences only (tests/fingerprint/test_attribution.py)
+                with pytest.raises(UserError, match="token-occlusion reads token ids"):
                     spec.compute(mb, spec.params)
                 continue
             if (name, fam.name) in NOT_APPLICABLE:  # declared: a one-line error that says why

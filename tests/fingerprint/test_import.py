@@ -410,4 +410,5 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     out = " ".join(res.stdout.split())
     assert "lineage: every label-free verdict is 'too few': insufficient" in out, res.stdout
     assert "`--lineage COLUMN` names the model column" in out
-    assert "no model column of the zoo groups its models into at least 4 families (add one to the --metadata CSV" in out
+    assert ("no model column of the zoo looks like init seeds (4 or more values, fewer than the models; 2 or 3 init "
+            "families are enough to test; add one to the --metadata CSV") in out
