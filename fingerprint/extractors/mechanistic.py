@@ -134,6 +134,35 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     return out, residual
 
 
+def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """``params`` with every layer that a norm normalizes again (``Family.hidden_normalized``) at one
+    point of its free scale: each unit's incoming weights and bias (a batch norm's, ``per_unit``)
+    divided by their norm, or the whole layer's (a layer norm's) by their root mean square over its
+    units (so a wide layer's activations do not shrink towards the norm's ``eps``; float64, all
+    models at once), and the
+    batch norm's running statistics by the same factor to their ``power`` (mean 1, variance 2), so the
+    model computes what it did (up to the norm's ``eps``). A model and any positive rescaling of those
+    units give the same tensors. A unit (or layer) whose incoming weights are all zero is left as it is."""
+    out = dict(params)
+    for spec in groups.values():
+        inc = [p for p, _ in spec["incoming"] if p in out]
+        if not inc:
+            continue
+        n, units = out[inc[0]].shape[:2]
+        if spec["per_unit"]:
+            sq = sum(out[p].double().pow(2).reshape(n, units, -1).sum(2) for p in inc)  # [n, units]
+        else:
+            sq = sum(out[p].double().pow(2).reshape(n, -1).sum(1) for p in inc)[:, None] / units  # [n, 1]: per unit
+        c = sq.sqrt()
+        c = torch.where(c > 0, c, torch.ones_like(c))
+        for p in inc:
+            out[p] = (out[p].double() / c.reshape(n, c.shape[1], *[1] * (out[p].dim() - 2))).to(out[p].dtype)
+        for p, power in spec["stats"]:
+            if p in out:
+                out[p] = (out[p].double() / c.pow(power).reshape(n, c.shape[1], *[1] * (out[p].dim() - 2))).to(out[p].dtype)
+    return out
+
+
 class _LastBalanced:
     """The last :func:`balance_units` result, reused while its inputs are the very same tensors,
     unedited: the four balanced fingerprints of one ``extract`` call (weight-stats, weight-spectra,
@@ -149,13 +178,15 @@ class _LastBalanced:
         self.groups: Any = None
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
-    def get(self, params: dict[str, torch.Tensor], groups: dict) -> tuple[dict[str, torch.Tensor], float | None]:
-        key = repr(sorted((g, list(m)) for g, m in groups.items()))
+    def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None
+            ) -> tuple[dict[str, torch.Tensor], float | None]:
+        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items())))
         same = (self.result is not None and key == self.groups and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
-            self.result = balance_units(params, groups)
+            scaled = normalize_units(params, normalized) if normalized else params
+            self.result = balance_units(scaled, groups) if groups else (scaled, None)
             self.refs, self.groups = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
@@ -178,10 +209,12 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     says which groups were (``{"balanced": [group, ...]}``). The balanced tensors are shared with
     the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
-    if not groups:
+    normalized = models.family.hidden_normalized() if balance else {}
+    if not groups and not normalized:
         return models.params, {}
-    params, residual = _LAST.get(models.params, groups)
-    return dict(params), {"balanced": sorted(groups), **({"balance_residual": residual} if residual else {})}
+    params, residual = _LAST.get(models.params, groups, normalized)
+    return dict(params), ({"balanced": sorted(groups)} if groups else {}) | (
+        {"normalized": sorted(normalized)} if normalized else {}) | ({"balance_residual": residual} if residual else {})
 
 
 def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -196,7 +229,7 @@ def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.
     return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", version="2", reads="weights")
+@extractor("weight-stats", kind="mechanistic", version="3", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
@@ -241,7 +274,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", version="2", reads="weights", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", version="3", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
     ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
@@ -308,7 +341,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="3", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="4", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -511,7 +544,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant",
     return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="3", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="4", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.

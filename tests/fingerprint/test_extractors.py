@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -205,6 +206,54 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     assert sequential_rescalable(flat) == {"0": [("0.weight", 0), ("0.bias", 0), ("4.weight", 1)],
                                            "4": [("4.weight", 0), ("4.bias", 0), ("6.weight", 1)]}
 
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_weight_fingerprints_ignore_a_scale_a_norm_removes(tmp_path, norm):
+    """The thirteenth outside audit: a layer's weights and bias doubled (or x1.1) in half the models, the
+    batch norm after it given running statistics to match (or a layer norm after it, which needs none):
+    the same function, read by weight-stats and weight-spectra as a candidate deep difference (11-40 SDs).
+    Such layers are normalized first (`hidden_normalized`): each batch-normed unit's incoming norm 1, its
+    running mean and variance divided to match; a layer-normed layer's whole norm 1."""
+    from torch import nn
+
+    from fingerprint.extractors.mechanistic import normalize_units
+
+    g = torch.Generator().manual_seed(0)
+    make = (lambda: nn.BatchNorm1d(16)) if norm == "batch" else (lambda: nn.LayerNorm(16))
+    mods = [nn.Sequential(nn.Linear(8, 16), make(), nn.ReLU(), nn.Linear(16, 3)) for _ in range(2)]
+    for m in mods:
+        if norm == "batch":
+            m[1].running_mean.copy_(torch.randn(16, generator=g))
+            m[1].running_var.copy_(torch.rand(16, generator=g) + 0.5)
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    c = torch.exp(torch.randn(16, generator=g)) if norm == "batch" else torch.full((16,), 2.0)
+    with torch.no_grad():
+        twin[0].weight.mul_(c[:, None])
+        twin[0].bias.mul_(c)
+        if norm == "batch":
+            twin[1].running_mean.mul_(c)
+            twin[1].running_var.mul_(c**2)
+    x = torch.randn(32, 8, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)  # the same function
+    zoo = Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x})
+    mb = ModelBatch.from_zoo(zoo)
+    spec = mb.family.hidden_normalized()
+    assert list(spec) == ["0"] and spec["0"]["per_unit"] == (norm == "batch")
+    normalized = normalize_units(mb.params, spec)
+    assert torch.allclose(ModelBatch(mb.family, normalized, mb.task, mb.model_ids).forward(x), mb.forward(x), atol=1e-3)  # eps
+    for name in ("weight-stats", "weight-spectra", "aligned-weights", "cka"):
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert meta["normalized"] == ["0"], name
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name  # the twin is model 0 again; model 1 is not
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+        raw, _ = ex.compute(mb, {**ex.params, "balance": False})
+        if name in ("weight-stats", "weight-spectra"):
+            assert not np.allclose(raw[0], raw[2], rtol=1e-3), name  # unnormalized, the scale shows
 
 def test_weight_matching_recovers_a_known_permutation_exactly():
     mb = _batch(n=1, hp={"width": 24, "depth": 2})

@@ -210,6 +210,15 @@ class Family:
         Empty when unknown."""
         return {}
 
+    def hidden_normalized(self) -> dict[str, dict]:
+        """Layers whose output a norm normalizes again, so that their scale is free: ``{layer:
+        {"incoming": [(param, 0), ...], "stats": [(buffer, power), ...], "per_unit": bool}}``. A batch
+        norm (``per_unit``) gives each output unit its own free scale ``c > 0`` (its incoming weights and
+        bias times ``c``, its running mean times ``c`` and running variance times ``c**2``); a layer norm
+        one scale for the whole layer. Weight-space fingerprints normalize them
+        (:func:`fingerprint.extractors.mechanistic.normalize_units`). Empty when unknown."""
+        return {}
+
     def permutation_stop(self) -> str | None:
         """Why :meth:`hidden_permutable` found no group where one could be inferred (the module that
         ended the inference, ``"'3' (Flatten)"``), for the messages; ``None`` here: nothing inferred."""

@@ -152,6 +152,12 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
 
+    def hidden_normalized(self) -> dict[str, dict]:
+        """Layers of an ``nn.Sequential`` (without a declared ``hidden_permutable()``) that a batch or
+        layer norm normalizes again (:func:`sequential_normalized`); else none."""
+        t = self.template()
+        return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_normalized(t)
+
     def permutation_stop(self) -> str | None:
         """Why an ``nn.Sequential`` without a ``hidden_permutable()`` has no inferred groups: the first
         child that ended the inference after a layer (``"'3' (Flatten)"``), else ``None``."""
@@ -240,6 +246,33 @@ def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]
         return {}
     groups, _, homogeneous = _walk(module)
     return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
+
+
+def sequential_normalized(module: nn.Module) -> dict[str, dict]:
+    """The ``Linear`` / ``Conv`` layers of an ``nn.Sequential`` followed by a norm over their units with
+    only positively homogeneous modules (ReLU, pooling, dropout) between: a batch norm over the layer's
+    channels (in eval mode each unit's scale cancels: its running mean and variance carry it) or a layer
+    norm over a Linear's features (one scale for the layer). ``{layer: {"incoming": [(layer.weight, 0),
+    (layer.bias, 0)], "stats": [(norm.running_mean, 1), (norm.running_var, 2)], "per_unit": bool}}``
+    (``Family.hidden_normalized``)."""
+    if not isinstance(module, nn.Sequential):
+        return {}
+    out: dict[str, dict] = {}
+    prev: tuple[str, nn.Module] | None = None
+    for name, child in module.named_children():
+        if isinstance(child, LAYERS):
+            prev = (name, child) if getattr(child, "groups", 1) == 1 else None
+        elif prev is not None and isinstance(child, NORMS) and _per_unit(child, prev[1]):
+            pname, layer = prev
+            batch = not isinstance(child, nn.LayerNorm)
+            stats = [(f"{name}.{t}", k) for t, k in (("running_mean", 1), ("running_var", 2))
+                     if batch and isinstance(getattr(child, t, None), torch.Tensor)]
+            out[pname] = {"incoming": [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if layer.bias is not None else []),
+                          "stats": stats, "per_unit": batch}
+            prev = None
+        elif not isinstance(child, HOMOGENEOUS):
+            prev = None
+    return out
 
 
 def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
