@@ -183,6 +183,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
     label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
+    if label_free is not None and label_free.verdict == "insufficient" and len({str(v) for v in lineage_values}) == 1 \
+            and str(lineage_values[0]) == "-1":  # an import that recorded no seeds: not one family, but unknown ones
+        label_free = dataclasses.replace(label_free, sentence=f"insufficient: the init families are unknown (every "
+                                         f"model's '{opts.lineage}' is -1, an import's mark for a seed it was not given)")
     if label_free is not None and label_free.verdict != "insufficient":
         known = np.asarray([not lf.missing(v) for v in lineage_values], bool)
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))

@@ -71,6 +71,9 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
     values = [str(v) for v in model_table(zoo).get(RECOVERED, [])]
     sizes = list(Counter(values).values())
     n, alone = sum(s >= 2 for s in sizes), sum(s == 1 for s in sizes)
+    if n == 0:  # nothing recovered: no size list to give (the thirteenth audit's "exact;  models")
+        return (f"lineage: `fingerprint lineage` recovered no family of two or more (weights, {rec.get('evidence', 'exact')}); "
+                f"all {alone} models alone, each its own family: an estimate, not a column of the zoo (docs/lineage.md)")
     return (f"lineage: the {n} {'family' if n == 1 else 'families'} recovered by `fingerprint lineage` (weights, "
             f"{rec.get('evidence', 'exact')}; {sizes_text([s for s in sizes if s >= 2])} models"
             + (f", and {alone} {'model' if alone == 1 else 'models'} alone" if alone else "")

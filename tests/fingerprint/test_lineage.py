@@ -95,6 +95,8 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     before = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
     assert before.lineage == "init_seed" and before.scorecard[0].label_free_verdict == "insufficient"
     assert "fingerprint lineage ZOO" in before.scorecard[0].label_free_sentence
+    assert before.scorecard[0].label_free_sentence.startswith(  # unknown, not one family (the thirteenth audit)
+        "insufficient: the init families are unknown (every model's 'init_seed' is -1, an import's mark for a seed")
     lineage(zoo, n_perm=999)
     assert adjusted_mutual_info_score(truth, pipeline.model_table(zoo)[pipeline.RECOVERED]) == 1.0
     after = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
@@ -106,6 +108,12 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     assert recovered_line(after.lineage, zoo) == ("lineage: the 4 families recovered by `fingerprint lineage` (weights, "
                                                   "exact; 6 (x4) models), not a column of the zoo: an estimate (docs/lineage.md)")
     assert recovered_line(before.lineage, zoo) is None
+    table = pipeline.model_table(zoo)  # nothing recovered: no empty list of sizes (the thirteenth audit)
+    zoo.models.columns[pipeline.RECOVERED] = np.asarray([f"alone:{m}" for m in zoo.model_ids], dtype=object)
+    assert recovered_line(pipeline.RECOVERED, zoo) == (
+        f"lineage: `fingerprint lineage` recovered no family of two or more (weights, exact); all {len(zoo)} models "
+        "alone, each its own family: an estimate, not a column of the zoo (docs/lineage.md)")
+    del zoo.models.columns[pipeline.RECOVERED], table
     # a stored analysis is reused only with families built by the same rule (before it: connected components)
     from analysis.lineage import FAMILY_RULE
     from fingerprint.tables import options_stamp
