@@ -532,10 +532,11 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
     cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
                    for col, graded in c.columns.items())
-    if c.columns:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
-        cols += (f" (if {'that column records' if len(c.columns) == 1 else 'those columns record'} how the models were "
-                 "trained, such as their data, schedule or a hyper-parameter, the camps are that training difference: "
-                 "real, but not necessarily another rule)")
+    levels = [col for col, graded in c.columns.items() if not graded]  # a few levels: a setting, or a rule
+    if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
+        named = f"'{levels[0]}' records" if len(levels) == 1 else f"{', '.join(repr(x) for x in levels)} record"
+        cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
+                 "camps are that training difference: real, but not necessarily another rule)")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
