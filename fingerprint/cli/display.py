@@ -467,8 +467,10 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
         tracks = ", ".join(h.deep + h.both) or "none"
         upper = (f"; upper bound (privileged probe set): {h.best_privileged.fingerprint}, deep AMI {h.best_privileged.deep_ami:.2f}"
                  if h.best_privileged is not None and h.best_privileged.deep_ami is not None else "")
+        few = (f"; only {b.n_families} init families: the permutations decide, no interval resamples so few"
+               if b.n_families is not None and 2 <= b.n_families < MIN_FAMILIES else "")
         return (f"{b.fingerprint}{' (privileged)' if b.privileged else ''} aligns best with {h.label} "
-                f"({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}); "
+                f"({b.verdict}; {_with_ci('deep AMI', b.deep_ami, b.deep_ami_ci)}{few}); "
                 f"tracking the deep difference: {tracks}"
                 + (f"; basins or probe match {h.label} but too few families to test: {', '.join(h.floor)}" if h.floor else "")
                 + f"; label-free, {b.fingerprint}: {b.label_free_verdict}{upper}")

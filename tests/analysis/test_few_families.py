@@ -267,3 +267,5 @@ def test_two_families_split_the_same_way_are_a_lead_and_a_supervised_verdict():
     assert ans.candidates == [] and len(ans.few_family_leads) == 1
     assert ans.sentence.startswith("no candidate deep difference; a lead that 2 init families cannot confirm (with two "
                                    "or three, only the camps inside the families are tested"), ans.sentence
+    assert ("(tracks deep differences; deep AMI 1.00 (no interval: the value itself); only 2 init families: the "
+            "permutations decide, no interval resamples so few)") in headline_sentence(headline(result))
