@@ -647,7 +647,8 @@ def _candidates_sentence(ans: Answer) -> str:
     found = {f for c in ans.candidates for f in c.fingerprints}
     predictions = [] if ans.predictions_held or found & set(ans.predictions) else ans.predictions
     if n == 0:
-        return "no answer without ground truth: every fingerprint's label-free verdict is insufficient (too few init families)"
+        return ("no answer without ground truth: every fingerprint's label-free verdict is insufficient (one init family, "
+                "unknown ones, or too few models: each verdict's sentence says which)")
     if not ans.candidates:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, or a difference these fingerprints "

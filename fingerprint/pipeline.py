@@ -79,6 +79,7 @@ DEFAULT_FINGERPRINTS = ["probe-outputs", "ood-outputs", "recombined-outputs", "a
                         "weight-stats", "weight-spectra", "cka", "aligned-weights", "input-saliency"]
 TOKEN_INPUTS = "the 'in_dist' probes are token ids, which have no input gradient: token-occlusion in its place"
 ONE_TOKEN = "the 'in_dist' probes are single token ids: no input gradient, and no other position to compare"
+INTEGER_ARRAYS = "the 'in_dist' probes are integer arrays, not token sequences [probes, positions]: no input gradient"
 # where input-saliency is left out for TOKEN_INPUTS, the default set reads the positions the outputs move on instead
 TOKEN_SALIENCY = "token-occlusion"
 
@@ -129,7 +130,8 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         elif f == "recombined-outputs" and x[0].numel() == 1:
             why[f] = ONE_COORDINATE
         elif f == "input-saliency" and (not x.is_floating_point() or x[0].numel() == 1):
-            why[f] = ONE_VALUE if x.is_floating_point() else TOKEN_INPUTS if x.dim() == 2 and x.shape[1] >= 2 else ONE_TOKEN
+            why[f] = (ONE_VALUE if x.is_floating_point() else TOKEN_INPUTS if x.dim() == 2 and x.shape[1] >= 2
+                      else ONE_TOKEN if x.dim() <= 2 else INTEGER_ARRAYS)
     return why
 
 

@@ -45,7 +45,8 @@ BUILTIN_PACKAGE = "fingerprint.extractors"  # importing it registers the built-i
 KINDS = ("behavioural", "mechanistic")
 OUTPUTS = ("features", "distances")
 SCALES = ("columns", "common")  # ExtractorSpec.scale: standardise each column, or only centre (one unit)
-READS = ("", "outputs", "activations", "gradients", "weights")  # ExtractorSpec.reads: "" its own source
+# ExtractorSpec.reads: "" its own source; "occlusions": outputs on its probe set with tokens replaced (token-occlusion)
+READS = ("", "outputs", "activations", "gradients", "occlusions", "weights")
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
 _LOADED = {"builtins": False, "entry_points": False}

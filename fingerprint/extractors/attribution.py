@@ -104,25 +104,36 @@ def input_saliency(models, probe_set: str = "in_dist", n_probes: int = 64, dim: 
     return rms / total.clamp_min(torch.finfo(rms.dtype).tiny), {"probe_set": probe_set, "directions": m}
 
 
-def substitutes(x: torch.Tensor, seed: int) -> torch.Tensor:
+def substitutes(x: torch.Tensor, seed: int, pad_id: int | None = None) -> torch.Tensor:
     """For token probes ``x [P, T]``, a token ``[P, T]`` to put in place of each one: drawn (from
-    ``seed``) among the other tokens the probes use, never the one it replaces (so always a token the
-    models take, whatever the vocabulary). Needs two distinct tokens."""
-    vals = torch.unique(x)
-    if len(vals) < 2:
-        raise UserError("token-occlusion: the probes use a single token; nothing to put in its place")
-    draw = torch.randint(0, len(vals) - 1, x.shape, generator=generator(seed))  # [P, T] among the others
-    own = torch.searchsorted(vals, x)
-    return vals[draw + (draw >= own).long()]
+    ``seed``) among the other tokens the probes hold at that position, never the one it replaces, so
+    always a token the models take there (an imported module may embed each position with its own
+    vocabulary). A position where every probe holds one token keeps it (nothing to replace it with:
+    its share is 0), and so does left padding (``pad_id``, HF zoos: each prompt's leading run of it),
+    which is never drawn either: replacing a pad would lengthen the prompt, not change a token."""
+    real = torch.ones_like(x, dtype=torch.bool) if pad_id is None else (x != pad_id).long().cummax(-1).values.bool()
+    gen = generator(seed)
+    out = x.clone()
+    for t in range(x.shape[1]):  # positions, not models: a few dozen at most
+        pool = torch.unique(x[real[:, t], t])
+        if pad_id is not None:
+            pool = pool[pool != pad_id]
+        if len(pool) < 2:
+            continue
+        rows = torch.nonzero(real[:, t] & torch.isin(x[:, t], pool)).flatten()
+        draw = torch.randint(0, len(pool) - 1, (len(rows),), generator=gen)  # among the others at this position
+        own = torch.searchsorted(pool, x[rows, t])
+        out[rows, t] = pool[draw + (draw >= own).long()]
+    return out
 
 
-@extractor("token-occlusion", kind="behavioural", scale="common", bounds={"n_probes": (1, None)})
+@extractor("token-occlusion", kind="behavioural", reads="occlusions", scale="common", bounds={"n_probes": (1, None)})
 def token_occlusion(models, probe_set: str = "in_dist", n_probes: int = 64, seed: int = 0):
     """Each input position's share of how far the output moves when its token is replaced: ``[n, T]``,
     each row summing to 1 (0 for a model whose outputs no replacement moves).
 
-    For each probe and position, the token is swapped for another token the probes use (drawn from
-    ``seed``, the same for every model), and the change of the model's log-probabilities at its
+    For each probe and position, the token is swapped for another token the probes hold at that
+    position (drawn from ``seed``, the same for every model; :func:`substitutes`), and the change of the model's log-probabilities at its
     read-out (the last position of a per-position output) is measured as their Euclidean distance
     (a shift of all logits, which changes no prediction, adds nothing); the root mean square over the
     probes, divided by the row's sum: where a model reads its answer from, not how confident it is.
@@ -137,7 +148,10 @@ def token_occlusion(models, probe_set: str = "in_dist", n_probes: int = 64, seed
     if x.dim() != 2 or x.shape[1] < 2:
         raise UserError(f"token-occlusion needs token sequences [probes, positions] of two or more positions, got "
                         f"{list(x.shape)}")
-    sub = substitutes(x, seed)
+    sub = substitutes(x, seed, getattr(models.family, "pad_id", None))
+    if bool((sub == x).all()):
+        raise UserError(f"token-occlusion: no position of probe set '{probe_set}' holds two different tokens; nothing "
+                        "to put in place of any")
 
     def logp(inputs: torch.Tensor) -> torch.Tensor:  # [n, P, n_out] at the read-out
         y = models.forward(inputs)

@@ -150,4 +150,13 @@ def test_token_occlusion_says_which_position_each_rule_reads(tmp_path):
     want[:3, 0] = want[3:, 3] = 1.0
     assert np.allclose(res.values, want, atol=1e-6), res.values
     (one,) = extract(zoo, ["token-occlusion:probe_set=one"])
-    assert one.error == "token-occlusion: the probes use a single token; nothing to put in its place"
+    assert one.error == ("token-occlusion: no position of probe set 'one' holds two different tokens; nothing to put "
+                         "in place of any")
+    # found by review: positions with their own vocabularies (an Embedding(10) and an Embedding(3)) and left padding
+    two = torch.stack([torch.arange(8) % 10, torch.arange(8) % 3], 1)
+    sub = substitutes(two, 0)
+    assert (sub[:, 1] < 3).all() and (sub != two).all()
+    padded = torch.tensor([[0, 0, 5, 6], [0, 7, 5, 6], [4, 7, 3, 6]])
+    sub = substitutes(padded, 0, pad_id=0)
+    assert (sub[padded == 0] == 0).all() and (sub != 0).sum() == (padded != 0).sum()  # pads kept, never drawn
+    assert (sub[:, 3] == 6).all()  # one token at this position: nothing to replace it with

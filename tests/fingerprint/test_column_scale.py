@@ -66,7 +66,7 @@ def test_built_ins_declare_what_they_read_and_a_bad_declaration_is_refused():
         {"weight-stats", "weight-spectra", "aligned-weights"}
     assert get_extractor("cka").reads == builtin_spec("cka").reads == "activations"
     assert get_extractor("disagreement").reads == "outputs" and get_extractor("anomalous-inputs").reads == ""
-    with pytest.raises(UserError, match=r"unknown reads 'logits' \(valid: activations, gradients, outputs, weights, or leave it out"):
+    with pytest.raises(UserError, match=r"unknown reads 'logits' \(valid: activations, gradients, occlusions, outputs, weights, or leave it out"):
         extractor("test-bad-reads", reads="logits")(lambda models: None)
 
 

@@ -255,6 +255,35 @@ def test_weight_fingerprints_ignore_a_scale_a_norm_removes(tmp_path, norm):
         if name in ("weight-stats", "weight-spectra"):
             assert not np.allclose(raw[0], raw[2], rtol=1e-3), name  # unnormalized, the scale shows
 
+
+def test_a_relu_group_into_a_normed_layer_loses_both_scales(tmp_path):
+    """Found by review: Linear -> ReLU -> Linear -> BatchNorm. The ReLU units' outgoing weights are the normed
+    layer's incoming ones, so normalizing then balancing once left a model and its rescaled twin (either
+    scale, or both) 0.37 apart on weight-stats; the two alternate until both hold."""
+    from torch import nn
+
+    g = torch.Generator().manual_seed(0)
+    mods = [nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                          nn.Linear(16, 3)) for _ in range(2)]
+    for m in mods:
+        m[3].running_mean.copy_(torch.randn(16, generator=g))
+        m[3].running_var.copy_(torch.rand(16, generator=g) + 0.5)
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    s, c = torch.exp(torch.randn(16, generator=g)), torch.exp(torch.randn(16, generator=g))
+    with torch.no_grad():
+        twin[0].weight.mul_(s[:, None]), twin[0].bias.mul_(s), twin[2].weight.div_(s[None, :])
+        twin[2].weight.mul_(c[:, None]), twin[2].bias.mul_(c), twin[3].running_mean.mul_(c), twin[3].running_var.mul_(c**2)
+    x = torch.randn(32, 8, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    assert list(mb.family.hidden_rescalable()) == ["0"] and list(mb.family.hidden_normalized()) == ["2"]
+    for name in ("weight-stats", "weight-spectra", "aligned-weights"):
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+        assert meta["balanced"] == ["0"] and meta["normalized"] == ["2"] and "balance_residual" not in meta, name
+
 def test_weight_matching_recovers_a_known_permutation_exactly():
     mb = _batch(n=1, hp={"width": 24, "depth": 2})
     groups = mb.family.hidden_permutable()
