@@ -79,6 +79,7 @@ class Candidate:
     # columns only other members' candidate basins match -> those members
     columns_of_others: dict[str, list[str]] = field(default_factory=dict)
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
+    refined_sizes: dict[str, list[int]] = field(default_factory=dict)  # fingerprint -> its refining clusters' sizes
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
@@ -289,6 +290,14 @@ def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dic
             "basins": basins, "ami": _ami_range(amis)}
 
 
+def _cluster_sizes(r: FingerprintResult) -> list[int]:
+    """The sizes of ``r``'s own clusters (``clusters``) over the models with a candidate basin, largest first
+    (density noise, -1, left out): what :func:`refinement` counted."""
+    basins = _basins(r)
+    return sorted(Counter(int(c) for m, c in zip(r.model_ids, r.clusters) if m in basins and int(c) >= 0).values(),
+                  reverse=True)
+
+
 def _sizes(basins: dict[str, int]) -> list[int]:
     return sorted((sum(1 for b in basins.values() if b == c) for c in set(basins.values())), reverse=True)
 
@@ -434,6 +443,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
         ami=_ami_range(amis), columns=_columns([rep]), columns_of_others=_columns_of_others(group, rep),
         refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
+        refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r in group if refinement(r)},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         relatives=rep.label_free.get("n_related_families") != 0,
@@ -536,7 +546,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
         named = f"'{levels[0]}' records" if len(levels) == 1 else f"{', '.join(repr(x) for x in levels)} record"
         cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
-                 "camps are that training difference: real, but not necessarily another rule)")
+                 "camps are that training difference: real, but not necessarily a different mechanism)")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
@@ -607,7 +617,15 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
     by_k: dict[int, list[str]] = {}
     for f, k in c.refined_by.items():
         by_k.setdefault(k, []).append(f)
-    ks = "; ".join(f"k = {k} ({', '.join(fs)})" for k, fs in sorted(by_k.items()))
+    def sized(fs: list[str]) -> str:  # the first one's sizes (the thirteenth audit: 16/6/2 only in summary.json)
+        sizes = c.refined_sizes.get(fs[0])
+        if not sizes:
+            return ""
+        shown = sizes if len(sizes) <= 4 else [*sizes[:4], "..."]
+        return f": {', '.join(map(str, shown[:-1]))} and {shown[-1]} models" if shown[-1] != "..." else \
+            f": {', '.join(map(str, shown))} models"
+
+    ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
     return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and cutting across "
             "families: keeping one camp's seeds would keep several kinds of model (the clusters: summary.json assignments)")
 

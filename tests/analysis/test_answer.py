@@ -109,7 +109,7 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
             "matches column 'weight_decay' (graded: perhaps a continuum cut in two); (2)") in ans.sentence
     # a column of a few levels: a setting or a rule, said both ways (the thirteenth audit: a knob read like a rule)
     assert ("it matches column 'epochs' (if 'epochs' records how the models were trained, such as their data, schedule or "
-            "a hyper-parameter, the camps are that training difference: real, but not necessarily another rule)") in ans.sentence
+            "a hyper-parameter, the camps are that training difference: real, but not necessarily a different mechanism)") in ans.sentence
 
 
 # three kinds of model, one per member of 9 init families (the sixth audit's mlp-three-rules)
@@ -134,8 +134,9 @@ def test_clusters_that_split_the_camps_across_families_refine_the_candidate():
     assert c.refined_by == {"cka": 3} and one.finer is None
     assert ("candidate basins of 18 and 9 models (its, q 0.015, 20 SDs apart); the camps cut across the init families "
             "(the init seed does not decide them); every one of the 9 families has exactly 1 of its 3 models") in one.sentence
-    assert ("; their own clusters split the camps further: k = 3 (cka), each cluster inside one camp and cutting across "
-            "families") in one.sentence
+    assert ("; their own clusters split the camps further: k = 3 (cka: 9, 9 and 9 models), each cluster inside one "
+            "camp and cutting across families") in one.sentence
+    assert c.refined_sizes == {"cka": [9, 9, 9]}
     # clusters that are the camps, whole families, or clusters that straddle the camps: no refinement
     assert refinement(fp3("a", 2, [int(r == 2) for r in RULE3])) is None
     assert refinement(fp3("a", 2, [int(f) // 3 if r != 2 else 3 + int(f) % 2 for f, r in zip(FAM3, RULE3)])) is None
