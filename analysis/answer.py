@@ -227,11 +227,7 @@ def refinement(r: FingerprintResult) -> int | None:
     the seed does not decide, as ``crosses lineage`` asks of the camps: there a split into whole
     families is the families' identity; a ``groups lineages`` verdict's camps are whole families,
     and so may their refinement be). Counted on the models with a candidate basin and a cluster."""
-    basins, fam = _basins(r), r.lineage_values
-    if not basins or not r.clusters or fam is None or len(fam) != len(r.model_ids):
-        return None
-    rows = [(int(c), basins[m], str(f)) for m, c, f in zip(r.model_ids, r.clusters, fam)
-            if m in basins and int(c) >= 0 and str(f).strip() not in ("", "nan", "None")]  # no lineage value: no family
+    rows = _refine_rows(r)
     by_cluster: dict[int, list[tuple[int, str]]] = {}
     for c, b, f in rows:
         by_cluster.setdefault(c, []).append((b, f))
@@ -258,6 +254,17 @@ def refinement(r: FingerprintResult) -> int | None:
         if not related or sum(len(seen[f]) > 1 for f in related) < REFINE_CUT * len(related):
             return None
     return len(by_cluster)
+
+
+def _refine_rows(r: FingerprintResult) -> list[tuple[int, int, str]]:
+    """``(cluster, candidate basin, family)`` of each model of ``r`` with a candidate basin, a cluster (not
+    density noise, -1) and a lineage value: what :func:`refinement` counts. Empty when ``r`` has no
+    candidate basins, clusters or lineage values."""
+    basins, fam = _basins(r), r.lineage_values
+    if not basins or not r.clusters or fam is None or len(fam) != len(r.model_ids):
+        return []
+    return [(int(c), basins[m], str(f)) for m, c, f in zip(r.model_ids, r.clusters, fam)
+            if m in basins and int(c) >= 0 and str(f).strip() not in ("", "nan", "None")]  # no lineage value: no family
 
 
 def _clusters(r: FingerprintResult) -> dict[str, int]:
@@ -291,11 +298,8 @@ def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dic
 
 
 def _cluster_sizes(r: FingerprintResult) -> list[int]:
-    """The sizes of ``r``'s own clusters (``clusters``) over the models with a candidate basin, largest first
-    (density noise, -1, left out): what :func:`refinement` counted."""
-    basins = _basins(r)
-    return sorted(Counter(int(c) for m, c in zip(r.model_ids, r.clusters) if m in basins and int(c) >= 0).values(),
-                  reverse=True)
+    """The sizes of ``r``'s own clusters over the models :func:`refinement` counted, largest first."""
+    return sorted(Counter(c for c, _, _ in _refine_rows(r)).values(), reverse=True)
 
 
 def _sizes(basins: dict[str, int]) -> list[int]:
@@ -436,14 +440,15 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
 
     rep = group[min(range(len(group)), key=rank)]
     basins = _basins(rep)
+    refining = [(r, k) for r in group if (k := refinement(r))]  # each fingerprint's refinement, computed once
     return Candidate(
         fingerprints=[str(r.fingerprint) for r in group],
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
         ami=_ami_range(amis), columns=_columns([rep]), columns_of_others=_columns_of_others(group, rep),
-        refined_by={str(r.fingerprint): k for r in group if (k := refinement(r))},
-        refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r in group if refinement(r)},
+        refined_by={str(r.fingerprint): k for r, k in refining},
+        refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r, _ in refining},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         relatives=rep.label_free.get("n_related_families") != 0,
@@ -621,9 +626,9 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
         sizes = c.refined_sizes.get(fs[0])
         if not sizes:
             return ""
-        shown = sizes if len(sizes) <= 4 else [*sizes[:4], "..."]
-        return f": {', '.join(map(str, shown[:-1]))} and {shown[-1]} models" if shown[-1] != "..." else \
-            f": {', '.join(map(str, shown))} models"
+        if len(sizes) > 4:
+            return f": {', '.join(map(str, sizes[:4]))}, ... models"
+        return f": {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} models"
 
     ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
     return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and cutting across "

@@ -6,13 +6,15 @@ apart from one cloud", not "one cloud"; a groups test near significance names it
 the families as exploratory (:data:`EXPLORATORY_P`); a deep verdict from few families carries the
 caution of ``docs/scorecard.md`` ("Few families"). Nothing here changes a test statistic or a
 p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this
-module imports nothing of ours but :mod:`analysis.sortkeys`) and return strings or plain dicts.
+module imports nothing of ours but :mod:`analysis.sortkeys` and :data:`analysis.resampling.MIN_FAMILIES`)
+and return strings or plain dicts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from analysis.resampling import MIN_FAMILIES
 from analysis.sortkeys import natural_key
 
 __all__ = ["DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
@@ -64,7 +66,7 @@ FEW_FAMILIES_Q = 0.02
 # ... and with this many or fewer (only the camps inside the families are tested: analysis.labelfree._few_families),
 # at any q: on subsets of 2 and 3 families of the outside audits' null zoos, 3 of 40 three-family subsets gave a
 # deep verdict at q 0.01-0.018 (docs/scorecard.md, "Two or three families")
-FEW_ALWAYS = 3
+FEW_ALWAYS = MIN_FAMILIES - 1  # below the families a groups test needs (analysis.labelfree: n_fam < MIN_FAMILIES)
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
 MAX_CUT_NAMES = 6  # cut families named in a `groups lineages` sentence; the rest as a count (all in summary.json)
 

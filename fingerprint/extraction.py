@@ -141,32 +141,26 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
         label_map = dict(zip(zoo.model_ids, labels))
     else:
         label_map = None
+    results: list[ExtractResult] = []
     try:
-        return _extract_steps(zoo, resolved, step, force, chunk_size, label_map, on_progress, device, model_ids, runner)
+        for s in _steps(zoo, step):
+            population = active_models(zoo, s)
+            ids = population if model_ids is None else list(model_ids)
+            if not ids:
+                continue
+            subset = set(ids) != set(population)  # cached under its own key: never in place of the population's
+            finals = {int(zoo.models["final_step"][i]) for i in zoo.index(ids)}
+            step_key = s if s is not None else (finals.pop() if len(finals) == 1 else "final")
+            batch_cache: dict[str, ModelBatch] = {}
+            done = []
+            for text, spec, params in resolved:
+                done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
+                                 device, batch_cache, runner, subset))
+            if not subset:
+                record_failures(zoo, done, zoo.model_set_hash(ids))
+            results += done
     finally:
         forget_balanced()  # the balanced copy the weight fingerprints shared: not past this call
-
-
-def _extract_steps(zoo, resolved, step, force, chunk_size, label_map, on_progress, device, model_ids, runner
-                   ) -> list[ExtractResult]:
-    """:func:`extract`'s work, step by step (the specs resolved, the labels as a mapping)."""
-    results: list[ExtractResult] = []
-    for s in _steps(zoo, step):
-        population = active_models(zoo, s)
-        ids = population if model_ids is None else list(model_ids)
-        if not ids:
-            continue
-        subset = set(ids) != set(population)  # cached under its own key: never in place of the population's
-        finals = {int(zoo.models["final_step"][i]) for i in zoo.index(ids)}
-        step_key = s if s is not None else (finals.pop() if len(finals) == 1 else "final")
-        batch_cache: dict[str, ModelBatch] = {}
-        done = []
-        for text, spec, params in resolved:
-            done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
-                             device, batch_cache, runner, subset))
-        if not subset:
-            record_failures(zoo, done, zoo.model_set_hash(ids))
-        results += done
     return results
 
 

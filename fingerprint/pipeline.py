@@ -107,8 +107,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     arch = zoo.family_spec.get("arch")
     if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids: a vocabulary (no code run)
         if int(zoo.family_spec.get("vocab", 0) or 0) > 0:
-            return {"input-saliency": TOKEN_INPUTS if len(zoo.family_spec.get("input_shape") or [0, 0]) == 1
-                    and int((zoo.family_spec.get("input_shape") or [0])[0]) >= 2 else ONE_TOKEN}
+            return {"input-saliency": _integer_inputs(zoo.family_spec.get("input_shape") or ())}
         return {}
     task = task_for(zoo)
     sets = set(task.probe_names())
@@ -130,9 +129,17 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         elif f == "recombined-outputs" and x[0].numel() == 1:
             why[f] = ONE_COORDINATE
         elif f == "input-saliency" and (not x.is_floating_point() or x[0].numel() == 1):
-            why[f] = (ONE_VALUE if x.is_floating_point() else TOKEN_INPUTS if x.dim() == 2 and x.shape[1] >= 2
-                      else ONE_TOKEN if x.dim() <= 2 else INTEGER_ARRAYS)
+            why[f] = ONE_VALUE if x.is_floating_point() else _integer_inputs(x.shape[1:])
     return why
+
+
+def _integer_inputs(shape) -> str:
+    """Why ``input-saliency`` does not apply to integer inputs of one probe's ``shape``: token sequences
+    (``[T]``, two or more positions: :data:`TOKEN_SALIENCY` in its place), one token, or integer arrays."""
+    shape = [int(v) for v in shape]
+    if len(shape) == 1 and shape[0] >= 2:
+        return TOKEN_INPUTS
+    return ONE_TOKEN if len(shape) <= 1 else INTEGER_ARRAYS
 
 
 # -- configuration ---------------------------------------------------------------------------------

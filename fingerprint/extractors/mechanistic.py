@@ -138,11 +138,11 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
     """``params`` with every layer that a norm normalizes again (``Family.hidden_normalized``) at one
     point of its free scale: each unit's incoming weights and bias (a batch norm's, ``per_unit``)
     divided by their norm, or the whole layer's (a layer norm's) by their root mean square over its
-    units (so a wide layer's activations do not shrink towards the norm's ``eps``; float64, all
-    models at once), and the
-    batch norm's running statistics by the same factor to their ``power`` (mean 1, variance 2), so the
-    model computes what it did (up to the norm's ``eps``). A model and any positive rescaling of those
-    units give the same tensors. A unit (or layer) whose incoming weights are all zero is left as it is."""
+    units (so a wide layer's activations do not shrink towards the norm's ``eps``), and the batch
+    norm's running statistics by the same factor to their ``power`` (mean 1, variance 2), so the model
+    computes what it did (up to the norm's ``eps``); float64, all models at once. A model and any
+    positive rescaling of those units give the same tensors. A unit (or layer) whose incoming weights
+    are all zero is left as it is."""
     out = dict(params)
     for spec in groups.values():
         inc = [p for p, _ in spec["incoming"] if p in out]
@@ -155,11 +155,9 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
             sq = sum(out[p].double().pow(2).reshape(n, -1).sum(1) for p in inc)[:, None] / units  # [n, 1]: per unit
         c = sq.sqrt()
         c = torch.where(c > 0, c, torch.ones_like(c))
-        for p in inc:
-            out[p] = (out[p].double() / c.reshape(n, c.shape[1], *[1] * (out[p].dim() - 2))).to(out[p].dtype)
-        for p, power in spec["stats"]:
-            if p in out:
-                out[p] = (out[p].double() / c.pow(power).reshape(n, c.shape[1], *[1] * (out[p].dim() - 2))).to(out[p].dtype)
+        for p, power in [(p, 1) for p in inc] + [(p, k) for p, k in spec["stats"] if p in out]:
+            w = out[p]  # [n, units, ...] divided by c**power, unit by unit (one c for a layer norm's layer)
+            out[p] = (w.double() / c.pow(power).reshape(n, c.shape[1], *[1] * (w.dim() - 2))).to(w.dtype)
     return out
 
 
@@ -197,7 +195,7 @@ def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tup
 
 
 class _LastBalanced:
-    """The last :func:`balance_units` result, reused while its inputs are the very same tensors,
+    """The last :func:`canonical_scales` result, reused while its inputs are the very same tensors,
     unedited: the four balanced fingerprints of one ``extract`` call (weight-stats, weight-spectra,
     aligned-weights, cka) read one batch of parameters, and balancing a large population costs more
     than any of them (1,024 MLPs of width 64 and depth 8: ~9 s each). Keyed on the groups and each
@@ -208,23 +206,23 @@ class _LastBalanced:
     def __init__(self) -> None:
         self.refs: dict[str, Any] = {}
         self.versions: dict[str, int] = {}
-        self.groups: Any = None
+        self.key: str | None = None  # the groups and normalized layers it was computed for
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
     def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None
             ) -> tuple[dict[str, torch.Tensor], float | None]:
         key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items())))
-        same = (self.result is not None and key == self.groups and self.refs.keys() == params.keys()
+        same = (self.result is not None and key == self.key and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
             self.result = canonical_scales(params, groups, normalized or {})
-            self.refs, self.groups = {k: weakref.ref(v) for k, v in params.items()}, key
+            self.refs, self.key = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
 
     def clear(self) -> None:
-        self.result, self.refs, self.versions, self.groups = None, {}, {}, None
+        self.result, self.refs, self.versions, self.key = None, {}, {}, None
 
 
 def forget_balanced() -> None:
@@ -236,9 +234,10 @@ _LAST = _LastBalanced()
 
 
 def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The models' parameters with their rescalable units balanced (:func:`balance_units`) when
-    ``balance`` and the family declares or infers any (``hidden_rescalable``), and the metadata that
-    says which groups were (``{"balanced": [group, ...]}``). The balanced tensors are shared with
+    """The models' parameters with their free scales taken out (:func:`canonical_scales`) when ``balance``
+    and the family declares or infers any (rescalable units, ``hidden_rescalable``; layers a norm follows,
+    ``hidden_normalized``), and the metadata that says which (``{"balanced": [group, ...], "normalized":
+    [layer, ...]}``, ``balance_residual`` when it stopped short). The tensors are shared with
     the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
     normalized = models.family.hidden_normalized() if balance else {}

@@ -244,7 +244,7 @@ def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]
     units' scale moves freely between incoming and outgoing weights (``Family.hidden_rescalable``)."""
     if not isinstance(module, nn.Sequential):
         return {}
-    groups, _, homogeneous = _walk(module)
+    groups, _, homogeneous, _ = _walk(module)
     return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
 
 
@@ -254,25 +254,13 @@ def sequential_normalized(module: nn.Module) -> dict[str, dict]:
     channels (in eval mode each unit's scale cancels: its running mean and variance carry it) or a layer
     norm over a Linear's features (one scale for the layer). ``{layer: {"incoming": [(layer.weight, 0),
     (layer.bias, 0)], "stats": [(norm.running_mean, 1), (norm.running_var, 2)], "per_unit": bool}}``
-    (``Family.hidden_normalized``)."""
-    if not isinstance(module, nn.Sequential):
-        return {}
-    out: dict[str, dict] = {}
-    prev: tuple[str, nn.Module] | None = None
-    for name, child in module.named_children():
-        if isinstance(child, LAYERS):
-            prev = (name, child) if getattr(child, "groups", 1) == 1 else None
-        elif prev is not None and isinstance(child, NORMS) and _per_unit(child, prev[1]):
-            pname, layer = prev
-            batch = not isinstance(child, nn.LayerNorm)
-            stats = [(f"{name}.{t}", k) for t, k in (("running_mean", 1), ("running_var", 2))
-                     if batch and isinstance(getattr(child, t, None), torch.Tensor)]
-            out[pname] = {"incoming": [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if layer.bias is not None else []),
-                          "stats": stats, "per_unit": batch}
-            prev = None
-        elif not isinstance(child, HOMOGENEOUS):
-            prev = None
-    return out
+    (``Family.hidden_normalized``; found by :func:`_walk`)."""
+    return _walk(module)[3] if isinstance(module, nn.Sequential) else {}
+
+
+def _incoming(name: str, layer: nn.Module) -> list[tuple[str, int]]:
+    """A layer's units' incoming entries: ``[(name.weight, 0), (name.bias, 0)]`` (no bias: the weight alone)."""
+    return [(f"{name}.weight", 0)] + ([(f"{name}.bias", 0)] if layer.bias is not None else [])
 
 
 def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
@@ -288,8 +276,7 @@ def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
         elif isinstance(child, nn.Linear) and conv is not None and flat:
             cname, layer = conv
             if child.in_features % layer.out_channels == 0:
-                out[cname] = [(f"{cname}.weight", 0)] + ([(f"{cname}.bias", 0)] if layer.bias is not None else []) \
-                    + [(f"{name}.weight", 1)]
+                out[cname] = _incoming(cname, layer) + [(f"{name}.weight", 1)]
             conv = None
         elif isinstance(child, nn.Flatten) and conv is not None and not flat:
             flat = True
@@ -298,11 +285,13 @@ def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
-def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str]]:
-    """:func:`sequential_groups`, the first child that ended an inference (``"'3' (Flatten)"``), and the
-    groups with only positively homogeneous modules between their layers (:func:`sequential_rescalable`)."""
+def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str], dict[str, dict]]:
+    """:func:`sequential_groups`, the first child that ended an inference (``"'3' (Flatten)"``), the
+    groups with only positively homogeneous modules between their layers (:func:`sequential_rescalable`),
+    and the layers a norm over their units follows with only such modules between (:func:`sequential_normalized`)."""
     groups: dict[str, list[tuple[str, int]]] = {}
     homogeneous: set[str] = set()
+    normalized: dict[str, dict] = {}
     prev: tuple[str, nn.Module] | None = None
     between: list[tuple[str, int]] = []  # per-unit tensors of the norms since ``prev``
     scaled = True  # only positively homogeneous modules since ``prev``
@@ -315,12 +304,16 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
         elif isinstance(child, LAYERS):
             if prev is not None and (isinstance(child, nn.Linear) == isinstance(prev[1], nn.Linear)):
                 pname, player = prev
-                members = [(f"{pname}.weight", 0)] + ([(f"{pname}.bias", 0)] if player.bias is not None else [])
-                groups[pname] = members + between + [(f"{name}.weight", 1)]
+                groups[pname] = _incoming(pname, player) + between + [(f"{name}.weight", 1)]
                 if scaled and not between:
                     homogeneous.add(pname)
             prev, between, scaled = (name, child), [], True
         elif prev is not None and _per_unit(child, prev[1]):
+            if isinstance(child, NORMS) and scaled:  # the first norm, only homogeneous modules before it: a free scale
+                batch = not isinstance(child, nn.LayerNorm)
+                stats = [(f"{name}.{t}", k) for t, k in (("running_mean", 1), ("running_var", 2))
+                         if batch and isinstance(getattr(child, t, None), torch.Tensor)]
+                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch}
             between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
             scaled = scaled and isinstance(child, HOMOGENEOUS)  # pooling after a Conv keeps the scale; a norm does not
         elif not isinstance(child, ELEMENTWISE):
@@ -329,7 +322,7 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
             prev, between = None, []
         else:
             scaled = scaled and isinstance(child, HOMOGENEOUS)
-    return groups, stop, homogeneous
+    return groups, stop, homogeneous, normalized
 
 
 def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
