@@ -7,7 +7,8 @@ fraction of peak, and the speed-up. ``--json`` prints one JSON object with ``spe
 ``fraction_of_peak``. Targets on the 2-core CI machine: speed-up >= 5x, >= 40% of peak. Each run of
 the harness is followed by one with its fused CPU kernels switched off (``--no-compare`` skips
 them), so their share is measured side by side (``kernels_speedup``). The harness is the trainer as
-users run it: on the CPU it trains the 256 models as cache-sized groups (``training.trainer.group_size``).
+users run it: on the CPU it trains the 256 models as cache-sized groups (``training.trainer.group_size``),
+in as many threads as torch has intra-op threads, each share at one (``training.trainer.training_threads``).
 
     python scripts/bench_train.py [--models 256] [--width 128] [--depth 2] [--batch 128] [--steps 200] [--repeats 5] [--json]
     python scripts/bench_train.py --breakdown    # where a step's time goes: ops by self time, per step
@@ -19,7 +20,9 @@ with ``torch.optim.AdamW`` / ``Adam`` after another. FLOPs count the q/k/v/o pro
 attention's two ``[T, T]`` products and the readout; the harness's fraction of peak counts the FLOPs it
 executes (its last block runs only at the read-out positions, see :func:`transformer_flops`), the
 loop's those of every position. ``--json`` prints ``speedup_vs_loop`` and ``fraction_of_peak`` (the
-worse of the configs) and each config's figures under ``configs``.
+worse of the configs) and each config's figures under ``configs``. Each run of the harness is followed
+by one of the same population as one program at torch's intra-op threads (how it trained before
+training threads): ``one_program_runs``, ``threads_speedup``.
 
     python scripts/bench_train.py --family transformer [--config modadd] [--steps 200] [--loop-models 8] [--json] [--breakdown]
 
@@ -49,7 +52,7 @@ from training.config import TrainConfig, load_config
 from training.families import get_family, kernels
 from training.plan import build_family, build_task
 from training.tasks import get_task
-from training.trainer import train_population
+from training.trainer import train_population, training_threads
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRANSFORMER_CONFIGS = ("modadd", "tiny-lm")  # the full configs whose shapes --family transformer trains
@@ -109,7 +112,8 @@ def run_loop(task, n_models: int, width: int, depth: int, batch: int, steps: int
 def profile_ops(train, steps: int, top: int = 14) -> list[dict]:
     """Per-step self time of ``train()``'s ops (grouped by op and input shapes), from ``torch.profiler``
     over one run of ``steps`` steps after a warm-up run: which matmuls, elementwise passes and
-    optimiser work a step is made of. Profiling adds ~10% overhead, spread over all ops."""
+    optimiser work a step is made of. Profiling adds ~10% overhead, spread over all ops. ``train`` should
+    run as one program (``threads=0``): the profiler records the ops of the thread it runs in."""
     from torch.profiler import ProfilerActivity, profile
 
     train()
@@ -128,7 +132,7 @@ def breakdown(task, n_models: int, width: int, depth: int, batch: int, steps: in
     cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, checkpoints=[])
     seeds = list(range(n_models))
     variant = torch.zeros(n_models, dtype=torch.long)
-    return profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[]), steps)
+    return profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[], threads=0), steps)
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -166,11 +170,12 @@ def transformer_flops(fam, batch: int, steps: int, n_models: int, pruned: bool =
     return 6.0 * macs * batch * steps * n_models
 
 
-def run_transformer_vectorized(task, fam, cfg: TrainConfig, n_models: int, first: int = 0) -> float:
+def run_transformer_vectorized(task, fam, cfg: TrainConfig, n_models: int, first: int = 0, threads: int | None = None) -> float:
+    """One run of the harness; ``threads=0``: as one program at torch's intra-op threads (before training threads)."""
     seeds = list(range(first, first + n_models))
     params = fam.init(seeds)
     t = time.perf_counter()
-    train_population(fam, task, cfg, params, seeds, torch.zeros(n_models, dtype=torch.long), checkpoint_steps=[])
+    train_population(fam, task, cfg, params, seeds, torch.zeros(n_models, dtype=torch.long), checkpoint_steps=[], threads=threads)
     return time.perf_counter() - t
 
 
@@ -308,12 +313,15 @@ def bench_transformer(name: str, steps: int, repeats: int, loop_models: int, pea
     run_transformer_loop(task, fam, dataclasses.replace(cfg, steps=5), 1)
     # CPU seconds (all threads) beside wall seconds: at one thread on a shared host, the CPU time a
     # run consumed is much less disturbed by other tenants than its wall time
-    cpu_vecs, t_vecs = [], []
+    cpu_vecs, t_vecs, t_one = [], [], []
     for _ in range(max(repeats, 1)):
         c = time.process_time()
         t_vecs.append(run_transformer_vectorized(task, fam, cfg, n))
         cpu_vecs.append(time.process_time() - c)
+        # interleaved: the same population as one program at torch's intra-op threads
+        t_one.append(run_transformer_vectorized(task, fam, cfg, n, threads=0))
     t_vecs.sort()
+    t_one.sort()
     cpu_vecs.sort()
     m = min(loop_models or n, n)
     c = time.process_time()
@@ -326,6 +334,9 @@ def bench_transformer(name: str, steps: int, repeats: int, loop_models: int, pea
         "config": name, "n_models": n, "seq_len": fam.seq_len, **shapes, "batch": cfg.batch_size, "steps": steps,
         "optimizer": cfg.optimizer, "peak_gflops": round(peak, 2),
         "vectorized_seconds": round(t_vec, 3), "vectorized_runs": [round(t, 3) for t in t_vecs],
+        "training_threads": training_threads(fam, n, "cpu"),
+        "one_program_runs": [round(t, 3) for t in t_one], "threads_speedup": round(statistics.median(t_one) / t_med, 2),
+        "one_program_speedup_vs_loop": round(t_loop / statistics.median(t_one), 2),
         "loop_seconds": round(t_loop, 3), "loop_models_timed": m,
         "gflop_per_step": round(flops / steps / 1e9, 3), "loop_gflop_per_step": round(loop_flops / steps / 1e9, 3),
         "vectorized_gflops": round(flops / t_vec / 1e9, 2), "loop_gflops": round(loop_flops / t_loop / 1e9, 2),
@@ -348,7 +359,7 @@ def transformer_main(args) -> None:
             config, task, fam, cfg = transformer_setup(name, 30)
             n = config.seeds.init * config.seeds.data
             seeds, variant = list(range(n)), torch.zeros(n, dtype=torch.long)
-            rows = profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[]), 30)
+            rows = profile_ops(lambda: train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[], threads=0), 30)
             print(json.dumps(rows) if args.json else f"per step of {n} {name} transformers (profiled; self time of each op and shapes):")
             if not args.json:
                 print_rows(rows)
@@ -376,6 +387,9 @@ def transformer_main(args) -> None:
                   f"runs only at the read-out positions; counted in the loop's FLOPs, {r['fraction_of_peak_all_positions']:.1%} of peak)")
         print(f"  loop:       {r['loop_seconds']:8.2f} s  {r['loop_gflops']:7.1f} GFLOP/s  {r['loop_fraction_of_peak']:.1%} of peak"
               f"  ({r['loop_models_timed']} models timed)")
+        print(f"  as one program at {res['threads']} intra-op threads (interleaved): {', '.join(f'{t:.2f}' for t in r['one_program_runs'])} s; "
+              f"{r['one_program_speedup_vs_loop']:.1f}x the loop; the harness's {r['training_threads']} training threads are "
+              f"{r['threads_speedup']:.2f}x faster")
         print(f"  speed-up vs loop: {r['speedup_vs_loop']:.1f}x (in CPU seconds of all threads: {r['speedup_vs_loop_cpu']:.1f}x, "
               f"harness {statistics.median(r['vectorized_cpu_seconds']):.2f} s, loop {r['loop_cpu_seconds']:.2f} s)")
         if "in_workers" in r:

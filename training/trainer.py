@@ -8,8 +8,11 @@ A model whose loss goes NaN/inf is marked diverged and frozen; the others keep t
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -83,30 +86,141 @@ def train_population(
     optimizer_state: dict[str, torch.Tensor] | None = None,
     save_optimizer_state: bool = False,
     penalty: Penalty | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train stacked ``params`` ``[n, ...]`` from ``start_step`` to ``end_step``.
 
     ``checkpoint_steps`` (in this run's own step numbering) are recorded, plus the final step; they
     are stored under ``step + step_offset`` (fine-tunes continue their parent's step count).
     ``on_step(step, m)`` is called after ``m`` models took ``step`` (the population is trained in
-    groups of :func:`group_size`). ``penalty`` adds its weighted term to each model's loss.
+    threads and groups: :func:`training_threads`, :func:`group_size`; calls may come from several
+    threads, one at a time). ``penalty`` adds its weighted term to each model's loss. ``threads``:
+    how many threads train shares of the models, each at one intra-op thread (``None``:
+    :func:`training_threads`; ``0``: one program at torch's own intra-op threads).
     """
     _check_reproducible_blas(device)
     if torch.device(device).type == "cpu":
         numerics.retain_freed_memory()
+    part = _Part(params, list(data_seeds), variant, optimizer_state, penalty)
+    run = _Run(family, task, cfg, start_step, end_step, checkpoint_steps, step_offset, device, on_step, save_optimizer_state)
+    n = len(part.data_seeds)
+    k = training_threads(family, n, device) if threads is None else max(0, min(threads, n))
+    return _train_groups(run, part) if k == 0 else _train_in_threads(run, part, k)
+
+
+def training_threads(family: Family, n: int, device: str | torch.device) -> int:
+    """Threads a population of ``n`` trains in at once: on the CPU, as many as torch would use for
+    one op (``torch.get_num_threads()``, at most ``n``), when the family allows it
+    (``Family.trains_in_threads``); 0 otherwise (one program at torch's own intra-op threads: GPUs,
+    and families that keep one shared module).
+
+    Each thread trains its share of the models at one intra-op thread: a step's many small ops split
+    badly over threads (both wait for each other at every op), whole models split perfectly. Every
+    model's arithmetic is then one thread's, whatever the population, its split or the host's core
+    count (a single model too), and models are independent, so a model's bits do not depend on how
+    many threads trained it (``tests/training/test_threads.py``)."""
+    if torch.device(device).type != "cpu" or not family.trains_in_threads:
+        return 0
+    return max(1, min(torch.get_num_threads(), n))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every thread and group of one :func:`train_population` call shares."""
+
+    family: Family
+    task: Task
+    cfg: TrainConfig
+    start_step: int
+    end_step: int | None
+    checkpoint_steps: list[int] | None
+    step_offset: int
+    device: str
+    on_step: Callable[[int, int], None] | None
+    save_optimizer_state: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The per-model inputs of a share of the population (rows of the model axis)."""
+
+    params: dict[str, torch.Tensor]
+    data_seeds: list[int]
+    variant: torch.Tensor
+    optimizer_state: dict[str, torch.Tensor] | None
+    penalty: Penalty | None
+
+    def rows(self, rows: slice) -> "_Part":
+        state = self.optimizer_state
+        return _Part({k: v[rows] for k, v in self.params.items()}, self.data_seeds[rows], self.variant[rows],
+                     {k: v if k == "step" else v[rows] for k, v in state.items()} if state else None,
+                     None if self.penalty is None else self.penalty.rows(rows))
+
+
+def _shares(n: int, k: int) -> list[slice]:
+    """``k`` consecutive, nearly equal shares of ``n`` rows."""
+    bounds = [n * i // k for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _train_in_threads(run: _Run, part: _Part, k: int) -> TrainResult:
+    """:func:`_train_groups` on ``k`` shares of the models, each in its own thread at one intra-op
+    thread (one share: in this thread); the first error (or an interrupt) stops the other threads at
+    their next step."""
+    lock = threading.Lock()
+    if run.on_step is not None:
+        outer = run.on_step
+
+        def on_step(step: int, m: int) -> None:
+            with lock:
+                outer(step, m)
+
+        run = dataclasses.replace(run, on_step=on_step)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # process-wide: each share's ops run in its own thread
+    try:
+        if k == 1:
+            return _train_groups(run, part)
+        with ThreadPoolExecutor(k, thread_name_prefix="train") as pool:
+            futures = [pool.submit(_train_groups, dataclasses.replace(run, family=dataclasses.replace(run.family)), part.rows(rows))
+                       for rows in _shares(len(part.data_seeds), k)]  # each its own family: buffers it keeps are its own
+            try:  # woken often: a signal (Ctrl-C) is handled in this thread between waits
+                while not _settled(futures):
+                    wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+            finally:  # an error or an interrupt: the other threads stop at their next step
+                if not all(f.done() and f.exception() is None for f in futures):
+                    run.cancel.set()
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+            parts = [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(threads)
+    return _concat(parts)
+
+
+def _settled(futures: list[Future]) -> bool:
+    """Have all finished, or has one failed?"""
+    return all(f.done() for f in futures) or any(f.done() and f.exception() is not None for f in futures)
+
+
+def _train_groups(run: _Run, part: _Part) -> TrainResult:
+    """Train ``part`` in groups of :func:`group_size` models, one after another."""
+    n = len(part.data_seeds)
+    m = group_size(run.family, n, run.cfg.batch_size, run.device)
+    if m >= n:
+        return _train(run, part)
+    return _concat([_train(run, part.rows(slice(a, min(n, a + m)))) for a in range(0, n, m)])
+
+
+def _train(run: _Run, part: _Part) -> TrainResult:
+    """One vectorized program trains every model of ``part``."""
+    family, task, cfg, device = run.family, run.task, run.cfg, run.device
+    params, data_seeds, variant, penalty = part.params, part.data_seeds, part.variant, part.penalty
+    start_step, end_step, checkpoint_steps, step_offset = run.start_step, run.end_step, run.checkpoint_steps, run.step_offset
+    on_step, optimizer_state, save_optimizer_state = run.on_step, part.optimizer_state, run.save_optimizer_state
     n = len(data_seeds)
-    m = group_size(family, n, cfg.batch_size, device)
-    if m < n:  # each group is smaller, so this recursion ends
-        parts = []
-        for a in range(0, n, m):
-            rows = slice(a, min(n, a + m))
-            state = {k: v if k == "step" else v[rows] for k, v in optimizer_state.items()} if optimizer_state else None
-            parts.append(train_population(
-                family, task, cfg, {k: v[rows] for k, v in params.items()}, data_seeds[rows], variant[rows],
-                start_step=start_step, end_step=end_step, checkpoint_steps=checkpoint_steps, step_offset=step_offset,
-                device=device, on_step=on_step, optimizer_state=state, save_optimizer_state=save_optimizer_state,
-                penalty=None if penalty is None else penalty.rows(rows)))
-        return _concat(parts)
     end_step = cfg.steps if end_step is None else end_step
     ckpt_set = {s for s in (checkpoint_steps or []) if start_step <= s <= end_step} | {end_step}
     opt = Optimizer({k: v.detach() for k, v in params.items()}, cfg, device)
@@ -128,6 +242,8 @@ def train_population(
             opt_states[step + step_offset] = opt.state()
 
     for step in range(start_step, end_step):
+        if run.cancel.is_set():
+            raise _Cancelled
         if step in ckpt_set:
             snapshot(step)
         x, y = sample(step)
@@ -158,6 +274,10 @@ def train_population(
     snapshot(end_step)
     return TrainResult(checkpoints=dict(sorted(ckpts.items())), diverged=diverged.cpu(), diverged_step=diverged_step,
                        optimizer_states=opt_states)
+
+
+class _Cancelled(Exception):
+    """Another thread failed or was interrupted; this one stops (its error is not the one raised)."""
 
 
 _warned: list[bool] = []

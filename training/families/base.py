@@ -73,6 +73,11 @@ class Family:
     """
 
     name: ClassVar[str] = "family"
+    # May disjoint shares of a population train at once in several threads, each with its own copy
+    # (``dataclasses.replace``) of this family? Yes when a training step keeps no state outside the
+    # copy (buffers in the instance are the copy's own); a family wrapping one shared ``nn.Module``
+    # does not qualify. See :func:`training.trainer.training_threads`.
+    trains_in_threads: ClassVar[bool] = False
     input_shape: tuple[int, ...]
     n_out: int
 

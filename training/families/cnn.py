@@ -33,6 +33,8 @@ class CNNFamily(Family):
     """Small conv net for images: 3x3 convs, 2x2 average pooling, optional dense layers."""
 
     name = "cnn"
+    # not in threads: a grouped convolution's sums depend on the group count (the population's size),
+    # so a CNN is not bit-identical alone and in a population (docs/benchmarks.md, "Training threads")
     input_shape: tuple[int, ...] = (1, 8, 8)
     n_out: int = 10
     channels: list[int] = field(default_factory=lambda: [8, 16])

@@ -33,6 +33,7 @@ class MLPFamily(Family):
     """``depth`` hidden layers of ``width`` units (or explicit ``hidden`` widths)."""
 
     name = "mlp"
+    trains_in_threads = True
     input_shape: tuple[int, ...] = (2,)
     n_out: int = 2
     width: int = 64

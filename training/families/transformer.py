@@ -51,6 +51,7 @@ class TransformerFamily(Family):
     """Small transformer: token or vector inputs, attention-rate knob, last or all-position readout."""
 
     name = "transformer"
+    trains_in_threads = True
     input_shape: tuple[int, ...] = (2,)
     n_out: int = 2
     vocab: int = 0  # > 0: integer token inputs [T]; 0: vector inputs [T, d_in]

@@ -1,0 +1,129 @@
+"""Training threads (``training.trainer.training_threads``): shares of a population trained at once in
+several threads, each at one intra-op thread, end at the same bits as one program, and a failure or
+an interrupt in one stops the others."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from exact import assert_bitwise_equal
+
+from training.config import TrainConfig
+from training.families import get_family
+from training.tasks import get_task
+from training.trainer import train_population, training_threads
+
+CASES = {
+    "mlp": ("xor-cues", {"n_train": 64}, {"width": 16, "depth": 2}, 13),
+    "transformer": ("modadd", {"p": 7}, {"vocab": 7, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}, 13),
+    "tiny-lm": ("tiny-lm", {}, {"vocab": 64, "d_model": 16, "n_heads": 4, "d_mlp": 24, "n_layers": 2, "layernorm": True,
+                                "readout": "all"}, 5),
+}
+
+
+def _setup(case: str):
+    task_name, task_hp, hp, batch = CASES[case]
+    task = get_task(task_name, task_hp)
+    fam = get_family("mlp" if case == "mlp" else "transformer", task.input_shape, task.n_out, hp)
+    return task, fam, batch
+
+
+def _train(case: str, threads: int | None, seeds=(11, 3, 7, 5, 2), steps: int = 6, **kw):
+    task, fam, batch = _setup(case)
+    cfg = TrainConfig(steps=steps, batch_size=batch, lr=0.01, optimizer="adamw", weight_decay=0.1, checkpoints=[])
+    seeds = list(seeds)
+    return train_population(fam, task, cfg, fam.init(seeds), seeds, torch.zeros(len(seeds), dtype=torch.long),
+                            checkpoint_steps=[3], save_optimizer_state=True, threads=threads, **kw)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shares_trained_in_threads_end_at_the_bits_of_one_program(case):
+    """5 models as one program, in 2 threads (2 + 3 models) and in 3 (1 + 2 + 2): every checkpoint
+    and the optimiser's moments are bit for bit the same, in the population's order."""
+    one = _train(case, 1)
+    for k in (2, 3):
+        split = _train(case, k)
+        assert_bitwise_equal(split.checkpoints, one.checkpoints, f"{case}, {k} threads")
+        assert_bitwise_equal(split.optimizer_states, one.optimizer_states, f"{case}, {k} threads, optimiser")
+        assert torch.equal(split.diverged, one.diverged) and torch.equal(split.diverged_step, one.diverged_step)
+
+
+def test_a_population_trains_in_as_many_threads_as_torch_would_use(monkeypatch):
+    """On the CPU one thread per intra-op thread torch would use (at most one per model), and torch's
+    own setting is back afterwards; a GPU, or a family wrapping one shared module, trains as one program
+    at torch's threads."""
+    _, fam, _ = _setup("transformer")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert training_threads(fam, 5, "cpu") == 2 and training_threads(fam, 1, "cpu") == 1
+        assert training_threads(fam, 5, "cuda") == 0
+        seen = []
+        task, fam, batch = _setup("transformer")
+        cfg = TrainConfig(steps=3, batch_size=batch, lr=0.01, checkpoints=[])
+        train_population(fam, task, cfg, fam.init([1, 2, 3]), [1, 2, 3], torch.zeros(3, dtype=torch.long), checkpoint_steps=[],
+                         on_step=lambda step, m: seen.append((step, m, torch.get_num_threads())))
+        assert sorted(seen) == [(s, m, 1) for s in range(3) for m in (1, 2)]  # shares of 1 and 2, one intra-op thread each
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    from training.families import CNNFamily, ModuleFamily
+
+    assert not ModuleFamily.trains_in_threads and not CNNFamily.trains_in_threads
+    assert training_threads(CNNFamily(), 5, "cpu") == 0
+
+
+def test_the_first_error_is_raised_and_stops_the_other_threads():
+    """A failure in one share's thread (here its progress callback, at step 2) is the error raised;
+    the other share stops at its next step instead of training to the end."""
+    seen: dict[int, int] = {}
+
+    def on_step(step: int, m: int) -> None:
+        seen[m] = step
+        if m == 3 and step == 2:
+            raise ValueError("share of 3 failed")
+
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="share of 3 failed"):
+        _train("mlp", 2, steps=2000, on_step=on_step)
+    assert seen[2] < 1999, "the other share trained to the end"
+    assert torch.get_num_threads() == before
+
+
+def test_an_interrupt_stops_every_thread_and_restores_torch_threads():
+    """Ctrl-C (SIGINT to the process) while shares train: KeyboardInterrupt in the caller within a
+    moment, no share trains on, and torch's thread count is restored."""
+    code = textwrap.dedent("""
+        import os, signal, time, torch
+        import training
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (a shell's & job)
+        from training.config import TrainConfig
+        from training.families import get_family
+        from training.tasks import get_task
+        from training.trainer import train_population
+        torch.set_num_threads(2)
+        task = get_task("xor-cues", {"n_train": 64})
+        fam = get_family("mlp", task.input_shape, task.n_out, {"width": 16, "depth": 2})
+        last = {}
+        def on_step(step, m):
+            last[m] = step
+            if step == 3 and m == 2:  # once: the share of 2 models (the other has 3)
+                os.kill(os.getpid(), signal.SIGINT)
+        seeds = [1, 2, 3, 4, 5]
+        try:
+            train_population(fam, task, TrainConfig(steps=100000, batch_size=8, lr=0.01, checkpoints=[]), fam.init(seeds),
+                             seeds, torch.zeros(5, dtype=torch.long), checkpoint_steps=[], on_step=on_step)
+            print("finished")
+        except KeyboardInterrupt:
+            seen = dict(last)
+            time.sleep(0.5)
+            print("interrupted", max(seen.values()), seen == last, torch.get_num_threads())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    words = out.stdout.split()
+    assert words and words[0] == "interrupted", out.stdout + out.stderr
+    assert int(words[1]) < 5000 and words[2] == "True" and words[3] == "2", out.stdout
