@@ -631,19 +631,23 @@ def _max_on_path(barrier_at, alphas: torch.Tensor, pairs: int, refine: int) -> t
     return best
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="4",
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="5",
            bounds={"n_probes": (1, None), "n_points": (3, None), "refine": (0, None), "landmarks": (0, None),
                    "pair_chunk": (1, None)})
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6, align: bool = False, landmarks: int = 0,
-                seed: int = 0, pair_chunk: int = 2048):
+                seed: int = 0, pair_chunk: int = 2048, balance: bool = True):
     """Loss barrier on the linear path between two models: max over interior points of
     L((1-a) t_i + a t_j) - ((1-a) L(t_i) + a L(t_j)), on the task's training loss. The maximum is
     sought on ``n_points`` evenly spaced points, then refined by ``refine`` golden-section steps
     between the best point's neighbours (``refine=0``: the grid alone). ``align`` first permutes
     every model onto model 0 (weight matching from the order-free start; version 4); ``landmarks`` > 0 measures each model against that
-    many landmark models instead of all pairs, giving [n, landmarks]."""
+    many landmark models instead of all pairs, giving [n, landmarks]. The paths run between the models with
+    their free scales taken out (``balance``, version 5: :func:`_canonical`), so a model and its rescaled
+    twin are one end point: a straight line between two points of one rescaling orbit crosses other
+    functions."""
     x, y, loss = _labelled(models, n_probes)
-    params = _aligned(models, 0, 10) if align else models.params
+    params, meta = _canonical(models, balance)
+    params = _aligned(models, 0, 10, params=params) if align else params
     n = len(models.model_ids)
     if landmarks > 0:
         lm = np.sort(np.random.default_rng(seed).choice(n, size=min(landmarks, n), replace=False))
@@ -679,21 +683,24 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6,
     if lm is None:
         out = torch.zeros(n, n)
         out[ii, jj] = barrier
-        return out + out.T
-    return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm]}
+        return out + out.T, meta
+    return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm], **meta}
 
 
-@extractor("gradients", kind="mechanistic", reads="gradients", bounds={"n_probes": (1, None), "dim": (1, None)})
-def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0):
+@extractor("gradients", kind="mechanistic", reads="gradients", version="2", bounds={"n_probes": (1, None), "dim": (1, None)})
+def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0, balance: bool = True):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
-    probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim]."""
+    probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim].
+    Taken at the models with their free scales taken out (``balance``, version 2: :func:`_canonical`):
+    a unit's rescaling divides its incoming weights' gradients by the scale it multiplies them by."""
     x = probes(models, probe_set, n_probes).to(models.device)
     g = generator(seed)
     r = torch.randn(models.task.n_out, generator=g).to(models.device)
     fam = models.family
-    weights, meta = _weights(models, "gradients")
+    weights, meta = _weights(models, "gradients", balance)
     params = {k: v.detach() for k, v in weights.items()}
-    buffers = {k: v.detach() for k, v in models.params.items() if k not in weights}  # used, not differentiated
+    canonical, _ = _canonical(models, balance)  # the buffers too: a normalized layer's running statistics follow it
+    buffers = {k: v.detach() for k, v in canonical.items() if k not in weights}  # used, not differentiated
 
     def scalar(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
         out = fam({**p, **buffers}, xi.unsqueeze(0))  # [n, 1, n_out]; models are independent, so one sum gives each its own grad

@@ -149,6 +149,28 @@ def test_weight_fingerprints_ignore_a_rescaling_of_relu_units(arch, hp, shape):
 
 
 
+def test_gradients_and_lmc_barrier_ignore_a_rescaling_of_relu_units():
+    """`gradients` and `lmc-barrier` saw a rescaling too (a unit's incoming gradients divide by the scale
+    its weights multiply by; a straight path between two points of one orbit crosses other functions).
+    Both now read the balanced models: model 2 rescaled gives the same rows, and a model's rescaled twin
+    sits at barrier 0 from it; `balance=false` is the old reading."""
+    mb = _batch("mlp", {"width": 12, "depth": 2})
+    rs = _rescale_hidden(mb, 2)
+    for name in ("gradients", "lmc-barrier"):
+        spec = get_extractor(name)
+        a, meta = spec.compute(mb, spec.params)
+        b, _ = spec.compute(rs, spec.params)
+        assert meta["balanced"] == sorted(mb.family.hidden_rescalable()), name
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), name
+        raw_a, raw_meta = spec.compute(mb, {**spec.params, "balance": False})
+        raw_b, _ = spec.compute(rs, {**spec.params, "balance": False})
+        assert "balanced" not in raw_meta and not np.allclose(raw_a[2], raw_b[2], rtol=1e-3), name
+    twin = ModelBatch(mb.family, {k: torch.cat([v, v[:1]]) for k, v in mb.params.items()}, mb.task, [*mb.model_ids, "twin"])
+    twin = _rescale_hidden(twin, len(mb))
+    spec = get_extractor("lmc-barrier")
+    d, _ = spec.compute(twin, spec.params)
+    assert float(d[0, len(mb)]) < 1e-5 and float(d[1, len(mb)]) == pytest.approx(float(d[1, 0]), abs=1e-5)
+
 def test_the_balanced_fingerprints_of_one_batch_balance_it_once():
     """weight-stats, weight-spectra, aligned-weights and cka read one batch's parameters: the second one
     reuses the first's balanced copy (the same tensors), and a batch of other tensors is balanced anew."""
