@@ -33,26 +33,29 @@ BALANCE_ITERATIONS = 5000  # deep stacks converge slowly (80 layers: ~5,000 swee
 
 def _check_groups(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]) -> dict[str, int]:
     """``{group: units}`` of rescalable ``groups`` after checking them (a module may declare its own): every
-    member a parameter, axis 0 (incoming) or 1 (outgoing), no (parameter, axis) in two groups, and every
-    member's axis of the group's size (an outgoing axis may hold whole blocks of it: a Linear after a
-    flattened Conv reads each channel's ``H*W`` columns together). One-line errors name the culprit."""
+    member a parameter, axis 0 (incoming), 1 (outgoing) or -1 (outgoing, as rows: the other side of a
+    bilinear form, e.g. attention's keys against its queries), no (parameter, axis) in two groups and no
+    parameter's rows in two, and every member's axis of the group's size (an outgoing axis may hold whole
+    blocks of it: a Linear after a flattened Conv reads each channel's ``H*W`` columns together). One-line
+    errors name the culprit."""
     units, seen = {}, {}
     for g, members in groups.items():
         for p, a in members:
             where = f"hidden_rescalable() group '{g}' lists ('{p}', {a})"
-            if a not in (0, 1):
+            if a not in (0, 1, -1):
                 raise UserError(f"{where}: a unit's incoming weights are axis 0 of their tensor, its outgoing weights "
-                                "axis 1 (valid axes: 0, 1)")
-            if p not in params or params[p].dim() < 2 + a:
+                                "axis 1, or axis -1 for outgoing rows (valid axes: 0, 1, -1)")
+            if p not in params or params[p].dim() < 2 + max(a, 0):
                 raise UserError(f"{where}, which is not a parameter with that axis (parameters: "
                                 f"{', '.join(sorted(params)[:12])}{', ...' if len(params) > 12 else ''})")
-            if (p, a) in seen:
-                raise UserError(f"{where}, already in group '{seen[(p, a)]}'")
-            seen[(p, a)] = g
-        incoming = [params[p].shape[1] for p, a in members if a == 0]
+            key = (p, max(a, 0))  # axis -1 is a parameter's rows, like axis 0
+            if key in seen:
+                raise UserError(f"{where}, already in group '{seen[key]}'")
+            seen[key] = g
+        incoming = [params[p].shape[1] for p, a in members if a != 1]
         units[g] = incoming[0] if incoming else params[members[0][0]].shape[2]
         for p, a in members:
-            n = params[p].shape[1 + a]
+            n = params[p].shape[1 + max(a, 0)]
             if n != units[g] and not (a == 1 and n % units[g] == 0):
                 raise UserError(f"hidden_rescalable() group '{g}': '{p}' axis {a} has {n} entries, the group's other "
                                 f"members {units[g]} units")
@@ -63,7 +66,8 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
                   ) -> tuple[dict[str, torch.Tensor], float]:
     """``(params, residual)``: ``params`` (each ``[n, ...]``) with the hidden units of ``groups``
     (``Family.hidden_rescalable``: group -> [(param, axis)], axis 0 the unit's incoming weights and
-    bias, axis 1 its outgoing weights, possibly in blocks: :func:`_check_groups`) rescaled so that
+    bias, axis 1 its outgoing weights, possibly in blocks, axis -1 outgoing weights and bias stored as
+    rows: :func:`_check_groups`) rescaled so that
     each unit's incoming and outgoing weights have equal norms. The function is unchanged (a
     positively homogeneous activation passes the scale), and every positive rescaling of a model's
     units gives the same balanced weights: the unique point of its orbit with the least total
@@ -79,8 +83,9 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     if not groups:
         return params, 0.0
     units = _check_groups(params, groups)
-    row_of = {p: g for g, members in groups.items() for p, a in members if a == 0}  # whose units its axis 0 holds
+    row_of = {p: g for g, members in groups.items() for p, a in members if a != 1}  # whose units its axis 0 holds
     col_of = {p: g for g, members in groups.items() for p, a in members if a == 1}  # ... and its axis 1
+    divided = {p for members in groups.values() for p, a in members if a == -1}  # rows divided by the unit's scale
     touched = set(row_of) | set(col_of)
     sq = {}  # [n, out] (a bias) or [n, out, in]: squared entries summed over a kernel's other axes and column blocks
     for p in touched:
@@ -100,10 +105,17 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
         out = torch.zeros_like(inc)
         for p, a in groups[g]:
             q = sq[p]
-            if a == 0:
-                inc += q if q.dim() == 2 else (q @ (1 / s[col_of[p]])[..., None])[..., 0] if p in col_of else q.sum(-1)
+            if a != 1:  # rows: incoming (axis 0) or outgoing (-1)
+                rows = q if q.dim() == 2 else (q @ (1 / s[col_of[p]])[..., None])[..., 0] if p in col_of else q.sum(-1)
+                if a == 0:
+                    inc += rows
+                else:
+                    out += rows
+            elif p in row_of:  # its rows are another group's units, scaled (or divided) by theirs
+                rows_scale = 1 / s[row_of[p]] if p in divided else s[row_of[p]]
+                out += (rows_scale[:, None, :] @ q)[:, 0]
             else:
-                out += (s[row_of[p]][:, None, :] @ q)[:, 0] if p in row_of else q.sum(1)
+                out += q.sum(1)
         return inc, out
 
     residual = 0.0
@@ -124,7 +136,7 @@ def balance_units(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
         w = params[p]
         for g, a in ((row_of.get(p), 0), (col_of.get(p), 1)):
             if g is not None:
-                c = s[g].sqrt() if a == 0 else 1 / s[g].sqrt()  # [n, units]
+                c = s[g].sqrt() if a == 0 and p not in divided else 1 / s[g].sqrt()  # [n, units]
                 if a == 1 and w.shape[2] != units[g]:  # whole blocks of columns per unit
                     c = c.repeat_interleave(w.shape[2] // units[g], dim=1)
                 shape = [n] + [1] * (w.dim() - 1)
@@ -260,7 +272,7 @@ def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.
     return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", version="3", reads="weights")
+@extractor("weight-stats", kind="mechanistic", version="4", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
@@ -305,7 +317,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", version="3", reads="weights", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", version="4", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
     ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
@@ -372,7 +384,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="4", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="5", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -575,7 +587,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant",
     return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="4", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="5", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.

@@ -171,6 +171,42 @@ def test_gradients_and_lmc_barrier_ignore_a_rescaling_of_relu_units():
     d, _ = spec.compute(twin, spec.params)
     assert float(d[0, len(mb)]) < 1e-5 and float(d[1, len(mb)]) == pytest.approx(float(d[1, 0]), abs=1e-5)
 
+@pytest.mark.parametrize("hp", [{}, {"activation": "gelu", "layernorm": True, "n_layers": 2}])
+def test_weight_fingerprints_ignore_a_rescaling_of_attention(hp):
+    """A query dimension times c with its key dimension divided by c leaves every attention score as it
+    was, and a value dimension times c with the output projection's column divided by c the attention
+    output (attention is linear in the values): per dimension, random c, in model 2 of a transformer
+    batch, ReLU or GELU, with layer norms. The weight fingerprints and `gradients` give model 2 the same
+    row (they saw it at up to 27 raw units before); `balance=false` tells it apart."""
+    task = get_task("modadd", {"p": 7})
+    fam = get_family("transformer", task.input_shape, task.n_out, {"vocab": 7, "d_model": 16, "n_heads": 4, "d_mlp": 32, **hp})
+    mb = ModelBatch(fam, fam.init(list(range(4))), task, [f"m{i}" for i in range(4)])
+    params = {k: v.clone() for k, v in mb.params.items()}
+    g = torch.Generator().manual_seed(0)
+    for i in range(fam.n_layers):
+        a, c, cv = f"blocks.{i}.attn", torch.exp(torch.randn(16, generator=g)), torch.exp(torch.randn(16, generator=g))
+        params[f"{a}.q.weight"][2] *= c[:, None]
+        params[f"{a}.k.weight"][2] /= c[:, None]
+        params[f"{a}.v.weight"][2] *= cv[:, None]
+        params[f"{a}.o.weight"][2] /= cv[None, :]
+    rs = ModelBatch(fam, params, task, mb.model_ids)
+    x = torch.randint(0, 7, (9, 2))
+    assert torch.allclose(mb.forward(x)[2], rs.forward(x)[2], atol=1e-5)  # the same function
+    for name in ("weight-stats", "weight-spectra", "aligned-weights", "gradients"):
+        spec = get_extractor(name)
+        a, meta = spec.compute(mb, spec.params)
+        b, _ = spec.compute(rs, spec.params)
+        assert {"blocks.0.attn.qk", "blocks.0.attn.vo"} <= set(meta["balanced"]), name
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), name
+        raw_a, _ = spec.compute(mb, {**spec.params, "balance": False})
+        raw_b, _ = spec.compute(rs, {**spec.params, "balance": False})
+        assert not np.allclose(raw_a[2], raw_b[2], rtol=1e-3), name
+    with pytest.raises(UserError, match=r"valid axes: 0, 1, -1"):
+        balance_units(params, {"g": [("blocks.0.attn.q.weight", 2)]})
+    with pytest.raises(UserError, match=r"lists \('blocks.0.attn.q.weight', -1\), already in group 'a'"):
+        balance_units(params, {"a": [("blocks.0.attn.q.weight", 0), ("blocks.0.attn.k.weight", -1)],
+                               "b": [("blocks.0.attn.q.weight", -1), ("blocks.0.attn.v.weight", 0)]})
+
 def test_the_balanced_fingerprints_of_one_batch_balance_it_once():
     """weight-stats, weight-spectra, aligned-weights and cka read one batch's parameters: the second one
     reuses the first's balanced copy (the same tensors), and a batch of other tensors is balanced anew."""
@@ -210,10 +246,12 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3", "6"]  # '6': flattened
     assert get_family("mlp", (8,), 2, {"width": 4, "depth": 2, "activation": "gelu"}).hidden_rescalable() == {}
     tf = {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16}
-    relu_tf = get_family("transformer", (5,), 7, tf)  # its blocks' MLP units (fc -> ReLU -> proj); attention is not
-    assert relu_tf.hidden_rescalable() == relu_tf.hidden_permutable() and list(relu_tf.hidden_rescalable()) == ["blocks.0.mlp"]
-    assert get_family("transformer", (5,), 7, {**tf, "activation": "gelu"}).hidden_rescalable() == {}
-    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('w', 2\): .*\(valid axes: 0, 1\)$"):
+    relu_tf = get_family("transformer", (5,), 7, tf)  # its blocks' MLP units (fc -> ReLU -> proj), and attention's
+    attention = {"blocks.0.attn.qk": [("blocks.0.attn.q.weight", 0), ("blocks.0.attn.k.weight", -1)],  # bilinear forms,
+                 "blocks.0.attn.vo": [("blocks.0.attn.v.weight", 0), ("blocks.0.attn.o.weight", 1)]}  # whatever the activation
+    assert relu_tf.hidden_rescalable() == relu_tf.hidden_permutable() | attention
+    assert get_family("transformer", (5,), 7, {**tf, "activation": "gelu"}).hidden_rescalable() == attention
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('w', 2\): .*\(valid axes: 0, 1, -1\)$"):
         balance_units({"w": torch.ones(1, 2, 2, 2)}, {"g": [("w", 2)]})  # a module's own declaration, mistyped
     two = {"a.weight": torch.ones(1, 4, 3), "a.bias": torch.ones(1, 4), "b.weight": torch.ones(1, 2, 4)}
     with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('a.bais', 0\), which is not a parameter"):

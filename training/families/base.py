@@ -207,12 +207,13 @@ class Family:
         return {}
 
     def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
-        """The groups of :meth:`hidden_permutable` whose units also carry a positive-rescaling symmetry:
-        only positively homogeneous modules (ReLU, leaky ReLU, identity, pooling, dropout) and no norm
-        between the layer and the next, so multiplying a unit's incoming weights and bias (axis 0) by
-        ``c > 0`` and its outgoing weights (axis 1) by ``1 / c`` leaves the function unchanged.
-        Weight-space fingerprints balance them (:func:`fingerprint.extractors.mechanistic.balance_units`).
-        Empty when unknown."""
+        """Groups of units that carry a positive-rescaling symmetry: multiplying a unit's incoming
+        weights and bias (axis 0) by ``c > 0`` and its outgoing weights (axis 1: columns; axis -1: rows,
+        the other side of a bilinear form) by ``1 / c`` leaves the function unchanged. The groups of
+        :meth:`hidden_permutable` with only positively homogeneous modules (ReLU, leaky ReLU, identity,
+        pooling, dropout) and no norm between the layer and the next; a transformer's query/key and
+        value/output dimensions. Weight-space fingerprints balance them
+        (:func:`fingerprint.extractors.mechanistic.balance_units`). Empty when unknown."""
         return {}
 
     def hidden_normalized(self) -> dict[str, dict]:

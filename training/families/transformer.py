@@ -250,8 +250,18 @@ class TransformerFamily(Family):
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
                                     (f"blocks.{i}.mlp.proj.weight", 1)] for i in range(self.n_layers)}
 
-    def hidden_rescalable(self):  # the MLP units (fc in, proj out) with a homogeneous activation; not attention's
-        return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
+    def hidden_rescalable(self):
+        """The MLP units (fc in, proj out) with a homogeneous activation, and attention's two bilinear
+        forms, whatever the activation: a query dimension times ``c`` with its key dimension divided by
+        ``c`` leaves every score unchanged (``attn.qk``: the keys' rows are its outgoing side, axis -1),
+        and a value dimension times ``c`` with the output projection's column divided by ``c`` leaves the
+        attention output unchanged (``attn.vo``), attention being linear in the values."""
+        groups = self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
+        for i in range(self.n_layers):
+            a = f"blocks.{i}.attn"
+            groups[f"{a}.qk"] = [(f"{a}.q.weight", 0), (f"{a}.k.weight", -1)]
+            groups[f"{a}.vo"] = [(f"{a}.v.weight", 0), (f"{a}.o.weight", 1)]
+        return groups
 
 
 class _Params(nn.Module):
