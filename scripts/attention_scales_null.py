@@ -3,7 +3,7 @@ which half the models of every init family have their attention rescaled, per di
 leaves every model's function as it was (a query dimension times ``c`` with its key dimension divided
 by ``c``; a value dimension times ``c`` with the output projection's column divided by ``c``).
 
-    python scripts/attention_scales_null.py ZOO [ZOO ...] [--spread 1.0] [--seed 0]
+    python scripts/attention_scales_null.py ZOO [ZOO ...] [--spread 1.0 | --factor 2] [--seed 0]
 
 Each zoo is a trained population of the built-in ``transformer`` family with at least two models in
 each init family (e.g. ``fingerprint sweep configs/tiny-lm-quick.toml``). The default fingerprints are
@@ -34,10 +34,11 @@ from training.families.transformer import TransformerFamily
 
 
 def rescale_attention(params: dict[str, torch.Tensor], rows: np.ndarray, n_layers: int, spread: float,
-                      seed: int) -> dict[str, torch.Tensor]:
+                      seed: int, factor: float | None = None) -> dict[str, torch.Tensor]:
     """``params`` with attention's free scales moved in the models ``rows``: per dimension, ``c = exp(N(0,
     spread))`` for the queries (keys divided by it) and another for the values (the output projection's
-    columns divided by it). The function is unchanged."""
+    columns divided by it); with ``factor``, ``c = factor`` for every dimension of every moved model. The
+    function is unchanged."""
     g = torch.Generator().manual_seed(seed)
     out = {k: v.clone() for k, v in params.items()}
     for j in rows:
@@ -45,6 +46,8 @@ def rescale_attention(params: dict[str, torch.Tensor], rows: np.ndarray, n_layer
             a = f"blocks.{i}.attn"
             d = out[f"{a}.q.weight"].shape[1]
             c, cv = torch.exp(spread * torch.randn(d, generator=g)), torch.exp(spread * torch.randn(d, generator=g))
+            if factor is not None:
+                c, cv = torch.full((d,), factor), torch.full((d,), factor)
             out[f"{a}.q.weight"][j] *= c[:, None]
             out[f"{a}.k.weight"][j] /= c[:, None]
             out[f"{a}.v.weight"][j] *= cv[:, None]
@@ -81,6 +84,7 @@ def main() -> None:
     ap.add_argument("zoos", nargs="+")
     ap.add_argument("--spread", type=float, default=1.0, help="log-scale spread of the per-dimension factors")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factor", type=float, default=None, help="one factor for every dimension instead of random ones")
     ap.add_argument("--lineage", default="family", help="the init-family column")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -98,7 +102,7 @@ def main() -> None:
             continue
         fam = np.asarray([str(v) for v in table[a.lineage]])
         rows = np.concatenate([np.flatnonzero(fam == f)[1::2] for f in sorted(set(fam.tolist()))])  # every other member
-        moved = ModelBatch(mb.family, rescale_attention(mb.params, rows, mb.family.n_layers, a.spread, a.seed), mb.task,
+        moved = ModelBatch(mb.family, rescale_attention(mb.params, rows, mb.family.n_layers, a.spread, a.seed, a.factor), mb.task,
                            mb.model_ids)
         specs = pipeline.default_fingerprints(zoo)
         print(f"{path}: {len(mb)} models, {len(set(fam.tolist()))} init families, attention rescaled in {len(rows)} "

@@ -8,10 +8,11 @@ A model whose loss goes NaN/inf is marked diverged and frozen; the others keep t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -94,9 +95,11 @@ def train_population(
     are stored under ``step + step_offset`` (fine-tunes continue their parent's step count).
     ``on_step(step, m)`` is called after ``m`` models took ``step`` (the population is trained in
     threads and groups: :func:`training_threads`, :func:`group_size`; calls may come from several
-    threads, one at a time). ``penalty`` adds its weighted term to each model's loss. ``threads``:
-    how many threads train shares of the models, each at one intra-op thread (``None``:
-    :func:`training_threads`; ``0``: one program at torch's own intra-op threads).
+    threads, one at a time). ``penalty`` adds its weighted term to each model's loss; with one, the
+    population trains as one program (its function may keep state between calls, as goodhart's replay
+    of a fingerprint does). ``threads``: how many threads train shares of the models, each at one
+    intra-op thread (``None``: :func:`training_threads`; ``0``: one program at torch's own intra-op
+    threads).
     """
     _check_reproducible_blas(device)
     if torch.device(device).type == "cpu":
@@ -105,6 +108,8 @@ def train_population(
     run = _Run(family, task, cfg, start_step, end_step, checkpoint_steps, step_offset, device, on_step, save_optimizer_state)
     n = len(part.data_seeds)
     k = training_threads(family, n, device) if threads is None else max(0, min(threads, n))
+    if penalty is not None:  # its function may keep state between calls (goodhart's replay does): one caller at a time
+        k = 0
     return _train_groups(run, part) if k == 0 else _train_in_threads(run, part, k)
 
 
@@ -177,9 +182,7 @@ def _train_in_threads(run: _Run, part: _Part, k: int) -> TrainResult:
                 outer(step, m)
 
         run = dataclasses.replace(run, on_step=on_step)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # process-wide: each share's ops run in its own thread
-    try:
+    with _one_intra_op_thread():
         if k == 1:
             return _train_groups(run, part)
         with ThreadPoolExecutor(k, thread_name_prefix="train") as pool:
@@ -195,9 +198,30 @@ def _train_in_threads(run: _Run, part: _Part, k: int) -> TrainResult:
             if errors:
                 raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
             parts = [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(threads)
     return _concat(parts)
+
+
+_INTRA_OP = threading.Lock()
+_intra_op: dict[str, int] = {"depth": 0, "saved": 0}  # callers inside _one_intra_op_thread, and the setting before the first
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """torch at one intra-op thread (a process-wide setting) while any caller is inside; the first to
+    enter saves the setting and the last to leave restores it, so concurrent ``train_population`` calls
+    do not leave each other's setting behind."""
+    with _INTRA_OP:
+        if _intra_op["depth"] == 0:
+            _intra_op["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _intra_op["depth"] += 1
+    try:
+        yield
+    finally:
+        with _INTRA_OP:
+            _intra_op["depth"] -= 1
+            if _intra_op["depth"] == 0:
+                torch.set_num_threads(_intra_op["saved"])
 
 
 def _settled(futures: list[Future]) -> bool:

@@ -90,7 +90,7 @@ def test_the_first_error_is_raised_and_stops_the_other_threads():
     before = torch.get_num_threads()
     with pytest.raises(ValueError, match="share of 3 failed"):
         _train("mlp", 2, steps=2000, on_step=on_step)
-    assert seen[2] < 1999, "the other share trained to the end"
+    assert seen.get(2, -1) < 1999, "the other share trained to the end"
     assert torch.get_num_threads() == before
 
 
@@ -127,3 +127,67 @@ def test_an_interrupt_stops_every_thread_and_restores_torch_threads():
     words = out.stdout.split()
     assert words and words[0] == "interrupted", out.stdout + out.stderr
     assert int(words[1]) < 5000 and words[2] == "True" and words[3] == "2", out.stdout
+
+
+def test_a_penalty_is_called_from_one_thread_and_kernels_load_once():
+    """Found by review: goodhart's penalty replays a fingerprint through one shared object, so two shares
+    calling it at once computed each other's penalties (8 of 8 models wrong); a population with a
+    penalty trains as one program. And the MLP kernels, first loaded by two shares at once, gave one of
+    them the torch path for a step (5 of 9 fresh processes): loading is locked and published once."""
+    import threading
+
+    from training.families import kernels
+    from training.trainer import Penalty
+
+    task, fam, batch = _setup("mlp")
+    callers = set()
+
+    def fn(out):
+        callers.add(threading.get_ident())
+        return out.pow(2).mean((1, 2))
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = TrainConfig(steps=3, batch_size=batch, lr=0.01, checkpoints=[])
+        seeds = [1, 2, 3, 4]
+        penalty = Penalty(torch.randn(5, *task.input_shape), fn, torch.ones(4))
+        train_population(fam, task, cfg, fam.init(seeds), seeds, torch.zeros(4, dtype=torch.long), checkpoint_steps=[],
+                         penalty=penalty)
+        assert callers == {threading.get_ident()}
+        saved = kernels._state.pop("ops", None)
+        start, got = threading.Barrier(4), []
+
+        def load():
+            start.wait()
+            got.append(kernels.ops())
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert len(got) == 4 and all(g is got[0] for g in got)  # all the kernels, or all None where they cannot build
+        kernels._state["ops"] = saved if saved is not None else got[0]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_concurrent_calls_restore_torch_threads():
+    """Two train_population calls at once in two threads (found by review: each saved and restored the
+    process-wide setting, and one left the process at 1 intra-op thread)."""
+    import threading
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = []
+        calls = [threading.Thread(target=lambda: out.append(_train("transformer", None, steps=30))) for _ in range(2)]
+        for c in calls:
+            c.start()
+        for c in calls:
+            c.join()
+        assert len(out) == 2 and torch.get_num_threads() == 2
+        assert_bitwise_equal(out[0].checkpoints, out[1].checkpoints)
+    finally:
+        torch.set_num_threads(before)

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ ENV = "BASIN_FINGERPRINT_KERNELS"
 _SOURCE = Path(__file__).with_name("csrc") / "mlp_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fopenmp"]  # -fopenmp: at::parallel_for runs on torch's own OpenMP pool
 _state: dict[str, object] = {}
+_LOADING = threading.Lock()  # one thread loads the kernels; the others wait for it
 
 
 def _cpu_flags() -> str:
@@ -84,10 +86,19 @@ def _disabled() -> bool:
 
 def ops():
     """The kernels' ``torch.ops`` namespace, or ``None`` if they are disabled or cannot be built
-    (:func:`status` says why). Built on first use, then loaded from the cache."""
+    (:func:`status` says why). Built on first use, then loaded from the cache. Thread-safe: a
+    population's shares train in threads (``training.trainer.training_threads``), and a share that
+    asked while another was loading them got ``None`` (the torch path) for its first step."""
     if "ops" in _state:
         return _state["ops"]
-    _state["ops"] = None
+    with _LOADING:
+        if "ops" not in _state:  # published only once loaded (or known unloadable)
+            _state["ops"] = _load()
+    return _state["ops"]
+
+
+def _load():
+    """Load (building first if needed) the kernels: their namespace, or ``None``; sets the reason."""
     if _disabled():
         _state["reason"] = f"disabled by {ENV}=0"
         return None
@@ -106,11 +117,11 @@ def ops():
                 load(name, sources=[str(_SOURCE)], extra_cflags=[*_FLAGS, f"-DBASIN_KERNELS={name}"],
                      extra_ldflags=["-fopenmp"], build_directory=str(lib.parent), is_python_module=False, verbose=False)
             _state["reason"] = f"built in {lib.parent}"
-        _state["ops"] = getattr(torch.ops, name)
+        return getattr(torch.ops, name)
     except Exception as e:  # no compiler, no ninja, read-only cache, ...: the torch path still works
         first = (str(e).strip().splitlines() or [""])[0]
         _state["reason"] = f"cannot be built ({type(e).__name__}: {first[:200]}); training uses the torch path"
-    return _state["ops"]
+        return None
 
 
 @contextlib.contextmanager
