@@ -107,9 +107,10 @@ def train_population(
     part = _Part(params, list(data_seeds), variant, optimizer_state, penalty)
     run = _Run(family, task, cfg, start_step, end_step, checkpoint_steps, step_offset, device, on_step, save_optimizer_state)
     n = len(part.data_seeds)
-    k = training_threads(family, n, device) if threads is None else max(0, min(threads, n))
     if penalty is not None:  # its function may keep state between calls (goodhart's replay does): one caller at a time
         k = 0
+    else:
+        k = training_threads(family, n, device) if threads is None else max(0, min(threads, n))
     return _train_groups(run, part) if k == 0 else _train_in_threads(run, part, k)
 
 
