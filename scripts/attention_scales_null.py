@@ -30,6 +30,7 @@ from fingerprint.batch import ModelBatch
 from fingerprint.extractors import mechanistic
 from fingerprint.registry import get_extractor, parse_spec
 from fingerprint.tables import model_table
+from training.core.errors import UserError
 from training.families.transformer import TransformerFamily
 
 
@@ -85,7 +86,7 @@ def main() -> None:
     ap.add_argument("--spread", type=float, default=1.0, help="log-scale spread of the per-dimension factors")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factor", type=float, default=None, help="one factor for every dimension instead of random ones")
-    ap.add_argument("--lineage", default="family", help="the init-family column")
+    ap.add_argument("--lineage", default="init_seed", help="the init-family column")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     attention_too = TransformerFamily.hidden_rescalable
@@ -96,7 +97,11 @@ def main() -> None:
     for path in a.zoos:
         zoo = pipeline.open_zoo(path)
         table = model_table(zoo)
-        mb = ModelBatch.from_zoo(zoo)
+        try:
+            mb = ModelBatch.from_zoo(zoo)
+        except UserError as e:  # e.g. two architectures (modadd-basins-mixed): analyse each as its own zoo
+            print(f"{path}: skipped ({e})")
+            continue
         if not isinstance(mb.family, TransformerFamily):
             print(f"{path}: not a built-in transformer zoo, skipped")
             continue

@@ -52,8 +52,11 @@ def _check_groups(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
             if key in seen:
                 raise UserError(f"{where}, already in group '{seen[key]}'")
             seen[key] = g
-        incoming = [params[p].shape[1] for p, a in members if a != 1]
-        units[g] = incoming[0] if incoming else params[members[0][0]].shape[2]
+        incoming = [params[p].shape[1] for p, a in members if a == 0]
+        if not incoming:  # a scale with no incoming side to take it back would change the function
+            raise UserError(f"hidden_rescalable() group '{g}' has no incoming member (axis 0): a unit's scale must "
+                            f"multiply one side and divide the other (members: {members})")
+        units[g] = incoming[0]
         for p, a in members:
             n = params[p].shape[1 + max(a, 0)]
             if n != units[g] and not (a == 1 and n % units[g] == 0):
@@ -384,7 +387,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="5", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="4", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).

@@ -96,12 +96,13 @@ def _rescale_hidden(mb: ModelBatch, j: int, seed: int = 0, spread: float = 1.0) 
     g = torch.Generator().manual_seed(seed)
     params = {k: v.clone() for k, v in mb.params.items()}
     for members in mb.family.hidden_rescalable().values():
-        c = torch.exp(spread * torch.randn(params[members[0][0]].shape[members[0][1] + 1], generator=g))
+        c = torch.exp(spread * torch.randn(params[members[0][0]].shape[max(members[0][1], 0) + 1], generator=g))
         for p, a in members:
-            size = params[p].shape[1 + a]
+            axis = max(a, 0)  # -1: outgoing weights stored as rows (divided, like axis 1)
+            size = params[p].shape[1 + axis]
             cc = c.repeat_interleave(size // len(c))  # a flattened conv's channels: blocks of columns
             shape = [1] * (params[p].dim() - 1)
-            shape[a] = size
+            shape[axis] = size
             params[p][j] = params[p][j] * (cc if a == 0 else 1 / cc).reshape(shape)
     return ModelBatch(mb.family, params, mb.task, mb.model_ids)
 
@@ -203,6 +204,8 @@ def test_weight_fingerprints_ignore_a_rescaling_of_attention(hp):
         assert not np.allclose(raw_a[2], raw_b[2], rtol=1e-3), name
     with pytest.raises(UserError, match=r"valid axes: 0, 1, -1"):
         balance_units(params, {"g": [("blocks.0.attn.q.weight", 2)]})
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' has no incoming member \(axis 0\)"):
+        balance_units(params, {"g": [("blocks.0.attn.k.weight", -1)]})  # found by review: it changed the function
     with pytest.raises(UserError, match=r"lists \('blocks.0.attn.q.weight', -1\), already in group 'a'"):
         balance_units(params, {"a": [("blocks.0.attn.q.weight", 0), ("blocks.0.attn.k.weight", -1)],
                                "b": [("blocks.0.attn.q.weight", -1), ("blocks.0.attn.v.weight", 0)]})
@@ -256,9 +259,11 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     two = {"a.weight": torch.ones(1, 4, 3), "a.bias": torch.ones(1, 4), "b.weight": torch.ones(1, 2, 4)}
     with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' lists \('a.bais', 0\), which is not a parameter"):
         balance_units(two, {"g": [("a.weight", 0), ("a.bais", 0), ("b.weight", 1)]})
-    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g': 'b.weight' axis 1 has 4 entries, the group's "
-                                        r"other members 3 units$"):
-        balance_units(two, {"g": [("b.weight", 0), ("b.weight", 1)]} | {} if False else {"g": [("a.weight", 1), ("b.weight", 1)]})
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g': 'a.weight' axis 1 has 3 entries, the group's "
+                                        r"other members 4 units$"):
+        balance_units(two, {"g": [("a.weight", 0), ("a.weight", 1)]})
+    with pytest.raises(UserError, match=r"^hidden_rescalable\(\) group 'g' has no incoming member \(axis 0\)"):
+        balance_units(two, {"g": [("a.weight", 1), ("b.weight", 1)]})
     with pytest.raises(UserError, match=r"already in group 'g'$"):
         balance_units(two, {"g": [("a.weight", 0), ("b.weight", 1)], "h": [("a.weight", 0), ("b.weight", 1)]})
     flat = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 8), nn.ReLU(),
