@@ -346,7 +346,12 @@ def _grams(acts: torch.Tensor) -> torch.Tensor:
 
 
 def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
-    """Pairwise linear CKA ``[n, n]`` between the models' representations ``[n, P, ...]``."""
+    """Pairwise linear CKA ``[n, n]`` between the models' representations ``[n, P, ...]``. A
+    representation constant over the probes carries nothing CKA can compare: two such are alike (1),
+    one against any other unlike (0) (before, two identical constant ones read 0: a distance of 1)."""
+    flat_acts = acts.reshape(acts.shape[0], acts.shape[1], -1)
+    spread = (flat_acts - flat_acts.mean(1, keepdim=True)).abs().amax((1, 2))
+    constant = spread <= 1e-6 * flat_acts.abs().amax((1, 2))  # [n]; all-zero activations too
     K = _grams(acts)
     n, P, _ = K.shape
     if not debiased:
@@ -363,7 +368,9 @@ def cka_matrix(acts: torch.Tensor, debiased: bool = False) -> torch.Tensor:
         r = K.sum(2)  # K 1, [n, P]
         hsic = (tr + s[:, None] * s[None, :] / ((P - 1) * (P - 2)) - 2.0 / (P - 2) * (r @ r.T)) / (P * (P - 3))
     d = hsic.diagonal().clamp_min(1e-30).sqrt()
-    return (hsic / (d[:, None] * d[None, :])).float()
+    cka = hsic / (d[:, None] * d[None, :])
+    both, either = constant[:, None] & constant[None, :], constant[:, None] | constant[None, :]
+    return torch.where(both, torch.ones_like(cka), torch.where(either, torch.zeros_like(cka), cka)).float()
 
 
 def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor, str]:
@@ -387,7 +394,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="4", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="5", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).

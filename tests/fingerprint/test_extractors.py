@@ -72,6 +72,18 @@ def test_cka_invariant_to_orthogonal_transforms_and_isotropic_scaling(seed, scal
         assert c[0, 2] < 0.9
 
 
+def test_cka_of_constant_representations():
+    """Found by review: at a layer constant over the probes (attention's pattern at attention rate 0),
+    two identical models read CKA 0, a distance of 1. Two constant representations are alike; one
+    against a varying one unlike; the rest as before."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 5, generator=g)
+    acts = torch.stack([torch.full((20, 5), 0.3), torch.full((20, 5), -2.0), torch.zeros(20, 5), x, 2 * x])
+    for debiased in (False, True):
+        c = cka_matrix(acts, debiased)
+        assert torch.allclose(c[:3, :3], torch.ones(3, 3)) and (c[:3, 3:] == 0).all() and (c[3:, :3] == 0).all()
+        assert torch.allclose(c[3:, 3:], torch.ones(2, 2), atol=1e-5)
+
 def test_permutation_invariant_extractors_ignore_hidden_unit_order():
     mb = _batch()
     pm = _permute_hidden(mb, 2)
