@@ -334,7 +334,7 @@ def bench_transformer(name: str, steps: int, repeats: int, loop_models: int, pea
         "config": name, "n_models": n, "seq_len": fam.seq_len, **shapes, "batch": cfg.batch_size, "steps": steps,
         "optimizer": cfg.optimizer, "peak_gflops": round(peak, 2),
         "vectorized_seconds": round(t_vec, 3), "vectorized_runs": [round(t, 3) for t in t_vecs],
-        "training_threads": training_threads(fam, n, "cpu"),
+        "training_threads": training_threads(fam, n, "cpu", cfg.batch_size),
         "one_program_runs": [round(t, 3) for t in t_one], "threads_speedup": round(statistics.median(t_one) / t_med, 2),
         "one_program_speedup_vs_loop": round(t_loop / statistics.median(t_one), 2),
         "loop_seconds": round(t_loop, 3), "loop_models_timed": m,

@@ -110,22 +110,30 @@ def train_population(
     if penalty is not None:  # its function may keep state between calls (goodhart's replay does): one caller at a time
         k = 0
     else:
-        k = training_threads(family, n, device) if threads is None else max(0, min(threads, n))
+        k = training_threads(family, n, device, cfg.batch_size) if threads is None else max(0, min(threads, n))
     return _train_groups(run, part) if k == 0 else _train_in_threads(run, part, k)
 
 
-def training_threads(family: Family, n: int, device: str | torch.device) -> int:
+THREADS_MIN_FLOPS = 1e9  # a population's step below this many FLOPs (Family.step_flops) trains as one program
+
+
+def training_threads(family: Family, n: int, device: str | torch.device, batch_size: int | None = None) -> int:
     """Threads a population of ``n`` trains in at once: on the CPU, as many as torch would use for
     one op (``torch.get_num_threads()``, at most ``n``), when the family allows it
-    (``Family.trains_in_threads``); 0 otherwise (one program at torch's own intra-op threads: GPUs,
-    and families that keep one shared module).
+    (``Family.trains_in_threads``) and, given ``batch_size``, the population's step is large enough
+    (:data:`THREADS_MIN_FLOPS`, ``Family.step_flops``); 0 otherwise (one program at torch's own
+    intra-op threads: GPUs, families that keep one shared module, small steps).
 
-    Each thread trains its share of the models at one intra-op thread: a step's many small ops split
-    badly over threads (both wait for each other at every op), whole models split perfectly. Every
-    model's arithmetic is then one thread's, whatever the population, its split or the host's core
-    count (a single model too), and models are independent, so a model's bits do not depend on how
-    many threads trained it (``tests/training/test_threads.py``)."""
+    Each thread trains its share of the models at one intra-op thread: a large step's many ops split
+    badly over threads (both wait for each other at every op), whole models split well. A small
+    step's ops are mostly Python and dispatch, which threads take turns at: the quick configs' shards
+    (up to 0.5 GFLOP a step) trained 0.6-0.99x as fast in threads as one program, those of 1 GFLOP and
+    more 1.1-1.34x (docs/benchmarks.md, "Training threads"). Every model in threads trains at one
+    thread's arithmetic, and models are independent, so a model's bits do not depend on how many
+    threads trained it (``tests/training/test_threads.py``)."""
     if torch.device(device).type != "cpu" or not family.trains_in_threads:
+        return 0
+    if batch_size is not None and n * family.step_flops(batch_size) < THREADS_MIN_FLOPS:
         return 0
     return max(1, min(torch.get_num_threads(), n))
 

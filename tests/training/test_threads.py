@@ -57,12 +57,19 @@ def test_a_population_trains_in_as_many_threads_as_torch_would_use(monkeypatch):
     """On the CPU one thread per intra-op thread torch would use (at most one per model), and torch's
     own setting is back afterwards; a GPU, or a family wrapping one shared module, trains as one program
     at torch's threads."""
-    _, fam, _ = _setup("transformer")
+    from training import trainer
+
+    _, fam, batch = _setup("transformer")
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         assert training_threads(fam, 5, "cpu") == 2 and training_threads(fam, 1, "cpu") == 1
         assert training_threads(fam, 5, "cuda") == 0
+        # a small step trains as one program (threads only slowed the quick configs' shards)
+        assert 0 < 5 * fam.step_flops(batch) < trainer.THREADS_MIN_FLOPS and training_threads(fam, 5, "cpu", batch) == 0
+        big = get_family("transformer", fam.input_shape, fam.n_out, {"vocab": 7, "d_model": 64, "n_heads": 4, "d_mlp": 256})
+        assert training_threads(big, 32, "cpu", 256) == 2  # modadd's full config
+        monkeypatch.setattr(trainer, "THREADS_MIN_FLOPS", 0.0)
         seen = []
         task, fam, batch = _setup("transformer")
         cfg = TrainConfig(steps=3, batch_size=batch, lr=0.01, checkpoints=[])
@@ -116,7 +123,7 @@ def test_an_interrupt_stops_every_thread_and_restores_torch_threads():
         seeds = [1, 2, 3, 4, 5]
         try:
             train_population(fam, task, TrainConfig(steps=100000, batch_size=8, lr=0.01, checkpoints=[]), fam.init(seeds),
-                             seeds, torch.zeros(5, dtype=torch.long), checkpoint_steps=[], on_step=on_step)
+                             seeds, torch.zeros(5, dtype=torch.long), checkpoint_steps=[], on_step=on_step, threads=2)
             print("finished")
         except KeyboardInterrupt:
             seen = dict(last)

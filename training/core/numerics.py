@@ -15,11 +15,11 @@ What it guarantees, measured on that host (``tests/training/test_exactness.py``)
 number of threads per process, a model trained alone or at any position of a larger population
 ends bit-identical (with ``OMP_NUM_THREADS=1``, as the tests and the process executor's workers run,
 at every population size; with more threads a population of exactly one model takes MKL's
-multi-threaded single-product path, which can differ in the last bit). Since the MLP, CNN and
-transformer families train each share of a population at one intra-op thread
-(``training.trainer.training_threads``), that caveat is left to one-program training (imported modules,
-a penalty, ``threads=0``). Different hosts still give different bits: nothing here makes an Intel and
-an AMD host agree.
+multi-threaded single-product path, which can differ in the last bit). A shard trained in threads
+(``training.trainer.training_threads``: MLP, CNN and transformer shards with a large step) trains each
+model at one intra-op thread, so that caveat is left to one-program training (small steps, imported
+modules, a penalty, ``threads=0``). Different hosts still give different bits: nothing here makes an
+Intel and an AMD host agree.
 """
 
 from __future__ import annotations

@@ -98,6 +98,12 @@ class Family:
     def n_params(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def step_flops(self, batch_size: int) -> float:
+        """About how many floating-point operations one model's training step takes (forward and
+        backward: ``6 *`` multiply-adds per input), for :func:`training.trainer.training_threads`; 0: no
+        estimate."""
+        return 0.0
+
     def step_floats(self, batch_size: int) -> int:
         """Floats one model's training step touches (parameters, gradient, two Adam moments and the
         activations of ``batch_size`` inputs), for :func:`training.trainer.group_size`; 0: no

@@ -129,6 +129,12 @@ class CNNFamily(Family):
     def module(self) -> nn.Module:
         return CNNModule(self)
 
+    def step_flops(self, batch_size: int) -> float:
+        # each conv at every pixel (same padding; pooling comes after the last), then the dense layers
+        _, h, w = self.input_shape
+        convs = sum(self.kernel**2 * cin * cout * h * w for _, cin, cout in self._convs())
+        return 6.0 * batch_size * (convs + sum(fi * fo for _, fi, fo in self._dense()))
+
     def hidden_permutable(self):
         groups = {}
         convs = self._convs()

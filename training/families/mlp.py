@@ -177,6 +177,9 @@ class MLPFamily(Family):
             grads[f"{first}.bias"].copy_(g1[:, d])
         return total
 
+    def step_flops(self, batch_size: int) -> float:
+        return 6.0 * batch_size * self.n_params()
+
     def step_floats(self, batch_size: int) -> int:
         # parameters with their gradient and Adam moments; the input, each hidden activation and its
         # gradient, the outputs and theirs

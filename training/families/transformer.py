@@ -245,6 +245,12 @@ class TransformerFamily(Family):
     def module(self) -> nn.Module:
         return TransformerModule(self)
 
+    def step_flops(self, batch_size: int) -> float:
+        # every weight but the embeddings' lookups, once per position, and attention's two [T, T] products
+        d, T = self.d_model, self.seq_len
+        lookups = sum(math.prod(v) for k, v in self.param_shapes().items() if k.startswith(("embed.", "pos.")))
+        return 6.0 * batch_size * T * (self.n_params() - lookups + 2 * self.n_layers * T * d)
+
     def hidden_permutable(self):
         # MLP hidden units of each block can be permuted freely (attention heads are left alone).
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
