@@ -160,7 +160,7 @@ def test_a_penalty_is_called_from_one_thread_and_kernels_load_once():
         seeds = [1, 2, 3, 4]
         penalty = Penalty(torch.randn(5, *task.input_shape), fn, torch.ones(4))
         train_population(fam, task, cfg, fam.init(seeds), seeds, torch.zeros(4, dtype=torch.long), checkpoint_steps=[],
-                         penalty=penalty)
+                         penalty=penalty, threads=2)  # asked for threads: a penalty still trains as one program
         assert callers == {threading.get_ident()}
         saved = kernels._state.pop("ops", None)
         start, got = threading.Barrier(4), []
@@ -189,7 +189,7 @@ def test_concurrent_calls_restore_torch_threads():
     torch.set_num_threads(2)
     try:
         out = []
-        calls = [threading.Thread(target=lambda: out.append(_train("transformer", None, steps=30))) for _ in range(2)]
+        calls = [threading.Thread(target=lambda: out.append(_train("transformer", 2, steps=30))) for _ in range(2)]
         for c in calls:
             c.start()
         for c in calls:
