@@ -67,8 +67,9 @@ def fingerprints(mb: ModelBatch, specs: list[str]) -> list[FingerprintInput]:
         except Exception as e:  # noqa: BLE001 - a fingerprint that cannot run is an input with an error, as in extract
             out.append(FingerprintInput(text, None, list(mb.model_ids), {}, error=str(e)))
             continue
-        declared = pipeline._declared({"extractor": name, "output": spec.output, "spec": text})
-        out.append(FingerprintInput(text, np.asarray(values), list(mb.model_ids), {**declared, "extra": meta}))
+        # as extraction stores it (the extractor's own metadata under "extra"), read as the pipeline reads it
+        declared = pipeline._declared({"extractor": name, "output": spec.output, "spec": text, "extra": meta})
+        out.append(FingerprintInput(text, np.asarray(values), list(mb.model_ids), declared))
     mechanistic.forget_balanced()
     return out
 
