@@ -174,25 +174,35 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
         return None
     lo, hi = two
     xx = np.asarray(x, dtype=np.float64)
-    fam = np.asarray([str(f) for f in family], dtype=object)
-    pos, side, seen = [], [], 0
-    in_two = (b == lo) | (b == hi)
-    for f in np.unique(fam):
-        mine, rest = fam == f, fam != f
-        a, c = rest & (b == lo), rest & (b == hi)
-        held = mine & in_two
-        if not a.any() or not c.any() or not held.any():
-            continue
-        diff = xx[c].mean(0) - xx[a].mean(0)
-        norm = float(np.linalg.norm(diff))
-        if not norm > 0:
-            continue
-        pos.append((xx[held] - xx[rest & in_two].mean(0)) @ (diff / norm))
-        side.append(b[held] == hi)
-        seen += 1
-    if seen < APART_MIN_FAMILIES:
+    xx = xx - xx[(b == lo) | (b == hi)].mean(0)  # the statistic is translation-invariant; centred sums lose less
+    _, code = np.unique(np.asarray([str(f) for f in family], dtype=object), return_inverse=True)
+    code = code.ravel()
+    n_fam = int(code.max()) + 1
+    # each family's "rest" means are the totals less the family's own sums: one pass over the models
+    # instead of one per family (30,000 models in 3,000 families: 10 s -> milliseconds)
+    sums, counts = [], []
+    for v in (lo, hi):
+        rows = b == v
+        s = np.zeros((n_fam, xx.shape[1]))
+        np.add.at(s, code[rows], xx[rows])
+        sums.append(s)
+        counts.append(np.bincount(code[rows], minlength=n_fam).astype(np.float64))
+    rest_sum = [s.sum(0) - s for s in sums]  # [n_fam, d]
+    rest_n = [c.sum() - c for c in counts]  # [n_fam]
+    held_n = counts[0] + counts[1]
+    ok = (rest_n[0] > 0) & (rest_n[1] > 0) & (held_n > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = rest_sum[1] / rest_n[1][:, None] - rest_sum[0] / rest_n[0][:, None]
+        centre = (rest_sum[0] + rest_sum[1]) / (rest_n[0] + rest_n[1])[:, None]
+    norm = np.linalg.norm(np.where(ok[:, None], diff, 0.0), axis=1)
+    ok &= norm > 0
+    if int(ok.sum()) < APART_MIN_FAMILIES:
         return None
-    p, s = np.concatenate(pos), np.concatenate(side)
+    unit = np.where(ok[:, None], diff, 0.0) / np.where(ok, norm, 1.0)[:, None]
+    held = ((b == lo) | (b == hi)) & ok[code]
+    c = code[held]
+    p = np.einsum("nd,nd->n", xx[held] - centre[c], unit[c])
+    s = b[held] == hi
     if s.all() or not s.any():
         return None
     pooled = ((p[s] - p[s].mean()) ** 2).sum() + ((p[~s] - p[~s].mean()) ** 2).sum()
