@@ -203,9 +203,11 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
     n_params = {}
     for group in task_groups(config):
         task = build_task(config, group)
-        n_params[group] = build_family(config, task, group).n_params()
+        family = build_family(config, task, group)
+        n_params[group] = family.n_params()
+        check_outputs_fit(task, family)
         for fi in range(len(config.finetune)):
-            build_task(config, group, fi)
+            check_outputs_fit(build_task(config, group, fi), family)
             phase_train_config(config, "finetune", fi)
     size = planned_bytes(config, n_params)
     if size > max_gb * 1e9:
@@ -215,6 +217,30 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
                         f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
                         "that is meant")
     return make_plan(config, models_per_batch)
+
+
+def check_outputs_fit(task: Task, family: Family) -> None:
+    """The family's outputs on two training examples have the shape the task's loss reads: one row of
+    ``task.n_out`` per target (``[1, B, ..., n_out]`` for targets ``[B, ...]``) for a classification,
+    the targets' shape (a last axis of 1 dropped) for a regression. A model read out at the
+    last position against a task with a target at every position (``model.readout``) would otherwise
+    fail at the first step with torch's shape error, or a regression's outputs broadcast against
+    targets of another shape."""
+    if type(task).loss is not Task.loss:  # a task with a loss of its own says what it reads
+        return
+    x, y = task.train_set()
+    with torch.no_grad():
+        out = family(family.init([0]), x[:2])
+    if task.loss_kind == "classification":
+        want, got = (1, *y[:2].shape, task.n_out), tuple(out.shape)
+    else:  # the squared error reads the outputs without a last axis of 1, as the loss does
+        want, got = (1, *y[:2].shape), tuple(out.squeeze(-1).shape)
+    if got != want:
+        readout = getattr(family, "readout", None)
+        how = f" read out at '{readout}' ('model.readout')" if readout else ""
+        raise UserError(f"the '{family.name}' model{how} gives outputs {list(out.shape[1:])} for 2 training examples of task "
+                        f"'{task.name}', whose targets need {list(want[1:])}: set the model to match the task (see its "
+                        f"default model in `fingerprint list`)")
 
 
 def check_device(device: str) -> None:

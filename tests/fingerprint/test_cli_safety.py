@@ -269,6 +269,59 @@ def test_out_of_range_config_is_one_line_and_writes_nothing(tmp_path, main, old,
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.parametrize("config,targets", [("tiny-lm-quick", "[2, 16, 64]"), ("icl-regression-quick", "[2, 8]")])
+def test_a_readout_that_does_not_fit_the_task_is_refused_before_anything_is_written(tmp_path, main, config, targets):
+    """A model read out at the last position for a task with a target at every position (a
+    classification and a regression) failed at the first step with torch's shape error (tiny-lm) or
+    could broadcast its outputs against the targets; now one line, before the zoo exists."""
+    text = (Path(__file__).resolve().parents[2] / "configs" / f"{config}.toml").read_text()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(_edit(text, "[model]\n", '[model]\nreadout = "last"\n') if "readout" not in text
+                   else text.replace('readout = "all"', 'readout = "last"'))
+    refused(main("sweep", cfg, "--out", tmp_path / "never"), "read out at 'last'", "'model.readout'", targets)
+    assert not (tmp_path / "never").exists()
+
+
+def test_outputs_fit_reads_the_targets_as_the_loss_does():
+    """The shape rule of :func:`training.plan.check_outputs_fit` is the loss's: a regression with
+    several outputs per example (targets ``[B, 3]``, outputs ``[n, B, 3]``) fits; one with a single
+    output does not fit such targets; a task with a loss of its own is left to it."""
+    from dataclasses import dataclass
+
+    from training.core.errors import UserError
+    from training.families import get_family
+    from training.plan import check_outputs_fit
+    from training.tasks.base import Task
+
+    @dataclass(frozen=True)
+    class Three(Task):
+        name = "three"
+        loss_kind = "regression"
+        outs: int = 3
+
+        @property
+        def input_shape(self):
+            return (4,)
+
+        @property
+        def n_out(self):
+            return self.outs
+
+        def train_set(self):
+            return torch.zeros(5, 4), torch.zeros(5, 3)
+
+    check_outputs_fit(Three(), get_family("mlp", (4,), 3, {"width": 8}))
+    with pytest.raises(UserError, match=r"gives outputs \[2, 1\] .* need \[2, 3\]"):
+        check_outputs_fit(Three(outs=1), get_family("mlp", (4,), 1, {"width": 8}))
+
+    @dataclass(frozen=True)
+    class OwnLoss(Three):
+        def loss(self, out, y):
+            return out.mean((1, 2))
+
+    check_outputs_fit(OwnLoss(outs=1), get_family("mlp", (4,), 1, {"width": 8}))
+
+
 def test_command_line_numbers_are_range_checked_before_anything_is_written(swept, main, tmp_path):
     """The same class of input on the options: each used to fail late (a failed analysis stored in the
     zoo, a run directory holding an empty zoo) instead of up front."""
