@@ -331,6 +331,11 @@ def test_a_shard_copied_over_another_is_corrupt_and_partial_zoos_are_announced(t
     res = cli("extract", tiny_zoo, "--fp", "weight-stats")
     assert res.returncode == 0
     assert "has 20 of its 24 planned models" in " ".join(res.stderr.split())
+    for shard in (tiny_zoo / "shards").glob("*.h5"):  # a sweep stopped before its first shard landed
+        shard.unlink()
+    for cmd in (("extract", tiny_zoo, "--fp", "weight-stats"), ("report", tiny_zoo, "--out", tiny_zoo.parent / "r")):
+        assert "holds no trained models yet (0 of its 24 planned" in _one_line_error(cli(*cmd))  # was: unknown column 'diverged'
+    assert not (tiny_zoo.parent / "r").exists()
 
 
 def test_every_command_helps_with_every_option_and_shows_flags_as_flags():
