@@ -76,6 +76,7 @@ def _steps(zoo: Zoo, step: int | str | None) -> list[int | None]:
 
 def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     """Models to fingerprint at ``step``: those that have the checkpoint and did not diverge by then."""
+    zoo.require_models()
     ids = zoo.model_ids if step is None else zoo.models_at(step)
     idx = zoo.index(ids)
     div = np.asarray(zoo.models["diverged"], bool)[idx]

@@ -103,9 +103,7 @@ def open_zoo(path):
 
     zoo = Zoo.open(path)
     planned = len(zoo.manifest.get("planned", []))
-    if len(zoo) == 0:  # a sweep stopped before its first shard was written: nothing to read
-        raise UserError(f"zoo '{zoo.path}' holds no trained models yet (0 of its {planned} planned; an interrupted "
-                        "sweep? `fingerprint sweep ... --resume` trains them)")
+    zoo.require_models()
     if 0 < len(zoo) < planned:
         print_warning(f"zoo '{zoo.path}' has {len(zoo)} of its {planned} planned models "
                       "(an interrupted sweep? `fingerprint sweep ... --resume` finishes it); using those")

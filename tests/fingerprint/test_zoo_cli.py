@@ -336,6 +336,10 @@ def test_a_shard_copied_over_another_is_corrupt_and_partial_zoos_are_announced(t
     for cmd in (("extract", tiny_zoo, "--fp", "weight-stats"), ("report", tiny_zoo, "--out", tiny_zoo.parent / "r")):
         assert "holds no trained models yet (0 of its 24 planned" in _one_line_error(cli(*cmd))  # was: unknown column 'diverged'
     assert not (tiny_zoo.parent / "r").exists()
+    from fingerprint import UserError, pipeline  # a notebook's path says the same
+
+    with pytest.raises(UserError, match="holds no trained models yet"):
+        pipeline.compute(Zoo.open(tiny_zoo), ["weight-stats"])
 
 
 def test_every_command_helps_with_every_option_and_shows_flags_as_flags():

@@ -159,6 +159,14 @@ class Zoo:
     def n_models(self) -> int:
         return len(self.model_ids)
 
+    def require_models(self) -> None:
+        """A one-line error when the zoo holds no model yet (a sweep stopped before its first shard):
+        the first column read would otherwise be named as unknown."""
+        if not self.model_ids:
+            planned = len(self.manifest.get("planned", []))
+            raise UserError(f"zoo '{self.path}' holds no trained models yet (0 of its {planned} planned; an interrupted "
+                            "sweep? `fingerprint sweep ... --resume` trains them)")
+
     @property
     def config(self) -> dict:
         return self.manifest.get("config", {})
