@@ -23,7 +23,7 @@ import torch
 
 from training import config as cfgmod
 from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
-from training.core.errors import UserError, choices
+from training.core.errors import PluginError, UserError, choices
 from training.families import get_family
 from training.families.base import Family
 from training.tasks import Task, get_task
@@ -205,9 +205,9 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
         task = build_task(config, group)
         family = build_family(config, task, group)
         n_params[group] = family.n_params()
-        check_outputs_fit(task, family)
+        _check_fit(config, task, family)
         for fi in range(len(config.finetune)):
-            check_outputs_fit(build_task(config, group, fi), family)
+            _check_fit(config, build_task(config, group, fi), family)
             phase_train_config(config, "finetune", fi)
     size = planned_bytes(config, n_params)
     if size > max_gb * 1e9:
@@ -217,6 +217,26 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
                         f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
                         "that is meant")
     return make_plan(config, models_per_batch)
+
+
+def task_plugin_failure(task: str, e: Exception, kept: str) -> PluginError:
+    """The one-line error for a task plugin whose data or probes break a step (``kept``: what is on disk)."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return PluginError(f"training failed with task '{task}' (a task plugin's train_set, test_set, probes or "
+                       f"diagnostics not matching the architecture?): {type(e).__name__}: {first[:300]}; {kept}")
+
+
+def _check_fit(config: SweepConfig, task: Task, family: Family) -> None:
+    """:func:`check_outputs_fit`; a task plugin that fails it is named in one line (a built-in task's
+    failure is a bug, raised with its traceback)."""
+    try:
+        check_outputs_fit(task, family)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's task is the likely culprit
+        if ":" not in str(config.task.name):
+            raise
+        raise task_plugin_failure(str(config.task.name), e, "nothing was written") from None
 
 
 def check_outputs_fit(task: Task, family: Family) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from training.config import SweepConfig
 from training.core import store as zoo_io
-from training.core.errors import CorruptFileError, DiskFullError, PluginError, UserError
+from training.core.errors import CorruptFileError, DiskFullError, UserError
 from training.core.outputs import check_output
 from training.executors import DISK_FULL_EXIT, Executor, get_executor
 from training.plan import (
@@ -36,6 +36,7 @@ from training.plan import (
     planned_bytes,
     planned_entries,
     shard_steps,
+    task_plugin_failure,
     validate,
 )
 from training.shard import train_shard
@@ -155,11 +156,9 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
         trained = bool(zoo_io.completed_shards(out))
         if fresh and not trained:  # nothing trained: leave nothing half-written (only the manifest was)
             shutil.rmtree(out, ignore_errors=True)
-        first = (str(e).strip().splitlines() or [""])[0]
         kept = ("nothing was written" if fresh and not trained else
                 "the finished shards are kept: fix the task, then rerun with --resume")
-        raise PluginError(f"training failed with task '{task}' (a task plugin's train_set, test_set, probes or "
-                          f"diagnostics not matching the architecture?): {type(e).__name__}: {first[:300]}; {kept}") from None
+        raise task_plugin_failure(task, e, kept) from None
 
 
 def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Executor, device: str,
