@@ -176,18 +176,70 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
     return out
 
 
+def centre_shifts(params: dict[str, torch.Tensor], shiftable: list[tuple[str, int]] | tuple = (),
+                  normalized: dict[str, dict] | None = None) -> dict[str, torch.Tensor]:
+    """``params`` with the shifts the function cannot see put at one point: the softmax outputs'
+    (``Family.output_shiftable``: each entry minus its mean over the class axis, so one vector added to
+    every class's weight row and one number to every bias are gone) and those a norm removes
+    (``Family.hidden_normalized``'s ``"shift"``: a layer norm's layer centred over its units the same
+    way; a batch norm's running mean folded into the layer's bias, ``bias - running_mean``, the mean
+    then 0). Float64, cast back; all models at once. A model and any such shift of it give the same
+    tensors (an outside audit of the fifteenth session: an output bias started at the log class prior,
+    or shifted before a layer or batch norm, read as a candidate deep difference on weight-stats at 8-16 SDs)."""
+    out = dict(params)
+
+    def centred(p: str, axis: int) -> None:
+        w = out[p]
+        out[p] = (w.double() - w.double().mean(1 + axis, keepdim=True)).to(w.dtype)
+
+    for p, axis in shiftable:
+        if p in out:
+            centred(p, axis)
+    for spec in (normalized or {}).values():
+        shift = spec.get("shift")
+        if not shift:
+            continue
+        if shift["kind"] == "layer":
+            for p, _ in spec["incoming"]:
+                if p in out:
+                    centred(p, 0)
+            continue
+        bias, mean = next((p for p, _ in spec["incoming"] if p.endswith(".bias")), None), shift["mean"]
+        if bias in out and mean in out:
+            b, m = out[bias], out[mean]
+            out[bias] = (b.double() - m.double()).to(b.dtype)
+            out[mean] = torch.zeros_like(m)
+    return out
+
+
+def _shifted(spec: dict) -> list[str]:
+    """The entries :func:`centre_shifts` moves for one ``hidden_normalized`` layer."""
+    shift = spec.get("shift")
+    if not shift:
+        return []
+    if shift["kind"] == "layer":
+        return [p for p, _ in spec["incoming"]]
+    bias = [p for p, _ in spec["incoming"] if p.endswith(".bias")]
+    return bias + [shift["mean"]] if bias else []
+
+
 NORM_ROUNDS = 200  # alternations of normalizing and balancing where the two scales meet (a ReLU group into a normed layer)
 
 
 def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
-                     normalized: dict[str, dict]) -> tuple[dict[str, torch.Tensor], float | None]:
+                     normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = ()
+                     ) -> tuple[dict[str, torch.Tensor], float | None]:
     """``params`` with both free scales taken out: the layers a norm follows normalized
     (:func:`normalize_units`) and the ReLU units balanced (:func:`balance_units`). Where the two
     meet (``Linear -> ReLU -> Linear -> BatchNorm``: the ReLU units' outgoing weights are the normed
     layer's incoming ones), one pass of each lands on different points for a model and its rescaled
     copy (a review: weight-stats 0.37 apart for the same function), so they alternate until both hold
     at once (Sinkhorn-like: rows of the normed layer at norm 1, the ReLU units balanced), at most
-    :data:`NORM_ROUNDS` times; the residual is then the larger of the two stopping gaps."""
+    :data:`NORM_ROUNDS` times; the residual is then the larger of the two stopping gaps. The shifts
+    the function cannot see are centred first (:func:`centre_shifts`): a shift of a unit's bias moves
+    its norm, so a model and its shifted twin would otherwise balance differently."""
+    if shiftable or any(spec.get("shift") for spec in normalized.values()):
+        params = centre_shifts(params, shiftable, normalized)
     if not normalized:
         return balance_units(params, groups) if groups else (params, None)
     out = normalize_units(params, normalized)
@@ -224,14 +276,14 @@ class _LastBalanced:
         self.key: str | None = None  # the groups and normalized layers it was computed for
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
-    def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None
-            ) -> tuple[dict[str, torch.Tensor], float | None]:
-        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items())))
+    def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None,
+            shiftable: list[tuple[str, int]] | tuple = ()) -> tuple[dict[str, torch.Tensor], float | None]:
+        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable)))
         same = (self.result is not None and key == self.key and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
-            self.result = canonical_scales(params, groups, normalized or {})
+            self.result = canonical_scales(params, groups, normalized or {}, shiftable)
             self.refs, self.key = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
@@ -256,11 +308,14 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
     normalized = models.family.hidden_normalized() if balance else {}
-    if not groups and not normalized:
+    shiftable = [(p, a) for p, a in models.family.output_shiftable() if p in models.params] if balance else []
+    if not groups and not normalized and not shiftable:
         return models.params, {}
-    params, residual = _LAST.get(models.params, groups, normalized)
+    params, residual = _LAST.get(models.params, groups, normalized, shiftable)
+    centred = sorted({p for p, _ in shiftable} | {p for spec in normalized.values() for p in _shifted(spec)} & set(models.params))
     return dict(params), ({"balanced": sorted(groups)} if groups else {}) | (
-        {"normalized": sorted(normalized)} if normalized else {}) | ({"balance_residual": residual} if residual else {})
+        {"normalized": sorted(normalized)} if normalized else {}) | ({"centred": centred} if centred else {}) | (
+        {"balance_residual": residual} if residual else {})
 
 
 def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -275,7 +330,7 @@ def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.
     return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", version="4", reads="weights")
+@extractor("weight-stats", kind="mechanistic", version="5", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
@@ -320,7 +375,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", version="4", reads="weights", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", version="5", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
     ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
@@ -394,7 +449,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="5", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="6", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -597,7 +652,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant",
     return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="5", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="6", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.
@@ -653,7 +708,7 @@ def _max_on_path(barrier_at, alphas: torch.Tensor, pairs: int, refine: int) -> t
     return best
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="5",
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="6",
            bounds={"n_probes": (1, None), "n_points": (3, None), "refine": (0, None), "landmarks": (0, None),
                    "pair_chunk": (1, None)})
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6, align: bool = False, landmarks: int = 0,
@@ -709,7 +764,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6,
     return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm], **meta}
 
 
-@extractor("gradients", kind="mechanistic", reads="gradients", version="2", bounds={"n_probes": (1, None), "dim": (1, None)})
+@extractor("gradients", kind="mechanistic", reads="gradients", version="3", bounds={"n_probes": (1, None), "dim": (1, None)})
 def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0, balance: bool = True):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
     probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim].

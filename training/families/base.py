@@ -222,12 +222,26 @@ class Family:
         (:func:`fingerprint.extractors.mechanistic.balance_units`). Empty when unknown."""
         return {}
 
+    def output_shiftable(self) -> list[tuple[str, int]]:
+        """The output layer's entries ``[(param, axis)]`` along whose class axis a common shift leaves
+        the softmax unchanged: adding one vector ``u`` to every class's weight row and one number to
+        every class's bias adds ``u . h + c`` to every logit alike, so the probabilities, the predictions
+        and the loss stay the same (an output bias initialised at the log class prior trains into the
+        same function). Outputs of two or more are read as class logits here, as the behavioural
+        fingerprints read them. Weight-space fingerprints centre them
+        (:func:`fingerprint.extractors.mechanistic.centre_shifts`). Empty when unknown."""
+        return []
+
     def hidden_normalized(self) -> dict[str, dict]:
         """Layers whose output a norm normalizes again, so that their scale is free: ``{layer:
         {"incoming": [(param, 0), ...], "stats": [(buffer, power), ...], "per_unit": bool}}``. A batch
         norm (``per_unit``) gives each output unit its own free scale ``c > 0`` (its incoming weights and
         bias times ``c``, its running mean times ``c`` and running variance times ``c**2``); a layer norm
-        one scale for the whole layer. Weight-space fingerprints normalize them
+        one scale for the whole layer. ``"shift"`` (when nothing but identity or dropout lies between the
+        layer and the norm): ``{"kind": "layer"}``, a layer norm removes a common shift of every unit
+        (one vector added to every incoming row, one number to every bias), or ``{"kind": "batch",
+        "mean": running_mean}``, a batch norm in eval mode removes a unit's bias shift matched in its
+        running mean. Weight-space fingerprints normalize them
         (:func:`fingerprint.extractors.mechanistic.normalize_units`). Empty when unknown."""
         return {}
 

@@ -145,6 +145,10 @@ class CNNFamily(Family):
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{dense[i + 1][0]}.weight", 1)]
         return groups
 
+    def output_shiftable(self) -> list[tuple[str, int]]:
+        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
+        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
+
     def hidden_rescalable(self):
         """The permutation groups, and the last conv's channels, which the first dense layer reads after
         average pooling (homogeneous) and flattening as blocks of columns, channel-major."""

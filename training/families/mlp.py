@@ -281,6 +281,10 @@ class MLPFamily(Family):
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
 
+    def output_shiftable(self) -> list[tuple[str, int]]:
+        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
+        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
+
     def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
         return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}
 

@@ -152,6 +152,16 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
 
+    def output_shiftable(self) -> list[tuple[str, int]]:
+        """What the module's class declares (an ``output_shiftable()`` method), else, for an
+        ``nn.Sequential`` with two outputs or more, its last child that is a ``Linear`` when only identity,
+        dropout or a (log-)softmax follow it (:func:`sequential_output`); else none."""
+        t = self.template()
+        declared = getattr(t, "output_shiftable", None)
+        if callable(declared):
+            return [(str(n), int(a)) for n, a in declared()]
+        return sequential_output(t) if self.n_out >= 2 else []
+
     def hidden_normalized(self) -> dict[str, dict]:
         """Layers of an ``nn.Sequential`` (without a declared ``hidden_permutable()``) that a batch or
         layer norm normalizes again (:func:`sequential_normalized`); else none."""
@@ -248,6 +258,23 @@ def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]
     return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
 
 
+SHIFT_FREE = (nn.Identity, nn.Dropout)  # between a layer and its norm: the norm still removes the layer's shift
+AFTER_LOGITS = (nn.Identity, nn.Dropout, nn.Softmax, nn.LogSoftmax)
+
+
+def sequential_output(module: nn.Module) -> list[tuple[str, int]]:
+    """The last ``Linear`` of an ``nn.Sequential`` when only identity, dropout or a (log-)softmax follow
+    it: ``[(name.weight, 0), (name.bias, 0)]``, its class axis (``Family.output_shiftable``); else ``[]``."""
+    if not isinstance(module, nn.Sequential):
+        return []
+    for name, child in reversed(list(module.named_children())):
+        if isinstance(child, nn.Linear):
+            return _incoming(name, child)
+        if not isinstance(child, AFTER_LOGITS):
+            return []
+    return []
+
+
 def sequential_normalized(module: nn.Module) -> dict[str, dict]:
     """The ``Linear`` / ``Conv`` layers of an ``nn.Sequential`` followed by a norm over their units with
     only positively homogeneous modules (ReLU, pooling, dropout) between: a batch norm over the layer's
@@ -295,6 +322,7 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
     prev: tuple[str, nn.Module] | None = None
     between: list[tuple[str, int]] = []  # per-unit tensors of the norms since ``prev``
     scaled = True  # only positively homogeneous modules since ``prev``
+    direct = True  # only identity or dropout since ``prev``: its shift reaches the next norm
     stop = None
     for name, child in module.named_children():
         if isinstance(child, LAYERS) and getattr(child, "groups", 1) != 1:  # grouped / depthwise: units tied to a group
@@ -307,13 +335,19 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
                 groups[pname] = _incoming(pname, player) + between + [(f"{name}.weight", 1)]
                 if scaled and not between:
                     homogeneous.add(pname)
-            prev, between, scaled = (name, child), [], True
+            prev, between, scaled, direct = (name, child), [], True, True
         elif prev is not None and _per_unit(child, prev[1]):
             if isinstance(child, NORMS) and scaled:  # the first norm, only homogeneous modules before it: a free scale
                 batch = not isinstance(child, nn.LayerNorm)
                 stats = [(f"{name}.{t}", k) for t, k in (("running_mean", 1), ("running_var", 2))
                          if batch and isinstance(getattr(child, t, None), torch.Tensor)]
-                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch}
+                shift = None
+                if direct and not batch:
+                    shift = {"kind": "layer"}
+                elif direct and stats and stats[0][0].endswith(".running_mean"):  # eval mode: the running mean absorbs a bias shift
+                    shift = {"kind": "batch", "mean": stats[0][0]}
+                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch, "shift": shift}
+            direct = False
             between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
             scaled = scaled and isinstance(child, HOMOGENEOUS)  # pooling after a Conv keeps the scale; a norm does not
         elif not isinstance(child, ELEMENTWISE):
@@ -322,6 +356,7 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
             prev, between = None, []
         else:
             scaled = scaled and isinstance(child, HOMOGENEOUS)
+            direct = direct and isinstance(child, SHIFT_FREE)
     return groups, stop, homogeneous, normalized
 
 

@@ -256,6 +256,10 @@ class TransformerFamily(Family):
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
                                     (f"blocks.{i}.mlp.proj.weight", 1)] for i in range(self.n_layers)}
 
+    def output_shiftable(self) -> list[tuple[str, int]]:
+        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
+        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
+
     def hidden_rescalable(self):
         """The MLP units (fc in, proj out) with a homogeneous activation, and attention's two bilinear
         forms, whatever the activation: a query dimension times ``c`` with its key dimension divided by

@@ -1,0 +1,121 @@
+"""Shifts the function cannot see, taken out of the weight fingerprints (``centre_shifts``).
+
+An outside audit of the fifteenth session: models that compute the same function read as a candidate
+deep difference on weight-stats (8-16 SDs) when half of them had their output bias started at the log
+class prior (a softmax ignores a common shift of the logits), a common shift before a layer norm, or a
+bias shift before an eval-mode batch norm matched in its running mean. Each twin below computes its
+model's probabilities; the weight fingerprints give it its model's row, and another model's differs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fingerprint import Zoo
+from fingerprint.batch import ModelBatch
+from fingerprint.extractors.mechanistic import centre_shifts
+from fingerprint.registry import get_extractor
+from training.families import get_family
+from training.tasks import get_task
+
+WEIGHT_FPS = ("weight-stats", "weight-spectra", "aligned-weights", "cka")
+
+
+def _make(kind: str) -> nn.Sequential:
+    if kind == "softmax":
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    norm = nn.LayerNorm(16) if kind == "layer" else nn.BatchNorm1d(16)
+    return nn.Sequential(nn.Linear(8, 16), norm, nn.ReLU(), nn.Linear(16, 3))
+
+
+def _shifted(model: nn.Sequential, kind: str, g: torch.Generator) -> nn.Sequential:
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        if kind == "softmax":  # one vector on every class's row, one number on every class's bias
+            twin[2].weight.add_(torch.randn(16, generator=g)[None, :])
+            twin[2].bias.add_(1.0986)
+        elif kind == "layer":  # the same for the layer the norm normalizes
+            twin[0].weight.add_(torch.randn(8, generator=g)[None, :])
+            twin[0].bias.add_(0.5)
+        else:  # each unit's own bias shift, matched in the running mean
+            d = torch.randn(16, generator=g)
+            twin[0].bias.add_(d)
+            twin[1].running_mean.add_(d)
+    return twin
+
+
+@pytest.mark.parametrize("kind", ["softmax", "layer", "batch"])
+def test_weight_fingerprints_ignore_shifts_the_function_cannot_see(tmp_path, kind):
+    g = torch.Generator().manual_seed(0)
+    mods = [_make(kind) for _ in range(2)]
+    for m in mods:
+        if kind == "batch":
+            m[1].running_mean.copy_(torch.randn(16, generator=g))
+            m[1].running_var.copy_(torch.rand(16, generator=g) + 0.5)
+        m.eval()
+    twin = _shifted(mods[0], kind, g).eval()
+    x = torch.randn(32, 8, generator=g)
+    assert torch.allclose(mods[0](x).log_softmax(-1), twin(x).log_softmax(-1), atol=1e-5)  # the same probabilities
+    if kind == "softmax":
+        assert not torch.allclose(mods[0](x), twin(x), atol=1e-2)  # the raw logits moved
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    for name in WEIGHT_FPS:
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        want = {"softmax": ["2.bias", "2.weight"], "layer": ["0.bias", "0.weight", "3.bias", "3.weight"],
+                "batch": ["0.bias", "1.running_mean", "3.bias", "3.weight"]}[kind]
+        assert meta["centred"] == want, (name, meta)
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name  # the twin is model 0 again; model 1 is not
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+    raw, _ = get_extractor("weight-stats").compute(mb, {**get_extractor("weight-stats").params, "balance": False})
+    assert not np.allclose(raw[0], raw[2], rtol=1e-3)  # without it, the shift shows
+
+
+def test_what_is_centred_and_what_is_not():
+    """Only where the function cannot see the shift: a softmax read-out of two classes or more (not one
+    output: a regression's, or a single logit's), and a norm with nothing but identity or dropout
+    before it (a ReLU between keeps a shift: it moves which units are active)."""
+    fam = get_family("mlp", (8,), 3, {"width": 12, "depth": 2})
+    assert fam.output_shiftable() == [("out.weight", 0), ("out.bias", 0)]
+    assert get_family("mlp", (8,), 1, {"width": 12, "depth": 2}).output_shiftable() == []
+    tf = get_family("transformer", (4,), 7, {"vocab": 7, "d_model": 16, "n_heads": 2, "n_layers": 1, "d_mlp": 32})
+    assert tf.output_shiftable() == [("out.weight", 0), ("out.bias", 0)]
+
+    from training.families.module import sequential_normalized, sequential_output
+
+    assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(-1))) == [
+        ("2.weight", 0), ("2.bias", 0)]
+    assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Tanh())) == []
+    direct = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.Dropout(), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2)))
+    assert direct["0"]["shift"] == {"kind": "layer"}
+    after_relu = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2)))
+    assert after_relu["0"]["shift"] is None  # still normalized for scale: ReLU keeps a positive scale
+    batch = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)))
+    assert batch["0"]["shift"] == {"kind": "batch", "mean": "1.running_mean"}
+
+
+def test_a_built_in_model_and_its_shifted_read_out_give_one_row():
+    """The built-in MLP (the read-out ``out``): a model and a copy with its output bias and weight rows
+    shifted alike give the same weight-stats row and the same predictions."""
+    task = get_task("xor-cues")
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 12, "depth": 2})
+    p = fam.init([0, 1])
+    p = {k: torch.cat([v, v[:1]]) for k, v in p.items()}  # model 2 is model 0 ...
+    p["out.bias"][2] += 0.8  # ... with its read-out shifted
+    p["out.weight"][2] += torch.randn(p["out.weight"].shape[2])[None, :]
+    mb = ModelBatch(fam, p, task, ["a", "b", "c"])
+    x = task.train_set()[0][:16]
+    out = mb.forward(x)
+    assert torch.allclose(out[0].log_softmax(-1), out[2].log_softmax(-1), atol=1e-5)
+    rows, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
+    assert meta["centred"] == ["out.bias", "out.weight"]
+    assert np.allclose(rows[0], rows[2], rtol=1e-5, atol=1e-6) and not np.allclose(rows[0], rows[1], rtol=1e-3)
+    again = centre_shifts(p, fam.output_shiftable())
+    assert torch.allclose(again["out.bias"].sum(1), torch.zeros(3), atol=1e-6)
