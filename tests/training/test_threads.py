@@ -199,3 +199,31 @@ def test_concurrent_calls_restore_torch_threads():
         assert_bitwise_equal(out[0].checkpoints, out[1].checkpoints)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_training_threads_share_the_main_arena():
+    """``retain_freed_memory`` (called when training starts on the CPU) gives every thread glibc's main
+    arena, whose freed blocks it keeps: a thread's own arena gave its heap back and faulted it in
+    again every step. glibc's ``malloc_stats`` lists one arena after threads allocated, several without."""
+    script = textwrap.dedent("""
+        import ctypes, sys, threading
+        import torch
+        if sys.argv[1] == "retain":
+            from training.core.numerics import retain_freed_memory
+            assert retain_freed_memory()
+        def work():
+            for _ in range(20):
+                torch.randn(512, 512).sum()
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        ctypes.CDLL(None).malloc_stats()
+    """)
+
+    def arenas(arg: str) -> int:
+        res = subprocess.run([sys.executable, "-c", script, arg], capture_output=True, text=True, check=True)
+        return sum(line.startswith("Arena ") for line in res.stderr.splitlines())
+
+    assert arenas("retain") == 1
+    assert arenas("default") > 1
