@@ -70,6 +70,16 @@ class TaskView:
     def probe_names(self) -> list[str]:
         return [str(n) for n in self._behind().probe_names()]
 
+    def regression(self) -> bool:
+        """Whether the outputs are regression values, not class logits: a built-in task's ``loss_kind``,
+        an imported zoo's labelled data (float targets); ``False`` when nothing says (outputs of two or
+        more are then read as class logits, as the behavioural fingerprints read them)."""
+        task = self._behind()
+        kind = getattr(task, "loss_kind", None)
+        if kind is None and callable(getattr(task, "data_loss", None)):
+            kind = task.data_loss()
+        return kind == "regression"
+
     def probes(self, name: str) -> torch.Tensor:
         """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others)."""
         return self._behind().probes(name).clone()

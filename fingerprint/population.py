@@ -87,6 +87,12 @@ class ProbeSets:
             return torch.nn.functional.cross_entropy(out.movedim(-1, 1), y.long(), reduction="none").flatten(1).mean(1)
         return (out.squeeze(-1) if y.dim() == out.dim() - 1 else out).sub(y).pow(2).flatten(1).mean(1)
 
+    def data_loss(self) -> str | None:
+        """The labelled data's loss (``"classification"`` or ``"regression"``), ``None`` without data."""
+        if self._data is None and (self.data_dir is None or zoo_io.read_data(self.data_dir) is None):
+            return None
+        return self._labelled()[2]
+
     def _labelled(self) -> tuple[torch.Tensor, torch.Tensor, str]:
         if self._data is None:
             found = zoo_io.read_data(self.data_dir) if self.data_dir is not None else None

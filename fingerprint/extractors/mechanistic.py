@@ -308,7 +308,8 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
     normalized = models.family.hidden_normalized() if balance else {}
-    shiftable = [(p, a) for p, a in models.family.output_shiftable() if p in models.params] if balance else []
+    shiftable = [] if not balance or models.task.regression() else [
+        (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
     if not groups and not normalized and not shiftable:
         return models.params, {}
     params, residual = _LAST.get(models.params, groups, normalized, shiftable)

@@ -119,3 +119,18 @@ def test_a_built_in_model_and_its_shifted_read_out_give_one_row():
     assert np.allclose(rows[0], rows[2], rtol=1e-5, atol=1e-6) and not np.allclose(rows[0], rows[1], rtol=1e-3)
     again = centre_shifts(p, fam.output_shiftable())
     assert torch.allclose(again["out.bias"].sum(1), torch.zeros(3), atol=1e-6)
+
+
+def test_a_regression_read_out_is_left_alone(tmp_path):
+    """Outputs of an imported zoo whose labelled data are float targets are regression values, not class
+    logits: a shift of them is a real difference, so nothing is centred; with class indices it is."""
+    g = torch.Generator().manual_seed(0)
+    mods = [_make("softmax").eval() for _ in range(2)]
+    x = torch.randn(32, 8, generator=g)
+    for y, centred in ((torch.randn(32, 3, generator=g), False), (torch.randint(0, 3, (32,), generator=g), True)):
+        zoo = Zoo.from_modules(mods, out=tmp_path / f"zoo{centred}", probes={"in_dist": x}, data=(x, y))
+        mb = ModelBatch.from_zoo(zoo)
+        assert mb.task.regression() is not centred
+        _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
+        assert ("centred" in meta) is centred
+    assert ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "nodata", probes={"in_dist": x})).task.regression() is False
