@@ -159,6 +159,12 @@ def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
     return float(norm / sd) if sd > 0 else None
 
 
+# two basins' means closer than this fraction of the models' spread around their own mean are tied:
+# their difference is rounding, not a line (a review: integer features tied exactly, and summing in
+# another order left a difference of 1e-17 that pointed anywhere)
+HELDOUT_TIE = 1e-9
+
+
 def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) -> float | None:
     """:func:`separation` with the line chosen without the models it measures: each init family's
     models are projected on the line between the two largest basins' means computed from the other
@@ -167,7 +173,9 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
     separate camps that no other family would (few models in many coordinates, or camps chosen
     among many ways to split each family: the seventh outside audit saw 6.7 SDs on camps that
     matched nothing, beside a family-bootstrap interval of 1.3-5); held out, such camps fall
-    together. ``None`` with fewer than :data:`APART_MIN_FAMILIES` families projected."""
+    together. ``None`` with fewer than :data:`APART_MIN_FAMILIES` families projected; a family whose
+    line's two means tie (within :data:`HELDOUT_TIE` of the models' largest distance from their mean)
+    is skipped."""
     b = _as_basins(basins)
     two = _two_largest(b)
     if two is None:
@@ -195,7 +203,7 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
         diff = rest_sum[1] / rest_n[1][:, None] - rest_sum[0] / rest_n[0][:, None]
         centre = (rest_sum[0] + rest_sum[1]) / (rest_n[0] + rest_n[1])[:, None]
     norm = np.linalg.norm(np.where(ok[:, None], diff, 0.0), axis=1)
-    ok &= norm > 0
+    ok &= norm > HELDOUT_TIE * max(float(np.abs(xx[(b == lo) | (b == hi)]).max()), 1e-300)  # tied means: no line
     if int(ok.sum()) < APART_MIN_FAMILIES:
         return None
     unit = np.where(ok[:, None], diff, 0.0) / np.where(ok, norm, 1.0)[:, None]

@@ -402,7 +402,7 @@ def test_the_report_says_sizes_as_the_sentences_do():
 def _heldout_by_family(x, basins, family):
     """The held-out separation written as its definition reads: one pass per family, its line from
     the other families' means (the form the one-pass version replaced)."""
-    from analysis.effect import APART_MIN_FAMILIES
+    from analysis.effect import APART_MIN_FAMILIES, HELDOUT_TIE
 
     b = np.asarray(basins)
     labels, sizes = np.unique(b[b >= 0], return_counts=True)
@@ -418,7 +418,7 @@ def _heldout_by_family(x, basins, family):
         if not a.any() or not c.any() or not held.any():
             continue
         diff = x[c].mean(0) - x[a].mean(0)
-        if not np.linalg.norm(diff) > 0:
+        if not np.linalg.norm(diff) > HELDOUT_TIE * np.abs(x[in_two] - x[in_two].mean(0)).max():
             continue
         pos.append((x[held] - x[rest & in_two].mean(0)) @ (diff / np.linalg.norm(diff)))
         side.append(b[held] == hi)
@@ -434,14 +434,18 @@ def _heldout_by_family(x, basins, family):
 def test_heldout_separation_is_the_per_family_definition():
     """One pass over the models (each family's line from the totals less its own sums) gives the
     per-family definition's value, and ``None`` where it does: random populations with unassigned
-    models, families missing from a basin, string and integer family ids, offsets and scales."""
+    models, families missing from a basin, string and integer family ids, offsets and scales, and
+    discrete features whose basin means tie."""
     from analysis.effect import heldout_separation
 
     rng = np.random.default_rng(0)
     checked = 0
-    for t in range(150):
+    for t in range(300):
         n, d = int(rng.integers(4, 80)), int(rng.integers(1, 6))
-        x = rng.normal(size=(n, d)) * rng.choice([1.0, 1e3]) + rng.choice([0.0, 1e4])
+        if t % 2:  # continuous
+            x = rng.normal(size=(n, d)) * rng.choice([1.0, 1e3]) + rng.choice([0.0, 1e4])
+        else:  # discrete values, where basin means tie exactly (found by review)
+            x = rng.integers(0, 3, size=(n, d)).astype(float) * rng.choice([1.0, 1e6]) + rng.choice([0.0, 7.0])
         b = rng.integers(-1, int(rng.integers(2, 5)), size=n)
         fam = rng.integers(0, int(rng.integers(2, 20)), size=n)
         fam = fam.astype(str) if t % 3 == 0 else fam
@@ -450,4 +454,4 @@ def test_heldout_separation_is_the_per_family_definition():
         if want is not None:
             checked += 1
             assert got == pytest.approx(want, rel=1e-8)
-    assert checked > 50
+    assert checked > 100

@@ -93,6 +93,11 @@ def test_what_is_centred_and_what_is_not():
     assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(-1))) == [
         ("2.weight", 0), ("2.bias", 0)]
     assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Tanh())) == []
+    # a softmax over another axis than the classes sees a shift of the logits (found by review)
+    assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=0))) == []
+    assert sequential_output(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))) == []  # [B, T, C]: positions
+    assert sequential_output(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), vector_inputs=True) == [
+        ("0.weight", 0), ("0.bias", 0)]
     direct = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.Dropout(), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2)))
     assert direct["0"]["shift"] == {"kind": "layer"}
     after_relu = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2)))

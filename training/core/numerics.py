@@ -120,11 +120,13 @@ def retain_freed_memory() -> bool:
     (130-1,700 page faults a modadd step in threads, against 7-60 in the main arena: modadd's 32
     models trained 6-23% faster in 7 of 7 interleaved runs on the Intel host; tiny-lm unchanged).
     Process-wide and permanent: the process keeps up to that much freed memory, and its threads share
-    one arena (training's few allocations a step do not contend for its lock)."""
+    one arena from then on, those it starts later too (training's few allocations a step do not contend
+    for its lock; a process forked from it inherits the setting, one spawned does not)."""
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return (bool(mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES))
-            and bool(mallopt(_M_ARENA_MAX, 1)))
+    kept = bool(mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES))
+    mallopt(_M_ARENA_MAX, 1)  # the threads' share of it; the thresholds are what the return value reports
+    return kept

@@ -160,7 +160,7 @@ class ModuleFamily(Family):
         declared = getattr(t, "output_shiftable", None)
         if callable(declared):
             return [(str(n), int(a)) for n, a in declared()]
-        return sequential_output(t) if self.n_out >= 2 else []
+        return sequential_output(t, vector_inputs=len(self.input_shape) == 1) if self.n_out >= 2 else []
 
     def hidden_normalized(self) -> dict[str, dict]:
         """Layers of an ``nn.Sequential`` (without a declared ``hidden_permutable()``) that a batch or
@@ -262,14 +262,19 @@ SHIFT_FREE = (nn.Identity, nn.Dropout)  # between a layer and its norm: the norm
 AFTER_LOGITS = (nn.Identity, nn.Dropout, nn.Softmax, nn.LogSoftmax)
 
 
-def sequential_output(module: nn.Module) -> list[tuple[str, int]]:
-    """The last ``Linear`` of an ``nn.Sequential`` when only identity, dropout or a (log-)softmax follow
-    it: ``[(name.weight, 0), (name.bias, 0)]``, its class axis (``Family.output_shiftable``); else ``[]``."""
+def sequential_output(module: nn.Module, vector_inputs: bool = False) -> list[tuple[str, int]]:
+    """The last ``Linear`` of an ``nn.Sequential`` when only identity, dropout or a (log-)softmax over the
+    classes follow it: ``[(name.weight, 0), (name.bias, 0)]``, its class axis (``Family.output_shiftable``);
+    else ``[]``. A softmax is over the classes when its ``dim`` is the last axis (``-1``, or ``1`` for
+    ``[B, C]`` outputs of vector inputs); over another axis (a review: ``Softmax(dim=0)``, over the batch)
+    it sees a shift of the logits."""
     if not isinstance(module, nn.Sequential):
         return []
     for name, child in reversed(list(module.named_children())):
         if isinstance(child, nn.Linear):
             return _incoming(name, child)
+        if isinstance(child, (nn.Softmax, nn.LogSoftmax)) and not (child.dim == -1 or (vector_inputs and child.dim == 1)):
+            return []
         if not isinstance(child, AFTER_LOGITS):
             return []
     return []
