@@ -139,3 +139,48 @@ def test_a_regression_read_out_is_left_alone(tmp_path):
         _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
         assert ("centred" in meta) is centred
     assert ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "nodata", probes={"in_dist": x})).task.regression() is False
+
+
+def test_a_linear_bottleneck_mixed_by_any_invertible_map_gives_one_row(tmp_path):
+    """``Linear -> Linear`` (a bottleneck of 4 units) computes the same for ``(Q W1, Q b1, W2 Q^-1)``
+    with any invertible ``Q``; the audit's mixing gave a weight-spectra candidate in 1 of 3 draws. The
+    pair is rewritten from its product (``canonical_mixing``): the same outputs, and a mixed twin gets
+    its model's rows."""
+    from fingerprint.extractors.mechanistic import canonical_mixing
+    from training.families.module import sequential_mixable
+
+    g = torch.Generator().manual_seed(0)
+
+    def make():
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    mods = [make().eval() for _ in range(2)]
+    twin = copy.deepcopy(mods[0])
+    q = torch.eye(4) + 0.5 * torch.randn(4, 4, generator=g)
+    with torch.no_grad():
+        twin[2].weight.copy_(q @ twin[2].weight)
+        twin[2].bias.copy_(q @ twin[2].bias)
+        twin[3].weight.copy_(twin[3].weight @ torch.linalg.inv(q))
+    x = torch.randn(32, 8, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    assert mb.family.hidden_mixable() == [("2", "3")]
+    mixed = canonical_mixing(mb.params, [("2", "3")])
+    assert torch.allclose(ModelBatch(mb.family, mixed, mb.task, mb.model_ids).forward(x), mb.forward(x), atol=1e-4)
+    for name in WEIGHT_FPS:
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert meta["unmixed"] == ["2->3"], name
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-4) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+    # a chain of three linear layers has no one form per pair; a pair wider than its product's rank keeps its weights
+    assert sequential_mixable(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(3, 2))) == []
+    wide = {"a.weight": torch.randn(2, 6, 4, generator=g), "a.bias": torch.randn(2, 6, generator=g),
+            "b.weight": torch.randn(2, 3, 6, generator=g)}
+    assert all(torch.equal(canonical_mixing(wide, [("a", "b")])[k], v) for k, v in wide.items())
+    low = {k: v.clone() for k, v in mb.params.items()}
+    low["3.weight"][1, :, 0] = 0  # model 1's product has rank 3 < 4 units: it keeps its weights, model 0 does not
+    done = canonical_mixing(low, [("2", "3")])
+    assert torch.equal(done["2.weight"][1], low["2.weight"][1]) and not torch.equal(done["2.weight"][0], low["2.weight"][0])
