@@ -212,46 +212,6 @@ def centre_shifts(params: dict[str, torch.Tensor], shiftable: list[tuple[str, in
     return out
 
 
-MIX_RANK = 1e-6  # a pair whose product's k-th singular value is below this fraction of its first keeps its weights
-
-
-def canonical_mixing(params: dict[str, torch.Tensor], pairs: list[tuple[str, str]] | tuple = ()) -> dict[str, torch.Tensor]:
-    """``params`` with each ``Linear -> Linear`` pair (``Family.hidden_mixable``) in one form: the pair
-    computes ``W2 (W1 x + b1) + b2``, the same for ``(Q W1, Q b1, W2 Q^-1)`` with any invertible ``Q``,
-    so it is rewritten from its product ``M = W2 W1 = U S V^T`` (the top ``k`` singular values, ``k``
-    the units between): ``W1 = S^1/2 V^T``, ``W2 = U S^1/2``, ``b1 = S^-1/2 U^T W2 b1``, each singular
-    vector pair's sign set so that its input side's largest entry is positive. The same function (the
-    product and ``W2 b1`` are kept), and a model and any mixing of it give the same tensors (an outside
-    audit of the fifteenth session: such a mixing gave a ``weight-spectra`` candidate in 1 of 3 draws).
-    A pair with more units than the product's rank (``k > min(in, out)``, or a model's product of rank
-    below ``k`` by :data:`MIX_RANK`) keeps its weights. Float64, cast back."""
-    out = dict(params)
-    for first, second in pairs:
-        w1, w2, b1 = f"{first}.weight", f"{second}.weight", f"{first}.bias"
-        if w1 not in out or w2 not in out or out[w1].dim() != 3:
-            continue
-        a, bw = out[w1].double(), out[w2].double()  # [n, k, d], [n, m, k]
-        k = a.shape[1]
-        if k > min(a.shape[2], bw.shape[1]):
-            continue
-        u, sv, vh = torch.linalg.svd(bw @ a, full_matrices=False)
-        u, sv, vh = u[:, :, :k], sv[:, :k], vh[:, :k]
-        full = sv[:, -1] > MIX_RANK * sv[:, 0].clamp_min(1e-300)  # [n]
-        top = vh.abs().argmax(-1, keepdim=True)
-        sign = torch.sign(vh.gather(-1, top)).clamp_min(0) * 2 - 1  # [n, k, 1]: +1 or -1
-        vh, u = vh * sign, u * sign.transpose(1, 2)
-        root = sv.clamp_min(1e-300).sqrt()
-        new_a, new_b = root[:, :, None] * vh, u * root[:, None, :]
-        keep = full[:, None, None]
-        out[w1] = torch.where(keep, new_a, a).to(out[w1].dtype)
-        out[w2] = torch.where(keep, new_b, bw).to(out[w2].dtype)
-        if b1 in out:
-            c = (bw @ out[b1].double()[:, :, None])[:, :, 0]  # [n, m]: what the bias adds after the pair
-            new_bias = (u.transpose(1, 2) @ c[:, :, None])[:, :, 0] / root
-            out[b1] = torch.where(full[:, None], new_bias, out[b1].double()).to(out[b1].dtype)
-    return out
-
-
 def _shifted(spec: dict) -> list[str]:
     """The entries :func:`centre_shifts` moves for one ``hidden_normalized`` layer."""
     shift = spec.get("shift")
@@ -267,8 +227,8 @@ NORM_ROUNDS = 200  # alternations of normalizing and balancing where the two sca
 
 
 def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
-                     normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = (),
-                     mixable: list[tuple[str, str]] | tuple = ()) -> tuple[dict[str, torch.Tensor], float | None]:
+                     normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = ()
+                     ) -> tuple[dict[str, torch.Tensor], float | None]:
     """``params`` with both free scales taken out: the layers a norm follows normalized
     (:func:`normalize_units`) and the ReLU units balanced (:func:`balance_units`). Where the two
     meet (``Linear -> ReLU -> Linear -> BatchNorm``: the ReLU units' outgoing weights are the normed
@@ -280,8 +240,6 @@ def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tup
     its norm, so a model and its shifted twin would otherwise balance differently."""
     if shiftable or any(spec.get("shift") for spec in normalized.values()):
         params = centre_shifts(params, shiftable, normalized)
-    if mixable:  # after the read-out's centring: a pair's second layer may be the read-out
-        params = canonical_mixing(params, mixable)
     if not normalized:
         return balance_units(params, groups) if groups else (params, None)
     out = normalize_units(params, normalized)
@@ -319,15 +277,13 @@ class _LastBalanced:
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
     def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None,
-            shiftable: list[tuple[str, int]] | tuple = (), mixable: list[tuple[str, str]] | tuple = ()
-            ) -> tuple[dict[str, torch.Tensor], float | None]:
-        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable),
-                    list(mixable)))
+            shiftable: list[tuple[str, int]] | tuple = ()) -> tuple[dict[str, torch.Tensor], float | None]:
+        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable)))
         same = (self.result is not None and key == self.key and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
-            self.result = canonical_scales(params, groups, normalized or {}, shiftable, mixable)
+            self.result = canonical_scales(params, groups, normalized or {}, shiftable)
             self.refs, self.key = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
@@ -354,14 +310,12 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     normalized = models.family.hidden_normalized() if balance else {}
     shiftable = [] if not balance or models.task.regression() else [
         (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
-    mixable = models.family.hidden_mixable() if balance else []
-    if not groups and not normalized and not shiftable and not mixable:
+    if not groups and not normalized and not shiftable:
         return models.params, {}
-    params, residual = _LAST.get(models.params, groups, normalized, shiftable, mixable)
+    params, residual = _LAST.get(models.params, groups, normalized, shiftable)
     centred = sorted({p for p, _ in shiftable} | {p for spec in normalized.values() for p in _shifted(spec)} & set(models.params))
     return dict(params), ({"balanced": sorted(groups)} if groups else {}) | (
         {"normalized": sorted(normalized)} if normalized else {}) | ({"centred": centred} if centred else {}) | (
-        {"unmixed": [f"{a}->{b}" for a, b in mixable]} if mixable else {}) | (
         {"balance_residual": residual} if residual else {})
 
 

@@ -222,13 +222,6 @@ class Family:
         (:func:`fingerprint.extractors.mechanistic.balance_units`). Empty when unknown."""
         return {}
 
-    def hidden_mixable(self) -> list[tuple[str, str]]:
-        """Pairs of linear layers ``(first, second)`` with nothing between them that is not linear: any
-        invertible ``Q`` mixing the first's units (its weight and bias times ``Q``, the second's weight
-        times ``Q^-1``) leaves the function unchanged. Weight-space fingerprints put each pair in one form
-        (:func:`fingerprint.extractors.mechanistic.canonical_mixing`). Empty when unknown."""
-        return []
-
     def output_shiftable(self) -> list[tuple[str, int]]:
         """The output layer's entries ``[(param, axis)]`` along whose class axis a common shift leaves
         the softmax unchanged: adding one vector ``u`` to every class's weight row and one number to

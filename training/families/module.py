@@ -152,15 +152,6 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
 
-    def hidden_mixable(self) -> list[tuple[str, str]]:
-        """What the module's class declares (a ``hidden_mixable()`` method), else the isolated pairs of
-        ``Linear`` layers of an ``nn.Sequential`` (:func:`sequential_mixable`); else none."""
-        t = self.template()
-        declared = getattr(t, "hidden_mixable", None)
-        if callable(declared):
-            return [(str(a), str(b)) for a, b in declared()]
-        return sequential_mixable(t)
-
     def output_shiftable(self) -> list[tuple[str, int]]:
         """What the module's class declares (an ``output_shiftable()`` method), else, for an
         ``nn.Sequential`` with two outputs or more, its last child that is a ``Linear`` when only identity,
@@ -287,25 +278,6 @@ def sequential_output(module: nn.Module, vector_inputs: bool = False) -> list[tu
         if not isinstance(child, AFTER_LOGITS):
             return []
     return []
-
-
-def sequential_mixable(module: nn.Module) -> list[tuple[str, str]]:
-    """``Linear -> Linear`` pairs of an ``nn.Sequential`` with only identity or dropout between, whose
-    first layer is not itself fed that way by a ``Linear`` and whose second does not feed another that
-    way (a chain of three has no one form per pair): ``[(first, second), ...]`` (``Family.hidden_mixable``)."""
-    if not isinstance(module, nn.Sequential):
-        return []
-    links: list[tuple[str, str]] = []
-    prev: str | None = None
-    for name, child in module.named_children():
-        if isinstance(child, nn.Linear):
-            if prev is not None:
-                links.append((prev, name))
-            prev = name
-        elif not isinstance(child, SHIFT_FREE):
-            prev = None
-    firsts, seconds = [a for a, _ in links], [b for _, b in links]
-    return [(a, b) for a, b in links if a not in seconds and b not in firsts]
 
 
 def sequential_normalized(module: nn.Module) -> dict[str, dict]:
