@@ -159,7 +159,7 @@ def separation(x: np.ndarray, basins: np.ndarray) -> float | None:
     return float(norm / sd) if sd > 0 else None
 
 
-# two basins' means closer than this fraction of the models' spread around their own mean are tied:
+# two basins' means closer than this fraction of the models' largest coordinate about their mean are tied:
 # their difference is rounding, not a line (a review: integer features tied exactly, and summing in
 # another order left a difference of 1e-17 that pointed anywhere)
 HELDOUT_TIE = 1e-9
@@ -174,7 +174,7 @@ def heldout_separation(x: np.ndarray, basins: np.ndarray, family: np.ndarray) ->
     among many ways to split each family: the seventh outside audit saw 6.7 SDs on camps that
     matched nothing, beside a family-bootstrap interval of 1.3-5); held out, such camps fall
     together. ``None`` with fewer than :data:`APART_MIN_FAMILIES` families projected; a family whose
-    line's two means tie (within :data:`HELDOUT_TIE` of the models' largest distance from their mean)
+    line's two means tie (within :data:`HELDOUT_TIE` of the models' largest coordinate about their mean)
     is skipped."""
     b = _as_basins(basins)
     two = _two_largest(b)

@@ -96,8 +96,7 @@ def test_what_is_centred_and_what_is_not():
     # a softmax over another axis than the classes sees a shift of the logits (found by review)
     assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(dim=0))) == []
     assert sequential_output(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))) == []  # [B, T, C]: positions
-    assert sequential_output(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1)), vector_inputs=True) == [
-        ("0.weight", 0), ("0.bias", 0)]
+    assert sequential_output(nn.Sequential(nn.Linear(4, 3), nn.LogSoftmax(dim=-1))) == [("0.weight", 0), ("0.bias", 0)]
     direct = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.Dropout(), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2)))
     assert direct["0"]["shift"] == {"kind": "layer"}
     after_relu = sequential_normalized(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2)))
@@ -139,3 +138,25 @@ def test_a_regression_read_out_is_left_alone(tmp_path):
         _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
         assert ("centred" in meta) is centred
     assert ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "nodata", probes={"in_dist": x})).task.regression() is False
+
+
+class _Tanhed(nn.Sequential):
+    """Children run with a tanh after each (its own forward), its permutation symmetry declared: nothing
+    about its read-out may be inferred from the children's order (found by review)."""
+
+    def forward(self, x):
+        for child in self:
+            x = torch.tanh(child(x))
+        return x
+
+    def hidden_permutable(self):
+        return {}
+
+
+def test_a_module_with_its_own_forward_declares_its_read_out(tmp_path):
+    x = torch.randn(16, 8)
+    mods = [_Tanhed(nn.Linear(8, 6), nn.Linear(6, 3)) for _ in range(2)]
+    mb = ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "zoo", probes={"in_dist": x}))
+    assert mb.family.output_shiftable() == []
+    _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
+    assert "centred" not in meta

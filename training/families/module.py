@@ -154,13 +154,15 @@ class ModuleFamily(Family):
 
     def output_shiftable(self) -> list[tuple[str, int]]:
         """What the module's class declares (an ``output_shiftable()`` method), else, for an
-        ``nn.Sequential`` with two outputs or more, its last child that is a ``Linear`` when only identity,
+        ``nn.Sequential`` (without a declared ``hidden_permutable()``) with two outputs or more, its last child that is a ``Linear`` when only identity,
         dropout or a (log-)softmax follow it (:func:`sequential_output`); else none."""
         t = self.template()
         declared = getattr(t, "output_shiftable", None)
         if callable(declared):
             return [(str(n), int(a)) for n, a in declared()]
-        return sequential_output(t, vector_inputs=len(self.input_shape) == 1) if self.n_out >= 2 else []
+        if callable(getattr(t, "hidden_permutable", None)):  # a class of its own: its forward is not its children in order
+            return []
+        return sequential_output(t) if self.n_out >= 2 else []
 
     def hidden_normalized(self) -> dict[str, dict]:
         """Layers of an ``nn.Sequential`` (without a declared ``hidden_permutable()``) that a batch or
@@ -262,18 +264,18 @@ SHIFT_FREE = (nn.Identity, nn.Dropout)  # between a layer and its norm: the norm
 AFTER_LOGITS = (nn.Identity, nn.Dropout, nn.Softmax, nn.LogSoftmax)
 
 
-def sequential_output(module: nn.Module, vector_inputs: bool = False) -> list[tuple[str, int]]:
+def sequential_output(module: nn.Module) -> list[tuple[str, int]]:
     """The last ``Linear`` of an ``nn.Sequential`` when only identity, dropout or a (log-)softmax over the
     classes follow it: ``[(name.weight, 0), (name.bias, 0)]``, its class axis (``Family.output_shiftable``);
-    else ``[]``. A softmax is over the classes when its ``dim`` is the last axis (``-1``, or ``1`` for
-    ``[B, C]`` outputs of vector inputs); over another axis (a review: ``Softmax(dim=0)``, over the batch)
-    it sees a shift of the logits."""
+    else ``[]``. Only a softmax over the last axis (``dim=-1``) is known to be over the classes: over
+    another (a review: ``Softmax(dim=0)``, over the batch; ``dim=1`` of ``[B, T, C]`` outputs, over the
+    positions) it sees a shift of the logits."""
     if not isinstance(module, nn.Sequential):
         return []
     for name, child in reversed(list(module.named_children())):
         if isinstance(child, nn.Linear):
             return _incoming(name, child)
-        if isinstance(child, (nn.Softmax, nn.LogSoftmax)) and not (child.dim == -1 or (vector_inputs and child.dim == 1)):
+        if isinstance(child, (nn.Softmax, nn.LogSoftmax)) and child.dim != -1:
             return []
         if not isinstance(child, AFTER_LOGITS):
             return []
