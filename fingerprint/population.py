@@ -89,18 +89,21 @@ class ProbeSets:
 
     def data_loss(self) -> str | None:
         """The labelled data's loss (``"classification"`` or ``"regression"``), ``None`` without data."""
-        if self._data is None and (self.data_dir is None or zoo_io.read_data(self.data_dir) is None):
-            return None
-        return self._labelled()[2]
+        found = self._loaded()
+        return None if found is None else found[2]
+
+    def _loaded(self) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+        """The labelled data, read on first use (``None``: imported without)."""
+        if self._data is None and self.data_dir is not None:
+            self._data = zoo_io.read_data(self.data_dir)
+        return self._data
 
     def _labelled(self) -> tuple[torch.Tensor, torch.Tensor, str]:
-        if self._data is None:
-            found = zoo_io.read_data(self.data_dir) if self.data_dir is not None else None
-            if found is None:
-                raise UserError("this imported zoo has no labelled data: import it with --data module:function "
-                                "(a function returning (x, y) tensors; in Python Zoo.from_modules(..., data=(x, y)))")
-            self._data = found
-        return self._data
+        found = self._loaded()
+        if found is None:
+            raise UserError("this imported zoo has no labelled data: import it with --data module:function "
+                            "(a function returning (x, y) tensors; in Python Zoo.from_modules(..., data=(x, y)))")
+        return found
 
 
 def is_imported(zoo: zoo_io.Zoo) -> bool:
