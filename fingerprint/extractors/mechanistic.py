@@ -196,24 +196,20 @@ def centre_shifts(params: dict[str, torch.Tensor], shiftable: list[tuple[str, in
         if p in out:
             centred(p, axis)
     for spec in (normalized or {}).values():
-        shift = spec.get("shift")
-        if not shift:
-            continue
-        if shift["kind"] == "layer":
-            for p, _ in spec["incoming"]:
-                if p in out:
-                    centred(p, 0)
-            continue
-        bias, mean = next((p for p, _ in spec["incoming"] if p.endswith(".bias")), None), shift["mean"]
-        if bias in out and mean in out:
-            b, m = out[bias], out[mean]
+        moved = [p for p in _shifted(spec) if p in out]
+        if spec.get("shift") and spec["shift"]["kind"] == "layer":
+            for p in moved:
+                centred(p, 0)
+        elif len(moved) == 2:  # a batch norm's: the layer's bias and the norm's running mean
+            (bias, b), (mean, m) = ((p, out[p]) for p in moved)
             out[bias] = (b.double() - m.double()).to(b.dtype)
             out[mean] = torch.zeros_like(m)
     return out
 
 
 def _shifted(spec: dict) -> list[str]:
-    """The entries :func:`centre_shifts` moves for one ``hidden_normalized`` layer."""
+    """The entries :func:`centre_shifts` moves for one ``hidden_normalized`` layer: a layer norm's layer's
+    incoming ones; a batch norm's layer's bias and the norm's running mean (none without a bias)."""
     shift = spec.get("shift")
     if not shift:
         return []
