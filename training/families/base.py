@@ -78,6 +78,9 @@ class Family:
     # copy (buffers in the instance are the copy's own); a family wrapping one shared ``nn.Module``
     # does not qualify. See :func:`training.trainer.training_threads`.
     trains_in_threads: ClassVar[bool] = False
+    # the class-logit read-out layer, ``{name}.weight [n_out, d]`` and ``{name}.bias [n_out]`` (the
+    # built-in families' ``out``), whose class axis :meth:`output_shiftable` names; None: unknown
+    readout_layer: ClassVar[str | None] = None
     input_shape: tuple[int, ...]
     n_out: int
 
@@ -229,8 +232,11 @@ class Family:
         and the loss stay the same (an output bias initialised at the log class prior trains into the
         same function). Outputs of two or more are read as class logits here, as the behavioural
         fingerprints read them. Weight-space fingerprints centre them
-        (:func:`fingerprint.extractors.mechanistic.centre_shifts`). Empty when unknown."""
-        return []
+        (:func:`fingerprint.extractors.mechanistic.centre_shifts`). Here: :attr:`readout_layer`'s weight
+        and bias, with two outputs or more; empty when unknown."""
+        if self.readout_layer is None or self.n_out < 2:
+            return []
+        return [(f"{self.readout_layer}.weight", 0), (f"{self.readout_layer}.bias", 0)]
 
     def hidden_normalized(self) -> dict[str, dict]:
         """Layers whose output a norm normalizes again, so that their scale is free: ``{layer:

@@ -35,6 +35,7 @@ class CNNFamily(Family):
 
     name = "cnn"
     trains_in_threads = True
+    readout_layer = "out"
     input_shape: tuple[int, ...] = (1, 8, 8)
     n_out: int = 10
     channels: list[int] = field(default_factory=lambda: [8, 16])
@@ -144,10 +145,6 @@ class CNNFamily(Family):
         for i, (name, _, _) in enumerate(dense[:-1]):
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{dense[i + 1][0]}.weight", 1)]
         return groups
-
-    def output_shiftable(self) -> list[tuple[str, int]]:
-        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
-        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
 
     def hidden_rescalable(self):
         """The permutation groups, and the last conv's channels, which the first dense layer reads after

@@ -34,6 +34,7 @@ class MLPFamily(Family):
 
     name = "mlp"
     trains_in_threads = True
+    readout_layer = "out"
     input_shape: tuple[int, ...] = (2,)
     n_out: int = 2
     width: int = 64
@@ -280,10 +281,6 @@ class MLPFamily(Family):
             nxt = names[i + 1]
             groups[name] = [(f"{name}.weight", 0), (f"{name}.bias", 0), (f"{nxt}.weight", 1)]
         return groups
-
-    def output_shiftable(self) -> list[tuple[str, int]]:
-        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
-        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
 
     def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
         return self.hidden_permutable() if self.activation in HOMOGENEOUS_ACTIVATIONS else {}

@@ -52,6 +52,7 @@ class TransformerFamily(Family):
 
     name = "transformer"
     trains_in_threads = True
+    readout_layer = "out"
     input_shape: tuple[int, ...] = (2,)
     n_out: int = 2
     vocab: int = 0  # > 0: integer token inputs [T]; 0: vector inputs [T, d_in]
@@ -255,10 +256,6 @@ class TransformerFamily(Family):
         # MLP hidden units of each block can be permuted freely (attention heads are left alone).
         return {f"blocks.{i}.mlp": [(f"blocks.{i}.mlp.fc.weight", 0), (f"blocks.{i}.mlp.fc.bias", 0),
                                     (f"blocks.{i}.mlp.proj.weight", 1)] for i in range(self.n_layers)}
-
-    def output_shiftable(self) -> list[tuple[str, int]]:
-        """The read-out's class axis (``out``), with two outputs or more (``Family.output_shiftable``)."""
-        return [("out.weight", 0), ("out.bias", 0)] if self.n_out >= 2 else []
 
     def hidden_rescalable(self):
         """The MLP units (fc in, proj out) with a homogeneous activation, and attention's two bilinear
