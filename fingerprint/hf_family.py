@@ -141,6 +141,28 @@ class HFFamily(Family):
         weight = getattr(emb, "weight", None)
         return next((n for n, p in mod.named_parameters() if p is weight), None)
 
+    def hidden_mixable(self) -> dict[str, dict]:
+        """GPT-2's attention heads (``GPT2Attention``, self-attention with absolute positions): any
+        invertible ``G`` on a head's query columns of the fused ``c_attn`` (a ``Conv1D``: ``x W + b``, the
+        units on axis 1) with ``G^-T`` on its key columns, and on its value columns with ``G^-T`` on
+        ``c_proj``'s rows, leaves the model as it was (``Family.hidden_mixable``). Other architectures
+        rotate their queries and keys by position (RoPE), which only some ``G`` commute with: none."""
+        out: dict[str, dict] = {}
+        for name, m in self.template().named_modules():
+            if type(m).__name__ != "GPT2Attention" or getattr(m, "is_cross_attention", True):
+                continue
+            e, pre = int(m.embed_dim), f"{name}."
+
+            def part(i: int, side: str) -> list[dict]:
+                rows = [i * e, (i + 1) * e]
+                return [{"param": f"{pre}c_attn.weight", "axis": 1, "side": side, "rows": rows},
+                        {"param": f"{pre}c_attn.bias", "axis": 0, "side": side, "rows": rows}]
+
+            out[f"{pre}qk"] = {"members": part(0, "in") + part(1, "out"), "blocks": int(m.num_heads)}
+            out[f"{pre}vo"] = {"members": part(2, "in") + [{"param": f"{pre}c_proj.weight", "axis": 0, "side": "out"}],
+                               "blocks": int(m.num_heads)}
+        return out
+
     def all_positions(self) -> "HFFamily":
         """The same models with logits at every position (``readout = "all"``), sharing the built
         template: per-token log-probs (``token-logprobs``) from a zoo imported with ``--readout last``."""

@@ -41,7 +41,7 @@ from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
-from training.families.module import matching_groups
+from training.families.symmetries import matching_groups
 
 ORIENT_CHOICES = ("auto",) + STATISTICS
 

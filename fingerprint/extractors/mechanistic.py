@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,24 @@ from torch.func import grad, vmap
 from fingerprint.extractors.common import default_layer, generator, probes
 from fingerprint.registry import extractor
 from training.core.errors import UserError
-from training.families.module import matching_groups
+from training.families.symmetries import matching_groups
 
 # -- weights -----------------------------------------------------------------------------------------
 BALANCE_TOL = 1e-8  # the largest change of a unit's log scale at which balancing stops (float32 weights resolve 6e-8)
 BALANCE_ITERATIONS = 5000  # deep stacks converge slowly (80 layers: ~5,000 sweeps); past this, meta says how far off
+
+
+def _check_member(params: dict[str, torch.Tensor], method: str, group: str, p: str, a: int) -> str:
+    """Check one member ``(p, a)`` of a ``method()`` group: axis 0, 1 or -1 of a parameter that has it;
+    returns the message prefix that names it."""
+    where = f"{method}() group '{group}' lists ('{p}', {a})"
+    if a not in (0, 1, -1):
+        raise UserError(f"{where}: a unit's incoming weights are axis 0 of their tensor, its outgoing weights "
+                        "axis 1, or axis -1 for outgoing rows (valid axes: 0, 1, -1)")
+    if p not in params or params[p].dim() < 2 + max(a, 0):
+        raise UserError(f"{where}, which is not a parameter with that axis (parameters: "
+                        f"{', '.join(sorted(params)[:12])}{', ...' if len(params) > 12 else ''})")
+    return where
 
 
 def _check_groups(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]]) -> dict[str, int]:
@@ -41,13 +55,7 @@ def _check_groups(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[
     units, seen = {}, {}
     for g, members in groups.items():
         for p, a in members:
-            where = f"hidden_rescalable() group '{g}' lists ('{p}', {a})"
-            if a not in (0, 1, -1):
-                raise UserError(f"{where}: a unit's incoming weights are axis 0 of their tensor, its outgoing weights "
-                                "axis 1, or axis -1 for outgoing rows (valid axes: 0, 1, -1)")
-            if p not in params or params[p].dim() < 2 + max(a, 0):
-                raise UserError(f"{where}, which is not a parameter with that axis (parameters: "
-                                f"{', '.join(sorted(params)[:12])}{', ...' if len(params) > 12 else ''})")
+            where = _check_member(params, "hidden_rescalable", g, p, a)
             key = (p, max(a, 0))  # axis -1 is a parameter's rows, like axis 0
             if key in seen:
                 raise UserError(f"{where}, already in group '{seen[key]}'")
@@ -219,12 +227,173 @@ def _shifted(spec: dict) -> list[str]:
     return bias + [shift["mean"]] if bias else []
 
 
+MIX_RANK = 1e-6  # a group whose incoming or outgoing side has a singular value below this fraction of its largest keeps its weights
+MIX_TOL = 1e-7  # the largest relative change of a mixed weight at which alternating with the scales stops
+MIX_ROUNDS = 300  # alternations of mixing and the scales (each a block coordinate step towards the least norm)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One member of a ``hidden_mixable`` group, read from either form: ``param``'s ``axis`` (of the
+    per-model tensor) holds the units, on the incoming side (``side == "in"``: mixed by ``G``) or the
+    outgoing one (``"out"``: by ``G^-T``, as outgoing columns or a bilinear form's other rows); ``heads``,
+    when set, an axis holding the heads (``[h, d, dh]`` weights, TransformerLens' layout); ``rows``, when
+    set, the ``(start, stop)`` range of ``axis`` that is the group's (a fused projection's slice)."""
+
+    param: str
+    axis: int
+    side: str
+    heads: int | None = None
+    rows: tuple[int, int] | None = None
+    given: int | None = None  # the axis of a ``(param, axis)`` member, for its messages
+
+
+def _mix_spec(spec: list | dict) -> tuple[list[_Member], int | None]:
+    """A ``hidden_mixable`` group's ``(members, blocks)``. A group is a list of members or ``{"members":
+    [...], "blocks": h}``; a member is ``(param, axis)`` as in ``hidden_rescalable`` (axis 0 incoming rows,
+    1 outgoing columns, -1 outgoing rows) or ``{"param": p, "axis": a, "side": "in" | "out", "heads": axis,
+    "rows": [start, stop]}`` (the last two optional)."""
+    members, blocks = (spec["members"], spec.get("blocks")) if isinstance(spec, dict) else (spec, None)
+    out = []
+    for m in members:
+        if isinstance(m, dict):
+            rows = m.get("rows")
+            out.append(_Member(str(m.get("param")), int(m.get("axis", 0)), str(m.get("side", "in")),
+                               None if m.get("heads") is None else int(m["heads"]),
+                               None if rows is None else (int(rows[0]), int(rows[1]))))
+        else:
+            p, a = str(m[0]), int(m[1])
+            out.append(_Member(p, 1 if a == 1 else 0, "in" if a == 0 else "out", given=a))
+    return out, None if blocks is None else int(blocks)
+
+
+def _check_mixable(params: dict[str, torch.Tensor], mixable: dict[str, list | dict]) -> dict[str, tuple[int, int]]:
+    """``{group: (blocks, units per block)}`` of ``mixable`` (``Family.hidden_mixable``) after checking each
+    group: every member a parameter with its axes (a tuple member's axis 0, 1 or -1, as
+    ``hidden_rescalable``'s), a side ``"in"`` or ``"out"``, a range inside its axis; both sides present;
+    every member's units (per head) of the group's size. One-line errors name the culprit."""
+    shapes = {}
+    for g, spec in mixable.items():
+        members, blocks = _mix_spec(spec)
+        for m in members:
+            where = f"hidden_mixable() group '{g}' lists '{m.param}'"
+            if m.given is not None:
+                _check_member(params, "hidden_mixable", g, m.param, m.given)
+            if m.side not in ("in", "out"):
+                raise UserError(f"{where} with side '{m.side}' (valid: in, out)")
+            dims = params[m.param].dim() - 1 if m.param in params else -1
+            if not 0 <= m.axis < dims or (m.heads is not None and (not 0 <= m.heads < dims or m.heads == m.axis)):
+                raise UserError(f"{where}, which is not a parameter with axis {m.axis}" + (
+                    f" and heads axis {m.heads}" if m.heads is not None else "") + " (parameters: "
+                    f"{', '.join(sorted(params)[:12])}{', ...' if len(params) > 12 else ''})")
+            size = params[m.param].shape[1 + m.axis]
+            if m.rows is not None and not 0 <= m.rows[0] < m.rows[1] <= size:
+                raise UserError(f"{where} with rows {list(m.rows)}, outside its axis {m.axis} of {size}")
+        if {m.side for m in members} != {"in", "out"}:
+            raise UserError(f"hidden_mixable() group '{g}' needs an incoming member (axis 0) and an outgoing one "
+                            f"(axis 1 or -1): a mixing must act on one side and be undone on the other (members: "
+                            f"{[(m.param, m.axis) for m in members]})")
+        headed = [m for m in members if m.heads is not None]
+        h = blocks if blocks is not None else (params[headed[0].param].shape[1 + headed[0].heads] if headed else 1)
+        total = []
+        for m in members:
+            units = (m.rows[1] - m.rows[0]) if m.rows else params[m.param].shape[1 + m.axis]
+            total.append(units * (params[m.param].shape[1 + m.heads] if m.heads is not None else 1))
+        first = next(m for m in members if m.side == "in")
+        k = total[members.index(first)]
+        for m, t in zip(members, total):
+            if t != k:
+                raise UserError(f"hidden_mixable() group '{g}': '{m.param}' axis {m.axis} has {t} entries, the group's "
+                                f"other members {k} units")
+            if m.heads is not None and params[m.param].shape[1 + m.heads] != h:
+                raise UserError(f"hidden_mixable() group '{g}': '{m.param}' has {params[m.param].shape[1 + m.heads]} "
+                                f"heads on axis {m.heads}, the group {h}")
+        if h < 1 or k % h:
+            raise UserError(f"hidden_mixable() group '{g}': {h} blocks do not divide its {k} units")
+        shapes[g] = (h, k // h)
+    return shapes
+
+
+def _member_rows(w: torch.Tensor, m: _Member, h: int, dh: int) -> torch.Tensor:
+    """``[n, h, dh, rest]``: each unit's entries of ``w [n, ...]`` for member ``m``, in float64."""
+    w = w.double()
+    if m.rows is not None:
+        w = w.narrow(1 + m.axis, m.rows[0], m.rows[1] - m.rows[0])
+    if m.heads is not None:
+        return w.movedim((1 + m.heads, 1 + m.axis), (1, 2)).reshape(w.shape[0], h, dh, -1)
+    return w.movedim(1 + m.axis, 1).reshape(w.shape[0], h, dh, -1)
+
+
+def _put_rows(w: torch.Tensor, m: _Member, piece: torch.Tensor) -> torch.Tensor:
+    """``w`` with member ``m``'s entries replaced by ``piece [n, h, dh, rest]`` (:func:`_member_rows`'s inverse)."""
+    view = w.narrow(1 + m.axis, m.rows[0], m.rows[1] - m.rows[0]) if m.rows is not None else w
+    if m.heads is not None:
+        moved = view.movedim((1 + m.heads, 1 + m.axis), (1, 2))
+        back = piece.reshape(moved.shape).movedim((1, 2), (1 + m.heads, 1 + m.axis))
+    else:
+        moved = view.movedim(1 + m.axis, 1)
+        back = piece.reshape(moved.shape).movedim(1, 1 + m.axis)
+    if m.rows is None:
+        return back.to(w.dtype)
+    w = w.clone()
+    w.narrow(1 + m.axis, m.rows[0], m.rows[1] - m.rows[0]).copy_(back)
+    return w
+
+
+def canonical_mixing(params: dict[str, torch.Tensor], mixable: dict[str, list | dict]) -> dict[str, torch.Tensor]:
+    """``params`` with each group of ``mixable`` (``Family.hidden_mixable``) at one point of its orbit: a
+    group's incoming side ``A [k, a]`` (its members of side ``"in"``, each unit's entries) and outgoing side
+    ``B [k, b]`` (side ``"out"``: outgoing columns, or a bilinear form's other rows) compute through ``B^T A``
+    only, the same for ``(G A, G^-T B)`` with any invertible ``G``. The point is the one of least
+    ``|A|^2 + |B|^2``, where ``A A^T = B B^T`` is diagonal: ``A = S^1/2 V^T`` and ``B = S^1/2 U^T`` for
+    ``B^T A = U S V^T``, the units in descending order of ``S``, each unit's sign set so that its largest
+    incoming entry is positive. Found from the two ``k x k`` Gram matrices (``A A^T = E D E^T``, then
+    ``D^1/2 E^T B B^T E D^1/2 = W S^2 W^T``; ``G = S^1/2 W^T D^-1/2 E^T``), within each block (head), all
+    models at once, float64, cast back. The function is unchanged and a model and any mixing of it give
+    the same tensors (up to units of tied ``S``). A model whose side has a singular value below
+    :data:`MIX_RANK` of its largest (a dead unit, or more units than the product's rank) keeps that
+    group's weights. Other entries are returned unchanged."""
+    shapes = _check_mixable(params, mixable)
+    out = dict(params)
+    for g, spec in mixable.items():
+        members, _ = _mix_spec(spec)
+        h, dh = shapes[g]
+        inc = [m for m in members if m.side == "in"]
+        outg = [m for m in members if m.side == "out"]
+        side_a = torch.cat([_member_rows(out[m.param], m, h, dh) for m in inc], -1)  # [n, h, dh, ca]
+        side_b = torch.cat([_member_rows(out[m.param], m, h, dh) for m in outg], -1)  # [n, h, dh, cb]
+        d, e = torch.linalg.eigh(side_a @ side_a.mT)  # ascending
+        root = d.clamp_min(0).sqrt()
+        ga_half = e * root[..., None, :]  # L with L L^T = A A^T
+        lam, w = torch.linalg.eigh(ga_half.mT @ (side_b @ side_b.mT) @ ga_half)
+        full = (d[..., 0] > MIX_RANK ** 2 * d[..., -1]) & (lam[..., 0] > MIX_RANK ** 2 * lam[..., -1])  # [n, h]
+        lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
+        quarter = lam.pow(0.25)
+        safe = torch.where(root > 0, root, torch.ones_like(root))
+        mix = (quarter[..., :, None] * w.mT) @ (e / safe[..., None, :]).mT  # G = S^1/2 W^T D^-1/2 E^T
+        unmix = (w.mT / torch.where(quarter > 0, quarter, torch.ones_like(quarter))[..., :, None]) @ (e * root[..., None, :]).mT
+        eye = torch.eye(dh, dtype=torch.float64, device=side_a.device).expand_as(mix)
+        keep = ~full[..., None, None]
+        mix, unmix = torch.where(keep, eye, mix), torch.where(keep, eye, unmix)  # unmix = G^-T
+        new_a = mix @ side_a
+        top = new_a.abs().argmax(-1, keepdim=True)
+        sign = torch.where((new_a.gather(-1, top) < 0) & ~keep, -1.0, 1.0).to(new_a.dtype)  # [n, h, dh, 1]
+        new_a, new_b = new_a * sign, (unmix @ side_b) * sign
+        for side, group in ((new_a, inc), (new_b, outg)):
+            at = 0
+            for m in group:
+                width = _member_rows(out[m.param][:1], m, h, dh).shape[-1]
+                out[m.param] = _put_rows(out[m.param], m, side[..., at:at + width])
+                at += width
+    return out
+
+
 NORM_ROUNDS = 200  # alternations of normalizing and balancing where the two scales meet (a ReLU group into a normed layer)
 
 
 def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
-                     normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = ()
-                     ) -> tuple[dict[str, torch.Tensor], float | None]:
+                     normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = (),
+                     mixable: dict[str, list | dict] | None = None) -> tuple[dict[str, torch.Tensor], float | None]:
     """``params`` with both free scales taken out: the layers a norm follows normalized
     (:func:`normalize_units`) and the ReLU units balanced (:func:`balance_units`). Where the two
     meet (``Linear -> ReLU -> Linear -> BatchNorm``: the ReLU units' outgoing weights are the normed
@@ -233,9 +402,33 @@ def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tup
     at once (Sinkhorn-like: rows of the normed layer at norm 1, the ReLU units balanced), at most
     :data:`NORM_ROUNDS` times; the residual is then the larger of the two stopping gaps. The shifts
     the function cannot see are centred first (:func:`centre_shifts`): a shift of a unit's bias moves
-    its norm, so a model and its shifted twin would otherwise balance differently."""
+    its norm, so a model and its shifted twin would otherwise balance differently. Units that mix freely
+    (``mixable``, :func:`canonical_mixing`) alternate with both scales, each step lowering the weights'
+    total squared norm, until a round of mixing moves no weight by :data:`MIX_TOL` of its tensor's
+    largest (at most :data:`MIX_ROUNDS`): one pass of each lands a model and its rescaled twin on
+    different points (a review of the fifteenth session: weight-stats 0.37 apart)."""
     if shiftable or any(spec.get("shift") for spec in normalized.values()):
         params = centre_shifts(params, shiftable, normalized)
+    if not mixable:
+        return _scaled(params, groups, normalized)
+    names = sorted({m.param for spec in mixable.values() for m in _mix_spec(spec)[0]})
+    dtypes = {k: v.dtype for k, v in params.items()}
+    params = {k: v.double() if v.is_floating_point() else v for k, v in params.items()}  # float32's rounding would not settle
+    residual: float | None = None
+    for _ in range(MIX_ROUNDS):
+        mixed = canonical_mixing(params, mixable)
+        moved = max(float((mixed[p] - params[p]).abs().max() / params[p].abs().max().clamp_min(1e-30)) for p in names)
+        params, residual = _scaled(mixed, groups, normalized)
+        if moved < MIX_TOL or not (groups or normalized or len(mixable) > 1):
+            break
+    else:
+        residual = max(residual or 0.0, moved)
+    return {k: v.to(dtypes[k]) for k, v in params.items()}, residual
+
+
+def _scaled(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
+            normalized: dict[str, dict]) -> tuple[dict[str, torch.Tensor], float | None]:
+    """:func:`canonical_scales` after the shifts and without the mixing: the two free scales."""
     if not normalized:
         return balance_units(params, groups) if groups else (params, None)
     out = normalize_units(params, normalized)
@@ -273,13 +466,15 @@ class _LastBalanced:
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
     def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None,
-            shiftable: list[tuple[str, int]] | tuple = ()) -> tuple[dict[str, torch.Tensor], float | None]:
-        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable)))
+            shiftable: list[tuple[str, int]] | tuple = (), mixable: dict | None = None
+            ) -> tuple[dict[str, torch.Tensor], float | None]:
+        key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable),
+                    sorted((mixable or {}).items())))
         same = (self.result is not None and key == self.key and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
-            self.result = canonical_scales(params, groups, normalized or {}, shiftable)
+            self.result = canonical_scales(params, groups, normalized or {}, shiftable, mixable)
             self.refs, self.key = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
@@ -306,12 +501,14 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     normalized = models.family.hidden_normalized() if balance else {}
     shiftable = [] if not balance or models.task.regression() else [
         (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
-    if not groups and not normalized and not shiftable:
+    mixable = models.family.hidden_mixable() if balance else {}
+    if not groups and not normalized and not shiftable and not mixable:
         return models.params, {}
-    params, residual = _LAST.get(models.params, groups, normalized, shiftable)
+    params, residual = _LAST.get(models.params, groups, normalized, shiftable, mixable)
     centred = sorted({p for p, _ in shiftable} | {p for spec in normalized.values() for p in _shifted(spec)} & set(models.params))
     return dict(params), ({"balanced": sorted(groups)} if groups else {}) | (
         {"normalized": sorted(normalized)} if normalized else {}) | ({"centred": centred} if centred else {}) | (
+        {"mixed": sorted(mixable)} if mixable else {}) | (
         {"balance_residual": residual} if residual else {})
 
 
@@ -327,7 +524,7 @@ def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.
     return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", version="5", reads="weights")
+@extractor("weight-stats", kind="mechanistic", version="6", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
@@ -372,7 +569,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", version="5", reads="weights", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", version="6", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
     ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
@@ -446,7 +643,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="6", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="7", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -649,7 +846,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant",
     return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="6", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="7", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.
@@ -705,7 +902,7 @@ def _max_on_path(barrier_at, alphas: torch.Tensor, pairs: int, refine: int) -> t
     return best
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="6",
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="7",
            bounds={"n_probes": (1, None), "n_points": (3, None), "refine": (0, None), "landmarks": (0, None),
                    "pair_chunk": (1, None)})
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6, align: bool = False, landmarks: int = 0,
@@ -761,7 +958,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6,
     return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm], **meta}
 
 
-@extractor("gradients", kind="mechanistic", reads="gradients", version="3", bounds={"n_probes": (1, None), "dim": (1, None)})
+@extractor("gradients", kind="mechanistic", reads="gradients", version="4", bounds={"n_probes": (1, None), "dim": (1, None)})
 def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0, balance: bool = True):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
     probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim].

@@ -88,7 +88,7 @@ def test_what_is_centred_and_what_is_not():
     tf = get_family("transformer", (4,), 7, {"vocab": 7, "d_model": 16, "n_heads": 2, "n_layers": 1, "d_mlp": 32})
     assert tf.output_shiftable() == [("out.weight", 0), ("out.bias", 0)]
 
-    from training.families.module import sequential_normalized, sequential_output
+    from training.families.symmetries import sequential_normalized, sequential_output
 
     assert sequential_output(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(-1))) == [
         ("2.weight", 0), ("2.bias", 0)]

@@ -225,6 +225,20 @@ class Family:
         (:func:`fingerprint.extractors.mechanistic.balance_units`). Empty when unknown."""
         return {}
 
+    def hidden_mixable(self) -> dict[str, list[tuple[str, int]] | dict]:
+        """Groups of ``k`` units with nothing but linear maps between two layers, so that any invertible
+        ``k x k`` matrix ``G`` mixing them leaves the function unchanged: the incoming weights and bias
+        (axis 0, rows) times ``G``, the outgoing weights (axis 1, columns) times ``G^-1``, or outgoing rows
+        (axis -1, the other side of a bilinear form: attention's keys against its queries) times ``G^-T``.
+        ``{group: [(param, axis), ...]}``, or ``{group: {"members": [...], "blocks": h}}`` when the units
+        mix only within ``h`` equal blocks (attention's heads); a member may also be a dict for other
+        layouts, ``{"param", "axis", "side": "in" | "out", "heads": axis, "rows": [start, stop]}``
+        (docs/extractors.md, "Units that mix freely"). A ``Linear -> Linear`` bottleneck is one;
+        positive rescalings (:meth:`hidden_rescalable`) are the diagonal ``G``. Weight-space fingerprints
+        put each group at one point of its orbit
+        (:func:`fingerprint.extractors.mechanistic.canonical_mixing`). Empty when unknown."""
+        return {}
+
     def output_shiftable(self) -> list[tuple[str, int]]:
         """The output layer's entries ``[(param, axis)]`` along whose class axis a common shift leaves
         the softmax unchanged: adding one vector ``u`` to every class's weight row and one number to

@@ -16,9 +16,19 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from training.core.errors import UserError
 from training.families.base import Family
+from training.families.symmetries import (
+    attention_mixable,
+    sequential_groups,
+    sequential_mixable,
+    sequential_normalized,
+    sequential_output,
+    sequential_rescalable,
+    sequential_stop,
+)
 
 
 def describe(value: Any, limit: int = 4) -> str:
@@ -73,8 +83,14 @@ def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: 
     ``params`` (``[n_models, ...]`` each) with ``vmap``; a module vmap cannot batch runs one model at a
     time, with one warning per ``owner`` (``why``, then the error). ``x`` is shared by every model or
     ``[n_models, ...]``."""
+    fast = torch.backends.mha.get_fastpath_enabled()
     try:
-        return vmap(one, in_dims=(0, None if shared else 0))(params, x)
+        # nn.MultiheadAttention's fused inference kernel (a TransformerEncoderLayer in eval mode) and
+        # scaled_dot_product_attention's fused CPU kernels have no batching rule: vmap would run them
+        # model by model behind a warning; their plain ops (the math backend) batch
+        torch.backends.mha.set_fastpath_enabled(False)
+        with sdpa_kernel([SDPBackend.MATH]):
+            return vmap(one, in_dims=(0, None if shared else 0))(params, x)
     except UserError:  # ours (a layer that is not a tensor): the loop would only raise it again
         raise
     except Exception as e:  # noqa: BLE001 - any vmap failure falls back to the loop
@@ -85,6 +101,8 @@ def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: 
         res = [one({k: v[j] for k, v in params.items()}, x if shared else x[j]) for j in range(n)]
         acts = tuple(torch.stack([r[1][i] for r in res]) for i in range(len(res[0][1]))) if res else ()
         return torch.stack([r[0] for r in res]), acts
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 @dataclass
@@ -152,6 +170,18 @@ class ModuleFamily(Family):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
         return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
 
+    def hidden_mixable(self) -> dict[str, list[tuple[str, int]] | dict]:
+        """What the module's class declares (a ``hidden_mixable()`` method, ``Family.hidden_mixable``'s
+        format), else every ``nn.MultiheadAttention`` inside it (:func:`attention_mixable`: its forward is
+        its own, wherever it sits) and, for an ``nn.Sequential`` (without a declared ``hidden_permutable()``),
+        its ``Linear -> Linear`` bottlenecks (:func:`sequential_mixable`)."""
+        t = self.template()
+        declared = getattr(t, "hidden_mixable", None)
+        if callable(declared):
+            return dict(declared())
+        inferred = attention_mixable(t)
+        return inferred if callable(getattr(t, "hidden_permutable", None)) else sequential_mixable(t) | inferred
+
     def output_shiftable(self) -> list[tuple[str, int]]:
         """What the module's class declares (an ``output_shiftable()`` method), else, for an
         ``nn.Sequential`` (without a declared ``hidden_permutable()``) with two outputs or more, its last child that is a ``Linear`` when only identity,
@@ -212,174 +242,3 @@ class ModuleFamily(Family):
 
         out, acts = vmap_or_loop(one, params, x, shared, self, f"{self.label}: cannot vmap this module")
         return out, dict(zip(names, acts))
-
-
-ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.ELU, nn.Softplus, nn.Identity, nn.Dropout)
-LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-# after a Conv: act on each channel alone, so the channels permute through them
-CHANNELWISE = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-               nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-               nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-# positively homogeneous (f(c x) = c f(x), c > 0): a unit's scale passes through them (hidden_rescalable)
-HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, *CHANNELWISE)
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
-NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")  # per unit: permuted with it (not num_batches_tracked)
-NORM_STATISTICS = ("running_mean", "running_var")  # permuted with their unit, but no evidence of which unit it is
-
-
-def matching_groups(groups: dict[str, list[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
-    """``groups`` without a norm's running statistics: what weight matching compares. The statistics
-    follow their unit when a permutation is applied, but they are activation scales (1-50 before a
-    norm), not learned weights: in the cost they outweigh the weights and mis-match units (the
-    session's review: 6 of 16 units of an exactly permuted model matched with them, 16 of 16 without)."""
-    return {g: [(p, a) for p, a in members if p.rsplit(".", 1)[-1] not in NORM_STATISTICS] for g, members in groups.items()}
-
-
-def _units(layer: nn.Module) -> int:
-    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-
-
-def _per_unit(child: nn.Module, layer: nn.Module) -> bool:
-    """``child`` after ``layer`` treats ``layer``'s output units alike and one by one (so permuting the
-    units permutes ``child``'s per-unit tensors): a batch norm over its channels, a layer norm over a
-    Linear's features, pooling or channel dropout after a Conv."""
-    if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-        return child.num_features == _units(layer)
-    if isinstance(child, nn.LayerNorm):
-        return isinstance(layer, nn.Linear) and tuple(child.normalized_shape) == (layer.out_features,)
-    return isinstance(child, CHANNELWISE) and not isinstance(layer, nn.Linear)
-
-
-def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
-    """The groups of :func:`sequential_groups` with only positively homogeneous modules between the two
-    layers (:data:`HOMOGENEOUS`: ReLU, leaky ReLU, pooling, dropout; no norm, no tanh or GELU): their
-    units' scale moves freely between incoming and outgoing weights (``Family.hidden_rescalable``)."""
-    if not isinstance(module, nn.Sequential):
-        return {}
-    groups, _, homogeneous, _ = _walk(module)
-    return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
-
-
-SHIFT_FREE = (nn.Identity, nn.Dropout)  # between a layer and its norm: the norm still removes the layer's shift
-AFTER_LOGITS = (nn.Identity, nn.Dropout, nn.Softmax, nn.LogSoftmax)
-
-
-def sequential_output(module: nn.Module) -> list[tuple[str, int]]:
-    """The last ``Linear`` of an ``nn.Sequential`` when only identity, dropout or a (log-)softmax over the
-    classes follow it: ``[(name.weight, 0), (name.bias, 0)]``, its class axis (``Family.output_shiftable``);
-    else ``[]``. Only a softmax over the last axis (``dim=-1``) is known to be over the classes: over
-    another (a review: ``Softmax(dim=0)``, over the batch; ``dim=1`` of ``[B, T, C]`` outputs, over the
-    positions) it sees a shift of the logits."""
-    if not isinstance(module, nn.Sequential):
-        return []
-    for name, child in reversed(list(module.named_children())):
-        if isinstance(child, nn.Linear):
-            return _incoming(name, child)
-        if isinstance(child, (nn.Softmax, nn.LogSoftmax)) and child.dim != -1:
-            return []
-        if not isinstance(child, AFTER_LOGITS):
-            return []
-    return []
-
-
-def sequential_normalized(module: nn.Module) -> dict[str, dict]:
-    """The ``Linear`` / ``Conv`` layers of an ``nn.Sequential`` followed by a norm over their units with
-    only positively homogeneous modules (ReLU, pooling, dropout) between: a batch norm over the layer's
-    channels (in eval mode each unit's scale cancels: its running mean and variance carry it) or a layer
-    norm over a Linear's features (one scale for the layer). ``{layer: {"incoming": [(layer.weight, 0),
-    (layer.bias, 0)], "stats": [(norm.running_mean, 1), (norm.running_var, 2)], "per_unit": bool}}``
-    (``Family.hidden_normalized``; found by :func:`_walk`)."""
-    return _walk(module)[3] if isinstance(module, nn.Sequential) else {}
-
-
-def _incoming(name: str, layer: nn.Module) -> list[tuple[str, int]]:
-    """A layer's units' incoming entries: ``[(name.weight, 0), (name.bias, 0)]`` (no bias: the weight alone)."""
-    return [(f"{name}.weight", 0)] + ([(f"{name}.bias", 0)] if layer.bias is not None else [])
-
-
-def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
-    """Conv channels read by a Linear after a ``Flatten`` (only positively homogeneous modules around it):
-    ``{conv: [(conv.weight, 0), (conv.bias, 0), (linear.weight, 1)]}``, the Linear's columns in blocks of
-    ``in_features / channels`` per channel (channel-major, as ``Flatten`` lays them out)."""
-    out: dict[str, list[tuple[str, int]]] = {}
-    conv: tuple[str, nn.Module] | None = None
-    flat = False
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and getattr(child, "groups", 1) == 1:
-            conv, flat = (name, child), False
-        elif isinstance(child, nn.Linear) and conv is not None and flat:
-            cname, layer = conv
-            if child.in_features % layer.out_channels == 0:
-                out[cname] = _incoming(cname, layer) + [(f"{name}.weight", 1)]
-            conv = None
-        elif isinstance(child, nn.Flatten) and conv is not None and not flat:
-            flat = True
-        elif not isinstance(child, HOMOGENEOUS):
-            conv = None
-    return out
-
-
-def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str], dict[str, dict]]:
-    """:func:`sequential_groups`, the first child that ended an inference (``"'3' (Flatten)"``), the
-    groups with only positively homogeneous modules between their layers (:func:`sequential_rescalable`),
-    and the layers a norm over their units follows with only such modules between (:func:`sequential_normalized`)."""
-    groups: dict[str, list[tuple[str, int]]] = {}
-    homogeneous: set[str] = set()
-    normalized: dict[str, dict] = {}
-    prev: tuple[str, nn.Module] | None = None
-    between: list[tuple[str, int]] = []  # per-unit tensors of the norms since ``prev``
-    scaled = True  # only positively homogeneous modules since ``prev``
-    direct = True  # only identity or dropout since ``prev``: its shift reaches the next norm
-    stop = None
-    for name, child in module.named_children():
-        if isinstance(child, LAYERS) and getattr(child, "groups", 1) != 1:  # grouped / depthwise: units tied to a group
-            if stop is None:
-                stop = f"'{name}' ({type(child).__name__}, groups={child.groups})"
-            prev, between = None, []
-        elif isinstance(child, LAYERS):
-            if prev is not None and (isinstance(child, nn.Linear) == isinstance(prev[1], nn.Linear)):
-                pname, player = prev
-                groups[pname] = _incoming(pname, player) + between + [(f"{name}.weight", 1)]
-                if scaled and not between:
-                    homogeneous.add(pname)
-            prev, between, scaled, direct = (name, child), [], True, True
-        elif prev is not None and _per_unit(child, prev[1]):
-            if isinstance(child, NORMS) and scaled:  # the first norm, only homogeneous modules before it: a free scale
-                batch = not isinstance(child, nn.LayerNorm)
-                stats = [(f"{name}.{t}", k) for t, k in (("running_mean", 1), ("running_var", 2))
-                         if batch and isinstance(getattr(child, t, None), torch.Tensor)]
-                shift = None
-                if direct and not batch:
-                    shift = {"kind": "layer"}
-                elif direct and stats and stats[0][0].endswith(".running_mean"):  # eval mode: the running mean absorbs a bias shift
-                    shift = {"kind": "batch", "mean": stats[0][0]}
-                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch, "shift": shift}
-            direct = False
-            between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
-            scaled = scaled and isinstance(child, HOMOGENEOUS)  # pooling after a Conv keeps the scale; a norm does not
-        elif not isinstance(child, ELEMENTWISE):
-            if prev is not None and stop is None:
-                stop = f"'{name}' ({type(child).__name__})"
-            prev, between = None, []
-        else:
-            scaled = scaled and isinstance(child, HOMOGENEOUS)
-            direct = direct and isinstance(child, SHIFT_FREE)
-    return groups, stop, homogeneous, normalized
-
-
-def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
-    """Permutation groups of an ``nn.Sequential``: the output units (channels) of each ``Linear`` /
-    ``Conv`` layer whose next weighted child is another such layer with only elementwise modules,
-    per-unit norms (a batch norm over the channels, a layer norm over a Linear's features) and, after
-    a Conv, pooling between them: ``[(name.weight, 0), (name.bias, 0), (norm.weight, 0), ...,
-    (next.weight, 1)]``. Anything else between two layers (a reshape, a custom module) ends the
-    inference there (:func:`sequential_stop` names it)."""
-    if not isinstance(module, nn.Sequential):
-        return {}
-    return _walk(module)[0]
-
-
-def sequential_stop(module: nn.Module) -> str | None:
-    """The first child of an ``nn.Sequential`` that ended a permutation-group inference after a layer
-    (``"'3' (Flatten)"``), for the message when no group was found; ``None`` otherwise."""
-    return _walk(module)[1] if isinstance(module, nn.Sequential) else None

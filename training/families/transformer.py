@@ -270,6 +270,18 @@ class TransformerFamily(Family):
             groups[f"{a}.vo"] = [(f"{a}.v.weight", 0), (f"{a}.o.weight", 1)]
         return groups
 
+    def hidden_mixable(self):
+        """Attention's two bilinear forms in full, within each head: any invertible ``d_head x d_head``
+        matrix ``G`` on a head's query rows with ``G^-T`` on its key rows leaves every score as it was
+        (``attn.qk``), and ``G`` on its value rows with ``G^-1`` on the output projection's columns leaves
+        the attention output as it was (``attn.vo``). :meth:`hidden_rescalable`'s are their diagonal."""
+        out: dict[str, dict] = {}
+        for i in range(self.n_layers):
+            a = f"blocks.{i}.attn"
+            out[f"{a}.qk"] = {"members": [(f"{a}.q.weight", 0), (f"{a}.k.weight", -1)], "blocks": self.n_heads}
+            out[f"{a}.vo"] = {"members": [(f"{a}.v.weight", 0), (f"{a}.o.weight", 1)], "blocks": self.n_heads}
+        return out
+
 
 class _Params(nn.Module):
     """Holds parameters under dotted names (``blocks.0.attn.q.weight``) as nested submodules."""
