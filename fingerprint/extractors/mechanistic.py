@@ -23,6 +23,7 @@ import torch
 from torch.func import grad, vmap
 
 from fingerprint.extractors.common import default_layer, generator, probes
+from fingerprint.extractors.shifts import invisible_shifts
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 from training.families.symmetries import matching_groups
@@ -499,8 +500,9 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     the next extractor that reads the same batch (:class:`_LastBalanced`): read them, never edit them."""
     groups = models.family.hidden_rescalable() if balance else {}
     normalized = models.family.hidden_normalized() if balance else {}
-    shiftable = [] if not balance or models.task.regression() else [
+    declared = [] if not balance or models.task.regression() else [
         (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
+    shiftable = sorted(set(declared) | set(invisible_shifts(models))) if balance else []
     mixable = models.family.hidden_mixable() if balance else {}
     if not groups and not normalized and not shiftable and not mixable:
         return models.params, {}

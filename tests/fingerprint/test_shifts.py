@@ -160,3 +160,83 @@ def test_a_module_with_its_own_forward_declares_its_read_out(tmp_path):
     assert mb.family.output_shiftable() == []
     _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
     assert "centred" not in meta
+
+
+class _PreNorm(nn.Module):
+    """A hand-written pre-norm transformer (its own forward, nothing declared): the residual stream is
+    read only through layer norms and the read-out is a slice of ``unembed``'s output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(7, 8), nn.Parameter(torch.randn(3, 8))
+        self.ln1, self.ln_f = nn.LayerNorm(8), nn.LayerNorm(8)
+        self.fc, self.proj = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.unembed = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.long()) + self.pos
+        h = h + self.proj(torch.relu(self.fc(self.ln1(h))))
+        return self.unembed(self.ln_f(h))[:, -1]
+
+    def hidden_permutable(self) -> dict:
+        return {}
+
+
+def _trained_norms(m: _PreNorm, g: torch.Generator) -> _PreNorm:
+    with torch.no_grad():  # gains and biases away from 1 and 0, as training leaves them
+        for ln in (m.ln1, m.ln_f):
+            ln.weight.copy_(1 + 0.3 * torch.randn(8, generator=g))
+            ln.bias.copy_(0.3 * torch.randn(8, generator=g))
+    return m.eval()
+
+
+def test_shifts_a_module_hides_in_its_forward_are_found_by_trying_them(tmp_path):
+    """``invisible_shifts`` (sixteenth session's audit: a hand-written pre-norm transformer with +1 on
+    every embedding entry, or on every unembedding bias, read as a candidate on weight-stats): a
+    per-row constant on the embedding and the position rows, a common shift of the MLP's residual write,
+    and the read-out's class-axis shift are found; the twin with all of them gets its model's row."""
+    from fingerprint.extractors.shifts import forget_shifts, invisible_shifts
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(6)
+    torch.manual_seed(6)
+    mods = [_trained_norms(_PreNorm(), g) for _ in range(2)]
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        twin.embed.weight.add_(torch.randn(7, 1, generator=g))  # one number per token, on every feature
+        twin.pos.add_(0.5)
+        twin.proj.weight.add_(torch.randn(1, 16, generator=g))  # the MLP writes one number more on every feature
+        twin.proj.bias.add_(0.3)
+        twin.unembed.bias.add_(1.0)
+        twin.unembed.weight.add_(torch.randn(1, 8, generator=g))
+    x = torch.randint(0, 7, (32, 3), generator=g)
+    assert torch.allclose(mods[0](x).log_softmax(-1), twin(x).log_softmax(-1), atol=1e-5)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = invisible_shifts(mb)
+    assert {("embed.weight", 1), ("pos", 1), ("proj.weight", 0), ("proj.bias", 0), ("unembed.bias", 0),
+            ("unembed.weight", 0)} <= set(found)
+    assert not {("fc.weight", 0), ("fc.bias", 0), ("embed.weight", 0), ("ln1.bias", 0)} & set(found)  # these change the outputs
+    for name in WEIGHT_FPS[:2]:
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert {"embed.weight", "pos", "proj.weight", "unembed.bias"} <= set(meta["centred"]), name
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+def test_a_weight_the_probes_do_not_reach_is_left_alone(tmp_path):
+    """A parameter no change of which moves the outputs on the probes (unused there) is not a shift the
+    function cannot see: centring it could change the function elsewhere. Without probes nothing is tried."""
+    from fingerprint.extractors.shifts import forget_shifts, invisible_shifts
+
+    class Unused(nn.Sequential):
+        def __init__(self) -> None:
+            super().__init__(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+            self.spare = nn.Parameter(torch.randn(5, 2))
+
+    forget_shifts()
+    x = torch.randn(16, 4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([Unused().eval() for _ in range(2)], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = invisible_shifts(mb)
+    assert ("2.weight", 0) in found and not any(p == "spare" for p, _ in found)
+    bare = ModelBatch.from_zoo(Zoo.from_modules([Unused().eval() for _ in range(2)], out=tmp_path / "bare"))
+    assert invisible_shifts(bare) == []
