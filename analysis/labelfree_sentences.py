@@ -59,6 +59,7 @@ NO_RELATIVES = {
 # split"); on a calibrated null the pointer appears for at most a fifth of the fingerprints (fewer:
 # the groups test is conservative), so it is a lead to check, never evidence.
 EXPLORATORY_P = 0.2
+SIGNIFICANT_Q = 0.05  # the verdicts' alpha (analysis.labelfree.decide)
 FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries the caution of docs/scorecard.md
 # ... when its q is above this: real null populations of 4-6 families gave their deep verdicts at q 0.027-0.048
 # (docs/scorecard.md, "Few families"); a planted backdoor at 5 families came at q 0.008 on every fingerprint
@@ -117,6 +118,8 @@ def closest_groups(r: Any) -> dict[str, Any] | None:
         return None
     if not r.p_groups < EXPLORATORY_P or len(set(r.family_groups.values())) < 2:
         return None
+    if (getattr(r, "q_tests", None) or {}).get("groups", 1.0) <= SIGNIFICANT_Q:  # significant, kept from its verdict by
+        return None  # its size: the verdict's sentence says so (the sixteenth audit: "not significant" beside q 0.027)
     if r.p_split is not None and r.p_split <= 0.05 and (r.split_rate or 0.0) > 0:  # the models' camps cut families:
         return None  # a split of whole families would point at families whose members sit on both sides
     sizes = getattr(r, "family_sizes", None) or {}

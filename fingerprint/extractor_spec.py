@@ -30,7 +30,7 @@ from training.trainer import finite_models
 
 # a parameter's type is the type of its default; these are how a wrong one is named to people
 _TYPES: tuple[tuple[type, Any, str], ...] = ((bool, bool, "true/false"), (int, int, "an integer"), (float, float, "a number"),
-                                             (str, str, "a string"), (list, list[Any], "a list, e.g. [1,2]"))
+                                             (str, str, "a string"), (list, list[Any], "a list, e.g. [1,2], or [\"blocks.0\",\"ln_f\"] for names (quoted)"))
 
 
 def bound_text(lo: Any, hi: Any) -> str:

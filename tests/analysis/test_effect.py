@@ -253,6 +253,7 @@ def test_significant_groups_kept_small_are_not_called_not_significant():
     Closest split of the families (exploratory, not significant: ...)". A groups test significant
     after the correction but kept from its verdict by its size gets no "not significant" pointer."""
     from analysis.effect import SizedLabelFree
+    from analysis.labelfree_sentences import closest_groups
 
     base = lf.LabelFreeResult(40, 10, 0.001, 0.001, 0.9, split_rate=1.0, family_groups={str(i): i % 2 for i in range(10)},
                               family_sizes={str(i): 4 for i in range(10)})
@@ -261,6 +262,7 @@ def test_significant_groups_kept_small_are_not_called_not_significant():
     r = lf.decide([small])[0]
     assert r.verdict == "lineage only" and "only 2 within-basin SDs apart" in r.sentence
     assert "Closest split" not in r.sentence and "not significant" not in r.sentence
+    assert closest_groups(r) is None  # the report's terminal line reads it too (the sixteenth audit)
     plain = lf.decide([lf.LabelFreeResult(40, 10, 0.001, 0.1, 0.9, split_rate=1.0, family_groups=base.family_groups)])[0]
     assert "Closest split of the families (exploratory, not significant: family groups p 0.1" in plain.sentence
 

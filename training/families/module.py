@@ -105,6 +105,9 @@ def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: 
         torch.backends.mha.set_fastpath_enabled(fast)
 
 
+CONTAINERS = (nn.ModuleList, nn.ModuleDict)
+
+
 @dataclass
 class ModuleFamily(Family):
     """Wrap a factory ``() -> nn.Module``. Not in the architecture registry: it is built in code."""
@@ -146,7 +149,9 @@ class ModuleFamily(Family):
         return {k: v.dtype for k, v in self.template().state_dict().items() if not v.is_floating_point()}
 
     def activation_names(self):
-        return [n for n, _ in self.template().named_modules() if n]
+        """Every named submodule but the containers (``nn.ModuleList`` / ``nn.ModuleDict``: never called,
+        so nothing comes out of them; their members are listed)."""
+        return [n for n, m in self.template().named_modules() if n and not isinstance(m, CONTAINERS)]
 
     def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
         """Hidden-unit permutation groups of the wrapped module: what its class declares
@@ -235,6 +240,9 @@ class ModuleFamily(Family):
             if bad:
                 raise UserError(bad)
             for n in names:
+                if n not in store:
+                    raise UserError(f"{self.label}: submodule '{n}' did not run in the forward pass, so it has no output "
+                                    "to read; name one that runs (each block's own submodules, not a list holding them)")
                 bad = not_a_tensor(n, store[n])
                 if bad:
                     raise UserError(bad)
