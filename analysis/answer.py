@@ -601,12 +601,14 @@ def _balance_text(c: Candidate, told: bool = False) -> str:
 def _inside_text(c: Candidate, n_behavioural: int) -> str:
     """``; none of the 5 behavioural fingerprints ... finds it: ...`` for a candidate that only mechanistic
     fingerprints find while behavioural ones were judged (the seventh outside audit's Adam vs SGD
-    population: weight-stats and weight-spectra split the optimizers), else ``""``."""
+    population: weight-stats and weight-spectra split the optimizers; the sixteenth's hand-written
+    attention with its heads mixed in half the models, the function unchanged), else ``""``."""
     if not n_behavioural or "behavioural" in c.kinds or not c.kinds:
         return ""
     return (f"; none of the {n_behavioural} behavioural fingerprints (what the models output) finds it: a difference "
             "inside the models that their outputs here do not show, which a training setting (the optimizer, weight "
-            "decay) leaves as well as a different mechanism")
+            "decay) leaves as well as a different mechanism, and so does a change of the weights that keeps the function "
+            "(a symmetry of the architecture the toolkit was not told of: declare it, docs/import.md)")
 
 
 # how the representative's camps sit with the init families (the first thing to know about a difference)

@@ -214,6 +214,7 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
     assert ans.n_behavioural == 3 and ans.candidates[0].kinds == ["mechanistic"]
     assert ("it matches" not in ans.sentence and "; none of the 3 behavioural fingerprints (what the models output) finds it: "
             "a difference inside the models that their outputs here do not show") in ans.sentence
+    assert "a change of the weights that keeps the function (a symmetry of the architecture" in ans.sentence
     seen = label_free_answer(result(*weights, kind(fp("out0", CAMPS), "behavioural"), *outputs[1:]))
     assert "behavioural fingerprints" not in seen.sentence
     assert "behavioural fingerprints" not in label_free_answer(result(*weights)).sentence
