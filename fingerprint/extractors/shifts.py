@@ -46,7 +46,8 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
     sets = models.task.probe_names()
     if not sets or not names:
         return []
-    x = torch.cat([models.task.probes(s)[:PROBES_PER_SET] for s in sets])
+    parts = [models.task.probes(s)[:PROBES_PER_SET] for s in sets]
+    x = torch.cat([p for p in parts if p.shape[1:] == parts[0].shape[1:]])  # sets of another shape: the first's
     logits = models.task.n_out >= 2 and not models.task.regression()
     key = (repr(models.family.hparams()), tuple((k, tuple(weights[k].shape[1:])) for k in names), logits,
            hashlib.sha256(x.cpu().contiguous().numpy().tobytes()).hexdigest())
@@ -54,6 +55,7 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
         return list(_FOUND[key])
     base_ids = list(range(min(2, len(models))))
     base = {k: v[base_ids] for k, v in models.params.items()}
+    x = x.to(next(iter(base.values())).device)  # --device cuda: the probes where the weights are
 
     def read(params: dict[str, torch.Tensor]) -> torch.Tensor:  # [copies, inputs, ...]
         out = models.family.outputs(params, x).double()
@@ -78,7 +80,7 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
             if a is not None:
                 shape[1 + a] = 1  # one value along the axis: a shift
             scale = 0.5 * float(w.double().pow(2).mean().sqrt()) + 1e-3
-            delta = torch.randn(shape, generator=g, dtype=torch.float64).mul(scale).to(w.dtype).expand(w.shape)
+            delta = torch.randn(shape, generator=g, dtype=torch.float64).mul(scale).to(w.device, w.dtype).expand(w.shape)
             stacked[k][i * len(base_ids):(i + 1) * len(base_ids)] += delta
         out = read(stacked).reshape(len(batch), len(base_ids), *reference.shape[1:])
         for i, t in enumerate(batch):
