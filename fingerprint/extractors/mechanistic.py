@@ -363,23 +363,14 @@ def canonical_mixing(params: dict[str, torch.Tensor], mixable: dict[str, list | 
         outg = [m for m in members if m.side == "out"]
         side_a = torch.cat([_member_rows(out[m.param], m, h, dh) for m in inc], -1)  # [n, h, dh, ca]
         side_b = torch.cat([_member_rows(out[m.param], m, h, dh) for m in outg], -1)  # [n, h, dh, cb]
-        d, e = torch.linalg.eigh(side_a @ side_a.mT)  # ascending
-        root = d.clamp_min(0).sqrt()
-        ga_half = e * root[..., None, :]  # L with L L^T = A A^T
-        lam, w = torch.linalg.eigh(ga_half.mT @ (side_b @ side_b.mT) @ ga_half)
-        full = (d[..., 0] > MIX_RANK ** 2 * d[..., -1]) & (lam[..., 0] > MIX_RANK ** 2 * lam[..., -1])  # [n, h]
-        lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
-        quarter = lam.pow(0.25)
-        safe = torch.where(root > 0, root, torch.ones_like(root))
-        mix = (quarter[..., :, None] * w.mT) @ (e / safe[..., None, :]).mT  # G = S^1/2 W^T D^-1/2 E^T
-        unmix = (w.mT / torch.where(quarter > 0, quarter, torch.ones_like(quarter))[..., :, None]) @ (e * root[..., None, :]).mT
-        eye = torch.eye(dh, dtype=torch.float64, device=side_a.device).expand_as(mix)
-        keep = ~full[..., None, None]
-        mix, unmix = torch.where(keep, eye, mix), torch.where(keep, eye, unmix)  # unmix = G^-T
-        new_a = mix @ side_a
+        if dh > min(side_a.shape[-1], side_b.shape[-1]):
+            new_a, new_b = _beyond_rank(side_a, side_b)
+        else:
+            new_a, new_b = _least_norm(side_a, side_b)
         top = new_a.abs().argmax(-1, keepdim=True)
-        sign = torch.where((new_a.gather(-1, top) < 0) & ~keep, -1.0, 1.0).to(new_a.dtype)  # [n, h, dh, 1]
-        new_a, new_b = new_a * sign, (unmix @ side_b) * sign
+        moved = (new_a != side_a).any(-1, keepdim=True) | (new_b != side_b).any(-1, keepdim=True)  # kept models' units keep their signs
+        sign = torch.where((new_a.gather(-1, top) < 0) & moved, -1.0, 1.0).to(new_a.dtype)  # [n, h, dh, 1]
+        new_a, new_b = new_a * sign, new_b * sign
         for side, group in ((new_a, inc), (new_b, outg)):
             at = 0
             for m in group:
@@ -387,6 +378,40 @@ def canonical_mixing(params: dict[str, torch.Tensor], mixable: dict[str, list | 
                 out[m.param] = _put_rows(out[m.param], m, side[..., at:at + width])
                 at += width
     return out
+
+
+def _beyond_rank(side_a: torch.Tensor, side_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`canonical_mixing` for a group of more units than its product can have rank (``k > min(a,
+    b)``, say ``Linear(d, 8) -> Linear(8, 3)``): no invertible ``G`` reaches the least norm, but the
+    orbit's edge does, with the same product (the same function): ``A = S^1/2 V^T`` and ``B = S^1/2 U^T``
+    from the product's SVD on the first ``min(a, b)`` units, the others all zero."""
+    u, sv, vh = torch.linalg.svd(side_b.mT @ side_a, full_matrices=False)  # [n, h, cb, r], [n, h, r], [n, h, r, ca]
+    r, root = sv.shape[-1], sv.clamp_min(0).sqrt()
+    new_a, new_b = torch.zeros_like(side_a), torch.zeros_like(side_b)
+    new_a[..., :r, :] = root[..., None] * vh
+    new_b[..., :r, :] = root[..., None] * u.mT
+    return new_a, new_b
+
+
+def _least_norm(side_a: torch.Tensor, side_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`canonical_mixing`'s point of one group, ``(G A, G^-T B)`` (before the signs), from the two
+    Gram matrices; a model whose side has a singular value below :data:`MIX_RANK` of its largest keeps
+    ``(A, B)``."""
+    dh = side_a.shape[-2]
+    d, e = torch.linalg.eigh(side_a @ side_a.mT)  # ascending
+    root = d.clamp_min(0).sqrt()
+    ga_half = e * root[..., None, :]  # L with L L^T = A A^T
+    lam, w = torch.linalg.eigh(ga_half.mT @ (side_b @ side_b.mT) @ ga_half)
+    full = (d[..., 0] > MIX_RANK ** 2 * d[..., -1]) & (lam[..., 0] > MIX_RANK ** 2 * lam[..., -1])  # [n, h]
+    lam, w = lam.flip(-1).clamp_min(0), w.flip(-1)
+    quarter = lam.pow(0.25)
+    safe = torch.where(root > 0, root, torch.ones_like(root))
+    mix = (quarter[..., :, None] * w.mT) @ (e / safe[..., None, :]).mT  # G = S^1/2 W^T D^-1/2 E^T
+    unmix = (w.mT / torch.where(quarter > 0, quarter, torch.ones_like(quarter))[..., :, None]) @ (e * root[..., None, :]).mT
+    eye = torch.eye(dh, dtype=torch.float64, device=side_a.device).expand_as(mix)
+    keep = ~full[..., None, None]
+    mix, unmix = torch.where(keep, eye, mix), torch.where(keep, eye, unmix)  # unmix = G^-T
+    return mix @ side_a, unmix @ side_b
 
 
 NORM_ROUNDS = 200  # alternations of normalizing and balancing where the two scales meet (a ReLU group into a normed layer)

@@ -243,11 +243,20 @@ def test_what_mixes_and_what_keeps_its_weights():
     assert sequential_mixable(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))) == {}
     assert sequential_mixable(nn.Linear(4, 3)) == {}
     g = torch.Generator().manual_seed(3)
-    # more units than the product's rank (6 units, 4 inputs + a bias): no one point; the weights are kept
-    wide = {"a.weight": torch.randn(2, 6, 4, generator=g), "a.bias": torch.randn(2, 6, generator=g),
-            "b.weight": torch.randn(2, 3, 6, generator=g)}
+    # more units than the product can have rank (6 units, 3 outputs): the orbit's edge, the same product with
+    # the units beyond 3 at zero, for the model and any mixing of it (a review: such groups were kept as they were)
+    wide = {"a.weight": torch.randn(2, 6, 4, generator=g, dtype=torch.float64),
+            "a.bias": torch.randn(2, 6, generator=g, dtype=torch.float64),
+            "b.weight": torch.randn(2, 3, 6, generator=g, dtype=torch.float64)}
     group = {"a": [("a.weight", 0), ("a.bias", 0), ("b.weight", 1)]}
-    assert all(torch.equal(canonical_mixing(wide, group)[k], v) for k, v in wide.items())
+    q = torch.eye(6, dtype=torch.float64) + 0.5 * torch.randn(6, 6, generator=g, dtype=torch.float64)
+    twin = {"a.weight": q @ wide["a.weight"], "a.bias": (q @ wide["a.bias"][..., None])[..., 0],
+            "b.weight": wide["b.weight"] @ torch.linalg.inv(q)}
+    edge, edge_twin = canonical_mixing(wide, group), canonical_mixing(twin, group)
+    assert all(torch.allclose(edge[k], edge_twin[k], atol=1e-9) for k in wide)
+    assert bool((edge["a.weight"][:, 3:] == 0).all()) and bool((edge["b.weight"][:, :, 3:] == 0).all())
+    product = lambda p: p["b.weight"] @ torch.cat([p["a.weight"], p["a.bias"][..., None]], -1)  # noqa: E731
+    assert torch.allclose(product(edge), product(wide), atol=1e-12)
     # a dead unit (no outgoing weights) in model 1 only: model 1 keeps its weights, model 0 does not
     low = {"a.weight": torch.randn(2, 3, 5, generator=g), "a.bias": torch.randn(2, 3, generator=g),
            "b.weight": torch.randn(2, 4, 3, generator=g)}

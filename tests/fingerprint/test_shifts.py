@@ -240,3 +240,47 @@ def test_a_weight_the_probes_do_not_reach_is_left_alone(tmp_path):
     assert ("2.weight", 0) in found and not any(p == "spare" for p, _ in found)
     bare = ModelBatch.from_zoo(Zoo.from_modules([Unused().eval() for _ in range(2)], out=tmp_path / "bare"))
     assert invisible_shifts(bare) == []
+
+
+class _Encoder(nn.Module):
+    """Two bias-free ``nn.TransformerEncoderLayer``s: at init every layer norm's gain is 1, so adding
+    one number to all of a gain is an overall scale the next norm removes, for small numbers only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, bias=False)
+                                     for _ in range(2)])
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, 4, 8)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out(x[:, -1])
+
+
+def test_a_shift_is_taken_out_only_where_its_centring_keeps_every_model(tmp_path):
+    """A review of the sixteenth session: (1) the norms' unit gains took a shift of all of them as invisible,
+    and centring set them to 0 (another function); (2) an answer cached per architecture reached other
+    weights, and through the factory's name another ``nn.Sequential`` with the same parameter names, where
+    centring changed the function by 3.3. Now each batch is tried on its own models, with the centring
+    itself, and whatever is centred leaves every model's outputs as they were."""
+    from fingerprint.extractors import mechanistic
+    from fingerprint.extractors.shifts import invisible_shifts
+
+    g = torch.Generator().manual_seed(7)
+    torch.manual_seed(7)
+    x = torch.randn(16, 32, generator=g)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([_Encoder().eval() for _ in range(3)], out=tmp_path / "enc", probes={"in_dist": x}))
+    assert not any("norm" in p for p, _ in invisible_shifts(mb))
+    mechanistic.forget_balanced()
+    params, _ = mechanistic._canonical(mb, True)
+    same = ModelBatch(mb.family, params, mb.task, mb.model_ids).forward(x).log_softmax(-1)
+    assert torch.allclose(same, mb.forward(x).log_softmax(-1), atol=1e-4)
+    mechanistic.forget_balanced()
+    y = torch.randn(32, 8, generator=g)
+    normed = [nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16, elementwise_affine=False), nn.Linear(16, 3)).eval() for _ in range(2)]
+    relu = [nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).eval() for _ in range(2)]
+    first = invisible_shifts(ModelBatch.from_zoo(Zoo.from_modules(normed, out=tmp_path / "ln", probes={"in_dist": y})))
+    second = invisible_shifts(ModelBatch.from_zoo(Zoo.from_modules(relu, out=tmp_path / "relu", probes={"in_dist": y})))
+    assert ("0.weight", 0) in first and second == [("2.bias", 0), ("2.weight", 0)]
