@@ -16,6 +16,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from encoders import Encoder
 from torch import nn
 
 from fingerprint import Zoo
@@ -171,21 +172,6 @@ class _LensHeads(nn.Module):
                 "vo": [{"param": "W_V", "axis": 2, "side": "in", "heads": 0}, {"param": "W_O", "axis": 1, "side": "out", "heads": 0}]}
 
 
-class _Encoder(nn.Module):
-    """Two ``nn.TransformerEncoderLayer``s (an ``nn.MultiheadAttention`` each), nothing declared."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True) for _ in range(2)])
-        self.out = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(-1, 4, 8)
-        for layer in self.layers:
-            x = layer(x)
-        return self.out(x[:, -1])
-
-
 def _mix_lens_heads(model: _LensHeads, g: torch.Generator) -> _LensHeads:
     """A copy with each head's queries times a random ``G`` and keys by ``G^-T``, values times another
     and the output projection's rows by its ``G^-T`` (units as the columns of ``W_Q``, ``W_K``, ``W_V``)."""
@@ -212,7 +198,7 @@ def test_transformerlens_layout_and_torch_attention_mix_within_heads(tmp_path):
         rows, meta = get_extractor(name).compute(mb, get_extractor(name).params)
         assert meta["mixed"] == ["qk", "vo"] and _same_rows(rows, "rows"), name
     # nn.MultiheadAttention is found wherever it sits, its fused in_proj sliced into q, k and v, biases included
-    enc = [_Encoder().eval() for _ in range(2)]
+    enc = [Encoder().eval() for _ in range(2)]
     twin = copy.deepcopy(enc[0])
     e = 8
     with torch.no_grad():

@@ -14,6 +14,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from encoders import Encoder
 from torch import nn
 
 from fingerprint import Zoo
@@ -242,23 +243,6 @@ def test_a_weight_the_probes_do_not_reach_is_left_alone(tmp_path):
     assert invisible_shifts(bare) == []
 
 
-class _Encoder(nn.Module):
-    """Two bias-free ``nn.TransformerEncoderLayer``s: at init every layer norm's gain is 1, so adding
-    one number to all of a gain is an overall scale the next norm removes, for small numbers only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, bias=False)
-                                     for _ in range(2)])
-        self.out = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(-1, 4, 8)
-        for layer in self.layers:
-            x = layer(x)
-        return self.out(x[:, -1])
-
-
 def test_a_shift_is_taken_out_only_where_its_centring_keeps_every_model(tmp_path):
     """A review of the sixteenth session: (1) the norms' unit gains took a shift of all of them as invisible,
     and centring set them to 0 (another function); (2) an answer cached per architecture reached other
@@ -271,7 +255,7 @@ def test_a_shift_is_taken_out_only_where_its_centring_keeps_every_model(tmp_path
     g = torch.Generator().manual_seed(7)
     torch.manual_seed(7)
     x = torch.randn(16, 32, generator=g)
-    mb = ModelBatch.from_zoo(Zoo.from_modules([_Encoder().eval() for _ in range(3)], out=tmp_path / "enc", probes={"in_dist": x}))
+    mb = ModelBatch.from_zoo(Zoo.from_modules([Encoder(bias=False).eval() for _ in range(3)], out=tmp_path / "enc", probes={"in_dist": x}))
     assert not any("norm" in p for p, _ in invisible_shifts(mb))
     mechanistic.forget_balanced()
     params, _ = mechanistic._canonical(mb, True)
