@@ -23,7 +23,7 @@ import torch
 from torch.func import grad, vmap
 
 from fingerprint.extractors.common import default_layer, generator, probes
-from fingerprint.extractors.shifts import invisible_shifts
+from fingerprint.extractors.shifts import found_by_trying
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 from training.families.symmetries import matching_groups
@@ -527,7 +527,12 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     normalized = models.family.hidden_normalized() if balance else {}
     declared = [] if not balance or models.task.regression() else [
         (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
-    shiftable = sorted(set(declared) | set(invisible_shifts(models))) if balance else []
+    found = found_by_trying(models) if balance else None
+    shiftable = sorted(set(declared) | set(found.shifts)) if found else []
+    if found:  # layers a norm reads inside a module's own forward: normalized like the declared ones
+        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
+        normalized = dict(normalized) | {layer: {"incoming": [(p, 0) for p in ps], "stats": [], "per_unit": False, "shift": None}
+                                         for layer, ps in found.scales if layer not in normalized and not set(ps) & normed}
     mixable = models.family.hidden_mixable() if balance else {}
     if not groups and not normalized and not shiftable and not mixable:
         return models.params, {}

@@ -22,6 +22,7 @@ as everywhere else in the toolkit.
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,19 @@ COPIES_PER_PASS = 64  # perturbed copies of a model per forward pass, at most
 COPY_FLOATS = 1 << 24  # ... and at most this many floats of weights in them (64 MB)
 
 
+SCALE_SIZES = (0.5, 2.0)  # factors a layer's weights are scaled by in the scale trials
+
+
+@dataclass(frozen=True)
+class Found:
+    """What trying found for one batch: ``shifts`` ``[(param, axis)]`` (centred) and ``scales``
+    ``[(layer, (param, ...))]``: a layer whose weights (and bias) scaled together by any ``c > 0`` leave
+    the outputs as they were (a layer a norm reads, inside a module's own forward), normalized."""
+
+    shifts: tuple[tuple[str, int], ...] = ()
+    scales: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
 class _LastShifts:
     """The last batch's answer, reused while the parameters are the very same tensors, unedited (the
     weight fingerprints of one ``extract`` call each ask for it): keyed on each tensor's identity (a
@@ -47,17 +61,17 @@ class _LastShifts:
     def __init__(self) -> None:
         self.refs: dict[str, Any] = {}
         self.versions: dict[str, int] = {}
-        self.found: list[tuple[str, int]] | None = None
+        self.found: Found | None = None
 
-    def get(self, params: dict[str, torch.Tensor]) -> list[tuple[str, int]] | None:
+    def get(self, params: dict[str, torch.Tensor]) -> Found | None:
         same = (self.found is not None and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
-        return list(self.found) if same and self.found is not None else None
+        return self.found if same else None
 
-    def put(self, params: dict[str, torch.Tensor], found: list[tuple[str, int]]) -> None:
+    def put(self, params: dict[str, torch.Tensor], found: Found) -> None:
         self.refs = {k: weakref.ref(v) for k, v in params.items()}
         self.versions = {k: v._version for k, v in params.items()}
-        self.found = list(found)
+        self.found = found
 
 
 _LAST = _LastShifts()
@@ -73,20 +87,47 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
     together is checked on every model of the batch, and a pair whose centring moves some model is
     dropped. Empty without probe sets, or on probes the models cannot read (the fingerprints that read
     them say why)."""
+    return list(found_by_trying(models).shifts)
+
+
+def invisible_scales(models: Any) -> dict[str, list[str]]:
+    """``{layer: [param, ...]}``: the layers (a submodule's own weights, bias included) that any common
+    positive scale leaves as they were on the probes, e.g. a ``Linear`` a layer norm reads inside a
+    module's own forward: scaled by each factor of :data:`SCALE_SIZES` and brought to root mean square 1
+    (what the weight fingerprints do), each within :data:`INVISIBLE` of a random change, on the tried
+    models; the normalization then checked on every model of the batch."""
+    return {layer: list(ps) for layer, ps in found_by_trying(models).scales}
+
+
+def found_by_trying(models: Any) -> Found:
+    """:func:`invisible_shifts` and :func:`invisible_scales` of one batch, tried once (:class:`_LastShifts`)."""
     found = _LAST.get(models.params)
-    if found is not None:
-        return found
-    found = _found(models)
-    _LAST.put(models.params, found)
-    return list(found)
+    if found is None:
+        found = _found(models)
+        _LAST.put(models.params, found)
+    return found
 
 
-def _found(models: Any) -> list[tuple[str, int]]:
+def _centred(w: torch.Tensor, a: int) -> torch.Tensor:
+    return (w.double() - w.double().mean(1 + a, keepdim=True)).to(w.dtype)
+
+
+def _rms_one(ws: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Weights ``[m, ...]`` of one layer divided by their common root mean square per unit (as
+    ``mechanistic.normalize_units`` does for a layer: the sum of squares over the first one's units)."""
+    m, units = ws[0].shape[0], ws[0].shape[1]
+    sq = sum(w.double().pow(2).reshape(m, -1).sum(1) for w in ws) / units
+    c = sq.sqrt()
+    c = torch.where(c > 0, c, torch.ones_like(c))
+    return [(w.double() / c.reshape(m, *[1] * (w.dim() - 1))).to(w.dtype) for w in ws]
+
+
+def _found(models: Any) -> Found:
     weights = models.weights()
     names = [k for k, v in sorted(weights.items()) if v.is_floating_point() and v.dim() >= 2]
     sets = models.task.probe_names()
     if not sets or not names or len(models) == 0:
-        return []
+        return Found()
     parts = [models.task.probes(s)[:PROBES_PER_SET] for s in sets]
     x = torch.cat([p for p in parts if p.shape[1:] == parts[0].shape[1:]])  # sets of another shape: the first's
     x = x.to(next(iter(models.params.values())).device)  # --device cuda: the probes where the weights are
@@ -102,64 +143,92 @@ def _found(models: Any) -> list[tuple[str, int]]:
     try:
         reference = read(base)
     except Exception:  # noqa: BLE001 - probes this family cannot read: nothing is tried, nothing assumed
-        return []
+        return Found()
     g = generator(0)
-    trials: list[tuple[str, int | None, float | None]] = [(k, None, 0.5) for k in names] + [
-        (k, a, size) for k in names for a in range(weights[k].dim() - 1) if weights[k].shape[1 + a] > 1
-        for size in (*SHIFT_SIZES, None)]  # size None: the centring
+    layers: dict[str, list[str]] = {}
+    for k in names:
+        if weights[k].dim() >= 3:  # a layer: a submodule with a matrix (or kernel), and its own other weights
+            layers.setdefault(k.rsplit(".", 1)[0] if "." in k else "", [])
+    for k in names:
+        owner = k.rsplit(".", 1)[0] if "." in k else ""
+        if owner in layers:
+            layers[owner].append(k)
+
+    def random_change(w: torch.Tensor, axis: int | None, size: float) -> torch.Tensor:
+        shape = list(w.shape)
+        if axis is not None:
+            shape[1 + axis] = 1  # one value along the axis: a shift
+        scale = size * float(w.double().pow(2).mean().sqrt()) + 1e-3
+        return torch.randn(shape, generator=g, dtype=torch.float64).mul(scale).to(w.device, w.dtype).expand(w.shape)
+
+    trials: dict[tuple, Any] = {}  # label -> base -> {param: new value [m, ...]}
+    for k in names:
+        trials[("any", k)] = lambda b, k=k: {k: b[k] + random_change(b[k], None, 0.5)}
+        for a in range(weights[k].dim() - 1):
+            if weights[k].shape[1 + a] > 1:
+                for size in SHIFT_SIZES:
+                    trials[("shift", k, a, size)] = lambda b, k=k, a=a, size=size: {k: b[k] + random_change(b[k], a, size)}
+                trials[("shift", k, a, None)] = lambda b, k=k, a=a: {k: _centred(b[k], a)}
+    for layer, ps in layers.items():
+        for c in SCALE_SIZES:
+            trials[("scale", layer, c)] = lambda b, ps=ps, c=c: {p: b[p] * c for p in ps}
+        trials[("scale", layer, None)] = lambda b, ps=ps: dict(zip(ps, _rms_one([b[p] for p in ps])))
+    labels = list(trials)
     m = len(tried)
-    moved: dict[tuple[str, int | None, float | None], torch.Tensor] = {}
+    moved: dict[tuple, torch.Tensor] = {}
     numel = sum(v[0].numel() for v in base.values()) * m
     per_pass = max(1, min(COPIES_PER_PASS // m, COPY_FLOATS // max(1, numel)))
-    for start in range(0, len(trials), per_pass):
-        batch = trials[start:start + per_pass]
+    for start in range(0, len(labels), per_pass):
+        batch = labels[start:start + per_pass]
         stacked = {k: v.repeat(len(batch), *[1] * (v.dim() - 1)) for k, v in base.items()}  # [copies * m, ...]
-        for i, (k, a, size) in enumerate(batch):
-            w = base[k]
-            if size is None:
-                change = -w.double().mean(1 + a, keepdim=True).expand(w.shape).to(w.dtype)
-            else:
-                shape = list(w.shape)
-                if a is not None:
-                    shape[1 + a] = 1  # one value along the axis: a shift
-                scale = size * float(w.double().pow(2).mean().sqrt()) + 1e-3
-                change = torch.randn(shape, generator=g, dtype=torch.float64).mul(scale).to(w.device, w.dtype).expand(w.shape)
-            stacked[k][i * m:(i + 1) * m] += change
+        for i, label in enumerate(batch):
+            for k, v in trials[label](base).items():
+                stacked[k][i * m:(i + 1) * m] = v
         out = read(stacked).reshape(len(batch), m, *reference.shape[1:])
-        for i, t in enumerate(batch):
-            moved[t] = (out[i] - reference).abs().flatten(1).max(1).values  # [m]
+        for i, label in enumerate(batch):
+            moved[label] = (out[i] - reference).abs().flatten(1).max(1).values  # [m]
     size_of = reference.abs().flatten(1).max(1).values + 1.0  # [m]
-    found = []
-    for k, a, size in trials:
-        if a is None or size is not None:
-            continue
-        anything = moved[(k, None, 0.5)]
-        if bool((anything <= MOVED * size_of).any()):
-            continue  # a weight the probes do not reach (in some model): left alone
-        if all(bool((moved[(k, a, s)] <= INVISIBLE * anything).all()) for s in (*SHIFT_SIZES, None)):
-            found.append((k, a))
-    if not found:
-        return []
-    bound = {k: INVISIBLE * float(moved[(k, None, 0.5)].min()) for k, _ in found}
-    return _checked_on_all(models, read, found, bound)
+
+    def reached(k: str) -> bool:  # a weight the probes reach in every tried model
+        return bool((moved[("any", k)] > MOVED * size_of).all())
+
+    def unseen(label: tuple, k: str) -> bool:
+        return bool((moved[label] <= INVISIBLE * moved[("any", k)]).all())
+
+    shifts = [(k, a) for (kind, k, *rest) in labels if kind == "shift" and rest[1] is None
+              for a in [rest[0]] if reached(k) and all(unseen(("shift", k, a, s), k) for s in (*SHIFT_SIZES, None))]
+    scales = [(layer, ps) for layer, ps in layers.items() if all(reached(p) for p in ps)
+              and all(unseen(("scale", layer, c), ps[0]) for c in (*SCALE_SIZES, None))]
+    bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
+    return _checked_on_all(models, read, shifts, scales, bound)
 
 
-def _checked_on_all(models: Any, read: Any, found: list[tuple[str, int]], bound: dict[str, float]
-                    ) -> list[tuple[str, int]]:
-    """``found`` less the pairs whose centring moves some model of the batch by more than its weight's
-    ``bound``: all together in one pass when that holds, else each pair on its own."""
+def _apply(params: dict[str, torch.Tensor], shifts: list[tuple[str, int]], scales: list[tuple[str, list[str]]]
+           ) -> dict[str, torch.Tensor]:
+    out = dict(params)
+    for k, a in shifts:
+        out[k] = _centred(out[k], a)
+    for _, ps in scales:
+        out.update(zip(ps, _rms_one([out[p] for p in ps])))
+    return out
+
+
+def _checked_on_all(models: Any, read: Any, shifts: list[tuple[str, int]], scales: list[tuple[str, list[str]]],
+                    bound: dict[str, float]) -> Found:
+    """``shifts`` and ``scales`` less those whose centring or normalization moves some model of the batch
+    by more than its weight's ``bound``: all together in one pass when that holds, else each on its own."""
+    if not shifts and not scales:
+        return Found()
     reference = read(models.params)
 
-    def moves(pairs: list[tuple[str, int]]) -> float:
-        params = dict(models.params)
-        for k, a in pairs:
-            w = params[k]
-            params[k] = (w.double() - w.double().mean(1 + a, keepdim=True)).to(w.dtype)
-        return float((read(params) - reference).abs().max())
+    def moves(sh: list[tuple[str, int]], sc: list[tuple[str, list[str]]]) -> float:
+        return float((read(_apply(models.params, sh, sc)) - reference).abs().max())
 
-    if moves(found) <= min(bound[k] for k, _ in found):
-        return found
-    return [(k, a) for k, a in found if moves([(k, a)]) <= bound[k]]
+    limit = min([bound[k] for k, _ in shifts] + [bound[ps[0]] for _, ps in scales])
+    if moves(shifts, scales) > limit:
+        shifts = [(k, a) for k, a in shifts if moves([(k, a)], []) <= bound[k]]
+        scales = [(layer, ps) for layer, ps in scales if moves([], [(layer, ps)]) <= bound[ps[0]]]
+    return Found(tuple(shifts), tuple((layer, tuple(ps)) for layer, ps in scales))
 
 
 def forget_shifts() -> None:

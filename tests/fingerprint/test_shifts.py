@@ -268,3 +268,42 @@ def test_a_shift_is_taken_out_only_where_its_centring_keeps_every_model(tmp_path
     first = invisible_shifts(ModelBatch.from_zoo(Zoo.from_modules(normed, out=tmp_path / "ln", probes={"in_dist": y})))
     second = invisible_shifts(ModelBatch.from_zoo(Zoo.from_modules(relu, out=tmp_path / "relu", probes={"in_dist": y})))
     assert ("0.weight", 0) in first and second == [("2.bias", 0), ("2.weight", 0)]
+
+
+class _NormedBlock(nn.Module):
+    """A layer a layer norm reads, inside a forward of its own (so nothing is inferred from children)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.norm, self.out = nn.Linear(6, 12), nn.LayerNorm(12), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.norm(self.inp(x))))
+
+    def hidden_permutable(self) -> dict:
+        return {}
+
+
+def test_a_scale_a_norm_removes_inside_a_forward_of_its_own_is_found_by_trying_it(tmp_path):
+    """An outside audit (round 3) scaled a layer a layer norm reads in half of each family's models of a
+    module that is not an ``nn.Sequential``: weight-stats and weight-spectra read a candidate. The scale
+    trials find the layer (its weight and bias scaled together by any ``c > 0``), and its twin scaled by 4
+    and shifted gets its model's rows; the read-out, which a scale changes, is not found."""
+    from fingerprint.extractors.shifts import invisible_scales
+
+    g = torch.Generator().manual_seed(8)
+    torch.manual_seed(8)
+    mods = [_NormedBlock().eval() for _ in range(2)]
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        twin.inp.weight.mul_(4.0).add_(torch.randn(1, 6, generator=g))
+        twin.inp.bias.mul_(4.0).add_(0.7)
+    x = torch.randn(32, 6, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    assert invisible_scales(mb) == {"inp": ["inp.bias", "inp.weight"]}
+    for name in WEIGHT_FPS[:2]:
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert meta["normalized"] == ["inp"] and {"inp.bias", "inp.weight"} <= set(meta["centred"]), (name, meta)
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
