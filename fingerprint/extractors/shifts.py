@@ -36,6 +36,7 @@ TRIED_MODELS = 4  # models the shifts are tried on, spread over the batch; the c
 SHIFT_SIZES = (0.5, 3.0)  # shift sizes tried, in units of the weight's root mean square
 COPIES_PER_PASS = 64  # perturbed copies of a model per forward pass, at most
 COPY_FLOATS = 1 << 24  # ... and at most this many floats of weights in them (64 MB)
+TRIAL_FLOATS = 1 << 32  # weights x tried models x trials beyond which nothing is tried (2M parameters, 4 models, 500 trials)
 
 
 SCALE_SIZES = (0.5, 2.0)  # factors a layer's weights are scaled by in the scale trials
@@ -85,8 +86,9 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
     weight fingerprints do), must each move the reading by at most :data:`INVISIBLE` of what a random
     change of the weight moves it, on every tried model; then the centring of all the pairs found
     together is checked on every model of the batch, and a pair whose centring moves some model is
-    dropped. Empty without probe sets, or on probes the models cannot read (the fingerprints that read
-    them say why)."""
+    dropped. Empty without probe sets, on probes the models cannot read (the fingerprints that read
+    them say why), or for models whose trials would pass more than :data:`TRIAL_FLOATS` weights (a large
+    imported model: the trials would cost more than the fingerprints)."""
     return list(found_by_trying(models).shifts)
 
 
@@ -177,6 +179,8 @@ def _found(models: Any) -> Found:
     m = len(tried)
     moved: dict[tuple, torch.Tensor] = {}
     numel = sum(v[0].numel() for v in base.values()) * m
+    if numel * len(labels) > TRIAL_FLOATS:  # a large model: its forward passes would cost more than the fingerprints
+        return Found()
     per_pass = max(1, min(COPIES_PER_PASS // m, COPY_FLOATS // max(1, numel)))
     for start in range(0, len(labels), per_pass):
         batch = labels[start:start + per_pass]

@@ -307,3 +307,20 @@ def test_a_scale_a_norm_removes_inside_a_forward_of_its_own_is_found_by_trying_i
         rows, meta = ex.compute(mb, ex.params)
         assert meta["normalized"] == ["inp"] and {"inp.bias", "inp.weight"} <= set(meta["centred"]), (name, meta)
         assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+def test_a_model_too_large_to_try_keeps_what_its_family_declares(tmp_path, monkeypatch):
+    """Past ``TRIAL_FLOATS`` (weights x tried models x trials) nothing is tried: the trials would cost more
+    than the fingerprints on a large imported model. The declared read-out shift still applies."""
+    from fingerprint.extractors import shifts
+
+    x = torch.randn(16, 8)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([_make("softmax").eval() for _ in range(2)], out=tmp_path / "zoo",
+                                              probes={"in_dist": x}))
+    assert shifts.invisible_shifts(mb) == [("2.bias", 0), ("2.weight", 0)]
+    shifts.forget_shifts()
+    monkeypatch.setattr(shifts, "TRIAL_FLOATS", 1000)
+    assert shifts.invisible_shifts(mb) == []
+    _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
+    assert meta["centred"] == ["2.bias", "2.weight"]  # what nn.Sequential's read-out declares
+    shifts.forget_shifts()
