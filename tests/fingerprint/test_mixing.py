@@ -21,7 +21,7 @@ from torch import nn
 
 from fingerprint import Zoo
 from fingerprint.batch import ModelBatch
-from fingerprint.extractors.mechanistic import canonical_mixing
+from fingerprint.extractors.mixing import canonical_mixing
 from fingerprint.registry import get_extractor
 from training.core.errors import UserError
 from training.families.symmetries import sequential_mixable
