@@ -1,4 +1,4 @@
-"""Shifts the function cannot see, found by trying them: a forward pass per candidate on the probes.
+"""Shifts and scales the function cannot see, found by trying them: batched forward passes on the probes.
 
 A family declares the shifts it knows (``output_shiftable``, a norm's ``"shift"``), and an
 ``nn.Sequential``'s are inferred from its children. Other architectures hide theirs in their forward:
@@ -13,6 +13,8 @@ read them). ``(p, a)`` is a shift the function cannot see when every shift moves
 most :data:`INVISIBLE` of what any change moves it, on every tried model, and the centring moves no
 model of the batch. A weight that no change moves on the probes (unused there) is left alone. The
 weight fingerprints then centre each such entry along its axis (``mechanistic.centre_shifts``).
+:func:`invisible_scales` does the same for a layer's weights scaled together (a layer a norm reads
+inside a module's own forward), which the weight fingerprints then normalize like a declared one.
 
 What this cannot tell: a shift that only inputs outside the probes would see (a probe set whose every
 input sums to zero hides a common shift of a first layer's columns). The probes are the evidence here
@@ -37,8 +39,6 @@ SHIFT_SIZES = (0.5, 3.0)  # shift sizes tried, in units of the weight's root mea
 COPIES_PER_PASS = 64  # perturbed copies of a model per forward pass, at most
 COPY_FLOATS = 1 << 24  # ... and at most this many floats of weights in them (64 MB)
 TRIAL_FLOATS = 1 << 32  # weights x tried models x trials beyond which nothing is tried (2M parameters, 4 models, 500 trials)
-
-
 SCALE_SIZES = (0.5, 2.0)  # factors a layer's weights are scaled by in the scale trials
 
 
