@@ -216,7 +216,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         ids = [ids[i] for i in kept]
     skipped = _skipped_note([(files[i].name, why) for i, _, why in bad], len(files))
     note = " ".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds),
-                                _shared_order_note(meta)) if n)
+                                _shared_order_note(meta), _logits_note(n_out, labelled)) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
@@ -228,6 +228,16 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     if note:
         (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
     return path
+
+
+def _logits_note(n_out: int | None, labelled: Any) -> str:
+    """The one line saying that two or more outputs are read as class logits when no ``--data`` says
+    otherwise (an outside audit: a regression imported without it lost a common offset of its outputs
+    from every fingerprint, silently), else ``""``."""
+    if labelled is not None or not n_out or n_out < 2:
+        return ""
+    return (f"the models' {n_out} outputs are read as class logits (their log-softmax; a common shift of them is "
+            "taken as invisible): for regression outputs pass --data with float targets")
 
 
 def _short_reason(message: str, path: Path) -> str:

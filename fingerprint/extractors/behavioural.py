@@ -23,6 +23,7 @@ from fingerprint.extractors.common import (
     distribution_summary,
     generator,
     probes,
+    read_outputs,
     transform_outputs,
 )
 from fingerprint.registry import extractor
@@ -32,18 +33,18 @@ from training.core.errors import UserError
 RARE_TOKENS = "anomalous_tokens"  # a probe set of rare tokens, each repeated over the prompt
 
 
-@extractor("probe-outputs", kind="behavioural", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
+@extractor("probe-outputs", kind="behavioural", version="2", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
 def probe_outputs(models, probe_set: str = "in_dist", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on in-distribution probes, flattened: [n_models, n_probes * n_out]."""
     x = probes(models, probe_set, n_probes)
-    return transform_outputs(models.forward(x), transform).flatten(1)
+    return read_outputs(models, models.forward(x), transform).flatten(1)
 
 
-@extractor("ood-outputs", kind="behavioural", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
+@extractor("ood-outputs", kind="behavioural", version="2", reads="outputs", scale="common", bounds={"n_probes": (1, None)})
 def ood_outputs(models, probe_set: str = "ood", n_probes: int = 256, transform: str = "logprob"):
     """Outputs on OOD probes, each model's vector centred and unit-norm (dot product = correlation)."""
     x = probes(models, probe_set, n_probes)
-    return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+    return correlation_normalize(read_outputs(models, models.forward(x), transform).flatten(1))
 
 
 RECOMBINE_MODES = ("coord", "block")
@@ -104,7 +105,7 @@ def recombine_left_padded(ref: torch.Tensor, i: torch.Tensor, j: torch.Tensor, m
     return torch.where(t[None] >= T - n, tok.gather(1, back), torch.full_like(tok, pad_id))
 
 
-@extractor("recombined-outputs", kind="behavioural", version="2", scale="common", bounds={"n_probes": (1, None)})
+@extractor("recombined-outputs", kind="behavioural", version="3", scale="common", bounds={"n_probes": (1, None)})
 def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, mode: str = "coord",
                        transform: str = "prob", seed: int = 0):
     """Outputs on cue-conflict inputs made by recombining pairs of reference (in-distribution) inputs:
@@ -118,7 +119,7 @@ def recombined_outputs(models, reference: str = "in_dist", n_probes: int = 256, 
     out = models.forward(x)
     if out.dim() == 4:  # per-position outputs [n, P, T, V]: the next token after the whole input
         out = out[:, :, -1]
-    return transform_outputs(out, transform).flatten(1)
+    return read_outputs(models, out, transform).flatten(1)
 
 
 PROFILE_STATS = ("logprob", "margin", "entropy", "logit", "shift")
@@ -232,7 +233,7 @@ def anomalous_batch(models, n_random: int, scale: float, reference: str, seed: i
     return torch.cat([far, const, single.reshape(-1, *mu.shape)])
 
 
-@extractor("anomalous-inputs", kind="behavioural", version="2", scale="common",
+@extractor("anomalous-inputs", kind="behavioural", version="3", scale="common",
            bounds={"n_random": (1, None), "scale": (0.0, None), "n_tokens": (1, None)})
 def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: str = "in_dist", seed: int = 0,
                      transform: str = "logprob", n_tokens: int = 64):
@@ -242,12 +243,12 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     ref = probes(models, reference, 0)
     if ref.is_floating_point():
         x = anomalous_batch(models, n_random, scale, reference, seed)
-        return correlation_normalize(transform_outputs(models.forward(x), transform).flatten(1))
+        return correlation_normalize(read_outputs(models, models.forward(x), transform).flatten(1))
     whole, last = anomalous_token_batch(models, n_random, reference, seed, n_tokens)
     out_last = models.forward(last)
     if out_last.dim() == 4:  # per-position outputs [n, P, T, V]: only the position that read the token
         out_last = out_last[:, :, -1]
-    parts = [transform_outputs(models.forward(whole), transform).flatten(1), transform_outputs(out_last, transform).flatten(1)]
+    parts = [read_outputs(models, models.forward(whole), transform).flatten(1), read_outputs(models, out_last, transform).flatten(1)]
     return correlation_normalize(torch.cat(parts, 1))
 
 

@@ -10,6 +10,14 @@ from training.core import seeds as rng
 from training.core.errors import UserError
 
 
+def read_outputs(models: Any, out: torch.Tensor, transform: str) -> torch.Tensor:
+    """The models' outputs ``out`` as the output fingerprints read them: ``transform`` applied to class
+    logits (:func:`transform_outputs`), the values themselves when the task or an imported zoo's labelled
+    data say they are a regression's (an outside audit of the sixteenth session: a log-softmax of two
+    regression outputs hid a +1 offset of half the models from every behavioural fingerprint)."""
+    return out if models.task.regression() else transform_outputs(out, transform)
+
+
 def transform_outputs(out: torch.Tensor, transform: str) -> torch.Tensor:
     """``[n, P, n_out]`` -> transformed outputs. ``logprob`` is centred over classes (shift-invariant)."""
     if transform == "logits" or out.shape[-1] == 1:

@@ -130,3 +130,30 @@ def test_without_data_the_error_says_to_pass_it_and_bad_data_is_refused(trained)
     xd, yd = mb.task.train_data()
     losses = mb.task.loss(mb.forward(xd), yd.expand(len(mb), *yd.shape))
     assert float(losses[0]) < 1e-10 and float(losses[1:].min()) > 1e-3  # model 0 fits its own outputs
+
+
+def test_what_the_outputs_are_read_as(tmp_path):
+    """An outside audit of the sixteenth session: (1) float one-hot targets made a classifier a
+    "regression"; (2) with float targets the output fingerprints still read the outputs' log-softmax,
+    which hid a +1 offset of half the models; (3) without --data nothing said that two or more outputs
+    are read as class logits. One-hot rows are class indices now, a regression's outputs are read as
+    they are, and the import says how outputs are read when no data says."""
+    from fingerprint.importer import _logits_note
+    from fingerprint.registry import get_extractor
+
+    g = torch.Generator().manual_seed(3)
+    mods = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval() for _ in range(2)]
+    x = torch.randn(20, 5, generator=g)
+    labels = torch.randint(0, 3, (20,), generator=g)
+    hot = Zoo.from_modules(mods, out=tmp_path / "hot", probes={"in_dist": x}, data=(x, nn.functional.one_hot(labels, 3).float()))
+    mb = ModelBatch.from_zoo(hot)
+    assert mb.task.regression() is False and torch.equal(mb.task.train_data()[1], labels)
+    reg = ModelBatch.from_zoo(Zoo.from_modules(mods, out=tmp_path / "reg", probes={"in_dist": x}, data=(x, torch.randn(20, 3, generator=g))))
+    assert reg.task.regression()
+    ex = get_extractor("probe-outputs")
+    rows, _ = ex.compute(reg, ex.params)
+    assert np.allclose(rows, reg.forward(x).flatten(1).numpy(), atol=1e-6)  # the values, not their log-softmax
+    rows, _ = ex.compute(mb, ex.params)
+    assert not np.allclose(rows, mb.forward(x).flatten(1).numpy(), atol=1e-3)
+    assert "read as class logits" in _logits_note(3, None) and "--data" in _logits_note(3, None)
+    assert _logits_note(3, (x, labels, "classification")) == "" and _logits_note(1, None) == ""
