@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from fingerprint.extractors.common import generator
+from training.core.errors import UserError
 
 INVISIBLE = 1e-3  # a shift moving the outputs by at most this fraction of what any change moves them is invisible
 MOVED = 1e-5  # any change that moves the outputs by less than this (relative to their size) finds the weight unused
@@ -86,7 +87,8 @@ def invisible_shifts(models: Any) -> list[tuple[str, int]]:
     weight fingerprints do), must each move the reading by at most :data:`INVISIBLE` of what a random
     change of the weight moves it, on every tried model; then the centring of all the pairs found
     together is checked on every model of the batch, and a pair whose centring moves some model is
-    dropped. Empty without probe sets, on probes the models cannot read (the fingerprints that read
+    dropped. Without probe sets, the labelled data's inputs (``--data``) are the probes. Empty without
+    either, on probes the models cannot read (the fingerprints that read
     them say why), or for models whose trials would pass more than :data:`TRIAL_FLOATS` weights (a large
     imported model: the trials would cost more than the fingerprints)."""
     return list(found_by_trying(models).shifts)
@@ -128,10 +130,16 @@ def _found(models: Any) -> Found:
     weights = models.weights()
     names = [k for k, v in sorted(weights.items()) if v.is_floating_point() and v.dim() >= 2]
     sets = models.task.probe_names()
-    if not sets or not names or len(models) == 0:
+    if not names or len(models) == 0:
         return Found()
-    parts = [models.task.probes(s)[:PROBES_PER_SET] for s in sets]
-    x = torch.cat([p for p in parts if p.shape[1:] == parts[0].shape[1:]])  # sets of another shape: the first's
+    if sets:
+        parts = [models.task.probes(s)[:PROBES_PER_SET] for s in sets]
+        x = torch.cat([p for p in parts if p.shape[1:] == parts[0].shape[1:]])  # sets of another shape: the first's
+    else:  # an import given --data and no probes: its labelled inputs (an outside audit: nothing was tried)
+        try:
+            x = models.task.train_data()[0][:2 * PROBES_PER_SET]
+        except UserError:
+            return Found()
     x = x.to(next(iter(models.params.values())).device)  # --device cuda: the probes where the weights are
     logits = models.task.n_out >= 2 and not models.task.regression()
     n = len(models)

@@ -226,7 +226,8 @@ def test_shifts_a_module_hides_in_its_forward_are_found_by_trying_them(tmp_path)
 
 def test_a_weight_the_probes_do_not_reach_is_left_alone(tmp_path):
     """A parameter no change of which moves the outputs on the probes (unused there) is not a shift the
-    function cannot see: centring it could change the function elsewhere. Without probes nothing is tried."""
+    function cannot see: centring it could change the function elsewhere. Without probes the labelled
+    data's inputs are tried on; without either, nothing is tried."""
     from fingerprint.extractors.shifts import forget_shifts, invisible_shifts
 
     class Unused(nn.Sequential):
@@ -241,6 +242,9 @@ def test_a_weight_the_probes_do_not_reach_is_left_alone(tmp_path):
     assert ("2.weight", 0) in found and not any(p == "spare" for p, _ in found)
     bare = ModelBatch.from_zoo(Zoo.from_modules([Unused().eval() for _ in range(2)], out=tmp_path / "bare"))
     assert invisible_shifts(bare) == []
+    labelled = ModelBatch.from_zoo(Zoo.from_modules([Unused().eval() for _ in range(2)], out=tmp_path / "data",
+                                                    data=(x, torch.randint(0, 3, (16,)))))
+    assert ("2.weight", 0) in invisible_shifts(labelled)  # no probes: the labelled inputs are tried on (audit 57)
 
 
 def test_a_shift_is_taken_out_only_where_its_centring_keeps_every_model(tmp_path):
