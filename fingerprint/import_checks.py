@@ -378,10 +378,8 @@ def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[
     """Labelled data for an imported zoo, checked: ``(x [N, *input_shape], y [N, ...], loss)``.
 
     ``spec`` is ``module:function`` (called with no arguments, returning ``(x, y)`` tensors) or the
-    pair itself; ``None`` gives ``None``. Integer ``y`` are class indices (``classification``:
-    cross-entropy over the model's outputs), and so are float one-hot rows ``[N, n_out]``; other float
-    ``y`` are targets of the outputs' shape (``regression``: mean squared error). ``x`` must have the probes' input shape and run through
-    the model."""
+    pair itself; ``None`` gives ``None``. Integer ``y`` and float one-hot rows are class indices (cross-entropy);
+    other float ``y`` targets of the outputs' shape (``regression``: squared error). ``x``: the probes' shape."""
     if spec is None:
         return None
     s = spec if isinstance(spec, str) else "data"
@@ -409,8 +407,7 @@ def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UserError(f"data '{s}' x {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
     n_out = output_width(out, label)
-    if y.is_floating_point() and y.dim() == 2 and y.shape[1] == n_out >= 2 and bool(((y == 0) | (y == 1)).all()) \
-            and bool((y.sum(1) == 1).all()):
+    if y.is_floating_point() and y.dim() == 2 and y.shape[1] == n_out >= 2 and bool((y.sort(1).values == torch.eye(n_out)[-1]).all()):
         y = y.argmax(1)  # one-hot rows are class labels (an outside audit: read as regression targets before)
     if y.dtype == torch.bool or not y.is_floating_point():
         if y.dim() != 1 or int(y.min()) < 0 or int(y.max()) >= n_out:
