@@ -278,7 +278,8 @@ def test_only_units_a_positively_homogeneous_module_follows_are_rescalable():
     assert list(sequential_groups(mlp)) == ["0", "3"] and list(sequential_rescalable(mlp)) == ["0"]
     cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.LeakyReLU(),
                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 3))
-    assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3", "6"]  # '6': flattened
+    # '6': flattened; '1': the batch norm's affine output through the ReLU into conv '3' (sixteenth session)
+    assert list(sequential_groups(cnn)) == ["0", "3"] and list(sequential_rescalable(cnn)) == ["3", "6", "1"]
     assert get_family("mlp", (8,), 2, {"width": 4, "depth": 2, "activation": "gelu"}).hidden_rescalable() == {}
     tf = {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16}
     relu_tf = get_family("transformer", (5,), 7, tf)  # its blocks' MLP units (fc -> ReLU -> proj), and attention's
@@ -374,12 +375,12 @@ def test_a_relu_group_into_a_normed_layer_loses_both_scales(tmp_path):
     x = torch.randn(32, 8, generator=g)
     assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
     mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
-    assert list(mb.family.hidden_rescalable()) == ["0"] and list(mb.family.hidden_normalized()) == ["2"]
+    assert list(mb.family.hidden_rescalable()) == ["0", "3"] and list(mb.family.hidden_normalized()) == ["2"]  # "3": the norm's affine units
     for name in ("weight-stats", "weight-spectra", "aligned-weights"):
         ex = get_extractor(name)
         rows, meta = ex.compute(mb, ex.params)
         assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
-        assert meta["balanced"] == ["0"] and meta["normalized"] == ["2"] and "balance_residual" not in meta, name
+        assert meta["balanced"] == ["0", "3"] and meta["normalized"] == ["2"] and "balance_residual" not in meta, name
 
 def test_weight_matching_recovers_a_known_permutation_exactly():
     mb = _batch(n=1, hp={"width": 24, "depth": 2})

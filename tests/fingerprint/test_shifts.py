@@ -328,3 +328,34 @@ def test_a_model_too_large_to_try_keeps_what_its_family_declares(tmp_path, monke
     _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
     assert meta["centred"] == ["2.bias", "2.weight"]  # what nn.Sequential's read-out declares
     shifts.forget_shifts()
+
+
+def test_a_norms_affine_scale_passing_to_the_next_layer_is_balanced(tmp_path):
+    """The sixteenth session's second audit (H4): ``Linear -> BatchNorm -> ReLU -> Linear`` with the norm's
+    weight and bias times ``c > 0`` per unit and the next layer's column divided by ``c`` computes the same,
+    and read as a candidate on weight-stats; the norm's affine units are now a rescalable group."""
+    g = torch.Generator().manual_seed(9)
+    torch.manual_seed(9)
+    mods = [nn.Sequential(nn.Linear(6, 10), nn.BatchNorm1d(10), nn.ReLU(), nn.Linear(10, 3)) for _ in range(2)]
+    for m in mods:
+        m[1].running_mean.copy_(torch.randn(10, generator=g))
+        m[1].running_var.copy_(torch.rand(10, generator=g) + 0.5)
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    c = torch.randn(10, generator=g).exp()
+    with torch.no_grad():
+        twin[1].weight.mul_(c)
+        twin[1].bias.mul_(c)
+        twin[3].weight.div_(c[None, :])
+    x = torch.randn(24, 6, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-5)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    assert mb.family.hidden_rescalable()["1"] == [("1.weight", 0), ("1.bias", 0), ("3.weight", 1)]
+    for name in WEIGHT_FPS:
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert "1" in meta["balanced"], name
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name

@@ -56,8 +56,8 @@ def sequential_rescalable(module: nn.Module) -> dict[str, list[tuple[str, int]]]
     units' scale moves freely between incoming and outgoing weights (``Family.hidden_rescalable``)."""
     if not isinstance(module, nn.Sequential):
         return {}
-    groups, _, homogeneous, _ = _walk(module)
-    return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module)
+    groups, _, homogeneous, _, affine = _walk(module)
+    return {g: v for g, v in groups.items() if g in homogeneous} | _flattened(module) | affine
 
 
 SHIFT_FREE = (nn.Identity, nn.Dropout)  # between a layer and its norm: the norm still removes the layer's shift
@@ -165,10 +165,16 @@ def _flattened(module: nn.Sequential) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
-def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str], dict[str, dict]]:
+def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | None, set[str], dict[str, dict],
+                                      dict[str, list[tuple[str, int]]]]:
     """:func:`sequential_groups`, the first child that ended an inference (``"'3' (Flatten)"``), the
     groups with only positively homogeneous modules between their layers (:func:`sequential_rescalable`),
-    and the layers a norm over their units follows with only such modules between (:func:`sequential_normalized`)."""
+    the layers a norm over their units follows with only such modules between (:func:`sequential_normalized`),
+    and the norms whose affine output (weight and bias) reaches the next layer through such modules only:
+    ``{norm: [(norm.weight, 0), (norm.bias, 0), (next.weight, 1)]}``, a scale of each unit there passing to
+    the next layer's column (rescalable too; an outside audit of the sixteenth session: ``Linear ->
+    BatchNorm -> ReLU -> Linear`` with the norm's weight and bias times ``c`` and the next column over ``c``
+    read as a candidate)."""
     groups: dict[str, list[tuple[str, int]]] = {}
     homogeneous: set[str] = set()
     normalized: dict[str, dict] = {}
@@ -177,7 +183,14 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
     scaled = True  # only positively homogeneous modules since ``prev``
     direct = True  # only identity or dropout since ``prev``: its shift reaches the next norm
     stop = None
+    affine: dict[str, list[tuple[str, int]]] = {}
+    last_norm: tuple[str, list[tuple[str, int]]] | None = None  # the last norm's affine tensors, if only homogeneous since
     for name, child in module.named_children():
+        if isinstance(child, LAYERS) and getattr(child, "groups", 1) == 1 and prev is not None and last_norm is not None \
+                and isinstance(child, nn.Linear) == isinstance(prev[1], nn.Linear):
+            affine[last_norm[0]] = last_norm[1] + [(f"{name}.weight", 1)]
+        if not (prev is not None and _per_unit(child, prev[1])) and not isinstance(child, HOMOGENEOUS):
+            last_norm = None
         if isinstance(child, LAYERS) and getattr(child, "groups", 1) != 1:  # grouped / depthwise: units tied to a group
             if stop is None:
                 stop = f"'{name}' ({type(child).__name__}, groups={child.groups})"
@@ -201,6 +214,9 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
                     shift = {"kind": "batch", "mean": stats[0][0]}
                 normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch, "shift": shift}
             direct = False
+            if isinstance(child, NORMS):
+                tensors = [(f"{name}.{t}", 0) for t in ("weight", "bias") if isinstance(getattr(child, t, None), torch.Tensor)]
+                last_norm = (name, tensors) if tensors and tensors[0][0].endswith(".weight") else None
             between += [(f"{name}.{t}", 0) for t in NORM_TENSORS if isinstance(getattr(child, t, None), torch.Tensor)]
             scaled = scaled and isinstance(child, HOMOGENEOUS)  # pooling after a Conv keeps the scale; a norm does not
         elif not isinstance(child, ELEMENTWISE):
@@ -210,7 +226,7 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
         else:
             scaled = scaled and isinstance(child, HOMOGENEOUS)
             direct = direct and isinstance(child, SHIFT_FREE)
-    return groups, stop, homogeneous, normalized
+    return groups, stop, homogeneous, normalized, affine
 
 
 def sequential_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
