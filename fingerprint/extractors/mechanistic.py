@@ -29,7 +29,11 @@ from fingerprint.extractors.mixing import (
     check_member,
     mix_spec,
 )
-from fingerprint.extractors.shifts import found_by_trying
+from fingerprint.extractors.shifts import (
+    centred_along,
+    found_by_trying,
+    layer_normalized,
+)
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 from training.families.symmetries import matching_groups
@@ -165,15 +169,15 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
         inc = [p for p, _ in spec["incoming"] if p in out]
         if not inc:
             continue
+        if not spec["per_unit"]:  # a layer norm's layer: one scale (no running statistics)
+            out.update(zip(inc, layer_normalized([out[p] for p in inc])))
+            continue
         n, units = out[inc[0]].shape[:2]
-        if spec["per_unit"]:
-            sq = sum(out[p].double().pow(2).reshape(n, units, -1).sum(2) for p in inc)  # [n, units]
-        else:
-            sq = sum(out[p].double().pow(2).reshape(n, -1).sum(1) for p in inc)[:, None] / units  # [n, 1]: per unit
+        sq = sum(out[p].double().pow(2).reshape(n, units, -1).sum(2) for p in inc)  # [n, units]
         c = sq.sqrt()
         c = torch.where(c > 0, c, torch.ones_like(c))
         for p, power in [(p, 1) for p in inc] + [(p, k) for p, k in spec["stats"] if p in out]:
-            w = out[p]  # [n, units, ...] divided by c**power, unit by unit (one c for a layer norm's layer)
+            w = out[p]  # [n, units, ...] divided by c**power, unit by unit
             out[p] = (w.double() / c.pow(power).reshape(n, c.shape[1], *[1] * (w.dim() - 2))).to(w.dtype)
     return out
 
@@ -190,18 +194,14 @@ def centre_shifts(params: dict[str, torch.Tensor], shiftable: list[tuple[str, in
     or shifted before a layer or batch norm, read as a candidate deep difference on weight-stats at 8-16 SDs)."""
     out = dict(params)
 
-    def centred(p: str, axis: int) -> None:
-        w = out[p]
-        out[p] = (w.double() - w.double().mean(1 + axis, keepdim=True)).to(w.dtype)
-
     for p, axis in shiftable:
         if p in out:
-            centred(p, axis)
+            out[p] = centred_along(out[p], axis)
     for spec in (normalized or {}).values():
         moved = [p for p in _shifted(spec) if p in out]
         if spec.get("shift") and spec["shift"]["kind"] == "layer":
             for p in moved:
-                centred(p, 0)
+                out[p] = centred_along(out[p], 0)
         elif len(moved) == 2:  # a batch norm's: the layer's bias and the norm's running mean
             (bias, b), (mean, m) = ((p, out[p]) for p in moved)
             out[bias] = (b.double() - m.double()).to(b.dtype)

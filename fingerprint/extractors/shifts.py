@@ -112,13 +112,16 @@ def found_by_trying(models: Any) -> Found:
     return found
 
 
-def _centred(w: torch.Tensor, a: int) -> torch.Tensor:
+def centred_along(w: torch.Tensor, a: int) -> torch.Tensor:
+    """``w [m, ...]`` minus its mean along per-model axis ``a``, in float64, cast back: the centring the
+    weight fingerprints apply (``mechanistic.centre_shifts``) and the trials try."""
     return (w.double() - w.double().mean(1 + a, keepdim=True)).to(w.dtype)
 
 
-def _rms_one(ws: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Weights ``[m, ...]`` of one layer divided by their common root mean square per unit (as
-    ``mechanistic.normalize_units`` does for a layer: the sum of squares over the first one's units)."""
+def layer_normalized(ws: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Weights ``[m, ...]`` of one layer divided by their common root mean square per unit (the sum of
+    squares over the first one's units), a layer of all zeros left as it is: the normalization the weight
+    fingerprints apply to a layer a layer norm reads (``mechanistic.normalize_units``) and the trials try."""
     m, units = ws[0].shape[0], ws[0].shape[1]
     sq = sum(w.double().pow(2).reshape(m, -1).sum(1) for w in ws) / units
     c = sq.sqrt()
@@ -178,11 +181,11 @@ def _found(models: Any) -> Found:
             if weights[k].shape[1 + a] > 1:
                 for size in SHIFT_SIZES:
                     trials[("shift", k, a, size)] = lambda b, k=k, a=a, size=size: {k: b[k] + random_change(b[k], a, size)}
-                trials[("shift", k, a, None)] = lambda b, k=k, a=a: {k: _centred(b[k], a)}
+                trials[("shift", k, a, None)] = lambda b, k=k, a=a: {k: centred_along(b[k], a)}
     for layer, ps in layers.items():
         for c in SCALE_SIZES:
             trials[("scale", layer, c)] = lambda b, ps=ps, c=c: {p: b[p] * c for p in ps}
-        trials[("scale", layer, None)] = lambda b, ps=ps: dict(zip(ps, _rms_one([b[p] for p in ps])))
+        trials[("scale", layer, None)] = lambda b, ps=ps: dict(zip(ps, layer_normalized([b[p] for p in ps])))
     labels = list(trials)
     m = len(tried)
     moved: dict[tuple, torch.Tensor] = {}
@@ -219,9 +222,9 @@ def _apply(params: dict[str, torch.Tensor], shifts: list[tuple[str, int]], scale
            ) -> dict[str, torch.Tensor]:
     out = dict(params)
     for k, a in shifts:
-        out[k] = _centred(out[k], a)
+        out[k] = centred_along(out[k], a)
     for _, ps in scales:
-        out.update(zip(ps, _rms_one([out[p] for p in ps])))
+        out.update(zip(ps, layer_normalized([out[p] for p in ps])))
     return out
 
 
