@@ -33,6 +33,7 @@ from fingerprint.extractors.shifts import (
     centred_along,
     found_by_trying,
     layer_normalized,
+    norm_eps,
 )
 from fingerprint.registry import extractor
 from training.core.errors import UserError
@@ -161,7 +162,7 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
     divided by their norm, or the whole layer's (a layer norm's) by their root mean square over its
     units (so a wide layer's activations do not shrink towards the norm's ``eps``), and the batch
     norm's running statistics by the same factor to their ``power`` (mean 1, variance 2), so the model
-    computes what it did (up to the norm's ``eps``); float64, all models at once. A model and any
+    computes what it did (exactly when the spec gives the norm's ``eps``); float64, all models at once. A model and any
     positive rescaling of those units give the same tensors. A unit (or layer) whose incoming weights
     are all zero is left as it is."""
     out = dict(params)
@@ -176,9 +177,11 @@ def normalize_units(params: dict[str, torch.Tensor], groups: dict[str, dict]) ->
         sq = sum(out[p].double().pow(2).reshape(n, units, -1).sum(2) for p in inc)  # [n, units]
         c = sq.sqrt()
         c = torch.where(c > 0, c, torch.ones_like(c))
+        eps = float(spec.get("eps", 0.0))  # a variance's: (var + eps) / c**2 - eps keeps sqrt(var + eps) / c exact
         for p, power in [(p, 1) for p in inc] + [(p, k) for p, k in spec["stats"] if p in out]:
             w = out[p]  # [n, units, ...] divided by c**power, unit by unit
-            out[p] = (w.double() / c.pow(power).reshape(n, c.shape[1], *[1] * (w.dim() - 2))).to(w.dtype)
+            shift = eps if power == 2 else 0.0
+            out[p] = ((w.double() + shift) / c.pow(power).reshape(n, c.shape[1], *[1] * (w.dim() - 2)) - shift).to(w.dtype)
     return out
 
 
@@ -336,11 +339,16 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
         (p, a) for p, a in models.family.output_shiftable() if p in models.params]  # a regression's outputs are no logits
     found = found_by_trying(models) if balance else None
     shiftable = sorted(set(declared) | set(found.shifts)) if found else []
+    mixable = models.family.hidden_mixable() if balance else {}
     if found:  # layers a norm reads inside a module's own forward: normalized like the declared ones
         normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
         normalized = dict(normalized) | {layer: {"incoming": [(p, 0) for p in ps], "stats": [], "per_unit": False, "shift": None}
                                          for layer, ps in found.scales if layer not in normalized and not set(ps) & normed}
-    mixable = models.family.hidden_mixable() if balance else {}
+        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
+        normalized |= {layer: {"incoming": [(p, 0) for p in ps], "stats": [(mean, 1), (var, 2)], "per_unit": True,
+                               "shift": {"kind": "batch", "mean": mean} if shift else None, "eps": norm_eps(models.family, var)}
+                       for layer, ps, mean, var, shift in found.norms if layer not in normalized and not set(ps) & normed}
+        groups = _with_found(groups, found.rescalable, normalized, mixable)
     if not groups and not normalized and not shiftable and not mixable:
         return models.params, {}
     params, residual = _LAST.get(models.params, groups, normalized, shiftable, mixable)
@@ -349,6 +357,25 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
         {"normalized": sorted(normalized)} if normalized else {}) | ({"centred": centred} if centred else {}) | (
         {"mixed": sorted(mixable)} if mixable else {}) | (
         {"balance_residual": residual} if residual else {})
+
+
+def _with_found(groups: dict[str, list[tuple[str, int]]], found: tuple, normalized: dict[str, dict],
+                mixable: dict) -> dict[str, list[tuple[str, int]]]:
+    """``groups`` and the rescalable units found by trying them (``shifts.Found.rescalable``) that no
+    declared group, normalized layer or mixing already moves: ``{first: [(param, 0), ..., (next, 1)]}``."""
+    rows = {p for members in groups.values() for p, a in members if a != 1}
+    rows |= {p for spec in normalized.values() for p, _ in spec["incoming"]} | {m.param for spec in mixable.values()
+                                                                                 for m in mix_spec(spec)[0]}
+    cols = {p for members in groups.values() for p, a in members if a == 1} | {m.param for spec in mixable.values()
+                                                                              for m in mix_spec(spec)[0]}
+    out = dict(groups)
+    for first, ps, second in found:
+        if set(ps) & rows or second in cols:
+            continue
+        out[first if first not in out else f"{first}>{second}"] = [(p, 0) for p in ps] + [(second, 1)]
+        rows |= set(ps)
+        cols.add(second)
+    return out
 
 
 def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -363,7 +390,7 @@ def _weights(models, name: str, balance: bool = False) -> tuple[dict[str, torch.
     return {k: params[k] for k in names}, ({"skipped": dict(sorted(skipped.items()))} if skipped else {}) | meta
 
 
-@extractor("weight-stats", kind="mechanistic", version="6", reads="weights")
+@extractor("weight-stats", kind="mechanistic", version="7", reads="weights")
 def weight_stats(models, quantiles: list = [0.05, 0.25, 0.5, 0.75, 0.95], balance: bool = True):  # noqa: B006 - a plain, hashable default
     """Per weight tensor: mean, std, mean |w|, quantiles, skewness, kurtosis (permutation invariant);
     a one-element weight (a learned scalar) is its value alone. Buffers are left out (``skipped``).
@@ -408,7 +435,7 @@ def _singular_values(m: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(g).clamp_min(0).sqrt().flip(-1).to(m.dtype)
 
 
-@extractor("weight-spectra", kind="mechanistic", version="6", reads="weights", bounds={"top_k": (0, None)})
+@extractor("weight-spectra", kind="mechanistic", version="7", reads="weights", bounds={"top_k": (0, None)})
 def weight_spectra(models, top_k: int = 16, normalize: bool = False, balance: bool = True):
     """Top singular values of every weight matrix, zero-padded to ``top_k`` (permutation invariant;
     ``balance``, version 2: rescaling invariant too, as ``weight-stats``)."""
@@ -482,7 +509,7 @@ def at_position(models, acts: torch.Tensor, position: str) -> tuple[torch.Tensor
     return acts[:, :, [index]], str(index % T)
 
 
-@extractor("cka", kind="mechanistic", output="distances", version="7", reads="activations", bounds={"n_probes": (2, None)})
+@extractor("cka", kind="mechanistic", output="distances", version="8", reads="activations", bounds={"n_probes": (2, None)})
 def cka(models, layer: str = "", probe_set: str = "in_dist", n_probes: int = 128, debiased: bool = False,
         position: str = "readout", balance: bool = True):
     """Pairwise 1 - linear CKA of a hidden layer's activations on probes (debiased=True: unbiased HSIC).
@@ -685,7 +712,7 @@ def _aligned(models, reference: int, iterations: int, start: str = "invariant",
     return apply_permutations(params, perms, groups)  # ... but follow their units
 
 
-@extractor("aligned-weights", kind="mechanistic", streaming=False, version="7", reads="weights",
+@extractor("aligned-weights", kind="mechanistic", streaming=False, version="8", reads="weights",
            bounds={"reference": (0, None), "iterations": (0, None)})
 def aligned_weights(models, reference: int = 0, iterations: int = 10, start: str = "invariant", balance: bool = True):
     """All weights after permutation alignment to a reference model (weight matching), flattened.
@@ -741,7 +768,7 @@ def _max_on_path(barrier_at, alphas: torch.Tensor, pairs: int, refine: int) -> t
     return best
 
 
-@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="7",
+@extractor("lmc-barrier", kind="mechanistic", output="distances", streaming=False, version="8",
            bounds={"n_probes": (1, None), "n_points": (3, None), "refine": (0, None), "landmarks": (0, None),
                    "pair_chunk": (1, None)})
 def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6, align: bool = False, landmarks: int = 0,
@@ -797,7 +824,7 @@ def lmc_barrier(models, n_probes: int = 256, n_points: int = 5, refine: int = 6,
     return barrier.reshape(n, -1), {"landmarks": [models.model_ids[i] for i in lm], **meta}
 
 
-@extractor("gradients", kind="mechanistic", reads="gradients", version="4", bounds={"n_probes": (1, None), "dim": (1, None)})
+@extractor("gradients", kind="mechanistic", reads="gradients", version="5", bounds={"n_probes": (1, None), "dim": (1, None)})
 def gradients(models, probe_set: str = "in_dist", n_probes: int = 16, dim: int = 16, seed: int = 0, balance: bool = True):
     """Per-example gradients of a random output projection w.r.t. all parameters, on ``n_probes``
     probes, each randomly projected to ``dim`` dims (an empirical-NTK view): [n, n_probes * dim].

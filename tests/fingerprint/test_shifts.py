@@ -359,3 +359,129 @@ def test_a_norms_affine_scale_passing_to_the_next_layer_is_balanced(tmp_path):
             assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name
         else:
             assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+class _ResCNN(nn.Module):
+    """A residual CNN with eval-mode batch norms, in a forward of its own (the second audit of the
+    sixteenth session: nothing is inferred from its children)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.conv2, self.bn2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.head = nn.Linear(6 * 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = torch.relu(h + self.bn2(self.conv2(h)))
+        return self.head(nn.functional.avg_pool2d(h, 2).flatten(1))
+
+
+def test_a_batch_norm_inside_a_forward_of_its_own_is_found_by_trying_it(tmp_path):
+    """The sixteenth session's second audit (H3): in a custom-forward CNN, a conv bias shifted with its
+    eval-mode batch norm's running mean, or a conv's channels scaled with the norm's running statistics,
+    computes the same and read as a candidate on weight-stats (q 0.017). The unit trials find each conv a
+    batch norm reads (its channels times ``c >= 1`` with the running mean times ``c`` and the variance
+    times ``c**2``; its bias shift matched in the running mean) and the twin gets its model's rows; the
+    second norm's affine units, which feed a residual sum, are no rescalable group."""
+    from fingerprint.extractors.shifts import forget_shifts, found_by_trying
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(10)
+    torch.manual_seed(10)
+    mods = [_ResCNN() for _ in range(2)]
+    for m in mods:
+        for bn in (m.bn1, m.bn2):
+            bn.running_mean.copy_(torch.randn(6, generator=g))
+            bn.running_var.copy_(torch.rand(6, generator=g) + 0.5)
+            bn.weight.data.copy_(torch.rand(6, generator=g) + 0.5)
+            bn.bias.data.copy_(torch.randn(6, generator=g))
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        d = torch.randn(6, generator=g)
+        twin.conv1.bias.add_(d)
+        twin.bn1.running_mean.add_(d)
+        c = torch.rand(6, generator=g) * 3 + 0.3
+        for p in (twin.conv2.weight, twin.conv2.bias, twin.bn2.running_mean):
+            p.mul_(c.reshape(-1, *[1] * (p.dim() - 1)))
+        twin.bn2.running_var.mul_(c**2)
+    x = torch.randn(32, 1, 8, 8, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = found_by_trying(mb)
+    assert [(layer, mean, shift) for layer, _, mean, _, shift in found.norms] == [
+        ("conv1", "bn1.running_mean", True), ("conv2", "bn2.running_mean", True)]
+    assert found.rescalable == ()  # bn2's output joins the residual stream; bn1's is read by conv2 and the sum
+    for name in ("weight-stats", "weight-spectra", "cka"):  # aligned-weights needs permutation groups declared
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert meta["normalized"] == ["conv1", "conv2"] and {"conv1.bias", "bn1.running_mean"} <= set(meta["centred"]), name
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+class _Forward(nn.Module):
+    """A ReLU (or GELU) MLP with a layer norm, in a forward of its own: nothing declared."""
+
+    def __init__(self, act: str = "relu") -> None:
+        super().__init__()
+        self.fc1, self.norm, self.fc2, self.out = nn.Linear(6, 10), nn.LayerNorm(10), nn.Linear(10, 10), nn.Linear(10, 3)
+        self.act = getattr(nn.functional, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.fc2(self.act(self.norm(self.fc1(x))))))
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_rescaled_units_inside_a_forward_of_its_own_are_found_by_trying_them(tmp_path, act):
+    """The sixteenth session's second audit (M2): a layer norm's gain and bias times ``c`` per unit with the
+    next layer's column over ``c`` (ReLU between) read as a candidate in a module with its own forward
+    unless it declared ``hidden_rescalable()``. The unit trials find each layer or norm whose units times
+    random ``c > 0`` with the next layer's columns over ``c`` compute the same: with ReLU the norm's units
+    and ``fc2``'s, balanced like declared groups, so a twin rescaled at both gets its model's rows; with
+    GELU, which a scale passes through only approximately, none."""
+    from fingerprint.extractors.shifts import forget_shifts, found_by_trying
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(11)
+    torch.manual_seed(11)
+    mods = [_Forward(act) for _ in range(2)]
+    for m in mods:
+        with torch.no_grad():
+            m.norm.weight.copy_(1 + 0.3 * torch.randn(10, generator=g))
+            m.norm.bias.copy_(0.3 * torch.randn(10, generator=g))
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        for first, second in ((twin.norm, twin.fc2), (twin.fc2, twin.out)):
+            c = torch.randn(10, generator=g).exp()
+            first.weight.mul_(c.reshape(-1, *[1] * (first.weight.dim() - 1)))
+            first.bias.mul_(c)
+            second.weight.div_(c[None, :])
+    x = torch.randn(32, 6, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4) == (act == "relu")
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = [(first, second) for first, _, second in found_by_trying(mb).rescalable]
+    assert found == ([("fc2", "out.weight"), ("norm", "fc2.weight")] if act == "relu" else [])
+    if act == "gelu":
+        return
+    for name in ("weight-stats", "weight-spectra", "cka"):  # aligned-weights needs permutation groups declared
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert {"fc2", "norm"} <= set(meta["balanced"]), name
+        if ex.output == "distances":
+            assert rows[0, 2] < 1e-4 and rows[0, 1] > 1e-3, name
+        else:
+            assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+def test_found_units_never_replace_what_a_family_declares(tmp_path):
+    """A built-in MLP declares its ReLU units: the trials find the same pairs, and no group is added."""
+    task = get_task("xor-cues", {})
+    fam = get_family("mlp", task.input_shape, task.n_out, {"width": 8, "depth": 2})
+    mb = ModelBatch(fam, fam.init([0, 1, 2]), task, ["a", "b", "c"])
+    _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
+    assert meta["balanced"] == sorted(fam.hidden_rescalable())

@@ -212,7 +212,8 @@ def _walk(module: nn.Module) -> tuple[dict[str, list[tuple[str, int]]], str | No
                     shift = {"kind": "layer"}
                 elif direct and stats and stats[0][0].endswith(".running_mean"):  # eval mode: the running mean absorbs a bias shift
                     shift = {"kind": "batch", "mean": stats[0][0]}
-                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch, "shift": shift}
+                normalized[prev[0]] = {"incoming": _incoming(*prev), "stats": stats, "per_unit": batch, "shift": shift,
+                                       "eps": float(getattr(child, "eps", 0.0))}
             direct = False
             if isinstance(child, NORMS):
                 tensors = [(f"{name}.{t}", 0) for t in ("weight", "bias") if isinstance(getattr(child, t, None), torch.Tensor)]
