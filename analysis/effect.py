@@ -53,6 +53,7 @@ GAUSSIAN_HALVES = float(2 * np.sqrt(2 / np.pi) / np.sqrt(1 - 2 / np.pi))
 # false ones on nulls 15 -> 7 (graded weight decay or learning rate, whose camps are a continuum cut
 # in two; a shared data order's levels are discrete, with gaps: --strata is its remedy).
 GAP_ALPHA = 0.05
+MIN_STEPS = 2.0  # camps of a fingerprint with a resolution (whole predictions) must differ by at least this many steps
 RAW_MAX = 4_000_000  # raw fingerprints with more values: the shares in the test coordinates only (memory, time)
 MAX_CELLS = 2000  # (family, basin) cells up to which the shares' bootstrap samples are computed at once
 APART_MIN_FAMILIES = 6  # with fewer, "one family against the rest" is one against a handful: no pointer
@@ -111,6 +112,23 @@ def share_of_variance(x: np.ndarray, basins: np.ndarray, distances: bool = False
     if not total > 0:
         return None
     return float(max(0.0, 1.0 - within / total))
+
+
+def steps_apart(d: np.ndarray, basins: np.ndarray, resolution: float) -> float | None:
+    """How many of a distance fingerprint's steps (``resolution``: ``disagreement``'s one prediction of
+    its probes) the two largest of ``basins`` are apart: their mean distance between, less the mean of
+    their mean distances within, over ``resolution``. An outside audit (seventeenth session): on 24
+    near-perfect GRUs of a seed-only null two models tied the other way on one probe of 256, and the
+    camps read "over 1,000 SDs apart" (no spread within either). ``None`` without two basins."""
+    b = _as_basins(basins)
+    two = _two_largest(b)
+    if two is None or not resolution > 0:
+        return None
+    d = np.asarray(d, dtype=np.float64)
+    masks = [b == v for v in two]
+    between = d[np.ix_(masks[0], masks[1])].mean()
+    within = [d[np.ix_(m, m)].sum() / (m.sum() * (m.sum() - 1)) for m in masks if m.sum() > 1]
+    return float((between - (np.mean(within) if within else 0.0)) / resolution)
 
 
 def _two_largest(b: np.ndarray) -> np.ndarray | None:
@@ -306,7 +324,7 @@ def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distan
 
 def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np.ndarray | None = None,
                  raw_distances: bool = False, within: bool = False, n_boot: int = 200,
-                 random_state: int = 0) -> dict[str, Any] | None:
+                 random_state: int = 0, resolution: float | None = None) -> dict[str, Any] | None:
     """The size of the difference between candidate ``basins [n]`` (``-1``: in none): ``share`` of
     the raw fingerprint's variance (``raw [n, d]``, or ``[n, n]`` distances with ``raw_distances``;
     ``None``: ``coords``), ``share_coords`` of the variance of the test coordinates ``coords [n, k]``,
@@ -315,7 +333,10 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     families (``within``): the sample's values, which the rules read. Each with ``*_bc`` and
     ``*_ci``, the family bootstrap's bias-corrected estimate and 95% basic interval widened for few
     families (the basins fixed; :func:`~analysis.resampling.basic_interval` and ``small_sample_expansion``,
-    the separation's on the log scale; ``None`` with fewer than 4 families). ``None``: fewer than two basins."""
+    the separation's on the log scale; ``None`` with fewer than 4 families). With ``resolution`` (a distance
+    fingerprint's smallest step, from its metadata) and raw distances, ``steps`` (:func:`steps_apart`) and
+    ``coarse``: fewer than :data:`MIN_STEPS` steps apart, a difference of an input or so, which no deep
+    verdict is made of. ``None``: fewer than two basins."""
     b = _as_basins(basins)
     c = np.asarray(coords, dtype=np.float64)
     if len(b) != len(c) or len(family) != len(c):
@@ -366,6 +387,10 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     # no gap: neither the dip test nor (for camps of unequal sizes) the spacing bound finds one
     out["no_gap"] = bool(out["dip_p"] is not None and out["dip_p"] > GAP_ALPHA
                          and (out["spacing_p"] is None or out["spacing_p"] > GAP_ALPHA))
+    if resolution and dist:
+        out["steps"] = steps_apart(r, b, resolution)
+        out["coarse"] = bool(out["steps"] is not None and out["steps"] < MIN_STEPS)
+        out["min_steps"] = MIN_STEPS
     return out
 
 
@@ -416,7 +441,7 @@ def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None
 
 def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.ndarray | None, raw_distances: bool,
           clusters: Sequence, known: np.ndarray | None = None, alpha: float = 0.05, n_boot: int = 200,
-          random_state: int = 0) -> SizedLabelFree:
+          random_state: int = 0, resolution: float | None = None) -> SizedLabelFree:
     """``res`` (the tests on ``coords [n, k]`` with each model's init ``family [n]``) with the sizes of
     its candidate partitions whose raw p-value is at most ``alpha`` (only those can become a verdict
     after the correction) and the family-apart pointer of the fingerprint's own basins ``clusters
@@ -436,7 +461,7 @@ def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.nd
     effects = {}
     for key, basins, within in parts:
         if basins is not None:
-            e = basin_effect(np.asarray(basins)[keep], fam, c, r, raw_distances, within, n_boot, random_state)
+            e = basin_effect(np.asarray(basins)[keep], fam, c, r, raw_distances, within, n_boot, random_state, resolution)
             if e is not None:
                 effects[key] = e
     fields = {k: getattr(res, k) for k in LabelFreeResult.__dataclass_fields__}

@@ -713,10 +713,11 @@ def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
     halves of one Gaussian cloud, which no deep verdict is made of (docs/scorecard.md, "How big is the
     difference"), or, but for ``"split_majority"`` (a guard on the families' sides only), without a gap
     between them (``no_gap``: the models spread along the line between the basins as one continuum,
-    Hartigan's dip test; "A gap between the camps"). Empty for a result without sizes."""
+    Hartigan's dip test; "A gap between the camps"), or fewer steps of the fingerprint's resolution apart
+    than ``effect.MIN_STEPS`` (``coarse``: camps that differ on an input or so). Empty for a result without sizes."""
     effects = getattr(r, "effects", None) or {}
     return {k: e for k, e in effects.items()
-            if (e or {}).get("small") or ((e or {}).get("no_gap") and k != "split_majority")}
+            if (e or {}).get("small") or (e or {}).get("coarse") or ((e or {}).get("no_gap") and k != "split_majority")}
 
 
 def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict]) -> dict[str, dict]:

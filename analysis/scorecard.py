@@ -53,7 +53,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 17
+METHODS_VERSION = 18
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -192,7 +192,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))
         # how big each candidate difference is, and one family set apart by the basins (docs/scorecard.md)
         label_free = effect.sized(label_free, lineage_values, coords, values, bool(dist), clusters, known, opts.alpha,
-                                  opts.n_family_boot, opts.seed)
+                                  opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}

@@ -457,3 +457,44 @@ def test_heldout_separation_is_the_per_family_definition():
             checked += 1
             assert got == pytest.approx(want, rel=1e-8)
     assert checked > 100
+
+
+def _predictions_apart(flipped: int, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``disagreement`` of 24 near-perfect models (6 init families x 4) on 256 probes of 3 classes: each
+    model errs on a few probes of its own, and 2 models of each family (the camp) predict ``flipped``
+    probes the other way."""
+    rng = np.random.default_rng(seed)
+    n, p = 24, 256
+    pred = np.tile(rng.integers(0, 3, p), (n, 1))
+    for i in range(n):
+        own = rng.choice(np.arange(40, p), 2, replace=False)  # its own few errors
+        pred[i, own] = (pred[i, own] + 1) % 3
+    camp = np.tile([0, 0, 1, 1], 6)
+    pred[np.ix_(camp == 1, np.arange(flipped))] = (pred[np.ix_(camp == 1, np.arange(flipped))] + 1) % 3
+    d = (pred[:, None] != pred[None]).mean(-1)
+    return d, [f"m{i}" for i in range(n)], camp
+
+
+@pytest.mark.parametrize("flipped", [1, 12])
+def test_camps_a_prediction_or_so_apart_are_no_basin(flipped):
+    """The seventeenth session's outside audit: on seed-only nulls of near-perfect GRUs, `disagreement`
+    read a candidate deep difference from camps that predicted one tied probe of 256 the other way ("over
+    1,000 SDs apart": the camps had no other spread). With the fingerprint's resolution (one prediction,
+    ``meta["resolution"]``) the camps are ``steps`` apart: under ``MIN_STEPS`` no deep verdict, and the
+    sentence says why; 12 probes apart, the verdict stands."""
+    from analysis import scorecard as sc
+    from analysis.effect import MIN_STEPS, steps_apart
+
+    d, ids, camp = _predictions_apart(flipped)
+    assert steps_apart(d, camp, 1 / 256) == pytest.approx(flipped, abs=0.5)
+    table = {"model_id": np.asarray(ids, dtype=object), "family": np.repeat(np.arange(6), 4)}
+    opts = sc.AnalysisOptions(lineage="family", n_boot=0, embedding="pca", n_family_boot=50)
+    verdicts = {}
+    for resolution in (None, 1 / 256):
+        meta = {"output": "distances"} | ({"resolution": resolution} if resolution else {})
+        r = sc.analyze([sc.FingerprintInput("disagreement", d, ids, meta)], table, opts).fingerprints[0]
+        verdicts[resolution] = r.label_free["verdict"]
+        if resolution and flipped < MIN_STEPS:
+            assert "of the fingerprint's smallest steps (one prediction of its probes), fewer than 2" in r.label_free["sentence"]
+    assert verdicts[None] == "crosses lineage"  # unsized by steps: the camps read as a basin
+    assert (verdicts[1 / 256] == "crosses lineage") == (flipped >= MIN_STEPS)  # else no structure: no family effect here
