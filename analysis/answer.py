@@ -25,6 +25,8 @@ design, the columns it matches) and the one sentence that states them are one an
 
 from __future__ import annotations
 
+import functools
+
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -495,12 +497,45 @@ def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | N
     from scipy.stats import binom  # deferred for start-up time
 
     p = float(binom.pmf(k, members, k / members))
-    if r.label_free.get("split_within"):  # camps of the members within their families cut every family by construction
+    within = bool(r.label_free.get("split_within"))
+    if within:  # camps of the members within their families cut every family by construction
         p /= 1.0 - float(binom.pmf(0, members, k / members)) - float(binom.pmf(members, members, k / members))
     chance = p ** len(counts)
     if chance > 0.5:  # the balance says nothing (two models a family, split within it: always one on each side)
         return None
+    if within:  # ... and centring each family evens its sides out of noise alone (an outside audit, seventeenth session)
+        noise = centred_noise_chance(int(members), len(counts), int(k))
+        if noise > BALANCE_ALPHA:
+            return None
+        chance = max(chance, noise)
     return {"n_families": len(counts), "members": int(members), "k": int(k), "chance": chance}
+
+
+BALANCE_ALPHA = 0.05  # a balance of camps found within the families that noise gives more often than this says nothing
+
+
+@functools.lru_cache(maxsize=64)
+def centred_noise_chance(members: int, n_families: int, k: int, floats: int = 2_000_000) -> float:
+    """How often ``n_families`` families of ``members`` Gaussian models, each family centred on its mean
+    and all split in two at the 1-D 2-means threshold, have exactly ``k`` models each in the smaller
+    camp: the balance pure noise gives camps found within the families (seeded simulation, at most
+    ``floats`` values). An outside audit of the seventeenth session: a seed-only null of 6 families x 4
+    MLPs read camps of 2 per family on `probe-outputs`, and the answer called that balance a chance
+    of 0.0062 for a difference the seeds decide, steering to a factor shared by design; noise centred
+    within families gives it about 0.075 of the time."""
+    n = n_families * members
+    draws = max(2_000, min(20_000, floats // n))
+    x = np.random.default_rng(0).standard_normal((draws, n_families, members))
+    x -= x.mean(2, keepdims=True)
+    v = np.sort(x.reshape(draws, n), 1)
+    cs, cs2 = np.cumsum(v, 1), np.cumsum(v**2, 1)
+    left = np.arange(1, n)
+    ss = cs2[:, :-1] - cs[:, :-1] ** 2 / left + (cs2[:, -1:] - cs2[:, :-1]) - (cs[:, -1:] - cs[:, :-1]) ** 2 / (n - left)
+    best = np.argmin(ss, 1)
+    rows = np.arange(draws)
+    low = (x <= ((v[rows, best] + v[rows, best + 1]) / 2)[:, None, None]).sum(2)  # [draws, families] on the low side
+    smaller = np.where((low.sum(1) <= n - low.sum(1))[:, None], low, members - low)
+    return float((smaller == k).all(1).mean())
 
 
 def _columns(group: list[FingerprintResult]) -> dict[str, bool]:

@@ -563,3 +563,26 @@ def test_a_column_only_some_members_match_is_said_of_them_not_of_the_consensus()
     a.metadata_match = [{"column": "setting", "match": True, "graded": False}]
     text = label_free_answer(result(a, b)).sentence
     assert "; it matches column 'setting'" in text and "not the consensus's" not in text
+
+
+def test_a_balance_noise_centred_within_families_gives_is_said_at_noise_odds():
+    """The seventeenth session's outside audit: on a seed-only null of 6 families x 4 MLPs, `probe-outputs`
+    read camps of 2 of 4 in every family, found within the families, and the answer called that balance a
+    chance of 0.0062 (each model's camp drawn on its own, given every family cut), steering to a factor
+    shared by design. Centring each family evens its sides out of noise alone: the chance said is now at
+    least how often centred Gaussian families split so (seeded simulation), and a balance noise gives
+    more often than 0.05 (1 of 3 in 6 families) is not said."""
+    from analysis.answer import centred_noise_chance
+
+    def one(members: int, k: int) -> FingerprintResult:
+        ids = [f"m{i:02d}" for i in range(6 * members)]
+        basins = {m: int(i % members < k) for i, m in enumerate(ids)}
+        return FingerprintResult("ood", n_models=len(ids), model_ids=ids, clusters=[0] * len(ids),
+                                 lineage_values=[f"f{i // members}" for i in range(len(ids))],
+                                 label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".",
+                                             "candidate_basins": basins, "split_within": True})
+
+    noise = centred_noise_chance(4, 6, 2)
+    assert 0.01 < noise < 0.05 and centred_noise_chance(4, 6, 2) == noise  # seeded
+    assert label_free_answer(result(one(4, 2))).candidates[0].balanced["chance"] == pytest.approx(noise)
+    assert centred_noise_chance(3, 6, 1) > 0.05 and label_free_answer(result(one(3, 1))).candidates[0].balanced is None
