@@ -26,7 +26,6 @@ design, the columns it matches) and the one sentence that states them are one an
 from __future__ import annotations
 
 import functools
-
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any

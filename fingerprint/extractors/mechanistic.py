@@ -35,6 +35,7 @@ from fingerprint.extractors.shifts import (
     layer_normalized,
     norm_eps,
 )
+from fingerprint.extractors.unit_trials import folded
 from fingerprint.registry import extractor
 from training.core.errors import UserError
 from training.families.symmetries import matching_groups
@@ -229,7 +230,8 @@ NORM_ROUNDS = 200  # alternations of normalizing and balancing where the two sca
 
 def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
                      normalized: dict[str, dict], shiftable: list[tuple[str, int]] | tuple = (),
-                     mixable: dict[str, list | dict] | None = None) -> tuple[dict[str, torch.Tensor], float | None]:
+                     mixable: dict[str, list | dict] | None = None, summed: tuple = ()
+                     ) -> tuple[dict[str, torch.Tensor], float | None]:
     """``params`` with both free scales taken out: the layers a norm follows normalized
     (:func:`normalize_units`) and the ReLU units balanced (:func:`balance_units`). Where the two
     meet (``Linear -> ReLU -> Linear -> BatchNorm``: the ReLU units' outgoing weights are the normed
@@ -242,7 +244,10 @@ def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tup
     (``mixable``, :func:`canonical_mixing`) alternate with both scales, each step lowering the weights'
     total squared norm, until a round of mixing moves no weight by :data:`MIX_TOL` of its tensor's
     largest (at most :data:`MIX_ROUNDS`): one pass of each lands a model and its rescaled twin on
-    different points (a review of the fifteenth session: weight-stats 0.37 apart)."""
+    different points (a review of the fifteenth session: weight-stats 0.37 apart). Entries the function
+    reads only through their sum (``summed``, found by trying them) are folded into the first of the two first."""
+    for p, q, entries in summed:  # entries read only through a sum: all in the first (unit_trials.folded)
+        params = dict(params) | folded(params, p, q, entries)
     if shiftable or any(spec.get("shift") for spec in normalized.values()):
         params = centre_shifts(params, shiftable, normalized)
     if not mixable:
@@ -302,15 +307,15 @@ class _LastBalanced:
         self.result: tuple[dict[str, torch.Tensor], float | None] | None = None
 
     def get(self, params: dict[str, torch.Tensor], groups: dict, normalized: dict | None = None,
-            shiftable: list[tuple[str, int]] | tuple = (), mixable: dict | None = None
+            shiftable: list[tuple[str, int]] | tuple = (), mixable: dict | None = None, summed: tuple = ()
             ) -> tuple[dict[str, torch.Tensor], float | None]:
         key = repr((sorted((g, list(m)) for g, m in groups.items()), sorted((normalized or {}).items()), list(shiftable),
-                    sorted((mixable or {}).items())))
+                    sorted((mixable or {}).items()), list(summed)))
         same = (self.result is not None and key == self.key and self.refs.keys() == params.keys()
                 and all(self.refs[k]() is v and self.versions[k] == v._version for k, v in params.items()))
         if not same:
             self.clear()  # the old copy goes before the new one is made
-            self.result = canonical_scales(params, groups, normalized or {}, shiftable, mixable)
+            self.result = canonical_scales(params, groups, normalized or {}, shiftable, mixable, summed)
             self.refs, self.key = {k: weakref.ref(v) for k, v in params.items()}, key
             self.versions = {k: v._version for k, v in params.items()}
         return self.result
@@ -349,13 +354,18 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
                                "shift": {"kind": "batch", "mean": mean} if shift else None, "eps": norm_eps(models.family, var)}
                        for layer, ps, mean, var, shift in found.norms if layer not in normalized and not set(ps) & normed}
         groups = _with_found(groups, found.rescalable, normalized, mixable)
-    if not groups and not normalized and not shiftable and not mixable:
+        taken = {m.param for spec in mixable.values() for m in mix_spec(spec)[0]}
+        mixable = dict(mixable) | {f"{e}>{w}": {"members": [{"param": e, "axis": 1, "side": "in"},
+                                                            {"param": w, "axis": 1, "side": "out"}]}
+                                   for e, w in found.mixes if not {e, w} & taken}
+    summed = found.sums if found else ()
+    if not groups and not normalized and not shiftable and not mixable and not summed:
         return models.params, {}
-    params, residual = _LAST.get(models.params, groups, normalized, shiftable, mixable)
+    params, residual = _LAST.get(models.params, groups, normalized, shiftable, mixable, summed)
     centred = sorted({p for p, _ in shiftable} | {p for spec in normalized.values() for p in _shifted(spec)} & set(models.params))
     return dict(params), ({"balanced": sorted(groups)} if groups else {}) | (
         {"normalized": sorted(normalized)} if normalized else {}) | ({"centred": centred} if centred else {}) | (
-        {"mixed": sorted(mixable)} if mixable else {}) | (
+        {"mixed": sorted(mixable)} if mixable else {}) | ({"summed": sorted(f"{p}<{q}" for p, q, _ in summed)} if summed else {}) | (
         {"balance_residual": residual} if residual else {})
 
 

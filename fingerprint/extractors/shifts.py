@@ -34,6 +34,22 @@ from typing import Any
 import torch
 
 from fingerprint.extractors.common import generator
+from fingerprint.extractors.unit_trials import (
+    SUM_ENTRIES,
+    bias_of,
+    embedding_candidates,
+    embedding_mixed,
+    folded,
+    mean_shifted,
+    mixing_matrix,
+    norm_eps,
+    norm_scaled,
+    pair_scaled,
+    sum_candidates,
+    summed,
+    unit_candidates,
+    unit_factors,
+)
 from training.core.errors import UserError
 
 INVISIBLE = 1e-3  # a shift moving the outputs by at most this fraction of what any change moves them is invisible
@@ -57,12 +73,17 @@ class Found:
     norm reads, each unit's scale free when the norm's running statistics follow it (and, ``shift``, its
     bias's shift when the running mean does); ``rescalable`` ``[(layer, (param, ...), next_weight)]``: a
     layer (or a norm's affine units) whose units times ``c > 0`` with the next layer's columns over ``c``
-    compute the same (a positively homogeneous activation between, such as ReLU)."""
+    compute the same (a positively homogeneous activation between, such as ReLU); ``sums`` ``[(p, q,
+    entries)]``: entries (``None``: all) of two weights the outputs read only through their sum, ``q``'s
+    folded into ``p``'s; ``mixes`` ``[(embedding, reader)]``: an embedding whose features any invertible
+    map mixes with the reader's columns taking its inverse transpose (:mod:`.unit_trials`)."""
 
     shifts: tuple[tuple[str, int], ...] = ()
     scales: tuple[tuple[str, tuple[str, ...]], ...] = ()
     norms: tuple[tuple[str, tuple[str, ...], str, str, bool], ...] = ()
     rescalable: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    sums: tuple[tuple[str, str, tuple[int, ...] | None], ...] = ()
+    mixes: tuple[tuple[str, str], ...] = ()
 
 
 class _LastShifts:
@@ -89,6 +110,7 @@ class _LastShifts:
 
 
 _LAST = _LastShifts()
+FIELDS = ("shifts", "scales", "norms", "rescalable", "sums", "mixes")
 
 
 def invisible_shifts(models: Any) -> list[tuple[str, int]]:
@@ -198,35 +220,49 @@ def _found(models: Any) -> Found:
         for c in SCALE_SIZES:
             trials[("scale", layer, c)] = lambda b, ps=ps, c=c: {p: b[p] * c for p in ps}
         trials[("scale", layer, None)] = lambda b, ps=ps: dict(zip(ps, layer_normalized([b[p] for p in ps])))
-    norms, pairs = _unit_candidates(models.params, weights, layers)
+    norms, pairs = unit_candidates(models.params, weights, layers)
     for layer, ps, mean, var in norms:
         for spread in UNIT_SPREADS:
-            trials[("norm", layer, mean, spread)] = lambda b, ps=ps, mean=mean, var=var, spread=spread: _norm_scaled(
-                b, ps, mean, var, _unit_factors(b[ps[0]], spread, g, up=True), norm_eps(models.family, var))
-        for bias in _bias(ps, weights):
+            trials[("norm", layer, mean, spread)] = lambda b, ps=ps, mean=mean, var=var, spread=spread: norm_scaled(
+                b, ps, mean, var, unit_factors(b[ps[0]], spread, g, up=True), norm_eps(models.family, var))
+        for bias in bias_of(ps, weights):
             for size in SHIFT_SIZES:
-                trials[("norm-shift", layer, mean, size)] = lambda b, bias=bias, mean=mean, size=size: _mean_shifted(
+                trials[("norm-shift", layer, mean, size)] = lambda b, bias=bias, mean=mean, size=size: mean_shifted(
                     b, bias, mean, random_change(b[bias], None, size))
     for first, ps, second in pairs:
         for spread in UNIT_SPREADS:
-            trials[("pair", first, second, spread)] = lambda b, ps=ps, second=second, spread=spread: _pair_scaled(
-                b, ps, second, _unit_factors(b[ps[0]], spread, g))
-    labels = list(trials)
+            trials[("pair", first, second, spread)] = lambda b, ps=ps, second=second, spread=spread: pair_scaled(
+                b, ps, second, unit_factors(b[ps[0]], spread, g))
+    sums = sum_candidates(weights)
+    for p, q in sums:
+        for size in SHIFT_SIZES:
+            trials[("sum", p, q, size)] = lambda b, p=p, q=q, size=size: summed(b, p, q, random_change(b[p], None, size))
+    mixes = embedding_candidates(models.family, weights)
+    for e, w in mixes:
+        for spread in UNIT_SPREADS:
+            trials[("mix", e, w, spread)] = lambda b, e=e, w=w, spread=spread: embedding_mixed(
+                b, e, w, mixing_matrix(b[e].shape[0], b[e].shape[2], spread, g))
     m = len(tried)
-    moved: dict[tuple, torch.Tensor] = {}
     numel = sum(v[0].numel() for v in base.values()) * m
-    if numel * len(labels) > TRIAL_FLOATS:  # a large model: its forward passes would cost more than the fingerprints
+    if numel * len(trials) > TRIAL_FLOATS:  # a large model: its forward passes would cost more than the fingerprints
         return Found()
     per_pass = max(1, min(COPIES_PER_PASS // m, COPY_FLOATS // max(1, numel)))
-    for start in range(0, len(labels), per_pass):
-        batch = labels[start:start + per_pass]
-        stacked = {k: v.repeat(len(batch), *[1] * (v.dim() - 1)) for k, v in base.items()}  # [copies * m, ...]
-        for i, label in enumerate(batch):
-            for k, v in trials[label](base).items():
-                stacked[k][i * m:(i + 1) * m] = v
-        out = read(stacked).reshape(len(batch), m, *reference.shape[1:])
-        for i, label in enumerate(batch):
-            moved[label] = (out[i] - reference).abs().flatten(1).max(1).values  # [m]
+
+    def run(trials: dict[tuple, Any]) -> dict[tuple, torch.Tensor]:  # label -> [m] largest move of the reading
+        labels, moved = list(trials), {}
+        for start in range(0, len(labels), per_pass):
+            batch = labels[start:start + per_pass]
+            stacked = {k: v.repeat(len(batch), *[1] * (v.dim() - 1)) for k, v in base.items()}  # [copies * m, ...]
+            for i, label in enumerate(batch):
+                for k, v in trials[label](base).items():
+                    stacked[k][i * m:(i + 1) * m] = v
+            out = read(stacked).reshape(len(batch), m, *reference.shape[1:])
+            for i, label in enumerate(batch):
+                moved[label] = (out[i] - reference).abs().flatten(1).max(1).values  # [m]
+        return moved
+
+    labels = list(trials)
+    moved = run(trials)
     size_of = reference.abs().flatten(1).max(1).values + 1.0  # [m]
 
     def reached(k: str) -> bool:  # a weight the probes reach in every tried model
@@ -242,96 +278,40 @@ def _found(models: Any) -> Found:
     def unseen_by(label: tuple, ks: list[str]) -> bool:  # within INVISIBLE of any change of the weights it moves
         return bool((moved[label] <= INVISIBLE * torch.stack([moved[("any", k)] for k in ks]).max(0).values).all())
 
-    found_norms = [(layer, ps, mean, var, bool(_bias(ps, weights)) and all(
+    found_norms = [(layer, ps, mean, var, bool(bias_of(ps, weights)) and all(
         unseen_by(("norm-shift", layer, mean, s), ps) for s in SHIFT_SIZES)) for layer, ps, mean, var in norms
         if all(reached(p) for p in ps) and all(unseen_by(("norm", layer, mean, s), ps) for s in UNIT_SPREADS)]
     found_pairs = [(first, ps, second) for first, ps, second in pairs if all(reached(p) for p in (*ps, second))
                    and all(unseen_by(("pair", first, second, s), [*ps, second]) for s in UNIT_SPREADS)]
+    found_mixes = [(e, w) for e, w in mixes if reached(e) and reached(w)
+                   and all(unseen_by(("mix", e, w, s), [e, w]) for s in UNIT_SPREADS)]
+    found_sums: list[tuple[str, str, tuple[int, ...] | None]] = []
+    per_entry: dict[tuple, Any] = {}
+    for p, q in sums:
+        if not (reached(p) and reached(q)):
+            continue
+        if all(unseen_by(("sum", p, q, s), [p, q]) for s in SHIFT_SIZES):
+            found_sums.append((p, q, None))
+        elif weights[p].shape[1] <= SUM_ENTRIES:  # some entries only (a GRU's reset and update gates, not its new gate)
+            for i in range(weights[p].shape[1]):
+                per_entry[("sum", p, q, i)] = lambda b, p=p, q=q, i=i: summed(b, p, q, _entry(b[p], i, g))
+    if per_entry and numel * len(per_entry) <= TRIAL_FLOATS:
+        moved |= run(per_entry)
+        for p, q in sums:
+            entries = tuple(i for (_, p2, q2, i) in per_entry if (p2, q2) == (p, q) and unseen_by(("sum", p, q, i), [p, q]))
+            if entries:
+                found_sums.append((p, q, entries))
     bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
     return _checked_on_all(models, read, Found(tuple(shifts), tuple((la, tuple(ps)) for la, ps in scales),
-                                               tuple(found_norms), tuple(found_pairs)), bound)
+                                               tuple(found_norms), tuple(found_pairs), tuple(found_sums),
+                                               tuple(found_mixes)), bound)
 
 
-def _unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], layers: dict[str, list[str]]
-                     ) -> tuple[list[tuple[str, tuple[str, ...], str, str]], list[tuple[str, tuple[str, ...], str]]]:
-    """What the unit trials try: each layer (a matrix or kernel, ``layers``) against each batch norm's
-    running statistics of as many units (``(layer, params, running_mean, running_var)``), and each layer
-    or norm (a submodule whose weights are all one value per unit: its affine units) against each layer
-    reading as many inputs (``(first, params, next_weight)``; a Conv's channels against a Linear's columns
-    in blocks, as a flatten lays them out)."""
-    def owner(k: str) -> str:
-        return k.rsplit(".", 1)[0] if "." in k else ""
-
-    def units(ps: list[str]) -> int:
-        return int(weights[ps[0]].shape[1])
-
-    matrix = {layer: next(p for p in ps if weights[p].dim() >= 3) for layer, ps in layers.items()}
-    layers = {layer: sorted(ps, key=lambda p: -weights[p].dim()) for layer, ps in layers.items()}  # the matrix first
-    firsts = {layer: ps for layer, ps in layers.items() if all(weights[p].shape[1] == units(ps) for p in ps)}  # rows: units
-    stats = []
-    for k, v in sorted(params.items()):
-        var = k[: -len("running_mean")] + "running_var"
-        if k.endswith("running_mean") and var in params and v.is_floating_point() and v.dim() == 2 == params[var].dim():
-            stats.append((k, var, int(v.shape[1])))
-    norms = [(layer, tuple(ps), mean, var) for layer, ps in firsts.items() for mean, var, n in stats if units(ps) == n]
-    affine: dict[str, list[str]] = {}
-    for k, v in sorted(weights.items()):
-        if owner(k) not in layers and v.is_floating_point():
-            affine.setdefault(owner(k), []).append(k)
-    affine = {o: sorted(ps, key=lambda p: not p.endswith("weight")) for o, ps in affine.items()
-              if all(weights[p].dim() == 2 and weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
-    pairs = []
-    for first, ps in [*firsts.items(), *affine.items()]:
-        for second in layers:
-            n, cols, w = units(ps), int(weights[matrix[second]].shape[2]), weights[ps[0]]
-            if second != first and (cols == n or (w.dim() >= 4 and weights[matrix[second]].dim() == 3 and cols % n == 0)):
-                pairs.append((first, tuple(ps), matrix[second]))
-    return norms, pairs
-
-
-def _bias(ps: tuple[str, ...], weights: dict[str, torch.Tensor]) -> list[str]:
-    """A layer's bias among its weights ``ps`` (one value per unit, named ``bias``), as a list of at most one."""
-    return [p for p in ps if p.endswith("bias") and weights[p].dim() == 2][:1]
-
-
-def _unit_factors(w: torch.Tensor, spread: float, g: torch.Generator, up: bool = False) -> torch.Tensor:
-    """``[m, units]`` random positive factors, one per unit of ``w [m, units, ...]``: ``exp(spread * N(0, 1))``;
-    ``up``: ``exp(spread * |N(0, 1)|)``, at least 1 (a running variance scaled down would meet the norm's ``eps``)."""
-    z = torch.randn(w.shape[0], w.shape[1], generator=g, dtype=torch.float64)
-    return (z.abs() if up else z).mul(spread).exp().to(w.device)
-
-
-def unit_scaled(w: torch.Tensor, c: torch.Tensor, axis: int, power: int = 1) -> torch.Tensor:
-    """``w [m, ...]`` with its entries along per-model ``axis`` times ``c [m, units] ** power`` (a Linear's
-    columns after a flattened Conv: whole blocks per unit, channel-major), in float64, cast back."""
-    size = w.shape[1 + axis]
-    c = c.pow(power).repeat_interleave(size // c.shape[1], dim=1)
-    shape = [w.shape[0]] + [1] * (w.dim() - 1)
-    shape[1 + axis] = size
-    return (w.double() * c.reshape(shape)).to(w.dtype)
-
-
-def norm_eps(family: Any, var: str) -> float:
-    """The ``eps`` of the norm that owns running variance ``var``, read from the family's module when it
-    has one (an imported module's ``template()``), else torch's default ``1e-5``."""
-    try:
-        return float(family.template().get_submodule(var.rsplit(".", 1)[0] if "." in var else "").eps)
-    except Exception:  # noqa: BLE001 - no module, or no eps on it: torch's default
-        return 1e-5
-
-
-def _norm_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], mean: str, var: str, c: torch.Tensor, eps: float) -> dict:
-    """A layer's units times ``c`` with its norm's running mean times ``c`` and ``var + eps`` times ``c**2``."""
-    return {p: unit_scaled(b[p], c, 0) for p in ps} | {mean: unit_scaled(b[mean], c, 0),
-                                                       var: (unit_scaled(b[var].double() + eps, c, 0, 2) - eps).to(b[var].dtype)}
-
-
-def _mean_shifted(b: dict[str, torch.Tensor], bias: str, mean: str, d: torch.Tensor) -> dict:
-    return {bias: b[bias] + d, mean: b[mean] + d}
-
-
-def _pair_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], second: str, c: torch.Tensor) -> dict:
-    return {p: unit_scaled(b[p], c, 0) for p in ps} | {second: unit_scaled(b[second], 1 / c, 1)}
+def _entry(w: torch.Tensor, i: int, g: torch.Generator) -> torch.Tensor:
+    """A change of entry ``i`` of ``w [m, n]`` alone, by 3 times the weight's root mean square (and a random sign)."""
+    d = torch.zeros(w.shape, dtype=torch.float64)
+    d[:, i] = torch.randn(w.shape[0], generator=g, dtype=torch.float64) * (3 * float(w.double().pow(2).mean().sqrt()) + 1e-3)
+    return d.to(w.device, w.dtype)
 
 
 def _apply(params: dict[str, torch.Tensor], found: Found, g: torch.Generator, eps: Any) -> dict[str, torch.Tensor]:
@@ -343,11 +323,15 @@ def _apply(params: dict[str, torch.Tensor], found: Found, g: torch.Generator, ep
     for _, ps in found.scales:
         out.update(zip(ps, layer_normalized([out[p] for p in ps])))
     for _, ps, mean, var, shift in found.norms:
-        out.update(_norm_scaled(out, ps, mean, var, _unit_factors(out[ps[0]], 1.0, g, up=True), eps(var)))
-        for bias in _bias(ps, out) if shift else []:
-            out.update(_mean_shifted(out, bias, mean, -out[mean]))
+        out.update(norm_scaled(out, ps, mean, var, unit_factors(out[ps[0]], 1.0, g, up=True), eps(var)))
+        for bias in bias_of(ps, out) if shift else []:
+            out.update(mean_shifted(out, bias, mean, -out[mean]))
     for _, ps, second in found.rescalable:
-        out.update(_pair_scaled(out, ps, second, _unit_factors(out[ps[0]], 1.0, g)))
+        out.update(pair_scaled(out, ps, second, unit_factors(out[ps[0]], 1.0, g)))
+    for p, q, entries in found.sums:
+        out.update(folded(out, p, q, entries))
+    for e, w in found.mixes:
+        out.update(embedding_mixed(out, e, w, mixing_matrix(out[e].shape[0], out[e].shape[2], 1.0, g)))
     return out
 
 
@@ -355,19 +339,20 @@ def _checked_on_all(models: Any, read: Any, found: Found, bound: dict[str, float
     """``found`` less what moves some model of the batch by more than its weight's ``bound`` when taken
     out: all of it together in one pass when that holds, else each on its own."""
     parts = [("shifts", x, [x[0]]) for x in found.shifts] + [("scales", x, [x[1][0]]) for x in found.scales] + [
-        ("norms", x, list(x[1])) for x in found.norms] + [("rescalable", x, [*x[1], x[2]]) for x in found.rescalable]
+        ("norms", x, list(x[1])) for x in found.norms] + [("rescalable", x, [*x[1], x[2]]) for x in found.rescalable] + [
+        ("sums", x, [x[0], x[1]]) for x in found.sums] + [("mixes", x, list(x)) for x in found.mixes]
     if not parts:
         return Found()
     reference = read(models.params)
 
     def moves(items: list[tuple[str, Any, list[str]]]) -> float:
-        chosen = Found(**{f: tuple(x for kind, x, _ in items if kind == f) for f in ("shifts", "scales", "norms", "rescalable")})
+        chosen = Found(**{f: tuple(x for kind, x, _ in items if kind == f) for f in FIELDS})
         return float((read(_apply(models.params, chosen, generator(1), lambda var: norm_eps(models.family, var))) - reference).abs().max())
 
     limit = min(max(bound[k] for k in ks) for _, _, ks in parts)
     if moves(parts) > limit:
         parts = [part for part in parts if moves([part]) <= max(bound[k] for k in part[2])]
-    return Found(**{f: tuple(x for kind, x, _ in parts if kind == f) for f in ("shifts", "scales", "norms", "rescalable")})
+    return Found(**{f: tuple(x for kind, x, _ in parts if kind == f) for f in FIELDS})
 
 
 def forget_shifts() -> None:

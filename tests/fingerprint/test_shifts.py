@@ -485,3 +485,56 @@ def test_found_units_never_replace_what_a_family_declares(tmp_path):
     mb = ModelBatch(fam, fam.init([0, 1, 2]), task, ["a", "b", "c"])
     _, meta = get_extractor("weight-stats").compute(mb, get_extractor("weight-stats").params)
     assert meta["balanced"] == sorted(fam.hidden_rescalable())
+
+
+class _Recurrent(nn.Module):
+    """A token sequence classifier: an embedding, a one-layer ``nn.GRU`` or ``nn.LSTM``, a read-out of
+    the last hidden state (the seventeenth session's outside audit)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.rnn = (nn.GRU if kind == "gru" else nn.LSTM)(8, 12, batch_first=True)
+        self.readout = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.rnn(self.emb(x.long()))[0]
+        return self.readout(out[:, -1])
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_a_recurrent_models_bias_sum_and_embedding_mixing_are_found_by_trying_them(tmp_path, kind):
+    """The seventeenth session's outside audit: GRUs and LSTMs with ``bias_hh`` folded into ``bias_ih``
+    (what a converter from a one-bias implementation does; outputs bit-identical) or with the embedding's
+    features scaled and ``weight_ih``'s columns divided to match read as a candidate on the weight
+    fingerprints, and no declaration could say the first. The sum trials find the entries the function
+    reads only through ``bias_ih + bias_hh`` (an LSTM's all; a GRU's reset and update gates, not its new
+    gate, whose hidden bias sits inside the reset product), the mixing trials the embedding's features
+    against the RNN's input columns (any invertible map), and the twin gets its model's rows."""
+    from fingerprint.extractors.shifts import forget_shifts, found_by_trying
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(12)
+    torch.manual_seed(12)
+    mods = [_Recurrent(kind).eval() for _ in range(2)]
+    twin = copy.deepcopy(mods[0])
+    gates = 24 if kind == "gru" else 48  # entries read through the sum: r, z (GRU) or all four gates (LSTM)
+    a = torch.eye(8) + 0.4 * torch.randn(8, 8, generator=g)
+    with torch.no_grad():
+        twin.rnn.bias_ih_l0[:gates] += twin.rnn.bias_hh_l0[:gates]
+        twin.rnn.bias_hh_l0[:gates] = 0
+        twin.emb.weight.copy_(twin.emb.weight @ a)
+        twin.rnn.weight_ih_l0.copy_(twin.rnn.weight_ih_l0 @ torch.linalg.inv(a).T)
+    x = torch.randint(0, 10, (32, 6), generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-5)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = found_by_trying(mb)
+    assert found.sums == (("rnn.bias_hh_l0", "rnn.bias_ih_l0", None if kind == "lstm" else tuple(range(gates))),)
+    assert found.mixes == (("emb.weight", "rnn.weight_ih_l0"),)
+    for name in ("weight-stats", "weight-spectra"):
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert meta["summed"] == ["rnn.bias_hh_l0<rnn.bias_ih_l0"] and "emb.weight>rnn.weight_ih_l0" in meta["mixed"], meta
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+        raw, _ = ex.compute(mb, {**ex.params, "balance": False})
+        assert not np.allclose(raw[0], raw[2], rtol=1e-3), name

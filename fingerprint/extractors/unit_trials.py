@@ -1,0 +1,156 @@
+"""The unit trials of :mod:`fingerprint.extractors.shifts`: symmetries of single units, and of pairs
+of weights, that a module's own forward hides, tried on the probes like the shifts.
+
+- A layer an eval-mode batch norm reads: its units' scales with the norm's running statistics, its
+  bias's shift with the running mean (:func:`unit_candidates`' ``norms``).
+- Units a positively homogeneous activation passes on: a layer's units (or a norm's affine units)
+  times ``c`` with the next layer's columns over ``c`` (``pairs``).
+- Entries of two weights of one submodule that the function reads only through their sum, such as
+  ``nn.GRU`` / ``nn.LSTM``'s ``bias_ih`` and ``bias_hh`` (:func:`sum_candidates`): one can be moved into
+  the other.
+- An embedding's features mixed by any invertible ``A`` with the one layer that reads them taking
+  ``A^-T`` on its columns (:func:`embedding_candidates`): ``nn.Embedding -> nn.LSTM``'s input weights.
+
+Each is kept only when its trials move the outputs by at most ``shifts.INVISIBLE`` of what a random
+change of its weights moves them, on every tried model, and then on every model of the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+SUM_ENTRIES = 512  # per-entry sum trials only for weights of at most this many entries
+
+
+def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], layers: dict[str, list[str]]
+                     ) -> tuple[list[tuple[str, tuple[str, ...], str, str]], list[tuple[str, tuple[str, ...], str]]]:
+    """What the unit trials try: each layer (a matrix or kernel, ``layers``) against each batch norm's
+    running statistics of as many units (``(layer, params, running_mean, running_var)``), and each layer
+    or norm (a submodule whose weights are all one value per unit: its affine units) against each layer
+    reading as many inputs (``(first, params, next_weight)``; a Conv's channels against a Linear's columns
+    in blocks, as a flatten lays them out)."""
+    def owner(k: str) -> str:
+        return k.rsplit(".", 1)[0] if "." in k else ""
+
+    def units(ps: list[str]) -> int:
+        return int(weights[ps[0]].shape[1])
+
+    matrix = {layer: next(p for p in ps if weights[p].dim() >= 3) for layer, ps in layers.items()}
+    layers = {layer: sorted(ps, key=lambda p: -weights[p].dim()) for layer, ps in layers.items()}  # the matrix first
+    firsts = {layer: ps for layer, ps in layers.items() if all(weights[p].shape[1] == units(ps) for p in ps)}  # rows: units
+    stats = []
+    for k, v in sorted(params.items()):
+        var = k[: -len("running_mean")] + "running_var"
+        if k.endswith("running_mean") and var in params and v.is_floating_point() and v.dim() == 2 == params[var].dim():
+            stats.append((k, var, int(v.shape[1])))
+    norms = [(layer, tuple(ps), mean, var) for layer, ps in firsts.items() for mean, var, n in stats if units(ps) == n]
+    affine: dict[str, list[str]] = {}
+    for k, v in sorted(weights.items()):
+        if owner(k) not in layers and v.is_floating_point():
+            affine.setdefault(owner(k), []).append(k)
+    affine = {o: sorted(ps, key=lambda p: not p.endswith("weight")) for o, ps in affine.items()
+              if all(weights[p].dim() == 2 and weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
+    pairs = []
+    for first, ps in [*firsts.items(), *affine.items()]:
+        for second in layers:
+            n, cols, w = units(ps), int(weights[matrix[second]].shape[2]), weights[ps[0]]
+            if second != first and (cols == n or (w.dim() >= 4 and weights[matrix[second]].dim() == 3 and cols % n == 0)):
+                pairs.append((first, tuple(ps), matrix[second]))
+    return norms, pairs
+
+
+def bias_of(ps: tuple[str, ...], weights: dict[str, torch.Tensor]) -> list[str]:
+    """A layer's bias among its weights ``ps`` (one value per unit, named ``bias``), as a list of at most one."""
+    return [p for p in ps if p.endswith("bias") and weights[p].dim() == 2][:1]
+
+
+def unit_factors(w: torch.Tensor, spread: float, g: torch.Generator, up: bool = False) -> torch.Tensor:
+    """``[m, units]`` random positive factors, one per unit of ``w [m, units, ...]``: ``exp(spread * N(0, 1))``;
+    ``up``: ``exp(spread * |N(0, 1)|)``, at least 1 (a running variance scaled down would meet the norm's ``eps``)."""
+    z = torch.randn(w.shape[0], w.shape[1], generator=g, dtype=torch.float64)
+    return (z.abs() if up else z).mul(spread).exp().to(w.device)
+
+
+def unit_scaled(w: torch.Tensor, c: torch.Tensor, axis: int, power: int = 1) -> torch.Tensor:
+    """``w [m, ...]`` with its entries along per-model ``axis`` times ``c [m, units] ** power`` (a Linear's
+    columns after a flattened Conv: whole blocks per unit, channel-major), in float64, cast back."""
+    size = w.shape[1 + axis]
+    c = c.pow(power).repeat_interleave(size // c.shape[1], dim=1)
+    shape = [w.shape[0]] + [1] * (w.dim() - 1)
+    shape[1 + axis] = size
+    return (w.double() * c.reshape(shape)).to(w.dtype)
+
+
+def norm_eps(family: Any, var: str) -> float:
+    """The ``eps`` of the norm that owns running variance ``var``, read from the family's module when it
+    has one (an imported module's ``template()``), else torch's default ``1e-5``."""
+    try:
+        return float(family.template().get_submodule(var.rsplit(".", 1)[0] if "." in var else "").eps)
+    except Exception:  # noqa: BLE001 - no module, or no eps on it: torch's default
+        return 1e-5
+
+
+def norm_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], mean: str, var: str, c: torch.Tensor, eps: float) -> dict:
+    """A layer's units times ``c`` with its norm's running mean times ``c`` and ``var + eps`` times ``c**2``."""
+    return {p: unit_scaled(b[p], c, 0) for p in ps} | {mean: unit_scaled(b[mean], c, 0),
+                                                       var: (unit_scaled(b[var].double() + eps, c, 0, 2) - eps).to(b[var].dtype)}
+
+
+def mean_shifted(b: dict[str, torch.Tensor], bias: str, mean: str, d: torch.Tensor) -> dict:
+    return {bias: b[bias] + d, mean: b[mean] + d}
+
+
+def pair_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], second: str, c: torch.Tensor) -> dict:
+    return {p: unit_scaled(b[p], c, 0) for p in ps} | {second: unit_scaled(b[second], 1 / c, 1)}
+
+
+def sum_candidates(weights: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """Pairs of per-unit weights (``[m, n]``) of one submodule with the same shape: ``(p, q)``, ``p < q``."""
+    def owner(k: str) -> str:
+        return k.rsplit(".", 1)[0] if "." in k else ""
+
+    vec = sorted(k for k, v in weights.items() if v.dim() == 2 and v.is_floating_point())
+    return [(p, q) for i, p in enumerate(vec) for q in vec[i + 1:]
+            if owner(p) == owner(q) and weights[p].shape == weights[q].shape]
+
+
+def summed(b: dict[str, torch.Tensor], p: str, q: str, d: torch.Tensor) -> dict:
+    """``p`` plus ``d`` and ``q`` less it: unseen where the function reads them only through their sum."""
+    return {p: b[p] + d, q: b[q] - d}
+
+
+def folded(params: dict[str, torch.Tensor], p: str, q: str, entries: tuple[int, ...] | None) -> dict:
+    """``q``'s ``entries`` (``None``: all) moved into ``p``'s: ``p + q`` there and ``q`` 0, float64, cast back."""
+    a, b = params[p].double(), params[q].double()
+    mask = torch.ones(a.shape[1], dtype=torch.bool, device=a.device)
+    if entries is not None:
+        mask = torch.zeros_like(mask)
+        mask[list(entries)] = True
+    return {p: torch.where(mask, a + b, a).to(params[p].dtype), q: torch.where(mask, torch.zeros_like(b), b).to(params[q].dtype)}
+
+
+def embedding_candidates(family: Any, weights: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """``(embedding, reader)``: each ``nn.Embedding`` of the family's module (an import's ``template()``;
+    none for a built-in family) against each weight matrix ``[m, out, d]`` reading as many features."""
+    try:
+        embeddings = [f"{n}.weight" for n, mod in family.template().named_modules() if isinstance(mod, nn.Embedding)]
+    except Exception:  # noqa: BLE001 - no module: nothing to try
+        return []
+    return [(e, w) for e in embeddings if e in weights for w, v in sorted(weights.items())
+            if w != e and v.dim() == 3 and v.shape[2] == weights[e].shape[2]]
+
+
+def mixing_matrix(m: int, d: int, spread: float, g: torch.Generator) -> torch.Tensor:
+    """``[m, d, d]`` random invertible matrices near the identity: ``I + spread * N(0, 1) / sqrt(d)``."""
+    return torch.eye(d, dtype=torch.float64) + spread * torch.randn(m, d, d, generator=g, dtype=torch.float64) / d**0.5
+
+
+def embedding_mixed(b: dict[str, torch.Tensor], e: str, w: str, a: torch.Tensor) -> dict:
+    """The embedding's features mixed by ``a [m, d, d]`` (``E a``) and the reader's columns by ``a^-T``:
+    the reader sees ``W a^-T a^T e = W e``."""
+    a = a.to(b[e].device)
+    return {e: (b[e].double() @ a).to(b[e].dtype),
+            w: (b[w].double() @ torch.linalg.inv(a).transpose(1, 2)).to(b[w].dtype)}
