@@ -521,7 +521,7 @@ def centred_noise_chance(members: int, n_families: int, k: int, floats: int = 2_
     ``floats`` values). An outside audit of the seventeenth session: a seed-only null of 6 families x 4
     MLPs read camps of 2 per family on `probe-outputs`, and the answer called that balance a chance
     of 0.0062 for a difference the seeds decide, steering to a factor shared by design; noise centred
-    within families gives it about 0.075 of the time."""
+    within families gives it 0.038 of the time here (0.075 split at zero, the audit's simulation)."""
     n = n_families * members
     draws = max(2_000, min(20_000, floats // n))
     x = np.random.default_rng(0).standard_normal((draws, n_families, members))

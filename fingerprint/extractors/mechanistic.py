@@ -245,7 +245,7 @@ def canonical_scales(params: dict[str, torch.Tensor], groups: dict[str, list[tup
     total squared norm, until a round of mixing moves no weight by :data:`MIX_TOL` of its tensor's
     largest (at most :data:`MIX_ROUNDS`): one pass of each lands a model and its rescaled twin on
     different points (a review of the fifteenth session: weight-stats 0.37 apart). Entries the function
-    reads only through their sum (``summed``, found by trying them) are folded into the first of the two first."""
+    reads only through their sum (``summed``, found by trying them) are folded into one of the two first."""
     for p, q, entries in summed:  # entries read only through a sum: all in the first (unit_trials.folded)
         params = dict(params) | folded(params, p, q, entries)
     if shiftable or any(spec.get("shift") for spec in normalized.values()):

@@ -15,10 +15,12 @@ model of the batch. A weight that no change moves on the probes (unused there) i
 weight fingerprints then centre each such entry along its axis (``mechanistic.centre_shifts``).
 :func:`invisible_scales` does the same for a layer's weights scaled together (a layer a norm reads
 inside a module's own forward), which the weight fingerprints then normalize like a declared one.
-The unit trials (:class:`Found`'s ``norms`` and ``rescalable``) scale single units: a layer's against an
-eval-mode batch norm's running statistics of as many units, and a layer's (or a norm's affine units)
-against the next layer's columns, which a positively homogeneous activation between (ReLU) leaves
-unseen; the weight fingerprints normalize and balance those like an ``nn.Sequential``'s inferred ones.
+The unit trials (:mod:`fingerprint.extractors.unit_trials`; :class:`Found`'s ``norms``, ``rescalable``,
+``sums`` and ``mixes``) scale single units: a layer's against an eval-mode batch norm's running
+statistics of as many units, and a layer's (or a norm's affine units) against the next layer's columns,
+which a positively homogeneous activation between (ReLU) leaves unseen; they move entries between two
+weights read only through their sum, and mix an embedding's features with their one reader. The weight
+fingerprints normalize, balance, fold and mix those like an ``nn.Sequential``'s inferred ones.
 
 What this cannot tell: a shift that only inputs outside the probes would see (a probe set whose every
 input sums to zero hides a common shift of a first layer's columns). The probes are the evidence here
@@ -275,6 +277,7 @@ def _found(models: Any) -> Found:
               for a in [rest[0]] if reached(k) and all(unseen(("shift", k, a, s), k) for s in (*SHIFT_SIZES, None))]
     scales = [(layer, ps) for layer, ps in layers.items() if all(reached(p) for p in ps)
               and all(unseen(("scale", layer, c), ps[0]) for c in (*SCALE_SIZES, None))]
+
     def unseen_by(label: tuple, ks: list[str]) -> bool:  # within INVISIBLE of any change of the weights it moves
         return bool((moved[label] <= INVISIBLE * torch.stack([moved[("any", k)] for k in ks]).max(0).values).all())
 
