@@ -353,6 +353,9 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
         normalized |= {layer: {"incoming": [(p, 0) for p in ps], "stats": [(mean, 1), (var, 2)], "per_unit": True,
                                "shift": {"kind": "batch", "mean": mean} if shift else None, "eps": norm_eps(models.family, var)}
                        for layer, ps, mean, var, shift in found.norms if layer not in normalized and not set(ps) & normed}
+        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
+        normalized |= {k: {"incoming": [(k, 0)], "stats": [], "per_unit": True, "shift": None}  # weight_norm's direction
+                       for k in found.rows if k not in normed and k not in normalized}
         groups = _with_found(groups, found.rescalable, normalized, mixable)
         taken = {m.param for spec in mixable.values() for m in mix_spec(spec)[0]}
         mixable = dict(mixable) | {f"{e}>{w}": {"members": [{"param": e, "axis": 1, "side": "in"},
@@ -372,10 +375,11 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
 def _with_found(groups: dict[str, list[tuple[str, int]]], found: tuple, normalized: dict[str, dict],
                 mixable: dict) -> dict[str, list[tuple[str, int]]]:
     """``groups`` and the rescalable units found by trying them (``shifts.Found.rescalable``) that no
-    declared group, normalized layer or mixing already moves: ``{first: [(param, 0), ..., (next, 1)]}``."""
-    rows = {p for members in groups.values() for p, a in members if a != 1}
-    rows |= {p for spec in normalized.values() for p, _ in spec["incoming"]} | {m.param for spec in mixable.values()
-                                                                                 for m in mix_spec(spec)[0]}
+    declared group or mixing already moves: ``{first: [(param, 0), ..., (next, 1)]}`` (a normalized
+    layer's weights may be in one: ``weight_norm``'s ``g``, bias and direction ``v``, the direction's
+    rows normalized, alternating with the balancing in :func:`canonical_scales`)."""
+    rows = {p for members in groups.values() for p, a in members if a != 1} | {m.param for spec in mixable.values()
+                                                                              for m in mix_spec(spec)[0]}
     cols = {p for members in groups.values() for p, a in members if a == 1} | {m.param for spec in mixable.values()
                                                                               for m in mix_spec(spec)[0]}
     out = dict(groups)

@@ -46,7 +46,9 @@ from fingerprint.extractors.unit_trials import (
     mixing_matrix,
     norm_eps,
     norm_scaled,
+    owner_of,
     pair_scaled,
+    row_scaled,
     sum_candidates,
     summed,
     unit_candidates,
@@ -78,7 +80,9 @@ class Found:
     compute the same (a positively homogeneous activation between, such as ReLU); ``sums`` ``[(p, q,
     entries)]``: entries (``None``: all) of two weights the outputs read only through their sum, ``q``'s
     folded into ``p``'s; ``mixes`` ``[(embedding, reader)]``: an embedding whose features any invertible
-    map mixes with the reader's columns taking its inverse transpose (:mod:`.unit_trials`)."""
+    map mixes with the reader's columns taking its inverse transpose; ``rows`` ``[param]``: a weight
+    each of whose rows any positive factor leaves unseen (``weight_norm``'s direction), each row
+    normalized (:mod:`.unit_trials`)."""
 
     shifts: tuple[tuple[str, int], ...] = ()
     scales: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -86,6 +90,7 @@ class Found:
     rescalable: tuple[tuple[str, tuple[str, ...], str], ...] = ()
     sums: tuple[tuple[str, str, tuple[int, ...] | None], ...] = ()
     mixes: tuple[tuple[str, str], ...] = ()
+    rows: tuple[str, ...] = ()
 
 
 class _LastShifts:
@@ -112,7 +117,7 @@ class _LastShifts:
 
 
 _LAST = _LastShifts()
-FIELDS = ("shifts", "scales", "norms", "rescalable", "sums", "mixes")
+FIELDS = ("shifts", "scales", "norms", "rescalable", "sums", "mixes", "rows")
 
 
 def invisible_shifts(models: Any) -> list[tuple[str, int]]:
@@ -197,11 +202,10 @@ def _found(models: Any) -> Found:
     layers: dict[str, list[str]] = {}
     for k in names:
         if weights[k].dim() >= 3:  # a layer: a submodule with a matrix (or kernel), and its own other weights
-            layers.setdefault(k.rsplit(".", 1)[0] if "." in k else "", [])
+            layers.setdefault(owner_of(k), [])
     for k in names:
-        owner = k.rsplit(".", 1)[0] if "." in k else ""
-        if owner in layers:
-            layers[owner].append(k)
+        if owner_of(k) in layers:
+            layers[owner_of(k)].append(k)
 
     def random_change(w: torch.Tensor, axis: int | None, size: float) -> torch.Tensor:
         shape = list(w.shape)
@@ -239,6 +243,10 @@ def _found(models: Any) -> Found:
     for p, q in sums:
         for size in SHIFT_SIZES:
             trials[("sum", p, q, size)] = lambda b, p=p, q=q, size=size: summed(b, p, q, random_change(b[p], None, size))
+    for k in names:
+        if weights[k].dim() >= 3 and weights[k].shape[1] > 1:
+            for spread in UNIT_SPREADS:
+                trials[("rows", k, spread)] = lambda b, k=k, spread=spread: row_scaled(b, k, unit_factors(b[k], spread, g))
     mixes = embedding_candidates(models.family, weights)
     for e, w in mixes:
         for spread in UNIT_SPREADS:
@@ -288,6 +296,8 @@ def _found(models: Any) -> Found:
                    and all(unseen_by(("pair", first, second, s), [*ps, second]) for s in UNIT_SPREADS)]
     found_mixes = [(e, w) for e, w in mixes if reached(e) and reached(w)
                    and all(unseen_by(("mix", e, w, s), [e, w]) for s in UNIT_SPREADS)]
+    found_rows = [k for k in names if ("rows", k, UNIT_SPREADS[0]) in moved and reached(k)
+                  and all(unseen(("rows", k, s), k) for s in UNIT_SPREADS)]
     found_sums: list[tuple[str, str, tuple[int, ...] | None]] = []
     per_entry: dict[tuple, Any] = {}
     for p, q in sums:
@@ -307,7 +317,7 @@ def _found(models: Any) -> Found:
     bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
     return _checked_on_all(models, read, Found(tuple(shifts), tuple((la, tuple(ps)) for la, ps in scales),
                                                tuple(found_norms), tuple(found_pairs), tuple(found_sums),
-                                               tuple(found_mixes)), bound)
+                                               tuple(found_mixes), tuple(found_rows)), bound)
 
 
 def _entry(w: torch.Tensor, i: int, g: torch.Generator) -> torch.Tensor:
@@ -335,6 +345,8 @@ def _apply(params: dict[str, torch.Tensor], found: Found, g: torch.Generator, ep
         out.update(folded(out, p, q, entries))
     for e, w in found.mixes:
         out.update(embedding_mixed(out, e, w, mixing_matrix(out[e].shape[0], out[e].shape[2], 1.0, g)))
+    for k in found.rows:
+        out.update(row_scaled(out, k, unit_factors(out[k], 1.0, g)))
     return out
 
 
@@ -343,7 +355,8 @@ def _checked_on_all(models: Any, read: Any, found: Found, bound: dict[str, float
     out: all of it together in one pass when that holds, else each on its own."""
     parts = [("shifts", x, [x[0]]) for x in found.shifts] + [("scales", x, [x[1][0]]) for x in found.scales] + [
         ("norms", x, list(x[1])) for x in found.norms] + [("rescalable", x, [*x[1], x[2]]) for x in found.rescalable] + [
-        ("sums", x, [x[0], x[1]]) for x in found.sums] + [("mixes", x, list(x)) for x in found.mixes]
+        ("sums", x, [x[0], x[1]]) for x in found.sums] + [("mixes", x, list(x)) for x in found.mixes] + [
+        ("rows", x, [x]) for x in found.rows]
     if not parts:
         return Found()
     reference = read(models.params)

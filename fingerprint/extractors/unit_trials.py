@@ -17,12 +17,27 @@ change of its weights moves them, on every tried model, and then on every model 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 from torch import nn
 
 SUM_ENTRIES = 512  # per-entry sum trials only for weights of at most this many entries
+
+
+def owner_of(k: str) -> str:
+    """The submodule that owns parameter ``k`` (``fc1`` for ``fc1.weight``; ``""`` at the top), a
+    parametrization's tensors counted as their module's (``fc1.parametrizations.weight.original1``:
+    ``fc1``, beside ``fc1.bias``; ``weight_norm``, ``spectral_norm``)."""
+    owner = k.rsplit(".", 1)[0] if "." in k else ""
+    return re.sub(r"(^|\.)parametrizations\.[^.]+$", "", owner)
+
+
+def row_scaled(b: dict[str, torch.Tensor], p: str, c: torch.Tensor) -> dict:
+    """Each row of weight ``p`` times its own factor ``c [m, rows]``: unseen where the module normalizes
+    the rows itself (``weight_norm``'s direction ``v``; a layer a train-mode batch norm reads)."""
+    return {p: unit_scaled(b[p], c, 0)}
 
 
 def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], layers: dict[str, list[str]]
@@ -32,14 +47,14 @@ def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Te
     or norm (a submodule whose weights are all one value per unit: its affine units) against each layer
     reading as many inputs (``(first, params, next_weight)``; a Conv's channels against a Linear's columns
     in blocks, as a flatten lays them out)."""
-    def owner(k: str) -> str:
-        return k.rsplit(".", 1)[0] if "." in k else ""
-
     def units(ps: list[str]) -> int:
         return int(weights[ps[0]].shape[1])
 
-    matrix = {layer: next(p for p in ps if weights[p].dim() >= 3) for layer, ps in layers.items()}
-    layers = {layer: sorted(ps, key=lambda p: -weights[p].dim()) for layer, ps in layers.items()}  # the matrix first
+    def size(p: str) -> tuple[int, int]:
+        return weights[p].dim(), weights[p].numel()
+
+    matrix = {layer: max(ps, key=size) for layer, ps in layers.items()}  # weight_norm's v, not its g [out, 1]
+    layers = {layer: sorted(ps, key=lambda p: (-size(p)[0], -size(p)[1], p)) for layer, ps in layers.items()}  # the matrix first
     firsts = {layer: ps for layer, ps in layers.items() if all(weights[p].shape[1] == units(ps) for p in ps)}  # rows: units
     stats = []
     for k, v in sorted(params.items()):
@@ -49,8 +64,8 @@ def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Te
     norms = [(layer, tuple(ps), mean, var) for layer, ps in firsts.items() for mean, var, n in stats if units(ps) == n]
     affine: dict[str, list[str]] = {}
     for k, v in sorted(weights.items()):
-        if owner(k) not in layers and v.is_floating_point():
-            affine.setdefault(owner(k), []).append(k)
+        if owner_of(k) not in layers and v.is_floating_point():
+            affine.setdefault(owner_of(k), []).append(k)
     affine = {o: sorted(ps, key=lambda p: not p.endswith("weight")) for o, ps in affine.items()
               if all(weights[p].dim() == 2 and weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
     pairs = []
@@ -109,12 +124,9 @@ def pair_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], second: str, c:
 
 def sum_candidates(weights: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
     """Pairs of per-unit weights (``[m, n]``) of one submodule with the same shape: ``(p, q)``, ``p < q``."""
-    def owner(k: str) -> str:
-        return k.rsplit(".", 1)[0] if "." in k else ""
-
     vec = sorted(k for k, v in weights.items() if v.dim() == 2 and v.is_floating_point())
     return [(p, q) for i, p in enumerate(vec) for q in vec[i + 1:]
-            if owner(p) == owner(q) and weights[p].shape == weights[q].shape]
+            if owner_of(p) == owner_of(q) and weights[p].shape == weights[q].shape]
 
 
 def summed(b: dict[str, torch.Tensor], p: str, q: str, d: torch.Tensor) -> dict:

@@ -538,3 +538,44 @@ def test_a_recurrent_models_bias_sum_and_embedding_mixing_are_found_by_trying_th
         assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
         raw, _ = ex.compute(mb, {**ex.params, "balance": False})
         assert not np.allclose(raw[0], raw[2], rtol=1e-3), name
+
+
+class _WeightNormed(nn.Module):
+    """A ReLU MLP whose layers are ``weight_norm`` parametrizations (``w = g v / ||v||`` per row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.nn.utils.parametrizations import weight_norm
+
+        self.fc1, self.fc2, self.out = (weight_norm(nn.Linear(a, b)) for a, b in ((6, 10), (10, 10), (10, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def test_a_weight_norms_direction_and_its_relu_units_are_found_by_trying_them(tmp_path):
+    """The seventeenth session's second outside audit: ``weight_norm`` MLPs whose stored direction ``v`` was
+    rescaled row by row (a remove and re-apply: ``v := g v / ||v||``), the function unchanged, read a
+    candidate on weight-stats and weight-spectra. Each row of ``v`` is now found free (``rows``) and
+    normalized: the twin, its directions rescaled row by row, gets its model's rows. (A ReLU unit's scale
+    moved into the next layer changes that layer's ``g`` and ``v`` together, which no trial tries.)"""
+    from fingerprint.extractors.shifts import forget_shifts, found_by_trying
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(13)
+    torch.manual_seed(13)
+    mods = [_WeightNormed().eval() for _ in range(2)]
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        for layer in (twin.fc1, twin.fc2, twin.out):
+            layer.parametrizations.weight.original1.mul_(torch.rand(layer.out_features, 1, generator=g) * 3 + 0.3)
+    x = torch.randn(32, 6, generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = found_by_trying(mb)
+    assert set(found.rows) == {f"{n}.parametrizations.weight.original1" for n in ("fc1", "fc2", "out")}
+    for name in ("weight-stats", "weight-spectra"):
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert "fc1.parametrizations.weight.original1" in meta["normalized"], meta
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
