@@ -252,7 +252,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", version="3", reads="outputs", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="4", reads="outputs", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
@@ -260,11 +260,13 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     (regression) models: pairwise RMS difference of outputs. Its metadata's ``predicts`` says which
     (``classes`` or ``values``), for the population's answer, and for classes ``resolution``, one
     prediction's share (version 3): camps fewer than two of those apart are no basin (an outside audit of
-    the seventeenth session: near-perfect GRUs tied on one probe of 256 read as a candidate)."""
+    the seventeenth session: near-perfect GRUs tied on one probe of 256 read as a candidate). A regression
+    with several outputs (``task.regression()``, an import's float ``--data``) compares values too
+    (version 4; it compared their argmax as a class)."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
     per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
-    if out.shape[-1] == 1:
+    if out.shape[-1] == 1 or models.task.regression():  # values, not classes (version 4: a regression's, any width)
         return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model), {"predicts": "values"}
     onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, per_model * C]
     return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {"predicts": "classes", "resolution": 1.0 / per_model}

@@ -155,5 +155,11 @@ def test_what_the_outputs_are_read_as(tmp_path):
     assert np.allclose(rows, reg.forward(x).flatten(1).numpy(), atol=1e-6)  # the values, not their log-softmax
     rows, _ = ex.compute(mb, ex.params)
     assert not np.allclose(rows, mb.forward(x).flatten(1).numpy(), atol=1e-3)
+    dis = get_extractor("disagreement")  # the seventeenth session's second audit: it compared a regression's argmax
+    d, meta = dis.compute(reg, {**dis.params, "probe_set": "in_dist"})
+    out = reg.forward(x).flatten(1)
+    assert meta["predicts"] == "values" and "resolution" not in meta
+    assert np.allclose(d, (torch.cdist(out, out) / np.sqrt(20)).numpy(), atol=1e-5)
+    assert dis.compute(mb, {**dis.params, "probe_set": "in_dist"})[1]["predicts"] == "classes"
     assert "read as class logits" in _logits_note(3, None) and "--data" in _logits_note(3, None)
     assert _logits_note(3, (x, labels, "classification")) == "" and _logits_note(1, None) == ""
