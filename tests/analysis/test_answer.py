@@ -586,3 +586,23 @@ def test_a_balance_noise_centred_within_families_gives_is_said_at_noise_odds():
     assert 0.01 < noise < 0.05 and centred_noise_chance(4, 6, 2) == noise  # seeded
     assert label_free_answer(result(one(4, 2))).candidates[0].balanced["chance"] == pytest.approx(noise)
     assert centred_noise_chance(3, 6, 1) > 0.05 and label_free_answer(result(one(3, 1))).candidates[0].balanced is None
+
+
+def test_camps_of_whole_families_and_a_stray_or_two_say_so():
+    """A second outside audit of the seventeenth session: `input-saliency` on a seed-only null read camps of
+    4 whole init families of 6 and one model of each of the other 2 (`crosses lineage`: 1/3 of the families
+    cut), and the answer said "the init seed does not decide them". It now says the camps are mostly whole
+    families, each cut one by a single model; camps that cut every family keep the plain wording."""
+    fam = [f"f{i // 4}" for i in range(24)]
+    strays = {m: int(i // 4 in (0, 1, 2) or i in (13, 17)) for i, m in enumerate(IDS)}  # f0-f2 on 1; f3, f4 lose one
+    strays[IDS[13]] = strays[IDS[17]] = 1
+    r = fp("input-saliency", strays)
+    r.lineage_values = fam
+    ans = label_free_answer(result(r))
+    assert ans.candidates[0].strays == [4, 2, 6]
+    assert ("the camps are mostly whole init families (4 of 6 whole, the other 2 each cut by one model): the init seed "
+            "places all but 2 models") in ans.sentence and "does not decide them" not in ans.sentence
+    crossing = fp("ood-outputs", CAMPS)
+    crossing.lineage_values = fam
+    ans = label_free_answer(result(crossing))
+    assert ans.candidates[0].strays is None and "the init seed does not decide them" in ans.sentence
