@@ -614,7 +614,8 @@ def _relation(c: Candidate) -> str:
 
 def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     """``[whole, cut, families]`` when ``basins`` (two camps) leave more init families of ``r`` whole than
-    they cut and every cut family has exactly one model on its other side, else ``None``. A second
+    they cut, whole ones on both sides, and every cut family has exactly one model on its other side,
+    else ``None``. A second
     outside audit of the seventeenth session: on a seed-only null of weight_norm MLPs, `input-saliency`'s
     camps were 4 whole families of 6 and one model of each of the other 2, which cuts 1/3 of the families
     (`crosses lineage`), and the answer said "the init seed does not decide them" of camps it placed 22
@@ -627,10 +628,10 @@ def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
             sides.setdefault(str(f), []).append(basins[str(m)])
     related = [v for v in sides.values() if len(v) > 1]
     cut = [v for v in related if len(set(v)) > 1]
-    whole = len(related) - len(cut)
-    if not cut or whole <= len(cut) or any(min(v.count(0), v.count(1)) != 1 for v in cut):
-        return None
-    return [whole, len(cut), len(related)]
+    whole = [v[0] for v in related if len(set(v)) == 1]
+    if not cut or len(whole) <= len(cut) or len(set(whole)) < 2 or any(min(v.count(0), v.count(1)) != 1 for v in cut):
+        return None  # (whole families on one side only: a minority of strays, "A minority" in docs/scorecard.md)
+    return [len(whole), len(cut), len(related)]
 
 
 def _decisions_text(c: Candidate, predictions: list[str]) -> str:

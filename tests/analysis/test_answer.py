@@ -602,7 +602,9 @@ def test_camps_of_whole_families_and_a_stray_or_two_say_so():
     assert ans.candidates[0].strays == [4, 2, 6]
     assert ("the camps are mostly whole init families (4 of 6 whole, the other 2 each cut by one model): the init seed "
             "places all but 2 models") in ans.sentence and "does not decide them" not in ans.sentence
-    crossing = fp("ood-outputs", CAMPS)
-    crossing.lineage_values = fam
-    ans = label_free_answer(result(crossing))
-    assert ans.candidates[0].strays is None and "the init seed does not decide them" in ans.sentence
+    minority = {m: int(i in (13, 17)) for i, m in enumerate(IDS)}  # one model of 2 families: "A minority"
+    for basins in (CAMPS, minority):
+        crossing = fp("ood-outputs", basins)
+        crossing.lineage_values = fam
+        ans = label_free_answer(result(crossing))
+        assert ans.candidates[0].strays is None and "the init seed does not decide them" in ans.sentence
