@@ -20,6 +20,7 @@ Exit statuses, the same for every command (README, "A tour of the CLI"):
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -111,8 +112,22 @@ def open_zoo(path):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one ``warning: ...`` line, not Python's file/line/source form."""
-    print_warning(str(message))
+    """Warnings as one ``warning: ...`` line, not Python's file/line/source form; one an installed library
+    raised says whose (``warning (from torch): ...``: an outside audit of the seventeenth session read
+    torch's own note on ``weight_norm`` batching as the toolkit's)."""
+    source = _library(str(filename))
+    print_warning(str(message)) if source is None else err_console.print(
+        f"[yellow]warning (from {esc(source)}):[/] {esc(str(message))}", highlight=False, soft_wrap=True)
+
+
+def _library(filename: str) -> str | None:
+    """The installed package a file belongs to (``torch`` for ``.../site-packages/torch/nn/...``), else ``None``."""
+    parts = Path(filename).parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):
+            name = parts[i + 1].split(".")[0]
+            return None if name in ("fingerprint", "training", "analysis") else name
+    return None
 
 
 def main() -> None:

@@ -409,3 +409,14 @@ def test_markup_in_csv_labels_columns_and_model_ids(user_ckpts):
     assert "lineage [red]score" in out  # the scorecard's title
     out = ok(cli("inspect", "z", cwd=d))
     assert "[/red] rule 0: 3" in out and "rule [bold]1: 3" in out and "mean [red]score" in out
+
+
+def test_a_librarys_warning_says_whose_it_is(capsys):
+    """An outside audit of the seventeenth session read torch's own note on ``weight_norm`` batching, printed
+    as ``warning: ...``, as the toolkit's. A warning raised from an installed library names it."""
+    from fingerprint.cli import _show_warning
+
+    _show_warning("There is a performance drop", UserWarning, "/x/lib/python3.11/site-packages/torch/nn/utils/p.py", 1)
+    _show_warning("a zoo note", UserWarning, "/work/repo/fingerprint/extraction.py", 1)
+    err = capsys.readouterr().err
+    assert "warning (from torch): There is a performance drop" in err and "warning: a zoo note" in err
