@@ -308,10 +308,12 @@ def _found(models: Any) -> Found:
         elif weights[p].shape[1] <= SUM_ENTRIES:  # some entries only (a GRU's reset and update gates, not its new gate)
             for i in range(weights[p].shape[1]):
                 per_entry[("sum", p, q, i)] = lambda b, p=p, q=q, i=i: summed(b, p, q, _entry(b[p], i, g))
+                per_entry[("entry", p, q, i)] = lambda b, p=p, i=i: {p: b[p] + _entry(b[p], i, g)}  # reached at all?
     if per_entry and numel * len(per_entry) <= TRIAL_FLOATS:
         moved |= run(per_entry)
         for p, q in sums:
-            entries = tuple(i for (_, p2, q2, i) in per_entry if (p2, q2) == (p, q) and unseen_by(("sum", p, q, i), [p, q]))
+            entries = tuple(i for (kind, p2, q2, i) in per_entry if kind == "sum" and (p2, q2) == (p, q)
+                            and bool((moved[("entry", p, q, i)] > MOVED * size_of).all()) and unseen_by(("sum", p, q, i), [p, q]))
             if entries:
                 found_sums.append((p, q, entries))
     bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
