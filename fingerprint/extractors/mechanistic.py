@@ -356,7 +356,7 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
         normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
         normalized |= {k: {"incoming": [(k, 0)], "stats": [], "per_unit": True, "shift": None}  # weight_norm's direction
                        for k in found.rows if k not in normed and k not in normalized}
-        groups = _with_found(groups, found.rescalable, normalized, mixable)
+        groups = _with_found(groups, found.rescalable + found.fanouts, normalized, mixable)
         taken = {m.param for spec in mixable.values() for m in mix_spec(spec)[0]}
         mixable = dict(mixable) | {f"{e}>{w}": {"members": [{"param": e, "axis": 1, "side": "in"},
                                                             {"param": w, "axis": 1, "side": "out"}]}
@@ -384,11 +384,12 @@ def _with_found(groups: dict[str, list[tuple[str, int]]], found: tuple, normaliz
                                                                               for m in mix_spec(spec)[0]}
     out = dict(groups)
     for first, ps, second in found:
-        if set(ps) & rows or second in cols:
+        readers = second if isinstance(second, tuple) else (second,)  # several: a fan-out (shifts.Found.fanouts)
+        if set(ps) & rows or set(readers) & cols:
             continue
-        out[first if first not in out else f"{first}>{second}"] = [(p, 0) for p in ps] + [(second, 1)]
+        out[first if first not in out else f"{first}>{readers[0]}"] = [(p, 0) for p in ps] + [(r, 1) for r in readers]
         rows |= set(ps)
-        cols.add(second)
+        cols |= set(readers)
     return out
 
 

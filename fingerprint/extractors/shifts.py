@@ -41,6 +41,9 @@ from fingerprint.extractors.unit_trials import (
     bias_of,
     embedding_candidates,
     embedding_mixed,
+    fanout_candidates,
+    fanout_scaled,
+    firsts_and_matrices,
     folded,
     mean_shifted,
     mixing_matrix,
@@ -82,7 +85,8 @@ class Found:
     folded into ``p``'s; ``mixes`` ``[(embedding, reader)]``: an embedding whose features any invertible
     map mixes with the reader's columns taking its inverse transpose; ``rows`` ``[param]``: a weight
     each of whose rows any positive factor leaves unseen (``weight_norm``'s direction), each row
-    normalized (:mod:`.unit_trials`)."""
+    normalized; ``fanouts`` ``[(layer, (param, ...), (reader, ...))]``: like ``rescalable`` for a layer or
+    norm whose output several layers read, every reader's columns over ``c`` (:mod:`.unit_trials`)."""
 
     shifts: tuple[tuple[str, int], ...] = ()
     scales: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -91,6 +95,7 @@ class Found:
     sums: tuple[tuple[str, str, tuple[int, ...] | None], ...] = ()
     mixes: tuple[tuple[str, str], ...] = ()
     rows: tuple[str, ...] = ()
+    fanouts: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
 
 
 class _LastShifts:
@@ -117,7 +122,7 @@ class _LastShifts:
 
 
 _LAST = _LastShifts()
-FIELDS = ("shifts", "scales", "norms", "rescalable", "sums", "mixes", "rows")
+FIELDS = ("shifts", "scales", "norms", "rescalable", "sums", "mixes", "rows", "fanouts")
 
 
 def invisible_shifts(models: Any) -> list[tuple[str, int]]:
@@ -239,6 +244,11 @@ def _found(models: Any) -> Found:
         for spread in UNIT_SPREADS:
             trials[("pair", first, second, spread)] = lambda b, ps=ps, second=second, spread=spread: pair_scaled(
                 b, ps, second, unit_factors(b[ps[0]], spread, g))
+    fanouts = fanout_candidates(models.family, x, *firsts_and_matrices(weights, layers), weights)
+    for first, ps, readers in fanouts:
+        for spread in UNIT_SPREADS:
+            trials[("fan", first, spread)] = lambda b, ps=ps, readers=readers, spread=spread: fanout_scaled(
+                b, ps, readers, unit_factors(b[ps[0]], spread, g))
     sums = sum_candidates(weights)
     for p, q in sums:
         for size in SHIFT_SIZES:
@@ -296,6 +306,8 @@ def _found(models: Any) -> Found:
                    and all(unseen_by(("pair", first, second, s), [*ps, second]) for s in UNIT_SPREADS)]
     found_mixes = [(e, w) for e, w in mixes if reached(e) and reached(w)
                    and all(unseen_by(("mix", e, w, s), [e, w]) for s in UNIT_SPREADS)]
+    found_fanouts = [(first, ps, readers) for first, ps, readers in fanouts if all(reached(p) for p in (*ps, *readers))
+                     and all(unseen_by(("fan", first, s), [*ps, *readers]) for s in UNIT_SPREADS)]
     found_rows = [k for k in names if ("rows", k, UNIT_SPREADS[0]) in moved and reached(k)
                   and all(unseen(("rows", k, s), k) for s in UNIT_SPREADS)]
     found_sums: list[tuple[str, str, tuple[int, ...] | None]] = []
@@ -319,7 +331,7 @@ def _found(models: Any) -> Found:
     bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
     return _checked_on_all(models, read, Found(tuple(shifts), tuple((la, tuple(ps)) for la, ps in scales),
                                                tuple(found_norms), tuple(found_pairs), tuple(found_sums),
-                                               tuple(found_mixes), tuple(found_rows)), bound)
+                                               tuple(found_mixes), tuple(found_rows), tuple(found_fanouts)), bound)
 
 
 def _entry(w: torch.Tensor, i: int, g: torch.Generator) -> torch.Tensor:
@@ -349,6 +361,8 @@ def _apply(params: dict[str, torch.Tensor], found: Found, g: torch.Generator, ep
         out.update(embedding_mixed(out, e, w, mixing_matrix(out[e].shape[0], out[e].shape[2], 1.0, g)))
     for k in found.rows:
         out.update(row_scaled(out, k, unit_factors(out[k], 1.0, g)))
+    for _, ps, readers in found.fanouts:
+        out.update(fanout_scaled(out, ps, readers, unit_factors(out[ps[0]], 1.0, g)))
     return out
 
 
@@ -358,7 +372,7 @@ def _checked_on_all(models: Any, read: Any, found: Found, bound: dict[str, float
     parts = [("shifts", x, [x[0]]) for x in found.shifts] + [("scales", x, [x[1][0]]) for x in found.scales] + [
         ("norms", x, list(x[1])) for x in found.norms] + [("rescalable", x, [*x[1], x[2]]) for x in found.rescalable] + [
         ("sums", x, [x[0], x[1]]) for x in found.sums] + [("mixes", x, list(x)) for x in found.mixes] + [
-        ("rows", x, [x]) for x in found.rows]
+        ("rows", x, [x]) for x in found.rows] + [("fanouts", x, [*x[1], *x[2]]) for x in found.fanouts]
     if not parts:
         return Found()
     reference = read(models.params)

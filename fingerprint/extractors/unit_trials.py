@@ -8,6 +8,9 @@ of weights, that a module's own forward hides, tried on the probes like the shif
 - Entries of two weights of one submodule that the function reads only through their sum, such as
   ``nn.GRU`` / ``nn.LSTM``'s ``bias_ih`` and ``bias_hh`` (:func:`sum_candidates`): one can be moved into
   the other.
+- A layer or norm whose output several layers read (a layer norm feeding separate ``q``, ``k`` and ``v``
+  projections, found by following the module's forward: :func:`fanout_candidates`): its units times
+  ``c`` with every reader's columns over ``c``.
 - An embedding's features mixed by any invertible ``A`` with the one layer that reads them taking
   ``A^-T`` on its columns (:func:`embedding_candidates`): ``nn.Embedding -> nn.LSTM``'s input weights.
 
@@ -75,6 +78,25 @@ def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Te
             if second != first and (cols == n or (w.dim() >= 4 and weights[matrix[second]].dim() == 3 and cols % n == 0)):
                 pairs.append((first, tuple(ps), matrix[second]))
     return norms, pairs
+
+
+def firsts_and_matrices(weights: dict[str, torch.Tensor], layers: dict[str, list[str]]
+                        ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The submodules whose units a unit trial scales (layers whose weights all have one row per unit, and
+    norms' affine units: ``{owner: [param, ...]}``, the matrix first) and each layer's matrix (``{owner: param}``)."""
+    def size(p: str) -> tuple[int, int]:
+        return weights[p].dim(), weights[p].numel()
+
+    matrix = {layer: max(ps, key=size) for layer, ps in layers.items()}
+    ordered = {layer: sorted(ps, key=lambda p: (-size(p)[0], -size(p)[1], p)) for layer, ps in layers.items()}
+    firsts = {layer: ps for layer, ps in ordered.items() if all(weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
+    affine: dict[str, list[str]] = {}
+    for k, v in sorted(weights.items()):
+        if owner_of(k) not in layers and v.is_floating_point():
+            affine.setdefault(owner_of(k), []).append(k)
+    firsts |= {o: sorted(ps, key=lambda p: not p.endswith("weight")) for o, ps in affine.items()
+               if all(weights[p].dim() == 2 and weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
+    return firsts, matrix
 
 
 def bias_of(ps: tuple[str, ...], weights: dict[str, torch.Tensor]) -> list[str]:
@@ -166,3 +188,53 @@ def embedding_mixed(b: dict[str, torch.Tensor], e: str, w: str, a: torch.Tensor)
     a = a.to(b[e].device)
     return {e: (b[e].double() @ a).to(b[e].dtype),
             w: (b[w].double() @ torch.linalg.inv(a).transpose(1, 2)).to(b[w].dtype)}
+
+
+def fanout_candidates(family: Any, x: torch.Tensor, firsts: dict[str, list[str]], matrix: dict[str, str],
+                      weights: dict[str, torch.Tensor]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """``(first, params, readers)``: each submodule of ``firsts`` (a layer or a norm, by owner name) whose
+    output tensor two or more submodules of ``matrix`` take as their input, each reading as many
+    features as ``first`` has units, found by one forward pass of the family's module (an import's
+    ``template()``) on two probe inputs with hooks that keep every output (so no tensor's identity is
+    reused). Empty for a family without a module, or when the pass fails."""
+    try:
+        template = family.template()
+    except Exception:  # noqa: BLE001 - no module: nothing to follow
+        return []
+    modules = dict(template.named_modules())
+    outputs: dict[str, torch.Tensor] = {}
+    inputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook(name: str):
+        def record(_m, args, out):
+            if args and isinstance(args[0], torch.Tensor):
+                inputs.setdefault(name, args[0])
+            if isinstance(out, torch.Tensor):
+                outputs.setdefault(name, out)
+        return record
+
+    try:
+        for name in set(firsts) | set(matrix):
+            if name in modules:
+                handles.append(modules[name].register_forward_hook(hook(name)))
+        with torch.no_grad():
+            template(x[:2].to(next(template.parameters()).device))
+    except Exception:  # noqa: BLE001 - a forward this cannot follow: nothing found
+        return []
+    finally:
+        for h in handles:
+            h.remove()
+    out = []
+    for first, ps in firsts.items():
+        readers = tuple(sorted(matrix[n] for n in matrix if n != first and n in inputs and first in outputs
+                               and inputs[n] is outputs[first]))
+        units = int(weights[ps[0]].shape[1])
+        if len(readers) >= 2 and all(weights[r].dim() == 3 and weights[r].shape[2] == units for r in readers):
+            out.append((first, tuple(ps), readers))
+    return out
+
+
+def fanout_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], readers: tuple[str, ...], c: torch.Tensor) -> dict:
+    """``first``'s units times ``c`` and every reader's columns over ``c``."""
+    return {p: unit_scaled(b[p], c, 0) for p in ps} | {r: unit_scaled(b[r], 1 / c, 1) for r in readers}

@@ -579,3 +579,57 @@ def test_a_weight_norms_direction_and_its_relu_units_are_found_by_trying_them(tm
         rows, meta = ex.compute(mb, ex.params)
         assert "fc1.parametrizations.weight.original1" in meta["normalized"], meta
         assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
+
+
+class _PreNormQKV(nn.Module):
+    """A hand-written pre-norm attention block with separate ``q``, ``k``, ``v`` projections that one
+    layer norm feeds (the layout of TransformerLens-style code), and a read-out through a final norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.ln1, self.ln_f = nn.Embedding(7, 8), nn.LayerNorm(8), nn.LayerNorm(8)
+        self.q, self.k, self.v, self.o = (nn.Linear(8, 8) for _ in range(4))
+        self.unembed = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.long())
+        n = self.ln1(h)
+        att = torch.softmax(self.q(n) @ self.k(n).transpose(1, 2) / 8**0.5, -1)
+        h = h + self.o(att @ self.v(n))
+        return self.unembed(self.ln_f(h))[:, -1]
+
+
+def test_a_norm_feeding_several_layers_is_found_by_following_the_forward(tmp_path):
+    """A layer norm's gain and bias times ``c`` per unit with the ``q``, ``k`` and ``v`` columns over ``c``
+    computes the same; no single pair of the trials shows it (each alone changes the function). The
+    forward's hooks find the three layers that read the norm's output tensor, the fan-out trial finds the
+    symmetry, and the twin so edited gets its model's rows."""
+    from fingerprint.extractors.shifts import forget_shifts, found_by_trying
+
+    forget_shifts()
+    g = torch.Generator().manual_seed(14)
+    torch.manual_seed(14)
+    mods = [_PreNormQKV() for _ in range(2)]
+    for m in mods:
+        with torch.no_grad():
+            m.ln1.weight.copy_(1 + 0.3 * torch.randn(8, generator=g))
+            m.ln1.bias.copy_(0.3 * torch.randn(8, generator=g))
+        m.eval()
+    twin = copy.deepcopy(mods[0])
+    c = torch.randn(8, generator=g).exp()
+    with torch.no_grad():
+        twin.ln1.weight.mul_(c)
+        twin.ln1.bias.mul_(c)
+        for layer in (twin.q, twin.k, twin.v):
+            layer.weight.div_(c[None, :])
+    x = torch.randint(0, 7, (32, 4), generator=g)
+    assert torch.allclose(mods[0](x), twin(x), atol=1e-4)
+    mb = ModelBatch.from_zoo(Zoo.from_modules([*mods, twin], out=tmp_path / "zoo", probes={"in_dist": x}))
+    found = found_by_trying(mb)
+    assert [(first, readers) for first, _, readers in found.fanouts] == [("ln1", ("k.weight", "q.weight", "v.weight"))]
+    assert not any(first == "ln1" for first, _, _ in found.rescalable)
+    for name in ("weight-stats", "weight-spectra"):
+        ex = get_extractor(name)
+        rows, meta = ex.compute(mb, ex.params)
+        assert "ln1" in meta["balanced"], meta
+        assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
