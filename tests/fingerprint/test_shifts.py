@@ -423,6 +423,15 @@ def test_a_batch_norm_inside_a_forward_of_its_own_is_found_by_trying_it(tmp_path
             assert np.allclose(rows[0], rows[2], rtol=1e-4, atol=1e-5) and not np.allclose(rows[0], rows[1], rtol=1e-3), name
 
 
+def _gains_trained(m: nn.Module, norm: str, g: torch.Generator) -> nn.Module:
+    """``m`` in eval mode with its layer norm ``norm``'s gains and biases away from 1 and 0, as training leaves them."""
+    ln = m.get_submodule(norm)
+    with torch.no_grad():
+        ln.weight.copy_(1 + 0.3 * torch.randn(ln.weight.shape, generator=g))
+        ln.bias.copy_(0.3 * torch.randn(ln.bias.shape, generator=g))
+    return m.eval()
+
+
 class _Forward(nn.Module):
     """A ReLU (or GELU) MLP with a layer norm, in a forward of its own: nothing declared."""
 
@@ -448,12 +457,7 @@ def test_rescaled_units_inside_a_forward_of_its_own_are_found_by_trying_them(tmp
     forget_shifts()
     g = torch.Generator().manual_seed(11)
     torch.manual_seed(11)
-    mods = [_Forward(act) for _ in range(2)]
-    for m in mods:
-        with torch.no_grad():
-            m.norm.weight.copy_(1 + 0.3 * torch.randn(10, generator=g))
-            m.norm.bias.copy_(0.3 * torch.randn(10, generator=g))
-        m.eval()
+    mods = [_gains_trained(_Forward(act), "norm", g) for _ in range(2)]
     twin = copy.deepcopy(mods[0])
     with torch.no_grad():
         for first, second in ((twin.norm, twin.fc2), (twin.fc2, twin.out)):
@@ -609,12 +613,7 @@ def test_a_norm_feeding_several_layers_is_found_by_following_the_forward(tmp_pat
     forget_shifts()
     g = torch.Generator().manual_seed(14)
     torch.manual_seed(14)
-    mods = [_PreNormQKV() for _ in range(2)]
-    for m in mods:
-        with torch.no_grad():
-            m.ln1.weight.copy_(1 + 0.3 * torch.randn(8, generator=g))
-            m.ln1.bias.copy_(0.3 * torch.randn(8, generator=g))
-        m.eval()
+    mods = [_gains_trained(_PreNormQKV(), "ln1", g) for _ in range(2)]
     twin = copy.deepcopy(mods[0])
     c = torch.randn(8, generator=g).exp()
     with torch.no_grad():
