@@ -82,6 +82,7 @@ class Candidate:
     refined_by: dict[str, int] = field(default_factory=dict)  # fingerprint -> k of its clusters that refine the camps
     refined_sizes: dict[str, list[int]] = field(default_factory=dict)  # fingerprint -> its refining clusters' sizes
     kinds: list[str] = field(default_factory=list)  # its fingerprints' kinds (behavioural, mechanistic)
+    reads: list[str] = field(default_factory=list)  # what its fingerprints read (meta "reads": outputs, gradients, ...)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
@@ -453,6 +454,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         refined_by={str(r.fingerprint): k for r, k in refining},
         refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r, _ in refining},
         kinds=sorted({str(r.kind) for r in group if r.kind}),
+        reads=sorted({str((r.meta or {}).get("reads") or "") for r in group}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         relatives=rep.label_free.get("n_related_families") != 0,
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
@@ -641,6 +643,10 @@ def _decisions_text(c: Candidate, predictions: list[str]) -> str:
     outputs' values, 35-49 SDs, and no prediction), else ``""``."""
     if not predictions or "behavioural" not in c.kinds or set(predictions) & set(c.fingerprints):
         return ""
+    if c.reads == ["gradients"]:  # input-saliency alone (a second outside audit of the seventeenth session)
+        return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in "
+                "how their outputs respond to small changes of the inputs (their input gradients), not in the classes "
+                "they predict on these probes, which a training setting leaves as well as a different rule")
     return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in their "
             "outputs' values (such as confidence) more than in the classes they predict on these probes, which a "
             "training setting (learning rate, batch size) leaves as well as a different rule")

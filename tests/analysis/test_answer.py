@@ -350,6 +350,9 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     assert ans.predictions == ["disagreement"]
     assert ("; no fingerprint of the predicted classes (disagreement) finds it: the camps differ in their outputs' "
             "values (such as confidence) more than in the classes they predict on these probes") in ans.sentence
+    saliency = kinded(fp("input-saliency", CAMPS), "behavioural", reads="gradients")  # the seventeenth session's audit
+    assert ("finds it: the camps differ in how their outputs respond to small changes of the inputs (their input "
+            "gradients), not in the classes") in label_free_answer(result(saliency, argmax)).sentence
     found = kinded(fp("disagreement", CAMPS), "behavioural", predicts="classes")
     assert "no fingerprint of the predicted classes" not in label_free_answer(result(out, found)).sentence
     rms = kinded(fp("disagreement", None, "lineage only"), "behavioural", predicts="values")  # a regression's outputs
