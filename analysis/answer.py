@@ -482,17 +482,12 @@ def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | N
     count anywhere, more than two camps, or a chance above 0.5: two models a family split within it). The ninth outside audit: fine-tuned children
     whose data-order seed j is the same under every parent gave camps "order 0 vs the rest", one
     model per family, on a seed-only null; a difference a seed decides would vary between families."""
-    if r.lineage_values is None or len(set(basins.values())) != 2:
+    sides = _family_sides(r, basins)
+    if sides is None:
         return None
-    fam = {str(m): str(f) for m, f in zip(r.model_ids, r.lineage_values)}
     small = min(set(basins.values()), key=lambda v: (sum(b == v for b in basins.values()), v))
-    counts: dict[str, list[int]] = {}
-    for m, b in basins.items():
-        if m in fam:
-            c = counts.setdefault(fam[m], [0, 0])
-            c[0] += 1
-            c[1] += b == small
-    shapes = set(map(tuple, counts.values()))
+    counts = {f: (len(v), sum(b == small for b in v)) for f, v in sides.items()}
+    shapes = set(counts.values())
     if len(counts) < 4 or len(shapes) != 1:
         return None
     members, k = shapes.pop()
@@ -614,6 +609,18 @@ def _relation(c: Candidate) -> str:
     return RELATION.get(c.verdicts.get(c.representative), "")
 
 
+def _family_sides(r: FingerprintResult, basins: dict[str, int]) -> dict[str, list[int]] | None:
+    """``{family: [basin of each of its models in basins]}`` of ``r``'s init families, or ``None`` without
+    lineage values or unless ``basins`` are two camps."""
+    if r.lineage_values is None or len(set(basins.values())) != 2:
+        return None
+    sides: dict[str, list[int]] = {}
+    for m, f in zip(r.model_ids, r.lineage_values):
+        if str(m) in basins:
+            sides.setdefault(str(f), []).append(basins[str(m)])
+    return sides
+
+
 def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     """``[whole, cut, families]`` when ``basins`` (two camps) leave more init families of ``r`` whole than
     they cut, whole ones on both sides, and every cut family has exactly one model on its other side,
@@ -622,16 +629,14 @@ def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     camps were 4 whole families of 6 and one model of each of the other 2, which cuts 1/3 of the families
     (`crosses lineage`), and the answer said "the init seed does not decide them" of camps it placed 22
     models of 24 in; the split's significance rested on those two models."""
-    if r.lineage_values is None or len(set(basins.values())) != 2:
+    sides = _family_sides(r, basins)
+    if sides is None:
         return None
-    sides: dict[str, list[int]] = {}
-    for m, f in zip(r.model_ids, r.lineage_values):
-        if str(m) in basins:
-            sides.setdefault(str(f), []).append(basins[str(m)])
+    a, b = sorted(set(basins.values()))
     related = [v for v in sides.values() if len(v) > 1]
     cut = [v for v in related if len(set(v)) > 1]
     whole = [v[0] for v in related if len(set(v)) == 1]
-    if not cut or len(whole) <= len(cut) or len(set(whole)) < 2 or any(min(v.count(0), v.count(1)) != 1 for v in cut):
+    if not cut or len(whole) <= len(cut) or len(set(whole)) < 2 or any(min(v.count(a), v.count(b)) != 1 for v in cut):
         return None  # (whole families on one side only: a minority of strays, "A minority" in docs/scorecard.md)
     return [len(whole), len(cut), len(related)]
 

@@ -86,9 +86,10 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
 
 
-def print_warning(message: str) -> None:
-    """One ``warning: ...`` line on stderr, verbatim."""
-    err_console.print(f"[yellow]warning:[/] {esc(message)}", highlight=False, soft_wrap=True)
+def print_warning(message: str, source: str | None = None) -> None:
+    """One ``warning: ...`` line on stderr, verbatim; ``warning (from torch): ...`` for a library's."""
+    head = "warning:" if source is None else f"warning (from {esc(source)}):"
+    err_console.print(f"[yellow]{head}[/] {esc(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:
@@ -115,9 +116,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     """Warnings as one ``warning: ...`` line, not Python's file/line/source form; one an installed library
     raised says whose (``warning (from torch): ...``: an outside audit of the seventeenth session read
     torch's own note on ``weight_norm`` batching as the toolkit's)."""
-    source = _library(str(filename))
-    print_warning(str(message)) if source is None else err_console.print(
-        f"[yellow]warning (from {esc(source)}):[/] {esc(str(message))}", highlight=False, soft_wrap=True)
+    print_warning(str(message), _library(str(filename)))
 
 
 def _library(filename: str) -> str | None:

@@ -346,21 +346,19 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
     shiftable = sorted(set(declared) | set(found.shifts)) if found else []
     mixable = models.family.hidden_mixable() if balance else {}
     if found:  # layers a norm reads inside a module's own forward: normalized like the declared ones
-        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
-        normalized = dict(normalized) | {layer: {"incoming": [(p, 0) for p in ps], "stats": [], "per_unit": False, "shift": None}
-                                         for layer, ps in found.scales if layer not in normalized and not set(ps) & normed}
-        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
-        normalized |= {layer: {"incoming": [(p, 0) for p in ps], "stats": [(mean, 1), (var, 2)], "per_unit": True,
-                               "shift": {"kind": "batch", "mean": mean} if shift else None, "eps": norm_eps(models.family, var)}
-                       for layer, ps, mean, var, shift in found.norms if layer not in normalized and not set(ps) & normed}
-        normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
-        normalized |= {k: {"incoming": [(k, 0)], "stats": [], "per_unit": True, "shift": None}  # weight_norm's direction
-                       for k in found.rows if k not in normed and k not in normalized}
-        groups = _with_found(groups, found.rescalable + found.fanouts, normalized, mixable)
-        taken = {m.param for spec in mixable.values() for m in mix_spec(spec)[0]}
+        normalized = _add_normalized(normalized, {layer: {"incoming": [(p, 0) for p in ps], "stats": [], "per_unit": False,
+                                                          "shift": None} for layer, ps in found.scales})
+        normalized = _add_normalized(normalized, {
+            layer: {"incoming": [(p, 0) for p in ps], "stats": [(mean, 1), (var, 2)], "per_unit": True,
+                    "shift": {"kind": "batch", "mean": mean} if shift else None, "eps": norm_eps(models.family, var)}
+            for layer, ps, mean, var, shift in found.norms})
+        normalized = _add_normalized(normalized, {k: {"incoming": [(k, 0)], "stats": [], "per_unit": True, "shift": None}
+                                                  for k in found.rows})  # weight_norm's direction
+        mixed = {m.param for spec in mixable.values() for m in mix_spec(spec)[0]}
+        groups = _with_found(groups, found.rescalable + found.fanouts, mixed)
         mixable = dict(mixable) | {f"{e}>{w}": {"members": [{"param": e, "axis": 1, "side": "in"},
                                                             {"param": w, "axis": 1, "side": "out"}]}
-                                   for e, w in found.mixes if not {e, w} & taken}
+                                   for e, w in found.mixes if not {e, w} & mixed}
     summed = found.sums if found else ()
     if not groups and not normalized and not shiftable and not mixable and not summed:
         return models.params, {}
@@ -372,16 +370,21 @@ def _canonical(models, balance: bool) -> tuple[dict[str, torch.Tensor], dict[str
         {"balance_residual": residual} if residual else {})
 
 
-def _with_found(groups: dict[str, list[tuple[str, int]]], found: tuple, normalized: dict[str, dict],
-                mixable: dict) -> dict[str, list[tuple[str, int]]]:
+def _add_normalized(normalized: dict[str, dict], found: dict[str, dict]) -> dict[str, dict]:
+    """``normalized`` and those of ``found`` (``hidden_normalized``'s format, by layer) that name a new layer
+    and none of whose incoming weights a layer of ``normalized`` already normalizes."""
+    normed = {p for spec in normalized.values() for p, _ in spec["incoming"]}
+    return dict(normalized) | {layer: spec for layer, spec in found.items()
+                               if layer not in normalized and not {p for p, _ in spec["incoming"]} & normed}
+
+
+def _with_found(groups: dict[str, list[tuple[str, int]]], found: tuple, mixed: set[str]) -> dict[str, list[tuple[str, int]]]:
     """``groups`` and the rescalable units found by trying them (``shifts.Found.rescalable``) that no
-    declared group or mixing already moves: ``{first: [(param, 0), ..., (next, 1)]}`` (a normalized
+    declared group or mixing (``mixed``: its parameters) already moves: ``{first: [(param, 0), ..., (next, 1)]}`` (a normalized
     layer's weights may be in one: ``weight_norm``'s ``g``, bias and direction ``v``, the direction's
     rows normalized, alternating with the balancing in :func:`canonical_scales`)."""
-    rows = {p for members in groups.values() for p, a in members if a != 1} | {m.param for spec in mixable.values()
-                                                                              for m in mix_spec(spec)[0]}
-    cols = {p for members in groups.values() for p, a in members if a == 1} | {m.param for spec in mixable.values()
-                                                                              for m in mix_spec(spec)[0]}
+    rows = {p for members in groups.values() for p, a in members if a != 1} | mixed
+    cols = {p for members in groups.values() for p, a in members if a == 1} | mixed
     out = dict(groups)
     for first, ps, second in found:
         readers = second if isinstance(second, tuple) else (second,)  # several: a fan-out (shifts.Found.fanouts)

@@ -50,7 +50,6 @@ from fingerprint.extractors.unit_trials import (
     norm_eps,
     norm_scaled,
     owner_of,
-    pair_scaled,
     row_scaled,
     sum_candidates,
     summed,
@@ -231,7 +230,8 @@ def _found(models: Any) -> Found:
         for c in SCALE_SIZES:
             trials[("scale", layer, c)] = lambda b, ps=ps, c=c: {p: b[p] * c for p in ps}
         trials[("scale", layer, None)] = lambda b, ps=ps: dict(zip(ps, layer_normalized([b[p] for p in ps])))
-    norms, pairs = unit_candidates(models.params, weights, layers)
+    firsts, matrix = firsts_and_matrices(weights, layers)
+    norms, pairs = unit_candidates(models.params, weights, firsts, matrix)
     for layer, ps, mean, var in norms:
         for spread in UNIT_SPREADS:
             trials[("norm", layer, mean, spread)] = lambda b, ps=ps, mean=mean, var=var, spread=spread: norm_scaled(
@@ -242,9 +242,9 @@ def _found(models: Any) -> Found:
                     b, bias, mean, random_change(b[bias], None, size))
     for first, ps, second in pairs:
         for spread in UNIT_SPREADS:
-            trials[("pair", first, second, spread)] = lambda b, ps=ps, second=second, spread=spread: pair_scaled(
-                b, ps, second, unit_factors(b[ps[0]], spread, g))
-    fanouts = fanout_candidates(models.family, x, *firsts_and_matrices(weights, layers), weights)
+            trials[("pair", first, second, spread)] = lambda b, ps=ps, second=second, spread=spread: fanout_scaled(
+                b, ps, (second,), unit_factors(b[ps[0]], spread, g))
+    fanouts = fanout_candidates(models.family, x, firsts, matrix, weights)
     for first, ps, readers in fanouts:
         for spread in UNIT_SPREADS:
             trials[("fan", first, spread)] = lambda b, ps=ps, readers=readers, spread=spread: fanout_scaled(
@@ -285,19 +285,22 @@ def _found(models: Any) -> Found:
     moved = run(trials)
     size_of = reference.abs().flatten(1).max(1).values + 1.0  # [m]
 
+    def moves(label: tuple) -> bool:  # the trial moves the outputs of every tried model
+        return bool((moved[label] > MOVED * size_of).all())
+
     def reached(k: str) -> bool:  # a weight the probes reach in every tried model
-        return bool((moved[("any", k)] > MOVED * size_of).all())
+        return moves(("any", k))
+
+    def unseen_by(label: tuple, ks: list[str]) -> bool:  # within INVISIBLE of any change of the weights it moves
+        return bool((moved[label] <= INVISIBLE * torch.stack([moved[("any", k)] for k in ks]).max(0).values).all())
 
     def unseen(label: tuple, k: str) -> bool:
-        return bool((moved[label] <= INVISIBLE * moved[("any", k)]).all())
+        return unseen_by(label, [k])
 
     shifts = [(k, a) for (kind, k, *rest) in labels if kind == "shift" and rest[1] is None
               for a in [rest[0]] if reached(k) and all(unseen(("shift", k, a, s), k) for s in (*SHIFT_SIZES, None))]
     scales = [(layer, ps) for layer, ps in layers.items() if all(reached(p) for p in ps)
               and all(unseen(("scale", layer, c), ps[0]) for c in (*SCALE_SIZES, None))]
-
-    def unseen_by(label: tuple, ks: list[str]) -> bool:  # within INVISIBLE of any change of the weights it moves
-        return bool((moved[label] <= INVISIBLE * torch.stack([moved[("any", k)] for k in ks]).max(0).values).all())
 
     found_norms = [(layer, ps, mean, var, bool(bias_of(ps, weights)) and all(
         unseen_by(("norm-shift", layer, mean, s), ps) for s in SHIFT_SIZES)) for layer, ps, mean, var in norms
@@ -325,7 +328,7 @@ def _found(models: Any) -> Found:
         moved |= run(per_entry)
         for p, q in sums:
             entries = tuple(i for (kind, p2, q2, i) in per_entry if kind == "sum" and (p2, q2) == (p, q)
-                            and bool((moved[("entry", p, q, i)] > MOVED * size_of).all()) and unseen_by(("sum", p, q, i), [p, q]))
+                            and moves(("entry", p, q, i)) and unseen_by(("sum", p, q, i), [p, q]))
             if entries:
                 found_sums.append((p, q, entries))
     bound = {k: INVISIBLE * float(moved[("any", k)].min()) for k in names if ("any", k) in moved}
@@ -354,7 +357,7 @@ def _apply(params: dict[str, torch.Tensor], found: Found, g: torch.Generator, ep
         for bias in bias_of(ps, out) if shift else []:
             out.update(mean_shifted(out, bias, mean, -out[mean]))
     for _, ps, second in found.rescalable:
-        out.update(pair_scaled(out, ps, second, unit_factors(out[ps[0]], 1.0, g)))
+        out.update(fanout_scaled(out, ps, (second,), unit_factors(out[ps[0]], 1.0, g)))
     for p, q, entries in found.sums:
         out.update(folded(out, p, q, entries))
     for e, w in found.mixes:

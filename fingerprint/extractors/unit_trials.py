@@ -43,37 +43,26 @@ def row_scaled(b: dict[str, torch.Tensor], p: str, c: torch.Tensor) -> dict:
     return {p: unit_scaled(b[p], c, 0)}
 
 
-def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], layers: dict[str, list[str]]
-                     ) -> tuple[list[tuple[str, tuple[str, ...], str, str]], list[tuple[str, tuple[str, ...], str]]]:
-    """What the unit trials try: each layer (a matrix or kernel, ``layers``) against each batch norm's
-    running statistics of as many units (``(layer, params, running_mean, running_var)``), and each layer
-    or norm (a submodule whose weights are all one value per unit: its affine units) against each layer
-    reading as many inputs (``(first, params, next_weight)``; a Conv's channels against a Linear's columns
-    in blocks, as a flatten lays them out)."""
+def unit_candidates(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], firsts: dict[str, list[str]],
+                    matrix: dict[str, str]) -> tuple[list[tuple[str, tuple[str, ...], str, str]], list[tuple[str, tuple[str, ...], str]]]:
+    """What the unit trials try, from :func:`firsts_and_matrices`: each layer (a matrix or kernel, ``matrix``'s
+    owners) against each batch norm's running statistics of as many units (``(layer, params, running_mean,
+    running_var)``), and each layer or norm of ``firsts`` against each layer reading as many inputs
+    (``(first, params, next_weight)``; a Conv's channels against a Linear's columns in blocks, as a flatten
+    lays them out)."""
     def units(ps: list[str]) -> int:
         return int(weights[ps[0]].shape[1])
 
-    def size(p: str) -> tuple[int, int]:
-        return weights[p].dim(), weights[p].numel()
-
-    matrix = {layer: max(ps, key=size) for layer, ps in layers.items()}  # weight_norm's v, not its g [out, 1]
-    layers = {layer: sorted(ps, key=lambda p: (-size(p)[0], -size(p)[1], p)) for layer, ps in layers.items()}  # the matrix first
-    firsts = {layer: ps for layer, ps in layers.items() if all(weights[p].shape[1] == units(ps) for p in ps)}  # rows: units
     stats = []
     for k, v in sorted(params.items()):
         var = k[: -len("running_mean")] + "running_var"
         if k.endswith("running_mean") and var in params and v.is_floating_point() and v.dim() == 2 == params[var].dim():
             stats.append((k, var, int(v.shape[1])))
-    norms = [(layer, tuple(ps), mean, var) for layer, ps in firsts.items() for mean, var, n in stats if units(ps) == n]
-    affine: dict[str, list[str]] = {}
-    for k, v in sorted(weights.items()):
-        if owner_of(k) not in layers and v.is_floating_point():
-            affine.setdefault(owner_of(k), []).append(k)
-    affine = {o: sorted(ps, key=lambda p: not p.endswith("weight")) for o, ps in affine.items()
-              if all(weights[p].dim() == 2 and weights[p].shape[1] == weights[ps[0]].shape[1] for p in ps)}
+    norms = [(layer, tuple(ps), mean, var) for layer, ps in firsts.items() if layer in matrix
+             for mean, var, n in stats if units(ps) == n]
     pairs = []
-    for first, ps in [*firsts.items(), *affine.items()]:
-        for second in layers:
+    for first, ps in firsts.items():
+        for second in matrix:
             n, cols, w = units(ps), int(weights[matrix[second]].shape[2]), weights[ps[0]]
             if second != first and (cols == n or (w.dim() >= 4 and weights[matrix[second]].dim() == 3 and cols % n == 0)):
                 pairs.append((first, tuple(ps), matrix[second]))
@@ -125,7 +114,7 @@ def norm_eps(family: Any, var: str) -> float:
     """The ``eps`` of the norm that owns running variance ``var``, read from the family's module when it
     has one (an imported module's ``template()``), else torch's default ``1e-5``."""
     try:
-        return float(family.template().get_submodule(var.rsplit(".", 1)[0] if "." in var else "").eps)
+        return float(family.template().get_submodule(owner_of(var)).eps)
     except Exception:  # noqa: BLE001 - no module, or no eps on it: torch's default
         return 1e-5
 
@@ -138,10 +127,6 @@ def norm_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], mean: str, var:
 
 def mean_shifted(b: dict[str, torch.Tensor], bias: str, mean: str, d: torch.Tensor) -> dict:
     return {bias: b[bias] + d, mean: b[mean] + d}
-
-
-def pair_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], second: str, c: torch.Tensor) -> dict:
-    return {p: unit_scaled(b[p], c, 0) for p in ps} | {second: unit_scaled(b[second], 1 / c, 1)}
 
 
 def sum_candidates(weights: dict[str, torch.Tensor]) -> list[tuple[str, str]]:
@@ -236,5 +221,5 @@ def fanout_candidates(family: Any, x: torch.Tensor, firsts: dict[str, list[str]]
 
 
 def fanout_scaled(b: dict[str, torch.Tensor], ps: tuple[str, ...], readers: tuple[str, ...], c: torch.Tensor) -> dict:
-    """``first``'s units times ``c`` and every reader's columns over ``c``."""
+    """``first``'s units times ``c`` and every reader's columns over ``c`` (a pair: one reader)."""
     return {p: unit_scaled(b[p], c, 0) for p in ps} | {r: unit_scaled(b[r], 1 / c, 1) for r in readers}
