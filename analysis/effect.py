@@ -333,7 +333,7 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     families (``within``): the sample's values, which the rules read. Each with ``*_bc`` and
     ``*_ci``, the family bootstrap's bias-corrected estimate and 95% basic interval widened for few
     families (the basins fixed; :func:`~analysis.resampling.basic_interval` and ``small_sample_expansion``,
-    the separation's on the log scale; ``None`` with fewer than 4 families). With ``resolution`` (a distance
+    the separation's on the log scale, the shares' on the angular one; ``None`` with fewer than 4 families). With ``resolution`` (a distance
     fingerprint's smallest step, from its metadata) and raw distances, ``steps`` (:func:`steps_apart`) and
     ``coarse``: fewer than :data:`MIN_STEPS` steps apart, a difference of an input or so, which no deep
     verdict is made of. ``None``: fewer than two basins."""
@@ -373,7 +373,7 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
                     else family_bootstrap_values(one, fam, n_boot, random_state))
             sep = name == "separation"  # a ratio with a skewed bootstrap: on the log scale, never below 0
             ci = None if vals is None else basic_interval(vals, value, n_boot, 0.95, (0.0, np.inf if sep else 1.0),
-                                                          log=sep, expand=widen)
+                                                          log=sep, angular=not sep, expand=widen)
         out[f"{name}_bc"] = None if ci is None else ci[0]
         out[f"{name}_ci"] = None if ci is None else [ci[1], ci[2]]
     out["separation_heldout"] = heldout_separation(sep_x, b, fam)

@@ -127,12 +127,15 @@ def percentile_interval(vals: list[float], n_boot: int, level: float) -> tuple[f
 
 def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float = 0.95,
                    bounds: tuple[float, float] = (-np.inf, np.inf),
-                   log: bool = False, expand: float = 1.0) -> tuple[float, float, float] | None:
+                   log: bool = False, expand: float = 1.0, angular: bool = False) -> tuple[float, float, float] | None:
     """The bias-corrected estimate and the basic (reverse-percentile) bootstrap interval of a
     statistic whose sample value is ``estimate`` and whose bootstrap values are ``vals``:
     ``(2 estimate - median, 2 estimate - q_hi, 2 estimate - q_lo)``, clipped to ``bounds``; with
     ``log`` the same on the log scale (``estimate**2 / median``, ...: for a positive ratio whose
-    bootstrap is skewed, a separation in SDs; the linear scale where a value is not positive).
+    bootstrap is skewed, a separation in SDs; the linear scale where a value is not positive); with
+    ``angular`` on the angular scale, ``arcsin(sqrt(value))`` (a share in [0, 1], the variance-stabilising
+    scale of a proportion: on the linear scale a skewed bootstrap pushed the interval of a clear
+    difference to 0, as it did a ratio's).
     The bootstrap values stand to the estimate as the estimate stands to the population's value, so
     where resampling inflates a statistic (a share of variance drawn with duplicated families, a
     separation along a line fitted to the same models) the percentile interval sits too high, can
@@ -148,11 +151,16 @@ def basic_interval(vals: np.ndarray, estimate: float, n_boot: int, level: float 
     on_log = log and estimate > 0 and pi[0] > 0
     if on_log:
         mid, lo, hi = estimate**2 / med, estimate**2 / pi[1], estimate**2 / pi[0]
+    elif angular:  # the basic interval of arcsin(sqrt(value)), mapped back below
+        a = [float(np.arcsin(np.sqrt(np.clip(v, 0.0, 1.0)))) for v in (estimate, med, *pi)]
+        mid, lo, hi = 2 * a[0] - a[1], 2 * a[0] - a[3], 2 * a[0] - a[2]
     else:
         mid, lo, hi = 2 * estimate - med, 2 * estimate - pi[1], 2 * estimate - pi[0]
     if expand != 1.0:  # (unwidened: the ends exactly as computed)
         lo, hi = ((mid * (lo / mid) ** expand, mid * (hi / mid) ** expand) if on_log
                   else (mid - expand * (mid - lo), mid + expand * (hi - mid)))
+    if angular and not on_log:  # back from angles, which stop at 0 and pi / 2 (a share of 0 and of 1)
+        mid, lo, hi = (float(np.sin(np.clip(v, 0.0, np.pi / 2)) ** 2) for v in (mid, lo, hi))
     return tuple(float(np.clip(v, *bounds)) for v in (mid, lo, hi))
 
 

@@ -1,7 +1,8 @@
 """How often the effect sizes' 95% family-bootstrap intervals cover the population's value: basic
 widened for the number of families (what ``analysis.effect.basin_effect`` reports since
-``METHODS_VERSION`` 16), basic (14-15) and percentile (before), from the same bootstrap samples; the
-separation's on the log scale.
+``METHODS_VERSION`` 16; a share's on the angular scale, arcsin(sqrt(share)), since 19, printed beside
+the linear scale it had before, with how often each interval's lower end is 0), basic (14-15) and
+percentile (before), from the same bootstrap samples; the separation's on the log scale.
 
 usage: python scripts/effect_interval_coverage.py [--reps 200] [--boot 200] [--json]
 
@@ -12,8 +13,8 @@ two basins ``delta`` apart along the first, either crossing every family (one ca
 on 20,000 families drawn the same way. Per design: the population's share of variance and
 separation, the mean of the sample's and of the bias-corrected estimates, and the share of ``reps``
 populations whose interval covers the population's value, widened, basic and percentile.
-docs/results.md, "Effect-size intervals: basic, not percentile" and "Effect-size intervals at few
-families".
+docs/results.md, "Effect-size intervals: basic, not percentile", "Effect-size intervals at few
+families" and "Share intervals on the angular scale".
 """
 
 import argparse
@@ -35,7 +36,7 @@ from analysis.resampling import (
 DESIGNS = [(6, 2, 5, 1.0, 0.3, 2.0, True), (6, 2, 5, 0.3, 1.0, 3.0, True), (8, 2, 5, 1.0, 0.5, 3.0, True),
            (12, 2, 5, 1.0, 0.5, 3.0, True), (16, 2, 20, 1.0, 1.0, 3.0, True), (8, 3, 5, 1.0, 0.5, 3.0, False),
            (4, 4, 5, 1.0, 0.5, 3.0, True), (24, 2, 5, 1.0, 0.5, 3.0, True), (6, 4, 5, 1.0, 0.5, 3.0, False)]
-METHODS = ("widened", "basic", "percentile")
+METHODS = ("widened", "widened-linear", "basic", "percentile")
 
 
 def population(families: int, members: int, dims: int, family_sd: float, member_sd: float, delta: float,
@@ -56,6 +57,7 @@ def coverage(design: tuple, reps: int, n_boot: int) -> dict:
     sep_x = (lambda x, f: _family_centred(x, f)) if crossed else (lambda x, f: x)
     truth = {"share": share_of_variance(xb, bb), "separation": separation(sep_x(xb, fb), bb)}
     hits = {(s, m): 0 for s in truth for m in METHODS}
+    zero = {(s, m): 0 for s in truth for m in METHODS[:2]}  # intervals whose lower end is 0
     widen = small_sample_expansion(design[0])
     sample = {s: [] for s in truth}
     corrected = {s: [] for s in truth}
@@ -68,11 +70,15 @@ def coverage(design: tuple, reps: int, n_boot: int) -> dict:
         for s, v in values.items():
             sep = s == "separation"  # on the log scale, as basin_effect does
             bounds = (0.0, np.inf if sep else 1.0)
-            mid, wlo, whi = basic_interval(boots[s], v, n_boot, 0.95, bounds, log=sep, expand=widen)
-            _, lo, hi = basic_interval(boots[s], v, n_boot, 0.95, bounds, log=sep)
+            mid, wlo, whi = basic_interval(boots[s], v, n_boot, 0.95, bounds, log=sep, angular=not sep, expand=widen)
+            _, llo, lhi = basic_interval(boots[s], v, n_boot, 0.95, bounds, log=sep, expand=widen)
+            _, lo, hi = basic_interval(boots[s], v, n_boot, 0.95, bounds, log=sep, angular=not sep)
             plo, phi = percentile_interval(list(boots[s]), n_boot, 0.95)
             hits[s, "widened"] += wlo <= truth[s] <= whi
+            hits[s, "widened-linear"] += llo <= truth[s] <= lhi
             hits[s, "basic"] += lo <= truth[s] <= hi
+            zero[s, "widened"] += wlo <= 0.0
+            zero[s, "widened-linear"] += llo <= 0.0
             hits[s, "percentile"] += plo <= truth[s] <= phi
             sample[s].append(v)
             corrected[s].append(mid)
@@ -80,7 +86,8 @@ def coverage(design: tuple, reps: int, n_boot: int) -> dict:
     for s in truth:
         out[s] = {"population": round(truth[s], 4), "sample_mean": round(float(np.mean(sample[s])), 4),
                   "corrected_mean": round(float(np.mean(corrected[s])), 4),
-                  **{m: round(hits[s, m] / reps, 3) for m in METHODS}}
+                  **{m: round(hits[s, m] / reps, 3) for m in METHODS},
+                  **{f"{m}_at_0": round(zero[s, m] / reps, 3) for m in METHODS[:2]}}
     return out
 
 
@@ -101,8 +108,10 @@ def main() -> None:
         for s in ("share", "separation"):
             r = row[s]
             print(f"  {s}: population {r['population']:.3g}, sample {r['sample_mean']:.3g}, bias-corrected "
-                  f"{r['corrected_mean']:.3g}; 95% coverage widened {r['widened']:.1%}, basic {r['basic']:.1%}, "
-                  f"percentile {r['percentile']:.1%}")
+                  f"{r['corrected_mean']:.3g}; 95% coverage widened {r['widened']:.1%}"
+                  + (f" (on the linear scale {r['widened-linear']:.1%})" if s == "share" else "")
+                  + f", basic {r['basic']:.1%}, percentile {r['percentile']:.1%}; widened interval at 0: "
+                  f"{r['widened_at_0']:.1%}" + (f" (linear {r['widened-linear_at_0']:.1%})" if s == "share" else ""))
 
 
 if __name__ == "__main__":
