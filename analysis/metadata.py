@@ -31,7 +31,7 @@ from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
 
-__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "matches", "measurements"]
+__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements"]
 
 # ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
 NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
@@ -53,6 +53,14 @@ def column_kind(values: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     out = np.full(len(vals), np.nan)
     out[present] = nums
     return out, present
+
+
+def is_seed(name: str) -> bool:
+    """A seed column (``init_seed``, ``data_seed``, ``seed``, ``torch_seed``: a name ending in ``seed``)
+    names a random stream: its numbers are labels, whose order means nothing. It is compared as
+    categories only, never by the AUROC of its values (an outside audit of the sixteenth session:
+    ``data_seed = 100 x family + member`` "matched" whole-family camps as a graded column cut in two)."""
+    return str(name).lower().endswith("seed")
 
 
 GRADED_VALUES = 5  # distinct numbers from which a matched column reads as graded: camps at a threshold of it (AUROC entries)
@@ -103,7 +111,8 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
     number of values, and ``graded``: at least :data:`GRADED_VALUES` of them, not two levels apart
     (:func:`_two_levels`), so that two camps it matches may be a threshold on a continuum rather than
     two basins; AMI entries ``crossed``: crossed
-    with the families as a shared data order is, which ``--strata`` takes out). A column is
+    with the families as a shared data order is, which ``--strata`` takes out). A seed column
+    (:func:`is_seed`) gets no AUROC: its numbers are names. A column is
     left out when it is constant on the models, has no numbers and more than n/2 distinct values (names,
     paths), or groups the models exactly as the families do (another name for the lineage)."""
     basins = np.asarray(basins)
@@ -126,7 +135,7 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
         if distinct <= n // 2:
             out.append(_ami_entry(name, b, strs, fcodes, fam, nf, n_boot, random_state, ami_level))
             out[-1]["crossed"] = _crossed(strs, fam)
-        if nums is not None and len(np.unique(b)) == 2:
+        if nums is not None and len(np.unique(b)) == 2 and not is_seed(name):
             out.append(_auroc_entry(name, b, nums[keep], fcodes, fam, nf, n_boot, random_state, auroc_level))
             out[-1]["distinct"] = distinct
             out[-1]["graded"] = distinct >= GRADED_VALUES and not _two_levels(nums[keep], b)

@@ -125,6 +125,20 @@ def test_statistics_are_scikit_learns_and_the_auroc_is_oriented():
     assert not [e for e in md.compare(cut, {"trig_to0": trig}, fam) if e["statistic"] == "AUROC"][0]["graded"]
 
 
+def test_a_seed_column_is_compared_as_names_not_as_a_graded_number():
+    """Audit 56 (L3): camps of whole families, {0, 1, 2} against {3, 4, 5}, and ``data_seed = 100 x
+    family + member``: its numbers order the families, so an AUROC read it as "a graded column (24
+    values) cut in two". A seed's numbers are names: a seed unique to each model is not compared at
+    all, a seed shared across families (a data order) only by the AMI, as any category."""
+    fam = np.repeat(np.arange(6), 4)
+    camps = (fam >= 3).astype(int)
+    member = np.tile(np.arange(4), 6)
+    assert md.compare(camps, {"data_seed": 100 * fam + member}, fam) == []
+    out = md.compare(camps, {"Data_Seed": member, "size": 100 * fam + member}, fam)
+    assert {(e["column"], e["statistic"]) for e in out} == {("Data_Seed", "AMI"), ("size", "AUROC")}
+    assert md.is_seed("init_seed") and md.is_seed("seed") and not md.is_seed("seeds_used")
+
+
 def test_missing_values_constant_columns_and_few_families():
     fam = np.repeat(np.arange(3), 4)  # 3 families: no interval (fewer than 4), a match on the value itself
     basins = np.tile([0, 0, 1, 1], 3)
