@@ -119,7 +119,9 @@ def steps_apart(d: np.ndarray, basins: np.ndarray, resolution: float) -> float |
     its probes) the two largest of ``basins`` are apart: their mean distance between, less the mean of
     their mean distances within, over ``resolution``. An outside audit (seventeenth session): on 24
     near-perfect GRUs of a seed-only null two models tied the other way on one probe of 256, and the
-    camps read "over 1,000 SDs apart" (no spread within either). ``None`` without two basins."""
+    camps read "over 1,000 SDs apart" (no spread within either). At or below 0: the camps (found in the
+    test's coordinates) are no farther apart in these distances than the models within them. ``None``
+    without two basins."""
     b = _as_basins(basins)
     two = _two_largest(b)
     if two is None or not resolution > 0:

@@ -331,6 +331,10 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                     f"the line fitted to them, but {sds(held)} on lines fitted without each family, closer than the "
                     f"two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): camps that no other family "
                     "would draw, not a basin (docs/scorecard.md, \"How big is the difference\").")
+        elif e.get("coarse") and e["steps"] <= 0:  # camps found in the test's coordinates, no farther apart than within
+            lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are no farther apart in the fingerprint's own distances "
+                    "than the models within each camp (by the fingerprint's smallest step, one prediction of its probes: "
+                    f"{e['steps']:.2g}): not a basin (docs/scorecard.md, \"How big is the difference\").")
         elif e.get("coarse"):
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) differ by {e['steps']:.2g} of the fingerprint's smallest "
                     f"steps (one prediction of its probes), fewer than {e.get('min_steps', 2):g}: a difference of an input or so, "

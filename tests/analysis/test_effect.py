@@ -521,6 +521,28 @@ def _predictions_apart(flipped: int, seed: int = 0) -> tuple[np.ndarray, list[st
     return d, [f"m{i}" for i in range(n)], camp
 
 
+def test_camps_no_farther_apart_than_within_are_said_so_not_as_negative_steps():
+    """An outside audit (eighteenth session): camps the split test found in its coordinates whose raw
+    disagreement between is below their disagreement within read "differ by -10 of the fingerprint's
+    smallest steps ..., fewer than 2". The count is negative (``steps_apart``) and the sentence now
+    says what it means."""
+    from types import SimpleNamespace
+
+    from analysis.effect import steps_apart
+    from analysis.labelfree_sentences import with_unconfirmed
+
+    camp = np.tile([0, 1], 6)
+    d = np.where(camp[:, None] == camp[None], 0.05, 0.02)
+    np.fill_diagonal(d, 0.0)
+    steps = steps_apart(d, camp, 0.01)
+    assert steps == pytest.approx(-3.0)
+    effect = {"steps": steps, "coarse": True, "min_steps": 2, "small": False}
+    r = SimpleNamespace(p_groups=None, p_split=0.004)
+    out = with_unconfirmed("Families are identifiable.", r, {(0, "split"): 0.0136}, 0, 0.05, {"split": effect})
+    assert "no farther apart in the fingerprint's own distances than the models within each camp" in out
+    assert "differ by -" not in out
+
+
 @pytest.mark.parametrize("flipped", [1, 12])
 def test_camps_a_prediction_or_so_apart_are_no_basin(flipped):
     """The seventeenth session's outside audit: on seed-only nulls of near-perfect GRUs, `disagreement`
