@@ -95,6 +95,31 @@ def root_family(model_ids, parent_ids) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+def inherit_lineage(model_ids, lineage, parent_ids) -> tuple[np.ndarray, int]:
+    """``(lineage [n], filled)``: each model's lineage value, a missing one (:func:`analysis.values.missing`)
+    taken from its nearest ancestor that has one (follow ``parent_id`` up): a fine-tune is in its base's
+    init family even when the metadata records the family on the bases only (an outside audit of the
+    eighteenth session: the fine-tunes, blank, were left out of the label-free tests and a planted rule
+    among them was missed). ``filled``: how many values were taken. A model whose chain reaches no
+    value keeps its own (missing); a cycle stops at the first repeat."""
+    from analysis.values import missing
+
+    ids = [str(m) for m in model_ids]
+    vals = list(lineage)
+    parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
+    own = {m: v for m, v in zip(ids, vals) if not missing(v)}
+    out, filled = [], 0
+    for m, v in zip(ids, vals):
+        seen, cur = {m}, m
+        while missing(v) and parent.get(cur, "") and parent[cur] not in seen:
+            cur = parent[cur]
+            seen.add(cur)
+            v = own.get(cur, v)
+        filled += not missing(v) and m not in own
+        out.append(v)
+    return np.asarray(out, dtype=object), filled
+
+
 def generation(model_ids, parent_ids) -> np.ndarray:
     """Each model's generation in its parent chain ``[n]`` (int): 0 for a model without a parent, 1
     for its spawned / fine-tuned child, 2 for a grandchild, ... A parent outside the population still

@@ -340,6 +340,11 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     for what, c in (("--label", opts.label), ("--lineage", opts.lineage), *(("--strata", c) for c in opts.strata)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
             raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
+    filled = 0
+    if opts.lineage in table and "parent_id" in table:  # a fine-tune without a family value is in its base's
+        inherited, filled = mt.inherit_lineage(table["model_id"], table[opts.lineage], table["parent_id"])
+        if filled:
+            table = {**table, opts.lineage: inherited}
     index = {str(m): i for i, m in enumerate(table["model_id"])}
     fps = list(fingerprints)
     by_name = {f.name: f for f in fps}
@@ -349,7 +354,8 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     rows = sum(len(f.model_ids) for f in fps)
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
-                               "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold}}
+                               "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
+                "lineage_inherited": filled}
     each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)

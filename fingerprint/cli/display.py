@@ -420,6 +420,7 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     graded: dict[str, int] = {}  # matched numeric columns with many values: the camps may be a threshold on them
     crossed: set[str] = set()  # matched columns crossed with the families as a shared data order is
     design = set(result.settings.get("strata") or ())
+    inherited = int(result.settings.get("lineage_inherited") or 0)
     for r in result.fingerprints:
         stats: dict[str, list[str]] = {}
         for e in getattr(r, "metadata_match", None) or []:
@@ -443,6 +444,9 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
         out.insert(0, f"label-free tests stratified by {cols} (--strata): models that share a value are relatives, as "
                       "a shared data order is, so a difference that follows the column reads as lineage, not as a "
                       "candidate deep difference; report without --strata to see whether it separates the models")
+    if inherited:  # analysis.metrics.inherit_lineage
+        out.insert(0, f"{inherited} model{'s' if inherited != 1 else ''} without a '{result.settings.get('lineage')}' value "
+                      "took it from the parent chain (parent_id): a fine-tune is in its base's init family")
     if by_col:
         out.append("check whether that is the difference you mean: a column recording how the models were made (training "
                    "length, learning rate, data) is not necessarily a basin; one measuring what they do may be the basin "

@@ -63,6 +63,30 @@ def test_the_scorecard_takes_the_generation_from_parent_id():
     assert blind.verdict == "crosses lineage"
 
 
+def test_fine_tunes_without_a_family_value_take_their_base_s():
+    """An outside audit (eighteenth session): the family recorded on the base models only, the fine-tunes
+    blank with parent_id naming their base. Blank, the fine-tunes were left out of the label-free tests
+    and the planted difference among them was missed; they now take their base's value (the chain's
+    nearest value), the scorecard says how many did, and the difference is found."""
+    x, fam, gen, label = parent_population("parents-cross", 0, n_fam=6, delta=12.0)
+    ids = [f"b{f}" if g == 0 else f"b{f}c{i}" for i, (f, g) in enumerate(zip(fam, gen))]
+    recorded = np.asarray([str(f) if g == 0 else "" for f, g in zip(fam, gen)], dtype=object)
+    table = {"model_id": np.asarray(ids, dtype=object), "family": recorded,
+             "parent_id": np.asarray(["" if g == 0 else f"b{f}" for f, g in zip(fam, gen)], dtype=object)}
+    opts = sc.AnalysisOptions(label="", lineage="family", n_boot=0, embedding="pca", n_family_boot=20)
+    res = sc.analyze([sc.FingerprintInput("fp", x, ids, {"standardize": False})], table, opts)  # one common scale
+    assert res.settings["lineage_inherited"] == int((gen > 0).sum())
+    free = res.fingerprints[0].label_free
+    assert free["verdict"] == "crosses lineage" and free.get("n_unknown", 0) == 0, free["verdict"]
+    camps = np.asarray([free["candidate_basins"][m] for m in ids])
+    assert adjusted_mutual_info_score(label[camps >= 0], camps[camps >= 0]) >= 0.9
+    assert mt.inherit_lineage(["a", "b", "c"], ["1", "", ""], ["", "a", "zz"])[0].tolist() == ["1", "1", ""]
+    from fingerprint.cli.display import metadata_lines
+
+    assert metadata_lines(res)[0] == ("24 models without a 'family' value took it from the parent chain (parent_id): "
+                                      "a fine-tune is in its base's init family")
+
+
 def test_every_family_a_base_and_one_fine_tune_is_no_deep_difference():
     """No family has two models of one generation: the split test runs on every model with the
     generation projected out (it once had no models left to run on)."""
