@@ -251,15 +251,25 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
 
 
 def _candidates(zoo: Zoo, spec: str | None) -> np.ndarray | None:
-    """``--candidates COLUMN=VALUE``: the models ``[n]`` (bool) whose column holds that value."""
+    """``--candidates COLUMN=VALUE``: the models ``[n]`` (bool) whose column holds that value; ``generation``
+    (unless the zoo has such a column) is each model's generation in its ``parent_id`` chain, so that
+    ``generation=0`` names the base models (an outside audit of the eighteenth session: the documented
+    example was refused as an unknown column)."""
     if spec is None:
         return None
     col, eq, value = spec.partition("=")
     if not eq or not col:
         raise UserError(f"--candidates must be COLUMN=VALUE (e.g. kind=base), got '{spec}'")
-    if col not in zoo.models:
-        raise UserError(f"unknown model column '{col}' for --candidates (valid: {choices(zoo.models.names())})")
-    values = np.asarray([str(v) for v in zoo.models[col]])
+    derived = col == "generation" and col not in zoo.models and "parent_id" in zoo.models
+    if col not in zoo.models and not derived:
+        valid = [*zoo.models.names(), *(["generation"] if "parent_id" in zoo.models else [])]
+        raise UserError(f"unknown model column '{col}' for --candidates (valid: {choices(valid)})")
+    if derived:  # each model's generation in its parent chain (0: no parent, a base), from parent_id
+        from analysis.metrics import generation
+
+        values = np.asarray([str(g) for g in generation(zoo.models["model_id"], zoo.models["parent_id"])])
+    else:
+        values = np.asarray([str(v) for v in zoo.models[col]])
     mask = values == value
     if not mask.any() or mask.all():
         seen = sorted(set(values.tolist()))

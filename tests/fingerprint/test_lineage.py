@@ -184,6 +184,9 @@ def test_each_model_gets_its_nearest_candidate_significant_or_not(tiny_zoo, tmp_
     few = lineage(zoo, n_perm=99, candidates="kind=base", max_pairs=40)["nearest"]["by_evidence"]["exact"]
     assert len(few["rows"]) + few["n_unplaced"] == 16 and few["n_unplaced"] > 0  # a sample of the pairs: some not placed
     assert all(row["p_value"] <= row["p_runner_up"] for row in near["rows"])
+    # generation=0 (the docs' example; the zoo has no such column): the models without a parent, from parent_id
+    gen = lineage(zoo, n_perm=999, candidates="generation=0")["nearest"]["by_evidence"]["exact"]
+    assert [(row["model"], row["nearest"]) for row in gen["rows"]] == [(row["model"], row["nearest"]) for row in near["rows"]]
     res = run_cli("lineage", tiny_zoo, "--candidates", "kind=base", "--n-perm", "999")
     assert res.returncode == 0, res.stderr
     line = next(ln for ln in " ".join(res.stdout.split()).split("nearest candidate")[1:2])
