@@ -120,6 +120,31 @@ def inherit_lineage(model_ids, lineage, parent_ids) -> tuple[np.ndarray, int]:
     return np.asarray(out, dtype=object), filled
 
 
+def parent_problem(model_ids, parent_ids) -> str | None:
+    """What is wrong with a ``parent_id`` column, or ``None``: a parent that names no model but one up to
+    letter case (a typo: it would read as a parent outside the population), or a chain that comes back
+    to where it started (a cycle: no model in it is a base). A parent that names no model at all is
+    allowed (a fine-tune of a base not imported)."""
+    from analysis.values import missing
+
+    ids = [str(m) for m in model_ids]
+    known, folded = set(ids), {m.lower(): m for m in ids}
+    parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
+    for m, p in parent.items():
+        if p and p not in known and p.lower() in folded:
+            return f"model '{m}' has parent_id '{p}', which names no model; did you mean '{folded[p.lower()]}'?"
+    for m in ids:
+        seen, cur = [m], m
+        while parent.get(cur, "") and parent[cur] in known:
+            cur = parent[cur]
+            if cur == m:
+                return f"parent_id makes a cycle: {' -> '.join([*seen, m])} (a model cannot descend from itself)"
+            if cur in seen:
+                break  # a cycle further up, said from one of its own models
+            seen.append(cur)
+    return None
+
+
 def generation(model_ids, parent_ids) -> np.ndarray:
     """Each model's generation in its parent chain ``[n]`` (int): 0 for a model without a parent, 1
     for its spawned / fine-tuned child, 2 for a grandchild, ... A parent outside the population still

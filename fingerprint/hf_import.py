@@ -34,6 +34,7 @@ from fingerprint.hf_family import (
 )
 from fingerprint.import_checks import check_name, load_state_dict, read_metadata
 from fingerprint.importer import write_imported_zoo
+from fingerprint.tables import check_parents
 from training.core.errors import UserError
 from training.core.outputs import check_output
 
@@ -255,6 +256,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     ids = [d.name for d in dirs]
     specs = parse_probe_specs(probes_text)
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part
+    check_parents(meta, ids, metadata)
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
                              **{f"prompt file of '{n}'": p for n, p in specs.items()}}, overwrite=overwrite)
     prompts = {name: read_prompts(name, p) for name, p in specs.items()}

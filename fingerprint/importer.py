@@ -44,6 +44,7 @@ from fingerprint.import_checks import (
     read_metadata,
     strip_wrapper_prefix,
 )
+from fingerprint.tables import check_parents
 from fingerprint.usercode import (
     TRUSTED_FACTORIES,
     build_template,
@@ -159,6 +160,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     ids = [model_id_of(f) for f in files]
     check_unique_ids(ids, files)  # before anything is read: the other checks would count the files as models
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part: a typo fails at once
+    check_parents(meta, ids, metadata)
     factory = resolve(arch, "architecture factory")
     TRUSTED_FACTORIES.add(arch)  # the user named it: reading the zoo in this process may build it again
     module_file = getattr(sys.modules.get(arch.partition(":")[0]), "__file__", None)
@@ -215,8 +217,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         meta = {c: v[kept] for c, v in meta.items()} if meta else meta
         ids = [ids[i] for i in kept]
     skipped = _skipped_note([(files[i].name, why) for i, _, why in bad], len(files))
-    note = " ".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds),
-                                _shared_order_note(meta), _logits_note(n_out, labelled)) if n)
+    note = "\n".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds),  # a line each
+                                 _shared_order_note(meta), _logits_note(n_out, labelled)) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),

@@ -10,11 +10,22 @@ from typing import Any
 import numpy as np
 
 from analysis.options import AnalysisOptions
+from training.core.errors import UserError
 from training.core.store import Zoo
 
-__all__ = ["RECOVERED", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
+__all__ = ["RECOVERED", "check_parents", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
+
+
+def check_parents(meta: dict[str, np.ndarray] | None, ids: list[str], path: Any) -> None:
+    """Refuse a metadata file whose ``parent_id`` has a typo of a model id or a cycle
+    (:func:`analysis.metrics.parent_problem`), in one line naming the file, before anything is written."""
+    from analysis.metrics import parent_problem  # deferred for start-up time
+
+    problem = None if not meta or "parent_id" not in meta else parent_problem(ids, meta["parent_id"])
+    if problem:
+        raise UserError(f"metadata file '{path}': {problem}")
 
 
 def model_table(zoo: Zoo) -> dict[str, np.ndarray]:

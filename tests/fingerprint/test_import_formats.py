@@ -5,6 +5,7 @@ line that says what was found and what to do, with nothing written."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections import OrderedDict
 
@@ -291,6 +292,21 @@ def test_children_without_a_data_seed_column_get_a_note_about_shared_orders(fmt_
     notes.clear()
     import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", metadata=csv, on_note=notes.append)
     assert notes == []
+
+
+def test_a_parent_id_typo_or_cycle_is_refused_in_one_line(fmt_models):
+    """An outside audit (eighteenth session): `B0` for the imported `m0` read silently as children of
+    an absent parent, and a cycle imported and reported with no message. Both are refused, naming the
+    file and the models; a parent that is not imported is still allowed."""
+    csv = fmt_models / "meta.csv"
+    for rows, msg in (("m0,a,\nm1,a,M0\n", "model 'm1' has parent_id 'M0', which names no model; did you mean 'm0'?"),
+                      ("m0,a,m1\nm1,a,m0\n", "parent_id makes a cycle: m0 -> m1 -> m0 (a model cannot descend from itself)")):
+        csv.write_text("model_id,family,parent_id\n" + rows)
+        with pytest.raises(UserError, match="metadata file '.*meta.csv': " + re.escape(msg)):
+            import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", metadata=csv)
+        assert not (fmt_models / "zoo").exists()
+    csv.write_text("model_id,family,parent_id\nm0,a,\nm1,a,gone\n")
+    import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo", metadata=csv, on_note=lambda m: None)
 
 
 def test_two_files_with_one_stem_are_named_before_anything_else_is_read(fmt_models):
