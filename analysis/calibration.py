@@ -381,6 +381,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,
             "split_min_families": res.split_min_families, "cut_families": list(res.cut_families),
             "split_side_families": res.split_side_families, "split_side_whole": res.split_side_whole,
+            "split_side_models": res.split_side_models, "split_side_light": res.split_side_light,
             "groups_axis": res.groups_axis,
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
             "closest_groups": closest_groups(res), "effect": size, "family_apart": apart,

@@ -606,8 +606,12 @@ def test_camps_of_whole_families_and_a_stray_or_two_say_so():
     assert ("the camps are mostly whole init families (4 of 6 whole, the other 2 each cut by one model): the init seed "
             "places all but 2 models") in ans.sentence and "does not decide them" not in ans.sentence
     minority = {m: int(i in (13, 17)) for i, m in enumerate(IDS)}  # one model of 2 families: "A minority"
-    for basins in (CAMPS, minority):
+    # the eighteenth session's audit (80 families of 2): a smaller camp of one whole family and a model of each
+    # of 3 others, here in 12 families of 2, is mostly models beside relatives in the other camp: a minority
+    pairs = [f"f{i // 2}" for i in range(24)]
+    beside = {m: int(i in (0, 2, 4, 22, 23)) for i, m in enumerate(IDS)}
+    for basins, families in ((CAMPS, fam), (minority, fam), (beside, pairs)):
         crossing = fp("ood-outputs", basins)
-        crossing.lineage_values = fam
+        crossing.lineage_values = families
         ans = label_free_answer(result(crossing))
         assert ans.candidates[0].strays is None and "the init seed does not decide them" in ans.sentence

@@ -344,6 +344,41 @@ def test_a_minority_of_models_from_several_families_crosses_lineage():
                                                "one family only") in res1.sentence
 
 
+def test_a_minority_with_one_family_mostly_in_it_still_crosses_lineage():
+    """An outside audit (eighteenth session): rule B in one model each of 12 families of 40 x 4 and in 3
+    of family 25's 4. One family with more than half its models on the smaller side made it no minority
+    (nor a group: one family on that side), so a difference 37 SDs apart read "no candidate"; removing
+    that family, it was found. Most of the smaller side's models are beside relatives on the other side,
+    so it is a minority, and the sentence says which family has most of its models in it."""
+    from analysis.effect import sized
+
+    r = np.random.default_rng(3)
+    fam = np.repeat(np.arange(40), 4)
+    x = r.standard_normal((40, 5))[fam] * 0.7 + r.standard_normal((160, 5)) * 0.5
+    moved = [4 * f + 1 for f in range(12)] + [100, 101, 102]  # one model of families 0-11, three of family 25
+    x[moved, 0] += 40.0
+    (res,) = lf.decide([sized(lf.label_free(x, fam, n_null=199, random_state=0), fam.astype(str), x, None, False,
+                              np.zeros(160, int))])
+    assert (res.split_side_families, res.split_side_whole, res.split_side_light, res.split_side_models) == (13, 1, 12, 15)
+    assert lf.minority(res) and res.verdict == "crosses lineage"
+    assert sorted(np.flatnonzero(res.candidate_basins == res.candidate_basins[1])) == moved
+    assert ("a minority: 12 of its 15 models are of 12 init families that have relatives in the other basin, and 1 more "
+            "family has most of its models in it") in res.sentence
+
+
+def test_one_family_s_quirk_with_a_few_strays_is_no_minority():
+    """The other side of the rule: a smaller side made mostly of one family (4 of 4) with a stray model of
+    two others is that family's quirk, not a minority; nor is one whose every family has most of its
+    models there (a group of families)."""
+    base = lf.LabelFreeResult(40, 10, 0.01, 0.5, 0.001, split_rate=0.2)
+    assert not lf.minority(replace(base, split_side_families=3, split_side_whole=1, split_side_light=2, split_side_models=6))
+    assert not lf.minority(replace(base, split_side_families=5, split_side_whole=5, split_side_light=0, split_side_models=15))
+    assert not lf.minority(replace(base, split_side_families=2, split_side_whole=1, split_side_light=5, split_side_models=7))
+    assert lf.minority(replace(base, split_side_families=18, split_side_whole=2, split_side_light=16, split_side_models=20))
+    assert lf.minority(replace(base, split_side_families=3, split_side_whole=0))
+    assert not lf.minority(replace(base, split_rate=0.4, split_side_families=3, split_side_whole=0))
+
+
 def test_without_relatives_the_sentences_say_what_was_not_tested():
     """Every model its own init family: no lineage or within-family test, and a split of the models
     cannot be called seed-decided."""
