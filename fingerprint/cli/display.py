@@ -435,8 +435,8 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
            + (f"; a graded column ({graded[col]} values) cut in two: the camps may be the two ends of a continuum, not "
               "two basins" if col in graded else "")
-           + (f"; if '{col}' is a design factor the init families share (a data order, a batch), it is lineage: "
-              f"report with --strata {col} (not if it records a setting or a rule: that is the difference itself)"
+           + (f"; if '{col}' records a setting or a rule, it is the difference itself; only if it is a design factor "
+              f"the init families share (a data order, a batch) is it lineage: then report with --strata {col}"
               if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
     if design:  # the user's --strata: say what it did, whether or not anything matched

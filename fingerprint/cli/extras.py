@@ -71,10 +71,24 @@ def import_cmd(
 
     zoo = Zoo.open(path)
     partial = skip_bad and len(zoo) < n
+    from training.core.shards import CORE_COLUMNS
+
+    given = _csv_header(metadata)  # the zoo's own empty columns are not the user's (an outside audit: 7 of 12 listed)
+    cols = ["model_id", *(c for c in zoo.models.names() if c != "model_id" and (c not in CORE_COLUMNS or c in given))]
     console.print(f"[green]imported[/] {len(zoo)} {'of ' + str(n) + ' ' if partial else ''}models into [bold]{esc(path)}[/] "
-                  f"(columns: {esc(', '.join(c for c in zoo.models.names() if c not in ('task', 'arch', 'group')))})")
+                  f"(columns: {esc(', '.join(cols))})")
     if partial:  # --skip-bad left some out: done in part (fingerprint.cli's exit statuses)
         raise typer.Exit(1)
+
+
+def _csv_header(metadata: Path | None) -> set[str]:
+    """The column names of a metadata CSV (already read and checked by the import), or none."""
+    if metadata is None:
+        return set()
+    import csv
+
+    with open(metadata, newline="", encoding="utf-8-sig") as f:
+        return {c.strip() for c in next(csv.reader(f), [])}
 
 
 @app.command("forecast")

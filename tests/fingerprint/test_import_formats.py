@@ -292,6 +292,12 @@ def test_children_without_a_data_seed_column_get_a_note_about_shared_orders(fmt_
     notes.clear()
     import_checkpoints(fmt_models / "ckpts", "fmtarch:make", fmt_models / "zoo2", metadata=csv, on_note=notes.append)
     assert notes == []
+    # the import line lists the model_id and the CSV's columns, not the zoo's own empty ones (kind, spawn_step, ...)
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--metadata", "meta.csv", "--out", "zoo3", cwd=fmt_models,
+                  env={"COLUMNS": "400"})
+    assert res.returncode == 0, res.stderr
+    listed = " ".join(res.stdout.split()).split("(columns: ")[1].split(")")[0].split(", ")
+    assert listed[0] == "model_id" and sorted(listed) == ["data_seed", "family", "model_id", "parent_id"], res.stdout
 
 
 def test_a_parent_id_typo_or_cycle_is_refused_in_one_line(fmt_models):
