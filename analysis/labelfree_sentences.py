@@ -5,9 +5,8 @@ conclude from it, and no more than the tests showed: a failure to find groups is
 apart from one cloud", not "one cloud"; a groups test near significance names its closest split of
 the families as exploratory (:data:`EXPLORATORY_P`); a deep verdict from few families carries the
 caution of ``docs/scorecard.md`` ("Few families"). Nothing here changes a test statistic or a
-p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this
-module imports nothing of ours but :mod:`analysis.sortkeys` and :data:`analysis.resampling.MIN_FAMILIES`)
-and return strings or plain dicts.
+p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this module
+imports nothing of ours but :mod:`analysis.sortkeys` and :data:`analysis.resampling.MIN_FAMILIES`): strings or dicts out.
 """
 
 from __future__ import annotations
@@ -160,14 +159,12 @@ def closest_split_text(cg: dict[str, Any], singletons: bool = False, tail: bool 
 def minority_text(r: Any) -> str:
     """The words on a `crosses lineage` split that is a minority (:func:`analysis.labelfree.minority`)."""
     n_side, n_cut, n_rel = r.split_side_families, len(r.cut_families or ()), r.n_related_families
-    whole = getattr(r, "split_side_whole", 0)
-    if whole:  # most of its models beside relatives, a few families mostly in it
-        light, size = getattr(r, "split_side_light", 0), getattr(r, "split_side_models", 0)
-        return (f" The smaller candidate basin is a minority: {light} of its {size} models are of {n_side - whole} init "
-                f"families that have relatives in the other basin, and {whole} more famil{'y has' if whole == 1 else 'ies have'} "
-                f"most of {'its' if whole == 1 else 'their'} models in it (it cuts {n_cut} of {n_rel} families, too few to "
-                "cross lineage by that share): a difference of few models that their init seed mostly does not decide "
-                "(docs/scorecard.md, \"A minority\").")
+    if (whole := r.split_side_whole):  # most of its models beside relatives, a few families mostly in it
+        has = "y has most of its" if whole == 1 else "ies have most of their"
+        return (f" The smaller candidate basin is a minority: {r.split_side_light} of its {r.split_side_models} models are of "
+                f"{n_side - whole} init families that have relatives in the other basin, and {whole} more famil{has} models "
+                f"in it (it cuts {n_cut} of {n_rel} families, too few to cross lineage by that share): a difference of few "
+                "models that their init seed mostly does not decide (docs/scorecard.md, \"A minority\").")
     return (f" The smaller candidate basin is a minority: models of {n_side} init families, each beside relatives in the "
             f"other basin (it cuts {n_cut} of {n_rel} families, too few to cross lineage by that share, and sets no "
             "family apart): a difference of few models that their init seed does not decide (docs/scorecard.md, "

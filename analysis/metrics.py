@@ -23,6 +23,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from analysis import agreement as ag
 from analysis.sortkeys import natural_key
+from analysis.values import missing
 
 MIN_BASIN = 4  # a true basin needs this many models for a within-basin score
 NN_QUERIES = 5000  # lineage 1-NN: above this many qualifying models, a fixed random sample of them is scored
@@ -102,8 +103,6 @@ def inherit_lineage(model_ids, lineage, parent_ids) -> tuple[np.ndarray, int]:
     eighteenth session: the fine-tunes, blank, were left out of the label-free tests and a planted rule
     among them was missed). ``filled``: how many values were taken. A model whose chain reaches no
     value keeps its own (missing); a cycle stops at the first repeat."""
-    from analysis.values import missing
-
     ids = [str(m) for m in model_ids]
     vals = list(lineage)
     parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
@@ -125,8 +124,6 @@ def parent_problem(model_ids, parent_ids) -> str | None:
     letter case (a typo: it would read as a parent outside the population), or a chain that comes back
     to where it started (a cycle: no model in it is a base). A parent that names no model at all is
     allowed (a fine-tune of a base not imported)."""
-    from analysis.values import missing
-
     ids = [str(m) for m in model_ids]
     known, folded = set(ids), {m.lower(): m for m in ids}
     parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}

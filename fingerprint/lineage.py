@@ -37,6 +37,7 @@ from analysis.lineage_tree import (
     tree_accuracy,
     weight_statistics,
 )
+from analysis.metrics import generation
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
 from training.core.errors import UserError, choices
@@ -265,8 +266,6 @@ def _candidates(zoo: Zoo, spec: str | None) -> np.ndarray | None:
         valid = [*zoo.models.names(), *(["generation"] if "parent_id" in zoo.models else [])]
         raise UserError(f"unknown model column '{col}' for --candidates (valid: {choices(valid)})")
     if derived:  # each model's generation in its parent chain (0: no parent, a base), from parent_id
-        from analysis.metrics import generation
-
         values = np.asarray([str(g) for g in generation(zoo.models["model_id"], zoo.models["parent_id"])])
     else:
         values = np.asarray([str(v) for v in zoo.models[col]])

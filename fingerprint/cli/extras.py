@@ -67,12 +67,11 @@ def import_cmd(
                                       on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or (),
                                       data=data, state_key=state_key, skip_bad=skip_bad,
                                       on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    from training.core.shards import CORE_COLUMNS  # deferred for start-up time (torch)
     from training.core.store import Zoo  # deferred for start-up time (torch)
 
     zoo = Zoo.open(path)
     partial = skip_bad and len(zoo) < n
-    from training.core.shards import CORE_COLUMNS
-
     given = _csv_header(metadata)  # the zoo's own empty columns are not the user's (an outside audit: 7 of 12 listed)
     cols = ["model_id", *(c for c in zoo.models.names() if c != "model_id" and (c not in CORE_COLUMNS or c in given))]
     console.print(f"[green]imported[/] {len(zoo)} {'of ' + str(n) + ' ' if partial else ''}models into [bold]{esc(path)}[/] "
