@@ -85,8 +85,8 @@ NULL_CHUNK = 16  # null replicates of all models simulated at once (memory: NULL
 MAX_TREE_FAMILIES = 200  # more init families than this: no dendrogram (unreadable, and it would bloat basins.json)
 MAX_DIMS = 5  # the tests work in at most this many principal directions (of the centroids / all models)
 CROSS_SPLIT_RATE = 1 / 3  # a significant split that cuts at least this share of families crosses lineage
-# ... and so does one whose smaller side is models of at least this many families, each beside relatives on the
-# other side (a minority of few models, which cuts few of many families: docs/scorecard.md, "A minority")
+# ... and so does one whose smaller side is mostly models of at least this many families, each beside relatives on
+# the other side (a minority of few models, which cuts few of many families: docs/scorecard.md, "A minority")
 MINORITY_FAMILIES = 2
 # two or three init families: only the within-family camps are tested (:func:`_few_families`), and they cross
 # lineage when they cut at least FEW_CUT_FAMILIES of them (a difference seen in one family is its quirk)
@@ -793,7 +793,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     """Verdicts for several fingerprints, after a Benjamini-Hochberg correction over all their
     tests. A deep verdict needs its test significant: the split of all models (``crosses lineage``
     when it cuts at least :data:`CROSS_SPLIT_RATE` of the families with relatives or is a
-    :func:`minority` of models from several families, each beside relatives on the other side, else ``groups
+    :func:`minority` of models from several families, mostly beside relatives on the other side, else ``groups
     lineages`` with each whole family on its side and each model of a cut family on its own, the cut
     families named: ``cut_families``; neither that partition nor each family on its majority side
     small), else the centroid groups. Each result's ``q`` is its verdict's
