@@ -130,8 +130,8 @@ def headline(result: AnalysisResult) -> Headline:
     ok = [r for r in rows if not r.error]
     h = Headline(n_rows=len(rows), failed=failed, mode="nothing", label=result.label)
     h.model_counts = sorted({int(r.n_models) for r in rows if not r.error and r.n_models is not None})
-    h.lone = lone_sentences(result)
     ans = label_free_answer(result)
+    h.lone = lone_sentences(result, ans)
     h.leads = small_basin_sentences(result, ans)
     h.apart = candidates_apart_sentence(result)
     h.answer = None if ans is None else ans.sentence

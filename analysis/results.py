@@ -306,14 +306,25 @@ def lone_models_text(names: Sequence[str], ids: Sequence[str], n: int) -> str:
             "shows in its metrics; an ordinary one is only this fingerprint's extreme), and if it is one, report without it")
 
 
-def lone_sentences(result: AnalysisResult) -> list[str]:
+def lone_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:
     """One sentence per set of outlier models (:func:`lone_models`), naming the fingerprints where
-    they are the only basin besides the rest; for the report's headline and the terminal."""
+    they are the only basin besides the rest; for the report's headline and the terminal. Not for models
+    that are the smaller camp of one of ``answer``'s candidates (an outside audit of the eighteenth session:
+    4 memorizers among 24, the candidate's smaller side, were also called "an outlier, not a basin? ...
+    report without it")."""
+    camps = []
+    for c in getattr(answer, "candidates", None) or []:
+        sides: dict[int, set[str]] = {}
+        for m, v in (c.basins or {}).items():
+            if v >= 0:
+                sides.setdefault(v, set()).add(str(m))
+        if len(sides) == 2:
+            camps.append(min(sides.values(), key=len))
     by: dict[tuple[str, ...], list[str]] = {}
     sizes: dict[tuple[str, ...], int] = {}
     for r in result.fingerprints:
         ids = tuple(lone_models(r))
-        if ids:
+        if ids and not any(set(ids) <= camp for camp in camps):
             by.setdefault(ids, []).append(str(r.fingerprint))
             sizes[ids] = len(r.clusters)
     return [lone_models_text(names, list(ids), sizes[ids]) for ids, names in by.items()]

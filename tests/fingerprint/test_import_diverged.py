@@ -166,3 +166,22 @@ def test_one_basin_and_an_outlier_is_named_but_several_basins_with_a_small_one_a
     assert lone_models(r) == []
     r = FingerprintResult("weight-stats", n_models=20, model_ids=ids, clusters=[0] * 10 + [1] * 10)
     assert lone_models(r) == []
+
+
+def test_outliers_that_are_a_candidate_s_smaller_camp_are_not_called_outliers():
+    """An outside audit (eighteenth session): 4 memorizers among 24, the label-free answer's smaller camp,
+    were also named "an outlier, not a basin? ... report without it" on fingerprints whose clusters set one of
+    them alone: following it would remove the difference. Such models are no outlier line; others still are."""
+    from types import SimpleNamespace
+
+    from analysis.results import lone_sentences
+
+    ids = [f"m{i}" for i in range(24)]
+    few = [1, 7, 13, 19]
+    r = FingerprintResult("aligned-weights", n_models=24, model_ids=ids, clusters=[int(i == 7) for i in range(24)])
+    result = SimpleNamespace(fingerprints=[r])  # its clusters: one of the four alone, and the rest
+    assert lone_models(r) == ["m7"] and len(lone_sentences(result)) == 1
+    camp = SimpleNamespace(basins={m: int(i in few) for i, m in enumerate(ids)})
+    assert lone_sentences(result, SimpleNamespace(candidates=[camp])) == []
+    other = SimpleNamespace(basins={m: int(i in (2, 3, 4, 5)) for i, m in enumerate(ids)})
+    assert len(lone_sentences(result, SimpleNamespace(candidates=[other]))) == 1
