@@ -174,9 +174,12 @@ def lineage_unseen_text(ans: Answer) -> str:
     if ans.lineage_tested < LINEAGE_UNSEEN_MIN or ans.lineage_found:
         return ""
     col = f" in column '{ans.lineage_column}'" if ans.lineage_column else ""
+    # with a candidate: its camps far apart can hide the families' smaller differences (an outside audit of the
+    # eighteenth session: 4 memorizers among 24; without them, 5 fingerprints found the families)
+    camps = ", or the candidate's camps, far apart, hide the families' smaller differences" if ans.candidates else ""
     return (f"; no fingerprint finds the init families{col} (none of the {ans.lineage_tested} lineage tests is "
-            "significant): training may have forgotten the init (a convex problem, a long training), or the column "
-            "does not give each model's init seed, and then what the tests say of the init families means little "
+            f"significant): training may have forgotten the init (a convex problem, a long training){camps}, or the "
+            "column does not give each model's init seed, and then what the tests say of the init families means little "
             "(`fingerprint lineage ZOO` tests from the weights which models share one)")
 
 

@@ -439,6 +439,11 @@ def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
                                  "training), or the column does not give each model's init seed, and then what the tests "
                                  "say of the init families means little (`fingerprint lineage ZOO` tests from the weights "
                                  "which models share one)")
+    # with a candidate, its far-apart camps are a third reading (the eighteenth session's audit: 4 memorizers of 24)
+    camped = result(*(with_lineage(fp(n, CAMPS, "crosses lineage", q=0.01), 0.4) for n in "abc"))
+    camped.settings = {"lineage": "family", "alpha": 0.05}
+    assert ("training may have forgotten the init (a convex problem, a long training), or the candidate's camps, far "
+            "apart, hide the families' smaller differences, or the column") in label_free_answer(camped).sentence
     seen = result(*(with_lineage(fp(n, None, "no structure", q=0.6), p) for n, p in zip("abc", (0.4, 0.4, 0.01))))
     assert "no fingerprint finds the init families" not in label_free_answer(seen).sentence
     # one of ten below 0.05 is chance (the audit's fifth shuffle: 0.035 and 0.05 among ten): corrected, not found
