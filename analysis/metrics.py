@@ -96,6 +96,12 @@ def root_family(model_ids, parent_ids) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+def _parents(model_ids, parent_ids) -> tuple[list[str], dict[str, str]]:
+    """``(ids, {id: its parent_id, "" for none})`` as strings, a missing value (:func:`analysis.values.missing`) none."""
+    ids = [str(m) for m in model_ids]
+    return ids, {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
+
+
 def inherit_lineage(model_ids, lineage, parent_ids) -> tuple[np.ndarray, int]:
     """``(lineage [n], filled)``: each model's lineage value, a missing one (:func:`analysis.values.missing`)
     taken from its nearest ancestor that has one (follow ``parent_id`` up): a fine-tune is in its base's
@@ -103,9 +109,8 @@ def inherit_lineage(model_ids, lineage, parent_ids) -> tuple[np.ndarray, int]:
     eighteenth session: the fine-tunes, blank, were left out of the label-free tests and a planted rule
     among them was missed). ``filled``: how many values were taken. A model whose chain reaches no
     value keeps its own (missing); a cycle stops at the first repeat."""
-    ids = [str(m) for m in model_ids]
+    ids, parent = _parents(model_ids, parent_ids)
     vals = list(lineage)
-    parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
     own = {m: v for m, v in zip(ids, vals) if not missing(v)}
     out, filled = [], 0
     for m, v in zip(ids, vals):
@@ -124,9 +129,8 @@ def parent_problem(model_ids, parent_ids) -> str | None:
     letter case (a typo: it would read as a parent outside the population), or a chain that comes back
     to where it started (a cycle: no model in it is a base). A parent that names no model at all is
     allowed (a fine-tune of a base not imported)."""
-    ids = [str(m) for m in model_ids]
+    ids, parent = _parents(model_ids, parent_ids)
     known, folded = set(ids), {m.lower(): m for m in ids}
-    parent = {m: ("" if missing(p) else str(p).strip()) for m, p in zip(ids, parent_ids)}
     for m, p in parent.items():
         if p and p not in known and p.lower() in folded:
             return f"model '{m}' has parent_id '{p}', which names no model; did you mean '{folded[p.lower()]}'?"
