@@ -105,6 +105,38 @@ def lineage_forest(n: int, tests: PairTests, order: np.ndarray,
     return parent
 
 
+SIBLING_SHARE = 0.5  # a child continued from its parent moves at least this share of its own gap away from the grandparent
+
+
+def sibling_or_child(parent: np.ndarray, a: np.ndarray, b: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Which models ``[n]`` (bool) of the forest ``parent [n]`` may as well be their tree parent's
+    sibling as its child; ``distance [n_pairs]`` of the pairs ``(a, b)``.
+
+    Fine-tunes of one base on one task take the same step away from it, so they are nearer each
+    other than to their base, and the least-cost tree chains them (base -> c1 -> c2 -> c3). Of the two
+    readings of a tree path ``g -> p -> v``, a child ``v`` that continued from ``p``'s final weights
+    moved away from ``g`` as well: ``r = (d(g, v)^2 - d(g, p)^2) / d(p, v)^2`` is about 1 when its
+    step is orthogonal to ``p``'s (more when it carries on the same way), while a sibling of ``p`` is
+    as far from ``g`` as ``p`` is (``r`` about 0). So is a child started from a checkpoint partway
+    through ``p``'s training, beside a same-init ``g`` (both ``p`` and ``v`` continued from the
+    fork): final weights cannot tell those two apart, so the forest keeps its edge and this marks
+    it (``r`` below :data:`SIBLING_SHARE`). Models without a tree grandparent, whose pairs have no
+    distance, or that copy their parent (``d(p, v) = 0``) are not marked.
+    """
+    parent = np.asarray(parent)
+    dist = {}
+    for u, v, w in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), np.asarray(distance, dtype=float).tolist()):
+        dist[u, v] = dist[v, u] = w
+    marked = np.zeros(len(parent), bool)
+    for v, p in enumerate(parent.tolist()):
+        g = int(parent[p]) if p >= 0 else -1
+        if g < 0:
+            continue
+        gv, gp, pv = dist.get((g, v)), dist.get((g, p)), dist.get((p, v))
+        marked[v] = gv is not None and gp is not None and bool(pv) and (gv * gv - gp * gp) / (pv * pv) < SIBLING_SHARE
+    return marked
+
+
 def _history_forest(n: int, fam: np.ndarray, history) -> np.ndarray:
     if isinstance(history, tuple):
         p, v, c = (np.asarray(h) for h in history)

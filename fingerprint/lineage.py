@@ -34,6 +34,7 @@ from analysis.lineage_tree import (
     lineage_forest,
     orientation,
     shared_init_rates,
+    sibling_or_child,
     tree_accuracy,
     weight_statistics,
 )
@@ -230,6 +231,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
                   for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],
         "edges": [[ids[p], ids[c], p_of[(min(p, c), max(p, c))]] for c, p in enumerate(parent.tolist()) if p >= 0],
+        # final-weight forests only: a history places a sibling by its trajectory
+        "sibling_or_child": [] if primary in h else [ids[v] for v in np.flatnonzero(sibling_or_child(parent, t.a, t.b, t.distance))],
         "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
     }

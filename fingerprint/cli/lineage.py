@@ -51,6 +51,14 @@ def lineage_cmd(
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
                       + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+    chained = r.get("sibling_or_child") or []
+    if chained:
+        console.print(f"{len(chained)} of the forest's models ({', '.join(chained[:4])}{', ...' if len(chained) > 4 else ''}) are "
+                      "no further from their tree grandparent than their tree parent is: each may be that parent's "
+                      "sibling (fine-tunes of one base on one task are nearer each other than their base, and the tree "
+                      "chains them) or its child started partway through its training; final weights cannot tell which. "
+                      "If you know the bases, --candidates COLUMN=VALUE ranks them for every model (docs/lineage.md, "
+                      "'Sibling or child')", style="yellow", highlight=False, markup=False, soft_wrap=True)
     share = r.get("related_share")
     if share is not None and share > 0.05 and any(e not in ("exact", "matched") for e in r["by_evidence"]):
         console.print(f"{100 * share:.1f}% of the tested pairs are relatives by the lineage column: more than the 5% tail "

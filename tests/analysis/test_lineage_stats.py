@@ -21,6 +21,7 @@ from analysis.lineage_tree import (
     lineage_forest,
     orientation,
     shared_init_rates,
+    sibling_or_child,
     tree_accuracy,
 )
 
@@ -140,6 +141,41 @@ def test_forest_places_and_orients_parent_child_edges():
     assert (o.statistic, o.sign, o.consistency) == ("norm", -1, 1.0)
     with pytest.raises(AnalysisError, match="valid: auto, kurtosis, norm"):
         orientation({}, {}, "skew")
+
+
+def test_siblings_the_tree_chains_are_marked_and_a_true_chain_is_not():
+    """Fine-tunes of one base on one task share a step (nearer each other than to their base), so the
+    least-cost tree chains them (base -> c1 -> c2 -> c3: parent accuracy 1/3 in an outside audit).
+    Final weights cannot tell such a sibling from a child, so the forest keeps its edges and
+    sibling_or_child marks exactly the chained siblings, not a child that continued from its parent."""
+    rng = np.random.default_rng(3)
+    d, rows, true_parent, order = 4000, [], [], []
+    for f in range(6):  # a base and three fine-tunes on one task: the shared step, then their own
+        base, step = rng.normal(size=d), 0.4 * rng.normal(size=d)
+        first = len(rows)
+        rows += [base] + [base + step + 0.05 * rng.normal(size=d) for _ in range(3)]
+        true_parent += [-1, first, first, first]
+        order += [0.0, 1.0, 1.1, 1.2]  # the orientation ranks siblings too: it cannot tell them apart
+    for f in range(4):  # a base -> child -> grandchild chain: each fine-tune continued the last
+        base = rng.normal(size=d)
+        child = base + 0.4 * rng.normal(size=d)
+        first = len(rows)
+        rows += [base, child, child + 0.1 * rng.normal(size=d)]
+        true_parent += [-1, first, first + 1]
+        order += [0.0, 1.0, 2.0]
+    x, true_parent = np.array(rows), np.array(true_parent)
+    n, family = len(x), np.repeat(np.arange(10), [4] * 6 + [3] * 4)
+    a, b = all_pairs(n)
+    related, dist = family[a] == family[b], np.linalg.norm(x[a] - x[b], axis=1)
+    p = np.where(related, 1e-6, 0.5)
+    parent = lineage_forest(n, PairTests(a, b, p, p, related, dist, "exact", 0.05), np.array(order))
+    assert tree_accuracy(parent, true_parent)[0] == pytest.approx(14 / 26)  # 12 of 18 siblings chained
+    assert (sibling_or_child(parent, a, b, dist) == (parent != true_parent)).all()
+    assert not sibling_or_child(true_parent, a, b, dist).any()
+    # a pair without a distance, or a copy (no gap of its own), is not marked
+    assert not sibling_or_child(parent, a[:0], b[:0], dist[:0]).any()
+    same = np.array([0, 1, 2]), np.array([1, 2, 0])
+    assert not sibling_or_child(np.array([-1, 0, 1]), *same, np.array([1.0, 0.0, 1.0])).any()
 
 
 def test_edmonds_matches_networkx_and_covers_the_graph_networkx_fails_on():

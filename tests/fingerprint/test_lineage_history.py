@@ -34,6 +34,9 @@ def test_spawned_children_are_placed_by_their_fork_point(tiny_zoo, tmp_path):
     assert old["edges"] == lineage(Zoo.open(tiny_zoo), n_perm=999, history=False)["edges"]
     assert len(old["edges"]) == len(zoo) - 4  # one tree per family, as without histories
     assert old["by_evidence"]["exact"]["by_kind"]["spawn"]["parent_accuracy"] < 1.0
+    assert r["sibling_or_child"] == [] and set(old["sibling_or_child"]) <= set(zoo.model_ids)
+    if old["sibling_or_child"]:
+        assert "final weights cannot tell which" in " ".join(res.stdout.split())
 
 
 def test_an_import_without_histories_falls_back_to_final_weights(tmp_path):
@@ -56,6 +59,9 @@ def test_an_import_without_histories_falls_back_to_final_weights(tmp_path):
     assert sorted(len(f) for f in r["families"]) == [3, 3, 3, 3] and len(r["edges"]) == 8
     assert r["edges"] == lineage(zoo, lineage_column="family", n_perm=999, history=False)["edges"]
     assert np.isfinite([e[2] for e in r["edges"]]).all()
+    # independent copies of one init are siblings: a tree path g -> p -> v through them is marked
+    parent_of = {c: p for p, c, _ in r["edges"]}
+    assert set(r["sibling_or_child"]) == {v for v, p in parent_of.items() if p in parent_of}
 
 
 def test_evidences_with_the_same_families_share_one_history_measurement(monkeypatch):
