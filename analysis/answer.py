@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,7 @@ class Candidate:
     fingerprints: list[str]
     verdicts: dict[str, str]
     representative: str
-    privileged: bool
+    privileged: bool  # the representative is
     q: float | None
     separation: float | None
     sizes: list[int]
@@ -90,6 +90,8 @@ class Candidate:
     # [families, with_relatives] when every one of its verdicts rests on few init families at a q above
     # FEW_FAMILIES_Q (few_count): a lead to train more families for, not a candidate (Answer.few_family_leads)
     few: list | None = None
+    privileged_members: list[str] = field(default_factory=list)  # its fingerprints on a probe set built from the truth
+    refined_whole: list[str] = field(default_factory=list)  # of refined_by: clusters of whole init families
 
 
 @dataclass
@@ -110,6 +112,9 @@ class Answer:
     predictions: list[str] = field(default_factory=list)
     # those of them whose significant test was kept from a deep verdict by its size or gap: they do see camps
     predictions_held: list[str] = field(default_factory=list)
+    # judged fingerprints whose significant camps were held back as one continuum without a gap, with that test's q
+    graded: dict[str, float] = field(default_factory=dict)
+    strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
     # after a Benjamini-Hochberg correction across them
     lineage_tested: int = 0
@@ -141,10 +146,11 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
-                 few_family_leads=[c for c in found if c.few is not None])
+                 few_family_leads=[c for c in found if c.few is not None], graded=_graded(judged))
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
+    ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
 
@@ -202,6 +208,19 @@ def _held(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], al
     two camps, whether the verdict then says `no structure` or `lineage only`."""
     return {str(analysed[i].fingerprint) for (i, name), qv in q.items()
             if name != "lineage" and qv <= alpha and analysed[i].label_free.get("verdict") not in DEEP_VERDICTS}
+
+
+def _graded(judged: list[FingerprintResult]) -> dict[str, float]:
+    """``{fingerprint: q}`` of the judged fingerprints whose significant groups or split test was held back
+    from a deep verdict as one continuum without a gap (``label_free.held``: "no gap"), with that test's q
+    (privileged ones marked in the name)."""
+    out = {}
+    for r in judged:
+        free = r.label_free
+        if free.get("held") == "no gap":
+            q = min((free.get(f"q_{t}") for t in ("split", "groups") if free.get(f"q_{t}") is not None), default=None)
+            out[f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}"] = 1.0 if q is None else float(q)
+    return out
 
 
 def _lineage_found(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], alpha: float,
@@ -272,6 +291,15 @@ def _refine_rows(r: FingerprintResult) -> list[tuple[int, int, str]]:
         return []
     return [(int(c), basins[m], str(f)) for m, c, f in zip(r.model_ids, r.clusters, fam)
             if m in basins and int(c) >= 0 and str(f).strip() not in ("", "nan", "None")]  # no lineage value: no family
+
+
+def _whole_families(r: FingerprintResult) -> bool:
+    """Each init family of ``r`` with two or more models counted by :func:`refinement` is in one of its
+    clusters: a refinement made of whole families (a `groups lineages` verdict's may be), not cutting them."""
+    seen: dict[str, set[int]] = {}
+    for c, _, f in _refine_rows(r):
+        seen.setdefault(f, set()).add(c)
+    return all(len(cs) == 1 for cs in seen.values())
 
 
 def _clusters(r: FingerprintResult) -> dict[str, int]:
@@ -461,7 +489,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         relatives=rep.label_free.get("n_related_families") != 0,
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
-        few=_few(group, rep))
+        few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
+        refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)])
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
@@ -570,8 +599,10 @@ def _privileged(r: FingerprintResult) -> bool:
 
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
-                    predictions: list[str] | None = None) -> str:
-    who = ", ".join(f"{f}{' (privileged)' if f == c.representative and c.privileged else ''}" for f in c.fingerprints)
+                    predictions: list[str] | None = None, strata: list[str] | None = None) -> str:
+    # every fingerprint on a probe set built from the ground truth is marked: an upper bound, not label-free evidence
+    who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
+                    for f in c.fingerprints)
     agree = ""
     if c.ami is not None:
         span = _span_text(c.ami)
@@ -593,7 +624,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
-            f"{cols}{_balance_text(c, told)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+            f"{cols}{_balance_text(c, told, strata)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
             f"{_refined_text(c, finer)}")
 
 
@@ -667,19 +698,22 @@ def _decisions_text(c: Candidate, predictions: list[str]) -> str:
             "training setting (learning rate, batch size) leaves as well as a different rule")
 
 
-def _balance_text(c: Candidate, told: bool = False) -> str:
+def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None) -> str:
     """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
     candidate whose camps cut every family alike (:func:`_balance`), else ``""``; ``told``: an
-    earlier candidate of the sentence explained what that means, so this one only refers to it."""
+    earlier candidate of the sentence explained what that means, so this one only refers to it;
+    ``strata``: the design columns the tests already took out (``data_seed``), which the sentence names."""
     b = c.balanced
     if not b or c.columns:  # a matched column already names the factor
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     if told:
         return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above)"
+    # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
+    recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
-            "the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
-            "every family (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
+            f"the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
             "every family (a learning rate, a batch size: real, but a setting, not another rule) or a difference planted "
             "member by member (deep)")
 
@@ -719,6 +753,10 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
         return f": {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} models"
 
     ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
+    if set(c.refined_by) <= set(c.refined_whole):  # an outside audit of the nineteenth session: not "cutting across"
+        return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and made of whole "
+                "init families: groups of families within a camp, which the init seed decides as it does the camps "
+                "(the clusters: summary.json assignments)")
     return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and cutting across "
             "families: keeping one camp's seeds would keep several kinds of model (the clusters: summary.json assignments)")
 
@@ -729,6 +767,37 @@ def answer_sentence(ans: Answer) -> str:
     if ans.n_judged and not ans.candidates and leads:
         return f"no candidate deep difference; {leads}"
     return _candidates_sentence(ans) + (f"; besides, {leads}" if leads else "")
+
+
+LONE_BESIDE = 3  # a candidate of one fingerprint beside one of this many or more is said as a lead
+
+
+def _lone_text(lone: list[Candidate]) -> str:
+    """``; besides, one fingerprint alone (disagreement) finds other camps ...`` for the candidates of
+    one fingerprint each, said after a candidate that :data:`LONE_BESIDE` or more fingerprints find
+    (an outside audit of the nineteenth session: a noisy copy of the real split, and three models that
+    misclassify the same two inputs, each read as a second candidate deep difference)."""
+    def one(c: Candidate) -> str:
+        how = ", ".join(([f"q {c.q:.2g}"] if c.q is not None else []) +
+                        ([f"{sds(c.separation)} SDs apart"] if c.separation is not None else []))
+        mark = " (privileged)" if c.privileged else ""
+        return f"{c.representative}{mark}: {' and '.join(map(str, c.sizes))} models{', ' + how if how else ''}"
+    who = "one fingerprint alone finds other camps" if len(lone) == 1 else f"{len(lone)} fingerprints each alone find other camps"
+    return (f"; besides, {who} ({'; '.join(one(c) for c in lone)}): a lead, another difference or that "
+            "fingerprint's own noise, which no other fingerprint repeats (summary.json label_free_answer.candidates)")
+
+
+def _graded_text(graded: dict[str, float]) -> str:
+    """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
+    :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
+    varied model by model, read as "initialization noise" while one fingerprint's camps were held back so)."""
+    if not graded:
+        return ""
+    names = sorted(graded, key=graded.get)
+    who = ", ".join(f"{f} (q {graded[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"; but the models of {who} fall into two significant camps with no gap between them: one continuum cut "
+            "in two, which a difference varied by degrees from model to model makes (a training knob, a cue relied on "
+            "more or less), and an uneven spread of the seeds' own noise can (docs/scorecard.md, \"A gap between the camps\")")
 
 
 def _few_leads_text(ans: Answer) -> str:
@@ -762,16 +831,20 @@ def _candidates_sentence(ans: Answer) -> str:
                 "unknown ones, or too few models: each verdict's sentence says which)")
     if not ans.candidates:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
-                "group the init families (initialization noise on this evidence, or a difference these fingerprints "
-                "and families cannot show)")
+                "group the init families (initialization noise on this evidence, a difference of degree that forms no "
+                "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
-                                                                   predictions=predictions)
+                                                                   predictions=predictions, strata=ans.strata_columns)
     fin = ans.finer
+    main = [c for c in ans.candidates if len(c.fingerprints) > 1]
+    lone = [c for c in ans.candidates if len(c.fingerprints) == 1]
+    if fin is None and lone and main and len(main[0].fingerprints) >= LONE_BESIDE:
+        return _candidates_sentence(replace(ans, candidates=main)) + _lone_text(lone)
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  predictions)
+                                                  predictions, ans.strata_columns)
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

@@ -384,7 +384,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "split_side_models": res.split_side_models, "split_side_light": res.split_side_light,
             "groups_axis": res.groups_axis,
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
-            "closest_groups": closest_groups(res), "effect": size, "family_apart": apart,
+            "closest_groups": closest_groups(res), "effect": size, "family_apart": apart, "held": res.held,
             "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
 
 

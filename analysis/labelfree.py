@@ -144,6 +144,8 @@ class LabelFreeResult:
     candidate_basins: np.ndarray | None = None
     sentence: str = ""
     tree: dict | None = None  # the families' dendrogram (:func:`family_tree`), for the report
+    # why a significant deep test got no deep verdict (:func:`held_reason`): "no gap", "small", "coarse", or None
+    held: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -745,6 +747,17 @@ def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict])
     return {k: small[k] for k in keys if k in small}
 
 
+def held_reason(blocking: dict[str, dict]) -> str | None:
+    """Why the first partition of ``blocking`` (:func:`_blocking`) kept a significant test from a deep
+    verdict, as its sentence says it (:func:`analysis.labelfree_sentences.with_unconfirmed`): ``"small"``
+    (closer than two halves of one Gaussian cloud), ``"coarse"`` (an input or so apart), ``"no gap"``
+    (one continuum along the line joining the camps: a graded difference cut in two), else ``None``."""
+    if not blocking:
+        return None
+    e = next(iter(blocking.values())) or {}
+    return "small" if e.get("small") else "coarse" if e.get("coarse") else "no gap" if e.get("no_gap") else None
+
+
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for
 
 
@@ -832,7 +845,9 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             sentence += minority_text(r)
         done = replace(r, verdict=v, q=qv, q_tests=_own(q, i), candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
-            sentence = with_unconfirmed(sentence, r, q, i, alpha, _blocking(r, sig, small))
+            blocking = _blocking(r, sig, small)
+            done = replace(done, held=held_reason(blocking))
+            sentence = with_unconfirmed(sentence, r, q, i, alpha, blocking)
             if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"
                 sentence += closest_split(done, tail="would tell" not in sentence)
         out.append(replace(done, sentence=sentence + few_families(done) + unknown_note(done)))

@@ -31,7 +31,7 @@ SENTENCES = {
     "lineage only": "Families are identifiable, but their centroids could not be told apart from one cloud (no groups "
                     "shown): this fingerprint tracks what the init seed decides, initialization noise unless a "
                     "difference the seed decides is too weak or too graded to group the families (more families "
-                    "would tell).",
+                    "would tell), or one that varies by degrees within the families, which forms no basins.",
     "no structure": "No significant family or basin structure at this population size.",
     "insufficient": "Too few init families to decide.",
 }

@@ -53,7 +53,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 19
+METHODS_VERSION = 20
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -355,7 +355,10 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
-                "lineage_inherited": filled}
+                "lineage_inherited": filled,
+                # the design columns taken out of the label-free tests as shared across families (a data order)
+                "strata_columns": [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table
+                                   and c not in (opts.lineage, opts.label) and len(set(map(str, table[c]))) > 1]}
     each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)

@@ -620,3 +620,70 @@ def test_camps_of_whole_families_and_a_stray_or_two_say_so():
         crossing.lineage_values = families
         ans = label_free_answer(result(crossing))
         assert ans.candidates[0].strays is None and "the init seed does not decide them" in ans.sentence
+
+
+def test_a_privileged_member_is_marked_wherever_it_is_listed():
+    ans = label_free_answer(result(fp("conflict", CAMPS, privileged=True), fp("ood", CAMPS), fp("saliency", CAMPS)))
+    c = ans.candidates[0]
+    assert c.representative != "conflict" and c.privileged_members == ["conflict"]
+    assert "(conflict (privileged), ood, saliency;" in ans.sentence
+
+
+def test_a_lone_fingerprint_beside_a_candidate_of_many_is_said_as_a_lead():
+    """An outside audit of the nineteenth session: one fingerprint's noisy copy of a split that ten found,
+    and three models misclassifying the same inputs, each read as a second candidate deep difference."""
+    many = [fp(name, CAMPS) for name in ("a", "b", "c")]
+    ans = label_free_answer(result(*many, fp("x", HALVES, q=0.016, sep=6.4)))
+    assert [c.fingerprints for c in ans.candidates] == [["a", "b", "c"], ["x"]]  # both still in summary.json
+    assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c;")
+    assert ans.sentence.endswith("; besides, one fingerprint alone finds other camps (x: 12 and 12 models, q 0.016, "
+                                 "6.4 SDs apart): a lead, another difference or that fingerprint's own noise, which no "
+                                 "other fingerprint repeats (summary.json label_free_answer.candidates)")
+    # beside a candidate of two fingerprints, a lone one is still a candidate of its own
+    two = label_free_answer(result(fp("a", CAMPS), fp("b", CAMPS), fp("x", HALVES)))
+    assert two.sentence.startswith("2 candidate deep differences")
+
+
+def test_camps_held_back_as_a_continuum_are_said_beside_no_candidate():
+    """An outside audit of the nineteenth session: a cue relied on by degrees, varied model by model, read
+    "initialization noise" while one fingerprint's significant camps were held back for having no gap."""
+    held = fp("conflict", None, "no structure", privileged=True)
+    held.label_free.update(held="no gap", q_split=0.033, q_groups=0.81)
+    ans = label_free_answer(result(held, fp("a", None, "lineage only"), fp("b", None, "lineage only")))
+    assert ans.candidates == [] and ans.graded == {"conflict (privileged)": 0.033}
+    assert "(initialization noise on this evidence, a difference of degree that forms no basins, or " in ans.sentence
+    assert ("; but the models of conflict (privileged) (q 0.033) fall into two significant camps with no gap between "
+            "them: one continuum cut in two") in ans.sentence
+    small = fp("s", None, "no structure")
+    small.label_free.update(held="small", q_split=0.01)  # held back for its size: not a continuum
+    assert "no gap" not in label_free_answer(result(small, fp("a", None, "lineage only"))).sentence
+
+
+def test_the_balance_sentence_names_the_design_columns_already_taken_out():
+    fams = [str(i // 4) for i in range(24)]
+    balanced = {m: int(i % 4 < 2) for i, m in enumerate(IDS)}  # 2 of every family's 4 in each camp
+    rs = [fp(name, balanced) for name in ("a", "b")]
+    for r in rs:
+        r.lineage_values = fams
+    res = result(*rs)
+    plain = label_free_answer(res).sentence
+    assert "every one of the 6 families has exactly 2 of its 4 models in the smaller camp" in plain
+    assert "numbered alike in every family (seed noise" in plain
+    res.settings["strata_columns"] = ["data_seed"]
+    told = label_free_answer(res).sentence
+    assert "numbered alike in every family other than 'data_seed', which the tests took out already (seed noise" in told
+
+
+def test_a_refinement_of_whole_families_is_not_said_to_cut_across_them():
+    """An outside audit of the nineteenth session: seed-decided camps whose clusters were groups of whole
+    families read "each cluster inside one camp and cutting across families"."""
+    rule = [int(f) // 3 for f in FAM3]
+    one = FingerprintResult("cka", n_models=len(IDS3), model_ids=IDS3, clusters=rule, lineage_values=FAM3,
+                            label_free={"verdict": "groups lineages", "q": 0.017, "sentence": ".",
+                                        "effect": {"separation": 30.0},
+                                        "candidate_basins": {m: int(r == 2) for m, r in zip(IDS3, rule)}})
+    ans = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[], fingerprints=[one]))
+    c = ans.candidates[0]
+    assert c.refined_by == {"cka": 3} and c.refined_whole == ["cka"]
+    assert "each cluster inside one camp and made of whole init families" in ans.sentence
+    assert "cutting across families" not in ans.sentence

@@ -248,3 +248,12 @@ def test_the_terminal_names_the_cut_families_once_per_set():
     assert lines == ["lineage, cka, ood-outputs: Families 3 and 5 are cut by the split: their models fall on both sides "
                      "(seeds that did not decide the difference, or models near its boundary), each in its own side's "
                      "candidate basin (summary.json label_free.cut_families)."]
+
+
+def test_held_reason_names_what_kept_a_significant_test_from_a_deep_verdict():
+    from analysis.labelfree import held_reason
+
+    assert held_reason({}) is None
+    assert held_reason({"split": {"no_gap": True, "dip_p": 0.1}}) == "no gap"
+    assert held_reason({"split": {"small": True, "no_gap": True}}) == "small"  # as the sentence: its size first
+    assert held_reason({"groups": {"coarse": True, "steps": 1.2}}) == "coarse"
