@@ -115,6 +115,8 @@ class Answer:
     # judged fingerprints whose significant camps were held back as one continuum without a gap, with that test's q
     graded: dict[str, float] = field(default_factory=dict)
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
+    # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
+    gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
     # after a Benjamini-Hochberg correction across them
     lineage_tested: int = 0
@@ -151,8 +153,30 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
+    ans.gradients = _column_gradients(judged, alpha)
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
+
+
+GRADIENT_R2 = 0.5  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)
+
+
+def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str, dict[str, Any]]:
+    """The numeric columns that follow judged fingerprints within the init families
+    (:func:`analysis.metadata.gradients`): a Benjamini-Hochberg correction over every (fingerprint, column)
+    test, then the columns with ``q <= alpha`` and an adjusted R^2 of at least :data:`GRADIENT_R2`:
+    ``{column: {fingerprints (best first), r2_adj (the best), q (the largest of theirs)}}``."""
+    tests = [(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])]
+    if not tests:
+        return {}
+    q = _bh([e["p"] for _, e in tests])
+    out: dict[str, dict[str, Any]] = {}
+    for (f, e), qv in sorted(zip(tests, q), key=lambda t: -t[0][1]["r2_adj"]):
+        if qv <= alpha and e["r2_adj"] >= GRADIENT_R2:
+            g = out.setdefault(e["column"], {"fingerprints": [], "r2_adj": float(e["r2_adj"]), "q": 0.0})
+            g["fingerprints"].append(f)
+            g["q"] = max(g["q"], float(qv))
+    return out
 
 
 def _bh(p: list[float]) -> np.ndarray:
@@ -787,6 +811,22 @@ def _lone_text(lone: list[Candidate]) -> str:
             "fingerprint's own noise, which no other fingerprint repeats (summary.json label_free_answer.candidates)")
 
 
+def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
+    """``; column 'frac' follows the models' differences within their init families ...`` for
+    :attr:`Answer.gradients`, else ``""``."""
+    def one(col: str, g: dict[str, Any]) -> str:
+        fs = g["fingerprints"]
+        who = fs[0] + (f" and {len(fs) - 1} more of the {n} fingerprints" if len(fs) > 1 else "")
+        return f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}, q <= {g['q']:.2g})"
+    if not gradients:
+        return ""
+    cols = sorted(gradients, key=lambda c: (-len(gradients[c]["fingerprints"]), -gradients[c]["r2_adj"]))
+    return (f"; the models' differences within their init families follow {'; '.join(one(c, gradients[c]) for c in cols)}: "
+            "a difference by degrees along what that column records (a setting varied model by model, or an outcome "
+            "measured on each), which the init seed does not decide (docs/scorecard.md, \"A column that follows the "
+            "fingerprint\")")
+
+
 def _graded_text(graded: dict[str, float]) -> str:
     """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
     :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
@@ -832,7 +872,8 @@ def _candidates_sentence(ans: Answer) -> str:
     if not ans.candidates:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
-                "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded))
+                "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded)
+                + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
                                                                    predictions=predictions, strata=ans.strata_columns)

@@ -31,7 +31,7 @@ from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
 
-__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements"]
+__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients", "table_gradients"]
 
 # ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
 NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
@@ -214,3 +214,89 @@ def attach(results: list[FingerprintResult], table: dict[str, np.ndarray], opts:
         cols = {c: np.asarray(table[c], dtype=object)[rows] for c in names}
         r.metadata_match = compare(basins, cols, family, opts.n_family_boot, opts.seed, opts.deep_threshold,
                                    opts.auroc_threshold)
+
+
+GRADIENT_AXES = 5  # the fingerprint's leading coordinates a column's within-family differences are regressed on
+
+
+def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarray, n_perm: int = 199,
+              seed: int = 0) -> list[dict[str, Any]]:
+    """Does a numeric model column follow the fingerprint *within* the init families? A difference
+    varied by degrees from model to model (a training knob drawn per model, a cue relied on more or
+    less) forms no basins, so :func:`compare` never sees it (an outside audit of the nineteenth session).
+
+    ``coords [n, d]``: the fingerprint's reduced coordinates, leading first; ``family [n]`` (a missing
+    value: left out, as are families of one model). Each numeric column (not a seed: :func:`is_seed`)
+    with a value on every model counted and two or more values within some family is centred in each
+    family, as are the leading :data:`GRADIENT_AXES` coordinates (at most a quarter of the within-family
+    degrees of freedom). ``r2``: the share of the column's within-family variance they explain (least
+    squares), ``r2_adj`` adjusted for their number, ``p`` its permutation p-value with the column
+    permuted inside each family ``n_perm`` times (the families' own levels kept: the relation to the
+    fingerprint is what is tested). Returns ``[{column, r2, r2_adj, p, n_models, n_families}]``,
+    strongest first; ``[]`` when nothing qualifies."""
+    fam = np.asarray([str(f) for f in family], dtype=object)
+    known = np.asarray([f not in MISSING for f in fam], bool)
+    codes = np.unique(fam, return_inverse=True)[1].ravel()
+    sizes = np.bincount(codes)
+    keep = known & (sizes[codes] >= 2)
+    out = []
+    rng = np.random.default_rng(seed)
+    for name, values in columns.items():
+        if is_seed(name):
+            continue
+        nums, present = column_kind(np.asarray(values, dtype=object))
+        if nums is None:
+            continue
+        m = keep & present
+        fc = np.unique(codes[m], return_inverse=True)[1].ravel()
+        nf, n = int(fc.max()) + 1 if m.any() else 0, int(m.sum())
+        k = min(GRADIENT_AXES, coords.shape[1], (n - nf) // 4)
+        if nf < 2 or k < 1:
+            continue
+        y = _centred(nums[m], fc, nf)
+        if float(y @ y) <= 1e-12 * max(1.0, float(nums[m] @ nums[m])):  # constant within every family
+            continue
+        q, _ = np.linalg.qr(_centred(np.asarray(coords, dtype=np.float64)[m][:, :k], fc, nf))
+        r2 = float(np.sum((q.T @ y) ** 2) / (y @ y))
+        perms = np.stack([_within_permutation(fc, rng) for _ in range(n_perm)])  # [n_perm, n] indices
+        yp = y[perms]
+        null = np.sum((yp @ q) ** 2, 1) / np.sum(yp * yp, 1)
+        p = float((1 + np.sum(null >= r2 - 1e-12)) / (n_perm + 1))
+        dof = n - nf
+        adj = 1.0 - (1.0 - r2) * (dof - 1) / max(dof - k - 1, 1)
+        out.append({"column": str(name), "r2": r2, "r2_adj": float(adj), "p": p, "n_models": n, "n_families": nf})
+    return sorted(out, key=lambda e: (e["p"], -e["r2_adj"], e["column"]))
+
+
+def _centred(x: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """``x [m]`` or ``[m, k]`` minus its family's mean (``codes [m]`` in ``range(n)``)."""
+    counts = np.bincount(codes, minlength=n).astype(np.float64)
+    sums = np.zeros((n,) + x.shape[1:])
+    np.add.at(sums, codes, x)
+    return x - (sums / counts.reshape((n,) + (1,) * (x.ndim - 1)))[codes]
+
+
+def _within_permutation(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices ``[m]`` that permute the models inside each family (``codes [m]``)."""
+    order = np.lexsort((rng.random(len(codes)), codes))  # each family's models, shuffled, family by family
+    out = np.empty(len(codes), dtype=np.int64)
+    out[np.argsort(codes, kind="stable")] = order
+    return out
+
+
+def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.ndarray, family: np.ndarray,
+                    opts: AnalysisOptions, strata: set) -> list[dict[str, Any]] | None:
+    """:func:`gradients` of ``table``'s columns (at ``rows``) but ids, the lineage, the label, ``diverged``
+    and the design columns ``strata`` taken out of the tests, on a sample of whole families above
+    ``resampling.MAX_MODELS`` models. Imported models only (``kind`` "imported", or no ``kind``: a user's
+    table): ``None`` for a sweep's own zoo, whose other columns are what training measured (losses,
+    accuracies, the task's diagnostics), which follow any fingerprint's seed noise as well."""
+    if "kind" in table and any(str(k) != "imported" for k in np.asarray(table["kind"], dtype=object)[rows]):
+        return None
+    skip = {*NOT_COMPARED, opts.lineage, opts.label, *strata, "diverged"}
+    cols = {c: np.asarray(table[c], dtype=object)[rows] for c in table if c not in skip}
+    family = np.asarray(family, dtype=object)
+    sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)
+    if sample is not None:
+        coords, family, cols = coords[sample], family[sample], {c: v[sample] for c, v in cols.items()}
+    return gradients(np.asarray(coords), cols, family, opts.n_perm, opts.seed)

@@ -91,6 +91,8 @@ class FingerprintResult:
     significant: bool | None = None
     # candidate basins against the model table's other columns (analysis.metadata): column, statistic, value, ci, match
     metadata_match: list[dict[str, Any]] | None = None
+    # numeric model columns against the fingerprint within the init families (analysis.metadata.gradients)
+    metadata_gradient: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 
     @property
@@ -106,7 +108,8 @@ class FingerprintResult:
         d = {k: getattr(self, k) for k in BASE_FIELDS}
         if self.analysed:
             d.update((k, getattr(self, k)) for k in ANALYSED_FIELDS)
-            tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match")
+            tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match",
+                    "metadata_gradient")
         else:
             tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
         always = ("verdict", "reason", "metadata_match")  # metadata_match: null without candidate basins

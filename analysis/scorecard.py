@@ -194,6 +194,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         label_free = effect.sized(label_free, lineage_values, coords, values, bool(dist), clusters, known, opts.alpha,
                                   opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
 
+    # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
+    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*STRATA, *opts.strata}) \
+        if lineage is not None and opts.calibrate else None
+
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}
     for name in _lineage_columns(table, opts):
@@ -229,8 +233,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         scores={k: (jsonable(v) if not isinstance(v, dict) else {a: jsonable(b) for a, b in v.items()}) for k, v in scores.items()},
         noise_score=jsonable(noise), binary_label=binary, calibration=calib, has_label=has_label,
         alignment=alignment, aligns_with=aligns_with, basins=basin_rows,
-        confusion=mt.confusion(clusters, label) if label is not None else None,
+        confusion=mt.confusion(clusters, label) if label is not None else None, metadata_gradient=gradient,
     ), label_free
+
 
 
 def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True,

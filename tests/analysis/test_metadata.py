@@ -248,3 +248,52 @@ def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_stra
         analyze([fp], table, opts.replace(strata=["nope"]))
     with pytest.raises(ValueError, match="strata"):
         opts.replace(strata="order")
+
+
+def test_a_column_varied_by_degrees_within_the_families_is_found_and_a_random_one_is_not():
+    """An outside audit of the nineteenth session: a cue relied on by degrees, drawn per model (`frac`),
+    formed no basins and read "initialization noise"; the fingerprint's first axis followed it."""
+    from analysis.metadata import _within_permutation, gradients
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(8), 4)
+    perm = _within_permutation(fam, rng)
+    assert (fam[perm] == fam).all() and sorted(perm.tolist()) == list(range(32))
+    frac = rng.uniform(size=32)
+    coords = np.c_[3 * frac + 2 * rng.normal(size=8)[fam] + 0.2 * rng.normal(size=32), rng.normal(size=(32, 4))]
+    cols = {"frac": frac, "other": rng.normal(size=32), "data_seed": np.arange(32), "lr": np.full(32, 0.01),
+            "by_family": fam * 1.0, "name": np.array(["a"] * 32, dtype=object)}
+    out = gradients(coords, cols, fam.astype(str))
+    assert [e["column"] for e in out] == ["frac", "other"]  # seeds, constants within families and names left out
+    assert out[0]["r2_adj"] > 0.9 and out[0]["p"] == 0.005 and out[0]["n_models"] == 32 and out[0]["n_families"] == 8
+    assert out[1]["p"] > 0.05 and out[1]["r2_adj"] < 0.5
+    # a family of one model and an unknown family are left out; too few models for an axis: nothing
+    fam2 = fam.astype(str).astype(object)
+    fam2[0:3], fam2[4] = "", "nan"
+    assert gradients(coords, {"frac": frac}, fam2)[0]["n_models"] == 27  # family 0 down to one model, and one unknown
+    assert gradients(coords[:4], {"frac": frac[:4]}, np.array(["0", "0", "1", "1"])) == []
+
+
+def test_analyze_names_a_column_varied_by_degrees_in_an_imported_zoo_and_skips_a_sweeps_own_columns():
+    """End to end: a knob drawn per model that moves the fingerprint within every family forms no basins;
+    the answer names it beside "no candidate". A sweep's own zoo (kind base) is not tested: its other
+    columns are outcomes (losses, accuracies) that follow any fingerprint's seed noise."""
+    r = np.random.default_rng(5)
+    fam = np.repeat(np.arange(8), 4)
+    knob = r.uniform(0, 1, 32)
+    x = r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
+    x[:, 0] += 2.0 * knob  # graded: no two camps
+    ids = [f"m{i}" for i in range(32)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "kind": np.asarray(["imported"] * 32, dtype=object),
+             "knob": knob, "unrelated": r.uniform(size=32)}
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    fp = FingerprintInput("graded", x, ids, {"extractor": "graded", "output": "features"})
+    res = analyze([fp], table, opts)
+    g = res.fingerprints[0].metadata_gradient
+    assert g[0]["column"] == "knob" and g[0]["p"] <= 0.01 and g[0]["r2_adj"] > 0.5
+    assert summary(res)["fingerprints"][0]["metadata_gradient"][0]["column"] == "knob"
+    ans = summary(res)["label_free_answer"]
+    assert not ans["candidates"] and list(ans["gradients"]) == ["knob"]
+    assert "; the models' differences within their init families follow column 'knob' (graded;" in ans["sentence"]
+    sweep = analyze([fp], {**table, "kind": np.asarray(["base"] * 32, dtype=object)}, opts)
+    assert sweep.fingerprints[0].metadata_gradient is None and "metadata_gradient" not in summary(sweep)["fingerprints"][0]

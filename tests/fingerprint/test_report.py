@@ -94,7 +94,9 @@ def test_summary_json_schema(run):
     answer = s["label_free_answer"]  # analysis.answer: every deep verdict is in exactly one candidate
     deep = {f["fingerprint"] for f in s["fingerprints"] if f["label_free"]["verdict"] in ("crosses lineage", "groups lineages")}
     assert sorted(f for c in answer["candidates"] for f in c["fingerprints"]) == sorted(deep)
-    assert answer["sentence"] and f"Label-free answer</b>: {answer['sentence']}" in run.html.replace("&#39;", "'")
+    assert answer["sentence"] and f"Label-free answer</b>: {answer['sentence']}" in html.unescape(run.html)
+    # a sweep's own columns are its outcomes (losses, accuracies): not tested against the fingerprints
+    assert all("metadata_gradient" not in f for f in s["fingerprints"]) and answer["gradients"] == {}
     assert s["n_models"] == 24 and s["n_failed"] == 0
     assert s["settings"]["label"] == "deep_label" and s["settings"]["lineage"] == "init_seed"
     assert s["settings"]["thresholds"] == {"deep_ami": 0.3, "noise_ami": 0.3, "probe_auroc": 0.85, "lineage_auc": 0.9}
