@@ -812,7 +812,7 @@ def _lone_text(lone: list[Candidate]) -> str:
 
 
 def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
-    """``; column 'frac' follows the models' differences within their init families ...`` for
+    """``; within their init families the fingerprints follow column 'frac' ...`` for
     :attr:`Answer.gradients`, else ``""``."""
     def one(col: str, g: dict[str, Any]) -> str:
         fs = g["fingerprints"]
@@ -821,10 +821,10 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
     if not gradients:
         return ""
     cols = sorted(gradients, key=lambda c: (-len(gradients[c]["fingerprints"]), -gradients[c]["r2_adj"]))
-    return (f"; the models' differences within their init families follow {'; '.join(one(c, gradients[c]) for c in cols)}: "
-            "a difference by degrees along what that column records (a setting varied model by model, or an outcome "
-            "measured on each), which the init seed does not decide (docs/scorecard.md, \"A column that follows the "
-            "fingerprint\")")
+    return (f"; within their init families the fingerprints follow {'; '.join(one(c, gradients[c]) for c in cols)}: "
+            "if it records a setting varied model by model, a difference by degrees, which forms no basins and which "
+            "the init seed does not decide; if an outcome measured on each model, what seed noise or such a setting "
+            "moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
 
 
 def _graded_text(graded: dict[str, float]) -> str:

@@ -696,7 +696,7 @@ def test_a_column_that_follows_the_fingerprints_within_the_families_is_named_bes
                                {"column": "lr", "r2": 0.3, "r2_adj": 0.1, "p": 0.04, "n_models": 24, "n_families": 6}]
     ans = label_free_answer(result(*rs))
     assert list(ans.gradients) == ["frac"] and ans.gradients["frac"]["fingerprints"] == ["a", "b"]
-    assert ("; the models' differences within their init families follow column 'frac' (a and 1 more of the 3 "
+    assert ("; within their init families the fingerprints follow column 'frac' (a and 1 more of the 3 "
             "fingerprints; adjusted R2 up to 0.88, q <= 0.0075)") in ans.sentence
     rs[1].metadata_gradient = [{"column": "frac", "r2": 0.8, "r2_adj": 0.75, "p": 0.5, "n_models": 24, "n_families": 6}]
     rs[0].metadata_gradient = [{"column": "frac", "r2": 0.4, "r2_adj": 0.3, "p": 0.005, "n_models": 24, "n_families": 6}]

@@ -294,6 +294,6 @@ def test_analyze_names_a_column_varied_by_degrees_in_an_imported_zoo_and_skips_a
     assert summary(res)["fingerprints"][0]["metadata_gradient"][0]["column"] == "knob"
     ans = summary(res)["label_free_answer"]
     assert not ans["candidates"] and list(ans["gradients"]) == ["knob"]
-    assert "; the models' differences within their init families follow column 'knob' (graded;" in ans["sentence"]
+    assert "; within their init families the fingerprints follow column 'knob' (graded;" in ans["sentence"]
     sweep = analyze([fp], {**table, "kind": np.asarray(["base"] * 32, dtype=object)}, opts)
     assert sweep.fingerprints[0].metadata_gradient is None and "metadata_gradient" not in summary(sweep)["fingerprints"][0]
