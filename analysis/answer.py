@@ -717,9 +717,12 @@ def _decisions_text(c: Candidate, predictions: list[str]) -> str:
         return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in "
                 "how their outputs respond to small changes of the inputs (their input gradients), not in the classes "
                 "they predict on these probes, which a training setting leaves as well as a different rule")
+    # an outside audit of the nineteenth session: a shape-vs-colour split read word for word as a learning rate's; two
+    # rules that agree on the training data predict alike on probes like it, so the note says where they would not
     return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in their "
             "outputs' values (such as confidence) more than in the classes they predict on these probes, which a "
-            "training setting (learning rate, batch size) leaves as well as a different rule")
+            "training setting (learning rate, batch size) leaves as well as a different rule that predicts the same "
+            "classes here (two cues the training data agree on): probes on which the rules would disagree tell them apart")
 
 
 def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None) -> str:
