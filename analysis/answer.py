@@ -793,7 +793,24 @@ def answer_sentence(ans: Answer) -> str:
     leads = _few_leads_text(ans)
     if ans.n_judged and not ans.candidates and leads:
         return f"no candidate deep difference; {leads}"
-    return _candidates_sentence(ans) + (f"; besides, {leads}" if leads else "")
+    return _candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else "")
+
+
+def _besides_degrees(ans: Answer) -> str:
+    """Beside candidates: the camps held back as a continuum (:attr:`Answer.graded`) of fingerprints outside every
+    candidate, and the columns the fingerprints follow within the families (:attr:`Answer.gradients`) that no
+    candidate matches, each after ``; besides,`` (an outside audit of the nineteenth session: a reliance drawn per
+    model with a knee, cut in two by `weight-stats` alone, read as a candidate, while 6 fingerprints followed its
+    column by degrees and another's camps were held back as a continuum, both unsaid); ``""`` without candidates
+    (the no-candidate sentence says them)."""
+    if not ans.candidates:
+        return ""
+    inside = {f for c in ans.candidates for f in c.fingerprints}
+    graded = {f: q for f, q in ans.graded.items() if f.removesuffix(" (privileged)") not in inside}
+    matched = {col for c in ans.candidates for col in (*c.columns, *c.columns_of_others)}
+    gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
+    return (_graded_text(graded).replace("; but the models of", "; besides, the models of", 1)
+            + _gradients_text(gradients, ans.n_judged).replace("; within their", "; besides, within their", 1))
 
 
 LONE_BESIDE = 3  # a candidate of one fingerprint beside one of this many or more is said as a lead

@@ -701,3 +701,23 @@ def test_a_column_that_follows_the_fingerprints_within_the_families_is_named_bes
     rs[1].metadata_gradient = [{"column": "frac", "r2": 0.8, "r2_adj": 0.75, "p": 0.5, "n_models": 24, "n_families": 6}]
     rs[0].metadata_gradient = [{"column": "frac", "r2": 0.4, "r2_adj": 0.3, "p": 0.005, "n_models": 24, "n_families": 6}]
     assert label_free_answer(result(*rs)).gradients == {}  # not significant, or too weak a relation
+
+
+def test_a_column_followed_by_degrees_and_held_continua_are_said_beside_a_candidate():
+    """An outside audit of the nineteenth session: a reliance drawn per model with a knee, cut in two by one weight
+    fingerprint, read "one candidate deep difference" while 6 fingerprints followed its column within the families
+    and another's camps were held back as a continuum; both are now said after the candidate."""
+    lone = fp("weight-stats", CAMPS)
+    held = fp("input-saliency", None, "no structure")
+    held.label_free.update(held="no gap", q_split=0.0275)
+    follow = fp("probe-outputs", None, "lineage only")
+    follow.metadata_gradient = [{"column": "frac", "r2": 0.9, "r2_adj": 0.85, "p": 0.005, "n_models": 24, "n_families": 6}]
+    ans = label_free_answer(result(lone, held, follow))
+    assert ans.sentence.startswith("one candidate deep difference, found by 1 of 3 fingerprints (weight-stats)")
+    assert "; besides, the models of input-saliency (q 0.028) fall into two significant camps with no gap" in ans.sentence
+    assert "; besides, within their init families the fingerprints follow column 'frac' (probe-outputs;" in ans.sentence
+    # a column the candidate's camps match is said there already, and a held fingerprint inside a candidate is not repeated
+    lone.metadata_match = [{"column": "frac", "match": True, "graded": True}]
+    held.label_free.update(verdict="crosses lineage", candidate_basins=CAMPS)
+    again = label_free_answer(result(lone, held, follow)).sentence
+    assert "besides, within their" not in again and "no gap" not in again
