@@ -636,9 +636,10 @@ def test_a_lone_fingerprint_beside_a_candidate_of_many_is_said_as_a_lead():
     ans = label_free_answer(result(*many, fp("x", HALVES, q=0.016, sep=6.4)))
     assert [c.fingerprints for c in ans.candidates] == [["a", "b", "c"], ["x"]]  # both still in summary.json
     assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c;")
-    assert ans.sentence.endswith("; besides, one fingerprint alone finds other camps (x: 12 and 12 models, q 0.016, "
-                                 "6.4 SDs apart): a lead, another difference or that fingerprint's own noise, which no "
-                                 "other fingerprint repeats (summary.json label_free_answer.candidates)")
+    assert ans.sentence.endswith("; besides, one fingerprint alone finds camps that do not agree with it (AMI below "
+                                 "0.5; x: 12 and 12 models, q 0.016, 6.4 SDs apart): a lead, another difference, a "
+                                 "noisier view of the same one or that fingerprint's own noise (summary.json "
+                                 "label_free_answer.candidates)")
     # beside a candidate of two fingerprints, a lone one is still a candidate of its own
     two = label_free_answer(result(fp("a", CAMPS), fp("b", CAMPS), fp("x", HALVES)))
     assert two.sentence.startswith("2 candidate deep differences")
@@ -710,14 +711,29 @@ def test_a_column_followed_by_degrees_and_held_continua_are_said_beside_a_candid
     lone = fp("weight-stats", CAMPS)
     held = fp("input-saliency", None, "no structure")
     held.label_free.update(held="no gap", q_split=0.0275)
-    follow = fp("probe-outputs", None, "lineage only")
-    follow.metadata_gradient = [{"column": "frac", "r2": 0.9, "r2_adj": 0.85, "p": 0.005, "n_models": 24, "n_families": 6}]
-    ans = label_free_answer(result(lone, held, follow))
-    assert ans.sentence.startswith("one candidate deep difference, found by 1 of 3 fingerprints (weight-stats)")
+    follow, also = fp("probe-outputs", None, "lineage only"), fp("ood-outputs", None, "lineage only")
+    for r in (follow, also):
+        r.metadata_gradient = [{"column": "frac", "r2": 0.9, "r2_adj": 0.85, "p": 0.005, "n_models": 24, "n_families": 6}]
+    ans = label_free_answer(result(lone, held, follow, also))
+    assert ans.sentence.startswith("one candidate deep difference, found by 1 of 4 fingerprints (weight-stats)")
     assert "; besides, the models of input-saliency (q 0.028) fall into two significant camps with no gap" in ans.sentence
-    assert "; besides, within their init families the fingerprints follow column 'frac' (probe-outputs;" in ans.sentence
+    assert "; besides, within their init families the fingerprints follow column 'frac' (probe-outputs and 1 more" in ans.sentence
     # a column the candidate's camps match is said there already, and a held fingerprint inside a candidate is not repeated
     lone.metadata_match = [{"column": "frac", "match": True, "graded": True}]
     held.label_free.update(verdict="crosses lineage", candidate_basins=CAMPS)
-    again = label_free_answer(result(lone, held, follow)).sentence
+    again = label_free_answer(result(lone, held, follow, also)).sentence
     assert "besides, within their" not in again and "no gap" not in again
+
+
+def test_a_column_set_family_by_family_that_the_families_follow_is_named():
+    rs = [fp(name, None, "lineage only") for name in ("a", "b")]
+    for r in rs:
+        r.metadata_gradient = [{"column": "frac", "level": "families", "r2": 0.9, "r2_adj": 0.86, "p": 0.005,
+                                "n_models": 24, "n_families": 6}]
+    sentence = label_free_answer(result(*rs)).sentence
+    assert ("; the init families' fingerprints follow column 'frac' (a and 1 more of the 2 fingerprints; adjusted R2 up "
+            "to 0.86, q <= 0.005), set family by family: if it records a setting, the families differ by it as much as by "
+            "their init seeds") in sentence
+    rs[1].metadata_gradient = []  # one fingerprint of two: not enough
+    assert "follow column" not in label_free_answer(result(*rs)).sentence
+    assert "within their init families" not in sentence

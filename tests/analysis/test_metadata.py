@@ -264,7 +264,9 @@ def test_a_column_varied_by_degrees_within_the_families_is_found_and_a_random_on
     cols = {"frac": frac, "other": rng.normal(size=32), "data_seed": np.arange(32), "lr": np.full(32, 0.01),
             "by_family": fam * 1.0, "name": np.array(["a"] * 32, dtype=object)}
     out = gradients(coords, cols, fam.astype(str))
-    assert [e["column"] for e in out] == ["frac", "other"]  # seeds, constants within families and names left out
+    # seeds, constants and names left out; a column constant within every family is tested between families
+    assert [e["column"] for e in out if e["level"] == "models"] == ["frac", "other"]
+    assert [e["column"] for e in out if e["level"] == "families"] == ["by_family"]
     assert out[0]["r2_adj"] > 0.9 and out[0]["p"] == 0.005 and out[0]["n_models"] == 32 and out[0]["n_families"] == 8
     assert out[1]["p"] > 0.05 and out[1]["r2_adj"] < 0.5
     # a family of one model and an unknown family are left out; too few models for an axis: nothing
@@ -297,3 +299,21 @@ def test_analyze_names_a_column_varied_by_degrees_in_an_imported_zoo_and_skips_a
     assert "; within their init families the fingerprints follow column 'knob' (graded;" in ans["sentence"]
     sweep = analyze([fp], {**table, "kind": np.asarray(["base"] * 32, dtype=object)}, opts)
     assert sweep.fingerprints[0].metadata_gradient is None and "metadata_gradient" not in summary(sweep)["fingerprints"][0]
+
+
+def test_a_column_set_family_by_family_is_tested_against_the_family_centroids():
+    """An outside audit of the nineteenth session: a shortcut's share set per family was never tested (constant
+    within every family), and every verdict said the fingerprints track what the init seed decides."""
+    from analysis.metadata import MIN_GRADIENT_FAMILIES, gradients
+
+    r = np.random.default_rng(3)
+    fam = np.repeat(np.arange(12), 3)
+    frac = r.uniform(size=12)
+    coords = 0.3 * r.standard_normal((12, 6))[fam] + 0.2 * r.standard_normal((36, 6))
+    coords[:, 0] += 3 * frac[fam]
+    out = gradients(coords, {"frac": frac[fam], "other": r.uniform(size=12)[fam]}, fam.astype(str))
+    by = {e["column"]: e for e in out}
+    assert by["frac"]["level"] == "families" and by["frac"]["p"] <= 0.01 and by["frac"]["r2_adj"] > 0.6
+    assert by["frac"]["n_families"] == 12 and by["other"]["p"] > 0.05
+    few = fam < MIN_GRADIENT_FAMILIES - 1  # too few families: not tested
+    assert gradients(coords[few], {"frac": frac[fam][few]}, fam[few].astype(str)) == []
