@@ -732,7 +732,7 @@ def test_a_column_set_family_by_family_that_the_families_follow_is_named():
                                 "n_models": 24, "n_families": 6}]
     sentence = label_free_answer(result(*rs)).sentence
     assert ("; the init families' fingerprints follow column 'frac' (a and 1 more of the 2 fingerprints; adjusted R2 up "
-            "to 0.86, q <= 0.005), set family by family: if it records a setting, the families differ by it as much as by "
+            "to 0.86, q <= 0.005), set family by family: if such a column records a setting, the families differ by it as much as by "
             "their init seeds") in sentence
     rs[1].metadata_gradient = []  # one fingerprint of two: not enough
     assert "follow column" not in label_free_answer(result(*rs)).sentence
