@@ -825,7 +825,7 @@ LONE_BESIDE = 3  # a candidate of one fingerprint beside one of this many or mor
 
 
 def _lone_text(lone: list[Candidate]) -> str:
-    """``; besides, one fingerprint alone (disagreement) finds other camps ...`` for the candidates of
+    """``; besides, one fingerprint alone finds camps that do not agree with it ...`` for the candidates of
     one fingerprint each, said after a candidate that :data:`LONE_BESIDE` or more fingerprints find
     (an outside audit of the nineteenth session: a noisy copy of the real split, and three models that
     misclassify the same two inputs, each read as a second candidate deep difference)."""
@@ -854,14 +854,14 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
     out = ""
     if within:
         out += (f"; within their init families the fingerprints follow {'; '.join(one(c, gradients[c]) for c in within)}: "
-                "if such a column records a setting varied model by model, a difference by degrees, which forms no basins and which "
-                "the init seed does not decide; if an outcome measured on each model, what seed noise or such a setting "
-                "moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
+                "if such a column records a setting varied model by model, a difference by degrees, which forms no "
+                "basins and which the init seed does not decide; if an outcome measured on each model, what seed noise "
+                "or such a setting moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
     if between:  # an outside audit of the nineteenth session: a shortcut's share set per family, said as init noise
         out += (f"; the init families' fingerprints follow {'; '.join(one(c, gradients[c]) for c in between)}, set "
-                "family by family: if such a column records a setting, the families differ by it as much as by their init seeds, "
-                "which the tests here cannot tell apart (train families that share a value); if an outcome, what the "
-                "init seed moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
+                "family by family: if such a column records a setting, the families differ by it as much as by their "
+                "init seeds, which the tests here cannot tell apart (train families that share a value); if an "
+                "outcome, what the init seed moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
     return out
 
 

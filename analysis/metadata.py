@@ -14,8 +14,10 @@ and *matches* when the interval's lower end reaches the scorecard's own level fo
 label": ``deep_threshold`` (AMI 0.3) and ``auroc_threshold`` (AUROC 0.85). An AMI below half its
 level is no match and gets no interval (its resampled expected mutual information is the cost). :func:`attach` sets
 ``metadata_match`` on each fingerprint result with candidate basins. ``docs/scorecard.md``
-("Candidate basins and your metadata") explains the choices. The extractors never see these
-columns: only this comparison, after the verdicts, does.
+("Candidate basins and your metadata") explains the choices. :func:`gradients` asks the question of
+a difference varied by degrees, which forms no candidate basins: does a numeric column follow the
+fingerprint within the init families (or, set family by family, across them)? ("A column that follows
+the fingerprint"). The extractors never see these columns: only these comparisons, after the verdicts, do.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
 
-__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients", "table_gradients"]
+__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients",
+           "table_gradients"]
 
 # ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
 NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
