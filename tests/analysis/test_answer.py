@@ -350,6 +350,12 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     assert ans.predictions == ["disagreement"]
     assert ("; no fingerprint of the predicted classes (disagreement) finds it: the camps differ in their outputs' "
             "values (such as confidence) more than in the classes they predict on these probes") in ans.sentence
+    assert "it is also found in" not in ans.sentence  # outputs alone
+    # the 63rd audit: a shape-vs-colour split that cka and input-saliency also found, unlike the knobs there
+    cka = kinded(fp("cka", CAMPS), "mechanistic", reads="activations")
+    also = label_free_answer(result(kinded(fp("ood-outputs", CAMPS), "behavioural", reads="outputs"), cka, argmax))
+    assert also.sentence.endswith("; it is also found in their hidden activations, not only in the outputs' values or "
+                                  "the weights")
     saliency = kinded(fp("input-saliency", CAMPS), "behavioural", reads="gradients")  # the seventeenth session's audit
     assert ("finds it: the camps differ in how their outputs respond to small changes of the inputs (their input "
             "gradients), not in the classes") in label_free_answer(result(saliency, argmax)).sentence
