@@ -833,9 +833,7 @@ def _besides_degrees(ans: Answer) -> str:
     graded = {f: q for f, q in ans.graded.items() if f.removesuffix(" (privileged)") not in inside}
     matched = {col for c in ans.candidates for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
-    return (_graded_text(graded).replace("; but the models of", "; besides, the models of", 1)
-            + _gradients_text(gradients, ans.n_judged).replace("; within their", "; besides, within their", 1)
-            .replace("; the init families'", "; besides, the init families'", 1))
+    return _graded_text(graded, "besides,") + _gradients_text(gradients, ans.n_judged, "besides, ")
 
 
 LONE_BESIDE = 3  # a candidate of one fingerprint beside one of this many or more is said as a lead
@@ -858,9 +856,10 @@ def _lone_text(lone: list[Candidate]) -> str:
             "a noisier view of the same one or that fingerprint's own noise (summary.json label_free_answer.candidates)")
 
 
-def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
+def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = "") -> str:
     """``; within their init families the fingerprints follow column 'frac' ...`` (and ``; the init families'
-    fingerprints follow column ...`` for a column set family by family) for :attr:`Answer.gradients`, else ``""``."""
+    fingerprints follow column ...`` for a column set family by family) for :attr:`Answer.gradients`, else ``""``;
+    ``lead`` begins each clause (``"besides, "`` after candidates)."""
     def one(col: str, g: dict[str, Any]) -> str:
         fs = g["fingerprints"]
         who = fs[0] + (f" and {len(fs) - 1} more of the {n} fingerprints" if len(fs) > 1 else "")
@@ -870,27 +869,28 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int) -> str:
     between = order([c for c, g in gradients.items() if g.get("level") == "families"])
     out = ""
     if within:
-        out += (f"; within their init families the fingerprints follow {'; '.join(one(c, gradients[c]) for c in within)}: "
+        out += (f"; {lead}within their init families the fingerprints follow {'; '.join(one(c, gradients[c]) for c in within)}: "
                 "if such a column records a setting varied model by model, a difference by degrees, which forms no "
                 "basins and which the init seed does not decide; if an outcome measured on each model, what seed noise "
                 "or such a setting moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
     if between:  # an outside audit of the nineteenth session: a shortcut's share set per family, said as init noise
-        out += (f"; the init families' fingerprints follow {'; '.join(one(c, gradients[c]) for c in between)}, set "
+        out += (f"; {lead}the init families' fingerprints follow {'; '.join(one(c, gradients[c]) for c in between)}, set "
                 "family by family: if such a column records a setting, the families differ by it as much as by their "
                 "init seeds, which the tests here cannot tell apart (train families that share a value); if an "
                 "outcome, what the init seed moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
     return out
 
 
-def _graded_text(graded: dict[str, float]) -> str:
+def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
     """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
     :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
-    varied model by model, read as "initialization noise" while one fingerprint's camps were held back so)."""
+    varied model by model, read as "initialization noise" while one fingerprint's camps were held back so);
+    ``lead``: the clause's first word ("besides," after candidates)."""
     if not graded:
         return ""
     names = sorted(graded, key=graded.get)
     who = ", ".join(f"{f} (q {graded[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return (f"; but the models of {who} fall into two significant camps with no gap between them: one continuum cut "
+    return (f"; {lead} the models of {who} fall into two significant camps with no gap between them: one continuum cut "
             "in two, which a difference varied by degrees from model to model makes (a training knob, a cue relied on "
             "more or less), and an uneven spread of the seeds' own noise can (docs/scorecard.md, \"A gap between the camps\")")
 

@@ -244,6 +244,7 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
     keep = known & (sizes[codes] >= 2)
     out = []
     rng = np.random.default_rng(seed)
+    coords = np.asarray(coords, dtype=np.float64)
     for name, values in columns.items():
         if is_seed(name):
             continue
@@ -258,19 +259,13 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
             continue
         y = _centred(nums[m], fc, nf)
         if float(y @ y) <= 1e-12 * max(1.0, float(nums[m] @ nums[m])):  # constant within every family
-            between = _between(np.asarray(coords, dtype=np.float64)[known & present], nums[known & present],
-                               codes[known & present], name, n_perm, rng)
+            between = _between(coords[known & present], nums[known & present], codes[known & present], name, n_perm,
+                               rng)
             out += [between] if between else []
             continue
-        q, _ = np.linalg.qr(_centred(np.asarray(coords, dtype=np.float64)[m][:, :k], fc, nf))
-        r2 = float(np.sum((q.T @ y) ** 2) / (y @ y))
         perms = np.stack([_within_permutation(fc, rng) for _ in range(n_perm)])  # [n_perm, n] indices
-        yp = y[perms]
-        null = np.sum((yp @ q) ** 2, 1) / np.sum(yp * yp, 1)
-        p = float((1 + np.sum(null >= r2 - 1e-12)) / (n_perm + 1))
-        dof = n - nf
-        adj = 1.0 - (1.0 - r2) * (dof - 1) / max(dof - k - 1, 1)
-        out.append({"column": str(name), "level": "models", "r2": r2, "r2_adj": float(adj), "p": p, "n_models": n,
+        r2, adj, p = _r2_test(_centred(coords[m][:, :k], fc, nf), y, y[perms], n - nf)
+        out.append({"column": str(name), "level": "models", "r2": r2, "r2_adj": adj, "p": p, "n_models": n,
                     "n_families": nf})
     return sorted(out, key=lambda e: (e["p"], -e["r2_adj"], e["column"]))
 
@@ -291,29 +286,38 @@ def _between(coords: np.ndarray, x: np.ndarray, codes: np.ndarray, name: str, n_
     k = min(GRADIENT_AXES, coords.shape[1], (nf - 2) // 3)
     if nf < MIN_GRADIENT_FAMILIES or k < 1:
         return None
-    counts = np.bincount(fc, minlength=nf).astype(np.float64)
-    cent = np.zeros((nf, coords.shape[1]))
-    np.add.at(cent, fc, coords)
-    cent /= counts[:, None]
-    y = np.bincount(fc, weights=x, minlength=nf) / counts
+    cent = _family_means(coords[:, :k], fc, nf)
+    y = _family_means(x, fc, nf)
     y = y - y.mean()
     if float(y @ y) <= 1e-12 * max(1.0, float(x @ x)):
         return None
-    q, _ = np.linalg.qr(cent[:, :k] - cent[:, :k].mean(0))
+    r2, adj, p = _r2_test(cent - cent.mean(0), y, y[np.argsort(rng.random((n_perm, nf)), axis=1)], nf - 1)
+    return {"column": str(name), "level": "families", "r2": r2, "r2_adj": adj, "p": p, "n_models": int(len(x)),
+            "n_families": nf}
+
+
+def _r2_test(z: np.ndarray, y: np.ndarray, permuted: np.ndarray, dof: int) -> tuple[float, float, float]:
+    """``(r2, r2_adj, p)``: the share of ``y [m]``'s sum of squares that least squares on the centred columns
+    of ``z [m, k]`` explains, adjusted for ``k`` at ``dof`` degrees of freedom, and its permutation p-value
+    against ``permuted [n_perm, m]`` (``y`` permuted each time)."""
+    q, _ = np.linalg.qr(z)
     r2 = float(np.sum((q.T @ y) ** 2) / (y @ y))
-    yp = y[np.argsort(rng.random((n_perm, nf)), axis=1)]
-    null = np.sum((yp @ q) ** 2, 1) / np.sum(yp * yp, 1)
-    adj = 1.0 - (1.0 - r2) * (nf - 2) / max(nf - k - 2, 1)
-    return {"column": str(name), "level": "families", "r2": r2, "r2_adj": float(adj),
-            "p": float((1 + np.sum(null >= r2 - 1e-12)) / (n_perm + 1)), "n_models": int(len(x)), "n_families": nf}
+    null = np.sum((permuted @ q) ** 2, 1) / np.sum(permuted * permuted, 1)
+    adj = 1.0 - (1.0 - r2) * (dof - 1) / max(dof - z.shape[1] - 1, 1)
+    return r2, float(adj), float((1 + np.sum(null >= r2 - 1e-12)) / (len(permuted) + 1))
+
+
+def _family_means(x: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """The mean ``[n]`` or ``[n, k]`` of ``x [m]`` or ``[m, k]`` in each family (``codes [m]`` in ``range(n)``)."""
+    counts = np.bincount(codes, minlength=n).astype(np.float64)
+    sums = np.zeros((n,) + x.shape[1:])
+    np.add.at(sums, codes, x)
+    return sums / counts.reshape((n,) + (1,) * (x.ndim - 1))
 
 
 def _centred(x: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
     """``x [m]`` or ``[m, k]`` minus its family's mean (``codes [m]`` in ``range(n)``)."""
-    counts = np.bincount(codes, minlength=n).astype(np.float64)
-    sums = np.zeros((n,) + x.shape[1:])
-    np.add.at(sums, codes, x)
-    return x - (sums / counts.reshape((n,) + (1,) * (x.ndim - 1)))[codes]
+    return x - _family_means(x, codes, n)[codes]
 
 
 def _within_permutation(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -179,7 +179,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
-    strata = [col(c) for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
+    strata = [col(c) for c in strata_names(table, opts)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
     label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
@@ -195,7 +195,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                   opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
 
     # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
-    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*STRATA, *opts.strata}) \
+    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, set(strata_names(table, opts))) \
         if lineage is not None and opts.calibrate else None
 
     # what the clusters line up with, over the whole population (no ground truth needed)
@@ -237,7 +237,6 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     ), label_free
 
 
-
 def approximations(n: int, method: str, boot: dict, embedding: str, basins: list[dict], nn: bool = True,
                    calibrated: bool = False) -> list[str]:
     """What a large population's analysis computed on samples instead of every model (empty when exact).
@@ -277,6 +276,11 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
 STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
 # with parent links, the generation from parent_id goes beside them: label_free(generation=...), metrics.generation)
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
+
+
+def strata_names(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
+    """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
+    return [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
 
 
 def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None,
@@ -362,8 +366,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
                 "lineage_inherited": filled,
                 # the design columns taken out of the label-free tests as shared across families (a data order)
-                "strata_columns": [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table
-                                   and c not in (opts.lineage, opts.label) and len(set(map(str, table[c]))) > 1]}
+                "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}
     each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)
