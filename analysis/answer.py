@@ -167,7 +167,7 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
     (:func:`analysis.metadata.gradients`): a Benjamini-Hochberg correction over every (fingerprint, column)
     test, then the columns with ``q <= alpha`` and an adjusted R^2 of at least :data:`GRADIENT_R2` on at least
     :data:`GRADIENT_FINGERPRINTS` fingerprints:
-    ``{column: {fingerprints (best first), r2_adj (the best), q (the largest of theirs), level ("models": within
+    ``{column: {fingerprints (best first), r2_adj (the best), q (the largest of theirs), n_values (of a within-family column: 2 is said as two groups), level ("models": within
     the families; "families": a column set family by family, against the family centroids)}}``."""
     tests = [(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])]
     if not tests:
@@ -178,6 +178,8 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
         if qv <= alpha and e["r2_adj"] >= GRADIENT_R2:
             g = out.setdefault(e["column"], {"fingerprints": [], "r2_adj": float(e["r2_adj"]), "q": 0.0,
                                              "level": e.get("level", "models")})
+            if e.get("n_values") is not None:
+                g["n_values"] = int(e["n_values"])
             g["fingerprints"].append(f)
             g["q"] = max(g["q"], float(qv))
     # one fingerprint alone is not enough (an outside audit of the nineteenth session: a logged train_loss named on
@@ -644,7 +646,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if c.separation is not None:
         how.append(f"{sds(c.separation)} SDs apart")
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
-    cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two)" if graded else "")
+    cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two, if its numbers are an order, not codes)" if graded else "")
                    for col, graded in c.columns.items())
     levels = [col for col, graded in c.columns.items() if not graded]  # a few levels: a setting, or a rule
     if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
@@ -865,9 +867,15 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
         who = fs[0] + (f" and {len(fs) - 1} more of the {n} fingerprints" if len(fs) > 1 else "")
         return f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}, q <= {g['q']:.2g})"
     order = lambda cs: sorted(cs, key=lambda c: (-len(gradients[c]["fingerprints"]), -gradients[c]["r2_adj"]))  # noqa: E731
-    within = order([c for c, g in gradients.items() if g.get("level", "models") == "models"])
+    within = order([c for c, g in gradients.items() if g.get("level", "models") == "models" and g.get("n_values") != 2])
     between = order([c for c, g in gradients.items() if g.get("level") == "families"])
+    two = order([c for c, g in gradients.items() if g.get("level", "models") == "models" and g.get("n_values") == 2])
     out = ""
+    if two:  # an outside audit of the twentieth session: a 0/1 `backdoored` column at R2 0.97 said as "by degrees"
+        out += (f"; {lead}within their init families the fingerprints tell apart the two values of "
+                f"{'; '.join(one(c, gradients[c]) for c in two)}: two groups of models that differ in a way the init "
+                "seed does not decide, though they form no camps the tests here find (too few models on one side, or "
+                "too little apart on the fingerprints' leading axes)")
     if within:
         out += (f"; {lead}within their init families the fingerprints follow {'; '.join(one(c, gradients[c]) for c in within)}: "
                 "if such a column records a setting varied model by model, a difference by degrees, which forms no "

@@ -235,7 +235,7 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
     degrees of freedom). ``r2``: the share of the column's within-family variance they explain (least
     squares), ``r2_adj`` adjusted for their number, ``p`` its permutation p-value with the column
     permuted inside each family ``n_perm`` times (the families' own levels kept: the relation to the
-    fingerprint is what is tested). Returns ``[{column, r2, r2_adj, p, n_models, n_families}]``,
+    fingerprint is what is tested). Returns ``[{column, r2, r2_adj, p, n_models, n_families, n_values}]``,
     strongest first; ``[]`` when nothing qualifies."""
     fam = np.asarray([str(f) for f in family], dtype=object)
     known = np.asarray([f not in MISSING for f in fam], bool)
@@ -266,7 +266,7 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
         perms = np.stack([_within_permutation(fc, rng) for _ in range(n_perm)])  # [n_perm, n] indices
         r2, adj, p = _r2_test(_centred(coords[m][:, :k], fc, nf), y, y[perms], n - nf)
         out.append({"column": str(name), "level": "models", "r2": r2, "r2_adj": adj, "p": p, "n_models": n,
-                    "n_families": nf})
+                    "n_families": nf, "n_values": int(len(np.unique(nums[m])))})
     return sorted(out, key=lambda e: (e["p"], -e["r2_adj"], e["column"]))
 
 

@@ -305,8 +305,9 @@ def lone_models_text(names: Sequence[str], ids: Sequence[str], n: int) -> str:
     """The one sentence for fingerprints (``names``) whose basins are the rest and the outliers ``ids``."""
     who = f"1 model ({ids[0]})" if len(ids) == 1 else f"{len(ids)} models ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})"
     return (f"{', '.join(names)}: the basins are {n - len(ids)} models and {who} alone: an outlier, not a basin? A model "
-            "far from all the others decides k and can swamp the label-free tests; check it (a diverged or lagging run "
-            "shows in its metrics; an ordinary one is only this fingerprint's extreme), and if it is one, report without it")
+            "far from all the others decides k and can swamp the label-free tests. Check it: a diverged or lagging run "
+            "shows in its metrics, and then report without it; a healthy one is this fingerprint's extreme, or a model "
+            "unlike the others (a backdoor or a rule only a few models hold is set apart so), a lead to look at, not to drop")
 
 
 def lone_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cluster_index", "axis_index", "top_dims", "gaussian_like"]
+__all__ = ["cluster_index", "axis_index", "axis_projections", "top_dims", "gaussian_like"]
 
 
 def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -71,14 +71,21 @@ def axis_index(c: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray
     re-estimated per replicate, as the data's were): ``[..., k]``, and each direction's split
     ``[..., k, n]``. One bimodal direction among several Gaussian ones shows here when the joint
     index in ``k`` dimensions dilutes it."""
+    proj = axis_projections(c)  # [..., k, n]
+    lead, (k, n) = proj.shape[:-2], proj.shape[-2:]
+    ci, split = cluster_index(proj.reshape(-1, n, 1), min_size=min_size)
+    return ci.reshape(*lead, k), split.reshape(*lead, k, n)
+
+
+def axis_projections(c: np.ndarray) -> np.ndarray:
+    """``c [..., n, k]`` centred and projected onto each of its principal directions: ``[..., k, n]``
+    (what :func:`axis_index` splits)."""
     c = np.asarray(c, dtype=np.float64)
     lead, (n, k) = c.shape[:-2], c.shape[-2:]
     c = c.reshape(-1, n, k)
     c = c - c.mean(1, keepdims=True)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
-    proj = np.einsum("bnd,bkd->bkn", c, vt)  # [b, k, n]
-    ci, split = cluster_index(proj.reshape(-1, n, 1), min_size=min_size)
-    return ci.reshape(*lead, k), split.reshape(*lead, k, n)
+    return np.einsum("bnd,bkd->bkn", c, vt).reshape(*lead, -1, n)
 
 
 def top_dims(x: np.ndarray, k: int) -> np.ndarray:

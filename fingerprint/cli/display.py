@@ -433,7 +433,7 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
         for col, st in stats.items():
             by_col.setdefault(col, {}).setdefault("; ".join(st), []).append(str(r.fingerprint))
     out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
-           + (f"; a graded column ({graded[col]} values) cut in two: the camps may be the two ends of a continuum, not "
+           + (f"; a graded column ({graded[col]} values) cut in two: if its numbers are an order (not codes, such as class ids), the camps may be the two ends of a continuum, not "
               "two basins" if col in graded else "")
            + (f"; if '{col}' records a setting or a rule, it is the difference itself; only if it is a design factor "
               f"the init families share (a data order, a batch) is it lineage: then report with --strata {col}"

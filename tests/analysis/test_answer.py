@@ -106,7 +106,7 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
     ans = label_free_answer(result(a, b))
     assert [c.columns for c in ans.candidates] == [{"weight_decay": True}, {"epochs": False}]
     assert ("(its, q 0.01, 6 SDs apart); the camps cut across the init families (the init seed does not decide them); it "
-            "matches column 'weight_decay' (graded: perhaps a continuum cut in two); (2)") in ans.sentence
+            "matches column 'weight_decay' (graded: perhaps a continuum cut in two, if its numbers are an order, not codes); (2)") in ans.sentence
     # a column of a few levels: a setting or a rule, said both ways (the thirteenth audit: a knob read like a rule)
     assert ("it matches column 'epochs' (if 'epochs' records how the models were trained, such as their data, schedule or "
             "a hyper-parameter, the camps are that training difference: real, but not necessarily a different mechanism)") in ans.sentence
@@ -708,6 +708,23 @@ def test_a_column_that_follows_the_fingerprints_within_the_families_is_named_bes
     rs[1].metadata_gradient = [{"column": "frac", "r2": 0.8, "r2_adj": 0.75, "p": 0.5, "n_models": 24, "n_families": 6}]
     rs[0].metadata_gradient = [{"column": "frac", "r2": 0.4, "r2_adj": 0.3, "p": 0.005, "n_models": 24, "n_families": 6}]
     assert label_free_answer(result(*rs)).gradients == {}  # not significant, or too weak a relation
+
+
+def test_a_two_valued_column_the_fingerprints_follow_is_two_groups_not_degrees():
+    """An outside audit of the twentieth session: a 0/1 `backdoored` column that 9 of 13 fingerprints followed
+    within the families at adjusted R2 0.97 was said as "a difference by degrees"."""
+    rs = [fp(name, None, "lineage only") for name in ("a", "b")]
+    for r in rs:
+        r.metadata_gradient = [{"column": "backdoored", "r2": 0.97, "r2_adj": 0.97, "p": 0.005, "n_models": 32,
+                                "n_families": 8, "n_values": 2},
+                               {"column": "frac", "r2": 0.9, "r2_adj": 0.88, "p": 0.005, "n_models": 32,
+                                "n_families": 8, "n_values": 32}]
+    sentence = label_free_answer(result(*rs)).sentence
+    assert ("; within their init families the fingerprints tell apart the two values of column 'backdoored' (a and 1 "
+            "more of the 2 fingerprints; adjusted R2 up to 0.97, q <= 0.005): two groups of models that differ in a way "
+            "the init seed does not decide") in sentence
+    graded = sentence.split("; within their init families the fingerprints follow ")[1]
+    assert graded.startswith("column 'frac'") and "backdoored" not in graded and "a difference by degrees" in graded
 
 
 def test_a_column_followed_by_degrees_and_held_continua_are_said_beside_a_candidate():

@@ -114,6 +114,54 @@ def test_a_data_order_shared_across_families_is_lineage_not_a_camp():
     assert adjusted_mutual_info_score(plant, found.candidate_basins) >= 0.7
 
 
+def _uneven_pairs() -> np.ndarray:
+    """Two of each family's four models (8 families x 4 data orders) in a camp, the data orders in it
+    5, 2, 4 and 5 times: spread unevenly over the orders, as an outside audit's backdoors were."""
+    pairs = [(0, 1), (0, 2), (0, 3), (0, 2), (1, 3), (2, 3), (0, 3), (2, 3)]
+    plant = np.zeros(32, int)
+    for f, pair in enumerate(pairs):
+        plant[4 * f + np.array(pair)] = 1
+    return plant
+
+
+def test_a_camp_spread_unevenly_over_the_data_orders_is_found_with_them_taken_out():
+    """The data orders' means absorb part of such a camp and blur it in the residuals (an outside audit
+    of the twentieth session: a backdoor two weight fingerprints separate perfectly read "no candidate"
+    once `data_seed` was recorded). The camp is also tested with its part along the orders given back:
+    measured at a shift of 5 member SDs: found (AMI >= 0.8) in 11 of 12 draws, the residuals' camps alone
+    in 6 of 12."""
+    plant = _uneven_pairs()
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    assert np.bincount(order[plant == 1]).tolist() == [5, 2, 4, 5]
+    found = 0
+    for seed in range(6):
+        r = np.random.default_rng(seed)
+        x = 0.5 * r.standard_normal((32, 5)) + r.standard_normal((8, 5))[fam] + 0.7 * r.standard_normal((4, 5))[order]
+        x[:, 0] += 2.5 * plant
+        (res,) = lf.decide([lf.label_free(x, fam, n_null=199, random_state=0, strata=[order])])
+        found += res.verdict == "crosses lineage" and adjusted_mutual_info_score(plant, res.candidate_basins) >= 0.8
+    assert found >= 5, found
+
+
+def test_with_strata_the_within_family_test_takes_the_smaller_p_of_its_two_statistics_calibrated():
+    """Its p is the min-p of both statistics on the same Gaussian replicates: on Gaussian members with a
+    shared data-order effect, raw p <= 0.05 about as often as 5%; without strata it is the one statistic
+    it always was (the same p whatever the second would say)."""
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    ps = []
+    for seed in range(120):
+        r = np.random.default_rng(seed)
+        x = 0.5 * r.standard_normal((32, 5)) + r.standard_normal((8, 5))[fam] + 0.7 * r.standard_normal((4, 5))[order]
+        ps.append(lf._within_split(x - x.mean(0), fam, 8, 99, np.random.default_rng(seed), [order])[1])
+    assert 0.0 < np.mean(np.asarray(ps) <= 0.05) <= 0.12, np.mean(np.asarray(ps) <= 0.05)
+    x = np.random.default_rng(0).standard_normal((32, 5))
+    with pytest.MonkeyPatch.context() as mp:
+        calls = []
+        mp.setattr(lf, "_camp_indices", lambda *a, f=lf._camp_indices: calls.append(a[3]) or f(*a))
+        lf._within_split(x, fam, 8, 19, np.random.default_rng(0))
+    assert calls and all(shared is None for shared in calls)
+
+
 def test_a_projected_data_order_leaves_the_all_model_split_as_without_it():
     """The all-model statistic with a data order given as a stratum sees, and tests against, what the
     same population without the order's shared effect gives (data and null alike: the projection
