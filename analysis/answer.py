@@ -786,7 +786,7 @@ def _inside_text(c: Candidate, n_behavioural: int) -> str:
 
 # how the representative's camps sit with the init families (the first thing to know about a difference)
 RELATION = {"crosses lineage": "; the camps cut across the init families (the init seed does not decide them)",
-            "groups lineages": "; whole init families on each side (the init seed decides them, or a strong init-seed effect)"}
+            "groups lineages": "; whole init families on each side (the init seed decides them, a strong init-seed effect, or anything set family by family: the data, a poisoning, a setting)"}
 
 
 def _refined_text(c: Candidate, finer: bool = False) -> str:

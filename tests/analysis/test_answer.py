@@ -48,7 +48,7 @@ def test_agreeing_deep_verdicts_are_one_candidate_and_the_consensus_represents_i
     assert ans.sentence.startswith("one candidate deep difference, found by 3 of 4 fingerprints (a, b, c; their "
                                    "candidate basins linked by pairs that agree, pairwise AMI 0.45-0.78): ")
     assert ("candidate basins of 12 and 12 models (the consensus, b's, q 0.02, 6 SDs apart); whole init families on "
-            "each side (the init seed decides them, or a strong init-seed effect)") in ans.sentence  # b's verdict: groups lineages
+            "each side (the init seed decides them, a strong init-seed effect, or anything set family by family: the data, a poisoning, a setting)") in ans.sentence  # b's verdict: groups lineages
 
 
 def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_first():
