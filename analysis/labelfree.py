@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.stats import false_discovery_control
+from scipy.stats import false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
@@ -493,17 +493,16 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     min_side = max(2, -(-m // 10))  # a camp, not a pair of outliers
     indices = _camp_indices(r, min_side, basis, shared)  # [(ci [k], split [k, m])]: one, or two with strata
     sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
-    null = np.stack([np.concatenate(part) for part in zip(*(  # [statistics, n_null] each replicate's lowest
+    null = np.concatenate([  # [statistics, n_null]: each replicate's lowest index, chunk by chunk
         [ci.min(-1) for ci, _ in _camp_indices(residual(rng.standard_normal((b, m, k)) * sd), min_side, basis, shared)]
-        for b in _chunks(n_null)))])
+        for b in _chunks(n_null)], axis=1)
     lowest = np.array([ci.min() for ci, _ in indices])
     p_each = (1 + (null <= lowest[:, None]).sum(1)) / (n_null + 1)
     best = int(p_each.argmin())  # the first (the residuals' own camps) on a tie
     if len(indices) == 1:
         p = float(p_each[0])
     else:  # min-p over both statistics, calibrated on the same replicates (each replicate's own smaller p)
-        ranks = np.argsort(np.argsort(null, 1, kind="stable"), 1, kind="stable")  # [statistics, n_null]
-        null_p = (1 + ranks) / (n_null + 1)
+        null_p = rankdata(null, method="ordinal", axis=1) / (n_null + 1)  # [statistics, n_null]
         p = float((1 + (null_p.min(0) <= p_each.min()).sum()) / (n_null + 1))
     ci, split = indices[best]
     j = int(ci.argmin())
