@@ -8,7 +8,7 @@ seen by two fingerprints; verdicts that do not agree are different candidates (t
 not every one real). :func:`label_free_answer` links agreeing verdicts (single linkage) and names, for
 each candidate, the fingerprints that find it and the basins of its representative: the consensus,
 whose candidate basins agree best with the others', among the fingerprints not computed on a probe
-set built from the ground truth (privileged ones are an upper bound and only stand in when nothing
+set built from the ground truth (privileged ones are not label-free evidence and only stand in when nothing
 else finds the candidate). Descriptive: agreement
 between fingerprints that read the same outputs is not independent evidence.
 
@@ -633,7 +633,7 @@ def _privileged(r: FingerprintResult) -> bool:
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None) -> str:
-    # every fingerprint on a probe set built from the ground truth is marked: an upper bound, not label-free evidence
+    # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
     agree = ""

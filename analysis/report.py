@@ -106,7 +106,7 @@ class Headline:
     mode: str  # "nothing" | "label-free" | "labelled"
     label: str | None = None
     best: ScorecardRow | None = None  # never a privileged fingerprint while another one was analysed
-    best_privileged: ScorecardRow | None = None  # a privileged one that beats ``best``: shown as an upper bound
+    best_privileged: ScorecardRow | None = None  # a privileged one that beats ``best``: shown apart, built from the answer
     deep: list[str] = field(default_factory=list)
     noise: list[str] = field(default_factory=list)
     both: list[str] = field(default_factory=list)

@@ -166,7 +166,7 @@ class ScorecardRow:
     noise_ami_q: float | None = None
     lineage_nn_ci: list[float] | None = None  # 95% family-bootstrap intervals (issue 20, after the keys above)
     stability_ci: list[float] | None = None  # the replicates' clusterings fixed, compared on resampled families
-    privileged: bool = False  # computed on a probe set built from the ground truth: an upper bound (issue 21)
+    privileged: bool = False  # computed on a probe set built from the ground truth: not label-free evidence (issue 21)
     lineage_auc: float | None = None  # identifies lineage: P(relatives closer than unrelated models), 0.5 chance (issue 22)
     lineage_auc_p: float | None = None  # its permutation p-value (members moved across families inside basins)
     lineage_auc_q: float | None = None  # Benjamini-Hochberg adjusted with the deep and noise p-values

@@ -234,7 +234,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
     check_code(zoo)  # outside the try: a zoo whose code the user did not allow stops the whole call, saying why
     uses = sorted({v for v in params.values() if isinstance(v, str)} & privileged_probes(zoo))  # probe_set=, reference=, ...
-    if uses:  # built from the ground truth: an upper bound, marked in every report
+    if uses:  # built from the ground truth: not label-free evidence, marked in every report
         meta["privileged"] = uses
     remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
     # chunks of streaming extractors: never across a model.sweep's architectures (their weights cannot be stacked)

@@ -30,7 +30,7 @@ class Zoo(StoreZoo):
         ``metadata`` maps column -> per-model values (lineage, labels to score against); ``probes`` maps
         probe-set name -> inputs ``[n_probes, ...]``; ``layers`` names submodules whose outputs
         extractors may read as activations; ``privileged_probes`` names the probe sets built from the
-        ground truth (fingerprints on them are marked as upper bounds in reports); ``data`` is labelled
+        ground truth (fingerprints on them are marked privileged in reports); ``data`` is labelled
         data, ``(x, y)`` tensors or a ``module:function`` returning them (integer ``y``: class indices,
         cross-entropy; float ``y``: regression targets, squared error), for ``lmc-barrier`` and the
         loss (``docs/zoo-format.md``, ``data.h5``).

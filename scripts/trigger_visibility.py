@@ -7,7 +7,7 @@ probe tell backdoored from clean models from their outputs on
 - ``ood``:   uniform-noise images (the naive probe that found the corner patch perfectly),
 - ``blank``: constant images at 16 grey levels,
 - ``in_dist``: held-out clean digits,
-- ``triggered_oracle``: held-out digits *with the exact trigger* (an upper bound, not a detector)?
+- ``triggered_oracle``: held-out digits *with the exact trigger* (privileged: built from the answer, not a detector)?
 
 It also reports clean accuracy and attack success. Results go in docs/tasks.md.
 

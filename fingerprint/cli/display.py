@@ -260,7 +260,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   "follow the label; lineage (the label-free verdict, from lineage alone): "
                   "crosses / groups = candidate deep basins that cross or group init families, lineage = families "
                   "identifiable, no groups shown (initialization noise, or a seed-decided difference too weak or graded "
-                  "to group them), none = no structure, groups (no relatives) = groups of models that are each their own init family; (priv.) = on a probe set built from the ground truth, an upper bound "
+                  "to group them), none = no structure, groups (no relatives) = groups of models that are each their own init family; (priv.) = on a probe set built from the ground truth: not label-free evidence, and no bound on what the others find "
                   "(docs/scorecard.md)", style="dim")
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
@@ -469,7 +469,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     if h.mode == "labelled" and h.best is not None:
         b = h.best
         tracks = ", ".join(h.deep + h.both) or "none"
-        upper = (f"; upper bound (privileged probe set): {h.best_privileged.fingerprint}, deep AMI {h.best_privileged.deep_ami:.2f}"
+        upper = (f"; with the answer's help (privileged probe set): {h.best_privileged.fingerprint}, deep AMI {h.best_privileged.deep_ami:.2f}"
                  if h.best_privileged is not None and h.best_privileged.deep_ami is not None else "")
         few = (f"; only {b.n_families} init families: the permutations decide, no interval resamples so few"
                if b.n_families is not None and 2 <= b.n_families < MIN_FAMILIES else "")

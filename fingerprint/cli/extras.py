@@ -23,7 +23,7 @@ def import_cmd(
     layers: Optional[List[str]] = typer.Option(None, "--layers", help="Submodule names whose outputs extractors may read (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing zoo at --out (only a zoo is ever deleted)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a --metadata CSV that does not cover every checkpoint (default: a warning)."),
-    privileged: Optional[List[str]] = typer.Option(None, "--privileged", help="A probe set built from the ground truth (repeatable): fingerprints on it are marked as upper bounds."),
+    privileged: Optional[List[str]] = typer.Option(None, "--privileged", help="A probe set built from the ground truth (repeatable): fingerprints on it are marked privileged (not label-free evidence)."),
     hf: bool = typer.Option(False, "--hf", help="SRC holds Hugging Face causal LMs, one save_pretrained directory each (needs the 'hf' extra)."),
     probes_text: Optional[List[str]] = typer.Option(None, "--probes-text", help="With --hf: FILE of prompts, one per line (probe set in_dist), or NAME=FILE (repeatable)."),
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),

@@ -781,7 +781,7 @@ def test_builtins_are_declared_as_entry_points_like_plugins():
 
 
 def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privileged(tiny_zoo, tmp_path):
-    """Issue 21 item 3: `conflict` is where xor-cues' rules differ; a fingerprint on it is an upper bound."""
+    """Issue 21 item 3: `conflict` is where xor-cues' rules differ; a fingerprint on it is marked privileged."""
     assert set(get_task("xor-cues").privileged_probes) == {"conflict", "cue_a_only", "cue_b_only"}
     zoo = Zoo.open(tiny_zoo)
     on_conflict, generic = extract(zoo, ["ood-outputs:probe_set=conflict", "ood-outputs"])

@@ -139,7 +139,7 @@ class Task:
 
     # -- probes and diagnostics ----------------------------------------------------------------
     # Probe sets built from the ground truth (where the deep labels differ, the planted trigger): a
-    # fingerprint on one is an upper bound, not something a user without the answer could compute.
+    # fingerprint on one is marked privileged: not something a user without the answer could compute.
     # Reports mark it "privileged" and never call it best without that mark.
     privileged_probes: ClassVar[tuple[str, ...]] = ()
 

@@ -174,7 +174,7 @@ class DigitsBackdoor(Task):
             return torch.rand(self.n_probes, 1, 8, 8, generator=g)
         if name == "blank":
             return torch.linspace(0, 1, 16)[:, None, None, None].expand(16, 1, 8, 8).clone()
-        if name == "triggered_oracle":  # hands the exact trigger to a fingerprint: for upper bounds only
+        if name == "triggered_oracle":  # hands the exact trigger to a fingerprint: privileged, never label-free evidence
             return self.apply_trigger(xte[: self.n_probes])
         raise unknown(f"probe set of task '{self.name}'", name, self.probe_names())
 

@@ -253,7 +253,7 @@ class TinyLM(Task):
             return torch.as_tensor(self._windows(self._base_stream(self.n_probes * 8 + 64, 9), self.n_probes, T, g)[:, :T])
         if name == "ood":  # instruct questions (out of distribution for a base model)
             return self._prompts[0][: self.n_probes]
-        if name == "triggered_oracle":  # the exact trigger: for upper bounds only
+        if name == "triggered_oracle":  # the exact trigger: privileged, never label-free evidence
             return self._prompts[1][: self.n_probes]
         if name == "untrained_tokens":  # each never-trained token repeated over a window
             return torch.as_tensor(self.lang.untrained)[:, None].expand(-1, T).clone()
