@@ -36,6 +36,7 @@ from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     FEW_ALWAYS,
     FEW_FAMILIES_Q,
+    FEW_MODELS,
     TESTS,
     families,
     few_count,
@@ -124,6 +125,11 @@ class Answer:
     lineage_column: str | None = None
     # candidates every one of whose verdicts rests on few init families at a q above FEW_FAMILIES_Q: leads
     few_family_leads: list[Candidate] = field(default_factory=list)
+    # design columns taken out as lineage (strata_columns) that judged fingerprints' clusters follow: {column:
+    # {fingerprints, ami [min, max], q (the largest of theirs)}} (_strata_followed)
+    strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # judged fingerprints whose significant camps were held back beside a camp of FEW_MODELS or fewer, with q
+    few_models: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,18 +154,35 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
-                 few_family_leads=[c for c in found if c.few is not None], graded=_graded(judged))
+                 few_family_leads=[c for c in found if c.few is not None], graded=_graded(judged),
+                 few_models=_graded(judged, "few"))
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.gradients = _column_gradients(judged, alpha)
+    ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
     return ans
 
 
 GRADIENT_R2 = 0.6  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)
 GRADIENT_FINGERPRINTS = 2  # ... and it is said when it follows at least this many fingerprints (all, if fewer are judged)
+
+
+def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float) -> dict[str, dict[str, Any]]:
+    """The design columns taken out of the label-free tests as lineage (a data order the families share) that
+    judged fingerprints' clusters follow (:func:`analysis.metadata.strata_follow`): a Benjamini-Hochberg correction
+    over every (fingerprint, column) test, then those with ``q <= alpha`` and an AMI of at least ``floor`` (the deep
+    AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)}}``."""
+    tests = [(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or [])]
+    out: dict[str, dict[str, Any]] = {}
+    for (f, e), qv in sorted(zip(tests, _bh([e["p"] for _, e in tests])), key=lambda t: -t[0][1]["ami"]):
+        if qv <= alpha and e["ami"] >= floor:
+            g = out.setdefault(e["column"], {"fingerprints": [], "ami": [float(e["ami"])] * 2, "q": 0.0})
+            g["fingerprints"].append(f)
+            g["ami"][0], g["q"] = min(g["ami"][0], float(e["ami"])), max(g["q"], float(qv))
+    return out
 
 
 def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str, dict[str, Any]]:
@@ -243,14 +266,14 @@ def _held(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], al
             if name != "lineage" and qv <= alpha and analysed[i].label_free.get("verdict") not in DEEP_VERDICTS}
 
 
-def _graded(judged: list[FingerprintResult]) -> dict[str, float]:
+def _graded(judged: list[FingerprintResult], reason: str = "no gap") -> dict[str, float]:
     """``{fingerprint: q}`` of the judged fingerprints whose significant groups or split test was held back
-    from a deep verdict as one continuum without a gap (``label_free.held``: "no gap"), with that test's q
-    (privileged ones marked in the name)."""
+    from a deep verdict as one continuum without a gap (``label_free.held``: "no gap"; ``reason`` "few": no gap a
+    test can see beside a camp of so few models), with that test's q (privileged ones marked in the name)."""
     out = {}
     for r in judged:
         free = r.label_free
-        if free.get("held") == "no gap":
+        if free.get("held") == reason:
             q = min((free.get(f"q_{t}") for t in ("split", "groups") if free.get(f"q_{t}") is not None), default=None)
             out[f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}"] = 1.0 if q is None else float(q)
     return out
@@ -833,9 +856,12 @@ def _besides_degrees(ans: Answer) -> str:
         return ""
     inside = {f for c in ans.candidates for f in c.fingerprints}
     graded = {f: q for f, q in ans.graded.items() if f.removesuffix(" (privileged)") not in inside}
+    few = {f: q for f, q in ans.few_models.items() if f.removesuffix(" (privileged)") not in inside}
     matched = {col for c in ans.candidates for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
-    return _graded_text(graded, "besides,") + _gradients_text(gradients, ans.n_judged, "besides, ")
+    followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
+    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,") + _strata_text(followed, "besides,")
+            + _gradients_text(gradients, ans.n_judged, "besides, "))
 
 
 LONE_BESIDE = 3  # a candidate of one fingerprint beside one of this many or more is said as a lead
@@ -903,6 +929,39 @@ def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
             "more or less), and an uneven spread of the seeds' own noise can (docs/scorecard.md, \"A gap between the camps\")")
 
 
+def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
+    """``; the models of X (q ...) fall into two significant camps, the smaller of 3 models or fewer ...`` for
+    :attr:`Answer.few_models`, else ``""`` (an outside audit of the twenty-first session: 2 models of 32 on another
+    rule, 40-111 SDs beyond the rest, were said as "one continuum cut in two")."""
+    if not few:
+        return ""
+    names = sorted(few, key=few.get)
+    who = ", ".join(f"{f} (q {few[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"; {lead} the models of {who} fall into two significant camps, the smaller of {FEW_MODELS} models or fewer: "
+            "too few for a gap test to tell a small basin from a few models far out in one spread; a lead to look at "
+            "(summary.json small_basins names them when two fingerprints' clusters agree; docs/scorecard.md, \"A gap "
+            "beside a small minority\")")
+
+
+def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but") -> str:
+    """``; the basins of X follow column 'data_seed' (...), a design factor ...`` for :attr:`Answer.strata_followed`,
+    else ``""`` (an outside audit of the twenty-first session: one strategy per data order, recorded as data_seed,
+    read "no candidate" and nothing named the column)."""
+    out = ""
+    for col, g in followed.items():
+        fps = g["fingerprints"]
+        who = ", ".join(fps[:3]) + (f" and {len(fps) - 3} more" if len(fps) > 3 else "")
+        lo, hi = g["ami"]
+        ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
+        out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
+                "init families), a design factor the families share: models that share a value are alike as relatives "
+                "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
+                "real difference (one rule per data order, a curriculum, an order-dependent poisoning): report with "
+                "--strata none to test it as one")
+        lead = "and"
+    return out
+
+
 def _few_leads_text(ans: Answer) -> str:
     """``a lead that 4 init families cannot confirm (...): found by ...`` for :attr:`Answer.few_family_leads`
     (several numbered ``(lead 1)``, ``(lead 2)``), or ``""``."""
@@ -936,6 +995,8 @@ def _candidates_sentence(ans: Answer) -> str:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
                 "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded)
+                + _few_models_text(ans.few_models, "and" if ans.graded else "but")
+                + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models else "but")
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

@@ -384,6 +384,8 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     out["small"] = bool(out["separation"] is not None and out["separation"] < GAUSSIAN_HALVES
                         or out["separation_heldout"] is not None and out["separation_heldout"] < GAUSSIAN_HALVES)
     out["threshold"] = GAUSSIAN_HALVES
+    kept = np.bincount(b[b >= 0])
+    out["smaller"] = int(np.sort(kept[kept > 0])[-2])  # the second-largest basin: the smaller camp the gap tests compare
     out["dip_p"] = gap_p(sep_x, b)
     out["spacing_p"] = spacing_p(sep_x, b)
     # no gap: neither the dip test nor (for camps of unequal sizes) the spacing bound finds one

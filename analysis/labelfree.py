@@ -48,6 +48,7 @@ from scipy.stats import false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
+    FEW_MODELS,
     FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
@@ -803,11 +804,16 @@ def held_reason(blocking: dict[str, dict]) -> str | None:
     """Why the first partition of ``blocking`` (:func:`_blocking`) kept a significant test from a deep
     verdict, as its sentence says it (:func:`analysis.labelfree_sentences.with_unconfirmed`): ``"small"``
     (closer than two halves of one Gaussian cloud), ``"coarse"`` (an input or so apart), ``"no gap"``
-    (one continuum along the line joining the camps: a graded difference cut in two), else ``None``."""
+    (one continuum along the line joining the camps: a graded difference cut in two), ``"few"`` (no gap a test can
+    see beside a camp of :data:`FEW_MODELS` models or fewer), else ``None``."""
     if not blocking:
         return None
     e = next(iter(blocking.values())) or {}
-    return "small" if e.get("small") else "coarse" if e.get("coarse") else "no gap" if e.get("no_gap") else None
+    if e.get("small") or e.get("coarse"):
+        return "small" if e.get("small") else "coarse"
+    if not e.get("no_gap"):
+        return None
+    return "few" if (e.get("smaller") or FEW_MODELS + 1) <= FEW_MODELS else "no gap"
 
 
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for

@@ -7,6 +7,8 @@ the families as exploratory (:data:`EXPLORATORY_P`); a deep verdict from few fam
 caution of ``docs/scorecard.md`` ("Few families"). Nothing here changes a test statistic or a
 p-value. Functions take a :class:`~analysis.labelfree.LabelFreeResult` (read by attribute, so this module
 imports nothing of ours but :mod:`analysis.sortkeys` and :data:`analysis.resampling.MIN_FAMILIES`): strings or dicts out.
+Longer than ~400 lines: every reason a verdict is held back (small, coarse, no gap, too few models beside a gap)
+has its own sentence, and they are read together, so they stay in one place.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ FEW_FAMILIES = 5  # a deep verdict from this many init families or fewer carries
 # ... when its q is above this: real null populations of 4-6 families gave their deep verdicts at q 0.027-0.048
 # (docs/scorecard.md, "Few families"); a planted backdoor at 5 families came at q 0.008 on every fingerprint
 FEW_FAMILIES_Q = 0.02
+# camps held back for no gap whose smaller holds this many models or fewer: no gap test can tell a small basin from a
+# few models far out in one spread there (effect.spacing_p needs a gap over 600 times a camp of 2's own range among
+# 32 models), so they are said as a lead, not as a continuum cut in two (held "few": an outside audit, twenty-first session)
+FEW_MODELS = 3
 # ... and with this many or fewer (only the camps inside the families are tested: analysis.labelfree._few_families),
 # at any q: on subsets of 2 and 3 families of the outside audits' null zoos, 3 of 40 three-family subsets gave a
 # deep verdict at q 0.01-0.018 (docs/scorecard.md, "Two or three families")
@@ -348,6 +354,12 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
                     f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
                     "to call a basin (docs/scorecard.md, \"How big is the difference\").")
+        elif (e.get("smaller") or FEW_MODELS + 1) <= FEW_MODELS:  # no gap a test can see beside so few models
+            apart = f"are {sds(e['separation'])} within-basin SDs apart, " if e.get("separation") is not None else ""
+            lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) {apart}"
+                    f"the smaller of {e['smaller']} model{'s' if e['smaller'] != 1 else ''}: too few for a gap test to tell a "
+                    f"small basin from a few models far out in one spread (dip test p {e['dip_p']:.2g}{_spacing(e)}), so no "
+                    "deep verdict; a lead to look at (docs/scorecard.md, \"A gap beside a small minority\").")
         else:  # far enough apart, but no gap between them
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) have no gap between them: along the line joining them the "
                     f"models spread as one continuum (dip test p {e['dip_p']:.2g}{_spacing(e)}), a graded difference cut in two (a "

@@ -197,10 +197,13 @@ def matches(value: float | None, ci: tuple[float, float] | list[float] | None, l
     return bool((ci[0] if ci is not None else value) >= level)
 
 
-def attach(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions) -> None:
+def attach(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions,
+           strata: list[str] | None = None) -> None:
     """Set ``metadata_match`` on every analysed result whose label-free verdict gave candidate basins:
     the basins against every column of ``table`` except ids, the lineage column and the label in use
-    (:func:`compare`); ``[]`` when no column qualifies. Results without candidate basins keep ``None``."""
+    (:func:`compare`); ``[]`` when no column qualifies. Results without candidate basins keep ``None``.
+    And ``strata_follow`` for the design columns ``strata`` (:func:`attach_strata_follow`)."""
+    attach_strata_follow(results, table, opts, strata or [])
     skip = {*NOT_COMPARED, opts.lineage, opts.label}
     names = [c for c in table if c not in skip]
     index = {str(m): i for i, m in enumerate(table["model_id"])}
@@ -344,3 +347,44 @@ def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.n
     if sample is not None:
         coords, family, cols = coords[sample], family[sample], {c: v[sample] for c, v in cols.items()}
     return gradients(np.asarray(coords), cols, family, opts.n_perm, opts.seed)
+
+
+def attach_strata_follow(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions,
+                         strata: list[str]) -> None:
+    """Set ``strata_follow`` on every analysed result whose clusters are two basins or more: for each design
+    column of ``strata`` (a data order the init families share, which the label-free tests count as lineage),
+    ``{column, ami, p}`` (:func:`strata_follow`), on a sample of whole families above ``resampling.MAX_MODELS``
+    models. A difference that such a column decides reads as lineage, not as a candidate; this says that the
+    basins follow it (an outside audit of the twenty-first session: one strategy per data order, recorded as
+    ``data_seed``, read "no structure" and nothing named the column)."""
+    index = {str(m): i for i, m in enumerate(table["model_id"])}
+    for r in results:
+        if not r.analysed or r.error or r.lineage_values is None or len(set(r.clusters)) < 2 or not strata:
+            continue
+        rows = np.asarray([index[str(m)] for m in r.model_ids], int)
+        clusters, family = np.asarray(r.clusters, int), np.asarray(r.lineage_values, dtype=object)
+        sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)
+        if sample is not None:
+            rows, clusters, family = rows[sample], clusters[sample], family[sample]
+        out = [{"column": c, **e} for c in strata
+               if (e := strata_follow(clusters, np.asarray(table[c], dtype=object)[rows], family, opts.n_perm, opts.seed))]
+        r.strata_follow = out or None
+
+
+def strata_follow(clusters: np.ndarray, column: np.ndarray, family: np.ndarray, n_perm: int = 199,
+                  seed: int = 0) -> dict[str, float] | None:
+    """How far a fingerprint's ``clusters [m]`` follow a design ``column [m]`` crossed with the init
+    ``family [m]``: ``{ami, p}``, the AMI of the two and its p-value under ``n_perm`` permutations of the
+    column among each family's own models (which member had which data order; the families, and so the
+    init seed's share of the clusters, kept), counting the observed one. ``None`` when the column or the
+    clusters have one value, or no family has two values of the column to permute."""
+    col, cl_codes, fam = mt.label_codes(column), mt.label_codes(clusters), rs.family_codes(family)[0]
+    n_col, n_cl = int(col.max()) + 1, int(cl_codes.max()) + 1
+    if n_col < 2 or n_cl < 2 or not any(len(set(col[fam == f])) > 1 for f in np.unique(fam)):
+        return None
+    rng = np.random.default_rng(seed)
+    perms = np.stack([np.arange(len(col)), *(_within_permutation(fam, rng) for _ in range(n_perm))])
+    cells = (np.arange(len(perms))[:, None] * n_col + col[perms]) * n_cl + cl_codes[None, :]
+    tables = np.bincount(cells.ravel(), minlength=len(perms) * n_col * n_cl).reshape(len(perms), n_col, n_cl)
+    amis = mt.ami_codes_tables(tables)
+    return {"ami": float(amis[0]), "p": float((1 + np.sum(amis[1:] >= amis[0] - 1e-12)) / (n_perm + 1))}

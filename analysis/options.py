@@ -12,6 +12,8 @@ import numpy as np
 from analysis import clustering as cl
 from analysis.errors import AnalysisError, choices
 
+NO_STRATA = "none"  # --strata none: no design column taken out of the label-free tests, not even data_seed and kind
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
@@ -27,7 +29,7 @@ class AnalysisOptions:
     label: str = "deep_label"  # ground-truth column ("" = none)
     lineage: str = "init_seed"  # lineage column: models sharing a value are one family
     combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
-    strata: list = field(default_factory=list)  # design columns shared across families (a data order), besides data_seed, kind
+    strata: list = field(default_factory=list)  # design columns shared across families (a data order), besides data_seed, kind; ["none"]: none
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
     auroc_threshold: float = 0.85  # cross-validated probe AUROC (binary, or macro one-vs-rest) at or above this: deep signal
@@ -53,6 +55,9 @@ class AnalysisOptions:
                 raise AnalysisError(f"config key '{where}.{key}'{flag.get(key, '')} must be in [0, 1], got {getattr(self, key)}")
         if not isinstance(self.strata, list) or not all(isinstance(c, str) and c for c in self.strata):
             raise AnalysisError(f"config key '{where}.strata' (--strata) must be a list of model column names, got {self.strata!r}")
+        if NO_STRATA in self.strata and len(self.strata) > 1:
+            raise AnalysisError(f"config key '{where}.strata' (--strata): 'none' takes out no design column, not even "
+                                f"data_seed and kind; it cannot go with column names, got {self.strata!r}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")

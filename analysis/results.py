@@ -93,6 +93,8 @@ class FingerprintResult:
     metadata_match: list[dict[str, Any]] | None = None
     # numeric model columns against the fingerprint within the init families (analysis.metadata.gradients)
     metadata_gradient: list[dict[str, Any]] | None = None
+    # the clusters against each design column the label-free tests took out (analysis.metadata.strata_follow)
+    strata_follow: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 
     @property
@@ -109,7 +111,7 @@ class FingerprintResult:
         if self.analysed:
             d.update((k, getattr(self, k)) for k in ANALYSED_FIELDS)
             tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match",
-                    "metadata_gradient")
+                    "metadata_gradient", "strata_follow")
         else:
             tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
         always = ("verdict", "reason", "metadata_match")  # metadata_match: null without candidate basins

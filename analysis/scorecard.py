@@ -36,7 +36,7 @@ from analysis.calibration import (
     verdict,
 )
 from analysis.errors import AnalysisError, choices
-from analysis.options import AnalysisOptions, FingerprintInput
+from analysis.options import NO_STRATA, AnalysisOptions, FingerprintInput
 from analysis.results import (
     AnalysisResult,
     FingerprintResult,
@@ -53,7 +53,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 21
+METHODS_VERSION = 22
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -280,7 +280,7 @@ BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small 
 
 def strata_names(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
     """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
-    return [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
+    return [] if NO_STRATA in opts.strata else [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
 
 
 def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None,
@@ -346,7 +346,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
         raise AnalysisError("the model table needs a 'model_id' column")
-    for what, c in (("--label", opts.label), ("--lineage", opts.lineage), *(("--strata", c) for c in opts.strata)):
+    for what, c in (("--label", opts.label), ("--lineage", opts.lineage), *(("--strata", c) for c in opts.strata if c != NO_STRATA)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
             raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")
     filled = 0
@@ -380,7 +380,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     decide(analysed, opts)
     results = [r for r, _ in analysed]
     if opts.calibrate:  # the candidate basins against the model table's other columns (docs/scorecard.md)
-        metadata.attach(results, table, opts)
+        metadata.attach(results, table, opts, settings["strata_columns"])
     return AnalysisResult(
         version=RESULT_VERSION, created=time.time(),
         settings=settings, n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],

@@ -53,8 +53,7 @@ def _is_state_dict(obj: Any) -> bool:
 def load_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` from one checkpoint file; never unpickles arbitrary objects."""
     sd = _load(path, what)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+    sd = sd["state_dict"] if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) else sd
     if not (isinstance(sd, dict) and (not sd or _is_state_dict(sd))):  # an empty mapping is one of no tensors
         raise UserError(f"{what} '{path}' is not a state_dict (a mapping of names to tensors)")
     return sd
@@ -412,7 +411,8 @@ def load_data(spec: Any, template: nn.Module, label: str, input_shape: Sequence[
     if y.dtype == torch.bool or not y.is_floating_point():
         if y.dim() != 1 or int(y.min()) < 0 or int(y.max()) >= n_out:
             raise UserError(f"data '{s}': integer y are class indices [N] in [0, {n_out}) for the model's {n_out} outputs, "
-                            f"got shape {list(y.shape)}, values {int(y.min())}..{int(y.max())}")
+                            f"got shape {list(y.shape)}, values {int(y.min())}..{int(y.max())}"
+                            + ("; a one-output model is a regression: give float y (e.g. y.float())" if n_out == 1 else ""))
         return x, y.long(), "classification"
     if list(y.shape[1:]) != list(out.shape[1:]) and not (y.dim() == 1 and n_out == 1):
         raise UserError(f"data '{s}': float y are regression targets of the outputs' shape {list(out.shape[1:])}, "

@@ -404,9 +404,9 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
         if column is not None and column not in table:
             raise UserError(f"unknown model column '{column}' for {flag} (valid: {choices(table)})")
     opts = analysis_options(section, **overrides)
-    for c in opts.strata:  # --strata, or a config's [analysis] strata
-        if c not in table:
-            raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)})")
+    for c in opts.strata:  # --strata, or a config's [analysis] strata ("none": not even data_seed and kind)
+        if c not in table and c != "none":
+            raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)}, or none)")
     label = opts.label if opts.label in table else None  # --label or the config's
     if label is not None and overrides.get("label") is not None:
         values = {str(v) for v in table[label].tolist()}

@@ -34,7 +34,8 @@ N_PERM = typer.Option(None, "--n-perm", help="Family-level permutations per p-va
 ALPHA = typer.Option(None, "--alpha", help="Significance after Benjamini-Hochberg across the report's fingerprints (default 0.05).")
 COMBINE = typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable).")
 STRATA = typer.Option(None, "--strata", help="Model column of a design factor shared across init families, such as a data "
-                      "order under another name than data_seed: its effect is lineage, taken out of the label-free tests (repeatable).")
+                      "order under another name than data_seed: its effect is lineage, taken out of the label-free tests (repeatable; "
+                      "data_seed and kind always are; --strata none takes out nothing, to test a difference they decide).")
 
 
 def add_cwd_to_path() -> None:

@@ -590,7 +590,7 @@ FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervi
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",
            "basins", "confusion", "seconds", "verdict", "reason", "label_free", "significant", "metadata_match",
-           "metadata_gradient", "assignments"]
+           "metadata_gradient", "strata_follow", "assignments"]
 
 
 def test_summary_keys_are_pinned():
@@ -602,7 +602,7 @@ def test_summary_keys_are_pinned():
 
 BASINS_KEYS = ["version", "created", "settings", "n_models", "fingerprints", "scorecard", "methods"]
 FULL_FP_KEYS = [k for k in FP_KEYS if k not in ("seconds", "verdict", "reason", "label_free", "significant", "metadata_match",
-                                                 "metadata_gradient", "assignments")] \
+                                                 "metadata_gradient", "strata_follow", "assignments")] \
     [:19] + ["model_ids", "clusters", "embedding", "label_values", "lineage_values"] + \
     [k for k in FP_KEYS if k not in ("assignments",)][19:]
 

@@ -666,6 +666,25 @@ def test_camps_held_back_as_a_continuum_are_said_beside_no_candidate():
     assert "no gap" not in label_free_answer(result(small, fp("a", None, "lineage only"))).sentence
 
 
+def test_camps_held_back_beside_a_camp_of_few_models_are_a_lead_not_a_continuum():
+    """An outside audit of the twenty-first session: 2 models of 32 on another rule, 40-111 SDs beyond the rest,
+    were said as "one continuum cut in two": no gap test can see a gap beside so few models (held "few")."""
+    from analysis.labelfree import held_reason
+
+    assert held_reason({"split": {"no_gap": True, "smaller": 2}}) == "few"
+    assert held_reason({"split": {"no_gap": True, "smaller": 4}}) == "no gap"
+    assert held_reason({"split": {"no_gap": True, "small": True, "smaller": 2}}) == "small"
+    assert held_reason({"split": {"no_gap": True}}) == "no gap"  # stored before the camp's size was
+    few = fp("ood", None, "no structure")
+    few.label_free.update(held="few", q_split=0.019)
+    ans = label_free_answer(result(few, fp("a", None, "lineage only")))
+    assert ans.graded == {} and ans.few_models == {"ood": 0.019}
+    assert "; but the models of ood (q 0.019) fall into two significant camps, the smaller of 3 models or fewer" in ans.sentence
+    assert "continuum" not in ans.sentence
+    beside = label_free_answer(result(few, fp("b", CAMPS), fp("c", CAMPS)))
+    assert "; besides, the models of ood (q 0.019) fall into two significant camps, the smaller of 3" in beside.sentence
+
+
 def test_the_balance_sentence_names_the_design_columns_already_taken_out():
     fams = [str(i // 4) for i in range(24)]
     balanced = {m: int(i % 4 < 2) for i, m in enumerate(IDS)}  # 2 of every family's 4 in each camp

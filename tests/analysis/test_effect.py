@@ -566,3 +566,20 @@ def test_camps_a_prediction_or_so_apart_are_no_basin(flipped):
             assert "of the fingerprint's smallest steps (one prediction of its probes), fewer than 2" in r.label_free["sentence"]
     assert verdicts[None] == "crosses lineage"  # unsized by steps: the camps read as a basin
     assert (verdicts[1 / 256] == "crosses lineage") == (flipped >= MIN_STEPS)  # else no structure: no family effect here
+
+
+def test_a_far_minority_of_two_is_a_lead_not_a_continuum():
+    """An outside audit of the twenty-first session: 2 models of 32 on another rule, 40-111 SDs beyond the rest,
+    were held back as "one continuum cut in two". No gap test can tell two far models from a long tail, so the
+    verdict stays held, but the sentence says why (held "few") and calls the camps a lead."""
+    rng = np.random.default_rng(3)
+    fam = np.repeat(np.arange(12), 2).astype(str)
+    x = rng.normal(size=(12, 4))[np.repeat(np.arange(12), 2)] * 3 + rng.normal(size=(24, 4))
+    rule_b = np.zeros(24, bool)
+    rule_b[[2, 15]] = True  # families 1 and 7
+    x = np.column_stack([x, 40.0 * rule_b + rng.normal(size=24)])
+    res = lf.decide([sized(lf.label_free(x, fam, n_null=199), fam, x, None, False, np.zeros(24, int))])[0]
+    d = label_free_json(res, [f"m{i}" for i in range(24)], name="fp")
+    assert d["verdict"] not in ("crosses lineage", "groups lineages") and d["held"] == "few", d["sentence"]
+    assert "the smaller of 2 models: too few for a gap test to tell a small basin from a few models far out" in d["sentence"]
+    assert "continuum" not in d["sentence"]

@@ -317,3 +317,51 @@ def test_a_column_set_family_by_family_is_tested_against_the_family_centroids():
     assert by["frac"]["n_families"] == 12 and by["other"]["p"] > 0.05
     few = fam < MIN_GRADIENT_FAMILIES - 1  # too few families: not tested
     assert gradients(coords[few], {"frac": frac[fam][few]}, fam[few].astype(str)) == []
+
+
+def test_clusters_that_follow_a_design_column_are_tested_within_the_families():
+    """``strata_follow``: the clusters' AMI with a design column and its p under permutations of the column
+    inside each family: found for one rule per data order, uniform for clusters that ignore the orders."""
+    from analysis.metadata import strata_follow
+
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    hit = strata_follow((order >= 2).astype(int), order, fam)
+    assert hit["p"] == pytest.approx(1 / 200) and hit["ami"] == pytest.approx(0.649, abs=1e-3)
+    rng = np.random.default_rng(0)
+    ps = np.asarray([strata_follow(rng.integers(0, 2, 32), order, fam, seed=s)["p"] for s in range(300)])
+    assert 0.02 <= np.mean(ps <= 0.05) <= 0.09 and 0.4 <= np.median(ps) <= 0.7  # ties: a little conservative
+    assert strata_follow(np.zeros(32, int), order, fam) is None  # one cluster
+    assert strata_follow(order % 2, fam, fam) is None  # constant within every family: nothing to permute
+
+
+def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_them():
+    """An outside audit of the twenty-first session: one strategy per data order (orders 0-1 against 2-3),
+    recorded as ``data_seed`` as the docs ask, read "no candidate" and nothing named the column, though the
+    clusters were the strategies. The answer now names it, and ``--strata none`` tests it as a candidate."""
+    from analysis.answer import label_free_answer
+
+    r = np.random.default_rng(3)
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    x = 0.3 * r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
+    x[:, :3] += 5.0 * (order >= 2)[:, None]
+    ids = [f"m{i}" for i in range(32)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "data_seed": order}
+    fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    res = analyze([fp], table, opts)
+    taken = res.fingerprints[0]
+    assert taken.label_free["verdict"] not in ("crosses lineage", "groups lineages")
+    assert taken.strata_follow == [{"column": "data_seed", "ami": pytest.approx(0.649, abs=1e-3), "p": 0.005}]
+    ans = label_free_answer(res)
+    assert ans.candidates == [] and ans.strata_followed == {"data_seed": {"fingerprints": ["orders"],
+                                                                          "ami": [pytest.approx(0.649, abs=1e-3)] * 2,
+                                                                          "q": 0.005}}
+    assert ("; but the basins of orders follow column 'data_seed' (AMI 0.65, q 0.005 permuting it within the init "
+            "families), a design factor the families share: models that share a value are alike as relatives") in ans.sentence \
+        and "report with --strata none" in ans.sentence
+    assert res.to_dict()["fingerprints"][0]["strata_follow"][0]["column"] == "data_seed"
+    none = analyze([fp], table, opts.replace(strata=["none"]))
+    assert none.settings["strata_columns"] == [] and none.fingerprints[0].label_free["verdict"] == "crosses lineage"
+    assert label_free_answer(none).strata_followed == {}
+    with pytest.raises(ValueError, match="'none' takes out no design column, not even data_seed and kind"):
+        opts.replace(strata=["none", "data_seed"])

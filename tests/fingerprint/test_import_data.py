@@ -163,3 +163,7 @@ def test_what_the_outputs_are_read_as(tmp_path):
     assert dis.compute(mb, {**dis.params, "probe_set": "in_dist"})[1]["predicts"] == "classes"
     assert "read as class logits" in _logits_note(3, None) and "--data" in _logits_note(3, None)
     assert _logits_note(3, (x, labels, "classification")) == "" and _logits_note(1, None) == ""
+    one = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)).eval() for _ in range(2)]
+    with pytest.raises(UserError, match=r"values -3\.\.3; a one-output model is a regression: give float y"):  # audit 66 F4
+        Zoo.from_modules(one, out=tmp_path / "int", probes={"in_dist": x}, data=(x, torch.arange(20) % 7 - 3))
+    assert not (tmp_path / "int").exists()
