@@ -915,6 +915,12 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
     return out
 
 
+def _with_qs(qs: dict[str, float]) -> str:
+    """``a (q 0.01), b (q 0.02), c (q 0.03) and 2 more``: the three with the smallest q first."""
+    names = sorted(qs, key=qs.get)
+    return ", ".join(f"{f} (q {qs[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
     """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
     :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
@@ -922,9 +928,7 @@ def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
     ``lead``: the clause's first word ("besides," after candidates)."""
     if not graded:
         return ""
-    names = sorted(graded, key=graded.get)
-    who = ", ".join(f"{f} (q {graded[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return (f"; {lead} the models of {who} fall into two significant camps with no gap between them: one continuum cut "
+    return (f"; {lead} the models of {_with_qs(graded)} fall into two significant camps with no gap between them: one continuum cut "
             "in two, which a difference varied by degrees from model to model makes (a training knob, a cue relied on "
             "more or less), and an uneven spread of the seeds' own noise can (docs/scorecard.md, \"A gap between the camps\")")
 
@@ -935,9 +939,7 @@ def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
     rule, 40-111 SDs beyond the rest, were said as "one continuum cut in two")."""
     if not few:
         return ""
-    names = sorted(few, key=few.get)
-    who = ", ".join(f"{f} (q {few[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return (f"; {lead} the models of {who} fall into two significant camps, the smaller of {FEW_MODELS} models or fewer: "
+    return (f"; {lead} the models of {_with_qs(few)} fall into two significant camps, the smaller of {FEW_MODELS} models or fewer: "
             "too few for a gap test to tell a small basin from a few models far out in one spread; a lead to look at "
             "(summary.json small_basins names them when two fingerprints' clusters agree; docs/scorecard.md, \"A gap "
             "beside a small minority\")")

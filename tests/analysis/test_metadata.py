@@ -213,19 +213,25 @@ def test_the_null_script_counts_matches_of_unrelated_and_deciding_columns(capsys
         assert r["matches"] == (10 if r["column"] == "decides" else 0), r
 
 
+def _orders(family_sd: float, side, n_cols: int, shift: float, column: str):
+    """8 init families x data orders 0-3 shared by every family: a fingerprint of 6 features whose first
+    ``n_cols`` move by ``shift`` where ``side(order)``; ``(FingerprintInput, table, options)``."""
+    r = np.random.default_rng(3)
+    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
+    x = family_sd * r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
+    x[:, :n_cols] += shift * np.asarray(side(order), float)[:, None]
+    ids = [f"m{i}" for i in range(32)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, column: order}
+    fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
+    return fp, table, AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+
+
 def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_strata():
     """The sixth audit: 60 families x 4 whose data orders 0-3 recur in every family, stored as
     ``order`` (not ``data_seed``): 5 of 9 fingerprints read ``crosses lineage`` on a null. The match
     says the column is crossed with the families and how to take it out; ``strata=["order"]`` (the
     CLI's ``--strata order``) does, as a ``data_seed`` column would."""
-    r = np.random.default_rng(3)
-    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
-    x = r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
-    x[:, 0] += 3.0 * (order % 2)  # what a shared data order does to every family alike
-    ids = [f"m{i}" for i in range(32)]
-    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "order": order}
-    fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
-    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    fp, table, opts = _orders(1.0, lambda order: order % 2, 1, 3.0, "order")  # a shared data order, every family alike
     res = analyze([fp], table, opts)
     plain = res.fingerprints[0]
     assert plain.label_free["verdict"] == "crosses lineage"
@@ -242,7 +248,7 @@ def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_stra
     # the terminal says the tests were stratified (the tenth outside audit: nothing said so)
     assert metadata_lines(stratified)[0].startswith("label-free tests stratified by 'order' (--strata): models that "
                                                     "share a value are relatives")
-    renamed = analyze([fp], {**table, "data_seed": order}, opts).fingerprints[0]  # the name it is known by
+    renamed = analyze([fp], {**table, "data_seed": table["order"]}, opts).fingerprints[0]  # the name it is known by
     assert renamed.label_free["verdict"] == taken.label_free["verdict"]
     with pytest.raises(ValueError, match="unknown model column 'nope' for --strata"):
         analyze([fp], table, opts.replace(strata=["nope"]))
@@ -340,14 +346,7 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     clusters were the strategies. The answer now names it, and ``--strata none`` tests it as a candidate."""
     from analysis.answer import label_free_answer
 
-    r = np.random.default_rng(3)
-    fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
-    x = 0.3 * r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
-    x[:, :3] += 5.0 * (order >= 2)[:, None]
-    ids = [f"m{i}" for i in range(32)]
-    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "data_seed": order}
-    fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
-    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    fp, table, opts = _orders(0.3, lambda order: order >= 2, 3, 5.0, "data_seed")  # orders 0-1 against 2-3
     res = analyze([fp], table, opts)
     taken = res.fingerprints[0]
     assert taken.label_free["verdict"] not in ("crosses lineage", "groups lineages")
