@@ -31,7 +31,7 @@ from analysis.labelfree_sentences import (
     size_lines,
     unknown_text,
 )
-from analysis.options import AnalysisOptions
+from analysis.options import NO_STRATA, AnalysisOptions
 from analysis.resampling import MIN_FAMILIES
 from analysis.results import AnalysisResult
 from fingerprint.cli import console, err_console, esc, print_error
@@ -419,7 +419,7 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     by_col: dict[str, dict[str, list[str]]] = {}
     graded: dict[str, int] = {}  # matched numeric columns with many values: the camps may be a threshold on them
     crossed: set[str] = set()  # matched columns crossed with the families as a shared data order is
-    design = set(result.settings.get("strata") or ())
+    design = set(result.settings.get("strata") or ()) - {NO_STRATA}
     inherited = int(result.settings.get("lineage_inherited") or 0)
     for r in result.fingerprints:
         stats: dict[str, list[str]] = {}
@@ -439,6 +439,10 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
               f"the init families share (a data order, a batch) is it lineage: then report with --strata {col}"
               if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
+    if NO_STRATA in (result.settings.get("strata") or ()):  # --strata none: nothing taken out (not 'none' as a column)
+        out.insert(0, "label-free tests stratified by no design column (--strata none): data_seed and kind are not "
+                      "taken out, so a split that follows a data order reads as a candidate, whether the order "
+                      "decides a rule or is only seed noise")
     if design:  # the user's --strata: say what it did, whether or not anything matched
         cols = ", ".join(f"'{c}'" for c in sorted(design))
         out.insert(0, f"label-free tests stratified by {cols} (--strata): models that share a value are relatives, as "

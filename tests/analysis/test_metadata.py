@@ -361,6 +361,11 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     assert res.to_dict()["fingerprints"][0]["strata_follow"][0]["column"] == "data_seed"
     none = analyze([fp], table, opts.replace(strata=["none"]))
     assert none.settings["strata_columns"] == [] and none.fingerprints[0].label_free["verdict"] == "crosses lineage"
+    from fingerprint.cli.display import metadata_lines
+
+    lines = metadata_lines(none)  # the terminal says what --strata none did, not "stratified by 'none'"
+    assert lines[0].startswith("label-free tests stratified by no design column (--strata none)")
+    assert not any("'none'" in line for line in lines)
     assert label_free_answer(none).strata_followed == {}
     with pytest.raises(ValueError, match="'none' takes out no design column, not even data_seed and kind"):
         opts.replace(strata=["none", "data_seed"])
