@@ -154,8 +154,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
-                 few_family_leads=[c for c in found if c.few is not None], graded=_graded(judged),
-                 few_models=_graded(judged, "few"))
+                 few_family_leads=[c for c in found if c.few is not None], graded=_held_as(judged, "no gap"),
+                 few_models=_held_as(judged, "few"))
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
@@ -175,13 +175,20 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     judged fingerprints' clusters follow (:func:`analysis.metadata.strata_follow`): a Benjamini-Hochberg correction
     over every (fingerprint, column) test, then those with ``q <= alpha`` and an AMI of at least ``floor`` (the deep
     AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)}}``."""
-    tests = [(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or [])]
-    out: dict[str, dict[str, Any]] = {}
-    for (f, e), qv in sorted(zip(tests, _bh([e["p"] for _, e in tests])), key=lambda t: -t[0][1]["ami"]):
-        if qv <= alpha and e["ami"] >= floor:
-            g = out.setdefault(e["column"], {"fingerprints": [], "ami": [float(e["ami"])] * 2, "q": 0.0})
-            g["fingerprints"].append(f)
-            g["ami"][0], g["q"] = min(g["ami"][0], float(e["ami"])), max(g["q"], float(qv))
+    hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or [])], alpha, "ami", floor)
+    return {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
+                  "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
+
+
+def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float
+             ) -> dict[str, list[tuple[str, dict[str, Any], float]]]:
+    """The ``(fingerprint, test)`` pairs of ``tests`` (each test a dict with ``column``, ``p`` and ``stat``) whose
+    Benjamini-Hochberg q over all of them is at most ``alpha`` and whose ``stat`` is at least ``floor``, by column,
+    the largest ``stat`` first: ``{column: [(fingerprint, test, q), ...]}``."""
+    out: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
+    for (f, e), qv in sorted(zip(tests, _bh([e["p"] for _, e in tests])), key=lambda t: -t[0][1][stat]):
+        if qv <= alpha and e[stat] >= floor:
+            out.setdefault(e["column"], []).append((f, e, float(qv)))
     return out
 
 
@@ -192,19 +199,16 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
     :data:`GRADIENT_FINGERPRINTS` fingerprints:
     ``{column: {fingerprints (best first), r2_adj (the best), q (the largest of theirs), n_values (of a within-family column: 2 is said as two groups), level ("models": within
     the families; "families": a column set family by family, against the family centroids)}}``."""
-    tests = [(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])]
-    if not tests:
-        return {}
-    q = _bh([e["p"] for _, e in tests])
+    hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])], alpha, "r2_adj",
+                    GRADIENT_R2)
     out: dict[str, dict[str, Any]] = {}
-    for (f, e), qv in sorted(zip(tests, q), key=lambda t: -t[0][1]["r2_adj"]):
-        if qv <= alpha and e["r2_adj"] >= GRADIENT_R2:
-            g = out.setdefault(e["column"], {"fingerprints": [], "r2_adj": float(e["r2_adj"]), "q": 0.0,
-                                             "level": e.get("level", "models")})
-            if e.get("n_values") is not None:
-                g["n_values"] = int(e["n_values"])
-            g["fingerprints"].append(f)
-            g["q"] = max(g["q"], float(qv))
+    for col, h in hits.items():
+        best = h[0][1]
+        g = out[col] = {"fingerprints": [f for f, _, _ in h], "r2_adj": float(best["r2_adj"]),
+                        "q": max(qv for _, _, qv in h), "level": best.get("level", "models")}
+        counted = [e["n_values"] for _, e, _ in h if e.get("n_values") is not None]
+        if counted:  # (the column's own count: the same on every fingerprint's test)
+            g["n_values"] = int(counted[-1])
     # one fingerprint alone is not enough (an outside audit of the nineteenth session: a logged train_loss named on
     # seed-only nulls from one fingerprint at adjusted R^2 0.51, at --n-perm 999)
     least = min(GRADIENT_FINGERPRINTS, len(judged))
@@ -266,10 +270,10 @@ def _held(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], al
             if name != "lineage" and qv <= alpha and analysed[i].label_free.get("verdict") not in DEEP_VERDICTS}
 
 
-def _graded(judged: list[FingerprintResult], reason: str = "no gap") -> dict[str, float]:
+def _held_as(judged: list[FingerprintResult], reason: str) -> dict[str, float]:
     """``{fingerprint: q}`` of the judged fingerprints whose significant groups or split test was held back
-    from a deep verdict as one continuum without a gap (``label_free.held``: "no gap"; ``reason`` "few": no gap a
-    test can see beside a camp of so few models), with that test's q (privileged ones marked in the name)."""
+    from a deep verdict for ``reason`` (``label_free.held``: "no gap", one continuum without a gap; "few", no gap
+    a test can see beside a camp of so few models), with that test's q (privileged ones marked in the name)."""
     out = {}
     for r in judged:
         free = r.label_free
@@ -915,10 +919,14 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
     return out
 
 
+def _first_three(names: list[str], said=str) -> str:
+    """``a, b, c and 2 more``: the first three of ``names``, each as ``said(name)``."""
+    return ", ".join(said(f) for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _with_qs(qs: dict[str, float]) -> str:
     """``a (q 0.01), b (q 0.02), c (q 0.03) and 2 more``: the three with the smallest q first."""
-    names = sorted(qs, key=qs.get)
-    return ", ".join(f"{f} (q {qs[f]:.2g})" for f in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return _first_three(sorted(qs, key=qs.get), lambda f: f"{f} (q {qs[f]:.2g})")
 
 
 def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
@@ -951,8 +959,7 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but") -> str:
     read "no candidate" and nothing named the column)."""
     out = ""
     for col, g in followed.items():
-        fps = g["fingerprints"]
-        who = ", ".join(fps[:3]) + (f" and {len(fps) - 3} more" if len(fps) > 3 else "")
+        who = _first_three(g["fingerprints"])
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
         out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "

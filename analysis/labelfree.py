@@ -48,7 +48,6 @@ from scipy.stats import false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
-    FEW_MODELS,
     FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
@@ -59,6 +58,7 @@ from analysis.labelfree_sentences import (
     cut_text,
     families,
     few_families,
+    few_models,
     minority_text,
     unknown_note,
     with_unconfirmed,
@@ -77,6 +77,7 @@ from analysis.sigclust import (
     axis_projections,
     cluster_index,
     gaussian_like,
+    projection_index,
     top_dims,
 )
 from analysis.sortkeys import natural_key
@@ -531,17 +532,14 @@ def _camp_indices(c: np.ndarray, min_side: int, basis: np.ndarray, shared: np.nd
     tested better by the first. :func:`_within_split` takes the smaller p of the two, calibrated as
     such on the same null replicates."""
     proj = axis_projections(c)  # [..., k, m]
-    lead, m = proj.shape[:-1], proj.shape[-1]
-    ci, split = cluster_index(proj.reshape(-1, m, 1), min_size=min_side)
-    out = [(ci.reshape(lead), split.reshape(*lead, m))]
+    out = [projection_index(proj, min_side)]
     if shared is None:
         return out
     s = out[0][1].astype(np.float64)
     own = s - (s @ basis) @ basis.T  # the split's part the design does not explain
     delta = (own * proj).sum(-1) / np.maximum((own * own).sum(-1), 1e-300)  # its effect, fitted with the design
     given = proj + delta[..., None] * ((s @ shared) @ shared.T)
-    ci, split = cluster_index(given.reshape(-1, m, 1), min_size=min_side)
-    return [*out, (ci.reshape(lead), split.reshape(*lead, m))]
+    return [*out, projection_index(given, min_side)]
 
 
 def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -> np.ndarray | None:
@@ -805,7 +803,7 @@ def held_reason(blocking: dict[str, dict]) -> str | None:
     verdict, as its sentence says it (:func:`analysis.labelfree_sentences.with_unconfirmed`): ``"small"``
     (closer than two halves of one Gaussian cloud), ``"coarse"`` (an input or so apart), ``"no gap"``
     (one continuum along the line joining the camps: a graded difference cut in two), ``"few"`` (no gap a test can
-    see beside a camp of :data:`FEW_MODELS` models or fewer), else ``None``."""
+    see beside a camp of :data:`~analysis.labelfree_sentences.FEW_MODELS` models or fewer), else ``None``."""
     if not blocking:
         return None
     e = next(iter(blocking.values())) or {}
@@ -813,7 +811,7 @@ def held_reason(blocking: dict[str, dict]) -> str | None:
         return "small" if e.get("small") else "coarse"
     if not e.get("no_gap"):
         return None
-    return "few" if (e.get("smaller") or FEW_MODELS + 1) <= FEW_MODELS else "no gap"
+    return "few" if few_models(e) else "no gap"
 
 
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for

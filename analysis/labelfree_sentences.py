@@ -69,6 +69,12 @@ FEW_FAMILIES_Q = 0.02
 # few models far out in one spread there (effect.spacing_p needs a gap over 600 times a camp of 2's own range among
 # 32 models), so they are said as a lead, not as a continuum cut in two (held "few": an outside audit, twenty-first session)
 FEW_MODELS = 3
+
+
+def few_models(effect: dict) -> bool:
+    """The smaller camp of a size (``analysis.effect.basin_effect``: ``smaller``) holds :data:`FEW_MODELS` or
+    fewer models (``False`` for a size stored before it was)."""
+    return (effect.get("smaller") or FEW_MODELS + 1) <= FEW_MODELS
 # ... and with this many or fewer (only the camps inside the families are tested: analysis.labelfree._few_families),
 # at any q: on subsets of 2 and 3 families of the outside audits' null zoos, 3 of 40 three-family subsets gave a
 # deep verdict at q 0.01-0.018 (docs/scorecard.md, "Two or three families")
@@ -354,7 +360,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) are only {sds(e['separation'])} within-basin SDs apart, "
                     f"closer than the two halves of one Gaussian cloud ({e.get('threshold', 2.65):.3g}): too small a difference "
                     "to call a basin (docs/scorecard.md, \"How big is the difference\").")
-        elif (e.get("smaller") or FEW_MODELS + 1) <= FEW_MODELS:  # no gap a test can see beside so few models
+        elif few_models(e):  # no gap a test can see beside so few models
             apart = f"are {sds(e['separation'])} within-basin SDs apart, " if e.get("separation") is not None else ""
             lone = (f" The {what} (q {q.get((i, test), 1.0):.3g}) {apart}"
                     f"the smaller of {e['smaller']} model{'s' if e['smaller'] != 1 else ''}: too few for a gap test to tell a "

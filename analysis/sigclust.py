@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cluster_index", "axis_index", "axis_projections", "top_dims", "gaussian_like"]
+__all__ = ["cluster_index", "axis_index", "axis_projections", "projection_index", "top_dims", "gaussian_like"]
 
 
 def cluster_index(x: np.ndarray, min_size: int = 1, iters: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -71,10 +71,16 @@ def axis_index(c: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray
     re-estimated per replicate, as the data's were): ``[..., k]``, and each direction's split
     ``[..., k, n]``. One bimodal direction among several Gaussian ones shows here when the joint
     index in ``k`` dimensions dilutes it."""
-    proj = axis_projections(c)  # [..., k, n]
-    lead, (k, n) = proj.shape[:-2], proj.shape[-2:]
+    return projection_index(axis_projections(c), min_size)
+
+
+def projection_index(proj: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cluster_index` of each 1-D projection of ``proj [..., n]``: the indices ``[...]`` and the
+    splits ``[..., n]`` (:func:`axis_index` on :func:`axis_projections`; the within-family test also on
+    projections it has moved)."""
+    lead, n = proj.shape[:-1], proj.shape[-1]
     ci, split = cluster_index(proj.reshape(-1, n, 1), min_size=min_size)
-    return ci.reshape(*lead, k), split.reshape(*lead, k, n)
+    return ci.reshape(lead), split.reshape(*lead, n)
 
 
 def axis_projections(c: np.ndarray) -> np.ndarray:
