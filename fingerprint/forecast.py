@@ -28,9 +28,15 @@ from training.select import continue_models
 
 
 def base_models(zoo: Zoo) -> list[str]:
-    """The seed grid (kind ``base``) that did not diverge: the population forecasting is about."""
+    """The seed grid (kind ``base``, or every model of an imported zoo) that did not diverge: the
+    population forecasting is about."""
     keep = set(active_models(zoo))
-    return [m for m, k in zip(zoo.model_ids, zoo.models["kind"]) if k == "base" and m in keep]
+    return [m for m, k in zip(zoo.model_ids, zoo.models["kind"]) if k in ("base", "imported") and m in keep]
+
+
+def imported(zoo: Zoo) -> bool:
+    """Whether ``zoo`` holds models trained elsewhere (``fingerprint import``)."""
+    return any(k == "imported" for k in zoo.models["kind"])
 
 
 def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tuple[np.ndarray, str]:
@@ -53,14 +59,23 @@ def _seed_grid(zoo: Zoo) -> list[str]:
     return ids
 
 
-def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_basins: Sequence[str] = ()) -> dict[str, Any]:
+def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_basins: Sequence[str] = (),
+             lineage: str | None = None) -> dict[str, Any]:
     """Forecast curves ``[{fingerprint, step, fraction, accuracy, accuracy_ci, auroc, ami, n_models}]``.
 
     ``exclude_basins``: final basins whose models are left out (e.g. ``mixed``, a label that means
-    the diagnostics disagree rather than a basin); the forecast is then between the others."""
+    the diagnostics disagree rather than a basin); the forecast is then between the others.
+    ``lineage``: the column of init families that folds and intervals keep together (default ``init_seed``)."""
     all_ids = _seed_grid(zoo)
     final_step = int(max(zoo.models["final_step"][zoo.index(all_ids)]))
     steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in all_ids[:1]) and s <= final_step]
+    if len(steps) < 2:
+        how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
+               else "train with train.checkpoints = \"log:K\"")
+        raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} of its models: "
+                        f"forecasting needs checkpoints along training; {how}")
+    if lineage is not None and lineage not in zoo.models:
+        raise UserError(f"unknown lineage column '{lineage}' (valid: {', '.join(zoo.models.names())})")
     curve = []
     target_name = None
     for spec in specs:
@@ -72,7 +87,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
         ids, y = [m for m, k in zip(all_ids, keep) if k], y_all[keep]
         if exclude_basins and len(set(y)) < 2:  # without exclusions a one-basin grid is scored as before (accuracy None)
             raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {target_name}; forecasting needs at least 2")
-        families = family_groups(zoo, ids)  # folds (and the accuracy interval) keep an init family together
+        families = family_groups(zoo, ids, lineage or "init_seed")  # folds (and the interval) keep an init family together
         wanted = set(ids)
         for s in steps:
             have = [m for m in zoo.models_at(s) if m in wanted]
@@ -82,7 +97,8 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
             rows = [ids.index(m) for m in res.model_ids]
             point = forecast_step(res.values, y[rows], groups=families[rows])
             curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
-    summary = {"target": target_name, "n_models": len(ids), "final_step": final_step, "forecast": curve,
+    summary = {"target": target_name, "n_models": len(ids), "n_families": int(len(set(families))),
+               "lineage": lineage or "init_seed", "final_step": final_step, "forecast": curve,
                "excluded_basins": sorted(set(exclude_basins)),
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
     zoo.save_result("forecast", summary)
@@ -112,6 +128,10 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
     With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written."""
 
     check_device(device)
+    if imported(zoo):
+        raise UserError(f"zoo '{zoo.path}' was imported (trained elsewhere), and select continues the chosen seeds with the "
+                        "toolkit's own training: forecast with 'fingerprint forecast', then continue the seeds it picks in "
+                        "your own training code")
     if not 0 < threshold <= 1:
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     if budget is not None and budget < 1:

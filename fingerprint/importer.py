@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import hashlib
 import math
 import os
 import shutil
@@ -32,7 +31,6 @@ from torch import nn
 
 from fingerprint import model_health
 from fingerprint.import_checks import (
-    WRAPPER_PREFIXES,
     _check_columns,
     _check_forward,
     check_against,
@@ -43,6 +41,20 @@ from fingerprint.import_checks import (
     read_checkpoint,
     read_metadata,
     strip_wrapper_prefix,
+)
+from fingerprint.import_history import (
+    find_history,
+    load_checked,
+    stack_history,
+    unmatched_note,
+)
+from fingerprint.import_notes import (
+    duplicates_note,
+    format_note,
+    logits_note,
+    shared_order_note,
+    short_reason,
+    skipped_note,
 )
 from fingerprint.tables import check_parents
 from fingerprint.usercode import (
@@ -76,9 +88,13 @@ def check_unique_ids(model_ids: list[str], files: Sequence[Path] = ()) -> None:
 
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
                        family: dict[str, Any], metadata: dict[str, np.ndarray] | None, probes: dict[str, torch.Tensor],
-                       source: str, overwrite: bool = False, data: tuple[torch.Tensor, torch.Tensor, str] | None = None) -> Path:
+                       source: str, overwrite: bool = False, data: tuple[torch.Tensor, torch.Tensor, str] | None = None,
+                       history: tuple[list[int], list[dict[int, Path]], Callable] | None = None) -> Path:
     """Write the zoo into a temporary sibling directory, then rename it onto ``out``. ``data``: the
-    checked ``(x, y, loss)`` of :func:`~fingerprint.import_checks.load_data`, stored in ``data.h5``."""
+    checked ``(x, y, loss)`` of :func:`~fingerprint.import_checks.load_data`, stored in ``data.h5``.
+    ``history``: ``(final_steps, earlier, load)``, each model's final step, its earlier checkpoint files
+    by step and their reader (:mod:`fingerprint.import_history`); without it every model is one
+    checkpoint at step 0."""
     out = Path(out)
     check_output(out, overwrite=overwrite)  # --overwrite replaces only a zoo (the caller checked its inputs)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -88,10 +104,12 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
     tmp = zoo_io.staging_dir(out)  # named after this process, so a later import can remove it if it is killed
     try:
         n = len(model_ids)
-        shards = []
-        for s0 in range(0, n, SHARD_SIZE):
-            ids = model_ids[s0 : s0 + SHARD_SIZE]
-            sds = state_dicts[s0 : s0 + SHARD_SIZE]
+        # with histories, a shard holds about SHARD_SIZE checkpoints in memory, as without
+        size = SHARD_SIZE if history is None else max(1, SHARD_SIZE // max(len(h) + 1 for h in history[1]))
+        shards, planned = [], []
+        for s0 in range(0, n, size):
+            ids = model_ids[s0 : s0 + size]
+            sds = state_dicts[s0 : s0 + size]
             k = len(ids)
             table: dict[str, Any] = {
                 "model_id": ids, "kind": ["imported"] * k, "group": [""] * k, "task": [""] * k,
@@ -101,12 +119,17 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
                 "diverged": np.zeros(k, bool), "diverged_step": np.full(k, -1, np.int64),
             }
             for c, v in (metadata or {}).items():
-                table[c] = v[s0 : s0 + SHARD_SIZE]
-            params = {name: torch.stack([sd[name].float() for sd in sds]) for name in sds[0]}
-            name = f"import-{s0 // SHARD_SIZE:04d}"
-            zoo_io.write_shard(tmp, zoo_io.ShardData(shard=name, table=table, checkpoints={0: params},
+                table[c] = v[s0 : s0 + size]
+            if history is None:
+                ckpts, present = {0: {name: torch.stack([sd[name].float() for sd in sds]) for name in sds[0]}}, None
+            else:
+                table["final_step"] = np.asarray(history[0][s0 : s0 + size], np.int64)
+                ckpts, present = stack_history(sds, history[0][s0 : s0 + size], history[1][s0 : s0 + size], history[2])
+            name = f"import-{s0 // size:04d}"
+            zoo_io.write_shard(tmp, zoo_io.ShardData(shard=name, table=table, checkpoints=ckpts, present=present,
                                                      attrs={"family": family, "kind": "imported"}))
             shards.append({"name": name, "phase": 0, "n_models": k})
+            planned += [{"model_id": m, "shard": name, "kind": "imported"} for m in ids]
         if probes:
             zoo_io.write_probes(tmp, probes)
         if data is not None:
@@ -114,8 +137,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
         zoo_io.write_manifest(tmp, {
             "kind": "zoo", "source": source, "created": time.time(), "config": {},
             "task": {"name": None, "params": {}}, "family": family,
-            "planned": [{"model_id": m, "shard": f"import-{i // SHARD_SIZE:04d}", "kind": "imported"} for i, m in enumerate(model_ids)],
-            "shards": shards, "models_per_batch": SHARD_SIZE,
+            "planned": planned, "shards": shards, "models_per_batch": size,
         })
         zoo_io.publish_mode(tmp)
         if out.exists():
@@ -131,7 +153,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
                        probes: str | Path | None = None, layers: Sequence[str] = (), overwrite: bool = False,
                        on_file: Callable[[Path], None] | None = None, strict: bool = False,
                        privileged_probes: Sequence[str] = (), data: str | None = None, state_key: str | None = None,
-                       on_note: Callable[[str], None] | None = None, skip_bad: bool = False) -> Path:
+                       on_note: Callable[[str], None] | None = None, skip_bad: bool = False, history: str | None = None) -> Path:
     """``fingerprint import``: a directory of checkpoints + ``module:factory`` -> a zoo.
 
     ``strict`` refuses a metadata CSV that does not cover every checkpoint (else a warning).
@@ -149,16 +171,26 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     checkpoints are all named in one :class:`UserError`; with ``skip_bad`` the others are imported,
     the refused ones (and their metadata rows) left out, and one warning (``warnings.warn``, as the
     outlier note) names them with their reasons (docs/import.md, "Diverged models and --skip-bad").
+
+    ``history`` (a template such as ``{model_id}/step_{step}.pt`` under ``src``) imports each model's
+    checkpoints along training, its highest step the final one (:mod:`fingerprint.import_history`;
+    docs/import.md, "Checkpoint histories"); every earlier checkpoint is read and checked as well.
     """
     src = Path(src)
     if not src.is_dir():
         raise UserError(f"checkpoint directory '{src}' " + ("is a file: give the directory that holds the checkpoints"
                                                             if src.exists() else "does not exist"))
-    files = sorted(p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
-    if not files:
-        raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
-    ids = [model_id_of(f) for f in files]
-    check_unique_ids(ids, files)  # before anything is read: the other checks would count the files as models
+    earlier: list[dict[int, Path]] | None = None  # with --history: each model's checkpoints before its final one
+    if history is None:
+        files = sorted(p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+        if not files:
+            raise UserError(f"no checkpoints in '{src}' (looked for {', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
+        ids = [model_id_of(f) for f in files]
+        check_unique_ids(ids, files)  # before anything is read: the other checks would count the files as models
+    else:
+        found, unmatched = find_history(src, history, CHECKPOINT_SUFFIXES)
+        ids, files = list(found), [h[max(h)] for h in found.values()]
+        final_steps, earlier = [max(h) for h in found.values()], [{s: p for s, p in h.items() if s < max(h)} for h in found.values()]
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part: a typo fails at once
     check_parents(meta, ids, metadata)
     factory = resolve(arch, "architecture factory")
@@ -184,9 +216,13 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
             sd, key = read_checkpoint(f, state_key)
             sd, prefix = strip_wrapper_prefix(sd, expected)
             check_against(sd, expected, f)
+            for g in (earlier[i].values() if earlier else ()):  # read again when written: a shard's worth in memory
+                f = g
+                load_checked(g, expected, state_key)
         except UserError as e:
-            bad.append((i, str(e), _short_reason(str(e), f)))
+            bad.append((i, str(e), short_reason(str(e), f) if f == files[i] else f"{f.relative_to(src)} {short_reason(str(e), f)}"))
             continue
+        f = files[i]
         sds.append({k: sd[k] for k in expected})
         kept.append(i)
         if key is not None:
@@ -200,9 +236,10 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     for j, why in sorted(health.nonfinite.items()):
         bad.append((kept[j], model_health.refusal(ids[kept[j]], health, j), why.split(":")[0]))
     bad.sort()
+    shown = [f.name for f in files] if earlier is None else list(ids)  # with --history a file's name is a step
     if bad and (not skip_bad or len(bad) == len(files)):
         more = bad[1:]
-        names = ", ".join(files[i].name for i, _, _ in more[:3]) + (", ..." if len(more) > 3 else "")
+        names = ", ".join(shown[i] for i, _, _ in more[:3]) + (", ..." if len(more) > 3 else "")
         hint = ("every checkpoint was refused" if len(bad) == len(files) else
                 f"or pass --skip-bad to import the other {len(files) - len(bad)} (their CSV rows are then ignored)")
         raise UserError(bad[0][1] + (f" (and {len(more)} more checkpoint{'s' if len(more) > 1 else ''} refused: {names})"
@@ -216,93 +253,24 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         kept = [kept[j] for j in good]
         meta = {c: v[kept] for c, v in meta.items()} if meta else meta
         ids = [ids[i] for i in kept]
-    skipped = _skipped_note([(files[i].name, why) for i, _, why in bad], len(files))
-    note = "\n".join(n for n in (_format_note(unwrapped, stripped, n_read), _duplicates_note(ids, sds),  # a line each
-                                 _shared_order_note(meta), _logits_note(n_out, labelled)) if n)
+    if earlier is not None:
+        final_steps, earlier = [final_steps[i] for i in kept], [earlier[i] for i in kept]
+    skipped = skipped_note([(shown[i], why) for i, _, why in bad], len(files), "checkpoints" if earlier is None else "models")
+    note = "\n".join(n for n in (format_note(unwrapped, stripped, n_read), duplicates_note(ids, sds),  # a line each
+                                 shared_order_note(meta), logits_note(n_out, labelled),
+                                 unmatched_note(unmatched, history) if history else "") if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
-    path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled)
+    path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled,
+                              None if earlier is None else (final_steps, earlier, lambda p: load_checked(p, expected, state_key)))
     for w in (skipped, outlier):  # warnings: the CLI prints each as one 'warning: ...' line
         if w:
             warnings.warn(w, stacklevel=2)
     if note:
         (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
     return path
-
-
-def _logits_note(n_out: int | None, labelled: Any) -> str:
-    """The one line saying that two or more outputs are read as class logits when no ``--data`` says
-    otherwise (an outside audit: a regression imported without it lost a common offset of its outputs
-    from every fingerprint, silently), else ``""``."""
-    if labelled is not None or not n_out or n_out < 2:
-        return ""
-    return (f"the models' {n_out} outputs are read as class logits (their log-softmax; a common shift of them is "
-            "taken as invisible): for regression outputs pass --data with float targets")
-
-
-def _short_reason(message: str, path: Path) -> str:
-    """A refused checkpoint's reason in a few words, for the one ``--skip-bad`` line: its message
-    without the leading ``checkpoint 'PATH'`` and without the advice after the first ':' or ';'."""
-    text = message.removeprefix(f"checkpoint '{path}' ")
-    for sep in (": ", "; "):
-        text = text.split(sep)[0]
-    return text.strip()
-
-
-def _skipped_note(skipped: list[tuple[str, str]], n: int) -> str:
-    """The one line naming what ``--skip-bad`` left out, with each file's reason, else ``""``."""
-    if not skipped:
-        return ""
-    shown = "; ".join(f"{name} ({why})" for name, why in skipped[:8]) + ("; ..." if len(skipped) > 8 else "")
-    return f"skipped {len(skipped)} of {n} checkpoints (--skip-bad; their CSV rows ignored): {shown}"
-
-
-def _duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:
-    """One line naming models whose weights are exactly the same (a checkpoint copied twice: the
-    two would look like the closest of relatives), else ``""``."""
-    seen: dict[str, str] = {}
-    pairs = []
-    for mid, sd in zip(ids, sds):
-        h = hashlib.sha256()
-        for k in sorted(sd):
-            h.update(k.encode())
-            h.update(sd[k].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())  # any dtype (bfloat16)
-        digest = h.hexdigest()
-        if digest in seen:
-            pairs.append(f"{mid} = {seen[digest]}")
-        else:
-            seen[digest] = mid
-    if not pairs:
-        return ""
-    shown = ", ".join(pairs[:4]) + (", ..." if len(pairs) > 4 else "")
-    return (f"{len(pairs)} model{'s have' if len(pairs) > 1 else ' has'} exactly the weights of another ({shown}): "
-            "a checkpoint copied twice? Duplicates read as the closest of relatives")
-
-
-def _shared_order_note(meta: dict[str, Any] | None) -> str:
-    """A note for children of parents (``parent_id``) imported without a ``data_seed`` column: the
-    ninth outside audit's fine-tunes, child j of every parent trained with data-order seed j and
-    nothing else different, read as a difference cutting across the families in 10 of 15 such
-    populations when the order was not recorded (README, "Say which models share a data order")."""
-    parents = (meta or {}).get("parent_id")
-    if parents is None or "data_seed" in meta or not any(str(p).strip() for p in parents):
-        return ""
-    return ("children of parents (parent_id) and no data_seed column: if children of different parents "
-            "share a data-order or batch seed (child j of every parent trained with seed j), record it as data_seed "
-            "(or report with --strata COLUMN), or the label-free tests can read the shared order as a difference "
-            "that cuts across the families")
-
-
-def _format_note(unwrapped: dict[str, int], stripped: dict[str, int], n: int) -> str:
-    """One line on what the import read other than a plain state_dict file: the top-level keys it
-    took the state_dicts from, and the wrapper prefixes it stripped, with how many of ``n`` files."""
-    of = lambda c: "every checkpoint" if c == n else f"{c} of {n} checkpoints"  # noqa: E731
-    parts = [f"read the state_dict under key '{k}' of {of(c)}" for k, c in unwrapped.items()]
-    parts += [f"stripped the key prefix '{p}' ({', '.join(w for q, w in WRAPPER_PREFIXES.items() if q in p)}) from "
-              f"{of(c)}" for p, c in stripped.items()]
-    return "; ".join(parts)
 
 
 def _input_shape(probe_sets: dict[str, torch.Tensor], labelled: Any = None) -> list[int] | None:

@@ -29,6 +29,7 @@ def import_cmd(
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),
     data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
     state_key: Optional[str] = typer.Option(None, "--state-key", help="Top-level key of training checkpoints that holds the state_dict (default: 'state_dict', else the only state_dict a checkpoint holds)."),
+    history: Optional[str] = typer.Option(None, "--history", help="Checkpoints along training, as a path under SRC with {model_id} and {step} (e.g. '{model_id}/step_{step}.pt'): each model's highest step is its final checkpoint; for fingerprint forecast and the history forest of fingerprint lineage."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Import the good checkpoints and leave out the refused ones (wrong keys or shapes, NaN/inf weights or outputs) and their CSV rows, named in one line; exit status 1 when any was left out."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
@@ -36,7 +37,8 @@ def import_cmd(
 
     if hf:
         given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
-                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad)) if v), None)
+                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad),
+                                             ("--history", history)) if v), None)
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
@@ -54,18 +56,22 @@ def import_cmd(
             raise UserError("--probes-text is for --hf imports (prompts for language models); give --probes here")
         if not arch:
             raise UserError("fingerprint import needs --arch MODULE:FACTORY (your nn.Module), or --hf for Hugging Face models")
+        from fingerprint.import_history import (  # deferred for start-up time (torch)
+            find_history,
+        )
         from fingerprint.importer import (  # deferred for start-up time (torch)
             CHECKPOINT_SUFFIXES,
             import_checkpoints,
         )
 
         o.add_cwd_to_path()  # let module:factory name a file in the working directory
-        n = len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]) if src.is_dir() else 0
+        n = (0 if not src.is_dir() else len(find_history(src, history, CHECKPOINT_SUFFIXES)[0]) if history
+             else len([p for p in src.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]))
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("checking checkpoints", total=max(n, 1))
             path = import_checkpoints(src, arch, out, metadata, probes, layers or [], overwrite,
                                       on_file=lambda _f: progress.advance(task), strict=strict, privileged_probes=privileged or (),
-                                      data=data, state_key=state_key, skip_bad=skip_bad,
+                                      data=data, state_key=state_key, skip_bad=skip_bad, history=history,
                                       on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     from training.core.shards import CORE_COLUMNS  # deferred for start-up time (torch)
     from training.core.store import Zoo  # deferred for start-up time (torch)
@@ -97,6 +103,7 @@ def forecast_cmd(
     label: Optional[str] = typer.Option(None, "--label", help="Final basin column (default deep_label; else the fingerprint's final clusters)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the forecast curve as JSON."),
     exclude_basin: List[str] = typer.Option([], "--exclude-basin", help="Leave out the models of this final basin, e.g. mixed (repeatable)."),
+    lineage: Optional[str] = typer.Option(None, "--lineage", help="Model column of the init families that folds and intervals keep together (default: init_seed; an import's own family column)."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
 ):
@@ -110,9 +117,10 @@ def forecast_cmd(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status("extracting fingerprints at every checkpoint and forecasting"):
-        s = forecast(zoo, list(fp), label, list(exclude_basin))
+        s = forecast(zoo, list(fp), label, list(exclude_basin), lineage)
     left_out = f"; without {', '.join(s['excluded_basins'])}" if s["excluded_basins"] else ""
-    t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds{esc(left_out)}, final step {s['final_step']})")
+    t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds in {s['n_families']} families by {esc(s['lineage'])}"
+                    f"{esc(left_out)}, final step {s['final_step']})")
     for col in ("fingerprint", "step", "fraction", "accuracy", "95% CI", "majority", "AUROC", "AMI"):
         t.add_column(col, justify="left" if col == "fingerprint" else "right")
     f = lambda v: "–" if v is None else f"{v:.2f}"

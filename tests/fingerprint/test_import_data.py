@@ -138,7 +138,7 @@ def test_what_the_outputs_are_read_as(tmp_path):
     which hid a +1 offset of half the models; (3) without --data nothing said that two or more outputs
     are read as class logits. One-hot rows are class indices now, a regression's outputs are read as
     they are, and the import says how outputs are read when no data says."""
-    from fingerprint.importer import _logits_note
+    from fingerprint.import_notes import logits_note
     from fingerprint.registry import get_extractor
 
     g = torch.Generator().manual_seed(3)
@@ -161,8 +161,8 @@ def test_what_the_outputs_are_read_as(tmp_path):
     assert meta["predicts"] == "values" and "resolution" not in meta
     assert np.allclose(d, (torch.cdist(out, out) / np.sqrt(20)).numpy(), atol=1e-5)
     assert dis.compute(mb, {**dis.params, "probe_set": "in_dist"})[1]["predicts"] == "classes"
-    assert "read as class logits" in _logits_note(3, None) and "--data" in _logits_note(3, None)
-    assert _logits_note(3, (x, labels, "classification")) == "" and _logits_note(1, None) == ""
+    assert "read as class logits" in logits_note(3, None) and "--data" in logits_note(3, None)
+    assert logits_note(3, (x, labels, "classification")) == "" and logits_note(1, None) == ""
     one = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)).eval() for _ in range(2)]
     with pytest.raises(UserError, match=r"values -3\.\.3; a one-output model is a regression: give float y"):  # audit 66 F4
         Zoo.from_modules(one, out=tmp_path / "int", probes={"in_dist": x}, data=(x, torch.arange(20) % 7 - 3))

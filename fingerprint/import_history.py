@@ -1,0 +1,110 @@
+"""Checkpoint histories for ``fingerprint import --history``: each model's checkpoints along training.
+
+A template relative to the import's directory names them, with a ``{model_id}`` and a ``{step}``
+placeholder: ``{model_id}/step_{step}.pt`` (a directory per model), ``step_{step}/{model_id}.pt``
+(a directory per step), ``{model_id}-{step}.safetensors`` (one directory). Each model's highest step
+is its final checkpoint (what is fingerprinted by default, and health-checked as a plain import's
+one checkpoint); the earlier ones are what ``fingerprint forecast`` and the history forest of
+``fingerprint lineage`` read. Models may have different steps (the zoo's presence masks say which).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fingerprint.import_checks import (
+    check_against,
+    read_checkpoint,
+    strip_wrapper_prefix,
+)
+from training.core.errors import UserError
+
+PLACEHOLDERS = ("{model_id}", "{step}")
+EXAMPLE = "'{model_id}/step_{step}.pt'"
+
+
+def template_pattern(template: str, suffixes: Sequence[str]) -> re.Pattern[str]:
+    """The regular expression a ``--history`` template stands for: ``{model_id}`` any run of
+    characters within one path component, ``{step}`` a run of digits; the rest literally."""
+    for p in PLACEHOLDERS:
+        if template.count(p) != 1:
+            raise UserError(f"--history '{template}' needs {p} exactly once (e.g. {EXAMPLE}, relative to the checkpoint directory)")
+    rest = template.replace(PLACEHOLDERS[0], "").replace(PLACEHOLDERS[1], "")
+    if "{" in rest or "}" in rest:
+        raise UserError(f"--history '{template}' has a placeholder other than {{model_id}} and {{step}} (e.g. {EXAMPLE})")
+    if Path(template).is_absolute() or ".." in Path(template).parts or "\\" in template:
+        raise UserError(f"--history '{template}' must be a path relative to the checkpoint directory, with / between "
+                        f"directories (e.g. {EXAMPLE})")
+    if not template.endswith(tuple(suffixes)):
+        raise UserError(f"--history '{template}' must end in a checkpoint suffix ({', '.join(suffixes)})")
+    parts = re.split(r"(\{model_id\}|\{step\})", template)
+    return re.compile("".join("(?P<model_id>[^/]+?)" if p == PLACEHOLDERS[0] else "(?P<step>[0-9]+)" if p == PLACEHOLDERS[1]
+                              else re.escape(p) for p in parts))
+
+
+def find_history(src: Path, template: str, suffixes: Sequence[str]) -> tuple[dict[str, dict[int, Path]], list[str]]:
+    """``({model_id: {step: file}}, unmatched)``: every checkpoint file under ``src`` the template
+    matches, and the relative paths of those it does not (a note: they are not imported). Two files
+    of one model at one step (``step_10`` and ``step_010``) are refused, naming both."""
+    pattern = template_pattern(template, suffixes)
+    found: dict[str, dict[int, Path]] = {}
+    unmatched: list[str] = []
+    for path in sorted(p for p in Path(src).rglob("*") if p.suffix in suffixes and p.is_file()):
+        rel = path.relative_to(src).as_posix()
+        m = pattern.fullmatch(rel)
+        if m is None:
+            unmatched.append(rel)
+            continue
+        mid, step = m["model_id"], int(m["step"])
+        if not mid.strip() or not mid.isprintable():
+            raise UserError(f"checkpoint '{path}' gives model id {mid!r} under --history '{template}', which cannot be a "
+                            "model id (empty or with a control character); rename it")
+        prev = found.setdefault(mid, {}).get(step)
+        if prev is not None:
+            raise UserError(f"checkpoints '{prev}' and '{path}' are both model '{mid}' at step {step} under --history "
+                            f"'{template}'; remove one")
+        found[mid][step] = path
+    if not found:
+        held = f"; it holds e.g. '{unmatched[0]}'" if unmatched else f" (it holds no {', '.join('*' + s for s in suffixes)} file)"
+        raise UserError(f"no checkpoint under '{src}' matches --history '{template}'{held}")
+    return dict(sorted(found.items())), unmatched
+
+
+def unmatched_note(unmatched: list[str], template: str) -> str:
+    """One line naming checkpoint files the template left out (say, a ``final.pt`` beside ``step_N.pt``)."""
+    if not unmatched:
+        return ""
+    more = f" and {len(unmatched) - 1} more" if len(unmatched) > 1 else ""
+    return (f"{len(unmatched)} checkpoint file{'s' if len(unmatched) > 1 else ''} under the directory match{'' if len(unmatched) > 1 else 'es'} "
+            f"no --history '{template}' and {'are' if len(unmatched) > 1 else 'is'} not imported ('{unmatched[0]}'{more}): "
+            "a final checkpoint needs its step in the name too")
+
+
+def load_checked(path: Path, expected: dict[str, torch.Tensor], state_key: str | None) -> dict[str, torch.Tensor]:
+    """One checkpoint's state dict in the architecture's key order, read and checked as the final ones
+    are (a training checkpoint's state dict, a wrapper's prefix, keys, shapes, finite weights)."""
+    sd, _ = read_checkpoint(path, state_key)
+    sd, _ = strip_wrapper_prefix(sd, expected)
+    check_against(sd, expected, path)
+    return {k: sd[k] for k in expected}
+
+
+def stack_history(finals: Sequence[dict[str, torch.Tensor]], final_steps: Sequence[int], earlier: Sequence[dict[int, Path]],
+                  load: Callable[[Path], dict[str, torch.Tensor]]) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, np.ndarray]]:
+    """One shard's checkpoints ``{step: {name: [k, ...]}}`` and presence masks ``{step: bool [k]}``:
+    each model's final state dict at its final step, its earlier ones read with ``load`` (zeros where
+    a model has no checkpoint at a step; the mask says so)."""
+    k = len(finals)
+    ckpts: dict[int, dict[str, torch.Tensor]] = {}
+    present: dict[int, np.ndarray] = {}
+    for s in sorted(set(final_steps) | {s for h in earlier for s in h}):
+        rows = [finals[j] if final_steps[j] == s else load(earlier[j][s]) if s in earlier[j] else None for j in range(k)]
+        present[s] = np.asarray([r is not None for r in rows])
+        ckpts[s] = {n: torch.stack([(r[n] if r is not None else torch.zeros(t.shape)).float() for r in rows])
+                    for n, t in finals[0].items()}
+    return ckpts, present

@@ -1,0 +1,86 @@
+"""The one-line notes and short reasons ``fingerprint import`` prints beside the zoo it writes:
+what it read other than a plain state_dict, duplicates, an unrecorded shared data order, outputs
+read as logits, and the checkpoints ``--skip-bad`` left out."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fingerprint.import_checks import WRAPPER_PREFIXES
+
+
+def logits_note(n_out: int | None, labelled: Any) -> str:
+    """The one line saying that two or more outputs are read as class logits when no ``--data`` says
+    otherwise (an outside audit: a regression imported without it lost a common offset of its outputs
+    from every fingerprint, silently), else ``""``."""
+    if labelled is not None or not n_out or n_out < 2:
+        return ""
+    return (f"the models' {n_out} outputs are read as class logits (their log-softmax; a common shift of them is "
+            "taken as invisible): for regression outputs pass --data with float targets")
+
+
+def short_reason(message: str, path: Path) -> str:
+    """A refused checkpoint's reason in a few words, for the one ``--skip-bad`` line: its message
+    without the leading ``checkpoint 'PATH'`` and without the advice after the first ':' or ';'."""
+    text = message.removeprefix(f"checkpoint '{path}' ")
+    for sep in (": ", "; "):
+        text = text.split(sep)[0]
+    return text.strip()
+
+
+def skipped_note(skipped: list[tuple[str, str]], n: int, noun: str = "checkpoints") -> str:
+    """The one line naming what ``--skip-bad`` left out, with each file's reason, else ``""``."""
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{name} ({why})" for name, why in skipped[:8]) + ("; ..." if len(skipped) > 8 else "")
+    return f"skipped {len(skipped)} of {n} {noun} (--skip-bad; their CSV rows ignored): {shown}"
+
+
+def duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:
+    """One line naming models whose weights are exactly the same (a checkpoint copied twice: the
+    two would look like the closest of relatives), else ``""``."""
+    seen: dict[str, str] = {}
+    pairs = []
+    for mid, sd in zip(ids, sds):
+        h = hashlib.sha256()
+        for k in sorted(sd):
+            h.update(k.encode())
+            h.update(sd[k].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())  # any dtype (bfloat16)
+        digest = h.hexdigest()
+        if digest in seen:
+            pairs.append(f"{mid} = {seen[digest]}")
+        else:
+            seen[digest] = mid
+    if not pairs:
+        return ""
+    shown = ", ".join(pairs[:4]) + (", ..." if len(pairs) > 4 else "")
+    return (f"{len(pairs)} model{'s have' if len(pairs) > 1 else ' has'} exactly the weights of another ({shown}): "
+            "a checkpoint copied twice? Duplicates read as the closest of relatives")
+
+
+def shared_order_note(meta: dict[str, Any] | None) -> str:
+    """A note for children of parents (``parent_id``) imported without a ``data_seed`` column: the
+    ninth outside audit's fine-tunes, child j of every parent trained with data-order seed j and
+    nothing else different, read as a difference cutting across the families in 10 of 15 such
+    populations when the order was not recorded (README, "Say which models share a data order")."""
+    parents = (meta or {}).get("parent_id")
+    if parents is None or "data_seed" in meta or not any(str(p).strip() for p in parents):
+        return ""
+    return ("children of parents (parent_id) and no data_seed column: if children of different parents "
+            "share a data-order or batch seed (child j of every parent trained with seed j), record it as data_seed "
+            "(or report with --strata COLUMN), or the label-free tests can read the shared order as a difference "
+            "that cuts across the families")
+
+
+def format_note(unwrapped: dict[str, int], stripped: dict[str, int], n: int) -> str:
+    """One line on what the import read other than a plain state_dict file: the top-level keys it
+    took the state_dicts from, and the wrapper prefixes it stripped, with how many of ``n`` files."""
+    of = lambda c: "every checkpoint" if c == n else f"{c} of {n} checkpoints"  # noqa: E731
+    parts = [f"read the state_dict under key '{k}' of {of(c)}" for k, c in unwrapped.items()]
+    parts += [f"stripped the key prefix '{p}' ({', '.join(w for q, w in WRAPPER_PREFIXES.items() if q in p)}) from "
+              f"{of(c)}" for p, c in stripped.items()]
+    return "; ".join(parts)

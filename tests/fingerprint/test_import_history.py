@@ -1,0 +1,208 @@
+"""``fingerprint import --history``: each model's checkpoints along training, then ``fingerprint
+forecast`` on models trained elsewhere (docs/import.md, "Checkpoint histories").
+
+The population is trained here in plain PyTorch: 4 init families x 4 models, two rules that agree on
+the training inputs' first two features (x0, x1) and differ where they disagree, two models of each
+rule per family; checkpoints at steps 0 (the shared init), 10, 30 and 60.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from fingerprint import Zoo
+from fingerprint.forecast import forecast
+from fingerprint.import_history import find_history, template_pattern
+from fingerprint.importer import CHECKPOINT_SUFFIXES
+from tests.conftest import run_cli
+from training.core.errors import UserError
+
+ARCH = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    def make():
+        return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+    def probes():
+        g = torch.Generator().manual_seed(1)
+        return {"in_dist": torch.randn(48, 4, generator=g), "ood": 3 * torch.randn(48, 4, generator=g)}
+''')
+STEPS = (0, 10, 30, 60)
+ARGS = ("--arch", "histarch:make", "--probes", "histarch:probes")
+
+
+def _train(make, fam: int, j: int) -> dict[int, dict[str, torch.Tensor]]:
+    """One model's state dicts at ``STEPS``: init from the family's seed, rule ``j % 2``, data from ``(fam, j)``."""
+    torch.manual_seed(fam)
+    m = make()
+    rule = j % 2
+    g = torch.Generator().manual_seed(100 * fam + j)
+    opt = torch.optim.Adam(m.parameters(), 2e-2)
+    out = {}
+    for step in range(STEPS[-1] + 1):
+        if step in STEPS:
+            out[step] = {k: v.clone() for k, v in m.state_dict().items()}
+        x = torch.randn(64, 4, generator=g)
+        x[:, 1] = x[:, 0]
+        loose = torch.rand(64, generator=g) < 0.5  # the other rule's feature is noise in half the rows
+        x[loose, 1 - rule] = torch.randn(int(loose.sum()), generator=g)
+        loss = torch.nn.functional.cross_entropy(m(x), (x[:, rule] > 0).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(directory, {model_id: {step: state_dict}})``: the population saved as runs/<id>/step_<N>.pt,
+    with histarch.py and models.csv (family, rule) beside it."""
+    import importlib
+    import sys
+
+    root = tmp_path_factory.mktemp("hist")
+    (root / "histarch.py").write_text(ARCH)
+    sys.path.insert(0, str(root))
+    try:
+        make = importlib.import_module("histarch").make
+        states = {f"f{fam}m{j}": _train(make, fam, j) for fam in range(4) for j in range(4)}
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("histarch", None)
+    for mid, hist in states.items():
+        (root / "runs" / mid).mkdir(parents=True)
+        for step, sd in hist.items():
+            torch.save(sd, root / "runs" / mid / f"step_{step}.pt")
+    (root / "models.csv").write_text("model_id,family,rule\n" + "".join(f"{m},{m[1]},rule{int(m[3]) % 2}\n" for m in states))
+    return root, states
+
+
+@pytest.fixture
+def pop(trained, tmp_path, monkeypatch):
+    """A fresh copy of the trained population in ``tmp_path`` (tests may break files in it)."""
+    root, states = trained
+    for name in ("runs", "histarch.py", "models.csv"):
+        (shutil.copytree if (root / name).is_dir() else shutil.copy)(root / name, tmp_path / name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path, states
+
+
+def test_every_step_is_stored_bit_for_bit_and_the_highest_step_is_final(pop):
+    path, states = pop
+    r = run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt", "-o", "zoo")
+    assert r.returncode == 0, r.stderr
+    zoo = Zoo.open(path / "zoo")
+    assert zoo.steps == list(STEPS) and sorted(zoo.model_ids) == sorted(states)
+    assert set(np.asarray(zoo.models["final_step"]).tolist()) == {60}
+    for step in STEPS:
+        got = zoo.params(step)
+        for i, mid in enumerate(zoo.model_ids):
+            for k, t in states[mid][step].items():
+                assert torch.equal(got[k][i], t), (mid, step, k)
+    final = zoo.params()  # each model's final step by default
+    assert torch.equal(final["2.weight"][0], states[zoo.model_ids[0]][60]["2.weight"])
+
+
+def test_a_directory_per_step_and_ragged_histories(pop):
+    """The other layout (step_<N>/<id>.safetensors) reads the same weights; a model missing a step
+    is absent there (the presence mask), and one trained less far ends at its own last step."""
+    from safetensors.torch import save_file
+
+    path, states = pop
+    for mid, hist in states.items():
+        for step, sd in hist.items():
+            if (mid, step) in (("f0m0", 10), ("f1m1", 60)):
+                continue
+            (path / "bystep" / f"step_{step:03d}").mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(path / "bystep" / f"step_{step:03d}" / f"{mid}.safetensors"))
+    r = run_cli("import", "bystep", *ARGS, "--history", "step_{step}/{model_id}.safetensors", "-o", "zoo")
+    assert r.returncode == 0, r.stderr
+    zoo = Zoo.open(path / "zoo")
+    assert zoo.steps == list(STEPS)
+    assert "f0m0" not in zoo.models_at(10) and zoo.model_steps("f0m0") == [0, 30, 60]
+    fin = dict(zip(zoo.model_ids, np.asarray(zoo.models["final_step"]).tolist()))
+    assert fin["f1m1"] == 30 and fin["f0m0"] == 60
+    i = zoo.model_ids.index("f1m1")
+    assert torch.equal(zoo.params()["0.weight"][i], states["f1m1"][30]["0.weight"])
+
+
+def test_forecast_of_imported_models_recovers_the_rule_and_keeps_families_together(pop):
+    path, _ = pop
+    assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",
+                   "-o", "zoo").returncode == 0
+    zoo = Zoo.open(path / "zoo")
+    s = forecast(zoo, ["ood-outputs"], label="rule", lineage="family")
+    by_step = {p["step"]: p for p in s["forecast"]}
+    assert s["n_families"] == 4 and s["lineage"] == "family" and sorted(by_step) == list(STEPS)
+    # step 0: a family's four models share their init, two of each rule: no classifier does better than half
+    assert by_step[0]["accuracy"] == 0.5
+    assert by_step[60]["accuracy"] == 1.0 and by_step[60]["ami"] > 0.9
+    r = run_cli("forecast", "zoo", "--label", "rule", "--lineage", "family", "--trust-code")
+    assert r.returncode == 0, r.stderr
+    assert "16 seeds in 4 families by family" in r.stdout and "ood-outputs: 90% accuracy from" in r.stdout
+
+
+def test_plain_import_and_select_say_what_to_do(pop):
+    path, _ = pop
+    flat = path / "flat"
+    flat.mkdir()
+    for mid in ("f0m0", "f0m1", "f1m0", "f1m1"):
+        shutil.copy(path / "runs" / mid / "step_60.pt", flat / f"{mid}.pt")
+    assert run_cli("import", "flat", *ARGS, "-o", "plain").returncode == 0
+    r = run_cli("forecast", "plain", "--trust-code")
+    assert r.returncode == 2 and "stores 1 checkpoint step" in r.stderr and "--history" in r.stderr
+    assert run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "zoo").returncode == 0
+    r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel", "--trust-code")
+    assert r.returncode == 2 and "was imported" in r.stderr and "fingerprint forecast" in r.stderr
+    assert not (path / "sel").exists()
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{model_id}/step.pt", "needs {step} exactly once"),
+    ("{model_id}/{step}/{step}.pt", "needs {step} exactly once"),
+    ("{model_id}/{epoch}_{step}.pt", "a placeholder other than"),
+    ("../{model_id}/step_{step}.pt", "relative to the checkpoint directory"),
+    ("{model_id}/step_{step}", "must end in a checkpoint suffix"),
+])
+def test_a_bad_template_is_one_line(template, message):
+    with pytest.raises(UserError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        template_pattern(template, CHECKPOINT_SUFFIXES)
+
+
+def test_template_matching(tmp_path):
+    p = template_pattern("{model_id}_step{step}.pt", CHECKPOINT_SUFFIXES)
+    m = p.fullmatch("run_step3_step120.pt")
+    assert (m["model_id"], m["step"]) == ("run_step3", "120")
+    assert p.fullmatch("a/b_step1.pt") is None  # a model id stays inside one path component
+    for name in ("m1_step5.pt", "m1_step005.pt"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(UserError, match=r"are both model 'm1' at step 5"):
+        find_history(tmp_path, "{model_id}_step{step}.pt", CHECKPOINT_SUFFIXES)
+
+
+def test_import_errors_name_the_file_and_write_nothing(pop):
+    path, _ = pop
+    r = run_cli("import", "runs", *ARGS, "--history", "step_{step}/{model_id}.pt", "-o", "zoo")
+    assert r.returncode == 2 and "matches --history 'step_{step}/{model_id}.pt'" in r.stderr
+    assert "it holds e.g. 'f0m0/step_0.pt'" in r.stderr and not (path / "zoo").exists()
+    torch.save({"0.weight": torch.zeros(3, 3)}, path / "runs" / "f2m1" / "step_10.pt")  # an early checkpoint gone wrong
+    r = run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "zoo")
+    assert r.returncode == 2 and "runs/f2m1/step_10.pt" in r.stderr and not (path / "zoo").exists()
+    shutil.copy(path / "runs" / "f0m0" / "step_60.pt", path / "runs" / "f0m0" / "final.pt")
+    r = run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "--skip-bad", "-o", "zoo")
+    assert r.returncode == 1 and "skipped 1 of 16 models" in r.stderr  # --skip-bad leaves the model out, every checkpoint of it
+    assert "f2m1 (f2m1/step_10.pt has unexpected key" in r.stderr or "f2m1 (f2m1/step_10.pt is missing key" in r.stderr
+    assert "1 checkpoint file under the directory matches no --history" in r.stdout and "f0m0/final.pt" in r.stdout
+    zoo = Zoo.open(path / "zoo")
+    assert len(zoo) == 15 and "f2m1" not in zoo.model_ids and zoo.steps == list(STEPS)
+    r = run_cli("import", "runs", "--hf", "--history", "{model_id}/step_{step}.pt", "-o", "hf")
+    assert r.returncode == 2 and "--history is not for --hf imports" in r.stderr
