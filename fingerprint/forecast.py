@@ -11,6 +11,7 @@ runs both for ``fingerprint run`` (and the demo) from the config's ``[forecast]`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from analysis.clustering import cluster
 from analysis.forecast import earliest, forecast_step, select
 from fingerprint.extraction import active_models, extract, family_groups
+from fingerprint.tables import RECOVERED, model_table
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.plan import check_device
@@ -74,8 +76,8 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
                else "train with train.checkpoints = \"log:K\"")
         raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} of its models: "
                         f"forecasting needs checkpoints along training; {how}")
-    if lineage is not None and lineage not in zoo.models:
-        raise UserError(f"unknown lineage column '{lineage}' (valid: {', '.join(zoo.models.names())})")
+    table = model_table(zoo)
+    lineage = forecast_lineage(table, lineage)
     curve = []
     target_name = None
     for spec in specs:
@@ -87,7 +89,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
         ids, y = [m for m, k in zip(all_ids, keep) if k], y_all[keep]
         if exclude_basins and len(set(y)) < 2:  # without exclusions a one-basin grid is scored as before (accuracy None)
             raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {target_name}; forecasting needs at least 2")
-        families = family_groups(zoo, ids, lineage or "init_seed")  # folds (and the interval) keep an init family together
+        families = family_groups(zoo, ids, lineage, table)  # folds (and the interval) keep an init family together
         wanted = set(ids)
         for s in steps:
             have = [m for m in zoo.models_at(s) if m in wanted]
@@ -98,11 +100,36 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
             point = forecast_step(res.values, y[rows], groups=families[rows])
             curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
     summary = {"target": target_name, "n_models": len(ids), "n_families": int(len(set(families))),
-               "lineage": lineage or "init_seed", "final_step": final_step, "forecast": curve,
+               "lineage": lineage, "families_known": lineage in table and _says_something(table[lineage]),
+               "final_step": final_step, "forecast": curve,
                "excluded_basins": sorted(set(exclude_basins)),
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
+    if not summary["families_known"]:
+        warnings.warn(f"the forecast's folds keep no init families together: '{lineage}' does not record them "
+                      "(-1 for every imported model); models that share an initialisation then sit on both sides of a "
+                      "fold and early forecasts look better than they are: name the families with --lineage COLUMN (or "
+                      "run fingerprint lineage first: its recovered families are then used)", stacklevel=2)
     zoo.save_result("forecast", summary)
     return summary
+
+
+def _says_something(col: Any) -> bool:
+    """Whether a lineage column separates models: two or more values that are not 'none recorded' (-1)."""
+    values = {v for v in np.asarray(col).tolist() if not (isinstance(v, (int, float)) and v < 0) and str(v) != ""}
+    return len(values) >= 2
+
+
+def forecast_lineage(table: dict[str, np.ndarray], lineage: str | None) -> str:
+    """The column of init families the folds keep together: ``lineage`` when named, else ``init_seed``
+    when it records families, else the families ``fingerprint lineage`` recovered from the weights
+    when stored (as ``report`` does), else ``init_seed``."""
+    if lineage is not None:
+        if lineage not in table:
+            raise UserError(f"unknown model column '{lineage}' for --lineage (valid: {', '.join(sorted(table))})")
+        return lineage
+    if "init_seed" in table and _says_something(table["init_seed"]):
+        return "init_seed"
+    return RECOVERED if RECOVERED in table else "init_seed"
 
 
 def calibration_split(n_seeds: int, calibration: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -149,6 +149,12 @@ def test_forecast_of_imported_models_recovers_the_rule_and_keeps_families_togeth
     r = run_cli("forecast", "zoo", "--label", "rule", "--lineage", "family", "--trust-code")
     assert r.returncode == 0, r.stderr
     assert "16 seeds in 4 families by family" in r.stdout and "ood-outputs: 90% accuracy from" in r.stdout
+    assert "warning" not in r.stderr
+    r = run_cli("forecast", "zoo", "--label", "rule", "--trust-code")  # no family named: said, not silently optimistic
+    assert r.returncode == 0 and "16 seeds in 16 families by init_seed" in r.stdout
+    assert "warning: the forecast's folds keep no init families together" in r.stderr and "--lineage COLUMN" in r.stderr
+    with pytest.raises(UserError, match="unknown model column 'famly' for --lineage"):
+        forecast(zoo, ["ood-outputs"], label="rule", lineage="famly")
 
 
 def test_plain_import_and_select_say_what_to_do(pop):
