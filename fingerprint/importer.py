@@ -212,17 +212,16 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     stripped: dict[str, int] = {}
     bad: list[tuple[int, str, str]] = []  # (index, message, short reason): every refused checkpoint named at once
     for i, f in enumerate(files):
+        at = f  # the file being read: a refusal names it
         try:
             sd, key = read_checkpoint(f, state_key)
             sd, prefix = strip_wrapper_prefix(sd, expected)
             check_against(sd, expected, f)
-            for g in (earlier[i].values() if earlier else ()):  # read again when written: a shard's worth in memory
-                f = g
-                load_checked(g, expected, state_key)
+            for at in (earlier[i].values() if earlier else ()):  # each read again when written: a shard's worth in memory
+                load_checked(at, expected, state_key)
         except UserError as e:
-            bad.append((i, str(e), short_reason(str(e), f) if f == files[i] else f"{f.relative_to(src)} {short_reason(str(e), f)}"))
+            bad.append((i, str(e), short_reason(str(e), at) if at == f else f"{at.relative_to(src)} {short_reason(str(e), at)}"))
             continue
-        f = files[i]
         sds.append({k: sd[k] for k in expected})
         kept.append(i)
         if key is not None:
