@@ -66,9 +66,22 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     return out
 
 
+def beats_majority(point: dict) -> bool:
+    """Whether a forecast point does better than always guessing the largest basin: the lower end of its
+    accuracy interval above the majority share (its accuracy, without an interval). An outside audit: 3
+    of 32 models on the other rule read "90% accuracy from 0.000 of training" on the majority guess alone."""
+    acc, maj, ci = point.get("accuracy"), point.get("majority"), point.get("accuracy_ci")
+    return acc is not None and maj is not None and (ci[0] if ci else acc) > maj
+
+
+def reaches(point: dict, key: str = "accuracy", level: float = 0.9) -> bool:
+    """Whether ``key`` reaches ``level`` at this point, and, for the accuracy, :func:`beats_majority`."""
+    return point.get(key) is not None and point[key] >= level and (key != "accuracy" or beats_majority(point))
+
+
 def earliest(curve: list[dict], key: str = "accuracy", level: float = 0.9) -> float | None:
-    """Smallest fraction of training at which ``key`` reaches ``level`` (None if never)."""
-    hits = [p["fraction"] for p in curve if p.get(key) is not None and p[key] >= level]
+    """Smallest fraction of training at which ``key`` reaches ``level`` (:func:`reaches`; None if never)."""
+    hits = [p["fraction"] for p in curve if reaches(p, key, level)]
     return min(hits) if hits else None
 
 
@@ -94,3 +107,38 @@ def select(values_train: np.ndarray, y_train: Sequence[str], values_pool: np.nda
     if budget is not None:
         keep = keep[:budget]
     return np.sort(keep), p
+
+
+FORECAST_ABOUT = ("target", "targets", "n_models", "n_families", "lineage", "families_known", "final_step", "final_steps",
+                  "steps_left_out", "excluded_basins", "earliest_90")  # summary.json forecast_about: what was forecast
+
+
+def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) -> list[str]:
+    """What a stored forecast (``results/forecast.json``) answered, in sentences for the report beside its
+    curve: its target, seeds and families, where each fingerprint reached 90%, and its caveats (a
+    target that is not a candidate basin, no families, steps left out, runs of different lengths, and a
+    lineage other than the report's). A forecast stored before these fields existed gives what it has."""
+    out = []
+    if stored.get("target") is None:
+        return out
+    fams = (f" in {stored['n_families']} families by {stored['lineage']}" if stored.get("n_families") is not None else "")
+    out.append(f"Forecast of {stored['target']} ({stored.get('n_models')} seeds{fams}, final step {stored.get('final_step')}).")
+    for fp, frac in (stored.get("earliest_90") or {}).items():
+        t = (stored.get("targets") or {}).get(fp) or {}
+        when = f"from {frac:.3f} of training" if frac is not None else "never"
+        out.append(f"{fp}: 90% accuracy above the majority guess {when}" + (
+            f"; its target is its clusters, and its label-free verdict at the final step is '{t['verdict']}', not a "
+            "candidate deep difference: clusters that may be initialization noise, not a basin to select."
+            if t.get("deep") is False else "."))
+    if stored.get("families_known") is False:
+        out.append("The folds kept no init families together: relatives on both sides of a fold make early forecasts "
+                   "look better than they are (fingerprint forecast --lineage COLUMN).")
+    if report_lineage and stored.get("lineage") and stored["lineage"] != report_lineage:
+        out.append(f"The forecast kept families by '{stored['lineage']}'; this report's lineage is '{report_lineage}' "
+                   f"(fingerprint forecast --lineage {report_lineage} to match).")
+    if stored.get("steps_left_out"):
+        out.append(f"Steps left out (fewer than half of the models have them): {', '.join(map(str, stored['steps_left_out']))}.")
+    if len(stored.get("final_steps") or []) > 1:
+        out.append(f"The models end at different steps ({', '.join(map(str, stored['final_steps']))}): fractions are of "
+                   "the longest run.")
+    return out

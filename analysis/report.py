@@ -183,7 +183,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
          distances: dict[str, np.ndarray] | None = None, forecast: list[dict] | None = None,
          selections: list[dict] | None = None, title: str = "Basin fingerprint report",
          formats: tuple[str, ...] = FORMATS, goodhart: dict | None = None, lineage: dict[str, Any] | None = None,
-         drawn: dict[str, Any] | None = None) -> Page:
+         drawn: dict[str, Any] | None = None, forecast_notes: list[str] | None = None) -> Page:
     """The whole report, and every figure in ``formats`` (``()``: inline SVG only).
 
     ``result`` comes from :func:`analysis.scorecard.analyze`; ``distances`` maps a fingerprint name
@@ -192,6 +192,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     ``selections`` are ``fingerprint select`` results (purity, base rate, compute, ...);
     ``goodhart`` a ``fingerprint goodhart`` result (both pressures' curves); ``lineage``
     is ``fingerprint lineage``'s stored forest with the zoo's truth (:mod:`analysis.lineage_report`).
+    ``forecast_notes``: what the stored forecast answered (:func:`analysis.forecast.forecast_about`).
     ``drawn`` maps a fingerprint's name to its section drawn while the analysis ran, or a future of it,
     or a :class:`~analysis.report_sections.Queued` (:meth:`SectionDrawer.views`, in these ``formats``);
     the others are drawn here first, then :func:`~analysis.report_sections.finish_sections` shares
@@ -227,7 +228,7 @@ def page(result: AnalysisResult, provenance: dict[str, Any] | None = None,
     html = ENV.get_template("report.html.j2").render(
         title=title, provenance=provenance, result=result, settings=settings, th=settings.get("thresholds") or {},
         created=created, head=headline(result), forecast_chart=chart, selections=sels, views=views, config_json=config,
-        goodhart=goodhart, goodhart_chart=gh, lineage=tree)
+        goodhart=goodhart, goodhart_chart=gh, lineage=tree, forecast_notes=forecast_notes or [])
     figures = [f for f in [chart, *(v.figure for v in sels), gh] if f is not None]
     if tree is not None and tree.figure is not None:
         figures.append(tree.figure)

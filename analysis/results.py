@@ -435,7 +435,7 @@ def candidates_apart_sentence(result: AnalysisResult) -> str | None:
     return (f"the candidate basins of {', '.join(f'{n} ({how})' for n, how in apart)} are not the "
             "clusters of the basin table and the maps: the clusters are each fingerprint's strongest structure, the "
             "verdict is about the label-free split (its candidate basins: the report's label-free section, summary.json "
-            "label_free.candidate_basins); forecast and select use the clusters")
+            "label_free.candidate_basins), which forecast and select forecast when there is no label")
 
 
 def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) -> dict[str, Any]:

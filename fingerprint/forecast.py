@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from analysis.clustering import cluster
-from analysis.forecast import earliest, forecast_step, select
-from fingerprint.extraction import active_models, extract, family_groups
-from fingerprint.tables import RECOVERED, model_table
+from analysis.forecast import earliest, forecast_step, reaches, select
+from fingerprint.extraction import active_models, extract
+from fingerprint.forecast_target import forecast_families, forecast_target
+from fingerprint.tables import model_table
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.plan import check_device
@@ -42,16 +42,11 @@ def imported(zoo: Zoo) -> bool:
 
 
 def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tuple[np.ndarray, str]:
-    """Final basin per model: the ``label`` column (default deep_label) or ``fp``'s final clusters."""
-    label = label or ("deep_label" if "deep_label" in zoo.models else None)
-    if label is not None:
-        if label not in zoo.models:
-            raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")
-        return np.asarray(zoo.models[label])[zoo.index(ids)].astype(str), label
-    (res,) = extract(zoo, [fp], model_ids=ids)
-    if res.error:
-        raise UserError(res.error)
-    return np.asarray([f"cluster {c}" for c in cluster(res.values).labels]), f"final clusters of {fp}"
+    """Final basin per model and what it is: the ``label`` column (default deep_label), else ``fp``'s
+    candidate basins when its label-free verdict is deep, else its clusters
+    (:func:`fingerprint.forecast_target.forecast_target`)."""
+    t = forecast_target(zoo, ids, label, fp)
+    return t.basins, t.name
 
 
 def _seed_grid(zoo: Zoo) -> list[str]:
@@ -67,29 +62,31 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
 
     ``exclude_basins``: final basins whose models are left out (e.g. ``mixed``, a label that means
     the diagnostics disagree rather than a basin); the forecast is then between the others.
-    ``lineage``: the column of init families that folds and intervals keep together (default ``init_seed``)."""
+    ``lineage``: the column of init families that folds and intervals keep together; the target
+    without a label and the families without ``lineage``: :mod:`fingerprint.forecast_target`.
+    What a user should know is said in warnings: families unknown, a target that is not a candidate
+    basin, steps too few models have, runs of different lengths."""
     all_ids = _seed_grid(zoo)
-    final_step = int(max(zoo.models["final_step"][zoo.index(all_ids)]))
-    steps = [s for s in zoo.steps if all(s in zoo.model_steps(m) for m in all_ids[:1]) and s <= final_step]
+    finals = np.asarray(zoo.models["final_step"])[zoo.index(all_ids)]
+    final_step = int(finals.max())
+    steps, thin = _steps(zoo, all_ids, final_step)
     if len(steps) < 2:
         how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
                else "train with train.checkpoints = \"log:K\"")
-        raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} of its models: "
-                        f"forecasting needs checkpoints along training; {how}")
-    table = model_table(zoo)
-    lineage = forecast_lineage(table, lineage)
-    curve = []
-    target_name = None
+        raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} that most of "
+                        f"its models have: forecasting needs checkpoints along training; {how}")
+    fam = forecast_families(zoo, all_ids, model_table(zoo), lineage)
+    curve, targets = [], {}
     for spec in specs:
-        y_all, target_name = final_basins(zoo, all_ids, label, spec)
-        unknown = sorted(set(exclude_basins) - set(y_all))
+        t = forecast_target(zoo, all_ids, label, spec, fam)
+        targets[spec] = {"name": t.name, **(t.info() or {})}
+        unknown = sorted(set(exclude_basins) - set(t.basins))
         if unknown:
-            raise UserError(f"unknown basin '{unknown[0]}' for --exclude-basin of {target_name} (valid: {', '.join(sorted(set(y_all)))})")
-        keep = ~np.isin(y_all, list(exclude_basins))
-        ids, y = [m for m, k in zip(all_ids, keep) if k], y_all[keep]
+            raise UserError(f"unknown basin '{unknown[0]}' for --exclude-basin of {t.name} (valid: {', '.join(sorted(set(t.basins)))})")
+        keep = ~np.isin(t.basins, [*exclude_basins, ""])
+        ids, y, families = [m for m, k in zip(all_ids, keep) if k], t.basins[keep], fam.groups[keep]
         if exclude_basins and len(set(y)) < 2:  # without exclusions a one-basin grid is scored as before (accuracy None)
-            raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {target_name}; forecasting needs at least 2")
-        families = family_groups(zoo, ids, lineage, table)  # folds (and the interval) keep an init family together
+            raise UserError(f"--exclude-basin leaves {len(set(y))} basin of {t.name}; forecasting needs at least 2")
         wanted = set(ids)
         for s in steps:
             have = [m for m in zoo.models_at(s) if m in wanted]
@@ -99,37 +96,50 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
             rows = [ids.index(m) for m in res.model_ids]
             point = forecast_step(res.values, y[rows], groups=families[rows])
             curve.append({"fingerprint": spec, "step": int(s), "fraction": s / final_step, **point})
-    summary = {"target": target_name, "n_models": len(ids), "n_families": int(len(set(families))),
-               "lineage": lineage, "families_known": lineage in table and _says_something(table[lineage]),
-               "final_step": final_step, "forecast": curve,
-               "excluded_basins": sorted(set(exclude_basins)),
+    names = list(dict.fromkeys(t["name"] for t in targets.values()))
+    summary = {"target": names[0] if len(names) == 1 else "; ".join(names), "targets": targets, "n_models": len(ids),
+               "n_families": int(len(set(families))), "lineage": fam.column, "families_known": fam.known,
+               "final_step": final_step, "forecast": curve, "excluded_basins": sorted(set(exclude_basins)),
+               "steps_left_out": thin, "final_steps": sorted({int(f) for f in finals}),
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
-    if not summary["families_known"]:
-        warnings.warn(f"the forecast's folds keep no init families together: '{lineage}' does not record them "
-                      "(-1 for every imported model); models that share an initialisation then sit on both sides of a "
-                      "fold and early forecasts look better than they are: name the families with --lineage COLUMN (or "
-                      "run fingerprint lineage first: its recovered families are then used)", stacklevel=2)
+    for w in forecast_warnings(summary, len(all_ids), finals):
+        warnings.warn(w, stacklevel=2)
     zoo.save_result("forecast", summary)
     return summary
 
 
-def _says_something(col: Any) -> bool:
-    """Whether a lineage column separates models: two or more values that are not 'none recorded' (-1)."""
-    values = {v for v in np.asarray(col).tolist() if not (isinstance(v, (int, float)) and v < 0) and str(v) != ""}
-    return len(values) >= 2
+def _steps(zoo: Zoo, ids: Sequence[str], final_step: int) -> tuple[list[int], list[int]]:
+    """``(steps, thin)``: the checkpoint steps (up to ``final_step``) that at least half of ``ids`` (and 4)
+    have, and those fewer have, left out (one model's missing file does not remove a step for all)."""
+    wanted = set(ids)
+    count = {s: sum(m in wanted for m in zoo.models_at(s)) for s in zoo.steps if s <= final_step}
+    need = max(4, -(-len(ids) // 2))
+    return [s for s, c in count.items() if c >= need], [s for s, c in count.items() if c < need]
 
 
-def forecast_lineage(table: dict[str, np.ndarray], lineage: str | None) -> str:
-    """The column of init families the folds keep together: ``lineage`` when named, else ``init_seed``
-    when it records families, else the families ``fingerprint lineage`` recovered from the weights
-    when stored (as ``report`` does), else ``init_seed``."""
-    if lineage is not None:
-        if lineage not in table:
-            raise UserError(f"unknown model column '{lineage}' for --lineage (valid: {', '.join(sorted(table))})")
-        return lineage
-    if "init_seed" in table and _says_something(table["init_seed"]):
-        return "init_seed"
-    return RECOVERED if RECOVERED in table else "init_seed"
+def forecast_warnings(summary: dict[str, Any], n: int, finals: np.ndarray) -> list[str]:
+    """The forecast's caveats, one line each (module docstring of :mod:`fingerprint.forecast_target`)."""
+    out = []
+    if not summary["families_known"]:
+        out.append(f"the forecast's folds keep no init families together: '{summary['lineage']}' does not record them "
+                   "(-1 for every imported model) and no two models start from the same checkpoint; models that share "
+                   "an initialisation then sit on both sides of a fold and early forecasts look better than they are: "
+                   "name the families with --lineage COLUMN (or run fingerprint lineage first: its recovered families are "
+                   "then used)")
+    for spec, t in summary["targets"].items():
+        if t.get("deep") is False:
+            out.append(f"{spec}: its label-free verdict at the final step is '{t['verdict']}', not a candidate deep "
+                       f"difference, so this forecasts its clusters, which may be initialization noise: not a basin to "
+                       "select (give a basin column with --label to forecast it)")
+    if summary["steps_left_out"]:
+        out.append(f"step{'s' if len(summary['steps_left_out']) > 1 else ''} "
+                   f"{', '.join(map(str, summary['steps_left_out']))} left out of the forecast: fewer than half of the "
+                   f"{n} models have a checkpoint there")
+    if len(summary["final_steps"]) > 1:
+        ends = ", ".join(f"{int(s)}: {int((finals == s).sum())}" for s in summary["final_steps"])
+        out.append(f"the models end at different steps ({ends} models): every fraction is step / {summary['final_step']}, "
+                   "the longest run's; a model's own fraction is its step / its final step")
+    return out
 
 
 def calibration_split(n_seeds: int, calibration: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -235,13 +245,14 @@ class ForecastSettings:
 
 def forecast_step_for(curve: list[dict], fp: str, final_step: int, level: float = 0.9) -> int:
     """The checkpoint to select at: the earliest before the end whose forecast accuracy with ``fp``
-    reaches ``level``, else the most accurate one before the end."""
+    reaches ``level`` while beating the majority guess (:func:`analysis.forecast.reaches`), else the
+    most accurate one before the end."""
     pts = [p for p in curve if p["fingerprint"] == fp and p["step"] < final_step and p.get("accuracy") is not None]
     if not pts:
         why = next((p["skipped"] for p in curve if p["fingerprint"] == fp and p.get("skipped")), None)
         raise UserError(f"no forecast of '{fp}' before the final step {final_step}"
                         + (f" ({why}, so no classifier can be cross-validated)" if why else "") + ": set forecast.at_step")
-    hits = [p["step"] for p in pts if p["accuracy"] >= level]
+    hits = [p["step"] for p in pts if reaches(p, "accuracy", level)]
     return min(hits) if hits else max(pts, key=lambda p: (p["accuracy"], -p["step"]))["step"]
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
+from analysis.forecast import FORECAST_ABOUT, forecast_about
 from analysis.metadata import measurements
 from analysis.report import SectionDrawer, page
 from analysis.results import AnalysisResult, FingerprintResult, summary
@@ -521,13 +522,15 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
     prov = provenance(zoo, extra_provenance)
     if missing:
         prov["not_in_report"] = missing
-    forecast = (zoo.load_result("forecast") or {}).get("forecast")  # load_result: None when none is stored
+    stored_fc = zoo.load_result("forecast") or {}  # load_result: None when none is stored
+    forecast = stored_fc.get("forecast")
+    notes = forecast_about(stored_fc, (result.settings or {}).get("lineage")) if forecast else []
     chosen = selections(zoo)
     goodhart = zoo.load_result("goodhart")
     tree = stored_lineage(zoo)
     with analysis_errors():
         pg = page(result, prov, distance_matrices(inputs, result), forecast, chosen, goodhart=goodhart, lineage=tree,
-                  drawn=drawn)
+                  drawn=drawn, forecast_notes=notes)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(pg.html, encoding="utf-8")
         publish_figures(figs, {f"{f.name}.{ext}": data for f in pg.figures for ext, data in f.files.items()})
@@ -536,6 +539,8 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
             s["not_in_report"] = list(missing or [])
             if forecast:
                 s["forecast"] = forecast
+                s["forecast_about"] = {k: stored_fc[k] for k in FORECAST_ABOUT if k in stored_fc}
+                s["forecast_about"]["notes"] = notes
             if chosen:
                 s["selections"] = chosen
             if goodhart:

@@ -121,15 +121,18 @@ def forecast_cmd(
     left_out = f"; without {', '.join(s['excluded_basins'])}" if s["excluded_basins"] else ""
     t = Table(title=f"forecast of {esc(s['target'])} ({s['n_models']} seeds in {s['n_families']} families by {esc(s['lineage'])}"
                     f"{esc(left_out)}, final step {s['final_step']})")
-    for col in ("fingerprint", "step", "fraction", "accuracy", "95% CI", "majority", "AUROC", "AMI"):
+    for col in ("fingerprint", "step", "fraction", "n", "accuracy", "95% CI", "majority", "AUROC", "AMI"):
         t.add_column(col, justify="left" if col == "fingerprint" else "right")
     f = lambda v: "–" if v is None else f"{v:.2f}"
     for p in s["forecast"]:
         ci = "–" if p.get("accuracy_ci") is None else f"[{p['accuracy_ci'][0]:.2f}, {p['accuracy_ci'][1]:.2f}]"
-        t.add_row(esc(p["fingerprint"]), str(p["step"]), f"{p['fraction']:.3f}", f(p["accuracy"]), ci, f(p["majority"]), f(p["auroc"]), f(p["ami"]))
+        t.add_row(esc(p["fingerprint"]), str(p["step"]), f"{p['fraction']:.3f}", str(p["n_models"]), f(p["accuracy"]), ci,
+                  f(p["majority"]), f(p["auroc"]), f(p["ami"]))
     console.print(t)
     for name, frac in s["earliest_90"].items():
-        console.print(f"{esc(name)}: 90% accuracy {'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}")
+        of = "" if s["targets"][name].get("deep") is not False else " (of its clusters: not a candidate basin)"
+        console.print(f"{esc(name)}: 90% accuracy, above the majority guess, "
+                      f"{'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}{of}")
     if json_out:
         write_json(json_out, s)
 

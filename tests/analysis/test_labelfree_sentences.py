@@ -222,7 +222,7 @@ def test_a_deep_verdict_whose_candidate_basins_are_not_the_clusters_is_named():
     res = AnalysisResult(1, 0.0, {}, 12, scorecard=[], fingerprints=[one, other, same, quiet])
     h = headline(res)
     assert h.apart.startswith("the candidate basins of weight-stats (its clusters: 1 basin), cka (AMI")
-    assert "disagreement" not in h.apart and "forecast and select use the clusters" in h.apart
+    assert "disagreement" not in h.apart and "which forecast and select forecast when there is no label" in h.apart
     assert set(summary(res)["candidates_apart"]) == {"weight-stats", "cka"}
 
 

@@ -8,6 +8,7 @@ rule per family; checkpoints at steps 0 (the shared init), 10, 30 and 60.
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 
@@ -148,13 +149,75 @@ def test_forecast_of_imported_models_recovers_the_rule_and_keeps_families_togeth
     assert by_step[60]["accuracy"] == 1.0 and by_step[60]["ami"] > 0.9
     r = run_cli("forecast", "zoo", "--label", "rule", "--lineage", "family", "--trust-code")
     assert r.returncode == 0, r.stderr
-    assert "16 seeds in 4 families by family" in r.stdout and "ood-outputs: 90% accuracy from" in r.stdout
+    assert "16 seeds in 4 families by family" in r.stdout and "ood-outputs: 90% accuracy, above the majority guess, from" in r.stdout
     assert "warning" not in r.stderr
-    r = run_cli("forecast", "zoo", "--label", "rule", "--trust-code")  # no family named: said, not silently optimistic
-    assert r.returncode == 0 and "16 seeds in 16 families by init_seed" in r.stdout
-    assert "warning: the forecast's folds keep no init families together" in r.stderr and "--lineage COLUMN" in r.stderr
+    # no family named: the bit-identical first checkpoints are the families (each family's shared init)
+    s = forecast(zoo, ["ood-outputs"], label="rule")
+    assert (s["lineage"], s["n_families"], s["families_known"]) == ("identical first checkpoints", 4, True)
+    assert {p["step"]: p["accuracy"] for p in s["forecast"]}[0] == 0.5
     with pytest.raises(UserError, match="unknown model column 'famly' for --lineage"):
         forecast(zoo, ["ood-outputs"], label="rule", lineage="famly")
+
+
+def test_without_shared_starts_or_a_family_column_the_forecast_says_the_folds_keep_no_families(pop):
+    path, _ = pop
+    for f in (path / "runs").glob("*/step_0.pt"):  # the shared inits not saved: nothing tells the families
+        f.unlink()
+    assert run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "zoo").returncode == 0
+    (path / "models.csv").write_text("model_id,rule\n" + "".join(f"f{f}m{j},rule{j % 2}\n" for f in range(4) for j in range(4)))
+    r = run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt", "-o", "zoo",
+                "--overwrite")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("forecast", "zoo", "--label", "rule", "--trust-code")
+    assert r.returncode == 0 and "16 seeds in 16 families by init_seed" in r.stdout
+    assert "warning: the forecast's folds keep no init families together" in r.stderr and "--lineage COLUMN" in r.stderr
+
+
+def test_without_a_label_a_target_that_is_not_a_candidate_basin_is_said(pop):
+    """A null population (every model the same rule, only seeds differ): the fingerprint's clusters are
+    all there is to forecast; the forecast says that they are not a candidate deep difference, in
+    the terminal and in the report beside the curve. With two rules, its candidate basins are the target."""
+    path, states = pop
+    null = path / "null"
+    for mid, hist in states.items():
+        if int(mid[3]) % 2 == 0:  # the rule-0 models only: 4 families x 2
+            shutil.copytree(path / "runs" / mid, null / mid)
+    assert run_cli("import", "null", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "nzoo").returncode == 0
+    r = run_cli("forecast", "nzoo", "--trust-code")
+    assert r.returncode == 0, r.stderr
+    stored = Zoo.open(path / "nzoo").load_result("forecast")
+    t = stored["targets"]["ood-outputs"]
+    assert t["deep"] is False and t["verdict"] not in ("crosses lineage", "groups lineages")
+    assert f"its label-free verdict at the final step is '{t['verdict']}', not a candidate deep" in r.stderr
+    if stored["earliest_90"]["ood-outputs"] is not None:
+        assert "(of its clusters: not a candidate basin)" in r.stdout
+    rep = run_cli("report", "nzoo", "--trust-code", "--embedding", "pca", "-o", "rep.html", "--json", "sum.json")
+    assert rep.returncode == 0, rep.stderr
+    about = json.loads((path / "sum.json").read_text())["forecast_about"]
+    assert about["targets"]["ood-outputs"]["deep"] is False and about["lineage"] == "identical first checkpoints"
+    assert any("not a basin to select" in n for n in about["notes"]) and "not a basin to select" in (path / "rep.html").read_text()
+    # both rules: the label-free verdict is deep, and its candidate basins (= the rules) are the target
+    assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",
+                   "-o", "zoo").returncode == 0
+    s = forecast(Zoo.open(path / "zoo"), ["ood-outputs"])
+    assert s["targets"]["ood-outputs"]["deep"] is True and s["target"] == "candidate basins of ood-outputs"
+    assert {p["step"]: p["accuracy"] for p in s["forecast"]}[60] == 1.0
+
+
+def test_ragged_steps_and_runs_of_different_lengths_are_said(pop):
+    path, states = pop
+    (path / "runs" / "f0m0" / "step_10.pt").unlink()  # one model's missing file keeps the step for the others
+    torch.save(states["f1m1"][60], path / "runs" / "f1m1" / "step_45.pt")  # a step only one model has
+    shutil.copy(path / "runs" / "f2m2" / "step_60.pt", path / "runs" / "f2m2" / "step_120.pt")  # one longer run
+    assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",
+                   "-o", "zoo").returncode == 0
+    r = run_cli("forecast", "zoo", "--label", "rule", "--lineage", "init_seed", "--trust-code", "--json", "fc.json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((path / "fc.json").read_text())
+    n_at = {p["step"]: p["n_models"] for p in s["forecast"]}
+    assert n_at == {0: 16, 10: 15, 30: 16, 60: 16} and s["steps_left_out"] == [45, 120]  # the longer run's end too
+    assert "steps 45, 120 left out of the forecast: fewer than half of the 16 models" in r.stderr
+    assert s["final_steps"] == [60, 120] and "the models end at different steps (60: 15, 120: 1 models)" in r.stderr
 
 
 def test_plain_import_and_select_say_what_to_do(pop):
