@@ -8,15 +8,14 @@ the forecast says that it forecasts clusters and not a basin to select (an outsi
 null populations, "90% accuracy from 0.0-0.75 of training" of noise clusters, while the report said
 "no candidate deep difference").
 
-**The families.** The column ``--lineage`` names; else ``init_seed`` when it records families; else
-the families ``fingerprint lineage`` recovered (as ``report``); else, when the zoo stores every
-model's first checkpoint, models whose first checkpoints are bit-identical (a shared initialisation
-seen directly: an import's ``step_0.pt``); else none, which the forecast warns about.
+**The families.** The column ``--lineage`` names; else ``init_seed`` when it records families; else,
+as ``report`` does (:func:`fingerprint.tables.unrecorded_lineage`), models whose first stored
+checkpoints are bit-identical (a shared initialisation seen directly: an import's ``step_0.pt``),
+else the families ``fingerprint lineage`` recovered; else none, which the forecast warns about.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +28,10 @@ from analysis.metrics import lineage_groups
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze
 from fingerprint.extraction import extract
-from fingerprint.tables import RECOVERED
+from fingerprint.tables import says_something, unrecorded_lineage
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.core.validate import from_mapping
-
-SHARED_START = "identical first checkpoints"  # the families' name when they come from the histories
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class Families:
     groups: np.ndarray
     column: str
     known: bool
-    table: dict[str, np.ndarray]  # the model columns, with the shared starts' column when they were used
+    table: dict[str, np.ndarray]  # the model columns (:func:`fingerprint.tables.model_table`)
 
 
 @dataclass(frozen=True)
@@ -63,49 +60,20 @@ class Target:
         return None if self.verdict is None else {"verdict": self.verdict, "deep": self.deep, "sentence": self.sentence}
 
 
-def says_something(col: Any) -> bool:
-    """Whether a lineage column separates models: two or more values that are not 'none recorded' (-1, "")."""
-    values = {v for v in np.asarray(col).tolist() if not (isinstance(v, (int, float)) and v < 0) and str(v) != ""}
-    return len(values) >= 2
-
-
-def shared_starts(zoo: Zoo) -> np.ndarray | None:
-    """Each model's family by its first stored checkpoint ``[n_models]`` (zoo order): models whose first
-    checkpoints are at one step and bit-identical share one; ``None`` when no two do, or a model has
-    one checkpoint only (its first is its final one)."""
-    ids = zoo.model_ids
-    first = {m: zoo.model_steps(m) for m in ids}
-    if any(len(s) < 2 for s in first.values()):
-        return None
-    out = np.empty(len(ids), dtype=object)
-    for step in sorted({s[0] for s in first.values()}):
-        at = [m for m in ids if first[m][0] == step]
-        p = zoo.params(step, at)
-        for i, m in enumerate(at):
-            h = hashlib.sha256()
-            for k in sorted(p):
-                h.update(p[k][i].numpy().tobytes())
-            out[ids.index(m)] = f"step {step}:{h.hexdigest()[:12]}"
-    return out if len(set(out.tolist())) < len(ids) else None
-
-
 def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray], lineage: str | None) -> Families:
     """The families of ``ids`` (module docstring): named, recorded, recovered, seen in the first
     checkpoints, or none."""
     if lineage is not None and lineage not in table:
         raise UserError(f"unknown model column '{lineage}' for --lineage (valid: {', '.join(sorted(table))})")
     column = lineage or ("init_seed" if "init_seed" in table and says_something(table["init_seed"]) else
-                         RECOVERED if RECOVERED in table else None)
-    if column is None and (starts := shared_starts(zoo)) is not None:
-        table, column = {**table, SHARED_START: starts}, SHARED_START
-    column = column or "init_seed"
+                         unrecorded_lineage(table) or "init_seed")
     idx = zoo.index(list(ids))
     parents = np.asarray(table["parent_id"], dtype=object)[idx] if "parent_id" in table else None
     values = None
     if column in table:
         col = np.asarray(table[column])[idx]
-        values = np.asarray([f"model {m}" if isinstance(v, (int, np.integer)) and v < 0 else str(v) for m, v in zip(ids, col)],
-                            dtype=object)
+        values = np.asarray([f"model {m}" if (isinstance(v, (int, np.integer)) and v < 0) or str(v) == "" else str(v)
+                             for m, v in zip(ids, col)], dtype=object)  # none recorded: its own (or its root's) family
     known = column in table and says_something(table[column])
     return Families(lineage_groups(list(ids), values, parents), column, known, table)
 

@@ -57,7 +57,12 @@ from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
 from fingerprint.registry import builtin_spec
-from fingerprint.tables import RECOVERED, model_table, options_stamp, stored_lineage
+from fingerprint.tables import (
+    model_table,
+    options_stamp,
+    stored_lineage,
+    unrecorded_lineage,
+)
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
@@ -397,8 +402,9 @@ def not_in_report(zoo: Zoo, inputs: list[FingerprintInput]) -> list[dict[str, st
 def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     """The zoo's own ``[analysis]`` section (a sweep's config), then ``overrides`` (None: keep). A zoo
     whose lineage column is missing or says nothing (an import: ``init_seed`` -1 for every model)
-    uses the weight-recovered families when ``fingerprint lineage`` stored them, unless ``lineage=``
-    names a column."""
+    uses the families of bit-identical first checkpoints when its histories show them, else the
+    weight-recovered families when ``fingerprint lineage`` stored them, unless ``lineage=`` names a
+    column (:func:`fingerprint.tables.unrecorded_lineage`)."""
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     table = model_table(zoo)
     for flag, column in (("--label", overrides.get("label")), ("--lineage", overrides.get("lineage"))):
@@ -425,8 +431,9 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
             raise UserError(f"{what}: the deep scores would treat each value as a basin; {fix}")
         warnings.warn(f"{what}: the deep scores treat each of its {distinct} values as a basin; {fix}", stacklevel=2)
     told = overrides.get("lineage") is not None
-    if RECOVERED in table and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
-        opts = opts.replace(lineage=RECOVERED)
+    stand_in = unrecorded_lineage(table)  # exact first-checkpoint families, else recovered ones
+    if stand_in and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
+        opts = opts.replace(lineage=stand_in)
     return opts
 
 

@@ -1,9 +1,11 @@
 """The model table the analysis reads: the zoo's columns, plus the families ``fingerprint lineage``
-recovered from the weights (``recovered_family``), and what a stored analysis must match; and the
-stored lineage forest with the zoo's true one, for the report."""
+recovered from the weights (``recovered_family``) and, when nothing records the init families, those
+of models whose first stored checkpoints are bit-identical (``first_checkpoint_family``), and what a
+stored analysis must match; and the stored lineage forest with the zoo's true one, for the report."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
@@ -13,9 +15,66 @@ from analysis.options import AnalysisOptions
 from training.core.errors import UserError
 from training.core.store import Zoo
 
-__all__ = ["RECOVERED", "check_parents", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
+__all__ = ["FIRST_CHECKPOINT", "RECOVERED", "check_parents", "says_something", "shared_starts", "unrecorded_lineage", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
+FIRST_CHECKPOINT = "first_checkpoint_family"  # the column of models whose first checkpoints are bit-identical
+
+
+def says_something(col: Any) -> bool:
+    """Whether a lineage column separates models: two or more values that are not 'none recorded' (-1, "")."""
+    values = {v for v in np.asarray(col).tolist() if not (isinstance(v, (int, float)) and v < 0) and str(v) != ""}
+    return len(values) >= 2
+
+
+def shared_starts(zoo: Zoo) -> np.ndarray | None:
+    """Each model's family by its first stored checkpoint ``[n_models]`` (zoo order): a model whose first
+    checkpoint is bit-identical to another model's first, to its checkpoint at that step, or to its
+    final one shares that model's family (a shared initialisation, as an import's ``step_0.pt`` of
+    relatives; a child spawned from a copy; a fine-tune saved first as its base's final weights), seen
+    directly. ``None`` when no two are linked, or some model has one checkpoint only (its first is its
+    final one). Reads each model's first and final checkpoints and every checkpoint at a step some
+    model starts at."""
+    ids = zoo.model_ids
+    steps = {m: zoo.model_steps(m) for m in ids}
+    if not ids or any(len(s) < 2 for s in steps.values()):
+        return None
+    where = {m: i for i, m in enumerate(ids)}
+    digests: dict[str, list[int]] = {}  # a checkpoint's hash -> the models that have it
+    first = [""] * len(ids)
+    wanted = {(m, s[0]) for m, s in steps.items()} | {(m, s[-1]) for m, s in steps.items()}
+    starts = sorted({s[0] for s in steps.values()})
+    wanted |= {(m, t) for m, s in steps.items() for t in starts if t in s}
+    for step in sorted({t for _, t in wanted}):
+        at = [m for m in ids if (m, step) in wanted]
+        p = zoo.params(step, at)
+        for i, m in enumerate(at):
+            h = hashlib.sha256()
+            for k in sorted(p):
+                h.update(p[k][i].numpy().tobytes())
+            d = h.hexdigest()
+            digests.setdefault(d, []).append(where[m])
+            if step == steps[m][0]:
+                first[where[m]] = d
+    root = list(range(len(ids)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i, d in enumerate(first):
+        for j in digests[d]:
+            root[find(i)] = find(j)
+    fam = [find(i) for i in range(len(ids))]
+    size = Counter(fam)
+    if len(size) == len(ids):
+        return None
+    # a model linked to none is its own family, or, with a parent_id, blank: it takes its parent chain's family
+    parents = [str(p) for p in zoo.models["parent_id"]] if "parent_id" in zoo.models else [""] * len(ids)
+    return np.asarray([f"start of {ids[f]}" if size[f] > 1 or not parents[i] else "" for i, f in enumerate(fam)],
+                      dtype=object)
 
 
 def check_parents(meta: dict[str, np.ndarray] | None, ids: list[str], path: Any) -> None:
@@ -36,7 +95,16 @@ def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
     if isinstance(rec, dict) and rec.get("model_set") == zoo.model_set_hash() and RECOVERED not in table:
         family_of = rec.get("family_of") or {}
         table[RECOVERED] = np.asarray([str(family_of.get(m, f"alone:{m}")) for m in zoo.model_ids], dtype=object)
+    if FIRST_CHECKPOINT not in table and not says_something(table.get("init_seed", [])) and \
+            (starts := shared_starts(zoo)) is not None:
+        table[FIRST_CHECKPOINT] = starts
     return table
+
+
+def unrecorded_lineage(table: dict[str, np.ndarray]) -> str | None:
+    """The families to use when the lineage column records none: those of bit-identical first
+    checkpoints (exact), else those ``fingerprint lineage`` recovered (an estimate), else None."""
+    return next((c for c in (FIRST_CHECKPOINT, RECOVERED) if c in table), None)
 
 
 def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
@@ -76,6 +144,16 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
     """The terminal's line when the lineage used is the families ``fingerprint lineage`` recovered
     from the weights (an estimate standing in for the zoo's missing one): how many, their sizes,
     from what. None for any other lineage."""
+    if zoo is not None and lineage == FIRST_CHECKPOINT:
+        values = [str(v) for v in model_table(zoo).get(FIRST_CHECKPOINT, [])]
+        counts = Counter(v for v in values if v)
+        sizes, alone = [c for c in counts.values() if c > 1], values.count("") + sum(c == 1 for c in counts.values())
+        n = len(sizes)
+        return (f"lineage: the {n} {'family' if n == 1 else 'families'} of models whose first checkpoints are "
+                f"bit-identical ({sizes_text([s for s in sizes if s >= 2])} models"
+                + (f", and {alone} {'model' if alone == 1 else 'models'} linked to none, each in its parent's family or "
+                   "alone" if alone else "")
+                + "): a shared initialisation seen in the histories, not a column of the zoo (--lineage COLUMN names one)")
     if zoo is None or lineage != RECOVERED:
         return None
     rec = zoo.load_result("lineage") or {}

@@ -153,7 +153,7 @@ def test_forecast_of_imported_models_recovers_the_rule_and_keeps_families_togeth
     assert "warning" not in r.stderr
     # no family named: the bit-identical first checkpoints are the families (each family's shared init)
     s = forecast(zoo, ["ood-outputs"], label="rule")
-    assert (s["lineage"], s["n_families"], s["families_known"]) == ("identical first checkpoints", 4, True)
+    assert (s["lineage"], s["n_families"], s["families_known"]) == ("first_checkpoint_family", 4, True)
     assert {p["step"]: p["accuracy"] for p in s["forecast"]}[0] == 0.5
     with pytest.raises(UserError, match="unknown model column 'famly' for --lineage"):
         forecast(zoo, ["ood-outputs"], label="rule", lineage="famly")
@@ -194,7 +194,7 @@ def test_without_a_label_a_target_that_is_not_a_candidate_basin_is_said(pop):
     rep = run_cli("report", "nzoo", "--trust-code", "--embedding", "pca", "-o", "rep.html", "--json", "sum.json")
     assert rep.returncode == 0, rep.stderr
     about = json.loads((path / "sum.json").read_text())["forecast_about"]
-    assert about["targets"]["ood-outputs"]["deep"] is False and about["lineage"] == "identical first checkpoints"
+    assert about["targets"]["ood-outputs"]["deep"] is False and about["lineage"] == "first_checkpoint_family"
     assert any("not a basin to select" in n for n in about["notes"]) and "not a basin to select" in (path / "rep.html").read_text()
     # both rules: the label-free verdict is deep, and its candidate basins (= the rules) are the target
     assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",

@@ -82,13 +82,40 @@ def test_bad_inputs_are_one_line_errors(tiny_zoo):
     assert res.returncode == 2 and len(lines) == 1 and "--alpha must be in (0, 1), got 2" in lines[0], res.stderr
 
 
-def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
-    """An import that recorded no seeds: label-free verdicts are 'insufficient' until `fingerprint
-    lineage` recovers the families from the weights; then the analysis uses them as its lineage."""
+def test_first_checkpoints_stand_in_for_a_missing_lineage_column(tiny_zoo):
+    """An import with checkpoint histories that recorded no seeds: models whose first checkpoints are
+    bit-identical (siblings at step 0; a spawned child's first checkpoint is its parent's at the fork)
+    are the families, exactly, before any `fingerprint lineage`. A fine-tune's first stored checkpoint
+    is 5 steps past its parent's last: alone, unless parent_id joins it."""
     from sklearn.metrics import adjusted_mutual_info_score
 
     from fingerprint import pipeline
+    from fingerprint.tables import FIRST_CHECKPOINT, recovered_line
 
+    zoo = Zoo.open(tiny_zoo)
+    truth = zoo.models.columns["init_seed"].copy()
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an import without seeds has it
+    res = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert res.lineage == FIRST_CHECKPOINT and res.scorecard[0].n_families == 4  # parent_id joins the fine-tunes
+    starts = pipeline.model_table(zoo)[FIRST_CHECKPOINT]
+    not_ft = np.asarray([k != "finetune" for k in zoo.models["kind"]])
+    assert adjusted_mutual_info_score(truth[not_ft], starts[not_ft]) == 1.0
+    assert set(starts[~not_ft]) == {""}  # each fine-tune linked to none by its checkpoints: its parent's family
+    assert recovered_line(res.lineage, zoo) == ("lineage: the 4 families of models whose first checkpoints are bit-identical "
+                                                "(4 (x4) models, and 8 models linked to none, each in its parent's family "
+                                                "or alone): a shared initialisation seen in the histories, not a column of "
+                                                "the zoo (--lineage COLUMN names one)")
+
+
+def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo, monkeypatch):
+    """An import that recorded no seeds (and one checkpoint per model): label-free verdicts are
+    'insufficient' until `fingerprint lineage` recovers the families from the weights; then the
+    analysis uses them as its lineage."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from fingerprint import pipeline, tables
+
+    monkeypatch.setattr(tables, "shared_starts", lambda zoo: None)  # no histories to read families from
     zoo = Zoo.open(tiny_zoo)
     truth = zoo.models.columns["init_seed"].copy()
     zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an import without seeds has it
@@ -98,9 +125,9 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
     assert before.scorecard[0].label_free_sentence.startswith(  # unknown, not one family (the thirteenth audit)
         "insufficient: the init families are unknown (every model's 'init_seed' is -1, an import's mark for a seed")
     lineage(zoo, n_perm=999)
-    assert adjusted_mutual_info_score(truth, pipeline.model_table(zoo)[pipeline.RECOVERED]) == 1.0
+    assert adjusted_mutual_info_score(truth, pipeline.model_table(zoo)[tables.RECOVERED]) == 1.0
     after = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
-    assert after.lineage == pipeline.RECOVERED and after.scorecard[0].n_families == 4
+    assert after.lineage == tables.RECOVERED and after.scorecard[0].n_families == 4
     assert after.scorecard[0].label_free_verdict != "insufficient"
     # the terminal says, once, that the lineage is the recovered one
     from fingerprint.tables import recovered_line
@@ -109,11 +136,11 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo):
                                                   "exact; 6 (x4) models), not a column of the zoo: an estimate (docs/lineage.md)")
     assert recovered_line(before.lineage, zoo) is None
     table = pipeline.model_table(zoo)  # nothing recovered: no empty list of sizes (the thirteenth audit)
-    zoo.models.columns[pipeline.RECOVERED] = np.asarray([f"alone:{m}" for m in zoo.model_ids], dtype=object)
-    assert recovered_line(pipeline.RECOVERED, zoo) == (
+    zoo.models.columns[tables.RECOVERED] = np.asarray([f"alone:{m}" for m in zoo.model_ids], dtype=object)
+    assert recovered_line(tables.RECOVERED, zoo) == (
         f"lineage: `fingerprint lineage` recovered no family of two or more (weights, exact); all {len(zoo)} models "
         "alone, each its own family: an estimate, not a column of the zoo (docs/lineage.md)")
-    del zoo.models.columns[pipeline.RECOVERED], table
+    del zoo.models.columns[tables.RECOVERED], table
     # a stored analysis is reused only with families built by the same rule (before it: connected components)
     from analysis.lineage import FAMILY_RULE
     from fingerprint.tables import options_stamp
