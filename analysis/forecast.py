@@ -140,5 +140,5 @@ def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) ->
         out.append(f"Steps left out (fewer than half of the models have them): {', '.join(map(str, stored['steps_left_out']))}.")
     if len(stored.get("final_steps") or []) > 1:
         out.append(f"The models end at different steps ({', '.join(map(str, stored['final_steps']))}): fractions are of "
-                   "the longest run.")
+                   f"step {stored.get('final_step')}, the most common end.")
     return out

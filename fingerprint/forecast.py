@@ -68,8 +68,9 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
     basin, steps too few models have, runs of different lengths."""
     all_ids = _seed_grid(zoo)
     finals = np.asarray(zoo.models["final_step"])[zoo.index(all_ids)]
-    final_step = int(finals.max())
-    steps, thin = _steps(zoo, all_ids, final_step)
+    ends, count = np.unique(finals, return_counts=True)
+    final_step = int(ends[count == count.max()].max())  # the most common end (of ties the latest): fractions are of it
+    steps, thin = _steps(zoo, all_ids, int(finals.max()))
     if len(steps) < 2:
         how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
                else "train with train.checkpoints = \"log:K\"")
@@ -138,7 +139,7 @@ def forecast_warnings(summary: dict[str, Any], n: int, finals: np.ndarray) -> li
     if len(summary["final_steps"]) > 1:
         ends = ", ".join(f"{int(s)}: {int((finals == s).sum())}" for s in summary["final_steps"])
         out.append(f"the models end at different steps ({ends} models): every fraction is step / {summary['final_step']}, "
-                   "the longest run's; a model's own fraction is its step / its final step")
+                   "the most common end; a model's own fraction is its step / its final step")
     return out
 
 

@@ -218,6 +218,7 @@ def test_ragged_steps_and_runs_of_different_lengths_are_said(pop):
     assert n_at == {0: 16, 10: 15, 30: 16, 60: 16} and s["steps_left_out"] == [45, 120]  # the longer run's end too
     assert "steps 45, 120 left out of the forecast: fewer than half of the 16 models" in r.stderr
     assert s["final_steps"] == [60, 120] and "the models end at different steps (60: 15, 120: 1 models)" in r.stderr
+    assert s["final_step"] == 60 and {p["step"]: p["fraction"] for p in s["forecast"]}[30] == 0.5  # the most common end
 
 
 def test_plain_import_and_select_say_what_to_do(pop):
