@@ -41,6 +41,14 @@ def imported(zoo: Zoo) -> bool:
     return any(k == "imported" for k in zoo.models["kind"])
 
 
+def refuse_imported(zoo: Zoo) -> None:
+    """``select`` continues seeds with the toolkit's own training, which an imported zoo does not hold."""
+    if imported(zoo):
+        raise UserError(f"zoo '{zoo.path}' was imported (trained elsewhere), and select continues the chosen seeds with the "
+                        "toolkit's own training: forecast with 'fingerprint forecast', then continue the seeds it picks in "
+                        "your own training code")
+
+
 def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tuple[np.ndarray, str]:
     """Final basin per model and what it is: the ``label`` column (default deep_label), else ``fp``'s
     candidate basins when its label-free verdict is deep, else its clusters
@@ -166,10 +174,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
     With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written."""
 
     check_device(device)
-    if imported(zoo):
-        raise UserError(f"zoo '{zoo.path}' was imported (trained elsewhere), and select continues the chosen seeds with the "
-                        "toolkit's own training: forecast with 'fingerprint forecast', then continue the seeds it picks in "
-                        "your own training code")
+    refuse_imported(zoo)
     if not 0 < threshold <= 1:
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     if budget is not None and budget < 1:

@@ -28,7 +28,7 @@ from analysis.metrics import lineage_groups
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze
 from fingerprint.extraction import extract
-from fingerprint.tables import says_something, unrecorded_lineage
+from fingerprint.tables import model_table, says_something, unrecorded_lineage
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.core.validate import from_mapping
@@ -89,10 +89,10 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     (res,) = extract(zoo, [fp], model_ids=ids)
     if res.error:
         raise UserError(res.error)
-    fam = families or forecast_families(zoo, ids, dict(zoo.models.columns), None)
+    fam = families or forecast_families(zoo, ids, model_table(zoo), None)
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     try:
-        opts = from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(label="", lineage=fam.column)
+        opts = from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(label="", lineage=fam.column, combine=[])
         (r,) = analyze([FingerprintInput(fp, res.values, res.model_ids, dict(res.meta))], fam.table, opts).fingerprints
     except AnalysisError as e:
         raise UserError(str(e)) from e

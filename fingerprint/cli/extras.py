@@ -155,11 +155,16 @@ def select_cmd(
     trust_code: bool = o.TRUST_OPTION,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
-    from fingerprint.forecast import select_and_continue  # deferred: start-up
+    from fingerprint.forecast import (  # deferred: start-up
+        refuse_imported,
+        select_and_continue,
+    )
     from fingerprint.population import check_code  # deferred for start-up time
+    from training.core.store import Zoo  # deferred for start-up time (torch)
     from training.sweep import get_executor  # deferred for start-up time (torch)
 
     check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
+    refuse_imported(Zoo.open(zoo_path))  # before asking for --trust-code it could not use
     zoo = o.open_for_models(zoo_path, trust_code)
     check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,

@@ -231,7 +231,7 @@ def test_plain_import_and_select_say_what_to_do(pop):
     r = run_cli("forecast", "plain", "--trust-code")
     assert r.returncode == 2 and "stores 1 checkpoint step" in r.stderr and "--history" in r.stderr
     assert run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "zoo").returncode == 0
-    r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel", "--trust-code")
+    r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel")  # said before --trust-code
     assert r.returncode == 2 and "was imported" in r.stderr and "fingerprint forecast" in r.stderr
     assert not (path / "sel").exists()
 
