@@ -36,8 +36,10 @@ def shared_starts(zoo: Zoo) -> np.ndarray | None:
     final one). Reads each model's first and final checkpoints and every checkpoint at a step some
     model starts at."""
     ids = zoo.model_ids
+    if not ids or len(zoo.steps) < 2:  # one stored step: every model's first checkpoint is its final one
+        return None
     steps = {m: zoo.model_steps(m) for m in ids}
-    if not ids or any(len(s) < 2 for s in steps.values()):
+    if any(len(s) < 2 for s in steps.values()):
         return None
     where = {m: i for i, m in enumerate(ids)}
     digests: dict[str, list[int]] = {}  # a checkpoint's hash -> the models that have it
