@@ -18,6 +18,8 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 
+FINAL_REACH = 0.5  # a child may start this share of its own training path from its parent's final checkpoint
+
 
 def _checked(checkpoints, owner, step, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x [k, P], owner [k], step [k])`` as arrays, or an :class:`AnalysisError` naming what does
@@ -41,6 +43,16 @@ def _first_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
     return first
 
 
+def _last_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
+    """Row of each model's last (highest-step) checkpoint ``[n]`` (``-1``: the model has none)."""
+    order = np.lexsort((-step, owner))
+    last = np.full(n, -1, dtype=np.int64)
+    o = owner[order]
+    starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+    last[o[starts]] = order[starts]
+    return last
+
+
 def _sq_distances(q: np.ndarray, x: np.ndarray, block: int = 1024) -> np.ndarray:
     """Squared Euclidean distances ``[m, k]`` between rows of ``q [m, P]`` and ``x [k, P]``, in
     float64 (a copied checkpoint is at distance ~0, not float32 round-off of the norms)."""
@@ -59,7 +71,10 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     ``||x_v - x_p(t)|| / ||x_v||`` from model ``v``'s first checkpoint ``x_v`` to the nearest
     checkpoint ``x_p(t)`` of ``p`` that is not ``p``'s first and has ``t <= `` ``v``'s first step;
     ``inf`` where there is none (``p`` cannot be ``v``'s parent), or ``p`` and ``v`` are of
-    different ``family [n]`` (when given).
+    different ``family [n]`` (when given). ``p``'s final checkpoint is admitted at any step number
+    when ``x_v`` lies within :data:`FINAL_REACH` of ``v``'s own path (first to last checkpoint) from
+    it: a fine-tune whose step count starts again at 0 (an outside audit: its parents were all
+    missed, while ``--no-history`` found them).
 
     ``checkpoints [k, P]``: every stored checkpoint of one architecture, flattened; ``owner [k]``
     its model (``0..n-1``), ``step [k]`` its training step. One batched distance computation
@@ -74,6 +89,12 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
         return cost
     is_first = np.zeros(len(x), bool)
     is_first[first[have]] = True
+    last = _last_rows(owner, step, n)
+    is_last = np.zeros(len(x), bool)
+    is_last[last[have]] = True
+    path = np.zeros(n)  # each model's own path, first to last checkpoint, relative to its first's norm
+    path[have] = (np.linalg.norm(x[last[have]].astype(np.float64) - x[first[have]].astype(np.float64), axis=1)
+                  / np.maximum(np.linalg.norm(x[first[have]].astype(np.float64), axis=1), 1e-30))
     cand = np.flatnonzero(~is_first)  # a parent's checkpoint after its own start
     if not len(cand):
         return cost
@@ -87,6 +108,10 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
         q = x[first[v]]
         d = np.sqrt(_sq_distances(q, xc)) / np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
         ok = (o[None, :] != v[:, None]) & (step[cand][None, :] <= step[first[v]][:, None])
+        # a parent's final checkpoint at any step number (a fine-tune counting its steps from 0 again),
+        # when v starts within FINAL_REACH of its own path from it: a copy, or a few steps on; a sibling
+        # starting from the shared init is a whole training path from it
+        ok |= (o[None, :] != v[:, None]) & is_last[cand][None, :] & (d <= FINAL_REACH * path[v][:, None])
         if family is not None:
             ok &= family[o][None, :] == family[v][:, None]
         cost[np.ix_(o[starts], v)] = np.minimum.reduceat(np.where(ok, d, np.inf), starts, axis=1).T

@@ -64,3 +64,25 @@ def test_bad_shapes_are_errors():
     with pytest.raises(AnalysisError, match="owners must be in 0..3"):
         history_costs(x, owner, step, 4)
     assert np.isinf(history_costs(x[:1], owner[:1], step[:1], 5)).all()  # one checkpoint: no evidence
+
+
+def test_a_fine_tune_counting_from_zero_again_starts_on_its_parents_final_checkpoint():
+    """An outside audit (68): fine-tunes whose step count restarts at 0 (their step 0 the base's final
+    weights, or saved 5 steps on) had no parent by history. A parent's final checkpoint is admitted at
+    any step number when the child starts within FINAL_REACH of its own path from it; a sibling that
+    starts from the shared init (a whole training path from the other's final) is not."""
+    from analysis.lineage_history import FINAL_REACH
+
+    rng = np.random.default_rng(0)
+    init = rng.normal(size=40)
+    base = [init + 0.5 * k * rng.normal(size=40) / 4 for k in range(4)]  # model 0: steps 0..300
+    sib = [init + 0.5 * k * rng.normal(size=40) / 4 for k in range(4)]  # model 1: the same init, its own path
+    ft = [base[-1] + 0.02 * rng.normal(size=40)] + [base[-1] + 0.2 * k * rng.normal(size=40) for k in (1, 2)]  # model 2
+    x = np.stack([*base, *sib, *ft])
+    owner = np.asarray([0] * 4 + [1] * 4 + [2] * 3)
+    step = np.asarray([0, 100, 200, 300] * 2 + [0, 50, 150])  # the fine-tune counts from 0 again
+    cost = history_costs(x, owner, step, 3)
+    assert np.isfinite(cost[0, 2]) and cost[0, 2] < 0.05  # the base's final, 0.02 noise away: the fine-tune's parent
+    assert np.isinf(cost[0, 1]) and np.isinf(cost[1, 0])  # siblings from one init: neither the other's parent
+    assert np.isinf(cost[2, 0]) and np.isinf(cost[2, 1])  # nothing starts on the fine-tune's trajectory
+    assert 0 < FINAL_REACH < 1
