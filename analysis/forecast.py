@@ -109,7 +109,7 @@ def select(values_train: np.ndarray, y_train: Sequence[str], values_pool: np.nda
     return np.sort(keep), p
 
 
-FORECAST_ABOUT = ("target", "targets", "n_models", "n_families", "lineage", "families_known", "final_step", "final_steps",
+FORECAST_ABOUT = ("target", "targets", "n_models", "n_families", "lineage", "families_known", "models_alone", "final_step", "final_steps",
                   "steps_left_out", "excluded_basins", "earliest_90")  # summary.json forecast_about: what was forecast
 
 

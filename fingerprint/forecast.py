@@ -108,6 +108,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
     names = list(dict.fromkeys(t["name"] for t in targets.values()))
     summary = {"target": names[0] if len(names) == 1 else "; ".join(names), "targets": targets, "n_models": len(ids),
                "n_families": int(len(set(families))), "lineage": fam.column, "families_known": fam.known,
+               "models_alone": fam.alone,
                "final_step": final_step, "forecast": curve, "excluded_basins": sorted(set(exclude_basins)),
                "steps_left_out": thin, "final_steps": sorted({int(f) for f in finals}),
                "earliest_90": {spec: earliest([c for c in curve if c["fingerprint"] == spec]) for spec in specs}}
@@ -135,7 +136,16 @@ def forecast_warnings(summary: dict[str, Any], n: int, finals: np.ndarray) -> li
                    "an initialisation then sit on both sides of a fold and early forecasts look better than they are: "
                    "name the families with --lineage COLUMN (or run fingerprint lineage first: its recovered families are "
                    "then used)")
+    if summary.get("models_alone") and summary["families_known"]:
+        k = summary["models_alone"]
+        out.append(f"{k} of the {n} models {'is' if k == 1 else 'are'} linked to no other by their first checkpoints (a run "
+                   "that saved no shared step 0, or one checkpoint only): each is its own family in the folds, so relatives "
+                   "of theirs would sit on both sides of a fold and make early forecasts look better than they are: name "
+                   "the families with --lineage COLUMN")
     for spec, t in summary["targets"].items():
+        if t.get("left_out"):
+            out.append(f"{spec}: {t['left_out']} of the {n} models have no candidate basin (the label-free split leaves "
+                       "them out: bases beside their fine-tunes are a generation of their own) and are not forecast")
         if t.get("deep") is False:
             out.append(f"{spec}: its label-free verdict at the final step is '{t['verdict']}', not a candidate deep "
                        f"difference, so this forecasts its clusters, which may be initialization noise: not a basin to "

@@ -16,6 +16,7 @@ else the families ``fingerprint lineage`` recovered; else none, which the foreca
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,12 @@ from analysis.metrics import lineage_groups
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze
 from fingerprint.extraction import extract
-from fingerprint.tables import model_table, says_something, unrecorded_lineage
+from fingerprint.tables import (
+    FIRST_CHECKPOINT,
+    model_table,
+    says_something,
+    unrecorded_lineage,
+)
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.core.validate import from_mapping
@@ -43,6 +49,7 @@ class Families:
     column: str
     known: bool
     table: dict[str, np.ndarray]  # the model columns (:func:`fingerprint.tables.model_table`)
+    alone: int = 0  # by first checkpoints: the models linked to no other (their relatives, if any, unknown)
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,13 @@ class Target:
     name: str
     verdict: str | None = None
     deep: bool | None = None
-    sentence: str | None = None
 
     def info(self) -> dict[str, Any] | None:
-        return None if self.verdict is None else {"verdict": self.verdict, "deep": self.deep, "sentence": self.sentence}
+        """The verdict and whether it is deep (not its sentence: its effect size is the report's to give, from
+        the report's own analysis of every fingerprint; an outside audit saw the two differ)."""
+        if self.verdict is None:
+            return None
+        return {"verdict": self.verdict, "deep": self.deep, "left_out": int(np.sum(self.basins == ""))}
 
 
 def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray], lineage: str | None) -> Families:
@@ -74,8 +84,12 @@ def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray]
         col = np.asarray(table[column])[idx]
         values = np.asarray([f"model {m}" if (isinstance(v, (int, np.integer)) and v < 0) or str(v) == "" else str(v)
                              for m, v in zip(ids, col)], dtype=object)  # none recorded: its own (or its root's) family
-    known = column in table and says_something(table[column])
-    return Families(lineage_groups(list(ids), values, parents), column, known, table)
+    groups = lineage_groups(list(ids), values, parents)
+    sizes = Counter(groups.tolist())
+    # known: a column that records families, or groups of relatives (parent trees; first checkpoints)
+    known = (column in table and says_something(table[column])) or max(sizes.values()) > 1
+    alone = sum(1 for g in groups.tolist() if sizes[g] == 1) if column == FIRST_CHECKPOINT else 0
+    return Families(groups, column, known, table, alone)
 
 
 def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, families: Families | None = None) -> Target:
@@ -104,6 +118,6 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     pos = {m: i for i, m in enumerate(r.model_ids)}
     if verdict in DEEP_VERDICTS and basins:
         y = [f"basin {basins[m]}" if basins.get(m, -1) >= 0 else "" for m in ids]
-        return Target(np.asarray(y), f"candidate basins of {fp}", verdict, True, free.get("sentence"))
+        return Target(np.asarray(y), f"candidate basins of {fp}", verdict, True)
     y = [f"cluster {r.clusters[pos[m]]}" if m in pos and r.clusters and r.clusters[pos[m]] >= 0 else "" for m in ids]
-    return Target(np.asarray(y), f"final clusters of {fp}", verdict, False, free.get("sentence"))
+    return Target(np.asarray(y), f"final clusters of {fp}", verdict, False)

@@ -11,14 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from analysis.metrics import root_family
 from analysis.options import AnalysisOptions
 from training.core.errors import UserError
 from training.core.store import Zoo
 
-__all__ = ["FIRST_CHECKPOINT", "RECOVERED", "check_parents", "says_something", "shared_starts", "unrecorded_lineage", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
+__all__ = ["FIRST_CHECKPOINT", "PARENT_TREE", "RECOVERED", "check_parents", "says_something", "shared_starts", "unrecorded_lineage", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
 FIRST_CHECKPOINT = "first_checkpoint_family"  # the column of models whose first checkpoints are bit-identical
+PARENT_TREE = "parent_tree"  # the column of each model's parent_id root, when nothing else records families
 
 
 def says_something(col: Any) -> bool:
@@ -32,15 +34,14 @@ def shared_starts(zoo: Zoo) -> np.ndarray | None:
     checkpoint is bit-identical to another model's first, to its checkpoint at that step, or to its
     final one shares that model's family (a shared initialisation, as an import's ``step_0.pt`` of
     relatives; a child spawned from a copy; a fine-tune saved first as its base's final weights), seen
-    directly. ``None`` when no two are linked, or some model has one checkpoint only (its first is its
-    final one). Reads each model's first and final checkpoints and every checkpoint at a step some
-    model starts at."""
+    directly. ``None`` when no two are linked, or the zoo stores one step. A model with one checkpoint
+    (its first is its final one) is in practice linked to none: its own family (an outside audit: one
+    such model had switched the families off for all 24). Reads each model's first and final
+    checkpoints and every checkpoint at a step some model starts at."""
     ids = zoo.model_ids
     if not ids or len(zoo.steps) < 2:  # one stored step: every model's first checkpoint is its final one
         return None
-    steps = {m: zoo.model_steps(m) for m in ids}
-    if any(len(s) < 2 for s in steps.values()):
-        return None
+    steps = {m: zoo.model_steps(m) for m in ids}  # a model with one checkpoint (a pruned history) is linked to none
     where = {m: i for i, m in enumerate(ids)}
     digests: dict[str, list[int]] = {}  # a checkpoint's hash -> the models that have it
     first = [""] * len(ids)
@@ -97,16 +98,20 @@ def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
     if isinstance(rec, dict) and rec.get("model_set") == zoo.model_set_hash() and RECOVERED not in table:
         family_of = rec.get("family_of") or {}
         table[RECOVERED] = np.asarray([str(family_of.get(m, f"alone:{m}")) for m in zoo.model_ids], dtype=object)
-    if FIRST_CHECKPOINT not in table and not says_something(table.get("init_seed", [])) and \
-            (starts := shared_starts(zoo)) is not None:
-        table[FIRST_CHECKPOINT] = starts
+    if not says_something(table.get("init_seed", [])):
+        if FIRST_CHECKPOINT not in table and (starts := shared_starts(zoo)) is not None:
+            table[FIRST_CHECKPOINT] = starts
+        parents = [str(p) for p in table.get("parent_id", [])]
+        if PARENT_TREE not in table and any(parents):
+            table[PARENT_TREE] = np.asarray([f"tree of {r}" for r in root_family(zoo.model_ids, parents)], dtype=object)
     return table
 
 
 def unrecorded_lineage(table: dict[str, np.ndarray]) -> str | None:
     """The families to use when the lineage column records none: those of bit-identical first
-    checkpoints (exact), else those ``fingerprint lineage`` recovered (an estimate), else None."""
-    return next((c for c in (FIRST_CHECKPOINT, RECOVERED) if c in table), None)
+    checkpoints (exact), else those ``fingerprint lineage`` recovered (an estimate), else each
+    ``parent_id`` tree (a base and its fine-tunes; bases that share an init are not known to), else None."""
+    return next((c for c in (FIRST_CHECKPOINT, RECOVERED, PARENT_TREE) if c in table), None)
 
 
 def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
@@ -154,8 +159,13 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
         return (f"lineage: the {n} {'family' if n == 1 else 'families'} of models whose first checkpoints are "
                 f"bit-identical ({sizes_text([s for s in sizes if s >= 2])} models"
                 + (f", and {alone} {'model' if alone == 1 else 'models'} linked to none, each in its parent's family or "
-                   "alone" if alone else "")
+                   "alone: if those have relatives, name the families with --lineage COLUMN" if alone else "")
                 + "): a shared initialisation seen in the histories, not a column of the zoo (--lineage COLUMN names one)")
+    if zoo is not None and lineage == PARENT_TREE:
+        sizes = list(Counter(str(v) for v in model_table(zoo).get(PARENT_TREE, [])).values())
+        return (f"lineage: the {len(sizes)} parent_id trees as the init families ({sizes_text(sizes)} models: a base and "
+                "its fine-tunes), since no column records them: bases that share an initialisation are not known to "
+                "(--lineage COLUMN names one; fingerprint lineage recovers them from the weights)")
     if zoo is None or lineage != RECOVERED:
         return None
     rec = zoo.load_result("lineage") or {}

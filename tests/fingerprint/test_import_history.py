@@ -276,3 +276,19 @@ def test_import_errors_name_the_file_and_write_nothing(pop):
     assert len(zoo) == 15 and "f2m1" not in zoo.model_ids and zoo.steps == list(STEPS)
     r = run_cli("import", "runs", "--hf", "--history", "{model_id}/step_{step}.pt", "-o", "hf")
     assert r.returncode == 2 and "--history is not for --hf imports" in r.stderr
+
+
+def test_one_pruned_history_keeps_the_others_families_and_is_said(pop):
+    """An outside audit (68): one model with its final checkpoint only switched the first-checkpoint
+    families off for every model. Now it alone is linked to none, and the forecast says so."""
+    path, _ = pop
+    for step in (0, 10, 30):
+        (path / "runs" / "f0m0" / f"step_{step}.pt").unlink()
+    assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",
+                   "-o", "zoo").returncode == 0
+    r = run_cli("forecast", "zoo", "--label", "rule", "--trust-code", "--json", "fc.json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((path / "fc.json").read_text())
+    assert (s["lineage"], s["n_families"], s["models_alone"]) == ("first_checkpoint_family", 5, 1)
+    assert "1 of the 16 models is linked to no other by their first checkpoints" in r.stderr
+    assert "keep no init families together" not in r.stderr

@@ -103,7 +103,8 @@ def test_first_checkpoints_stand_in_for_a_missing_lineage_column(tiny_zoo):
     assert set(starts[~not_ft]) == {""}  # each fine-tune linked to none by its checkpoints: its parent's family
     assert recovered_line(res.lineage, zoo) == ("lineage: the 4 families of models whose first checkpoints are bit-identical "
                                                 "(4 (x4) models, and 8 models linked to none, each in its parent's family "
-                                                "or alone): a shared initialisation seen in the histories, not a column of "
+                                                "or alone: if those have relatives, name the families with --lineage "
+                                                "COLUMN): a shared initialisation seen in the histories, not a column of "
                                                 "the zoo (--lineage COLUMN names one)")
 
 
@@ -119,6 +120,7 @@ def test_recovered_families_stand_in_for_a_missing_lineage_column(tiny_zoo, monk
     zoo = Zoo.open(tiny_zoo)
     truth = zoo.models.columns["init_seed"].copy()
     zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an import without seeds has it
+    zoo.models.columns["parent_id"] = np.asarray([""] * len(zoo))  # and without parentage (else its trees stand in)
     before = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
     assert before.lineage == "init_seed" and before.scorecard[0].label_free_verdict == "insufficient"
     assert "fingerprint lineage ZOO" in before.scorecard[0].label_free_sentence
@@ -262,3 +264,19 @@ def test_a_lineage_column_of_strings_scores_the_recovered_families_and_the_saved
     assert zoo.load_result("lineage")["lineage_column"] == "kind" and r["related_share"] is not None
     by_seed = lineage(zoo, n_perm=99)  # the recovered families do not depend on which column scores them
     assert sorted(map(sorted, by_seed["families"])) == sorted(map(sorted, r["families"]))
+
+
+def test_parent_trees_stand_in_when_nothing_else_records_the_families(tiny_zoo, monkeypatch):
+    """An import with parent_id (bases and their fine-tunes), no seeds, no shared first checkpoints and no
+    recovered families: each base's tree is a family, said once, instead of 'insufficient' (an outside
+    audit: the forecast grouped the trees while the report called the families unknown)."""
+    from fingerprint import pipeline, tables
+
+    monkeypatch.setattr(tables, "shared_starts", lambda zoo: None)
+    zoo = Zoo.open(tiny_zoo)
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)
+    res = pipeline.scorecard(zoo, ["probe-outputs"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    assert res.lineage == tables.PARENT_TREE and res.scorecard[0].n_families == 8  # 8 bases (two per init), 3 each
+    assert res.scorecard[0].label_free_verdict != "insufficient"
+    line = tables.recovered_line(res.lineage, zoo)
+    assert line.startswith("lineage: the 8 parent_id trees as the init families (3 (x8) models") and "not known to" in line
