@@ -11,7 +11,8 @@ null populations, "90% accuracy from 0.0-0.75 of training" of noise clusters, wh
 **The families.** The column ``--lineage`` names; else ``init_seed`` when it records families; else,
 as ``report`` does (:func:`fingerprint.tables.unrecorded_lineage`), models whose first stored
 checkpoints are bit-identical (a shared initialisation seen directly: an import's ``step_0.pt``),
-else the families ``fingerprint lineage`` recovered; else none, which the forecast warns about.
+else the families ``fingerprint lineage`` recovered, else the ``parent_id`` trees; else none, which
+the forecast warns about.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class Target:
 
 
 def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray], lineage: str | None) -> Families:
-    """The families of ``ids`` (module docstring): named, recorded, recovered, seen in the first
-    checkpoints, or none."""
+    """The families of ``ids`` (module docstring): named, recorded, seen in the first checkpoints,
+    recovered, the ``parent_id`` trees, or none; ``alone`` counts the models the first checkpoints
+    link to no other."""
     if lineage is not None and lineage not in table:
         raise UserError(f"unknown model column '{lineage}' for --lineage (valid: {', '.join(sorted(table))})")
     column = lineage or ("init_seed" if "init_seed" in table and says_something(table["init_seed"]) else
