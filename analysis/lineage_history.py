@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 
-FINAL_REACH = 0.5  # a child may start this share of its own training path from its parent's final checkpoint
+NEARER = 0.5  # a parent's checkpoint counts when the child starts at most this share as far from it as from the parent's start
 
 
 def _checked(checkpoints, owner, step, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,10 +71,12 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     ``||x_v - x_p(t)|| / ||x_v||`` from model ``v``'s first checkpoint ``x_v`` to the nearest
     checkpoint ``x_p(t)`` of ``p`` that is not ``p``'s first and has ``t <= `` ``v``'s first step;
     ``inf`` where there is none (``p`` cannot be ``v``'s parent), or ``p`` and ``v`` are of
-    different ``family [n]`` (when given). ``p``'s final checkpoint is admitted at any step number
-    when ``x_v`` lies within :data:`FINAL_REACH` of ``v``'s own path (first to last checkpoint) from
-    it: a fine-tune whose step count starts again at 0 (an outside audit: its parents were all
-    missed, while ``--no-history`` found them).
+    different ``family [n]`` (when given). ``p``'s final checkpoint is admitted at any step number (a
+    fine-tune whose step count starts again at 0: an outside audit's parents were all missed); and
+    any checkpoint only when ``x_v`` is at most :data:`NEARER` times as far from it as from ``p``'s
+    first checkpoint (a copy, or a few steps on; a same-init sibling starts at ``p``'s start, and
+    another audit's siblings first saved at step 50, or trained for 30 steps beside 800, were read
+    as children without it).
 
     ``checkpoints [k, P]``: every stored checkpoint of one architecture, flattened; ``owner [k]``
     its model (``0..n-1``), ``step [k]`` its training step. One batched distance computation
@@ -92,9 +94,6 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     last = _last_rows(owner, step, n)
     is_last = np.zeros(len(x), bool)
     is_last[last[have]] = True
-    path = np.zeros(n)  # each model's own path, first to last checkpoint, relative to its first's norm
-    path[have] = (np.linalg.norm(x[last[have]].astype(np.float64) - x[first[have]].astype(np.float64), axis=1)
-                  / np.maximum(np.linalg.norm(x[first[have]].astype(np.float64), axis=1), 1e-30))
     cand = np.flatnonzero(~is_first)  # a parent's checkpoint after its own start
     if not len(cand):
         return cost
@@ -102,16 +101,19 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
     o = owner[cand]
     starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
     xc = x[cand]
+    owners, at_owner = np.unique(o, return_inverse=True)  # each candidate's owner, for the distance to its start
     family = None if family is None else np.asarray(family)
     for i in range(0, len(have), block):  # query blocks bound the [block, k] distances' memory
         v = have[i:i + block]
         q = x[first[v]]
-        d = np.sqrt(_sq_distances(q, xc)) / np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
-        ok = (o[None, :] != v[:, None]) & (step[cand][None, :] <= step[first[v]][:, None])
-        # a parent's final checkpoint at any step number (a fine-tune counting its steps from 0 again),
-        # when v starts within FINAL_REACH of its own path from it: a copy, or a few steps on; a sibling
-        # starting from the shared init is a whole training path from it
-        ok |= (o[None, :] != v[:, None]) & is_last[cand][None, :] & (d <= FINAL_REACH * path[v][:, None])
+        norm = np.maximum(np.linalg.norm(q.astype(np.float64), axis=1), 1e-30)[:, None]
+        d = np.sqrt(_sq_distances(q, xc)) / norm
+        start = (np.sqrt(_sq_distances(q, x[first[owners]])) / norm)[:, at_owner]  # [block, len(cand)]: to p's start
+        # a checkpoint of p at a step no later than v's first, or p's final one at any step number (a fine-tune
+        # counting from 0 again); either way v must start much nearer to it than to p's own start: a copy, or a
+        # few steps on, not a sibling from the shared init (at its start: 0) nor one that merely moved alike
+        ok = (o[None, :] != v[:, None]) & ((step[cand][None, :] <= step[first[v]][:, None]) | is_last[cand][None, :])
+        ok &= d <= NEARER * start
         if family is not None:
             ok &= family[o][None, :] == family[v][:, None]
         cost[np.ix_(o[starts], v)] = np.minimum.reduceat(np.where(ok, d, np.inf), starts, axis=1).T

@@ -129,11 +129,23 @@ def _truth_labels(zoo: Zoo, column: str | None) -> tuple[np.ndarray, np.ndarray]
 
 
 def _true_parents(zoo: Zoo) -> np.ndarray | None:
+    """Each model's recorded parent ``[n]`` (``-1``: none), from ``parent_id``; None without the column,
+    or when no model has a parent among the others (an import's empty column records nothing)."""
     if "parent_id" not in zoo.models:
         return None
     where = {m: i for i, m in enumerate(zoo.model_ids)}
     parent = np.asarray([where.get(str(p), -1) if str(p) else -1 for p in zoo.models["parent_id"]], dtype=np.int64)
     return parent if (parent >= 0).any() else None
+
+
+def false_edges(parent: np.ndarray, recorded: np.ndarray | None) -> int | None:
+    """Recovered edges ``parent [n]`` that join no recorded parent and child (either way round): the
+    edges parent and direction accuracy cannot see (an outside audit: 4 bases made children of
+    their twin's fine-tune read parent 1.000). None when no parent is recorded."""
+    if recorded is None:
+        return None
+    pairs = {frozenset((c, int(p))) for c, p in enumerate(recorded.tolist()) if p >= 0}
+    return int(sum(1 for c, p in enumerate(parent.tolist()) if p >= 0 and frozenset((c, p)) not in pairs))
 
 
 def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, family: np.ndarray) -> dict[str, Any]:
@@ -219,6 +231,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         s = _scores(tt, forests[name], truth, true_parent, kinds, fams[name])
         by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()),
                              "n_between": between_families(fams[name], tt), **s}
+    for name in tests:  # only where parents are recorded: an import's empty parent_id says nothing either way
+        by_evidence[name]["false_edges"] = false_edges(forests[name], true_parent)
     s = by_evidence[primary]
     labels = fams[primary]
     out = {
@@ -227,7 +241,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "orientation": {"statistic": o.statistic, "sign": o.sign, "consistency": o.consistency},
         "history": {"used": bool(h),
                     "n_continuing": int(len(np.unique(h[primary][1]))) if h else None},
-        "truth": {k: s[k] for k in ("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy")},
+        "truth": {k: s[k] for k in ("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy",
+                                    "false_edges")},
         "pairs": [{"a": ids[a], "b": ids[b], "p_value": float(p), "q_value": float(q), "related": bool(r)}
                   for a, b, p, q, r in zip(t.a.tolist(), t.b.tolist(), t.p_value, t.q_value, t.related)],
         "edges": [[ids[p], ids[c], p_of[(min(p, c), max(p, c))]] for c, p in enumerate(parent.tolist()) if p >= 0],

@@ -31,6 +31,10 @@ def lineage_cmd(
 ):
     """Calibrated shared-initialization tests for every pair, the families, and the lineage forest."""
     from fingerprint.lineage import lineage  # deferred for start-up time (torch)
+    from fingerprint.tables import (  # deferred for start-up time
+        FIRST_CHECKPOINT,
+        model_table,
+    )
     from training.core.store import write_json  # deferred for start-up time
 
     if json_out:
@@ -73,7 +77,9 @@ def lineage_cmd(
     if r["evidence"] == "exact":
         console.print(f"stored the recovered {_families(len(r['families']))} in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
-                      "init_seed is missing or the same for every model")
+                      "init_seed is missing or the same for every model"
+                      + ("; this zoo's bit-identical first checkpoints give its families exactly, and come first "
+                         "(first_checkpoint_family)" if FIRST_CHECKPOINT in model_table(zoo) else ""))
     else:
         console.print(not_stored(r, json_out), highlight=False, markup=False, soft_wrap=True)
     if json_out:
@@ -90,9 +96,10 @@ def evidence_table(r: dict, alpha: float):
     t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, "
               f"related when significant at alpha {alpha:g} (BH)", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
               show_edge=False, collapse_padding=True, caption_justify="left",
-              caption="parent, direction: accuracy of the recovered parents and of the edges' directions")
+              caption="parent, direction: accuracy of the recovered parents and of the edges' directions; false: "
+                      "recovered edges that join no recorded parent and child (parent_id)")
     names = [esc(n) + (" *" if n == r["evidence"] else "") for n in r["by_evidence"]]
-    for col in ("evidence", "related", "families", "FPR", "power", "BH FDP", "parent", "direction"):
+    for col in ("evidence", "related", "families", "FPR", "power", "BH FDP", "parent", "direction", "false"):
         if col == "evidence":
             t.add_column(col, overflow="fold", ratio=1, min_width=min(18, max(map(len, names), default=8)))
         else:
@@ -100,7 +107,8 @@ def evidence_table(r: dict, alpha: float):
     f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, s in zip(names, r["by_evidence"].values()):
         t.add_row(name, f"{s['n_related']:,}", str(s["n_families"]), f(s["shared_init_fpr"]), f(s["shared_init_power"]),
-                  f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]))
+                  f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]),
+                  "–" if s.get("false_edges") is None else str(s["false_edges"]))
     return t
 
 

@@ -67,22 +67,26 @@ def test_bad_shapes_are_errors():
 
 
 def test_a_fine_tune_counting_from_zero_again_starts_on_its_parents_final_checkpoint():
-    """An outside audit (68): fine-tunes whose step count restarts at 0 (their step 0 the base's final
-    weights, or saved 5 steps on) had no parent by history. A parent's final checkpoint is admitted at
-    any step number when the child starts within FINAL_REACH of its own path from it; a sibling that
-    starts from the shared init (a whole training path from the other's final) is not."""
-    from analysis.lineage_history import FINAL_REACH
+    """Outside audits 68-69: fine-tunes whose step count restarts at 0 (their step 0 the base's final
+    weights, or saved a few steps on) had no parent by history; a parent's final checkpoint is now
+    admitted at any step number. Every admitted checkpoint must be at most NEARER times as far from
+    the child's start as the parent's own start is: same-init siblings (one stopped at 30 steps,
+    one trained 800; one first saved at step 50) are not each other's parents."""
+    from analysis.lineage_history import NEARER
 
     rng = np.random.default_rng(0)
     init = rng.normal(size=40)
-    base = [init + 0.5 * k * rng.normal(size=40) / 4 for k in range(4)]  # model 0: steps 0..300
-    sib = [init + 0.5 * k * rng.normal(size=40) / 4 for k in range(4)]  # model 1: the same init, its own path
+    drift = rng.normal(size=40)  # the direction both siblings' training takes, plus their own noise
+    base = [init + 0.3 * k * drift + 0.1 * k * rng.normal(size=40) for k in range(4)]  # model 0: steps 0..300
+    sib = [init + 0.3 * k * drift + 0.1 * k * rng.normal(size=40) for k in (0, 8)]  # model 1: the same init, 800 steps
     ft = [base[-1] + 0.02 * rng.normal(size=40)] + [base[-1] + 0.2 * k * rng.normal(size=40) for k in (1, 2)]  # model 2
-    x = np.stack([*base, *sib, *ft])
-    owner = np.asarray([0] * 4 + [1] * 4 + [2] * 3)
-    step = np.asarray([0, 100, 200, 300] * 2 + [0, 50, 150])  # the fine-tune counts from 0 again
-    cost = history_costs(x, owner, step, 3)
+    late = [init + 0.3 * k * drift + 0.1 * k * rng.normal(size=40) for k in (0.5, 3)]  # model 3: first saved at step 50
+    x = np.stack([*base, *sib, *ft, *late])
+    owner = np.asarray([0] * 4 + [1] * 2 + [2] * 3 + [3] * 2)
+    step = np.asarray([0, 100, 200, 300, 0, 800, 0, 50, 150, 50, 300])  # the fine-tune counts from 0 again
+    cost = history_costs(x, owner, step, 4)
     assert np.isfinite(cost[0, 2]) and cost[0, 2] < 0.05  # the base's final, 0.02 noise away: the fine-tune's parent
     assert np.isinf(cost[0, 1]) and np.isinf(cost[1, 0])  # siblings from one init: neither the other's parent
-    assert np.isinf(cost[2, 0]) and np.isinf(cost[2, 1])  # nothing starts on the fine-tune's trajectory
-    assert 0 < FINAL_REACH < 1
+    assert np.isinf(cost[0, 3]) and np.isinf(cost[1, 3])  # a sibling first saved at step 50: no parent either
+    assert np.isinf(cost[2, :]).all()  # nothing starts on the fine-tune's trajectory
+    assert 0 < NEARER < 1

@@ -48,8 +48,11 @@ def test_cli_writes_the_json_contract_with_behavioural_evidence(tiny_zoo, tmp_pa
     assert "exact *" in res.stdout and "probe-outputs" in res.stdout
     assert "4 families of 6 models" in res.stdout  # the recovered sizes, not only their count
     r = json.loads(out.read_text())
-    assert set(r["truth"]) == {"shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy"}
-    assert all(isinstance(v, float) for v in r["truth"].values())
+    assert set(r["truth"]) == {"shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy", "false_edges"}
+    assert all(isinstance(r["truth"][k], float) for k in r["truth"] if k != "false_edges")
+    recorded = dict(zip(Zoo.open(tiny_zoo).model_ids, Zoo.open(tiny_zoo).models["parent_id"].tolist()))
+    wrong = sum(1 for p, c, _ in r["edges"] if recorded[c] != p and recorded[p] != c)  # joins no parent and child
+    assert r["truth"]["false_edges"] == wrong <= 2
     assert set(r["pairs"][0]) == {"a", "b", "p_value", "q_value", "related"}
     assert all(len(e) == 3 and 0.0 <= e[2] <= 1.0 for e in r["edges"])
     assert set(r["by_evidence"]) == {"exact", "matched", "probe-outputs"}
@@ -63,7 +66,8 @@ def test_truth_is_null_where_the_zoo_has_none(tiny_zoo):
     zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an imported zoo has it
     zoo.models.columns["parent_id"] = np.asarray([""] * len(zoo))
     r = lineage(zoo, n_perm=99)
-    assert r["truth"] == dict.fromkeys(("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy"))
+    assert r["truth"] == dict.fromkeys(("shared_init_fpr", "shared_init_power", "parent_accuracy", "direction_accuracy",
+                                        "false_edges"))
 
 
 def test_bad_inputs_are_one_line_errors(tiny_zoo):
