@@ -17,11 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fingerprint.import_checks import (
-    check_against,
-    read_checkpoint,
-    strip_wrapper_prefix,
-)
 from training.core.errors import UserError
 
 PLACEHOLDERS = ("{model_id}", "{step}")
@@ -83,15 +78,6 @@ def unmatched_note(unmatched: list[str], template: str) -> str:
     return (f"{len(unmatched)} checkpoint file{'s' if len(unmatched) > 1 else ''} under the directory match{'' if len(unmatched) > 1 else 'es'} "
             f"no --history '{template}' and {'are' if len(unmatched) > 1 else 'is'} not imported ('{unmatched[0]}'{more}): "
             "a final checkpoint needs its step in the name too")
-
-
-def load_checked(path: Path, expected: dict[str, torch.Tensor], state_key: str | None) -> dict[str, torch.Tensor]:
-    """One checkpoint's state dict in the architecture's key order, read and checked as the final ones
-    are (a training checkpoint's state dict, a wrapper's prefix, keys, shapes, finite weights)."""
-    sd, _ = read_checkpoint(path, state_key)
-    sd, _ = strip_wrapper_prefix(sd, expected)
-    check_against(sd, expected, path)
-    return {k: sd[k] for k in expected}
 
 
 def stack_history(finals: Sequence[dict[str, torch.Tensor]], final_steps: Sequence[int], earlier: Sequence[dict[int, Path]],

@@ -38,13 +38,11 @@ from fingerprint.import_checks import (
     load_data,
     load_probes,
     output_width,
-    read_checkpoint,
+    read_checked,
     read_metadata,
-    strip_wrapper_prefix,
 )
 from fingerprint.import_history import (
     find_history,
-    load_checked,
     stack_history,
     unmatched_note,
 )
@@ -214,15 +212,13 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     for i, f in enumerate(files):
         at = f  # the file being read: a refusal names it
         try:
-            sd, key = read_checkpoint(f, state_key)
-            sd, prefix = strip_wrapper_prefix(sd, expected)
-            check_against(sd, expected, f)
+            sd, key, prefix = read_checked(f, expected, state_key)
             for at in (earlier[i].values() if earlier else ()):  # each read again when written: a shard's worth in memory
-                load_checked(at, expected, state_key)
+                read_checked(at, expected, state_key)
         except UserError as e:
             bad.append((i, str(e), short_reason(str(e), at) if at == f else f"{at.relative_to(src)} {short_reason(str(e), at)}"))
             continue
-        sds.append({k: sd[k] for k in expected})
+        sds.append(sd)
         kept.append(i)
         if key is not None:
             unwrapped[key] = unwrapped.get(key, 0) + 1
@@ -263,7 +259,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
     path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled,
-                              None if earlier is None else (final_steps, earlier, lambda p: load_checked(p, expected, state_key)))
+                              None if earlier is None else (final_steps, earlier, lambda p: read_checked(p, expected, state_key)[0]))
     for w in (skipped, outlier):  # warnings: the CLI prints each as one 'warning: ...' line
         if w:
             warnings.warn(w, stacklevel=2)
