@@ -43,16 +43,6 @@ def _first_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
     return first
 
 
-def _last_rows(owner: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
-    """Row of each model's last (highest-step) checkpoint ``[n]`` (``-1``: the model has none)."""
-    order = np.lexsort((-step, owner))
-    last = np.full(n, -1, dtype=np.int64)
-    o = owner[order]
-    starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
-    last[o[starts]] = order[starts]
-    return last
-
-
 def _sq_distances(q: np.ndarray, x: np.ndarray, block: int = 1024) -> np.ndarray:
     """Squared Euclidean distances ``[m, k]`` between rows of ``q [m, P]`` and ``x [k, P]``, in
     float64 (a copied checkpoint is at distance ~0, not float32 round-off of the norms)."""
@@ -91,7 +81,7 @@ def history_costs(checkpoints: np.ndarray, owner: np.ndarray, step: np.ndarray, 
         return cost
     is_first = np.zeros(len(x), bool)
     is_first[first[have]] = True
-    last = _last_rows(owner, step, n)
+    last = _first_rows(owner, -step, n)  # each model's last checkpoint: its first by descending step
     is_last = np.zeros(len(x), bool)
     is_last[last[have]] = True
     cand = np.flatnonzero(~is_first)  # a parent's checkpoint after its own start
