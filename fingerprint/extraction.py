@@ -85,16 +85,19 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
     return [m for m, k in zip(ids, keep) if k]
 
 
-def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed") -> np.ndarray:
+def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed", table: Any = None) -> np.ndarray:
     """Each model's init family ``[n]`` (for folds and held-out splits that keep relatives together):
     the ``lineage`` value of the model's lineage root, as in the scorecard
     (:func:`analysis.metrics.lineage_groups`). A negative seed (an imported model's ``-1``: none
-    recorded) is no family: such a model shares a group only with its own ancestors and descendants."""
+    recorded) is no family: such a model shares a group only with its own ancestors and descendants.
+    ``table``: the model columns to read (default the zoo's own; :func:`fingerprint.tables.model_table`
+    adds the families seen in the histories, recovered or of the parent trees)."""
+    table = zoo.models if table is None else table
     idx = zoo.index(list(ids))
-    parents = np.asarray(zoo.models["parent_id"], dtype=object)[idx] if "parent_id" in zoo.models else None
+    parents = np.asarray(table["parent_id"], dtype=object)[idx] if "parent_id" in table else None
     values = None
-    if lineage in zoo.models:
-        col = np.asarray(zoo.models[lineage])[idx]
+    if lineage in table:
+        col = np.asarray(table[lineage])[idx]
         values = np.asarray([f"model {m}" if np.issubdtype(col.dtype, np.integer) and lineage.endswith("_seed") and v < 0
                              else str(v) for m, v in zip(ids, col)], dtype=object)
     return lineage_groups(ids, values, parents)

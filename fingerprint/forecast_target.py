@@ -26,10 +26,9 @@ import numpy as np
 
 from analysis.errors import AnalysisError
 from analysis.labelfree_sentences import DEEP_VERDICTS
-from analysis.metrics import lineage_groups
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze
-from fingerprint.extraction import extract
+from fingerprint.extraction import extract, family_groups
 from fingerprint.tables import (
     FIRST_CHECKPOINT,
     model_table,
@@ -79,14 +78,7 @@ def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray]
         raise UserError(f"unknown model column '{lineage}' for --lineage (valid: {', '.join(sorted(table))})")
     column = lineage or ("init_seed" if "init_seed" in table and says_something(table["init_seed"]) else
                          unrecorded_lineage(table) or "init_seed")
-    idx = zoo.index(list(ids))
-    parents = np.asarray(table["parent_id"], dtype=object)[idx] if "parent_id" in table else None
-    values = None
-    if column in table:
-        col = np.asarray(table[column])[idx]
-        values = np.asarray([f"model {m}" if (isinstance(v, (int, np.integer)) and v < 0) or str(v) == "" else str(v)
-                             for m, v in zip(ids, col)], dtype=object)  # none recorded: its own (or its root's) family
-    groups = lineage_groups(list(ids), values, parents)
+    groups = family_groups(zoo, ids, column, table)
     sizes = Counter(groups.tolist())
     # known: a column that records families, or groups of relatives (parent trees; first checkpoints)
     known = (column in table and says_something(table[column])) or max(sizes.values()) > 1
