@@ -16,7 +16,8 @@ from analysis.options import AnalysisOptions
 from training.core.errors import UserError
 from training.core.store import Zoo
 
-__all__ = ["FIRST_CHECKPOINT", "PARENT_TREE", "RECOVERED", "check_parents", "says_something", "shared_starts", "unrecorded_lineage", "model_table", "options_stamp", "recovered_line", "sizes_text", "stored_lineage"]
+__all__ = ["FIRST_CHECKPOINT", "PARENT_TREE", "RECOVERED", "check_parents", "model_table", "options_stamp", "recovered_line",
+           "says_something", "shared_starts", "sizes_text", "stored_lineage", "unrecorded_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
 FIRST_CHECKPOINT = "first_checkpoint_family"  # the column of models whose first checkpoints are bit-identical
@@ -157,7 +158,7 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
         sizes, alone = [c for c in counts.values() if c > 1], values.count("") + sum(c == 1 for c in counts.values())
         n = len(sizes)
         return (f"lineage: the {n} {'family' if n == 1 else 'families'} of models whose first checkpoints are "
-                f"bit-identical ({sizes_text([s for s in sizes if s >= 2])} models"
+                f"bit-identical ({sizes_text(sizes)} models"
                 + (f", and {alone} {'model' if alone == 1 else 'models'} linked to none, each in its parent's family or "
                    "alone: if those have relatives, name the families with --lineage COLUMN" if alone else "")
                 + "): a shared initialisation seen in the histories, not a column of the zoo (--lineage COLUMN names one)")
