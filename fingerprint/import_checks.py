@@ -179,19 +179,6 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
                             "import the others (move this file out, and its row from the --metadata CSV)")
 
 
-def read_checked(path: Path, expected: dict[str, torch.Tensor], state_key: str | None = None
-                 ) -> tuple[dict[str, torch.Tensor], str | None, str]:
-    """``(state_dict, key, prefix)`` of one checkpoint file, read and checked against the architecture:
-    the state dict under a training checkpoint's ``key`` (:func:`read_checkpoint`), a wrapper's
-    ``prefix`` stripped (:func:`strip_wrapper_prefix`), every key, shape and value checked
-    (:func:`check_against`), in the architecture's key order. A final checkpoint and every earlier one
-    of ``import --history`` are read this way."""
-    sd, key = read_checkpoint(path, state_key)
-    sd, prefix = strip_wrapper_prefix(sd, expected)
-    check_against(sd, expected, path)
-    return {k: sd[k] for k in expected}, key, prefix
-
-
 def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) -> dict[str, np.ndarray]:
     """CSV with a ``model_id`` column; numeric columns become numbers, others strings.
 

@@ -38,8 +38,9 @@ from fingerprint.import_checks import (
     load_data,
     load_probes,
     output_width,
-    read_checked,
+    read_checkpoint,
     read_metadata,
+    strip_wrapper_prefix,
 )
 from fingerprint.import_history import (
     find_history,
@@ -82,6 +83,19 @@ def check_unique_ids(model_ids: list[str], files: Sequence[Path] = ()) -> None:
             raise UserError(f"two checkpoints map to model id '{m}'{both} (ids are file stems, or directory names with "
                             "--hf; rename one)")
         seen[m] = i
+
+
+def read_checked(path: Path, expected: dict[str, torch.Tensor], state_key: str | None = None
+                 ) -> tuple[dict[str, torch.Tensor], str | None, str]:
+    """``(state_dict, key, prefix)`` of one checkpoint file, read and checked against the architecture:
+    the state dict under a training checkpoint's ``key`` (:func:`read_checkpoint`), a wrapper's
+    ``prefix`` stripped (:func:`strip_wrapper_prefix`), every key, shape and value checked
+    (:func:`check_against`), in the architecture's key order. A final checkpoint and every earlier one
+    of ``import --history`` are read this way."""
+    sd, key = read_checkpoint(path, state_key)
+    sd, prefix = strip_wrapper_prefix(sd, expected)
+    check_against(sd, expected, path)
+    return {k: sd[k] for k in expected}, key, prefix
 
 
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
