@@ -27,7 +27,7 @@ import numpy as np
 
 from analysis.errors import AnalysisError, choices
 from analysis.metrics import linear_probe
-from analysis.resampling import family_bootstrap
+from analysis.resampling import family_bootstrap, proportion_interval
 
 KEEPS = (1.0, 0.5, 0.2, 0.05, 0.01)  # the selection fractions always reported (1.0: no selection, the base rate)
 FINER = (0.005, 0.002, 0.001)  # reported too when the held-out models number at least 1 / fraction
@@ -203,20 +203,22 @@ def selection_curve(score: np.ndarray, says: np.ndarray, truly: np.ndarray, fami
     return out
 
 
-def pressure_point(lam: float, says: np.ndarray, truly: np.ndarray, family: Sequence, diverged: np.ndarray | None = None,
-                   n_boot: int = 200, random_state: int = 0) -> PressurePoint:
+def pressure_point(lam: float, says: np.ndarray, truly: np.ndarray, family: Sequence, diverged: np.ndarray | None = None
+                   ) -> PressurePoint:
     """The outcome of training at penalty weight ``lam``: per model ``says [n]`` (the detector calls it
-    B), ``truly [n]`` (the task's diagnostics say B), ``diverged [n]`` (left out of every share)."""
+    B), ``truly [n]`` (the task's diagnostics say B), ``diverged [n]`` (left out of every share). Each
+    share's 95% interval: :func:`analysis.resampling.proportion_interval` over ``family [n]``."""
     says, truly = np.asarray(says, bool), np.asarray(truly, bool)
     ok = np.ones(len(says), bool) if diverged is None else ~np.asarray(diverged, bool)
     fam = np.asarray([str(v) for v in family], dtype=object)[ok]
     s, t = says[ok], truly[ok]
 
     def share(v: np.ndarray) -> tuple[float | None, Interval]:
+        # a share of models: Jeffreys' interval at the families' effective number of models (a bootstrap of
+        # 0/1 outcomes read "evasion 0% [0%, 0%]" where no model evaded: 0 of 32 is not certainty)
         if not len(v):
             return None, None
-        return float(v.mean()), family_bootstrap(lambda r, _d: float(v[r].mean()), fam, n_boot=n_boot,
-                                                 random_state=random_state)
+        return float(v.mean()), proportion_interval(v.astype(float), fam)
 
     (ds, ds_ci), (tr, tr_ci), (ev, ev_ci) = share(s), share(t), share(s & ~t)
     return PressurePoint(lam=float(lam), n_models=int(ok.sum()), n_diverged=int((~ok).sum()), detector_says=ds,

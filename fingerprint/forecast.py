@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from analysis.forecast import earliest, forecast_step, reaches, select
+from analysis.resampling import proportion_interval
 from fingerprint.extraction import active_models, extract
 from fingerprint.forecast_target import forecast_families, forecast_target
 from fingerprint.tables import model_table
@@ -224,11 +225,31 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
     used, baseline = selection_compute(len(ids), len(cal_ids), len(chosen), at_step, T)
     in_pool = int(np.sum(y[pool] == basin))
     found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
+    result.update(selection_intervals(zoo, ids, pool, [ids.index(c) for c in chosen], y == basin,
+                                      got == basin if chosen else None))
     result.update({"purity": purity, "base_rate": base_rate, "recall": found / in_pool if in_pool else None,
                    "model_steps_used": used, "model_steps_baseline": baseline, "compute_saved": 1 - used / baseline,
                    "continued_model_steps": trained_steps, "selected_true_basin_count": found})
     zoo.save_result(f"select-{basin}-{at_step}".replace("/", "_").replace(" ", "_"), result)
     return result
+
+
+def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list[int], bound: np.ndarray,
+                        purity_hits: np.ndarray | None) -> dict[str, list[float] | None]:
+    """95% intervals of a selection's shares, counting init families
+    (:func:`analysis.resampling.proportion_interval`; ``None`` below four families): ``purity_ci``
+    over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
+    ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
+    (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of
+    a few families is a few draws however many seeds it holds."""
+    groups = forecast_families(zoo, ids, model_table(zoo), None).groups
+    pool = np.asarray(pool, dtype=int)
+    in_b = pool[bound[pool]]
+    picked = np.isin(in_b, chosen)
+    ci = lambda hits, rows: None if not len(rows) else proportion_interval(hits, groups[rows])  # noqa: E731
+    out = {"purity_ci": None if purity_hits is None else ci(np.asarray(purity_hits, float), np.asarray(chosen, dtype=int)),
+           "base_rate_ci": ci(bound[pool].astype(float), pool), "recall_ci": ci(picked.astype(float), in_b)}
+    return {k: None if v is None else [float(v[0]), float(v[1])] for k, v in out.items()}
 
 
 # -- the whole procedure in a run (the config's [forecast] section) ---------------------------------

@@ -204,7 +204,7 @@ def goodhart(zoo: Zoo, fp: str, basin: str, label: str | None = None, lineage: s
                         "cannot be relabelled by it (use --label deep_label)")
     truly = np.asarray([str(v) == basin for v in truth])
     optimization = [pressure_point(float(lam[j]), says[j * n:(j + 1) * n], truly[j * n:(j + 1) * n], held_fam,
-                                   diverged[j * n:(j + 1) * n], n_boot, random_state) for j in range(L)]
+                                   diverged[j * n:(j + 1) * n]) for j in range(L)]
     before = np.asarray([str(v) == basin for v in task.behaviour_label(evaluate(task, family, params, variant))]) \
         if label == "deep_label" else truly0
     result = {

@@ -62,10 +62,20 @@ def test_pressure_point_leaves_diverged_models_out_and_counts_evasion():
     says = np.array([1, 1, 1, 0, 1, 0], bool)
     truly = np.array([1, 0, 0, 0, 1, 1], bool)
     fam = np.array([0, 0, 1, 1, 2, 2])
-    p = pressure_point(0.3, says, truly, fam, diverged=np.array([0, 0, 0, 0, 0, 1], bool), n_boot=20)
+    p = pressure_point(0.3, says, truly, fam, diverged=np.array([0, 0, 0, 0, 0, 1], bool))
     assert p.n_models == 5 and p.n_diverged == 1
     assert p.detector_says == pytest.approx(0.8) and p.truly == pytest.approx(0.4) and p.evasion == pytest.approx(0.4)
     assert p.to_dict()["lambda"] == 0.3
+
+
+def test_no_model_evading_is_not_certainty():
+    """A share of 0 of 32 models in 8 families reads an interval from 0 to above 0 (a bootstrap of 0/1
+    outcomes gave [0, 0]); a share of every model, one up to 1 from below."""
+    fam = np.repeat(np.arange(8), 4)
+    p = pressure_point(1.0, np.zeros(32, bool), np.zeros(32, bool), fam)
+    assert p.evasion == 0.0 and p.evasion_ci[0] == 0.0 and 0.02 < p.evasion_ci[1] < 0.3
+    q = pressure_point(1.0, np.ones(32, bool), np.ones(32, bool), fam)
+    assert q.detector_says == 1.0 and 0.7 < q.detector_says_ci[0] < 1.0 == q.detector_says_ci[1]
 
 
 def test_too_few_models_of_the_basin_is_one_line():

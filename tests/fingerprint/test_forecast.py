@@ -99,6 +99,12 @@ def test_select_continues_only_selected_seeds_from_their_checkpoints(seeded_zoo,
     assert_bitwise_equal(src, got, "continued models")  # exact: optimizer state was saved
     assert r["purity"] == 1.0 and r["compute_saved"] > 0
     assert r["model_steps_used"] == 16 * 20 + r["n_calibration"] * 40 + r["n_selected"] * 40
+    # every share has its 95% interval over init families: a perfect purity keeps a lower end below 1
+    lo, hi = r["purity_ci"]
+    assert lo < 1.0 == hi
+    for key in ("base_rate", "recall"):
+        lo, hi = r[f"{key}_ci"]
+        assert lo <= r[key] <= hi and hi - lo > 0
 
 
 def test_select_rejects_unknown_basin_and_step(seeded_zoo, tmp_path):
