@@ -18,6 +18,7 @@ import functools
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -89,6 +90,19 @@ def _has_main_guard(path: str) -> bool:
     return False
 
 
+def quiet_interrupt() -> None:
+    """A worker's start: Ctrl-C (a terminal sends it to the whole process group) ends the worker at
+    once and without a traceback; the caller, which gets it too, says what was interrupted. Left to
+    Python, each worker printed its own ``KeyboardInterrupt`` traceback (an outside audit, 70)."""
+    signal.signal(signal.SIGINT, lambda signum, _frame: os._exit(128 + signum))
+
+
+def _background_start() -> None:
+    """The figure worker's start: :func:`quiet_interrupt`, then ``gc.freeze`` (below)."""
+    quiet_interrupt()
+    gc.freeze()
+
+
 def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_jobs: int | None = None,
                 min_rows: int | None = None, preload: Sequence[str] = (),
                 on_each: Callable[[Any], None] | None = None) -> list[Any]:
@@ -106,7 +120,7 @@ def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_job
         return out
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=quiet_interrupt) as pool:
         futures = [pool.submit(fn, *args) for args in items]
         out = []
         for f in futures:
@@ -123,7 +137,7 @@ def background_pool(preload: Sequence[str] = ()) -> "Background":
     ctx.set_forkserver_preload(list(preload))
     # gc.freeze: the imported modules' objects left out of the cyclic collector's passes (matplotlib makes
     # many short-lived cycles: its collections took 0.5-0.6 s of a 100 x 10 page's CPU, 0.3-0.4 s frozen)
-    return Background(ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=gc.freeze))
+    return Background(ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_background_start))
 
 
 class Background:

@@ -19,7 +19,9 @@ Exit statuses, the same for every command (README, "A tour of the CLI"):
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -129,10 +131,23 @@ def _library(filename: str) -> str | None:
     return None
 
 
+_INTERRUPTED: list[bool] = []  # set by Ctrl-C (SIGINT): an exception after it is the interruption's, not a bug
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C: remembered, then Python's own ``KeyboardInterrupt``. A library interrupted inside its C
+    code can raise something else on the way out (an outside audit, 70: matplotlib's ``ValueError:
+    Invalid bounding box`` and a traceback with exit status 1); :func:`main` reads the flag."""
+    _INTERRUPTED.append(True)
+    signal.default_int_handler(signum, frame)
+
+
 def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_interrupt)
     _register()
     try:
         code = app(standalone_mode=False)  # click's own errors come here, to be shown as one line
@@ -153,7 +168,15 @@ def main() -> None:
         print_error(str(e))
         sys.exit(e.exit_code)
     except OSError as e:  # a path that is a file where a directory is wanted, unwritable, ... : the user's to fix
+        if _INTERRUPTED:
+            err_console.print("interrupted", highlight=False)
+            sys.exit(130)
         where = f" '{e.filename}'" if e.filename else ""
         print_error(f"{e.strerror or type(e).__name__}{where}")
         sys.exit(2)
+    except Exception:
+        if _INTERRUPTED:  # what Ctrl-C left behind, not a bug
+            err_console.print("interrupted", highlight=False)
+            sys.exit(130)
+        raise
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, or 0

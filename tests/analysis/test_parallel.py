@@ -222,6 +222,31 @@ def test_background_gives_its_worker_one_call_at_a_time():
     assert last.done() and after.cancelled()
 
 
+def test_ctrl_c_ends_a_worker_without_a_traceback():
+    """A terminal's Ctrl-C reaches every process of the group: a worker (here the report's figure worker)
+    ends at once, status 130, and prints nothing; the caller handles the interrupt (an outside audit: each
+    worker printed its own KeyboardInterrupt traceback)."""
+    script = """
+import os, signal, time
+from analysis import parallel
+bg = parallel.background_pool()
+pid = bg.submit(os.getpid).result()
+slow = bg.submit(time.sleep, 30)
+time.sleep(0.5)
+t0 = time.time()
+os.kill(pid, signal.SIGINT)
+try:
+    slow.result()
+except Exception as e:
+    print(type(e).__name__, round(time.time() - t0) < 10)
+bg.shutdown()
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.stdout.split() == ["BrokenProcessPool", "True"], (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and "KeyboardInterrupt" not in res.stderr, res.stderr
+
+
 def test_background_without_a_worker_fails_each_call():
     """A worker that cannot be started (no processes here): each call's future fails, and the report's
     process then draws that piece itself (finish_sections)."""

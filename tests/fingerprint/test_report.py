@@ -152,6 +152,18 @@ def test_unknown_column_is_a_one_line_error_naming_the_valid_ones(run, tmp_path,
     assert err == [f"error: unknown model column 'nope' for --label (valid: {names})"]
 
 
+def test_a_report_with_a_failed_fingerprint_is_written_and_exits_1(run, tmp_path):
+    """README, exit statuses: 1 is done in part. A fingerprint that fails (here a layer the models do not
+    have) is a row marked failed and a line naming it; the report is written for the others, and the
+    status says it is partial, as cluster's does (an outside audit: report exited 0)."""
+    res = cli("report", run.zoo, "-o", tmp_path / "r.html", "--json", tmp_path / "s.json", "--fp", "probe-outputs",
+              "--fp", "cka:layer=nope", *FAST)
+    assert res.returncode == 1, (res.stdout[-2000:], res.stderr[-2000:])
+    assert "unknown activation 'nope' (valid: " in res.stdout + res.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["n_failed"] == 1 and (tmp_path / "r.html").exists()
+
+
 def test_unwritable_summary_leaves_no_report(run, tmp_path):
     """`--json` naming a directory: a one-line error, and no HTML written before it failed."""
     res = cli("report", run.zoo, "-o", tmp_path / "r.html", "--json", tmp_path, *FAST)

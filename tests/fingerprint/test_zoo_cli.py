@@ -100,6 +100,28 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path, tiny_config):
     assert res.returncode == 0 and "0 trained now" in " ".join(res.stdout.split())
 
 
+def test_an_error_left_by_ctrl_c_is_an_interruption_not_a_bug(monkeypatch, capsys):
+    """A library interrupted inside its C code can raise something else on the way out (an outside audit:
+    matplotlib's "ValueError: Invalid bounding box", a traceback and status 1 after Ctrl-C in `report`).
+    After Ctrl-C any error ends as "interrupted", status 130; without one, the same error is a bug and
+    propagates (its traceback)."""
+    import fingerprint.cli as cli_mod
+
+    def broken(**_kw):
+        raise ValueError("Invalid bounding box")
+
+    monkeypatch.setattr(cli_mod, "app", broken)
+    monkeypatch.setattr(cli_mod, "_register", lambda: None)  # the commands are not needed
+    monkeypatch.setattr(cli_mod.signal, "signal", lambda *a: None)  # leave pytest's own Ctrl-C handler alone
+    monkeypatch.setattr(cli_mod, "_INTERRUPTED", [True])
+    with pytest.raises(SystemExit) as e:
+        cli_mod.main()
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
+    monkeypatch.setattr(cli_mod, "_INTERRUPTED", [])
+    with pytest.raises(ValueError, match="Invalid bounding box"):
+        cli_mod.main()
+
+
 def test_ctrl_c_says_how_to_resume(tmp_path, tiny_config):
     """SIGINT mid-sweep: exit 130, one line saying the finished shards are kept and --resume ends it."""
     # 12 shards, long enough (~0.3 s each) that the first one's file is seen before the sweep ends: with 100 steps a
