@@ -156,7 +156,8 @@ def test_a_report_with_a_failed_fingerprint_is_written_and_exits_1(run, tmp_path
     """README, exit statuses: 1 is done in part. A fingerprint that fails (here a layer the models do not
     have) is a row marked failed and a line naming it; the report is written for the others, and the
     status says it is partial, as cluster's does (an outside audit: report exited 0)."""
-    res = cli("report", run.zoo, "-o", tmp_path / "r.html", "--json", tmp_path / "s.json", "--fp", "probe-outputs",
+    zoo = shutil.copytree(run.zoo, tmp_path / "zoo")  # a report stores its analysis: not in the shared zoo
+    res = cli("report", zoo, "-o", tmp_path / "r.html", "--json", tmp_path / "s.json", "--fp", "probe-outputs",
               "--fp", "cka:layer=nope", *FAST)
     assert res.returncode == 1, (res.stdout[-2000:], res.stderr[-2000:])
     assert "unknown activation 'nope' (valid: " in res.stdout + res.stderr
