@@ -216,8 +216,12 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
         summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite,
                                   resume=resume, **callbacks)
         new = Zoo.open(out)
-        got = np.asarray(new.models[label or "deep_label"]).astype(str) if (label or "deep_label") in new.models else \
-            y[[ids.index(c) for c in chosen]]
+        column = label or "deep_label"
+        if column in new.models:  # each continued model's label, in the order of ``chosen`` (its parent_id)
+            by_parent = dict(zip(new.models["parent_id"], np.asarray(new.models[column]).astype(str)))
+            got = np.asarray([by_parent[c] for c in chosen])
+        else:
+            got = y[[ids.index(c) for c in chosen]]
         purity = float(np.mean(got == basin))
         trained_steps = summary.model_steps
     else:
