@@ -33,6 +33,7 @@ from fingerprint.hf_family import (
     require_transformers,
 )
 from fingerprint.import_checks import check_name, load_state_dict, read_metadata
+from fingerprint.import_history import find_history, unmatched_note
 from fingerprint.importer import write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
@@ -199,19 +200,22 @@ def rare_tokens(tok: Any, vocab: int, n: int) -> list[int]:
     return (beyond + ordinary)[:n]
 
 
-def load_weights(d: Path, mid: str, cfg: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def load_weights(d: Path, mid: str, cfg: Any, shapes: dict[str, tuple[int, ...]], step: int | None = None
+                 ) -> dict[str, torch.Tensor]:
     """One model's parameters ``{name: float32 tensor}`` (the names of :func:`param_names`), read by
     transformers (which knows its own renamed keys) from safetensors, or, with none, from a
     ``pytorch_model*.bin`` that first loads here with ``weights_only=True``; checked against the
-    architecture: a missing or mis-shaped weight is an error, never a random one."""
+    architecture: a missing or mis-shaped weight is an error, never a random one. ``step``: an earlier
+    checkpoint of ``--history``, named in the errors."""
+    who = f"model '{mid}'" + ("" if step is None else f" at step {step}")
     tf = require_transformers()
     safe = sorted(d.glob("*.safetensors"))
     if not safe:
         bins = sorted(d.glob("pytorch_model*.bin"))
         if not bins:
-            raise UserError(f"model '{mid}' has no weights in '{d}' (looked for *.safetensors, then pytorch_model*.bin)")
+            raise UserError(f"{who} has no weights in '{d}' (looked for *.safetensors, then pytorch_model*.bin)")
         for f in bins:  # a pickle that would run code is refused here, with our message, before transformers reads it
-            load_state_dict(f, f"weights of model '{mid}'")
+            load_state_dict(f, f"weights of {who}")
     try:
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
@@ -222,38 +226,79 @@ def load_weights(d: Path, mid: str, cfg: Any, shapes: dict[str, tuple[int, ...]]
         raise
     except Exception as e:  # noqa: BLE001 - corrupt files, shape mismatches: transformers raises many kinds
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UserError(f"model '{mid}' ('{d}') cannot be loaded: {type(e).__name__}: {msg[:200]}") from None
+        raise UserError(f"{who} ('{d}') cannot be loaded: {type(e).__name__}: {msg[:200]}") from None
     missing = [k for k in info.get("missing_keys", ()) if k in shapes]
     if missing:
-        raise UserError(f"model '{mid}' ('{d}') is missing weight '{missing[0]}' for its architecture"
+        raise UserError(f"{who} ('{d}') is missing weight '{missing[0]}' for its architecture"
                         f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
     bad = list(info.get("mismatched_keys", ()))
     if bad:
-        raise UserError(f"model '{mid}' weight {bad[0][0] if isinstance(bad[0], tuple) else bad[0]!r} has another shape "
+        raise UserError(f"{who} weight {bad[0][0] if isinstance(bad[0], tuple) else bad[0]!r} has another shape "
                         "than its architecture's")
     extra = list(info.get("unexpected_keys", ()))
     if extra:
-        warnings.warn(f"model '{mid}': {len(extra)} weights the architecture does not use were ignored (e.g. '{extra[0]}')",
+        warnings.warn(f"{who}: {len(extra)} weights the architecture does not use were ignored (e.g. '{extra[0]}')",
                       stacklevel=3)
     out = {n: p.detach().float() for n, p in model.named_parameters()}
     if {n: tuple(t.shape) for n, t in out.items()} != shapes:
-        raise UserError(f"model '{mid}' ('{d}') does not have the parameters of '{cfg.model_type}' models of this config")
+        raise UserError(f"{who} ('{d}') does not have the parameters of '{cfg.model_type}' models of this config")
     odd = next((n for n, t in out.items() if not bool(torch.isfinite(t).all())), None)
     if odd is not None:
-        raise UserError(f"model '{mid}' weight '{odd}' holds NaN or inf")
+        raise UserError(f"{who} weight '{odd}' holds NaN or inf")
     return out
+
+
+def history_dirs(src: Path, template: str) -> tuple[list[str], list[Path], list[int], list[dict[int, Path]], list[str]]:
+    """``(ids, final dirs, final steps, earlier dirs by step, unmatched)`` of ``--hf --history TEMPLATE``:
+    each model's ``save_pretrained`` directories along training (:func:`fingerprint.import_history.find_history`),
+    its highest step the final one."""
+    if not src.is_dir():
+        raise UserError(f"model directory '{src}' " + ("is a file: give the directory that holds the models"
+                                                       if src.exists() else "does not exist"))
+    found, unmatched = find_history(src, template, ())
+    ids = list(found)
+    finals = [h[max(h)] for h in found.values()]
+    return (ids, finals, [max(h) for h in found.values()],
+            [{s: d for s, d in h.items() if s < max(h)} for h in found.values()], unmatched)
+
+
+def check_history_configs(ids: list[str], earlier: list[dict[int, Path]], reference: dict[str, Any]) -> None:
+    """Every earlier checkpoint of ``--history`` has the final checkpoints' architecture (its ``config.json``
+    agrees but for bookkeeping keys), else a one-line error naming the model and step."""
+    def shape(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if k not in BOOKKEEPING}
+
+    want = shape(reference)
+    for mid, steps in zip(ids, earlier):
+        for step, d in sorted(steps.items()):
+            got = shape(read_config(d))
+            if got != want:
+                key = next(k for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+                raise UserError(f"model '{mid}' at step {step} ('{d}') has config {key} = {got.get(key, '(absent)')!r}, its "
+                                f"final checkpoint {want.get(key, '(absent)')!r}: a model's checkpoints share an architecture")
 
 
 def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (), metadata: str | Path | None = None,
               readout: str = "last", overwrite: bool = False, strict: bool = False, n_rare: int = N_RARE,
-              on_model: Callable[[str], None] | None = None) -> Path:
-    """``fingerprint import SRC --hf``: HF causal-LM directories -> a zoo at ``out`` (returned)."""
+              on_model: Callable[[str], None] | None = None, history: str | None = None,
+              on_note: Callable[[str], None] | None = None) -> Path:
+    """``fingerprint import SRC --hf``: HF causal-LM directories -> a zoo at ``out`` (returned).
+
+    ``history`` (a template such as ``{model_id}/checkpoint-{step}`` under ``src``): each model's
+    ``save_pretrained`` directories along training, its highest step the final one; every earlier
+    one is read and checked before anything is written (:mod:`fingerprint.import_history`)."""
     require_transformers()
     if readout not in READOUTS:
         raise UserError(f"unknown readout '{readout}' (valid: {', '.join(READOUTS)})")
     src = Path(src)
-    dirs = model_dirs(src)
-    ids = [d.name for d in dirs]
+    earlier: list[dict[int, Path]] | None = None
+    if history is None:
+        dirs = model_dirs(src)
+        ids = [d.name for d in dirs]
+    else:
+        ids, dirs, final_steps, earlier, unmatched = history_dirs(src, history)
+        if unmatched and on_note:
+            on_note(unmatched_note(unmatched, history))
     specs = parse_probe_specs(probes_text)
     meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part
     check_parents(meta, ids, metadata)
@@ -263,6 +308,8 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     configs = [read_config(d) for d in dirs]
     ref = check_one_architecture(ids, configs)
     config = configs[ref]
+    if earlier:
+        check_history_configs(ids, earlier, config)
     template = build_model(config, f"model '{ids[ref]}'")
     vocab = int(template.get_input_embeddings().weight.shape[0])
     cfg = build_config(config, f"model '{ids[ref]}'")
@@ -279,8 +326,10 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     shown = bars.is_progress_bar_enabled()
     bars.disable_progress_bar()  # transformers' per-file bars; the CLI draws one for the whole import
     try:
-        for d, mid in zip(dirs, ids):
+        for i, (d, mid) in enumerate(zip(dirs, ids)):
             sds.append(load_weights(d, mid, cfg, shapes))
+            for step, e in sorted((earlier[i] if earlier else {}).items()):  # read again when written: a shard at a time
+                load_weights(e, mid, cfg, shapes, step)
             if on_model:
                 on_model(mid)
     finally:
@@ -301,4 +350,10 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001
         raise UserError(f"probe set '{name}' does not run through model '{ids[0]}': {type(e).__name__}: {str(e)[:200]}") from None
     family["layers"] = fam.activation_names()
-    return write_imported_zoo(Path(out), ids, sds, family, meta, probes, "import", overwrite)
+    steps = None if earlier is None else (final_steps, earlier, lambda d: load_weights(d, d.relative_to(src).as_posix(), cfg, shapes))
+    bars.disable_progress_bar()  # the earlier checkpoints are read again, a shard at a time, as they are written
+    try:
+        return write_imported_zoo(Path(out), ids, sds, family, meta, probes, "import", overwrite, history=steps)
+    finally:
+        if shown:
+            bars.enable_progress_bar()

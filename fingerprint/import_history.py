@@ -6,6 +6,8 @@ placeholder: ``{model_id}/step_{step}.pt`` (a directory per model), ``step_{step
 is its final checkpoint (what is fingerprinted by default, and health-checked as a plain import's
 one checkpoint); the earlier ones are what ``fingerprint forecast`` and the history forest of
 ``fingerprint lineage`` read. Models may have different steps (the zoo's presence masks say which).
+With ``--hf`` the template names ``save_pretrained`` directories, as a transformers ``Trainer`` saves
+them: ``{model_id}/checkpoint-{step}``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from training.core.errors import UserError
 
 PLACEHOLDERS = ("{model_id}", "{step}")
 EXAMPLE = "'{model_id}/step_{step}.pt'"
+HF_EXAMPLE = "'{model_id}/checkpoint-{step}'"  # a transformers Trainer's output_dir of each model
 
 
 def template_pattern(template: str, suffixes: Sequence[str]) -> re.Pattern[str]:
@@ -35,8 +38,11 @@ def template_pattern(template: str, suffixes: Sequence[str]) -> re.Pattern[str]:
     if Path(template).is_absolute() or ".." in Path(template).parts or "\\" in template:
         raise UserError(f"--history '{template}' must be a path relative to the checkpoint directory, with / between "
                         f"directories (e.g. {EXAMPLE})")
-    if not template.endswith(tuple(suffixes)):
+    if suffixes and not template.endswith(tuple(suffixes)):
         raise UserError(f"--history '{template}' must end in a checkpoint suffix ({', '.join(suffixes)})")
+    if not suffixes and template.endswith((".pt", ".pth", ".bin", ".safetensors", "/")):
+        raise UserError(f"--history '{template}' with --hf names save_pretrained directories, not files (e.g. "
+                        f"{HF_EXAMPLE}, relative to the model directory)")
     parts = re.split(r"(\{model_id\}|\{step\})", template)
     return re.compile("".join("(?P<model_id>[^/]+?)" if p == PLACEHOLDERS[0] else "(?P<step>[0-9]+)" if p == PLACEHOLDERS[1]
                               else re.escape(p) for p in parts))
@@ -45,11 +51,15 @@ def template_pattern(template: str, suffixes: Sequence[str]) -> re.Pattern[str]:
 def find_history(src: Path, template: str, suffixes: Sequence[str]) -> tuple[dict[str, dict[int, Path]], list[str]]:
     """``({model_id: {step: file}}, unmatched)``: every checkpoint file under ``src`` the template
     matches, and the relative paths of those it does not (a note: they are not imported). Two files
-    of one model at one step (``step_10`` and ``step_010``) are refused, naming both."""
+    of one model at one step (``step_10`` and ``step_010``) are refused, naming both. No ``suffixes``
+    (``import --hf``): the checkpoints are ``save_pretrained`` directories, those holding a
+    ``config.json`` (a Trainer's ``checkpoint-500``)."""
     pattern = template_pattern(template, suffixes)
     found: dict[str, dict[int, Path]] = {}
     unmatched: list[str] = []
-    for path in sorted(p for p in Path(src).rglob("*") if p.suffix in suffixes and p.is_file()):
+    candidates = (sorted(p for p in Path(src).rglob("*") if p.suffix in suffixes and p.is_file()) if suffixes else
+                  sorted(p.parent for p in Path(src).rglob("config.json") if p.is_file() and p.parent != Path(src)))
+    for path in candidates:
         rel = path.relative_to(src).as_posix()
         m = pattern.fullmatch(rel)
         if m is None:
@@ -65,7 +75,8 @@ def find_history(src: Path, template: str, suffixes: Sequence[str]) -> tuple[dic
                             f"'{template}'; remove one")
         found[mid][step] = path
     if not found:
-        held = f"; it holds e.g. '{unmatched[0]}'" if unmatched else f" (it holds no {', '.join('*' + s for s in suffixes)} file)"
+        held = (f"; it holds e.g. '{unmatched[0]}'" if unmatched else f" (it holds no {', '.join('*' + s for s in suffixes)} file)"
+                if suffixes else " (it holds no directory with a config.json)")
         raise UserError(f"no checkpoint under '{src}' matches --history '{template}'{held}")
     return dict(sorted(found.items())), unmatched
 

@@ -96,3 +96,23 @@ def prompts(path: Path, n: int = 12, seed: int = 0) -> Path:
         lines.append(" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (k,), generator=g)))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def history_population(root: Path, bases: int = 3, kind: str = "gpt2") -> dict[str, str]:
+    """A transformers ``Trainer``'s layout: each model's ``output_dir`` under ``root`` holding
+    ``checkpoint-{step}`` directories. ``bases`` seeded models saved at steps 0, 10 and 20 (10 steps of
+    their own data between saves), and a fine-tune of each, whose step count starts again at 0 from
+    its base's last checkpoint, saved at 0 and 10; returns ``{model_id: parent_id}``."""
+    parents = {}
+    for b in range(bases):
+        m = model(kind, seed=b)
+        for step in (0, 10, 20):
+            if step:
+                m = finetune(m, seed=1000 + 10 * b + step, steps=10, lr=3e-3)
+            save(m, root / f"base{b}" / f"checkpoint-{step}")
+        parents[f"base{b}"] = ""
+        ft = copy.deepcopy(m)
+        save(ft, root / f"base{b}-ft" / "checkpoint-0")
+        save(finetune(ft, seed=500 + b, steps=10, lr=3e-4), root / f"base{b}-ft" / "checkpoint-10")
+        parents[f"base{b}-ft"] = f"base{b}"
+    return parents

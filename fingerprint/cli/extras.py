@@ -29,7 +29,7 @@ def import_cmd(
     readout: str = typer.Option("last", "--readout", help="With --hf: logits at the last position of each prompt (last: one vocabulary-sized row per prompt) or at every position (all)."),
     data: Optional[str] = typer.Option(None, "--data", help="module:function returning labelled data (x, y) tensors (integer y: class indices; float y: regression targets), stored in the zoo for lmc-barrier and losses."),
     state_key: Optional[str] = typer.Option(None, "--state-key", help="Top-level key of training checkpoints that holds the state_dict (default: 'state_dict', else the only state_dict a checkpoint holds)."),
-    history: Optional[str] = typer.Option(None, "--history", help="Checkpoints along training, as a path under SRC with {model_id} and {step} (e.g. '{model_id}/step_{step}.pt'): each model's highest step is its final checkpoint; for fingerprint forecast and the history forest of fingerprint lineage."),
+    history: Optional[str] = typer.Option(None, "--history", help="Checkpoints along training, as a path under SRC with {model_id} and {step} (e.g. '{model_id}/step_{step}.pt'; with --hf save_pretrained directories, '{model_id}/checkpoint-{step}'): each model's highest step is its final checkpoint; for fingerprint forecast and the history forest of fingerprint lineage."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Import the good checkpoints and leave out the refused ones (wrong keys or shapes, NaN/inf weights or outputs) and their CSV rows, named in one line; exit status 1 when any was left out."),
 ):
     """Import a population of checkpoints trained elsewhere as a zoo."""
@@ -37,20 +37,24 @@ def import_cmd(
 
     if hf:
         given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
-                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad),
-                                             ("--history", history)) if v), None)
+                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad)) if v), None)
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
         from fingerprint.hf_import import (  # deferred for start-up time (torch, transformers)
             import_hf,
         )
+        from fingerprint.import_history import (  # deferred for start-up time (torch)
+            find_history,
+        )
 
-        n = len([p for p in src.iterdir() if p.is_dir()]) if src.is_dir() else 0
+        n = (0 if not src.is_dir() else len(find_history(src, history, ())[0]) if history
+             else len([p for p in src.iterdir() if p.is_dir()]))
         with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task("reading models", total=max(n, 1))
             path = import_hf(src, out, probes_text or [], metadata, readout, overwrite, strict,
-                             on_model=lambda _m: progress.advance(task))
+                             on_model=lambda _m: progress.advance(task), history=history,
+                             on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     else:
         if probes_text:
             raise UserError("--probes-text is for --hf imports (prompts for language models); give --probes here")

@@ -275,7 +275,7 @@ def test_import_errors_name_the_file_and_write_nothing(pop):
     zoo = Zoo.open(path / "zoo")
     assert len(zoo) == 15 and "f2m1" not in zoo.model_ids and zoo.steps == list(STEPS)
     r = run_cli("import", "runs", "--hf", "--history", "{model_id}/step_{step}.pt", "-o", "hf")
-    assert r.returncode == 2 and "--history is not for --hf imports" in r.stderr
+    assert r.returncode == 2 and "names save_pretrained directories, not files" in r.stderr  # --hf: directories
 
 
 def test_one_pruned_history_keeps_the_others_families_and_is_said(pop):
