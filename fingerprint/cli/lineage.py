@@ -81,7 +81,8 @@ def lineage_cmd(
                       + ("; this zoo's bit-identical first checkpoints give its families exactly, and come first "
                          "(first_checkpoint_family)" if FIRST_CHECKPOINT in model_table(zoo) else ""))
     else:
-        console.print(not_stored(r, json_out), highlight=False, markup=False, soft_wrap=True)
+        console.print(not_stored(r, json_out, FIRST_CHECKPOINT in model_table(zoo)), highlight=False, markup=False,
+                      soft_wrap=True)
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")
@@ -160,10 +161,16 @@ def _edges(n: int) -> str:
     return f"{n} {'edge' if n == 1 else 'edges'}"
 
 
-def not_stored(r: dict, json_out: Optional[Path]) -> str:
+def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = False) -> str:
     """What to do with families recovered from a fingerprint (or the matched weights), which are not
-    stored: the next ``report`` has no init families, and says ``too few`` for every fingerprint."""
+    stored: the next ``report`` has no init families, and says ``too few`` for every fingerprint,
+    unless the zoo's bit-identical ``first_checkpoints`` give them (an import with histories)."""
     many = r["by_evidence"][r["evidence"]]["n_families"]
+    if first_checkpoints:
+        found = (f"the {_families(many)} of two or more models found from '{r['evidence']}' are not stored"
+                 if many else f"no two models were found related from '{r['evidence']}'")
+        return (f"{found}; `report` and `cluster` take this zoo's families from its bit-identical first checkpoints "
+                "(first_checkpoint_family: a copy or a shared initialization seen directly), which come first")
     if not many:
         return (f"no two models were found related from '{r['evidence']}': no families to use as the lineage. `report` and "
                 "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
