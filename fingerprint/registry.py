@@ -85,9 +85,14 @@ def register(spec: ExtractorSpec) -> ExtractorSpec:
     if spec.source != "builtin":
         _load_builtins()
         taken = _REGISTRY.get(spec.name)
+        where = lambda s: f"{getattr(s.fn, '__module__', '')}:{getattr(s.fn, '__qualname__', s.name)}"  # noqa: E731
         if taken is not None and taken.source == "builtin":
-            raise PluginError(f"extractor plugin {getattr(spec.fn, '__module__', '')}:{getattr(spec.fn, '__name__', spec.name)} "
-                              f"wants the name '{spec.name}', which is a built-in extractor's: choose another name")
+            raise PluginError(f"extractor plugin {where(spec)} wants the name '{spec.name}', which is a built-in "
+                              "extractor's: choose another name")
+        if taken is not None and where(taken) != where(spec):  # the same function again (a reload) replaces itself
+            raise PluginError(f"extractor plugins {where(taken)} and {where(spec)} both want the name '{spec.name}': "
+                              "rename one (an outside audit: the last one won silently, and the first one's cached "
+                              "fingerprints were replaced as if its source had changed)")
     _REGISTRY[spec.name] = spec
     spec.fn.__extractor_spec__ = spec  # type: ignore[attr-defined]
     return spec
@@ -234,7 +239,8 @@ def get_extractor(name: str) -> ExtractorSpec:
             raise UserError(f"parameters of extractor '{head}' are key=value pairs, got '{rest}' "
                             f"(its parameters: {choices(specs[head].params) or 'none'})")
         return load_plugin(name)
-    raise UserError(f"unknown extractor '{name}' (valid: {choices(specs)})")
+    raise UserError(f"unknown extractor '{name}' (valid: {choices(specs)}; a plugin: --plugin MODULE first, or name it "
+                    "module:function)")
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
@@ -249,6 +255,8 @@ def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
             if "=" not in item:
                 raise UserError(f"bad extractor spec '{text}': expected key=value, got '{item}'")
             k, _, v = item.partition("=")
+            if k.strip() in params:  # the last one would win silently (an outside audit, 71)
+                raise UserError(f"bad extractor spec '{text}': key '{k.strip()}' is given twice")
             params[k.strip()] = _parse_value(v.strip())
     return name.strip(), params
 

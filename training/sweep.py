@@ -158,7 +158,10 @@ def run_sweep(config: SweepConfig, out: str | Path, executor: str | Executor = "
             shutil.rmtree(out, ignore_errors=True)
         kept = ("nothing was written" if fresh and not trained else
                 "the finished shards are kept: fix the task, then rerun with --resume")
-        raise task_plugin_failure(task, e, kept) from None
+        err = task_plugin_failure(task, e, kept)
+        if trained:  # done in part (README, exit statuses): 1, not the 2 of "nothing done" (an outside audit, 71)
+            err.exit_code = 1
+        raise err from None
 
 
 def execute(config: SweepConfig, shards: Sequence[ShardPlan], out: Path, ex: Executor, device: str,

@@ -45,9 +45,12 @@ def cluster_cmd(
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
     n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Cluster fingerprints into basins, score them, and store the result in the zoo."""
     from fingerprint import pipeline  # deferred for start-up time
+
+    o.load_plugin_options(plugin)
 
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
@@ -72,11 +75,14 @@ def report(
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
     n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Write the self-contained HTML report (and summary.json); reuses the stored clusters when current.
 
     Neither file may be written inside the zoo (nor be the same file as the other)."""
     from fingerprint import pipeline  # deferred for start-up time
+
+    o.load_plugin_options(plugin)
 
     check_output(out, {"zoo": zoo_path}, option="-o", kind="file", others={"--json": json_out})
     pipeline.check_figures_dir(pipeline.figures_dir(out), zoo_path, json_out)  # the figures' PNG and PDF, before any analysis

@@ -110,12 +110,15 @@ def forecast_cmd(
     lineage: Optional[str] = typer.Option(None, "--lineage", help="Model column of the init families that folds and intervals keep together (default: init_seed; an import's own family column)."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """How well early fingerprints predict each model's final basin, step by step (accuracy with a 95% interval over init families)."""
     from rich.table import Table
 
     from fingerprint.forecast import forecast  # deferred for start-up time (torch)
     from training.core.store import write_json  # deferred for start-up time
+
+    o.load_plugin_options(plugin)
 
     if json_out:
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
@@ -157,8 +160,10 @@ def select_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
     trust_code: bool = o.TRUST_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
+    o.load_plugin_options(plugin)
     from fingerprint.forecast import (  # deferred: start-up
         refuse_imported,
         select_and_continue,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -39,8 +39,10 @@ def goodhart_cmd(
     seed: int = typer.Option(0, "--seed", help="random_state of the family split, the folds and the bootstrap."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the selection and optimization curves as JSON."),
     trust_code: bool = o.TRUST_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Select by a basin detector, and train against it: the true basin and the detector's verdict under each pressure."""
+    o.load_plugin_options(plugin)
     from rich.table import Table
 
     from fingerprint.goodhart import goodhart  # deferred for start-up time (torch)

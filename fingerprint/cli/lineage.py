@@ -28,8 +28,10 @@ def lineage_cmd(
                                              "the others' origin; each other model gets its nearest one (lowest pair p-value), significant or not."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
+    plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Calibrated shared-initialization tests for every pair, the families, and the lineage forest."""
+    o.load_plugin_options(plugin)
     from fingerprint.lineage import lineage  # deferred for start-up time (torch)
     from fingerprint.tables import (  # deferred for start-up time
         FIRST_CHECKPOINT,

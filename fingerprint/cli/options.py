@@ -38,6 +38,23 @@ STRATA = typer.Option(None, "--strata", help="Model column of a design factor sh
                       "data_seed and kind always are; --strata none takes out nothing, to test a difference they decide).")
 
 
+PLUGIN = typer.Option(None, "--plugin", help="Import extractors before --fp is read: module:function, or a module whose "
+                      "@fingerprint.extractor functions register themselves (repeatable).")
+
+
+def load_plugin_options(plugins: Optional[list[str]]) -> None:
+    """``--plugin`` of a command that takes ``--fp``: the named plugins registered, so that their names
+    work in ``--fp`` (an outside audit, 71: only ``extract`` and ``list`` took it, and the other
+    commands said ``unknown extractor``)."""
+    if not plugins:
+        return
+    from fingerprint.registry import load_plugins  # deferred for start-up time
+
+    add_cwd_to_path()
+    for p in plugins:
+        load_plugins(p)
+
+
 def add_cwd_to_path() -> None:
     """Let a ``module:function`` the user names live in the working directory. Appended, never
     prepended: a file there (in a zoo one has cd'ed into, say) must not shadow an installed module."""

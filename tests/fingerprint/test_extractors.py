@@ -561,6 +561,21 @@ def test_a_plugin_cannot_take_a_builtin_name():
     assert get_extractor("ood-outputs").source == "builtin"
 
 
+def test_two_plugins_cannot_take_one_name():
+    """An outside audit (71): the last of two plugins declaring one name won silently, and the first one's
+    cached fingerprints were replaced as if its source had changed. Now it is a one-line error naming both;
+    the same function registered again (a reloaded module) still replaces itself."""
+    @fingerprint.extractor("team-name")
+    def mine(models):
+        return None
+
+    with pytest.raises(PluginError, match=r"extractor plugins .*mine and .*theirs both want the name 'team-name'"):
+        @fingerprint.extractor("team-name")
+        def theirs(models):
+            return None
+    assert get_extractor("team-name").fn is mine
+
+
 def test_plugin_distances_must_be_nonnegative_and_symmetric():
     @fingerprint.extractor("neg-dist", output="distances")
     def neg_dist(models):
@@ -807,6 +822,8 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     assert parse_spec("mod:fn:k=2,b=[1,2]") == ("mod:fn", {"k": 2, "b": [1, 2]})
     assert parse_spec("ood-outputs:n_probes=8") == ("ood-outputs", {"n_probes": 8})
     assert parse_spec("mod:fn") == ("mod:fn", {})
+    with pytest.raises(UserError, match="key 'n_probes' is given twice"):  # the last one won silently (audit 71)
+        parse_spec("ood-outputs:n_probes=64,n_probes=32")
     (tmp_path / "myfps.py").write_text(textwrap.dedent("""
         import fingerprint
 
@@ -824,6 +841,12 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     assert "mean-out-test" in lst["extractors"]
     res = cli("extract", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--fp", "myfps:plain:scale=3")
     assert res.returncode == 0, res.stderr
+    # the commands after extract take --plugin too (an outside audit, 71: "unknown extractor" there), and without it
+    # the error says how to name a plugin
+    res = cli("lineage", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--no-weights")
+    assert res.returncode == 0, res.stderr
+    res = cli("lineage", str(tiny_zoo), "--fp", "mean-out-test:scale=5", "--no-weights")  # not cached: computed
+    assert res.returncode == 2 and "a plugin: --plugin MODULE first, or name it module:function" in res.stderr
     # a plugin registers its extractors in the process that imports it: the two commands above ran in a fresh
     # interpreter so that this one's registry stays as it was; the two below import no plugin (run_cli)
     res = run_cli("extract", tiny_zoo, "--plugin", "nofps_here", cwd=tmp_path)

@@ -225,6 +225,29 @@ class Raises(Parity):
 '''
 
 
+def test_a_task_failing_after_a_finished_shard_keeps_it_and_exits_1(tmp_path, monkeypatch):
+    """A task plugin that breaks in a later shard: the finished shards are kept for --resume, and the
+    exit status is 1, done in part (an outside audit, 71: it was 2, which the README keeps for nothing done)."""
+    (tmp_path / "brokentasks.py").write_text(BROKEN_TASKS + '''
+
+@dataclass(frozen=True)
+class LateFail(Parity):
+    def variant(self, init_seeds, data_seeds):
+        if max(int(s) for s in init_seeds) >= 2:
+            raise ValueError("seeds from 2 on exploded")
+        return torch.zeros(len(init_seeds), dtype=torch.long)
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = SweepConfig.from_dict({"task": {"name": "brokentasks:LateFail"}, "model": {"arch": "mlp", "width": 8},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 4, "data": 1}})
+    from training.core.errors import PluginError
+
+    with pytest.raises(PluginError) as e:
+        run_sweep(cfg, tmp_path / "z", models_per_batch=2)
+    assert "seeds from 2 on exploded" in str(e.value) and "the finished shards are kept" in str(e.value)
+    assert e.value.exit_code == 1 and Zoo.open(tmp_path / "z").n_models == 2
+
+
 @pytest.mark.parametrize("spec,expect", [
     ("brokentasks:WrongWidth", "training failed with task 'brokentasks:WrongWidth' (a task plugin's train_set, "
                                "test_set, probes or diagnostics not matching the architecture?): RuntimeError"),
