@@ -227,16 +227,47 @@ def task_plugin_failure(task: str, e: Exception, kept: str) -> PluginError:
 
 
 def _check_fit(config: SweepConfig, task: Task, family: Family) -> None:
-    """:func:`check_outputs_fit`; a task plugin that fails it is named in one line (a built-in task's
-    failure is a bug, raised with its traceback)."""
+    """:func:`check_outputs_fit` and, for a task plugin, :func:`check_seeds_only`; a task plugin that
+    fails either is named in one line (a built-in task's failure is a bug, raised with its traceback)."""
     try:
         check_outputs_fit(task, family)
+        if ":" in str(config.task.name) or not type(task).__module__.startswith("training.tasks."):
+            check_seeds_only(str(config.task.name), task, config.train.batch_size)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's task is the likely culprit
         if ":" not in str(config.task.name):
             raise
         raise task_plugin_failure(str(config.task.name), e, "nothing was written") from None
+
+
+def check_seeds_only(name: str, task: Task, batch_size: int) -> None:
+    """A model's identity is its seeds: a task's ``variant`` and its ``sampler``'s first batches must give
+    each model the same whether it trains alone, first or last in its shard. Checked on four seed pairs
+    in two orders (and each alone, for the variant), with the global random generator left as it was; a task plugin that
+    reads a model's position or the global generator is a one-line error (an outside audit, 71: such a
+    plugin trained silently, and one seed's ``deep_label`` differed alone and in the population)."""
+    from training.core import (
+        seeds as rng,  # deferred: the planning of a sweep imports no trainer
+    )
+
+    init, data = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1000, 2000, 3000])
+    flip = torch.tensor([1, 2, 3, 0])  # a rotation: no model keeps its place
+    why = "see docs/tasks.md, 'Writing your own task': draw from the data states it is given, never the global generator"
+    with torch.random.fork_rng(devices=[]):
+        v = task.variant(init, data)
+        alone = all(torch.equal(task.variant(init[i:i + 1], data[i:i + 1]), v[i:i + 1]) for i in range(len(init)))
+        if not (torch.equal(task.variant(init[flip], data[flip]), v[flip]) and alone):
+            raise PluginError(f"task '{name}': variant(init_seeds, data_seeds) gives a model another condition by its "
+                              "position among the models (or by a random draw), not by its seeds alone: a model trained "
+                              "alone or among others must be the same model; compute it from each model's seeds")
+        states = rng.seed_lanes(data, rng.DATA)
+        together, reordered = task.sampler(states, batch_size, v), task.sampler(states[flip], batch_size, v[flip])
+        for step in (0, 1):
+            a, b = together(step), reordered(step)
+            if not all(torch.equal(x[flip], y) for x, y in zip(a, b)):
+                raise PluginError(f"task '{name}': its sampler gives a model other data at step {step} when the models "
+                                  f"are ordered otherwise (a draw from the global random generator, or by position?): {why}")
 
 
 def check_outputs_fit(task: Task, family: Family) -> None:

@@ -222,6 +222,23 @@ class WrongWidth(Parity):
 class Raises(Parity):
     def train_set(self):
         raise ValueError("train_set exploded")
+
+
+@dataclass(frozen=True)
+class PosVariant(Parity):
+    def variant(self, init_seeds, data_seeds):
+        return torch.arange(len(init_seeds)) % 2  # by position in the shard, not by seed
+
+
+@dataclass(frozen=True)
+class GlobalRng(Parity):
+    def sampler(self, data_states, batch_size, variant):
+        base = super().sampler(data_states, batch_size, variant)
+
+        def sample(step):
+            x, y = base(step)
+            return x + 0.01 * torch.randn(x.shape), y  # the global generator: other noise for another batch
+        return sample
 '''
 
 
@@ -233,25 +250,28 @@ def test_a_task_failing_after_a_finished_shard_keeps_it_and_exits_1(tmp_path, mo
 @dataclass(frozen=True)
 class LateFail(Parity):
     def variant(self, init_seeds, data_seeds):
-        if max(int(s) for s in init_seeds) >= 2:
-            raise ValueError("seeds from 2 on exploded")
+        if max(int(s) for s in init_seeds) >= 4:  # the third shard's (seeds 0-3 pass the plan's check)
+            raise ValueError("seed 4 exploded")
         return torch.zeros(len(init_seeds), dtype=torch.long)
 ''')
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = SweepConfig.from_dict({"task": {"name": "brokentasks:LateFail"}, "model": {"arch": "mlp", "width": 8},
-                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 4, "data": 1}})
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 6, "data": 1}})
     from training.core.errors import PluginError
 
     with pytest.raises(PluginError) as e:
         run_sweep(cfg, tmp_path / "z", models_per_batch=2)
-    assert "seeds from 2 on exploded" in str(e.value) and "the finished shards are kept" in str(e.value)
-    assert e.value.exit_code == 1 and Zoo.open(tmp_path / "z").n_models == 2
+    assert "seed 4 exploded" in str(e.value) and "the finished shards are kept" in str(e.value)
+    assert e.value.exit_code == 1 and Zoo.open(tmp_path / "z").n_models == 4
 
 
 @pytest.mark.parametrize("spec,expect", [
     ("brokentasks:WrongWidth", "training failed with task 'brokentasks:WrongWidth' (a task plugin's train_set, "
                                "test_set, probes or diagnostics not matching the architecture?): RuntimeError"),
     ("brokentasks:Raises", "ValueError: train_set exploded; nothing was written"),
+    # a model's identity is its seeds: a plugin reading its position or the global generator (an outside audit, 71)
+    ("brokentasks:PosVariant", "variant(init_seeds, data_seeds) gives a model another condition by its position"),
+    ("brokentasks:GlobalRng", "its sampler gives a model other data at step 0 when the models are ordered otherwise"),
     ("syntaxtask:X", "task 'syntaxtask:X' cannot be imported: SyntaxError"),
     ("nosuchtask:X", "task 'nosuchtask:X' cannot be imported: ModuleNotFoundError: No module named 'nosuchtask' (the "
                      "module is looked for in the working directory and on PYTHONPATH"),

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from training.core import seeds as rng
-from training.core.errors import PluginError, UserError, unknown
+from training.core.errors import PluginError, UserError, choices, unknown
 from training.core.imports import resolve
 from training.core.validate import check, type_name
 
@@ -283,8 +283,9 @@ def get_task(name: str, params: dict | None = None) -> Task:
     tasks = list_tasks()
     if ":" in name and name not in tasks:
         cls = _import_task(name)
-    elif name not in tasks:
-        raise unknown("task", name, tasks)
+    elif name not in tasks:  # a plugin registered by a module nobody imported reads as unknown: say how to name it
+        raise UserError(f"unknown task {name!r} (valid: {choices(tasks)}; a task plugin: name it module:Class, or "
+                        "install it under the entry-point group fingerprint.tasks)")
     else:
         cls = tasks[name]
     hints = typing.get_type_hints(cls)
