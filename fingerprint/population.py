@@ -15,6 +15,7 @@ the user vouched for it -- ``Zoo.open(..., trust_code=True)`` (``--trust-code``)
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from training.families.module import ModuleFamily
 from training.plan import MODEL_PREFIX, group_settings
 from training.sweep import build_family, build_task
 from training.tasks import list_tasks
+from training.tasks.base import task_code
 
 
 @dataclass
@@ -240,6 +242,11 @@ def _trained_parts(zoo: zoo_io.Zoo, group: str = "") -> tuple[Any, Any]:
         config = SweepConfig.from_dict(zoo.config)  # the manifest the open zoo already holds
         check_task_code(zoo, config.task.name)
         task = build_task(config, next(iter(zoo.manifest.get("task", {}).get("groups") or {"": {}})))
+        before, now = (zoo.manifest.get("task") or {}).get("code"), task_code(task)
+        if before and now and before != now:  # once per open zoo: its parts are built once
+            warnings.warn(f"task '{config.task.name}' has changed since zoo '{zoo.path}' was trained (its module's source "
+                          "differs): probes it makes now may differ from those the cached fingerprints were computed on; "
+                          f"`fingerprint extract {zoo.path} --force` recomputes them all", stacklevel=2)
         own = group if config.model.sweep else ""  # task.sweep groups share one architecture
         cache[group] = (build_family(config, build_task(config, own) if own else task, own), task)
     return cache[group]

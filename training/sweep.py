@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from training.plan import (
     validate,
 )
 from training.shard import train_shard
+from training.tasks.base import task_code
 
 __all__ = [
     "DEFAULT_MAX_GB", "DISK_FULL_EXIT", "Executor", "Plan", "PlannedModel", "ShardPlan", "SweepSummary", "build_family",
@@ -94,12 +96,20 @@ def prepare_zoo(config: SweepConfig, out: Path, models_per_batch: int | None, re
     out.mkdir(parents=True, exist_ok=True)
     first_task = build_task(config, next(iter(plan.groups)))
     family = build_family(config, first_task, next(iter(plan.groups)))
+    code = task_code(first_task)
+    if resume and (out / zoo_io.MANIFEST).exists():  # the code the first shards were trained with stays on record
+        before = (zoo_io.read_manifest(out).get("task") or {}).get("code")
+        if before and code and before != code:
+            warnings.warn(f"task '{config.task.name}' has changed since this zoo's first shards were trained (its "
+                          "module's source differs): the shards trained now use the new code", stacklevel=2)
+        code = before or code
     zoo_io.write_manifest(out, {
         "kind": "zoo",
         "created": time.time(),
         "config": config.to_dict(),
         "models_per_batch": models_per_batch or config.models_per_batch,
-        "task": {"name": first_task.name, "params": first_task.params(), "groups": plan.groups},
+        "task": {"name": first_task.name, "params": first_task.params(), "groups": plan.groups,
+                 **({"code": code} if code else {})},
         "family": family.hparams(),
         "planned": planned_entries(plan),
         "shards": [{"name": s.name, "phase": s.phase, "n_models": s.n_models} for s in plan.shards],

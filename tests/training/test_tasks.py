@@ -6,6 +6,7 @@ seeds and steps) so the file stays well under two minutes on 2 cores.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -290,3 +291,25 @@ def test_a_broken_task_plugin_is_one_line_and_leaves_nothing(tmp_path, monkeypat
         run_sweep(cfg, tmp_path / "z")
     assert expect in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())
+
+
+def test_an_edited_task_plugin_is_said_when_its_zoo_is_read_again(tmp_path, monkeypatch):
+    """An outside audit (71): after a task plugin's probes were edited, `extract` served the fingerprints cached
+    on the old probes and computed new ones on the new, in one zoo, silently. The sweep records the digest of
+    the plugin's module; reading the zoo with another one warns and says how to recompute."""
+    from fingerprint.population import task_for
+
+    (tmp_path / "edited.py").write_text(TASK_PLUGIN.replace('name = "parity"', 'name = "parity-edited"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = SweepConfig.from_dict({"task": {"name": "edited:Parity"}, "model": {"arch": "mlp", "width": 8},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 2, "data": 1}})
+    run_sweep(cfg, tmp_path / "z")
+    code = Zoo.open(tmp_path / "z").manifest["task"]["code"]
+    assert len(code) == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unchanged: nothing said
+        task_for(Zoo.open(tmp_path / "z"))
+    with open(tmp_path / "edited.py", "a") as f:
+        f.write("\n# the probes drawn otherwise\n")
+    with pytest.warns(UserWarning, match=r"task 'edited:Parity' has changed since zoo .* was trained .* --force"):
+        task_for(Zoo.open(tmp_path / "z"))

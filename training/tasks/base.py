@@ -13,10 +13,13 @@ A task knows nothing about fingerprints. Everything it returns is a function of 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -275,6 +278,22 @@ def _import_task(spec: str) -> type[Task]:
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         raise PluginError(f"task '{spec}' is not a Task subclass")
     return obj
+
+
+def task_code(task: Task) -> str | None:
+    """12 hex digits of sha256 of the source file of a task plugin's module (its probes and data may
+    come from any function there), ``None`` for a built-in task (the package's own code) or where
+    Python keeps no file. The sweep records it in the manifest; a zoo whose plugin's file has changed
+    since says so when its task is built again (an outside audit, 71: an edited plugin's new probes
+    were mixed silently with fingerprints cached on the old ones)."""
+    mod = type(task).__module__
+    if mod.startswith("training.tasks."):
+        return None
+    try:
+        path = inspect.getsourcefile(type(task))
+        return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except (OSError, TypeError):
+        return None
 
 
 def get_task(name: str, params: dict | None = None) -> Task:
