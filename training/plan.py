@@ -23,6 +23,7 @@ import torch
 
 from training import config as cfgmod
 from training.config import SweepConfig, TrainConfig, checkpoint_steps, from_mapping
+from training.core import seeds as rng
 from training.core.errors import PluginError, UserError, choices
 from training.families import get_family
 from training.families.base import Family
@@ -216,7 +217,18 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
                         f"{len(base_checkpoints(config))} checkpoints of {max(n_params.values()):,} parameters each), above "
                         f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
                         "that is meant")
-    return make_plan(config, models_per_batch)
+    plan = make_plan(config, models_per_batch)
+    task = build_task(config, plan.shards[0].group)
+    if ":" in str(config.task.name) or not type(task).__module__.startswith("training.tasks."):
+        first = plan.shards[0].models[:4]  # seeds the first shard trains anyway: a plugin failing on others fails there
+        try:
+            check_seeds_only(str(config.task.name), task, config.train.batch_size,
+                             [m.init_seed for m in first], [m.data_seed for m in first])
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's task is the likely culprit
+            raise task_plugin_failure(str(config.task.name), e, "nothing was written") from None
+    return plan
 
 
 def task_plugin_failure(task: str, e: Exception, kept: str) -> PluginError:
@@ -227,12 +239,10 @@ def task_plugin_failure(task: str, e: Exception, kept: str) -> PluginError:
 
 
 def _check_fit(config: SweepConfig, task: Task, family: Family) -> None:
-    """:func:`check_outputs_fit` and, for a task plugin, :func:`check_seeds_only`; a task plugin that
-    fails either is named in one line (a built-in task's failure is a bug, raised with its traceback)."""
+    """:func:`check_outputs_fit`; a task plugin that fails it is named in one line (a built-in task's
+    failure is a bug, raised with its traceback)."""
     try:
         check_outputs_fit(task, family)
-        if ":" in str(config.task.name) or not type(task).__module__.startswith("training.tasks."):
-            check_seeds_only(str(config.task.name), task, config.train.batch_size)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's task is the likely culprit
@@ -241,18 +251,17 @@ def _check_fit(config: SweepConfig, task: Task, family: Family) -> None:
         raise task_plugin_failure(str(config.task.name), e, "nothing was written") from None
 
 
-def check_seeds_only(name: str, task: Task, batch_size: int) -> None:
+def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequence[int], data_seeds: Sequence[int]) -> None:
     """A model's identity is its seeds: a task's ``variant`` and its ``sampler``'s first batches must give
-    each model the same whether it trains alone, first or last in its shard. Checked on four seed pairs
-    in two orders (and each alone, for the variant), with the global random generator left as it was; a task plugin that
+    each model the same whether it trains alone, first or last in its shard. Checked on the given seed
+    pairs (the first shard's first four) in two orders (and each alone, for the variant), with the
+    global random generator left as it was; a task plugin that
     reads a model's position or the global generator is a one-line error (an outside audit, 71: such a
     plugin trained silently, and one seed's ``deep_label`` differed alone and in the population)."""
-    from training.core import (
-        seeds as rng,  # deferred: the planning of a sweep imports no trainer
-    )
-
-    init, data = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1000, 2000, 3000])
-    flip = torch.tensor([1, 2, 3, 0])  # a rotation: no model keeps its place
+    init, data = torch.tensor(list(init_seeds)), torch.tensor(list(data_seeds))
+    if len(init) < 2:
+        return
+    flip = torch.roll(torch.arange(len(init)), -1)  # a rotation: no model keeps its place
     why = "see docs/tasks.md, 'Writing your own task': draw from the data states it is given, never the global generator"
     with torch.random.fork_rng(devices=[]):
         v = task.variant(init, data)
