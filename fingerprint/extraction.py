@@ -242,6 +242,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
     # chunks of streaming extractors: never across a model.sweep's architectures (their weights cannot be stacked)
     chunks = [run[i : i + chunk_size] for _, run in stackable_runs(zoo, ids) for i in range(0, len(run), chunk_size)]
+    if on_progress:  # computing starts: 0 done (a cached fingerprint arrives done at once, above)
+        on_progress(text, 0, len(ids))
     try:
         if remote_module is not False:
             done = [0]

@@ -414,6 +414,8 @@ def test_a_log_file_says_what_is_being_extracted_and_analysed(tiny_zoo, tmp_path
     out = " ".join(res.stdout.split())
     assert f"extracting weight-stats ({len(Zoo.open(tiny_zoo))} models)" in out
     assert out.index("extracting weight-stats") < out.index("computed weight-stats")
+    res = cli("extract", tiny_zoo, "--fp", "weight-stats")  # served from the cache: said as cached, not "extracting"
+    assert res.returncode == 0 and "cached weight-stats" in " ".join(res.stdout.split()) and "extracting" not in res.stdout
     res = cli("report", tiny_zoo, "-o", tmp_path / "r.html", "--embedding", "pca")
     assert res.returncode == 0, res.stderr
     assert "analysing: clustering, bootstrapping and scoring" in res.stdout
