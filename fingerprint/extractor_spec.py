@@ -165,6 +165,13 @@ class ExtractorSpec:
                 raise PluginError(f"extractor '{self.name}' returned NaN/inf for every model ({n}): its own arithmetic is "
                                   "the likely culprit (a division by zero, a log of 0, an overflow?); call it on one model "
                                   "and look at where the NaN appears")
+            weights = getattr(view, "params", None)
+            if plugin and isinstance(weights, dict) and bool(finite_models(weights).all()):
+                # every model's weights are finite: the plugin's own arithmetic first (an outside audit, 71: a plugin's
+                # own NaN was blamed on healthy models, with advice to leave them out)
+                raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}, "
+                                  "whose weights are all finite: its own arithmetic is the likely culprit (a division by "
+                                  "zero, a log of 0, an overflow?); call it on those models and look at where the NaN appears")
             if plugin:  # the plugin's own arithmetic may be at fault: name it first
                 raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
                                   "a diverged model (weights so large its outputs overflow)? Check those models; a population "
