@@ -210,14 +210,17 @@ def test_inspect_gives_integer_id_columns_their_range_not_a_mean(tmp_path):
     from fingerprint.cli.train import zoo_summary
 
     n = 6
-    meta = {"family": [0, 0, 1, 1, 2, 2], "order": [0, 1, 0, 1, 0, 1], "acc": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
+    nan = float("nan")  # a diagnostic NaN for every model (an outside audit, 71: numpy's bare "Mean of empty slice")
+    meta = {"family": [0, 0, 1, 1, 2, 2], "order": [0, 1, 0, 1, 0, 1], "acc": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0], "lost": [nan] * 6}
     zoo = fingerprint.Zoo.from_modules([torch.nn.Linear(3, 2) for _ in range(n)], out=tmp_path / "z", metadata=meta,
                            probes={"ood": torch.randn(4, 3)})
     s = zoo_summary(zoo)
     assert s["metrics_levels"] == {"family": {"distinct": 3, "min": 0, "max": 2}}
-    assert set(s["metrics_mean"]) == {"order", "acc"}  # a 0/1 column's mean is a share
-    out = " ".join(run_cli("inspect", tmp_path / "z", env={"COLUMNS": "80"}).stdout.split())
+    assert set(s["metrics_mean"]) == {"order", "acc", "lost"}  # a 0/1 column's mean is a share
+    res = run_cli("inspect", tmp_path / "z", env={"COLUMNS": "80"})
+    out = " ".join(res.stdout.split())
     assert "family values │ 3 (0..2)" in out and "mean family" not in out and "mean acc │ 0.7500" in out
+    assert "mean lost │ none finite (NaN for every model)" in out and "Mean of empty slice" not in res.stderr
 
 
 def _row_plugins():
