@@ -292,6 +292,11 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     if h.answer:
         console.print(f"[bold]label-free answer:[/] {esc(h.answer)}", highlight=False)  # wrapped, as the headline
     console.print(f"[bold]headline:[/] {esc(headline_sentence(h, set(h.small)))}", highlight=False)
+    flagged = [str(f.fingerprint) for f in result.fingerprints if fingerprint_warnings(f.meta)]
+    if flagged:  # an outside audit (71): an answer resting on fingerprints extraction flagged did not say so
+        console.print(f"flagged at extraction: {', '.join(flagged)} (the warnings above): the answer and the headline "
+                      "count them like the others; rerun without them (--fp) to see whether they carry it",
+                      style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def _no_relatives(r: Any) -> str:

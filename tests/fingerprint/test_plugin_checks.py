@@ -178,6 +178,9 @@ def test_cli_warns_about_a_noisy_plugin_and_recomputes_an_edited_one(tiny_zoo, t
                   "--k", "2", cwd=tmp_path, env={"COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
     assert " ".join(res.stdout.split()).count("warning: extractor 'noisy-t' is not deterministic") == 1
+    # and below the answer: it counts a flagged fingerprint like the others (an outside audit, 71)
+    assert "flagged at extraction: noisy-t (the warnings above): the answer and the headline count them" in " ".join(
+        res.stdout.split())
     stored = Zoo.open(tiny_zoo).load_result("basins")
     metas = {f["fingerprint"]: f["meta"] for f in stored["fingerprints"]}
     newest = max(new, key=lambda m: m["created"])
