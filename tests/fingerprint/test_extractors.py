@@ -844,10 +844,16 @@ def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tin
     res = cli("extract", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--fp", "myfps:plain:scale=3")
     assert res.returncode == 0, res.stderr
     # the commands after extract take --plugin too (an outside audit, 71: "unknown extractor" there), and without it
-    # the error says how to name a plugin
-    res = cli("lineage", str(tiny_zoo), "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--no-weights")
-    assert res.returncode == 0, res.stderr
-    res = cli("lineage", str(tiny_zoo), "--fp", "mean-out-test:scale=5", "--no-weights")  # not cached: computed
+    # the error says how to name a plugin; in this process, the plugin's registration taken back after
+    try:
+        res = run_cli("lineage", tiny_zoo, "--plugin", "myfps", "--fp", "mean-out-test:scale=2", "--no-weights", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    finally:
+        from fingerprint import registry
+
+        registry._REGISTRY.pop("mean-out-test", None)
+        sys.modules.pop("myfps", None)
+    res = run_cli("lineage", tiny_zoo, "--fp", "mean-out-test:scale=5", "--no-weights", cwd=tmp_path)  # not cached
     assert res.returncode == 2 and "a plugin: --plugin MODULE first, or name it module:function" in res.stderr
     # a plugin registers its extractors in the process that imports it: the two commands above ran in a fresh
     # interpreter so that this one's registry stays as it was; the two below import no plugin (run_cli)
