@@ -146,6 +146,7 @@ def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
+    _INTERRUPTED.clear()  # this command's Ctrl-C only (tests run several commands in one process)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_interrupt)
     _register()
