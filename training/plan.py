@@ -276,7 +276,8 @@ def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequenc
             a, b = together(step), reordered(step)
             if not all(torch.equal(x[flip], y) for x, y in zip(a, b)):
                 raise PluginError(f"task '{name}': its sampler gives a model other data at step {step} when the models "
-                                  f"are ordered otherwise (a draw from the global random generator, or by position?): {why}")
+                                  "are ordered otherwise (a draw from the global random generator, by position, or "
+                                  f"arithmetic across the models that rounds by position? bit for bit counts): {why}")
 
 
 def check_outputs_fit(task: Task, family: Family) -> None:
