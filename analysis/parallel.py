@@ -93,8 +93,10 @@ def _has_main_guard(path: str) -> bool:
 def quiet_interrupt() -> None:
     """A worker's start: Ctrl-C (a terminal sends it to the whole process group) ends the worker at
     once and without a traceback; the caller, which gets it too, says what was interrupted. Left to
-    Python, each worker printed its own ``KeyboardInterrupt`` traceback (an outside audit, 70)."""
-    signal.signal(signal.SIGINT, lambda signum, _frame: os._exit(128 + signum))
+    Python, each worker printed its own ``KeyboardInterrupt`` traceback (an outside audit, 70). A worker
+    whose Ctrl-C is ignored (its command was started so) keeps ignoring it."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, lambda signum, _frame: os._exit(128 + signum))
 
 
 def _background_start() -> None:

@@ -209,10 +209,12 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     ``n* = n / (deff * inflate)``. ``deff``, the design effect of relatives, is the
     family-clustered (CR1) variance of the share over the binomial one: about 1 when relatives'
     hits are independent, up to the family size when a family is right or wrong as one. It is at
-    least one over the mean family size: below 1 relatives' hits are anti-correlated (a family with
-    models of both kinds and one call for all is exactly half right), and the floor keeps that from
-    shrinking the interval to a point. Where every hit is 1 (or 0) the data cannot tell how
-    relatives share their fate, and it is 1, as Korn & Graubard take it. ``inflate`` multiplies
+    least 1, as Korn & Graubard take it, so relatives never count for more than independent models:
+    a clustered variance below the binomial one (every family with the same mix of hits, as when a
+    data seed decides the basin in each family alike, or a family exactly half right at step 0) is
+    as likely an accident of few families as a property, and a review measured intervals narrower
+    than the binomial one's with the floor at one over the family size. Where every hit is 1 (or 0)
+    the data cannot tell how relatives share their fate, and it is 1. ``inflate`` multiplies
     the variance for what the hits do not show (a cross-validated accuracy's overlapping folds:
     :func:`analysis.forecast.cv_widen`). Unlike a bootstrap of 0/1 hits, which reads ``[1, 1]``
     when every model is right, it keeps a lower end below 1 that one more right model never lowers."""
@@ -229,7 +231,7 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     deff = 1.0
     if 0.0 < p < 1.0:
         clustered = f / (f - 1) * float(((sums - p * sizes) ** 2).sum()) / n**2
-        deff = max(f / n, clustered / (p * (1 - p) / n))
+        deff = max(1.0, clustered / (p * (1 - p) / n))
     n_eff = n / (deff * inflate)
     x, a = p * n_eff, (1 - level) / 2
     lo = 0.0 if p == 0.0 else float(beta.ppf(a, x + 0.5, n_eff - x + 0.5))

@@ -171,7 +171,8 @@ class ExtractorSpec:
                 # own NaN was blamed on healthy models, with advice to leave them out)
                 raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}, "
                                   "whose weights are all finite: its own arithmetic is the likely culprit (a division by "
-                                  "zero, a log of 0, an overflow?); call it on those models and look at where the NaN appears")
+                                  "zero, a log of 0, an overflow?), unless those models' outputs overflow (weights far "
+                                  "larger than the others'); call it on those models and look at where the NaN appears")
             if plugin:  # the plugin's own arithmetic may be at fault: name it first
                 raise PluginError(f"extractor '{self.name}' returned NaN/inf for {len(rows)} model(s), e.g. {', '.join(ids)}: "
                                   "a diverged model (weights so large its outputs overflow)? Check those models; a population "

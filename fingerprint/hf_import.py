@@ -262,6 +262,19 @@ def history_dirs(src: Path, template: str) -> tuple[list[str], list[Path], list[
             [{s: d for s, d in h.items() if s < max(h)} for h in found.values()], unmatched)
 
 
+def tokenizer_dir(d: Path, src: Path) -> Path:
+    """Where a ``--history`` model's tokenizer is: its final checkpoint's directory, else the nearest
+    directory above it under ``src`` that holds tokenizer files (a Trainer writes them into
+    ``checkpoint-N`` only when given the tokenizer; ``save_pretrained`` into the run's own directory
+    is the usual place: found by review)."""
+    for a in (d, *d.parents):
+        if a == src or src not in a.parents:
+            break
+        if _digest(a) is not None:
+            return a
+    return d
+
+
 def check_history_configs(ids: list[str], earlier: list[dict[int, Path]], reference: dict[str, Any]) -> None:
     """Every earlier checkpoint of ``--history`` has the final checkpoints' architecture (its ``config.json``
     agrees but for bookkeeping keys), else a one-line error naming the model and step."""
@@ -314,7 +327,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     vocab = int(template.get_input_embeddings().weight.shape[0])
     cfg = build_config(config, f"model '{ids[ref]}'")
     max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-    tok, tok_from = load_tokenizer(dirs, ids)
+    tok, tok_from = load_tokenizer(dirs if history is None else [tokenizer_dir(d, src) for d in dirs], ids)
     pad = pad_id_of(tok)
     probes = tokenize(tok, prompts, pad, max_len, vocab)
     T = next(iter(probes.values())).shape[1] if probes else NO_PROMPT_T

@@ -147,7 +147,9 @@ def main() -> None:
 
     warnings.showwarning = _show_warning
     _INTERRUPTED.clear()  # this command's Ctrl-C only (tests run several commands in one process)
-    if threading.current_thread() is threading.main_thread():
+    # only where Ctrl-C interrupts anyway: a command started with it ignored (`fingerprint sweep ... &` in a script,
+    # a supervisor's child) keeps ignoring it (found by review)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
     _register()
     try:

@@ -80,3 +80,21 @@ def test_history_errors_name_the_model_and_step(trainer_dirs, tmp_path, capsys):
     code, out, err = cli(capsys, "import", src, "--hf", "--history", TEMPLATE, "--out", tmp_path / "zoo")
     assert code == 0, err
     assert "no --history" in " ".join(out.split()) and "'base2'" in out and "not imported" in out
+
+
+def test_the_tokenizer_may_sit_in_the_runs_own_directory(trainer_dirs, tmp_path, capsys):
+    """A Trainer writes the tokenizer into ``checkpoint-N`` only when it was given one; the usual place is the run's
+    own directory, beside the checkpoints (found by review: the import said no model had tokenizer files)."""
+    root, parents = trainer_dirs
+    src = tmp_path / "models"
+    shutil.copytree(root / "models", src)
+    for f in src.glob("*/checkpoint-*/*"):
+        if f.name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            f.unlink()
+    from fingerprint.hf_import import _digest
+
+    assert not any(_digest(d) for d in src.glob("*/checkpoint-*"))  # no checkpoint holds a tokenizer now
+    H.save_tokenizer(src / "base0")  # one run's own directory holds it
+    code, out, err = cli(capsys, "import", src, "--hf", "--history", TEMPLATE, "--out", tmp_path / "zoo")
+    assert code == 0, err
+    assert fingerprint.Zoo.open(tmp_path / "zoo").family_spec["tokenizer"]["from_model"] == "base0"

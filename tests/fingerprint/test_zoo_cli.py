@@ -124,6 +124,20 @@ def test_an_error_left_by_ctrl_c_is_an_interruption_not_a_bug(monkeypatch, capsy
     with pytest.raises(ValueError, match="Invalid bounding box"):
         cli_mod.main()
 
+    # a command started with Ctrl-C ignored (`fingerprint sweep ... &` in a script) keeps ignoring it (review)
+    import signal as sig
+
+    installed = []
+    monkeypatch.setattr(cli_mod.signal, "signal", lambda *a: installed.append(a))
+    monkeypatch.setattr(cli_mod.signal, "getsignal", lambda _s: sig.SIG_IGN)
+    with pytest.raises(ValueError):
+        cli_mod.main()
+    assert installed == []
+    monkeypatch.setattr(cli_mod.signal, "getsignal", lambda _s: sig.default_int_handler)
+    with pytest.raises(ValueError):
+        cli_mod.main()
+    assert installed and installed[0][1] is cli_mod._on_interrupt
+
 
 def test_ctrl_c_says_how_to_resume(tmp_path, tiny_config):
     """SIGINT mid-sweep: exit 130, one line saying the finished shards are kept and --resume ends it."""
