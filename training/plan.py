@@ -201,9 +201,9 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
         raise UserError(f"--max-gb must be > 0, got {max_gb}")
     if models_per_batch is not None and not 1 <= models_per_batch <= cfgmod.MODELS_MAX:  # < 1 would plan no shard
         raise UserError(f"--models-per-batch must be in [1, {cfgmod.MODELS_MAX}], got {models_per_batch}")
-    n_params = {}
+    n_params, tasks = {}, {}
     for group in task_groups(config):
-        task = build_task(config, group)
+        task = tasks[group] = build_task(config, group)
         family = build_family(config, task, group)
         n_params[group] = family.n_params()
         _check_fit(config, task, family)
@@ -218,7 +218,7 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
                         f"the {max_gb:g} GB limit: pass --max-gb {math.ceil(size / 1e9)} (or set FINGERPRINT_MAX_GB) if "
                         "that is meant")
     plan = make_plan(config, models_per_batch)
-    task = build_task(config, plan.shards[0].group)
+    task = tasks[plan.shards[0].group]  # make_plan's groups are task_groups
     if ":" in str(config.task.name) or not type(task).__module__.startswith("training.tasks."):
         first = plan.shards[0].models[:4]  # seeds the first shard trains anyway: a plugin failing on others fails there
         try:

@@ -165,21 +165,23 @@ def main() -> None:
         print_error(e.format_message())
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a sweep (which says what it kept itself)
-        err_console.print("interrupted", highlight=False)
-        sys.exit(130)
+        _exit_interrupted()
     except UserError as e:
         print_error(str(e))
         sys.exit(e.exit_code)
-    except OSError as e:  # a path that is a file where a directory is wanted, unwritable, ... : the user's to fix
-        if _INTERRUPTED:
-            err_console.print("interrupted", highlight=False)
-            sys.exit(130)
+    except Exception as e:
+        if _INTERRUPTED:  # whatever Ctrl-C left behind (an OSError too) is the interruption's, not a bug
+            _exit_interrupted()
+        if not isinstance(e, OSError):
+            raise
+        # a path that is a file where a directory is wanted, unwritable, ... : the user's to fix
         where = f" '{e.filename}'" if e.filename else ""
         print_error(f"{e.strerror or type(e).__name__}{where}")
         sys.exit(2)
-    except Exception:
-        if _INTERRUPTED:  # what Ctrl-C left behind, not a bug
-            err_console.print("interrupted", highlight=False)
-            sys.exit(130)
-        raise
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit's code, or 0
+
+
+def _exit_interrupted() -> None:
+    """Ctrl-C's one line and status 130."""
+    err_console.print("interrupted", highlight=False)
+    sys.exit(130)

@@ -21,7 +21,7 @@ def extract(
     step: Optional[str] = typer.Option(None, "--step", help="Checkpoint step, 'final' (default) or 'all'."),
     force: bool = typer.Option(False, "--force", help="Recompute even when cached."),
     label: Optional[str] = typer.Option(None, "--label", help="Model column with labels for supervised extractors (e.g. deep_label)."),
-    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Import extractors: module:function, or a module whose @fingerprint.extractor functions register themselves (repeatable)."),
+    plugin: Optional[List[str]] = o.PLUGIN,
     chunk_size: Optional[int] = typer.Option(None, min=1, help="Models per chunk for streaming extractors (default: as many as 64 MB of weights hold, 256 to 4096; 256 with --executor ray)."),
     executor: str = typer.Option("local", help="local | ray: where chunks of streaming extractors run."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
@@ -32,12 +32,10 @@ def extract(
     """Compute fingerprints for a zoo (cached in the zoo)."""
     from fingerprint import pipeline  # deferred for start-up time (torch)
     from fingerprint.parallel import get_runner  # deferred for start-up time
-    from fingerprint.registry import load_plugins  # deferred for start-up time
     from training.sweep import check_device  # deferred for start-up time
 
-    o.add_cwd_to_path()
-    for p in plugin or []:
-        load_plugins(p)
+    o.add_cwd_to_path()  # also for --fp module:function without --plugin
+    o.load_plugin_options(plugin)
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")

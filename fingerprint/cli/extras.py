@@ -181,7 +181,7 @@ def select_cmd(
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")
-    ci = lambda key: "" if not r.get(key) else f" [{r[key][0] * 100:.0f}, {r[key][1] * 100:.0f}%]"  # noqa: E731
+    ci = lambda key: "" if not r.get(key) else f" [{pct(r[key][0])}, {pct(r[key][1])}]"  # noqa: E731 - as run's line
     console.print(f"purity {pct(r['purity'])}{ci('purity_ci')} in basin '{esc(r['basin'])}' (base rate {pct(r['base_rate'])}"
                   f"{ci('base_rate_ci')}, recall {pct(r['recall'])}{ci('recall_ci')}; 95% intervals over init families); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
