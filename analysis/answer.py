@@ -38,6 +38,7 @@ from analysis.labelfree_sentences import (
     FEW_FAMILIES_Q,
     FEW_MODELS,
     TESTS,
+    bc_ci_text,
     families,
     few_count,
     sds,
@@ -93,6 +94,9 @@ class Candidate:
     few: list | None = None
     privileged_members: list[str] = field(default_factory=list)  # its fingerprints on a probe set built from the truth
     refined_whole: list[str] = field(default_factory=list)  # of refined_by: clusters of whole init families
+    # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
+    # the answer gave these models' own value alone, which overstates a new draw's)
+    separation_note: str = ""
 
 
 @dataclass
@@ -541,6 +545,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
         separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
+        separation_note=bc_ci_text(rep.label_free.get("effect") or {}, "separation", sds)
+        if (rep.label_free.get("effect") or {}).get("separation") is not None else "",
         ami=_ami_range(amis), columns=_columns([rep]), columns_of_others=_columns_of_others(group, rep),
         refined_by={str(r.fingerprint): k for r, k in refining},
         refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r, _ in refining},
@@ -658,6 +664,20 @@ def _privileged(r: FingerprintResult) -> bool:
     return bool((r.meta or {}).get("privileged"))
 
 
+def _columns_text(columns: dict[str, bool]) -> str:
+    """``; it matches column 'a'`` for each matched column, the graded ones' caution said once after
+    them (an outside audit, 73: the demo's answer said it three times over)."""
+    if not columns:
+        return ""
+    graded = [col for col, g in columns.items() if g]
+    out = "".join(f"; it matches column '{col}'" for col in columns if col not in graded)
+    if graded:
+        one = len(graded) == 1
+        out += ("; it matches column" + ("" if one else "s") + " " + ", ".join(f"'{col}'" for col in graded)
+                + f" (graded: perhaps a continuum cut in two, if {'its' if one else 'their'} numbers are an order, not codes)")
+    return out
+
+
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
@@ -671,10 +691,9 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     size = " and ".join(map(str, c.sizes)) if len(c.sizes) <= 4 else f"{', '.join(map(str, c.sizes[:4]))}, ..."
     how = [f"q {c.q:.2g}"] if c.q is not None else []
     if c.separation is not None:
-        how.append(f"{sds(c.separation)} SDs apart")
+        how.append(f"{sds(c.separation)} SDs apart{c.separation_note}")
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
-    cols = "".join(f"; it matches column '{col}'" + (" (graded: perhaps a continuum cut in two, if its numbers are an order, not codes)" if graded else "")
-                   for col, graded in c.columns.items())
+    cols = _columns_text(c.columns)
     levels = [col for col, graded in c.columns.items() if not graded]  # a few levels: a setting, or a rule
     if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
         named = f"'{levels[0]}' records" if len(levels) == 1 else f"{', '.join(repr(x) for x in levels)} record"

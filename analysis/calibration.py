@@ -17,6 +17,7 @@ from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
 from analysis.effect import SizedLabelFree
+from analysis.intervals import auroc_interval, cv_widen
 from analysis.labelfree_sentences import (
     apart_text,
     closest_groups,
@@ -31,6 +32,14 @@ from analysis.verdicts import FLOOR_REASON, PROBE_FLOOR_REASON, Verdict
 NO_TRUTH = Verdict.NO_TRUTH.value
 FAILED = Verdict.FAILED.value
 FLOOR_TIE = rs.TIE  # a null AMI within this of the observed one ties it (the same partition, recomputed)
+
+
+def probe_only(verdict: str | None, deep_ami: float | None, deep_q: float | None, opts: AnalysisOptions) -> bool:
+    """A deep verdict whose basins do not follow the label significantly: the probe alone made it (the
+    seventh audit read `deep` beside `deep AMI 0.00` as strong support; the terminal marks it
+    "(probe)", and since an outside audit, 73, the report and ``summary.json`` too)."""
+    basins = deep_ami is not None and deep_ami >= opts.deep_threshold and (deep_q is None or deep_q <= opts.alpha)
+    return verdict in ("tracks deep differences", "tracks both") and not basins
 
 
 def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float | None, binary: bool,
@@ -185,7 +194,7 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         nn_hits = None if nn_hits is None else nn_hits[rows]
         label = None if label is None else label[rows]
         lineage = None if lineage is None else lineage[rows]
-        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
+        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows], oof[3])
         probe = None if probe is None else (probe[0][rows], probe[1][rows])
         out["sampled"] = len(rows)
     # every statistic is computed for all bootstrap samples (permutations) at once, from the same
@@ -221,8 +230,10 @@ def calibrate(clusters: np.ndarray, label: np.ndarray | None, lineage: np.ndarra
         else:
             out["deep_ami_p"] = None
     if oof is not None:
-        _, y, prob = oof
-        out["probe_auroc_ci"] = boot(lambda picks, _c: mt.auroc_of_weighted(y, prob, weights_of(picks)))
+        _, y, prob, folds = oof
+        # Newcombe's interval at the families' effective number of models, widened for the folds'
+        # overlap as the forecast's accuracy is: a bootstrap of a perfect probe read [1, 1]
+        out["probe_auroc_ci"] = auroc_interval(y, prob, family, inflate=cv_widen(folds) ** 2)
         if probe is not None:
             out["probe_auroc_p"] = probe_permutation_p(probe[0], y, family, probe[1], npm, seed)
     if lineage is not None and scores.get("noise_ami") is not None:
@@ -328,6 +339,7 @@ def decide(results: list[tuple[FingerprintResult, lf.LabelFreeResult | None]], o
                 r.reason = f"{r.reason}; {s['probe_skipped']}"
             if c["n_families"] < lf.MIN_FAMILIES and r.has_label:
                 r.reason = f"{r.reason}; {few_families_reason(c['n_families'], r.verdict)}"
+        c["probe_only"] = probe_only(r.verdict, s.get("deep_ami"), c.get("deep_ami_q"), opts)
         deep_ok = any(c.get(k) is not None and c[k] <= opts.alpha for k in ("deep_ami_q", "probe_auroc_q"))
         ident_ok = c.get("lineage_auc_q") is not None and c["lineage_auc_q"] <= opts.alpha \
             and s.get("lineage_auc") is not None and s["lineage_auc"] >= opts.lineage_threshold

@@ -22,29 +22,19 @@ from sklearn.model_selection import (
 
 from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
+from analysis.intervals import cv_widen, proportion_interval
 from analysis.metrics import grouped_splits, one_family_class
-from analysis.resampling import MIN_FAMILIES, proportion_interval
+from analysis.resampling import MIN_FAMILIES
 
 
 def classifier() -> LogisticRegression:
     return LogisticRegression(max_iter=3000, C=1.0)
 
 
-def cv_widen(folds: int) -> float:
-    """How many times the standard error of a ``folds``-fold cross-validated accuracy is to be taken
-    beyond that of its predictions held fixed: ``sqrt(1 + folds / (folds - 1))`` (1.5 at 5 folds).
-    Nadeau & Bengio's (2003) correction of a cross-validated estimate's variance, ``(1/J +
-    n_test/n_train)`` times a split's instead of ``1/J``: the folds' training sets overlap, so their
-    errors are correlated, and holding the predictions fixed leaves out how the classifier would
-    change with other training families (an outside audit, 67: the spread across populations was
-    about 1.5 times the fixed-prediction interval)."""
-    return float(np.sqrt(1.0 + folds / (folds - 1.0)))
-
-
 def accuracy_interval(right: np.ndarray, groups: Sequence | None, folds: int, level: float = 0.95,
                       min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
     """A ``level`` interval of a ``folds``-fold cross-validated accuracy from its hits ``right [n]`` (0/1)
-    and each model's init family ``groups [n]``: :func:`analysis.resampling.proportion_interval`
+    and each model's init family ``groups [n]``: :func:`analysis.intervals.proportion_interval`
     (Jeffreys' interval at an effective number of models, the families' design effect taken out)
     with its variance inflated by ``cv_widen(folds)**2`` for the folds' overlapping training sets.
     ``scripts/forecast_interval_coverage.py`` measures the coverage: 0.91-1.00 on its 11 designs,
@@ -148,8 +138,9 @@ def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) ->
     out.append(f"Forecast of {stored['target']} ({stored.get('n_models')} seeds{fams}, final step {stored.get('final_step')}).")
     for fp, frac in (stored.get("earliest_90") or {}).items():
         t = (stored.get("targets") or {}).get(fp) or {}
-        when = f"from {frac:.3f} of training" if frac is not None else "never"
-        out.append(f"{fp}: 90% accuracy above the majority guess {when}" + (
+        when = (f"reaches 90% accuracy above the majority guess from {frac:.3f} of training" if frac is not None
+                else "never reaches 90% accuracy above the majority guess")
+        out.append(f"{fp}: {when}" + (
             f"; its target is its clusters, and its label-free verdict at the final step is '{t['verdict']}', not a "
             "candidate deep difference: clusters that may be initialization noise, not a basin to select."
             if t.get("deep") is False else "."))

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
+from analysis.intervals import proportion_interval
 from analysis.metrics import linear_probe
-from analysis.resampling import family_bootstrap, proportion_interval
+from analysis.resampling import family_bootstrap
 
 KEEPS = (1.0, 0.5, 0.2, 0.05, 0.01)  # the selection fractions always reported (1.0: no selection, the base rate)
 FINER = (0.005, 0.002, 0.001)  # reported too when the held-out models number at least 1 / fraction
@@ -207,7 +208,7 @@ def pressure_point(lam: float, says: np.ndarray, truly: np.ndarray, family: Sequ
                    ) -> PressurePoint:
     """The outcome of training at penalty weight ``lam``: per model ``says [n]`` (the detector calls it
     B), ``truly [n]`` (the task's diagnostics say B), ``diverged [n]`` (left out of every share). Each
-    share's 95% interval: :func:`analysis.resampling.proportion_interval` over ``family [n]``."""
+    share's 95% interval: :func:`analysis.intervals.proportion_interval` over ``family [n]``."""
     says, truly = np.asarray(says, bool), np.asarray(truly, bool)
     ok = np.ones(len(says), bool) if diverged is None else ~np.asarray(diverged, bool)
     fam = np.asarray([str(v) for v in family], dtype=object)[ok]

@@ -207,9 +207,9 @@ def effect_text(e: dict[str, Any] | None) -> str:
     if not e or e.get("share") is None:
         return ""
     where = "fingerprint's" if e.get("raw", True) else "test coordinates'"
-    share = f"{share_pct(_corrected(e, 'share'))} of the {where} variance{_bc_ci(e, 'share', share_pct)}"
+    share = f"{share_pct(_corrected(e, 'share'))} of the {where} variance{bc_ci_text(e, 'share', share_pct)}"
     sep = e.get("separation")
-    apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{_bc_ci(e, 'separation', sds)}"
+    apart = "" if sep is None else f", {sds(sep)} within-basin SDs apart{bc_ci_text(e, 'separation', sds)}"
     if e.get("small"):
         return (f"A small difference: {share}{apart}, closer than the two halves of one Gaussian cloud "
                 f"({e.get('threshold', 2.65):.2f} SDs): real perhaps, but check that it matters before calling it a basin "
@@ -224,7 +224,7 @@ def _corrected(e: dict[str, Any], name: str) -> float:
     return e[name] if v is None else v
 
 
-def _bc_ci(e: dict[str, Any], name: str, fmt: Any) -> str:
+def bc_ci_text(e: dict[str, Any], name: str, fmt: Any) -> str:
     """The parenthesis after ``e``'s ``name``: for the share (shown bias-corrected) these models' own
     value, for the separation (shown as these models' own) the bias-corrected one, each with the
     95% interval; an analysis stored without ``*_bc`` (its interval a percentile one): the interval alone."""
@@ -436,3 +436,32 @@ def _spacing(effect: dict) -> str:
     """``; spacing p 1`` for a size that carries the spacing bound (``analysis.effect.spacing_p``), else ``""``."""
     p = effect.get("spacing_p")
     return "" if p is None else f"; spacing p {p:.2g}"
+
+
+def closest_splits_disagree(label_free: dict[str, dict[str, Any] | None]) -> list[list[str]]:
+    """The fingerprints whose closest splits of the families (``closest_groups``) name different
+    partitions, grouped by partition (the same partition whatever its group numbers); ``[]`` when
+    there are fewer than two partitions. ``label_free``: fingerprint name -> its label-free result."""
+    kinds: list[tuple[frozenset, list[str]]] = []
+    for name, d in label_free.items():
+        groups = ((d or {}).get("closest_groups") or {}).get("groups")
+        if not groups:
+            continue
+        members: dict[int, set] = {}
+        for fam, g in groups.items():
+            members.setdefault(int(g), set()).add(str(fam))
+        part = frozenset(frozenset(m) for m in members.values())
+        for p, names in kinds:
+            if p == part:
+                names.append(name)
+                break
+        else:
+            kinds.append((part, [name]))
+    return [names for _, names in kinds] if len(kinds) > 1 else []
+
+
+def closest_splits_sentence(kinds: list[list[str]]) -> str:
+    """The caution for :func:`closest_splits_disagree`'s answer (the terminal, the report and summary.json)."""
+    return ("these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds) + "): at most one can be "
+            "real; leads to check, not findings (more families, or probes on which the candidate behaviours differ, "
+            'would tell: docs/scorecard.md, "What to look with")')

@@ -49,6 +49,7 @@ class LineageView:
     has_families: bool = False
     n_pairs: int | None = None
     n_pairs_total: int | None = None
+    n_true_families: int | None = None  # the zoo's init families (None: no truth), beside the recovered ones
 
 
 def mark(parent: str, child: str, true_parent: Mapping[str, str], true_family: Mapping[str, str]) -> str:
@@ -91,9 +92,12 @@ def _layout(ids: Sequence[str], true_parent: Mapping[str, str], family: Mapping[
 
 @_styled
 def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]], true_parent: Mapping[str, str],
-                  true_family: Mapping[str, str], caption: str, formats: Sequence[str] = ()) -> Figure:
+                  true_family: Mapping[str, str], caption: str, formats: Sequence[str] = (),
+                  recovered: Mapping[str, str] | None = None) -> Figure:
     """Two panels on the same positions: the true forest (parent links; members of a true family
-    underlined together) and the recovered edges, coloured by :func:`mark`."""
+    underlined together) and the recovered edges, coloured by :func:`mark`, with the recovered
+    families (``recovered``: model -> family) underlined: a family that joins unrelated true families
+    in red, its parts linked (an outside audit, 73: the true underlines hid two false merges)."""
     family = dict(true_family) or {m: "all" for m in ids}
     pos = _layout(ids, true_parent, family)
     xy = np.asarray([pos[m] for m in ids])
@@ -105,9 +109,12 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
     for k, title in enumerate(("true lineage", "recovered by `fingerprint lineage`")):
         ax = fig.add_subplot(2, 1, k + 1)
         ax.set_title(title, loc="left")
-        for f in names:  # a true family's members underlined together
-            xs = [pos[m][0] for m in ids if family.get(m) == f]
-            ax.plot([min(xs) - 0.3, max(xs) + 0.3], [0.45, 0.45], color=hue[f], lw=1.2, solid_capstyle="butt")
+        if k == 1 and recovered:
+            merged = _recovered_underlines(ax, ids, pos, family, recovered)
+        else:
+            for f in names:  # a true family's members underlined together
+                xs = [pos[m][0] for m in ids if family.get(m) == f]
+                ax.plot([min(xs) - 0.3, max(xs) + 0.3], [0.45, 0.45], color=hue[f], lw=1.2, solid_capstyle="butt")
         if k == 0:
             segs = [(pos[p], pos[c]) for c, p in true_parent.items() if p in pos and c in pos]
             ax.add_collection(LineCollection(segs, colors="#555", linewidths=0.7))
@@ -118,7 +125,9 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
             for p, c, *_ in edges:
                 if p in pos and c in pos:
                     by[mark(str(p), str(c), true_parent, true_family)].append((pos[p], pos[c]))
-            handles = []
+            handles = [] if not recovered else [
+                Line2D([], [], color="#555", lw=1.5, label=f"recovered family ({len(set(recovered.values()))})")] + (
+                [Line2D([], [], color=MERGED, lw=1.5, label=f"joins unrelated families ({merged})")] if merged else [])
             for what, (col, words) in MARKS.items():
                 if by.get(what):
                     ax.add_collection(LineCollection(by[what], colors=col, linewidths=0.9))
@@ -136,6 +145,36 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
     return _finish(fig, name, caption, formats, {f"{name}-nodes-0": tips, f"{name}-nodes-1": tips})
 
 
+MERGED = "#C00000"  # a recovered family that joins models of different true families
+
+
+def _recovered_underlines(ax: Any, ids: Sequence[str], pos: Mapping[str, tuple[float, float]], family: Mapping[str, str],
+                          recovered: Mapping[str, str]) -> int:
+    """Underline each recovered family of two or more models, one segment per true family it holds
+    (the layout keeps true families together); a family holding several true families is drawn in
+    :data:`MERGED` with its segments linked above them. Returns how many such families there are."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for m in ids:
+        if m in recovered:
+            members[str(recovered[m])].append(m)
+    merged = 0
+    for fam, ms in members.items():
+        if len(ms) < 2:
+            continue
+        parts: dict[str, list[float]] = defaultdict(list)
+        for m in ms:
+            parts[family.get(m, f"alone:{m}")].append(pos[m][0])
+        joins = len(parts) > 1
+        merged += joins
+        colour = MERGED if joins else "#555"
+        for xs in parts.values():
+            ax.plot([min(xs) - 0.3, max(xs) + 0.3], [0.45, 0.45], color=colour, lw=1.2, solid_capstyle="butt")
+        if joins:
+            mids = sorted((min(xs) + max(xs)) / 2 for xs in parts.values())
+            ax.plot([mids[0], mids[0], mids[-1], mids[-1]], [0.45, 0.7, 0.7, 0.45], color=MERGED, lw=0.8)
+    return merged
+
+
 def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: Sequence[str] = ()) -> LineageView:
     """The section from the stored forest and the zoo's truth (see the module's docstring)."""
     true_parent = {str(c): str(p) for c, p in (stored.get("true_parent") or {}).items()}
@@ -145,7 +184,8 @@ def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: S
     view = LineageView(str(stored.get("evidence")), stored.get("alpha"), dict(stored.get("truth") or {}),
                        [(str(k), dict(v)) for k, v in by.items()], has_parents=bool(true_parent),
                        has_families=bool(true_family), n_pairs=stored.get("n_pairs"),
-                       n_pairs_total=stored.get("n_pairs_total"))
+                       n_pairs_total=stored.get("n_pairs_total"),
+                       n_true_families=len(set(true_family.values())) if true_family else None)
     rec = {c: (p, pv) for p, c, pv in edges}
     rows = []
     for m in sorted(set(true_parent) | set(rec), key=natural_key):
@@ -161,9 +201,12 @@ def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: S
     view.counts = {k: n for k in MARKS if (n := marks.count(k))}
     ids = [str(m) for m in model_ids]
     if 2 <= len(ids) <= MAX_DRAWN:
+        recovered = {str(m): str(f) for m, f in (stored.get("family_of") or {}).items()}
         view.figure = forest_figure("lineage-forest", ids, edges, true_parent, true_family,
                                     "lineage forest: the true one (top; parent links from parent_id, init families "
                                     "underlined) and the one `fingerprint lineage` recovered (bottom, same positions; "
                                     + ("edges from checkpoint histories" if (stored.get("history") or {}).get("used")
-                                       else "edges from final weights") + "), each edge coloured by what it got right", formats)
+                                       else "edges from final weights")
+                                    + ("; its families underlined, red where one joins unrelated true families" if recovered else "")
+                                    + "), each edge coloured by what it got right", formats, recovered or None)
     return view

@@ -383,7 +383,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     would let the probe recognise relatives instead of the label. ``None`` when a class has fewer
     than ``min_class`` models: with two or three models in a class, 2-fold AUROCs of pure noise reach
     0.85 a few percent of the time, enough to fake a "deep" verdict. With ``return_oof`` the result
-    is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes])`` (for intervals), or ``None``.
+    is ``(auroc, codes [n], out-of-fold probabilities [n, n_classes], number of folds)`` (for intervals), or ``None``.
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -410,7 +410,7 @@ def probe_auroc(coords: np.ndarray, labels, n_splits: int = 5, random_state: int
     score = auroc_of(y, p)
     if score is None:
         return None
-    return (score, y, p) if return_oof else score
+    return (score, y, p, len(cv) if isinstance(cv, list) else cv.get_n_splits()) if return_oof else score
 
 
 def linear_probe(standardize: bool = True):

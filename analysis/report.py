@@ -29,7 +29,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from analysis import parallel
 from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
-from analysis.labelfree_sentences import sds, share_pct
+from analysis.labelfree_sentences import (
+    closest_splits_disagree,
+    closest_splits_sentence,
+    sds,
+    share_pct,
+)
 from analysis.lineage_report import LineageView, lineage_view
 from analysis.plots import (
     FORMATS,
@@ -73,7 +78,8 @@ def num(v: Any, digits: int = 2) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        out = f"{v:.{digits}f}"
+        return out[1:] if out.startswith("-") and not float(out) else out  # no "-0.00" (audit 73)
     return str(v)
 
 
@@ -122,6 +128,8 @@ class Headline:
     few: list[str] = field(default_factory=list)  # fingerprints of the answer's few-families leads only (none of its candidates)
     leads_only: bool = False  # the answer has few-families leads and no candidate
     answer: str | None = None  # the population's label-free answer (analysis.answer)
+    one_value: str | None = None  # the label names a column of a single value here (a null): why there is no truth
+    splits_disagree: str | None = None  # the fingerprints' closest splits of the families name different partitions
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -134,6 +142,8 @@ def headline(result: AnalysisResult) -> Headline:
     h.lone = lone_sentences(result, ans)
     h.leads = small_basin_sentences(result, ans)
     h.apart = candidates_apart_sentence(result)
+    kinds = closest_splits_disagree({str(f.fingerprint): f.label_free for f in result.fingerprints})
+    h.splits_disagree = closest_splits_sentence(kinds) if kinds else None
     h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
     if ans is not None:  # the answer's own split of its candidates and leads, so the box never contradicts it
@@ -144,6 +154,8 @@ def headline(result: AnalysisResult) -> Headline:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):
         h.mode = "label-free"
+        values = {v for f in result.fingerprints if not f.error for v in (f.label_values or ())}
+        h.one_value = next(iter(values)) if result.label and len(values) == 1 else None
         for v in ("crosses lineage", "groups lineages", "lineage only", "no structure", "insufficient"):
             h.free[v] = [str(r.fingerprint) for r in ok if r.label_free_verdict == v]
         h.insufficient_sentence = next((r.label_free_sentence for r in ok if r.label_free_verdict == "insufficient"), None)
@@ -155,8 +167,10 @@ def headline(result: AnalysisResult) -> Headline:
     top = max(ok, key=deep)
     h.best_privileged = top if top.privileged and top is not h.best else None
     by = lambda v: [str(r.fingerprint) for r in ok if r.verdict == v]  # noqa: E731
-    h.deep, h.noise = by("tracks deep differences"), by("tracks initialization noise")
-    h.both, h.none = by("tracks both"), by("uninformative")
+    probe = {str(r.fingerprint) for r in ok if r.probe_only}  # marked as the terminal marks them (audit 73)
+    mark = lambda names: [f"{f} (probe only)" if f in probe else f for f in names]  # noqa: E731
+    h.deep, h.noise = mark(by("tracks deep differences")), by("tracks initialization noise")
+    h.both, h.none = mark(by("tracks both")), by("uninformative")
     h.floor = [str(r.fingerprint) for r in ok if str(r.verdict).startswith("insufficient:")
                and str(r.reason or "").startswith((FLOOR_REASON, PROBE_FLOOR_REASON))]
     return h

@@ -199,46 +199,6 @@ def family_bootstrap_mean(values: Sequence[float], family: Sequence | None = Non
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def proportion_interval(hits: Sequence[float], family: Sequence | None = None, level: float = 0.95,
-                        inflate: float = 1.0, min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
-    """A ``level`` interval of the share of ``hits [n]`` (0/1) among models of init families ``family [n]``
-    (``None``: every model its own): Jeffreys' interval (the quantiles of ``Beta(x + 1/2, n* - x + 1/2)``,
-    Brown, Cai & DasGupta 2001) at an effective number of models ``n*`` and ``x = share * n*``
-    hits, as Korn & Graubard (1998) do for clustered samples. ``None`` below ``min_families`` families.
-
-    ``n* = n / (deff * inflate)``. ``deff``, the design effect of relatives, is the
-    family-clustered (CR1) variance of the share over the binomial one: about 1 when relatives'
-    hits are independent, up to the family size when a family is right or wrong as one. It is at
-    least 1, as Korn & Graubard take it, so relatives never count for more than independent models:
-    a clustered variance below the binomial one (every family with the same mix of hits, as when a
-    data seed decides the basin in each family alike, or a family exactly half right at step 0) is
-    as likely an accident of few families as a property, and a review measured intervals narrower
-    than the binomial one's with the floor at one over the family size. Where every hit is 1 (or 0)
-    the data cannot tell how relatives share their fate, and it is 1. ``inflate`` multiplies
-    the variance for what the hits do not show (a cross-validated accuracy's overlapping folds:
-    :func:`analysis.forecast.cv_widen`). Unlike a bootstrap of 0/1 hits, which reads ``[1, 1]``
-    when every model is right, it keeps a lower end below 1 that one more right model never lowers."""
-    # deferred: the report's drawing process imports this module and must not load scipy.stats (test_parallel)
-    from scipy.stats import beta
-
-    hits = np.asarray(hits, dtype=float)
-    codes = family_codes(range(len(hits)) if family is None else family)[0]
-    sums, sizes = np.bincount(codes, weights=hits), np.bincount(codes).astype(float)
-    f, n = len(sizes), float(len(hits))
-    if f < max(min_families, 2):
-        return None
-    p = float(hits.mean())
-    deff = 1.0
-    if 0.0 < p < 1.0:
-        clustered = f / (f - 1) * float(((sums - p * sizes) ** 2).sum()) / n**2
-        deff = max(1.0, clustered / (p * (1 - p) / n))
-    n_eff = n / (deff * inflate)
-    x, a = p * n_eff, (1 - level) / 2
-    lo = 0.0 if p == 0.0 else float(beta.ppf(a, x + 0.5, n_eff - x + 0.5))
-    hi = 1.0 if p == 1.0 else float(beta.ppf(1 - a, x + 0.5, n_eff - x + 0.5))
-    return min(lo, p), max(hi, p)
-
-
 def family_permutations(family: Sequence, n_perm: int = 199, random_state: int = 0) -> np.ndarray:
     """The permutations of :func:`family_permutation_p`, ``[n_perm, n]``: in permutation ``p`` model ``i``
     takes the label of model ``out[p, i]``. Each family takes the members of another family of the

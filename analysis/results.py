@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 
 from analysis.answer import AGREE, label_free_answer
-from analysis.labelfree_sentences import DEEP_VERDICTS
+from analysis.labelfree_sentences import (
+    DEEP_VERDICTS,
+    closest_splits_disagree,
+    closest_splits_sentence,
+)
 from analysis.values import missing
 
 
@@ -175,6 +179,7 @@ class ScorecardRow:
     label_free_q: float | None = None  # the label-free verdict's adjusted p-value (its raw p's: FingerprintResult.label_free)
     probe_auroc_p: float | None = None  # family permutation of the label, a least-squares probe refitted on each
     probe_auroc_q: float | None = None  # Benjamini-Hochberg adjusted with the others
+    probe_only: bool = False  # a deep verdict the probe alone made: the basins do not follow the label significantly
 
     @classmethod
     def of(cls, r: FingerprintResult) -> "ScorecardRow":
@@ -194,7 +199,8 @@ class ScorecardRow:
             **{k: cal.get(k) for k in ("deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q", "probe_auroc_p",
                                         "probe_auroc_q")},
             privileged=bool((r.meta or {}).get("privileged")), lineage_auc=s.get("lineage_auc"),
-            lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"), label_free_q=free.get("q"))
+            lineage_auc_p=cal.get("lineage_auc_p"), lineage_auc_q=cal.get("lineage_auc_q"), label_free_q=free.get("q"),
+            probe_only=bool(cal.get("probe_only")))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -457,4 +463,8 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "small_basins": small_basin_leads(result, ans),
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "label_free_answer": None if ans is None else ans.to_dict(),
+            # fingerprints whose closest splits of the families disagree, by partition, and the caution (audit 73)
+            "closest_splits_disagree": (kinds := closest_splits_disagree({str(r.fingerprint): r.label_free
+                                                                          for r in result.fingerprints})),
+            "closest_splits_note": closest_splits_sentence(kinds) if kinds else None,
             "fingerprints": fps, "provenance": provenance or {}}

@@ -4,7 +4,7 @@ A population holds models at several scales (widths, depths: a config's ``model.
 classifier (standardise + logistic regression) is fit on the fingerprints of one scale's models
 against their ground-truth basin (``deep_label``) and applied, scaler and all, to every other scale.
 Per scale: how many models, the AUROC of its probabilities against the true basin (macro one-vs-rest
-over the basins present at that scale) with a 95% interval that resamples whole init families, the
+over the basins present at that scale) with a 95% interval over whole init families, the
 accuracy, the true basin shares and the shares the classifier predicts. On the fit scale itself the
 numbers are cross-validated with folds that keep an init family together, so they are not in-sample.
 
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
+from analysis.intervals import auroc_interval, cv_widen
 from analysis.metrics import linear_probe
-from analysis.resampling import MIN_FAMILIES, family_bootstrap
 from analysis.sortkeys import natural_key
 
 N_SPLITS = 5  # folds of the fit scale's cross-validation (fewer when it has fewer families)
@@ -86,7 +86,7 @@ def _shares(values: np.ndarray) -> dict[str, float]:
 
 
 def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, family: Sequence, fit_on: str,
-                   n_boot: int = 200, random_state: int = 0, min_class: int = 2) -> TransferResult:
+                   random_state: int = 0, min_class: int = 2) -> TransferResult:
     """Fit a basin classifier on the models of scale ``fit_on`` and score it on every scale.
 
     Parameters
@@ -146,9 +146,10 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
         defined = cv_ok or s != fit_on
         yy, pp = y[rows], proba[rows]
         auroc = macro_auroc(yy, pp) if defined else None
-        ci = None
-        if auroc is not None and len(set(fam[rows])) >= MIN_FAMILIES:
-            ci = family_bootstrap(lambda r, _d: macro_auroc(yy[r], pp[r]), fam[rows], n_boot=n_boot, random_state=random_state)
+        # the fit scale's predictions are cross-validated (the folds' overlap, Nadeau & Bengio's
+        # correction); another scale's come from one classifier fit on the fit scale's models
+        inflate = cv_widen(folds) ** 2 if s == fit_on else 1.0 + len(rows) / int(fit.sum())
+        ci = None if auroc is None else auroc_interval(yy, pp, fam[rows], inflate=inflate)
         out.append(ScaleResult(
             scale=s, n_models=len(rows), auroc=auroc, auroc_ci=ci,
             accuracy=float(np.mean(pred[rows] == lab[rows])) if defined else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class ExtractResult:
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     cached: bool = False
+    seconds: float | None = None  # wall time of computing it (None: from the cache); not stored
 
 
 def resolve_specs(specs: Sequence[str]) -> list[tuple[str, ExtractorSpec, dict[str, Any]]]:
@@ -103,20 +105,15 @@ def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed", tabl
     return lineage_groups(ids, values, parents)
 
 
-CHUNK_WEIGHT_FLOATS = 1 << 24  # auto chunks: up to 64 MB of float32 weights,
-CHUNK_MODELS = (256, 4096)     # and between 256 and 4,096 models (per-model intermediates scale too)
+CHUNK_WEIGHT_FLOATS, CHUNK_MODELS = 1 << 24, (256, 4096)  # auto chunks: 64 MB of float32; models with a runner, without
 
 
 def auto_chunk_size(zoo: Zoo, runner: Any = None) -> int:
-    """Models per chunk for streaming extractors when none is given: 256 with a runner (chunks are
-    its tasks: enough of them to balance), else as many as fit ``CHUNK_WEIGHT_FLOATS``, within
-    ``CHUNK_MODELS`` (for small models a few thousand at once: each chunk costs file reads and
-    per-call set-up, and an extractor's per-model intermediates, such as per-probe gradients,
-    grow with the chunk too)."""
-    if runner is not None:
-        return CHUNK_MODELS[0]
-    lo, hi = CHUNK_MODELS
-    return max(lo, min(hi, CHUNK_WEIGHT_FLOATS // max(zoo.n_params, 1)))
+    """Models per chunk for streaming extractors when none is given: as many as fit
+    ``CHUNK_WEIGHT_FLOATS``, at most 4,096 (each chunk costs file reads and set-up; per-model
+    intermediates grow with it) and at most 256 with a runner (chunks are its tasks), down to one
+    for big models (audit 72: a floor of 256 held 16 models of 8.5M parameters at once, 2.8 GB)."""
+    return min(CHUNK_MODELS[0 if runner is not None else 1], max(1, CHUNK_WEIGHT_FLOATS // max(zoo.n_params, 1)))
 
 
 def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force: bool = False, chunk_size: int | None = None,
@@ -244,6 +241,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     chunks = [run[i : i + chunk_size] for _, run in stackable_runs(zoo, ids) for i in range(0, len(run), chunk_size)]
     if on_progress:  # computing starts: 0 done (a cached fingerprint arrives done at once, above)
         on_progress(text, 0, len(ids))
+    t0 = time.perf_counter()
     try:
         if remote_module is not False:
             done = [0]
@@ -288,9 +286,10 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     if spec.output == "distances" and values.shape[1] != len(ids):  # to landmarks, [n, L]: coordinates, stored as features
         meta["output"] = "features"
     zoo.save_fingerprint(key, values, ids, meta, arrays)
+    seconds = time.perf_counter() - t0
     if meta.get("code") and _replace_bodies(zoo, key):  # said once, by this run; not stored
-        return ExtractResult(key, spec.name, values, ids, {**meta, "source_changed": True})
-    return ExtractResult(key, spec.name, values, ids, meta)
+        return ExtractResult(key, spec.name, values, ids, {**meta, "source_changed": True}, seconds=seconds)
+    return ExtractResult(key, spec.name, values, ids, meta, seconds=seconds)
 
 
 def _replace_bodies(zoo: Zoo, key: str) -> bool:

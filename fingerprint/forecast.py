@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from analysis.forecast import earliest, forecast_step, reaches, select
-from analysis.resampling import proportion_interval
+from analysis.intervals import proportion_interval
 from fingerprint.extraction import active_models, extract
 from fingerprint.forecast_target import forecast_families, forecast_target
 from fingerprint.tables import model_table
@@ -241,7 +241,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
 def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list[int], bound: np.ndarray,
                         purity_hits: np.ndarray | None) -> dict[str, list[float] | None]:
     """95% intervals of a selection's shares, counting init families
-    (:func:`analysis.resampling.proportion_interval`; ``None`` below four families): ``purity_ci``
+    (:func:`analysis.intervals.proportion_interval`; ``None`` below four families): ``purity_ci``
     over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
     ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
     (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of

@@ -101,12 +101,14 @@ def read_checked(path: Path, expected: dict[str, torch.Tensor], state_key: str |
 def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[str, torch.Tensor]],
                        family: dict[str, Any], metadata: dict[str, np.ndarray] | None, probes: dict[str, torch.Tensor],
                        source: str, overwrite: bool = False, data: tuple[torch.Tensor, torch.Tensor, str] | None = None,
-                       history: tuple[list[int], list[dict[int, Path]], Callable] | None = None) -> Path:
+                       history: tuple[list[int], list[dict[int, Path]], Callable] | None = None,
+                       refused: list[dict[str, str]] | None = None) -> Path:
     """Write the zoo into a temporary sibling directory, then rename it onto ``out``. ``data``: the
     checked ``(x, y, loss)`` of :func:`~fingerprint.import_checks.load_data`, stored in ``data.h5``.
     ``history``: ``(final_steps, earlier, load)``, each model's final step, its earlier checkpoint files
     by step and their reader (:mod:`fingerprint.import_history`); without it every model is one
-    checkpoint at step 0."""
+    checkpoint at step 0. ``refused``: the checkpoints ``--skip-bad`` left out, ``{"model", "reason"}``
+    each, recorded in the manifest so that the report can name them."""
     out = Path(out)
     check_output(out, overwrite=overwrite)  # --overwrite replaces only a zoo (the caller checked its inputs)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -149,7 +151,7 @@ def write_imported_zoo(out: Path, model_ids: list[str], state_dicts: list[dict[s
         zoo_io.write_manifest(tmp, {
             "kind": "zoo", "source": source, "created": time.time(), "config": {},
             "task": {"name": None, "params": {}}, "family": family,
-            "planned": planned, "shards": shards, "models_per_batch": size,
+            "planned": planned, "shards": shards, "models_per_batch": size, **({"refused": refused} if refused else {}),
         })
         zoo_io.publish_mode(tmp)
         if out.exists():
@@ -273,7 +275,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
     path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled,
-                              None if earlier is None else (final_steps, earlier, lambda p: read_checked(p, expected, state_key)[0]))
+                              None if earlier is None else (final_steps, earlier, lambda p: read_checked(p, expected, state_key)[0]),
+                              [{"model": str(shown[i]), "reason": why} for i, _, why in bad])
     for w in (skipped, outlier):  # warnings: the CLI prints each as one 'warning: ...' line
         if w:
             warnings.warn(w, stacklevel=2)

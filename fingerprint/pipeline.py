@@ -52,6 +52,7 @@ from fingerprint.extraction import (
 )
 from fingerprint.extractors.attribution import ONE_VALUE
 from fingerprint.extractors.behavioural import ONE_COORDINATE
+from fingerprint.extractors.mechanistic import matching_seconds
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
@@ -76,6 +77,7 @@ from training.core.store import (
     write_json,
 )
 from training.core.validate import from_mapping
+from training.families.symmetries import matching_groups
 from training.sweep import SweepSummary, get_executor, run_sweep, validate
 
 # which class each model predicts on in-distribution probes: a different rule (a+b vs a-b) disagrees on most of
@@ -88,6 +90,7 @@ ONE_TOKEN = "the 'in_dist' probes are single token ids: no input gradient, and n
 INTEGER_ARRAYS = "the 'in_dist' probes are integer arrays, not token sequences [probes, positions]: no input gradient"
 # where input-saliency is left out for TOKEN_INPUTS, the default set reads the positions the outputs move on instead
 TOKEN_SALIENCY = "token-occlusion"
+ALIGN_DEFAULT_SECONDS = 120.0  # aligned-weights' estimated weight matching above this: out of the default set, said
 
 
 def default_fingerprints(zoo: Zoo, skipped: dict[str, str] | None = None) -> list[str]:
@@ -112,9 +115,11 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""
     arch = zoo.family_spec.get("arch")
     if arch not in ("module", "hf"):  # the built-in tasks' probe sets are all there; token ids: a vocabulary (no code run)
+        slow = slow_alignment(zoo)
+        why = {"aligned-weights": slow} if slow else {}
         if int(zoo.family_spec.get("vocab", 0) or 0) > 0:
-            return {"input-saliency": _integer_inputs(zoo.family_spec.get("input_shape") or ())}
-        return {}
+            why["input-saliency"] = _integer_inputs(zoo.family_spec.get("input_shape") or ())
+        return why
     task = task_for(zoo)
     sets = set(task.probe_names())
     x = task.probes("in_dist") if "in_dist" in sets else None  # read once: the checks below all look at it
@@ -128,6 +133,8 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
                       "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers, "
                       + (f"whose units cannot be followed past {stop} here, " if stop else "")
                       + "else declared by a hidden_permutable() method of the module")
+        elif f == "aligned-weights" and (slow := slow_alignment(zoo)):
+            why[f] = slow
         elif f == "cka" and arch == "module" and not zoo.family_spec.get("layers"):
             why[f] = "no layer declared at import (--layers NAME), or name one: --fp cka:layer=NAME"
         elif f in needs and needs[f] not in sets:
@@ -137,6 +144,24 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
         elif f == "input-saliency" and (not x.is_floating_point() or x[0].numel() == 1):
             why[f] = ONE_VALUE if x.is_floating_point() else _integer_inputs(x.shape[1:])
     return why
+
+
+def slow_alignment(zoo: Zoo) -> str:
+    """Why ``aligned-weights`` is left out of the default set for ``zoo``'s size, or ``""``: weight
+    matching estimated (:func:`~fingerprint.extractors.mechanistic.matching_seconds`) to take more
+    than :data:`ALIGN_DEFAULT_SECONDS` (an outside audit, 72: 16 MLPs of three 2,048-unit layers ran
+    for more than 8 minutes inside the default set). Named with ``--fp``, it is computed anyway."""
+    family = family_for(zoo)
+    groups = matching_groups(family.hidden_permutable())
+    if not groups:
+        return ""
+    shapes = family.param_shapes()
+    seconds = matching_seconds(shapes, groups, len(zoo))
+    if seconds <= ALIGN_DEFAULT_SECONDS:
+        return ""
+    widest = max(int(shapes[m[0][0]][m[0][1]]) for m in groups.values())
+    return (f"weight matching of {len(zoo)} models whose widest layer has {widest:,} units would take about "
+            f"{seconds / 60:.0f} min on one core (it grows as the cube of that width); to compute it anyway: --fp aligned-weights")
 
 
 def _integer_inputs(shape) -> str:
@@ -443,7 +468,9 @@ def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:
     return {"zoo": str(zoo.path), "task": zoo.task_name, "task_params": zoo.task_params, "family": zoo.family_spec,
             "n_models": len(zoo), "zoo_created": m.get("created"), "zoo_source": m.get("source"),
             "zoo_package_version": m.get("package_version"), "package_version": package_version(),
-            "config": zoo.config, "report_created": time.time(), **(extra or {})}
+            "config": zoo.config, "report_created": time.time(),
+            "refused_at_import": list(m.get("refused") or []),  # --skip-bad's checkpoints, named (audit 73)
+            **(extra or {})}
 
 
 def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, progress: Progress = SILENT,

@@ -5,8 +5,8 @@ fingerprint) is only evidence about *unseen* models if no model of the same init
 training: two data orders of one init seed share most of their weights' structure, so a split by
 model would let the classifier recognise relatives instead of the algorithm. Here every model is
 scored by a classifier fitted on the other families only (``StratifiedGroupKFold`` over families),
-the pooled out-of-fold scores give one AUROC, and its 95% interval resamples whole families
-(:func:`family_bootstrap_auroc`). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``
+the pooled out-of-fold scores give one AUROC, and its 95% interval counts whole families
+(:func:`family_auroc`: Newcombe's interval at the families' effective number of models). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``
 around fit and score (matrix products and convolutions only: elementwise work is not counted).
 
 A method follows a small scikit-learn-like contract: parameters in ``__init__``, ``fit(X, y)`` with
@@ -27,10 +27,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.agreement import binary_auroc
-from analysis.resampling import family_bootstrap
+from analysis.intervals import auroc_interval, cv_widen
 from training.core.errors import UserError
 
-__all__ = ["HeldOut", "LinearReadout", "count_flops", "evaluate", "family_bootstrap_auroc", "family_folds"]
+__all__ = ["HeldOut", "LinearReadout", "count_flops", "evaluate", "family_auroc", "family_folds"]
 
 
 def family_folds(y: np.ndarray, groups: Sequence[Any], n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -59,15 +59,16 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
     return binary_auroc(y, s)
 
 
-def family_bootstrap_auroc(y: np.ndarray, scores: np.ndarray, groups: Sequence[Any], n_boot: int = 2000,
-                           seed: int = 0) -> tuple[float, float, float]:
-    """AUROC of ``scores [n]`` for ``y [n]`` and its 95% interval resampling init families
-    (``groups [n]``) with replacement (:func:`analysis.resampling.family_bootstrap`):
-    ``(auroc, low, high)``; the interval is NaN below four families."""
-    y, scores = np.asarray(y), np.asarray(scores, dtype=float)
-    ci = family_bootstrap(lambda r, _d: _auroc(y[r], scores[r]), groups, n_boot, seed)
+def family_auroc(y: np.ndarray, scores: np.ndarray, groups: Sequence[Any], folds: int = 0) -> tuple[float, float, float]:
+    """AUROC of ``scores [n]`` for ``y [n]`` and its 95% interval over init families ``groups [n]``
+    (:func:`analysis.intervals.auroc_interval`, widened for ``folds`` cross-validation folds' overlap
+    when ``folds`` >= 2): ``(auroc, low, high)``; the interval is NaN below four families."""
+    y, scores = np.asarray(y).astype(int), np.asarray(scores, dtype=float)
+    auc = _auroc(y, scores)
+    ci = None if np.isnan(auc) else auroc_interval(y, np.c_[-scores, scores], groups,
+                                                     inflate=cv_widen(folds) ** 2 if folds >= 2 else 1.0)
     lo, hi = ci if ci is not None else (float("nan"), float("nan"))
-    return _auroc(y, scores), float(lo), float(hi)
+    return auc, float(lo), float(hi)
 
 
 def count_flops(fn, *args, **kwargs) -> tuple[Any, int]:
@@ -103,8 +104,7 @@ def _take(X: Any, idx: np.ndarray) -> Any:
     return X[torch.as_tensor(idx)] if isinstance(X, torch.Tensor) else X[idx]
 
 
-def evaluate(method: Any, X: Any, y: np.ndarray, groups: Sequence[Any], n_splits: int = 5, seed: int = 0,
-             n_boot: int = 2000) -> HeldOut:
+def evaluate(method: Any, X: Any, y: np.ndarray, groups: Sequence[Any], n_splits: int = 5, seed: int = 0) -> HeldOut:
     """Fit a fresh copy of ``method`` on each fold's training families, score its held-out ones.
 
     ``X`` indexable along axis 0 (``[n, ...]``), ``y [n]`` in {0, 1}, ``groups [n]`` init families."""
@@ -121,7 +121,7 @@ def evaluate(method: Any, X: Any, y: np.ndarray, groups: Sequence[Any], n_splits
         train_flops += f
         eval_flops += g
         fold_auroc.append(_auroc(y[te], scores[te]))
-    auc, lo, hi = family_bootstrap_auroc(y, scores, groups, n_boot, seed)
+    auc, lo, hi = family_auroc(y, scores, groups, len(folds))
     return HeldOut(auc, (lo, hi), scores, train_flops, eval_flops, len(y), len(set(map(str, groups))), len(folds), fold_auroc)
 
 

@@ -50,7 +50,7 @@ def parse_fit(text: str, groups: list[str]) -> dict[str, str]:
 
 
 def transfer(zoo: Zoo, fp: str, fit: str, label: str | None = None, family: str = "init_seed",
-             n_boot: int = 200, random_state: int = 0) -> dict[str, Any]:
+             random_state: int = 0) -> dict[str, Any]:
     """The scale-transfer table as JSON-ready data: ``{"fit_on", "fingerprint", "label", "classes",
     "scales": [{"scale", "n_models", "auroc", "auroc_ci", "accuracy", "basin_shares",
     "predicted_shares", "fit", "unseen_basins"}, ...]}``. The models matching ``fit`` form one
@@ -79,7 +79,7 @@ def transfer(zoo: Zoo, fp: str, fit: str, label: str | None = None, family: str 
     rows = [pos[m] for m in res.model_ids]
     try:
         r = basin_transfer(res.values, np.asarray(zoo.models[label], dtype=str)[order], [scale[i] for i in rows],
-                           np.asarray(zoo.models[family])[order], fit_name, n_boot=n_boot, random_state=random_state)
+                           np.asarray(zoo.models[family])[order], fit_name, random_state=random_state)
     except AnalysisError as e:
         raise UserError(str(e)) from None
     return {"zoo": str(zoo.path), "fingerprint": fp, "label": label, "family": family, **r.to_dict()}

@@ -1,4 +1,4 @@
-"""How often the forecast's accuracy interval covers the accuracy it estimates (a simulation).
+"""How often the forecast's accuracy interval, and the probe's AUROC interval, cover what they estimate (a simulation).
 
 ``analysis.forecast.forecast_step`` scores a cross-validated classifier and gives its accuracy a
 95% interval that resamples init families with the folds' predictions held fixed. That interval
@@ -11,18 +11,27 @@ counts how often each interval covers it:
   ``METHODS_VERSION`` 23);
 - ``widened``: the same interval widened about the accuracy by ``sqrt(1 + k / (k - 1))`` for
   ``k`` folds, Nadeau & Bengio's (2003) correction of a cross-validated estimate's variance for the
-  overlap of its training sets (``analysis.forecast.cv_widen``): right in the middle, but a
+  overlap of its training sets (``analysis.intervals.cv_widen``): right in the middle, but a
   bootstrap of 0/1 hits still collapses near 1 (an accuracy of 1.0 gets ``[1, 1]``);
 - ``jeffreys``: what ``forecast_step`` now gives (``analysis.forecast.accuracy_interval``):
   Jeffreys' interval at an effective number of models, the design effect of the families and the
   same correction taken out of ``n``.
 
+The same cross-validated probabilities' AUROC (what the scorecard's probe, ``transfer`` and the
+supervised baselines report) gets two intervals:
+
+- ``auroc boot``: the family bootstrap of the AUROC with the predictions held fixed (the
+  scorecard's interval before ``METHODS_VERSION`` 23, which read ``[1, 1]`` for a perfect probe);
+- ``auroc newcombe``: ``analysis.intervals.auroc_interval``, Newcombe's (2006) interval at the
+  families' effective number of models with the same correction for the folds.
+
 Population: ``F`` families of ``m`` models, ``d`` features; a model's features are its family's
 vector (weight ``rho``) plus its own noise, plus ``delta`` times its basin's sign on one feature.
 Basins are either half of every family (``within``, the audit's design: relatives end in either
 basin) or whole families (``families``). With ``delta = 0`` the true accuracy is 0.5 exactly;
-otherwise it is measured as the mean accuracy, on 4,000 new models, of the same classifier trained
-on ``(k - 1) / k`` of a fresh population (what cross-validation estimates), over 200 draws.
+otherwise it is measured as the mean accuracy (and AUROC), on 4,000 new models, of the same
+classifier trained on ``(k - 1) / k`` of a fresh population (what cross-validation estimates), over
+200 draws.
 
     python scripts/forecast_interval_coverage.py [--reps 300] [--json out.json]
 """
@@ -38,10 +47,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from analysis.forecast import accuracy_interval, classifier, cv_widen
+from analysis.agreement import binary_auroc
+from analysis.forecast import accuracy_interval, classifier
+from analysis.intervals import auroc_interval, cv_widen
 from analysis.metrics import grouped_splits
 from analysis.reduce import coordinates
-from analysis.resampling import family_bootstrap_mean
+from analysis.resampling import family_bootstrap, family_bootstrap_mean
 
 SCENARIOS = [  # (name, families, per family, basins by, delta)
     ("null 8x4 within", 8, 4, "within", 0.0),
@@ -86,12 +97,12 @@ def folds_for(y: np.ndarray, fam: np.ndarray, rs: int) -> list:
     return list(StratifiedKFold(min(5, int(np.bincount(y).min())), shuffle=True, random_state=rs).split(y, y))
 
 
-def true_accuracy(rng: np.random.Generator, families: int, size: int, by: str, delta: float, k: int) -> float:
-    """Mean accuracy on new models of the classifier trained on ``(k - 1) / k`` of a population."""
+def true_accuracy(rng: np.random.Generator, families: int, size: int, by: str, delta: float, k: int) -> tuple[float, float]:
+    """Mean accuracy and AUROC on new models of the classifier trained on ``(k - 1) / k`` of a population."""
     if delta == 0:
-        return 0.5
+        return 0.5, 0.5
     train_fam = max(2, round(families * (k - 1) / k))
-    accs = []
+    accs, aucs = [], []
     for _ in range(200):
         x, y, _ = draw(rng, train_fam, size, by, delta)
         xt, yt, _ = draw(rng, 4000 // size, size, by, delta)
@@ -100,16 +111,17 @@ def true_accuracy(rng: np.random.Generator, families: int, size: int, by: str, d
             warnings.simplefilter("ignore")
             clf = classifier().fit((x - mu) / sd, y)
         accs.append(float((clf.predict((xt - mu) / sd) == yt).mean()))
-    return float(np.mean(accs))
+        aucs.append(binary_auroc(yt == 1, clf.decision_function((xt - mu) / sd)))
+    return float(np.mean(accs)), float(np.mean(aucs))
 
 
 def run(reps: int) -> list[dict]:
     rows = []
     for name, families, size, by, delta in SCENARIOS:
         rng = np.random.default_rng(7)
-        hits = {"fixed": 0, "widened": 0, "jeffreys": 0}
-        widths = {"fixed": [], "widened": [], "jeffreys": []}
-        accs, ks, truth = [], [], 0.5
+        hits = {"fixed": 0, "widened": 0, "jeffreys": 0, "auroc_boot": 0, "auroc_newcombe": 0}
+        widths = {key: [] for key in hits}
+        accs, aucs, ks, truth, truth_auc = [], [], [], 0.5, 0.5
         for r in range(reps):
             x, y, fam = draw(rng, families, size, by, delta)
             cv = folds_for(y, fam, r)
@@ -123,12 +135,21 @@ def run(reps: int) -> list[dict]:
             ci = family_bootstrap_mean(right, fam, random_state=r)
             accs.append(acc)
             ks.append(k)
+            auc = binary_auroc(y == 1, proba[:, 1])
+            aucs.append(auc)
             if r == 0:  # the folds' number is the same for every draw of a design
-                truth = true_accuracy(np.random.default_rng(1000 + families), families, size, by, delta, k)
-            for key, (lo, hi) in (("fixed", ci), ("widened", widen(acc, ci, k)), ("jeffreys", accuracy_interval(right, fam, k))):
-                hits[key] += lo <= truth <= hi
+                truth, truth_auc = true_accuracy(np.random.default_rng(1000 + families), families, size, by, delta, k)
+            boot = family_bootstrap(lambda rows, _d: binary_auroc(y[rows] == 1, proba[rows, 1]) if 0 < y[rows].sum() < len(rows)
+                                    else None, fam, random_state=r)
+            for key, (lo, hi), target in (("fixed", ci, truth), ("widened", widen(acc, ci, k), truth),
+                                          ("jeffreys", accuracy_interval(right, fam, k), truth),
+                                          ("auroc_boot", boot, truth_auc),
+                                          ("auroc_newcombe", auroc_interval(y, proba, fam, inflate=cv_widen(k) ** 2), truth_auc)):
+                hits[key] += lo <= target <= hi
                 widths[key].append(hi - lo)
         rows.append({"scenario": name, "reps": reps, "true_accuracy": round(truth, 3), "mean_accuracy": round(float(np.mean(accs)), 3),
+                     "true_auroc": round(truth_auc, 3), "mean_auroc": round(float(np.mean(aucs)), 3),
+                     "sd_auroc": round(float(np.std(aucs)), 3),
                      "sd_accuracy": round(float(np.std(accs)), 3), "folds": int(np.median(ks)),
                      **{f"coverage_{key}": round(hits[key] / reps, 3) for key in hits},
                      **{f"width_{key}": round(float(np.mean(widths[key])), 3) for key in widths}})
@@ -137,6 +158,9 @@ def run(reps: int) -> list[dict]:
               f"coverage fixed {r['coverage_fixed']:.3f} (width {r['width_fixed']:.3f})  "
               f"widened {r['coverage_widened']:.3f} (width {r['width_widened']:.3f})  "
               f"jeffreys {r['coverage_jeffreys']:.3f} (width {r['width_jeffreys']:.3f})", flush=True)
+        print(f"{'':<22} AUROC true {r['true_auroc']:.3f}  mean {r['mean_auroc']:.3f} sd {r['sd_auroc']:.3f}  "
+              f"coverage boot {r['coverage_auroc_boot']:.3f} (width {r['width_auroc_boot']:.3f})  "
+              f"newcombe {r['coverage_auroc_newcombe']:.3f} (width {r['width_auroc_newcombe']:.3f})", flush=True)
     return rows
 
 

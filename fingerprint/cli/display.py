@@ -26,6 +26,8 @@ from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     alone,
     closest_split_text,
+    closest_splits_disagree,
+    closest_splits_sentence,
     few_count,
     few_families_text,
     size_lines,
@@ -159,7 +161,8 @@ def report_results(results: list) -> int:
             if r.meta.get("source_changed"):  # a plugin edited since its values were cached
                 extra += " (recomputed: the plugin's source changed since it was cached; the old entry was replaced)"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
-                          f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}")
+                          f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}"
+                          + ("" if r.seconds is None else f" in {r.seconds:.1f} s"))  # which one to drop at scale (audit 72)
             for w in fingerprint_warnings(r.meta):  # a plugin's check failed: kept, and said
                 console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     return failures
@@ -216,16 +219,6 @@ def _q(q: Any) -> str:
 DEFAULTS = AnalysisOptions()  # the thresholds of a result whose settings predate them
 
 
-def _probe_only(r: Any, settings: dict) -> bool:
-    """A deep verdict whose basins do not follow the label significantly: the probe alone made it
-    (the seventh audit read `deep` beside `deep 0.00` as strong support)."""
-    if r.verdict not in ("tracks deep differences", "tracks both"):
-        return False
-    basins = (r.deep_ami is not None and r.deep_ami >= settings.get("thresholds", {}).get("deep_ami", DEFAULTS.deep_threshold)
-              and (r.deep_ami_q is None or r.deep_ami_q <= settings.get("alpha", DEFAULTS.alpha)))
-    return not basins
-
-
 def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     """The scorecard table and its notes; ``zoo`` (optional) lets the 'too few' note name the model
     columns that could be the lineage."""
@@ -246,13 +239,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
             noise = r.parent_noise_ami
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
-                  _verdict(r.verdict) + (" (probe)" if _probe_only(r, settings) else ""),
+                  _verdict(r.verdict) + (" (probe)" if r.probe_only else ""),
                   _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r)))
     console.print(t)
     console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                   "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
                   "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
-                  "adjusted p-value). 95% intervals of every number: the report and summary.json", style="dim",
+                  "adjusted p-value). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
                   highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
     from fingerprint.tables import recovered_line  # deferred for start-up time
     for line in filter(None, [recovered_line(result.lineage, zoo), *metadata_lines(result), insufficient_hint(result, zoo)]):
@@ -320,32 +313,10 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     unknown = max(((f.label_free or {}).get("n_unknown") or 0 for f in result.fingerprints), default=0)
     if unknown:  # one line for the population, not one per fingerprint
         lines.append(f"lineage: {unknown_text(unknown, 'the label-free tests')}")
-    splits = {str(f.fingerprint): (f.label_free or {}).get("closest_groups") for f in result.fingerprints}
-    splits = {k: v["groups"] for k, v in splits.items() if v}
-    kinds = _distinct_partitions(splits)
-    if len(kinds) > 1:
-        lines.append("lineage: these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds)
-                     + "): at most one can be real; leads to check, not findings (more families, or probes on which "
-                     "the candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
+    disagree = closest_splits_disagree({str(f.fingerprint): f.label_free for f in result.fingerprints})
+    if disagree:
+        lines.append(f"lineage: {closest_splits_sentence(disagree)}")
     return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
-
-
-def _distinct_partitions(splits: dict[str, dict[str, int]]) -> list[list[str]]:
-    """The fingerprints of ``splits`` (name -> {family: group}) grouped by the partition of the
-    families they name (the same partition whatever its group numbers)."""
-    kinds: list[tuple[frozenset, list[str]]] = []
-    for name, groups in splits.items():
-        members: dict[int, set] = {}
-        for fam, g in groups.items():
-            members.setdefault(int(g), set()).add(str(fam))
-        part = frozenset(frozenset(m) for m in members.values())
-        for p, names in kinds:
-            if p == part:
-                names.append(name)
-                break
-        else:
-            kinds.append((part, [name]))
-    return [names for _, names in kinds]
 
 
 # what lineage_candidates takes for a column of init seeds; two or three families are tested too (one column that

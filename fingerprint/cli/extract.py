@@ -22,7 +22,7 @@ def extract(
     force: bool = typer.Option(False, "--force", help="Recompute even when cached."),
     label: Optional[str] = typer.Option(None, "--label", help="Model column with labels for supervised extractors (e.g. deep_label)."),
     plugin: Optional[List[str]] = o.PLUGIN,
-    chunk_size: Optional[int] = typer.Option(None, min=1, help="Models per chunk for streaming extractors (default: as many as 64 MB of weights hold, 256 to 4096; 256 with --executor ray)."),
+    chunk_size: Optional[int] = typer.Option(None, min=1, help="Models per chunk for streaming extractors (default: as many as 64 MB of weights hold, at most 4096; at most 256 with --executor ray)."),
     executor: str = typer.Option("local", help="local | ray: where chunks of streaming extractors run."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto or HOST:PORT); default a local instance."),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),

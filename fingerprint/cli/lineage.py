@@ -47,7 +47,10 @@ def lineage_cmd(
     with console.status("testing pairs for a shared initialization"):
         r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
                     history=not no_history, candidates=candidates)
+    title, legend = evidence_lines(r, alpha)
+    console.print(title, highlight=False, markup=False, soft_wrap=True)
     console.print(evidence_table(r, alpha))
+    console.print(legend, style="dim", highlight=False, markup=False, soft_wrap=True)
     ori = r["orientation"]
     if r["history"]["used"]:
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
@@ -92,27 +95,34 @@ def lineage_cmd(
 
 def evidence_table(r: dict, alpha: float):
     """One row per kind of evidence. Fits 80 columns: number columns never wrap, the evidence name
-    folds onto a second line rather than being cut (``anomalo…`` named nothing)."""
+    folds onto a second line rather than being cut (``anomalo…`` named nothing); the title and the
+    legend are :func:`evidence_lines`, printed apart (a table's title and caption are cut at its width:
+    an outside audit, 73, read "alpha 0" and lost the last column at 80 columns)."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=f"lineage of {esc(r['zoo'])}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, "
-              f"related when significant at alpha {alpha:g} (BH)", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
-              show_edge=False, collapse_padding=True, caption_justify="left",
-              caption="parent, direction: accuracy of the recovered parents and of the edges' directions; false: "
-                      "recovered edges that join no recorded parent and child (parent_id)")
+    t = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, show_edge=False)  # the box's own space between columns
     names = [esc(n) + (" *" if n == r["evidence"] else "") for n in r["by_evidence"]]
-    for col in ("evidence", "related", "families", "FPR", "power", "BH FDP", "parent", "direction", "false"):
+    for col in ("evidence", "related", "families", "merged", "FPR", "power", "BH FDP", "parent", "dir.", "false"):
         if col == "evidence":
-            t.add_column(col, overflow="fold", ratio=1, min_width=min(18, max(map(len, names), default=8)))
+            t.add_column(col, overflow="fold", ratio=1, min_width=min(10, max(map(len, names), default=8)))
         else:
             t.add_column(col, justify="right", no_wrap=True)
     f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, s in zip(names, r["by_evidence"].values()):
-        t.add_row(name, f"{s['n_related']:,}", str(s["n_families"]), f(s["shared_init_fpr"]), f(s["shared_init_power"]),
-                  f(s["bh_fdp"]), f(s["parent_accuracy"]), f(s["direction_accuracy"]),
-                  "–" if s.get("false_edges") is None else str(s["false_edges"]))
+        t.add_row(name, f"{s['n_related']:,}", str(s["n_families"]), "–" if s.get("n_merged") is None else str(s["n_merged"]),
+                  f(s["shared_init_fpr"]), f(s["shared_init_power"]), f(s["bh_fdp"]), f(s["parent_accuracy"]),
+                  f(s["direction_accuracy"]), "–" if s.get("false_edges") is None else str(s["false_edges"]))
     return t
+
+
+def evidence_lines(r: dict, alpha: float) -> tuple[str, str]:
+    """The title above :func:`evidence_table` and the legend below it."""
+    return (f"lineage of {r['zoo']}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, related when significant "
+            f"at alpha {alpha:g} (Benjamini-Hochberg)",
+            "merged: recovered families that join models of different init families; parent, dir.: accuracy of the "
+            "recovered parents and of the edges' directions; false: recovered edges that join no recorded parent and "
+            "child (parent_id)")
 
 
 def _families(n: int) -> str:

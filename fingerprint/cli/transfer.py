@@ -18,8 +18,7 @@ def transfer_cmd(
     fp: str = typer.Option("probe-outputs", "--fp", help="Fingerprint to classify with: one whose columns mean the same at every scale (outputs on the probe set)."),
     fit: str = typer.Option(..., "--fit", help="The models to fit on, by their group setting: KEY=VALUE[,KEY=VALUE] (e.g. model.width=16)."),
     label: Optional[str] = typer.Option(None, "--label", help="Basin column (default: deep_label)."),
-    lineage_column: str = typer.Option("init_seed", "--lineage", help="Init-family column: folds and bootstrap keep a family together."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Family-bootstrap replicates of each AUROC interval."),
+    lineage_column: str = typer.Option("init_seed", "--lineage", help="Init-family column: folds and intervals keep a family together."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the per-scale table as JSON."),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
@@ -34,7 +33,7 @@ def transfer_cmd(
         check_output(json_out, {"zoo": zoo_path}, option="--json", kind="file")
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     with console.status(f"extracting {fp} and fitting on {fit}"):
-        r = transfer(zoo, fp, fit, label, lineage_column, n_boot)
+        r = transfer(zoo, fp, fit, label, lineage_column)
     t = Table(title=f"{esc(r['label'])} classifier on {esc(r['fingerprint'])}, fit on {esc(r['fit_on'])}")
     for col in ("scale", "models", "AUROC", "95% CI", "accuracy", "true shares", "predicted shares"):
         t.add_column(col, justify="left" if col in ("scale", "true shares", "predicted shares") else "right")

@@ -662,6 +662,28 @@ def weight_match(params: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], 
     return perms
 
 
+# weight matching's cost, measured on this project's Intel host (one core, 16 trained MLPs of three
+# 1,024-unit layers: 344 assignments of 0.16 s each and their cost matrices, 85 s; docs/benchmarks.md)
+ASSIGNMENT_SECONDS = 1.5e-10  # per h^3 of one assignment of h units
+COST_SECONDS = 5e-11  # per h^2 * fan of a cost matrix (double precision)
+MATCH_ROUNDS = 7  # solves per model and group, measured there (the ascent re-solves only what changed)
+
+
+def matching_seconds(shapes: dict[str, tuple[int, ...]], groups: dict[str, list[tuple[str, int]]], n_models: int) -> float:
+    """About how long :func:`weight_match` takes for ``n_models`` models of per-model parameter
+    ``shapes`` with permutation ``groups``, on one core: each group of ``h`` units solves an
+    ``h x h`` assignment (``h^3``) from a cost matrix over the group's tensors (``h^2`` times their
+    other axes) about :data:`MATCH_ROUNDS` times per model. It grows as the cube of the widest layer:
+    16 models of three 2,048-unit layers take about 12 minutes."""
+    total = 0.0
+    for members in groups.values():
+        p, ax = members[0]
+        h = int(shapes[p][ax])
+        fan = sum(math.prod(shapes[q]) // max(int(shapes[q][a]), 1) for q, a in members)
+        total += ASSIGNMENT_SECONDS * h**3 + COST_SECONDS * h * h * fan
+    return n_models * MATCH_ROUNDS * total
+
+
 def weight_match_one(w: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
                      iterations: int = 10, seed: int = 0, start: str = "invariant") -> dict[str, torch.Tensor]:
     """One model's permutations ``{group: [h]}`` aligning ``w`` to ``ref`` (both one model's

@@ -378,7 +378,7 @@ ROW_KEYS = {"fingerprint", "extractor", "kind", "output", "supervised", "n_model
             "deep_ami_ci", "noise_ami_ci", "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
             "lineage_nn_ci", "stability_ci", "privileged",
             # issue 22: the calibrated lineage identification
-            "lineage_auc", "lineage_auc_p", "lineage_auc_q", "label_free_q", "probe_auroc_p", "probe_auroc_q"}
+            "lineage_auc", "lineage_auc_p", "lineage_auc_q", "label_free_q", "probe_auroc_p", "probe_auroc_q", "probe_only"}
 
 
 def test_scorecard_verdicts_for_constructed_fingerprints():
@@ -431,18 +431,28 @@ def test_probe_alone_makes_a_binary_label_deep():
 
 def test_probe_alone_makes_a_three_class_label_deep():
     """Issue 21 item 2: a 3-class label a linear probe reads (AUROC ~0.9+) but no clusters show is
-    "tracks deep differences, linearly decodable", not a k = 1 "uninformative"."""
-    rng = np.random.default_rng(2)
-    three = (np.arange(36) % 9 + FAM) % 3
-    x = rng.normal(size=(36, 10))
-    x[:, 0] += 3.5 * (three == 1)
-    x[:, 1] += 3.5 * (three == 2)
-    table = _table()
-    table["deep_label"] = np.asarray(["a", "b", "c"], dtype=object)[three]
-    (row,) = sc.analyze([sc.FingerprintInput("weak3", x, [f"m{i}" for i in range(36)])], table,
-                        FAST.replace(n_boot=0, k=1)).scorecard
-    assert row.n_clusters == 1 and row.deep_ami == 0.0 and row.probe_auroc >= 0.85
-    assert row.verdict == "tracks deep differences" and "linearly decodable" in row.reason
+    "tracks deep differences, linearly decodable", not a k = 1 "uninformative". At 8 families of 6;
+    at 4 families the probe's interval (Newcombe's at the families' effective number of models, widened
+    for 4 folds; METHODS_VERSION 23) reaches 0.5, and the verdict says so."""
+    def row(families: int, members: int):
+        fam = np.repeat(np.arange(families), members)
+        n = len(fam)
+        three = (np.arange(n) % members + fam) % 3
+        x = np.random.default_rng(2).normal(size=(n, 10))
+        x[:, 0] += 3.5 * (three == 1)
+        x[:, 1] += 3.5 * (three == 2)
+        ids = np.asarray([f"m{i}" for i in range(n)], dtype=object)
+        table = {"model_id": ids, "init_seed": fam, "data_seed": np.arange(n) % members,
+                 "deep_label": np.asarray(["a", "b", "c"], dtype=object)[three]}
+        (r,) = sc.analyze([sc.FingerprintInput("weak3", x, list(ids))], table, FAST.replace(n_boot=0, k=1)).scorecard
+        return r
+
+    r = row(8, 6)
+    assert r.n_clusters == 1 and r.deep_ami == 0.0 and r.probe_auroc >= 0.85 and r.probe_auroc_ci[0] > 0.5
+    assert r.verdict == "tracks deep differences" and "linearly decodable" in r.reason and r.probe_only
+    few = row(4, 9)
+    assert few.probe_auroc >= 0.85 and few.probe_auroc_ci[0] <= 0.5 < few.probe_auroc_ci[1] < 1.0
+    assert few.verdict == "uninformative" and "whose interval reaches 0.5" in few.reason and not few.probe_only
 
 
 def test_parent_families_count_as_noise():
@@ -576,7 +586,7 @@ def test_verdict_table_covers_every_verdict():
 
 
 SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "small_basins", "candidates_apart",
-                "label_free_answer",
+                "label_free_answer", "closest_splits_disagree", "closest_splits_note",
                 "fingerprints",
                 "provenance"]
 SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", "n_models", "n_clusters", "k_at_cap", "consensus_k",
@@ -585,7 +595,7 @@ SUMMARY_ROW_KEYS = ["fingerprint", "extractor", "kind", "output", "supervised", 
             "label_free_verdict", "label_free_sentence", "candidate_basins", "n_families", "deep_ami_ci", "noise_ami_ci",
             "probe_auroc_ci", "deep_ami_p", "noise_ami_p", "deep_ami_q", "noise_ami_q",
                     "lineage_nn_ci", "stability_ci", "privileged", "lineage_auc", "lineage_auc_p", "lineage_auc_q",
-                    "label_free_q", "probe_auroc_p", "probe_auroc_q"]
+                    "label_free_q", "probe_auroc_p", "probe_auroc_q", "probe_only"]
 FP_KEYS = ["fingerprint", "key", "extractor", "kind", "output", "step", "supervised", "meta", "error", "n_models",
            "excluded", "approximations", "method", "k", "k_scores", "k_at_cap", "bootstrap", "embedding_method",
            "distances", "scores", "noise_score", "binary_label", "calibration", "has_label", "alignment", "aligns_with",

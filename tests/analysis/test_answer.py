@@ -553,7 +553,7 @@ def test_a_candidate_only_few_families_find_at_a_weak_q_is_a_lead_not_a_candidat
     h = headline(weak)
     h.mode, h.free = "label-free", dict.fromkeys(VERDICTS, []) | {"crosses lineage": ["anomalous-inputs", "probe-outputs"]}
     box = ENV.get_template("macros.html.j2").module.headline(h)
-    assert "anomalous-inputs (few families: a lead)" in box and "<div class='fail'>No ground-truth label" in box
+    assert "anomalous-inputs (few families: a lead)" in box and "<div class='note'>No ground-truth label" in box
     # six families: no caution, a candidate; a weak copy beside a real candidate is said after it
     assert len(label_free_answer(result(at("a", CAMPS, 0.03, n_families=6))).candidates) == 1
     both = label_free_answer(result(at("a", CAMPS, 0.01), at("b", CAMPS, 0.01), at("c", HALVES, 0.03)))

@@ -19,6 +19,7 @@ from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis import resampling as rs
 from analysis.calibration import calibrate, near_floor
+from analysis.intervals import auroc_interval, cv_widen
 from analysis.options import AnalysisOptions
 
 TOL = 1e-12
@@ -100,7 +101,7 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
         nn_hits = None if nn_hits is None else nn_hits[rows]
         label = None if label is None else label[rows]
         lineage = None if lineage is None else lineage[rows]
-        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows])
+        oof = None if oof is None else (oof[0], oof[1][rows], oof[2][rows], oof[3])
         out["sampled"] = len(rows)
     if label is not None and scores.get("deep_ami") is not None:
         cc, lc = mt.label_codes(clusters), mt.label_codes(label)
@@ -116,8 +117,8 @@ def _loop_calibrate(clusters, label, lineage, family, oof, scores, opts, nn_hits
             if is_exact and mt.ami_codes(cc, lc) >= 1.0 - 1e-9:
                 out["deep_ami_p"] = exact
     if oof is not None:
-        _, y, prob = oof
-        out["probe_auroc_ci"] = rs.family_bootstrap(lambda r, _d: mt.auroc_of(y[r], prob[r]), family, nb, seed)
+        _, y, prob, folds = oof  # no bootstrap: Newcombe's interval at the families' effective size
+        out["probe_auroc_ci"] = auroc_interval(y, prob, family, inflate=cv_widen(folds) ** 2)
     if lineage is not None and scores.get("noise_ami") is not None:
         basins = label
         out["noise_ami_ci"] = rs.family_bootstrap(
@@ -147,7 +148,7 @@ def _case(seed: int):
     lineage = np.asarray([f"s{v}" for v in fam], dtype=object)
     basins = labels if seed % 6 else None
     scores = {"deep_ami": mt.ami(clusters, labels), "noise_ami": mt.within_basin_ami(clusters, lineage, basins)[0]}
-    oof = (0.5, mt.label_codes(labels), rng.dirichlet(np.ones(kl), n).round(2))
+    oof = (0.5, mt.label_codes(labels), rng.dirichlet(np.ones(kl), n).round(2), 5)
     hits = rng.integers(0, 2, n).astype(float)
     hits[rng.random(n) < 0.3] = np.nan
     reps = []

@@ -228,18 +228,18 @@ def test_family_level_label_on_family_clusters_is_not_at_the_floor():
     assert "basins match the label" not in res.reason and res.verdict == "tracks initialization noise"
 
 
-def test_the_terminal_marks_a_deep_verdict_made_by_the_probe_alone():
+def test_a_deep_verdict_made_by_the_probe_alone_is_marked():
     """The seventh audit: ``deep`` beside ``deep 0.00`` (one basin, the probe reads the label) read as
-    strong support; the cell says ``(probe)``."""
-    from analysis.results import ScorecardRow
-    from fingerprint.cli.display import _probe_only
+    strong support; the terminal says ``(probe)``, and since audit 73 the report and summary.json too
+    (``probe_only``)."""
+    from analysis.calibration import probe_only
+    from analysis.options import AnalysisOptions
 
-    settings = {"alpha": 0.05, "thresholds": {"deep_ami": 0.3}}
-    probe = ScorecardRow("a", deep_ami=0.0, deep_ami_q=1.0, probe_auroc=0.95, verdict="tracks deep differences")
-    basins = ScorecardRow("b", deep_ami=0.9, deep_ami_q=0.01, probe_auroc=0.95, verdict="tracks deep differences")
-    weak = ScorecardRow("c", deep_ami=0.9, deep_ami_q=0.2, probe_auroc=0.95, verdict="tracks both")
-    assert _probe_only(probe, settings) and not _probe_only(basins, settings) and _probe_only(weak, settings)
-    assert not _probe_only(ScorecardRow("d", deep_ami=0.0, verdict="uninformative"), settings)
+    opts = AnalysisOptions(alpha=0.05, deep_threshold=0.3)
+    assert probe_only("tracks deep differences", 0.0, 1.0, opts)
+    assert not probe_only("tracks deep differences", 0.9, 0.01, opts)
+    assert probe_only("tracks both", 0.9, 0.2, opts)  # basins that follow the label, but not significantly
+    assert not probe_only("uninformative", 0.0, None, opts)
 
 
 def test_two_families_split_the_same_way_are_a_lead_and_a_supervised_verdict():

@@ -70,7 +70,8 @@ def test_the_accuracy_interval_counts_families_and_the_folds():
     their fate count for less than independent models; a perfect score keeps a lower end below 1 (a
     bootstrap of 0/1 hits gave ``[1, 1]``), and one more right model never widens it; fewer folds
     (more overlap between their training sets' complements) give a wider interval."""
-    from analysis.forecast import accuracy_interval, cv_widen
+    from analysis.forecast import accuracy_interval
+    from analysis.intervals import cv_widen
 
     assert cv_widen(5) == 1.5
     fam = np.repeat(np.arange(8), 4)

@@ -27,12 +27,14 @@ def _population(shift_at: dict[str, float], n_fam: int = 12, per_fam: int = 2, d
 
 def test_a_planted_basin_direction_transfers_to_every_scale():
     x, lab, sc, fam = _population({"s1": 0, "s2": 0, "s3": 0})
-    r = basin_transfer(x, lab, sc, fam, "s1", n_boot=50)
+    r = basin_transfer(x, lab, sc, fam, "s1")
     assert [s.scale for s in r.scales] == ["s1", "s2", "s3"] and r.fit_on == "s1" and r.classes == ["A", "B"]
     fit = r.scales[0]
     assert fit.fit and fit.n_models == 24 and fit.auroc > 0.95  # cross-validated within the fit scale
     for s in r.scales[1:]:
-        assert s.auroc > 0.95 and s.accuracy > 0.9 and s.auroc_ci[0] > 0.8
+        assert s.auroc > 0.95 and s.accuracy > 0.9 and s.auroc_ci[1] == 1.0
+        # 24 models of 12 families, the classifier fit on 24 others: well above chance, not [1, 1]
+        assert 0.6 < s.auroc_ci[0] < 0.95
         assert abs(s.basin_shares["A"] - s.predicted_shares.get("A", 0)) < 0.15
     d = r.to_dict()
     assert set(d) >= {"fit_on", "scales"} and set(d["scales"][1]) >= {"scale", "n_models", "auroc", "accuracy", "basin_shares"}
@@ -40,7 +42,7 @@ def test_a_planted_basin_direction_transfers_to_every_scale():
 
 def test_a_direction_that_flips_with_scale_does_not_transfer():
     x, lab, sc, fam = _population({"s1": 0, "s2": -1})
-    r = basin_transfer(x, lab, sc, fam, "s1", n_boot=50)
+    r = basin_transfer(x, lab, sc, fam, "s1")
     assert r.scales[0].auroc > 0.95
     assert r.scales[1].auroc < 0.1 and r.scales[1].accuracy < 0.1  # the classifier is confidently wrong
 
@@ -52,7 +54,7 @@ def test_noise_features_give_chance_auroc_with_an_interval_around_it():
     lab = rng.choice(["A", "B"], n)
     sc = np.repeat(["s1", "s2"], n // 2)
     fam = np.tile(np.repeat(np.arange(20), 4), 2)
-    r = basin_transfer(x, lab, sc, fam, "s1", n_boot=100)
+    r = basin_transfer(x, lab, sc, fam, "s1")
     lo, hi = r.scales[1].auroc_ci
     assert lo < 0.5 < hi
 
@@ -61,7 +63,7 @@ def test_basins_the_fit_scale_never_showed_are_reported():
     x, lab, sc, fam = _population({"s1": 0, "s2": 0})
     lab = list(lab)
     lab[-1] = "C"
-    r = basin_transfer(x, lab, sc, fam, "s1", n_boot=20)
+    r = basin_transfer(x, lab, sc, fam, "s1")
     assert r.scales[1].unseen_basins == ["C"] and r.scales[1].basin_shares["C"] > 0
 
 

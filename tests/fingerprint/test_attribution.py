@@ -160,3 +160,27 @@ def test_token_occlusion_says_which_position_each_rule_reads(tmp_path):
     sub = substitutes(padded, 0, pad_id=0)
     assert (sub[padded == 0] == 0).all() and (sub != 0).sum() == (padded != 0).sum()  # pads kept, never drawn
     assert (sub[:, 3] == 6).all()  # one token at this position: nothing to replace it with
+
+
+def test_aligned_weights_leaves_the_default_set_when_weight_matching_would_take_minutes(tmp_path, monkeypatch):
+    """An outside audit (72): 16 MLPs of three 2,048-unit layers ran aligned-weights for more than 8
+    minutes inside the default set. Its cost grows as the cube of the widest layer: estimated from the
+    shapes, it is left out above ALIGN_DEFAULT_SECONDS, said with the numbers, and computed when named."""
+    import fingerprint.pipeline as pl
+    from fingerprint.extractors.mechanistic import matching_seconds
+
+    g = torch.Generator().manual_seed(3)
+    zoo = Zoo.from_modules([_mlp(g) for _ in range(4)], out=tmp_path / "z", probes={"in_dist": torch.randn(8, 4, generator=g)})
+    assert "aligned-weights" in default_fingerprints(zoo) and "aligned-weights" not in skipped_defaults(zoo)
+    monkeypatch.setattr(pl, "ALIGN_DEFAULT_SECONDS", 1e-9)
+    why = skipped_defaults(zoo)["aligned-weights"]
+    assert why.startswith("weight matching of 4 models whose widest layer has") and "--fp aligned-weights" in why
+    assert "aligned-weights" not in default_fingerprints(zoo)
+    (res,) = extract(zoo, ["aligned-weights"])  # named: computed anyway
+    assert res.error is None and res.seconds is not None and res.seconds >= 0
+    # the estimate: the audit's three 1,024-unit layers, 16 models, measured 85 s; twice the width, ~8x
+    w = {n: {"0.weight": (n, 32), "0.bias": (n,), "2.weight": (n, n), "2.bias": (n,), "4.weight": (n, n), "4.bias": (n,),
+             "6.weight": (2, n), "6.bias": (2,)} for n in (1024, 2048)}
+    groups = {"a": [("0.weight", 0), ("0.bias", 0), ("2.weight", 1)], "b": [("2.weight", 0), ("2.bias", 0), ("4.weight", 1)],
+              "c": [("4.weight", 0), ("4.bias", 0), ("6.weight", 1)]}
+    assert 40 < matching_seconds(w[1024], groups, 16) < 120 < matching_seconds(w[2048], groups, 16)

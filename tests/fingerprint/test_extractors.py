@@ -769,15 +769,17 @@ def test_thin_matrix_singular_values_match_svd():
 
 
 def test_auto_chunk_size_follows_model_size():
-    """Without --chunk-size, a chunk holds up to 64 MB of weights (256 to 4,096 models); 256 for Ray tasks."""
+    """Without --chunk-size, a chunk holds up to 64 MB of weights (at most 4,096 models; 256 for Ray tasks)."""
     from types import SimpleNamespace
 
     from fingerprint.extraction import CHUNK_WEIGHT_FLOATS, auto_chunk_size
 
     assert auto_chunk_size(SimpleNamespace(n_params=178)) == 4096  # capped: per-model intermediates grow too
     assert auto_chunk_size(SimpleNamespace(n_params=20_000)) == CHUNK_WEIGHT_FLOATS // 20_000
-    assert auto_chunk_size(SimpleNamespace(n_params=10**7)) == 256
+    assert auto_chunk_size(SimpleNamespace(n_params=10**6)) == 16  # big models: the 64 MB, not a count (audit 72)
+    assert auto_chunk_size(SimpleNamespace(n_params=10**8)) == 1
     assert auto_chunk_size(SimpleNamespace(n_params=178), runner=object()) == 256
+    assert auto_chunk_size(SimpleNamespace(n_params=10**6), runner=object()) == 16
 
 
 def test_builtins_are_declared_as_entry_points_like_plugins():

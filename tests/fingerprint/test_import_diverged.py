@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from analysis.results import FingerprintResult, lone_models
-from fingerprint import Zoo
+from fingerprint import Zoo, pipeline
 from fingerprint.model_health import Health, outlier_note, outliers
 from tests.conftest import run_cli, saved_models
 
@@ -77,6 +77,15 @@ def test_skip_bad_imports_the_rest_names_every_refused_one_and_ignores_their_row
     zoo = Zoo.open(pop / "zoo")
     assert zoo.model_ids == ["m0", "m1", "m2", "m4", "m7"]
     assert list(zoo.models["family"]) == [0, 0, 1, 2, 3]  # the kept models' rows, in their order
+    # the zoo records the refused ones, so that the report names them (an outside audit, 73: no trace of them)
+    assert zoo.manifest["refused"] == [
+        {"model": "m3.pt", "reason": "outputs on probe set 'in_dist' are inf/NaN"},
+        {"model": "m5.pt", "reason": "key '0.weight' has shape [9, 6], the architecture expects [8, 6]"},
+        {"model": "m6.pt", "reason": "key '2.bias' holds NaN or inf"}]
+    page = pipeline.report(zoo, pop / "r.html", pop / "s.json", ["weight-stats"], n_boot=0, embedding="pca").read_text()
+    assert "<b>Left out at import</b>" in page and "<code>m5.pt</code>: key &#39;0.weight&#39; has shape" in page
+    assert [m["model"] for m in json.loads((pop / "s.json").read_text())["provenance"]["refused_at_import"]] == [
+        "m3.pt", "m5.pt", "m6.pt"]
     # without --skip-bad, the same directory names all three in one error
     res = run_cli("import", ck, *ARGS, "--out", pop / "zoo2")
     assert res.returncode == 2 and "(and 2 more checkpoints refused: m5.pt, m6.pt); or pass --skip-bad" in res.stderr

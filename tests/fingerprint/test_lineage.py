@@ -176,7 +176,8 @@ def test_the_evidence_table_fits_80_columns_without_cutting_a_name():
     assert "…" not in text and max(map(len, lines)) <= 80
     assert "anomalous-inputs *" in text  # the primary evidence, whole
     rows = [l for l in lines if "12,345" in l]
-    assert len(rows) == 3 and all(l.split()[-7:] == ["12,345", "7", "0.052", "1.000", "0.048", "0.500", "–"] for l in rows)
+    assert len(rows) == 3 and all(l.split()[-9:] == ["12,345", "7", "–", "0.052", "1.000", "0.048", "0.500", "–", "–"]
+                                 for l in rows)  # merged and false edges: none recorded
     # a longer name folds onto the next line: its pieces, joined, are the name
     folded = "".join(l.split("  ")[0].strip() for l in lines[lines.index(rows[2]):lines.index(rows[2]) + 2])
     assert folded == "anomalous-inputs:n_random=16", lines

@@ -85,3 +85,48 @@ def test_lineage_section_renders_in_a_headless_browser(reported, tmp_path):
     fig = dom.split('id="fig-lineage-forest"')[1].split("</figure>")[0]
     assert "<svg" in fig and len(re.findall(r"<title>[^<]*: family ", fig)) == 2 * len(zoo)
     assert len(_rows(dom.replace('"', "'"))) >= 16  # every child (true or recovered parent); the seed grid is roots
+
+
+def test_recovered_families_that_join_unrelated_ones_are_shown():
+    """An outside audit (73): 30 families recovered for 32 true ones, two of them false merges, read as
+    a perfect recovery: the table gave no true count, no merges, and the figure underlined the true
+    families in both panels. Now the recovered families are underlined (a merge in red, linked) and the
+    table says the true count, the merges and splits, and the family AMI."""
+    from analysis.lineage_report import lineage_view
+    from analysis.report import ENV
+
+    ids = ["a0", "a1", "b0", "b1", "c0", "c1"]
+    stored = {"evidence": "exact", "alpha": 0.05, "truth": {}, "edges": [],
+              "by_evidence": {"exact": {"n_related": 5, "n_families": 2, "n_merged": 1, "n_split": 0, "family_ami": 0.44,
+                                        "shared_init_fpr": 0.1, "shared_init_power": 1.0, "bh_fdp": 0.2, "bh_power": 1.0}},
+              "true_family": {m: m[0] for m in ids},
+              "family_of": {"a0": "L0", "a1": "L0", "b0": "L0", "b1": "L0", "c0": "L1", "c1": "L1"}}
+    view = lineage_view(stored, ids)
+    assert view.n_true_families == 3
+    svg = str(view.figure.svg)
+    assert "joins unrelated families (1)" in svg and "recovered family (2)" in svg
+    section = str(ENV.get_template("macros.html.j2").make_module({}).lineage_section(view))
+    assert "The zoo has <b>3</b> init families" in section
+    row = section.split("<table class='lineage-scores'>")[1].split("</table>")[0]
+    assert "<td class='failrow'>1</td><td>0</td><td>0.44</td>" in row  # one merge, flagged; no split; family AMI
+    assert "<td class='failrow'>0.100</td>" in row and "<td class='failrow'>0.200</td>" in row  # FPR, FDP above alpha
+
+
+def test_the_terminal_evidence_table_fits_80_columns_with_its_title_whole():
+    """An outside audit (73): piped, `fingerprint lineage` printed "alpha 0" (its title cut at the
+    table's width) and lost the last column."""
+    from rich.console import Console
+
+    from fingerprint.cli.lineage import evidence_lines, evidence_table
+
+    row = {"n_related": 21000, "n_families": 30, "n_merged": 2, "shared_init_fpr": 0.054, "shared_init_power": 1.0,
+           "bh_fdp": 0.086, "parent_accuracy": 1.0, "direction_accuracy": 1.0, "false_edges": 3}
+    r = {"zoo": "/a/rather/long/path/to/some/zoo/directory", "n_pairs": 8128, "n_pairs_total": 8128, "evidence": "exact",
+         "by_evidence": {"exact": row, "anomalous-inputs": row}}
+    console = Console(width=80, force_terminal=False, record=True)
+    console.print(evidence_table(r, 0.05))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert text.splitlines()[0].split()[-2:] == ["dir.", "false"] and text.splitlines()[2].split()[-1] == "3"
+    title, legend = evidence_lines(r, 0.05)
+    assert "alpha 0.05 (Benjamini-Hochberg)" in title and legend.startswith("merged: ")

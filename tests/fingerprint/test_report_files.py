@@ -179,4 +179,4 @@ def test_at_80_columns_the_scorecard_keeps_each_q_whole_and_the_legend_every_wor
             assert f"q {q:.2g}" in res.stdout, res.stdout
     legend = " ".join(res.stdout.split())
     assert "ident: AUC that relatives are closer than unrelated models of a basin (* significant)" in legend
-    assert "95% intervals of every number" in legend
+    assert "95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json" in legend

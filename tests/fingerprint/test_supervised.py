@@ -15,7 +15,7 @@ from fingerprint.supervised import (
     LinearReadout,
     count_flops,
     evaluate,
-    family_bootstrap_auroc,
+    family_auroc,
     family_folds,
 )
 from fingerprint.weightset import (
@@ -67,14 +67,15 @@ def test_too_few_families_is_a_user_error():
         family_folds(np.array([0, 1, 0]), ["a", "b", "c"], 5)
 
 
-def test_family_bootstrap_auroc():
+def test_family_auroc():
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
     groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
-    auc, lo, hi = family_bootstrap_auroc(y, y * 2.0, groups, n_boot=200)
-    assert auc == lo == hi == 1.0
-    auc, lo, hi = family_bootstrap_auroc(y, np.zeros(8), groups, n_boot=200)
-    assert auc == 0.5 and lo <= auc <= hi
-    auc, lo, hi = family_bootstrap_auroc(y[:6], y[:6] * 2.0, groups[:6], n_boot=200)
+    auc, lo, hi = family_auroc(y, y * 2.0, groups)
+    assert auc == hi == 1.0 and 0.5 < lo < 0.9  # a perfect ranking of 8 models: not [1, 1] as a bootstrap reads it
+    assert family_auroc(y, y * 2.0, groups, folds=4)[1] < lo  # cross-validated scores: wider
+    auc, lo, hi = family_auroc(y, np.zeros(8), groups)
+    assert auc == 0.5 and lo < 0.25 and hi > 0.75
+    auc, lo, hi = family_auroc(y[:6], y[:6] * 2.0, groups[:6])
     assert auc == 1.0 and np.isnan(lo) and np.isnan(hi)  # three families: no interval
 
 
@@ -89,7 +90,7 @@ def test_linear_readout_learns_held_out_families():
     groups = np.repeat(np.arange(12), 2)
     y = groups % 2
     X = torch.as_tensor(rs.normal(size=(24, 3)) + 2.0 * y[:, None], dtype=torch.float32)
-    r = evaluate(LinearReadout(), X, y, groups, n_splits=4, n_boot=100)
+    r = evaluate(LinearReadout(), X, y, groups, n_splits=4)
     assert r.auroc > 0.95 and r.train_flops > 0 and r.eval_flops > 0 and r.n_families == 12
 
 
@@ -132,7 +133,7 @@ def test_weight_set_is_invariant_to_hidden_permutation_and_residual_rotation():
 
 def test_weight_set_learns_a_planted_difference_on_held_out_families():
     fam, params, y, groups = planted(shift=0.5)
-    r = evaluate(WeightSetClassifier(width=16, steps=60, n_ensemble=1), unit_features(fam, params), y, groups, n_splits=3, n_boot=100)
+    r = evaluate(WeightSetClassifier(width=16, steps=60, n_ensemble=1), unit_features(fam, params), y, groups, n_splits=3)
     assert r.auroc > 0.9 and r.train_flops > r.eval_flops > 0
 
 
@@ -146,7 +147,7 @@ def test_near_one_hot_soft_tokens_are_the_tokens():
 
 def test_soft_probes_learn_a_planted_behaviour_on_held_out_families():
     fam, params, y, groups = planted(out_shift=1.0)
-    r = evaluate(SoftProbeClassifier(n_probes=4, steps=40), ProbeInputs(fam, params), y, groups, n_splits=3, n_boot=100)
+    r = evaluate(SoftProbeClassifier(n_probes=4, steps=40), ProbeInputs(fam, params), y, groups, n_splits=3)
     assert r.auroc > 0.9 and r.train_flops > 0 and r.eval_flops > 0
 
 

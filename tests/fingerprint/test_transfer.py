@@ -89,7 +89,7 @@ def test_weight_fingerprints_of_different_widths_are_refused(scaled_zoo):
 
 def test_transfer_cli_writes_the_json_contract(scaled_zoo, tmp_path):
     out = tmp_path / "t.json"
-    r = cli(scaled_zoo, "--fp", "probe-outputs", "--fit", "model.width=4", "--label", "data_seed", "--n-boot", "20",
+    r = cli(scaled_zoo, "--fp", "probe-outputs", "--fit", "model.width=4", "--label", "data_seed",
             "--json", out)
     assert r.returncode == 0, r.stderr
     assert "model.width=4 (fit, cross-validated)" in r.stdout
