@@ -132,7 +132,8 @@ def auroc_interval(y: Sequence[int], p: np.ndarray, family: Sequence | None = No
 
     :func:`newcombe_interval` at effective sizes, each class's count over ``deff * inflate``:
     ``deff`` from the models' DeLong influences on the (macro) AUROC, clustered by family against
-    not. With more than two classes it uses the sizes of the class with the fewest pairs, so that
+    not; where they are all 0 (every pair ranked alike: an AUROC of 0 or 1), the design effect of the
+    classes themselves, so that classes held by whole families count each family about once. With more than two classes it uses the sizes of the class with the fewest pairs, so that
     it is at least as wide as the widest class's (the mean of correlated AUROCs varies no more than
     its most variable one). ``None`` below ``min_families`` families or with no such class."""
     y = np.asarray(y)
@@ -150,7 +151,12 @@ def auroc_interval(y: Sequence[int], p: np.ndarray, family: Sequence | None = No
         return None
     parts = [_one_vs_rest(y == c, columns[c]) for c in present]
     auc = float(np.mean([a for a, _ in parts]))
-    deff = _design_effect(np.mean([psi for _, psi in parts], axis=0), codes)
+    influence = np.mean([psi for _, psi in parts], axis=0)
+    deff = _design_effect(influence, codes)
+    if not influence.any():  # every pair ranked alike (an AUROC of 0 or 1): the scores cannot tell how relatives
+        # share their fate, but the classes can: a class held by whole families counts each family about once
+        # (a review: 4 families of 50, each one class, read [0.95, 1.00] as 200 independent models)
+        deff = max([deff] + [_design_effect((y == c) - np.mean(y == c), codes) for c in present])
     pos = min(present, key=lambda c: int((y == c).sum()) * int((y != c).sum()))
     shrink = deff * inflate
     return newcombe_interval(auc, (y == pos).sum() / shrink, (y != pos).sum() / shrink, level)

@@ -10,7 +10,7 @@ recovered edges drawn on the same positions (right), coloured by what they got r
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,7 +126,7 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
                 if p in pos and c in pos:
                     by[mark(str(p), str(c), true_parent, true_family)].append((pos[p], pos[c]))
             handles = [] if not recovered else [
-                Line2D([], [], color="#555", lw=1.5, label=f"recovered family ({len(set(recovered.values()))})")] + (
+                Line2D([], [], color="#555", lw=1.5, label=f"recovered family ({sum(n >= 2 for n in Counter(recovered.values()).values())})")] + (
                 [Line2D([], [], color=MERGED, lw=1.5, label=f"joins unrelated families ({merged})")] if merged else [])
             for what, (col, words) in MARKS.items():
                 if by.get(what):
@@ -134,7 +134,7 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
                     handles.append(Line2D([], [], color=col, lw=1.2, label=f"{words} ({len(by[what])})"))
         ax.scatter(xy[:, 0], xy[:, 1], s=9, c=colours, edgecolors="#333", linewidths=0.25, zorder=3,
                    gid=f"{name}-nodes-{k}", clip_on=False)
-        ax.set_ylim(-depth - 0.5, 0.8)
+        ax.set_ylim(-depth - 0.5, 1.1 if k == 1 and recovered else 0.8)  # room for stacked and linked underlines
         ax.set_xlim(-1, xy[:, 0].max() + 1)
         ax.set_yticks([-d for d in range(int(depth) + 1)], [str(d) for d in range(int(depth) + 1)])
         ax.set_ylabel("depth")
@@ -158,6 +158,7 @@ def _recovered_underlines(ax: Any, ids: Sequence[str], pos: Mapping[str, tuple[f
         if m in recovered:
             members[str(recovered[m])].append(m)
     merged = 0
+    drawn: dict[str, int] = defaultdict(int)  # underlines under each true family: a split one's parts stacked
     for fam, ms in members.items():
         if len(ms) < 2:
             continue
@@ -167,11 +168,16 @@ def _recovered_underlines(ax: Any, ids: Sequence[str], pos: Mapping[str, tuple[f
         joins = len(parts) > 1
         merged += joins
         colour = MERGED if joins else "#555"
-        for xs in parts.values():
-            ax.plot([min(xs) - 0.3, max(xs) + 0.3], [0.45, 0.45], color=colour, lw=1.2, solid_capstyle="butt")
+        ys = []
+        for t, xs in parts.items():
+            y = 0.45 + 0.12 * drawn[t]
+            drawn[t] += 1
+            ys.append(y)
+            ax.plot([min(xs) - 0.3, max(xs) + 0.3], [y, y], color=colour, lw=1.2, solid_capstyle="butt")
         if joins:
-            mids = sorted((min(xs) + max(xs)) / 2 for xs in parts.values())
-            ax.plot([mids[0], mids[0], mids[-1], mids[-1]], [0.45, 0.7, 0.7, 0.45], color=MERGED, lw=0.8)
+            mids = [(min(xs) + max(xs)) / 2 for xs in parts.values()]
+            top = max(ys) + 0.25
+            ax.plot([mids[0], mids[0], mids[-1], mids[-1]], [ys[0], top, top, ys[-1]], color=MERGED, lw=0.8)
     return merged
 
 

@@ -148,8 +148,10 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
         auroc = macro_auroc(yy, pp) if defined else None
         # the fit scale's predictions are cross-validated (the folds' overlap, Nadeau & Bengio's
         # correction); another scale's come from one classifier fit on the fit scale's models
-        inflate = cv_widen(folds) ** 2 if s == fit_on else 1.0 + len(rows) / int(fit.sum())
-        ci = None if auroc is None else auroc_interval(yy, pp, fam[rows], inflate=inflate)
+        ci = None
+        if auroc is not None:  # on the fit scale only with folds (cv_ok): one family is no cross-validation
+            inflate = cv_widen(folds) ** 2 if s == fit_on else 1.0 + len(rows) / int(fit.sum())
+            ci = auroc_interval(yy, pp, fam[rows], inflate=inflate)
         out.append(ScaleResult(
             scale=s, n_models=len(rows), auroc=auroc, auroc_ci=ci,
             accuracy=float(np.mean(pred[rows] == lab[rows])) if defined else None,

@@ -80,8 +80,8 @@ def count_flops(fn, *args, **kwargs) -> tuple[Any, int]:
 
 @dataclass
 class HeldOut:
-    """A method's held-out-family result: ``scores [n]`` out of fold, AUROC with its family-bootstrap
-    95% interval, and FLOPs summed over the folds (``train_flops``: every fit; ``eval_flops``:
+    """A method's held-out-family result: ``scores [n]`` out of fold, AUROC with its 95% interval over
+    init families (:func:`family_auroc`), and FLOPs summed over the folds (``train_flops``: every fit; ``eval_flops``:
     scoring every held-out model once)."""
 
     auroc: float

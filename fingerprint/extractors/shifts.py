@@ -66,6 +66,10 @@ SHIFT_SIZES = (0.5, 3.0)  # shift sizes tried, in units of the weight's root mea
 COPIES_PER_PASS = 64  # perturbed copies of a model per forward pass, at most
 COPY_FLOATS = 1 << 24  # ... and at most this many floats of weights in them (64 MB)
 TRIAL_FLOATS = 1 << 32  # weights x tried models x trials beyond which nothing is tried (2M parameters, 4 models, 500 trials)
+# ... and forward-pass FLOPs x tried models x trials: an MLP's forward on the 32 probes is ~64 FLOPs a weight, so the
+# same budget for MLPs, where a conv net's FLOPs far exceed its weights (an outside audit, 72: a 0.9M-weight BN CNN on
+# 3x32x32 probes tried 1,164 changes, 55 s and 1.8 GB, for aligned-weights and weight-stats each)
+TRIAL_FLOPS = 64 * TRIAL_FLOATS
 SCALE_SIZES = (0.5, 2.0)  # factors a layer's weights are scaled by in the scale trials
 UNIT_SPREADS = (0.5, 1.5)  # SDs of the random log scales of single units in the unit trials (e^1.5: 4.5x)
 
@@ -146,6 +150,19 @@ def invisible_scales(models: Any) -> dict[str, list[str]]:
     (what the weight fingerprints do), each within :data:`INVISIBLE` of a random change, on the tried
     models; the normalization then checked on every model of the batch."""
     return {layer: list(ps) for layer, ps in found_by_trying(models).scales}
+
+
+def _forward_flops(family: Any, base: dict[str, torch.Tensor], x: torch.Tensor) -> float:
+    """FLOPs of one model's forward pass on the probes ``x`` (``torch.utils.flop_counter``: matrix
+    products and convolutions), 0 where they cannot be counted (the weights' budget then decides)."""
+    from torch.utils.flop_counter import FlopCounterMode  # deferred: start-up cost
+
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            family.outputs({k: v[:1] for k, v in base.items()}, x)
+    except Exception:  # noqa: BLE001 - a counter the forward cannot run under: no estimate, not a failure
+        return 0.0
+    return float(counter.get_total_flops())
 
 
 def found_by_trying(models: Any) -> Found:
@@ -264,8 +281,9 @@ def _found(models: Any) -> Found:
                 b, e, w, mixing_matrix(b[e].shape[0], b[e].shape[2], spread, g))
     m = len(tried)
     numel = sum(v[0].numel() for v in base.values()) * m
-    if numel * len(trials) > TRIAL_FLOATS:  # a large model: its forward passes would cost more than the fingerprints
-        return Found()
+    flops = _forward_flops(models.family, base, x) * m
+    if numel * len(trials) > TRIAL_FLOATS or flops * len(trials) > TRIAL_FLOPS:  # a large model: its forward passes
+        return Found()  # would cost more than the fingerprints
     per_pass = max(1, min(COPIES_PER_PASS // m, COPY_FLOATS // max(1, numel)))
 
     def run(trials: dict[tuple, Any]) -> dict[tuple, torch.Tensor]:  # label -> [m] largest move of the reading
@@ -324,7 +342,7 @@ def _found(models: Any) -> Found:
             for i in range(weights[p].shape[1]):
                 per_entry[("sum", p, q, i)] = lambda b, p=p, q=q, i=i: summed(b, p, q, _entry(b[p], i, g))
                 per_entry[("entry", p, q, i)] = lambda b, p=p, i=i: {p: b[p] + _entry(b[p], i, g)}  # reached at all?
-    if per_entry and numel * len(per_entry) <= TRIAL_FLOATS:
+    if per_entry and numel * len(per_entry) <= TRIAL_FLOATS and flops * len(per_entry) <= TRIAL_FLOPS:
         moved |= run(per_entry)
         for p, q in sums:
             entries = tuple(i for (kind, p2, q2, i) in per_entry if kind == "sum" and (p2, q2) == (p, q)

@@ -76,3 +76,17 @@ def test_macro_auroc_interval_over_three_classes_and_an_unknown_one():
     p /= p.sum(1, keepdims=True)
     lo, hi = auroc_interval(y, p, np.arange(32) // 2)
     assert 0.5 < lo <= macro_auroc(y, p) <= hi <= 1.0
+
+
+def test_a_perfect_ranking_of_classes_held_by_whole_families_counts_each_family_once():
+    """A review: 4 families of 50, each family one class, a perfect probe read [0.95, 1.00] (every
+    DeLong influence 0, so no design effect): the classes' own clustering stands in for it there."""
+    fam = np.repeat(np.arange(4), 50)
+    y = fam % 2
+    s = y + fam * 0.01
+    whole = auroc_interval(y, np.c_[-s, s], fam)
+    assert whole[1] == 1.0 and whole[0] < 0.5  # two families a class
+    assert whole[0] <= newcombe_interval(1.0, 2.0, 2.0)[0]  # at least as wide as two models a class
+    mixed = np.tile([0, 1], 100)  # each family holds both classes: no such penalty
+    s = mixed + fam * 0.01
+    assert auroc_interval(mixed, np.c_[-s, s], fam)[0] > 0.95
