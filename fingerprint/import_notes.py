@@ -40,17 +40,21 @@ def skipped_note(skipped: list[tuple[str, str]], n: int, noun: str = "checkpoint
     return f"skipped {len(skipped)} of {n} {noun} (--skip-bad; their CSV rows ignored): {shown}"
 
 
-def duplicates_note(ids: list[str], sds: list[dict[str, torch.Tensor]]) -> str:
-    """One line naming models whose weights are exactly the same (a checkpoint copied twice: the
-    two would look like the closest of relatives), else ``""``."""
+def weights_digest(sd: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names and bytes (any dtype, bfloat16 too): equal for exactly equal weights."""
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        h.update(k.encode())
+        h.update(sd[k].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def duplicates_note(ids: list[str], digests: list[str]) -> str:
+    """One line naming models whose weights are exactly the same (their :func:`weights_digest`
+    equal: a checkpoint copied twice, the two would look like the closest of relatives), else ``""``."""
     seen: dict[str, str] = {}
     pairs = []
-    for mid, sd in zip(ids, sds):
-        h = hashlib.sha256()
-        for k in sorted(sd):
-            h.update(k.encode())
-            h.update(sd[k].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())  # any dtype (bfloat16)
-        digest = h.hexdigest()
+    for mid, digest in zip(ids, digests):
         if digest in seen:
             pairs.append(f"{mid} = {seen[digest]}")
         else:

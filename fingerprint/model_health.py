@@ -40,6 +40,16 @@ class Health:
     nonfinite: dict[int, str]
 
 
+def joined(parts: Sequence[Health]) -> Health:
+    """One :class:`Health` of the models of ``parts``, in their order (each run on some models)."""
+    nonfinite, start = {}, 0
+    for h in parts:
+        nonfinite.update({start + i: why for i, why in h.nonfinite.items()})
+        start += len(h.weight_max)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+    return Health(cat([h.weight_max for h in parts]), cat([h.output_max for h in parts]), nonfinite)
+
+
 def _max_abs(t: torch.Tensor) -> float:
     return float(t.detach().abs().max()) if t.numel() else 0.0
 

@@ -412,3 +412,25 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     assert "`--lineage COLUMN` names the model column" in out
     assert ("no model column of the zoo looks like init seeds (4 or more values, fewer than the models; 2 or 3 init "
             "families are enough to test; add one to the --metadata CSV") in out
+
+
+def test_big_models_import_a_shard_at_a_time_and_exactly(user_models, monkeypatch):
+    """An outside audit (72): import held every checkpoint at once (16 models of 8.5M parameters: 2.3 GB).
+    Each file is now checked and let go, then read again a shard at a time, a shard at most SHARD_FLOATS
+    weights: the same zoo, in more shards."""
+    import fingerprint.importer as imp
+
+    whole = Zoo.open(import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo1",
+                                        metadata=user_models / "models.csv", probes="userarch:probes"))
+    reads = []
+    real = imp.read_checked
+    monkeypatch.setattr(imp, "read_checked", lambda p, *a: reads.append(p.name) or real(p, *a))
+    monkeypatch.setattr(imp, "SHARD_FLOATS", 3 * int(whole.family_spec["n_params"]))  # three models a shard
+    parts = Zoo.open(import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "zoo3",
+                                        metadata=user_models / "models.csv", probes="userarch:probes"))
+    assert [s["n_models"] for s in parts.manifest["shards"]] == [3, 3, 2] and len(whole.manifest["shards"]) == 1
+    assert parts.model_ids == whole.model_ids and list(parts.models["label"]) == list(whole.models["label"])
+    a, b = whole.params(), parts.params()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    files = sorted(p.name for p in (user_models / "ckpts").iterdir())
+    assert len(files) == 8 and sorted(reads) == sorted(files * 2)  # each file read to check, and again to write
