@@ -133,9 +133,10 @@ def auroc_interval(y: Sequence[int], p: np.ndarray, family: Sequence | None = No
     :func:`newcombe_interval` at effective sizes, each class's count over ``deff * inflate``:
     ``deff`` from the models' DeLong influences on the (macro) AUROC, clustered by family against
     not; where they are all 0 (every pair ranked alike: an AUROC of 0 or 1), the design effect of the
-    classes themselves, so that classes held by whole families count each family about once. With more than two classes it uses the sizes of the class with the fewest pairs, so that
-    it is at least as wide as the widest class's (the mean of correlated AUROCs varies no more than
-    its most variable one). ``None`` below ``min_families`` families or with no such class."""
+    classes themselves, so that classes held by whole families count each family about once. With
+    more than two classes it uses the sizes of the class with the fewest pairs, so that it is at
+    least as wide as the widest class's (the mean of correlated AUROCs varies no more than its most
+    variable one). ``None`` below ``min_families`` families or with no such class."""
     y = np.asarray(y)
     p = np.asarray(p, dtype=np.float64)
     codes = family_codes(range(len(y)) if family is None else family)[0]
