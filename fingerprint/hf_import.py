@@ -34,7 +34,7 @@ from fingerprint.hf_family import (
 )
 from fingerprint.import_checks import check_name, load_state_dict, read_metadata
 from fingerprint.import_history import find_history, unmatched_note
-from fingerprint.importer import write_imported_zoo
+from fingerprint.importer import ReadAgain, write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
 from training.core.outputs import check_output
@@ -334,13 +334,14 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     rare = rare_tokens(tok, vocab, n_rare)
     probes[RARE_SET] = torch.tensor(rare, dtype=torch.long)[:, None].expand(-1, T).clone()
     shapes = {n: tuple(p.shape) for n, p in template.named_parameters()}
-    sds = []
     bars = require_transformers().utils.logging
     shown = bars.is_progress_bar_enabled()
     bars.disable_progress_bar()  # transformers' per-file bars; the CLI draws one for the whole import
     try:
         for i, (d, mid) in enumerate(zip(dirs, ids)):
-            sds.append(load_weights(d, mid, cfg, shapes))
+            sd = load_weights(d, mid, cfg, shapes)  # checked now, read again when written: a shard at a time in memory
+            if i == 0:
+                first = sd  # the probes' run through the architecture, below
             for step, e in sorted((earlier[i] if earlier else {}).items()):  # read again when written: a shard at a time
                 load_weights(e, mid, cfg, shapes, step)
             if on_model:
@@ -348,6 +349,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     finally:
         if shown:
             bars.enable_progress_bar()
+    sds = ReadAgain(list(zip(dirs, ids)), lambda dm: load_weights(dm[0], dm[1], cfg, shapes))
     family = {"arch": "hf", "model_type": config.get("model_type"), "config": config, "input_shape": [T], "n_out": vocab,
               "pad_id": pad, "readout": readout, "layers": [], "privileged_probes": [],
               "n_params": int(sum(p.numel() for p in template.parameters())),
@@ -357,7 +359,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     fam = HFFamily(config=config, input_shape=(T,), n_out=vocab, pad_id=pad, readout=readout, _template=template)
     try:  # every set runs through the architecture before anything is written
         for name, x in probes.items():
-            fam.forward({k: v[None] for k, v in sds[0].items()}, x[:2])
+            fam.forward({k: v[None] for k, v in first.items()}, x[:2])
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001

@@ -263,3 +263,20 @@ def test_output_profile_of_every_position_leaves_padding_out(gpt2_pop, tmp_path)
         rows.append(np.asarray(r.values, dtype=np.float64))
     assert rows[2] > rows[0]  # the long prompt pads in_dist further
     assert np.allclose(rows[1], rows[3], atol=1e-4)
+
+
+def test_an_hf_import_writes_a_shard_at_a_time_the_same_weights(gpt2_pop, gpt2_zoo, tmp_path, monkeypatch):
+    """As `--arch` imports (an outside audit, 72): each model's weights are checked when read, then read
+    again a shard at a time when written, a shard at most SHARD_FLOATS weights; the zoo is the same."""
+    import fingerprint.importer as imp
+    from fingerprint.hf_import import import_hf
+
+    root, _ = gpt2_pop
+    whole = fingerprint.Zoo.open(gpt2_zoo)
+    monkeypatch.setattr(imp, "SHARD_FLOATS", 2 * int(whole.family_spec["n_params"]))  # two models a shard
+    parts = fingerprint.Zoo.open(import_hf(root / "models", tmp_path / "zoo",
+                                           [str(root / "prompts.txt"), f"ood={root / 'ood.txt'}"], root / "meta.csv"))
+    assert len(whole.manifest["shards"]) == 1 and {s["n_models"] for s in parts.manifest["shards"]} <= {1, 2}
+    assert len(parts.manifest["shards"]) == (len(whole) + 1) // 2 and parts.model_ids == whole.model_ids
+    a, b = whole.params(), parts.params()
+    assert all(torch.equal(a[k], b[k]) for k in a)
