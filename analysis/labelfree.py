@@ -840,8 +840,10 @@ def replicates_for(n_tests: int, alpha: float) -> int:
 
 
 def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> dict[int, int]:
-    """``{index: n_null}`` for each result of ``results`` whose split or groups test sits at the floor
-    of its null replicates and is not significant after :func:`decide`'s correction: with more
+    """``{index: n_null}`` for each result of ``results`` whose split, groups or lineage test sits at
+    the floor of its null replicates and is not significant after :func:`decide`'s correction (the
+    lineage test since ``METHODS_VERSION`` 24: an outside audit, 74, read families the clusters were
+    exactly, at p 0.005, as "no structure" on a null where only two other tests were significant): with more
     replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
     Not a test that a smaller floor could not change (significant already, or some null replicate as
     extreme as the data), and nothing when ``n_null`` is that large already. Running only these
@@ -852,7 +854,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     out = {}
     for (i, test), qv in q.items():
         r = results[i]
-        p = {"groups": r.p_groups, "split": r.p_split}.get(test)
+        p = {"groups": r.p_groups, "split": r.p_split, "lineage": r.p_lineage}.get(test)
         if p is not None and qv > alpha and at_floor(p, r.n_null, test) and r.n_null < need:
             out[i] = need
     return out

@@ -231,7 +231,8 @@ def bc_ci_text(e: dict[str, Any], name: str, fmt: Any) -> str:
     ci = e.get(f"{name}_ci")
     if e.get(f"{name}_bc") is None:
         return _ci(ci, fmt)
-    interval = "" if not ci else f", 95% family-bootstrap interval {fmt(ci[0])}-{fmt(ci[1])}"
+    ends = [] if not ci else [fmt(ci[0]), fmt(ci[1])]  # "over 1,000" at both ends: said once (audit 74)
+    interval = "" if not ci else f", 95% family-bootstrap interval {ends[0] if ends[0] == ends[1] else '-'.join(ends)}"
     if name == "share":
         return f" (bias-corrected{interval}; {fmt(e[name])} in these models)"
     return f" (bias-corrected {fmt(e[f'{name}_bc'])}{interval})"

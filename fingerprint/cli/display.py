@@ -162,7 +162,7 @@ def report_results(results: list) -> int:
                 extra += " (recomputed: the plugin's source changed since it was cached; the old entry was replaced)"
             console.print(f"{'cached ' if r.cached else 'computed'} {esc(format(str(r.meta.get('spec', r.name)), '<28'))} "
                           f"step {str(r.meta.get('step')):>6} {esc(r.meta.get('output', ''))} {list(r.values.shape)}{extra}"
-                          + ("" if r.seconds is None else f" in {r.seconds:.1f} s"))  # which one to drop at scale (audit 72)
+                          + ("" if r.seconds is None else f" in {r.seconds:.1f} s"), soft_wrap=True)  # which one to drop at scale (audit 72)
             for w in fingerprint_warnings(r.meta):  # a plugin's check failed: kept, and said
                 console.print(f"warning: {w}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     return failures

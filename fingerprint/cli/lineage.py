@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -51,6 +51,9 @@ def lineage_cmd(
     console.print(title, highlight=False, markup=False, soft_wrap=True)
     console.print(evidence_table(r, alpha))
     console.print(legend, style="dim", highlight=False, markup=False, soft_wrap=True)
+    note = weight_note(r, zoo) if not no_weights else None
+    if note:
+        console.print(note, style="yellow", highlight=False, markup=False, soft_wrap=True)
     ori = r["orientation"]
     if r["history"]["used"]:
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
@@ -86,11 +89,24 @@ def lineage_cmd(
                       + ("; this zoo's bit-identical first checkpoints give its families exactly, and come first "
                          "(first_checkpoint_family)" if FIRST_CHECKPOINT in model_table(zoo) else ""))
     else:
-        console.print(not_stored(r, json_out, FIRST_CHECKPOINT in model_table(zoo)), highlight=False, markup=False,
-                      soft_wrap=True)
+        console.print(not_stored(r, json_out, FIRST_CHECKPOINT in model_table(zoo), lineage_column), highlight=False,
+                      markup=False, soft_wrap=True)
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")
+
+
+def weight_note(r: dict, zoo: Any) -> str | None:
+    """Why the table has no weight evidence (``exact``, ``matched``), or ``None`` when it has some: said,
+    not silent (an outside audit, 74: ``nn.TransformerEncoder`` models got the behavioural row alone)."""
+    if "exact" in r["by_evidence"]:
+        return None
+    from fingerprint.extractors.mechanistic import stop_hint  # deferred: start-up
+    from fingerprint.population import family_for  # deferred: start-up
+
+    return ("no weight evidence (exact, matched): the architecture declares no hidden-unit permutation groups"
+            + (stop_hint(family_for(zoo)) or "; give the module a hidden_permutable() method (docs/extractors.md, "
+               "'family') for the weight tests"))
 
 
 def evidence_table(r: dict, alpha: float):
@@ -173,7 +189,7 @@ def _edges(n: int) -> str:
     return f"{n} {'edge' if n == 1 else 'edges'}"
 
 
-def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = False) -> str:
+def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = False, column: Optional[str] = None) -> str:
     """What to do with families recovered from a fingerprint (or the matched weights), which are not
     stored: the next ``report`` has no init families, and says ``too few`` for every fingerprint,
     unless the zoo's bit-identical ``first_checkpoints`` give them (an import with histories)."""
@@ -183,6 +199,9 @@ def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = Fals
                  if many else f"no two models were found related from '{r['evidence']}'")
         return (f"{found}; `report` and `cluster` take this zoo's families from its bit-identical first checkpoints "
                 "(first_checkpoint_family: a copy or a shared initialization seen directly), which come first")
+    if not many and column:  # the user named the families' column: the advice is to use it (audit 74)
+        return (f"no two models were found related from '{r['evidence']}': no families recovered. `report` and `cluster` "
+                f"take the families from the column you named: --lineage {column}")
     if not many:
         return (f"no two models were found related from '{r['evidence']}': no families to use as the lineage. `report` and "
                 "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "

@@ -669,6 +669,12 @@ def test_a_deep_test_at_its_floor_unconfirmed_by_the_correction_asks_for_more_re
     enough = replace(at_floor, p_split=1 / 2400, n_null=2399)
     assert lf.replicates_to_decide([enough, *nulls]) == {}
     assert lf.decide([enough, *nulls])[0].verdict == "crosses lineage"
+    # the lineage test too (an outside audit, 74: families the clusters were exactly read "no structure"
+    # at p 0.005, q 0.0675, on a null where only two other tests were significant)
+    families = lf.LabelFreeResult(12, 6, 1 / 200, 0.9, 0.9, n_null=199)
+    assert lf.replicates_to_decide([families, *nulls]) == {0: 2399}
+    assert lf.decide([families, *nulls])[0].verdict == "no structure"
+    assert lf.decide([replace(families, p_lineage=1 / 2400, n_null=2399), *nulls])[0].verdict == "lineage only"
 
 
 def test_the_minority_nulls_script_runs_and_its_heavy_tailed_nulls_get_no_minority_verdict(capsys):

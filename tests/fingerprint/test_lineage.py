@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from fingerprint import Zoo
 from fingerprint.lineage import lineage
@@ -285,3 +286,37 @@ def test_parent_trees_stand_in_when_nothing_else_records_the_families(tiny_zoo, 
     assert res.scorecard[0].label_free_verdict != "insufficient"
     line = tables.recovered_line(res.lineage, zoo)
     assert line.startswith("lineage: the 8 parent_id trees as the init families (3 (x8) models") and "not known to" in line
+
+
+class _NoGroups(torch.nn.Module):
+    """A module whose units the toolkit cannot follow (not an nn.Sequential, no hidden_permutable())."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_no_weight_evidence_is_said_and_the_named_family_column_is_the_advice(tmp_path):
+    """An outside audit (74): on nn.TransformerEncoder models, `lineage --fp ... --lineage family` ran
+    no weight test and said nothing of it, then asked for the --lineage it had been given."""
+    g = torch.Generator().manual_seed(0)
+    mods = []
+    for i in range(6):
+        m = _NoGroups()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        mods.append(m)
+    zoo = Zoo.from_modules(mods, out=tmp_path / "z", probes={"in_dist": torch.randn(16, 4, generator=g)},
+                           metadata={"family": np.arange(6) // 2})
+    from fingerprint.cli.lineage import not_stored, weight_note
+
+    r = lineage(zoo, ["probe-outputs"], lineage_column="family", n_perm=99)
+    assert "exact" not in r["by_evidence"]
+    assert weight_note(r, zoo).startswith("no weight evidence (exact, matched): the architecture declares no hidden-unit "
+                                          "permutation groups")
+    none = {**r, "by_evidence": {k: {**v, "n_families": 0} for k, v in r["by_evidence"].items()}}
+    assert not_stored(none, None, False, "family").endswith("take the families from the column you named: --lineage family")
