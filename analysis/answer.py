@@ -538,15 +538,15 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         return (_privileged(group[i]), -mean[i], 1.0 if q is None else q, -(sep or 0.0))
 
     rep = group[min(range(len(group)), key=rank)]
+    effect = rep.label_free.get("effect") or {}
     basins = _basins(rep)
     refining = [(r, k) for r in group if (k := refinement(r))]  # each fingerprint's refinement, computed once
     return Candidate(
         fingerprints=[str(r.fingerprint) for r in group],
         verdicts={str(r.fingerprint): str(r.label_free["verdict"]) for r in group},
         representative=str(rep.fingerprint), privileged=_privileged(rep), q=rep.label_free.get("q"),
-        separation=(rep.label_free.get("effect") or {}).get("separation"), sizes=_sizes(basins), basins=basins,
-        separation_note=bc_ci_text(rep.label_free.get("effect") or {}, "separation", sds)
-        if (rep.label_free.get("effect") or {}).get("separation") is not None else "",
+        separation=effect.get("separation"), sizes=_sizes(basins), basins=basins,
+        separation_note=bc_ci_text(effect, "separation", sds) if effect.get("separation") is not None else "",
         ami=_ami_range(amis), columns=_columns([rep]), columns_of_others=_columns_of_others(group, rep),
         refined_by={str(r.fingerprint): k for r, k in refining},
         refined_sizes={str(r.fingerprint): _cluster_sizes(r) for r, _ in refining},

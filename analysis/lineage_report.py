@@ -10,7 +10,7 @@ recovered edges drawn on the same positions (right), coloured by what they got r
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,7 +110,7 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
         ax = fig.add_subplot(2, 1, k + 1)
         ax.set_title(title, loc="left")
         if k == 1 and recovered:
-            merged = _recovered_underlines(ax, ids, pos, family, recovered)
+            n_recovered, merged = _recovered_underlines(ax, ids, pos, family, recovered)
         else:
             for f in names:  # a true family's members underlined together
                 xs = [pos[m][0] for m in ids if family.get(m) == f]
@@ -126,7 +126,7 @@ def forest_figure(name: str, ids: Sequence[str], edges: Sequence[Sequence[Any]],
                 if p in pos and c in pos:
                     by[mark(str(p), str(c), true_parent, true_family)].append((pos[p], pos[c]))
             handles = [] if not recovered else [
-                Line2D([], [], color="#555", lw=1.5, label=f"recovered family ({sum(n >= 2 for n in Counter(recovered.values()).values())})")] + (
+                Line2D([], [], color="#555", lw=1.5, label=f"recovered family ({n_recovered})")] + (
                 [Line2D([], [], color=MERGED, lw=1.5, label=f"joins unrelated families ({merged})")] if merged else [])
             for what, (col, words) in MARKS.items():
                 if by.get(what):
@@ -149,19 +149,21 @@ MERGED = "#C00000"  # a recovered family that joins models of different true fam
 
 
 def _recovered_underlines(ax: Any, ids: Sequence[str], pos: Mapping[str, tuple[float, float]], family: Mapping[str, str],
-                          recovered: Mapping[str, str]) -> int:
+                          recovered: Mapping[str, str]) -> tuple[int, int]:
     """Underline each recovered family of two or more models, one segment per true family it holds
     (the layout keeps true families together); a family holding several true families is drawn in
-    :data:`MERGED` with its segments linked above them. Returns how many such families there are."""
+    :data:`MERGED` with its segments linked above them. Returns how many families were underlined,
+    and how many of them are such merges."""
     members: dict[str, list[str]] = defaultdict(list)
     for m in ids:
         if m in recovered:
             members[str(recovered[m])].append(m)
-    merged = 0
+    underlined = merged = 0
     drawn: dict[str, int] = defaultdict(int)  # underlines under each true family: a split one's parts stacked
     for fam, ms in members.items():
         if len(ms) < 2:
             continue
+        underlined += 1
         parts: dict[str, list[float]] = defaultdict(list)
         for m in ms:
             parts[family.get(m, f"alone:{m}")].append(pos[m][0])
@@ -178,7 +180,7 @@ def _recovered_underlines(ax: Any, ids: Sequence[str], pos: Mapping[str, tuple[f
             mids = [(min(xs) + max(xs)) / 2 for xs in parts.values()]
             top = max(ys) + 0.25
             ax.plot([mids[0], mids[0], mids[-1], mids[-1]], [ys[0], top, top, ys[-1]], color=MERGED, lw=0.8)
-    return merged
+    return underlined, merged
 
 
 def lineage_view(stored: Mapping[str, Any], model_ids: Sequence[str], formats: Sequence[str] = ()) -> LineageView:

@@ -297,9 +297,9 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
-    sds = ReadAgain([files[i] for i in kept], lambda p: read_checked(p, expected, state_key)[0])
-    path = write_imported_zoo(Path(out), ids, sds, family, meta, probe_sets, "import", overwrite, labelled,
-                              None if earlier is None else (final_steps, earlier, lambda p: read_checked(p, expected, state_key)[0]),
+    read = lambda p: read_checked(p, expected, state_key)[0]  # noqa: E731 - each file again, a shard at a time
+    path = write_imported_zoo(Path(out), ids, ReadAgain([files[i] for i in kept], read), family, meta, probe_sets, "import",
+                              overwrite, labelled, None if earlier is None else (final_steps, earlier, read),
                               [{"model": str(shown[i]), "reason": why} for i, _, why in bad])
     for w in (skipped, outlier):  # warnings: the CLI prints each as one 'warning: ...' line
         if w:

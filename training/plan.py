@@ -28,6 +28,7 @@ from training.core.errors import PluginError, UserError, choices
 from training.families import get_family
 from training.families.base import Family
 from training.tasks import Task, get_task
+from training.tasks.base import builtin_task
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
                         "that is meant")
     plan = make_plan(config, models_per_batch)
     task = tasks[plan.shards[0].group]  # make_plan's groups are task_groups
-    if ":" in str(config.task.name) or not type(task).__module__.startswith("training.tasks."):
+    if not builtin_task(task):  # a plugin: its variant and sampler must read the seeds alone
         first = plan.shards[0].models[:4]  # seeds the first shard trains anyway: a plugin failing on others fails there
         try:
             check_seeds_only(str(config.task.name), task, config.train.batch_size,

@@ -280,14 +280,18 @@ def _import_task(spec: str) -> type[Task]:
     return obj
 
 
+def builtin_task(task: Task) -> bool:
+    """Is ``task`` one of the package's own (``training.tasks``), not a plugin?"""
+    return type(task).__module__.startswith("training.tasks.")
+
+
 def task_code(task: Task) -> str | None:
     """12 hex digits of sha256 of the source file of a task plugin's module (its probes and data may
     come from any function there), ``None`` for a built-in task (the package's own code) or where
     Python keeps no file. The sweep records it in the manifest; a zoo whose plugin's file has changed
     since says so when its task is built again (an outside audit, 71: an edited plugin's new probes
     were mixed silently with fingerprints cached on the old ones)."""
-    mod = type(task).__module__
-    if mod.startswith("training.tasks."):
+    if builtin_task(task):
         return None
     try:
         path = inspect.getsourcefile(type(task))
