@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -320,3 +321,57 @@ def test_no_weight_evidence_is_said_and_the_named_family_column_is_the_advice(tm
                                           "permutation groups")
     none = {**r, "by_evidence": {k: {**v, "n_families": 0} for k, v in r["by_evidence"].items()}}
     assert not_stored(none, None, False, "family").endswith("take the families from the column you named: --lineage family")
+
+
+def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidence(tmp_path):
+    """Audit 74 left it: a stock nn.TransformerEncoderLayer's forward is its own, so its feed-forward
+    units permute whatever module holds it; lineage's weight tests now run on such models and find the
+    families of a shared init (a custom activation callable: nothing inferred)."""
+    from encoders import Encoder
+
+    from fingerprint.population import family_for
+
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    mods, fam = [], []
+    for f in range(12):  # pairs: the empirical null is fitted to the pairs' tail, related pairs must be few
+        base = Encoder().eval()
+        for _ in range(2):
+            child = copy.deepcopy(base)
+            with torch.no_grad():
+                for p in child.parameters():  # a shared init trained apart: its units keep their order
+                    p.add_(0.05 * p.std() * torch.randn(p.shape, generator=g))
+            mods.append(child)
+            fam.append(f)
+    x = torch.randn(32, 32, generator=g)
+    twin = copy.deepcopy(mods[0])
+    with torch.no_grad():
+        perm = torch.randperm(16, generator=g)
+        for p, axis in family_for(Zoo.from_modules(mods[:2], out=tmp_path / "one", probes={"in_dist": x})
+                                  ).hidden_permutable()["layers.1.linear1"]:
+            t = twin.get_parameter(p)
+            t.copy_(t.index_select(axis, perm))
+    assert torch.allclose(twin(x), mods[0](x), atol=1e-5)  # the inferred group is a symmetry of the function
+    from fingerprint.batch import ModelBatch
+    from fingerprint.registry import get_extractor
+
+    aligned = get_extractor("aligned-weights")  # and aligned-weights takes it out: a permuted twin is its original
+    rows = np.asarray(aligned.compute(ModelBatch.from_zoo(Zoo.from_modules(
+        [mods[0], twin, mods[2]], out=tmp_path / "twin", probes={"in_dist": x})), aligned.params)[0])
+    assert np.array_equal(rows[0], rows[1]) and not np.allclose(rows[0], rows[2], atol=1e-3)
+    zoo = Zoo.from_modules(mods, out=tmp_path / "z", probes={"in_dist": x}, metadata={"family": np.array(fam)})
+    assert sorted(family_for(zoo).hidden_permutable()) == ["layers.0.linear1", "layers.1.linear1"]
+    r = lineage(zoo, ["probe-outputs"], lineage_column="family", n_perm=9999)  # 276 pairs in BH: a floor below 0.05 / 276
+    assert r["evidence"] == "exact" and r["by_evidence"]["exact"]["shared_init_power"] == 1.0
+    assert r["by_evidence"]["matched"]["shared_init_power"] == 1.0
+    assert sorted(sorted(f) for f in r["families"]) == \
+        sorted(sorted(m for m, f in zip(zoo.model_ids, fam) if f == k) for k in range(12))
+
+    odd = Encoder()
+    for layer in odd.layers:
+        layer.activation = lambda h: h * h.mean(-1, keepdim=True)  # not elementwise: its units do not permute
+    from training.families.symmetries import feedforward_groups
+
+    assert feedforward_groups(odd) == {} and sorted(feedforward_groups(Encoder())) == ["layers.0.linear1", "layers.1.linear1"]
+    assert feedforward_groups(Encoder(), homogeneous=True) and not feedforward_groups(
+        torch.nn.TransformerEncoderLayer(8, 2, 16, activation="gelu"), homogeneous=True)

@@ -22,6 +22,7 @@ from training.core.errors import UserError
 from training.families.base import Family
 from training.families.symmetries import (
     attention_mixable,
+    feedforward_groups,
     sequential_groups,
     sequential_mixable,
     sequential_normalized,
@@ -162,7 +163,7 @@ class ModuleFamily(Family):
         declared = getattr(t, "hidden_permutable", None)
         if callable(declared):
             return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
-        return sequential_groups(t)
+        return sequential_groups(t) | feedforward_groups(t)
 
     def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
         """Groups whose units also carry a positive-rescaling symmetry: what the module's class declares (a

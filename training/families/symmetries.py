@@ -6,12 +6,14 @@ the symmetries between two layers follow from what lies between them: hidden-uni
 removes (``sequential_normalized``), the read-out's class-axis shift (``sequential_output``), and
 invertible mixings of a linear bottleneck (``sequential_mixable``). An ``nn.MultiheadAttention``'s
 forward is its own wherever it sits, so its heads' mixings are read from any module
-(``attention_mixable``). ``ModuleFamily`` asks these; weight-space fingerprints use the answers.
+(``attention_mixable``); so is a stock ``nn.TransformerEncoderLayer``'s or ``TransformerDecoderLayer``'s,
+whose feed-forward units permute (``feedforward_groups``). ``ModuleFamily`` asks these; weight-space fingerprints use the answers.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.ELU, nn.Softplus, nn.Identity, nn.Dropout)
@@ -125,6 +127,40 @@ def attention_mixable(module: nn.Module) -> dict[str, dict]:
         out[f"{pre}qk"] = {"members": part(0, "in") + part(1, "out"), "blocks": m.num_heads}
         out[f"{pre}vo"] = {"members": part(2, "in") + [{"param": f"{pre}out_proj.weight", "axis": 1, "side": "out"}],
                            "blocks": m.num_heads}
+    return out
+
+
+# a stock encoder / decoder layer's activation, by what it is: elementwise ones let its feed-forward units permute
+ELEMENTWISE_FUNCTIONS = (F.relu, F.gelu, F.silu, F.tanh, F.sigmoid, F.elu, F.leaky_relu, torch.relu, torch.tanh,
+                         torch.sigmoid)
+HOMOGENEOUS_FUNCTIONS = (F.relu, torch.relu, F.leaky_relu)
+TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+def _stock_activation(layer: nn.Module) -> tuple[bool, bool]:
+    """(elementwise, positively homogeneous) for a stock transformer layer's ``activation``: a function
+    torch names (``"relu"`` and ``"gelu"`` are ``F.relu`` / ``F.gelu``) or an elementwise module; a callable
+    of the user's own is neither (what it does to a unit is unknown)."""
+    act = getattr(layer, "activation", None)
+    if isinstance(act, nn.Module):
+        return isinstance(act, ELEMENTWISE), isinstance(act, HOMOGENEOUS)
+    return any(act is f for f in ELEMENTWISE_FUNCTIONS), any(act is f for f in HOMOGENEOUS_FUNCTIONS)
+
+
+def feedforward_groups(module: nn.Module, homogeneous: bool = False) -> dict[str, list[tuple[str, int]]]:
+    """The feed-forward units of each stock ``nn.TransformerEncoderLayer`` / ``TransformerDecoderLayer`` in
+    ``module``, at any depth: its forward (not the user's) runs ``linear2(dropout(activation(linear1(x))))``,
+    so with an elementwise activation the units permute freely: ``{name.linear1: [(name.linear1.weight,
+    0), (name.linear1.bias, 0), (name.linear2.weight, 1)]}``. ``homogeneous``: only those whose activation
+    is positively homogeneous (ReLU, leaky ReLU), whose units also rescale (``hidden_rescalable``)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name, m in module.named_modules():
+        if not isinstance(m, TRANSFORMER_LAYERS):
+            continue
+        elementwise, scaled = _stock_activation(m)
+        if elementwise and (scaled or not homogeneous):
+            pre = f"{name}." if name else ""
+            out[f"{pre}linear1"] = _incoming(f"{pre}linear1", m.linear1) + [(f"{pre}linear2.weight", 1)]
     return out
 
 
