@@ -32,7 +32,8 @@ def cv_widen(folds: int) -> float:
 
 
 def proportion_interval(hits: Sequence[float], family: Sequence | None = None, level: float = 0.95,
-                        inflate: float = 1.0, min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
+                        inflate: float = 1.0, min_families: int = MIN_FAMILIES, extreme_deff: float | None = None
+                        ) -> tuple[float, float] | None:
     """A ``level`` interval of the share of ``hits [n]`` (0/1) among models of init families ``family [n]``
     (``None``: every model its own): Jeffreys' interval (the quantiles of ``Beta(x + 1/2, n* - x + 1/2)``,
     Brown, Cai & DasGupta 2001) at an effective number of models ``n*`` and ``x = share * n*``
@@ -46,7 +47,10 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     data seed decides the basin in each family alike, or a family exactly half right at step 0) is
     as likely an accident of few families as a property, and a review measured intervals narrower
     than the binomial one's with the floor at one over the family size. Where every hit is 1 (or 0)
-    the data cannot tell how relatives share their fate, and it is 1. ``inflate`` multiplies
+    the hits cannot tell how relatives share their fate: ``extreme_deff`` stands in when given (the
+    design effect of the labels the hits score, :func:`classes_design_effect`: a basin held by whole
+    families counts each family about once, as :func:`auroc_interval` does at a perfect ranking), else
+    it is 1 (Korn & Graubard's convention). ``inflate`` multiplies
     the variance for what the hits do not show (a cross-validated accuracy's overlapping folds:
     :func:`cv_widen`). Unlike a bootstrap of 0/1 hits, which reads ``[1, 1]``
     when every model is right, it keeps a lower end below 1 that one more right model never lowers."""
@@ -64,6 +68,8 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     if 0.0 < p < 1.0:
         clustered = f / (f - 1) * float(((sums - p * sizes) ** 2).sum()) / n**2
         deff = max(1.0, clustered / (p * (1 - p) / n))
+    elif extreme_deff is not None:
+        deff = max(1.0, float(extreme_deff))
     n_eff = n / (deff * inflate)
     x, a = p * n_eff, (1 - level) / 2
     lo = 0.0 if p == 0.0 else float(beta.ppf(a, x + 0.5, n_eff - x + 0.5))
@@ -81,6 +87,15 @@ def _design_effect(influence: np.ndarray, codes: np.ndarray) -> float:
         return 1.0
     sums = np.bincount(codes, weights=influence, minlength=f)
     return max(1.0, f / (f - 1) * float((sums**2).sum()) / alone)
+
+
+def classes_design_effect(classes: Sequence, family: Sequence) -> float:
+    """The largest design effect of one class's indicator among models of init families ``family [n]``,
+    over the values of ``classes [n]``: about the family size when each family holds one class, 1
+    when every family holds the classes in the population's mix (at least 1)."""
+    codes = family_codes(family)[0]
+    labels = np.asarray([str(v) for v in classes])
+    return max([1.0] + [_design_effect((labels == c) - np.mean(labels == c), codes) for c in np.unique(labels)])
 
 
 def _one_vs_rest(positive: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray]:

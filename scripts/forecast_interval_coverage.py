@@ -15,7 +15,9 @@ counts how often each interval covers it:
   bootstrap of 0/1 hits still collapses near 1 (an accuracy of 1.0 gets ``[1, 1]``);
 - ``jeffreys``: what ``forecast_step`` now gives (``analysis.forecast.accuracy_interval``):
   Jeffreys' interval at an effective number of models, the design effect of the families and the
-  same correction taken out of ``n``.
+  same correction taken out of ``n`` (where every model is right, the true basins' design effect);
+- ``jeffreys_kg``: the same with a design effect of 1 where every model is right (Korn & Graubard's
+  convention; the interval until the twenty-fifth session).
 
 The same cross-validated probabilities' AUROC (what the scorecard's probe, ``transfer`` and the
 supervised baselines report) gets two intervals:
@@ -66,6 +68,10 @@ SCENARIOS = [  # (name, families, per family, basins by, delta)
     ("strong 8x4 within", 8, 4, "within", 2.0),
     ("strong 30x1", 30, 1, "within", 2.0),
     ("strong 12x4 families", 12, 4, "families", 2.0),
+    ("strong 6x8 families", 6, 8, "families", 2.0),  # few large families: every model right in many draws
+    ("strong 4x12 families", 4, 12, "families", 2.0),
+    ("perfect 8x4 within", 8, 4, "within", 4.0),
+    ("perfect 6x8 families", 6, 8, "families", 4.0),
 ]
 D, RHO = 6, 0.7
 
@@ -119,9 +125,9 @@ def run(reps: int) -> list[dict]:
     rows = []
     for name, families, size, by, delta in SCENARIOS:
         rng = np.random.default_rng(7)
-        hits = {"fixed": 0, "widened": 0, "jeffreys": 0, "auroc_boot": 0, "auroc_newcombe": 0}
+        hits = {"fixed": 0, "widened": 0, "jeffreys_kg": 0, "jeffreys": 0, "auroc_boot": 0, "auroc_newcombe": 0}
         widths = {key: [] for key in hits}
-        accs, aucs, ks, truth, truth_auc = [], [], [], 0.5, 0.5
+        accs, aucs, ks, truth, truth_auc, all_hits = [], [], [], 0.5, 0.5, 0
         for r in range(reps):
             x, y, fam = draw(rng, families, size, by, delta)
             cv = folds_for(y, fam, r)
@@ -132,6 +138,7 @@ def run(reps: int) -> list[dict]:
                 proba = cross_val_predict(classifier(), z, y, cv=cv, method="predict_proba")
             right = proba.argmax(1) == y
             acc = float(right.mean())
+            all_hits += acc in (0.0, 1.0)
             ci = family_bootstrap_mean(right, fam, random_state=r)
             accs.append(acc)
             ks.append(k)
@@ -142,7 +149,8 @@ def run(reps: int) -> list[dict]:
             boot = family_bootstrap(lambda rows, _d: binary_auroc(y[rows] == 1, proba[rows, 1]) if 0 < y[rows].sum() < len(rows)
                                     else None, fam, random_state=r)
             for key, (lo, hi), target in (("fixed", ci, truth), ("widened", widen(acc, ci, k), truth),
-                                          ("jeffreys", accuracy_interval(right, fam, k), truth),
+                                          ("jeffreys_kg", accuracy_interval(right, fam, k), truth),
+                                          ("jeffreys", accuracy_interval(right, fam, k, classes=y), truth),
                                           ("auroc_boot", boot, truth_auc),
                                           ("auroc_newcombe", auroc_interval(y, proba, fam, inflate=cv_widen(k) ** 2), truth_auc)):
                 hits[key] += lo <= target <= hi
@@ -150,14 +158,15 @@ def run(reps: int) -> list[dict]:
         rows.append({"scenario": name, "reps": reps, "true_accuracy": round(truth, 3), "mean_accuracy": round(float(np.mean(accs)), 3),
                      "true_auroc": round(truth_auc, 3), "mean_auroc": round(float(np.mean(aucs)), 3),
                      "sd_auroc": round(float(np.std(aucs)), 3),
-                     "sd_accuracy": round(float(np.std(accs)), 3), "folds": int(np.median(ks)),
+                     "sd_accuracy": round(float(np.std(accs)), 3), "folds": int(np.median(ks)), "all_hits": all_hits / reps,
                      **{f"coverage_{key}": round(hits[key] / reps, 3) for key in hits},
                      **{f"width_{key}": round(float(np.mean(widths[key])), 3) for key in widths}})
         r = rows[-1]
         print(f"{name:<22} true {r['true_accuracy']:.3f}  mean {r['mean_accuracy']:.3f} sd {r['sd_accuracy']:.3f}  k {r['folds']}  "
               f"coverage fixed {r['coverage_fixed']:.3f} (width {r['width_fixed']:.3f})  "
               f"widened {r['coverage_widened']:.3f} (width {r['width_widened']:.3f})  "
-              f"jeffreys {r['coverage_jeffreys']:.3f} (width {r['width_jeffreys']:.3f})", flush=True)
+              f"jeffreys {r['coverage_jeffreys']:.3f} (width {r['width_jeffreys']:.3f}; deff 1 at all hits "
+              f"{r['coverage_jeffreys_kg']:.3f}, {r['width_jeffreys_kg']:.3f})  all hits {r['all_hits']:.2f}", flush=True)
         print(f"{'':<22} AUROC true {r['true_auroc']:.3f}  mean {r['mean_auroc']:.3f} sd {r['sd_auroc']:.3f}  "
               f"coverage boot {r['coverage_auroc_boot']:.3f} (width {r['width_auroc_boot']:.3f})  "
               f"newcombe {r['coverage_auroc_newcombe']:.3f} (width {r['width_auroc_newcombe']:.3f})", flush=True)
