@@ -39,6 +39,7 @@ from analysis.lineage_tree import (
     weight_statistics,
 )
 from analysis.metrics import generation
+from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_seconds
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
 from training.core.errors import UserError, choices
@@ -161,13 +162,34 @@ def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, fam
     return out
 
 
+WEIGHT_TEST_SECONDS = 600.0  # beyond this (estimated), the weight tests run only when asked for (--weights)
+
+
+def slow_weight_tests(zoo: Zoo, groups: dict[str, list[tuple[str, int]]], n_pairs: int) -> str:
+    """Why the weight tests of ``n_pairs`` pairs are left out for their cost, or ``""``: one ``h x h``
+    assignment per pair and group of ``h`` units (:func:`~fingerprint.extractors.mechanistic.matching_seconds`
+    for one round), which grows as ``h^3`` (a review: 2,048 feed-forward units of a stock
+    ``TransformerEncoderLayer``, torch's default, took 1.2 s a pair per layer; 50 models ~24 min)."""
+    shapes = family_for(zoo).param_shapes()
+    try:
+        seconds = matching_seconds(shapes, groups, n_pairs) / MATCH_ROUNDS
+        widest = max(int(shapes[m[0][0]][m[0][1]]) for m in groups.values())
+    except (KeyError, IndexError, ValueError):  # groups naming a tensor the shapes lack: the test says so itself
+        return ""
+    if seconds <= WEIGHT_TEST_SECONDS:
+        return ""
+    return (f"the weight tests of {n_pairs:,} pairs (widest layer {widest:,} units) would take about {seconds / 60:.0f} min "
+            "on one core (one assignment per pair and layer, growing as the cube of its width)")
+
+
 def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,
-            max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool = True,
+            max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool | None = None,
             seed: int = 0, history: bool = True, candidates: str | None = None) -> dict[str, Any]:
     """Test every pair of ``zoo``'s models (or ``max_pairs`` of them) for a shared initialization.
 
     Evidence: ``exact`` and ``matched`` from the weights (when the architecture declares its
-    hidden-unit permutation symmetry and ``weights``), and each fingerprint in ``fps`` (cached, or
+    hidden-unit permutation symmetry and ``weights``; ``None``: unless they would take longer than
+    :data:`WEIGHT_TEST_SECONDS`, :func:`slow_weight_tests`), and each fingerprint in ``fps`` (cached, or
     computed). The first is the primary one: its pairs, families and forest are the result's own;
     ``by_evidence`` has every evidence's scores side by side. With ``history`` (and a zoo that
     stores two or more checkpoints of some model), every evidence's forest comes from the
@@ -191,7 +213,13 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
     raw = zoo.params()
     params = {k: v.numpy() for k, v in raw.items()}
-    groups = matching_groups(family_for(zoo).hidden_permutable()) if weights else {}  # a norm's statistics: no evidence
+    groups = matching_groups(family_for(zoo).hidden_permutable()) if weights is not False else {}  # a norm's statistics: no evidence
+    n_tested = min(n * (n - 1) // 2, max_pairs or n * n)
+    slow = slow_weight_tests(zoo, groups, n_tested) if groups and weights is None else ""
+    if slow and not fps:
+        raise UserError(f"zoo '{zoo.path}': {slow}; name a fingerprint for the behavioural test (--fp probe-outputs), "
+                        "test fewer pairs (--max-pairs N), or run them anyway (--weights)")
+    groups = {} if slow else groups
     if not groups and not fps:
         if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
             raise UserError(f"zoo '{zoo.path}': a Hugging Face import has no weight alignment for the weight tests: name a "
@@ -250,6 +278,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "sibling_or_child": [] if primary in h else [ids[v] for v in np.flatnonzero(sibling_or_child(parent, t.a, t.b, t.distance))],
         "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
+        "weights_skipped": slow or None,
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it
         true_labels, known = truth  # not `labels`: those are the recovered families, saved below

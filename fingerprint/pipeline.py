@@ -132,7 +132,7 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
             stop = family_for(zoo).permutation_stop()
             why[f] = ("no hidden-unit permutation groups (an HF zoo declares none)" if arch == "hf" else
                       "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers "
-                      "and stock TransformerEncoderLayer feed-forward units, "
+                      "and stock TransformerEncoderLayer / TransformerDecoderLayer feed-forward units, "
                       + (f"whose units cannot be followed past {stop} here, " if stop else "")
                       + "else declared by a hidden_permutable() method of the module")
         elif f == "aligned-weights" and (slow := slow_alignment(zoo)):

@@ -21,7 +21,7 @@ def lineage_cmd(
     max_pairs: int = typer.Option(200_000, "--max-pairs", help="Test a uniform sample of this many pairs when there are more."),
     n_perm: int = typer.Option(99_999, "--n-perm", help="Random permutations in the exact test's null (p-value floor 1/(n+1) per layer)."),
     orient: str = typer.Option("auto", "--orient", help="auto | kurtosis | norm: the weight statistic that orients tree edges."),
-    no_weights: bool = typer.Option(False, "--no-weights", help="Skip the weight-based tests (behavioural only)."),
+    weights: Optional[bool] = typer.Option(None, "--weights/--no-weights", help="Run the weight-based tests even when estimated to take over 10 minutes / skip them (behavioural only). Default: run them unless that slow.", show_default=False),
     no_history: bool = typer.Option(False, "--no-history", help="Build the forest from final weights even when the zoo stores checkpoint histories."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write pairs, families, tree and scores as JSON."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="COLUMN=VALUE (e.g. kind=base): the models that may be "
@@ -45,13 +45,13 @@ def lineage_cmd(
     if not console.is_terminal:  # a status spinner shows nothing in a log file: say it once
         console.print("testing pairs for a shared initialization", highlight=False)
     with console.status("testing pairs for a shared initialization"):
-        r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, not no_weights,
+        r = lineage(zoo, fp or [], alpha, lineage_column, max_pairs, n_perm, orient, weights,
                     history=not no_history, candidates=candidates)
     title, legend = evidence_lines(r, alpha)
     console.print(title, highlight=False, markup=False, soft_wrap=True)
     console.print(evidence_table(r, alpha))
     console.print(legend, style="dim", highlight=False, markup=False, soft_wrap=True)
-    note = weight_note(r, zoo) if not no_weights else None
+    note = weight_note(r, zoo) if weights is not False else None
     if note:
         console.print(note, style="yellow", highlight=False, markup=False, soft_wrap=True)
     ori = r["orientation"]
@@ -101,6 +101,8 @@ def weight_note(r: dict, zoo: Any) -> str | None:
     not silent (an outside audit, 74: ``nn.TransformerEncoder`` models got the behavioural row alone)."""
     if "exact" in r["by_evidence"]:
         return None
+    if r.get("weights_skipped"):
+        return f"no weight evidence (exact, matched): {r['weights_skipped']}; to run them anyway: --weights"
     from fingerprint.extractors.mechanistic import stop_hint  # deferred: start-up
     from fingerprint.population import family_for  # deferred: start-up
 

@@ -374,7 +374,7 @@ def test_extract_says_which_defaults_it_leaves_out_and_which_layer_cka_compares(
     assert len(lines) == 1, res.stdout
     assert "default set without ood-outputs (no probe set 'ood'); disagreement (no probe set 'ood'); aligned-weights " \
            "(no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers and stock " \
-           "TransformerEncoderLayer feed-forward units" in out
+           "TransformerEncoderLayer / TransformerDecoderLayer feed-forward units" in out
     assert "computed recombined-outputs" in out and "computed aligned-weights" not in out
     assert "computed disagreement:probe_set=in_dist" in out  # the default set's predictions on in_dist
     assert re.search(r"computed cka .* layer 'emb'", out), res.stdout

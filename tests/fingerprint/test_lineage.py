@@ -323,7 +323,7 @@ def test_no_weight_evidence_is_said_and_the_named_family_column_is_the_advice(tm
     assert not_stored(none, None, False, "family").endswith("take the families from the column you named: --lineage family")
 
 
-def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidence(tmp_path):
+def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidence(tmp_path, monkeypatch):
     """Audit 74 left it: a stock nn.TransformerEncoderLayer's forward is its own, so its feed-forward
     units permute whatever module holds it; lineage's weight tests now run on such models and find the
     families of a shared init (a custom activation callable: nothing inferred)."""
@@ -367,11 +367,36 @@ def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidenc
     assert sorted(sorted(f) for f in r["families"]) == \
         sorted(sorted(m for m, f in zip(zoo.model_ids, fam) if f == k) for k in range(12))
 
+    # weight tests estimated beyond the budget (torch's default 2,048 feed-forward units: ~1 s a pair and layer)
+    # are left out, said, unless asked for; without a fingerprint to test instead, a one-line error
+    import fingerprint.lineage as fl
+    from fingerprint.cli.lineage import weight_note
+
+    assert fl.slow_weight_tests(zoo, family_for(zoo).hidden_permutable(), 1225) == ""  # 16 units: microseconds
+    monkeypatch.setattr(fl, "WEIGHT_TEST_SECONDS", 0.0)
+    skipped = lineage(zoo, ["probe-outputs"], lineage_column="family", n_perm=99)
+    assert skipped["evidence"] == "probe-outputs" and "exact" not in skipped["by_evidence"]
+    assert skipped["weights_skipped"].startswith("the weight tests of 276 pairs (widest layer 16 units) would take about")
+    assert weight_note(skipped, zoo).endswith("; to run them anyway: --weights")
+    with pytest.raises(UserError, match=r"would take about .*name a fingerprint for the behavioural test .*--max-pairs N.*--weights"):
+        lineage(zoo, lineage_column="family", n_perm=99)
+    assert lineage(zoo, lineage_column="family", n_perm=99, weights=True)["evidence"] == "exact"
+
     odd = Encoder()
     for layer in odd.layers:
         layer.activation = lambda h: h * h.mean(-1, keepdim=True)  # not elementwise: its units do not permute
     from training.families.symmetries import feedforward_groups
 
     assert feedforward_groups(odd) == {} and sorted(feedforward_groups(Encoder())) == ["layers.0.linear1", "layers.1.linear1"]
-    assert feedforward_groups(Encoder(), homogeneous=True) and not feedforward_groups(
-        torch.nn.TransformerEncoderLayer(8, 2, 16, activation="gelu"), homogeneous=True)
+    assert list(feedforward_groups(torch.nn.TransformerDecoderLayer(8, 2, 16, activation="gelu"))) == ["linear1"]
+
+    class Gated(torch.nn.TransformerEncoderLayer):  # a forward of its own: twice the units into linear1, gated
+        def __init__(self):
+            super().__init__(8, 2, 16, dropout=0.0, batch_first=True)
+            self.linear1 = torch.nn.Linear(8, 32)
+
+        def _ff_block(self, x):
+            a, b = self.linear1(x).chunk(2, -1)
+            return self.linear2(torch.nn.functional.silu(a) * b)
+
+    assert feedforward_groups(torch.nn.Sequential(Gated())) == {}  # a subclass is not assumed to be torch's

@@ -133,32 +133,27 @@ def attention_mixable(module: nn.Module) -> dict[str, dict]:
 # a stock encoder / decoder layer's activation, by what it is: elementwise ones let its feed-forward units permute
 ELEMENTWISE_FUNCTIONS = (F.relu, F.gelu, F.silu, F.tanh, F.sigmoid, F.elu, F.leaky_relu, torch.relu, torch.tanh,
                          torch.sigmoid)
-HOMOGENEOUS_FUNCTIONS = (F.relu, torch.relu, F.leaky_relu)
 TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 
 
-def _stock_activation(layer: nn.Module) -> tuple[bool, bool]:
-    """(elementwise, positively homogeneous) for a stock transformer layer's ``activation``: a function
-    torch names (``"relu"`` and ``"gelu"`` are ``F.relu`` / ``F.gelu``) or an elementwise module; a callable
-    of the user's own is neither (what it does to a unit is unknown)."""
-    act = getattr(layer, "activation", None)
+def _elementwise(act: object) -> bool:
+    """A stock transformer layer's ``activation`` acts on each unit alone: a function torch names
+    (``"relu"`` and ``"gelu"`` are ``F.relu`` / ``F.gelu``) or an elementwise module; a callable of the
+    user's own is not assumed to (what it does to a unit is unknown)."""
     if isinstance(act, nn.Module):
-        return isinstance(act, ELEMENTWISE), isinstance(act, HOMOGENEOUS)
-    return any(act is f for f in ELEMENTWISE_FUNCTIONS), any(act is f for f in HOMOGENEOUS_FUNCTIONS)
+        return isinstance(act, ELEMENTWISE)
+    return any(act is f for f in ELEMENTWISE_FUNCTIONS)
 
 
-def feedforward_groups(module: nn.Module, homogeneous: bool = False) -> dict[str, list[tuple[str, int]]]:
+def feedforward_groups(module: nn.Module) -> dict[str, list[tuple[str, int]]]:
     """The feed-forward units of each stock ``nn.TransformerEncoderLayer`` / ``TransformerDecoderLayer`` in
-    ``module``, at any depth: its forward (not the user's) runs ``linear2(dropout(activation(linear1(x))))``,
+    ``module``, at any depth: torch's forward (not the user's) runs ``linear2(dropout(activation(linear1(x))))``,
     so with an elementwise activation the units permute freely: ``{name.linear1: [(name.linear1.weight,
-    0), (name.linear1.bias, 0), (name.linear2.weight, 1)]}``. ``homogeneous``: only those whose activation
-    is positively homogeneous (ReLU, leaky ReLU), whose units also rescale (``hidden_rescalable``)."""
+    0), (name.linear1.bias, 0), (name.linear2.weight, 1)]}``. Only the classes themselves: a subclass may
+    have a forward of its own (a gated feed-forward whose ``linear1`` has twice the units; a review)."""
     out: dict[str, list[tuple[str, int]]] = {}
     for name, m in module.named_modules():
-        if not isinstance(m, TRANSFORMER_LAYERS):
-            continue
-        elementwise, scaled = _stock_activation(m)
-        if elementwise and (scaled or not homogeneous):
+        if type(m) in TRANSFORMER_LAYERS and _elementwise(getattr(m, "activation", None)):
             pre = f"{name}." if name else ""
             out[f"{pre}linear1"] = _incoming(f"{pre}linear1", m.linear1) + [(f"{pre}linear2.weight", 1)]
     return out
