@@ -313,7 +313,8 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
         if unmatched and on_note:
             on_note(unmatched_note(unmatched, history))
     specs = parse_probe_specs(probes_text)
-    meta = read_metadata(Path(metadata), ids, strict) if metadata else None  # before the slow part
+    named_by = "model directory name" if history is None else f"the {{model_id}} of --history '{history}'"
+    meta = read_metadata(Path(metadata), ids, strict, named_by) if metadata else None  # before the slow part
     check_parents(meta, ids, metadata)
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
                              **{f"prompt file of '{n}'": p for n, p in specs.items()}}, overwrite=overwrite)

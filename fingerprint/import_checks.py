@@ -179,8 +179,11 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
                             "import the others (move this file out, and its row from the --metadata CSV)")
 
 
-def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) -> dict[str, np.ndarray]:
-    """CSV with a ``model_id`` column; numeric columns become numbers, others strings.
+def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False, named_by: str = "file stem"
+                  ) -> dict[str, np.ndarray]:
+    """CSV with a ``model_id`` column; numeric columns become numbers, others strings. ``named_by``: what
+    names a model, for the message when a row names none (``"file stem"``, a ``--history`` template's
+    ``{model_id}``, an ``--hf`` model directory).
 
     Column names become HDF5 dataset names in every shard's model table, so each must be a plain,
     unique, non-empty name; every row has exactly the header's fields. A file that covers only some
@@ -207,7 +210,7 @@ def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False) ->
         row = dict(zip(header, r))
         mid = row["model_id"].strip()
         if mid not in known:
-            raise UserError(f"metadata file '{path}' row {line} names unknown model '{mid}' (checkpoints are named by file stem, e.g. '{model_ids[0]}')")
+            raise UserError(f"metadata file '{path}' row {line} names unknown model '{mid}' (models are named by {named_by}, e.g. '{model_ids[0]}')")
         if mid in by_id:
             raise UserError(f"metadata file '{path}' row {line} names model '{mid}' a second time")
         by_id[mid] = row

@@ -35,6 +35,12 @@ def template_pattern(template: str, suffixes: Sequence[str]) -> re.Pattern[str]:
     rest = template.replace(PLACEHOLDERS[0], "").replace(PLACEHOLDERS[1], "")
     if "{" in rest or "}" in rest:
         raise UserError(f"--history '{template}' has a placeholder other than {{model_id}} and {{step}} (e.g. {EXAMPLE})")
+    for a, b in (PLACEHOLDERS, PLACEHOLDERS[::-1]):
+        if a + b in template:  # an audit (75): run1 + 100 and run11 + 00 read as one model 'run' with steps 1100, ...
+            fixed = template.replace(a + b, f"{a}_{b}")
+            raise UserError(f"--history '{template}' has nothing between {a} and {b}: a model id and a step that meet "
+                            f"cannot be told apart (run1 at step 100 is also run11 at step 00); put a separator "
+                            f"between them, in the template and the file names (e.g. '{fixed}')")
     if Path(template).is_absolute() or ".." in Path(template).parts or "\\" in template:
         raise UserError(f"--history '{template}' must be a path relative to the checkpoint directory, with / between "
                         f"directories (e.g. {EXAMPLE})")

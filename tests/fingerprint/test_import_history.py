@@ -9,6 +9,7 @@ rule per family; checkpoints at steps 0 (the shared init), 10, 30 and 60.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 
@@ -242,9 +243,14 @@ def test_plain_import_and_select_say_what_to_do(pop):
     ("{model_id}/{epoch}_{step}.pt", "a placeholder other than"),
     ("../{model_id}/step_{step}.pt", "relative to the checkpoint directory"),
     ("{model_id}/step_{step}", "must end in a checkpoint suffix"),
+    # an audit (75): run1 at step 100 and run11 at step 00 both read as model 'run', silently merged
+    ("{model_id}{step}.pt", "has nothing between {model_id} and {step}: a model id and a step that meet cannot be told "
+                            "apart (run1 at step 100 is also run11 at step 00); put a separator between them, in the "
+                            "template and the file names (e.g. '{model_id}_{step}.pt')"),
+    ("ckpt/{step}{model_id}.pt", "has nothing between {step} and {model_id}"),
 ])
 def test_a_bad_template_is_one_line(template, message):
-    with pytest.raises(UserError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(UserError, match=re.escape(message)):
         template_pattern(template, CHECKPOINT_SUFFIXES)
 
 
@@ -276,6 +282,10 @@ def test_import_errors_name_the_file_and_write_nothing(pop):
     assert len(zoo) == 15 and "f2m1" not in zoo.model_ids and zoo.steps == list(STEPS)
     r = run_cli("import", "runs", "--hf", "--history", "{model_id}/step_{step}.pt", "-o", "hf")
     assert r.returncode == 2 and "names save_pretrained directories, not files" in r.stderr  # --hf: directories
+    (path / "odd.csv").write_text("model_id,init_seed\nf9m9,0\n")  # models are not named by file stem here (audit 75)
+    r = run_cli("import", "runs", *ARGS, "--metadata", "odd.csv", "--history", "{model_id}/step_{step}.pt", "-o", "zoo")
+    assert r.returncode == 2 and "names unknown model 'f9m9' (models are named by the {model_id} of --history " \
+        "'{model_id}/step_{step}.pt', e.g. 'f0m0')" in " ".join(r.stderr.split())
 
 
 def test_one_pruned_history_keeps_the_others_families_and_is_said(pop):
