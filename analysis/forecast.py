@@ -22,7 +22,7 @@ from sklearn.model_selection import (
 
 from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
-from analysis.intervals import classes_design_effect, cv_widen, proportion_interval
+from analysis.intervals import cv_widen, proportion_interval
 from analysis.metrics import grouped_splits, one_family_class
 from analysis.resampling import MIN_FAMILIES
 
@@ -32,17 +32,15 @@ def classifier() -> LogisticRegression:
 
 
 def accuracy_interval(right: np.ndarray, groups: Sequence | None, folds: int, level: float = 0.95,
-                      min_families: int = MIN_FAMILIES, classes: Sequence | None = None) -> tuple[float, float] | None:
+                      min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
     """A ``level`` interval of a ``folds``-fold cross-validated accuracy from its hits ``right [n]`` (0/1)
     and each model's init family ``groups [n]``: :func:`analysis.intervals.proportion_interval`
     (Jeffreys' interval at an effective number of models, the families' design effect taken out)
     with its variance inflated by ``cv_widen(folds)**2`` for the folds' overlapping training sets.
     ``scripts/forecast_interval_coverage.py`` measures the coverage: 0.91-1.00 on its 11 designs,
     against 0.62-0.92 for the family bootstrap of the fixed predictions this replaces (0.62-0.78
-    where the accuracy is 0.92-0.95). ``classes [n]`` (the true basins) stand in for the families' design
-    effect where every model is right (or wrong). ``None`` below ``min_families`` families."""
-    shared = None if classes is None else classes_design_effect(classes, range(len(right)) if groups is None else groups)
-    return proportion_interval(right, groups, level, cv_widen(folds) ** 2, min_families, shared)
+    where the accuracy is 0.92-0.95). ``None`` below ``min_families`` families."""
+    return proportion_interval(right, groups, level, cv_widen(folds) ** 2, min_families)
 
 
 def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
@@ -75,7 +73,7 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
             proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba")
         right = proba.argmax(1) == yi
         out["accuracy"] = float(right.mean())
-        ci = accuracy_interval(right, groups, len(cv) if isinstance(cv, list) else cv.get_n_splits(), classes=yi)  # 95%
+        ci = accuracy_interval(right, groups, len(cv) if isinstance(cv, list) else cv.get_n_splits())  # 95%, by init family
         out["accuracy_ci"] = None if ci is None else list(ci)
         out["auroc"] = ag.auroc(yi, proba)  # scikit-learn's roc_auc_score (binary, or macro one-vs-rest), in numpy
     return out

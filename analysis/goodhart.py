@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.intervals import classes_design_effect, proportion_interval
+from analysis.intervals import proportion_interval
 from analysis.metrics import linear_probe
 from analysis.resampling import family_bootstrap
 
@@ -208,21 +208,18 @@ def pressure_point(lam: float, says: np.ndarray, truly: np.ndarray, family: Sequ
                    ) -> PressurePoint:
     """The outcome of training at penalty weight ``lam``: per model ``says [n]`` (the detector calls it
     B), ``truly [n]`` (the task's diagnostics say B), ``diverged [n]`` (left out of every share). Each
-    share's 95% interval: :func:`analysis.intervals.proportion_interval` over ``family [n]`` (where a share
-    is 0 or 1, the families' design effect of ``says`` or ``truly``, the larger, stands in for its own)."""
+    share's 95% interval: :func:`analysis.intervals.proportion_interval` over ``family [n]``."""
     says, truly = np.asarray(says, bool), np.asarray(truly, bool)
     ok = np.ones(len(says), bool) if diverged is None else ~np.asarray(diverged, bool)
     fam = np.asarray([str(v) for v in family], dtype=object)[ok]
     s, t = says[ok], truly[ok]
-    # a share with no variance to show how relatives share their fate: the verdict's and the basin's own clustering
-    shared = max(classes_design_effect(s, fam), classes_design_effect(t, fam)) if len(s) else 1.0
 
     def share(v: np.ndarray) -> tuple[float | None, Interval]:
         # a share of models: Jeffreys' interval at the families' effective number of models (a bootstrap of
         # 0/1 outcomes read "evasion 0% [0%, 0%]" where no model evaded: 0 of 32 is not certainty)
         if not len(v):
             return None, None
-        return float(v.mean()), proportion_interval(v.astype(float), fam, extreme_deff=shared)
+        return float(v.mean()), proportion_interval(v.astype(float), fam)
 
     (ds, ds_ci), (tr, tr_ci), (ev, ev_ci) = share(s), share(t), share(s & ~t)
     return PressurePoint(lam=float(lam), n_models=int(ok.sum()), n_diverged=int((~ok).sum()), detector_says=ds,

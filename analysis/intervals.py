@@ -32,7 +32,7 @@ def cv_widen(folds: int) -> float:
 
 
 def proportion_interval(hits: Sequence[float], family: Sequence | None = None, level: float = 0.95,
-                        inflate: float = 1.0, min_families: int = MIN_FAMILIES, extreme_deff: float | None = None
+                        inflate: float = 1.0, min_families: int = MIN_FAMILIES, shared_deff: float = 1.0
                         ) -> tuple[float, float] | None:
     """A ``level`` interval of the share of ``hits [n]`` (0/1) among models of init families ``family [n]``
     (``None``: every model its own): Jeffreys' interval (the quantiles of ``Beta(x + 1/2, n* - x + 1/2)``,
@@ -47,10 +47,13 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     data seed decides the basin in each family alike, or a family exactly half right at step 0) is
     as likely an accident of few families as a property, and a review measured intervals narrower
     than the binomial one's with the floor at one over the family size. Where every hit is 1 (or 0)
-    the hits cannot tell how relatives share their fate: ``extreme_deff`` stands in when given (the
-    design effect of the labels the hits score, :func:`classes_design_effect`: a basin held by whole
-    families counts each family about once, as :func:`auroc_interval` does at a perfect ranking), else
-    it is 1 (Korn & Graubard's convention). ``inflate`` multiplies
+    the hits cannot show how relatives share their fate, and it is 1 (Korn & Graubard's convention).
+    ``shared_deff`` is a second floor at every share, for a caller who knows relatives share their fate
+    at least that much (:func:`classes_design_effect` of the labels the hits score); the toolkit's own
+    shares do not give one: measured, the true basins' design effect as a floor made the forecast's
+    intervals 1.2-1.5 times wider where whole families share a basin, beyond what their coverage
+    needed, and as a stand-in at the extremes only, one more right model lowered the lower end
+    (docs/results.md, "Every model right"). ``inflate`` multiplies
     the variance for what the hits do not show (a cross-validated accuracy's overlapping folds:
     :func:`cv_widen`). Unlike a bootstrap of 0/1 hits, which reads ``[1, 1]``
     when every model is right, it keeps a lower end below 1 that one more right model never lowers."""
@@ -64,12 +67,10 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     if f < max(min_families, 2):
         return None
     p = float(hits.mean())
-    deff = 1.0
+    deff = max(1.0, float(shared_deff))
     if 0.0 < p < 1.0:
         clustered = f / (f - 1) * float(((sums - p * sizes) ** 2).sum()) / n**2
-        deff = max(1.0, clustered / (p * (1 - p) / n))
-    elif extreme_deff is not None:
-        deff = max(1.0, float(extreme_deff))
+        deff = max(deff, clustered / (p * (1 - p) / n))
     n_eff = n / (deff * inflate)
     x, a = p * n_eff, (1 - level) / 2
     lo = 0.0 if p == 0.0 else float(beta.ppf(a, x + 0.5, n_eff - x + 0.5))
@@ -81,7 +82,9 @@ def _design_effect(influence: np.ndarray, codes: np.ndarray) -> float:
     """The family-clustered (CR1) variance of a statistic whose linear influence of each model is
     ``influence [n]`` over its variance with every model its own family, at least 1 (1 where the
     influences are all 0: the data cannot tell how relatives share their fate)."""
-    n, f = len(influence), int(codes.max()) + 1
+    n, f = len(influence), int(codes.max(initial=-1)) + 1
+    if n < 2 or f < 2:  # one model, or one family: nothing to compare
+        return 1.0
     alone = n / (n - 1) * float((influence**2).sum())
     if alone <= 0.0:
         return 1.0
@@ -91,11 +94,16 @@ def _design_effect(influence: np.ndarray, codes: np.ndarray) -> float:
 
 def classes_design_effect(classes: Sequence, family: Sequence) -> float:
     """The largest design effect of one class's indicator among models of init families ``family [n]``,
-    over the values of ``classes [n]``: about the family size when each family holds one class, 1
-    when every family holds the classes in the population's mix (at least 1)."""
-    codes = family_codes(family)[0]
+    over the values of ``classes [n]``: the families' mean size ``sum(m^2) / sum(m)`` (its most, a
+    family's models as one draw) when each family holds one class, 1 when every family holds the
+    classes in the population's mix (at least 1; 1 for one model or one family)."""
     labels = np.asarray([str(v) for v in classes])
-    return max([1.0] + [_design_effect((labels == c) - np.mean(labels == c), codes) for c in np.unique(labels)])
+    if len(labels) < 2:
+        return 1.0
+    codes = family_codes(family)[0]
+    sizes = np.bincount(codes).astype(float)
+    most = float((sizes**2).sum() / sizes.sum())  # the small-sample corrections may overshoot it
+    return min(most, max([1.0] + [_design_effect((labels == c) - np.mean(labels == c), codes) for c in np.unique(labels)]))
 
 
 def _one_vs_rest(positive: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from analysis.forecast import earliest, forecast_step, reaches, select
-from analysis.intervals import classes_design_effect, proportion_interval
+from analysis.intervals import proportion_interval
 from fingerprint.extraction import active_models, extract
 from fingerprint.forecast_target import forecast_families, forecast_target
 from fingerprint.tables import model_table
@@ -245,21 +245,12 @@ def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list
     over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
     ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
     (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of
-    a few families is a few draws however many seeds it holds; where every seed of a share is a hit (or
-    none is), the hits cannot say how much, and the design effect of the pool's basins stands in
-    (:func:`analysis.intervals.classes_design_effect`, at most the share's own mean family size)."""
+    a few families is a few draws however many seeds it holds."""
     groups = forecast_families(zoo, ids, model_table(zoo), None).groups
     pool = np.asarray(pool, dtype=int)
     in_b = pool[bound[pool]]
     picked = np.isin(in_b, chosen)
-    shared = classes_design_effect(bound[pool], groups[pool]) if len(pool) else 1.0  # how the pool's families share a basin
-
-    def ci(hits: np.ndarray, rows: np.ndarray) -> tuple[float, float] | None:
-        # every seed right (or wrong): the pool's basins say how relatives share their fate, up to the families' sizes
-        _, sizes = np.unique(groups[rows], return_counts=True)
-        cap = float((sizes**2).sum() / sizes.sum()) if len(rows) else 1.0
-        return None if not len(rows) else proportion_interval(hits, groups[rows], extreme_deff=min(shared, cap))
-
+    ci = lambda hits, rows: None if not len(rows) else proportion_interval(hits, groups[rows])  # noqa: E731
     out = {"purity_ci": None if purity_hits is None else ci(np.asarray(purity_hits, float), np.asarray(chosen, dtype=int)),
            "base_rate_ci": ci(bound[pool].astype(float), pool), "recall_ci": ci(picked.astype(float), in_b)}
     return {k: None if v is None else [float(v[0]), float(v[1])] for k, v in out.items()}

@@ -90,3 +90,17 @@ def test_a_perfect_ranking_of_classes_held_by_whole_families_counts_each_family_
     mixed = np.tile([0, 1], 100)  # each family holds both classes: no such penalty
     s = mixed + fam * 0.01
     assert auroc_interval(mixed, np.c_[-s, s], fam)[0] > 0.95
+
+
+def test_a_floor_on_the_design_effect_from_the_labels_keeps_the_share_monotone():
+    """``classes_design_effect``: one draw a family at most where each family holds one class, 1 where
+    every family holds both, 1 for one model or one family (a review: a division by zero there). As a
+    floor (``shared_deff``) at every share, one more right model never lowers the lower end (a stand-in
+    at the extremes only did: 31 of 32 read [0.77, 1.00], 32 of 32 [0.49, 1.00])."""
+    from analysis.intervals import classes_design_effect, proportion_interval
+
+    fam = np.repeat(np.arange(8), 4)
+    assert classes_design_effect(fam % 2, fam) == 4.0 and classes_design_effect(np.tile([0, 1], 16), fam) == 1.0
+    assert classes_design_effect([1], [0]) == classes_design_effect(fam % 2, np.zeros(32)) == 1.0
+    lows = [proportion_interval(np.r_[np.zeros(k), np.ones(32 - k)], fam, shared_deff=4.0)[0] for k in (2, 1, 0)]
+    assert lows == sorted(lows) and lows[-1] < proportion_interval(np.ones(32), fam)[0]

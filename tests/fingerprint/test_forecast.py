@@ -211,27 +211,3 @@ def test_label_by_step_reads_the_label_stored_with_each_checkpoint(seeded_zoo):
     assert abs(out["steps"][-1]["corr"]["train_acc"] - 1) < 1e-9
     # below four init families there is no interval: the table prints a dash, not a crash
     assert mod._fmt_ci(None) == "–" and mod._fmt_ci([0.5, 1.0]) == "[0.50, 1.00]"
-
-
-def test_a_perfect_selection_of_a_few_families_counts_the_families(tmp_path):
-    """Every selected seed ended in the basin: the hits cannot say how relatives share their fate, so
-    the pool's basins say it. Where whole families share a basin, 4 families of 4 seeds are about 4
-    draws (Korn & Graubard's convention of 1 read them as 16 independent seeds); where every family
-    holds both basins, the interval is as before."""
-    import numpy as np
-    import torch
-
-    from analysis.intervals import proportion_interval
-    from fingerprint.forecast import selection_intervals
-
-    fam = np.repeat(np.arange(8), 4)
-    zoo = Zoo.from_modules([torch.nn.Linear(2, 2) for _ in fam], out=tmp_path / "z", probes={"in_dist": torch.zeros(4, 2)},
-                           metadata={"init_seed": fam, "data_seed": np.tile(np.arange(4), 8)})
-    ids, pool = list(zoo.model_ids), np.arange(32)
-    chosen = list(range(16))
-    alone = proportion_interval(np.ones(16), fam[:16])[0]
-    whole = selection_intervals(zoo, ids, pool, chosen, fam < 4, np.ones(16))
-    assert whole["purity_ci"][0] < alone - 0.1 and whole["purity_ci"][1] == 1.0
-    assert whole["recall_ci"][0] < alone - 0.1  # every seed bound for the basin was picked: the same 4 draws
-    mixed = selection_intervals(zoo, ids, pool, chosen, np.tile([True, False], 16), np.ones(16))
-    assert mixed["purity_ci"][0] == pytest.approx(alone)
