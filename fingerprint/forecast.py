@@ -42,12 +42,15 @@ def imported(zoo: Zoo) -> bool:
     return any(k == "imported" for k in zoo.models["kind"])
 
 
-def refuse_imported(zoo: Zoo) -> None:
-    """``select`` continues seeds with the toolkit's own training, which an imported zoo does not hold."""
-    if imported(zoo):
-        raise UserError(f"zoo '{zoo.path}' was imported (trained elsewhere), and select continues the chosen seeds with the "
-                        "toolkit's own training: forecast with 'fingerprint forecast', then continue the seeds it picks in "
-                        "your own training code")
+def check_out(zoo: Zoo, out: Path | None) -> None:
+    """``select`` continues the chosen seeds into ``out`` with the toolkit's own training; an imported zoo's
+    seeds were trained elsewhere: they are picked, measured on the final checkpoints it holds, not continued."""
+    if imported(zoo) and out is not None:
+        raise UserError(f"zoo '{zoo.path}' was imported (trained elsewhere): select picks its seeds and measures the "
+                        "selection on the final checkpoints it holds, but cannot continue them; leave out --out "
+                        "(--json FILE writes the picks and their probabilities)")
+    if not imported(zoo) and out is None:
+        raise UserError("--out NEW_ZOO is needed: select continues the chosen seeds into a new zoo")
 
 
 def final_basins(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str) -> tuple[np.ndarray, str]:
@@ -176,16 +179,20 @@ def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step
     return used, n_seeds * final_step
 
 
-def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str = "ood-outputs", label: str | None = None,
+def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp: str = "ood-outputs", label: str | None = None,
                         budget: int | None = None, calibration: float = 0.25, threshold: float = 0.5, seed: int = 0,
                         executor: Any = "local", device: str = "cpu", overwrite: bool = False, resume: bool = False,
                         **callbacks) -> dict[str, Any]:
     """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute.
 
-    With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written."""
+    With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written.
+    An imported zoo (``out`` ``None``) is not continued: its chosen seeds' purity is measured on the
+    final checkpoints it holds (``continued`` false), what a selection at ``at_step`` would have given
+    (an outside audit, 75: the forecast named no seed, and select refused imports)."""
 
     check_device(device)
-    refuse_imported(zoo)
+    check_out(zoo, out)
+    continued = not imported(zoo)
     if not 0 < threshold <= 1:
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     if budget is not None and budget < 1:
@@ -210,9 +217,14 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path, fp: str =
     T = int(max(zoo.models["final_step"][zoo.index(ids)]))
     result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
                               "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
-                              "n_selected": len(chosen), "selected": chosen, "out": str(out)}
+                              "n_selected": len(chosen), "selected": chosen, "out": None if out is None else str(out),
+                              "continued": continued, "calibration_seeds": cal_ids,
+                              "probabilities": {m: round(float(v), 4) for m, v in zip(pool_ids, proba)}}
     base_rate = float(np.mean(y[pool] == basin))
-    if chosen:
+    if chosen and not continued:  # trained elsewhere: the final checkpoints the zoo holds say where each ended
+        got = y[[ids.index(c) for c in chosen]]
+        purity, trained_steps = float(np.mean(got == basin)), 0
+    elif chosen:
         summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite,
                                   resume=resume, **callbacks)
         new = Zoo.open(out)

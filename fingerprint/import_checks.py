@@ -179,11 +179,8 @@ def check_against(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
                             "import the others (move this file out, and its row from the --metadata CSV)")
 
 
-def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False, named_by: str = "file stem"
-                  ) -> dict[str, np.ndarray]:
-    """CSV with a ``model_id`` column; numeric columns become numbers, others strings. ``named_by``: what
-    names a model, for the message when a row names none (``"file stem"``, a ``--history`` template's
-    ``{model_id}``, an ``--hf`` model directory).
+def read_metadata(path: Path, model_ids: Sequence[str], strict: bool = False, named_by: str = "file stem") -> dict[str, np.ndarray]:
+    """CSV with a ``model_id`` column; numeric columns become numbers, others strings (``named_by``: what names a model).
 
     Column names become HDF5 dataset names in every shard's model table, so each must be a plain,
     unique, non-empty name; every row has exactly the header's fields. A file that covers only some

@@ -149,7 +149,7 @@ def select_cmd(
     zoo_path: Path = typer.Argument(..., metavar="ZOO"),
     basin: str = typer.Option(..., "--basin", help="The wanted basin: a value of the label column (e.g. rule_a), or 'cluster N'."),
     at_step: int = typer.Option(..., "--at-step", help="Checkpoint step to forecast at."),
-    out: Path = typer.Option(..., "--out", "-o", help="New zoo for the continued models."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="New zoo for the continued models (not for an imported zoo, whose seeds are picked and measured, not continued)."),
     fp: str = typer.Option("ood-outputs", "--fp", help="Fingerprint to forecast with."),
     label: Optional[str] = typer.Option(None, "--label", help="Model column whose value names the wanted basin (default deep_label; else the fingerprint's final clusters)."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Continue at most N seeds."),
@@ -159,31 +159,47 @@ def select_cmd(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the selection (the picks, every pool seed's forecast probability, purity, intervals) to this file."),
     trust_code: bool = o.TRUST_OPTION,
     plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
     o.load_plugin_options(plugin)
     from fingerprint.forecast import (  # deferred: start-up
-        refuse_imported,
+        check_out,
         select_and_continue,
     )
     from fingerprint.population import check_code  # deferred for start-up time
-    from training.core.store import Zoo  # deferred for start-up time (torch)
+    from training.core.store import (  # deferred for start-up time (torch)
+        Zoo,
+        write_json,
+    )
     from training.sweep import get_executor  # deferred for start-up time (torch)
 
-    check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
-    refuse_imported(Zoo.open(zoo_path))  # before asking for --trust-code it could not use
+    if out is not None:
+        check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
+    if json_out:
+        check_output(json_out, {"source zoo": zoo_path}, option="--json", kind="file")
+    check_out(Zoo.open(zoo_path), out)  # before asking for --trust-code it could not use
     zoo = o.open_for_models(zoo_path, trust_code)
-    check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
+    if out is not None:
+        check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
                             executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
+    cal = "calibration seeds trained to the end" if r["continued"] else "calibration seeds whose final basins fit the forecaster"
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
-                  f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} calibration seeds trained to the end)")
+                  f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} {cal})")
     ci = lambda key: "" if not r.get(key) else f" [{pct(r[key][0])}, {pct(r[key][1])}]"  # noqa: E731 - as run's line
-    console.print(f"purity {pct(r['purity'])}{ci('purity_ci')} in basin '{esc(r['basin'])}' (base rate {pct(r['base_rate'])}"
+    where = "" if r["continued"] else " (on the final checkpoints the zoo holds: what this selection would have kept)"
+    console.print(f"purity {pct(r['purity'])}{ci('purity_ci')} in basin '{esc(r['basin'])}'{where} (base rate {pct(r['base_rate'])}"
                   f"{ci('base_rate_ci')}, recall {pct(r['recall'])}{ci('recall_ci')}; 95% intervals over init families); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
-                  f"({pct(r['compute_saved'])} saved); "
-                  + (f"new zoo: [bold]{esc(r['out'])}[/]" if r["n_selected"] else "no seed reached the threshold: nothing continued, no zoo written"))
+                  f"({pct(r['compute_saved'])} saved{'' if r['continued'] else ', had the others stopped at step ' + str(r['at_step'])}); "
+                  + ("no seed reached the threshold: nothing continued, no zoo written" if not r["n_selected"] else
+                     f"new zoo: [bold]{esc(r['out'])}[/]" if r["continued"] else
+                     f"picked: {esc(', '.join(r['selected'][:8]))}{', ...' if r['n_selected'] > 8 else ''}"
+                     + ("" if json_out else " (--json FILE: all of them, with every pool seed's probability)")))
+    if json_out:
+        write_json(json_out, r)
+        console.print(f"wrote [bold]{esc(json_out)}[/]")

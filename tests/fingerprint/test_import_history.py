@@ -158,6 +158,27 @@ def test_forecast_of_imported_models_recovers_the_rule_and_keeps_families_togeth
     assert {p["step"]: p["accuracy"] for p in s["forecast"]}[0] == 0.5
     with pytest.raises(UserError, match="unknown model column 'famly' for --lineage"):
         forecast(zoo, ["ood-outputs"], label="rule", lineage="famly")
+    # select on an import (an audit, 75: refused, and the forecast named no seed): the seeds are picked at
+    # step 30 and measured on the final checkpoints the zoo holds, not continued
+    r = run_cli("select", "zoo", "--basin", "rule1", "--at-step", "30", "--label", "rule", "--fp", "ood-outputs",
+                "--calibration", "0.5", "--json", "picks.json", "--trust-code")
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "(on the final checkpoints the zoo holds: what this selection would have kept)" in out and "picked: " in out
+    sel = json.loads((path / "picks.json").read_text())
+    rule = dict(zip(zoo.model_ids, np.asarray(zoo.models["rule"]).astype(str)))
+    assert sel["continued"] is False and sel["out"] is None and sel["n_selected"] >= 1
+    assert sel["purity"] == np.mean([rule[m] == "rule1" for m in sel["selected"]]) and sel["base_rate_ci"] is not None
+    assert sorted(sel["probabilities"]) == sorted(set(zoo.model_ids) - set(sel["calibration_seeds"]))
+    assert all(sel["probabilities"][m] >= 0.5 for m in sel["selected"])
+    assert Zoo.open(path / "zoo").load_result("select-rule1-30")["selected"] == sel["selected"]  # the report shows it
+    rep = run_cli("report", "zoo", "--trust-code", "--fp", "ood-outputs", "--embedding", "pca", "-o", "rep.html")
+    assert rep.returncode == 0, rep.stderr
+    page = " ".join((path / "rep.html").read_text().split())
+    assert "purity (measured on the final checkpoints the zoo holds: what this selection would have kept)" in page
+    assert "none: the zoo was imported" in page
+    r = run_cli("select", "zoo", "--basin", "rule1", "--at-step", "30", "--label", "rule", "--trust-code", "--out", "x")
+    assert r.returncode == 2 and "leave out --out" in r.stderr and not (path / "x").exists()
 
 
 def test_without_shared_starts_or_a_family_column_the_forecast_says_the_folds_keep_no_families(pop):
@@ -233,7 +254,7 @@ def test_plain_import_and_select_say_what_to_do(pop):
     assert r.returncode == 2 and "stores 1 checkpoint step" in r.stderr and "--history" in r.stderr
     assert run_cli("import", "runs", *ARGS, "--history", "{model_id}/step_{step}.pt", "-o", "zoo").returncode == 0
     r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel")  # said before --trust-code
-    assert r.returncode == 2 and "was imported" in r.stderr and "fingerprint forecast" in r.stderr
+    assert r.returncode == 2 and "was imported" in r.stderr and "leave out --out" in r.stderr
     assert not (path / "sel").exists()
 
 
