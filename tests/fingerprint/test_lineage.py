@@ -400,3 +400,28 @@ def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidenc
             return self.linear2(torch.nn.functional.silu(a) * b)
 
     assert feedforward_groups(torch.nn.Sequential(Gated())) == {}  # a subclass is not assumed to be torch's
+
+
+def test_a_fine_tune_without_a_family_takes_its_parent_chains_and_the_legend_says_so(tmp_path):
+    """An outside audit (75): with the family recorded on the bases only (as docs/import.md suggests),
+    lineage scored 28 of 276 pairs (the bases') and said nothing, where report takes a fine-tune's family
+    from its parent chain. Now lineage does too, and its legend says how many models the scores cover."""
+    from fingerprint.cli.lineage import evidence_lines
+
+    g = torch.Generator().manual_seed(1)
+    mods = []
+    for _ in range(12):
+        m = _NoGroups()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        mods.append(m)
+    ids = [f"m{i}" for i in range(12)]
+    family = [str(i // 2) if i % 2 == 0 else "" for i in range(12)]  # the bases' only
+    parent = ["" if i % 2 == 0 else f"m{i - 1}" for i in range(12)]
+    zoo = Zoo.from_modules(mods, out=tmp_path / "z", model_ids=ids, probes={"in_dist": torch.randn(16, 4, generator=g)},
+                           metadata={"family": np.asarray(family, dtype=object), "parent_id": np.asarray(parent, dtype=object)})
+    r = lineage(zoo, ["probe-outputs"], lineage_column="family", n_perm=99)
+    assert (r["truth_models"], r["truth_inherited"]) == (12, 6)
+    assert evidence_lines(r, 0.05)[1].endswith("; scored against the true families of 12 of 12 models (6 took theirs "
+                                                "from the parent chain, parent_id: a fine-tune is in its base's init family)")
