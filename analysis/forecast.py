@@ -59,6 +59,10 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     c = cluster(values, distances=distances, random_state=random_state)
     out["ami"] = ag.ami(y, c.labels.astype(str))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
+    if k < 2:  # said, not a silent dash (an outside audit, 75: a lone model's cluster left every step at '–')
+        small = classes[np.argmin(np.bincount(yi))] if len(classes) > 1 else None
+        out["skipped"] = (f"one final basin ('{classes[0]}'): nothing to tell apart" if small is None else
+                          f"basin '{small}' has {int(np.bincount(yi).min())} model: no fold can both train and test on it")
     cv = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state)
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
     if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)

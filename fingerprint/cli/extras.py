@@ -138,6 +138,11 @@ def forecast_cmd(
     console.print(t)
     for name, frac in s["earliest_90"].items():
         of = "" if s["targets"][name].get("deep") is not False else " (of its clusters: not a candidate basin)"
+        pts = [p for p in s["forecast"] if p["fingerprint"] == name]
+        why = next((p["skipped"] for p in pts if p.get("skipped")), None)
+        if why and all(p.get("accuracy") is None for p in pts):  # not measured, not a failure (an outside audit, 75)
+            console.print(f"{esc(name)}: no accuracy at any step ({esc(why)}){of}", highlight=False)
+            continue
         console.print(f"{esc(name)}: 90% accuracy, above the majority guess, "
                       f"{'from ' + format(frac, '.3f') + ' of training' if frac is not None else 'never reached'}{of}")
     if json_out:

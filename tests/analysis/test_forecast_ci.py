@@ -103,3 +103,12 @@ def test_forecast_intervals_cover_a_null_accuracy():
         lo, hi = forecast_step(rng.normal(size=(30, 4)), y, random_state=r)["accuracy_ci"]
         covered += lo <= 0.5 <= hi
     assert covered >= 36
+
+
+def test_a_step_without_an_accuracy_says_why():
+    """An outside audit (75): a final clustering with a lone model left every step at '–' and the
+    forecast read 'never reached', with no reason anywhere."""
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    lone = forecast_step(x, ["a"] * 11 + ["b"])
+    assert lone["accuracy"] is None and lone["skipped"] == "basin 'b' has 1 model: no fold can both train and test on it"
+    assert forecast_step(x, ["a"] * 12)["skipped"] == "one final basin ('a'): nothing to tell apart"
