@@ -33,7 +33,7 @@ from fingerprint.hf_family import (
     require_transformers,
 )
 from fingerprint.import_checks import check_name, load_state_dict, read_metadata
-from fingerprint.import_history import find_history, unmatched_note
+from fingerprint.import_history import find_history, short_runs_note, unmatched_note
 from fingerprint.importer import ReadAgain, write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
@@ -310,8 +310,9 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
         ids = [d.name for d in dirs]
     else:
         ids, dirs, final_steps, earlier, unmatched = history_dirs(src, history)
-        if unmatched and on_note:
-            on_note(unmatched_note(unmatched, history))
+        for note in (unmatched_note(unmatched, history), short_runs_note(ids, final_steps)):
+            if note and on_note:
+                on_note(note)
     specs = parse_probe_specs(probes_text)
     named_by = "model directory name" if history is None else f"the {{model_id}} of --history '{history}'"
     meta = read_metadata(Path(metadata), ids, strict, named_by) if metadata else None  # before the slow part

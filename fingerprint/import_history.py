@@ -13,6 +13,7 @@ them: ``{model_id}/checkpoint-{step}``.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -95,6 +96,19 @@ def unmatched_note(unmatched: list[str], template: str) -> str:
     return (f"{len(unmatched)} checkpoint file{'s' if len(unmatched) > 1 else ''} under the directory match{'' if len(unmatched) > 1 else 'es'} "
             f"no --history '{template}' and {'are' if len(unmatched) > 1 else 'is'} not imported ('{unmatched[0]}'{more}): "
             "a final checkpoint needs its step in the name too")
+
+
+def short_runs_note(ids: Sequence[str], final_steps: Sequence[int]) -> str:
+    """One line naming the models whose last checkpoint is not at the most common last step, else ``""``:
+    a lost final file reads as a shorter run (an outside audit, 75: only ``forecast`` said so), and each
+    model is fingerprinted at its own last step."""
+    if len(set(final_steps)) < 2:
+        return ""
+    common = Counter(final_steps).most_common(1)[0][0]
+    odd = [f"'{m}' ({s})" for m, s in zip(ids, final_steps) if s != common]
+    more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+    return (f"{len(odd)} of {len(ids)} models end at another step than the others' {common}: {', '.join(odd[:3])}{more}; "
+            "each is fingerprinted at its own last step (a run of another length, or a final checkpoint file missing?)")
 
 
 def stack_history(finals: Sequence[dict[str, torch.Tensor]], final_steps: Sequence[int], earlier: Sequence[dict[int, Path]],
