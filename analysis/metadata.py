@@ -333,8 +333,9 @@ def _within_permutation(codes: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.ndarray, family: np.ndarray,
                     opts: AnalysisOptions, strata: set) -> list[dict[str, Any]] | None:
-    """:func:`gradients` of ``table``'s columns (at ``rows``) but ids, the lineage, the label, ``diverged``
-    and the design columns ``strata`` taken out of the tests, on a sample of whole families above
+    """:func:`gradients` of ``table``'s columns (at ``rows``) but ids, the lineage, the label, ``diverged``,
+    the design columns ``strata`` and any column that is the generation in ``parent_id``'s chains (base
+    against fine-tune: relatives, taken out of the tests), on a sample of whole families above
     ``resampling.MAX_MODELS`` models. Imported models only (``kind`` "imported", or no ``kind``: a user's
     table): ``None`` for a sweep's own zoo, whose other columns are what training measured (losses,
     accuracies, the task's diagnostics), which follow any fingerprint's seed noise as well."""
@@ -342,11 +343,20 @@ def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.n
         return None
     skip = {*NOT_COMPARED, opts.lineage, opts.label, *strata, "diverged"}
     cols = {c: np.asarray(table[c], dtype=object)[rows] for c in table if c not in skip}
+    if "parent_id" in table:  # a column that is the generation (base vs fine-tune, which the tests take out as lineage)
+        gen = mt.generation(table["model_id"], table["parent_id"])[rows]  # e.g. an import's final_step (an audit, 75)
+        cols = {c: v for c, v in cols.items() if len(set(gen)) < 2 or not _same_partition(v, gen)}
     family = np.asarray(family, dtype=object)
     sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)
     if sample is not None:
         coords, family, cols = coords[sample], family[sample], {c: v[sample] for c, v in cols.items()}
     return gradients(np.asarray(coords), cols, family, opts.n_perm, opts.seed)
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a [n]`` and ``b [n]`` group the models alike (each value of one is one value of the other)."""
+    pairs = {(str(x), str(y)) for x, y in zip(a, b)}
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
 
 
 def attach_strata_follow(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions,

@@ -369,3 +369,24 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     assert label_free_answer(none).strata_followed == {}
     with pytest.raises(ValueError, match="'none' takes out no design column, not even data_seed and kind"):
         opts.replace(strata=["none", "data_seed"])
+
+
+def test_a_column_that_is_the_generation_is_not_a_lead():
+    """An outside audit (75): an import's fine-tunes counting their steps from 0 gave `final_step` 200 to
+    every base and 100 to every fine-tune, and the answer named it as a difference the init seed does not
+    decide; it is the generation parent_id records, which the label-free tests take out as lineage."""
+    from analysis.metadata import table_gradients
+
+    r = np.random.default_rng(2)
+    fam = np.repeat(np.arange(8), 4)
+    gen = np.tile([0, 1, 1, 1], 8)
+    ids = [f"m{i}" for i in range(32)]
+    parent = np.asarray(["" if g == 0 else f"m{4 * (i // 4)}" for i, g in enumerate(gen)], dtype=object)
+    x = r.standard_normal((8, 5))[fam] + 0.2 * r.standard_normal((32, 5))
+    x[:, 0] += 3.0 * gen  # fine-tuning moves every fine-tune
+    table = {"model_id": np.asarray(ids, dtype=object), "parent_id": parent, "kind": np.asarray(["imported"] * 32, dtype=object),
+             "final_step": np.where(gen == 0, 200, 100), "recipe": np.where(gen == 0, "base", "ft").astype(object)}
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    assert table_gradients(x, table, np.arange(32), fam.astype(str), opts, set()) == []
+    with_lr = {**table, "lr": np.where(np.arange(32) % 2 == 0, 0.01, 0.1)}  # not the generation: still tested
+    assert [e["column"] for e in table_gradients(x, with_lr, np.arange(32), fam.astype(str), opts, set())] == ["lr"]
