@@ -300,17 +300,21 @@ class _NoGroups(torch.nn.Module):
         return self.b(torch.tanh(self.a(x)))
 
 
+def _random(n: int, g: torch.Generator) -> list[_NoGroups]:
+    """``n`` unrelated models, every weight drawn from ``g``."""
+    mods = [_NoGroups() for _ in range(n)]
+    with torch.no_grad():
+        for m in mods:
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+    return mods
+
+
 def test_no_weight_evidence_is_said_and_the_named_family_column_is_the_advice(tmp_path):
     """An outside audit (74): on nn.TransformerEncoder models, `lineage --fp ... --lineage family` ran
     no weight test and said nothing of it, then asked for the --lineage it had been given."""
     g = torch.Generator().manual_seed(0)
-    mods = []
-    for i in range(6):
-        m = _NoGroups()
-        with torch.no_grad():
-            for p in m.parameters():
-                p.copy_(torch.randn(p.shape, generator=g))
-        mods.append(m)
+    mods = _random(6, g)
     zoo = Zoo.from_modules(mods, out=tmp_path / "z", probes={"in_dist": torch.randn(16, 4, generator=g)},
                            metadata={"family": np.arange(6) // 2})
     from fingerprint.cli.lineage import not_stored, weight_note
@@ -409,13 +413,7 @@ def test_a_fine_tune_without_a_family_takes_its_parent_chains_and_the_legend_say
     from fingerprint.cli.lineage import evidence_lines
 
     g = torch.Generator().manual_seed(1)
-    mods = []
-    for _ in range(12):
-        m = _NoGroups()
-        with torch.no_grad():
-            for p in m.parameters():
-                p.copy_(torch.randn(p.shape, generator=g))
-        mods.append(m)
+    mods = _random(12, g)
     ids = [f"m{i}" for i in range(12)]
     family = [str(i // 2) if i % 2 == 0 else "" for i in range(12)]  # the bases' only
     parent = ["" if i % 2 == 0 else f"m{i - 1}" for i in range(12)]
