@@ -43,6 +43,15 @@ def accuracy_interval(right: np.ndarray, groups: Sequence | None, folds: int, le
     return proportion_interval(right, groups, level, cv_widen(folds) ** 2, min_families)
 
 
+def no_accuracy(curve: Sequence[dict], fp: str) -> str | None:
+    """Why no step of ``fp``'s forecast ``curve`` has an accuracy (its first ``skipped`` reason), or ``None``
+    when one has: not measured is not "never reached" (an outside audit, 75)."""
+    pts = [p for p in curve if p.get("fingerprint") == fp]
+    if not pts or any(p.get("accuracy") is not None for p in pts):
+        return None
+    return next((p["skipped"] for p in pts if p.get("skipped")), None)
+
+
 def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, random_state: int = 0,
                   distances: bool | None = None, groups: Sequence | None = None) -> dict[str, Any]:
     """Scores for one step: ``values`` ``[n, d]`` (or ``[n, n]``) against final basin labels ``[n]``.
@@ -60,9 +69,12 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
     out["ami"] = ag.ami(y, c.labels.astype(str))
     k = int(min(folds, np.bincount(yi).min())) if len(classes) > 1 else 0
     if k < 2:  # said, not a silent dash (an outside audit, 75: a lone model's cluster left every step at '–')
-        small = classes[np.argmin(np.bincount(yi))] if len(classes) > 1 else None
-        out["skipped"] = (f"one final basin ('{classes[0]}'): nothing to tell apart" if small is None else
-                          f"basin '{small}' has {int(np.bincount(yi).min())} model: no fold can both train and test on it")
+        sizes = np.bincount(yi)
+        lone = [f"'{c}'" for c, m in zip(classes, sizes) if m < 2]
+        out["skipped"] = (f"one final basin ('{classes[0]}'): nothing to tell apart" if len(classes) < 2 else
+                          f"basin{'s' if len(lone) > 1 else ''} {', '.join(lone)} {'have one model each' if len(lone) > 1 else 'has one model'}"
+                          ": no fold can both train and test on it" if lone else
+                          f"{k} fold{'' if k == 1 else 's'}: a forecast needs at least 2")
     cv = StratifiedKFold(max(k, 2), shuffle=True, random_state=random_state)
     g = None if groups is None else np.unique(np.asarray([str(v) for v in groups]), return_inverse=True)[1]
     if g is not None and g.max() + 1 < len(g):  # some family has relatives (all alone: the plain folds)
@@ -142,8 +154,9 @@ def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) ->
     out.append(f"Forecast of {stored['target']} ({stored.get('n_models')} seeds{fams}, final step {stored.get('final_step')}).")
     for fp, frac in (stored.get("earliest_90") or {}).items():
         t = (stored.get("targets") or {}).get(fp) or {}
+        why = no_accuracy(stored.get("forecast") or [], fp)
         when = (f"reaches 90% accuracy above the majority guess from {frac:.3f} of training" if frac is not None
-                else "never reaches 90% accuracy above the majority guess")
+                else f"no accuracy at any step ({why})" if why else "never reaches 90% accuracy above the majority guess")
         out.append(f"{fp}: {when}" + (
             f"; its target is its clusters, and its label-free verdict at the final step is '{t['verdict']}', not a "
             "candidate deep difference: clusters that may be initialization noise, not a basin to select."

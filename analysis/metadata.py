@@ -334,18 +334,15 @@ def _within_permutation(codes: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.ndarray, family: np.ndarray,
                     opts: AnalysisOptions, strata: set) -> list[dict[str, Any]] | None:
     """:func:`gradients` of ``table``'s columns (at ``rows``) but ids, the lineage, the label, ``diverged``,
-    the design columns ``strata`` and any column that is the generation in ``parent_id``'s chains (base
-    against fine-tune: relatives, taken out of the tests), on a sample of whole families above
+    the design columns ``strata`` and :func:`generation_columns` taken out of the tests, on a sample of whole families above
     ``resampling.MAX_MODELS`` models. Imported models only (``kind`` "imported", or no ``kind``: a user's
     table): ``None`` for a sweep's own zoo, whose other columns are what training measured (losses,
     accuracies, the task's diagnostics), which follow any fingerprint's seed noise as well."""
     if "kind" in table and any(str(k) != "imported" for k in np.asarray(table["kind"], dtype=object)[rows]):
         return None
     skip = {*NOT_COMPARED, opts.lineage, opts.label, *strata, "diverged"}
+    skip |= set(generation_columns(table, skip))
     cols = {c: np.asarray(table[c], dtype=object)[rows] for c in table if c not in skip}
-    if "parent_id" in table:  # a column that is the generation (base vs fine-tune, which the tests take out as lineage)
-        gen = mt.generation(table["model_id"], table["parent_id"])[rows]  # e.g. an import's final_step (an audit, 75)
-        cols = {c: v for c, v in cols.items() if len(set(gen)) < 2 or not _same_partition(v, gen)}
     family = np.asarray(family, dtype=object)
     sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)
     if sample is not None:
@@ -353,10 +350,25 @@ def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.n
     return gradients(np.asarray(coords), cols, family, opts.n_perm, opts.seed)
 
 
-def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """``a [n]`` and ``b [n]`` group the models alike (each value of one is one value of the other)."""
-    pairs = {(str(x), str(y)) for x, y in zip(a, b)}
-    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:
+    """The columns of ``table`` (but ``skip``) with two values or more that the generation in ``parent_id``'s
+    chains decides (one value per generation: base against fine-tune), when the generation varies: relatives
+    the label-free tests take out, so not tested as columns that follow the fingerprint (an outside audit,
+    75: an import's ``final_step``, 200 for the bases and 100 for the fine-tunes, read as a difference the
+    init seed does not decide). Said beside the answer, as they cannot be told from fine-tuning itself."""
+    if "parent_id" not in table or "model_id" not in table:
+        return []
+    gen = [str(g) for g in mt.generation(table["model_id"], table["parent_id"])]
+    if len(set(gen)) < 2:
+        return []
+    out = []
+    for c in table:
+        if c in skip or c in NOT_COMPARED:
+            continue
+        pairs = {(g, str(v)) for g, v in zip(gen, table[c])}
+        if len({v for _, v in pairs}) >= 2 and len(pairs) == len({g for g, _ in pairs}):
+            out.append(c)
+    return out
 
 
 def attach_strata_follow(results: list[FingerprintResult], table: dict[str, np.ndarray], opts: AnalysisOptions,

@@ -68,6 +68,12 @@ def _seed_grid(zoo: Zoo) -> list[str]:
     return ids
 
 
+def common_end(finals: Sequence[int]) -> int:
+    """The most common final step (of ties the latest): the forecast's and a selection's fractions are of it."""
+    ends, count = np.unique(np.asarray(finals), return_counts=True)
+    return int(ends[count == count.max()].max())
+
+
 def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_basins: Sequence[str] = (),
              lineage: str | None = None) -> dict[str, Any]:
     """Forecast curves ``[{fingerprint, step, fraction, accuracy, accuracy_ci, auroc, ami, n_models}]``.
@@ -80,8 +86,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
     basin, steps too few models have, runs of different lengths."""
     all_ids = _seed_grid(zoo)
     finals = np.asarray(zoo.models["final_step"])[zoo.index(all_ids)]
-    ends, count = np.unique(finals, return_counts=True)
-    final_step = int(ends[count == count.max()].max())  # the most common end (of ties the latest): fractions are of it
+    final_step = common_end(finals)
     steps, thin = _steps(zoo, all_ids, int(finals.max()))
     if len(steps) < 2:
         how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
@@ -197,12 +202,15 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     if budget is not None and budget < 1:
         raise UserError(f"--budget must be at least 1, got {budget}")
-    ids = _seed_grid(zoo)
+    if at_step not in zoo.steps:
+        raise UserError(f"--at-step {at_step} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
+    grid, there = _seed_grid(zoo), set(zoo.models_at(at_step))
+    ids = [m for m in grid if m in there]  # an import's model without that checkpoint sits out (a review: one lost file stopped it)
+    if len(ids) < 4:
+        raise UserError(f"--at-step {at_step}: {len(ids)} of the {len(grid)} seeds have a checkpoint there; choose another step")
     y, target = final_basins(zoo, ids, label, fp)
     if basin not in set(y):
         raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
-    if at_step not in zoo.steps:
-        raise UserError(f"--at-step {at_step} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
     if not 0 < calibration < 1:
         raise UserError(f"--calibration must be in (0, 1), got {calibration}")
     cal, pool = calibration_split(len(ids), calibration, seed)
@@ -214,9 +222,10 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
             raise UserError(r.error)
     keep, proba = select(fp_cal.values, y[cal], fp_pool.values, basin, budget, threshold, seed)
     chosen = [pool_ids[i] for i in keep]
-    T = int(max(zoo.models["final_step"][zoo.index(ids)]))
+    T = common_end(np.asarray(zoo.models["final_step"])[zoo.index(ids)])  # as the forecast's fractions (a review)
     result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
                               "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
+                              "without_checkpoint": [m for m in grid if m not in there],
                               "n_selected": len(chosen), "selected": chosen, "out": None if out is None else str(out),
                               "continued": continued, "calibration_seeds": cal_ids,
                               "probabilities": {m: round(float(v), 4) for m, v in zip(pool_ids, proba)}}

@@ -104,11 +104,12 @@ def short_runs_note(ids: Sequence[str], final_steps: Sequence[int]) -> str:
     model is fingerprinted at its own last step."""
     if len(set(final_steps)) < 2:
         return ""
-    common = Counter(final_steps).most_common(1)[0][0]
+    count = Counter(final_steps)
+    common = max(s for s, k in count.items() if k == max(count.values()))  # of ties the latest, as the forecast's end
     odd = [f"'{m}' ({s})" for m, s in zip(ids, final_steps) if s != common]
     more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
-    return (f"{len(odd)} of {len(ids)} models end at another step than the others' {common}: {', '.join(odd[:3])}{more}; "
-            "each is fingerprinted at its own last step (a run of another length, or a final checkpoint file missing?)")
+    return (f"{len(odd)} of {len(ids)} models end at another step than the most common end, {common}: {', '.join(odd[:3])}"
+            f"{more}; each is fingerprinted at its own last step (a run of another length, or a final checkpoint file missing?)")
 
 
 def stack_history(finals: Sequence[dict[str, torch.Tensor]], final_steps: Sequence[int], earlier: Sequence[dict[int, Path]],

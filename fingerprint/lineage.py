@@ -127,7 +127,7 @@ def _truth_labels(zoo: Zoo, column: str | None) -> tuple[tuple[np.ndarray, np.nd
     col = column or "init_seed"
     if col not in zoo.models:
         return None, 0
-    raw, filled = list(zoo.models[col]), 0
+    raw, filled = ["" if str(v) == "-1" else v for v in zoo.models[col]], 0  # -1: unknown here, so a parent's is taken
     if "parent_id" in zoo.models:
         inherited, filled = inherit_lineage(zoo.model_ids, raw, zoo.models["parent_id"])
         raw = list(inherited)

@@ -115,6 +115,7 @@ def forecast_cmd(
     """How well early fingerprints predict each model's final basin, step by step (accuracy with a 95% interval over init families)."""
     from rich.table import Table
 
+    from analysis.forecast import no_accuracy  # deferred for start-up time
     from fingerprint.forecast import forecast  # deferred for start-up time (torch)
     from training.core.store import write_json  # deferred for start-up time
 
@@ -138,9 +139,8 @@ def forecast_cmd(
     console.print(t)
     for name, frac in s["earliest_90"].items():
         of = "" if s["targets"][name].get("deep") is not False else " (of its clusters: not a candidate basin)"
-        pts = [p for p in s["forecast"] if p["fingerprint"] == name]
-        why = next((p["skipped"] for p in pts if p.get("skipped")), None)
-        if why and all(p.get("accuracy") is None for p in pts):  # not measured, not a failure (an outside audit, 75)
+        why = no_accuracy(s["forecast"], name)
+        if why:  # not measured, not a failure (an outside audit, 75)
             console.print(f"{esc(name)}: no accuracy at any step ({esc(why)}){of}", highlight=False)
             continue
         console.print(f"{esc(name)}: 90% accuracy, above the majority guess, "
@@ -183,8 +183,10 @@ def select_cmd(
 
     if out is not None:
         check_output(out, {"source zoo": zoo_path}, overwrite=overwrite)  # before anything is extracted or trained
+    elif overwrite or resume:
+        raise UserError(f"{'--overwrite' if overwrite else '--resume'} applies to --out NEW_ZOO, which is not given")
     if json_out:
-        check_output(json_out, {"source zoo": zoo_path}, option="--json", kind="file")
+        check_output(json_out, {"source zoo": zoo_path}, option="--json", kind="file", others={"--out": out})
     check_out(Zoo.open(zoo_path), out)  # before asking for --trust-code it could not use
     zoo = o.open_for_models(zoo_path, trust_code)
     if out is not None:
@@ -193,6 +195,10 @@ def select_cmd(
                             executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
     cal = "calibration seeds trained to the end" if r["continued"] else "calibration seeds whose final basins fit the forecaster"
+    if r.get("without_checkpoint"):
+        gone = r["without_checkpoint"]
+        console.print(f"{len(gone)} seed{'s' if len(gone) != 1 else ''} without a checkpoint at step {r['at_step']} sit out: "
+                      f"{esc(', '.join(gone[:5]))}{', ...' if len(gone) > 5 else ''}", style="yellow", highlight=False)
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} {cal})")
     ci = lambda key: "" if not r.get(key) else f" [{pct(r[key][0])}, {pct(r[key][1])}]"  # noqa: E731 - as run's line

@@ -147,7 +147,7 @@ def truth_coverage(r: dict) -> str:
     """``; scored against the true families of 24 of 24 models (16 took theirs from the parent chain ...)``
     when not every model has one or some took it from a parent (an outside audit, 75: the fine-tunes' pairs
     were left out of the scores and nothing said so), else ``""``."""
-    k, n, inherited = r.get("truth_models") or 0, r["n_models"], r.get("truth_inherited") or 0
+    k, n, inherited = r.get("truth_models") or 0, r.get("n_models"), r.get("truth_inherited") or 0
     if not k or (k == n and not inherited):
         return ""
     return (f"; scored against the true families of {k} of {n} models"

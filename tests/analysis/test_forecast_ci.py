@@ -110,5 +110,14 @@ def test_a_step_without_an_accuracy_says_why():
     forecast read 'never reached', with no reason anywhere."""
     x = np.random.default_rng(0).normal(size=(12, 3))
     lone = forecast_step(x, ["a"] * 11 + ["b"])
-    assert lone["accuracy"] is None and lone["skipped"] == "basin 'b' has 1 model: no fold can both train and test on it"
+    assert lone["accuracy"] is None and lone["skipped"] == "basin 'b' has one model: no fold can both train and test on it"
     assert forecast_step(x, ["a"] * 12)["skipped"] == "one final basin ('a'): nothing to tell apart"
+    two = forecast_step(x, ["a"] * 10 + ["b", "c"])["skipped"]
+    assert two == "basins 'b', 'c' have one model each: no fold can both train and test on it"
+    assert forecast_step(x, ["a"] * 6 + ["b"] * 6, folds=1)["skipped"] == "1 fold: a forecast needs at least 2"
+    from analysis.forecast import forecast_about
+
+    stored = {"target": "clusters", "n_models": 12, "final_step": 60, "earliest_90": {"ood": None},
+              "forecast": [{"fingerprint": "ood", "step": s, "accuracy": None, **lone} for s in (0, 60)]}
+    assert forecast_about(stored)[1] == "ood: no accuracy at any step (basin 'b' has one model: no fold can both " \
+                                        "train and test on it)."  # the report, as the terminal (a review)

@@ -390,3 +390,11 @@ def test_a_column_that_is_the_generation_is_not_a_lead():
     assert table_gradients(x, table, np.arange(32), fam.astype(str), opts, set()) == []
     with_lr = {**table, "lr": np.where(np.arange(32) % 2 == 0, 0.01, 0.1)}  # not the generation: still tested
     assert [e["column"] for e in table_gradients(x, with_lr, np.arange(32), fam.astype(str), opts, set())] == ["lr"]
+    # a grandchild: final_step is base against fine-tune, not one value per generation, and still decided by it (a review)
+    from analysis.metadata import generation_columns
+
+    deep = {**table, "parent_id": np.asarray(["" if i % 4 == 0 else f"m{i - 1}" if i % 4 == 2 else f"m{4 * (i // 4)}"
+                                              for i in range(32)], dtype=object)}
+    assert generation_columns(deep, set()) == ["final_step", "recipe"]
+    assert table_gradients(x, deep, np.arange(32), fam.astype(str), opts, set()) == []
+    assert generation_columns({**table, "parent_id": np.asarray([""] * 32, dtype=object)}, set()) == []  # no fine-tunes

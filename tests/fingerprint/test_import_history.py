@@ -233,10 +233,14 @@ def test_ragged_steps_and_runs_of_different_lengths_are_said(pop):
     shutil.copy(path / "runs" / "f2m2" / "step_60.pt", path / "runs" / "f2m2" / "step_120.pt")  # one longer run
     imp = run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt", "-o", "zoo")
     assert imp.returncode == 0  # said at import too (an outside audit, 75: a lost final file looked like a shorter run)
-    assert "1 of 16 models end at another step than the others' 60: 'f2m2' (120); each is fingerprinted at its own last " \
+    assert "1 of 16 models end at another step than the most common end, 60: 'f2m2' (120); each is fingerprinted at its own last " \
            "step (a run of another length, or a final checkpoint file missing?)" in " ".join((imp.stdout + imp.stderr).split())
     r = run_cli("forecast", "zoo", "--label", "rule", "--lineage", "init_seed", "--trust-code", "--json", "fc.json")
     assert r.returncode == 0, r.stderr
+    sel = run_cli("select", "zoo", "--basin", "rule1", "--at-step", "10", "--label", "rule", "--trust-code", "--json", "s.json")
+    assert sel.returncode == 0, sel.stderr  # a review: one model without the step stopped the selection
+    assert "1 seed without a checkpoint at step 10 sit out: f0m0" in " ".join(sel.stdout.split())
+    assert json.loads((path / "s.json").read_text())["without_checkpoint"] == ["f0m0"]
     s = json.loads((path / "fc.json").read_text())
     n_at = {p["step"]: p["n_models"] for p in s["forecast"]}
     assert n_at == {0: 16, 10: 15, 30: 16, 60: 16} and s["steps_left_out"] == [45, 120]  # the longer run's end too
@@ -258,6 +262,18 @@ def test_plain_import_and_select_say_what_to_do(pop):
     r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel")  # said before --trust-code
     assert r.returncode == 2 and "was imported" in r.stderr and "leave out --out" in r.stderr
     assert not (path / "sel").exists()
+    r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--resume")  # nothing to resume (a review)
+    assert r.returncode == 2 and "--resume applies to --out NEW_ZOO, which is not given" in r.stderr
+    r = run_cli("select", "zoo", "--basin", "cluster 0", "--at-step", "10", "--out", "sel", "--json", "sel/s.json")
+    assert r.returncode == 2 and "refusing to write --json" in r.stderr and not (path / "sel").exists()
+
+
+def test_runs_of_other_lengths_are_named_against_the_most_common_end():
+    from fingerprint.import_history import short_runs_note
+
+    assert short_runs_note(["a", "b", "c"], [5, 5, 5]) == ""
+    tie = short_runs_note(["a", "b", "c", "d"], [100, 100, 200, 200])  # of ties the latest, as the forecast's end (a review)
+    assert tie.startswith("2 of 4 models end at another step than the most common end, 200: 'a' (100), 'b' (100);")
 
 
 @pytest.mark.parametrize("template, message", [

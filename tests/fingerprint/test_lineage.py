@@ -415,7 +415,7 @@ def test_a_fine_tune_without_a_family_takes_its_parent_chains_and_the_legend_say
     g = torch.Generator().manual_seed(1)
     mods = _random(12, g)
     ids = [f"m{i}" for i in range(12)]
-    family = [str(i // 2) if i % 2 == 0 else "" for i in range(12)]  # the bases' only
+    family = [str(i // 2) if i % 2 == 0 else "" if i % 4 == 1 else "-1" for i in range(12)]  # the bases' only (-1: unknown)
     parent = ["" if i % 2 == 0 else f"m{i - 1}" for i in range(12)]
     zoo = Zoo.from_modules(mods, out=tmp_path / "z", model_ids=ids, probes={"in_dist": torch.randn(16, 4, generator=g)},
                            metadata={"family": np.asarray(family, dtype=object), "parent_id": np.asarray(parent, dtype=object)})
