@@ -430,7 +430,8 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     if gen_cols:  # analysis.metadata.generation_columns (an outside audit, 75)
         out.append(f"column{'s' if len(gen_cols) > 1 else ''} {', '.join(repr(c) for c in gen_cols)} "
                    f"{'are' if len(gen_cols) > 1 else 'is'} decided by the generation in parent_id's chains (base against "
-                   "fine-tune): not tested as following the fingerprints, since it cannot be told from fine-tuning itself")
+                   f"fine-tune): not tested as following the fingerprints, since {'they' if len(gen_cols) > 1 else 'it'} "
+                   "cannot be told from fine-tuning itself")
     if inherited:  # analysis.metrics.inherit_lineage
         out.insert(0, f"{inherited} model{'s' if inherited != 1 else ''} without a '{result.settings.get('lineage')}' value "
                       "took it from the parent chain (parent_id): a fine-tune is in its base's init family")
