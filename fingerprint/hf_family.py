@@ -90,6 +90,20 @@ def left_padding_mask(x: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch
     return mask, (mask.cumsum(-1) - 1).clamp_min(0)
 
 
+GATED = ("gate_proj", "up_proj", "down_proj")  # a gated MLP's layers: down_proj(act(gate_proj(x)) * up_proj(x))
+ELEMENTWISE_ACTS = ("gelu", "silu", "swish", "relu", "tanh", "sigmoid")  # transformers' activation classes, by name
+
+
+def _elementwise_act(act: Any) -> bool:
+    """A transformers MLP's activation acts on each unit alone (its class names a GELU, SiLU, ReLU, ...)."""
+    return isinstance(act, nn.Module) and any(k in type(act).__name__.lower() for k in ELEMENTWISE_ACTS)
+
+
+def _rows(m: nn.Module, pre: str, layer: str) -> list[tuple[str, int]]:
+    """A ``Linear``'s units' incoming entries: its weight's rows and its bias, if any."""
+    return [(f"{pre}{layer}.weight", 0)] + ([(f"{pre}{layer}.bias", 0)] if getattr(m, layer).bias is not None else [])
+
+
 @dataclass
 class HFFamily(Family):
     """A population of one HF causal-LM architecture over stacked parameters ``{name: [n, ...]}``."""
@@ -140,6 +154,28 @@ class HFFamily(Family):
         emb = mod.get_input_embeddings()
         weight = getattr(emb, "weight", None)
         return next((n for n, p in mod.named_parameters() if p is weight), None)
+
+    def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
+        """Each block's MLP units, by its class: GPT-2's (``Conv1D`` ``c_fc``: ``x W + b``, the units on
+        axis 1, its bias, ``c_proj``'s rows), GPT-NeoX's (``dense_h_to_4h``'s rows and bias,
+        ``dense_4h_to_h``'s columns) and a gated MLP's (Llama, Mistral, Qwen2: ``gate_proj``'s and
+        ``up_proj``'s rows, ``down_proj``'s columns, ``act(gate) * up`` unit by unit), when its activation
+        acts on each unit alone: relabelling the units leaves the model as it was. Weight matching,
+        ``aligned-weights`` and ``fingerprint lineage``'s weight tests use them (attention's heads are left
+        alone, as for the built-in transformer). Other classes: none."""
+        out: dict[str, list[tuple[str, int]]] = {}
+        for name, m in self.template().named_modules():
+            pre, act = f"{name}.", getattr(m, "act", None) or getattr(m, "act_fn", None)
+            if not _elementwise_act(act):
+                continue
+            kind = type(m).__name__
+            if kind == "GPT2MLP":
+                out[f"{pre}c_fc"] = [(f"{pre}c_fc.weight", 1), (f"{pre}c_fc.bias", 0), (f"{pre}c_proj.weight", 0)]
+            elif kind == "GPTNeoXMLP":
+                out[f"{pre}dense_h_to_4h"] = [*_rows(m, pre, "dense_h_to_4h"), (f"{pre}dense_4h_to_h.weight", 1)]
+            elif kind.endswith("MLP") and all(isinstance(getattr(m, k, None), nn.Linear) for k in GATED):
+                out[f"{pre}up_proj"] = [*_rows(m, pre, "gate_proj"), *_rows(m, pre, "up_proj"), (f"{pre}down_proj.weight", 1)]
+        return out
 
     def hidden_mixable(self) -> dict[str, dict]:
         """GPT-2's attention heads (``GPT2Attention``, self-attention with absolute positions): any

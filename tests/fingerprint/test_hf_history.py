@@ -52,12 +52,13 @@ def test_each_checkpoint_is_imported_bit_for_bit_and_relatives_are_seen_in_the_h
 
     fam = dict(zip(zoo.model_ids, model_table(zoo)[FIRST_CHECKPOINT]))
     assert all(fam[m] == fam[p] for m, p in parents.items() if p) and len({fam[f"base{b}"] for b in range(3)}) == 3
-    # lineage's pair tests find nothing in 6 tiny models; it says where report's families come from instead of
-    # "report and cluster need init families" (they have them)
+    # lineage's weight tests (GPT-2's MLP units, inferred) find each base with its fine-tune, and it says that the
+    # bit-identical first checkpoints give the families exactly and come first
     code, out, err = cli(capsys, "lineage", tmp_path / "zoo", "--fp", "anomalous-inputs")
     assert code == 0, err
     flat = " ".join(out.split())
-    assert "take this zoo's families from its bit-identical first checkpoints" in flat and "need init families" not in flat
+    assert "exact * 3 3" in flat and "3 edges, 3 families of 2 models" in flat
+    assert "bit-identical first checkpoints give its families exactly, and come first" in flat and "need init families" not in flat
 
 
 def test_history_errors_name_the_model_and_step(trainer_dirs, tmp_path, capsys):

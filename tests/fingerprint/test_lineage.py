@@ -371,7 +371,7 @@ def test_stock_encoder_layers_feed_forward_units_permute_and_give_weight_evidenc
     assert sorted(sorted(f) for f in r["families"]) == \
         sorted(sorted(m for m, f in zip(zoo.model_ids, fam) if f == k) for k in range(12))
 
-    # weight tests estimated beyond the budget (torch's default 2,048 feed-forward units: ~1 s a pair and layer)
+    # weight tests estimated beyond the budget (torch's default 2,048 feed-forward units: ~0.6 s a pair and layer)
     # are left out, said, unless asked for; without a fingerprint to test instead, a one-line error
     import fingerprint.lineage as fl
     from fingerprint.cli.lineage import weight_note
