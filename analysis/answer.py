@@ -698,7 +698,9 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
         named = f"'{levels[0]}' records" if len(levels) == 1 else f"{', '.join(repr(x) for x in levels)} record"
         cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
-                 "camps are that training difference: real, but not necessarily a different mechanism)")
+                 f"camps are that training difference: real, but not necessarily a different mechanism; if "
+                 f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
+                 "learn the task, not two ways of doing it)")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "

@@ -109,7 +109,9 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
             "matches column 'weight_decay' (graded: perhaps a continuum cut in two, if its numbers are an order, not codes); (2)") in ans.sentence
     # a column of a few levels: a setting or a rule, said both ways (the thirteenth audit: a knob read like a rule)
     assert ("it matches column 'epochs' (if 'epochs' records how the models were trained, such as their data, schedule or "
-            "a hyper-parameter, the camps are that training difference: real, but not necessarily a different mechanism)") in ans.sentence
+            "a hyper-parameter, the camps are that training difference: real, but not necessarily a different mechanism; if it records "
+            "what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not learn the "
+            "task, not two ways of doing it)") in ans.sentence  # an outside audit (76): 'acc' read only as a setting
 
 
 # three kinds of model, one per member of 9 init families (the sixth audit's mlp-three-rules)
