@@ -301,7 +301,7 @@ def _between(coords: np.ndarray, x: np.ndarray, codes: np.ndarray, name: str, n_
     permuted = exact if exact is not None else y[np.argsort(rng.random((n_perm, nf)), axis=1)]
     r2, adj, p = _r2_test(cent - cent.mean(0), y, permuted, nf - 1, exact is not None)
     return {"column": str(name), "level": "families", "r2": r2, "r2_adj": adj, "p": p, "n_models": int(len(x)),
-            "n_families": nf, "exact": exact is not None}
+            "n_families": nf, "exact": exact is not None, **({"floor": 1.0 / len(exact)} if exact is not None else {})}
 
 
 def _arrangements(y: np.ndarray, most: int) -> np.ndarray | None:

@@ -781,3 +781,24 @@ def test_a_column_set_family_by_family_that_the_families_follow_is_named():
     rs[1].metadata_gradient = []  # one fingerprint of two: not enough
     assert "follow column" not in label_free_answer(result(*rs)).sentence
     assert "within their init families" not in sentence
+
+
+def test_a_family_column_at_its_exact_floor_is_said_with_what_would_tell():
+    """An outside audit (76): a backdoor in 3 of 8 whole families, R2 up to 0.94 on 8 fingerprints at the exact
+    p 1/56, named or not by the other columns recorded. At its floor and not significant after the correction,
+    it is said as such."""
+    from types import SimpleNamespace
+
+    from analysis.answer import _column_gradients, _gradients_text
+
+    def fp(name, r2, cols):
+        return SimpleNamespace(fingerprint=name, metadata_gradient=[
+            {"column": "backdoored", "level": "families", "r2_adj": r2, "p": 1 / 56, "exact": True, "floor": 1 / 56,
+             "n_families": 8}, *cols])
+
+    other = [{"column": c, "level": "families", "r2_adj": 0.1, "p": 0.6, "exact": True, "floor": 1 / 56, "n_families": 8}
+             for c in ("acc", "lr", "wd")]
+    g = _column_gradients([fp("a", 0.9, other), fp("b", 0.8, other), fp("c", 0.2, other)], 0.05)
+    assert set(g) == {"backdoored"} and g["backdoored"]["floor"] == 1 / 56 and g["backdoored"]["q"] > 0.05
+    assert ("column 'backdoored' (a and 1 more of the 3 fingerprints; adjusted R2 up to 0.90) at the smallest p its 8 "
+            "families allow, 1/56, though q") in _gradients_text(g, 3)
