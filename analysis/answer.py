@@ -935,9 +935,9 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
         fs = g["fingerprints"]
         who = fs[0] + (f" and {len(fs) - 1} more of the {n} fingerprints" if len(fs) > 1 else "")
         if g.get("floor"):  # exact, at its floor, not significant after the correction (an outside audit, 76)
-            return (f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}) at the smallest p its {g['n_families']} "
-                    f"families allow, 1/{round(1 / g['floor'])}, though q {g['q']:.2g} after the correction over every "
-                    "column and fingerprint: more families would tell")
+            return (f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}; at the smallest p its {g['n_families']} "
+                    f"families allow, {g['floor']:.2g}, though q {g['q']:.2g} after the correction over every column and "
+                    "fingerprint, so more families would tell)")
         return f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}, q <= {g['q']:.2g})"
     order = lambda cs: sorted(cs, key=lambda c: (-len(gradients[c]["fingerprints"]), -gradients[c]["r2_adj"]))  # noqa: E731
     within = order([c for c, g in gradients.items() if g.get("level", "models") == "models" and g.get("n_values") != 2])

@@ -162,7 +162,9 @@ class HFFamily(Family):
         ``up_proj``'s rows, ``down_proj``'s columns, ``act(gate) * up`` unit by unit), when its activation
         acts on each unit alone: relabelling the units leaves the model as it was. Weight matching,
         ``aligned-weights`` and ``fingerprint lineage``'s weight tests use them (attention's heads are left
-        alone, as for the built-in transformer). Other classes: none."""
+        alone, as for the built-in transformer). Other classes: none. GPT-2's axis-0 members are ``c_fc``'s bias
+        and ``c_proj``'s rows, so lineage's per-unit scaling (which reads axis 0 as incoming) normalizes those:
+        another transform of each unit, equivariant to relabelling, so its tests stay exact (a review)."""
         out: dict[str, list[tuple[str, int]]] = {}
         for name, m in self.template().named_modules():
             pre, act = f"{name}.", getattr(m, "act", None) or getattr(m, "act_fn", None)

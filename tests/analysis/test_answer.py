@@ -800,5 +800,5 @@ def test_a_family_column_at_its_exact_floor_is_said_with_what_would_tell():
              for c in ("acc", "lr", "wd")]
     g = _column_gradients([fp("a", 0.9, other), fp("b", 0.8, other), fp("c", 0.2, other)], 0.05)
     assert set(g) == {"backdoored"} and g["backdoored"]["floor"] == 1 / 56 and g["backdoored"]["q"] > 0.05
-    assert ("column 'backdoored' (a and 1 more of the 3 fingerprints; adjusted R2 up to 0.90) at the smallest p its 8 "
-            "families allow, 1/56, though q") in _gradients_text(g, 3)
+    assert ("column 'backdoored' (a and 1 more of the 3 fingerprints; adjusted R2 up to 0.90; at the smallest p its 8 "
+            "families allow, 0.018, though q") in _gradients_text(g, 3)

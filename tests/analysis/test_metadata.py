@@ -413,7 +413,18 @@ def test_a_family_column_of_few_arrangements_is_tested_exactly():
     coords[:, 0] += 3 * planted
     for seed in (0, 1, 2):
         (e,) = gradients(coords, {"backdoored": planted}, fam.astype(str), seed=seed)
-        assert e["level"] == "families" and e["exact"] and e["p"] == 1 / 56 and e["r2_adj"] > 0.8
+        assert e["level"] == "families" and e["exact"] and e["p"] == e["floor"] == 1 / 56 and e["r2_adj"] > 0.8
+    # 4 of 8: a split and its mirror image reach the same R2, so the smallest p is 2 of 70 (a review)
+    half = np.isin(fam, [1, 3, 4, 6]).astype(float)
+    coords2 = coords.copy()
+    coords2[:, 0] += 3 * half - 3 * planted
+    (e,) = gradients(coords2, {"half": half}, fam.astype(str))
+    assert e["exact"] and e["p"] == e["floor"] == 2 / 70
+    # families of unequal sizes: the means of 0.1 and 0.7 differ in their last bits, still two values (a review)
+    uneven = np.r_[fam, [0, 2]]  # two more models in families 0 and 2
+    x = np.where(np.isin(uneven, [1, 4, 6]), 0.7, 0.1)
+    (e,) = gradients(np.r_[coords, coords[[0, 6]]], {"c": x}, uneven.astype(str), seed=3)
+    assert e["exact"] and e["floor"] == 1 / 56
     wide = np.repeat(np.arange(12), 2)  # 924 arrangements of 6 and 6: more than n_perm, drawn
     (e,) = gradients(np.r_[coords, coords][:24], {"c": (wide < 6).astype(float)}, wide.astype(str))
     assert not e["exact"] and e["p"] >= 1 / 200
