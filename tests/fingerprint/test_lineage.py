@@ -421,5 +421,13 @@ def test_a_fine_tune_without_a_family_takes_its_parent_chains_and_the_legend_say
                            metadata={"family": np.asarray(family, dtype=object), "parent_id": np.asarray(parent, dtype=object)})
     r = lineage(zoo, ["probe-outputs"], lineage_column="family", n_perm=99)
     assert (r["truth_models"], r["truth_inherited"]) == (12, 6)
+    # fine-tunes gathered without their base: the recorded parents are absent, and every forest edge is false
+    # (an outside audit, 77: 18 sibling edges, false_edges null)
+    kids = [i for i in range(12) if i % 2]
+    orphans = Zoo.from_modules([mods[i] for i in kids], out=tmp_path / "kids", model_ids=[ids[i] for i in kids],
+                               probes={"in_dist": torch.randn(16, 4, generator=g)},
+                               metadata={"parent_id": np.asarray([parent[i] for i in kids], dtype=object)})
+    o = lineage(orphans, ["probe-outputs"], n_perm=99)
+    assert o["truth"]["parent_accuracy"] is None and o["truth"]["false_edges"] == len(o["edges"])  # counted, not null
     assert evidence_lines(r, 0.05)[1].endswith("; scored against the true families of 12 of 12 models (6 took theirs "
                                                 "from the parent chain, parent_id: a fine-tune is in its base's init family)")
