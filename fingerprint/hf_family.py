@@ -91,6 +91,15 @@ def left_padding_mask(x: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch
 
 
 GATED = ("gate_proj", "up_proj", "down_proj")  # a gated MLP's layers: down_proj(act(gate_proj(x)) * up_proj(x))
+# an MLP's two Linear layers, out(act(in(x))), by the names transformers gives them in a block with an elementwise act
+PAIRS = (("dense_h_to_4h", "dense_4h_to_h"), ("c_fc", "c_proj"), ("fc_in", "fc_out"), ("fc1", "fc2"))
+ACT_NAMES = ("act", "act_fn", "activation_fn", "gelu_impl")
+
+
+def _linear_pair(m: nn.Module, a: str, b: str) -> bool:
+    """``m``'s children ``a`` and ``b`` are ``Linear`` layers with ``a``'s outputs ``b``'s inputs."""
+    la, lb = getattr(m, a, None), getattr(m, b, None)
+    return isinstance(la, nn.Linear) and isinstance(lb, nn.Linear) and la.out_features == lb.in_features
 ELEMENTWISE_ACTS = ("gelu", "silu", "swish", "relu", "tanh", "sigmoid")  # transformers' activation classes, by name
 
 
@@ -156,27 +165,30 @@ class HFFamily(Family):
         return next((n for n, p in mod.named_parameters() if p is weight), None)
 
     def hidden_permutable(self) -> dict[str, list[tuple[str, int]]]:
-        """Each block's MLP units, by its class: GPT-2's (``Conv1D`` ``c_fc``: ``x W + b``, the units on
-        axis 1, its bias, ``c_proj``'s rows), GPT-NeoX's (``dense_h_to_4h``'s rows and bias,
-        ``dense_4h_to_h``'s columns) and a gated MLP's (Llama, Mistral, Qwen2: ``gate_proj``'s and
-        ``up_proj``'s rows, ``down_proj``'s columns, ``act(gate) * up`` unit by unit), when its activation
-        acts on each unit alone: relabelling the units leaves the model as it was. Weight matching,
+        """Each block's MLP units: GPT-2's (``Conv1D`` ``c_fc``: ``x W + b``, the units on axis 1, its bias,
+        ``c_proj``'s rows), a gated MLP's (Llama, Mistral, Qwen2, Gemma: ``gate_proj``'s and ``up_proj``'s
+        rows, ``down_proj``'s columns, ``act(gate) * up`` unit by unit) and a plain one's, two ``Linear``
+        layers by the names transformers gives them (:data:`PAIRS`: GPT-NeoX, Falcon, Bloom, GPT-Neo,
+        GPT-BigCode, GPT-J, OPT; the first's rows and bias, the second's columns), when the block's
+        activation acts on each unit alone: relabelling the units leaves the model as it was (an outside
+        audit, 77, found Falcon, Bloom, GPT-Neo, GPT-J, OPT and GPT-BigCode without any). Weight matching,
         ``aligned-weights`` and ``fingerprint lineage``'s weight tests use them (attention's heads are left
         alone, as for the built-in transformer). Other classes: none. GPT-2's axis-0 members are ``c_fc``'s bias
         and ``c_proj``'s rows, so lineage's per-unit scaling (which reads axis 0 as incoming) normalizes those:
         another transform of each unit, equivariant to relabelling, so its tests stay exact (a review)."""
         out: dict[str, list[tuple[str, int]]] = {}
         for name, m in self.template().named_modules():
-            pre, act = f"{name}.", getattr(m, "act", None) or getattr(m, "act_fn", None)
-            if not _elementwise_act(act):
+            pre = f"{name}."
+            if not _elementwise_act(next((getattr(m, a) for a in ACT_NAMES if hasattr(m, a)), None)):
                 continue
             kind = type(m).__name__
+            pair = next(((a, b) for a, b in PAIRS if _linear_pair(m, a, b)), None)
             if kind == "GPT2MLP":
                 out[f"{pre}c_fc"] = [(f"{pre}c_fc.weight", 1), (f"{pre}c_fc.bias", 0), (f"{pre}c_proj.weight", 0)]
-            elif kind == "GPTNeoXMLP":
-                out[f"{pre}dense_h_to_4h"] = [*_rows(m, pre, "dense_h_to_4h"), (f"{pre}dense_4h_to_h.weight", 1)]
             elif kind.endswith("MLP") and all(isinstance(getattr(m, k, None), nn.Linear) for k in GATED):
                 out[f"{pre}up_proj"] = [*_rows(m, pre, "gate_proj"), *_rows(m, pre, "up_proj"), (f"{pre}down_proj.weight", 1)]
+            elif pair is not None:  # GPT-NeoX, Falcon, Bloom; GPT-Neo, GPT-BigCode; GPT-J; OPT's decoder layer
+                out[f"{pre}{pair[0]}"] = [*_rows(m, pre, pair[0]), (f"{pre}{pair[1]}.weight", 1)]
         return out
 
     def hidden_mixable(self) -> dict[str, dict]:

@@ -233,7 +233,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     if not groups and not fps:
         if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
             raise UserError(f"zoo '{zoo.path}': its Hugging Face architecture has no MLP units the toolkit can align for the "
-                            "weight tests (GPT-2, GPT-NeoX and gated MLPs such as Llama's have): name a fingerprint for the "
+                            "weight tests (most have: docs/import.md): name a fingerprint for the "
                             "behavioural test (--fp anomalous-inputs, --fp probe-outputs)")
         stop = family_for(zoo).permutation_stop()
         where = "" if stop is None else f" (its units cannot be followed past {stop})"

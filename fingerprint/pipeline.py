@@ -130,8 +130,8 @@ def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     for f in DEFAULT_FINGERPRINTS:
         if f == "aligned-weights" and not family_for(zoo).hidden_permutable():
             stop = family_for(zoo).permutation_stop()
-            why[f] = ("no hidden-unit permutation groups (inferred for the MLPs of GPT-2, GPT-NeoX and gated HF "
-                      "architectures such as Llama's, not this one)" if arch == "hf" else
+            why[f] = ("no hidden-unit permutation groups (inferred for the MLPs of GPT-2, GPT-NeoX, Llama-style and "
+                      "other HF architectures, docs/import.md; not this one)" if arch == "hf" else
                       "no hidden-unit permutation groups: inferred only for an nn.Sequential of Linear/Conv layers "
                       "and stock TransformerEncoderLayer / TransformerDecoderLayer feed-forward units, "
                       + (f"whose units cannot be followed past {stop} here, " if stop else "")

@@ -336,3 +336,47 @@ def test_hugging_face_mlp_units_permute(kind, group):
     params = {k: torch.stack([v.detach(), named[k].detach()]) for k, v in base.named_parameters()}
     back = apply_permutations(params, weight_match(params, {k: v[:1] for k, v in params.items()}, groups, 10), groups)
     assert all(torch.allclose(v[0], v[1]) for v in back.values())
+
+
+def test_plain_mlps_of_other_hugging_face_architectures_permute():
+    """An outside audit (77): Falcon, Bloom, GPT-Neo, GPT-BigCode, GPT-J and OPT have an MLP of two Linear
+    layers under names of their own, and got no weight tests. Found by their names: relabelled, each computes
+    the same."""
+    pytest.importorskip("transformers")
+    from transformers import (
+        AutoModelForCausalLM,
+        BloomConfig,
+        FalconConfig,
+        GPTBigCodeConfig,
+        GPTJConfig,
+        GPTNeoConfig,
+        OPTConfig,
+    )
+
+    from fingerprint.hf_family import HFFamily
+
+    ids = {"bos_token_id": 2, "eos_token_id": 3}
+    configs = [("transformer.h.1.mlp.c_fc", GPTNeoConfig(vocab_size=80, max_position_embeddings=32, hidden_size=32, num_layers=2,
+                                                        num_heads=4, attention_types=[[["global"], 2]], intermediate_size=64, **ids)),
+               ("transformer.h.1.mlp.c_fc", GPTBigCodeConfig(vocab_size=80, n_positions=32, n_embd=32, n_layer=2, n_head=4, **ids)),
+               ("transformer.h.1.mlp.fc_in", GPTJConfig(vocab_size=80, n_positions=32, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, **ids)),
+               ("model.decoder.layers.1.fc1", OPTConfig(vocab_size=80, max_position_embeddings=32, hidden_size=32, num_hidden_layers=2,
+                                                      num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=32, pad_token_id=0, **ids)),
+               ("transformer.h.1.mlp.dense_h_to_4h", FalconConfig(vocab_size=80, hidden_size=32, num_hidden_layers=2,
+                                                                 num_attention_heads=4, **ids)),
+               ("transformer.h.1.mlp.dense_h_to_4h", BloomConfig(vocab_size=80, hidden_size=32, n_layer=2, n_head=4, **ids))]
+    g = torch.Generator().manual_seed(1)
+    for group, config in configs:
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+        groups = HFFamily(config=base.config.to_dict(), input_shape=(6,), n_out=80).hidden_permutable()
+        assert len(groups) == 2 and group in groups, (config.model_type, groups)
+        twin = copy.deepcopy(base)
+        named = dict(twin.named_parameters())
+        with torch.no_grad():
+            for members in groups.values():
+                perm = torch.randperm(named[members[0][0]].shape[members[0][1]], generator=g)
+                for p, axis in members:
+                    named[p].copy_(named[p].index_select(axis, perm))
+        x = torch.randint(4, 60, (3, 6), generator=g)
+        assert torch.allclose(base(x).logits, twin(x).logits, atol=1e-5), config.model_type
