@@ -847,7 +847,7 @@ def _inside_text(c: Candidate, n_behavioural: int) -> str:
     return (f"; none of the {n_behavioural} behavioural fingerprints (what the models output) finds it: a difference "
             "inside the models that their outputs here do not show, which a training setting (the optimizer, weight "
             "decay) leaves as well as a different mechanism, and so does a change of the weights that keeps the function "
-            "(a symmetry of the architecture the toolkit was not told of: declare it, docs/import.md)")
+            "(a symmetry of the architecture the toolkit was not told of, which a module of your own can declare: docs/import.md)")
 
 
 # how the representative's camps sit with the init families (the first thing to know about a difference)
