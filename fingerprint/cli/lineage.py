@@ -138,7 +138,8 @@ def evidence_lines(r: dict, alpha: float) -> tuple[str, str]:
     """The title above :func:`evidence_table` and the legend below it."""
     return (f"lineage of {r['zoo']}: {r['n_pairs']:,} of {r['n_pairs_total']:,} pairs tested, related when significant "
             f"at alpha {alpha:g} (Benjamini-Hochberg)",
-            "merged: recovered families that join models of different init families; parent, dir.: accuracy of the "
+            "FPR, power: the share of unrelated / related pairs at p <= alpha, per test (related and BH FDP: after the "
+            "correction); merged: recovered families that join models of different init families; parent, dir.: accuracy of the "
             "recovered parents and of the edges' directions; false: recovered edges that join no recorded parent and "
             "child (parent_id)" + truth_coverage(r))
 

@@ -129,4 +129,4 @@ def test_the_terminal_evidence_table_fits_80_columns_with_its_title_whole():
     assert all(len(line) <= 80 for line in text.splitlines())
     assert text.splitlines()[0].split()[-2:] == ["dir.", "false"] and text.splitlines()[2].split()[-1] == "3"
     title, legend = evidence_lines(r, 0.05)
-    assert "alpha 0.05 (Benjamini-Hochberg)" in title and legend.startswith("merged: ")
+    assert "alpha 0.05 (Benjamini-Hochberg)" in title and legend.startswith("FPR, power: the share of unrelated / related pairs at p <= alpha, per test")
