@@ -306,6 +306,18 @@ def test_gpt2_heads_mix_within_the_fused_projection():
         assert HFFamily(config=H.config(kind).to_dict(), input_shape=(6,), n_out=H.EMBED_ROWS).hidden_mixable() == {}
 
 
+def _relabelled(base: nn.Module, groups: dict, g: torch.Generator) -> nn.Module:
+    """A copy of ``base`` with the units of each permutation group in ``groups`` relabelled at random."""
+    twin = copy.deepcopy(base)
+    named = dict(twin.named_parameters())
+    with torch.no_grad():
+        for members in groups.values():
+            perm = torch.randperm(named[members[0][0]].shape[members[0][1]], generator=g)
+            for p, axis in members:
+                named[p].copy_(named[p].index_select(axis, perm))
+    return twin
+
+
 @pytest.mark.parametrize("kind, group", [("gpt2", "transformer.h.1.mlp.c_fc"), ("neox", "gpt_neox.layers.1.mlp.dense_h_to_4h"),
                                          ("llama", "model.layers.1.mlp.up_proj")])
 def test_hugging_face_mlp_units_permute(kind, group):
@@ -323,13 +335,8 @@ def test_hugging_face_mlp_units_permute(kind, group):
     fam = HFFamily(config=base.config.to_dict(), input_shape=(6,), n_out=H.EMBED_ROWS)
     groups = fam.hidden_permutable()
     assert len(groups) == 2 and group in groups
-    twin = copy.deepcopy(base)
+    twin = _relabelled(base, groups, g)
     named = dict(twin.named_parameters())
-    with torch.no_grad():
-        for members in groups.values():
-            perm = torch.randperm(named[members[0][0]].shape[members[0][1]], generator=g)
-            for p, axis in members:
-                named[p].copy_(named[p].index_select(axis, perm))
     x = torch.randint(4, 60, (3, 6), generator=g)
     assert torch.allclose(base(x).logits, twin(x).logits, atol=1e-5)
     assert not torch.equal(named[groups[group][0][0]], dict(base.named_parameters())[groups[group][0][0]])
@@ -371,12 +378,6 @@ def test_plain_mlps_of_other_hugging_face_architectures_permute():
         base = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
         groups = HFFamily(config=base.config.to_dict(), input_shape=(6,), n_out=80).hidden_permutable()
         assert len(groups) == 2 and group in groups, (config.model_type, groups)
-        twin = copy.deepcopy(base)
-        named = dict(twin.named_parameters())
-        with torch.no_grad():
-            for members in groups.values():
-                perm = torch.randperm(named[members[0][0]].shape[members[0][1]], generator=g)
-                for p, axis in members:
-                    named[p].copy_(named[p].index_select(axis, perm))
+        twin = _relabelled(base, groups, g)
         x = torch.randint(4, 60, (3, 6), generator=g)
         assert torch.allclose(base(x).logits, twin(x).logits, atol=1e-5), config.model_type
