@@ -149,6 +149,15 @@ def _true_parents(zoo: Zoo) -> np.ndarray | None:
     return parent if any(p and p not in ("nan", "None") for p in named) else None
 
 
+def _parents_absent(zoo: Zoo) -> int:
+    """How many models' recorded ``parent_id`` names a model not in the zoo (fine-tunes gathered without their
+    base, which the forest can only chain as parent and child of one another: an outside audit, 77)."""
+    if "parent_id" not in zoo.models:
+        return 0
+    ids = set(zoo.model_ids)
+    return sum(1 for p in (str(v).strip() for v in zoo.models["parent_id"]) if p and p not in ("nan", "None") and p not in ids)
+
+
 def false_edges(parent: np.ndarray, recorded: np.ndarray | None) -> int | None:
     """Recovered edges ``parent [n]`` that join no recorded parent and child (either way round): the
     edges parent and direction accuracy cannot see (an outside audit: 4 bases made children of
@@ -291,6 +300,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "by_evidence": by_evidence,
         "weights_skipped": slow or None,
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,
+        "parents_absent": _parents_absent(zoo),
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it
         true_labels, known = truth  # not `labels`: those are the recovered families, saved below

@@ -63,6 +63,12 @@ def lineage_cmd(
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
                       + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
                       + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+    absent = r.get("parents_absent") or 0
+    if absent and r["edges"]:  # an outside audit (77): 12 sibling edges drawn as parent and child, 5 marked
+        console.print(f"{absent} model{'s' if absent != 1 else ''}' recorded parents (parent_id) are not in the zoo: the "
+                      "forest joins only models it holds, so siblings of an absent base are drawn as parent and child of "
+                      "one another (the table's false edges count them)", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
     chained = r.get("sibling_or_child") or []
     if chained:
         console.print(f"{len(chained)} of the forest's models ({', '.join(chained[:4])}{', ...' if len(chained) > 4 else ''}) are "

@@ -429,5 +429,6 @@ def test_a_fine_tune_without_a_family_takes_its_parent_chains_and_the_legend_say
                                metadata={"parent_id": np.asarray([parent[i] for i in kids], dtype=object)})
     o = lineage(orphans, ["probe-outputs"], n_perm=99)
     assert o["truth"]["parent_accuracy"] is None and o["truth"]["false_edges"] == len(o["edges"])  # counted, not null
+    assert o["parents_absent"] == 6 and r["parents_absent"] == 0
     assert evidence_lines(r, 0.05)[1].endswith("; scored against the true families of 12 of 12 models (6 took theirs "
                                                 "from the parent chain, parent_id: a fine-tune is in its base's init family)")
