@@ -184,13 +184,14 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
                   "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
 
 
-def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float
-             ) -> dict[str, list[tuple[str, dict[str, Any], float]]]:
+def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
+             q: np.ndarray | None = None) -> dict[str, list[tuple[str, dict[str, Any], float]]]:
     """The ``(fingerprint, test)`` pairs of ``tests`` (each test a dict with ``column``, ``p`` and ``stat``) whose
-    Benjamini-Hochberg q over all of them is at most ``alpha`` and whose ``stat`` is at least ``floor``, by column,
-    the largest ``stat`` first: ``{column: [(fingerprint, test, q), ...]}``."""
+    Benjamini-Hochberg q over all of them (``q``, when the caller has it) is at most ``alpha`` and whose ``stat``
+    is at least ``floor``, by column, the largest ``stat`` first: ``{column: [(fingerprint, test, q), ...]}``."""
     out: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
-    for (f, e), qv in sorted(zip(tests, _bh([e["p"] for _, e in tests])), key=lambda t: -t[0][1][stat]):
+    q = _bh([e["p"] for _, e in tests]) if q is None else q
+    for (f, e), qv in sorted(zip(tests, q), key=lambda t: -t[0][1][stat]):
         if qv <= alpha and e[stat] >= floor:
             out.setdefault(e["column"], []).append((f, e, float(qv)))
     return out
@@ -203,8 +204,9 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
     :data:`GRADIENT_FINGERPRINTS` fingerprints:
     ``{column: {fingerprints (best first), r2_adj (the best), q (the largest of theirs), n_values (of a within-family column: 2 is said as two groups), level ("models": within
     the families; "families": a column set family by family, against the family centroids)}}``."""
-    hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])], alpha, "r2_adj",
-                    GRADIENT_R2)
+    tests = [(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])]
+    q = _bh([e["p"] for _, e in tests])
+    hits = _passing(tests, alpha, "r2_adj", GRADIENT_R2, q)
     out: dict[str, dict[str, Any]] = {}
     for col, h in hits.items():
         best = h[0][1]
@@ -217,20 +219,19 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
     # seed-only nulls from one fingerprint at adjusted R^2 0.51, at --n-perm 999)
     least = min(GRADIENT_FINGERPRINTS, len(judged))
     out = {col: g for col, g in out.items() if len(g["fingerprints"]) >= least}
-    return out | _at_floor(judged, least, set(out))
+    return out | _at_floor(tests, q, least, set(out))
 
 
-def _at_floor(judged: list[FingerprintResult], least: int, said: set[str]) -> dict[str, dict[str, Any]]:
-    """Columns set family by family that ``least`` or more judged fingerprints follow (adjusted R^2 at least
-    :data:`GRADIENT_R2`) at the smallest exact p their families allow, not significant after the correction:
+def _at_floor(tests: list[tuple[str, dict[str, Any]]], q: np.ndarray, least: int, said: set[str]) -> dict[str, dict[str, Any]]:
+    """Of the ``(fingerprint, test)`` gradient ``tests`` and their Benjamini-Hochberg ``q``, the columns set family
+    by family that ``least`` or more fingerprints follow (adjusted R^2 at least :data:`GRADIENT_R2`) at the smallest
+    exact p their families allow, not significant after the correction (not in ``said``):
     ``{column: {..., floor, n_families}}``, said as such (an outside audit, 76: a backdoor in 3 of 8 whole
     families, R^2 up to 0.94 on 8 fingerprints at p 1/56, named or not by the other columns recorded)."""
-    tests = [(str(r.fingerprint), e) for r in judged for e in (r.metadata_gradient or [])]
-    qs = dict(zip(range(len(tests)), _bh([e["p"] for _, e in tests])))
     by: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
-    for i, (f, e) in enumerate(tests):
+    for (f, e), qv in zip(tests, q):
         if e.get("floor") and e["p"] <= e["floor"] + 1e-12 and e["r2_adj"] >= GRADIENT_R2 and e["column"] not in said:
-            by.setdefault(e["column"], []).append((f, e, float(qs[i])))
+            by.setdefault(e["column"], []).append((f, e, float(qv)))
     return {col: {"fingerprints": [f for f, _, _ in sorted(h, key=lambda t: -t[1]["r2_adj"])],
                   "r2_adj": max(float(e["r2_adj"]) for _, e, _ in h), "q": min(qv for _, _, qv in h), "level": "families",
                   "floor": float(h[0][1]["floor"]), "n_families": int(h[0][1]["n_families"])}

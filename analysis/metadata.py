@@ -270,7 +270,7 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
             out += [between] if between else []
             continue
         perms = np.stack([_within_permutation(fc, rng) for _ in range(n_perm)])  # [n_perm, n] indices
-        r2, adj, p = _r2_test(_centred(coords[m][:, :k], fc, nf), y, y[perms], n - nf)
+        r2, adj, p, _ = _r2_test(_centred(coords[m][:, :k], fc, nf), y, y[perms], n - nf)
         out.append({"column": str(name), "level": "models", "r2": r2, "r2_adj": adj, "p": p, "n_models": n,
                     "n_families": nf, "n_values": int(len(np.unique(nums[m])))})
     return sorted(out, key=lambda e: (e["p"], -e["r2_adj"], e["column"]))
@@ -299,13 +299,11 @@ def _between(coords: np.ndarray, x: np.ndarray, codes: np.ndarray, name: str, n_
         return None
     exact = _arrangements(y, n_perm)  # every distinct arrangement once, the observed among them: the exact p
     permuted = exact if exact is not None else y[np.argsort(rng.random((n_perm, nf)), axis=1)]
-    z = cent - cent.mean(0)
-    r2, adj, p = _r2_test(z, y, permuted, nf - 1, exact is not None)
+    r2, adj, p, null = _r2_test(cent - cent.mean(0), y, permuted, nf - 1, exact is not None)
     out = {"column": str(name), "level": "families", "r2": r2, "r2_adj": adj, "p": p, "n_models": int(len(x)),
            "n_families": nf, "exact": exact is not None}
     if exact is not None:  # the smallest p it can reach: the arrangements as good as the best (a value and its mirror
-        best = exact[int(np.argmax(_r2_null(z, exact)))]  # image reach the same R^2: 2 of 70 for 4 of 8 families)
-        out["floor"] = _r2_test(z, best, exact, nf - 1, True)[2]
+        out["floor"] = float(np.sum(null >= null.max() - 1e-12) / len(null))  # image reach one R^2: 2 of 70, 4 of 8)
     return out
 
 
@@ -341,23 +339,18 @@ def _arrangements(y: np.ndarray, most: int) -> np.ndarray | None:
     return np.asarray(out)
 
 
-def _r2_test(z: np.ndarray, y: np.ndarray, permuted: np.ndarray, dof: int, exact: bool = False) -> tuple[float, float, float]:
-    """``(r2, r2_adj, p)``: the share of ``y [m]``'s sum of squares that least squares on the centred columns
-    of ``z [m, k]`` explains, adjusted for ``k`` at ``dof`` degrees of freedom, and its permutation p-value
+def _r2_test(z: np.ndarray, y: np.ndarray, permuted: np.ndarray, dof: int, exact: bool = False
+             ) -> tuple[float, float, float, np.ndarray]:
+    """``(r2, r2_adj, p, null)``: the share of ``y [m]``'s sum of squares that least squares on the centred
+    columns of ``z [m, k]`` explains, adjusted for ``k`` at ``dof`` degrees of freedom, its permutation p-value
     against ``permuted [n_perm, m]`` (``y`` permuted each time; ``exact``: every arrangement once, the
-    observed one among them, so the p is their share that reach it)."""
+    observed one among them, so the p is their share that reach it), and the permuted ones' shares ``[n_perm]``."""
     q, _ = np.linalg.qr(z)
     r2 = float(np.sum((q.T @ y) ** 2) / (y @ y))
-    null = _r2_null(z, permuted)
+    null = np.sum((permuted @ q) ** 2, 1) / np.sum(permuted * permuted, 1)
     adj = 1.0 - (1.0 - r2) * (dof - 1) / max(dof - z.shape[1] - 1, 1)
     reach = int(np.sum(null >= r2 - 1e-12))
-    return r2, float(adj), float(reach / len(permuted) if exact else (1 + reach) / (len(permuted) + 1))
-
-
-def _r2_null(z: np.ndarray, permuted: np.ndarray) -> np.ndarray:
-    """The share ``[n_perm]`` of each permuted ``y``'s sum of squares that least squares on ``z [m, k]`` explains."""
-    q, _ = np.linalg.qr(z)
-    return np.sum((permuted @ q) ** 2, 1) / np.sum(permuted * permuted, 1)
+    return r2, float(adj), float(reach / len(permuted) if exact else (1 + reach) / (len(permuted) + 1)), null
 
 
 def _family_means(x: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
