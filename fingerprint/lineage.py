@@ -39,6 +39,7 @@ from analysis.lineage_tree import (
     weight_statistics,
 )
 from analysis.metrics import generation, inherit_lineage
+from analysis.values import missing
 from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_seconds
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
@@ -141,21 +142,23 @@ def _true_parents(zoo: Zoo) -> np.ndarray | None:
     without the column, or when it records no parent at all (an import's empty column says nothing). Parents
     recorded but absent still say which edges are false: fine-tunes gathered without their base, which the
     forest can only chain as siblings (an outside audit, 77: 18 such edges, none counted)."""
-    if "parent_id" not in zoo.models:
+    named = _recorded_parents(zoo)
+    if not any(named):
         return None
     where = {m: i for i, m in enumerate(zoo.model_ids)}
-    named = [str(p).strip() for p in zoo.models["parent_id"]]
-    parent = np.asarray([where.get(p, -1) if p else -1 for p in named], dtype=np.int64)
-    return parent if any(p and p not in ("nan", "None") for p in named) else None
+    return np.asarray([where.get(p, -1) if p else -1 for p in named], dtype=np.int64)
+
+
+def _recorded_parents(zoo: Zoo) -> list[str]:
+    """Each model's ``parent_id`` (``""``: none recorded), ``[]`` without the column."""
+    return [] if "parent_id" not in zoo.models else ["" if missing(v) else str(v).strip() for v in zoo.models["parent_id"]]
 
 
 def _parents_absent(zoo: Zoo) -> int:
     """How many models' recorded ``parent_id`` names a model not in the zoo (fine-tunes gathered without their
     base, which the forest can only chain as parent and child of one another: an outside audit, 77)."""
-    if "parent_id" not in zoo.models:
-        return 0
     ids = set(zoo.model_ids)
-    return sum(1 for p in (str(v).strip() for v in zoo.models["parent_id"]) if p and p not in ("nan", "None") and p not in ids)
+    return sum(1 for p in _recorded_parents(zoo) if p and p not in ids)
 
 
 def false_edges(parent: np.ndarray, recorded: np.ndarray | None) -> int | None:
