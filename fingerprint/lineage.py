@@ -40,7 +40,7 @@ from analysis.lineage_tree import (
 )
 from analysis.metrics import generation, inherit_lineage
 from analysis.values import missing
-from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_seconds
+from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_cost
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
 from training.core.errors import UserError, choices
@@ -192,12 +192,8 @@ def slow_weight_tests(zoo: Zoo, groups: dict[str, list[tuple[str, int]]], n_pair
     assignment per pair and group of ``h`` units (:func:`~fingerprint.extractors.mechanistic.matching_seconds`
     for one round), which grows as ``h^3`` (a review: 2,048 feed-forward units of a stock
     ``TransformerEncoderLayer``, torch's default, took 0.6 s a pair and layer, 2 layers of 50 models ~24 min)."""
-    shapes = family_for(zoo).param_shapes()
-    try:
-        seconds = matching_seconds(shapes, groups, n_pairs) / MATCH_ROUNDS
-        widest = max(int(shapes[m[0][0]][m[0][1]]) for m in groups.values())
-    except (KeyError, IndexError, ValueError):  # groups naming a tensor the shapes lack: the test says so itself
-        return ""
+    cost = matching_cost(family_for(zoo).param_shapes(), groups, n_pairs)  # None: the test names what the shapes lack
+    seconds, widest = (0.0, 0) if cost is None else (cost[0] / MATCH_ROUNDS, cost[1])  # one round, not weight_match's
     if seconds <= WEIGHT_TEST_SECONDS:
         return ""
     return (f"the weight tests of {n_pairs:,} pairs (widest layer {widest:,} units) would take about {seconds / 60:.0f} min "

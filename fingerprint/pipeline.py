@@ -53,7 +53,7 @@ from fingerprint.extraction import (
 )
 from fingerprint.extractors.attribution import ONE_VALUE
 from fingerprint.extractors.behavioural import ONE_COORDINATE
-from fingerprint.extractors.mechanistic import matching_seconds
+from fingerprint.extractors.mechanistic import matching_cost
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
 from fingerprint.population import family_for, task_for, use_architecture
@@ -161,12 +161,10 @@ def slow_alignment(zoo: Zoo) -> str:
         groups = matching_groups(family.hidden_permutable())
         if not groups:
             continue
-        shapes = family.param_shapes()
-        try:
-            seconds += matching_seconds(shapes, groups, n)
-            widest = max([widest] + [int(shapes[m[0][0]][m[0][1]]) for m in groups.values()])
-        except (KeyError, IndexError):  # groups naming a tensor the shapes do not have: the extractor says so itself
+        cost = matching_cost(family.param_shapes(), groups, n)
+        if cost is None:  # groups naming a tensor the shapes do not have: the extractor says so itself
             return ""
+        seconds, widest = seconds + cost[0], max(widest, cost[1])
     if seconds <= ALIGN_DEFAULT_SECONDS:
         return ""
     return (f"weight matching of {len(zoo)} models whose widest layer has {widest:,} units would take about "

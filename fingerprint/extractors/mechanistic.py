@@ -684,6 +684,16 @@ def matching_seconds(shapes: dict[str, tuple[int, ...]], groups: dict[str, list[
     return n_models * MATCH_ROUNDS * total
 
 
+def matching_cost(shapes: dict[str, tuple[int, ...]], groups: dict[str, list[tuple[str, int]]], n_models: int
+                  ) -> tuple[float, int] | None:
+    """``(seconds, widest)``: :func:`matching_seconds` and the units of the widest group, or ``None`` when the
+    groups name a tensor or an axis the shapes lack (the matching says so itself when it runs)."""
+    try:
+        return matching_seconds(shapes, groups, n_models), max(int(shapes[m[0][0]][m[0][1]]) for m in groups.values())
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
 def weight_match_one(w: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: dict[str, list[tuple[str, int]]],
                      iterations: int = 10, seed: int = 0, start: str = "invariant") -> dict[str, torch.Tensor]:
     """One model's permutations ``{group: [h]}`` aligning ``w`` to ``ref`` (both one model's
