@@ -136,11 +136,12 @@ def test_a_bad_model_sweep_is_a_config_error(tmp_path):
 def test_the_default_sets_alignment_estimate_counts_every_architecture(scaled_zoo, monkeypatch):
     """A review: the estimate of aligned-weights' cost in the default set read the base architecture
     alone, so a model.sweep to wide layers kept it. Each group's own shapes and count now add up."""
+    import fingerprint.extractors.mechanistic as mech
     import fingerprint.pipeline as pl
 
     seen = []
-    monkeypatch.setattr(pl, "matching_seconds", lambda shapes, groups, n: seen.append((sorted(shapes.items()), n))
-                        or 100.0)
+    monkeypatch.setattr(mech, "matching_seconds", lambda shapes, groups, n: seen.append((sorted(shapes.items()), n))
+                        or 100.0)  # what pipeline.slow_alignment's estimate (mechanistic.matching_cost) calls
     monkeypatch.setattr(pl, "ALIGN_DEFAULT_SECONDS", 150.0)
     why = pl.slow_alignment(Zoo.open(scaled_zoo))
     assert len(seen) == 2 and [n for _, n in seen] == [8, 8] and seen[0][0] != seen[1][0]  # both widths, 8 models each
