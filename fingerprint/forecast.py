@@ -23,6 +23,7 @@ from analysis.forecast import earliest, forecast_step, reaches, select
 from analysis.intervals import proportion_interval
 from fingerprint.extraction import active_models, extract
 from fingerprint.forecast_target import forecast_families, forecast_target
+from fingerprint.import_history import common_end
 from fingerprint.tables import model_table
 from training.core.errors import UserError
 from training.core.store import Zoo
@@ -66,12 +67,6 @@ def _seed_grid(zoo: Zoo) -> list[str]:
     if len(ids) < 4:
         raise UserError(f"zoo '{zoo.path}' has {len(ids)} seed-grid models; forecasting needs at least 4")
     return ids
-
-
-def common_end(finals: Sequence[int]) -> int:
-    """The most common final step (of ties the latest): the forecast's and a selection's fractions are of it."""
-    ends, count = np.unique(np.asarray(finals), return_counts=True)
-    return int(ends[count == count.max()].max())
 
 
 def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_basins: Sequence[str] = (),

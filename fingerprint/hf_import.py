@@ -33,7 +33,12 @@ from fingerprint.hf_family import (
     require_transformers,
 )
 from fingerprint.import_checks import check_name, load_state_dict, read_metadata
-from fingerprint.import_history import find_history, short_runs_note, unmatched_note
+from fingerprint.import_history import (
+    find_history,
+    history_naming,
+    short_runs_note,
+    unmatched_note,
+)
 from fingerprint.importer import ReadAgain, write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
@@ -314,8 +319,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
             if note and on_note:
                 on_note(note)
     specs = parse_probe_specs(probes_text)
-    named_by = "model directory name" if history is None else f"the {{model_id}} of --history '{history}'"
-    meta = read_metadata(Path(metadata), ids, strict, named_by) if metadata else None  # before the slow part
+    meta = read_metadata(Path(metadata), ids, strict, history_naming(history, "model directory name")) if metadata else None
     check_parents(meta, ids, metadata)
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
                              **{f"prompt file of '{n}'": p for n, p in specs.items()}}, overwrite=overwrite)

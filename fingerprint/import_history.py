@@ -13,7 +13,6 @@ them: ``{model_id}/checkpoint-{step}``.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -98,14 +97,26 @@ def unmatched_note(unmatched: list[str], template: str) -> str:
             "a final checkpoint needs its step in the name too")
 
 
+def common_end(finals: Sequence[int]) -> int:
+    """The most common final step (of ties the latest): the forecast's and a selection's fractions are of it,
+    and the import names the models that end elsewhere (:func:`short_runs_note`)."""
+    ends, count = np.unique(np.asarray(finals), return_counts=True)
+    return int(ends[count == count.max()].max())
+
+
+def history_naming(history: str | None, plain: str) -> str:
+    """What names an imported model, for a metadata row that names none: ``plain`` (a file stem, a model
+    directory), or the ``{model_id}`` of a ``--history`` template."""
+    return plain if history is None else f"the {{model_id}} of --history '{history}'"
+
+
 def short_runs_note(ids: Sequence[str], final_steps: Sequence[int]) -> str:
     """One line naming the models whose last checkpoint is not at the most common last step, else ``""``:
     a lost final file reads as a shorter run (an outside audit, 75: only ``forecast`` said so), and each
     model is fingerprinted at its own last step."""
     if len(set(final_steps)) < 2:
         return ""
-    count = Counter(final_steps)
-    common = max(s for s, k in count.items() if k == max(count.values()))  # of ties the latest, as the forecast's end
+    common = common_end(final_steps)
     odd = [f"'{m}' ({s})" for m, s in zip(ids, final_steps) if s != common]
     more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
     return (f"{len(odd)} of {len(ids)} models end at another step than the most common end, {common}: {', '.join(odd[:3])}"

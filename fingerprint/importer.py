@@ -44,6 +44,7 @@ from fingerprint.import_checks import (
 )
 from fingerprint.import_history import (
     find_history,
+    history_naming,
     short_runs_note,
     stack_history,
     unmatched_note,
@@ -224,8 +225,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         found, unmatched = find_history(src, history, CHECKPOINT_SUFFIXES)
         ids, files = list(found), [h[max(h)] for h in found.values()]
         final_steps, earlier = [max(h) for h in found.values()], [{s: p for s, p in h.items() if s < max(h)} for h in found.values()]
-    named_by = "file stem" if history is None else f"the {{model_id}} of --history '{history}'"
-    meta = read_metadata(Path(metadata), ids, strict, named_by) if metadata else None  # before the slow part: a typo fails
+    meta = read_metadata(Path(metadata), ids, strict, history_naming(history, "file stem")) if metadata else None  # before the slow part
     check_parents(meta, ids, metadata)
     factory = resolve(arch, "architecture factory")
     TRUSTED_FACTORIES.add(arch)  # the user named it: reading the zoo in this process may build it again
