@@ -282,8 +282,9 @@ def _found(models: Any) -> Found:
     m = len(tried)
     numel = sum(v[0].numel() for v in base.values()) * m
     flops = _forward_flops(models.family, base, x) * m
-    if numel * len(trials) > TRIAL_FLOATS or flops * len(trials) > TRIAL_FLOPS:  # a large model: its forward passes
-        return Found()  # would cost more than the fingerprints
+    affordable = lambda k: numel * k <= TRIAL_FLOATS and flops * k <= TRIAL_FLOPS  # noqa: E731 - k trials' weights and FLOPs
+    if not affordable(len(trials)):  # a large model: its forward passes would cost more than the fingerprints
+        return Found()
     per_pass = max(1, min(COPIES_PER_PASS // m, COPY_FLOATS // max(1, numel)))
 
     def run(trials: dict[tuple, Any]) -> dict[tuple, torch.Tensor]:  # label -> [m] largest move of the reading
@@ -342,7 +343,7 @@ def _found(models: Any) -> Found:
             for i in range(weights[p].shape[1]):
                 per_entry[("sum", p, q, i)] = lambda b, p=p, q=q, i=i: summed(b, p, q, _entry(b[p], i, g))
                 per_entry[("entry", p, q, i)] = lambda b, p=p, i=i: {p: b[p] + _entry(b[p], i, g)}  # reached at all?
-    if per_entry and numel * len(per_entry) <= TRIAL_FLOATS and flops * len(per_entry) <= TRIAL_FLOPS:
+    if per_entry and affordable(len(per_entry)):
         moved |= run(per_entry)
         for p, q in sums:
             entries = tuple(i for (kind, p2, q2, i) in per_entry if kind == "sum" and (p2, q2) == (p, q)
