@@ -323,6 +323,12 @@ def test_no_weight_evidence_is_said_and_the_named_family_column_is_the_advice(tm
     assert "exact" not in r["by_evidence"]
     assert weight_note(r, zoo).startswith("no weight evidence (exact, matched): the architecture declares no hidden-unit "
                                           "permutation groups")
+    from types import SimpleNamespace
+
+    # a Hugging Face zoo's users cannot declare groups: they are not asked to (a read-through)
+    assert weight_note(r, SimpleNamespace(family_spec={"arch": "hf"})) == (
+        "no weight evidence (exact, matched): this Hugging Face architecture has no MLP units the toolkit can align "
+        "(docs/import.md names those that have)")
     none = {**r, "by_evidence": {k: {**v, "n_families": 0} for k, v in r["by_evidence"].items()}}
     assert not_stored(none, None, False, "family").endswith("take the families from the column you named: --lineage family")
 
