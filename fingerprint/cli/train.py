@@ -14,6 +14,7 @@ from rich.table import Table
 from fingerprint.cli import app, console, err_console, esc
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress, print_basins
+from training.core.errors import PluginError, UserError
 
 
 @app.command()
@@ -166,7 +167,7 @@ def _seed_range(a) -> str:
 
 @app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-             plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Also list these plugins' extractors (module or module:function, repeatable).")):
+             plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Also list these plugins' extractors and tasks (module, module:function or module:Class, repeatable).")):
     """List tasks, architectures, extractors and built-in configs."""
     from fingerprint.registry import (  # deferred for start-up time (torch)
         bound_text,
@@ -179,15 +180,29 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
         list_tasks,
         task_param_specs,
     )
+    from training.tasks.base import plugin_tasks  # deferred for start-up time
 
+    o.add_cwd_to_path()
+    named: dict = {}  # module:Class tasks (registered ones are in list_tasks once their module is imported)
+    for p in plugin or []:
+        found = plugin_tasks(p)
+        if ":" in p and found:
+            named.update(found)
+            continue
+        try:
+            load_plugins(p)
+        except PluginError:
+            raise
+        except UserError:
+            if not found:
+                raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
+                                "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
+                                "module:function or module:Class") from None
     tasks = {n: {"description": c.description, "deep_labels": list(c.deep_labels),
                  "privileged_probes": list(getattr(c, "privileged_probes", ())),
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}
-             for n, c in sorted(list_tasks().items())}
+             for n, c in sorted({**list_tasks(), **named}.items())}
     archs = {n: {"description": (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""} for n, c in sorted(list_families().items())}
-    o.add_cwd_to_path()
-    for p in plugin or []:
-        load_plugins(p)
     extractors = {name: spec.describe() for name, spec in sorted(list_extractors().items())}
 
     data = {"tasks": tasks, "architectures": archs, "extractors": extractors, "configs": sorted(builtin_configs()),

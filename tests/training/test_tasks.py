@@ -192,6 +192,35 @@ def test_entry_point_task_plugin_trains(tmp_path, monkeypatch):
         reset_task_plugins()
 
 
+def test_list_shows_a_task_plugins_parameters(tmp_path):
+    """`fingerprint list --plugin` shows a task plugin and its parameters, named module:Class or registered
+    by a bare module with @register_task (a lead of an earlier session: list could not show them)."""
+    import json
+    import sys
+
+    (tmp_path / "listtask.py").write_text(TASK_PLUGIN)
+    (tmp_path / "regtask.py").write_text(TASK_PLUGIN.replace("@dataclass(frozen=True)", "@register_task\n@dataclass(frozen=True)")
+                                         .replace('name = "parity"', 'name = "reg-parity"'))
+    (tmp_path / "nothing.py").write_text("x = 1\n")
+    try:
+        r = run_cli("list", "--json", "--plugin", "listtask:Parity", "--plugin", "regtask", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        tasks = json.loads(r.stdout)["tasks"]
+        assert tasks["listtask:Parity"]["params"] == {"n_bits": {"type": "int", "default": 4}}
+        assert tasks["reg-parity"]["params"]["n_bits"]["default"] == 4
+        r = run_cli("list", "--plugin", "listtask:Parity", cwd=tmp_path, env={"COLUMNS": "200"})
+        assert r.returncode == 0 and "listtask:Parity" in r.stdout and "n_bits=4" in r.stdout, r.stdout
+        r = run_cli("list", "--plugin", "nothing", cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            "error: plugin module 'nothing' registers no extractor and no task: decorate functions with "
+            "@fingerprint.extractor(...) or task classes with @register_task, or name one as module:function or "
+            "module:Class"], r.stderr
+    finally:
+        reset_task_plugins()
+        for m in ("listtask", "regtask", "nothing"):
+            sys.modules.pop(m, None)
+
+
 def test_reset_task_plugins_keeps_every_builtin():
     """Regression: the reset forgot icl-regression (its built-in list was written by hand), which only
     went unnoticed because test_icl.py happens to run before this file."""

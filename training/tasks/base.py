@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -270,6 +271,21 @@ def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
 
     hints = typing.get_type_hints(cls)
     return {f.name: (type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
+
+
+def plugin_tasks(spec: str) -> dict[str, type[Task]]:
+    """The tasks ``spec`` names, for ``fingerprint list --plugin``: ``{spec: cls}`` when ``module:Class``
+    is a :class:`Task` subclass, else the tasks a bare ``module`` registers with ``@register_task`` when
+    imported; ``{}`` when it names none (it may name extractors, or fail to import: the extractor
+    loader says so)."""
+    if ":" in spec:
+        obj = resolve(spec, "plugin")
+        return {spec: obj} if isinstance(obj, type) and issubclass(obj, Task) else {}
+    try:
+        importlib.import_module(spec)
+    except Exception:  # noqa: BLE001 - the user's module may raise anything; load_plugins names the error
+        return {}
+    return {n: c for n, c in list_tasks().items() if c.__module__ == spec}
 
 
 def _import_task(spec: str) -> type[Task]:
