@@ -160,7 +160,9 @@ def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) ->
         out.append(f"{fp}: {when}" + (
             f"; its target is its clusters, and its label-free verdict at the final step is '{t['verdict']}', not a "
             "candidate deep difference: clusters that may be initialization noise, not a basin to select."
-            if t.get("deep") is False else "."))
+            if t.get("deep") is False else
+            "; its target is the candidate basins of its own analysis, made before a report analysed it: this "
+            "report's verdict of it may differ." if t.get("deep") and t.get("from") == "alone" else "."))
     if stored.get("families_known") is False:
         out.append("The folds kept no init families together: relatives on both sides of a fold make early forecasts "
                    "look better than they are (fingerprint forecast --lineage COLUMN).")

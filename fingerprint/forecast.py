@@ -150,6 +150,10 @@ def forecast_warnings(summary: dict[str, Any], n: int, finals: np.ndarray) -> li
         if t.get("left_out"):
             out.append(f"{spec}: {t['left_out']} of the {n} models have no candidate basin (the label-free split leaves "
                        "them out: bases beside their fine-tunes are a generation of their own) and are not forecast")
+        if t.get("deep") and t.get("from") == "alone":
+            out.append(f"{spec}: its label-free verdict at the final step, '{t['verdict']}', is from its own analysis: no "
+                       "stored report analyses its cached values, and a report corrects over all its fingerprints, so it "
+                       "may not call this a candidate: run fingerprint report first to forecast the report's verdict")
         if t.get("deep") is False:
             out.append(f"{spec}: its label-free verdict at the final step is '{t['verdict']}', not a candidate deep "
                        f"difference, so this forecasts its clusters, which may be initialization noise: not a basin to "

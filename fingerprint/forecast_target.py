@@ -8,6 +8,13 @@ the forecast says that it forecasts clusters and not a basin to select (an outsi
 null populations, "90% accuracy from 0.0-0.75 of training" of noise clusters, while the report said
 "no candidate deep difference").
 
+**Whose verdict.** The report's, when ``fingerprint report`` has stored an analysis of this fingerprint's
+cached values (the same cache key, ``METHODS_VERSION``) that holds every forecast model: its verdict was
+corrected with the report's other fingerprints (Benjamini-Hochberg over them), and the forecast should
+forecast what the report claims. Without one, the fingerprint is analysed alone, which corrects over its own
+tests only; the forecast says so (``from``: ``report`` / ``alone``), since a verdict from one fingerprint can
+be deep where the report's, corrected over ten, is not.
+
 **The families.** The column ``--lineage`` names; else ``init_seed`` when it records families; else,
 as ``report`` does (:func:`fingerprint.tables.unrecorded_lineage`), models whose first stored
 checkpoints are bit-identical (a shared initialisation seen directly: an import's ``step_0.pt``),
@@ -27,7 +34,8 @@ import numpy as np
 from analysis.errors import AnalysisError
 from analysis.labelfree_sentences import DEEP_VERDICTS
 from analysis.options import AnalysisOptions, FingerprintInput
-from analysis.scorecard import analyze
+from analysis.results import AnalysisResult, FingerprintResult
+from analysis.scorecard import METHODS_VERSION, analyze
 from fingerprint.extraction import extract, family_groups
 from fingerprint.tables import (
     FIRST_CHECKPOINT,
@@ -61,13 +69,14 @@ class Target:
     name: str
     verdict: str | None = None
     deep: bool | None = None
+    source: str | None = None  # whose verdict: "report" (its stored analysis) or "alone" (this fingerprint's own)
 
     def info(self) -> dict[str, Any] | None:
-        """The verdict and whether it is deep (not its sentence: its effect size is the report's to give, from
-        the report's own analysis of every fingerprint; an outside audit saw the two differ)."""
+        """The verdict, whether it is deep and whose it is (not its sentence: its effect size is the report's to
+        give, from the report's own analysis of every fingerprint; an outside audit saw the two differ)."""
         if self.verdict is None:
             return None
-        return {"verdict": self.verdict, "deep": self.deep, "left_out": int(np.sum(self.basins == ""))}
+        return {"verdict": self.verdict, "deep": self.deep, "left_out": int(np.sum(self.basins == "")), "from": self.source}
 
 
 def forecast_families(zoo: Zoo, ids: Sequence[str], table: dict[str, np.ndarray], lineage: str | None) -> Families:
@@ -97,6 +106,32 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     (res,) = extract(zoo, [fp], model_ids=ids)
     if res.error:
         raise UserError(res.error)
+    r, source = reported(zoo, str(res.meta.get("key")), ids), "report"
+    if r is None:
+        r, source = _alone(zoo, ids, fp, res, families), "alone"
+    free = r.label_free or {}
+    verdict = str(free.get("verdict") or r.verdict)
+    basins = free.get("candidate_basins") or {}
+    pos = {m: i for i, m in enumerate(r.model_ids)}
+    if verdict in DEEP_VERDICTS and basins:
+        y = [f"basin {basins[m]}" if basins.get(m, -1) >= 0 else "" for m in ids]
+        return Target(np.asarray(y), f"candidate basins of {fp}", verdict, True, source)
+    y = [f"cluster {r.clusters[pos[m]]}" if m in pos and r.clusters and r.clusters[pos[m]] >= 0 else "" for m in ids]
+    return Target(np.asarray(y), f"final clusters of {fp}", verdict, False, source)
+
+
+def reported(zoo: Zoo, key: str, ids: Sequence[str]) -> FingerprintResult | None:
+    """The stored report's analysis of the fingerprint cached under ``key`` (module docstring), when it was made
+    by code whose statistics are these (``METHODS_VERSION``) and analysed every one of ``ids``; else ``None``."""
+    stored = zoo.load_result("basins")
+    if not stored or stored.get("methods") != METHODS_VERSION or key not in (stored.get("keys") or []):
+        return None
+    r = next((r for r in AnalysisResult.from_dict(stored).fingerprints if r.key == key and not r.error), None)
+    return r if r is not None and set(ids) <= set(map(str, r.model_ids)) else None
+
+
+def _alone(zoo: Zoo, ids: Sequence[str], fp: str, res: Any, families: Families | None) -> FingerprintResult:
+    """``fp``'s own label-free analysis at the final step (no stored report holds it)."""
     fam = families or forecast_families(zoo, ids, model_table(zoo), None)
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     try:
@@ -106,12 +141,4 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
         raise UserError(str(e)) from e
     if r.error:
         raise UserError(f"fingerprint '{fp}' at the final step could not be analysed: {r.error}")
-    free = r.label_free or {}
-    verdict = str(free.get("verdict") or r.verdict)
-    basins = free.get("candidate_basins") or {}
-    pos = {m: i for i, m in enumerate(r.model_ids)}
-    if verdict in DEEP_VERDICTS and basins:
-        y = [f"basin {basins[m]}" if basins.get(m, -1) >= 0 else "" for m in ids]
-        return Target(np.asarray(y), f"candidate basins of {fp}", verdict, True)
-    y = [f"cluster {r.clusters[pos[m]]}" if m in pos and r.clusters and r.clusters[pos[m]] >= 0 else "" for m in ids]
-    return Target(np.asarray(y), f"final clusters of {fp}", verdict, False)
+    return r

@@ -221,9 +221,19 @@ def test_without_a_label_a_target_that_is_not_a_candidate_basin_is_said(pop):
     # both rules: the label-free verdict is deep, and its candidate basins (= the rules) are the target
     assert run_cli("import", "runs", *ARGS, "--metadata", "models.csv", "--history", "{model_id}/step_{step}.pt",
                    "-o", "zoo").returncode == 0
-    s = forecast(Zoo.open(path / "zoo"), ["ood-outputs"])
+    with pytest.warns(UserWarning, match="is from its own analysis: no stored report analyses its cached values"):
+        s = forecast(Zoo.open(path / "zoo"), ["ood-outputs"])
     assert s["targets"]["ood-outputs"]["deep"] is True and s["target"] == "candidate basins of ood-outputs"
+    assert s["targets"]["ood-outputs"]["from"] == "alone"
     assert {p["step"]: p["accuracy"] for p in s["forecast"]}[60] == 1.0
+    # after a report, the forecast takes the report's verdict of the fingerprint (corrected over all of its
+    # fingerprints), not one of its own (a carried lead: the two could differ)
+    rep = run_cli("report", "zoo", "--trust-code", "--embedding", "pca", "-o", "rep2.html")
+    assert rep.returncode == 0, rep.stderr
+    stored = {r["fingerprint"]: r for r in Zoo.open(path / "zoo").load_result("basins")["fingerprints"]}
+    s = forecast(Zoo.open(path / "zoo"), ["ood-outputs"])
+    assert s["targets"]["ood-outputs"]["from"] == "report"
+    assert s["targets"]["ood-outputs"]["verdict"] == stored["ood-outputs"]["label_free"]["verdict"]
 
 
 def test_ragged_steps_and_runs_of_different_lengths_are_said(pop):
