@@ -39,6 +39,7 @@ from fingerprint.import_history import (
     short_runs_note,
     unmatched_note,
 )
+from fingerprint.import_notes import shared_order_note
 from fingerprint.importer import ReadAgain, write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
@@ -321,6 +322,8 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     specs = parse_probe_specs(probes_text)
     meta = read_metadata(Path(metadata), ids, strict, history_naming(history, "model directory name")) if metadata else None
     check_parents(meta, ids, metadata)
+    if on_note and shared_order_note(meta):  # as the state-dict import says it (an outside audit, 78: --hf did not)
+        on_note(shared_order_note(meta))
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
                              **{f"prompt file of '{n}'": p for n, p in specs.items()}}, overwrite=overwrite)
     prompts = {name: read_prompts(name, p) for name, p in specs.items()}

@@ -280,3 +280,20 @@ def test_an_hf_import_writes_a_shard_at_a_time_the_same_weights(gpt2_pop, gpt2_z
     assert len(parts.manifest["shards"]) == (len(whole) + 1) // 2 and parts.model_ids == whole.model_ids
     a, b = whole.params(), parts.params()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hf_children_without_a_data_seed_column_get_the_shared_order_note(gpt2_pop, tmp_path):
+    """An outside audit (78): `import --hf` did not say what the state-dict import says of fine-tunes imported without a
+    data_seed column, and a null whose child j of every base shared data seed j then read as 2 candidates."""
+    from fingerprint.hf_import import import_hf
+
+    root, parents = gpt2_pop
+    csv = tmp_path / "meta.csv"
+    csv.write_text("model_id,parent_id\n" + "".join(f"{m},{p}\n" for m, p in parents.items()))
+    notes: list[str] = []
+    import_hf(root / "models", tmp_path / "zoo", [str(root / "prompts.txt")], csv, on_note=notes.append)
+    assert notes == [next(n for n in notes if n.startswith("children of parents (parent_id) and no data_seed column: "))]
+    csv.write_text("model_id,parent_id,data_seed\n" + "".join(f"{m},{p},{i}\n" for i, (m, p) in enumerate(parents.items())))
+    notes.clear()
+    import_hf(root / "models", tmp_path / "zoo2", [str(root / "prompts.txt")], csv, on_note=notes.append)
+    assert notes == []
