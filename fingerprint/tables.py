@@ -115,6 +115,28 @@ def unrecorded_lineage(table: dict[str, np.ndarray]) -> str | None:
     return next((c for c in (FIRST_CHECKPOINT, RECOVERED, PARENT_TREE) if c in table), None)
 
 
+ZOO_COLUMNS = ("model_id", "kind", "group", "task", "arch", "init_seed", "data_seed", "parent_id", "spawn_step", "variant",
+              "final_step", "diverged", "diverged_step", PARENT_TREE, RECOVERED, FIRST_CHECKPOINT)  # the zoo's own
+
+
+def tree_columns(table: dict[str, np.ndarray]) -> list[str]:
+    """Columns (not the zoo's own) with one value inside every ``parent_id`` tree and two or more across
+    trees, some tree holding two or more models: columns that may record the init families."""
+    trees = [str(v) for v in table.get(PARENT_TREE, [])]
+    if len(set(trees)) < 2 or len(set(trees)) == len(trees):
+        return []
+    out = []
+    for c, col in table.items():
+        if c in ZOO_COLUMNS or len(col) != len(trees):
+            continue
+        values = [str(v) for v in np.asarray(col).tolist()]
+        if "" in values or len(set(values)) < 2:
+            continue
+        if all(len({v for v, t in zip(values, trees) if t == tree}) == 1 for tree in set(trees)):
+            out.append(c)
+    return sorted(out)
+
+
 def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
     """The options a stored analysis must match; with recovered families, also which recovery."""
     d = opts.to_dict()
@@ -163,10 +185,14 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
                    "alone: if those have relatives, name the families with --lineage COLUMN" if alone else "")
                 + "): a shared initialisation seen in the histories, not a column of the zoo (--lineage COLUMN names one)")
     if zoo is not None and lineage == PARENT_TREE:
-        sizes = list(Counter(str(v) for v in model_table(zoo).get(PARENT_TREE, [])).values())
+        table = model_table(zoo)
+        sizes = list(Counter(str(v) for v in table.get(PARENT_TREE, [])).values())
+        like = tree_columns(table)  # an outside audit (78): the CSV had a family column, and the line said none did
+        name = (f"--lineage {like[0]} names one: its values are the same within every tree" if like else
+                "--lineage COLUMN names one")
         return (f"lineage: the {len(sizes)} parent_id trees as the init families ({sizes_text(sizes)} models: a base and "
-                "its fine-tunes), since no column records them: bases that share an initialisation are not known to "
-                "(--lineage COLUMN names one; fingerprint lineage recovers them from the weights)")
+                "its fine-tunes, or fine-tunes of one base), since the lineage column records none: bases that share an "
+                f"initialisation are not known as relatives ({name}; fingerprint lineage recovers families from the weights)")
     if zoo is None or lineage != RECOVERED:
         return None
     rec = zoo.load_result("lineage") or {}

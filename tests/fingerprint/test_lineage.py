@@ -286,7 +286,12 @@ def test_parent_trees_stand_in_when_nothing_else_records_the_families(tiny_zoo, 
     assert res.lineage == tables.PARENT_TREE and res.scorecard[0].n_families == 8  # 8 bases (two per init), 3 each
     assert res.scorecard[0].label_free_verdict != "insufficient"
     line = tables.recovered_line(res.lineage, zoo)
-    assert line.startswith("lineage: the 8 parent_id trees as the init families (3 (x8) models") and "not known to" in line
+    assert line.startswith("lineage: the 8 parent_id trees as the init families (3 (x8) models") and "not known as relatives" in line
+    # a column with one value per tree is named (an outside audit, 78: the CSV's family column was, and the line said none)
+    assert "--lineage COLUMN names one;" in line
+    zoo.models.columns["base"] = np.asarray(tables.model_table(zoo)[tables.PARENT_TREE], dtype=object)
+    line = tables.recovered_line(res.lineage, zoo)
+    assert "(--lineage base names one: its values are the same within every tree; fingerprint lineage" in line, line
 
 
 class _NoGroups(torch.nn.Module):
