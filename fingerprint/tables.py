@@ -158,7 +158,8 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     known = set(ids)
     parents = [str(p) for p in zoo.models["parent_id"]] if "parent_id" in zoo.models else [""] * len(ids)
     col = rec.get("lineage_column") or "init_seed"
-    fams = [str(v) for v in zoo.models[col]] if col in zoo.models else []
+    columns = zoo.models.columns if col in zoo.models else model_table(zoo)  # a stand-in: the parent trees, ...
+    fams = [str(v) for v in columns[col]] if col in columns else []
     return {**rec, "true_parent": {c: p for c, p in zip(ids, parents) if p in known and p != c},
             "true_family": {m: f for m, f in zip(ids, fams) if f not in ("", "-1", "None", "nan")}}
 

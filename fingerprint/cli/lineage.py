@@ -59,10 +59,15 @@ def lineage_cmd(
         console.print(f"* primary evidence; tree edges from checkpoint histories ({r['history']['n_continuing']} models "
                       f"start on another's trajectory); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
     else:
+        assumed = ", MoTHer's default" if ori["statistic"] == "kurtosis" else ", assumed"  # an outside audit (78): norm too
         console.print(f"* primary evidence; tree edges oriented by weight {ori['statistic']} "
                       f"({'rising' if ori['sign'] > 0 else 'falling'} with training"
-                      + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else ", MoTHer's default")
+                      + (f" in {100 * ori['consistency']:.0f}% of models" if ori["consistency"] is not None else
+                         f"{assumed}: no checkpoint histories to measure it")
                       + f"); {_edges(len(r['edges']))}, {family_sizes(r['families'])}")
+        against = orientation_note(ori)
+        if against and r["edges"]:
+            console.print(against, style="yellow", highlight=False, markup=False, soft_wrap=True)
     absent = r.get("parents_absent") or 0
     if absent and r["edges"]:  # an outside audit (77): 12 sibling edges drawn as parent and child, 5 marked
         console.print(f"{absent} model{'s' if absent != 1 else ''}' recorded parents (parent_id) are not in the zoo: the "
@@ -100,6 +105,24 @@ def lineage_cmd(
     if json_out:
         write_json(json_out, r)
         console.print(f"wrote [bold]{esc(json_out)}[/]")
+
+
+def orientation_note(ori: dict) -> str | None:
+    """A warning when the statistic that orients the forest moves against the recorded parents (``parent_id``)
+    in most of the pairs the zoo holds (at least 3), naming a statistic that moves with them, else ``None``."""
+    rec = ori.get("recorded")
+    if not rec or rec["n"] < 3:
+        return None
+    rising = rec["rising"]
+    agree = rising[ori["statistic"]] if ori["sign"] > 0 else 1 - rising[ori["statistic"]]
+    if agree >= 0.5:
+        return None
+    better = max(rising, key=lambda k: rising[k])
+    n, with_it = rec["n"], round(rec["n"] * agree)
+    hint = (f" (weight {better} rises in {round(n * rising[better])} of them: --orient {better})" if rising[better] > 0.5 else "")
+    return (f"the forest orients its edges by weight {ori['statistic']} {'rising' if ori['sign'] > 0 else 'falling'} from parent "
+            f"to child, which holds in only {with_it} of the {n} recorded parent_id pairs the zoo holds{hint}: its trees "
+            "may point the wrong way (dir. above); the recorded parents score the forest, they do not orient it")
 
 
 def weight_note(r: dict, zoo: Any) -> str | None:
@@ -153,11 +176,18 @@ def evidence_lines(r: dict, alpha: float) -> tuple[str, str]:
             "child (parent_id)" + truth_coverage(r))
 
 
+STAND_INS = {"parent_tree": "the parent_id trees", "first_checkpoint_family": "the families of bit-identical first checkpoints"}
+# (fingerprint.tables.PARENT_TREE and FIRST_CHECKPOINT: not imported at start-up)
+
+
 def truth_coverage(r: dict) -> str:
     """``; scored against the true families of 24 of 24 models (16 took theirs from the parent chain ...)``
     when not every model has one or some took it from a parent (an outside audit, 75: the fine-tunes' pairs
     were left out of the scores and nothing said so), else ``""``."""
     k, n, inherited = r.get("truth_models") or 0, r.get("n_models"), r.get("truth_inherited") or 0
+    stand_in = STAND_INS.get(str(r.get("truth_column")))
+    if stand_in and k:  # no column records the families: the report's stand-in (an outside audit, 78: FPR, power blank)
+        return f"; scored against {stand_in} of {k} of {n} models, as the report uses them (no column records the families: --lineage COLUMN)"
     if not k or (k == n and not inherited):
         return ""
     return (f"; scored against the true families of {k} of {n} models"

@@ -63,7 +63,10 @@ def test_cli_writes_the_json_contract_with_behavioural_evidence(tiny_zoo, tmp_pa
     assert r["evidence"] == "probe-outputs" and r["n_pairs"] == 100 and r["n_pairs_total"] == 276
 
 
-def test_truth_is_null_where_the_zoo_has_none(tiny_zoo):
+def test_truth_is_null_where_the_zoo_has_none(tiny_zoo, monkeypatch):
+    from fingerprint import tables
+
+    monkeypatch.setattr(tables, "shared_starts", lambda zoo: None)  # one checkpoint each, as an import without histories
     zoo = Zoo.open(tiny_zoo)
     zoo.models.columns["init_seed"] = np.full(len(zoo), -1)  # as an imported zoo has it
     zoo.models.columns["parent_id"] = np.asarray([""] * len(zoo))
@@ -292,6 +295,40 @@ def test_parent_trees_stand_in_when_nothing_else_records_the_families(tiny_zoo, 
     zoo.models.columns["base"] = np.asarray(tables.model_table(zoo)[tables.PARENT_TREE], dtype=object)
     line = tables.recovered_line(res.lineage, zoo)
     assert "(--lineage base names one: its values are the same within every tree; fingerprint lineage" in line, line
+
+
+def test_without_a_family_column_lineage_scores_against_the_parent_trees_and_says_an_orientation_against_them(
+        tiny_zoo, monkeypatch):
+    """An outside audit (78): on bases and fine-tunes imported with parent_id and no family column, `lineage` left FPR
+    and power blank while `report` used the parent_id trees as the families; and the forest, oriented by kurtosis
+    assumed to rise, pointed every recorded base -> fine-tune edge backwards without a word."""
+    from fingerprint import tables
+    from fingerprint.cli.lineage import orientation_note, truth_coverage
+    from fingerprint.lineage import recorded_rises
+
+    monkeypatch.setattr(tables, "shared_starts", lambda zoo: None)
+    zoo = Zoo.open(tiny_zoo)
+    zoo.models.columns["init_seed"] = np.full(len(zoo), -1)
+    r = lineage(zoo, n_perm=99, history=False)  # final weights only: the forest is oriented by a statistic
+    assert r["truth_column"] == tables.PARENT_TREE and r["truth_models"] == 24
+    assert r["truth"]["shared_init_fpr"] is not None and r["truth"]["shared_init_power"] is not None
+    assert "; scored against the parent_id trees of 24 of 24 models, as the report uses them" in truth_coverage(r)
+    assert r["orientation"]["recorded"]["n"] == 16  # 8 bases, a spawned and a fine-tuned child each
+    assert zoo.load_result("lineage")["lineage_column"] == tables.PARENT_TREE
+    true_family = tables.stored_lineage(zoo)["true_family"]  # the report's lineage section scores the same
+    assert len(true_family) == 24 and all(f.startswith("tree of ") for f in true_family.values())
+    # the share of recorded pairs in which each statistic rises from parent to child
+    final = {"kurtosis": np.array([3.0, 1.0, 2.0, 5.0]), "norm": np.array([1.0, 2.0, 3.0, 0.5])}
+    assert recorded_rises(final, np.array([-1, 0, 0, 0])) == {"n": 3, "rising": {"kurtosis": 1 / 3, "norm": 2 / 3}}
+    assert recorded_rises(final, np.array([-1, -1, -1, -1])) is None and recorded_rises(final, None) is None
+    ori = {"statistic": "kurtosis", "sign": 1, "consistency": None, "recorded": {"n": 32, "rising": {"kurtosis": 4 / 32, "norm": 1.0}}}
+    assert orientation_note(ori) == (
+        "the forest orients its edges by weight kurtosis rising from parent to child, which holds in only 4 of the 32 "
+        "recorded parent_id pairs the zoo holds (weight norm rises in 32 of them: --orient norm): its trees may point the "
+        "wrong way (dir. above); the recorded parents score the forest, they do not orient it")
+    assert orientation_note({**ori, "recorded": {"n": 32, "rising": {"kurtosis": 0.9, "norm": 1.0}}}) is None
+    assert orientation_note({**ori, "recorded": {"n": 2, "rising": {"kurtosis": 0.0, "norm": 1.0}}}) is None
+    assert orientation_note({**ori, "recorded": None}) is None
 
 
 class _NoGroups(torch.nn.Module):
