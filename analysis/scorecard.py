@@ -364,7 +364,10 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
-                "lineage_inherited": filled, "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
+                "lineage_inherited": filled,
+                # parent links recorded (the label-free tests then leave a base beside its fine-tunes out as a generation)
+                "parents_recorded": any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", [])),
+                "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
                 # the design columns taken out of the label-free tests as shared across families (a data order)
                 "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}
     each = None if on_result is None else (lambda one: on_result(one[0], settings))

@@ -237,6 +237,22 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
     assert abs(b["chance"] - (4 * 0.25 * 0.75**3) ** 6) < 1e-12
     assert ("every one of the 6 families has exactly 1 of its 4 models in the smaller camp (a difference decided by "
             "each model's own seeds would vary from family to family: chance 0.0056)") in ans.sentence
+    # settings without parents_recorded (an analysis stored before it): taken as recorded, no base reading
+    assert "base model beside its fine-tunes" not in ans.sentence
+    # no parent links recorded: one model of every family is also the shape of the bases beside their fine-tunes
+    # (an outside audit, 78: 4 bases imported beside 32 fine-tunes without metadata read as one candidate of 32 and 4)
+    unlinked = result(r)
+    unlinked.settings = {"parents_recorded": False}
+    assert (", or, one model of every family, each family's base model beside its fine-tunes (the fine-tuning itself, "
+            "not a basin: with the parents recorded at import, a parent_id column, the tests leave that generation out)"
+            ) in label_free_answer(unlinked).sentence
+    two = {m: int(i % 4 < 2) for i, m in enumerate(ids)}  # two of every family's four: not the bases' shape
+    r2 = FingerprintResult("ood", n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=fam,
+                           label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".", "candidate_basins": two})
+    unlinked2 = result(r2)
+    unlinked2.settings = {"parents_recorded": False}
+    ans2 = label_free_answer(unlinked2)
+    assert ans2.candidates[0].balanced["k"] == 2 and "base model beside" not in ans2.sentence
     varied = dict(order0, m01=1)  # family f0 has two models in the smaller camp
     r.label_free = dict(r.label_free, candidate_basins=varied)
     assert label_free_answer(result(r)).candidates[0].balanced is None
