@@ -97,6 +97,9 @@ class Candidate:
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
     # the answer gave these models' own value alone, which overstates a new draw's)
     separation_note: str = ""
+    # members whose candidate basins agree with the representative's only through other members (AMI below AGREE
+    # with it; single linkage): an outside audit (78) read "found by 9 of 11" where one member's AMI with it was 0.17
+    apart: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -558,7 +561,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         q, sep = free.get("q"), (free.get("effect") or {}).get("separation")
         return (_privileged(group[i]), -mean[i], 1.0 if q is None else q, -(sep or 0.0))
 
-    rep = group[min(range(len(group)), key=rank)]
+    i_rep = min(range(len(group)), key=rank)
+    rep = group[i_rep]
     effect = rep.label_free.get("effect") or {}
     basins = _basins(rep)
     refining = [(r, k) for r in group if (k := refinement(r))]  # each fingerprint's refinement, computed once
@@ -577,7 +581,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         relatives=rep.label_free.get("n_related_families") != 0,
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
-        refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)])
+        refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
+        apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and not amis[i_rep, j] >= AGREE])
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
@@ -709,6 +714,9 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
         span = _span_text(c.ami)
         agree = (f"; their candidate basins agree, pairwise AMI {span}" if c.ami[0] >= AGREE else
                  f"; their candidate basins linked by pairs that agree, pairwise AMI {span}")
+        if c.apart:
+            agree += (f"; {', '.join(c.apart)} {'agrees' if len(c.apart) == 1 else 'agree'} with the consensus only "
+                      f"through the others (AMI below {AGREE:g} with it)")
     size = " and ".join(map(str, c.sizes)) if len(c.sizes) <= 4 else f"{', '.join(map(str, c.sizes[:4]))}, ..."
     how = [f"q {c.q:.2g}"] if c.q is not None else []
     if c.separation is not None:

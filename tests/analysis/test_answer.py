@@ -51,6 +51,22 @@ def test_agreeing_deep_verdicts_are_one_candidate_and_the_consensus_represents_i
             "each side (the init seed decides them, a strong init-seed effect, or anything set family by family: the data, a poisoning, a setting)") in ans.sentence  # b's verdict: groups lineages
 
 
+def test_members_linked_only_through_others_are_named():
+    """An outside audit (78): "found by 9 of 11 fingerprints" counted one whose camps agreed with the consensus at AMI
+    0.17, linked through the others (single linkage). The count stands; the sentence names such members."""
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+
+    chain = [fp(f"f{k}", flipped(CAMPS, k)) for k in range(6)]  # each one model from the next: a chain
+    c = label_free_answer(result(*chain)).candidates[0]
+    assert len(c.fingerprints) == 6
+    rep = flipped(CAMPS, int(c.representative[1:]))
+    far = [f"f{k}" for k in range(6) if ami(list(rep.values()), list(flipped(CAMPS, k).values())) < AGREE]
+    assert far and c.apart == far
+    assert (f"; {', '.join(far)} {'agrees' if len(far) == 1 else 'agree'} with the consensus only through the others "
+            f"(AMI below {AGREE:g} with it)") in label_free_answer(result(*chain)).sentence
+    assert label_free_answer(result(*chain[:2])).candidates[0].apart == []
+
+
 def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_first():
     ans = label_free_answer(result(fp("x", HALVES, q=0.003), fp("a", CAMPS), fp("b", flipped(CAMPS, 1))))
     assert [c.fingerprints for c in ans.candidates] == [["a", "b"], ["x"]]
