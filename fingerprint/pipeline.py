@@ -453,6 +453,11 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
             warnings.warn(f"--label {label} has one value ({next(iter(values), '')!r}) for all {len(table[label])} "
                           "models: nothing to score against, so every verdict is 'no ground truth' (the label-free "
                           "verdicts are unaffected)", stacklevel=2)
+        empty = sum(str(v).strip() in ("", "nan", "None") for v in table[label].tolist())
+        if empty and len(values) >= 2:  # an outside audit (78): bases with an empty cell were scored as a class, unsaid
+            warnings.warn(f"--label {label} is empty for {empty} of {len(table[label])} models: the deep scores treat the "
+                          "empty value as a basin of its own (as bases without a label beside their labelled fine-tunes "
+                          "would be): give those models a value if they are not one", stacklevel=2)
     measured = None if label is None else measurements(np.asarray(table[label], dtype=object))
     if measured is not None:
         distinct, n = measured

@@ -105,3 +105,8 @@ def test_a_label_with_one_value_says_so(monkeypatch):
     with pytest.warns(UserWarning, match=r"^--label rule has one value \('a'\) for all 24 models: nothing to score "
                                          r"against, so every verdict is 'no ground truth'"):
         pl.options_for(zoo, label="rule", lineage="family")
+    # empty cells are a value of their own, said (an outside audit, 78: bases with no label scored as a third class)
+    table["rule"] = np.asarray(["a", "b", "", "a"] * 6, dtype=object)
+    with pytest.warns(UserWarning, match=r"^--label rule is empty for 6 of 24 models: the deep scores treat the empty "
+                                         r"value as a basin of its own"):
+        pl.options_for(zoo, label="rule", lineage="family")
