@@ -393,6 +393,12 @@ def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.n
     return gradients(np.asarray(coords), cols, family, opts.n_perm, opts.seed)
 
 
+def parents_recorded(table: dict[str, np.ndarray]) -> bool:
+    """Whether ``table``'s ``parent_id`` names a parent anywhere: the label-free tests then take a base beside its
+    fine-tunes out as a generation, and the answer need not read one model of every family as the bases."""
+    return any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", []))
+
+
 def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:
     """The columns of ``table`` (but ``skip``) with two values or more that the generation in ``parent_id``'s
     chains decides (one value per generation: base against fine-tune), when the generation varies: relatives

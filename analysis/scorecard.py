@@ -5,8 +5,7 @@ per-model table (columns as arrays), and returns an :class:`~analysis.results.An
 fingerprint (:class:`~analysis.results.FingerprintResult`) the basins, bootstrap stability, 2-D map,
 scores and verdict, plus the scorecard rows. Formulas, thresholds and verdict rules are in
 ``docs/scorecard.md``. The options live in :mod:`analysis.options`, the intervals and verdicts in
-:mod:`analysis.calibration`, the result types in :mod:`analysis.results`; their public names are
-re-exported here.
+:mod:`analysis.calibration`, the result types in :mod:`analysis.results`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -364,9 +363,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
-                "lineage_inherited": filled,
-                # parent links recorded (the label-free tests then leave a base beside its fine-tunes out as a generation)
-                "parents_recorded": any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", [])),
+                "lineage_inherited": filled, "parents_recorded": metadata.parents_recorded(table),
                 "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
                 # the design columns taken out of the label-free tests as shared across families (a data order)
                 "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}
