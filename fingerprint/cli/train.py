@@ -180,21 +180,23 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
         list_tasks,
         task_param_specs,
     )
-    from training.tasks.base import plugin_tasks  # deferred for start-up time
+    from training.tasks.base import (  # deferred for start-up time
+        named_task,
+        plugin_tasks,
+    )
 
     o.add_cwd_to_path()
     named: dict = {}  # module:Class tasks (registered ones are in list_tasks once their module is imported)
     for p in plugin or []:
-        found = plugin_tasks(p)
-        if ":" in p and found:
-            named.update(found)
+        if ":" in p and named_task(p) is not None:  # a task class, registered (listed under its name) or not (under module:Class)
+            named.update(plugin_tasks(p))
             continue
         try:
-            load_plugins(p)
-        except PluginError:
-            raise
-        except UserError:
-            if not found:
+            load_plugins(p)  # first: it sees which extractors the import adds (a package re-exporting a submodule's)
+        except UserError as e:
+            if isinstance(e, PluginError) or ":" in p:  # a broken module, or a module:function that is no extractor
+                raise
+            if not plugin_tasks(p):
                 raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
                                 "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
                                 "module:function or module:Class") from None

@@ -6,6 +6,7 @@ seeds and steps) so the file stays well under two minutes on 2 cores.
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -202,12 +203,28 @@ def test_list_shows_a_task_plugins_parameters(tmp_path):
     (tmp_path / "regtask.py").write_text(TASK_PLUGIN.replace("@dataclass(frozen=True)", "@register_task\n@dataclass(frozen=True)")
                                          .replace('name = "parity"', 'name = "reg-parity"'))
     (tmp_path / "nothing.py").write_text("x = 1\n")
+    pkg = tmp_path / "taskpkg"  # a package whose __init__ re-exports a submodule's task and extractor (a review)
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .parts import *\n")
+    (pkg / "parts.py").write_text(TASK_PLUGIN.replace("@dataclass(frozen=True)", "@register_task\n@dataclass(frozen=True)")
+                                  .replace('name = "parity"', 'name = "pkg-parity"') + textwrap.dedent("""
+        import fingerprint
+
+        @fingerprint.extractor("pkg-fp-test", kind="behavioural")
+        def pkg_fp(models, probe_set: str = "ood"):
+            return models.forward(models.task.probes(probe_set)).mean(1)
+    """))
     try:
         r = run_cli("list", "--json", "--plugin", "listtask:Parity", "--plugin", "regtask", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         tasks = json.loads(r.stdout)["tasks"]
         assert tasks["listtask:Parity"]["params"] == {"n_bits": {"type": "int", "default": 4}}
         assert tasks["reg-parity"]["params"]["n_bits"]["default"] == 4
+        r = run_cli("list", "--json", "--plugin", "taskpkg", "--plugin", "regtask:Parity", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        listed = json.loads(r.stdout)
+        assert "pkg-fp-test" in listed["extractors"] and "pkg-parity" in listed["tasks"]
+        assert "regtask:Parity" not in listed["tasks"] and "reg-parity" in listed["tasks"]  # registered: under its name once
         r = run_cli("list", "--plugin", "listtask:Parity", cwd=tmp_path, env={"COLUMNS": "200"})
         assert r.returncode == 0 and "listtask:Parity" in r.stdout and "n_bits=4" in r.stdout, r.stdout
         r = run_cli("list", "--plugin", "nothing", cwd=tmp_path)
@@ -217,7 +234,10 @@ def test_list_shows_a_task_plugins_parameters(tmp_path):
             "module:Class"], r.stderr
     finally:
         reset_task_plugins()
-        for m in ("listtask", "regtask", "nothing"):
+        from fingerprint import registry
+
+        registry._REGISTRY.pop("pkg-fp-test", None)
+        for m in ("listtask", "regtask", "nothing", "taskpkg", "taskpkg.parts"):
             sys.modules.pop(m, None)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -273,19 +272,21 @@ def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
     return {f.name: (type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
 
 
+def named_task(spec: str) -> type[Task] | None:
+    """The :class:`Task` subclass ``module:Class`` names, else ``None`` (another object: an extractor function)."""
+    obj = resolve(spec, "plugin")
+    return obj if isinstance(obj, type) and issubclass(obj, Task) else None
+
+
 def plugin_tasks(spec: str) -> dict[str, type[Task]]:
-    """The tasks ``spec`` names, for ``fingerprint list --plugin``: ``{spec: cls}`` when ``module:Class``
-    is a :class:`Task` subclass, else the tasks a bare ``module`` registers with ``@register_task`` when
-    imported; ``{}`` when it names none (it may name extractors, or fail to import: the extractor
-    loader says so)."""
+    """The tasks ``spec`` names, for ``fingerprint list --plugin``: for ``module:Class``, ``{spec: cls}`` when it
+    is a :class:`Task` subclass that no name registers (a registered one is listed under its name); for a bare
+    ``module``, imported already, the tasks registered from it or its submodules (``@register_task``); ``{}``
+    when it names none (it may name extractors)."""
     if ":" in spec:
-        obj = resolve(spec, "plugin")
-        return {spec: obj} if isinstance(obj, type) and issubclass(obj, Task) else {}
-    try:
-        importlib.import_module(spec)
-    except Exception:  # noqa: BLE001 - the user's module may raise anything; load_plugins names the error
-        return {}
-    return {n: c for n, c in list_tasks().items() if c.__module__ == spec}
+        cls = named_task(spec)
+        return {spec: cls} if cls is not None and cls not in list_tasks().values() else {}
+    return {n: c for n, c in list_tasks().items() if c.__module__ == spec or c.__module__.startswith(spec + ".")}
 
 
 def _import_task(spec: str) -> type[Task]:
