@@ -36,7 +36,7 @@ from analysis.labelfree_sentences import DEEP_VERDICTS
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import AnalysisResult, FingerprintResult
 from analysis.scorecard import METHODS_VERSION, analyze
-from fingerprint.extraction import extract, family_groups
+from fingerprint.extraction import extract, family_groups, same_fingerprint
 from fingerprint.tables import (
     FIRST_CHECKPOINT,
     model_table,
@@ -106,7 +106,7 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     (res,) = extract(zoo, [fp], model_ids=ids)
     if res.error:
         raise UserError(res.error)
-    r, source = reported(zoo, str(res.meta.get("key")), ids), "report"
+    r, source = reported(zoo, dict(res.meta), ids), "report"
     if r is None:
         r, source = _alone(zoo, ids, fp, res, families), "alone"
     free = r.label_free or {}
@@ -120,14 +120,22 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     return Target(np.asarray(y), f"final clusters of {fp}", verdict, False, source)
 
 
-def reported(zoo: Zoo, key: str, ids: Sequence[str]) -> FingerprintResult | None:
-    """The stored report's analysis of the fingerprint cached under ``key`` (module docstring), when it was made
-    by code whose statistics are these (``METHODS_VERSION``) and analysed every one of ``ids``; else ``None``."""
+def reported(zoo: Zoo, meta: dict[str, Any], ids: Sequence[str]) -> FingerprintResult | None:
+    """The stored report's analysis of the fingerprint whose cache entry is ``meta`` (module docstring; the
+    forecast's seed grid, a subset of the models, has an entry of its own: :func:`same_fingerprint`), when it
+    was made by code whose statistics are these (``METHODS_VERSION``) and analysed every one of ``ids``; else
+    ``None``. Its verdict is the report's, with the report's families."""
     stored = zoo.load_result("basins")
-    if not stored or stored.get("methods") != METHODS_VERSION or key not in (stored.get("keys") or []):
+    if not stored or stored.get("methods") != METHODS_VERSION:
         return None
-    r = next((r for r in AnalysisResult.from_dict(stored).fingerprints if r.key == key and not r.error), None)
-    return r if r is not None and set(ids) <= set(map(str, r.model_ids)) else None
+    r = next((r for r in AnalysisResult.from_dict(stored).fingerprints
+              if not r.error and r.meta and not r.meta.get("subset") and same_fingerprint(r.meta, meta)), None)
+    if r is None or not set(ids) <= set(map(str, r.model_ids)):
+        return None
+    step, finals = r.meta.get("step"), {int(s) for s in np.asarray(zoo.models["final_step"])[zoo.index(ids)]}
+    # the report's "final" is each model's last checkpoint: the grid's step when every grid model ends there
+    same_step = step == meta.get("step") or (step == "final" and finals == {meta.get("step")})
+    return r if same_step else None
 
 
 def _alone(zoo: Zoo, ids: Sequence[str], fp: str, res: Any, families: Families | None) -> FingerprintResult:

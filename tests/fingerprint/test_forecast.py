@@ -211,3 +211,23 @@ def test_label_by_step_reads_the_label_stored_with_each_checkpoint(seeded_zoo):
     assert abs(out["steps"][-1]["corr"]["train_acc"] - 1) < 1e-9
     # below four init families there is no interval: the table prints a dash, not a crash
     assert mod._fmt_ci(None) == "–" and mod._fmt_ci([0.5, 1.0]) == "[0.50, 1.00]"
+
+
+def test_without_a_label_the_forecast_takes_the_reports_verdict_of_the_seed_grid_too(tiny_zoo):
+    """A review: the forecast's seed grid (the base models, a subset) has a cache entry of its own, so matching the
+    report's analysis by cache key never found it in a sweep with spawned or fine-tuned models. It is matched by what
+    the fingerprint is (extractor, version, parameters, step), and the report must have analysed every grid model."""
+    from fingerprint import pipeline
+    from fingerprint.forecast import base_models
+    from fingerprint.forecast_target import forecast_target
+
+    zoo = Zoo.open(tiny_zoo)
+    del zoo.models.columns["deep_label"]  # no ground truth: the label-free verdict decides the target
+    grid = base_models(zoo)
+    assert 0 < len(grid) < len(zoo)
+    assert forecast_target(zoo, grid, None, "weight-stats").source == "alone"  # no report yet
+    res = pipeline.scorecard(zoo, ["weight-stats"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca")
+    t = forecast_target(zoo, grid, None, "weight-stats")
+    (r,) = res.fingerprints
+    assert t.source == "report" and t.verdict == str(r.label_free.get("verdict") or r.verdict)
+    assert forecast_target(zoo, grid, None, "weight-stats:balance=false").source == "alone"  # another fingerprint: its own
