@@ -394,9 +394,13 @@ def table_gradients(coords: np.ndarray, table: dict[str, np.ndarray], rows: np.n
 
 
 def parents_recorded(table: dict[str, np.ndarray]) -> bool:
-    """Whether ``table``'s ``parent_id`` names a parent anywhere: the label-free tests then take a base beside its
-    fine-tunes out as a generation, and the answer need not read one model of every family as the bases."""
-    return any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", []))
+    """Whether the models' parents are known: ``parent_id`` names one anywhere (the label-free tests then take a
+    base beside its fine-tunes out as a generation), or no model was imported (a sweep records every parent, so
+    its empty ``parent_id`` means no fine-tunes: a review). Else the answer may read one model of every family
+    as the bases."""
+    if any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", [])):
+        return True
+    return not any(str(k) == "imported" for k in table.get("kind", []))
 
 
 def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:

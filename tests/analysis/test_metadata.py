@@ -428,3 +428,15 @@ def test_a_family_column_of_few_arrangements_is_tested_exactly():
     wide = np.repeat(np.arange(12), 2)  # 924 arrangements of 6 and 6: more than n_perm, drawn
     (e,) = gradients(np.r_[coords, coords][:24], {"c": (wide < 6).astype(float)}, wide.astype(str))
     assert not e["exact"] and e["p"] >= 1 / 200
+
+
+def test_parents_are_known_when_recorded_or_when_no_model_was_imported():
+    """The answer reads one model of every family as the bases only where parents could be unrecorded: an import
+    without a parent_id (an outside audit, 78); a sweep's empty parent_id means no fine-tunes (a review)."""
+    sweep = {"model_id": np.array(["a", "b"]), "kind": np.array(["base", "base"]), "parent_id": np.array(["", ""])}
+    assert md.parents_recorded(sweep)
+    imported = {**sweep, "kind": np.array(["imported", "imported"])}
+    assert not md.parents_recorded(imported) and not md.parents_recorded({"model_id": imported["model_id"],
+                                                                           "kind": imported["kind"]})
+    assert md.parents_recorded({**imported, "parent_id": np.array(["", "a"], dtype=object)})
+    assert not md.parents_recorded({**imported, "parent_id": np.array([np.nan, None], dtype=object)})
