@@ -582,7 +582,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
-        apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and not amis[i_rep, j] >= AGREE])
+        apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:

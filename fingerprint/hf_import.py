@@ -322,8 +322,6 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     specs = parse_probe_specs(probes_text)
     meta = read_metadata(Path(metadata), ids, strict, history_naming(history, "model directory name")) if metadata else None
     check_parents(meta, ids, metadata)
-    if on_note and shared_order_note(meta):  # as the state-dict import says it (an outside audit, 78: --hf did not)
-        on_note(shared_order_note(meta))
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
                              **{f"prompt file of '{n}'": p for n, p in specs.items()}}, overwrite=overwrite)
     prompts = {name: read_prompts(name, p) for name, p in specs.items()}
@@ -374,6 +372,8 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001
         raise UserError(f"probe set '{name}' does not run through model '{ids[0]}': {type(e).__name__}: {str(e)[:200]}") from None
     family["layers"] = fam.activation_names()
+    if on_note and shared_order_note(meta):  # as the state-dict import says it (an outside audit, 78: --hf did not)
+        on_note(shared_order_note(meta))  # once every input is checked: not just before an error
     steps = None if earlier is None else (final_steps, earlier, lambda d: load_weights(d, d.relative_to(src).as_posix(), cfg, shapes))
     bars.disable_progress_bar()  # the earlier checkpoints are read again, a shard at a time, as they are written
     try:

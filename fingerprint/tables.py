@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.metrics import root_family
+from analysis.metrics import inherit_lineage, root_family
 from analysis.options import AnalysisOptions
+from analysis.values import missing
 from training.core.errors import UserError
 from training.core.store import Zoo
 
@@ -120,19 +121,22 @@ ZOO_COLUMNS = ("model_id", "kind", "group", "task", "arch", "init_seed", "data_s
 
 
 def tree_columns(table: dict[str, np.ndarray]) -> list[str]:
-    """Columns (not the zoo's own) with one value inside every ``parent_id`` tree and two or more across
-    trees, some tree holding two or more models: columns that may record the init families."""
+    """Columns (not the zoo's own, nor ``deep_label``) with one value inside every ``parent_id`` tree, a
+    fine-tune's blank taken from its parent chain as the analysis takes it (a family on the bases only), and
+    two or more values across trees, some tree holding two or more models: columns that may record the init
+    families."""
     trees = [str(v) for v in table.get(PARENT_TREE, [])]
     if len(set(trees)) < 2 or len(set(trees)) == len(trees):
         return []
     out = []
     for c, col in table.items():
-        if c in ZOO_COLUMNS or len(col) != len(trees):
+        if c in ZOO_COLUMNS or c == "deep_label" or len(col) != len(trees):
             continue
-        values = [str(v) for v in np.asarray(col).tolist()]
-        if "" in values or len(set(values)) < 2:
+        filled = inherit_lineage(table["model_id"], list(col), table["parent_id"])[0]
+        if any(missing(v) for v in filled):
             continue
-        if all(len({v for v, t in zip(values, trees) if t == tree}) == 1 for tree in set(trees)):
+        values = [str(v) for v in filled]
+        if len(set(values)) >= 2 and all(len({v for v, t in zip(values, trees) if t == tree}) == 1 for tree in set(trees)):
             out.append(c)
     return sorted(out)
 
@@ -158,7 +162,8 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     known = set(ids)
     parents = [str(p) for p in zoo.models["parent_id"]] if "parent_id" in zoo.models else [""] * len(ids)
     col = rec.get("lineage_column") or "init_seed"
-    columns = zoo.models.columns if col in zoo.models else model_table(zoo)  # a stand-in: the parent trees, ...
+    stand_in = col in (PARENT_TREE, FIRST_CHECKPOINT) and col not in zoo.models  # scored against the report's stand-in
+    columns = model_table(zoo) if stand_in else zoo.models.columns
     fams = [str(v) for v in columns[col]] if col in columns else []
     return {**rec, "true_parent": {c: p for c, p in zip(ids, parents) if p in known and p != c},
             "true_family": {m: f for m, f in zip(ids, fams) if f not in ("", "-1", "None", "nan")}}

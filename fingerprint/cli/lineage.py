@@ -187,7 +187,7 @@ def truth_coverage(r: dict) -> str:
     k, n, inherited = r.get("truth_models") or 0, r.get("n_models"), r.get("truth_inherited") or 0
     stand_in = STAND_INS.get(str(r.get("truth_column")))
     if stand_in and k:  # no column records the families: the report's stand-in (an outside audit, 78: FPR, power blank)
-        return f"; scored against {stand_in} of {k} of {n} models, as the report uses them (no column records the families: --lineage COLUMN)"
+        return f"; scored against {stand_in} of {k} of {n} models (no column records the families: --lineage COLUMN names one)"
     if not k or (k == n and not inherited):
         return ""
     return (f"; scored against the true families of {k} of {n} models"

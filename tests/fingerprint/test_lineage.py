@@ -295,6 +295,13 @@ def test_parent_trees_stand_in_when_nothing_else_records_the_families(tiny_zoo, 
     zoo.models.columns["base"] = np.asarray(tables.model_table(zoo)[tables.PARENT_TREE], dtype=object)
     line = tables.recovered_line(res.lineage, zoo)
     assert "(--lineage base names one: its values are the same within every tree; fingerprint lineage" in line, line
+    # a family recorded on the bases only counts (the fine-tunes take their base's, as the analysis does); the
+    # ground truth does not, nor a column with a blank no parent fills (a review)
+    table = {"model_id": np.array(["b0", "c0", "b1", "c1"]), "parent_id": np.array(["", "b0", "", "b1"], dtype=object),
+             tables.PARENT_TREE: np.array(["tree of b0", "tree of b0", "tree of b1", "tree of b1"], dtype=object),
+             "family": np.array(["A", "", "B", np.nan], dtype=object), "deep_label": np.array(["x", "x", "y", "y"]),
+             "gap": np.array(["A", "A", "", "B"], dtype=object)}
+    assert tables.tree_columns(table) == ["family"]
 
 
 def test_without_a_family_column_lineage_scores_against_the_parent_trees_and_says_an_orientation_against_them(
@@ -312,7 +319,7 @@ def test_without_a_family_column_lineage_scores_against_the_parent_trees_and_say
     r = lineage(zoo, n_perm=99, history=False)  # final weights only: the forest is oriented by a statistic
     assert r["truth_column"] == tables.PARENT_TREE and r["truth_models"] == 24
     assert r["truth"]["shared_init_fpr"] is not None and r["truth"]["shared_init_power"] is not None
-    assert "; scored against the parent_id trees of 24 of 24 models, as the report uses them" in truth_coverage(r)
+    assert "; scored against the parent_id trees of 24 of 24 models (no column records the families" in truth_coverage(r)
     assert r["orientation"]["recorded"]["n"] == 16  # 8 bases, a spawned and a fine-tuned child each
     assert zoo.load_result("lineage")["lineage_column"] == tables.PARENT_TREE
     true_family = tables.stored_lineage(zoo)["true_family"]  # the report's lineage section scores the same
