@@ -346,6 +346,10 @@ def insufficient_hint(result: AnalysisResult, zoo: Any = None) -> str | None:
             return line + (f"; no model column of the zoo looks like init seeds with relatives ({SEED_LIKE}); {cols} gives "
                            f"every model its own: --lineage {next(iter(singles))} tests whether the models fall into "
                            "groups, not whether their seed decided them")
+        if kinds == {"imported"}:  # an outside audit (79): GRUs of independent seeds, no metadata, every hint a dead end
+            return line + (f"; no model column of the zoo looks like init seeds ({SEED_LIKE}; {fix}); if no two models "
+                           "share an initialisation (each trained from its own seed), --lineage model_id says so: the "
+                           "tests then ask whether the models fall into groups, not whether their seed decided them")
         return line + f"; no model column of the zoo looks like init seeds ({SEED_LIKE}; {fix})"
     cols = ", ".join(f"{c} ({n} values)" for c, n in found.items())
     return line + f"; the zoo's model {'column' if len(found) == 1 else 'columns'} that could be --lineage: {cols}"

@@ -259,7 +259,8 @@ def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = Fals
     if not many:
         return (f"no two models were found related from '{r['evidence']}': no families to use as the lineage. `report` and "
                 "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
-                "them with --lineage COLUMN (a column of your --metadata CSV, re-imported)")
+                "them with --lineage COLUMN (a column of your --metadata CSV, re-imported), or, if no two models share an "
+                "initialisation (each trained from its own seed), say so with --lineage model_id")
     where = f"--json wrote them to {json_out} ('families')" if json_out else "--json OUT writes them ('families')"
     return (f"not stored: the {_families(many)} of two or more models found from '{r['evidence']}' (only the weight test's, "
             "'exact', are stored; testing fingerprints against families a fingerprint found would be circular). "

@@ -413,6 +413,12 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     assert "`--lineage COLUMN` names the model column" in out
     assert ("no model column of the zoo looks like init seeds (4 or more values, fewer than the models; 2 or 3 init "
             "families are enough to test; add one to the --metadata CSV") in out
+    # models of independent seeds need no column (an outside audit, 79: every hint was a dead end for a GRU's)
+    assert ("if no two models share an initialisation (each trained from its own seed), --lineage model_id says so" in out)
+    res = run("cluster", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--n-boot", "5", "--n-perm", "20",
+              "--lineage", "model_id")
+    assert res.returncode == 0, res.stderr
+    assert "every label-free verdict is 'too few'" not in " ".join(res.stdout.split())
 
 
 def test_big_models_import_a_shard_at_a_time_and_exactly(user_models, monkeypatch):
