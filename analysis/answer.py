@@ -87,6 +87,7 @@ class Candidate:
     reads: list[str] = field(default_factory=list)  # what its fingerprints read (meta "reads": outputs, gradients, ...)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
+    related_families: int | None = None  # the representative's init families of two or more models
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
     strays: list | None = None
     # [families, with_relatives] when every one of its verdicts rests on few init families at a q above
@@ -271,10 +272,12 @@ def lineage_unseen_text(ans: Answer) -> str:
     # with a candidate: its camps far apart can hide the families' smaller differences (an outside audit of the
     # eighteenth session: 4 memorizers among 24; without them, 5 fingerprints found the families)
     camps = ", or the candidate's camps, far apart, hide the families' smaller differences" if ans.candidates else ""
+    how = ("the families `fingerprint lineage` recovered are an estimate, and a pair it joined by chance is a family no "
+           "fingerprint need find" if ans.lineage_column == "recovered_family" else  # not the command that made it (audit 79)
+           "`fingerprint lineage ZOO` tests from the weights which models share one")
     return (f"; no fingerprint finds the init families{col} (none of the {ans.lineage_tested} lineage tests is "
             f"significant): training may have forgotten the init (a convex problem, a long training){camps}, or the "
-            "column does not give each model's init seed, and then what the tests say of the init families means little "
-            "(`fingerprint lineage ZOO` tests from the weights which models share one)")
+            f"column does not give each model's init seed, and then what the tests say of the init families means little ({how})")
 
 
 def _test_q(analysed: list[FingerprintResult]) -> dict[tuple[int, str], float]:
@@ -578,7 +581,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         reads=sorted({str((r.meta or {}).get("reads") or "") for r in group}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
-        relatives=rep.label_free.get("n_related_families") != 0,
+        relatives=rep.label_free.get("n_related_families") != 0, related_families=rep.label_free.get("n_related_families"),
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
@@ -745,6 +748,9 @@ def _relation(c: Candidate) -> str:
     if not c.relatives:
         return ("; every model is its own init family, so whether the init seed or the training decided the camps "
                 "cannot be told")
+    if c.related_families == 1 and c.verdicts.get(c.representative) == "groups lineages":  # one pair whole says nothing
+        return ("; only one init family has two or more models (the others are one model each), so whether the init seed "
+                "or the training decided the camps cannot be told")
     if c.strays:
         whole, cut, n = c.strays
         return (f"; the camps are mostly whole init families ({whole} of {n} whole, the other {cut} each cut by one "

@@ -419,6 +419,11 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     text = label_free_answer(result(alone)).sentence
     assert "every model is its own init family, so whether the init seed or the training decided the camps cannot " \
            "be told" in text and "whole init families" not in text
+    # one family of two beside singletons (an outside audit, 79: a chance pair lineage joined) says nothing either
+    alone.label_free["n_related_families"] = 1
+    text = label_free_answer(result(alone)).sentence
+    assert ("only one init family has two or more models (the others are one model each), so whether the init seed or "
+            "the training decided the camps cannot be told") in text and "the init seed decides them" not in text
 
 
 def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
@@ -479,6 +484,11 @@ def test_no_fingerprint_finding_the_init_families_is_said_with_both_readings():
                                  "training), or the column does not give each model's init seed, and then what the tests "
                                  "say of the init families means little (`fingerprint lineage ZOO` tests from the weights "
                                  "which models share one)")
+    # families `fingerprint lineage` recovered: not a hint to run it (an outside audit, 79: it was the command that made them)
+    res.settings = {"lineage": "recovered_family", "alpha": 0.05}
+    text = label_free_answer(res).sentence
+    assert text.endswith("(the families `fingerprint lineage` recovered are an estimate, and a pair it joined by chance is "
+                         "a family no fingerprint need find)") and "tests from the weights" not in text
     # with a candidate, its far-apart camps are a third reading (the eighteenth session's audit: 4 memorizers of 24)
     camped = result(*(with_lineage(fp(n, CAMPS, "crosses lineage", q=0.01), 0.4) for n in "abc"))
     camped.settings = {"lineage": "family", "alpha": 0.05}
