@@ -40,6 +40,7 @@ test shares with its null are one statistic's definition; the cluster index itse
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -756,6 +757,7 @@ def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarr
     """Each family's group ``[n_families]``: the 2-means split, or more groups where k-means with a
     higher silhouette finds them (every group at least two families)."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import silhouette_score
 
     best, best_s = split.astype(int), -1.0
@@ -763,7 +765,9 @@ def _group_families(cent: np.ndarray, k_max: int, split: np.ndarray) -> np.ndarr
     if len(np.unique(best)) == 2 and n_fam > 2:
         best_s = silhouette_score(cent, best)
     for k in range(3, min(k_max, n_fam // 2) + 1):
-        lab = KMeans(k, n_init=10, random_state=0).fit_predict(cent)
+        with warnings.catch_warnings():  # fewer distinct centroids than k (a discrete fingerprint): an empty group,
+            warnings.simplefilter("ignore", ConvergenceWarning)  # skipped below; not a warning for the user (audit 79)
+            lab = KMeans(k, n_init=10, random_state=0).fit_predict(cent)
         if np.bincount(lab).min() < 2:
             continue
         s = silhouette_score(cent, lab)

@@ -382,13 +382,6 @@ def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
     return [m for m in metas if id(m) in keep]
 
 
-def same_fingerprint(a: dict, b: dict) -> bool:
-    """Whether cache entries ``a`` and ``b`` are one fingerprint, whichever models and step each covers:
-    extractor, version, parameters and a plugin's body (``code``). A subset's entry (forecast, select) and the
-    population's have different keys."""
-    return _body_group(a)[:3] == _body_group(b)[:3] and a.get("code") == b.get("code")
-
-
 def _body_group(meta: dict) -> tuple:
     """What makes entries one fingerprint, whichever body of a plugin computed them: extractor,
     version, parameters and step (and a subset's model set)."""
