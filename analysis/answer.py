@@ -41,6 +41,7 @@ from analysis.labelfree_sentences import (
     bc_ci_text,
     families,
     few_count,
+    mostly_alone,
     sds,
 )
 
@@ -87,7 +88,8 @@ class Candidate:
     reads: list[str] = field(default_factory=list)  # what its fingerprints read (meta "reads": outputs, gradients, ...)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
-    related_families: int | None = None  # the representative's init families of two or more models
+    # the representative's few init families of two or more models beside singletons (mostly_alone), else None
+    related_families: int | None = None
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
     strays: list | None = None
     # [families, with_relatives] when every one of its verdicts rests on few init families at a q above
@@ -581,7 +583,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         kinds=sorted({str(r.kind) for r in group if r.kind}),
         reads=sorted({str((r.meta or {}).get("reads") or "") for r in group}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
-        relatives=rep.label_free.get("n_related_families") != 0, related_families=rep.label_free.get("n_related_families"),
+        relatives=rep.label_free.get("n_related_families") != 0, related_families=mostly_alone(rep.label_free),
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
@@ -748,9 +750,10 @@ def _relation(c: Candidate) -> str:
     if not c.relatives:
         return ("; every model is its own init family, so whether the init seed or the training decided the camps "
                 "cannot be told")
-    if c.related_families == 1 and c.verdicts.get(c.representative) == "groups lineages":  # one pair whole says nothing
-        return ("; only one init family has two or more models (the others are one model each), so whether the init seed "
-                "or the training decided the camps cannot be told")
+    if c.related_families and c.verdicts.get(c.representative) == "groups lineages":  # a few pairs whole say nothing
+        which = "one init family has" if c.related_families == 1 else f"{c.related_families} init families have"
+        return (f"; only {which} two or more models (the others are one model each), so whether the init seed or the "
+                "training decided the camps cannot be told")
     if c.strays:
         whole, cut, n = c.strays
         return (f"; the camps are mostly whole init families ({whole} of {n} whole, the other {cut} each cut by one "

@@ -365,8 +365,7 @@ def few_families_reason(n_families: int, verdict: str = "") -> str:
 
 RECOVER_HINT = ("`--lineage COLUMN` names the model column that holds each model's init family (e.g. a column of an "
                 "import's --metadata CSV), or `fingerprint lineage ZOO` recovers init families from the weights (where the "
-                "architecture has hidden-unit permutation groups), and later analyses use them; `--lineage model_id` "
-                "says that no two models share an initialisation")
+                "architecture has hidden-unit permutation groups), and later analyses use them")
 
 
 def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "", name: str = "this fingerprint"

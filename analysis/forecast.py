@@ -161,8 +161,8 @@ def forecast_about(stored: dict[str, Any], report_lineage: str | None = None) ->
             f"; its target is its clusters, and its label-free verdict at the final step is '{t['verdict']}', not a "
             "candidate deep difference: clusters that may be initialization noise, not a basin to select."
             if t.get("deep") is False else
-            "; its target is the candidate basins of its own analysis (no stored report had analysed it): this "
-            "report's verdict of it may differ." if t.get("deep") and t.get("from") == "alone" else "."))
+            "; its target is the candidate basins of its own analysis (no stored report's analysis of it covered these "
+            "models at their final step): this report's verdict of it may differ." if t.get("deep") and t.get("from") == "alone" else "."))
     if stored.get("families_known") is False:
         out.append("The folds kept no init families together: relatives on both sides of a fold make early forecasts "
                    "look better than they are (fingerprint forecast --lineage COLUMN).")

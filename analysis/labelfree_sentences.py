@@ -20,7 +20,7 @@ from analysis.sortkeys import natural_key
 
 __all__ = ["DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
-           "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text"]
+           "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text", "mostly_alone", "nearly_alone_sentence"]
 
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
 TESTS = ("lineage", "groups", "split")  # a fingerprint's label-free tests, in the order decide() corrects them
@@ -96,6 +96,28 @@ def alone(r: Any) -> bool:
     if n_rel is not None:
         return n_rel == 0
     return get("n_families") is not None and get("n_families") == get("n_models")
+
+
+def mostly_alone(r: Any) -> int | None:
+    """The number of init families with relatives when some, but fewer than :data:`MIN_FAMILIES`, have them and
+    they hold under half of the tested models (the rest one model each), else ``None``: camps that keep such
+    families whole say nothing of the init seed. An outside audit (79): `fingerprint lineage` joined one chance
+    pair of 24 independent seeds, and a rule planted model by model read "the init seed decides them"; a review:
+    two such pairs, one time in four."""
+    get = _getter(r)
+    n_rel, sizes = get("n_related_families"), get("family_sizes") or {}
+    if not n_rel or n_rel >= MIN_FAMILIES or not sizes:
+        return None
+    related = sum(int(c) for c in sizes.values() if int(c) >= 2)
+    return int(n_rel) if 2 * related < sum(int(c) for c in sizes.values()) else None
+
+
+def nearly_alone_sentence(n_rel: int) -> str:
+    """The `groups lineages` sentence for :func:`mostly_alone` populations."""
+    which = "one init family has" if n_rel == 1 else f"{n_rel} init families have"
+    return (f"The models fall into separate groups, more clearly than one Gaussian cloud would: candidate basins. Only "
+            f"{which} two or more models (the others are one model each), so whether the seed or the training decided "
+            "them cannot be told.")
 
 
 def few_count(r: Any) -> tuple[int, bool] | None:

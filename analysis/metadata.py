@@ -400,7 +400,7 @@ def parents_recorded(table: dict[str, np.ndarray]) -> bool:
     as the bases."""
     if any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", [])):
         return True
-    return not any(str(k) == "imported" for k in table.get("kind", []))
+    return "kind" in table and not any(str(k) == "imported" for k in table["kind"])  # no kind: a table of the user's
 
 
 def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:

@@ -8,8 +8,8 @@ the forecast says that it forecasts clusters and not a basin to select (an outsi
 null populations, "90% accuracy from 0.0-0.75 of training" of noise clusters, while the report said
 "no candidate deep difference").
 
-**Whose verdict.** The report's, when ``fingerprint report`` has stored an analysis of this fingerprint's
-cached values (the same cache key, ``METHODS_VERSION``) that holds every forecast model: its verdict was
+**Whose verdict.** The report's, when ``fingerprint report`` has stored an analysis of this fingerprint (the
+same extractor, version and parameters, ``METHODS_VERSION``) that holds every forecast model at its final step: its verdict was
 corrected with the report's other fingerprints (Benjamini-Hochberg over them), and the forecast should
 forecast what the report claims. Without one, the fingerprint is analysed alone, which corrects over its own
 tests only; the forecast says so (``from``: ``report`` / ``alone``), since a verdict from one fingerprint can
@@ -129,14 +129,15 @@ def reported(zoo: Zoo, meta: dict[str, Any], ids: Sequence[str]) -> FingerprintR
     stored = zoo.load_result("basins")
     if not stored or stored.get("methods") != METHODS_VERSION:
         return None
-    r = next((r for r in AnalysisResult.from_dict(stored).fingerprints
-              if not r.error and r.meta and not r.meta.get("subset") and same_fingerprint(r.meta, meta)), None)
-    if r is None or not set(ids) <= set(map(str, r.model_ids)):
-        return None
-    step, finals = r.meta.get("step"), {int(s) for s in np.asarray(zoo.models["final_step"])[zoo.index(ids)]}
-    # the report's "final" is each model's last checkpoint: the grid's step when every grid model ends there
-    same_step = step == meta.get("step") or (step == "final" and finals == {meta.get("step")})
-    return r if same_step else None
+    finals = {int(s) for s in np.asarray(zoo.models["final_step"])[zoo.index(ids)]}
+
+    def fits(r: FingerprintResult) -> bool:  # the report's "final": each model's last checkpoint, the grid's step if shared
+        step = r.meta.get("step")
+        return (not r.error and bool(r.meta) and not r.meta.get("subset") and same_fingerprint(r.meta, meta)
+                and (step == meta.get("step") or (step == "final" and finals == {meta.get("step")}))
+                and set(ids) <= set(map(str, r.model_ids)))
+
+    return next((r for r in AnalysisResult.from_dict(stored).fingerprints if fits(r)), None)
 
 
 def same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:

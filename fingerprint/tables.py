@@ -164,7 +164,10 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     col = rec.get("lineage_column") or "init_seed"
     stand_in = col in (PARENT_TREE, FIRST_CHECKPOINT) and col not in zoo.models  # scored against the report's stand-in
     columns = model_table(zoo) if stand_in else zoo.models.columns
-    fams = [str(v) for v in columns[col]] if col in columns else []
+    values = list(columns[col]) if col in columns else []
+    if values and not stand_in:  # as lineage scored them: -1 unknown, a fine-tune's blank its parent chain's (review)
+        values = list(inherit_lineage(ids, ["" if str(v) == "-1" else v for v in values], parents)[0])
+    fams = [str(v) for v in values]
     return {**rec, "true_parent": {c: p for c, p in zip(ids, parents) if p in known and p != c},
             "true_family": {m: f for m, f in zip(ids, fams) if f not in ("", "-1", "None", "nan")}}
 
@@ -176,7 +179,7 @@ def sizes_text(sizes: list[int], most: int = 6) -> str:
     return ", ".join(f"{s} (x{c})" if c > 1 else str(s) for s, c in runs[:most]) + (", ..." if len(runs) > most else "")
 
 
-def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
+def recovered_line(lineage: str | None, zoo: Zoo | None, label: str | None = None) -> str | None:
     """The terminal's line when the lineage used is the families ``fingerprint lineage`` recovered
     from the weights (an estimate standing in for the zoo's missing one): how many, their sizes,
     from what. None for any other lineage."""
@@ -193,7 +196,7 @@ def recovered_line(lineage: str | None, zoo: Zoo | None) -> str | None:
     if zoo is not None and lineage == PARENT_TREE:
         table = model_table(zoo)
         sizes = list(Counter(str(v) for v in table.get(PARENT_TREE, [])).values())
-        like = tree_columns(table)  # an outside audit (78): the CSV had a family column, and the line said none did
+        like = [c for c in tree_columns(table) if c != label]  # audit 78: the CSV's family column; not the label (review)
         name = (f"--lineage {like[0]} names one: its values are the same within every tree" if like else
                 "--lineage COLUMN names one")
         return (f"lineage: the {len(sizes)} parent_id trees as the init families ({sizes_text(sizes)} models: a base and "

@@ -248,7 +248,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                   "adjusted p-value). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
                   highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
     from fingerprint.tables import recovered_line  # deferred for start-up time
-    for line in filter(None, [recovered_line(result.lineage, zoo), *metadata_lines(result), insufficient_hint(result, zoo)]):
+    for line in filter(None, [recovered_line(result.lineage, zoo, result.label), *metadata_lines(result), insufficient_hint(result, zoo)]):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("verdict (against the label): deep = tracks deep differences, noise = tracks initialization noise, "
                   "both = tracks both, uninf. = uninformative, (probe) = from the linear probe alone, the basins do not "

@@ -419,11 +419,17 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     text = label_free_answer(result(alone)).sentence
     assert "every model is its own init family, so whether the init seed or the training decided the camps cannot " \
            "be told" in text and "whole init families" not in text
-    # one family of two beside singletons (an outside audit, 79: a chance pair lineage joined) says nothing either
-    alone.label_free["n_related_families"] = 1
+    # one family of two beside singletons (an outside audit, 79: a chance pair lineage joined) says nothing either,
+    # nor two (a review: two chance pairs, one time in four); families holding half the models or more do
+    sizes = {f"f{i}": 1 for i in range(20)}
+    alone.label_free.update(n_related_families=1, family_sizes={**sizes, "p0": 2, "p1": 1, "p2": 1})
     text = label_free_answer(result(alone)).sentence
     assert ("only one init family has two or more models (the others are one model each), so whether the init seed or "
             "the training decided the camps cannot be told") in text and "the init seed decides them" not in text
+    alone.label_free.update(n_related_families=2, family_sizes={**sizes, "p0": 2, "p1": 2})
+    assert "only 2 init families have two or more models" in label_free_answer(result(alone)).sentence
+    alone.label_free.update(n_related_families=3, family_sizes={"a": 8, "b": 8, "c": 8})
+    assert "the init seed decides them" in label_free_answer(result(alone)).sentence
 
 
 def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():

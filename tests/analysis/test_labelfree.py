@@ -732,3 +732,17 @@ def test_two_large_families_are_sampled_member_by_member_not_as_one_family():
     assert res.verdict == "crosses lineage" and adjusted_mutual_info_score(side, res.candidate_basins) > 0.9
     rows = lf.family_sample(np.repeat(np.arange(5), 1000))  # 5 families of 1,000: 4 whole ones, as before
     assert len(rows) == 4000 and len(np.unique(np.repeat(np.arange(5), 1000)[rows])) == 4
+
+
+def test_a_few_related_families_beside_singletons_cannot_tell_the_seed():
+    """An outside audit (79) and a review: one or two chance pairs among 24 independent seeds made `groups lineages`
+    read as the init seed's; the fingerprint's own sentence says it cannot be told, as the answer does."""
+    from analysis.labelfree_sentences import mostly_alone, nearly_alone_sentence
+
+    singles = {f"m{i}": 1 for i in range(20)}
+    assert mostly_alone({"n_related_families": 1, "family_sizes": {**singles, "p": 2}}) == 1
+    assert mostly_alone({"n_related_families": 2, "family_sizes": {**singles, "p": 2, "q": 2}}) == 2
+    assert mostly_alone({"n_related_families": 0, "family_sizes": singles}) is None  # none: "every model is its own"
+    assert mostly_alone({"n_related_families": 3, "family_sizes": {"a": 8, "b": 8, "c": 8}}) is None
+    assert mostly_alone({"n_related_families": 2, "family_sizes": {"a": 6, "b": 6, "c": 1}}) is None  # most related
+    assert "Only 2 init families have two or more models (the others are one model each)" in nearly_alone_sentence(2)

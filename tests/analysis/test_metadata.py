@@ -438,5 +438,6 @@ def test_parents_are_known_when_recorded_or_when_no_model_was_imported():
     imported = {**sweep, "kind": np.array(["imported", "imported"])}
     assert not md.parents_recorded(imported) and not md.parents_recorded({"model_id": imported["model_id"],
                                                                            "kind": imported["kind"]})
+    assert not md.parents_recorded({"model_id": imported["model_id"]})  # a table of the user's: parents unknown
     assert md.parents_recorded({**imported, "parent_id": np.array(["", "a"], dtype=object)})
     assert not md.parents_recorded({**imported, "parent_id": np.array([np.nan, None], dtype=object)})

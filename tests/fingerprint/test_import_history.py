@@ -231,7 +231,7 @@ def test_without_a_label_a_target_that_is_not_a_candidate_basin_is_said(pop):
     rep = run_cli("report", "zoo", "--trust-code", "--embedding", "pca", "-o", "rep2.html", "--json", "sum2.json")
     assert rep.returncode == 0, rep.stderr
     notes = json.loads((path / "sum2.json").read_text())["forecast_about"]["notes"]
-    assert any("its own analysis (no stored report had analysed it): this report's verdict of it may differ" in n for n in notes)
+    assert any("its own analysis (no stored report's analysis of it covered these models at their final step): this report's" in n for n in notes)
     stored = {r["fingerprint"]: r for r in Zoo.open(path / "zoo").load_result("basins")["fingerprints"]}
     s = forecast(Zoo.open(path / "zoo"), ["ood-outputs"])
     assert s["targets"]["ood-outputs"]["from"] == "report"
