@@ -43,7 +43,7 @@ from analysis.values import missing
 from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_cost
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
-from fingerprint.tables import FIRST_CHECKPOINT, PARENT_TREE, model_table
+from fingerprint.tables import FIRST_CHECKPOINT, PARENT_TREE, model_table, tree_columns
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
 from training.families.symmetries import matching_groups
@@ -328,6 +328,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "weights_skipped": slow or None,
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,
         "truth_column": truth_column,
+        "truth_columns": tree_columns(model_table(zoo)) if truth_column == PARENT_TREE else [],
         "parents_absent": _parents_absent(zoo),
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it

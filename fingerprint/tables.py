@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import torch
 
 from analysis.metrics import inherit_lineage, root_family
 from analysis.options import AnalysisOptions
@@ -170,6 +171,39 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
     fams = [str(v) for v in values]
     return {**rec, "true_parent": {c: p for c, p in zip(ids, parents) if p in known and p != c},
             "true_family": {m: f for m, f in zip(ids, fams) if f not in ("", "-1", "None", "nan")}}
+
+
+TWIN_R = 0.7  # weight correlation at or above which two models look like relatives (independent inits: about 0)
+TWIN_FLOATS = 50_000_000  # the check reads every weight: above this many floats in all, it is left out
+
+
+def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
+    """Pairs ``(a, b, r)`` of models whose weights correlate at :data:`TWIN_R` or more, ``None`` when the zoo
+    is too large to read here. Each weight tensor of two or more dimensions (per model) is centred and scaled
+    to unit norm, so no layer dominates; the models' rows, concatenated and normalised, are compared by their
+    inner product. Hidden units of independently initialised models sit in unrelated orders, so their weights
+    correlate about 0; relatives (fine-tunes of one base, one init trained on other data orders) keep their
+    shared start. An outside audit (80): told every model was its own family (``--lineage model_id``), two nulls
+    of hidden families read their families as candidate basins."""
+    n, size = len(zoo), int((zoo.family_spec or {}).get("n_params") or 0)
+    if n < 2 or n * max(size, 1) > TWIN_FLOATS:
+        return None
+    parts = []
+    for v in zoo.params().values():
+        if v.dim() < 3 or not v.is_floating_point():
+            continue
+        m = v.reshape(n, -1).double()
+        m = m - m.mean(1, keepdim=True)
+        parts.append(m / m.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    if not parts:
+        return None
+    x = torch.cat(parts, 1)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    c = (x @ x.T).numpy()
+    a, b = np.triu_indices(n, 1)
+    hit = np.flatnonzero(c[a, b] >= TWIN_R)
+    ids = zoo.model_ids
+    return [(ids[a[k]], ids[b[k]], float(c[a[k], b[k]])) for k in hit]
 
 
 def sizes_text(sizes: list[int], most: int = 6) -> str:

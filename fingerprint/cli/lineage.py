@@ -94,7 +94,9 @@ def lineage_cmd(
     if left:
         console.print(left, highlight=False, markup=False, soft_wrap=True)
     if r["evidence"] == "exact":
-        console.print(f"stored the recovered {_families(len(r['families']))} in the zoo (results/lineage.json): "
+        what = (f"the recovered {_families(len(r['families']))}" if r["families"] else  # not "0 families" (audit 80)
+                "that no two models share an initialisation (each its own family)")
+        console.print(f"stored {what} in the zoo (results/lineage.json): "
                       "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
                       "init_seed is missing or the same for every model"
                       + ("; this zoo's bit-identical first checkpoints give its families exactly, and come first "
@@ -187,7 +189,9 @@ def truth_coverage(r: dict) -> str:
     k, n, inherited = r.get("truth_models") or 0, r.get("n_models"), r.get("truth_inherited") or 0
     stand_in = STAND_INS.get(str(r.get("truth_column")))
     if stand_in and k:  # no column records the families: the report's stand-in (an outside audit, 78: FPR, power blank)
-        return f"; scored against {stand_in} of {k} of {n} models (no column records the families: --lineage COLUMN names one)"
+        like = r.get("truth_columns") or []  # an outside audit (80): the CSV's family column was there
+        name = f"--lineage {like[0]} names them: its values are the same within every tree" if like else "--lineage COLUMN names them"
+        return f"; scored against {stand_in} of {k} of {n} models (the lineage column records no families: {name})"
     if not k or (k == n and not inherited):
         return ""
     return (f"; scored against the true families of {k} of {n} models"

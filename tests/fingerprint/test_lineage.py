@@ -319,7 +319,10 @@ def test_without_a_family_column_lineage_scores_against_the_parent_trees_and_say
     r = lineage(zoo, n_perm=99, history=False)  # final weights only: the forest is oriented by a statistic
     assert r["truth_column"] == tables.PARENT_TREE and r["truth_models"] == 24
     assert r["truth"]["shared_init_fpr"] is not None and r["truth"]["shared_init_power"] is not None
-    assert "; scored against the parent_id trees of 24 of 24 models (no column records the families" in truth_coverage(r)
+    assert ("; scored against the parent_id trees of 24 of 24 models (the lineage column records no families: --lineage "
+            "COLUMN names them)") in truth_coverage(r)
+    assert "(the lineage column records no families: --lineage fam names them: its values are the same within every " \
+           "tree)" in truth_coverage({**r, "truth_columns": ["fam"]})
     assert r["orientation"]["recorded"]["n"] == 16  # 8 bases, a spawned and a fine-tuned child each
     assert zoo.load_result("lineage")["lineage_column"] == tables.PARENT_TREE
     true_family = tables.stored_lineage(zoo)["true_family"]  # the report's lineage section scores the same
