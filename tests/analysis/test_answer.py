@@ -259,8 +259,9 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
     # (an outside audit, 78: 4 bases imported beside 32 fine-tunes without metadata read as one candidate of 32 and 4)
     unlinked = result(r)
     unlinked.settings = {"parents_recorded": False}
-    assert (", or, one model of every family, each family's base model beside its fine-tunes (the fine-tuning itself, "
-            "not a basin: with the parents recorded at import, a parent_id column, the tests leave that generation out)"
+    assert ("chance 0.0056): one model of every family: first, the shape of each family's base model beside its "
+            "fine-tunes (the fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the "
+            "tests leave that generation out); else the pattern of a factor the families share by design"
             ) in label_free_answer(unlinked).sentence
     two = {m: int(i % 4 < 2) for i, m in enumerate(ids)}  # two of every family's four: not the bases' shape
     r2 = FingerprintResult("ood", n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=fam,
