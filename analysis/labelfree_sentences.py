@@ -106,10 +106,12 @@ def mostly_alone(r: Any) -> int | None:
     two such pairs, one time in four."""
     get = _getter(r)
     n_rel, sizes = get("n_related_families"), get("family_sizes") or {}
-    if not n_rel or n_rel >= MIN_FAMILIES or not sizes:
+    # a result has its family sizes; its summary.json dict, [related models, tested models] (older ones: neither)
+    related, tested = ((sum(int(c) for c in sizes.values() if int(c) >= 2), sum(int(c) for c in sizes.values()))
+                       if sizes else tuple(get("related_models") or (None, None)))
+    if not n_rel or n_rel >= MIN_FAMILIES or related is None:
         return None
-    related = sum(int(c) for c in sizes.values() if int(c) >= 2)
-    return int(n_rel) if 2 * related < sum(int(c) for c in sizes.values()) else None
+    return int(n_rel) if 2 * int(related) < int(tested) else None
 
 
 def nearly_alone_sentence(n_rel: int) -> str:

@@ -60,6 +60,7 @@ from fingerprint.population import family_for, task_for, use_architecture
 from fingerprint.progress import SILENT, Progress
 from fingerprint.registry import builtin_spec
 from fingerprint.tables import (
+    RECOVERED,
     TWIN_R,
     model_table,
     near_twins,
@@ -473,11 +474,11 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     stand_in = unrecorded_lineage(table)  # exact first-checkpoint families, else recovered ones
     if stand_in and not told and (opts.lineage not in table or len(set(table[opts.lineage].tolist())) < 2):
         opts = opts.replace(lineage=stand_in)
-    twins_warning(zoo, table, opts.lineage)
+    twins_warning(zoo, table, opts.lineage, told)
     return opts
 
 
-def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None) -> None:
+def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None, told: bool = True) -> None:
     """Warn when ``lineage`` makes every model of an import its own init family while some models' weights are
     near twins (:func:`fingerprint.tables.near_twins`): relatives, whose groups the fingerprints would show as
     candidate basins (an outside audit, 80: two nulls of hidden families read so under ``--lineage model_id``)."""
@@ -489,10 +490,13 @@ def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None) -
     if twins:
         a, b, r = max(twins, key=lambda t: t[2])
         models = len({m for t in twins for m in t[:2]})
-        warnings.warn(f"--lineage {lineage} makes every model its own init family, but {len(twins)} pairs of models ({models} "
-                      f"models) have nearly the same weights (correlation {TWIN_R:g} or more; {r:.2f} for '{a}' and '{b}'), "
-                      "as models that share an initialisation do: the groups the fingerprints find may be those families, "
-                      f"not basins; `fingerprint lineage {zoo.path}` tests which models share one", stacklevel=3)
+        who = f"--lineage {lineage} makes" if told else f"the lineage in use ({lineage}) makes"
+        fix = (f"`fingerprint lineage {zoo.path}` tests which models share one" if told or lineage != RECOVERED else
+               "the weight test missed them: name the families with --lineage COLUMN")
+        warnings.warn(f"{who} every model its own init family, but {len(twins)} pairs of models ({models} models) have "
+                      f"nearly the same weights (correlation {TWIN_R:g} or more; {r:.2f} for '{a}' and '{b}'), as models "
+                      f"that share an initialisation do: the groups the fingerprints find may be those families, not basins; "
+                      f"{fix}", stacklevel=3)
 
 
 def provenance(zoo: Zoo, extra: dict | None = None) -> dict[str, Any]:

@@ -175,27 +175,30 @@ def stored_lineage(zoo: Zoo) -> dict[str, Any] | None:
 
 TWIN_R = 0.7  # weight correlation at or above which two models look like relatives (independent inits: about 0)
 TWIN_FLOATS = 50_000_000  # the check reads every weight: above this many floats in all, it is left out
+TWIN_MIN = 256  # entries per model that vary between models, below which chance correlations are too wide to read
 
 
 def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     """Pairs ``(a, b, r)`` of models whose weights correlate at :data:`TWIN_R` or more, ``None`` when the zoo
-    is too large to read here. Each weight tensor of two or more dimensions (per model) is centred and scaled
-    to unit norm, so no layer dominates; the models' rows, concatenated and normalised, are compared by their
-    inner product. Hidden units of independently initialised models sit in unrelated orders, so their weights
-    correlate about 0; relatives (fine-tunes of one base, one init trained on other data orders) keep their
-    shared start. An outside audit (80): told every model was its own family (``--lineage model_id``), two nulls
-    of hidden families read their families as candidate basins."""
-    n, size = len(zoo), int((zoo.family_spec or {}).get("n_params") or 0)
-    if n < 2 or n * max(size, 1) > TWIN_FLOATS:
+    is too large to read here or its models have too few entries that differ (:data:`TWIN_MIN`). Each stored
+    tensor of two or more dimensions per model that is not the same in every model (a buffer: positions, a
+    mask) is centred per model and scaled by its spread over all models, so a tensor counts by its size and
+    not its scale; the rows, concatenated and normalised, are compared by their inner product. Hidden units
+    of independently initialised models sit in unrelated orders, so their weights correlate about 0;
+    relatives (fine-tunes of one base, one init trained on other data orders) keep their shared start. An
+    outside audit (80): told every model was its own family (``--lineage model_id``), two nulls of hidden
+    families read their families as candidate basins."""
+    n = len(zoo)
+    if n < 2 or n * max(zoo.n_params, 1) > TWIN_FLOATS:
         return None
     parts = []
     for v in zoo.params().values():
-        if v.dim() < 3 or not v.is_floating_point():
-            continue
         m = v.reshape(n, -1).double()
+        if v.dim() < 3 or bool((m == m[:1]).all()):  # a bias or gain; or a buffer every model shares
+            continue
         m = m - m.mean(1, keepdim=True)
-        parts.append(m / m.norm(dim=1, keepdim=True).clamp_min(1e-12))
-    if not parts:
+        parts.append(m / m.pow(2).mean().sqrt().clamp_min(1e-12))
+    if not parts or sum(p.shape[1] for p in parts) < TWIN_MIN:
         return None
     x = torch.cat(parts, 1)
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -97,7 +97,7 @@ def lineage_cmd(
         what = (f"the recovered {_families(len(r['families']))}" if r["families"] else  # not "0 families" (audit 80)
                 "that no two models share an initialisation (each its own family)")
         console.print(f"stored {what} in the zoo (results/lineage.json): "
-                      "`report` and `cluster` use them as the lineage (column recovered_family) when the zoo's own "
+                      "`report` and `cluster` use the recovered families as the lineage (column recovered_family) when the zoo's own "
                       "init_seed is missing or the same for every model"
                       + ("; this zoo's bit-identical first checkpoints give its families exactly, and come first "
                          "(first_checkpoint_family)" if FIRST_CHECKPOINT in model_table(zoo) else ""))

@@ -746,3 +746,14 @@ def test_a_few_related_families_beside_singletons_cannot_tell_the_seed():
     assert mostly_alone({"n_related_families": 3, "family_sizes": {"a": 8, "b": 8, "c": 8}}) is None
     assert mostly_alone({"n_related_families": 2, "family_sizes": {"a": 6, "b": 6, "c": 1}}) is None  # most related
     assert "Only 2 init families have two or more models (the others are one model each)" in nearly_alone_sentence(2)
+    # summary.json's dict carries [related models, tested models] instead of the sizes (a review: the answer, which
+    # reads the dict, never saw a family_sizes key); an older dict without either says nothing
+    assert mostly_alone({"n_related_families": 1, "related_models": [2, 24]}) == 1
+    assert mostly_alone({"n_related_families": 2, "related_models": [16, 24]}) is None
+    assert mostly_alone({"n_related_families": 1}) is None
+    from analysis.calibration import label_free_json
+    from analysis.labelfree import LabelFreeResult
+
+    res = LabelFreeResult(verdict="groups lineages", n_models=24, n_families=23, p_lineage=None, p_groups=0.01, p_split=None,
+                          n_related_families=1, family_sizes={**singles, "p": 2, "x": 1, "y": 1})
+    assert mostly_alone(label_free_json(res, [f"m{i}" for i in range(24)])) == 1

@@ -40,3 +40,32 @@ def test_relatives_are_near_twins_and_independent_inits_are_not(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pl.options_for(alone, lineage="model_id")  # independent inits: nothing to say
+
+
+class _WithBuffer(torch.nn.Module):
+    """A small MLP with a positional table every model shares (a buffer), as a transformer has."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 64)
+        self.out = torch.nn.Linear(64, 3)
+        self.register_buffer("table", torch.arange(4096.0).reshape(64, 64))
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
+
+
+def test_shared_buffers_and_tiny_models_do_not_make_twins(tmp_path):
+    """A review: a buffer the same in every model counted as a correlation of 1, and a model of 4 weights
+    correlates near +-1 by chance."""
+    probes = {"in_dist": torch.randn(8, 6)}
+    mods = []
+    for s in range(8):
+        torch.manual_seed(s)
+        mods.append(_WithBuffer())
+    assert near_twins(Zoo.from_modules(mods, tmp_path / "b", probes=probes)) == []
+    tiny = []
+    for s in range(8):
+        torch.manual_seed(s)
+        tiny.append(torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.Linear(2, 1)))
+    assert near_twins(Zoo.from_modules(tiny, tmp_path / "t", probes={"in_dist": torch.randn(4, 1)})) is None
