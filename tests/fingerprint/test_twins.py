@@ -69,3 +69,24 @@ def test_shared_buffers_and_tiny_models_do_not_make_twins(tmp_path):
         torch.manual_seed(s)
         tiny.append(torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.Linear(2, 1)))
     assert near_twins(Zoo.from_modules(tiny, tmp_path / "t", probes={"in_dist": torch.randn(4, 1)})) is None
+
+
+def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
+    """An outside audit (79): a custom module's models imported without metadata got no answer at all, and (80)
+    told every model was its own family, hidden families read as candidates. With nothing else to go by, an
+    import's families are its near-twin groups, said in one line; a column named with --lineage still wins."""
+    from fingerprint import tables
+
+    mods = [_mlp(s) for s in range(4)] + [_mlp(100, nudge=k) for k in range(3)] + [_mlp(200, nudge=k) for k in range(2)]
+    ids = [f"m{i}" for i in range(4)] + ["r0", "r1", "r2", "s0", "s1"]
+    zoo = Zoo.from_modules(mods, tmp_path / "z", model_ids=ids, probes={"in_dist": torch.randn(8, 6)})
+    table = tables.model_table(zoo)
+    fam = dict(zip(ids, table[tables.TWIN_FAMILY]))
+    assert fam["r0"] == fam["r1"] == fam["r2"] != fam["s0"] == fam["s1"] and len({fam[f"m{i}"] for i in range(4)}) == 4
+    assert tables.unrecorded_lineage(table) == tables.TWIN_FAMILY
+    assert pl.options_for(zoo).lineage == tables.TWIN_FAMILY
+    assert tables.recovered_line(tables.TWIN_FAMILY, zoo) == (
+        "lineage: the 2 families of models whose weights are near twins (3, 2 models, and 4 alone) (correlation 0.7 or "
+        "more, as relatives keep their shared start), since the zoo records none: an estimate from the weights, not a "
+        "column of the zoo (--lineage COLUMN names one; docs/lineage.md, \"Near twins\")")
+    assert pl.options_for(zoo, lineage="model_id").lineage == "model_id"
