@@ -202,7 +202,7 @@ def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
         return None
     parts = []
     for v in zoo.params().values():
-        m = v.reshape(n, -1).double()
+        m = v.reshape(n, -1).float()
         if v.dim() < 3 or bool((m == m[:1]).all()):  # a bias or gain; or a buffer every model shares
             continue
         m = m - m.mean(1, keepdim=True)
