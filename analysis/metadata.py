@@ -39,8 +39,8 @@ from analysis.results import FingerprintResult
 __all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients",
            "table_gradients"]
 
-# ids, and the weight-recovered families (fingerprint.tables.RECOVERED: an estimate of the lineage)
-NOT_COMPARED = ("model_id", "parent_id", "recovered_family")
+# ids, and the weight-recovered families (fingerprint.tables.RECOVERED and TWIN_FAMILY: estimates of the lineage)
+NOT_COMPARED = ("model_id", "parent_id", "recovered_family", "twin_family")
 AMI_INTERVAL_FROM = 0.5  # an AMI gets its interval from this share of the level up (below: no match, no interval)
 MISSING = ("", "nan", "None", "NaN")  # a model the metadata CSV has no value for (docs/zoo-format.md)
 

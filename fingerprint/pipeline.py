@@ -66,6 +66,7 @@ from fingerprint.tables import (
     near_twins,
     options_stamp,
     stored_lineage,
+    twin_families,
     unrecorded_lineage,
 )
 from training.config import SweepConfig, config_file, load_config
@@ -487,7 +488,8 @@ def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None, t
     if not imported or lineage not in table or n < 4 or len({str(v) for v in table[lineage].tolist()}) < n:
         return
     twins = near_twins(zoo) or []
-    if twins:
+    fams = twin_families(zoo) if twins else None
+    if twins and fams is not None and len(set(fams.tolist())) > 1:  # one family of all: no groups it could make
         a, b, r = max(twins, key=lambda t: t[2])
         models = len({m for t in twins for m in t[:2]})
         who = f"--lineage {lineage} makes" if told else f"the lineage in use ({lineage}) makes"

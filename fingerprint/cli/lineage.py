@@ -262,7 +262,8 @@ def not_stored(r: dict, json_out: Optional[Path], first_checkpoints: bool = Fals
                 f"take the families from the column you named: --lineage {column}")
     if not many:
         return (f"no two models were found related from '{r['evidence']}': no families to use as the lineage. `report` and "
-                "`cluster` need init families, else every label-free verdict is 'too few': name a model column that holds "
+                "`cluster` need init families (an import's near-twin weights stand in when they can be read: docs/lineage.md, "
+                "\"Near twins\"), else every label-free verdict is 'too few': name a model column that holds "
                 "them with --lineage COLUMN (a column of your --metadata CSV, re-imported), or, if no two models share an "
                 "initialisation (each trained from its own seed), say so with --lineage model_id")
     where = f"--json wrote them to {json_out} ('families')" if json_out else "--json OUT writes them ('families')"

@@ -400,7 +400,8 @@ def test_families_found_from_a_fingerprint_say_they_are_not_stored_and_the_repor
     res = run("lineage", "zoo", "--arch", "seqarch:make", "--fp", "probe-outputs", "--json", "lin.json")
     assert res.returncode == 0, res.stderr
     out = " ".join(res.stdout.split())
-    assert "`report` and `cluster` need init families, else every label-free verdict is 'too few'" in out, res.stdout
+    assert ("`report` and `cluster` need init families (an import's near-twin weights stand in when they can be read: "
+            "docs/lineage.md, \"Near twins\"), else every label-free verdict is 'too few'") in out, res.stdout
     assert "--lineage COLUMN" in out
     found = json.loads((seq_models / "lin.json").read_text())["by_evidence"]["probe-outputs"]["n_families"]
     if found:  # families among 8 random inits: the empirical null's false positives, or none
