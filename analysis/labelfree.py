@@ -901,8 +901,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         else:
             v, basins, key = "no structure", None, None
         qv = q.get((i, key)) if key else min((q.get((i, k), 1.0) for k in TESTS), default=None)
-        sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else
-                    nearly_alone_sentence(mostly_alone(r)) if v == "groups lineages" and mostly_alone(r) else
+        nearly = mostly_alone(r) if v == "groups lineages" else None
+        sentence = (NO_RELATIVES.get(v, SENTENCES[v]) if alone(r) else nearly_alone_sentence(nearly) if nearly else
                     FEW_SENTENCES.get(v, SENTENCES[v]) if few else SENTENCES[v]) + cut_text(cut)
         if v == "crosses lineage" and few:  # the families the camps divide the same way: what the verdict rests on
             cut = r.cut_families

@@ -35,6 +35,7 @@ from analysis import metrics as mt
 from analysis import resampling as rs
 from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
+from analysis.values import missing
 
 __all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients",
            "table_gradients"]
@@ -398,7 +399,7 @@ def parents_recorded(table: dict[str, np.ndarray]) -> bool:
     base beside its fine-tunes out as a generation), or no model was imported (a sweep records every parent, so
     its empty ``parent_id`` means no fine-tunes: a review). Else the answer may read one model of every family
     as the bases."""
-    if any(str(p).strip() not in ("", "nan", "None") for p in table.get("parent_id", [])):
+    if not all(missing(p) for p in table.get("parent_id", [])):
         return True
     return "kind" in table and not any(str(k) == "imported" for k in table["kind"])  # no kind: a table of the user's
 

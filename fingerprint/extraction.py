@@ -294,14 +294,14 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
 
 def _replace_bodies(zoo: Zoo, key: str) -> bool:
     """After a plugin's entry ``key`` is saved: remove the zoo's entries of the same fingerprint
-    (:func:`_body_group`) computed by another body of its function (another ``code``, or none: made
+    (:func:`body_group`) computed by another body of its function (another ``code``, or none: made
     before sources were keyed), which nothing loads once the new one exists. Whether one of them was
     of another (known) body: the cache was not reused because the source changed."""
     metas = cache_entries(zoo)
     mine = next((m for m in metas if m.get("key") == key), None)
     if mine is None:
         return False
-    old = [m for m in metas if _body_group(m) == _body_group(mine) and m.get("code") != mine.get("code")]
+    old = [m for m in metas if body_group(m) == body_group(mine) and m.get("code") != mine.get("code")]
     zoo.remove_fingerprints([m["key"] for m in old])
     return any(m.get("code") for m in old)
 
@@ -346,8 +346,8 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
     except UserError:
         named = [m for m in population if text in (m.get("spec"), m.get("extractor"))]
         # an earlier body's entry names the fingerprint; a later body's, under another spec text, holds it now
-        groups, seen = {_body_group(m) for m in named}, {id(m) for m in named}
-        return _latest_bodies(named + [m for m in population if m.get("code") and id(m) not in seen and _body_group(m) in groups])
+        groups, seen = {body_group(m) for m in named}, {id(m) for m in named}
+        return _latest_bodies(named + [m for m in population if m.get("code") and id(m) not in seen and body_group(m) in groups])
     mine = [m for m in population if m.get("extractor") == spec.name and str(m.get("version")) == str(spec.version)]
     if spec.code is not None and spec.source != "builtin":  # a loaded plugin: never an entry of an edited body
         mine = _latest_bodies([m for m in mine if m.get("code") in (None, spec.code)], spec.code)
@@ -364,14 +364,14 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
 
 def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
     """A plugin's entries that differ only in the source they were computed with (``code``), one per
-    fingerprint (:func:`_body_group`): the one of ``code`` if given, else the newest. A plugin not
+    fingerprint (:func:`body_group`): the one of ``code`` if given, else the newest. A plugin not
     loaded is found by name; an entry an earlier body left (extraction removes them when it
     recomputes: :func:`_replace_bodies`) is not taken. Entries without ``code`` (built-ins,
     ``probe-search``, plugin entries made before sources were keyed) are all kept where no entry of
     theirs has one."""
     groups: dict[tuple, list[dict]] = {}
     for m in metas:
-        groups.setdefault(_body_group(m), []).append(m)
+        groups.setdefault(body_group(m), []).append(m)
     keep = set()
     for group in groups.values():
         if any(m.get("code") for m in group):
@@ -382,7 +382,7 @@ def _latest_bodies(metas: list[dict], code: str | None = None) -> list[dict]:
     return [m for m in metas if id(m) in keep]
 
 
-def _body_group(meta: dict) -> tuple:
+def body_group(meta: dict) -> tuple:
     """What makes entries one fingerprint, whichever body of a plugin computed them: extractor,
     version, parameters and step (and a subset's model set)."""
     return (meta.get("extractor"), str(meta.get("version")), _params_blob(meta.get("params")), str(meta.get("step")),
@@ -391,15 +391,15 @@ def _body_group(meta: dict) -> tuple:
 
 def superseded(metas: Sequence[dict]) -> set[str]:
     """The keys of the cache entries ``metas`` holds that a newer body of their plugin replaced:
-    another entry of the same fingerprint (:func:`_body_group`), with another ``code``, is newer.
+    another entry of the same fingerprint (:func:`body_group`), with another ``code``, is newer.
     Extraction removes them when it recomputes the plugin; ones left (by a run before it did, or a
     crash between the save and the removal) are marked by ``inspect`` and used by no analysis."""
     newest: dict[tuple, dict[Any, float]] = {}
     for m in metas:
-        by_code = newest.setdefault(_body_group(m), {})
+        by_code = newest.setdefault(body_group(m), {})
         by_code[m.get("code")] = max(by_code.get(m.get("code"), -np.inf), float(m.get("created") or 0.0))
     return {str(m.get("key")) for m in metas
-            if any(c != m.get("code") and t > float(m.get("created") or 0.0) for c, t in newest[_body_group(m)].items())}
+            if any(c != m.get("code") and t > float(m.get("created") or 0.0) for c, t in newest[body_group(m)].items())}
 
 
 def variant_spec(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:

@@ -94,13 +94,13 @@ GATED = ("gate_proj", "up_proj", "down_proj")  # a gated MLP's layers: down_proj
 # an MLP's two Linear layers, out(act(in(x))), by the names transformers gives them in a block with an elementwise act
 PAIRS = (("dense_h_to_4h", "dense_4h_to_h"), ("c_fc", "c_proj"), ("fc_in", "fc_out"), ("fc1", "fc2"))
 ACT_NAMES = ("act", "act_fn", "activation_fn", "gelu_impl")
+ELEMENTWISE_ACTS = ("gelu", "silu", "swish", "relu", "tanh", "sigmoid")  # transformers' activation classes, by name
 
 
 def _linear_pair(m: nn.Module, a: str, b: str) -> bool:
     """``m``'s children ``a`` and ``b`` are ``Linear`` layers with ``a``'s outputs ``b``'s inputs."""
     la, lb = getattr(m, a, None), getattr(m, b, None)
     return isinstance(la, nn.Linear) and isinstance(lb, nn.Linear) and la.out_features == lb.in_features
-ELEMENTWISE_ACTS = ("gelu", "silu", "swish", "relu", "tanh", "sigmoid")  # transformers' activation classes, by name
 
 
 def _elementwise_act(act: Any) -> bool:

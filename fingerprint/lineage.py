@@ -119,11 +119,13 @@ def _histories(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fams: dic
     return out
 
 
-def _truth_labels(zoo: Zoo, column: str | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, int, str | None]:
-    """``((labels, known) [n], inherited, column)``: the true families (None when the zoo has none), a model
-    without a value taking its parent chain's (:func:`analysis.metrics.inherit_lineage`, as ``report``
+def _truth_labels(zoo: Zoo, column: str | None
+                  ) -> tuple[tuple[np.ndarray, np.ndarray] | None, int, str | None, list[str]]:
+    """``((labels, known) [n], inherited, column, could)``: the true families (None when the zoo has none), a
+    model without a value taking its parent chain's (:func:`analysis.metrics.inherit_lineage`, as ``report``
     does: an outside audit, 75, saw fine-tunes without a family left out, 28 of 276 pairs scored), how many
-    did, and the column they came from. Without ``column``, when ``init_seed`` records none, the families
+    did, the column they came from, and, scored against the parent trees, the zoo's columns that could name
+    the families instead (:func:`~fingerprint.tables.tree_columns`). Without ``column``, when ``init_seed`` records none, the families
     ``report`` stands in (:func:`fingerprint.tables.unrecorded_lineage`: bit-identical first checkpoints,
     else the ``parent_id`` trees; not the recovered ones, which these scores judge): an outside audit (78)
     saw FPR and power left blank on a zoo whose report used its parent trees."""
@@ -131,7 +133,7 @@ def _truth_labels(zoo: Zoo, column: str | None) -> tuple[tuple[np.ndarray, np.nd
         raise UserError(f"unknown model column '{column}' for --lineage (valid: {choices(zoo.models.names())})")
     col = column or "init_seed"
     if col not in zoo.models:
-        return None, 0, None
+        return None, 0, None, []
     raw, filled = ["" if str(v) == "-1" else v for v in zoo.models[col]], 0  # -1: unknown here, so a parent's is taken
     if "parent_id" in zoo.models:
         inherited, filled = inherit_lineage(zoo.model_ids, raw, zoo.models["parent_id"])
@@ -139,7 +141,7 @@ def _truth_labels(zoo: Zoo, column: str | None) -> tuple[tuple[np.ndarray, np.nd
     values = np.asarray([str(v) for v in raw])
     known = ~np.isin(values, ["", "-1", "None", "nan"])
     if known.sum() >= 2:
-        return (values, known), filled, col
+        return (values, known), filled, col, []
     if column is None:
         table = model_table(zoo)
         stand_in = next((c for c in (FIRST_CHECKPOINT, PARENT_TREE) if c in table), None)
@@ -147,8 +149,8 @@ def _truth_labels(zoo: Zoo, column: str | None) -> tuple[tuple[np.ndarray, np.nd
             values = np.asarray([str(v) for v in table[stand_in]])
             known = values != ""
             if known.sum() >= 2:
-                return (values, known), 0, stand_in
-    return None, filled, None
+                return (values, known), 0, stand_in, tree_columns(table) if stand_in == PARENT_TREE else []
+    return None, filled, None, []
 
 
 def _true_parents(zoo: Zoo) -> np.ndarray | None:
@@ -252,7 +254,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     n = len(zoo)
     if n < 2:
         raise UserError(f"zoo '{zoo.path}' has {n} model(s); lineage needs at least 2")
-    truth, inherited, truth_column = _truth_labels(zoo, lineage_column)
+    truth, inherited, truth_column, could = _truth_labels(zoo, lineage_column)
     is_candidate = _candidates(zoo, candidates)
     true_parent = _true_parents(zoo)
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
@@ -328,7 +330,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "weights_skipped": slow or None,
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,
         "truth_column": truth_column,
-        "truth_columns": tree_columns(model_table(zoo)) if truth_column == PARENT_TREE else [],
+        "truth_columns": could,
         "parents_absent": _parents_absent(zoo),
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it

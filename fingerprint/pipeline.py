@@ -42,6 +42,7 @@ from analysis.report import SectionDrawer, page
 from analysis.results import AnalysisResult, FingerprintResult, summary
 from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
 from analysis.scorecard import analyze as analyze_inputs
+from analysis.values import missing as no_value
 from fingerprint.extraction import (
     ExtractResult,
     cache_entries,
@@ -62,6 +63,7 @@ from fingerprint.registry import builtin_spec
 from fingerprint.tables import (
     RECOVERED,
     TWIN_R,
+    imported_only,
     model_table,
     near_twins,
     options_stamp,
@@ -457,7 +459,7 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
             warnings.warn(f"--label {label} has one value ({next(iter(values), '')!r}) for all {len(table[label])} "
                           "models: nothing to score against, so every verdict is 'no ground truth' (the label-free "
                           "verdicts are unaffected)", stacklevel=2)
-        empty = sum(str(v).strip() in ("", "nan", "None") for v in table[label].tolist())
+        empty = sum(no_value(v) for v in table[label].tolist())
         if empty and len(values) >= 2:  # an outside audit (78): bases with an empty cell were scored as a class, unsaid
             warnings.warn(f"--label {label} is empty for {empty} of {len(table[label])} models: the deep scores treat the "
                           "empty value as a basin of its own (as bases without a label beside their labelled fine-tunes "
@@ -484,8 +486,7 @@ def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None, t
     near twins (:func:`fingerprint.tables.near_twins`): relatives, whose groups the fingerprints would show as
     candidate basins (an outside audit, 80: two nulls of hidden families read so under ``--lineage model_id``)."""
     n = len(table.get("model_id", []))
-    imported = {str(k) for k in table.get("kind", [])} == {"imported"}
-    if not imported or lineage not in table or n < 4 or len({str(v) for v in table[lineage].tolist()}) < n:
+    if not imported_only(table) or lineage not in table or n < 4 or len({str(v) for v in table[lineage].tolist()}) < n:
         return
     twins = near_twins(zoo) or []
     fams = twin_families(zoo) if twins else None

@@ -18,7 +18,7 @@ from analysis.values import missing
 from training.core.errors import UserError
 from training.core.store import Zoo
 
-__all__ = ["FIRST_CHECKPOINT", "PARENT_TREE", "RECOVERED", "TWIN_FAMILY", "near_twins", "twin_families", "check_parents", "model_table", "options_stamp", "recovered_line",
+__all__ = ["FIRST_CHECKPOINT", "PARENT_TREE", "RECOVERED", "TWIN_FAMILY", "imported_only", "near_twins", "twin_families", "check_parents", "model_table", "options_stamp", "recovered_line",
            "says_something", "shared_starts", "sizes_text", "stored_lineage", "unrecorded_lineage"]
 
 RECOVERED = "recovered_family"  # the model column that `fingerprint lineage`'s weight-recovered families add
@@ -108,12 +108,16 @@ def model_table(zoo: Zoo) -> dict[str, np.ndarray]:
         parents = [str(p) for p in table.get("parent_id", [])]
         if PARENT_TREE not in table and any(parents):
             table[PARENT_TREE] = np.asarray([f"tree of {r}" for r in root_family(zoo.model_ids, parents)], dtype=object)
-        imported = {str(k) for k in table.get("kind", [])} == {"imported"}
-        if imported and not {FIRST_CHECKPOINT, RECOVERED, PARENT_TREE, TWIN_FAMILY} & set(table):
+        if imported_only(table) and not {FIRST_CHECKPOINT, RECOVERED, PARENT_TREE, TWIN_FAMILY} & set(table):
             twins = twin_families(zoo)
             if twins is not None:
                 table[TWIN_FAMILY] = twins
     return table
+
+
+def imported_only(table: dict[str, np.ndarray]) -> bool:
+    """Whether every model of ``table`` was imported (trained elsewhere: its families are not known by construction)."""
+    return {str(k) for k in table.get("kind", [])} == {"imported"}
 
 
 def unrecorded_lineage(table: dict[str, np.ndarray]) -> str | None:
@@ -188,7 +192,7 @@ TWIN_FLOATS = 50_000_000  # the check reads every weight: above this many floats
 TWIN_MIN = 256  # entries per model that vary between models, below which chance correlations are too wide to read
 TWIN_COLUMNS = 16_384  # entries compared at most (a fixed sample): chance correlations of about 0.01 either way
 TWIN_MAX_MODELS = 4_000  # the n x n correlations: above this many models, left out
-_TWINS: dict[tuple[str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
+_TWINS: dict[tuple[str, str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
 
 
 def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
@@ -201,10 +205,15 @@ def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     relatives (fine-tunes of one base, one init trained on other data orders) keep their shared start. An
     outside audit (80): told every model was its own family (``--lineage model_id``), two nulls of hidden
     families read their families as candidate basins."""
-    key = ("pairs", str(zoo.path), zoo.model_set_hash(), str(zoo.manifest.get("created")))  # a zoo written again: its own
+    key = _twin_key(zoo, "pairs")
     if key not in _TWINS:
         _TWINS[key] = _near_twins(zoo)
     return _TWINS[key]
+
+
+def _twin_key(zoo: Zoo, what: str) -> tuple[str, str, str, str]:
+    """The cache key of ``what`` for ``zoo``: its path, model set and creation (a zoo written again is another)."""
+    return what, str(zoo.path), zoo.model_set_hash(), str(zoo.manifest.get("created"))
 
 
 def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
@@ -238,7 +247,7 @@ def twin_families(zoo: Zoo) -> np.ndarray | None:
     for `fingerprint lineage`) of independent seeds get no answer at all, and (80) two nulls of hidden families
     read as candidates once told every model was its own. Relatives correlate 0.90-0.98 there, independent inits
     0.31 at most; a relative trained far from its start would be missed, and said nothing of (docs/lineage.md)."""
-    key = ("families", str(zoo.path), zoo.model_set_hash(), str(zoo.manifest.get("created")))
+    key = _twin_key(zoo, "families")
     if key not in _TWINS:
         from scipy.sparse import coo_matrix  # deferred: start-up
         from scipy.sparse.csgraph import connected_components  # deferred: start-up

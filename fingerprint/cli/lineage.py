@@ -178,16 +178,18 @@ def evidence_lines(r: dict, alpha: float) -> tuple[str, str]:
             "child (parent_id)" + truth_coverage(r))
 
 
-STAND_INS = {"parent_tree": "the parent_id trees", "first_checkpoint_family": "the families of bit-identical first checkpoints"}
-# (fingerprint.tables.PARENT_TREE and FIRST_CHECKPOINT: not imported at start-up)
-
-
 def truth_coverage(r: dict) -> str:
     """``; scored against the true families of 24 of 24 models (16 took theirs from the parent chain ...)``
     when not every model has one or some took it from a parent (an outside audit, 75: the fine-tunes' pairs
     were left out of the scores and nothing said so), else ``""``."""
+    from fingerprint.tables import (  # deferred for start-up time
+        FIRST_CHECKPOINT,
+        PARENT_TREE,
+    )
+
     k, n, inherited = r.get("truth_models") or 0, r.get("n_models"), r.get("truth_inherited") or 0
-    stand_in = STAND_INS.get(str(r.get("truth_column")))
+    stand_in = {PARENT_TREE: "the parent_id trees", FIRST_CHECKPOINT: "the families of bit-identical first checkpoints"
+                }.get(str(r.get("truth_column")))
     if stand_in and k:  # no column records the families: the report's stand-in (an outside audit, 78: FPR, power blank)
         like = r.get("truth_columns") or []  # an outside audit (80): the CSV's family column was there
         name = f"--lineage {like[0]} names them: its values are the same within every tree" if like else "--lineage COLUMN names them"

@@ -181,22 +181,24 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
         task_param_specs,
     )
     from training.tasks.base import (  # deferred for start-up time
+        module_tasks,
         named_task,
-        plugin_tasks,
     )
 
     o.add_cwd_to_path()
-    named: dict = {}  # module:Class tasks (registered ones are in list_tasks once their module is imported)
+    named: dict = {}  # module:Class tasks no name registers (a registered one is listed under its name, once)
     for p in plugin or []:
-        if ":" in p and named_task(p) is not None:  # a task class, registered (listed under its name) or not (under module:Class)
-            named.update(plugin_tasks(p))
+        cls = named_task(p) if ":" in p else None
+        if cls is not None:
+            if cls not in list_tasks().values():
+                named[p] = cls
             continue
         try:
             load_plugins(p)  # first: it sees which extractors the import adds (a package re-exporting a submodule's)
         except UserError as e:
             if isinstance(e, PluginError) or ":" in p:  # a broken module, or a module:function that is no extractor
                 raise
-            if not plugin_tasks(p):
+            if not module_tasks(p):
                 raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
                                 "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
                                 "module:function or module:Class") from None

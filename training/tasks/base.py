@@ -272,29 +272,25 @@ def task_param_specs(cls: type[Task]) -> dict[str, tuple[str, Any]]:
     return {f.name: (type_name(hints[f.name]), f.default) for f in dataclasses.fields(cls)}
 
 
-def named_task(spec: str) -> type[Task] | None:
-    """The :class:`Task` subclass ``module:Class`` names, else ``None`` (another object: an extractor function)."""
-    obj = resolve(spec, "plugin")
+def named_task(spec: str, what: str = "plugin") -> type[Task] | None:
+    """The :class:`Task` subclass ``module:Class`` names, else ``None`` (another object: an extractor function);
+    ``what`` names it in the error when it cannot be imported."""
+    obj = resolve(spec, what)
     return obj if isinstance(obj, type) and issubclass(obj, Task) else None
 
 
-def plugin_tasks(spec: str) -> dict[str, type[Task]]:
-    """The tasks ``spec`` names, for ``fingerprint list --plugin``: for ``module:Class``, ``{spec: cls}`` when it
-    is a :class:`Task` subclass that no name registers (a registered one is listed under its name); for a bare
-    ``module``, imported already, the tasks registered from it or its submodules (``@register_task``); ``{}``
-    when it names none (it may name extractors)."""
-    if ":" in spec:
-        cls = named_task(spec)
-        return {spec: cls} if cls is not None and cls not in list_tasks().values() else {}
-    return {n: c for n, c in list_tasks().items() if c.__module__ == spec or c.__module__.startswith(spec + ".")}
+def module_tasks(module: str) -> dict[str, type[Task]]:
+    """The tasks registered (``@register_task``) from ``module``, imported already, or its submodules: what
+    ``fingerprint list --plugin MODULE`` lists of a task plugin."""
+    return {n: c for n, c in list_tasks().items() if c.__module__ == module or c.__module__.startswith(module + ".")}
 
 
 def _import_task(spec: str) -> type[Task]:
     """``module:Class`` names a user task that is importable but not registered."""
-    obj = resolve(spec, "task")
-    if not (isinstance(obj, type) and issubclass(obj, Task)):
+    cls = named_task(spec, "task")
+    if cls is None:
         raise PluginError(f"task '{spec}' is not a Task subclass")
-    return obj
+    return cls
 
 
 def builtin_task(task: Task) -> bool:
