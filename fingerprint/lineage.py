@@ -229,6 +229,17 @@ def slow_weight_tests(zoo: Zoo, groups: dict[str, list[tuple[str, int]]], n_pair
             "on one core (one assignment per pair and layer, growing as the cube of its width)")
 
 
+def _weight_groups(zoo: Zoo, weights: bool | None, behavioural: bool) -> tuple[dict, str]:
+    """The hidden-unit groups the weight tests align by, and why they are left out: a cached fingerprint's
+    test needs no code of the zoo's, so without --arch / --trust-code only the weight tests go (audit 79)."""
+    try:
+        return (matching_groups(family_for(zoo).hidden_permutable()) if weights is not False else {}), ""
+    except UserError:
+        if weights or not behavioural:
+            raise
+        return {}, "the weight tests need the architecture's code, which was not loaded (--arch MODULE:FACTORY or --trust-code)"
+
+
 def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,
             max_pairs: int | None = 200_000, n_perm: int = 99_999, orient: str = "auto", weights: bool | None = None,
             seed: int = 0, history: bool = True, candidates: str | None = None) -> dict[str, Any]:
@@ -260,12 +271,13 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
     raw = zoo.params()
     params = {k: v.numpy() for k, v in raw.items()}
-    groups = matching_groups(family_for(zoo).hidden_permutable()) if weights is not False else {}  # a norm's statistics: no evidence
+    groups, skipped = _weight_groups(zoo, weights, bool(fps))
     n_tested = min(n * (n - 1) // 2, max_pairs or n * n)
     slow = slow_weight_tests(zoo, groups, n_tested) if groups and weights is None else ""
     if slow and not fps:
         raise UserError(f"zoo '{zoo.path}': {slow}; name a fingerprint for the behavioural test (--fp probe-outputs), "
                         "test fewer pairs (--max-pairs N), or run them anyway (--weights)")
+    skipped = f"{slow}; to run them anyway: --weights" if slow else skipped
     groups = {} if slow else groups
     if not groups and not fps:
         if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
@@ -327,7 +339,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "sibling_or_child": [] if primary in h else [ids[v] for v in np.flatnonzero(sibling_or_child(parent, t.a, t.b, t.distance))],
         "families": _family_lists(ids, labels),
         "by_evidence": by_evidence,
-        "weights_skipped": slow or None,
+        "weights_skipped": skipped or None,
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,
         "truth_column": truth_column,
         "truth_columns": could,

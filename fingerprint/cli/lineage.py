@@ -133,7 +133,7 @@ def weight_note(r: dict, zoo: Any) -> str | None:
     if "exact" in r["by_evidence"]:
         return None
     if r.get("weights_skipped"):
-        return f"no weight evidence (exact, matched): {r['weights_skipped']}; to run them anyway: --weights"
+        return f"no weight evidence (exact, matched): {r['weights_skipped']}"
     if (zoo.family_spec or {}).get("arch") == "hf":  # its users cannot add a method to transformers' classes
         return ("no weight evidence (exact, matched): this Hugging Face architecture has no MLP units the toolkit can "
                 "align (docs/import.md names those that have)")

@@ -63,11 +63,12 @@ def make():
 
 @pytest.fixture
 def hostile_zoo(tmp_path):
-    """An imported zoo whose manifest names a factory module shipped inside the zoo, which writes
-    a marker file when imported (``factory_dir`` = ``.``, i.e. next to the manifest)."""
+    """An imported zoo of 5 models (10 pairs: lineage's fewest) whose manifest names a factory module
+    shipped inside the zoo, which writes a marker file when imported (``factory_dir`` = ``.``, i.e.
+    next to the manifest)."""
     torch.manual_seed(0)
     zoo_dir = tmp_path / "zoo"
-    Zoo.from_modules([make() for _ in range(4)], out=zoo_dir,
+    Zoo.from_modules([make() for _ in range(5)], out=zoo_dir,
                      probes={"in_dist": torch.randn(16, 4), "ood": 3 * torch.randn(16, 4)})
     module = f"zoo_arch_{uuid.uuid4().hex[:8]}"  # fresh per test: never already imported
     marker = tmp_path / "MARKER"
@@ -98,7 +99,7 @@ def test_an_untrusted_zoo_never_imports_the_code_it_names(hostile_zoo):
         use_architecture(zoo, f"{__name__}:wide")
     zoo.module_factory = make
     (res,) = extract(zoo, ["ood-outputs"])
-    assert res.error is None and res.values.shape[0] == 4
+    assert res.error is None and res.values.shape[0] == 5
     assert not marker.exists() and module not in sys.modules
     # the user's explicit consent: the zoo's factory is imported (so the marker above would have caught it)
     (res,) = extract(Zoo.open(zoo_dir, trust_code=True), ["ood-outputs"], force=True)
@@ -127,6 +128,13 @@ def test_cli_inspect_extract_report_refuse_the_zoos_code_and_say_what_to_pass(ho
     request.addfinalizer(lambda: sys.modules.pop("my_arch", None))
     res = run_cli("extract", zoo_dir, "--fp", "ood-outputs", "--arch", "my_arch:make", cwd=work)
     assert res.returncode == 0 and "computed ood-outputs" in res.stdout, res.stderr
+    assert not marker.exists() and module not in sys.modules
+    # lineage's behavioural test of the cached fingerprint needs no code: only the weight tests are left out, and said
+    res = run_cli("lineage", zoo_dir, cwd=work)
+    assert res.returncode == 2 and "--trust-code" in res.stderr, res.stderr
+    res = run_cli("lineage", zoo_dir, "--fp", "ood-outputs", cwd=work)
+    assert res.returncode == 0, res.stderr
+    assert "no weight evidence (exact, matched): the weight tests need the architecture's code" in " ".join(res.stdout.split())
     assert not marker.exists() and module not in sys.modules
 
 
