@@ -36,8 +36,10 @@ arborescence picks the tree. Functions take arrays and return dataclasses; bad i
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -319,6 +321,17 @@ def families(n: int, tests: PairTests) -> np.ndarray:
     """
     every = len(tests.a) >= n * (n - 1) // 2
     return families_of(n, tests.a[tests.related], tests.b[tests.related], None if every else (tests.a, tests.b))
+
+
+def family_names(ids: Sequence[str], labels: Sequence[Any]) -> list[str]:
+    """A name for each model's family ``[n]`` (``labels [n]``: any family labels): a model alone is named by its
+    own id, a family of several by its first member's (``family of m03``), so that a sentence listing families
+    names models the user knows (an outside audit, 79: ``{L0, L1, L10, ...}``)."""
+    first: dict[Any, str] = {}
+    for m, f in zip(ids, labels):
+        first.setdefault(f, m)
+    size = Counter(labels)
+    return [first[f] if size[f] == 1 else f"family of {first[f]}" for f in labels]
 
 
 def _symmetric(n: int, a: np.ndarray, b: np.ndarray):

@@ -23,6 +23,7 @@ from analysis.lineage import (
     behaviour_test,
     between_families,
     families,
+    family_names,
     nearest_candidates,
     weight_test,
 )
@@ -318,9 +319,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     for name, tt in tests.items():
         s = _scores(tt, forests[name], truth, true_parent, kinds, fams[name])
         by_evidence[name] = {"n_related": int(tt.related.sum()), "n_families": int((np.bincount(fams[name]) >= 2).sum()),
-                             "n_between": between_families(fams[name], tt), **s}
-    for name in tests:  # only where parents are recorded: an import's empty parent_id says nothing either way
-        by_evidence[name]["false_edges"] = false_edges(forests[name], true_parent)
+                             "n_between": between_families(fams[name], tt), **s,  # false edges: where parents are recorded
+                             "false_edges": false_edges(forests[name], true_parent)}
     s = by_evidence[primary]
     labels = fams[primary]
     out = {
@@ -354,9 +354,8 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
             name: _nearest(tt, is_candidate, ids, truth, true_parent) for name, tt in tests.items()}}
     if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
         # what later analyses use (family_of) and the report shows (the forest and its scores; not the pairs)
-        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(),
-                                    "family_rule": FAMILY_RULE,
-                                    "family_of": {m: f"L{int(f)}" for m, f in zip(ids, labels.tolist())},
+        zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(), "family_rule": FAMILY_RULE,
+                                    "family_of": dict(zip(ids, family_names(ids, labels.tolist()))),
                                     "lineage_column": truth_column or lineage_column or "init_seed",
                                     **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",
                                                            "by_evidence")}})

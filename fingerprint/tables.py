@@ -241,8 +241,8 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
 
 
 def twin_families(zoo: Zoo) -> np.ndarray | None:
-    """Each model's family ``[n]`` (``twin N``) by near-twin weights (:func:`near_twins`, joined transitively;
-    a model without a twin alone), or ``None`` when the check cannot run. The families of an import that records
+    """Each model's family ``[n]`` by near-twin weights (:func:`near_twins`, joined transitively; a model without
+    a twin alone; named by :func:`analysis.lineage.family_names`), or ``None`` when the check cannot run. The families of an import that records
     none and has no other stand-in: an outside audit (79) saw a custom module's models (a GRU, no unit symmetry
     for `fingerprint lineage`) of independent seeds get no answer at all, and (80) two nulls of hidden families
     read as candidates once told every model was its own. Relatives correlate 0.90-0.98 there, independent inits
@@ -251,6 +251,8 @@ def twin_families(zoo: Zoo) -> np.ndarray | None:
     if key not in _TWINS:
         from scipy.sparse import coo_matrix  # deferred: start-up
         from scipy.sparse.csgraph import connected_components  # deferred: start-up
+
+        from analysis.lineage import family_names  # deferred: start-up (scipy)
 
         pairs = near_twins(zoo)
         if pairs is None:
@@ -261,7 +263,7 @@ def twin_families(zoo: Zoo) -> np.ndarray | None:
             b = np.asarray([where[p[1]] for p in pairs], dtype=np.int64)
             n = len(zoo)
             comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
-            _TWINS[key] = np.asarray([f"twin {c}" for c in comp], dtype=object)
+            _TWINS[key] = np.asarray(family_names(zoo.model_ids, comp.tolist()), dtype=object)
     return _TWINS[key]
 
 

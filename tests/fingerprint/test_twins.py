@@ -83,6 +83,8 @@ def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
     table = tables.model_table(zoo)
     fam = dict(zip(ids, table[tables.TWIN_FAMILY]))
     assert fam["r0"] == fam["r1"] == fam["r2"] != fam["s0"] == fam["s1"] and len({fam[f"m{i}"] for i in range(4)}) == 4
+    # named so that a sentence listing families names models the user knows (audit 79 F5: "{L0, L1, L10, ...}")
+    assert [fam[m] for m in ("m0", "r2", "s1")] == ["m0", "family of r0", "family of s0"]
     assert tables.unrecorded_lineage(table) == tables.TWIN_FAMILY
     assert pl.options_for(zoo).lineage == tables.TWIN_FAMILY
     assert tables.recovered_line(tables.TWIN_FAMILY, zoo) == (
