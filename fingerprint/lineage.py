@@ -39,12 +39,17 @@ from analysis.lineage_tree import (
     tree_accuracy,
     weight_statistics,
 )
-from analysis.metrics import generation, inherit_lineage
-from analysis.values import missing
+from analysis.metrics import generation
 from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_cost
+from fingerprint.lineage_truth import (
+    false_edges,
+    parents_absent,
+    recorded_rises,
+    true_parents,
+    truth_labels,
+)
 from fingerprint.pipeline import analysis_errors, inputs_for
 from fingerprint.population import family_for
-from fingerprint.tables import FIRST_CHECKPOINT, PARENT_TREE, model_table, tree_columns
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
 from training.families.symmetries import matching_groups
@@ -120,87 +125,6 @@ def _histories(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fams: dic
     return out
 
 
-def _truth_labels(zoo: Zoo, column: str | None
-                  ) -> tuple[tuple[np.ndarray, np.ndarray] | None, int, str | None, list[str]]:
-    """``((labels, known) [n], inherited, column, could)``: the true families (None when the zoo has none), a
-    model without a value taking its parent chain's (:func:`analysis.metrics.inherit_lineage`, as ``report``
-    does: an outside audit, 75, saw fine-tunes without a family left out, 28 of 276 pairs scored), how many
-    did, the column they came from, and, scored against the parent trees, the zoo's columns that could name
-    the families instead (:func:`~fingerprint.tables.tree_columns`). Without ``column``, when ``init_seed`` records none, the families
-    ``report`` stands in (:func:`fingerprint.tables.unrecorded_lineage`: bit-identical first checkpoints,
-    else the ``parent_id`` trees; not the recovered ones, which these scores judge): an outside audit (78)
-    saw FPR and power left blank on a zoo whose report used its parent trees."""
-    if column is not None and column not in zoo.models:
-        raise UserError(f"unknown model column '{column}' for --lineage (valid: {choices(zoo.models.names())})")
-    col = column or "init_seed"
-    if col not in zoo.models:
-        return None, 0, None, []
-    raw, filled = ["" if str(v) == "-1" else v for v in zoo.models[col]], 0  # -1: unknown here, so a parent's is taken
-    if "parent_id" in zoo.models:
-        inherited, filled = inherit_lineage(zoo.model_ids, raw, zoo.models["parent_id"])
-        raw = list(inherited)
-    values = np.asarray([str(v) for v in raw])
-    known = ~np.isin(values, ["", "-1", "None", "nan"])
-    if known.sum() >= 2:
-        return (values, known), filled, col, []
-    if column is None:
-        table = model_table(zoo)
-        stand_in = next((c for c in (FIRST_CHECKPOINT, PARENT_TREE) if c in table), None)
-        if stand_in is not None:
-            values = np.asarray([str(v) for v in table[stand_in]])
-            known = values != ""
-            if known.sum() >= 2:
-                return (values, known), 0, stand_in, tree_columns(table) if stand_in == PARENT_TREE else []
-    return None, filled, None, []
-
-
-def _true_parents(zoo: Zoo) -> np.ndarray | None:
-    """Each model's recorded parent ``[n]`` (``-1``: none, or one not in the zoo), from ``parent_id``; None
-    without the column, or when it records no parent at all (an import's empty column says nothing). Parents
-    recorded but absent still say which edges are false: fine-tunes gathered without their base, which the
-    forest can only chain as siblings (an outside audit, 77: 18 such edges, none counted)."""
-    named = _recorded_parents(zoo)
-    if not any(named):
-        return None
-    where = {m: i for i, m in enumerate(zoo.model_ids)}
-    return np.asarray([where.get(p, -1) if p else -1 for p in named], dtype=np.int64)
-
-
-def _recorded_parents(zoo: Zoo) -> list[str]:
-    """Each model's ``parent_id`` (``""``: none recorded), ``[]`` without the column."""
-    return [] if "parent_id" not in zoo.models else ["" if missing(v) else str(v).strip() for v in zoo.models["parent_id"]]
-
-
-def _parents_absent(zoo: Zoo) -> int:
-    """How many models' recorded ``parent_id`` names a model not in the zoo (fine-tunes gathered without their
-    base, which the forest can only chain as parent and child of one another: an outside audit, 77)."""
-    ids = set(zoo.model_ids)
-    return sum(1 for p in _recorded_parents(zoo) if p and p not in ids)
-
-
-def recorded_rises(final: dict[str, np.ndarray], true_parent: np.ndarray | None) -> dict[str, Any] | None:
-    """``{"n": k, "rising": {statistic: share}}``: of the ``k`` recorded parent-child pairs the zoo holds, the
-    share in which each orientation statistic (``final``, ``[n]`` each) is higher in the child; None without
-    one. Said beside a forest oriented without checkpoint histories, where the statistic is assumed to rise
-    (an outside audit, 78: kurtosis fell from base to fine-tune in 32 of 32 pairs, and every edge pointed
-    backwards, silently). The recorded parents only score the forest: they do not orient it."""
-    if true_parent is None or not (true_parent >= 0).any():
-        return None
-    c = np.flatnonzero(true_parent >= 0)
-    p = true_parent[c]
-    return {"n": int(len(c)), "rising": {k: float(np.mean(np.asarray(v)[c] > np.asarray(v)[p])) for k, v in final.items()}}
-
-
-def false_edges(parent: np.ndarray, recorded: np.ndarray | None) -> int | None:
-    """Recovered edges ``parent [n]`` that join no recorded parent and child (either way round): the
-    edges parent and direction accuracy cannot see (an outside audit: 4 bases made children of
-    their twin's fine-tune read parent 1.000). None when no parent is recorded."""
-    if recorded is None:
-        return None
-    pairs = {frozenset((c, int(p))) for c, p in enumerate(recorded.tolist()) if p >= 0}
-    return int(sum(1 for c, p in enumerate(parent.tolist()) if p >= 0 and frozenset((c, p)) not in pairs))
-
-
 def _scores(tests: PairTests, parent: np.ndarray, truth, true_parent, kinds, family: np.ndarray) -> dict[str, Any]:
     rates = ({**shared_init_rates(tests, *truth), **family_scores(family, *truth)} if truth is not None else dict.fromkeys(
         ("shared_init_fpr", "shared_init_power", "bh_fdp", "bh_power", "family_ami", "n_merged", "n_split")))
@@ -266,9 +190,9 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     n = len(zoo)
     if n < 2:
         raise UserError(f"zoo '{zoo.path}' has {n} model(s); lineage needs at least 2")
-    truth, inherited, truth_column, could = _truth_labels(zoo, lineage_column)
+    truth, inherited, truth_column, could = truth_labels(zoo, lineage_column)
     is_candidate = _candidates(zoo, candidates)
-    true_parent = _true_parents(zoo)
+    true_parent = true_parents(zoo)
     kinds = np.asarray([str(k) for k in zoo.models["kind"]]) if "kind" in zoo.models else None
     raw = zoo.params()
     params = {k: v.numpy() for k, v in raw.items()}
@@ -343,7 +267,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,
         "truth_column": truth_column,
         "truth_columns": could,
-        "parents_absent": _parents_absent(zoo),
+        "parents_absent": parents_absent(zoo),
     }
     if truth is not None:  # the empirical null is fitted to the pairs' 5% tail: more relatives than that widen it
         true_labels, known = truth  # not `labels`: those are the recovered families, saved below

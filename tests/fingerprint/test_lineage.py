@@ -311,7 +311,7 @@ def test_without_a_family_column_lineage_scores_against_the_parent_trees_and_say
     assumed to rise, pointed every recorded base -> fine-tune edge backwards without a word."""
     from fingerprint import tables
     from fingerprint.cli.lineage import orientation_note, truth_coverage
-    from fingerprint.lineage import recorded_rises
+    from fingerprint.lineage_truth import recorded_rises
 
     monkeypatch.setattr(tables, "shared_starts", lambda zoo: None)
     zoo = Zoo.open(tiny_zoo)
