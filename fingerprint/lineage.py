@@ -28,6 +28,7 @@ from analysis.lineage import (
     weight_test,
 )
 from analysis.lineage_history import history_edges
+from analysis.lineage_merges import two_in_one
 from analysis.lineage_tree import (
     STATISTICS,
     Orientation,
@@ -262,6 +263,10 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         # final-weight forests only: a history places a sibling by its trajectory
         "sibling_or_child": [] if primary in h else [ids[v] for v in np.flatnonzero(sibling_or_child(parent, t.a, t.b, t.distance))],
         "families": _family_lists(ids, labels),
+        # many chance pairs between two families' relatives join them (an outside audit, 79): said, not split
+        "two_in_one": [{**f, "family": family_names(ids, labels.tolist())[f["parts"][0][0]],
+                        "parts": [[ids[i] for i in part] for part in f["parts"]]}
+                       for f in two_in_one(labels, t.a, t.b, t.related, n, alpha, seed=seed)],
         "by_evidence": by_evidence,
         "weights_skipped": skipped or None,
         "truth_models": int(truth[1].sum()) if truth is not None else 0, "truth_inherited": inherited,

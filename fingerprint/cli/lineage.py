@@ -93,6 +93,8 @@ def lineage_cmd(
     left = left_out(r)
     if left:
         console.print(left, highlight=False, markup=False, soft_wrap=True)
+    for line in two_in_one_lines(r):
+        console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
     if r["evidence"] == "exact":
         what = (f"the recovered {_families(len(r['families']))}" if r["families"] else  # not "0 families" (audit 80)
                 "that no two models share an initialisation (each its own family)")
@@ -243,6 +245,25 @@ def left_out(r: dict) -> str | None:
     return (f"{n} significant {'pair' if n == 1 else 'pairs'} between the recovered families {'was' if n == 1 else 'were'} "
             "left out: a pair joins two models into a family only when they share at least half of their relatives, so "
             "that a few false pairs do not merge families (docs/lineage.md, 'Families')")
+
+
+def two_in_one_lines(r: dict, most: int = 3) -> list[str]:
+    """A line for each recovered family that looks like two joined by chance pairs (``r["two_in_one"]``,
+    :func:`analysis.lineage_merges.two_in_one`; the ``most`` largest, then how many more)."""
+    found = r.get("two_in_one") or []
+    lines = []
+    for f in found[:most]:
+        a, b = f["parts"]
+        lines.append(f"the recovered {f['family']} ({len(a) + len(b)} models) may be two families joined by "
+                     f"chance pairs: its models fall into {len(a)} ({', '.join(a[:3])}{', ...' if len(a) > 3 else ''}) and "
+                     f"{len(b)} ({', '.join(b[:3])}{', ...' if len(b) > 3 else ''}), related in {100 * f['within']:.0f}% of the "
+                     f"pairs within the two and {f['between']} of the {f['pairs']} between (q {f['q_value']:.2g} against one "
+                     "family whose pairs are missed at random): a chance pair between two families repeats across their "
+                     "relatives, and BH does not hold its rate over such pairs; a chain related only parent to child looks "
+                     "the same. It stays one family (docs/lineage.md, 'Two families in one')")
+    if len(found) > most:
+        lines.append(f"{len(found) - most} more recovered families may be two each (\"two_in_one\" in --json)")
+    return lines
 
 
 def _edges(n: int) -> str:

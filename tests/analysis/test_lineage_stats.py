@@ -342,3 +342,31 @@ def test_family_scores_count_merges_and_splits_as_defined():
         split = sum(len(set(f[t == g].tolist())) > 1 for g in np.unique(t) if (t == g).sum() >= 2)
         got = family_scores(f, t)
         assert (got["n_merged"], got["n_split"]) == (merged, split)
+
+
+def _graph_pairs(p: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of ``len(p)`` models, related with probability ``p [n, n]``."""
+    a, b = np.triu_indices(len(p), 1)
+    return a, b, rng.random(len(a)) < p[a, b]
+
+
+def test_two_families_joined_by_chance_pairs_are_said_and_a_family_with_missed_pairs_is_not():
+    """An outside audit (79): on a null of 4 inits x 6, 8 chance pairs between two inits' relatives (of 36) joined them
+    into one recovered family of 12. The cut is along the two; a family whose pairs are missed at random is not cut."""
+    from analysis.lineage_merges import two_in_one
+
+    rng = np.random.default_rng(0)
+    p = np.full((12, 12), 8 / 36)
+    p[:6, :6] = p[6:, 6:] = 1.0
+    a, b, rel = _graph_pairs(p, rng)
+    (found,) = two_in_one(np.zeros(12, int), a, b, rel, 12)
+    assert sorted(map(sorted, found["parts"])) == [list(range(6)), list(range(6, 12))]
+    assert found["within"] == 1.0 and found["pairs"] == 36 and found["between"] == int(rel[(a < 6) != (b < 6)].sum())
+    assert found["q_value"] <= 0.05
+    # a family of 12 whose test has power 0.75: a cut exists, but no more than random graphs of its share give
+    flagged = sum(bool(two_in_one(np.zeros(12, int), *_graph_pairs(np.full((12, 12), 0.75), rng), 12)) for _ in range(40))
+    assert flagged <= 3
+    # two families side by side (the rule kept them apart) are each whole; a sample of the pairs is not judged
+    fam = np.repeat([0, 1], 6)
+    assert two_in_one(fam, a, b, rel, 12) == []
+    assert two_in_one(np.zeros(12, int), a[:-1], b[:-1], rel[:-1], 12) == []

@@ -37,7 +37,7 @@ def test_related_pairs_and_fine_tune_parents_are_recovered(tiny_zoo):
     # families are the init seeds; the forest joins only relatives (from the checkpoint histories:
     # each of the 16 children gets a parent, the seed grid is roots); a fine-tune points away from its
     # parent (more training raised the weights' norm, learnt from the checkpoints)
-    assert sorted(len(f) for f in r["families"]) == [6, 6, 6, 6]
+    assert sorted(len(f) for f in r["families"]) == [6, 6, 6, 6] and r["two_in_one"] == []  # each whole: not cut in two
     assert len(r["edges"]) == 16 and all(seeds[p] == seeds[c] for p, c, _ in r["edges"])
     assert r["orientation"]["statistic"] == "norm" and r["orientation"]["sign"] == 1
     assert r["by_evidence"]["exact"]["by_kind"]["finetune"]["direction_accuracy"] == 1.0
@@ -203,6 +203,17 @@ def test_the_family_line_gives_sizes_and_the_pairs_left_between_families():
                                   "models into a family only when they share at least half of their relatives")
     r["by_evidence"]["exact"]["n_between"] = 0
     assert left_out(r) is None
+    # a family that looks like two joined by chance pairs (audit 79 F3): said, the largest 3, then a count
+    from fingerprint.cli.lineage import two_in_one_lines
+
+    two = {"family": "family of m00", "parts": [[f"m{i:02d}" for i in range(0, 24, 4)], [f"m{i:02d}" for i in range(1, 24, 4)]],
+           "between": 8, "pairs": 36, "within": 1.0, "p_value": 0.005, "q_value": 0.015}
+    (line,) = two_in_one_lines({"two_in_one": [two]})
+    assert line.startswith("the recovered family of m00 (12 models) may be two families joined by chance pairs: its models "
+                           "fall into 6 (m00, m04, m08, ...) and 6 (m01, m05, m09, ...), related in 100% of the pairs within "
+                           "the two and 8 of the 36 between (q 0.015 against one family whose pairs are missed at random)")
+    assert two_in_one_lines({"two_in_one": [two] * 5})[-1].startswith("2 more recovered families may be two each")
+    assert two_in_one_lines({"two_in_one": []}) == []
 
 
 def test_each_model_gets_its_nearest_candidate_significant_or_not(tiny_zoo, tmp_path):
