@@ -192,6 +192,11 @@ TWIN_FLOATS = 50_000_000  # the check reads every weight: above this many floats
 TWIN_MIN = 256  # entries per model that vary between models, below which chance correlations are too wide to read
 TWIN_COLUMNS = 16_384  # entries compared at most (a fixed sample): chance correlations of about 0.01 either way
 TWIN_MAX_MODELS = 4_000  # the n x n correlations: above this many models, left out
+# one tensor alone makes twins when its own correlation is TWIN_R or more and this many times its chance spread (1 /
+# sqrt of its effective entries, the rows' participation ratio): an outside audit (81) saw fine-tunes given a fresh head
+# (75% of the weights) correlate 0.05-0.43 in all, their shared conv layer 0.78-0.97 (z 11-14; unrelated models' single
+# tensors reached 0.91 on 10 effective entries, z 2.9, and a GRU's recurrent matrix 0.40, z 6.8)
+TWIN_Z = 8.0
 _TWINS: dict[tuple[str, str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
 
 
@@ -200,7 +205,8 @@ def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     is too large to read here or its models have too few entries that differ (:data:`TWIN_MIN`). Each stored
     tensor of two or more dimensions per model that is not the same in every model (a buffer: positions, a
     mask) is centred per model and scaled by its spread over all models, so a tensor counts by its size and
-    not its scale; the rows, concatenated and normalised, are compared by their inner product. Hidden units
+    not its scale; the rows, concatenated and normalised, are compared by their inner product, and so is each
+    tensor's alone (a pair is twins by one tensor far beyond chance, :data:`TWIN_Z`: a fresh head). Hidden units
     of independently initialised models sit in unrelated orders, so their weights correlate about 0;
     relatives (fine-tunes of one base, one init trained on other data orders) keep their shared start. An
     outside audit (80): told every model was its own family (``--lineage model_id``), two nulls of hidden
@@ -232,10 +238,23 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     if len(parts) < 2 or sum(p.shape[1] for p in parts) < TWIN_MIN:
         return None
     x = torch.cat(parts, 1)
+    owner = torch.cat([torch.full((p.shape[1],), t) for t, p in enumerate(parts)])
     if x.shape[1] > TWIN_COLUMNS:  # a fixed sample of the entries: the n x n product stays seconds for thousands of models
-        x = x[:, torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))[:TWIN_COLUMNS]]
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    c = (x @ x.T).numpy()
+        keep = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))[:TWIN_COLUMNS]
+        x, owner = x[:, keep], owner[keep]
+    total, alone = torch.zeros(n, n), torch.full((n, n), -1.0)
+    for t in owner.unique().tolist():  # the same products as one, tensor by tensor: each tensor's own correlation too
+        xt = x[:, owner == t]
+        g = xt @ xt.T
+        total += g
+        sq = xt.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
+        eff = float((sq.sum(1) ** 2 / sq.pow(2).sum(1).clamp_min(1e-30)).median())
+        if eff >= TWIN_Z ** 2:  # else no correlation (at most 1) clears TWIN_Z
+            norm = g.diagonal().sqrt().clamp_min(1e-12)
+            ct = g / norm[:, None] / norm[None, :]
+            alone = torch.where((ct >= TWIN_R) & (ct * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, ct), alone)
+    norm = total.diagonal().sqrt().clamp_min(1e-12)
+    c = torch.maximum(total / norm[:, None] / norm[None, :], alone).numpy()
     ids = zoo.model_ids
     return [(ids[i], ids[j], float(c[i, j])) for i, j in np.argwhere(np.triu(c >= TWIN_R, 1))]
 

@@ -110,3 +110,26 @@ def test_a_linear_model_and_one_family_of_all_say_nothing(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pl.options_for(one, lineage="model_id")
+
+
+def _fresh_head(body_seed: int, head_seed: int) -> torch.nn.Module:
+    """A fine-tune whose body starts from a base (``body_seed``, moved a little) and whose head is new (``head_seed``):
+    the head holds 5 times the body's weights."""
+    body = _mlp(body_seed, nudge=head_seed)[0]
+    torch.manual_seed(1000 + head_seed)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 30))
+    m[0].load_state_dict(body.state_dict())
+    return m
+
+
+def test_fine_tunes_with_a_fresh_head_are_twins_by_their_shared_body(tmp_path):
+    """An outside audit (81): fine-tunes given a new classifier head (75% of the weights) correlated 0.05-0.43 in all,
+    every model read as its own family, and a null read as a candidate. Each tensor is read alone as well, beyond
+    its chance spread; an unrelated body is not."""
+    from fingerprint import tables
+
+    mods = [_fresh_head(b, b + h) for b in (10, 20, 30) for h in range(4)] + [_fresh_head(40 + k, 50 + k) for k in range(4)]
+    zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 6)})
+    fam = tables.twin_families(zoo)
+    assert [len(set(fam[i:i + 4])) for i in (0, 4, 8)] == [1, 1, 1] and len(set(fam[:12])) == 3
+    assert len(set(fam[12:])) == 4 and not set(fam[12:]) & set(fam[:12])
