@@ -42,6 +42,7 @@ from analysis.labelfree_sentences import (
     families,
     few_count,
     mostly_alone,
+    related_counts,
     sds,
 )
 
@@ -92,7 +93,7 @@ class Candidate:
     related_families: int | None = None
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
     strays: list | None = None
-    # [families, with_relatives] when every one of its verdicts rests on few init families at a q above
+    # [families, with_relatives, whole] when every one of its verdicts rests on few init families at a q above
     # FEW_FAMILIES_Q (few_count): a lead to train more families for, not a candidate (Answer.few_family_leads)
     few: list | None = None
     privileged_members: list[str] = field(default_factory=list)  # its fingerprints on a probe set built from the truth
@@ -103,6 +104,10 @@ class Candidate:
     # members whose candidate basins agree with the representative's only through other members (AMI below AGREE
     # with it; single linkage): an outside audit (78) read "found by 9 of 11" where one member's AMI with it was 0.17
     apart: list[str] = field(default_factory=list)
+    # [models alone, models tested, families] when the init families are near twins by weight (an import's estimate)
+    # and some models are alone beside them, on a "groups lineages" representative: hidden relatives (an outside
+    # audit, 81: strong weight decay left 10 of 24 alone beside 5 partial families, and a null read a candidate)
+    twins_alone: list | None = None
 
 
 @dataclass
@@ -170,6 +175,10 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
+    if ans.lineage_column == TWIN_LINEAGE:
+        by_name = {str(r.fingerprint): r for r in deep}
+        for c in (*ans.candidates, *ans.few_family_leads):
+            c.twins_alone = _twins_alone(by_name[c.representative], c)
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.gradients = _column_gradients(judged, alpha)
@@ -590,6 +599,17 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
 
 
+TWIN_LINEAGE = "twin_family"  # fingerprint.tables.TWIN_FAMILY: an import's families read from near-twin weights
+
+
+def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
+    """:attr:`Candidate.twins_alone` of a candidate whose representative is ``rep``, else ``None``."""
+    n_rel, related, tested = related_counts(rep.label_free)
+    if c.verdicts.get(c.representative) != "groups lineages" or not n_rel or related is None or related >= tested:
+        return None
+    return [int(tested) - int(related), int(tested), int(n_rel)]
+
+
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
     """``[families, with_relatives]`` of ``rep`` when every verdict of ``group`` rests on few init families at
     a q above :data:`~analysis.labelfree_sentences.FEW_FAMILIES_Q` (:func:`few_count`), else ``None``. Such
@@ -640,6 +660,7 @@ def _balance(r: FingerprintResult, basins: dict[str, int]) -> dict[str, Any] | N
 
 
 BALANCE_ALPHA = 0.05  # a balance of camps found within the families that noise gives more often than this says nothing
+BALANCE_RARE = 0.01  # ... and above this chance the balance is said as not rare enough to rule chance out
 
 
 @functools.lru_cache(maxsize=64)
@@ -750,6 +771,12 @@ def _relation(c: Candidate) -> str:
     if not c.relatives:
         return ("; every model is its own init family, so whether the init seed or the training decided the camps "
                 "cannot be told")
+    if c.twins_alone:
+        alone, n, k = c.twins_alone
+        return (f"; the near-twin families leave {alone} of the {n} models alone beside {k} "
+                f"{'family' if k == 1 else 'families'} of twins: relatives whose weights drifted apart may be among them, "
+                "so whether the init seed or the training decided the camps cannot be told (`fingerprint lineage ZOO` "
+                "tests every pair with the units aligned first)")
     if c.related_families and c.verdicts.get(c.representative) == "groups lineages":  # a few pairs whole say nothing
         which = "one init family has" if c.related_families == 1 else f"{c.related_families} init families have"
         return (f"; only {which} two or more models (the others are one model each), so whether the init seed or the "
@@ -775,9 +802,10 @@ def _family_sides(r: FingerprintResult, basins: dict[str, int]) -> dict[str, lis
 
 
 def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
-    """``[whole, cut, families]`` when ``basins`` (two camps) leave more init families of ``r`` whole than
-    they cut, whole ones on both sides, and every cut family has exactly one model on its other side,
-    else ``None``. A second
+    """``[whole, cut, families]`` when ``basins`` (two camps) leave at least as many init families of ``r`` whole
+    as they cut, whole ones on both sides, and every cut family has exactly one model on its other side,
+    else ``None`` (an outside audit, 81: 2 whole of 4 and 2 cut by one model each, 22 of 24 models on their
+    family's side, read "the camps cut across the init families"). A second
     outside audit of the seventeenth session: on a seed-only null of weight_norm MLPs, `input-saliency`'s
     camps were 4 whole families of 6 and one model of each of the other 2, which cuts 1/3 of the families
     (`crosses lineage`), and the answer said "the init seed does not decide them" of camps it placed 22
@@ -789,7 +817,7 @@ def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     related = [v for v in sides.values() if len(v) > 1]
     cut = [v for v in related if len(set(v)) > 1]
     whole = [v[0] for v in related if len(set(v)) == 1]
-    if not cut or len(whole) <= len(cut) or len(set(whole)) < 2 or any(min(v.count(a), v.count(b)) != 1 for v in cut):
+    if not cut or len(whole) < len(cut) or len(set(whole)) < 2 or any(min(v.count(a), v.count(b)) != 1 for v in cut):
         return None  # (whole families on one side only: a minority of strays, "A minority" in docs/scorecard.md)
     small = min((a, b), key=lambda s: sum(x == s for x in basins.values()))
     # each cut family's lone model (of a family split 1 and 1, the one in the smaller camp): mostly the smaller
@@ -860,11 +888,13 @@ def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = N
     if not b or c.columns:  # a matched column already names the factor
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
+    # an outside audit (81): at chance 0.038 (4 families) a null's balance sent the user to record a factor it never had
+    rare = "" if b["chance"] <= BALANCE_RARE else ", not rare enough to rule chance out"
     if told:
-        return f"{head} (chance {b['chance']:.2g}: {_base_text(c, parents)}a factor shared by design, as above)"
+        return f"{head} (chance {b['chance']:.2g}{rare}: {_base_text(c, parents)}a factor shared by design, as above)"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
-    return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}): "
+    return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}{rare}): "
             f"{_base_text(c, parents)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
             "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
@@ -906,6 +936,9 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
         return f": {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} models"
 
     ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
+    if not c.relatives:  # every model its own family: "whole families" says nothing (an outside audit, 81)
+        return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp (the clusters: "
+                "summary.json assignments)")
     if set(c.refined_by) <= set(c.refined_whole):  # an outside audit of the nineteenth session: not "cutting across"
         return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp and made of whole "
                 "init families: groups of families within a camp, which the init seed decides as it does the camps "
@@ -1054,10 +1087,12 @@ def _few_leads_text(ans: Answer) -> str:
     leads = ans.few_family_leads
     if not leads:
         return ""
-    counts = {tuple(c.few) for c in leads}
-    n, rel = next(iter(counts)) if len(counts) == 1 else (None, False)
+    counts = {tuple(c.few[:2]) + (len(c.few) > 2 and bool(c.few[2]),) for c in leads}  # stored before: [n, rel]
+    n, rel, whole = next(iter(counts)) if len(counts) == 1 else (None, False, False)
     who = f"{families(n)}{' with relatives' if rel else ''}" if n is not None else "so few init families"
-    why = ("with two or three, only the camps inside the families are tested, and a deep verdict is a reason to train "
+    why = ("whole on each side: so few can fall into two groups in only a handful of ways, and the camps are a "
+           "reason to train more families, not yet a finding, whatever their q: docs/scorecard.md, \"Few families\"" if whole else
+           "with two or three, only the camps inside the families are tested, and a deep verdict is a reason to train "
            "more families, not yet a finding: docs/scorecard.md, \"Two or three families\"" if n is not None and n <= FEW_ALWAYS
            and not rel else f"at this few, a deep verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more "
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")

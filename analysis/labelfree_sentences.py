@@ -104,14 +104,21 @@ def mostly_alone(r: Any) -> int | None:
     families whole say nothing of the init seed. An outside audit (79): `fingerprint lineage` joined one chance
     pair of 24 independent seeds, and a rule planted model by model read "the init seed decides them"; a review:
     two such pairs, one time in four."""
+    n_rel, related, tested = related_counts(r)
+    if not n_rel or n_rel >= MIN_FAMILIES or related is None:
+        return None
+    return int(n_rel) if 2 * int(related) < int(tested) else None
+
+
+def related_counts(r: Any) -> tuple[int | None, int | None, int | None]:
+    """``(families with relatives, models in them, models tested)`` of a verdict ``r`` (a result or its
+    ``label_free`` dict; ``None`` where it does not say)."""
     get = _getter(r)
     n_rel, sizes = get("n_related_families"), get("family_sizes") or {}
     # a result has its family sizes; its summary.json dict, [related models, tested models] (older ones: neither)
     related, tested = ((sum(int(c) for c in sizes.values() if int(c) >= 2), sum(int(c) for c in sizes.values()))
                        if sizes else tuple(get("related_models") or (None, None)))
-    if not n_rel or n_rel >= MIN_FAMILIES or related is None:
-        return None
-    return int(n_rel) if 2 * int(related) < int(tested) else None
+    return n_rel, related, tested
 
 
 def nearly_alone_sentence(n_rel: int) -> str:
@@ -122,22 +129,27 @@ def nearly_alone_sentence(n_rel: int) -> str:
             "them cannot be told.")
 
 
-def few_count(r: Any) -> tuple[int, bool] | None:
-    """``(families, with_relatives)`` behind a deep verdict of ``r`` (a result or its ``label_free``
+def few_count(r: Any) -> tuple[int, bool, bool] | None:
+    """``(families, with_relatives, whole)`` behind a deep verdict of ``r`` (a result or its ``label_free``
     dict) when they are :data:`FEW_FAMILIES` or fewer and its q is above :data:`FEW_FAMILIES_Q`, or
-    :data:`FEW_ALWAYS` or fewer whatever its q, else ``None``: a ``crosses lineage`` rests on the families with relatives (models on their own cut no
-    family), ``groups lineages`` on all."""
+    :data:`FEW_ALWAYS` or fewer whatever its q, else ``None``: a ``crosses lineage`` rests on the families with
+    relatives (models on their own cut no family), ``groups lineages`` on all. A ``groups lineages`` of
+    :data:`FEW_FAMILIES` or fewer is one at any q (``whole``): its camps are whole families, and so few fall
+    into two groups in a handful of ways (4 families 2 and 2 in 3), whatever the models' own q says (an outside
+    audit, 81: a base-decided rule of 4 families read as a candidate at q 0.014)."""
     get = _getter(r)
     verdict, n_fam, n_rel, q = get("verdict"), get("n_families"), get("n_related_families"), get("q")
     if verdict not in DEEP_VERDICTS or n_fam is None:
         return None
     if n_fam <= FEW_ALWAYS:  # two or three families: a lead at any q
-        return n_fam, False
+        return n_fam, False, False
+    if verdict == "groups lineages" and n_fam <= FEW_FAMILIES and n_rel != 0:  # (every model alone: no families)
+        return n_fam, False, True
     if q is not None and q <= FEW_FAMILIES_Q:
         return None
     if verdict == "crosses lineage" and n_rel is not None and n_rel < n_fam:
-        return (n_rel, True) if n_rel <= FEW_FAMILIES else None
-    return (n_fam, False) if n_fam <= FEW_FAMILIES else None
+        return (n_rel, True, False) if n_rel <= FEW_FAMILIES else None
+    return (n_fam, False, False) if n_fam <= FEW_FAMILIES else None
 
 
 def families(n: int) -> str:
@@ -343,8 +355,12 @@ def few_families(r: Any) -> str:
     return "" if few is None else " " + few_families_text(*few)
 
 
-def few_families_text(n_families: int, with_relatives: bool = False) -> str:
+def few_families_text(n_families: int, with_relatives: bool = False, whole: bool = False) -> str:
     """The few-families caution (docs/scorecard.md, "Few families", and "Two or three families")."""
+    if whole:
+        return (f"Only {families(n_families)}, whole on each side: so few can fall into two groups in only a handful "
+                "of ways: the camps are a reason to train more families, not yet a finding, whatever their q (docs/scorecard.md, "
+                "\"Few families\").")
     if n_families <= FEW_ALWAYS and not with_relatives:
         return (f"Only {families(n_families)}: with two or three, only the camps inside the families are tested, and a "
                 "deep verdict is a reason to train more families, not yet a finding (docs/scorecard.md, \"Two or three "

@@ -324,10 +324,15 @@ def recovered_line(lineage: str | None, zoo: Zoo | None, label: str | None = Non
         groups = (f"the {n} {'family' if n == 1 else 'families'} of models whose weights are near twins "
                   f"({sizes_text([s for s in sizes if s >= 2])} models" + (f", and {alone} alone" if alone else "") + ")"
                   if n else f"every model its own family: no two of the {alone} have near-twin weights")
+        # an outside audit (81): relatives trained far apart (strong weight decay) left 10 of 24 alone beside partial
+        # families, and the command that found them was never named
+        drift = (f"; models alone may be relatives whose weights drifted apart (long training, strong weight decay): "
+                 f"`fingerprint lineage {zoo.path}` tests every pair with the units aligned first (or by a fingerprint, "
+                 "--fp NAME), and its families come first" if alone else "")
         return (f"lineage: {groups} (correlation {TWIN_R:g} or more, as relatives keep their shared start), since the zoo "
                 "records none: an estimate from the weights, not a column of the zoo; training that parts relatives' "
-                "weights far enough would split a family along that difference, which then reads as lineage "
-                "(--lineage COLUMN names the families; docs/lineage.md, \"Near twins\")")
+                "weights far enough would split a family along that difference, which then reads as lineage"
+                f"{drift} (--lineage COLUMN names the families; docs/lineage.md, \"Near twins\")")
     if zoo is None or lineage != RECOVERED:
         return None
     rec = zoo.load_result("lineage") or {}

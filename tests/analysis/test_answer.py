@@ -431,6 +431,20 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     assert "only 2 init families have two or more models" in label_free_answer(result(alone)).sentence
     alone.label_free.update(n_related_families=3, family_sizes={"a": 8, "b": 8, "c": 8})
     assert "the init seed decides them" in label_free_answer(result(alone)).sentence
+    # families read from near-twin weights with models alone beside them (an outside audit, 81: strong weight decay
+    # hid relatives, and a null read "whole init families on each side"): cannot be told, and the command that tells
+    alone.label_free.update(n_related_families=5, family_sizes={**{f"f{i}": 1 for i in range(10)}, "a": 5, "b": 3,
+                                                                "c": 2, "d": 2, "e": 2})
+    twins = result(alone)
+    assert "the init seed decides them" in label_free_answer(twins).sentence  # families the zoo records: as before
+    twins.settings["lineage"] = "twin_family"
+    ans = label_free_answer(twins)
+    assert ("the near-twin families leave 10 of the 24 models alone beside 5 families of twins: relatives whose weights "
+            "drifted apart may be among them, so whether the init seed or the training decided the camps cannot be told "
+            "(`fingerprint lineage ZOO` tests every pair with the units aligned first)") in ans.sentence
+    assert "the init seed decides them" not in ans.sentence and ans.candidates[0].twins_alone == [10, 24, 5]
+    alone.label_free.update(family_sizes={"a": 8, "b": 8, "c": 8})  # whole near-twin families: as before
+    assert "the init seed decides them" in label_free_answer(twins).sentence
 
 
 def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
@@ -667,6 +681,14 @@ def test_camps_of_whole_families_and_a_stray_or_two_say_so():
     assert ans.candidates[0].strays == [4, 2, 6]
     assert ("the camps are mostly whole init families (4 of 6 whole, the other 2 each cut by one model): the init seed "
             "places all but 2 models") in ans.sentence and "does not decide them" not in ans.sentence
+    # as many whole as cut (an outside audit, 81: 4 families of 6, 2 whole and 2 each cut by one model)
+    six = [f"f{i // 6}" for i in range(24)]
+    even = {m: int(i // 6 in (1, 2)) for i, m in enumerate(IDS)}
+    even[IDS[7]], even[IDS[19]] = 0, 1
+    r = fp("token-occlusion", even)
+    r.lineage_values = six
+    ans = label_free_answer(result(r))
+    assert ans.candidates[0].strays == [2, 2, 4] and "(2 of 4 whole, the other 2 each cut by one model)" in ans.sentence
     minority = {m: int(i in (13, 17)) for i, m in enumerate(IDS)}  # one model of 2 families: "A minority"
     # the eighteenth session's audit (80 families of 2): a smaller camp of one whole family and a model of each
     # of 3 others, here in 12 families of 2, is mostly models beside relatives in the other camp: a minority
@@ -746,6 +768,13 @@ def test_the_balance_sentence_names_the_design_columns_already_taken_out():
     plain = label_free_answer(res).sentence
     assert "every one of the 6 families has exactly 2 of its 4 models in the smaller camp" in plain
     assert "numbered alike in every family (seed noise" in plain
+    # 2 of 4 in every family: chance 0.375 ** 6 = 0.0028, rare; at 4 families 0.02 is not (an outside audit, 81: 0.038)
+    assert "chance 0.0028): " in plain and "rule chance out" not in plain
+    four = result(*[fp(name, {m: b for m, b in list(balanced.items())[:16]}) for name in ("a", "b")])
+    for r in four.fingerprints:
+        r.lineage_values = fams[:16]
+        r.model_ids = IDS[:16]
+    assert "chance 0.02, not rare enough to rule chance out): " in label_free_answer(four).sentence
     res.settings["strata_columns"] = ["data_seed"]
     told = label_free_answer(res).sentence
     assert "numbered alike in every family other than 'data_seed', which the tests took out already (seed noise" in told
@@ -764,6 +793,12 @@ def test_a_refinement_of_whole_families_is_not_said_to_cut_across_them():
     assert c.refined_by == {"cka": 3} and c.refined_whole == ["cka"]
     assert "each cluster inside one camp and made of whole init families" in ans.sentence
     assert "cutting across families" not in ans.sentence
+    # every model its own family: "whole init families, which the init seed decides" would contradict the "cannot be
+    # told" before it (an outside audit, 81)
+    one.label_free["n_related_families"] = 0
+    ans = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[], fingerprints=[one]))
+    assert "k = 3 (cka: " in ans.sentence and "each cluster inside one camp (the clusters: summary.json" in ans.sentence
+    assert "whole init families" not in ans.sentence and "which the init seed decides" not in ans.sentence
 
 
 def test_a_column_that_follows_the_fingerprints_within_the_families_is_named_beside_no_candidate():

@@ -149,8 +149,12 @@ def test_the_terminal_notes_carry_the_pointer_and_the_caution_only():
         fp("y", {"verdict": "lineage only", "n_families": 4, "closest_groups": cg, "sentence": "Y."}),
         fp("z", {"verdict": "lineage only", "n_families": 4, "closest_groups": None, "sentence": "Z."})])
     assert label_free_notes(res) == [
-        "lineage, w (crosses lineage), v (groups lineages): Only 4 init families: at this few, a deep verdict at q "
+        "lineage, w (crosses lineage): Only 4 init families: at this few, a deep verdict at q "
         'above 0.02 is a reason to train more families, not yet a finding (docs/scorecard.md, "Few families").',
+        # whole families on each side: a lead at any q (an outside audit, 81: 2 and 2 of 4 at q 0.014)
+        "lineage, v (groups lineages), u (groups lineages): Only 4 init families, whole on each side: so few can fall "
+        "into two groups in only a handful of ways: the camps are a reason to train more families, not yet a finding, "
+        'whatever their q (docs/scorecard.md, "Few families").',
         "lineage, y (lineage only): Closest split of the families (exploratory, not significant: family groups p "
         "0.11, below 0.2 before any correction): {a, b} (2 families, 8 models) vs {c, d} (2 families, 8 models); "
         "more families would tell."]

@@ -91,7 +91,10 @@ def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
         "lineage: the 2 families of models whose weights are near twins (3, 2 models, and 4 alone) (correlation 0.45 or "
         "more, as relatives keep their shared start), since the zoo records none: an estimate from the weights, not a "
         "column of the zoo; training that parts relatives' weights far enough would split a family along that "
-        "difference, which then reads as lineage (--lineage COLUMN names the families; docs/lineage.md, \"Near twins\")")
+        "difference, which then reads as lineage; models alone may be relatives whose weights drifted apart (long "
+        f"training, strong weight decay): `fingerprint lineage {zoo.path}` tests every pair with the units aligned first "
+        "(or by a fingerprint, --fp NAME), and its families come first (--lineage COLUMN names the families; "
+        "docs/lineage.md, \"Near twins\")")
     assert pl.options_for(zoo, lineage="model_id").lineage == "model_id"
 
 
