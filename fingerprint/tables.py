@@ -154,11 +154,15 @@ def tree_columns(table: dict[str, np.ndarray]) -> list[str]:
 
 
 def options_stamp(zoo: Zoo, opts: AnalysisOptions) -> dict[str, Any]:
-    """The options a stored analysis must match; with recovered families, also which recovery."""
+    """The options a stored analysis must match; with recovered families, also which recovery; with near-twin
+    families, the families themselves (the rule that reads them changed: a stored analysis of older ones is redone)."""
     d = opts.to_dict()
     if opts.lineage == RECOVERED:
         rec = zoo.load_result("lineage") or {}
         d["recovered"] = {k: rec.get(k) for k in ("evidence", "alpha", "model_set", "family_rule")}
+    if opts.lineage == TWIN_FAMILY:
+        fam = twin_families(zoo)
+        d["twins"] = None if fam is None else hashlib.sha256("\n".join(map(str, fam)).encode()).hexdigest()[:16]
     return d
 
 

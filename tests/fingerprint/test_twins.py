@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,6 +97,11 @@ def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
         "(or by a fingerprint, --fp NAME), and its families come first (--lineage COLUMN names the families; "
         "docs/lineage.md, \"Near twins\")")
     assert pl.options_for(zoo, lineage="model_id").lineage == "model_id"
+    # a stored analysis is reused only for the same near-twin families (their rule changed: audit 81's fresh heads)
+    stamp = tables.options_stamp(zoo, pl.options_for(zoo))
+    assert len(stamp["twins"]) == 16 and "twins" not in tables.options_stamp(zoo, pl.options_for(zoo, lineage="model_id"))
+    tables._TWINS[tables._twin_key(zoo, "families")] = np.asarray([f"m{i}" for i in range(len(zoo))], dtype=object)
+    assert tables.options_stamp(zoo, pl.options_for(zoo, lineage=tables.TWIN_FAMILY))["twins"] != stamp["twins"]
 
 
 def test_a_linear_model_and_one_family_of_all_say_nothing(tmp_path):
