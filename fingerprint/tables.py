@@ -201,6 +201,7 @@ TWIN_MAX_MODELS = 4_000  # the n x n correlations: above this many models, left 
 # (75% of the weights) correlate 0.05-0.43 in all, their shared conv layer 0.78-0.97 (z 11-14; unrelated models' single
 # tensors reached 0.91 on 10 effective entries, z 2.9, and a GRU's recurrent matrix 0.40, z 6.8)
 TWIN_Z = 8.0
+TWIN_TENSORS = 32  # tensors read alone at most, those with the most sampled entries (a review: 100 cost 16 s at 4,000 models)
 _TWINS: dict[tuple[str, str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
 
 
@@ -246,19 +247,25 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     if x.shape[1] > TWIN_COLUMNS:  # a fixed sample of the entries: the n x n product stays seconds for thousands of models
         keep = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))[:TWIN_COLUMNS]
         x, owner = x[:, keep], owner[keep]
-    total, alone = torch.zeros(n, n), torch.full((n, n), -1.0)
-    for t in owner.unique().tolist():  # the same products as one, tensor by tensor: each tensor's own correlation too
+    total = x @ x.T
+    norm = total.diagonal().sqrt().clamp_min(1e-12)
+    c = total / norm[:, None] / norm[None, :]
+    del total
+    tensors, counts = owner.unique(return_counts=True)
+    for t in tensors[counts.argsort(descending=True)][:TWIN_TENSORS].tolist():  # each tensor alone, the largest first
+        # centred across the models too: what every model converges to where no axis is a hidden unit's (a skip
+        # layer's input-to-output weights, a recurrent matrix's diagonal) is no shared start (a review of audit 81's fix)
         xt = x[:, owner == t]
-        g = xt @ xt.T
-        total += g
+        xt = xt - xt.mean(0, keepdim=True)
         sq = xt.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
         eff = float((sq.sum(1) ** 2 / sq.pow(2).sum(1).clamp_min(1e-30)).median())
-        if eff >= TWIN_Z ** 2:  # else no correlation (at most 1) clears TWIN_Z
-            norm = g.diagonal().sqrt().clamp_min(1e-12)
-            ct = g / norm[:, None] / norm[None, :]
-            alone = torch.where((ct >= TWIN_R) & (ct * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, ct), alone)
-    norm = total.diagonal().sqrt().clamp_min(1e-12)
-    c = torch.maximum(total / norm[:, None] / norm[None, :], alone).numpy()
+        if eff < TWIN_Z ** 2:  # no correlation (at most 1) clears TWIN_Z
+            continue
+        g = xt @ xt.T
+        nt = g.diagonal().sqrt().clamp_min(1e-12)
+        ct = g / nt[:, None] / nt[None, :]
+        c = torch.where((ct >= TWIN_R) & (ct * eff ** 0.5 >= TWIN_Z), torch.maximum(c, ct), c)
+    c = c.numpy()
     ids = zoo.model_ids
     return [(ids[i], ids[j], float(c[i, j])) for i, j in np.argwhere(np.triu(c >= TWIN_R, 1))]
 

@@ -124,9 +124,14 @@ def test_a_linear_model_and_one_family_of_all_say_nothing(tmp_path):
 def _fresh_head(body_seed: int, head_seed: int) -> torch.nn.Module:
     """A fine-tune whose body starts from a base (``body_seed``, moved a little) and whose head is new (``head_seed``):
     the head holds 5 times the body's weights."""
-    body = _mlp(body_seed, nudge=head_seed)[0]
+    torch.manual_seed(body_seed)
+    body = torch.nn.Linear(6, 64)
+    g = torch.Generator().manual_seed(head_seed)
+    with torch.no_grad():
+        for p in body.parameters():
+            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
     torch.manual_seed(1000 + head_seed)
-    m = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 30))
+    m = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 30))
     m[0].load_state_dict(body.state_dict())
     return m
 
@@ -142,3 +147,32 @@ def test_fine_tunes_with_a_fresh_head_are_twins_by_their_shared_body(tmp_path):
     fam = tables.twin_families(zoo)
     assert [len(set(fam[i:i + 4])) for i in (0, 4, 8)] == [1, 1, 1] and len(set(fam[:12])) == 3
     assert len(set(fam[12:])) == 4 and not set(fam[12:]) & set(fam[:12])
+
+
+class _Skip(torch.nn.Module):
+    """An MLP with a linear shortcut from inputs to outputs: a tensor with no hidden-unit axis."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out, self.skip = torch.nn.Linear(32, 64), torch.nn.Linear(64, 16), torch.nn.Linear(32, 16, bias=False)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x))) + self.skip(x)
+
+
+def test_a_tensor_every_model_converges_to_makes_no_twins(tmp_path):
+    """A review of audit 81's fix: independent inits trained on the same data reach the same shortcut weights (no
+    hidden unit to put them in another order), and read alone that tensor joined all 8 into one family. Each tensor
+    read alone is centred across the models first: what they all share is no shared start."""
+    from fingerprint import tables
+
+    solution = torch.randn(16, 32)
+    mods = []
+    for s in range(8):
+        torch.manual_seed(s)
+        m = _Skip()
+        with torch.no_grad():
+            m.skip.weight.copy_(solution + 0.05 * torch.randn(16, 32))  # where training takes every model
+        mods.append(m)
+    zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 32)})
+    assert tables.near_twins(zoo) == []
