@@ -776,14 +776,14 @@ def _relation(c: Candidate) -> str:
         return (f"; the near-twin families leave {alone} of the {n} models alone beside {k} "
                 f"{'family' if k == 1 else 'families'} of twins: relatives whose weights drifted apart may be among them, "
                 "so whether the init seed or the training decided the camps cannot be told (`fingerprint lineage ZOO` "
-                "tests every pair with the units aligned first)")
+                "tests every pair, with the units aligned first where the architecture declares them)")
     if c.related_families and c.verdicts.get(c.representative) == "groups lineages":  # a few pairs whole say nothing
         which = "one init family has" if c.related_families == 1 else f"{c.related_families} init families have"
         return (f"; only {which} two or more models (the others are one model each), so whether the init seed or the "
                 "training decided the camps cannot be told")
     if c.strays:
         whole, cut, n = c.strays
-        return (f"; the camps are mostly whole init families ({whole} of {n} whole, the other {cut} each cut by one "
+        return (f"; the camps are {'mostly ' if whole > cut else 'half '}whole init families ({whole} of {n} whole, the other {cut} each cut by one "
                 f"model): the init seed places all but {cut} models, and the split crosses lineage only through those, "
                 "which a few outlying models can make as well as a difference the seeds do not decide")
     return RELATION.get(c.verdicts.get(c.representative), "")
@@ -895,7 +895,7 @@ def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = N
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}{rare}): "
-            f"{_base_text(c, parents)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            f"{'if not chance, ' if rare else ''}{_base_text(c, parents)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
             "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
             "member by member (deep)")
@@ -1089,14 +1089,19 @@ def _few_leads_text(ans: Answer) -> str:
         return ""
     counts = {tuple(c.few[:2]) + (len(c.few) > 2 and bool(c.few[2]),) for c in leads}  # stored before: [n, rel]
     n, rel, whole = next(iter(counts)) if len(counts) == 1 else (None, False, False)
+    if n is None and any(w for *_, w in counts):  # mixed: a grouped lead's q may be anything (a review)
+        why_mixed = ("at this few, grouped families or a deep verdict at q above "
+                     f"{FEW_FAMILIES_Q:g} are a reason to train more families, not yet a finding: docs/scorecard.md, \"Few families\"")
+    else:
+        why_mixed = ""
     who = f"{families(n)}{' with relatives' if rel else ''}" if n is not None else "so few init families"
-    why = ("whole on each side: so few can fall into two groups in only a handful of ways, and the camps are a "
+    why = ("grouped: so few can fall into two groups in only a handful of ways, and the camps are a "
            "reason to train more families, not yet a finding, whatever their q: docs/scorecard.md, \"Few families\"" if whole else
            "with two or three, only the camps inside the families are tested, and a deep verdict is a reason to train "
            "more families, not yet a finding: docs/scorecard.md, \"Two or three families\"" if n is not None and n <= FEW_ALWAYS
            and not rel else f"at this few, a deep verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more "
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
-    head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why})"
+    head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why_mixed or why})"
     if len(leads) == 1:
         return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded)}"
     return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded)}"

@@ -80,6 +80,7 @@ def few_models(effect: dict) -> bool:
 # deep verdict at q 0.01-0.018 (docs/scorecard.md, "Two or three families")
 FEW_ALWAYS = MIN_FAMILIES - 1  # below the families a groups test needs (analysis.labelfree: n_fam < MIN_FAMILIES)
 MAX_NAMES = 8  # family names shown per group of the closest split; the rest as a count
+FAMILY_OF = "family of "  # how analysis.lineage.family_names names a family of several models
 MAX_CUT_NAMES = 6  # cut families named in a `groups lineages` sentence; the rest as a count (all in summary.json)
 
 
@@ -225,10 +226,13 @@ def cut_text(cut: Any) -> str:
     cut = [str(f) for f in cut or ()]
     if not cut:
         return ""
+    of = all(f.startswith(FAMILY_OF) for f in cut)  # families named by a model (recovered, near twins): "of m03"
+    cut = [f.removeprefix(FAMILY_OF) for f in cut] if of else cut
     shown = cut if len(cut) <= MAX_CUT_NAMES + 1 else [*cut[:MAX_CUT_NAMES], f"{len(cut) - MAX_CUT_NAMES} more"]
     names = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
     one = len(cut) == 1
-    return (f" Famil{'y' if one else 'ies'} {names} {'is' if one else 'are'} cut by the split: {'its' if one else 'their'} "
+    which = (f"The init famil{'y' if one else 'ies'} of" if of else f"Famil{'y' if one else 'ies'}")
+    return (f" {which} {names} {'is' if one else 'are'} cut by the split: {'its' if one else 'their'} "
             "models fall on both sides (seeds that did not decide the difference, or models near its boundary), "
             "each in its own side's candidate basin (summary.json label_free.cut_families).")
 
@@ -358,7 +362,7 @@ def few_families(r: Any) -> str:
 def few_families_text(n_families: int, with_relatives: bool = False, whole: bool = False) -> str:
     """The few-families caution (docs/scorecard.md, "Few families", and "Two or three families")."""
     if whole:
-        return (f"Only {families(n_families)}, whole on each side: so few can fall into two groups in only a handful "
+        return (f"Only {families(n_families)}, grouped: so few can fall into two groups in only a handful "
                 "of ways: the camps are a reason to train more families, not yet a finding, whatever their q (docs/scorecard.md, "
                 "\"Few families\").")
     if n_families <= FEW_ALWAYS and not with_relatives:

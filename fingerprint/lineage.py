@@ -50,7 +50,7 @@ from fingerprint.lineage_truth import (
     truth_labels,
 )
 from fingerprint.pipeline import analysis_errors, inputs_for
-from fingerprint.population import family_for
+from fingerprint.population import check_code, family_for
 from training.core.errors import UserError, choices
 from training.core.store import Zoo
 from training.families.symmetries import matching_groups
@@ -156,14 +156,16 @@ def slow_weight_tests(zoo: Zoo, groups: dict[str, list[tuple[str, int]]], n_pair
 
 
 def _weight_groups(zoo: Zoo, weights: bool | None, behavioural: bool) -> tuple[dict, str]:
-    """The hidden-unit groups the weight tests align by, and why they are left out: a cached fingerprint's
-    test needs no code of the zoo's, so without --arch / --trust-code only the weight tests go (audit 79)."""
-    try:
-        return (matching_groups(family_for(zoo).hidden_permutable()) if weights is not False else {}), ""
-    except UserError:
-        if weights or not behavioural:
-            raise
-        return {}, "the weight tests need the architecture's code, which was not loaded (--arch MODULE:FACTORY or --trust-code)"
+    """The hidden-unit groups the weight tests align by, and why they are left out: a cached fingerprint's test
+    needs no code of the zoo's, so when running it is refused (no --arch / --trust-code) only they go (audit 79)."""
+    if weights is False:
+        return {}, ""
+    if behavioural and not weights:
+        try:
+            check_code(zoo)  # the refusal to import the code a zoo names; any other error is the factory's own
+        except UserError:
+            return {}, "the weight tests need the architecture's code, which was not loaded (--arch MODULE:FACTORY or --trust-code)"
+    return matching_groups(family_for(zoo).hidden_permutable()), ""
 
 
 def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_column: str | None = None,

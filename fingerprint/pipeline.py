@@ -497,7 +497,7 @@ def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None, t
         fix = (f"`fingerprint lineage {zoo.path}` tests which models share one" if told or lineage != RECOVERED else
                "the weight test missed them: name the families with --lineage COLUMN")
         warnings.warn(f"{who} every model its own init family, but {len(twins)} pairs of models ({models} models) have "
-                      f"nearly the same weights (correlation {TWIN_R:g} or more; {r:.2f} for '{a}' and '{b}'), as models "
+                      f"near-twin weights (correlation {TWIN_R:g} or more, in all or in one tensor; {r:.2f} for '{a}' and '{b}'), as models "
                       f"that share an initialisation do: the groups the fingerprints find may be those families, not basins; "
                       f"{fix}", stacklevel=3)
 

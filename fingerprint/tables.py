@@ -338,8 +338,8 @@ def recovered_line(lineage: str | None, zoo: Zoo | None, label: str | None = Non
         # an outside audit (81): relatives trained far apart (strong weight decay) left 10 of 24 alone beside partial
         # families, and the command that found them was never named
         drift = (f"; models alone may be relatives whose weights drifted apart (long training, strong weight decay): "
-                 f"`fingerprint lineage {zoo.path}` tests every pair with the units aligned first (or by a fingerprint, "
-                 "--fp NAME), and its families come first" if alone else "")
+                 f"`fingerprint lineage {zoo.path}` tests every pair with the units aligned first where the architecture "
+                 "declares them (docs/lineage.md), and the families that weight test recovers come first" if alone else "")
         return (f"lineage: {groups} (correlation {TWIN_R:g} or more, as relatives keep their shared start), since the zoo "
                 "records none: an estimate from the weights, not a column of the zoo; training that parts relatives' "
                 "weights far enough would split a family along that difference, which then reads as lineage"

@@ -441,7 +441,7 @@ def test_a_difference_the_predicted_classes_do_not_show_is_said_and_so_is_one_wi
     ans = label_free_answer(twins)
     assert ("the near-twin families leave 10 of the 24 models alone beside 5 families of twins: relatives whose weights "
             "drifted apart may be among them, so whether the init seed or the training decided the camps cannot be told "
-            "(`fingerprint lineage ZOO` tests every pair with the units aligned first)") in ans.sentence
+            "(`fingerprint lineage ZOO` tests every pair, with the units aligned first where the architecture declares them)") in ans.sentence
     assert "the init seed decides them" not in ans.sentence and ans.candidates[0].twins_alone == [10, 24, 5]
     alone.label_free.update(family_sizes={"a": 8, "b": 8, "c": 8})  # whole near-twin families: as before
     assert "the init seed decides them" in label_free_answer(twins).sentence
@@ -688,7 +688,7 @@ def test_camps_of_whole_families_and_a_stray_or_two_say_so():
     r = fp("token-occlusion", even)
     r.lineage_values = six
     ans = label_free_answer(result(r))
-    assert ans.candidates[0].strays == [2, 2, 4] and "(2 of 4 whole, the other 2 each cut by one model)" in ans.sentence
+    assert ans.candidates[0].strays == [2, 2, 4] and "half whole init families (2 of 4 whole, the other 2 each cut" in ans.sentence
     minority = {m: int(i in (13, 17)) for i, m in enumerate(IDS)}  # one model of 2 families: "A minority"
     # the eighteenth session's audit (80 families of 2): a smaller camp of one whole family and a model of each
     # of 3 others, here in 12 families of 2, is mostly models beside relatives in the other camp: a minority
@@ -774,7 +774,7 @@ def test_the_balance_sentence_names_the_design_columns_already_taken_out():
     for r in four.fingerprints:
         r.lineage_values = fams[:16]
         r.model_ids = IDS[:16]
-    assert "chance 0.02, not rare enough to rule chance out): " in label_free_answer(four).sentence
+    assert "chance 0.02, not rare enough to rule chance out): if not chance, the pattern" in label_free_answer(four).sentence
     res.settings["strata_columns"] = ["data_seed"]
     told = label_free_answer(res).sentence
     assert "numbered alike in every family other than 'data_seed', which the tests took out already (seed noise" in told

@@ -152,7 +152,7 @@ def test_the_terminal_notes_carry_the_pointer_and_the_caution_only():
         "lineage, w (crosses lineage): Only 4 init families: at this few, a deep verdict at q "
         'above 0.02 is a reason to train more families, not yet a finding (docs/scorecard.md, "Few families").',
         # whole families on each side: a lead at any q (an outside audit, 81: 2 and 2 of 4 at q 0.014)
-        "lineage, v (groups lineages), u (groups lineages): Only 4 init families, whole on each side: so few can fall "
+        "lineage, v (groups lineages), u (groups lineages): Only 4 init families, grouped: so few can fall "
         "into two groups in only a handful of ways: the camps are a reason to train more families, not yet a finding, "
         'whatever their q (docs/scorecard.md, "Few families").',
         "lineage, y (lineage only): Closest split of the families (exploratory, not significant: family groups p "
@@ -261,3 +261,14 @@ def test_held_reason_names_what_kept_a_significant_test_from_a_deep_verdict():
     assert held_reason({"split": {"no_gap": True, "dip_p": 0.1}}) == "no gap"
     assert held_reason({"split": {"small": True, "no_gap": True}}) == "small"  # as the sentence: its size first
     assert held_reason({"groups": {"coarse": True, "steps": 1.2}}) == "coarse"
+
+
+def test_cut_families_named_by_their_models_read_as_such():
+    """A review: recovered and near-twin families are named "family of m03", and the sentence read "Family family of
+    m03 is cut by the split"."""
+    from analysis.labelfree_sentences import cut_text
+
+    assert cut_text(["family of m03"]).startswith(" The init family of m03 is cut by the split: its models")
+    assert cut_text(["family of m03", "family of m09"]).startswith(" The init families of m03 and m09 are cut")
+    assert cut_text(["3", "7"]).startswith(" Families 3 and 7 are cut by the split")
+

@@ -34,7 +34,7 @@ def test_relatives_are_near_twins_and_independent_inits_are_not(tmp_path):
     assert sorted((a, b) for a, b, _ in twins) == [("r0", "r1"), ("r0", "r2"), ("r1", "r2")]
     assert all(r >= TWIN_R for *_, r in twins)
     with pytest.warns(UserWarning, match=r"^--lineage model_id makes every model its own init family, but 3 pairs of "
-                                         r"models \(3 models\) have nearly the same weights"):
+                                         r"models \(3 models\) have near-twin weights"):
         pl.options_for(zoo, lineage="model_id")
     alone = Zoo.from_modules(mods[:6], tmp_path / "y", probes={"in_dist": torch.randn(8, 6)})
     assert near_twins(alone) == []
@@ -94,7 +94,8 @@ def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
         "column of the zoo; training that parts relatives' weights far enough would split a family along that "
         "difference, which then reads as lineage; models alone may be relatives whose weights drifted apart (long "
         f"training, strong weight decay): `fingerprint lineage {zoo.path}` tests every pair with the units aligned first "
-        "(or by a fingerprint, --fp NAME), and its families come first (--lineage COLUMN names the families; "
+        "where the architecture declares them (docs/lineage.md), and the families that weight test recovers come first "
+        "(--lineage COLUMN names the families; "
         "docs/lineage.md, \"Near twins\")")
     assert pl.options_for(zoo, lineage="model_id").lineage == "model_id"
     # a stored analysis is reused only for the same near-twin families (their rule changed: audit 81's fresh heads)
