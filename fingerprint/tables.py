@@ -247,24 +247,30 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     if x.shape[1] > TWIN_COLUMNS:  # a fixed sample of the entries: the n x n product stays seconds for thousands of models
         keep = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))[:TWIN_COLUMNS]
         x, owner = x[:, keep], owner[keep]
-    total = x @ x.T
-    norm = total.diagonal().sqrt().clamp_min(1e-12)
-    c = total / norm[:, None] / norm[None, :]
-    del total
-    tensors, counts = owner.unique(return_counts=True)
-    for t in tensors[counts.argsort(descending=True)][:TWIN_TENSORS].tolist():  # each tensor alone, the largest first
-        # centred across the models too: what every model converges to where no axis is a hidden unit's (a skip
-        # layer's input-to-output weights, a recurrent matrix's diagonal) is no shared start (a review of audit 81's fix)
-        xt = x[:, owner == t]
-        xt = xt - xt.mean(0, keepdim=True)
+    order = owner.argsort(stable=True)  # each tensor's sampled entries side by side: a view each, no copies
+    x, owner = x[:, order], owner[order]
+    tensors, counts = owner.unique_consecutive(return_counts=True)
+    alone_ok = set(tensors[counts.argsort(descending=True)][:TWIN_TENSORS].tolist())  # read alone: the largest
+    total, alone = torch.zeros(n, n), torch.full((n, n), -1.0)
+    for t, lo, hi in zip(tensors.tolist(), (torch.cumsum(counts, 0) - counts).tolist(), torch.cumsum(counts, 0).tolist()):
+        xt = x[:, lo:hi]
+        g = xt @ xt.T
+        total += g
+        if t not in alone_ok:
+            continue
         sq = xt.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
         eff = float((sq.sum(1) ** 2 / sq.pow(2).sum(1).clamp_min(1e-30)).median())
         if eff < TWIN_Z ** 2:  # no correlation (at most 1) clears TWIN_Z
             continue
-        g = xt @ xt.T
-        nt = g.diagonal().sqrt().clamp_min(1e-12)
-        ct = g / nt[:, None] / nt[None, :]
-        c = torch.where((ct >= TWIN_R) & (ct * eff ** 0.5 >= TWIN_Z), torch.maximum(c, ct), c)
+        # centred across the models too (the Gram matrix's double centring): what every model converges to where no
+        # axis is a hidden unit's (a skip layer's input-to-output weights) is no shared start (a review of audit 81)
+        r = g.mean(1)
+        g = g - r[:, None] - r[None, :] + r.mean()
+        nt = g.diagonal().clamp_min(1e-24).sqrt()
+        g = g / nt[:, None] / nt[None, :]
+        alone = torch.where((g >= TWIN_R) & (g * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, g), alone)
+    norm = total.diagonal().sqrt().clamp_min(1e-12)
+    c = torch.maximum(total / norm[:, None] / norm[None, :], alone)
     c = c.numpy()
     ids = zoo.model_ids
     return [(ids[i], ids[j], float(c[i, j])) for i, j in np.argwhere(np.triu(c >= TWIN_R, 1))]
