@@ -345,7 +345,11 @@ def recovered_line(lineage: str | None, zoo: Zoo | None, label: str | None = Non
         # families, and the command that found them was never named
         drift = (f"; models alone may be relatives whose weights drifted apart (long training, strong weight decay): "
                  f"`fingerprint lineage {zoo.path}` tests every pair with the units aligned first where the architecture "
-                 "declares them (docs/lineage.md), and the families that weight test recovers come first" if alone else "")
+                 "declares them (docs/lineage.md), and the families that weight test recovers come first" if alone else
+                 # an outside audit (83): an identity-initialised recurrent matrix joined 24 independent seeds, unsaid
+                 f"; all {sizes[0]} models are one family: if they were initialised independently, a tensor they all "
+                 "start from (an identity, a fixed table, a shared pretrained part) joins them, and --lineage model_id "
+                 "says each is its own" if n == 1 else "")
         return (f"lineage: {groups} (correlation {TWIN_R:g} or more, as relatives keep their shared start), since the zoo "
                 "records none: an estimate from the weights, not a column of the zoo; training that parts relatives' "
                 "weights far enough would split a family along that difference, which then reads as lineage"

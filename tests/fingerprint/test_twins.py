@@ -177,3 +177,17 @@ def test_a_tensor_every_model_converges_to_makes_no_twins(tmp_path):
         mods.append(m)
     zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 32)})
     assert tables.near_twins(zoo) == []
+
+
+def test_one_family_of_all_says_what_else_could_join_them(tmp_path):
+    """An outside audit (83): recurrent matrices initialised to the identity joined 24 independent seeds into one
+    family, and the line called them relatives that keep their shared start."""
+    from fingerprint import tables
+
+    mods = [_mlp(100, nudge=k) for k in range(6)]
+    zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 6)})
+    line = tables.recovered_line(tables.TWIN_FAMILY, zoo)
+    assert "(6 models)" in line and ("; all 6 models are one family: if they were initialised independently, a tensor "
+                                     "they all start from (an identity, a fixed table, a shared pretrained part) joins "
+                                     "them, and --lineage model_id says each is its own") in line
+
