@@ -201,6 +201,7 @@ TWIN_MAX_MODELS = 4_000  # the n x n correlations: above this many models, left 
 # (75% of the weights) correlate 0.05-0.43 in all, their shared conv layer 0.78-0.97 (z 11-14; unrelated models' single
 # tensors reached 0.91 on 10 effective entries, z 2.9, and a GRU's recurrent matrix 0.40, z 6.8)
 TWIN_Z = 8.0
+TWIN_SHARED, TWIN_SHARED_RATIO = 0.5, 4.0  # a tensor this much the same in every model, and this many times the median
 TWIN_TENSORS = 32  # tensors read alone at most, those with the most sampled entries (a review: 100 cost 16 s at 4,000 models)
 _TWINS: dict[tuple[str, str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
 
@@ -242,6 +243,14 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     # one solution and correlate near 1 (a review: 16 independent Linear(64, 8) models, 0.99)
     if len(parts) < 2 or sum(p.shape[1] for p in parts) < TWIN_MIN:
         return None
+    # the share of each tensor every model holds alike (its mean over the models): about 1 / families for weights of
+    # hidden units, near 1 in every tensor for one family of all; near 1 in a few tensors only, a start they all share
+    # (an identity, a fixed table, a pretrained part) or a value they all converge to: compared by what they learned
+    # away from it (an outside audit, 83: an identity-initialised recurrent matrix made 24 independent seeds one family)
+    shared = [float(p.mean(0).pow(2).sum() / p.pow(2).sum(1).mean().clamp_min(1e-24)) for p in parts]
+    typical = float(np.median(shared))
+    parts = [p - p.mean(0, keepdim=True) if sh > TWIN_SHARED and sh > TWIN_SHARED_RATIO * typical else p
+             for p, sh in zip(parts, shared)]
     x = torch.cat(parts, 1)
     owner = torch.cat([torch.full((p.shape[1],), t) for t, p in enumerate(parts)])
     if x.shape[1] > TWIN_COLUMNS:  # a fixed sample of the entries: the n x n product stays seconds for thousands of models

@@ -191,3 +191,42 @@ def test_one_family_of_all_says_what_else_could_join_them(tmp_path):
                                      "they all start from (an identity, a fixed table, a shared pretrained part) joins "
                                      "them, and --lineage model_id says each is its own") in line
 
+
+
+class _Irnn(torch.nn.Module):
+    """A recurrent-style MLP whose square hidden layer starts from the identity (an IRNN's recurrent matrix)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.rec, self.out = torch.nn.Linear(8, 48), torch.nn.Linear(48, 48), torch.nn.Linear(48, 4)
+        with torch.no_grad():
+            self.rec.weight.copy_(torch.eye(48) + 0.02 * torch.randn(48, 48))  # the start, moved a little by training
+
+    def forward(self, x):
+        return self.out(torch.relu(self.rec(torch.relu(self.inp(x)))))
+
+
+def test_a_tensor_every_model_starts_from_makes_no_twins(tmp_path):
+    """An outside audit (83): recurrent matrices initialised to the identity (the larger part of the weights) made 24
+    independent seeds one family by the whole correlation. A tensor nearly the same in every model while the others
+    are not is compared by what the models learned away from it; relatives of a base still are twins."""
+    from fingerprint import tables
+
+    mods = []
+    for s in range(8):
+        torch.manual_seed(s)
+        mods.append(_Irnn())
+    probes = {"in_dist": torch.randn(8, 8)}
+    assert tables.near_twins(Zoo.from_modules(mods, tmp_path / "i", probes=probes)) == []
+    relatives = []
+    for k in range(3):
+        torch.manual_seed(100)
+        m = _Irnn()
+        g = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for p in (m.inp.weight, m.out.weight):
+                p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+        relatives.append(m)
+    zoo = Zoo.from_modules(mods + relatives, tmp_path / "r", probes=probes)
+    twins = tables.near_twins(zoo)
+    assert len(twins) == 3 and {m for a, b, _ in twins for m in (a, b)} == {"m8", "m9", "m10"}
