@@ -201,7 +201,7 @@ TWIN_MAX_MODELS = 4_000  # the n x n correlations: above this many models, left 
 # (75% of the weights) correlate 0.05-0.43 in all, their shared conv layer 0.78-0.97 (z 11-14; unrelated models' single
 # tensors reached 0.91 on 10 effective entries, z 2.9, and a GRU's recurrent matrix 0.40, z 6.8)
 TWIN_Z = 8.0
-TWIN_SHARED, TWIN_SHARED_RATIO = 0.5, 4.0  # a tensor this much the same in every model, and this many times the median
+TWIN_SHARED, TWIN_SPARSE = 0.5, 0.1  # a tensor this much one pattern in every model, on this share of its entries
 TWIN_TENSORS = 32  # tensors read alone at most, those with the most sampled entries (a review: 100 cost 16 s at 4,000 models)
 _TWINS: dict[tuple[str, str, str, str], Any] = {}  # near_twins / twin_families by (zoo path, model set, created): asked often
 
@@ -212,7 +212,8 @@ def near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     tensor of two or more dimensions per model that is not the same in every model (a buffer: positions, a
     mask) is centred per model and scaled by its spread over all models, so a tensor counts by its size and
     not its scale; the rows, concatenated and normalised, are compared by their inner product, and so is each
-    tensor's alone (a pair is twins by one tensor far beyond chance, :data:`TWIN_Z`: a fresh head). Hidden units
+    tensor's alone (a pair is twins by one tensor far beyond chance, :data:`TWIN_Z`: a fresh head); a sparse
+    pattern every model holds (an identity start) is projected out first (:func:`_off_shared_start`). Hidden units
     of independently initialised models sit in unrelated orders, so their weights correlate about 0;
     relatives (fine-tunes of one base, one init trained on other data orders) keep their shared start. An
     outside audit (80): told every model was its own family (``--lineage model_id``), two nulls of hidden
@@ -228,6 +229,24 @@ def _twin_key(zoo: Zoo, what: str) -> tuple[str, str, str, str]:
     return what, str(zoo.path), zoo.model_set_hash(), str(zoo.manifest.get("created"))
 
 
+def _off_shared_start(p: torch.Tensor) -> torch.Tensor | None:
+    """A tensor's rows ``p [n, k]`` (centred per model) as they are, or, when most of it is one sparse pattern every
+    model holds (its mean over the models over half of the rows' squared norm, on under :data:`TWIN_SPARSE` of its
+    entries: an identity start, an ``eye_`` layer), each row with that pattern's direction projected out, so the models
+    are compared by what they learned away from it (an outside audit, 83: identity-initialised recurrent matrices made
+    24 independent seeds one family); ``None`` when nothing but rounding is left. A dense pattern every model shares
+    is a base the models were fine-tuned from, and stays (a review: fine-tunes of one base then read all alone)."""
+    mu = p.mean(0)
+    sq = mu.pow(2)
+    if float(sq.sum()) <= TWIN_SHARED * float(p.pow(2).sum(1).mean()):
+        return p
+    if float(sq.sum()) ** 2 / max(float(sq.pow(2).sum()), 1e-30) >= TWIN_SPARSE * p.shape[1]:
+        return p
+    u = mu / mu.norm()
+    off = p - (p @ u)[:, None] * u[None, :]
+    return None if float(off.norm()) <= 1e-4 * float(p.norm()) else off
+
+
 def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     n = len(zoo)
     if n < 2 or n > TWIN_MAX_MODELS or n * max(zoo.n_params, 1) > TWIN_FLOATS:
@@ -235,49 +254,53 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     parts = []
     for v in zoo.params().values():
         m = v.reshape(n, -1).float()
-        if v.dim() < 3 or bool((m == m[:1]).all()):  # a bias or gain; or a buffer every model shares
+        if v.dim() < 3:  # a bias or gain
             continue
         m = m - m.mean(1, keepdim=True)
-        parts.append(m / m.pow(2).mean().sqrt().clamp_min(1e-12))
+        spread = m.pow(2).mean().sqrt()
+        # a buffer every model shares, or a table each holds at its own offset: the same but for rounding (a review)
+        if float((m - m[:1]).abs().max()) <= 1e-5 * max(float(m.abs().max()), 1e-30):
+            continue
+        parts.append(m / spread.clamp_min(1e-12))
     # one weight matrix (a linear model): no hidden units, so independently trained models of a convex problem reach
     # one solution and correlate near 1 (a review: 16 independent Linear(64, 8) models, 0.99)
     if len(parts) < 2 or sum(p.shape[1] for p in parts) < TWIN_MIN:
         return None
-    # the share of each tensor every model holds alike (its mean over the models): about 1 / families for weights of
-    # hidden units, near 1 in every tensor for one family of all; near 1 in a few tensors only, a start they all share
-    # (an identity, a fixed table, a pretrained part) or a value they all converge to: compared by what they learned
-    # away from it (an outside audit, 83: an identity-initialised recurrent matrix made 24 independent seeds one family)
-    shared = [float(p.mean(0).pow(2).sum() / p.pow(2).sum(1).mean().clamp_min(1e-24)) for p in parts]
-    typical = float(np.median(shared))
-    parts = [p - p.mean(0, keepdim=True) if sh > TWIN_SHARED and sh > TWIN_SHARED_RATIO * typical else p
-             for p, sh in zip(parts, shared)]
+    parts = [q for q in map(_off_shared_start, parts) if q is not None]
+    if len(parts) < 2:
+        return None
     x = torch.cat(parts, 1)
     owner = torch.cat([torch.full((p.shape[1],), t) for t, p in enumerate(parts)])
     if x.shape[1] > TWIN_COLUMNS:  # a fixed sample of the entries: the n x n product stays seconds for thousands of models
         keep = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))[:TWIN_COLUMNS]
         x, owner = x[:, keep], owner[keep]
-    order = owner.argsort(stable=True)  # each tensor's sampled entries side by side: a view each, no copies
-    x, owner = x[:, order], owner[order]
-    tensors, counts = owner.unique_consecutive(return_counts=True)
-    alone_ok = set(tensors[counts.argsort(descending=True)][:TWIN_TENSORS].tolist())  # read alone: the largest
-    total, alone = torch.zeros(n, n), torch.full((n, n), -1.0)
-    for t, lo, hi in zip(tensors.tolist(), (torch.cumsum(counts, 0) - counts).tolist(), torch.cumsum(counts, 0).tolist()):
-        xt = x[:, lo:hi]
+    tensors, counts = owner.unique(return_counts=True)
+    alone_ok = tensors[counts.argsort(descending=True)][:TWIN_TENSORS].tolist()  # read alone: the largest
+    rest = ~torch.isin(owner, torch.tensor(alone_ok))
+    total = x[:, rest] @ x[:, rest].T  # one product for the tensors not read alone (a review: 340 cost 11 s at 4,000)
+    alone = torch.full((n, n), -1.0)
+    for t in alone_ok:
+        xt = x[:, owner == t]
         g = xt @ xt.T
         total += g
-        if t not in alone_ok:
-            continue
-        sq = xt.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
+        # each row as a direction, centred across the models (the Gram matrix's double centring): what every model
+        # converges to where no axis is a hidden unit's (a skip layer's input-to-output weights), or holds at another
+        # scale, is no shared start (reviews of audit 81's fix)
+        nt = g.diagonal().clamp_min(1e-24).sqrt()
+        xc = xt / nt[:, None]
+        xc = xc - xc.mean(0, keepdim=True)
+        sq = xc.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
         eff = float((sq.sum(1) ** 2 / sq.pow(2).sum(1).clamp_min(1e-30)).median())
         if eff < TWIN_Z ** 2:  # no correlation (at most 1) clears TWIN_Z
             continue
-        # centred across the models too (the Gram matrix's double centring): what every model converges to where no
-        # axis is a hidden unit's (a skip layer's input-to-output weights) is no shared start (a review of audit 81)
+        g = g / nt[:, None] / nt[None, :]
         r = g.mean(1)
         g = g - r[:, None] - r[None, :] + r.mean()
-        nt = g.diagonal().clamp_min(1e-24).sqrt()
-        g = g / nt[:, None] / nt[None, :]
-        alone = torch.where((g >= TWIN_R) & (g * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, g), alone)
+        left = g.diagonal()  # each row's squared distance from the models' mean direction (rows of norm 1)
+        nc = left.clamp_min(1e-12).sqrt()
+        g = g / nc[:, None] / nc[None, :]
+        real = (left > 1e-6)[:, None] & (left > 1e-6)[None, :]  # rows all but rounding away from it: nothing to compare
+        alone = torch.where(real & (g >= TWIN_R) & (g * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, g), alone)
     norm = total.diagonal().sqrt().clamp_min(1e-12)
     c = torch.maximum(total / norm[:, None] / norm[None, :], alone)
     c = c.numpy()

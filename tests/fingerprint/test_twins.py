@@ -5,6 +5,7 @@ their families as candidate basins)."""
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -230,3 +231,59 @@ def test_a_tensor_every_model_starts_from_makes_no_twins(tmp_path):
     zoo = Zoo.from_modules(mods + relatives, tmp_path / "r", probes=probes)
     twins = tables.near_twins(zoo)
     assert len(twins) == 3 and {m for a, b, _ in twins for m in (a, b)} == {"m8", "m9", "m10"}
+
+
+class _Trunk(torch.nn.Module):
+    """A conv trunk (most of the weights) and a head of three small linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = torch.nn.Conv2d(3, 32, 3), torch.nn.Conv2d(32, 32, 3)
+        self.head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 4))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.c2(torch.relu(self.c1(x.reshape(-1, 3, 8, 8))))).mean((2, 3)))
+
+
+def _tuned(base_seed: int, k: int) -> torch.nn.Module:
+    """A fine-tune of base ``base_seed``: its trunk moved a little, a fresh head of three layers."""
+    torch.manual_seed(base_seed)
+    m = _Trunk()
+    g = torch.Generator().manual_seed(1000 + k)
+    with torch.no_grad():
+        for p in (m.c1.weight, m.c2.weight):
+            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+        torch.manual_seed(5000 + k)
+        for layer in m.head:
+            layer.reset_parameters()
+    return m
+
+
+def test_a_base_most_models_share_stays_a_family_and_tables_at_an_offset_are_no_start(tmp_path):
+    """A review of audit 83's fix: set aside by the median tensor, a trunk that 20 fine-tunes of one base share (their
+    heads more tensors than it) read all 20 alone; a dense pattern is a base and stays. Identity starts are set aside
+    with as few as 3 models, and a fixed table each model holds at its own offset is no family."""
+    from fingerprint import tables
+
+    probes = {"in_dist": torch.randn(8, 192)}
+    outsiders = []
+    for s in range(4):
+        torch.manual_seed(50 + s)
+        outsiders.append(_Trunk())
+    zoo = Zoo.from_modules([_tuned(0, k) for k in range(20)] + outsiders, tmp_path / "t", probes=probes)
+    sizes = sorted(Counter(tables.twin_families(zoo).tolist()).values())
+    assert sizes == [1, 1, 1, 1, 20]
+    irnn = []
+    for s in range(3):
+        torch.manual_seed(s)
+        irnn.append(_Irnn())
+    assert tables.near_twins(Zoo.from_modules(irnn, tmp_path / "i", probes={"in_dist": torch.randn(8, 8)})) == []
+    table = torch.randn(16, 16)
+    offset = []
+    for s in range(6):
+        torch.manual_seed(s)
+        m = _Skip()
+        with torch.no_grad():
+            m.skip.weight.copy_(table[:, :16].repeat(1, 2) + float(s))  # the same table, each at its own offset
+        offset.append(m)
+    assert tables.near_twins(Zoo.from_modules(offset, tmp_path / "o", probes={"in_dist": torch.randn(8, 32)})) == []
