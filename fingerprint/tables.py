@@ -242,7 +242,12 @@ def _off_shared_start(p: torch.Tensor) -> torch.Tensor | None:
         return p
     if float(sq.sum()) ** 2 / max(float(sq.pow(2).sum()), 1e-30) >= TWIN_SPARSE * p.shape[1]:
         return p
-    u = mu / mu.norm()
+    # the pattern on its support alone (the entries holding 90% of it: an identity's diagonal), not the whole mean,
+    # which also holds what a family of the models shares and would tie every other model to that family
+    top = sq.sort(descending=True).values
+    support = sq >= top[int((top.cumsum(0) < 0.9 * top.sum()).sum())]
+    u = mu * support
+    u = u / u.norm()
     off = p - (p @ u)[:, None] * u[None, :]
     return None if float(off.norm()) <= 1e-4 * float(p.norm()) else off
 
@@ -283,19 +288,22 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
         xt = x[:, owner == t]
         g = xt @ xt.T
         total += g
-        # each row as a direction, centred across the models (the Gram matrix's double centring): what every model
-        # converges to where no axis is a hidden unit's (a skip layer's input-to-output weights), or holds at another
-        # scale, is no shared start (reviews of audit 81's fix)
+        # each row as a direction, with the models' mean direction projected out: what every model converges to
+        # where no axis is a hidden unit's (a skip layer's input-to-output weights), or holds at another scale, is no
+        # shared start (reviews of audit 81's fix); projected, not subtracted, so that models far from it (outsiders
+        # beside one family of most models) do not all take on its negative (an outside audit, 85: 3 of 4 joined)
         nt = g.diagonal().clamp_min(1e-24).sqrt()
         xc = xt / nt[:, None]
-        xc = xc - xc.mean(0, keepdim=True)
+        u = xc.mean(0)
+        u = u / u.norm().clamp_min(1e-12)
+        xc = xc - (xc @ u)[:, None] * u[None, :]
         sq = xc.pow(2)  # chance correlations of unrelated rows spread as 1 / sqrt(their effective entries)
         eff = float((sq.sum(1) ** 2 / sq.pow(2).sum(1).clamp_min(1e-30)).median())
         if eff < TWIN_Z ** 2:  # no correlation (at most 1) clears TWIN_Z
             continue
         g = g / nt[:, None] / nt[None, :]
-        r = g.mean(1)
-        g = g - r[:, None] - r[None, :] + r.mean()
+        r = g.mean(1)  # each row's inner product with the mean row; the mean row's squared norm is r.mean()
+        g = g - r[:, None] * r[None, :] / r.mean().clamp_min(1e-12)
         left = g.diagonal()  # each row's squared distance from the models' mean direction (rows of norm 1)
         nc = left.clamp_min(1e-12).sqrt()
         g = g / nc[:, None] / nc[None, :]

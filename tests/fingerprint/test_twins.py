@@ -287,3 +287,26 @@ def test_a_base_most_models_share_stays_a_family_and_tables_at_an_offset_are_no_
             m.skip.weight.copy_(table[:, :16].repeat(1, 2) + float(s))  # the same table, each at its own offset
         offset.append(m)
     assert tables.near_twins(Zoo.from_modules(offset, tmp_path / "o", probes={"in_dist": torch.randn(8, 32)})) == []
+
+
+def test_outsiders_beside_one_family_of_most_models_stay_alone(tmp_path):
+    """An outside audit (85): beside one family of 36, four unrelated models correlated 0.31-0.46 in every tensor once
+    each was centred across the models (each took on the negative of the family's base), and three were joined, so a
+    null read a lead (here: 60 and 3, all three joined). The models' mean direction is projected out instead."""
+    from fingerprint import tables
+
+    family = []
+    for k in range(60):
+        torch.manual_seed(0)
+        m = _Trunk()
+        g = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+        family.append(m)
+    outsiders = []
+    for s in range(3):
+        torch.manual_seed(200 + s)
+        outsiders.append(_Trunk())
+    zoo = Zoo.from_modules(family + outsiders, tmp_path / "z", probes={"in_dist": torch.randn(8, 192)})
+    assert sorted(Counter(tables.twin_families(zoo).tolist()).values()) == [1, 1, 1, 60]
