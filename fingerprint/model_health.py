@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
+
+from training.families.module import call_with
 
 PROBE_ROWS = 64  # inputs of each probe set run through every model at import
 # A model is an extreme outlier when log10 of its largest |weight| (or |output|) exceeds the
@@ -74,7 +75,7 @@ def run_probes(template: nn.Module, state_dicts: Sequence[dict[str, torch.Tensor
         for name, x in inputs.items():
             try:
                 with torch.no_grad():
-                    out = functional_call(template, params, (x[:rows],))
+                    out = call_with(template, params, (x[:rows],))
             except Exception as e:  # noqa: BLE001 - the template ran these inputs: this model's weights broke it
                 nonfinite[i] = f"its forward pass on probe set '{name}' raised {type(e).__name__}: {str(e).strip()[:120]}"
                 break

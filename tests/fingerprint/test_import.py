@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import fingerprint
-from fingerprint import Zoo
+from fingerprint import ModelBatch, Zoo
 from fingerprint.extraction import extract
 from fingerprint.importer import import_checkpoints
 from tests.conftest import run_cli, saved_models
@@ -451,3 +451,56 @@ def test_big_models_import_a_shard_at_a_time_and_exactly(user_models, monkeypatc
     assert all(torch.equal(a[k], b[k]) for k in a)
     files = sorted(p.name for p in (user_models / "ckpts").iterdir())
     assert len(files) == 8 and sorted(reads) == sorted(files * 2)  # each file read to check, and again to write
+
+
+TIED = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class TiedLM(nn.Module):
+        """A tiny LM whose output layer is its embedding (tied), as most LMs are."""
+
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(12, 16)
+            self.mix = nn.Linear(16, 16)
+            self.out = nn.Linear(16, 12, bias=False)
+            self.out.weight = self.emb.weight
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.mix(self.emb(x))).mean(1))
+
+    def make():
+        return TiedLM()
+
+    def probes():
+        g = torch.Generator().manual_seed(0)
+        return {"in_dist": torch.randint(0, 12, (20, 5), generator=g)}
+''')
+
+
+def test_a_model_with_tied_weights_imports_and_runs(tmp_path, monkeypatch, request):
+    """An outside audit (85): a tiny LM whose output layer shares the embedding was refused at import, every checkpoint
+    'a diverged run?': its state dict names both tied parameters, which torch's functional_call refuses to tie."""
+    (tmp_path / "tiedarch.py").write_text(TIED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("tiedarch", None))
+    import tiedarch
+
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    for i in range(4):
+        torch.manual_seed(i)
+        m = tiedarch.make()
+        assert set(m.state_dict()) >= {"emb.weight", "out.weight"}
+        torch.save(m.state_dict(), ckpts / f"m{i}.pt")
+    out = import_checkpoints(ckpts, "tiedarch:make", tmp_path / "zoo", probes="tiedarch:probes")
+    zoo = Zoo.open(out)
+    zoo.module_factory = tiedarch.make
+    (res,) = extract(zoo, ["probe-outputs"])
+    assert res.error is None and res.values.shape[0] == 4
+    torch.manual_seed(0)
+    ref = tiedarch.make().eval()
+    with torch.no_grad():  # the batched pass is the module's own forward, tie and all
+        assert torch.allclose(ModelBatch.from_zoo(zoo).forward(tiedarch.probes()["in_dist"])[0], ref(tiedarch.probes()["in_dist"]),
+                              atol=1e-5)

@@ -78,6 +78,18 @@ def output_not_a_tensor(label: str, value: Any) -> str | None:
             "keeps the checkpoints' key names, a wrapper module would prefix them)")
 
 
+def call_with(mod: nn.Module, params: Mapping[str, torch.Tensor], args: tuple) -> Any:
+    """``functional_call(mod, params, args)``, for a module with tied parameters too (an output layer that is the
+    embedding): its state dict gives every tied name, which ``functional_call`` refuses unless told not to tie them;
+    the values are the same, so each name takes its own (an outside audit, 85: every tied LM refused at import)."""
+    seen: dict[int, list[str]] = {}
+    for name, t in mod.named_parameters(remove_duplicate=False):
+        seen.setdefault(id(t), []).append(name)
+    tied = [names for names in seen.values() if len(names) > 1]
+    untie = bool(tied) and all(n in params for names in tied for n in names)
+    return functional_call(mod, dict(params), args, tie_weights=not untie)
+
+
 def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, owner: Any, why: str
                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """``one(params_of_one_model, x_of_one_model) -> (out, (activation, ...))`` over the model axis of
@@ -233,7 +245,7 @@ class ModuleFamily(Family):
                 for n in names
             ]
             try:
-                out = functional_call(mod, p, (xi,))
+                out = call_with(mod, p, (xi,))
             finally:
                 for h in handles:
                     h.remove()
