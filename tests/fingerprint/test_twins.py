@@ -162,6 +162,18 @@ class _Skip(torch.nn.Module):
         return self.out(torch.relu(self.fc(x))) + self.skip(x)
 
 
+def _skips(n: int, shortcut) -> list[torch.nn.Module]:
+    """``n`` independently initialised :class:`_Skip` models whose shortcut weights are ``shortcut(seed)``."""
+    mods = []
+    for s in range(n):
+        torch.manual_seed(s)
+        m = _Skip()
+        with torch.no_grad():
+            m.skip.weight.copy_(shortcut(s))
+        mods.append(m)
+    return mods
+
+
 def test_a_tensor_every_model_converges_to_makes_no_twins(tmp_path):
     """A review of audit 81's fix: independent inits trained on the same data reach the same shortcut weights (no
     hidden unit to put them in another order), and read alone that tensor joined all 8 into one family. Each tensor
@@ -169,13 +181,7 @@ def test_a_tensor_every_model_converges_to_makes_no_twins(tmp_path):
     from fingerprint import tables
 
     solution = torch.randn(16, 32)
-    mods = []
-    for s in range(8):
-        torch.manual_seed(s)
-        m = _Skip()
-        with torch.no_grad():
-            m.skip.weight.copy_(solution + 0.05 * torch.randn(16, 32))  # where training takes every model
-        mods.append(m)
+    mods = _skips(8, lambda s: solution + 0.05 * torch.randn(16, 32))  # where training takes every model
     zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 32)})
     assert tables.near_twins(zoo) == []
 
@@ -279,13 +285,7 @@ def test_a_base_most_models_share_stays_a_family_and_tables_at_an_offset_are_no_
         irnn.append(_Irnn())
     assert tables.near_twins(Zoo.from_modules(irnn, tmp_path / "i", probes={"in_dist": torch.randn(8, 8)})) == []
     table = torch.randn(16, 16)
-    offset = []
-    for s in range(6):
-        torch.manual_seed(s)
-        m = _Skip()
-        with torch.no_grad():
-            m.skip.weight.copy_(table[:, :16].repeat(1, 2) + float(s))  # the same table, each at its own offset
-        offset.append(m)
+    offset = _skips(6, lambda s: table.repeat(1, 2) + float(s))  # the same table, each at its own offset
     assert tables.near_twins(Zoo.from_modules(offset, tmp_path / "o", probes={"in_dist": torch.randn(8, 32)})) == []
 
 
