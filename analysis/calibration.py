@@ -23,6 +23,7 @@ from analysis.labelfree_sentences import (
     closest_groups,
     cutting,
     effect_text,
+    related_counts,
 )
 from analysis.options import AnalysisOptions
 from analysis.probe_permutation import probe_permutation_p
@@ -389,8 +390,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "n_null": res.n_null, "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
             "n_related_families": res.n_related_families,
             # [models in families of two or more, models tested]: a few relatives beside singletons (mostly_alone)
-            "related_models": [sum(c for c in res.family_sizes.values() if c >= 2), sum(res.family_sizes.values())]
-            if res.family_sizes else None,
+            "related_models": list(related_counts(res)[1:]) if res.family_sizes else None,
             "cutting": cutting(res),
             "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,

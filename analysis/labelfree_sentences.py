@@ -20,7 +20,7 @@ from analysis.sortkeys import natural_key
 
 __all__ = ["DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
-           "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text", "mostly_alone", "nearly_alone_sentence"]
+           "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text", "mostly_alone", "nearly_alone_sentence", "related_counts"]
 
 DEEP_VERDICTS = ("crosses lineage", "groups lineages")  # the label-free verdicts that claim candidate deep basins
 TESTS = ("lineage", "groups", "split")  # a fingerprint's label-free tests, in the order decide() corrects them

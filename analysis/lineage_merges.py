@@ -67,23 +67,28 @@ def two_in_one(family: np.ndarray, a: np.ndarray, b: np.ndarray, related: np.nda
     family = np.asarray(family)
     a, b, related = np.asarray(a), np.asarray(b), np.asarray(related, bool)
     labels, sizes = np.unique(family, return_counts=True)
-    eligible = set(labels[(sizes >= MIN_MODELS) & (sizes <= MAX_MODELS)].tolist())
-    inside = (family[a] == family[b]) & np.isin(family[a], list(eligible))
+    eligible = labels[(sizes >= MIN_MODELS) & (sizes <= MAX_MODELS)]
+    fa = family[a]
+    inside = np.flatnonzero((fa == family[b]) & np.isin(fa, eligible))
+    inside = inside[np.argsort(fa[inside], kind="stable")]  # each eligible family's own pairs side by side
+    starts = np.searchsorted(fa[inside], eligible)
+    ends = np.searchsorted(fa[inside], eligible, side="right")
+    where = np.full(n_models, -1)  # each model's place in its family (a model is in one family)
     rng = np.random.default_rng(seed)
     cases = []
-    for f in sorted(eligible):
+    for f, lo, hi in zip(eligible.tolist(), starts.tolist(), ends.tolist()):
         idx = np.flatnonzero(family == f)
         k = len(idx)
-        where = np.full(n_models, -1)
-        where[idx] = np.arange(k)
-        mine = inside & (family[a] == f)
-        if mine.sum() < k * (k - 1) // 2:  # a sample of the pairs: not judged
+        if hi - lo < k * (k - 1) // 2:  # a sample of the pairs: not judged
             continue
+        where[idx] = np.arange(k)
+        mine = inside[lo:hi]
         g = np.zeros((k, k))
         i, j = where[a[mine]], where[b[mine]]
         g[i[related[mine]], j[related[mine]]] = g[j[related[mine]], i[related[mine]]] = 1.0
         side, ratio = (v[0] for v in _cuts(g[None]))
         cases.append((idx, g, side, float(ratio)))
+    need = int(np.ceil(2 * len(cases) / alpha))  # draws for one family alone to pass BH, at half of alpha
     found = []
     for idx, g, side, ratio in cases:
         k = len(idx)
@@ -93,7 +98,6 @@ def two_in_one(family: np.ndarray, a: np.ndarray, b: np.ndarray, related: np.nda
             found.append({"p_value": 1.0})  # tested, and no cut to speak of
             continue
         hits, draws = _at_or_below(ratio, k, share, n_draws, rng), n_draws
-        need = int(np.ceil(2 * len(cases) / alpha))  # one family alone then passes at half of alpha
         if hits == 0 and draws < need:
             hits, draws = _at_or_below(ratio, k, share, need - draws, rng), need
         across = side[:, None] != side[None, :]

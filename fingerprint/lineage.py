@@ -250,6 +250,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
                              "false_edges": false_edges(forests[name], true_parent)}
     s = by_evidence[primary]
     labels = fams[primary]
+    names = family_names(ids, labels.tolist())  # the recovered families as the user reads them: models' ids
     out = {
         "zoo": str(zoo.path), "n_models": n, "n_pairs": int(len(t.a)), "n_pairs_total": n * (n - 1) // 2,
         "alpha": alpha, "evidence": primary, "family_rule": FAMILY_RULE,
@@ -266,7 +267,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
         "sibling_or_child": [] if primary in h else [ids[v] for v in np.flatnonzero(sibling_or_child(parent, t.a, t.b, t.distance))],
         "families": _family_lists(ids, labels),
         # many chance pairs between two families' relatives join them (an outside audit, 79): said, not split
-        "two_in_one": [{**f, "family": family_names(ids, labels.tolist())[f["parts"][0][0]],
+        "two_in_one": [{**f, "family": names[f["parts"][0][0]],
                         "parts": [[ids[i] for i in part] for part in f["parts"]]}
                        for f in two_in_one(labels, t.a, t.b, t.related, n, alpha, seed=seed)],
         "by_evidence": by_evidence,
@@ -286,7 +287,7 @@ def lineage(zoo: Zoo, fps: Sequence[str] = (), alpha: float = 0.05, lineage_colu
     if primary == "exact":  # weight evidence only: families recovered from a fingerprint would be circular
         # what later analyses use (family_of) and the report shows (the forest and its scores; not the pairs)
         zoo.save_result("lineage", {"evidence": primary, "alpha": alpha, "model_set": zoo.model_set_hash(), "family_rule": FAMILY_RULE,
-                                    "family_of": dict(zip(ids, family_names(ids, labels.tolist()))),
+                                    "family_of": dict(zip(ids, names)),
                                     "lineage_column": truth_column or lineage_column or "init_seed",
                                     **{k: out[k] for k in ("n_pairs", "n_pairs_total", "orientation", "history", "truth", "edges",
                                                            "by_evidence")}})
