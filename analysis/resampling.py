@@ -75,11 +75,14 @@ def family_bootstrap_values(stat: Callable[[np.ndarray, np.ndarray], float | Non
     codes, names = family_codes(family)
     if len(names) < max(min_families, 1):
         return None
-    members = [np.flatnonzero(codes == f) for f in range(len(names))]
+    by_family = np.argsort(codes, kind="stable")  # each family's members together, in population order
+    sizes = np.bincount(codes, minlength=len(names))
+    starts = np.cumsum(sizes) - sizes
     vals = []
-    for pick in family_picks(len(members), n_boot, random_state):
-        rows = np.concatenate([members[j] for j in pick])
-        draw = np.repeat(np.arange(len(pick)), [len(members[j]) for j in pick])
+    for pick in family_picks(len(names), n_boot, random_state):
+        draw = np.repeat(np.arange(len(pick)), sizes[pick])  # [m]: which draw each row belongs to
+        first = np.cumsum(sizes[pick]) - sizes[pick]  # where each draw's rows begin in ``rows``
+        rows = by_family[starts[pick][draw] + np.arange(len(draw)) - first[draw]]
         v = stat(rows, draw)
         if v is not None and np.isfinite(v):
             vals.append(float(v))
