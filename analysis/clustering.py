@@ -27,7 +27,8 @@ from sklearn.mixture import GaussianMixture
 
 from analysis import agreement as ag
 from analysis import kmeans as km
-from analysis.errors import AnalysisError, choices
+from analysis.errors import AnalysisError
+from analysis.options import METHODS, check_method  # noqa: F401 - re-exported
 from analysis.reduce import (  # noqa: F401 - re-exported: analysis.clustering is the callers' one import
     CHUNK_ELEMENTS,
     EMBED_FIT_MAX,
@@ -45,7 +46,6 @@ from analysis.reduce import (  # noqa: F401 - re-exported: analysis.clustering i
     reduce_features,
 )
 
-METHODS = ("auto", "gmm", "kmeans", "hdbscan", "agglomerative", "agglomerative-complete")
 # silhouette-chosen methods split into k > 1 basins only when the best silhouette clears this;
 # below it the population is one basin (random data scores ~0.1-0.2 in 10 PCA dimensions)
 MIN_SILHOUETTE = 0.25
@@ -87,11 +87,6 @@ def silhouette(data: np.ndarray, labels: np.ndarray, metric: str = "euclidean", 
                                       sample_size=SILHOUETTE_SAMPLE if n > SILHOUETTE_SAMPLE else None))
     except ValueError:  # the sample holds a single cluster (or one model each)
         return float("nan")
-
-
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise AnalysisError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:

@@ -9,8 +9,19 @@ from typing import Any
 
 import numpy as np
 
-from analysis import clustering as cl
 from analysis.errors import AnalysisError, choices
+
+# the valid values of ``method`` and ``embedding`` (here, not in analysis.clustering / analysis.reduce,
+# which import scikit-learn: a command that only checks options, `fingerprint sweep` or `list`, starts
+# ~1 s sooner without it)
+METHODS = ("auto", "gmm", "kmeans", "hdbscan", "agglomerative", "agglomerative-complete")
+EMBEDDINGS = ("umap", "pca")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise AnalysisError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
+
 
 NO_STRATA = "none"  # --strata none: no design column taken out of the label-free tests, not even data_seed and kind
 
@@ -40,9 +51,9 @@ class AnalysisOptions:
     calibrate: bool = True  # false: no intervals, p-values or label-free tests (verdicts on thresholds alone)
 
     def validate(self, where: str = "analysis") -> None:
-        cl.check_method(self.method)
-        if self.embedding not in cl.EMBEDDINGS:
-            raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(cl.EMBEDDINGS)}, got {self.embedding!r}")
+        check_method(self.method)
+        if self.embedding not in EMBEDDINGS:
+            raise AnalysisError(f"config key '{where}.embedding' must be one of {choices(EMBEDDINGS)}, got {self.embedding!r}")
         flag = {"k_max": " (--k-max)", "n_boot": " (--n-boot)", "k": " (--k)", "n_perm": " (--n-perm)", "alpha": " (--alpha)"}
         for key, lo in (("k_max", 2), ("n_boot", 0), ("n_components", 1), ("k", 0), ("n_perm", 19), ("n_family_boot", 20)):
             if getattr(self, key) < lo:

@@ -18,8 +18,8 @@ from sklearn.metrics import pairwise_distances_chunked
 from sklearn.preprocessing import StandardScaler
 
 from analysis.errors import AnalysisError, choices
+from analysis.options import EMBEDDINGS
 
-EMBEDDINGS = ("umap", "pca")
 MEDOID_SAMPLE = 2000  # a larger basin's exemplar is the medoid of a fixed random sample of its members
 EMBED_FIT_MAX = 20000  # UMAP is fitted on a sample of this many models; the rest are placed by transform
 # UMAP's optimisation epochs: what umap-learn gives populations above 10,000; its 500 for smaller ones

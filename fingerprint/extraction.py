@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.metrics import lineage_groups
+from analysis.parents import lineage_groups
 from fingerprint.batch import ModelBatch
 from fingerprint.extractors.mechanistic import forget_balanced
 from fingerprint.plugin_checks import plugin_warnings
@@ -90,7 +90,7 @@ def active_models(zoo: Zoo, step: int | None = None) -> list[str]:
 def family_groups(zoo: Zoo, ids: Sequence[str], lineage: str = "init_seed", table: Any = None) -> np.ndarray:
     """Each model's init family ``[n]`` (for folds and held-out splits that keep relatives together):
     the ``lineage`` value of the model's lineage root, as in the scorecard
-    (:func:`analysis.metrics.lineage_groups`). A negative seed (an imported model's ``-1``: none
+    (:func:`analysis.parents.lineage_groups`). A negative seed (an imported model's ``-1``: none
     recorded) is no family: such a model shares a group only with its own ancestors and descendants.
     ``table``: the model columns to read (default the zoo's own; :func:`fingerprint.tables.model_table`
     adds the families seen in the histories, recovered or of the parent trees)."""

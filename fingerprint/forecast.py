@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from analysis.forecast import earliest, forecast_step, reaches, select
 from analysis.intervals import proportion_interval
 from fingerprint.extraction import active_models, extract
 from fingerprint.forecast_target import forecast_families, forecast_target
@@ -79,6 +78,8 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
     without a label and the families without ``lineage``: :mod:`fingerprint.forecast_target`.
     What a user should know is said in warnings: families unknown, a target that is not a candidate
     basin, steps too few models have, runs of different lengths."""
+    from analysis.forecast import earliest, forecast_step  # deferred for start-up time
+
     all_ids = _seed_grid(zoo)
     finals = np.asarray(zoo.models["final_step"])[zoo.index(all_ids)]
     final_step = common_end(finals)
@@ -193,6 +194,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     An imported zoo (``out`` ``None``) is not continued: its chosen seeds' purity is measured on the
     final checkpoints it holds (``continued`` false), what a selection at ``at_step`` would have given
     (an outside audit, 75: the forecast named no seed, and select refused imports)."""
+    from analysis.forecast import select  # deferred for start-up time
+
 
     check_device(device)
     check_out(zoo, out)
@@ -308,6 +311,8 @@ def forecast_step_for(curve: list[dict], fp: str, final_step: int, level: float 
     """The checkpoint to select at: the earliest before the end whose forecast accuracy with ``fp``
     reaches ``level`` while beating the majority guess (:func:`analysis.forecast.reaches`), else the
     most accurate one before the end."""
+    from analysis.forecast import reaches  # deferred for start-up time
+
     pts = [p for p in curve if p["fingerprint"] == fp and p["step"] < final_step and p.get("accuracy") is not None]
     if not pts:
         why = next((p["skipped"] for p in curve if p["fingerprint"] == fp and p.get("skipped")), None)

@@ -35,7 +35,6 @@ from analysis.errors import AnalysisError
 from analysis.labelfree_sentences import DEEP_VERDICTS
 from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import AnalysisResult, FingerprintResult
-from analysis.scorecard import METHODS_VERSION, analyze
 from fingerprint.extraction import body_group, extract, family_groups
 from fingerprint.tables import (
     FIRST_CHECKPOINT,
@@ -125,6 +124,8 @@ def reported(zoo: Zoo, meta: dict[str, Any], ids: Sequence[str]) -> FingerprintR
     forecast's seed grid, a subset of the models, has an entry of its own: :func:`same_fingerprint`), when it
     was made by code whose statistics are these (``METHODS_VERSION``) and analysed every one of ``ids``; else
     ``None``. Its verdict is the report's, with the report's families."""
+    from analysis.scorecard import METHODS_VERSION  # deferred for start-up time
+
     stored = zoo.load_result("basins")
     if not stored or stored.get("methods") != METHODS_VERSION:
         return None
@@ -148,6 +149,8 @@ def same_fingerprint(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _alone(zoo: Zoo, ids: Sequence[str], fp: str, res: Any, families: Families | None) -> FingerprintResult:
     """``fp``'s own label-free analysis at the final step (no stored report holds it)."""
+    from analysis.scorecard import analyze  # deferred for start-up time
+
     fam = families or forecast_families(zoo, ids, model_table(zoo), None)
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     try:

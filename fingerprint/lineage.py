@@ -40,7 +40,7 @@ from analysis.lineage_tree import (
     tree_accuracy,
     weight_statistics,
 )
-from analysis.metrics import generation
+from analysis.parents import generation
 from fingerprint.extractors.mechanistic import MATCH_ROUNDS, matching_cost
 from fingerprint.lineage_truth import (
     false_edges,

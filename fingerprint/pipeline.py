@@ -30,18 +30,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analysis.clustering import BasinClusterer
 from analysis.errors import AnalysisError
-from analysis.forecast import FORECAST_ABOUT, forecast_about
-from analysis.metadata import measurements
-from analysis.report import SectionDrawer, page
+from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import AnalysisResult, FingerprintResult, summary
-from analysis.scorecard import METHODS_VERSION, AnalysisOptions, FingerprintInput
-from analysis.scorecard import analyze as analyze_inputs
 from analysis.values import missing as no_value
 from fingerprint.extraction import (
     ExtractResult,
@@ -86,6 +81,9 @@ from training.core.store import (
 from training.core.validate import from_mapping
 from training.families.symmetries import matching_groups
 from training.sweep import SweepSummary, get_executor, run_sweep, validate
+
+if TYPE_CHECKING:
+    from analysis.clustering import BasinClusterer
 
 # which class each model predicts on in-distribution probes: a different rule (a+b vs a-b) disagrees on most of
 # them, where confidence dominates the outputs' own features (the seventh outside audit; docs/extractors.md)
@@ -464,6 +462,8 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
             warnings.warn(f"--label {label} is empty for {empty} of {len(table[label])} models: the deep scores treat the "
                           "empty value as a basin of its own (as bases without a label beside their labelled fine-tunes "
                           "would be): give those models a value if they are not one", stacklevel=2)
+    from analysis.metadata import measurements  # deferred for start-up time
+
     measured = None if label is None else measurements(np.asarray(table[label], dtype=object))
     if measured is not None:
         distinct, n = measured
@@ -517,8 +517,10 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
             on_result=None) -> AnalysisResult:
     """Cluster and score ``inputs``; store the result in the zoo (``results/basins.json``, ``scorecard.json``).
     ``on_result``: :func:`analysis.scorecard.analyze`'s, called with each fingerprint's result as it comes."""
+    from analysis import scorecard as sc  # deferred for start-up time
+
     with progress.analysing(), analysis_errors():
-        result = analyze_inputs(inputs, model_table(zoo), opts, on_result)
+        result = sc.analyze(inputs, model_table(zoo), opts, on_result)
     result.keys = sorted(str(f.meta.get("key")) for f in inputs)
     result.options = options_stamp(zoo, opts)
     zoo.save_result("basins", result.to_dict())
@@ -529,6 +531,8 @@ def analyze(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions, pro
 def stored_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOptions) -> AnalysisResult | None:
     """The stored analysis if it was made with the same options from the same cached fingerprints, by
     code whose statistics are the same (``METHODS_VERSION``)."""
+    from analysis.scorecard import METHODS_VERSION  # deferred for start-up time
+
     res = zoo.load_result("basins")
     if not res or any(f.error for f in inputs):
         return None
@@ -565,6 +569,8 @@ def report_analysis(zoo: Zoo, inputs: list[FingerprintInput], opts: AnalysisOpti
     when current, else a new one) and, for a new one, the fingerprints' sections drawn in a second
     process while it ran (:class:`analysis.report.SectionDrawer`), for :func:`write_report`'s
     ``drawn`` inside the block (the drawing process ends with it)."""
+    from analysis.report import SectionDrawer  # deferred for start-up time
+
     stored = stored_analysis(zoo, inputs, opts)
     rows = sum(len(f.model_ids) for f in inputs)
     sections = None if stored is None else sum(not r.error for r in stored.fingerprints)
@@ -591,6 +597,12 @@ def write_report(zoo: Zoo, result: AnalysisResult, inputs: list[FingerprintInput
     one fails, no new HTML is published. ``drawn``: sections drawn already (:func:`report_analysis`).
     ``missing``: fingerprints not in the report because their extraction failed (:func:`not_in_report`),
     named in the HTML and in ``summary.json`` (``not_in_report``)."""
+    from analysis.forecast import (  # deferred for start-up time
+        FORECAST_ABOUT,
+        forecast_about,
+    )
+    from analysis.report import page  # deferred for start-up time
+
     figs = figures_dir(html_path)
     check_figures_dir(figs, zoo.path, json_path)
     prov = provenance(zoo, extra_provenance)
@@ -682,6 +694,8 @@ def publish_figures(figs: Path, files: dict[str, bytes]) -> None:
 def cluster(values: Any, **params: Any) -> BasinClusterer:
     """Cluster one fingerprint ``[n_models, d]`` (or distances ``[n, n]``): a fitted
     :class:`~analysis.clustering.BasinClusterer` (``labels_``, ``n_clusters_``, ``coordinates_``)."""
+    from analysis.clustering import BasinClusterer  # deferred for start-up time
+
     with analysis_errors():
         return BasinClusterer(**params).fit(np.asarray(values))
 

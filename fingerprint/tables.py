@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.metrics import inherit_lineage, root_family
 from analysis.options import AnalysisOptions
+from analysis.parents import inherit_lineage, root_family
 from analysis.values import missing
 from training.core.errors import UserError
 from training.core.store import Zoo
@@ -86,8 +86,8 @@ def shared_starts(zoo: Zoo) -> np.ndarray | None:
 
 def check_parents(meta: dict[str, np.ndarray] | None, ids: list[str], path: Any) -> None:
     """Refuse a metadata file whose ``parent_id`` has a typo of a model id or a cycle
-    (:func:`analysis.metrics.parent_problem`), in one line naming the file, before anything is written."""
-    from analysis.metrics import parent_problem  # deferred for start-up time
+    (:func:`analysis.parents.parent_problem`), in one line naming the file, before anything is written."""
+    from analysis.parents import parent_problem  # deferred for start-up time
 
     problem = None if not meta or "parent_id" not in meta else parent_problem(ids, meta["parent_id"])
     if problem:
