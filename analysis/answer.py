@@ -132,6 +132,7 @@ class Answer:
     graded: dict[str, float] = field(default_factory=dict)
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
+    training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
@@ -181,6 +182,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
             c.twins_alone = _twins_alone(by_name[c.representative], c)
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
+    ans.training_recorded = bool(result.settings.get("training_recorded", True))
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -731,7 +733,8 @@ def _columns_text(columns: dict[str, bool]) -> str:
 
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
-                    predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True) -> str:
+                    predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
+                    trained_here: bool = True) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -755,13 +758,28 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
         cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
                  f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
-                 "learn the task, not two ways of doing it)")
+                 "learn the task, not two ways of doing it; whether anything beyond a setting differs, the tests tell when "
+                 f"each init seed was trained at every value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'})")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
+    hedges = f"{_balance_text(c, told, strata, parents)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
-            f"{cols}{_balance_text(c, told, strata, parents)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
-            f"{_refined_text(c, finer)}")
+            f"{cols}{hedges or _unrecorded_text(c, trained_here)}{_refined_text(c, finer)}")
+
+
+def _unrecorded_text(c: Candidate, trained_here: bool) -> str:
+    """``; how each model was trained is recorded only as far as --metadata gives it ...`` for a candidate of an
+    import whose camps match no column and no other clause names a training setting, else ``""``: an outside audit
+    (86) imported learning-rate, length and optimizer sweeps of one rule without metadata, and the learning rate's
+    read "one candidate deep difference ... the camps cut across the init families (the init seed does not decide
+    them)" with no word that a setting makes such camps (the length's and the optimizer's had one, by their notes)."""
+    if trained_here or c.columns or c.columns_of_others:
+        return ""
+    return ("; how each model was trained is recorded only as far as --metadata gives it, and no column of it matches "
+            "the camps: a training setting that differed between them (a learning rate, the training's length, the "
+            "optimizer, the data) leaves camps like these as well as a different mechanism does; give each model's "
+            "settings as columns to tell (docs/scorecard.md, \"A training setting\")")
 
 
 def _relation(c: Candidate) -> str:
@@ -986,7 +1004,9 @@ def _lone_text(lone: list[Candidate]) -> str:
         how = ", ".join(([f"q {c.q:.2g}"] if c.q is not None else []) +
                         ([f"{sds(c.separation)} SDs apart"] if c.separation is not None else []))
         mark = " (privileged)" if c.privileged else ""
-        return f"{c.representative}{mark}: {' and '.join(map(str, c.sizes))} models{', ' + how if how else ''}"
+        # an outside audit (86): a lone candidate matched 'lr' as the first did, and the sentence did not say so
+        cols = "".join(f", matching column '{col}'" for col in c.columns)
+        return f"{c.representative}{mark}: {' and '.join(map(str, c.sizes))} models{', ' + how if how else ''}{cols}"
     who = ("one fingerprint alone finds camps that do not agree with it" if len(lone) == 1 else
            f"{len(lone)} fingerprints each alone find camps that do not agree with it")
     # "another view of the same one": an outside audit's lone cka camps held 28 of 32 models on the real split's sides
@@ -1103,8 +1123,8 @@ def _few_leads_text(ans: Answer) -> str:
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
     head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why_mixed or why})"
     if len(leads) == 1:
-        return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded)}"
-    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded)}"
+        return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
                                    for i, c in enumerate(leads, 1))
 
 
@@ -1128,7 +1148,8 @@ def _candidates_sentence(ans: Answer) -> str:
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
                                                                    predictions=predictions, strata=ans.strata_columns,
-                                                                   parents=ans.parents_recorded)
+                                                                   parents=ans.parents_recorded,
+                                                                   trained_here=ans.training_recorded)
     fin = ans.finer
     main = [c for c in ans.candidates if len(c.fingerprints) > 1]
     lone = [c for c in ans.candidates if len(c.fingerprints) == 1]
@@ -1137,7 +1158,8 @@ def _candidates_sentence(ans: Answer) -> str:
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  predictions, ans.strata_columns, ans.parents_recorded)
+                                                  predictions, ans.strata_columns, ans.parents_recorded,
+                                                  ans.training_recorded)
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

@@ -404,6 +404,14 @@ def parents_recorded(table: dict[str, np.ndarray]) -> bool:
     return "kind" in table and not any(str(k) == "imported" for k in table["kind"])  # no kind: a table of the user's
 
 
+def training_recorded(table: dict[str, np.ndarray]) -> bool:
+    """Whether the toolkit trained every model (a sweep's zoo: one config, the models differing only in the
+    design columns it records), so that a training setting cannot differ between models unrecorded. An import
+    (``kind`` "imported", or a user's table without ``kind``) records only what its metadata gives (an outside
+    audit, 86: learning-rate, length and optimizer sweeps imported without metadata read as deep differences)."""
+    return "kind" in table and not any(str(k) == "imported" for k in table["kind"])
+
+
 def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:
     """The columns of ``table`` (but ``skip``) with two values or more that the generation in ``parent_id``'s
     chains decides (one value per generation: base against fine-tune), when the generation varies: relatives

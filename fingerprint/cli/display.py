@@ -417,8 +417,9 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
     out = [f"candidate basins match column '{col}': " + "; ".join(f"{', '.join(fps)} ({st})" for st, fps in groups.items())
            + (f"; a graded column ({graded[col]} values) cut in two: if its numbers are an order (not codes, such as class ids), the camps may be the two ends of a continuum, not "
               "two basins" if col in graded else "")
-           + (f"; if '{col}' records a setting or a rule, it is the difference itself; only if it is a design factor "
-              f"the init families share (a data order, a batch) is it lineage: then report with --strata {col}"
+           + (f"; if '{col}' records a rule or a goal, it is the difference itself; if a training setting (a hyper-parameter "
+              f"sweep) or a design factor the init families share (a data order, a batch), report with --strata {col} to ask "
+              "whether anything beyond it differs (the tests then take it out as they do lineage)"
               if col in crossed and col not in graded and col not in design else "")
            for col, groups in by_col.items()]
     if NO_STRATA in (result.settings.get("strata") or ()):  # --strata none: nothing taken out (not 'none' as a column)

@@ -127,7 +127,8 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
     assert ("it matches column 'epochs' (if 'epochs' records how the models were trained, such as their data, schedule or "
             "a hyper-parameter, the camps are that training difference: real, but not necessarily a different mechanism; if it records "
             "what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not learn the "
-            "task, not two ways of doing it)") in ans.sentence  # an outside audit (76): 'acc' read only as a setting
+            "task, not two ways of doing it; whether anything beyond a setting differs, the tests tell when each init seed "
+            "was trained at every value of it: then report with --strata epochs)") in ans.sentence  # audit 76: 'acc' read only as a setting
 
 
 # three kinds of model, one per member of 9 init families (the sixth audit's mlp-three-rules)
@@ -886,3 +887,33 @@ def test_a_family_column_at_its_exact_floor_is_said_with_what_would_tell():
     assert set(g) == {"backdoored"} and g["backdoored"]["floor"] == 1 / 56 and g["backdoored"]["q"] > 0.05
     assert ("column 'backdoored' (a and 1 more of the 3 fingerprints; adjusted R2 up to 0.90; at the smallest p its 8 "
             "families allow, 0.018, though q") in _gradients_text(g, 3)
+
+
+def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_column_or_note_does():
+    """Audit 86: learning-rate, length and optimizer sweeps of one rule, imported without metadata, read "one
+    candidate deep difference"; the learning rate's had no word that a setting makes such camps. An import's
+    candidate (``training_recorded`` false) whose camps match no column says so; a sweep's own zoo (every setting
+    in its config) does not; a matched column names the setting and how to take it out; a lone candidate said
+    after the main one names the column it matches too."""
+    def res(*fps: FingerprintResult, imported: bool = True) -> AnalysisResult:
+        out = result(*fps)
+        out.settings = {"training_recorded": not imported}
+        return out
+
+    def matching(r: FingerprintResult, col: str) -> FingerprintResult:
+        r.metadata_match = [{"column": col, "statistic": "AMI", "match": True}]
+        return r
+
+    said = "how each model was trained is recorded only as far as --metadata gives it, and no column of it matches the camps"
+    pair = lambda: (fp("a", CAMPS), fp("b", flipped(CAMPS, 1)))  # noqa: E731
+    assert said in label_free_answer(res(*pair())).sentence
+    assert "(a learning rate, the training's length, the optimizer, the data)" in label_free_answer(res(*pair())).sentence
+    assert said not in label_free_answer(res(*pair(), imported=False)).sentence
+    assert said not in label_free_answer(result(*pair())).sentence  # stored before the setting: taken as recorded
+    a, b = pair()
+    named = label_free_answer(res(matching(a, "lr"), b)).sentence
+    assert said not in named and "; it matches column 'lr' (if 'lr' records how the models were trained" in named
+    assert "then report with --strata lr)" in named
+    three = [fp(f"c{i}", flipped(CAMPS, 1, start=2 * i)) for i in range(3)]
+    lone = label_free_answer(res(*three, matching(fp("x", HALVES, q=0.003), "lr"))).sentence
+    assert "x: 12 and 12 models, q 0.003, 6 SDs apart, matching column 'lr'):" in lone

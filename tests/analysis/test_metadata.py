@@ -237,9 +237,11 @@ def test_a_shared_data_order_under_another_name_is_named_and_taken_out_with_stra
     assert plain.label_free["verdict"] == "crosses lineage"
     from fingerprint.cli.display import metadata_lines
 
-    assert metadata_lines(res)[0].endswith("; if 'order' records a setting or a rule, it is the difference itself; only "
-                                           "if it is a design factor the init families share (a data order, a batch) is "
-                                           "it lineage: then report with --strata order")
+    assert metadata_lines(res)[0].endswith("; if 'order' records a rule or a goal, it is the difference itself; if a "
+                                           "training setting (a hyper-parameter sweep) or a design factor the init "
+                                           "families share (a data order, a batch), report with --strata order to ask "
+                                           "whether anything beyond it differs (the tests then take it out as they do "
+                                           "lineage)")
     hit = next(e for e in plain.metadata_match if e["column"] == "order" and e["statistic"] == "AMI")
     assert hit["match"] and hit["crossed"]
     stratified = analyze([fp], table, opts.replace(strata=["order"]))
