@@ -758,8 +758,10 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
         cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
                  f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
-                 "learn the task, not two ways of doing it; whether anything beyond a setting differs, the tests tell when "
-                 f"each init seed was trained at every value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'})")
+                 "learn the task, not two ways of doing it"
+                 + ("" if set(levels) <= set(strata or ()) else  # (a column the tests took out already: a review)
+                    "; whether anything beyond a setting differs, the tests tell when each init seed was trained at every "
+                    f"value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     hedges = f"{_balance_text(c, told, strata, parents)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
@@ -776,10 +778,24 @@ def _unrecorded_text(c: Candidate, trained_here: bool) -> str:
     them)" with no word that a setting makes such camps (the length's and the optimizer's had one, by their notes)."""
     if trained_here or c.columns or c.columns_of_others:
         return ""
-    return ("; how each model was trained is recorded only as far as --metadata gives it, and no column of it matches "
-            "the camps: a training setting that differed between them (a learning rate, the training's length, the "
-            "optimizer, the data) leaves camps like these as well as a different mechanism does; give each model's "
-            "settings as columns to tell (docs/scorecard.md, \"A training setting\")")
+    return UNRECORDED
+
+
+UNRECORDED = ("; how each model was trained is recorded only as far as --metadata gives it, and no column of it matches "
+              "the camps: a training setting that differed between them (a learning rate, the training's length, the "
+              "optimizer, the data) leaves camps like these as well as a different mechanism does; a column for each "
+              "setting that differed would tell (docs/scorecard.md, \"A training setting\")")
+UNRECORDED_AGAIN = "; no column matches these camps either: a training setting, as above, or a different mechanism"
+
+
+def _said_once(sentence: str) -> str:
+    """``sentence`` with :data:`UNRECORDED` said in full the first time only (a review: two candidates or leads of
+    an import repeated its ~390 characters word for word)."""
+    first = sentence.find(UNRECORDED)
+    if first < 0:
+        return sentence
+    cut = first + len(UNRECORDED)
+    return sentence[:cut] + sentence[cut:].replace(UNRECORDED, UNRECORDED_AGAIN)
 
 
 def _relation(c: Candidate) -> str:
@@ -969,8 +985,8 @@ def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal: the candidates, then any few-families leads."""
     leads = _few_leads_text(ans)
     if ans.n_judged and not ans.candidates and leads:
-        return f"no candidate deep difference; {leads}"
-    return _candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else "")
+        return _said_once(f"no candidate deep difference; {leads}")
+    return _said_once(_candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else ""))
 
 
 def _besides_degrees(ans: Answer) -> str:

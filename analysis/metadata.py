@@ -401,7 +401,7 @@ def parents_recorded(table: dict[str, np.ndarray]) -> bool:
     as the bases."""
     if not all(missing(p) for p in table.get("parent_id", [])):
         return True
-    return "kind" in table and not any(str(k) == "imported" for k in table["kind"])  # no kind: a table of the user's
+    return training_recorded(table)
 
 
 def training_recorded(table: dict[str, np.ndarray]) -> bool:

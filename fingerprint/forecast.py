@@ -196,7 +196,6 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     (an outside audit, 75: the forecast named no seed, and select refused imports)."""
     from analysis.forecast import select  # deferred for start-up time
 
-
     check_device(device)
     check_out(zoo, out)
     continued = not imported(zoo)

@@ -914,6 +914,11 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     named = label_free_answer(res(matching(a, "lr"), b)).sentence
     assert said not in named and "; it matches column 'lr' (if 'lr' records how the models were trained" in named
     assert "then report with --strata lr)" in named
+    stratified = res(matching(fp("a", CAMPS), "lr"), fp("b", flipped(CAMPS, 1)))
+    stratified.settings["strata_columns"] = ["lr"]  # taken out already (a review): no hint to take it out
+    assert "--strata lr" not in label_free_answer(stratified).sentence
+    two = label_free_answer(res(fp("a", CAMPS), fp("b", flipped(CAMPS, 1)), fp("x", HALVES, q=0.003))).sentence
+    assert two.count(said) == 1 and two.count("; no column matches these camps either: a training setting, as above") == 1
     three = [fp(f"c{i}", flipped(CAMPS, 1, start=2 * i)) for i in range(3)]
     lone = label_free_answer(res(*three, matching(fp("x", HALVES, q=0.003), "lr"))).sentence
     assert "x: 12 and 12 models, q 0.003, 6 SDs apart, matching column 'lr'):" in lone
