@@ -154,7 +154,9 @@ def _alone(zoo: Zoo, ids: Sequence[str], fp: str, res: Any, families: Families |
     fam = families or forecast_families(zoo, ids, model_table(zoo), None)
     section = zoo.config.get("analysis") if isinstance(zoo.config, dict) else None
     try:
-        opts = from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(label="", lineage=fam.column, combine=[])
+        # (a PCA map: no one sees this analysis's map, and UMAP's cost a process, 30 s of compiling in a new environment)
+        opts = from_mapping(AnalysisOptions, dict(section or {}), "analysis").replace(label="", lineage=fam.column, combine=[],
+                                                                                     embedding="pca")
         (r,) = analyze([FingerprintInput(fp, res.values, res.model_ids, dict(res.meta))], fam.table, opts).fingerprints
     except AnalysisError as e:
         raise UserError(str(e)) from e

@@ -551,7 +551,7 @@ def _planted_groups_result():
     x = c[fam] + 0.5 * r.standard_normal((48, 6))
     names = np.asarray(["<i>fam</i>" if f == 0 else f"seed{f}" for f in fam], dtype=object)
     ids = [f"m{i}" for i in range(len(x))]
-    opts = AnalysisOptions(n_perm=99, n_family_boot=50, n_boot=8, label="")
+    opts = AnalysisOptions(n_perm=99, n_family_boot=50, n_boot=8, label="", embedding="pca")  # (the map: not read)
     fp = FingerprintInput("planted", x, ids, {"extractor": "planted", "output": "features"})
     planted = {("<i>fam</i>" if f == 0 else f"seed{f}"): int(g[f]) for f in range(12)}
     return analyze([fp], {"model_id": np.asarray(ids), "init_seed": names}, opts), planted

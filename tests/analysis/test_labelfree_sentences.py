@@ -164,7 +164,7 @@ def _analyze(x: np.ndarray, family: np.ndarray):
     from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 
     ids = [f"m{i}" for i in range(len(x))]
-    opts = AnalysisOptions(n_perm=99, n_family_boot=20, n_boot=4, label="")
+    opts = AnalysisOptions(n_perm=99, n_family_boot=20, n_boot=4, label="", embedding="pca")  # (the map: not read)
     fp = FingerprintInput("fp", x, ids, {"extractor": "fp", "output": "features"})
     return analyze([fp], {"model_id": np.asarray(ids), "init_seed": family.astype(str)}, opts)
 
