@@ -133,6 +133,7 @@ class Answer:
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
+    user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
@@ -183,6 +184,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.training_recorded = bool(result.settings.get("training_recorded", True))
+    ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -759,12 +761,17 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
                  f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
                  "learn the task, not two ways of doing it"
-                 + ("" if set(levels) <= set(strata or ()) else  # (a column the tests took out already: a review)
+                 + ("" if set(levels) <= set(strata or ()) or not c.relatives else  # (taken out already: a review; no
+                    # seed trained at several values when every model is its own init family: audit 88)
                     "; whether anything beyond a setting differs, the tests tell when each init seed was trained at every "
                     f"value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
-    hedges = f"{_balance_text(c, told, strata, parents)}{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+    balance, notes = _balance_text(c, told, strata, parents), f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+    if notes and not balance and not trained_here and not c.columns and not c.columns_of_others:  # audit 88: an import's
+        notes += ("; with each model's training settings as columns (--metadata), the metadata match would say whether "
+                  "one of them is the difference")  # lr sweep got only the probes' advice, which cannot tell a setting
+    hedges = balance + notes
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
             f"{cols}{hedges or _unrecorded_text(c, trained_here)}{_refined_text(c, finer)}")
@@ -1004,7 +1011,7 @@ def _besides_degrees(ans: Answer) -> str:
     matched = {col for c in ans.candidates for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
-    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,") + _strata_text(followed, "besides,")
+    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,") + _strata_text(followed, "besides,", ans.user_strata)
             + _gradients_text(gradients, ans.n_judged, "besides, "))
 
 
@@ -1099,7 +1106,7 @@ def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
             "beside a small minority\")")
 
 
-def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but") -> str:
+def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: list[str] | None = None) -> str:
     """``; the basins of X follow column 'data_seed' (...), a design factor ...`` for :attr:`Answer.strata_followed`,
     else ``""`` (an outside audit of the twenty-first session: one strategy per data order, recorded as data_seed,
     read "no candidate" and nothing named the column)."""
@@ -1108,6 +1115,14 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but") -> str:
         who = _first_three(g["fingerprints"])
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
+        if col in (user or ()):  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
+            out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
+                    "init families), which --strata takes out as lineage: if it records a training setting (a "
+                    "hyper-parameter sweep), these basins are that setting, set aside to ask what else differs; if a "
+                    "design factor the families share (a data order), its seed noise; if it decides a real difference "
+                    "(one rule per value), report without --strata to test it as one")
+            lead = "and"
+            continue
         out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
                 "init families), a design factor the families share: models that share a value are alike as relatives "
                 "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
@@ -1159,7 +1174,7 @@ def _candidates_sentence(ans: Answer) -> str:
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
                 "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded)
                 + _few_models_text(ans.few_models, "and" if ans.graded else "but")
-                + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models else "but")
+                + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models else "but", ans.user_strata)
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

@@ -919,6 +919,16 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     assert "--strata lr" not in label_free_answer(stratified).sentence
     two = label_free_answer(res(fp("a", CAMPS), fp("b", flipped(CAMPS, 1)), fp("x", HALVES, q=0.003))).sentence
     assert two.count(said) == 1 and two.count("; no column matches these camps either: a training setting, as above") == 1
+    a, b = pair()
+    a.label_free["n_related_families"] = 0  # every model its own init family: no seed trained at several values (audit 88)
+    assert "--strata" not in label_free_answer(res(matching(a, "lr"), b)).sentence
+    # a note that names a setting already (the predicted classes' here) says for an import what would tell (audit 88)
+    out, argmax = fp("ood-outputs", CAMPS), fp("disagreement", None, "lineage only")
+    out.kind, argmax.kind, argmax.meta = "behavioural", "behavioural", {"predicts": "classes"}
+    noted = label_free_answer(res(out, argmax)).sentence
+    assert said not in noted and noted.endswith("; with each model's training settings as columns (--metadata), the "
+                                                "metadata match would say whether one of them is the difference")
+    assert "training settings as columns" not in label_free_answer(res(out, argmax, imported=False)).sentence
     three = [fp(f"c{i}", flipped(CAMPS, 1, start=2 * i)) for i in range(3)]
     lone = label_free_answer(res(*three, matching(fp("x", HALVES, q=0.003), "lr"))).sentence
     assert "x: 12 and 12 models, q 0.003, 6 SDs apart, matching column 'lr'):" in lone

@@ -443,3 +443,18 @@ def test_parents_are_known_when_recorded_or_when_no_model_was_imported():
     assert not md.parents_recorded({"model_id": imported["model_id"]})  # a table of the user's: parents unknown
     assert md.parents_recorded({**imported, "parent_id": np.array(["", "a"], dtype=object)})
     assert not md.parents_recorded({**imported, "parent_id": np.array([np.nan, None], dtype=object)})
+
+
+def test_basins_a_strata_column_decides_are_said_as_any_column_not_a_data_order():
+    """Audit 88: after the suggested `--strata lr`, the answer called a learning rate "a design factor the families
+    share ... (a data order's seed noise)" and offered "one rule per data order". A column the user named with
+    --strata is said as any column: a setting set aside, a data order's seed noise, or a real difference."""
+    from analysis.answer import label_free_answer
+
+    fp, table, opts = _orders(0.3, lambda order: order >= 2, 3, 5.0, "lr")  # the same design, the column named lr
+    ans = label_free_answer(analyze([fp], table, opts.replace(strata=["lr"])))
+    assert ans.candidates == [] and list(ans.strata_followed) == ["lr"]
+    assert ("the basins of orders follow column 'lr' (AMI 0.65, q 0.005 permuting it within the init families), which "
+            "--strata takes out as lineage: if it records a training setting (a hyper-parameter sweep), these basins are "
+            "that setting, set aside to ask what else differs") in ans.sentence
+    assert "data order's seed noise" not in ans.sentence and "report without --strata to test it as one" in ans.sentence
