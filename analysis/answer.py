@@ -767,32 +767,28 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                     f"value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
+    # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)
+    unrecorded = not trained_here and not c.columns and not c.columns_of_others
     balance, notes = _balance_text(c, told, strata, parents), f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
-    if notes and not balance and not trained_here and not c.columns and not c.columns_of_others:  # audit 88: an import's
-        notes += ("; with each model's training settings as columns (--metadata), the metadata match would say whether "
-                  "one of them is the difference")  # lr sweep got only the probes' advice, which cannot tell a setting
-    hedges = balance + notes
+    if unrecorded and notes and not balance:
+        notes += UNRECORDED_NOTED
+    hedges = balance + notes or (UNRECORDED if unrecorded else "")
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}"
-            f"{cols}{hedges or _unrecorded_text(c, trained_here)}{_refined_text(c, finer)}")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_refined_text(c, finer)}")
 
 
-def _unrecorded_text(c: Candidate, trained_here: bool) -> str:
-    """``; how each model was trained is recorded only as far as --metadata gives it ...`` for a candidate of an
-    import whose camps match no column and no other clause names a training setting, else ``""``: an outside audit
-    (86) imported learning-rate, length and optimizer sweeps of one rule without metadata, and the learning rate's
-    read "one candidate deep difference ... the camps cut across the init families (the init seed does not decide
-    them)" with no word that a setting makes such camps (the length's and the optimizer's had one, by their notes)."""
-    if trained_here or c.columns or c.columns_of_others:
-        return ""
-    return UNRECORDED
-
-
+# An import's candidate whose camps match no column and whose sentence names no training setting otherwise: an outside
+# audit (86) imported learning-rate, length and optimizer sweeps of one rule without metadata, and the learning rate's
+# read "one candidate deep difference ... the camps cut across the init families (the init seed does not decide them)"
+# with no word that a setting makes such camps (the length's and the optimizer's had one, by their notes).
 UNRECORDED = ("; how each model was trained is recorded only as far as --metadata gives it, and no column of it matches "
               "the camps: a training setting that differed between them (a learning rate, the training's length, the "
               "optimizer, the data) leaves camps like these as well as a different mechanism does; a column for each "
               "setting that differed would tell (docs/scorecard.md, \"A training setting\")")
 UNRECORDED_AGAIN = "; no column matches these camps either: a training setting, as above, or a different mechanism"
+# after the predicted classes' or the weights-only note, which name a setting but advise probes (an outside audit, 88)
+UNRECORDED_NOTED = ("; with each model's training settings as columns (--metadata), the metadata match would say whether "
+                    "one of them is the difference")
 
 
 def _said_once(sentence: str) -> str:

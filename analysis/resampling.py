@@ -80,8 +80,9 @@ def family_bootstrap_values(stat: Callable[[np.ndarray, np.ndarray], float | Non
     starts = np.cumsum(sizes) - sizes
     vals = []
     for pick in family_picks(len(names), n_boot, random_state):
-        draw = np.repeat(np.arange(len(pick)), sizes[pick])  # [m]: which draw each row belongs to
-        first = np.cumsum(sizes[pick]) - sizes[pick]  # where each draw's rows begin in ``rows``
+        drawn = sizes[pick]
+        draw = np.repeat(np.arange(len(pick)), drawn)  # [m]: which draw each row belongs to
+        first = np.cumsum(drawn) - drawn  # where each draw's rows begin in ``rows``
         rows = by_family[starts[pick][draw] + np.arange(len(draw)) - first[draw]]
         v = stat(rows, draw)
         if v is not None and np.isfinite(v):

@@ -310,8 +310,7 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
         real = (left > 1e-6)[:, None] & (left > 1e-6)[None, :]  # rows all but rounding away from it: nothing to compare
         alone = torch.where(real & (g >= TWIN_R) & (g * eff ** 0.5 >= TWIN_Z), torch.maximum(alone, g), alone)
     norm = total.diagonal().sqrt().clamp_min(1e-12)
-    c = torch.maximum(total / norm[:, None] / norm[None, :], alone)
-    c = c.numpy()
+    c = torch.maximum(total / norm[:, None] / norm[None, :], alone).numpy()
     ids = zoo.model_ids
     return [(ids[i], ids[j], float(c[i, j])) for i, j in np.argwhere(np.triu(c >= TWIN_R, 1))]
 

@@ -16,14 +16,19 @@ from fingerprint import pipeline as pl
 from fingerprint.tables import TWIN_R, near_twins
 
 
+def _nudge(params, seed: int) -> None:
+    """Move each of ``params`` a little at random (``seed``): a relative, the same start trained a little otherwise."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+
+
 def _mlp(seed: int, nudge: int | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
     m = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
-    if nudge is not None:  # a relative: the same start, trained a little otherwise (here: moved at random)
-        g = torch.Generator().manual_seed(nudge)
-        with torch.no_grad():
-            for p in m.parameters():
-                p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+    if nudge is not None:
+        _nudge(m.parameters(), nudge)
     return m
 
 
@@ -128,10 +133,7 @@ def _fresh_head(body_seed: int, head_seed: int) -> torch.nn.Module:
     the head holds 5 times the body's weights."""
     torch.manual_seed(body_seed)
     body = torch.nn.Linear(6, 64)
-    g = torch.Generator().manual_seed(head_seed)
-    with torch.no_grad():
-        for p in body.parameters():
-            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+    _nudge(body.parameters(), head_seed)
     torch.manual_seed(1000 + head_seed)
     m = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 30))
     m[0].load_state_dict(body.state_dict())
@@ -229,10 +231,7 @@ def test_a_tensor_every_model_starts_from_makes_no_twins(tmp_path):
     for k in range(3):
         torch.manual_seed(100)
         m = _Irnn()
-        g = torch.Generator().manual_seed(k)
-        with torch.no_grad():
-            for p in (m.inp.weight, m.out.weight):
-                p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+        _nudge((m.inp.weight, m.out.weight), k)
         relatives.append(m)
     zoo = Zoo.from_modules(mods + relatives, tmp_path / "r", probes=probes)
     twins = tables.near_twins(zoo)
@@ -255,11 +254,9 @@ def _tuned(base_seed: int, k: int) -> torch.nn.Module:
     """A fine-tune of base ``base_seed``: its trunk moved a little, a fresh head of three layers."""
     torch.manual_seed(base_seed)
     m = _Trunk()
-    g = torch.Generator().manual_seed(1000 + k)
+    _nudge((m.c1.weight, m.c2.weight), 1000 + k)
+    torch.manual_seed(5000 + k)
     with torch.no_grad():
-        for p in (m.c1.weight, m.c2.weight):
-            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
-        torch.manual_seed(5000 + k)
         for layer in m.head:
             layer.reset_parameters()
     return m
@@ -299,10 +296,7 @@ def test_outsiders_beside_one_family_of_most_models_stay_alone(tmp_path):
     for k in range(60):
         torch.manual_seed(0)
         m = _Trunk()
-        g = torch.Generator().manual_seed(k)
-        with torch.no_grad():
-            for p in m.parameters():
-                p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+        _nudge(m.parameters(), k)
         family.append(m)
     outsiders = []
     for s in range(3):
