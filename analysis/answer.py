@@ -769,7 +769,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)
     unrecorded = not trained_here and not c.columns and not c.columns_of_others
-    balance, notes = _balance_text(c, told, strata, parents), f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [])}"
+    balance = _balance_text(c, told, strata, parents)
+    notes = f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [], bool(levels))}"
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED
     hedges = balance + notes or (UNRECORDED if unrecorded else "")
@@ -866,22 +867,27 @@ def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     return [len(whole), len(cut), len(related)]
 
 
-def _decisions_text(c: Candidate, predictions: list[str]) -> str:
+def _decisions_text(c: Candidate, predictions: list[str], named: bool = False) -> str:
     """``; no fingerprint of the predicted classes (disagreement) finds it: ...`` for a candidate that
     model-output fingerprints find while every judged fingerprint of the predicted classes does not
     (the tenth outside audit: a learning rate or batch size crossed with the families moved the
-    outputs' values, 35-49 SDs, and no prediction), else ``""``."""
+    outputs' values, 35-49 SDs, and no prediction), else ``""``; ``named``: a matched column of a few
+    levels already says what a setting would make of the camps, so only the observation is said."""
     if not predictions or "behavioural" not in c.kinds or set(predictions) & set(c.fingerprints):
         return ""
+    head = f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it"
+    if named:  # an outside audit (88): after "it matches column 'lr' (if 'lr' records how ...)" the setting's hedge
+        # and its advice of probes repeated what the column's note says, and left open a reading it had answered
+        what = "input gradients, not" if c.reads == ["gradients"] else "outputs' values more than"
+        return f"{head} (the camps differ in their {what} in the classes they predict on these probes){_beyond_outputs(c)}"
     if c.reads == ["gradients"]:  # input-saliency alone (a second outside audit of the seventeenth session)
-        return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in "
-                "how their outputs respond to small changes of the inputs (their input gradients), not in the classes "
-                "they predict on these probes, which a training setting leaves as well as a different rule")
+        return (f"{head}: the camps differ in how their outputs respond to small changes of the inputs (their input "
+                "gradients), not in the classes they predict on these probes, which a training setting leaves as well "
+                "as a different rule")
     # an outside audit of the nineteenth session: a shape-vs-colour split read word for word as a learning rate's; two
     # rules that agree on the training data predict alike on probes like it, so the note says where they would not
-    return (f"; no fingerprint of the predicted classes ({', '.join(predictions)}) finds it: the camps differ in their "
-            "outputs' values (such as confidence) more than in the classes they predict on these probes, which a "
-            "training setting (learning rate, batch size) leaves as well as a different rule that predicts the same "
+    return (f"{head}: the camps differ in their outputs' values (such as confidence) more than in the classes they "
+            "predict on these probes, which a training setting (learning rate, batch size) leaves as well as a different rule that predicts the same "
             "classes here (two cues the training data agree on): probes on which the rules would disagree tell them apart"
             + _beyond_outputs(c))
 

@@ -929,6 +929,11 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     assert said not in noted and noted.endswith("; with each model's training settings as columns (--metadata), the "
                                                 "metadata match would say whether one of them is the difference")
     assert "training settings as columns" not in label_free_answer(res(out, argmax, imported=False)).sentence
+    # a matched column says what a setting makes of the camps: the predicted classes' note keeps only what it saw
+    named = label_free_answer(res(matching(out, "lr"), argmax)).sentence  # (audit 88: the hedge said twice)
+    assert named.endswith("; no fingerprint of the predicted classes (disagreement) finds it (the camps differ in "
+                          "their outputs' values more than in the classes they predict on these probes)")
+    assert "a training setting (learning rate" not in named and "tell them apart" not in named
     three = [fp(f"c{i}", flipped(CAMPS, 1, start=2 * i)) for i in range(3)]
     lone = label_free_answer(res(*three, matching(fp("x", HALVES, q=0.003), "lr"))).sentence
     assert "x: 12 and 12 models, q 0.003, 6 SDs apart, matching column 'lr'):" in lone
