@@ -98,6 +98,8 @@ class Candidate:
     few: list | None = None
     privileged_members: list[str] = field(default_factory=list)  # its fingerprints on a probe set built from the truth
     refined_whole: list[str] = field(default_factory=list)  # of refined_by: clusters of whole init families
+    # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
+    refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
     # the answer gave these models' own value alone, which overstates a new draw's)
     separation_note: str = ""
@@ -600,6 +602,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
+        refined_columns=_refined_columns([r for r, _ in refining]),
         apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
 
 
@@ -962,6 +965,29 @@ RELATION = {"crosses lineage": "; the camps cut across the init families (the in
             "groups lineages": "; whole init families on each side (the init seed decides them, a strong init-seed effect, or anything set family by family: the data, a poisoning, a setting)"}
 
 
+def _refined_columns(refining: list[FingerprintResult]) -> dict[str, list[str]]:
+    """Column -> the fingerprints of ``refining`` whose own clusters follow it inside the camps (``metadata_finer``)."""
+    out: dict[str, list[str]] = {}
+    for r in refining:
+        for e in r.metadata_finer or []:
+            out.setdefault(str(e["column"]), []).append(str(r.fingerprint))
+    return out
+
+
+def _refined_columns_text(c: Candidate) -> str:
+    """``; inside each camp the clusters of X follow column 'lr' (if it records a training setting, ...)`` for the
+    columns that refining clusters follow within the camps, else ``""`` (an outside audit, 86: the finer clusters
+    were each rule's slowest learning rate, and nothing said so with the rate's column given)."""
+    if not c.refined_columns:
+        return ""
+    said = [f"'{col}'" + ("" if set(fs) == set(c.refined_by) else f" ({', '.join(fs)})")
+            for col, fs in c.refined_columns.items()]
+    one = len(said) == 1
+    return (f"; inside each camp those clusters follow column{'' if one else 's'} {', '.join(said)} (if "
+            f"{'it records' if one else 'they record'} how the models were trained, they are that setting's models "
+            "within each camp rather than further kinds of model)")
+
+
 def _refined_text(c: Candidate, finer: bool = False) -> str:
     """``; their own clusters split the camps further: k = 3 (cka, ood-outputs), ...`` for a candidate
     with ``refined_by``, else ``""`` (also with ``finer``: the answer names the shared partition once)."""
@@ -979,6 +1005,11 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
         return f": {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} models"
 
     ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
+    return _refined_kind_text(c, ks) + _refined_columns_text(c)
+
+
+def _refined_kind_text(c: Candidate, ks: str) -> str:
+    """:func:`_refined_text`'s sentence of how the refining clusters ``ks`` sit with the families."""
     if not c.relatives:  # every model its own family: "whole families" says nothing (an outside audit, 81)
         return (f"; their own clusters split the camps further: {ks}, each cluster inside one camp (the clusters: "
                 "summary.json assignments)")

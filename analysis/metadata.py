@@ -37,7 +37,7 @@ from analysis.options import AnalysisOptions
 from analysis.results import FingerprintResult
 from analysis.values import missing
 
-__all__ = ["NOT_COMPARED", "compare", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients",
+__all__ = ["NOT_COMPARED", "compare", "finer", "attach", "column_kind", "is_seed", "matches", "measurements", "gradients",
            "table_gradients"]
 
 # ids, and the weight-recovered families (fingerprint.tables.RECOVERED and TWIN_FAMILY: estimates of the lineage)
@@ -130,9 +130,8 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
         keep = present & (basins >= 0)
         if keep.sum() < 4 or len(np.unique(basins[keep])) < 2:
             continue
-        col = np.asarray(values, dtype=object)[keep]
         b, fam = basins[keep], fam_all[keep]
-        strs = np.asarray([str(v) for v in col] if nums is None else [repr(v) for v in nums[keep].tolist()], dtype=object)
+        strs = _strings(values, nums, keep)
         distinct = len(set(strs.tolist()))
         if distinct < 2 or _same_partition(strs, fam):
             continue
@@ -147,6 +146,46 @@ def compare(basins: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarr
             out[-1]["distinct"] = distinct
             out[-1]["graded"] = distinct >= GRADED_VALUES and not _two_levels(nums[keep], b)
     return sorted(out, key=lambda e: (not e["match"], -(e["value"] or 0.0), e["column"], e["statistic"]))
+
+
+def _strings(values: np.ndarray, nums: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+    """The values of a column at ``keep`` as strings, numbers by their ``repr`` (1 and 1.0 one value)."""
+    col = np.asarray(values, dtype=object)[keep]
+    return np.asarray([str(v) for v in col] if nums is None else [repr(v) for v in nums[keep].tolist()], dtype=object)
+
+
+def finer(basins: np.ndarray, clusters: np.ndarray, columns: dict[str, np.ndarray], family: np.ndarray,
+          n_boot: int = 200, random_state: int = 0, ami_level: float = 0.3) -> list[dict[str, Any]]:
+    """The columns that a fingerprint's own ``clusters [n]`` follow *inside* its two candidate camps
+    ``basins [n]`` (``-1``: left out): in every camp holding models of two clusters or more, the AMI of the
+    clusters and the column among that camp's models matches (its family-bootstrap interval's lower end at
+    ``ami_level``, as :func:`compare`'s). One entry per such column: ``{column, camps: [{camp, value, ci}],
+    match: True}``. An outside audit (86): two rules crossed with three learning rates, the camps the rules
+    and the finer clusters each rule's slowest rate, and nothing said so with the rate's column given. A
+    column constant within the camps (the camps' own match), with more than half as many values as a camp
+    has models, or grouping a camp's models as its families do is left out."""
+    basins, clusters = np.asarray(basins), np.asarray(clusters)
+    keep = (basins >= 0) & (clusters >= 0)
+    camps = [b for b in np.unique(basins[keep]) if len(np.unique(clusters[keep & (basins == b)])) >= 2]
+    fam_all = np.asarray([str(f) for f in family], dtype=object)
+    out = []
+    for name, values in columns.items() if camps else ():
+        nums, present = column_kind(np.asarray(values, dtype=object))
+        entries = []
+        for camp in camps:
+            at = keep & present & (basins == camp)
+            strs, fam = _strings(values, nums, at), fam_all[at]
+            distinct = len(set(strs.tolist()))
+            if at.sum() < 4 or not 2 <= distinct <= at.sum() // 2 or _same_partition(strs, fam):
+                break
+            fcodes, fnames = rs.family_codes(fam)
+            e = _ami_entry(name, clusters[at], strs, fcodes, fam, len(fnames), n_boot, random_state, ami_level)
+            if not e["match"]:
+                break
+            entries.append({"camp": int(camp), "value": e["value"], "ci": e["ci"]})
+        else:
+            out.append({"column": str(name), "camps": entries, "match": True})
+    return out
 
 
 def _two_levels(x: np.ndarray, b: np.ndarray) -> bool:
@@ -224,6 +263,10 @@ def attach(results: list[FingerprintResult], table: dict[str, np.ndarray], opts:
         cols = {c: np.asarray(table[c], dtype=object)[rows] for c in names}
         r.metadata_match = compare(basins, cols, family, opts.n_family_boot, opts.seed, opts.deep_threshold,
                                    opts.auroc_threshold)
+        clusters = np.asarray(r.clusters, int)[sample] if sample is not None else np.asarray(r.clusters, int)
+        if len(set(clusters[clusters >= 0].tolist())) > len(set(basins[basins >= 0].tolist())):  # finer than the camps
+            r.metadata_finer = finer(basins, clusters, cols, family, opts.n_family_boot, opts.seed,
+                                     opts.deep_threshold) or None
 
 
 GRADIENT_AXES = 5  # the fingerprint's leading coordinates a column's within-family differences are regressed on

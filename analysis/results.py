@@ -99,6 +99,8 @@ class FingerprintResult:
     metadata_gradient: list[dict[str, Any]] | None = None
     # the clusters against each design column the label-free tests took out (analysis.metadata.strata_follow)
     strata_follow: list[dict[str, Any]] | None = None
+    # columns the fingerprint's own clusters follow inside its candidate camps (analysis.metadata.finer)
+    metadata_finer: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a stored result this version does not know
 
     @property
@@ -115,7 +117,7 @@ class FingerprintResult:
         if self.analysed:
             d.update((k, getattr(self, k)) for k in ANALYSED_FIELDS)
             tail = ("seconds", "verdict", "reason", "traceback", "label_free", "significant", "metadata_match",
-                    "metadata_gradient", "strata_follow")
+                    "metadata_gradient", "strata_follow", "metadata_finer")
         else:
             tail = ("verdict", "reason", "traceback", "seconds", "label_free", "significant")
         always = ("verdict", "reason", "metadata_match")  # metadata_match: null without candidate basins

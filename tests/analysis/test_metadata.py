@@ -458,3 +458,32 @@ def test_basins_a_strata_column_decides_are_said_as_any_column_not_a_data_order(
             "--strata takes out as lineage: if it records a training setting (a hyper-parameter sweep), these basins are "
             "that setting, set aside to ask what else differs") in ans.sentence
     assert "data order's seed noise" not in ans.sentence and "report without --strata to test it as one" in ans.sentence
+
+
+def test_a_column_the_finer_clusters_follow_inside_the_camps_is_found_and_said():
+    """Audit 86 (F5): two rules crossed with three learning rates; the camps were the rules and the finer clusters
+    each rule's slowest rate (8, 8, 4 and 4 models), and nothing said so with the rate's column given."""
+    from analysis.answer import label_free_answer
+    from analysis.results import AnalysisResult, FingerprintResult
+
+    rule = np.repeat([0, 1], 12)
+    lr = np.tile(np.repeat([1e-3, 3e-3, 1e-2], 4), 2)
+    clusters = 2 * rule + (lr != 1e-3)  # each rule's slowest rate apart
+    family = np.arange(24).astype(str)  # independent seeds
+    rng = np.random.default_rng(0)
+    cols = {"lr": lr, "noise": rng.integers(0, 3, 24), "rule": rule, "family_again": family}
+    found = md.finer(rule, clusters, cols, family)
+    assert [e["column"] for e in found] == ["lr"]  # not a column constant in each camp, noise, nor names
+    assert [e["camp"] for e in found[0]["camps"]] == [0, 1] and all(e["ci"][0] >= 0.3 for e in found[0]["camps"])
+    assert md.finer(rule, rule, cols, family) == []  # clusters that are the camps: nothing finer to follow
+    assert md.finer(rule, clusters, {"lr": np.where(rule == 0, lr, 1e-3)}, family) == []  # followed in one camp only
+
+    ids = [f"m{i}" for i in range(24)]
+    free = {"verdict": "groups lineages", "q": 0.01, "sentence": ".", "effect": {"separation": 9.0},
+            "candidate_basins": {m: int(b) for m, b in zip(ids, rule)}, "n_related_families": 0}
+    r = FingerprintResult("ood-outputs", n_models=24, model_ids=ids, clusters=clusters.tolist(),
+                          lineage_values=family.tolist(), label_free=free, metadata_finer=found)
+    sentence = label_free_answer(AnalysisResult(1, 0.0, {}, 24, scorecard=[], fingerprints=[r])).sentence
+    assert ("; inside each camp those clusters follow column 'lr' (if it records how the models were trained, they "
+            "are that setting's models within each camp rather than further kinds of model)") in sentence
+    assert FingerprintResult.from_dict(r.to_dict()).metadata_finer == found  # stored with the result
