@@ -57,15 +57,13 @@ from fingerprint.progress import SILENT, Progress
 from fingerprint.registry import builtin_spec
 from fingerprint.tables import (
     RECOVERED,
-    TWIN_R,
     imported_only,
     model_table,
-    near_twins,
     options_stamp,
     stored_lineage,
-    twin_families,
     unrecorded_lineage,
 )
+from fingerprint.twins import TWIN_R, near_twins, twin_families
 from training.config import SweepConfig, config_file, load_config
 from training.core.errors import UserError, choices
 from training.core.outputs import check_output
@@ -483,7 +481,7 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
 
 def twins_warning(zoo: Zoo, table: dict[str, np.ndarray], lineage: str | None, told: bool = True) -> None:
     """Warn when ``lineage`` makes every model of an import its own init family while some models' weights are
-    near twins (:func:`fingerprint.tables.near_twins`): relatives, whose groups the fingerprints would show as
+    near twins (:func:`fingerprint.twins.near_twins`): relatives, whose groups the fingerprints would show as
     candidate basins (an outside audit, 80: two nulls of hidden families read so under ``--lineage model_id``)."""
     n = len(table.get("model_id", []))
     if not imported_only(table) or lineage not in table or n < 4 or len({str(v) for v in table[lineage].tolist()}) < n:

@@ -1,4 +1,4 @@
-"""Benchmark: the near-twin check (`fingerprint.tables.twin_families`) on imports of independent MLPs.
+"""Benchmark: the near-twin check (`fingerprint.twins.twin_families`) on imports of independent MLPs.
 
 Builds ``Zoo.from_modules`` zoos of independently initialised 16-W-W-2 MLPs (``--sizes``: models x W) and
 times the check once per zoo (it reads every weight once per process, then is cached), printing seconds
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from fingerprint import Zoo
-from fingerprint.tables import twin_families
+from fingerprint.twins import twin_families
 
 
 def zoo_of(n: int, width: int, where: Path) -> Zoo:

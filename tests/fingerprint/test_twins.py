@@ -13,7 +13,8 @@ import torch
 
 from fingerprint import Zoo
 from fingerprint import pipeline as pl
-from fingerprint.tables import TWIN_R, near_twins
+from fingerprint import twins as tw
+from fingerprint.twins import TWIN_R, near_twins
 
 
 def _nudge(params, seed: int) -> None:
@@ -107,7 +108,7 @@ def test_an_import_without_families_takes_them_from_near_twin_weights(tmp_path):
     # a stored analysis is reused only for the same near-twin families (their rule changed: audit 81's fresh heads)
     stamp = tables.options_stamp(zoo, pl.options_for(zoo))
     assert len(stamp["twins"]) == 16 and "twins" not in tables.options_stamp(zoo, pl.options_for(zoo, lineage="model_id"))
-    tables._TWINS[tables._twin_key(zoo, "families")] = np.asarray([f"m{i}" for i in range(len(zoo))], dtype=object)
+    tw._TWINS[tw._twin_key(zoo, "families")] = np.asarray([f"m{i}" for i in range(len(zoo))], dtype=object)
     assert tables.options_stamp(zoo, pl.options_for(zoo, lineage=tables.TWIN_FAMILY))["twins"] != stamp["twins"]
 
 
@@ -144,11 +145,10 @@ def test_fine_tunes_with_a_fresh_head_are_twins_by_their_shared_body(tmp_path):
     """An outside audit (81): fine-tunes given a new classifier head (75% of the weights) correlated 0.05-0.43 in all,
     every model read as its own family, and a null read as a candidate. Each tensor is read alone as well, beyond
     its chance spread; an unrelated body is not."""
-    from fingerprint import tables
 
     mods = [_fresh_head(b, b + h) for b in (10, 20, 30) for h in range(4)] + [_fresh_head(40 + k, 50 + k) for k in range(4)]
     zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 6)})
-    fam = tables.twin_families(zoo)
+    fam = tw.twin_families(zoo)
     assert [len(set(fam[i:i + 4])) for i in (0, 4, 8)] == [1, 1, 1] and len(set(fam[:12])) == 3
     assert len(set(fam[12:])) == 4 and not set(fam[12:]) & set(fam[:12])
 
@@ -180,12 +180,11 @@ def test_a_tensor_every_model_converges_to_makes_no_twins(tmp_path):
     """A review of audit 81's fix: independent inits trained on the same data reach the same shortcut weights (no
     hidden unit to put them in another order), and read alone that tensor joined all 8 into one family. Each tensor
     read alone is centred across the models first: what they all share is no shared start."""
-    from fingerprint import tables
 
     solution = torch.randn(16, 32)
     mods = _skips(8, lambda s: solution + 0.05 * torch.randn(16, 32))  # where training takes every model
     zoo = Zoo.from_modules(mods, tmp_path / "z", probes={"in_dist": torch.randn(8, 32)})
-    assert tables.near_twins(zoo) == []
+    assert tw.near_twins(zoo) == []
 
 
 def test_one_family_of_all_says_what_else_could_join_them(tmp_path):
@@ -219,14 +218,13 @@ def test_a_tensor_every_model_starts_from_makes_no_twins(tmp_path):
     """An outside audit (83): recurrent matrices initialised to the identity (the larger part of the weights) made 24
     independent seeds one family by the whole correlation. A tensor nearly the same in every model while the others
     are not is compared by what the models learned away from it; relatives of a base still are twins."""
-    from fingerprint import tables
 
     mods = []
     for s in range(8):
         torch.manual_seed(s)
         mods.append(_Irnn())
     probes = {"in_dist": torch.randn(8, 8)}
-    assert tables.near_twins(Zoo.from_modules(mods, tmp_path / "i", probes=probes)) == []
+    assert tw.near_twins(Zoo.from_modules(mods, tmp_path / "i", probes=probes)) == []
     relatives = []
     for k in range(3):
         torch.manual_seed(100)
@@ -234,7 +232,7 @@ def test_a_tensor_every_model_starts_from_makes_no_twins(tmp_path):
         _nudge((m.inp.weight, m.out.weight), k)
         relatives.append(m)
     zoo = Zoo.from_modules(mods + relatives, tmp_path / "r", probes=probes)
-    twins = tables.near_twins(zoo)
+    twins = tw.near_twins(zoo)
     assert len(twins) == 3 and {m for a, b, _ in twins for m in (a, b)} == {"m8", "m9", "m10"}
 
 
@@ -266,7 +264,6 @@ def test_a_base_most_models_share_stays_a_family_and_tables_at_an_offset_are_no_
     """A review of audit 83's fix: set aside by the median tensor, a trunk that 20 fine-tunes of one base share (their
     heads more tensors than it) read all 20 alone; a dense pattern is a base and stays. Identity starts are set aside
     with as few as 3 models, and a fixed table each model holds at its own offset is no family."""
-    from fingerprint import tables
 
     probes = {"in_dist": torch.randn(8, 192)}
     outsiders = []
@@ -274,23 +271,22 @@ def test_a_base_most_models_share_stays_a_family_and_tables_at_an_offset_are_no_
         torch.manual_seed(50 + s)
         outsiders.append(_Trunk())
     zoo = Zoo.from_modules([_tuned(0, k) for k in range(20)] + outsiders, tmp_path / "t", probes=probes)
-    sizes = sorted(Counter(tables.twin_families(zoo).tolist()).values())
+    sizes = sorted(Counter(tw.twin_families(zoo).tolist()).values())
     assert sizes == [1, 1, 1, 1, 20]
     irnn = []
     for s in range(3):
         torch.manual_seed(s)
         irnn.append(_Irnn())
-    assert tables.near_twins(Zoo.from_modules(irnn, tmp_path / "i", probes={"in_dist": torch.randn(8, 8)})) == []
+    assert tw.near_twins(Zoo.from_modules(irnn, tmp_path / "i", probes={"in_dist": torch.randn(8, 8)})) == []
     table = torch.randn(16, 16)
     offset = _skips(6, lambda s: table.repeat(1, 2) + float(s))  # the same table, each at its own offset
-    assert tables.near_twins(Zoo.from_modules(offset, tmp_path / "o", probes={"in_dist": torch.randn(8, 32)})) == []
+    assert tw.near_twins(Zoo.from_modules(offset, tmp_path / "o", probes={"in_dist": torch.randn(8, 32)})) == []
 
 
 def test_outsiders_beside_one_family_of_most_models_stay_alone(tmp_path):
     """An outside audit (85): beside one family of 36, four unrelated models correlated 0.31-0.46 in every tensor once
     each was centred across the models (each took on the negative of the family's base), and three were joined, so a
     null read a lead (here: 60 and 3, all three joined). The models' mean direction is projected out instead."""
-    from fingerprint import tables
 
     family = []
     for k in range(60):
@@ -303,4 +299,31 @@ def test_outsiders_beside_one_family_of_most_models_stay_alone(tmp_path):
         torch.manual_seed(200 + s)
         outsiders.append(_Trunk())
     zoo = Zoo.from_modules(family + outsiders, tmp_path / "z", probes={"in_dist": torch.randn(8, 192)})
-    assert sorted(Counter(tables.twin_families(zoo).tolist()).values()) == [1, 1, 1, 60]
+    assert sorted(Counter(tw.twin_families(zoo).tolist()).values()) == [1, 1, 1, 60]
+
+
+def test_a_part_every_model_holds_the_same_is_said_beside_the_families(tmp_path):
+    """An outside audit (85): 16 LoRA fine-tunes of one frozen base (85% of the entries the same in all) read "no
+    two of the 16 have near-twin weights", said of the adapters alone; the frozen part is now said and counted."""
+    from fingerprint import tables
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(16, 64)
+
+    def adapted(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)  # a frozen base (one weight tensor, 1,024 entries), then each model's own layers
+        m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 4))
+        m[2].load_state_dict(base.state_dict())
+        return m
+
+    zoo = Zoo.from_modules([adapted(s) for s in range(8)], tmp_path / "z", probes={"in_dist": torch.randn(8, 16)})
+    assert tw.frozen_tensors(zoo) == (1, 1024 / (256 + 1024 + 256))
+    line = tables.recovered_line(tables.TWIN_FAMILY, zoo)
+    assert line.startswith("lineage: every model its own family: no two of the 8 have near-twin weights")
+    assert ("; one weight tensor (67% of the weights' entries) is the same in every model and left out (a part no "
+            "model trained: a frozen base under adapters, a fixed table), so these families are those of the parts "
+            "trained") in line
+    plain = Zoo.from_modules([_mlp(s) for s in range(4)], tmp_path / "p", probes={"in_dist": torch.randn(8, 6)})
+    assert tw.frozen_tensors(plain) == (0, 0.0) and "the same in every model" not in tables.recovered_line(
+        tables.TWIN_FAMILY, plain)
