@@ -98,6 +98,8 @@ class Candidate:
     few: list | None = None
     privileged_members: list[str] = field(default_factory=list)  # its fingerprints on a probe set built from the truth
     refined_whole: list[str] = field(default_factory=list)  # of refined_by: clusters of whole init families
+    # the largest share of a member's variance its camps explain (the upper end of each 95% interval): SMALL_SHARE
+    share_top: float | None = None
     # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
     refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
@@ -145,6 +147,8 @@ class Answer:
     lineage_column: str | None = None
     # candidates every one of whose verdicts rests on few init families at a q above FEW_FAMILIES_Q: leads
     few_family_leads: list[Candidate] = field(default_factory=list)
+    # candidates whose camps explain under SMALL_SHARE of every member's variance: leads (the size of seed noise)
+    small_share_leads: list[Candidate] = field(default_factory=list)
     # design columns taken out as lineage (strata_columns) that judged fingerprints' clusters follow: {column:
     # {fingerprints, ami [min, max], q (the largest of theirs)}} (_strata_followed)
     strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -165,7 +169,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
     found = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
-    cands = [c for c in found if c.few is None]
+    cands = [c for c in found if c.few is None and not _small_share(c)]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     q = _test_q(analysed)
@@ -174,14 +178,15 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  n_behavioural=sum(r.kind == "behavioural" for r in judged),
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
-                 few_family_leads=[c for c in found if c.few is not None], graded=_held_as(judged, "no gap"),
+                 few_family_leads=[c for c in found if c.few is not None],
+                 small_share_leads=[c for c in found if c.few is None and _small_share(c)], graded=_held_as(judged, "no gap"),
                  few_models=_held_as(judged, "few"))
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     if ans.lineage_column == TWIN_LINEAGE:
         by_name = {str(r.fingerprint): r for r in deep}
-        for c in (*ans.candidates, *ans.few_family_leads):
+        for c in (*ans.candidates, *ans.few_family_leads, *ans.small_share_leads):
             c.twins_alone = _twins_alone(by_name[c.representative], c)
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
@@ -602,6 +607,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
+        share_top=_share_top(group),
         refined_columns=_refined_columns([r for r, _ in refining]),
         apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
 
@@ -615,6 +621,33 @@ def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
     if c.verdicts.get(c.representative) != "groups lineages" or not n_rel or related is None or related >= tested:
         return None
     return [int(tested) - int(related), int(tested), int(n_rel)]
+
+
+# A candidate whose camps explain under this share of the variance of every fingerprint that finds it (the upper end of
+# each one's 95% interval) is a lead: an outside audit (89) imported 6 inits x 4 data orders shared by every family,
+# without metadata, and `ood-outputs` alone read camps of orders {0, 1} against {2, 3} as a candidate, 0.76% of its
+# variance (interval to 0.88%); audit 78's fine-tunes sharing an unrecorded order, 0.93% (to 1.16%). Of the stored
+# summaries of audits 78-89 (239 candidates and leads), every one below 5% was false (those two; a learning rate's
+# weight-stats, 2.2%; two seed-only nulls' weight-stats, 2.4-2.5%), every planted one above 8% (docs/scorecard.md,
+# "Camps that explain little").
+SMALL_SHARE = 0.05
+
+
+def _share_top(group: list[FingerprintResult]) -> float | None:
+    """The largest share of a member's variance that its candidate basins explain, each the upper end of its 95%
+    interval where there is one, or ``None`` when a member's share is unknown (a result stored without it)."""
+    tops = []
+    for r in group:
+        e = r.label_free.get("effect") or {}
+        top = (e.get("share_ci") or [None, e.get("share")])[1]
+        if top is None:
+            return None
+        tops.append(float(top))
+    return max(tops) if tops else None
+
+
+def _small_share(c: Candidate) -> bool:
+    return c.share_top is not None and c.share_top < SMALL_SHARE
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
@@ -1022,8 +1055,8 @@ def _refined_kind_text(c: Candidate, ks: str) -> str:
 
 
 def answer_sentence(ans: Answer) -> str:
-    """One sentence for the report's headline and the terminal: the candidates, then any few-families leads."""
-    leads = _few_leads_text(ans)
+    """One sentence for the report's headline and the terminal: the candidates, then any leads."""
+    leads = "; ".join(t for t in (_few_leads_text(ans), _small_leads_text(ans)) if t)
     if ans.n_judged and not ans.candidates and leads:
         return _said_once(f"no candidate deep difference; {leads}")
     return _said_once(_candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else ""))
@@ -1190,6 +1223,28 @@ def _few_leads_text(ans: Answer) -> str:
         return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
     return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
                                    for i, c in enumerate(leads, 1))
+
+
+def _small_leads_text(ans: Answer) -> str:
+    """``a lead whose camps explain little (...): found by ...`` for :attr:`Answer.small_share_leads`, or ``""``."""
+    leads = ans.small_share_leads
+    if not leads:
+        return ""
+    top = max(c.share_top for c in leads)
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} whose camps explain too little to be a candidate "
+            f"(under {SMALL_SHARE:.0%} of the variance of every fingerprint that finds {'it' if len(leads) == 1 else 'them'}: "
+            f"{_percent(top)} at most, the upper end of a 95% interval; the size of the seed noise that a data order "
+            "shared by every family or a training setting leaves, more than of a different mechanism: docs/scorecard.md, "
+            "\"Camps that explain little\")")
+    texts = [_candidate_text(c, ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)
+             for c in leads]
+    return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
+        f"(lead {i}) {t}" for i, t in enumerate(texts, 1))
+
+
+def _percent(x: float) -> str:
+    """``0.88%``, ``4.1%``: a share in percent, two significant figures."""
+    return f"{100 * x:.2g}%"
 
 
 def _candidates_sentence(ans: Answer) -> str:

@@ -937,3 +937,32 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     three = [fp(f"c{i}", flipped(CAMPS, 1, start=2 * i)) for i in range(3)]
     lone = label_free_answer(res(*three, matching(fp("x", HALVES, q=0.003), "lr"))).sentence
     assert "x: 12 and 12 models, q 0.003, 6 SDs apart, matching column 'lr'):" in lone
+
+
+def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candidate():
+    """An outside audit (89): 6 inits x 4 data orders that every family shares, imported without metadata; the camps of
+    `ood-outputs` alone, orders {0, 1} against {2, 3}, read as a candidate while explaining 0.76% of its variance
+    (interval to 0.88%). Camps under 5% of every finder's variance (upper ends) are a lead; one larger finder keeps it."""
+    from analysis.report import headline
+
+    def shared(name: str, top: float, basins: dict[str, int] = CAMPS) -> FingerprintResult:
+        r = fp(name, basins)
+        r.label_free["effect"].update(share=top * 0.8, share_ci=[top / 10, top])
+        return r
+
+    ans = label_free_answer(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
+    assert ans.candidates == [] and [c.fingerprints for c in ans.small_share_leads] == [["ood-outputs"]]
+    assert ans.sentence.startswith(
+        "no candidate deep difference; a lead whose camps explain too little to be a candidate (under 5% of the "
+        "variance of every fingerprint that finds it: 0.88% at most, the upper end of a 95% interval; the size of the "
+        "seed noise that a data order shared by every family or a training setting leaves, more than of a different "
+        "mechanism: docs/scorecard.md, \"Camps that explain little\"): found by 1 of 2 fingerprints (ood-outputs): ")
+    h = headline(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
+    assert h.leads_only and h.weak == ["ood-outputs"] and h.few == []
+    # one member whose camps explain more keeps the candidate; a share not stored (an older result) keeps it too
+    kept = label_free_answer(result(shared("a", 0.01), shared("b", 0.3, flipped(CAMPS, 1))))
+    assert [c.fingerprints for c in kept.candidates] == [["a", "b"]] and kept.small_share_leads == []
+    assert len(label_free_answer(result(fp("a", CAMPS))).candidates) == 1
+    # beside a candidate, said after it as a lead
+    both = label_free_answer(result(shared("a", 0.5), shared("b", 0.02, HALVES)))
+    assert [c.fingerprints for c in both.candidates] == [["a"]] and "; besides, a lead whose camps explain too little" in both.sentence
