@@ -137,6 +137,8 @@ class Answer:
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
+    label: str | None = None  # the ground-truth column in use (--label), which the metadata match leaves out
+    columns_compared: bool = True  # some model column (not the lineage, nor the label) varies: what the match reads
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -191,6 +193,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.training_recorded = bool(result.settings.get("training_recorded", True))
+    ans.label = result.settings.get("label")
+    ans.columns_compared = bool(result.settings.get("columns_compared", True))
     ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
@@ -772,7 +776,7 @@ def _columns_text(columns: dict[str, bool]) -> str:
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
-                    trained_here: bool = True) -> str:
+                    trained_here: bool = True, columns_given: bool = True) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -809,7 +813,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     notes = f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [], bool(levels))}"
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED
-    hedges = balance + notes or (UNRECORDED if unrecorded else "")
+    hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_refined_text(c, finer)}")
 
@@ -822,6 +826,9 @@ UNRECORDED = ("; how each model was trained is recorded only as far as --metadat
               "the camps: a training setting that differed between them (a learning rate, the training's length, the "
               "optimizer, the data) leaves camps like these as well as a different mechanism does; a column for each "
               "setting that differed would tell (docs/scorecard.md, \"A training setting\")")
+# the same when no model column but the lineage varies (no --metadata): "no column of it" read as if columns were given
+UNRECORDED_NONE = UNRECORDED.replace("is recorded only as far as --metadata gives it, and no column of it matches the "
+                                     "camps", "is not recorded (no --metadata column but the lineage)")
 UNRECORDED_AGAIN = "; no column matches these camps either: a training setting, as above, or a different mechanism"
 # after the predicted classes' or the weights-only note, which name a setting but advise probes (an outside audit, 88)
 UNRECORDED_NOTED = ("; with each model's training settings as columns (--metadata), the metadata match would say whether "
@@ -831,11 +838,12 @@ UNRECORDED_NOTED = ("; with each model's training settings as columns (--metadat
 def _said_once(sentence: str) -> str:
     """``sentence`` with :data:`UNRECORDED` said in full the first time only (a review: two candidates or leads of
     an import repeated its ~390 characters word for word)."""
-    first = sentence.find(UNRECORDED)
-    if first < 0:
-        return sentence
-    cut = first + len(UNRECORDED)
-    return sentence[:cut] + sentence[cut:].replace(UNRECORDED, UNRECORDED_AGAIN)
+    for said in (UNRECORDED, UNRECORDED_NONE):
+        first = sentence.find(said)
+        if first >= 0:
+            cut = first + len(said)
+            return sentence[:cut] + sentence[cut:].replace(said, UNRECORDED_AGAIN)
+    return sentence
 
 
 def _relation(c: Candidate) -> str:
@@ -1220,8 +1228,8 @@ def _few_leads_text(ans: Answer) -> str:
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
     head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why_mixed or why})"
     if len(leads) == 1:
-        return f"{head}: {_candidate_text(leads[0], ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
-    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)}"
+        return f"{head}: {_candidate_text(leads[0], ans.n_judged, **_recorded(ans))}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, **_recorded(ans))}"
                                    for i, c in enumerate(leads, 1))
 
 
@@ -1236,7 +1244,7 @@ def _small_leads_text(ans: Answer) -> str:
             f"{_percent(top)} at most, the upper end of a 95% interval; the size of the seed noise that a data order "
             "shared by every family or a training setting leaves, more than of a different mechanism: docs/scorecard.md, "
             "\"Camps that explain little\")")
-    texts = [_candidate_text(c, ans.n_judged, parents=ans.parents_recorded, trained_here=ans.training_recorded)
+    texts = [_candidate_text(c, ans.n_judged, **_recorded(ans))
              for c in leads]
     return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
         f"(lead {i}) {t}" for i, t in enumerate(texts, 1))
@@ -1245,6 +1253,14 @@ def _small_leads_text(ans: Answer) -> str:
 def _percent(x: float) -> str:
     """``0.88%``, ``4.1%``: a share in percent, two significant figures."""
     return f"{100 * x:.2g}%"
+
+
+def _recorded(ans: Answer) -> dict[str, bool]:
+    """:func:`_candidate_text`'s keywords of what the zoo records: parents, the training (an import records only its
+    metadata; with --label in use, the scorecard says whether the camps are that column: audit 89 read "no column of
+    it matches the camps" beside deep AMI 1.00 with the label), and whether any column was compared."""
+    return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded or bool(ans.label),
+            "columns_given": ans.columns_compared}
 
 
 def _candidates_sentence(ans: Answer) -> str:
@@ -1267,8 +1283,7 @@ def _candidates_sentence(ans: Answer) -> str:
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,
                                                                    predictions=predictions, strata=ans.strata_columns,
-                                                                   parents=ans.parents_recorded,
-                                                                   trained_here=ans.training_recorded)
+                                                                   **_recorded(ans))
     fin = ans.finer
     main = [c for c in ans.candidates if len(c.fingerprints) > 1]
     lone = [c for c in ans.candidates if len(c.fingerprints) == 1]
@@ -1277,8 +1292,7 @@ def _candidates_sentence(ans: Answer) -> str:
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  predictions, ans.strata_columns, ans.parents_recorded,
-                                                  ans.training_recorded)
+                                                  predictions, ans.strata_columns, **_recorded(ans))
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

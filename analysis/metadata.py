@@ -455,6 +455,20 @@ def training_recorded(table: dict[str, np.ndarray]) -> bool:
     return "kind" in table and not any(str(k) == "imported" for k in table["kind"])
 
 
+def recorded(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, bool]:
+    """The settings that say what the model table records: ``parents_recorded``, ``training_recorded``,
+    ``columns_compared`` (:func:`parents_recorded`, :func:`training_recorded`, :func:`columns_compared`)."""
+    return {"parents_recorded": parents_recorded(table), "training_recorded": training_recorded(table),
+            "columns_compared": columns_compared(table, opts)}
+
+
+def columns_compared(table: dict[str, np.ndarray], opts: AnalysisOptions) -> bool:
+    """Whether some model column that :func:`attach` compares varies between the models (not the ids, the lineage or
+    the label): without one (an import without --metadata) "no column matches the camps" says nothing (audit 89)."""
+    skip = {*NOT_COMPARED, opts.lineage, opts.label}
+    return any(len({str(v) for v in col if not missing(v)}) > 1 for c, col in table.items() if c not in skip)
+
+
 def generation_columns(table: dict[str, np.ndarray], skip: set) -> list[str]:
     """The columns of ``table`` (but ``skip``) with two values or more that the generation in ``parent_id``'s
     chains decides (one value per generation: base against fine-tune), when the generation varies: relatives

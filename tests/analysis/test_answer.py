@@ -966,3 +966,27 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
     # beside a candidate, said after it as a lead
     both = label_free_answer(result(shared("a", 0.5), shared("b", 0.02, HALVES)))
     assert [c.fingerprints for c in both.candidates] == [["a"]] and "; besides, a lead whose camps explain too little" in both.sentence
+
+
+def test_the_training_setting_clause_fits_an_import_without_columns_and_is_not_said_beside_a_label():
+    """An outside audit (89): with --label the clause said "no column of it matches the camps" while the scorecard
+    gave deep AMI 1.00 with that column (which the match leaves out); without --metadata, "no column of it" spoke
+    of columns never given."""
+    from analysis import metadata as md
+    from analysis.options import AnalysisOptions
+
+    def imported(**settings) -> AnalysisResult:
+        out = result(fp("a", CAMPS), fp("b", flipped(CAMPS, 1)))
+        out.settings = {"training_recorded": False, **settings}
+        return out
+
+    none = label_free_answer(imported(columns_compared=False)).sentence
+    assert ("; how each model was trained is not recorded (no --metadata column but the lineage): a training setting "
+            "that differed between them") in none and "no column of it" not in none
+    assert "how each model was trained" not in label_free_answer(imported(label="rule")).sentence
+    table = {"model_id": np.asarray(["a", "b", "c"]), "init_seed": np.asarray([1, 2, 3]), "kind": np.asarray(["imported"] * 3)}
+    opts = AnalysisOptions(lineage="init_seed")
+    assert md.recorded(table, opts) == {"parents_recorded": False, "training_recorded": False, "columns_compared": False}
+    table["lr"] = np.asarray([0.1, 0.1, 0.01])
+    assert md.recorded(table, opts)["columns_compared"]
+    assert not md.columns_compared(table, AnalysisOptions(lineage="init_seed", label="lr"))  # the label: left out
