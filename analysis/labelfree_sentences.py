@@ -334,7 +334,9 @@ def apart_text(a: dict[str, Any] | None, fingerprint: str = "this fingerprint") 
     if not a:
         return ""
     n = int(a["models"])
-    return (f"Family {a['family']} ({n} model{'' if n == 1 else 's'}) stands apart from the other "
+    name = str(a["family"])  # a family named from the weights is "family of m1_0" already (an outside audit, 89)
+    name = name[0].upper() + name[1:] if name.startswith(FAMILY_OF) else f"Family {name}"
+    return (f"{name} ({n} model{'' if n == 1 else 's'}) stands apart from the other "
             f"{a['n_families'] - 1} on {fingerprint}: one of its basins is exactly that family (exploratory: one family "
             "is one seed's quirk, or a difference only its seed got; look at its models).")
 
