@@ -45,6 +45,7 @@ from analysis.labelfree_sentences import (
     related_counts,
     sds,
 )
+from analysis.options import STRATA
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
 # imports this one for summary.json, and the layer rule wants no cycle, not even for types.
@@ -774,6 +775,15 @@ def _columns_text(columns: dict[str, bool]) -> str:
     return out
 
 
+def _strata_hint(levels: list[str]) -> str:
+    """``with --strata lr``, or for a column the tests take out by default (``data_seed``, after ``--strata none``)
+    ``without --strata none (which keeps 'data_seed' in)``: an outside audit (89) was sent from ``--strata none`` back
+    to ``--strata data_seed``, the default it had started from."""
+    if len(levels) == 1 and levels[0] in STRATA:
+        return f"without --strata none (which keeps '{levels[0]}' in the tests: by default they take it out)"
+    return f"with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}"
+
+
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
                     trained_here: bool = True, columns_given: bool = True) -> str:
@@ -804,7 +814,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                  + ("" if set(levels) <= set(strata or ()) or not c.relatives else  # (taken out already: a review; no
                     # seed trained at several values when every model is its own init family: audit 88)
                     "; whether anything beyond a setting differs, the tests tell when each init seed was trained at every "
-                    f"value of it: then report with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}") + ")")
+                    f"value of it: then report {_strata_hint(levels)}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)

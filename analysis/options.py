@@ -23,6 +23,8 @@ def check_method(method: str) -> None:
         raise AnalysisError(f"unknown clustering method '{method}' (valid: {choices(METHODS)})")
 
 
+STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
+# with parent links, the generation from parent_id goes beside them: label_free(generation=...), metrics.generation)
 NO_STRATA = "none"  # --strata none: no design column taken out of the label-free tests, not even data_seed and kind
 
 

@@ -35,7 +35,7 @@ from analysis.calibration import (
     verdict,
 )
 from analysis.errors import AnalysisError, choices
-from analysis.options import NO_STRATA, AnalysisOptions, FingerprintInput
+from analysis.options import NO_STRATA, STRATA, AnalysisOptions, FingerprintInput  # noqa: F401 (STRATA: scripts)
 from analysis.results import (
     AnalysisResult,
     FingerprintResult,
@@ -272,8 +272,6 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
     return out
 
 
-STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
-# with parent links, the generation from parent_id goes beside them: label_free(generation=...), metrics.generation)
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 

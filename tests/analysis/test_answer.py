@@ -917,6 +917,10 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     stratified = res(matching(fp("a", CAMPS), "lr"), fp("b", flipped(CAMPS, 1)))
     stratified.settings["strata_columns"] = ["lr"]  # taken out already (a review): no hint to take it out
     assert "--strata lr" not in label_free_answer(stratified).sentence
+    # a column the tests take out by default, after --strata none: not sent back to the default (audit 89)
+    order = label_free_answer(res(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)))).sentence
+    assert ("then report without --strata none (which keeps 'data_seed' in the tests: by default they take it out))"
+            in order) and "--strata data_seed" not in order
     two = label_free_answer(res(fp("a", CAMPS), fp("b", flipped(CAMPS, 1)), fp("x", HALVES, q=0.003))).sentence
     assert two.count(said) == 1 and two.count("; no column matches these camps either: a training setting, as above") == 1
     a, b = pair()

@@ -221,7 +221,9 @@ def test_the_pointer_reaches_the_sentence_and_the_json():
     assert d["family_apart"]["family"] == "3" and d["family_apart"]["ratio"] > 3
     assert "Family 3 (4 models) stands apart from the other 11 on disagreement" in d["sentence"]
     assert d["effect"] is None or d["verdict"] in lf.DEEP_VERDICTS
-    from analysis.labelfree_sentences import apart_text  # a family named from the weights: not "Family family of"
+    from analysis.labelfree_sentences import (
+        apart_text,  # a family named from the weights: not "Family family of"
+    )
     assert apart_text({"family": "family of m1_0", "models": 3, "n_families": 8}, "cka").startswith(
         "Family of m1_0 (3 models) stands apart from the other 7 on cka")
 
