@@ -102,7 +102,10 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
         high = lineage_auc >= opts.lineage_threshold
         ident = high and (lineage_q is None or lineage_q <= opts.alpha)
         clean_basins = clean_basins and not noise
-        noise = noise or (ident and not clean_basins)
+        # basins that match the label at the permutation floor may be clean or not: that cannot be told, so
+        # identifying lineage does not decide noise there (an outside audit, 89: a goal planted family by family at
+        # 6 families read "tracks initialization noise" with its clusters the goal exactly and noise AMI 0.00)
+        noise = noise or (ident and not clean_basins and limited is None)
         noise_txt += f"; identifies lineage: AUC {lineage_auc:.2f} {'>=' if high else '<'} {opts.lineage_threshold:g}" \
             + ("" if lineage_q is None else f" (q {lineage_q:.3g})") \
             + (" within basins that follow the label, not the families" if ident and clean_basins else "")

@@ -91,6 +91,15 @@ def test_verdict_at_the_floor_without_other_evidence_is_insufficient_not_uninfor
     assert v == "insufficient: 99 permutations" and "--n-perm" in why
     # below the deep threshold the floor changes nothing
     assert verdict(0.2, None, None, True, opts, True, deep_q=0.5, floor=at)[0] == "uninformative"
+    # identifying lineage does not decide noise at the floor: whether the basins are clean cannot be told (audit 89:
+    # a goal planted family by family, clusters the goal exactly, noise AMI 0.00, read "tracks initialization noise")
+    v, why = verdict(1.0, 0.0, None, True, opts, True, deep_q=0.16, noise_q=1.0, lineage_auc=0.97, lineage_q=0.012,
+                     floor=at)
+    assert v == "insufficient: 6 families" and "identifies lineage: AUC 0.97 >= 0.9 (q 0.012)" in why
+    # ... while the noise score itself still does, and away from the floor identification still counts
+    assert verdict(1.0, 0.6, None, True, opts, True, deep_q=0.16, noise_q=0.01, floor=at)[0] == "tracks initialization noise"
+    assert verdict(0.2, 0.0, None, True, opts, True, deep_q=0.5, noise_q=1.0, lineage_auc=0.97, lineage_q=0.012,
+                   floor=at)[0] == "tracks initialization noise"
 
 
 def test_probe_on_principal_coordinates_reads_a_difference_on_pc1_at_twelve_models():
