@@ -811,8 +811,10 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
                  f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
                  "learn the task, not two ways of doing it"
-                 + ("" if set(levels) <= set(strata or ()) or not c.relatives else  # (taken out already: a review; no
-                    # seed trained at several values when every model is its own init family: audit 88)
+                 + ("" if set(levels) <= set(strata or ()) or not c.relatives  # (taken out already: a review; no
+                    # seed trained at several values when every model is its own init family: audit 88, nor when the
+                    # camps are whole families: audit 89)
+                    or c.verdicts.get(c.representative) == "groups lineages" else
                     "; whether anything beyond a setting differs, the tests tell when each init seed was trained at every "
                     f"value of it: then report {_strata_hint(levels)}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"

@@ -455,11 +455,17 @@ def training_recorded(table: dict[str, np.ndarray]) -> bool:
     return "kind" in table and not any(str(k) == "imported" for k in table["kind"])
 
 
-def recorded(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, bool]:
+def table_settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, Any]:
     """The settings that say what the model table records: ``parents_recorded``, ``training_recorded``,
-    ``columns_compared`` (:func:`parents_recorded`, :func:`training_recorded`, :func:`columns_compared`)."""
+    ``columns_compared`` (:func:`parents_recorded`, :func:`training_recorded`, :func:`columns_compared`), and
+    ``strata_as_lineage``: the ``--strata`` columns that are one value in every init family, which the tests take
+    out already with the families (an outside audit, 89: ``--strata rule`` on a rule set family by family was said
+    to make a difference that follows it read as lineage, beside a candidate that matched it)."""
+    lineage = [str(v) for v in table.get(opts.lineage, [])]
+    same = [c for c in opts.strata if c in table and c != opts.lineage and lineage and len(
+        {(f, str(v)) for f, v in zip(lineage, table[c])}) == len(set(lineage))]
     return {"parents_recorded": parents_recorded(table), "training_recorded": training_recorded(table),
-            "columns_compared": columns_compared(table, opts)}
+            "columns_compared": columns_compared(table, opts), "strata_as_lineage": same}
 
 
 def columns_compared(table: dict[str, np.ndarray], opts: AnalysisOptions) -> bool:

@@ -361,7 +361,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
-                "lineage_inherited": filled, **metadata.recorded(table, opts),
+                "lineage_inherited": filled, **metadata.table_settings(table, opts),
                 "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
                 # the design columns taken out of the label-free tests as shared across families (a data order)
                 "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}

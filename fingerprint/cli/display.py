@@ -426,11 +426,17 @@ def metadata_lines(result: AnalysisResult) -> list[str]:
         out.insert(0, "label-free tests stratified by no design column (--strata none): data_seed and kind are not "
                       "taken out, so a split that follows a data order reads as a candidate, whether the order "
                       "decides a rule or is only seed noise")
-    if design:  # the user's --strata: say what it did, whether or not anything matched
-        cols = ", ".join(f"'{c}'" for c in sorted(design))
+    same = set(result.settings.get("strata_as_lineage") or ()) & set(design)  # one value a family: nothing more
+    if design - same:  # the user's --strata: say what it did, whether or not anything matched
+        cols = ", ".join(f"'{c}'" for c in sorted(design - same))
         out.insert(0, f"label-free tests stratified by {cols} (--strata): models that share a value are relatives, as "
                       "a shared data order is, so a difference that follows the column reads as lineage, not as a "
                       "candidate deep difference; report without --strata to see whether it separates the models")
+    if same:  # an outside audit (89): --strata rule, set family by family, was said to do what it could not
+        cols = ", ".join(f"'{c}'" for c in sorted(same))
+        out.insert(0, f"--strata {cols}: one value in every init family, so the tests, which take the families out "
+                      "already, are unchanged by it; a difference that follows it groups whole families and reads as "
+                      "one (groups lineages)")
     gen_cols = result.settings.get("generation_columns") or []
     if gen_cols:  # analysis.metadata.generation_columns (an outside audit, 75)
         out.append(f"column{'s' if len(gen_cols) > 1 else ''} {', '.join(repr(c) for c in gen_cols)} "

@@ -990,7 +990,8 @@ def test_the_training_setting_clause_fits_an_import_without_columns_and_is_not_s
     assert "how each model was trained" not in label_free_answer(imported(label="rule")).sentence
     table = {"model_id": np.asarray(["a", "b", "c"]), "init_seed": np.asarray([1, 2, 3]), "kind": np.asarray(["imported"] * 3)}
     opts = AnalysisOptions(lineage="init_seed")
-    assert md.recorded(table, opts) == {"parents_recorded": False, "training_recorded": False, "columns_compared": False}
+    assert md.table_settings(table, opts) == {"parents_recorded": False, "training_recorded": False,
+                                              "columns_compared": False, "strata_as_lineage": []}
     table["lr"] = np.asarray([0.1, 0.1, 0.01])
-    assert md.recorded(table, opts)["columns_compared"]
+    assert md.table_settings(table, opts)["columns_compared"]
     assert not md.columns_compared(table, AnalysisOptions(lineage="init_seed", label="lr"))  # the label: left out

@@ -487,3 +487,29 @@ def test_a_column_the_finer_clusters_follow_inside_the_camps_is_found_and_said()
     assert ("; inside each camp those clusters follow column 'lr' (if it records how the models were trained, they "
             "are that setting's models within each camp rather than further kinds of model)") in sentence
     assert FingerprintResult.from_dict(r.to_dict()).metadata_finer == found  # stored with the result
+
+
+def test_a_strata_column_set_family_by_family_is_said_to_change_nothing():
+    """Audit 89 (F5): `--strata rule` on a rule set family by family was said to make a difference that follows it
+    read as lineage, beside a candidate matching it; the answer had suggested it for camps of whole families."""
+    from analysis.answer import label_free_answer
+    from fingerprint.cli.display import metadata_lines
+
+    fam = np.repeat(np.arange(6), 4).astype(str)
+    table = {"model_id": np.asarray([f"m{i}" for i in range(24)]), "init_seed": fam,
+             "rule": np.where(fam.astype(int) >= 3, "B", "A"), "data_seed": np.tile(np.arange(4), 6)}
+    settings = md.table_settings(table, AnalysisOptions(lineage="init_seed", strata=["rule", "data_seed"]))
+    assert settings["strata_as_lineage"] == ["rule"]
+    res = analyze([], table, AnalysisOptions(lineage="init_seed", strata=["rule"]))
+    assert metadata_lines(res)[0].startswith("--strata 'rule': one value in every init family, so the tests, which take "
+                                             "the families out already, are unchanged by it")
+    assert not any(line.startswith("label-free tests stratified by") for line in metadata_lines(res))
+    # the answer no longer offers --strata for camps of whole families
+    ids = list(table["model_id"])
+    free = {"verdict": "groups lineages", "q": 0.01, "sentence": ".", "effect": {"separation": 9.0},
+            "candidate_basins": {m: int(r == "B") for m, r in zip(ids, table["rule"])}}
+    from analysis.results import AnalysisResult, FingerprintResult
+    r = FingerprintResult("ood-outputs", n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=list(fam),
+                          label_free=free, metadata_match=[{"column": "rule", "statistic": "AMI", "match": True}])
+    sentence = label_free_answer(AnalysisResult(1, 0.0, {}, 24, scorecard=[], fingerprints=[r])).sentence
+    assert "it matches column 'rule'" in sentence and "--strata" not in sentence
