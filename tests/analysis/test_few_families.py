@@ -100,6 +100,9 @@ def test_verdict_at_the_floor_without_other_evidence_is_insufficient_not_uninfor
     assert verdict(1.0, 0.6, None, True, opts, True, deep_q=0.16, noise_q=0.01, floor=at)[0] == "tracks initialization noise"
     assert verdict(0.2, 0.0, None, True, opts, True, deep_q=0.5, noise_q=1.0, lineage_auc=0.97, lineage_q=0.012,
                    floor=at)[0] == "tracks initialization noise"
+    # ... and so it does when only the probe is at the floor, its basins not the label (a review)
+    assert verdict(0.1, 0.0, 0.95, True, opts, True, deep_q=0.5, noise_q=1.0, lineage_auc=0.97, lineage_q=0.012,
+                   probe_ci=(0.8, 1.0), probe_q=0.2, probe_p=0.03, floor=at)[0] == "tracks initialization noise"
 
 
 def test_probe_on_principal_coordinates_reads_a_difference_on_pc1_at_twelve_models():

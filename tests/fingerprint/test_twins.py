@@ -321,7 +321,7 @@ def test_a_part_every_model_holds_the_same_is_said_beside_the_families(tmp_path)
     assert tw.frozen_tensors(zoo) == (1, 1024 / (256 + 1024 + 256))
     line = tables.recovered_line(tables.TWIN_FAMILY, zoo)
     assert line.startswith("lineage: every model its own family: no two of the 8 have near-twin weights")
-    assert ("; one weight tensor (67% of the weights' entries) is the same in every model and left out (a part no "
+    assert ("; one weight tensor (67% of the weight tensors' entries) is the same in every model and left out (a part no "
             "model trained: a frozen base under adapters, a fixed table), so these families are those of the parts "
             "trained") in line
     plain = Zoo.from_modules([_mlp(s) for s in range(4)], tmp_path / "p", probes={"in_dist": torch.randn(8, 6)})
