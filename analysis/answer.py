@@ -631,8 +631,8 @@ def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
     return [int(tested) - int(related), int(tested), int(n_rel)]
 
 
-# A candidate whose camps explain under this share of the variance of every fingerprint that finds it (the upper end of
-# each one's 95% interval) is a lead: an outside audit (89) imported 6 inits x 4 data orders shared by every family,
+# A candidate of one fingerprint whose camps explain under this share of its variance (the upper end of the 95%
+# interval) is a lead: an outside audit (89) imported 6 inits x 4 data orders shared by every family,
 # without metadata, and `ood-outputs` alone read camps of orders {0, 1} against {2, 3} as a candidate, 0.76% of its
 # variance (interval to 0.88%); audit 78's fine-tunes sharing an unrecorded order, 0.93% (to 1.16%). Of the stored
 # summaries of audits 78-89 (239 candidates and leads), every one below 5% was false (those two; a learning rate's
@@ -1276,7 +1276,8 @@ def _small_leads_text(ans: Answer) -> str:
         return ""
     top = max(c.share_top for c in leads)
     head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} whose camps explain too little to be a candidate "
-            f"(under {SMALL_SHARE:.0%} of the variance of every fingerprint that finds {'it' if len(leads) == 1 else 'them'}: "
+            f"(one fingerprint alone finds {'it' if len(leads) == 1 else 'each'}, its camps under {SMALL_SHARE:.0%} of that "
+            "fingerprint's variance: "
             f"{_percent(top)} at most{', the upper end of a 95% interval' if all(c.share_interval for c in leads) else ''}; "
             "the size of the seed noise that a data order "
             "shared by every family or a training setting leaves, more than of a different mechanism: docs/scorecard.md, "

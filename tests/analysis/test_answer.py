@@ -960,9 +960,9 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
     ans = label_free_answer(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
     assert ans.candidates == [] and [c.fingerprints for c in ans.small_share_leads] == [["ood-outputs"]]
     assert ans.sentence.startswith(
-        "no candidate deep difference; a lead whose camps explain too little to be a candidate (under 5% of the "
-        "variance of every fingerprint that finds it: 0.88% at most, the upper end of a 95% interval; the size of the "
-        "seed noise that a data order shared by every family or a training setting leaves, more than of a different "
+        "no candidate deep difference; a lead whose camps explain too little to be a candidate (one fingerprint "
+        "alone finds it, its camps under 5% of that fingerprint's variance: 0.88% at most, the upper end of a 95% "
+        "interval; the size of the seed noise that a data order shared by every family or a training setting leaves, more than of a different "
         "mechanism: docs/scorecard.md, \"Camps that explain little\"): found by 1 of 2 fingerprints (ood-outputs): ")
     h = headline(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
     assert h.leads_only and h.weak == ["ood-outputs"] and h.few == []
