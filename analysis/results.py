@@ -382,7 +382,7 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
             by.setdefault(tuple(sorted(ids)), []).append(r)
     by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS}
     ans = (answer or label_free_answer(result)) if by else None
-    found = [{m for m, b in c.basins.items() if b == side} for c in ([*ans.candidates, *ans.few_family_leads, *ans.small_share_leads] if ans else [])
+    found = [{m for m, b in c.basins.items() if b == side} for c in ([*ans.candidates, *ans.few_family_leads, *ans.lone_leads] if ans else [])
              for side in set(c.basins.values())]
     out = []
     for ids, rs in by.items():

