@@ -252,6 +252,8 @@ def _column_gradients(judged: list[FingerprintResult], alpha: float) -> dict[str
         best = h[0][1]
         g = out[col] = {"fingerprints": [f for f, _, _ in h], "r2_adj": float(best["r2_adj"]),
                         "q": max(qv for _, _, qv in h), "level": best.get("level", "models")}
+        if best.get("level") == "families" and best.get("n_families") == best.get("n_models"):
+            g["alone"] = True  # every model its own family: the column against the models themselves
         counted = [e["n_values"] for _, e, _ in h if e.get("n_values") is not None]
         if counted:  # (the column's own count: the same on every fingerprint's test)
             g["n_values"] = int(counted[-1])
@@ -1181,7 +1183,8 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
         return f"column '{col}' ({who}; adjusted R2 up to {g['r2_adj']:.2f}, q <= {g['q']:.2g})"
     order = lambda cs: sorted(cs, key=lambda c: (-len(gradients[c]["fingerprints"]), -gradients[c]["r2_adj"]))  # noqa: E731
     within = order([c for c, g in gradients.items() if g.get("level", "models") == "models" and g.get("n_values") != 2])
-    between = order([c for c, g in gradients.items() if g.get("level") == "families"])
+    between = order([c for c, g in gradients.items() if g.get("level") == "families" and not g.get("alone")])
+    alone = order([c for c, g in gradients.items() if g.get("level") == "families" and g.get("alone")])
     two = order([c for c, g in gradients.items() if g.get("level", "models") == "models" and g.get("n_values") == 2])
     out = ""
     if two:  # an outside audit of the twentieth session: a 0/1 `backdoored` column at R2 0.97 said as "by degrees"
@@ -1199,6 +1202,12 @@ def _gradients_text(gradients: dict[str, dict[str, Any]], n: int, lead: str = ""
                 "family by family: if such a column records a setting, the families differ by it as much as by their "
                 "init seeds, which the tests here cannot tell apart (train families that share a value); if an "
                 "outcome, what the init seed moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
+    if alone:  # every model its own init family (an outside audit, 91: a per-model training length never named)
+        out += (f"; {lead}every model its own init family, the models' fingerprints follow "
+                f"{'; '.join(one(c, gradients[c]) for c in alone)}: if such a column records a setting varied model by "
+                "model, a difference by degrees that forms no basins, though with no relatives the init seed's share "
+                "cannot be told apart (train relatives at several values); if an outcome measured on each model, what "
+                "seed noise or such a setting moves (docs/scorecard.md, \"A column that follows the fingerprint\")")
     return out
 
 

@@ -308,6 +308,10 @@ def gradients(coords: np.ndarray, columns: dict[str, np.ndarray], family: np.nda
         nf, n = int(fc.max()) + 1 if m.any() else 0, int(m.sum())
         k = min(GRADIENT_AXES, coords.shape[1], (n - nf) // 4)
         if nf < 2 or k < 1:
+            alone = known & present  # every model its own family (independent seeds): each one is its centroid, so
+            if not keep.any():  # the column is tested across the models (an outside audit, 91: a per-model `steps`)
+                between = _between(coords[alone], nums[alone], codes[alone], name, n_perm, rng)
+                out += [between] if between else []
             continue
         y = _centred(nums[m], fc, nf)
         if float(y @ y) <= 1e-12 * max(1.0, float(nums[m] @ nums[m])):  # constant within every family

@@ -30,7 +30,8 @@ N_BOOT = typer.Option(None, "--n-boot", help="Bootstrap replicates (default 20).
 EMBEDDING = typer.Option(None, "--embedding", help="2-D map: umap | pca (pca skips UMAP's ~25 s one-off compilation).")
 SEED = typer.Option(None, "--seed", help="random_state of clustering, bootstrap and maps.")
 N_PERM = typer.Option(None, "--n-perm", help="Family-level permutations per p-value and null replicates of the "
-                      "label-free tests (default 199: p-value floor 1/(n+1) = 0.005).")
+                      "label-free tests (default 199: p-value floor 1/(n+1) = 0.005; 0.01 for the groups test, "
+                      "which takes the better of two statistics and doubles its p).")
 ALPHA = typer.Option(None, "--alpha", help="Significance after Benjamini-Hochberg across the report's fingerprints (default 0.05).")
 COMBINE = typer.Option(None, "--combine", help="Also analyse A+B+... concatenated (repeatable).")
 STRATA = typer.Option(None, "--strata", help="Model column of a design factor shared across init families, such as a data "

@@ -282,6 +282,13 @@ def test_a_column_varied_by_degrees_within_the_families_is_found_and_a_random_on
     fam2[0:3], fam2[4] = "", "nan"
     assert gradients(coords, {"frac": frac}, fam2)[0]["n_models"] == 27  # family 0 down to one model, and one unknown
     assert gradients(coords[:4], {"frac": frac[:4]}, np.array(["0", "0", "1", "1"])) == []
+    # every model its own family (independent seeds): the column is tested across the models (audit 91: a per-model
+    # training length, the camps its short runs against its long ones, was never named)
+    steps = rng.uniform(200, 2000, size=24)
+    alone = np.c_[steps / 500 + 0.3 * rng.normal(size=24), rng.normal(size=(24, 4))]
+    hit, = gradients(alone, {"steps": steps}, np.arange(24).astype(str))
+    assert hit["level"] == "families" and hit["n_families"] == 24 and hit["p"] <= 0.01 and hit["r2_adj"] > 0.8
+    assert gradients(alone, {"noise": rng.normal(size=24)}, np.arange(24).astype(str))[0]["p"] > 0.05
 
 
 def test_analyze_names_a_column_varied_by_degrees_in_an_imported_zoo_and_skips_a_sweeps_own_columns():
@@ -513,3 +520,20 @@ def test_a_strata_column_set_family_by_family_is_said_to_change_nothing():
                           label_free=free, metadata_match=[{"column": "rule", "statistic": "AMI", "match": True}])
     sentence = label_free_answer(AnalysisResult(1, 0.0, {}, 24, scorecard=[], fingerprints=[r])).sentence
     assert "it matches column 'rule'" in sentence and "--strata" not in sentence
+
+
+def test_a_column_that_follows_models_of_no_relatives_is_said_as_such():
+    """Audit 91 (F5): with every model its own init family the column test left every model out, and a per-model
+    `steps` column that 4 fingerprints followed at adjusted R^2 up to 0.95 was never named."""
+    from analysis.answer import label_free_answer
+    from analysis.results import AnalysisResult, FingerprintResult
+
+    ids = [f"m{i}" for i in range(24)]
+    free = {"verdict": "lineage only", "q": 0.5, "sentence": "."}
+    rs = [FingerprintResult(f"f{i}", n_models=24, model_ids=ids, clusters=[0] * 24, label_free=dict(free),
+                            metadata_gradient=[{"column": "steps", "level": "families", "r2": 0.9, "r2_adj": 0.88,
+                                                "p": 0.005, "n_models": 24, "n_families": 24}]) for i in range(2)]
+    sentence = label_free_answer(AnalysisResult(1, 0.0, {}, 24, scorecard=[], fingerprints=rs)).sentence
+    assert ("; every model its own init family, the models' fingerprints follow column 'steps' (f0 and 1 more of the 2 "
+            "fingerprints; adjusted R2 up to 0.88, q <= 0.005): if such a column records a setting varied model by "
+            "model") in sentence and "set family by family" not in sentence
