@@ -245,6 +245,10 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
                                      "alone finds, none of the 3 behavioural ones with it (weaker evidence than a "
                                      "candidate: ")
     assert "; none of the 3 behavioural fingerprints (what the models output) finds it" in alone.sentence
+    # beside a consensus of three or more it is said in brief as before ("one fingerprint alone finds camps ...")
+    main = [kind(fp(f"o{i}", HALVES), "behavioural") for i in range(3)]
+    beside = label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"), *main))
+    assert beside.lone_leads == [] and "besides, one fingerprint alone finds camps that do not agree with it" in beside.sentence
     # without behavioural fingerprints judged (a weights-only report) it stays a candidate
     assert len(label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"))).candidates) == 1
 
