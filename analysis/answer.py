@@ -181,7 +181,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         c.lone_why = _lone_why(c, n_behavioural)
     if any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.lone_why for c in found):
         for c in found:  # beside a consensus a lone fingerprint is said as a lead already, in brief (_lone_text)
-            c.lone_why = "" if c.lone_why == "inside" else c.lone_why
+            c.lone_why = ""
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]

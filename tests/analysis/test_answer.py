@@ -991,9 +991,11 @@ def test_camps_that_explain_little_of_every_fingerprint_are_a_lead_not_a_candida
     held.fingerprints[1].label_free.update(held="no gap", p_split=0.001, q=0.01)
     ans = label_free_answer(held)
     assert ans.graded and "fall into two significant camps with no gap between them" in ans.sentence
-    # beside a candidate, said after it as a lead
+    # beside a candidate, said after it as a lead; beside a consensus of three or more, in brief as any lone one
     both = label_free_answer(result(shared("a", 0.5), shared("b", 0.02, HALVES)))
     assert [c.fingerprints for c in both.candidates] == [["a"]] and "; besides, a lead whose camps explain too little" in both.sentence
+    three = label_free_answer(result(*(shared(f"a{i}", 0.5) for i in range(3)), shared("b", 0.02, HALVES)))
+    assert three.lone_leads == [] and "besides, one fingerprint alone finds camps that do not agree with it" in three.sentence
 
 
 def test_the_training_setting_clause_fits_an_import_without_columns_and_is_not_said_beside_a_label():
