@@ -141,7 +141,6 @@ class Answer:
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
-    label: str | None = None  # the ground-truth column in use (--label), which the metadata match leaves out
     columns_compared: bool = True  # some model column (not the lineage, nor the label) varies: what the match reads
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
@@ -204,7 +203,6 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.strata_columns = list(result.settings.get("strata_columns") or [])
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.training_recorded = bool(result.settings.get("training_recorded", True))
-    ans.label = result.settings.get("label")
     ans.columns_compared = bool(result.settings.get("columns_compared", True))
     ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
     ans.gradients = _column_gradients(judged, alpha)
@@ -645,9 +643,9 @@ def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
 # interval) is a lead: an outside audit (89) imported 6 inits x 4 data orders shared by every family,
 # without metadata, and `ood-outputs` alone read camps of orders {0, 1} against {2, 3} as a candidate, 0.76% of its
 # variance (interval to 0.88%); audit 78's fine-tunes sharing an unrecorded order, 0.93% (to 1.16%). Of the stored
-# summaries of audits 78-89 (239 candidates and leads), every one below 5% was false (those two; a learning rate's
-# weight-stats, 2.2%; two seed-only nulls' weight-stats, 2.4-2.5%), every planted one above 8% (docs/scorecard.md,
-# "Camps that explain little").
+# summaries of audits 78-89 (239 candidates and leads), every one below 5% was of one fingerprint and false (those two;
+# a learning rate's weight-stats, 2.2%; two seed-only nulls' weight-stats, 2.4-2.5%) (docs/scorecard.md, "Camps that
+# explain little").
 SMALL_SHARE = 0.05
 
 
