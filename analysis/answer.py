@@ -46,6 +46,7 @@ from analysis.labelfree_sentences import (
     sds,
 )
 from analysis.options import STRATA
+from analysis.values import missing
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
 # imports this one for summary.json, and the layer rule wants no cycle, not even for types.
@@ -529,7 +530,7 @@ def _basins(r: FingerprintResult) -> dict[str, int]:
     return {str(m): int(b) for m, b in (r.label_free.get("candidate_basins") or {}).items() if int(b) >= 0}
 
 
-def _agreement(a: dict[str, int], b: dict[str, int]) -> float | None:
+def _agreement(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     """AMI of two candidate partitions on the models both place (``None``: too few such models)."""
     from analysis.metrics import ami  # deferred for start-up time (scikit-learn)
 
@@ -622,7 +623,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
-        share_top=_share_top(group), share_interval=all((r.label_free.get("effect") or {}).get("share_ci") for r in group),
+        **_share_top(group),
         label_match=_label_match(rep, basins),
         refined_columns=_refined_columns([r for r, _ in refining]),
         apart=[str(r.fingerprint) for j, r in enumerate(group) if j != i_rep and amis[i_rep, j] < AGREE])  # NaN: unknown
@@ -649,17 +650,15 @@ def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
 SMALL_SHARE = 0.05
 
 
-def _share_top(group: list[FingerprintResult]) -> float | None:
-    """The largest share of a member's variance that its candidate basins explain, each the upper end of its 95%
-    interval where there is one, or ``None`` when a member's share is unknown (a result stored without it)."""
-    tops = []
-    for r in group:
-        e = r.label_free.get("effect") or {}
-        top = (e.get("share_ci") or [None, e.get("share")])[1]
-        if top is None:
-            return None
-        tops.append(float(top))
-    return max(tops) if tops else None
+def _share_top(group: list[FingerprintResult]) -> dict[str, Any]:
+    """:class:`Candidate`'s ``share_top``, the largest share of a member's variance that its candidate basins explain,
+    each the upper end of its 95% interval where there is one (``None`` when a member's share is unknown: a result
+    stored without it), and ``share_interval``, whether every member had an interval."""
+    effects = [r.label_free.get("effect") or {} for r in group]
+    tops = [(e.get("share_ci") or [None, e.get("share")])[1] for e in effects]
+    known = bool(tops) and all(t is not None for t in tops)
+    return {"share_top": max(map(float, tops)) if known else None,
+            "share_interval": all(e.get("share_ci") for e in effects)}
 
 
 LABEL_MATCH = 0.3  # the scorecard's deep threshold: camps at this AMI with the --label column or more are that column
@@ -671,8 +670,7 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     values = getattr(rep, "label_values", None)
     if not values or len(values) != len(rep.model_ids):
         return False
-    known = {str(m): str(v) for m, v in zip(rep.model_ids, values) if str(v) not in ("", "nan", "None")}
-    a = _agreement(basins, {m: hash(v) for m, v in known.items()})
+    a = _agreement(basins, {str(m): str(v) for m, v in zip(rep.model_ids, values) if not missing(v)})
     return a is not None and a >= LABEL_MATCH
 
 
@@ -1293,10 +1291,16 @@ def _few_leads_text(ans: Answer) -> str:
            and not rel else f"at this few, a deep verdict at q above {FEW_FAMILIES_Q:g} is a reason to train more "
            "families, not yet a finding: docs/scorecard.md, \"Few families\"")
     head = f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that {who} cannot confirm ({why_mixed or why})"
-    if len(leads) == 1:
-        return f"{head}: {_candidate_text(leads[0], ans.n_judged, strata=ans.strata_columns, **_recorded(ans))}"
-    return f"{head}: " + "; ".join(f"(lead {i}) {_candidate_text(c, ans.n_judged, strata=ans.strata_columns, **_recorded(ans))}"
-                                   for i, c in enumerate(leads, 1))
+    return _leads_text(ans, head, leads, 1)
+
+
+def _leads_text(ans: Answer, head: str, leads: list[Candidate], first: int, n_behavioural: int = 0) -> str:
+    """``head: <the lead's sentence>``, or with several ``head: (lead 1) ...; (lead 2) ...`` numbered from ``first``."""
+    texts = [_candidate_text(c, ans.n_judged, n_behavioural=n_behavioural, strata=ans.strata_columns, **_recorded(ans))
+             for c in leads]
+    if len(texts) == 1:
+        return f"{head}: {texts[0]}"
+    return f"{head}: " + "; ".join(f"(lead {i}) {t}" for i, t in enumerate(texts, first))
 
 
 def _lone_leads_text(ans: Answer) -> str:
@@ -1316,10 +1320,7 @@ def _inside_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
             f"alone finds, none of the {ans.n_behavioural} behavioural ones with it (weaker evidence than a candidate: a "
             "training setting such as the optimizer, dropout or a learning rate moves the weights as readily as a "
             "different mechanism: docs/scorecard.md, \"One fingerprint of the insides alone\")")
-    texts = [_candidate_text(c, ans.n_judged, n_behavioural=ans.n_behavioural, strata=ans.strata_columns,
-                             **_recorded(ans)) for c in leads]
-    return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
-        f"(lead {i}) {t}" for i, t in enumerate(texts, first))
+    return _leads_text(ans, head, leads, first, ans.n_behavioural)
 
 
 def _small_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
@@ -1334,10 +1335,7 @@ def _small_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
             "the size of the seed noise that a data order "
             "shared by every family or a training setting leaves, more than of a different mechanism: docs/scorecard.md, "
             "\"Camps that explain little\")")
-    texts = [_candidate_text(c, ans.n_judged, strata=ans.strata_columns, **_recorded(ans))
-             for c in leads]
-    return f"{head}: {texts[0]}" if len(texts) == 1 else f"{head}: " + "; ".join(
-        f"(lead {i}) {t}" for i, t in enumerate(texts, first))
+    return _leads_text(ans, head, leads, first)
 
 
 def _percent(x: float) -> str:

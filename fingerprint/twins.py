@@ -81,16 +81,19 @@ def _near_twins(zoo: Zoo) -> list[tuple[str, str, float]] | None:
     n = len(zoo)
     if n < 2 or n > TWIN_MAX_MODELS or n * max(zoo.n_params, 1) > TWIN_FLOATS:
         return None
-    parts = []
+    parts, same, total = [], [], 0
     for v in zoo.params().values():
         m = v.reshape(n, -1).float()
         if v.dim() < 3:  # a bias or gain
             continue
+        total += m.shape[1]
         m = m - m.mean(1, keepdim=True)
         spread = m.pow(2).mean().sqrt()
         if _same_in_every(m):
+            same.append(m.shape[1])
             continue
         parts.append(m / spread.clamp_min(1e-12))
+    _TWINS[_twin_key(zoo, "frozen")] = (len(same), sum(same) / max(total, 1))  # frozen_tensors, from this one read
     # one weight matrix (a linear model): no hidden units, so independently trained models of a convex problem reach
     # one solution and correlate near 1 (a review: 16 independent Linear(64, 8) models, 0.99)
     if len(parts) < 2 or sum(p.shape[1] for p in parts) < TWIN_MIN:
@@ -150,22 +153,8 @@ def frozen_tensors(zoo: Zoo) -> tuple[int, float]:
     those tensors' entries: what :func:`near_twins` leaves out. An outside audit (85): 16 LoRA fine-tunes of one
     frozen base (85% of the entries the same in all) read "no two of the 16 have near-twin weights", said of the
     adapters alone, with no word of the base they share."""
-    key = _twin_key(zoo, "frozen")
-    if key not in _TWINS:
-        _TWINS[key] = _frozen_tensors(zoo)
-    return _TWINS[key]
-
-
-def _frozen_tensors(zoo: Zoo) -> tuple[int, float]:
-    n, same, total, k = len(zoo), 0, 0, 0
-    for v in zoo.params().values():
-        if v.dim() < 3:  # a bias or gain, as near_twins
-            continue
-        m = v.reshape(n, -1).float()
-        total += m.shape[1]
-        if n >= 2 and _same_in_every(m - m.mean(1, keepdim=True)):
-            k, same = k + 1, same + m.shape[1]
-    return k, same / max(total, 1)
+    near_twins(zoo)  # counted as it reads the weights; (0, 0.0) where it reads none (one model, too large a zoo)
+    return _TWINS.get(_twin_key(zoo, "frozen"), (0, 0.0))
 
 
 def twin_families(zoo: Zoo) -> np.ndarray | None:
