@@ -177,11 +177,10 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     groups = _linked(deep)
     found = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     n_behavioural = sum(r.kind == "behavioural" for r in judged)
+    # beside a consensus a lone fingerprint is said as a lead already, in brief (_lone_text)
+    beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None for c in found)
     for c in found:
-        c.lone_why = _lone_why(c, n_behavioural)
-    if any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.lone_why for c in found):
-        for c in found:  # beside a consensus a lone fingerprint is said as a lead already, in brief (_lone_text)
-            c.lone_why = ""
+        c.lone_why = "" if beside else _lone_why(c, n_behavioural)
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
