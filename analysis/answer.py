@@ -144,6 +144,8 @@ class Answer:
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
     columns_compared: bool = True  # some model column (not the lineage, nor the label) varies: what the match reads
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
+    # --covariate columns taken out of every fingerprint first, and how: {column: "2 levels"} (analysis.covariates)
+    covariates: dict[str, str] = field(default_factory=dict)
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
@@ -205,6 +207,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.training_recorded = bool(result.settings.get("training_recorded", True))
     ans.columns_compared = bool(result.settings.get("columns_compared", True))
     ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
+    ans.covariates = dict(result.settings.get("covariate_terms") or {})
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -824,9 +827,16 @@ def _strata_hint(levels: list[str]) -> str:
     return f"with --strata {levels[0] if len(levels) == 1 else 'COLUMN'}"
 
 
+def _covariate_hint(levels: list[str]) -> str:
+    """``; whether anything beyond a setting differs, report with --covariate opt ...``: for camps no init family
+    holds both of (every model its own family, or whole families), where --strata cannot take a setting out."""
+    return ("; whether anything beyond a setting differs, report with --covariate "
+            f"{levels[0] if len(levels) == 1 else 'COLUMN'}, which takes its levels out of every fingerprint first")
+
+
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
-                    trained_here: bool = True, columns_given: bool = True) -> str:
+                    trained_here: bool = True, columns_given: bool = True, covariates: tuple = ()) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -851,12 +861,13 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
                  f"{'it records' if len(levels) == 1 else 'they record'} what was measured on each model, such as an accuracy or a loss, the camps may be models that did and did not "
                  "learn the task, not two ways of doing it"
-                 + ("" if set(levels) <= set(strata or ()) or not c.relatives  # (taken out already: a review; no
-                    # seed trained at several values when every model is its own init family: audit 88, nor when the
-                    # camps are whole families: audit 89)
-                    or c.verdicts.get(c.representative) == "groups lineages" else
-                    "; whether anything beyond a setting differs, the tests tell when each init seed was trained at every "
-                    f"value of it: then report {_strata_hint(levels)}") + ")")
+                 + ("" if set(levels) <= set(strata or ()) or set(levels) <= set(covariates)  # (taken out already: a
+                    # review) ... no seed trained at several values when every model is its own init family (audit
+                    # 88), nor when the camps are whole families (audit 89): then the setting's levels are taken out
+                    # of the fingerprints instead (audit 91)
+                    else _covariate_hint(levels) if not c.relatives or c.verdicts.get(c.representative) == "groups lineages"
+                    else "; whether anything beyond a setting differs, the tests tell when each init seed was trained at "
+                    f"every value of it: then report {_strata_hint(levels)}") + ")")
     cols += "".join(f"; the camps of {', '.join(who)} (not the consensus's) match column '{col}'"
                     for col, who in c.columns_of_others.items())  # (a candidate of one fingerprint has no others)
     # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)
@@ -1118,11 +1129,22 @@ def _refined_kind_text(c: Candidate, ks: str) -> str:
 
 
 def answer_sentence(ans: Answer) -> str:
-    """One sentence for the report's headline and the terminal: the candidates, then any leads."""
+    """One sentence for the report's headline and the terminal: the candidates, then any leads; after
+    ``--covariate``, headed by the columns taken out (what the answer is beyond)."""
     leads = "; ".join(t for t in (_few_leads_text(ans), _lone_leads_text(ans)) if t)
     if ans.n_judged and not ans.candidates and leads:
-        return _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans))
-    return _said_once(_candidates_sentence(ans) + _besides_degrees(ans) + (f"; besides, {leads}" if leads else ""))
+        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans))
+    return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
+                                              + (f"; besides, {leads}" if leads else ""))
+
+
+def _covariates_head(ans: Answer) -> str:
+    """``beyond column 'opt' (2 levels, taken out of every fingerprint first: --covariate), `` or ``""``."""
+    if not ans.covariates:
+        return ""
+    cols = " and ".join(f"'{c}' ({how})" for c, how in ans.covariates.items())
+    plural = "s" if len(ans.covariates) > 1 else ""
+    return f"beyond column{plural} {cols}, taken out of every fingerprint first (--covariate): "
 
 
 def _besides_degrees(ans: Answer) -> str:
@@ -1342,11 +1364,11 @@ def _percent(x: float) -> str:
     return "under 0.01%" if 100 * x < 0.01 else f"{100 * x:.2g}%"
 
 
-def _recorded(ans: Answer) -> dict[str, bool]:
+def _recorded(ans: Answer) -> dict[str, Any]:
     """:func:`_candidate_text`'s keywords of what the zoo records: parents, the training (an import records only its
-    metadata), and whether any column was compared."""
+    metadata), whether any column was compared, and the columns --covariate took out."""
     return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded,
-            "columns_given": ans.columns_compared}
+            "columns_given": ans.columns_compared, "covariates": tuple(ans.covariates)}
 
 
 def _candidates_sentence(ans: Answer) -> str:

@@ -43,6 +43,7 @@ class AnalysisOptions:
     lineage: str = "init_seed"  # lineage column: models sharing a value are one family
     combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
     strata: list = field(default_factory=list)  # design columns shared across families (a data order), besides data_seed, kind; ["none"]: none
+    covariates: list = field(default_factory=list)  # recorded settings taken out of every fingerprint first (analysis.covariates)
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
     auroc_threshold: float = 0.85  # cross-validated probe AUROC (binary, or macro one-vs-rest) at or above this: deep signal
@@ -71,6 +72,9 @@ class AnalysisOptions:
         if NO_STRATA in self.strata and len(self.strata) > 1:
             raise AnalysisError(f"config key '{where}.strata' (--strata): 'none' takes out no design column, not even "
                                 f"data_seed and kind; it cannot go with column names, got {self.strata!r}")
+        if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
+            raise AnalysisError(f"config key '{where}.covariates' (--covariate) must be a list of model column names, "
+                                f"got {self.covariates!r}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")

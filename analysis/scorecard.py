@@ -22,7 +22,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import effect, metadata, parallel
+from analysis import covariates, effect, metadata, parallel
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -34,6 +34,7 @@ from analysis.calibration import (
     more_replicates,
     verdict,
 )
+from analysis.combine import combined_input
 from analysis.errors import AnalysisError, choices
 from analysis.options import NO_STRATA, STRATA, AnalysisOptions, FingerprintInput  # noqa: F401 (STRATA: scripts)
 from analysis.results import (
@@ -122,6 +123,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
+    if opts.covariates:  # --covariate: the recorded settings' part of the fingerprint taken out first
+        values, dist, std = covariates.taken_out(values, dist, std, {c: col(c) for c in opts.covariates})
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -178,7 +181,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
-    strata = [col(c) for c in strata_names(table, opts)]
+    strata = [col(c) for c in dict.fromkeys([*strata_names(table, opts), *opts.covariates])]  # a covariate's nulls as its data
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
     label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation) \
         if lineage is not None and opts.calibrate else None
@@ -194,7 +197,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                   opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
 
     # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
-    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, set(strata_names(table, opts))) \
+    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata_names(table, opts), *opts.covariates}) \
         if lineage is not None and opts.calibrate else None
 
     # what the clusters line up with, over the whole population (no ground truth needed)
@@ -361,7 +364,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     settings = {**opts.to_dict(), "label": opts.label if opts.label in table else None,
                 "thresholds": {"deep_ami": opts.deep_threshold, "noise_ami": opts.noise_threshold,
                                "probe_auroc": opts.auroc_threshold, "lineage_auc": opts.lineage_threshold},
-                "lineage_inherited": filled, **metadata.table_settings(table, opts),
+                "lineage_inherited": filled, **metadata.table_settings(table, opts), **covariates.settings(table, opts),
                 "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
                 # the design columns taken out of the label-free tests as shared across families (a data order)
                 "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}
@@ -383,36 +386,3 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
         version=RESULT_VERSION, created=time.time(),
         settings=settings, n_models=len(table["model_id"]), fingerprints=results, scorecard=[ScorecardRow.of(r) for r in results],
         methods=METHODS_VERSION)
-
-
-def combined_input(group: list[str], by_name: dict[str, FingerprintInput], opts: AnalysisOptions) -> FingerprintInput:
-    """Concatenate several fingerprints (per-block scaling) on the models they all cover."""
-    name = "+".join(group)
-    missing = [g for g in group if g not in by_name]
-    if missing:
-        return FingerprintInput(name, None, [], {"extractor": "combined", "output": "features"},
-                                error=f"cannot combine: no fingerprint '{missing[0]}' (have: {choices(by_name)})")
-    parts = [by_name[g] for g in group]
-    bad = [p.name for p in parts if p.values is None]
-    if bad:
-        return FingerprintInput(name, None, [], {"extractor": "combined", "output": "features"},
-                                error=f"cannot combine: fingerprint '{bad[0]}' failed")
-    others = [set(p.model_ids) for p in parts[1:]]
-    shared = [m for m in parts[0].model_ids if all(m in o for o in others)]
-    blocks = []
-    for p in parts:
-        pos = {m: i for i, m in enumerate(p.model_ids)}
-        idx = np.asarray([pos[m] for m in shared], int)
-        v = np.asarray(p.values)
-        d = cl.as_distance(v, p.distances)
-        blocks.append((v[np.ix_(idx, idx)] if d else v[idx], d))
-    values = cl.combine([b for b, _ in blocks], [d for _, d in blocks], opts.n_components, opts.seed,
-                        [bool(p.meta.get("standardize", True)) for p in parts])
-    kinds = {p.meta.get("kind") for p in parts}
-    meta = {"extractor": "combined", "output": "features", "kind": kinds.pop() if len(kinds) == 1 else "mixed",
-            "parts": [p.meta.get("key") for p in parts], "supervised": any(p.meta.get("supervised") for p in parts),
-            "step": parts[0].meta.get("step"), "standardize": False}
-    privileged = sorted({str(s) for p in parts for s in (p.meta.get("privileged") or [])})
-    if privileged:
-        meta["privileged"] = privileged
-    return FingerprintInput(name, values, shared, meta)

@@ -448,6 +448,11 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
     for c in opts.strata:  # --strata, or a config's [analysis] strata ("none": not even data_seed and kind)
         if c not in table and c != "none":
             raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)}, or none)")
+    if opts.covariates:  # each --covariate column checked before any fingerprint is analysed
+        from analysis import covariates  # deferred for start-up time
+
+        with analysis_errors():
+            covariates.settings(table, opts)
     label = opts.label if opts.label in table else None  # --label or the config's
     if label is not None and overrides.get("label") is not None:
         values = {str(v) for v in table[label].tolist()}

@@ -37,6 +37,9 @@ COMBINE = typer.Option(None, "--combine", help="Also analyse A+B+... concatenate
 STRATA = typer.Option(None, "--strata", help="Model column of a design factor shared across init families, such as a data "
                       "order under another name than data_seed: its effect is lineage, taken out of the label-free tests (repeatable; "
                       "data_seed and kind always are; --strata none takes out nothing, to test a difference they decide).")
+COVARIATE = typer.Option(None, "--covariate", help="Model column of a recorded training setting (an optimizer, a batch "
+                         "size) taken out of every fingerprint before it is analysed, to ask whether anything beyond it "
+                         "differs: each level's mean (numbers of many values: a linear trend) removed (repeatable).")
 
 
 PLUGIN = typer.Option(None, "--plugin", help="Import extractors before --fp is read: module:function, or a module whose "
