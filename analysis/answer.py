@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -1081,14 +1082,14 @@ def _refined_columns(refining: list[FingerprintResult]) -> dict[str, list[str]]:
     return out
 
 
-def _refined_columns_text(c: Candidate) -> str:
-    """``; inside each camp the clusters of X follow column 'lr' (if it records a training setting, ...)`` for the
-    columns that refining clusters follow within the camps, else ``""`` (an outside audit, 86: the finer clusters
-    were each rule's slowest learning rate, and nothing said so with the rate's column given)."""
-    if not c.refined_columns:
+def _refined_columns_text(columns: dict[str, list[str]], refining: Collection[str]) -> str:
+    """``; inside each camp those clusters follow column 'lr' (if it records a training setting, ...)`` for the
+    ``columns`` that the clusters of the ``refining`` fingerprints follow within the camps (``{column:
+    fingerprints}``), else ``""`` (an outside audit, 86: the finer clusters were each rule's slowest learning
+    rate, and nothing said so with the rate's column given)."""
+    if not columns:
         return ""
-    said = [f"'{col}'" + ("" if set(fs) == set(c.refined_by) else f" ({', '.join(fs)})")
-            for col, fs in c.refined_columns.items()]
+    said = [f"'{col}'" + ("" if set(fs) == set(refining) else f" ({', '.join(fs)})") for col, fs in columns.items()]
     one = len(said) == 1
     return (f"; inside each camp those clusters follow column{'' if one else 's'} {', '.join(said)} (if "
             f"{'it records' if one else 'they record'} how the models were trained, they are that setting's models "
@@ -1112,7 +1113,7 @@ def _refined_text(c: Candidate, finer: bool = False) -> str:
         return f": {', '.join(map(str, sizes[:-1]))} and {sizes[-1]} models"
 
     ks = "; ".join(f"k = {k} ({', '.join(fs)}{sized(fs)})" for k, fs in sorted(by_k.items()))
-    return _refined_kind_text(c, ks) + _refined_columns_text(c)
+    return _refined_kind_text(c, ks) + _refined_columns_text(c.refined_columns, c.refined_by)
 
 
 def _refined_kind_text(c: Candidate, ks: str) -> str:
@@ -1408,8 +1409,13 @@ def _candidates_sentence(ans: Answer) -> str:
                 "label_free_answer)")
     agree = f", pairwise AMI {_span_text(fin['ami'])}" if fin.get("ami") else ""
     size = ", ".join(map(str, fin["sizes"][:6])) + (", ..." if len(fin["sizes"]) > 6 else "")
+    columns: dict[str, list[str]] = {}  # the columns the shared partition's clusters follow inside the camps
+    for i in sorted(shared):
+        for col, fs in ans.candidates[i - 1].refined_columns.items():
+            columns[col] = sorted({*columns.get(col, []), *fs})
     finer = (f"the clusters of {len(fin['fingerprints'])} of {n} fingerprints agree on {fin['k']} basins of {size} "
-             f"models ({fin['representative']}'s{agree}), which the label-free camps pair differently")
+             f"models ({fin['representative']}'s{agree}), which the label-free camps pair differently"
+             + _refined_columns_text(columns, fin["fingerprints"]))
     if len(fin["candidates"]) == len(ans.candidates):
         return (f"one candidate deep difference of {fin['k']} kinds, whose two-camp splits do not agree (AMI below "
                 f"{AGREE:g}): {finer}: {texts}; keeping one camp's seeds would keep several kinds (summary.json "

@@ -181,6 +181,15 @@ def test_candidates_that_pair_one_finer_partition_differently_say_so():
     assert ans.sentence.endswith("keeping one camp's seeds would keep several kinds (summary.json label_free_answer.finer)")
     assert "several differences, or not all real" not in ans.sentence
     assert summary(res)["label_free_answer"]["finer"]["k"] == 3
+    # the shared partition's clusters follow a column inside the camps (metadata_finer): said once, for it
+    fps = [fp3("cka", 2, RULE3), fp3("disagreement", 2, RULE3), fp3("ood-outputs", 1, RULE3)]
+    for f in fps[1:]:
+        f.metadata_finer = [{"column": "lr", "camps": []}]
+    sentence = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[], fingerprints=fps)).sentence
+    assert ("which the label-free camps pair differently; inside each camp those clusters follow column 'lr' "
+            "(disagreement, ood-outputs) (if it records how the models were trained, they are that setting's models "
+            "within each camp rather than further kinds of model): (1) found by 2") in sentence
+    assert sentence.count("those clusters follow") == 1
     # only one candidate refined (the other's clusters are its camps): several differences, as before
     res2 = AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
                           fingerprints=[fp3("cka", 2, RULE3), fp3("ood", 1, [int(r == 1) for r in RULE3])])
