@@ -147,6 +147,8 @@ class Answer:
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
     # --covariate columns taken out of every fingerprint first, and how: {column: "2 levels"} (analysis.covariates)
     covariates: dict[str, str] = field(default_factory=dict)
+    # the largest share of a judged fingerprint's variance that their fit explained, and whose: [share, fingerprint]
+    covariate_share: list | None = None
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose lineage test ran (init families with relatives), and those of them significant
@@ -209,6 +211,9 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.columns_compared = bool(result.settings.get("columns_compared", True))
     ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
     ans.covariates = dict(result.settings.get("covariate_terms") or {})
+    shares = [(float(r.scores["covariate_share"]), str(r.fingerprint)) for r in judged
+              if (r.scores or {}).get("covariate_share") is not None]
+    ans.covariate_share = list(max(shares)) if shares else None
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
@@ -832,7 +837,7 @@ def _covariate_hint(levels: list[str]) -> str:
     """``; whether anything beyond a setting differs, report with --covariate opt ...``: for camps no init family
     holds both of (every model its own family, or whole families), where --strata cannot take a setting out."""
     return ("; whether anything beyond a setting differs, report with --covariate "
-            f"{levels[0] if len(levels) == 1 else 'COLUMN'}, which takes its levels out of every fingerprint first")
+            f"{levels[0] if len(levels) == 1 else 'COLUMN'}, which takes it out of every fingerprint first")
 
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
@@ -1140,12 +1145,24 @@ def answer_sentence(ans: Answer) -> str:
 
 
 def _covariates_head(ans: Answer) -> str:
-    """``beyond column 'opt' (2 levels, taken out of every fingerprint first: --covariate), `` or ``""``."""
+    """``beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; ...): `` or ``""``;
+    with what the fit explained when it is :data:`COVARIATE_SAID` or more of a fingerprint's variance: a
+    difference the setting decides (one rule per optimizer) goes with it, and only the answer without the
+    option shows it (audit 92: such a population read "no candidate ... initialization noise", unsaid)."""
     if not ans.covariates:
         return ""
-    cols = " and ".join(f"'{c}' ({how})" for c, how in ans.covariates.items())
-    plural = "s" if len(ans.covariates) > 1 else ""
-    return f"beyond column{plural} {cols}, taken out of every fingerprint first (--covariate): "
+    said = [f"'{c}' ({how})" for c, how in ans.covariates.items()]
+    cols = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+    one = len(ans.covariates) == 1
+    share = ans.covariate_share
+    big = "" if share is None or share[0] < COVARIATE_SAID else (
+        f"; {'it' if one else 'they'} explained up to {100 * share[0]:.0f}% of a fingerprint's variance ({share[1]}): "
+        f"a difference {'it decides' if one else 'they decide'} (one rule per value) went with "
+        f"{'it' if one else 'them'}, and the report without --covariate shows it")
+    return f"beyond column{'' if one else 's'} {cols}, taken out of every fingerprint first (--covariate{big}): "
+
+
+COVARIATE_SAID = 0.1  # what --covariate's fit explained is said from this share of a fingerprint's variance
 
 
 def _besides_degrees(ans: Answer) -> str:

@@ -184,7 +184,7 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
 
 def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8,
                strata: Sequence[Sequence] = (), nested: Sequence | None = None,
-               generation: Sequence | None = None) -> LabelFreeResult:
+               generation: Sequence | None = None, taken: np.ndarray | None = None) -> LabelFreeResult:
     """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
     its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
     ``strata`` are known design factors crossed with the families (each ``[n]``: data order, kind),
@@ -194,7 +194,10 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     a design factor of all three tests: the lineage permutations stay inside a generation, the
     within-family camps are looked for among the models of one family and one generation, and the
     all-model split leaves out a model alone in its generation of its family and sees the rest with
-    the generation's shared effect taken out, as a stratum's.
+    the generation's shared effect taken out, as a stratum's. ``taken`` ``[n, p]``: the design that
+    ``coords`` were residualised on already (``--covariate``, :func:`analysis.covariates.design`): every
+    null replicate is residualised on it as the data were (:func:`_taken_out`), and the within-family
+    camps are looked for beside it (a data order's levels, without giving a camp its part back).
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
     other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
@@ -210,14 +213,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         return LabelFreeResult(len(x), 0, None, None, None, verdict="insufficient", n_unknown=len(x),
                                sentence="insufficient: no model has a lineage value")
     if unknown.any():  # nobody knows whose relatives they are: not counted as a family, nor as families of one
-        return _without_unknown(x, family, unknown, n_null, random_state, k_max, strata, nested, generation)
+        return _without_unknown(x, family, unknown, n_null, random_state, k_max, strata, nested, generation, taken)
     rows = family_sample(family, MAX_MODELS, random_state)
     if rows is not None:
         fam = np.asarray([str(f) for f in family], dtype=object)
         res = label_free(x[rows], fam[rows], n_null, random_state, k_max,
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows],
-                         None if generation is None else np.asarray(generation)[rows])
+                         None if generation is None else np.asarray(generation)[rows],
+                         None if taken is None else taken[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
         # with generations, a model alone in its generation of its family is in no camp (as in the sample)
         cells = fam if generation is None else _generation_cells(fam, generation)
@@ -256,7 +260,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
     if n_fam < MIN_FAMILIES:  # two or three families: no groups of families, camps inside them only
         return _few_families(x, codes, names, counts, n_null, rng, strata, nested, generation,
-                             LabelFreeResult(n, n_fam, p_lin, None, None, pseudo_f=f_obs, n_null=n_null))
+                             LabelFreeResult(n, n_fam, p_lin, None, None, pseudo_f=f_obs, n_null=n_null), taken)
 
     # groups: SigClust on the centroids, in their top principal directions, jointly and along each
     # direction alone (Bonferroni over the two statistics)
@@ -265,6 +269,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     c = top_dims(cent, max(k, 1))
     ci_obs, split = cluster_index(c[None], min_size=min_group)
     null = gaussian_like(c, n_null, rng)
+    if taken is not None:  # the families' part of the design out of every replicate, as out of the data
+        null = _taken_out(null, _centroids(np.asarray(taken, dtype=np.float64), codes, n_fam)[0], min_group)
     null_ci, _ = cluster_index(null, min_size=min_group)
     p_joint = float((1 + (null_ci <= ci_obs[0]).sum()) / (n_null + 1))
     axis_ci, axis_split = axis_index(c, min_size=min_group)
@@ -288,11 +294,12 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     design_strata = list(strata) if generation is None else [*strata, np.asarray(generation, dtype=object)]
     keep = _with_generation_relatives(codes, generation)
     if keep is None:
-        ci_c, p_split, split = _all_split(x, codes, n_fam, n_split, rng, design_strata)
+        ci_c, p_split, split = _all_split(x, codes, n_fam, n_split, rng, design_strata, taken=taken)
     else:
         sub = _codes(codes[keep])[0]
         ci_c, p_split, side = _all_split(x[keep] - x[keep].mean(0), sub, int(sub.max()) + 1, n_split, rng,
-                                         [np.asarray(c, dtype=object)[keep] for c in design_strata])
+                                         [np.asarray(c, dtype=object)[keep] for c in design_strata],
+                                         taken=None if taken is None else taken[keep])
         split = np.full(n, -1)
         split[keep] = side
     # how often a family with relatives is cut by that split: a seed-decided split leaves families whole
@@ -318,7 +325,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # camps inside the families, the same way across them: the within-family residuals alone (drawn
     # last, so the tests above keep their random streams). Used when it is the stronger evidence and
     # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
-    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation)
+    ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation, taken=taken)
     split_within = False
     if p_w is not None:
         w_rate = _cut_rate(w_split, codes, multi_fams)
@@ -341,7 +348,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
 
 def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np.ndarray, n_null: int,
                   rng: np.random.Generator, strata: Sequence[Sequence], nested: Sequence | None,
-                  generation: Sequence | None, base: LabelFreeResult) -> LabelFreeResult:
+                  generation: Sequence | None, base: LabelFreeResult, taken: np.ndarray | None = None) -> LabelFreeResult:
     """:func:`label_free` with two or three init families (``base``: its lineage test): no test of
     groups of families (a group needs two families, two groups four), and no all-model split (its
     null draws family effects from the centroids' covariance, which two or three centroids cannot
@@ -353,7 +360,7 @@ def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np
     family's quirk (docs/scorecard.md, "Two or three families")."""
     n_fam = len(names)
     ci_w, p_w, split = _within_split(x, codes, n_fam, 2 * n_null + 1, rng, strata, nested, generation,
-                                     min_families=FEW_MIN_FAMILIES)
+                                     min_families=FEW_MIN_FAMILIES, taken=taken)
     family_sizes = {names[i]: int(c) for i, c in enumerate(counts)}
     multi = np.flatnonzero(counts >= 2)
     if p_w is None:
@@ -416,7 +423,8 @@ def minority(r: LabelFreeResult) -> bool:
 
 
 def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_null: int, random_state: int, k_max: int,
-                     strata: Sequence[Sequence], nested: Sequence | None, generation: Sequence | None) -> LabelFreeResult:
+                     strata: Sequence[Sequence], nested: Sequence | None, generation: Sequence | None,
+                     taken: np.ndarray | None = None) -> LabelFreeResult:
     """:func:`label_free` of the models with a lineage value; each of the ``unknown`` ones (``[n]``
     bool) joins the candidate basin whose mean is nearest, and is in no within-family camp. Counting
     them as one family pools unrelated models; counting each as its own family passes relatives off
@@ -425,7 +433,7 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
     rows = np.flatnonzero(~unknown)
     pick = lambda c: None if c is None else np.asarray(c, dtype=object)[rows]  # noqa: E731
     res = label_free(x[rows], pick(family), n_null, random_state, k_max, [pick(c) for c in strata], pick(nested),
-                     None if generation is None else np.asarray(generation)[rows])
+                     None if generation is None else np.asarray(generation)[rows], None if taken is None else taken[rows])
     spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
     spread["split_basins"] = _extend(x, rows, res.split_basins, ~unknown if res.split_within else None)
     return replace(res, n_models=len(x), n_unknown=int(unknown.sum()), **spread)
@@ -433,7 +441,7 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
 
 def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng: np.random.Generator,
                   strata: Sequence[np.ndarray] = (), nested: Sequence | None = None,
-                  generation: Sequence | None = None, min_families: int = MIN_FAMILIES
+                  generation: Sequence | None = None, min_families: int = MIN_FAMILIES, taken: np.ndarray | None = None
                   ) -> tuple[float | None, float | None, np.ndarray]:
     """Members of a family in two camps, the same way across families: the lowest 1-D 2-means cluster
     index of the within-family residuals of ``x [n, d]`` (models with relatives only) along their top
@@ -477,14 +485,16 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
         for v in {v for v in vals.tolist() if v is not None}:
             if len(np.unique(fam[vals == v])) >= 2:
                 levels.append((vals == v).astype(np.float64)[:, None])
-    relatives = _orthonormal(np.hstack(blocks))  # [m, r] the families (and cells, sub-families)
-    basis = _orthonormal(np.hstack([relatives, *levels])) if levels else relatives  # [m, rank] orthonormal
+    if taken is not None:  # --covariate's design: beside the families, no camp given its part back
+        blocks.append(np.asarray(taken, dtype=np.float64)[rows])
+    relatives = orthonormal(np.hstack(blocks))  # [m, r] the families (and cells, sub-families)
+    basis = orthonormal(np.hstack([relatives, *levels])) if levels else relatives  # [m, rank] orthonormal
     rank = basis.shape[1]
     shared = None  # [m, t] what only the strata explain: a camp's part along them is given back to it
     if levels:
         t = np.hstack(levels)
         t = t - relatives @ (relatives.T @ t)
-        shared = _orthonormal(t) if np.abs(t).max() > 1e-9 else None
+        shared = orthonormal(t) if np.abs(t).max() > 1e-9 else None
     k = min(MAX_DIMS, x.shape[1], m - rank)
     if k < 1:
         return None, None, none
@@ -516,7 +526,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     return float(ci[j]), p, out
 
 
-def _orthonormal(a: np.ndarray) -> np.ndarray:
+def orthonormal(a: np.ndarray) -> np.ndarray:
     """An orthonormal basis ``[m, r]`` of ``a [m, c]``'s columns (its rank ``r``, from the SVD)."""
     u, sv, _ = np.linalg.svd(a, full_matrices=False)
     return u[:, sv > sv.max(initial=0.0) * max(a.shape) * np.finfo(float).eps]
@@ -566,7 +576,8 @@ def _generation_cells(family: Sequence, generation: Sequence) -> np.ndarray:
 
 
 def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: np.random.Generator,
-               strata: Sequence[np.ndarray] = (), null: str = "plug-in") -> tuple[float, float, np.ndarray]:
+               strata: Sequence[np.ndarray] = (), null: str = "plug-in", taken: np.ndarray | None = None
+               ) -> tuple[float, float, np.ndarray]:
     """The 2-means cluster index of all models ``x [n, d]`` (centred), its p-value against a
     hierarchical Gaussian null (``n_split`` replicates, a family's clump one unit, not m points), and
     the split ``[n]``. Known design factors shared across families (``strata``: a data order, the
@@ -603,6 +614,9 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     resid = xr - cent_r[codes]
     cov_w = resid.T @ resid / max(n - n_fam - n_design, 1)
     cov_c = np.cov(cent_r.T, ddof=1).reshape(dims, dims) - cov_w * float(np.mean(1 / counts))
+    if taken is not None:  # the centroids' scatter lost to the design's fit, given back to the family effects drawn
+        rank_f = orthonormal(_centred(_centroids(np.asarray(taken, dtype=np.float64), codes, n_fam)[0])).shape[1]
+        cov_c *= (n_fam - 1) / max(n_fam - 1 - rank_f, 1)
     min_side = max(2, n // 20)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
 
@@ -634,8 +648,9 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
             e = e if design is None else e - design @ (design.T @ e)
             return (rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + e
 
+    draw = replicate if taken is None else (lambda b: _taken_out(replicate(b), taken, min_side))  # as the data were
     null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
-        cluster_index(replicate(b), min_size=min_side)[0] for b in _chunks(n_split)])
+        cluster_index(draw(b), min_size=min_side)[0] for b in _chunks(n_split)])
     ci_c = float(ci_arr[0])
     return ci_c, float((1 + (null_b <= ci_c).sum()) / (n_split + 1)), full_split[0]
 
@@ -685,6 +700,41 @@ def _stratum_contrasts(codes: np.ndarray, n_fam: int, strata: Sequence[np.ndarra
     if not sv.max(initial=0.0) > 1e-9:  # every level constant inside each family: no contrast
         return None
     return u[:, sv > sv.max() * max(s.shape) * np.finfo(float).eps]
+
+
+def _centred(a: np.ndarray) -> np.ndarray:
+    return a - a.mean(0)
+
+
+def _taken_out(e: np.ndarray, design: np.ndarray, min_size: int) -> np.ndarray:
+    """Replicates ``e [b, m, k]`` fitted as a ``--covariate`` fingerprint was
+    (:func:`analysis.covariates.taken_out`): less a mean and their least-squares fit of the (centred)
+    ``design [m, p]``, then given back the part of that fit that their residuals' 2-means split (each
+    side at least ``min_size``) explains jointly with the design. Without the fit, pairs of models alone
+    in a level (mirror images once their mean is out) read p <= 0.05 in 13-17% of nulls (review 92);
+    without the give-back, 13.5% of nulls of 4 levels of 6 models did against the data's
+    (docs/scorecard.md, "Taking a recorded setting out")."""
+    d = np.asarray(design, dtype=np.float64)
+    q = orthonormal(_centred(d)) if d.shape[1] else d
+    e = e - e.mean(-2, keepdims=True)
+    if q.shape[1] == 0:
+        return e
+    r = e - q @ (q.T @ e)
+    return _give_back(r, q, cluster_index(r, min_size=min_size)[1])[0]
+
+
+def _give_back(r: np.ndarray, q: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals ``r [b, m, k]`` (orthogonal to the orthonormal ``q [m, p]``) plus the part of the fit on
+    ``q`` that each replicate's ``split [b, m]`` explains jointly with it, and which replicates had any
+    (``[b]``: a split the design decides has nothing of its own)."""
+    s = split.astype(np.float64)
+    s = s - s.mean(1, keepdims=True)
+    inside = (s @ q) @ q.T  # [b, m] the split's part that the fit took
+    u = s - inside
+    uu = (u * u).sum(1)
+    ok = uu > 1e-9 * (s * s).sum(1)
+    coef = np.einsum("bm,bmk->bk", u, r) / np.where(ok, uu, 1.0)[:, None]
+    return r + (ok[:, None] * inside)[:, :, None] * coef[:, None, :], ok
 
 
 def _chunks(n: int) -> list[int]:

@@ -123,8 +123,15 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    if opts.covariates:  # --covariate: the recorded settings' part of the fingerprint taken out first
-        values, dist, std = covariates.taken_out(values, dist, std, {c: col(c) for c in opts.covariates})
+    taken = share = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
+    if opts.covariates:
+        cols = {c: col(c) for c in opts.covariates}
+        try:  # on this fingerprint's models (some of the table's may be left out)
+            covariates.check(cols)
+        except AnalysisError as e:
+            raise ValueError(f"{e} (on the {n} models this fingerprint has)") from None
+        values, dist, std, share = covariates.taken_out(values, dist, std, cols)
+        taken = covariates.design(cols)
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -139,7 +146,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std, coords=None if dist else coords)
     clusters = c.labels
 
-    scores: dict[str, Any] = {}
+    scores: dict[str, Any] = {} if share is None else {"covariate_share": share}  # what --covariate took out
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none
@@ -181,9 +188,9 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
-    strata = [col(c) for c in dict.fromkeys([*strata_names(table, opts), *opts.covariates])]  # a covariate's nulls as its data
+    strata = [col(c) for c in strata_names(table, opts)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
-    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation) \
+    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation, taken) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict == "insufficient" and len({str(v) for v in lineage_values}) == 1 \
             and str(lineage_values[0]) == "-1":  # an import that recorded no seeds: not one family, but unknown ones

@@ -112,11 +112,14 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     verdict = str(free.get("verdict") or r.verdict)
     basins = free.get("candidate_basins") or {}
     pos = {m: i for i, m in enumerate(r.model_ids)}
+    # the report's basins beyond a setting it took out (--covariate): said with the target (review 92)
+    taken = ((zoo.load_result("basins") or {}).get("settings") or {}).get("covariates") if source == "report" else None
+    beyond = f" (beyond {', '.join(repr(c) for c in taken)}, which the report took out: --covariate)" if taken else ""
     if verdict in DEEP_VERDICTS and basins:
         y = [f"basin {basins[m]}" if basins.get(m, -1) >= 0 else "" for m in ids]
-        return Target(np.asarray(y), f"candidate basins of {fp}", verdict, True, source)
+        return Target(np.asarray(y), f"candidate basins of {fp}{beyond}", verdict, True, source)
     y = [f"cluster {r.clusters[pos[m]]}" if m in pos and r.clusters and r.clusters[pos[m]] >= 0 else "" for m in ids]
-    return Target(np.asarray(y), f"final clusters of {fp}", verdict, False, source)
+    return Target(np.asarray(y), f"final clusters of {fp}{beyond}", verdict, False, source)
 
 
 def reported(zoo: Zoo, meta: dict[str, Any], ids: Sequence[str]) -> FingerprintResult | None:

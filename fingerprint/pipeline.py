@@ -767,6 +767,7 @@ def run(config: RunConfig | str | Path, out: str | Path, resume: bool = False, o
     sweep(cfg, zoo_dir, executor, address, models_per_batch, device, resume and (zoo_dir / MANIFEST).exists(), False,
           inputs, max_gb, progress)
     zoo = Zoo.open(zoo_dir)
+    options_for(zoo)  # the [analysis] columns (strata, covariates) against the trained table, before any extraction
     fps = cfg.fingerprints
     progress.stage(2, n_stages, "fingerprints")
     skipped = skipped_defaults(zoo) if fps.names is None else {}  # read once: said, then left out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analysis import covariates as cov
+from analysis import labelfree as lf
 from analysis.errors import AnalysisError
 from analysis.metrics import ami
 from analysis.reduce import distance_to_features
@@ -41,7 +42,7 @@ def _deep(res) -> bool:
 
 def test_terms_levels_trends_and_seeds():
     d, how = cov.terms(np.asarray(["adam", "sgd", "adam", "lion", ""], dtype=object))
-    assert how == "4 levels" and d.shape == (5, 3)  # a missing value is a level of its own
+    assert how == "4 levels, one of them the 1 model without a value" and d.shape == (5, 3)  # a level of its own
     assert np.allclose(d.mean(0), 0)
     _, how = cov.terms(np.geomspace(1e-4, 1e-1, 12))
     assert how == "a linear trend in log(values)"
@@ -50,27 +51,50 @@ def test_terms_levels_trends_and_seeds():
     _, how = cov.terms(np.arange(12), "data_seed")  # a seed's numbers are labels
     assert how == "12 levels"
     d, how = cov.terms(np.asarray([1.0, 2.0, "", 4.0, 5.0, 6.0, 7.0, 8.0], dtype=object))
-    assert how.startswith("a linear trend in its values (and the 1 models without a value apart)") and d.shape == (8, 2)
+    assert how == "a linear trend in its values (and the 1 model without a value apart)" and d.shape == (8, 2)
 
 
-def test_taken_out_leaves_every_level_the_same_mean_for_features_and_distances():
+def test_the_fit_leaves_every_level_the_same_mean_for_features_and_distances():
     r = np.random.default_rng(0)
     level = np.asarray(list("aabbbcc" * 3), dtype=object)
     x = (r.standard_normal((21, 5)) + 5 * (level == "b")[:, None]).astype(np.float32)
-    out, dist, std = cov.taken_out(x, False, True, {"k": level})
-    assert out.dtype == np.float32 and not dist and std
+    q = lf.orthonormal(cov.design({"k": level}))
+    res = cov._residuals(x.astype(np.float64), q)
     for v in "abc":
-        assert np.allclose(out[level == v].mean(0), out.mean(0), atol=1e-5)
-    # the residuals are the fit's: uncorrelated with every level's indicator
+        assert np.allclose(res[level == v].mean(0), 0, atol=1e-9)
+    out, dist, std, share = cov.taken_out(x, False, True, {"k": level})
+    assert out.dtype == np.float32 and not dist and std and 0.5 < share < 1
     d = np.linalg.norm(x[:, None] - x[None], axis=-1).astype(np.float64)
-    coords, dist, std = cov.taken_out(d, True, True, {"k": level})
+    coords, dist, std, _ = cov.taken_out(d, True, True, {"k": level})
     assert not dist and not std and coords.shape[0] == 21
-    for v in "abc":
-        assert np.allclose(coords[level == v].mean(0), 0, atol=1e-8)
     # an MDS of the distances, less the level means: the features' own residuals up to a rotation
     ref = distance_to_features(d, 21)
-    assert np.isclose(np.linalg.norm(ref - ref.mean(0)) ** 2 - np.linalg.norm(coords) ** 2,
+    fitted = cov._residuals(ref, q)
+    assert np.isclose(np.linalg.norm(ref - ref.mean(0)) ** 2 - np.linalg.norm(fitted) ** 2,
                       sum((level == v).sum() * np.linalg.norm(ref[level == v].mean(0)) ** 2 for v in "abc"))
+
+
+def test_a_rule_crossed_unevenly_with_the_setting_keeps_its_whole_gap():
+    """Audit 92 (F1): a rule in cells of 10, 2, 2 and 10 models across two optimizers. Each optimizer's mean
+    holds most of its models' rule, so the means alone took two thirds of the rule's gap; fitted jointly with
+    the models' camps, the setting's part goes and the rule's gap stays."""
+    r = np.random.default_rng(3)
+    opt = np.asarray([0] * 10 + [1] * 2 + [0] * 2 + [1] * 10)
+    rule = np.repeat([0, 1], 12)
+    x = 0.3 * r.standard_normal((24, 30)) + 4 * opt[:, None] * r.standard_normal(30) + 3 * rule[:, None]
+    setting = np.asarray(["adam", "sgd"], dtype=object)[opt]
+    plain = cov._residuals(x, lf.orthonormal(cov.design({"opt": setting})))
+    out, _, _, _ = cov.taken_out(x, False, False, {"opt": setting})
+    gap = lambda v: np.linalg.norm(v[rule == 1].mean(0) - v[rule == 0].mean(0)) / np.sqrt(30)  # noqa: E731
+    assert gap(plain) < 2 and abs(gap(out) - 3) < 0.3  # the means alone: 1.67 of 3
+    assert ami(rule, out[:, 0] > np.median(out[:, 0])) == 1.0
+    for k in (0, 1):  # inside each camp the optimizers' shift is gone (it was 4 SDs a feature)
+        inside = out[rule == k]
+        assert np.abs(inside[opt[rule == k] == 0].mean(0) - inside[opt[rule == k] == 1].mean(0)).mean() < 0.5
+    # the setting deciding the rule (one rule per optimizer): nothing of the camps' own to give back
+    y = 0.3 * r.standard_normal((24, 30)) + 3 * rule[:, None]
+    out, _, _, share = cov.taken_out(y, False, False, {"opt": np.asarray(["adam", "sgd"], dtype=object)[rule]})
+    assert share > 0.9 and gap(out) < 0.2  # (of 3: what is left is a noise split's)
 
 
 def test_a_settings_own_camps_are_no_candidate_once_it_is_taken_out():
@@ -85,8 +109,12 @@ def test_a_settings_own_camps_are_no_candidate_once_it_is_taken_out():
     from analysis.answer import label_free_answer
 
     sentence = label_free_answer(taken).sentence
-    assert sentence.startswith("beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate): "
-                               "no candidate deep difference")
+    share = taken.fingerprints[0].scores["covariate_share"]
+    assert share > 0.3
+    assert sentence.startswith(f"beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; it "
+                               f"explained up to {100 * share:.0f}% of a fingerprint's variance (outputs): a difference "
+                               "it decides (one rule per value) went with it, and the report without --covariate "
+                               "shows it): no candidate deep difference")
 
 
 def test_the_plain_answer_sends_the_user_to_covariate_for_independent_seeds():
@@ -95,8 +123,8 @@ def test_the_plain_answer_sends_the_user_to_covariate_for_independent_seeds():
 
     sentence = label_free_answer(analyze([fp], table, OPTS)).sentence
     assert "it matches column 'opt'" in sentence
-    assert ("whether anything beyond a setting differs, report with --covariate opt, which takes its levels out of "
-            "every fingerprint first") in sentence
+    assert ("whether anything beyond a setting differs, report with --covariate opt, which takes it out of every "
+            "fingerprint first") in sentence
     assert "--strata" not in sentence
 
 
@@ -140,9 +168,73 @@ def test_a_column_that_cannot_be_taken_out_is_refused_by_name(column, message):
         analyze([fp], table, OPTS.replace(covariates=[column]))
 
 
+def test_a_level_of_one_model_is_warned_about():
+    """Audit 92 (F3): a level held by one model was accepted silently; that model becomes the centre."""
+    fp, table, _ = _population(1)
+    opt = table["opt"].copy()
+    opt[0] = "lion"
+    with pytest.warns(UserWarning, match=r"--covariate opt: 1 level \('lion'\) holds one model each: taking a level's "
+                                         "mean out leaves nothing of such a model"):
+        analyze([fp], {**table, "opt": opt}, OPTS.replace(covariates=["opt"]))
+
+
 def test_a_column_of_one_value_is_refused():
     fp, table, _ = _population(1)
     with pytest.raises(AnalysisError, match="--covariate same has one value for every model: there is nothing to take out"):
         analyze([fp], {**table, "same": np.asarray(["x"] * 24, dtype=object)}, OPTS.replace(covariates=["same"]))
     with pytest.raises(AnalysisError, match=r"covariates' \(--covariate\) must be a list of model column names"):
         OPTS.replace(covariates="opt")
+
+
+def test_a_float32_fingerprint_the_setting_decides_in_part_keeps_no_rounding_error_as_camps():
+    """Review 92: features the setting decides, large (1e5), fitted in float32, left rounding error that the
+    standardisation scaled up to the setting's camps (AMI 1.00). Fitted in float64, such a feature is zero."""
+    r = np.random.default_rng(1)
+    opt = np.arange(24) % 2
+    x = np.concatenate([r.standard_normal((2, 20))[opt] * 3e4 + 1e5, r.standard_normal((24, 20))], 1)
+    ids = [f"m{i}" for i in range(24)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(24),
+             "opt": np.asarray(["adam", "sgd"], dtype=object)[opt]}
+    out = cov.taken_out(x.astype(np.float32), False, True, {"opt": table["opt"]})[0]
+    assert out.dtype == np.float32 and not out[:, :20].any()  # the decided features: exactly zero
+    assert np.allclose(out[:, 20:], cov.taken_out(x, False, True, {"opt": table["opt"]})[0][:, 20:], atol=1e-5)
+    for dt in (np.float64, np.float32):
+        res = analyze([FingerprintInput("fp", x.astype(dt), ids, {"output": "features"})], table,
+                      OPTS.replace(covariates=["opt"]))
+        assert not _deep(res) and abs(ami(res.fingerprints[0].clusters, opt) or 0) < 0.3, dt
+
+
+def test_a_number_coded_setting_of_few_values_is_levels_and_several_columns_are_said_in_order():
+    """Review 92: a batch size of 4 values over 12 models, fitted as a line, left its camps (bs == 128)."""
+    _, how = cov.terms(np.asarray([32, 64, 128, 256] * 3))
+    assert how == "4 levels"
+    _, how = cov.terms(np.asarray([32, 64, 128, 256, 512, 1024, 2048] * 2))  # 7 values, 14 models: still levels
+    assert how == "7 levels"
+    r = np.random.default_rng(0)
+    bs = np.asarray([32, 64, 128, 256])[np.arange(12) % 4]
+    x = r.standard_normal((12, 40)) + 3 * r.standard_normal((4, 40))[np.arange(12) % 4]
+    ids = [f"m{i:02d}" for i in range(12)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(12), "bs": bs,
+             "wd": np.asarray([0, 0.1] * 6), "aug": np.asarray(["a"] * 6 + ["b"] * 6, dtype=object)}
+    res = analyze([FingerprintInput("fp", x, ids, {"output": "features"})], table, OPTS.replace(covariates=["bs"]))
+    assert not _deep(res)
+    from analysis.answer import label_free_answer
+
+    three = analyze([FingerprintInput("fp", x, ids, {"output": "features"})], table,
+                    OPTS.replace(covariates=["bs", "wd", "aug"]))
+    assert label_free_answer(three).sentence.startswith(
+        "beyond columns 'bs' (4 levels), 'wd' (2 levels) and 'aug' (2 levels), taken out of every fingerprint first")
+
+
+def test_every_null_replicate_is_fitted_as_the_data_were():
+    """The tests' null replicates lose the design's part as the data did and get back what their own split
+    explains of it (review 92: pairs of models alone in a level are mirror images once their mean is out,
+    and the data's camps are given their part back; a null drawn without either read p <= 0.05 in 13-17%)."""
+    d = cov.design({"k": np.asarray(list("aaabbbcccddd"), dtype=object)})
+    e = np.random.default_rng(0).standard_normal((5, 12, 3))
+    out = lf._taken_out(e, d, 2)
+    q = lf.orthonormal(d)
+    ec = e - e.mean(1, keepdims=True)
+    assert np.allclose(out.mean(1), 0)
+    assert np.allclose(out - q @ (q.T @ out), ec - q @ (q.T @ ec))  # outside the design: the replicate's own
+    assert not np.allclose(q @ (q.T @ out), 0)  # inside it: what each replicate's split explains, given back

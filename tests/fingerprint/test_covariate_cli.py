@@ -44,10 +44,11 @@ def test_report_with_a_covariate_says_what_it_is_beyond_and_refuses_a_bad_column
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["settings"]["covariates"] == ["opt"] and b["settings"]["covariate_terms"] == {"opt": "2 levels"}
     sentence = b["label_free_answer"]["sentence"]
-    assert sentence.startswith("beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate): ")
+    assert sentence.startswith("beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; it "
+                               "explained up to ")
     assert "no candidate deep difference" in sentence
     page = " ".join((tmp_path / "b.html").read_text().split())
-    assert "beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate)" in page.replace("&#39;", "'")
+    assert "beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; it" in page.replace("&#39;", "'")
     bad = run_cli("report", tmp_path / "zoo", "-o", tmp_path / "c.html", "--covariate", "run", *args)
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: --covariate 'run' (20 levels): 19 terms for 20 models leave fewer than 4 to "

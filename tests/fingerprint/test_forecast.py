@@ -231,3 +231,8 @@ def test_without_a_label_the_forecast_takes_the_reports_verdict_of_the_seed_grid
     (r,) = res.fingerprints
     assert t.source == "report" and t.verdict == str(r.label_free.get("verdict") or r.verdict)
     assert forecast_target(zoo, grid, None, "weight-stats:balance=false").source == "alone"  # another fingerprint: its own
+    assert "--covariate" not in t.name
+    # a report made beyond a recorded setting: its basins are the forecast's target, and the target says so (review 92)
+    pipeline.scorecard(zoo, ["weight-stats"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca", covariates=["data_seed"])
+    t = forecast_target(zoo, grid, None, "weight-stats")
+    assert t.source == "report" and t.name.endswith("weight-stats (beyond 'data_seed', which the report took out: --covariate)")

@@ -100,6 +100,13 @@ def test_run_reports_progress_and_resume_reuses_everything(tmp_path, run_config)
     assert ("extracted", 2) in rec.events
     again = pipeline.run(cfg, tmp_path / "r", resume=True)  # nothing to train, fingerprints cached, analysis stored
     assert again.to_dict()["scorecard"] == json.loads(json.dumps(result.to_dict()["scorecard"], default=str))
+    # an [analysis] column the trained table lacks stops the run before any fingerprint is extracted (review 92)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(run_config.read_text().replace('embedding = "pca"', 'embedding = "pca"\ncovariates = ["optimiser"]'))
+    rec = Recorder()
+    with pytest.raises(UserError, match="unknown model column 'optimiser' for --covariate"):
+        pipeline.run(pipeline.RunConfig.load(bad), tmp_path / "bad", progress=rec)
+    assert ("stage", 2, "fingerprints") not in rec.events and not (tmp_path / "bad" / "zoo" / "fingerprints").exists()
 
 
 def test_the_notebook_api_on_modules_held_in_memory(tmp_path):
