@@ -882,7 +882,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     balance = _balance_text(c, told, strata, parents)
     notes = f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [], bool(levels))}"
     if unrecorded and notes and not balance:
-        notes += UNRECORDED_NOTED
+        notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
     hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_refined_text(c, finer)}")
@@ -903,6 +903,9 @@ UNRECORDED_AGAIN = "; no column matches these camps either: a training setting, 
 # after the predicted classes' or the weights-only note, which name a setting but advise probes (an outside audit, 88)
 UNRECORDED_NOTED = ("; with each model's training settings as columns (--metadata), the metadata match would say whether "
                     "one of them is the difference")
+# ... when --metadata gave columns and none matches these camps (audit 92: said as if nothing were recorded)
+UNRECORDED_NOTED_GIVEN = ("; no column of --metadata matches these camps: a training setting not among them would leave "
+                          "camps like these as well")
 
 
 def _said_once(sentence: str) -> str:

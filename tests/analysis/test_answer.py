@@ -955,9 +955,15 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     # a note that names a setting already (the predicted classes' here) says for an import what would tell (audit 88)
     out, argmax = fp("ood-outputs", CAMPS), fp("disagreement", None, "lineage only")
     out.kind, argmax.kind, argmax.meta = "behavioural", "behavioural", {"predicts": "classes"}
-    noted = label_free_answer(res(out, argmax)).sentence
+    bare = res(out, argmax)
+    bare.settings["columns_compared"] = False  # an import without --metadata
+    noted = label_free_answer(bare).sentence
     assert said not in noted and noted.endswith("; with each model's training settings as columns (--metadata), the "
                                                 "metadata match would say whether one of them is the difference")
+    # with --metadata columns, none of which matches: not said as if nothing were recorded (audit 92)
+    given = label_free_answer(res(out, argmax)).sentence
+    assert given.endswith("; no column of --metadata matches these camps: a training setting not among them would "
+                          "leave camps like these as well")
     assert "training settings as columns" not in label_free_answer(res(out, argmax, imported=False)).sentence
     # a matched column says what a setting makes of the camps: the predicted classes' note keeps only what it saw
     named = label_free_answer(res(matching(out, "lr"), argmax)).sentence  # (audit 88: the hedge said twice)
