@@ -147,7 +147,8 @@ class Answer:
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
     # --covariate columns taken out of every fingerprint first, and how: {column: "2 levels"} (analysis.covariates)
     covariates: dict[str, str] = field(default_factory=dict)
-    # the largest share of a judged fingerprint's variance that their fit explained, and whose: [share, fingerprint]
+    # the largest share of a judged fingerprint's variance that their fit explained, whose, and the share a setting
+    # that changed nothing would explain: [share, fingerprint, chance]
     covariate_share: list | None = None
     # numeric model columns that follow fingerprints within the families: {column: {fingerprints, r2_adj, q}}
     gradients: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -211,8 +212,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.columns_compared = bool(result.settings.get("columns_compared", True))
     ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
     ans.covariates = dict(result.settings.get("covariate_terms") or {})
-    shares = [(float(r.scores["covariate_share"]), str(r.fingerprint)) for r in judged
-              if (r.scores or {}).get("covariate_share") is not None]
+    shares = [(float(r.scores["covariate_share"]), str(r.fingerprint), float(r.scores.get("covariate_chance") or 0.0))
+              for r in judged if (r.scores or {}).get("covariate_share") is not None]
     ans.covariate_share = list(max(shares)) if shares else None
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
@@ -1158,14 +1159,16 @@ def _covariates_head(ans: Answer) -> str:
     cols = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
     one = len(ans.covariates) == 1
     share = ans.covariate_share
-    big = "" if share is None or share[0] < COVARIATE_SAID else (
-        f"; {'it' if one else 'they'} explained up to {100 * share[0]:.0f}% of a fingerprint's variance ({share[1]}): "
-        f"a difference {'it decides' if one else 'they decide'} (one rule per value) went with "
-        f"{'it' if one else 'them'}, and the report without --covariate shows it")
+    chance = share[2] if share is not None and len(share) > 2 else 0.0
+    big = "" if share is None or share[0] < max(COVARIATE_SAID, 2 * chance) else (
+        f"; {'it' if one else 'they'} explained up to {100 * share[0]:.0f}% of a fingerprint's variance ({share[1]}), "
+        f"against about {100 * chance:.0f}% by chance: a difference "
+        f"{'it decides' if one else 'they decide'} (one rule per value), if any, went with {'it' if one else 'them'}, "
+        "and the report without --covariate shows it")
     return f"beyond column{'' if one else 's'} {cols}, taken out of every fingerprint first (--covariate{big}): "
 
 
-COVARIATE_SAID = 0.1  # what --covariate's fit explained is said from this share of a fingerprint's variance
+COVARIATE_SAID = 0.1  # what --covariate's fit explained is said from this share (and twice its chance share: review 93)
 
 
 def _besides_degrees(ans: Answer) -> str:

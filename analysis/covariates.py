@@ -17,13 +17,14 @@ setting came back as its camps). A distance fingerprint is first given classical
 most :data:`MDS_DIMS`), which are then analysed as features.
 
 Each level's mean holds as much of a difference as its models carry, so the residuals' camps are
-given their part of the fit back (:func:`_given_back`). The label-free tests see the result as data and
-are given the design (``taken``): every null replicate is fitted and given back the same way
-(:func:`analysis.labelfree.label_free`). Measured (``scripts/covariate_calibration.py``, 200 Gaussian
-populations a design, 12-48 models, 2-8 levels): a raw groups or split p at or below 0.05 in 1.0-4.5% of
-nulls and setting-only populations of independent seeds, 3.5-6.5% with whole families nested in the
-levels; a rule crossed with the setting found in 89-100%, AMI 0.94-1.00 (``--unequal``: 97% in cells of
-10, 2, 2 and 10 models, 0% before the give-back) (docs/scorecard.md, "Taking a recorded setting out").
+given their part of the fit back when they differ inside every level (:func:`_given_back`). The
+label-free tests see the result as data and are given the design (``taken``): every null replicate is
+fitted and given back the same way (:func:`analysis.labelfree.label_free`). Measured
+(``scripts/covariate_calibration.py``, 200 Gaussian populations a design, 12-48 models, 2-8 levels): a
+raw groups or split p at or below 0.05 in 0.5-4.5% of nulls and setting-only populations of independent
+seeds, 3.0-6.0% with whole families nested in the levels; a rule crossed with the setting found in
+89-100%, AMI 0.94-1.00, but in half of 8 families of 3 in 4 levels (``--unequal``: 97% in cells of 10,
+2, 2 and 10 models, 0% without the give-back) (docs/scorecard.md, "Taking a recorded setting out").
 """
 
 from __future__ import annotations
@@ -41,14 +42,13 @@ from analysis.reduce import distance_to_features, reduce_features
 from analysis.sigclust import cluster_index, top_dims
 from analysis.values import missing
 
-__all__ = ["terms", "design", "taken_out", "check", "settings"]
+__all__ = ["terms", "design", "cells", "taken_out", "check", "settings", "chance"]
 
 LOG_SPAN = 10.0  # a positive trend column spanning this factor or more is fitted in the log of its values
 MDS_DIMS = 200  # a distance fingerprint's classical-MDS coordinates, at most this many, are fitted
 MIN_LEFT = 4  # the models a fit must leave beyond its terms and the mean (else nothing is left to compare)
 TINY = 1e-6  # a feature whose residuals spread less than this share of its own is one the column decides: zero
 BLOCK = 4096  # features fitted at a time (a float64 copy of a block, not of a wide fingerprint)
-ROUNDS = 1  # provisional splits given their part of the fit back (:func:`_given_back`): one, as the nulls are
 
 
 def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
@@ -76,6 +76,13 @@ def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
         how = f"{len(levels)} levels" + (f", one of them the {_models(gone)} without a value" if gone and len(levels) > 1 else "")
     d = np.stack(cols, 1) if cols else np.zeros((n, 0))
     return d - d.mean(0), how
+
+
+def chance(columns: dict[str, np.ndarray]) -> float:
+    """The share of a fingerprint's variance that ``columns``' fit explains when they change nothing: their
+    rank over the models less one (a setting of 6 levels over 24 models: 5/23, 22%)."""
+    n = len(next(iter(columns.values())))
+    return orthonormal(design(columns)).shape[1] / max(n - 1, 1)
 
 
 def _models(k: int) -> str:
@@ -112,13 +119,13 @@ def taken_out(values: np.ndarray, distances: bool, standardize: bool, columns: d
     if distances:
         x = distance_to_features(values, min(len(values), MDS_DIMS))
         r = _residuals(x, q)
-        return _given_back(r, q, False), False, False, _share(x, r, False)
+        return _given_back(r, q, False, cells(columns)), False, False, _share(x, r, False)
     x = np.asarray(values)
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = np.empty(x.shape, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
     for lo in range(0, x.shape[1], BLOCK):
         out[:, lo:lo + BLOCK] = _residuals(np.asarray(x[:, lo:lo + BLOCK], dtype=np.float64), q)
     share = _share(x, out, standardize)
-    return _given_back(out, q, standardize), False, standardize, share
+    return _given_back(out, q, standardize, cells(columns)), False, standardize, share
 
 
 def _residuals(x: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -143,51 +150,71 @@ def _share(x: np.ndarray, r: np.ndarray, standardize: bool) -> float:
     return min(max(1.0 - left, 0.0), 1.0)
 
 
-def _given_back(r: np.ndarray, q: np.ndarray, standardize: bool) -> np.ndarray:
+def _given_back(r: np.ndarray, q: np.ndarray, standardize: bool, cells: np.ndarray | None) -> np.ndarray:
     """Residuals ``r [n, d]`` (of the fit on the orthonormal ``q [n, p]``) with the part of the fit that
     the models' two camps explain given back: the camps (a 2-means split of the residuals' principal
-    coordinates) are fitted jointly with the columns and their share of the columns' fit returned, then
-    split again, up to :data:`ROUNDS` times while the split changes. Each level's mean holds as much of a
-    difference as its models carry: a rule crossed with an optimizer in cells of 10, 2, 2 and 10 models
-    kept a third of its gap once the means were out, a continuum the tests read as no camps (audit 92:
-    found in 0 of 20 Gaussian populations, and in none of its imports at 8, 4, 4, 8). A split that the
-    columns decide (one rule per optimizer) has nothing of its own to give back and stays out. The
-    tests' null replicates are given back the same way (:func:`analysis.labelfree.label_free`'s
-    ``taken``). Started also from the fingerprint before the fit, the split found audit 92's 10, 2, 2,
-    10 rule, but 13% of nulls of whole families nested in the levels read p <= 0.05: not done."""
+    coordinates) are fitted jointly with the columns, and their share of the columns' fit returned, once
+    (the tests' null replicates are given back the same way: :func:`analysis.labelfree.label_free`'s
+    ``taken``). Each level's mean holds as much of a difference as its models carry: a rule crossed with
+    an optimizer in cells of 10, 2, 2 and 10 models came within a third of its gap of the other rule's
+    nearest cell once the means were out, a continuum the tests read as no camps (audit 92: found in 0
+    of 20 Gaussian populations, and in none of its imports at 8, 4, 4, 8). Given back only when the
+    camps are a difference inside every level of ``cells`` (the columns' levels, one label a model; None
+    for a trend: nothing given back): their effect within each level at least :data:`INSIDE` of their
+    effect overall. Without that, a level whose models scatter 3x wider, shifted or not, had its spread
+    split and given back as camps: 17-23.5% of such nulls read p <= 0.05 (review 93). A split that the
+    columns decide (one rule per optimizer) has nothing of its own to give back and stays out."""
     n = len(r)
-    if q.shape[1] == 0 or n < 4:
+    if q.shape[1] == 0 or n < 4 or cells is None:
         return r
-    return _rounds(r, q, standardize, _split(r, standardize))[0]
+    coords = top_dims(reduce_features(r, 10, 0, standardize), 5)
+    split = cluster_index(coords[None], min_size=max(2, n // 20))[1][0].astype(np.float64)
+    s = split - split.mean()
+    inside = q @ (q.T @ s)  # the camps' part that the columns' fit took
+    u = s - inside  # ... and their own
+    if not (u @ u) > 1e-9 * (s @ s) or not _in_every_level(coords, split, cells, u):
+        return r  # the columns decide the camps, or the camps are one level's spread: nothing to give back
+    y = np.empty_like(r)
+    for lo in range(0, r.shape[1], BLOCK):  # r plus the camps' share of the fit, a block at a time
+        block = np.asarray(r[:, lo:lo + BLOCK], dtype=np.float64)
+        y[:, lo:lo + BLOCK] = block + np.outer(inside, (u @ block) / (u @ u))
+    return y
 
 
-def _split(x: np.ndarray, standardize: bool) -> tuple[np.ndarray, float]:
-    """The 2-means split ``[n]`` of ``x``'s top principal coordinates and its cluster index."""
-    coords = top_dims(reduce_features(x, 10, 0, standardize), 5)
-    ci, split = cluster_index(coords[None], min_size=max(2, len(x) // 20))
-    return split[0], float(ci[0])
+INSIDE = 0.5  # the camps' effect within every level, as a share of their effect overall, to be given back
 
 
-def _rounds(r: np.ndarray, q: np.ndarray, standardize: bool, first: tuple[np.ndarray, float]
-            ) -> tuple[np.ndarray, float]:
-    """:func:`_given_back` from one provisional split ``first``: ``(residuals given back, their split's
-    cluster index)``; ``(r, inf)`` when the columns decide the split."""
-    y, (split, ci) = r, first
-    for _ in range(ROUNDS):
-        s = split - split.mean()
-        inside = q @ (q.T @ s)  # the camps' part that the columns' fit took
-        u = s - inside  # ... and their own
-        if not (u @ u) > 1e-9 * (s @ s):
-            return r, np.inf  # the columns decide the camps: nothing of their own
-        y = np.empty_like(r)
-        for lo in range(0, r.shape[1], BLOCK):  # r plus the camps' share of the fit, a block at a time
-            block = np.asarray(r[:, lo:lo + BLOCK], dtype=np.float64)
-            y[:, lo:lo + BLOCK] = block + np.outer(inside, (u @ block) / (u @ u))
-        new, ci = _split(y, standardize)
-        if np.array_equal(new, split) or np.array_equal(new, 1 - split):
-            break
-        split = new
-    return y, ci
+def _in_every_level(x: np.ndarray, split: np.ndarray, cells: np.ndarray, u: np.ndarray) -> bool:
+    """Whether the camps ``split [n]`` of ``x [n, k]`` differ inside every level of ``cells [n]`` (with
+    two models or more) along their overall effect (the coefficient of ``u [n]``, the split's part the
+    columns do not explain), by at least :data:`INSIDE` of it; a level holding one camp only does not."""
+    overall = (u @ x) / (u @ u)
+    norm = float(overall @ overall)
+    if not norm > 0:
+        return False
+    for level in np.unique(cells):
+        k = cells == level
+        if k.sum() < 2:
+            continue
+        sl = split[k] - split[k].mean()
+        if not (sl @ sl) > 0:
+            return False
+        within = (sl @ (x[k] - x[k].mean(0))) / (sl @ sl)
+        if float(within @ overall) < INSIDE * norm:
+            return False
+    return True
+
+
+def cells(columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Each model's level ``[n]`` across ``columns`` (the combination of their values), or ``None`` when
+    one of them is taken out as a trend (no levels)."""
+    labels = []
+    for name, c in columns.items():
+        if not terms(c, name)[1].endswith("levels") and "levels," not in terms(c, name)[1]:
+            return None
+        labels.append(np.asarray(["\0missing" if missing(v) else str(v) for v in np.asarray(c, dtype=object)], dtype=object))
+    return np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
+
 
 def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, Any]:
     """``{"covariate_terms": {column: how}}`` for the result's settings, after checking each

@@ -712,7 +712,7 @@ def _taken_out(e: np.ndarray, design: np.ndarray, min_size: int) -> np.ndarray:
     ``design [m, p]``, then given back the part of that fit that their residuals' 2-means split (each
     side at least ``min_size``) explains jointly with the design. Without the fit, pairs of models alone
     in a level (mirror images once their mean is out) read p <= 0.05 in 13-17% of nulls (review 92);
-    without the give-back, 13.5% of nulls of 4 levels of 6 models did against the data's
+    without the give-back, 6-13.5% of nulls of 4 levels of 6 models did against the data's (two runs)
     (docs/scorecard.md, "Taking a recorded setting out")."""
     d = np.asarray(design, dtype=np.float64)
     q = orthonormal(_centred(d)) if d.shape[1] else d

@@ -146,7 +146,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     ex = cl.exemplars(values, c.labels, dist, opts.n_components, opts.seed, std, coords=None if dist else coords)
     clusters = c.labels
 
-    scores: dict[str, Any] = {} if share is None else {"covariate_share": share}  # what --covariate took out
+    scores: dict[str, Any] = {} if share is None else {  # what --covariate took out, and would by chance
+        "covariate_share": share, "covariate_chance": covariates.chance(cols)}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none

@@ -45,7 +45,7 @@ def test_report_with_a_covariate_says_what_it_is_beyond_and_refuses_a_bad_column
     assert b["settings"]["covariates"] == ["opt"] and b["settings"]["covariate_terms"] == {"opt": "2 levels"}
     sentence = b["label_free_answer"]["sentence"]
     assert sentence.startswith("beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; it "
-                               "explained up to ")
+                               "explained up to ") and "against about 5% by chance" in sentence
     assert "no candidate deep difference" in sentence
     page = " ".join((tmp_path / "b.html").read_text().split())
     assert "beyond column 'opt' (2 levels), taken out of every fingerprint first (--covariate; it" in page.replace("&#39;", "'")
