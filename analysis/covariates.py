@@ -85,6 +85,11 @@ def chance(columns: dict[str, np.ndarray]) -> float:
     return orthonormal(design(columns)).shape[1] / max(n - 1, 1)
 
 
+def _levels(how: str) -> bool:
+    """Whether :func:`terms`' description ``how`` is of levels (not a trend)."""
+    return how.endswith("levels") or "levels," in how
+
+
 def _models(k: int) -> str:
     return f"{int(k)} model{'' if k == 1 else 's'}"
 
@@ -210,7 +215,7 @@ def cells(columns: dict[str, np.ndarray]) -> np.ndarray | None:
     one of them is taken out as a trend (no levels)."""
     labels = []
     for name, c in columns.items():
-        if not terms(c, name)[1].endswith("levels") and "levels," not in terms(c, name)[1]:
+        if not _levels(terms(c, name)[1]):
             return None
         labels.append(np.asarray(["\0missing" if missing(v) else str(v) for v in np.asarray(c, dtype=object)], dtype=object))
     return np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
@@ -234,7 +239,7 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
         if d.shape[1] == 0 or not np.abs(d).max(initial=0.0) > 0:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")
         out[c] = how
-        if how.endswith("levels") or "levels," in how:  # audit 92: a model alone in its level is all setting, unsaid
+        if _levels(how):  # audit 92: a model alone in its level is all setting, unsaid
             values, counts = np.unique([str(v) for v in table[c]], return_counts=True)
             alone = [str(v) for v, k in zip(values, counts) if k == 1]
             if alone:
