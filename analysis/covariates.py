@@ -30,19 +30,20 @@ seeds, 3.0-6.0% with whole families nested in the levels; a rule crossed with th
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.labelfree import orthonormal
+from analysis.labelfree import give_back, orthonormal
 from analysis.metadata import column_kind, is_seed
 from analysis.options import AnalysisOptions
 from analysis.reduce import distance_to_features, reduce_features
 from analysis.sigclust import cluster_index, top_dims
 from analysis.values import missing
 
-__all__ = ["terms", "design", "cells", "taken_out", "check", "settings", "chance"]
+__all__ = ["Fit", "fit", "terms", "taken_out", "check", "settings"]
 
 LOG_SPAN = 10.0  # a positive trend column spanning this factor or more is fitted in the log of its values
 MDS_DIMS = 200  # a distance fingerprint's classical-MDS coordinates, at most this many, are fitted
@@ -53,7 +54,12 @@ BLOCK = 4096  # features fitted at a time (a float64 copy of a block, not of a w
 
 def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
     """The design ``[n, p]`` of one model ``column [n]`` (centred; without the mean) and how it is
-    taken out, for people: ``"2 levels"``, ``"a linear trend in log(values)"``. Numbers are a trend
+    taken out, for people: ``"2 levels"``, ``"a linear trend in log(values)"`` (:func:`_terms`)."""
+    return _terms(column, name)[:2]
+
+
+def _terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str, np.ndarray | None]:
+    """:func:`terms` and each model's level ``[n]`` (``None`` for a trend). Numbers are a trend
     only when more than half the models have their own value (a batch size of 4 values over 12 models is
     4 levels: fitted as a line, its setting-only camps read significant in 28-67% of populations, review
     92); a seed column's numbers (``name`` ending in ``seed``) are labels: levels, never a trend."""
@@ -68,6 +74,7 @@ def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
         cols = [x] + ([(~present).astype(np.float64)] if (~present).any() else [])
         how = "a linear trend in " + ("log(values)" if logged else "its values") + (
             f" (and the {_models((~present).sum())} without a value apart)" if (~present).any() else "")
+        strs = None
     else:
         strs = np.asarray(["\0missing" if missing(v) else str(v) for v in vals], dtype=object)
         levels = sorted(set(strs.tolist()))
@@ -75,62 +82,73 @@ def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
         gone = int((strs == "\0missing").sum())
         how = f"{len(levels)} levels" + (f", one of them the {_models(gone)} without a value" if gone and len(levels) > 1 else "")
     d = np.stack(cols, 1) if cols else np.zeros((n, 0))
-    return d - d.mean(0), how
+    return d - d.mean(0), how, strs
 
 
-def chance(columns: dict[str, np.ndarray]) -> float:
-    """The share of a fingerprint's variance that ``columns``' fit explains when they change nothing: their
-    rank over the models less one (a setting of 6 levels over 24 models: 5/23, 22%)."""
-    n = len(next(iter(columns.values())))
-    return orthonormal(design(columns)).shape[1] / max(n - 1, 1)
+@dataclass(frozen=True)
+class Fit:
+    """The ``--covariate`` columns of one set of models, read once (:func:`fit`): ``design [n, p]`` (their
+    centred terms side by side), ``basis [n, r]`` (an orthonormal basis of it), ``hows`` (``{column: how}``,
+    :func:`terms`), ``sizes`` (``{column: its number of terms}``: 0 for one value) and ``cells [n]`` (each
+    model's level across the columns; ``None`` when one of them is a trend)."""
+
+    design: np.ndarray
+    basis: np.ndarray
+    hows: dict[str, str]
+    sizes: dict[str, int]
+    cells: np.ndarray | None
+
+    @property
+    def chance(self) -> float:
+        """The share of a fingerprint's variance the fit explains when the columns change nothing: its rank over
+        the models less one (a setting of 6 levels over 24 models: 5/23, 22%)."""
+        return self.basis.shape[1] / max(len(self.design) - 1, 1)
 
 
-def _levels(how: str) -> bool:
-    """Whether :func:`terms`' description ``how`` is of levels (not a trend)."""
-    return how.endswith("levels") or "levels," in how
+def fit(columns: dict[str, np.ndarray]) -> Fit:
+    """The :class:`Fit` of ``columns`` (``{name: [n]}``)."""
+    parts = {name: _terms(c, name) for name, c in columns.items()}
+    design = np.concatenate([d for d, _, _ in parts.values()], 1)
+    labels = [strs for _, _, strs in parts.values()]
+    cells = None if any(x is None for x in labels) else np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
+    return Fit(design, orthonormal(design) if design.shape[1] else design, {c: how for c, (_, how, _) in parts.items()},
+               {c: d.shape[1] for c, (d, _, _) in parts.items()}, cells)
 
 
 def _models(k: int) -> str:
     return f"{int(k)} model{'' if k == 1 else 's'}"
 
 
-def design(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """The centred design ``[n, p]`` of ``columns`` (``{name: [n]}``), their terms side by side."""
-    return np.concatenate([terms(c, name)[0] for name, c in columns.items()], 1)
-
-
-def check(columns: dict[str, np.ndarray]) -> None:
-    """Raise :class:`AnalysisError` when the ``columns``' terms leave fewer than :data:`MIN_LEFT` models
-    to compare (their rank, beside the mean, out of the models')."""
-    n = len(next(iter(columns.values())))
-    rank = orthonormal(design(columns)).shape[1] if n else 0
+def check(f: Fit) -> None:
+    """Raise :class:`AnalysisError` when the columns' terms leave fewer than :data:`MIN_LEFT` models to
+    compare (their rank, beside the mean, out of the models')."""
+    n, rank = len(f.design), f.basis.shape[1]
     if n - 1 - rank < MIN_LEFT:
-        cols = ", ".join(f"'{c}' ({terms(v, c)[1]})" for c, v in columns.items())
+        cols = ", ".join(f"'{c}' ({how})" for c, how in f.hows.items())
         raise AnalysisError(f"--covariate {cols}: {rank} terms for {n} models leave fewer than {MIN_LEFT} to compare "
                             "(a column with a value per model, such as an id, takes every model out); give a "
                             "column of few levels, or numbers, which are taken out as a linear trend")
 
 
-def taken_out(values: np.ndarray, distances: bool, standardize: bool, columns: dict[str, np.ndarray]
-              ) -> tuple[np.ndarray, bool, bool, float]:
-    """``values`` (features ``[n, d]`` or distances ``[n, n]``) less the ``columns``' part of a
-    least-squares fit (``{name: [n]}``; the fit joint with the models' provisional two camps,
+def taken_out(values: np.ndarray, distances: bool, standardize: bool, f: Fit) -> tuple[np.ndarray, bool, bool, float]:
+    """``values`` (features ``[n, d]`` or distances ``[n, n]``) less the columns' part of a least-squares
+    fit (:class:`Fit`; the fit joint with the models' provisional two camps,
     :func:`_given_back`): ``(residuals [n, d'], distances=False, standardize, share)``, ``share`` the
     part of the (standardised) fingerprint's variance the columns' own fit explains. A distance
     fingerprint becomes its classical-MDS coordinates first, not standardised after (their scale is the
     distances'); features keep their dtype and their ``standardize``, fitted in float64 a block of
     :data:`BLOCK` at a time, a feature the columns decide left at zero (:data:`TINY`)."""
-    q = orthonormal(design(columns))
+    q = f.basis
     if distances:
         x = distance_to_features(values, min(len(values), MDS_DIMS))
         r = _residuals(x, q)
-        return _given_back(r, q, False, cells(columns)), False, False, _share(x, r, False)
+        return _given_back(r, q, False, f.cells), False, False, _share(x, r, False)
     x = np.asarray(values)
     out = np.empty(x.shape, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
     for lo in range(0, x.shape[1], BLOCK):
         out[:, lo:lo + BLOCK] = _residuals(np.asarray(x[:, lo:lo + BLOCK], dtype=np.float64), q)
     share = _share(x, out, standardize)
-    return _given_back(out, q, standardize, cells(columns)), False, standardize, share
+    return _given_back(out, q, standardize, f.cells), False, standardize, share
 
 
 def _residuals(x: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -175,14 +193,12 @@ def _given_back(r: np.ndarray, q: np.ndarray, standardize: bool, cells: np.ndarr
     coords = top_dims(reduce_features(r, 10, 0, standardize), 5)
     split = cluster_index(coords[None], min_size=max(2, n // 20))[1][0].astype(np.float64)
     s = split - split.mean()
-    inside = q @ (q.T @ s)  # the camps' part that the columns' fit took
-    u = s - inside  # ... and their own
+    u = s - q @ (q.T @ s)  # the camps' own part, beside the columns' fit
     if not (u @ u) > 1e-9 * (s @ s) or not _in_every_level(coords, split, cells, u):
         return r  # the columns decide the camps, or the camps are one level's spread: nothing to give back
     y = np.empty_like(r)
     for lo in range(0, r.shape[1], BLOCK):  # r plus the camps' share of the fit, a block at a time
-        block = np.asarray(r[:, lo:lo + BLOCK], dtype=np.float64)
-        y[:, lo:lo + BLOCK] = block + np.outer(inside, (u @ block) / (u @ u))
+        y[:, lo:lo + BLOCK] = give_back(np.asarray(r[None, :, lo:lo + BLOCK], dtype=np.float64), q, split[None])[0][0]
     return y
 
 
@@ -210,17 +226,6 @@ def _in_every_level(x: np.ndarray, split: np.ndarray, cells: np.ndarray, u: np.n
     return True
 
 
-def cells(columns: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Each model's level ``[n]`` across ``columns`` (the combination of their values), or ``None`` when
-    one of them is taken out as a trend (no levels)."""
-    labels = []
-    for name, c in columns.items():
-        if not _levels(terms(c, name)[1]):
-            return None
-        labels.append(np.asarray(["\0missing" if missing(v) else str(v) for v in np.asarray(c, dtype=object)], dtype=object))
-    return np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
-
-
 def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, Any]:
     """``{"covariate_terms": {column: how}}`` for the result's settings, after checking each
     ``--covariate`` column: known, not the lineage or the label, two values or more, and leaving at
@@ -235,11 +240,12 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
             which = "--lineage" if c == opts.lineage else "--label"
             raise AnalysisError(f"--covariate {c} is the {which} column: taking it out of the fingerprints leaves "
                                 "nothing for it to be compared with; give a training setting's column")
-        d, how = terms(table[c], c)
-        if d.shape[1] == 0 or not np.abs(d).max(initial=0.0) > 0:
+    f = fit({c: table[c] for c in opts.covariates}) if opts.covariates else None
+    for c in opts.covariates:
+        if not f.sizes[c]:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")
-        out[c] = how
-        if _levels(how):  # audit 92: a model alone in its level is all setting, unsaid
+        out[c] = f.hows[c]
+        if not f.hows[c].startswith("a linear trend"):  # levels (audit 92: a model alone in its level is all setting)
             values, counts = np.unique([str(v) for v in table[c]], return_counts=True)
             alone = [str(v) for v, k in zip(values, counts) if k == 1]
             if alone:
@@ -248,8 +254,8 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
                              f"hold{'' if len(alone) > 1 else 's'} one model each: taking a level's mean out leaves "
                              "nothing of such a model, which then sits at the centre of every fingerprint; merge "
                              "such levels or leave the models out")
-    if opts.covariates:
-        check({c: table[c] for c in opts.covariates})
+    if f is not None:
+        check(f)
     for note in notes:  # after the refusals: a column refused is not warned about as well
         warnings.warn(note, stacklevel=2)
     return {"covariate_terms": out}

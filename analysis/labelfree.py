@@ -195,7 +195,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     within-family camps are looked for among the models of one family and one generation, and the
     all-model split leaves out a model alone in its generation of its family and sees the rest with
     the generation's shared effect taken out, as a stratum's. ``taken`` ``[n, p]``: the design that
-    ``coords`` were residualised on already (``--covariate``, :func:`analysis.covariates.design`): every
+    ``coords`` were residualised on already (``--covariate``, :class:`analysis.covariates.Fit`'s ``design``): every
     null replicate is residualised on it as the data were (:func:`_taken_out`), and the within-family
     camps are looked for beside it (a data order's levels, without giving a camp its part back).
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
@@ -720,10 +720,10 @@ def _taken_out(e: np.ndarray, design: np.ndarray, min_size: int) -> np.ndarray:
     if q.shape[1] == 0:
         return e
     r = e - q @ (q.T @ e)
-    return _give_back(r, q, cluster_index(r, min_size=min_size)[1])[0]
+    return give_back(r, q, cluster_index(r, min_size=min_size)[1])[0]
 
 
-def _give_back(r: np.ndarray, q: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def give_back(r: np.ndarray, q: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Residuals ``r [b, m, k]`` (orthogonal to the orthonormal ``q [m, p]``) plus the part of the fit on
     ``q`` that each replicate's ``split [b, m]`` explains jointly with it, and which replicates had any
     (``[b]``: a split the design decides has nothing of its own)."""

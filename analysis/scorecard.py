@@ -125,13 +125,13 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
     taken = share = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
     if opts.covariates:
-        cols = {c: col(c) for c in opts.covariates}
-        try:  # on this fingerprint's models (some of the table's may be left out)
-            covariates.check(cols)
+        cov_fit = covariates.fit({c: col(c) for c in opts.covariates})  # on this fingerprint's models
+        try:  # (some of the table's may be left out)
+            covariates.check(cov_fit)
         except AnalysisError as e:
             raise ValueError(f"{e} (on the {n} models this fingerprint has)") from None
-        values, dist, std, share = covariates.taken_out(values, dist, std, cols)
-        taken = covariates.design(cols)
+        values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
+        taken = cov_fit.design
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -147,7 +147,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     clusters = c.labels
 
     scores: dict[str, Any] = {} if share is None else {  # what --covariate took out, and would by chance
-        "covariate_share": share, "covariate_chance": covariates.chance(cols)}
+        "covariate_share": share, "covariate_chance": cov_fit.chance}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none

@@ -63,8 +63,8 @@ def one(x: np.ndarray, setting: np.ndarray | None, n_null: int, seed: int, famil
     tests), standardised, a 10-dim PCA, the label-free tests."""
     taken = None
     if setting is not None:
-        x = covariates.taken_out(x, False, True, {"setting": setting})[0]
-        taken = covariates.design({"setting": setting})
+        f = covariates.fit({"setting": setting})
+        x, taken = covariates.taken_out(x, False, True, f)[0], f.design
     c = coordinates(x, False, 10, 0, True)
     family = [f"m{i}" for i in range(len(x))] if family is None else family
     return lf.label_free(c, family, n_null=n_null, random_state=seed, taken=taken)

@@ -58,14 +58,14 @@ def test_the_fit_leaves_every_level_the_same_mean_for_features_and_distances():
     r = np.random.default_rng(0)
     level = np.asarray(list("aabbbcc" * 3), dtype=object)
     x = (r.standard_normal((21, 5)) + 5 * (level == "b")[:, None]).astype(np.float32)
-    q = lf.orthonormal(cov.design({"k": level}))
+    q = cov.fit({"k": level}).basis
     res = cov._residuals(x.astype(np.float64), q)
     for v in "abc":
         assert np.allclose(res[level == v].mean(0), 0, atol=1e-9)
-    out, dist, std, share = cov.taken_out(x, False, True, {"k": level})
+    out, dist, std, share = cov.taken_out(x, False, True, cov.fit({"k": level}))
     assert out.dtype == np.float32 and not dist and std and 0.5 < share < 1
     d = np.linalg.norm(x[:, None] - x[None], axis=-1).astype(np.float64)
-    coords, dist, std, _ = cov.taken_out(d, True, True, {"k": level})
+    coords, dist, std, _ = cov.taken_out(d, True, True, cov.fit({"k": level}))
     assert not dist and not std and coords.shape[0] == 21
     # an MDS of the distances, less the level means: the features' own residuals up to a rotation
     ref = distance_to_features(d, 21)
@@ -83,8 +83,8 @@ def test_a_rule_crossed_unevenly_with_the_setting_keeps_its_whole_gap():
     rule = np.repeat([0, 1], 12)
     x = 0.3 * r.standard_normal((24, 30)) + 4 * opt[:, None] * r.standard_normal(30) + 3 * rule[:, None]
     setting = np.asarray(["adam", "sgd"], dtype=object)[opt]
-    plain = cov._residuals(x, lf.orthonormal(cov.design({"opt": setting})))
-    out, _, _, _ = cov.taken_out(x, False, False, {"opt": setting})
+    plain = cov._residuals(x, cov.fit({"opt": setting}).basis)
+    out, _, _, _ = cov.taken_out(x, False, False, cov.fit({"opt": setting}))
     gap = lambda v: np.linalg.norm(v[rule == 1].mean(0) - v[rule == 0].mean(0)) / np.sqrt(30)  # noqa: E731
     assert gap(plain) < 2 and abs(gap(out) - 3) < 0.3  # the means alone: 1.67 of 3
     assert ami(rule, out[:, 0] > np.median(out[:, 0])) == 1.0
@@ -93,7 +93,7 @@ def test_a_rule_crossed_unevenly_with_the_setting_keeps_its_whole_gap():
         assert np.abs(inside[opt[rule == k] == 0].mean(0) - inside[opt[rule == k] == 1].mean(0)).mean() < 0.5
     # the setting deciding the rule (one rule per optimizer): nothing of the camps' own to give back
     y = 0.3 * r.standard_normal((24, 30)) + 3 * rule[:, None]
-    out, _, _, share = cov.taken_out(y, False, False, {"opt": np.asarray(["adam", "sgd"], dtype=object)[rule]})
+    out, _, _, share = cov.taken_out(y, False, False, cov.fit({"opt": np.asarray(["adam", "sgd"], dtype=object)[rule]}))
     assert share > 0.9 and gap(out) < 0.2  # (of 3)
 
 
@@ -105,9 +105,9 @@ def test_a_level_that_only_scatters_wider_is_not_given_back_as_camps():
     level = np.arange(24) % 2
     x = r.standard_normal((24, 30)) * np.where(level == 1, 3.0, 1.0)[:, None] + 3 * level[:, None]
     col = {"opt": np.asarray(["adam", "sgd"], dtype=object)[level]}
-    out = cov.taken_out(x, False, False, col)[0]
-    assert np.allclose(out, cov._residuals(x, lf.orthonormal(cov.design(col))))
-    assert cov.cells({"lr": np.geomspace(1e-4, 1e-1, 24)}) is None  # a trend: no levels, nothing given back
+    out = cov.taken_out(x, False, False, cov.fit(col))[0]
+    assert np.allclose(out, cov._residuals(x, cov.fit(col).basis))
+    assert cov.fit({"lr": np.geomspace(1e-4, 1e-1, 24)}).cells is None  # a trend: no levels, nothing given back
 
 
 def test_a_settings_own_camps_are_no_candidate_once_it_is_taken_out():
@@ -212,9 +212,9 @@ def test_a_float32_fingerprint_the_setting_decides_in_part_keeps_no_rounding_err
     ids = [f"m{i}" for i in range(24)]
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(24),
              "opt": np.asarray(["adam", "sgd"], dtype=object)[opt]}
-    out = cov.taken_out(x.astype(np.float32), False, True, {"opt": table["opt"]})[0]
+    out = cov.taken_out(x.astype(np.float32), False, True, cov.fit({"opt": table["opt"]}))[0]
     assert out.dtype == np.float32 and not out[:, :20].any()  # the decided features: exactly zero
-    assert np.allclose(out[:, 20:], cov.taken_out(x, False, True, {"opt": table["opt"]})[0][:, 20:], atol=1e-5)
+    assert np.allclose(out[:, 20:], cov.taken_out(x, False, True, cov.fit({"opt": table["opt"]}))[0][:, 20:], atol=1e-5)
     for dt in (np.float64, np.float32):
         res = analyze([FingerprintInput("fp", x.astype(dt), ids, {"output": "features"})], table,
                       OPTS.replace(covariates=["opt"]))
@@ -247,7 +247,7 @@ def test_every_null_replicate_is_fitted_as_the_data_were():
     """The tests' null replicates lose the design's part as the data did and get back what their own split
     explains of it (review 92: pairs of models alone in a level are mirror images once their mean is out,
     and the data's camps are given their part back; a null drawn without either read p <= 0.05 in 13-17%)."""
-    d = cov.design({"k": np.asarray(list("aaabbbcccddd"), dtype=object)})
+    d = cov.fit({"k": np.asarray(list("aaabbbcccddd"), dtype=object)}).design
     e = np.random.default_rng(0).standard_normal((5, 12, 3))
     out = lf._taken_out(e, d, 2)
     q = lf.orthonormal(d)
