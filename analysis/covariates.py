@@ -38,7 +38,7 @@ import numpy as np
 from analysis.errors import AnalysisError, choices
 from analysis.labelfree import give_back, orthonormal
 from analysis.metadata import column_kind, is_seed
-from analysis.options import AnalysisOptions
+from analysis.options import COVARIATE_FORMS, AnalysisOptions, covariate_spec
 from analysis.reduce import distance_to_features, reduce_features
 from analysis.sigclust import cluster_index, top_dims
 from analysis.values import missing
@@ -52,21 +52,26 @@ TINY = 1e-6  # a feature whose residuals spread less than this share of its own 
 BLOCK = 4096  # features fitted at a time (a float64 copy of a block, not of a wide fingerprint)
 
 
-def terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str]:
+def terms(column: np.ndarray, name: str = "", form: str | None = None) -> tuple[np.ndarray, str]:
     """The design ``[n, p]`` of one model ``column [n]`` (centred; without the mean) and how it is
     taken out, for people: ``"2 levels"``, ``"a linear trend in log(values)"`` (:func:`_terms`)."""
-    return _terms(column, name)[:2]
+    return _terms(column, name, form)[:2]
 
 
-def _terms(column: np.ndarray, name: str = "") -> tuple[np.ndarray, str, np.ndarray | None]:
-    """:func:`terms` and each model's level ``[n]`` (``None`` for a trend). Numbers are a trend
-    only when more than half the models have their own value (a batch size of 4 values over 12 models is
-    4 levels: fitted as a line, its setting-only camps read significant in 28-67% of populations, review
-    92); a seed column's numbers (``name`` ending in ``seed``) are labels: levels, never a trend."""
+def _terms(column: np.ndarray, name: str = "", form: str | None = None) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """:func:`terms` and each model's level ``[n]`` (``None`` for a trend). Unless ``form`` forces
+    ``"levels"`` or ``"trend"`` (``--covariate lr:levels``, audit 92 F4), numbers are a trend only when
+    more than half the models have their own value (a batch size of 4 values over 12 models is 4 levels:
+    fitted as a line, its setting-only camps read significant in 28-67% of populations, review 92); a
+    seed column's numbers (``name`` ending in ``seed``) are labels: levels, never a trend."""
     vals = np.asarray(column, dtype=object)
     n = len(vals)
     nums, present = column_kind(vals)
-    if nums is not None and not is_seed(name) and len(np.unique(nums[present])) > n // 2:
+    if form == "trend" and (nums is None or not present.any()):
+        some = next((str(v) for v in vals if not missing(v)), "")
+        raise AnalysisError(f"--covariate {name}:trend: column '{name}' does not hold numbers (such as {some!r}); "
+                            f"a trend needs numbers, give --covariate {name} (its levels)")
+    if form == "trend" or (form is None and nums is not None and not is_seed(name) and len(np.unique(nums[present])) > n // 2):
         x, logged = nums.copy(), bool((nums[present] > 0).all() and nums[present].max() >= LOG_SPAN * nums[present].min())
         if logged:
             x[present] = np.log(x[present])
@@ -105,9 +110,10 @@ class Fit:
         return self.basis.shape[1] / max(len(self.design) - 1, 1)
 
 
-def fit(columns: dict[str, np.ndarray]) -> Fit:
-    """The :class:`Fit` of ``columns`` (``{name: [n]}``)."""
-    parts = {name: _terms(c, name) for name, c in columns.items()}
+def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = None) -> Fit:
+    """The :class:`Fit` of ``columns`` (``{name: [n]}``), each taken out as its ``forms`` entry says
+    (``"levels"``, ``"trend"``; missing or ``None``: as its values decide, :func:`terms`)."""
+    parts = {name: _terms(c, name, (forms or {}).get(name)) for name, c in columns.items()}
     design = np.concatenate([d for d, _, _ in parts.values()], 1)
     labels = [strs for _, _, strs in parts.values()]
     cells = None if any(x is None for x in labels) else np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
@@ -233,16 +239,23 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
     naming the culprit."""
     out: dict[str, str] = {}
     notes = []
-    for c in opts.covariates:
-        if c not in table:
-            raise AnalysisError(f"unknown model column '{c}' for --covariate (valid: {choices(table)})")
+    cols = opts.covariate_columns
+    for spec in opts.covariates:
+        if covariate_spec(spec)[0] in table:
+            continue
+        name, _, form = spec.rpartition(":")
+        if name in table:  # a form misspelt: "lr:level"
+            raise AnalysisError(f"unknown form '{form}' in --covariate {spec} (valid: {choices(COVARIATE_FORMS)}, "
+                                f"or the column alone: its values decide)")
+        raise AnalysisError(f"unknown model column '{covariate_spec(spec)[0]}' for --covariate (valid: {choices(table)})")
+    for c in cols:
         if c in (opts.lineage, opts.label):
             which = "--lineage" if c == opts.lineage else "--label"
             raise AnalysisError(f"--covariate {c} is the {which} column: taking it out of the fingerprints leaves "
                                 "nothing for it to be compared with; give a training setting's column")
-    f = fit({c: table[c] for c in opts.covariates}) if opts.covariates else None
-    for c in opts.covariates:
-        if not f.sizes[c]:
+    f = fit({c: table[c] for c in cols}, cols) if cols else None
+    for c in cols:
+        if not f.sizes[c] or len({str(v) for v in table[c]}) < 2:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")
         out[c] = f.hows[c]
         if not f.hows[c].startswith("a linear trend"):  # levels (audit 92: a model alone in its level is all setting)

@@ -25,6 +25,17 @@ def check_method(method: str) -> None:
 
 STRATA = ("data_seed", "kind")  # design columns crossed with the families (label-free within-family test;
 # with parent links, the generation from parent_id goes beside them: label_free(generation=...), metrics.generation)
+COVARIATE_FORMS = ("levels", "trend")  # --covariate COLUMN:levels / COLUMN:trend: how a column is taken out, forced
+
+
+def covariate_spec(spec: str) -> tuple[str, str | None]:
+    """``(column, form)`` of one ``--covariate`` entry: ``"lr:levels"`` -> ``("lr", "levels")``; a name
+    without a known form after its last colon is all column (``"opt"`` -> ``("opt", None)``: the column's
+    values decide, :func:`analysis.covariates.terms`)."""
+    name, sep, form = spec.rpartition(":")
+    return (name, form) if sep and name and form in COVARIATE_FORMS else (spec, None)
+
+
 NO_STRATA = "none"  # --strata none: no design column taken out of the label-free tests, not even data_seed and kind
 
 
@@ -75,9 +86,19 @@ class AnalysisOptions:
         if not isinstance(self.covariates, list) or not all(isinstance(c, str) and c for c in self.covariates):
             raise AnalysisError(f"config key '{where}.covariates' (--covariate) must be a list of model column names, "
                                 f"got {self.covariates!r}")
+        names = [covariate_spec(c)[0] for c in self.covariates]
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:
+            raise AnalysisError(f"config key '{where}.covariates' (--covariate) names column '{twice[0]}' twice "
+                                f"(got {self.covariates!r}); give each column once, with :levels or :trend if forced")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
+
+    @property
+    def covariate_columns(self) -> dict[str, str | None]:
+        """``{column: form}`` of ``covariates`` (:func:`covariate_spec`; form ``None``: the values decide)."""
+        return dict(covariate_spec(c) for c in self.covariates)
 
     def replace(self, **kw) -> "AnalysisOptions":
         kw = {k: v for k, v in kw.items() if v is not None}

@@ -113,7 +113,7 @@ def forecast_target(zoo: Zoo, ids: Sequence[str], label: str | None, fp: str, fa
     basins = free.get("candidate_basins") or {}
     pos = {m: i for i, m in enumerate(r.model_ids)}
     # the report's basins beyond a setting it took out (--covariate): said with the target (review 92)
-    taken = ((zoo.load_result("basins") or {}).get("settings") or {}).get("covariates") if source == "report" else None
+    taken = ((zoo.load_result("basins") or {}).get("settings") or {}).get("covariate_terms") if source == "report" else None
     beyond = f" (beyond {', '.join(repr(c) for c in taken)}, which the report took out: --covariate)" if taken else ""
     if verdict in DEEP_VERDICTS and basins:
         y = [f"basin {basins[m]}" if basins.get(m, -1) >= 0 else "" for m in ids]

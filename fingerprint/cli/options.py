@@ -39,7 +39,8 @@ STRATA = typer.Option(None, "--strata", help="Model column of a design factor sh
                       "data_seed and kind always are; --strata none takes out nothing, to test a difference they decide).")
 COVARIATE = typer.Option(None, "--covariate", help="Model column of a recorded training setting (an optimizer, a batch "
                          "size) taken out of every fingerprint before it is analysed, to ask whether anything beyond it "
-                         "differs: each level's mean (numbers of many values: a linear trend) removed (repeatable).")
+                         "differs: each level's mean (numbers of many values: a linear trend) removed; COLUMN:levels or "
+                         "COLUMN:trend forces the form (repeatable).")
 
 
 PLUGIN = typer.Option(None, "--plugin", help="Import extractors before --fp is read: module:function, or a module whose "

@@ -255,3 +255,44 @@ def test_every_null_replicate_is_fitted_as_the_data_were():
     assert np.allclose(out.mean(1), 0)
     assert np.allclose(out - q @ (q.T @ out), ec - q @ (q.T @ ec))  # outside the design: the replicate's own
     assert not np.allclose(q @ (q.T @ out), 0)  # inside it: what each replicate's split explains, given back
+
+
+def test_a_form_forced_after_the_column_name():
+    """Audit 92 (F4): an 8-value learning-rate grid over 24 models is a trend by its values, and a grid whose
+    effect is not monotone had no way to be taken out as levels; ``lr:levels`` and ``bs:trend`` force the form."""
+    lr = np.geomspace(1e-4, 1e-1, 8)[np.arange(24) % 8]
+    _, how = cov.terms(lr, "lr")
+    assert how == "8 levels"  # 8 values over 24 models: levels by its values already
+    _, how = cov.terms(np.geomspace(1e-4, 1e-1, 24), "lr", "levels")
+    assert how == "24 levels"
+    _, how = cov.terms(np.asarray([32, 64, 128, 256] * 3), "bs", "trend")
+    assert how == "a linear trend in its values"
+    with pytest.raises(AnalysisError, match=r"--covariate opt:trend: column 'opt' does not hold numbers \(such as 'adam'\)"):
+        cov.terms(np.asarray(["adam", "sgd"] * 3, dtype=object), "opt", "trend")
+    # a grid whose middle rates move the models one way, the ends the other: a line leaves it, its levels do not
+    fp, table, _ = _population(5, setting_shift=0.0)
+    r = np.random.default_rng(5)
+    rates = np.geomspace(1e-4, 1e-1, 12)[np.arange(24) % 12]
+    bump = np.where((np.arange(24) % 12 >= 3) & (np.arange(24) % 12 <= 8), 1.0, -1.0)
+    x = fp.values + 2.5 * np.outer(bump, r.standard_normal(40)) * np.exp(-np.arange(40) / 8)
+    fp = FingerprintInput("grid", x, fp.model_ids, fp.meta)
+    table = {**table, "lr": rates}
+    trend = analyze([fp], table, OPTS.replace(covariates=["lr:trend"]))
+    assert trend.settings["covariate_terms"] == {"lr": "a linear trend in log(values)"} and _deep(trend)
+    levels = analyze([fp], table, OPTS.replace(covariates=["lr:levels"]))
+    assert levels.settings["covariate_terms"] == {"lr": "12 levels"} and not _deep(levels)
+    from analysis.answer import label_free_answer
+
+    assert label_free_answer(levels).sentence.startswith("beyond column 'lr' (12 levels), taken out of every fingerprint")
+
+
+@pytest.mark.parametrize("covariates, message", [
+    (["opt:level"], "unknown form 'level' in --covariate opt:level (valid: levels, trend, or the column alone"),
+    (["nope:levels"], "unknown model column 'nope' for --covariate (valid: "),
+])
+def test_a_misspelt_form_or_column_is_refused_by_name(covariates, message):
+    fp, table, _ = _population(1)
+    with pytest.raises(AnalysisError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        analyze([fp], table, OPTS.replace(covariates=covariates))
+    with pytest.raises(AnalysisError, match=r"--covariate\) names column 'lr' twice"):
+        OPTS.replace(covariates=["lr", "lr:levels"])

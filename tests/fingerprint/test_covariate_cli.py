@@ -57,3 +57,7 @@ def test_report_with_a_covariate_says_what_it_is_beyond_and_refuses_a_bad_column
     assert not (tmp_path / "c.html").exists()
     unknown = run_cli("cluster", tmp_path / "zoo", "--covariate", "optimiser", *args[:2])
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown model column 'optimiser' for --covariate (valid: ")
+    trend = run_cli("cluster", tmp_path / "zoo", "--covariate", "run:trend", *args[:2])
+    assert trend.returncode == 2 and trend.stderr.strip() == (
+        "error: --covariate run:trend: column 'run' does not hold numbers (such as 'r0'); a trend needs numbers, give "
+        "--covariate run (its levels)")
