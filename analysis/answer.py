@@ -47,6 +47,8 @@ from analysis.labelfree_sentences import (
     sds,
 )
 from analysis.options import STRATA
+from analysis.sortkeys import natural_key
+from analysis.unlearned import agrees_with_nothing
 from analysis.values import missing
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
@@ -105,7 +107,11 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
-    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE) or "inside" (_lone_why)
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE) or "inside" (_lone_why),
+    # or of any number: "unlearned", one camp's models agree with nothing on the in-distribution probes (unlearned)
+    # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
+    # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
+    unlearned: dict[str, Any] | None = None
     # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
     refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
@@ -184,9 +190,12 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     found = sorted((_candidate(g, amis) for g, amis in groups), key=lambda c: (-len(c.fingerprints), 1.0 if c.q is None else c.q))
     n_behavioural = sum(r.kind == "behavioural" for r in judged)
     # beside a consensus a lone fingerprint is said as a lead already, in brief (_lone_text)
-    beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None for c in found)
+    by_rep = {str(r.fingerprint): r for r in deep}
     for c in found:
-        c.lone_why = "" if beside else _lone_why(c, n_behavioural)
+        c.unlearned = _unlearned(by_rep[c.representative])
+    beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
+    for c in found:
+        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural)
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
@@ -696,6 +705,14 @@ def _lone_why(c: Candidate, n_behavioural: int) -> str:
     if _small_share(c):
         return "share"
     return "inside" if n_behavioural and c.kinds and "behavioural" not in c.kinds else ""
+
+
+def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
+    """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose models
+    agree with nothing there (:func:`analysis.unlearned.agrees_with_nothing`), or ``None`` when neither does."""
+    stats = (rep.label_free or {}).get("in_dist_camps")
+    k = agrees_with_nothing(stats)
+    return None if k is None else {**stats, "camp": k}
 
 
 def _small_share(c: Candidate) -> bool:
@@ -1273,8 +1290,9 @@ def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
     if not graded:
         return ""
     return (f"; {lead} the models of {_with_qs(graded)} fall into two significant camps with no gap between them: one continuum cut "
-            "in two, which a difference varied by degrees from model to model makes (a training knob, a cue relied on "
-            "more or less), and an uneven spread of the seeds' own noise can (docs/scorecard.md, \"A gap between the camps\")")
+            "in two, which an uneven spread of the seeds' own noise makes (more often, the more models: its tests see "
+            "smaller departures from one Gaussian cloud), as does a difference varied by degrees from model to model (a "
+            "training knob, a cue relied on more or less) (docs/scorecard.md, \"A gap between the camps\")")
 
 
 def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
@@ -1353,8 +1371,32 @@ def _lone_leads_text(ans: Answer) -> str:
     first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
     share = [c for c in ans.lone_leads if c.lone_why == "share"]
     inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
-    return "; ".join(t for t in (_small_leads_text(ans, share, first),
-                                 _inside_leads_text(ans, inside, first + len(share) if len(share) > 1 else first)) if t)
+    failed = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
+    after_share = first + len(share) if len(share) > 1 else first
+    return "; ".join(t for t in (_unlearned_text(ans, failed), _small_leads_text(ans, share, first),
+                                 _inside_leads_text(ans, inside, after_share)) if t)
+
+
+def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
+    """``camps of models that did not learn the task, not a basin (...)`` for each candidate one of whose camps agrees
+    with nothing on the in-distribution probes (:attr:`Candidate.unlearned`), or ``""``."""
+    texts = []
+    for c in leads:
+        u = c.unlearned
+        k = u["camp"]
+        ids = sorted((m for m, b in c.basins.items() if int(b) == k), key=natural_key)
+        named = ", ".join(ids[:4]) + (", ..." if len(ids) > 4 else "")
+        texts.append(
+            f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {u['sizes'][1 - k]} did, not a basin "
+            f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
+            f"{' ...' if len(c.fingerprints) > 4 else ''}); on the in-distribution probes ({u['fingerprint']}) they "
+            f"predict other classes than the others on {_percent(u['between'])} of them and than each other on "
+            f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
+            "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
+            "learning rate too low, too few steps, a run that diverged), not another way of doing the task, whose "
+            "models would agree there with each other: check their accuracy; docs/scorecard.md, \"Models that did "
+            "not learn\")")
+    return "; ".join(texts)
 
 
 def _inside_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:

@@ -22,7 +22,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import covariates, effect, metadata, parallel
+from analysis import covariates, effect, metadata, parallel, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -53,7 +53,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 27
+METHODS_VERSION = 28
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -389,6 +389,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
         analysed[i] = one
     decide(analysed, opts)
     results = [r for r, _ in analysed]
+    unlearned.attach(results, fps)  # what each one's camps predict on the in-distribution probes
     if opts.calibrate:  # the candidate basins against the model table's other columns (docs/scorecard.md)
         metadata.attach(results, table, opts, settings["strata_columns"])
     return AnalysisResult(

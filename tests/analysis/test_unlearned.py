@@ -1,0 +1,86 @@
+"""Models that did not learn the task (analysis/unlearned.py): a camp whose models predict other classes than the
+rest on the in-distribution probes, and than each other as often, is said as such and is no candidate; a camp of
+another rule, which agrees with the rest there, stays a candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import unlearned
+from analysis.answer import label_free_answer
+from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+
+N_OK, N_ODD, PROBES, CLASSES = 30, 6, 200, 3
+
+
+def _predictions(odd: str, seed: int = 0) -> np.ndarray:
+    """Predicted classes ``[36, 200]`` on in-distribution probes: 30 trained models (the task's labels, 5% of
+    them flipped each), then 6 ``failed`` (each its own random classes), ``rule`` (trained too: two rules agree
+    in distribution) or ``constant`` (one class always)."""
+    r = np.random.default_rng(seed)
+    y = r.integers(0, CLASSES, PROBES)
+    def trained(k: int) -> np.ndarray:
+        p = np.tile(y, (k, 1))
+        flip = r.random(p.shape) < 0.05
+        return np.where(flip, r.integers(0, CLASSES, p.shape), p)
+    odd_p = {"failed": r.integers(0, CLASSES, (N_ODD, PROBES)), "rule": trained(N_ODD),
+             "constant": np.zeros((N_ODD, PROBES), dtype=int)}[odd]
+    return np.concatenate([trained(N_OK), odd_p])
+
+
+def _disagreement(p: np.ndarray) -> np.ndarray:
+    return (p[:, None, :] != p[None, :, :]).mean(-1)
+
+
+@pytest.mark.parametrize("odd, expected", [("failed", 1), ("rule", None), ("constant", None)])
+def test_a_camp_that_agrees_with_nothing(odd, expected):
+    d = _disagreement(_predictions(odd))
+    ids = [f"m{i:02d}" for i in range(N_OK + N_ODD)]
+    stats = unlearned.camps(d, ids, {m: int(i >= N_OK) for i, m in enumerate(ids)})
+    assert stats["sizes"] == [N_OK, N_ODD]
+    assert unlearned.agrees_with_nothing(stats) == expected
+    # the camps' labels swapped: the same camp found
+    swapped = unlearned.camps(d, ids, {m: int(i < N_OK) for i, m in enumerate(ids)})
+    assert unlearned.agrees_with_nothing(swapped) == (None if expected is None else 0)
+    assert unlearned.camps(d, ids, {m: 0 for m in ids}) is None  # one camp: nothing to compare
+
+
+def _population(odd: str) -> tuple[list[FingerprintInput], dict]:
+    """36 independent models: a behavioural fingerprint on which the 6 odd models sit far from the rest, and the
+    in-distribution predictions' disagreement."""
+    r = np.random.default_rng(1)
+    n = N_OK + N_ODD
+    ids = [f"m{i:02d}" for i in range(n)]
+    x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
+    x[N_OK:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
+    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+           FingerprintInput("disagreement:probe_set=in_dist", _disagreement(_predictions(odd, 1)), ids,
+                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
+                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES}})]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}
+    return fps, table
+
+
+OPTS = AnalysisOptions(n_perm=99, n_boot=2, label="", embedding="pca")
+
+
+def test_models_that_did_not_learn_are_said_so_and_are_no_candidate():
+    """An outside audit (94): 6 of 96 models trained at a learning rate of 1e-5 read "one candidate deep difference,
+    found by 6 of 11 fingerprints ... 84 SDs apart"."""
+    fps, table = _population("failed")
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert not ans.candidates
+    (lead,) = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
+    assert lead.unlearned["camp"] is not None and lead.unlearned["fingerprint"] == "disagreement:probe_set=in_dist"
+    assert ans.sentence.startswith("no candidate deep difference; a camp of 6 models (m30, m31, m32, m33, ...) that did "
+                                   "not learn what the other 30 did, not a basin (found by ")
+    assert "models that agree with nothing on inputs like the training data's" in ans.sentence
+    assert ans.to_dict()["lone_leads"][0]["unlearned"]["sizes"] == lead.unlearned["sizes"]
+
+
+def test_a_second_rule_that_agrees_in_distribution_stays_a_candidate():
+    fps, table = _population("rule")
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+    assert ans.sentence.startswith("one candidate deep difference")
