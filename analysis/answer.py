@@ -48,7 +48,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import STRATA
 from analysis.sortkeys import natural_key
-from analysis.unlearned import agrees_with_nothing
+from analysis.unlearned import agrees_with_nothing, differ_in_distribution
 from analysis.values import missing
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
@@ -112,6 +112,7 @@ class Candidate:
     # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
     # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
     unlearned: dict[str, Any] | None = None
+    in_dist: dict[str, Any] | None = None  # the representative's in-distribution camps (analysis.unlearned.camps), if any
     # column -> the refining fingerprints whose clusters follow it inside every camp (metadata_finer: a setting's models)
     refined_columns: dict[str, list[str]] = field(default_factory=dict)
     # the separation's bias-corrected value and 95% interval, as the fingerprint's section says them (audit 73:
@@ -192,6 +193,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     # beside a consensus a lone fingerprint is said as a lead already, in brief (_lone_text)
     by_rep = {str(r.fingerprint): r for r in deep}
     for c in found:
+        c.in_dist = (by_rep[c.representative].label_free or {}).get("in_dist_camps")
         c.unlearned = _unlearned(by_rep[c.representative])
     beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
     for c in found:
@@ -903,7 +905,25 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
         notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
     hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_refined_text(c, finer)}")
+            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
+            f"{_refined_text(c, finer)}")
+
+
+def _in_dist_text(c: Candidate) -> str:
+    """``; on the in-distribution probes (...) the camps predict other classes ...`` when the representative's camps
+    (:attr:`Candidate.in_dist`) differ there (:func:`analysis.unlearned.differ_in_distribution`), each camp's models
+    alike among themselves: two functions of inputs like the training data's, not two ways of doing one task (audit
+    92's learning rate of 0.5, whose 12 models collapsed to one class, read as a candidate with no word of it)."""
+    u = c.in_dist
+    if not differ_in_distribution(u):
+        return ""
+    pct = lambda x: "0%" if x == 0 else _percent(x)  # noqa: E731
+    inside = " and ".join(pct(w) for w in sorted(u["within"]))
+    return (f"; on the in-distribution probes ({u['fingerprint']}) the camps predict other classes on {pct(u['between'])} "
+            f"of them, where the models of each camp differ among themselves on {inside}: they compute different functions of "
+            "inputs like the training data's (another goal or task, or a failure one camp's models share, such as one "
+            "class predicted for every input), not two ways of doing one task (docs/scorecard.md, \"Models that did not "
+            "learn\")")
 
 
 # An import's candidate whose camps match no column and whose sentence names no training setting otherwise: an outside

@@ -75,6 +75,14 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     return None
 
 
+def differ_in_distribution(stats: dict[str, Any] | None) -> bool:
+    """Whether :func:`camps` ``stats`` say the camps predict other classes on at least :data:`DIFFERENT` of the
+    in-distribution probes, :data:`OTHERS` times as often as either camp's models differ among themselves: two
+    functions of inputs like the training data's (another goal, or a failure one camp shares, such as a class
+    predicted for every input), where two rules that agree on the training data would predict alike."""
+    return bool(stats) and stats["between"] >= max(DIFFERENT, OTHERS * max(stats["within"]))
+
+
 def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     """Each result's candidate basins (``label_free["candidate_basins"]``) given :func:`camps` of the
     in-distribution predictions, as ``label_free["in_dist_camps"]`` (with the ``fingerprint`` they come

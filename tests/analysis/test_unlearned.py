@@ -84,3 +84,15 @@ def test_a_second_rule_that_agrees_in_distribution_stays_a_candidate():
     ans = label_free_answer(analyze(fps, table, OPTS))
     assert ans.candidates and not ans.candidates[0].unlearned
     assert ans.sentence.startswith("one candidate deep difference")
+    assert "they compute different functions of inputs like the training data's" not in ans.sentence
+
+
+def test_a_camp_that_collapsed_to_one_class_stays_a_candidate_and_is_said_to_compute_another_function():
+    """Audit 92's SGD at a learning rate of 0.5: 12 of 24 models predicted one class for every input, alike among
+    themselves; not models that agree with nothing, but not a second way of doing the task either."""
+    fps, table = _population("constant")
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+    assert "(disagreement:probe_set=in_dist) the camps predict other classes on " in ans.sentence
+    assert "of them, where the models of each camp differ among themselves on 0% and " in ans.sentence
+    assert "they compute different functions of inputs like the training data's" in ans.sentence
