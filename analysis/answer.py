@@ -48,7 +48,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import STRATA
 from analysis.sortkeys import natural_key
-from analysis.unlearned import agrees_with_nothing, differ_in_distribution
+from analysis.unlearned import agrees_with_nothing, differ_in_distribution, one_class
 from analysis.values import missing
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
@@ -711,10 +711,14 @@ def _lone_why(c: Candidate, n_behavioural: int) -> str:
 
 def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
     """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose models
-    agree with nothing there (:func:`analysis.unlearned.agrees_with_nothing`), or ``None`` when neither does."""
+    agree with nothing there (``why`` "nothing": :func:`analysis.unlearned.agrees_with_nothing`) or predict one
+    class for nearly every input (``why`` "one class": :func:`analysis.unlearned.one_class`), or ``None``."""
     stats = (rep.label_free or {}).get("in_dist_camps")
     k = agrees_with_nothing(stats)
-    return None if k is None else {**stats, "camp": k}
+    if k is not None:
+        return {**stats, "camp": k, "why": "nothing"}
+    k = one_class(stats)
+    return None if k is None else {**stats, "camp": k, "why": "one class"}
 
 
 def _small_share(c: Candidate) -> bool:
@@ -1406,11 +1410,20 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
         k = u["camp"]
         ids = sorted((m for m, b in c.basins.items() if int(b) == k), key=natural_key)
         named = ", ".join(ids[:4]) + (", ..." if len(ids) > 4 else "")
+        head = (f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {u['sizes'][1 - k]} did, "
+                f"not a basin (found by {len(c.fingerprints)} of {ans.n_judged} fingerprints "
+                f"({', '.join(c.fingerprints[:4])}{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; "
+                f"on the in-distribution probes ({u['fingerprint']}) they predict ")
+        if u.get("why") == "one class":
+            texts.append(
+                f"{head}one class for nearly every probe (its share {100 * u['modal'][k]:.0f}%, against "
+                f"{100 * u['modal'][1 - k]:.0f}% for the others' most frequent class) and other classes than the others "
+                f"on {_percent(u['between'])} of them: a training that collapsed (a learning rate too high, a run that "
+                "diverged), not another way of doing the task: check their accuracy; docs/scorecard.md, \"Models that "
+                "did not learn\")")
+            continue
         texts.append(
-            f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {u['sizes'][1 - k]} did, not a basin "
-            f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
-            f"{' ...' if len(c.fingerprints) > 4 else ''}); on the in-distribution probes ({u['fingerprint']}) they "
-            f"predict other classes than the others on {_percent(u['between'])} of them and than each other on "
+            f"{head}other classes than the others on {_percent(u['between'])} of them and than each other on "
             f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
             "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
             "learning rate too low, too few steps, a run that diverged), not another way of doing the task, whose "

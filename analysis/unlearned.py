@@ -12,8 +12,10 @@ of the probes and than each other on 61%, where the trained models differed amon
 (and a planted second rule's camp, 10 of 96, on 7% against 6%).
 
 :func:`attach` gives each fingerprint's candidate basins these figures (``label_free["in_dist_camps"]``:
-``sizes``, ``within`` [the median disagreement of each camp's pairs], ``between``, ``fingerprint``);
-:func:`agrees_with_nothing` reads them (docs/scorecard.md, "Models that did not learn").
+``sizes``, ``within`` [the median disagreement of each camp's pairs], ``between``, ``fingerprint``, and
+``modal``, each camp's median share of its models' most frequent class); :func:`agrees_with_nothing` and
+:func:`one_class` (a training that collapsed to one class) read them (docs/scorecard.md, "Models that
+did not learn").
 """
 
 from __future__ import annotations
@@ -27,23 +29,30 @@ IN_DIST = "in_dist"  # the probe set of inputs like the training data's (docs/im
 DIFFERENT = 0.2  # camps that predict other classes on at least this share of those probes differ there
 OTHERS = 3.0  # ... and at least this many times as often as the other camp's models differ among themselves
 ALIKE = 0.75  # a camp whose models differ among themselves at least this share as often as from the others
+ONE_CLASS = 0.95  # a model whose most frequent class is at least this share of its predictions predicts one class
+MIXED = 0.8  # ... where the other camp's most frequent class is at most this share of theirs
 
 
-def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str]] | None:
-    """``(name, disagreement [n, n], model_ids)`` of the fingerprint of the classes predicted on the
-    in-distribution probes (a distance fingerprint whose metadata says ``predicts: classes`` and
-    ``probe_set: in_dist``), or ``None``."""
+def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], np.ndarray | None] | None:
+    """``(name, disagreement [n, n], model_ids, modal_share [n] or None)`` of the fingerprint of the classes
+    predicted on the in-distribution probes (a distance fingerprint whose metadata says ``predicts: classes``
+    and ``probe_set: in_dist``; ``modal_share``, each model's most frequent class's share of its predictions,
+    when its metadata has it), or ``None``."""
     for f in inputs:
         meta = f.meta or {}
         if (f.values is not None and meta.get("predicts") == "classes" and meta.get("output") == "distances"
                 and (meta.get("params") or {}).get("probe_set") == IN_DIST):
-            return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids]
+            modal = meta.get("modal_share")
+            modal = np.asarray(modal, dtype=np.float64) if modal is not None and len(modal) == len(f.model_ids) else None
+            return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids], modal
     return None
 
 
-def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int]) -> dict[str, Any] | None:
+def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], modal: np.ndarray | None = None
+          ) -> dict[str, Any] | None:
     """The median in-distribution disagreement inside each of two camps (``within``, in the camps' order
-    0, 1) and between them (``between``), with the camps' ``sizes`` on the models ``d`` holds; ``None``
+    0, 1) and between them (``between``), with the camps' ``sizes`` on the models ``d`` holds (and with
+    ``modal`` ``[n]``, each camp's median share of its models' most frequent class, ``modal``); ``None``
     unless there are two camps of two models or more."""
     pos = {m: i for i, m in enumerate(ids)}
     lab = {int(b) for b in basins.values()}
@@ -57,8 +66,11 @@ def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int]) -> dict[str
         block = d[np.ix_(r, r)]
         return float(np.median(block[~np.eye(len(r), dtype=bool)]))
 
-    return {"sizes": [len(r) for r in rows], "within": [inside(r) for r in rows],
-            "between": float(np.median(d[np.ix_(rows[0], rows[1])]))}
+    out = {"sizes": [len(r) for r in rows], "within": [inside(r) for r in rows],
+           "between": float(np.median(d[np.ix_(rows[0], rows[1])]))}
+    if modal is not None:
+        out["modal"] = [float(np.median(modal[r])) for r in rows]
+    return out
 
 
 def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
@@ -71,6 +83,20 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     within, between = stats["within"], stats["between"]
     for k in (0, 1):
         if between >= max(DIFFERENT, OTHERS * within[1 - k]) and within[k] >= ALIKE * between:
+            return k
+    return None
+
+
+def one_class(stats: dict[str, Any] | None) -> int | None:
+    """The camp (0 or 1) of :func:`camps` ``stats`` whose models predict one class for nearly every
+    in-distribution probe (its median share at least :data:`ONE_CLASS`) where the other camp's do not (at
+    most :data:`MIXED`), the camps apart on at least :data:`DIFFERENT` of those probes: a training that
+    collapsed (audit 92: 12 models at a learning rate of 0.5, accuracy 0.52, alike among themselves),
+    or ``None``."""
+    if not stats or "modal" not in stats or stats["between"] < DIFFERENT:
+        return None
+    for k in (0, 1):
+        if stats["modal"][k] >= ONE_CLASS and stats["modal"][1 - k] <= MIXED:
             return k
     return None
 
@@ -90,9 +116,9 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     found = predictions(inputs)
     if found is None:
         return
-    name, d, ids = found
+    name, d, ids, modal = found
     for r in results:
         basins = (r.label_free or {}).get("candidate_basins") or {}
-        stats = camps(d, ids, {str(m): int(b) for m, b in basins.items() if int(b) >= 0})
+        stats = camps(d, ids, {str(m): int(b) for m, b in basins.items() if int(b) >= 0}, modal)
         if stats is not None:
             r.label_free["in_dist_camps"] = {**stats, "fingerprint": name}

@@ -252,7 +252,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", version="4", reads="outputs", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="5", reads="outputs", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
@@ -262,14 +262,20 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     prediction's share (version 3): camps fewer than two of those apart are no basin (an outside audit of
     the seventeenth session: near-perfect GRUs tied on one probe of 256 read as a candidate). A regression
     with several outputs (``task.regression()``, an import's float ``--data``) compares values too
-    (version 4; it compared their argmax as a class)."""
+    (version 4; it compared their argmax as a class). For classes, ``modal_share`` (version 5) gives each model's most
+    frequent class's share of its predictions (a model that predicts one class for every input did not learn:
+    :mod:`analysis.unlearned`)."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
     per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
     if out.shape[-1] == 1 or models.task.regression():  # values, not classes (version 4: a regression's, any width)
         return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model), {"predicts": "values"}
-    onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float().flatten(1)  # [n, per_model * C]
-    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {"predicts": "classes", "resolution": 1.0 / per_model}
+    onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float()  # [n, ..., C]
+    # each model's most frequent class's share of its predictions (one class for every input: a collapsed training)
+    modal = (onehot.flatten(1, -2).sum(1).max(-1).values / per_model).tolist()
+    onehot = onehot.flatten(1)  # [n, per_model * C]
+    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {"predicts": "classes", "resolution": 1.0 / per_model,
+                                                                  "modal_share": [round(v, 4) for v in modal]}
 
 
 @extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,

@@ -46,7 +46,11 @@ def test_a_camp_that_agrees_with_nothing(odd, expected):
     assert unlearned.camps(d, ids, {m: 0 for m in ids}) is None  # one camp: nothing to compare
 
 
-def _population(odd: str) -> tuple[list[FingerprintInput], dict]:
+def _modal(p: np.ndarray) -> list[float]:
+    return [float(np.bincount(row, minlength=CLASSES).max() / len(row)) for row in p]
+
+
+def _population(odd: str, modal: bool = False) -> tuple[list[FingerprintInput], dict]:
     """36 independent models: a behavioural fingerprint on which the 6 odd models sit far from the rest, and the
     in-distribution predictions' disagreement."""
     r = np.random.default_rng(1)
@@ -54,10 +58,11 @@ def _population(odd: str) -> tuple[list[FingerprintInput], dict]:
     ids = [f"m{i:02d}" for i in range(n)]
     x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
     x[N_OK:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
+    p = _predictions(odd, 1)
+    meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "classes",
+            "params": {"probe_set": "in_dist", "n_probes": PROBES}, **({"modal_share": _modal(p)} if modal else {})}
     fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
-           FingerprintInput("disagreement:probe_set=in_dist", _disagreement(_predictions(odd, 1)), ids,
-                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
-                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES}})]
+           FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids, meta)]
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}
     return fps, table
 
@@ -96,3 +101,42 @@ def test_a_camp_that_collapsed_to_one_class_stays_a_candidate_and_is_said_to_com
     assert "(disagreement:probe_set=in_dist) the camps predict other classes on " in ans.sentence
     assert "of them, where the models of each camp differ among themselves on 0% and " in ans.sentence
     assert "they compute different functions of inputs like the training data's" in ans.sentence
+
+
+def test_a_camp_that_predicts_one_class_for_every_input_did_not_learn():
+    """With each model's most frequent class's share recorded (the disagreement extractor's ``modal_share``), a camp
+    that collapsed to one class is models that did not learn, said so, and no candidate."""
+    fps, table = _population("constant", modal=True)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert not ans.candidates
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["why"] == "one class" and lead.unlearned["modal"][lead.unlearned["camp"]] == 1.0
+    assert ("(disagreement:probe_set=in_dist) they predict one class for nearly every probe (its share 100%, against "
+            in ans.sentence)
+    assert "a training that collapsed (a learning rate too high, a run that diverged)" in ans.sentence
+    fps, table = _population("rule", modal=True)  # a second rule: its classes as mixed as the first's
+    assert label_free_answer(analyze(fps, table, OPTS)).candidates
+
+
+def test_the_disagreement_extractor_records_each_models_most_frequent_class_share(tmp_path):
+    import torch
+    from torch import nn
+
+    from fingerprint import Zoo, pipeline
+    from fingerprint.pipeline import cached_fingerprints
+
+    mods = []
+    for i in range(6):
+        torch.manual_seed(i)
+        m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        if i >= 4:  # collapsed: class 2 whatever the input
+            with torch.no_grad():
+                m[2].weight.zero_()
+                m[2].bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+        mods.append(m)
+    zoo = Zoo.from_modules(mods, tmp_path / "zoo", probes={"in_dist": torch.randn(64, 4, generator=torch.Generator().manual_seed(0))},
+                           metadata={"init_seed": list(range(6))})
+    pipeline.compute(zoo, ["disagreement:probe_set=in_dist"])
+    (f,) = [f for f in cached_fingerprints(Zoo.open(tmp_path / "zoo")) if f.name == "disagreement:probe_set=in_dist"]
+    share = dict(zip(f.model_ids, f.meta["modal_share"]))
+    assert [share[m] for m in f.model_ids[4:]] == [1.0, 1.0] and all(1 / 3 <= share[m] < 1.0 for m in f.model_ids[:4])
