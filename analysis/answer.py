@@ -48,7 +48,12 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import STRATA
 from analysis.sortkeys import natural_key
-from analysis.unlearned import agrees_with_nothing, differ_in_distribution, one_class
+from analysis.unlearned import (
+    agrees_with_nothing,
+    differ_in_distribution,
+    flat,
+    near_chance,
+)
 from analysis.values import missing
 
 # Results are analysis.results' AnalysisResult / FingerprintResult, typed Any here: that module
@@ -710,15 +715,18 @@ def _lone_why(c: Candidate, n_behavioural: int) -> str:
 
 
 def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
-    """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose models
-    agree with nothing there (``why`` "nothing": :func:`analysis.unlearned.agrees_with_nothing`) or predict one
-    class for nearly every input (``why`` "one class": :func:`analysis.unlearned.one_class`), or ``None``."""
+    """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose outputs do
+    not move with the input (``why`` "flat": :func:`analysis.unlearned.flat`), or whose models agree with nothing
+    there (``why`` "nothing") or learned the task less well than the others (``why`` "less":
+    :func:`analysis.unlearned.agrees_with_nothing`, :func:`analysis.unlearned.near_chance`), or ``None``."""
     stats = (rep.label_free or {}).get("in_dist_camps")
-    k = agrees_with_nothing(stats)
+    k = flat(stats)
     if k is not None:
-        return {**stats, "camp": k, "why": "nothing"}
-    k = one_class(stats)
-    return None if k is None else {**stats, "camp": k, "why": "one class"}
+        return {**stats, "camp": k, "why": "flat"}
+    k = agrees_with_nothing(stats)
+    if k is None:
+        return None
+    return {**stats, "camp": k, "why": "nothing" if near_chance(stats, k) else "less"}
 
 
 def _small_share(c: Candidate) -> bool:
@@ -1402,33 +1410,37 @@ def _lone_leads_text(ans: Answer) -> str:
 
 
 def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
-    """``camps of models that did not learn the task, not a basin (...)`` for each candidate one of whose camps agrees
-    with nothing on the in-distribution probes (:attr:`Candidate.unlearned`), or ``""``."""
+    """``a camp of N models (...) that did not learn what the other M did, not a basin (...)`` for each candidate
+    one of whose camps has flat outputs or agrees with nothing on the in-distribution probes
+    (:attr:`Candidate.unlearned`), or ``""``."""
     texts = []
     for c in leads:
         u = c.unlearned
-        k = u["camp"]
-        ids = sorted((m for m, b in c.basins.items() if int(b) == k), key=natural_key)
-        named = ", ".join(ids[:4]) + (", ..." if len(ids) > 4 else "")
-        head = (f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {u['sizes'][1 - k]} did, "
-                f"not a basin (found by {len(c.fingerprints)} of {ans.n_judged} fingerprints "
-                f"({', '.join(c.fingerprints[:4])}{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; "
-                f"on the in-distribution probes ({u['fingerprint']}) they predict ")
-        if u.get("why") == "one class":
-            texts.append(
-                f"{head}one class for nearly every probe (its share {100 * u['modal'][k]:.0f}%, against "
-                f"{100 * u['modal'][1 - k]:.0f}% for the others' most frequent class) and other classes than the others "
-                f"on {_percent(u['between'])} of them: a training that collapsed (a learning rate too high, a run that "
-                "diverged), not another way of doing the task: check their accuracy; docs/scorecard.md, \"Models that "
-                "did not learn\")")
-            continue
-        texts.append(
-            f"{head}other classes than the others on {_percent(u['between'])} of them and than each other on "
-            f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
-            "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
-            "learning rate too low, too few steps, a run that diverged), not another way of doing the task, whose "
-            "models would agree there with each other: check their accuracy; docs/scorecard.md, \"Models that did "
-            "not learn\")")
+        k, why = u["camp"], u.get("why")
+        ids = u.get("members", [[], []])[k] or sorted((m for m, b in c.basins.items() if int(b) == k), key=natural_key)
+        named = ", ".join(ids[:4]) + (", ..." if u["sizes"][k] > 4 else "")
+        other = u["sizes"][1 - k]
+        head = (f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {other} did, not a basin "
+                f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
+                f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; on the in-distribution probes "
+                f"({u['fingerprint']}) ")
+        if why == "flat":
+            what = (f"their outputs barely move with the input (their log-probabilities' spread {u['spread'][k]:.2g} nats, "
+                    f"against {u['spread'][1 - k]:.2g} for the others): models that learned nothing of the input, which a "
+                    "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
+        elif why == "less":
+            what = (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
+                    f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
+                    f"{_percent(u['within'][1 - k])}: models that learned the task less well than the others and each in "
+                    "its own way (label noise, too few steps, a smaller model)")
+        else:
+            what = (f"they predict other classes than the others on {_percent(u['between'])} of them and than each other on "
+                    f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
+                    "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
+                    "learning rate too low, too few steps, a run that diverged)")
+        texts.append(f"{head}{what}, not another way of doing the task, whose models would agree there with each other: "
+                     f"check their accuracy; a difference among the other {other} may hide behind these models, which a "
+                     "report of those alone would show; docs/scorecard.md, \"Models that did not learn\")")
     return "; ".join(texts)
 
 

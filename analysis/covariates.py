@@ -68,7 +68,10 @@ def _terms(column: np.ndarray, name: str = "", form: str | None = None) -> tuple
     n = len(vals)
     nums, present = column_kind(vals)
     if form == "trend" and (nums is None or not present.any()):
-        some = next((str(v) for v in vals if not missing(v)), "")
+        some = next((str(v) for v in vals if not missing(v)), None)
+        if some is None:  # (on the models of one fingerprint, some of the table's left out: review 95)
+            raise AnalysisError(f"--covariate {name}:trend: no model here has a value of column '{name}': there is no "
+                                "trend to take out")
         raise AnalysisError(f"--covariate {name}:trend: column '{name}' does not hold numbers (such as {some!r}); "
                             f"a trend needs numbers, give --covariate {name} (its levels)")
     if form == "trend" or (form is None and nums is not None and not is_seed(name) and len(np.unique(nums[present])) > n // 2):
@@ -95,13 +98,16 @@ class Fit:
     """The ``--covariate`` columns of one set of models, read once (:func:`fit`): ``design [n, p]`` (their
     centred terms side by side), ``basis [n, r]`` (an orthonormal basis of it), ``hows`` (``{column: how}``,
     :func:`terms`), ``sizes`` (``{column: its number of terms}``: 0 for one value) and ``cells [n]`` (each
-    model's level across the columns; ``None`` when one of them is a trend)."""
+    model's level across the columns; ``None`` when one of them is a trend) and ``levels [n]`` (its level across
+    the columns fitted as levels alone, trends aside: the cells of the lineage test's permutations; ``None``
+    when every column is a trend)."""
 
     design: np.ndarray
     basis: np.ndarray
     hows: dict[str, str]
     sizes: dict[str, int]
     cells: np.ndarray | None
+    levels: np.ndarray | None = None  # [n] each model's level across the columns fitted as levels (None: none is)
 
     @property
     def chance(self) -> float:
@@ -116,9 +122,11 @@ def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = No
     parts = {name: _terms(c, name, (forms or {}).get(name)) for name, c in columns.items()}
     design = np.concatenate([d for d, _, _ in parts.values()], 1)
     labels = [strs for _, _, strs in parts.values()]
-    cells = None if any(x is None for x in labels) else np.asarray(["\x1f".join(t) for t in zip(*labels)], dtype=object)
+    join = lambda ls: np.asarray(["\x1f".join(t) for t in zip(*ls)], dtype=object)  # noqa: E731
+    cells = None if any(x is None for x in labels) else join(labels)
+    levelled = [x for x in labels if x is not None]
     return Fit(design, orthonormal(design) if design.shape[1] else design, {c: how for c, (_, how, _) in parts.items()},
-               {c: d.shape[1] for c, (d, _, _) in parts.items()}, cells)
+               {c: d.shape[1] for c, (d, _, _) in parts.items()}, cells, join(levelled) if levelled else None)
 
 
 def _models(k: int) -> str:

@@ -184,7 +184,8 @@ def pseudo_f(x: np.ndarray, codes: np.ndarray, n_fam: int) -> float:
 
 def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_state: int = 0, k_max: int = 8,
                strata: Sequence[Sequence] = (), nested: Sequence | None = None,
-               generation: Sequence | None = None, taken: np.ndarray | None = None) -> LabelFreeResult:
+               generation: Sequence | None = None, taken: np.ndarray | None = None,
+               taken_cells: Sequence | None = None) -> LabelFreeResult:
     """The three label-free tests of one fingerprint, from its coordinates ``coords [n, d]`` (e.g.
     its PCA reduction) and each model's init family ``family [n]``. Raw p-values; see :func:`decide`.
     ``strata`` are known design factors crossed with the families (each ``[n]``: data order, kind),
@@ -197,8 +198,9 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     the generation's shared effect taken out, as a stratum's. ``taken`` ``[n, p]``: the design that
     ``coords`` were residualised on already (``--covariate``, :class:`analysis.covariates.Fit`'s ``design``): every
     null replicate is residualised on it as the data were (:func:`_taken_out`), the within-family
-    camps are looked for beside it (a data order's levels, without giving a camp its part back), and the
-    lineage permutations stay inside its levels (:func:`_exchangeable_cells`).
+    camps are looked for beside it (a data order's levels, without giving a camp its part back);
+    ``taken_cells`` ``[n]``: each model's level across the columns of ``taken`` fitted as levels (not its
+    trends), inside which the lineage permutations stay (:func:`_exchangeable_cells`).
     Above :data:`MAX_MODELS` models the tests run on a random sample of whole families, and every
     other model joins the candidate basin whose mean is nearest (``sampled`` says how many were tested).
     """
@@ -214,7 +216,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         return LabelFreeResult(len(x), 0, None, None, None, verdict="insufficient", n_unknown=len(x),
                                sentence="insufficient: no model has a lineage value")
     if unknown.any():  # nobody knows whose relatives they are: not counted as a family, nor as families of one
-        return _without_unknown(x, family, unknown, n_null, random_state, k_max, strata, nested, generation, taken)
+        return _without_unknown(x, family, unknown, n_null, random_state, k_max, strata, nested, generation, taken,
+                                taken_cells)
     rows = family_sample(family, MAX_MODELS, random_state)
     if rows is not None:
         fam = np.asarray([str(f) for f in family], dtype=object)
@@ -222,7 +225,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
                          [np.asarray(c, dtype=object)[rows] for c in strata],
                          None if nested is None else np.asarray(nested, dtype=object)[rows],
                          None if generation is None else np.asarray(generation)[rows],
-                         None if taken is None else taken[rows])
+                         None if taken is None else taken[rows],
+                         None if taken_cells is None else np.asarray(taken_cells, dtype=object)[rows])
         spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
         # with generations, a model alone in its generation of its family is in no camp (as in the sample)
         cells = fam if generation is None else _generation_cells(fam, generation)
@@ -255,12 +259,15 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         if generation is not None:  # members exchangeable within a generation only, its mean shift taken out
             g = _codes(np.asarray(generation))[0]
             xl = x - _centroids(x, g, int(g.max()) + 1)[0][g]
-        cells = _exchangeable_cells(generation, taken)
+        cells = _exchangeable_cells(generation, taken_cells)
         if cells is not None:
             perms[:, np.argsort(cells, kind="stable")] = np.argsort(cells + u, 1)  # a permutation inside each cell
-        f_obs = pseudo_f(xl, codes, n_fam)
-        null_f = np.array([pseudo_f(xl, codes[p], n_fam) for p in perms])
-        p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
+        if cells is None or _families_meet(cells, codes):
+            f_obs = pseudo_f(xl, codes, n_fam)
+            null_f = np.array([pseudo_f(xl, codes[p], n_fam) for p in perms])
+            p_lin = float((1 + (null_f >= f_obs).sum()) / (n_null + 1))
+        # else no cell holds two families: no permutation moves a model to another family (the lineage is
+        # confounded with the levels taken out, which took its effect with them): not tested
     if n_fam < MIN_FAMILIES:  # two or three families: no groups of families, camps inside them only
         return _few_families(x, codes, names, counts, n_null, rng, strata, nested, generation,
                              LabelFreeResult(n, n_fam, p_lin, None, None, pseudo_f=f_obs, n_null=n_null), taken)
@@ -427,7 +434,7 @@ def minority(r: LabelFreeResult) -> bool:
 
 def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_null: int, random_state: int, k_max: int,
                      strata: Sequence[Sequence], nested: Sequence | None, generation: Sequence | None,
-                     taken: np.ndarray | None = None) -> LabelFreeResult:
+                     taken: np.ndarray | None = None, taken_cells: Sequence | None = None) -> LabelFreeResult:
     """:func:`label_free` of the models with a lineage value; each of the ``unknown`` ones (``[n]``
     bool) joins the candidate basin whose mean is nearest, and is in no within-family camp. Counting
     them as one family pools unrelated models; counting each as its own family passes relatives off
@@ -436,7 +443,8 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
     rows = np.flatnonzero(~unknown)
     pick = lambda c: None if c is None else np.asarray(c, dtype=object)[rows]  # noqa: E731
     res = label_free(x[rows], pick(family), n_null, random_state, k_max, [pick(c) for c in strata], pick(nested),
-                     None if generation is None else np.asarray(generation)[rows], None if taken is None else taken[rows])
+                     None if generation is None else np.asarray(generation)[rows], None if taken is None else taken[rows],
+                     pick(taken_cells))
     spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
     spread["split_basins"] = _extend(x, rows, res.split_basins, ~unknown if res.split_within else None)
     return replace(res, n_models=len(x), n_unknown=int(unknown.sum()), **spread)
@@ -740,25 +748,26 @@ def give_back(r: np.ndarray, q: np.ndarray, split: np.ndarray) -> tuple[np.ndarr
     return r + (ok[:, None] * inside)[:, :, None] * coef[:, None, :], ok
 
 
-def _exchangeable_cells(generation: Sequence | None, taken: np.ndarray | None) -> np.ndarray | None:
+def _exchangeable_cells(generation: Sequence | None, taken_cells: Sequence | None) -> np.ndarray | None:
     """``[n]`` codes of the cells whose models the lineage permutations may exchange (``None``: all of them):
-    a generation's, and the levels ``--covariate`` took out (``taken``'s distinct rows, when its columns are
-    levels: at most half as many as the models). Residuals of a level's mean are exchangeable inside the
-    level only; across levels, permuted families drew models of one level together where the data's drew
-    one of each, or the reverse (measured, ``scripts/covariate_calibration.py --lineage``: a setting's
-    levels inside every family read lineage in 15-21% of populations with none at p <= 0.05; whole
-    families nested in the levels in 0%, with the power at a family effect of 0.5 SD down from 1.00 to
-    0.37-0.65)."""
-    keys = []
-    if generation is not None:
-        keys.append(_codes(np.asarray(generation))[0])
-    if taken is not None and taken.shape[1]:
-        levels = np.unique(np.round(np.asarray(taken, dtype=np.float64), 9), axis=0, return_inverse=True)[1].ravel()
-        if levels.max() + 1 <= len(levels) // 2:  # levels, not a trend (a value a model)
-            keys.append(levels)
+    a generation's, and the levels ``--covariate`` took out (``taken_cells``: each model's level across the
+    columns fitted as levels; a trend's values are no cells). Residuals of a level's mean are exchangeable
+    inside the level only; across levels, permuted families drew models of one level together where the
+    data's drew one of each, or the reverse (measured, ``scripts/covariate_calibration.py --lineage``: a
+    setting's levels inside every family read lineage in 15-21% of populations with none at p <= 0.05;
+    whole families nested in the levels in 0%, with the power at a family effect of 0.5 SD down from 1.00
+    to 0.37-0.65; review 95: the levels guessed from the design's rows were lost beside a trend column,
+    21.7% of nulls)."""
+    keys = [_codes(np.asarray(k))[0] for k in (generation, taken_cells) if k is not None]
     if not keys:
         return None
     return _codes(np.asarray(["\x1f".join(map(str, k)) for k in zip(*keys)], dtype=object))[0]
+
+
+def _families_meet(cells: np.ndarray, codes: np.ndarray) -> bool:
+    """Whether some cell of ``cells`` ``[n]`` holds models of two families or more (``codes`` ``[n]``): else no
+    permutation inside the cells moves a model to another family."""
+    return len({(int(c), int(f)) for c, f in zip(cells, codes)}) > len(set(cells.tolist()))
 
 
 def _chunks(n: int) -> list[int]:

@@ -123,7 +123,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     k_fixed = opts.k or None
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    taken = share = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
+    taken = share = cells = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
     if opts.covariates:
         cols = opts.covariate_columns
         cov_fit = covariates.fit({c: col(c) for c in cols}, cols)  # on this fingerprint's models
@@ -132,7 +132,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         except AnalysisError as e:
             raise ValueError(f"{e} (on the {n} models this fingerprint has)") from None
         values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
-        taken = cov_fit.design
+        taken, cells = cov_fit.design, cov_fit.levels
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -192,7 +192,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     strata = [col(c) for c in strata_names(table, opts)]
     generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
-    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation, taken) \
+    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation, taken, cells) \
         if lineage is not None and opts.calibrate else None
     if label_free is not None and label_free.verdict == "insufficient" and len({str(v) for v in lineage_values}) == 1 \
             and str(lineage_values[0]) == "-1":  # an import that recorded no seeds: not one family, but unknown ones

@@ -2,20 +2,22 @@
 
 Two rules that agree on the training data predict the same classes on inputs like it and differ
 elsewhere; a backdoor predicts the same classes until its trigger is shown. Models that did not
-learn the task (a learning rate too low, too few steps, a run that diverged) differ from the rest on
-inputs like the training data's, and from each other as much: they agree with nothing. Such models
-differ from the trained ones on every fingerprint at once, and an outside audit (94) read 6 of 96
-models trained at a learning rate of 1e-5 (accuracy 0.30-0.52) as "one candidate deep difference,
-found by 6 of 11 fingerprints ... 84 SDs apart": on the in-distribution predictions
-(``disagreement:probe_set=in_dist``) that camp's models predicted other classes than the rest on 57%
-of the probes and than each other on 61%, where the trained models differed among themselves on 5%
-(and a planted second rule's camp, 10 of 96, on 7% against 6%).
+learn the task (a learning rate too low or too high, too few steps, a run that diverged) differ from
+the trained ones on every fingerprint at once: an outside audit (94) read 6 of 96 models trained at a
+learning rate of 1e-5 (accuracy 0.30-0.52) as "one candidate deep difference, found by 6 of 11
+fingerprints ... 84 SDs apart". Two signs tell them from a basin without labels, both read from the
+in-distribution predictions (``disagreement:probe_set=in_dist``, whose metadata records each model's
+figures):
 
-:func:`attach` gives each fingerprint's candidate basins these figures (``label_free["in_dist_camps"]``:
-``sizes``, ``within`` [the median disagreement of each camp's pairs], ``between``, ``fingerprint``, and
-``modal``, each camp's median share of its models' most frequent class); :func:`agrees_with_nothing` and
-:func:`one_class` (a training that collapsed to one class) read them (docs/scorecard.md, "Models that
-did not learn").
+- **flat outputs** (:func:`flat`): their log-probabilities barely move with the input (the audits'
+  collapsed, never-started and 1e-5 models: 0-0.27 nats of spread over the probes, against 12-23 for
+  trained ones; a real goal of rare classes, 3.5-4.7; models stopped after 5-20 steps, 1.8-2.2);
+- **no agreement of their own** (:func:`agrees_with_nothing`): they predict other classes than the
+  rest, and each model's nearest camp-mate differs from it nearly as often (audit 94's camp: 57% from the
+  rest, 61% among themselves; two real minority goals in one camp have a near mate each, audit 95).
+
+:func:`attach` gives each fingerprint's candidate basins these figures (``label_free["in_dist_camps"]``);
+the answer reads them (docs/scorecard.md, "Models that did not learn").
 """
 
 from __future__ import annotations
@@ -25,35 +27,43 @@ from typing import Any
 
 import numpy as np
 
+from analysis.sortkeys import natural_key
+
 IN_DIST = "in_dist"  # the probe set of inputs like the training data's (docs/import.md)
 DIFFERENT = 0.2  # camps that predict other classes on at least this share of those probes differ there
 OTHERS = 3.0  # ... and at least this many times as often as the other camp's models differ among themselves
-ALIKE = 0.75  # a camp whose models differ among themselves at least this share as often as from the others
-ONE_CLASS = 0.95  # a model whose most frequent class is at least this share of its predictions predicts one class
-MIXED = 0.8  # ... where the other camp's most frequent class is at most this share of theirs
+ALIKE = 0.75  # a camp whose models' nearest mates differ from them at least this share as often as the others do
+NEAR_CHANCE = 0.8  # ... and among themselves this share as often as by chance: they agree with nothing
+FLAT = 0.05  # a camp whose outputs move with the input at most this share as far as the other camp's ...
+FLAT_NATS = 1.0  # ... and less than this (nats of log-probability over the probes) has flat outputs
+NAMED = 4  # members of each camp named
+PER_MODEL = ("modal_share", "concentration", "spread")  # the predictions' metadata read per model
 
 
-def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], np.ndarray | None] | None:
-    """``(name, disagreement [n, n], model_ids, modal_share [n] or None)`` of the fingerprint of the classes
-    predicted on the in-distribution probes (a distance fingerprint whose metadata says ``predicts: classes``
-    and ``probe_set: in_dist``; ``modal_share``, each model's most frequent class's share of its predictions,
-    when its metadata has it), or ``None``."""
+def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], dict[str, np.ndarray]] | None:
+    """``(name, disagreement [n, n], model_ids, per_model)`` of the fingerprint of the classes predicted on the
+    in-distribution probes (a distance fingerprint whose metadata says ``predicts: classes`` and ``probe_set:
+    in_dist``; ``per_model``: its metadata's :data:`PER_MODEL` figures ``[n]``, those it has), or ``None``."""
     for f in inputs:
         meta = f.meta or {}
         if (f.values is not None and meta.get("predicts") == "classes" and meta.get("output") == "distances"
                 and (meta.get("params") or {}).get("probe_set") == IN_DIST):
-            modal = meta.get("modal_share")
-            modal = np.asarray(modal, dtype=np.float64) if modal is not None and len(modal) == len(f.model_ids) else None
-            return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids], modal
+            per_model = {k: np.asarray(meta[k], dtype=np.float64) for k in PER_MODEL
+                         if meta.get(k) is not None and len(meta[k]) == len(f.model_ids)}
+            return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids], per_model
     return None
 
 
-def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], modal: np.ndarray | None = None
+def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray] | None = None
           ) -> dict[str, Any] | None:
     """The median in-distribution disagreement inside each of two camps (``within``, in the camps' order
-    0, 1) and between them (``between``), with the camps' ``sizes`` on the models ``d`` holds (and with
-    ``modal`` ``[n]``, each camp's median share of its models' most frequent class, ``modal``); ``None``
-    unless there are two camps of two models or more."""
+    0, 1), its models' median disagreement with their nearest camp-mate (``nearest``) and the camps'
+    median disagreement (``between``), with their ``sizes`` and first :data:`NAMED` ``members`` on the
+    models ``d`` holds; with ``per_model`` (:func:`predictions`), each camp's median share of its models'
+    most frequent class (``modal``), the disagreement two of its models would have by chance, predicting
+    their classes at random (``chance``: one minus the median ``concentration``), and how far its models'
+    log-probabilities move with the input (``spread``, the median). ``None`` unless there are two camps
+    of two models or more."""
     pos = {m: i for i, m in enumerate(ids)}
     lab = {int(b) for b in basins.values()}
     if lab != {0, 1}:
@@ -62,41 +72,62 @@ def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], modal: np.n
     if min(len(r) for r in rows) < 2:
         return None
 
-    def inside(r: np.ndarray) -> float:
+    def inside(r: np.ndarray) -> np.ndarray:  # [k, k - 1]: each model's disagreement with the others of its camp
         block = d[np.ix_(r, r)]
-        return float(np.median(block[~np.eye(len(r), dtype=bool)]))
+        return block[~np.eye(len(r), dtype=bool)].reshape(len(r), len(r) - 1)
 
-    out = {"sizes": [len(r) for r in rows], "within": [inside(r) for r in rows],
-           "between": float(np.median(d[np.ix_(rows[0], rows[1])]))}
-    if modal is not None:
-        out["modal"] = [float(np.median(modal[r])) for r in rows]
+    out = {"sizes": [len(r) for r in rows], "within": [float(np.median(inside(r))) for r in rows],
+           "nearest": [float(np.median(inside(r).min(1))) for r in rows],
+           "between": float(np.median(d[np.ix_(rows[0], rows[1])])),
+           "members": [sorted((ids[i] for i in r), key=natural_key)[:NAMED] for r in rows]}
+    per_model = per_model or {}
+    if "modal_share" in per_model:
+        out["modal"] = [float(np.median(per_model["modal_share"][r])) for r in rows]
+    if "concentration" in per_model:
+        out["chance"] = [1.0 - float(np.median(per_model["concentration"][r])) for r in rows]
+    if "spread" in per_model:
+        out["spread"] = [float(np.median(per_model["spread"][r])) for r in rows]
     return out
 
 
 def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     """The camp (0 or 1) of :func:`camps` ``stats`` whose models predict other classes than the other camp's on
     at least :data:`DIFFERENT` of the in-distribution probes, and :data:`OTHERS` times as often as those
-    differ among themselves, while differing among themselves at least :data:`ALIKE` as often: models that
-    learned nothing in common, with the rest or with each other. ``None`` when no camp is such."""
+    differ among themselves, while each of its models' nearest camp-mate differs from it at least
+    :data:`ALIKE` as often: models that learned nothing in common with the rest, nor with each other (two
+    minority goals in one camp have a near mate each: audit 95). ``None`` when no camp is such. Whether they
+    agree with nothing at all or learned the task less well (:func:`near_chance`) is the answer's to say."""
     if not stats:
         return None
-    within, between = stats["within"], stats["between"]
+    within, between, nearest = stats["within"], stats["between"], stats.get("nearest", stats["within"])
     for k in (0, 1):
-        if between >= max(DIFFERENT, OTHERS * within[1 - k]) and within[k] >= ALIKE * between:
+        if between >= max(DIFFERENT, OTHERS * within[1 - k]) and nearest[k] >= ALIKE * between:
             return k
     return None
 
 
-def one_class(stats: dict[str, Any] | None) -> int | None:
-    """The camp (0 or 1) of :func:`camps` ``stats`` whose models predict one class for nearly every
-    in-distribution probe (its median share at least :data:`ONE_CLASS`) where the other camp's do not (at
-    most :data:`MIXED`), the camps apart on at least :data:`DIFFERENT` of those probes: a training that
-    collapsed (audit 92: 12 models at a learning rate of 0.5, accuracy 0.52, alike among themselves),
-    or ``None``."""
-    if not stats or "modal" not in stats or stats["between"] < DIFFERENT:
+def near_chance(stats: dict[str, Any], k: int) -> bool:
+    """Whether camp ``k``'s models differ among themselves at least :data:`NEAR_CHANCE` as often as models
+    predicting their classes at random would (``True`` when that chance is not recorded): models that agree
+    with nothing, not models that learned the task less well (review 95: a camp at 75-80% accuracy differs
+    among itself more than from the rest, far less than by chance)."""
+    chance = stats.get("chance")
+    return chance is None or stats["within"][k] >= NEAR_CHANCE * chance[k]
+
+
+def flat(stats: dict[str, Any] | None) -> int | None:
+    """The camp (0 or 1) of :func:`camps` ``stats`` whose models' log-probabilities move with the input less
+    than :data:`FLAT_NATS` and at most :data:`FLAT` as far as the other camp's: outputs that do not depend on
+    the input (a training that collapsed or never started), or ``None``. Measured on the outside audits'
+    imports: 0-0.27 nats for models collapsed to one class, stopped after 2-5 steps or trained at 1e-5,
+    against 12-23 for trained ones; 3.5-4.7 for a real goal of rare classes (audit 95: the share of the most
+    frequent class, the first version's test, called those detectors a collapse), 1.8-2.2 for models
+    stopped after 5-20 steps."""
+    if not stats or "spread" not in stats:
         return None
+    s = stats["spread"]
     for k in (0, 1):
-        if stats["modal"][k] >= ONE_CLASS and stats["modal"][1 - k] <= MIXED:
+        if s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]:
             return k
     return None
 
@@ -116,9 +147,9 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     found = predictions(inputs)
     if found is None:
         return
-    name, d, ids, modal = found
+    name, d, ids, per_model = found
     for r in results:
         basins = (r.label_free or {}).get("candidate_basins") or {}
-        stats = camps(d, ids, {str(m): int(b) for m, b in basins.items() if int(b) >= 0}, modal)
+        stats = camps(d, ids, {str(m): int(b) for m, b in basins.items() if int(b) >= 0}, per_model)
         if stats is not None:
             r.label_free["in_dist_camps"] = {**stats, "fingerprint": name}

@@ -61,13 +61,13 @@ def one(x: np.ndarray, setting: np.ndarray | None, n_null: int, seed: int, famil
         ) -> lf.LabelFreeResult:
     """The scorecard's path for one fingerprint: the setting's fit taken out (and its design given to the
     tests), standardised, a 10-dim PCA, the label-free tests."""
-    taken = None
+    taken = cells = None
     if setting is not None:
         f = covariates.fit({"setting": setting})
-        x, taken = covariates.taken_out(x, False, True, f)[0], f.design
+        x, taken, cells = covariates.taken_out(x, False, True, f)[0], f.design, f.levels
     c = coordinates(x, False, 10, 0, True)
     family = [f"m{i}" for i in range(len(x))] if family is None else family
-    return lf.label_free(c, family, n_null=n_null, random_state=seed, taken=taken)
+    return lf.label_free(c, family, n_null=n_null, random_state=seed, taken=taken, taken_cells=cells)
 
 
 def unequal(cells: tuple[int, int], setting_sd: float, rule_sd: float, rng: np.random.Generator

@@ -252,7 +252,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", version="5", reads="outputs", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="6", reads="outputs", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
@@ -262,20 +262,30 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     prediction's share (version 3): camps fewer than two of those apart are no basin (an outside audit of
     the seventeenth session: near-perfect GRUs tied on one probe of 256 read as a candidate). A regression
     with several outputs (``task.regression()``, an import's float ``--data``) compares values too
-    (version 4; it compared their argmax as a class). For classes, ``modal_share`` (version 5) gives each model's most
+    (version 4; it compared their argmax as a class). For classes (version 6; 5 without ``spread``), ``modal_share`` gives each model's most
     frequent class's share of its predictions (a model that predicts one class for every input did not learn:
-    :mod:`analysis.unlearned`)."""
+    :mod:`analysis.unlearned`), ``concentration`` the sum of its classes' squared shares (one minus it: how
+    often two models predicting those classes at random would differ), and ``spread`` how far its
+    log-probabilities move with the input (their SD over the predictions, averaged over the classes)."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
     per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
     if out.shape[-1] == 1 or models.task.regression():  # values, not classes (version 4: a regression's, any width)
         return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model), {"predicts": "values"}
     onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float()  # [n, ..., C]
-    # each model's most frequent class's share of its predictions (one class for every input: a collapsed training)
-    modal = (onehot.flatten(1, -2).sum(1).max(-1).values / per_model).tolist()
+    # each model's classes' shares of its predictions [n, C]: its most frequent one's (one class for every input: a
+    # collapsed training), and the chance that two of its predictions agree (sum of squares: what two models that
+    # predicted so at random would agree on)
+    shares = onehot.flatten(1, -2).sum(1) / per_model
+    modal, concentration = shares.max(-1).values.tolist(), (shares ** 2).sum(-1).tolist()
+    # how far its log-probabilities move with the input (their SD over the predictions, averaged over the classes,
+    # in nats): about 0 for a model whose outputs do not depend on the input
+    logp = torch.log_softmax(out.float(), -1).flatten(1, -2)  # [n, per_model, C]
+    spread = logp.std(1).mean(-1).tolist() if per_model > 1 else [0.0] * len(logp)
     onehot = onehot.flatten(1)  # [n, per_model * C]
-    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {"predicts": "classes", "resolution": 1.0 / per_model,
-                                                                  "modal_share": [round(v, 4) for v in modal]}
+    return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {
+        "predicts": "classes", "resolution": 1.0 / per_model, "modal_share": [round(v, 4) for v in modal],
+        "concentration": [round(v, 4) for v in concentration], "spread": [float(f"{v:.4g}") for v in spread]}
 
 
 @extractor("learned-queries", kind="behavioural", supervised=True, streaming=False,

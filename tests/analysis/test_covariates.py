@@ -260,14 +260,17 @@ def test_every_null_replicate_is_fitted_as_the_data_were():
 def test_the_lineage_permutations_stay_inside_the_levels_taken_out():
     """Review 93: with the levels' means out, models are exchangeable inside a level only. Families nested in
     4 levels (families of 3, a family effect of 0.5 SD) lost their lineage (found in 37% of populations, 100%
-    without the setting); a setting's levels inside every family read lineage in 15-21% of nulls."""
+    without the setting); a setting's levels inside every family read lineage in 15-21% of nulls. Review 95:
+    the levels are the columns fitted as levels, a trend beside them or many levels notwithstanding."""
     levels = np.asarray(list("abcd") * 6, dtype=object)
-    d = cov.fit({"k": levels}).design
-    cells = lf._exchangeable_cells(None, d)
-    assert cells is not None and ami(cells, levels) == 1.0
-    assert lf._exchangeable_cells(None, cov.fit({"lr": np.geomspace(1e-4, 1e-1, 24)}).design) is None  # a trend
+    f = cov.fit({"k": levels, "lr": np.geomspace(1e-4, 1e-1, 24)})  # a trend beside the levels
+    assert f.cells is None and ami(f.levels, levels) == 1.0
+    assert ami(lf._exchangeable_cells(None, f.levels), levels) == 1.0
+    assert cov.fit({"lr": np.geomspace(1e-4, 1e-1, 24)}).levels is None  # a trend alone: no cells
+    many = cov.fit({"lr": np.geomspace(1e-4, 1e-1, 15)[np.arange(30) % 15]}, {"lr": "levels"})
+    assert len(set(many.levels.tolist())) == 15  # more levels than half the models: still the cells
     gen = np.asarray([0, 1] * 12)
-    assert len(set(lf._exchangeable_cells(gen, d).tolist())) == 4 and lf._exchangeable_cells(gen, None).max() == 1
+    assert len(set(lf._exchangeable_cells(gen, f.levels).tolist())) == 4 and lf._exchangeable_cells(gen, None).max() == 1
     scale = np.exp(-np.arange(50) / 8)
     family = np.arange(24) // 3
     found = 0
@@ -276,10 +279,16 @@ def test_the_lineage_permutations_stay_inside_the_levels_taken_out():
         setting = np.asarray([f"L{v}" for v in family % 4], dtype=object)
         x = (r.standard_normal((24, 50)) + 0.5 * r.standard_normal((8, 50))[family]
              + 3 * r.standard_normal((4, 50))[family % 4]) * scale
-        f = cov.fit({"setting": setting})
-        res = lf.label_free(cov.taken_out(x, False, True, f)[0], family, n_null=99, random_state=seed, taken=f.design)
+        fit = cov.fit({"setting": setting})
+        res = lf.label_free(cov.taken_out(x, False, True, fit)[0], family, n_null=99, random_state=seed,
+                            taken=fit.design, taken_cells=fit.levels)
         found += res.p_lineage <= 0.05
     assert found >= 6  # 7 of 8 here; 3 of 8 with permutations across the levels
+    # every level one family: no permutation moves a model to another family, and the lineage is not tested
+    one = cov.fit({"setting": np.asarray([f"L{v}" for v in family], dtype=object)})
+    x = np.random.default_rng(0).standard_normal((24, 10))
+    res = lf.label_free(cov.taken_out(x, False, True, one)[0], family, n_null=19, taken=one.design, taken_cells=one.levels)
+    assert res.p_lineage is None
 
 
 def test_a_form_forced_after_the_column_name():

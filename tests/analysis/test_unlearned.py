@@ -50,7 +50,11 @@ def _modal(p: np.ndarray) -> list[float]:
     return [float(np.bincount(row, minlength=CLASSES).max() / len(row)) for row in p]
 
 
-def _population(odd: str, modal: bool = False) -> tuple[list[FingerprintInput], dict]:
+def _concentration(p: np.ndarray) -> list[float]:
+    return [float(((np.bincount(row, minlength=CLASSES) / len(row)) ** 2).sum()) for row in p]
+
+
+def _population(odd, modal: bool = False, spread: list[float] | None = None) -> tuple[list[FingerprintInput], dict]:
     """36 independent models: a behavioural fingerprint on which the 6 odd models sit far from the rest, and the
     in-distribution predictions' disagreement."""
     r = np.random.default_rng(1)
@@ -58,9 +62,11 @@ def _population(odd: str, modal: bool = False) -> tuple[list[FingerprintInput], 
     ids = [f"m{i:02d}" for i in range(n)]
     x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
     x[N_OK:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
-    p = _predictions(odd, 1)
+    p = _predictions(odd, 1) if not isinstance(odd, np.ndarray) else odd
     meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "classes",
-            "params": {"probe_set": "in_dist", "n_probes": PROBES}, **({"modal_share": _modal(p)} if modal else {})}
+            "params": {"probe_set": "in_dist", "n_probes": PROBES},
+            **({"modal_share": _modal(p), "concentration": _concentration(p)} if modal else {}),
+            **({"spread": spread} if spread is not None else {})}
     fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
            FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids, meta)]
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}
@@ -103,22 +109,42 @@ def test_a_camp_that_collapsed_to_one_class_stays_a_candidate_and_is_said_to_com
     assert "they compute different functions of inputs like the training data's" in ans.sentence
 
 
-def test_a_camp_that_predicts_one_class_for_every_input_did_not_learn():
-    """With each model's most frequent class's share recorded (the disagreement extractor's ``modal_share``), a camp
-    that collapsed to one class is models that did not learn, said so, and no candidate."""
-    fps, table = _population("constant", modal=True)
+def test_a_camp_whose_outputs_do_not_move_with_the_input_did_not_learn():
+    """With how far each model's log-probabilities move with the input recorded (the disagreement extractor's
+    ``spread``), a camp of flat outputs (collapsed to one class: 0 nats, against 20) is models that did not learn."""
+    fps, table = _population("constant", modal=True, spread=[20.0] * N_OK + [0.0] * N_ODD)
     ans = label_free_answer(analyze(fps, table, OPTS))
     assert not ans.candidates
     (lead,) = ans.lone_leads
-    assert lead.unlearned["why"] == "one class" and lead.unlearned["modal"][lead.unlearned["camp"]] == 1.0
-    assert ("(disagreement:probe_set=in_dist) they predict one class for nearly every probe (its share 100%, against "
-            in ans.sentence)
-    assert "a training that collapsed (a learning rate too high, a run that diverged)" in ans.sentence
-    fps, table = _population("rule", modal=True)  # a second rule: its classes as mixed as the first's
-    assert label_free_answer(analyze(fps, table, OPTS)).candidates
+    assert lead.unlearned["why"] == "flat" and lead.unlearned["spread"] == [20.0, 0.0]
+    assert ("(disagreement:probe_set=in_dist) their outputs barely move with the input (their log-probabilities' "
+            "spread 0 nats, against 20 for the others)") in ans.sentence
+    assert "a difference among the other 30 may hide behind these models, which a report of those alone would show" in ans.sentence
 
 
-def test_the_disagreement_extractor_records_each_models_most_frequent_class_share(tmp_path):
+def test_a_goal_of_rare_classes_is_not_a_collapse():
+    """Audit 95 (F1): 8 detectors of a rare event predicted one class for 98% of the in-distribution probes, and the
+    share of the most frequent class called them collapsed; their outputs move with the input (3.5-4.7 nats)."""
+    fps, table = _population("constant", modal=True, spread=[20.0] * N_OK + [4.0] * N_ODD)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+
+
+def test_two_minority_goals_in_one_camp_do_not_agree_with_nothing():
+    """Audit 95 (F2): 3 models of one label map and 3 of another, in one camp: most of its pairs differ, but each
+    model has a near mate; not models that agree with nothing."""
+    r = np.random.default_rng(6)
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.concatenate([_noisy(y, N_OK, 0.97, r), _noisy((y + 1) % CLASSES, 3, 0.97, r),
+                        _noisy((y + 2) % CLASSES, 3, 0.97, r)])
+    fps, table = _population(p, modal=True, spread=[20.0] * (N_OK + N_ODD))
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    stats = ans.candidates[0].in_dist
+    assert stats["within"][1] >= 0.75 * stats["between"] > stats["nearest"][1]
+    assert not ans.candidates[0].unlearned
+
+
+def test_the_disagreement_extractor_records_each_models_class_shares_and_spread(tmp_path):
     import torch
     from torch import nn
 
@@ -140,3 +166,48 @@ def test_the_disagreement_extractor_records_each_models_most_frequent_class_shar
     (f,) = [f for f in cached_fingerprints(Zoo.open(tmp_path / "zoo")) if f.name == "disagreement:probe_set=in_dist"]
     share = dict(zip(f.model_ids, f.meta["modal_share"]))
     assert [share[m] for m in f.model_ids[4:]] == [1.0, 1.0] and all(1 / 3 <= share[m] < 1.0 for m in f.model_ids[:4])
+    spread = dict(zip(f.model_ids, f.meta["spread"]))  # the collapsed ones' log-probabilities do not move at all
+    assert [spread[m] for m in f.model_ids[4:]] == [0.0, 0.0] and all(spread[m] > 0 for m in f.model_ids[:4])
+
+
+def _noisy(y: np.ndarray, k: int, accuracy: float, r: np.random.Generator) -> np.ndarray:
+    """``k`` models' predictions ``[k, probes]``: ``y`` right on ``accuracy`` of the probes, a random other class elsewhere."""
+    wrong = r.random((k, len(y))) > accuracy
+    return np.where(wrong, (y + r.integers(1, CLASSES, (k, len(y)))) % CLASSES, y)
+
+
+def test_a_camp_that_learned_the_task_less_well_is_said_so_not_to_agree_with_nothing():
+    """Review 95 (M2): a camp at 75% accuracy (label noise, a smaller model) differs among itself more often than from
+    the rest, but far less often than models predicting at random would: models that learned the task less well."""
+    r = np.random.default_rng(4)
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.concatenate([_noisy(y, N_OK, 0.97, r), _noisy(y, N_ODD, 0.75, r)])
+    fps, table = _population(p, modal=True)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["why"] == "less" and not ans.candidates
+    assert "models that learned the task less well than the others and each in its own way" in ans.sentence
+    assert "agree with nothing" not in ans.sentence
+
+
+def test_trained_models_of_an_imbalanced_task_are_not_a_collapsed_camp():
+    """Review 95 (M1): on in-distribution probes nearly all of one class, the trained models predict it for nearly
+    every input; beside a smaller camp of another goal, they are not the camp that collapsed."""
+    r = np.random.default_rng(5)
+    y = np.where(r.random(PROBES) < 0.985, 0, 1)
+    p = np.concatenate([_noisy(y, N_OK, 0.99, r), _noisy(np.full(PROBES, 2), N_ODD, 0.7, r)])
+    fps, table = _population(p, modal=True)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+
+
+def test_models_absent_from_the_predictions_are_not_named():
+    """Review 95 (L2): the camp's models named are those the in-distribution predictions hold."""
+    fps, table = _population("failed")
+    keep = [i for i in range(N_OK + N_ODD) if i not in (N_OK, N_OK + 1)]  # m30, m31 not in the predictions
+    d = fps[1]
+    fps[1] = FingerprintInput(d.name, d.values[np.ix_(keep, keep)], [d.model_ids[i] for i in keep], d.meta)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["sizes"][lead.unlearned["camp"]] == 4
+    assert "a camp of 4 models (m32, m33, m34, m35) that did not learn" in ans.sentence
