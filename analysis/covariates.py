@@ -247,9 +247,9 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
     naming the culprit."""
     out: dict[str, str] = {}
     notes = []
-    cols = opts.covariate_columns
+    cols = opts.covariates_in(table)
     for spec in opts.covariates:
-        if covariate_spec(spec)[0] in table:
+        if spec in table or covariate_spec(spec)[0] in table:
             continue
         name, _, form = spec.rpartition(":")
         if name in table:  # a form misspelt: "lr:level"

@@ -100,6 +100,11 @@ class AnalysisOptions:
         """``{column: form}`` of ``covariates`` (:func:`covariate_spec`; form ``None``: the values decide)."""
         return dict(covariate_spec(c) for c in self.covariates)
 
+    def covariates_in(self, table: dict) -> dict[str, str | None]:
+        """:attr:`covariate_columns` against the model ``table``: an entry that is itself a column's name is that
+        column, whatever follows its last colon (a column called ``opt:levels``: review 95)."""
+        return dict((c, None) if c in table else covariate_spec(c) for c in self.covariates)
+
     def replace(self, **kw) -> "AnalysisOptions":
         kw = {k: v for k, v in kw.items() if v is not None}
         new = dataclasses.replace(self, **kw)

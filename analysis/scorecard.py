@@ -125,7 +125,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
     taken = share = cells = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
     if opts.covariates:
-        cols = opts.covariate_columns
+        cols = opts.covariates_in(table)
         cov_fit = covariates.fit({c: col(c) for c in cols}, cols)  # on this fingerprint's models
         try:  # (some of the table's may be left out)
             covariates.check(cov_fit)
@@ -206,7 +206,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                   opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
 
     # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
-    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata_names(table, opts), *opts.covariate_columns}) \
+    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata_names(table, opts), *opts.covariates_in(table)}) \
         if lineage is not None and opts.calibrate else None
 
     # what the clusters line up with, over the whole population (no ground truth needed)

@@ -330,3 +330,11 @@ def test_a_misspelt_form_or_column_is_refused_by_name(covariates, message):
         analyze([fp], table, OPTS.replace(covariates=covariates))
     with pytest.raises(AnalysisError, match=r"--covariate\) names column 'lr' twice"):
         OPTS.replace(covariates=["lr", "lr:levels"])
+
+
+def test_a_column_whose_name_ends_in_a_form_is_that_column():
+    """Review 95 (L6): a column called ``opt:levels`` was refused as "unknown model column 'opt'"."""
+    fp, table, _ = _population(2)
+    table = {k: v for k, v in table.items() if k != "opt"} | {"opt:levels": table["opt"]}
+    res = analyze([fp], table, OPTS.replace(covariates=["opt:levels"]))
+    assert res.settings["covariate_terms"] == {"opt:levels": "2 levels"}
