@@ -49,6 +49,7 @@ from analysis.labelfree_sentences import (
 from analysis.options import STRATA
 from analysis.sortkeys import natural_key
 from analysis.unlearned import (
+    ONE_CLASS,
     agrees_with_nothing,
     differ_in_distribution,
     flat,
@@ -718,15 +719,25 @@ def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
     """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose outputs do
     not move with the input (``why`` "flat": :func:`analysis.unlearned.flat`), or whose models agree with nothing
     there (``why`` "nothing") or learned the task less well than the others (``why`` "less":
-    :func:`analysis.unlearned.agrees_with_nothing`, :func:`analysis.unlearned.near_chance`), or ``None``."""
+    :func:`analysis.unlearned.agrees_with_nothing`, :func:`analysis.unlearned.near_chance`), or ``None``. Of three
+    basins or more (``parts``), every basin but the largest must be such for the rest together to be said so."""
     stats = (rep.label_free or {}).get("in_dist_camps")
+    if stats and stats.get("parts"):
+        whys = [_failed(p) for p in stats["parts"]]
+        if not all(w is not None and w[0] == 1 for w in whys):
+            return None
+        return {**stats, "camp": 1, "why": whys[0][1]}
+    found = _failed(stats)
+    return None if found is None else {**stats, "camp": found[0], "why": found[1]}
+
+
+def _failed(stats: dict[str, Any] | None) -> tuple[int, str] | None:
+    """``(camp, why)`` of :func:`_unlearned` for two camps' ``stats``, or ``None``."""
     k = flat(stats)
     if k is not None:
-        return {**stats, "camp": k, "why": "flat"}
+        return k, "flat"
     k = agrees_with_nothing(stats)
-    if k is None:
-        return None
-    return {**stats, "camp": k, "why": "nothing" if near_chance(stats, k) else "less"}
+    return None if k is None else (k, "nothing" if near_chance(stats, k) else "less")
 
 
 def _small_share(c: Candidate) -> bool:
@@ -1425,7 +1436,9 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                 f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; on the in-distribution probes "
                 f"({u['fingerprint']}) ")
         if why == "flat":
-            what = (f"their outputs barely move with the input (their log-probabilities' spread {u['spread'][k]:.2g} nats, "
+            one = u.get("modal") and u["modal"][k] >= ONE_CLASS
+            what = (("they predict one class for nearly every probe, and " if one else "")
+                    + f"their outputs barely move with the input (their log-probabilities' spread {u['spread'][k]:.2g} nats, "
                     f"against {u['spread'][1 - k]:.2g} for the others): models that learned nothing of the input, which a "
                     "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
         elif why == "less":

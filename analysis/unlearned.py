@@ -35,7 +35,9 @@ OTHERS = 3.0  # ... and at least this many times as often as the other camp's mo
 ALIKE = 0.75  # a camp whose models' nearest mates differ from them at least this share as often as the others do
 NEAR_CHANCE = 0.8  # ... and among themselves this share as often as by chance: they agree with nothing
 FLAT = 0.05  # a camp whose outputs move with the input at most this share as far as the other camp's ...
-FLAT_NATS = 1.0  # ... and less than this (nats of log-probability over the probes) has flat outputs
+FLAT_NATS = 1.0  # ... and less than this (nats of log-probability over the probes), predicting other classes, ...
+ONE_CLASS = 0.995  # ... or that predicts one class for at least this share of the probes (the other camp not) ...
+FLAT_ONE = 0.2  # ... its outputs moving at most this share as far as the other camp's, has flat outputs
 NAMED = 4  # members of each camp named
 PER_MODEL = ("modal_share", "concentration", "spread")  # the predictions' metadata read per model
 
@@ -116,18 +118,25 @@ def near_chance(stats: dict[str, Any], k: int) -> bool:
 
 
 def flat(stats: dict[str, Any] | None) -> int | None:
-    """The camp (0 or 1) of :func:`camps` ``stats`` whose models' log-probabilities move with the input less
-    than :data:`FLAT_NATS` and at most :data:`FLAT` as far as the other camp's: outputs that do not depend on
-    the input (a training that collapsed or never started), or ``None``. Measured on the outside audits'
-    imports: 0-0.27 nats for models collapsed to one class, stopped after 2-5 steps or trained at 1e-5,
-    against 12-23 for trained ones; 3.5-4.7 for a real goal of rare classes (audit 95: the share of the most
-    frequent class, the first version's test, called those detectors a collapse), 1.8-2.2 for models
-    stopped after 5-20 steps."""
+    """The camp (0 or 1) of :func:`camps` ``stats`` whose outputs do not depend on the input (a training that
+    collapsed or never started), or ``None``: either its models' log-probabilities move with the input less
+    than :data:`FLAT_NATS` and at most :data:`FLAT` as far as the other camp's, the camps predicting other
+    classes on at least :data:`DIFFERENT` of the probes; or they predict one class for at least
+    :data:`ONE_CLASS` of the probes (the other camp's not), moving at most :data:`FLAT_ONE` as far.
+    Measured on the outside audits' imports: 0-0.27 nats for MLPs, CNNs and a transformer collapsed, stopped
+    after 2-5 steps or trained at 1e-5, against 12-23 for trained MLPs and CNNs and 3.8-10 for the
+    transformer; GRUs trained 1-5, collapsed 0.48-0.52, one class each. Not flat: a real goal of rare
+    classes (3.5-4.7 nats, 98% one class: audit 95's detectors, which a first version, reading only the most
+    frequent class's share, called collapsed); a camp whose logits were divided by 30 or trained with label
+    smoothing 0.5 (0.42-0.80 nats), whose classes are those of the rest (audit 96: a first version of the
+    spread alone demoted such a planted rule and backdoor)."""
     if not stats or "spread" not in stats:
         return None
-    s = stats["spread"]
+    s, m, between = stats["spread"], stats.get("modal"), stats["between"]
     for k in (0, 1):
-        if s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]:
+        quiet = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k] and between >= DIFFERENT
+        one = m is not None and m[k] >= ONE_CLASS > m[1 - k] and s[k] <= FLAT_ONE * s[1 - k]
+        if quiet or one:
             return k
     return None
 
@@ -149,7 +158,25 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
         return
     name, d, ids, per_model = found
     for r in results:
-        basins = (r.label_free or {}).get("candidate_basins") or {}
-        stats = camps(d, ids, {str(m): int(b) for m, b in basins.items() if int(b) >= 0}, per_model)
+        basins = {str(m): int(b) for m, b in ((r.label_free or {}).get("candidate_basins") or {}).items() if int(b) >= 0}
+        stats = camps(d, ids, basins, per_model) if set(basins.values()) == {0, 1} else _several(d, ids, basins, per_model)
         if stats is not None:
             r.label_free["in_dist_camps"] = {**stats, "fingerprint": name}
+
+
+def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray]
+             ) -> dict[str, Any] | None:
+    """:func:`camps` of three basins or more: the largest (camp 0) against the rest together (camp 1), with
+    ``parts``, each other basin's own :func:`camps` against the largest (audit 96: 6 failed models split 4 and 2
+    beside 26, a candidate of three basins, were never read). ``None`` for fewer than three basins."""
+    held = {m: b for m, b in basins.items() if m in set(ids)}
+    labels = sorted(set(held.values()))
+    if len(labels) < 3:
+        return None
+    largest = max(labels, key=lambda b: sum(v == b for v in held.values()))
+    stats = camps(d, ids, {m: int(b != largest) for m, b in held.items()}, per_model)
+    if stats is None:
+        return None
+    parts = [camps(d, ids, {m: int(b == k) for m, b in held.items() if b in (largest, k)}, per_model)
+             for k in labels if k != largest]
+    return {**stats, "parts": [p for p in parts if p is not None]} if all(p is not None for p in parts) else stats

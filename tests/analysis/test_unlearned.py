@@ -117,15 +117,29 @@ def test_a_camp_whose_outputs_do_not_move_with_the_input_did_not_learn():
     assert not ans.candidates
     (lead,) = ans.lone_leads
     assert lead.unlearned["why"] == "flat" and lead.unlearned["spread"] == [20.0, 0.0]
-    assert ("(disagreement:probe_set=in_dist) their outputs barely move with the input (their log-probabilities' "
-            "spread 0 nats, against 20 for the others)") in ans.sentence
+    assert ("(disagreement:probe_set=in_dist) they predict one class for nearly every probe, and their outputs barely "
+            "move with the input (their log-probabilities' spread 0 nats, against 20 for the others)") in ans.sentence
     assert "a difference among the other 30 may hide behind these models, which a report of those alone would show" in ans.sentence
 
 
 def test_a_goal_of_rare_classes_is_not_a_collapse():
     """Audit 95 (F1): 8 detectors of a rare event predicted one class for 98% of the in-distribution probes, and the
     share of the most frequent class called them collapsed; their outputs move with the input (3.5-4.7 nats)."""
-    fps, table = _population("constant", modal=True, spread=[20.0] * N_OK + [4.0] * N_ODD)
+    r = np.random.default_rng(7)
+    rare = r.random(PROBES) < 0.02  # the event: class 0 or 2 there, class 1 elsewhere
+    y = np.where(rare, 2 * r.integers(0, 2, PROBES), 1)
+    p = np.concatenate([_predictions("rule", 1)[:N_OK], _noisy(y, N_ODD, 0.995, r)])
+    fps, table = _population(p, modal=True, spread=[20.0] * N_OK + [4.0] * N_ODD)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+    assert 0.95 < ans.candidates[0].in_dist["modal"][1] < 0.995
+
+
+def test_a_camp_of_small_outputs_that_predicts_the_classes_of_the_rest_is_not_flat():
+    """Audit 96 (F2): a planted rule exported with its logits divided by 30 (or trained with label smoothing) moved
+    its log-probabilities 0.4-0.8 nats against 19, and the spread alone demoted it; its camps predict the same
+    classes on the in-distribution probes, so it is not flat, and stays a candidate."""
+    fps, table = _population("rule", modal=True, spread=[19.0] * N_OK + [0.6] * N_ODD)
     ans = label_free_answer(analyze(fps, table, OPTS))
     assert ans.candidates and not ans.candidates[0].unlearned
 
@@ -211,3 +225,27 @@ def test_models_absent_from_the_predictions_are_not_named():
     (lead,) = ans.lone_leads
     assert lead.unlearned["sizes"][lead.unlearned["camp"]] == 4
     assert "a camp of 4 models (m32, m33, m34, m35) that did not learn" in ans.sentence
+
+
+def test_failed_models_in_two_basins_beside_the_trained_ones_are_read_together():
+    """Audit 96 (F1): 6 failed CNNs split 4 and 2 beside 26 trained ones, a candidate of three basins, were never
+    read; each basin but the largest is read against the largest, and the rest together is said."""
+    from types import SimpleNamespace
+
+    from analysis.answer import _unlearned
+
+    p = _predictions("failed")
+    ids = [f"m{i:02d}" for i in range(N_OK + N_ODD)]
+    basins = {m: 0 if i < N_OK else 1 + (i - N_OK) % 2 for i, m in enumerate(ids)}  # 30, 3 and 3
+    per_model = {"spread": np.asarray([20.0] * N_OK + [0.05] * N_ODD)}
+    stats = unlearned._several(_disagreement(p), ids, basins, per_model)
+    assert stats["sizes"] == [N_OK, N_ODD] and len(stats["parts"]) == 2
+    u = _unlearned(SimpleNamespace(label_free={"in_dist_camps": stats}))
+    assert u["camp"] == 1 and u["why"] == "flat"
+    # the second basin of another rule, trained (predicting as the rest in distribution): nothing said of the rest
+    rule = [i for i, m in enumerate(ids) if basins[m] == 2]
+    p[rule] = _predictions("rule")[rule]
+    per_model["spread"][rule] = 20.0
+    mixed = unlearned._several(_disagreement(p), ids, basins, per_model)
+    assert [_unlearned(SimpleNamespace(label_free={"in_dist_camps": part})) is None for part in mixed["parts"]] == [False, True]
+    assert _unlearned(SimpleNamespace(label_free={"in_dist_camps": mixed})) is None
