@@ -9,9 +9,10 @@ fingerprints ... 84 SDs apart". Two signs tell them from a basin without labels,
 in-distribution predictions (``disagreement:probe_set=in_dist``, whose metadata records each model's
 figures):
 
-- **flat outputs** (:func:`flat`): their log-probabilities barely move with the input (the audits'
-  collapsed, never-started and 1e-5 models: 0-0.27 nats of spread over the probes, against 12-23 for
-  trained ones; a real goal of rare classes, 3.5-4.7; models stopped after 5-20 steps, 1.8-2.2);
+- **flat outputs** (:func:`flat`): their log-probabilities barely move with the input while they predict
+  other classes than the rest, or one class for nearly every input (the audits' collapsed, never-started
+  and 1e-5 models: 0-0.27 nats of spread over the probes, against 12-23 for trained MLPs and CNNs; a real
+  goal of rare classes, 3.5-4.7; a rule exported with small logits, 0.4-0.8 but the classes of the rest);
 - **no agreement of their own** (:func:`agrees_with_nothing`): they predict other classes than the
   rest, and each model's nearest camp-mate differs from it nearly as often (audit 94's camp: 57% from the
   rest, 61% among themselves; two real minority goals in one camp have a near mate each, audit 95).
