@@ -95,14 +95,10 @@ class AnalysisOptions:
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
 
-    @property
-    def covariate_columns(self) -> dict[str, str | None]:
-        """``{column: form}`` of ``covariates`` (:func:`covariate_spec`; form ``None``: the values decide)."""
-        return dict(covariate_spec(c) for c in self.covariates)
-
     def covariates_in(self, table: dict) -> dict[str, str | None]:
-        """:attr:`covariate_columns` against the model ``table``: an entry that is itself a column's name is that
-        column, whatever follows its last colon (a column called ``opt:levels``: review 95)."""
+        """``{column: form}`` of ``covariates`` against the model ``table`` (:func:`covariate_spec`; form ``None``:
+        the values decide): an entry that is itself a column's name is that column, whatever follows its last
+        colon (a column called ``opt:levels``: review 95)."""
         return dict((c, None) if c in table else covariate_spec(c) for c in self.covariates)
 
     def replace(self, **kw) -> "AnalysisOptions":
