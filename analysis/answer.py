@@ -722,11 +722,12 @@ def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
     :func:`analysis.unlearned.agrees_with_nothing`, :func:`analysis.unlearned.near_chance`), or ``None``. Of three
     basins or more (``parts``), every basin but the largest must be such for the rest together to be said so."""
     stats = (rep.label_free or {}).get("in_dist_camps")
-    if stats and stats.get("parts"):
+    if stats and "parts" in stats:  # three basins or more: each but the largest read against it (none: one unread)
         whys = [_failed(p) for p in stats["parts"]]
-        if not all(w is not None and w[0] == 1 for w in whys):
+        if not whys or not all(w is not None and w[0] == 1 for w in whys):
             return None
-        return {**stats, "camp": 1, "why": whys[0][1]}
+        kinds = {w[1] for w in whys}
+        return {**stats, "camp": 1, "why": kinds.pop() if len(kinds) == 1 else "several"}
     found = _failed(stats)
     return None if found is None else {**stats, "camp": found[0], "why": found[1]}
 
@@ -1441,6 +1442,9 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                     + f"their outputs barely move with the input (their log-probabilities' spread {u['spread'][k]:.2g} nats, "
                     f"against {u['spread'][1 - k]:.2g} for the others): models that learned nothing of the input, which a "
                     "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
+        elif why == "several":
+            what = (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input or agrees "
+                    "with nothing, against the largest camp: models that did not learn, in more than one way")
         elif why == "less":
             what = (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
                     f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
