@@ -1457,7 +1457,8 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                     "learning rate too low, too few steps, a run that diverged)")
         texts.append(f"{head}{what}, not another way of doing the task, whose models would agree there with each other: "
                      f"check their accuracy; a difference among the other {other} may hide behind these models, which a "
-                     "report of those alone would show; docs/scorecard.md, \"Models that did not learn\")")
+                     "report of those alone would show; docs/scorecard.md, \"Models that did not learn\")"
+                     + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)
     return "; ".join(texts)
 
 
