@@ -268,3 +268,24 @@ def test_three_basins_with_a_basin_of_one_model_or_mixed_reasons():
     per_model["spread"][[N_OK + 1, N_OK + 3, N_OK + 5]] = 20.0  # basin 2: failed, but not flat
     u = _unlearned(SimpleNamespace(label_free={"in_dist_camps": unlearned._several(_disagreement(p), ids, mixed, per_model)}))
     assert u["why"] == "several"
+
+
+def test_a_second_rule_behind_a_failed_camp_is_pointed_at_by_the_finer_clusters():
+    """Review 95 (H2): 15 failed models beside 30 trained ones of two rules (agreeing in distribution, 8 SDs apart on
+    the outputs) take the two-camp split; the lead says the outputs' own three clusters."""
+    r = np.random.default_rng(2)
+    n, fam = 45, np.arange(45) // 3
+    grp = fam % 3
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.where(r.random((n, PROBES)) < 0.04, r.integers(0, CLASSES, (n, PROBES)), np.tile(y, (n, 1)))
+    p[grp == 2] = r.integers(0, CLASSES, ((grp == 2).sum(), PROBES))
+    scale = np.exp(-np.arange(20) / 5)
+    x = (r.standard_normal((n, 20)) + 0.6 * r.standard_normal((15, 20))[fam] + 8 * r.standard_normal((3, 20))[grp]) * scale
+    ids = [f"m{i:02d}" for i in range(n)]
+    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+           FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids,
+                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
+                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES}})]
+    ans = label_free_answer(analyze(fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, OPTS))
+    assert not ans.candidates and ans.lone_leads[0].lone_why == "unlearned"
+    assert "their own clusters split the camps further: k = 3 (outputs: 15, 15 and 15 models)" in ans.sentence
