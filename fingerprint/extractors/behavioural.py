@@ -280,8 +280,11 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     modal, concentration = shares.max(-1).values.tolist(), (shares ** 2).sum(-1).tolist()
     # how far its log-probabilities move with the input (their SD over the predictions, averaged over the classes,
     # in nats): about 0 for a model whose outputs do not depend on the input
-    logp = torch.log_softmax(out.float(), -1).flatten(1, -2)  # [n, per_model, C]
-    spread = logp.std(1).mean(-1).tolist() if per_model > 1 else [0.0] * len(logp)
+    spread = [0.0] * len(out)
+    if per_model > 1:  # a few models at a time: a vocabulary-wide log_softmax of every model at once doubles `out`
+        step = max(1, (1 << 26) // max(1, out[0].numel()))
+        spread = torch.cat([torch.log_softmax(part.float(), -1).flatten(1, -2).std(1).mean(-1)
+                            for part in torch.split(out, step)]).tolist()
     onehot = onehot.flatten(1)  # [n, per_model * C]
     return (1.0 - onehot @ onehot.T / per_model).clamp_min(0.0), {
         "predicts": "classes", "resolution": 1.0 / per_model, "modal_share": [round(v, 4) for v in modal],
