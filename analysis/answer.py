@@ -52,6 +52,7 @@ from analysis.unlearned import (
     ONE_CLASS,
     agrees_with_nothing,
     differ_in_distribution,
+    diverged,
     flat,
     near_chance,
 )
@@ -734,6 +735,9 @@ def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
 
 def _failed(stats: dict[str, Any] | None) -> tuple[int, str] | None:
     """``(camp, why)`` of :func:`_unlearned` for two camps' ``stats``, or ``None``."""
+    k = diverged(stats)
+    if k is not None:
+        return k, "diverged"
     k = flat(stats)
     if k is not None:
         return k, "flat"
@@ -1436,11 +1440,14 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                 f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
                 f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; on the in-distribution probes "
                 f"({u['fingerprint']}) ")
-        if why == "flat":
+        if why == "diverged":
+            what = (f"their outputs are blown up (their log-probabilities' spread {_nats(u['spread'][k])} nats, against "
+                    f"{_nats(u['spread'][1 - k])} for the others): a run that diverged")
+        elif why == "flat":
             one = u.get("modal") and u["modal"][k] >= ONE_CLASS
             what = (("they predict one class for nearly every probe, and " if one else "")
-                    + f"their outputs barely move with the input (their log-probabilities' spread {u['spread'][k]:.2g} nats, "
-                    f"against {u['spread'][1 - k]:.2g} for the others): models that learned nothing of the input, which a "
+                    + f"their outputs barely move with the input (their log-probabilities' spread {_nats(u['spread'][k])} nats, "
+                    f"against {_nats(u['spread'][1 - k])} for the others): models that learned nothing of the input, which a "
                     "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
         elif why == "several":
             what = (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input or agrees "
@@ -1449,7 +1456,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
             what = (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
                     f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
                     f"{_percent(u['within'][1 - k])}: models that learned the task less well than the others and each in "
-                    "its own way (label noise, too few steps, a smaller model)")
+                    "its own way (a learning rate too high or too low, label noise, too few steps, a smaller model)")
         else:
             what = (f"they predict other classes than the others on {_percent(u['between'])} of them and than each other on "
                     f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
@@ -1488,9 +1495,15 @@ def _small_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
     return _leads_text(ans, head, leads, first)
 
 
+def _nats(x: float) -> str:
+    """``0``, ``0.061``, ``19``, ``2419``: a spread of log-probabilities in nats, for people."""
+    return "0" if x == 0 else f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
 def _percent(x: float) -> str:
-    """``0.88%``, ``4.1%``: a share in percent, two significant figures (``under 0.01%`` below that)."""
-    return "under 0.01%" if 100 * x < 0.01 else f"{100 * x:.2g}%"
+    """``0.88%``, ``4.1%``, ``57%``, ``100%``: a share in percent, two significant figures below 10% and whole
+    percents from there (``under 0.01%`` below that; audit 97: ``1e+02%``)."""
+    return "under 0.01%" if 100 * x < 0.01 else f"{100 * x:.0f}%" if 100 * x >= 9.95 else f"{100 * x:.2g}%"
 
 
 def _recorded(ans: Answer) -> dict[str, Any]:

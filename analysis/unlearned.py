@@ -39,6 +39,10 @@ FLAT = 0.05  # a camp whose outputs move with the input at most this share as fa
 FLAT_NATS = 1.0  # ... and less than this (nats of log-probability over the probes), predicting other classes, ...
 ONE_CLASS = 0.995  # ... or that predicts one class for at least this share of the probes (the other camp not) ...
 FLAT_ONE = 0.2  # ... its outputs moving at most this share as far as the other camp's, has flat outputs
+DIVERGED = 10.0  # a camp whose outputs move at least this many times as far as the other camp's ...
+DIVERGED_NATS = 100.0  # ... and this far (nats of log-probability over the probes) has blown-up outputs
+ERRATIC = 0.3  # a camp whose outputs move further than the other's, each model's nearest mate this share as far as
+# the other camp, agrees with nothing of its own (audit 97: two of six models at too high a learning rate shared errors)
 NAMED = 4  # members of each camp named
 PER_MODEL = ("modal_share", "concentration", "spread")  # the predictions' metadata read per model
 
@@ -98,13 +102,36 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     at least :data:`DIFFERENT` of the in-distribution probes, and :data:`OTHERS` times as often as those
     differ among themselves, while each of its models' nearest camp-mate differs from it at least
     :data:`ALIKE` as often: models that learned nothing in common with the rest, nor with each other (two
-    minority goals in one camp have a near mate each: audit 95). ``None`` when no camp is such. Whether they
+    minority goals in one camp have a near mate each: audit 95); or, moving their outputs further than the
+    other camp's, at least :data:`ERRATIC` as often (a harder goal learned in part moves them less: audit
+    95's, 8-10 nats against 18). ``None`` when no camp is such. Whether they
     agree with nothing at all or learned the task less well (:func:`near_chance`) is the answer's to say."""
     if not stats:
         return None
     within, between, nearest = stats["within"], stats["between"], stats.get("nearest", stats["within"])
+    spread = stats.get("spread")
     for k in (0, 1):
-        if between >= max(DIFFERENT, OTHERS * within[1 - k]) and nearest[k] >= ALIKE * between:
+        if between < max(DIFFERENT, OTHERS * within[1 - k]):
+            continue
+        if nearest[k] >= ALIKE * between:
+            return k
+        if spread is not None and spread[k] > spread[1 - k] and nearest[k] >= ERRATIC * between:
+            return k  # more confident than the trained camp, and mostly alone in it: erratic, not a goal learned less well
+    return None
+
+
+def diverged(stats: dict[str, Any] | None) -> int | None:
+    """The camp (0 or 1) of :func:`camps` ``stats`` whose log-probabilities move with the input at least
+    :data:`DIVERGED` times as far as the other camp's, and :data:`DIVERGED_NATS` or more: outputs blown up by
+    a run that diverged, whatever classes they predict (audit 97: on a binary task whose positives the
+    in-distribution probes hardly hold, every model predicted the negative class, and 6 models at a learning
+    rate of 1.0, logits near 26,000, moved 2,419 nats against 7.9, a candidate of the weights' fingerprints).
+    ``None`` when no camp is such."""
+    if not stats or "spread" not in stats:
+        return None
+    s = stats["spread"]
+    for k in (0, 1):
+        if s[k] >= DIVERGED_NATS and s[k] >= DIVERGED * s[1 - k]:
             return k
     return None
 
@@ -122,7 +149,8 @@ def flat(stats: dict[str, Any] | None) -> int | None:
     """The camp (0 or 1) of :func:`camps` ``stats`` whose outputs do not depend on the input (a training that
     collapsed or never started), or ``None``: either its models' log-probabilities move with the input less
     than :data:`FLAT_NATS` and at most :data:`FLAT` as far as the other camp's, the camps predicting other
-    classes on at least :data:`DIFFERENT` of the probes; or they predict one class for at least
+    classes on at least :data:`DIFFERENT` of the probes, or both one class, where the predictions cannot tell
+    them apart (audit 97: positives of 0.24% that no in-distribution probe held); or they predict one class for at least
     :data:`ONE_CLASS` of the probes (the other camp's not), moving at most :data:`FLAT_ONE` as far.
     Measured on the outside audits' imports: 0-0.27 nats for MLPs, CNNs and a transformer collapsed, stopped
     after 2-5 steps or trained at 1e-5, against 12-23 for trained MLPs and CNNs and 3.8-10 for the
@@ -135,7 +163,8 @@ def flat(stats: dict[str, Any] | None) -> int | None:
         return None
     s, m, between = stats["spread"], stats.get("modal"), stats["between"]
     for k in (0, 1):
-        quiet = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k] and between >= DIFFERENT
+        small = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]
+        quiet = small and (between >= DIFFERENT or (m is not None and min(m) >= ONE_CLASS))
         one = m is not None and m[k] >= ONE_CLASS > m[1 - k] and s[k] <= FLAT_ONE * s[1 - k]
         if quiet or one:
             return k

@@ -289,3 +289,35 @@ def test_a_second_rule_behind_a_failed_camp_is_pointed_at_by_the_finer_clusters(
     ans = label_free_answer(analyze(fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, OPTS))
     assert not ans.candidates and ans.lone_leads[0].lone_why == "unlearned"
     assert "their own clusters split the camps further: k = 3 (outputs: 15, 15 and 15 models)" in ans.sentence
+
+
+def test_blown_up_and_flat_outputs_where_every_model_predicts_one_class():
+    """Audit 97 (F1): positives the in-distribution probes hardly hold, every model predicting the negative class;
+    models that diverged (logits near 26,000: 2,419 nats of spread against 7.9) or collapsed (0 against 8.6) were a
+    candidate of the weights' fingerprints, since their predictions could not tell them apart."""
+    p = np.zeros((N_OK + N_ODD, PROBES), dtype=int)
+    for odd_spread, why in ((2400.0, "diverged"), (0.0, "flat")):
+        fps, table = _population(p, modal=True, spread=[8.0] * N_OK + [odd_spread] * N_ODD)
+        ans = label_free_answer(analyze(fps, table, OPTS))
+        assert not ans.candidates and [c.unlearned["why"] for c in ans.lone_leads] == [why]
+    fps, table = _population(p, modal=True, spread=[8.0] * N_OK + [2400.0] * N_ODD)
+    assert "their outputs are blown up (their log-probabilities' spread 2400 nats, against 8 for the others): a run " \
+           "that diverged" in label_free_answer(analyze(fps, table, OPTS)).sentence
+
+
+def test_models_more_confident_than_the_rest_and_mostly_alone_in_their_camp_are_erratic():
+    """Audit 97 (F2): 6 digits models at too high a learning rate (accuracy 0.10-0.75) moved their outputs further
+    than the trained ones, and two of them shared some errors (nearest mate 21% against 62% from the rest): not
+    a goal learned less well, whose outputs move less (audit 95's harder goal: 8-10 nats against 18)."""
+    r = np.random.default_rng(8)
+    y = r.integers(0, CLASSES, PROBES)
+    pairs = np.repeat(r.integers(0, CLASSES, (3, PROBES)), 2, axis=0)
+    odd = np.where(r.random((N_ODD, PROBES)) < 0.25, r.integers(0, CLASSES, (N_ODD, PROBES)), pairs)
+    p = np.concatenate([_noisy(y, N_OK, 0.99, r), odd])
+    fps, table = _population(p, modal=True, spread=[6.0] * N_OK + [40.0] * N_ODD)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    stats = ans.lone_leads[0].unlearned if ans.lone_leads else ans.candidates[0].in_dist
+    assert stats["nearest"][1] < 0.75 * stats["between"]  # the first sign alone would keep it a candidate
+    assert not ans.candidates and ans.lone_leads[0].lone_why == "unlearned"
+    fps, table = _population(p, modal=True, spread=[6.0] * N_OK + [3.0] * N_ODD)  # moving less: kept
+    assert label_free_answer(analyze(fps, table, OPTS)).candidates
