@@ -1450,8 +1450,8 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                     f"against {_nats(u['spread'][1 - k])} for the others): models that learned nothing of the input, which a "
                     "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
         elif why == "several":
-            what = (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input or agrees "
-                    "with nothing, against the largest camp: models that did not learn, in more than one way")
+            what = (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input, blows them "
+                    "up, or agrees with nothing, against the largest camp: models that did not learn, in more than one way")
         elif why == "less":
             what = (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
                     f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
@@ -1462,7 +1462,8 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                     f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
                     "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
                     "learning rate too low, too few steps, a run that diverged)")
-        texts.append(f"{head}{what}, not another way of doing the task, whose models would agree there with each other: "
+        agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
+        texts.append(f"{head}{what}, not another way of doing the task{agree}: "
                      f"check their accuracy; a difference among the other {other} may hide behind these models, which a "
                      "report of those alone would show; docs/scorecard.md, \"Models that did not learn\")"
                      + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)

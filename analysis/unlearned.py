@@ -7,7 +7,7 @@ the trained ones on every fingerprint at once: an outside audit (94) read 6 of 9
 learning rate of 1e-5 (accuracy 0.30-0.52) as "one candidate deep difference, found by 6 of 11
 fingerprints ... 84 SDs apart". Two signs tell them from a basin without labels, both read from the
 in-distribution predictions (``disagreement:probe_set=in_dist``, whose metadata records each model's
-figures):
+figures), and a third, outputs blown up by a run that diverged (:func:`diverged`):
 
 - **flat outputs** (:func:`flat`): their log-probabilities barely move with the input while they predict
   other classes than the rest, or one class for nearly every input (the audits' collapsed, never-started
@@ -41,7 +41,9 @@ ONE_CLASS = 0.995  # ... or that predicts one class for at least this share of t
 FLAT_ONE = 0.2  # ... its outputs moving at most this share as far as the other camp's, has flat outputs
 DIVERGED = 10.0  # a camp whose outputs move at least this many times as far as the other camp's ...
 DIVERGED_NATS = 100.0  # ... and this far (nats of log-probability over the probes) has blown-up outputs
-ERRATIC = 0.3  # a camp whose outputs move further than the other's, each model's nearest mate this share as far as
+FLAT_BOTH = 0.01  # where both camps predict one class, a flat camp moves at most this share as far as the other
+ERRATIC_SPREAD = 2.0  # a camp whose outputs move at least this many times as far as the other's (review 97) ...
+ERRATIC = 0.3  # ... each model's nearest mate at least this share as far as
 # the other camp, agrees with nothing of its own (audit 97: two of six models at too high a learning rate shared errors)
 NAMED = 4  # members of each camp named
 PER_MODEL = ("modal_share", "concentration", "spread")  # the predictions' metadata read per model
@@ -102,8 +104,8 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     at least :data:`DIFFERENT` of the in-distribution probes, and :data:`OTHERS` times as often as those
     differ among themselves, while each of its models' nearest camp-mate differs from it at least
     :data:`ALIKE` as often: models that learned nothing in common with the rest, nor with each other (two
-    minority goals in one camp have a near mate each: audit 95); or, moving their outputs further than the
-    other camp's, at least :data:`ERRATIC` as often (a harder goal learned in part moves them less: audit
+    minority goals in one camp have a near mate each: audit 95); or, moving their outputs at least
+    :data:`ERRATIC_SPREAD` times as far as the other camp's, at least :data:`ERRATIC` as often (a harder goal learned in part moves them less: audit
     95's, 8-10 nats against 18). ``None`` when no camp is such. Whether they
     agree with nothing at all or learned the task less well (:func:`near_chance`) is the answer's to say."""
     if not stats:
@@ -115,7 +117,7 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
             continue
         if nearest[k] >= ALIKE * between:
             return k
-        if spread is not None and spread[k] > spread[1 - k] and nearest[k] >= ERRATIC * between:
+        if spread is not None and spread[k] >= ERRATIC_SPREAD * spread[1 - k] and nearest[k] >= ERRATIC * between:
             return k  # more confident than the trained camp, and mostly alone in it: erratic, not a goal learned less well
     return None
 
@@ -125,13 +127,18 @@ def diverged(stats: dict[str, Any] | None) -> int | None:
     :data:`DIVERGED` times as far as the other camp's, and :data:`DIVERGED_NATS` or more: outputs blown up by
     a run that diverged, whatever classes they predict (audit 97: on a binary task whose positives the
     in-distribution probes hardly hold, every model predicted the negative class, and 6 models at a learning
-    rate of 1.0, logits near 26,000, moved 2,419 nats against 7.9, a candidate of the weights' fingerprints).
-    ``None`` when no camp is such."""
+    rate of 1.0, logits near 26,000, moved 2,419 nats against 7.9, a candidate of the weights' fingerprints),
+    when every model predicts one class or the camp's models have no near mate of their own, and the other camp
+    moves at least :data:`FLAT_NATS` (review 97: a real minority of larger logits, a temperature below 1, agrees
+    with itself; beside collapsed models, healthy ones move far further). ``None`` when no camp is such."""
     if not stats or "spread" not in stats:
         return None
-    s = stats["spread"]
+    s, m, between = stats["spread"], stats.get("modal"), stats["between"]
+    nearest = stats.get("nearest", stats["within"])
+    one = m is not None and min(m) >= ONE_CLASS  # the predictions tell nothing: every model one class
     for k in (0, 1):
-        if s[k] >= DIVERGED_NATS and s[k] >= DIVERGED * s[1 - k]:
+        alone = between >= DIFFERENT and nearest[k] >= ERRATIC * between  # no near mate of its own
+        if s[k] >= DIVERGED_NATS and s[k] >= DIVERGED * s[1 - k] and s[1 - k] >= FLAT_NATS and (one or alone):
             return k
     return None
 
@@ -149,8 +156,9 @@ def flat(stats: dict[str, Any] | None) -> int | None:
     """The camp (0 or 1) of :func:`camps` ``stats`` whose outputs do not depend on the input (a training that
     collapsed or never started), or ``None``: either its models' log-probabilities move with the input less
     than :data:`FLAT_NATS` and at most :data:`FLAT` as far as the other camp's, the camps predicting other
-    classes on at least :data:`DIFFERENT` of the probes, or both one class, where the predictions cannot tell
-    them apart (audit 97: positives of 0.24% that no in-distribution probe held); or they predict one class for at least
+    classes on at least :data:`DIFFERENT` of the probes, or (both camps one class, where the predictions cannot
+    tell them apart: audit 97's positives of 0.24% that no in-distribution probe held) at most :data:`FLAT_BOTH`
+    as far; or they predict one class for at least
     :data:`ONE_CLASS` of the probes (the other camp's not), moving at most :data:`FLAT_ONE` as far.
     Measured on the outside audits' imports: 0-0.27 nats for MLPs, CNNs and a transformer collapsed, stopped
     after 2-5 steps or trained at 1e-5, against 12-23 for trained MLPs and CNNs and 3.8-10 for the
@@ -164,7 +172,8 @@ def flat(stats: dict[str, Any] | None) -> int | None:
     s, m, between = stats["spread"], stats.get("modal"), stats["between"]
     for k in (0, 1):
         small = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]
-        quiet = small and (between >= DIFFERENT or (m is not None and min(m) >= ONE_CLASS))
+        both_one = m is not None and min(m) >= ONE_CLASS and s[k] <= FLAT_BOTH * s[1 - k]  # (review 97: a backdoor of
+        quiet = small and (between >= DIFFERENT or both_one)  # small logits moved 3-5% where the probes lack its trigger)
         one = m is not None and m[k] >= ONE_CLASS > m[1 - k] and s[k] <= FLAT_ONE * s[1 - k]
         if quiet or one:
             return k

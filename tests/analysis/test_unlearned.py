@@ -321,3 +321,20 @@ def test_models_more_confident_than_the_rest_and_mostly_alone_in_their_camp_are_
     assert not ans.candidates and ans.lone_leads[0].lone_why == "unlearned"
     fps, table = _population(p, modal=True, spread=[6.0] * N_OK + [3.0] * N_ODD)  # moving less: kept
     assert label_free_answer(analyze(fps, table, OPTS)).candidates
+
+
+def test_larger_or_smaller_logits_of_a_real_camp_are_no_failure():
+    """Review 97: a rule agreeing in distribution whose logits are 20 times larger (160 nats against 8: a temperature
+    below 1) is not a run that diverged; a backdoor of small logits (0.3 against 8.6) where every model predicts
+    one class, the probes lacking its trigger, is not flat; a camp moving its outputs as far as the rest (6.2 against
+    6.0) is not erratic."""
+    fps, table = _population("rule", modal=True, spread=[8.0] * N_OK + [160.0] * N_ODD)
+    assert label_free_answer(analyze(fps, table, OPTS)).candidates
+    p = np.zeros((N_OK + N_ODD, PROBES), dtype=int)
+    fps, table = _population(p, modal=True, spread=[8.6] * N_OK + [0.3] * N_ODD)
+    assert label_free_answer(analyze(fps, table, OPTS)).candidates
+    r = np.random.default_rng(9)
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.concatenate([_noisy(y, N_OK, 0.99, r), _noisy((y + 1) % CLASSES, N_ODD, 0.8, r)])
+    fps, table = _population(p, modal=True, spread=[6.0] * N_OK + [6.2] * N_ODD)
+    assert label_free_answer(analyze(fps, table, OPTS)).candidates
