@@ -47,7 +47,6 @@ from analysis.labelfree_sentences import (
     sds,
 )
 from analysis.options import STRATA
-from analysis.sortkeys import natural_key
 from analysis.unlearned import (
     ONE_CLASS,
     agrees_with_nothing,
@@ -201,7 +200,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     by_rep = {str(r.fingerprint): r for r in deep}
     for c in found:
         c.in_dist = (by_rep[c.representative].label_free or {}).get("in_dist_camps")
-        c.unlearned = _unlearned(by_rep[c.representative])
+        c.unlearned = _unlearned(c.in_dist)
     beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
     for c in found:
         c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural)
@@ -716,13 +715,12 @@ def _lone_why(c: Candidate, n_behavioural: int) -> str:
     return "inside" if n_behavioural and c.kinds and "behavioural" not in c.kinds else ""
 
 
-def _unlearned(rep: FingerprintResult) -> dict[str, Any] | None:
-    """``rep``'s in-distribution camps (:func:`analysis.unlearned.camps`) with ``camp``, the one whose outputs do
+def _unlearned(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A representative's in-distribution camps ``stats`` (:func:`analysis.unlearned.camps`) with ``camp``, the one whose outputs do
     not move with the input (``why`` "flat": :func:`analysis.unlearned.flat`), or whose models agree with nothing
     there (``why`` "nothing") or learned the task less well than the others (``why`` "less":
     :func:`analysis.unlearned.agrees_with_nothing`, :func:`analysis.unlearned.near_chance`), or ``None``. Of three
     basins or more (``parts``), every basin but the largest must be such for the rest together to be said so."""
-    stats = (rep.label_free or {}).get("in_dist_camps")
     if stats and "parts" in stats:  # three basins or more: each but the largest read against it (none: one unread)
         whys = [_failed(p) for p in stats["parts"]]
         if not whys or not all(w is not None and w[0] == 1 for w in whys):
@@ -1433,7 +1431,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
     for c in leads:
         u = c.unlearned
         k, why = u["camp"], u.get("why")
-        ids = u.get("members", [[], []])[k] or sorted((m for m, b in c.basins.items() if int(b) == k), key=natural_key)
+        ids = u["members"][k]  # (analysis.unlearned.camps: the first few the predictions hold)
         named = ", ".join(ids[:4]) + (", ..." if u["sizes"][k] > 4 else "")
         other = u["sizes"][1 - k]
         head = (f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {other} did, not a basin "

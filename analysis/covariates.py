@@ -38,7 +38,7 @@ import numpy as np
 from analysis.errors import AnalysisError, choices
 from analysis.labelfree import give_back, orthonormal
 from analysis.metadata import column_kind, is_seed
-from analysis.options import COVARIATE_FORMS, AnalysisOptions, covariate_spec
+from analysis.options import COVARIATE_FORMS, AnalysisOptions
 from analysis.reduce import distance_to_features, reduce_features
 from analysis.sigclust import cluster_index, top_dims
 from analysis.values import missing
@@ -97,17 +97,21 @@ def _terms(column: np.ndarray, name: str = "", form: str | None = None) -> tuple
 class Fit:
     """The ``--covariate`` columns of one set of models, read once (:func:`fit`): ``design [n, p]`` (their
     centred terms side by side), ``basis [n, r]`` (an orthonormal basis of it), ``hows`` (``{column: how}``,
-    :func:`terms`), ``sizes`` (``{column: its number of terms}``: 0 for one value) and ``cells [n]`` (each
-    model's level across the columns; ``None`` when one of them is a trend) and ``levels [n]`` (its level across
-    the columns fitted as levels alone, trends aside: the cells of the lineage test's permutations; ``None``
-    when every column is a trend)."""
+    :func:`terms`), ``sizes`` (``{column: its number of terms}``: 0 for one value) and ``levels [n]`` (each
+    model's level across the columns fitted as levels, trends aside: the cells of the lineage test's
+    permutations; ``None`` when every column is a trend); :attr:`cells` is ``levels`` when no column is a trend
+    (the camps' give-back asks them to differ inside every level)."""
 
     design: np.ndarray
     basis: np.ndarray
     hows: dict[str, str]
     sizes: dict[str, int]
-    cells: np.ndarray | None
-    levels: np.ndarray | None = None  # [n] each model's level across the columns fitted as levels (None: none is)
+    levels: np.ndarray | None  # [n] each model's level across the columns fitted as levels (None: none is)
+
+    @property
+    def cells(self) -> np.ndarray | None:
+        """:attr:`levels` when every column is fitted as levels, else ``None``."""
+        return None if any(_is_trend(how) for how in self.hows.values()) else self.levels
 
     @property
     def chance(self) -> float:
@@ -121,12 +125,15 @@ def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = No
     (``"levels"``, ``"trend"``; missing or ``None``: as its values decide, :func:`terms`)."""
     parts = {name: _terms(c, name, (forms or {}).get(name)) for name, c in columns.items()}
     design = np.concatenate([d for d, _, _ in parts.values()], 1)
-    labels = [strs for _, _, strs in parts.values()]
-    join = lambda ls: np.asarray(["\x1f".join(t) for t in zip(*ls)], dtype=object)  # noqa: E731
-    cells = None if any(x is None for x in labels) else join(labels)
-    levelled = [x for x in labels if x is not None]
+    levelled = [strs for _, _, strs in parts.values() if strs is not None]
+    levels = np.asarray(["\x1f".join(t) for t in zip(*levelled)], dtype=object) if levelled else None
     return Fit(design, orthonormal(design) if design.shape[1] else design, {c: how for c, (_, how, _) in parts.items()},
-               {c: d.shape[1] for c, (d, _, _) in parts.items()}, cells, join(levelled) if levelled else None)
+               {c: d.shape[1] for c, (d, _, _) in parts.items()}, levels)
+
+
+def _is_trend(how: str) -> bool:
+    """Whether :func:`terms`' ``how`` is a trend's (not levels)."""
+    return how.startswith("a linear trend")
 
 
 def _models(k: int) -> str:
@@ -248,14 +255,14 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
     out: dict[str, str] = {}
     notes = []
     cols = opts.covariates_in(table)
-    for spec in opts.covariates:
-        if spec in table or covariate_spec(spec)[0] in table:
+    for spec, c in zip(opts.covariates, cols):  # (validate refused a column named twice)
+        if c in table:
             continue
         name, _, form = spec.rpartition(":")
         if name in table:  # a form misspelt: "lr:level"
             raise AnalysisError(f"unknown form '{form}' in --covariate {spec} (valid: {choices(COVARIATE_FORMS)}, "
                                 f"or the column alone: its values decide)")
-        raise AnalysisError(f"unknown model column '{covariate_spec(spec)[0]}' for --covariate (valid: {choices(table)})")
+        raise AnalysisError(f"unknown model column '{c}' for --covariate (valid: {choices(table)})")
     for c in cols:
         if c in (opts.lineage, opts.label):
             which = "--lineage" if c == opts.lineage else "--label"
@@ -266,7 +273,7 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
         if not f.sizes[c] or len({str(v) for v in table[c]}) < 2:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")
         out[c] = f.hows[c]
-        if not f.hows[c].startswith("a linear trend"):  # levels (audit 92: a model alone in its level is all setting)
+        if not _is_trend(f.hows[c]):  # levels (audit 92: a model alone in its level is all setting)
             values, counts = np.unique([str(v) for v in table[c]], return_counts=True)
             alone = [str(v) for v, k in zip(values, counts) if k == 1]
             if alone:

@@ -213,17 +213,16 @@ def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_mode
              ) -> dict[str, Any] | None:
     """:func:`camps` of three basins or more: the largest (camp 0) against the rest together (camp 1), with
     ``parts``, each other basin's own :func:`camps` against the largest (audit 96: 6 failed models split 4 and 2
-    beside 26, a candidate of three basins, were never read). ``None`` for fewer than three basins."""
-    present = set(ids)
-    held = {m: b for m, b in basins.items() if m in present}
-    labels = sorted(set(held.values()))
+    beside 26, a candidate of three basins, were never read). ``basins``: of the models ``d`` holds (as
+    :func:`attach` passes them). ``None`` for fewer than three basins."""
+    labels = sorted(set(basins.values()))
     if len(labels) < 3:
         return None
-    largest = max(labels, key=lambda b: sum(v == b for v in held.values()))
-    stats = camps(d, ids, {m: int(b != largest) for m, b in held.items()}, per_model)
+    largest = max(labels, key=lambda b: sum(v == b for v in basins.values()))
+    stats = camps(d, ids, {m: int(b != largest) for m, b in basins.items()}, per_model)
     if stats is None:
         return None
-    parts = [camps(d, ids, {m: int(b == k) for m, b in held.items() if b in (largest, k)}, per_model)
+    parts = [camps(d, ids, {m: int(b == k) for m, b in basins.items() if b in (largest, k)}, per_model)
              for k in labels if k != largest]
     # a basin of one model is read by none: then the rest together are not said to have failed (review 96)
     return {**stats, "parts": parts if all(p is not None for p in parts) else []}

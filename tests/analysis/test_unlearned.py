@@ -230,7 +230,6 @@ def test_models_absent_from_the_predictions_are_not_named():
 def test_failed_models_in_two_basins_beside_the_trained_ones_are_read_together():
     """Audit 96 (F1): 6 failed CNNs split 4 and 2 beside 26 trained ones, a candidate of three basins, were never
     read; each basin but the largest is read against the largest, and the rest together is said."""
-    from types import SimpleNamespace
 
     from analysis.answer import _unlearned
 
@@ -240,21 +239,20 @@ def test_failed_models_in_two_basins_beside_the_trained_ones_are_read_together()
     per_model = {"spread": np.asarray([20.0] * N_OK + [0.05] * N_ODD)}
     stats = unlearned._several(_disagreement(p), ids, basins, per_model)
     assert stats["sizes"] == [N_OK, N_ODD] and len(stats["parts"]) == 2
-    u = _unlearned(SimpleNamespace(label_free={"in_dist_camps": stats}))
+    u = _unlearned(stats)
     assert u["camp"] == 1 and u["why"] == "flat"
     # the second basin of another rule, trained (predicting as the rest in distribution): nothing said of the rest
     rule = [i for i, m in enumerate(ids) if basins[m] == 2]
     p[rule] = _predictions("rule")[rule]
     per_model["spread"][rule] = 20.0
     mixed = unlearned._several(_disagreement(p), ids, basins, per_model)
-    assert [_unlearned(SimpleNamespace(label_free={"in_dist_camps": part})) is None for part in mixed["parts"]] == [False, True]
-    assert _unlearned(SimpleNamespace(label_free={"in_dist_camps": mixed})) is None
+    assert [_unlearned(part) is None for part in mixed["parts"]] == [False, True]
+    assert _unlearned(mixed) is None
 
 
 def test_three_basins_with_a_basin_of_one_model_or_mixed_reasons():
     """Review 96: a basin of one model is read by no test, so the rest together are not said to have failed; basins
     failed in different ways are said as such, not with one basin's reason."""
-    from types import SimpleNamespace
 
     from analysis.answer import _unlearned
 
@@ -263,10 +261,10 @@ def test_three_basins_with_a_basin_of_one_model_or_mixed_reasons():
     lone = {m: 0 if i < N_OK - 1 else (2 if i == N_OK - 1 else 1) for i, m in enumerate(ids)}  # 29, 6 and 1 trained
     per_model = {"spread": np.asarray([20.0] * N_OK + [0.05] * N_ODD)}
     stats = unlearned._several(_disagreement(p), ids, lone, per_model)
-    assert stats["parts"] == [] and _unlearned(SimpleNamespace(label_free={"in_dist_camps": stats})) is None
+    assert stats["parts"] == [] and _unlearned(stats) is None
     mixed = {m: 0 if i < N_OK else 1 + (i - N_OK) % 2 for i, m in enumerate(ids)}
     per_model["spread"][[N_OK + 1, N_OK + 3, N_OK + 5]] = 20.0  # basin 2: failed, but not flat
-    u = _unlearned(SimpleNamespace(label_free={"in_dist_camps": unlearned._several(_disagreement(p), ids, mixed, per_model)}))
+    u = _unlearned(unlearned._several(_disagreement(p), ids, mixed, per_model))
     assert u["why"] == "several"
 
 
