@@ -47,7 +47,9 @@ from analysis.labelfree_sentences import (
     sds,
 )
 from analysis.options import STRATA
+from analysis.sortkeys import natural_key
 from analysis.unlearned import (
+    NAMED,
     ONE_CLASS,
     agrees_with_nothing,
     differ_in_distribution,
@@ -180,6 +182,9 @@ class Answer:
     strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose significant camps were held back beside a camp of FEW_MODELS or fewer, with q
     few_models: dict[str, float] = field(default_factory=dict)
+    # the models that did not learn left out and the others' own answer: {"excluded": [ids], "others": n, "answer":
+    # Answer or None (too few to analyse)} (AnalysisResult.rest)
+    rest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,8 +239,52 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.covariate_share = list(max(shares)) if shares else None
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
-    ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans)
+    rest = getattr(result, "rest", None)
+    if rest:
+        sub = rest["result"]
+        ans.rest = {"excluded": list(rest["excluded"]), "others": None if sub is None else int(sub.n_models),
+                    "answer": None if sub is None else label_free_answer(sub)}
+    ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans) + _rest_text(ans)
     return ans
+
+
+def unlearned_models(ans: Answer | None) -> list[str]:
+    """The models that did not learn, in natural order (``[]`` when no lead says so): those the failed camps (the
+    failed one of two, or every basin but the largest of three or more) of the leads of such models
+    (:attr:`Candidate.unlearned`) hold for more than half of those leads' fingerprints; where none is, the failed camp
+    of the lead most fingerprints find. Not their union: a camp of failed models and trained ones of a second rule,
+    read as failed on one fingerprint beside the failed ones alone on another (review 95's H2), would take the second
+    rule out with them; nor their intersection: two cka and input-saliency camps of 3 of the 6 flat models four others
+    found (audit 97's DF) would leave 3 in."""
+    votes: Counter[str] = Counter()
+    sets = []
+    for c in sorted((c for c in (ans.lone_leads if ans else []) if c.lone_why == "unlearned"), key=lambda c: -len(c.fingerprints)):
+        labels = sorted(set(c.basins.values()))
+        if len(labels) == 2:
+            failed = {m for m, b in c.basins.items() if b == labels[c.unlearned["camp"]]}
+        else:
+            largest = max(labels, key=lambda b: sum(v == b for v in c.basins.values()))
+            failed = {m for m, b in c.basins.items() if b != largest}
+        sets.append((failed, len(c.fingerprints)))
+        votes.update({m: len(c.fingerprints) for m in failed})
+    if not sets:
+        return []
+    total = sum(n for _, n in sets)
+    return sorted({m for m, v in votes.items() if 2 * v > total} or sets[0][0], key=natural_key)
+
+
+def _rest_text(ans: Answer) -> str:
+    """``. Without the N models that did not learn (...), the other M: <their own answer>`` (:attr:`Answer.rest`), or
+    ``""``."""
+    if not ans.rest:
+        return ""
+    ids = ans.rest["excluded"]
+    head = f". Without the {len(ids)} models that did not learn ({', '.join(ids[:NAMED])}{', ...' if len(ids) > NAMED else ''})"
+    sub = ans.rest["answer"]
+    if sub is None:
+        return f"{head}, the others are too few to analyse alone"
+    return (f"{head}, analysed again (their ids: summary.json's label_free_answer.rest.excluded; report --exclude for "
+            f"the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
 
 
 GRADIENT_R2 = 0.6  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)
@@ -1461,9 +1510,10 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                     "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
                     "learning rate too low, too few steps, a run that diverged)")
         agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
+        hide = ("the others are analysed again without them, after this answer" if ans.rest else
+                f"a difference among the other {other} may hide behind these models, which a report of those alone would show")
         texts.append(f"{head}{what}, not another way of doing the task{agree}: "
-                     f"check their accuracy; a difference among the other {other} may hide behind these models, which a "
-                     "report of those alone would show; docs/scorecard.md, \"Models that did not learn\")"
+                     f"check their accuracy; {hide}; docs/scorecard.md, \"Models that did not learn\")"
                      + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)
     return "; ".join(texts)
 

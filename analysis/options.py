@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
+from analysis.sortkeys import natural_key
 
 # the valid values of ``method`` and ``embedding`` (here, not in analysis.clustering / analysis.reduce,
 # which import scikit-learn: a command that only checks options, `fingerprint sweep` or `list`, starts
@@ -55,6 +56,7 @@ class AnalysisOptions:
     combine: list = field(default_factory=list)  # lists of fingerprint names to concatenate
     strata: list = field(default_factory=list)  # design columns shared across families (a data order), besides data_seed, kind; ["none"]: none
     covariates: list = field(default_factory=list)  # recorded settings taken out of every fingerprint first (analysis.covariates)
+    exclude: list = field(default_factory=list)  # model ids left out of the analysis (--exclude)
     deep_threshold: float = 0.3  # AMI(clusters, label) at or above this: deep signal
     noise_threshold: float = 0.3  # within-basin AMI(clusters, lineage) at or above this: noise signal
     auroc_threshold: float = 0.85  # cross-validated probe AUROC (binary, or macro one-vs-rest) at or above this: deep signal
@@ -91,6 +93,8 @@ class AnalysisOptions:
         if twice:
             raise AnalysisError(f"config key '{where}.covariates' (--covariate) names column '{twice[0]}' twice "
                                 f"(got {self.covariates!r}); give each column once, with :levels or :trend if forced")
+        if not isinstance(self.exclude, list) or not all(isinstance(m, str) and m for m in self.exclude):
+            raise AnalysisError(f"config key '{where}.exclude' (--exclude) must be a list of model ids, got {self.exclude!r}")
         for i, group in enumerate(self.combine):
             if not isinstance(group, list) or len(group) < 2 or not all(isinstance(g, str) for g in group):
                 raise AnalysisError(f"config key '{where}.combine[{i}]' must be a list of two or more fingerprint names")
@@ -125,3 +129,41 @@ class FingerprintInput:
     def distances(self) -> bool | None:
         out = self.meta.get("output")
         return None if out is None else out == "distances"
+
+    def without(self, ids: set[str]) -> "FingerprintInput":
+        """This fingerprint on its models not in ``ids``: the rows of ``values`` (and the columns of a distance
+        matrix ``[n, n]``) and the metadata's per-model figures (:data:`PER_MODEL_META`) of the others."""
+        keep = np.asarray([m not in ids for m in self.model_ids], dtype=bool)
+        if keep.all():
+            return self
+        values = self.values
+        if values is not None:
+            values = np.asarray(values)[keep]
+            if self.distances and values.ndim == 2 and values.shape[1] == len(keep):
+                values = values[:, keep]
+        n = len(self.model_ids)
+        meta = {k: ([x for x, k_ in zip(v, keep) if k_] if k in PER_MODEL_META and v is not None and len(v) == n else v)
+                for k, v in self.meta.items()}
+        return dataclasses.replace(self, values=values, model_ids=[m for m, k in zip(self.model_ids, keep) if k], meta=meta)
+
+
+# metadata an extractor records per model, in its models' order (the disagreement extractor's, read by analysis.unlearned)
+PER_MODEL_META = ("modal_share", "concentration", "spread")
+
+
+def without(table: dict[str, np.ndarray], inputs: list[FingerprintInput], ids: list[str], least: int
+            ) -> tuple[dict[str, np.ndarray], list[FingerprintInput]]:
+    """The model ``table`` (column -> ``[n]``) and fingerprint ``inputs`` without the models ``ids`` (``--exclude``);
+    an id the table does not hold, or fewer than ``least`` models left, is an :class:`AnalysisError` naming it."""
+    known = [str(m) for m in table["model_id"]]
+    unknown = [m for m in dict.fromkeys(ids) if m not in set(known)]
+    if unknown:
+        some = sorted(known, key=natural_key)
+        named = ", ".join(some[:5]) + (f", ... ({len(some)} models; fingerprint inspect lists them)" if len(some) > 5 else "")
+        raise AnalysisError(f"unknown model id '{unknown[0]}' for --exclude (valid: {named})")
+    gone = set(ids)
+    keep = np.asarray([m not in gone for m in known], dtype=bool)
+    if keep.sum() < least:
+        raise AnalysisError(f"--exclude leaves {int(keep.sum())} of {len(known)} models; the analysis needs at least {least}")
+    return {c: np.asarray(v)[keep] for c, v in table.items()}, [f.without(gone) for f in inputs]
+

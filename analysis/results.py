@@ -235,6 +235,9 @@ class AnalysisResult:
     keys: list[str] | None = None
     options: dict[str, Any] | None = None
     methods: int | None = None  # analysis.scorecard.METHODS_VERSION of the code that made it
+    # the models that did not learn left out and the others analysed alone: {"excluded": [ids], "result":
+    # AnalysisResult or None (too few)} (analysis.scorecard.analyze)
+    rest: dict[str, Any] | None = None
 
     @property
     def label(self) -> str | None:
@@ -274,6 +277,9 @@ class AnalysisResult:
             d["options"] = self.options
         if self.methods is not None:
             d["methods"] = self.methods
+        if self.rest is not None:
+            d["rest"] = {"excluded": list(self.rest["excluded"]),
+                         "result": None if self.rest["result"] is None else self.rest["result"].to_dict()}
         return d
 
     @classmethod
@@ -284,7 +290,9 @@ class AnalysisResult:
         return cls(version=d.get("version"), created=d.get("created"), settings=d.get("settings") or {},
                    n_models=d.get("n_models"), fingerprints=fps,
                    scorecard=[ScorecardRow.of(r) for r in fps] if rows is None else [ScorecardRow.from_dict(r) for r in rows],
-                   keys=d.get("keys"), options=d.get("options"), methods=d.get("methods"))
+                   keys=d.get("keys"), options=d.get("options"), methods=d.get("methods"),
+                   rest=None if not d.get("rest") else {"excluded": list(d["rest"]["excluded"]), "result": None
+                                                        if d["rest"].get("result") is None else cls.from_dict(d["rest"]["result"])})
 
 
 MAP_FIELDS = ("embedding", "label_values", "lineage_values", "clusters", "model_ids", "traceback")

@@ -26,6 +26,7 @@ from analysis import covariates, effect, metadata, parallel, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
+from analysis.answer import label_free_answer, unlearned_models
 from analysis.calibration import (
     FAILED,
     NO_TRUTH,
@@ -36,7 +37,13 @@ from analysis.calibration import (
 )
 from analysis.combine import combined_input
 from analysis.errors import AnalysisError, choices
-from analysis.options import NO_STRATA, STRATA, AnalysisOptions, FingerprintInput  # noqa: F401 (STRATA: scripts)
+from analysis.options import (  # noqa: F401 (STRATA: scripts)
+    NO_STRATA,
+    STRATA,
+    AnalysisOptions,
+    FingerprintInput,
+    without,
+)
 from analysis.results import (
     AnalysisResult,
     FingerprintResult,
@@ -53,7 +60,8 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 28
+METHODS_VERSION = 29
+MIN_REST = 8  # models below which the others than those left out are not analysed (--exclude; the models that did not learn)
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -300,6 +308,10 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     :class:`~analysis.results.AnalysisResult` (``settings``, ``fingerprints`` in full detail,
     ``scorecard`` one row each); ``.to_dict()`` is its JSON form.
 
+    When the label-free answer finds models that did not learn (:func:`analysis.answer.unlearned_models`), the
+    others are analysed again without them (``result.rest``: ``excluded``, and ``result``, ``None`` for fewer than
+    :data:`MIN_REST` models): a difference among them may hide behind the failed ones (review 95).
+
     Runs with BLAS and OpenMP at :data:`BLAS_THREADS` thread(s) (:func:`_limits`): its products here
     are small (models x a few dozen columns), and a threaded BLAS spent most of its time synchronising
     (``docs/benchmarks.md``, "The scorecard's family statistics").
@@ -309,7 +321,14 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     report draws figures meanwhile (:class:`analysis.report.SectionDrawer`).
     """
     with _limits():
-        return _analyze(fingerprints, table, opts, on_result)
+        result = _analyze(fingerprints, table, opts, on_result)
+        failed = unlearned_models(label_free_answer(result))  # models that did not learn: the rest analysed alone
+        if failed:
+            opts = opts or AnalysisOptions()
+            rest = len(table["model_id"]) - len(set(opts.exclude) | set(failed))
+            result.rest = {"excluded": failed, "result": _analyze(fingerprints, table, opts.replace(
+                exclude=[*opts.exclude, *failed])) if rest >= MIN_REST else None}
+        return result
 
 
 def _analyze_one_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions,
@@ -355,6 +374,8 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
     opts = opts or AnalysisOptions()
     if "model_id" not in table:
         raise AnalysisError("the model table needs a 'model_id' column")
+    if opts.exclude:  # --exclude: the analysis of the other models
+        table, fingerprints = without(table, fingerprints, opts.exclude, MIN_REST)
     for what, c in (("--label", opts.label), ("--lineage", opts.lineage), *(("--strata", c) for c in opts.strata if c != NO_STRATA)):
         if c and c not in table and not (what == "--label" and c == "deep_label"):
             raise AnalysisError(f"unknown model column '{c}' for {what} (valid: {choices(table)})")

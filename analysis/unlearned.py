@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.options import PER_MODEL_META
 from analysis.sortkeys import natural_key
 
 IN_DIST = "in_dist"  # the probe set of inputs like the training data's (docs/import.md)
@@ -46,7 +47,7 @@ ERRATIC_SPREAD = 2.0  # a camp whose outputs move at least this many times as fa
 ERRATIC = 0.3  # ... each model's nearest mate at least this share as far as
 # the other camp, agrees with nothing of its own (audit 97: two of six models at too high a learning rate shared errors)
 NAMED = 4  # members of each camp named
-PER_MODEL = ("modal_share", "concentration", "spread")  # the predictions' metadata read per model
+PER_MODEL = PER_MODEL_META  # the predictions' metadata read per model
 
 
 def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], dict[str, np.ndarray]] | None:

@@ -31,7 +31,8 @@ def _analysis(zoo_path, fp, trust_code, arch, **overrides):
     combine, strata, covariate = overrides.pop("combine"), overrides.pop("strata"), overrides.pop("covariate")
     opts = pipeline.options_for(zoo, combine=[c.split("+") for c in combine] if combine else None,
                                 strata=list(strata) if strata else None,
-                                covariates=list(covariate) if covariate else None, **overrides)
+                                covariates=list(covariate) if covariate else None,
+                                exclude=o.exclude_ids(overrides.pop("exclude")), **overrides)
     with RichProgress() as progress:
         inputs = pipeline.inputs_for(zoo, fp, opts.label, progress)
     return zoo, opts, inputs
@@ -45,7 +46,7 @@ def cluster_cmd(
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
     n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
-    covariate: Optional[List[str]] = o.COVARIATE,
+    covariate: Optional[List[str]] = o.COVARIATE, exclude: Optional[List[str]] = o.EXCLUDE,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
     plugin: Optional[List[str]] = o.PLUGIN,
 ):
@@ -57,7 +58,7 @@ def cluster_cmd(
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
                                   n_perm=n_perm, alpha=alpha, strata=strata,
-                                  covariate=covariate)
+                                  covariate=covariate, exclude=exclude)
     with RichProgress() as progress:
         result = pipeline.analyze(zoo, inputs, opts, progress)
     print_basins(zoo, scorecard=False)
@@ -77,7 +78,7 @@ def report(
     k: Optional[int] = o.K, k_max: Optional[int] = o.K_MAX, n_boot: Optional[int] = o.N_BOOT,
     embedding: Optional[str] = o.EMBEDDING, seed: Optional[int] = o.SEED, combine: Optional[List[str]] = o.COMBINE,
     n_perm: Optional[int] = o.N_PERM, alpha: Optional[float] = o.ALPHA, strata: Optional[List[str]] = o.STRATA,
-    covariate: Optional[List[str]] = o.COVARIATE,
+    covariate: Optional[List[str]] = o.COVARIATE, exclude: Optional[List[str]] = o.EXCLUDE,
     trust_code: bool = o.TRUST_OPTION, arch: Optional[str] = o.ARCH_OPTION,
     plugin: Optional[List[str]] = o.PLUGIN,
 ):
@@ -95,7 +96,7 @@ def report(
     zoo, opts, inputs = _analysis(zoo_path, fp, trust_code, arch, method=method, label=label, lineage=lineage, k=k,
                                   k_max=k_max, n_boot=n_boot, embedding=embedding, seed=seed, combine=combine,
                                   n_perm=n_perm, alpha=alpha, strata=strata,
-                                  covariate=covariate)
+                                  covariate=covariate, exclude=exclude)
     missing = [] if fp else pipeline.not_in_report(zoo, inputs)  # every cached one: say which failed to extract
     with contextlib.ExitStack() as stack:
         with RichProgress() as progress:  # the fingerprints' figures drawn meanwhile, in a second process

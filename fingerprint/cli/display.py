@@ -223,7 +223,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     """The scorecard table and its notes; ``zoo`` (optional) lets the 'too few' note name the model
     columns that could be the lineage."""
     settings = result.settings
-    t = Table(title=f"scorecard: {result.n_models} models, ground truth {esc(result.label or 'none')}, lineage "
+    gone = settings.get("exclude") or []
+    left = f" ({len(gone)} left out by --exclude)" if gone else ""
+    t = Table(title=f"scorecard: {result.n_models} models{left}, ground truth {esc(result.label or 'none')}, lineage "
                     f"{esc(result.lineage)}", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True)
     for col, just in (("fingerprint", "left"), ("k", "right"), ("stab", "right"), ("deep", "right"),
                       ("AUROC", "right"), ("noise", "right"), ("ident", "right"), ("verdict", "left"), ("lineage", "left")):

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from fingerprint.cli import open_zoo
+from training.core.errors import UserError
 
 TRUST_HELP = ("Allow importing the code this zoo names to run its models (an imported zoo's architecture factory, a "
               "sweep's module:Class task). Only for zoos from a source you trust: a zoo is data, and without this "
@@ -41,6 +42,30 @@ COVARIATE = typer.Option(None, "--covariate", help="Model column of a recorded t
                          "size) taken out of every fingerprint before it is analysed, to ask whether anything beyond it "
                          "differs: each level's mean (numbers of many values: a linear trend) removed; COLUMN:levels or "
                          "COLUMN:trend forces the form (repeatable).")
+
+EXCLUDE = typer.Option(None, "--exclude", help="Model ids left out of the analysis: comma-separated, or @FILE with one "
+                       "id a line (repeatable); the report is then of the other models (such as those left when the "
+                       "models that did not learn are taken out).")
+
+
+def exclude_ids(entries: Optional[list[str]]) -> Optional[list[str]]:
+    """The model ids of ``--exclude`` entries (``a,b``, or ``@FILE`` of one id a line, blank lines and ``#`` comments
+    skipped), in order, once each; ``None`` without entries. A file that cannot be read is a one-line UserError."""
+    if not entries:
+        return None
+    ids: list[str] = []
+    for entry in entries:
+        if entry.startswith("@"):
+            path = Path(entry[1:])
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"--exclude {entry}: cannot read '{path}' ({type(e).__name__}: "
+                                f"{getattr(e, 'strerror', None) or e}); give model ids, or @FILE of one id a line") from None
+            ids += [t for t in (line.split("#", 1)[0].strip() for line in lines) if t]
+        else:
+            ids += [t.strip() for t in entry.split(",") if t.strip()]
+    return list(dict.fromkeys(ids))
 
 
 PLUGIN = typer.Option(None, "--plugin", help="Import extractors before --fp is read: module:function, or a module whose "

@@ -22,7 +22,8 @@ _NUMBER = (int, float)
 # in "?" may be absent and keys not listed are free.
 RESULT_SCHEMAS: dict[str, Any] = {
     "basins": {"fingerprints": [{"fingerprint": str}], "scorecard": [{"fingerprint": str}],
-               "settings?": dict, "keys?": [str], "options?": dict},
+               "settings?": dict, "keys?": [str], "options?": dict,
+               "rest?": {"excluded": [str], "result": (dict, type(None))}},
     "scorecard": {"scorecard": [{"fingerprint": str}]},
     "forecast": {"forecast": [{"fingerprint": str, "step": int, "fraction": _NUMBER}], "earliest_90?": dict},
     "extraction_failures": {"failures": [{"key": str, "spec": str, "model_set": str, "error": str}]},

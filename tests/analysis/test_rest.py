@@ -1,0 +1,126 @@
+"""The models beside those that did not learn, analysed again without them (``AnalysisResult.rest``), and
+``--exclude``: a second rule among the trained models that a failed camp took the two-camp split from is found
+among the others (review 95's H2); ids left out by name, refused by name when unknown."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_mutual_info_score
+from torch import nn
+
+from analysis.answer import label_free_answer
+from analysis.errors import AnalysisError
+from analysis.results import AnalysisResult, summary
+from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
+from fingerprint import Zoo, pipeline
+from tests.conftest import run_cli
+
+PROBES, CLASSES = 200, 3
+OPTS = AnalysisOptions(n_perm=99, n_boot=2, label="", embedding="pca")
+
+
+def _two_rules_and_failed():
+    """45 models in 15 init families of 3: families 0, 3, ... of rule A, 1, 4, ... of rule B (the two agree on the
+    in-distribution probes, 8 SDs apart on the outputs), 2, 5, ... failed (random classes there)."""
+    r = np.random.default_rng(2)
+    n, fam = 45, np.arange(45) // 3
+    grp = fam % 3
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.where(r.random((n, PROBES)) < 0.04, r.integers(0, CLASSES, (n, PROBES)), np.tile(y, (n, 1)))
+    p[grp == 2] = r.integers(0, CLASSES, ((grp == 2).sum(), PROBES))
+    scale = np.exp(-np.arange(20) / 5)
+    x = (r.standard_normal((n, 20)) + 0.6 * r.standard_normal((15, 20))[fam] + 8 * r.standard_normal((3, 20))[grp]) * scale
+    ids = [f"m{i:02d}" for i in range(n)]
+    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+           FingerprintInput("disagreement:probe_set=in_dist", (p[:, None] != p[None]).mean(-1), ids,
+                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
+                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES},
+                             "spread": list(r.uniform(5, 6, n))})]
+    return fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, grp, ids
+
+
+def test_the_trained_models_beside_a_failed_camp_are_analysed_again_and_their_second_rule_found():
+    fps, table, grp, ids = _two_rules_and_failed()
+    res = analyze(fps, table, OPTS)
+    failed = [m for m, g in zip(ids, grp) if g == 2]
+    assert res.rest["excluded"] == failed  # not the outputs' camp of rule B and the failed ones together
+    sub = res.rest["result"]
+    assert sub.n_models == 30 and all(set(r.model_ids).isdisjoint(failed) for r in sub.fingerprints if r.model_ids)
+    assert sub.settings["exclude"] == failed and sub.rest is None  # one level: the others' own failures are said, not redone
+    ans = label_free_answer(res)
+    assert not ans.candidates and ans.rest["others"] == 30
+    (cand,) = ans.rest["answer"].candidates
+    kept = [m for m in ids if m not in failed]
+    truth = {m: int(g) for m, g in zip(ids, grp)}
+    assert adjusted_mutual_info_score([truth[m] for m in kept], [cand.basins[m] for m in kept]) == 1.0
+    assert "the others are analysed again without them, after this answer" in ans.sentence
+    assert ("Without the 15 models that did not learn (m06, m07, m08, m15, ...), analysed again (their ids: summary.json's "
+            "label_free_answer.rest.excluded; report --exclude for the others' own figures), the other 30: one candidate "
+            "deep difference, found by 1 of 2 fingerprints (outputs)") in ans.sentence
+    # stored and read back: the same answer; summary.json names every model left out
+    again = AnalysisResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert label_free_answer(again).sentence == ans.sentence
+    assert summary(res)["label_free_answer"]["rest"]["excluded"] == failed
+
+
+def test_no_failed_camp_no_second_analysis():
+    fps, table, grp, ids = _two_rules_and_failed()
+    trained = [m for m, g in zip(ids, grp) if g != 2]
+    keep = {"model_id": table["model_id"][grp != 2], "init_seed": table["init_seed"][grp != 2]}
+    res = analyze([f.without(set(ids) - set(trained)) for f in fps], keep, OPTS)
+    assert res.rest is None and "rest" not in res.to_dict() and label_free_answer(res).rest is None
+
+
+def test_exclude_analyses_the_other_models_and_refuses_unknown_ids_by_name():
+    fps, table, grp, ids = _two_rules_and_failed()
+    failed = [m for m, g in zip(ids, grp) if g == 2]
+    res = analyze(fps, table, OPTS.replace(exclude=failed))
+    assert res.n_models == 30 and res.rest is None
+    d = next(r for r in res.fingerprints if r.fingerprint.startswith("disagreement"))
+    assert sorted(d.model_ids) == sorted(set(ids) - set(failed))
+    ans = label_free_answer(res)
+    assert len(ans.candidates) == 1 and ans.sentence.startswith("one candidate deep difference")
+    with pytest.raises(AnalysisError, match=r"^unknown model id 'm99' for --exclude \(valid: m00, m01, m02, m03, m04, "
+                                            r"\.\.\. \(45 models; fingerprint inspect lists them\)\)$"):
+        analyze(fps, table, OPTS.replace(exclude=["m00", "m99"]))
+    with pytest.raises(AnalysisError, match=r"^--exclude leaves 5 of 45 models; the analysis needs at least 8$"):
+        analyze(fps, table, OPTS.replace(exclude=ids[5:]))
+
+
+def test_a_fingerprint_without_its_models_keeps_its_rows_columns_and_per_model_metadata_in_step():
+    fps, _, _, ids = _two_rules_and_failed()
+    f = fps[1].without({"m00", "m44"})
+    assert f.model_ids == ids[1:44] and f.values.shape == (43, 43)
+    assert np.array_equal(f.values, fps[1].values[1:44, 1:44]) and f.meta["spread"] == fps[1].meta["spread"][1:44]
+    assert fps[0].without({"m00"}).values.shape == (44, 20) and fps[0].without(set()) is fps[0]
+
+
+def test_report_exclude_from_a_file_and_unknown_ids(tmp_path):
+    mods = []
+    for i in range(12):
+        torch.manual_seed(i)
+        mods.append(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)))
+    g = torch.Generator().manual_seed(0)
+    zoo = Zoo.from_modules(mods, tmp_path / "zoo", probes={"in_dist": torch.randn(16, 6, generator=g)},
+                           metadata={"init_seed": list(range(12))}, model_ids=[f"m{i:02d}" for i in range(12)])
+    pipeline.compute(zoo, ["weight-stats"])
+    (tmp_path / "out.txt").write_text("# failed runs\nm03\n\nm07  # diverged\n")
+    args = ("--embedding", "pca", "--n-boot", "2", "--n-perm", "39")
+    res = run_cli("report", tmp_path / "zoo", "-o", tmp_path / "a.html", "--json", tmp_path / "a.json",
+                  "--exclude", "@" + str(tmp_path / "out.txt"), "--exclude", "m05,m03", *args)
+    assert res.returncode == 0, res.stderr
+    s = json.loads((tmp_path / "a.json").read_text())
+    assert s["settings"]["exclude"] == ["m03", "m07", "m05"] and s["n_models"] == 9
+    assert not {"m03", "m05", "m07"} & set(s["fingerprints"][0]["assignments"])
+    assert "scorecard: 9 models (3 left out by --exclude)" in res.stdout
+    assert "9 models (3 left out by --exclude: m03, m07, m05)" in (tmp_path / "a.html").read_text()
+    bad = run_cli("report", tmp_path / "zoo", "-o", tmp_path / "b.html", "--exclude", "m3", *args)
+    assert bad.returncode == 2 and not (tmp_path / "b.html").exists()
+    assert bad.stderr.strip() == ("error: unknown model id 'm3' for --exclude (valid: m00, m01, m02, m03, m04, ... "
+                                  "(12 models; fingerprint inspect lists them))")
+    gone = run_cli("cluster", tmp_path / "zoo", "--exclude", "@" + str(tmp_path / "none.txt"), *args)
+    assert gone.returncode == 2 and gone.stderr.startswith("error: --exclude @") and "cannot read" in gone.stderr
