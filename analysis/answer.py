@@ -74,6 +74,10 @@ REFINE_PURITY = 0.8  # share of a cluster's models in one candidate camp, at or 
 REFINE_CUT = 1 / 3
 # fingerprints whose lineage test ran, from which none finding the init families is said (lineage_unseen_text)
 LINEAGE_UNSEEN_MIN = 3
+# a flat camp (analysis.unlearned.flat) whose predicted classes differ from the others' on at most this share of what
+# chance would give learned the task in part (audit 98: 8 digits MLPs stopped after 5-50 steps, 77-89% right, were said
+# to have learned nothing of the input)
+IN_PART = 0.5
 
 
 @dataclass
@@ -992,10 +996,16 @@ def _in_dist_text(c: Candidate) -> str:
     u = c.in_dist
     if not differ_in_distribution(u):
         return ""
-    pct = lambda x: "0%" if x == 0 else _percent(x)  # noqa: E731
-    inside = " and ".join(pct(w) for w in sorted(u["within"]))
-    return (f"; on the in-distribution probes ({u['fingerprint']}) the camps predict other classes on {pct(u['between'])} "
-            f"of them, where the models of each camp differ among themselves on {inside}: they compute different functions of "
+    if u.get("predicts") == "values":  # a regression's: distances in units of the larger camp's spread
+        inside = " and ".join(_nats(w) for w in sorted(u["within"]))
+        apart = (f"the camps' outputs differ by {_nats(u['between'])} times the SD of the more varied camp's over the probes "
+                 f"(RMS), where the models of each camp differ among themselves by {inside}")
+    else:
+        pct = lambda x: "0%" if x == 0 else _percent(x)  # noqa: E731
+        inside = " and ".join(pct(w) for w in sorted(u["within"]))
+        apart = (f"the camps predict other classes on {pct(u['between'])} of them, where the models of each camp differ "
+                 f"among themselves on {inside}")
+    return (f"; on the in-distribution probes ({u['fingerprint']}) {apart}: they compute different functions of "
             "inputs like the training data's (another goal or task, or a failure one camp's models share, such as one "
             "class predicted for every input), not two ways of doing one task (docs/scorecard.md, \"Models that did not "
             "learn\")")
@@ -1117,8 +1127,8 @@ def _decisions_text(c: Candidate, predictions: list[str], named: bool = False) -
     # an outside audit of the nineteenth session: a shape-vs-colour split read word for word as a learning rate's; two
     # rules that agree on the training data predict alike on probes like it, so the note says where they would not
     return (f"{head}: the camps differ in their outputs' values (such as confidence) more than in the classes they "
-            "predict on these probes, which a training setting (learning rate, batch size) leaves as well as a different rule that predicts the same "
-            "classes here (two cues the training data agree on): probes on which the rules would disagree tell them apart"
+            "predict on these probes, which a training setting (learning rate, batch size, how much data or how many "
+            "steps) leaves as well as a different rule that predicts the same classes here (two cues the training data agree on): probes on which the rules would disagree tell them apart"
             + _beyond_outputs(c))
 
 
@@ -1487,28 +1497,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                 f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
                 f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; on the in-distribution probes "
                 f"({u['fingerprint']}) ")
-        if why == "diverged":
-            what = (f"their outputs are blown up (their log-probabilities' spread {_nats(u['spread'][k])} nats, against "
-                    f"{_nats(u['spread'][1 - k])} for the others): a run that diverged")
-        elif why == "flat":
-            one = u.get("modal") and u["modal"][k] >= ONE_CLASS
-            what = (("they predict one class for nearly every probe, and " if one else "")
-                    + f"their outputs barely move with the input (their log-probabilities' spread {_nats(u['spread'][k])} nats, "
-                    f"against {_nats(u['spread'][1 - k])} for the others): models that learned nothing of the input, which a "
-                    "training that collapsed or never started leaves (a learning rate too high or too low, too few steps)")
-        elif why == "several":
-            what = (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input, blows them "
-                    "up, or agrees with nothing, against the largest camp: models that did not learn, in more than one way")
-        elif why == "less":
-            what = (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
-                    f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
-                    f"{_percent(u['within'][1 - k])}: models that learned the task less well than the others and each in "
-                    "its own way (a learning rate too high or too low, label noise, too few steps, a smaller model)")
-        else:
-            what = (f"they predict other classes than the others on {_percent(u['between'])} of them and than each other on "
-                    f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
-                    "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
-                    "learning rate too low, too few steps, a run that diverged)")
+        what = _failed_text(u, k, why)
         agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
         hide = ("the others are analysed again without them, after this answer" if ans.rest else
                 f"a difference among the other {other} may hide behind these models, which a report of those alone would show")
@@ -1516,6 +1505,50 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                      f"check their accuracy; {hide}; docs/scorecard.md, \"Models that did not learn\")"
                      + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)
     return "; ".join(texts)
+
+
+def _failed_text(u: dict[str, Any], k: int, why: str) -> str:
+    """What camp ``k`` of the in-distribution camps ``u`` does that models which learned the task would not, by ``why``
+    (:func:`_unlearned`): on a classifier's predicted classes and log-probabilities, or on a regression's values
+    (``u["predicts"]`` "values": distances in units of the larger camp's spread, ``u["scale"]``)."""
+    values = u.get("predicts") == "values"
+    s = u.get("spread")
+    moves = ((lambda x: f"their outputs' SD over the probes {_nats(x)}") if values
+             else (lambda x: f"their log-probabilities' spread {_nats(x)} nats"))
+    if why == "diverged":
+        return f"their outputs are blown up ({moves(s[k])}, against {_nats(s[1 - k])} for the others): a run that diverged"
+    if why == "flat":
+        if values:
+            return (f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others): "
+                    "models that learned little or nothing of the input, which a training that collapsed or never started "
+                    "leaves (a learning rate too high or too low, too few steps), or a target that barely varies here")
+        one = u.get("modal") and u["modal"][k] >= ONE_CLASS
+        chance = (u.get("chance") or [None, None])[1 - k]
+        if not one and chance and u["between"] <= IN_PART * chance:  # audit 98: stopped after 5-50 steps, 77-89% right
+            return (f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others), "
+                    f"though they predict the others' classes on {_percent(1 - u['between'])} of them: models that learned "
+                    "the task only in part, which a training stopped early or at too low a learning rate leaves")
+        return (("they predict one class for nearly every probe, and " if one else "")
+                + f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others): "
+                "models that learned nothing of the input, which a training that collapsed or never started leaves (a "
+                "learning rate too high or too low, too few steps)")
+    if why == "several":
+        return (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input, blows them "
+                "up, or agrees with nothing, against the largest camp: models that did not learn, in more than one way")
+    if values:
+        return (f"their outputs differ from the others' by {_nats(u['between'])} times the others' SD over the probes "
+                f"(RMS) and from each other's by {_nats(u['within'][k])}, where the others differ among themselves by "
+                f"{_nats(u['within'][1 - k])}: models that agree with nothing on inputs like the training data's, which a "
+                "failed training leaves (a learning rate too low, too few steps, a run that diverged)")
+    if why == "less":
+        return (f"they predict other classes than the others on {_percent(u['between'])} of them, and each model's "
+                f"nearest camp-mate on {_percent(u['nearest'][k])}, where the others differ among themselves on "
+                f"{_percent(u['within'][1 - k])}: models that learned the task less well than the others and each in "
+                "its own way (a learning rate too high or too low, label noise, too few steps, a smaller model)")
+    return (f"they predict other classes than the others on {_percent(u['between'])} of them and than each other on "
+            f"{_percent(u['within'][k])}, where the others differ among themselves on {_percent(u['within'][1 - k])}: "
+            "models that agree with nothing on inputs like the training data's, which a failed training leaves (a "
+            "learning rate too low, too few steps, a run that diverged)")
 
 
 def _inside_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
@@ -1545,7 +1578,8 @@ def _small_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
 
 
 def _nats(x: float) -> str:
-    """``0``, ``0.061``, ``19``, ``2419``: a spread of log-probabilities in nats, for people."""
+    """``0``, ``0.061``, ``19``, ``2419``: a spread of log-probabilities in nats (or of a regression's outputs, or a
+    distance in their units), for people."""
     return "0" if x == 0 else f"{x:.0f}" if x >= 10 else f"{x:.2g}"
 
 

@@ -46,34 +46,46 @@ FLAT_BOTH = 0.01  # where both camps predict one class, a flat camp moves at mos
 ERRATIC_SPREAD = 2.0  # a camp whose outputs move at least this many times as far as the other's (review 97) ...
 ERRATIC = 0.3  # ... each model's nearest mate at least this share as far as
 # the other camp, agrees with nothing of its own (audit 97: two of six models at too high a learning rate shared errors)
+# a regression's camp whose outputs move at most this share as far as the other camp's has flat outputs (audit 98:
+# 3 models at a learning rate of 1e-6 and 3 whose outputs went constant, 0.06 against 0.55)
+FLAT_VALUES = 0.2
 NAMED = 4  # members of each camp named
 PER_MODEL = PER_MODEL_META  # the predictions' metadata read per model
 
 
-def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], dict[str, np.ndarray]] | None:
-    """``(name, disagreement [n, n], model_ids, per_model)`` of the fingerprint of the classes predicted on the
-    in-distribution probes (a distance fingerprint whose metadata says ``predicts: classes`` and ``probe_set:
-    in_dist``; ``per_model``: its metadata's :data:`PER_MODEL` figures ``[n]``, those it has), or ``None``."""
+def predictions(inputs: Sequence[Any]) -> tuple[str, np.ndarray, list[str], dict[str, np.ndarray], bool] | None:
+    """``(name, disagreement [n, n], model_ids, per_model, values)`` of the fingerprint of what the models predict
+    on the in-distribution probes (a distance fingerprint whose metadata says ``probe_set: in_dist`` and
+    ``predicts: classes``, or ``predicts: values`` with each model's ``spread``, the disagreement extractor's
+    version 7: a regression's RMS differences, read in units of that spread; ``per_model``: its metadata's
+    :data:`PER_MODEL` figures ``[n]``, those it has), or ``None``."""
     for f in inputs:
         meta = f.meta or {}
-        if (f.values is not None and meta.get("predicts") == "classes" and meta.get("output") == "distances"
-                and (meta.get("params") or {}).get("probe_set") == IN_DIST):
-            per_model = {k: np.asarray(meta[k], dtype=np.float64) for k in PER_MODEL
-                         if meta.get(k) is not None and len(meta[k]) == len(f.model_ids)}
-            return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids], per_model
+        if (f.values is None or meta.get("output") != "distances" or (meta.get("params") or {}).get("probe_set") != IN_DIST
+                or meta.get("predicts") not in ("classes", "values")):
+            continue
+        per_model = {k: np.asarray(meta[k], dtype=np.float64) for k in PER_MODEL
+                     if meta.get(k) is not None and len(meta[k]) == len(f.model_ids)}
+        values = meta["predicts"] == "values"
+        if values and "spread" not in per_model:  # (before version 7: no scale to read the distances in)
+            continue
+        return f.name, np.asarray(f.values, dtype=np.float64), [str(m) for m in f.model_ids], per_model, values
     return None
 
 
-def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray] | None = None
-          ) -> dict[str, Any] | None:
+def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray] | None = None,
+          values: bool = False) -> dict[str, Any] | None:
     """The median in-distribution disagreement inside each of two camps (``within``, in the camps' order
     0, 1), its models' median disagreement with their nearest camp-mate (``nearest``) and the camps'
     median disagreement (``between``), with their ``sizes`` and first :data:`NAMED` ``members`` on the
     models ``d`` holds; with ``per_model`` (:func:`predictions`), each camp's median share of its models'
     most frequent class (``modal``), the disagreement two of its models would have by chance, predicting
     their classes at random (``chance``: one minus the median ``concentration``), and how far its models'
-    log-probabilities move with the input (``spread``, the median). ``None`` unless there are two camps
-    of two models or more."""
+    log-probabilities move with the input (``spread``, the median). With ``values`` (a regression's RMS differences,
+    ``per_model`` holding its outputs' ``spread``), ``within``, ``nearest`` and ``between`` are in units of the
+    larger camp's spread (``scale``, in the outputs' own units; ``predicts`` "values"), so that the bounds of the
+    predicted classes' shares read them (0.2: the camps' outputs 20% of that spread apart). ``None`` unless there
+    are two camps of two models or more (or, with ``values``, a camp whose outputs move)."""
     pos = {m: i for i, m in enumerate(ids)}
     lab = {int(b) for b in basins.values()}
     if lab != {0, 1}:
@@ -97,6 +109,12 @@ def camps(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: 
         out["chance"] = [1.0 - float(np.nanmedian(per_model["concentration"][r])) for r in rows]
     if "spread" in per_model:
         out["spread"] = [float(np.nanmedian(per_model["spread"][r])) for r in rows]
+    if values:
+        scale = max(out.get("spread") or [0.0])
+        if not scale > 0:
+            return None
+        out.update(predicts="values", scale=scale, between=out["between"] / scale,
+                   **{k: [v / scale for v in out[k]] for k in ("within", "nearest")})
     return out
 
 
@@ -137,9 +155,11 @@ def diverged(stats: dict[str, Any] | None) -> int | None:
     s, m, between = stats["spread"], stats.get("modal"), stats["between"]
     nearest = stats.get("nearest", stats["within"])
     one = m is not None and min(m) >= ONE_CLASS  # the predictions tell nothing: every model one class
+    values = stats.get("predicts") == "values"  # (a regression's outputs: no nats, no classes)
     for k in (0, 1):
         alone = between >= DIFFERENT and nearest[k] >= ERRATIC * between  # no near mate of its own
-        if s[k] >= DIVERGED_NATS and s[k] >= DIVERGED * s[1 - k] and s[1 - k] >= FLAT_NATS and (one or alone):
+        far = s[1 - k] > 0 if values else s[k] >= DIVERGED_NATS and s[1 - k] >= FLAT_NATS
+        if far and s[k] >= DIVERGED * s[1 - k] and (one or alone):
             return k
     return None
 
@@ -171,6 +191,8 @@ def flat(stats: dict[str, Any] | None) -> int | None:
     if not stats or "spread" not in stats:
         return None
     s, m, between = stats["spread"], stats.get("modal"), stats["between"]
+    if stats.get("predicts") == "values":  # a regression's outputs moving at most FLAT_VALUES as far, the camps apart
+        return next((k for k in (0, 1) if s[k] <= FLAT_VALUES * s[1 - k] and between >= DIFFERENT), None)
     for k in (0, 1):
         small = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]
         both_one = m is not None and min(m) >= ONE_CLASS and s[k] <= FLAT_BOTH * s[1 - k]  # (review 97: a backdoor of
@@ -196,22 +218,22 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     found = predictions(inputs)
     if found is None:
         return
-    name, d, ids, per_model = found
+    name, d, ids, per_model, values = found
     held = set(ids)
     for r in results:
         basins = {str(m): int(b) for m, b in ((r.label_free or {}).get("candidate_basins") or {}).items()
                   if int(b) >= 0 and str(m) in held}  # the models the predictions hold
         labels = sorted(set(basins.values()))
         if len(labels) == 2:  # (two basins, whatever their labels: camps 0 and 1 in their order)
-            stats = camps(d, ids, {m: labels.index(b) for m, b in basins.items()}, per_model)
+            stats = camps(d, ids, {m: labels.index(b) for m, b in basins.items()}, per_model, values)
         else:
-            stats = _several(d, ids, basins, per_model)
+            stats = _several(d, ids, basins, per_model, values)
         if stats is not None:
             r.label_free["in_dist_camps"] = {**stats, "fingerprint": name}
 
 
-def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray]
-             ) -> dict[str, Any] | None:
+def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
+             values: bool = False) -> dict[str, Any] | None:
     """:func:`camps` of three basins or more: the largest (camp 0) against the rest together (camp 1), with
     ``parts``, each other basin's own :func:`camps` against the largest (audit 96: 6 failed models split 4 and 2
     beside 26, a candidate of three basins, were never read). ``basins``: of the models ``d`` holds (as
@@ -220,10 +242,10 @@ def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_mode
     if len(labels) < 3:
         return None
     largest = max(labels, key=lambda b: sum(v == b for v in basins.values()))
-    stats = camps(d, ids, {m: int(b != largest) for m, b in basins.items()}, per_model)
+    stats = camps(d, ids, {m: int(b != largest) for m, b in basins.items()}, per_model, values)
     if stats is None:
         return None
-    parts = [camps(d, ids, {m: int(b == k) for m, b in basins.items() if b in (largest, k)}, per_model)
+    parts = [camps(d, ids, {m: int(b == k) for m, b in basins.items() if b in (largest, k)}, per_model, values)
              for k in labels if k != largest]
     # a basin of one model is read by none: then the rest together are not said to have failed (review 96)
     return {**stats, "parts": parts if all(p is not None for p in parts) else []}

@@ -338,3 +338,67 @@ def test_larger_or_smaller_logits_of_a_real_camp_are_no_failure():
     p = np.concatenate([_noisy(y, N_OK, 0.99, r), _noisy((y + 1) % CLASSES, N_ODD, 0.8, r)])
     fps, table = _population(p, modal=True, spread=[6.0] * N_OK + [6.2] * N_ODD)
     assert label_free_answer(analyze(fps, table, OPTS)).candidates
+
+
+def _regression(odd: str, n_ok: int = 24, n_odd: int = 6):
+    """Trained regressions (one target plus 3% noise, 4 outputs on 100 in-distribution probes) and ``odd`` models:
+    ``flat`` (a learning rate too low: small outputs of their own), ``random`` (functions of their own, as large),
+    ``half`` (a target of half the scale: a different goal) or ``other`` (another target altogether)."""
+    r = np.random.default_rng(5)
+    target = r.standard_normal((100, 4))
+    ok = target + 0.03 * r.standard_normal((n_ok, 100, 4))
+    odd_out = {"flat": 0.05 * r.standard_normal((n_odd, 100, 4)), "random": r.standard_normal((n_odd, 100, 4)),
+               "half": 0.5 * r.standard_normal((100, 4)) + 0.03 * r.standard_normal((n_odd, 100, 4)),
+               "other": r.standard_normal((100, 4)) + 0.03 * r.standard_normal((n_odd, 100, 4))}[odd]
+    out = np.concatenate([ok, odd_out]).reshape(n_ok + n_odd, -1)
+    n = n_ok + n_odd
+    ids = [f"m{i:02d}" for i in range(n)]
+    d = np.sqrt(((out[:, None] - out[None]) ** 2).mean(-1))
+    spread = np.concatenate([ok, odd_out]).std(1).mean(-1)
+    x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
+    x[n_ok:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
+    meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "values",
+            "params": {"probe_set": "in_dist", "n_probes": 100}, "spread": list(spread)}
+    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+           FingerprintInput("disagreement:probe_set=in_dist", d, ids, meta)]
+    return fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}
+
+
+@pytest.mark.parametrize("odd, why", [("flat", "flat"), ("random", "nothing"), ("half", None), ("other", None)])
+def test_regressions_that_did_not_learn_are_said_so_and_other_targets_stay_candidates(odd, why):
+    """Audit 98 (F1): 24 trained 4-output regressions beside 6 that failed (3 at a learning rate of 1e-6, 3 whose outputs
+    went constant) read "2 candidate deep differences", the check reading only predicted classes."""
+    fps, table = _regression(odd)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    if why is None:  # another target, or one of half the scale: a candidate whose camps compute different functions
+        assert ans.candidates and not ans.candidates[0].unlearned and not ans.lone_leads
+        assert ans.candidates[0].in_dist["predicts"] == "values"
+        assert "the camps' outputs differ by" in ans.sentence and "times the SD of the more varied camp's" in ans.sentence
+        return
+    assert not ans.candidates
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["why"] == why and lead.unlearned["sizes"] == [24, 6] and lead.unlearned["camp"] == 1
+    if why == "flat":
+        assert ("their outputs barely move with the input (their outputs' SD over the probes 0.05, against 0.96 for the "
+                "others): models that learned little or nothing of the input") in ans.sentence
+    else:
+        assert "their outputs differ from the others' by 1.4 times the others' SD over the probes (RMS)" in ans.sentence
+    assert ans.rest["excluded"] == [f"m{i}" for i in range(24, 30)]
+
+
+def test_a_flat_camp_that_predicts_the_classes_of_the_rest_learned_the_task_in_part():
+    """Audit 98 (F2): 8 digits MLPs stopped after 5-50 steps (77-89% right, 0.23 nats against 6.1) were said to have
+    learned nothing of the input."""
+    r = np.random.default_rng(3)
+    y = r.integers(0, 10, PROBES)
+    p = np.tile(y, (N_OK + N_ODD, 1))
+    wrong = r.random(p.shape) < np.where(np.arange(N_OK + N_ODD) < N_OK, 0.03, 0.2)[:, None]
+    p = np.where(wrong, r.integers(0, 10, p.shape), p)
+    spread = [6.0] * N_OK + [0.2] * N_ODD
+    fps, table = _population(p, modal=True, spread=spread)
+    fps[1].meta["concentration"] = [0.1] * (N_OK + N_ODD)  # ten classes, evenly
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["why"] == "flat"
+    assert "though they predict the others' classes on 79% of them: models that learned the task only in part" in ans.sentence
+    assert "learned nothing of the input" not in ans.sentence
