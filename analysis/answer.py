@@ -189,6 +189,10 @@ class Answer:
     # the models that did not learn left out and the others' own answer: {"excluded": [ids], "others": n, "answer":
     # Answer or None (too few to analyse)} (AnalysisResult.rest)
     rest: dict[str, Any] | None = None
+    # judged fingerprints whose significant camps were held back (no gap, or beside a few models) and are models that
+    # did not learn by their in-distribution camps (label_free.held_camps): {fingerprint: {the camps' figures, camp,
+    # why, "failed": [every model id of the failed camp]}}, said as such and not among graded / few_models (audit 98)
+    held_unlearned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,6 +229,15 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  few_family_leads=[c for c in found if c.few is not None],
                  lone_leads=[c for c in found if c.few is None and c.lone_why], graded=_held_as(judged, "no gap"),
                  few_models=_held_as(judged, "few"))
+    for r in judged:  # camps held back that are models which did not learn: said so, not as a continuum or a few
+        free = r.label_free
+        u = _unlearned(free.get("held_camps")) if free.get("held") in ("no gap", "few") else None
+        if u:
+            basins = {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
+            ans.held_unlearned[str(r.fingerprint)] = {**u, "failed": sorted(_failed_camp(basins, u), key=natural_key),
+                                                      "held": free["held"]}
+            for held in (ans.graded, ans.few_models):
+                held.pop(f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}", None)
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
@@ -261,20 +274,54 @@ def unlearned_models(ans: Answer | None) -> list[str]:
     rule out with them; nor their intersection: two cka and input-saliency camps of 3 of the 6 flat models four others
     found (audit 97's DF) would leave 3 in."""
     votes: Counter[str] = Counter()
-    sets = []
-    for c in sorted((c for c in (ans.lone_leads if ans else []) if c.lone_why == "unlearned"), key=lambda c: -len(c.fingerprints)):
-        labels = sorted(set(c.basins.values()))
-        if len(labels) == 2:
-            failed = {m for m, b in c.basins.items() if b == labels[c.unlearned["camp"]]}
-        else:
-            largest = max(labels, key=lambda b: sum(v == b for v in c.basins.values()))
-            failed = {m for m, b in c.basins.items() if b != largest}
-        sets.append((failed, len(c.fingerprints)))
-        votes.update({m: len(c.fingerprints) for m in failed})
+    sets = sorted(((_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in (ans.lone_leads if ans else [])
+                   if c.lone_why == "unlearned"), key=lambda s: -s[1])
+    sets += [(set(h["failed"]), 1) for h in (ans.held_unlearned.values() if ans else [])]  # one fingerprint each
+    for failed, n in sets:
+        votes.update({m: n for m in failed})
     if not sets:
         return []
     total = sum(n for _, n in sets)
     return sorted({m for m, v in votes.items() if 2 * v > total} or sets[0][0], key=natural_key)
+
+
+def _failed_camp(basins: dict[str, int], u: dict[str, Any]) -> set[str]:
+    """The models of ``basins`` (model id -> basin) in the failed camp of :func:`_unlearned`'s ``u``: camp ``u["camp"]``
+    of two basins in their order, or every basin but the largest of three or more."""
+    labels = sorted(set(basins.values()))
+    if len(labels) == 2:
+        return {m for m, b in basins.items() if b == labels[u["camp"]]}
+    largest = max(labels, key=lambda b: sum(v == b for v in basins.values()))
+    return {m for m, b in basins.items() if b != largest}
+
+
+def _held_unlearned_text(ans: Answer, lead: str, said: list[set[str]] | None = None) -> str:
+    """``; but the significant camps of N fingerprints (...), held back from a deep verdict (...), are models that did not
+    learn: a camp of M models (...) ...`` for :attr:`Answer.held_unlearned`, said once for all of them (the models more
+    than half of them put in the failed camp, read on the one whose camp is those, else the first), or ``""``; in brief
+    when a lead's failed camp in ``said`` is those models."""
+    held = ans.held_unlearned
+    if not held:
+        return ""
+    votes = Counter(m for h in held.values() for m in h["failed"])
+    failed = sorted((m for m, v in votes.items() if 2 * v > len(held)), key=natural_key) or next(iter(held.values()))["failed"]
+    name = next((n for n, h in held.items() if h["failed"] == failed), next(iter(held)))
+    u = held[name]
+    k = u["camp"]
+    why = {h["held"] for h in held.values()}
+    reason = ("no gap between them" if why == {"no gap"} else f"one of {FEW_MODELS} models or fewer" if why == {"few"}
+              else f"no gap between them, or one of {FEW_MODELS} models or fewer")
+    names = sorted(held)
+    which = names[0] if len(names) == 1 else f"{len(names)} fingerprints ({_first_three(names)})"
+    if set(failed) in (said or []):
+        return f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are these models too"
+    named = ", ".join(failed[:NAMED]) + (", ..." if len(failed) > NAMED else "")
+    hide = ("the others are analysed again without them, after this answer" if ans.rest else
+            "a difference among the others may hide behind these models, which a report of those alone would show")
+    return (f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are models that did not "
+            f"learn: a camp of {len(failed)} models ({named}) beside the other {u['sizes'][1 - k]} (on the in-distribution "
+            f"probes ({u['fingerprint']}), by {name}'s camps, {_failed_text(u, k, u['why'])}: check their accuracy; {hide}; "
+            "docs/scorecard.md, \"Models that did not learn\")")
 
 
 def _rest_text(ans: Answer) -> str:
@@ -1264,10 +1311,14 @@ def answer_sentence(ans: Answer) -> str:
     """One sentence for the report's headline and the terminal: the candidates, then any leads; after
     ``--covariate``, headed by the columns taken out (what the answer is beyond)."""
     leads = "; ".join(t for t in (_few_leads_text(ans), _lone_leads_text(ans)) if t)
+    # camps held back that are models which did not learn: after the leads, which may have said them (without
+    # candidates or leads, the no-candidate sentence says them)
+    said = [_failed_camp(c.basins, c.unlearned) for c in ans.lone_leads if c.lone_why == "unlearned"]
+    held = _held_unlearned_text(ans, "besides,", said) if ans.candidates or leads else ""
     if ans.n_judged and not ans.candidates and leads:
-        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans))
+        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held)
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
-                                              + (f"; besides, {leads}" if leads else ""))
+                                              + (f"; besides, {leads}" if leads else "") + held)
 
 
 def _covariates_head(ans: Answer) -> str:
@@ -1309,7 +1360,8 @@ def _besides_degrees(ans: Answer) -> str:
     matched = {col for c in shown for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
-    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,") + _strata_text(followed, "besides,", ans.user_strata)
+    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,")
+            + _strata_text(followed, "besides,", ans.user_strata)
             + _gradients_text(gradients, ans.n_judged, "besides, "))
 
 
@@ -1609,9 +1661,11 @@ def _candidates_sentence(ans: Answer) -> str:
     if not ans.candidates:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
-                "basins, or a difference these fingerprints and families cannot show)" + _graded_text(ans.graded)
-                + _few_models_text(ans.few_models, "and" if ans.graded else "but")
-                + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models else "but", ans.user_strata)
+                "basins, or a difference these fingerprints and families cannot show)" + _held_unlearned_text(ans, "but")
+                + _graded_text(ans.graded, "and" if ans.held_unlearned else "but")
+                + _few_models_text(ans.few_models, "and" if ans.graded or ans.held_unlearned else "but")
+                + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models or ans.held_unlearned else "but",
+                               ans.user_strata)
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

@@ -405,7 +405,8 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "groups_axis": res.groups_axis,
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
             "closest_groups": closest_groups(res), "effect": size, "family_apart": apart, "held": res.held,
-            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree}
+            "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree,
+            **({} if res.held_basins is None else {"held_basins": {m: int(b) for m, b in zip(ids, res.held_basins)}})}
 
 
 def agree(labelled: str, free: str) -> bool | None:

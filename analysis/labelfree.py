@@ -157,6 +157,9 @@ class LabelFreeResult:
     tree: dict | None = None  # the families' dendrogram (:func:`family_tree`), for the report
     # why a significant deep test got no deep verdict (:func:`held_reason`): "no gap", "small", "coarse", or None
     held: str | None = None
+    # the camps of the partition so held, for "no gap" and "few" ([n], as candidate_basins): models that did not
+    # learn, held back as a continuum or a few models, are read on the in-distribution probes too (analysis.unlearned)
+    held_basins: np.ndarray | None = None
 
     @property
     def significant(self) -> bool:
@@ -887,6 +890,10 @@ def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict])
     return {k: small[k] for k in keys if k in small}
 
 
+# the result's field of each partition :func:`_blocking` names (the others' fields have their names)
+HELD_BASINS = {"split": "split_basins", "groups": "group_basins"}
+
+
 def held_reason(blocking: dict[str, dict]) -> str | None:
     """Why the first partition of ``blocking`` (:func:`_blocking`) kept a significant test from a deep
     verdict, as its sentence says it (:func:`analysis.labelfree_sentences.with_unconfirmed`): ``"small"``
@@ -994,7 +1001,10 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         done = replace(r, verdict=v, q=qv, q_tests=_own(q, i), candidate_basins=basins, cut_families=cut)
         if v in ("lineage only", "no structure"):
             blocking = _blocking(r, sig, small)
-            done = replace(done, held=held_reason(blocking))
+            why = held_reason(blocking)
+            first = next(iter(blocking), None)
+            camps = getattr(r, HELD_BASINS.get(first, first)) if why in ("no gap", "few") else None
+            done = replace(done, held=why, held_basins=camps)
             sentence = with_unconfirmed(sentence, r, q, i, alpha, blocking)
             if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"
                 sentence += closest_split(done, tail="would tell" not in sentence)

@@ -214,14 +214,19 @@ def differ_in_distribution(stats: dict[str, Any] | None) -> bool:
 def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     """Each result's candidate basins (``label_free["candidate_basins"]``) given :func:`camps` of the
     in-distribution predictions, as ``label_free["in_dist_camps"]`` (with the ``fingerprint`` they come
-    from); nothing when no fingerprint of those predictions was analysed."""
+    from), or without them the camps its significant tests were held back on (``held_basins``), as
+    ``label_free["held_camps"]``; nothing when no fingerprint of those predictions was analysed."""
     found = predictions(inputs)
     if found is None:
         return
     name, d, ids, per_model, values = found
     held = set(ids)
     for r in results:
-        basins = {str(m): int(b) for m, b in ((r.label_free or {}).get("candidate_basins") or {}).items()
+        free = r.label_free or {}
+        # a deep verdict's candidate basins, else the camps of a significant test held back ("held_basins": no gap, or
+        # beside a few models: audit 98's 6 failed one-output regressions read as "the seeds' own noise")
+        key = "in_dist_camps" if free.get("candidate_basins") else "held_camps"
+        basins = {str(m): int(b) for m, b in (free.get("candidate_basins") or free.get("held_basins") or {}).items()
                   if int(b) >= 0 and str(m) in held}  # the models the predictions hold
         labels = sorted(set(basins.values()))
         if len(labels) == 2:  # (two basins, whatever their labels: camps 0 and 1 in their order)
@@ -229,7 +234,7 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
         else:
             stats = _several(d, ids, basins, per_model, values)
         if stats is not None:
-            r.label_free["in_dist_camps"] = {**stats, "fingerprint": name}
+            r.label_free[key] = {**stats, "fingerprint": name}
 
 
 def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],

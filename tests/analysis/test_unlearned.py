@@ -402,3 +402,24 @@ def test_a_flat_camp_that_predicts_the_classes_of_the_rest_learned_the_task_in_p
     assert lead.unlearned["why"] == "flat"
     assert "though they predict the others' classes on 79% of them: models that learned the task only in part" in ans.sentence
     assert "learned nothing of the input" not in ans.sentence
+
+
+def test_camps_held_back_beside_a_few_models_that_did_not_learn_are_said_so():
+    """Audit 98 (F5): 6 failed one-output regressions among 30, whose camps were held back as no gap or beside a
+    few models, read "no candidate ... one continuum cut in two, which an uneven spread of the seeds' own noise makes"."""
+    fps, table = _regression("flat", n_ok=27, n_odd=3)
+    res = analyze(fps, table, OPTS)
+    outputs = res.fingerprint("outputs").label_free
+    assert outputs["held"] == "few" and outputs["held_camps"]["sizes"] == [27, 3]
+    ans = label_free_answer(res)
+    assert ans.held_unlearned["outputs"]["failed"] == ["m27", "m28", "m29"] and "outputs" not in ans.few_models
+    assert ("; besides, the significant camps of outputs, held back from a deep verdict (one of 3 models or fewer), are "
+            "these models too. Without the 3 models") in ans.sentence
+    # with no deep verdict beside it, the held camps are the answer's
+    res.fingerprint("disagreement:probe_set=in_dist").label_free.update(verdict="no structure", candidate_basins={})
+    ans = label_free_answer(res)
+    assert ans.sentence.startswith("no candidate deep difference: none of the 2 fingerprints judged finds basins")
+    assert ("; but the significant camps of outputs, held back from a deep verdict (one of 3 models or fewer), are models "
+            "that did not learn: a camp of 3 models (m27, m28, m29) beside the other 27 (on the in-distribution probes "
+            "(disagreement:probe_set=in_dist), by outputs's camps, their outputs barely move with the input") in ans.sentence
+    assert "fall into two significant camps" not in ans.sentence
