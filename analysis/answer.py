@@ -52,6 +52,7 @@ from analysis.unlearned import (
     NAMED,
     ONE_CLASS,
     agrees_with_nothing,
+    confirmed,
     differ_in_distribution,
     diverged,
     flat,
@@ -193,6 +194,10 @@ class Answer:
     # did not learn by their in-distribution camps (label_free.held_camps): {fingerprint: {the camps' figures, camp,
     # why, "failed": [every model id of the failed camp]}}, said as such and not among graded / few_models (audit 98)
     held_unlearned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # judged fingerprints whose own clusters (k >= 3), each read against the largest on the in-distribution probes
+    # (label_free.cluster_camps), hold models that did not learn: {fingerprint: {"failed": [ids], "why": [...]}}
+    # (audit 99's F5: failed models inside a real camp), for the models the others are analysed without
+    cluster_unlearned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +243,14 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                                                       "held": free["held"]}
             for held in (ans.graded, ans.few_models):
                 held.pop(f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}", None)
+    for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
+        cc = (r.label_free or {}).get("cluster_camps")
+        own = _clusters(r) if cc else {}
+        found = [(p["cluster"], f[1]) for p in (cc or {}).get("parts", []) if (f := _failed(p)) is not None and f[0] == 1]
+        if found:
+            ans.cluster_unlearned[str(r.fingerprint)] = {
+                "failed": sorted((m for m, c in own.items() if c in {k for k, _ in found}), key=natural_key),
+                "why": sorted({w for _, w in found})}
     ans.lineage_tested, ans.lineage_found = _lineage_found(analysed, q, alpha,
                                                            int(result.settings.get("n_perm", 199)))
     ans.lineage_column = result.settings.get("lineage")
@@ -265,20 +278,29 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     return ans
 
 
-def unlearned_models(ans: Answer | None) -> list[str]:
-    """The models that did not learn, in natural order (``[]`` when no lead says so): those the failed camps (the
-    failed one of two, or every basin but the largest of three or more) of the leads of such models
-    (:attr:`Candidate.unlearned`) hold for more than half of those leads' fingerprints; where none is, the failed camp
-    of the lead most fingerprints find. Not their union: a camp of failed models and trained ones of a second rule,
-    read as failed on one fingerprint beside the failed ones alone on another (review 95's H2), would take the second
-    rule out with them; nor their intersection: two cka and input-saliency camps of 3 of the 6 flat models four others
-    found (audit 97's DF) would leave 3 in."""
+def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str]:
+    """The models that did not learn, in natural order (``[]`` when no lead says so): of every model the failed camps
+    (:func:`_failed_camp`) of the leads of such models (:attr:`Candidate.unlearned`) and of the camps held back
+    (:attr:`Answer.held_unlearned`) hold, those whose own in-distribution figures confirm it (``inputs``' predictions:
+    :func:`analysis.unlearned.confirmed`). Without those figures (or none confirmed), the models more than half of
+    those fingerprints put in a failed camp, else the failed camp of the lead most fingerprints find. Not the union
+    alone: a camp of failed models and trained ones of a second rule, read as failed on one fingerprint beside the
+    failed ones alone on another (review 95's H2), would take the second rule out with them; not a vote alone: with
+    failures of two kinds, each lead's camp of one kind (audit 99's F4: 3 dead and 3 never-started regressions) left
+    half of them in."""
     votes: Counter[str] = Counter()
     sets = sorted(((_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in (ans.lone_leads if ans else [])
                    if c.lone_why == "unlearned"), key=lambda s: -s[1])
     sets += [(set(h["failed"]), 1) for h in (ans.held_unlearned.values() if ans else [])]  # one fingerprint each
+    sets += [(set(h["failed"]), 1) for h in (ans.cluster_unlearned.values() if ans else [])]
     for failed, n in sets:
         votes.update({m: n for m in failed})
+    if not sets:
+        return []
+    sure = confirmed(set(votes), inputs) if inputs is not None else None
+    if sure:
+        return sorted(sure, key=natural_key)
+    sets = [(f, n) for f, n in sets[:len(sets) - len(ans.cluster_unlearned)]]  # without the figures: leads and held only
     if not sets:
         return []
     total = sum(n for _, n in sets)
@@ -330,7 +352,21 @@ def _rest_text(ans: Answer) -> str:
     if not ans.rest:
         return ""
     ids = ans.rest["excluded"]
-    head = f". Without the {len(ids)} models that did not learn ({', '.join(ids[:NAMED])}{', ...' if len(ids) > NAMED else ''})"
+    # candidates whose camps hold them (audit 99's F5: "18 and 12" above, the same difference "12 and 12" below)
+    held = [i for i, c in enumerate(ans.candidates, 1) if set(c.basins) & set(ids)]
+    holds = ("" if not held else "; the candidate above holds them in its camps" if len(ans.candidates) == 1
+             else f"; candidate{'s' if len(held) > 1 else ''} {_first_three([str(i) for i in held])} above hold"
+             f"{'' if len(held) > 1 else 's'} them in {'their' if len(held) > 1 else 'its'} camps")
+    said = {m for c in ans.lone_leads if c.lone_why == "unlearned" for m in _failed_camp(c.basins, c.unlearned)}
+    said |= {m for h in ans.held_unlearned.values() for m in h["failed"]}
+    unsaid = [m for m in ids if m not in said]
+    whys = sorted({w for h in ans.cluster_unlearned.values() if set(h["failed"]) & set(unsaid) for w in h["why"]})
+    words = {"diverged": "outputs blown up", "flat": "outputs that barely move with the input", "several": "failed in more "
+             "than one way", "nothing": "agreeing with nothing", "less": "the task learned less well"}
+    found = ("" if not unsaid or not whys else f"; {len(unsaid)} of them found by the fingerprints' own clusters, each read "
+             f"against the largest on the in-distribution probes ({', '.join(words[w] for w in whys)})")
+    head = (f". Without the {len(ids)} models that did not learn ({', '.join(ids[:NAMED])}{', ...' if len(ids) > NAMED else ''}"
+            f"{holds}{found})")
     sub = ans.rest["answer"]
     if sub is None:
         return f"{head}, the others are too few to analyse alone"

@@ -60,7 +60,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 29
+METHODS_VERSION = 30
 MIN_REST = 8  # models below which the others than those left out are not analysed (--exclude; the models that did not learn)
 VERDICTS = tuple(v.value for v in LABELLED)
 
@@ -322,9 +322,10 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     """
     with _limits():
         result = _analyze(fingerprints, table, opts, on_result)
-        failed = unlearned_models(label_free_answer(result))  # models that did not learn: the rest analysed alone
+        opts = opts or AnalysisOptions()
+        analysed = [f.without(set(opts.exclude)) for f in fingerprints]
+        failed = unlearned_models(label_free_answer(result), analysed)  # models that did not learn: the rest alone
         if failed:
-            opts = opts or AnalysisOptions()
             rest = len(table["model_id"]) - len(set(opts.exclude) | set(failed))
             result.rest = {"excluded": failed, "result": _analyze(fingerprints, table, opts.replace(
                 exclude=[*opts.exclude, *failed])) if rest >= MIN_REST else None}

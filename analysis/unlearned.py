@@ -49,6 +49,10 @@ ERRATIC = 0.3  # ... each model's nearest mate at least this share as far as
 # a regression's camp whose outputs move at most this share as far as the other camp's has flat outputs (audit 98:
 # 3 models at a learning rate of 1e-6 and 3 whose outputs went constant, 0.06 against 0.55)
 FLAT_VALUES = 0.2
+# a camp whose models differ among themselves at most this share of what chance gives is coherent: not flat (audit 99:
+# another label map 0.03 of it, a target a tenth the scale 0.32; the audits' flat failed camps that predict several
+# classes differ among themselves at 0.68 of chance or more, failed regressions about 1)
+COHERENT = 0.4
 NAMED = 4  # members of each camp named
 PER_MODEL = PER_MODEL_META  # the predictions' metadata read per model
 
@@ -192,15 +196,33 @@ def flat(stats: dict[str, Any] | None) -> int | None:
         return None
     s, m, between = stats["spread"], stats.get("modal"), stats["between"]
     if stats.get("predicts") == "values":  # a regression's outputs moving at most FLAT_VALUES as far, the camps apart
-        return next((k for k in (0, 1) if s[k] <= FLAT_VALUES * s[1 - k] and between >= DIFFERENT), None)
+        return next((k for k in (0, 1) if s[k] <= FLAT_VALUES * s[1 - k] and between >= DIFFERENT
+                     and not coherent(stats, k)), None)
     for k in (0, 1):
-        small = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k]
+        small = s[k] < FLAT_NATS and s[k] <= FLAT * s[1 - k] and not coherent(stats, k)
         both_one = m is not None and min(m) >= ONE_CLASS and s[k] <= FLAT_BOTH * s[1 - k]  # (review 97: a backdoor of
         quiet = small and (between >= DIFFERENT or both_one)  # small logits moved 3-5% where the probes lack its trigger)
         one = m is not None and m[k] >= ONE_CLASS > m[1 - k] and s[k] <= FLAT_ONE * s[1 - k]
         if quiet or one:
             return k
     return None
+
+
+def coherent(stats: dict[str, Any], k: int) -> bool:
+    """Whether camp ``k``'s models agree among themselves far more than chance would have them (at most
+    :data:`COHERENT` of it): one function learned by all of them, not models that learned nothing, whatever their
+    outputs' spread (audit 99: 6 digits models of another label map trained with label smoothing 0.95, 2.3% apart
+    among themselves where chance gives 89%, and 6 regressions of a target a tenth the scale, were read as flat). For
+    classes, chance is two models predicting their classes at random (``chance``), and a camp of one class (``modal``
+    at least :data:`ONE_CLASS`: every collapsed camp of the audits) is never coherent so; for a regression's values,
+    two functions of the camp's spread uncorrelated (the square root of 2 times it, in the same units)."""
+    if stats.get("predicts") == "values":
+        own = stats["spread"][k] / stats["scale"]
+        return own > 0 and stats["within"][k] <= COHERENT * np.sqrt(2.0) * own
+    chance, modal = stats.get("chance"), stats.get("modal")
+    if chance is None or (modal is not None and modal[k] >= ONE_CLASS):
+        return False
+    return stats["within"][k] <= COHERENT * chance[k]
 
 
 def differ_in_distribution(stats: dict[str, Any] | None) -> bool:
@@ -235,6 +257,15 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
             stats = _several(d, ids, basins, per_model, values)
         if stats is not None:
             r.label_free[key] = {**stats, "fingerprint": name}
+        # the fingerprint's own clusters (k >= 3), each read against the largest: failed models inside a real camp
+        # (audit 99's F5: 3 dead and 3 never-started regressions beside a real minority of 6, one camp of 12)
+        own = {str(m): int(c) for m, c in zip(r.model_ids or (), r.clusters or ()) if int(c) >= 0 and str(m) in held}
+        if len(set(own.values())) >= 3:
+            several = _several(d, ids, own, per_model, values)
+            if several and several["parts"]:
+                largest = max(set(own.values()), key=lambda b: sum(v == b for v in own.values()))
+                r.label_free["cluster_camps"] = {"fingerprint": name, "largest": largest, "parts": [
+                    {**p, "cluster": k} for p, k in zip(several["parts"], sorted(set(own.values()) - {largest}))]}
 
 
 def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
@@ -254,3 +285,58 @@ def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_mode
              for k in labels if k != largest]
     # a basin of one model is read by none: then the rest together are not said to have failed (review 96)
     return {**stats, "parts": parts if all(p is not None for p in parts) else []}
+
+
+def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
+    """Of ``suspects`` (models some lead puts in a camp that did not learn), those whose own in-distribution figures
+    set them apart from the models of no such camp (the reference, their medians): outputs moving at most
+    :data:`FLAT` as far (:data:`FLAT_VALUES` for a regression's values) or at least :data:`DIVERGED` times as far; one
+    class predicted (at least :data:`ONE_CLASS` of the probes) where the reference predicts several; or predicting other
+    values than the reference on at least :data:`DIFFERENT` of the probes (a regression's: that share of the
+    reference's spread) and :data:`OTHERS` times as often as its models differ among themselves, with no near mate (the
+    model nearest to it at least :data:`ALIKE` as far, or at least :data:`COHERENT` of what chance gives for its own
+    outputs, as :func:`coherent` reads a camp; or :data:`ERRATIC` as far, moving its outputs :data:`ERRATIC_SPREAD`
+    times as far). A model of another rule in a failed camp on one fingerprint (review 95's H2)
+    predicts the reference's classes; a model of a real minority goal has its fellows near. ``None`` without the
+    in-distribution predictions or a reference of two models; suspects the predictions do not hold are kept."""
+    found = predictions(inputs)
+    if found is None:
+        return None
+    _, d, ids, per_model, values = found
+    pos = {m: i for i, m in enumerate(ids)}
+    ref = np.asarray([i for m, i in pos.items() if m not in suspects], dtype=int)
+    if len(ref) < 2:
+        return None
+    spread = per_model.get("spread")
+    s_ref = float(np.nanmedian(spread[ref])) if spread is not None else None
+    scale = s_ref if values else 1.0
+    if not scale or not scale > 0:
+        return None
+    inside = d[np.ix_(ref, ref)][~np.eye(len(ref), dtype=bool)]
+    within = float(np.median(inside)) / scale
+    modal, conc = per_model.get("modal_share"), per_model.get("concentration")
+    one_ref = modal is not None and float(np.nanmedian(modal[ref])) >= ONE_CLASS  # the reference predicts one class
+    out = set()
+    for m in suspects:
+        if m not in pos:
+            out.add(m)
+            continue
+        i = pos[m]
+        ratio = spread[i] / s_ref if spread is not None and s_ref else None
+        if ratio is not None and (ratio <= (FLAT_VALUES if values else FLAT) or ratio >= DIVERGED):
+            out.add(m)
+            continue
+        if modal is not None and modal[i] >= ONE_CLASS and not one_ref:  # collapsed to one class (audit 99: with larger logits)
+            out.add(m)
+            continue
+        apart = float(np.median(d[i, ref])) / scale
+        nearest = float(np.delete(d[i], i).min()) / scale
+        # no mate near it: as far as from the reference, or far for its own outputs (chance for two models predicting
+        # its classes at random; two uncorrelated functions of its spread), which a real minority's fellows are not
+        own = (np.sqrt(2.0) * spread[i] / scale if values else 1.0 - conc[i] if conc is not None else None)
+        alone = nearest >= ALIKE * apart or (own is not None and nearest >= COHERENT * own)
+        erratic = ratio is not None and ratio >= ERRATIC_SPREAD and nearest >= ERRATIC * apart
+        if apart >= max(DIFFERENT, OTHERS * within) and (alone or erratic):
+            out.add(m)
+    return out
+

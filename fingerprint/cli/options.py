@@ -65,6 +65,9 @@ def exclude_ids(entries: Optional[list[str]]) -> Optional[list[str]]:
             ids += [t for t in (line.split("#", 1)[0].strip() for line in lines) if t]
         else:
             ids += [t.strip() for t in entry.split(",") if t.strip()]
+    if not ids:  # audit 99: an empty file analysed every model, unsaid
+        raise UserError(f"--exclude {' '.join(entries)!r} names no model id (an empty entry or file); give model ids, "
+                        "or leave the option out to analyse every model")
     return list(dict.fromkeys(ids))
 
 

@@ -122,5 +122,37 @@ def test_report_exclude_from_a_file_and_unknown_ids(tmp_path):
     assert bad.returncode == 2 and not (tmp_path / "b.html").exists()
     assert bad.stderr.strip() == ("error: unknown model id 'm3' for --exclude (valid: m00, m01, m02, m03, m04, ... "
                                   "(12 models; fingerprint inspect lists them))")
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    empty = run_cli("cluster", tmp_path / "zoo", "--exclude", "@" + str(tmp_path / "empty.txt"), *args)
+    assert empty.returncode == 2 and "names no model id (an empty entry or file)" in empty.stderr
     gone = run_cli("cluster", tmp_path / "zoo", "--exclude", "@" + str(tmp_path / "none.txt"), *args)
     assert gone.returncode == 2 and gone.stderr.startswith("error: --exclude @") and "cannot read" in gone.stderr
+
+
+def test_failures_of_two_kinds_beside_a_real_minority_are_all_left_out_and_the_minority_kept():
+    """Audit 99 (F4): 18 regressions of one target, 6 of another (a real minority), 3 never started (small outputs of
+    their own) and 3 dead (constant outputs): each lead's failed camp held one kind, and a vote left 3 failed models
+    in, read with the minority as one basin of 9."""
+    r = np.random.default_rng(7)
+    a, b = r.standard_normal((100, 4)), r.standard_normal((100, 4))
+    out = np.concatenate([a + 0.05 * r.standard_normal((18, 100, 4)), b + 0.05 * r.standard_normal((6, 100, 4)),
+                          0.06 * r.standard_normal((3, 100, 4)), np.broadcast_to(r.standard_normal((3, 1, 4)), (3, 100, 4))])
+    n = len(out)
+    ids = [f"m{i:02d}" for i in range(n)]
+    flat = out.reshape(n, -1)
+    d = np.sqrt(((flat[:, None] - flat[None]) ** 2).mean(-1))
+    kind = np.repeat([0, 1, 2, 3], [18, 6, 3, 3])
+    x = (r.standard_normal((n, 20)) + 8 * r.standard_normal((4, 20))[kind]) * np.exp(-np.arange(20) / 5)
+    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+           FingerprintInput("disagreement:probe_set=in_dist", d, ids,
+                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "values",
+                             "params": {"probe_set": "in_dist", "n_probes": 100}, "spread": list(out.std(1).mean(-1))})]
+    res = analyze(fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}, OPTS)
+    assert res.rest["excluded"] == ids[24:]
+    ans = label_free_answer(res)
+    (cand,) = ans.rest["answer"].candidates
+    assert sorted(cand.sizes) == [6, 18] and {cand.basins[m] for m in ids[18:24]} != {cand.basins[m] for m in ids[:18]}
+    # the main candidate (18 and 12) holds them: said, with what found them (audit 99's F5)
+    assert ("Without the 6 models that did not learn (m24, m25, m26, m27, ...; the candidate above holds them in its camps; "
+            "6 of them found by the fingerprints' own clusters, each read against the largest on the in-distribution "
+            "probes (outputs that barely move with the input))") in ans.sentence
