@@ -288,21 +288,20 @@ def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str
     failed ones alone on another (review 95's H2), would take the second rule out with them; not a vote alone: with
     failures of two kinds, each lead's camp of one kind (audit 99's F4: 3 dead and 3 never-started regressions) left
     half of them in."""
-    votes: Counter[str] = Counter()
-    sets = sorted(((_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in (ans.lone_leads if ans else [])
-                   if c.lone_why == "unlearned"), key=lambda s: -s[1])
-    sets += [(set(h["failed"]), 1) for h in (ans.held_unlearned.values() if ans else [])]  # one fingerprint each
-    sets += [(set(h["failed"]), 1) for h in (ans.cluster_unlearned.values() if ans else [])]
-    for failed, n in sets:
-        votes.update({m: n for m in failed})
-    if not sets:
+    if ans is None:
         return []
-    sure = confirmed(set(votes), inputs) if inputs is not None else None
+    sets = sorted(((_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in ans.lone_leads
+                   if c.lone_why == "unlearned"), key=lambda s: -s[1])
+    sets += [(set(h["failed"]), 1) for h in ans.held_unlearned.values()]  # one fingerprint each
+    suspects = {m for f, _ in sets for m in f} | {m for h in ans.cluster_unlearned.values() for m in h["failed"]}
+    sure = confirmed(suspects, inputs) if inputs is not None and suspects else None
     if sure:
         return sorted(sure, key=natural_key)
-    sets = [(f, n) for f, n in sets[:len(sets) - len(ans.cluster_unlearned)]]  # without the figures: leads and held only
-    if not sets:
+    if not sets:  # (without the figures, the clusters' own reading alone leaves nobody out)
         return []
+    votes: Counter[str] = Counter()
+    for failed, n in sets:
+        votes.update({m: n for m in failed})
     total = sum(n for _, n in sets)
     return sorted({m for m, v in votes.items() if 2 * v > total} or sets[0][0], key=natural_key)
 
@@ -1624,8 +1623,8 @@ def _failed_text(u: dict[str, Any], k: int, why: str) -> str:
         return (f"each of their {len(u['parts'])} basins either barely moves its outputs with the input, blows them "
                 "up, or agrees with nothing, against the largest camp: models that did not learn, in more than one way")
     if values:
-        return (f"their outputs differ from the others' by {_nats(u['between'])} times the others' SD over the probes "
-                f"(RMS) and from each other's by {_nats(u['within'][k])}, where the others differ among themselves by "
+        return (f"their outputs differ from the others' by {_nats(u['between'])} times the SD over the probes of the more "
+                f"varied camp's (RMS) and from each other's by {_nats(u['within'][k])}, where the others differ among themselves by "
                 f"{_nats(u['within'][1 - k])}: models that agree with nothing on inputs like the training data's, which a "
                 "failed training leaves (a learning rate too low, too few steps, a run that diverged)")
     if why == "less":
