@@ -282,7 +282,7 @@ def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str
     """The models that did not learn, in natural order (``[]`` when no lead says so): of every model the failed camps
     (:func:`_failed_camp`) of the leads of such models (:attr:`Candidate.unlearned`) and of the camps held back
     (:attr:`Answer.held_unlearned`) hold, those whose own in-distribution figures confirm it (``inputs``' predictions:
-    :func:`analysis.unlearned.confirmed`). Without those figures (or none confirmed), the models more than half of
+    :func:`analysis.unlearned.confirmed`). Without those figures, the models more than half of
     those fingerprints put in a failed camp, else the failed camp of the lead most fingerprints find. Not the union
     alone: a camp of failed models and trained ones of a second rule, read as failed on one fingerprint beside the
     failed ones alone on another (review 95's H2), would take the second rule out with them; not a vote alone: with
@@ -295,7 +295,7 @@ def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str
     sets += [(set(h["failed"]), 1) for h in ans.held_unlearned.values()]  # one fingerprint each
     suspects = {m for f, _ in sets for m in f} | {m for h in ans.cluster_unlearned.values() for m in h["failed"]}
     sure = confirmed(suspects, inputs) if inputs is not None and suspects else None
-    if sure:
+    if sure is not None:  # (none confirmed: nobody left out; review 100 found a vote took them out all the same)
         return sorted(sure, key=natural_key)
     if not sets:  # (without the figures, the clusters' own reading alone leaves nobody out)
         return []
@@ -337,7 +337,7 @@ def _held_unlearned_text(ans: Answer, lead: str, said: list[set[str]] | None = N
     if set(failed) in (said or []):
         return f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are these models too"
     named = ", ".join(failed[:NAMED]) + (", ..." if len(failed) > NAMED else "")
-    hide = ("the others are analysed again without them, after this answer" if ans.rest else
+    hide = ("the others are analysed again without them, after this answer" if ans.rest and ans.rest["answer"] else
             "a difference among the others may hide behind these models, which a report of those alone would show")
     return (f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are models that did not "
             f"learn: a camp of {len(failed)} models ({named}) beside the other {u['sizes'][1 - k]} (on the in-distribution "
@@ -352,7 +352,10 @@ def _rest_text(ans: Answer) -> str:
         return ""
     ids = ans.rest["excluded"]
     # candidates whose camps hold them (audit 99's F5: "18 and 12" above, the same difference "12 and 12" below)
-    held = [i for i, c in enumerate(ans.candidates, 1) if set(c.basins) & set(ids)]
+    gone = set(ids)  # (a camp of failed models and others: the candidate's camps are not the split without them)
+    held = [i for i, c in enumerate(ans.candidates, 1)
+            if any(gone & camp and camp - gone for camp in ({m for m, v in c.basins.items() if v == b}
+                                                            for b in set(c.basins.values())))]
     holds = ("" if not held else "; the candidate above holds them in its camps" if len(ans.candidates) == 1
              else f"; candidate{'s' if len(held) > 1 else ''} {_first_three([str(i) for i in held])} above hold"
              f"{'' if len(held) > 1 else 's'} them in {'their' if len(held) > 1 else 'its'} camps")
@@ -1586,7 +1589,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                 f"({u['fingerprint']}) ")
         what = _failed_text(u, k, why)
         agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
-        hide = ("the others are analysed again without them, after this answer" if ans.rest else
+        hide = ("the others are analysed again without them, after this answer" if ans.rest and ans.rest["answer"] else
                 f"a difference among the other {other} may hide behind these models, which a report of those alone would show")
         texts.append(f"{head}{what}, not another way of doing the task{agree}: "
                      f"check their accuracy; {hide}; docs/scorecard.md, \"Models that did not learn\")"

@@ -147,6 +147,7 @@ class FingerprintInput:
         return dataclasses.replace(self, values=values, model_ids=[m for m, k in zip(self.model_ids, keep) if k], meta=meta)
 
 
+MIN_REST = 8  # models below which the others than those left out are not analysed (--exclude; the models that did not learn)
 # metadata an extractor records per model, in its models' order (the disagreement extractor's, read by analysis.unlearned)
 PER_MODEL_META = ("modal_share", "concentration", "spread")
 

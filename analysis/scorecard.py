@@ -38,6 +38,7 @@ from analysis.calibration import (
 from analysis.combine import combined_input
 from analysis.errors import AnalysisError, choices
 from analysis.options import (  # noqa: F401 (STRATA: scripts)
+    MIN_REST,
     NO_STRATA,
     STRATA,
     AnalysisOptions,
@@ -61,7 +62,6 @@ RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
 METHODS_VERSION = 30
-MIN_REST = 8  # models below which the others than those left out are not analysed (--exclude; the models that did not learn)
 VERDICTS = tuple(v.value for v in LABELLED)
 
 

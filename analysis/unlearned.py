@@ -263,9 +263,10 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
         if len(set(own.values())) >= 3:
             several = _several(d, ids, own, per_model, values)
             if several and several["parts"]:
-                largest = max(set(own.values()), key=lambda b: sum(v == b for v in own.values()))
+                labels = sorted(set(own.values()))  # (as _several orders them)
+                largest = max(labels, key=lambda b: sum(v == b for v in own.values()))
                 r.label_free["cluster_camps"] = {"fingerprint": name, "largest": largest, "parts": [
-                    {**p, "cluster": k} for p, k in zip(several["parts"], sorted(set(own.values()) - {largest}))]}
+                    {**p, "cluster": k} for p, k in zip(several["parts"], [k for k in labels if k != largest])]}
 
 
 def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
@@ -297,8 +298,9 @@ def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
     model nearest to it at least :data:`ALIKE` as far, or at least :data:`COHERENT` of what chance gives for its own
     outputs, as :func:`coherent` reads a camp; or :data:`ERRATIC` as far, moving its outputs :data:`ERRATIC_SPREAD`
     times as far). A model of another rule in a failed camp on one fingerprint (review 95's H2)
-    predicts the reference's classes; a model of a real minority goal has its fellows near. ``None`` without the
-    in-distribution predictions or a reference of two models; suspects the predictions do not hold are kept."""
+    predicts the reference's classes; a model of a real minority goal has its fellows near, and is not taken for flat
+    or blown up with one that near. ``None`` without the in-distribution predictions or a reference of two models;
+    suspects the predictions do not hold are not confirmed."""
     found = predictions(inputs)
     if found is None:
         return None
@@ -317,23 +319,22 @@ def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
     modal, conc = per_model.get("modal_share"), per_model.get("concentration")
     one_ref = modal is not None and float(np.nanmedian(modal[ref])) >= ONE_CLASS  # the reference predicts one class
     out = set()
-    for m in suspects:
-        if m not in pos:
-            out.add(m)
-            continue
+    for m in suspects & set(pos):  # (a model the predictions do not hold cannot be confirmed: it stays)
         i = pos[m]
         ratio = spread[i] / s_ref if spread is not None and s_ref else None
-        if ratio is not None and (ratio <= (FLAT_VALUES if values else FLAT) or ratio >= DIVERGED):
+        apart = float(np.median(d[i, ref])) / scale
+        nearest = float(np.delete(d[i], i).min()) / scale
+        # its own scale: chance for two models predicting its classes at random, two uncorrelated functions of its
+        # spread; a mate nearer than COHERENT of it is a fellow of one function (a real minority's, however small or
+        # large its outputs: audit 99's label map under label smoothing, review 100)
+        own = (np.sqrt(2.0) * spread[i] / scale if values else 1.0 - conc[i] if conc is not None else None)
+        fellow = own is not None and own > 0 and nearest <= COHERENT * own
+        if ratio is not None and (ratio <= (FLAT_VALUES if values else FLAT) or ratio >= DIVERGED) and not fellow:
             out.add(m)
             continue
         if modal is not None and modal[i] >= ONE_CLASS and not one_ref:  # collapsed to one class (audit 99: with larger logits)
             out.add(m)
             continue
-        apart = float(np.median(d[i, ref])) / scale
-        nearest = float(np.delete(d[i], i).min()) / scale
-        # no mate near it: as far as from the reference, or far for its own outputs (chance for two models predicting
-        # its classes at random; two uncorrelated functions of its spread), which a real minority's fellows are not
-        own = (np.sqrt(2.0) * spread[i] / scale if values else 1.0 - conc[i] if conc is not None else None)
         alone = nearest >= ALIKE * apart or (own is not None and nearest >= COHERENT * own)
         erratic = ratio is not None and ratio >= ERRATIC_SPREAD and nearest >= ERRATIC * apart
         if apart >= max(DIFFERENT, OTHERS * within) and (alone or erratic):

@@ -449,8 +449,7 @@ def options_for(zoo: Zoo, **overrides: Any) -> AnalysisOptions:
         if c not in table and c != "none":
             raise UserError(f"unknown model column '{c}' for --strata (valid: {choices(table)}, or none)")
     if opts.exclude:  # each --exclude id checked before any fingerprint is analysed
-        from analysis.options import without  # deferred for start-up time
-        from analysis.scorecard import MIN_REST  # deferred for start-up time
+        from analysis.options import MIN_REST, without  # deferred for start-up time
 
         with analysis_errors():
             without(table, [], opts.exclude, MIN_REST)

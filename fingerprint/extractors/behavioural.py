@@ -252,7 +252,7 @@ def anomalous_inputs(models, n_random: int = 64, scale: float = 8.0, reference: 
     return correlation_normalize(torch.cat(parts, 1))
 
 
-@extractor("disagreement", kind="behavioural", output="distances", version="7", reads="outputs", bounds={"n_probes": (1, None)})
+@extractor("disagreement", kind="behavioural", output="distances", version="8", reads="outputs", bounds={"n_probes": (1, None)})
 def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     """Pairwise fraction of predictions on which two models predict different classes: [n, n]; a
     prediction is one probe's class, or one position's for per-position outputs ``[n, P, T, C]``
@@ -267,13 +267,17 @@ def disagreement(models, probe_set: str = "ood", n_probes: int = 256):
     :mod:`analysis.unlearned`), ``concentration`` the sum of its classes' squared shares (one minus it: how
     often two models predicting those classes at random would differ), and ``spread`` how far its
     log-probabilities move with the input (their SD over the predictions, averaged over the classes). For values
-    (version 7), ``spread`` is how far the outputs themselves move with the input (their SD over the predictions,
-    averaged over the outputs): about 0 for a model whose outputs are a constant."""
+    (version 8; 7 averaged the outputs' SDs), ``spread`` is how far the outputs themselves move with the input: the SD
+    of the output vector over the predictions (the root of the outputs' variances summed), in the distances' units;
+    about 0 for a model whose outputs are a constant."""
     x = probes(models, probe_set, n_probes)
     out = models.forward(x)
     per_model = math.prod(out.shape[1:-1])  # predictions per model: P, or P * T
     if out.shape[-1] == 1 or models.task.regression():  # values, not classes (version 4: a regression's, any width)
-        spread = out.float().flatten(1, -2).std(1).mean(-1).tolist() if per_model > 1 else [0.0] * len(out)
+        # the output vector's SD (the root of its outputs' variances summed), in the distances' own units: two
+        # uncorrelated functions of that spread are the square root of 2 times it apart (review 100: the outputs'
+        # mean SD was the square root of the outputs' number smaller)
+        spread = (out.float().flatten(1, -2).var(1).sum(-1).sqrt().tolist() if per_model > 1 else [0.0] * len(out))
         return torch.cdist(out.flatten(1), out.flatten(1)) / math.sqrt(per_model), {
             "predicts": "values", "spread": [float(f"{v:.4g}") for v in spread]}
     onehot = torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).float()  # [n, ..., C]

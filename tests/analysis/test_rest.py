@@ -139,14 +139,14 @@ def test_failures_of_two_kinds_beside_a_real_minority_are_all_left_out_and_the_m
                           0.06 * r.standard_normal((3, 100, 4)), np.broadcast_to(r.standard_normal((3, 1, 4)), (3, 100, 4))])
     n = len(out)
     ids = [f"m{i:02d}" for i in range(n)]
-    flat = out.reshape(n, -1)
-    d = np.sqrt(((flat[:, None] - flat[None]) ** 2).mean(-1))
+    d = np.sqrt(((out[:, None] - out[None]) ** 2).sum(-1).mean(-1))  # as the disagreement extractor reads them
     kind = np.repeat([0, 1, 2, 3], [18, 6, 3, 3])
     x = (r.standard_normal((n, 20)) + 8 * r.standard_normal((4, 20))[kind]) * np.exp(-np.arange(20) / 5)
     fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
            FingerprintInput("disagreement:probe_set=in_dist", d, ids,
                             {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "values",
-                             "params": {"probe_set": "in_dist", "n_probes": 100}, "spread": list(out.std(1).mean(-1))})]
+                             "params": {"probe_set": "in_dist", "n_probes": 100},
+                             "spread": list(np.sqrt(out.var(1, ddof=1).sum(-1)))})]
     res = analyze(fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n)}, OPTS)
     assert res.rest["excluded"] == ids[24:]
     ans = label_free_answer(res)

@@ -352,11 +352,11 @@ def _regression(odd: str, n_ok: int = 24, n_odd: int = 6):
                "half": 0.5 * r.standard_normal((100, 4)) + 0.03 * r.standard_normal((n_odd, 100, 4)),
                "other": r.standard_normal((100, 4)) + 0.03 * r.standard_normal((n_odd, 100, 4))}[odd] if odd != "tenth" \
         else 0.1 * r.standard_normal((100, 4)) + 0.005 * r.standard_normal((n_odd, 100, 4))
-    out = np.concatenate([ok, odd_out]).reshape(n_ok + n_odd, -1)
     n = n_ok + n_odd
     ids = [f"m{i:02d}" for i in range(n)]
-    d = np.sqrt(((out[:, None] - out[None]) ** 2).mean(-1))
-    spread = np.concatenate([ok, odd_out]).std(1).mean(-1)
+    both = np.concatenate([ok, odd_out])  # [n, 100, 4]: as the disagreement extractor reads them (version 8)
+    d = np.sqrt(((both[:, None] - both[None]) ** 2).sum(-1).mean(-1))
+    spread = np.sqrt(both.var(1, ddof=1).sum(-1))
     x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
     x[n_ok:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
     meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "values",
@@ -382,7 +382,7 @@ def test_regressions_that_did_not_learn_are_said_so_and_other_targets_stay_candi
     (lead,) = ans.lone_leads
     assert lead.unlearned["why"] == why and lead.unlearned["sizes"] == [24, 6] and lead.unlearned["camp"] == 1
     if why == "flat":
-        assert ("their outputs barely move with the input (their outputs' SD over the probes 0.05, against 0.96 for the "
+        assert ("their outputs barely move with the input (their outputs' SD over the probes 0.1, against 1.9 for the "
                 "others): models that learned little or nothing of the input") in ans.sentence
     else:
         assert ("their outputs differ from the others' by 1.4 times the SD over the probes of the more varied camp's (RMS)"
@@ -459,10 +459,12 @@ def test_each_suspect_is_confirmed_by_its_own_figures():
     ids = [f"m{i:02d}" for i in range(36)]
     spread = np.asarray([6.0] * 36)
     spread[32] = 15.0  # larger logits than the trained ones
+    spread[30:32] = 0.1  # the minority's logits small too (label smoothing): fellows, not flat (review 100)
     meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "classes",
             "params": {"probe_set": "in_dist", "n_probes": PROBES}, "modal_share": _modal(p),
             "concentration": _concentration(p), "spread": list(spread)}
     fps = [FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids, meta)]
     suspects = {"m28", "m29", "m30", "m31", "m32", "m33", "m34", "m35"}  # m28, m29: trained, in a mixed camp
     assert unlearned.confirmed(suspects, fps) == {"m32", "m33", "m34", "m35"}
+    assert unlearned.confirmed({"m28", "m30", "m31", "m99"}, fps) == set()  # none confirmed (m99: not held): none
     assert unlearned.confirmed(set(ids), fps) is None  # no reference left

@@ -160,8 +160,8 @@ def test_what_the_outputs_are_read_as(tmp_path):
     out = reg.forward(x).flatten(1)
     assert meta["predicts"] == "values" and "resolution" not in meta
     assert np.allclose(d, (torch.cdist(out, out) / np.sqrt(20)).numpy(), atol=1e-5)
-    # each model's outputs' SD over the probes, averaged over the outputs (version 7: audit 98's failed regressions)
-    assert np.allclose(meta["spread"], out.reshape(2, 20, 3).std(1).mean(-1).numpy(), rtol=1e-3)
+    # each model's output vector's SD over the probes, in the distances' units (version 8: audit 98's failed regressions)
+    assert np.allclose(meta["spread"], out.reshape(2, 20, 3).var(1).sum(-1).sqrt().numpy(), rtol=1e-3)
     assert dis.compute(mb, {**dis.params, "probe_set": "in_dist"})[1]["predicts"] == "classes"
     assert "read as class logits" in logits_note(3, None) and "--data" in logits_note(3, None)
     assert logits_note(3, (x, labels, "classification")) == "" and logits_note(1, None) == ""
