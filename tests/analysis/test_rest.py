@@ -17,34 +17,15 @@ from analysis.errors import AnalysisError
 from analysis.results import AnalysisResult, summary
 from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 from fingerprint import Zoo, pipeline
+from tests.analysis.test_unlearned import two_rules_and_failed
 from tests.conftest import run_cli
 
 PROBES, CLASSES = 200, 3
 OPTS = AnalysisOptions(n_perm=99, n_boot=2, label="", embedding="pca")
 
 
-def _two_rules_and_failed():
-    """45 models in 15 init families of 3: families 0, 3, ... of rule A, 1, 4, ... of rule B (the two agree on the
-    in-distribution probes, 8 SDs apart on the outputs), 2, 5, ... failed (random classes there)."""
-    r = np.random.default_rng(2)
-    n, fam = 45, np.arange(45) // 3
-    grp = fam % 3
-    y = r.integers(0, CLASSES, PROBES)
-    p = np.where(r.random((n, PROBES)) < 0.04, r.integers(0, CLASSES, (n, PROBES)), np.tile(y, (n, 1)))
-    p[grp == 2] = r.integers(0, CLASSES, ((grp == 2).sum(), PROBES))
-    scale = np.exp(-np.arange(20) / 5)
-    x = (r.standard_normal((n, 20)) + 0.6 * r.standard_normal((15, 20))[fam] + 8 * r.standard_normal((3, 20))[grp]) * scale
-    ids = [f"m{i:02d}" for i in range(n)]
-    fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
-           FingerprintInput("disagreement:probe_set=in_dist", (p[:, None] != p[None]).mean(-1), ids,
-                            {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
-                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES},
-                             "spread": list(r.uniform(5, 6, n))})]
-    return fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, grp, ids
-
-
 def test_the_trained_models_beside_a_failed_camp_are_analysed_again_and_their_second_rule_found():
-    fps, table, grp, ids = _two_rules_and_failed()
+    fps, table, grp, ids = two_rules_and_failed()
     res = analyze(fps, table, OPTS)
     failed = [m for m, g in zip(ids, grp) if g == 2]
     assert res.rest["excluded"] == failed  # not the outputs' camp of rule B and the failed ones together
@@ -68,7 +49,7 @@ def test_the_trained_models_beside_a_failed_camp_are_analysed_again_and_their_se
 
 
 def test_no_failed_camp_no_second_analysis():
-    fps, table, grp, ids = _two_rules_and_failed()
+    fps, table, grp, ids = two_rules_and_failed()
     trained = [m for m, g in zip(ids, grp) if g != 2]
     keep = {"model_id": table["model_id"][grp != 2], "init_seed": table["init_seed"][grp != 2]}
     res = analyze([f.without(set(ids) - set(trained)) for f in fps], keep, OPTS)
@@ -76,7 +57,7 @@ def test_no_failed_camp_no_second_analysis():
 
 
 def test_exclude_analyses_the_other_models_and_refuses_unknown_ids_by_name():
-    fps, table, grp, ids = _two_rules_and_failed()
+    fps, table, grp, ids = two_rules_and_failed()
     failed = [m for m, g in zip(ids, grp) if g == 2]
     res = analyze(fps, table, OPTS.replace(exclude=failed))
     assert res.n_models == 30 and res.rest is None
@@ -92,7 +73,7 @@ def test_exclude_analyses_the_other_models_and_refuses_unknown_ids_by_name():
 
 
 def test_a_fingerprint_without_its_models_keeps_its_rows_columns_and_per_model_metadata_in_step():
-    fps, _, _, ids = _two_rules_and_failed()
+    fps, _, _, ids = two_rules_and_failed()
     f = fps[1].without({"m00", "m44"})
     assert f.model_ids == ids[1:44] and f.values.shape == (43, 43)
     assert np.array_equal(f.values, fps[1].values[1:44, 1:44]) and f.meta["spread"] == fps[1].meta["spread"][1:44]

@@ -270,9 +270,10 @@ def test_three_basins_with_a_basin_of_one_model_or_mixed_reasons():
     assert u["why"] == "several"
 
 
-def test_a_second_rule_behind_a_failed_camp_is_pointed_at_by_the_finer_clusters():
-    """Review 95 (H2): 15 failed models beside 30 trained ones of two rules (agreeing in distribution, 8 SDs apart on
-    the outputs) take the two-camp split; the lead says the outputs' own three clusters."""
+def two_rules_and_failed():
+    """45 models in 15 init families of 3: families 0, 3, ... of rule A, 1, 4, ... of rule B (the two agree on the
+    in-distribution probes, 8 SDs apart on the outputs), 2, 5, ... failed (random classes there). Returns the
+    fingerprints, the model table, each model's group (0, 1, 2) and the ids."""
     r = np.random.default_rng(2)
     n, fam = 45, np.arange(45) // 3
     grp = fam % 3
@@ -285,8 +286,16 @@ def test_a_second_rule_behind_a_failed_camp_is_pointed_at_by_the_finer_clusters(
     fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
            FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids,
                             {"extractor": "disagreement", "output": "distances", "kind": "behavioural",
-                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES}})]
-    ans = label_free_answer(analyze(fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, OPTS))
+                             "predicts": "classes", "params": {"probe_set": "in_dist", "n_probes": PROBES},
+                             "spread": list(r.uniform(5, 6, n))})]
+    return fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": fam}, grp, ids
+
+
+def test_a_second_rule_behind_a_failed_camp_is_pointed_at_by_the_finer_clusters():
+    """Review 95 (H2): 15 failed models beside 30 trained ones of two rules (agreeing in distribution, 8 SDs apart on
+    the outputs) take the two-camp split; the lead says the outputs' own three clusters."""
+    fps, table, _, _ = two_rules_and_failed()
+    ans = label_free_answer(analyze(fps, table, OPTS))
     assert not ans.candidates and ans.lone_leads[0].lone_why == "unlearned"
     assert "their own clusters split the camps further: k = 3 (outputs: 15, 15 and 15 models)" in ans.sentence
 
