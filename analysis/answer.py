@@ -340,7 +340,7 @@ def _held_unlearned_text(ans: Answer, lead: str, said: list[set[str]] | None = N
     hide = ("the others are analysed again without them, after this answer" if ans.rest and ans.rest["answer"] else
             "a difference among the others may hide behind these models, which a report of those alone would show")
     return (f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are models that did not "
-            f"learn: a camp of {len(failed)} models ({named}) beside the other {u['sizes'][1 - k]} (on the in-distribution "
+            f"learn: a camp of {len(failed)} models ({named}) beside the other {sum(u['sizes']) - len(failed)} (on the in-distribution "
             f"probes ({u['fingerprint']}), by {name}'s camps, {_failed_text(u, k, u['why'])}: check their accuracy; {hide}; "
             "docs/scorecard.md, \"Models that did not learn\")")
 
@@ -367,8 +367,10 @@ def _rest_text(ans: Answer) -> str:
              "than one way", "nothing": "agreeing with nothing", "less": "the task learned less well"}
     found = ("" if not unsaid or not whys else f"; {len(unsaid)} of them found by the fingerprints' own clusters, each read "
              f"against the largest on the in-distribution probes ({', '.join(words[w] for w in whys)})")
-    head = (f". Without the {len(ids)} models that did not learn ({', '.join(ids[:NAMED])}{', ...' if len(ids) > NAMED else ''}"
-            f"{holds}{found})")
+    part = any(c.unlearned.get("why") == "flat" and _in_part(c.unlearned, c.unlearned["camp"])
+               for c in ans.lone_leads if c.lone_why == "unlearned")  # (review 100: said "learned in part" above)
+    head = (f". Without the {len(ids)} models that did not learn{' (or learned the task only in part)' if part else ''} "
+            f"({', '.join(ids[:NAMED])}{', ...' if len(ids) > NAMED else ''}{holds}{found})")
     sub = ans.rest["answer"]
     if sub is None:
         return f"{head}, the others are too few to analyse alone"
@@ -1597,6 +1599,14 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
     return "; ".join(texts)
 
 
+def _in_part(u: dict[str, Any], k: int) -> bool:
+    """Whether flat camp ``k`` of the in-distribution camps ``u`` still predicts the others' classes (differing from
+    them on at most :data:`IN_PART` of what chance gives, not one class everywhere): it learned the task in part."""
+    one = u.get("modal") and u["modal"][k] >= ONE_CLASS
+    chance = (u.get("chance") or [None, None])[1 - k]
+    return bool(not one and chance and u["between"] <= IN_PART * chance)
+
+
 def _failed_text(u: dict[str, Any], k: int, why: str) -> str:
     """What camp ``k`` of the in-distribution camps ``u`` does that models which learned the task would not, by ``why``
     (:func:`_unlearned`): on a classifier's predicted classes and log-probabilities, or on a regression's values
@@ -1612,12 +1622,11 @@ def _failed_text(u: dict[str, Any], k: int, why: str) -> str:
             return (f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others): "
                     "models that learned little or nothing of the input, which a training that collapsed or never started "
                     "leaves (a learning rate too high or too low, too few steps), or a target that barely varies here")
-        one = u.get("modal") and u["modal"][k] >= ONE_CLASS
-        chance = (u.get("chance") or [None, None])[1 - k]
-        if not one and chance and u["between"] <= IN_PART * chance:  # audit 98: stopped after 5-50 steps, 77-89% right
+        if _in_part(u, k):  # audit 98: stopped after 5-50 steps, 77-89% right
             return (f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others), "
                     f"though they predict the others' classes on {_percent(1 - u['between'])} of them: models that learned "
                     "the task only in part, which a training stopped early or at too low a learning rate leaves")
+        one = u.get("modal") and u["modal"][k] >= ONE_CLASS
         return (("they predict one class for nearly every probe, and " if one else "")
                 + f"their outputs barely move with the input ({moves(s[k])}, against {_nats(s[1 - k])} for the others): "
                 "models that learned nothing of the input, which a training that collapsed or never started leaves (a "

@@ -415,6 +415,7 @@ def test_a_flat_camp_that_predicts_the_classes_of_the_rest_learned_the_task_in_p
     assert lead.unlearned["why"] == "flat"
     assert "though they predict the others' classes on 72% of them: models that learned the task only in part" in ans.sentence
     assert "learned nothing of the input" not in ans.sentence
+    assert "Without the 6 models that did not learn (or learned the task only in part) (m30, m31, m32, m33, ...)" in ans.sentence
 
 
 def test_camps_held_back_beside_a_few_models_that_did_not_learn_are_said_so():
