@@ -237,7 +237,9 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
     """Each result's candidate basins (``label_free["candidate_basins"]``) given :func:`camps` of the
     in-distribution predictions, as ``label_free["in_dist_camps"]`` (with the ``fingerprint`` they come
     from), or without them the camps its significant tests were held back on (``held_basins``), as
-    ``label_free["held_camps"]``; nothing when no fingerprint of those predictions was analysed."""
+    ``label_free["held_camps"]``; and with three clusters or more of its own, each cluster of two models or more
+    against the largest (``label_free["cluster_camps"]``: ``fingerprint``, ``largest``, ``parts`` each with its
+    ``cluster``). Nothing when no fingerprint of those predictions was analysed."""
     found = predictions(inputs)
     if found is None:
         return
@@ -259,14 +261,15 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
             r.label_free[key] = {**stats, "fingerprint": name}
         # the fingerprint's own clusters (k >= 3), each read against the largest: failed models inside a real camp
         # (audit 99's F5: 3 dead and 3 never-started regressions beside a real minority of 6, one camp of 12)
+        # (a cluster of one model is read by none, and the others are read all the same)
         own = {str(m): int(c) for m, c in zip(r.model_ids or (), r.clusters or ()) if int(c) >= 0 and str(m) in held}
-        if len(set(own.values())) >= 3:
-            several = _several(d, ids, own, per_model, values)
-            if several and several["parts"]:
-                labels = sorted(set(own.values()))  # (as _several orders them)
-                largest = max(labels, key=lambda b: sum(v == b for v in own.values()))
-                r.label_free["cluster_camps"] = {"fingerprint": name, "largest": largest, "parts": [
-                    {**p, "cluster": k} for p, k in zip(several["parts"], [k for k in labels if k != largest])]}
+        labels = sorted(set(own.values()))
+        if len(labels) >= 3:
+            largest = max(labels, key=lambda b: sum(v == b for v in own.values()))
+            parts = [{**p, "cluster": k} for k in labels if k != largest and (p := camps(
+                d, ids, {m: int(b == k) for m, b in own.items() if b in (largest, k)}, per_model, values)) is not None]
+            if parts:
+                r.label_free["cluster_camps"] = {"fingerprint": name, "largest": largest, "parts": parts}
 
 
 def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
