@@ -290,8 +290,7 @@ def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str
     half of them in."""
     if ans is None:
         return []
-    sets = sorted(((_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in ans.lone_leads
-                   if c.lone_why == "unlearned"), key=lambda s: -s[1])
+    sets = sorted(_leads_failed(ans), key=lambda s: -s[1])
     sets += [(set(h["failed"]), 1) for h in ans.held_unlearned.values()]  # one fingerprint each
     suspects = {m for f, _ in sets for m in f} | {m for h in ans.cluster_unlearned.values() for m in h["failed"]}
     sure = confirmed(suspects, inputs) if inputs is not None and suspects else None
@@ -304,6 +303,20 @@ def unlearned_models(ans: Answer | None, inputs: list | None = None) -> list[str
         votes.update({m: n for m in failed})
     total = sum(n for _, n in sets)
     return sorted({m for m, v in votes.items() if 2 * v > total} or sets[0][0], key=natural_key)
+
+
+def _leads_failed(ans: Answer) -> list[tuple[set[str], int]]:
+    """``(failed camp, fingerprints)`` of each lead of models that did not learn (:attr:`Candidate.unlearned`), in
+    the leads' order."""
+    return [(_failed_camp(c.basins, c.unlearned), len(c.fingerprints)) for c in ans.lone_leads if c.lone_why == "unlearned"]
+
+
+def _hide_text(ans: Answer, others: str) -> str:
+    """What a lead of models that did not learn says of the ``others`` (``"the others"``, ``"the other 90"``): analysed
+    again after the answer (:attr:`Answer.rest`, when they were), or that a difference among them may hide."""
+    if ans.rest and ans.rest["answer"]:
+        return "the others are analysed again without them, after this answer"
+    return f"a difference among {others} may hide behind these models, which a report of those alone would show"
 
 
 def _failed_camp(basins: dict[str, int], u: dict[str, Any]) -> set[str]:
@@ -337,8 +350,7 @@ def _held_unlearned_text(ans: Answer, lead: str, said: list[set[str]] | None = N
     if set(failed) in (said or []):
         return f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are these models too"
     named = ", ".join(failed[:NAMED]) + (", ..." if len(failed) > NAMED else "")
-    hide = ("the others are analysed again without them, after this answer" if ans.rest and ans.rest["answer"] else
-            "a difference among the others may hide behind these models, which a report of those alone would show")
+    hide = _hide_text(ans, "the others")
     return (f"; {lead} the significant camps of {which}, held back from a deep verdict ({reason}), are models that did not "
             f"learn: a camp of {len(failed)} models ({named}) beside the other {sum(u['sizes']) - len(failed)} (on the in-distribution "
             f"probes ({u['fingerprint']}), by {name}'s camps, {_failed_text(u, k, u['why'])}: check their accuracy; {hide}; "
@@ -359,7 +371,7 @@ def _rest_text(ans: Answer) -> str:
     holds = ("" if not held else "; the candidate above holds them in its camps" if len(ans.candidates) == 1
              else f"; candidate{'s' if len(held) > 1 else ''} {_first_three([str(i) for i in held])} above hold"
              f"{'' if len(held) > 1 else 's'} them in {'their' if len(held) > 1 else 'its'} camps")
-    said = {m for c in ans.lone_leads if c.lone_why == "unlearned" for m in _failed_camp(c.basins, c.unlearned)}
+    said = {m for failed, _ in _leads_failed(ans) for m in failed}
     said |= {m for h in ans.held_unlearned.values() for m in h["failed"]}
     unsaid = [m for m in ids if m not in said]
     whys = sorted({w for h in ans.cluster_unlearned.values() if set(h["failed"]) & set(unsaid) for w in h["why"]})
@@ -1353,7 +1365,7 @@ def answer_sentence(ans: Answer) -> str:
     leads = "; ".join(t for t in (_few_leads_text(ans), _lone_leads_text(ans)) if t)
     # camps held back that are models which did not learn: after the leads, which may have said them (without
     # candidates or leads, the no-candidate sentence says them)
-    said = [_failed_camp(c.basins, c.unlearned) for c in ans.lone_leads if c.lone_why == "unlearned"]
+    said = [failed for failed, _ in _leads_failed(ans)]
     held = _held_unlearned_text(ans, "besides,", said) if ans.candidates or leads else ""
     if ans.n_judged and not ans.candidates and leads:
         return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held)
@@ -1591,8 +1603,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                 f"({u['fingerprint']}) ")
         what = _failed_text(u, k, why)
         agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
-        hide = ("the others are analysed again without them, after this answer" if ans.rest and ans.rest["answer"] else
-                f"a difference among the other {other} may hide behind these models, which a report of those alone would show")
+        hide = _hide_text(ans, f"the other {other}")
         texts.append(f"{head}{what}, not another way of doing the task{agree}: "
                      f"check their accuracy; {hide}; docs/scorecard.md, \"Models that did not learn\")"
                      + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)

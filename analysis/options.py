@@ -157,7 +157,8 @@ def without(table: dict[str, np.ndarray], inputs: list[FingerprintInput], ids: l
     """The model ``table`` (column -> ``[n]``) and fingerprint ``inputs`` without the models ``ids`` (``--exclude``);
     an id the table does not hold, or fewer than ``least`` models left, is an :class:`AnalysisError` naming it."""
     known = [str(m) for m in table["model_id"]]
-    unknown = [m for m in dict.fromkeys(ids) if m not in set(known)]
+    held = set(known)
+    unknown = [m for m in dict.fromkeys(ids) if m not in held]
     if unknown:
         some = sorted(known, key=natural_key)
         named = ", ".join(some[:5]) + (f", ... ({len(some)} models; fingerprint inspect lists them)" if len(some) > 5 else "")

@@ -263,13 +263,22 @@ def attach(results: Sequence[Any], inputs: Sequence[Any]) -> None:
         # (audit 99's F5: 3 dead and 3 never-started regressions beside a real minority of 6, one camp of 12)
         # (a cluster of one model is read by none, and the others are read all the same)
         own = {str(m): int(c) for m, c in zip(r.model_ids or (), r.clusters or ()) if int(c) >= 0 and str(m) in held}
-        labels = sorted(set(own.values()))
-        if len(labels) >= 3:
-            largest = max(labels, key=lambda b: sum(v == b for v in own.values()))
-            parts = [{**p, "cluster": k} for k in labels if k != largest and (p := camps(
-                d, ids, {m: int(b == k) for m, b in own.items() if b in (largest, k)}, per_model, values)) is not None]
+        if len(set(own.values())) >= 3:
+            largest, each = _parts(d, ids, own, per_model, values)
+            parts = [{**p, "cluster": k} for k, p in each.items() if p is not None]
             if parts:
                 r.label_free["cluster_camps"] = {"fingerprint": name, "largest": largest, "parts": parts}
+
+
+def _parts(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
+           values: bool = False) -> tuple[int, dict[int, dict[str, Any] | None]]:
+    """The largest basin of ``basins`` (model id -> basin, of the models ``d`` holds) and each other basin's
+    :func:`camps` against it (camp 0 the largest, camp 1 that basin; ``None`` for a basin of one model), in the
+    basins' order."""
+    labels = sorted(set(basins.values()))
+    largest = max(labels, key=lambda b: sum(v == b for v in basins.values()))
+    return largest, {k: camps(d, ids, {m: int(b == k) for m, b in basins.items() if b in (largest, k)}, per_model, values)
+                     for k in labels if k != largest}
 
 
 def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_model: dict[str, np.ndarray],
@@ -278,15 +287,13 @@ def _several(d: np.ndarray, ids: Sequence[str], basins: dict[str, int], per_mode
     ``parts``, each other basin's own :func:`camps` against the largest (audit 96: 6 failed models split 4 and 2
     beside 26, a candidate of three basins, were never read). ``basins``: of the models ``d`` holds (as
     :func:`attach` passes them). ``None`` for fewer than three basins."""
-    labels = sorted(set(basins.values()))
-    if len(labels) < 3:
+    if len(set(basins.values())) < 3:
         return None
-    largest = max(labels, key=lambda b: sum(v == b for v in basins.values()))
+    largest, each = _parts(d, ids, basins, per_model, values)
     stats = camps(d, ids, {m: int(b != largest) for m, b in basins.items()}, per_model, values)
     if stats is None:
         return None
-    parts = [camps(d, ids, {m: int(b == k) for m, b in basins.items() if b in (largest, k)}, per_model, values)
-             for k in labels if k != largest]
+    parts = list(each.values())
     # a basin of one model is read by none: then the rest together are not said to have failed (review 96)
     return {**stats, "parts": parts if all(p is not None for p in parts) else []}
 
