@@ -1591,7 +1591,14 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
     one of whose camps has flat outputs or agrees with nothing on the in-distribution probes
     (:attr:`Candidate.unlearned`), or ``""``."""
     texts = []
-    for c in leads:
+    camps = [_failed_camp(c.basins, c.unlearned) for c in leads]
+    # a lead whose failed camp an earlier lead's holds is said in that one (audit 100's F4: "a camp of 4 ...; a camp
+    # of 2 ..." read as two more failures, its "others" mostly the earlier camp's failed models)
+    inside = {j: next(i for i in range(j) if camps[j] <= camps[i]) for j in range(len(leads))
+              if any(camps[j] <= camps[i] for i in range(j))}
+    for i, c in enumerate(leads):
+        if i in inside:
+            continue
         u = c.unlearned
         k, why = u["camp"], u.get("why")
         ids = u["members"][k]  # (analysis.unlearned.camps: the first few the predictions hold)
@@ -1599,8 +1606,8 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
         other = u["sizes"][1 - k]
         head = (f"a camp of {u['sizes'][k]} models ({named}) that did not learn what the other {other} did, not a basin "
                 f"(found by {len(c.fingerprints)} of {ans.n_judged} fingerprints ({', '.join(c.fingerprints[:4])}"
-                f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}; on the in-distribution probes "
-                f"({u['fingerprint']}) ")
+                f"{' ...' if len(c.fingerprints) > 4 else ''}){_columns_text(c.columns)}{_within_text(leads, camps, inside, i)}; "
+                f"on the in-distribution probes ({u['fingerprint']}) ")
         what = _failed_text(u, k, why)
         agree = "" if why in ("diverged", "flat") else ", whose models would agree there with each other"
         hide = _hide_text(ans, f"the other {other}")
@@ -1608,6 +1615,18 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
                      f"check their accuracy; {hide}; docs/scorecard.md, \"Models that did not learn\")"
                      + _refined_text(c))  # (clusters inside the other camp: such a difference, or the failed ones' own)
     return "; ".join(texts)
+
+
+def _within_text(leads: list[Candidate], camps: list[set[str]], inside: dict[int, int], i: int) -> str:
+    """``; 2 of them (m013, m027) a camp of their own on cka`` for the leads ``inside`` lead ``i`` (whose failed
+    camps, ``camps``, its own holds), or ``""``."""
+    texts = []
+    for j in sorted(j for j, k in inside.items() if k == i):
+        ids = sorted(camps[j], key=natural_key)
+        fs = leads[j].fingerprints
+        texts.append(f"{len(ids)} of them ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''}) a camp of their own on "
+                     f"{_first_three(fs)}" if len(ids) < len(camps[i]) else f"the same camp on {_first_three(fs)}")
+    return "".join(f"; {t}" for t in texts)
 
 
 def _in_part(u: dict[str, Any], k: int) -> bool:

@@ -14,9 +14,9 @@ from analysis.scorecard import AnalysisOptions, FingerprintInput, analyze
 N_OK, N_ODD, PROBES, CLASSES = 30, 6, 200, 3
 
 
-def _predictions(odd: str, seed: int = 0) -> np.ndarray:
-    """Predicted classes ``[36, 200]`` on in-distribution probes: 30 trained models (the task's labels, 5% of
-    them flipped each), then 6 ``failed`` (each its own random classes), ``rule`` (trained too: two rules agree
+def _predictions(odd: str, seed: int = 0, n_odd: int = N_ODD) -> np.ndarray:
+    """Predicted classes ``[30 + n_odd, 200]`` on in-distribution probes: 30 trained models (the task's labels, 5% of
+    them flipped each), then ``n_odd`` (6) ``failed`` (each its own random classes), ``rule`` (trained too: two rules agree
     in distribution) or ``constant`` (one class always)."""
     r = np.random.default_rng(seed)
     y = r.integers(0, CLASSES, PROBES)
@@ -24,8 +24,8 @@ def _predictions(odd: str, seed: int = 0) -> np.ndarray:
         p = np.tile(y, (k, 1))
         flip = r.random(p.shape) < 0.05
         return np.where(flip, r.integers(0, CLASSES, p.shape), p)
-    odd_p = {"failed": r.integers(0, CLASSES, (N_ODD, PROBES)), "rule": trained(N_ODD),
-             "constant": np.zeros((N_ODD, PROBES), dtype=int)}[odd]
+    odd_p = {"failed": r.integers(0, CLASSES, (n_odd, PROBES)), "rule": trained(n_odd),
+             "constant": np.zeros((n_odd, PROBES), dtype=int)}[odd]
     return np.concatenate([trained(N_OK), odd_p])
 
 
@@ -54,15 +54,16 @@ def _concentration(p: np.ndarray) -> list[float]:
     return [float(((np.bincount(row, minlength=CLASSES) / len(row)) ** 2).sum()) for row in p]
 
 
-def _population(odd, modal: bool = False, spread: list[float] | None = None) -> tuple[list[FingerprintInput], dict]:
-    """36 independent models: a behavioural fingerprint on which the 6 odd models sit far from the rest, and the
-    in-distribution predictions' disagreement."""
+def _population(odd, modal: bool = False, spread: list[float] | None = None, n_odd: int = N_ODD
+                ) -> tuple[list[FingerprintInput], dict]:
+    """30 + ``n_odd`` (6) independent models: a behavioural fingerprint on which the odd models sit far from the rest,
+    and the in-distribution predictions' disagreement."""
     r = np.random.default_rng(1)
-    n = N_OK + N_ODD
+    n = N_OK + n_odd
     ids = [f"m{i:02d}" for i in range(n)]
     x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
     x[N_OK:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
-    p = _predictions(odd, 1) if not isinstance(odd, np.ndarray) else odd
+    p = _predictions(odd, 1, n_odd) if not isinstance(odd, np.ndarray) else odd
     meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "classes",
             "params": {"probe_set": "in_dist", "n_probes": PROBES},
             **({"modal_share": _modal(p), "concentration": _concentration(p)} if modal else {}),
@@ -478,3 +479,20 @@ def test_each_suspect_is_confirmed_by_its_own_figures():
     assert unlearned.confirmed(suspects, fps) == {"m32", "m33", "m34", "m35"}
     assert unlearned.confirmed({"m28", "m30", "m31", "m99"}, fps) == set()  # none confirmed (m99: not held): none
     assert unlearned.confirmed(set(ids), fps) is None  # no reference left
+
+
+def test_a_failed_camp_inside_an_earlier_one_is_said_in_it():
+    """An outside audit (100, F4): "a camp of 4 models ... that did not learn; a camp of 2 models (of those 4) that
+    did not learn what the other 28 did" read as two more failures; the second is said inside the first."""
+    fps, table = _population("failed", n_odd=12)
+    ids = fps[0].model_ids
+    r = np.random.default_rng(5)
+    w = r.standard_normal((len(ids), 12)) * np.exp(-np.arange(12) / 4)
+    w[N_OK:N_OK + 5] += 30 * r.standard_normal(12) * np.exp(-np.arange(12) / 4)  # 5 of the 12 failed apart by weight
+    fps.append(FingerprintInput("weights", w, ids, {"extractor": "weights", "output": "features", "kind": "mechanistic"}))
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    leads = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
+    assert len(leads) == 2 and not ans.candidates
+    assert ans.sentence.count("that did not learn what the other") == 1
+    assert "a camp of 12 models (m30, m31, m32, m33, ...) that did not learn what the other 30 did" in ans.sentence
+    assert "; 5 of them (m30, m31, m32, m33, ...) a camp of their own on weights; on the in-distribution probes" in ans.sentence
