@@ -273,7 +273,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     if rest:
         sub = rest["result"]
         ans.rest = {"excluded": list(rest["excluded"]), "others": None if sub is None else int(sub.n_models),
-                    "answer": None if sub is None else label_free_answer(sub)}
+                    "answer": None if sub is None else label_free_answer(sub),
+                    "by_user": [str(m) for m in result.settings.get("exclude") or ()]}  # (--exclude: out of both)
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans) + _rest_text(ans)
     return ans
 
@@ -386,8 +387,10 @@ def _rest_text(ans: Answer) -> str:
     sub = ans.rest["answer"]
     if sub is None:
         return f"{head}, the others are too few to analyse alone"
-    return (f"{head}, analysed again (their ids: summary.json's label_free_answer.rest.excluded; report --exclude for "
-            f"the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
+    mine = ans.rest.get("by_user") or []  # (review 100's L2: the hint left out the user's own --exclude)
+    also = f" and the {len(mine)} you left out" if len(mine) > 1 else f" and the one you left out ({mine[0]})" if mine else ""
+    return (f"{head}, analysed again (their ids: summary.json's label_free_answer.rest.excluded; report --exclude with "
+            f"them{also} for the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
 
 
 GRADIENT_R2 = 0.6  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)

@@ -40,12 +40,22 @@ def test_the_trained_models_beside_a_failed_camp_are_analysed_again_and_their_se
     assert adjusted_mutual_info_score([truth[m] for m in kept], [cand.basins[m] for m in kept]) == 1.0
     assert "the others are analysed again without them, after this answer" in ans.sentence
     assert ("Without the 15 models that did not learn (m06, m07, m08, m15, ...), analysed again (their ids: summary.json's "
-            "label_free_answer.rest.excluded; report --exclude for the others' own figures), the other 30: one candidate "
+            "label_free_answer.rest.excluded; report --exclude with them for the others' own figures), the other 30: one candidate "
             "deep difference, found by 1 of 2 fingerprints (outputs)") in ans.sentence
     # stored and read back: the same answer; summary.json names every model left out
     again = AnalysisResult.from_dict(json.loads(json.dumps(res.to_dict())))
     assert label_free_answer(again).sentence == ans.sentence
     assert summary(res)["label_free_answer"]["rest"]["excluded"] == failed
+
+
+def test_the_hint_to_report_the_others_names_the_users_own_exclude_too():
+    """Review 100's L2: after ``--exclude m00`` the hint said to exclude the failed models alone, which would put m00
+    back."""
+    fps, table, grp, ids = two_rules_and_failed()
+    ans = label_free_answer(analyze(fps, table, OPTS.replace(exclude=[ids[0]])))
+    assert ans.rest["by_user"] == [ids[0]] and ids[0] not in ans.rest["excluded"]
+    assert (f"report --exclude with them and the one you left out ({ids[0]}) for the others' own figures), the other 29: "
+            in ans.sentence)
 
 
 def test_no_failed_camp_no_second_analysis():
