@@ -597,7 +597,8 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     the split ``[n]``. Known design factors shared across families (``strata``: a data order, the
     generation in a parent chain) are taken out of the members first, data and null alike: their
     within-family contrasts are projected out (family centroids untouched), so a split along them is
-    not a camp here either.
+    not a camp here either; and the index is also taken with the camps fitted jointly with them
+    (:func:`_joint_index`), the smaller p of the two calibrated on the same replicates.
 
     ``null="plug-in"`` (the default): family effects drawn from N(0, cov_c), cov_c the centroids'
     covariance minus the within part, members from the pooled within-family covariance. cov_c is
@@ -663,10 +664,63 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
             return (rng.standard_normal((b, n_fam, dims)) @ root_c.T)[:, codes] + e
 
     draw = replicate if taken is None else (lambda b: _taken_out(replicate(b), taken, min_side))  # as the data were
-    null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
-        cluster_index(draw(b), min_size=min_side)[0] for b in _chunks(n_split)])
-    ci_c = float(ci_arr[0])
-    return ci_c, float((1 + (null_b <= ci_c).sum()) / (n_split + 1)), full_split[0]
+    if design is None or taken is not None:  # (--covariate's fit gives its own part back: _taken_out)
+        null_b = np.concatenate([  # in chunks: n_null x n x dims floats at once would not scale
+            cluster_index(draw(b), min_size=min_side)[0] for b in _chunks(n_split)])
+        ci_c = float(ci_arr[0])
+        return ci_c, float((1 + (null_b <= ci_c).sum()) / (n_split + 1)), full_split[0]
+    # with strata, a second statistic: the camps fitted jointly with the strata (audit 101: a rule drawn per model, one
+    # data order of which held one side only, lost to that order's mean), :func:`_joint_index`; the smaller p of the
+    # two, calibrated on the same replicates (each replicate's own smaller p)
+    raw_split = cluster_index(top_dims(x - x.mean(0), dims)[None], min_size=min_side)[1]
+    joint_ci, joint_split = _joint_index(xr[None], (full_split, raw_split), design, min_side)
+
+    def both(e: np.ndarray) -> np.ndarray:  # [2, b]; a replicate's strata hold nothing, so it is its own raw start
+        ci, sp = cluster_index(e, min_size=min_side)
+        return np.stack([ci, _joint_index(e, (sp,), design, min_side)[0]])
+
+    null = np.concatenate([both(draw(b)) for b in _chunks(n_split)], axis=1)  # [2, n_split]
+    obs = np.array([ci_arr[0], joint_ci[0]])
+    p_each = (1 + (null <= obs[:, None]).sum(1)) / (n_split + 1)
+    # each replicate's p among the others and the data (the data beyond them all leave each replicate's p above its own)
+    null_p = (rankdata(null, method="ordinal", axis=1) + (obs[:, None] <= null)) / (n_split + 1)
+    p = float((1 + (null_p.min(0) <= p_each.min()).sum()) / (n_split + 1))
+    z = (obs - null.mean(1)) / np.maximum(null.std(1), 1e-300)  # on a tie, the index further below its null's
+    best = min(range(2), key=lambda i: (p_each[i], z[i]))
+    return float(obs[best]), p, (full_split, joint_split)[best][0]
+
+
+def _joint_index(x: np.ndarray, starts: Sequence[np.ndarray], design: np.ndarray, min_side: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-means cluster index ``[b]`` and split ``[b, n]`` of models ``x [b, n, k]`` (the strata's within-family
+    contrasts ``design [n, r]`` projected out) with the camps fitted jointly with the strata: each start's split
+    ``[b, n]`` given back its part along the strata (:func:`_split_given_back`), the lowest index of the starts. A
+    level's mean absorbs as much of a camp as its models carry, all of it when the level holds one camp only: then
+    the models' own split (the first start) halves that level and keeps it so; the split of the models before the
+    strata were taken out (a second start) keeps it whole."""
+    out = [cluster_index(_split_given_back(x, s, design), min_size=min_side) for s in starts]
+    ci = np.stack([c for c, _ in out])  # [starts, b]
+    pick = ci.argmin(0)
+    return ci[pick, np.arange(ci.shape[1])], np.stack([sp for _, sp in out])[pick, np.arange(ci.shape[1])]
+
+
+OWN_SHARE = 0.5  # a split given its part along the strata back has at least this share of its own (of its sum of squares)
+
+
+def _split_given_back(x: np.ndarray, split: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """Models ``x [b, n, k]`` (the strata's within-family contrasts ``design [n, r]`` projected out) given back
+    the part along those contrasts of their own 2-means ``split [b, n]``, its effect fitted jointly with the
+    design (least squares): a level's mean absorbs as much of a camp as its models carry, all of it when the
+    level holds one camp only, and the camps blur (the all-model split's twin of :func:`_camp_indices`)."""
+    s = split - split.mean(1, keepdims=True)  # [b, n]
+    along = (s @ design) @ design.T  # [b, n] the split's part the strata explain
+    own = s - along  # ... and its own part
+    size = (own * own).sum(1)
+    delta = np.einsum("bn,bnk->bk", own, x) / np.maximum(size, 1e-300)[:, None]  # [b, k]
+    # a split mostly along the strata gives nothing back: its own part is too small to fit its effect from (a rule
+    # the data order decides is that order's; a split of the orders' own effects, beside a few models, is no camp)
+    delta[size < OWN_SHARE * (s * s).sum(1)] = 0.0
+    return x + along[..., None] * delta[:, None, :]
 
 
 def _batch_centroids(e: np.ndarray, codes: np.ndarray, n_fam: int, counts: np.ndarray) -> np.ndarray:
