@@ -138,6 +138,10 @@ class Candidate:
     # and some models are alone beside them, on a "groups lineages" representative: hidden relatives (an outside
     # audit, 81: strong weight decay left 10 of 24 alone beside 5 partial families, and a null read a candidate)
     twins_alone: list | None = None
+    # judged fingerprints outside it whose significant camps were held back (no gap, or beside a few models) and are
+    # its camps (AMI at AGREE or more): {fingerprint: [AMI, why held]} (audit 101: a backdoor "found by 1 of 11" while
+    # 6 more held exactly its camps, said as "one continuum cut in two")
+    held_same: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,6 +247,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                                                       "held": free["held"]}
             for held in (ans.graded, ans.few_models):
                 held.pop(f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}", None)
+    _held_same(ans, judged)
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -318,6 +323,41 @@ def _hide_text(ans: Answer, others: str) -> str:
     if ans.rest and ans.rest["answer"]:
         return "the others are analysed again without them, after this answer"
     return f"a difference among {others} may hide behind these models, which a report of those alone would show"
+
+
+def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
+    """Each candidate's :attr:`Candidate.held_same`: the judged fingerprints outside every candidate whose significant
+    camps were held back (no gap, or beside a few models; not as models that did not learn) and agree with its
+    basins (AMI at :data:`AGREE` or more), the best-agreeing candidate's; taken out of :attr:`Answer.graded` and
+    :attr:`Answer.few_models`, which would say them as a continuum or a few models apart."""
+    inside = {f for c in ans.candidates for f in c.fingerprints}
+    for r in judged:
+        free, name = r.label_free or {}, str(r.fingerprint)
+        if name in inside or name in ans.held_unlearned or free.get("held") not in ("no gap", "few"):
+            continue
+        held = {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
+        amis = [(a, i) for i, c in enumerate(ans.candidates) if (a := _agreement(held, c.basins)) is not None and a >= AGREE]
+        if amis:
+            a, i = max(amis)
+            ans.candidates[i].held_same[name] = [round(float(a), 2), free["held"]]
+            for said in (ans.graded, ans.few_models):
+                said.pop(f"{name}{' (privileged)' if _privileged(r) else ''}", None)
+
+
+def _held_same_text(c: Candidate) -> str:
+    """``; the camps of 6 more (a, b, c and 3 more; AMI 0.80-1.00 with these), significant but held back (...), are
+    these camps too`` for :attr:`Candidate.held_same`, or ``""``."""
+    if not c.held_same:
+        return ""
+    names = sorted(c.held_same, key=lambda f: (-c.held_same[f][0], f))
+    amis = [c.held_same[f][0] for f in names]
+    span = f"{amis[0]:.2f}" if min(amis) == max(amis) else f"{min(amis):.2f}-{max(amis):.2f}"
+    why = {c.held_same[f][1] for f in names}
+    held = ("as one continuum (no gap a test sees between them)" if why == {"no gap"} else
+            f"beside a camp of {FEW_MODELS} models or fewer" if why == {"few"} else
+            f"as one continuum or beside a camp of {FEW_MODELS} models or fewer")
+    return (f"; the camps of {len(names)} more ({_first_three(names)}; AMI {span} with these), significant but held "
+            f"back {held}, are these camps too")
 
 
 def _failed_camp(basins: dict[str, int], u: dict[str, Any]) -> set[str]:
@@ -1085,7 +1125,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
     hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
-    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}): candidate basins of {size} models "
+    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
             f"{_refined_text(c, finer)}")
 

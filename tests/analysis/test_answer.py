@@ -1042,3 +1042,25 @@ def test_the_training_setting_clause_fits_an_import_without_columns_and_is_not_s
     table["lr"] = np.asarray([0.1, 0.1, 0.01])
     assert md.table_settings(table, opts)["columns_compared"]
     assert not md.columns_compared(table, AnalysisOptions(lineage="init_seed", label="lr"))  # the label: left out
+
+
+def test_camps_held_back_that_are_a_candidates_own_are_said_with_it_not_as_a_continuum():
+    """An outside audit (101): a backdoor read "found by 1 of 11 fingerprints (ood-outputs)", and "besides, the models
+    of aligned-weights, anomalous-inputs, cka and 3 more fall into two significant camps with no gap between them:
+    one continuum cut in two, which an uneven spread of the seeds' own noise makes", though those camps were the
+    backdoor's exactly; camps held back that agree with a candidate's are now said with it."""
+    lone = fp("ood-outputs", CAMPS)
+    same, near, other = (fp(n, None, "no structure") for n in ("cka", "weight-stats", "input-saliency"))
+    same.label_free.update(held="no gap", q_split=0.02, held_basins=CAMPS)
+    near.label_free.update(held="no gap", q_split=0.03, held_basins=flipped(CAMPS, 1))
+    other.label_free.update(held="no gap", q_split=0.04, held_basins=HALVES)
+    ans = label_free_answer(result(lone, same, near, other))
+    (c,) = ans.candidates
+    assert c.held_same == {"cka": [1.0, "no gap"], "weight-stats": [0.78, "no gap"]}
+    assert ans.graded == {"input-saliency": 0.04}  # camps of its own: still said as a continuum
+    assert ans.sentence.startswith(
+        "one candidate deep difference, found by 1 of 4 fingerprints (ood-outputs; the camps of 2 more (cka, "
+        "weight-stats; AMI 0.78-1.00 with these), significant but held back as one continuum (no gap a test sees "
+        "between them), are these camps too): candidate basins of 12 and 12 models")
+    assert "besides, the models of input-saliency (q 0.04) fall into two significant camps" in ans.sentence
+    assert "cka (q" not in ans.sentence
