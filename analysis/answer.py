@@ -1456,7 +1456,7 @@ def _besides_degrees(ans: Answer) -> str:
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
     return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,")
-            + _strata_text(followed, "besides,", ans.user_strata)
+            + _strata_text(followed, "besides,", ans.user_strata, beside=bool(ans.candidates))
             + _gradients_text(gradients, ans.n_judged, "besides, "))
 
 
@@ -1559,7 +1559,8 @@ def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
             "beside a small minority\")")
 
 
-def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: list[str] | None = None) -> str:
+def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: list[str] | None = None,
+                 beside: bool = False) -> str:
     """``; the basins of X follow column 'data_seed' (...), a design factor ...`` for :attr:`Answer.strata_followed`,
     else ``""`` (an outside audit of the twenty-first session: one strategy per data order, recorded as data_seed,
     read "no candidate" and nothing named the column)."""
@@ -1580,7 +1581,8 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                 "init families), a design factor the families share: models that share a value are alike as relatives "
                 "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
                 "real difference (one rule per data order, a curriculum, an order-dependent poisoning): report with "
-                "--strata none to test it as one")
+                "--strata none to test it as one" + ("; the candidates above stand with it taken out, and that report may "
+                "read the orders' own seed noise as candidates in their place" if beside else ""))
         lead = "and"
     return out
 

@@ -1064,3 +1064,18 @@ def test_camps_held_back_that_are_a_candidates_own_are_said_with_it_not_as_a_con
         "between them), are these camps too): candidate basins of 12 and 12 models")
     assert "besides, the models of input-saliency (q 0.04) fall into two significant camps" in ans.sentence
     assert "cka (q" not in ans.sentence
+
+
+def test_the_strata_none_pointer_beside_a_candidate_says_what_that_report_may_lose():
+    """An outside audit (101): beside a backdoor found with `data_seed` taken out, the pointer for a fingerprint whose
+    basins follow `data_seed` sent the user to `--strata none`, whose report lost the backdoor to two candidates that
+    were data orders; beside candidates the pointer now says so."""
+    order = fp("recombined-outputs", None, "no structure")
+    order.strata_follow = [{"column": "data_seed", "ami": 1.0, "p": 0.005}]
+    ans = label_free_answer(result(fp("ood-outputs", CAMPS), order))
+    assert ("; besides, the basins of recombined-outputs follow column 'data_seed' (AMI 1.00, q 0.005 permuting it "
+            "within the init families)") in ans.sentence
+    assert ans.sentence.endswith("report with --strata none to test it as one; the candidates above stand with it taken "
+                                 "out, and that report may read the orders' own seed noise as candidates in their place")
+    alone = label_free_answer(result(order)).sentence  # no candidate: the pointer alone
+    assert alone.endswith("report with --strata none to test it as one")
