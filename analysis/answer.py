@@ -326,20 +326,22 @@ def _hide_text(ans: Answer, others: str) -> str:
 
 
 def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
-    """Each candidate's :attr:`Candidate.held_same`: the judged fingerprints outside every candidate whose significant
-    camps were held back (no gap, or beside a few models; not as models that did not learn) and agree with its
-    basins (AMI at :data:`AGREE` or more), the best-agreeing candidate's; taken out of :attr:`Answer.graded` and
-    :attr:`Answer.few_models`, which would say them as a continuum or a few models apart."""
-    inside = {f for c in ans.candidates for f in c.fingerprints}
+    """Each candidate's and lead's :attr:`Candidate.held_same` (not a lead of models that did not learn, said as
+    such): the judged fingerprints outside every candidate and lead whose significant camps were held back (no gap,
+    or beside a few models; not as models that did not learn) and agree with its basins (AMI at :data:`AGREE` or
+    more), the best-agreeing one's; taken out of :attr:`Answer.graded` and :attr:`Answer.few_models`, which would
+    say them as a continuum or a few models apart (review 101: a lead of one fingerprint too)."""
+    shown = [*ans.candidates, *ans.few_family_leads, *(c for c in ans.lone_leads if c.lone_why != "unlearned")]
+    inside = {f for c in (*shown, *ans.lone_leads) for f in c.fingerprints}
     for r in judged:
         free, name = r.label_free or {}, str(r.fingerprint)
         if name in inside or name in ans.held_unlearned or free.get("held") not in ("no gap", "few"):
             continue
         held = {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
-        amis = [(a, i) for i, c in enumerate(ans.candidates) if (a := _agreement(held, c.basins)) is not None and a >= AGREE]
+        amis = [(a, i) for i, c in enumerate(shown) if (a := _agreement(held, c.basins)) is not None and a >= AGREE]
         if amis:
-            a, i = max(amis)
-            ans.candidates[i].held_same[name] = [round(float(a), 2), free["held"]]
+            a, i = max(amis, key=lambda t: (t[0], -t[1]))  # (the first shown on a tie)
+            shown[i].held_same[name] = [round(float(a), 2), free["held"]]
             for said in (ans.graded, ans.few_models):
                 said.pop(f"{name}{' (privileged)' if _privileged(r) else ''}", None)
 
@@ -428,7 +430,8 @@ def _rest_text(ans: Answer) -> str:
     if sub is None:
         return f"{head}, the others are too few to analyse alone"
     mine = ans.rest.get("by_user") or []  # (review 100's L2: the hint left out the user's own --exclude)
-    also = f" and the {len(mine)} you left out" if len(mine) > 1 else f" and the one you left out ({mine[0]})" if mine else ""
+    also = (f" and the {len(mine)} you left out (label_free_answer.rest.by_user)" if len(mine) > 1
+            else f" and the one you left out ({mine[0]})" if mine else "")
     return (f"{head}, analysed again (their ids: summary.json's label_free_answer.rest.excluded; report --exclude with "
             f"them{also} for the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
 
@@ -1474,7 +1477,8 @@ def _lone_text(lone: list[Candidate]) -> str:
         mark = " (privileged)" if c.privileged else ""
         # an outside audit (86): a lone candidate matched 'lr' as the first did, and the sentence did not say so
         cols = "".join(f", matching column '{col}'" for col in c.columns)
-        return f"{c.representative}{mark}: {' and '.join(map(str, c.sizes))} models{', ' + how if how else ''}{cols}"
+        held = f", the held-back camps of {_first_three(sorted(c.held_same))} too" if c.held_same else ""  # (review 101)
+        return f"{c.representative}{mark}: {' and '.join(map(str, c.sizes))} models{', ' + how if how else ''}{cols}{held}"
     who = ("one fingerprint alone finds camps that do not agree with it" if len(lone) == 1 else
            f"{len(lone)} fingerprints each alone find camps that do not agree with it")
     # "another view of the same one": an outside audit's lone cka camps held 28 of 32 models on the real split's sides
@@ -1640,7 +1644,7 @@ def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:
     # a lead whose failed camp an earlier lead's holds is said in that one (audit 100's F4: "a camp of 4 ...; a camp
     # of 2 ..." read as two more failures, its "others" mostly the earlier camp's failed models)
     inside = {j: next(i for i in range(j) if camps[j] <= camps[i]) for j in range(len(leads))
-              if any(camps[j] <= camps[i] for i in range(j))}
+              if camps[j] and any(camps[j] <= camps[i] for i in range(j))}
     for i, c in enumerate(leads):
         if i in inside:
             continue

@@ -673,11 +673,12 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     # data order of which held one side only, lost to that order's mean), :func:`_joint_index`; the smaller p of the
     # two, calibrated on the same replicates (each replicate's own smaller p)
     raw_split = cluster_index(top_dims(x - x.mean(0), dims)[None], min_size=min_side)[1]
-    joint_ci, joint_split = _joint_index(xr[None], (full_split, raw_split), design, min_side)
+    levels = _stratum_levels(codes, strata)
+    joint_ci, joint_split = _joint_index(xr[None], (full_split, raw_split), design, levels, min_side)
 
     def both(e: np.ndarray) -> np.ndarray:  # [2, b]; a replicate's strata hold nothing, so it is its own raw start
         ci, sp = cluster_index(e, min_size=min_side)
-        return np.stack([ci, _joint_index(e, (sp,), design, min_side)[0]])
+        return np.stack([ci, _joint_index(e, (sp,), design, levels, min_side)[0]])
 
     null = np.concatenate([both(draw(b)) for b in _chunks(n_split)], axis=1)  # [2, n_split]
     obs = np.array([ci_arr[0], joint_ci[0]])
@@ -690,7 +691,7 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     return float(obs[best]), p, (full_split, joint_split)[best][0]
 
 
-def _joint_index(x: np.ndarray, starts: Sequence[np.ndarray], design: np.ndarray, min_side: int
+def _joint_index(x: np.ndarray, starts: Sequence[np.ndarray], design: np.ndarray, levels: np.ndarray, min_side: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The 2-means cluster index ``[b]`` and split ``[b, n]`` of models ``x [b, n, k]`` (the strata's within-family
     contrasts ``design [n, r]`` projected out) with the camps fitted jointly with the strata: each start's split
@@ -698,7 +699,7 @@ def _joint_index(x: np.ndarray, starts: Sequence[np.ndarray], design: np.ndarray
     level's mean absorbs as much of a camp as its models carry, all of it when the level holds one camp only: then
     the models' own split (the first start) halves that level and keeps it so; the split of the models before the
     strata were taken out (a second start) keeps it whole."""
-    out = [cluster_index(_split_given_back(x, s, design), min_size=min_side) for s in starts]
+    out = [cluster_index(_split_given_back(x, s, design, levels), min_size=min_side) for s in starts]
     ci = np.stack([c for c, _ in out])  # [starts, b]
     pick = ci.argmin(0)
     return ci[pick, np.arange(ci.shape[1])], np.stack([sp for _, sp in out])[pick, np.arange(ci.shape[1])]
@@ -707,20 +708,40 @@ def _joint_index(x: np.ndarray, starts: Sequence[np.ndarray], design: np.ndarray
 OWN_SHARE = 0.5  # a split given its part along the strata back has at least this share of its own (of its sum of squares)
 
 
-def _split_given_back(x: np.ndarray, split: np.ndarray, design: np.ndarray) -> np.ndarray:
+def _split_given_back(x: np.ndarray, split: np.ndarray, design: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Models ``x [b, n, k]`` (the strata's within-family contrasts ``design [n, r]`` projected out) given back
     the part along those contrasts of their own 2-means ``split [b, n]``, its effect fitted jointly with the
     design (least squares): a level's mean absorbs as much of a camp as its models carry, all of it when the
-    level holds one camp only, and the camps blur (the all-model split's twin of :func:`_camp_indices`)."""
+    level holds one camp only, and the camps blur (the all-model split's twin of :func:`_camp_indices`). A split
+    mostly along the strata gives nothing back: its own part (beside the contrasts) under :data:`OWN_SHARE` of it,
+    or its part along the levels themselves (``levels [n, l]``, centred over all models) more than the rest (a rule
+    the data order decides is that order's; a split of the orders' own effects, which with levels unevenly spread
+    over the families stay in the families' means too, is no camp: review 101)."""
     s = split - split.mean(1, keepdims=True)  # [b, n]
     along = (s @ design) @ design.T  # [b, n] the split's part the strata explain
     own = s - along  # ... and its own part
-    size = (own * own).sum(1)
+    size, whole = (own * own).sum(1), (s * s).sum(1)
     delta = np.einsum("bn,bnk->bk", own, x) / np.maximum(size, 1e-300)[:, None]  # [b, k]
-    # a split mostly along the strata gives nothing back: its own part is too small to fit its effect from (a rule
-    # the data order decides is that order's; a split of the orders' own effects, beside a few models, is no camp)
-    delta[size < OWN_SHARE * (s * s).sum(1)] = 0.0
+    by_level = ((s @ levels) ** 2).sum(1)
+    delta[(size < OWN_SHARE * whole) | (by_level > (1 - OWN_SHARE) * whole)] = 0.0
     return x + along[..., None] * delta[:, None, :]
+
+
+def _stratum_levels(codes: np.ndarray, strata: Sequence[np.ndarray]) -> np.ndarray:
+    """An orthonormal basis ``[n, l]`` of the strata's levels as :func:`_stratum_contrasts` takes them (a column per
+    level shared by two or more families with relatives), centred over all models, not within the families."""
+    counts = np.bincount(codes)
+    related = counts[codes] >= 2
+    cols = []
+    for col in strata:
+        vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)], dtype=object)
+        for v in sorted({v for v in vals[related].tolist() if v is not None}):
+            if len(np.unique(codes[related & (vals == v)])) >= 2:
+                cols.append((vals == v).astype(np.float64))
+    if not cols:
+        return np.zeros((len(codes), 0))
+    s = np.stack(cols, 1)
+    return orthonormal(s - s.mean(0))
 
 
 def _batch_centroids(e: np.ndarray, codes: np.ndarray, n_fam: int, counts: np.ndarray) -> np.ndarray:
