@@ -728,8 +728,15 @@ def _split_given_back(x: np.ndarray, split: np.ndarray, design: np.ndarray, leve
 
 
 def _stratum_levels(codes: np.ndarray, strata: Sequence[np.ndarray]) -> np.ndarray:
-    """An orthonormal basis ``[n, l]`` of the strata's levels as :func:`_stratum_contrasts` takes them (a column per
-    level shared by two or more families with relatives), centred over all models, not within the families."""
+    """An orthonormal basis ``[n, l]`` of the strata's levels as :func:`_stratum_contrasts` takes them, centred over
+    all models, not within the families."""
+    s = _level_indicators(codes, strata)
+    return np.zeros((len(codes), 0)) if s is None else orthonormal(s - s.mean(0))
+
+
+def _level_indicators(codes: np.ndarray, strata: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The indicators ``[n, l]`` of every stratum level shared by two or more families with relatives (a missing
+    value is no level), or ``None`` without one."""
     counts = np.bincount(codes)
     related = counts[codes] >= 2
     cols = []
@@ -738,10 +745,7 @@ def _stratum_levels(codes: np.ndarray, strata: Sequence[np.ndarray]) -> np.ndarr
         for v in sorted({v for v in vals[related].tolist() if v is not None}):
             if len(np.unique(codes[related & (vals == v)])) >= 2:
                 cols.append((vals == v).astype(np.float64))
-    if not cols:
-        return np.zeros((len(codes), 0))
-    s = np.stack(cols, 1)
-    return orthonormal(s - s.mean(0))
+    return np.stack(cols, 1) if cols else None
 
 
 def _batch_centroids(e: np.ndarray, codes: np.ndarray, n_fam: int, counts: np.ndarray) -> np.ndarray:
@@ -773,17 +777,9 @@ def _stratum_contrasts(codes: np.ndarray, n_fam: int, strata: Sequence[np.ndarra
     shared by two or more families with relatives (as :func:`_within_split` takes them), centred in
     each family, so that projecting it out removes a design factor's effect on the members and leaves
     the family centroids as they are. ``None`` without such a level (nothing to take out)."""
-    counts = np.bincount(codes, minlength=n_fam)
-    related = counts[codes] >= 2
-    cols = []
-    for col in strata:
-        vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)], dtype=object)
-        for v in sorted({v for v in vals[related].tolist() if v is not None}):
-            if len(np.unique(codes[related & (vals == v)])) >= 2:
-                cols.append((vals == v).astype(np.float64))
-    if not cols:
+    s = _level_indicators(codes, strata)
+    if s is None:
         return None
-    s = np.stack(cols, 1)
     s = s - _centroids(s, codes, n_fam)[0][codes]
     u, sv, _ = np.linalg.svd(s, full_matrices=False)
     if not sv.max(initial=0.0) > 1e-9:  # every level constant inside each family: no contrast
