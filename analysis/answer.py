@@ -242,11 +242,11 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         free = r.label_free
         u = _unlearned(free.get("held_camps")) if free.get("held") in ("no gap", "few") else None
         if u:
-            basins = {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
+            basins = _held_basins(free)
             ans.held_unlearned[str(r.fingerprint)] = {**u, "failed": sorted(_failed_camp(basins, u), key=natural_key),
                                                       "held": free["held"]}
             for held in (ans.graded, ans.few_models):
-                held.pop(f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}", None)
+                held.pop(_said_name(r), None)
     _held_same(ans, judged)
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
@@ -337,13 +337,13 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
         free, name = r.label_free or {}, str(r.fingerprint)
         if name in inside or name in ans.held_unlearned or free.get("held") not in ("no gap", "few"):
             continue
-        held = {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
+        held = _held_basins(free)
         amis = [(a, i) for i, c in enumerate(shown) if (a := _agreement(held, c.basins)) is not None and a >= AGREE]
         if amis:
             a, i = max(amis, key=lambda t: (t[0], -t[1]))  # (the first shown on a tie)
             shown[i].held_same[name] = [round(float(a), 2), free["held"]]
             for said in (ans.graded, ans.few_models):
-                said.pop(f"{name}{' (privileged)' if _privileged(r) else ''}", None)
+                said.pop(_said_name(r), None)
 
 
 def _held_same_text(c: Candidate) -> str:
@@ -563,6 +563,16 @@ def _held(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], al
             if name != "lineage" and qv <= alpha and analysed[i].label_free.get("verdict") not in DEEP_VERDICTS}
 
 
+def _said_name(r: FingerprintResult) -> str:
+    """A fingerprint's name as the answer's lists of held-back camps key it (a privileged one marked)."""
+    return f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}"
+
+
+def _held_basins(free: dict[str, Any]) -> dict[str, int]:
+    """The camps a significant test of ``free`` (a ``label_free`` dict) was held back on, model id -> camp."""
+    return {str(m): int(b) for m, b in (free.get("held_basins") or {}).items() if int(b) >= 0}
+
+
 def _held_as(judged: list[FingerprintResult], reason: str) -> dict[str, float]:
     """``{fingerprint: q}`` of the judged fingerprints whose significant groups or split test was held back
     from a deep verdict for ``reason`` (``label_free.held``: "no gap", one continuum without a gap; "few", no gap
@@ -572,7 +582,7 @@ def _held_as(judged: list[FingerprintResult], reason: str) -> dict[str, float]:
         free = r.label_free
         if free.get("held") == reason:
             q = min((free.get(f"q_{t}") for t in ("split", "groups") if free.get(f"q_{t}") is not None), default=None)
-            out[f"{r.fingerprint}{' (privileged)' if _privileged(r) else ''}"] = 1.0 if q is None else float(q)
+            out[_said_name(r)] = 1.0 if q is None else float(q)
     return out
 
 

@@ -493,12 +493,9 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
         size = np.bincount(sub)
         for v in np.flatnonzero(size >= 2):
             blocks.append((sub == v).astype(np.float64)[:, None])
-    levels = []
-    for col in strata:  # a column per level shared by several families (a missing value is no level)
-        vals = np.asarray([_level(v) for v in np.asarray(col, dtype=object)[rows]], dtype=object)
-        for v in {v for v in vals.tolist() if v is not None}:
-            if len(np.unique(fam[vals == v])) >= 2:
-                levels.append((vals == v).astype(np.float64)[:, None])
+    # a column per level shared by several families (a missing value is no level); every family here has relatives
+    shared_levels = _level_indicators(fam, [np.asarray(col, dtype=object)[rows] for col in strata])
+    levels = [] if shared_levels is None else [shared_levels]
     if taken is not None:  # --covariate's design: beside the families, no camp given its part back
         blocks.append(np.asarray(taken, dtype=np.float64)[rows])
     relatives = orthonormal(np.hstack(blocks))  # [m, r] the families (and cells, sub-families)
