@@ -46,7 +46,7 @@ from analysis.labelfree_sentences import (
     related_counts,
     sds,
 )
-from analysis.options import STRATA
+from analysis.options import NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
 from analysis.unlearned import (
     NAMED,
@@ -169,6 +169,7 @@ class Answer:
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
     columns_compared: bool = True  # some model column (not the lineage, nor the label) varies: what the match reads
     user_strata: list[str] = field(default_factory=list)  # the columns --strata named (not the default data_seed, kind)
+    no_strata: bool = False  # --strata none: data_seed and kind were left in the tests (not taken out as lineage)
     # --covariate columns taken out of every fingerprint first, and how: {column: "2 levels"} (analysis.covariates)
     covariates: dict[str, str] = field(default_factory=dict)
     # the largest share of a judged fingerprint's variance that their fit explained, whose, and the share a setting
@@ -267,7 +268,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.parents_recorded = bool(result.settings.get("parents_recorded", True))
     ans.training_recorded = bool(result.settings.get("training_recorded", True))
     ans.columns_compared = bool(result.settings.get("columns_compared", True))
-    ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != "none"]
+    ans.user_strata = [str(c) for c in result.settings.get("strata") or () if c != NO_STRATA]
+    ans.no_strata = NO_STRATA in (result.settings.get("strata") or ())
     ans.covariates = dict(result.settings.get("covariate_terms") or {})
     shares = [(float(r.scores["covariate_share"]), str(r.fingerprint), float(r.scores.get("covariate_chance") or 0.0))
               for r in judged if (r.scores or {}).get("covariate_share") is not None]
@@ -1096,7 +1098,8 @@ def _covariate_hint(levels: list[str]) -> str:
 
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
-                    trained_here: bool = True, columns_given: bool = True, covariates: tuple = ()) -> str:
+                    trained_here: bool = True, columns_given: bool = True, covariates: tuple = (),
+                    no_strata: bool = False, said: dict[str, int] | None = None, index: int = 0) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -1115,7 +1118,9 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
     cols = _columns_text(c.columns)
     levels = [col for col, graded in c.columns.items() if not graded]  # a few levels: a setting, or a rule
-    if levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
+    if no_strata and len(levels) == 1 and levels[0] in STRATA:  # audit 102: --strata none, and a default stratum
+        cols += _left_in_text(levels[0], said, index)
+    elif levels:  # the thirteenth outside audit: a data draw, weight decay or batch size read like a planted rule here
         named = f"'{levels[0]}' records" if len(levels) == 1 else f"{', '.join(repr(x) for x in levels)} record"
         cols += (f" (if {named} how the models were trained, such as their data, schedule or a hyper-parameter, the "
                  f"camps are that training difference: real, but not necessarily a different mechanism; if "
@@ -1141,6 +1146,21 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}): candidate basins of {size} models "
             f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
             f"{_refined_text(c, finer)}")
+
+
+def _left_in_text(col: str, said: dict[str, int] | None, index: int) -> str:
+    """`` (column 'data_seed' is a design factor ...)`` for a candidate that matches a default stratum under --strata
+    none; ``(as with (1))`` when an earlier candidate of the sentence said it. An outside audit (102): under an order
+    effect every such report read the orders as candidates, each with a long reading of the column as a training
+    setting that ended "report without --strata none", where the default report had sent the user."""
+    if said is not None and col in said:
+        return f" (read as with ({said[col]}))"
+    if said is not None and index:
+        said[col] = index
+    return (" (a design factor the default report takes out as lineage: left in, it gives camps "
+            "whether it decides a real difference or its values only share their seed noise; fingerprints that agree on "
+            "one split of its values read as the first, candidates that pair its values differently as the second; "
+            "what differs beyond it is the default report's question)")
 
 
 def _in_dist_text(c: Candidate) -> str:
@@ -1596,7 +1616,10 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                 "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
                 "real difference (one rule per data order, a curriculum, an order-dependent poisoning): report with "
                 "--strata none to test it as one" + ("; the candidates above stand with it taken out, and that report may "
-                "read the orders' own seed noise as candidates in their place" if beside else ""))
+                "read the orders' own seed noise as candidates in their place" if beside else
+                # audit 102: the pointer sent nulls with an order effect to a report of the orders as candidates
+                "; that report finds camps along the column's values either way: a real difference where its "
+                "fingerprints agree on one split of them, their seed noise where its candidates pair them differently"))
         lead = "and"
     return out
 
@@ -1781,7 +1804,7 @@ def _recorded(ans: Answer) -> dict[str, Any]:
     """:func:`_candidate_text`'s keywords of what the zoo records: parents, the training (an import records only its
     metadata), whether any column was compared, and the columns --covariate took out."""
     return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded,
-            "columns_given": ans.columns_compared, "covariates": tuple(ans.covariates)}
+            "columns_given": ans.columns_compared, "covariates": tuple(ans.covariates), "no_strata": ans.no_strata}
 
 
 def _candidates_sentence(ans: Answer) -> str:
@@ -1814,8 +1837,9 @@ def _candidates_sentence(ans: Answer) -> str:
         return _candidates_sentence(replace(ans, candidates=main)) + _lone_text(lone)
     shared = set(fin["candidates"]) if fin else set()
     first = next((i for i, c in enumerate(ans.candidates, 1) if _balance_text(c)), None)  # the one that explains it
+    said: dict[str, int] = {}  # a default stratum's reading under --strata none, said with the first candidate only
     texts = "; ".join(f"({i}) " + _candidate_text(c, n, i in shared, ans.n_behavioural, first is not None and i > first,
-                                                  predictions, ans.strata_columns, **_recorded(ans))
+                                                  predictions, ans.strata_columns, said=said, index=i, **_recorded(ans))
                       for i, c in enumerate(ans.candidates, 1))
     if fin is None:
         return (f"{len(ans.candidates)} candidate deep differences whose candidate basins do not agree (AMI below "

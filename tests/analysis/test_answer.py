@@ -943,10 +943,24 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
     stratified = res(matching(fp("a", CAMPS), "lr"), fp("b", flipped(CAMPS, 1)))
     stratified.settings["strata_columns"] = ["lr"]  # taken out already (a review): no hint to take it out
     assert "--strata lr" not in label_free_answer(stratified).sentence
-    # a column the tests take out by default, after --strata none: not sent back to the default (audit 89)
-    order = label_free_answer(res(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)))).sentence
-    assert ("then report without --strata none (which keeps 'data_seed' in the tests: by default they take it out))"
-            in order) and "--strata data_seed" not in order
+    # a column the tests take out by default, after --strata none: not sent back to the default (audit 89), but read
+    # as that report's camps along it either way (audit 102), once in a sentence of several candidates
+    def left_in(*fps: FingerprintResult) -> str:
+        out = res(*fps)
+        out.settings["strata"] = ["none"]
+        return label_free_answer(out).sentence
+
+    order = left_in(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)))
+    assert ("; it matches column 'data_seed' (a design factor the default report takes out as lineage: left in, it gives "
+            "camps whether it decides a real difference or its values only share their seed noise; fingerprints that "
+            "agree on one split of its values read as the first, candidates that pair its values differently as the "
+            "second; what differs beyond it is the default report's question)") in order
+    assert "--strata data_seed" not in order and "how the models were trained" not in order
+    both = left_in(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)),
+                   matching(fp("x", HALVES, q=0.003), "data_seed"))
+    assert both.count("a design factor the default report takes out as lineage") == 1
+    assert "(2) found by 1 of 3 fingerprints" in both and both.count("it matches column 'data_seed' (read as with (1))") == 1
+    assert "how the models were trained" in left_in(matching(fp("a", CAMPS), "lr"), fp("b", flipped(CAMPS, 1)))
     two = label_free_answer(res(fp("a", CAMPS), fp("b", flipped(CAMPS, 1)), fp("x", HALVES, q=0.003))).sentence
     assert two.count(said) == 1 and two.count("; no column matches these camps either: a training setting, as above") == 1
     a, b = pair()
@@ -1077,5 +1091,7 @@ def test_the_strata_none_pointer_beside_a_candidate_says_what_that_report_may_lo
             "within the init families)") in ans.sentence
     assert ans.sentence.endswith("report with --strata none to test it as one; the candidates above stand with it taken "
                                  "out, and that report may read the orders' own seed noise as candidates in their place")
-    alone = label_free_answer(result(order)).sentence  # no candidate: the pointer alone
-    assert alone.endswith("report with --strata none to test it as one")
+    alone = label_free_answer(result(order)).sentence  # no candidate: what that report reads as what (audit 102)
+    assert alone.endswith("report with --strata none to test it as one; that report finds camps along the column's "
+                          "values either way: a real difference where its fingerprints agree on one split of them, their "
+                          "seed noise where its candidates pair them differently")
