@@ -510,8 +510,14 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     if k < 1:
         return None, None, none
 
+    alone = len(blocks) == 1 and not levels  # the families alone: the fit is each family's mean
+    fam_counts = np.bincount(fam).astype(np.float64)
+
     def residual(e: np.ndarray) -> np.ndarray:  # [..., m, k] minus the additive fit (its projection)
-        return e - basis @ (basis.T @ e)
+        if not alone:
+            return e - basis @ (basis.T @ e)
+        e3 = e.reshape(-1, m, e.shape[-1])  # (the same projection in O(m k), not O(m rank k): 30,000 models' 3 s)
+        return (e3 - _batch_centroids(e3, fam, n_f, fam_counts)[:, fam]).reshape(e.shape)
 
     r = top_dims(residual(x[rows]), k)
     if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
