@@ -460,6 +460,8 @@ def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.nd
     if res.p_split is not None and res.p_split <= alpha:
         parts += [("split", res.split_basins, res.split_within), ("split_families", res.split_families, False),
                   ("split_majority", res.split_majority, False)]
+        if res.split_all is not None and res.p_split_all is not None and res.p_split_all <= alpha:
+            parts.append(("split_all", res.split_all, False))  # in case the within-family camps are held back
     if res.p_groups is not None and res.p_groups <= alpha:
         parts.append(("groups", res.group_basins, False))
     effects = {}

@@ -146,6 +146,12 @@ class LabelFreeResult:
     group_basins: np.ndarray | None = None  # [n] from the centroid groups
     n_null: int | None = None  # null replicates per test (a raw p cannot go below 1 / (n_null + 1))
     split_basins: np.ndarray | None = None  # [n] the 2-means split of all models
+    # when the within-family camps replaced the split of all models (split_within): that split [n], its own p-value
+    # (doubled, as the combined one) and the families it cuts, which :func:`decide` takes back when the within-family
+    # camps are held back by their size and it is not (an outside audit, 103)
+    split_all: np.ndarray | None = None
+    p_split_all: float | None = None
+    split_rate_all: float | None = None
     family_groups: dict[str, int] = field(default_factory=dict)  # family -> group (centroid groups)
     family_sizes: dict[str, int] = field(default_factory=dict)  # family -> models (of those tested)
     verdict: str = "no structure"
@@ -237,6 +243,8 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         spread["split_basins"] = (  # camps of the within-family residuals: extended in residual space
             _extend(_family_centred(x, cells), rows, res.split_basins, _family_sizes(cells) >= 2) if res.split_within
             else _extend(x, rows, res.split_basins, lone))
+        if res.split_all is not None:
+            spread["split_all"] = _extend(x, rows, res.split_all, lone)
         return replace(res, n_models=len(x), sampled=len(rows), **spread)
     codes, names = _codes(family)
     n, n_fam = len(x), len(names)
@@ -340,9 +348,11 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
     # its split cuts families as a crossing split does; Bonferroni over the two statistics either way.
     ci_w, p_w, w_split = _within_split(x, codes, n_fam, n_split, rng, strata, nested, generation, taken=taken)
     split_within = False
+    alternative = {}
     if p_w is not None:
         w_rate = _cut_rate(w_split, codes, multi_fams)
         if p_w < p_split and w_rate >= CROSS_SPLIT_RATE:
+            alternative = {"split_all": split, "p_split_all": min(1.0, 2 * p_split), "split_rate_all": split_rate}
             p_split, split_rate, split_basins, split_within = min(1.0, 2 * p_w), w_rate, w_split, True
         else:
             p_split = min(1.0, 2 * p_split)
@@ -356,7 +366,7 @@ def label_free(coords: np.ndarray, family: Sequence, n_null: int = 199, random_s
         family_groups={names[i]: int(g) for i, g in enumerate(fam_group)}, n_related_families=len(multi_fams),
         family_sizes={names[i]: int(c) for i, c in enumerate(counts)},
         cut_families=tuple(sorted(cut, key=natural_key)), n_null=n_null, split_side_families=side_families,
-        split_side_whole=side_whole, split_side_models=int(on_small.sum()), split_side_light=side_light)
+        split_side_whole=side_whole, split_side_models=int(on_small.sum()), split_side_light=side_light, **alternative)
 
 
 def _few_families(x: np.ndarray, codes: np.ndarray, names: list[str], counts: np.ndarray, n_null: int,
@@ -450,6 +460,8 @@ def _without_unknown(x: np.ndarray, family: Sequence, unknown: np.ndarray, n_nul
                      pick(taken_cells))
     spread = {k: _extend(x, rows, getattr(res, k)) for k in ("group_basins", "split_families", "split_majority")}
     spread["split_basins"] = _extend(x, rows, res.split_basins, ~unknown if res.split_within else None)
+    if res.split_all is not None:
+        spread["split_all"] = _extend(x, rows, res.split_all)
     return replace(res, n_models=len(x), n_unknown=int(unknown.sum()), **spread)
 
 
@@ -955,6 +967,22 @@ def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
             if (e or {}).get("small") or (e or {}).get("coarse") or ((e or {}).get("no_gap") and k != "split_majority")}
 
 
+def _all_model_camps(r: LabelFreeResult) -> LabelFreeResult:
+    """``r`` with the split of all models back in place of the within-family camps that replaced it (their p-value
+    was smaller), when those camps are held back by their size (:func:`_small_partitions`) and the split of all
+    models, sized as ``"split_all"``, is not: its own p-value (doubled, for the two statistics looked at) is the
+    split test's then. An outside audit (103): a backdoor in 12 of 24 GRUs, 8 families of 3, was the split of all
+    models (6.2 SDs apart, p 0.005), but the within-family camps (another split, 0.96 SDs apart, p 0.0025) took
+    its place and were held back as small: "no candidate", though two fingerprints' own clusters were the backdoor."""
+    small = _small_partitions(r)
+    effects = getattr(r, "effects", None) or {}
+    if not r.split_within or r.split_all is None or "split" not in small or "split_all" not in effects \
+            or "split_all" in small:
+        return r
+    return replace(r, split_basins=r.split_all, split_within=False, p_split=r.p_split_all, split_rate=r.split_rate_all,
+                   effects={**effects, "split": effects["split_all"]})
+
+
 def _blocking(r: LabelFreeResult, sig: dict[str, float], small: dict[str, dict]) -> dict[str, dict]:
     """The partitions of ``small`` that kept a significant test from its deep verdict in
     :func:`decide`'s ladder (the split's own when it cuts enough families to cross lineage, else its
@@ -1044,6 +1072,7 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
     small), else the centroid groups. Each result's ``q`` is its verdict's
     adjusted p-value, and ``q_tests`` every one of its tests' (for the answer, which reads which tests
     were significant without a deep verdict, and which found the lineage)."""
+    results = [_all_model_camps(r) for r in results]
     q = _adjusted(results)
     out = []
     for i, r in enumerate(results):

@@ -1,5 +1,7 @@
 """The size of a candidate deep difference, and one family set apart (analysis/effect.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -297,6 +299,33 @@ def test_a_small_split_keeps_the_other_inconclusive_hints():
     assert "only 0.5 within-basin SDs apart" in r.sentence and "too small a difference to call a basin" in r.sentence
     assert "Inconclusive about a deep difference: family groups p 0.03" in r.sentence
     assert "two camps p" not in r.sentence and "set one init family apart" not in r.sentence
+
+
+def test_within_family_camps_held_back_as_small_give_the_split_of_all_models_back():
+    """An outside audit (103): a backdoor in 12 of 24 GRUs (8 families of 3) was the split of all models (6.2 SDs
+    apart), but the within-family camps, another split with a smaller p, replaced it and were held back as small:
+    "no candidate". With those camps small and the split of all models not, that split and its own (doubled) p
+    decide; neither is taken back when that split is small too, or when the within-family camps are not small."""
+    bd = np.arange(24) % 2  # the split of all models: every other model
+    middle = (np.arange(24) % 3 == 1).astype(int)  # the within-family camps: each family's middle model
+    base = lf.LabelFreeResult(24, 8, 0.3, 0.6, 0.002, split_rate=1.0, split_within=True, split_basins=middle,
+                              split_all=bd, p_split_all=0.004, split_rate_all=0.75, family_sizes={str(i): 3 for i in range(8)})
+    fields = {k: getattr(base, k) for k in lf.LabelFreeResult.__dataclass_fields__}
+    small, big = {"small": True, "separation": 0.96, "threshold": 2.65}, {"small": False, "separation": 6.2, "threshold": 2.65}
+    others = [lf.LabelFreeResult(24, 8, 0.5, 0.9, 0.9) for _ in range(3)]
+    r = lf.decide([SizedLabelFree(**fields, effects={"split": small, "split_all": big}), *others])[0]
+    assert r.verdict == "crosses lineage" and np.array_equal(r.candidate_basins, bd) and not r.split_within
+    assert r.p_split == 0.004 and r.split_rate == 0.75 and r.effect() == big and r.held is None
+    kept = lf.decide([SizedLabelFree(**fields, effects={"split": small, "split_all": {**big, "small": True}}), *others])[0]
+    assert kept.verdict == "no structure" and kept.held == "small" and kept.split_within
+    within = lf.decide([SizedLabelFree(**fields, effects={"split": big, "split_all": big}), *others])[0]
+    assert within.verdict == "crosses lineage" and np.array_equal(within.candidate_basins, middle) and within.p_split == 0.002
+    # sized: the split of all models is sized only when its own p could make a verdict
+    x = np.random.default_rng(0).normal(size=(24, 3)) + 5.0 * bd[:, None]
+    fam = [str(i // 3) for i in range(24)]
+    measured = sized(base, fam, x, None, False, bd)
+    assert measured.effects["split_all"]["separation"] > GAUSSIAN_HALVES and measured.effects["split"]["small"]
+    assert "split_all" not in sized(replace(base, p_split_all=0.2), fam, x, None, False, bd).effects
 
 
 def test_significant_groups_kept_small_are_not_called_not_significant():
