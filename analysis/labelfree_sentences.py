@@ -489,6 +489,12 @@ def closest_splits_disagree(label_free: dict[str, dict[str, Any] | None]) -> lis
     """The fingerprints whose closest splits of the families (``closest_groups``) name different
     partitions, grouped by partition (the same partition whatever its group numbers); ``[]`` when
     there are fewer than two partitions. ``label_free``: fingerprint name -> its label-free result."""
+    kinds = _closest_partitions(label_free)
+    return [names for _, names in kinds] if len(kinds) > 1 else []
+
+
+def _closest_partitions(label_free: dict[str, dict[str, Any] | None]) -> list[tuple[frozenset, list[str]]]:
+    """Each partition of the families that fingerprints' closest splits name, with those fingerprints."""
     kinds: list[tuple[frozenset, list[str]]] = []
     for name, d in label_free.items():
         groups = ((d or {}).get("closest_groups") or {}).get("groups")
@@ -504,11 +510,37 @@ def closest_splits_disagree(label_free: dict[str, dict[str, Any] | None]) -> lis
                 break
         else:
             kinds.append((part, [name]))
-    return [names for _, names in kinds] if len(kinds) > 1 else []
+    return kinds
 
 
-def closest_splits_sentence(kinds: list[list[str]]) -> str:
-    """The caution for :func:`closest_splits_disagree`'s answer (the terminal, the report and summary.json)."""
+def _nested_minorities(partitions: list[frozenset]) -> list[int] | None:
+    """The sizes of the smaller sides of two-sided ``partitions``, smallest first, when each smaller side holds
+    the one before it (one minority seen more or less completely), else ``None``."""
+    sides = []
+    for part in partitions:
+        if len(part) != 2:
+            return None
+        a, b = sorted(part, key=len)
+        if len(a) == len(b):
+            return None
+        sides.append(a)
+    sides.sort(key=len)
+    return [len(s) for s in sides] if all(x < y for x, y in zip(sides, sides[1:])) else None
+
+
+def closest_splits_sentence(kinds: list[list[str]], label_free: dict[str, dict[str, Any] | None] | None = None) -> str:
+    """The caution for :func:`closest_splits_disagree`'s answer (the terminal, the report and summary.json); with
+    ``label_free`` (as given to it), splits whose smaller sides nest are said as one minority (an outside audit,
+    103: pointers to 4, 5 and 6 of 24 independent GRUs, the 6 a planted backdoor and the others inside it, were
+    said as disagreeing, "at most one can be real")."""
+    parts = _closest_partitions(label_free) if label_free is not None else []
+    sizes = _nested_minorities([p for p, _ in parts]) if len(parts) == len(kinds) else None
+    if sizes:
+        order = [names for _, names in sorted(parts, key=lambda pn: min(len(g) for g in pn[0]))]
+        return ("these closest splits nest (" + "; ".join(", ".join(fps) for fps in order) + "): the smaller side of "
+                f"each holds the one before ({', '.join(map(str, sizes))} families): one minority seen more or less "
+                "completely; a lead to check, not a finding (more families, or probes on which the candidate behaviours "
+                'differ, would tell: docs/scorecard.md, "What to look with")')
     return ("these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds) + "): at most one can be "
             "real; leads to check, not findings (more families, or probes on which the candidate behaviours differ, "
             'would tell: docs/scorecard.md, "What to look with")')

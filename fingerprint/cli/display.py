@@ -315,9 +315,10 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     unknown = max(((f.label_free or {}).get("n_unknown") or 0 for f in result.fingerprints), default=0)
     if unknown:  # one line for the population, not one per fingerprint
         lines.append(f"lineage: {unknown_text(unknown, 'the label-free tests')}")
-    disagree = closest_splits_disagree({str(f.fingerprint): f.label_free for f in result.fingerprints})
+    closest = {str(f.fingerprint): f.label_free for f in result.fingerprints}
+    disagree = closest_splits_disagree(closest)
     if disagree:
-        lines.append(f"lineage: {closest_splits_sentence(disagree)}")
+        lines.append(f"lineage: {closest_splits_sentence(disagree, closest)}")
     return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
 
 

@@ -203,6 +203,17 @@ def test_the_terminal_says_when_closest_splits_disagree():
     assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c): at most one can be real; "
                                            "leads to check, not findings (more families, or probes on which the "
                                            "candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
+    # an outside audit (103): smaller sides that hold one another are one minority, not splits that disagree
+    fams = [f"f{i}" for i in range(8)]
+    side = lambda n: {f: int(i < n) for i, f in enumerate(fams)}  # noqa: E731
+    nest = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[fp("p", side(3)), fp("r", side(2)), fp("t", side(1))])
+    assert label_free_notes(nest)[-1] == ("lineage: these closest splits nest (t; r; p): the smaller side of each holds "
+                                          "the one before (1, 2, 3 families): one minority seen more or less completely; a "
+                                          "lead to check, not a finding (more families, or probes on which the candidate "
+                                          "behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
+    apart = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
+        fp("p", side(3)), fp("r", {f: int(i in (0, 5)) for i, f in enumerate(fams)})])
+    assert "these closest splits disagree (p; r)" in label_free_notes(apart)[-1]
 
 
 def test_a_deep_verdict_whose_candidate_basins_are_not_the_clusters_is_named():
