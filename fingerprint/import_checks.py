@@ -327,7 +327,9 @@ def _check_forward(template: nn.Module, probes: dict[str, torch.Tensor], layers:
                     out = template.eval()(x[:2])
             except Exception as e:  # noqa: BLE001
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}': {type(e).__name__}: {msg}") from None
+                tried = f" (tried on its first {len(x[:2])}, {list(x[:2].shape)})" if len(x) > 2 else ""
+                raise UserError(f"probe set '{name}' {list(x.shape)} does not run through '{label}'{tried}: "
+                                f"{type(e).__name__}: {msg}") from None
             n_out = output_width(out, label)
     finally:
         for h in hooks:

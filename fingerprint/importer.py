@@ -238,7 +238,14 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     expected = template.state_dict()
     layers = list(dict.fromkeys(layers))
     probe_sets = load_probes(probes)
-    n_out = _check_forward(template, probe_sets, layers, arch)
+    try:
+        n_out = _check_forward(template, probe_sets, layers, arch)
+    except UserError as probe_error:  # checkpoints of another architecture are the mistake to name first (audit 103)
+        try:
+            read_checked(files[0], expected, state_key)
+        except UserError as e:
+            raise UserError(f"{e} (nor do the probes run through '{arch}': is it the checkpoints' architecture?)") from None
+        raise probe_error from None
     labelled = load_data(data, template, arch, _input_shape(probe_sets))
     inputs = dict(probe_sets) if probe_sets else ({"data": labelled[0]} if labelled is not None else {})
     # each checkpoint is checked, run and hashed as it is read, then let go: written, it is read again a shard at

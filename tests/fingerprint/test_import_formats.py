@@ -78,6 +78,22 @@ ARCH = textwrap.dedent('''
 
     def probes():
         return {"in_dist": torch.randn(10, 6, generator=torch.Generator().manual_seed(0))}
+
+
+    class Seq(nn.Module):  # another architecture: token ids through an embedding
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(5, 6)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(self.emb(x).mean(1))
+
+    def make_seq():
+        return Seq()
+
+    def probes_column():  # each input a column [6, 1]: not what Linear(6, 8) takes
+        return {"in_dist": torch.randn(10, 6, 1)}
 ''')
 
 
@@ -116,6 +132,24 @@ def test_a_forward_that_returns_a_tuple_or_dict_says_what_it_returned_and_what_t
     res = run_cli("import", "ckpts", "--arch", "fmtarch:make_logits", "--probes", "fmtarch:probes", "--out", "zoo",
                   cwd=fmt_models)
     assert res.returncode == 0, res.stderr
+
+
+def test_probes_that_do_not_run_name_the_checkpoints_architecture_first_and_the_rows_tried(fmt_models):
+    """An outside audit (103): a factory of another architecture than the checkpoints' was told as "probe set ...
+    does not run through" it, the keys' mismatch unsaid; and torch's message about the two probes the check runs
+    ("expected input[1, 2, 8, 8] ... got 2 channels") named a shape the user never made."""
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make_seq", "--probes", "fmtarch:probes", "--out", "zoo",
+                  cwd=fmt_models, env={"COLUMNS": "400"})
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 2 and _nothing_written(fmt_models) and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "is missing key 'emb.weight' for this architecture" in err and "has unexpected key 'fc1.weight'" in err, err
+    assert err.endswith("(nor do the probes run through 'fmtarch:make_seq': is it the checkpoints' architecture?)"), err
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--probes", "fmtarch:probes_column", "--out", "zoo",
+                  cwd=fmt_models, env={"COLUMNS": "400"})
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 2 and _nothing_written(fmt_models), res.stderr
+    assert ("error: probe set 'in_dist' [10, 6, 1] does not run through 'fmtarch:make' (tried on its first 2, [2, 6, 1]): "
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied") in err, err
 
 
 def test_the_same_output_check_guards_labelled_data_modules_and_extraction(fmt_models):
