@@ -1115,7 +1115,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     how = [f"q {c.q:.2g}"] if c.q is not None else []
     if c.separation is not None:
         how.append(f"{sds(c.separation)} SDs apart{c.separation_note}")
-    lead = f"the consensus, {c.representative}'s" if len(c.fingerprints) > 1 else "its"
+    # whose camps the figures are: the consensus's among several; one fingerprint's need no name (audit 103: "(its, q")
+    figures = ([f"the consensus, {c.representative}'s"] if len(c.fingerprints) > 1 else []) + how
     cols = _columns_text(c.columns)
     levels = [col for col, graded in c.columns.items() if not graded]  # a few levels: a setting, or a rule
     if no_strata and len(levels) == 1 and levels[0] in STRATA:  # audit 102: --strata none, and a default stratum
@@ -1143,8 +1144,8 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
     hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
-    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}): candidate basins of {size} models "
-            f"({lead}{', ' + ', '.join(how) if how else ''}){_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
+    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}): candidate basins of {size} models"
+            f"{' (' + ', '.join(figures) + ')' if figures else ''}{_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
             f"{_refined_text(c, finer)}")
 
 

@@ -7,7 +7,8 @@ every tensor against the user's architecture (``module:factory``), optionally jo
 validated before anything is written, and the zoo is built in a temporary directory that is renamed
 into place only when complete. The checks live in :mod:`fingerprint.import_checks`; importing the
 user's code in :mod:`fingerprint.usercode` (``resolve``, ``resolve_factory`` and ``build_template``
-are re-exported here for callers of the old names).
+are re-exported here for callers of the old names). Longer than ~400 lines: the one flow from files to
+a zoo (checkpoints, their history, metadata, probes, labelled data), each refusal where its input is read.
 """
 
 from __future__ import annotations

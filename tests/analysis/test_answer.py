@@ -73,7 +73,7 @@ def test_disagreeing_deep_verdicts_are_separate_candidates_most_fingerprints_fir
     assert ans.candidates[1].ami is None and ans.candidates[1].representative == "x"
     assert ans.sentence.startswith(f"2 candidate deep differences whose candidate basins do not agree (AMI below {AGREE:g}): "
                                    "(1) found by 2 of 3 fingerprints (a, b; their candidate basins agree")
-    assert "(2) found by 1 of 3 fingerprints (x): candidate basins of 12 and 12 models (its, q 0.003" in ans.sentence
+    assert "(2) found by 1 of 3 fingerprints (x): candidate basins of 12 and 12 models (q 0.003" in ans.sentence
     assert ans.sentence.endswith("several differences, or not all real; look at the models of each (summary.json "
                                  "label_free_answer)")
 
@@ -121,7 +121,7 @@ def test_a_candidate_names_the_columns_it_matches_and_a_graded_one_as_such():
     b.metadata_match = [{"column": "epochs", "match": True, "graded": False}]
     ans = label_free_answer(result(a, b))
     assert [c.columns for c in ans.candidates] == [{"weight_decay": True}, {"epochs": False}]
-    assert ("(its, q 0.01, 6 SDs apart); the camps cut across the init families (the init seed does not decide them); it "
+    assert ("(q 0.01, 6 SDs apart); the camps cut across the init families (the init seed does not decide them); it "
             "matches column 'weight_decay' (graded: perhaps a continuum cut in two, if its numbers are an order, not codes); (2)") in ans.sentence
     # a column of a few levels: a setting or a rule, said both ways (the thirteenth audit: a knob read like a rule)
     assert ("it matches column 'epochs' (if 'epochs' records how the models were trained, such as their data, schedule or "
@@ -151,7 +151,7 @@ def test_clusters_that_split_the_camps_across_families_refine_the_candidate():
     one = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[], fingerprints=[fp3("cka", 2, RULE3)]))
     c = one.candidates[0]
     assert c.refined_by == {"cka": 3} and one.finer is None
-    assert ("candidate basins of 18 and 9 models (its, q 0.015, 20 SDs apart); the camps cut across the init families "
+    assert ("candidate basins of 18 and 9 models (q 0.015, 20 SDs apart); the camps cut across the init families "
             "(the init seed does not decide them); every one of the 9 families has exactly 1 of its 3 models") in one.sentence
     assert ("; their own clusters split the camps further: k = 3 (cka: 9, 9 and 9 models), each cluster inside one "
             "camp and cutting across families") in one.sentence
@@ -1078,6 +1078,19 @@ def test_camps_held_back_that_are_a_candidates_own_are_said_with_it_not_as_a_con
         "between them), are these camps too): candidate basins of 12 and 12 models")
     assert "besides, the models of input-saliency (q 0.04) fall into two significant camps" in ans.sentence
     assert "cka (q" not in ans.sentence
+    # the headline box marks them so, not as plain "no structure" beside the answer (audit 103)
+    from analysis.results import ScorecardRow
+    from fingerprint.cli.display import headline_sentence
+
+    fps = [lone, same, near, other]
+    h = headline(AnalysisResult(1, 0.0, {}, len(CAMPS), scorecard=[ScorecardRow.of(f) for f in fps], fingerprints=fps))
+    assert h.held_same == ["cka", "weight-stats"]
+    assert ("no structure: cka (held back: a candidate's camps), weight-stats (held back: a candidate's camps), "
+            "input-saliency") in headline_sentence(h), headline_sentence(h)
+    from analysis.report import render
+
+    assert "No structure: cka (held back: a candidate's camps), weight-stats (held back" in render(
+        AnalysisResult(1, 0.0, {}, len(CAMPS), scorecard=[ScorecardRow.of(f) for f in fps], fingerprints=fps))
 
 
 def test_the_strata_none_pointer_beside_a_candidate_says_what_that_report_may_lose():
