@@ -199,6 +199,9 @@ class Answer:
     # did not learn by their in-distribution camps (label_free.held_camps): {fingerprint: {the camps' figures, camp,
     # why, "failed": [every model id of the failed camp]}}, said as such and not among graded / few_models (audit 98)
     held_unlearned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # fingerprints whose split tests were significant before the correction across fingerprints only, and whose camps
+    # agree (AMI at AGREE or more), two or more a group: [{fingerprints, q [min, max], sizes, ami [min, max], basins}]
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     # judged fingerprints whose own clusters (k >= 3), each read against the largest on the in-distribution probes
     # (label_free.cluster_camps), hold models that did not learn: {fingerprint: {"failed": [ids], "why": [...]}}
     # (audit 99's F5: failed models inside a real camp), for the models the others are analysed without
@@ -249,6 +252,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
             for held in (ans.graded, ans.few_models):
                 held.pop(_said_name(r), None)
     _held_same(ans, judged)
+    ans.unconfirmed = _unconfirmed(judged)
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -346,6 +350,47 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
             shown[i].held_same[name] = [round(float(a), 2), free["held"]]
             for said in (ans.graded, ans.few_models):
                 said.pop(_said_name(r), None)
+
+
+def _unconfirmed(judged: list[FingerprintResult]) -> list[dict[str, Any]]:
+    """:attr:`Answer.unconfirmed`: the judged fingerprints whose split test was significant before the correction
+    across fingerprints but not after (``label_free.unconfirmed_basins``), linked where their camps agree (AMI at
+    :data:`AGREE` or more), each group of two or more with its figures, the first fingerprint's camps as its basins.
+    An outside audit (103): a backdoor in 12 of 24 GRUs was two fingerprints' camps exactly, each at q 0.09-0.10,
+    and the answer said "no candidate" with nothing to look at."""
+    camps = {str(r.fingerprint): (b, (r.label_free or {}).get("q_split")) for r in judged
+             if (b := {str(m): int(v) for m, v in ((r.label_free or {}).get("unconfirmed_basins") or {}).items() if int(v) >= 0})}
+    names, groups = list(camps), []
+    for name in names:
+        linked = [g for g in groups if any((a := _agreement(camps[name][0], camps[o][0])) is not None and a >= AGREE
+                                           for o in g)]
+        merged = [name, *(o for g in linked for o in g)]
+        groups = [g for g in groups if g not in linked] + [merged]
+    out = []
+    for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0])):
+        amis = [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(camps[x][0], camps[y][0])) is not None]
+        qs = [float(camps[f][1]) for f in g if camps[f][1] is not None]
+        basins = camps[g[0]][0]
+        out.append({"fingerprints": g, "q": [min(qs), max(qs)] if qs else None,
+                    "sizes": sorted(np.bincount(list(basins.values())).tolist(), reverse=True),
+                    "ami": [round(float(min(amis)), 2), round(float(max(amis)), 2)] if amis else None, "basins": basins})
+    return out
+
+
+def _unconfirmed_text(ans: Answer, lead: str) -> str:
+    """``; but the camps of X and Y, significant before the correction across fingerprints only (q ...), agree (AMI
+    ...): 12 and 12 models, a lead ...`` for :attr:`Answer.unconfirmed`, or ``""``."""
+    out = ""
+    for u in ans.unconfirmed:
+        lo, hi = u["q"] or (None, None)
+        q = "" if lo is None else f" (q {lo:.2g})" if abs(hi - lo) < 0.0005 else f" (q {lo:.2g}-{hi:.2g})"
+        ami = _span_text(u["ami"]) if u["ami"] else ""
+        out += (f"; {lead} the two-camp splits of {_first_three(u['fingerprints'])}, significant before the correction "
+                f"across fingerprints but not after{q}, agree (AMI {ami}): camps of {' and '.join(map(str, u['sizes']))} "
+                "models (summary.json label_free_answer.unconfirmed), a lead to check, not a finding (more init families "
+                "would confirm it or not)")
+        lead = "and"
+    return out
 
 
 def _held_same_text(c: Candidate) -> str:
@@ -1826,6 +1871,8 @@ def _candidates_sentence(ans: Answer) -> str:
                 + _few_models_text(ans.few_models, "and" if ans.graded or ans.held_unlearned else "but")
                 + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models or ans.held_unlearned else "but",
                                ans.user_strata)
+                + _unconfirmed_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
+                                    else "but")
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

@@ -396,8 +396,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "n_related_families": res.n_related_families,
             # [models in families of two or more, models tested]: a few relatives beside singletons (mostly_alone)
             "related_models": list(related_counts(res)[1:]) if res.family_sizes else None,
-            "cutting": cutting(res),
-            "cluster_index_groups": res.ci_groups,
+            "cutting": cutting(res), "cluster_index_groups": res.ci_groups,
             "cluster_index_split": res.ci_split, "cluster_index_within": res.ci_within, "split_within": res.split_within,
             "split_min_families": res.split_min_families, "cut_families": list(res.cut_families),
             "split_side_families": res.split_side_families, "split_side_whole": res.split_side_whole,
@@ -406,7 +405,8 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "cluster_index_axis": res.ci_axis, "pseudo_f": jsonable(res.pseudo_f), "family_groups": res.family_groups,
             "closest_groups": closest_groups(res), "effect": size, "family_apart": apart, "held": res.held,
             "candidate_basins": {} if basins is None else {m: int(b) for m, b in zip(ids, basins)}, "tree": res.tree,
-            **({} if res.held_basins is None else {"held_basins": {m: int(b) for m, b in zip(ids, res.held_basins)}})}
+            **{k: {m: int(b) for m, b in zip(ids, v)}
+               for k, v in (("held_basins", res.held_basins), ("unconfirmed_basins", res.unconfirmed_basins)) if v is not None}}
 
 
 def agree(labelled: str, free: str) -> bool | None:

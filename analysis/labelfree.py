@@ -166,6 +166,9 @@ class LabelFreeResult:
     # the camps of the partition so held, for "no gap" and "few" ([n], as candidate_basins): models that did not
     # learn, held back as a continuum or a few models, are read on the in-distribution probes too (analysis.unlearned)
     held_basins: np.ndarray | None = None
+    # the camps ([n], as candidate_basins) of a split test significant before the correction across fingerprints but
+    # not after, nor held back: the answer says them as a lead when two fingerprints' agree (an outside audit, 103)
+    unconfirmed_basins: np.ndarray | None = None
 
     @property
     def significant(self) -> bool:
@@ -1112,6 +1115,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             first = next(iter(blocking), None)
             camps = getattr(r, HELD_BASINS.get(first, first)) if why in ("no gap", "few") else None
             done = replace(done, held=why, held_basins=camps)
+            if not blocking and r.p_split is not None and r.p_split <= alpha and "split" not in sig:
+                done = replace(done, unconfirmed_basins=r.split_basins)
             sentence = with_unconfirmed(sentence, r, q, i, alpha, blocking)
             if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"
                 sentence += closest_split(done, tail="would tell" not in sentence)

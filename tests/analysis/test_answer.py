@@ -1108,3 +1108,36 @@ def test_the_strata_none_pointer_beside_a_candidate_says_what_that_report_may_lo
     assert alone.endswith("report with --strata none to test it as one; that report finds camps along the column's "
                           "values either way: a real difference where its fingerprints agree on one split of them, their "
                           "seed noise where its candidates pair them differently")
+
+
+def test_split_tests_significant_before_the_correction_only_whose_camps_agree_are_said_as_a_lead():
+    """An outside audit (103): a backdoor in 12 of 24 GRUs was the camps of two fingerprints exactly, each split
+    test at p 0.02-0.025 but q 0.09-0.10 after the correction across fingerprints, and the answer said "no
+    candidate deep difference" with nothing to look at. Two or more such fingerprints whose camps agree are a
+    lead; one alone, or camps that disagree, are not said."""
+    def unconfirmed(name: str, camps: dict[str, int], q: float) -> FingerprintResult:
+        r = fp(name, None, "no structure", q=q, sep=None)
+        r.label_free.update(q_split=q, unconfirmed_basins=camps)
+        return r
+
+    ans = label_free_answer(result(unconfirmed("ood-outputs", CAMPS, 0.09), unconfirmed("disagreement", flipped(CAMPS, 1), 0.1),
+                                   unconfirmed("cka", HALVES, 0.08), fp("weight-stats", None, "lineage only")))
+    assert ans.candidates == [] and len(ans.unconfirmed) == 1
+    (u,) = ans.unconfirmed
+    assert u["fingerprints"] == ["ood-outputs", "disagreement"] and u["q"] == [0.09, 0.1] and u["sizes"] == [12, 12]
+    assert u["ami"] == [0.78, 0.78] and u["basins"] == CAMPS
+    assert ans.sentence.endswith(
+        "; but the two-camp splits of ood-outputs, disagreement, significant before the correction across fingerprints "
+        "but not after (q 0.09-0.1), agree (AMI 0.78): camps of 12 and 12 models (summary.json "
+        "label_free_answer.unconfirmed), a lead to check, not a finding (more init families would confirm it or not)")
+    alone = label_free_answer(result(unconfirmed("ood-outputs", CAMPS, 0.09), unconfirmed("cka", HALVES, 0.08)))
+    assert alone.unconfirmed == [] and "a lead to check" not in alone.sentence
+    # labelfree.decide keeps the camps of a split test significant before the correction only, not held back
+    from analysis import labelfree as lf
+
+    camps = np.arange(24) % 2
+    weak = lf.LabelFreeResult(24, 8, 0.5, 0.6, 0.03, split_rate=1.0, split_basins=camps)
+    strong = [lf.LabelFreeResult(24, 8, 0.001, 0.9, 0.9) for _ in range(4)]
+    r = lf.decide([weak, *strong])[0]
+    assert r.verdict == "no structure" and r.q_tests["split"] > 0.05 and np.array_equal(r.unconfirmed_basins, camps)
+    assert lf.decide([lf.replace(weak, p_split=0.2), *strong])[0].unconfirmed_basins is None
