@@ -252,7 +252,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
             for held in (ans.graded, ans.few_models):
                 held.pop(_said_name(r), None)
     _held_same(ans, judged)
-    ans.unconfirmed = _unconfirmed(judged)
+    ans.unconfirmed = _unconfirmed(judged, [c.basins for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads)])
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -352,14 +352,16 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
                 said.pop(_said_name(r), None)
 
 
-def _unconfirmed(judged: list[FingerprintResult]) -> list[dict[str, Any]]:
-    """:attr:`Answer.unconfirmed`: the judged fingerprints whose split test was significant before the correction
-    across fingerprints but not after (``label_free.unconfirmed_basins``), linked where their camps agree (AMI at
-    :data:`AGREE` or more), each group of two or more with its figures, the first fingerprint's camps as its basins.
-    An outside audit (103): a backdoor in 12 of 24 GRUs was two fingerprints' camps exactly, each at q 0.09-0.10,
-    and the answer said "no candidate" with nothing to look at."""
-    camps = {str(r.fingerprint): (b, (r.label_free or {}).get("q_split")) for r in judged
-             if (b := {str(m): int(v) for m, v in ((r.label_free or {}).get("unconfirmed_basins") or {}).items() if int(v) >= 0})}
+def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """:attr:`Answer.unconfirmed`: the judged fingerprints (not on a privileged probe set) whose split test was
+    significant before the correction across fingerprints but not after, and would otherwise have been a deep
+    verdict (``label_free.unconfirmed_basins``), linked where their camps agree (AMI at :data:`AGREE` or more), each
+    group of two or more with its figures, the first fingerprint's camps as its basins; not a group whose camps
+    agree with those of a candidate or lead (``shown``), which the answer says already. An outside audit (103): a
+    backdoor in 12 of 24 GRUs was two fingerprints' camps exactly, each at q 0.09-0.10, and the answer said "no
+    candidate" with nothing to look at."""
+    camps = {str(r.fingerprint): (b, (r.label_free or {}).get("q_split")) for r in judged if not _privileged(r)
+             and (b := {str(m): int(v) for m, v in ((r.label_free or {}).get("unconfirmed_basins") or {}).items() if int(v) >= 0})}
     names, groups = list(camps), []
     for name in names:
         linked = [g for g in groups if any((a := _agreement(camps[name][0], camps[o][0])) is not None and a >= AGREE
@@ -371,6 +373,8 @@ def _unconfirmed(judged: list[FingerprintResult]) -> list[dict[str, Any]]:
         amis = [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(camps[x][0], camps[y][0])) is not None]
         qs = [float(camps[f][1]) for f in g if camps[f][1] is not None]
         basins = camps[g[0]][0]
+        if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
+            continue
         out.append({"fingerprints": g, "q": [min(qs), max(qs)] if qs else None,
                     "sizes": sorted(np.bincount(list(basins.values())).tolist(), reverse=True),
                     "ami": [round(float(min(amis)), 2), round(float(max(amis)), 2)] if amis else None, "basins": basins})
@@ -382,13 +386,16 @@ def _unconfirmed_text(ans: Answer, lead: str) -> str:
     ...): 12 and 12 models, a lead ...`` for :attr:`Answer.unconfirmed`, or ``""``."""
     out = ""
     for u in ans.unconfirmed:
-        lo, hi = u["q"] or (None, None)
-        q = "" if lo is None else f" (q {lo:.2g})" if abs(hi - lo) < 0.0005 else f" (q {lo:.2g}-{hi:.2g})"
-        ami = _span_text(u["ami"]) if u["ami"] else ""
+        qs = sorted({f"{v:.2g}" for v in u["q"] or ()}, key=float)
+        q = f" (q {'-'.join(qs[::len(qs) - 1] if len(qs) > 1 else qs)})" if qs else ""
+        agree = ("agree" if u["ami"] and u["ami"][0] >= AGREE else "linked by pairs that agree") + (
+            f" (AMI {_span_text(u['ami'])})" if u["ami"] else "")
         out += (f"; {lead} the two-camp splits of {_first_three(u['fingerprints'])}, significant before the correction "
-                f"across fingerprints but not after{q}, agree (AMI {ami}): camps of {' and '.join(map(str, u['sizes']))} "
-                "models (summary.json label_free_answer.unconfirmed), a lead to check, not a finding (more init families "
-                "would confirm it or not)")
+                f"across fingerprints but not after{q}, {agree}: camps of {' and '.join(map(str, u['sizes']))} "
+                "models (summary.json label_free_answer.unconfirmed), a lead to check, not a finding: a training setting "
+                "that differed between the camps (a batch size or learning rate drawn per model) leaves such camps as "
+                "well as a different mechanism does, which recording it as a column would show, and more init families "
+                "would confirm the lead or not")
         lead = "and"
     return out
 
@@ -1203,10 +1210,9 @@ def _left_in_text(col: str, said: dict[str, int] | None, index: int) -> str:
         return f" (read as with ({said[col]}))"
     if said is not None and index:
         said[col] = index
-    return (" (a design factor the default report takes out as lineage: left in, it gives camps "
-            "whether it decides a real difference or its values only share their seed noise; fingerprints that agree on "
-            "one split of its values read as the first, candidates that pair its values differently as the second; "
-            "what differs beyond it is the default report's question)")
+    return (" (a design factor the default report takes out as lineage: left in, it gives camps whether it decides a "
+            "real difference or its values only share their seed noise, which these models cannot tell apart; what "
+            "differs beyond it is the default report's question)")
 
 
 def _in_dist_text(c: Candidate) -> str:
@@ -1489,8 +1495,9 @@ def answer_sentence(ans: Answer) -> str:
     # candidates or leads, the no-candidate sentence says them)
     said = [failed for failed, _ in _leads_failed(ans)]
     held = _held_unlearned_text(ans, "besides,", said) if ans.candidates or leads else ""
-    if ans.n_judged and not ans.candidates and leads:
-        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held)
+    if ans.n_judged and not ans.candidates and leads:  # (agreeing camps the correction leaves unconfirmed: review 104)
+        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held
+                                                  + _unconfirmed_text(ans, "besides,"))
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
                                               + (f"; besides, {leads}" if leads else "") + held)
 
@@ -1664,8 +1671,8 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                 "--strata none to test it as one" + ("; the candidates above stand with it taken out, and that report may "
                 "read the orders' own seed noise as candidates in their place" if beside else
                 # audit 102: the pointer sent nulls with an order effect to a report of the orders as candidates
-                "; that report finds camps along the column's values either way: a real difference where its "
-                "fingerprints agree on one split of them, their seed noise where its candidates pair them differently"))
+                "; that report finds camps along the column's values whether they are a real difference or their seed "
+                "noise: it shows how the values split, not whether the split is deep"))
         lead = "and"
     return out
 

@@ -970,6 +970,20 @@ def _small_partitions(r: LabelFreeResult) -> dict[str, dict]:
             if (e or {}).get("small") or (e or {}).get("coarse") or ((e or {}).get("no_gap") and k != "split_majority")}
 
 
+def _split_verdict(r: LabelFreeResult, small: dict[str, dict], enough: bool = True) -> tuple[str, np.ndarray] | None:
+    """The verdict and candidate basins a significant split test of ``r`` gives (:func:`decide`'s ladder): ``crosses
+    lineage`` with ``split_basins`` when the split cuts enough families (or is a :func:`minority`) and is not small
+    (``enough``: enough cut families with two or three families), else ``groups lineages`` with ``split_families``
+    when it cuts few, at least two families are on each side and neither partition of the families' sides is
+    small; ``None`` otherwise."""
+    if ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small and enough:
+        return "crosses lineage", r.split_basins
+    if ((r.split_rate or 0) < CROSS_SPLIT_RATE and (r.split_min_families is None or r.split_min_families >= 2)
+            and "split_families" not in small and "split_majority" not in small):
+        return "groups lineages", r.split_families
+    return None
+
+
 def _all_model_camps(r: LabelFreeResult) -> LabelFreeResult:
     """``r`` with the split of all models back in place of the within-family camps that replaced it (their p-value
     was smaller), when those camps are held back by their size (:func:`_small_partitions`) and the split of all
@@ -1054,6 +1068,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     extreme as the data), and nothing when ``n_null`` is that large already. Running only these
     tests again with more replicates keeps each p-value valid (a Monte Carlo p-value refined only
     when it is at its floor is never below its level: docs/scorecard.md, "Null replicates")."""
+    results = [_all_model_camps(r) for r in results]  # as decide corrects them
     q = _adjusted(results)
     need = replicates_for(len(q), alpha)
     out = {}
@@ -1088,12 +1103,10 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
         cut: tuple[str, ...] = ()  # the families a `groups lineages` split cuts
         few = r.n_families < MIN_FAMILIES  # two or three: camps inside the families only (_few_families)
         enough = not few or len(r.cut_families) >= FEW_CUT_FAMILIES
-        if "split" in sig and ((r.split_rate or 0) >= CROSS_SPLIT_RATE or minority(r)) and "split" not in small and enough:
-            v, basins, key = "crosses lineage", r.split_basins, "split"
-        elif ("split" in sig and (r.split_rate or 0) < CROSS_SPLIT_RATE
-              and (r.split_min_families is None or r.split_min_families >= 2)
-              and "split_families" not in small and "split_majority" not in small):
-            v, basins, key, cut = "groups lineages", r.split_families, "split", r.cut_families
+        split_v = _split_verdict(r, small, enough)  # what a significant split test would give
+        if "split" in sig and split_v is not None:
+            v, basins, key = split_v[0], split_v[1], "split"
+            cut = r.cut_families if v == "groups lineages" else ()
         elif "groups" in sig and "groups" not in small:
             v, basins, key = "groups lineages", r.group_basins, "groups"
         elif "lineage" in sig:
@@ -1115,8 +1128,8 @@ def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[Labe
             first = next(iter(blocking), None)
             camps = getattr(r, HELD_BASINS.get(first, first)) if why in ("no gap", "few") else None
             done = replace(done, held=why, held_basins=camps)
-            if not blocking and r.p_split is not None and r.p_split <= alpha and "split" not in sig:
-                done = replace(done, unconfirmed_basins=r.split_basins)
+            if split_v is not None and r.p_split is not None and r.p_split <= alpha and "split" not in sig:
+                done = replace(done, unconfirmed_basins=split_v[1])  # a split that is no verdict only for its q
             sentence = with_unconfirmed(sentence, r, q, i, alpha, blocking)
             if "groups" not in sig:  # a significant one kept from its verdict by its size is said above, not "not significant"
                 sentence += closest_split(done, tail="would tell" not in sentence)

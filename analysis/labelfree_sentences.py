@@ -538,8 +538,9 @@ def closest_splits_sentence(kinds: list[list[str]], label_free: dict[str, dict[s
     if sizes:
         order = [names for _, names in sorted(parts, key=lambda pn: min(len(g) for g in pn[0]))]
         return ("these closest splits nest (" + "; ".join(", ".join(fps) for fps in order) + "): the smaller side of "
-                f"each holds the one before ({', '.join(map(str, sizes))} families): one minority seen more or less "
-                "completely; a lead to check, not a finding (more families, or probes on which the candidate behaviours "
+                f"each holds the one before ({', '.join(map(str, sizes))} families): perhaps one minority seen more or "
+                "less completely, or splits that nest by chance around one outlying family; a lead to check, not a "
+                "finding (more families, or probes on which the candidate behaviours "
                 'differ, would tell: docs/scorecard.md, "What to look with")')
     return ("these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds) + "): at most one can be "
             "real; leads to check, not findings (more families, or probes on which the candidate behaviours differ, "

@@ -128,8 +128,9 @@ class Headline:
     few: list[str] = field(default_factory=list)  # fingerprints of the answer's few-families leads only (none of its candidates)
     weak: list[str] = field(default_factory=list)  # fingerprints of the answer's leads of one fingerprint (lone_leads) only
     leads_only: bool = False  # the answer has leads (few families, or one fingerprint's) and no candidate
-    # fingerprints whose camps, held back (no gap, few models), the answer says are a candidate's or a lead's (held_same)
+    # fingerprints whose camps, held back (no gap, few models), the answer says are a candidate's (held_same), and a lead's
     held_same: list[str] = field(default_factory=list)
+    held_lead: list[str] = field(default_factory=list)
     answer: str | None = None  # the population's label-free answer (analysis.answer)
     one_value: str | None = None  # the label names a column of a single value here (a null): why there is no truth
     splits_disagree: str | None = None  # the fingerprints' closest splits of the families name different partitions
@@ -155,7 +156,8 @@ def headline(result: AnalysisResult) -> Headline:
         h.few = [f for c in ans.few_family_leads for f in c.fingerprints if f not in held]
         h.weak = [f for c in ans.lone_leads for f in c.fingerprints if f not in held and f not in h.few]
         h.leads_only = bool(ans.few_family_leads or ans.lone_leads) and not ans.candidates
-        h.held_same = sorted({f for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads) for f in c.held_same})
+        h.held_same = sorted({f for c in ans.candidates for f in c.held_same})
+        h.held_lead = sorted({f for c in (*ans.few_family_leads, *ans.lone_leads) for f in c.held_same} - set(h.held_same))
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

@@ -242,10 +242,11 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
     try:
         n_out = _check_forward(template, probe_sets, layers, arch)
     except UserError as probe_error:  # checkpoints of another architecture are the mistake to name first (audit 103)
-        try:
-            read_checked(files[0], expected, state_key)
-        except UserError as e:
-            raise UserError(f"{e} (nor do the probes run through '{arch}': is it the checkpoints' architecture?)") from None
+        if str(probe_error).startswith("probe set "):  # (not an unknown --layers name: review 104)
+            try:
+                read_checked(files[0], expected, state_key)
+            except UserError as e:
+                raise UserError(f"{e} (nor do the probes run through '{arch}': is it the checkpoints' architecture?)") from None
         raise probe_error from None
     labelled = load_data(data, template, arch, _input_shape(probe_sets))
     inputs = dict(probe_sets) if probe_sets else ({"data": labelled[0]} if labelled is not None else {})

@@ -483,7 +483,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
     few, weak = set(h.few), set(h.weak)  # the answer's leads: few families, or one fingerprint's (lone_leads)
-    same = set(getattr(h, "held_same", ()))  # held back, said in the answer as a candidate's camps (audit 103)
+    same, led = set(getattr(h, "held_same", ())), set(getattr(h, "held_lead", ()))  # held back, said as these camps
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
             "no candidate deep basins, only leads that so few init families cannot confirm (no ground truth)"
@@ -493,8 +493,9 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     def named(v: str, names: list[str]) -> str:
         marks = lambda n: ((" (small)" if n in small else "") + (" (few families: a lead)" if n in few else "")  # noqa: E731
                            + (" (alone: a lead)" if n in weak else ""))
-        return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + (" (held back: a candidate's camps)" if n in same else "")
-                         for n in names)
+        held = lambda n: (" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
+                          " (held back: a lead's camps)" if n in led else "")
+        return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + held(n) for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 
 

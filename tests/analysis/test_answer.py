@@ -952,9 +952,8 @@ def test_an_imports_candidate_says_a_training_setting_makes_such_camps_unless_a_
 
     order = left_in(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)))
     assert ("; it matches column 'data_seed' (a design factor the default report takes out as lineage: left in, it gives "
-            "camps whether it decides a real difference or its values only share their seed noise; fingerprints that "
-            "agree on one split of its values read as the first, candidates that pair its values differently as the "
-            "second; what differs beyond it is the default report's question)") in order
+            "camps whether it decides a real difference or its values only share their seed noise, which these models "
+            "cannot tell apart; what differs beyond it is the default report's question)") in order
     assert "--strata data_seed" not in order and "how the models were trained" not in order
     both = left_in(matching(fp("a", CAMPS), "data_seed"), fp("b", flipped(CAMPS, 1)),
                    matching(fp("x", HALVES, q=0.003), "data_seed"))
@@ -1087,6 +1086,13 @@ def test_camps_held_back_that_are_a_candidates_own_are_said_with_it_not_as_a_con
     assert h.held_same == ["cka", "weight-stats"]
     assert ("no structure: cka (held back: a candidate's camps), weight-stats (held back: a candidate's camps), "
             "input-saliency") in headline_sentence(h), headline_sentence(h)
+    # beside a lead (no candidate), a lead's camps (review 104)
+    small = fp("ood-outputs", CAMPS)
+    small.label_free["effect"] = {"separation": 6.0, "share": 0.01, "share_ci": [0.005, 0.01]}
+    led = [small, same]
+    h = headline(AnalysisResult(1, 0.0, {}, len(CAMPS), scorecard=[ScorecardRow.of(f) for f in led], fingerprints=led))
+    assert h.held_lead == ["cka"] and h.held_same == []
+    assert "no structure: cka (held back: a lead's camps)" in headline_sentence(h), headline_sentence(h)
     from analysis.report import render
 
     assert "No structure: cka (held back: a candidate's camps), weight-stats (held back" in render(
@@ -1106,8 +1112,8 @@ def test_the_strata_none_pointer_beside_a_candidate_says_what_that_report_may_lo
                                  "out, and that report may read the orders' own seed noise as candidates in their place")
     alone = label_free_answer(result(order)).sentence  # no candidate: what that report reads as what (audit 102)
     assert alone.endswith("report with --strata none to test it as one; that report finds camps along the column's "
-                          "values either way: a real difference where its fingerprints agree on one split of them, their "
-                          "seed noise where its candidates pair them differently")
+                          "values whether they are a real difference or their seed noise: it shows how the values split, "
+                          "not whether the split is deep")
 
 
 def test_split_tests_significant_before_the_correction_only_whose_camps_agree_are_said_as_a_lead():
@@ -1129,7 +1135,9 @@ def test_split_tests_significant_before_the_correction_only_whose_camps_agree_ar
     assert ans.sentence.endswith(
         "; but the two-camp splits of ood-outputs, disagreement, significant before the correction across fingerprints "
         "but not after (q 0.09-0.1), agree (AMI 0.78): camps of 12 and 12 models (summary.json "
-        "label_free_answer.unconfirmed), a lead to check, not a finding (more init families would confirm it or not)")
+        "label_free_answer.unconfirmed), a lead to check, not a finding: a training setting that differed between the "
+        "camps (a batch size or learning rate drawn per model) leaves such camps as well as a different mechanism does, "
+        "which recording it as a column would show, and more init families would confirm the lead or not")
     alone = label_free_answer(result(unconfirmed("ood-outputs", CAMPS, 0.09), unconfirmed("cka", HALVES, 0.08)))
     assert alone.unconfirmed == [] and "a lead to check" not in alone.sentence
     # labelfree.decide keeps the camps of a split test significant before the correction only, not held back
@@ -1141,3 +1149,26 @@ def test_split_tests_significant_before_the_correction_only_whose_camps_agree_ar
     r = lf.decide([weak, *strong])[0]
     assert r.verdict == "no structure" and r.q_tests["split"] > 0.05 and np.array_equal(r.unconfirmed_basins, camps)
     assert lf.decide([lf.replace(weak, p_split=0.2), *strong])[0].unconfirmed_basins is None
+    # not camps that would be held back by their size or gap, or one family set apart (review 104)
+    from analysis.effect import SizedLabelFree
+
+    fields = {k: getattr(weak, k) for k in lf.LabelFreeResult.__dataclass_fields__}
+    for held in ({"small": True, "separation": 0.9}, {"no_gap": True, "dip_p": 0.5, "smaller": 12}, {"coarse": True}):
+        sized = SizedLabelFree(**fields, effects={"split": {"separation": 6.0, **held}})
+        assert lf.decide([sized, *strong])[0].unconfirmed_basins is None, held
+    assert np.array_equal(lf.decide([SizedLabelFree(**fields, effects={"split": {"separation": 6.0}}), *strong])[0]
+                          .unconfirmed_basins, camps)
+    apart = lf.replace(weak, split_rate=0.1, split_min_families=1)
+    assert lf.decide([apart, *strong])[0].unconfirmed_basins is None
+    # an answer of leads only says them too; one whose camps a lead says already is not said again; nor privileged ones
+    lone = fp("weight-stats", HALVES, q=0.02)
+    lone.label_free["effect"] = {"separation": 6.0, "share": 0.01, "share_ci": [0.005, 0.01]}
+    pair = (unconfirmed("ood-outputs", CAMPS, 0.09), unconfirmed("disagreement", CAMPS, 0.1))
+    leads = label_free_answer(result(lone, *pair))
+    assert leads.candidates == [] and leads.lone_leads and len(leads.unconfirmed) == 1
+    assert "; besides, the two-camp splits of ood-outputs, disagreement, significant before the correction" in leads.sentence
+    said = label_free_answer(result(lone, unconfirmed("ood-outputs", HALVES, 0.09), unconfirmed("disagreement", HALVES, 0.1)))
+    assert said.unconfirmed == [] and "significant before the correction" not in said.sentence
+    priv = unconfirmed("disagreement", CAMPS, 0.1)
+    priv.meta = {"privileged": ["conflict"]}
+    assert label_free_answer(result(unconfirmed("ood-outputs", CAMPS, 0.09), priv)).unconfirmed == []

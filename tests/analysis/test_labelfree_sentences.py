@@ -208,7 +208,8 @@ def test_the_terminal_says_when_closest_splits_disagree():
     side = lambda n: {f: int(i < n) for i, f in enumerate(fams)}  # noqa: E731
     nest = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[fp("p", side(3)), fp("r", side(2)), fp("t", side(1))])
     assert label_free_notes(nest)[-1] == ("lineage: these closest splits nest (t; r; p): the smaller side of each holds "
-                                          "the one before (1, 2, 3 families): one minority seen more or less completely; a "
+                                          "the one before (1, 2, 3 families): perhaps one minority seen more or less "
+                                          "completely, or splits that nest by chance around one outlying family; a "
                                           "lead to check, not a finding (more families, or probes on which the candidate "
                                           "behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
     apart = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[

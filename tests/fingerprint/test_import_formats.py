@@ -144,6 +144,11 @@ def test_probes_that_do_not_run_name_the_checkpoints_architecture_first_and_the_
     assert res.returncode == 2 and _nothing_written(fmt_models) and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "is missing key 'emb.weight' for this architecture" in err and "has unexpected key 'fc1.weight'" in err, err
     assert err.endswith("(nor do the probes run through 'fmtarch:make_seq': is it the checkpoints' architecture?)"), err
+    # not for another mistake of --arch's (an unknown layer, no probes given): review 104
+    res = run_cli("import", "ckpts", "--arch", "fmtarch:make_seq", "--layers", "fc1", "--out", "zoo", cwd=fmt_models,
+                  env={"COLUMNS": "400"})
+    assert res.returncode == 2 and "unknown layer 'fc1' for architecture 'fmtarch:make_seq'" in res.stderr, res.stderr
+    assert "nor do the probes" not in res.stderr
     res = run_cli("import", "ckpts", "--arch", "fmtarch:make", "--probes", "fmtarch:probes_column", "--out", "zoo",
                   cwd=fmt_models, env={"COLUMNS": "400"})
     err = " ".join(res.stderr.split())
