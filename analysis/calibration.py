@@ -393,7 +393,7 @@ def label_free_json(res: lf.LabelFreeResult | None, ids: list[str], why: str = "
             "q": jsonable(res.q), "p_lineage": res.p_lineage, "p_groups": res.p_groups, "p_split": res.p_split,
             **{f"q_{name}": res.q_tests.get(name) for name in lf.TESTS},
             "n_null": res.n_null, "n_families": res.n_families, "n_unknown": res.n_unknown, "split_rate": res.split_rate,
-            "n_related_families": res.n_related_families,
+            "n_related_families": res.n_related_families, "split_all_back": res.split_all is not None and not res.split_within,
             # [models in families of two or more, models tested]: a few relatives beside singletons (mostly_alone)
             "related_models": list(related_counts(res)[1:]) if res.family_sizes else None,
             "cutting": cutting(res), "cluster_index_groups": res.ci_groups,

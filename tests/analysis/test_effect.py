@@ -316,6 +316,8 @@ def test_within_family_camps_held_back_as_small_give_the_split_of_all_models_bac
     r = lf.decide([SizedLabelFree(**fields, effects={"split": small, "split_all": big}), *others])[0]
     assert r.verdict == "crosses lineage" and np.array_equal(r.candidate_basins, bd) and not r.split_within
     assert r.p_split == 0.004 and r.split_rate == 0.75 and r.effect() == big and r.held is None
+    ids = [f"m{i}" for i in range(24)]
+    assert label_free_json(r, ids)["split_all_back"] and not label_free_json(lf.decide([others[0]])[0], ids)["split_all_back"]
     kept = lf.decide([SizedLabelFree(**fields, effects={"split": small, "split_all": {**big, "small": True}}), *others])[0]
     assert kept.verdict == "no structure" and kept.held == "small" and kept.split_within
     within = lf.decide([SizedLabelFree(**fields, effects={"split": big, "split_all": big}), *others])[0]
