@@ -528,13 +528,16 @@ def _nested_minorities(partitions: list[frozenset]) -> list[int] | None:
     return [len(s) for s in sides] if all(x < y for x, y in zip(sides, sides[1:])) else None
 
 
-def closest_splits_sentence(kinds: list[list[str]], label_free: dict[str, dict[str, Any] | None] | None = None) -> str:
-    """The caution for :func:`closest_splits_disagree`'s answer (the terminal, the report and summary.json); with
-    ``label_free`` (as given to it), splits whose smaller sides nest are said as one minority (an outside audit,
-    103: pointers to 4, 5 and 6 of 24 independent GRUs, the 6 a planted backdoor and the others inside it, were
-    said as disagreeing, "at most one can be real")."""
-    parts = _closest_partitions(label_free) if label_free is not None else []
-    sizes = _nested_minorities([p for p, _ in parts]) if len(parts) == len(kinds) else None
+def closest_splits_sentence(label_free: dict[str, dict[str, Any] | None]) -> str | None:
+    """The caution when the closest splits of ``label_free``'s fingerprints (as given to :func:`closest_splits_disagree`)
+    name different partitions (the terminal, the report and summary.json), else ``None``; splits whose smaller sides
+    nest are said as one minority (an outside audit, 103: pointers to 4, 5 and 6 of 24 independent GRUs, the 6 a
+    planted backdoor and the others inside it, were said as disagreeing, "at most one can be real")."""
+    parts = _closest_partitions(label_free)
+    if len(parts) < 2:
+        return None
+    kinds = [names for _, names in parts]
+    sizes = _nested_minorities([p for p, _ in parts])
     if sizes:
         order = [names for _, names in sorted(parts, key=lambda pn: min(len(g) for g in pn[0]))]
         return ("these closest splits nest (" + "; ".join(", ".join(fps) for fps in order) + "): the smaller side of "

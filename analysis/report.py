@@ -30,7 +30,6 @@ from analysis import parallel
 from analysis.answer import label_free_answer
 from analysis.goodhart_chart import goodhart_chart
 from analysis.labelfree_sentences import (
-    closest_splits_disagree,
     closest_splits_sentence,
     sds,
     share_pct,
@@ -146,9 +145,7 @@ def headline(result: AnalysisResult) -> Headline:
     h.lone = lone_sentences(result, ans)
     h.leads = small_basin_sentences(result, ans)
     h.apart = candidates_apart_sentence(result)
-    closest = {str(f.fingerprint): f.label_free for f in result.fingerprints}
-    kinds = closest_splits_disagree(closest)
-    h.splits_disagree = closest_splits_sentence(kinds, closest) if kinds else None
+    h.splits_disagree = closest_splits_sentence({str(f.fingerprint): f.label_free for f in result.fingerprints})
     h.answer = None if ans is None else ans.sentence
     h.small = [str(f.fingerprint) for f in result.fingerprints if ((f.label_free or {}).get("effect") or {}).get("small")]
     if ans is not None:  # the answer's own split of its candidates and leads, so the box never contradicts it

@@ -474,7 +474,7 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "label_free_answer": None if ans is None else ans.to_dict(),
             # fingerprints whose closest splits of the families disagree, by partition, and the caution (audit 73)
-            "closest_splits_disagree": (kinds := closest_splits_disagree(closest := {str(r.fingerprint): r.label_free
-                                                                                     for r in result.fingerprints})),
-            "closest_splits_note": closest_splits_sentence(kinds, closest) if kinds else None,
+            "closest_splits_disagree": closest_splits_disagree(closest := {str(r.fingerprint): r.label_free
+                                                                           for r in result.fingerprints}),
+            "closest_splits_note": closest_splits_sentence(closest),
             "fingerprints": fps, "provenance": provenance or {}}

@@ -26,7 +26,6 @@ from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     alone,
     closest_split_text,
-    closest_splits_disagree,
     closest_splits_sentence,
     few_count,
     few_families_text,
@@ -315,10 +314,9 @@ def label_free_notes(result: AnalysisResult) -> list[str]:
     unknown = max(((f.label_free or {}).get("n_unknown") or 0 for f in result.fingerprints), default=0)
     if unknown:  # one line for the population, not one per fingerprint
         lines.append(f"lineage: {unknown_text(unknown, 'the label-free tests')}")
-    closest = {str(f.fingerprint): f.label_free for f in result.fingerprints}
-    disagree = closest_splits_disagree(closest)
+    disagree = closest_splits_sentence({str(f.fingerprint): f.label_free for f in result.fingerprints})
     if disagree:
-        lines.append(f"lineage: {closest_splits_sentence(disagree, closest)}")
+        lines.append(f"lineage: {disagree}")
     return [f"lineage, {', '.join(fps)}: {text}" for text, fps in cautions.items()] + lines
 
 
@@ -483,7 +481,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     found = [(v, names) for v, names in h.free.items() if names]
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
     few, weak = set(h.few), set(h.weak)  # the answer's leads: few families, or one fingerprint's (lone_leads)
-    same, led = set(getattr(h, "held_same", ())), set(getattr(h, "held_lead", ()))  # held back, said as these camps
+    same, led = set(h.held_same), set(h.held_lead)  # held back, said as a candidate's or a lead's camps
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
             "no candidate deep basins, only leads that so few init families cannot confirm (no ground truth)"
