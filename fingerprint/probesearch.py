@@ -101,7 +101,9 @@ def search(zoo: Zoo, probe_set: str = "ood", lineage: str = "init_seed", n_candi
     key = None
     if not fit.kept:
         summary["message"] = (f"no replicated camps: none of the top {keep} inputs of either half of the families "
-                              "replicated on the other half; no fingerprint written")
+                              "replicated on the other half; no fingerprint written (the search scores camps of whole "
+                              "init families: a difference drawn per model, inside the families, is not what it looks "
+                              "for; the report's label-free tests look there)")
     else:
         z_all = out[:, fit.kept, :]
         camps = camp_scores(z_all, families)

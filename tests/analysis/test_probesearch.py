@@ -86,4 +86,4 @@ def test_command_runs_and_writes_its_result(tmp_path):
     if summary["kept"]:
         assert any(m["spec"] == "probe-search" and m["uses_lineage"] == "init_seed" for m in cached)
     else:
-        assert "no replicated camps" in res.stdout and not cached
+        assert "no replicated camps" in res.stdout and "inside the families" in res.stdout and not cached
