@@ -113,6 +113,23 @@ def skipped_text(skipped: dict[str, str]) -> str:
     return "default set without " + "; ".join(f"{n} ({w})" for n, w in skipped.items()) if skipped else ""
 
 
+def unread_probe_sets(zoo: Zoo) -> str:
+    """``probe set 'trigger' is read by no fingerprint of the default set ...`` for an import's probe sets other than
+    ``in_dist`` and ``ood`` (the default set reads only those), or ``""``: said by ``extract`` without ``--fp``. An
+    outside audit (105): a third probe set given at import was read by nothing, and nothing said so."""
+    if zoo.family_spec.get("arch") not in ("module", "hf"):  # a built-in task's extra sets are its own, not the user's
+        return ""
+    extra = [n for n in task_for(zoo).probe_names() if n not in ("in_dist", "ood")]
+    if not extra:
+        return ""
+    names = ", ".join(f"'{n}'" for n in extra)
+    return (f"probe set{'s' if len(extra) > 1 else ''} {names} {'are' if len(extra) > 1 else 'is'} read by no fingerprint "
+            f"of the default set (it reads 'in_dist' and 'ood'): name {'them' if len(extra) > 1 else 'it'} to use "
+            f"{'them' if len(extra) > 1 else 'it'}, e.g. --fp probe-outputs:probe_set={extra[0]} --fp "
+            f"disagreement:probe_set={extra[0]} (a set built from what you know of the models is declared at import with --privileged: "
+            "not label-free evidence)")
+
+
 def skipped_defaults(zoo: Zoo) -> dict[str, str]:
     """``{extractor: why}`` for each of :data:`DEFAULT_FINGERPRINTS` that does not apply to ``zoo``
     (for a built-in zoo, only ``input-saliency`` on token inputs), in that order."""

@@ -44,6 +44,9 @@ def extract(
     skipped = {} if fp else pipeline.skipped_defaults(zoo)
     if skipped:  # the standard set, less what this import cannot give: say so, once
         console.print(esc(pipeline.skipped_text(skipped)), highlight=False, soft_wrap=True)
+    unread = "" if fp else pipeline.unread_probe_sets(zoo)
+    if unread:
+        console.print(esc(unread), highlight=False, soft_wrap=True)
     specs = list(fp or pipeline.default_fingerprints(zoo, skipped))
     started = time.time()  # an interrupted run names the entries it saved (their meta's `created`), not a scan made ahead
     with RichProgress() as progress:

@@ -40,6 +40,9 @@ ARCH = textwrap.dedent('''
     def probes():
         g = torch.Generator().manual_seed(0)
         return {"in_dist": torch.randn(40, 6, generator=g), "ood": 5 * torch.randn(40, 6, generator=g)}
+
+    def probes_extra():
+        return {**probes(), "trigger": probes()["in_dist"][:8] + 3.0}
 ''')
 
 
@@ -104,6 +107,19 @@ def test_import_both_formats_with_metadata_and_probes(user_models):
     out_b, acts = fam.forward(zoo.params(), task.probes("ood"), capture=["1"])
     assert out_b.shape == (8, 40, 3) and acts["1"].shape == (8, 40, 16)
     assert torch.allclose(out_b[3], m(task.probes("ood")), atol=1e-5)
+
+
+def test_a_probe_set_the_default_set_does_not_read_is_said(user_models):
+    """An outside audit (105): a third probe set given at import was read by no default fingerprint, silently."""
+    from fingerprint.pipeline import unread_probe_sets
+
+    extra = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "extra", probes="userarch:probes_extra")
+    assert unread_probe_sets(Zoo.open(extra)) == (
+        "probe set 'trigger' is read by no fingerprint of the default set (it reads 'in_dist' and 'ood'): name it to "
+        "use it, e.g. --fp probe-outputs:probe_set=trigger --fp disagreement:probe_set=trigger (a set built from what "
+        "you know of the models is declared at import with --privileged: not label-free evidence)")
+    plain = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "plain", probes="userarch:probes")
+    assert unread_probe_sets(Zoo.open(plain)) == ""
 
 
 @pytest.mark.parametrize("breakage,expect", [
