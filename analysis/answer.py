@@ -46,7 +46,7 @@ from analysis.labelfree_sentences import (
     related_counts,
     sds,
 )
-from analysis.options import NO_STRATA, STRATA
+from analysis.options import GENERATION, NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
 from analysis.unlearned import (
     NAMED,
@@ -202,6 +202,11 @@ class Answer:
     # fingerprints whose split tests were significant before the correction across fingerprints only, and whose camps
     # agree (AMI at AGREE or more), two or more a group: [{fingerprints, q [min, max], sizes, ami [min, max], basins}]
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    # judged fingerprints whose own two clusters, stable under resampling, cut the init families and agree (AMI at
+    # AGREE or more), two or more a group, one of them behavioural, that no candidate or lead says: [{fingerprints,
+    # stability [min, max], ami [min, max], sizes, cut [families cut, families with relatives], p [min, max] (their
+    # split tests' raw p), basins}] (_cluster_leads; outside audit 106)
+    cluster_leads: list[dict[str, Any]] = field(default_factory=list)
     # judged fingerprints whose own clusters (k >= 3), each read against the largest on the in-distribution probes
     # (label_free.cluster_camps), hold models that did not learn: {fingerprint: {"failed": [ids], "why": [...]}}
     # (audit 99's F5: failed models inside a real camp), for the models the others are analysed without
@@ -252,7 +257,9 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
             for held in (ans.graded, ans.few_models):
                 held.pop(_said_name(r), None)
     _held_same(ans, judged)
-    ans.unconfirmed = _unconfirmed(judged, [c.basins for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads)])
+    shown = [c.basins for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads)]
+    ans.unconfirmed = _unconfirmed(judged, shown)
+    ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in ans.unconfirmed)])
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -381,6 +388,92 @@ def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -
     return out
 
 
+CLUSTER_LEAD_STABILITY = 0.7  # a fingerprint's own two clusters vote for a cluster lead at this bootstrap stability
+CLUSTER_LEAD_CUT = 1 / 3  # ... when they cut at least this share of the init families with relatives (CROSS_SPLIT_RATE)
+
+
+def _cut(own: dict[str, int], r: FingerprintResult) -> tuple[int, int]:
+    """(init families with two or more of ``own``'s models that ``own`` (model id -> cluster) cuts, such families)."""
+    sides: dict[str, set[int]] = {}
+    seen: Counter = Counter()
+    for m, f in zip(r.model_ids, r.lineage_values or ()):
+        if str(m) in own:
+            sides.setdefault(str(f), set()).add(own[str(m)])
+            seen[str(f)] += 1
+    related = [f for f, n in seen.items() if n >= 2]
+    return sum(len(sides[f]) > 1 for f in related), len(related)
+
+
+def _cluster_voter(r: FingerprintResult) -> tuple[dict[str, int], tuple[int, int]] | None:
+    """``r``'s own two clusters and their cut (:func:`_cut`) when they vote for a cluster lead: not on a privileged
+    probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`), cutting at least
+    :data:`CLUSTER_LEAD_CUT` of the init families with relatives, and not a recorded design column's levels (clusters
+    that follow a data order the tests took out, or the generation in a parent chain: ``strata_follow`` at AMI
+    :data:`AGREE` or more; an outside audit, 107: a data order shared by 12 families of 2, each order its own half of
+    the data, made 3 false leads in 39 nulls without this, none with it)."""
+    if _privileged(r) or r.k != 2 or r.lineage_values is None \
+            or float((r.bootstrap or {}).get("stability") or 0.0) < CLUSTER_LEAD_STABILITY \
+            or any(float(e.get("ami") or 0.0) >= AGREE for e in r.strata_follow or ()):
+        return None
+    own = _clusters(r)
+    cut, related = _cut(own, r)
+    return (own, (cut, related)) if related and cut >= CLUSTER_LEAD_CUT * related else None
+
+
+def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """:attr:`Answer.cluster_leads`: judged fingerprints whose own two clusters vote (:func:`_cluster_voter`), linked
+    where they agree (AMI at :data:`AGREE` or more), each group of two or more with a behavioural member, the first
+    fingerprint's clusters as its basins; not a group that agrees with a candidate or lead already said (``shown``).
+    An outside audit (106): a backdoor in small CNNs drawn per model (12 families of 2; 8 of 3 with a quarter
+    backdoored) was three to five fingerprints' own two clusters exactly (AMI 1.00 with the backdoor), each cutting
+    most families, while no split test reached significance (raw p 0.03-0.4: the split of all models is tested
+    against a null that is conservative, and the within-family camps of families of two are the mixed families
+    only); on its nulls every fingerprint's clusters were the families. Not a test: said as a lead to check."""
+    votes = {str(r.fingerprint): (v, r) for r in judged if (v := _cluster_voter(r)) is not None}
+    names, groups = list(votes), []
+    for name in names:
+        linked = [g for g in groups if any((a := _agreement(votes[name][0][0], votes[o][0][0])) is not None
+                                           and a >= AGREE for o in g)]
+        groups = [g for g in groups if g not in linked] + [[name, *(o for g in linked for o in g)]]
+    out = []
+    for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0])):
+        if not any(votes[f][1].kind == "behavioural" for f in g):
+            continue
+        basins, (cut, related) = votes[g[0]][0]
+        if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
+            continue
+        amis = [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(votes[x][0][0], votes[y][0][0])) is not None]
+        stab = [float(votes[f][1].bootstrap["stability"]) for f in g]
+        ps = [float(p) for f in g if (p := (votes[f][1].label_free or {}).get("p_split")) is not None]
+        out.append({"fingerprints": g, "stability": [round(min(stab), 2), round(max(stab), 2)],
+                    "ami": [round(float(min(amis)), 2), round(float(max(amis)), 2)] if amis else None,
+                    "sizes": sorted(np.bincount(list(basins.values())).tolist(), reverse=True), "cut": [cut, related],
+                    "p": [min(ps), max(ps)] if ps else None, "basins": basins})
+    return out
+
+
+def _cluster_leads_text(ans: Answer, lead: str) -> str:
+    """``; and the own two clusters of X and Y, stable under resampling (...), agree (AMI ...): camps of 12 and 12
+    models that cut 10 of 12 init families, which no split test confirms (raw p ...), a lead ...`` for
+    :attr:`Answer.cluster_leads`, or ``""``."""
+    out = ""
+    for u in ans.cluster_leads:
+        stab = _span_text(u["stability"])
+        agree = ("agree" if u["ami"] and u["ami"][0] >= AGREE else "linked by pairs that agree") + (
+            f" (AMI {_span_text(u['ami'])})" if u["ami"] else "")
+        p = ("" if not u["p"] else f" (their split tests' raw p {u['p'][0]:.2g})" if len(u["fingerprints"]) == 1 or
+             f"{u['p'][0]:.2g}" == f"{u['p'][1]:.2g}" else f" (their split tests' raw p {u['p'][0]:.2g}-{u['p'][1]:.2g})")
+        out += (f"; {lead} the own two clusters of {_first_three(u['fingerprints'])}, stable under resampling (stability "
+                f"{stab}), {agree}: camps of {' and '.join(map(str, u['sizes']))} models that cut {u['cut'][0]} of the "
+                f"{u['cut'][1]} init families with relatives, which no split test confirms{p} (summary.json "
+                "label_free_answer.cluster_leads), a lead to check, not a finding: seed noise keeps a family's models "
+                "together, and a difference drawn per model cuts the families, as a training setting drawn per model "
+                "(a batch size or learning rate, or a data order shared by the families and not recorded) does too; "
+                "recording such settings as columns would show it, and more init families with several models each would test it")
+        lead = "and"
+    return out
+
+
 def _unconfirmed_text(ans: Answer, lead: str) -> str:
     """``; but the camps of X and Y, significant before the correction across fingerprints only (q ...), agree (AMI
     ...): 12 and 12 models, a lead ...`` for :attr:`Answer.unconfirmed`, or ``""``."""
@@ -499,7 +592,8 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     judged fingerprints' clusters follow (:func:`analysis.metadata.strata_follow`): a Benjamini-Hochberg correction
     over every (fingerprint, column) test, then those with ``q <= alpha`` and an AMI of at least ``floor`` (the deep
     AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)}}``."""
-    hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or [])], alpha, "ami", floor)
+    hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or []) if e["column"] != GENERATION],
+                    alpha, "ami", floor)  # (the generation in a parent chain: for the cluster leads only)
     return {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
                   "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
 
@@ -728,25 +822,48 @@ def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dic
     """The partition that the refining clusters of fingerprints of two or more candidates share
     (:class:`Answer`'s ``finer``), or ``None``."""
     refined = [(i, f) for i, c in enumerate(cands, 1) for f in c.refined_by]
-    if len({i for i, _ in refined}) < 2:
+    if not refined or len(cands) < 2:
         return None
     fps = [by_name[f] for _, f in refined]
     parts = [_clusters(r) for r in fps]
     best = None
     for group, amis in _linked(fps, parts):
         names = {str(r.fingerprint) for r in group}
-        spans = sorted({i for i, f in refined if f in names})
+        rep = group[_consensus(amis, group)]
+        own = {i for i, f in refined if f in names}
+        # and the candidates whose camps are unions of these clusters, when two or more fingerprints hold them
+        # (audit 105: three rules, each of two or three candidates one rule apart, one or two of them refined)
+        spans = sorted(own if len(group) < 2 else
+                       own | {i for i, c in enumerate(cands, 1) if _coarsens(_clusters(rep), c.basins)})
         if len(spans) >= 2 and (best is None or len(group) > len(best[0])):
-            best = (group, amis, spans)
+            best = (group, amis, spans, rep)
     if best is None:
         return None
-    group, amis, spans = best
-    rep = group[_consensus(amis, group)]
+    group, amis, spans, rep = best
     basins = _clusters(rep)
     ks = {f: k for c in cands for f, k in c.refined_by.items()}
     return {"fingerprints": {str(r.fingerprint): ks[str(r.fingerprint)] for r in group}, "candidates": spans,
             "representative": str(rep.fingerprint), "k": len(set(basins.values())), "sizes": _sizes(basins),
             "basins": basins, "ami": _ami_range(amis)}
+
+
+def _coarsens(fine: dict[str, int], camps: dict[str, int]) -> bool:
+    """``camps`` (model id -> camp) are unions of the clusters of ``fine``: more clusters than camps, each with at least
+    :data:`REFINE_PURITY` of its models in one camp, every camp home to one or more, on the models both place."""
+    common = fine.keys() & camps.keys()
+    by: dict[int, list[int]] = {}
+    for m in common:
+        by.setdefault(fine[m], []).append(camps[m])
+    n_camps = len({camps[m] for m in common})
+    if n_camps < 2 or len(by) <= n_camps:
+        return False
+    homes = set()
+    for members in by.values():
+        (top, n_top), = Counter(members).most_common(1)
+        if n_top < REFINE_PURITY * len(members):
+            return False
+        homes.add(top)
+    return len(homes) == n_camps
 
 
 def _cluster_sizes(r: FingerprintResult) -> list[int]:
@@ -1497,7 +1614,8 @@ def answer_sentence(ans: Answer) -> str:
     held = _held_unlearned_text(ans, "besides,", said) if ans.candidates or leads else ""
     if ans.n_judged and not ans.candidates and leads:  # (agreeing camps the correction leaves unconfirmed: review 104)
         return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held
-                                                  + _unconfirmed_text(ans, "besides,"))
+                                                  + _unconfirmed_text(ans, "besides,")
+                                                  + _cluster_leads_text(ans, "and" if ans.unconfirmed else "besides,"))
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
                                               + (f"; besides, {leads}" if leads else "") + held)
 
@@ -1880,6 +1998,8 @@ def _candidates_sentence(ans: Answer) -> str:
                                ans.user_strata)
                 + _unconfirmed_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
                                     else "but")
+                + _cluster_leads_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
+                                      or ans.unconfirmed else "but")
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from analysis import agreement as ag
 from analysis import metrics as mt
 from analysis import resampling as rs
-from analysis.options import AnalysisOptions
+from analysis.options import GENERATION, AnalysisOptions
 from analysis.results import FingerprintResult
 from analysis.values import missing
 
@@ -511,16 +511,22 @@ def attach_strata_follow(results: list[FingerprintResult], table: dict[str, np.n
     basins follow it (an outside audit of the twenty-first session: one strategy per data order, recorded as
     ``data_seed``, read "no structure" and nothing named the column)."""
     index = {str(m): i for i, m in enumerate(table["model_id"])}
+    columns = {c: np.asarray(table[c], dtype=object) for c in strata}
+    if "parent_id" in table and any(not missing(p) and str(p).strip() for p in table["parent_id"]):
+        # the generation in a parent chain (a base model against its fine-tunes), taken out of the tests too: the
+        # answer's cluster leads leave out clusters that follow it (an outside audit, 107: 4 parents against their
+        # 24 fine-tunes, two fingerprints' own clusters at stability 1.00, cutting every family)
+        columns[GENERATION] = mt.generation(table["model_id"], table["parent_id"]).astype(object)
     for r in results:
-        if not r.analysed or r.error or r.lineage_values is None or len(set(r.clusters)) < 2 or not strata:
+        if not r.analysed or r.error or r.lineage_values is None or len(set(r.clusters)) < 2 or not columns:
             continue
         rows = np.asarray([index[str(m)] for m in r.model_ids], int)
         clusters, family = np.asarray(r.clusters, int), np.asarray(r.lineage_values, dtype=object)
         sample = rs.family_sample(family, rs.MAX_MODELS, opts.seed)
         if sample is not None:
             rows, clusters, family = rows[sample], clusters[sample], family[sample]
-        out = [{"column": c, **e} for c in strata
-               if (e := strata_follow(clusters, np.asarray(table[c], dtype=object)[rows], family, opts.n_perm, opts.seed))]
+        out = [{"column": c, **e} for c, v in columns.items()
+               if (e := strata_follow(clusters, v[rows], family, opts.n_perm, opts.seed))]
         r.strata_follow = out or None
 
 

@@ -38,6 +38,7 @@ def covariate_spec(spec: str) -> tuple[str, str | None]:
 
 
 NO_STRATA = "none"  # --strata none: no design column taken out of the label-free tests, not even data_seed and kind
+GENERATION = "(generation)"  # strata_follow's entry for the generation in a parent chain (parent_id): not a column
 
 
 @dataclass(frozen=True)

@@ -1172,3 +1172,73 @@ def test_split_tests_significant_before_the_correction_only_whose_camps_agree_ar
     priv = unconfirmed("disagreement", CAMPS, 0.1)
     priv.meta = {"privileged": ["conflict"]}
     assert label_free_answer(result(unconfirmed("ood-outputs", CAMPS, 0.09), priv)).unconfirmed == []
+
+
+def test_own_two_clusters_that_cut_the_families_and_agree_are_said_as_a_lead():
+    """An outside audit (106): a backdoor drawn per model in small CNNs (12 families of 2; 8 of 3 with a quarter
+    backdoored) was three to five fingerprints' own two clusters exactly, each cutting most families, while no split
+    test was significant: "no candidate", nothing to look at. Two or more fingerprints (one behavioural) whose own two
+    clusters are stable, cut a third of the families or more and agree are a lead; clusters of whole families, unstable
+    ones, a recorded data order's levels, insides alone, or camps a candidate says already, are not."""
+    fam = [str(i // 3) for i in range(len(IDS))]  # 8 families of 3: CAMPS (every other model) cuts all 8
+
+    def own(name: str, clusters: dict[str, int], stability: float = 0.9, p: float | None = 0.2, kind: str = "behavioural",
+            strata: list | None = None) -> FingerprintResult:
+        r = fp(name, None, "no structure", q=0.5, sep=None)
+        r.label_free.update(p_split=p)
+        r.k, r.kind, r.bootstrap, r.lineage_values = 2, kind, {"stability": stability}, fam
+        r.clusters, r.strata_follow = [clusters[m] for m in IDS], strata
+        return r
+
+    ans = label_free_answer(result(own("ood-outputs", CAMPS, 0.95, 0.045), own("disagreement", flipped(CAMPS, 1), 0.75),
+                                   own("cka", HALVES, kind="mechanistic"), fp("weight-stats", None, "lineage only")))
+    assert ans.candidates == [] and ans.unconfirmed == [] and len(ans.cluster_leads) == 1
+    (u,) = ans.cluster_leads
+    assert u["fingerprints"] == ["ood-outputs", "disagreement"] and u["stability"] == [0.75, 0.95]
+    assert u["ami"] == [0.78, 0.78] and u["sizes"] == [12, 12] and u["cut"] == [8, 8] and u["p"] == [0.045, 0.2]
+    assert u["basins"] == CAMPS
+    assert ans.sentence.endswith(
+        "; but the own two clusters of ood-outputs, disagreement, stable under resampling (stability 0.75-0.95), agree "
+        "(AMI 0.78): camps of 12 and 12 models that cut 8 of the 8 init families with relatives, which no split test "
+        "confirms (their split tests' raw p 0.045-0.2) (summary.json label_free_answer.cluster_leads), a lead to check, "
+        "not a finding: seed noise keeps a family's models together, and a difference drawn per model cuts the "
+        "families, as a training setting drawn per model (a batch size or learning rate, or a data order shared by the "
+        "families and not recorded) does too; recording such settings as columns would show it, and more init families "
+        "with several models each would test it")
+    for others in ([own("disagreement", flipped(CAMPS, 1), 0.6)],  # unstable
+                   [own("disagreement", HALVES)],  # whole families: what seed noise gives
+                   [own("disagreement", flipped(CAMPS, 1), strata=[{"column": "data_seed", "ami": 0.9, "p": 0.01}])]):
+        assert label_free_answer(result(own("ood-outputs", CAMPS), *others)).cluster_leads == []
+    insides = label_free_answer(result(own("cka", CAMPS, kind="mechanistic"), own("weight-stats", CAMPS, kind="mechanistic")))
+    assert insides.cluster_leads == [] and "a lead to check" not in insides.sentence
+    said = label_free_answer(result(own("ood-outputs", CAMPS), own("disagreement", CAMPS), fp("probe-outputs", CAMPS),
+                                    fp("recombined-outputs", flipped(CAMPS, 1))))
+    assert len(said.candidates) == 1 and said.cluster_leads == []
+
+
+def test_one_refined_candidate_whose_clusters_two_fingerprints_share_joins_the_candidates_they_pair():
+    """An outside audit (105): three rules, 8 models each; two candidates each set one rule apart, and two
+    fingerprints' own clusters (k = 3) were the three rules, refining only their own candidate: "3 candidate deep
+    differences ... several differences, or not all real". When two or more fingerprints hold the refining clusters,
+    the other candidates whose camps are unions of those clusters are that difference too; one fingerprint's
+    clusters alone do not join them (the test above)."""
+    res = AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                         fingerprints=[fp3("recombined-outputs", 2, RULE3), fp3("token-occlusion", 2, RULE3),
+                                       fp3("ood", 1, [int(r == 1) for r in RULE3]), fp3("cka", 0, [0] * len(IDS3))])
+    ans = label_free_answer(res)
+    assert [c.refined_by for c in ans.candidates] == [{"recombined-outputs": 3, "token-occlusion": 3}, {}, {}]
+    assert ans.finer["candidates"] == [1, 2, 3] and ans.finer["k"] == 3
+    assert ans.finer["fingerprints"] == {"recombined-outputs": 3, "token-occlusion": 3}
+    assert ans.sentence.startswith("one candidate deep difference of 3 kinds, whose two-camp splits do not agree (AMI "
+                                   "below 0.5): the clusters of 2 of 4 fingerprints agree on 3 basins of 9, 9, 9 models")
+    # two candidates refined, a third not (audit 105's B4): all three
+    three = label_free_answer(AnalysisResult(1, 0.0, {}, len(IDS3), scorecard=[],
+                                             fingerprints=[fp3("cka", 2, RULE3), fp3("disagreement", 1, RULE3),
+                                                           fp3("ood", 0, [0] * len(IDS3))]))
+    assert three.finer["candidates"] == [1, 2, 3] and three.sentence.startswith("one candidate deep difference of 3 kinds")
+    from analysis.answer import _coarsens
+
+    rules = dict(zip(IDS3, RULE3))
+    assert _coarsens(rules, {m: int(r == 1) for m, r in rules.items()})
+    assert not _coarsens(rules, {m: int(f) % 2 for m, f in zip(IDS3, FAM3)})  # camps across the clusters
+    assert not _coarsens({m: int(r == 1) for m, r in rules.items()}, {m: int(r == 1) for m, r in rules.items()})

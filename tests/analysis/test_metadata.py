@@ -537,3 +537,30 @@ def test_a_column_that_follows_models_of_no_relatives_is_said_as_such():
     assert ("; every model its own init family, the models' fingerprints follow column 'steps' (f0 and 1 more of the 2 "
             "fingerprints; adjusted R2 up to 0.88, q <= 0.005): if such a column records a setting varied model by "
             "model") in sentence and "set family by family" not in sentence
+
+
+def test_clusters_of_base_models_against_their_fine_tunes_are_followed_as_the_generation():
+    """An outside audit (107): 4 base models and their 24 fine-tunes, two fingerprints' own clusters the base models
+    against the rest (stability 1.00), cutting every family: the answer's cluster leads must not read that as a
+    difference drawn per model. With parent links, ``strata_follow`` has the generation too (not a column: the
+    answer's design-column sentence leaves it out)."""
+    from analysis.answer import _strata_followed
+    from analysis.metadata import attach_strata_follow
+    from analysis.options import GENERATION, AnalysisOptions
+    from analysis.results import FingerprintResult
+
+    ids = [f"p{f}" if j == 0 else f"p{f}c{j}" for f in range(4) for j in range(7)]
+    parent = ["" if j == 0 else f"p{f}" for f in range(4) for j in range(7)]
+    fam = [str(f) for f in range(4) for _ in range(7)]
+    r = FingerprintResult("weight-stats", n_models=28, model_ids=ids, clusters=[int(j > 0) for _ in range(4) for j in range(7)],
+                          lineage_values=fam)
+    table = {"model_id": np.asarray(ids, dtype=object), "family": np.asarray(fam, dtype=object),
+             "parent_id": np.asarray(parent, dtype=object)}
+    attach_strata_follow([r], table, AnalysisOptions(lineage="family"), [])
+    (e,) = r.strata_follow
+    assert e["column"] == GENERATION and e["ami"] == pytest.approx(1.0) and e["p"] == pytest.approx(1 / 200)
+    assert _strata_followed([r], 0.05, 0.3) == {}
+    table["parent_id"] = np.asarray([""] * 28, dtype=object)  # no parent links: nothing to follow
+    r.strata_follow = None
+    attach_strata_follow([r], table, AnalysisOptions(lineage="family"), [])
+    assert r.strata_follow is None
