@@ -259,7 +259,6 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     _held_same(ans, judged)
     shown = [c.basins for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads)]
     ans.unconfirmed = _unconfirmed(judged, shown)
-    ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in ans.unconfirmed)])
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -293,6 +292,10 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         ans.rest = {"excluded": list(rest["excluded"]), "others": None if sub is None else int(sub.n_models),
                     "answer": None if sub is None else label_free_answer(sub),
                     "by_user": [str(m) for m in result.settings.get("exclude") or ()]}  # (--exclude: out of both)
+    if ans.lineage_found:  # cutting the families means something only where some fingerprint sees them (review 105)
+        held = [_held_basins(r.label_free) for r in judged if r.label_free.get("held") in ("no gap", "few")]
+        failed = set(ans.rest["excluded"]) if ans.rest else set()
+        ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in ans.unconfirmed), *held], failed)
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans) + _rest_text(ans)
     return ans
 
@@ -404,32 +407,43 @@ def _cut(own: dict[str, int], r: FingerprintResult) -> tuple[int, int]:
     return sum(len(sides[f]) > 1 for f in related), len(related)
 
 
-def _cluster_voter(r: FingerprintResult) -> tuple[dict[str, int], tuple[int, int]] | None:
+def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], tuple[int, int]] | None:
     """``r``'s own two clusters and their cut (:func:`_cut`) when they vote for a cluster lead: not on a privileged
     probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`), cutting at least
     :data:`CLUSTER_LEAD_CUT` of the init families with relatives, and not a recorded design column's levels (clusters
     that follow a data order the tests took out, or the generation in a parent chain: ``strata_follow`` at AMI
     :data:`AGREE` or more; an outside audit, 107: a data order shared by 12 families of 2, each order its own half of
-    the data, made 3 false leads in 39 nulls without this, none with it)."""
+    the data, made 3 false leads in 39 nulls without this, none with it). Not a smaller cluster of
+    :data:`FEW_MODELS` models or fewer (outliers or a few failed runs, which the outlier and small-basin sentences
+    read), nor one that cuts fewer than two families, nor one mostly of the models that did not learn (``failed``:
+    the others are analysed again without them; review 105)."""
     if _privileged(r) or r.k != 2 or r.lineage_values is None \
             or float((r.bootstrap or {}).get("stability") or 0.0) < CLUSTER_LEAD_STABILITY \
             or any(float(e.get("ami") or 0.0) >= AGREE for e in r.strata_follow or ()):
         return None
     own = _clusters(r)
+    sizes = Counter(own.values())
+    if len(sizes) != 2 or min(sizes.values()) <= FEW_MODELS:
+        return None
+    if any(sum(m in failed for m, c in own.items() if c == k) * 2 >= sizes[k] for k in sizes):
+        return None
     cut, related = _cut(own, r)
-    return (own, (cut, related)) if related and cut >= CLUSTER_LEAD_CUT * related else None
+    return (own, (cut, related)) if cut >= 2 and cut >= CLUSTER_LEAD_CUT * related else None
 
 
-def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]]) -> list[dict[str, Any]]:
+def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]], failed: Collection[str] = ()
+                   ) -> list[dict[str, Any]]:
     """:attr:`Answer.cluster_leads`: judged fingerprints whose own two clusters vote (:func:`_cluster_voter`), linked
-    where they agree (AMI at :data:`AGREE` or more), each group of two or more with a behavioural member, the first
-    fingerprint's clusters as its basins; not a group that agrees with a candidate or lead already said (``shown``).
+    where they agree (AMI at :data:`AGREE` or more), each group of two or more that reads two sources or more
+    (:func:`_source`: `ood-outputs` and `disagreement` on one probe set are one) with a behavioural member, the first
+    fingerprint's clusters as its basins; not a group that agrees with camps already said (``shown``: a candidate, a
+    lead, camps held back).
     An outside audit (106): a backdoor in small CNNs drawn per model (12 families of 2; 8 of 3 with a quarter
     backdoored) was three to five fingerprints' own two clusters exactly (AMI 1.00 with the backdoor), each cutting
     most families, while no split test reached significance (raw p 0.03-0.4: the split of all models is tested
     against a null that is conservative, and the within-family camps of families of two are the mixed families
     only); on its nulls every fingerprint's clusters were the families. Not a test: said as a lead to check."""
-    votes = {str(r.fingerprint): (v, r) for r in judged if (v := _cluster_voter(r)) is not None}
+    votes = {str(r.fingerprint): (v, r) for r in judged if (v := _cluster_voter(r, failed)) is not None}
     names, groups = list(votes), []
     for name in names:
         linked = [g for g in groups if any((a := _agreement(votes[name][0][0], votes[o][0][0])) is not None
@@ -437,7 +451,7 @@ def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]])
         groups = [g for g in groups if g not in linked] + [[name, *(o for g in linked for o in g)]]
     out = []
     for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0])):
-        if not any(votes[f][1].kind == "behavioural" for f in g):
+        if not any(votes[f][1].kind == "behavioural" for f in g) or len({_source(votes[f][1]) for f in g}) < 2:
             continue
         basins, (cut, related) = votes[g[0]][0]
         if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
@@ -466,10 +480,12 @@ def _cluster_leads_text(ans: Answer, lead: str) -> str:
         out += (f"; {lead} the own two clusters of {_first_three(u['fingerprints'])}, stable under resampling (stability "
                 f"{stab}), {agree}: camps of {' and '.join(map(str, u['sizes']))} models that cut {u['cut'][0]} of the "
                 f"{u['cut'][1]} init families with relatives, which no split test confirms{p} (summary.json "
-                "label_free_answer.cluster_leads), a lead to check, not a finding: seed noise keeps a family's models "
-                "together, and a difference drawn per model cuts the families, as a training setting drawn per model "
-                "(a batch size or learning rate, or a data order shared by the families and not recorded) does too; "
-                "recording such settings as columns would show it, and more init families with several models each would test it")
+                "label_free_answer.cluster_leads), a lead to check, not a finding: where fingerprints see the init "
+                "families, seed noise keeps a family's models together, and a difference drawn per model cuts the "
+                "families, as a training setting drawn per model (a batch size or learning rate, or a data order "
+                "shared by the families that the tests did not take out) does too, or one varied by degrees; these "
+                "camps are not compared with the recorded columns, and more init families with several models each "
+                "would test them")
         lead = "and"
     return out
 
@@ -819,8 +835,9 @@ def _clusters(r: FingerprintResult) -> dict[str, int]:
 
 
 def _finer(cands: list[Candidate], by_name: dict[str, FingerprintResult]) -> dict[str, Any] | None:
-    """The partition that the refining clusters of fingerprints of two or more candidates share
-    (:class:`Answer`'s ``finer``), or ``None``."""
+    """The partition that the refining clusters of fingerprints of two or more candidates share, or of two or more
+    fingerprints whose clusters other candidates' camps are unions of (:func:`_coarsens`) (:class:`Answer`'s
+    ``finer``), or ``None``."""
     refined = [(i, f) for i, c in enumerate(cands, 1) for f in c.refined_by]
     if not refined or len(cands) < 2:
         return None

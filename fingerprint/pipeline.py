@@ -52,7 +52,12 @@ from fingerprint.extractors.behavioural import ONE_COORDINATE
 from fingerprint.extractors.mechanistic import matching_cost
 from fingerprint.forecast import ForecastSettings, procedure
 from fingerprint.parallel import get_runner
-from fingerprint.population import family_for, task_for, use_architecture
+from fingerprint.population import (
+    family_for,
+    privileged_probes,
+    task_for,
+    use_architecture,
+)
 from fingerprint.progress import SILENT, Progress
 from fingerprint.registry import builtin_spec
 from fingerprint.tables import (
@@ -119,7 +124,8 @@ def unread_probe_sets(zoo: Zoo) -> str:
     outside audit (105): a third probe set given at import was read by nothing, and nothing said so."""
     if zoo.family_spec.get("arch") not in ("module", "hf"):  # a built-in task's extra sets are its own, not the user's
         return ""
-    extra = [n for n in task_for(zoo).probe_names() if n not in ("in_dist", "ood")]
+    privileged = privileged_probes(zoo)  # declared at import: read on purpose, by --fp
+    extra = [n for n in task_for(zoo).probe_names() if n not in ("in_dist", "ood") and n not in privileged]
     if not extra:
         return ""
     names = ", ".join(f"'{n}'" for n in extra)

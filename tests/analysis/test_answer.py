@@ -1177,43 +1177,74 @@ def test_split_tests_significant_before_the_correction_only_whose_camps_agree_ar
 def test_own_two_clusters_that_cut_the_families_and_agree_are_said_as_a_lead():
     """An outside audit (106): a backdoor drawn per model in small CNNs (12 families of 2; 8 of 3 with a quarter
     backdoored) was three to five fingerprints' own two clusters exactly, each cutting most families, while no split
-    test was significant: "no candidate", nothing to look at. Two or more fingerprints (one behavioural) whose own two
-    clusters are stable, cut a third of the families or more and agree are a lead; clusters of whole families, unstable
-    ones, a recorded data order's levels, insides alone, or camps a candidate says already, are not."""
+    test was significant: "no candidate", nothing to look at. Two or more fingerprints of two sources or more (one
+    behavioural) whose own two clusters are stable, cut a third of the families or more and agree are a lead, where
+    some fingerprint finds the families. Not clusters of whole families, unstable ones, a recorded data order's
+    levels, a privileged fingerprint's, one source's, a few models', those of models that did not learn, insides
+    alone, or camps said already (a candidate, an unconfirmed lead, camps held back) (review 105)."""
     fam = [str(i // 3) for i in range(len(IDS))]  # 8 families of 3: CAMPS (every other model) cuts all 8
 
     def own(name: str, clusters: dict[str, int], stability: float = 0.9, p: float | None = 0.2, kind: str = "behavioural",
-            strata: list | None = None) -> FingerprintResult:
+            strata: list | None = None, source: str | None = None) -> FingerprintResult:
         r = fp(name, None, "no structure", q=0.5, sep=None)
         r.label_free.update(p_split=p)
         r.k, r.kind, r.bootstrap, r.lineage_values = 2, kind, {"stability": stability}, fam
         r.clusters, r.strata_follow = [clusters[m] for m in IDS], strata
+        if source:
+            r.meta["params"] = {"probe_set": source}
         return r
 
-    ans = label_free_answer(result(own("ood-outputs", CAMPS, 0.95, 0.045), own("disagreement", flipped(CAMPS, 1), 0.75),
-                                   own("cka", HALVES, kind="mechanistic"), fp("weight-stats", None, "lineage only")))
-    assert ans.candidates == [] and ans.unconfirmed == [] and len(ans.cluster_leads) == 1
+    families = fp("weight-stats", None, "lineage only")  # finds the families (p_lineage at the floor)
+    families.label_free.update(p_lineage=0.005)
+    voters = (own("ood-outputs", CAMPS, 0.95, 0.045), own("disagreement", flipped(CAMPS, 1), 0.75))
+    ans = label_free_answer(result(*voters, own("cka", HALVES, kind="mechanistic"), families))
+    assert ans.candidates == [] and ans.unconfirmed == [] and ans.lineage_found == 1 and len(ans.cluster_leads) == 1
     (u,) = ans.cluster_leads
     assert u["fingerprints"] == ["ood-outputs", "disagreement"] and u["stability"] == [0.75, 0.95]
     assert u["ami"] == [0.78, 0.78] and u["sizes"] == [12, 12] and u["cut"] == [8, 8] and u["p"] == [0.045, 0.2]
-    assert u["basins"] == CAMPS
+    assert u["basins"] == CAMPS and summary(result(*voters, families))["label_free_answer"]["cluster_leads"][0]["cut"] == [8, 8]
     assert ans.sentence.endswith(
         "; but the own two clusters of ood-outputs, disagreement, stable under resampling (stability 0.75-0.95), agree "
         "(AMI 0.78): camps of 12 and 12 models that cut 8 of the 8 init families with relatives, which no split test "
         "confirms (their split tests' raw p 0.045-0.2) (summary.json label_free_answer.cluster_leads), a lead to check, "
-        "not a finding: seed noise keeps a family's models together, and a difference drawn per model cuts the "
-        "families, as a training setting drawn per model (a batch size or learning rate, or a data order shared by the "
-        "families and not recorded) does too; recording such settings as columns would show it, and more init families "
-        "with several models each would test it")
+        "not a finding: where fingerprints see the init families, seed noise keeps a family's models together, and a "
+        "difference drawn per model cuts the families, as a training setting drawn per model (a batch size or learning "
+        "rate, or a data order shared by the families that the tests did not take out) does too, or one varied by "
+        "degrees; these camps are not compared with the recorded columns, and more init families with several models "
+        "each would test them")
+    assert label_free_answer(result(*voters)).cluster_leads == []  # no fingerprint finds the families
+    few = {m: int(i in (0, 4, 8)) for i, m in enumerate(IDS)}  # 3 models of 3 families: the outlier sentences' models
+    unconfirmed = own("probe-outputs", CAMPS)
+    unconfirmed.label_free.update(q_split=0.09, unconfirmed_basins=CAMPS)
+    unconfirmed_2 = own("recombined-outputs", CAMPS)
+    unconfirmed_2.label_free.update(q_split=0.1, unconfirmed_basins=CAMPS)
+    held = own("input-saliency", CAMPS)
+    held.label_free.update(held="no gap", held_basins=CAMPS, q_split=0.01)
+    privileged = own("disagreement:probe_set=conflict", CAMPS)
+    privileged.meta["privileged"] = ["conflict"]
     for others in ([own("disagreement", flipped(CAMPS, 1), 0.6)],  # unstable
-                   [own("disagreement", HALVES)],  # whole families: what seed noise gives
-                   [own("disagreement", flipped(CAMPS, 1), strata=[{"column": "data_seed", "ami": 0.9, "p": 0.01}])]):
-        assert label_free_answer(result(own("ood-outputs", CAMPS), *others)).cluster_leads == []
-    insides = label_free_answer(result(own("cka", CAMPS, kind="mechanistic"), own("weight-stats", CAMPS, kind="mechanistic")))
+                   [own("disagreement", HALVES), own("probe-outputs", HALVES)],  # whole families: what seed noise gives
+                   [own("disagreement", flipped(CAMPS, 1), strata=[{"column": "data_seed", "ami": 0.9, "p": 0.01}])],
+                   [own("disagreement", flipped(CAMPS, 1), strata=[{"column": "(generation)", "ami": 1.0, "p": 0.005}])],
+                   [privileged]):
+        assert label_free_answer(result(own("ood-outputs", CAMPS), *others, families)).cluster_leads == [], others
+    assert label_free_answer(result(own("ood-outputs", few), own("disagreement", few), families)).cluster_leads == []
+    one_source = label_free_answer(result(own("ood-outputs", CAMPS, source="ood"), own("disagreement", CAMPS, source="ood"),
+                                          families))
+    assert one_source.cluster_leads == []
+    said = label_free_answer(result(own("ood-outputs", CAMPS), own("disagreement", CAMPS), unconfirmed, unconfirmed_2, families))
+    assert len(said.unconfirmed) == 1 and said.cluster_leads == []
+    assert label_free_answer(result(own("ood-outputs", CAMPS), own("disagreement", CAMPS), held, families)).cluster_leads == []
+    insides = label_free_answer(result(own("cka", CAMPS, kind="mechanistic"), own("weight-spectra", CAMPS, kind="mechanistic"),
+                                       families))
     assert insides.cluster_leads == [] and "a lead to check" not in insides.sentence
-    said = label_free_answer(result(own("ood-outputs", CAMPS), own("disagreement", CAMPS), fp("probe-outputs", CAMPS),
-                                    fp("recombined-outputs", flipped(CAMPS, 1))))
-    assert len(said.candidates) == 1 and said.cluster_leads == []
+    found = label_free_answer(result(own("ood-outputs", CAMPS), own("disagreement", CAMPS), fp("probe-outputs", CAMPS),
+                                     fp("recombined-outputs", flipped(CAMPS, 1)), families))
+    assert len(found.candidates) == 1 and found.cluster_leads == []
+    from analysis.answer import _cluster_voter
+
+    assert _cluster_voter(own("ood-outputs", CAMPS), failed={m for m, c in CAMPS.items() if c == 1}) is None
+    assert _cluster_voter(own("ood-outputs", CAMPS), failed={"m01"}) is not None
 
 
 def test_one_refined_candidate_whose_clusters_two_fingerprints_share_joins_the_candidates_they_pair():

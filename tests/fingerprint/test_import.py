@@ -120,6 +120,9 @@ def test_a_probe_set_the_default_set_does_not_read_is_said(user_models):
         "you know of the models is declared at import with --privileged: not label-free evidence)")
     plain = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "plain", probes="userarch:probes")
     assert unread_probe_sets(Zoo.open(plain)) == ""
+    declared = import_checkpoints(user_models / "ckpts", "userarch:make", user_models / "declared",
+                                  probes="userarch:probes_extra", privileged_probes=["trigger"])
+    assert unread_probe_sets(Zoo.open(declared)) == ""  # built from the truth, declared: read on purpose, by --fp
 
 
 @pytest.mark.parametrize("breakage,expect", [
