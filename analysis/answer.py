@@ -362,6 +362,18 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
                 said.pop(_said_name(r), None)
 
 
+def _agreeing_groups(parts: dict[str, dict[str, int]]) -> list[tuple[list[str], list[float]]]:
+    """The names of ``parts`` (name -> partition, model id -> camp) linked where their partitions agree (AMI at
+    :data:`AGREE` or more, single linkage), each group of two or more in the order of ``parts`` with its measured
+    pairwise AMIs, the groups in the order of their first names."""
+    names, groups = list(parts), []
+    for name in names:
+        linked = [g for g in groups if any((a := _agreement(parts[name], parts[o])) is not None and a >= AGREE for o in g)]
+        groups = [g for g in groups if g not in linked] + [[name, *(o for g in linked for o in g)]]
+    return [(g, [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(parts[x], parts[y])) is not None])
+            for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0]))]
+
+
 def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -> list[dict[str, Any]]:
     """:attr:`Answer.unconfirmed`: the judged fingerprints (not on a privileged probe set) whose split test was
     significant before the correction across fingerprints but not after, and would otherwise have been a deep
@@ -372,15 +384,8 @@ def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -
     candidate" with nothing to look at."""
     camps = {str(r.fingerprint): (b, (r.label_free or {}).get("q_split")) for r in judged if not _privileged(r)
              and (b := {str(m): int(v) for m, v in ((r.label_free or {}).get("unconfirmed_basins") or {}).items() if int(v) >= 0})}
-    names, groups = list(camps), []
-    for name in names:
-        linked = [g for g in groups if any((a := _agreement(camps[name][0], camps[o][0])) is not None and a >= AGREE
-                                           for o in g)]
-        merged = [name, *(o for g in linked for o in g)]
-        groups = [g for g in groups if g not in linked] + [merged]
     out = []
-    for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0])):
-        amis = [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(camps[x][0], camps[y][0])) is not None]
+    for g, amis in _agreeing_groups({f: b for f, (b, _) in camps.items()}):
         qs = [float(camps[f][1]) for f in g if camps[f][1] is not None]
         basins = camps[g[0]][0]
         if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
@@ -444,19 +449,13 @@ def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]],
     against a null that is conservative, and the within-family camps of families of two are the mixed families
     only); on its nulls every fingerprint's clusters were the families. Not a test: said as a lead to check."""
     votes = {str(r.fingerprint): (v, r) for r in judged if (v := _cluster_voter(r, failed)) is not None}
-    names, groups = list(votes), []
-    for name in names:
-        linked = [g for g in groups if any((a := _agreement(votes[name][0][0], votes[o][0][0])) is not None
-                                           and a >= AGREE for o in g)]
-        groups = [g for g in groups if g not in linked] + [[name, *(o for g in linked for o in g)]]
     out = []
-    for g in sorted((sorted(g, key=names.index) for g in groups if len(g) >= 2), key=lambda g: names.index(g[0])):
+    for g, amis in _agreeing_groups({f: v[0] for f, (v, _) in votes.items()}):
         if not any(votes[f][1].kind == "behavioural" for f in g) or len({_source(votes[f][1]) for f in g}) < 2:
             continue
         basins, (cut, related) = votes[g[0]][0]
         if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
             continue
-        amis = [a for i, x in enumerate(g) for y in g[i + 1:] if (a := _agreement(votes[x][0][0], votes[y][0][0])) is not None]
         stab = [float(votes[f][1].bootstrap["stability"]) for f in g]
         ps = [float(p) for f in g if (p := (votes[f][1].label_free or {}).get("p_split")) is not None]
         out.append({"fingerprints": g, "stability": [round(min(stab), 2), round(max(stab), 2)],
