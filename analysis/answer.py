@@ -203,7 +203,8 @@ class Answer:
     # agree (AMI at AGREE or more), two or more a group: [{fingerprints, q [min, max], sizes, ami [min, max], basins}]
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     # judged fingerprints whose own two clusters, stable under resampling, cut the init families and agree (AMI at
-    # AGREE or more), two or more a group, one of them behavioural, that no candidate or lead says: [{fingerprints,
+    # AGREE or more), two or more a group of two sources or more, one of them behavioural, where some fingerprint finds
+    # the families, whose camps nothing else said (a candidate, a lead, camps held back) (_cluster_voter): [{fingerprints,
     # stability [min, max], ami [min, max], sizes, cut [families cut, families with relatives], p [min, max] (their
     # split tests' raw p), basins}] (_cluster_leads; outside audit 106)
     cluster_leads: list[dict[str, Any]] = field(default_factory=list)
@@ -474,8 +475,8 @@ def _cluster_leads_text(ans: Answer, lead: str) -> str:
         stab = _span_text(u["stability"])
         agree = ("agree" if u["ami"] and u["ami"][0] >= AGREE else "linked by pairs that agree") + (
             f" (AMI {_span_text(u['ami'])})" if u["ami"] else "")
-        p = ("" if not u["p"] else f" (their split tests' raw p {u['p'][0]:.2g})" if len(u["fingerprints"]) == 1 or
-             f"{u['p'][0]:.2g}" == f"{u['p'][1]:.2g}" else f" (their split tests' raw p {u['p'][0]:.2g}-{u['p'][1]:.2g})")
+        lo, hi = (f"{v:.2g}" for v in u["p"]) if u["p"] else ("", "")
+        p = "" if not u["p"] else f" (their split tests' raw p {lo if lo == hi else f'{lo}-{hi}'})"
         out += (f"; {lead} the own two clusters of {_first_three(u['fingerprints'])}, stable under resampling (stability "
                 f"{stab}), {agree}: camps of {' and '.join(map(str, u['sizes']))} models that cut {u['cut'][0]} of the "
                 f"{u['cut'][1]} init families with relatives, which no split test confirms{p} (summary.json "
