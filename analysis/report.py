@@ -130,6 +130,8 @@ class Headline:
     # fingerprints whose camps, held back (no gap, few models), the answer says are a candidate's (held_same), and a lead's
     held_same: list[str] = field(default_factory=list)
     held_lead: list[str] = field(default_factory=list)
+    # fingerprints whose camps the answer's unconfirmed or cluster leads say (no verdict of their own: marked "in a lead")
+    in_lead: list[str] = field(default_factory=list)
     answer: str | None = None  # the population's label-free answer (analysis.answer)
     one_value: str | None = None  # the label names a column of a single value here (a null): why there is no truth
     splits_disagree: str | None = None  # the fingerprints' closest splits of the families name different partitions
@@ -155,6 +157,8 @@ def headline(result: AnalysisResult) -> Headline:
         h.leads_only = bool(ans.few_family_leads or ans.lone_leads) and not ans.candidates
         h.held_same = sorted({f for c in ans.candidates for f in c.held_same})
         h.held_lead = sorted({f for c in (*ans.few_family_leads, *ans.lone_leads) for f in c.held_same} - set(h.held_same))
+        h.in_lead = sorted({f for u in (*ans.unconfirmed, *ans.cluster_leads) for f in u["fingerprints"]}
+                           - set(h.held_same) - set(h.held_lead))
     if not ok:
         return h
     if not result.label or all(r.deep_ami is None for r in ok):

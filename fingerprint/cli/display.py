@@ -482,6 +482,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     deep = h.free.get("crosses lineage", []) + h.free.get("groups lineages", [])
     few, weak = set(h.few), set(h.weak)  # the answer's leads: few families, or one fingerprint's (lone_leads)
     same, led = set(h.held_same), set(h.held_lead)  # held back, said as a candidate's or a lead's camps
+    in_lead = set(h.in_lead)  # camps an unconfirmed or cluster lead says
     lead = ("no candidate deep basins without ground truth" if not deep else
             "only small candidate deep differences (no ground truth)" if set(deep) <= set(small) else
             "no candidate deep basins, only leads that so few init families cannot confirm (no ground truth)"
@@ -492,7 +493,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
         marks = lambda n: ((" (small)" if n in small else "") + (" (few families: a lead)" if n in few else "")  # noqa: E731
                            + (" (alone: a lead)" if n in weak else ""))
         held = lambda n: (" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
-                          " (held back: a lead's camps)" if n in led else "")
+                          " (held back: a lead's camps)" if n in led else " (in a lead)" if n in in_lead else "")
         return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + held(n) for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 

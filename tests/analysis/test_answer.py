@@ -1203,6 +1203,13 @@ def test_own_two_clusters_that_cut_the_families_and_agree_are_said_as_a_lead():
     assert u["fingerprints"] == ["ood-outputs", "disagreement"] and u["stability"] == [0.75, 0.95]
     assert u["ami"] == [0.78, 0.78] and u["sizes"] == [12, 12] and u["cut"] == [8, 8] and u["p"] == [0.045, 0.2]
     assert u["basins"] == CAMPS and summary(result(*voters, families))["label_free_answer"]["cluster_leads"][0]["cut"] == [8, 8]
+    from analysis.results import ScorecardRow
+    from fingerprint.cli.display import headline_sentence
+
+    fps = [*voters, families]  # the headline marks their fingerprints, not plain "no structure"
+    h = headline(AnalysisResult(1, 0.0, {}, len(IDS), scorecard=[ScorecardRow.of(f) for f in fps], fingerprints=fps))
+    assert h.in_lead == ["disagreement", "ood-outputs"]
+    assert "no structure: ood-outputs (in a lead), disagreement (in a lead)" in headline_sentence(h), headline_sentence(h)
     assert ans.sentence.endswith(
         "; but the own two clusters of ood-outputs, disagreement, stable under resampling (stability 0.75-0.95), agree "
         "(AMI 0.78): camps of 12 and 12 models that cut 8 of the 8 init families with relatives, which no split test "
