@@ -120,7 +120,7 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
-    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE) or "inside" (_lone_why),
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside" or "values" (_lone_why),
     # or of any number: "unlearned", one camp's models agree with nothing on the in-distribution probes (unlearned)
     # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
     # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
@@ -234,8 +234,12 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         c.in_dist = (by_rep[c.representative].label_free or {}).get("in_dist_camps")
         c.unlearned = _unlearned(c.in_dist)
     beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
+    # the judged fingerprints of the predicted classes off the in-distribution probes (where two rules that agree in
+    # distribution differ): beside them, one fingerprint's output values alone are a lead (_lone_why's "values")
+    classes = {str(r.fingerprint) for r in judged if (r.meta or {}).get("predicts") == "classes"
+               and ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
     for c in found:
-        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural)
+        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes)
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
@@ -1096,19 +1100,28 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     return a is not None and a >= LABEL_MATCH
 
 
-def _lone_why(c: Candidate, n_behavioural: int) -> str:
+def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -> str:
     """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
     ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
     fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
     by 1 of 11 fingerprints (weight-stats)" while the same camps beside a real candidate were "a lead"; of the lone
     candidates of that kind in the stored summaries of audits 75-91 (a learning rate's, a dropout's and two seed-only
     nulls' weight-stats, audit 78's second weight-spectra camps, a fresh-head null's aligned-weights, a null's cka),
-    one was partly real (audit 75's backdoor in 3 of 8 families, weight-stats' camps matching it): a lead, still said."""
+    one was partly real (audit 75's backdoor in 3 of 8 families, weight-stats' camps matching it): a lead, still said.
+    Or ``"values"``: a ``groups lineages`` verdict of whole init families (with relatives) by the output values of one
+    fingerprint beside judged fingerprints of the predicted classes off the in-distribution probes (``classes``), none
+    of which joins it (a rule that agrees in distribution shows off it, in its predictions too). An
+    outside audit (107): of 39 null populations, two read "one candidate deep difference, found by 1 of 11" so, each
+    in 12 families of 2 at q 0.027 (three families' answers on one repeated-token probe; graded class preferences
+    off distribution); no planted difference of audits 105-107 was such a candidate."""
     if len(c.fingerprints) != 1:
         return ""
     if _small_share(c):
         return "share"
-    return "inside" if n_behavioural and c.kinds and "behavioural" not in c.kinds else ""
+    if n_behavioural and c.kinds and "behavioural" not in c.kinds:
+        return "inside"
+    return "values" if (classes and c.representative not in classes and c.relatives
+                        and c.verdicts.get(c.representative) == "groups lineages") else ""
 
 
 def _unlearned(stats: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -1850,10 +1863,27 @@ def _lone_leads_text(ans: Answer) -> str:
     first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
     share = [c for c in ans.lone_leads if c.lone_why == "share"]
     inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
+    values = [c for c in ans.lone_leads if c.lone_why == "values"]
     failed = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
     after_share = first + len(share) if len(share) > 1 else first
+    after_inside = after_share + len(inside) if len(inside) > 1 else after_share
     return "; ".join(t for t in (_unlearned_text(ans, failed), _small_leads_text(ans, share, first),
-                                 _inside_leads_text(ans, inside, after_share)) if t)
+                                 _inside_leads_text(ans, inside, after_share), _values_leads_text(ans, values, after_inside))
+                     if t)
+
+
+def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
+    """``a lead that one fingerprint's output values alone find ...`` for the leads of :func:`_lone_why`'s
+    ``"values"``, or ``""``."""
+    if not leads:
+        return ""
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint's output values alone find, "
+            "whole init families on each side, no fingerprint of the predicted classes off distribution with it "
+            "(weaker evidence than "
+            "a candidate: a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the "
+            "families as readily as a real difference too slight to change a prediction: docs/scorecard.md, "
+            "\"Output values alone\")")
+    return _leads_text(ans, head, leads, first, ans.n_behavioural)
 
 
 def _unlearned_text(ans: Answer, leads: list[Candidate]) -> str:

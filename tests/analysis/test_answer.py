@@ -1280,3 +1280,36 @@ def test_one_refined_candidate_whose_clusters_two_fingerprints_share_joins_the_c
     assert _coarsens(rules, {m: int(r == 1) for m, r in rules.items()})
     assert not _coarsens(rules, {m: int(f) % 2 for m, f in zip(IDS3, FAM3)})  # camps across the clusters
     assert not _coarsens({m: int(r == 1) for m, r in rules.items()}, {m: int(r == 1) for m, r in rules.items()})
+
+
+def test_one_fingerprints_output_values_grouping_whole_families_beside_predictions_off_distribution_is_a_lead():
+    """An outside audit (107): two of 39 null populations read "one candidate deep difference, found by 1 of 11"
+    (ood-outputs; recombined-outputs), whole init families of 12 x 2 on each side at q 0.027, while `disagreement` on
+    the same off-distribution probes saw nothing. Such a candidate is a lead; beside predicted classes on the
+    in-distribution probes only (where two rules that agree there cannot differ), or crossing lineage, it stays one."""
+    def behavioural(r: FingerprintResult, probe_set: str | None = None, classes: bool = False) -> FingerprintResult:
+        r.kind = "behavioural"
+        r.meta.update({"params": {"probe_set": probe_set}} if probe_set else {})
+        r.meta.update({"predicts": "classes"} if classes else {})
+        return r
+
+    def ood_classes() -> FingerprintResult:
+        return behavioural(fp("disagreement", None, "lineage only"), "ood", classes=True)
+
+    values = behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.027), "ood")
+    ans = label_free_answer(result(values, ood_classes()))
+    assert ans.candidates == [] and [c.lone_why for c in ans.lone_leads] == ["values"]
+    assert ans.sentence.startswith(
+        "no candidate deep difference; a lead that one fingerprint's output values alone find, whole init families on "
+        "each side, no fingerprint of the predicted classes off distribution with it (weaker evidence than a candidate: "
+        "a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the families as readily as "
+        "a real difference too slight to change a prediction: docs/scorecard.md, \"Output values alone\"): found by 1 of 2 "
+        "fingerprints (ood-outputs): candidate basins of 12 and 12 models")
+    in_dist = behavioural(fp("disagreement:probe_set=in_dist", None, "no structure"), "in_dist", classes=True)
+    kept = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.027), "ood"), in_dist))
+    assert len(kept.candidates) == 1 and kept.lone_leads == []
+    crossing = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, q=0.027), "ood"), ood_classes()))
+    assert len(crossing.candidates) == 1 and crossing.lone_leads == []
+    joined = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages"), "ood"),
+                                      behavioural(fp("disagreement", CAMPS, "groups lineages"), "ood", classes=True)))
+    assert len(joined.candidates) == 1 and joined.candidates[0].fingerprints == ["ood-outputs", "disagreement"]
