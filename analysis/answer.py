@@ -107,6 +107,8 @@ class Candidate:
     reads: list[str] = field(default_factory=list)  # what its fingerprints read (meta "reads": outputs, gradients, ...)
     balanced: dict[str, Any] | None = None  # every family the same split between the camps: _balance
     relatives: bool = True  # the representative's models have relatives (False: every model its own init family)
+    # the init families a `groups lineages` representative's split cuts, their models on both sides (label_free.cut_families)
+    cut_families: list[str] = field(default_factory=list)
     # the representative's few init families of two or more models beside singletons (mostly_alone), else None
     related_families: int | None = None
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
@@ -1046,6 +1048,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         reads=sorted({str((r.meta or {}).get("reads") or "") for r in group}),
         balanced=_balance(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         relatives=rep.label_free.get("n_related_families") != 0, related_families=mostly_alone(rep.label_free),
+        cut_families=[str(f) for f in rep.label_free.get("cut_families") or ()],
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
@@ -1110,7 +1113,8 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -
     one was partly real (audit 75's backdoor in 3 of 8 families, weight-stats' camps matching it): a lead, still said.
     Or ``"values"``: a ``groups lineages`` verdict of whole init families (with relatives) by the output values of one
     fingerprint beside judged fingerprints of the predicted classes off the in-distribution probes (``classes``), none
-    of which joins it (a rule that agrees in distribution shows off it, in its predictions too). An
+    of which joins it (a rule that agrees in distribution shows off it, in its predictions too), every family whole
+    (a split that cuts some families is more than the seeds' quirk: audit 108's backdoor cutting 2 of 12). An
     outside audit (107): of 39 null populations, two read "one candidate deep difference, found by 1 of 11" so, each
     in 12 families of 2 at q 0.027 (three families' answers on one repeated-token probe; graded class preferences
     off distribution); no planted difference of audits 105-107 was such a candidate."""
@@ -1120,7 +1124,7 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -
         return "share"
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
-    return "values" if (classes and c.representative not in classes and c.relatives
+    return "values" if (classes and c.representative not in classes and c.relatives and not c.cut_families
                         and c.verdicts.get(c.representative) == "groups lineages") else ""
 
 
@@ -1438,7 +1442,16 @@ def _relation(c: Candidate) -> str:
         return (f"; the camps are {'mostly ' if whole > cut else 'half '}whole init families ({whole} of {n} whole, the other {cut} each cut by one "
                 f"model): the init seed places all but {cut} models, and the split crosses lineage only through those, "
                 "which a few outlying models can make as well as a difference the seeds do not decide")
+    cut = c.cut_families if c.verdicts.get(c.representative) == "groups lineages" else []
+    if cut:  # audit 108: a backdoor drawn per model that cut 2 of 12 families read as whole families on each side
+        names = ", ".join(cut[:MAX_CUT]) + (f" and {len(cut) - MAX_CUT} more" if len(cut) > MAX_CUT else "")
+        return (f"; whole init families on each side but {len(cut)} ({names}), whose models fall on both (the init seed "
+                "decides the others, not these: a difference the seed decides with a few seeds that did not, or one "
+                "drawn per model that most families happened to hold on one side; summary.json label_free.cut_families)")
     return RELATION.get(c.verdicts.get(c.representative), "")
+
+
+MAX_CUT = 4  # cut families named in the candidate's sentence, the rest counted
 
 
 def _family_sides(r: FingerprintResult, basins: dict[str, int]) -> dict[str, list[int]] | None:

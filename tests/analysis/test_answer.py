@@ -1308,8 +1308,24 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
     in_dist = behavioural(fp("disagreement:probe_set=in_dist", None, "no structure"), "in_dist", classes=True)
     kept = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.027), "ood"), in_dist))
     assert len(kept.candidates) == 1 and kept.lone_leads == []
+    cutting = behavioural(fp("anomalous-inputs", CAMPS, "groups lineages", q=0.015), "ood")  # audit 108's backdoor
+    cutting.label_free["cut_families"] = ["2", "6"]  # cutting 2 of 12 families: more than the seeds' quirk
+    assert len(label_free_answer(result(cutting, ood_classes())).candidates) == 1
     crossing = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, q=0.027), "ood"), ood_classes()))
     assert len(crossing.candidates) == 1 and crossing.lone_leads == []
     joined = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages"), "ood"),
                                       behavioural(fp("disagreement", CAMPS, "groups lineages"), "ood", classes=True)))
     assert len(joined.candidates) == 1 and joined.candidates[0].fingerprints == ["ood-outputs", "disagreement"]
+
+
+def test_a_groups_lineages_candidate_that_cuts_a_few_families_says_so():
+    """An outside audit (108): a backdoor drawn per model that cut 2 of 12 families of 2 read "whole init families on
+    each side (the init seed decides them ...)" beside a verdict that named the two families it cut."""
+    cut = fp("anomalous-inputs", CAMPS, "groups lineages")
+    cut.label_free["cut_families"] = ["2", "6"]
+    ans = label_free_answer(result(cut))
+    assert ans.candidates[0].cut_families == ["2", "6"]
+    assert ("; whole init families on each side but 2 (2, 6), whose models fall on both (the init seed decides the "
+            "others, not these: ") in ans.sentence and "(the init seed decides them" not in ans.sentence
+    whole = label_free_answer(result(fp("anomalous-inputs", CAMPS, "groups lineages")))
+    assert "; whole init families on each side (the init seed decides them" in whole.sentence
