@@ -416,7 +416,9 @@ def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[st
                    f"{len(ids)} models ({who}) of {lead['n_families']} init families"
                    + (", each beside relatives in the larger basin" if lead["beside"] else "")
                    + ": a small basin that no label-free verdict confirms (too few models to tell a basin from "
-                   "outliers), an exploratory lead: look at these models (a few that learned something else?)")
+                   "outliers), an exploratory lead: look at these models (a few that learned something else, or "
+                   "that a training setting drawn per model set apart, such as the least label noise or the largest "
+                   "learning rate?)")
     return out
 
 

@@ -497,6 +497,8 @@ def test_a_small_basin_several_fingerprints_agree_on_is_named_as_a_lead():
                                              "n_families": 2, "beside": True}]
     assert line.startswith("a, b: the basins are 22 models and 2 models (m02, m13) of 2 init families, each beside "
                            "relatives in the larger basin: a small basin that no label-free verdict confirms"), line
+    assert line.endswith("(a few that learned something else, or that a training setting drawn per model set apart, "
+                         "such as the least label noise or the largest learning rate?)")  # audit 108 F3
     assert small_basin_sentences(result(clustered("a", minority), clustered("c", set()))) == []
     one_family = {"m02", "m03"}  # both of f1: that seed's quirk
     assert small_basin_sentences(result(clustered("a", one_family), clustered("b", one_family))) == []
