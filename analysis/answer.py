@@ -750,10 +750,28 @@ def _held_as(judged: list[FingerprintResult], reason: str) -> dict[str, float]:
     out = {}
     for r in judged:
         free = r.label_free
-        if free.get("held") == reason:
+        if free.get("held") == reason and not (reason == "few" and _one_family_camp(r)):
             q = min((free.get(f"q_{t}") for t in ("split", "groups") if free.get(f"q_{t}") is not None), default=None)
             out[_said_name(r)] = 1.0 if q is None else float(q)
     return out
+
+
+def _one_family_camp(r: FingerprintResult) -> bool:
+    """The smaller of ``r``'s held-back camps (``label_free.held_basins``) is exactly one init family with relatives, all
+    its models: the init seed set them apart, which the seeds' own noise does (the one-family pointer says such a family,
+    "One family apart"), not "a few models" to look at. An outside audit (108): on a seeds-only null the answer said a
+    camp of one whole family of 2 as "a lead to look at"."""
+    held, fam = _held_basins(r.label_free), dict(zip(map(str, r.model_ids), map(str, r.lineage_values or ())))
+    sizes = Counter(held.values())
+    if len(sizes) != 2 or not fam:
+        return False
+    small = {m for m, c in held.items() if c == min(sizes, key=lambda k: (sizes[k], k))}
+    families = {fam.get(m) for m in small}
+    if len(families) != 1 or None in families:
+        return False
+    (f,) = families
+    members = {m for m, g in fam.items() if g == f}
+    return len(members) >= 2 and small == members
 
 
 def _lineage_found(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], alpha: float,

@@ -785,6 +785,13 @@ def test_camps_held_back_beside_a_camp_of_few_models_are_a_lead_not_a_continuum(
     assert "continuum" not in ans.sentence
     beside = label_free_answer(result(few, fp("b", CAMPS), fp("c", CAMPS)))
     assert "; besides, the models of ood (q 0.019) fall into two significant camps, the smaller of 3" in beside.sentence
+    # the smaller camp one whole init family: what the seeds' own noise sets apart, not a few models to look at
+    # (an outside audit, 108: "a lead to look at" on a seeds-only null); a few of two families stay said
+    few.lineage_values = [str(i // 2) for i in range(len(IDS))]  # 12 families of 2
+    few.label_free["held_basins"] = {m: int(i in (14, 15)) for i, m in enumerate(IDS)}  # family 7, whole
+    assert label_free_answer(result(few, fp("a", None, "lineage only"))).few_models == {}
+    few.label_free["held_basins"] = {m: int(i in (14, 16)) for i, m in enumerate(IDS)}  # families 7 and 8
+    assert label_free_answer(result(few, fp("a", None, "lineage only"))).few_models == {"ood": 0.019}
 
 
 def test_the_balance_sentence_names_the_design_columns_already_taken_out():
