@@ -144,6 +144,9 @@ class Candidate:
     # its camps (AMI at AGREE or more): {fingerprint: [AMI, why held]} (audit 101: a backdoor "found by 1 of 11" while
     # 6 more held exactly its camps, said as "one continuum cut in two")
     held_same: dict[str, list] = field(default_factory=dict)
+    # judged fingerprints outside it and outside held_same, not privileged, whose own two clusters are its camps (AMI at
+    # AGREE or more): {fingerprint: AMI} (audit 108 F5: "found by 1 of 11" while 5-7 more clusters were its camps)
+    clusters_same: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -238,7 +241,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
     # the judged fingerprints of the predicted classes off the in-distribution probes (where two rules that agree in
     # distribution differ): beside them, one fingerprint's output values alone are a lead (_lone_why's "values")
-    classes = {str(r.fingerprint) for r in judged if (r.meta or {}).get("predicts") == "classes"
+    classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in judged
+               if (r.meta or {}).get("predicts") == "classes"
                and ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
     for c in found:
         c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes)
@@ -367,6 +371,13 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
             shown[i].held_same[name] = [round(float(a), 2), free["held"]]
             for said in (ans.graded, ans.few_models):
                 said.pop(_said_name(r), None)
+    for c in ans.candidates:  # fingerprints whose own two clusters are a candidate's camps, without a verdict of theirs
+        for r in judged:
+            name = str(r.fingerprint)
+            if name in inside or name in c.held_same or _privileged(r) or r.k != 2:
+                continue
+            if (a := _agreement(_clusters(r), c.basins)) is not None and a >= AGREE:
+                c.clusters_same[name] = round(float(a), 2)
 
 
 def _agreeing_groups(parts: dict[str, dict[str, int]]) -> list[tuple[list[str], list[float]]]:
@@ -529,6 +540,18 @@ def _held_same_text(c: Candidate) -> str:
             f"as one continuum or beside a camp of {FEW_MODELS} models or fewer")
     return (f"; the camps of {len(names)} more ({_first_three(names)}; AMI {span} with these), significant but held "
             f"back {held}, are these camps too")
+
+
+def _clusters_same_text(c: Candidate) -> str:
+    """``; the own two clusters of 5 more (a, b, c and 2 more; AMI 0.78-1.00 with these) are these camps too, no test
+    of theirs significant`` for :attr:`Candidate.clusters_same`, or ``""``."""
+    if not c.clusters_same:
+        return ""
+    names = sorted(c.clusters_same, key=lambda f: (-c.clusters_same[f], f))
+    amis = [c.clusters_same[f] for f in names]
+    span = f"{amis[0]:.2f}" if min(amis) == max(amis) else f"{min(amis):.2f}-{max(amis):.2f}"
+    return (f"; the own two clusters of {len(names)} more ({_first_three(names)}; AMI {span} with these) are these camps "
+            "too, without a deep verdict of their own (not a test: fingerprints of one population share its noise)")
 
 
 def _failed_camp(basins: dict[str, int], u: dict[str, Any]) -> set[str]:
@@ -1121,7 +1144,7 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     return a is not None and a >= LABEL_MATCH
 
 
-def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -> str:
+def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int]] | None = None) -> str:
     """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
     ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
     fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
@@ -1131,7 +1154,8 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -
     one was partly real (audit 75's backdoor in 3 of 8 families, weight-stats' camps matching it): a lead, still said.
     Or ``"values"``: a ``groups lineages`` verdict of whole init families (with relatives) by the output values of one
     fingerprint beside judged fingerprints of the predicted classes off the in-distribution probes (``classes``), none
-    of which joins it (a rule that agrees in distribution shows off it, in its predictions too), every family whole
+    of which joins it, nor has its own two clusters on its camps (``classes``: name -> own two clusters; a rule that agrees
+    in distribution shows off it, in its predictions too), every family whole
     (a split that cuts some families is more than the seeds' quirk: audit 108's backdoor cutting 2 of 12). An
     outside audit (107): of 39 null populations, two read "one candidate deep difference, found by 1 of 11" so, each
     in 12 families of 2 at q 0.027 (three families' answers on one repeated-token probe; graded class preferences
@@ -1143,7 +1167,9 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: Collection[str] = ()) -
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
     return "values" if (classes and c.representative not in classes and c.relatives and not c.cut_families
-                        and c.verdicts.get(c.representative) == "groups lineages") else ""
+                        and c.verdicts.get(c.representative) == "groups lineages"
+                        and not any((a := _agreement(own, c.basins)) is not None and a >= AGREE
+                                    for own in classes.values())) else ""
 
 
 def _unlearned(stats: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -1365,7 +1391,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
     hedges = balance + notes or ((UNRECORDED if columns_given else UNRECORDED_NONE) if unrecorded else "")
-    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}): candidate basins of {size} models"
+    return (f"found by {len(c.fingerprints)} of {n} fingerprints ({who}{agree}{_held_same_text(c)}{_clusters_same_text(c)}): candidate basins of {size} models"
             f"{' (' + ', '.join(figures) + ')' if figures else ''}{_relation(c)}{cols}{hedges}{_in_dist_text(c)}"
             f"{_refined_text(c, finer)}")
 

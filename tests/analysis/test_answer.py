@@ -1320,6 +1320,9 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
     cutting = behavioural(fp("anomalous-inputs", CAMPS, "groups lineages", q=0.015), "ood")  # audit 108's backdoor
     cutting.label_free["cut_families"] = ["2", "6"]  # cutting 2 of 12 families: more than the seeds' quirk
     assert len(label_free_answer(result(cutting, ood_classes())).candidates) == 1
+    seen = ood_classes()  # its own clusters are the camps, without a deep verdict: it sees them
+    seen.k, seen.clusters = 2, [CAMPS[m] for m in IDS]
+    assert len(label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages"), "ood"), seen)).candidates) == 1
     crossing = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, q=0.027), "ood"), ood_classes()))
     assert len(crossing.candidates) == 1 and crossing.lone_leads == []
     joined = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages"), "ood"),
@@ -1338,3 +1341,21 @@ def test_a_groups_lineages_candidate_that_cuts_a_few_families_says_so():
             "others, not these: ") in ans.sentence and "(the init seed decides them" not in ans.sentence
     whole = label_free_answer(result(fp("anomalous-inputs", CAMPS, "groups lineages")))
     assert "; whole init families on each side (the init seed decides them" in whole.sentence
+
+
+def test_fingerprints_whose_own_two_clusters_are_a_candidates_camps_are_said_with_it():
+    """An outside audit (108, F5): a backdoor read "found by 1 of 11 fingerprints" while 5-7 more fingerprints' own two
+    clusters were exactly its camps, unsaid. They are said with it, not counted among its finders."""
+    def clustered(name: str, clusters: dict[str, int], k: int = 2) -> FingerprintResult:
+        r = fp(name, None, "no structure", q=0.5, sep=None)
+        r.k, r.clusters = k, [clusters[m] for m in IDS]
+        return r
+
+    ans = label_free_answer(result(fp("ood-outputs", CAMPS), clustered("probe-outputs", CAMPS),
+                                   clustered("disagreement", flipped(CAMPS, 1)), clustered("cka", HALVES),
+                                   clustered("weight-stats", {m: i % 3 for i, m in enumerate(IDS)}, k=3)))
+    (c,) = ans.candidates
+    assert c.fingerprints == ["ood-outputs"] and c.clusters_same == {"probe-outputs": 1.0, "disagreement": 0.78}
+    assert ("found by 1 of 5 fingerprints (ood-outputs; the own two clusters of 2 more (probe-outputs, disagreement; AMI "
+            "0.78-1.00 with these) are these camps too, without a deep verdict of their own (not a test: fingerprints of "
+            "one population share its noise)): candidate basins of 12 and 12 models") in ans.sentence
