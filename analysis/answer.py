@@ -241,14 +241,13 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     beside = any(len(c.fingerprints) >= LONE_BESIDE and c.few is None and not c.unlearned for c in found)
     # the judged fingerprints of the predicted classes off the in-distribution probes (where two rules that agree in
     # distribution differ): beside them, one fingerprint's output values alone are a lead (_lone_why's "values")
-    classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in judged
-               if (r.meta or {}).get("predicts") == "classes"
-               and ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
+    preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
+    classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in preds
+               if ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
     for c in found:
         c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes)
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
-    preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     q = _test_q(analysed)
     held = _held(analysed, q, alpha)
     ans = Answer(len(analysed), len(judged), cands, finer=_finer(cands, {str(r.fingerprint): r for r in deep}),
@@ -419,15 +418,10 @@ CLUSTER_LEAD_CUT = 1 / 3  # ... when they cut at least this share of the init fa
 
 
 def _cut(own: dict[str, int], r: FingerprintResult) -> tuple[int, int]:
-    """(init families with two or more of ``own``'s models that ``own`` (model id -> cluster) cuts, such families)."""
-    sides: dict[str, set[int]] = {}
-    seen: Counter = Counter()
-    for m, f in zip(r.model_ids, r.lineage_values or ()):
-        if str(m) in own:
-            sides.setdefault(str(f), set()).add(own[str(m)])
-            seen[str(f)] += 1
-    related = [f for f, n in seen.items() if n >= 2]
-    return sum(len(sides[f]) > 1 for f in related), len(related)
+    """(init families with two or more of ``own``'s models that ``own`` (two camps: model id -> cluster) cuts, such
+    families), from :func:`_family_sides`."""
+    related = [s for s in (_family_sides(r, own) or {}).values() if len(s) >= 2]
+    return sum(len(set(s)) > 1 for s in related), len(related)
 
 
 def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], tuple[int, int]] | None:
@@ -490,8 +484,7 @@ def _cluster_leads_text(ans: Answer, lead: str) -> str:
     out = ""
     for u in ans.cluster_leads:
         stab = _span_text(u["stability"])
-        agree = ("agree" if u["ami"] and u["ami"][0] >= AGREE else "linked by pairs that agree") + (
-            f" (AMI {_span_text(u['ami'])})" if u["ami"] else "")
+        agree = _leads_agree_text(u["ami"])
         lo, hi = (f"{v:.2g}" for v in u["p"]) if u["p"] else ("", "")
         p = "" if not u["p"] else f" (their split tests' raw p {lo if lo == hi else f'{lo}-{hi}'})"
         out += (f"; {lead} the own two clusters of {_first_three(u['fingerprints'])}, stable under resampling (stability "
@@ -507,6 +500,13 @@ def _cluster_leads_text(ans: Answer, lead: str) -> str:
     return out
 
 
+def _leads_agree_text(ami: list[float] | None) -> str:
+    """``agree (AMI 0.78-1.00)``, or ``linked by pairs that agree (...)`` when the weakest pair is below :data:`AGREE`:
+    how a lead's fingerprints agree (:attr:`Answer.unconfirmed`, :attr:`Answer.cluster_leads`)."""
+    return ("agree" if ami and ami[0] >= AGREE else "linked by pairs that agree") + (
+        f" (AMI {_span_text(ami)})" if ami else "")
+
+
 def _unconfirmed_text(ans: Answer, lead: str) -> str:
     """``; but the camps of X and Y, significant before the correction across fingerprints only (q ...), agree (AMI
     ...): 12 and 12 models, a lead ...`` for :attr:`Answer.unconfirmed`, or ``""``."""
@@ -514,8 +514,7 @@ def _unconfirmed_text(ans: Answer, lead: str) -> str:
     for u in ans.unconfirmed:
         qs = sorted({f"{v:.2g}" for v in u["q"] or ()}, key=float)
         q = f" (q {'-'.join(qs[::len(qs) - 1] if len(qs) > 1 else qs)})" if qs else ""
-        agree = ("agree" if u["ami"] and u["ami"][0] >= AGREE else "linked by pairs that agree") + (
-            f" (AMI {_span_text(u['ami'])})" if u["ami"] else "")
+        agree = _leads_agree_text(u["ami"])
         out += (f"; {lead} the two-camp splits of {_first_three(u['fingerprints'])}, significant before the correction "
                 f"across fingerprints but not after{q}, {agree}: camps of {' and '.join(map(str, u['sizes']))} "
                 "models (summary.json label_free_answer.unconfirmed), a lead to check, not a finding: a training setting "
@@ -533,7 +532,7 @@ def _held_same_text(c: Candidate) -> str:
         return ""
     names = sorted(c.held_same, key=lambda f: (-c.held_same[f][0], f))
     amis = [c.held_same[f][0] for f in names]
-    span = f"{amis[0]:.2f}" if min(amis) == max(amis) else f"{min(amis):.2f}-{max(amis):.2f}"
+    span = _span_text([min(amis), max(amis)])
     why = {c.held_same[f][1] for f in names}
     held = ("as one continuum (no gap a test sees between them)" if why == {"no gap"} else
             f"beside a camp of {FEW_MODELS} models or fewer" if why == {"few"} else
@@ -549,7 +548,7 @@ def _clusters_same_text(c: Candidate) -> str:
         return ""
     names = sorted(c.clusters_same, key=lambda f: (-c.clusters_same[f], f))
     amis = [c.clusters_same[f] for f in names]
-    span = f"{amis[0]:.2f}" if min(amis) == max(amis) else f"{min(amis):.2f}-{max(amis):.2f}"
+    span = _span_text([min(amis), max(amis)])
     return (f"; the own two clusters of {len(names)} more ({_first_three(names)}; AMI {span} with these) are these camps "
             "too, without a deep verdict of their own (not a test: fingerprints of one population share its noise)")
 
@@ -784,17 +783,14 @@ def _one_family_camp(r: FingerprintResult) -> bool:
     its models: the init seed set them apart, which the seeds' own noise does (the one-family pointer says such a family,
     "One family apart"), not "a few models" to look at. An outside audit (108): on a seeds-only null the answer said a
     camp of one whole family of 2 as "a lead to look at"."""
-    held, fam = _held_basins(r.label_free), dict(zip(map(str, r.model_ids), map(str, r.lineage_values or ())))
+    held = _held_basins(r.label_free)
+    sides = _family_sides(r, held)
+    if not sides:
+        return False
     sizes = Counter(held.values())
-    if len(sizes) != 2 or not fam:
-        return False
-    small = {m for m, c in held.items() if c == min(sizes, key=lambda k: (sizes[k], k))}
-    families = {fam.get(m) for m in small}
-    if len(families) != 1 or None in families:
-        return False
-    (f,) = families
-    members = {m for m, g in fam.items() if g == f}
-    return len(members) >= 2 and small == members
+    small = min(sizes, key=lambda k: (sizes[k], k))
+    homes = [s for s in sides.values() if small in s]  # the families with a model in the smaller camp
+    return len(homes) == 1 and len(homes[0]) >= 2 and set(homes[0]) == {small}
 
 
 def _lineage_found(analysed: list[FingerprintResult], q: dict[tuple[int, str], float], alpha: float,
@@ -1936,8 +1932,7 @@ def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
         return ""
     head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint's output values alone find, "
             "whole init families on each side, no fingerprint of the predicted classes off distribution with it "
-            "(weaker evidence than "
-            "a candidate: a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the "
+            "(weaker evidence than a candidate: a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the "
             "families as readily as a real difference too slight to change a prediction: docs/scorecard.md, "
             "\"Output values alone\")")
     return _leads_text(ans, head, leads, first, ans.n_behavioural)
