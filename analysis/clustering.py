@@ -57,6 +57,7 @@ SHARED_DISTANCES_MAX = 2000  # up to this many models, the silhouettes of every 
 AGGLOMERATIVE_MAX = 10000  # agglomerative linkage of features keeps n(n-1)/2 distances (0.4 GB here)
 BOOT_MAX = 5000  # distinct models kept in one bootstrap replicate
 HDBSCAN_MIN_SAMPLES_MAX = 100  # HDBSCAN's core distance uses at most this many neighbours
+KMEANS_N_INIT = 10  # k-means inits per k (five found the better of two local optima at some --seed only: audit 109)
 KMEANS_NUMPY_MAX = 700  # up to this many models k-means runs in numpy (analysis.kmeans: every k in one batch); above, scikit-learn (faster there)
 SILHOUETTE_NUMPY_MAX = 1000  # likewise the silhouette on a distance matrix (numpy 2.8 vs 4.7 ms at 1,000; 16.8 vs 11.8 at 2,000)
 
@@ -194,9 +195,9 @@ class BasinClusterer(ClusterMixin, BaseEstimator):
             return Clustering(labels, "gmm", len(np.unique(labels)), best[0], scores)
         if method == "kmeans":
             if n <= KMEANS_NUMPY_MAX:  # scikit-learn's KMeans step for step, without its per-call cost (analysis.kmeans)
-                each = km.kmeans_labels_each(data, [k] if k is not None else self._ks(n), 5, rs)  # every k in one batch
+                each = km.kmeans_labels_each(data, [k] if k is not None else self._ks(n), KMEANS_N_INIT, rs)  # every k in one batch
                 return self._silhouette_k(each.__getitem__, data, "euclidean")
-            return self._silhouette_k(lambda kk: KMeans(kk, n_init=5, random_state=rs).fit_predict(data), data, "euclidean")
+            return self._silhouette_k(lambda kk: KMeans(kk, n_init=KMEANS_N_INIT, random_state=rs).fit_predict(data), data, "euclidean")
         linkage = "complete" if method == "agglomerative-complete" else "average"
         if dist:
             fit = lambda kk: AgglomerativeClustering(kk, metric="precomputed", linkage=linkage).fit_predict(data)  # noqa: E731
