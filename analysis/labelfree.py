@@ -49,6 +49,7 @@ from scipy.stats import false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
+    FEW_FAMILIES_Q,
     FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
@@ -1064,7 +1065,11 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     lineage test since ``METHODS_VERSION`` 24: an outside audit, 74, read families the clusters were
     exactly, at p 0.005, as "no structure" on a null where only two other tests were significant): with more
     replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
-    Not a test that a smaller floor could not change (significant already, or some null replicate as
+    Also a groups test at its floor significant at a q above
+    :data:`~analysis.labelfree_sentences.FEW_FAMILIES_Q`, with replicates enough for that q (one fingerprint's
+    whole families there are a lead, :func:`analysis.answer._lone_why`'s ``"weak"``: a real grouping at the floor of
+    199 replicates, q 0.03, is not to be read so for want of replicates; outside audit 109).
+    Not a test that a smaller floor could not change (significant already at that q, or some null replicate as
     extreme as the data), and nothing when ``n_null`` is that large already. Running only these
     tests again with more replicates keeps each p-value valid (a Monte Carlo p-value refined only
     when it is at its floor is never below its level: docs/scorecard.md, "Null replicates")."""
@@ -1075,8 +1080,13 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     for (i, test), qv in q.items():
         r = results[i]
         p = {"groups": r.p_groups, "split": r.p_split, "lineage": r.p_lineage}.get(test)
-        if p is not None and qv > alpha and at_floor(p, r.n_null, test) and r.n_null < need:
-            out[i] = need
+        # a groups test at its floor between FEW_FAMILIES_Q and alpha too: as a lone fingerprint's whole families
+        # there it would be a lead (analysis.answer._lone_why's "weak"), where with more replicates it may not be
+        # (its floor then low enough for FEW_FAMILIES_Q)
+        low, more = (FEW_FAMILIES_Q, replicates_for(len(q), FEW_FAMILIES_Q)) if test == "groups" and qv <= alpha \
+            else (alpha, need)
+        if p is not None and qv > low and at_floor(p, r.n_null, test) and r.n_null < more:
+            out[i] = max(out.get(i, 0), more)
     return out
 
 

@@ -744,6 +744,24 @@ def test_a_deep_test_at_its_floor_unconfirmed_by_the_correction_asks_for_more_re
     assert lf.decide([replace(families, p_lineage=1 / 2400, n_null=2399), *nulls])[0].verdict == "lineage only"
 
 
+def test_a_groups_test_at_its_floor_significant_above_q_0_02_asks_for_more_replicates():
+    """Outside audit 109: one fingerprint's whole families at the groups test's floor (p 0.01 of 199 replicates) at q
+    0.03 would be a lead (analysis.answer._lone_why's "weak") for want of replicates: drawn again with enough for q 0.02.
+    Not at q 0.02 or less, not above the floor, and not a split test so (significant: a verdict already)."""
+    groups = lf.LabelFreeResult(12, 6, 0.9, 2 / 200, 0.9, n_null=199)
+    lineages = [lf.LabelFreeResult(12, 6, 1 / 200, 0.9, 0.9, n_null=199) for _ in range(2)]
+    q = lf._adjusted([groups, *lineages])[(0, "groups")]
+    assert 0.02 < q <= 0.05 and lf.replicates_for(9, 0.02) == 1799
+    assert lf.replicates_to_decide([groups, *lineages]) == {0: 1799}
+    assert lf.replicates_to_decide([replace(groups, p_groups=4 / 200), *lineages]) == {}  # above its floor
+    strong = [lf.LabelFreeResult(12, 6, 1 / 200, 0.9, 1 / 200, split_rate=1.0, n_null=199) for _ in range(5)]
+    assert lf._adjusted([groups, *strong])[(0, "groups")] <= 0.02 and lf.replicates_to_decide([groups, *strong]) == {}
+    split = lf.LabelFreeResult(12, 6, 0.9, 0.9, 1 / 200, split_rate=1.0, n_null=199)
+    others = [lineages[0], *(lf.LabelFreeResult(12, 6, 0.5, 0.9, 0.9, n_null=199) for _ in range(2))]
+    assert 0.02 < lf._adjusted([split, *others])[(0, "split")] <= 0.05
+    assert lf.replicates_to_decide([split, *others]) == {}
+
+
 def test_the_minority_nulls_script_runs_and_its_heavy_tailed_nulls_get_no_minority_verdict(capsys):
     """scripts/labelfree_minority_nulls.py (the rates docs/results.md quotes), in a few draws."""
     import importlib.util
