@@ -727,7 +727,8 @@ def test_a_lone_deep_test_at_its_floor_is_decided_with_more_replicates():
     the two sides of a large split in one fingerprint of ten (the other nine noise). With 199 null
     replicates its split's p (0.005) is the floor, and the correction over 30 tests lifts it to q
     0.15; the analysis draws that fingerprint's null again with 2,399 replicates and calls the camps,
-    while the nine noise fingerprints keep their results exactly (they are not analysed again)."""
+    while the noise fingerprints keep their results exactly (they are not analysed again), but for those with a test
+    near alpha (drawn again as undecided, still no structure)."""
     rng = np.random.default_rng(0)
     fam = np.repeat(np.arange(6), 2)
     ids = [f"m{i}" for i in range(12)]
@@ -742,6 +743,10 @@ def test_a_lone_deep_test_at_its_floor_is_decided_with_more_replicates():
     assert set(free["candidate_basins"].values()) == {0, 1}
     assert adjusted_rand_score(np.arange(12) % 2, [free["candidate_basins"][m] for m in ids]) == 1.0
     alone = sc.analyze(noise, table, opts)
+    kept = 0
     for a, b in zip(res.fingerprints[1:], alone.fingerprints):
-        assert a.label_free["n_null"] == 199 and a.label_free["verdict"] == "no structure"
-        assert (a.label_free["p_lineage"], a.label_free["p_split"]) == (b.label_free["p_lineage"], b.label_free["p_split"])
+        assert a.label_free["verdict"] == "no structure"
+        if a.label_free["n_null"] == 199 == b.label_free["n_null"]:  # (one whose Monte Carlo error could turn a test
+            kept += 1                                                 # is drawn again: test_labelfree's undecided)
+            assert (a.label_free["p_lineage"], a.label_free["p_split"]) == (b.label_free["p_lineage"], b.label_free["p_split"])
+    assert kept >= 5
