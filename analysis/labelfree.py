@@ -1038,6 +1038,10 @@ def held_reason(blocking: dict[str, dict]) -> str | None:
 
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for
 MC_LEVEL = 0.99  # the confidence of a Monte Carlo p-value's interval (:func:`mc_interval`, :func:`undecided`)
+# an undecided test (:func:`undecided`) is drawn again up to this many models: the whole fingerprint is analysed again,
+# which at 1,000 models took more time than the report's budget (scripts/bench_report.py: 38-48 -> 69-84 s for 10
+# fingerprints on a shared host, ~1 in 10 drawn again on noise); larger populations decide at --n-perm
+UNDECIDED_MAX_MODELS = 500
 
 
 def _adjusted(results: Sequence[LabelFreeResult]) -> dict[tuple[int, str], float]:
@@ -1073,8 +1077,8 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     whole families there are a lead, :func:`analysis.answer._lone_why`'s ``"weak"``: a real grouping at the floor of
     199 replicates, q 0.03, is not to be read so for want of replicates; outside audit 109).
     And a groups or split test above its floor whose decision its Monte Carlo error could turn (:func:`undecided`:
-    the raw p against alpha, or the q), with :func:`replicates_for` the number of tests: at 199 replicates a report's
-    ``--seed`` decided such tests (outside audit 109).
+    the raw p against alpha, or the q), with :func:`replicates_for` the number of tests, of up to
+    :data:`UNDECIDED_MAX_MODELS` models: at 199 replicates a report's ``--seed`` decided such tests (outside audit 109).
     Not a test that a smaller floor could not change (significant already at that q, or some null replicate as
     extreme as the data) and whose decision is clear, and nothing when ``n_null`` is that large already. Running only these
     tests again with more replicates keeps each p-value valid (a Monte Carlo p-value refined only
@@ -1094,7 +1098,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
         if p is not None and qv > low and at_floor(p, r.n_null, test) and r.n_null < more:
             out[i] = max(out.get(i, 0), more)
         elif p is not None and test != "lineage" and not at_floor(p, r.n_null, test) and r.n_null < need \
-                and undecided(p, qv, r.n_null, test, alpha):
+                and r.n_models <= UNDECIDED_MAX_MODELS and undecided(p, qv, r.n_null, test, alpha):
             out[i] = max(out.get(i, 0), need)
     return out
 

@@ -757,6 +757,7 @@ def test_a_deep_test_whose_monte_carlo_error_could_turn_its_decision_asks_for_mo
     assert lf.replicates_to_decide([split, *nulls]) == {0: 2399}
     assert lf.replicates_to_decide([replace(split, p_split=0.3), *nulls]) == {}
     assert lf.replicates_to_decide([replace(split, n_null=2399, p_split=0.03), *nulls]) == {}  # enough already
+    assert lf.replicates_to_decide([replace(split, n_models=lf.UNDECIDED_MAX_MODELS + 1), *nulls]) == {}  # its cost
     lineage = lf.LabelFreeResult(12, 6, 0.03, 0.9, 0.9, n_null=199)  # the lineage test decides no candidate: not drawn
     assert lf.replicates_to_decide([lineage, *nulls]) == {}
 
