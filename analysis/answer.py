@@ -122,7 +122,7 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
-    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside", "values" or "weak" (_lone_why),
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside" or "values" (_lone_why),
     # or of any number: "unlearned", one camp's models agree with nothing on the in-distribution probes (unlearned)
     # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
     # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
@@ -413,9 +413,6 @@ def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -
     return out
 
 
-# a candidate of one fingerprint grouping whole init families at a q above this is a lead (_lone_why's "weak"):
-# FEW_FAMILIES_Q's reading of few families (nulls at q 0.027-0.048), for one fingerprint at any number of them
-LONE_GROUPS_Q = FEW_FAMILIES_Q
 CLUSTER_LEAD_STABILITY = 0.7  # a fingerprint's own two clusters vote for a cluster lead at this bootstrap stability
 CLUSTER_LEAD_CUT = 1 / 3  # ... when they cut at least this share of the init families with relatives (CROSS_SPLIT_RATE)
 
@@ -1158,25 +1155,17 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
     (a split that cuts some families is more than the seeds' quirk: audit 108's backdoor cutting 2 of 12). An
     outside audit (107): of 39 null populations, two read "one candidate deep difference, found by 1 of 11" so, each
     in 12 families of 2 at q 0.027 (three families' answers on one repeated-token probe; graded class preferences
-    off distribution); no planted difference of audits 105-107 was such a candidate.
-    Or ``"weak"``: any other such ``groups lineages`` verdict of whole init families, at a q above :data:`LONE_GROUPS_Q`.
-    An outside audit (109) re-reported 52 populations at four ``--seed`` values: two seed-only GRU nulls of 8 families
-    of 3 read "one candidate deep difference, found by 1 of 10 (disagreement)" at two seeds each (q 0.03, 18 and 6:
-    two whole families apart) and none at the others; with 999 and 2,399 null replicates the q stayed at 0.04-0.055,
-    astride the threshold. In the 299 stored summaries of audits 105-108 and the 207 of audit 109 every such
-    candidate was on a null; the planted ones of one fingerprint cross lineage, cut families, or come at q 0.02 or
-    less."""
+    off distribution); no planted difference of audits 105-107 was such a candidate."""
     if len(c.fingerprints) != 1:
         return ""
     if _small_share(c):
         return "share"
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
-    whole = c.relatives and not c.cut_families and c.verdicts.get(c.representative) == "groups lineages"
-    if whole and classes and c.representative not in classes \
-            and not any((a := _agreement(own, c.basins)) is not None and a >= AGREE for own in classes.values()):
-        return "values"
-    return "weak" if whole and c.q is not None and c.q > LONE_GROUPS_Q else ""
+    return "values" if (classes and c.representative not in classes and c.relatives and not c.cut_families
+                        and c.verdicts.get(c.representative) == "groups lineages"
+                        and not any((a := _agreement(own, c.basins)) is not None and a >= AGREE
+                                    for own in classes.values())) else ""
 
 
 def _unlearned(stats: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -1928,30 +1917,12 @@ def _lone_leads_text(ans: Answer) -> str:
     share = [c for c in ans.lone_leads if c.lone_why == "share"]
     inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
     values = [c for c in ans.lone_leads if c.lone_why == "values"]
-    weak = [c for c in ans.lone_leads if c.lone_why == "weak"]
     failed = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
     after_share = first + len(share) if len(share) > 1 else first
     after_inside = after_share + len(inside) if len(inside) > 1 else after_share
-    after_values = after_inside + len(values) if len(values) > 1 else after_inside
     return "; ".join(t for t in (_unlearned_text(ans, failed), _small_leads_text(ans, share, first),
-                                 _inside_leads_text(ans, inside, after_share), _values_leads_text(ans, values, after_inside),
-                                 _weak_leads_text(ans, weak, after_values))
+                                 _inside_leads_text(ans, inside, after_share), _values_leads_text(ans, values, after_inside))
                      if t)
-
-
-def _weak_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
-    """``a lead that one fingerprint alone finds, whole init families on each side, at q ...`` for the leads of
-    :func:`_lone_why`'s ``"weak"``, or ``""``."""
-    if not leads:
-        return ""
-    qs = sorted(c.q for c in leads if c.q is not None)
-    at = f"q {qs[0]:.2g}" if len(qs) == 1 else f"q {qs[0]:.2g}-{qs[-1]:.2g}"
-    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint alone finds, whole init "
-            f"families on each side, at {at}, above {LONE_GROUPS_Q:g} (weaker evidence than a candidate: on "
-            "populations of seeds only, a few families' shared quirk groups them so as readily, and the null replicates "
-            "of another --seed can move such a q across the threshold: docs/scorecard.md, \"Whole families by one "
-            "fingerprint\")")
-    return _leads_text(ans, head, leads, first, ans.n_behavioural)
 
 
 def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:

@@ -50,7 +50,6 @@ from scipy.stats import false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
-    FEW_FAMILIES_Q,
     FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
@@ -1072,17 +1071,13 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     lineage test since ``METHODS_VERSION`` 24: an outside audit, 74, read families the clusters were
     exactly, at p 0.005, as "no structure" on a null where only two other tests were significant): with more
     replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
-    Also a groups test at its floor significant at a q above
-    :data:`~analysis.labelfree_sentences.FEW_FAMILIES_Q`, with replicates enough for that q (one fingerprint's
-    whole families there are a lead, :func:`analysis.answer._lone_why`'s ``"weak"``: a real grouping at the floor of
-    199 replicates, q 0.03, is not to be read so for want of replicates; outside audit 109).
     And a groups or split test above its floor whose decision its Monte Carlo error could turn (:func:`undecided`:
-    the raw p against alpha, or the q), with :func:`replicates_for` the number of tests, of up to
+    its q, or a split's raw p, against alpha), with :func:`replicates_for` the number of tests, of up to
     :data:`UNDECIDED_MAX_MODELS` models: at 199 replicates a report's ``--seed`` decided such tests (outside audit 109).
-    Not a test that a smaller floor could not change (significant already at that q, or some null replicate as
-    extreme as the data) and whose decision is clear, and nothing when ``n_null`` is that large already. Running only these
-    tests again with more replicates keeps each p-value valid (a Monte Carlo p-value refined only
-    when it is at its floor is never below its level: docs/scorecard.md, "Null replicates")."""
+    Not a test that a smaller floor could not change (significant already, or some null replicate as
+    extreme as the data) and whose decision is clear, and nothing when ``n_null`` is that large already. A fingerprint
+    drawn again is decided on the second run's p-values, each a valid Monte Carlo p-value; choosing which to draw
+    again from the first run costs a little of the level (docs/scorecard.md, "Null replicates")."""
     results = [_all_model_camps(r) for r in results]  # as decide corrects them
     q = _adjusted(results)
     need = replicates_for(len(q), alpha)
@@ -1090,16 +1085,13 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     for (i, test), qv in q.items():
         r = results[i]
         p = {"groups": r.p_groups, "split": r.p_split, "lineage": r.p_lineage}.get(test)
-        # a groups test at its floor between FEW_FAMILIES_Q and alpha too: as a lone fingerprint's whole families
-        # there it would be a lead (analysis.answer._lone_why's "weak"), where with more replicates it may not be
-        # (its floor then low enough for FEW_FAMILIES_Q)
-        low, more = (FEW_FAMILIES_Q, replicates_for(len(q), FEW_FAMILIES_Q)) if test == "groups" and qv <= alpha \
-            else (alpha, need)
-        if p is not None and qv > low and at_floor(p, r.n_null, test) and r.n_null < more:
-            out[i] = max(out.get(i, 0), more)
-        elif p is not None and test != "lineage" and not at_floor(p, r.n_null, test) and r.n_null < need \
-                and r.n_models <= UNDECIDED_MAX_MODELS and undecided(p, qv, r.n_null, test, alpha):
-            out[i] = max(out.get(i, 0), need)
+        if p is None or not r.n_null or r.n_null >= need:
+            continue
+        if qv > alpha and at_floor(p, r.n_null, test):
+            out[i] = need
+        elif test != "lineage" and not at_floor(p, r.n_null, test) and r.n_models <= UNDECIDED_MAX_MODELS \
+                and (test == "groups" or r.ci_within is not None) and undecided(p, qv, r.n_null, test, alpha):
+            out[i] = need  # (a split of fewer than 4 families with relatives is not doubled: another unit, left out)
     return out
 
 
@@ -1119,16 +1111,17 @@ def mc_interval(p: float, n_null: int, test: str, level: float = MC_LEVEL) -> tu
 
 
 def undecided(p: float, qv: float, n_null: int, test: str, alpha: float) -> bool:
-    """Could the Monte Carlo error of ``test``'s raw p-value ``p`` (:func:`mc_interval`) put it, or its adjusted
-    ``qv`` (taken to scale with it), on the other side of ``alpha``? The raw p decides whether a split is
-    "significant before the correction" (the unconfirmed lead), the q every verdict. An outside audit (109)
+    """Could the Monte Carlo error of ``test``'s raw p-value ``p`` (:func:`mc_interval`) put its adjusted ``qv``
+    (taken to scale with it: a heuristic, the correction's q is not exactly proportional) on the other side of
+    ``alpha``, or, for a split, the raw p itself? The q decides every verdict, a split's raw p whether it is
+    "significant before the correction" (the unconfirmed lead). An outside audit (109)
     re-reported 70 populations at four ``--seed`` values: a GRU backdoor's split read p 0.005 at one seed and
     0.030-0.035 at three (a candidate at one seed, a lead or nothing at the others), a null's groups test p 0.002-0.004
     refined from its floor at two seeds and 0.02-0.03, one replicate above the floor and never refined, at the others."""
     if p <= 0 or p >= 1:
         return False
     lo, hi = mc_interval(p, n_null, test)
-    return (lo <= alpha < hi) or (qv * lo / p <= alpha < qv * hi / p)
+    return (test == "split" and lo <= alpha < hi) or (qv * lo / p <= alpha < qv * hi / p)
 
 
 def decide(results: Sequence[LabelFreeResult], alpha: float = 0.05) -> list[LabelFreeResult]:

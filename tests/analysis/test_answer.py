@@ -1315,8 +1315,8 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
         "a real difference too slight to change a prediction: docs/scorecard.md, \"Output values alone\"): found by 1 of 2 "
         "fingerprints (ood-outputs): candidate basins of 12 and 12 models")
     in_dist = behavioural(fp("disagreement:probe_set=in_dist", None, "no structure"), "in_dist", classes=True)
-    kept = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.015), "ood"), in_dist))
-    assert len(kept.candidates) == 1 and kept.lone_leads == []  # (at q 0.027 a lead as any lone whole-family one: below)
+    kept = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.027), "ood"), in_dist))
+    assert len(kept.candidates) == 1 and kept.lone_leads == []
     cutting = behavioural(fp("anomalous-inputs", CAMPS, "groups lineages", q=0.015), "ood")  # audit 108's backdoor
     cutting.label_free["cut_families"] = ["2", "6"]  # cutting 2 of 12 families: more than the seeds' quirk
     assert len(label_free_answer(result(cutting, ood_classes())).candidates) == 1
@@ -1328,30 +1328,6 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
     joined = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages"), "ood"),
                                       behavioural(fp("disagreement", CAMPS, "groups lineages"), "ood", classes=True)))
     assert len(joined.candidates) == 1 and joined.candidates[0].fingerprints == ["ood-outputs", "disagreement"]
-
-
-def test_one_fingerprint_grouping_whole_families_above_q_0_02_is_a_lead():
-    """An outside audit (109): two seed-only GRU nulls (8 families of 3) read "one candidate deep difference, found by 1
-    of 10 (disagreement)" at two of four report seeds, q 0.03 (0.04-0.055 with more replicates), two whole families
-    apart. One fingerprint's whole families above q 0.02 are a lead; at 0.02 or below, cutting families, crossing
-    lineage, or with a second fingerprint, a candidate stays one."""
-    weak = fp("disagreement", CAMPS, "groups lineages", q=0.03)
-    ans = label_free_answer(result(weak, fp("cka", None, "lineage only")))
-    assert ans.candidates == [] and [c.lone_why for c in ans.lone_leads] == ["weak"]
-    assert ans.sentence.startswith(
-        "no candidate deep difference; a lead that one fingerprint alone finds, whole init families on each side, at "
-        "q 0.03, above 0.02 (weaker evidence than a candidate: on populations of seeds only, a few families' shared quirk "
-        "groups them so as readily, and the null replicates of another --seed can move such a q across the threshold: "
-        "docs/scorecard.md, \"Whole families by one fingerprint\"): found by 1 of 2 fingerprints (disagreement): "
-        "candidate basins of 12 and 12 models")
-    assert label_free_answer(result(fp("disagreement", CAMPS, "groups lineages", q=0.02))).candidates
-    cut = fp("disagreement", CAMPS, "groups lineages", q=0.03)
-    cut.label_free["cut_families"] = ["2", "6"]
-    assert label_free_answer(result(cut)).candidates
-    assert label_free_answer(result(fp("disagreement", CAMPS, q=0.03))).candidates  # crossing lineage
-    two = label_free_answer(result(fp("disagreement", CAMPS, "groups lineages", q=0.03),
-                                   fp("ood-outputs", CAMPS, "groups lineages", q=0.04)))
-    assert len(two.candidates) == 1 and two.lone_leads == []
 
 
 def test_a_groups_lineages_candidate_that_cuts_a_few_families_says_so():

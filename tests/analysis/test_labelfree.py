@@ -748,37 +748,21 @@ def test_a_deep_test_whose_monte_carlo_error_could_turn_its_decision_asks_for_mo
     """Outside audit 109: at 199 replicates the report's --seed decided tests one or two replicates either side of
     alpha (a GRU backdoor's split at p 0.005 at one seed, 0.030-0.035 at three). A groups or split test above its floor
     whose 99% Monte Carlo interval holds alpha (raw, or scaled into its q) is drawn again; not one far from it."""
-    lo, hi = lf.mc_interval(0.03, 199, "split")  # 11 of 399 replicates as extreme, doubled
+    lo, hi = lf.mc_interval(0.03, 199, "split")  # 5 of 399 replicates as extreme (p = 2 (1 + 5) / 400)
     assert 0.005 < lo < 0.03 < hi < 0.08 and lf.mc_interval(0.03, 2399, "split")[1] < 0.04
     assert lf.undecided(0.03, 0.03, 199, "split", 0.05) and lf.undecided(0.02, 0.08, 199, "groups", 0.05)
     assert not lf.undecided(0.3, 0.9, 199, "split", 0.05) and not lf.undecided(0.03, 0.03, 99_999, "split", 0.05)
-    split = lf.LabelFreeResult(12, 6, 0.9, 0.9, 0.03, split_rate=1.0, n_null=199)
+    split = lf.LabelFreeResult(12, 6, 0.9, 0.9, 0.03, split_rate=1.0, n_null=199, ci_within=0.5)
     nulls = [lf.LabelFreeResult(12, 6, 0.5, 0.9, 0.9, n_null=199) for _ in range(9)]
     assert lf.replicates_to_decide([split, *nulls]) == {0: 2399}
     assert lf.replicates_to_decide([replace(split, p_split=0.3), *nulls]) == {}
     assert lf.replicates_to_decide([replace(split, n_null=2399, p_split=0.03), *nulls]) == {}  # enough already
     assert lf.replicates_to_decide([replace(split, n_models=lf.UNDECIDED_MAX_MODELS + 1), *nulls]) == {}  # its cost
+    assert lf.replicates_to_decide([replace(split, ci_within=None), *nulls]) == {}  # not doubled: another unit
+    assert lf.replicates_to_decide([replace(split, n_null=None), *nulls]) == {}  # no replicates recorded
+    assert not lf.undecided(0.12, 0.9, 199, "groups", 0.05)  # a groups test's raw p decides nothing: its q only
     lineage = lf.LabelFreeResult(12, 6, 0.03, 0.9, 0.9, n_null=199)  # the lineage test decides no candidate: not drawn
     assert lf.replicates_to_decide([lineage, *nulls]) == {}
-
-
-def test_a_groups_test_at_its_floor_significant_above_q_0_02_asks_for_more_replicates():
-    """Outside audit 109: one fingerprint's whole families at the groups test's floor (p 0.01 of 199 replicates) at q
-    0.03 would be a lead (analysis.answer._lone_why's "weak") for want of replicates: drawn again with enough for q 0.02.
-    Not at q 0.02 or less, not above the floor, and not a split test so (significant: a verdict already)."""
-    groups = lf.LabelFreeResult(12, 6, 0.9, 2 / 200, 0.9, n_null=199)
-    lineages = [lf.LabelFreeResult(12, 6, 1 / 200, 0.9, 0.9, n_null=199) for _ in range(2)]
-    q = lf._adjusted([groups, *lineages])[(0, "groups")]
-    assert 0.02 < q <= 0.05 and lf.replicates_for(9, 0.02) == 1799
-    assert lf.replicates_to_decide([groups, *lineages]) == {0: 1799}
-    # above its floor: not for this rule, but as any test its Monte Carlo error could turn (the test above)
-    assert lf.replicates_to_decide([replace(groups, p_groups=4 / 200), *lineages]) == {0: lf.replicates_for(9, 0.05)}
-    strong = [lf.LabelFreeResult(12, 6, 1 / 200, 0.9, 1 / 200, split_rate=1.0, n_null=199) for _ in range(5)]
-    assert lf._adjusted([groups, *strong])[(0, "groups")] <= 0.02 and lf.replicates_to_decide([groups, *strong]) == {}
-    split = lf.LabelFreeResult(12, 6, 0.9, 0.9, 1 / 200, split_rate=1.0, n_null=199)
-    others = [lineages[0], *(lf.LabelFreeResult(12, 6, 0.5, 0.9, 0.9, n_null=199) for _ in range(2))]
-    assert 0.02 < lf._adjusted([split, *others])[(0, "split")] <= 0.05
-    assert lf.replicates_to_decide([split, *others]) == {}
 
 
 def test_the_minority_nulls_script_runs_and_its_heavy_tailed_nulls_get_no_minority_verdict(capsys):
