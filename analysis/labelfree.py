@@ -45,8 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.stats import beta as beta_dist
-from scipy.stats import false_discovery_control, rankdata
+from scipy.stats import binomtest, false_discovery_control, rankdata
 
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
@@ -1104,10 +1103,8 @@ def mc_interval(p: float, n_null: int, test: str, level: float = MC_LEVEL) -> tu
     unit = p_floor(n_null, test)  # p = unit * (1 + b), b the replicates as extreme as the data
     b = min(m, max(0, int(round(p / unit)) - 1))
     scale = unit * (m + 1)  # p = scale * (1 + b) / (m + 1): the statistic's own p, scaled
-    tail = (1 - level) / 2
-    lo = 0.0 if b == 0 else float(beta_dist.ppf(tail, b, m - b + 1))
-    hi = 1.0 if b == m else float(beta_dist.ppf(1 - tail, b + 1, m - b))
-    return min(1.0, scale * lo), min(1.0, scale * hi)
+    ci = binomtest(b, m).proportion_ci(level, method="exact")  # Clopper-Pearson
+    return min(1.0, scale * ci.low), min(1.0, scale * ci.high)
 
 
 def undecided(p: float, qv: float, n_null: int, test: str, alpha: float) -> bool:
