@@ -1036,10 +1036,6 @@ def held_reason(blocking: dict[str, dict]) -> str | None:
 
 MAX_NULL = 9_999  # the most null replicates :func:`replicates_to_decide` asks for
 MC_LEVEL = 0.99  # the confidence of a Monte Carlo p-value's interval (:func:`mc_interval`, :func:`undecided`)
-# an undecided test (:func:`undecided`) is drawn again up to this many models: the whole fingerprint is analysed again,
-# which at 1,000 models took more time than the report's budget (scripts/bench_report.py: 38-48 -> 69-84 s for 10
-# fingerprints on a shared host, ~1 in 10 drawn again on noise); larger populations decide at --n-perm
-UNDECIDED_MAX_MODELS = 500
 
 
 def _adjusted(results: Sequence[LabelFreeResult]) -> dict[tuple[int, str], float]:
@@ -1071,8 +1067,8 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     exactly, at p 0.005, as "no structure" on a null where only two other tests were significant): with more
     replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
     And a groups or split test above its floor whose decision its Monte Carlo error could turn (:func:`undecided`:
-    its q, or a split's raw p, against alpha), with :func:`replicates_for` the number of tests, of up to
-    :data:`UNDECIDED_MAX_MODELS` models: at 199 replicates a report's ``--seed`` decided such tests (outside audit 109).
+    its q, or a split's raw p, against alpha), with :func:`replicates_for` the number of tests: at 199 replicates a
+    report's ``--seed`` decided such tests (outside audit 109).
     Not a test that a smaller floor could not change (significant already, or some null replicate as
     extreme as the data) and whose decision is clear, and nothing when ``n_null`` is that large already. A fingerprint
     drawn again is decided on the second run's p-values, each a valid Monte Carlo p-value; choosing which to draw
@@ -1088,7 +1084,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
             continue
         if qv > alpha and at_floor(p, r.n_null, test):
             out[i] = need
-        elif test != "lineage" and not at_floor(p, r.n_null, test) and r.n_models <= UNDECIDED_MAX_MODELS \
+        elif test != "lineage" and not at_floor(p, r.n_null, test) \
                 and (test == "groups" or r.ci_within is not None) and undecided(p, qv, r.n_null, test, alpha):
             out[i] = need  # (a split of fewer than 4 families with relatives is not doubled: another unit, left out)
     return out

@@ -22,7 +22,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import covariates, effect, metadata, parallel, unlearned
+from analysis import covariates, metadata, parallel, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -45,6 +45,7 @@ from analysis.options import (  # noqa: F401 (STRATA: scripts)
     FingerprintInput,
     without,
 )
+from analysis.prepared import label_free_tests, prepare, redraw_label_free, strata_names
 from analysis.results import (
     AnalysisResult,
     FingerprintResult,
@@ -61,7 +62,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 34
+METHODS_VERSION = 35
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -98,49 +99,11 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                     index: dict[str, int], n_null: int) -> tuple[dict[str, Any], lf.LabelFreeResult | None]:
     """The :class:`~analysis.results.FingerprintResult` fields of an analysed fingerprint, and its
     raw label-free tests."""
-    values = cl.as_floats(fp.values)  # a float32 fingerprint of 10^5 models stays float32 (half the memory)
-    ids = list(fp.model_ids)
-    if len(values) != len(ids):
-        raise ValueError(f"{len(values)} rows but {len(ids)} model ids")
-    if not np.isfinite(values).all():
-        raise ValueError("fingerprint has NaN or infinite values")
-    dist = cl.as_distance(values, fp.distances)
-    if dist:
-        values = np.asarray(values, dtype=np.float64)
-    # leave out models the table does not know and diverged ones
-    rows = [index.get(m) for m in ids]
-    div = np.asarray(table["diverged"], bool) if "diverged" in table else np.zeros(len(table["model_id"]), bool)
-    keep = np.asarray([r is not None and not div[r] for r in rows], bool)
-    excluded = [m for m, k in zip(ids, keep) if not k]
-    if not keep.all():
-        values = values[np.ix_(keep, keep)] if dist else values[keep]
-        ids = [m for m, k in zip(ids, keep) if k]
-    rows_arr = np.asarray([index[m] for m in ids], int)
-    n = len(ids)
-    col = lambda c: np.asarray(table[c], dtype=object)[rows_arr]  # noqa: E731
-    label = col(opts.label) if opts.label and opts.label in table else None
-    lineage = col(opts.lineage) if opts.lineage and opts.lineage in table else None
-    lineage_values = lineage  # the label-free tests leave a model without a value out (labelfree._without_unknown)
-    if lineage is not None:  # elsewhere a model without a value (no CSV row) is its own family, not one with the others
-        lineage = np.asarray([f"(none: {m})" if lf.missing(v) else v for v, m in zip(lineage, ids)], dtype=object)
-    parents = parent_ids = None
-    if "parent_id" in table:
-        p = col("parent_id")
-        if any(str(x) for x in p):
-            parent_ids, parents = p, mt.root_family(ids, p)
-
+    prep = prepare(fp, table, opts, index)
+    values, dist, std, ids, rows_arr, n = prep.values, prep.dist, prep.std, prep.ids, prep.rows, prep.n
+    label, lineage, lineage_values, parent_ids, parents = prep.label, prep.lineage, prep.lineage_values, prep.parent_ids, prep.parents
+    share, col = prep.share, prep.col
     k_fixed = opts.k or None
-    std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    taken = share = cells = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
-    if opts.covariates:
-        cols = opts.covariates_in(table)
-        cov_fit = covariates.fit({c: col(c) for c in cols}, cols)  # on this fingerprint's models
-        try:  # (some of the table's may be left out)
-            covariates.check(cov_fit)
-        except AnalysisError as e:
-            raise ValueError(f"{e} (on the {n} models this fingerprint has)") from None
-        values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
-        taken, cells = cov_fit.design, cov_fit.levels
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -156,7 +119,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     clusters = c.labels
 
     scores: dict[str, Any] = {} if share is None else {  # what --covariate took out, and would by chance
-        "covariate_share": share, "covariate_chance": cov_fit.chance}
+        "covariate_share": share, "covariate_chance": prep.cov_fit.chance}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none
@@ -198,20 +161,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             calib["lineage_auc_p"] = identified.p_value
     # known design factors crossed with the init families (a data order shared by several inits, the
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
-    strata = [col(c) for c in strata_names(table, opts)]
-    generation = mt.generation(ids, parent_ids) if parent_ids is not None else None  # a base model vs its fine-tunes
-    label_free = lf.label_free(coords, lineage_values, n_null, opts.seed, opts.k_max, strata, parents, generation, taken, cells) \
-        if lineage is not None and opts.calibrate else None
-    if label_free is not None and label_free.verdict == "insufficient" and len({str(v) for v in lineage_values}) == 1 \
-            and str(lineage_values[0]) == "-1":  # an import that recorded no seeds: not one family, but unknown ones
-        label_free = dataclasses.replace(label_free, sentence=f"insufficient: the init families are unknown (every "
-                                         f"model's '{opts.lineage}' is -1, an import's mark for a seed it was not given)")
-    if label_free is not None and label_free.verdict != "insufficient":
-        known = np.asarray([not lf.missing(v) for v in lineage_values], bool)
-        label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))
-        # how big each candidate difference is, and one family set apart by the basins (docs/scorecard.md)
-        label_free = effect.sized(label_free, lineage_values, coords, values, bool(dist), clusters, known, opts.alpha,
-                                  opts.n_family_boot, opts.seed, fp.meta.get("resolution"))
+    label_free = label_free_tests(prep, opts, coords, clusters, n_null, fp.meta.get("resolution"))
 
     # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
     gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata_names(table, opts), *opts.covariates_in(table)}) \
@@ -240,7 +190,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
             row["n_families"] = int(len({str(x) for x in lineage[m]}))
         basin_rows.append(row)
     return dict(
-        n_models=n, excluded=excluded, approximations=approximations(
+        n_models=n, excluded=prep.excluded, approximations=approximations(
             n, c.method, boot, emb, basin_rows, lineage is not None or parents is not None, opts.calibrate),
         method=c.method, k=int(c.k), k_scores={str(a): jsonable(b) for a, b in c.scores.items()},
         # the chosen k is the largest one tried while more were possible: a larger k_max may score better
@@ -295,11 +245,6 @@ def _lineage_columns(table: dict[str, np.ndarray], opts: AnalysisOptions) -> lis
 BLAS_THREADS = 1  # BLAS and OpenMP threads: the analysis is thousands of small products (one BLAS thread is 3.7x faster on 2 cores)
 
 
-def strata_names(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
-    """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
-    return [] if NO_STRATA in opts.strata else [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
-
-
 def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], opts: AnalysisOptions | None = None,
             on_result: Callable[[FingerprintResult, dict[str, Any]], None] | None = None) -> AnalysisResult:
     """Analyse every fingerprint (plus the combined ones of ``opts.combine``) against ``table``.
@@ -338,6 +283,21 @@ def _analyze_one_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opt
     """:func:`analyze_one` under :func:`analyze`'s limits, in whichever process runs it."""
     with _limits():
         return analyze_one(fp, table, opts, index, n_null)
+
+
+def _redraw_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOptions, index: dict[str, int],
+                    n_null: int, result: FingerprintResult, first: lf.LabelFreeResult | None
+                    ) -> tuple[FingerprintResult, lf.LabelFreeResult | None]:
+    """:func:`redraw_label_free` under :func:`analyze`'s limits for ``result`` (analysed with fewer
+    replicates, its label-free tests ``first``): the result, its ``seconds`` counting the redraw's, with the tests
+    drawn again; or, should the redraw fail (it repeats what succeeded), the first draw, whose p-values are valid."""
+    t0 = time.time()
+    try:
+        with _limits():
+            free = redraw_label_free(fp, table, opts, index, n_null, result.clusters)
+    except Exception:  # noqa: BLE001 - fewer replicates, not a failed fingerprint
+        return result, first
+    return dataclasses.replace(result, seconds=round((result.seconds or 0.0) + time.time() - t0, 3)), free
 
 
 @contextlib.contextmanager
@@ -404,9 +364,13 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
                                     preload=["analysis.scorecard"], on_each=each)
     # a label-free deep test at the floor of its null replicates, unconfirmed after the correction
     # across fingerprints: analysed again with replicates enough to decide it (docs/scorecard.md, "Null replicates")
+    # (only the label-free tests: nothing else depends on the replicates)
     again = more_replicates(analysed, opts)
-    redone = parallel.map_ordered(_analyze_one_limited, [(fps[i], table, opts, index, n) for i, n in again.items()],
-                                  sum(len(fps[i].model_ids) for i in again), preload=["analysis.scorecard"])
+    redone = parallel.map_ordered(_redraw_limited, [(fps[i], table, opts, index, n, *analysed[i])
+                                                    for i, n in again.items()],
+                                  # (their cost grows with the replicates: a pool pays for itself sooner)
+                                  sum(len(fps[i].model_ids) * n // max(opts.n_perm, 1) for i, n in again.items()),
+                                  preload=["analysis.scorecard"])
     for i, one in zip(again, redone):
         analysed[i] = one
     decide(analysed, opts)

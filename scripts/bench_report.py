@@ -37,9 +37,9 @@ from analysis.results import AnalysisResult
 # the main module), and `fingerprint report`'s main module, the CLI, imports next to nothing there.
 
 
-def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0, columns: int = 0):
-    """``n_fps`` fingerprints ``[n, dim]`` mixing a family effect, a deep effect and noise, and the
-    table; ``columns`` more model columns (an import's metadata, which the candidate basins are
+def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0, columns: int = 0, null: bool = False):
+    """``n_fps`` fingerprints ``[n, dim]`` mixing a family effect, a deep effect (none with ``null``) and noise,
+    and the table; ``columns`` more model columns (an import's metadata, which the candidate basins are
     compared with: ``meta0`` following the deep label, as an epochs column might, then numeric and
     3-valued columns at random)."""
     # not at the top: see the imports
@@ -52,7 +52,7 @@ def population(n: int, n_fps: int, dim: int, family_size: int, seed: int = 0, co
     fps = []
     for j in range(n_fps):
         fam_eff = rng.standard_normal((fam.max() + 1, dim))[fam] * rng.uniform(0, 2)
-        deep_eff = np.outer(deep, rng.standard_normal(dim)) * rng.uniform(0, 3)
+        deep_eff = np.outer(deep, rng.standard_normal(dim)) * rng.uniform(0, 3) * (not null)
         fps.append(FingerprintInput(f"fp{j}", fam_eff + deep_eff + rng.standard_normal((n, dim)), ids))
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "deep_label": np.asarray(["a", "b"], dtype=object)[deep]}
     for c in range(columns):
@@ -69,7 +69,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
     # not at the top: see the imports
     from analysis.scorecard import AnalysisOptions, analyze
 
-    fps, table = population(n, args.fps, args.dim, args.family_size, columns=args.columns)
+    fps, table = population(n, args.fps, args.dim, args.family_size, args.seed, args.columns, args.null)
     opts = AnalysisOptions(embedding=args.embedding)
     c = cpu()
     t = time.perf_counter()
@@ -83,7 +83,9 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         t_page = time.perf_counter() - t
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
         overlapped = bool(drawer and drawer.active)
-    return {"analysis": t_analysis, "page": t_page, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
+    # the fingerprints whose label-free tests were drawn again with more replicates (docs/scorecard.md, "Null replicates")
+    redrawn = sum(r.label_free.get("n_null") not in (None, opts.n_perm) for r in res.fingerprints)
+    return {"analysis": t_analysis, "page": t_page, "redrawn": redrawn, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
             "cpu_worker": c_worker, "overlapped": overlapped}
 
 
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-warmup", action="store_true", help="time the first size cold (numba compiling UMAP)")
     ap.add_argument("--plain", action="store_true", help="the older plain vs calibrated analysis comparison")
     ap.add_argument("--serial", action="store_true", help="draw the page after the analysis, not meanwhile")
+    ap.add_argument("--null", action="store_true", help="no deep effect: the fingerprints whose label-free tests are "
+                    "near their threshold and drawn again with more replicates are more common")
+    ap.add_argument("--seed", type=int, default=0, help="the synthetic population's seed")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import analysis.scorecard  # noqa: F401 - before any timing (see the imports)
@@ -144,13 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_warmup:  # a warm machine: numba's compiled UMAP in its on-disk cache, files in the page cache
         subprocess.run([sys.executable, __file__, "--sizes", "30", "--fps", "1", "--no-warmup", "--json"], check=True,
                        capture_output=True)
-    out: dict = {"fingerprints": args.fps, "embedding": args.embedding, "columns": args.columns}
+    out: dict = {"fingerprints": args.fps, "embedding": args.embedding, "columns": args.columns, "null": args.null,
+                 "seed": args.seed}
     for n in args.sizes:
         s = report_seconds(n, args)
         out[f"seconds_{n}"] = round(s["analysis"] + s["page"], 2)
         out[f"seconds_{n}_analysis"] = round(s["analysis"], 2)
         out[f"seconds_{n}_page"] = round(s["page"], 2)
         out[f"figures_{n}"] = s["figures"]
+        out[f"redrawn_{n}"] = s["redrawn"]
         out[f"cpu_seconds_{n}"] = round(s["cpu"], 2)  # a pool's workers (and the drawer) are the forkserver's children: not counted
         out[f"cpu_seconds_{n}_analysis"] = round(s["cpu_analysis"], 2)
         out[f"cpu_seconds_{n}_drawing_process"] = round(s["cpu_worker"], 2)
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out) if args.json else "\n".join(
         f"{n} models x {args.fps} fingerprints: {out[f'seconds_{n}']} s (analysis {out[f'seconds_{n}_analysis']} s, "
-        f"page with {out[f'figures_{n}']} figures as SVG, PNG and PDF {out[f'seconds_{n}_page']} s)" for n in args.sizes))
+        f"page with {out[f'figures_{n}']} figures as SVG, PNG and PDF {out[f'seconds_{n}_page']} s; "
+        f"{out[f'redrawn_{n}']} fingerprints' label-free tests drawn again)" for n in args.sizes))
 
 
 if __name__ == "__main__":

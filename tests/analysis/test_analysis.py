@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
+from analysis import calibration, prepared
 from analysis import clustering as cl
 from analysis import metrics as mt
 from analysis import scorecard as sc
@@ -750,3 +751,27 @@ def test_a_lone_deep_test_at_its_floor_is_decided_with_more_replicates():
             kept += 1                                                 # is drawn again: test_labelfree's undecided)
             assert (a.label_free["p_lineage"], a.label_free["p_split"]) == (b.label_free["p_lineage"], b.label_free["p_split"])
     assert kept >= 5
+
+
+def test_drawing_the_label_free_tests_again_matches_a_whole_analysis_at_that_many_replicates():
+    """A fingerprint whose label-free test needs more replicates has only those tests drawn again
+    (:func:`analysis.scorecard.redraw_label_free`), not its clustering, bootstrap and map: its tests and
+    their sizes are those of the whole fingerprint analysed with that many replicates, with families of
+    unequal size, a missing lineage value and a parent link among them."""
+    rng = np.random.default_rng(3)
+    fam = np.asarray([f for f in range(7) for _ in range(2 + f % 3)] + [""], dtype=object)
+    n = len(fam)
+    ids = [f"m{i}" for i in range(n)]
+    parent = [""] * n
+    parent[1] = "m0"
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "parent_id": np.asarray(parent, dtype=object)}
+    x = blobs(np.arange(n) % 2, d=5, sep=6.0) + rng.normal(size=(n, 5))
+    fp = sc.FingerprintInput("camps", x, ids)
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_family_boot=20)
+    index = {m: i for i, m in enumerate(ids)}
+    first, _ = sc.analyze_one(fp, table, opts, index, 199)
+    whole, free_whole = sc.analyze_one(fp, table, opts, index, 799)
+    redrawn = prepared.redraw_label_free(fp, table, opts, index, 799, first.clusters)
+    assert first.clusters == whole.clusters and redrawn.n_null == 799
+    assert calibration.label_free_json(redrawn, ids) == calibration.label_free_json(free_whole, ids)
+    assert redrawn.effects and redrawn.effects == free_whole.effects and redrawn.apart == free_whole.apart

@@ -757,7 +757,7 @@ def test_a_deep_test_whose_monte_carlo_error_could_turn_its_decision_asks_for_mo
     assert lf.replicates_to_decide([split, *nulls]) == {0: 2399}
     assert lf.replicates_to_decide([replace(split, p_split=0.3), *nulls]) == {}
     assert lf.replicates_to_decide([replace(split, n_null=2399, p_split=0.03), *nulls]) == {}  # enough already
-    assert lf.replicates_to_decide([replace(split, n_models=lf.UNDECIDED_MAX_MODELS + 1), *nulls]) == {}  # its cost
+    assert lf.replicates_to_decide([replace(split, n_models=4000), *nulls]) == {0: 2399}  # at any size
     assert lf.replicates_to_decide([replace(split, ci_within=None), *nulls]) == {}  # not doubled: another unit
     assert lf.replicates_to_decide([replace(split, n_null=None), *nulls]) == {}  # no replicates recorded
     assert not lf.undecided(0.12, 0.9, 199, "groups", 0.05)  # a groups test's raw p decides nothing: its q only
