@@ -101,7 +101,7 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
 
 
 def label_free_tests(prep: Prepared, opts: AnalysisOptions, coords: np.ndarray, clusters: np.ndarray, n_null: int,
-                resolution: float | None) -> lf.LabelFreeResult | None:
+                     resolution: float | None) -> lf.LabelFreeResult | None:
     """The label-free tests of a prepared fingerprint with ``n_null`` null replicates (``coords [n, c]``: the PCA
     or MDS it was clustered in; ``clusters [n]``: its basins), with its family tree and the size of each candidate
     difference (:func:`analysis.effect.sized`); ``None`` without lineage or calibration."""
@@ -129,8 +129,9 @@ def redraw_label_free(fp: FingerprintInput, table: dict[str, np.ndarray], opts: 
                       n_null: int, clusters: list[int]) -> lf.LabelFreeResult | None:
     """The label-free tests of an analysed fingerprint (whose basins were ``clusters [n]``) drawn again with
     ``n_null`` null replicates (:func:`analysis.calibration.more_replicates`): only they depend on the
-    replicates, so the clustering, bootstrap and map are not computed again. ``None`` when the fingerprint
-    cannot be prepared (it was analysed, so it can)."""
+    replicates, so the clustering, bootstrap and map are not computed again. The coordinates are computed as the
+    clustering computed them (the same PCA or MDS), so the tests are those of the whole fingerprint analysed with
+    ``n_null`` replicates. ``None`` without lineage or calibration, as :func:`label_free_tests`."""
     prep = prepare(fp, table, opts, index)
     coords = cl.coordinates(prep.values, prep.dist, opts.n_components, opts.seed, prep.std)
     return label_free_tests(prep, opts, coords, np.asarray(clusters, int), n_null, fp.meta.get("resolution"))
