@@ -307,7 +307,7 @@ def more_replicates(results: list[tuple[FingerprintResult, lf.LabelFreeResult | 
                     ) -> dict[int, int]:
     """``{index into results: null replicates}`` for the fingerprints whose label-free deep test sits
     at its floor unconfirmed by :func:`decide`'s correction (:func:`analysis.labelfree.replicates_to_decide`):
-    analysed again with that many replicates, they are decided on p-values that can go low enough."""
+    their label-free tests drawn again with that many replicates, they are decided on p-values that can go low enough."""
     free = [j for j in _decided(results) if results[j][1] is not None]
     return {free[i]: n for i, n in lf.replicates_to_decide([results[j][1] for j in free], opts.alpha).items()}
 

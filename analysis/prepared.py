@@ -129,9 +129,10 @@ def redraw_label_free(fp: FingerprintInput, table: dict[str, np.ndarray], opts: 
                       n_null: int, clusters: list[int]) -> lf.LabelFreeResult | None:
     """The label-free tests of an analysed fingerprint (whose basins were ``clusters [n]``) drawn again with
     ``n_null`` null replicates (:func:`analysis.calibration.more_replicates`): only they depend on the
-    replicates, so the clustering, bootstrap and map are not computed again. The coordinates are computed as the
-    clustering computed them (the same PCA or MDS), so the tests are those of the whole fingerprint analysed with
-    ``n_null`` replicates. ``None`` without lineage or calibration, as :func:`label_free_tests`."""
+    replicates, so the clustering, bootstrap and map are not computed again. The coordinates are those the analysis
+    gives its label-free tests (:func:`analysis.clustering.coordinates`: the PCA the clustering computed too, or the
+    MDS of a distance fingerprint), so the tests are those of the whole fingerprint analysed with ``n_null``
+    replicates (tests/analysis/test_analysis.py checks it in each branch). ``None`` without lineage or calibration, as :func:`label_free_tests`."""
     prep = prepare(fp, table, opts, index)
     coords = cl.coordinates(prep.values, prep.dist, opts.n_components, opts.seed, prep.std)
     return label_free_tests(prep, opts, coords, np.asarray(clusters, int), n_null, fp.meta.get("resolution"))

@@ -84,7 +84,7 @@ def report_seconds(n: int, args: argparse.Namespace) -> dict[str, float]:
         c_worker = drawer.worker_cpu() if drawer else 0.0  # the drawing process (its start-up included)
         overlapped = bool(drawer and drawer.active)
     # the fingerprints whose label-free tests were drawn again with more replicates (docs/scorecard.md, "Null replicates")
-    redrawn = sum(r.label_free.get("n_null") not in (None, opts.n_perm) for r in res.fingerprints)
+    redrawn = sum((r.label_free or {}).get("n_null") not in (None, opts.n_perm) for r in res.fingerprints)
     return {"analysis": t_analysis, "page": t_page, "redrawn": redrawn, "figures": len(pg.figures), "cpu": cpu() - c, "cpu_analysis": c_analysis,
             "cpu_worker": c_worker, "overlapped": overlapped}
 

@@ -753,25 +753,77 @@ def test_a_lone_deep_test_at_its_floor_is_decided_with_more_replicates():
     assert kept >= 5
 
 
-def test_drawing_the_label_free_tests_again_matches_a_whole_analysis_at_that_many_replicates():
-    """A fingerprint whose label-free test needs more replicates has only those tests drawn again
-    (:func:`analysis.scorecard.redraw_label_free`), not its clustering, bootstrap and map: its tests and
-    their sizes are those of the whole fingerprint analysed with that many replicates, with families of
-    unequal size, a missing lineage value and a parent link among them."""
-    rng = np.random.default_rng(3)
-    fam = np.asarray([f for f in range(7) for _ in range(2 + f % 3)] + [""], dtype=object)
+def _redraw_population():
+    """24 models of 8 init families of unequal size (one model without a lineage value, one a fine-tune of
+    another), two camps across the families, a recorded optimizer that shifts the fingerprint, and two
+    models the analysis leaves out (one diverged, one the table does not know)."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(7)
+    fam = np.asarray([f for f in range(8) for _ in range(2 + f % 3)], dtype=object)
     n = len(fam)
     ids = [f"m{i}" for i in range(n)]
     parent = [""] * n
     parent[1] = "m0"
-    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "parent_id": np.asarray(parent, dtype=object)}
-    x = blobs(np.arange(n) % 2, d=5, sep=6.0) + rng.normal(size=(n, 5))
-    fp = sc.FingerprintInput("camps", x, ids)
-    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_family_boot=20)
-    index = {m: i for i, m in enumerate(ids)}
+    fam[-1] = ""
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "parent_id": np.asarray(parent, dtype=object),
+             "opt": np.asarray(["adam" if i % 3 else "sgd" for i in range(n)], dtype=object),
+             "diverged": np.asarray([i == 9 for i in range(n)])}
+    x = 6.0 * np.eye(2, 5)[np.arange(n) % 2] + rng.normal(size=(n, 5)) + 0.8 * (table["opt"] == "adam")[:, None]
+    d = cdist(x, x) + 1e-7 * rng.normal(size=(n, n))  # round-off, as torch.cdist gives
+    return ids, table, x, d, rng
+
+
+REDRAW_CASES = {  # name: (fingerprint inputs, options): each branch of the analysis's coordinates
+    "features": lambda ids, x, d, rng: ([sc.FingerprintInput("f", x, ids)], {}),
+    "float32, not standardised": lambda ids, x, d, rng: (
+        [sc.FingerprintInput("f", x.astype(np.float32), ids, {"standardize": False})], {}),
+    "distances": lambda ids, x, d, rng: ([sc.FingerprintInput("d", d, ids, {"output": "distances"})], {"method": "kmeans"}),
+    "covariate": lambda ids, x, d, rng: ([sc.FingerprintInput("f", x, ids)], {"covariates": ["opt"]}),
+    "distances, covariate": lambda ids, x, d, rng: (
+        [sc.FingerprintInput("d", d, ids, {"output": "distances"})], {"covariates": ["opt"]}),
+    "combined": lambda ids, x, d, rng: (
+        [sc.FingerprintInput("f", x, ids), sc.FingerprintInput("d", d, ids, {"output": "distances"})], {"combine": [["f", "d"]]}),
+    "k fixed at 1": lambda ids, x, d, rng: ([sc.FingerprintInput("f", x, ids)], {"k": 1}),
+    "a model the table does not know": lambda ids, x, d, rng: (
+        [sc.FingerprintInput("f", np.r_[x, rng.normal(size=(1, 5))], [*ids, "ghost"])], {}),
+}
+
+
+@pytest.mark.parametrize("case", list(REDRAW_CASES))
+def test_drawing_the_label_free_tests_again_matches_a_whole_analysis_at_that_many_replicates(case):
+    """A fingerprint whose label-free test needs more replicates has only those tests drawn again
+    (:func:`analysis.prepared.redraw_label_free`), not its clustering, bootstrap and map: its tests and
+    their sizes are those of the whole fingerprint analysed with that many replicates, in each branch of the
+    coordinates the analysis gives them (features, distances, --covariate, a combined fingerprint, k fixed at 1,
+    models left out)."""
+    ids, table, x, d, rng = _redraw_population()
+    fps, extra = REDRAW_CASES[case](ids, x, d, rng)
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_family_boot=20, **extra)
+    fp = sc.combined_input(opts.combine[0], {f.name: f for f in fps}, opts) if opts.combine else fps[0]
+    index = {m: i for i, m in enumerate(table["model_id"])}
     first, _ = sc.analyze_one(fp, table, opts, index, 199)
-    whole, free_whole = sc.analyze_one(fp, table, opts, index, 799)
-    redrawn = prepared.redraw_label_free(fp, table, opts, index, 799, first.clusters)
-    assert first.clusters == whole.clusters and redrawn.n_null == 799
-    assert calibration.label_free_json(redrawn, ids) == calibration.label_free_json(free_whole, ids)
-    assert redrawn.effects and redrawn.effects == free_whole.effects and redrawn.apart == free_whole.apart
+    whole, free_whole = sc.analyze_one(fp, table, opts, index, 599)
+    assert not first.error and first.clusters == whole.clusters
+    redrawn = prepared.redraw_label_free(fp, table, opts, index, 599, first.clusters)
+    assert redrawn.n_null == 599 and redrawn.verdict != "insufficient"
+    assert calibration.label_free_json(redrawn, whole.model_ids) == calibration.label_free_json(free_whole, whole.model_ids)
+    assert redrawn.effects == free_whole.effects and redrawn.apart == free_whole.apart
+
+
+def test_a_redraw_out_of_memory_keeps_the_first_draw_and_says_so(monkeypatch):
+    """The replicates' memory grows with them: a redraw out of memory keeps the first draw (valid p-values at
+    fewer replicates) and warns, naming the fingerprint; the report is not lost."""
+    ids, table, x, d, rng = _redraw_population()
+    noise = [sc.FingerprintInput(f"noise{j}", rng.normal(size=(len(ids), 4)), ids) for j in range(9)]
+    camps = sc.FingerprintInput("camps", blobs(np.arange(len(ids)) % 2, d=4, sep=20.0), ids)
+    opts = sc.AnalysisOptions(n_boot=0, embedding="pca", n_family_boot=20)
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(sc, "redraw_label_free", out_of_memory)
+    with pytest.warns(RuntimeWarning, match=r"camps: its label-free tests could not be drawn again with 2399 null "
+                                            r"replicates \(out of memory\): decided at 199"):
+        res = sc.analyze([camps, *noise], table, opts)
+    assert res.fingerprints[0].label_free["n_null"] == 199 and res.fingerprints[0].label_free["verdict"]
