@@ -538,7 +538,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     r = top_dims(residual(x[rows]), k)
     if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
         return None, None, none
-    min_side = max(2, -(-m // 10))  # a camp, not a pair of outliers
+    min_side = camp_min(m, 10)  # a camp, not a pair of outliers
     indices = _camp_indices(r, min_side, basis, shared)  # [(ci [k], split [k, m])]: one, or two with strata
     sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
     null = np.concatenate([  # [statistics, n_null]: each replicate's lowest index, chunk by chunk
@@ -602,6 +602,20 @@ def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -
     return keep
 
 
+CAMP_MIN_MODELS = 10  # the smallest camp the split tests may have to find never needs more models than this
+
+
+def camp_min(n: int, per: int, ceil: bool = True) -> int:
+    """The fewest models a 2-means camp of the split tests may hold among ``n``: one in ``per`` (rounded up, or
+    down without ``ceil``), at least 2 (a camp, not a lone outlier) and at most :data:`CAMP_MIN_MODELS`. Without
+    the cap the floor grew with the population: at 800 models the split of all models needed a camp of 40 and the
+    within-family one of 80, so a backdoor in 19 or 35 of 800 models, that three fingerprints set apart exactly,
+    was padded with clean models into a continuum or not seen (outside audit 110). Data and null replicates use the
+    same floor, so the tests stay calibrated."""
+    share = -(-n // per) if ceil else n // per
+    return max(2, min(share, CAMP_MIN_MODELS))
+
+
 def _generation_cells(family: Sequence, generation: Sequence) -> np.ndarray:
     """Each model's (family, generation) cell ``[n]`` as codes: the relatives of a model when parent
     links give generations (a base model and its fine-tunes are in different cells of one family)."""
@@ -651,7 +665,7 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     if taken is not None:  # the centroids' scatter lost to the design's fit, given back to the family effects drawn
         rank_f = orthonormal(_centred(_centroids(np.asarray(taken, dtype=np.float64), codes, n_fam)[0])).shape[1]
         cov_c *= (n_fam - 1) / max(n_fam - 1 - rank_f, 1)
-    min_side = max(2, n // 20)
+    min_side = camp_min(n, 20, ceil=False)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
 
     def residualised(e: np.ndarray) -> np.ndarray:  # [b, n, k] minus family means and the strata's contrasts

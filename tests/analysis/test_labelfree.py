@@ -845,3 +845,23 @@ def test_a_few_related_families_beside_singletons_cannot_tell_the_seed():
     res = LabelFreeResult(verdict="groups lineages", n_models=24, n_families=23, p_lineage=None, p_groups=0.01, p_split=None,
                           n_related_families=1, family_sizes={**singles, "p": 2, "x": 1, "y": 1})
     assert mostly_alone(label_free_json(res, [f"m{i}" for i in range(24)])) == 1
+
+
+def test_a_rare_camp_of_a_large_population_is_found_as_the_same_camp_of_a_small_one():
+    """Outside audit 110: the split tests' smallest camp grew with the population (a twentieth of the models), so a
+    backdoor in 35 of 800 models was padded with clean ones into a continuum. The floor is now at most
+    ``CAMP_MIN_MODELS`` (10): 16 of 400 models (100 families of 4), one from each of 16 families and far from
+    the rest, are the candidate camp exactly; below 200 models the floor is what it was."""
+    from analysis.effect import sized
+
+    assert [lf.camp_min(n, 20, ceil=False) for n in (24, 60, 199, 200, 800)] == [2, 3, 9, 10, 10]
+    assert [lf.camp_min(m, 10) for m in (24, 95, 100, 800)] == [3, 10, 10, 10]
+    r = np.random.default_rng(4)
+    fam = np.repeat(np.arange(100), 4)
+    x = r.standard_normal((100, 6))[fam] + 0.5 * r.standard_normal((400, 6))
+    moved = np.arange(0, 64, 4)  # the first model of families 0-15
+    x[moved, 0] += 25.0
+    (res,) = lf.decide([sized(lf.label_free(x, fam, n_null=199, random_state=0), fam.astype(str), x, None, False,
+                              np.zeros(400, int))])
+    assert res.verdict == "crosses lineage"
+    assert sorted(np.flatnonzero(res.candidate_basins == res.candidate_basins[moved[0]])) == moved.tolist()
