@@ -418,6 +418,7 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                     f"models spread as one continuum (dip test p {e['dip_p']:.2g}{_spacing(e)}), a graded difference cut in two (a "
                     "training knob varied per model, a data order shared by the families) as likely as two basins "
                     "(docs/scorecard.md, \"A gap between the camps\").")
+    hinted: list[tuple[float, str]] = []  # (p, test) of the tests the hints name
     tests_small = {"groups" if k == "groups" else "split" for k in small}
     if "split" not in tests_small:  # (a small split is said above)
         if r.p_split is not None and q_split <= alpha and (r.split_side_families, r.split_side_whole) == (1, 0):
@@ -430,8 +431,10 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
                      "quirk, not a basin (a group needs at least two families).")
         elif r.p_split is not None and r.p_split <= alpha:
             hints.append(f"two camps p {r.p_split:.3g} (q {q_split:.3g}), {cutting(r)}")
+            hinted.append((r.p_split, "split"))
     if r.p_groups is not None and r.p_groups <= alpha and "groups" not in tests_small:
         hints.append(f"family groups p {r.p_groups:.3g} (q {q.get((i, 'groups'), 1.0):.3g})")
+        hinted.append((r.p_groups, "groups"))
     if sentence in (SENTENCES["lineage only"], FEW_SENTENCES["lineage only"]) and (hints or lone):  # not "no groups shown"
         sentence = "Families are identifiable."
     elif sentence == SENTENCES["no structure"] and lone:  # a significant partition that is no deep verdict
@@ -439,10 +442,10 @@ def with_unconfirmed(sentence: str, r: Any, q: dict, i: int, alpha: float, small
     if not hints:
         return sentence + lone
     n_null = getattr(r, "n_null", None)
-    # at the floor of its replicates more of them could tell; above it (after the re-draw,
-    # analysis.labelfree.replicates_to_decide, too) only more families can
-    at = [p for p, test in ((r.p_split, "split"), (r.p_groups, "groups"))
-          if p is not None and p <= alpha and at_floor(p, n_null, test)]
+    # a test named here at the floor of its replicates: more of them could tell; above it (after the re-draw,
+    # analysis.labelfree.replicates_to_decide, too) only more families can (not a test held back above, whose
+    # floor tells nothing of these: outside audit 110, F6)
+    at = [p for p, test in hinted if at_floor(p, n_null, test)]
     more, floor = ((", or more null replicates with `--n-perm`,", f"; p {min(at):.2g} is the smallest {n_null} null "
                     "replicates can give") if at else ("", ""))
     return (f"{sentence}{lone} Inconclusive about a deep difference: {'; '.join(hints)}, significant before the "

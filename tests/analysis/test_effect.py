@@ -619,3 +619,22 @@ def test_a_far_minority_of_two_is_a_lead_not_a_continuum():
     assert d["verdict"] not in ("crosses lineage", "groups lineages") and d["held"] == "few", d["sentence"]
     assert "the smaller of 2 models: too few for a gap test to tell a small basin from a few models far out" in d["sentence"]
     assert "continuum" not in d["sentence"]
+
+
+def test_the_advice_to_draw_more_replicates_follows_the_tests_it_names():
+    """Outside audit 110 (F6): after a redraw at 2,399 replicates, a split held back (its camps small) sat at its floor
+    and the groups test (p 0.035) was the inconclusive one; the sentence advised more `--n-perm` ("p 0.00042 is the
+    smallest 2399 null replicates can give"), which the groups test does not need. The advice follows the tests the
+    sentence names."""
+    from types import SimpleNamespace
+
+    from analysis.labelfree_sentences import with_unconfirmed
+
+    held = {"split": {"small": True, "separation": 2.0, "separation_heldout": 1.5, "threshold": 2.65}}
+    r = SimpleNamespace(p_groups=0.035, p_split=1 / 2400, n_null=2399)
+    out = with_unconfirmed("Families are identifiable.", r, {(0, "split"): 0.0042, (0, "groups"): 0.08}, 0, 0.05, held)
+    assert "family groups p 0.035 (q 0.08)" in out and "(more init families would tell)." in out
+    assert "--n-perm" not in out and "smallest" not in out
+    at_floor = SimpleNamespace(p_groups=2 / 2400, p_split=None, n_null=2399)
+    out = with_unconfirmed("Families are identifiable.", at_floor, {(0, "groups"): 0.08}, 0, 0.05)
+    assert "or more null replicates with `--n-perm`, would tell; p 0.00083 is the smallest 2399 null" in out
