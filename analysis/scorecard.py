@@ -111,7 +111,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
                                     k_fixed, std, return_replicates=True) \
         if opts.n_boot > 0 else ({"consensus_k": None, "k_counts": {}, "stability": None, "n_boot": 0}, None)
     xy, emb = cl.embed_2d(values, opts.embedding, opts.seed, dist, std)
-    # the PCA the models were clustered in, reduced once (distances: their MDS coordinates)
+    # the PCA the models were clustered in, reduced once (distances: their MDS coordinates); what cl.coordinates
+    # gives, which analysis.prepared.redraw_label_free computes again (tests/analysis/test_analysis.py: the same)
     coords = est.coordinates_ if not dist and est.coordinates_ is not None else \
         cl.coordinates(values, dist, opts.n_components, opts.seed, std)
     # 1-NN: the distance matrix, or Euclidean in a 50-dim PCA searched in blocks (nothing n x n)
