@@ -638,3 +638,7 @@ def test_the_advice_to_draw_more_replicates_follows_the_tests_it_names():
     at_floor = SimpleNamespace(p_groups=2 / 2400, p_split=None, n_null=2399)
     out = with_unconfirmed("Families are identifiable.", at_floor, {(0, "groups"): 0.08}, 0, 0.05)
     assert "or more null replicates with `--n-perm`, would tell; p 0.00083 is the smallest 2399 null" in out
+    named = SimpleNamespace(p_groups=None, p_split=1 / 2400, n_null=2399, split_rate=0.5, split_side_families=3,
+                            split_side_whole=0, n_related_families=6, cut_families=[], split_within=True, split_all=None)
+    out = with_unconfirmed("Families are identifiable.", named, {(0, "split"): 0.08}, 0, 0.05)  # the split named, at its floor
+    assert "two camps p 0.000417 (q 0.08)" in out and "p 0.00042 is the smallest 2399 null replicates can give" in out

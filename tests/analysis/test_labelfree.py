@@ -865,3 +865,19 @@ def test_a_rare_camp_of_a_large_population_is_found_as_the_same_camp_of_a_small_
                               np.zeros(400, int))])
     assert res.verdict == "crosses lineage"
     assert sorted(np.flatnonzero(res.candidate_basins == res.candidate_basins[moved[0]])) == moved.tolist()
+
+
+def test_the_camp_sizes_script_runs_and_finds_a_camp_at_the_floor_but_not_below_it(capsys):
+    """scripts/labelfree_camp_sizes.py (the rates docs/scorecard.md, "How small a camp", quotes), small: at 400 models
+    a camp of 10 moved 50 within-family SDs is the candidate exactly, one of 6 is not (padded to the floor, 10)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "labelfree_camp_sizes.py"
+    spec = importlib.util.spec_from_file_location("labelfree_camp_sizes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--families", "100", "--sizes", "6", "10", "--sds", "50", "--seeds", "1", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["camp"], r["runs"][0]["ami"]) for r in rows] == [(6, None), (10, 1.0)]
