@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 
 from analysis.labelfree_sentences import (
+    CAMP_MIN_MODELS,
     DEEP_VERDICTS,
     FEW_ALWAYS,
     FEW_FAMILIES_Q,
     FEW_MODELS,
     TESTS,
     bc_ci_text,
+    camp_min,
     families,
     few_count,
     mostly_alone,
@@ -169,6 +171,8 @@ class Answer:
     predictions_held: list[str] = field(default_factory=list)
     # judged fingerprints whose significant camps were held back as one continuum without a gap, with that test's q
     graded: dict[str, float] = field(default_factory=dict)
+    # of them, those whose smaller camp is exactly the tests' smallest at its cap (a smaller group padded to it), its size
+    padded: dict[str, int] = field(default_factory=dict)
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
@@ -256,7 +260,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
                  few_family_leads=[c for c in found if c.few is not None],
                  lone_leads=[c for c in found if c.few is None and c.lone_why], graded=_held_as(judged, "no gap"),
-                 few_models=_held_as(judged, "few"))
+                 few_models=_held_as(judged, "few"), padded=_padded(judged))
     for r in judged:  # camps held back that are models which did not learn: said so, not as a continuum or a few
         free = r.label_free
         u = _unlearned(free.get("held_camps")) if free.get("held") in ("no gap", "few") else None
@@ -775,6 +779,26 @@ def _held_as(judged: list[FingerprintResult], reason: str) -> dict[str, float]:
         if free.get("held") == reason and not (reason == "few" and _one_family_camp(r)):
             q = min((free.get(f"q_{t}") for t in ("split", "groups") if free.get(f"q_{t}") is not None), default=None)
             out[_said_name(r)] = 1.0 if q is None else float(q)
+    return out
+
+
+def _padded(judged: list[FingerprintResult]) -> dict[str, int]:
+    """``{fingerprint: models}`` of the judged fingerprints whose camps were held back as one continuum and whose
+    smaller camp holds exactly :data:`~analysis.labelfree_sentences.CAMP_MIN_MODELS` models where that is the tests'
+    smallest camp (:func:`~analysis.labelfree_sentences.camp_min`, at its cap: 200 models or more, or 100 with
+    relatives): a group of fewer models far from the rest is padded to it with its nearest models, which closes the
+    gap between the camps (review 111: 8 of 800 models moved 50 SDs read "one continuum cut in two")."""
+    out = {}
+    for r in judged:
+        free = r.label_free
+        held = _held_basins(free) if free.get("held") == "no gap" else {}
+        sizes = Counter(held.values())
+        if len(sizes) != 2 or min(sizes.values()) != CAMP_MIN_MODELS:
+            continue
+        fam = Counter(str(f) for m, f in zip(r.model_ids, r.lineage_values or ()) if m in held)
+        related = sum(k for k in fam.values() if k >= 2)
+        if CAMP_MIN_MODELS in (camp_min(len(held), 20, ceil=False), camp_min(related, 10)):
+            out[_said_name(r)] = CAMP_MIN_MODELS
     return out
 
 
@@ -1742,7 +1766,7 @@ def _besides_degrees(ans: Answer) -> str:
     matched = {col for c in shown for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
-    return (_graded_text(graded, "besides,") + _few_models_text(few, "besides,")
+    return (_graded_text(graded, "besides,", ans.padded) + _few_models_text(few, "besides,")
             + _strata_text(followed, "besides,", ans.user_strata, beside=bool(ans.candidates))
             + _gradients_text(gradients, ans.n_judged, "besides, "))
 
@@ -1822,17 +1846,24 @@ def _with_qs(qs: dict[str, float]) -> str:
     return _first_three(sorted(qs, key=qs.get), lambda f: f"{f} (q {qs[f]:.2g})")
 
 
-def _graded_text(graded: dict[str, float], lead: str = "but") -> str:
+def _graded_text(graded: dict[str, float], lead: str = "but", padded: dict[str, int] | None = None) -> str:
     """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
     :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
     varied model by model, read as "initialization noise" while one fingerprint's camps were held back so);
-    ``lead``: the clause's first word ("besides," after candidates)."""
+    ``lead``: the clause's first word ("besides," after candidates); ``padded`` (:attr:`Answer.padded`): those of
+    them whose smaller camp is the tests' smallest, said so."""
     if not graded:
         return ""
+    padded = {f: k for f, k in (padded or {}).items() if f in graded}
+    pad = "" if not padded else (
+        f"; the smaller camp of {_first_three(sorted(padded))} is exactly {CAMP_MIN_MODELS} models, the smallest the "
+        "tests split off: a group of fewer models far from the rest is padded to it with its nearest models, which closes "
+        "the gap, so look at the models of that camp (summary.json label_free.held_basins; docs/scorecard.md, \"How small "
+        "a camp\")")
     return (f"; {lead} the models of {_with_qs(graded)} fall into two significant camps with no gap between them: one continuum cut "
             "in two, which an uneven spread of the seeds' own noise makes (more often, the more models: its tests see "
             "smaller departures from one Gaussian cloud), as does a difference varied by degrees from model to model (a "
-            "training knob, a cue relied on more or less) (docs/scorecard.md, \"A gap between the camps\")")
+            "training knob, a cue relied on more or less) (docs/scorecard.md, \"A gap between the camps\")" + pad)
 
 
 def _few_models_text(few: dict[str, float], lead: str = "but") -> str:
@@ -2091,7 +2122,7 @@ def _candidates_sentence(ans: Answer) -> str:
         return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
                 "basins, or a difference these fingerprints and families cannot show)" + _held_unlearned_text(ans, "but")
-                + _graded_text(ans.graded, "and" if ans.held_unlearned else "but")
+                + _graded_text(ans.graded, "and" if ans.held_unlearned else "but", ans.padded)
                 + _few_models_text(ans.few_models, "and" if ans.graded or ans.held_unlearned else "but")
                 + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models or ans.held_unlearned else "but",
                                ans.user_strata)

@@ -47,7 +47,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.stats import binomtest, false_discovery_control, rankdata
 
-from analysis.labelfree_sentences import (
+from analysis.labelfree_sentences import (  # noqa: F401 (CAMP_MIN_MODELS: labelfree.CAMP_MIN_MODELS)
+    CAMP_MIN_MODELS,
     DEEP_VERDICTS,
     FEW_SENTENCES,
     NO_RELATIVES,
@@ -55,6 +56,7 @@ from analysis.labelfree_sentences import (
     TESTS,
     alone,
     at_floor,
+    camp_min,
     closest_split,
     cut_text,
     families,
@@ -600,20 +602,6 @@ def _with_generation_relatives(codes: np.ndarray, generation: Sequence | None) -
     if keep.all() or len(np.unique(codes[keep])) < MIN_FAMILIES or keep.sum() < 2 * MIN_FAMILIES:
         return None
     return keep
-
-
-CAMP_MIN_MODELS = 10  # the smallest camp the split tests may have to find never needs more models than this
-
-
-def camp_min(n: int, per: int, ceil: bool = True) -> int:
-    """The fewest models a 2-means camp of the split tests may hold among ``n``: one in ``per`` (rounded up, or
-    down without ``ceil``), at least 2 (a camp, not a lone outlier) and at most :data:`CAMP_MIN_MODELS`. Without
-    the cap the floor grew with the population: at 800 models the split of all models needed a camp of 40 and the
-    within-family one of 80, so a backdoor in 19 or 35 of 800 models, that three fingerprints set apart exactly,
-    was padded with clean models into a continuum or not seen (outside audit 110). Data and null replicates use the
-    same floor, so the tests stay calibrated."""
-    share = -(-n // per) if ceil else n // per
-    return max(2, min(share, CAMP_MIN_MODELS))
 
 
 def _generation_cells(family: Sequence, generation: Sequence) -> np.ndarray:

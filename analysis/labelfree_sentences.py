@@ -18,7 +18,7 @@ from typing import Any
 from analysis.resampling import MIN_FAMILIES
 from analysis.sortkeys import natural_key
 
-__all__ = ["DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
+__all__ = ["CAMP_MIN_MODELS", "camp_min", "DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text", "mostly_alone", "nearly_alone_sentence", "related_counts"]
 
@@ -69,6 +69,20 @@ FEW_FAMILIES_Q = 0.02
 # few models far out in one spread there (effect.spacing_p needs a gap over 600 times a camp of 2's own range among
 # 32 models), so they are said as a lead, not as a continuum cut in two (held "few": an outside audit, twenty-first session)
 FEW_MODELS = 3
+
+
+CAMP_MIN_MODELS = 10  # the smallest camp the split tests may have to find never needs more models than this
+
+
+def camp_min(n: int, per: int, ceil: bool = True) -> int:
+    """The fewest models a 2-means camp of the split tests may hold among ``n``: one in ``per`` (rounded up, or
+    down without ``ceil``), at least 2 (a camp, not a lone outlier) and at most :data:`CAMP_MIN_MODELS`. Without
+    the cap the floor grew with the population: at 800 models the split of all models needed a camp of 40 and the
+    within-family one of 80, so a backdoor in 19 or 35 of 800 models, that three fingerprints set apart exactly,
+    was padded with clean models into a continuum or not seen (outside audit 110). Data and null replicates use the
+    same floor, so the tests stay calibrated."""
+    share = -(-n // per) if ceil else n // per
+    return max(2, min(share, CAMP_MIN_MODELS))
 
 
 def few_models(effect: dict) -> bool:

@@ -1359,3 +1359,27 @@ def test_fingerprints_whose_own_two_clusters_are_a_candidates_camps_are_said_wit
     assert ("found by 1 of 5 fingerprints (ood-outputs; the own two clusters of 2 more (probe-outputs, disagreement; AMI "
             "0.78-1.00 with these) are these camps too, without a deep verdict of their own (not a test: fingerprints of "
             "one population share its noise)): candidate basins of 12 and 12 models") in ans.sentence
+
+
+def test_held_camps_whose_smaller_side_is_the_tests_smallest_camp_are_said_to_be_perhaps_padded():
+    """Review 111: at 800 models the split tests' smallest camp is 10 models (``camp_min`` at its cap), so 8 models
+    moved 50 SDs from the rest were split as 10 (the 8 and 2 nearest), which closes the gap, and read "one continuum
+    cut in two". The answer now says that the smaller camp is exactly the smallest the tests split off and to look at
+    its models; not for camps of another size, nor where the floor is not at its cap (24 models: 2)."""
+    big = [f"m{i}" for i in range(800)]
+    fam = [str(i // 4) for i in range(800)]
+
+    def held(ids, fams, smaller, per=4):  # one model of each of the first ``smaller`` families in the smaller camp
+        r = FingerprintResult("weight-stats", n_models=len(ids), model_ids=ids, clusters=[0] * len(ids), lineage_values=fams,
+                              label_free={"verdict": "lineage only", "q": 0.01, "sentence": ".", "candidate_basins": {},
+                                          "held": "no gap", "q_split": 0.0075,
+                                          "held_basins": {m: int(i < per * smaller and i % per == 0) for i, m in enumerate(ids)}})
+        return label_free_answer(AnalysisResult(1, 0.0, {}, len(ids), scorecard=[], fingerprints=[r]))
+
+    ans = held(big, fam, 10)
+    assert ans.padded == {"weight-stats": 10} and ans.graded == {"weight-stats": 0.0075}
+    assert ("the smaller camp of weight-stats is exactly 10 models, the smallest the tests split off: a group of fewer "
+            "models far from the rest is padded to it with its nearest models, which closes the gap") in ans.sentence
+    assert held(big, fam, 12).padded == {} and "padded" not in held(big, fam, 12).sentence
+    small = held(IDS, [str(i // 2) for i in range(24)], 10, per=2)  # 10 of 24 models: the floor there is 2
+    assert small.padded == {} and small.graded and "padded" not in small.sentence
