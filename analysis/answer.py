@@ -430,7 +430,8 @@ def _cut(own: dict[str, int], r: FingerprintResult) -> tuple[int, int]:
 
 def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], tuple[int, int]] | None:
     """``r``'s own two clusters and their cut (:func:`_cut`) when they vote for a cluster lead: not on a privileged
-    probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`), cutting at least
+    probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`) with a gap between them or far
+    apart (``scores.own_gap``, :func:`analysis.scorecard.own_gap`; outside audit 111: the halves of one axis), cutting at least
     :data:`CLUSTER_LEAD_CUT` of the init families with relatives, and not a recorded design column's levels (clusters
     that follow a data order the tests took out, or the generation in a parent chain: ``strata_follow`` at AMI
     :data:`AGREE` or more; an outside audit, 107: a data order shared by 12 families of 2, each order its own half of
@@ -440,6 +441,7 @@ def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[
     the others are analysed again without them; review 105)."""
     if _privileged(r) or r.k != 2 or r.lineage_values is None \
             or float((r.bootstrap or {}).get("stability") or 0.0) < CLUSTER_LEAD_STABILITY \
+            or not any(((r.scores or {}).get("own_gap") or {}).get(k) for k in ("gap", "far")) \
             or any(float(e.get("ami") or 0.0) >= AGREE for e in r.strata_follow or ()):
         return None
     own = _clusters(r)

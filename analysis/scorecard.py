@@ -23,7 +23,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import covariates, metadata, parallel, unlearned
+from analysis import covariates, effect, metadata, parallel, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -63,7 +63,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 36
+METHODS_VERSION = 37
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -122,6 +122,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
 
     scores: dict[str, Any] = {} if share is None else {  # what --covariate took out, and would by chance
         "covariate_share": share, "covariate_chance": prep.cov_fit.chance}
+    if len(set(clusters.tolist()) - {-1}) == 2:  # two own clusters: a gap between them (what a cluster lead needs)
+        scores["own_gap"] = own_gap(coords, clusters)
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none
@@ -303,6 +305,25 @@ def _redraw_limited(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         return result, first, (f"{fp.name}: its label-free tests could not be drawn again with {n_null} null replicates "
                                f"(out of memory): decided at {first.n_null if first else opts.n_perm}")
     return dataclasses.replace(result, seconds=round((result.seconds or 0.0) + time.time() - t0, 3)), free, None
+
+
+OWN_FAR = 2 * effect.GAUSSIAN_HALVES  # own two clusters this many within-cluster SDs apart are no halves of one spread
+
+
+def own_gap(coords: np.ndarray, clusters: np.ndarray) -> dict[str, Any]:
+    """Are a fingerprint's own two clusters (``clusters [n]``) two groups rather than the halves of one spread, along
+    the line joining them in ``coords [n, c]``: the dip test's and the spacing bound's p-values
+    (:func:`analysis.effect.gap_p`, :func:`analysis.effect.spacing_p`) and ``gap`` (either at most
+    :data:`analysis.effect.GAP_ALPHA`, as a candidate's camps need: docs/scorecard.md, "A gap between the camps"),
+    their ``separation`` in within-cluster SDs (:func:`analysis.effect.separation`) and ``far`` (at least
+    :data:`OWN_FAR`, twice the halves of one Gaussian cloud: a unimodal spread cut at its middle gives 2-3.5). The
+    answer's cluster lead needs ``gap`` or ``far`` (outside audit 111: the k-means halves of one single-peaked axis,
+    69% of it between families, cut half the families of a null and read as a lead; dip p 0.96-0.99)."""
+    dip, spacing = effect.gap_p(coords, clusters), effect.spacing_p(coords, clusters)
+    sep = effect.separation(coords, clusters)
+    return {"dip_p": dip, "spacing_p": spacing, "separation": sep,
+            "gap": any(p is not None and p <= effect.GAP_ALPHA for p in (dip, spacing)),
+            "far": sep is not None and sep >= OWN_FAR}
 
 
 def _redraw_rows(n_models: int, n_null: int, n_perm: int) -> int:

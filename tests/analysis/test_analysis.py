@@ -827,3 +827,18 @@ def test_a_redraw_out_of_memory_keeps_the_first_draw_and_says_so(monkeypatch):
                                             r"replicates \(out of memory\): decided at 199"):
         res = sc.analyze([camps, *noise], table, opts)
     assert res.fingerprints[0].label_free["n_null"] == 199 and res.fingerprints[0].label_free["verdict"]
+
+
+def test_own_two_clusters_of_one_spread_are_neither_apart_nor_far():
+    """Outside audit 111: k-means halves one single-peaked spread, and the halves cut the families of a null; they
+    voted for a cluster lead. ``own_gap`` tells them from two groups: halves of one Gaussian cloud have no gap and are
+    ~2.65 SDs apart (not ``far``); two groups 8 SDs apart are both."""
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=(300, 3))
+    halves = (one[:, 0] > 0).astype(int)
+    g = sc.own_gap(one, halves)
+    assert not g["gap"] and not g["far"] and 2.2 < g["separation"] < 3.2
+    groups = (np.arange(300) % 5 == 0).astype(int)
+    two = one + np.outer(groups, [8.0, 0.0, 0.0])
+    g = sc.own_gap(two, groups)
+    assert g["gap"] and g["far"] and g["separation"] > 6

@@ -1194,10 +1194,11 @@ def test_own_two_clusters_that_cut_the_families_and_agree_are_said_as_a_lead():
     fam = [str(i // 3) for i in range(len(IDS))]  # 8 families of 3: CAMPS (every other model) cuts all 8
 
     def own(name: str, clusters: dict[str, int], stability: float = 0.9, p: float | None = 0.2, kind: str = "behavioural",
-            strata: list | None = None, source: str | None = None) -> FingerprintResult:
+            strata: list | None = None, source: str | None = None, gap: bool = True) -> FingerprintResult:
         r = fp(name, None, "no structure", q=0.5, sep=None)
         r.label_free.update(p_split=p)
         r.k, r.kind, r.bootstrap, r.lineage_values = 2, kind, {"stability": stability}, fam
+        r.scores = {"own_gap": {"dip_p": 0.01 if gap else 0.9, "spacing_p": 1.0, "gap": gap, "separation": 3.0, "far": False}}
         r.clusters, r.strata_follow = [clusters[m] for m in IDS], strata
         if source:
             r.meta["params"] = {"probe_set": source}
@@ -1261,6 +1262,13 @@ def test_own_two_clusters_that_cut_the_families_and_agree_are_said_as_a_lead():
 
     assert _cluster_voter(own("ood-outputs", CAMPS), failed={m for m, c in CAMPS.items() if c == 1}) is None
     assert _cluster_voter(own("ood-outputs", CAMPS), failed={"m01"}) is not None
+    # outside audit 111: the k-means halves of one single-peaked axis cut half the families on a null; no gap, no vote
+    assert _cluster_voter(own("ood-outputs", CAMPS, gap=False)) is None
+    far = own("ood-outputs", CAMPS, gap=False)
+    far.scores["own_gap"].update(separation=6.4, far=True)  # audit 106's quarter backdoor: 6.4 SDs, no gap seen beside 6 models
+    assert _cluster_voter(far) is not None
+    assert label_free_answer(result(own("ood-outputs", CAMPS, gap=False), own("disagreement", CAMPS, gap=False),
+                                    families)).cluster_leads == []
 
 
 def test_one_refined_candidate_whose_clusters_two_fingerprints_share_joins_the_candidates_they_pair():
