@@ -40,13 +40,14 @@ from analysis.labelfree_sentences import (
     FEW_FAMILIES_Q,
     FEW_MODELS,
     TESTS,
+    all_split_floor,
     bc_ci_text,
-    camp_min,
     families,
     few_count,
     mostly_alone,
     related_counts,
     sds,
+    within_floor,
 )
 from analysis.options import GENERATION, NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
@@ -799,7 +800,7 @@ def _padded(judged: list[FingerprintResult]) -> dict[str, int]:
             continue
         fam = Counter(str(f) for m, f in zip(r.model_ids, r.lineage_values or ()) if m in held)
         related = sum(k for k in fam.values() if k >= 2)
-        if CAMP_MIN_MODELS in (camp_min(len(held), 20, ceil=False), camp_min(related, 10)):
+        if CAMP_MIN_MODELS in (all_split_floor(len(held)), within_floor(related)):
             out[_said_name(r)] = CAMP_MIN_MODELS
     return out
 

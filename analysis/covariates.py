@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.labelfree import camp_min, give_back, orthonormal
+from analysis.labelfree import give_back, orthonormal
+from analysis.labelfree_sentences import all_split_floor
 from analysis.metadata import column_kind, is_seed
 from analysis.options import COVARIATE_FORMS, AnalysisOptions
 from analysis.reduce import distance_to_features, reduce_features
@@ -212,7 +213,7 @@ def _given_back(r: np.ndarray, q: np.ndarray, standardize: bool, cells: np.ndarr
     if q.shape[1] == 0 or n < 4 or cells is None:
         return r
     coords = top_dims(reduce_features(r, 10, 0, standardize), 5)
-    split = cluster_index(coords[None], min_size=camp_min(n, 20, ceil=False))[1][0].astype(np.float64)  # as the tests'
+    split = cluster_index(coords[None], min_size=all_split_floor(n))[1][0].astype(np.float64)  # as the tests'
     s = split - split.mean()
     u = s - q @ (q.T @ s)  # the camps' own part, beside the columns' fit
     if not (u @ u) > 1e-9 * (s @ s) or not _in_every_level(coords, split, cells, u):

@@ -47,13 +47,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.stats import binomtest, false_discovery_control, rankdata
 
-from analysis.labelfree_sentences import (  # noqa: F401 (CAMP_MIN_MODELS: labelfree.CAMP_MIN_MODELS)
-    CAMP_MIN_MODELS,
+from analysis.labelfree_sentences import (  # noqa: F401 (camp_min: analysis.labelfree.camp_min, as docs/scorecard.md names it)
     DEEP_VERDICTS,
     FEW_SENTENCES,
     NO_RELATIVES,
     SENTENCES,
     TESTS,
+    all_split_floor,
     alone,
     at_floor,
     camp_min,
@@ -68,6 +68,7 @@ from analysis.labelfree_sentences import (  # noqa: F401 (CAMP_MIN_MODELS: label
     p_floor,
     unknown_note,
     with_unconfirmed,
+    within_floor,
 )
 from analysis.resampling import (
     MAX_MODELS,
@@ -540,7 +541,7 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
     r = top_dims(residual(x[rows]), k)
     if not np.abs(r).max(initial=0.0) > 1e-12 * max(np.abs(x).max(), 1e-300):  # the members of every family identical
         return None, None, none
-    min_side = camp_min(m, 10)  # a camp, not a pair of outliers
+    min_side = within_floor(m)  # a camp, not a pair of outliers
     indices = _camp_indices(r, min_side, basis, shared)  # [(ci [k], split [k, m])]: one, or two with strata
     sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
     null = np.concatenate([  # [statistics, n_null]: each replicate's lowest index, chunk by chunk
@@ -653,7 +654,7 @@ def _all_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_split: int, rng: 
     if taken is not None:  # the centroids' scatter lost to the design's fit, given back to the family effects drawn
         rank_f = orthonormal(_centred(_centroids(np.asarray(taken, dtype=np.float64), codes, n_fam)[0])).shape[1]
         cov_c *= (n_fam - 1) / max(n_fam - 1 - rank_f, 1)
-    min_side = camp_min(n, 20, ceil=False)
+    min_side = all_split_floor(n)
     ci_arr, full_split = cluster_index(xr[None], min_size=min_side)
 
     def residualised(e: np.ndarray) -> np.ndarray:  # [b, n, k] minus family means and the strata's contrasts

@@ -18,7 +18,7 @@ from typing import Any
 from analysis.resampling import MIN_FAMILIES
 from analysis.sortkeys import natural_key
 
-__all__ = ["CAMP_MIN_MODELS", "camp_min", "DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
+__all__ = ["CAMP_MIN_MODELS", "camp_min", "all_split_floor", "within_floor", "DEEP_VERDICTS", "SENTENCES", "FEW_SENTENCES", "NO_RELATIVES", "EXPLORATORY_P", "FEW_FAMILIES", "FEW_FAMILIES_Q", "FEW_ALWAYS", "families", "closest_groups",
            "closest_split", "closest_split_text", "cut_text", "MAX_CUT_NAMES", "few_families", "few_families_text", "with_unconfirmed", "alone", "few_count", "cutting",
            "effect_text", "effect_brief", "apart_text", "size_lines", "minority_text", "mostly_alone", "nearly_alone_sentence", "related_counts"]
 
@@ -83,6 +83,16 @@ def camp_min(n: int, per: int, ceil: bool = True) -> int:
     same floor, so the tests stay calibrated."""
     share = -(-n // per) if ceil else n // per
     return max(2, min(share, CAMP_MIN_MODELS))
+
+
+def all_split_floor(n: int) -> int:
+    """The smallest camp of the split of all ``n`` models (a twentieth, rounded down): :func:`camp_min`."""
+    return camp_min(n, 20, ceil=False)
+
+
+def within_floor(m: int) -> int:
+    """The smallest within-family camp among the ``m`` models with relatives (a tenth, rounded up): :func:`camp_min`."""
+    return camp_min(m, 10)
 
 
 def few_models(effect: dict) -> bool:
