@@ -479,6 +479,21 @@ def test_transformer_training_pass_equals_the_hooked_pass(shape, hp):
                 assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), k
 
 
+@pytest.mark.parametrize("shape,hp", [
+    ((7,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "attention_rate": 0.7, "readout": "even", "n_layers": 2}),
+    ((4,), {"vocab": 7, "d_model": 8, "n_heads": 2, "d_mlp": 16, "readout": "last", "causal": False, "layernorm": True}),
+])
+def test_the_hooked_transformer_pass_traces_as_one_graph(shape, hp):
+    """The hooked (plain-op) pass has no data-dependent Python branch, so ``torch.compile`` traces it
+    whole (``scripts/bench_compile.py`` measures what compiling it gives): whether attention needs its
+    causal mask is decided from the positions, not read from a tensor."""
+    fam = get_family("transformer", shape, 5, hp)
+    params = fam.init([0, 1])
+    x = torch.randint(0, 7, (2, 3, *shape), generator=torch.Generator().manual_seed(0))
+    explained = torch._dynamo.explain(lambda p, xs: fam.forward(p, xs, capture=("out",))[0])(params, x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
 @pytest.mark.parametrize("shape,hp", [((2,), {"vocab": 9, "d_model": 16, "n_heads": 4, "d_mlp": 32, "attention_rate": 0.5}),
                                       ((6,), {"vocab": 9, "d_model": 8, "n_heads": 2, "d_mlp": 16, "n_layers": 2,
                                               "layernorm": True, "readout": "even"})])
