@@ -42,6 +42,7 @@ from analysis.plots import (
     forecast_chart,
     selection_chart,
 )
+from analysis.rare import tail_sentences
 from analysis.report_sections import (
     SectionDrawer,
     anchor,
@@ -122,6 +123,7 @@ class Headline:
     model_counts: list[int] = field(default_factory=list)  # more than one: the rows are not comparable
     lone: list[str] = field(default_factory=list)  # basins that are the rest and a few outliers (lone_sentences)
     leads: list[str] = field(default_factory=list)  # small basins several fingerprints agree on (small_basin_sentences)
+    tails: list[str] = field(default_factory=list)  # far tails several fingerprints agree on (analysis.rare.tail_sentences)
     apart: str | None = None  # deep verdicts whose candidate basins are not the clusters (candidates_apart_sentence)
     small: list[str] = field(default_factory=list)  # deep verdicts that are a small difference (analysis.effect)
     few: list[str] = field(default_factory=list)  # fingerprints of the answer's few-families leads only (none of its candidates)
@@ -146,6 +148,7 @@ def headline(result: AnalysisResult) -> Headline:
     ans = label_free_answer(result)
     h.lone = lone_sentences(result, ans)
     h.leads = small_basin_sentences(result, ans)
+    h.tails = tail_sentences(result, ans)
     h.apart = candidates_apart_sentence(result)
     h.splits_disagree = closest_splits_sentence({str(f.fingerprint): f.label_free for f in result.fingerprints})
     h.answer = None if ans is None else ans.sentence

@@ -27,6 +27,7 @@ from analysis.labelfree_sentences import (
     closest_splits_disagree,
     closest_splits_sentence,
 )
+from analysis.rare import tail_leads
 from analysis.values import missing
 
 
@@ -473,6 +474,7 @@ def summary(result: AnalysisResult, provenance: dict[str, Any] | None = None) ->
             "n_failed": sum(1 for r in result.scorecard if r.error),
             "lone_models": {str(r.fingerprint): ids for r in result.fingerprints if (ids := lone_models(r))},
             "small_basins": small_basin_leads(result, ans),
+            "far_tails": tail_leads(result, ans),
             "candidates_apart": {str(r.fingerprint): how for r in result.fingerprints if (how := candidates_apart(r))},
             "label_free_answer": None if ans is None else ans.to_dict(),
             # fingerprints whose closest splits of the families disagree, by partition, and the caution (audit 73)

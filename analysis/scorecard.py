@@ -23,7 +23,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import covariates, effect, metadata, parallel, unlearned
+from analysis import covariates, effect, metadata, parallel, rare, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -63,7 +63,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 37
+METHODS_VERSION = 38
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -124,6 +124,8 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
         "covariate_share": share, "covariate_chance": prep.cov_fit.chance}
     if len(set(clusters.tolist()) - {-1}) == 2:  # two own clusters: a gap between them (what a cluster lead needs)
         scores["own_gap"] = own_gap(coords, clusters)
+    if (tail := rare.far_tail(coords, opts.seed)) is not None:  # a few models far out along one direction (rare.py)
+        scores["far_tail"] = {"models": [str(ids[i]) for i in tail["rows"]], "z": tail["z"], "kurtosis": tail["kurtosis"]}
     has_label = label is not None and len({str(v) for v in label}) >= 2
     binary = has_label and len({str(v) for v in label}) == 2
     # the sampling unit: init families (lineage), or each model alone when the zoo names none

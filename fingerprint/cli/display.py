@@ -278,6 +278,8 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
         console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     for line in h.leads:
         console.print(f"small basin, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    for line in h.tails:
+        console.print(f"far out together, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if h.apart:
         console.print(f"two partitions: {h.apart}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if len(h.model_counts) > 1:

@@ -586,7 +586,7 @@ def test_verdict_table_covers_every_verdict():
     assert all(Verdict(v) == v for v in names)  # str-valued: equal to the stored strings
 
 
-SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "small_basins", "candidates_apart",
+SUMMARY_KEYS = ["version", "settings", "n_models", "scorecard", "best_deep", "n_failed", "lone_models", "small_basins", "far_tails", "candidates_apart",
                 "label_free_answer", "closest_splits_disagree", "closest_splits_note",
                 "fingerprints",
                 "provenance"]
