@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from fingerprint import model_health
+from fingerprint.declared import check_declared
 from fingerprint.import_checks import (
     _check_columns,
     _check_forward,
@@ -268,6 +269,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
             bad.append((i, str(e), short_reason(str(e), at) if at == f else f"{at.relative_to(src)} {short_reason(str(e), at)}"))
             continue
         healths.append(model_health.run_probes(template, [sd], inputs))
+        if not kept:  # the module's declared symmetries, tried on the first model that passed (audit 112)
+            check_declared(template, sd, inputs, arch)
         digests.append(weights_digest(sd))
         del sd
         kept.append(i)

@@ -8,6 +8,7 @@ members as ``hidden_rescalable``'s, dict members for other layouts) are read and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -212,3 +213,21 @@ def _least_norm(side_a: torch.Tensor, side_b: torch.Tensor) -> tuple[torch.Tenso
     keep = ~full[..., None, None]
     mix, unmix = torch.where(keep, eye, mix), torch.where(keep, eye, unmix)  # unmix = G^-T
     return mix @ side_a, unmix @ side_b
+
+
+def moved_group(params: dict[str, torch.Tensor], group: str, spec: list | dict,
+                element: Callable[[int, int], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``params`` (``[n, ...]`` each) with one group (``group``, ``spec``: a ``hidden_mixable`` group, or a ``hidden_permutable``
+    / ``hidden_rescalable`` one, whose tuple members are read the same way) moved along its orbit: each block's
+    incoming side by ``g = element(h, dh)`` (``[h, dh, dh]``: a permutation, positive scales or any invertible
+    mixing) and its outgoing side by ``g^-T``. A declaration that is the model's symmetry leaves its outputs
+    unchanged (:func:`fingerprint.declared.check_declared` tries one)."""
+    members, _ = mix_spec(spec)
+    h, dh = _check_mixable(params, {group: spec})[group]
+    g = element(h, dh).double()
+    inv_t = torch.linalg.inv(g).mT
+    out = dict(params)
+    for m in members:
+        rows = _member_rows(out[m.param], m, h, dh)  # [n, h, dh, rest]
+        out[m.param] = _put_rows(out[m.param], m, (g if m.side == "in" else inv_t) @ rows)
+    return out

@@ -1,0 +1,74 @@
+"""Declared symmetries, tried on the probes at import: a group a module declares (``hidden_permutable()``,
+``hidden_rescalable()``, ``hidden_mixable()``) must leave the model's outputs as they were when its members move
+along the group's orbit. The weight fingerprints take each declared group out, so a declaration that is not the
+model's symmetry (a member left out, such as a projection's bias that moves with its weight's rows, or a member on
+the wrong axis) makes function-identical models read apart. Outside audit 112: with the docs' attention example,
+which left out the q/k/v biases, a null whose families held head-mixed twins read `crosses lineage` on
+`weight-stats`; a key's axis 1 for -1 was accepted as well."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fingerprint.extractors.mixing import check_member, mix_spec, moved_group
+from training.core.errors import UserError
+from training.families.module import call_with
+
+MOVED_TOL = 1e-3  # the largest change of an output, relative to the largest output, that a declared group may make
+METHODS = ("hidden_permutable", "hidden_rescalable", "hidden_mixable")
+
+
+def _element(kind: str, h: int, dh: int, gen: torch.Generator) -> torch.Tensor:
+    """A random element ``[h, dh, dh]`` of a group's orbit: a permutation, positive scales, or an invertible mixing
+    (an orthogonal map times scales in [e^-0.5, e^0.5]: well conditioned, and not its own inverse transpose)."""
+    scales = torch.exp(torch.rand(h, dh, generator=gen, dtype=torch.float64) - 0.5)
+    if kind == "hidden_permutable":
+        return torch.stack([torch.eye(dh, dtype=torch.float64)[torch.randperm(dh, generator=gen)] for _ in range(h)])
+    if kind == "hidden_rescalable":
+        return torch.diag_embed(scales)
+    q, _ = torch.linalg.qr(torch.randn(h, dh, dh, generator=gen, dtype=torch.float64))
+    return q * scales[:, None, :]
+
+
+def _hint(params: dict[str, torch.Tensor], spec: list | dict) -> str:
+    """A member the group probably left out: a listed ``X.weight``'s ``X.bias`` (it moves with the weight's rows)."""
+    members, _ = mix_spec(spec)
+    listed = {m.param for m in members}
+    rows = [m for m in members if m.axis == 0 and m.param.endswith(".weight")]
+    missing = [(m.param[: -len("weight")] + "bias", -1 if m.side == "out" else 0) for m in rows
+               if m.param[: -len("weight")] + "bias" in params and m.param[: -len("weight")] + "bias" not in listed]
+    axes = "each member's axis (0: incoming rows, 1: outgoing columns, -1: outgoing rows, as a key's of a query's group)"
+    if missing:
+        return f"; a bias moves with its weight's rows: list {', '.join(f'({p!r}, {a})' for p, a in missing)} too, and check {axes}"
+    return f"; check {axes}"
+
+
+def check_declared(template: nn.Module, state: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], label: str) -> None:
+    """Refuse (one line) a group that ``template``'s class declares which moves the outputs of the model ``state``
+    on the first inputs of ``inputs`` (its probe sets) by more than :data:`MOVED_TOL` of their scale."""
+    declared = {m: getattr(template, m)() for m in METHODS if callable(getattr(template, m, None))}
+    if not declared or not inputs:
+        return
+    x = next(iter(inputs.values()))[:32]
+    params = {k: v.detach()[None] for k, v in state.items() if v.is_floating_point()}
+    gen = torch.Generator().manual_seed(0)
+
+    def run(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            out = call_with(template.eval(), {**state, **{k: v[0].to(state[k].dtype) for k, v in p.items()}}, (x,))
+        return out.double()
+
+    ref = run(params)
+    scale = float(ref.abs().max()) or 1.0
+    for method, groups in declared.items():
+        for g, spec in dict(groups).items():
+            if not isinstance(spec, dict):
+                for p, a in spec:
+                    check_member(params, method, str(g), str(p), int(a))
+            moved = moved_group(params, str(g), spec, lambda h, dh, method=method: _element(method, h, dh, gen))
+            change = float((run(moved) - ref).abs().max()) / scale
+            if not change <= MOVED_TOL:
+                raise UserError(f"{label}: {method}() group '{g}' is not a symmetry of the model: moving its members "
+                                f"along it (a random {'permutation' if method == 'hidden_permutable' else 'rescaling' if method == 'hidden_rescalable' else 'mixing'}) "
+                                f"changed the outputs on the probes by {change:.2g} of their scale{_hint(params, spec)}")

@@ -1,0 +1,91 @@
+"""Declared symmetries tried on the probes at import (fingerprint/declared.py; outside audit 112)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from fingerprint.declared import check_declared
+from training.core.errors import UserError
+from tests.conftest import run_cli, saved_models
+
+
+class Attention(nn.Module):
+    """A hand-written attention with biased q, k, v projections (``nn.Linear``'s default, square: d_model 8), 2 heads
+    over 4 positions,
+    declaring its mixings as ``declare`` says: the docs' example (weights only), with the biases, or a key on the
+    wrong axis."""
+
+    def __init__(self, declare: str = "biases") -> None:
+        super().__init__()
+        self.q, self.k, self.v = (nn.Linear(8, 8) for _ in range(3))
+        self.o, self.out = nn.Linear(8, 8), nn.Linear(8, 3)
+        self.declare = declare
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, 4, 8)
+        q, k, v = (f(x).reshape(-1, 4, 2, 4).transpose(1, 2) for f in (self.q, self.k, self.v))
+        att = torch.softmax(q @ k.mT / 2, -1) @ v
+        return self.out(torch.relu(self.o(att.transpose(1, 2).reshape(-1, 4, 8)))).mean(1)
+
+    def hidden_permutable(self) -> dict:
+        return {"o": [("o.weight", 0), ("o.bias", 0), ("out.weight", 1)]}
+
+    def hidden_mixable(self) -> dict:
+        key = ("k.weight", 1) if self.declare == "wrong axis" else ("k.weight", -1)
+        qk, vo = [("q.weight", 0), key], [("v.weight", 0), ("o.weight", 1)]
+        if self.declare == "biases":
+            qk, vo = qk + [("q.bias", 0), ("k.bias", -1)], vo + [("v.bias", 0)]
+        return {"qk": {"members": qk, "blocks": 2}, "vo": {"members": vo, "blocks": 2}}
+
+
+def _check(model: nn.Module) -> None:
+    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
+    check_declared(model, model.state_dict(), {"in_dist": x}, "arch:make")
+
+
+def test_a_declared_group_that_moves_the_outputs_is_refused_with_what_it_left_out():
+    """The docs' attention example left out the projections' biases (audit 112: head-mixed twins of a null then read
+    `crosses lineage` on weight-stats); with them the declaration is the model's symmetry; a key on axis 1 (columns)
+    instead of -1 (rows) is refused too. The permutation group (a ReLU layer's units into the next) passes."""
+    torch.manual_seed(0)
+    _check(Attention("biases"))
+    with pytest.raises(UserError) as e:
+        _check(Attention("weights only"))
+    assert str(e.value).startswith("arch:make: hidden_mixable() group 'qk' is not a symmetry of the model: moving its "
+                                   "members along it (a random mixing) changed the outputs on the probes by "), e.value
+    assert "a bias moves with its weight's rows: list ('q.bias', 0), ('k.bias', -1) too" in str(e.value)
+    with pytest.raises(UserError, match="group 'qk' is not a symmetry.*check each member's axis"):
+        _check(Attention("wrong axis"))
+
+    class Unrelated(Attention):  # a permutation group joining units that are not one layer's: refused
+        def hidden_permutable(self) -> dict:
+            return {"o": [("o.weight", 0), ("out.weight", 1)]}  # o.bias left out
+
+    with pytest.raises(UserError, match=r"hidden_permutable\(\) group 'o' is not a symmetry.*\('o.bias', 0\)"):
+        _check(Unrelated())
+
+
+ARCH = textwrap.dedent('''
+    import torch
+    from torch import nn
+    from tests.fingerprint.test_declared import Attention
+
+    def make():
+        return Attention("weights only")
+
+    def probes():
+        return {"in_dist": torch.randn(16, 32, generator=torch.Generator().manual_seed(0))}
+''')
+
+
+def test_import_refuses_a_declaration_that_is_not_a_symmetry(tmp_path, monkeypatch):
+    """Through the CLI: one line, exit status 2, and no zoo written."""
+    src = saved_models(tmp_path, monkeypatch, "declarch", ARCH, 3)
+    res = run_cli("import", src / "ckpts", "--arch", "declarch:make", "--probes", "declarch:probes", "--out", tmp_path / "zoo")
+    assert res.returncode == 2 and not (tmp_path / "zoo").exists(), res.stderr
+    assert "declarch:make: hidden_mixable() group 'qk' is not a symmetry of the model" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
