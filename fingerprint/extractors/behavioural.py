@@ -191,13 +191,16 @@ def anomalous_tokens(models, reference: str, n_tokens: int, seed: int) -> torch.
     """The token ids to probe ``[k]``: the task's never-trained tokens (the distinct tokens of its probe
     set ``untrained_tokens``) when it names some, else an import's declared rare tokens (the first
     ``n_tokens`` rows of the probe set ``anomalous_tokens``), else the ``n_tokens`` rarest tokens of the reference
-    probes (tokens never seen there first; ties broken by a permutation drawn from ``seed``)."""
+    probes (tokens never seen there first; ties broken by a permutation drawn from ``seed``), of the family's
+    vocabulary: a built-in transformer's ``vocab``, an imported module's token embedding (``token_vocab``), at least
+    the probes' largest id plus one."""
     if UNTRAINED in models.task.probe_names():
         return models.task.probes(UNTRAINED).long().unique()
     if RARE_TOKENS in models.task.probe_names():  # an import's declared rare tokens (rows: one token repeated)
         return models.task.probes(RARE_TOKENS)[:n_tokens, 0].long()
     ref = probes(models, reference, 0).long()
-    vocab = int(getattr(models.family, "vocab", 0) or int(ref.max()) + 1)
+    own = getattr(models.family, "token_vocab", None)  # an imported module: its token embedding's rows (audit 112)
+    vocab = int(getattr(models.family, "vocab", 0) or max(own(ref[:2]) if callable(own) else 0, int(ref.max()) + 1))
     counts = torch.bincount(ref.flatten().clamp(0, vocab - 1), minlength=vocab)
     tie = torch.randperm(vocab, generator=generator(seed))
     return torch.argsort(counts * vocab + tie)[: min(n_tokens, vocab)]

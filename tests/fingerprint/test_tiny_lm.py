@@ -173,3 +173,30 @@ def test_disagreement_counts_every_position_of_per_position_outputs(lm_zoo):
     ref = np.array([[float((pred[i] != pred[j]).float().mean()) for j in range(len(out))] for i in range(len(out))])
     assert d.min() >= 0 and np.allclose(np.diag(d), 0) and np.allclose(d, ref, atol=1e-6)
     assert d.max() > 0  # base models and their fine-tunes predict differently somewhere
+
+
+class _TokenNet(torch.nn.Module):
+    """An imported token model: a 20-token embedding (and a position table the ids do not index), mean-pooled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.pos, self.head = torch.nn.Embedding(20, 8), torch.nn.Embedding(64, 8), torch.nn.Linear(8, 20)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head((self.emb(ids) + self.pos(torch.arange(ids.shape[-1]))).mean(-2))
+
+
+def test_anomalous_inputs_of_an_imported_module_probe_the_ids_above_the_probes():
+    """Outside audit 112: an imported module's vocabulary was the probes' largest id plus one, so its never-trained
+    tokens 16-19 (the trigger among them) were never probed. Now its token embedding's rows: the embedding the ids
+    themselves index (not the larger position table), and the ids the probes never reach come first."""
+    from training.families.module import ModuleFamily
+
+    text = torch.randint(0, 16, (24, 8), generator=torch.Generator().manual_seed(0))
+    fam = ModuleFamily(factory=_TokenNet, input_shape=(8,), n_out=20)
+    assert fam.token_vocab(text[:2]) == 20
+    mb = ModelBatch(fam, fam.init([0, 1]), ProbeSets({"in_dist": text}, n_out=20), ["a", "b"])
+    assert set(anomalous_tokens(mb, "in_dist", 4, 0).tolist()) == {16, 17, 18, 19}
+    spec = fingerprint_spec("anomalous-inputs")
+    values = spec.compute(mb, {**spec.params, "n_tokens": 4, "n_random": 8})[0]
+    assert np.asarray(values).shape[0] == 2 and np.isfinite(np.asarray(values, float)).all()

@@ -138,6 +138,28 @@ class ModuleFamily(Family):
             self._template = self.factory().eval()
         return self._template
 
+    def token_vocab(self, x: torch.Tensor) -> int:
+        """The rows of the ``nn.Embedding`` that reads the token ids ``x [B, T]`` themselves (the model's vocabulary,
+        which ids the probes never reach may extend: outside audit 112's never-trained tokens and trigger were the
+        ids above the probes' largest), else 0 (no embedding reads them as they are)."""
+        t = self.template()
+        rows: list[int] = []
+
+        def seen(m: nn.Module, args: tuple) -> None:
+            if args and isinstance(args[0], torch.Tensor) and args[0].shape == x.shape and torch.equal(args[0].long(), x.long()):
+                rows.append(int(m.num_embeddings))
+
+        hooks = [m.register_forward_pre_hook(seen) for m in t.modules() if isinstance(m, nn.Embedding)]
+        try:
+            with torch.no_grad():
+                t(x)
+        except Exception:  # noqa: BLE001 (the probes ran at import; a module that refuses this call tells nothing)
+            return 0
+        finally:
+            for h in hooks:
+                h.remove()
+        return min(rows, default=0)
+
     def param_shapes(self):
         t = self.template()
         return {k: tuple(v.shape) for k, v in {**dict(t.named_parameters()), **dict(t.named_buffers())}.items()}
