@@ -5,6 +5,7 @@ read as logits, and the checkpoints ``--skip-bad`` left out."""
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,23 @@ def logits_note(n_out: int | None, labelled: Any) -> str:
         return ""
     return (f"the models' {n_out} outputs are read as class logits (their log-softmax; a common shift of them is "
             "taken as invisible): for regression outputs pass --data with float targets")
+
+
+def positions_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
+    """The one line saying that a forward returning outputs at every position (``[batch, T, n_out]``) has each of them
+    read by the output fingerprints (outside audit 112: a model trained at its last position returned all 8, and 7 it
+    never trained at diluted ``ood-outputs`` from 18 SDs to a continuum), else ``""``."""
+    if not inputs:
+        return ""
+    x = next(iter(inputs.values()))[:2]
+    with torch.no_grad():
+        out = template.eval()(x)
+    if not isinstance(out, torch.Tensor) or out.dim() < 3:
+        return ""
+    shape = list(out.shape[1:])
+    return (f"the models' outputs are {['batch', *shape]}: the output fingerprints read every one of the "
+            f"{math.prod(shape[:-1])} entries before the last axis (positions?) as outputs; a model trained at its "
+            "last position alone reads best from a factory whose forward returns that position's (out[:, -1])")
 
 
 def short_reason(message: str, path: Path) -> str:

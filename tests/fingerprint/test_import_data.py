@@ -169,3 +169,44 @@ def test_what_the_outputs_are_read_as(tmp_path):
     with pytest.raises(UserError, match=r"values -3\.\.3; a one-output model is a regression: give float y"):  # audit 66 F4
         Zoo.from_modules(one, out=tmp_path / "int", probes={"in_dist": x}, data=(x, torch.arange(20) % 7 - 3))
     assert not (tmp_path / "int").exists()
+
+
+def test_outputs_at_every_position_are_said_at_import(tmp_path, monkeypatch):
+    """Outside audit 112: a hand-written LM returning logits at all 8 positions, trained at the last, was imported
+    without a word, and its 7 never-trained positions diluted the output fingerprints. The import says so in one line;
+    a forward returning one row per input says nothing."""
+    from tests.conftest import run_cli, saved_models
+
+    from fingerprint.import_notes import positions_note
+
+    src = saved_models(tmp_path, monkeypatch, "allpos", ALLPOS, 3)
+    res = run_cli("import", src / "ckpts", "--arch", "allpos:make", "--probes", "allpos:probes", "--out", tmp_path / "zoo")
+    assert res.returncode == 0, res.stderr
+    assert ("the models' outputs are ['batch', 8, 5]: the output fingerprints read every one of the 8 entries before "
+            "the last axis (positions?) as outputs; a model trained at its last position alone reads best from a factory "
+            "whose forward returns that position's (out[:, -1])") in " ".join(res.stdout.split()), res.stdout
+    last = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 5))
+    assert positions_note(last, {"in_dist": torch.randn(4, 8)}) == ""
+
+
+ALLPOS = '''
+import torch
+from torch import nn
+
+
+class AllPositions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(5, 4), nn.Linear(4, 5)
+
+    def forward(self, ids):
+        return self.head(torch.cumsum(self.emb(ids), 1))  # [B, T, 5]: every position
+
+
+def make():
+    return AllPositions()
+
+
+def probes():
+    return {"in_dist": torch.randint(0, 5, (12, 8), generator=torch.Generator().manual_seed(0))}
+'''
