@@ -8,6 +8,8 @@ which left out the q/k/v biases, a null whose families held head-mixed twins rea
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -15,7 +17,7 @@ from fingerprint.extractors.mixing import check_member, mix_spec, moved_group
 from training.core.errors import UserError
 from training.families.module import call_with
 
-MOVED_TOL = 1e-3  # the largest change of an output, relative to the largest output, that a declared group may make
+MOVED_TOL = 1e-6  # the largest change of an output (float64), relative to the largest output, that a declared group may make
 METHODS = ("hidden_permutable", "hidden_rescalable", "hidden_mixable")
 
 
@@ -45,30 +47,40 @@ def _hint(params: dict[str, torch.Tensor], spec: list | dict) -> str:
 
 
 def check_declared(template: nn.Module, state: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], label: str) -> None:
-    """Refuse (one line) a group that ``template``'s class declares which moves the outputs of the model ``state``
-    on the first inputs of ``inputs`` (its probe sets) by more than :data:`MOVED_TOL` of their scale."""
+    """Refuse (one line) a group that ``template``'s class declares which moves the outputs on the first inputs of
+    ``inputs`` (its probe sets) by more than :data:`MOVED_TOL` of their scale. Tried in float64 on the model ``state``
+    with every parameter (not the buffers) moved by a little noise: a symmetry holds at every point, and a group that
+    leaves out a bias which is zero in the checkpoint (a step-0 file) would pass at that point only (review 112)."""
     declared = {m: getattr(template, m)() for m in METHODS if callable(getattr(template, m, None))}
     if not declared or not inputs:
         return
-    x = next(iter(inputs.values()))[:32]
-    params = {k: v.detach()[None] for k, v in state.items() if v.is_floating_point()}
     gen = torch.Generator().manual_seed(0)
+    model = copy.deepcopy(template).double().eval()
+    names = {k for k, _ in model.named_parameters(remove_duplicate=False)}
+    base = {k: v.detach().double() if v.is_floating_point() else v for k, v in state.items()}
+    for k in names & set(base):
+        v = base[k]
+        base[k] = v + 0.1 * (float(v.std()) if v.numel() > 1 and float(v.std()) > 0 else 0.1) * torch.randn(
+            v.shape, generator=gen, dtype=torch.float64)
+    x = next(iter(inputs.values()))[:32]
+    x = x.double() if x.is_floating_point() else x
+    params = {k: v[None] for k, v in base.items() if v.is_floating_point()}
 
     def run(p: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
-            out = call_with(template.eval(), {**state, **{k: v[0].to(state[k].dtype) for k, v in p.items()}}, (x,))
-        return out.double()
+            return call_with(model, {**base, **{k: v[0] for k, v in p.items()}}, (x,)).double()
 
     ref = run(params)
     scale = float(ref.abs().max()) or 1.0
     for method, groups in declared.items():
         for g, spec in dict(groups).items():
-            if not isinstance(spec, dict):
-                for p, a in spec:
-                    check_member(params, method, str(g), str(p), int(a))
+            for m in mix_spec(spec)[0]:  # a tuple member's axis named as its method reads it
+                if m.given is not None:
+                    check_member(params, method, str(g), m.param, m.given)
             moved = moved_group(params, str(g), spec, lambda h, dh, method=method: _element(method, h, dh, gen))
             change = float((run(moved) - ref).abs().max()) / scale
             if not change <= MOVED_TOL:
+                kind = {"hidden_permutable": "permutation", "hidden_rescalable": "rescaling"}.get(method, "mixing")
                 raise UserError(f"{label}: {method}() group '{g}' is not a symmetry of the model: moving its members "
-                                f"along it (a random {'permutation' if method == 'hidden_permutable' else 'rescaling' if method == 'hidden_rescalable' else 'mixing'}) "
-                                f"changed the outputs on the probes by {change:.2g} of their scale{_hint(params, spec)}")
+                                f"along it (a random {kind}) changed the outputs on the probes by {change:.2g} of their "
+                                f"scale{_hint(params, spec)}")

@@ -44,8 +44,8 @@ def test_a_rare_camp_a_few_sds_out_is_the_far_tail():
 
 def test_a_lead_needs_two_fingerprints_and_four_models():
     """Heavy-tailed seed noise puts models in one fingerprint's far tail on its own (Student t, 3 degrees of freedom:
-    several per fingerprint); only the models two or more fingerprints' tails hold are a lead, and only four or more
-    of them; a candidate's smaller camp is said by the answer already."""
+    several per fingerprint); only the models two or more fingerprints' tails hold are a lead, only four or more of
+    them, and not mostly one init family's; a candidate's smaller camp is said by the answer already."""
     tails = {f"fp{k}": [str(i) for i in rare.far_tail(_population(10 + k, None, 0.0, df=3.0))["rows"]] for k in range(4)}
     assert sum(len(t) for t in tails.values()) >= 4  # heavy tails: far models, each fingerprint its own
     assert rare.far_tail_leads(tails) == []
@@ -53,6 +53,11 @@ def test_a_lead_needs_two_fingerprints_and_four_models():
     assert rare.far_tail_leads({"x": camp + ["e"], "y": camp, "z": ["q"]}) == [{"models": camp, "fingerprints": ["x", "y"]}]
     assert rare.far_tail_leads({"x": camp[:3], "y": camp[:3]}) == []  # three models: not yet a lead
     assert rare.far_tail_leads({"x": camp, "y": camp}, camps=[set(camp) | {"e"}]) == []
+    # one init family far out (audit 112's nulls: a whole family of 4 in three output fingerprints), or mostly one: the
+    # init seed's quirk; two families of two are a lead
+    assert rare.far_tail_leads({"x": camp, "y": camp}, family={m: "f0" for m in camp}) == []
+    assert rare.far_tail_leads({"x": camp, "y": camp}, family={"a": "f0", "b": "f0", "c": "f0", "d": "f1"}) == []
+    assert rare.far_tail_leads({"x": camp, "y": camp}, family={"a": "f0", "b": "f0", "c": "f1", "d": "f1"})[0]["models"] == camp
 
 
 def test_fingerprints_agreeing_on_a_rare_camp_are_a_lead_in_the_summary_and_the_report():

@@ -89,3 +89,32 @@ def test_import_refuses_a_declaration_that_is_not_a_symmetry(tmp_path, monkeypat
     assert res.returncode == 2 and not (tmp_path / "zoo").exists(), res.stderr
     assert "declarch:make: hidden_mixable() group 'qk' is not a symmetry of the model" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_declarations_of_every_accepted_form_pass_and_a_zero_bias_does_not_hide_a_missing_member():
+    """Review 112: a list of dict members (TransformerLens' layout) crashed the check, a bfloat16 checkpoint's correct
+    rescaling read as moved by its rounding, and a group missing a bias that was zero in the checkpoint passed. The
+    check runs in float64 with every parameter moved by a little noise."""
+    from tests.fingerprint.test_mixing import _LensHeads
+
+    torch.manual_seed(0)
+    lens = _LensHeads()
+    check_declared(lens, lens.state_dict(), {"in_dist": torch.randn(16, 24)}, "arch:make")
+
+    class Net(nn.Module):
+        def __init__(self, bias_listed: bool) -> None:
+            super().__init__()
+            self.a, self.b, self.listed = nn.Linear(8, 6), nn.Linear(6, 3), bias_listed
+            nn.init.zeros_(self.a.bias)  # a step-0 checkpoint
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x)))
+
+        def hidden_rescalable(self) -> dict:
+            return {"h": [("a.weight", 0), *([("a.bias", 0)] if self.listed else []), ("b.weight", 1)]}
+
+    x = torch.randn(16, 8)
+    half = Net(True).to(torch.bfloat16)
+    check_declared(half, half.state_dict(), {"in_dist": x.to(torch.bfloat16)}, "arch:make")
+    with pytest.raises(UserError, match=r"hidden_rescalable\(\) group 'h' is not a symmetry.*\('a.bias', 0\)"):
+        check_declared(Net(False), Net(False).state_dict(), {"in_dist": x}, "arch:make")
