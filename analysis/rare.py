@@ -9,12 +9,13 @@ were clustered in), finds by FastICA (the log-cosh contrast: the cube contrast, 
 heavy tails, review 112) its independent directions, takes the one of largest excess kurtosis, and returns the
 models on its heavier side at least :data:`FAR_Z` robust SDs (median and MAD) out.
 
-One fingerprint's far tail is no finding: seed noise has heavy tails too (a distance fingerprint's often, a
-weight fingerprint's sometimes: 0-12 models per fingerprint on the audits' real nulls). The lead is agreement:
-:func:`far_tail_leads` names the models that :data:`MIN_TAIL_FINGERPRINTS` or more fingerprints' far tails hold,
-when there are at least :data:`MIN_TAIL_MODELS` of them. Measured on the outside audits' imported populations of
-320-1,200 models (docs/scorecard.md, "Far tails"): on the nulls at most 2 models were in two fingerprints' tails; the
-backdoors in 11, 11, 22, 19, 35, 41, 51 and 74 models were all named, with no clean model among them.
+One fingerprint's far tail is no finding: seed noise has heavy tails too (0-5 models per fingerprint on the audits'
+real nulls). The lead is agreement: :func:`far_tail_leads` names the models that :data:`MIN_TAIL_FINGERPRINTS` or
+more fingerprints' far tails hold, when there are at least :data:`MIN_TAIL_MODELS` of them and no init family holds
+more than half, and :func:`tail_leads` only where the label-free answer has no candidate. Measured on the outside
+audits' imported populations of 128-1,200 models and review 112's synthetic ones (docs/scorecard.md, "Far tails"):
+no lead on the real nulls, the backdoors the split tests miss named with no clean model among them; seed noise with
+heavy tails shared by the fingerprints makes a lead of its extremes, which the sentence says.
 """
 
 from __future__ import annotations

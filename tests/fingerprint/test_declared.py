@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from fingerprint.declared import check_declared
-from training.core.errors import UserError
 from tests.conftest import run_cli, saved_models
+from training.core.errors import UserError
 
 
 class Attention(nn.Module):

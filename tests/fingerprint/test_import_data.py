@@ -175,9 +175,8 @@ def test_outputs_at_every_position_are_said_at_import(tmp_path, monkeypatch):
     """Outside audit 112: a hand-written LM returning logits at all 8 positions, trained at the last, was imported
     without a word, and its 7 never-trained positions diluted the output fingerprints. The import says so in one line;
     a forward returning one row per input says nothing."""
-    from tests.conftest import run_cli, saved_models
-
     from fingerprint.import_notes import positions_note
+    from tests.conftest import run_cli, saved_models
 
     src = saved_models(tmp_path, monkeypatch, "allpos", ALLPOS, 3)
     res = run_cli("import", src / "ckpts", "--arch", "allpos:make", "--probes", "allpos:probes", "--out", tmp_path / "zoo")
