@@ -81,7 +81,8 @@ def far_tail_leads(tails: Mapping[str, Sequence[str]], camps: Sequence[set[str]]
                    family: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The lead of the fingerprints' far tails (``{fingerprint: model ids}``): ``[{"models": [...], "fingerprints":
     [...]}]`` with the models that :data:`MIN_TAIL_FINGERPRINTS` or more tails hold, when at least
-    :data:`MIN_TAIL_MODELS`, and the fingerprints whose tails hold at least half of them; ``[]`` otherwise, when the
+    :data:`MIN_TAIL_MODELS`, and the fingerprints whose tails hold at least half of them (at least
+    :data:`MIN_TAIL_FINGERPRINTS` of those); ``[]`` otherwise, when the
     models are within one of ``camps`` (a candidate's smaller camp, which the answer says already), or when one init
     family (``family``: model id -> family, where known) holds more than half of them: an init seed's quirk, which
     the lineage tests and the one-family pointer read (outside audit 112's nulls of 128 transformers: one whole family
@@ -95,7 +96,10 @@ def far_tail_leads(tails: Mapping[str, Sequence[str]], camps: Sequence[set[str]]
         return []
     held = set(models)
     who = [f for f, ids in tails.items() if 2 * len(held & set(ids)) >= len(held)]
-    return [{"models": models, "fingerprints": who}] if who else []
+    # two or more fingerprints each holding at least half of them: one set, not a union of pairs that share a model or
+    # two (review 112: with many fingerprints the union mixed models of different directions; audit 112's `bdds`: 7
+    # models of which one fingerprint held most)
+    return [{"models": models, "fingerprints": who}] if len(who) >= MIN_TAIL_FINGERPRINTS else []
 
 
 def tail_leads(result: Any, answer: Any = None) -> list[dict[str, Any]]:

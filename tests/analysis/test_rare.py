@@ -52,6 +52,8 @@ def test_a_lead_needs_two_fingerprints_and_four_models():
     camp = ["a", "b", "c", "d"]
     assert rare.far_tail_leads({"x": camp + ["e"], "y": camp, "z": ["q"]}) == [{"models": camp, "fingerprints": ["x", "y"]}]
     assert rare.far_tail_leads({"x": camp[:3], "y": camp[:3]}) == []  # three models: not yet a lead
+    # each model in two tails, but no two fingerprints holding half of them: a union of pairs, not one set
+    assert rare.far_tail_leads({"x": ["a", "b", "c", "d", "e", "f"], "y": ["a", "b"], "z": ["c", "d"], "w": ["e", "f"]}) == []
     assert rare.far_tail_leads({"x": camp, "y": camp}, camps=[set(camp) | {"e"}]) == []
     # one init family far out (audit 112's nulls: a whole family of 4 in three output fingerprints), or mostly one: the
     # init seed's quirk; two families of two are a lead
