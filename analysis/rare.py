@@ -125,12 +125,17 @@ def tail_leads(result: Any, answer: Any = None) -> list[dict[str, Any]]:
     return leads
 
 
+def models_named(ids: Sequence[str]) -> str:
+    """``a, b, c, d, e, f, ...``: the first six model ids of a lead, for its sentence."""
+    return ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
+
+
 def tail_sentences(result: Any, answer: Any = None) -> list[str]:
     """One sentence per :func:`tail_leads` lead, for the report's verdict box and the terminal."""
     out = []
     for lead in tail_leads(result, answer):
         ids = lead["models"]
-        who = ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
+        who = models_named(ids)
         fams = f" of {lead['n_families']} init families" if lead["n_families"] else ""
         out.append(f"{', '.join(lead['fingerprints'])}: {len(ids)} of {lead['n_models']} models ({who}){fams} sit "
                    f"together far out along one direction (at least {FAR_Z:g} robust SDs, in the far tail of two or more "

@@ -27,7 +27,7 @@ from analysis.labelfree_sentences import (
     closest_splits_disagree,
     closest_splits_sentence,
 )
-from analysis.rare import tail_leads
+from analysis.rare import models_named, tail_leads
 from analysis.values import missing
 
 
@@ -412,7 +412,7 @@ def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[st
     out = []
     for lead in small_basin_leads(result, answer):
         ids = lead["models"]
-        who = ", ".join(ids[:6]) + (", ..." if len(ids) > 6 else "")
+        who = models_named(ids)
         out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_larger']} models and "
                    f"{len(ids)} models ({who}) of {lead['n_families']} init families"
                    + (", each beside relatives in the larger basin" if lead["beside"] else "")
