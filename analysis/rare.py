@@ -40,8 +40,8 @@ MAX_TIED = 0.2  # a direction on which more than this share of the models share 
 def far_tail(coords: np.ndarray, random_state: int = 0) -> dict[str, Any] | None:
     """The far tail of ``coords [n, c]`` (a fingerprint's coordinates, models as rows): ``{"rows": [...] (indices,
     farthest first), "z": [...] (their robust z), "kurtosis": excess kurtosis of the direction}``, or ``None`` for
-    fewer than :data:`FAR_TAIL_MIN_MODELS` models, no spread, or a direction without a robust scale (over half its
-    values tied). Deterministic for a given ``random_state``."""
+    fewer than :data:`FAR_TAIL_MIN_MODELS` models, no spread, no finite direction, or a direction without a robust
+    scale (more than :data:`MAX_TIED` of its values on one). Deterministic for a given ``random_state``."""
     from scipy.stats import kurtosis
     from sklearn.decomposition import PCA, FastICA
 
@@ -77,19 +77,16 @@ def far_tail(coords: np.ndarray, random_state: int = 0) -> dict[str, Any] | None
     return {"rows": rows, "z": [round(float(r[i]), 2) for i in rows], "kurtosis": round(float(kurt[j]), 2)}
 
 
-def far_tail_leads(tails: Mapping[str, Sequence[str]], camps: Sequence[set[str]] = (),
-                   family: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def far_tail_leads(tails: Mapping[str, Sequence[str]], family: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The lead of the fingerprints' far tails (``{fingerprint: model ids}``): ``[{"models": [...], "fingerprints":
     [...]}]`` with the models that :data:`MIN_TAIL_FINGERPRINTS` or more tails hold, when at least
     :data:`MIN_TAIL_MODELS`, and the fingerprints whose tails hold at least half of them (at least
-    :data:`MIN_TAIL_FINGERPRINTS` of those); ``[]`` otherwise, when the
-    models are within one of ``camps`` (a candidate's smaller camp, which the answer says already), or when one init
-    family (``family``: model id -> family, where known) holds more than half of them: an init seed's quirk, which
+    :data:`MIN_TAIL_FINGERPRINTS` of those); ``[]`` otherwise, or when one init family (``family``: model id -> family, where known) holds more than half of them: an init seed's quirk, which
     the lineage tests and the one-family pointer read (outside audit 112's nulls of 128 transformers: one whole family
     of 4 far out in three or four output fingerprints)."""
     counts = Counter(m for ids in tails.values() for m in set(ids))
     models = sorted(m for m, c in counts.items() if c >= MIN_TAIL_FINGERPRINTS)
-    if len(models) < MIN_TAIL_MODELS or any(set(models) <= set(c) for c in camps):
+    if len(models) < MIN_TAIL_MODELS:
         return []
     fams = Counter(str(family[m]) for m in models if family and family.get(m) is not None)
     if fams and 2 * max(fams.values()) > len(models):
@@ -109,10 +106,10 @@ def tail_leads(result: Any, answer: Any = None) -> list[dict[str, Any]]:
     nothing, and beside a candidate they were the extremes of its camps or of a nuisance (outside audit 112's two
     rules and learning rates: 8-17 models of mixed kinds). Each lead also gives ``n_models`` (the population) and
     ``n_families`` (the known init families of its models)."""
-    tails = {str(r.fingerprint): ((r.scores or {}).get("far_tail") or {}).get("models") or []
-             for r in result.fingerprints if r.analysed and not (r.meta or {}).get("privileged")}
     if getattr(answer, "candidates", None):  # the answer names a deep difference: the far tails are not its question
         return []
+    tails = {str(r.fingerprint): ((r.scores or {}).get("far_tail") or {}).get("models") or []
+             for r in result.fingerprints if r.analysed and not (r.meta or {}).get("privileged")}
     where: dict[str, Any] = {}
     for r in result.fingerprints:
         if r.analysed:

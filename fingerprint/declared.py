@@ -37,9 +37,9 @@ def _hint(params: dict[str, torch.Tensor], spec: list | dict) -> str:
     """A member the group probably left out: a listed ``X.weight``'s ``X.bias`` (it moves with the weight's rows)."""
     members, _ = mix_spec(spec)
     listed = {m.param for m in members}
-    rows = [m for m in members if m.axis == 0 and m.param.endswith(".weight")]
-    missing = [(m.param[: -len("weight")] + "bias", -1 if m.side == "out" else 0) for m in rows
-               if m.param[: -len("weight")] + "bias" in params and m.param[: -len("weight")] + "bias" not in listed]
+    biases = [(m.param.removesuffix("weight") + "bias", -1 if m.side == "out" else 0)
+              for m in members if m.axis == 0 and m.param.endswith(".weight")]
+    missing = [(p, a) for p, a in biases if p in params and p not in listed]
     axes = "each member's axis (0: incoming rows, 1: outgoing columns, -1: outgoing rows, as a key's of a query's group)"
     if missing:
         return f"; a bias moves with its weight's rows: list {', '.join(f'({p!r}, {a})' for p, a in missing)} too, and check {axes}"

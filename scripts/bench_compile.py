@@ -34,6 +34,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import TRANSFORMER_CONFIGS, transformer_setup  # noqa: E402
 
+from training.core.numerics import cpu_name  # noqa: E402
+
 
 def _best(step, reps: int) -> float:
     """Seconds of one call of ``step``: the best of 5 means over ``reps`` calls, after 3 warm-up calls."""
@@ -94,14 +96,7 @@ def measure(name: str, n_models: int | None, reps: int) -> dict:
     return {"config": name, "models": n, "batch": cfg.batch_size, "harness_ms": 1e3 * harness, "plain_ms": 1e3 * eager,
             "compiled_ms": 1e3 * compiled, "compile_seconds": compile_s, "compiled_speedup_vs_harness": harness / compiled,
             "steps_to_repay_compile": (compile_s / (harness - compiled)) if compiled < harness else None,
-            "compiled_batch_invariant": invariant, "cpu": _cpu()}
-
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
+            "compiled_batch_invariant": invariant, "cpu": cpu_name()}
 
 
 def main(argv: list[str] | None = None) -> None:
