@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -15,6 +16,13 @@ import pytest
 
 # Tests share 2 CPU cores; one intra-op thread per process keeps parallel work predictable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A suite started in the background of a non-interactive shell (`bash .ci/run &`, nohup) inherits SIGINT ignored,
+# and so would every command a test starts: the CLI rightly leaves an ignored SIGINT ignored, and the Ctrl-C tests
+# then saw their command run on (exit 0, not 130). Python's own handler here makes the commands' SIGINT the default
+# again (a handler is reset to the default across exec; an ignored signal stays ignored).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # fixtures kept in their own modules beside this one (tests/<name>.py)
 pytest_plugins = ["modadd_zoo"]
