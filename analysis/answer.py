@@ -198,7 +198,8 @@ class Answer:
     # of seed noise), or a fingerprint of the models' insides that no behavioural one joins
     lone_leads: list[Candidate] = field(default_factory=list)
     # design columns taken out as lineage (strata_columns) that judged fingerprints' clusters follow: {column:
-    # {fingerprints, ami [min, max], q (the largest of theirs)}} (_strata_followed)
+    # {fingerprints, ami [min, max], q (the largest of theirs)[, sides]}} (_strata_followed; sides: which values the
+    # clusters set apart, their contrast and its chance, and whether the column seems to decide a difference)
     strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose significant camps were held back beside a camp of FEW_MODELS or fewer, with q
     few_models: dict[str, float] = field(default_factory=dict)
@@ -645,8 +646,28 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)}}``."""
     hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or []) if e["column"] != GENERATION],
                     alpha, "ami", floor)  # (the generation in a parent chain: for the cluster leads only)
-    return {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
-                  "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
+    out = {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
+                 "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
+    by_name = {str(r.fingerprint): r for r in judged}
+    for col, g in out.items():
+        if (sides := _column_sides(col, [by_name[f] for f in g["fingerprints"]])) is not None:
+            g["sides"] = sides | {"decides": bool(sides["chance"] <= alpha)}
+    return out
+
+
+def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, Any] | None:
+    """Which values of a design ``column`` the ``followed`` fingerprints' clusters set apart
+    (:func:`analysis.strata_sides.sides`, the first fingerprint's sides), with the smallest contrast of the
+    fingerprints that set the same sides apart, and its chance: ``{sides, sizes, contrast, chance,
+    fingerprints}``, or ``None`` when none of them gives sides."""
+    found = [(str(r.fingerprint), e) for r in followed for e in (r.scores or {}).get("strata_sides") or []
+             if e.get("column") == column]
+    if not found:
+        return None
+    same = [(f, e) for f, e in found if e["sides"] == found[0][1]["sides"]]
+    f, least = min(same, key=lambda t: t[1]["contrast"])
+    return {"sides": least["sides"], "sizes": least["sizes"], "contrast": float(least["contrast"]),
+            "chance": float(least["chance"]), "fingerprints": [f for f, _ in same]}
 
 
 def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
@@ -1723,7 +1744,7 @@ def answer_sentence(ans: Answer) -> str:
     said = [failed for failed, _ in _leads_failed(ans)]
     held = _held_unlearned_text(ans, "besides,", said) if ans.candidates or leads else ""
     if ans.n_judged and not ans.candidates and leads:  # (agreeing camps the correction leaves unconfirmed: review 104)
-        return _covariates_head(ans) + _said_once(f"no candidate deep difference; {leads}" + _besides_degrees(ans) + held
+        return _covariates_head(ans) + _said_once(f"no candidate deep difference{_decided_head(ans)}; {leads}" + _besides_degrees(ans) + held
                                                   + _unconfirmed_text(ans, "besides,")
                                                   + _cluster_leads_text(ans, "and" if ans.unconfirmed else "besides,"))
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
@@ -1891,16 +1912,24 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
         who = _first_three(g["fingerprints"])
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
+        sides = _sides_text(g.get("sides"))
         if col in (user or ()):  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
             out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                    "init families), which --strata takes out as lineage: if it records a training setting (a "
+                    f"init families){sides}, which --strata takes out as lineage: if it records a training setting (a "
                     "hyper-parameter sweep), these basins are that setting, set aside to ask what else differs; if a "
                     "design factor the families share (a data order), its seed noise; if it decides a real difference "
                     "(one rule per value), report without --strata to test it as one")
             lead = "and"
             continue
+        if (g.get("sides") or {}).get("decides"):
+            out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
+                    f"init families){sides}; the tests here take it out as lineage, a design factor the families share: "
+                    "report with --strata none to test it as a candidate (that report finds camps along the column's "
+                    "values whether they are a real difference or their seed noise)")
+            lead = "and"
+            continue
         out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                "init families), a design factor the families share: models that share a value are alike as relatives "
+                f"init families){sides}; it is a design factor the families share: models that share a value are alike as relatives "
                 "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
                 "real difference (one rule per data order, a curriculum, an order-dependent poisoning): report with "
                 "--strata none to test it as one" + ("; the candidates above stand with it taken out, and that report may "
@@ -1910,6 +1939,38 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                 "noise: it shows how the values split, not whether the split is deep"))
         lead = "and"
     return out
+
+
+def _sides_text(sides: dict[str, Any] | None) -> str:
+    """``: its value '0' (32 models) apart from '1', '2', '3' (96), 18 times as far ... at worst: ...`` for a
+    followed column's ``sides`` (:func:`_column_sides`), else ``""``."""
+    if not sides:
+        return ""
+    quoted = lambda vs: ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")  # noqa: E731
+    parts = [(quoted(vs), n) for vs, n in zip(sides["sides"], sides["sizes"])]
+    plural = lambda vs: "values" if len(vs) > 1 else "value"  # noqa: E731
+    where = (f"its {plural(sides['sides'][0])} {parts[0][0]} ({parts[0][1]} models) apart from {parts[1][0]} "
+             f"({parts[1][1]})" if len(parts) == 2 else
+             "its values in " + str(len(parts)) + " sides, " + "; ".join(f"{v} ({n} models)" for v, n in parts))
+    c = sides["contrast"]
+    far = "each side's values at one point" if not np.isfinite(c) else f"{c:.0f} times" if c >= 10 else f"{c:.2g} times"
+    chance = (f"seed noise among {sum(len(v) for v in sides['sides'])} values gives as much in {_percent(sides['chance'])} "
+              "of draws at most, along one direction")
+    return (f": {where}, {far} as far apart as the values on each side are from one another ("
+            + (f"{chance}): a difference the column decides, it seems (one rule, or a backdoor, that comes with those values)"
+               if sides["decides"] else f"{chance}: no more than the values' own seed noise can give)"))
+
+
+def _decided_head(ans: Answer) -> str:
+    """``with column 'data_seed' taken out as lineage, though it seems to decide one (below)`` when a followed design
+    column's sides (:func:`_column_sides`) are beyond their seed noise, else ``""`` (an outside audit, 112: a backdoor
+    in the models of one shared data seed read "no candidate deep difference" first, the column named only after)."""
+    cols = [c for c, g in ans.strata_followed.items() if (g.get("sides") or {}).get("decides")]
+    if not cols:
+        return ""
+    named = " and ".join(f"'{c}'" for c in cols)
+    return (f" with column{'s' if len(cols) > 1 else ''} {named} taken out as lineage, though "
+            f"{'they seem' if len(cols) > 1 else 'it seems'} to decide one (below)")
 
 
 def _few_leads_text(ans: Answer) -> str:
@@ -2122,7 +2183,7 @@ def _candidates_sentence(ans: Answer) -> str:
         return ("no answer without ground truth: every fingerprint's label-free verdict is insufficient (one init family, "
                 "unknown ones, or too few models: each verdict's sentence says which)")
     if not ans.candidates:
-        return (f"no candidate deep difference: none of the {n} fingerprints judged finds basins that cut across or "
+        return (f"no candidate deep difference{_decided_head(ans)}: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
                 "basins, or a difference these fingerprints and families cannot show)" + _held_unlearned_text(ans, "but")
                 + _graded_text(ans.graded, "and" if ans.held_unlearned else "but", ans.padded)

@@ -1,11 +1,11 @@
 """The deep-vs-noise scorecard: cluster each fingerprint, score it, and give a verdict.
 
-:func:`analyze` takes fingerprints (arrays with their model ids and metadata) and the population's
-per-model table (columns as arrays), and returns an :class:`~analysis.results.AnalysisResult`: per
-fingerprint (:class:`~analysis.results.FingerprintResult`) the basins, bootstrap stability, 2-D map,
-scores and verdict, plus the scorecard rows. Formulas, thresholds and verdict rules are in
-``docs/scorecard.md``. The options live in :mod:`analysis.options`, the intervals and verdicts in
-:mod:`analysis.calibration`, the result types in :mod:`analysis.results`; their public names are re-exported here.
+:func:`analyze` takes fingerprints (arrays with their model ids and metadata) and the population's per-model table
+(columns as arrays), and returns an :class:`~analysis.results.AnalysisResult`: per fingerprint
+(:class:`~analysis.results.FingerprintResult`) the basins, bootstrap stability, 2-D map, scores and verdict, plus the
+scorecard rows. Formulas, thresholds and verdict rules are in ``docs/scorecard.md``. The options live in
+:mod:`analysis.options`, the intervals and verdicts in :mod:`analysis.calibration`, the result types in
+:mod:`analysis.results`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from analysis.results import (
     jsonable,
     summary,
 )
+from analysis.strata_sides import table_sides
 from analysis.verdicts import LABELLED
 
 __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "FingerprintResult", "ScorecardRow", "analyze",
@@ -63,7 +64,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 39
+METHODS_VERSION = 40
 VERDICTS = tuple(v.value for v in LABELLED)
 
 
@@ -82,8 +83,7 @@ def analyze_one(fp: FingerprintInput, table: dict[str, np.ndarray], opts: Analys
         out.error = out.reason = fp.error or "no values"
         out.verdict = FAILED
         return out, None
-    t0 = time.time()
-    free = None
+    t0, free = time.time(), None
     try:
         fields, free = _analyze_values(fp, table, opts, index, n_null or opts.n_perm)
         out = dataclasses.replace(out, **fields)
@@ -103,8 +103,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     prep = prepare(fp, table, opts, index)
     values, dist, std, ids, rows_arr, n = prep.values, prep.dist, prep.std, prep.ids, prep.rows, prep.n
     label, lineage, lineage_values, parent_ids, parents = prep.label, prep.lineage, prep.lineage_values, prep.parent_ids, prep.parents
-    share, col = prep.share, prep.col
-    k_fixed = opts.k or None
+    share, col, k_fixed = prep.share, prep.col, opts.k or None
     est = cl.BasinClusterer(opts.method, k_fixed, opts.k_max, opts.n_components, dist, std, opts.seed).fit(values)
     c = est.clustering_
     boot, replicates = cl.bootstrap(values, opts.method, opts.n_boot, opts.k_max, opts.seed, opts.n_components, dist,
@@ -169,9 +168,10 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     # kind of model, the generation from parent_id): relatives too, so a split along them is not a candidate deep difference
     label_free = label_free_tests(prep, opts, coords, clusters, n_null, fp.meta.get("resolution"))
 
-    # numeric model columns that follow the fingerprint within the families (a knob varied by degrees: no basins)
-    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata_names(table, opts), *opts.covariates_in(table)}) \
-        if lineage is not None and opts.calibrate else None
+    # columns that follow it within the families (a knob varied by degrees), design columns' values its clusters set apart
+    calibrated, strata = lineage is not None and opts.calibrate, strata_names(table, opts)
+    gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata, *opts.covariates_in(table)}) if calibrated else None
+    scores |= table_sides(coords, clusters, table, rows_arr, lineage_values, strata, opts.seed) if calibrated else {}
 
     # what the clusters line up with, over the whole population (no ground truth needed)
     alignment = {}

@@ -361,12 +361,20 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     assert taken.label_free["verdict"] not in ("crosses lineage", "groups lineages")
     assert taken.strata_follow == [{"column": "data_seed", "ami": pytest.approx(0.649, abs=1e-3), "p": 0.005}]
     ans = label_free_answer(res)
+    # the clusters set orders 0-1 apart from 2-3, and each side's two orders are close: the column seems to decide
+    # a difference (one strategy per pair of orders), more than four orders' own seed noise gives (strata_sides.py)
+    sides = {"sides": [["0", "1"], ["2", "3"]], "sizes": [16, 16], "contrast": pytest.approx(9.65, abs=0.01),
+             "chance": pytest.approx(0.022, abs=0.001), "fingerprints": ["orders"], "decides": True}
     assert ans.candidates == [] and ans.strata_followed == {"data_seed": {"fingerprints": ["orders"],
                                                                           "ami": [pytest.approx(0.649, abs=1e-3)] * 2,
-                                                                          "q": 0.005}}
+                                                                          "q": 0.005, "sides": sides}}
+    assert ans.sentence.startswith("no candidate deep difference with column 'data_seed' taken out as lineage, though it "
+                                   "seems to decide one (below): none of the 1 fingerprints")
     assert ("; but the basins of orders follow column 'data_seed' (AMI 0.65, q 0.005 permuting it within the init "
-            "families), a design factor the families share: models that share a value are alike as relatives") in ans.sentence \
-        and "report with --strata none" in ans.sentence
+            "families): its values '0', '1' (16 models) apart from '2', '3' (16), 9.7 times as far apart as the values "
+            "on each side are from one another (seed noise among 4 values gives as much in 2.2% of draws at most, along "
+            "one direction): a difference the column decides, it seems") in ans.sentence \
+        and "report with --strata none to test it as a candidate" in ans.sentence
     assert res.to_dict()["fingerprints"][0]["strata_follow"][0]["column"] == "data_seed"
     none = analyze([fp], table, opts.replace(strata=["none"]))
     assert none.settings["strata_columns"] == [] and none.fingerprints[0].label_free["verdict"] == "crosses lineage"
@@ -461,7 +469,9 @@ def test_basins_a_strata_column_decides_are_said_as_any_column_not_a_data_order(
     fp, table, opts = _orders(0.3, lambda order: order >= 2, 3, 5.0, "lr")  # the same design, the column named lr
     ans = label_free_answer(analyze([fp], table, opts.replace(strata=["lr"])))
     assert ans.candidates == [] and list(ans.strata_followed) == ["lr"]
-    assert ("the basins of orders follow column 'lr' (AMI 0.65, q 0.005 permuting it within the init families), which "
+    assert ("the basins of orders follow column 'lr' (AMI 0.65, q 0.005 permuting it within the init families): its "
+            "values '0', '1' (16 models) apart from '2', '3' (16)") in ans.sentence
+    assert ("a difference the column decides, it seems (one rule, or a backdoor, that comes with those values), which "
             "--strata takes out as lineage: if it records a training setting (a hyper-parameter sweep), these basins are "
             "that setting, set aside to ask what else differs") in ans.sentence
     assert "data order's seed noise" not in ans.sentence and "report without --strata to test it as one" in ans.sentence
