@@ -78,3 +78,26 @@ def test_the_chance_is_the_share_of_one_direction_draws_reaching_the_contrast():
                    for i in range(3)], axis=0)
     point = np.quantile(best, 0.95)
     assert 0.04 <= chance(point, 4) <= 0.06
+
+
+def test_values_held_unevenly_by_the_families_are_read_by_an_additive_fit():
+    """Families that hold different values (a data order recorded for some members only): each value's effect comes
+    from an additive fit of family and value, so family effects do not leak into it; values that no family joins to
+    the others have no sides."""
+    effect = np.zeros((4, 6))
+    effect[0, 0] = 6.0
+    coords, col, fam = _population(effect, seed=3)
+    r = np.random.default_rng(0)
+    coords = coords + 5.0 * (fam % 2 == 0)[:, None] * np.eye(6)[1]  # strong family effects ...
+    keep = ~((fam % 2 == 0) & (col == 3)) & ~((fam % 2 == 1) & (col == 1))  # ... and an uneven design
+    got = sides(coords[keep], (col[keep] == 0).astype(int), col[keep], fam[keep])
+    assert got["sides"] == [["0"], ["1", "2", "3"]] and got["contrast"] > 10
+    from analysis.strata_sides import _value_effects
+
+    fam_k, col_k = fam[keep], col[keep]
+    truth = r.standard_normal((4, 3))
+    x = r.standard_normal((32, 3))[fam_k] + truth[col_k]  # exact: no model noise
+    v = _value_effects(x, fam_k, col_k)
+    assert np.allclose(v - v[0], truth - truth[0], atol=1e-8)
+    alone = np.where(col == 3, 100 + fam % 2, fam)  # value 3 held only by two families of its own
+    assert sides(coords, (col == 0).astype(int), col, alone) is None
