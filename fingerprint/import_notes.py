@@ -1,6 +1,7 @@
 """The one-line notes and short reasons ``fingerprint import`` prints beside the zoo it writes:
 what it read other than a plain state_dict, duplicates, an unrecorded shared data order, outputs
-read as logits, and the checkpoints ``--skip-bad`` left out."""
+read as logits or at every position, an attention without its symmetries declared, and the
+checkpoints ``--skip-bad`` left out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from fingerprint.import_checks import WRAPPER_PREFIXES
 
@@ -42,6 +44,46 @@ def positions_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -
     return (f"the models' outputs are {['batch', *shape]}: the output fingerprints read every one of the "
             f"{math.prod(shape[:-1])} entries before the last axis (positions?) as outputs; a model trained at its "
             "last position alone reads best from a factory whose forward returns that position's (out[:, -1])")
+
+
+class _Softmaxes(TorchFunctionMode):
+    """Records the shapes a forward's softmaxes (and fused attentions) read: ``shapes``, ``[...]`` each."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[list[int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _SOFTMAXES and args and isinstance(args[0], torch.Tensor):
+            self.shapes.append(list(args[0].shape))
+        return func(*args, **(kwargs or {}))
+
+
+_SOFTMAXES = {torch.softmax, torch.Tensor.softmax, torch.nn.functional.softmax,
+              torch.nn.functional.scaled_dot_product_attention}
+
+
+def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
+    """The one line saying that a forward computes attention (a softmax over square ``[..., T, T]`` scores, or a fused
+    attention) outside ``nn.MultiheadAttention`` while the module declares no ``hidden_mixable()``, so that the weight
+    fingerprints read two models that differ only by a re-basis of a head's queries and keys as different (outside
+    audit 112, F7: a hand-written attention that declared nothing was imported without a word), else ``""``."""
+    if not inputs or callable(getattr(template, "hidden_mixable", None)) \
+            or any(isinstance(m, torch.nn.MultiheadAttention) for m in template.modules()):
+        return ""
+    seen = _Softmaxes()
+    try:
+        with torch.no_grad(), seen:
+            template.eval()(next(iter(inputs.values()))[:2])
+    except Exception:  # noqa: BLE001 (the probes ran through it at import; a forward that needs more rows tells nothing)
+        return ""
+    square = [s for s in seen.shapes if len(s) >= 3 and s[-1] == s[-2] >= 2]
+    if not square:
+        return ""
+    return (f"the forward computes attention outside nn.MultiheadAttention (a softmax over {['...', *square[0][-2:]]} "
+            "scores) and the module declares no hidden_mixable(): the weight fingerprints read two models that differ "
+            "only by a re-basis of a head's queries and keys (or values and outputs) as different; declare its heads "
+            "(docs/import.md, \"Symmetries a module can declare\")")
 
 
 def short_reason(message: str, path: Path) -> str:

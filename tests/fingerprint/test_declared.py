@@ -118,3 +118,47 @@ def test_declarations_of_every_accepted_form_pass_and_a_zero_bias_does_not_hide_
     check_declared(half, half.state_dict(), {"in_dist": x.to(torch.bfloat16)}, "arch:make")
     with pytest.raises(UserError, match=r"hidden_rescalable\(\) group 'h' is not a symmetry.*\('a.bias', 0\)"):
         check_declared(Net(False), Net(False).state_dict(), {"in_dist": x}, "arch:make")
+
+
+class Undeclared(nn.Module):
+    """:class:`Attention`'s forward, its symmetries undeclared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (nn.Linear(8, 8) for _ in range(3))
+        self.o, self.out = nn.Linear(8, 8), nn.Linear(8, 3)
+
+    forward = Attention.forward
+
+
+UNDECLARED = textwrap.dedent('''
+    import torch
+    from tests.fingerprint.test_declared import Undeclared
+
+    def make():
+        return Undeclared()
+
+    def probes():
+        return {"in_dist": torch.randn(16, 32, generator=torch.Generator().manual_seed(0))}
+''')
+
+
+def test_an_attention_that_declares_nothing_is_said_at_import(tmp_path, monkeypatch):
+    """Audit 112 (F7): a hand-written attention that declared no symmetries was imported without a word, and the
+    weight fingerprints read head re-bases as differences. The import says so in one line; a declared attention, a
+    stock nn.MultiheadAttention (found without a declaration) and a classifier's own softmax say nothing."""
+    from fingerprint.import_notes import attention_note
+
+    src = saved_models(tmp_path, monkeypatch, "undeclarch", UNDECLARED, 3)
+    res = run_cli("import", src / "ckpts", "--arch", "undeclarch:make", "--probes", "undeclarch:probes",
+                  "--out", tmp_path / "zoo")
+    assert res.returncode == 0, res.stderr
+    assert ("the forward computes attention outside nn.MultiheadAttention (a softmax over ['...', 4, 4] scores) and the "
+            "module declares no hidden_mixable(): the weight fingerprints read two models that differ only by a re-basis "
+            "of a head's queries and keys (or values and outputs) as different; declare its heads") \
+        in " ".join(res.stdout.split()), res.stdout
+    x = {"in_dist": torch.randn(4, 32)}
+    assert attention_note(Attention("biases"), x) == ""
+    stock = nn.Sequential(nn.Unflatten(1, (4, 8)), nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
+    assert attention_note(stock, x) == ""
+    assert attention_note(nn.Sequential(nn.Linear(32, 4), nn.Softmax(-1)), x) == ""
