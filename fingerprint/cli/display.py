@@ -261,7 +261,9 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     capped = [str(r.fingerprint) for r in result.scorecard if r.k_at_cap and not r.error]
     if capped:
         console.print(f"k = {settings.get('k_max')} is the largest k tried, and was chosen for {', '.join(capped)}: "
-                      "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores)",
+                      "more basins may fit better (raise --k-max; each k's score is in summary.json's k_scores); on "
+                      "initialization noise alone k often runs to the cap: whether there are basins is the label-free "
+                      "tests' to say, not k's",
                       style="yellow", highlight=False, markup=False)
     for line in label_free_notes(result):
         console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)

@@ -543,6 +543,8 @@ def test_printed_scorecard_names_capped_k_and_fits_80_columns(monkeypatch):
     assert "probe-outputs:\nprobe_set=conflict" in "\n".join(line.split()[0] for line in text.splitlines() if line.strip())
     assert "ground truth none" in text
     assert "k = 4 is the largest k tried" in " ".join(text.split()) and "raise --k-max" in " ".join(text.split())
+    assert "on initialization noise alone k often runs to the cap: whether there are basins is the label-free tests' to " \
+        "say, not k's" in " ".join(text.split())  # (audit 112 F8: on nulls the line invited a search for more basins)
     flat = " ".join(text.split())
     assert "headline: " in text and ("without ground truth" in flat or "(no ground truth)" in flat)  # one closing sentence
     assert "label-free answer: " in text  # the population-level line (analysis.answer), before the headline
