@@ -51,6 +51,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import GENERATION, NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
+from analysis.strata_sides import DECIDES_CHANCE
 from analysis.unlearned import (
     NAMED,
     ONE_CLASS,
@@ -376,7 +377,9 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
             shown[i].held_same[name] = [round(float(a), 2), free["held"]]
             for said in (ans.graded, ans.few_models):
                 said.pop(_said_name(r), None)
-    for c in ans.candidates:  # fingerprints whose own two clusters are a candidate's camps, without a verdict of theirs
+    # fingerprints whose own two clusters are a candidate's or a lead's camps, without a verdict of theirs (a lead's too:
+    # outside audit 113, a lead "found by 1 of 9 fingerprints" whose camps another's own two clusters were, unsaid)
+    for c in (*ans.candidates, *ans.few_family_leads, *(c for c in ans.lone_leads if c.lone_why != "unlearned")):
         for r in judged:
             name = str(r.fingerprint)
             if name in inside or name in c.held_same or _privileged(r) or r.k != 2:
@@ -651,7 +654,18 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     by_name = {str(r.fingerprint): r for r in judged}
     for col, g in out.items():
         if (sides := _column_sides(col, [by_name[f] for f in g["fingerprints"]])) is not None:
-            g["sides"] = sides | {"decides": bool(sides["chance"] <= alpha)}
+            g["sides"] = sides | {"decides": sides["chance"] is not None and sides["chance"] <= DECIDES_CHANCE}
+    return out
+
+
+def followed_columns(ans: "Answer | None") -> dict[str, str]:
+    """``{fingerprint: column}`` of the judged fingerprints whose clusters follow a design column the tests take out
+    as lineage (:attr:`Answer.strata_followed`; the first such column), for the scorecard's rows (outside audit 113:
+    clusters that were the data orders exactly, stability 1.00, read "no structure" in the row)."""
+    out: dict[str, str] = {}
+    for col, g in (ans.strata_followed if ans is not None else {}).items():
+        for f in g["fingerprints"]:
+            out.setdefault(f, col)
     return out
 
 
@@ -667,7 +681,7 @@ def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, A
     same = [(f, e) for f, e in found if e["sides"] == found[0][1]["sides"]]
     f, least = min(same, key=lambda t: t[1]["contrast"])
     return {"sides": least["sides"], "sizes": least["sizes"], "contrast": float(least["contrast"]),
-            "chance": float(least["chance"]), "fingerprints": [f for f, _ in same]}
+            "chance": least["chance"], "fingerprints": [f for f, _ in same]}
 
 
 def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
@@ -1789,7 +1803,7 @@ def _besides_degrees(ans: Answer) -> str:
     few = {f: q for f, q in ans.few_models.items() if f.removesuffix(" (privileged)") not in inside}
     matched = {col for c in shown for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
-    followed = {col: g for col, g in ans.strata_followed.items() if not set(g["fingerprints"]) <= inside}
+    followed = _followed_said(ans, inside)
     return (_graded_text(graded, "besides,", ans.padded) + _few_models_text(few, "besides,")
             + _strata_text(followed, "besides,", ans.user_strata, beside=bool(ans.candidates))
             + _gradients_text(gradients, ans.n_judged, "besides, "))
@@ -1912,16 +1926,17 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
         who = _first_three(g["fingerprints"])
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
-        sides = _sides_text(g.get("sides"))
+        decides = bool((g.get("sides") or {}).get("decides"))
+        sides = _sides_text(g.get("sides"), user=col in (user or ()))
         if col in (user or ()):  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
             out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                    f"init families){sides}, which --strata takes out as lineage: if it records a training setting (a "
-                    "hyper-parameter sweep), these basins are that setting, set aside to ask what else differs; if a "
-                    "design factor the families share (a data order), its seed noise; if it decides a real difference "
-                    "(one rule per value), report without --strata to test it as one")
+                    f"init families){sides}; --strata takes it out as lineage: if it records a training setting (a "
+                    "hyper-parameter sweep), these basins are that setting, set aside to ask what else differs; "
+                    + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
+                    + "if it decides a real difference (one rule per value), report without --strata to test it as one")
             lead = "and"
             continue
-        if (g.get("sides") or {}).get("decides"):
+        if decides:
             out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
                     f"init families){sides}; the tests here take it out as lineage, a design factor the families share: "
                     "report with --strata none to test it as a candidate (that report finds camps along the column's "
@@ -1941,9 +1956,10 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
     return out
 
 
-def _sides_text(sides: dict[str, Any] | None) -> str:
-    """``: its value '0' (32 models) apart from '1', '2', '3' (96), 18 times as far ... at worst: ...`` for a
-    followed column's ``sides`` (:func:`_column_sides`), else ``""``."""
+def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
+    """``: its value '0' (32 models) apart from '1', '2', '3' (96), 18 times as far apart ... (Gaussian seed noise
+    ...): ...`` for a followed column's ``sides`` (:func:`_column_sides`), else ``""``; ``user``: a column --strata
+    named, whose values' spread is not said to be seed noise (audit 88; review 113)."""
     if not sides:
         return ""
     quoted = lambda vs: ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")  # noqa: E731
@@ -1951,26 +1967,46 @@ def _sides_text(sides: dict[str, Any] | None) -> str:
     plural = lambda vs: "values" if len(vs) > 1 else "value"  # noqa: E731
     where = (f"its {plural(sides['sides'][0])} {parts[0][0]} ({parts[0][1]} models) apart from {parts[1][0]} "
              f"({parts[1][1]})" if len(parts) == 2 else
-             "its values in " + str(len(parts)) + " sides, " + "; ".join(f"{v} ({n} models)" for v, n in parts))
+             f"its values in {len(parts)} sides, " + "; ".join(f"{v} ({n} models)" for v, n in parts))
     c = sides["contrast"]
-    far = "each side's values at one point" if not np.isfinite(c) else f"{c:.0f} times" if c >= 10 else f"{c:.2g} times"
-    chance = (f"seed noise among {sum(len(v) for v in sides['sides'])} values gives as much in {_percent(sides['chance'])} "
-              "of draws at most, along one direction")
-    return (f": {where}, {far} as far apart as the values on each side are from one another ("
-            + (f"{chance}): a difference the column decides, it seems (one rule, or a backdoor, that comes with those values)"
-               if sides["decides"] else f"{chance}: no more than the values' own seed noise can give)"))
+    far = (f"{c:.0f} times as far apart as" if c >= 10 else f"{c:.2g} times as far apart as" if c >= 1 else
+           "the sides no farther apart than")
+    n = sum(len(v) for v in sides["sides"])
+    spread = "spread" if user else "own seed noise"
+    if c < 1:
+        return (f": {where}, {far} the values on each side are from one another: nothing here tells a difference the "
+                f"column decides from the values' {spread}")
+    if sides.get("chance") is None:
+        return (f": {where}, {far} the values on each side are from one another (too many ways of making {len(parts)} "
+                f"sides of {n} values to say how often seed noise gives as much: this does not tell a difference the "
+                f"column decides from the values' {spread})")
+    chance = f"Gaussian seed noise among {n} values, along one direction, gives as much in {_percent(sides['chance'])} of draws"
+    if sides["decides"]:
+        return (f": {where}, {far} the values on each side are from one another ({chance}; heavy-tailed noise, more "
+                "often): a difference the column decides, it seems (one rule, or a backdoor, that comes with those values)")
+    return (f": {where}, {far} the values on each side are from one another ({chance}: this does not tell a difference "
+            f"the column decides from the values' {spread})")
 
 
 def _decided_head(ans: Answer) -> str:
     """``with column 'data_seed' taken out as lineage, though it seems to decide one (below)`` when a followed design
     column's sides (:func:`_column_sides`) are beyond their seed noise, else ``""`` (an outside audit, 112: a backdoor
-    in the models of one shared data seed read "no candidate deep difference" first, the column named only after)."""
+    in the models of one shared data seed read "no candidate deep difference" first, the column named only after).
+    Such a column is always said below (:func:`_followed_said`)."""
     cols = [c for c, g in ans.strata_followed.items() if (g.get("sides") or {}).get("decides")]
     if not cols:
         return ""
     named = " and ".join(f"'{c}'" for c in cols)
     return (f" with column{'s' if len(cols) > 1 else ''} {named} taken out as lineage, though "
             f"{'they seem' if len(cols) > 1 else 'it seems'} to decide one (below)")
+
+
+def _followed_said(ans: Answer, inside: set[str]) -> dict[str, dict[str, Any]]:
+    """The followed design columns said beside candidates or leads whose fingerprints are ``inside``: those that a
+    fingerprint outside them follows, and every one whose sides decide a difference (review 113: the head promised
+    it "(below)" and a lead's fingerprint held it back)."""
+    return {col: g for col, g in ans.strata_followed.items()
+            if (g.get("sides") or {}).get("decides") or not set(g["fingerprints"]) <= inside}
 
 
 def _few_leads_text(ans: Answer) -> str:

@@ -6,16 +6,18 @@ can carry two things: the seed noise of each data order (models trained on one o
 or a real difference that the column decides (a backdoor in the data of order 0 alone, one rule per group of
 orders). Both make the clusters follow the column (:func:`analysis.metadata.strata_follow`), and the tests take
 both out. :func:`sides` says which it looks like: each value's models read off the clusters (each value mostly in
-one cluster: its side), then the *contrast* of the values' effects (each init family's own mean taken out by an
-additive fit): the smallest distance between two values on different sides over the largest between two values on
-one side. A difference the column decides in one value of four sets that value far apart and leaves the others
-close (outside audit 112's backdoor in the models of one shared data seed of four: 18-20); seed noise sets every
-value apart by its own draw. With few values a large contrast comes by chance too: seed noise whose effect lives
-in one or two directions spaces a few values unevenly. :func:`chance` is how often it does at worst: the share of
-draws of as many values, Gaussian along one direction (the most uneven case), whose best split reaches the
-contrast (four values: 3 or more in about 1 draw of 5, 15 or more in about 1 of 100). The answer says the sides,
-the contrast and this chance (docs/scorecard.md, "Which values, and how far"; audit 112's backdoor read "no
-candidate deep difference" first, the column named only after).
+one cluster: its side), then the *contrast* of the values' effects -- an exact additive fit of family and value,
+in coordinates whitened by the fit's residual covariance, so that a distance is in the models' own noise and not
+in the features' scales (review 113) -- the smallest distance between two values on different sides over the
+largest between two values on one side. A difference the column decides in one value of four sets that value far
+apart and leaves the others close (outside audit 112's backdoor in the models of one shared data seed of four);
+seed noise sets every value apart by its own draw. With few values a large contrast comes by chance too: seed noise
+whose effect lives in one or two directions spaces a few values unevenly. :func:`chance` is how often Gaussian
+seed noise does along one direction (the most uneven case): the share of draws of as many values whose best
+partition into as many sides reaches the contrast. The answer says the column seems to decide a difference only
+at a chance of :data:`DECIDES_CHANCE` or less: among the populations whose clusters follow their values closely
+enough to have sides, one-direction seed noise reaches a chance of 5% two to four times as often as 5% (review
+113), and heavy-tailed seed noise more often still. docs/scorecard.md, "Which values, and how far".
 """
 
 from __future__ import annotations
@@ -26,97 +28,125 @@ import numpy as np
 
 from analysis import metrics as mt
 from analysis import resampling as rs
+from analysis.values import missing
 
-__all__ = ["SIDE_PURITY", "sides", "table_sides"]
+__all__ = ["DECIDES_CHANCE", "SIDE_PURITY", "chance", "sides", "table_sides"]
 
 SIDE_PURITY = 0.8  # each value of the column has at least this share of its models in one cluster (its side)
 MIN_VALUES = 3  # a column of two values: no values share a side, nothing to contrast
+DECIDES_CHANCE = 0.01  # the column seems to decide a difference at this chance or less (selection: module docstring)
+CHANCE_DRAWS = 20000
+MAX_PARTITIONS = 500  # partitions of the sorted draws tried per draw, at most: beyond, no chance (no "decides")
 
 
 def sides(coords: np.ndarray, clusters: np.ndarray, column: np.ndarray, family: np.ndarray) -> dict[str, Any] | None:
-    """The column's values by the cluster that holds most of each one's models (its side), and the contrast
-    of the values' effects (an additive fit of ``coords`` on init family and value: each family's own mean
-    taken out, whichever values it holds): the smallest distance between values on different sides over the
-    largest between values on one side, and its :func:`chance`: ``{sides: [[values], ...] (the smaller sides
-    first), sizes: [models per side], contrast, chance}``. ``coords [m, d]``, ``clusters [m]``, ``column [m]``,
-    ``family [m]`` row by row. ``None`` below :data:`MIN_VALUES` values, when a value is spread over clusters
-    (less than :data:`SIDE_PURITY` of its models in one), when no two values share a side or all do, or when
-    the families do not join the values (a value held only by families holding no other)."""
-    names, col = np.unique(np.asarray([str(v) for v in column], dtype=object), return_inverse=True)
-    if len(names) < MIN_VALUES:
+    """The column's values by the cluster that holds most of each one's models (its side), and the contrast of
+    the values' effects (:func:`_value_effects`): the smallest distance between values on different sides over
+    the largest between values on one side, and its :func:`chance` for that many sides: ``{sides: [[values],
+    ...] (the smaller sides first), sizes: [models per side], contrast, chance}`` (``chance`` ``None`` when
+    too many partitions to try). ``coords [m, d]``, ``clusters [m]``, ``column [m]``, ``family [m]`` row by
+    row; models whose value or family is missing, or that no cluster holds (``-1``), are left out. ``None``
+    below :data:`MIN_VALUES` values or two clusters, when a value is spread over clusters (less than
+    :data:`SIDE_PURITY` of its models in one), when no two values share a side or all do, when the families do
+    not join the values (a value held only by families holding no other), or without a finite contrast."""
+    x = np.asarray(coords, float)
+    keep = np.asarray([not missing(v) for v in column]) & np.asarray([not missing(f) for f in family]) \
+        & (np.asarray(clusters) != -1) & np.isfinite(x).all(1)
+    names, col = np.unique(np.asarray([_shown(v) for v in np.asarray(column, dtype=object)[keep]], dtype=object),
+                           return_inverse=True)
+    cl = mt.label_codes(np.asarray(clusters)[keep])
+    if len(names) < MIN_VALUES or int(cl.max(initial=0)) < 1:
         return None
-    cl = mt.label_codes(clusters)
     table = np.zeros((len(names), int(cl.max()) + 1), int)
     np.add.at(table, (col, cl), 1)
     if (table.max(1) < SIDE_PURITY * table.sum(1)).any():
         return None
     side_of = table.argmax(1)
-    if len(set(side_of.tolist())) < 2 or len(set(side_of.tolist())) == len(names):
+    n_sides = len(set(side_of.tolist()))
+    if n_sides < 2 or n_sides == len(names):
         return None
-    fam, _ = rs.family_codes(family)
-    if not _connected(fam, col):
+    effects = _value_effects(x[keep], rs.family_codes(np.asarray(family, dtype=object)[keep])[0], col)
+    if effects is None:
         return None
-    means = _value_effects(np.asarray(coords, float), fam, col)
-    dist = np.linalg.norm(means[:, None] - means[None], axis=-1)  # [n_values, n_values]
+    dist = np.linalg.norm(effects[:, None] - effects[None], axis=-1)  # [n_values, n_values]
     same = side_of[:, None] == side_of[None, :]
     within = dist[same & ~np.eye(len(names), dtype=bool)].max()
     across = dist[~same].min()
+    if not (np.isfinite(within) and np.isfinite(across) and within > 0 and across > 0):
+        return None
     groups = sorted((np.flatnonzero(side_of == s) for s in np.unique(side_of)), key=lambda g: (len(g), g.tolist()))
-    contrast = float(across / within) if within > 0 else float("inf")
+    contrast = float(across / within)
     return {"sides": [[str(names[v]) for v in g] for g in groups],
             "sizes": [int(np.isin(col, g).sum()) for g in groups],
-            "contrast": contrast, "chance": chance(contrast, len(names))}
+            "contrast": contrast, "chance": chance(contrast, len(names), n_sides)}
 
 
-def _connected(fam: np.ndarray, col: np.ndarray) -> bool:
-    """Whether the families join every value of the column to every other (a value held only by families that
-    hold no other value has no family-free effect)."""
-    n_fam = int(fam.max()) + 1
-    parent = list(range(n_fam + int(col.max()) + 1))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for f, v in set(zip(fam.tolist(), col.tolist())):
-        parent[root(f)] = root(n_fam + v)
-    return len({root(n_fam + v) for v in range(int(col.max()) + 1)}) == 1
+def _shown(v: Any) -> str:
+    """A column value as the answer names it: a whole float as an integer (``500000``, not ``500000.0``: a CSV
+    column with a gap is read as floats)."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
 
 
-def _value_effects(x: np.ndarray, fam: np.ndarray, col: np.ndarray, rounds: int = 200) -> np.ndarray:
-    """Each value's effect ``[n_values, d]`` in the additive fit ``x ~ family + value`` of ``x [m, d]`` (up to one
-    shift shared by all values), by alternating the two groups' means (backfitting: one round when every family
-    holds every value equally, as a shared data order's design does)."""
-    def means(y: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        out = np.zeros((int(codes.max()) + 1, y.shape[1]))
-        np.add.at(out, codes, y)
-        return out / np.bincount(codes)[:, None]
-
-    v = np.zeros((int(col.max()) + 1, x.shape[1]))
-    scale = max(float(np.abs(x).max()), 1e-300)
-    for _ in range(rounds):
-        new = means(x - means(x - v[col], fam)[fam], col)
-        if np.abs(new - v).max() <= 1e-10 * scale:
-            return new
-        v = new
-    return v
-
-
-CHANCE_DRAWS = 20000
+def _value_effects(x: np.ndarray, fam: np.ndarray, col: np.ndarray) -> np.ndarray | None:
+    """Each value's effect ``[n_values, d]`` in the least-squares fit ``x ~ family + value`` of ``x [m, d]``
+    (:func:`_additive_fit`), in coordinates whitened by the fit's residual covariance: each distance in the models'
+    noise, not in the features' scales (review 113: standardised features shrank a planted shift to a contrast seed
+    noise gives); ``None`` when the families do not join the values or no residual is left to whiten by."""
+    fit = _additive_fit(x, fam, col)
+    if fit is None:
+        return None
+    effects, resid = fit
+    dof = len(x) - int(fam.max()) - int(col.max()) - 1
+    if dof < 2:
+        return None
+    vals, vecs = np.linalg.eigh(resid.T @ resid / dof)
+    usable = vals > vals.max() * 1e-10
+    if not usable.any():
+        return None
+    return effects @ (vecs[:, usable] / np.sqrt(vals[usable]))
 
 
-def chance(contrast: float, n_values: int, draws: int = CHANCE_DRAWS, seed: int = 0) -> float:
+def _additive_fit(x: np.ndarray, fam: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The least-squares fit ``x ~ family + value`` of ``x [m, d]``, solved exactly with the families absorbed (the
+    values' own ``n_values x n_values`` system): ``(effects [n_values, d] (up to one shift shared by all values),
+    residuals [m, d])``, or ``None`` when the families do not join the values (the system's rank below
+    ``n_values - 1``: a value held only by families that hold no other)."""
+    n_fam, n_val = int(fam.max()) + 1, int(col.max()) + 1
+    both = np.zeros((n_fam, n_val))
+    np.add.at(both, (fam, col), 1.0)
+    per_fam, per_val = both.sum(1), both.sum(0)
+    sum_f, sum_v = np.zeros((n_fam, x.shape[1])), np.zeros((n_val, x.shape[1]))
+    np.add.at(sum_f, fam, x)
+    np.add.at(sum_v, col, x)
+    system = np.diag(per_val) - both.T @ (both / per_fam[:, None])  # rows summing to 0
+    effects, _, rank, _ = np.linalg.lstsq(system, sum_v - both.T @ (sum_f / per_fam[:, None]), rcond=None)
+    if rank < n_val - 1:
+        return None
+    fams = (sum_f - both @ effects) / per_fam[:, None]
+    return effects, x - fams[fam] - effects[col]
+
+
+def chance(contrast: float, n_values: int, n_sides: int = 2, draws: int = CHANCE_DRAWS, seed: int = 0) -> float | None:
     """The share of ``draws`` of ``n_values`` standard normal numbers (values' seed noise along one direction)
-    whose best split in two sides -- the largest over splits of the gap between the sides over the larger
-    side's range -- reaches ``contrast``; at least ``1 / draws``."""
+    whose best partition into ``n_sides`` contiguous sides -- the largest over partitions of the smallest gap
+    between neighbouring sides over the largest side's range -- reaches ``contrast``; at least ``1 / draws``.
+    ``None`` beyond :data:`MAX_PARTITIONS` partitions (``n_values - 1`` choose ``n_sides - 1``)."""
+    from itertools import combinations
+    from math import comb
+
+    if comb(n_values - 1, n_sides - 1) > MAX_PARTITIONS:
+        return None
     pts = np.sort(np.random.default_rng(seed).standard_normal((draws, n_values)), axis=1)
-    gaps = np.diff(pts, axis=1)  # [draws, n_values - 1]: the split after each sorted value
-    left = pts[:, :-1] - pts[:, :1]  # the range of the values below each split
-    right = pts[:, -1:] - pts[:, 1:]  # ... and above it
-    with np.errstate(divide="ignore", invalid="ignore"):
-        best = np.where(np.maximum(left, right) > 0, gaps / np.maximum(left, right), np.inf).max(1)
+    gaps = np.diff(pts, axis=1)  # [draws, n_values - 1]
+    best = np.zeros(draws)
+    for cuts in combinations(range(n_values - 1), n_sides - 1):
+        bounds = [0, *(c + 1 for c in cuts), n_values]
+        ranges = np.max([pts[:, b - 1] - pts[:, a] for a, b in zip(bounds[:-1], bounds[1:])], axis=0)
+        gap = gaps[:, list(cuts)].min(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            best = np.maximum(best, np.where(ranges > 0, gap / ranges, np.inf))
     return float(max(np.mean(best >= contrast), 1.0 / draws))
 
 

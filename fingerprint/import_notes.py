@@ -5,6 +5,7 @@ checkpoints ``--skip-bad`` left out."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from pathlib import Path
@@ -47,20 +48,29 @@ def positions_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -
 
 
 class _Softmaxes(TorchFunctionMode):
-    """Records the shapes a forward's softmaxes (and fused attentions) read: ``shapes``, ``[...]`` each."""
+    """Records the attention a forward computes: ``shapes``, the ``[..., T_q, T_k]`` scores of each softmax over the
+    last axis of a tensor of 3 axes or more and of each fused attention (review 113: a fused attention was read by
+    its query's shape, and a softmax over channels, ``[B, K, H, W]``, counted)."""
 
     def __init__(self):
         super().__init__()
         self.shapes: list[list[int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _SOFTMAXES and args and isinstance(args[0], torch.Tensor):
-            self.shapes.append(list(args[0].shape))
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            q, k = (args[i] if len(args) > i else kwargs.get(name) for i, name in ((0, "query"), (1, "key")))
+            if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
+                self.shapes.append([*q.shape[:-1], k.shape[-2]])
+        elif func in _SOFTMAXES:
+            x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if isinstance(x, torch.Tensor) and x.dim() >= 3 and isinstance(dim, int) and dim % x.dim() == x.dim() - 1:
+                self.shapes.append(list(x.shape))
+        return func(*args, **kwargs)
 
 
-_SOFTMAXES = {torch.softmax, torch.Tensor.softmax, torch.nn.functional.softmax,
-              torch.nn.functional.scaled_dot_product_attention}
+_SOFTMAXES = {torch.softmax, torch.Tensor.softmax, torch.nn.functional.softmax}
 
 
 def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
@@ -73,11 +83,11 @@ def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -
         return ""
     seen = _Softmaxes()
     try:
-        with torch.no_grad(), seen:
-            template.eval()(next(iter(inputs.values()))[:2])
+        with torch.no_grad(), seen:  # (on a copy: a forward that keeps state leaves the template as it was)
+            copy.deepcopy(template).eval()(next(iter(inputs.values()))[:2])
     except Exception:  # noqa: BLE001 (the probes ran through it at import; a forward that needs more rows tells nothing)
         return ""
-    square = [s for s in seen.shapes if len(s) >= 3 and s[-1] == s[-2] >= 2]
+    square = [s for s in seen.shapes if s[-1] >= 2 and s[-1] == s[-2]]
     if not square:
         return ""
     return (f"the forward computes attention outside nn.MultiheadAttention (a softmax over {['...', *square[0][-2:]]} "

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from analysis import verdicts
+from analysis.answer import followed_columns, label_free_answer
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     alone,
@@ -198,16 +199,18 @@ def _verdict(v: Any, short: bool = True) -> str:
     return f"[{st.rich}]{esc(st.short if short else v)}[/]"
 
 
-def _lineage_cell(r: Any, q: Any, marks: str = "") -> str:
-    """A scorecard row's label-free cell: the verdict, ``marks`` and its q; ``–`` for a failed row.
-    Narrow (80 columns, a log file): the marks and the q each on a line of their own, not cut ("q 0.00"
-    read as zero, "groups (no rela"; rich crops this cell)."""
+def _lineage_cell(r: Any, q: Any, marks: str = "", follows: str | None = None) -> str:
+    """A scorecard row's label-free cell: the verdict, ``marks``, the design column its clusters follow (``follows``:
+    ``= data_seed``, outside audit 113: clusters that were the data orders exactly read "none" alone) and its q; ``–``
+    for a failed row. Narrow (80 columns, a log file): the marks, the column and the q each on a line of their own,
+    not cut ("q 0.00" read as zero, "groups (no rela"; rich crops this cell)."""
     if r.error:
         return "–"
     q_text = _q(q)
     if console.width < 100:
-        return _verdict(r.label_free_verdict) + ("\n" + marks.lstrip() if marks else "") + "\n" + q_text.lstrip()
-    return _verdict(r.label_free_verdict) + marks + q_text
+        column = f"\n[dim]= {esc(follows)}[/]" if follows else ""
+        return _verdict(r.label_free_verdict) + ("\n" + marks.lstrip() if marks else "") + column + "\n" + q_text.lstrip()
+    return _verdict(r.label_free_verdict) + marks + (f" [dim](basins = {esc(follows)})[/]" if follows else "") + q_text
 
 
 def _q(q: Any) -> str:
@@ -232,6 +235,7 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                      min_width={"fingerprint": 18}.get(col))
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
+    follows = followed_columns(label_free_answer(result))  # clusters that are a design column (audit 113)
     for r in result.scorecard:
         sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", DEFAULTS.alpha)
         ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
@@ -241,12 +245,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict) + (" (probe)" if r.probe_only else ""),
-                  _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r)))
+                  _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r), follows.get(str(r.fingerprint))))
     console.print(t)
     console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                   "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
                   "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
-                  "adjusted p-value). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
+                  "adjusted p-value; = COLUMN: the clusters follow a design column the tests take out as lineage, "
+                  "which the answer reads). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
                   highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
     from fingerprint.tables import recovered_line  # deferred for start-up time
     for line in filter(None, [recovered_line(result.lineage, zoo, result.label), *metadata_lines(result), insufficient_hint(result, zoo)]):

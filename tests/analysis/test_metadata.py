@@ -349,7 +349,7 @@ def test_clusters_that_follow_a_design_column_are_tested_within_the_families():
     assert strata_follow(order % 2, fam, fam) is None  # constant within every family: nothing to permute
 
 
-def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_them():
+def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_them(monkeypatch):
     """An outside audit of the twenty-first session: one strategy per data order (orders 0-1 against 2-3),
     recorded as ``data_seed`` as the docs ask, read "no candidate" and nothing named the column, though the
     clusters were the strategies. The answer now names it, and ``--strata none`` tests it as a candidate."""
@@ -363,19 +363,39 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     ans = label_free_answer(res)
     # the clusters set orders 0-1 apart from 2-3, and each side's two orders are close: the column seems to decide
     # a difference (one strategy per pair of orders), more than four orders' own seed noise gives (strata_sides.py)
-    sides = {"sides": [["0", "1"], ["2", "3"]], "sizes": [16, 16], "contrast": pytest.approx(9.65, abs=0.01),
-             "chance": pytest.approx(0.022, abs=0.001), "fingerprints": ["orders"], "decides": True}
+    sides = {"sides": [["0", "1"], ["2", "3"]], "sizes": [16, 16], "contrast": pytest.approx(22.4, abs=0.05),
+             "chance": pytest.approx(0.004, abs=0.0005), "fingerprints": ["orders"], "decides": True}
     assert ans.candidates == [] and ans.strata_followed == {"data_seed": {"fingerprints": ["orders"],
                                                                           "ami": [pytest.approx(0.649, abs=1e-3)] * 2,
                                                                           "q": 0.005, "sides": sides}}
     assert ans.sentence.startswith("no candidate deep difference with column 'data_seed' taken out as lineage, though it "
                                    "seems to decide one (below): none of the 1 fingerprints")
     assert ("; but the basins of orders follow column 'data_seed' (AMI 0.65, q 0.005 permuting it within the init "
-            "families): its values '0', '1' (16 models) apart from '2', '3' (16), 9.7 times as far apart as the values "
-            "on each side are from one another (seed noise among 4 values gives as much in 2.2% of draws at most, along "
-            "one direction): a difference the column decides, it seems") in ans.sentence \
+            "families): its values '0', '1' (16 models) apart from '2', '3' (16), 22 times as far apart as the values "
+            "on each side are from one another (Gaussian seed noise among 4 values, along one direction, gives as much "
+            "in 0.4% of draws; heavy-tailed noise, more often): a difference the column decides, it seems") in ans.sentence \
         and "report with --strata none to test it as a candidate" in ans.sentence
     assert res.to_dict()["fingerprints"][0]["strata_follow"][0]["column"] == "data_seed"
+    # the scorecard's row says it beside the verdict, in the terminal and the report (outside audit 113: clusters that
+    # were the data orders exactly, stability 1.00, read "none" alone in the row)
+    import io
+
+    from rich.console import Console
+
+    import fingerprint.cli.display as display
+    from analysis.report import headline, page
+
+    assert headline(res).follows == {"orders": "data_seed"}
+    out = Console(width=120, record=True, file=io.StringIO())
+    monkeypatch.setattr(display, "console", out)
+    display.print_scorecard(res)
+    text = out.export_text()
+    assert "(basins = data_seed)" in text and "= COLUMN: the clusters follow a design column" in " ".join(text.split())
+    narrow = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(display, "console", narrow)
+    display.print_scorecard(res)
+    assert "= data_seed" in narrow.export_text() and "= data_se\n" not in narrow.export_text()  # on a line of its own
+    assert "(basins: <code>data_seed</code>)" in page(res, formats=()).html
     none = analyze([fp], table, opts.replace(strata=["none"]))
     assert none.settings["strata_columns"] == [] and none.fingerprints[0].label_free["verdict"] == "crosses lineage"
     from fingerprint.cli.display import metadata_lines
@@ -471,9 +491,10 @@ def test_basins_a_strata_column_decides_are_said_as_any_column_not_a_data_order(
     assert ans.candidates == [] and list(ans.strata_followed) == ["lr"]
     assert ("the basins of orders follow column 'lr' (AMI 0.65, q 0.005 permuting it within the init families): its "
             "values '0', '1' (16 models) apart from '2', '3' (16)") in ans.sentence
-    assert ("a difference the column decides, it seems (one rule, or a backdoor, that comes with those values), which "
-            "--strata takes out as lineage: if it records a training setting (a hyper-parameter sweep), these basins are "
-            "that setting, set aside to ask what else differs") in ans.sentence
+    assert ("a difference the column decides, it seems (one rule, or a backdoor, that comes with those values); "
+            "--strata takes it out as lineage: if it records a training setting (a hyper-parameter sweep), these basins "
+            "are that setting, set aside to ask what else differs; if it decides a real difference") in ans.sentence
+    assert "seed noise; " not in ans.sentence  # decided: not offered as the values' seed noise too (review 113)
     assert "data order's seed noise" not in ans.sentence and "report without --strata to test it as one" in ans.sentence
 
 

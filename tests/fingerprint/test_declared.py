@@ -162,3 +162,22 @@ def test_an_attention_that_declares_nothing_is_said_at_import(tmp_path, monkeypa
     stock = nn.Sequential(nn.Unflatten(1, (4, 8)), nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
     assert attention_note(stock, x) == ""
     assert attention_note(nn.Sequential(nn.Linear(32, 4), nn.Softmax(-1)), x) == ""
+    # a fused attention, its arguments by name, 4 heads of 2 over 4 positions (review 113: read by the query's shape,
+    # it was said only when a head's width equalled the positions)
+    fused = Fused()
+    assert "(a softmax over ['...', 4, 4] scores)" in attention_note(fused, x) and fused.calls == 0  # (run on a copy)
+    channels = nn.Sequential(nn.Unflatten(1, (2, 4, 4)), nn.Softmax(1))  # a softmax over channels of square maps
+    assert attention_note(channels, x) == ""
+
+
+class Fused(nn.Module):
+    """Attention through ``scaled_dot_product_attention`` with keyword arguments; counts its forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.calls = nn.Linear(8, 24), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        q, k, v = (t.reshape(-1, 4, 4, 2).transpose(1, 2) for t in self.qkv(x.reshape(-1, 4, 8)).chunk(3, -1))
+        return torch.nn.functional.scaled_dot_product_attention(query=q, key=k, value=v).flatten(1)
