@@ -193,7 +193,8 @@ def slow_alignment(zoo: Zoo) -> str:
     if seconds <= ALIGN_DEFAULT_SECONDS:
         return ""
     return (f"weight matching of {len(zoo)} models whose widest layer has {widest:,} units would take about "
-            f"{seconds / 60:.0f} min on one core (it grows as the cube of that width); to compute it anyway: --fp aligned-weights")
+            f"{seconds / 60:.1f} min on one core, beyond the default set's {ALIGN_DEFAULT_SECONDS / 60:g} min (it grows as the "
+            "cube of that width); to compute it anyway: --fp aligned-weights")
 
 
 def _integer_inputs(shape) -> str:

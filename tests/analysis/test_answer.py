@@ -254,6 +254,15 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
                                      "alone finds, none of the 3 behavioural ones with it (weaker evidence than a "
                                      "candidate: ")
     assert "; none of the 3 behavioural fingerprints (what the models output) finds it" in alone.sentence
+    # another inside fingerprint whose own two clusters are the lead's camps is said with it (outside audit 113: a
+    # lead "found by 1 of 9 fingerprints (weight-spectra)" beside weight-stats' own clusters on the same 30/10 split)
+    twin = kind(fp("weight-spectra", None, "lineage only"), "mechanistic")
+    twin.k, twin.clusters = 2, [CAMPS[m] for m in IDS]
+    seconded = label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"), twin, *outputs))
+    assert [c.lone_why for c in seconded.lone_leads] == ["inside"] and seconded.lone_leads[0].clusters_same == {
+        "weight-spectra": 1.0}
+    assert "(weight-stats; the own two clusters of 1 more (weight-spectra; AMI 1.00 with these) are these camps too" \
+        in seconded.sentence
     # beside a consensus of three or more it is said in brief as before ("one fingerprint alone finds camps ...")
     main = [kind(fp(f"o{i}", HALVES), "behavioural") for i in range(3)]
     beside = label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"), *main))
