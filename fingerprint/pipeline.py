@@ -192,9 +192,10 @@ def slow_alignment(zoo: Zoo) -> str:
         seconds, widest = seconds + cost[0], max(widest, cost[1])
     if seconds <= ALIGN_DEFAULT_SECONDS:
         return ""
-    return (f"weight matching of {len(zoo)} models whose widest layer has {widest:,} units would take about "
-            f"{seconds / 60:.1f} min on one core, beyond the default set's {ALIGN_DEFAULT_SECONDS / 60:g} min (it grows as the "
-            "cube of that width); to compute it anyway: --fp aligned-weights")
+    took = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"  # (audit 113: "about 2 min" beside a 2-min budget)
+    return (f"weight matching of {len(zoo)} models whose widest layer has {widest:,} units would take about {took} on "
+            f"one core, beyond the default set's {ALIGN_DEFAULT_SECONDS:.0f} s (it grows as the cube of that width); to "
+            "compute it anyway: --fp aligned-weights")
 
 
 def _integer_inputs(shape) -> str:
