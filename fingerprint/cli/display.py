@@ -501,8 +501,9 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
     def named(v: str, names: list[str]) -> str:
         marks = lambda n: ((" (small)" if n in small else "") + (" (few families: a lead)" if n in few else "")  # noqa: E731
                            + (" (alone: a lead)" if n in weak else ""))
-        held = lambda n: (" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
-                          " (held back: a lead's camps)" if n in led else " (in a lead)" if n in in_lead else "")
+        held = lambda n: ((" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
+                           " (held back: a lead's camps)" if n in led else " (in a lead)" if n in in_lead else "")
+                          + (f" (basins = {h.follows[n]})" if n in getattr(h, "follows", {}) else ""))  # (audit 113)
         return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + held(n) for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 

@@ -391,6 +391,7 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     display.print_scorecard(res)
     text = out.export_text()
     assert "(basins = data_seed)" in text and "= COLUMN: the clusters follow a design column" in " ".join(text.split())
+    assert "orders (basins = data_seed)" in display.headline_sentence(headline(res))
     narrow = Console(width=80, record=True, file=io.StringIO())
     monkeypatch.setattr(display, "console", narrow)
     display.print_scorecard(res)
