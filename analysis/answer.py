@@ -382,7 +382,8 @@ def _held_same(ans: Answer, judged: list[FingerprintResult]) -> None:
     for c in (*ans.candidates, *ans.few_family_leads, *(c for c in ans.lone_leads if c.lone_why != "unlearned")):
         for r in judged:
             name = str(r.fingerprint)
-            if name in inside or name in c.held_same or _privileged(r) or r.k != 2:
+            if name in inside or name in c.held_same or _privileged(r) or r.k != 2 \
+                    or _said_name(r) in ans.few_models or _said_name(r) in ans.graded:  # (said there: review 114)
                 continue
             if (a := _agreement(_clusters(r), c.basins)) is not None and a >= AGREE:
                 c.clusters_same[name] = round(float(a), 2)
@@ -1980,7 +1981,8 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
         return (f": {where}, {far} the values on each side are from one another (too many ways of making {len(parts)} "
                 f"sides of {n} values to say how often seed noise gives as much: this does not tell a difference the "
                 f"column decides from the values' {spread})")
-    chance = f"Gaussian seed noise among {n} values, along one direction, gives as much in {_percent(sides['chance'])} of draws"
+    noise = "a Gaussian spread" if user else "Gaussian seed noise"
+    chance = f"{noise} among {n} values, along one direction, gives as much in {_percent(sides['chance'])} of draws"
     if sides["decides"]:
         return (f": {where}, {far} the values on each side are from one another ({chance}; heavy-tailed noise, more "
                 "often): a difference the column decides, it seems (one rule, or a backdoor, that comes with those values)")

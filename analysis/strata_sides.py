@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from analysis import metrics as mt
 from analysis import resampling as rs
 from analysis.values import missing
 
@@ -50,11 +49,15 @@ def sides(coords: np.ndarray, clusters: np.ndarray, column: np.ndarray, family: 
     :data:`SIDE_PURITY` of its models in one), when no two values share a side or all do, when the families do
     not join the values (a value held only by families holding no other), or without a finite contrast."""
     x = np.asarray(coords, float)
+    if x.ndim != 2 or not len(x):
+        return None
     keep = np.asarray([not missing(v) for v in column]) & np.asarray([not missing(f) for f in family]) \
         & (np.asarray(clusters) != -1) & np.isfinite(x).all(1)
+    if not keep.any():
+        return None
     names, col = np.unique(np.asarray([_shown(v) for v in np.asarray(column, dtype=object)[keep]], dtype=object),
                            return_inverse=True)
-    cl = mt.label_codes(np.asarray(clusters)[keep])
+    cl = np.unique(np.asarray([str(c) for c in np.asarray(clusters)[keep]], dtype=object), return_inverse=True)[1]
     if len(names) < MIN_VALUES or int(cl.max(initial=0)) < 1:
         return None
     table = np.zeros((len(names), int(cl.max()) + 1), int)
@@ -93,19 +96,25 @@ def _value_effects(x: np.ndarray, fam: np.ndarray, col: np.ndarray) -> np.ndarra
     """Each value's effect ``[n_values, d]`` in the least-squares fit ``x ~ family + value`` of ``x [m, d]``
     (:func:`_additive_fit`), in coordinates whitened by the fit's residual covariance: each distance in the models'
     noise, not in the features' scales (review 113: standardised features shrank a planted shift to a contrast seed
-    noise gives); ``None`` when the families do not join the values or no residual is left to whiten by."""
+    noise gives). The covariance is shrunk towards its mean variance, the more the fewer residual degrees of freedom
+    per coordinate, so that a direction with little or no residual spread (more coordinates than degrees of freedom)
+    keeps a finite scale instead of being dropped or blown up (review 114). ``None`` when the families do not join
+    the values, no residual degree of freedom is left, or the residuals are round-off beside the coordinates' spread
+    (nothing to measure a distance in)."""
     fit = _additive_fit(x, fam, col)
     if fit is None:
         return None
     effects, resid = fit
-    dof = len(x) - int(fam.max()) - int(col.max()) - 1
-    if dof < 2:
+    d, dof = x.shape[1], len(x) - int(fam.max()) - int(col.max()) - 1
+    if dof < 1:
         return None
-    vals, vecs = np.linalg.eigh(resid.T @ resid / dof)
-    usable = vals > vals.max() * 1e-10
-    if not usable.any():
+    cov = resid.T @ resid / dof
+    mean_var = float(np.trace(cov)) / d
+    if not mean_var > 1e-12 * float(np.var(x, axis=0).sum()) / d:
         return None
-    return effects @ (vecs[:, usable] / np.sqrt(vals[usable]))
+    a = d / (d + dof)  # shrinkage: a half at one degree of freedom per coordinate
+    vals, vecs = np.linalg.eigh((1 - a) * cov + a * mean_var * np.eye(d))
+    return effects @ (vecs / np.sqrt(vals))
 
 
 def _additive_fit(x: np.ndarray, fam: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -55,13 +55,14 @@ class _Softmaxes(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.shapes: list[list[int]] = []
+        self.fused: list[list[int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.nn.functional.scaled_dot_product_attention:
             q, k = (args[i] if len(args) > i else kwargs.get(name) for i, name in ((0, "query"), (1, "key")))
             if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
-                self.shapes.append([*q.shape[:-1], k.shape[-2]])
+                self.fused.append([*q.shape[:-1], k.shape[-2]])  # attention whatever its shape (cross-attention too)
         elif func in _SOFTMAXES:
             x = args[0] if args else kwargs.get("input", kwargs.get("self"))
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
@@ -83,11 +84,15 @@ def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -
         return ""
     seen = _Softmaxes()
     try:
-        with torch.no_grad(), seen:  # (on a copy: a forward that keeps state leaves the template as it was)
-            copy.deepcopy(template).eval()(next(iter(inputs.values()))[:2])
+        try:  # on a copy: a forward that keeps state leaves the template as it was
+            model = copy.deepcopy(template)
+        except Exception:  # noqa: BLE001 (a module that cannot be copied: the template itself, as positions_note does)
+            model = template
+        with torch.no_grad(), seen:
+            model.eval()(next(iter(inputs.values()))[:2])
     except Exception:  # noqa: BLE001 (the probes ran through it at import; a forward that needs more rows tells nothing)
         return ""
-    square = [s for s in seen.shapes if s[-1] >= 2 and s[-1] == s[-2]]
+    square = seen.fused + [s for s in seen.shapes if s[-1] >= 2 and s[-1] == s[-2]]
     if not square:
         return ""
     return (f"the forward computes attention outside nn.MultiheadAttention (a softmax over {['...', *square[0][-2:]]} "

@@ -22,7 +22,6 @@ from rich.progress import (
 from rich.table import Table
 
 from analysis import verdicts
-from analysis.answer import followed_columns, label_free_answer
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     alone,
@@ -235,6 +234,11 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                      min_width={"fingerprint": 18}.get(col))
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
+    from analysis.answer import (  # deferred: commands that do not analyse start without scikit-learn
+        followed_columns,
+        label_free_answer,
+    )
+
     follows = followed_columns(label_free_answer(result))  # clusters that are a design column (audit 113)
     for r in result.scorecard:
         sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", DEFAULTS.alpha)

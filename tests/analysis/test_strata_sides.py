@@ -178,7 +178,24 @@ def test_a_deciding_column_is_said_beside_a_lead_and_a_user_column_is_not_called
     ans = Answer(n_fingerprints=1, n_judged=1, strata_followed={"data_seed": deciding, "order": plain})
     assert list(_followed_said(ans, inside={"a"})) == ["data_seed"]  # the deciding one stays beside a lead of "a"
     user = _sides_text(plain["sides"], user=True)
-    assert "seed noise among 4 values" in user and "from the values' spread" in user and "own seed noise" not in user
+    assert "a Gaussian spread among 4 values" in user and "from the values' spread" in user and "seed noise" not in user
     assert "from the values' own seed noise" in _sides_text(plain["sides"])
     close = _sides_text({**plain["sides"], "contrast": 0.98})
     assert "the sides no farther apart than the values on each side" in close and "0.98 times" not in close
+
+
+def test_whitening_keeps_every_direction_and_refuses_round_off():
+    """Review 114: directions of little residual spread were dropped (a shift along one read "nothing here tells"),
+    more coordinates than residual degrees of freedom dropped some by construction, and residuals of round-off read a
+    contrast of 1e16. The covariance is shrunk towards its mean variance instead; round-off residuals give no sides."""
+    effect = np.zeros((4, 6))
+    effect[0, 5] = 6.0
+    coords, col, fam = _population(effect)
+    coords[:, 5] = 6.0 * (col == 0) + 1e-9 * np.random.default_rng(0).standard_normal(len(col))  # no residual noise
+    got = sides(coords, (col == 0).astype(int), col, fam)
+    assert got is not None and got["contrast"] > 10
+    few = fam < 4  # 4 families x 4 values: 16 models, 6 coordinates, 9 residual degrees of freedom
+    assert sides(coords[few], (col[few] == 0).astype(int), col[few], fam[few])["contrast"] > 3
+    exact = np.eye(4)[col] @ np.random.default_rng(1).standard_normal((4, 6)) + np.eye(32)[fam] @ np.ones((32, 6))
+    assert sides(exact, (col == 0).astype(int), col, fam) is None  # residuals are round-off: nothing to measure in
+    assert sides(np.zeros((0, 6)), np.zeros(0, int), np.zeros(0), np.zeros(0)) is None

@@ -166,6 +166,10 @@ def test_an_attention_that_declares_nothing_is_said_at_import(tmp_path, monkeypa
     # it was said only when a head's width equalled the positions)
     fused = Fused()
     assert "(a softmax over ['...', 4, 4] scores)" in attention_note(fused, x) and fused.calls == 0  # (run on a copy)
+    cross = Fused()
+    cross.forward = lambda x: torch.nn.functional.scaled_dot_product_attention(  # queries of 4 positions, keys of 2
+        x.reshape(-1, 1, 4, 8), x.reshape(-1, 1, 4, 8)[:, :, :2], x.reshape(-1, 1, 4, 8)[:, :, :2]).flatten(1)
+    assert "(a softmax over ['...', 4, 2] scores)" in attention_note(cross, x)  # cross-attention (review 114)
     channels = nn.Sequential(nn.Unflatten(1, (2, 4, 4)), nn.Softmax(1))  # a softmax over channels of square maps
     assert attention_note(channels, x) == ""
 
