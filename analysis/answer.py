@@ -647,7 +647,9 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     """The design columns taken out of the label-free tests as lineage (a data order the families share) that
     judged fingerprints' clusters follow (:func:`analysis.metadata.strata_follow`): a Benjamini-Hochberg correction
     over every (fingerprint, column) test, then those with ``q <= alpha`` and an AMI of at least ``floor`` (the deep
-    AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)}}``."""
+    AMI threshold): ``{column: {fingerprints (best first), ami [min, max], q (the largest of theirs)[, sides]}}``, with
+    ``sides`` (:func:`_column_sides`) and ``decides`` (its chance at most :data:`analysis.strata_sides.DECIDES_CHANCE`)
+    where the fingerprints' clusters set values of the column apart."""
     hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or []) if e["column"] != GENERATION],
                     alpha, "ami", floor)  # (the generation in a parent chain: for the cluster leads only)
     out = {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
