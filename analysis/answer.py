@@ -1943,7 +1943,9 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
             out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
                     f"init families){sides}; the tests here take it out as lineage, a design factor the families share: "
                     "report with --strata none to test it as a candidate (that report finds camps along the column's "
-                    "values whether they are a real difference or their seed noise)")
+                    "values whether they are a real difference or their seed noise" + ("; the candidates above stand "
+                    "with it taken out, and that report may read the orders' own seed noise as candidates in their "
+                    "place)" if beside else ")"))  # (audit 101's caveat beside candidates, as below: review 114)
             lead = "and"
             continue
         out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
