@@ -51,7 +51,7 @@ from analysis.labelfree_sentences import (
 )
 from analysis.options import GENERATION, NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
-from analysis.strata_sides import DECIDES_CHANCE
+from analysis.strata_sides import DECIDES_CHANCE, chance
 from analysis.unlearned import (
     NAMED,
     ONE_CLASS,
@@ -674,17 +674,28 @@ def followed_columns(ans: "Answer | None") -> dict[str, str]:
 
 def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, Any] | None:
     """Which values of a design ``column`` the ``followed`` fingerprints' clusters set apart
-    (:func:`analysis.strata_sides.sides`, the first fingerprint's sides), with the smallest contrast of the
-    fingerprints that set the same sides apart, and its chance: ``{sides, sizes, contrast, chance,
-    fingerprints}``, or ``None`` when none of them gives sides."""
+    (:func:`analysis.strata_sides.sides`): the sides the most of them agree on (on a tie, those of the one whose
+    clusters follow the column best), with the median of those fingerprints' contrasts and its chance:
+    ``{sides, sizes, contrast (the median), contrasts ([min, max]), chance, fingerprints (those agreeing)}``, or
+    ``None`` when none of them gives sides. Outside audit 114: the first fingerprint's sides were a finer split (3
+    sides) than the 2 + 2 that 7 others agreed on, and the smallest of the agreeing contrasts let the weakest
+    fingerprint speak for all."""
     found = [(str(r.fingerprint), e) for r in followed for e in (r.scores or {}).get("strata_sides") or []
              if e.get("column") == column]
     if not found:
         return None
-    same = [(f, e) for f, e in found if e["sides"] == found[0][1]["sides"]]
-    f, least = min(same, key=lambda t: t[1]["contrast"])
-    return {"sides": least["sides"], "sizes": least["sizes"], "contrast": float(least["contrast"]),
-            "chance": least["chance"], "fingerprints": [f for f, _ in same]}
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for f, e in found:
+        groups.setdefault(repr(e["sides"]), []).append((f, e))
+    agree = max(groups.values(), key=len)  # (the first of the largest: the best-following fingerprint's on a tie)
+    first = agree[0][1]
+    contrasts = [float(e["contrast"]) for _, e in agree]
+    median = float(np.median(contrasts))
+    n_values = sum(len(v) for v in first["sides"])
+    return {"sides": first["sides"], "sizes": first["sizes"], "contrast": median,
+            "contrasts": [min(contrasts), max(contrasts)],
+            "chance": first["chance"] if len(agree) == 1 else chance(median, n_values, len(first["sides"])),
+            "fingerprints": [f for f, _ in agree]}
 
 
 def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
@@ -1974,19 +1985,22 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
              f"({parts[1][1]})" if len(parts) == 2 else
              f"its values in {len(parts)} sides, " + "; ".join(f"{v} ({n} models)" for v, n in parts))
     c = sides["contrast"]
-    far = (f"{c:.0f} times as far apart as" if c >= 10 else f"{c:.2g} times as far apart as" if c >= 1 else
-           "the sides no farther apart than")
+    far = f"{c:.0f} times as far apart as" if c >= 10 else f"{c:.1f} times as far apart as"
     n = sum(len(v) for v in sides["sides"])
     spread = "spread" if user else "own seed noise"
-    if c < 1:
-        return (f": {where}, {far} the values on each side are from one another: nothing here tells a difference the "
-                f"column decides from the values' {spread}")
+    lo, hi = sides.get("contrasts") or (c, c)
+    k = len(sides.get("fingerprints") or ())
+    pooled = f"the median of {k} fingerprints' contrasts, {lo:.1f}-{hi:.1f}; " if k > 1 else ""
+    if c < 1.5:  # the clusters set the values apart, the fit hardly does (outside audit 114: "1 times as far apart")
+        return (f": the clusters {'set' if len(parts) == 2 else 'put'} {where}, but in the fit the sides are hardly farther apart than the values on "
+                f"each side are from one another (contrast {c:.1f}{'; ' + pooled.rstrip('; ') if pooled else ''}): "
+                f"nothing here tells a difference the column decides from the values' {spread}")
     if sides.get("chance") is None:
         return (f": {where}, {far} the values on each side are from one another (too many ways of making {len(parts)} "
                 f"sides of {n} values to say how often seed noise gives as much: this does not tell a difference the "
                 f"column decides from the values' {spread})")
     noise = "a Gaussian spread" if user else "Gaussian seed noise"
-    chance = f"{noise} among {n} values, along one direction, gives as much in {_percent(sides['chance'])} of draws"
+    chance = f"{pooled}{noise} among {n} values, along one direction, gives as much in {_percent(sides['chance'])} of draws"
     if sides["decides"]:
         return (f": {where}, {far} the values on each side are from one another ({chance}; heavy-tailed noise, more "
                 "often): a difference the column decides, it seems (one rule, or a backdoor, that comes with those values)")

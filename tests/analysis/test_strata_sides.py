@@ -180,8 +180,30 @@ def test_a_deciding_column_is_said_beside_a_lead_and_a_user_column_is_not_called
     user = _sides_text(plain["sides"], user=True)
     assert "a Gaussian spread among 4 values" in user and "from the values' spread" in user and "seed noise" not in user
     assert "from the values' own seed noise" in _sides_text(plain["sides"])
-    close = _sides_text({**plain["sides"], "contrast": 0.98})
-    assert "the sides no farther apart than the values on each side" in close and "0.98 times" not in close
+    close = _sides_text({**plain["sides"], "contrast": 1.03})  # (outside audit 114: "1 times as far apart")
+    assert close.startswith(": the clusters set its value '0' (8 models) apart from '1', '2', '3' (24), but in the fit the "
+                            "sides are hardly farther apart than the values on each side are from one another "
+                            "(contrast 1.0)") and "times" not in close
+
+
+def test_the_sides_most_fingerprints_agree_on_are_said_with_the_median_of_their_contrasts():
+    """Outside audit 114: the sides said were the best-following fingerprint's 3-way split while 7 others agreed on the
+    planted 2 + 2, and the smallest of the agreeing contrasts let the weakest fingerprint speak for them all."""
+    from analysis.answer import _column_sides
+    from analysis.results import FingerprintResult
+
+    def fp(name: str, sides: list[list[str]], contrast: float) -> FingerprintResult:
+        return FingerprintResult(fingerprint=name, scores={"strata_sides": [
+            {"column": "data_seed", "sides": sides, "sizes": [16] * len(sides), "contrast": contrast,
+             "chance": chance(contrast, 4, len(sides))}]})
+
+    finer = fp("k3", [["2"], ["3"], ["0", "1"]], 1.8)
+    pairs = [fp(f"p{i}", [["0", "1"], ["2", "3"]], c) for i, c in enumerate((3.7, 5.0, 8.0, 13.7))]
+    got = _column_sides("data_seed", [finer, *pairs])
+    assert got["sides"] == [["0", "1"], ["2", "3"]] and got["fingerprints"] == ["p0", "p1", "p2", "p3"]
+    assert got["contrast"] == pytest.approx(6.5) and got["contrasts"] == [3.7, 13.7]
+    assert got["chance"] == chance(6.5, 4, 2)
+    assert _column_sides("data_seed", [finer])["sides"] == [["2"], ["3"], ["0", "1"]]
 
 
 def test_whitening_keeps_every_direction_and_refuses_round_off():
