@@ -690,12 +690,12 @@ def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, A
     agree = max(groups.values(), key=len)  # (the first of the largest: the best-following fingerprint's on a tie)
     first = agree[0][1]
     contrasts = [float(e["contrast"]) for _, e in agree]
-    median = float(np.median(contrasts))
+    median = float(np.exp(np.median(np.log(contrasts))))  # on the log scale: a ratio (review 115: 1.03 and 30 read 15.5)
     n_values = sum(len(v) for v in first["sides"])
     return {"sides": first["sides"], "sizes": first["sizes"], "contrast": median,
             "contrasts": [min(contrasts), max(contrasts)],
             "chance": first["chance"] if len(agree) == 1 else chance(median, n_values, len(first["sides"])),
-            "fingerprints": [f for f, _ in agree]}
+            "fingerprints": [f for f, _ in agree], "n_with_sides": len(found)}
 
 
 def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
@@ -1985,13 +1985,16 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
              f"({parts[1][1]})" if len(parts) == 2 else
              f"its values in {len(parts)} sides, " + "; ".join(f"{v} ({n} models)" for v, n in parts))
     c = sides["contrast"]
-    far = f"{c:.0f} times as far apart as" if c >= 10 else f"{c:.1f} times as far apart as"
+    far = f"{c:.0f} times as far apart as" if c >= 9.95 else f"{c:.1f} times as far apart as"
     n = sum(len(v) for v in sides["sides"])
     spread = "spread" if user else "own seed noise"
     lo, hi = sides.get("contrasts") or (c, c)
-    k = len(sides.get("fingerprints") or ())
-    pooled = f"the median of {k} fingerprints' contrasts, {lo:.1f}-{hi:.1f}; " if k > 1 else ""
-    if c < 1.5:  # the clusters set the values apart, the fit hardly does (outside audit 114: "1 times as far apart")
+    k, of = len(sides.get("fingerprints") or ()), int(sides.get("n_with_sides") or 0)
+    span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
+    pooled = ((f"{k} of the {of} fingerprints that set sides apart set these, the median of their {k} contrasts, "
+               if of > k else f"the median of {k} fingerprints' contrasts, ") + f"{span}; ") if k > 1 else ""
+    if round(c, 1) < 1.5 and not sides.get("decides"):  # the clusters set the values apart, the fit hardly does
+        # (outside audit 114: "1 times as far apart"; not where it decides: review 115, 12 values at 1.3, chance 0.7%)
         return (f": the clusters {'set' if len(parts) == 2 else 'put'} {where}, but in the fit the sides are hardly farther apart than the values on "
                 f"each side are from one another (contrast {c:.1f}{'; ' + pooled.rstrip('; ') if pooled else ''}): "
                 f"nothing here tells a difference the column decides from the values' {spread}")

@@ -189,7 +189,7 @@ def test_a_deciding_column_is_said_beside_a_lead_and_a_user_column_is_not_called
 def test_the_sides_most_fingerprints_agree_on_are_said_with_the_median_of_their_contrasts():
     """Outside audit 114: the sides said were the best-following fingerprint's 3-way split while 7 others agreed on the
     planted 2 + 2, and the smallest of the agreeing contrasts let the weakest fingerprint speak for them all."""
-    from analysis.answer import _column_sides
+    from analysis.answer import _column_sides, _sides_text
     from analysis.results import FingerprintResult
 
     def fp(name: str, sides: list[list[str]], contrast: float) -> FingerprintResult:
@@ -201,9 +201,15 @@ def test_the_sides_most_fingerprints_agree_on_are_said_with_the_median_of_their_
     pairs = [fp(f"p{i}", [["0", "1"], ["2", "3"]], c) for i, c in enumerate((3.7, 5.0, 8.0, 13.7))]
     got = _column_sides("data_seed", [finer, *pairs])
     assert got["sides"] == [["0", "1"], ["2", "3"]] and got["fingerprints"] == ["p0", "p1", "p2", "p3"]
-    assert got["contrast"] == pytest.approx(6.5) and got["contrasts"] == [3.7, 13.7]
-    assert got["chance"] == chance(6.5, 4, 2)
+    assert got["contrast"] == pytest.approx(np.sqrt(5.0 * 8.0)) and got["contrasts"] == [3.7, 13.7]  # (on the log scale)
+    assert got["chance"] == chance(np.sqrt(40.0), 4, 2) and got["n_with_sides"] == 5
     assert _column_sides("data_seed", [finer])["sides"] == [["2"], ["3"], ["0", "1"]]
+    said = _sides_text(got | {"decides": False})
+    assert "(4 of the 5 fingerprints that set sides apart set these, the median of their 4 contrasts, 3.7-13.7; " in said
+    # a contrast under 1.5 that decides (12 values: review 115) is not said to be "hardly farther apart"
+    twelve = {"sides": [["0"], [str(v) for v in range(1, 12)]], "sizes": [8, 88], "contrast": 1.3, "chance": 0.007,
+              "fingerprints": ["a"], "decides": True}
+    assert "hardly" not in _sides_text(twelve) and "a difference the column decides, it seems" in _sides_text(twelve)
 
 
 def test_whitening_keeps_every_direction_and_refuses_round_off():
