@@ -202,7 +202,7 @@ def test_the_sides_most_fingerprints_agree_on_are_said_with_the_median_of_their_
     got = _column_sides("data_seed", [finer, *pairs])
     assert got["sides"] == [["0", "1"], ["2", "3"]] and got["fingerprints"] == ["p0", "p1", "p2", "p3"]
     assert got["contrast"] == pytest.approx(np.sqrt(5.0 * 8.0)) and got["contrasts"] == [3.7, 13.7]  # (on the log scale)
-    assert got["chance"] == chance(np.sqrt(40.0), 4, 2) and got["n_with_sides"] == 5
+    assert got["chance"] == chance(got["contrast"], 4, 2) and got["n_with_sides"] == 5
     assert _column_sides("data_seed", [finer])["sides"] == [["2"], ["3"], ["0", "1"]]
     said = _sides_text(got | {"decides": False})
     assert "(4 of the 5 fingerprints that set sides apart set these, the median of their 4 contrasts, 3.7-13.7; " in said
