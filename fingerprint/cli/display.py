@@ -234,12 +234,10 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
                      min_width={"fingerprint": 18}.get(col))
     name_width = max(18, console.width - 70)  # what the seven number and two verdict columns leave
     free_q = {str(f.fingerprint): (f.label_free or {}).get("q") for f in result.fingerprints}
-    from analysis.answer import (  # deferred: commands that do not analyse start without scikit-learn
-        followed_columns,
-        label_free_answer,
-    )
+    from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
 
-    follows = followed_columns(label_free_answer(result))  # clusters that are a design column (audit 113)
+    h = headline(result)  # the report's verdict box: its outliers, leads and partitions, the same model-set check
+    follows = h.follows  # clusters that are a design column (audit 113)
     for r in result.scorecard:
         sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", DEFAULTS.alpha)
         ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
@@ -282,9 +280,6 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     for r in result.scorecard:
         if r.error:
             err_console.print(f"[bold red]failed:[/] {esc(str(r.fingerprint))}: {esc(str(r.error))}", highlight=False, soft_wrap=True)
-    from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
-
-    h = headline(result)  # the report's verdict box: its outliers, leads and partitions, the same model-set check
     for line in h.lone:
         console.print(f"outliers, {line}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     for line in h.leads:
@@ -507,7 +502,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
                            + (" (alone: a lead)" if n in weak else ""))
         held = lambda n: ((" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
                            " (held back: a lead's camps)" if n in led else " (in a lead)" if n in in_lead else "")
-                          + (f" (basins = {h.follows[n]})" if n in getattr(h, "follows", {}) else ""))  # (audit 113)
+                          + (f" (basins = {h.follows[n]})" if n in h.follows else ""))  # (audit 113)
         return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + held(n) for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 
