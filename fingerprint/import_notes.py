@@ -27,18 +27,44 @@ def logits_note(n_out: int | None, labelled: Any) -> str:
             "taken as invisible): for regression outputs pass --data with float targets")
 
 
+def forward_notes(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """:func:`positions_note` and :func:`attention_note` from one forward of a copy of ``template`` (a forward that keeps
+    state leaves the template as it was) on two rows of the first probe set, recording its softmaxes; ``("", "")``
+    without probes or when that forward fails (the probes ran through it at import; a forward that needs more rows
+    tells nothing)."""
+    if not inputs:
+        return "", ""
+    try:
+        model = copy.deepcopy(template)
+    except Exception:  # noqa: BLE001 (a module that cannot be copied: the template itself)
+        model = template
+    seen = _Softmaxes()
+    try:
+        with torch.no_grad(), seen:
+            out = model.eval()(next(iter(inputs.values()))[:2])
+    except Exception:  # noqa: BLE001
+        return "", ""
+    return _positions_text(out), _attention_text(template, seen)
+
+
 def positions_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
     """The one line saying that a forward returning outputs at every position (``[batch, T, n_out]``) has each of them
     read by the output fingerprints (outside audit 112: a model trained at its last position returned all 8, and 7 it
-    never trained at diluted ``ood-outputs`` from 18 SDs to a continuum), else ``""``."""
-    if not inputs:
-        return ""
-    x = next(iter(inputs.values()))[:2]
-    try:
-        with torch.no_grad():
-            out = template.eval()(x)
-    except Exception:  # noqa: BLE001 (the probes ran through it at import; a forward that needs more rows tells nothing)
-        return ""
+    never trained at diluted ``ood-outputs`` from 18 SDs to a continuum), else ``""`` (:func:`forward_notes`)."""
+    return forward_notes(template, inputs)[0]
+
+
+def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
+    """The one line saying that a forward computes attention (a softmax over square ``[..., T, T]`` scores, or a fused
+    attention) outside ``nn.MultiheadAttention`` while the module declares no ``hidden_mixable()``, so that the weight
+    fingerprints read two models that differ only by a re-basis of a head's queries and keys as different (outside
+    audit 112, F7: a hand-written attention that declared nothing was imported without a word), else ``""``
+    (:func:`forward_notes`)."""
+    return forward_notes(template, inputs)[1]
+
+
+def _positions_text(out: Any) -> str:
+    """:func:`positions_note`'s line for a forward's output ``out``."""
     if not isinstance(out, torch.Tensor) or out.dim() < 3:
         return ""
     shape = list(out.shape[1:])
@@ -49,8 +75,8 @@ def positions_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -
 
 class _Softmaxes(TorchFunctionMode):
     """Records the attention a forward computes: ``shapes``, the ``[..., T_q, T_k]`` scores of each softmax over the
-    last axis of a tensor of 3 axes or more and of each fused attention (review 113: a fused attention was read by
-    its query's shape, and a softmax over channels, ``[B, K, H, W]``, counted)."""
+    last axis of a tensor of 3 axes or more, and ``fused``, those of each fused attention (review 113: a fused
+    attention was read by its query's shape, and a softmax over channels, ``[B, K, H, W]``, counted)."""
 
     def __init__(self):
         super().__init__()
@@ -74,23 +100,10 @@ class _Softmaxes(TorchFunctionMode):
 _SOFTMAXES = {torch.softmax, torch.Tensor.softmax, torch.nn.functional.softmax}
 
 
-def attention_note(template: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> str:
-    """The one line saying that a forward computes attention (a softmax over square ``[..., T, T]`` scores, or a fused
-    attention) outside ``nn.MultiheadAttention`` while the module declares no ``hidden_mixable()``, so that the weight
-    fingerprints read two models that differ only by a re-basis of a head's queries and keys as different (outside
-    audit 112, F7: a hand-written attention that declared nothing was imported without a word), else ``""``."""
-    if not inputs or callable(getattr(template, "hidden_mixable", None)) \
+def _attention_text(template: torch.nn.Module, seen: _Softmaxes) -> str:
+    """:func:`attention_note`'s line for what a forward of ``template`` computed (``seen``)."""
+    if callable(getattr(template, "hidden_mixable", None)) \
             or any(isinstance(m, torch.nn.MultiheadAttention) for m in template.modules()):
-        return ""
-    seen = _Softmaxes()
-    try:
-        try:  # on a copy: a forward that keeps state leaves the template as it was
-            model = copy.deepcopy(template)
-        except Exception:  # noqa: BLE001 (a module that cannot be copied: the template itself, as positions_note does)
-            model = template
-        with torch.no_grad(), seen:
-            model.eval()(next(iter(inputs.values()))[:2])
-    except Exception:  # noqa: BLE001 (the probes ran through it at import; a forward that needs more rows tells nothing)
         return ""
     square = seen.fused + [s for s in seen.shapes if s[-1] >= 2 and s[-1] == s[-2]]
     if not square:

@@ -52,11 +52,10 @@ from fingerprint.import_history import (
     unmatched_note,
 )
 from fingerprint.import_notes import (
-    attention_note,
     duplicates_note,
     format_note,
+    forward_notes,
     logits_note,
-    positions_note,
     shared_order_note,
     short_reason,
     skipped_note,
@@ -307,8 +306,8 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
         final_steps, earlier = [final_steps[i] for i in kept], [earlier[i] for i in kept]
     skipped = skipped_note([(shown[i], why) for i, _, why in bad], len(files), "checkpoints" if earlier is None else "models")
     note = "\n".join(n for n in (format_note(unwrapped, stripped, n_read), duplicates_note(ids, digests),  # a line each
-                                 shared_order_note(meta), logits_note(n_out, labelled), positions_note(template, probe_sets),
-                                 attention_note(template, probe_sets), *((unmatched_note(unmatched, history),
+                                 shared_order_note(meta), logits_note(n_out, labelled), *forward_notes(template, probe_sets),
+                                 *((unmatched_note(unmatched, history),
                                  short_runs_note(ids, final_steps)) if history else ())) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
               "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
