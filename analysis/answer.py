@@ -1936,39 +1936,32 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
     else ``""`` (an outside audit of the twenty-first session: one strategy per data order, recorded as data_seed,
     read "no candidate" and nothing named the column)."""
     out = ""
+    caveat = "; the candidates above stand with it taken out, and that report may read the orders' own seed noise as " \
+        "candidates in their place"  # (audit 101, beside candidates)
     for col, g in followed.items():
-        who = _first_three(g["fingerprints"])
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
-        decides = bool((g.get("sides") or {}).get("decides"))
-        sides = _sides_text(g.get("sides"), user=col in (user or ()))
-        if col in (user or ()):  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
-            out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                    f"init families){sides}; --strata takes it out as lineage: if it records a training setting (a "
-                    "hyper-parameter sweep), these basins are that setting, set aside to ask what else differs; "
+        decides, named = bool((g.get("sides") or {}).get("decides")), col in (user or ())
+        out += (f"; {lead} the basins of {_first_three(g['fingerprints'])} follow column '{col}' ({ami}, q {g['q']:.2g} "
+                f"permuting it within the init families){_sides_text(g.get('sides'), user=named)}; ")
+        lead = "and"
+        if named:  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
+            out += ("--strata takes it out as lineage: if it records a training setting (a hyper-parameter sweep), these "
+                    "basins are that setting, set aside to ask what else differs; "
                     + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
                     + "if it decides a real difference (one rule per value), report without --strata to test it as one")
-            lead = "and"
-            continue
-        if decides:
-            out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                    f"init families){sides}; the tests here take it out as lineage, a design factor the families share: "
-                    "report with --strata none to test it as a candidate (that report finds camps along the column's "
-                    "values whether they are a real difference or their seed noise" + ("; the candidates above stand "
-                    "with it taken out, and that report may read the orders' own seed noise as candidates in their "
-                    "place)" if beside else ")"))  # (audit 101's caveat beside candidates, as below: review 114)
-            lead = "and"
-            continue
-        out += (f"; {lead} the basins of {who} follow column '{col}' ({ami}, q {g['q']:.2g} permuting it within the "
-                f"init families){sides}; it is a design factor the families share: models that share a value are alike as relatives "
-                "are (a data order's seed noise), which the tests here take out as lineage, or the column decides a "
-                "real difference (one rule per data order, a curriculum, an order-dependent poisoning): report with "
-                "--strata none to test it as one" + ("; the candidates above stand with it taken out, and that report may "
-                "read the orders' own seed noise as candidates in their place" if beside else
-                # audit 102: the pointer sent nulls with an order effect to a report of the orders as candidates
-                "; that report finds camps along the column's values whether they are a real difference or their seed "
-                "noise: it shows how the values split, not whether the split is deep"))
-        lead = "and"
+        elif decides:
+            out += ("the tests here take it out as lineage, a design factor the families share: report with --strata none "
+                    "to test it as a candidate (that report finds camps along the column's values whether they are a real "
+                    "difference or their seed noise" + (caveat if beside else "") + ")")
+        else:
+            out += ("it is a design factor the families share: models that share a value are alike as relatives are (a data "
+                    "order's seed noise), which the tests here take out as lineage, or the column decides a real difference "
+                    "(one rule per data order, a curriculum, an order-dependent poisoning): report with --strata none to "
+                    "test it as one" + (caveat if beside else
+                    # audit 102: the pointer sent nulls with an order effect to a report of the orders as candidates
+                    "; that report finds camps along the column's values whether they are a real difference or their "
+                    "seed noise: it shows how the values split, not whether the split is deep"))
     return out
 
 
