@@ -55,9 +55,8 @@ def sides(coords: np.ndarray, clusters: np.ndarray, column: np.ndarray, family: 
         & (np.asarray(clusters) != -1) & np.isfinite(x).all(1)
     if not keep.any():
         return None
-    names, col = np.unique(np.asarray([_shown(v) for v in np.asarray(column, dtype=object)[keep]], dtype=object),
-                           return_inverse=True)
-    cl = np.unique(np.asarray([str(c) for c in np.asarray(clusters)[keep]], dtype=object), return_inverse=True)[1]
+    col, names = rs.family_codes([_shown(v) for v in np.asarray(column, dtype=object)[keep]])
+    cl = rs.family_codes(np.asarray(clusters)[keep])[0]  # (codes of any labelling, sorted by name)
     if len(names) < MIN_VALUES or int(cl.max(initial=0)) < 1:
         return None
     table = np.zeros((len(names), int(cl.max()) + 1), int)
