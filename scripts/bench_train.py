@@ -25,6 +25,7 @@ by one of the same population as one program at torch's intra-op threads (how it
 training threads): ``one_program_runs``, ``threads_speedup``.
 
     python scripts/bench_train.py --family transformer [--config modadd] [--steps 200] [--loop-models 8] [--json] [--breakdown]
+    python scripts/bench_train.py --family transformer --matmul-bound   # the matmuls' own ceiling, one thread
 
 ``--workers 2`` adds, per config, the harness and the loop each split over two one-thread processes
 (what ``fingerprint sweep --executor process`` does with a sweep's shards): under ``in_workers``, the
@@ -352,8 +353,69 @@ def bench_transformer(name: str, steps: int, repeats: int, loop_models: int, pea
     }
 
 
+def matmul_bound(name: str, n_models: int = 16, steps: int = 20, repeats: int = 3, peak_size: int = 2048) -> dict:
+    """How far the matmuls alone let a config go: one training thread's share (``n_models``) at one
+    intra-op thread, its step timed as is (best of ``repeats``), then one run with every ``bmm``/``mm``
+    timed where it is called (a dispatch mode; its own overhead is outside the timed calls). The
+    bound is the fraction of one thread's peak with every other op (layer norms, softmax, head
+    transposes, the optimiser, dispatch) free; ``other_ms_for_quarter`` is what those may cost for
+    the step to reach 25% of peak."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, task, fam, cfg = transformer_setup(name, steps)
+        seeds, variant = list(range(n_models)), torch.zeros(n_models, dtype=torch.long)
+
+        def run() -> float:
+            t = time.perf_counter()
+            train_population(fam, task, cfg, fam.init(seeds), seeds, variant, checkpoint_steps=[], threads=0)
+            return (time.perf_counter() - t) / steps
+
+        run()
+        step = min(run() for _ in range(max(repeats, 1)))
+        spent = [0.0, 0]
+
+        class TimeMatmuls(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func not in (torch.ops.aten.bmm.default, torch.ops.aten.mm.default):
+                    return func(*args, **(kwargs or {}))
+                t = time.perf_counter()
+                out = func(*args, **(kwargs or {}))
+                spent[0] += time.perf_counter() - t
+                spent[1] += 1
+                return out
+
+        with TimeMatmuls():
+            run()
+        peak = peak_gflops(peak_size)
+    finally:
+        torch.set_num_threads(threads)
+    flops = transformer_flops(fam, cfg.batch_size, 1, n_models, pruned=True)
+    mm = spent[0] / steps
+    return {"config": name, "n_models": n_models, "step_ms": round(step * 1e3, 2), "matmul_ms": round(mm * 1e3, 2),
+            "matmul_calls_per_step": round(spent[1] / steps, 1), "gflop_per_step": round(flops / 1e9, 3),
+            "peak_gflops_one_thread": round(peak, 1), "fraction_of_peak": round(flops / step / 1e9 / peak, 3),
+            "bound_fraction_of_peak": round(flops / mm / 1e9 / peak, 3),
+            "other_ms": round((step - mm) * 1e3, 2),
+            "other_ms_for_quarter": round((flops / (0.25 * peak * 1e9) - mm) * 1e3, 2)}
+
+
 def transformer_main(args) -> None:
     names = TRANSFORMER_CONFIGS if args.config == "all" else (args.config,)
+    if args.matmul_bound:
+        rows = [matmul_bound(name, peak_size=args.peak_size) for name in names]
+        if args.json:
+            print(json.dumps(rows))
+            return
+        for r in rows:
+            print(f"{r['config']}: {r['n_models']} models at one thread, a step {r['step_ms']:.1f} ms "
+                  f"({r['fraction_of_peak']:.1%} of one thread's {r['peak_gflops_one_thread']:.0f} GFLOP/s); its "
+                  f"{r['matmul_calls_per_step']:.0f} matmuls {r['matmul_ms']:.1f} ms, everything else {r['other_ms']:.1f} ms")
+            print(f"  with everything else free: {r['bound_fraction_of_peak']:.1%} of peak; 25% of peak leaves the rest "
+                  f"{r['other_ms_for_quarter']:.1f} ms a step")
+        return
     if args.breakdown:
         for name in names:
             config, task, fam, cfg = transformer_setup(name, 30)
@@ -421,6 +483,9 @@ def main() -> None:
                     help="--family transformer: also time the harness and the loop split over this many one-thread processes")
     ap.add_argument("--loop-models", type=int, default=0,
                     help="--family transformer: time the loop on this many models and scale it to the population (0: all)")
+    ap.add_argument("--matmul-bound", action="store_true",
+                    help="--family transformer: time a step's matmuls where they are called, and print the fraction of peak "
+                         "they would allow with every other op free, instead")
     ap.add_argument("--peak-size", type=int, default=2048,
                     help="side of the square float32 matmul that measures this machine's peak (the tests' tiny runs use a smaller one)")
     args = ap.parse_args()

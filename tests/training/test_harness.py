@@ -430,6 +430,21 @@ def test_bench_train_smoke(monkeypatch, capsys):
 
 
 
+def test_bench_train_matmul_bound():
+    """``bench_train.py --family transformer --matmul-bound`` times a step's matmuls where they are
+    called: they are a part of the step, and with everything else free the fraction of peak is higher."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
+    bound = runpy.run_path(str(script))["matmul_bound"]
+    threads = torch.get_num_threads()
+    r = bound("modadd", n_models=2, steps=2, repeats=1, peak_size=256)
+    assert torch.get_num_threads() == threads
+    assert r["config"] == "modadd" and r["matmul_calls_per_step"] > 0
+    assert 0 < r["matmul_ms"] < r["step_ms"] and abs(r["matmul_ms"] + r["other_ms"] - r["step_ms"]) < 0.02
+    assert 0 < r["fraction_of_peak"] < r["bound_fraction_of_peak"]
+
+
 def test_bench_train_transformer_with_workers(tmp_path):
     """``bench_train.py --family transformer --workers 2`` runs end to end at a tiny size: the JSON the
     targets are judged on, and the harness and the loop timed in two one-thread worker processes
