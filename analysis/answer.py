@@ -639,6 +639,7 @@ def _rest_text(ans: Answer) -> str:
             f"them{also} for the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
 
 
+EXACT_FOLLOW_AMI = 0.9  # clusters whose AMI with a design column reaches this are its values ("= data_seed"), else "~"
 GRADIENT_R2 = 0.6  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)
 GRADIENT_FINGERPRINTS = 2  # ... and it is said when it follows at least this many fingerprints (all, if fewer are judged)
 
@@ -653,7 +654,10 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     hits = _passing([(str(r.fingerprint), e) for r in judged for e in (r.strata_follow or []) if e["column"] != GENERATION],
                     alpha, "ami", floor)  # (the generation in a parent chain: for the cluster leads only)
     out = {col: {"fingerprints": [f for f, _, _ in h], "ami": [min(float(e["ami"]) for _, e, _ in h), float(h[0][1]["ami"])],
-                 "q": max(qv for _, _, qv in h)} for col, h in hits.items()}
+                 "q": max(qv for _, _, qv in h),
+                 # those whose clusters are the column's values (outside audit 114 F6: one order set apart from three read
+                 # "= data_seed" as the four orders' own clusters did)
+                 "exact": [f for f, e, _ in h if float(e["ami"]) >= EXACT_FOLLOW_AMI]} for col, h in hits.items()}
     by_name = {str(r.fingerprint): r for r in judged}
     for col, g in out.items():
         if (sides := _column_sides(col, [by_name[f] for f in g["fingerprints"]])) is not None:
@@ -670,6 +674,14 @@ def followed_columns(ans: "Answer | None") -> dict[str, str]:
         for f in g["fingerprints"]:
             out.setdefault(f, col)
     return out
+
+
+def followed_in_part(ans: "Answer | None") -> list[str]:
+    """The fingerprints of :func:`followed_columns` whose clusters follow their column in part only (an AMI with it
+    below :data:`EXACT_FOLLOW_AMI`: values grouped into sides, or split), marked ``~`` where the others read ``=``
+    (outside audit 114 F6)."""
+    follows = followed_columns(ans)
+    return [f for f, col in follows.items() if f not in (ans.strata_followed[col].get("exact") or [])]
 
 
 def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, Any] | None:

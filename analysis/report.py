@@ -27,7 +27,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from analysis import parallel
-from analysis.answer import followed_columns, label_free_answer
+from analysis.answer import followed_columns, followed_in_part, label_free_answer
 from analysis.goodhart_chart import goodhart_chart
 from analysis.labelfree_sentences import (
     closest_splits_sentence,
@@ -139,6 +139,8 @@ class Headline:
     splits_disagree: str | None = None  # the fingerprints' closest splits of the families name different partitions
     # fingerprints whose clusters follow a design column taken out as lineage (the answer's strata_followed): {name: column}
     follows: dict[str, str] = field(default_factory=dict)
+    # ... those of them whose clusters follow it in part only (values grouped into sides, or split; audit 114 F6)
+    follows_in_part: list[str] = field(default_factory=list)
 
 
 def headline(result: AnalysisResult) -> Headline:
@@ -161,7 +163,7 @@ def headline(result: AnalysisResult) -> Headline:
         h.weak = [f for c in ans.lone_leads for f in c.fingerprints if f not in held and f not in h.few]
         h.leads_only = bool(ans.few_family_leads or ans.lone_leads) and not ans.candidates
         h.held_same = sorted({f for c in ans.candidates for f in c.held_same})
-        h.follows = followed_columns(ans)
+        h.follows, h.follows_in_part = followed_columns(ans), followed_in_part(ans)
         h.held_lead = sorted({f for c in (*ans.few_family_leads, *ans.lone_leads) for f in c.held_same} - set(h.held_same))
         h.in_lead = sorted({f for u in (*ans.unconfirmed, *ans.cluster_leads) for f in u["fingerprints"]}
                            - set(h.held_same) - set(h.held_lead))

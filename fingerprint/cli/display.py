@@ -200,16 +200,23 @@ def _verdict(v: Any, short: bool = True) -> str:
 
 def _lineage_cell(r: Any, q: Any, marks: str = "", follows: str | None = None) -> str:
     """A scorecard row's label-free cell: the verdict, ``marks``, the design column its clusters follow (``follows``:
-    ``= data_seed``, outside audit 113: clusters that were the data orders exactly read "none" alone) and its q; ``–``
-    for a failed row. Narrow (80 columns, a log file): the marks, the column and the q each on a line of their own,
-    not cut ("q 0.00" read as zero, "groups (no rela"; rich crops this cell)."""
+    ``= data_seed``, or ``~ data_seed`` in part; outside audit 113: clusters that were the data orders exactly read
+    "none" alone) and its q; ``–`` for a failed row. Narrow (80 columns, a log file): the marks, the column and the q
+    each on a line of their own, not cut ("q 0.00" read as zero, "groups (no rela"; rich crops this cell)."""
     if r.error:
         return "–"
     q_text = _q(q)
     if console.width < 100:
-        column = f"\n[dim]= {esc(follows)}[/]" if follows else ""
+        column = f"\n[dim]{esc(follows)}[/]" if follows else ""
         return _verdict(r.label_free_verdict) + ("\n" + marks.lstrip() if marks else "") + column + "\n" + q_text.lstrip()
-    return _verdict(r.label_free_verdict) + marks + (f" [dim](basins = {esc(follows)})[/]" if follows else "") + q_text
+    return _verdict(r.label_free_verdict) + marks + (f" [dim](basins {esc(follows)})[/]" if follows else "") + q_text
+
+
+def _follow_mark(h: Any, name: str) -> str | None:
+    """``= COLUMN`` for a fingerprint whose clusters are a design column's values, ``~ COLUMN`` for one whose clusters
+    follow it in part (values grouped into sides, or split: outside audit 114 F6), ``None`` for the others."""
+    col = h.follows.get(name)
+    return None if col is None else ("~ " if name in h.follows_in_part else "= ") + col
 
 
 def _q(q: Any) -> str:
@@ -237,7 +244,6 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
     from analysis.report import headline  # deferred for start-up time (numpy, jinja2)
 
     h = headline(result)  # the report's verdict box: its outliers, leads and partitions, the same model-set check
-    follows = h.follows  # clusters that are a design column (audit 113)
     for r in result.scorecard:
         sig = r.lineage_auc_q is not None and r.lineage_auc_q <= settings.get("alpha", DEFAULTS.alpha)
         ident = "–" if r.lineage_auc is None else f"{r.lineage_auc:.2f}" + ("*" if sig else "")
@@ -247,13 +253,13 @@ def print_scorecard(result: AnalysisResult, zoo: Any = None) -> None:
         t.add_row(_breakable(str(r.fingerprint), name_width) + (" (sup.)" if r.supervised else "") + (" (priv.)" if r.privileged else ""), _num(r.n_clusters),
                   _num(r.stability), _num(r.deep_ami), _num(r.probe_auroc), _num(noise), ident,
                   _verdict(r.verdict) + (" (probe)" if r.probe_only else ""),
-                  _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r), follows.get(str(r.fingerprint))))
+                  _lineage_cell(r, free_q.get(str(r.fingerprint)), _no_relatives(r), _follow_mark(h, str(r.fingerprint))))  # (audit 113)
     console.print(t)
     console.print("k: basins, stab: bootstrap stability (ARI), deep: AMI with ground truth, AUROC: linear probe, "
                   "noise: within-basin AMI with lineage (max of init / parent), ident: AUC that relatives are closer than "
                   "unrelated models of a basin (* significant); lineage: the label-free verdict (q: its Benjamini-Hochberg "
-                  "adjusted p-value; = COLUMN: the clusters follow a design column the tests take out as lineage, "
-                  "which the answer reads). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
+                  "adjusted p-value; = COLUMN: the clusters are the values of a design column the tests take out as lineage, "
+                  "~ COLUMN: they follow it in part, values grouped or split; the answer reads it). 95% intervals of stab, deep, AUROC and noise (init AMI): the report and summary.json", style="dim",
                   highlight=False)  # printed, not the table's caption: a caption is cut at the table's width
     from fingerprint.tables import recovered_line  # deferred for start-up time
     for line in filter(None, [recovered_line(result.lineage, zoo, result.label), *metadata_lines(result), insufficient_hint(result, zoo)]):
@@ -502,7 +508,7 @@ def headline_sentence(h: Any, small: set[str] | frozenset[str] = frozenset()) ->
                            + (" (alone: a lead)" if n in weak else ""))
         held = lambda n: ((" (held back: a candidate's camps)" if n in same else  # noqa: E731  (audit 103)
                            " (held back: a lead's camps)" if n in led else " (in a lead)" if n in in_lead else "")
-                          + (f" (basins = {h.follows[n]})" if n in h.follows else ""))  # (audit 113)
+                          + (f" (basins {_follow_mark(h, n)})" if n in h.follows else ""))  # (audit 113)
         return ", ".join(n + marks(n) if v in DEEP_VERDICTS else n + held(n) for n in names)
     return lead + "; " + "; ".join(f"{v}: {named(v, n)}" for v, n in found)  # each name once, under its verdict
 

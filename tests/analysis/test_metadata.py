@@ -215,11 +215,11 @@ def test_the_null_script_counts_matches_of_unrelated_and_deciding_columns(capsys
 
 def _orders(family_sd: float, side, n_cols: int, shift: float, column: str):
     """8 init families x data orders 0-3 shared by every family: a fingerprint of 6 features whose first
-    ``n_cols`` move by ``shift`` where ``side(order)``; ``(FingerprintInput, table, options)``."""
+    ``n_cols`` move by ``shift`` where ``side(order)`` (``[m]``, or ``[m, n_cols]``); ``(FingerprintInput, table, options)``."""
     r = np.random.default_rng(3)
     fam, order = np.repeat(np.arange(8), 4), np.tile(np.arange(4), 8)
     x = family_sd * r.standard_normal((8, 6))[fam] + 0.3 * r.standard_normal((32, 6))
-    x[:, :n_cols] += shift * np.asarray(side(order), float)[:, None]
+    x[:, :n_cols] += shift * np.asarray(side(order), float).reshape(len(order), -1)  # one column, or n_cols
     ids = [f"m{i}" for i in range(32)]
     table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, column: order}
     fp = FingerprintInput("orders", x, ids, {"extractor": "orders", "output": "features"})
@@ -368,7 +368,7 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
              "chance": pytest.approx(0.0091, abs=0.0005), "fingerprints": ["orders"], "decides": True}
     assert ans.candidates == [] and ans.strata_followed == {"data_seed": {"fingerprints": ["orders"],
                                                                           "ami": [pytest.approx(0.649, abs=1e-3)] * 2,
-                                                                          "q": 0.005, "sides": sides}}
+                                                                          "q": 0.005, "sides": sides, "exact": []}}
     assert ans.sentence.startswith("no candidate deep difference with column 'data_seed' taken out as lineage, though it "
                                    "seems to decide one (below): none of the 1 fingerprints")
     assert ("; but the basins of orders follow column 'data_seed' (AMI 0.65, q 0.005 permuting it within the init "
@@ -386,18 +386,30 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     import fingerprint.cli.display as display
     from analysis.report import headline, page
 
-    assert headline(res).follows == {"orders": "data_seed"}
+    # the clusters group the orders into two sides (AMI 0.65): they follow the column in part, "~", where clusters
+    # that are the orders themselves read "=" (outside audit 114 F6: both read "=")
+    assert headline(res).follows == {"orders": "data_seed"} and headline(res).follows_in_part == ["orders"]
     out = Console(width=120, record=True, file=io.StringIO())
     monkeypatch.setattr(display, "console", out)
     display.print_scorecard(res)
-    text = out.export_text()
-    assert "(basins = data_seed)" in text and "= COLUMN: the clusters follow a design column" in " ".join(text.split())
-    assert "orders (basins = data_seed)" in display.headline_sentence(headline(res))
+    text = " ".join(out.export_text().split())
+    assert "(basins ~ data_seed)" in text and "= COLUMN: the clusters are the values of a design column" in text
+    assert "~ COLUMN: they follow it in part, values grouped or split" in text
+    assert "orders (basins ~ data_seed)" in display.headline_sentence(headline(res))
     narrow = Console(width=80, record=True, file=io.StringIO())
     monkeypatch.setattr(display, "console", narrow)
     display.print_scorecard(res)
-    assert "= data_seed" in narrow.export_text() and "= data_se\n" not in narrow.export_text()  # on a line of its own
-    assert "(basins: <code>data_seed</code>)" in page(res, formats=()).html
+    assert "~ data_seed" in narrow.export_text() and "~ data_se\n" not in narrow.export_text()  # on a line of its own
+    html = page(res, formats=()).html
+    assert "(basins: <code>data_seed</code>, in part)" in html
+    assert "(its basins follow column <code>data_seed</code> in part, taken out as lineage)" in html
+    exact_fp, exact_table, _ = _orders(0.3, lambda order: np.eye(4)[order], 4, 10.0, "data_seed")  # each order its own
+    exact = analyze([exact_fp], exact_table, opts)
+    h = headline(exact)
+    assert h.follows == {"orders": "data_seed"} and h.follows_in_part == []
+    assert label_free_answer(exact).strata_followed["data_seed"]["exact"] == ["orders"]
+    assert "orders (basins = data_seed)" in display.headline_sentence(h)
+    assert "(basins: <code>data_seed</code>)" in page(exact, formats=()).html
     none = analyze([fp], table, opts.replace(strata=["none"]))
     assert none.settings["strata_columns"] == [] and none.fingerprints[0].label_free["verdict"] == "crosses lineage"
     from fingerprint.cli.display import metadata_lines
