@@ -418,6 +418,13 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     else:
         target = Path(out)
     write_imported_zoo(target, ids, sds, family, meta, probe_sets, "modules", overwrite or out is None, labelled)
+    # the notes `fingerprint import` prints that flag a likely problem, as warnings: copies of one model, children
+    # without their data order, positions and attention in the forward (not the outputs read as logits: the
+    # docstring says how data= makes them a regression's, and a warning on every classifier would be noise)
+    for note in (duplicates_note(ids, [weights_digest(sd) for sd in sds]), shared_order_note(meta),
+                 *forward_notes(template, probe_sets)):
+        if note:
+            warnings.warn(f"Zoo.from_modules: {note}", stacklevel=3)
     z = zoo_io.Zoo.open(target)
     z.module_factory = factory if callable(factory) else (lambda: copy.deepcopy(template))
     return z

@@ -188,6 +188,38 @@ def test_outputs_at_every_position_are_said_at_import(tmp_path, monkeypatch):
     assert positions_note(last, {"in_dist": torch.randn(4, 8)}) == ""
 
 
+
+def test_from_modules_warns_with_the_notes_the_import_prints(tmp_path):
+    """``Zoo.from_modules`` gave none of the import's notes (the thirty-ninth session's list): now copies of one model,
+    children without their data order, and outputs at every position each come as one warning; a plain classifier
+    population of distinct models gets none (the outputs-as-logits line is the CLI's alone)."""
+    import warnings
+
+    class AllPositions(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.head = nn.Embedding(5, 4), nn.Linear(4, 5)
+
+        def forward(self, ids):
+            return self.head(torch.cumsum(self.emb(ids), 1))  # [B, T, 5]: every position
+
+    torch.manual_seed(0)
+    lms = [AllPositions().eval() for _ in range(3)]
+    lms.append(lms[0])  # the same module twice
+    ids = torch.randint(0, 5, (12, 8), generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning) as seen:
+        Zoo.from_modules(lms, out=tmp_path / "lm", probes={"in_dist": ids},
+                         metadata={"parent_id": ["", "m0", "m0", ""]})
+    text = [str(w.message) for w in seen]
+    assert any(t.startswith("Zoo.from_modules: the models' outputs are ['batch', 8, 5]") for t in text), text
+    assert any(t.startswith("Zoo.from_modules: children of parents (parent_id) and no data_seed column") for t in text)
+    assert "Zoo.from_modules: 1 model has exactly the weights of another (m3 = m0)" in " ".join(text)
+    mlps = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval() for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Zoo.from_modules(mlps, out=tmp_path / "mlp", probes={"in_dist": torch.randn(6, 5)})
+
+
 ALLPOS = '''
 import torch
 from torch import nn
