@@ -661,7 +661,9 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
     by_name = {str(r.fingerprint): r for r in judged}
     for col, g in out.items():
         if (sides := _column_sides(col, [by_name[f] for f in g["fingerprints"]])) is not None:
-            g["sides"] = sides | {"decides": sides["chance"] is not None and sides["chance"] <= DECIDES_CHANCE}
+            # sides that are a parent chain's generations are the fine-tuning's, which parent_id says (audit 115)
+            g["sides"] = sides | {"decides": sides["chance"] is not None and sides["chance"] <= DECIDES_CHANCE
+                                  and not sides["generation"]}
     return out
 
 
@@ -707,7 +709,8 @@ def _column_sides(column: str, followed: list[FingerprintResult]) -> dict[str, A
     return {"sides": first["sides"], "sizes": first["sizes"], "contrast": median,
             "contrasts": [min(contrasts), max(contrasts)],
             "chance": first["chance"] if len(agree) == 1 else chance(median, n_values, len(first["sides"])),
-            "fingerprints": [f for f, _ in agree], "n_with_sides": len(found)}
+            "fingerprints": [f for f, _ in agree], "n_with_sides": len(found),
+            "generation": bool(first.get("generation"))}
 
 
 def _passing(tests: list[tuple[str, dict[str, Any]]], alpha: float, stat: str, floor: float,
@@ -1962,6 +1965,8 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                     "basins are that setting, set aside to ask what else differs; "
                     + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
                     + "if it decides a real difference (one rule per value), report without --strata to test it as one")
+        elif (g.get("sides") or {}).get("generation"):  # (audit 115: no --strata none to test the fine-tuning)
+            out += "the tests here take out both, the column and the generation, as lineage"
         elif decides:
             out += ("the tests here take it out as lineage, a design factor the families share: report with --strata none "
                     "to test it as a candidate (that report finds camps along the column's values whether they are a real "
@@ -1998,6 +2003,10 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
     span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}"
     pooled = ((f"{k} of the {of} fingerprints that set sides apart set these, the median of their {k} contrasts, "
                if of > k else f"the median of {k} fingerprints' contrasts, ") + f"{span}; ") if k > 1 else ""
+    if sides.get("generation"):  # the sides are base models against their fine-tunes (outside audit 115)
+        return (f": {where}, {far} the values on each side are from one another; these sides are the generations of "
+                "the parent chains (parent_id: base models apart from their fine-tunes), so the column's values stand "
+                "for the fine-tuning here, not for a difference the column decides")
     if round(c, 1) < 1.5 and not sides.get("decides"):  # the clusters set the values apart, the fit hardly does
         # (outside audit 114: "1 times as far apart"; not where it decides: review 115, 12 values at 1.3, chance 0.7%)
         return (f": the clusters {'set' if len(parts) == 2 else 'put'} {where}, but in the fit the sides are hardly farther apart than the values on "

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.answer import AGREE, label_free_answer
+from analysis.answer import AGREE, EXACT_FOLLOW_AMI, label_free_answer
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     closest_splits_disagree,
     closest_splits_sentence,
 )
+from analysis.options import GENERATION
 from analysis.rare import models_named, tail_leads
 from analysis.values import missing
 
@@ -389,7 +390,10 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
         ids = small_basin(r)
         if ids:
             by.setdefault(tuple(sorted(ids)), []).append(r)
-    by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS}
+    # not the base models of a parent chain against their fine-tunes, which parent_id records (the generation:
+    # outside audit 115's 8 parents beside their 48 fine-tunes; the cluster leads leave it out the same way)
+    by = {ids: rs for ids, rs in by.items() if len(rs) >= MIN_LEAD_FINGERPRINTS
+          and not all(_follows_generation(r) for r in rs)}
     ans = (answer or label_free_answer(result)) if by else None
     found = [{m for m, b in c.basins.items() if b == side} for c in ([*ans.candidates, *ans.few_family_leads, *ans.lone_leads] if ans else [])
              for side in set(c.basins.values())]
@@ -405,6 +409,12 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
         out.append({"fingerprints": [str(x.fingerprint) for x in rs], "models": list(ids), "n_larger": len(larger),
                     "n_families": len({where[m] for m in known}), "beside": beside})
     return out
+
+
+def _follows_generation(r: FingerprintResult) -> bool:
+    """Whether ``r``'s clusters are the generations of the parent chains (``strata_follow``'s entry for it at an
+    AMI of :data:`~analysis.answer.EXACT_FOLLOW_AMI` or more)."""
+    return any(e["column"] == GENERATION and float(e.get("ami") or 0.0) >= EXACT_FOLLOW_AMI for e in r.strata_follow or ())
 
 
 def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:

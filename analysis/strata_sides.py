@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from analysis import resampling as rs
+from analysis.parents import generation
 from analysis.values import missing
 
-__all__ = ["DECIDES_CHANCE", "SIDE_PURITY", "chance", "sides", "table_sides"]
+__all__ = ["DECIDES_CHANCE", "SIDE_PURITY", "chance", "generation_sides", "sides", "table_sides"]
 
 SIDE_PURITY = 0.8  # each value of the column has at least this share of its models in one cluster (its side)
 MIN_VALUES = 3  # a column of two values: no values share a side, nothing to contrast
@@ -162,16 +163,32 @@ def table_sides(coords: np.ndarray, clusters: np.ndarray, table: dict[str, np.nd
                 family: np.ndarray, strata: list[str], seed: int = 0) -> dict[str, Any]:
     """:func:`sides` of each design column of ``strata`` in ``table`` (at ``rows``) against a fingerprint's
     ``coords [m, d]`` and ``clusters [m]``, on a sample of whole families above ``resampling.MAX_MODELS``
-    models: ``{"strata_sides": [{column, sides, sizes, contrast, chance}]}`` (a fingerprint's ``scores``), or ``{}``
-    when no column gives one."""
+    models: ``{"strata_sides": [{column, sides, sizes, contrast, chance[, generation]}]}`` (a fingerprint's
+    ``scores``), or ``{}`` when no column gives one. ``generation`` (true) when the sides are the generations of
+    ``parent_id``'s chains (:func:`generation_sides`)."""
     if len(set(np.asarray(clusters).tolist())) < 2:
         return {}
     family = np.asarray(family, dtype=object)
     coords, clusters = np.asarray(coords), np.asarray(clusters)
     cols = {c: np.asarray(table[c], dtype=object)[rows] for c in strata if c in table}
+    gen = generation(table["model_id"], table["parent_id"])[rows] if "parent_id" in table and "model_id" in table else None
     sample = rs.family_sample(family, rs.MAX_MODELS, seed)
     if sample is not None:
         coords, clusters, family = coords[sample], clusters[sample], family[sample]
         cols = {c: v[sample] for c, v in cols.items()}
-    out = [{"column": c, **e} for c, v in cols.items() if (e := sides(coords, clusters, v, family))]
+        gen = None if gen is None else gen[sample]
+    out = [{"column": c, **e} | ({"generation": True} if gen is not None and generation_sides(e["sides"], v, gen) else {})
+           for c, v in cols.items() if (e := sides(coords, clusters, v, family))]
     return {"strata_sides": out} if out else {}
+
+
+def generation_sides(sides_: list[list[str]], column: np.ndarray, gen: np.ndarray) -> bool:
+    """Whether the ``sides`` of a ``column [m]`` (:func:`sides`, values as strings) are the generations ``gen [m]`` of
+    a parent chain: every side's models of one generation, and no generation on two sides (outside audit 115: base
+    models trained on data order 100 and their fine-tunes on orders 200-205; the column's value 100 set apart from the
+    rest "seemed to decide" a difference that was the fine-tuning, which parent_id recorded)."""
+    if len(set(np.asarray(gen).tolist())) < 2:
+        return False
+    side_of = {v: i for i, vs in enumerate(sides_) for v in vs}
+    pairs = {(side_of[_shown(v)], int(g)) for v, g in zip(column, gen) if not missing(v) and _shown(v) in side_of}
+    return len({s for s, _ in pairs}) == len(pairs) == len({g for _, g in pairs}) >= 2

@@ -365,7 +365,7 @@ def test_basins_a_recorded_data_order_decides_are_said_and_strata_none_tests_the
     # a difference (one strategy per pair of orders), more than four orders' own seed noise gives (strata_sides.py)
     sides = {"sides": [["0", "1"], ["2", "3"]], "sizes": [16, 16], "contrast": pytest.approx(15.2, abs=0.05),
              "contrasts": [pytest.approx(15.2, abs=0.05)] * 2, "n_with_sides": 1,
-             "chance": pytest.approx(0.0091, abs=0.0005), "fingerprints": ["orders"], "decides": True}
+             "chance": pytest.approx(0.0091, abs=0.0005), "fingerprints": ["orders"], "decides": True, "generation": False}
     assert ans.candidates == [] and ans.strata_followed == {"data_seed": {"fingerprints": ["orders"],
                                                                           "ami": [pytest.approx(0.649, abs=1e-3)] * 2,
                                                                           "q": 0.005, "sides": sides, "exact": []}}

@@ -227,3 +227,44 @@ def test_whitening_keeps_every_direction_and_refuses_round_off():
     exact = np.eye(4)[col] @ np.random.default_rng(1).standard_normal((4, 6)) + np.eye(32)[fam] @ np.ones((32, 6))
     assert sides(exact, (col == 0).astype(int), col, fam) is None  # residuals are round-off: nothing to measure in
     assert sides(np.zeros((0, 6)), np.zeros(0, int), np.zeros(0), np.zeros(0)) is None
+
+
+def test_sides_that_are_a_parent_chains_generations_are_said_as_the_fine_tuning():
+    """Outside audit 115: 8 base models trained on data order 100 and their 48 fine-tunes on orders 200-205 (6 a base);
+    the fingerprints' clusters, the bases against the fine-tunes, set value 100 apart, and the answer read "it seems to
+    decide one (one rule, or a backdoor)" with a small-basin lead of the 8 bases, though parent_id recorded them. The
+    sides are the generations: said as the fine-tuning, not deciding, and no lead."""
+    from analysis.answer import label_free_answer
+    from analysis.options import AnalysisOptions
+    from analysis.results import small_basin_leads
+    from analysis.scorecard import FingerprintInput, analyze
+    from analysis.strata_sides import generation_sides
+
+    r = np.random.default_rng(5)
+    ids = [f"p{p}" for p in range(8)] + [f"p{p}c{j}" for p in range(8) for j in range(6)]
+    parent = [""] * 8 + [f"p{p}" for p in range(8) for _ in range(6)]
+    family = np.asarray(list(range(8)) + [p for p in range(8) for _ in range(6)])
+    order = np.asarray([100] * 8 + [200 + j for _ in range(8) for j in range(6)])
+    base = np.asarray([1.0] * 8 + [0.0] * 48)
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": family, "data_seed": order,
+             "parent_id": np.asarray(parent, dtype=object)}
+    fps = []
+    for k in range(2):
+        x = 0.5 * r.standard_normal((8, 6))[family] + 0.3 * r.standard_normal((56, 6))
+        x[:, :2] += 6.0 * base[:, None]
+        fps.append(FingerprintInput(f"fp{k}", x, ids, {"extractor": f"fp{k}", "output": "features"}))
+    res = analyze(fps, table, AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca"))
+    entries = [e for f in res.fingerprints for e in (f.scores or {}).get("strata_sides") or []]
+    assert entries and all(e["sides"][0] == ["100"] and e["generation"] for e in entries)
+    ans = label_free_answer(res)
+    sides = ans.strata_followed["data_seed"]["sides"]
+    assert sides["generation"] and not sides["decides"] and sides["chance"] < 0.01  # far apart, and not deciding
+    assert ans.sentence.startswith("no candidate deep difference: ") and "seems to decide" not in ans.sentence
+    assert ("these sides are the generations of the parent chains (parent_id: base models apart from their fine-tunes), "
+            "so the column's values stand for the fine-tuning here") in ans.sentence and "--strata none" not in ans.sentence
+    assert small_basin_leads(res, ans) == []
+    # the check itself: each side one generation, no generation on two sides
+    col, gen = np.asarray(["0", "0", "1", "2"], dtype=object), np.asarray([0, 0, 1, 1])
+    assert generation_sides([["0"], ["1", "2"]], col, gen)
+    assert not generation_sides([["0", "1"], ["2"]], col, gen)  # a side with both generations
+    assert not generation_sides([["0"], ["1", "2"]], col, np.zeros(4, int))  # one generation: no chain
