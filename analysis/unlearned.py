@@ -53,6 +53,10 @@ FLAT_VALUES = 0.2
 # another label map 0.03 of it, a target a tenth the scale 0.32; the audits' flat failed camps that predict several
 # classes differ among themselves at 0.68 of chance or more, failed regressions about 1)
 COHERENT = 0.4
+# a camp whose outputs move as little as a flat one's (under FLAT_NATS, at most FLAT of the other's) and that predicts
+# other classes on at least this share of the probes, each model without a near mate, learned the task less well
+# (outside audit 115: 3 of 60 MLPs at a learning rate of 2e-5, accuracy 0.76-0.90, 0.23 nats against 10, 19% apart)
+QUIET_DIFFERENT = 0.1
 NAMED = 4  # members of each camp named
 PER_MODEL = PER_MODEL_META  # the predictions' metadata read per model
 
@@ -129,7 +133,10 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
     :data:`ALIKE` as often: models that learned nothing in common with the rest, nor with each other (two
     minority goals in one camp have a near mate each: audit 95); or, moving their outputs at least
     :data:`ERRATIC_SPREAD` times as far as the other camp's, at least :data:`ERRATIC` as often (a harder goal learned in part moves them less: audit
-    95's, 8-10 nats against 18). ``None`` when no camp is such. Whether they
+    95's, 8-10 nats against 18); or, its outputs moving as little as :func:`flat`'s (under :data:`FLAT_NATS`, at most
+    :data:`FLAT` as far as the other camp's), predicting other classes on at least :data:`QUIET_DIFFERENT` of the
+    probes, each model's nearest mate at least :data:`ALIKE` as far (outside audit 115: 3 models at a learning rate
+    of 2e-5 among 60, accuracy 0.76-0.90, 19% apart). ``None`` when no camp is such. Whether they
     agree with nothing at all or learned the task less well (:func:`near_chance`) is the answer's to say."""
     if not stats:
         return None
@@ -142,6 +149,10 @@ def agrees_with_nothing(stats: dict[str, Any] | None) -> int | None:
             return k
         if spread is not None and spread[k] >= ERRATIC_SPREAD * spread[1 - k] and nearest[k] >= ERRATIC * between:
             return k  # more confident than the trained camp, and mostly alone in it: erratic, not a goal learned less well
+    for k in (0, 1):  # quiet: outputs that barely move, other classes on fewer probes, no near mate (audit 115)
+        if spread is not None and spread[k] < FLAT_NATS and spread[k] <= FLAT * spread[1 - k] \
+                and between >= max(QUIET_DIFFERENT, OTHERS * within[1 - k]) and nearest[k] >= ALIKE * between:
+            return k
     return None
 
 
@@ -307,7 +318,9 @@ def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
     reference's spread) and :data:`OTHERS` times as often as its models differ among themselves, with no near mate (the
     model nearest to it at least :data:`ALIKE` as far, or at least :data:`COHERENT` of what chance gives for its own
     outputs, as :func:`coherent` reads a camp; or :data:`ERRATIC` as far, moving its outputs :data:`ERRATIC_SPREAD`
-    times as far). A model of another rule in a failed camp on one fingerprint (review 95's H2)
+    times as far); or moving its outputs as little as a flat model (under :data:`FLAT_NATS`, at most :data:`FLAT` as
+    far) and predicting other classes on at least :data:`QUIET_DIFFERENT` of the probes, with its nearest model at
+    least :data:`ALIKE` as far (audit 115). A model of another rule in a failed camp on one fingerprint (review 95's H2)
     predicts the reference's classes; a model of a real minority goal has its fellows near, and is not taken for flat
     or blown up with one that near. ``None`` without the in-distribution predictions or a reference of two models;
     suspects the predictions do not hold are not confirmed."""
@@ -349,5 +362,8 @@ def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
         erratic = ratio is not None and ratio >= ERRATIC_SPREAD and nearest >= ERRATIC * apart
         if apart >= max(DIFFERENT, OTHERS * within) and (alone or erratic):
             out.add(m)
+        elif not values and ratio is not None and ratio <= FLAT and spread[i] < FLAT_NATS \
+                and apart >= max(QUIET_DIFFERENT, OTHERS * within) and nearest >= ALIKE * apart:
+            out.add(m)  # quiet, apart, and no near mate (as agrees_with_nothing reads a camp: audit 115)
     return out
 

@@ -207,6 +207,27 @@ def test_a_camp_that_learned_the_task_less_well_is_said_so_not_to_agree_with_not
     assert "agree with nothing" not in ans.sentence
 
 
+def test_a_quiet_camp_learned_in_part_each_model_its_own_way_learned_less_well():
+    """Outside audit 115: 3 of 60 MLPs at a learning rate of 2e-5 (accuracy 0.76-0.90) moved their log-probabilities
+    0.23 nats against 10 and predicted other classes on 19% of the probes, under the 20% that "no agreement of their
+    own" asked, and read "one candidate deep difference ... 136 SDs apart". Outputs that quiet, apart on 10% or more,
+    each model without a near mate: learned the task less well, confirmed model by model. A camp as quiet whose models
+    share their departures (a rule of its own on 15% of the probes, smoothed logits) stays a candidate."""
+    r = np.random.default_rng(11)
+    y = r.integers(0, CLASSES, PROBES)
+    p = np.concatenate([_noisy(y, N_OK, 0.99, r), _noisy(y, N_ODD, 0.84, r)])
+    fps, table = _population(p, modal=True, spread=[10.0] * N_OK + [0.23] * N_ODD)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    (lead,) = ans.lone_leads
+    assert lead.unlearned["why"] == "less" and not ans.candidates and 0.1 <= lead.unlearned["between"] < 0.2
+    assert unlearned.confirmed(set(table["model_id"][N_OK:]), fps) == set(table["model_id"][N_OK:])
+    rule = (y + (r.random(PROBES) < 0.15)) % CLASSES  # one other function, shared by the camp
+    p = np.concatenate([_noisy(y, N_OK, 0.99, r), _noisy(rule, N_ODD, 0.99, r)])
+    fps, table = _population(p, modal=True, spread=[10.0] * N_OK + [0.23] * N_ODD)
+    ans = label_free_answer(analyze(fps, table, OPTS))
+    assert ans.candidates and not ans.candidates[0].unlearned
+    assert unlearned.confirmed(set(table["model_id"][N_OK:]), fps) == set()
+
 def test_trained_models_of_an_imbalanced_task_are_not_a_collapsed_camp():
     """Review 95 (M1): on in-distribution probes nearly all of one class, the trained models predict it for nearly
     every input; beside a smaller camp of another goal, they are not the camp that collapsed."""
