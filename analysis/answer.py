@@ -639,7 +639,6 @@ def _rest_text(ans: Answer) -> str:
             f"them{also} for the others' own figures), the other {ans.rest['others']}: {sub.sentence}")
 
 
-EXACT_FOLLOW_AMI = 0.9  # clusters whose AMI with a design column reaches this are its values ("= data_seed"), else "~"
 GRADIENT_R2 = 0.6  # a column follows a fingerprint within the families: its adjusted R^2 at least this (and q <= alpha)
 GRADIENT_FINGERPRINTS = 2  # ... and it is said when it follows at least this many fingerprints (all, if fewer are judged)
 
@@ -657,7 +656,7 @@ def _strata_followed(judged: list[FingerprintResult], alpha: float, floor: float
                  "q": max(qv for _, _, qv in h),
                  # those whose clusters are the column's values (outside audit 114 F6: one order set apart from three read
                  # "= data_seed" as the four orders' own clusters did)
-                 "exact": [f for f, e, _ in h if float(e["ami"]) >= EXACT_FOLLOW_AMI]} for col, h in hits.items()}
+                 "exact": [f for f, e, _ in h if e.get("exact")]} for col, h in hits.items()}
     by_name = {str(r.fingerprint): r for r in judged}
     for col, g in out.items():
         if (sides := _column_sides(col, [by_name[f] for f in g["fingerprints"]])) is not None:
@@ -679,9 +678,9 @@ def followed_columns(ans: "Answer | None") -> dict[str, str]:
 
 
 def followed_in_part(ans: "Answer | None") -> list[str]:
-    """The fingerprints of :func:`followed_columns` whose clusters follow their column in part only (an AMI with it
-    below :data:`EXACT_FOLLOW_AMI`: values grouped into sides, or split), marked ``~`` where the others read ``=``
-    (outside audit 114 F6)."""
+    """The fingerprints of :func:`followed_columns` whose clusters follow their column in part only (not its values one
+    to one, :func:`analysis.metadata.one_to_one`: values grouped into sides, or split), marked ``~`` where the others
+    read ``=`` (outside audit 114 F6)."""
     follows = followed_columns(ans)
     return [f for f, col in follows.items() if f not in (ans.strata_followed[col].get("exact") or [])]
 
@@ -1966,7 +1965,10 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                     + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
                     + "if it decides a real difference (one rule per value), report without --strata to test it as one")
         elif (g.get("sides") or {}).get("generation"):  # (audit 115: no --strata none to test the fine-tuning)
-            out += "the tests here take out both, the column and the generation, as lineage"
+            # review 116: a backdoor in the fine-tunes of three orders of six hid inside the fine-tunes' side
+            out += ("the tests here take out both, the column and the generation, as lineage; to test the column's values "
+                    "within a generation (a difference one order of the fine-tunes decides), report on that generation "
+                    "alone (--exclude the others) with --strata none")
         elif decides:
             out += ("the tests here take it out as lineage, a design factor the families share: report with --strata none "
                     "to test it as a candidate (that report finds camps along the column's values whether they are a real "
@@ -2005,8 +2007,8 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
                if of > k else f"the median of {k} fingerprints' contrasts, ") + f"{span}; ") if k > 1 else ""
     if sides.get("generation"):  # the sides are base models against their fine-tunes (outside audit 115)
         return (f": {where}, {far} the values on each side are from one another; these sides are the generations of "
-                "the parent chains (parent_id: base models apart from their fine-tunes), so the column's values stand "
-                "for the fine-tuning here, not for a difference the column decides")
+                "the parent chains (parent_id: base models apart from their fine-tunes), so the split seen is the "
+                "fine-tuning's, which says nothing of the values within one generation")
     if round(c, 1) < 1.5 and not sides.get("decides"):  # the clusters set the values apart, the fit hardly does
         # (outside audit 114: "1 times as far apart"; not where it decides: review 115, 12 values at 1.3, chance 0.7%)
         return (f": the clusters {'set' if len(parts) == 2 else 'put'} {where}, but in the fit the sides are hardly farther apart than the values on "

@@ -531,12 +531,13 @@ def attach_strata_follow(results: list[FingerprintResult], table: dict[str, np.n
 
 
 def strata_follow(clusters: np.ndarray, column: np.ndarray, family: np.ndarray, n_perm: int = 199,
-                  seed: int = 0) -> dict[str, float] | None:
+                  seed: int = 0) -> dict[str, Any] | None:
     """How far a fingerprint's ``clusters [m]`` follow a design ``column [m]`` crossed with the init
-    ``family [m]``: ``{ami, p}``, the AMI of the two and its p-value under ``n_perm`` permutations of the
+    ``family [m]``: ``{ami, p, exact}``, the AMI of the two and its p-value under ``n_perm`` permutations of the
     column among each family's own models (which member had which data order; the families, and so the
     init seed's share of the clusters, kept), counting the observed one. ``None`` when the column or the
-    clusters have one value, or no family has two values of the column to permute."""
+    clusters have one value, or no family has two values of the column to permute. ``exact``: the clusters are the
+    column's values, one to one (:func:`one_to_one`)."""
     col, cl_codes, fam = mt.label_codes(column), mt.label_codes(clusters), rs.family_codes(family)[0]
     n_col, n_cl = int(col.max()) + 1, int(cl_codes.max()) + 1
     if n_col < 2 or n_cl < 2 or not any(len(set(col[fam == f])) > 1 for f in np.unique(fam)):
@@ -546,4 +547,18 @@ def strata_follow(clusters: np.ndarray, column: np.ndarray, family: np.ndarray, 
     cells = (np.arange(len(perms))[:, None] * n_col + col[perms]) * n_cl + cl_codes[None, :]
     tables = np.bincount(cells.ravel(), minlength=len(perms) * n_col * n_cl).reshape(len(perms), n_col, n_cl)
     amis = mt.ami_codes_tables(tables)
-    return {"ami": float(amis[0]), "p": float((1 + np.sum(amis[1:] >= amis[0] - 1e-12)) / (n_perm + 1))}
+    return {"ami": float(amis[0]), "p": float((1 + np.sum(amis[1:] >= amis[0] - 1e-12)) / (n_perm + 1)),
+            "exact": one_to_one(tables[0])}
+
+
+def one_to_one(table: np.ndarray, purity: float = 0.8) -> bool:
+    """Whether a ``[values, clusters]`` count table pairs each value with a cluster of its own: every value with at
+    least ``purity`` of its models in one cluster, no two values in the same one, and every cluster holding models
+    at least ``purity`` of one value (review 116: an AMI of 0.9 or more read one order split in half, or two merged,
+    as the orders themselves, and 2 models misplaced of 32 as not)."""
+    t = np.asarray(table)[:, np.asarray(table).sum(0) > 0]
+    if t.shape[0] != t.shape[1] or not t.size:
+        return False
+    best = t.argmax(1)
+    return len(set(best.tolist())) == len(best) and bool((t.max(1) >= purity * t.sum(1)).all()) \
+        and bool((t.max(0) >= purity * t.sum(0)).all())

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.answer import AGREE, EXACT_FOLLOW_AMI, label_free_answer
+from analysis.answer import AGREE, label_free_answer
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     closest_splits_disagree,
@@ -412,9 +412,9 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
 
 
 def _follows_generation(r: FingerprintResult) -> bool:
-    """Whether ``r``'s clusters are the generations of the parent chains (``strata_follow``'s entry for it at an
-    AMI of :data:`~analysis.answer.EXACT_FOLLOW_AMI` or more)."""
-    return any(e["column"] == GENERATION and float(e.get("ami") or 0.0) >= EXACT_FOLLOW_AMI for e in r.strata_follow or ())
+    """Whether ``r``'s clusters are the generations of the parent chains, one to one (``strata_follow``'s entry for
+    it, ``exact``: :func:`analysis.metadata.one_to_one`)."""
+    return any(e["column"] == GENERATION and e.get("exact") for e in r.strata_follow or ())
 
 
 def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from analysis.values import missing
 from fingerprint.import_checks import WRAPPER_PREFIXES
 
 
@@ -68,9 +69,11 @@ def _positions_text(out: Any) -> str:
     if not isinstance(out, torch.Tensor) or out.dim() < 3:
         return ""
     shape = list(out.shape[1:])
-    return (f"the models' outputs are {['batch', *shape]}: the output fingerprints read every one of the "
-            f"{math.prod(shape[:-1])} entries before the last axis (positions?) as outputs; a model trained at its "
-            "last position alone reads best from a factory whose forward returns that position's (out[:, -1])")
+    # (review 116: "(positions?)" misnamed a convolution's [B, C, H, W], whose classes are not the last axis)
+    return (f"the models' outputs are {['batch', *shape]}: the output fingerprints read the last axis as the outputs "
+            f"(the classes) at every one of the {math.prod(shape[:-1])} entries before it (positions? pixels?); a "
+            "model trained at its last position alone reads best from a factory whose forward returns that "
+            "position's (out[:, -1]), and one whose classes are another axis from one that moves them last")
 
 
 class _Softmaxes(TorchFunctionMode):
@@ -163,7 +166,7 @@ def shared_order_note(meta: dict[str, Any] | None) -> str:
     nothing else different, read as a difference cutting across the families in 10 of 15 such
     populations when the order was not recorded (README, "Say which models share a data order")."""
     parents = (meta or {}).get("parent_id")
-    if parents is None or "data_seed" in meta or not any(str(p).strip() for p in parents):
+    if parents is None or "data_seed" in meta or all(missing(p) for p in parents):  # (review 116: None, NaN)
         return ""
     return ("children of parents (parent_id) and no data_seed column: if children of different parents "
             "share a data-order or batch seed (child j of every parent trained with seed j), record it as data_seed "

@@ -181,9 +181,10 @@ def test_outputs_at_every_position_are_said_at_import(tmp_path, monkeypatch):
     src = saved_models(tmp_path, monkeypatch, "allpos", ALLPOS, 3)
     res = run_cli("import", src / "ckpts", "--arch", "allpos:make", "--probes", "allpos:probes", "--out", tmp_path / "zoo")
     assert res.returncode == 0, res.stderr
-    assert ("the models' outputs are ['batch', 8, 5]: the output fingerprints read every one of the 8 entries before "
-            "the last axis (positions?) as outputs; a model trained at its last position alone reads best from a factory "
-            "whose forward returns that position's (out[:, -1])") in " ".join(res.stdout.split()), res.stdout
+    assert ("the models' outputs are ['batch', 8, 5]: the output fingerprints read the last axis as the outputs (the "
+            "classes) at every one of the 8 entries before it (positions? pixels?); a model trained at its last position "
+            "alone reads best from a factory whose forward returns that position's (out[:, -1]), and one whose classes "
+            "are another axis from one that moves them last") in " ".join(res.stdout.split()), res.stdout
     last = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 5))
     assert positions_note(last, {"in_dist": torch.randn(4, 8)}) == ""
 
@@ -213,6 +214,9 @@ def test_from_modules_warns_with_the_notes_the_import_prints(tmp_path):
     text = [str(w.message) for w in seen]
     assert any(t.startswith("Zoo.from_modules: the models' outputs are ['batch', 8, 5]") for t in text), text
     assert any(t.startswith("Zoo.from_modules: children of parents (parent_id) and no data_seed column") for t in text)
+    from fingerprint.import_notes import shared_order_note
+
+    assert shared_order_note({"parent_id": [None, float("nan"), "", "None"]}) == ""  # roots only (review 116)
     assert "Zoo.from_modules: 1 model has exactly the weights of another (m3 = m0)" in " ".join(text)
     mlps = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval() for _ in range(3)]
     with warnings.catch_warnings():
