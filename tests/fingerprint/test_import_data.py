@@ -196,16 +196,10 @@ def test_from_modules_warns_with_the_notes_the_import_prints(tmp_path):
     population of distinct models gets none (the outputs-as-logits line is the CLI's alone)."""
     import warnings
 
-    class AllPositions(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb, self.head = nn.Embedding(5, 4), nn.Linear(4, 5)
-
-        def forward(self, ids):
-            return self.head(torch.cumsum(self.emb(ids), 1))  # [B, T, 5]: every position
-
+    module: dict = {}
+    exec(ALLPOS, module)  # the import test's module: a forward returning every position
     torch.manual_seed(0)
-    lms = [AllPositions().eval() for _ in range(3)]
+    lms = [module["make"]().eval() for _ in range(3)]
     lms.append(lms[0])  # the same module twice
     ids = torch.randint(0, 5, (12, 8), generator=torch.Generator().manual_seed(0))
     with pytest.warns(UserWarning) as seen:
