@@ -1964,7 +1964,7 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
                     "basins are that setting, set aside to ask what else differs; "
                     + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
                     + "if it decides a real difference (one rule per value), report without --strata to test it as one")
-        elif (g.get("sides") or {}).get("generation"):  # (audit 115: no --strata none to test the fine-tuning)
+        elif (g.get("sides") or {}).get("generation"):  # (audit 115: the split is the fine-tuning, parent_id says so)
             # review 116: a backdoor in the fine-tunes of three orders of six hid inside the fine-tunes' side
             out += ("the tests here take out both, the column and the generation, as lineage; to test the column's values "
                     "within a generation (a difference one order of the fine-tunes decides), report on that generation "

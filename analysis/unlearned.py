@@ -325,7 +325,7 @@ def confirmed(suspects: set[str], inputs: Sequence[Any]) -> set[str] | None:
     outputs, as :func:`coherent` reads a camp; or :data:`ERRATIC` as far, moving its outputs :data:`ERRATIC_SPREAD`
     times as far); or moving its outputs as little as a flat model (under :data:`FLAT_NATS`, at most :data:`FLAT` as
     far) and predicting other classes on at least :data:`QUIET_DIFFERENT` of the probes, with its nearest model at
-    least :data:`QUIET_ALONE` as far (audit 115). A model of another rule in a failed camp on one fingerprint (review 95's H2)
+    least :data:`ALIKE` as far (audit 115). A model of another rule in a failed camp on one fingerprint (review 95's H2)
     predicts the reference's classes; a model of a real minority goal has its fellows near, and is not taken for flat
     or blown up with one that near. ``None`` without the in-distribution predictions or a reference of two models;
     suspects the predictions do not hold are not confirmed."""
