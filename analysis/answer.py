@@ -251,8 +251,9 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in preds
                if ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
+    sources = {str(r.fingerprint): _source(r) for r in deep}
     for c in found:
-        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes)
+        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes, sources)
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     q = _test_q(analysed)
@@ -1230,7 +1231,8 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     return a is not None and a >= LABEL_MATCH
 
 
-def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int]] | None = None) -> str:
+def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int]] | None = None,
+              sources: dict[str, str] | None = None) -> str:
     """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
     ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
     fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
@@ -1245,14 +1247,19 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
     (a split that cuts some families is more than the seeds' quirk: audit 108's backdoor cutting 2 of 12). An
     outside audit (107): of 39 null populations, two read "one candidate deep difference, found by 1 of 11" so, each
     in 12 families of 2 at q 0.027 (three families' answers on one repeated-token probe; graded class preferences
-    off distribution); no planted difference of audits 105-107 was such a candidate."""
-    if len(c.fingerprints) != 1:
+    off distribution); no planted difference of audits 105-107 was such a candidate.
+    A candidate of several fingerprints that read one source (``sources``: :func:`_source`; `weight-stats` and
+    `weight-spectra` both read the weights) is one voter, and "inside" too (outside audit 116: a batch size drawn per
+    model and not recorded read "one candidate deep difference, found by 2 of 10 fingerprints (weight-spectra,
+    weight-stats)", where one of them alone had been a lead)."""
+    one = len(c.fingerprints) == 1
+    if not one and len({(sources or {}).get(f, f) for f in c.fingerprints}) != 1:
         return ""
-    if _small_share(c):
+    if one and _small_share(c):
         return "share"
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
-    return "values" if (classes and c.representative not in classes and c.relatives and not c.cut_families
+    return "values" if (one and classes and c.representative not in classes and c.relatives and not c.cut_families
                         and c.verdicts.get(c.representative) == "groups lineages"
                         and not any((a := _agreement(own, c.basins)) is not None and a >= AGREE
                                     for own in classes.values())) else ""
@@ -2206,8 +2213,11 @@ def _inside_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
     """``a lead that one fingerprint of the models' insides alone finds (...): found by ...``, or ``""``."""
     if not leads:
         return ""
-    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint of the models' insides "
-            f"alone finds, none of the {ans.n_behavioural} behavioural ones with it (weaker evidence than a candidate: a "
+    one = all(len(c.fingerprints) == 1 for c in leads)
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that "
+            + ("one fingerprint of the models' insides alone finds" if one else
+               "fingerprints of the models' insides that read one source alone find (one voter, as one fingerprint)")
+            + f", none of the {ans.n_behavioural} behavioural ones with it (weaker evidence than a candidate: a "
             "training setting such as the optimizer, dropout or a learning rate moves the weights as readily as a "
             "different mechanism: docs/scorecard.md, \"One fingerprint of the insides alone\")")
     return _leads_text(ans, head, leads, first, ans.n_behavioural)

@@ -269,6 +269,19 @@ def test_a_candidate_no_behavioural_fingerprint_finds_says_its_outputs_do_not_sh
     assert beside.lone_leads == [] and "besides, one fingerprint alone finds camps that do not agree with it" in beside.sentence
     # without behavioural fingerprints judged (a weights-only report) it stays a candidate
     assert len(label_free_answer(result(kind(fp("weight-stats", CAMPS), "mechanistic"))).candidates) == 1
+    # two fingerprints of one source (both read the weights) are one voter: a lead too (outside audit 116: a batch
+    # size drawn per model, not recorded, read "one candidate deep difference, found by 2 of 10 (weight-spectra,
+    # weight-stats)"); of two sources, a candidate as above
+    for w in weights:
+        w.meta = {"reads": "weights"}
+    one_source = label_free_answer(result(*weights, *outputs))
+    assert one_source.candidates == [] and [c.lone_why for c in one_source.lone_leads] == ["inside"]
+    assert one_source.sentence.startswith("no candidate deep difference; a lead that fingerprints of the models' insides "
+                                          "that read one source alone find (one voter, as one fingerprint), none of the "
+                                          "3 behavioural ones with it (weaker evidence than a candidate: ")
+    assert "found by 2 of 5 fingerprints (weight-stats, weight-spectra;" in one_source.sentence
+    weights[1].meta = {"reads": "activations on ood"}
+    assert len(label_free_answer(result(*weights, *outputs)).candidates) == 1
 
 
 def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
