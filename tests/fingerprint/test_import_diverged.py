@@ -188,7 +188,9 @@ def test_outliers_that_are_a_candidate_s_smaller_camp_are_not_called_outliers():
     ids = [f"m{i}" for i in range(24)]
     few = [1, 7, 13, 19]
     r = FingerprintResult("aligned-weights", n_models=24, model_ids=ids, clusters=[int(i == 7) for i in range(24)])
-    result = SimpleNamespace(fingerprints=[r])  # its clusters: one of the four alone, and the rest
+    r2 = FingerprintResult("weight-stats", n_models=24, model_ids=ids, clusters=[int(i == 7) for i in range(24)])
+    assert lone_sentences(SimpleNamespace(fingerprints=[r])) == []  # one fingerprint's extreme: no line (audit 116)
+    result = SimpleNamespace(fingerprints=[r, r2])  # their clusters: one of the four alone, and the rest
     assert lone_models(r) == ["m7"] and len(lone_sentences(result)) == 1
     camp = SimpleNamespace(basins={m: int(i in few) for i, m in enumerate(ids)})
     assert lone_sentences(result, SimpleNamespace(candidates=[camp])) == []
