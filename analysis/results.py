@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.answer import AGREE, label_free_answer
+from analysis import unlearned as ul
+from analysis.answer import AGREE, label_free_answer, unlearned_models
 from analysis.labelfree_sentences import (
     DEEP_VERDICTS,
     closest_splits_disagree,
@@ -414,6 +415,29 @@ def small_basin_leads(result: AnalysisResult, answer: Any = None) -> list[dict[s
     return out
 
 
+def failed_models(result: AnalysisResult, inputs: Sequence[Any]) -> list[str]:
+    """The models that did not learn, which the others are analysed again without: those of the answer
+    (:func:`analysis.answer.unlearned_models`), else those of a small-basin lead (:func:`small_basin_leads`) whose
+    in-distribution outputs read as failed against the rest (flat, blown up, or agreeing with nothing of their own:
+    :mod:`analysis.unlearned`), each confirmed by its own figures. Outside audit 116: 2 of 60 models trained at 300
+    times the learning rate, their outputs constant, were a small-basin lead "(a few that learned something else ...)"
+    and swamped 9 of 10 fingerprints' tests into "no structure"; the others alone read as its seed-only twin."""
+    failed = unlearned_models(label_free_answer(result), inputs)
+    if failed:
+        return failed
+    found = ul.predictions(inputs)
+    if found is None:
+        return []
+    _, d, ids, per_model, values = found
+    out: set[str] = set()
+    for lead in small_basin_leads(result):
+        stats = ul.camps(d, ids, {m: int(m in lead["models"]) for m in ids}, per_model, values)
+        failing = {k for k in (ul.diverged(stats), ul.flat(stats), ul.agrees_with_nothing(stats)) if k is not None}
+        if failing == {1}:  # the small basin's camp, and not the rest
+            out |= ul.confirmed(set(lead["models"]), inputs) or set()
+    return sorted(out, key=lambda m: ids.index(m))
+
+
 def _follows_generation(r: FingerprintResult) -> bool:
     """Whether ``r``'s clusters are the generations of the parent chains, one to one (``strata_follow``'s entry for
     it, ``exact``: :func:`analysis.metadata.one_to_one`)."""
@@ -423,13 +447,19 @@ def _follows_generation(r: FingerprintResult) -> bool:
 def small_basin_sentences(result: AnalysisResult, answer: Any = None) -> list[str]:
     """One sentence per :func:`small_basin_leads` lead, for the report's verdict box and the terminal."""
     out = []
+    failed = set((result.rest or {}).get("excluded") or ())  # (failed_models: a small basin's, audit 116)
     for lead in small_basin_leads(result, answer):
         ids = lead["models"]
         who = models_named(ids)
-        out.append(f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_larger']} models and "
-                   f"{len(ids)} models ({who}) of {lead['n_families']} init families"
-                   + (", each beside relatives in the larger basin" if lead["beside"] else "")
-                   + ": a small basin that no label-free verdict confirms (too few models to tell a basin from "
+        head = (f"{', '.join(lead['fingerprints'])}: the basins are {lead['n_larger']} models and "
+                f"{len(ids)} models ({who}) of {lead['n_families']} init families"
+                + (", each beside relatives in the larger basin" if lead["beside"] else ""))
+        if failed and set(ids) <= failed:
+            out.append(head + ": models that did not learn what the others did (on the in-distribution probes their "
+                       "outputs barely move, blow up, or agree with nothing of their own: check their accuracy), not a "
+                       "basin; the others are analysed again without them (the label-free answer's last part)")
+            continue
+        out.append(head + ": a small basin that no label-free verdict confirms (too few models to tell a basin from "
                    "outliers), an exploratory lead: look at these models (a few that learned something else, or "
                    "that a training setting drawn per model set apart, such as the least label noise or the largest "
                    "learning rate?)")

@@ -27,7 +27,6 @@ from analysis import covariates, effect, metadata, parallel, rare, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
-from analysis.answer import label_free_answer, unlearned_models
 from analysis.calibration import (
     FAILED,
     NO_TRUTH,
@@ -51,6 +50,7 @@ from analysis.results import (
     AnalysisResult,
     FingerprintResult,
     ScorecardRow,
+    failed_models,
     jsonable,
     summary,
 )
@@ -259,7 +259,7 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
     :class:`~analysis.results.AnalysisResult` (``settings``, ``fingerprints`` in full detail,
     ``scorecard`` one row each); ``.to_dict()`` is its JSON form.
 
-    When the label-free answer finds models that did not learn (:func:`analysis.answer.unlearned_models`), the
+    When the label-free answer finds models that did not learn (:func:`analysis.results.failed_models`), the
     others are analysed again without them (``result.rest``: ``excluded``, and ``result``, ``None`` for fewer than
     :data:`MIN_REST` models): a difference among them may hide behind the failed ones (review 95).
 
@@ -275,7 +275,7 @@ def analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray], 
         result = _analyze(fingerprints, table, opts, on_result)
         opts = opts or AnalysisOptions()
         analysed = [f.without(set(opts.exclude)) for f in fingerprints]
-        failed = unlearned_models(label_free_answer(result), analysed)  # models that did not learn: the rest alone
+        failed = failed_models(result, analysed)  # models that did not learn (the answer's, a small basin's): the rest alone
         if failed:
             rest = len(table["model_id"]) - len(set(opts.exclude) | set(failed))
             result.rest = {"excluded": failed, "result": _analyze(fingerprints, table, opts.replace(

@@ -517,3 +517,41 @@ def test_a_failed_camp_inside_an_earlier_one_is_said_in_it():
     assert ans.sentence.count("that did not learn what the other") == 1
     assert "a camp of 12 models (m30, m31, m32, m33, ...) that did not learn what the other 30 did" in ans.sentence
     assert "; 5 of them (m30, m31, m32, m33, ...) a camp of their own on weights; on the in-distribution probes" in ans.sentence
+
+
+def test_a_small_basin_of_models_that_did_not_learn_is_said_so_and_the_others_analysed_again():
+    """Outside audit 116: 2 of 60 models trained at 300 times the learning rate, their outputs constant (one class on
+    every probe), were too few for a camp (a twentieth of 60 is 3): a small-basin lead "(a few that learned something
+    else ...)", and they swamped 9 of 10 fingerprints' tests into "no structure". A small basin whose in-distribution
+    outputs read as failed against the rest is now said to be models that did not learn, and the others are analysed
+    again without them; a small basin of trained models (a minority that predicts as the rest) stays a lead."""
+    from analysis.results import failed_models, small_basin_leads, small_basin_sentences
+
+    def population(odd: np.ndarray, spread: list[float]) -> tuple[list[FingerprintInput], dict]:
+        r = np.random.default_rng(2)
+        n = len(odd) + 58
+        ids = [f"m{i:02d}" for i in range(n)]
+        y = r.integers(0, CLASSES, PROBES)
+        p = np.concatenate([_noisy(y, 58, 0.97, r), odd])
+        x = r.standard_normal((n, 20)) * np.exp(-np.arange(20) / 5)
+        x[58:] += 8 * r.standard_normal(20) * np.exp(-np.arange(20) / 5)
+        meta = {"extractor": "disagreement", "output": "distances", "kind": "behavioural", "predicts": "classes",
+                "params": {"probe_set": "in_dist", "n_probes": PROBES}, "modal_share": _modal(p),
+                "concentration": _concentration(p), "spread": spread}
+        fps = [FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"}),
+               FingerprintInput("disagreement:probe_set=in_dist", _disagreement(p), ids, meta)]
+        return fps, {"model_id": np.asarray(ids, dtype=object), "init_seed": np.arange(n) % 15}  # families of 4
+
+    fps, table = population(np.ones((2, PROBES), dtype=int), [10.0] * 58 + [0.0] * 2)  # collapsed to one class
+    res = analyze(fps, table, OPTS)
+    assert [lead["models"] for lead in small_basin_leads(res)] == [["m58", "m59"]]
+    assert res.rest["excluded"] == ["m58", "m59"] and failed_models(res, fps) == ["m58", "m59"]
+    (said,) = small_basin_sentences(res)
+    assert "(m58, m59) of 2 init families, each beside relatives in the larger basin: models that did not learn" in said
+    assert "Without the 2 models that did not learn (m58, m59), analysed again" in label_free_answer(res).sentence
+    r = np.random.default_rng(5)
+    trained = _noisy(r.integers(0, CLASSES, PROBES), 2, 0.97, r)  # (other labels: a rule of their own, alike)
+    fps, table = population(trained, [10.0] * 60)
+    res = analyze(fps, table, OPTS)
+    assert [lead["models"] for lead in small_basin_leads(res)] == [["m58", "m59"]]  # a rule of their own, alike:
+    assert res.rest is None and "an exploratory lead" in small_basin_sentences(res)[0]  # a lead, as before
