@@ -175,6 +175,8 @@ class Answer:
     graded: dict[str, float] = field(default_factory=dict)
     # of them, those whose smaller camp is exactly the tests' smallest at its cap (a smaller group padded to it), its size
     padded: dict[str, int] = field(default_factory=dict)
+    # ... those whose smaller held camp is a few models, FEW_MODELS to SMALL_HELD of them: [models, of]
+    small_held: dict[str, list[int]] = field(default_factory=dict)
     strata_columns: list[str] = field(default_factory=list)  # design columns the tests took out (a data order)
     parents_recorded: bool = True  # parent_id links recorded (an analysis stored before the setting: taken as recorded)
     training_recorded: bool = True  # the toolkit trained every model (an import: only its metadata records the training)
@@ -264,7 +266,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
                  predictions_held=[str(r.fingerprint) for r in preds if str(r.fingerprint) in held],
                  few_family_leads=[c for c in found if c.few is not None],
                  lone_leads=[c for c in found if c.few is None and c.lone_why], graded=_held_as(judged, "no gap"),
-                 few_models=_held_as(judged, "few"), padded=_padded(judged))
+                 few_models=_held_as(judged, "few"), padded=_padded(judged), small_held=_small_held(judged))
     for r in judged:  # camps held back that are models which did not learn: said so, not as a continuum or a few
         free = r.label_free
         u = _unlearned(free.get("held_camps")) if free.get("held") in ("no gap", "few") else None
@@ -866,6 +868,25 @@ def _padded(judged: list[FingerprintResult]) -> dict[str, int]:
         related = sum(k for k in fam.values() if k >= 2)
         if CAMP_MIN_MODELS in (all_split_floor(len(held)), within_floor(related)):
             out[_said_name(r)] = CAMP_MIN_MODELS
+    return out
+
+
+SMALL_HELD = 0.15  # a held camp of at most this share of the models (as a small basin) is said as a few models
+
+
+def _small_held(judged: list[FingerprintResult]) -> dict[str, list[int]]:
+    """``{fingerprint: [models, of]}`` of the judged fingerprints whose camps were held back as one continuum and whose
+    smaller camp is a few models: more than :data:`~analysis.labelfree_sentences.FEW_MODELS` and at most
+    :data:`SMALL_HELD` of them. A dip test sees little beside so few (outside audit 116: 4 undertrained models of 60,
+    the small-basin line's on all 10 fingerprints, were also "one continuum cut in two" on three)."""
+    out = {}
+    for r in judged:
+        free = r.label_free
+        held = _held_basins(free) if free.get("held") == "no gap" else {}
+        sizes = Counter(held.values())
+        if len(sizes) == 2 and FEW_MODELS < min(sizes.values()) <= SMALL_HELD * len(held) \
+                and min(sizes.values()) != CAMP_MIN_MODELS:
+            out[_said_name(r)] = [min(sizes.values()), len(held)]
     return out
 
 
@@ -1839,7 +1860,7 @@ def _besides_degrees(ans: Answer) -> str:
     matched = {col for c in shown for col in (*c.columns, *c.columns_of_others)}
     gradients = {col: g for col, g in ans.gradients.items() if col not in matched}
     followed = _followed_said(ans, inside)
-    return (_graded_text(graded, "besides,", ans.padded) + _few_models_text(few, "besides,")
+    return (_graded_text(graded, "besides,", ans.padded, ans.small_held) + _few_models_text(few, "besides,")
             + _strata_text(followed, "besides,", ans.user_strata, beside=bool(ans.candidates))
             + _gradients_text(gradients, ans.n_judged, "besides, "))
 
@@ -1919,7 +1940,8 @@ def _with_qs(qs: dict[str, float]) -> str:
     return _first_three(sorted(qs, key=qs.get), lambda f: f"{f} (q {qs[f]:.2g})")
 
 
-def _graded_text(graded: dict[str, float], lead: str = "but", padded: dict[str, int] | None = None) -> str:
+def _graded_text(graded: dict[str, float], lead: str = "but", padded: dict[str, int] | None = None,
+                 small: dict[str, list[int]] | None = None) -> str:
     """``; the models of X (q ...) fall into two significant camps with no gap between them ...`` for
     :attr:`Answer.graded`, else ``""`` (an outside audit of the nineteenth session: a cue relied on by degrees,
     varied model by model, read as "initialization noise" while one fingerprint's camps were held back so);
@@ -1933,6 +1955,12 @@ def _graded_text(graded: dict[str, float], lead: str = "but", padded: dict[str, 
         "tests split off: a group of fewer models far from the rest is padded to it with its nearest models, which closes "
         "the gap, so look at the models of that camp (summary.json label_free.held_basins; docs/scorecard.md, \"How small "
         "a camp\")")
+    small = {f: k for f, k in (small or {}).items() if f in graded and f not in padded}
+    if small:  # (outside audit 116: 4 undertrained models of 60, said as a continuum)
+        k, n = small[min(small, key=lambda f: small[f][0])]
+        pad += (f"; the smaller camp of {_first_three(sorted(small))} is only {k} models of {n}: a gap test sees little "
+                "beside so few, so it is no evidence of a continuum there; look at those models (summary.json "
+                "label_free.held_basins; the small-basin line names them when two fingerprints' clusters agree)")
     return (f"; {lead} the models of {_with_qs(graded)} fall into two significant camps with no gap between them: one continuum cut "
             "in two, which an uneven spread of the seeds' own noise makes (more often, the more models: its tests see "
             "smaller departures from one Gaussian cloud), as does a difference varied by degrees from model to model (a "
@@ -2271,7 +2299,7 @@ def _candidates_sentence(ans: Answer) -> str:
         return (f"no candidate deep difference{_decided_head(ans)}: none of the {n} fingerprints judged finds basins that cut across or "
                 "group the init families (initialization noise on this evidence, a difference of degree that forms no "
                 "basins, or a difference these fingerprints and families cannot show)" + _held_unlearned_text(ans, "but")
-                + _graded_text(ans.graded, "and" if ans.held_unlearned else "but", ans.padded)
+                + _graded_text(ans.graded, "and" if ans.held_unlearned else "but", ans.padded, ans.small_held)
                 + _few_models_text(ans.few_models, "and" if ans.graded or ans.held_unlearned else "but")
                 + _strata_text(ans.strata_followed, "and" if ans.graded or ans.few_models or ans.held_unlearned else "but",
                                ans.user_strata)

@@ -1413,3 +1413,12 @@ def test_held_camps_whose_smaller_side_is_the_tests_smallest_camp_are_said_to_be
     assert held(big, fam, 12).padded == {} and "padded" not in held(big, fam, 12).sentence
     small = held(IDS, [str(i // 2) for i in range(24)], 10, per=2)  # 10 of 24 models: the floor there is 2
     assert small.padded == {} and small.graded and "padded" not in small.sentence
+    assert ans.small_held == {} and held(big, fam, 12).small_held == {"weight-stats": [12, 800]}  # (12 of 800: a few)
+    # a few models held as a continuum beside the rest (outside audit 116: 4 undertrained models of 60, the small-basin
+    # line's, read "one continuum cut in two" on three fingerprints): said as too few for the gap test to tell
+    sixty = [f"m{i}" for i in range(60)]
+    four = held(sixty, [str(i // 4) for i in range(60)], 4)
+    assert four.small_held == {"weight-stats": [4, 60]} and four.padded == {}
+    assert ("; the smaller camp of weight-stats is only 4 models of 60: a gap test sees little beside so few, so it is "
+            "no evidence of a continuum there; look at those models") in four.sentence
+    assert held(sixty, [str(i // 4) for i in range(60)], 12).small_held == {}  # 12 of 60: 20%, no longer a few
