@@ -42,6 +42,7 @@ from analysis.labelfree_sentences import (
     TESTS,
     all_split_floor,
     bc_ci_text,
+    closest_partitions,
     families,
     few_count,
     mostly_alone,
@@ -216,6 +217,10 @@ class Answer:
     # fingerprints whose split tests were significant before the correction across fingerprints only, and whose camps
     # agree (AMI at AGREE or more), two or more a group: [{fingerprints, q [min, max], sizes, ami [min, max], basins}]
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    # the closest splits of the init families (exploratory) that fingerprints of two sources or more agree on exactly,
+    # each at a raw family-groups p under alpha: [{fingerprints, p [min, max], families [[smaller], [larger]], sizes,
+    # basins}] (_family_leads; outside audit 116)
+    family_leads: list[dict[str, Any]] = field(default_factory=list)
     # judged fingerprints whose own two clusters, stable under resampling, cut the init families and agree (AMI at
     # AGREE or more), two or more a group of two sources or more, one of them behavioural, where some fingerprint finds
     # the families, whose camps nothing else said (a candidate, a lead, camps held back) (_cluster_voter): [{fingerprints,
@@ -279,6 +284,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     _held_same(ans, judged)
     shown = [c.basins for c in (*ans.candidates, *ans.few_family_leads, *ans.lone_leads)]
     ans.unconfirmed = _unconfirmed(judged, shown)
+    ans.family_leads = _family_leads(judged, [*shown, *(u["basins"] for u in ans.unconfirmed)], alpha)
     for r in judged:  # the fingerprints' own clusters that did not learn, read against the largest
         cc = (r.label_free or {}).get("cluster_camps")
         own = _clusters(r) if cc else {}
@@ -315,7 +321,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     if ans.lineage_found:  # cutting the families means something only where some fingerprint sees them (review 105)
         held = [_held_basins(r.label_free) for r in judged if r.label_free.get("held") in ("no gap", "few")]
         failed = set(ans.rest["excluded"]) if ans.rest else set()
-        ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in ans.unconfirmed), *held], failed)
+        ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in (*ans.unconfirmed, *ans.family_leads)),
+                                                    *held], failed)
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans) + _rest_text(ans)
     return ans
 
@@ -423,6 +430,52 @@ def _unconfirmed(judged: list[FingerprintResult], shown: list[dict[str, int]]) -
         out.append({"fingerprints": g, "q": [min(qs), max(qs)] if qs else None,
                     "sizes": sorted(np.bincount(list(basins.values())).tolist(), reverse=True),
                     "ami": [round(float(min(amis)), 2), round(float(max(amis)), 2)] if amis else None, "basins": basins})
+    return out
+
+
+def _family_leads(judged: list[FingerprintResult], shown: list[dict[str, int]], alpha: float) -> list[dict[str, Any]]:
+    """:attr:`Answer.family_leads`: the closest splits of the init families (``label_free.closest_groups``, each
+    exploratory) that judged fingerprints (not privileged) of two sources or more (:func:`_source`) name exactly, each
+    at a raw family-groups p under ``alpha``; not a split whose camps a candidate, lead or unconfirmed lead says
+    (``shown``). Outside audit 116: a backdoor in 3 of 12 whole families read "no candidate" with nothing to look at in
+    2 of 3 training draws, while three fingerprints of three probe sets named exactly those families (p 0.018-0.036).
+    In the stored summaries of outside audits 105-116, 286 distinct answers without a candidate, 12 had such an
+    agreement: that backdoor (3 seeds), audit 105's backdoor in 3 of 24 independent models (8 reports), and one report
+    of audit 107's transformer null of 12 families (a seed-decided quirk on a repeated-token probe, at 1 seed of 4)."""
+    ok = {str(r.fingerprint): r for r in judged if not _privileged(r)
+          and (p := (r.label_free or {}).get("p_groups")) is not None and float(p) < alpha}
+    out = []
+    for part, names in closest_partitions({f: r.label_free for f, r in ok.items()}):
+        if len({_source(ok[f]) for f in names}) < 2 or len(part) != 2:
+            continue
+        first = ok[names[0]]
+        side = {fam: i for i, g in enumerate(sorted(part, key=lambda g: (len(g), sorted(g)))) for fam in g}
+        basins = {str(m): side[str(v)] for m, v in zip(first.model_ids, first.lineage_values or ()) if str(v) in side}
+        if len(set(basins.values())) < 2 or any((a := _agreement(basins, b)) is not None and a >= AGREE for b in shown):
+            continue
+        ps = [float(ok[f].label_free["p_groups"]) for f in names]
+        out.append({"fingerprints": names, "p": [min(ps), max(ps)],
+                    "families": [sorted((f for f, i in side.items() if i == k), key=natural_key) for k in (0, 1)],
+                    "sizes": [sum(1 for b in basins.values() if b == k) for k in (0, 1)], "basins": basins})
+    return out
+
+
+def _family_leads_text(ans: Answer, lead: str) -> str:
+    """``; but the closest splits of the init families by X, Y and Z ... agree exactly: ...`` for
+    :attr:`Answer.family_leads`, or ``""``."""
+    out = ""
+    for u in ans.family_leads:
+        lo, hi = u["p"]
+        p = f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
+        fams = u["families"][0]
+        named = ", ".join(f"'{f}'" for f in fams[:6]) + (", ..." if len(fams) > 6 else "")
+        out += (f"; {lead} the closest splits of the init families by {_first_three(u['fingerprints'])}, fingerprints of "
+                f"different sources, each exploratory (family groups p {p}, not significant after the correction), agree "
+                f"exactly: {'family' if len(fams) == 1 else 'families'} {named} ({u['sizes'][0]} models) against the other "
+                f"{len(u['families'][1])} ({u['sizes'][1]}), a lead to check, not a finding: a difference the init seed "
+                "decides (a backdoor or a rule in those families' training) or a quirk of those seeds that several probe "
+                "sets share; more init families would tell (summary.json label_free_answer.family_leads)")
+        lead = "and"
     return out
 
 
@@ -1816,7 +1869,9 @@ def answer_sentence(ans: Answer) -> str:
     if ans.n_judged and not ans.candidates and leads:  # (agreeing camps the correction leaves unconfirmed: review 104)
         return _covariates_head(ans) + _said_once(f"no candidate deep difference{_decided_head(ans)}; {leads}" + _besides_degrees(ans) + held
                                                   + _unconfirmed_text(ans, "besides,")
-                                                  + _cluster_leads_text(ans, "and" if ans.unconfirmed else "besides,"))
+                                                  + _family_leads_text(ans, "and" if ans.unconfirmed else "besides,")
+                                                  + _cluster_leads_text(ans, "and" if ans.unconfirmed or ans.family_leads
+                                                                        else "besides,"))
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
                                               + (f"; besides, {leads}" if leads else "") + held)
 
@@ -2305,8 +2360,10 @@ def _candidates_sentence(ans: Answer) -> str:
                                ans.user_strata)
                 + _unconfirmed_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
                                     else "but")
+                + _family_leads_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
+                                     or ans.unconfirmed else "but")
                 + _cluster_leads_text(ans, "and" if ans.graded or ans.few_models or ans.held_unlearned or ans.strata_followed
-                                      or ans.unconfirmed else "but")
+                                      or ans.unconfirmed or ans.family_leads else "but")
                 + _gradients_text(ans.gradients, n))
     if len(ans.candidates) == 1:
         return "one candidate deep difference, " + _candidate_text(ans.candidates[0], n, n_behavioural=ans.n_behavioural,

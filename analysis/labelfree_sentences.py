@@ -516,11 +516,11 @@ def closest_splits_disagree(label_free: dict[str, dict[str, Any] | None]) -> lis
     """The fingerprints whose closest splits of the families (``closest_groups``) name different
     partitions, grouped by partition (the same partition whatever its group numbers); ``[]`` when
     there are fewer than two partitions. ``label_free``: fingerprint name -> its label-free result."""
-    kinds = _closest_partitions(label_free)
+    kinds = closest_partitions(label_free)
     return [names for _, names in kinds] if len(kinds) > 1 else []
 
 
-def _closest_partitions(label_free: dict[str, dict[str, Any] | None]) -> list[tuple[frozenset, list[str]]]:
+def closest_partitions(label_free: dict[str, dict[str, Any] | None]) -> list[tuple[frozenset, list[str]]]:
     """Each partition of the families that fingerprints' closest splits name, with those fingerprints."""
     kinds: list[tuple[frozenset, list[str]]] = []
     for name, d in label_free.items():
@@ -560,7 +560,7 @@ def closest_splits_sentence(label_free: dict[str, dict[str, Any] | None]) -> str
     name different partitions (the terminal, the report and summary.json), else ``None``; splits whose smaller sides
     nest are said as one minority (an outside audit, 103: pointers to 4, 5 and 6 of 24 independent GRUs, the 6 a
     planted backdoor and the others inside it, were said as disagreeing, "at most one can be real")."""
-    parts = _closest_partitions(label_free)
+    parts = closest_partitions(label_free)
     if len(parts) < 2:
         return None
     kinds = [names for _, names in parts]

@@ -1422,3 +1422,38 @@ def test_held_camps_whose_smaller_side_is_the_tests_smallest_camp_are_said_to_be
     assert ("; the smaller camp of weight-stats is only 4 models of 60: a gap test sees little beside so few, so it is "
             "no evidence of a continuum there; look at those models") in four.sentence
     assert held(sixty, [str(i // 4) for i in range(60)], 12).small_held == {}  # 12 of 60: 20%, no longer a few
+
+
+def test_closest_family_splits_that_fingerprints_of_two_sources_agree_on_are_a_lead():
+    """Outside audit 116: a backdoor in 3 of 12 whole families read "no candidate" with nothing to look at, while the
+    closest splits of the families by three fingerprints of three probe sets (exploratory, p 0.018-0.036) were exactly
+    the backdoored families. Such an agreement of two sources or more is a lead; of one source (two fingerprints of
+    the same probe set), at a p of alpha or more, or with a candidate, it is not."""
+    ids = [f"f{f}m{j}" for f in range(12) for j in range(4)]
+    fams = [str(2000 + f) for f in range(12) for _ in range(4)]
+    split = {str(2000 + f): int(f in (0, 3, 8)) for f in range(12)}
+
+    def closest(name: str, probes: str, p: float, groups: dict[str, int] = split) -> FingerprintResult:
+        free = {"verdict": "lineage only", "q": 0.01, "sentence": ".", "candidate_basins": {}, "p_groups": p,
+                "closest_groups": {"groups": groups}}
+        return FingerprintResult(name, n_models=48, model_ids=ids, clusters=[0] * 48, lineage_values=fams,
+                                 label_free=free, kind="behavioural", meta={"params": {"probe_set": probes}})
+
+    def lead(*fps: FingerprintResult) -> list[dict]:
+        return label_free_answer(AnalysisResult(1, 0.0, {"alpha": 0.05}, 48, scorecard=[], fingerprints=list(fps))).family_leads
+
+    three = [closest("anomalous-inputs", "anomalous", 0.036), closest("ood-outputs", "ood", 0.036),
+             closest("probe-outputs", "in_dist", 0.018)]
+    (found,) = lead(*three)
+    assert found["fingerprints"] == ["anomalous-inputs", "ood-outputs", "probe-outputs"] and found["p"] == [0.018, 0.036]
+    assert found["families"] == [["2000", "2003", "2008"], [str(2000 + f) for f in range(12) if f not in (0, 3, 8)]]
+    assert found["sizes"] == [12, 36]
+    sentence = label_free_answer(AnalysisResult(1, 0.0, {"alpha": 0.05}, 48, scorecard=[], fingerprints=three)).sentence
+    assert ("; but the closest splits of the init families by anomalous-inputs, ood-outputs, probe-outputs, fingerprints "
+            "of different sources, each exploratory (family groups p 0.018-0.036, not significant after the correction), "
+            "agree exactly: families '2000', '2003', '2008' (12 models) against the other 9 (36), a lead to check, not a "
+            "finding") in sentence
+    assert lead(closest("ood-outputs", "ood", 0.02), closest("disagreement", "ood", 0.02)) == []  # one source
+    assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.06)) == []  # p at alpha or more
+    other = {str(2000 + f): int(f in (1, 4)) for f in range(12)}
+    assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.02, other)) == []  # different splits
