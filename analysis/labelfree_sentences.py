@@ -572,6 +572,9 @@ def closest_splits_sentence(label_free: dict[str, dict[str, Any] | None]) -> str
                 "less completely, or splits that nest by chance around one outlying family; a lead to check, not a "
                 "finding (more families, or probes on which the candidate behaviours "
                 'differ, would tell: docs/scorecard.md, "What to look with")')
-    return ("these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds) + "): at most one can be "
-            "real; leads to check, not findings (more families, or probes on which the candidate behaviours differ, "
-            'would tell: docs/scorecard.md, "What to look with")')
+    most = max(kinds, key=len)
+    agree = (f"; {len(most)} of the {sum(map(len, kinds))} name one split ({', '.join(most)})"
+             if len(most) > 1 and sum(len(k) == len(most) for k in kinds) == 1 else "")  # (outside audit 116: 3 of 4)
+    return ("these closest splits disagree (" + "; ".join(", ".join(fps) for fps in kinds) + f"){agree}: at most one "
+            "can be real; leads to check, not findings (more families, or probes on which the candidate behaviours "
+            'differ, would tell: docs/scorecard.md, "What to look with")')

@@ -200,9 +200,10 @@ def test_the_terminal_says_when_closest_splits_disagree():
     assert not any("disagree" in line for line in label_free_notes(same))
     other = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
         *same.fingerprints, fp("c", {"f0": 0, "f1": 1, "f2": 0, "f3": 1})])
-    assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c): at most one can be real; "
-                                           "leads to check, not findings (more families, or probes on which the "
-                                           "candidate behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
+    assert label_free_notes(other)[-1] == ("lineage: these closest splits disagree (a, b; c); 2 of the 3 name one split "
+                                           "(a, b): at most one can be real; leads to check, not findings (more families, "
+                                           "or probes on which the candidate behaviours differ, would tell: "
+                                           "docs/scorecard.md, \"What to look with\")")  # (audit 116: how many agree)
     # an outside audit (103): smaller sides that hold one another are one minority, not splits that disagree
     fams = [f"f{i}" for i in range(8)]
     side = lambda n: {f: int(i < n) for i, f in enumerate(fams)}  # noqa: E731
@@ -214,7 +215,7 @@ def test_the_terminal_says_when_closest_splits_disagree():
                                           "behaviours differ, would tell: docs/scorecard.md, \"What to look with\")")
     apart = AnalysisResult(1, 0.0, {}, 16, scorecard=[], fingerprints=[
         fp("p", side(3)), fp("r", {f: int(i in (0, 5)) for i, f in enumerate(fams)})])
-    assert "these closest splits disagree (p; r)" in label_free_notes(apart)[-1]
+    assert "these closest splits disagree (p; r): at most one" in label_free_notes(apart)[-1]  # (no majority: none said)
 
 
 def test_a_deep_verdict_whose_candidate_basins_are_not_the_clusters_is_named():
