@@ -422,7 +422,8 @@ def failed_models(result: AnalysisResult, inputs: Sequence[Any]) -> list[str]:
     :mod:`analysis.unlearned`), each confirmed by its own figures. Outside audit 116: 2 of 60 models trained at 300
     times the learning rate, their outputs constant, were a small-basin lead "(a few that learned something else ...)"
     and swamped 9 of 10 fingerprints' tests into "no structure"; the others alone read as its seed-only twin."""
-    failed = unlearned_models(label_free_answer(result), inputs)
+    ans = label_free_answer(result)
+    failed = unlearned_models(ans, inputs)
     if failed:
         return failed
     found = ul.predictions(inputs)
@@ -430,7 +431,7 @@ def failed_models(result: AnalysisResult, inputs: Sequence[Any]) -> list[str]:
         return []
     _, d, ids, per_model, values = found
     out: set[str] = set()
-    for lead in small_basin_leads(result):
+    for lead in small_basin_leads(result, ans):  # (the same answer, not computed again)
         stats = ul.camps(d, ids, {m: int(m in lead["models"]) for m in ids}, per_model, values)
         failing = {k for k in (ul.diverged(stats), ul.flat(stats), ul.agrees_with_nothing(stats)) if k is not None}
         if failing == {1}:  # the small basin's camp, and not the rest
