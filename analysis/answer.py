@@ -2045,16 +2045,17 @@ def _strata_text(followed: dict[str, dict[str, Any]], lead: str = "but", user: l
     for col, g in followed.items():
         lo, hi = g["ami"]
         ami = f"AMI {lo:.2f}" if abs(hi - lo) < 0.005 else f"AMI {lo:.2f}-{hi:.2f}"
-        decides, named = bool((g.get("sides") or {}).get("decides")), col in (user or ())
+        sides = g.get("sides") or {}
+        decides, named = bool(sides.get("decides")), col in (user or ())
         out += (f"; {lead} the basins of {_first_three(g['fingerprints'])} follow column '{col}' ({ami}, q {g['q']:.2g} "
-                f"permuting it within the init families){_sides_text(g.get('sides'), user=named)}; ")
+                f"permuting it within the init families){_sides_text(sides, user=named)}; ")
         lead = "and"
         if named:  # --strata COLUMN: any column (audit 88: a learning rate read as "a data order's seed noise")
             out += ("--strata takes it out as lineage: if it records a training setting (a hyper-parameter sweep), these "
                     "basins are that setting, set aside to ask what else differs; "
                     + ("" if decides else "if a design factor the families share (a data order), its seed noise; ")
                     + "if it decides a real difference (one rule per value), report without --strata to test it as one")
-        elif (g.get("sides") or {}).get("generation"):  # (audit 115: the split is the fine-tuning, parent_id says so)
+        elif sides.get("generation"):  # (audit 115: the split is the fine-tuning, parent_id says so)
             # review 116: a backdoor in the fine-tunes of three orders of six hid inside the fine-tunes' side
             out += ("the tests here take out both, the column and the generation, as lineage; to test the column's values "
                     "within a generation (a difference one order of the fine-tunes decides), report on that generation "
