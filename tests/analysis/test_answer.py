@@ -303,12 +303,26 @@ def test_camps_that_cut_every_family_alike_are_named_a_shared_factor():
     assert "base model beside its fine-tunes" not in ans.sentence
     # no parent links recorded: one model of every family is also the shape of the bases beside their fine-tunes
     # (an outside audit, 78: 4 bases imported beside 32 fine-tunes without metadata read as one candidate of 32 and 4)
+    # with the families read from the weights (near twins, `fingerprint lineage`), as audit 78's were, it comes first
+    for col in ("twin_family", "recovered_family"):
+        unlinked = result(r)
+        unlinked.settings = {"parents_recorded": False, "lineage": col}
+        assert ("chance 0.0056): one model of every family: first, the shape of each family's base model beside its "
+                "fine-tunes (the fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, "
+                "the tests leave that generation out); else the pattern of a factor the families share by design"
+                ) in label_free_answer(unlinked).sentence
+    # with families from a recorded column (a seed sweep's design), the shared factor comes first and the base after
+    # (outside audit 116's F5: data orders shared across families and not recorded read the fine-tuning first)
     unlinked = result(r)
-    unlinked.settings = {"parents_recorded": False}
-    assert ("chance 0.0056): one model of every family: first, the shape of each family's base model beside its "
-            "fine-tunes (the fine-tuning itself, not a basin: with the parents recorded at import, a parent_id column, the "
-            "tests leave that generation out); else the pattern of a factor the families share by design"
-            ) in label_free_answer(unlinked).sentence
+    unlinked.settings = {"parents_recorded": False, "lineage": "family"}
+    sentence = label_free_answer(unlinked).sentence
+    assert ("chance 0.0056): the pattern of a factor the families share by design, such as a data order or batch "
+            "numbered alike in every family (seed noise: record it as a data_seed column, or name its column with "
+            "--strata COLUMN), a training setting varied alike in every family (a learning rate, a batch size: real, but "
+            "a setting, not another rule), each family's base model beside its fine-tunes (the fine-tuning itself, not a "
+            "basin: with the parents recorded at import, a parent_id column, the tests leave that generation out), if one "
+            "of every family is their parent, a difference planted member by member (deep)") in sentence
+    assert "first, the shape" not in sentence
     seeded = result(r)  # a data order recorded per model: a seed sweep's design, no fine-tunes in sight (audit 89)
     seeded.settings = {"parents_recorded": False, "strata_columns": ["data_seed"]}
     assert "base model beside its fine-tunes" not in label_free_answer(seeded).sentence
