@@ -1471,3 +1471,52 @@ def test_closest_family_splits_that_fingerprints_of_two_sources_agree_on_are_a_l
     assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.06)) == []  # p at alpha or more
     other = {str(2000 + f): int(f in (1, 4)) for f in range(12)}
     assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.02, other)) == []  # different splits
+
+
+def test_own_two_clusters_of_whole_families_that_two_sources_agree_on_are_a_family_lead():
+    """Outside audit 116's F4, draw 3: a backdoor in 3 of 12 whole families was the own two clusters of three
+    fingerprints of three probe sets (each stable, with a gap between them), while their family-groups tests stood at
+    p 0.19-0.4, and `disagreement`'s camps, held back as without a gap, were those families too; the answer said
+    nothing to look at. Such clusters are now a family lead (``by`` "clusters") naming the held camps; of one source,
+    without a gap, unstable, or cutting the families, they are not."""
+    ids = [f"f{f}m{j}" for f in range(12) for j in range(4)]
+    fams = [str(3000 + f) for f in range(12) for _ in range(4)]
+    planted = [int(f in (1, 4, 8)) for f in range(12) for _ in range(4)]
+
+    def own(name: str, probes: str, clusters: list[int] = planted, stability: float = 0.9, gap: bool = True,
+            p: float = 0.3, **free) -> FingerprintResult:
+        lf = {"verdict": "lineage only", "q": 0.01, "sentence": ".", "candidate_basins": {}, "p_groups": p, **free}
+        return FingerprintResult(name, n_models=48, model_ids=ids, clusters=clusters, k=len(set(clusters)),
+                                 lineage_values=fams, label_free=lf, kind="behavioural",
+                                 bootstrap={"stability": stability}, scores={"own_gap": {"gap": gap, "far": False}},
+                                 meta={"params": {"probe_set": probes}})
+
+    def answer(*fps: FingerprintResult):
+        return label_free_answer(AnalysisResult(1, 0.0, {"alpha": 0.05}, 48, scorecard=[], fingerprints=list(fps)))
+
+    held = own("disagreement", "ood", [0] * 48, gap=False, p=0.003, held="no gap",
+               held_basins=dict(zip(ids, planted)))
+    three = [own("anomalous-inputs", "anomalous", p=0.4), own("ood-outputs", "ood", p=0.35),
+             own("probe-outputs", "in_dist", p=0.19)]
+    ans = answer(*three, held)
+    (found,) = ans.family_leads
+    assert ans.candidates == [] and found["by"] == "clusters"
+    assert found["fingerprints"] == ["anomalous-inputs", "ood-outputs", "probe-outputs"] and found["held"] == ["disagreement"]
+    assert found["families"] == [["3001", "3004", "3008"], [str(3000 + f) for f in range(12) if f not in (1, 4, 8)]]
+    assert found["sizes"] == [12, 36] and found["p"] == [0.19, 0.4] and found["stability"] == [0.9, 0.9]
+    assert ("; and the own two clusters of anomalous-inputs, ood-outputs, probe-outputs, fingerprints of different "
+            "sources, stable under resampling (stability 0.90), are whole init families and agree (AMI 1.00), which no "
+            "family-groups test confirms (raw p 0.19-0.4): families '3001', '3004', '3008' (12 models) against the other "
+            "9 (36); the camps of disagreement, held back above, are these families too, a lead to check, not a "
+            "finding") in ans.sentence
+    # one model of each backdoored family on the other side still counts the family whole (3 of 4: FAMILY_WHOLE)
+    stray = list(planted)
+    stray[4] = 0
+    assert answer(own("a", "ood", stray), own("b", "in_dist")).family_leads[0]["sizes"] == [12, 36]
+    assert answer(own("a", "ood"), own("b", "ood")).family_leads == []  # one source
+    assert answer(own("a", "ood"), own("b", "in_dist", gap=False)).family_leads == []  # no gap: one voter
+    assert answer(own("a", "ood"), own("b", "in_dist", stability=0.6)).family_leads == []  # unstable
+    halves = [j % 2 for f in range(12) for j in range(4)]  # clusters that cut every family: not whole families
+    assert answer(own("a", "ood", halves), own("b", "in_dist", halves)).family_leads == []
+    one = [int(f == 5) for f in range(12) for _ in range(4)]  # one family apart: not a family lead
+    assert answer(own("a", "ood", one), own("b", "in_dist", one)).family_leads == []
