@@ -127,7 +127,7 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
-    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside" or "values" (_lone_why),
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside", "values" or "unchecked" (_lone_why),
     # or of any number: "unlearned", one camp's models agree with nothing on the in-distribution probes (unlearned)
     # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
     # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
@@ -260,8 +260,14 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in preds
                if ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
     sources = {str(r.fingerprint): _source(r) for r in deep}
+    # no judged fingerprint predicts anything (no `disagreement` of either kind): the "values" check cannot run, and a
+    # behavioural fingerprint of class probabilities alone is said as such a lead, unchecked (outside audit 117)
+    unchecked = set() if any((r.meta or {}).get("predicts") for r in judged) else {
+        str(r.fingerprint) for r in deep if r.kind == "behavioural"
+        and ((r.meta or {}).get("params") or {}).get("transform") in CLASS_TRANSFORMS}
     for c in found:
-        c.lone_why = "unlearned" if c.unlearned else "" if beside else _lone_why(c, n_behavioural, classes, sources)
+        c.lone_why = ("unlearned" if c.unlearned else "" if beside else
+                      _lone_why(c, n_behavioural, classes, sources, unchecked))
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     q = _test_q(analysed)
@@ -1384,8 +1390,11 @@ def _label_match(rep: FingerprintResult, basins: dict[str, int]) -> bool:
     return a is not None and a >= LABEL_MATCH
 
 
+CLASS_TRANSFORMS = ("logprob", "prob")  # an output fingerprint's transforms of class logits (transform_outputs)
+
+
 def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int]] | None = None,
-              sources: dict[str, str] | None = None) -> str:
+              sources: dict[str, str] | None = None, unchecked: Collection[str] = ()) -> str:
     """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
     ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
     fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
@@ -1404,7 +1413,13 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
     A candidate of several fingerprints that read one source (``sources``: :func:`_source`; `weight-stats` and
     `weight-spectra` both read the weights) is one voter, and "inside" too (outside audit 116: a batch size drawn per
     model and not recorded read "one candidate deep difference, found by 2 of 10 fingerprints (weight-spectra,
-    weight-stats)", where one of them alone had been a lead)."""
+    weight-stats)", where one of them alone had been a lead).
+    Or ``"unchecked"``: the same candidate of output values where no judged fingerprint predicts anything, so none of
+    the predicted classes could join it: a behavioural fingerprint of class probabilities (``unchecked``: its
+    transform is ``logprob`` or ``prob``; a regression's `disagreement` predicts values and keeps its candidate).
+    Outside audit 117: the README's tour (`extract --fp ood-outputs --fp cka` on `xor-cues-quick`) read "one candidate
+    deep difference, found by 1 of 2 fingerprints (ood-outputs)" of camps with AMI 0.00 with the rule, which the
+    default set reads as a "values" lead beside the real candidate."""
     one = len(c.fingerprints) == 1
     if not one and len({(sources or {}).get(f, f) for f in c.fingerprints}) != 1:
         return ""
@@ -1412,8 +1427,10 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
         return "share"
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
-    return "values" if (one and classes and c.representative not in classes and c.relatives and not c.cut_families
-                        and c.verdicts.get(c.representative) == "groups lineages"
+    whole = one and c.relatives and not c.cut_families and c.verdicts.get(c.representative) == "groups lineages"
+    if whole and not classes and c.representative in unchecked:
+        return "unchecked"
+    return "values" if (whole and classes and c.representative not in classes
                         and not any((a := _agreement(own, c.basins)) is not None and a >= AGREE
                                     for own in classes.values())) else ""
 
@@ -2272,7 +2289,7 @@ def _lone_leads_text(ans: Answer) -> str:
     first = len(ans.few_family_leads) + 1 if len(ans.few_family_leads) > 1 else 1  # numbered on from the few's
     share = [c for c in ans.lone_leads if c.lone_why == "share"]
     inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
-    values = [c for c in ans.lone_leads if c.lone_why == "values"]
+    values = [c for c in ans.lone_leads if c.lone_why in ("values", "unchecked")]
     failed = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
     after_share = first + len(share) if len(share) > 1 else first
     after_inside = after_share + len(inside) if len(inside) > 1 else after_share
@@ -2286,11 +2303,15 @@ def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
     ``"values"``, or ``""``."""
     if not leads:
         return ""
+    unchecked = all(c.lone_why == "unchecked" for c in leads)
     head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint's output values alone find, "
-            "whole init families on each side, no fingerprint of the predicted classes off distribution with it "
-            "(weaker evidence than a candidate: a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the "
-            "families as readily as a real difference too slight to change a prediction: docs/scorecard.md, "
-            "\"Output values alone\")")
+            "whole init families on each side, "
+            + ("with no fingerprint of the predicted classes in this report to check it against (`disagreement`, in "
+               "the default set, is one: extract it and report again) " if unchecked else
+               "no fingerprint of the predicted classes off distribution with it ")
+            + "(weaker evidence than a candidate: a seed-decided quirk of the outputs on a few probes, or graded "
+            "preferences, groups the families as readily as a real difference too slight to change a prediction: "
+            "docs/scorecard.md, \"Output values alone\")")
     return _leads_text(ans, head, leads, first, ans.n_behavioural)
 
 

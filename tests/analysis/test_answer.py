@@ -1374,6 +1374,37 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
     assert len(joined.candidates) == 1 and joined.candidates[0].fingerprints == ["ood-outputs", "disagreement"]
 
 
+def test_output_values_grouping_whole_families_with_nothing_that_predicts_classes_is_an_unchecked_lead():
+    """Outside audit 117: the README's tour (`extract --fp ood-outputs --fp cka`) read "one candidate deep difference,
+    found by 1 of 2 fingerprints (ood-outputs)" of whole families, camps with AMI 0.00 with the planted rule, which the
+    default set reads as an output-values lead: without any fingerprint that predicts, the check could not run. Such a
+    candidate of class probabilities is now a lead that says so; a regression's (`disagreement` predicting values), a
+    weight fingerprint's, and one beside a fingerprint of the predicted classes that joins it keep their candidates."""
+    def outputs(name: str, transform: str | None = "logprob", verdict: str = "groups lineages") -> FingerprintResult:
+        r = fp(name, CAMPS, verdict, q=0.015)
+        r.kind = "behavioural"
+        r.meta.update({"params": {"probe_set": "ood", **({"transform": transform} if transform else {})}})
+        return r
+
+    cka = fp("cka", None, "lineage only")
+    cka.kind = "mechanistic"
+    ans = label_free_answer(result(outputs("ood-outputs"), cka))
+    assert ans.candidates == [] and [c.lone_why for c in ans.lone_leads] == ["unchecked"]
+    assert ans.sentence.startswith(
+        "no candidate deep difference; a lead that one fingerprint's output values alone find, whole init families on "
+        "each side, with no fingerprint of the predicted classes in this report to check it against (`disagreement`, in "
+        "the default set, is one: extract it and report again) (weaker evidence than a candidate: ")
+    assert [c.lone_why for c in label_free_answer(result(outputs("ood-outputs", "prob"), cka)).lone_leads] == ["unchecked"]
+    regression = fp("disagreement", None, "lineage only")  # a regression's: it predicts values
+    regression.kind, regression.meta = "behavioural", {"predicts": "values", "params": {"probe_set": "ood"}}
+    assert len(label_free_answer(result(outputs("ood-outputs"), regression)).candidates) == 1
+    assert len(label_free_answer(result(outputs("ood-outputs", None), cka)).candidates) == 1  # no class transform
+    assert len(label_free_answer(result(outputs("ood-outputs", verdict="crosses lineage"), cka)).candidates) == 1
+    weights = fp("weight-stats", CAMPS, "groups lineages")
+    weights.kind = "mechanistic"
+    assert len(label_free_answer(result(weights)).candidates) == 1
+
+
 def test_a_groups_lineages_candidate_that_cuts_a_few_families_says_so():
     """An outside audit (108): a backdoor drawn per model that cut 2 of 12 families of 2 read "whole init families on
     each side (the init seed decides them ...)" beside a verdict that named the two families it cut."""
