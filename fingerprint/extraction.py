@@ -157,8 +157,8 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
             for text, spec, params in resolved:
                 done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
                                  device, batch_cache, runner, subset))
-            if not subset:
-                record_failures(zoo, done, zoo.model_set_hash(ids))
+            if not subset and not all(r.error for r in done):  # every one refused: nothing done, nothing written
+                record_failures(zoo, done, zoo.model_set_hash(ids))  # (outside audit 117: exit 2 wrote the record)
             results += done
     finally:
         forget_balanced()  # the balanced copy the weight fingerprints shared: not past this call
@@ -182,6 +182,17 @@ def record_failures(zoo: Zoo, results: Sequence[ExtractResult], model_set: str) 
             now.pop(r.key, None)
     if list(now.values()) != stored:
         zoo.save_result(FAILURES, {"failures": list(now.values())})
+
+
+def forget_failures(zoo: Zoo) -> list[str]:
+    """Drop the zoo population's recorded extraction failures (:func:`record_failures`), e.g. of a spec written
+    wrong, which no later extraction would compute and so drop; the specs dropped (`extract --forget-failed`)."""
+    dropped = failures(zoo)
+    if dropped:
+        keys = {f["key"] for f in dropped}
+        kept = [f for f in failures(zoo, model_set=None) if f["key"] not in keys or f not in dropped]
+        zoo.save_result(FAILURES, {"failures": kept})
+    return [str(f.get("spec") or f["key"]) for f in dropped]
 
 
 def failures(zoo: Zoo, model_set: str | None = "") -> list[dict]:

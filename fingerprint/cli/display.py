@@ -554,9 +554,11 @@ def print_basins(zoo: Any, scorecard: bool = True) -> None:
 
 def missing_line(missing: list[dict[str, str]]) -> str:
     """One line naming the fingerprints that are not in a report because their extraction failed
-    (:func:`fingerprint.pipeline.not_in_report`), with the first one's reason."""
+    (:func:`fingerprint.pipeline.not_in_report`), with the reasons of the first three (outside audit 117: only the
+    first's was said), and how to drop a spec written wrong from the record."""
     names = ", ".join(m["fingerprint"] for m in missing)
-    first = missing[0]
-    why = first["error"] if len(missing) == 1 else f"{first['fingerprint']}: {first['error']}"
-    return (f"not in this report: {names} ({'its' if len(missing) == 1 else 'their'} extraction failed; {why}); "
-            "`fingerprint extract` again once fixed")
+    why = missing[0]["error"] if len(missing) == 1 else "; ".join(f"{m['fingerprint']}: {m['error']}" for m in missing[:3])
+    more = f"; {len(missing) - 3} more in summary.json's not_in_report" if len(missing) > 3 else ""
+    return (f"not in this report: {names} ({'its' if len(missing) == 1 else 'their'} extraction failed; {why}{more}); "
+            "`fingerprint extract` again once fixed, or `fingerprint extract ZOO --forget-failed` to drop a spec "
+            "written wrong from the record")

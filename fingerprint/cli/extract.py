@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app, console, err_console, esc
+from fingerprint.cli import app, console, err_console, esc, open_zoo
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress
 from training.core.errors import UserError
@@ -28,6 +28,7 @@ def extract(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     trust_code: bool = o.TRUST_OPTION,
     arch: Optional[str] = o.ARCH_OPTION,
+    forget_failed: bool = typer.Option(False, "--forget-failed", help="Drop the zoo's record of fingerprints whose extraction failed (a later report names them as missing), e.g. a spec written wrong; with no --fp, do nothing else."),
 ):
     """Compute fingerprints for a zoo (cached in the zoo)."""
     from fingerprint import pipeline  # deferred for start-up time (torch)
@@ -36,6 +37,14 @@ def extract(
 
     o.add_cwd_to_path()  # also for --fp module:function without --plugin
     o.load_plugin_options(plugin)
+    if forget_failed:  # (deferred for start-up time: torch)
+        from fingerprint.extraction import forget_failures
+
+        dropped = forget_failures(open_zoo(zoo_path))
+        console.print(f"dropped the record of {len(dropped)} failed extraction{'' if len(dropped) == 1 else 's'}"
+                      + (f": {esc(', '.join(dropped))}" if dropped else ""), highlight=False, soft_wrap=True)
+        if not fp:
+            return
     zoo = o.open_for_models(zoo_path, trust_code, arch)
     if label is not None and label not in zoo.models:
         raise UserError(f"unknown model column '{label}' (valid: {', '.join(zoo.models.names())})")

@@ -163,8 +163,15 @@ def test_extract_names_the_model_and_report_says_what_is_missing(pop):
     assert "Not in this report" in (tmp_path / "r.html").read_text()
     # once the fingerprint is computed for this population, the record forgets it
     run_cli("extract", tmp_path / "zoo", "--fp", "weight-stats", "--arch", "divarch:make")
-    assert [f["spec"] for f in json.loads((tmp_path / "zoo" / "results" / "extraction_failures.json").read_text())
-            ["failures"]] == ["probe-outputs"]
+    record = tmp_path / "zoo" / "results" / "extraction_failures.json"
+    assert [f["spec"] for f in json.loads(record.read_text())["failures"]] == ["probe-outputs"]
+    # a spec written wrong is never computed later: the record is dropped on request (outside audit 117)
+    res = run_cli("extract", tmp_path / "zoo", "--forget-failed")
+    assert res.returncode == 0 and "dropped the record of 1 failed extraction: probe-outputs" in res.stdout, res.stdout
+    assert json.loads(record.read_text())["failures"] == []
+    # an extraction in which every fingerprint fails is refused with nothing done (exit 2): nothing recorded
+    res = run_cli("extract", tmp_path / "zoo", "--fp", "probe-outputs", "--arch", "divarch:make")
+    assert res.returncode == 2 and json.loads(record.read_text())["failures"] == []
 
 
 def test_one_basin_and_an_outlier_is_named_but_several_basins_with_a_small_one_are_not():
@@ -196,3 +203,14 @@ def test_outliers_that_are_a_candidate_s_smaller_camp_are_not_called_outliers():
     assert lone_sentences(result, SimpleNamespace(candidates=[camp])) == []
     other = SimpleNamespace(basins={m: int(i in (2, 3, 4, 5)) for i, m in enumerate(ids)})
     assert len(lone_sentences(result, SimpleNamespace(candidates=[other]))) == 1
+
+
+def test_the_missing_line_gives_the_reasons_of_the_first_three():
+    """Outside audit 117: with several failed fingerprints the warning gave the first one's reason only."""
+    from fingerprint.cli.display import missing_line
+
+    missing = [{"fingerprint": f"fp{i}", "error": f"reason {i}"} for i in range(4)]
+    assert missing_line(missing) == (
+        "not in this report: fp0, fp1, fp2, fp3 (their extraction failed; fp0: reason 0; fp1: reason 1; fp2: reason 2; "
+        "1 more in summary.json's not_in_report); `fingerprint extract` again once fixed, or `fingerprint extract ZOO "
+        "--forget-failed` to drop a spec written wrong from the record")
