@@ -90,6 +90,9 @@ def _has_main_guard(path: str) -> bool:
     return False
 
 
+FORKSERVER_START = "analysis.forkserver_start"  # preloaded first: the forkserver's own Ctrl-C, quiet
+
+
 def quiet_interrupt() -> None:
     """A worker's start: Ctrl-C (a terminal sends it to the whole process group) ends the worker at
     once and without a traceback; the caller, which gets it too, says what was interrupted. Left to
@@ -121,7 +124,7 @@ def map_ordered(fn: Callable[..., Any], items: Sequence[tuple], rows: int, n_job
             each(out[-1])
         return out
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(preload))
+    ctx.set_forkserver_preload([FORKSERVER_START, *preload])
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=quiet_interrupt) as pool:
         futures = [pool.submit(fn, *args) for args in items]
         out = []
@@ -136,7 +139,7 @@ def background_pool(preload: Sequence[str] = ()) -> "Background":
     overlaps the caller's own: the report's figures while the analysis runs (:class:`Background`).
     Its start-up begins now, in a thread: the caller goes on at once."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(preload))
+    ctx.set_forkserver_preload([FORKSERVER_START, *preload])
     # gc.freeze: the imported modules' objects left out of the cyclic collector's passes (matplotlib makes
     # many short-lived cycles: its collections took 0.5-0.6 s of a 100 x 10 page's CPU, 0.3-0.4 s frozen)
     return Background(ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_background_start))

@@ -184,17 +184,6 @@ def record_failures(zoo: Zoo, results: Sequence[ExtractResult], model_set: str) 
         zoo.save_result(FAILURES, {"failures": list(now.values())})
 
 
-def forget_failures(zoo: Zoo) -> list[str]:
-    """Drop the zoo population's recorded extraction failures (:func:`record_failures`), e.g. of a spec written
-    wrong, which no later extraction would compute and so drop; the specs dropped (`extract --forget-failed`)."""
-    dropped = failures(zoo)
-    if dropped:
-        keys = {f["key"] for f in dropped}
-        kept = [f for f in failures(zoo, model_set=None) if f["key"] not in keys or f not in dropped]
-        zoo.save_result(FAILURES, {"failures": kept})
-    return [str(f.get("spec") or f["key"]) for f in dropped]
-
-
 def failures(zoo: Zoo, model_set: str | None = "") -> list[dict]:
     """The recorded extraction failures (:func:`record_failures`), of ``model_set`` (``""``: the
     zoo's population; ``None``: every one recorded)."""

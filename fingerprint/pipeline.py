@@ -39,6 +39,7 @@ from analysis.options import AnalysisOptions, FingerprintInput
 from analysis.results import AnalysisResult, FingerprintResult, summary
 from analysis.values import missing as no_value
 from fingerprint.extraction import (
+    FAILURES,
     ExtractResult,
     cache_entries,
     extract,
@@ -448,6 +449,17 @@ def inputs_for(zoo: Zoo, names: list[str] | None, label: str | None = None, prog
         raise UserError(f"nothing to analyse: {choices(failed)} could not be computed (above)")
     ok = cached_fingerprints(zoo, [n for n in names if n not in failed])
     return ok + [FingerprintInput(n, None, [], {"spec": n}, error=e) for n, e in failed.items()]
+
+
+def forget_failures(zoo: Zoo) -> list[str]:
+    """Drop the zoo population's recorded extraction failures (:func:`fingerprint.extraction.record_failures`), e.g. of a spec written
+    wrong, which no later extraction would compute and so drop; the specs dropped (`extract --forget-failed`)."""
+    dropped = failures(zoo)
+    if dropped:
+        keys = {f["key"] for f in dropped}
+        kept = [f for f in failures(zoo, model_set=None) if f["key"] not in keys or f not in dropped]
+        zoo.save_result(FAILURES, {"failures": kept})
+    return [str(f.get("spec") or f["key"]) for f in dropped]
 
 
 def not_in_report(zoo: Zoo, inputs: list[FingerprintInput]) -> list[dict[str, str]]:

@@ -12,7 +12,14 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app, console, err_console, esc, print_warning
+from fingerprint.cli import (
+    app,
+    console,
+    err_console,
+    esc,
+    interrupt_said,
+    print_warning,
+)
 from fingerprint.cli import options as o
 from fingerprint.cli.display import (
     RichProgress,
@@ -129,6 +136,7 @@ def run_pipeline(config: str, out: Path, resume: bool = False, overwrite: bool =
             progress.close()
             err_console.print(f"interrupted; finished shards are kept: rerun with --resume to train the rest into "
                               f"{esc(Path(out) / 'zoo')}", highlight=False, soft_wrap=True)
+            interrupt_said()
             raise typer.Exit(130) from None
     print_scorecard(result)
     from training.core.store import Zoo  # deferred for start-up time

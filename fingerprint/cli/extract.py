@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from fingerprint.cli import app, console, err_console, esc, open_zoo
+from fingerprint.cli import app, console, err_console, esc, interrupt_said, open_zoo
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress
 from training.core.errors import UserError
@@ -37,10 +37,8 @@ def extract(
 
     o.add_cwd_to_path()  # also for --fp module:function without --plugin
     o.load_plugin_options(plugin)
-    if forget_failed:  # (deferred for start-up time: torch)
-        from fingerprint.extraction import forget_failures
-
-        dropped = forget_failures(open_zoo(zoo_path))
+    if forget_failed:
+        dropped = pipeline.forget_failures(open_zoo(zoo_path))
         console.print(f"dropped the record of {len(dropped)} failed extraction{'' if len(dropped) == 1 else 's'}"
                       + (f": {esc(', '.join(dropped))}" if dropped else ""), highlight=False, soft_wrap=True)
         if not fp:
@@ -68,6 +66,7 @@ def extract(
             err_console.print(f"interrupted; {len(new)} fingerprint{'' if len(new) == 1 else 's'} computed by this run "
                               f"{'are' if len(new) != 1 else 'is'} cached{': ' + esc(names) if new else ''}; the same "
                               "command computes the rest (nothing half-written is kept)", highlight=False, soft_wrap=True)
+            interrupt_said()
             raise typer.Exit(130) from None
     if any(r.error for r in results):  # each said in its own line; the exit status: fingerprint.cli's convention
         raise typer.Exit(2 if all(r.error for r in results) else 1)

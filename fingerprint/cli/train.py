@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from fingerprint.cli import app, console, err_console, esc
+from fingerprint.cli import app, console, err_console, esc, interrupt_said
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress, print_basins
 from training.core.errors import PluginError, UserError
@@ -41,6 +41,7 @@ def sweep(
             progress.close()
             err_console.print(f"interrupted; finished shards are kept: rerun with --resume to train the rest into {esc(out)}",
                               highlight=False, soft_wrap=True)
+            interrupt_said()
             raise typer.Exit(130) from None
     console.print(
         f"[green]done:[/] {s.n_planned} models in [bold]{esc(s.zoo)}[/] "

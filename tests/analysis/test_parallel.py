@@ -338,3 +338,18 @@ def test_commands_that_do_not_analyse_start_without_scikit_learn():
             "print(sorted(m for m in ('sklearn', 'scipy.stats', 'matplotlib', 'umap') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_forkserver_start_module_changes_nothing_outside_a_forkserver():
+    """`analysis.forkserver_start`, preloaded first, makes the forkserver's Ctrl-C during its imports quiet (a
+    traceback before); imported anywhere else it leaves the process's Ctrl-C alone."""
+    import importlib
+    import signal
+
+    import analysis.forkserver_start as start
+    from analysis.parallel import FORKSERVER_START
+
+    before = signal.getsignal(signal.SIGINT)
+    importlib.reload(start)
+    assert signal.getsignal(signal.SIGINT) is before and not start._in_forkserver_preload()
+    assert FORKSERVER_START == start.__name__

@@ -402,6 +402,58 @@ def test_every_command_helps_with_every_option_and_shows_flags_as_flags():
         assert "<bool>" not in res.output, (name, res.output)
 
 
+def test_ctrl_c_that_typer_turns_into_status_130_still_says_interrupted(monkeypatch, capsys):
+    """Outside audit 117 (F2): Ctrl-C during `report` exited 130 saying nothing: typer 0.2x turns a
+    KeyboardInterrupt into a silent exit code 130. The line is said once: not again after a command's own line."""
+    import fingerprint.cli as cli_mod
+
+    said = [False]
+
+    def interrupted(**_kw):
+        cli_mod._INTERRUPTED.append(True)  # what the SIGINT handler records, during the command
+        if said[0]:
+            cli_mod.interrupt_said()
+        return 130
+
+    monkeypatch.setattr(cli_mod, "app", interrupted)
+    monkeypatch.setattr(cli_mod, "_register", lambda: None)
+    monkeypatch.setattr(cli_mod.signal, "signal", lambda *a: None)  # leave pytest's own Ctrl-C handler alone
+    with pytest.raises(SystemExit) as e:
+        cli_mod.main()
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
+    said[0] = True  # a command that said what it kept (sweep, extract, run)
+    with pytest.raises(SystemExit) as e:
+        cli_mod.main()
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == ""
+
+
+def test_a_ctrl_c_lost_in_a_callback_is_delivered_again(monkeypatch):
+    """A Ctrl-C raised inside a weakref callback during garbage collection (matplotlib's, while a report writes its
+    figures) was "Exception ignored" and lost: the report ran to the end with status 0. It is sent again."""
+    import types
+
+    import fingerprint.cli as cli_mod
+
+    started = []
+
+    class Timer:
+        def __init__(self, delay, fn, args):
+            self.call = (delay, fn, args)
+
+        def start(self):
+            started.append(self.call)
+
+    monkeypatch.setattr(cli_mod.threading, "Timer", Timer)
+    monkeypatch.setattr(cli_mod, "_INTERRUPTED", [True])
+    cli_mod._unraisable(types.SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+    assert started == [(0.05, os.kill, (os.getpid(), signal.SIGINT))]
+    passed = []
+    monkeypatch.setattr(cli_mod.sys, "__unraisablehook__", passed.append)
+    other = types.SimpleNamespace(exc_value=ValueError("x"), exc_type=ValueError)
+    cli_mod._unraisable(other)  # anything else: Python's own report of it
+    assert passed == [other] and len(started) == 1
+
+
 def test_ctrl_c_during_extract_says_what_is_cached(tmp_path, tiny_zoo):
     """The sixth audit: SIGINT mid-extract exited 130 saying nothing. Now one line names what this
     run cached; the same command computes the rest. A plugin that sleeps keeps the run going."""
