@@ -326,7 +326,8 @@ def _share_samples(x: np.ndarray, basins: np.ndarray, family: np.ndarray, distan
 
 def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np.ndarray | None = None,
                  raw_distances: bool = False, within: bool = False, n_boot: int = 200,
-                 random_state: int = 0, resolution: float | None = None) -> dict[str, Any] | None:
+                 random_state: int = 0, resolution: float | None = None,
+                 step_distances: np.ndarray | None = None) -> dict[str, Any] | None:
     """The size of the difference between candidate ``basins [n]`` (``-1``: in none): ``share`` of
     the raw fingerprint's variance (``raw [n, d]``, or ``[n, n]`` distances with ``raw_distances``;
     ``None``: ``coords``), ``share_coords`` of the variance of the test coordinates ``coords [n, k]``,
@@ -338,7 +339,9 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     the separation's on the log scale, the shares' on the angular one; ``None`` with fewer than 4 families). With ``resolution`` (a distance
     fingerprint's smallest step, from its metadata) and raw distances, ``steps`` (:func:`steps_apart`) and
     ``coarse``: fewer than :data:`MIN_STEPS` steps apart, a difference of an input or so, which no deep
-    verdict is made of. ``None``: fewer than two basins."""
+    verdict is made of; ``step_distances [n, n]`` are the distances to count them in when ``raw`` is not (``--covariate``
+    took its part out of a distance fingerprint: outside audit 118, camps one prediction of one model apart read as a
+    candidate). ``None``: fewer than two basins."""
     b = _as_basins(basins)
     c = np.asarray(coords, dtype=np.float64)
     if len(b) != len(c) or len(family) != len(c):
@@ -391,8 +394,9 @@ def basin_effect(basins: Sequence, family: Sequence, coords: np.ndarray, raw: np
     # no gap: neither the dip test nor (for camps of unequal sizes) the spacing bound finds one
     out["no_gap"] = bool(out["dip_p"] is not None and out["dip_p"] > GAP_ALPHA
                          and (out["spacing_p"] is None or out["spacing_p"] > GAP_ALPHA))
-    if resolution and dist:
-        out["steps"] = steps_apart(r, b, resolution)
+    steps_d = step_distances if step_distances is not None else r if dist else None
+    if resolution and steps_d is not None:
+        out["steps"] = steps_apart(steps_d, b, resolution)
         out["coarse"] = bool(out["steps"] is not None and out["steps"] < MIN_STEPS)
         out["min_steps"] = MIN_STEPS
     return out
@@ -445,17 +449,20 @@ def family_apart(clusters: Sequence, family: Sequence, coords: np.ndarray | None
 
 def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.ndarray | None, raw_distances: bool,
           clusters: Sequence, known: np.ndarray | None = None, alpha: float = 0.05, n_boot: int = 200,
-          random_state: int = 0, resolution: float | None = None) -> SizedLabelFree:
+          random_state: int = 0, resolution: float | None = None,
+          step_distances: np.ndarray | None = None) -> SizedLabelFree:
     """``res`` (the tests on ``coords [n, k]`` with each model's init ``family [n]``) with the sizes of
     its candidate partitions whose raw p-value is at most ``alpha`` (only those can become a verdict
     after the correction) and the family-apart pointer of the fingerprint's own basins ``clusters
-    [n]``, all on the models with a lineage value (``known [n]`` bool; ``None``: all)."""
+    [n]``, all on the models with a lineage value (``known [n]`` bool; ``None``: all). ``step_distances [n, n]``:
+    the distances a ``resolution``'s steps are counted in where ``raw`` is not them (after ``--covariate``)."""
     keep = np.ones(len(coords), bool) if known is None else np.asarray(known, bool)
     if raw is not None and np.asarray(raw).size > RAW_MAX:  # each bootstrap sample copies its rows: the test coordinates
         raw = None
     fam = [str(f) for f, k in zip(family, keep) if k]
     c = np.asarray(coords, dtype=np.float64)[keep]
     r = None if raw is None else np.asarray(raw)[np.ix_(keep, keep)] if raw_distances else np.asarray(raw)[keep]
+    steps = None if step_distances is None else np.asarray(step_distances)[np.ix_(keep, keep)]
     parts = []
     if res.p_split is not None and res.p_split <= alpha:
         parts += [("split", res.split_basins, res.split_within), ("split_families", res.split_families, False),
@@ -467,7 +474,8 @@ def sized(res: LabelFreeResult, family: Sequence, coords: np.ndarray, raw: np.nd
     effects = {}
     for key, basins, within in parts:
         if basins is not None:
-            e = basin_effect(np.asarray(basins)[keep], fam, c, r, raw_distances, within, n_boot, random_state, resolution)
+            e = basin_effect(np.asarray(basins)[keep], fam, c, r, raw_distances, within, n_boot, random_state, resolution,
+                             steps)
             if e is not None:
                 effects[key] = e
     fields = {k: getattr(res, k) for k in LabelFreeResult.__dataclass_fields__}

@@ -43,6 +43,9 @@ class Prepared:
     cov_fit: covariates.Fit | None
     table: dict[str, np.ndarray]
     strata: list[str]  # the design columns the label-free tests take out
+    # [n, n] a distance fingerprint's distances before --covariate took its part out (``values`` then holds
+    # coordinates): what its resolution's steps are counted in (effect.steps_apart; outside audit 118); else None
+    raw_dist: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -94,10 +97,12 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
             covariates.check(cov_fit)
         except AnalysisError as e:
             raise ValueError(f"{e} (on the {len(ids)} models this fingerprint has)") from None
+        raw_dist = values if dist else None
         values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
         taken, cells = cov_fit.design, cov_fit.levels
     return Prepared(values, bool(dist), std, ids, excluded, rows_arr, label, lineage, lineage_values, parent_ids,
-                     parents, taken, cells, share, cov_fit, table, strata_names(table, opts))
+                     parents, taken, cells, share, cov_fit, table, strata_names(table, opts),
+                     raw_dist if opts.covariates else None)
 
 
 def label_free_tests(prep: Prepared, opts: AnalysisOptions, coords: np.ndarray, clusters: np.ndarray, n_null: int,
@@ -121,7 +126,7 @@ def label_free_tests(prep: Prepared, opts: AnalysisOptions, coords: np.ndarray, 
         label_free = dataclasses.replace(label_free, tree=lf.family_tree(coords[known], lineage_values[known]))
         # how big each candidate difference is, and one family set apart by the basins (docs/scorecard.md)
         label_free = effect.sized(label_free, lineage_values, coords, prep.values, prep.dist, clusters, known, opts.alpha,
-                                  opts.n_family_boot, opts.seed, resolution)
+                                  opts.n_family_boot, opts.seed, resolution, prep.raw_dist)
     return label_free
 
 

@@ -642,3 +642,23 @@ def test_the_advice_to_draw_more_replicates_follows_the_tests_it_names():
                             split_side_whole=0, n_related_families=6, cut_families=[], split_within=True, split_all=None)
     out = with_unconfirmed("Families are identifiable.", named, {(0, "split"): 0.08}, 0, 0.05)  # the split named, at its floor
     assert "two camps p 0.000417 (q 0.08)" in out and "p 0.00042 is the smallest 2399 null replicates can give" in out
+
+
+@pytest.mark.parametrize("flipped", [1, 12])
+def test_the_steps_are_counted_in_the_distances_before_a_covariate(flipped):
+    """Outside audit 118 (F2): `--covariate lr` made a GRU null's `disagreement:probe_set=in_dist`, whose models
+    differed on one probe for one model, a candidate of 24 and 24 models: once the covariate's part is taken out the
+    fingerprint is coordinates, and the camps' steps of one prediction were no longer counted. They are counted in its
+    distances before the covariate."""
+    from analysis import scorecard as sc
+    from analysis.effect import MIN_STEPS
+
+    d, ids, camp = _predictions_apart(flipped)
+    lr = np.random.default_rng(1).uniform(1e-3, 1e-2, len(ids))
+    table = {"model_id": np.asarray(ids, dtype=object), "family": np.repeat(np.arange(6), 4), "lr": lr}
+    opts = sc.AnalysisOptions(lineage="family", n_boot=0, embedding="pca", n_family_boot=50, covariates=["lr"])
+    meta = {"output": "distances", "resolution": 1 / 256}
+    r = sc.analyze([sc.FingerprintInput("disagreement", d, ids, meta)], table, opts).fingerprints[0]
+    assert (r.label_free["verdict"] == "crosses lineage") == (flipped >= MIN_STEPS)  # before: crosses lineage at 1
+    if flipped >= MIN_STEPS:
+        assert r.label_free["effect"]["steps"] == pytest.approx(flipped, abs=0.5)
