@@ -127,7 +127,7 @@ class Candidate:
     share_top: float | None = None
     share_interval: bool = True  # share_top is an interval's upper end (False: a share without an interval)
     label_match: bool = False  # the representative's camps match the --label column (AMI at the deep threshold or more)
-    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside", "values" or "unchecked" (_lone_why),
+    lone_why: str = ""  # a candidate of one fingerprint said as a lead: "share" (SMALL_SHARE), "inside", "values", "unchecked" or "classes" (_lone_why),
     # or of any number: "unlearned", one camp's models agree with nothing on the in-distribution probes (unlearned)
     # the representative's in-distribution camps (analysis.unlearned.camps, with "fingerprint") and which of them
     # agrees with nothing ("camp": 0 or 1) when one does: models that did not learn the task (an outside audit, 94)
@@ -265,9 +265,16 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     unchecked = set() if any((r.meta or {}).get("predicts") for r in judged) else {
         str(r.fingerprint) for r in deep if r.kind == "behavioural"
         and ((r.meta or {}).get("params") or {}).get("transform") in CLASS_TRANSFORMS}
+    # each fingerprint of the predicted classes beside judged ones of the output values on the same probes (one source):
+    # the camps those see (own two clusters, camps held back, candidate basins), for _lone_why's "classes"
+    seen = {str(p.fingerprint): [part for r in judged if r is not p and _source(r) == _source(p) and r.kind == "behavioural"
+                                 and not (r.meta or {}).get("predicts")
+                                 for part in (_clusters(r) if r.k == 2 else {}, _held_basins(r.label_free), _basins(r))]
+            for p in preds}
+    seen = {f: parts for f, parts in seen.items() if parts}
     for c in found:
         c.lone_why = ("unlearned" if c.unlearned else "" if beside else
-                      _lone_why(c, n_behavioural, classes, sources, unchecked))
+                      _lone_why(c, n_behavioural, classes, sources, unchecked, seen))
     cands = [c for c in found if c.few is None and not c.lone_why]
     alpha = float(result.settings.get("alpha", 0.05))
     q = _test_q(analysed)
@@ -1394,7 +1401,8 @@ CLASS_TRANSFORMS = ("logprob", "prob")  # an output fingerprint's transforms of 
 
 
 def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int]] | None = None,
-              sources: dict[str, str] | None = None, unchecked: Collection[str] = ()) -> str:
+              sources: dict[str, str] | None = None, unchecked: Collection[str] = (),
+              seen: dict[str, list[dict[str, int]]] | None = None) -> str:
     """Why a candidate of one fingerprint is said as a lead, or ``""``: ``"share"`` (:func:`_small_share`), or
     ``"inside"``, a fingerprint of the models' insides (weights, activations) that none of the judged behavioural
     fingerprints joins. An outside audit (91): a dropout sweep of one rule read "one candidate deep difference, found
@@ -1419,7 +1427,15 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
     transform is ``logprob`` or ``prob``; a regression's `disagreement` predicts values and keeps its candidate).
     Outside audit 117: the README's tour (`extract --fp ood-outputs --fp cka` on `xor-cues-quick`) read "one candidate
     deep difference, found by 1 of 2 fingerprints (ood-outputs)" of camps with AMI 0.00 with the rule, which the
-    default set reads as a "values" lead beside the real candidate."""
+    default set reads as a "values" lead beside the real candidate.
+    Or ``"classes"``, the other way round: a candidate of one fingerprint of the predicted classes, beside judged
+    fingerprints of the output values on the same probes (``seen``: the camps those see, own two clusters, camps held
+    back or candidate basins), none of which sees its camps (AMI :data:`AGREE` or more). Outside audit 118: GRU nulls of
+    independent seeds read "one candidate deep difference, found by 1 of 9 fingerprints (disagreement)", camps that
+    predicted differently on rare low-valued probes while `ood-outputs` on the same probes saw no camps. In the
+    analyses stored from the outside audits, every other such candidate was a null's (audit 114's shared data orders
+    reported with `--strata none`); each planted one (audit 105's minorities, audit 116's backdoor) had the output
+    values' own clusters or held camps on its camps."""
     one = len(c.fingerprints) == 1
     if not one and len({(sources or {}).get(f, f) for f in c.fingerprints}) != 1:
         return ""
@@ -1427,6 +1443,9 @@ def _lone_why(c: Candidate, n_behavioural: int, classes: dict[str, dict[str, int
         return "share"
     if n_behavioural and c.kinds and "behavioural" not in c.kinds:
         return "inside"
+    if one and c.representative in (seen or {}) and not any(
+            (a := _agreement(part, c.basins)) is not None and a >= AGREE for part in seen[c.representative]):
+        return "classes"
     whole = one and c.relatives and not c.cut_families and c.verdicts.get(c.representative) == "groups lineages"
     if whole and not classes and c.representative in unchecked:
         return "unchecked"
@@ -2290,12 +2309,28 @@ def _lone_leads_text(ans: Answer) -> str:
     share = [c for c in ans.lone_leads if c.lone_why == "share"]
     inside = [c for c in ans.lone_leads if c.lone_why == "inside"]
     values = [c for c in ans.lone_leads if c.lone_why in ("values", "unchecked")]
+    classes = [c for c in ans.lone_leads if c.lone_why == "classes"]
     failed = [c for c in ans.lone_leads if c.lone_why == "unlearned"]
     after_share = first + len(share) if len(share) > 1 else first
     after_inside = after_share + len(inside) if len(inside) > 1 else after_share
+    after_values = after_inside + len(values) if len(values) > 1 else after_inside
     return "; ".join(t for t in (_unlearned_text(ans, failed), _small_leads_text(ans, share, first),
-                                 _inside_leads_text(ans, inside, after_share), _values_leads_text(ans, values, after_inside))
+                                 _inside_leads_text(ans, inside, after_share), _values_leads_text(ans, values, after_inside),
+                                 _classes_leads_text(ans, classes, after_values))
                      if t)
+
+
+def _classes_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
+    """``a lead that one fingerprint's predicted classes alone find ...`` for the leads of :func:`_lone_why`'s
+    ``"classes"``, or ``""``."""
+    if not leads:
+        return ""
+    head = (f"{'a lead' if len(leads) == 1 else f'{len(leads)} leads'} that one fingerprint's predicted classes alone "
+            "find, the output values on the same probes not with it (weaker evidence than a candidate: models whose "
+            "outputs differ too little for their values to form camps can still fall on either side of a decision "
+            "boundary on a few rare inputs, a seed-decided quirk as readily as a different rule: docs/scorecard.md, "
+            "\"Predicted classes alone\")")
+    return _leads_text(ans, head, leads, first, ans.n_behavioural)
 
 
 def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:

@@ -1405,6 +1405,36 @@ def test_output_values_grouping_whole_families_with_nothing_that_predicts_classe
     assert len(label_free_answer(result(weights)).candidates) == 1
 
 
+def test_predicted_classes_alone_with_the_output_values_of_the_same_probes_seeing_nothing_are_a_lead():
+    """Outside audit 118 (F1): GRU nulls of 48 independent seeds read "one candidate deep difference, found by 1 of 9
+    fingerprints (disagreement)", camps that predicted differently on rare low-valued probes while `ood-outputs` on
+    the same probes saw no camps. Such a candidate is a lead; where the output values' own two clusters, camps held
+    back or candidate basins are its camps (audit 116's backdoor, audit 105's minorities), it stays a candidate."""
+    def on_ood(name: str, basins=None, verdict: str = "no structure", classes: bool = False) -> FingerprintResult:
+        r = fp(name, basins, verdict, q=0.022 if basins else 0.5)
+        r.kind = "behavioural"
+        r.meta.update({"reads": "outputs", "params": {"probe_set": "ood"}} | ({"predicts": "classes"} if classes else {}))
+        return r
+
+    def answer(values: FingerprintResult):
+        return label_free_answer(result(on_ood("disagreement", CAMPS, "crosses lineage", classes=True), values))
+
+    ans = answer(on_ood("ood-outputs"))
+    assert ans.candidates == [] and [c.lone_why for c in ans.lone_leads] == ["classes"]
+    assert ans.sentence.startswith(
+        "no candidate deep difference; a lead that one fingerprint's predicted classes alone find, the output values on "
+        "the same probes not with it (weaker evidence than a candidate: ")
+    clustered = on_ood("ood-outputs")  # its own two clusters are the camps: it sees them
+    clustered.k, clustered.clusters = 2, [CAMPS[m] for m in IDS]
+    assert len(answer(clustered).candidates) == 1
+    held = on_ood("ood-outputs")  # its camps held back (no gap) are the camps
+    held.label_free.update(held="no gap", held_basins=dict(CAMPS))
+    assert len(answer(held).candidates) == 1
+    other = on_ood("ood-outputs")
+    other.meta["params"] = {"probe_set": "in_dist"}  # the values of other probes: not the same source, no check
+    assert len(answer(other).candidates) == 1
+
+
 def test_a_groups_lineages_candidate_that_cuts_a_few_families_says_so():
     """An outside audit (108): a backdoor drawn per model that cut 2 of 12 families of 2 read "whole init families on
     each side (the init seed decides them ...)" beside a verdict that named the two families it cut."""
