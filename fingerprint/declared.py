@@ -15,7 +15,7 @@ from torch import nn
 
 from fingerprint.extractors.mixing import check_member, mix_spec, moved_group
 from training.core.errors import UserError
-from training.families.module import call_with
+from training.families.module import call_with, declared_pairs
 
 MOVED_TOL = 1e-6  # the largest change of an output (float64), relative to the largest output, that a declared group may make
 METHODS = ("hidden_permutable", "hidden_rescalable", "hidden_mixable")
@@ -52,6 +52,12 @@ def check_declared(template: nn.Module, state: dict[str, torch.Tensor], inputs: 
     with every parameter (not the buffers) moved by a little noise: a symmetry holds at every point, and a group that
     leaves out a bias which is zero in the checkpoint (a step-0 file) would pass at that point only (review 112)."""
     declared = {m: getattr(template, m)() for m in METHODS if callable(getattr(template, m, None))}
+    for method in ("hidden_permutable", "hidden_rescalable"):  # (param, axis) pairs only: said at import, not later
+        if method in declared:
+            try:
+                declared_pairs(method, declared[method])
+            except UserError as e:
+                raise UserError(f"{label}: {e}") from None
     if not declared or not inputs:
         return
     gen = torch.Generator().manual_seed(0)

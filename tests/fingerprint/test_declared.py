@@ -68,6 +68,14 @@ def test_a_declared_group_that_moves_the_outputs_is_refused_with_what_it_left_ou
     with pytest.raises(UserError, match=r"hidden_permutable\(\) group 'o' is not a symmetry.*\('o.bias', 0\)"):
         _check(Unrelated())
 
+    class Blocks(Attention):  # hidden_mixable()'s dict members in a permutation (outside audit 118: a GRU's gates)
+        def hidden_permutable(self) -> dict:
+            return {"o": [{"param": "o.weight", "axis": 0, "rows": [0, 16]}, ("out.weight", 1)]}
+
+    with pytest.raises(UserError, match=r"^arch:make: hidden_permutable\(\) group 'o': member .* is not a \(param, "
+                       r"axis\) pair"):
+        _check(Blocks())
+
 
 ARCH = textwrap.dedent('''
     import torch

@@ -112,3 +112,20 @@ def test_a_report_of_an_import_without_fingerprints_says_the_command_that_works(
     assert res.stderr.strip() == (f"error: zoo '{zoo.path}' has no fingerprints yet: run `fingerprint extract {zoo.path} "
                                   "--arch MODULE:FACTORY` (the default set; MODULE:FACTORY is your own code that builds "
                                   "the architecture) or pass --fp")
+
+
+def test_a_permutation_declared_with_members_that_are_not_pairs_is_refused_at_import(tmp_path):
+    """Outside audit 118 (F6): a GRU's gate blocks declared in hidden_permutable() with hidden_mixable()'s dict members
+    passed the import and ended `lineage` in a traceback (``too many values to unpack``). It is a one-line error at
+    import, naming the member and the format, and nothing is written."""
+    import pytest
+
+    from training.core.errors import UserError
+    from training.families.module import declared_pairs
+
+    with pytest.raises(UserError, match=r"hidden_permutable\(\) group 'h': member \{'param': 'gru.weight_ih_l0'.*is not a "
+                       r"\(param, axis\) pair; .*a recurrent layer's gate blocks"):
+        declared_pairs("hidden_permutable", {"h": [("head.weight", 1), {"param": "gru.weight_ih_l0", "axis": 0,
+                                                                         "rows": [0, 8]}]})
+    assert declared_pairs("hidden_rescalable", {"h": [["fc1.weight", 0], ("fc2.weight", np.int64(1))]}) == {
+        "h": [("fc1.weight", 0), ("fc2.weight", 1)]}

@@ -8,6 +8,7 @@ If a module cannot be vmapped, the family falls back to a per-model loop and say
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,26 @@ def vmap_or_loop(one, params: dict[str, torch.Tensor], x: torch.Tensor, shared: 
 CONTAINERS = (nn.ModuleList, nn.ModuleDict)
 
 
+def declared_pairs(method: str, groups: Any) -> dict[str, list[tuple[str, int]]]:
+    """A module's ``hidden_permutable()`` / ``hidden_rescalable()`` declaration as ``{group: [(param, axis), ...]}``, or a
+    one-line error naming the member that is not such a pair (outside audit 118: a GRU's gate blocks declared with the
+    dict members ``hidden_mixable()`` takes passed the import and ended ``lineage`` in a traceback)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for g, members in dict(groups).items():
+        pairs = []
+        for m in members:
+            if isinstance(m, (dict, str, bytes)) or not hasattr(m, "__len__") or len(m) != 2 \
+                    or not isinstance(m[0], str) or isinstance(m[1], bool) or not isinstance(m[1], numbers.Integral):
+                raise UserError(f"{method}() group '{g}': member {m!r} is not a (param, axis) pair; {method}() takes "
+                                "{group: [(param, axis), ...]}, each member permuted whole along its axis (dict members "
+                                "with rows are hidden_mixable()'s only); a recurrent layer's gate blocks (an nn.GRU's or "
+                                "nn.LSTM's units, one row in each block) cannot be declared so: its weight fingerprints "
+                                "then leave the permutation in (docs/import.md)")
+            pairs.append((m[0], int(m[1])))
+        out[str(g)] = pairs
+    return out
+
+
 @dataclass
 class ModuleFamily(Family):
     """Wrap a factory ``() -> nn.Module``. Not in the architecture registry: it is built in code."""
@@ -196,7 +217,7 @@ class ModuleFamily(Family):
         t = self.template()
         declared = getattr(t, "hidden_permutable", None)
         if callable(declared):
-            return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
+            return declared_pairs("hidden_permutable", declared())
         return sequential_groups(t) | feedforward_groups(t)
 
     def hidden_rescalable(self) -> dict[str, list[tuple[str, int]]]:
@@ -207,7 +228,7 @@ class ModuleFamily(Family):
         t = self.template()
         declared = getattr(t, "hidden_rescalable", None)
         if callable(declared):
-            return {str(g): [(str(n), int(a)) for n, a in v] for g, v in declared().items()}
+            return declared_pairs("hidden_rescalable", declared())
         return {} if callable(getattr(t, "hidden_permutable", None)) else sequential_rescalable(t)
 
     def hidden_mixable(self) -> dict[str, list[tuple[str, int]] | dict]:
