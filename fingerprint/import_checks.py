@@ -304,7 +304,9 @@ def check_probes(probes: Any, s: str) -> dict[str, torch.Tensor]:
     odd = next((n for n in out if shapes[n] != shapes[first]), None)
     if odd is not None:
         raise UserError(f"probe set '{odd}' of '{s}' has inputs of shape {shapes[odd]}, probe set '{first}' {shapes[first]}: "
-                        "every probe set feeds the same models")
+                        "a zoo's probe sets share one input shape (fingerprints build inputs from one set for another and "
+                        "compare sets); for inputs of another shape (longer sequences), import the same checkpoints into a "
+                        "second zoo with those probes (docs/import.md)")
     return out
 
 
