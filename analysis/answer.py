@@ -2345,7 +2345,8 @@ def _values_leads_text(ans: Answer, leads: list[Candidate], first: int) -> str:
                "the default set, is one: extract it and report again) " if unchecked else
                "no fingerprint of the predicted classes off distribution with it ")
             + "(weaker evidence than a candidate: a seed-decided quirk of the outputs on a few probes, or graded "
-            "preferences, groups the families as readily as a real difference too slight to change a prediction: "
+            "preferences, groups the families as readily as a real difference does, and no test of the predicted "
+            "classes confirms these camps, whether or not the camps predict differently: "
             "docs/scorecard.md, \"Output values alone\")")
     return _leads_text(ans, head, leads, first, ans.n_behavioural)
 

@@ -1356,7 +1356,8 @@ def test_one_fingerprints_output_values_grouping_whole_families_beside_predictio
         "no candidate deep difference; a lead that one fingerprint's output values alone find, whole init families on "
         "each side, no fingerprint of the predicted classes off distribution with it (weaker evidence than a candidate: "
         "a seed-decided quirk of the outputs on a few probes, or graded preferences, groups the families as readily as "
-        "a real difference too slight to change a prediction: docs/scorecard.md, \"Output values alone\"): found by 1 of 2 "
+        "a real difference does, and no test of the predicted classes confirms these camps, whether or not the camps "
+        "predict differently: docs/scorecard.md, \"Output values alone\"): found by 1 of 2 "
         "fingerprints (ood-outputs): candidate basins of 12 and 12 models")
     in_dist = behavioural(fp("disagreement:probe_set=in_dist", None, "no structure"), "in_dist", classes=True)
     kept = label_free_answer(result(behavioural(fp("ood-outputs", CAMPS, "groups lineages", q=0.027), "ood"), in_dist))
