@@ -119,7 +119,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     """Warnings as one ``warning: ...`` line, not Python's file/line/source form; one an installed library
     raised says whose (``warning (from torch): ...``: an outside audit of the seventeenth session read
     torch's own note on ``weight_norm`` batching as the toolkit's)."""
-    print_warning(str(message), _library(str(filename)))
+    # a library's own warning class names it when the warning points into our code (outside audit 117: scipy's
+    # ClusterWarning, raised with a stacklevel that lands in the toolkit, read as the toolkit's own)
+    own = (getattr(category, "__module__", "") or "").split(".")[0]
+    lib = own if own not in ("", "builtins", "fingerprint", "training", "analysis", "__main__") else None
+    print_warning(str(message), _library(str(filename)) or lib)
 
 
 def _library(filename: str) -> str | None:

@@ -420,3 +420,10 @@ def test_a_librarys_warning_says_whose_it_is(capsys):
     _show_warning("a zoo note", UserWarning, "/work/repo/fingerprint/extraction.py", 1)
     err = capsys.readouterr().err
     assert "warning (from torch): There is a performance drop" in err and "warning: a zoo note" in err
+    # a library's own warning class, raised with a stacklevel that points into our code (outside audit 117: scipy's
+    # ClusterWarning on an all-zero distance matrix read as the toolkit's own)
+    from scipy.cluster.hierarchy import ClusterWarning
+
+    _show_warning("looks suspiciously like an uncondensed distance matrix", ClusterWarning,
+                  "/work/repo/analysis/clustering.py", 1)
+    assert "warning (from scipy): looks suspiciously" in capsys.readouterr().err
