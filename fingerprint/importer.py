@@ -86,9 +86,11 @@ def check_unique_ids(model_ids: list[str], files: Sequence[Path] = ()) -> None:
     seen: dict[str, int] = {}
     for i, m in enumerate(model_ids):
         if m in seen:
-            both = f" ({files[seen[m]].name}, {files[i].name})" if files else ""
-            raise UserError(f"two checkpoints map to model id '{m}'{both} (ids are file stems, or directory names with "
-                            "--hf; rename one)")
+            if not files:  # Zoo.from_modules' model_ids (outside audit 117: the message spoke of files and --hf)
+                raise UserError(f"model id '{m}' is given twice (models {seen[m]} and {i} of model_ids): each model needs "
+                                "its own")
+            raise UserError(f"two checkpoints map to model id '{m}' ({files[seen[m]].name}, {files[i].name}) (ids are "
+                            "file stems, or directory names with --hf; rename one)")
         seen[m] = i
 
 

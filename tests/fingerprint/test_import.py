@@ -227,6 +227,9 @@ def test_zoo_from_modules_in_three_lines():
 
     out = family_for(zoo)(zoo.params(), torch.randn(3, 4))
     assert out.shape == (5, 3, 2)
+    # a model id given twice: said in the API's terms, not the CLI's files (outside audit 117)
+    with pytest.raises(UserError, match=r"^model id 'a' is given twice \(models 0 and 1 of model_ids\): each model needs"):
+        Zoo.from_modules(mods, model_ids=["a", "a", "b", "c", "d"], probes={"in_dist": torch.randn(10, 4)})
 
 
 def test_imported_population_is_fingerprinted(user_models):
