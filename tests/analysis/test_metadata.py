@@ -451,6 +451,27 @@ def test_a_column_that_is_the_generation_is_not_a_lead():
     assert generation_columns({**table, "parent_id": np.asarray([""] * 32, dtype=object)}, set()) == []  # no fine-tunes
 
 
+def test_a_copy_of_a_design_column_is_taken_out_with_it():
+    """Outside audit 117 (F11): an imported null whose CSV had `data_seed` and an identical `order` column read "within
+    their init families the fingerprints follow column 'order' ... if such a column records a setting varied model by
+    model": the data order's seed noise, which the tests had taken out as `data_seed` already. A column that is a
+    design column's values under other names, one to one, is taken out with it; one that is not stays tested."""
+    from analysis.metadata import strata_copies, table_gradients
+
+    r = np.random.default_rng(3)
+    fam = np.repeat(np.arange(10), 3)
+    order = np.tile([0, 1, 2], 10)
+    x = r.standard_normal((10, 5))[fam] + 0.2 * r.standard_normal((30, 5))
+    x[:, 0] += 2.0 * order  # the data order's seed noise, alike in every family
+    table = {"model_id": np.asarray([f"m{i}" for i in range(30)], dtype=object),
+             "kind": np.asarray(["imported"] * 30, dtype=object), "data_seed": 100 + order,
+             "order": order.astype(float), "steps": 50.0 * order + (np.arange(30) % 2)}
+    assert strata_copies(table, set(), ["data_seed"]) == ["order"]
+    opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
+    found = [e["column"] for e in table_gradients(x, table, np.arange(30), fam.astype(str), opts, {"data_seed"})]
+    assert "order" not in found and "steps" in found  # not one to one with data_seed: tested
+
+
 def test_a_family_column_of_few_arrangements_is_tested_exactly():
     """An outside audit (76): a backdoor set in 3 of 8 whole families was named as a lead or not by --seed
     and by the other columns, its p drawn at 0.01-0.025 around its floor. With at most n_perm distinct
