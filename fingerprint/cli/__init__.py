@@ -161,7 +161,9 @@ def _unraisable(unraisable) -> None:
     forty-first session, beside outside audit 117's F2: one Ctrl-C in three during a report's figures). It is delivered
     again a moment later, where it stops the command."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED:
-        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        resend = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        resend.daemon = True  # a command that ends meanwhile is not held up, nor interrupted at its exit
+        resend.start()
         return
     sys.__unraisablehook__(unraisable)
 
