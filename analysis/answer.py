@@ -218,9 +218,8 @@ class Answer:
     # agree (AMI at AGREE or more), two or more a group: [{fingerprints, q [min, max], sizes, ami [min, max], basins}]
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     # the closest splits of the init families (exploratory) that fingerprints of two sources or more agree on exactly,
-    # each at a raw family-groups p under alpha (by "closest"), or own two clusters of whole init families that they
-    # agree on (by "clusters", with stability and ami): [{by, fingerprints, p [min, max], families [[smaller],
-    # [larger]], sizes, basins[, stability, ami]}] (_family_leads, _family_cluster_leads; outside audit 116)
+    # each at a raw family-groups p under alpha: [{fingerprints, p [min, max], families [[smaller], [larger]], sizes,
+    # basins}] (_family_leads; outside audit 116)
     family_leads: list[dict[str, Any]] = field(default_factory=list)
     # judged fingerprints whose own two clusters, stable under resampling, cut the init families and agree (AMI at
     # AGREE or more), two or more a group of two sources or more, one of them behavioural, where some fingerprint finds
@@ -332,12 +331,9 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         ans.rest = {"excluded": list(rest["excluded"]), "others": None if sub is None else int(sub.n_models),
                     "answer": None if sub is None else label_free_answer(sub),
                     "by_user": [str(m) for m in result.settings.get("exclude") or ()]}  # (--exclude: out of both)
-    held_by = {_said_name(r): _held_basins(r.label_free) for r in judged if r.label_free.get("held") in ("no gap", "few")}
-    held = list(held_by.values())
-    failed = set(ans.rest["excluded"]) if ans.rest else set()
-    ans.family_leads += _family_cluster_leads(judged, [*shown, *(u["basins"] for u in (*ans.unconfirmed, *ans.family_leads))],
-                                              failed, held_by)
     if ans.lineage_found:  # cutting the families means something only where some fingerprint sees them (review 105)
+        held = [_held_basins(r.label_free) for r in judged if r.label_free.get("held") in ("no gap", "few")]
+        failed = set(ans.rest["excluded"]) if ans.rest else set()
         ans.cluster_leads = _cluster_leads(judged, [*shown, *(u["basins"] for u in (*ans.unconfirmed, *ans.family_leads)),
                                                     *held], failed)
     ans.sentence = answer_sentence(ans) + lineage_unseen_text(ans) + _rest_text(ans)
@@ -471,7 +467,7 @@ def _family_leads(judged: list[FingerprintResult], shown: list[dict[str, int]], 
         if len(set(basins.values())) < 2 or any((a := _agreement(basins, b)) is not None and a >= AGREE for b in shown):
             continue
         ps = [float(ok[f].label_free["p_groups"]) for f in names]
-        out.append({"by": "closest", "fingerprints": names, "p": [min(ps), max(ps)],
+        out.append({"fingerprints": names, "p": [min(ps), max(ps)],
                     "families": [sorted((f for f, i in side.items() if i == k), key=natural_key) for k in (0, 1)],
                     "sizes": [sum(1 for b in basins.values() if b == k) for k in (0, 1)], "basins": basins})
     return out
@@ -482,25 +478,16 @@ def _family_leads_text(ans: Answer, lead: str) -> str:
     :attr:`Answer.family_leads`, or ``""``."""
     out = ""
     for u in ans.family_leads:
-        lo, hi = u["p"] or (None, None)
-        p = "" if lo is None else f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
+        lo, hi = u["p"]
+        p = f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
         fams = u["families"][0]
         named = ", ".join(f"'{f}'" for f in fams[:6]) + (", ..." if len(fams) > 6 else "")
-        if u.get("by") == "clusters":
-            head = (f"the own two clusters of {_first_three(u['fingerprints'])}, fingerprints of different sources, "
-                    f"stable under resampling (stability {_span_text(u['stability'])}), are whole init families and "
-                    f"{_leads_agree_text(u['ami'])}, which no family-groups test confirms"
-                    + (f" (raw p {p})" if p else "") + ": ")
-        else:
-            head = (f"the closest splits of the init families by {_first_three(u['fingerprints'])}, fingerprints of "
-                    f"different sources, each exploratory (family groups p {p}, not significant after the correction), "
-                    "agree exactly: ")
-        also = u.get("held") or []
-        also_text = (f"; the camps of {_first_three(also)}, held back above, are these families too" if also else "")
-        out += (f"; {lead} {head}{'family' if len(fams) == 1 else 'families'} {named} ({u['sizes'][0]} models) against "
-                f"the other {len(u['families'][1])} ({u['sizes'][1]}){also_text}, a lead to check, not a finding: a difference the "
-                "init seed decides (a backdoor or a rule in those families' training) or a quirk of those seeds that "
-                "several probe sets share; more init families would tell (summary.json label_free_answer.family_leads)")
+        out += (f"; {lead} the closest splits of the init families by {_first_three(u['fingerprints'])}, fingerprints of "
+                f"different sources, each exploratory (family groups p {p}, not significant after the correction), agree "
+                f"exactly: {'family' if len(fams) == 1 else 'families'} {named} ({u['sizes'][0]} models) against the other "
+                f"{len(u['families'][1])} ({u['sizes'][1]}), a lead to check, not a finding: a difference the init seed "
+                "decides (a backdoor or a rule in those families' training) or a quirk of those seeds that several probe "
+                "sets share; more init families would tell (summary.json label_free_answer.family_leads)")
         lead = "and"
     return out
 
@@ -516,16 +503,17 @@ def _cut(own: dict[str, int], r: FingerprintResult) -> tuple[int, int]:
     return sum(len(set(s)) > 1 for s in related), len(related)
 
 
-def _own_two(r: FingerprintResult, failed: Collection[str] = ()) -> dict[str, int] | None:
-    """``r``'s own two clusters when they may vote for a lead (:func:`_cluster_voter`, :func:`_family_voter`): not on
-    a privileged probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`) with a gap between
-    them or far apart (``scores.own_gap``, :func:`analysis.scorecard.own_gap`; outside audit 111: the halves of one
-    axis), and not a recorded design column's levels (clusters that follow a data order the tests took out, or the
-    generation in a parent chain: ``strata_follow`` at AMI :data:`AGREE` or more; an outside audit, 107: a data order
-    shared by 12 families of 2, each order its own half of the data, made 3 false leads in 39 nulls without this,
-    none with it). Not a smaller cluster of :data:`FEW_MODELS` models or fewer (outliers or a few failed runs, which
-    the outlier and small-basin sentences read), nor one mostly of the models that did not learn (``failed``: the
-    others are analysed again without them; review 105)."""
+def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], tuple[int, int]] | None:
+    """``r``'s own two clusters and their cut (:func:`_cut`) when they vote for a cluster lead: not on a privileged
+    probe set, two clusters stable under resampling (:data:`CLUSTER_LEAD_STABILITY`) with a gap between them or far
+    apart (``scores.own_gap``, :func:`analysis.scorecard.own_gap`; outside audit 111: the halves of one axis), cutting at least
+    :data:`CLUSTER_LEAD_CUT` of the init families with relatives, and not a recorded design column's levels (clusters
+    that follow a data order the tests took out, or the generation in a parent chain: ``strata_follow`` at AMI
+    :data:`AGREE` or more; an outside audit, 107: a data order shared by 12 families of 2, each order its own half of
+    the data, made 3 false leads in 39 nulls without this, none with it). Not a smaller cluster of
+    :data:`FEW_MODELS` models or fewer (outliers or a few failed runs, which the outlier and small-basin sentences
+    read), nor one that cuts fewer than two families, nor one mostly of the models that did not learn (``failed``:
+    the others are analysed again without them; review 105)."""
     if _privileged(r) or r.k != 2 or r.lineage_values is None \
             or float((r.bootstrap or {}).get("stability") or 0.0) < CLUSTER_LEAD_STABILITY \
             or not any(((r.scores or {}).get("own_gap") or {}).get(k) for k in ("gap", "far")) \
@@ -537,72 +525,8 @@ def _own_two(r: FingerprintResult, failed: Collection[str] = ()) -> dict[str, in
         return None
     if any(sum(m in failed for m, c in own.items() if c == k) * 2 >= sizes[k] for k in sizes):
         return None
-    return own
-
-
-def _cluster_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], tuple[int, int]] | None:
-    """``r``'s own two clusters (:func:`_own_two`) and their cut (:func:`_cut`) when they vote for a cluster lead:
-    cutting at least :data:`CLUSTER_LEAD_CUT` of the init families with relatives, and two of them or more."""
-    own = _own_two(r, failed)
-    if own is None:
-        return None
     cut, related = _cut(own, r)
     return (own, (cut, related)) if cut >= 2 and cut >= CLUSTER_LEAD_CUT * related else None
-
-
-FAMILY_WHOLE = 0.75  # a family with relatives counts whole in one of a fingerprint's own two clusters at this share
-
-
-def _family_voter(r: FingerprintResult, failed: Collection[str] = ()) -> tuple[dict[str, int], list[list[str]]] | None:
-    """``r``'s own two clusters (:func:`_own_two`) and the init families on each side (the smaller side's first) when
-    they vote for a family lead: every init family with relatives has :data:`FAMILY_WHOLE` of its models or more in
-    one cluster, and each cluster so holds two families or more (not :func:`analysis.effect`'s one family apart)."""
-    own = _own_two(r, failed)
-    sides = _family_sides(r, own) if own is not None else None
-    related = {f: Counter(v).most_common(1)[0] for f, v in (sides or {}).items() if len(v) >= 2}
-    if not related or any(k < FAMILY_WHOLE * len(sides[f]) for f, (_, k) in related.items()):
-        return None
-    held = [sorted((f for f, (c, _) in related.items() if c == k), key=natural_key) for k in sorted(set(own.values()))]
-    if len(held) != 2 or min(map(len, held)) < 2:
-        return None
-    return own, sorted(held, key=lambda g: (len(g), g))
-
-
-def _family_cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]], failed: Collection[str] = (),
-                          held: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
-    """:attr:`Answer.family_leads` of the fingerprints' own clusters (``by`` "clusters"): judged fingerprints whose own
-    two clusters are whole init families (:func:`_family_voter`), linked where they agree (AMI at :data:`AGREE` or
-    more), each group of two or more that reads two sources or more (:func:`_source`) with a behavioural member, the
-    first fingerprint's clusters as its basins; not a group whose camps were said already (``shown``). Camps held back
-    (``held``: fingerprint -> camps, said above as without a gap or beside a few models) do not stop it: those that
-    are its camps are named with it (``held``), since other fingerprints' clusters see a gap there.
-    Outside audit 116's F4, draw 3: a backdoor in 3 of 12 whole families was exactly the own two clusters of
-    `ood-outputs` (AMI 0.85 with those of `anomalous-inputs` and `probe-outputs`, each stable and apart), while their
-    family-groups tests stood at p 0.19-0.4 (12 centroids: little power), and the answer said nothing. In the stored
-    analyses of outside audits 105-116 (97 distinct answers without a candidate, 69 runs), only that backdoor's draws
-    2 and 3 have such a group; no null has even one voter. In draw 3 `disagreement`'s camps, held back as one
-    continuum cut in two (no gap), were those families exactly."""
-    votes = {str(r.fingerprint): (v, r) for r in judged if (v := _family_voter(r, failed)) is not None}
-    out = []
-    for g, amis in _agreeing_groups({f: v[0][0] for f, v in votes.items()}):
-        if not any(votes[f][1].kind == "behavioural" for f in g) or len({_source(votes[f][1]) for f in g}) < 2:
-            continue
-        basins, families = votes[g[0]][0]
-        if any((a := _agreement(basins, s)) is not None and a >= AGREE for s in shown):
-            continue
-        smaller = set(families[0])
-        side = {f: int(f not in smaller) for fs in families for f in fs}
-        first = votes[g[0]][1]
-        sized = {str(m): side.get(str(v)) for m, v in zip(first.model_ids, first.lineage_values or ())}
-        stab = [float(votes[f][1].bootstrap["stability"]) for f in g]
-        ps = [float(p) for f in g if (p := (votes[f][1].label_free or {}).get("p_groups")) is not None]
-        out.append({"by": "clusters", "fingerprints": g, "p": [min(ps), max(ps)] if ps else None,
-                    "families": families, "sizes": [sum(1 for b in sized.values() if b == k) for k in (0, 1)],
-                    "basins": basins, "stability": [round(min(stab), 2), round(max(stab), 2)],
-                    "ami": [round(float(min(amis)), 2), round(float(max(amis)), 2)] if amis else None,
-                    "held": [f for f, b in (held or {}).items() if f not in g
-                             and (a := _agreement(basins, b)) is not None and a >= AGREE]})
-    return out
 
 
 def _cluster_leads(judged: list[FingerprintResult], shown: list[dict[str, int]], failed: Collection[str] = ()
