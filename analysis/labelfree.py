@@ -1069,7 +1069,7 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
     lineage test since ``METHODS_VERSION`` 24: an outside audit, 74, read families the clusters were
     exactly, at p 0.005, as "no structure" on a null where only two other tests were significant): with more
     replicates (:func:`replicates_for` the number of tests) its p-value could go lower and decide it.
-    And a groups or split test whose decision its Monte Carlo error could turn (:func:`undecided`, at its floor too:
+    And a groups or split test above its floor whose decision its Monte Carlo error could turn (:func:`undecided`:
     its q, or a split's raw p, against alpha), with :func:`replicates_for` the number of tests: at 199 replicates a
     report's ``--seed`` decided such tests (outside audit 109).
     Not a test that a smaller floor could not change (significant already, or some null replicate as
@@ -1087,11 +1087,9 @@ def replicates_to_decide(results: Sequence[LabelFreeResult], alpha: float = 0.05
             continue
         if qv > alpha and at_floor(p, r.n_null, test):
             out[i] = need
-        elif test != "lineage" and (test == "groups" or r.ci_within is not None) and undecided(p, qv, r.n_null, test, alpha):
-            # (a split of fewer than 4 families with relatives is not doubled: another unit, left out); at its floor too,
-            # where no replicate was as extreme but the true p may be higher (outside audit 118: a groups test at its
-            # floor, p 0.01 at 199 replicates and q 0.027, made a lead at one report seed and was p 0.020 drawn again)
-            out[i] = need
+        elif test != "lineage" and not at_floor(p, r.n_null, test) \
+                and (test == "groups" or r.ci_within is not None) and undecided(p, qv, r.n_null, test, alpha):
+            out[i] = need  # (a split of fewer than 4 families with relatives is not doubled: another unit, left out)
     return out
 
 

@@ -763,15 +763,6 @@ def test_a_deep_test_whose_monte_carlo_error_could_turn_its_decision_asks_for_mo
     assert not lf.undecided(0.12, 0.9, 199, "groups", 0.05)  # a groups test's raw p decides nothing: its q only
     lineage = lf.LabelFreeResult(12, 6, 0.03, 0.9, 0.9, n_null=199)  # the lineage test decides no candidate: not drawn
     assert lf.replicates_to_decide([lineage, *nulls]) == {}
-    # at its floor too, when significant (outside audit 118: a groups test at p 0.01, its floor at 199 replicates, and
-    # q 0.027 made a lead at one report seed; drawn again at another, p 0.020 and q 0.055): the true p may be higher
-    floor = lf.LabelFreeResult(12, 6, None, 2 / 200, None, n_null=199)
-    others = [lf.LabelFreeResult(12, 6, None, 0.3, None, n_null=199) for _ in range(9)]
-    others[0] = replace(others[0], p_groups=0.003 / 2)  # below the floor of 199: significant and decided
-    others[0] = replace(others[0], n_null=2399)
-    assert lf.undecided(2 / 200, 0.05, 199, "groups", 0.05)
-    assert lf.replicates_to_decide([floor, *others]) == {0: 799}
-    assert lf.replicates_to_decide([replace(floor, n_null=799, p_groups=2 / 800), *others]) == {}  # enough already
 
 
 def test_the_minority_nulls_script_runs_and_its_heavy_tailed_nulls_get_no_minority_verdict(capsys):
