@@ -485,11 +485,14 @@ def strata_copies(table: dict[str, np.ndarray], skip: set, strata: list[str]) ->
     """The columns of ``table`` (but ``skip``) whose values are a design column's of ``strata`` under other names, one to
     one (an ``order`` beside ``data_seed``): taken out with it, so not tested as a column that follows the fingerprint
     (outside audit 117: such a copy of ``data_seed`` on a null was said as perhaps "a setting varied model by model")."""
+    # only a stratum whose levels repeat (fewer levels than models): one with a value per model is one to one with any
+    # per-model column, which a setting drawn per model is (review 119: a per-model data_seed hid a per-model lr)
+    repeating = [s for s in strata if len({str(v) for v in table[s]}) < len(table[s])]
     out = []
     for c in table:
         if c in skip or c in NOT_COMPARED or c in strata:
             continue
-        for s in strata:
+        for s in repeating:
             pairs = {(str(a), str(b)) for a, b in zip(table[s], table[c])}
             if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):
                 out.append(c)

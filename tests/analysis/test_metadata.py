@@ -470,6 +470,9 @@ def test_a_copy_of_a_design_column_is_taken_out_with_it():
     opts = AnalysisOptions(n_perm=199, n_boot=4, label="", embedding="pca")
     found = [e["column"] for e in table_gradients(x, table, np.arange(30), fam.astype(str), opts, {"data_seed"})]
     assert "order" not in found and "steps" in found  # not one to one with data_seed: tested
+    # a data_seed of its own for every model is one to one with any per-model column: not a reason to skip one (review 119)
+    per_model = {**table, "data_seed": np.arange(30), "lr": np.exp(r.uniform(-7, -3, 30))}
+    assert strata_copies(per_model, set(), ["data_seed"]) == []
 
 
 def test_a_family_column_of_few_arrangements_is_tested_exactly():
