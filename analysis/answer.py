@@ -1707,12 +1707,13 @@ MAX_CUT = 4  # cut families named in the candidate's sentence, the rest counted
 
 def _family_sides(r: FingerprintResult, basins: dict[str, int]) -> dict[str, list[int]] | None:
     """``{family: [basin of each of its models in basins]}`` of ``r``'s init families, or ``None`` without
-    lineage values or unless ``basins`` are two camps."""
+    lineage values or unless ``basins`` are two camps. A model without a lineage value is in no family (the
+    label-free tests leave it out; review 119: models without an init seed were pooled into one family of "nan")."""
     if r.lineage_values is None or len(set(basins.values())) != 2:
         return None
     sides: dict[str, list[int]] = {}
     for m, f in zip(r.model_ids, r.lineage_values):
-        if str(m) in basins:
+        if str(m) in basins and not missing(f):
             sides.setdefault(str(f), []).append(basins[str(m)])
     return sides
 

@@ -1533,3 +1533,16 @@ def test_closest_family_splits_that_fingerprints_of_two_sources_agree_on_are_a_l
     assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.06)) == []  # p at alpha or more
     other = {str(2000 + f): int(f in (1, 4)) for f in range(12)}
     assert lead(closest("a", "ood", 0.02), closest("b", "in_dist", 0.02, other)) == []  # different splits
+
+
+def test_models_without_an_init_seed_are_in_no_family_of_the_answers_family_counts():
+    """Review 119: `_family_sides` keyed families by `str(value)`, so models without an init seed ('nan', 'None', '')
+    were pooled into one family that the camps "cut", and counted among the families a lead cuts or names."""
+    from analysis.answer import _cut, _family_sides
+
+    ids = [f"m{i}" for i in range(8)]
+    r = FingerprintResult("fp", n_models=8, model_ids=ids, clusters=[0] * 8,
+                          lineage_values=["a", "a", "b", "b", None, float("nan"), "", "c"])
+    camps = {m: i % 2 for i, m in enumerate(ids)}
+    assert set(_family_sides(r, camps)) == {"a", "b", "c"}
+    assert _cut(camps, r) == (2, 2)  # a and b cut; c has one model; the three without a seed in no family
