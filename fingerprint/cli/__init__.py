@@ -19,7 +19,7 @@ Exit statuses, the same for every command (README, "A tour of the CLI"):
 
 from __future__ import annotations
 
-import os
+import _thread
 import signal
 import sys
 import threading
@@ -161,11 +161,25 @@ def _unraisable(unraisable) -> None:
     forty-first session, beside outside audit 117's F2: one Ctrl-C in three during a report's figures). It is delivered
     again a moment later, where it stops the command."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED:
-        resend = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-        resend.daemon = True  # a command that ends meanwhile is not held up, nor interrupted at its exit
+        resend = threading.Timer(0.05, _thread.interrupt_main)  # this process's main thread, as a Ctrl-C would
+        resend.daemon = True  # a command that ends meanwhile is not held up by it (main() cancels it: _cancel_resend)
+        _RESEND.append(resend)
         resend.start()
         return
     sys.__unraisablehook__(unraisable)
+
+
+_RESEND: list[threading.Timer] = []  # the Ctrl-Cs _unraisable sends again, until they are sent or main() ends
+
+
+def _cancel_resend() -> bool:
+    """Cancel the Ctrl-Cs :func:`_unraisable` has not sent again yet (review 119: one fired 50 ms after ``main()``
+    returned into its caller, or was lost at the interpreter's exit); whether any was still to be sent."""
+    pending = [t for t in _RESEND if not t.finished.is_set()]
+    for t in _RESEND:
+        t.cancel()
+    _RESEND.clear()
+    return bool(pending)
 
 
 def main() -> None:
@@ -176,9 +190,25 @@ def main() -> None:
     _INTERRUPT_SAID.clear()
     # only where Ctrl-C interrupts anyway: a command started with it ignored (`fingerprint sweep ... &` in a script,
     # a supervisor's child) keeps ignoring it (found by review)
+    installed = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_interrupt)
+        installed = (signal.signal(signal.SIGINT, _on_interrupt), sys.unraisablehook)
         sys.unraisablehook = _unraisable
+    try:
+        _run()
+    except SystemExit as e:  # a Ctrl-C lost and not yet sent again when the command ended: it was interrupted
+        if _cancel_resend() and e.code != 130:
+            _exit_interrupted()
+        raise
+    finally:
+        _cancel_resend()
+        if installed is not None:  # the caller's own (main() run in a test or a notebook)
+            signal.signal(signal.SIGINT, installed[0])
+            sys.unraisablehook = installed[1]
+
+
+def _run() -> None:
+    """:func:`main`'s command, ended by ``sys.exit`` with its status (or an exception: a bug's traceback)."""
     _register()
     try:
         code = app(standalone_mode=False)  # click's own errors come here, to be shown as one line
