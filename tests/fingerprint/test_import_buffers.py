@@ -127,5 +127,9 @@ def test_a_permutation_declared_with_members_that_are_not_pairs_is_refused_at_im
                        r"\(param, axis\) pair; .*a recurrent layer's gate blocks"):
         declared_pairs("hidden_permutable", {"h": [("head.weight", 1), {"param": "gru.weight_ih_l0", "axis": 0,
                                                                          "rows": [0, 8]}]})
-    assert declared_pairs("hidden_rescalable", {"h": [["fc1.weight", 0], ("fc2.weight", np.int64(1))]}) == {
-        "h": [("fc1.weight", 0), ("fc2.weight", 1)]}
+    assert declared_pairs("hidden_rescalable", {"h": [["fc1.weight", 0], ("fc2.weight", np.int64(1)),
+                                                      ("fc3.weight", torch.tensor(1)), ("fc4.weight", 1.0)]}) == {
+        "h": [("fc1.weight", 0), ("fc2.weight", 1), ("fc3.weight", 1), ("fc4.weight", 1)]}  # what int() took (review 119)
+    for bad in (True, 0.5, "1"):
+        with pytest.raises(UserError, match="is not a \\(param, axis\\) pair"):
+            declared_pairs("hidden_permutable", {"h": [("fc1.weight", bad)]})

@@ -9,6 +9,7 @@ If a module cannot be vmapped, the family falls back to a per-model loop and say
 from __future__ import annotations
 
 import numbers
+import operator
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,15 +132,26 @@ def declared_pairs(method: str, groups: Any) -> dict[str, list[tuple[str, int]]]
         pairs = []
         for m in members:
             if isinstance(m, (dict, str, bytes)) or not hasattr(m, "__len__") or len(m) != 2 \
-                    or not isinstance(m[0], str) or isinstance(m[1], bool) or not isinstance(m[1], numbers.Integral):
+                    or not isinstance(m[0], str) or _axis(m[1]) is None:
                 raise UserError(f"{method}() group '{g}': member {m!r} is not a (param, axis) pair; {method}() takes "
                                 "{group: [(param, axis), ...]}, each member permuted whole along its axis (dict members "
                                 "with rows are hidden_mixable()'s only); a recurrent layer's gate blocks (an nn.GRU's or "
                                 "nn.LSTM's units, one row in each block) cannot be declared so: its weight fingerprints "
                                 "then leave the permutation in (docs/import.md)")
-            pairs.append((m[0], int(m[1])))
+            pairs.append((m[0], _axis(m[1])))
         out[str(g)] = pairs
     return out
+
+
+def _axis(a: Any) -> int | None:
+    """A declared member's axis as an int (an int, a 0-d integer tensor or array, a float such as 1.0: what ``int()``
+    took before the check, review 119), or ``None`` for anything else (a bool, a fraction, a dict)."""
+    if isinstance(a, bool):
+        return None
+    try:
+        return operator.index(a)
+    except TypeError:
+        return int(a) if isinstance(a, numbers.Real) and float(a).is_integer() else None
 
 
 @dataclass
