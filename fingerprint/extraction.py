@@ -157,8 +157,8 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
             for text, spec, params in resolved:
                 done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
                                  device, batch_cache, runner, subset))
-            if not subset and not all(r.error for r in done):  # every one refused: nothing done, nothing written
-                record_failures(zoo, done, zoo.model_set_hash(ids))  # (outside audit 117: exit 2 wrote the record)
+            if not subset:  # all refused: no new record (audit 117), a recorded one's reason kept true (review 119)
+                record_failures(zoo, done, zoo.model_set_hash(ids), add=not all(r.error for r in done))
             results += done
     finally:
         forget_balanced()  # the balanced copy the weight fingerprints shared: not past this call
@@ -168,14 +168,15 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
 FAILURES = "extraction_failures"  # results/extraction_failures.json (docs/zoo-format.md)
 
 
-def record_failures(zoo: Zoo, results: Sequence[ExtractResult], model_set: str) -> None:
+def record_failures(zoo: Zoo, results: Sequence[ExtractResult], model_set: str, add: bool = True) -> None:
     """Keep in the zoo which fingerprints failed to extract, and why (``results/extraction_failures.json``):
     a later ``report`` of the cached fingerprints says which are missing from it. A fingerprint
-    computed since (or cached) drops out of the record; nothing is written when nothing changes."""
+    computed since (or cached) drops out of the record; nothing is written when nothing changes. ``add=False``:
+    only failures recorded already are brought up to date (their reason)."""
     stored = failures(zoo, model_set=None)
     now = {f["key"]: f for f in stored}
     for r in results:
-        if r.error:
+        if r.error and (add or r.key in now):
             now[r.key] = {"key": r.key, "spec": str((r.meta or {}).get("spec") or r.name), "extractor": r.name,
                           "step": (r.meta or {}).get("step"), "model_set": model_set, "error": r.error}
         else:

@@ -172,6 +172,11 @@ def test_extract_names_the_model_and_report_says_what_is_missing(pop):
     # an extraction in which every fingerprint fails is refused with nothing done (exit 2): nothing recorded
     res = run_cli("extract", tmp_path / "zoo", "--fp", "probe-outputs", "--arch", "divarch:make")
     assert res.returncode == 2 and json.loads(record.read_text())["failures"] == []
+    # ... but a failure recorded already keeps today's reason, not an older one (review 119)
+    record.write_text(json.dumps({"failures": [{**rec["failures"][0], "error": "an older reason"}]}))
+    res = run_cli("extract", tmp_path / "zoo", "--fp", "probe-outputs", "--arch", "divarch:make")
+    (now,) = json.loads(record.read_text())["failures"]
+    assert res.returncode == 2 and now["key"] == rec["failures"][0]["key"] and now["error"] == rec["failures"][0]["error"]
 
 
 def test_one_basin_and_an_outlier_is_named_but_several_basins_with_a_small_one_are_not():
