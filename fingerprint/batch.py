@@ -45,6 +45,9 @@ class HypothesisInfo:
     k: int = 0
 
 
+PROBE_READS = "_probe_reads"  # a remote chunk's extras: the probe sets it read (TaskView.read), for the driver's mark
+
+
 class TaskView:
     """The task as extractors see it: plain values and methods that return tensors.
 
@@ -63,6 +66,9 @@ class TaskView:
         _BEHIND.setdefault(key, [task, 0])[1] += 1
         weakref.finalize(self, _release, key)
         self._key = key
+        # the probe sets read through probes(): extraction marks a fingerprint that read a privileged one (built from
+        # the ground truth) whether it named it as a parameter or in its own code (outside audit 121)
+        self.read: set[str] = set()
 
     def _behind(self) -> Any:
         return _BEHIND[self._key][0]
@@ -82,7 +88,9 @@ class TaskView:
 
     def probes(self, name: str) -> torch.Tensor:
         """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others)."""
-        return self._behind().probes(name).clone()
+        out = self._behind().probes(name).clone()
+        self.read.add(str(name))
+        return out
 
     def hypotheses(self, required_by: str | None = None) -> dict[str, HypothesisInfo]:
         """``{name: HypothesisInfo}`` for ``causal-ii`` (empty when the probe source declares none).

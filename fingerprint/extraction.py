@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from analysis.parents import lineage_groups
-from fingerprint.batch import ModelBatch
+from fingerprint.batch import PROBE_READS, ModelBatch
 from fingerprint.extractors.mechanistic import forget_balanced
+from fingerprint.parallel import worker_module
 from fingerprint.plugin_checks import plugin_warnings
 from fingerprint.population import (
     check_code,
@@ -193,16 +194,6 @@ def failures(zoo: Zoo, model_set: str | None = "") -> list[dict]:
     return [f for f in rec.get("failures", []) if want is None or f.get("model_set") == want]
 
 
-def _remote_module(spec: ExtractorSpec) -> str | None | bool:
-    """The module a worker must import to find ``spec`` (None: nothing), or False if workers cannot find it."""
-    mod = getattr(spec.fn, "__module__", None) or ""
-    if spec.source == "builtin" or mod.startswith("fingerprint.extractors"):
-        return None
-    if mod in ("__main__", "") or mod.startswith("<"):
-        return False
-    return mod
-
-
 def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_map, on_progress, device, batch_cache,
          runner=None, subset=False):
     key_params = dict(params)
@@ -234,10 +225,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
                 on_progress(text, len(ids), len(ids))
             return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
     check_code(zoo)  # outside the try: a zoo whose code the user did not allow stops the whole call, saying why
-    uses = sorted({v for v in params.values() if isinstance(v, str)} & privileged_probes(zoo))  # probe_set=, reference=, ...
-    if uses:  # built from the ground truth: not label-free evidence, marked in every report
-        meta["privileged"] = uses
-    remote_module = _remote_module(spec) if runner is not None and spec.streaming else False
+    named = {v for v in params.values() if isinstance(v, str)}  # probe_set=, reference=, ...; and what it reads (below)
+    remote_module = worker_module(spec) if runner is not None and spec.streaming else False
     # chunks of streaming extractors: never across a model.sweep's architectures (their weights cannot be stacked)
     chunks = [run[i : i + chunk_size] for _, run in stackable_runs(zoo, ids) for i in range(0, len(run), chunk_size)]
     if on_progress:  # computing starts: 0 done (a cached fingerprint arrives done at once, above)
@@ -255,12 +244,14 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None,
                                code=(zoo.trust_code, zoo.module_factory))
             _check_widths(zoo, text, ids, [p[0] for p in parts])
-            values, extras = np.concatenate([p[0] for p in parts]), parts[-1][1]
+            named |= {str(n) for p in parts for n in p[1].get(PROBE_READS, ())}
+            values, extras = np.concatenate([p[0] for p in parts]), {k: v for k, v in parts[-1][1].items() if k != PROBE_READS}
         elif spec.streaming and len(chunks) > 1:
             parts, extras, done = [], {}, 0
             for chunk in chunks:
                 mb = ModelBatch.from_zoo(zoo, chunk, step, device)
                 v, extras = spec.compute(mb, params)
+                named |= mb.task.read
                 parts.append(v)
                 done += len(chunk)
                 if on_progress:
@@ -270,13 +261,18 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
         else:
             if "all" not in batch_cache:
                 batch_cache["all"] = ModelBatch.from_zoo(zoo, ids, step, device)
+            batch_cache["all"].task.read.clear()  # (the batch is shared: this extractor's reads only)
             values, extras = spec.compute(batch_cache["all"], params, lab, fam)
+            named |= batch_cache["all"].task.read
             if on_progress:
                 on_progress(text, len(ids), len(ids))
     except CorruptFileError:  # the zoo's failure, not this extractor's: every other one would hit it too
         raise
     except UserError as e:
         return ExtractResult(key, spec.name, None, ids, meta, error=str(e))
+    uses = sorted(named & privileged_probes(zoo))
+    if uses:  # built from the ground truth: not label-free evidence, marked in every report
+        meta["privileged"] = uses
     arrays = {k: np.asarray(v) for k, v in extras.items() if isinstance(v, np.ndarray)}
     meta.update({k: v for k, v in extras.items() if not isinstance(v, np.ndarray)})
     if spec.source != "builtin":

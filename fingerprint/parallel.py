@@ -23,13 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from fingerprint.batch import ModelBatch
+from fingerprint.batch import PROBE_READS, ModelBatch
 from fingerprint.registry import get_extractor, parse_spec
 from training.core.errors import UserError
 from training.core.store import Zoo
 from training.executors import RayExecutor, failure_reason
 
 ChunkResult = tuple[np.ndarray, dict[str, Any]]
+
+
+def worker_module(spec: Any) -> str | None | bool:
+    """The module a worker must import to find ``spec`` (None: nothing), or False if workers cannot find it."""
+    mod = getattr(spec.fn, "__module__", None) or ""
+    if spec.source == "builtin" or mod.startswith("fingerprint.extractors"):
+        return None
+    if mod in ("__main__", "") or mod.startswith("<"):
+        return False
+    return mod
 
 
 def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | None, device: str,
@@ -52,7 +62,9 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
         zoo.module_factory = code[1]
     mb = ModelBatch.from_zoo(zoo, list(ids), step, device)
     values, extras = spec.compute(mb, params)
-    return np.asarray(values), {k: v for k, v in extras.items() if not isinstance(v, np.ndarray)}
+    out = {k: v for k, v in extras.items() if not isinstance(v, np.ndarray)}
+    return np.asarray(values), {**out, PROBE_READS: sorted(mb.task.read)} if mb.task.read else out
+
 
 
 class RayChunks:

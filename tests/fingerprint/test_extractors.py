@@ -799,7 +799,7 @@ def test_builtins_are_declared_as_entry_points_like_plugins():
         assert resolve(target, "entry point").__extractor_spec__ is builtins[name]
 
 
-def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privileged(tiny_zoo, tmp_path):
+def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privileged(tiny_zoo, tmp_path, monkeypatch):
     """Issue 21 item 3: `conflict` is where xor-cues' rules differ; a fingerprint on it is marked privileged."""
     assert set(get_task("xor-cues").privileged_probes) == {"conflict", "cue_a_only", "cue_b_only"}
     zoo = Zoo.open(tiny_zoo)
@@ -815,6 +815,22 @@ def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privi
     assert a.meta["privileged"] == ["oracle"] and "privileged" not in b.meta
     with pytest.raises(fingerprint.UserError, match="privileged probe set 'nope' is not among the probe sets"):
         Zoo.from_modules(mods, out=tmp_path / "imp2", probes=sets, privileged_probes=["nope"])
+    # a plugin that reads the set in its own code, naming it in no parameter, is marked too (outside audit 121: such
+    # a fingerprint was called the best, and the answer rested on it, unmarked)
+    from fingerprint import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @fingerprint.extractor("reads-oracle-test", kind="behavioural")
+    def reads_oracle(models):
+        return models.forward(models.task.probes("oracle")).flatten(1)
+
+    @fingerprint.extractor("reads-ood-test", kind="behavioural")
+    def reads_ood(models):
+        return models.forward(models.task.probes("ood")).flatten(1)
+
+    inside, plain = extract(imp, ["reads-oracle-test", "reads-ood-test"])  # one shared batch: each its own reads
+    assert inside.meta["privileged"] == ["oracle"] and "privileged" not in plain.meta
 
 
 def test_plugins_by_module_specs_with_parameters_and_a_default_set(tmp_path, tiny_zoo):
