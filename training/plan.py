@@ -225,6 +225,12 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
         try:
             check_seeds_only(str(config.task.name), task, config.train.batch_size,
                              [m.init_seed for m in first], [m.data_seed for m in first])
+            for sp in plan.shards:  # every model's variant, alone and in its shard: before anything is written
+                if sp.kind == "base":
+                    init = torch.tensor([m.init_seed for m in sp.models])
+                    data = torch.tensor([m.data_seed for m in sp.models])
+                    check_variant_alone(str(config.task.name), tasks[sp.group], init, data,
+                                        tasks[sp.group].variant(init, data))
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - the user's task is the likely culprit
@@ -252,6 +258,21 @@ def _check_fit(config: SweepConfig, task: Task, family: Family) -> None:
         raise task_plugin_failure(str(config.task.name), e, "nothing was written") from None
 
 
+VARIANT_BY_POSITION = ("task '{name}': variant(init_seeds, data_seeds) gives a model another condition by its position "
+                       "among the models (or by a random draw), not by its seeds alone: a model trained alone or among "
+                       "others must be the same model; compute it from each model's seeds")
+
+
+def check_variant_alone(name: str, task: Task, init: torch.Tensor, data: torch.Tensor, v: torch.Tensor) -> None:
+    """Each model's variant in ``v`` (the shard's, ``task.variant(init, data)``) is the one it gets alone, or a one-line
+    error. Run on every shard, all its models (outside audit 121: a variant that read the position past the first
+    shard's first four models trained silently, and two seeds' ``deep_label`` differed alone and in the population)."""
+    with torch.random.fork_rng(devices=[]):
+        for i in range(len(init)):
+            if not torch.equal(task.variant(init[i:i + 1], data[i:i + 1]), v[i:i + 1]):
+                raise PluginError(VARIANT_BY_POSITION.format(name=name))
+
+
 def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequence[int], data_seeds: Sequence[int]) -> None:
     """A model's identity is its seeds: a task's ``variant`` and its ``sampler``'s first batches must give
     each model the same whether it trains alone, first or last in its shard. Checked on the given seed
@@ -266,11 +287,9 @@ def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequenc
     why = "see docs/tasks.md, 'Writing your own task': draw from the data states it is given, never the global generator"
     with torch.random.fork_rng(devices=[]):
         v = task.variant(init, data)
-        alone = all(torch.equal(task.variant(init[i:i + 1], data[i:i + 1]), v[i:i + 1]) for i in range(len(init)))
-        if not (torch.equal(task.variant(init[flip], data[flip]), v[flip]) and alone):
-            raise PluginError(f"task '{name}': variant(init_seeds, data_seeds) gives a model another condition by its "
-                              "position among the models (or by a random draw), not by its seeds alone: a model trained "
-                              "alone or among others must be the same model; compute it from each model's seeds")
+        if not torch.equal(task.variant(init[flip], data[flip]), v[flip]):
+            raise PluginError(VARIANT_BY_POSITION.format(name=name))
+        check_variant_alone(name, task, init, data, v)
         states = rng.seed_lanes(data, rng.DATA)
         together, reordered = task.sampler(states, batch_size, v), task.sampler(states[flip], batch_size, v[flip])
         for step in (0, 1):

@@ -281,6 +281,13 @@ class PosVariant(Parity):
 
 
 @dataclass(frozen=True)
+class LatePosVariant(Parity):
+    def variant(self, init_seeds, data_seeds):  # by the seeds for the first four models, by position after them
+        by_seed = (init_seeds + data_seeds) % 2
+        return torch.cat([by_seed[:4], torch.arange(len(init_seeds))[4:] % 2])
+
+
+@dataclass(frozen=True)
 class GlobalRng(Parity):
     def sampler(self, data_states, batch_size, variant):
         base = super().sampler(data_states, batch_size, variant)
@@ -339,6 +346,23 @@ def test_a_broken_task_plugin_is_one_line_and_leaves_nothing(tmp_path, monkeypat
     with pytest.raises(PluginError) as e:
         run_sweep(cfg, tmp_path / "z")
     assert expect in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())
+
+
+def test_a_variant_that_reads_the_position_past_the_first_models_is_refused_before_anything_is_written(tmp_path,
+                                                                                                      monkeypatch):
+    """Outside audit 121: the check called the variant on the first shard's first four models only; one that read the
+    position after them trained silently, and two seeds' deep_label differed alone and in the population. Every
+    shard's models are checked, together and each alone, before anything is written."""
+    from training.core.errors import PluginError
+
+    (tmp_path / "brokentasks.py").write_text(BROKEN_TASKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = SweepConfig.from_dict({"task": {"name": "brokentasks:LatePosVariant"}, "model": {"arch": "mlp", "width": 8},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 4, "data": 2}})
+    with pytest.raises(PluginError, match="variant\\(init_seeds, data_seeds\\) gives a model another condition by its "
+                                          "position"):
+        run_sweep(cfg, tmp_path / "z")
     assert not (tmp_path / "z").exists() or not any((tmp_path / "z").iterdir())
 
 
