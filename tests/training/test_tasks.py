@@ -307,9 +307,12 @@ def test_a_task_failing_after_a_finished_shard_keeps_it_and_exits_1(tmp_path, mo
 @dataclass(frozen=True)
 class LateFail(Parity):
     def variant(self, init_seeds, data_seeds):
-        if max(int(s) for s in init_seeds) >= 4:  # the third shard's (seeds 0-3 pass the plan's check)
+        return torch.as_tensor(init_seeds) % 8  # each model's own seed: the plan's checks pass
+
+    def diagnostics(self, forward, variant):  # the third shard's models (seeds 4-5), after they trained
+        if int(variant.max()) >= 4:
             raise ValueError("seed 4 exploded")
-        return torch.zeros(len(init_seeds), dtype=torch.long)
+        return super().diagnostics(forward, variant)
 ''')
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = SweepConfig.from_dict({"task": {"name": "brokentasks:LateFail"}, "model": {"arch": "mlp", "width": 8},
