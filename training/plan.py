@@ -225,6 +225,12 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
         try:
             check_seeds_only(str(config.task.name), task, config.train.batch_size,
                              [m.init_seed for m in first], [m.data_seed for m in first])
+            for group, t in tasks.items():  # its probe sets feed the models: their input shape (outside audit 121)
+                for pname in t.probe_names():
+                    got, want = tuple(t.probes(pname).shape[1:]), tuple(t.input_shape)
+                    if got != want:
+                        raise PluginError(f"task '{config.task.name}': probes('{pname}') gives inputs of shape "
+                                          f"{list(got)}, its input_shape is {list(want)}: every probe set feeds the models")
             for sp in plan.shards:  # every model's variant, alone and in its shard: before anything is written
                 if sp.kind == "base":
                     init = torch.tensor([m.init_seed for m in sp.models])

@@ -296,6 +296,30 @@ class GlobalRng(Parity):
             x, y = base(step)
             return x + 0.01 * torch.randn(x.shape), y  # the global generator: other noise for another batch
         return sample
+
+
+@dataclass(frozen=True)
+class NoOut(Task):  # n_out left out (outside audit 121: a 57-line traceback ending in NotImplementedError)
+    @property
+    def input_shape(self):
+        return (4,)
+
+    def train_set(self):
+        return Parity().train_set()
+
+    test_set = train_set
+
+
+@dataclass(frozen=True)
+class BadValidate(Parity):
+    def validate(self):
+        raise ValueError("n_bits too small")
+
+
+@dataclass(frozen=True)
+class NarrowProbes(Parity):
+    def probes(self, name):
+        return super().probes(name)[:, :2]  # narrower than input_shape
 '''
 
 
@@ -332,6 +356,11 @@ class LateFail(Parity):
     # a model's identity is its seeds: a plugin reading its position or the global generator (an outside audit, 71)
     ("brokentasks:PosVariant", "variant(init_seeds, data_seeds) gives a model another condition by its position"),
     ("brokentasks:GlobalRng", "its sampler gives a model other data at step 0 when the models are ordered otherwise"),
+    # what a task must define, its own validate(), its probes' width, each one line (outside audit 121)
+    ("brokentasks:NoOut", "task 'brokentasks:NoOut' does not define n_out (a task defines input_shape, n_out, "
+                          "train_set, test_set"),
+    ("brokentasks:BadValidate", "task 'brokentasks:BadValidate': validate() raised ValueError: n_bits too small"),
+    ("brokentasks:NarrowProbes", "probes('in_dist') gives inputs of shape [2], its input_shape is [4]"),
     ("syntaxtask:X", "task 'syntaxtask:X' cannot be imported: SyntaxError"),
     ("nosuchtask:X", "task 'nosuchtask:X' cannot be imported: ModuleNotFoundError: No module named 'nosuchtask' (the "
                      "module is looked for in the working directory and on PYTHONPATH"),
