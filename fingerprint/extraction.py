@@ -34,7 +34,7 @@ from fingerprint.population import (
     privileged_probes,
     stackable_runs,
 )
-from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec
+from fingerprint.registry import ExtractorSpec, get_extractor, parse_spec, unloaded
 from training.core.errors import CorruptFileError, UserError
 from training.core.store import Zoo
 
@@ -338,6 +338,8 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
     population = [m for m in metas if not m.get("subset")]
     try:
         name, overrides = parse_spec(text)
+        if unloaded(name):  # its cached entries read as written, never by importing it (outside audit 121)
+            raise UserError(name)
         spec = get_extractor(name)
         params = spec.resolve_params(overrides)
     except UserError:

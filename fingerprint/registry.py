@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -225,6 +226,13 @@ def builtin_spec(name: str) -> ExtractorSpec | None:
     _load_builtins()
     spec = _REGISTRY.get(str(name))
     return spec if spec is not None and spec.source == "builtin" else None
+
+
+def unloaded(name: str) -> bool:
+    """Whether ``name`` is a ``module:function`` that no extractor is registered under and whose module is not
+    imported: reading its cached fingerprints must not import it (outside audit 121: ``cluster --fp sidefp:plain``
+    imported a module of the working directory on a zoo not trusted, though the cache needed no code)."""
+    return ":" in name and name not in list_extractors() and name.partition(":")[0] not in sys.modules
 
 
 def get_extractor(name: str) -> ExtractorSpec:

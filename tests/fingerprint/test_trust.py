@@ -509,3 +509,21 @@ def test_cli_import_metadata_errors_and_coverage(ckpts):
     res = run_cli("import", "ckpts", "--arch", "trust_arch:make", "--out", "zoo", "--metadata", "partial.csv", cwd=ckpts)
     assert res.returncode == 0 and "warning:" in res.stderr and "covers 1 of 4 models: 3 have no row" in res.stderr, res.stderr
     assert len(Zoo.open(ckpts / "zoo")) == 4
+
+
+def test_a_cached_module_function_fingerprint_is_read_without_importing_its_module(tmp_path, monkeypatch):
+    """Outside audit 121 (F5): `cluster --fp sidefp:plain` on a zoo not trusted imported `sidefp` from the working
+    directory to look its name up, though the cached values needed no code. A module:function that is not loaded is
+    matched against the cache as written; one already loaded keeps its checks."""
+    import sys
+
+    from fingerprint.extraction import find_cached
+
+    (tmp_path / "sidemodtrust.py").write_text("import pathlib\npathlib.Path(__file__).with_suffix('.log').write_text('imported')\n"
+                                              "def plain(models):\n    return models.params['w'].flatten(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    metas = [{"key": "sidemodtrust:plain-abc", "spec": "sidemodtrust:plain", "extractor": "sidemodtrust:plain",
+              "version": "1", "params": {}}]
+    found = find_cached(None, "sidemodtrust:plain", metas)
+    assert [m["key"] for m in found] == ["sidemodtrust:plain-abc"]
+    assert "sidemodtrust" not in sys.modules and not (tmp_path / "sidemodtrust.log").exists()
