@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from fingerprint.cli import open_zoo
-from training.core.errors import UserError
+from training.core.errors import PluginError, UserError
 
 TRUST_HELP = ("Allow importing the code this zoo names to run its models (an imported zoo's architecture factory, a "
               "sweep's module:Class task). Only for zoos from a source you trust: a zoo is data, and without this "
@@ -81,11 +81,31 @@ def load_plugin_options(plugins: Optional[list[str]]) -> None:
     commands said ``unknown extractor``)."""
     if not plugins:
         return
-    from fingerprint.registry import load_plugins  # deferred for start-up time
-
     add_cwd_to_path()
     for p in plugins:
-        load_plugins(p)
+        load_plugin_module(p)
+
+
+def load_plugin_module(p: str) -> None:
+    """One ``--plugin``: its extractors registered, or a bare module that registers task classes only
+    (``@register_task``: a notebook's sweep names the task by its registered name, and the zoo is read from the command
+    line with the module as ``--plugin``; outside audit 121: it was refused as registering no extractor)."""
+    from fingerprint.registry import load_plugins  # deferred for start-up time (torch)
+    from training.tasks.base import (  # deferred for start-up time
+        list_tasks,
+        module_tasks,
+    )
+
+    before = dict(list_tasks())
+    try:
+        load_plugins(p)  # first: it sees which extractors the import adds (a package re-exporting a submodule's)
+    except UserError as e:
+        if isinstance(e, PluginError) or ":" in p:  # a broken module, or a module:function that is no extractor
+            raise
+        if not module_tasks(p) and not set(list_tasks()) - set(before):  # its own tasks, or others it registers
+            raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
+                            "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
+                            "module:function or module:Class") from None
 
 
 def add_cwd_to_path() -> None:

@@ -14,7 +14,6 @@ from rich.table import Table
 from fingerprint.cli import app, console, err_console, esc, interrupt_said
 from fingerprint.cli import options as o
 from fingerprint.cli.display import RichProgress, print_basins
-from training.core.errors import PluginError, UserError
 
 
 @app.command()
@@ -172,8 +171,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
     """List tasks, architectures, extractors and built-in configs."""
     from fingerprint.registry import (  # deferred for start-up time (torch)
         bound_text,
-        list_extractors,
-        load_plugins,  # deferred for start-up time (torch)
+        list_extractors,  # deferred for start-up time (torch)
     )
     from training.config import builtin_configs  # deferred for start-up time
     from training.families import kernels, list_families  # deferred for start-up time
@@ -182,7 +180,6 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
         task_param_specs,
     )
     from training.tasks.base import (  # deferred for start-up time
-        module_tasks,
         named_task,
     )
 
@@ -194,15 +191,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON 
             if cls not in list_tasks().values():
                 named[p] = cls
             continue
-        try:
-            load_plugins(p)  # first: it sees which extractors the import adds (a package re-exporting a submodule's)
-        except UserError as e:
-            if isinstance(e, PluginError) or ":" in p:  # a broken module, or a module:function that is no extractor
-                raise
-            if not module_tasks(p):
-                raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
-                                "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
-                                "module:function or module:Class") from None
+        o.load_plugin_module(p)
     tasks = {n: {"description": c.description, "deep_labels": list(c.deep_labels),
                  "privileged_probes": list(getattr(c, "privileged_probes", ())),
                  "params": {k: {"type": t, "default": d} for k, (t, d) in task_param_specs(c).items()}}

@@ -418,3 +418,29 @@ def test_an_edited_task_plugin_is_said_when_its_zoo_is_read_again(tmp_path, monk
         f.write("\n# the probes drawn otherwise\n")
     with pytest.warns(UserWarning, match=r"task 'edited:Parity' has changed since zoo .* was trained .* --force"):
         task_for(Zoo.open(tmp_path / "z"))
+
+
+def test_a_zoo_of_a_task_registered_in_a_notebook_is_read_with_the_registering_module_as_plugin(tmp_path, monkeypatch):
+    """Outside audit 121 (F6): a sweep from a notebook of a task registered with register_task stores its registered
+    name; `extract --plugin MODULE`, MODULE registering the task, was refused ("registers no extractor"), and nothing
+    else could name the task. A plugin module that registers a task (its own or another module's) loads it."""
+    (tmp_path / "nbparity.py").write_text(TASK_PLUGIN.replace('name = "parity"', 'name = "nb-parity"'))
+    (tmp_path / "nbregister.py").write_text("from training.tasks import register_task\nimport nbparity\n"
+                                            "register_task(nbparity.Parity)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nbregister  # noqa: F401 - registers nb-parity, as the notebook did
+
+    try:
+        cfg = SweepConfig.from_dict({"task": {"name": "nb-parity"}, "model": {"arch": "mlp", "width": 8},
+                                     "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 2, "data": 1}})
+        run_sweep(cfg, tmp_path / "z")
+    finally:
+        reset_task_plugins()
+        import sys
+
+        for m in ("nbregister", "nbparity"):  # a fresh command imports them afresh (run_cli may run in this process)
+            sys.modules.pop(m, None)
+    res = run_cli("extract", tmp_path / "z", "--fp", "probe-outputs", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown task 'nb-parity'" in res.stderr, res.stderr
+    res = run_cli("extract", tmp_path / "z", "--plugin", "nbregister", "--fp", "probe-outputs", cwd=tmp_path)
+    assert res.returncode == 0 and "computed probe-outputs" in " ".join(res.stdout.split()), res.stderr
