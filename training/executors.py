@@ -239,14 +239,39 @@ def check_reachable(address: str, timeout: float = 5.0) -> str:
     if not host or not port.isdigit():
         raise UserError(f"cannot reach Ray at {tried}: not a HOST:PORT address")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as e:
         why = (e.strerror or type(e).__name__).lower()
         if "session record" in source:
             why += "; the record was probably left by a cluster that has stopped"
         raise UserError(f"cannot reach Ray at {tried}: {why}; start the cluster ('ray start --head') "
                         f"or pass the address of a running one") from None
+    with conn:
+        if not speaks_grpc(conn, timeout):  # outside audit 120: a web server's port hung ray.init for minutes
+            raise UserError(f"cannot reach Ray at {tried}: something answers there, but not Ray (no gRPC server: a "
+                            "cluster's address is its head's GCS port, 6379 by default, or ray://HOST:10001)")
     return target
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def speaks_grpc(conn: socket.socket, timeout: float = 5.0) -> bool:
+    """Whether the server on ``conn`` answers HTTP/2's connection preface with a frame of its own, as a gRPC server
+    (Ray's GCS, or its client server) does: a SETTINGS frame (type 4) first. An HTTP/1 server answers otherwise or
+    closes the connection."""
+    try:
+        conn.settimeout(timeout)
+        conn.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            part = conn.recv(9 - len(head))
+            if not part:
+                return False
+            head += part
+    except OSError:
+        return False
+    return head[3] == 0x04
 
 
 # -- by name ---------------------------------------------------------------------------------------

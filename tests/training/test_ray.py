@@ -270,6 +270,28 @@ def test_address_auto_with_a_dead_cluster_names_the_address_at_once(tmp_path, ti
         RayExecutor(address=dead).check()  # an explicit dead address: the same check, no record involved
 
 
+def test_an_address_where_something_else_answers_is_refused_at_once(tmp_path, tiny_config):
+    """Outside audit 120 (F1): --address pointed at a web server passed the reachability check (something answered),
+    then the sweep wrote its manifest and hung in Ray's retries for minutes. The check now asks for a gRPC server (an
+    HTTP/2 answer to HTTP/2's connection preface), as Ray's GCS is; nothing is written."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        t0 = time.time()
+        res = _cli(["sweep", _base_only(tiny_config), "--out", tmp_path / "zoo", "--executor", "ray", "--address",
+                    address], dict(os.environ), timeout=120)
+        out = (res.stdout + res.stderr).strip()
+        assert res.returncode == 2 and "\n" not in out, out
+        assert f"cannot reach Ray at {address}: something answers there, but not Ray (no gRPC server" in out, out
+        assert time.time() - t0 < 60 and not (tmp_path / "zoo").exists()
+    finally:
+        server.shutdown()
+
+
 # -- issue 18, case 15: a cluster that loses a node ------------------------------------------------
 @pytest.fixture(scope="module")
 def loopback_cluster(plugins):
