@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 
 from fingerprint.batch import PROBE_READS, ModelBatch
 from fingerprint.registry import get_extractor, parse_spec
-from training.core.errors import UserError
+from training.core.errors import CorruptFileError, UserError
 from training.core.store import Zoo
 from training.executors import RayExecutor, failure_reason
 
@@ -67,6 +68,27 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
 
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A chunk's :class:`UserError` (a corrupt shard, a layer that is not a tensor), returned by a Ray task as a value
+    instead of raised: no retry can mend it, and Ray printed each raised one's traceback in the driver's output
+    (outside audit 120: a corrupt shard's chunks were retried twice each, a traceback block per try)."""
+
+    kind: str
+    message: str
+
+    def error(self) -> UserError:
+        return CorruptFileError(self.message) if self.kind == "CorruptFileError" else UserError(self.message)
+
+
+def chunk_or_refusal(*args: Any) -> ChunkResult | Refusal:
+    """:func:`compute_chunk` as a Ray task: its :class:`UserError` comes back as a :class:`Refusal`."""
+    try:
+        return compute_chunk(*args)
+    except UserError as e:
+        return Refusal(type(e).__name__, str(e))
+
+
 class RayChunks:
     """Chunks as Ray tasks; the zoo directory must be on a path every node shares."""
 
@@ -82,7 +104,7 @@ class RayChunks:
         self._ray.start()
         gpus = self.num_gpus if device.startswith("cuda") else 0
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus, max_retries=self.max_retries,
-                          retry_exceptions=True)(compute_chunk)
+                          retry_exceptions=True)(chunk_or_refusal)
         refs = [task.remote(zoo_dir, spec_text, list(c), step, device, self.num_cpus, module, code) for c in chunks]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[ChunkResult | None] = [None] * len(refs)
@@ -93,6 +115,12 @@ class RayChunks:
                 i = index[ref]
                 try:
                     results[i] = ray.get(ref)
+                    if isinstance(results[i], Refusal):  # the user's to fix (a corrupt shard): said as it is
+                        for r in pending:
+                            ray.cancel(r)
+                        raise results[i].error()
+                except UserError:
+                    raise
                 except Exception as e:  # noqa: BLE001 - reported with the chunk below
                     for r in pending:
                         ray.cancel(r)

@@ -171,6 +171,24 @@ def test_ray_extraction_matches_local_and_names_a_failing_chunk(local_ray, tmp_p
     (bad,) = extract(zoo, ["fails-on-chunk"], force=True, chunk_size=5, runner=RayChunks(max_retries=0))
     assert "planted chunk failure" in bad.error and "\n" not in bad.error
     assert not [m for m in zoo.list_fingerprints() if m["extractor"] == "fails-on-chunk"]  # nothing cached
+    # a corrupt shard: the chunk's refusal comes back as it is, not retried (outside audit 120: two retries a chunk,
+    # each a traceback block in the output)
+    import shutil
+
+    import h5py
+
+    from tests.training.test_integrity import flip
+    from training.core import store as zoo_io
+    from training.core.errors import CorruptFileError
+
+    shutil.copytree(tiny_zoo, tmp_path / "bad")
+    shard = sorted((tmp_path / "bad" / "shards").glob("*.h5"))[0]
+    with h5py.File(shard, "r") as f:
+        ds = f[f"checkpoints/{zoo_io.step_key(int(f['steps'][-1]))}/params/layer0.weight"]
+        offset, row_bytes = ds.id.get_offset(), ds[0].nbytes
+    flip(shard, offset + row_bytes + 3, 6)
+    with pytest.raises(CorruptFileError, match=f"zoo shard '{shard}' is corrupt: checksum mismatch"):
+        extract(Zoo.open(tmp_path / "bad"), ["weight-stats"], force=True, chunk_size=5, runner=RayChunks(max_retries=2))
 
 
 def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
