@@ -60,6 +60,16 @@ class LocalExecutor:
 DISK_FULL_EXIT = 28  # a worker's exit status when its disk is full (ENOSPC's number)
 
 
+def core_budget() -> int:
+    """The cores the process executor's workers share: the user's ``OMP_NUM_THREADS`` when set (the README's advice for
+    two jobs on one machine: outside audit 120 found the workers took every core regardless), else every core."""
+    try:
+        given = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        given = 0
+    return given if given > 0 else os.cpu_count() or 1
+
+
 class ProcessExecutor:
     """Train shards in worker subprocesses (``python -m training.worker``), ``workers`` at a time.
 
@@ -70,13 +80,13 @@ class ProcessExecutor:
     name = "process"
 
     def __init__(self, workers: int | None = None):
-        self.workers = workers or max(1, min(os.cpu_count() or 1, 4))
+        self.workers = workers or max(1, min(core_budget(), 4))
 
     def run(self, zoo_dir, shards, device, on_done, on_steps):
         if not shards:
             return
         config = _manifest_config(zoo_dir)
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = max(1, core_budget() // self.workers)
         pending = list(shards)
         running: dict[subprocess.Popen, ShardPlan] = {}
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
