@@ -312,8 +312,6 @@ def sweep(config: RunConfig | SweepConfig, out: str | Path, executor: str = "loc
     cfg = config.sweep if isinstance(config, RunConfig) else config
     if address and executor != "ray":
         raise UserError(f"--address is for --executor ray, not '{executor}'")
-    if models_per_batch is not None and models_per_batch <= 0:
-        raise UserError(f"--models-per-batch must be > 0, got {models_per_batch}")
     if inputs is None and isinstance(config, RunConfig) and config.source is not None:
         inputs = {"config file": config.source}
     ex = get_executor(executor, **({"address": address} if address else {}))
