@@ -447,7 +447,7 @@ def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster,
                                runner=RayChunks(address=loopback_cluster.address, **kw))
 
     # no retries: the lost chunk is named in one line and nothing is cached
-    (failed,) = _lose_a_node_during(loopback_cluster, "compute_chunk", chunks(max_retries=0))
+    (failed,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks(max_retries=0))
     assert failed.error and re.match(r"chunk \d+ \(models .+\) of 'slow-row-norms' failed after 0 retries: "
                                      + NODE_LOST, failed.error), failed.error
     assert "\n" not in failed.error
@@ -455,7 +455,7 @@ def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster,
     assert not [m for m in zoo.list_fingerprints() if m["extractor"] == "slow-row-norms"]
 
     # retried: the lost chunk runs again on the head node, and the whole fingerprint is cached
-    (done,) = _lose_a_node_during(loopback_cluster, "compute_chunk", chunks())
+    (done,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks())
     assert done.error is None, done.error
     (local,) = extract(zoo, ["row-norms"], force=True, chunk_size=4)
     cached = load_cached(zoo, "slow-row-norms")
