@@ -225,7 +225,7 @@ def validate(config: SweepConfig, models_per_batch: int | None = None, max_gb: f
         try:
             check_seeds_only(str(config.task.name), task, config.train.batch_size,
                              [m.init_seed for m in first], [m.data_seed for m in first])
-            for group, t in tasks.items():  # its probe sets feed the models: their input shape (outside audit 121)
+            for t in tasks.values():  # its probe sets feed the models: their input shape (outside audit 121)
                 for pname in t.probe_names():
                     got, want = tuple(t.probes(pname).shape[1:]), tuple(t.input_shape)
                     if got != want:

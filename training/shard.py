@@ -33,7 +33,6 @@ from training.plan import (
     base_checkpoints,
     build_family,
     build_task,
-    check_variant_alone,
     manifest_shard,
     phase_train_config,
 )
@@ -107,10 +106,9 @@ def build_base(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: ShardPlan
     task = build_task(config, sp.group)
     family = build_family(config, task, sp.group)
     init_seeds, data_seeds = _seeds(sp)
-    init, data = torch.tensor(init_seeds), torch.tensor(data_seeds)
-    variant = task.variant(init, data)
-    check_variant_alone(config.task.name, task, init, data, variant)  # every model's, every shard's
-    return ShardStart(task, family, config.train, family.init(init_seeds), variant, base_checkpoints(config))
+    # (a plugin's variants were checked model by model before the sweep wrote anything: training.plan.validate)
+    return ShardStart(task, family, config.train, family.init(init_seeds),
+                      task.variant(torch.tensor(init_seeds), torch.tensor(data_seeds)), base_checkpoints(config))
 
 
 def build_spawn(zoo_dir: Path, manifest: dict, config: SweepConfig, sp: ShardPlan) -> ShardStart:
