@@ -86,10 +86,14 @@ class TaskView:
             kind = task.data_loss()
         return kind == "regression"
 
-    def probes(self, name: str) -> torch.Tensor:
-        """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others)."""
+    def probes(self, name: str, record: bool = True) -> torch.Tensor:
+        """Probe inputs ``[n_probes, *input_shape]`` (a copy: editing it changes nothing for others). ``record=False``:
+        not counted among the fingerprint's reads (``read``): inputs a symmetry trial runs to see whether a change of
+        the weights moves the outputs at all, not what the fingerprint is made of (review 122: the weight
+        fingerprints' trial read every set, and whichever ran first was marked privileged)."""
         out = self._behind().probes(name).clone()
-        self.read.add(str(name))
+        if record:
+            self.read.add(str(name))
         return out
 
     def hypotheses(self, required_by: str | None = None) -> dict[str, HypothesisInfo]:

@@ -198,7 +198,7 @@ def _found(models: Any) -> Found:
     if not names or len(models) == 0:
         return Found()
     if sets:
-        parts = [models.task.probes(s)[:PROBES_PER_SET] for s in sets]
+        parts = [models.task.probes(s, record=False)[:PROBES_PER_SET] for s in sets]  # a trial's inputs, not the fingerprint's
         x = torch.cat([p for p in parts if p.shape[1:] == parts[0].shape[1:]])  # sets of another shape: the first's
     else:  # an import given --data and no probes: its labelled inputs (an outside audit: nothing was tried)
         try:

@@ -807,6 +807,10 @@ def test_fingerprints_on_probe_sets_built_from_the_ground_truth_are_marked_privi
     assert on_conflict.meta["privileged"] == ["conflict"] and "privileged" not in generic.meta
     (anomalous,) = extract(zoo, ["anomalous-inputs:reference=conflict"])  # any parameter that names the set
     assert anomalous.meta["privileged"] == ["conflict"]
+    # the weight fingerprints' symmetry trial runs every probe set through the models: not their fingerprint's input,
+    # not marked, in either order (review 122: whichever ran first was marked privileged)
+    for order in (["weight-stats", "weight-spectra"], ["weight-spectra", "weight-stats"]):
+        assert all("privileged" not in r.meta for r in extract(zoo, order, force=True)), order
     # an imported zoo declares its own
     mods = [torch.nn.Linear(3, 2) for _ in range(3)]
     sets = {"ood": torch.randn(8, 3), "oracle": torch.randn(8, 3)}
