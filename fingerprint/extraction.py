@@ -220,10 +220,8 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     if not force:
         hit = zoo.load_fingerprint(key)
         if hit is not None and hit[2].get("model_set") == zoo.model_set_hash(ids):
-            values, cached_ids, cached_meta = hit
-            if on_progress:
-                on_progress(text, len(ids), len(ids))
-            return ExtractResult(key, spec.name, values, cached_ids, cached_meta, cached=True)
+            _ = on_progress(text, len(ids), len(ids)) if on_progress else None
+            return ExtractResult(key, spec.name, hit[0], hit[1], hit[2], cached=True)
     check_code(zoo)  # outside the try: a zoo whose code the user did not allow stops the whole call, saying why
     named = {v for v in params.values() if isinstance(v, str)}  # probe_set=, reference=, ...; and what it reads (below)
     remote_module = worker_module(spec) if runner is not None and spec.streaming else False
@@ -344,6 +342,10 @@ def find_cached(zoo: Zoo, text: str, metas: Sequence[dict] | None = None) -> lis
         params = spec.resolve_params(overrides)
     except UserError:
         named = [m for m in population if text in (m.get("spec"), m.get("extractor"))]
+        specs = sorted({str(m.get("spec")) for m in named})  # review 122: a variant's entry under its extractor's name
+        if text not in specs and len(specs) > 1:
+            raise UserError(f"'{text}' is ambiguous: {len(specs)} variants are cached (name one with --fp): {', '.join(specs)}")
+        named = [m for m in named if m.get("spec") == text] or named
         # an earlier body's entry names the fingerprint; a later body's, under another spec text, holds it now
         groups, seen = {body_group(m) for m in named}, {id(m) for m in named}
         return _latest_bodies(named + [m for m in population if m.get("code") and id(m) not in seen and body_group(m) in groups])

@@ -527,3 +527,11 @@ def test_a_cached_module_function_fingerprint_is_read_without_importing_its_modu
     found = find_cached(None, "sidemodtrust:plain", metas)
     assert [m["key"] for m in found] == ["sidemodtrust:plain-abc"]
     assert "sidemodtrust" not in sys.modules and not (tmp_path / "sidemodtrust.log").exists()
+    # its variants: the one named, never another under the extractor's name (review 122: k=3 read for the default)
+    k3 = {**metas[0], "key": "sidemodtrust:plain-k3", "spec": "sidemodtrust:plain:k=3", "params": {"k": 3}}
+    assert [m["key"] for m in find_cached(None, "sidemodtrust:plain", [*metas, k3])] == ["sidemodtrust:plain-abc"]
+    assert [m["key"] for m in find_cached(None, "sidemodtrust:plain:k=3", [*metas, k3])] == ["sidemodtrust:plain-k3"]
+    k5 = {**k3, "key": "sidemodtrust:plain-k5", "spec": "sidemodtrust:plain:k=5"}
+    with pytest.raises(UserError, match="'sidemodtrust:plain' is ambiguous: 2 variants are cached"):
+        find_cached(None, "sidemodtrust:plain", [k3, k5])
+    assert "sidemodtrust" not in sys.modules
