@@ -256,8 +256,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> str:
             why += "; the record was probably left by a cluster that has stopped"
         raise UserError(f"cannot reach Ray at {tried}: {why}; start the cluster ('ray start --head') "
                         f"or pass the address of a running one") from None
+    tls = os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true")  # TLS first: the preface is not read
     with conn:
-        if not speaks_grpc(conn, timeout):  # outside audit 120: a web server's port hung ray.init for minutes
+        if not tls and not speaks_grpc(conn, timeout):  # outside audit 120: a web server's port hung ray.init
             raise UserError(f"cannot reach Ray at {tried}: something answers there, but not Ray (no gRPC server: a "
                             "cluster's address is its head's GCS port, 6379 by default, or ray://HOST:10001)")
     return target
