@@ -26,7 +26,8 @@ import torch
 
 from fingerprint.batch import PROBE_READS, ModelBatch
 from fingerprint.registry import get_extractor, parse_spec
-from training.core.errors import CorruptFileError, UserError
+from training.core import errors
+from training.core.errors import UserError
 from training.core.store import Zoo
 from training.executors import RayExecutor, failure_reason
 
@@ -78,7 +79,10 @@ class Refusal:
     message: str
 
     def error(self) -> UserError:
-        return CorruptFileError(self.message) if self.kind == "CorruptFileError" else UserError(self.message)
+        """The refusal as the driver raises it: its own class of ``training.core.errors`` (review 122: a PluginError or
+        a DiskFullError came back as a plain UserError), else a UserError."""
+        cls = getattr(errors, self.kind, None)
+        return (cls if isinstance(cls, type) and issubclass(cls, UserError) else UserError)(self.message)
 
 
 def chunk_or_refusal(*args: Any) -> ChunkResult | Refusal:

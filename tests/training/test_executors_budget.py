@@ -17,3 +17,13 @@ def test_the_process_executor_divides_the_users_omp_num_threads(monkeypatch):
     import os
 
     assert core_budget() == (os.cpu_count() or 1)
+
+
+def test_a_ray_chunks_refusal_comes_back_as_its_own_error_class():
+    """Review 122: a chunk's PluginError or DiskFullError came back from the worker as a plain UserError."""
+    from fingerprint.parallel import Refusal
+    from training.core import errors
+
+    for kind in ("CorruptFileError", "PluginError", "DiskFullError", "UserError"):
+        assert type(Refusal(kind, "m").error()) is getattr(errors, kind)
+    assert type(Refusal("ValueError", "m").error()) is errors.UserError  # not one of ours: a UserError
