@@ -258,7 +258,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     preds = [r for r in judged if (r.meta or {}).get("predicts") == "classes"]
     classes = {str(r.fingerprint): _clusters(r) if r.k == 2 else {} for r in preds
                if ((r.meta or {}).get("params") or {}).get("probe_set") not in (None, "in_dist")}
-    sources = {str(r.fingerprint): _source(r) for r in deep}
+    sources = {str(r.fingerprint): _source(r) for r in judged}
     # no judged fingerprint predicts anything (no `disagreement` of either kind): the "values" check cannot run, and a
     # behavioural fingerprint of class probabilities alone is said as such a lead, unchecked (outside audit 117)
     unchecked = set() if any((r.meta or {}).get("predicts") for r in judged) else {
@@ -266,7 +266,8 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
         and ((r.meta or {}).get("params") or {}).get("transform") in CLASS_TRANSFORMS}
     # each fingerprint of the predicted classes beside judged ones of the output values on the same probes (one source):
     # the camps those see (own two clusters, camps held back, candidate basins), for _lone_why's "classes"
-    seen = {str(p.fingerprint): [part for r in judged if r is not p and _source(r) == _source(p) and r.kind == "behavioural"
+    seen = {str(p.fingerprint): [part for r in judged if r is not p and r.kind == "behavioural"
+                                 and sources[str(r.fingerprint)] == sources[str(p.fingerprint)]
                                  and not (r.meta or {}).get("predicts")
                                  for part in (_clusters(r) if r.k == 2 else {}, _held_basins(r.label_free), _basins(r))]
             for p in preds}
@@ -1802,37 +1803,29 @@ BASE_TEXT = ("each family's base model beside its fine-tunes (the fine-tuning it
              "recorded at import, a parent_id column, the tests leave that generation out)")
 
 
-def _base_text(c: Candidate, parents: bool, strata: list[str] | None = None) -> str:
-    """``one model of every family: first, the shape of each family's base model beside its fine-tunes ...; else ``
-    (the reading that comes first) when :func:`_base_reading` and the families were read from the weights, else
-    ``""``. Families found in the weights (near twins, `fingerprint lineage`) are how a base beside its fine-tunes
-    imported without metadata comes; families from a recorded column are a seed sweep's design, whose shared data
-    order the audit 116 zoo left unrecorded and read the fine-tuning first (its F5): there the design's factor comes
-    first, and the base second (:func:`_balance_text`)."""
-    if not _base_reading(c, parents, strata):
-        return ""
-    return f"one model of every family: first, the shape of {BASE_TEXT}; else "
-
-
 def _balance_text(c: Candidate, told: bool = False, strata: list[str] | None = None, parents: bool = True,
                   weight_families: bool = False) -> str:
     """``; every one of the 6 families has exactly 1 of its 4 models in the smaller camp ...`` for a
     candidate whose camps cut every family alike (:func:`_balance`), else ``""``; ``told``: an
     earlier candidate of the sentence explained what that means, so this one only refers to it;
     ``strata``: the design columns the tests already took out (``data_seed``), which the sentence names;
-    ``weight_families``: the init families were read from the weights, so a base beside its fine-tunes comes first."""
+    ``weight_families``: the init families were read from the weights (near twins, `fingerprint lineage`), as a base
+    beside its fine-tunes imported without metadata comes, so that reading (:func:`_base_reading`) comes first; with
+    families from a recorded column, a seed sweep's design, it comes after the design's factor (outside audit 116's
+    F5: a shared data order left unrecorded read the fine-tuning first)."""
     b = c.balanced
     if not b or c.columns:  # a matched column already names the factor
         return ""
     head = f"; every one of the {b['n_families']} families has exactly {b['k']} of its {b['members']} models in the smaller camp"
     # an outside audit (81): at chance 0.038 (4 families) a null's balance sent the user to record a factor it never had
     rare = "" if b["chance"] <= BALANCE_RARE else ", not rare enough to rule chance out"
-    first = _base_text(c, parents, strata) if weight_families else ""
+    reading = _base_reading(c, parents, strata)
+    first = f"one model of every family: first, the shape of {BASE_TEXT}; else " if reading and weight_families else ""
     if told:
         return f"{head} (chance {b['chance']:.2g}{rare}: {first}a factor shared by design, as above)"
     # an outside audit of the nineteenth session: the data order was recorded (data_seed) and this still said "record it"
     recorded = (f" other than {', '.join(repr(x) for x in strata)}, which the tests took out already" if strata else "")
-    base = f"{BASE_TEXT}, if one of every family is their parent, " if _base_reading(c, parents, strata) and not first else ""
+    base = f"{BASE_TEXT}, if one of every family is their parent, " if reading and not weight_families else ""
     return (f"{head} (a difference decided by each model's own seeds would vary from family to family: chance {b['chance']:.2g}{rare}): "
             f"{'if not chance, ' if rare else ''}{first}the pattern of a factor the families share by design, such as a data order or batch numbered alike in "
             f"every family{recorded} (seed noise: record it as a data_seed column, or name its column with --strata COLUMN), a "

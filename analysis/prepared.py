@@ -89,7 +89,7 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
         if any(str(x) for x in p):
             parent_ids, parents = p, mt.root_family(ids, p)
     std = bool(fp.meta.get("standardize", True))  # combined fingerprints are block-scaled already
-    taken = share = cells = cov_fit = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
+    taken = share = cells = cov_fit = raw_dist = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
     if opts.covariates:
         cols = opts.covariates_in(table)
         cov_fit = covariates.fit({c: col(c) for c in cols}, cols)  # on this fingerprint's models
@@ -101,8 +101,7 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
         values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
         taken, cells = cov_fit.design, cov_fit.levels
     return Prepared(values, bool(dist), std, ids, excluded, rows_arr, label, lineage, lineage_values, parent_ids,
-                     parents, taken, cells, share, cov_fit, table, strata_names(table, opts),
-                     raw_dist if opts.covariates else None)
+                     parents, taken, cells, share, cov_fit, table, strata_names(table, opts), raw_dist)
 
 
 def label_free_tests(prep: Prepared, opts: AnalysisOptions, coords: np.ndarray, clusters: np.ndarray, n_null: int,

@@ -130,6 +130,7 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
     ``chunk_size`` (models per chunk of a streaming extractor) defaults to :func:`auto_chunk_size`.
     """
     resolved = resolve_specs([specs] if isinstance(specs, str) else specs)  # one spec given as a plain string
+    progress = on_progress or (lambda *_: None)
     if chunk_size is None:
         chunk_size = auto_chunk_size(zoo, runner)
     elif chunk_size <= 0:
@@ -156,7 +157,7 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
             batch_cache: dict[str, ModelBatch] = {}
             done = []
             for text, spec, params in resolved:
-                done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, on_progress,
+                done.append(_one(zoo, text, spec, params, s, step_key, ids, force, chunk_size, label_map, progress,
                                  device, batch_cache, runner, subset))
             if not subset:  # all refused: no new record (audit 117), a recorded one's reason kept true (review 119)
                 record_failures(zoo, done, zoo.model_set_hash(ids), add=not all(r.error for r in done))
@@ -220,15 +221,14 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
     if not force:
         hit = zoo.load_fingerprint(key)
         if hit is not None and hit[2].get("model_set") == zoo.model_set_hash(ids):
-            _ = on_progress(text, len(ids), len(ids)) if on_progress else None
-            return ExtractResult(key, spec.name, hit[0], hit[1], hit[2], cached=True)
+            on_progress(text, len(ids), len(ids))
+            return ExtractResult(key, spec.name, *hit, cached=True)
     check_code(zoo)  # outside the try: a zoo whose code the user did not allow stops the whole call, saying why
     named = {v for v in params.values() if isinstance(v, str)}  # probe_set=, reference=, ...; and what it reads (below)
     remote_module = worker_module(spec) if runner is not None and spec.streaming else False
     # chunks of streaming extractors: never across a model.sweep's architectures (their weights cannot be stacked)
     chunks = [run[i : i + chunk_size] for _, run in stackable_runs(zoo, ids) for i in range(0, len(run), chunk_size)]
-    if on_progress:  # computing starts: 0 done (a cached fingerprint arrives done at once, above)
-        on_progress(text, 0, len(ids))
+    on_progress(text, 0, len(ids))  # computing starts: 0 done (a cached fingerprint arrives done at once, above)
     t0 = time.perf_counter()
     try:
         if remote_module is not False:
@@ -236,14 +236,13 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
 
             def on_chunk(n: int) -> None:
                 done[0] += n
-                if on_progress:
-                    on_progress(text, done[0], len(ids))
+                on_progress(text, done[0], len(ids))
 
             parts = runner.map(chunks, str(zoo.path.resolve()), text, step, device, on_chunk, remote_module or None,
                                code=(zoo.trust_code, zoo.module_factory))
             _check_widths(zoo, text, ids, [p[0] for p in parts])
-            named |= {str(n) for p in parts for n in p[1].get(PROBE_READS, ())}
-            values, extras = np.concatenate([p[0] for p in parts]), {k: v for k, v in parts[-1][1].items() if k != PROBE_READS}
+            named |= {str(n) for p in parts for n in p[1].pop(PROBE_READS, ())}  # each chunk's, not the fingerprint's meta
+            values, extras = np.concatenate([p[0] for p in parts]), parts[-1][1]
         elif spec.streaming and len(chunks) > 1:
             parts, extras, done = [], {}, 0
             for chunk in chunks:
@@ -252,8 +251,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
                 named |= mb.task.read
                 parts.append(v)
                 done += len(chunk)
-                if on_progress:
-                    on_progress(text, done, len(ids))
+                on_progress(text, done, len(ids))
             _check_widths(zoo, text, ids, parts)
             values = np.concatenate(parts)
         else:
@@ -262,8 +260,7 @@ def _one(zoo, text, spec, params, step, step_key, ids, force, chunk_size, label_
             batch_cache["all"].task.read.clear()  # (the batch is shared: this extractor's reads only)
             values, extras = spec.compute(batch_cache["all"], params, lab, fam)
             named |= batch_cache["all"].task.read
-            if on_progress:
-                on_progress(text, len(ids), len(ids))
+            on_progress(text, len(ids), len(ids))
     except CorruptFileError:  # the zoo's failure, not this extractor's: every other one would hit it too
         raise
     except UserError as e:

@@ -65,8 +65,7 @@ def compute_chunk(zoo_dir: str, spec_text: str, ids: Sequence[str], step: int | 
     mb = ModelBatch.from_zoo(zoo, list(ids), step, device)
     values, extras = spec.compute(mb, params)
     out = {k: v for k, v in extras.items() if not isinstance(v, np.ndarray)}
-    return np.asarray(values), {**out, PROBE_READS: sorted(mb.task.read)} if mb.task.read else out
-
+    return np.asarray(values), {**out, PROBE_READS: sorted(mb.task.read)}
 
 
 @dataclass(frozen=True)

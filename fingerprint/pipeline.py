@@ -453,10 +453,8 @@ def forget_failures(zoo: Zoo) -> list[str]:
     """Drop the zoo population's recorded extraction failures (:func:`fingerprint.extraction.record_failures`), e.g. of a spec written
     wrong, which no later extraction would compute and so drop; the specs dropped (`extract --forget-failed`)."""
     dropped = failures(zoo)
-    if dropped:
-        keys = {f["key"] for f in dropped}
-        kept = [f for f in failures(zoo, model_set=None) if f["key"] not in keys or f not in dropped]
-        zoo.save_result(FAILURES, {"failures": kept})
+    if dropped:  # every other population's entries kept
+        zoo.save_result(FAILURES, {"failures": [f for f in failures(zoo, model_set=None) if f not in dropped]})
     return [str(f.get("spec") or f["key"]) for f in dropped]
 
 

@@ -282,8 +282,8 @@ def check_variant_alone(name: str, task: Task, init: torch.Tensor, data: torch.T
 def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequence[int], data_seeds: Sequence[int]) -> None:
     """A model's identity is its seeds: a task's ``variant`` and its ``sampler``'s first batches must give
     each model the same whether it trains alone, first or last in its shard. Checked on the given seed
-    pairs (the first shard's first four) in two orders (and each alone, for the variant), with the
-    global random generator left as it was; a task plugin that
+    pairs (the first shard's first four) in two orders (each model's variant alone: every shard's, by
+    :func:`check_variant_alone` in :func:`validate`), with the global random generator left as it was; a task plugin that
     reads a model's position or the global generator is a one-line error (an outside audit, 71: such a
     plugin trained silently, and one seed's ``deep_label`` differed alone and in the population)."""
     init, data = torch.tensor(list(init_seeds)), torch.tensor(list(data_seeds))
@@ -295,7 +295,6 @@ def check_seeds_only(name: str, task: Task, batch_size: int, init_seeds: Sequenc
         v = task.variant(init, data)
         if not torch.equal(task.variant(init[flip], data[flip]), v[flip]):
             raise PluginError(VARIANT_BY_POSITION.format(name=name))
-        check_variant_alone(name, task, init, data, v)
         states = rng.seed_lanes(data, rng.DATA)
         together, reordered = task.sampler(states, batch_size, v), task.sampler(states[flip], batch_size, v[flip])
         for step in (0, 1):

@@ -96,13 +96,13 @@ def load_plugin_module(p: str) -> None:
         module_tasks,
     )
 
-    before = dict(list_tasks())
+    before = set(list_tasks())
     try:
         load_plugins(p)  # first: it sees which extractors the import adds (a package re-exporting a submodule's)
     except UserError as e:
         if isinstance(e, PluginError) or ":" in p:  # a broken module, or a module:function that is no extractor
             raise
-        if not module_tasks(p) and not set(list_tasks()) - set(before):  # its own tasks, or others it registers
+        if not module_tasks(p) and not set(list_tasks()) - before:  # its own tasks, or others it registers
             raise UserError(f"plugin module '{p}' registers no extractor and no task: decorate functions with "
                             "@fingerprint.extractor(...) or task classes with @register_task, or name one as "
                             "module:function or module:Class") from None

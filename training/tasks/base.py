@@ -332,19 +332,19 @@ def get_task(name: str, params: dict | None = None) -> Task:
             raise UserError(f"unknown parameter 'task.{k}' for task '{name}' (valid: {', '.join(sorted(fields))})")
         clean[k] = check(v, hints[k], f"task.{k}")
     task = cls(**clean)
-    if not builtin_task(task):  # a plugin: what it must define, and its own validate(), each said in one line
-        missing = [m for m in REQUIRED if getattr(cls, m, None) is getattr(Task, m)]
-        if missing:  # outside audit 121: a traceback ending in NotImplementedError, or an empty message
-            raise PluginError(f"task '{name}' does not define {', '.join(missing)} (a task defines {', '.join(REQUIRED)}: "
-                              "docs/tasks.md, 'Writing your own task')")
-        try:
-            task.validate()
-        except UserError:
+    plugin = not builtin_task(task)  # a plugin: what it must define, and its own validate(), each said in one line
+    missing = [m for m in REQUIRED if getattr(cls, m, None) is getattr(Task, m)] if plugin else []
+    if missing:  # outside audit 121: a traceback ending in NotImplementedError, or an empty message
+        raise PluginError(f"task '{name}' does not define {', '.join(missing)} (a task defines {', '.join(REQUIRED)}: "
+                          "docs/tasks.md, 'Writing your own task')")
+    try:
+        task.validate()
+    except UserError:
+        raise
+    except Exception as e:  # a built-in's bug is a traceback; a plugin's own check is said as its message
+        if not plugin:
             raise
-        except Exception as e:  # noqa: BLE001 - the plugin's own check: said as its message
-            raise PluginError(f"task '{name}': validate() raised {type(e).__name__}: {e}") from None
-        return task
-    task.validate()
+        raise PluginError(f"task '{name}': validate() raised {type(e).__name__}: {e}") from None
     return task
 
 
