@@ -30,6 +30,7 @@ from fingerprint.parallel import worker_module
 from fingerprint.plugin_checks import plugin_warnings
 from fingerprint.population import (
     check_code,
+    check_task_unchanged,
     model_setting,
     privileged_probes,
     stackable_runs,
@@ -162,6 +163,8 @@ def extract(zoo: Zoo, specs: Sequence[str], step: int | str | None = None, force
             if not subset:  # all refused: no new record (audit 117), a recorded one's reason kept true (review 119)
                 record_failures(zoo, done, zoo.model_set_hash(ids), add=not all(r.error for r in done))
             results += done
+        if results and all(r.cached for r in results):  # no task was built to say an edited plugin (audit 121)
+            check_task_unchanged(zoo)
     finally:
         forget_balanced()  # the balanced copy the weight fingerprints shared: not past this call
     return results

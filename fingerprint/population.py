@@ -252,6 +252,22 @@ def _trained_parts(zoo: zoo_io.Zoo, group: str = "") -> tuple[Any, Any]:
     return cache[group]
 
 
+def check_task_unchanged(zoo: zoo_io.Zoo) -> None:
+    """Say an edited task plugin (the warning of :func:`_trained_parts`) when an extraction computed
+    nothing, so built no task (outside audit 121, F8: every fingerprint asked for was cached on the old
+    probes, and nothing was said). Only where the task can be built without importing code the zoo
+    names (trusted, registered, or imported by the user); a plugin that cannot be built says nothing here."""
+    if is_imported(zoo) or not (zoo.manifest.get("task") or {}).get("code"):
+        return
+    name = str((zoo.config.get("task") or {}).get("name", ""))
+    if ":" in name and not zoo.trust_code and name not in list_tasks() and name.partition(":")[0] not in sys.modules:
+        return
+    try:
+        _trained_parts(zoo)
+    except UserError:  # its file gone or broken: the cached fingerprints are served as they are
+        pass
+
+
 def privileged_probes(zoo: zoo_io.Zoo) -> set[str]:
     """The zoo's probe sets built from the ground truth (a task's ``privileged_probes``, or declared at import)."""
     if is_imported(zoo):

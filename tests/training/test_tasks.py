@@ -320,6 +320,10 @@ class BadValidate(Parity):
 class NarrowProbes(Parity):
     def probes(self, name):
         return super().probes(name)[:, :2]  # narrower than input_shape
+
+
+class NotADataclass(Parity):  # outside audit 121 (F9): trained, its field silently no parameter
+    width: int = 3
 '''
 
 
@@ -361,6 +365,8 @@ class LateFail(Parity):
                           "train_set, test_set"),
     ("brokentasks:BadValidate", "task 'brokentasks:BadValidate': validate() raised ValueError: n_bits too small"),
     ("brokentasks:NarrowProbes", "probes('in_dist') gives inputs of shape [2], its input_shape is [4]"),
+    ("brokentasks:NotADataclass", "task 'brokentasks:NotADataclass' is not a dataclass: its field(s) width would not be "
+                                  "parameters (decorate the class with @dataclass(frozen=True)"),
     ("syntaxtask:X", "task 'syntaxtask:X' cannot be imported: SyntaxError"),
     ("nosuchtask:X", "task 'nosuchtask:X' cannot be imported: ModuleNotFoundError: No module named 'nosuchtask' (the "
                      "module is looked for in the working directory and on PYTHONPATH"),
@@ -418,6 +424,27 @@ def test_an_edited_task_plugin_is_said_when_its_zoo_is_read_again(tmp_path, monk
         f.write("\n# the probes drawn otherwise\n")
     with pytest.warns(UserWarning, match=r"task 'edited:Parity' has changed since zoo .* was trained .* --force"):
         task_for(Zoo.open(tmp_path / "z"))
+
+
+def test_an_edited_task_plugin_is_said_when_everything_asked_for_is_cached(tmp_path, monkeypatch):
+    """Outside audit 121 (F8): after the plugin's probes were edited, an `extract` whose fingerprints were all
+    cached built no task and said nothing; a later report mixed them with ones computed on the new probes."""
+    from fingerprint import extract
+
+    (tmp_path / "edited2.py").write_text(TASK_PLUGIN.replace('name = "parity"', 'name = "parity-edited2"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = SweepConfig.from_dict({"task": {"name": "edited2:Parity"}, "model": {"arch": "mlp", "width": 8},
+                                 "train": {"steps": 5, "batch_size": 8}, "seeds": {"init": 2, "data": 1}})
+    run_sweep(cfg, tmp_path / "z")
+    extract(Zoo.open(tmp_path / "z"), ["weight-spectra"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unchanged and cached: nothing said
+        assert all(r.cached for r in extract(Zoo.open(tmp_path / "z"), ["weight-spectra"]))
+    with open(tmp_path / "edited2.py", "a") as f:
+        f.write("\n# the probes drawn otherwise\n")
+    with pytest.warns(UserWarning, match=r"task 'edited2:Parity' has changed since zoo .* --force"):
+        results = extract(Zoo.open(tmp_path / "z"), ["weight-spectra"])
+    assert all(r.cached for r in results)
 
 
 def test_a_zoo_of_a_task_registered_in_a_notebook_is_read_with_the_registering_module_as_plugin(tmp_path, monkeypatch):

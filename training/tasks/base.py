@@ -295,7 +295,22 @@ def _import_task(spec: str) -> type[Task]:
 
 def builtin_task(task: Task) -> bool:
     """Is ``task`` one of the package's own (``training.tasks``), not a plugin?"""
-    return type(task).__module__.startswith("training.tasks.")
+    return builtin_task_class(type(task))
+
+
+def builtin_task_class(cls: type) -> bool:
+    return cls.__module__.startswith("training.tasks.")
+
+
+def _loose_fields(cls: type) -> list[str]:
+    """Fields a task class annotates that are no dataclass fields: each class of the hierarchy that
+    annotates fields must itself be a dataclass (else they are plain class attributes, not parameters)."""
+    loose = []
+    for klass in cls.__mro__:
+        if klass is object or "__dataclass_fields__" in klass.__dict__:
+            continue
+        loose += [k for k, a in inspect.get_annotations(klass).items() if "ClassVar" not in str(a)]
+    return loose
 
 
 def task_code(task: Task) -> str | None:
@@ -324,6 +339,10 @@ def get_task(name: str, params: dict | None = None) -> Task:
                         "install it under the entry-point group fingerprint.tasks)")
     else:
         cls = tasks[name]
+    loose = [] if builtin_task_class(cls) else _loose_fields(cls)
+    if loose:  # outside audit 121 (F9): a plain class trained, its annotated fields silently not parameters
+        raise PluginError(f"task '{name}' is not a dataclass: its field(s) {', '.join(loose)} would not be parameters "
+                          "(decorate the class with @dataclass(frozen=True), as Task is)")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     clean = {}
