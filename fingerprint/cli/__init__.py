@@ -20,6 +20,7 @@ Exit statuses, the same for every command (README, "A tour of the CLI"):
 from __future__ import annotations
 
 import _thread
+import functools
 import signal
 import sys
 import threading
@@ -154,19 +155,19 @@ def _on_interrupt(signum, frame) -> None:
     signal.default_int_handler(signum, frame)
 
 
-def _unraisable(unraisable) -> None:
+def _unraisable(unraisable, previous=sys.__unraisablehook__) -> None:
     """``sys.unraisablehook`` while a command runs: a Ctrl-C raised where Python ignores exceptions (a weakref
     callback during garbage collection, such as matplotlib's ``WeakSet`` entries while a report writes its figures)
     was printed as "Exception ignored in ..." and lost, and the command ran on to the end with status 0 (found in the
     forty-first session, beside outside audit 117's F2: one Ctrl-C in three during a report's figures). It is delivered
-    again a moment later, where it stops the command."""
+    again a moment later, where it stops the command. Anything else goes to ``previous``, the hook the caller had."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _INTERRUPTED:
         resend = threading.Timer(0.05, _thread.interrupt_main)  # this process's main thread, as a Ctrl-C would
         resend.daemon = True  # a command that ends meanwhile is not held up by it (main() cancels it: _cancel_resend)
         _RESEND.append(resend)
         resend.start()
         return
-    sys.__unraisablehook__(unraisable)
+    previous(unraisable)
 
 
 _RESEND: list[threading.Timer] = []  # the Ctrl-Cs _unraisable sends again, until they are sent or main() ends
@@ -193,7 +194,7 @@ def main() -> None:
     installed = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         installed = (signal.signal(signal.SIGINT, _on_interrupt), sys.unraisablehook)
-        sys.unraisablehook = _unraisable
+        sys.unraisablehook = functools.partial(_unraisable, previous=installed[1])
     try:
         _run()
     except SystemExit as e:  # a Ctrl-C lost and not yet sent again when the command ended: it was interrupted

@@ -438,10 +438,15 @@ def test_a_ctrl_c_lost_in_a_callback_is_delivered_again(monkeypatch, capsys):
     import fingerprint.cli as cli_mod
 
     lost = types.SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt)
+    other = types.SimpleNamespace(exc_value=ValueError("x"), exc_type=ValueError)
+    callers: list = []
+    monkeypatch.setattr(sys, "unraisablehook", callers.append)  # a notebook's or a test runner's own hook
 
     def command(**_kw):
         cli_mod._INTERRUPTED.append(True)  # the SIGINT handler's record, then its KeyboardInterrupt lost in a callback
-        cli_mod._unraisable(lost)
+        sys.unraisablehook(lost)
+        sys.unraisablehook(other)  # anything else: to the caller's hook, not Python's default (read-through, 41st)
+        assert callers == [other]
         assert [t.function for t in cli_mod._RESEND] == [_thread.interrupt_main]
         return 0  # the command ends before the Ctrl-C is sent again
 
@@ -454,10 +459,8 @@ def test_a_ctrl_c_lost_in_a_callback_is_delivered_again(monkeypatch, capsys):
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
     time.sleep(0.2)  # the cancelled resend never fires into this process (a KeyboardInterrupt here would end the test)
     assert cli_mod._RESEND == [] and sys.unraisablehook is hook  # the caller's hook is back
-    passed = []
-    monkeypatch.setattr(cli_mod.sys, "__unraisablehook__", passed.append)
-    other = types.SimpleNamespace(exc_value=ValueError("x"), exc_type=ValueError)
-    cli_mod._unraisable(other)  # anything else: Python's own report of it
+    passed: list = []
+    cli_mod._unraisable(other, previous=passed.append)
     assert passed == [other] and cli_mod._RESEND == []
 
 
