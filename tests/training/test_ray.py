@@ -131,6 +131,8 @@ def test_a_shard_that_always_fails_is_named_and_others_are_kept(local_ray, tmp_p
 
 
 RAY_PLUGIN = textwrap.dedent('''
+    import os
+    import pathlib
     import time
 
     import torch
@@ -144,8 +146,15 @@ RAY_PLUGIN = textwrap.dedent('''
     @extractor("slow-row-norms", kind="mechanistic")
     def slow_row_norms(models):
         """row-norms after a pause: a chunk long enough to lose its node while it runs (the test
-        looks every 20 ms; each chunk after the lost one waits this long too)."""
-        time.sleep(0.5)
+        looks every 20 ms; each chunk after the lost one waits this long too). A file beside this
+        module, named by the worker's pid, says the pause is under way: the test kills the node only
+        then (review 122: a worker's process title still named the task after it had returned)."""
+        marker = pathlib.Path(__file__).with_name(f"in-slow-chunk-{os.getpid()}")
+        marker.touch()
+        try:
+            time.sleep(0.5)
+        finally:
+            marker.unlink()
         return row_norms(models)
 
     @extractor("fails-on-chunk", kind="mechanistic")
@@ -350,8 +359,9 @@ class _HoldACpu:
         return True
 
 
-def _running_on(node, task: str) -> bool:
-    """Whether a worker of ``node`` (a child of its raylet) is running a Ray task of function ``task``."""
+def _running_on(node, task: str, marker_dir: Path | None = None) -> bool:
+    """Whether a worker of ``node`` (a child of its raylet) is running a Ray task of function ``task``
+    (and, given ``marker_dir``, has written its ``in-slow-chunk-PID`` file there: inside the task's pause)."""
     import psutil
     from ray._private import ray_constants
 
@@ -359,13 +369,14 @@ def _running_on(node, task: str) -> bool:
     for p in psutil.Process(raylet).children(recursive=True):
         try:
             if " ".join(p.cmdline()).startswith(f"ray::{task}"):
-                return True
+                if marker_dir is None or (marker_dir / f"in-slow-chunk-{p.pid}").exists():
+                    return True
         except psutil.Error:
             continue
     return False
 
 
-def _lose_a_node_during(cluster, task: str, work):
+def _lose_a_node_during(cluster, task: str, work, marker_dir: Path | None = None):
     """Add a worker node, run ``work()`` against the cluster, and kill the node (its raylet, object
     store and workers, as a crashed machine loses them) while it runs a ``task`` task.
     Returns what ``work`` returned or raised.
@@ -392,7 +403,7 @@ def _lose_a_node_during(cluster, task: str, work):
     lost, deadline = False, time.time() + 120
     try:
         while not lost and t.is_alive() and time.time() < deadline:
-            if _running_on(node, task):
+            if _running_on(node, task, marker_dir):
                 cluster.remove_node(node, allow_graceful=False)
                 lost = True
             time.sleep(0.02)
@@ -436,7 +447,7 @@ def test_a_sweep_that_loses_a_node_ends_with_every_model_once(loopback_cluster, 
 
 
 @pytest.mark.slow
-def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster, tiny_zoo):
+def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster, tiny_zoo, plugins):
     from fingerprint.extraction import extract, load_cached
     from fingerprint.parallel import RayChunks
 
@@ -447,7 +458,7 @@ def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster,
                                runner=RayChunks(address=loopback_cluster.address, **kw))
 
     # no retries: the lost chunk is named in one line and nothing is cached
-    (failed,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks(max_retries=0))
+    (failed,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks(max_retries=0), plugins)
     assert failed.error and re.match(r"chunk \d+ \(models .+\) of 'slow-row-norms' failed after 0 retries: "
                                      + NODE_LOST, failed.error), failed.error
     assert "\n" not in failed.error
@@ -455,7 +466,7 @@ def test_an_extraction_that_loses_a_node_caches_all_or_nothing(loopback_cluster,
     assert not [m for m in zoo.list_fingerprints() if m["extractor"] == "slow-row-norms"]
 
     # retried: the lost chunk runs again on the head node, and the whole fingerprint is cached
-    (done,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks())
+    (done,) = _lose_a_node_during(loopback_cluster, "chunk_or_refusal", chunks(), plugins)
     assert done.error is None, done.error
     (local,) = extract(zoo, ["row-norms"], force=True, chunk_size=4)
     cached = load_cached(zoo, "slow-row-norms")
