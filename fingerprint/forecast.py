@@ -170,11 +170,28 @@ def forecast_warnings(summary: dict[str, Any], n: int, finals: np.ndarray) -> li
     return out
 
 
-def calibration_split(n_seeds: int, calibration: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(calibration [n_cal], pool [n - n_cal])``, sorted: a seeded random ``calibration`` share (>= 2)."""
-    order = np.random.default_rng(seed).permutation(n_seeds)
-    n_cal = max(2, int(round(calibration * n_seeds)))
-    return np.sort(order[:n_cal]), np.sort(order[n_cal:])
+def calibration_split(groups: np.ndarray | int, calibration: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(calibration [n_cal], pool [n - n_cal])``, sorted: a seeded random ``calibration`` share
+    (>= 2 seeds) of whole init families (``groups [n_seeds]``; an int ``n``: n seeds each its own), taken in
+    a seeded order until the share is reached, so that no pool seed has a relative the forecaster was
+    fitted on (outside audit 124: seeds drawn one by one left a third of the pool with a calibrated
+    sibling, whose known fate the forecaster read; a label no early fingerprint carries was "selected"
+    at 100%). Seeds of a single family are split one by one, with a warning."""
+    groups = np.arange(groups) if isinstance(groups, (int, np.integer)) else np.asarray(groups)
+    n, want = len(groups), max(2, int(round(calibration * len(groups))))
+    families = np.unique(groups)
+    taken = np.zeros(n, dtype=bool)
+    for f in families[np.random.default_rng(seed).permutation(len(families))]:
+        if taken.sum() >= want:
+            break
+        taken |= groups == f
+    if taken.all():  # one family (or one holding most seeds): nothing left without a relative
+        warnings.warn(f"the {n} seeds are of {len(families)} init famil{'y' if len(families) == 1 else 'ies'}: no "
+                      "calibration set of whole families leaves a pool, so calibration and pool seeds are relatives "
+                      "(the forecast may read a relative's known fate)", stacklevel=2)
+        order = np.random.default_rng(seed).permutation(n)
+        return np.sort(order[:want]), np.sort(order[want:])
+    return np.flatnonzero(taken), np.flatnonzero(~taken)
 
 
 def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step: int, final_step: int) -> tuple[int, int]:
@@ -187,7 +204,7 @@ def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step
 def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp: str = "ood-outputs", label: str | None = None,
                         budget: int | None = None, calibration: float = 0.25, threshold: float = 0.5, seed: int = 0,
                         executor: Any = "local", device: str = "cpu", overwrite: bool = False, resume: bool = False,
-                        **callbacks) -> dict[str, Any]:
+                        lineage: str | None = None, **callbacks) -> dict[str, Any]:
     """Forecast at ``at_step`` with a calibration subset, continue the selected seeds, measure purity and compute.
 
     With no seed forecast for ``basin`` (``n_selected == 0``) nothing is trained and ``out`` is not written.
@@ -214,7 +231,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
     if not 0 < calibration < 1:
         raise UserError(f"--calibration must be in (0, 1), got {calibration}")
-    cal, pool = calibration_split(len(ids), calibration, seed)
+    families = forecast_families(zoo, ids, model_table(zoo), lineage)
+    cal, pool = calibration_split(families.groups, calibration, seed)
     cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
     (fp_cal,) = extract(zoo, [fp], step=at_step, model_ids=cal_ids)
     (fp_pool,) = extract(zoo, [fp], step=at_step, model_ids=pool_ids)
@@ -228,7 +246,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
                               "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
                               "without_checkpoint": [m for m in grid if m not in there],
                               "n_selected": len(chosen), "selected": chosen, "out": None if out is None else str(out),
-                              "continued": continued, "calibration_seeds": cal_ids,
+                              "continued": continued, "calibration_seeds": cal_ids, "lineage": families.column,
+                              "n_calibration_families": len(set(families.groups[cal].tolist())),
                               "probabilities": {m: round(float(v), 4) for m, v in zip(pool_ids, proba)}}
     base_rate = float(np.mean(y[pool] == basin))
     if chosen and not continued:  # trained elsewhere: the final checkpoints the zoo holds say where each ended
@@ -246,14 +265,20 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
             got = y[[ids.index(c) for c in chosen]]
         purity = float(np.mean(got == basin))
         trained_steps = summary.model_steps
+        result["exact"] = bool(new.manifest["continue_from"].get("exact"))
+        if not result["exact"]:  # outside audit 124: restarted moments made other models, and nothing said so
+            warnings.warn(f"zoo '{zoo.path}' saved no optimiser state at step {at_step} (train.save_optimizer_state = "
+                          "false): the continued seeds restart their optimiser's moments, so they are not the models "
+                          "its own training made; purity is measured on the continued models", stacklevel=2)
     else:
         purity, trained_steps = float("nan"), 0
     used, baseline = selection_compute(len(ids), len(cal_ids), len(chosen), at_step, T)
     in_pool = int(np.sum(y[pool] == basin))
     found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
     result.update(selection_intervals(zoo, ids, pool, [ids.index(c) for c in chosen], y == basin,
-                                      got == basin if chosen else None))
+                                      got == basin if chosen else None, families.groups))
     result.update({"purity": purity, "base_rate": base_rate, "recall": found / in_pool if in_pool else None,
+                   "purity_source": found / len(chosen) if chosen else None,
                    "model_steps_used": used, "model_steps_baseline": baseline, "compute_saved": 1 - used / baseline,
                    "continued_model_steps": trained_steps, "selected_true_basin_count": found})
     zoo.save_result(f"select-{basin}-{at_step}".replace("/", "_").replace(" ", "_"), result)
@@ -261,14 +286,14 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
 
 
 def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list[int], bound: np.ndarray,
-                        purity_hits: np.ndarray | None) -> dict[str, list[float] | None]:
+                        purity_hits: np.ndarray | None, groups: np.ndarray | None = None) -> dict[str, list[float] | None]:
     """95% intervals of a selection's shares, counting init families
     (:func:`analysis.intervals.proportion_interval`; ``None`` below four families): ``purity_ci``
     over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
     ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
     (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of
     a few families is a few draws however many seeds it holds."""
-    groups = forecast_families(zoo, ids, model_table(zoo), None).groups
+    groups = forecast_families(zoo, ids, model_table(zoo), None).groups if groups is None else groups
     pool = np.asarray(pool, dtype=int)
     in_b = pool[bound[pool]]
     picked = np.isin(in_b, chosen)

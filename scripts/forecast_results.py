@@ -43,6 +43,8 @@ from fingerprint.forecast import (
     select_and_continue,
     selection_compute,
 )
+from fingerprint.forecast_target import forecast_families
+from fingerprint.tables import model_table
 from training.core.store import Zoo
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -52,7 +54,7 @@ def selection_points(zoo: Zoo, spec: str, basin: str, label: str | None, calibra
     """Every (step, threshold) selection ``fingerprint select`` could make, scored on the final labels."""
     ids = base_models(zoo)
     y, _ = final_basins(zoo, ids, label, spec)
-    cal, pool = calibration_split(len(ids), calibration, seed)
+    cal, pool = calibration_split(forecast_families(zoo, ids, model_table(zoo), None).groups, calibration, seed)
     final_step = int(max(zoo.models["final_step"][zoo.index(ids)]))
     in_pool = int(np.sum(y[pool] == basin))
     points = []

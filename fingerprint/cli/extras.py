@@ -165,6 +165,7 @@ def select_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out zoo."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the selection (the picks, every pool seed's forecast probability, purity, intervals) to this file."),
+    lineage: Optional[str] = typer.Option(None, "--lineage", help="Model column of the init families: the calibration takes whole families, and the intervals keep them together (default: init_seed; an import's own family column)."),
     trust_code: bool = o.TRUST_OPTION,
     plugin: Optional[List[str]] = o.PLUGIN,
 ):
@@ -192,9 +193,11 @@ def select_cmd(
     if out is not None:
         check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
-                            executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume)
+                            executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume,
+                            lineage=lineage)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
-    cal = "calibration seeds trained to the end" if r["continued"] else "calibration seeds whose final basins fit the forecaster"
+    fams = f" of {r['n_calibration_families']} init families by {esc(r['lineage'])}"
+    cal = f"calibration seeds{fams} trained to the end" if r["continued"] else f"calibration seeds{fams} whose final basins fit the forecaster"
     if r.get("without_checkpoint"):
         gone = r["without_checkpoint"]
         console.print(f"{len(gone)} seed{'s' if len(gone) != 1 else ''} without a checkpoint at step {r['at_step']} sit out: "
@@ -203,6 +206,8 @@ def select_cmd(
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} {cal})")
     ci = lambda key: "" if not r.get(key) else f" [{pct(r[key][0])}, {pct(r[key][1])}]"  # noqa: E731 - as run's line
     where = "" if r["continued"] else " (on the final checkpoints the zoo holds: what this selection would have kept)"
+    if r.get("exact") is False:  # the continued models are not the source's own: both purities (outside audit 124)
+        where = f" (of the continued models; {pct(r['purity_source'])} on the source's own final models)"
     console.print(f"purity {pct(r['purity'])}{ci('purity_ci')} in basin '{esc(r['basin'])}'{where} (base rate {pct(r['base_rate'])}"
                   f"{ci('base_rate_ci')}, recall {pct(r['recall'])}{ci('recall_ci')}; 95% intervals over init families); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "

@@ -97,6 +97,7 @@ def test_select_continues_only_selected_seeds_from_their_checkpoints(seeded_zoo,
     src = seeded_zoo.params(60, list(new.models["parent_id"]))
     got = new.params()
     assert_bitwise_equal(src, got, "continued models")  # exact: optimizer state was saved
+    assert r["exact"] is True
     assert r["purity"] == 1.0 and r["compute_saved"] > 0
     assert r["model_steps_used"] == 16 * 20 + r["n_calibration"] * 40 + r["n_selected"] * 40
     # every share has its 95% interval over init families: a perfect purity keeps a lower end below 1
@@ -236,3 +237,44 @@ def test_without_a_label_the_forecast_takes_the_reports_verdict_of_the_seed_grid
     pipeline.scorecard(zoo, ["weight-stats"], n_boot=5, n_perm=20, n_family_boot=20, embedding="pca", covariates=["data_seed"])
     t = forecast_target(zoo, grid, None, "weight-stats")
     assert t.source == "report" and t.name.endswith("weight-stats (beyond 'data_seed', which the report took out: --covariate)")
+
+
+def test_the_calibration_takes_whole_init_families():
+    """Outside audit 124 (F1): the calibration seeds were drawn one by one, so a third of the pool had a calibrated
+    sibling whose known fate the forecaster read (a label no early fingerprint carries was "selected" at 100%).
+    Whole families are drawn now; one family alone is split seed by seed, with a warning."""
+    import numpy as np
+
+    from fingerprint.forecast import calibration_split
+
+    groups = np.repeat(np.arange(10), 4)  # 10 families of 4
+    for seed in range(5):
+        cal, pool = calibration_split(groups, 0.25, seed)
+        assert not set(groups[cal]) & set(groups[pool])
+        assert sorted([*cal, *pool]) == list(range(40)) and len(cal) == 12  # 3 families: the share of 10 reached
+    assert [a.tolist() for a in calibration_split(7, 0.25)] == [a.tolist() for a in calibration_split(np.arange(7), 0.25)]
+    with pytest.warns(UserWarning, match="the 8 seeds are of 1 init family: .* calibration and pool seeds are relatives"):
+        cal, pool = calibration_split(np.zeros(8, dtype=int), 0.25)
+    assert len(cal) == 2 and len(pool) == 6
+
+
+def test_a_continuation_without_optimiser_state_says_so_and_gives_both_purities(tmp_path, monkeypatch):
+    """Outside audit 124 (F2): a source trained with Adam that saved no optimiser state was continued with the moments
+    restarted, silently; the purity was of those other models while the recall was of the source's. It is said, in
+    a warning and in the result (`exact`), with the purity on the source's own final models beside it; the
+    calibration keeps init families whole (8 families of 2 here)."""
+    import numpy as np
+
+    (tmp_path / "seeded_task_mod.py").write_text(SEEDED_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "c.toml").write_text(CONFIG.replace("save_optimizer_state = true\n", "")
+                                     .replace("init = 16\ndata = 1", "init = 8\ndata = 2"))
+    run_sweep(load_config(tmp_path / "c.toml"), tmp_path / "zoo")
+    zoo = Zoo.open(tmp_path / "zoo")
+    with pytest.warns(UserWarning, match="saved no optimiser state at step 20 .* not the models its own training made"):
+        r = select_and_continue(zoo, "flipped", 20, tmp_path / "sel", fp="probe-outputs", calibration=0.5)
+    assert r["exact"] is False and r["n_selected"] > 0
+    assert r["purity_source"] == r["selected_true_basin_count"] / r["n_selected"]
+    init = dict(zip(zoo.model_ids, np.asarray(zoo.models["init_seed"]).tolist()))
+    assert not {init[m] for m in r["calibration_seeds"]} & {init[m] for m in r["probabilities"]}
+    assert r["n_calibration_families"] == len({init[m] for m in r["calibration_seeds"]}) and r["lineage"] == "init_seed"

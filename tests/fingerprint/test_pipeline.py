@@ -156,7 +156,7 @@ def test_a_run_with_a_forecast_section_reports_the_forecast_and_the_selection(tm
     assert ("stage", 4, "forecast and selection") in rec.events
     page = (out / "report.html").read_text()
     assert "<h2>Forecast and selection</h2>" in page and 'id="fig-forecast"' in page
-    assert f"Selection: basin <code>{basin}</code> at step 10" in page and "purity (measured on the continued models)" in page
+    assert f"Selection: basin <code>{basin}</code> at step 10" in page and "purity (measured on the continued models" in page
     s = json.loads((out / "summary.json").read_text())
     (sel,) = s["selections"]
     assert sel["basin"] == basin and sel["at_step"] == 10 and sel["n_pool"] + sel["n_calibration"] == 8
