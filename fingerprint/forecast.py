@@ -84,11 +84,7 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
     finals = np.asarray(zoo.models["final_step"])[zoo.index(all_ids)]
     final_step = common_end(finals)
     steps, thin = _steps(zoo, all_ids, int(finals.max()))
-    if len(steps) < 2:
-        how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
-               else "train with train.checkpoints = \"log:K\"")
-        raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} that most of "
-                        f"its models have: forecasting needs checkpoints along training; {how}")
+    _check_history(zoo, steps)
     fam = forecast_families(zoo, all_ids, model_table(zoo), lineage)
     curve, targets = [], {}
     for spec in specs:
@@ -121,6 +117,14 @@ def forecast(zoo: Zoo, specs: Sequence[str], label: str | None = None, exclude_b
         warnings.warn(w, stacklevel=2)
     zoo.save_result("forecast", summary)
     return summary
+
+
+def _check_history(zoo: Zoo, steps: Sequence[int]) -> None:
+    if len(steps) < 2:
+        how = ("import them with --history (docs/import.md, \"Checkpoint histories\")" if imported(zoo)
+               else "train with train.checkpoints = \"log:K\"")
+        raise UserError(f"zoo '{zoo.path}' stores {len(steps)} checkpoint step{'' if len(steps) == 1 else 's'} that most of "
+                        f"its models have: forecasting needs checkpoints along training; {how}")
 
 
 def _steps(zoo: Zoo, ids: Sequence[str], final_step: int) -> tuple[list[int], list[int]]:
@@ -220,26 +224,36 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         raise UserError(f"--threshold must be in (0, 1], got {threshold}")
     if budget is not None and budget < 1:
         raise UserError(f"--budget must be at least 1, got {budget}")
+    if not 0 < calibration < 1:
+        raise UserError(f"--calibration must be in (0, 1), got {calibration}")
+    grid = _seed_grid(zoo)
+    finals = np.asarray(zoo.models["final_step"])[zoo.index(grid)]
+    _check_history(zoo, _steps(zoo, grid, int(finals.max()))[0])  # audit 124: a ZeroDivisionError without a history
     if at_step not in zoo.steps:
         raise UserError(f"--at-step {at_step} is not a stored checkpoint (steps: {', '.join(map(str, zoo.steps))})")
-    grid, there = _seed_grid(zoo), set(zoo.models_at(at_step))
+    if at_step >= common_end(finals):  # an import's final step: its outcome read, not forecast (audit 124)
+        raise UserError(f"--at-step {at_step} is the models' final step ({common_end(finals)}): a selection there forecasts "
+                        "nothing; choose an earlier checkpoint")
+    there = set(zoo.models_at(at_step))
     ids = [m for m in grid if m in there]  # an import's model without that checkpoint sits out (a review: one lost file stopped it)
     if len(ids) < 4:
         raise UserError(f"--at-step {at_step}: {len(ids)} of the {len(grid)} seeds have a checkpoint there; choose another step")
-    y, target = final_basins(zoo, ids, label, fp)
-    if basin not in set(y):
-        raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
-    if not 0 < calibration < 1:
-        raise UserError(f"--calibration must be in (0, 1), got {calibration}")
     families = forecast_families(zoo, ids, model_table(zoo), lineage)
+    t = forecast_target(zoo, ids, label, fp, families)
+    y, target = t.basins, t.name
+    check_target(y, target, basin)
+    for w in forecast_warnings({"families_known": families.known, "lineage": families.column, "models_alone": families.alone,
+                                "targets": {fp: t.info() or {}}, "steps_left_out": [], "final_steps": [0]}, len(ids), finals):
+        warnings.warn(w.replace("forecast's folds keep", "calibration keeps").replace("a fold", "the split"), stacklevel=2)
     cal, pool = calibration_split(families.groups, calibration, seed)
+    check_calibration(y[cal], families.groups[cal], basin, calibration)
     cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
-    (fp_cal,) = extract(zoo, [fp], step=at_step, model_ids=cal_ids)
-    (fp_pool,) = extract(zoo, [fp], step=at_step, model_ids=pool_ids)
-    for r in (fp_cal, fp_pool):
-        if r.error:
-            raise UserError(r.error)
-    keep, proba = select(fp_cal.values, y[cal], fp_pool.values, basin, budget, threshold, seed)
+    (values,) = extract(zoo, [fp], step=at_step, model_ids=ids)  # one extraction: a population-relative fingerprint's
+    if values.error:  # frame (cka's, aligned-weights' reference) is the same for both (outside audit 124)
+        raise UserError(values.error)
+    rows = {m: i for i, m in enumerate(values.model_ids)}
+    x = np.asarray(values.values)
+    keep, proba = select(x[[rows[m] for m in cal_ids]], y[cal], x[[rows[m] for m in pool_ids]], basin, budget, threshold, seed)
     chosen = [pool_ids[i] for i in keep]
     T = common_end(np.asarray(zoo.models["final_step"])[zoo.index(ids)])  # as the forecast's fractions (a review)
     result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
@@ -285,6 +299,30 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     return result
 
 
+class NothingToSelect(UserError):
+    """A population the selection cannot forecast (one final basin; a calibration without two seeds on each side):
+    the command refuses it; a run's ``[forecast]`` section skips its selection with a warning."""
+
+
+def check_target(y: np.ndarray, target: str, basin: str) -> None:
+    """A basin the target has, and another beside it (audit 124: a one-basin null trained a "selection" of every seed)."""
+    if basin not in set(y):
+        raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
+    if len(set(y)) < 2:
+        raise NothingToSelect(f"one final basin ('{basin}') of {target}: nothing to select (every seed ends there)")
+
+
+def check_calibration(y_cal: np.ndarray, groups: np.ndarray, basin: str, calibration: float) -> None:
+    """At least 2 calibration seeds in ``basin`` and 2 outside it, else a one-line refusal (outside audit 124: a
+    forecaster that had seen no seed of a small basin selected nothing and said nothing; one that had seen one picked
+    its sibling)."""
+    inside = y_cal == basin
+    if inside.sum() < 2 or (~inside).sum() < 2:
+        raise NothingToSelect(f"the calibration seeds ({len(y_cal)} of {len(set(groups.tolist()))} init families) hold "
+                        f"{int(inside.sum())} in basin '{basin}' and {int((~inside).sum())} outside it: the forecaster "
+                        f"needs at least 2 of each; raise --calibration (now {calibration:g})")
+
+
 def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list[int], bound: np.ndarray,
                         purity_hits: np.ndarray | None, groups: np.ndarray | None = None) -> dict[str, list[float] | None]:
     """95% intervals of a selection's shares, counting init families
@@ -292,12 +330,19 @@ def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list
     over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
     ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
     (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of
-    a few families is a few draws however many seeds it holds."""
+    a few families is a few draws however many seeds it holds; where every hit is alike, the seeds count as
+    as many draws as their families."""
     groups = forecast_families(zoo, ids, model_table(zoo), None).groups if groups is None else groups
     pool = np.asarray(pool, dtype=int)
     in_b = pool[bound[pool]]
     picked = np.isin(in_b, chosen)
-    ci = lambda hits, rows: None if not len(rows) else proportion_interval(hits, groups[rows])  # noqa: E731
+
+    def ci(hits: np.ndarray, rows: np.ndarray) -> tuple[float, float] | None:
+        # every hit alike (a selection all right, the common case): the hits cannot show how relatives share their
+        # fate, so the seeds count as their families (outside audit 124: 15 picks of 5 families read [85%, 100%])
+        alike = len(rows) and np.ptp(hits) == 0
+        shared = len(rows) / len(set(groups[rows].tolist())) if alike else 1.0
+        return None if not len(rows) else proportion_interval(hits, groups[rows], shared_deff=shared)
     out = {"purity_ci": None if purity_hits is None else ci(np.asarray(purity_hits, float), np.asarray(chosen, dtype=int)),
            "base_rate_ci": ci(bound[pool].astype(float), pool), "recall_ci": ci(picked.astype(float), in_b)}
     return {k: None if v is None else [float(v[0]), float(v[1])] for k, v in out.items()}
@@ -360,7 +405,10 @@ def procedure(zoo: Zoo, settings: ForecastSettings, selected: Path, label: str |
         step = settings.at_step
         if step is None:
             step = forecast_step_for(out["forecast"]["forecast"], fp, out["forecast"]["final_step"])
-        out["select"] = select_and_continue(zoo, settings.basin, step, selected, fp, label, settings.budget,
-                                            settings.calibration, settings.threshold, resume=resume and selected.exists(),
-                                            **callbacks)
+        try:
+            out["select"] = select_and_continue(zoo, settings.basin, step, selected, fp, label, settings.budget,
+                                                settings.calibration, settings.threshold, resume=resume and selected.exists(),
+                                                **callbacks)
+        except NothingToSelect as e:  # the run's sweep and analysis stand; its selection is said, not made
+            warnings.warn(f"no selection: {e}", stacklevel=2)
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -220,5 +221,18 @@ def goodhart(zoo: Zoo, fp: str, basin: str, label: str | None = None, lineage: s
                      "optimizer": config.train.optimizer, "lr": config.train.lr, "batch_size": config.train.batch_size,
                      "n_boot": n_boot, "random_state": random_state},
     }
+    previous = zoo.load_result("goodhart") or {}
+    if previous.get("basin") not in (None, basin) or previous.get("fingerprint") not in (None, fp):
+        warnings.warn(f"this run replaces the stored goodhart result of basin '{previous.get('basin')}' on "
+                      f"{previous.get('fingerprint')} (results/goodhart.json holds one run; keep each with --json FILE)",
+                      stacklevel=2)
+    skill = [v for v in (det.cv_auroc, result["detector"]["heldout_auroc"]) if v is not None]
+    if skill and min(skill) < CHANCE_AUROC:  # outside audit 124: "evasion 0%" of a detector that never said B
+        warnings.warn(f"the '{basin}' detector on {fp} barely tells the basin (AUROC {', '.join(f'{v:.2f}' for v in skill)}, "
+                      f"cross-validated and held out; under {CHANCE_AUROC}): what it says under either pressure says "
+                      "little of the basin (a detector that never says B shows no evasion)", stacklevel=2)
     zoo.save_result("goodhart", result)
     return result
+
+
+CHANCE_AUROC = 0.6  # a detector below this (cross-validated or held out) is said to be near chance

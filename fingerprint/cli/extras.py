@@ -204,7 +204,12 @@ def select_cmd(
                       f"{esc(', '.join(gone[:5]))}{', ...' if len(gone) > 5 else ''}", style="yellow", highlight=False)
     console.print(f"forecast at step {r['at_step']} ({pct(r['fraction'])} of training) with {esc(r['fingerprint'])}: "
                   f"selected {r['n_selected']} of {r['n_pool']} seeds (+{r['n_calibration']} {cal})")
-    ci = lambda key: "" if not r.get(key) else f" [{pct(r[key][0])}, {pct(r[key][1])}]"  # noqa: E731 - as run's line
+    def ci(key: str) -> str:  # as run's line; none below 4 init families, said (audit 124)
+        share = r.get(key.removesuffix("_ci"))
+        if r.get(key):
+            return f" [{pct(r[key][0])}, {pct(r[key][1])}]"
+        return "" if share is None or share != share else " [no interval: under 4 init families]"
+
     where = "" if r["continued"] else " (on the final checkpoints the zoo holds: what this selection would have kept)"
     if r.get("exact") is False:  # the continued models are not the source's own: both purities (outside audit 124)
         where = f" (of the continued models; {pct(r['purity_source'])} on the source's own final models)"

@@ -278,3 +278,51 @@ def test_a_continuation_without_optimiser_state_says_so_and_gives_both_purities(
     init = dict(zip(zoo.model_ids, np.asarray(zoo.models["init_seed"]).tolist()))
     assert not {init[m] for m in r["calibration_seeds"]} & {init[m] for m in r["probabilities"]}
     assert r["n_calibration_families"] == len({init[m] for m in r["calibration_seeds"]}) and r["lineage"] == "init_seed"
+
+
+def test_select_refuses_what_it_cannot_forecast_in_one_line(seeded_zoo, tmp_path):
+    """Outside audit 124 (F6-F8, F11): one final basin trained a "selection" of every seed; a calibration without two
+    seeds of the basin selected nothing and said nothing; a zoo without a history was a ZeroDivisionError; an
+    import's final step was a "selection" of the outcome itself. Each is one line now, nothing written."""
+    from training.core.errors import UserError
+
+    with pytest.raises(UserError, match=r"one final basin \('base'\) of kind: nothing to select"):
+        select_and_continue(seeded_zoo, "base", 20, tmp_path / "x", label="kind")
+    with pytest.raises(UserError, match=r"the calibration seeds \(2 of 2 init families\) hold \d in basin 'flipped' and \d "
+                                        r"outside it: the forecaster needs at least 2 of each; raise --calibration \(now 0.07\)"):
+        select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "x", calibration=0.07)
+    assert not (tmp_path / "x").exists()
+
+
+def test_select_without_a_history_is_one_line(tmp_path, monkeypatch):
+    from training.core.errors import UserError
+
+    (tmp_path / "seeded_task_mod.py").write_text(SEEDED_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "c.toml").write_text(CONFIG.replace("checkpoints = [0, 5, 20]", "checkpoints = []"))
+    run_sweep(load_config(tmp_path / "c.toml"), tmp_path / "zoo")
+    with pytest.raises(UserError, match="stores 1 checkpoint step that most of its models have: forecasting needs "
+                                        "checkpoints along training"):
+        select_and_continue(Zoo.open(tmp_path / "zoo"), "flipped", 60, tmp_path / "x")
+
+
+def test_select_with_a_population_relative_fingerprint_extracts_once(seeded_zoo, tmp_path):
+    """Outside audit 124 (F5): the calibration and the pool were extracted apart, so cka's similarity matrices had two
+    widths (a traceback) and aligned-weights aligned the two to different references. One extraction serves both."""
+    r = select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "sel", fp="cka", calibration=0.5)
+    assert r["n_pool"] == 8 and len(r["probabilities"]) == 8
+
+
+def test_a_selection_all_right_counts_its_families_not_its_seeds():
+    """Outside audit 124 (F3): 15 picks of 5 families, all right, read [84.8%, 100%] (15 independent seeds); where every
+    hit is alike the seeds count as their families: Jeffreys' interval at n* = 5."""
+    import numpy as np
+    from scipy.stats import beta
+
+    from fingerprint.forecast import selection_intervals
+
+    groups = np.repeat(np.arange(10), 3)  # 10 families of 3; the picks: every seed of families 0-4
+    chosen = list(range(15))
+    out = selection_intervals(None, [], np.arange(30), chosen, np.arange(30) < 15, np.ones(15), groups)
+    assert out["purity_ci"][0] == pytest.approx(beta.ppf(0.025, 5.5, 0.5)) and out["purity_ci"][1] == 1.0
+    assert out["purity_ci"][0] < 0.7

@@ -57,3 +57,19 @@ def test_a_fingerprint_of_weights_cannot_be_trained_against(tiny_zoo):
     with pytest.raises(UserError, match="reads the models' .*probe-outputs, ood-outputs") as e:
         goodhart(Zoo.open(tiny_zoo), "weight-stats", "mixed")
     assert "\n" not in str(e.value)
+
+
+def test_a_replaced_result_and_a_detector_near_chance_are_said(tiny_zoo):
+    """Outside audit 124 (F9): a detector of cross-validated AUROC 0.22 ran to the end with "evasion 0%" and nothing
+    said; the next basin's run replaced the stored result silently. Both are warnings now."""
+    import warnings
+
+    zoo = Zoo.open(tiny_zoo)
+    goodhart(zoo, "ood-outputs", "mixed", lambdas=[0.0], steps=0, keeps=[1.0], n_boot=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = goodhart(zoo, "ood-outputs", "rule_a", lambdas=[0.0], steps=0, keeps=[1.0], n_boot=5)
+    said = [str(w.message) for w in caught]
+    assert any("replaces the stored goodhart result of basin 'mixed' on ood-outputs" in m for m in said), said
+    skill = [v for v in (r["detector"]["cv_auroc"], r["detector"]["heldout_auroc"]) if v is not None]
+    assert any("barely tells the basin" in m for m in said) == bool(skill and min(skill) < 0.6)

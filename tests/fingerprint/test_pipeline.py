@@ -146,10 +146,10 @@ def test_a_run_with_a_forecast_section_reports_the_forecast_and_the_selection(tm
     """Issue 21 item 6: `run` (and so `demo`) forecasts, selects, and the report shows both, with figures."""
     base = run_config.read_text()
     cfg = tmp_path / "forecast.toml"
-    cfg.write_text(base + '\n[forecast]\nfingerprints = ["weight-stats"]\nbasin = "BASIN"\nat_step = 10\n')
-    pipeline.sweep(pipeline.RunConfig.load(run_config), tmp_path / "probe")  # which basins the tiny grid reaches
-    basin = str(pipeline.open_zoo(tmp_path / "probe").models["deep_label"][0])
-    cfg.write_text(cfg.read_text().replace("BASIN", basin))
+    # the tiny grid ends in one basin (nothing to select): the data order is the label here, 4 families of 2
+    cfg.write_text(base.replace("[analysis]\n", '[analysis]\nlabel = "data_seed"\n')
+                   + '\n[forecast]\nfingerprints = ["weight-stats"]\nbasin = "1"\nat_step = 10\ncalibration = 0.5\n')
+    basin = "1"
     out = tmp_path / "r"
     rec = Recorder()
     pipeline.run(pipeline.RunConfig.load(cfg), out, progress=rec)
@@ -166,6 +166,16 @@ def test_a_run_with_a_forecast_section_reports_the_forecast_and_the_selection(tm
     assert (out / "figures" / f"select-{basin.replace('_', '-')}-10.pdf").read_bytes()[:5] == b"%PDF-"
     if sel["n_selected"]:
         assert pipeline.open_zoo(out / "selected").model_ids  # the continued seeds
+
+
+def test_a_run_whose_population_has_nothing_to_select_says_so_and_reports(tmp_path, run_config):
+    """Outside audit 124 (F8): a one-basin population trained a "selection" of every seed. `select` refuses it; a run's
+    [forecast] section skips the selection with a warning, and the run's report is written."""
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(run_config.read_text() + '\n[forecast]\nfingerprints = ["weight-stats"]\nbasin = "mixed"\nat_step = 10\n')
+    with pytest.warns(UserWarning, match=r"no selection: one final basin \('mixed'\) of deep_label: nothing to select"):
+        pipeline.run(pipeline.RunConfig.load(cfg), tmp_path / "r")
+    assert (tmp_path / "r" / "report.html").exists() and not (tmp_path / "r" / "selected").exists()
 
 
 def test_analysis_options_takes_a_run_configs_options_and_names_unknown_overrides():
