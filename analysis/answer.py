@@ -118,6 +118,9 @@ class Candidate:
     related_families: int | None = None
     # [whole, cut, families] when the camps are mostly whole init families and each cut one loses one model: _strays
     strays: list | None = None
+    # [whole, whole in the smaller camp, cut, families, p] when `crosses lineage` camps keep more init families whole,
+    # on both sides, than camps drawn model by model would: _mixture
+    mixture: list | None = None
     # [families, with_relatives, whole] when every one of its verdicts rests on few init families at a q above
     # FEW_FAMILIES_Q (few_count): a lead to train more families for, not a candidate (Answer.few_family_leads)
     few: list | None = None
@@ -1266,6 +1269,7 @@ def _candidate(group: list[FingerprintResult], amis: np.ndarray) -> Candidate:
         relatives=rep.label_free.get("n_related_families") != 0, related_families=mostly_alone(rep.label_free),
         cut_families=[str(f) for f in rep.label_free.get("cut_families") or ()],
         strays=_strays(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
+        mixture=_mixture(rep, basins) if rep.label_free.get("verdict") == "crosses lineage" else None,
         few=_few(group, rep), privileged_members=[str(r.fingerprint) for r in group if _privileged(r)],
         refined_whole=[str(r.fingerprint) for r, _ in refining if _whole_families(r)],
         **_share_top(group),
@@ -1694,6 +1698,12 @@ def _relation(c: Candidate) -> str:
         return (f"; the camps are {'mostly ' if whole > cut else 'half '}whole init families ({whole} of {n} whole, the other {cut} each cut by one "
                 f"model): the init seed places all but {cut} models, and the split crosses lineage only through those, "
                 "which a few outlying models can make as well as a difference the seeds do not decide")
+    if c.mixture:  # outside audit 125: a rule the init decides in half the families read "the init seed does not decide"
+        whole, small, cut, n, p = c.mixture
+        return (f"; the camps keep {whole} of the {n} init families with relatives whole ({small} in the smaller camp, "
+                f"{whole - small} in the other) and cut the other {cut}: more whole families than camps drawn model by "
+                f"model leave (p {p:.2g}), so the init seed decides the whole ones and not the cut ones (a difference "
+                "the seed decides in some families and the training, such as a data order, in others)")
     cut = c.cut_families if c.verdicts.get(c.representative) == "groups lineages" else []
     if cut:  # audit 108: a backdoor drawn per model that cut 2 of 12 families read as whole families on each side
         names = ", ".join(cut[:MAX_CUT]) + (f" and {len(cut) - MAX_CUT} more" if len(cut) > MAX_CUT else "")
@@ -1745,6 +1755,37 @@ def _strays(r: FingerprintResult, basins: dict[str, int]) -> list | None:
     if 2 * lone_in_small > sum(x == small for x in basins.values()):
         return None
     return [len(whole), len(cut), len(related)]
+
+
+MIXTURE_P = 0.01  # whole families this unlikely under camps drawn model by model: a mixture (_mixture)
+
+
+def _mixture(r: FingerprintResult, basins: dict[str, int]) -> list | None:
+    """``[whole, whole in the smaller camp, cut, families, p]`` when the two camps leave whole init families on
+    both sides and cut at least two, and more families are whole than camps drawn model by model would leave
+    (``p``, the chance of as many: each family of ``n`` relatives whole with probability ``s**n + (1 - s)**n``, ``s``
+    the smaller camp's share of the related models; a Poisson-binomial tail) below :data:`MIXTURE_P`, else ``None``.
+    Outside audit 125: a rule decided by the init in 8 families of 16 and by the data order in the others read
+    "the camps cut across the init families (the init seed does not decide them)"."""
+    sides = _family_sides(r, basins)
+    if sides is None:
+        return None
+    small = min(set(basins.values()), key=lambda v: sum(x == v for x in basins.values()))
+    related = [v for v in sides.values() if len(v) > 1]
+    whole = [v for v in related if len(set(v)) == 1]
+    in_small = sum(v[0] == small for v in whole)
+    cut = len(related) - len(whole)
+    if cut < 2 or not 0 < in_small < len(whole):
+        return None
+    share = sum(x == small for v in related for x in v) / sum(len(v) for v in related)
+    dist = np.zeros(len(related) + 1)  # the number of whole families, camps drawn model by model
+    dist[0] = 1.0
+    for v in related:
+        q = share ** len(v) + (1 - share) ** len(v)
+        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
+        dist[0] *= 1 - q
+    p = float(dist[len(whole):].sum())
+    return [len(whole), in_small, cut, len(related), p] if p < MIXTURE_P else None
 
 
 def _decisions_text(c: Candidate, predictions: list[str], named: bool = False) -> str:

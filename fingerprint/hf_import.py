@@ -40,7 +40,7 @@ from fingerprint.import_history import (
     unmatched_note,
 )
 from fingerprint.import_notes import shared_order_note
-from fingerprint.importer import ReadAgain, write_imported_zoo
+from fingerprint.importer import ReadAgain, privileged_sets, write_imported_zoo
 from fingerprint.tables import check_parents
 from training.core.errors import UserError
 from training.core.outputs import check_output
@@ -197,6 +197,26 @@ def tokenize(tok: Any, sets: dict[str, list[str]], pad: int, max_len: int | None
     return {name: torch.tensor([[pad] * (T - len(r)) + r for r in rows], dtype=torch.long) for name, rows in ids.items()}
 
 
+def prompt_notes(tok: Any, probes: dict[str, torch.Tensor], pad: int) -> list[str]:
+    """Lines for prompts that probe nothing (outside audit 123): none given, or prompts whose every token is the
+    tokenizer's unknown token (English prompts for a model of another vocabulary, or a wrong tokenizer)."""
+    if not probes:
+        return ["no --probes-text: only the rare-token set is imported, and the default fingerprints that read prompts "
+                "(probe-outputs, ood-outputs, disagreement, ...) will be left out; give prompts in the models' own "
+                "language with --probes-text FILE (and ood=FILE)"]
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is None:
+        return []
+    out = []
+    for name, x in probes.items():
+        real = x != pad
+        empty = int(((x == unk) | ~real).all(1).sum())
+        if empty:
+            out.append(f"probe set '{name}': {empty} of its {len(x)} prompts are only the unknown token (id {unk}) to the "
+                       "models' tokenizer, so they probe nothing: use the models' own vocabulary")
+    return out
+
+
 def rare_tokens(tok: Any, vocab: int, n: int) -> list[int]:
     """Generic rare tokens: embedding rows beyond the tokenizer (never produced, so never trained),
     then the tokenizer's highest ordinary ids (a BPE vocabulary's last merges, its rarest tokens)."""
@@ -300,8 +320,9 @@ def check_history_configs(ids: list[str], earlier: list[dict[int, Path]], refere
 def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (), metadata: str | Path | None = None,
               readout: str = "last", overwrite: bool = False, strict: bool = False, n_rare: int = N_RARE,
               on_model: Callable[[str], None] | None = None, history: str | None = None,
-              on_note: Callable[[str], None] | None = None) -> Path:
-    """``fingerprint import SRC --hf``: HF causal-LM directories -> a zoo at ``out`` (returned).
+              on_note: Callable[[str], None] | None = None, privileged: Sequence[str] = ()) -> Path:
+    """``fingerprint import SRC --hf``: HF causal-LM directories -> a zoo at ``out`` (returned). ``privileged``:
+    prompt sets built from what the user knows of the models (a trigger's), marked so (outside audit 123).
 
     ``history`` (a template such as ``{model_id}/checkpoint-{step}`` under ``src``): each model's
     ``save_pretrained`` directories along training, its highest step the final one; every earlier
@@ -320,6 +341,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
             if note and on_note:
                 on_note(note)
     specs = parse_probe_specs(probes_text)
+    privileged = privileged_sets(privileged, specs)
     meta = read_metadata(Path(metadata), ids, strict, history_naming(history, "model directory name")) if metadata else None
     check_parents(meta, ids, metadata)
     check_output(Path(out), {"model directory": src, "metadata file": metadata,
@@ -337,6 +359,8 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
     tok, tok_from = load_tokenizer(dirs if history is None else [tokenizer_dir(d, src) for d in dirs], ids)
     pad = pad_id_of(tok)
     probes = tokenize(tok, prompts, pad, max_len, vocab)
+    for note in prompt_notes(tok, probes, pad):
+        (on_note or (lambda m: warnings.warn(m, stacklevel=3)))(note)
     T = next(iter(probes.values())).shape[1] if probes else NO_PROMPT_T
     rare = rare_tokens(tok, vocab, n_rare)
     probes[RARE_SET] = torch.tensor(rare, dtype=torch.long)[:, None].expand(-1, T).clone()
@@ -358,7 +382,7 @@ def import_hf(src: str | Path, out: str | Path, probes_text: Sequence[str] = (),
             bars.enable_progress_bar()
     sds = ReadAgain(list(zip(dirs, ids)), lambda dm: load_weights(dm[0], dm[1], cfg, shapes))
     family = {"arch": "hf", "model_type": config.get("model_type"), "config": config, "input_shape": [T], "n_out": vocab,
-              "pad_id": pad, "readout": readout, "layers": [], "privileged_probes": [],
+              "pad_id": pad, "readout": readout, "layers": [], "privileged_probes": privileged,
               "n_params": int(sum(p.numel() for p in template.parameters())),
               "tokenizer": {"from_model": tok_from, "class": type(tok).__name__, "size": len(tok), "pad_id": pad,
                             "padding": "left"},

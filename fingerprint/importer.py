@@ -312,7 +312,7 @@ def import_checkpoints(src: str | Path, arch: str, out: str | Path, metadata: st
                                  *((unmatched_note(unmatched, history),
                                  short_runs_note(ids, final_steps)) if history else ())) if n)
     family = {"arch": "module", "factory": arch, "layers": layers, "input_shape": _input_shape(probe_sets, labelled) or [],
-              "n_out": _n_out(n_out, template, labelled), "privileged_probes": _privileged(privileged_probes, probe_sets),
+              "n_out": _n_out(n_out, template, labelled), "privileged_probes": privileged_sets(privileged_probes, probe_sets),
               "n_params": int(sum(math.prod(t.shape) for t in expected.values())), "factory_dir": factory_dir(arch),
               **_data_spec(labelled, data)}
     read = lambda p: read_checked(p, expected, state_key)[0]  # noqa: E731 - each file again, a shard at a time
@@ -362,7 +362,7 @@ def model_id_of(path: Path) -> str:
     return path.stem
 
 
-def _privileged(names: Sequence[str], probe_sets: dict[str, Any]) -> list[str]:
+def privileged_sets(names: Sequence[str], probe_sets: dict[str, Any]) -> list[str]:
     """The probe sets declared as built from the ground truth (checked to be among ``probe_sets``)."""
     names = list(dict.fromkeys(names))
     bad = next((n for n in names if n not in probe_sets), None)
@@ -413,7 +413,7 @@ def zoo_from_modules(modules: Sequence[nn.Module], out: str | Path | None = None
     labelled = load_data(data, template, label, _input_shape(probe_sets))
     family = {"arch": "module", "factory": factory if isinstance(factory, str) else None, "class": label, "layers": layers,
               "input_shape": _input_shape(probe_sets, labelled) or [], "n_out": _n_out(n_out, template, labelled),
-              "privileged_probes": _privileged(privileged_probes, probe_sets), **_data_spec(labelled, data)}
+              "privileged_probes": privileged_sets(privileged_probes, probe_sets), **_data_spec(labelled, data)}
     if out is None:  # a scratch zoo for this session: removed when the interpreter exits
         target = Path(tempfile.mkdtemp(prefix="zoo-"))
         atexit.register(shutil.rmtree, target, ignore_errors=True)

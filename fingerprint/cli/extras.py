@@ -36,8 +36,11 @@ def import_cmd(
     from rich.progress import Progress
 
     if hf:
-        given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers), ("--privileged", privileged),
-                                             ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad)) if v), None)
+        given = next((f for f, v in (("--arch", arch), ("--probes", probes), ("--layers", layers),
+                                     ("--data", data), ("--state-key", state_key), ("--skip-bad", skip_bad)) if v), None)
+        if given == "--skip-bad":  # outside audit 123: the reason given was --arch's
+            raise UserError("--skip-bad is not for --hf imports: a model directory that cannot be read stops the import, "
+                            "named; move it (or any folder that is not a save_pretrained directory) out of SRC")
         if given:
             raise UserError(f"{given} is not for --hf imports (their architecture is the models' config.json; prompts "
                             "come with --probes-text)")
@@ -54,7 +57,8 @@ def import_cmd(
             task = progress.add_task("reading models", total=max(n, 1))
             path = import_hf(src, out, probes_text or [], metadata, readout, overwrite, strict,
                              on_model=lambda _m: progress.advance(task), history=history,
-                             on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+                             on_note=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
+                             privileged=privileged or ())
     else:
         if probes_text:
             raise UserError("--probes-text is for --hf imports (prompts for language models); give --probes here")

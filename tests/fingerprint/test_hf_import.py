@@ -297,3 +297,37 @@ def test_hf_children_without_a_data_seed_column_get_the_shared_order_note(gpt2_p
     notes.clear()
     import_hf(root / "models", tmp_path / "zoo2", [str(root / "prompts.txt")], csv, on_note=notes.append)
     assert notes == []
+
+
+def test_an_hf_import_marks_a_privileged_prompt_set_and_says_prompts_that_probe_nothing(gpt2_pop, tmp_path, capsys):
+    """Outside audit 123: `--privileged` was refused with `--hf`, so a trigger-built prompt set could not be marked and
+    its camps read as label-free evidence; the rare-token set was said to be read by no default fingerprint (it is
+    anomalous-inputs'); prompts of unknown tokens only, or none, were imported without a word; `--skip-bad` was refused
+    with --arch's reason."""
+    from fingerprint.pipeline import unread_probe_sets
+    from fingerprint.population import privileged_probes
+
+    root, _ = gpt2_pop
+    (tmp_path / "trigger.txt").write_text((root / "ood.txt").read_text())
+    code, out, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "zoo", "--probes-text",
+                         root / "prompts.txt", "--probes-text", f"trigger={tmp_path / 'trigger.txt'}",
+                         "--probes-text", f"extra={root / 'ood.txt'}", "--privileged", "trigger")
+    assert code == 0, err
+    zoo = fingerprint.Zoo.open(tmp_path / "zoo")
+    assert privileged_probes(zoo) == {"trigger"}
+    note = unread_probe_sets(zoo)
+    assert "'extra' is read by no fingerprint" in note and RARE_SET not in note and "trigger" not in note
+    code, _, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "z2", "--probes-text",
+                       root / "prompts.txt", "--privileged", "nope")
+    assert code == 2 and "privileged probe set 'nope' is not among the probe sets (valid: in_dist)" in err
+    code, _, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "z2", "--skip-bad")
+    assert code == 2 and "--skip-bad is not for --hf imports: a model directory that cannot be read stops the import" in err
+    assert not (tmp_path / "z2").exists()
+
+    (tmp_path / "unk.txt").write_text("zzzz qqqq\n" + (root / "prompts.txt").read_text())
+    code, out, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "z3", "--probes-text",
+                         tmp_path / "unk.txt")
+    said = " ".join((out + err).split())
+    assert code == 0 and "probe set 'in_dist': 1 of its" in said and "are only the unknown token" in said, said
+    code, out, err = cli(capsys, "import", root / "models", "--hf", "--out", tmp_path / "z4")
+    assert code == 0 and "no --probes-text: only the rare-token set is imported" in " ".join((out + err).split())
