@@ -1702,8 +1702,9 @@ def _relation(c: Candidate) -> str:
         whole, small, cut, n, p = c.mixture
         return (f"; the camps keep {whole} of the {n} init families with relatives whole ({small} in the smaller camp, "
                 f"{whole - small} in the other) and cut the other {cut}: more whole families than camps drawn model by "
-                f"model leave (p {p:.2g}), so the init seed decides the whole ones and not the cut ones (a difference "
-                "the seed decides in some families and the training, such as a data order, in others)")
+                f"model leave (p {p:.2g}): the init seed weighs on the side, not the training alone (a difference the "
+                "seed decides in some families, the whole ones, and the training, such as a data order, in the others; "
+                "or one whose odds the seed shifts in every family)")
     cut = c.cut_families if c.verdicts.get(c.representative) == "groups lineages" else []
     if cut:  # audit 108: a backdoor drawn per model that cut 2 of 12 families read as whole families on each side
         names = ", ".join(cut[:MAX_CUT]) + (f" and {len(cut) - MAX_CUT} more" if len(cut) > MAX_CUT else "")

@@ -39,7 +39,7 @@ from analysis.errors import AnalysisError, choices
 from analysis.labelfree import give_back, orthonormal
 from analysis.labelfree_sentences import all_split_floor
 from analysis.metadata import column_kind, is_seed
-from analysis.options import COVARIATE_FORMS, AnalysisOptions
+from analysis.options import COVARIATE_FORMS, AnalysisOptions, strata_in
 from analysis.reduce import distance_to_features, reduce_features
 from analysis.sigclust import cluster_index, top_dims
 from analysis.values import missing
@@ -121,15 +121,52 @@ class Fit:
         return self.basis.shape[1] / max(len(self.design) - 1, 1)
 
 
-def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = None) -> Fit:
+def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = None,
+        within: dict[str, np.ndarray] | None = None) -> Fit:
     """The :class:`Fit` of ``columns`` (``{name: [n]}``), each taken out as its ``forms`` entry says
-    (``"levels"``, ``"trend"``; missing or ``None``: as its values decide, :func:`terms`)."""
+    (``"levels"``, ``"trend"``; missing or ``None``: as its values decide, :func:`terms`). ``within``: the strata
+    the label-free tests take out (``{name: [n]}``, a shared data order's ``data_seed``); when every column is
+    levels, their levels crossed with each stratum are taken out too (:func:`_crossed`)."""
     parts = {name: _terms(c, name, (forms or {}).get(name)) for name, c in columns.items()}
     design = np.concatenate([d for d, _, _ in parts.values()], 1)
     levelled = [strs for _, _, strs in parts.values() if strs is not None]
     levels = np.asarray(["\x1f".join(t) for t in zip(*levelled)], dtype=object) if levelled else None
-    return Fit(design, orthonormal(design) if design.shape[1] else design, {c: how for c, (_, how, _) in parts.items()},
+    hows = {c: how for c, (_, how, _) in parts.items()}
+    if within and levels is not None and len(levelled) == len(parts):
+        design, levels, crossed = _crossed(design, levels, within)
+        if crossed:
+            hows = {c: f"{how}, within each value of {' and '.join(repr(k) for k in crossed)}" for c, how in hows.items()}
+    return Fit(design, orthonormal(design) if design.shape[1] else design, hows,
                {c: d.shape[1] for c, (d, _, _) in parts.items()}, levels)
+
+
+def _crossed(design: np.ndarray, levels: np.ndarray, strata: dict[str, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(design, levels, crossed)``: ``design [n, p]`` with the terms of ``levels [n]`` crossed with each stratum
+    column beyond both main effects (the stratum's own are the label-free tests' to take out, and stay in the
+    fingerprint), ``levels`` the crossed cells, and the strata crossed. Outside audit 125 (F2): a rule the learning
+    rate decided, lr taken out with data_seed as strata, left their interaction (each data order's noise differs
+    between the two rules' trainings), and the camps of its (data order, lr) cells read as a new "one candidate deep
+    difference", AMI -0.01 with the rule; the two columns combined as one read "no candidate". A stratum is crossed
+    only where every crossed cell holds two models or more (a data order per model is no shared order)."""
+    crossed: list[str] = []
+    for name, col in strata.items():
+        s = np.asarray(["\0missing" if missing(v) else str(v) for v in col], dtype=object)
+        cells = np.asarray([f"{a}\x1f{b}" for a, b in zip(levels, s)], dtype=object)
+        _, counts = np.unique(cells, return_counts=True)
+        if len(set(s.tolist())) < 2 or counts.min() < 2:
+            continue
+        dummies = np.stack([(cells == c).astype(np.float64) for c in sorted(set(cells.tolist()))], 1)
+        mains = np.concatenate([np.ones((len(s), 1)), design] +
+                               [np.stack([(s == v).astype(np.float64) for v in sorted(set(s.tolist()))], 1)], 1)
+        q = orthonormal(mains)
+        rest = dummies - q @ (q.T @ dummies)  # the cells beyond both main effects
+        u, sv, _ = np.linalg.svd(rest, full_matrices=False)
+        extra = u[:, sv > 1e-8 * max(float(sv.max(initial=0.0)), 1.0)]
+        if extra.shape[1] and len(s) - 1 - design.shape[1] - extra.shape[1] >= MIN_LEFT:
+            design, levels = np.concatenate([design, extra], 1), cells
+            crossed.append(name)
+    return design, levels, crossed
 
 
 def _is_trend(how: str) -> bool:
@@ -269,7 +306,7 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
             which = "--lineage" if c == opts.lineage else "--label"
             raise AnalysisError(f"--covariate {c} is the {which} column: taking it out of the fingerprints leaves "
                                 "nothing for it to be compared with; give a training setting's column")
-    f = fit({c: table[c] for c in cols}, cols) if cols else None
+    f = fit({c: table[c] for c in cols}, cols, within={c: table[c] for c in strata_in(table, opts)}) if cols else None
     for c in cols:
         if not f.sizes[c] or len({str(v) for v in table[c]}) < 2:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")

@@ -170,3 +170,8 @@ def without(table: dict[str, np.ndarray], inputs: list[FingerprintInput], ids: l
         raise AnalysisError(f"--exclude leaves {int(keep.sum())} of {len(known)} models; the analysis needs at least {least}")
     return {c: np.asarray(v)[keep] for c, v in table.items()}, [f.without(gone) for f in inputs]
 
+
+def strata_in(table: dict, opts: AnalysisOptions) -> list[str]:
+    """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
+    return [] if NO_STRATA in opts.strata else [c for c in dict.fromkeys([*STRATA, *opts.strata])
+                                                if c in table and c not in (opts.lineage, opts.label)]

@@ -16,7 +16,7 @@ from analysis import covariates, effect
 from analysis import labelfree as lf
 from analysis import metrics as mt
 from analysis.errors import AnalysisError
-from analysis.options import NO_STRATA, STRATA, AnalysisOptions, FingerprintInput
+from analysis.options import AnalysisOptions, FingerprintInput, strata_in
 
 __all__ = ["Prepared", "prepare", "label_free_tests", "redraw_label_free", "strata_names"]
 
@@ -92,7 +92,8 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
     taken = share = cells = cov_fit = raw_dist = None  # --covariate: the recorded settings' part of the fingerprint taken out first (their design)
     if opts.covariates:
         cols = opts.covariates_in(table)
-        cov_fit = covariates.fit({c: col(c) for c in cols}, cols)  # on this fingerprint's models
+        cov_fit = covariates.fit({c: col(c) for c in cols}, cols,  # on this fingerprint's models
+                                 within={c: col(c) for c in strata_in(table, opts)})
         try:  # (some of the table's may be left out)
             covariates.check(cov_fit)
         except AnalysisError as e:
@@ -144,5 +145,5 @@ def redraw_label_free(fp: FingerprintInput, table: dict[str, np.ndarray], opts: 
 
 def strata_names(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
     """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
-    return [] if NO_STRATA in opts.strata else [c for c in dict.fromkeys([*STRATA, *opts.strata]) if c in table and c not in (opts.lineage, opts.label)]
+    return strata_in(table, opts)
 

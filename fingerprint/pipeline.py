@@ -51,7 +51,7 @@ from fingerprint.extraction import (
 from fingerprint.extractors.attribution import ONE_VALUE
 from fingerprint.extractors.behavioural import ONE_COORDINATE, RARE_TOKENS
 from fingerprint.extractors.mechanistic import matching_cost
-from fingerprint.forecast import ForecastSettings, procedure
+from fingerprint.forecast import ForecastSettings
 from fingerprint.parallel import get_runner
 from fingerprint.population import (
     family_for,
@@ -61,6 +61,7 @@ from fingerprint.population import (
 )
 from fingerprint.progress import SILENT, Progress
 from fingerprint.registry import builtin_spec
+from fingerprint.selection import procedure
 from fingerprint.tables import (
     RECOVERED,
     imported_only,

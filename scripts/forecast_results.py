@@ -35,15 +35,13 @@ import numpy as np
 
 from analysis.forecast import select
 from fingerprint.extraction import extract
-from fingerprint.forecast import (
-    base_models,
+from fingerprint.forecast import base_models, final_basins, forecast
+from fingerprint.forecast_target import forecast_families
+from fingerprint.selection import (
     calibration_split,
-    final_basins,
-    forecast,
     select_and_continue,
     selection_compute,
 )
-from fingerprint.forecast_target import forecast_families
 from fingerprint.tables import model_table
 from training.core.store import Zoo
 
@@ -59,10 +57,12 @@ def selection_points(zoo: Zoo, spec: str, basin: str, label: str | None, calibra
     in_pool = int(np.sum(y[pool] == basin))
     points = []
     for step in [s for s in zoo.steps if s < final_step]:
-        (f_cal,) = extract(zoo, [spec], step=step, model_ids=[ids[i] for i in cal])
-        (f_pool,) = extract(zoo, [spec], step=step, model_ids=[ids[i] for i in pool])
+        (f,) = extract(zoo, [spec], step=step, model_ids=ids)  # one frame for both (as select: outside audit 124)
+        rows = {m: i for i, m in enumerate(f.model_ids)}
+        x = np.asarray(f.values)
+        x_cal, x_pool = x[[rows[ids[i]] for i in cal]], x[[rows[ids[i]] for i in pool]]
         for th in THRESHOLDS:
-            keep, _ = select(f_cal.values, y[cal], f_pool.values, basin, threshold=th, random_state=seed)
+            keep, _ = select(x_cal, y[cal], x_pool, basin, threshold=th, random_state=seed)
             found = int(np.sum(y[pool][keep] == basin))
             used, baseline = selection_compute(len(ids), len(cal), len(keep), step, final_step)
             points.append({"step": int(step), "fraction": step / final_step, "threshold": th, "n_selected": int(len(keep)),

@@ -45,13 +45,11 @@ def prepare_continuation(source: Path, model_ids: Sequence[str], from_step: int,
     missing = [m for m in model_ids if from_step not in src.model_steps(m)]
     if missing:
         raise UserError(f"model '{missing[0]}' has no checkpoint at step {from_step} (stored steps: {src.model_steps(missing[0])})")
-    # exact: the optimiser's state at from_step is stored, or it has none (plain SGD)
-    exact = config.train.optimizer == "sgd" and not config.train.momentum
+    exact = True  # the optimiser's state at from_step is stored (the continuation loads it)
     try:
         src.optimizer_state(from_step, list(model_ids[:1]))
-        exact = True
     except UserError:
-        pass
+        exact = False
     planned = []
     groups: dict[str, list[int]] = {}
     for i in idx:

@@ -146,7 +146,7 @@ def run_pipeline(config: str, out: Path, resume: bool = False, overwrite: bool =
         console.print(f"selection: {s['n_selected']} of {s['n_pool']} seeds forecast for '{esc(s['basin'])}' at step "
                       f"{s['at_step']} ({pct(s['fraction'])} of training): purity {pct(s['purity'])}"
                       + (f" [{pct(s['purity_ci'][0])}, {pct(s['purity_ci'][1])}]" if s.get("purity_ci") else
-                         " [no interval: under 4 init families]" if s.get("n_selected") else "")
+                         " (no interval: under 4 init families)" if s.get("n_selected") else "")
                       + f" (base rate {pct(s['base_rate'])}), compute saved {pct(s['compute_saved'])}")
     console.print(f"report: [bold]{esc(Path(out) / 'report.html')}[/] (figures in {esc(Path(out) / 'figures')})  "
                   f"summary: [bold]{esc(Path(out) / 'summary.json')}[/]  "

@@ -170,16 +170,15 @@ def select_cmd(
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted continuation into --out (the same selection)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the selection (the picks, every pool seed's forecast probability, purity, intervals) to this file."),
     lineage: Optional[str] = typer.Option(None, "--lineage", help="Model column of the init families: the calibration takes whole families, and the intervals keep them together (default: init_seed; an import's own family column)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the calibration's draw of init families (and the forecaster's)."),
     trust_code: bool = o.TRUST_OPTION,
     plugin: Optional[List[str]] = o.PLUGIN,
 ):
     """Forecast early, keep the seeds bound for one basin, continue only those; report purity and compute."""
     o.load_plugin_options(plugin)
-    from fingerprint.forecast import (  # deferred: start-up
-        check_out,
-        select_and_continue,
-    )
+    from fingerprint.forecast import check_out  # deferred: start-up
     from fingerprint.population import check_code  # deferred for start-up time
+    from fingerprint.selection import select_and_continue  # deferred: start-up
     from training.core.store import (  # deferred for start-up time (torch)
         Zoo,
         write_json,
@@ -198,9 +197,10 @@ def select_cmd(
         check_code(zoo)  # it trains the zoo's task further: refused before anything runs when that is code the user did not allow
     r = select_and_continue(zoo, basin, at_step, out, fp, label, budget, calibration, threshold,
                             executor=get_executor(executor), device=device, overwrite=overwrite, resume=resume,
-                            lineage=lineage)
+                            lineage=lineage, seed=seed)
     pct = lambda v: "–" if v is None or v != v else f"{100 * v:.1f}%"
-    fams = f" of {r['n_calibration_families']} init families by {esc(r['lineage'])}"
+    k = r["n_calibration_families"]
+    fams = f" of {k} init famil{'y' if k == 1 else 'ies'} by {esc(r['lineage'])}"
     cal = f"calibration seeds{fams} trained to the end" if r["continued"] else f"calibration seeds{fams} whose final basins fit the forecaster"
     if r.get("without_checkpoint"):
         gone = r["without_checkpoint"]
@@ -212,7 +212,7 @@ def select_cmd(
         share = r.get(key.removesuffix("_ci"))
         if r.get(key):
             return f" [{pct(r[key][0])}, {pct(r[key][1])}]"
-        return "" if share is None or share != share else " [no interval: under 4 init families]"
+        return "" if share is None or share != share else " (no interval: under 4 init families)"
 
     where = "" if r["continued"] else " (on the final checkpoints the zoo holds: what this selection would have kept)"
     if r.get("exact") is False:  # the continued models are not the source's own: both purities (outside audit 124)

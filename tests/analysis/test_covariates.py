@@ -338,3 +338,38 @@ def test_a_column_whose_name_ends_in_a_form_is_that_column():
     table = {k: v for k, v in table.items() if k != "opt"} | {"opt:levels": table["opt"]}
     res = analyze([fp], table, OPTS.replace(covariates=["opt:levels"]))
     assert res.settings["covariate_terms"] == {"opt:levels": "2 levels"}
+
+
+def _shared_orders(seed: int, rule_shift: float = 0.0):
+    """16 init families x 4 data orders shared across them (``data_seed``, a stratum of the label-free tests); the
+    learning rate high where family + order is odd (each family and each order holds both); each (order, lr) cell
+    shifted its own way (the data order's noise differs between the two trainings: their interaction); a rule
+    crossed with everything (one model of each family and order pair in two, by a hash) shifts by ``rule_shift``."""
+    r = np.random.default_rng(seed)
+    scale = np.exp(-np.arange(40) / 8)
+    fam, order = np.repeat(np.arange(16), 4), np.tile(np.arange(4), 16)
+    lr = np.where((fam + order) % 2 == 1, "1e-2", "3e-3").astype(object)
+    rule = ((fam * 7 + order * 3) // 2) % 2
+    cell = r.standard_normal((4, 2, 40)) * 3
+    x = r.standard_normal((64, 40)) + r.standard_normal((16, 40))[fam] + cell[order, (lr == "1e-2").astype(int)]
+    x = (x + rule_shift * np.outer(rule, r.standard_normal(40))) * scale
+    ids = [f"f{f:02d}-o{o}" for f, o in zip(fam, order)]
+    table = {"model_id": np.asarray(ids, dtype=object), "init_seed": fam, "data_seed": order, "lr": lr}
+    fp = FingerprintInput("outputs", x, ids, {"extractor": "outputs", "output": "features", "kind": "behavioural"})
+    return fp, table, rule
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_setting_taken_out_beside_shared_data_orders_leaves_no_camps_of_their_cells(seed):
+    """Outside audit 125 (F2): `--covariate lr` with data_seed as strata left the two columns' interaction, and the
+    camps of the (data order, lr) cells read as "one candidate deep difference". The setting is taken out within each
+    data order; a rule crossed with both is still found."""
+    fp, table, rule = _shared_orders(seed)
+    opts = OPTS.replace(covariates=["lr"])
+    res = analyze([fp], table, opts)
+    assert not _deep(res), res.fingerprints[0].label_free
+    assert res.settings["covariate_terms"]["lr"] == "2 levels, within each value of 'data_seed'"
+    fp, table, rule = _shared_orders(seed, rule_shift=6.0)
+    free = analyze([fp], table, opts).fingerprints[0].label_free
+    basins = free["candidate_basins"]
+    assert free["verdict"] == "crosses lineage" and ami(rule, [basins[m] for m in table["model_id"]]) > 0.9

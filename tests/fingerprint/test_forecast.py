@@ -9,7 +9,8 @@ from exact import assert_bitwise_equal
 
 from fingerprint import Zoo
 from fingerprint.extraction import extract
-from fingerprint.forecast import forecast, select_and_continue
+from fingerprint.forecast import forecast
+from fingerprint.selection import select_and_continue
 from training.config import load_config
 from training.sweep import run_sweep
 
@@ -181,7 +182,8 @@ def test_forecast_exclude_basin_leaves_its_models_out(seeded_zoo, tmp_path):
 
 
 def test_run_forecast_section_passes_exclude_basins(seeded_zoo, tmp_path):
-    from fingerprint.forecast import ForecastSettings, procedure
+    from fingerprint.forecast import ForecastSettings
+    from fingerprint.selection import procedure
     from training.core.errors import UserError
 
     with pytest.raises(UserError, match=r"unknown basin 'nope' .*\(valid: flipped, plain\)"):
@@ -245,13 +247,17 @@ def test_the_calibration_takes_whole_init_families():
     Whole families are drawn now; one family alone is split seed by seed, with a warning."""
     import numpy as np
 
-    from fingerprint.forecast import calibration_split
+    from fingerprint.selection import calibration_split
 
     groups = np.repeat(np.arange(10), 4)  # 10 families of 4
     for seed in range(5):
         cal, pool = calibration_split(groups, 0.25, seed)
         assert not set(groups[cal]) & set(groups[pool])
-        assert sorted([*cal, *pool]) == list(range(40)) and len(cal) == 12  # 3 families: the share of 10 reached
+        assert sorted([*cal, *pool]) == list(range(40)) and len(cal) == 8  # 2 families: the nearest to 10 of 40
+    # a family larger than the share stays in the pool (review 126: one of 15 beside a singleton took 15 of 16)
+    big = np.asarray([0] * 15 + list(range(1, 9)))
+    cal, pool = calibration_split(big, 0.25, 0)
+    assert len(cal) == 6 and set(big[cal]) <= set(range(1, 9))
     assert [a.tolist() for a in calibration_split(7, 0.25)] == [a.tolist() for a in calibration_split(np.arange(7), 0.25)]
     with pytest.warns(UserWarning, match="the 8 seeds are of 1 init family: .* calibration and pool seeds are relatives"):
         cal, pool = calibration_split(np.zeros(8, dtype=int), 0.25)
@@ -272,7 +278,7 @@ def test_a_continuation_without_optimiser_state_says_so_and_gives_both_purities(
     run_sweep(load_config(tmp_path / "c.toml"), tmp_path / "zoo")
     zoo = Zoo.open(tmp_path / "zoo")
     with pytest.warns(UserWarning, match="saved no optimiser state at step 20 .* not the models its own training made"):
-        r = select_and_continue(zoo, "flipped", 20, tmp_path / "sel", fp="probe-outputs", calibration=0.5)
+        r = select_and_continue(zoo, "flipped", 20, tmp_path / "sel", fp="probe-outputs", calibration=0.5, seed=1)
     assert r["exact"] is False and r["n_selected"] > 0
     assert r["purity_source"] == r["selected_true_basin_count"] / r["n_selected"]
     init = dict(zip(zoo.model_ids, np.asarray(zoo.models["init_seed"]).tolist()))
@@ -288,8 +294,9 @@ def test_select_refuses_what_it_cannot_forecast_in_one_line(seeded_zoo, tmp_path
 
     with pytest.raises(UserError, match=r"one final basin \('base'\) of kind: nothing to select"):
         select_and_continue(seeded_zoo, "base", 20, tmp_path / "x", label="kind")
-    with pytest.raises(UserError, match=r"the calibration seeds \(2 of 2 init families\) hold \d in basin 'flipped' and \d "
-                                        r"outside it: the forecaster needs at least 2 of each; raise --calibration \(now 0.07\)"):
+    with pytest.raises(UserError, match=r"the calibration seeds \(2 of 2 init families\) hold \d in basin 'flipped' \(\d "
+                                        r"famil(y|ies)\) and \d outside it \(\d\): the forecaster needs at least 2 families "
+                                        r"of each; raise --calibration \(now 0.07\) or draw another with --seed"):
         select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "x", calibration=0.07)
     assert not (tmp_path / "x").exists()
 
@@ -319,10 +326,24 @@ def test_a_selection_all_right_counts_its_families_not_its_seeds():
     import numpy as np
     from scipy.stats import beta
 
-    from fingerprint.forecast import selection_intervals
+    from fingerprint.selection import selection_intervals
 
     groups = np.repeat(np.arange(10), 3)  # 10 families of 3; the picks: every seed of families 0-4
     chosen = list(range(15))
     out = selection_intervals(None, [], np.arange(30), chosen, np.arange(30) < 15, np.ones(15), groups)
     assert out["purity_ci"][0] == pytest.approx(beta.ppf(0.025, 5.5, 0.5)) and out["purity_ci"][1] == 1.0
     assert out["purity_ci"][0] < 0.7
+
+
+def test_plain_sgd_continues_exactly_without_a_stored_state(tmp_path, monkeypatch):
+    """Review 126 (F3): plain SGD has no optimiser state, so its continuation is the source's own training; marking it
+    exact in the new zoo's manifest made the continuation look for a stored state and refuse. The result says exact."""
+    (tmp_path / "seeded_task_mod.py").write_text(SEEDED_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "c.toml").write_text(CONFIG.replace("save_optimizer_state = true\n", 'optimizer = "sgd"\nmomentum = 0.0\n'))
+    run_sweep(load_config(tmp_path / "c.toml"), tmp_path / "zoo")
+    zoo = Zoo.open(tmp_path / "zoo")
+    r = select_and_continue(zoo, "flipped", 20, tmp_path / "sel", fp="probe-outputs", calibration=0.5)
+    assert r["exact"] is True and r["n_selected"] > 0
+    new = Zoo.open(tmp_path / "sel")
+    assert_bitwise_equal(zoo.params(60, list(new.models["parent_id"])), new.params(), "plain SGD continued")
