@@ -148,13 +148,19 @@ RAY_PLUGIN = textwrap.dedent('''
         """row-norms after a pause: a chunk long enough to lose its node while it runs (the test
         looks every 20 ms; each chunk after the lost one waits this long too). A file beside this
         module, named by the worker's pid, says the pause is under way: the test kills the node only
-        then (review 122: a worker's process title still named the task after it had returned)."""
+        then (review 122: a worker's process title still named the task after it had returned), and
+        while the test's hold file is there the pause lasts until the killed worker is gone (CI, 42nd
+        session: under load a worker outlived its raylet long enough to return its chunk)."""
         marker = pathlib.Path(__file__).with_name(f"in-slow-chunk-{os.getpid()}")
+        hold = pathlib.Path(__file__).with_name("hold-slow-chunks")  # the test's: pause until the node is gone
         marker.touch()
         try:
             time.sleep(0.5)
+            end = time.time() + 60
+            while hold.exists() and time.time() < end:
+                time.sleep(0.05)
         finally:
-            marker.unlink()
+            marker.unlink(missing_ok=True)
         return row_norms(models)
 
     @extractor("fails-on-chunk", kind="mechanistic")
@@ -359,9 +365,9 @@ class _HoldACpu:
         return True
 
 
-def _running_on(node, task: str, marker_dir: Path | None = None) -> bool:
-    """Whether a worker of ``node`` (a child of its raylet) is running a Ray task of function ``task``
-    (and, given ``marker_dir``, has written its ``in-slow-chunk-PID`` file there: inside the task's pause)."""
+def _running_on(node, task: str, marker_dir: Path | None = None) -> int | None:
+    """The pid of a worker of ``node`` (a child of its raylet) running a Ray task of function ``task`` (and, given
+    ``marker_dir``, that has written its ``in-slow-chunk-PID`` file there: inside the task's pause), else ``None``."""
     import psutil
     from ray._private import ray_constants
 
@@ -370,10 +376,19 @@ def _running_on(node, task: str, marker_dir: Path | None = None) -> bool:
         try:
             if " ".join(p.cmdline()).startswith(f"ray::{task}"):
                 if marker_dir is None or (marker_dir / f"in-slow-chunk-{p.pid}").exists():
-                    return True
+                    return p.pid
         except psutil.Error:
             continue
-    return False
+    return None
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _lose_a_node_during(cluster, task: str, work, marker_dir: Path | None = None):
@@ -398,16 +413,25 @@ def _lose_a_node_during(cluster, task: str, work, marker_dir: Path | None = None
         except BaseException as e:  # noqa: BLE001 - handed to the test
             outcome.append(e)
 
+    held = None if marker_dir is None else marker_dir / "hold-slow-chunks"
+    if held is not None:
+        held.touch()  # a chunk in its pause stays there until its worker is gone (slow-row-norms)
     t = threading.Thread(target=go)
     t.start()
     lost, deadline = False, time.time() + 120
     try:
         while not lost and t.is_alive() and time.time() < deadline:
-            if _running_on(node, task, marker_dir):
+            if (pid := _running_on(node, task, marker_dir)) is not None:
                 cluster.remove_node(node, allow_graceful=False)
                 lost = True
+                if held is not None:  # the killed worker must not return its chunk: released once it is gone
+                    gone = time.time() + 30
+                    while _alive(pid) and time.time() < gone:
+                        time.sleep(0.05)
             time.sleep(0.02)
     finally:
+        if held is not None:
+            held.unlink(missing_ok=True)
         ray.kill(hold)  # the head's CPU is free for the retried and the remaining tasks
     t.join(timeout=300)
     assert lost, f"no {task} task was seen running on the worker node"
