@@ -3,6 +3,7 @@ machine: same models, worker kills, failing shards, lost nodes, stale session re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -424,7 +425,9 @@ def _lose_a_node_during(cluster, task: str, work, marker_dir: Path | None = None
             if (pid := _running_on(node, task, marker_dir)) is not None:
                 cluster.remove_node(node, allow_graceful=False)
                 lost = True
-                if held is not None:  # the killed worker must not return its chunk: released once it is gone
+                if held is not None:  # the lost node's worker must not return its chunk: gone before the release
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)  # as the crashed machine would (it may outlive its raylet a while)
                     gone = time.time() + 30
                     while _alive(pid) and time.time() < gone:
                         time.sleep(0.05)
