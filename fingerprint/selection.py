@@ -64,6 +64,30 @@ def calibration_split(groups: np.ndarray | int, calibration: float, seed: int = 
     return np.flatnonzero(taken), np.flatnonzero(~taken)
 
 
+def grow_calibration(groups: np.ndarray, cal: np.ndarray, bound: np.ndarray, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(calibration, pool, families added)``: ``cal`` with whole init families added, in a seeded order, each
+    holding a model of the side still short, until the calibration holds 2 families whose models end in the basin
+    (``bound [n]``) and 2 whose models end outside it, while at least a family stays in the pool. A draw short of
+    a side is the calibration a user would extend by training more seeds to the end; the compute counts them."""
+    groups = np.asarray(groups)
+    taken = np.zeros(len(groups), dtype=bool)
+    taken[cal] = True
+    families = np.unique(groups)
+    added = 0
+    for f in families[np.random.default_rng(seed + 1).permutation(len(families))]:
+        inside, outside = (len(set(groups[taken & b].tolist())) for b in (bound, ~bound))
+        if min(inside, outside) >= 2:
+            break
+        rows = groups == f
+        short = bound if inside < 2 else ~bound
+        if taken[rows].any() or not short[rows].any() or (~taken & ~rows).sum() < 1:
+            continue
+        taken |= rows
+        added += 1
+    return np.flatnonzero(taken), np.flatnonzero(~taken), added
+
+
 def selection_compute(n_seeds: int, n_calibration: int, n_selected: int, at_step: int, final_step: int) -> tuple[int, int]:
     """``(used, baseline)`` in model-steps: every seed to ``at_step``, calibration and selected seeds on
     to the end; against every seed trained to the end."""
@@ -118,6 +142,10 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
                                 "targets": {fp: info}, "steps_left_out": [], "final_steps": [0]}, len(ids), finals):
         warnings.warn(w.replace("forecast's folds keep", "calibration keeps").replace("a fold", "the split"), stacklevel=2)
     cal, pool = calibration_split(families.groups, calibration, seed)
+    cal, pool, grown = grow_calibration(families.groups, cal, y == basin, seed)
+    if grown:  # a seeded draw short of a side: more seeds trained to the end, as a user would (review 126)
+        warnings.warn(f"the calibration grew by {grown} init famil{'y' if grown == 1 else 'ies'} ({len(cal)} seeds) to "
+                      f"hold 2 families in basin '{basin}' and 2 outside it", stacklevel=2)
     check_calibration(y[cal], families.groups[cal], basin, calibration)
     cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
     (values,) = extract(zoo, [fp], step=at_step, model_ids=ids)  # one extraction: a population-relative fingerprint's

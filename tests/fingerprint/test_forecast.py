@@ -294,11 +294,28 @@ def test_select_refuses_what_it_cannot_forecast_in_one_line(seeded_zoo, tmp_path
 
     with pytest.raises(UserError, match=r"one final basin \('base'\) of kind: nothing to select"):
         select_and_continue(seeded_zoo, "base", 20, tmp_path / "x", label="kind")
-    with pytest.raises(UserError, match=r"the calibration seeds \(2 of 2 init families\) hold \d in basin 'flipped' \(\d "
-                                        r"famil(y|ies)\) and \d outside it \(\d\): the forecaster needs at least 2 families "
-                                        r"of each; raise --calibration \(now 0.07\) or draw another with --seed"):
-        select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "x", calibration=0.07)
+    # a draw short of a side grows by whole families, said (review 126), and the compute counts them
+    with pytest.warns(UserWarning, match=r"the calibration grew by \d init famil(y|ies) \(\d+ seeds\) to hold 2 "
+                                         r"families in basin 'flipped' and 2 outside it"):
+        r = select_and_continue(seeded_zoo, "flipped", 20, tmp_path / "g", calibration=0.07, fp="probe-outputs")
+    assert r["n_calibration"] >= 4 and r["model_steps_used"] == 16 * 20 + (r["n_calibration"] + r["n_selected"]) * 40
     assert not (tmp_path / "x").exists()
+
+
+def test_a_basin_of_one_init_family_cannot_be_calibrated():
+    """Two families on each side, or a one-line refusal: a basin held by one family cannot give them."""
+    import numpy as np
+
+    from fingerprint.selection import check_calibration, grow_calibration
+    from training.core.errors import UserError
+
+    groups = np.repeat(np.arange(6), 2)
+    bound = groups == 3  # the basin: family 3 only
+    cal, pool, _ = grow_calibration(groups, np.asarray([0, 1]), bound)
+    assert not set(groups[cal]) & set(groups[pool]) and 3 in set(groups[cal])
+    with pytest.raises(UserError, match=r"hold 2 in basin 'b' \(1 family\) and \d+ outside it \(\d\): the forecaster "
+                                        r"needs at least 2 families of each"):
+        check_calibration(np.where(bound[cal], "b", "a"), groups[cal], "b", 0.25)
 
 
 def test_select_without_a_history_is_one_line(tmp_path, monkeypatch):
