@@ -175,8 +175,9 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         if column in new.models:  # each continued model's label, in the order of ``chosen`` (its parent_id)
             by_parent = dict(zip(new.models["parent_id"], np.asarray(new.models[column]).astype(str)))
             got = np.asarray([by_parent[c] for c in chosen])
-        else:
+        else:  # the continued models carry no such column (a label-free target): the source's (review 126 F8)
             got = y[[ids.index(c) for c in chosen]]
+            result["purity_from_source"] = True
         purity = float(np.mean(got == basin))
         trained_steps = summary.model_steps
         cfg = (zoo.config or {}).get("train") or {}  # plain SGD has no state to restore: exact without one
@@ -185,7 +186,9 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         if not result["exact"]:  # outside audit 124: restarted moments made other models, and nothing said so
             warnings.warn(f"zoo '{zoo.path}' saved no optimiser state at step {at_step} (train.save_optimizer_state = "
                           "false): the continued seeds restart their optimiser's moments, so they are not the models "
-                          "its own training made; purity is measured on the continued models", stacklevel=2)
+                          "its own training made; purity is measured on the "
+                          + ("source's final models (the continued ones carry no basin column)"
+                             if result.get("purity_from_source") else "continued models"), stacklevel=2)
     else:
         purity, trained_steps = float("nan"), 0
     used, baseline = selection_compute(len(ids), len(cal_ids), len(chosen), at_step, T)

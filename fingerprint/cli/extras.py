@@ -215,8 +215,10 @@ def select_cmd(
         return "" if share is None or share != share else " (no interval: under 4 init families)"
 
     where = "" if r["continued"] else " (on the final checkpoints the zoo holds: what this selection would have kept)"
-    if r.get("exact") is False:  # the continued models are not the source's own: both purities (outside audit 124)
+    if r.get("exact") is False and not r.get("purity_from_source"):  # not the source's own models: both (audit 124)
         where = f" (of the continued models; {pct(r['purity_source'])} on the source's own final models)"
+    elif r.get("purity_from_source"):  # the continued models carry no basin column (review 126)
+        where = " (on the source's final models: the continued ones carry no basin column)"
     console.print(f"purity {pct(r['purity'])}{ci('purity_ci')} in basin '{esc(r['basin'])}'{where} (base rate {pct(r['base_rate'])}"
                   f"{ci('base_rate_ci')}, recall {pct(r['recall'])}{ci('recall_ci')}; 95% intervals over init families); "
                   f"compute {r['model_steps_used']:,} model-steps vs {r['model_steps_baseline']:,} to train every seed "
