@@ -36,7 +36,10 @@ def transfer_cmd(
         r = transfer(zoo, fp, fit, label, lineage_column)
     t = Table(title=f"{esc(r['label'])} classifier on {esc(r['fingerprint'])}, fit on {esc(r['fit_on'])}")
     for col in ("scale", "models", "AUROC", "95% CI", "accuracy", "true shares", "predicted shares"):
-        t.add_column(col, justify="left" if col in ("scale", "true shares", "predicted shares") else "right")
+        # the scale whole (outside audit 124: every row read `model.wid…` in 80 columns); the shares may wrap
+        t.add_column(col, justify="left" if col in ("scale", "true shares", "predicted shares") else "right",
+                     no_wrap=col == "scale", min_width=max((len(str(s["scale"])) for s in r["scales"]), default=5)
+                     if col == "scale" else None)
     f = lambda v: "–" if v is None else f"{v:.2f}"
     shares = lambda d: " ".join(f"{k} {100 * v:.0f}%" for k, v in d.items()) or "–"
     for s in r["scales"]:

@@ -50,8 +50,8 @@ def scaled_zoo(tmp_path_factory):
     return d / "zoo"
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    return run_cli("transfer", *args, env={"COLUMNS": "200"})  # the entry point in this process
+def cli(*args, columns: int = 200) -> subprocess.CompletedProcess:
+    return run_cli("transfer", *args, env={"COLUMNS": str(columns)})  # the entry point in this process
 
 
 def test_a_model_sweep_plans_one_group_per_setting(tmp_path):
@@ -93,6 +93,8 @@ def test_transfer_cli_writes_the_json_contract(scaled_zoo, tmp_path):
             "--json", out)
     assert r.returncode == 0, r.stderr
     assert "model.width=4 (fit, cross-validated)" in r.stdout
+    narrow = cli(scaled_zoo, "--fp", "probe-outputs", "--fit", "model.width=4", "--label", "data_seed", columns=80)
+    assert "model.width=8" in narrow.stdout  # the scale whole in 80 columns (outside audit 124: `model.wid…`)
     d = json.loads(out.read_text())
     assert d["fit_on"] == "model.width=4" and [s["scale"] for s in d["scales"]] == ["model.width=4", "model.width=8"]
     for s in d["scales"]:
