@@ -619,7 +619,10 @@ def _held_same_text(c: Candidate) -> str:
     amis = [c.held_same[f][0] for f in names]
     span = _span_text([min(amis), max(amis)])
     why = {c.held_same[f][1] for f in names}
-    held = ("as one continuum (no gap a test sees between them)" if why == {"no gap"} else
+    small = min(c.sizes) if c.sizes and min(c.sizes) <= SMALL_HELD * sum(c.sizes) else None
+    held = (f"as one continuum (no gap a test sees between them; beside a camp of only {small} models a gap test sees "
+            "little, so it is no evidence of a continuum there)" if why == {"no gap"} and small else
+            "as one continuum (no gap a test sees between them)" if why == {"no gap"} else
             f"beside a camp of {FEW_MODELS} models or fewer" if why == {"few"} else
             f"as one continuum or beside a camp of {FEW_MODELS} models or fewer")
     return (f"; the camps of {len(names)} more ({_first_three(names)}; AMI {span} with these), significant but held "

@@ -38,3 +38,16 @@ def test_every_family_cut_alike_or_whole_families_on_one_side_only_are_not():
     minority = np.zeros(64, int)
     minority[[1, 5, 9, 13]] = 1  # four strays: no whole family in the smaller camp
     assert _mixture(_result(fam.tolist()), {f"m{i}": int(s) for i, s in enumerate(minority)}) is None
+
+
+def test_a_continuum_beside_a_few_models_is_no_evidence_of_one():
+    """Outside audit 125 (F6): three fingerprints whose camps were exactly a 4-model minority of 64 were "held back as one
+    continuum" beside a candidate; the caveat said elsewhere (a gap test sees little beside so few) is said there too."""
+    from analysis.answer import Candidate, _held_same_text
+
+    def cand(sizes):
+        return Candidate(fingerprints=["a"], verdicts={"a": "crosses lineage"}, representative="a", privileged=False,
+                         q=0.01, separation=11.0, sizes=sizes, basins={}, held_same={"b": [1.0, "no gap"]})
+
+    assert "beside a camp of only 4 models a gap test sees little" in _held_same_text(cand([60, 4]))
+    assert "a gap test sees little" not in _held_same_text(cand([32, 32]))
