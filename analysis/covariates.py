@@ -122,49 +122,69 @@ class Fit:
 
 
 def fit(columns: dict[str, np.ndarray], forms: dict[str, str | None] | None = None,
-        within: dict[str, np.ndarray] | None = None) -> Fit:
+        within: dict[str, np.ndarray] | None = None, families: np.ndarray | None = None) -> Fit:
     """The :class:`Fit` of ``columns`` (``{name: [n]}``), each taken out as its ``forms`` entry says
     (``"levels"``, ``"trend"``; missing or ``None``: as its values decide, :func:`terms`). ``within``: the strata
-    the label-free tests take out (``{name: [n]}``, a shared data order's ``data_seed``); when every column is
-    levels, their levels crossed with each stratum are taken out too (:func:`_crossed`)."""
+    the label-free tests take out (``{name: [n]}``, a shared data order's ``data_seed``) and ``families [n]`` the
+    init families; when every column is levels, each crossed with each stratum shared across the families is taken
+    out too (:func:`_crossed`)."""
     parts = {name: _terms(c, name, (forms or {}).get(name)) for name, c in columns.items()}
     design = np.concatenate([d for d, _, _ in parts.values()], 1)
     levelled = [strs for _, _, strs in parts.values() if strs is not None]
     levels = np.asarray(["\x1f".join(t) for t in zip(*levelled)], dtype=object) if levelled else None
     hows = {c: how for c, (_, how, _) in parts.items()}
-    if within and levels is not None and len(levelled) == len(parts):
-        design, levels, crossed = _crossed(design, levels, within)
+    if within and families is not None and levels is not None and len(levelled) == len(parts):
+        design, levels, crossed = _crossed(design, levels, levelled, within, np.asarray(families, dtype=object))
         if crossed:
             hows = {c: f"{how}, within each value of {' and '.join(repr(k) for k in crossed)}" for c, how in hows.items()}
     return Fit(design, orthonormal(design) if design.shape[1] else design, hows,
                {c: d.shape[1] for c, (d, _, _) in parts.items()}, levels)
 
 
-def _crossed(design: np.ndarray, levels: np.ndarray, strata: dict[str, np.ndarray]
-             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(design, levels, crossed)``: ``design [n, p]`` with the terms of ``levels [n]`` crossed with each stratum
-    column beyond both main effects (the stratum's own are the label-free tests' to take out, and stay in the
-    fingerprint), ``levels`` the crossed cells, and the strata crossed. Outside audit 125 (F2): a rule the learning
-    rate decided, lr taken out with data_seed as strata, left their interaction (each data order's noise differs
-    between the two rules' trainings), and the camps of its (data order, lr) cells read as a new "one candidate deep
-    difference", AMI -0.01 with the rule; the two columns combined as one read "no candidate". A stratum is crossed
-    only where every crossed cell holds two models or more (a data order per model is no shared order)."""
+MIN_CELL = 4  # models in every (covariate level, stratum value) cell for the two to be crossed (review 127: 3 a cell
+# took a 1-SD rule crossed with both from 26 of 30 populations found to 10)
+
+
+def _shared(s: np.ndarray, families: np.ndarray) -> bool:
+    """Whether a stratum ``s [n]`` is shared across the init ``families [n]``: a value in two families or more, and a
+    family with two values or more (review 127: a data_seed set per family crossed the covariate with the families)."""
+    fam_of: dict[str, set] = {}
+    vals_of: dict[str, set] = {}
+    for v, f in zip(s.tolist(), families.tolist()):
+        fam_of.setdefault(v, set()).add(str(f))
+        vals_of.setdefault(str(f), set()).add(v)
+    return any(len(f) > 1 for f in fam_of.values()) and any(len(v) > 1 for v in vals_of.values())
+
+
+def _crossed(design: np.ndarray, levels: np.ndarray, columns: list[np.ndarray], strata: dict[str, np.ndarray],
+             families: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(design, levels, crossed)``: ``design [n, p]`` with the terms of each covariate's levels (``columns``, one
+    ``[n]`` each; not their own interaction) crossed with each stratum column shared across the ``families``, beyond
+    the main effects (the stratum's own are the label-free tests' to take out, and stay in the fingerprint),
+    ``levels`` the cells of every covariate and crossed stratum, and the strata crossed. Outside audit 125 (F2): a rule
+    the learning rate decided, lr taken out with data_seed as strata, left their interaction (each data order's noise
+    differs between the two rules' trainings), and the camps of its (data order, lr) cells read as a new "one
+    candidate deep difference", AMI -0.01 with the rule; the two columns combined as one read "no candidate". A
+    stratum is crossed only where every crossed cell holds :data:`MIN_CELL` models or more."""
     crossed: list[str] = []
     for name, col in strata.items():
         s = np.asarray(["\0missing" if missing(v) else str(v) for v in col], dtype=object)
-        cells = np.asarray([f"{a}\x1f{b}" for a, b in zip(levels, s)], dtype=object)
-        _, counts = np.unique(cells, return_counts=True)
-        if len(set(s.tolist())) < 2 or counts.min() < 2:
+        if len(set(s.tolist())) < 2 or not _shared(s, families):
             continue
-        dummies = np.stack([(cells == c).astype(np.float64) for c in sorted(set(cells.tolist()))], 1)
+        each = [np.asarray([f"{a}\x1f{b}" for a, b in zip(c, s)], dtype=object) for c in columns]
+        if min(np.unique(c, return_counts=True)[1].min() for c in each) < MIN_CELL:
+            continue
+        dummies = np.concatenate([np.stack([(c == v).astype(np.float64) for v in sorted(set(c.tolist()))], 1)
+                                  for c in each], 1)
         mains = np.concatenate([np.ones((len(s), 1)), design] +
                                [np.stack([(s == v).astype(np.float64) for v in sorted(set(s.tolist()))], 1)], 1)
         q = orthonormal(mains)
-        rest = dummies - q @ (q.T @ dummies)  # the cells beyond both main effects
+        rest = dummies - q @ (q.T @ dummies)  # each covariate's cells with the stratum, beyond the main effects
         u, sv, _ = np.linalg.svd(rest, full_matrices=False)
         extra = u[:, sv > 1e-8 * max(float(sv.max(initial=0.0)), 1.0)]
         if extra.shape[1] and len(s) - 1 - design.shape[1] - extra.shape[1] >= MIN_LEFT:
-            design, levels = np.concatenate([design, extra], 1), cells
+            design = np.concatenate([design, extra], 1)
+            levels = np.asarray([f"{a}\x1f{b}" for a, b in zip(levels, s)], dtype=object)
             crossed.append(name)
     return design, levels, crossed
 
@@ -306,7 +326,9 @@ def settings(table: dict[str, np.ndarray], opts: AnalysisOptions) -> dict[str, A
             which = "--lineage" if c == opts.lineage else "--label"
             raise AnalysisError(f"--covariate {c} is the {which} column: taking it out of the fingerprints leaves "
                                 "nothing for it to be compared with; give a training setting's column")
-    f = fit({c: table[c] for c in cols}, cols, within={c: table[c] for c in strata_in(table, opts)}) if cols else None
+    fam = table.get(opts.lineage) if opts.lineage else None
+    f = fit({c: table[c] for c in cols}, cols, within={c: table[c] for c in strata_in(table, opts)},
+            families=fam) if cols else None
     for c in cols:
         if not f.sizes[c] or len({str(v) for v in table[c]}) < 2:
             raise AnalysisError(f"--covariate {c} has one value for every model: there is nothing to take out")

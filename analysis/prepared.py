@@ -93,7 +93,7 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
     if opts.covariates:
         cols = opts.covariates_in(table)
         cov_fit = covariates.fit({c: col(c) for c in cols}, cols,  # on this fingerprint's models
-                                 within={c: col(c) for c in strata_in(table, opts)})
+                                 within={c: col(c) for c in strata_in(table, opts)}, families=lineage)
         try:  # (some of the table's may be left out)
             covariates.check(cov_fit)
         except AnalysisError as e:

@@ -66,22 +66,19 @@ def calibration_split(groups: np.ndarray | int, calibration: float, seed: int = 
 
 def grow_calibration(groups: np.ndarray, cal: np.ndarray, bound: np.ndarray, seed: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(calibration, pool, families added)``: ``cal`` with whole init families added, in a seeded order, each
-    holding a model of the side still short, until the calibration holds 2 families whose models end in the basin
-    (``bound [n]``) and 2 whose models end outside it, while at least a family stays in the pool. A draw short of
-    a side is the calibration a user would extend by training more seeds to the end; the compute counts them."""
+    """``(calibration, pool, families added)``: ``cal`` with whole init families added in a seeded order, whatever
+    their outcome (a user trains more random seeds to the end; review 127: choosing families by their final basins
+    used the pool's outcomes and drained the basin from it), until the calibration holds 2 families whose models end
+    in the basin (``bound [n]``) and 2 whose models end outside it, while a family stays in the pool."""
     groups = np.asarray(groups)
     taken = np.zeros(len(groups), dtype=bool)
     taken[cal] = True
-    families = np.unique(groups)
     added = 0
-    for f in families[np.random.default_rng(seed + 1).permutation(len(families))]:
-        inside, outside = (len(set(groups[taken & b].tolist())) for b in (bound, ~bound))
-        if min(inside, outside) >= 2:
+    for f in np.unique(groups)[np.random.default_rng(seed + 1).permutation(len(np.unique(groups)))]:
+        if min(len(set(groups[taken & b].tolist())) for b in (bound, ~bound)) >= 2:
             break
         rows = groups == f
-        short = bound if inside < 2 else ~bound
-        if taken[rows].any() or not short[rows].any() or (~taken & ~rows).sum() < 1:
+        if taken[rows].any() or not (~taken & ~rows).any():
             continue
         taken |= rows
         added += 1

@@ -373,3 +373,20 @@ def test_a_setting_taken_out_beside_shared_data_orders_leaves_no_camps_of_their_
     free = analyze([fp], table, opts).fingerprints[0].label_free
     basins = free["candidate_basins"]
     assert free["verdict"] == "crosses lineage" and ami(rule, [basins[m] for m in table["model_id"]]) > 0.9
+
+
+def test_only_a_stratum_shared_across_families_is_crossed_and_each_covariate_alone():
+    """Review 127: a data_seed set per family was crossed with the covariate (taking out the covariate x family
+    interaction, and the lineage test with it); two covariates beside a stratum lost their own interaction too."""
+    fam = np.repeat(np.arange(12), 4)
+    lr = np.tile(np.asarray(["a", "b"], dtype=object), 24)
+    per_family = cov.fit({"lr": lr}, within={"data_seed": fam}, families=fam)
+    assert per_family.hows["lr"] == "2 levels" and per_family.basis.shape[1] == 1
+    order = np.tile(np.arange(4), 12)
+    lr = np.where(fam % 2 == 0, "a", "b").astype(object)  # set per family, crossed with the 4 shared orders
+    wd = np.where((fam // 2) % 2 == 0, "x", "y").astype(object)
+    f = cov.fit({"lr": lr, "wd": wd}, within={"data_seed": order}, families=fam)
+    assert f.hows["lr"] == "2 levels, within each value of 'data_seed'"
+    assert f.basis.shape[1] == 1 + 1 + 3 + 3  # each covariate's own crossing with the 4 orders, not lr x wd
+    both = (lr == "a").astype(float) * (wd == "x") - ((lr == "a") * (wd == "x")).mean()
+    assert np.linalg.norm(both - f.basis @ (f.basis.T @ both)) > 0.1 * np.linalg.norm(both)
