@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from analysis.errors import AnalysisError, choices
-from analysis.intervals import auroc_interval, cv_widen
+from analysis.intervals import auroc_interval, cv_widen, proportion_interval
 from analysis.metrics import linear_probe
 from analysis.sortkeys import natural_key
 
@@ -44,6 +44,8 @@ class ScaleResult:
     predicted_shares: dict[str, float]  # the classifier's predicted basins' frequencies
     fit: bool = False  # the scale the classifier was fit on (its numbers cross-validated)
     unseen_basins: list[str] = field(default_factory=list)  # true basins here that the fit scale never showed
+    # the accuracy's 95% interval over init families, as the AUROC's (outside audit 124: a number without one)
+    accuracy_ci: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,13 +150,16 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
         auroc = macro_auroc(yy, pp) if defined else None
         # the fit scale's predictions are cross-validated (the folds' overlap, Nadeau & Bengio's
         # correction); another scale's come from one classifier fit on the fit scale's models
-        ci = None
+        ci = acc_ci = None
+        inflate = cv_widen(folds) ** 2 if s == fit_on and cv_ok else 1.0 + len(rows) / int(fit.sum())
         if auroc is not None:  # on the fit scale only with folds (cv_ok): one family is no cross-validation
-            inflate = cv_widen(folds) ** 2 if s == fit_on else 1.0 + len(rows) / int(fit.sum())
             ci = auroc_interval(yy, pp, fam[rows], inflate=inflate)
+        if defined:
+            acc_ci = proportion_interval((pred[rows] == lab[rows]).astype(float), fam[rows], inflate=inflate)
         out.append(ScaleResult(
             scale=s, n_models=len(rows), auroc=auroc, auroc_ci=ci,
             accuracy=float(np.mean(pred[rows] == lab[rows])) if defined else None,
             basin_shares=_shares(lab[rows]), predicted_shares=_shares(pred[rows]) if defined else {},
-            fit=s == fit_on, unseen_basins=sorted(set(lab[rows]) - set(classes), key=natural_key)))
+            fit=s == fit_on, unseen_basins=sorted(set(lab[rows]) - set(classes), key=natural_key),
+            accuracy_ci=None if acc_ci is None else (float(acc_ci[0]), float(acc_ci[1]))))
     return TransferResult(fit_on=fit_on, classes=[str(c) for c in classes], scales=out)

@@ -52,7 +52,7 @@ def parse_fit(text: str, groups: list[str]) -> dict[str, str]:
 def transfer(zoo: Zoo, fp: str, fit: str, label: str | None = None, family: str = "init_seed",
              random_state: int = 0) -> dict[str, Any]:
     """The scale-transfer table as JSON-ready data: ``{"fit_on", "fingerprint", "label", "classes",
-    "scales": [{"scale", "n_models", "auroc", "auroc_ci", "accuracy", "basin_shares",
+    "scales": [{"scale", "n_models", "auroc", "auroc_ci", "accuracy", "accuracy_ci", "basin_shares",
     "predicted_shares", "fit", "unseen_basins"}, ...]}``. The models matching ``fit`` form one
     scale named ``fit``; every other group is its own scale."""
     label = label or "deep_label"

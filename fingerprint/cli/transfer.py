@@ -45,7 +45,8 @@ def transfer_cmd(
     for s in r["scales"]:
         ci = f"{s['auroc_ci'][0]:.2f}-{s['auroc_ci'][1]:.2f}" if s["auroc_ci"] else "–"
         t.add_row(esc(s["scale"]) + (" (fit, cross-validated)" if s["fit"] else ""), str(s["n_models"]), f(s["auroc"]), ci,
-                  f(s["accuracy"]), esc(shares(s["basin_shares"])), esc(shares(s["predicted_shares"])))
+                  f(s["accuracy"]) + (f" ({s['accuracy_ci'][0]:.2f}-{s['accuracy_ci'][1]:.2f})" if s.get("accuracy_ci") else ""),
+                  esc(shares(s["basin_shares"])), esc(shares(s["predicted_shares"])))
     console.print(t)
     if json_out:
         write_json(json_out, r)

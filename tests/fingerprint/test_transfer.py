@@ -99,6 +99,8 @@ def test_transfer_cli_writes_the_json_contract(scaled_zoo, tmp_path):
     assert d["fit_on"] == "model.width=4" and [s["scale"] for s in d["scales"]] == ["model.width=4", "model.width=8"]
     for s in d["scales"]:
         assert s["n_models"] == 8 and 0 <= s["auroc"] <= 1 and 0 <= s["accuracy"] <= 1
+        lo, hi = s["accuracy_ci"] or (0, 1)  # over init families, as the AUROC's (outside audit 124)
+        assert "accuracy_ci" in s and lo <= s["accuracy"] <= hi
         assert s["basin_shares"] == {"0": 0.5, "1": 0.5} and sum(s["predicted_shares"].values()) == pytest.approx(1)
 
 
