@@ -128,7 +128,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     families = forecast_families(zoo, ids, model_table(zoo), lineage)
     t = forecast_target(zoo, ids, label, fp, families)
     info = t.info() or {}  # (its models without a candidate basin counted before they sit out)
-    if (t.basins == "").any():  # no candidate basin (a generation of its own): not forecast, as in forecast (review 126)
+    trained, without_basin = len(ids), [m for m, b in zip(ids, t.basins) if b == ""]  # (review 127: named, and counted
+    if without_basin:  # in the compute) no candidate basin (a generation of its own): not forecast, as in forecast
         keep = t.basins != ""
         ids = [m for m, k in zip(ids, keep) if k]
         families = dataclasses.replace(families, groups=families.groups[keep])
@@ -155,7 +156,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     T = common_end(np.asarray(zoo.models["final_step"])[zoo.index(ids)])  # as the forecast's fractions (a review)
     result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
                               "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
-                              "without_checkpoint": [m for m in grid if m not in there],
+                              "without_checkpoint": [m for m in grid if m not in there], "without_basin": without_basin,
                               "n_selected": len(chosen), "selected": chosen, "out": None if out is None else str(out),
                               "continued": continued, "calibration_seeds": cal_ids, "lineage": families.column,
                               "n_calibration_families": len(set(families.groups[cal].tolist())),
@@ -188,7 +189,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
                              if result.get("purity_from_source") else "continued models"), stacklevel=2)
     else:
         purity, trained_steps = float("nan"), 0
-    used, baseline = selection_compute(len(ids), len(cal_ids), len(chosen), at_step, T)
+    used, baseline = selection_compute(trained, len(cal_ids), len(chosen), at_step, T)  # every seed trained to at_step
     in_pool = int(np.sum(y[pool] == basin))
     found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
     result.update(selection_intervals(zoo, ids, pool, [ids.index(c) for c in chosen], y == basin,
