@@ -49,8 +49,9 @@ def proportion_interval(hits: Sequence[float], family: Sequence | None = None, l
     than the binomial one's with the floor at one over the family size. Where every hit is 1 (or 0)
     the hits cannot show how relatives share their fate, and it is 1 (Korn & Graubard's convention).
     ``shared_deff`` is a second floor at every share, for a caller who knows relatives share their fate
-    at least that much (:func:`classes_design_effect` of the labels the hits score); the toolkit's own
-    shares do not give one: measured, the true basins' design effect as a floor made the forecast's
+    at least that much (:func:`classes_design_effect` of the labels the hits score); a selection's shares give
+    their rows' mean family size (:func:`fingerprint.selection.selection_intervals`: a few families' picks are a few
+    draws; outside audit 124, review 126); the forecast's do not: measured, the true basins' design effect as a floor made the forecast's
     intervals 1.2-1.5 times wider where whole families share a basin, beyond what their coverage
     needed, and as a stand-in at the extremes only, one more right model lowered the lower end
     (docs/results.md, "Every model right"). ``inflate`` multiplies
