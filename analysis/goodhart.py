@@ -137,7 +137,9 @@ def fit_detector(features: np.ndarray, labels: Sequence, basin: str, family: Seq
     y = (lab == basin).astype(int)
     if min(y.sum(), len(y) - y.sum()) < min_class:
         raise AnalysisError(f"the detector's families hold {y.sum()} model(s) in {basin!r} and {len(y) - y.sum()} "
-                            f"outside; it needs at least {min_class} of each (train more seeds)")
+                            f"outside; it needs at least {min_class} of each ("
+                            + ("every model is in it: a population of one basin has no other to tell it from)"
+                               if y.sum() == len(y) else "train more seeds)"))
     probe = linear_probe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

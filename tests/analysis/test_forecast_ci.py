@@ -111,7 +111,9 @@ def test_a_step_without_an_accuracy_says_why():
     x = np.random.default_rng(0).normal(size=(12, 3))
     lone = forecast_step(x, ["a"] * 11 + ["b"])
     assert lone["accuracy"] is None and lone["skipped"] == "basin 'b' has one model: no fold can both train and test on it"
-    assert forecast_step(x, ["a"] * 12)["skipped"] == "one final basin ('a'): nothing to tell apart"
+    one = forecast_step(x, ["a"] * 12)
+    assert one["skipped"] == "one final basin ('a'): nothing to tell apart"
+    assert one["ami"] is None  # no agreement to measure (audit 124: sklearn's 1.00 for two one-cluster labelings)
     two = forecast_step(x, ["a"] * 10 + ["b", "c"])["skipped"]
     assert two == "basins 'b', 'c' have one model each: no fold can both train and test on it"
     assert forecast_step(x, ["a"] * 6 + ["b"] * 6, folds=1)["skipped"] == "1 fold: a forecast needs at least 2"

@@ -83,3 +83,12 @@ def test_too_few_models_of_the_basin_is_one_line():
     lab = np.where(np.arange(len(lab)) == 0, "B", "other")
     with pytest.raises(AnalysisError, match="at least 2 of each"):
         fit_detector(x, lab, "B", fam)
+
+
+def test_a_detector_of_a_population_of_one_basin_says_there_is_no_other():
+    """Outside audit 124 (F11): a one-basin null was told to "train more seeds", which cannot make a second basin."""
+    from analysis.goodhart import fit_detector
+
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    with pytest.raises(AnalysisError, match="every model is in it: a population of one basin has no other to tell it from"):
+        fit_detector(x, ["a"] * 12, "a", np.repeat(np.arange(6), 2))
