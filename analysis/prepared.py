@@ -18,7 +18,7 @@ from analysis import metrics as mt
 from analysis.errors import AnalysisError
 from analysis.options import AnalysisOptions, FingerprintInput, strata_in
 
-__all__ = ["Prepared", "prepare", "label_free_tests", "redraw_label_free", "strata_names"]
+__all__ = ["Prepared", "prepare", "label_free_tests", "redraw_label_free"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +102,7 @@ def prepare(fp: FingerprintInput, table: dict[str, np.ndarray], opts: AnalysisOp
         values, dist, std, share = covariates.taken_out(values, dist, std, cov_fit)
         taken, cells = cov_fit.design, cov_fit.levels
     return Prepared(values, bool(dist), std, ids, excluded, rows_arr, label, lineage, lineage_values, parent_ids,
-                     parents, taken, cells, share, cov_fit, table, strata_names(table, opts), raw_dist)
+                     parents, taken, cells, share, cov_fit, table, strata_in(table, opts), raw_dist)
 
 
 def label_free_tests(prep: Prepared, opts: AnalysisOptions, coords: np.ndarray, clusters: np.ndarray, n_null: int,
@@ -141,9 +141,3 @@ def redraw_label_free(fp: FingerprintInput, table: dict[str, np.ndarray], opts: 
     prep = prepare(fp, table, opts, index)
     coords = cl.coordinates(prep.values, prep.dist, opts.n_components, opts.seed, prep.std)
     return label_free_tests(prep, opts, coords, np.asarray(clusters, int), n_null, fp.meta.get("resolution"))
-
-
-def strata_names(table: dict[str, np.ndarray], opts: AnalysisOptions) -> list[str]:
-    """The design columns of ``table`` (:data:`STRATA` and ``--strata``) the label-free tests take out."""
-    return strata_in(table, opts)
-

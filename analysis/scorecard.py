@@ -23,7 +23,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from analysis import clustering as cl
-from analysis import covariates, effect, metadata, parallel, rare, unlearned
+from analysis import covariates, effect, metadata, options, parallel, rare, unlearned
 from analysis import identification as ident
 from analysis import labelfree as lf
 from analysis import metrics as mt
@@ -45,7 +45,7 @@ from analysis.options import (  # noqa: F401 (STRATA: scripts)
     FingerprintInput,
     without,
 )
-from analysis.prepared import label_free_tests, prepare, redraw_label_free, strata_names
+from analysis.prepared import label_free_tests, prepare, redraw_label_free
 from analysis.results import (
     AnalysisResult,
     FingerprintResult,
@@ -169,7 +169,7 @@ def _analyze_values(fp: FingerprintInput, table: dict[str, np.ndarray], opts: An
     label_free = label_free_tests(prep, opts, coords, clusters, n_null, fp.meta.get("resolution"))
 
     # columns that follow it within the families (a knob varied by degrees), design columns' values its clusters set apart
-    calibrated, strata = lineage is not None and opts.calibrate, strata_names(table, opts)
+    calibrated, strata = lineage is not None and opts.calibrate, options.strata_in(table, opts)
     gradient = metadata.table_gradients(coords, table, rows_arr, lineage_values, opts, {*strata, *opts.covariates_in(table)}) if calibrated else None
     scores |= table_sides(coords, clusters, table, rows_arr, lineage_values, strata, opts.seed) if calibrated else {}
 
@@ -393,7 +393,7 @@ def _analyze(fingerprints: list[FingerprintInput], table: dict[str, np.ndarray],
                 "lineage_inherited": filled, **metadata.table_settings(table, opts), **covariates.settings(table, opts),
                 "generation_columns": metadata.generation_columns(table, {opts.lineage, opts.label}),
                 # the design columns taken out of the label-free tests as shared across families (a data order)
-                "strata_columns": [c for c in strata_names(table, opts) if len(set(map(str, table[c]))) > 1]}
+                "strata_columns": [c for c in options.strata_in(table, opts) if len(set(map(str, table[c]))) > 1]}
     each = None if on_result is None else (lambda one: on_result(one[0], settings))
     analysed = parallel.map_ordered(_analyze_one_limited, [(f, table, opts, index) for f in fps], rows,
                                     preload=["analysis.scorecard"], on_each=each)

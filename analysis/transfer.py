@@ -154,11 +154,12 @@ def basin_transfer(features: np.ndarray, labels: Sequence, scale: Sequence, fami
         inflate = cv_widen(folds) ** 2 if s == fit_on and cv_ok else 1.0 + len(rows) / int(fit.sum())
         if auroc is not None:  # on the fit scale only with folds (cv_ok): one family is no cross-validation
             ci = auroc_interval(yy, pp, fam[rows], inflate=inflate)
+        right = (pred[rows] == lab[rows]).astype(float)
         if defined:
-            acc_ci = proportion_interval((pred[rows] == lab[rows]).astype(float), fam[rows], inflate=inflate)
+            acc_ci = proportion_interval(right, fam[rows], inflate=inflate)
         out.append(ScaleResult(
             scale=s, n_models=len(rows), auroc=auroc, auroc_ci=ci,
-            accuracy=float(np.mean(pred[rows] == lab[rows])) if defined else None,
+            accuracy=float(right.mean()) if defined else None,
             basin_shares=_shares(lab[rows]), predicted_shares=_shares(pred[rows]) if defined else {},
             fit=s == fit_on, unseen_basins=sorted(set(lab[rows]) - set(classes), key=natural_key),
             accuracy_ci=None if acc_ci is None else (float(acc_ci[0]), float(acc_ci[1]))))

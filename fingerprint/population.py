@@ -259,12 +259,10 @@ def check_task_unchanged(zoo: zoo_io.Zoo) -> None:
     names (trusted, registered, or imported by the user); a plugin that cannot be built says nothing here."""
     if is_imported(zoo) or not (zoo.manifest.get("task") or {}).get("code"):
         return
-    name = str((zoo.config.get("task") or {}).get("name", ""))
-    if ":" in name and not zoo.trust_code and name not in list_tasks() and name.partition(":")[0] not in sys.modules:
-        return
     try:
+        check_task_code(zoo, str((zoo.config.get("task") or {}).get("name", "")))  # refused: nothing imported
         _trained_parts(zoo)
-    except UserError:  # its file gone or broken: the cached fingerprints are served as they are
+    except UserError:  # not allowed, or its file gone or broken: the cached fingerprints are served as they are
         pass
 
 

@@ -152,7 +152,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     rows = {m: i for i, m in enumerate(values.model_ids)}
     x = np.asarray(values.values)
     keep, proba = select(x[[rows[m] for m in cal_ids]], y[cal], x[[rows[m] for m in pool_ids]], basin, budget, threshold, seed)
-    chosen = [pool_ids[i] for i in keep]
+    picked = pool[keep]  # the chosen seeds' rows of ids
+    chosen = [ids[i] for i in picked]
     T = common_end(np.asarray(zoo.models["final_step"])[zoo.index(ids)])  # as the forecast's fractions (a review)
     result: dict[str, Any] = {"basin": basin, "target": target, "fingerprint": fp, "at_step": at_step, "fraction": at_step / T,
                               "n_seeds": len(ids), "n_calibration": len(cal_ids), "n_pool": len(pool_ids),
@@ -163,7 +164,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
                               "probabilities": {m: round(float(v), 4) for m, v in zip(pool_ids, proba)}}
     base_rate = float(np.mean(y[pool] == basin))
     if chosen and not continued:  # trained elsewhere: the final checkpoints the zoo holds say where each ended
-        got = y[[ids.index(c) for c in chosen]]
+        got = y[picked]
         purity, trained_steps = float(np.mean(got == basin)), 0
     elif chosen:
         summary = continue_models(zoo.path, chosen, at_step, out, executor=executor, device=device, overwrite=overwrite,
@@ -174,7 +175,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
             by_parent = dict(zip(new.models["parent_id"], np.asarray(new.models[column]).astype(str)))
             got = np.asarray([by_parent[c] for c in chosen])
         else:  # the continued models carry no such column (a label-free target): the source's (review 126 F8)
-            got = y[[ids.index(c) for c in chosen]]
+            got = y[picked]
             result["purity_from_source"] = True
         purity = float(np.mean(got == basin))
         trained_steps = summary.model_steps
@@ -191,9 +192,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         purity, trained_steps = float("nan"), 0
     used, baseline = selection_compute(trained, len(cal_ids), len(chosen), at_step, T)  # every seed trained to at_step
     in_pool = int(np.sum(y[pool] == basin))
-    found = int(np.sum(y[[ids.index(c) for c in chosen]] == basin)) if chosen else 0
-    result.update(selection_intervals(zoo, ids, pool, [ids.index(c) for c in chosen], y == basin,
-                                      got == basin if chosen else None, families.groups))
+    found = int(np.sum(y[picked] == basin))
+    result.update(selection_intervals(families.groups, pool, picked, y == basin, got == basin if chosen else None))
     result.update({"purity": purity, "base_rate": base_rate, "recall": found / in_pool if in_pool else None,
                    "purity_source": found / len(chosen) if chosen else None,
                    "model_steps_used": used, "model_steps_baseline": baseline, "compute_saved": 1 - used / baseline,
@@ -229,16 +229,15 @@ def check_calibration(y_cal: np.ndarray, groups: np.ndarray, basin: str, calibra
                               f"families of each; raise --calibration (now {calibration:g}) or draw another with --seed")
 
 
-def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list[int], bound: np.ndarray,
-                        purity_hits: np.ndarray | None, groups: np.ndarray | None = None) -> dict[str, list[float] | None]:
-    """95% intervals of a selection's shares, counting init families
+def selection_intervals(groups: np.ndarray, pool: np.ndarray, chosen: np.ndarray, bound: np.ndarray,
+                        purity_hits: np.ndarray | None) -> dict[str, list[float] | None]:
+    """95% intervals of a selection's shares, counting the init families ``groups [n_seeds]``
     (:func:`analysis.intervals.proportion_interval`; ``None`` below four families): ``purity_ci``
     over the selected seeds (``purity_hits [n_selected]``: each continued model ended in the basin),
     ``base_rate_ci`` over the pool, ``recall_ci`` over the pool's seeds bound for the basin
     (``bound [n_seeds]``). Seeds of one family share their fate early in training, so a selection of
     a few families is a few draws however many seeds it holds: the seeds count as their families (the rows' mean
     family size is a floor of the design effect)."""
-    groups = forecast_families(zoo, ids, model_table(zoo), None).groups if groups is None else groups
     pool = np.asarray(pool, dtype=int)
     in_b = pool[bound[pool]]
     picked = np.isin(in_b, chosen)
@@ -246,8 +245,9 @@ def selection_intervals(zoo: Zoo, ids: list[str], pool: np.ndarray, chosen: list
     def ci(hits: np.ndarray, rows: np.ndarray) -> tuple[float, float] | None:
         # the seeds count as their families at every share (outside audit 124: 15 picks of 5 families, all right, read
         # [85%, 100%]; review 126: a floor at the extremes only read 14 of 15 narrower than 15 of 15)
-        shared = len(rows) / len(set(groups[rows].tolist())) if len(rows) else 1.0
-        return None if not len(rows) else proportion_interval(hits, groups[rows], shared_deff=shared)
+        if not len(rows):
+            return None
+        return proportion_interval(hits, groups[rows], shared_deff=len(rows) / len(set(groups[rows].tolist())))
     out = {"purity_ci": None if purity_hits is None else ci(np.asarray(purity_hits, float), np.asarray(chosen, dtype=int)),
            "base_rate_ci": ci(bound[pool].astype(float), pool), "recall_ci": ci(picked.astype(float), in_b)}
     return {k: None if v is None else [float(v[0]), float(v[1])] for k, v in out.items()}

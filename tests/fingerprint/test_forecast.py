@@ -348,7 +348,7 @@ def test_a_selection_all_right_counts_its_families_not_its_seeds():
 
     groups = np.repeat(np.arange(10), 3)  # 10 families of 3; the picks: every seed of families 0-4
     chosen = list(range(15))
-    out = selection_intervals(None, [], np.arange(30), chosen, np.arange(30) < 15, np.ones(15), groups)
+    out = selection_intervals(groups, np.arange(30), np.asarray(chosen), np.arange(30) < 15, np.ones(15))
     assert out["purity_ci"][0] == pytest.approx(beta.ppf(0.025, 5.5, 0.5)) and out["purity_ci"][1] == 1.0
     assert out["purity_ci"][0] < 0.7
 

@@ -299,6 +299,7 @@ def builtin_task(task: Task) -> bool:
 
 
 def builtin_task_class(cls: type) -> bool:
+    """Is the task class ``cls`` one of the package's own?"""
     return cls.__module__.startswith("training.tasks.")
 
 
@@ -339,7 +340,8 @@ def get_task(name: str, params: dict | None = None) -> Task:
                         "install it under the entry-point group fingerprint.tasks)")
     else:
         cls = tasks[name]
-    loose = [] if builtin_task_class(cls) else _loose_fields(cls)
+    plugin = not builtin_task_class(cls)  # a plugin: a dataclass, what it must define, its own validate(), each one line
+    loose = _loose_fields(cls) if plugin else []
     if loose:  # outside audit 121 (F9): a plain class trained, its annotated fields silently not parameters
         raise PluginError(f"task '{name}' is not a dataclass: its field(s) {', '.join(loose)} would not be parameters "
                           "(decorate the class with @dataclass(frozen=True), as Task is)")
@@ -351,7 +353,6 @@ def get_task(name: str, params: dict | None = None) -> Task:
             raise UserError(f"unknown parameter 'task.{k}' for task '{name}' (valid: {', '.join(sorted(fields))})")
         clean[k] = check(v, hints[k], f"task.{k}")
     task = cls(**clean)
-    plugin = not builtin_task(task)  # a plugin: what it must define, and its own validate(), each said in one line
     missing = [m for m in REQUIRED if getattr(cls, m, None) is getattr(Task, m)] if plugin else []
     if missing:  # outside audit 121: a traceback ending in NotImplementedError, or an empty message
         raise PluginError(f"task '{name}' does not define {', '.join(missing)} (a task defines {', '.join(REQUIRED)}: "
