@@ -53,6 +53,7 @@ from analysis.labelfree_sentences import (
 from analysis.options import GENERATION, NO_STRATA, STRATA
 from analysis.sortkeys import natural_key
 from analysis.strata_sides import DECIDES_CHANCE, chance
+from analysis.strata_within import strata_within
 from analysis.unlearned import (
     NAMED,
     ONE_CLASS,
@@ -208,6 +209,10 @@ class Answer:
     # {fingerprints, ami [min, max], q (the largest of theirs)[, sides]}} (_strata_followed; sides: which values the
     # clusters set apart, their contrast and its chance, and whether the column seems to decide a difference)
     strata_followed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # design columns taken out as lineage whose values' effects inside the families set sides apart beyond their seed
+    # noise, the clusters whatever: {column: {sides, sizes, contrast, chance, corrected, n_tested, fingerprints}}
+    # (analysis.strata_within)
+    strata_within: dict[str, dict[str, Any]] = field(default_factory=dict)
     # judged fingerprints whose significant camps were held back beside a camp of FEW_MODELS or fewer, with q
     few_models: dict[str, float] = field(default_factory=dict)
     # the models that did not learn left out and the others' own answer: {"excluded": [ids], "others": n, "answer":
@@ -329,6 +334,7 @@ def label_free_answer(result: AnalysisResult) -> Answer | None:
     ans.covariate_share = list(max(shares)) if shares else None
     ans.gradients = _column_gradients(judged, alpha)
     ans.strata_followed = _strata_followed(judged, alpha, float((result.settings.get("thresholds") or {}).get("deep_ami", 0.3)))
+    ans.strata_within = strata_within(judged, {c for c, g in ans.strata_followed.items() if (g.get("sides") or {}).get("decides")})
     rest = getattr(result, "rest", None)
     if rest:
         sub = rest["result"]
@@ -1965,9 +1971,34 @@ def answer_sentence(ans: Answer) -> str:
                                                   + _unconfirmed_text(ans, "besides,")
                                                   + _family_leads_text(ans, "and" if ans.unconfirmed else "besides,")
                                                   + _cluster_leads_text(ans, "and" if ans.unconfirmed or ans.family_leads
-                                                                        else "besides,"))
+                                                                        else "besides,")
+                                                  + _strata_within_text(ans.strata_within))
     return _covariates_head(ans) + _said_once(_candidates_sentence(ans) + _besides_degrees(ans)
-                                              + (f"; besides, {leads}" if leads else "") + held)
+                                              + (f"; besides, {leads}" if leads else "") + held
+                                              + _strata_within_text(ans.strata_within))
+
+
+def _strata_within_text(within: dict[str, dict[str, Any]]) -> str:
+    """``; besides, column 'data_seed', taken out as lineage, seems to decide a difference inside the init families:
+    ...`` for :attr:`Answer.strata_within` (:mod:`analysis.strata_within`), else ``""``."""
+    out, lead = "", "besides,"
+    for col, g in within.items():
+        quoted = lambda vs: ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")  # noqa: E731
+        (a, b), (na, nb) = g["sides"], g["sizes"]
+        c, k, n = g["contrast"], len(g["fingerprints"]), g["n_tested"]
+        far = f"{c:.0f}" if c >= 9.95 else f"{c:.1f}"
+        out += (f"; {lead} column '{col}', taken out as lineage, seems to decide a difference inside the init families: "
+                f"its value{'s' if len(a) > 1 else ''} {quoted(a)} ({na} models) apart from {quoted(b)} ({nb}), "
+                f"{far} times as far apart, in a fit of family and value, as the values on each side are from one another "
+                f"({_first_three(g['fingerprints'])}: {k} of the {n} fingerprints tested set these sides; Gaussian "
+                f"seed noise among {len(a) + len(b)} values, along one direction, gives as much in "
+                f"{_percent(g['chance'])} of draws, {_percent(g['corrected'])} for the most extreme of {n} fingerprints; "
+                "heavy-tailed noise, more often), though no fingerprint's clusters set these values apart: the tests "
+                "here take the column out as lineage, a design factor the families share; report with --strata none to "
+                "test it as a candidate (that report finds camps along the column's values whether they are a real "
+                "difference or their seed noise)")
+        lead = "and"
+    return out
 
 
 def _covariates_head(ans: Answer) -> str:
@@ -2217,7 +2248,7 @@ def _decided_head(ans: Answer) -> str:
     column's sides (:func:`_column_sides`) are beyond their seed noise, else ``""`` (an outside audit, 112: a backdoor
     in the models of one shared data seed read "no candidate deep difference" first, the column named only after).
     Such a column is always said below (:func:`_followed_said`)."""
-    cols = [c for c, g in ans.strata_followed.items() if (g.get("sides") or {}).get("decides")]
+    cols = [c for c, g in ans.strata_followed.items() if (g.get("sides") or {}).get("decides")] + list(ans.strata_within)
     if not cols:
         return ""
     named = " and ".join(f"'{c}'" for c in cols)

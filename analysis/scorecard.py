@@ -64,7 +64,7 @@ __all__ = ["AnalysisOptions", "FingerprintInput", "AnalysisResult", "Fingerprint
 RESULT_VERSION = 1
 # Bumped whenever a statistic changes (the stored results/basins.json of another number is analysed again);
 # what each number changed: docs/scorecard.md, "What each METHODS_VERSION changed".
-METHODS_VERSION = 45
+METHODS_VERSION = 46
 VERDICTS = tuple(v.value for v in LABELLED)
 
 

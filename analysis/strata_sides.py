@@ -30,13 +30,15 @@ from analysis import resampling as rs
 from analysis.parents import generation
 from analysis.values import missing
 
-__all__ = ["DECIDES_CHANCE", "SIDE_PURITY", "chance", "generation_sides", "sides", "table_sides"]
+__all__ = ["DECIDES_CHANCE", "SIDE_PURITY", "chance", "generation_sides", "sides", "table_sides", "within_sides"]
 
 SIDE_PURITY = 0.8  # each value of the column has at least this share of its models in one cluster (its side)
 MIN_VALUES = 3  # a column of two values: no values share a side, nothing to contrast
 DECIDES_CHANCE = 0.01  # the column seems to decide a difference at this chance or less (selection: module docstring)
 CHANCE_DRAWS = 20000
 MAX_PARTITIONS = 500  # partitions of the sorted draws tried per draw, at most: beyond, no chance (no "decides")
+WITHIN_SIDE_VALUES = 2  # inside the families, a side of at least this many values (one value apart: its own quirk)
+EXHAUSTIVE_VALUES = 12  # up to this many values every two-sided partition is tried; beyond, contiguous cuts along axes
 
 
 def sides(coords: np.ndarray, clusters: np.ndarray, column: np.ndarray, family: np.ndarray) -> dict[str, Any] | None:
@@ -137,11 +139,13 @@ def _additive_fit(x: np.ndarray, fam: np.ndarray, col: np.ndarray) -> tuple[np.n
     return effects, x - fams[fam] - effects[col]
 
 
-def chance(contrast: float, n_values: int, n_sides: int = 2, draws: int = CHANCE_DRAWS, seed: int = 0) -> float | None:
+def chance(contrast: float, n_values: int, n_sides: int = 2, draws: int = CHANCE_DRAWS, seed: int = 0,
+           smallest: int = 1) -> float | None:
     """The share of ``draws`` of ``n_values`` standard normal numbers (values' seed noise along one direction)
-    whose best partition into ``n_sides`` contiguous sides -- the largest over partitions of the smallest gap
-    between neighbouring sides over the largest side's range -- reaches ``contrast``; at least ``1 / draws``.
-    ``None`` beyond :data:`MAX_PARTITIONS` partitions (``n_values - 1`` choose ``n_sides - 1``)."""
+    whose best partition into ``n_sides`` contiguous sides of ``smallest`` values or more -- the largest over
+    partitions of the smallest gap between neighbouring sides over the largest side's range -- reaches
+    ``contrast``; at least ``1 / draws``. ``None`` beyond :data:`MAX_PARTITIONS` partitions (``n_values - 1``
+    choose ``n_sides - 1``)."""
     from itertools import combinations
     from math import comb
 
@@ -152,6 +156,8 @@ def chance(contrast: float, n_values: int, n_sides: int = 2, draws: int = CHANCE
     best = np.zeros(draws)
     for cuts in combinations(range(n_values - 1), n_sides - 1):
         bounds = [0, *(c + 1 for c in cuts), n_values]
+        if min(b - a for a, b in zip(bounds[:-1], bounds[1:])) < smallest:
+            continue
         ranges = np.max([pts[:, b - 1] - pts[:, a] for a, b in zip(bounds[:-1], bounds[1:])], axis=0)
         gap = gaps[:, list(cuts)].min(1)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -159,15 +165,71 @@ def chance(contrast: float, n_values: int, n_sides: int = 2, draws: int = CHANCE
     return float(max(np.mean(best >= contrast), 1.0 / draws))
 
 
+def within_sides(coords: np.ndarray, column: np.ndarray, family: np.ndarray) -> dict[str, Any] | None:
+    """The two sides of a design column's values that its effects inside the init families set farthest apart,
+    whatever the clusters (outside audit 123: a backdoor in the data of 3 of 10 data orders the 4 bases' fine-tunes
+    shared read "no candidate" with no lead: the clusters were the bases, each order on all of them, so
+    :func:`sides` had none). Each value's effect in the whitened fit ``x ~ family + value`` (:func:`_value_effects`),
+    then the partition into two sides of :data:`WITHIN_SIDE_VALUES` values or more (one value apart is that value's
+    own quirk, which heavy-tailed seed noise gives) with the largest contrast (the smallest distance across over the
+    largest within a side): every partition up to :data:`EXHAUSTIVE_VALUES` values, else the contiguous cuts along
+    the effects' top three principal axes (a lower contrast at most). Its :func:`chance` is that of one direction
+    (the most uneven case: in more directions, Gaussian effects reach a given contrast less often, measured in
+    docs/scorecard.md "A column that decides inside the families"). ``{sides, sizes, contrast, chance}`` as
+    :func:`sides`, or ``None`` below twice :data:`WITHIN_SIDE_VALUES` values or when :func:`_value_effects` gives
+    none. ``coords [m, d]``, ``column [m]``, ``family [m]``; a missing value or family is left out."""
+    x = np.asarray(coords, float)
+    keep = np.asarray([not missing(v) for v in column]) & np.asarray([not missing(f) for f in family])
+    if x.ndim != 2 or not keep.any():
+        return None
+    keep &= np.isfinite(x).all(1)
+    col, names = rs.family_codes([_shown(v) for v in np.asarray(column, dtype=object)[keep]])
+    if len(names) < 2 * WITHIN_SIDE_VALUES:
+        return None
+    effects = _value_effects(x[keep], rs.family_codes(np.asarray(family, dtype=object)[keep])[0], col)
+    if effects is None:
+        return None
+    side, contrast = _farthest_sides(effects)
+    if side is None:
+        return None
+    groups = sorted((np.flatnonzero(side == s) for s in (0, 1)), key=lambda g: (len(g), g.tolist()))
+    return {"sides": [[str(names[v]) for v in g] for g in groups], "sizes": [int(np.isin(col, g).sum()) for g in groups],
+            "contrast": contrast, "chance": chance(contrast, len(names), 2, smallest=WITHIN_SIDE_VALUES)}
+
+
+def _farthest_sides(effects: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The partition ``[n_values]`` (0/1) of ``effects [n_values, d]`` into two sides of :data:`WITHIN_SIDE_VALUES`
+    values or more with the largest contrast, and that contrast (``(None, 0.0)`` without a finite one)."""
+    v = len(effects)
+    if v <= EXHAUSTIVE_VALUES:
+        masks = (np.arange(1, 2 ** (v - 1))[:, None] >> np.arange(v)) & 1  # [partitions, v], value v-1 always on side 0
+    else:
+        centred = effects - effects.mean(0)
+        axes = np.linalg.svd(centred, full_matrices=False)[2][:3]
+        ranks = np.argsort(np.argsort(centred @ axes.T, axis=0), axis=0).T  # [axes, v] each value's rank along an axis
+        masks = (ranks[:, None, :] < np.arange(1, v)[None, :, None]).reshape(-1, v).astype(int)
+    masks = masks[(masks.sum(1) >= WITHIN_SIDE_VALUES) & (v - masks.sum(1) >= WITHIN_SIDE_VALUES)]
+    if not len(masks):
+        return None, 0.0
+    dist = np.linalg.norm(effects[:, None] - effects[None], axis=-1)  # [v, v]
+    same = masks[:, :, None] == masks[:, None, :]  # [partitions, v, v]
+    within = np.where(same, dist, 0.0).max((1, 2))
+    across = np.where(same, np.inf, dist).min((1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrast = np.where(within > 0, across / within, 0.0)
+    contrast[~np.isfinite(contrast)] = 0.0
+    best = int(contrast.argmax())
+    return (masks[best], float(contrast[best])) if contrast[best] > 0 else (None, 0.0)
+
+
 def table_sides(coords: np.ndarray, clusters: np.ndarray, table: dict[str, np.ndarray], rows: np.ndarray,
                 family: np.ndarray, strata: list[str], seed: int = 0) -> dict[str, Any]:
     """:func:`sides` of each design column of ``strata`` in ``table`` (at ``rows``) against a fingerprint's
     ``coords [m, d]`` and ``clusters [m]``, on a sample of whole families above ``resampling.MAX_MODELS``
     models: ``{"strata_sides": [{column, sides, sizes, contrast, chance[, generation]}]}`` (a fingerprint's
-    ``scores``), or ``{}`` when no column gives one. ``generation`` (true) when the sides are the generations of
+    ``scores``), and ``"strata_within"``: :func:`within_sides` of each column that got none; ``{}`` when no
+    column gives either. ``generation`` (true) when the sides are the generations of
     ``parent_id``'s chains (:func:`generation_sides`)."""
-    if len(set(np.asarray(clusters).tolist())) < 2:
-        return {}
     family = np.asarray(family, dtype=object)
     coords, clusters = np.asarray(coords), np.asarray(clusters)
     cols = {c: np.asarray(table[c], dtype=object)[rows] for c in strata if c in table}
@@ -178,8 +240,11 @@ def table_sides(coords: np.ndarray, clusters: np.ndarray, table: dict[str, np.nd
         cols = {c: v[sample] for c, v in cols.items()}
         gen = None if gen is None else gen[sample]
     out = [{"column": c, **e} | ({"generation": True} if gen is not None and generation_sides(e["sides"], v, gen) else {})
-           for c, v in cols.items() if (e := sides(coords, clusters, v, family))]
-    return {"strata_sides": out} if out else {}
+           for c, v in cols.items() if len(set(clusters.tolist())) > 1 and (e := sides(coords, clusters, v, family))]
+    # where the clusters give a column no sides, its values' effects inside the families may (within_sides)
+    inside = [{"column": c, **e} for c, v in cols.items() if c not in {o["column"] for o in out}
+              and (e := within_sides(coords, v, family))]
+    return ({"strata_sides": out} if out else {}) | ({"strata_within": inside} if inside else {})
 
 
 def generation_sides(sides_: list[list[str]], column: np.ndarray, gen: np.ndarray) -> bool:

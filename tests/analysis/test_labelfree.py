@@ -169,6 +169,26 @@ def test_a_rule_drawn_per_model_one_data_order_of_which_holds_one_side_only_is_f
     assert found >= 3 and decided == 0, (found, decided)
 
 
+def test_camps_inside_the_families_that_the_shared_orders_hold_unevenly_are_found_and_order_noise_is_not():
+    """Outside audit 123: a backdoor in 3 of each base's 10 fine-tunes, 4 bases sharing 10 data orders (one model a
+    cell), the orders holding 3, 2, 1 or none of it, read "no candidate" with `data_seed` taken out: the residuals'
+    own camps were another split, and giving their part along the orders back did not recover the backdoor. The
+    camps the models form before the orders are taken out are now a third start, given back the same way; orders
+    with a strong effect of their own (one direction, heavy-tailed) still give no camp."""
+    fam, order = np.repeat(np.arange(4), 10), np.tile(np.arange(10), 4)
+    plant = ((order + fam) % 10 < 3).astype(int)  # 12 of 40, every family cut, no order wholly on one side
+    found = false = 0
+    for seed in range(6):
+        r = np.random.default_rng([seed, 123])
+        x = r.standard_normal((40, 8)) + 3.0 * r.standard_normal((4, 8))[fam]
+        orders = r.standard_t(2, (10, 1)) * 2.0 * np.linspace(1.0, 0.2, 8)  # order noise along a few directions
+        (res,) = lf.decide([lf.label_free(x + 8.0 * plant[:, None] * (np.arange(8) == 0), fam, n_null=199,
+                                          random_state=seed, strata=[order])])
+        found += res.verdict == "crosses lineage" and adjusted_mutual_info_score(plant, res.candidate_basins) >= 0.8
+        false += lf.label_free(x + orders[order], fam, n_null=199, random_state=seed, strata=[order]).p_split <= 0.05
+    assert found >= 5 and false <= 1, (found, false)
+
+
 def test_the_camps_fitted_jointly_with_orders_spread_unevenly_over_the_families_stay_calibrated():
     """Review 101: with two data orders drawn per model (3 models a family), the orders' effects stay in the family
     means too; the split of the fingerprint before the strata were taken out followed the orders, its own part was

@@ -63,7 +63,7 @@ def test_no_sides_for_two_values_a_value_spread_over_clusters_or_every_value_its
     rows = np.arange(len(col))
     got = table_sides(coords, (col == 0).astype(int), table, rows, fam, ["data_seed"])
     assert [e["column"] for e in got["strata_sides"]] == ["data_seed"]  # only the design columns asked for
-    assert table_sides(coords, np.zeros(len(col), int), table, rows, fam, ["data_seed"]) == {}
+    assert "strata_sides" not in table_sides(coords, np.zeros(len(col), int), table, rows, fam, ["data_seed"])
 
 
 def test_the_chance_is_the_share_of_one_direction_draws_reaching_the_contrast():
@@ -271,3 +271,83 @@ def test_sides_that_are_a_parent_chains_generations_are_said_as_the_fine_tuning(
     assert generation_sides([["0"], ["1", "2"]], col, gen)
     assert not generation_sides([["0", "1"], ["2"]], col, gen)  # a side with both generations
     assert not generation_sides([["0"], ["1", "2"]], col, np.zeros(4, int))  # one generation: no chain
+
+
+def _shared_orders(effect: np.ndarray, n_families: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outside audit 123's design: ``n_families`` bases x one fine-tune per shared data order (``effect [n_values, d]``,
+    each order's shift), the bases far apart (the clusters are the bases): ``(coords, column, family)``."""
+    r = np.random.default_rng(seed)
+    n_values, d = effect.shape
+    fam, col = np.repeat(np.arange(n_families), n_values), np.tile(np.arange(n_values), n_families)
+    return 20.0 * r.standard_normal((n_families, d))[fam] + r.standard_normal((len(fam), d)) + effect[col], col, fam
+
+
+def test_orders_that_decide_a_difference_inside_the_families_are_set_apart_whatever_the_clusters():
+    """Outside audit 123: a backdoor in the data of 3 of 10 data orders 4 bases shared read "no candidate" with no
+    lead: the clusters were the bases, each order on all of them, so the clusters gave the column no sides. The
+    values' effects inside the families set orders 0-2 apart far beyond what 10 values' seed noise gives."""
+    from analysis.strata_sides import DECIDES_CHANCE, within_sides
+
+    effect = 0.3 * np.random.default_rng(1).standard_normal((10, 6))
+    effect[:3, 0] += 15.0
+    coords, col, fam = _shared_orders(effect)
+    clusters = KMeans(4, n_init=4, random_state=0).fit_predict(coords)
+    assert sides(coords, clusters, col, fam) is None  # the clusters are the bases: no sides
+    got = within_sides(coords, col, fam)
+    assert got["sides"] == [["0", "1", "2"], ["3", "4", "5", "6", "7", "8", "9"]] and got["sizes"] == [12, 28]
+    assert got["contrast"] > 3 and got["chance"] * 11 <= DECIDES_CHANCE
+    scores = table_sides(coords, clusters, {"data_seed": col}, np.arange(len(col)), fam, ["data_seed"])
+    assert "strata_sides" not in scores and scores["strata_within"][0]["sides"] == got["sides"]
+
+
+def test_inside_the_families_heavy_tailed_order_noise_rarely_decides_and_one_value_is_no_side():
+    """Each order's own seed noise, heavy-tailed (Student t, 1 degree of freedom) along one direction, the worst case
+    the chance is taken for: the most extreme of 40 populations' columns reaches the chance of "decides" at most
+    twice; a single order far out is no side (its own quirk: a side holds two values or more)."""
+    from analysis.strata_sides import DECIDES_CHANCE, within_sides
+
+    decided = 0
+    for seed in range(40):
+        effect = np.zeros((8, 6))
+        effect[:, 0] = np.random.default_rng(200 + seed).standard_t(1, 8)
+        got = within_sides(*_shared_orders(effect, seed=seed))
+        decided += got is not None and got["chance"] <= DECIDES_CHANCE
+    assert decided <= 2, decided
+    effect = 0.3 * np.random.default_rng(2).standard_normal((6, 6))
+    effect[0, 0] += 20.0
+    got = within_sides(*_shared_orders(effect))
+    assert min(len(s) for s in got["sides"]) >= 2 and got["chance"] > DECIDES_CHANCE
+    assert within_sides(*_shared_orders(np.zeros((3, 6)))) is None  # too few values for two sides of two
+
+
+def test_the_chance_of_sides_of_two_values_or_more_leaves_out_a_value_alone():
+    """``smallest``: only cuts whose sides hold that many values; with four values, the one cut in the middle."""
+    assert chance(3.0, 4, 2, draws=4000, smallest=2) <= chance(3.0, 4, 2, draws=4000)
+    pts = np.sort(np.random.default_rng(0).standard_normal((4000, 4)), axis=1)
+    middle = (pts[:, 2] - pts[:, 1]) / np.maximum(pts[:, 1] - pts[:, 0], pts[:, 3] - pts[:, 2])
+    assert chance(3.0, 4, 2, draws=4000, smallest=2) == max(np.mean(middle >= 3.0), 1 / 4000)
+
+
+def test_a_column_that_decides_inside_the_families_is_said_with_its_corrected_chance_and_leads_the_answer():
+    from analysis.answer import Answer, _decided_head, _strata_within_text
+    from analysis.results import FingerprintResult
+    from analysis.strata_within import strata_within
+
+    def fp(name: str, chance_: float, sides_: list[list[str]]) -> FingerprintResult:
+        return FingerprintResult(fingerprint=name, scores={"strata_within": [
+            {"column": "data_seed", "sides": sides_, "sizes": [12, 28], "contrast": 9.0, "chance": chance_}]})
+
+    planted = [["0", "1", "2"], [str(v) for v in range(3, 10)]]
+    fps = [fp("a", 5e-5, planted), fp("b", 0.002, planted), fp("c", 0.3, [["4", "5"], ["0", "1"]])]
+    got = strata_within(fps)["data_seed"]
+    assert got["fingerprints"] == ["a", "b"] and got["n_tested"] == 3 and got["corrected"] == pytest.approx(1.5e-4)
+    assert strata_within(fps, {"data_seed"}) == {}  # said already as a followed column's sides
+    assert strata_within([fp(f"f{i}", 0.002, planted) for i in range(6)]) == {}  # 6 x 0.002 > 1%: no
+    ans = Answer(n_fingerprints=3, n_judged=3, strata_within={"data_seed": got})
+    assert _decided_head(ans) == " with column 'data_seed' taken out as lineage, though it seems to decide one (below)"
+    text = _strata_within_text(ans.strata_within)
+    assert text.startswith("; besides, column 'data_seed', taken out as lineage, seems to decide a difference inside the "
+                           "init families: its values '0', '1', '2' (12 models) apart from '3', '4', '5', '6', ... "
+                           "(7 values) (28), 9.0 times as far apart")
+    assert "(a, b: 2 of the 3 fingerprints tested set these sides;" in text and "0.015% for the most extreme of 3" in text
+    assert "report with --strata none to test it as a candidate" in text
