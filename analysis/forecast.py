@@ -31,6 +31,65 @@ def classifier() -> LogisticRegression:
     return LogisticRegression(max_iter=3000, C=1.0)
 
 
+def family_centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``x [n, d]`` less each init family's mean over its rows here (``groups [n]``, codes), then scaled by one number
+    to a unit mean variance per coordinate (the classifier's penalty would otherwise keep the small within-family
+    directions out: coordinates standardised with the families' offsets in them shrink a basin's shift beside them;
+    each coordinate to unit variance instead blew its noise directions up to the basin's, and on outside audit 123's
+    fine-tunes the held-out predictions came out reversed, AUROC 0.01): what a model differs from its relatives by.
+    Deployable: a family's models at the forecast step give its mean, no label."""
+    sums = np.zeros((int(groups.max()) + 1, x.shape[1]))
+    np.add.at(sums, groups, x)
+    c = x - (sums / np.bincount(groups)[:, None])[groups]
+    rms = float(np.sqrt((c**2).mean()))
+    # relatives identical (a fine-tune's first checkpoint is its base): round-off, not a direction to blow up
+    return c / rms if rms > 1e-5 * float(np.sqrt((x**2).mean())) else np.zeros_like(c)  # (float32 fingerprints: 1e-7)
+
+
+WITHIN_SHARE = 0.5  # the classifier reads family-centred coordinates where at least this share of the basins' variance is within families
+
+
+def within_share(y: np.ndarray, groups: np.ndarray) -> float:
+    """The share of the variance of the class indicators of ``y [n]`` (codes) that lies within the init families
+    ``groups [n]`` (codes): 1 when every family holds the basins as the whole does, 0 when each family is in one
+    basin (the init decides it)."""
+    onehot = np.eye(int(y.max()) + 1)[y]  # [n, classes]
+    total = float(((onehot - onehot.mean(0)) ** 2).sum())
+    sums = np.zeros((int(groups.max()) + 1, onehot.shape[1]))
+    np.add.at(sums, groups, onehot)
+    within = float(((onehot - (sums / np.bincount(groups)[:, None])[groups]) ** 2).sum())
+    return within / total if total > 0 else 0.0
+
+
+def better_features(variants: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray) -> str:
+    """``"centred"`` (of ``variants``, raw and family-centred coordinates) when the labelled models' basins ``y [n]``
+    (codes) lie mostly within their init families ``groups [n]`` (:func:`within_share` at least
+    :data:`WITHIN_SHARE`), else ``"raw"``. Outside audit 123: fine-tunes of 4 tiny GPT-2 bases, 2 of 6 children of
+    each backdoored; the bases' offsets (the fingerprint's top directions, 4x the backdoor's) moved a held-out
+    family's every model past the threshold, and ``probe-outputs`` read accuracy 0.33 at AUROC 1.00. A basin that
+    varies within the families is read off what a model differs from its relatives by (:func:`family_centred`); one
+    the init decides (whole families) needs the raw coordinates, the families' own offsets being the signal. The
+    labels decide, not an inner cross-validation: with 3 or 4 training families its folds train on 2 (measured:
+    docs/forecasting.md, "Family-centred coordinates"). Each outer fold reads its own training families only."""
+    return "centred" if "centred" in variants and within_share(y, groups) >= WITHIN_SHARE else "raw"
+
+
+def _nested_proba(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cv: list) -> tuple[np.ndarray, int]:
+    """Out-of-fold class probabilities ``[n, n_classes]`` of ``x [n, d]`` for class codes ``y [n]`` over the outer
+    folds ``cv``, each fold's classifier on the raw or the family-centred coordinates (:func:`better_features` on
+    its training families' basins), and how many folds took the centred ones."""
+    variants = {"raw": x, "centred": family_centred(x, groups)}
+    proba, centred = np.zeros((len(y), int(y.max()) + 1)), 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for train, test in cv:
+            name = better_features(variants, y[train], np.unique(groups[train], return_inverse=True)[1])
+            centred += name == "centred"
+            clf = classifier().fit(variants[name][train], y[train])
+            proba[np.ix_(test, clf.classes_)] = clf.predict_proba(variants[name][test])
+    return proba, centred
+
+
 def accuracy_interval(right: np.ndarray, groups: Sequence | None, folds: int, level: float = 0.95,
                       min_families: int = MIN_FAMILIES) -> tuple[float, float] | None:
     """A ``level`` interval of a ``folds``-fold cross-validated accuracy from its hits ``right [n]`` (0/1)
@@ -85,9 +144,13 @@ def forecast_step(values: np.ndarray, final: Sequence[str], folds: int = 5, rand
             out["skipped"] = (f"basin '{lone[0]}' is in one init family only ('{lone[1]}')" if lone else
                               "the init families cannot be split into folds that each train on every basin")
     if k >= 2:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba")
+        if isinstance(cv, list):  # init families with relatives: raw or family-centred coordinates, fold by fold
+            proba, centred = _nested_proba(x, yi, g, cv)
+            out["centred_folds"] = [centred, len(cv)]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                proba = cross_val_predict(classifier(), x, yi, cv=cv, method="predict_proba")
         right = proba.argmax(1) == yi
         out["accuracy"] = float(right.mean())
         ci = accuracy_interval(right, groups, len(cv) if isinstance(cv, list) else cv.get_n_splits())  # 95%, by init family
@@ -116,15 +179,26 @@ def earliest(curve: list[dict], key: str = "accuracy", level: float = 0.9) -> fl
 
 
 def select(values_train: np.ndarray, y_train: Sequence[str], values_pool: np.ndarray, basin: str,
-           budget: int | None = None, threshold: float = 0.5, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+           budget: int | None = None, threshold: float = 0.5, random_state: int = 0,
+           groups_train: Sequence | None = None, groups_pool: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fit on labelled (calibration) models, score the pool: ``(selected pool indices, P(basin) [n_pool])``.
 
     Keeps pool models whose predicted probability of ending in ``basin`` is at least ``threshold``,
-    most likely first, at most ``budget`` of them.
+    most likely first, at most ``budget`` of them. With the init families of both (``groups_train``,
+    ``groups_pool``), the classifier reads the family-centred coordinates where the calibration's basins lie
+    mostly within its families (:func:`better_features`, as the forecast's folds do), else the raw ones.
     """
     y = np.asarray([str(v) for v in y_train]) == str(basin)
     both = np.concatenate([values_train, values_pool])
     x = coordinates(both, False, n_components=20, random_state=random_state)
+    if groups_train is not None and groups_pool is not None:
+        g = np.unique(np.asarray([str(v) for v in [*groups_train, *groups_pool]]), return_inverse=True)[1]
+        nt = len(values_train)
+        if len(np.unique(g[:nt])) < nt and not y.all() and y.any():
+            centred = family_centred(x, g)  # (the calibration and pool share no family: each its own mean)
+            gt = np.unique(g[:nt], return_inverse=True)[1]
+            if better_features({"raw": x[:nt], "centred": centred[:nt]}, y.astype(int), gt) == "centred":
+                x = centred
     xt, xp = x[: len(values_train)], x[len(values_train):]
     if y.all() or not y.any():
         p = np.full(len(xp), float(y.mean()))

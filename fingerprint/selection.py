@@ -151,7 +151,8 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
         raise UserError(values.error)
     rows = {m: i for i, m in enumerate(values.model_ids)}
     x = np.asarray(values.values)
-    keep, proba = select(x[[rows[m] for m in cal_ids]], y[cal], x[[rows[m] for m in pool_ids]], basin, budget, threshold, seed)
+    keep, proba = select(x[[rows[m] for m in cal_ids]], y[cal], x[[rows[m] for m in pool_ids]], basin, budget, threshold, seed,
+                         families.groups[cal] if families.known else None, families.groups[pool] if families.known else None)
     picked = pool[keep]  # the chosen seeds' rows of ids
     chosen = [ids[i] for i in picked]
     T = common_end(np.asarray(zoo.models["final_step"])[zoo.index(ids)])  # as the forecast's fractions (a review)

@@ -123,3 +123,36 @@ def test_a_step_without_an_accuracy_says_why():
               "forecast": [{"fingerprint": "ood", "step": s, "accuracy": None, **lone} for s in (0, 60)]}
     assert forecast_about(stored)[1] == "ood: no accuracy at any step (basin 'b' has one model: no fold can both " \
                                         "train and test on it)."  # the report, as the terminal (a review)
+
+
+def _offset_families(whole: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """6 init families of 6 models far apart (a base's look, 8x the basin's shift), the basin 2 of each family's 6
+    (``whole``: the basin holds whole families, 3 of 6, instead, and the families' offsets are a fifth of its shift):
+    ``(x [36, 10], basin [36], family [36])``."""
+    r = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(6), 6)
+    basin = (fam % 2 == 0) if whole else np.tile(np.arange(6) < 2, 6)
+    x = (1.0 if whole else 40.0) * r.standard_normal((6, 10))[fam] + r.standard_normal((36, 10))
+    x[:, 5] += 5.0 * basin
+    return x, basin.astype(int).astype(str), fam
+
+
+def test_a_held_out_familys_offset_does_not_move_every_model_past_the_threshold():
+    """Outside audit 123: fine-tunes of 4 GPT-2 bases, 2 of 6 of each backdoored, read accuracy 0.33 at AUROC 1.00
+    (each held-out base's offset put all its models on one side). Each fold now reads the family-centred
+    coordinates where its training families' grouped cross-validation prefers them; a basin of whole families
+    keeps the raw ones."""
+    from analysis.forecast import select
+
+    x, basin, fam = _offset_families(whole=False)
+    point = forecast_step(x, basin, groups=fam)
+    assert point["accuracy"] >= 0.9 and point["centred_folds"][0] == point["centred_folds"][1]
+    for seed in range(3):  # a basin of whole families: the centred coordinates hold nothing of it, never taken
+        x, basin, fam = _offset_families(whole=True, seed=seed)
+        assert forecast_step(x, basin, groups=fam)["centred_folds"][0] == 0
+    x, basin, fam = _offset_families(whole=False, seed=1)
+    cal, pool = fam < 4, fam >= 4  # whole families on each side, as select draws them
+    keep, p = select(x[cal], basin[cal], x[pool], "1", groups_train=fam[cal], groups_pool=fam[pool])
+    assert sorted(keep.tolist()) == np.flatnonzero(basin[pool] == "1").tolist()
+    keep_raw, _ = select(x[cal], basin[cal], x[pool], "1")  # (without the families: the raw coordinates, as before)
+    assert sorted(keep_raw.tolist()) != sorted(keep.tolist())
