@@ -547,10 +547,13 @@ def _within_split(x: np.ndarray, codes: np.ndarray, n_fam: int, n_null: int, rng
         before = top_dims(x[rows] - relatives @ (relatives.T @ x[rows]), k)
         ci_raw, split_raw = projection_index(axis_projections(before), min_side)
         raw = split_raw[int(ci_raw.argmin())]
-    indices = _camp_indices(r, min_side, basis, shared, raw)  # [(ci [k], split [k, m])]: one, or three with strata
+    level = _codes(["|".join(str(_level(v)) for v in vals) for vals in zip(*(np.asarray(c, dtype=object)[rows]
+                                                                              for c in strata))])[0] if strata else None
+    indices = _camp_indices(r, min_side, basis, shared, raw, None if level is None else (fam, level))
     sd = np.sqrt((r**2).sum(0) / (m - rank))  # pooled residual sd per direction
     null = np.concatenate([  # [statistics, n_null]: each replicate's lowest index, chunk by chunk
-        [ci.min(-1) for ci, _ in _camp_indices(residual(rng.standard_normal((b, m, k)) * sd), min_side, basis, shared)]
+        [ci.min(-1) for ci, _ in _camp_indices(residual(rng.standard_normal((b, m, k)) * sd), min_side, basis, shared,
+                                               cells=None if level is None else (fam, level))]
         for b in _chunks(n_null)], axis=1)
     lowest = np.array([ci.min() for ci, _ in indices])
     p_each = (1 + (null <= lowest[:, None]).sum(1)) / (n_null + 1)
@@ -574,7 +577,8 @@ def orthonormal(a: np.ndarray) -> np.ndarray:
 
 
 def _camp_indices(c: np.ndarray, min_side: int, basis: np.ndarray, shared: np.ndarray | None,
-                  raw: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                  raw: np.ndarray | None = None, cells: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The camp statistics of within-family residuals ``c [..., m, k]``, each ``(index [..., k], splits
     [..., k, m])``: :func:`~analysis.sigclust.axis_index` of the residuals; and, with ``shared [m, t]``
     (the design strata's part orthogonal to the families), the same index after each direction's
@@ -590,7 +594,11 @@ def _camp_indices(c: np.ndarray, min_side: int, basis: np.ndarray, shared: np.nd
     strata was the larger at the levels that held most of it (outside audit 123: a backdoor in 3 of each base's 10
     fine-tunes, 4 bases sharing 10 data orders, the orders holding 3, 2, 1 or none of it; five fingerprints
     separated it exactly once each base's mean was out, and the residuals' camps were another split). Without
-    ``raw`` a replicate's own is taken, so data and replicates get the same statistics.
+    ``raw`` a replicate's own is taken, so data and replicates get the same statistics. Nor when one pattern of that
+    split over the strata's values recurs in half the families it cuts or more (:func:`_recurring`; ``cells``: each
+    model's family and strata level, codes ``[m]``): a data order's effect that differs between groups of families
+    (outside audit 125's population whose learning rate was set per family: the orders' parity split every family
+    of one rate the same way, and given back it read a lone camp at p 0.01).
     :func:`_within_split` takes the smallest p of them, calibrated as such on the same null replicates."""
     proj = axis_projections(c)  # [..., k, m]
     out = [projection_index(proj, min_side)]
@@ -606,9 +614,37 @@ def _camp_indices(c: np.ndarray, min_side: int, basis: np.ndarray, shared: np.nd
     along, whole = ((s @ shared) ** 2).sum(-1), (s * s).sum(-1)  # [..., k]
     own = s - (s @ basis) @ basis.T
     mostly = ((own * own).sum(-1) < OWN_SHARE * whole) | (along > (1 - OWN_SHARE) * whole)
+    if cells is not None:
+        mostly = mostly | _recurring(np.asarray(raw), *cells)[..., None]
     out.append(projection_index(proj + np.where(mostly[..., None], 0.0, _given_back(s, proj, basis, shared)),
                                 min_side))
     return out
+
+
+RECURRING_SHARE = 0.5  # a split's pattern over the strata's values in this share of the families it cuts (and 3): recurring
+
+
+def _recurring(splits: np.ndarray, fam: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Whether each split ``[..., m]`` (0/1) cuts the families ``fam [m]`` (codes) the same way over the strata's
+    levels ``level [m]`` (codes) in :data:`RECURRING_SHARE` of the families it cuts or more, and in 3 or more:
+    ``[...]`` (bool). A family's pattern is the sides of its models ordered by level, with its levels; a family
+    wholly on one side has none (a small camp leaves most families so). Families of over 62 models are left out."""
+    lead, m = splits.shape[:-1], splits.shape[-1]
+    sp = np.asarray(splits).reshape(-1, m).astype(np.int64)
+    groups = [r[np.argsort(level[r], kind="stable")] for r in (np.flatnonzero(fam == f) for f in range(int(fam.max()) + 1))]
+    groups = [r for r in groups if 2 <= len(r) <= 62]
+    if len(groups) < 3:
+        return np.zeros(lead, bool)
+    keys = np.stack([sp[:, r] @ (np.int64(1) << np.arange(len(r), dtype=np.int64)) for r in groups], 1)  # [b, F]
+    mixed = np.stack([(sp[:, r].min(1) == 0) & (sp[:, r].max(1) == 1) for r in groups], 1)  # [b, F] cut families
+    kinds = _codes([tuple(level[r].tolist()) for r in groups])[0]  # [F] each family's levels
+    out = np.zeros(len(sp), bool)
+    for b in range(len(sp)):
+        cut = np.flatnonzero(mixed[b])
+        if len(cut) >= 3:
+            _, counts = np.unique(np.stack([keys[b, cut], kinds[cut]], 1), axis=0, return_counts=True)
+            out[b] = counts.max() >= max(3, RECURRING_SHARE * len(cut))
+    return out.reshape(lead)
 
 
 def _given_back(s: np.ndarray, proj: np.ndarray, basis: np.ndarray, shared: np.ndarray) -> np.ndarray:

@@ -244,7 +244,7 @@ def test_with_strata_the_within_family_test_takes_the_smaller_p_of_its_two_stati
     x = np.random.default_rng(0).standard_normal((32, 5))
     with pytest.MonkeyPatch.context() as mp:
         calls = []
-        mp.setattr(lf, "_camp_indices", lambda *a, f=lf._camp_indices: calls.append(a[3]) or f(*a))
+        mp.setattr(lf, "_camp_indices", lambda *a, f=lf._camp_indices, **kw: calls.append(a[3]) or f(*a, **kw))
         lf._within_split(x, fam, 8, 19, np.random.default_rng(0))
     assert calls and all(shared is None for shared in calls)
 
@@ -901,3 +901,20 @@ def test_the_camp_sizes_script_runs_and_finds_a_camp_at_the_floor_but_not_below_
     mod.main(["--families", "100", "--sizes", "6", "10", "--sds", "50", "--seeds", "1", "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert [(r["camp"], r["runs"][0]["ami"]) for r in rows] == [(6, None), (10, 1.0)]
+
+
+def test_a_split_that_cuts_half_the_families_the_same_way_over_the_orders_is_recurring():
+    """Outside audit 125's population with a learning rate per family: the orders' parity split every family of one
+    rate the same way, and the third start, given back, read a lone camp at p 0.01. Such a split's pattern recurs; a
+    backdoor in 3 of each base's 10 children, shifted base by base (audit 123), does not, nor a small camp spread over
+    the orders that leaves most families whole (one of the same order in every family it cuts would: that order's)."""
+    fam, order = np.repeat(np.arange(16), 4), np.tile(np.arange(4), 16)
+    parity = ((order % 2) * (fam % 2 == 0)).astype(int)  # [0, 1, 0, 1] in the 8 even families
+    parity[fam % 2 == 1] = np.random.default_rng(0).integers(0, 2, 32)
+    fam10, order10 = np.repeat(np.arange(4), 10), np.tile(np.arange(10), 4)
+    shifted = ((order10 + fam10) % 10 < 3).astype(int)
+    small = np.zeros(64, int)
+    small[np.arange(8) * 8 + np.tile(np.arange(4), 2)] = 1  # one model in each of 8 families, each order twice
+    got = lf._recurring(np.stack([parity, 1 - parity]), fam, order)
+    assert got.tolist() == [True, True]
+    assert not lf._recurring(shifted, fam10, order10) and not lf._recurring(small, fam, order)
