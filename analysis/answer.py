@@ -1988,15 +1988,16 @@ def _strata_within_text(within: dict[str, dict[str, Any]]) -> str:
         c, k, n = g["contrast"], len(g["fingerprints"]), g["n_tested"]
         far = f"{c:.0f}" if c >= 9.95 else f"{c:.1f}"
         out += (f"; {lead} column '{col}', taken out as lineage, seems to decide a difference inside the init families: "
-                f"its value{'s' if len(a) > 1 else ''} {quoted(a)} ({na} models) apart from {quoted(b)} ({nb}), "
+                f"its value{'s' if len(a) > 1 else ''} {quoted(a)} ({na} models) apart from {quoted(b)} ({nb} models), "
                 f"{far} times as far apart, in a fit of family and value, as the values on each side are from one another "
                 f"({_first_three(g['fingerprints'])}: {k} of the {n} fingerprints tested set these sides; Gaussian "
                 f"seed noise among {len(a) + len(b)} values, along one direction, gives as much in "
-                f"{_percent(g['chance'])} of draws, {_percent(g['corrected'])} for the most extreme of {n} fingerprints; "
-                "heavy-tailed noise, more often), though no fingerprint's clusters set these values apart: the tests "
-                "here take the column out as lineage, a design factor the families share; report with --strata none to "
-                "test it as a candidate (that report finds camps along the column's values whether they are a real "
-                "difference or their seed noise)")
+                f"{_percent(g['chance'])} of draws, {_percent(g['corrected'])} for the most extreme of "
+                f"{g.get('n_tests', n)} tests of fingerprints and columns; heavy-tailed or skewed noise, more often), read "
+                "from the values' effects inside the families, not from the clusters: the tests here take the column out "
+                "as lineage, a design factor the families share; report with --strata none to test these sides as a "
+                "candidate (that report also finds camps of the values' own seed noise, so read its camps against these "
+                "sides)")
         lead = "and"
     return out
 

@@ -7,8 +7,9 @@ Outside audit 123: 4 tiny GPT-2 bases, each fine-tuned into 10 children on 10 da
 bases, so the reading of a column whose clusters follow it (:func:`analysis.answer._strata_followed`) had nothing to
 read, and the answer was "no candidate" with no lead. Here each judged fingerprint's values' effects inside the
 families are split into the two sides set farthest apart (:func:`analysis.strata_sides.within_sides`); the column
-seems to decide a difference when the smallest chance among the fingerprints tested, times their number (Bonferroni:
-the fingerprints see the same models, so agreeing ones are no independent evidence), is at most
+seems to decide a difference when the smallest chance among the fingerprints tested, times the number of
+(fingerprint, column) tests (Bonferroni: the fingerprints see the same models, so agreeing ones are no independent
+evidence), is at most
 :data:`analysis.strata_sides.DECIDES_CHANCE`. docs/scorecard.md, "A column that decides inside the families".
 """
 
@@ -27,20 +28,21 @@ def strata_within(judged: list[FingerprintResult], said: set[str] = frozenset())
     """The design columns (not in ``said``: those whose followed sides already decide one) whose values' effects
     inside the families the judged fingerprints set apart beyond their seed noise: ``{column: {sides, sizes,
     contrast, chance (the smallest), fingerprints (those whose sides are these, the smallest chance first),
-    n_tested, corrected (the chance times n_tested)}}``, only where ``corrected`` is at most
+    n_tested (of this column), n_tests (of every column), corrected (the chance times n_tests)}}``, only where ``corrected`` is at most
     :data:`~analysis.strata_sides.DECIDES_CHANCE`."""
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for r in judged:
         for e in (r.scores or {}).get("strata_within") or ():
             if e.get("column") not in said and e.get("chance") is not None:
                 found.setdefault(str(e["column"]), []).append((str(r.fingerprint), e))
+    n_tests = sum(len(h) for h in found.values())  # (review 128: corrected over the columns too)
     out = {}
     for col, hits in found.items():
         hits.sort(key=lambda h: (float(h[1]["chance"]), -float(h[1]["contrast"])))
         best = hits[0][1]
-        corrected = min(1.0, float(best["chance"]) * len(hits))
+        corrected = min(1.0, float(best["chance"]) * n_tests)
         if corrected <= DECIDES_CHANCE:
             out[col] = {"sides": best["sides"], "sizes": best["sizes"], "contrast": float(best["contrast"]),
                         "chance": float(best["chance"]), "corrected": corrected, "n_tested": len(hits),
-                        "fingerprints": [f for f, e in hits if e["sides"] == best["sides"]]}
+                        "n_tests": n_tests, "fingerprints": [f for f, e in hits if e["sides"] == best["sides"]]}
     return out
