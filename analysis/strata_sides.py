@@ -39,6 +39,7 @@ DECIDES_CHANCE = 0.01  # the column seems to decide a difference at this chance 
 CHANCE_DRAWS = 20000
 MAX_PARTITIONS = 500  # partitions of the sorted draws tried per draw, at most: beyond, no chance (no "decides")
 WITHIN_SIDE_VALUES = 2  # inside the families, a side of at least this many values (one value apart: its own quirk)
+WITHIN_SIDE_SHARE = 0.3  # ... and this share of them (rounded down: 3 of 10; review 128, skewed seed noise sets 2 apart)
 EXHAUSTIVE_VALUES = 12  # up to this many values every two-sided partition is tried; beyond, contiguous cuts along axes
 WITHIN_CONTRAST = 1.5  # inside the families, sides at least this much farther apart than the values on each side
 WITHIN_MAX_VALUES = 60  # above, no sides inside the families (the search's memory grows as the cube of the values)
@@ -173,7 +174,8 @@ def within_sides(coords: np.ndarray, column: np.ndarray, family: np.ndarray) -> 
     whatever the clusters (outside audit 123: a backdoor in the data of 3 of 10 data orders the 4 bases' fine-tunes
     shared read "no candidate" with no lead: the clusters were the bases, each order on all of them, so
     :func:`sides` had none). Each value's effect in the whitened fit ``x ~ family + value`` (:func:`_value_effects`),
-    then the partition into two sides of :data:`WITHIN_SIDE_VALUES` values or more (one value apart is that value's
+    then the partition into two sides of :data:`WITHIN_SIDE_VALUES` values or more and :data:`WITHIN_SIDE_SHARE` of
+    them (one value apart is that value's
     own quirk, which heavy-tailed seed noise gives) with the largest contrast (the smallest distance across over the
     largest within a side): every partition up to :data:`EXHAUSTIVE_VALUES` values, else the contiguous cuts along
     the effects' top three principal axes (a lower contrast at most). Its :func:`chance` is that of one direction,
@@ -182,8 +184,9 @@ def within_sides(coords: np.ndarray, column: np.ndarray, family: np.ndarray) -> 
     read "decides" in 25 of 30 populations), so sides count only at a contrast of :data:`WITHIN_CONTRAST` or more
     (farther apart than the values on each side), and not above :data:`WITHIN_MAX_VALUES` values.
     docs/scorecard.md "A column that decides inside the families". ``{sides, sizes, contrast, chance}`` as
-    :func:`sides` (each side's values in natural order), or ``None`` outside twice :data:`WITHIN_SIDE_VALUES` to
-    :data:`WITHIN_MAX_VALUES` values, below the contrast, or when :func:`_value_effects` gives none. ``coords [m, d]``, ``column [m]``, ``family [m]``; a missing value or family is left out."""
+    :func:`sides` (each side's values in natural order; ``chance`` ``None`` below the contrast: a test that cannot
+    decide), or ``None`` outside twice :data:`WITHIN_SIDE_VALUES` to :data:`WITHIN_MAX_VALUES` values or when
+    :func:`_value_effects` gives none. ``coords [m, d]``, ``column [m]``, ``family [m]``; a missing value or family is left out."""
     x = np.asarray(coords, float)
     keep = np.asarray([not missing(v) for v in column]) & np.asarray([not missing(f) for f in family])
     if x.ndim != 2 or not keep.any():
@@ -195,18 +198,20 @@ def within_sides(coords: np.ndarray, column: np.ndarray, family: np.ndarray) -> 
     effects = _value_effects(x[keep], rs.family_codes(np.asarray(family, dtype=object)[keep])[0], col)
     if effects is None:
         return None
-    side, contrast = _farthest_sides(effects)
-    if side is None or contrast < WITHIN_CONTRAST:
+    smallest = max(WITHIN_SIDE_VALUES, int(WITHIN_SIDE_SHARE * len(names)))
+    side, contrast = _farthest_sides(effects, smallest)
+    if side is None:
         return None
     groups = sorted((np.flatnonzero(side == s) for s in (0, 1)), key=lambda g: (len(g), g.tolist()))
     return {"sides": [sorted((str(names[v]) for v in g), key=natural_key) for g in groups],
-            "sizes": [int(np.isin(col, g).sum()) for g in groups],
-            "contrast": contrast, "chance": chance(contrast, len(names), 2, smallest=WITHIN_SIDE_VALUES)}
+            "sizes": [int(np.isin(col, g).sum()) for g in groups], "contrast": contrast,
+            # below the contrast floor a test that cannot decide, counted in the answer's correction
+            "chance": chance(contrast, len(names), 2, smallest=smallest) if contrast >= WITHIN_CONTRAST else None}
 
 
-def _farthest_sides(effects: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """The partition ``[n_values]`` (0/1) of ``effects [n_values, d]`` into two sides of :data:`WITHIN_SIDE_VALUES`
-    values or more with the largest contrast, and that contrast (``(None, 0.0)`` without a finite one)."""
+def _farthest_sides(effects: np.ndarray, smallest: int = WITHIN_SIDE_VALUES) -> tuple[np.ndarray | None, float]:
+    """The partition ``[n_values]`` (0/1) of ``effects [n_values, d]`` into two sides of ``smallest`` values or more
+    with the largest contrast, and that contrast (``(None, 0.0)`` without a finite one)."""
     v = len(effects)
     if v <= EXHAUSTIVE_VALUES:
         masks = (np.arange(1, 2 ** (v - 1))[:, None] >> np.arange(v)) & 1  # [partitions, v], value v-1 always on side 0
@@ -215,7 +220,7 @@ def _farthest_sides(effects: np.ndarray) -> tuple[np.ndarray | None, float]:
         axes = np.linalg.svd(centred, full_matrices=False)[2][:3]
         ranks = np.argsort(np.argsort(centred @ axes.T, axis=0), axis=0).T  # [axes, v] each value's rank along an axis
         masks = (ranks[:, None, :] < np.arange(1, v)[None, :, None]).reshape(-1, v).astype(int)
-    masks = masks[(masks.sum(1) >= WITHIN_SIDE_VALUES) & (v - masks.sum(1) >= WITHIN_SIDE_VALUES)]
+    masks = masks[(masks.sum(1) >= smallest) & (v - masks.sum(1) >= smallest)]
     if not len(masks):
         return None, 0.0
     dist = np.linalg.norm(effects[:, None] - effects[None], axis=-1)  # [v, v]

@@ -31,11 +31,12 @@ def strata_within(judged: list[FingerprintResult], said: set[str] = frozenset())
     n_tested (of this column), n_tests (of every column), corrected (the chance times n_tests)}}``, only where ``corrected`` is at most
     :data:`~analysis.strata_sides.DECIDES_CHANCE`."""
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    n_tests = 0  # every (fingerprint, column) tested, one below the contrast floor too (review 128: over the columns)
     for r in judged:
         for e in (r.scores or {}).get("strata_within") or ():
+            n_tests += 1
             if e.get("column") not in said and e.get("chance") is not None:
                 found.setdefault(str(e["column"]), []).append((str(r.fingerprint), e))
-    n_tests = sum(len(h) for h in found.values())  # (review 128: corrected over the columns too)
     out = {}
     for col, hits in found.items():
         hits.sort(key=lambda h: (float(h[1]["chance"]), -float(h[1]["contrast"])))
