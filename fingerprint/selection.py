@@ -144,7 +144,7 @@ def select_and_continue(zoo: Zoo, basin: str, at_step: int, out: Path | None, fp
     if grown:  # a seeded draw short of a side: more seeds trained to the end, as a user would (review 126)
         warnings.warn(f"the calibration grew by {grown} init famil{'y' if grown == 1 else 'ies'} ({len(cal)} seeds) to "
                       f"hold 2 families in basin '{basin}' and 2 outside it", stacklevel=2)
-    check_calibration(y[cal], families.groups[cal], basin, calibration)
+    check_calibration(y[cal], families.groups[cal], basin, calibration, y, families.groups)
     cal_ids, pool_ids = [ids[i] for i in cal], [ids[i] for i in pool]
     (values,) = extract(zoo, [fp], step=at_step, model_ids=ids)  # one extraction: a population-relative fingerprint's
     if values.error:  # frame (cka's, aligned-weights' reference) is the same for both (outside audit 124)
@@ -217,17 +217,29 @@ def check_target(y: np.ndarray, target: str, basin: str) -> None:
         raise UserError(f"unknown basin '{basin}' for {target} (valid: {', '.join(sorted(set(y)))})")
 
 
-def check_calibration(y_cal: np.ndarray, groups: np.ndarray, basin: str, calibration: float) -> None:
+def check_calibration(y_cal: np.ndarray, groups: np.ndarray, basin: str, calibration: float,
+                      y_all: np.ndarray | None = None, groups_all: np.ndarray | None = None) -> None:
     """At least 2 init families of calibration seeds in ``basin`` and 2 outside it, else a one-line refusal (outside
     audit 124: a forecaster that had seen no seed of a small basin selected nothing and said nothing; one that had seen
-    one picked its sibling; review 126: families, not seeds: one family's seeds are one draw)."""
+    one picked its sibling; review 126: families, not seeds: one family's seeds are one draw). With the whole
+    population's basins and families (``y_all``, ``groups_all``), a population that cannot give 2 of each whatever the
+    draw is told so, not to raise --calibration (review 127: 2 families by --lineage data_seed)."""
     inside = y_cal == basin
     fam_in, fam_out = len(set(groups[inside].tolist())), len(set(groups[~inside].tolist()))
-    if min(fam_in, fam_out) < 2:
-        raise NothingToSelect(f"the calibration seeds ({len(y_cal)} of {len(set(groups.tolist()))} init families) hold "
-                              f"{int(inside.sum())} in basin '{basin}' ({fam_in} famil{'y' if fam_in == 1 else 'ies'}) "
-                              f"and {int((~inside).sum())} outside it ({fam_out}): the forecaster needs at least 2 "
-                              f"families of each; raise --calibration (now {calibration:g}) or draw another with --seed")
+    if min(fam_in, fam_out) >= 2:
+        return
+    head = (f"the calibration seeds ({len(y_cal)} of {len(set(groups.tolist()))} init families) hold "
+            f"{int(inside.sum())} in basin '{basin}' ({fam_in} famil{'y' if fam_in == 1 else 'ies'}) "
+            f"and {int((~inside).sum())} outside it ({fam_out}): the forecaster needs at least 2 families of each")
+    if y_all is not None and groups_all is not None:
+        g_all, in_all = np.asarray(groups_all), np.asarray(y_all) == basin
+        all_in, all_out, n_fam = len(set(g_all[in_all].tolist())), len(set(g_all[~in_all].tolist())), len(set(g_all.tolist()))
+        if min(all_in, all_out) < 2 or n_fam < 3:  # (and a family left for the pool)
+            raise NothingToSelect(f"{head}, and the population's {n_fam} init famil{'y' if n_fam == 1 else 'ies'} cannot "
+                                  f"give them whatever the draw ({all_in} with a seed in '{basin}', {all_out} with one "
+                                  "outside it, and one or more left for the pool): train more init families, or name "
+                                  "the families with --lineage")
+    raise NothingToSelect(f"{head}; raise --calibration (now {calibration:g}) or draw another with --seed")
 
 
 def selection_intervals(groups: np.ndarray, pool: np.ndarray, chosen: np.ndarray, bound: np.ndarray,

@@ -317,6 +317,17 @@ def test_a_basin_of_one_init_family_cannot_be_calibrated():
     with pytest.raises(UserError, match=r"hold \d in basin 'b' \(\d famil(y|ies)\) and \d+ outside it \(\d\): the "
                                         r"forecaster needs at least 2 families of each"):
         check_calibration(np.where(bound[cal], "b", "a"), groups[cal], "b", 0.25)
+    # review 127: with the whole population, a basin of one family is said to be out of any draw's reach
+    y_all = np.where(bound, "b", "a")
+    with pytest.raises(UserError, match=r"the population's 6 init families cannot give them whatever the draw \(1 "
+                                        r"with a seed in 'b', 5 with one outside it.*train more init families"):
+        check_calibration(y_all[cal], groups[cal], "b", 0.25, y_all, groups)
+    two = np.repeat([0, 1], 6)  # two "families" (--lineage data_seed), both basins in each: no pool left
+    y_two = np.tile(["a", "b"], 6)
+    with pytest.raises(UserError, match=r"population's 2 init families cannot give them"):
+        check_calibration(y_two[:6], two[:6], "b", 0.25, y_two, two)
+    with pytest.raises(UserError, match=r"raise --calibration \(now 0.25\) or draw another with --seed"):
+        check_calibration(y_all[:2], groups[:2], "b", 0.25, np.concatenate([y_all, ["b", "b"]]), np.r_[groups, 7, 8])
 
 
 def test_select_without_a_history_is_one_line(tmp_path, monkeypatch):
