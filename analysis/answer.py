@@ -1978,22 +1978,26 @@ def answer_sentence(ans: Answer) -> str:
                                               + _strata_within_text(ans.strata_within))
 
 
+def _quoted_values(vs: list[str]) -> str:
+    """``'0', '1', '2', '3', ... (7 values)``: a side's first four values, quoted."""
+    return ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")
+
+
 def _strata_within_text(within: dict[str, dict[str, Any]]) -> str:
     """``; besides, column 'data_seed', taken out as lineage, seems to decide a difference inside the init families:
     ...`` for :attr:`Answer.strata_within` (:mod:`analysis.strata_within`), else ``""``."""
     out, lead = "", "besides,"
     for col, g in within.items():
-        quoted = lambda vs: ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")  # noqa: E731
         (a, b), (na, nb) = g["sides"], g["sizes"]
         c, k, n = g["contrast"], len(g["fingerprints"]), g["n_tested"]
         far = f"{c:.0f}" if c >= 9.95 else f"{c:.1f}"
         out += (f"; {lead} column '{col}', taken out as lineage, seems to decide a difference inside the init families: "
-                f"its value{'s' if len(a) > 1 else ''} {quoted(a)} ({na} models) apart from {quoted(b)} ({nb} models), "
+                f"its value{'s' if len(a) > 1 else ''} {_quoted_values(a)} ({na} models) apart from {_quoted_values(b)} ({nb} models), "
                 f"{far} times as far apart, in a fit of family and value, as the values on each side are from one another "
                 f"({_first_three(g['fingerprints'])}: {k} of the {n} fingerprints tested set these sides; Gaussian "
                 f"seed noise among {len(a) + len(b)} values, along one direction, gives as much in "
                 f"{_percent(g['chance'])} of draws, {_percent(g['corrected'])} for the most extreme of "
-                f"{g.get('n_tests', n)} tests of fingerprints and columns; heavy-tailed or skewed noise, more often), read "
+                f"{g['n_tests']} tests of fingerprints and columns; heavy-tailed or skewed noise, more often), read "
                 "from the values' effects inside the families, not from the clusters: the tests here take the column out "
                 "as lineage, a design factor the families share; report with --strata none to test these sides as a "
                 "candidate (that report also finds camps of the values' own seed noise, so read its camps against these "
@@ -2207,8 +2211,7 @@ def _sides_text(sides: dict[str, Any] | None, user: bool = False) -> str:
     named, whose values' spread is not said to be seed noise (audit 88; review 113)."""
     if not sides:
         return ""
-    quoted = lambda vs: ", ".join(f"'{v}'" for v in vs[:4]) + (f", ... ({len(vs)} values)" if len(vs) > 4 else "")  # noqa: E731
-    parts = [(quoted(vs), n) for vs, n in zip(sides["sides"], sides["sizes"])]
+    parts = [(_quoted_values(vs), n) for vs, n in zip(sides["sides"], sides["sizes"])]
     plural = lambda vs: "values" if len(vs) > 1 else "value"  # noqa: E731
     where = (f"its {plural(sides['sides'][0])} {parts[0][0]} ({parts[0][1]} models) apart from {parts[1][0]} "
              f"({parts[1][1]})" if len(parts) == 2 else

@@ -23,6 +23,7 @@ from sklearn.model_selection import (
 from analysis import agreement as ag
 from analysis.clustering import cluster, coordinates
 from analysis.intervals import cv_widen, proportion_interval
+from analysis.metadata import _centred
 from analysis.metrics import grouped_splits, one_family_class
 from analysis.resampling import MIN_FAMILIES
 
@@ -38,9 +39,7 @@ def family_centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     each coordinate to unit variance instead blew its noise directions up to the basin's, and on outside audit 123's
     fine-tunes the held-out predictions came out reversed, AUROC 0.01): what a model differs from its relatives by.
     Deployable: a family's models at the forecast step give its mean, no label."""
-    sums = np.zeros((int(groups.max()) + 1, x.shape[1]))
-    np.add.at(sums, groups, x)
-    c = x - (sums / np.bincount(groups)[:, None])[groups]
+    c = _centred(x, groups, int(groups.max()) + 1)
     rms = float(np.sqrt((c**2).mean()))
     # relatives identical (a fine-tune's first checkpoint is its base): round-off, not a direction to blow up
     return c / rms if rms > 1e-5 * float(np.sqrt((x**2).mean())) else np.zeros_like(c)  # (float32 fingerprints: 1e-7)
@@ -55,9 +54,7 @@ def within_share(y: np.ndarray, groups: np.ndarray) -> float:
     basin (the init decides it)."""
     onehot = np.eye(int(y.max()) + 1)[y]  # [n, classes]
     total = float(((onehot - onehot.mean(0)) ** 2).sum())
-    sums = np.zeros((int(groups.max()) + 1, onehot.shape[1]))
-    np.add.at(sums, groups, onehot)
-    within = float(((onehot - (sums / np.bincount(groups)[:, None])[groups]) ** 2).sum())
+    within = float((_centred(onehot, groups, int(groups.max()) + 1) ** 2).sum())
     return within / total if total > 0 else 0.0
 
 

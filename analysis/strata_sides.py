@@ -251,11 +251,12 @@ def table_sides(coords: np.ndarray, clusters: np.ndarray, table: dict[str, np.nd
         coords, clusters, family = coords[sample], clusters[sample], family[sample]
         cols = {c: v[sample] for c, v in cols.items()}
         gen = None if gen is None else gen[sample]
+    clustered = len(set(clusters.tolist())) > 1
     out = [{"column": c, **e} | ({"generation": True} if gen is not None and generation_sides(e["sides"], v, gen) else {})
-           for c, v in cols.items() if len(set(clusters.tolist())) > 1 and (e := sides(coords, clusters, v, family))]
+           for c, v in cols.items() if clustered and (e := sides(coords, clusters, v, family))]
     # where the clusters give a column no sides, its values' effects inside the families may (within_sides)
-    inside = [{"column": c, **e} for c, v in cols.items() if c not in {o["column"] for o in out}
-              and (e := within_sides(coords, v, family))]
+    given = {o["column"] for o in out}
+    inside = [{"column": c, **e} for c, v in cols.items() if c not in given and (e := within_sides(coords, v, family))]
     return ({"strata_sides": out} if out else {}) | ({"strata_within": inside} if inside else {})
 
 
