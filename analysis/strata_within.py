@@ -28,15 +28,16 @@ def strata_within(judged: list[FingerprintResult], said: set[str] = frozenset())
     """The design columns (not in ``said``: those whose followed sides already decide one) whose values' effects
     inside the families the judged fingerprints set apart beyond their seed noise: ``{column: {sides, sizes,
     contrast, chance (the smallest), fingerprints (those whose sides are these, the smallest chance first),
-    n_tested (of this column), n_tests (of every column), corrected (the chance times n_tests)}}``, only where ``corrected`` is at most
+    n_tested (the fingerprints that tested this column, below the contrast floor too), n_tests (of every column), corrected (the chance times n_tests)}}``, only where ``corrected`` is at most
     :data:`~analysis.strata_sides.DECIDES_CHANCE`."""
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    n_tests = 0  # every (fingerprint, column) tested, one below the contrast floor too (review 128: over the columns)
+    tested: dict[str, int] = {}  # each column's fingerprints tested, those below the contrast floor too
     for r in judged:
         for e in (r.scores or {}).get("strata_within") or ():
-            n_tests += 1
+            tested[str(e["column"])] = tested.get(str(e["column"]), 0) + 1
             if e.get("column") not in said and e.get("chance") is not None:
                 found.setdefault(str(e["column"]), []).append((str(r.fingerprint), e))
+    n_tests = sum(tested.values())  # every (fingerprint, column) tested (review 128: corrected over the columns too)
     out = {}
     for col, hits in found.items():
         hits.sort(key=lambda h: (float(h[1]["chance"]), -float(h[1]["contrast"])))
@@ -44,6 +45,6 @@ def strata_within(judged: list[FingerprintResult], said: set[str] = frozenset())
         corrected = min(1.0, float(best["chance"]) * n_tests)
         if corrected <= DECIDES_CHANCE:
             out[col] = {"sides": best["sides"], "sizes": best["sizes"], "contrast": float(best["contrast"]),
-                        "chance": float(best["chance"]), "corrected": corrected, "n_tested": len(hits),
+                        "chance": float(best["chance"]), "corrected": corrected, "n_tested": tested[col],
                         "n_tests": n_tests, "fingerprints": [f for f, e in hits if e["sides"] == best["sides"]]}
     return out

@@ -354,6 +354,9 @@ def test_a_column_that_decides_inside_the_families_is_said_with_its_corrected_ch
     fps = [fp("a", 5e-5, planted), fp("b", 0.002, planted), fp("c", 0.3, [["4", "5"], ["0", "1"]])]
     got = strata_within(fps)["data_seed"]
     assert got["fingerprints"] == ["a", "b"] and got["n_tested"] == 3 and got["corrected"] == pytest.approx(1.5e-4)
+    # a fingerprint below the contrast floor (chance None) was tested too: counted, in the column and the correction
+    got4 = strata_within([*fps, fp("d", None, planted)])["data_seed"]
+    assert got4["n_tested"] == got4["n_tests"] == 4 and got4["fingerprints"] == ["a", "b"]
     assert strata_within(fps, {"data_seed"}) == {}  # said already as a followed column's sides
     assert strata_within([fp(f"f{i}", 0.002, planted) for i in range(6)]) == {}  # 6 x 0.002 > 1%: no
     ans = Answer(n_fingerprints=3, n_judged=3, strata_within={"data_seed": got})
